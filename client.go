@@ -1,0 +1,386 @@
+package trellis
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
+)
+
+// Client talks to one manager. It is safe for concurrent use.
+type Client struct {
+	addr    string
+	base    string
+	secret  string
+	session string
+	rpc     trellisv1connect.ManagerClient
+	files   *http.Client
+	log     *slog.Logger
+	onEvent func(Event)
+
+	mu       sync.Mutex // guards handles, early, uploaded, closed
+	handles  map[uint64]*Handle
+	early    map[uint64][]*pb.TaskEvent // events that arrived before Submit returned the ID
+	uploaded map[string]bool
+	closed   bool
+
+	stop     context.CancelFunc
+	wg       sync.WaitGroup // the watch goroutine
+	shutdown []func()       // embedded manager and workers, last first
+}
+
+// Option configures Dial and StartLocal.
+type Option func(*Client)
+
+// WithSecret sets the shared secret the manager expects.
+func WithSecret(secret string) Option { return func(c *Client) { c.secret = secret } }
+
+// WithLogger sets where the client (and an embedded cluster) logs.
+func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+
+// WithEvents calls fn for every task state change, from one goroutine, in
+// order. fn must not block for long.
+func WithEvents(fn func(Event)) Option { return func(c *Client) { c.onEvent = fn } }
+
+// Dial connects to the manager at addr (host:port) and checks the secret.
+func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
+	c := &Client{addr: addr, base: "http://" + addr, handles: make(map[uint64]*Handle),
+		early: make(map[uint64][]*pb.TaskEvent), uploaded: make(map[string]bool)}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	c.session = "s-" + hex.EncodeToString(b[:])
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	c.rpc = trellisv1connect.NewManagerClient(
+		&http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
+			HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}},
+		c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes),
+		connect.WithInterceptors(bearer{&c.secret}))
+	c.files = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 16}}
+	if _, err := c.Status(ctx); err != nil {
+		return nil, err
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	c.stop = stop
+	ready := make(chan error, 1)
+	c.wg.Add(1)
+	go func() { // exits when Close cancels wctx
+		defer c.wg.Done()
+		c.watch(wctx, ready)
+	}()
+	if err := <-ready; err != nil {
+		stop()
+		c.wg.Wait()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close stops the client, and the embedded cluster if it started one.
+// Tasks already submitted to a remote manager go on.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.stop()
+	c.wg.Wait()
+	for i := len(c.shutdown) - 1; i >= 0; i-- {
+		c.shutdown[i]()
+	}
+	return nil
+}
+
+// Addr is the manager's address.
+func (c *Client) Addr() string { return c.addr }
+
+// Handle follows one submitted task.
+type Handle struct {
+	ID   uint64
+	Name string
+	task *Task
+	c    *Client
+	done chan struct{}
+	res  *Result
+}
+
+// Wait returns the task's result once it has ended and its outputs are at
+// the client. The error is for the wait itself (ctx ended, client closed);
+// how the task ended is in the Result.
+func (h *Handle) Wait(ctx context.Context) (*Result, error) {
+	select {
+	case <-h.done:
+		return h.res, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Done is closed when the result is available.
+func (h *Handle) Done() <-chan struct{} { return h.done }
+
+// Cancel asks the manager to stop the task; its result says Cancelled
+// unless it ended first.
+func (h *Handle) Cancel(ctx context.Context) error { return h.c.Cancel(ctx, h.ID) }
+
+// Submit sends tasks to the manager, uploading their input files first, and
+// returns a handle per task in order. Tasks in one call may depend on each
+// other in any order.
+func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	req := &pb.SubmitRequest{Session: c.session, Tasks: make([]*pb.TaskSpec, len(tasks))}
+	var b [12]byte
+	rand.Read(b[:])
+	req.RequestId = "r-" + hex.EncodeToString(b[:])
+	for i, t := range tasks {
+		spec, err := c.encode(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		req.Tasks[i] = spec
+	}
+	var resp *connect.Response[pb.SubmitResponse]
+	var err error
+	for try := 0; ; try++ { // the request ID makes a retried submit harmless
+		resp, err = c.rpc.Submit(ctx, connect.NewRequest(req))
+		if err == nil || try == 2 || connect.CodeOf(err) != connect.CodeUnavailable {
+			break
+		}
+		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, wireError("submit", err)
+	}
+	handles := make([]*Handle, len(tasks))
+	c.mu.Lock()
+	var replay []*pb.TaskEvent
+	for i, id := range resp.Msg.TaskIds {
+		h := &Handle{ID: id, Name: req.Tasks[i].Name, task: tasks[i], c: c, done: make(chan struct{})}
+		handles[i] = h
+		c.handles[id] = h
+		replay = append(replay, c.early[id]...)
+		delete(c.early, id)
+	}
+	c.mu.Unlock()
+	for _, ev := range replay {
+		c.deliver(ctx, ev)
+	}
+	return handles, nil
+}
+
+func (c *Client) encode(ctx context.Context, t *Task) (*pb.TaskSpec, error) {
+	name := t.Name
+	if name == "" {
+		name = t.Command
+		if len(name) > 60 {
+			name = name[:57] + "..."
+		}
+	}
+	cores := t.Resources.Cores
+	if cores == 0 {
+		cores = 1
+	}
+	spec := &pb.TaskSpec{
+		Name: name, Command: t.Command, Env: t.Env,
+		Resources: &pb.Resources{Cores: cores, MemoryMb: t.Resources.MemoryMB, DiskMb: t.Resources.DiskMB, Gpus: int64(t.Resources.GPUs)},
+		Retries:   int32(t.Retries), RetryOnError: t.RetryOnError, TimeLimitMs: t.TimeLimit.Milliseconds(),
+		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags,
+	}
+	for _, m := range t.Inputs {
+		if m.File == nil {
+			return nil, fmt.Errorf("%w: task %q: input %q has no file", ErrInvalid, name, m.Path)
+		}
+		if err := c.upload(ctx, m.File); err != nil {
+			return nil, err
+		}
+		spec.Inputs = append(spec.Inputs, &pb.FileRef{Name: m.File.cacheName(), Path: m.Path, Size: -1})
+	}
+	for _, m := range t.Outputs {
+		if m.File == nil || m.File.kind != kindOutput {
+			return nil, fmt.Errorf("%w: task %q: output %q must be a file made with trellis.Output", ErrInvalid, name, m.Path)
+		}
+		spec.Outputs = append(spec.Outputs, &pb.FileRef{Name: m.File.cacheName(), Path: m.Path})
+	}
+	if err := proto.CheckTask(spec); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return spec, nil
+}
+
+// Cancel asks the manager to stop tasks.
+func (c *Client) Cancel(ctx context.Context, ids ...uint64) error {
+	_, err := c.rpc.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{TaskIds: ids}))
+	return wireError("cancel", err)
+}
+
+// watch follows the session's task events until ctx ends, reconnecting
+// when the stream breaks. It reports the first connection's outcome on ready.
+func (c *Client) watch(ctx context.Context, ready chan<- error) {
+	first := true
+	for ctx.Err() == nil {
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := c.rpc.Watch(sctx, connect.NewRequest(&pb.WatchRequest{Session: c.session}))
+		if err == nil {
+			if first {
+				ready <- nil
+				first = false
+			}
+			for stream.Receive() {
+				if ev := stream.Msg(); ev.TaskId != 0 {
+					c.deliver(ctx, ev)
+				}
+			}
+			err = stream.Err()
+			stream.Close()
+		}
+		cancel()
+		if first || connect.CodeOf(err) == connect.CodeUnauthenticated {
+			if first {
+				ready <- wireError("watch", err)
+			}
+			c.log.Error("the manager refused the event stream", "err", err)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("lost the manager's event stream; reconnecting", "err", err)
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// deliver applies one task event: progress callback, and on completion the
+// outputs' download and the handle's result.
+func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
+	c.mu.Lock()
+	h := c.handles[ev.TaskId]
+	if h == nil {
+		c.early[ev.TaskId] = append(c.early[ev.TaskId], ev)
+		c.mu.Unlock()
+		return
+	}
+	if ev.State == pb.TaskState_TASK_STATE_DONE {
+		delete(c.handles, ev.TaskId)
+	}
+	c.mu.Unlock()
+	out := Event{Task: ev.TaskId, Name: h.Name, State: State(ev.State), Attempt: int(ev.Attempt), Worker: ev.Worker, Note: ev.Note}
+	if ev.State == pb.TaskState_TASK_STATE_DONE {
+		h.res = c.result(ctx, h, ev)
+		out.Result = h.res
+	}
+	if c.onEvent != nil {
+		c.onEvent(out)
+	}
+	if out.Result != nil {
+		close(h.done)
+	}
+}
+
+func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Result {
+	o := ev.GetOutcome()
+	r := &Result{Task: h.ID, Name: h.Name, Kind: ResultKind(o.GetKind()), ExitCode: int(o.GetExitCode()),
+		Message: o.GetMessage(), Stdout: o.GetStdout(), Stderr: o.GetStderr(),
+		StdoutTruncated: o.GetStdoutTruncated(), StderrTruncated: o.GetStderrTruncated(),
+		Attempts: int(ev.Attempt), Worker: ev.Worker, RunTime: time.Duration(o.GetRunMs()) * time.Millisecond,
+		PeakMemoryMB: o.GetPeakMemoryMb()}
+	if r.Kind == InputMissing {
+		// Say which local file was missing, which only the client knows.
+		for _, m := range h.task.Inputs {
+			if m.File.missing != nil {
+				r.Message = fmt.Sprintf("input %q: %v", m.Path, m.File.missing)
+				break
+			}
+		}
+	}
+	if r.Kind != Success {
+		return r
+	}
+	for _, m := range h.task.Outputs {
+		if m.File.local == "" {
+			continue
+		}
+		if err := c.download(ctx, m.File.cacheName(), m.File.local); err != nil {
+			r.Kind, r.Message = Failed, err.Error()
+			return r
+		}
+	}
+	return r
+}
+
+// wireError maps the manager's error codes to the package's errors.
+func wireError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	switch ce.Code() {
+	case connect.CodeUnauthenticated:
+		return fmt.Errorf("%s: %w: %s", op, ErrUnauthenticated, ce.Message())
+	case connect.CodeInvalidArgument, connect.CodeResourceExhausted:
+		return fmt.Errorf("%s: %w: %s", op, ErrInvalid, ce.Message())
+	case connect.CodeNotFound:
+		return fmt.Errorf("%s: %w: %s", op, ErrNotFound, ce.Message())
+	case connect.CodeUnavailable:
+		return fmt.Errorf("%s: manager unreachable: %s", op, ce.Message())
+	}
+	return fmt.Errorf("%s: %s", op, ce.Message())
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// bearer adds the secret to every request the client makes.
+type bearer struct{ secret *string }
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+*b.secret)
+		return next(ctx, req)
+	}
+}
+
+func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+*b.secret)
+		return conn
+	}
+}
+
+func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}

@@ -1,0 +1,205 @@
+package trellis
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+type fileKind int
+
+const (
+	kindLocal fileKind = iota + 1
+	kindBuffer
+	kindOutput
+)
+
+// File is a declared piece of data. Its cache name comes from its content
+// (local files and buffers) or is unique to it (outputs), so the same data
+// is never moved twice to one worker.
+type File struct {
+	kind  fileKind
+	local string // client path: what to upload, or where an output lands
+	data  []byte
+
+	mu      sync.Mutex // guards name, missing
+	name    string
+	missing error // a local file that could not be read
+}
+
+// LocalFile declares a file at the client, uploaded when a task needs it.
+func LocalFile(path string) *File {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return &File{kind: kindLocal, local: abs}
+}
+
+// Buffer declares a file holding data.
+func Buffer(data []byte) *File { return &File{kind: kindBuffer, data: data} }
+
+// Output declares a file that a task produces. When the task succeeds it is
+// written to path at the client, unless path is "". Another task may read
+// it as an input: that task then waits for the producer.
+func Output(path string) *File {
+	if path != "" {
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return &File{kind: kindOutput, local: path, name: "out-" + hex.EncodeToString(b[:])}
+}
+
+// Path is the client path of a local file or output ("" for buffers).
+func (f *File) Path() string { return f.local }
+
+// cacheName returns the file's cache name, hashing its content once.
+func (f *File) cacheName() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.name != "" {
+		return f.name
+	}
+	switch f.kind {
+	case kindBuffer:
+		sum := sha256.Sum256(f.data)
+		f.name = "sha256-" + hex.EncodeToString(sum[:])
+	case kindLocal:
+		h := sha256.New()
+		in, err := os.Open(f.local)
+		if err == nil {
+			var fi os.FileInfo
+			if fi, err = in.Stat(); err == nil && !fi.Mode().IsRegular() {
+				err = fmt.Errorf("%s is not a regular file", f.local)
+			}
+			if err == nil {
+				_, err = io.Copy(h, in)
+			}
+			in.Close()
+		}
+		if err != nil {
+			f.missing = err
+			sum := sha256.Sum256([]byte(f.local))
+			f.name = "missing-" + hex.EncodeToString(sum[:16])
+		} else {
+			f.name = "sha256-" + hex.EncodeToString(h.Sum(nil))
+		}
+	}
+	return f.name
+}
+
+// upload sends a local file or buffer to the manager unless it is there.
+func (c *Client) upload(ctx context.Context, f *File) error {
+	name := f.cacheName()
+	if f.kind == kindOutput || f.missing != nil {
+		return nil
+	}
+	c.mu.Lock()
+	done := c.uploaded[name]
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	head, err := c.fileRequest(ctx, http.MethodHead, name, nil, 0)
+	if err != nil {
+		return err
+	}
+	head.Body.Close()
+	if head.StatusCode != http.StatusOK {
+		var body io.Reader
+		var size int64
+		if f.kind == kindBuffer {
+			body, size = bytesReader(f.data), int64(len(f.data))
+		} else {
+			in, err := os.Open(f.local)
+			if err != nil {
+				return fmt.Errorf("upload %s: %w", f.local, err)
+			}
+			defer in.Close()
+			fi, err := in.Stat()
+			if err != nil {
+				return err
+			}
+			body, size = in, fi.Size()
+		}
+		resp, err := c.fileRequest(ctx, http.MethodPut, name, body, size)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fmt.Errorf("upload %s: %s: %s", f.describe(), resp.Status, msg)
+		}
+	}
+	c.mu.Lock()
+	c.uploaded[name] = true
+	c.mu.Unlock()
+	return nil
+}
+
+func (f *File) describe() string {
+	if f.kind == kindBuffer {
+		return fmt.Sprintf("buffer of %d bytes", len(f.data))
+	}
+	return f.local
+}
+
+// download writes the output name to path, through a temporary file.
+func (c *Client) download(ctx context.Context, name, path string) error {
+	resp, err := c.fileRequest(ctx, http.MethodGet, name, nil, 0)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("fetch output %s: %s: %s", path, resp.Status, msg)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".trellis-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, resp.Body)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fetch output %s: %w", path, err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func (c *Client) fileRequest(ctx context.Context, method, name string, body io.Reader, size int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+"/files/"+name, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.ContentLength = size
+	}
+	req.Header.Set("Authorization", "Bearer "+c.secret)
+	resp, err := c.files.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, name, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w (manager %s)", ErrUnauthenticated, c.addr)
+	}
+	return resp, nil
+}

@@ -1,0 +1,292 @@
+package core
+
+import (
+	"fmt"
+	"sort"
+)
+
+// task is the core's state for one task.
+type task struct {
+	spec     Task
+	state    State
+	attempt  uint32 // of the last dispatch; 0 before the first
+	failures int32  // attempts that counted against spec.Retries
+	worker   *worker
+	gpus     []int32
+	seq      uint64 // submission order
+	missing  int32  // inputs not yet available
+	index    int    // in its shape queue, or -1
+	cancel   bool   // a Kill was sent; report Cancelled whatever the worker says
+}
+
+// Core is the scheduler state machine. See the package documentation.
+type Core struct {
+	tasks   map[TaskID]*task // every task not yet finished
+	workers map[WorkerID]*worker
+	open    openWorkers // workers that take tasks
+	ready   readyQueue
+	files   catalog
+	seq     uint64
+	counts  [Finished + 1]int // tasks by state; Finished counts every task ever finished
+	out     []Action
+}
+
+// New returns an empty core.
+func New() *Core {
+	return &Core{
+		tasks:   make(map[TaskID]*task),
+		workers: make(map[WorkerID]*worker),
+		ready:   newReadyQueue(),
+		files:   newCatalog(),
+	}
+}
+
+// Step applies ev and returns the actions the caller must execute, in order.
+// The returned slice is valid until the next call to Step.
+func (c *Core) Step(ev Event) []Action {
+	c.out = c.out[:0]
+	switch ev := ev.(type) {
+	case WorkerJoined:
+		c.workerJoined(ev)
+	case WorkerDraining:
+		if w := c.workers[ev.Worker]; w != nil && !w.draining {
+			w.draining = true
+			c.open.remove(w)
+		}
+	case WorkerLeft:
+		c.workerLeft(ev)
+	case TasksSubmitted:
+		c.submit(ev.Tasks)
+	case TaskFinished:
+		c.taskFinished(ev)
+	case TaskReturned:
+		c.taskReturned(ev)
+	case CancelTask:
+		c.cancelTask(ev.Task)
+	case FileMissing:
+		c.files.missing(ev.File, ev.Why)
+	case Tick:
+		c.placeAll()
+	default:
+		panic(fmt.Sprintf("core: unknown event %T", ev))
+	}
+	return c.out
+}
+
+func (c *Core) emit(a Action) { c.out = append(c.out, a) }
+
+func (c *Core) setState(t *task, s State) {
+	if t.state != 0 {
+		c.counts[t.state]--
+	}
+	t.state = s
+	c.counts[s]++
+}
+
+// Counts returns how many tasks are in each state; Finished counts every
+// task that ever finished.
+func (c *Core) Counts() (waiting, ready, running, finished int) {
+	return c.counts[Waiting], c.counts[Ready], c.counts[Running], c.counts[Finished]
+}
+
+// TaskState returns the state of a task the core knows, and its attempt.
+// Finished tasks are forgotten: ok is false for them.
+func (c *Core) TaskState(id TaskID) (s State, attempt uint32, ok bool) {
+	t := c.tasks[id]
+	if t == nil {
+		return 0, 0, false
+	}
+	return t.state, t.attempt, true
+}
+
+func (c *Core) workerJoined(ev WorkerJoined) {
+	if c.workers[ev.Worker] != nil {
+		return
+	}
+	w := &worker{
+		id:       ev.Worker,
+		total:    ev.Resources,
+		free:     ev.Resources,
+		gpusFree: append([]int32(nil), ev.GPUs...),
+		running:  make(map[TaskID]*task),
+	}
+	sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
+	c.workers[w.id] = w
+	c.open.push(w)
+	c.fill(w)
+}
+
+func (c *Core) workerLeft(ev WorkerLeft) {
+	w := c.workers[ev.Worker]
+	if w == nil {
+		return
+	}
+	lost := make([]*task, 0, len(w.running))
+	for _, t := range w.running {
+		lost = append(lost, t)
+	}
+	sort.Slice(lost, func(i, j int) bool { return lost[i].spec.ID < lost[j].spec.ID })
+	if w.index >= 0 {
+		c.open.remove(w)
+	}
+	delete(c.workers, w.id)
+	reason := Outcome{Kind: WorkerLost, Message: fmt.Sprintf("worker %d lost: %s", w.id, ev.Reason)}
+	for _, t := range lost {
+		c.release(t)
+		if t.cancel {
+			c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
+			continue
+		}
+		c.retryOrFinish(t, reason, true)
+	}
+}
+
+func (c *Core) submit(batch []Task) {
+	// Register every output first, so that order within the batch does not matter.
+	accepted := make([]bool, len(batch))
+	for i := range batch {
+		spec := &batch[i]
+		if _, dup := c.tasks[spec.ID]; dup {
+			continue // a duplicate submission changes nothing
+		}
+		if err := c.files.claim(spec.ID, spec.Outputs); err != nil {
+			c.counts[Finished]++
+			c.emit(Done{Task: spec.ID, Outcome: Outcome{Kind: Failed, Message: err.Error()}})
+			continue
+		}
+		accepted[i] = true
+		c.seq++
+		t := &task{spec: *spec, seq: c.seq, index: -1}
+		c.tasks[spec.ID] = t
+		c.setState(t, Waiting)
+	}
+	for i := range batch {
+		if !accepted[i] {
+			continue
+		}
+		t := c.tasks[batch[i].ID]
+		if missing, why := c.files.await(t); why != "" {
+			c.finish(t, Outcome{Kind: InputMissing, Message: why})
+		} else if t.missing = missing; missing == 0 {
+			c.makeReady(t)
+		}
+	}
+}
+
+func (c *Core) current(id TaskID, attempt uint32, wid WorkerID) *task {
+	t := c.tasks[id]
+	if t == nil || t.state != Running || t.attempt != attempt || t.worker.id != wid {
+		c.emit(StaleResult{Task: id, Attempt: attempt, Worker: wid})
+		return nil
+	}
+	return t
+}
+
+func (c *Core) taskFinished(ev TaskFinished) {
+	t := c.current(ev.Task, ev.Attempt, ev.Worker)
+	if t == nil {
+		return
+	}
+	w := t.worker
+	c.release(t)
+	switch {
+	case t.cancel:
+		c.finish(t, Outcome{Kind: Cancelled, ExitCode: ev.Outcome.ExitCode, Message: "cancelled"})
+	case ev.Outcome.Kind == Success:
+		c.finish(t, ev.Outcome)
+	case ev.Outcome.Kind == InputMissing || ev.Outcome.Kind == WorkerLost || ev.Outcome.Kind == Cancelled:
+		// Not the command's fault: the worker could not fetch an input or gave up.
+		c.retryOrFinish(t, ev.Outcome, true)
+	default:
+		c.retryOrFinish(t, ev.Outcome, t.spec.RetryOnError)
+	}
+	if w.index >= 0 {
+		c.fill(w)
+	}
+}
+
+func (c *Core) taskReturned(ev TaskReturned) {
+	t := c.current(ev.Task, ev.Attempt, ev.Worker)
+	if t == nil {
+		return
+	}
+	c.release(t)
+	if t.cancel {
+		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
+		return
+	}
+	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: WorkerLost, Message: fmt.Sprintf("returned by draining worker %d", ev.Worker)}})
+	c.makeReady(t)
+}
+
+func (c *Core) cancelTask(id TaskID) {
+	t := c.tasks[id]
+	if t == nil {
+		return
+	}
+	switch t.state {
+	case Waiting:
+		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
+	case Ready:
+		c.ready.remove(t)
+		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
+	case Running:
+		if !t.cancel {
+			t.cancel = true
+			c.emit(Kill{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id})
+		}
+	}
+}
+
+// retryOrFinish queues t again if why may be retried and t has retries
+// left, or finishes it with why.
+func (c *Core) retryOrFinish(t *task, why Outcome, retryable bool) {
+	if retryable && t.failures < t.spec.Retries {
+		t.failures++
+		c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: why})
+		c.makeReady(t)
+		return
+	}
+	if retryable && t.spec.Retries > 0 {
+		why.Message = fmt.Sprintf("%s (after %d attempts)", why.Message, t.attempt)
+	}
+	c.finish(t, why)
+}
+
+// finish ends t for good, and settles the files it was to produce: consumers
+// are released on success and fail otherwise, transitively.
+func (c *Core) finish(t *task, o Outcome) {
+	pending := []*task{t}
+	outcomes := []Outcome{o}
+	for len(pending) > 0 {
+		t, o := pending[0], outcomes[0]
+		pending, outcomes = pending[1:], outcomes[1:]
+		if t.state == Finished {
+			continue // queued twice: it waited for two files that failed
+		}
+		var wid WorkerID
+		if t.worker != nil {
+			wid = t.worker.id
+		}
+		c.setState(t, Finished)
+		delete(c.tasks, t.spec.ID)
+		c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o})
+		if o.Kind == Success {
+			for _, id := range c.files.produced(t.spec.Outputs) {
+				if w := c.tasks[id]; w != nil && w.state == Waiting {
+					if w.missing--; w.missing == 0 {
+						c.makeReady(w)
+					}
+				}
+			}
+			continue
+		}
+		why := fmt.Sprintf("input produced by task %d is missing: that task ended with %s", t.spec.ID, o.Kind)
+		for _, id := range c.files.failed(t.spec.Outputs, why) {
+			if w := c.tasks[id]; w != nil && w.state == Waiting {
+				pending = append(pending, w)
+				outcomes = append(outcomes, Outcome{Kind: InputMissing, Message: why})
+			}
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package core
+
+// Event is an input to Step. Each is a fact that a journal could record.
+type Event interface{ isEvent() }
+
+// WorkerJoined: a worker connected and offers Resources. GPUs lists its
+// device indexes; len(GPUs) must equal Resources.GPUs.
+type WorkerJoined struct {
+	Worker    WorkerID
+	Resources Resources
+	GPUs      []int32
+}
+
+// WorkerDraining: the worker takes no new tasks; it finishes or returns what it runs.
+type WorkerDraining struct{ Worker WorkerID }
+
+// WorkerLeft: the worker is gone; what ran there did not finish.
+type WorkerLeft struct {
+	Worker WorkerID
+	Reason string
+}
+
+// TasksSubmitted: new tasks, in submission order. Outputs of every task in
+// the batch are registered before any task is considered, so a batch may
+// list a consumer before its producer.
+type TasksSubmitted struct{ Tasks []Task }
+
+// TaskFinished: a worker reports how an attempt ended.
+type TaskFinished struct {
+	Task    TaskID
+	Attempt uint32
+	Worker  WorkerID
+	Outcome Outcome
+}
+
+// TaskReturned: a draining worker hands an attempt back unfinished. The
+// task is queued again without counting against its retries.
+type TaskReturned struct {
+	Task    TaskID
+	Attempt uint32
+	Worker  WorkerID
+}
+
+// CancelTask: the client no longer wants the task.
+type CancelTask struct{ Task TaskID }
+
+// FileMissing: an external file that tasks may read is not there. Tasks
+// that read it fail with InputMissing and Why, now and later.
+type FileMissing struct {
+	File FileID
+	Why  string
+}
+
+// Tick: time passed. The core uses it for a full placement pass, which
+// catches tasks that fit a worker in a way the incremental placement missed.
+type Tick struct{}
+
+func (WorkerJoined) isEvent()   {}
+func (WorkerDraining) isEvent() {}
+func (WorkerLeft) isEvent()     {}
+func (TasksSubmitted) isEvent() {}
+func (TaskFinished) isEvent()   {}
+func (TaskReturned) isEvent()   {}
+func (CancelTask) isEvent()     {}
+func (Tick) isEvent()           {}
+func (FileMissing) isEvent()    {}

@@ -1,0 +1,151 @@
+package core
+
+// The ready queue is split by resource shape: tasks that need exactly the same
+// resources share a heap ordered by priority, then submission order. A worker
+// with free capacity only has to look at the head of each shape, so a
+// decision costs O(shapes · log tasks), whatever the number of workers.
+
+// shapeQueue is a heap of ready tasks that all need the same resources.
+type shapeQueue struct {
+	need  Resources
+	tasks []*task
+}
+
+// before reports whether a runs before b.
+func before(a, b *task) bool {
+	if a.spec.Priority != b.spec.Priority {
+		return a.spec.Priority > b.spec.Priority
+	}
+	return a.seq < b.seq
+}
+
+func (q *shapeQueue) head() *task { return q.tasks[0] }
+
+func (q *shapeQueue) push(t *task) {
+	t.index = len(q.tasks)
+	q.tasks = append(q.tasks, t)
+	q.up(t.index)
+}
+
+func (q *shapeQueue) pop() *task {
+	return q.remove(0)
+}
+
+func (q *shapeQueue) remove(i int) *task {
+	t := q.tasks[i]
+	last := len(q.tasks) - 1
+	if i != last {
+		q.swap(i, last)
+	}
+	q.tasks[last] = nil
+	q.tasks = q.tasks[:last]
+	if i != last {
+		if !q.down(i) {
+			q.up(i)
+		}
+	}
+	t.index = -1
+	return t
+}
+
+func (q *shapeQueue) swap(i, j int) {
+	q.tasks[i], q.tasks[j] = q.tasks[j], q.tasks[i]
+	q.tasks[i].index = i
+	q.tasks[j].index = j
+}
+
+func (q *shapeQueue) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !before(q.tasks[i], q.tasks[p]) {
+			return
+		}
+		q.swap(i, p)
+		i = p
+	}
+}
+
+func (q *shapeQueue) down(i int) bool {
+	start, n := i, len(q.tasks)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && before(q.tasks[r], q.tasks[l]) {
+			m = r
+		}
+		if !before(q.tasks[m], q.tasks[i]) {
+			break
+		}
+		q.swap(i, m)
+		i = m
+	}
+	return i > start
+}
+
+// readyQueue holds every ready task, by shape.
+type readyQueue struct {
+	byNeed map[Resources]*shapeQueue
+	shapes []*shapeQueue // non-empty shapes, in order of first use, for determinism
+	n      int
+}
+
+func newReadyQueue() readyQueue {
+	return readyQueue{byNeed: make(map[Resources]*shapeQueue)}
+}
+
+func (r *readyQueue) push(t *task) {
+	q := r.byNeed[t.spec.Resources]
+	if q == nil {
+		q = &shapeQueue{need: t.spec.Resources}
+		r.byNeed[q.need] = q
+	}
+	if len(q.tasks) == 0 {
+		r.shapes = append(r.shapes, q)
+	}
+	q.push(t)
+	r.n++
+}
+
+// remove takes t out of its queue.
+func (r *readyQueue) remove(t *task) {
+	q := r.byNeed[t.spec.Resources]
+	q.remove(t.index)
+	r.n--
+	if len(q.tasks) == 0 {
+		r.dropShape(q)
+	}
+}
+
+func (r *readyQueue) dropShape(q *shapeQueue) {
+	for i, s := range r.shapes {
+		if s == q {
+			r.shapes = append(r.shapes[:i], r.shapes[i+1:]...)
+			break
+		}
+	}
+	delete(r.byNeed, q.need)
+}
+
+// waiting reports whether tasks of this shape are already queued.
+func (r *readyQueue) waiting(need Resources) bool {
+	q := r.byNeed[need]
+	return q != nil && len(q.tasks) > 0
+}
+
+// best returns the queue whose head should run next on a worker with free
+// capacity free, or nil if no queued task fits.
+func (r *readyQueue) best(free Resources, gpusFree int) *shapeQueue {
+	var best *shapeQueue
+	for _, q := range r.shapes {
+		if !free.Fits(q.need) || int64(gpusFree) < q.need.GPUs {
+			continue
+		}
+		if best == nil || before(q.head(), best.head()) {
+			best = q
+		}
+	}
+	return best
+}

@@ -1,0 +1,102 @@
+package core
+
+import "fmt"
+
+// TaskID names a task. The caller assigns IDs; they must be unique.
+type TaskID uint64
+
+// WorkerID names one connection of a worker. A worker that reconnects gets a new ID.
+type WorkerID uint64
+
+// FileID names a file in the catalog. The caller interns cache names into IDs.
+type FileID uint64
+
+// Resources is an amount of each resource a worker offers or a task needs.
+type Resources struct {
+	MilliCores int64 // thousandths of a core, so that fractions are exact
+	MemoryMB   int64
+	DiskMB     int64
+	GPUs       int64
+}
+
+// Fits reports whether need fits into r.
+func (r Resources) Fits(need Resources) bool {
+	return need.MilliCores <= r.MilliCores && need.MemoryMB <= r.MemoryMB &&
+		need.DiskMB <= r.DiskMB && need.GPUs <= r.GPUs
+}
+
+// Add returns r + o.
+func (r Resources) Add(o Resources) Resources {
+	return Resources{r.MilliCores + o.MilliCores, r.MemoryMB + o.MemoryMB, r.DiskMB + o.DiskMB, r.GPUs + o.GPUs}
+}
+
+// Sub returns r - o.
+func (r Resources) Sub(o Resources) Resources {
+	return Resources{r.MilliCores - o.MilliCores, r.MemoryMB - o.MemoryMB, r.DiskMB - o.DiskMB, r.GPUs - o.GPUs}
+}
+
+func (r Resources) String() string {
+	return fmt.Sprintf("cores=%g memory=%dMB disk=%dMB gpus=%d", float64(r.MilliCores)/1000, r.MemoryMB, r.DiskMB, r.GPUs)
+}
+
+// Task is what the core needs to know of a task to schedule it. The rest of
+// the spec (command, environment, files' names) stays with the caller.
+type Task struct {
+	ID           TaskID
+	Resources    Resources
+	Priority     int32 // higher runs first; equal priorities run in submission order
+	Retries      int32 // further attempts allowed after a worker is lost (or, with RetryOnError, after a failure)
+	RetryOnError bool
+	Inputs       []FileID // files that must be available before the task runs
+	Outputs      []FileID // files the task produces; available once it succeeds
+}
+
+// Kind says how an attempt or a task ended.
+type Kind uint8
+
+// The kinds of ending. The zero value is not a valid kind.
+const (
+	Success Kind = iota + 1
+	Failed
+	TimedOut
+	ResourceExceeded
+	InputMissing
+	WorkerLost
+	Cancelled
+)
+
+var kindNames = [...]string{"", "success", "failed", "timed out", "resource exceeded", "input missing", "worker lost", "cancelled"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && k != 0 {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// Outcome is how an attempt ended, as a worker reports it.
+type Outcome struct {
+	Kind     Kind
+	ExitCode int32
+	Message  string
+}
+
+// State is where a task is in its life.
+type State uint8
+
+// Task states.
+const (
+	Waiting  State = iota + 1 // for input files
+	Ready                     // queued for a worker
+	Running                   // dispatched to a worker
+	Finished                  // done, for good
+)
+
+var stateNames = [...]string{"", "waiting", "ready", "running", "finished"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) && s != 0 {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("state(%d)", s)
+}

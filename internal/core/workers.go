@@ -1,0 +1,112 @@
+package core
+
+import "sort"
+
+// worker is the core's view of one connected worker.
+type worker struct {
+	id       WorkerID
+	total    Resources
+	free     Resources
+	gpusFree []int32 // device indexes not assigned to a running task, ascending
+	running  map[TaskID]*task
+	draining bool
+	index    int // in openWorkers, or -1
+}
+
+// openWorkers is a max-heap of the workers that take tasks, by free cores
+// (ties by ID, for determinism). Its top is the worker most likely to fit a
+// new task, and placement spreads load by choosing it.
+type openWorkers []*worker
+
+func (h openWorkers) less(i, j int) bool {
+	if h[i].free.MilliCores != h[j].free.MilliCores {
+		return h[i].free.MilliCores > h[j].free.MilliCores
+	}
+	return h[i].id < h[j].id
+}
+
+func (h openWorkers) swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+
+func (h *openWorkers) push(w *worker) {
+	w.index = len(*h)
+	*h = append(*h, w)
+	h.up(w.index)
+}
+
+func (h *openWorkers) remove(w *worker) {
+	i, last := w.index, len(*h)-1
+	if i != last {
+		h.swap(i, last)
+	}
+	(*h)[last] = nil
+	*h = (*h)[:last]
+	if i != last {
+		h.fix(i)
+	}
+	w.index = -1
+}
+
+func (h openWorkers) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h openWorkers) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			return
+		}
+		h.swap(i, p)
+		i = p
+	}
+}
+
+func (h openWorkers) down(i int) bool {
+	start, n := i, len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && h.less(r, l) {
+			m = r
+		}
+		if !h.less(m, i) {
+			break
+		}
+		h.swap(i, m)
+		i = m
+	}
+	return i > start
+}
+
+// WorkerInfo is a read-only view of a worker, for status pages.
+type WorkerInfo struct {
+	ID       WorkerID
+	Total    Resources
+	Free     Resources
+	Running  []TaskID // sorted
+	Draining bool
+}
+
+// Workers returns every connected worker, by ID.
+func (c *Core) Workers() []WorkerInfo {
+	out := make([]WorkerInfo, 0, len(c.workers))
+	for _, w := range c.workers {
+		info := WorkerInfo{ID: w.id, Total: w.total, Free: w.free, Draining: w.draining}
+		for id := range w.running {
+			info.Running = append(info.Running, id)
+		}
+		sort.Slice(info.Running, func(i, j int) bool { return info.Running[i] < info.Running[j] })
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

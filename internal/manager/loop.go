@@ -1,0 +1,360 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"trellis/internal/core"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Events the loop accepts from handlers.
+type (
+	evSubmit struct {
+		req   *pb.SubmitRequest
+		reply chan submitReply
+	}
+	evCancel struct{ ids []uint64 }
+	evStatus struct{ reply chan *pb.StatusResponse }
+	evWatch  struct {
+		session string
+		reply   chan *mailbox
+	}
+	evWorkerJoin struct {
+		sess  *session
+		reply chan core.WorkerID
+	}
+	evWorkerMsg struct {
+		id  core.WorkerID
+		msg *pb.WorkerMessage
+	}
+	evWorkerGone struct {
+		id     core.WorkerID
+		reason string
+	}
+)
+
+type submitReply struct {
+	ids []uint64
+	err error
+}
+
+// taskRecord is what the manager keeps of a task the core has not finished.
+type taskRecord struct {
+	spec    *pb.TaskSpec
+	session string
+	worker  core.WorkerID
+}
+
+// state is everything the loop owns.
+type state struct {
+	m          *Manager
+	core       *core.Core
+	tasks      map[core.TaskID]*taskRecord
+	sessions   map[core.WorkerID]*session
+	mailboxes  map[string]*mailbox
+	fileIDs    map[string]core.FileID // cache name -> core ID
+	produced   map[string]bool        // cache names some task declared as output
+	fileInfo   map[string]*pb.FileInfo
+	requests   map[string][]uint64 // submit request ID -> task IDs
+	nextTask   core.TaskID
+	nextWorker core.WorkerID
+	succeeded  uint64
+	failed     uint64
+	doneBy     map[core.WorkerID]uint64
+}
+
+func newState(m *Manager) *state {
+	return &state{
+		m:         m,
+		core:      core.New(),
+		tasks:     make(map[core.TaskID]*taskRecord),
+		sessions:  make(map[core.WorkerID]*session),
+		mailboxes: make(map[string]*mailbox),
+		fileIDs:   make(map[string]core.FileID),
+		produced:  make(map[string]bool),
+		fileInfo:  make(map[string]*pb.FileInfo),
+		requests:  make(map[string][]uint64),
+		doneBy:    make(map[core.WorkerID]uint64),
+	}
+}
+
+// loop owns the core. It exits when ctx ends, closing every worker session.
+func (m *Manager) loop(ctx context.Context) error {
+	s := m.state
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	defer func() {
+		for _, sess := range s.sessions {
+			sess.close("manager stopping")
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			s.step(core.Tick{})
+		case ev := <-m.events:
+			s.handle(ev)
+		}
+	}
+}
+
+func (s *state) handle(ev any) {
+	switch ev := ev.(type) {
+	case evSubmit:
+		ids, err := s.submit(ev.req)
+		ev.reply <- submitReply{ids, err}
+	case evCancel:
+		for _, id := range ev.ids {
+			s.step(core.CancelTask{Task: core.TaskID(id)})
+		}
+	case evStatus:
+		ev.reply <- s.status()
+	case evWatch:
+		ev.reply <- s.mailbox(ev.session)
+	case evWorkerJoin:
+		s.nextWorker++
+		id := s.nextWorker
+		ev.sess.id = id
+		s.sessions[id] = ev.sess
+		ev.sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{
+			WorkerId: uint64(id), HeartbeatMs: s.m.cfg.Heartbeat.Milliseconds()}}})
+		ev.reply <- id
+		r := ev.sess.hello.GetResources()
+		s.m.log.Info("worker joined", "worker", id, "name", ev.sess.hello.Name, "addr", ev.sess.addr,
+			"cores", r.GetCores(), "memory_mb", r.GetMemoryMb(), "disk_mb", r.GetDiskMb(), "gpus", r.GetGpus())
+		s.step(core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus})
+	case evWorkerMsg:
+		s.workerMessage(ev.id, ev.msg)
+	case evWorkerGone:
+		if sess := s.sessions[ev.id]; sess != nil {
+			delete(s.sessions, ev.id)
+			sess.close(ev.reason)
+			s.m.log.Info("worker left", "worker", ev.id, "name", sess.hello.Name, "reason", ev.reason)
+			s.step(core.WorkerLeft{Worker: ev.id, Reason: ev.reason})
+		}
+	default:
+		panic(fmt.Sprintf("manager: unknown event %T", ev))
+	}
+}
+
+func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
+	if s.sessions[id] == nil {
+		return // already gone
+	}
+	switch x := msg.Msg.(type) {
+	case *pb.WorkerMessage_Heartbeat:
+	case *pb.WorkerMessage_Draining:
+		s.m.log.Info("worker draining", "worker", id)
+		s.step(core.WorkerDraining{Worker: id})
+	case *pb.WorkerMessage_Done:
+		d := x.Done
+		o := d.GetOutcome()
+		kind := core.Kind(o.GetKind())
+		if kind < core.Success || kind > core.Cancelled {
+			kind = core.Failed
+		}
+		t := core.TaskID(d.TaskId)
+		acts := s.core.Step(core.TaskFinished{Task: t, Attempt: d.Attempt, Worker: id,
+			Outcome: core.Outcome{Kind: kind, ExitCode: o.GetExitCode(), Message: o.GetMessage()}})
+		s.execute(acts, d)
+	case *pb.WorkerMessage_Returned:
+		r := x.Returned
+		s.step(core.TaskReturned{Task: core.TaskID(r.TaskId), Attempt: r.Attempt, Worker: id})
+	}
+}
+
+func (s *state) step(ev core.Event) { s.execute(s.core.Step(ev), nil) }
+
+// execute carries out the core's actions in order. done is the worker's
+// report that caused them, if any: its outputs are committed when the core
+// accepts it and discarded otherwise.
+func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
+	committed := false
+	for _, a := range acts {
+		switch a := a.(type) {
+		case core.Dispatch:
+			rec := s.tasks[a.Task]
+			rec.worker = a.Worker
+			sess := s.sessions[a.Worker]
+			s.fillInputInfo(rec.spec)
+			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
+				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs}}})
+			s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
+				Attempt: a.Attempt, Worker: sess.hello.Name})
+		case core.Kill:
+			if sess := s.sessions[a.Worker]; sess != nil {
+				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
+			}
+		case core.Requeued:
+			if rec := s.tasks[a.Task]; rec != nil {
+				s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING,
+					Attempt: a.Attempt, Note: fmt.Sprintf("attempt %d: %s: %s; queued again", a.Attempt, a.Reason.Kind, a.Reason.Message)})
+			}
+		case core.Done:
+			outcome := &pb.Outcome{Kind: pb.ResultKind(a.Outcome.Kind), ExitCode: a.Outcome.ExitCode, Message: a.Outcome.Message}
+			if done != nil && uint64(a.Task) == done.TaskId && a.Attempt == done.Attempt {
+				// The report that caused this Done: keep its output tails.
+				o := done.GetOutcome()
+				outcome.Stdout, outcome.Stderr = o.GetStdout(), o.GetStderr()
+				outcome.StdoutTruncated, outcome.StderrTruncated = o.GetStdoutTruncated(), o.GetStderrTruncated()
+				outcome.RunMs, outcome.PeakMemoryMb = o.GetRunMs(), o.GetPeakMemoryMb()
+				if a.Outcome.Kind == core.Success {
+					if err := s.commitOutputs(done); err != nil {
+						outcome.Kind, outcome.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
+					} else {
+						outcome.Outputs = o.GetOutputs()
+					}
+					committed = true
+				}
+			}
+			s.finishTask(a, outcome)
+		case core.StaleResult:
+			s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
+		}
+	}
+	if done != nil && !committed {
+		s.m.store.discardStaged(done.TaskId, done.Attempt, done.GetOutcome().GetOutputs())
+	}
+}
+
+func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
+	rec := s.tasks[a.Task]
+	delete(s.tasks, a.Task)
+	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
+		s.succeeded++
+	} else {
+		s.failed++
+	}
+	var name string
+	if sess := s.sessions[a.Worker]; sess != nil {
+		name = sess.hello.Name
+		s.doneBy[a.Worker]++
+	}
+	if rec != nil {
+		s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
+			Attempt: a.Attempt, Worker: name, Outcome: outcome})
+	}
+}
+
+// commitOutputs moves the staged outputs of an accepted attempt into the store.
+func (s *state) commitOutputs(d *pb.AttemptDone) error {
+	for _, f := range d.GetOutcome().GetOutputs() {
+		if err := s.m.store.commit(f, d.TaskId, d.Attempt); err != nil {
+			return err
+		}
+		s.fileInfo[f.Name] = f
+	}
+	return nil
+}
+
+// fillInputInfo adds the size and digest of inputs produced by tasks.
+func (s *state) fillInputInfo(spec *pb.TaskSpec) {
+	for _, in := range spec.Inputs {
+		if info := s.fileInfo[in.Name]; info != nil {
+			in.Size, in.Digest = info.Size, info.Digest
+		}
+	}
+}
+
+func (s *state) fileID(name string) core.FileID {
+	id, ok := s.fileIDs[name]
+	if !ok {
+		id = core.FileID(len(s.fileIDs) + 1)
+		s.fileIDs[name] = id
+	}
+	return id
+}
+
+func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
+	if req.RequestId != "" {
+		if ids, ok := s.requests[req.RequestId]; ok {
+			return ids, nil // a retried submit: the same tasks
+		}
+	}
+	batchOutputs := make(map[string]bool)
+	for _, t := range req.Tasks {
+		for _, f := range t.Outputs {
+			if s.produced[f.Name] || batchOutputs[f.Name] {
+				return nil, fmt.Errorf("task %q: output file %s is already produced by another task", t.Name, f.Name)
+			}
+			batchOutputs[f.Name] = true
+		}
+	}
+	s.mailbox(req.Session)
+	tasks := make([]core.Task, len(req.Tasks))
+	ids := make([]uint64, len(req.Tasks))
+	for i, spec := range req.Tasks {
+		s.nextTask++
+		id := s.nextTask
+		ids[i] = uint64(id)
+		s.tasks[id] = &taskRecord{spec: spec, session: req.Session}
+		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
+			Retries: spec.Retries, RetryOnError: spec.RetryOnError}
+		for _, in := range spec.Inputs {
+			fid := s.fileID(in.Name)
+			if !s.produced[in.Name] && !batchOutputs[in.Name] {
+				if info, ok := s.m.store.stat(in.Name); ok {
+					s.fileInfo[in.Name] = info
+				} else {
+					s.step(core.FileMissing{File: fid, Why: fmt.Sprintf("input %q (file %s) is not at the manager", in.Path, in.Name)})
+				}
+			}
+			ct.Inputs = append(ct.Inputs, fid)
+		}
+		for _, out := range spec.Outputs {
+			ct.Outputs = append(ct.Outputs, s.fileID(out.Name))
+		}
+		tasks[i] = ct
+	}
+	for name := range batchOutputs {
+		s.produced[name] = true
+	}
+	if req.RequestId != "" {
+		s.requests[req.RequestId] = ids
+	}
+	s.step(core.TasksSubmitted{Tasks: tasks})
+	return ids, nil
+}
+
+func (s *state) status() *pb.StatusResponse {
+	waiting, ready, running, finished := s.core.Counts()
+	resp := &pb.StatusResponse{Waiting: uint64(waiting), Ready: uint64(ready), Running: uint64(running),
+		Finished: uint64(finished), Succeeded: s.succeeded, Failed: s.failed, Version: s.m.cfg.Version}
+	for _, w := range s.core.Workers() {
+		sess := s.sessions[w.ID]
+		if sess == nil {
+			continue
+		}
+		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
+			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
+			TasksDone: s.doneBy[w.ID], ConnectedUnixMs: sess.since.UnixMilli()}
+		for _, t := range w.Running {
+			ws.Running = append(ws.Running, uint64(t))
+		}
+		resp.Workers = append(resp.Workers, ws)
+	}
+	return resp
+}
+
+func (s *state) mailbox(session string) *mailbox {
+	mb := s.mailboxes[session]
+	if mb == nil {
+		mb = newMailbox()
+		s.mailboxes[session] = mb
+	}
+	return mb
+}
+
+func (s *state) notify(session string, ev *pb.TaskEvent) { s.mailbox(session).put(ev) }
+
+func coreResources(r *pb.Resources) core.Resources {
+	return core.Resources{MilliCores: int64(r.GetCores()*1000 + 0.5), MemoryMB: r.GetMemoryMb(), DiskMB: r.GetDiskMb(), GPUs: r.GetGpus()}
+}
+
+func protoResources(r core.Resources) *pb.Resources {
+	return &pb.Resources{Cores: float64(r.MilliCores) / 1000, MemoryMb: r.MemoryMB, DiskMb: r.DiskMB, Gpus: r.GPUs}
+}

@@ -1,0 +1,210 @@
+package manager
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"golang.org/x/sync/errgroup"
+
+	"trellis/internal/proto"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
+)
+
+// Config configures a manager.
+type Config struct {
+	Listen    string        // host:port; port 0 picks a free one
+	Secret    string        // shared secret that clients and workers must present
+	StoreDir  string        // where files live; "" makes a temporary directory, removed on exit
+	Heartbeat time.Duration // how often workers send heartbeats; 0 means 5s
+	Logger    *slog.Logger  // nil logs nothing
+	Version   string
+}
+
+// Manager serves clients and workers. Create it with Listen, then Run it.
+type Manager struct {
+	cfg      Config
+	log      *slog.Logger
+	ln       net.Listener
+	srv      *http.Server
+	store    *store
+	ownStore bool
+	events   chan any // to loop
+	state    *state   // owned by loop
+}
+
+// Listen binds the manager's port and prepares its store.
+func Listen(cfg Config) (*Manager, error) {
+	if cfg.Secret == "" {
+		return nil, errors.New("manager: a secret is required")
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	own := cfg.StoreDir == ""
+	if own {
+		dir, err := os.MkdirTemp("", "trellis-manager-")
+		if err != nil {
+			return nil, fmt.Errorf("manager: create store: %w", err)
+		}
+		cfg.StoreDir = dir
+	}
+	st, err := openStore(filepath.Clean(cfg.StoreDir))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
+	}
+	m := &Manager{cfg: cfg, log: log, ln: ln, store: st, ownStore: own, events: make(chan any, 1024)}
+	m.state = newState(m)
+
+	mux := http.NewServeMux()
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(&authInterceptor{secret: cfg.Secret, log: log}),
+		connect.WithReadMaxBytes(proto.MaxMessageBytes),
+		connect.WithSendMaxBytes(proto.MaxMessageBytes),
+	}
+	path, h := trellisv1connect.NewManagerHandler(&service{m: m}, opts...)
+	mux.Handle(path, h)
+	mux.Handle("/files/", m.requireSecret(http.HandlerFunc(m.serveFiles)))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	m.srv = &http.Server{
+		Handler:           mux,
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		HTTP2:             &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return m, nil
+}
+
+// Addr is the address the manager listens on.
+func (m *Manager) Addr() string { return m.ln.Addr().String() }
+
+// Run serves until ctx ends, then closes every session and returns.
+func (m *Manager) Run(ctx context.Context) error {
+	defer func() {
+		if m.ownStore {
+			os.RemoveAll(m.cfg.StoreDir)
+		}
+	}()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.loop(ctx) }) // exits when ctx ends
+	g.Go(func() error { // exits when the listener closes
+		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("manager: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { // closes the server when ctx ends
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := m.srv.Shutdown(sctx); err != nil {
+			m.srv.Close()
+		}
+		return nil
+	})
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+// send hands an event to the loop, or gives up when ctx ends.
+func (m *Manager) send(ctx context.Context, ev any) error {
+	select {
+	case m.events <- ev:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// call sends an event carrying a reply channel and waits for the reply.
+func call[T any](ctx context.Context, m *Manager, newEvent func(chan T) any) (T, error) {
+	reply := make(chan T, 1)
+	var zero T
+	if err := m.send(ctx, newEvent(reply)); err != nil {
+		return zero, err
+	}
+	select {
+	case v := <-reply:
+		return v, nil
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+func checkSecret(header, secret string) bool {
+	token, ok := strings.CutPrefix(header, "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(token), []byte(secret)) == 1
+}
+
+// ErrWrongSecret is the message a refused peer sees.
+const wrongSecret = "wrong or missing secret: this manager was started with another --secret-file"
+
+type authInterceptor struct {
+	secret string
+	log    *slog.Logger
+}
+
+func (a *authInterceptor) check(spec connect.Spec, peer connect.Peer, h http.Header) error {
+	if checkSecret(h.Get("Authorization"), a.secret) {
+		return nil
+	}
+	a.log.Warn("refused a peer: wrong secret", "peer", peer.Addr, "procedure", spec.Procedure)
+	return connect.NewError(connect.CodeUnauthenticated, errors.New(wrongSecret))
+}
+
+func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if err := a.check(req.Spec(), req.Peer(), req.Header()); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := a.check(conn.Spec(), conn.Peer(), conn.RequestHeader()); err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}
+
+func (m *Manager) requireSecret(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !checkSecret(r.Header.Get("Authorization"), m.cfg.Secret) {
+			m.log.Warn("refused a file request: wrong secret", "peer", r.RemoteAddr, "path", r.URL.Path)
+			http.Error(w, wrongSecret, http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

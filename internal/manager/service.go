@@ -1,0 +1,77 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+var errEOF = io.EOF
+
+// service implements the connect handler on top of the loop.
+type service struct{ m *Manager }
+
+func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error) {
+	if err := proto.CheckSubmit(req.Msg); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	r, err := call(ctx, s.m, func(c chan submitReply) any { return evSubmit{req: req.Msg, reply: c} })
+	if err != nil {
+		return nil, err
+	}
+	if r.err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, r.err)
+	}
+	return connect.NewResponse(&pb.SubmitResponse{TaskIds: r.ids}), nil
+}
+
+func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.TaskEvent]) error {
+	if len(req.Msg.Session) > proto.MaxNameBytes {
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
+	}
+	mb, err := call(ctx, s.m, func(c chan *mailbox) any { return evWatch{session: req.Msg.Session, reply: c} })
+	if err != nil {
+		return err
+	}
+	// An empty event (task 0) opens the stream, so the client knows it is
+	// watching before it submits anything.
+	if err := stream.Send(&pb.TaskEvent{}); err != nil {
+		return err
+	}
+	for {
+		for _, ev := range mb.take() {
+			if err := stream.Send(ev); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-mb.signal:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (s *service) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error) {
+	if err := s.m.send(ctx, evCancel{ids: req.Msg.TaskIds}); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&pb.CancelResponse{}), nil
+}
+
+func (s *service) Status(ctx context.Context, _ *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error) {
+	st, err := call(ctx, s.m, func(c chan *pb.StatusResponse) any { return evStatus{reply: c} })
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(st), nil
+}
+
+func (s *service) Work(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage]) error {
+	return s.m.work(ctx, stream)
+}

@@ -1,0 +1,163 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/core"
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// outboundLimit bounds the messages queued to one worker. A worker that
+// falls this far behind is disconnected rather than allowed to block the loop.
+const outboundLimit = 1 << 16
+
+// session is one connected worker's stream.
+type session struct {
+	id    core.WorkerID // set by the loop
+	hello *pb.Hello
+	addr  string
+	since time.Time
+	out   chan *pb.ManagerMessage
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	reason    atomic.Value // string
+}
+
+// enqueue queues msg for the worker without blocking; on overflow it
+// closes the session.
+func (s *session) enqueue(msg *pb.ManagerMessage) {
+	select {
+	case s.out <- msg:
+	default:
+		s.close(fmt.Sprintf("outbound queue full (%d messages): worker too slow", outboundLimit))
+	}
+}
+
+func (s *session) close(reason string) {
+	s.closeOnce.Do(func() {
+		s.reason.Store(reason)
+		close(s.closed)
+	})
+}
+
+// work serves one worker's stream: hello, then messages both ways until the
+// stream breaks, heartbeats stop, or the loop closes the session.
+func (m *Manager) work(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage]) error {
+	first, err := receiveWithin(ctx, stream, 10*time.Second)
+	if err != nil {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("read hello: %w", err))
+	}
+	hello := first.GetHello()
+	if err := proto.CheckHello(hello); err != nil {
+		m.log.Warn("refused a worker", "peer", stream.Peer().Addr, "err", err)
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	sess := &session{hello: hello, addr: stream.Peer().Addr, since: time.Now(),
+		out: make(chan *pb.ManagerMessage, outboundLimit), closed: make(chan struct{})}
+	id, err := call(ctx, m, func(r chan core.WorkerID) any { return evWorkerJoin{sess: sess, reply: r} })
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var lastSeen atomic.Int64
+	lastSeen.Store(time.Now().UnixNano())
+	recvErr := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // exits when the stream breaks or ctx ends
+		defer wg.Done()
+		for {
+			msg, err := stream.Receive()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			lastSeen.Store(time.Now().UnixNano())
+			if m.send(ctx, evWorkerMsg{id: id, msg: msg}) != nil {
+				return
+			}
+		}
+	}()
+
+	timeout := 3 * m.cfg.Heartbeat
+	watchdog := time.NewTicker(m.cfg.Heartbeat)
+	defer watchdog.Stop()
+	reason := ""
+loop:
+	for {
+		select {
+		case msg := <-sess.out:
+			if err := stream.Send(msg); err != nil {
+				reason = fmt.Sprintf("send failed: %v", err)
+				break loop
+			}
+		case err := <-recvErr:
+			reason = describeStreamEnd(err)
+			break loop
+		case <-sess.closed:
+			reason = sess.reason.Load().(string)
+			break loop
+		case <-watchdog.C:
+			if idle := time.Since(time.Unix(0, lastSeen.Load())); idle > timeout {
+				reason = fmt.Sprintf("no heartbeat for %s", idle.Round(time.Second))
+				break loop
+			}
+		case <-ctx.Done():
+			reason = "manager stopping"
+			break loop
+		}
+	}
+	cancel()
+	// The loop may be gone when the manager stops; then nobody needs to know.
+	sendCtx, stop := context.WithTimeout(context.Background(), time.Second)
+	m.send(sendCtx, evWorkerGone{id: id, reason: reason})
+	stop()
+	wg.Wait()
+	return nil
+}
+
+func describeStreamEnd(err error) string {
+	if errors.Is(err, context.Canceled) {
+		return "connection closed"
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) && ce.Code() == connect.CodeResourceExhausted {
+		return "oversized message: " + ce.Message()
+	}
+	if errors.Is(err, errEOF) {
+		return "connection closed"
+	}
+	return fmt.Sprintf("connection lost: %v", err)
+}
+
+// receiveWithin reads one message, giving up after d.
+func receiveWithin(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage], d time.Duration) (*pb.WorkerMessage, error) {
+	type result struct {
+		msg *pb.WorkerMessage
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() { // exits when Receive returns; the handler's return ends the stream
+		msg, err := stream.Receive()
+		ch <- result{msg, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.msg, r.err
+	case <-time.After(d):
+		return nil, fmt.Errorf("no hello within %s", d)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

@@ -1,0 +1,154 @@
+package manager
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// store keeps files at the manager: inputs that clients upload and outputs
+// that workers upload. Outputs are staged per attempt and committed only
+// when the core accepts that attempt.
+//
+//	files/NAME                 committed files
+//	staging/TASK.ATTEMPT/NAME  outputs of an attempt, not yet accepted
+//	tmp/                       uploads in progress
+type store struct {
+	root string
+}
+
+// maxUpload bounds one uploaded file.
+const maxUpload = 64 << 30
+
+func openStore(root string) (*store, error) {
+	for _, d := range []string{"files", "staging", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return nil, fmt.Errorf("manager: create store: %w", err)
+		}
+	}
+	return &store{root: root}, nil
+}
+
+func (s *store) path(name string) string { return filepath.Join(s.root, "files", name) }
+
+func (s *store) stagedPath(task uint64, attempt uint32, name string) string {
+	return filepath.Join(s.root, "staging", fmt.Sprintf("%d.%d", task, attempt), name)
+}
+
+func (s *store) stat(name string) (*pb.FileInfo, bool) {
+	fi, err := os.Stat(s.path(name))
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, false
+	}
+	info := &pb.FileInfo{Name: name, Size: fi.Size()}
+	if hexDigest, ok := strings.CutPrefix(name, "sha256-"); ok {
+		info.Digest = "sha256:" + hexDigest
+	}
+	return info, true
+}
+
+// commit moves a staged output into files/ after checking its size.
+func (s *store) commit(f *pb.FileInfo, task uint64, attempt uint32) error {
+	staged := s.stagedPath(task, attempt, f.Name)
+	fi, err := os.Stat(staged)
+	if err != nil {
+		return fmt.Errorf("output %s of task %d attempt %d was not uploaded", f.Name, task, attempt)
+	}
+	if fi.Size() != f.Size {
+		return fmt.Errorf("output %s of task %d: uploaded %d bytes, worker reported %d", f.Name, task, fi.Size(), f.Size)
+	}
+	if err := os.Rename(staged, s.path(f.Name)); err != nil {
+		return fmt.Errorf("commit output %s: %w", f.Name, err)
+	}
+	os.Remove(filepath.Dir(staged))
+	return nil
+}
+
+func (s *store) discardStaged(task uint64, attempt uint32, _ []*pb.FileInfo) {
+	os.RemoveAll(filepath.Dir(s.stagedPath(task, attempt, "x")))
+}
+
+// serveFiles answers GET/HEAD /files/NAME and PUT /files/NAME[?task=T&attempt=A].
+func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/files/")
+	if err := proto.CheckCacheName(name); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		f, err := os.Open(m.store.path(name))
+		if err != nil {
+			http.Error(w, fmt.Sprintf("file %s is not at the manager", name), http.StatusNotFound)
+			return
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(w, r, "", fi.ModTime(), f)
+	case http.MethodPut:
+		if err := m.store.upload(name, r); err != nil {
+			m.log.Warn("refused an upload", "file", name, "peer", r.RemoteAddr, "err", err)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+var errDigest = errors.New("content does not match its sha256 cache name")
+
+func (s *store) upload(name string, r *http.Request) error {
+	dest := s.path(name)
+	if task := r.URL.Query().Get("task"); task != "" {
+		t, err1 := strconv.ParseUint(task, 10, 64)
+		a, err2 := strconv.ParseUint(r.URL.Query().Get("attempt"), 10, 32)
+		if err1 != nil || err2 != nil {
+			return errors.New("bad task or attempt")
+		}
+		dest = s.stagedPath(t, uint32(a), name)
+		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+			return err
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "up-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	var h hash.Hash
+	want, checked := strings.CutPrefix(name, "sha256-")
+	var w io.Writer = tmp
+	if checked {
+		h = sha256.New()
+		w = io.MultiWriter(tmp, h)
+	}
+	_, err = io.Copy(w, http.MaxBytesReader(nil, r.Body, maxUpload))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	if checked && hex.EncodeToString(h.Sum(nil)) != want {
+		return fmt.Errorf("upload %s: %w", name, errDigest)
+	}
+	return os.Rename(tmp.Name(), dest)
+}

@@ -1,0 +1,180 @@
+package proto
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"strings"
+
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Protocol is the version of the worker protocol; a worker whose Hello
+// names another is refused.
+const Protocol = 1
+
+// Limits on what one message may carry.
+const (
+	MaxMessageBytes = 16 << 20 // one encoded message
+	MaxCommandBytes = 64 << 10
+	MaxFilesPerTask = 10000
+	MaxEnvPerTask   = 1000
+	MaxTasksPerCall = 100000
+	MaxNameBytes    = 128
+	MaxPathBytes    = 4096
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// CheckCacheName checks a file's cache name: 1 to 128 bytes of letters,
+// digits, '.', '_' and '-', not starting with '.'.
+func CheckCacheName(name string) error {
+	if name == "" || len(name) > MaxNameBytes || name[0] == '.' {
+		return invalid("cache name %q: want 1 to %d bytes, not starting with '.'", name, MaxNameBytes)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return invalid("cache name %q: byte %q not allowed (letters, digits, '.', '_', '-')", name, c)
+		}
+	}
+	return nil
+}
+
+// CheckSandboxPath checks, without touching any disk, that p names a place
+// inside a sandbox: relative, no ".." element, no NUL, not empty.
+func CheckSandboxPath(p string) error {
+	switch {
+	case p == "" || len(p) > MaxPathBytes:
+		return invalid("sandbox path %q: want 1 to %d bytes", p, MaxPathBytes)
+	case strings.IndexByte(p, 0) >= 0:
+		return invalid("sandbox path %q contains a NUL byte", p)
+	case path.IsAbs(p):
+		return invalid("sandbox path %q escapes the sandbox: it is absolute", p)
+	}
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return invalid("sandbox path %q escapes the sandbox: it has a \"..\" element", p)
+		}
+	}
+	if c := path.Clean(p); c == "." {
+		return invalid("sandbox path %q names the sandbox itself", p)
+	}
+	return nil
+}
+
+// CheckResources checks that r is non-negative and finite.
+func CheckResources(r *pb.Resources) error {
+	if r == nil {
+		return nil
+	}
+	if math.IsNaN(r.Cores) || math.IsInf(r.Cores, 0) || r.Cores < 0 || r.Cores > 1e6 {
+		return invalid("cores %v: want 0 to 1e6", r.Cores)
+	}
+	if r.MemoryMb < 0 || r.DiskMb < 0 || r.Gpus < 0 {
+		return invalid("resources must not be negative (memory %d MB, disk %d MB, gpus %d)", r.MemoryMb, r.DiskMb, r.Gpus)
+	}
+	return nil
+}
+
+// CheckTask checks a task spec from a client.
+func CheckTask(t *pb.TaskSpec) error {
+	if t == nil {
+		return invalid("empty task")
+	}
+	if strings.TrimSpace(t.Command) == "" {
+		return invalid("task %q: empty command", t.Name)
+	}
+	if len(t.Command) > MaxCommandBytes {
+		return invalid("task %q: command is %d bytes, over the limit of %d", t.Name, len(t.Command), MaxCommandBytes)
+	}
+	if len(t.Name) > MaxPathBytes {
+		return invalid("task name is %d bytes, over the limit of %d", len(t.Name), MaxPathBytes)
+	}
+	if len(t.Inputs)+len(t.Outputs) > MaxFilesPerTask {
+		return invalid("task %q: %d files, over the limit of %d", t.Name, len(t.Inputs)+len(t.Outputs), MaxFilesPerTask)
+	}
+	if len(t.Env) > MaxEnvPerTask {
+		return invalid("task %q: %d environment variables, over the limit of %d", t.Name, len(t.Env), MaxEnvPerTask)
+	}
+	for _, kv := range t.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.IndexByte(kv, 0) >= 0 {
+			return invalid("task %q: environment entry %q: want KEY=VALUE", t.Name, kv)
+		}
+	}
+	if err := CheckResources(t.Resources); err != nil {
+		return fmt.Errorf("task %q: %w", t.Name, err)
+	}
+	if t.Retries < 0 || t.TimeLimitMs < 0 {
+		return invalid("task %q: retries and time limit must not be negative", t.Name)
+	}
+	paths := make(map[string]string, len(t.Inputs)+len(t.Outputs))
+	for _, group := range []struct {
+		what  string
+		files []*pb.FileRef
+	}{{"input", t.Inputs}, {"output", t.Outputs}} {
+		for _, f := range group.files {
+			if f == nil {
+				return invalid("task %q: empty %s", t.Name, group.what)
+			}
+			if err := CheckCacheName(f.Name); err != nil {
+				return fmt.Errorf("task %q: %s %q: %w", t.Name, group.what, f.Path, err)
+			}
+			if err := CheckSandboxPath(f.Path); err != nil {
+				return fmt.Errorf("task %q: %s name: %w", t.Name, group.what, err)
+			}
+			p := path.Clean(f.Path)
+			if prev, dup := paths[p]; dup {
+				return invalid("task %q: sandbox path %q is both %s and %s", t.Name, f.Path, prev, group.what)
+			}
+			paths[p] = group.what
+		}
+	}
+	return nil
+}
+
+// CheckSubmit checks a whole submit request.
+func CheckSubmit(r *pb.SubmitRequest) error {
+	if len(r.Tasks) == 0 {
+		return invalid("submit with no tasks")
+	}
+	if len(r.Tasks) > MaxTasksPerCall {
+		return invalid("submit of %d tasks, over the limit of %d per call", len(r.Tasks), MaxTasksPerCall)
+	}
+	if len(r.Session) > MaxNameBytes || len(r.RequestId) > MaxNameBytes {
+		return invalid("session or request ID over %d bytes", MaxNameBytes)
+	}
+	for _, t := range r.Tasks {
+		if err := CheckTask(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckHello checks a worker's first message.
+func CheckHello(h *pb.Hello) error {
+	if h == nil {
+		return invalid("the first message of a worker must be hello")
+	}
+	if h.Protocol != Protocol {
+		return invalid("worker speaks protocol %d, the manager speaks %d: run the same trellis version on both", h.Protocol, Protocol)
+	}
+	if len(h.Name) > MaxNameBytes*2 {
+		return invalid("worker name over %d bytes", MaxNameBytes*2)
+	}
+	if err := CheckResources(h.Resources); err != nil {
+		return fmt.Errorf("worker %q: %w", h.Name, err)
+	}
+	if h.Resources != nil && int64(len(h.Gpus)) != h.Resources.Gpus {
+		return invalid("worker %q: offers %d gpus but lists %d devices", h.Name, h.Resources.Gpus, len(h.Gpus))
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/worker/sandbox"
+)
+
+// runAttempt runs one attempt from start to end and says how it went. It
+// never returns nil; ctx cancellation kills the command.
+func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) *pb.Outcome {
+	spec := run.Spec
+	dir := filepath.Join(w.boxes, fmt.Sprintf("t%d.a%d", run.TaskId, run.Attempt))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err)
+	}
+	defer os.RemoveAll(dir)
+
+	for _, in := range spec.Inputs {
+		src, err := w.ensure(ctx, in)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs")
+			}
+			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err)
+		}
+		if err := place(src, dir, in.Path); err != nil {
+			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err)
+		}
+	}
+
+	res, err := sandbox.Run(ctx, sandbox.Spec{
+		Dir:      dir,
+		Command:  spec.Command,
+		Env:      w.environment(run),
+		WallTime: time.Duration(spec.TimeLimitMs) * time.Millisecond,
+		MemoryMB: spec.GetResources().GetMemoryMb(),
+		DiskMB:   spec.GetResources().GetDiskMb(),
+	})
+	if err != nil {
+		return fail(pb.ResultKind_RESULT_KIND_FAILED, "start command: %v", err)
+	}
+	o := &pb.Outcome{
+		Kind: resultKind(res.Kind), ExitCode: int32(res.ExitCode), Message: res.Message,
+		Stdout: res.Stdout, Stderr: res.Stderr, StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
+		RunMs: res.Duration.Milliseconds(), PeakMemoryMb: res.PeakMemoryMB,
+	}
+	if o.Kind != pb.ResultKind_RESULT_KIND_SUCCESS {
+		return o
+	}
+	for _, out := range spec.Outputs {
+		info, err := w.upload(ctx, dir, out, run)
+		if err != nil {
+			o.Kind, o.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
+			o.Outputs = nil
+			return o
+		}
+		o.Outputs = append(o.Outputs, info)
+	}
+	return o
+}
+
+// place puts the cached file src into the sandbox at name: a hard link when
+// the file system allows it, a copy otherwise.
+func place(src, dir, name string) error {
+	dest, err := sandbox.Confine(dir, name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	if os.Link(src, dest) == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// upload sends one output to the manager's staging area for this attempt.
+func (w *Worker) upload(ctx context.Context, dir string, out *pb.FileRef, run *pb.Run) (*pb.FileInfo, error) {
+	f, size, err := sandbox.OpenOutput(dir, out.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	url := fmt.Sprintf("%s/files/%s?task=%d&attempt=%d", w.base, out.Name, run.TaskId, run.Attempt)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, io.TeeReader(f, h))
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = size
+	w.authorize(req.Header)
+	resp, err := w.files.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("upload output %q: %w", out.Path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("upload output %q: %s: %s", out.Path, resp.Status, trimSpace(msg))
+	}
+	return &pb.FileInfo{Name: out.Name, Size: size, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// environment is what a task sees besides its own env: its identity, its
+// resources, and only the GPUs assigned to it.
+func (w *Worker) environment(run *pb.Run) []string {
+	r := run.Spec.GetResources()
+	gpus := make([]string, len(run.Gpus))
+	for i, g := range run.Gpus {
+		gpus[i] = strconv.Itoa(int(g))
+	}
+	env := []string{
+		"TRELLIS_TASK_ID=" + strconv.FormatUint(run.TaskId, 10),
+		"TRELLIS_ATTEMPT=" + strconv.FormatUint(uint64(run.Attempt), 10),
+		"CUDA_VISIBLE_DEVICES=" + strings.Join(gpus, ","),
+		fmt.Sprintf("CORES=%g", r.GetCores()),
+		"MEMORY=" + strconv.FormatInt(r.GetMemoryMb(), 10),
+		"DISK=" + strconv.FormatInt(r.GetDiskMb(), 10),
+	}
+	return append(env, run.Spec.Env...)
+}
+
+func resultKind(k sandbox.Kind) pb.ResultKind {
+	switch k {
+	case sandbox.Success:
+		return pb.ResultKind_RESULT_KIND_SUCCESS
+	case sandbox.TimedOut:
+		return pb.ResultKind_RESULT_KIND_TIMED_OUT
+	case sandbox.MemoryExceeded, sandbox.DiskExceeded:
+		return pb.ResultKind_RESULT_KIND_RESOURCE_EXCEEDED
+	case sandbox.Cancelled:
+		return pb.ResultKind_RESULT_KIND_CANCELLED
+	}
+	return pb.ResultKind_RESULT_KIND_FAILED
+}
+
+func fail(kind pb.ResultKind, format string, args ...any) *pb.Outcome {
+	return &pb.Outcome{Kind: kind, ExitCode: -1, Message: fmt.Sprintf(format, args...)}
+}

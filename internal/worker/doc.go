@@ -1,0 +1,19 @@
+// Package worker is the trellis worker: it connects out to a manager, offers
+// its resources, runs what it is assigned in private sandbox directories,
+// and reports how each attempt ended.
+//
+// Ownership: Run owns the connection and every goroutine the worker starts;
+// it returns only after they have exited. One goroutine per connection
+// reads the manager's messages; one sends (a connect stream allows one
+// sender); each attempt runs in a goroutine of its own.
+//
+// Shutdown is apart from kill: Drain stops taking work and lets running
+// attempts finish (until DrainTimeout, after which they are killed and
+// handed back), while cancelling Run's context kills and hands back at
+// once. Either way the manager is told, so it is never confused about what
+// ran where. A worker that loses its manager kills what it runs (the manager
+// has queued those tasks again) and reconnects as a new worker.
+//
+// The worker never imports the manager or the core: it speaks only the
+// wire protocol of package proto.
+package worker

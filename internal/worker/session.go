@@ -1,0 +1,229 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "trellis/internal/proto/trellisv1"
+)
+
+type attemptKey struct {
+	task    uint64
+	attempt uint32
+}
+
+// running is an attempt in progress, owned by the session loop.
+type running struct {
+	cancel   context.CancelFunc
+	handBack bool // killed to be returned, not to be reported as done
+}
+
+type finished struct {
+	key     attemptKey
+	outcome *pb.Outcome
+}
+
+// session holds one connection to the manager until it breaks, the worker
+// is drained, or ctx ends. connected reports whether the manager welcomed it.
+func (w *Worker) session(ctx context.Context) (connected bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream := w.rpc.Work(sctx)
+	w.authorize(stream.RequestHeader())
+	if err := stream.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: w.hello()}}); err != nil {
+		return false, refusal(err, stream)
+	}
+	first, err := stream.Receive()
+	if err != nil {
+		return false, refusal(err, nil)
+	}
+	welcome := first.GetWelcome()
+	if welcome == nil {
+		return false, errors.New("manager did not welcome the worker")
+	}
+	w.log.Info("connected", "manager", w.cfg.Manager, "worker_id", welcome.WorkerId)
+
+	out := make(chan *pb.WorkerMessage, 1024)
+	in := make(chan *pb.ManagerMessage, 64)
+	recvErr := make(chan error, 1)
+	done := make(chan finished, 64)
+	var wg sync.WaitGroup // attempts and the two stream goroutines
+	wg.Add(2)
+	go func() { // exits when the stream breaks or sctx ends
+		defer wg.Done()
+		for {
+			msg, err := stream.Receive()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case in <- msg:
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	flushc := make(chan struct{})    // closed: send what is queued, then stop
+	senderDone := make(chan struct{}) // closed when the sender has stopped
+	go func() { // exits when sctx ends, a send fails, or flushc is closed and out is empty
+		defer wg.Done()
+		defer close(senderDone)
+		for {
+			select {
+			case msg := <-out:
+				if err := stream.Send(msg); err != nil {
+					cancel()
+					return
+				}
+			case <-flushc:
+				for {
+					select {
+					case msg := <-out:
+						if stream.Send(msg) != nil {
+							return
+						}
+					default:
+						return
+					}
+				}
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
+	post := func(msg *pb.WorkerMessage) {
+		select {
+		case out <- msg:
+		case <-sctx.Done():
+		}
+	}
+
+	attempts := make(map[attemptKey]*running)
+	heartbeat := time.NewTicker(time.Duration(max(welcome.HeartbeatMs, 100)) * time.Millisecond)
+	defer heartbeat.Stop()
+	drainc := w.drainc
+	var drainTimer <-chan time.Time
+	draining := false
+	handBackAll := func() {
+		for _, r := range attempts {
+			r.handBack = true
+			r.cancel()
+		}
+	}
+	// settle waits for every attempt to end, reporting each as the manager expects.
+	settle := func() {
+		for len(attempts) > 0 {
+			f := <-done
+			w.report(attempts, f, post)
+		}
+	}
+	finish := func(e error) (bool, error) {
+		settle()
+		close(flushc)
+		select {
+		case <-senderDone:
+		case <-time.After(5 * time.Second):
+		}
+		stream.CloseRequest()
+		cancel()
+		wg.Wait()
+		return true, e
+	}
+
+	for {
+		if draining && len(attempts) == 0 {
+			return finish(nil)
+		}
+		select {
+		case msg := <-in:
+			switch x := msg.Msg.(type) {
+			case *pb.ManagerMessage_Run:
+				key := attemptKey{x.Run.TaskId, x.Run.Attempt}
+				if draining || attempts[key] != nil {
+					post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
+					continue
+				}
+				actx, acancel := context.WithCancel(sctx)
+				attempts[key] = &running{cancel: acancel}
+				wg.Add(1)
+				go func() { // exits when the attempt ends; actx bounds it
+					defer wg.Done()
+					defer acancel()
+					o := w.runAttempt(actx, x.Run)
+					done <- finished{key, o}
+				}()
+			case *pb.ManagerMessage_Kill:
+				if r := attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {
+					r.cancel()
+				}
+			}
+		case f := <-done:
+			w.report(attempts, f, post)
+		case <-heartbeat.C:
+			post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
+		case <-drainc:
+			drainc = nil
+			draining = true
+			drainTimer = time.After(w.cfg.DrainTimeout)
+			w.log.Info("draining", "running", len(attempts), "timeout", w.cfg.DrainTimeout)
+			post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Draining{Draining: &pb.Draining{}}})
+		case <-drainTimer:
+			w.log.Info("drain timeout: handing back", "running", len(attempts))
+			handBackAll()
+		case err := <-recvErr:
+			// The manager has queued our attempts again: stop them.
+			for _, r := range attempts {
+				r.cancel()
+			}
+			for len(attempts) > 0 {
+				f := <-done
+				delete(attempts, f.key)
+			}
+			cancel()
+			wg.Wait()
+			if draining {
+				return true, nil
+			}
+			return true, fmt.Errorf("lost the manager: %w", refusal(err, nil))
+		case <-ctx.Done():
+			handBackAll()
+			return finish(ctx.Err())
+		}
+	}
+}
+
+// report tells the manager how an attempt ended and forgets it.
+func (w *Worker) report(attempts map[attemptKey]*running, f finished, post func(*pb.WorkerMessage)) {
+	r := attempts[f.key]
+	delete(attempts, f.key)
+	if r != nil && r.handBack {
+		post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: f.key.task, Attempt: f.key.attempt}}})
+		return
+	}
+	post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: f.key.task, Attempt: f.key.attempt, Outcome: f.outcome}}})
+}
+
+// refusal turns the manager's refusal into ErrRefused; other errors pass.
+func refusal(err error, stream *connect.BidiStreamForClient[pb.WorkerMessage, pb.ManagerMessage]) error {
+	if stream != nil {
+		// A failed Send hides the reason; Receive tells it.
+		if _, rerr := stream.Receive(); rerr != nil {
+			err = rerr
+		}
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnauthenticated, connect.CodeInvalidArgument, connect.CodePermissionDenied:
+		var ce *connect.Error
+		if errors.As(err, &ce) {
+			return fmt.Errorf("%w: %s", ErrRefused, ce.Message())
+		}
+		return fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	return err
+}

@@ -1,0 +1,159 @@
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
+	"trellis/internal/worker/resources"
+)
+
+// Config configures a worker.
+type Config struct {
+	Manager      string // host:port of the manager
+	Secret       string
+	Name         string              // shown in status; default: host name and pid
+	Resources    resources.Resources // what to offer (already detected and capped)
+	Workdir      string              // cache and sandboxes go here; "" makes a temporary directory
+	DrainTimeout time.Duration       // how long Drain lets running attempts finish; 0 means 1 minute
+	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
+	Logger       *slog.Logger
+	Version      string
+}
+
+// ErrRefused is returned by Run when the manager refuses the worker for
+// good (wrong secret, other protocol): retrying would not help.
+var ErrRefused = errors.New("worker: refused by the manager")
+
+// Worker is one worker process's state. Create it with New.
+type Worker struct {
+	cfg    Config
+	log    *slog.Logger
+	rpc    trellisv1connect.ManagerClient
+	files  *http.Client
+	base   string // http://manager
+	cache  *cache
+	boxes  string // sandboxes dir
+	drainc chan struct{}
+	once   sync.Once
+}
+
+// New prepares a worker; Run connects it.
+func New(cfg Config) (*Worker, error) {
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = time.Minute
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 15 * time.Minute
+	}
+	if cfg.Name == "" {
+		host, _ := os.Hostname()
+		cfg.Name = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Workdir == "" {
+		dir, err := os.MkdirTemp("", "trellis-worker-")
+		if err != nil {
+			return nil, fmt.Errorf("worker: create workdir: %w", err)
+		}
+		cfg.Workdir = dir
+	}
+	w := &Worker{cfg: cfg, log: log, base: "http://" + cfg.Manager, drainc: make(chan struct{}),
+		boxes: filepath.Join(cfg.Workdir, "sandboxes")}
+	var err error
+	if w.cache, err = openCache(filepath.Join(cfg.Workdir, "cache")); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(w.boxes, 0o755); err != nil {
+		return nil, fmt.Errorf("worker: create sandboxes dir: %w", err)
+	}
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	h2 := &http.Client{Transport: &http.Transport{
+		Protocols:   protocols,
+		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		HTTP2:       &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
+	}}
+	w.rpc = trellisv1connect.NewManagerClient(h2, w.base,
+		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes))
+	w.files = &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: 16,
+		TLSClientConfig:     &tls.Config{},
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+	}}
+	return w, nil
+}
+
+// Drain asks the worker to stop taking work and finish what it runs; Run
+// returns when that is done. Calling it again does nothing.
+func (w *Worker) Drain() { w.once.Do(func() { close(w.drainc) }) }
+
+// Run connects to the manager and serves until the worker is drained, ctx
+// ends, the manager refuses it, or no manager is reachable for IdleTimeout.
+// It removes the worker's cache and sandboxes before returning.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.cleanup()
+	backoff := 200 * time.Millisecond
+	lastContact := time.Now()
+	for {
+		connected, err := w.session(ctx)
+		if connected {
+			lastContact = time.Now()
+			backoff = 200 * time.Millisecond
+		}
+		switch {
+		case err == nil:
+			return nil // drained
+		case errors.Is(err, ErrRefused):
+			return err
+		case ctx.Err() != nil:
+			return nil
+		}
+		if time.Since(lastContact) > w.cfg.IdleTimeout {
+			return fmt.Errorf("worker: no manager at %s for %s: %w", w.cfg.Manager, w.cfg.IdleTimeout, err)
+		}
+		w.log.Warn("manager connection", "manager", w.cfg.Manager, "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		case <-w.drainc:
+			return nil
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (w *Worker) cleanup() {
+	w.files.CloseIdleConnections()
+	os.RemoveAll(w.boxes)
+	os.RemoveAll(w.cache.dir)
+}
+
+func (w *Worker) authorize(h http.Header) { h.Set("Authorization", "Bearer "+w.cfg.Secret) }
+
+func (w *Worker) hello() *pb.Hello {
+	r := w.cfg.Resources
+	h := &pb.Hello{Protocol: proto.Protocol, Name: w.cfg.Name, Version: w.cfg.Version,
+		Resources: &pb.Resources{Cores: float64(r.MilliCores) / 1000, MemoryMb: r.MemoryMB, DiskMb: r.DiskMB, Gpus: int64(len(r.GPUs))}}
+	for _, g := range r.GPUs {
+		h.Gpus = append(h.Gpus, int32(g.Index))
+	}
+	return h
+}

@@ -1,0 +1,52 @@
+package trellis
+
+import (
+	"context"
+	"time"
+
+	"connectrpc.com/connect"
+
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Status is a snapshot of a cluster.
+type Status struct {
+	Workers                          []WorkerStatus
+	Waiting, Ready, Running, Finished int // tasks by state; Finished counts every task that ended
+	Succeeded, Failed                int
+	Version                          string
+}
+
+// WorkerStatus describes one connected worker.
+type WorkerStatus struct {
+	ID        uint64
+	Name      string
+	Address   string
+	Total     Resources
+	Free      Resources
+	Running   []uint64 // task IDs
+	Draining  bool
+	TasksDone int
+	Connected time.Time
+}
+
+// Status asks the manager for a snapshot of the cluster.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	resp, err := c.rpc.Status(ctx, connect.NewRequest(&pb.StatusRequest{}))
+	if err != nil {
+		return nil, wireError("status of "+c.addr, err)
+	}
+	m := resp.Msg
+	s := &Status{Waiting: int(m.Waiting), Ready: int(m.Ready), Running: int(m.Running), Finished: int(m.Finished),
+		Succeeded: int(m.Succeeded), Failed: int(m.Failed), Version: m.Version}
+	for _, w := range m.Workers {
+		s.Workers = append(s.Workers, WorkerStatus{ID: w.Id, Name: w.Name, Address: w.Address,
+			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Draining: w.Draining,
+			TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs)})
+	}
+	return s, nil
+}
+
+func resourcesOf(r *pb.Resources) Resources {
+	return Resources{Cores: r.GetCores(), MemoryMB: r.GetMemoryMb(), DiskMB: r.GetDiskMb(), GPUs: int(r.GetGpus())}
+}

@@ -1,0 +1,172 @@
+// Package trellis is the Go API of trellis, a workflow execution platform
+// that runs standalone programs, data-intensive task graphs and serverless
+// function calls on one pool of workers.
+//
+// A program connects to a manager with Dial, or starts an embedded manager
+// with local workers with StartLocal; declares files (LocalFile, Buffer,
+// Output); submits tasks; and waits for their results:
+//
+//	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 2})
+//	defer c.Close()
+//	t := trellis.NewTask("wc -l < in.txt > count.txt")
+//	t.AddInput(trellis.LocalFile("data.txt"), "in.txt")
+//	t.AddOutput(trellis.Output("count.txt"), "count.txt")
+//	h, err := c.Submit(ctx, t)
+//	res, err := h[0].Wait(ctx)
+//
+// A task that reads a file that another task writes (the same *File as the
+// other's output) waits for it; the manager releases it, with no round trip
+// through the client.
+package trellis
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Version is the trellis release.
+const Version = "0.1.0"
+
+// Errors a caller can check with errors.Is.
+var (
+	ErrUnauthenticated = errors.New("trellis: refused: wrong or missing secret")
+	ErrInvalid         = errors.New("trellis: invalid request")
+	ErrNotFound        = errors.New("trellis: not found")
+	ErrClosed          = errors.New("trellis: client closed")
+)
+
+// Resources is what a task needs. Zero memory or disk means no reservation
+// and no limit; zero cores means one core.
+type Resources struct {
+	Cores    float64 // fractions allowed
+	MemoryMB int64
+	DiskMB   int64
+	GPUs     int
+}
+
+// Mount places a file at a path in a task's sandbox.
+type Mount struct {
+	File *File
+	Path string
+}
+
+// Task is a command line with files and resources. Build one with NewTask,
+// which sets the defaults, then set fields or use the Add methods.
+type Task struct {
+	Name         string // for people; defaults to the command
+	Command      string // run with /bin/sh -c inside a private sandbox directory
+	Inputs       []Mount
+	Outputs      []Mount
+	Env          []string // KEY=VALUE
+	Resources    Resources
+	Retries      int  // further attempts after a worker is lost (and, with RetryOnError, after a failure)
+	RetryOnError bool // retry failures of the command itself too
+	TimeLimit    time.Duration
+	Priority     int // higher runs first
+	Category     string
+	Tags         []string
+}
+
+// DefaultRetries is the Retries that NewTask sets.
+const DefaultRetries = 3
+
+// NewTask returns a task running command with one core and the default retries.
+func NewTask(command string) *Task {
+	return &Task{Command: command, Resources: Resources{Cores: 1}, Retries: DefaultRetries}
+}
+
+// AddInput places f at path in the task's sandbox.
+func (t *Task) AddInput(f *File, path string) *Task {
+	t.Inputs = append(t.Inputs, Mount{f, path})
+	return t
+}
+
+// AddOutput brings the file the task leaves at path back as f.
+func (t *Task) AddOutput(f *File, path string) *Task {
+	t.Outputs = append(t.Outputs, Mount{f, path})
+	return t
+}
+
+// ResultKind says how a task ended.
+type ResultKind int
+
+// Kinds of result; the values match the wire's.
+const (
+	Success ResultKind = iota + 1
+	Failed
+	TimedOut
+	ResourceExceeded
+	InputMissing
+	WorkerLost
+	Cancelled
+)
+
+var kindNames = [...]string{"", "success", "failed", "timed out", "resource exceeded", "input missing", "worker lost", "cancelled"}
+
+func (k ResultKind) String() string {
+	if k > 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Result is how a task ended.
+type Result struct {
+	Task            uint64
+	Name            string
+	Kind            ResultKind
+	ExitCode        int
+	Message         string
+	Stdout, Stderr  []byte // tails, bounded
+	StdoutTruncated bool
+	StderrTruncated bool
+	Attempts        int
+	Worker          string // where the last attempt ran
+	RunTime         time.Duration
+	PeakMemoryMB    int64
+}
+
+// OK reports whether the task succeeded.
+func (r *Result) OK() bool { return r.Kind == Success }
+
+// Err returns nil on success, else an error describing the failure.
+func (r *Result) Err() error {
+	if r.OK() {
+		return nil
+	}
+	return fmt.Errorf("task %d (%s): %s: %s", r.Task, r.Name, r.Kind, r.Message)
+}
+
+// State is where a task is, as Event reports it.
+type State int
+
+// Task states as the client sees them.
+const (
+	StateWaiting State = iota + 1
+	StateRunning
+	StateDone
+)
+
+func (s State) String() string {
+	switch s {
+	case StateWaiting:
+		return "waiting"
+	case StateRunning:
+		return "running"
+	case StateDone:
+		return "done"
+	}
+	return "unknown"
+}
+
+// Event reports a change of one task's state, for progress displays.
+type Event struct {
+	Task    uint64
+	Name    string
+	State   State
+	Attempt int
+	Worker  string
+	Note    string  // why the task went back to waiting, for instance
+	Result  *Result // when State is StateDone
+}
