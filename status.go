@@ -11,10 +11,10 @@ import (
 
 // Status is a snapshot of a cluster.
 type Status struct {
-	Workers                          []WorkerStatus
+	Workers                           []WorkerStatus
 	Waiting, Ready, Running, Finished int // tasks by state; Finished counts every task that ended
-	Succeeded, Failed                int
-	Version                          string
+	Succeeded, Failed                 int
+	Version                           string
 }
 
 // WorkerStatus describes one connected worker.

@@ -108,7 +108,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	}()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.loop(ctx) }) // exits when ctx ends
-	g.Go(func() error { // exits when the listener closes
+	g.Go(func() error {                       // exits when the listener closes
 		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("manager: serve: %w", err)
 		}

@@ -69,9 +69,9 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 			}
 		}
 	}()
-	flushc := make(chan struct{})    // closed: send what is queued, then stop
+	flushc := make(chan struct{})     // closed: send what is queued, then stop
 	senderDone := make(chan struct{}) // closed when the sender has stopped
-	go func() { // exits when sctx ends, a send fails, or flushc is closed and out is empty
+	go func() {                       // exits when sctx ends, a send fails, or flushc is closed and out is empty
 		defer wg.Done()
 		defer close(senderDone)
 		for {
