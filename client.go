@@ -161,10 +161,21 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 	var b [12]byte
 	rand.Read(b[:])
 	req.RequestId = "r-" + hex.EncodeToString(b[:])
+	index := make(map[*Task]uint32, len(tasks))
+	for i, t := range tasks {
+		index[t] = uint32(i)
+	}
 	for i, t := range tasks {
 		spec, err := c.encode(ctx, t)
 		if err != nil {
 			return nil, err
+		}
+		for _, a := range t.After {
+			j, ok := index[a]
+			if !ok {
+				return nil, fmt.Errorf("%w: task %q runs after a task that is not in the same Submit call", ErrInvalid, spec.Name)
+			}
+			spec.After = append(spec.After, j)
 		}
 		req.Tasks[i] = spec
 	}

@@ -66,6 +66,7 @@ type Task struct {
 	Priority     int // higher runs first
 	Category     string
 	Tags         []string
+	After        []*Task // tasks, in the same Submit call, that must succeed first
 }
 
 // DefaultRetries is the Retries that NewTask sets.

@@ -58,6 +58,7 @@ type state struct {
 	produced   map[string]bool        // cache names some task declared as output
 	fileInfo   map[string]*pb.FileInfo
 	requests   map[string][]uint64 // submit request ID -> task IDs
+	markers    core.FileID // marker files handed out for "after"
 	nextTask   core.TaskID
 	nextWorker core.WorkerID
 	succeeded  uint64
@@ -260,6 +261,14 @@ func (s *state) fillInputInfo(spec *pb.TaskSpec) {
 	}
 }
 
+// Marker files count down from the top of the ID space; cache names count up.
+func (s *state) marker() core.FileID {
+	s.markers++
+	return ^core.FileID(0) - s.markers
+}
+
+func (s *state) isMarker(f core.FileID) bool { return f > ^core.FileID(0)-s.markers-1 }
+
 func (s *state) fileID(name string) core.FileID {
 	id, ok := s.fileIDs[name]
 	if !ok {
@@ -309,6 +318,19 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 			ct.Outputs = append(ct.Outputs, s.fileID(out.Name))
 		}
 		tasks[i] = ct
+	}
+	// "after" is a dependency on a marker file that only the core sees.
+	for i, spec := range req.Tasks {
+		for _, a := range spec.After {
+			marker := core.FileID(0)
+			if n := len(tasks[a].Outputs); n > 0 && s.isMarker(tasks[a].Outputs[n-1]) {
+				marker = tasks[a].Outputs[n-1]
+			} else {
+				marker = s.marker()
+				tasks[a].Outputs = append(tasks[a].Outputs, marker)
+			}
+			tasks[i].Inputs = append(tasks[i].Inputs, marker)
+		}
 	}
 	for name := range batchOutputs {
 		s.produced[name] = true

@@ -151,9 +151,14 @@ func CheckSubmit(r *pb.SubmitRequest) error {
 	if len(r.Session) > MaxNameBytes || len(r.RequestId) > MaxNameBytes {
 		return invalid("session or request ID over %d bytes", MaxNameBytes)
 	}
-	for _, t := range r.Tasks {
+	for i, t := range r.Tasks {
 		if err := CheckTask(t); err != nil {
 			return err
+		}
+		for _, a := range t.After {
+			if int(a) >= len(r.Tasks) || int(a) == i {
+				return invalid("task %q: after index %d is not another task of this request", t.Name, a)
+			}
 		}
 	}
 	return nil

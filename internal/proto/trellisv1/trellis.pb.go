@@ -297,6 +297,7 @@ type TaskSpec struct {
 	Priority      int32                  `protobuf:"varint,10,opt,name=priority,proto3" json:"priority,omitempty"`                              // higher first
 	Category      string                 `protobuf:"bytes,11,opt,name=category,proto3" json:"category,omitempty"`
 	Tags          []string               `protobuf:"bytes,12,rep,name=tags,proto3" json:"tags,omitempty"`
+	After         []uint32               `protobuf:"varint,13,rep,packed,name=after,proto3" json:"after,omitempty"` // indexes, in the same submit request, of tasks that must succeed first
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -411,6 +412,13 @@ func (x *TaskSpec) GetCategory() string {
 func (x *TaskSpec) GetTags() []string {
 	if x != nil {
 		return x.Tags
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetAfter() []uint32 {
+	if x != nil {
+		return x.After
 	}
 	return nil
 }
@@ -1827,7 +1835,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\x8b\x03\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xa1\x03\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -1841,7 +1849,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\bpriority\x18\n" +
 	" \x01(\x05R\bpriority\x12\x1a\n" +
 	"\bcategory\x18\v \x01(\tR\bcategory\x12\x12\n" +
-	"\x04tags\x18\f \x03(\tR\x04tags\"J\n" +
+	"\x04tags\x18\f \x03(\tR\x04tags\x12\x14\n" +
+	"\x05after\x18\r \x03(\rR\x05after\"J\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"trellis/internal/bench"
+)
+
+func benchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure trellis; each benchmark prints its figures as one JSON object on its last line",
+	}
+	var tasks, workers int
+	tasksCmd := &cobra.Command{
+		Use:   "tasks",
+		Short: "Throughput of trivial command tasks through an embedded cluster, against a plain spawn loop",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext()
+			defer stop()
+			res, err := bench.Tasks(ctx, tasks, workers, progressf)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd, res)
+		},
+	}
+	tasksCmd.Flags().IntVar(&tasks, "tasks", 2000, "tasks per run")
+	tasksCmd.Flags().IntVar(&workers, "workers", 2, "local workers")
+	cmd.AddCommand(tasksCmd, benchCoreCmd())
+	return cmd
+}
+
+func progressf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
+func printJSON(cmd *cobra.Command, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), string(b))
+	return nil
+}

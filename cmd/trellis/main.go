@@ -1,0 +1,73 @@
+// Command trellis is the one trellis binary: manager, worker, workflow
+// runner, status and benchmarks. Subcommands parse flags and wire packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"trellis"
+)
+
+// exitError carries an exit status without another message.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "trellis",
+		Short:         "Run standalone programs, task graphs and function calls on one pool of workers",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       trellis.Version,
+	}
+	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(managerCmd(), workerCmd(), runCmd(), statusCmd(), benchCmd())
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintf(os.Stderr, "trellis: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func logger(cmd *cobra.Command) *slog.Logger {
+	lvl, _ := cmd.Flags().GetString("log-level")
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(lvl)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// readSecret reads a secret file: its content without surrounding space.
+func readSecret(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("--secret-file is required: the manager, its workers and clients share a secret")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read secret: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("secret file %s is empty", path)
+	}
+	return s, nil
+}
+
+// signalContext ends on the first SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}

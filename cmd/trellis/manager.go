@@ -1,0 +1,38 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"trellis"
+	"trellis/internal/manager"
+)
+
+func managerCmd() *cobra.Command {
+	var listen, secretFile, store string
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run a manager: the queue, scheduler and file store that workers and clients connect to",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			secret, err := readSecret(secretFile)
+			if err != nil {
+				return err
+			}
+			log := logger(cmd)
+			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, Logger: log, Version: trellis.Version})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "trellis manager listening on %s\n", m.Addr())
+			ctx, stop := signalContext()
+			defer stop()
+			return m.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9123", "address to listen on, HOST:PORT (port 0 picks one)")
+	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
+	return cmd
+}

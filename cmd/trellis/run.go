@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"trellis"
+	"trellis/internal/runner"
+	"trellis/internal/workflow"
+)
+
+func runCmd() *cobra.Command {
+	var (
+		workers      int
+		managerAddr  string
+		secretFile   string
+		workerCores  float64
+		workerMemory int64
+		quiet        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run a workflow file (see docs/workflow.md)",
+		Long: `Run a declarative YAML workflow. By default it starts an embedded manager with
+--local-workers local workers; with --manager and --secret-file it uses a running
+cluster. It shows progress, prints a summary, and exits with status 1 if any task
+did not succeed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			wf, err := workflow.Load(args[0])
+			if err != nil {
+				return err // names file, line and column
+			}
+			interactive := !quiet && term.IsTerminal(int(os.Stderr.Fd()))
+			progress := runner.NewProgress(os.Stderr, interactive)
+			opts := []trellis.Option{trellis.WithEvents(progress.Event), trellis.WithLogger(logger(cmd))}
+			ctx, stop := signalContext()
+			defer stop()
+			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			var c *trellis.Client
+			if managerAddr != "" {
+				secret, err := readSecret(secretFile)
+				if err != nil {
+					return err
+				}
+				c, err = trellis.Dial(startCtx, managerAddr, append(opts, trellis.WithSecret(secret))...)
+				if err != nil {
+					return err
+				}
+			} else {
+				c, err = trellis.StartLocal(startCtx, trellis.LocalConfig{Workers: workers, Cores: workerCores, MemoryMB: workerMemory}, opts...)
+				if err != nil {
+					return fmt.Errorf("start local cluster: %w", err)
+				}
+			}
+			defer c.Close()
+			sum, err := runner.Run(ctx, c, wf, progress)
+			if err != nil {
+				return err
+			}
+			runner.WriteSummary(cmd.OutOrStdout(), wf, sum)
+			if !sum.OK() {
+				return exitError{1}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&workers, "local-workers", 2, "local workers of the embedded cluster")
+	f.Float64Var(&workerCores, "local-cores", 0, "cores of each local worker (default: the machine's cores divided among them)")
+	f.Int64Var(&workerMemory, "local-memory", 0, "memory of each local worker in MB (default: the machine's memory divided among them)")
+	f.StringVar(&managerAddr, "manager", "", "use the manager at HOST:PORT instead of an embedded cluster")
+	f.StringVar(&secretFile, "secret-file", "", "secret of that manager")
+	f.BoolVar(&quiet, "quiet", false, "no redrawn progress line, even on a terminal")
+	return cmd
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"trellis"
+)
+
+func statusCmd() *cobra.Command {
+	var secretFile string
+	cmd := &cobra.Command{
+		Use:   "status HOST:PORT",
+		Short: "Show a cluster's workers and task counts",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			secret, err := readSecret(secretFile)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			s, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "manager %s (trellis %s)\n", args[0], s.Version)
+			fmt.Fprintf(out, "tasks: %d waiting for inputs, %d ready, %d running, %d finished (%d succeeded, %d failed)\n\n",
+				s.Waiting, s.Ready, s.Running, s.Finished, s.Succeeded, s.Failed)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tWORKER\tADDRESS\tCORES\tMEMORY MB\tDISK MB\tGPUS\tDONE\tRUNNING")
+			for _, w := range s.Workers {
+				name := w.Name
+				if w.Draining {
+					name += " (draining)"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", w.ID, name, w.Address,
+					used(w.Total.Cores-w.Free.Cores, w.Total.Cores), usedInt(w.Total.MemoryMB-w.Free.MemoryMB, w.Total.MemoryMB),
+					usedInt(w.Total.DiskMB-w.Free.DiskMB, w.Total.DiskMB), usedInt(int64(w.Total.GPUs-w.Free.GPUs), int64(w.Total.GPUs)),
+					w.TasksDone, taskList(w.Running))
+			}
+			tw.Flush()
+			if len(s.Workers) == 0 {
+				fmt.Fprintln(out, "(no workers connected)")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	return cmd
+}
+
+func used(u, total float64) string  { return fmt.Sprintf("%g/%g", u, total) }
+func usedInt(u, total int64) string { return fmt.Sprintf("%d/%d", u, total) }
+
+func taskList(ids []uint64) string {
+	if len(ids) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, min(len(ids), 8))
+	for i, id := range ids {
+		if i == 8 {
+			parts = append(parts, fmt.Sprintf("+%d more", len(ids)-8))
+			break
+		}
+		parts = append(parts, fmt.Sprint(id))
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"trellis"
+	"trellis/internal/worker"
+	"trellis/internal/worker/resources"
+)
+
+func workerCmd() *cobra.Command {
+	var (
+		secretFile, workdir, name string
+		cores                     float64
+		memory, disk              int64
+		gpus                      int
+		drain, idle               time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "worker HOST:PORT",
+		Short: "Run a worker that connects to the manager at HOST:PORT and runs what it is given",
+		Long: `Run a worker. It detects its cores, memory, disk (of --workdir) and NVIDIA GPUs
+(with nvidia-smi) and offers them to the manager; the flags cap what it offers.
+
+SIGTERM or SIGINT drains it: it takes no new work, lets running tasks finish
+(up to --drain-timeout) and hands the rest back. A second signal hands back
+everything at once.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			secret, err := readSecret(secretFile)
+			if err != nil {
+				return err
+			}
+			log := logger(cmd)
+			if workdir == "" {
+				if workdir, err = os.MkdirTemp("", "trellis-worker-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(workdir)
+			} else if err := os.MkdirAll(workdir, 0o755); err != nil {
+				return err
+			}
+			res, err := resources.Detect(context.Background(), workdir)
+			if err != nil {
+				if res.MilliCores == 0 {
+					return err
+				}
+				log.Warn("resource detection", "err", err) // GPUs unknown; the rest was read
+			}
+			if gpus == 0 {
+				res.GPUs = nil // --gpus 0: offer none
+			}
+			if res, err = resources.Cap(res, cores, memory, disk, gpus); err != nil {
+				return err
+			}
+			w, err := worker.New(worker.Config{Manager: args[0], Secret: secret, Name: name, Resources: res,
+				Workdir: workdir, DrainTimeout: drain, IdleTimeout: idle, Logger: log, Version: trellis.Version})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "trellis worker: %g cores, %d MB memory, %d MB disk, %d gpus; manager %s\n",
+				float64(res.MilliCores)/1000, res.MemoryMB, res.DiskMB, len(res.GPUs), args[0])
+			ctx, kill := context.WithCancel(context.Background())
+			defer kill()
+			sigs := make(chan os.Signal, 2)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+			defer signal.Stop(sigs)
+			go func() { // exits after the second signal, or with the process
+				<-sigs
+				log.Info("signal: draining; send another to hand back all work now")
+				w.Drain()
+				<-sigs
+				kill()
+			}()
+			return w.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	f.Float64Var(&cores, "cores", 0, "cores to offer (default: all detected)")
+	f.Int64Var(&memory, "memory", 0, "memory to offer in MB (default: all detected)")
+	f.Int64Var(&disk, "disk", 0, "disk to offer in MB (default: free space of --workdir)")
+	f.IntVar(&gpus, "gpus", -1, "GPUs to offer (default: all detected)")
+	f.StringVar(&workdir, "workdir", "", "directory for the cache and sandboxes (default: a temporary directory)")
+	f.StringVar(&name, "name", "", "name shown in status (default: host:pid)")
+	f.DurationVar(&drain, "drain-timeout", time.Minute, "on SIGTERM, how long running tasks may finish before they are handed back")
+	f.DurationVar(&idle, "idle-timeout", 15*time.Minute, "exit after this long without reaching a manager")
+	return cmd
+}

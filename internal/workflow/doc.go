@@ -1,0 +1,23 @@
+// Package workflow reads trellis workflow files.
+//
+// A workflow file is a YAML document (format version 1) that declares a
+// list of command tasks. Each task runs a shell command in a private
+// sandbox directory; its inputs are copied into the sandbox from client
+// paths or inline buffers, and its outputs are brought back to client
+// paths. Dependencies follow from files: a task that reads a path that
+// another task writes waits for that task. Tasks may also name other
+// tasks in "after" for explicit ordering.
+//
+// Load and Parse turn a file into a Workflow whose paths are absolute,
+// whose defaults have been applied, and whose dependencies have been
+// resolved into task indexes. The result is validated as a whole: when
+// anything is wrong, they return no Workflow and an ErrorList that names
+// every problem found (up to a limit) with its file, line and column, in
+// the style of a compiler.
+//
+// The package never touches the files that a workflow names: a missing
+// input is not an error here, because it must only stop the task that
+// reads it. The runner reports such problems per task at run time.
+//
+// See docs/workflow.md for the user's reference of the format.
+package workflow

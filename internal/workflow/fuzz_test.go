@@ -1,0 +1,93 @@
+package workflow
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics and that what it returns is
+// consistent: either a workflow whose indexes and order hold up, or an
+// ErrorList of positioned problems.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(goodFile))
+	if data, err := os.ReadFile(filepath.Join(exampleDir, "wordcount.yaml")); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("tasks:\n- {name: a, command: c, inputs: {x: y}, outputs: {y: x}}\n- {name: b, command: c, inputs: {x: x}, after: a}\n"))
+	f.Add([]byte("tasks:\n- &t {name: a, command: c}\n- *t\n"))
+	f.Add([]byte("tasks:\n- {name: a, command: c, memory: 1.5GB, disk: 3 kb, time_limit: 1h, cores: .5}\n"))
+	f.Add([]byte("a: &a\n  b: *a\ntasks: *a\n"))
+	f.Add([]byte("tasks:\n- name: a\n  command: c\n  inputs: {b: !!binary aGVsbG8=}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		w, err := Parse("wf.yaml", "/base", data)
+		if err != nil {
+			if w != nil {
+				t.Fatalf("Parse returned a workflow and an error: %v", err)
+			}
+			var list ErrorList
+			if !errors.As(err, &list) || len(list) == 0 || len(list) > maxErrors+1 {
+				t.Fatalf("Parse error is not a non-empty, bounded ErrorList: %#v", err)
+			}
+			for _, e := range list {
+				if e.File != "wf.yaml" || e.Msg == "" || e.Line < 0 || e.Col < 0 {
+					t.Fatalf("malformed error %#v", e)
+				}
+			}
+			return
+		}
+		if len(w.Tasks) == 0 {
+			t.Fatal("workflow without tasks")
+		}
+		names := map[string]bool{}
+		for i, task := range w.Tasks {
+			if names[task.Name] || !validName.MatchString(task.Name) {
+				t.Fatalf("task %d has a bad or repeated name %q", i, task.Name)
+			}
+			names[task.Name] = true
+			if !slices.IsSorted(task.After) || len(slices.Compact(slices.Clone(task.After))) != len(task.After) {
+				t.Fatalf("task %q: After %v is not sorted and unique", task.Name, task.After)
+			}
+			for _, a := range task.After {
+				if a < 0 || a >= len(w.Tasks) || a == i {
+					t.Fatalf("task %q: bad After index %d", task.Name, a)
+				}
+			}
+			for _, in := range task.Inputs {
+				if in.Producer != -1 && !slices.Contains(task.After, in.Producer) {
+					t.Fatalf("task %q: producer %d of %q is not in After", task.Name, in.Producer, in.Name)
+				}
+				if in.Local != "" && !filepath.IsAbs(in.Local) {
+					t.Fatalf("task %q: input %q is not absolute", task.Name, in.Local)
+				}
+			}
+		}
+		if hasCycle(w) {
+			t.Fatal("accepted a workflow with a cycle")
+		}
+	})
+}
+
+// hasCycle reports whether the tasks' After lists form a cycle.
+func hasCycle(w *Workflow) bool {
+	state := make([]int, len(w.Tasks)) // 0 new, 1 on the path, 2 done
+	var visit func(i int) bool
+	visit = func(i int) bool {
+		state[i] = 1
+		for _, a := range w.Tasks[i].After {
+			if state[a] == 1 || (state[a] == 0 && visit(a)) {
+				return true
+			}
+		}
+		state[i] = 2
+		return false
+	}
+	for i := range w.Tasks {
+		if state[i] == 0 && visit(i) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,120 @@
+package workflow
+
+import (
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// topFields are the keys a workflow file may have at its top level.
+// Planned sections (files, libraries, calls) will be added here.
+var topFields = []string{"version", "name", "defaults", "tasks"}
+
+// parseRoot builds the workflow from the document's root node.
+func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
+	top := scope{p: p}
+	root := p.deref(rn)
+	if root.Kind != yaml.MappingNode {
+		top.errorf(rn, "want a mapping with a %q list, got %s", "tasks", describe(root))
+		return nil
+	}
+	w := &Workflow{Name: defaultName(p.file), Dir: p.dir}
+	var defaults taskSpec
+	var specs []*taskSpec
+	haveTasks := false
+	for _, e := range top.entries(root) {
+		switch e.key {
+		case "version":
+			if v, ok := top.integer(e.key, e.value); ok && v != 1 {
+				top.errorf(e.value, "version: unsupported version %d (want 1)", v)
+			}
+		case "name":
+			if s, ok := top.str(e.key, e.value); ok {
+				if strings.TrimSpace(s) == "" {
+					top.errorf(e.value, "name: must not be empty")
+				} else {
+					w.Name = s
+				}
+			}
+		case "defaults":
+			p.parseDefaults(e.value, &defaults)
+		case "tasks":
+			haveTasks = true
+			specs = p.parseTasks(e.value)
+		default:
+			top.unknown(e, topFields)
+		}
+	}
+	if !haveTasks {
+		top.errorf(rn, "missing required field %q", "tasks")
+	}
+	w.Tasks = p.link(specs, &defaults)
+	return w
+}
+
+// defaultName is the workflow name for a file without a "name": its base
+// name without the extension.
+func defaultName(file string) string {
+	base := filepath.Base(file)
+	if ext := filepath.Ext(base); ext != base {
+		base = strings.TrimSuffix(base, ext)
+	}
+	if base == "" || base == "." || base == string(filepath.Separator) {
+		return "workflow"
+	}
+	return base
+}
+
+// parseDefaults reads the "defaults" mapping into d.
+func (p *parser) parseDefaults(vn *yaml.Node, d *taskSpec) {
+	s := scope{p: p, prefix: "defaults: "}
+	v := p.deref(vn)
+	if v.Kind != yaml.MappingNode {
+		if !isNull(v) {
+			s.errorf(vn, "want a mapping, got %s", describe(v))
+		}
+		return
+	}
+	var known []string
+	for _, f := range taskFields {
+		if f.defaultable {
+			known = append(known, f.name)
+		}
+	}
+	for _, e := range s.entries(v) {
+		f := lookupField(e.key)
+		switch {
+		case f == nil:
+			s.unknown(e, known)
+		case !f.defaultable:
+			s.errorf(e.kn, "field %q cannot have a default", e.key)
+		default:
+			f.parse(s, e.key, e.value, d)
+		}
+	}
+}
+
+// parseTasks reads the "tasks" list.
+func (p *parser) parseTasks(vn *yaml.Node) []*taskSpec {
+	s := scope{p: p}
+	v := p.deref(vn)
+	if v.Kind != yaml.SequenceNode {
+		s.errorf(vn, "tasks: want a list of tasks, got %s", describe(v))
+		return nil
+	}
+	if len(v.Content) == 0 {
+		s.errorf(vn, "tasks: want at least one task")
+		return nil
+	}
+	specs := make([]*taskSpec, 0, len(v.Content))
+	for i, tn := range v.Content {
+		specs = append(specs, p.parseTask(i, tn))
+	}
+	return specs
+}
+
+// isNull reports whether n is an empty or null scalar.
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}

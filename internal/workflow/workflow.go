@@ -1,0 +1,112 @@
+package workflow
+
+import "time"
+
+// DefaultRetries is the number of retries a task gets when neither the
+// task nor the workflow's defaults set "retries".
+const DefaultRetries = 3
+
+// Workflow is a parsed and validated workflow file.
+type Workflow struct {
+	// Name is the workflow's name: the "name" field, or else the file
+	// name without its extension.
+	Name string
+	// Path is the absolute path of the file the workflow was read from,
+	// or "" when it was parsed from bytes by Parse.
+	Path string
+	// Dir is the absolute directory that relative client paths in the
+	// file were resolved against: the file's directory for Load.
+	Dir string
+	// Tasks are the workflow's tasks in file order. Task indexes, as in
+	// Task.After and Input.Producer, index this slice.
+	Tasks []Task
+}
+
+// Task is one command of a workflow, with its defaults applied.
+type Task struct {
+	// Name is the task's name, unique in the workflow.
+	Name string
+	// Line is the line of the task in the workflow file.
+	Line int
+	// Command is run with /bin/sh -c in the task's sandbox directory.
+	Command string
+	// Inputs are the files placed in the sandbox before the command
+	// runs, sorted by Name.
+	Inputs []Input
+	// Outputs are the files brought back from the sandbox after the
+	// command succeeds, sorted by Name.
+	Outputs []Output
+	// Env holds the command's extra environment as "KEY=VALUE" strings,
+	// sorted by key.
+	Env []string
+	// Cores is the number of CPU cores the task needs; fractions are
+	// allowed. Zero means not declared.
+	Cores float64
+	// MemoryMB is the memory the task needs in MB (1 MB = 1024*1024
+	// bytes). Zero means not declared.
+	MemoryMB int64
+	// DiskMB is the sandbox disk space the task needs in MB. Zero means
+	// not declared.
+	DiskMB int64
+	// GPUs is the number of GPUs the task needs.
+	GPUs int
+	// Retries is how many times the task is tried again after a system
+	// failure such as a lost worker. It is DefaultRetries unless set.
+	Retries int
+	// RetryOnError also spends retries when the command itself fails,
+	// times out or exceeds its resources.
+	RetryOnError bool
+	// TimeLimit is the longest the command may run. Zero means no limit.
+	TimeLimit time.Duration
+	// Priority orders ready tasks: higher runs first.
+	Priority int
+	// Category groups tasks with similar resource needs.
+	Category string
+	// Tags are free-form labels, in file order.
+	Tags []string
+	// After holds the indexes of the tasks this one waits for: those it
+	// names in "after" and those that write its inputs. It is sorted and
+	// has no duplicates.
+	After []int
+}
+
+// Input is a file placed in a task's sandbox before its command runs.
+// Exactly one of Local and Buffer describes the source.
+type Input struct {
+	// Name is the file's path inside the sandbox: relative, clean and
+	// never leaving the sandbox.
+	Name string
+	// Local is the absolute client path the file is read from, when the
+	// source is a path.
+	Local string
+	// Buffer holds the file's contents, when the source is inline.
+	Buffer []byte
+	// Producer is the index of the task that writes Local as an output
+	// (or writes a directory that contains it), or -1.
+	Producer int
+}
+
+// Output is a file brought back from a task's sandbox.
+type Output struct {
+	// Name is the file's path inside the sandbox: relative, clean and
+	// never leaving the sandbox.
+	Name string
+	// Local is the absolute client path the file is written to.
+	Local string
+}
+
+// Dependents returns the indexes of the tasks that have task i in their
+// After list, in increasing order. It returns only direct dependents; to
+// skip everything downstream of a failed task, apply it repeatedly.
+func (w *Workflow) Dependents(i int) []int {
+	var deps []int
+	for j := range w.Tasks {
+		for _, a := range w.Tasks[j].After {
+			if a == i {
+				deps = append(deps, j)
+				break
+			}
+		}
+	}
+	return deps
+}
