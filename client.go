@@ -28,6 +28,7 @@ type Client struct {
 	secret  string
 	session string
 	rpc     trellisv1connect.ManagerClient
+	rpcHTTP *http.Client
 	files   *http.Client
 	log     *slog.Logger
 	onEvent func(Event)
@@ -72,13 +73,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	protocols := new(http.Protocols)
 	protocols.SetUnencryptedHTTP2(true)
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	c.rpc = trellisv1connect.NewManagerClient(
-		&http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
-			HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}},
-		c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes),
+	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}}
+	c.rpc = trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes),
 		connect.WithInterceptors(bearer{&c.secret}))
 	c.files = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 16}}
 	if _, err := c.Status(ctx); err != nil {
+		c.rpcHTTP.CloseIdleConnections()
 		return nil, err
 	}
 	wctx, stop := context.WithCancel(context.Background())
@@ -109,6 +110,8 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.stop()
 	c.wg.Wait()
+	c.rpcHTTP.CloseIdleConnections()
+	c.files.CloseIdleConnections()
 	for i := len(c.shutdown) - 1; i >= 0; i-- {
 		c.shutdown[i]()
 	}

@@ -58,7 +58,7 @@ type state struct {
 	produced   map[string]bool        // cache names some task declared as output
 	fileInfo   map[string]*pb.FileInfo
 	requests   map[string][]uint64 // submit request ID -> task IDs
-	markers    core.FileID // marker files handed out for "after"
+	markers    core.FileID         // marker files handed out for "after"
 	nextTask   core.TaskID
 	nextWorker core.WorkerID
 	succeeded  uint64

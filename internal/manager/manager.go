@@ -38,8 +38,9 @@ type Manager struct {
 	srv      *http.Server
 	store    *store
 	ownStore bool
-	events   chan any // to loop
-	state    *state   // owned by loop
+	events   chan any      // to loop
+	stopping chan struct{} // closed when Run's context ends
+	state    *state        // owned by loop
 }
 
 // Listen binds the manager's port and prepares its store.
@@ -70,7 +71,7 @@ func Listen(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
 	}
-	m := &Manager{cfg: cfg, log: log, ln: ln, store: st, ownStore: own, events: make(chan any, 1024)}
+	m := &Manager{cfg: cfg, log: log, ln: ln, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
 	m.state = newState(m)
 
 	mux := http.NewServeMux()
@@ -116,6 +117,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { // closes the server when ctx ends
 		<-ctx.Done()
+		close(m.stopping)
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := m.srv.Shutdown(sctx); err != nil {

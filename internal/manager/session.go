@@ -114,7 +114,12 @@ loop:
 				break loop
 			}
 		case <-ctx.Done():
-			reason = "manager stopping"
+			reason = "connection closed"
+			select {
+			case <-m.stopping:
+				reason = "manager stopping"
+			default:
+			}
 			break loop
 		}
 	}

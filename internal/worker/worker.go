@@ -43,6 +43,7 @@ type Worker struct {
 	cfg    Config
 	log    *slog.Logger
 	rpc    trellisv1connect.ManagerClient
+	h2     *http.Client
 	files  *http.Client
 	base   string // http://manager
 	cache  *cache
@@ -90,6 +91,7 @@ func New(cfg Config) (*Worker, error) {
 		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		HTTP2:       &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
 	}}
+	w.h2 = h2
 	w.rpc = trellisv1connect.NewManagerClient(h2, w.base,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes))
 	w.files = &http.Client{Transport: &http.Transport{
@@ -142,6 +144,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 func (w *Worker) cleanup() {
 	w.files.CloseIdleConnections()
+	w.h2.CloseIdleConnections()
 	os.RemoveAll(w.boxes)
 	os.RemoveAll(w.cache.dir)
 }

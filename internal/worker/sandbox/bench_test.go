@@ -1,0 +1,89 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkRunTrue measures the sandbox's cost for a trivial command; compare
+// it with BenchmarkExecTrue.
+func BenchmarkRunTrue(b *testing.B) {
+	dir := b.TempDir()
+	ctx := context.Background()
+	for b.Loop() {
+		res, err := Run(ctx, Spec{Dir: dir, Command: "true"})
+		if err != nil || res.Kind != Success {
+			b.Fatalf("Run(true) = %v, %v", res.Kind, err)
+		}
+	}
+}
+
+// BenchmarkRunTrueLimits is BenchmarkRunTrue with every limit set, which
+// starts the monitor goroutine.
+func BenchmarkRunTrueLimits(b *testing.B) {
+	dir := b.TempDir()
+	ctx := context.Background()
+	for b.Loop() {
+		res, err := Run(ctx, Spec{Dir: dir, Command: "true", WallTime: 1 << 40, MemoryMB: 1 << 20, DiskMB: 1 << 20})
+		if err != nil || res.Kind != Success {
+			b.Fatalf("Run(true) = %v, %v", res.Kind, err)
+		}
+	}
+}
+
+// BenchmarkExecTrue is the baseline: a plain os/exec run of the same command.
+func BenchmarkExecTrue(b *testing.B) {
+	for b.Loop() {
+		if err := exec.Command("/bin/sh", "-c", "true").Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExecTrueCapture is a plain os/exec run that captures stdout and
+// stderr in memory, as Run does.
+func BenchmarkExecTrueCapture(b *testing.B) {
+	for b.Loop() {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command("/bin/sh", "-c", "true")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// startGroup starts a three-process group for the scanner benchmarks.
+func startGroup(b *testing.B) int {
+	cmd := exec.Command("/bin/sh", "-c", "sleep 30 | sleep 30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	return cmd.Process.Pid
+}
+
+// BenchmarkGroupScanFull measures one memory sample that reads all of /proc.
+func BenchmarkGroupScanFull(b *testing.B) {
+	s := newGroupScanner(startGroup(b), time.Second)
+	for b.Loop() {
+		s.fullScan()
+	}
+}
+
+// BenchmarkGroupScanWalk measures one memory sample that walks the group's
+// process tree.
+func BenchmarkGroupScanWalk(b *testing.B) {
+	s := newGroupScanner(startGroup(b), time.Second)
+	for b.Loop() {
+		s.walk()
+	}
+}

@@ -1,0 +1,114 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+)
+
+// verdict is what the monitor saw: the kind and message of the limit it
+// enforced (kind 0 when it killed nothing), and the peak resident memory of
+// the group in bytes (0 when memory was not sampled).
+type verdict struct {
+	kind    Kind
+	message string
+	peak    int64
+}
+
+// monitor watches one run from its own goroutine. A nil *monitor watches
+// nothing, and its stop returns the zero verdict.
+type monitor struct {
+	stopc chan struct{}
+	done  chan verdict
+}
+
+// startMonitor starts watching the group pgid, unless there is nothing to
+// watch: no wall time, no limits, and a context that cannot be cancelled.
+func startMonitor(ctx context.Context, spec *Spec, pgid int, dir string, start time.Time) *monitor {
+	if spec.WallTime <= 0 && spec.MemoryMB <= 0 && spec.DiskMB <= 0 && ctx.Done() == nil {
+		return nil
+	}
+	m := &monitor{stopc: make(chan struct{}), done: make(chan verdict, 1)}
+	go m.run(ctx, *spec, pgid, dir, start)
+	return m
+}
+
+// stop ends the watch and returns the verdict. It must be called exactly once
+// per started monitor, before the shell is reaped.
+func (m *monitor) stop() verdict {
+	if m == nil {
+		return verdict{}
+	}
+	close(m.stopc)
+	return <-m.done
+}
+
+func (m *monitor) run(ctx context.Context, spec Spec, pgid int, dir string, start time.Time) {
+	var v verdict
+	defer func() { m.done <- v }()
+
+	var timeout <-chan time.Time
+	if spec.WallTime > 0 {
+		t := time.NewTimer(spec.WallTime - time.Since(start))
+		defer t.Stop()
+		timeout = t.C
+	}
+	if spec.PollInterval <= 0 {
+		spec.PollInterval = DefaultPollInterval
+	}
+	var tick <-chan time.Time
+	if spec.MemoryMB > 0 || spec.DiskMB > 0 {
+		t := time.NewTicker(spec.PollInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var scan *groupScanner
+	if spec.MemoryMB > 0 {
+		scan = newGroupScanner(pgid, spec.PollInterval)
+	}
+	memLimit, diskLimit := mbToBytes(spec.MemoryMB), mbToBytes(spec.DiskMB)
+	kill := func(k Kind, msg string) {
+		killGroup(pgid)
+		v.kind, v.message = k, msg
+	}
+	for {
+		select {
+		case <-m.stopc:
+			return
+		case <-ctx.Done():
+			kill(Cancelled, fmt.Sprintf("killed: cancelled (%v)", ctx.Err()))
+			return
+		case <-timeout:
+			kill(TimedOut, fmt.Sprintf("killed: wall time %v exceeded", spec.WallTime))
+			return
+		case <-tick:
+			if memLimit > 0 {
+				rss, _ := scan.rss()
+				v.peak = max(v.peak, rss)
+				if rss > memLimit {
+					kill(MemoryExceeded, fmt.Sprintf("killed: resident memory %d MB exceeded the limit of %d MB", ceilMB(rss), spec.MemoryMB))
+					return
+				}
+			}
+			if diskLimit > 0 {
+				if size := dirSize(dir); size > diskLimit {
+					kill(DiskExceeded, fmt.Sprintf("killed: sandbox holds %d MB, over the disk limit of %d MB", ceilMB(size), spec.DiskMB))
+					return
+				}
+			}
+		}
+	}
+}
+
+// mbToBytes converts MiB to bytes, saturating instead of overflowing; 0 and
+// negative sizes give 0, meaning no limit.
+func mbToBytes(mb int64) int64 {
+	switch {
+	case mb <= 0:
+		return 0
+	case mb > math.MaxInt64>>20:
+		return math.MaxInt64
+	}
+	return mb << 20
+}

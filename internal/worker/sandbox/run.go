@@ -1,0 +1,158 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// ioGrace bounds how long Run waits for stdout and stderr to reach end of
+// file after the group was killed. Only a process that left the group (and so
+// survived the kill) while holding the pipes makes Run wait that long.
+const ioGrace = time.Second
+
+// Run runs spec.Command and returns once the shell has exited and its whole
+// process group has been sent SIGKILL, so no background child lingers.
+// Cancelling ctx kills the process group and yields Kind Cancelled. The error
+// is non-nil only when the command could not be started at all, e.g. when
+// spec.Dir is missing.
+func Run(ctx context.Context, spec Spec) (Result, error) {
+	if spec.Dir == "" {
+		return Result{}, errors.New("sandbox: run: empty sandbox directory")
+	}
+	dir, err := filepath.Abs(spec.Dir)
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox: run in %q: %w", spec.Dir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{Kind: Cancelled, ExitCode: -1, Message: "cancelled before start: " + err.Error()}, nil
+	}
+	limit := spec.OutputLimit
+	if limit <= 0 {
+		limit = DefaultOutputLimit
+	}
+	stdout, stderr := newTailBuffer(limit), newTailBuffer(limit)
+	cmd := &exec.Cmd{
+		Path:        "/bin/sh",
+		Args:        []string{"sh", "-c", spec.Command},
+		Dir:         dir,
+		Env:         environ(dir, spec.Env),
+		Stdout:      stdout,
+		Stderr:      stderr,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		WaitDelay:   ioGrace,
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
+	}
+	pgid := cmd.Process.Pid // Setpgid with Pgid 0: the shell leads its group.
+	mon := startMonitor(ctx, &spec, pgid, dir, start)
+
+	var v verdict
+	var duration time.Duration
+	if waitExited(pgid) == nil {
+		// The shell is a zombie, so its pid, and with it the group id,
+		// cannot be reused until cmd.Wait reaps it below.
+		duration = time.Since(start)
+		v = mon.stop()
+		killGroup(pgid)
+		_ = cmd.Wait() // the outcome is read from ProcessState
+	} else {
+		_ = cmd.Wait()
+		duration = time.Since(start)
+		v = mon.stop()
+		killGroup(pgid)
+	}
+
+	res := Result{
+		Stdout:          stdout.Bytes(),
+		Stderr:          stderr.Bytes(),
+		StdoutTruncated: stdout.Truncated(),
+		StderrTruncated: stderr.Truncated(),
+		Duration:        duration,
+	}
+	classify(&res, cmd.ProcessState, v)
+	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
+	return res, nil
+}
+
+// environ returns the base environment followed by extra.
+func environ(dir string, extra []string) []string {
+	path := os.Getenv("PATH")
+	if path == "" {
+		path = defaultPath
+	}
+	env := make([]string, 0, 3+len(extra))
+	env = append(env, "PATH="+path, "HOME="+dir, "TMPDIR="+dir)
+	return append(env, extra...)
+}
+
+// killGroup sends SIGKILL to every process in the group. An empty group
+// (ESRCH) is the common case and not an error.
+func killGroup(pgid int) {
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// classify fills res.Kind, ExitCode and Message from how the shell ended and
+// what the monitor did.
+func classify(res *Result, ps *os.ProcessState, v verdict) {
+	res.ExitCode = ps.ExitCode()
+	ws, _ := ps.Sys().(syscall.WaitStatus)
+	switch {
+	case v.kind != 0 && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+		// The monitor killed a live shell. Had the shell already exited on
+		// its own, its status below is the truthful outcome.
+		res.Kind, res.Message = v.kind, v.message
+	case ws.Exited() && ws.ExitStatus() == 0:
+		res.Kind, res.Message = Success, "exit status 0"
+	case ws.Exited():
+		res.Kind = Failed
+		res.Message = fmt.Sprintf("exit status %d", ws.ExitStatus())
+		if ws.ExitStatus() == 127 {
+			res.Message += ": command not found"
+			if line := firstLine(res.Stderr); line != "" {
+				res.Message += " (" + line + ")"
+			}
+		}
+	case ws.Signaled():
+		res.Kind = Failed
+		res.Message = fmt.Sprintf("killed by signal %d", int(ws.Signal()))
+	default:
+		res.Kind, res.Message = Failed, ps.String()
+	}
+}
+
+// maxQuotedLine bounds the stderr line quoted in a Message.
+const maxQuotedLine = 200
+
+// firstLine returns the first non-blank line of b, trimmed, and cut to
+// maxQuotedLine bytes.
+func firstLine(b []byte) string {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			if len(line) > maxQuotedLine {
+				return string(line[:maxQuotedLine]) + "..."
+			}
+			return string(line)
+		}
+	}
+	return ""
+}
+
+// ceilMB converts bytes to MiB, rounding up.
+func ceilMB(n int64) int64 {
+	return (n + 1<<20 - 1) >> 20
+}

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package sandbox
+
+import (
+	"errors"
+	"os"
+)
+
+// waitExited is unsupported here: Run then reaps the shell before it kills
+// the group.
+func waitExited(int) error {
+	return errors.ErrUnsupported
+}
+
+// maxRSSBytes reports no peak: ru_maxrss units differ between systems.
+func maxRSSBytes(*os.ProcessState) int64 {
+	return 0
+}
