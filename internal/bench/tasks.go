@@ -45,6 +45,12 @@ func Tasks(ctx context.Context, n, workers int, logf func(string, ...any)) (*Tas
 		slots += int(w.Total.Cores)
 	}
 	res := &TasksResult{Bench: "tasks", Tasks: n, Workers: workers, Slots: slots}
+	// The ceiling is measured before and after, and the faster run kept:
+	// a noisy machine should not flatter trellis.
+	logf("spawning %d processes in a plain loop, %d at a time", n, slots)
+	if res.SpawnSeconds, err = spawn(ctx, n, slots); err != nil {
+		return nil, err
+	}
 
 	plain := make([]*trellis.Task, n)
 	for i := range plain {
@@ -56,7 +62,8 @@ func Tasks(ctx context.Context, n, workers int, logf func(string, ...any)) (*Tas
 	}
 	withFiles := make([]*trellis.Task, n)
 	for i := range withFiles {
-		t := trellis.NewTask("cp in.txt out.txt")
+		// Shell built-ins only: one process per task, as in the baseline.
+		t := trellis.NewTask(`read -r line < in.txt; printf '%s\n' "$line" > out.txt`)
 		t.AddInput(trellis.Buffer([]byte(fmt.Sprintf("input of task %d\n", i))), "in.txt")
 		t.AddOutput(trellis.Output(""), "out.txt")
 		withFiles[i] = t
@@ -65,10 +72,12 @@ func Tasks(ctx context.Context, n, workers int, logf func(string, ...any)) (*Tas
 	if res.FilesSeconds, err = runAll(ctx, c, withFiles); err != nil {
 		return nil, err
 	}
-	logf("spawning %d processes in a plain loop, %d at a time", n, slots)
-	if res.SpawnSeconds, err = spawn(ctx, n, slots); err != nil {
+	logf("spawning %d processes in a plain loop again", n)
+	again, err := spawn(ctx, n, slots)
+	if err != nil {
 		return nil, err
 	}
+	res.SpawnSeconds = min(res.SpawnSeconds, again)
 	res.TasksPerS = float64(n) / res.TasksSeconds
 	res.FilesTasksPerS = float64(n) / res.FilesSeconds
 	res.SpawnPerS = float64(n) / res.SpawnSeconds
