@@ -130,7 +130,13 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		case <-senderDone:
 		case <-time.After(5 * time.Second):
 		}
+		// Cancelling now could drop reports still in flight: half-close,
+		// and let the manager end the stream once it has read them.
 		stream.CloseRequest()
+		select {
+		case <-recvErr:
+		case <-time.After(5 * time.Second):
+		}
 		cancel()
 		wg.Wait()
 		return true, e

@@ -1,0 +1,29 @@
+# The two commands of README.md: `make demo` and `make test`.
+GO ?= go
+# Packages with goroutines of their own run under the race detector.
+RACE_PKGS = . ./internal/core/... ./internal/manager/... ./internal/worker/... ./internal/runner/...
+
+.PHONY: build demo test vet bench proto
+
+build:
+	$(GO) build -o bin/trellis ./cmd/trellis
+
+demo: build
+	./bin/trellis run examples/wordcount/wordcount.yaml
+	$(GO) run ./examples/hello
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+test: vet
+	$(GO) test -race -short $(RACE_PKGS)
+	$(GO) test ./internal/e2e/... ./internal/proto/... ./internal/workflow/... ./internal/bench/... ./cmd/... ./internal/
+
+bench: build
+	./bin/trellis bench core
+	./bin/trellis bench tasks --tasks 2000 --workers 2
+
+# Regenerate the wire code (needs protoc, protoc-gen-go, protoc-gen-connect-go).
+proto:
+	cd internal/proto && $(GO) generate ./...
