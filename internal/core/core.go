@@ -27,6 +27,7 @@ type Core struct {
 	ready   readyQueue
 	files   catalog
 	seq     uint64
+	fresh   []*task           // made ready in this step, to place at its end
 	counts  [Finished + 1]int // tasks by state; Finished counts every task ever finished
 	out     []Action
 }
@@ -70,6 +71,7 @@ func (c *Core) Step(ev Event) []Action {
 	default:
 		panic(fmt.Sprintf("core: unknown event %T", ev))
 	}
+	c.placeFresh()
 	return c.out
 }
 
@@ -189,6 +191,13 @@ func (c *Core) taskFinished(ev TaskFinished) {
 	}
 	w := t.worker
 	c.release(t)
+	// Tasks that become ready now (t itself, or its consumers) must not take
+	// what t freed on w before the tasks queued for it, which may rank
+	// higher: keep w closed until they are queued, then fill it by priority.
+	open := w.index >= 0
+	if open {
+		c.open.remove(w)
+	}
 	switch {
 	case t.cancel:
 		c.finish(t, Outcome{Kind: Cancelled, ExitCode: ev.Outcome.ExitCode, Message: "cancelled"})
@@ -200,7 +209,8 @@ func (c *Core) taskFinished(ev TaskFinished) {
 	default:
 		c.retryOrFinish(t, ev.Outcome, t.spec.RetryOnError)
 	}
-	if w.index >= 0 {
+	if open {
+		c.open.push(w)
 		c.fill(w)
 	}
 }
@@ -210,13 +220,17 @@ func (c *Core) taskReturned(ev TaskReturned) {
 	if t == nil {
 		return
 	}
+	w := t.worker
 	c.release(t)
 	if t.cancel {
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
-		return
+	} else {
+		c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: WorkerLost, Message: fmt.Sprintf("returned unfinished by worker %d", ev.Worker)}})
+		c.makeReady(t)
 	}
-	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: WorkerLost, Message: fmt.Sprintf("returned by draining worker %d", ev.Worker)}})
-	c.makeReady(t)
+	if w.index >= 0 {
+		c.fill(w) // a worker that is not draining offers what it freed
+	}
 }
 
 func (c *Core) cancelTask(id TaskID) {

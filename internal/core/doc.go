@@ -2,15 +2,15 @@
 //
 // The core owns the task queue, resource accounting on workers, placement,
 // retries, and the catalog of files that tasks produce and consume. It does no
-// I/O, starts no goroutines and reads no clock: time arrives with every call to
-// Step, and IDs are chosen by the caller. The same sequence of Step calls
+// I/O, starts no goroutines and reads no clock: it keeps no timers of its
+// own (Tick is the caller's clock), and IDs are chosen by the caller. The same sequence of Step calls
 // therefore always yields the same actions, which is what lets a seeded
 // simulation (package coretest) drive it with many fake workers and faults,
 // and what lets a journal replay it after a restart.
 //
 // Contract:
 //   - One goroutine owns a Core. It is not safe for concurrent use.
-//   - Step(now, ev) applies ev and returns the actions the caller must
+//   - Step(ev) applies ev and returns the actions the caller must
 //     execute, in order. The returned slice is reused by the next Step call:
 //     consume it (or copy it) before stepping again.
 //   - Every dispatch gets a new attempt number. A TaskFinished event whose
@@ -19,6 +19,9 @@
 //   - Resources are never over-committed: the sum of the resources of the
 //     tasks running on a worker never exceeds what the worker offered.
 //   - Every submitted task ends with exactly one Done action.
+//   - Tasks that become ready during one Step are placed at its end, highest
+//     priority first; a worker that frees capacity takes the best queued
+//     task that fits it.
 //
 // Files the core has never seen are external (uploaded by the client) and
 // count as available. A file named as an output of a submitted task is

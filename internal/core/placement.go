@@ -2,19 +2,41 @@ package core
 
 import "sort"
 
-// makeReady queues t, or dispatches it at once to a worker it fits.
+// makeReady queues t. Tasks made ready during a Step are placed at its end,
+// in priority order (placeFresh), so that the order of events within a step
+// does not decide which of them runs first.
 func (c *Core) makeReady(t *task) {
 	c.setState(t, Ready)
-	need := t.spec.Resources
-	// Queued tasks of the same shape found no worker, so neither would t;
-	// and they run first anyway at equal priority.
-	if !c.ready.waiting(need) {
-		if w := c.findWorker(need); w != nil {
-			c.dispatch(t, w)
-			return
+	c.ready.push(t)
+	c.fresh = append(c.fresh, t)
+}
+
+// placeFresh dispatches the tasks made ready in this step, highest priority
+// first, while workers fit them. For each, it places the head of its shape's
+// queue until the task itself is placed: heads rank at least as high.
+func (c *Core) placeFresh() {
+	if len(c.fresh) == 0 {
+		return
+	}
+	fresh := c.fresh
+	sort.Slice(fresh, func(i, j int) bool { return before(fresh[i], fresh[j]) })
+	for _, t := range fresh {
+		for t.state == Ready {
+			q := c.ready.byNeed[t.spec.Resources]
+			w := c.findWorker(q.need)
+			if w == nil {
+				break
+			}
+			head := q.pop()
+			c.ready.n--
+			if len(q.tasks) == 0 {
+				c.ready.dropShape(q)
+			}
+			c.dispatch(head, w)
 		}
 	}
-	c.ready.push(t)
+	clear(fresh)
+	c.fresh = fresh[:0]
 }
 
 // findWorker returns an open worker that fits need, preferring the one with

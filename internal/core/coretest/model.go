@@ -1,0 +1,557 @@
+package coretest
+
+// The model: what the simulation knows of every task and worker, rebuilt
+// from the core's actions alone, and the invariants checked against it.
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+
+	"trellis/internal/core"
+)
+
+// simTask is the model of one task, built from the actions.
+type simTask struct {
+	spec      core.Task
+	submitted bool
+	rejected  bool // claimed a claimed file: Done Failed at submission
+	selfRead  bool // reads its own output
+	attempt   uint32
+	worker    *simWorker    // where it runs now, or nil
+	last      core.WorkerID // where the last attempt ran, 0 if none
+	gpus      []int32
+	runPos    int   // in sim.running, or -1
+	counted   int32 // requeues that counted against Retries
+	cancelled bool  // a CancelTask reached it while it was live
+	killed    bool  // a Kill was sent for the current attempt
+	done      bool
+	doneKind  core.Kind
+}
+
+// simWorker is the model of one worker.
+type simWorker struct {
+	id       core.WorkerID
+	total    core.Resources
+	devices  []int32
+	used     core.Resources
+	gpuUsed  map[int32]core.TaskID
+	running  map[core.TaskID]*simTask
+	draining bool
+	gone     bool
+	livePos  int // in sim.live
+}
+
+type fileInfo struct {
+	producer  *simTask // the task whose claim the core accepted
+	consumers []*simTask
+}
+
+// fate is how an attempt or a never-run task must end in the current step.
+type fate struct {
+	requeue bool      // Requeued, else Done with kind
+	kind    core.Kind // for Done
+	counted bool      // a Requeued that counts against Retries
+	seen    bool
+}
+
+func (s *sim) task(id core.TaskID) *simTask {
+	if id == 0 || int(id) > len(s.tasks) {
+		return nil
+	}
+	return s.tasks[id-1]
+}
+
+func equalActions(a, b []core.Action) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if fmt.Sprintf("%#v", a[i]) != fmt.Sprintf("%#v", b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// expect records, before the step, how the model says ev must play out.
+func (s *sim) expect(ev core.Event) {
+	switch ev := ev.(type) {
+	case core.WorkerJoined:
+		if s.workers[ev.Worker] != nil {
+			s.exact = true // a second join changes nothing
+			return
+		}
+		w := &simWorker{
+			id:      ev.Worker,
+			total:   ev.Resources,
+			devices: slices.Clone(ev.GPUs),
+			gpuUsed: make(map[int32]core.TaskID),
+			running: make(map[core.TaskID]*simTask),
+			livePos: len(s.live),
+		}
+		s.workers[w.id] = w
+		s.live = append(s.live, w)
+		s.open++
+		s.stats.WorkersJoined++
+	case core.WorkerDraining:
+		s.exact = true
+		if w := s.workers[ev.Worker]; w != nil && !w.draining {
+			w.draining = true
+			s.open--
+			s.stats.WorkersDrained++
+			if len(w.running) == 0 {
+				s.leaving = append(s.leaving, w)
+			}
+		}
+	case core.WorkerLeft:
+		w := s.workers[ev.Worker]
+		if w == nil {
+			s.exact = true
+			return
+		}
+		for _, t := range w.running {
+			s.expectLost(t)
+		}
+		w.gone = true
+		delete(s.workers, w.id)
+		last := s.live[len(s.live)-1]
+		s.live[w.livePos], last.livePos = last, w.livePos
+		s.live = s.live[:len(s.live)-1]
+		if !w.draining {
+			s.open--
+		}
+	case core.TasksSubmitted:
+		s.expectSubmit(ev.Tasks)
+	case core.TaskFinished:
+		t := s.current(ev.Task, ev.Attempt, ev.Worker)
+		if t == nil {
+			return
+		}
+		o := ev.Outcome.Kind
+		switch {
+		case t.cancelled:
+			s.fates[t.spec.ID] = &fate{kind: core.Cancelled}
+		case o == core.Success:
+			s.fates[t.spec.ID] = &fate{kind: core.Success}
+		default:
+			retryable := t.spec.RetryOnError || o == core.InputMissing || o == core.WorkerLost || o == core.Cancelled
+			s.expectRetry(t, o, retryable)
+		}
+	case core.TaskReturned:
+		t := s.current(ev.Task, ev.Attempt, ev.Worker)
+		if t == nil {
+			return
+		}
+		if t.cancelled {
+			s.fates[t.spec.ID] = &fate{kind: core.Cancelled}
+		} else {
+			s.fates[t.spec.ID] = &fate{requeue: true}
+		}
+	case core.CancelTask:
+		t := s.task(ev.Task)
+		if t == nil || !t.submitted || t.done {
+			s.exact = true
+			return
+		}
+		switch {
+		case t.worker == nil:
+			s.fates[t.spec.ID] = &fate{kind: core.Cancelled}
+		case t.cancelled:
+			s.exact = true
+		default:
+			s.exact = true
+			s.want = append(s.want, core.Kill{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id})
+		}
+		t.cancelled = true
+	case core.Tick:
+	default:
+		s.failf("unknown event %T", ev)
+	}
+}
+
+// current returns the running task that a report names, or nil after
+// setting up the StaleResult the core must answer with.
+func (s *sim) current(id core.TaskID, attempt uint32, wid core.WorkerID) *simTask {
+	t := s.task(id)
+	if t == nil || t.worker == nil || t.attempt != attempt || t.worker.id != wid {
+		s.exact = true
+		s.want = append(s.want, core.StaleResult{Task: id, Attempt: attempt, Worker: wid})
+		return nil
+	}
+	return t
+}
+
+func (s *sim) expectLost(t *simTask) {
+	if t.cancelled {
+		s.fates[t.spec.ID] = &fate{kind: core.Cancelled}
+		return
+	}
+	s.expectRetry(t, core.WorkerLost, true)
+}
+
+func (s *sim) expectRetry(t *simTask, k core.Kind, retryable bool) {
+	if retryable && t.counted < t.spec.Retries {
+		s.fates[t.spec.ID] = &fate{requeue: true, counted: true}
+		return
+	}
+	s.fates[t.spec.ID] = &fate{kind: k}
+}
+
+func (s *sim) expectSubmit(batch []core.Task) {
+	accepted := make([]*simTask, 0, len(batch))
+	fresh := 0
+	for _, spec := range batch {
+		t := s.task(spec.ID)
+		if t.submitted {
+			if !t.done && !t.rejected {
+				continue // a live task again: ignored
+			}
+			s.failf("harness resubmitted finished task %d", spec.ID)
+		}
+		fresh++
+		t.submitted = true
+		for _, f := range spec.Outputs {
+			if s.files[f] != nil {
+				t.rejected = true
+			}
+		}
+		if t.rejected {
+			s.fates[t.spec.ID] = &fate{kind: core.Failed}
+			s.mustFinish = append(s.mustFinish, t)
+			continue
+		}
+		for _, f := range spec.Outputs {
+			s.files[f] = &fileInfo{producer: t}
+		}
+		s.liveTasks++
+		accepted = append(accepted, t)
+	}
+	if fresh == 0 {
+		s.exact = true // only live tasks again: nothing happens
+	}
+	for _, t := range accepted {
+		for _, f := range t.spec.Inputs {
+			fi := s.files[f]
+			if fi == nil {
+				continue // external
+			}
+			fi.consumers = append(fi.consumers, t)
+			if fi.producer == t || (fi.producer.done && fi.producer.doneKind != core.Success) {
+				s.mustFinish = append(s.mustFinish, t)
+			}
+		}
+	}
+}
+
+// apply checks one action against the model and applies it.
+func (s *sim) apply(a core.Action) {
+	switch a := a.(type) {
+	case core.Dispatch:
+		s.applyDispatch(a)
+	case core.Kill:
+		t := s.task(a.Task)
+		if t == nil || t.worker == nil || t.attempt != a.Attempt || t.worker.id != a.Worker {
+			s.failf("Kill %+v of an attempt that is not running", a)
+		}
+		if !t.cancelled || t.killed {
+			s.failf("Kill %+v: cancelled=%v, killed before=%v", a, t.cancelled, t.killed)
+		}
+		t.killed = true
+		s.stats.Kills++
+	case core.Requeued:
+		t := s.task(a.Task)
+		if t == nil || t.worker == nil || t.attempt != a.Attempt {
+			s.failf("Requeued %+v of an attempt that is not running", a)
+		}
+		f := s.fates[t.spec.ID]
+		if f == nil || !f.requeue || f.seen {
+			s.failf("Requeued %+v: the model expects %+v", a, f)
+		}
+		f.seen = true
+		if f.counted {
+			t.counted++
+		}
+		s.release(t)
+		s.stats.Requeues++
+	case core.Done:
+		s.applyDone(a)
+	case core.StaleResult:
+		if !s.exact {
+			s.failf("unexpected %+v", a)
+		}
+		s.stats.StaleResults++
+	default:
+		s.failf("unknown action %T", a)
+	}
+}
+
+func (s *sim) applyDispatch(a core.Dispatch) {
+	t := s.task(a.Task)
+	switch {
+	case t == nil || !t.submitted:
+		s.failf("Dispatch %+v of a task never submitted", a)
+	case t.rejected || t.done:
+		s.failf("Dispatch %+v of a task that has its Done (%s)", a, t.doneKind)
+	case t.worker != nil:
+		s.failf("Dispatch %+v of a task running as attempt %d on worker %d", a, t.attempt, t.worker.id)
+	case t.cancelled:
+		s.failf("Dispatch %+v of a cancelled task", a)
+	case a.Attempt <= t.attempt:
+		s.failf("Dispatch %+v: attempt not above the last one, %d", a, t.attempt)
+	}
+	w := s.workers[a.Worker]
+	switch {
+	case w == nil:
+		s.failf("Dispatch %+v to an unknown or departed worker", a)
+	case w.draining:
+		s.failf("Dispatch %+v to a draining worker", a)
+	}
+	for _, f := range t.spec.Inputs {
+		fi := s.files[f]
+		if fi == nil {
+			continue
+		}
+		if p := fi.producer; p == t || !p.done || p.doneKind != core.Success {
+			s.failf("Dispatch %+v before input %d is ready: producer %d done=%v kind=%s", a, f, p.spec.ID, p.done, p.doneKind)
+		}
+	}
+	need := t.spec.Resources
+	if used := w.used.Add(need); !w.total.Fits(used) {
+		s.failf("Dispatch %+v over-commits worker %d: %v in use of %v", a, w.id, used, w.total)
+	}
+	if int64(len(a.GPUs)) != need.GPUs {
+		s.failf("Dispatch %+v names %d GPUs, the task needs %d", a, len(a.GPUs), need.GPUs)
+	}
+	for _, g := range a.GPUs {
+		if !slices.Contains(w.devices, g) {
+			s.failf("Dispatch %+v: worker %d has no GPU %d (it has %v)", a, w.id, g, w.devices)
+		}
+		if other, busy := w.gpuUsed[g]; busy {
+			s.failf("Dispatch %+v: GPU %d of worker %d is in use by task %d", a, g, w.id, other)
+		}
+		w.gpuUsed[g] = t.spec.ID
+	}
+	t.attempt = a.Attempt
+	t.worker = w
+	t.last = w.id
+	t.killed = false
+	t.gpus = slices.Clone(a.GPUs)
+	w.used = w.used.Add(need)
+	w.running[t.spec.ID] = t
+	t.runPos = len(s.running)
+	s.running = append(s.running, t)
+	s.stats.Dispatches++
+}
+
+func (s *sim) applyDone(a core.Done) {
+	t := s.task(a.Task)
+	switch {
+	case t == nil || !t.submitted:
+		s.failf("Done %+v of a task never submitted", a)
+	case t.done:
+		s.failf("second Done %+v; the first was %s", a, t.doneKind)
+	case a.Attempt != t.attempt:
+		s.failf("Done %+v: the last attempt is %d", a, t.attempt)
+	case a.Worker != t.last:
+		s.failf("Done %+v: the last attempt ran on worker %d", a, t.last)
+	case t.cancelled && a.Outcome.Kind != core.Cancelled:
+		s.failf("Done %+v of a cancelled task", a)
+	}
+	f := s.fates[t.spec.ID]
+	switch {
+	case f != nil:
+		if f.requeue || f.seen || f.kind != a.Outcome.Kind {
+			s.failf("Done %+v: the model expects %+v", a, f)
+		}
+		f.seen = true
+	case t.worker != nil:
+		s.failf("Done %+v ends a running attempt the event does not concern", a)
+	case a.Outcome.Kind != core.InputMissing:
+		s.failf("Done %+v of a task that was not running", a)
+	case !s.inputFailed(t):
+		s.failf("Done %+v, but no input of the task failed", a)
+	}
+	if t.worker != nil {
+		s.release(t)
+	}
+	t.done = true
+	t.doneKind = a.Outcome.Kind
+	s.doneCount++
+	if !t.rejected {
+		s.liveTasks--
+	}
+	s.stats.Done[a.Outcome.Kind]++
+	if a.Outcome.Kind == core.Success || t.rejected {
+		return
+	}
+	// Its consumers can never run: they must fail in this step.
+	for _, f := range t.spec.Outputs {
+		if fi := s.files[f]; fi != nil && fi.producer == t {
+			for _, c := range fi.consumers {
+				if !c.done {
+					s.mustFinish = append(s.mustFinish, c)
+				}
+			}
+		}
+	}
+}
+
+// inputFailed reports whether t reads its own output or a file whose
+// producer ended without success.
+func (s *sim) inputFailed(t *simTask) bool {
+	for _, f := range t.spec.Inputs {
+		if fi := s.files[f]; fi != nil {
+			if p := fi.producer; p == t || (p.done && p.doneKind != core.Success) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// release ends t's running attempt in the model.
+func (s *sim) release(t *simTask) {
+	w := t.worker
+	w.used = w.used.Sub(t.spec.Resources)
+	delete(w.running, t.spec.ID)
+	for _, g := range t.gpus {
+		delete(w.gpuUsed, g)
+	}
+	t.gpus = nil
+	t.worker = nil
+	last := s.running[len(s.running)-1]
+	s.running[t.runPos], last.runPos = last, t.runPos
+	s.running = s.running[:len(s.running)-1]
+	t.runPos = -1
+	ref := attemptRef{t.spec.ID, t.attempt, w.id}
+	if len(s.history) < historySize {
+		s.history = append(s.history, ref)
+	} else {
+		s.history[s.histPos] = ref
+		s.histPos = (s.histPos + 1) % historySize
+	}
+	if w.draining && !w.gone && len(w.running) == 0 {
+		s.leaving = append(s.leaving, w)
+	}
+}
+
+// afterStep checks that every expectation of the step was met and that the
+// core's counts agree with the model.
+func (s *sim) afterStep(acts []core.Action) {
+	for id, f := range s.fates {
+		if !f.seen {
+			s.failf("task %d: no action for the expected %+v; got %+v", id, *f, acts)
+		}
+	}
+	for _, t := range s.mustFinish {
+		if !t.done {
+			s.failf("task %d can never run (an input failed, or it claims a claimed file) but got no Done; got %+v", t.spec.ID, acts)
+		}
+	}
+	waiting, ready, running, finished := s.c.Counts()
+	if running != len(s.running) || finished != s.doneCount || waiting+ready != s.liveTasks-len(s.running) {
+		s.failf("Counts() = waiting %d ready %d running %d finished %d; model: queued %d running %d finished %d",
+			waiting, ready, running, finished, s.liveTasks-len(s.running), len(s.running), s.doneCount)
+	}
+	if _, tick := s.ev.(core.Tick); tick {
+		for _, a := range acts {
+			if d, ok := a.(core.Dispatch); ok {
+				s.stats.TickDispatches++
+				if s.cfg.StrictPlacement {
+					s.failf("Tick placed task %d: the incremental placement had missed it", d.Task)
+				}
+			}
+		}
+	}
+	if s.step%256 == 0 {
+		s.checkWorkers()
+	}
+	if s.cfg.StrictPlacement && s.step%max(8, s.cfg.Tasks/250) == 0 {
+		s.checkPlacement()
+	}
+}
+
+// checkPlacement fails if a task that is ready in the model fits the free
+// resources of an open worker.
+func (s *sim) checkPlacement() {
+	var shapes []*simTask // the first ready task of each shape
+	seen := make(map[core.Resources]bool)
+	for _, t := range s.tasks[:s.next] {
+		if t.done || t.rejected || t.worker != nil || seen[t.spec.Resources] || !s.inputsReady(t) {
+			continue
+		}
+		seen[t.spec.Resources] = true
+		shapes = append(shapes, t)
+	}
+	for _, t := range shapes {
+		for _, w := range s.live {
+			if !w.draining && w.total.Sub(w.used).Fits(t.spec.Resources) {
+				s.failf("task %d is ready and fits worker %d (free %v) but was not placed", t.spec.ID, w.id, w.total.Sub(w.used))
+			}
+		}
+	}
+}
+
+// inputsReady reports whether every input of t is external or produced.
+func (s *sim) inputsReady(t *simTask) bool {
+	for _, f := range t.spec.Inputs {
+		if fi := s.files[f]; fi != nil && (!fi.producer.done || fi.producer.doneKind != core.Success) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkWorkers compares the core's view of the workers with the model's.
+func (s *sim) checkWorkers() {
+	got := s.c.Workers()
+	if len(got) != len(s.workers) {
+		s.failf("Workers() lists %d workers, the model %d", len(got), len(s.workers))
+	}
+	for _, info := range got {
+		w := s.workers[info.ID]
+		if w == nil {
+			s.failf("Workers() lists worker %d, which the model does not have", info.ID)
+		}
+		ids := make([]core.TaskID, 0, len(w.running))
+		for id := range w.running {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		free := w.total.Sub(w.used)
+		if info.Total != w.total || info.Free != free || info.Draining != w.draining || !slices.Equal(info.Running, ids) {
+			s.failf("worker %d: got %+v, want total %v free %v draining %v running %v", info.ID, info, w.total, free, w.draining, ids)
+		}
+	}
+}
+
+// checkEnd checks that every submitted task has exactly one Done and that
+// the workers are idle.
+func (s *sim) checkEnd() {
+	s.checkWorkers()
+	if s.next != s.cfg.Tasks {
+		s.failf("submitted %d tasks of %d", s.next, s.cfg.Tasks)
+	}
+	var missing []core.TaskID
+	for _, t := range s.tasks {
+		if !t.done {
+			missing = append(missing, t.spec.ID)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+		s.failf("%d tasks never got a Done: %v", len(missing), missing[:min(len(missing), 20)])
+	}
+	if s.doneCount != s.cfg.Tasks {
+		s.failf("%d Done actions for %d tasks", s.doneCount, s.cfg.Tasks)
+	}
+	if w, r, run, _ := s.c.Counts(); w+r+run != 0 {
+		s.failf("core still holds tasks: waiting %d ready %d running %d", w, r, run)
+	}
+	for _, w := range s.workers {
+		if len(w.running) != 0 || w.used != (core.Resources{}) || len(w.gpuUsed) != 0 {
+			s.failf("worker %d still runs %d tasks (%v in use)", w.id, len(w.running), w.used)
+		}
+	}
+}

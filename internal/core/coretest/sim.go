@@ -1,0 +1,532 @@
+package coretest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"trellis/internal/core"
+)
+
+// Config describes one simulated run. Rates are chances per step of the
+// event loop while faults are on; zero turns a fault off.
+type Config struct {
+	Seed    int64
+	Workers int // workers at the start; lost and drained ones are replaced
+	Tasks   int // tasks submitted over the run
+
+	LossRate   float64 // a random worker is lost with what it runs
+	DrainRate  float64 // a random worker drains: it returns or finishes its attempts, then leaves
+	CancelRate float64 // the client cancels a random submitted task
+	FailRate   float64 // chance that a finished attempt did not succeed (kept after faults stop)
+	StaleRate  float64 // a stale or duplicate report, or another event the core must ignore
+	TickRate   float64 // a Tick
+
+	DepFraction float64 // fraction of tasks that read outputs of earlier tasks
+	BadFraction float64 // fraction of tasks that read their own output or claim another task's output
+	GPUFraction float64 // fraction of workers with GPUs; with zero, no task needs a GPU
+
+	BatchSize int // largest TasksSubmitted batch; 0 means 32
+	MaxSteps  int // fail after this many steps; 0 means 50 per task plus 10,000
+
+	// StrictPlacement makes the run fail when the incremental placement
+	// misses a task: when a ready task fits an open worker after a step
+	// (checked every few steps), or when a Tick dispatches anything. The
+	// harness returns tasks only from draining workers, the one case the
+	// core handles without a Tick.
+	StrictPlacement bool
+}
+
+// Stats counts what happened in a run.
+type Stats struct {
+	Steps          int
+	Dispatches     int
+	Requeues       int
+	Kills          int
+	StaleResults   int
+	TickDispatches int // dispatches only a Tick made: the incremental placement missed them
+	WorkersJoined  int
+	WorkersLost    int // crashed
+	WorkersDrained int
+	Done           map[core.Kind]int
+}
+
+func (s Stats) String() string {
+	kinds := make([]string, 0, len(s.Done))
+	for k := core.Success; k <= core.Cancelled; k++ {
+		if n := s.Done[k]; n > 0 {
+			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
+		}
+	}
+	return fmt.Sprintf("steps=%d dispatches=%d requeues=%d kills=%d stale=%d tick-dispatches=%d workers joined=%d lost=%d drained=%d done[%s]",
+		s.Steps, s.Dispatches, s.Requeues, s.Kills, s.StaleResults, s.TickDispatches,
+		s.WorkersJoined, s.WorkersLost, s.WorkersDrained, strings.Join(kinds, " "))
+}
+
+// Run plays the scenario cfg describes against a new core, checks the
+// model's invariants after every step, and fails tb with the seed and the
+// step at the first violation. It returns what happened.
+func Run(tb testing.TB, cfg Config) Stats {
+	tb.Helper()
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 32
+	}
+	if cfg.MaxSteps <= 0 {
+		cfg.MaxSteps = 50*cfg.Tasks + 10_000
+	}
+	s := &sim{
+		tb:      tb,
+		cfg:     cfg,
+		rng:     rand.New(rand.NewPCG(uint64(cfg.Seed), 0x7e11)),
+		c:       core.New(),
+		files:   make(map[core.FileID]*fileInfo),
+		workers: make(map[core.WorkerID]*simWorker),
+		fates:   make(map[core.TaskID]*fate),
+		history: make([]attemptRef, 0, historySize),
+	}
+	s.stats.Done = make(map[core.Kind]int)
+	for range cfg.Workers {
+		s.join(s.randomWorker())
+	}
+	// Faults on: submit everything, then keep going for as many steps again.
+	for s.next < cfg.Tasks {
+		s.faultStep()
+	}
+	for range cfg.Tasks {
+		if s.liveTasks == 0 {
+			break
+		}
+		s.faultStep()
+	}
+	s.quiesce()
+	s.checkEnd()
+	return s.stats
+}
+
+// historySize bounds the ended attempts kept for duplicate reports.
+const historySize = 256
+
+// externalFiles is where the IDs of files no task produces start.
+const externalFiles core.FileID = 1 << 40
+
+type attemptRef struct {
+	task    core.TaskID
+	attempt uint32
+	worker  core.WorkerID
+}
+
+type sim struct {
+	tb    testing.TB
+	cfg   Config
+	rng   *rand.Rand
+	c     *core.Core
+	stats Stats
+
+	step int
+	ev   core.Event
+
+	tasks         []*simTask // tasks[i] has ID i+1; generated as they are submitted
+	next          int        // tasks[:next] were submitted
+	liveTasks     int        // submitted, accepted and not done
+	doneCount     int
+	files         map[core.FileID]*fileInfo // files whose claim the core accepted
+	pickable      []core.FileID             // outputs of generated tasks, for consumers to read
+	pickSubmitted int                       // pickable[:pickSubmitted] come from earlier batches
+	nextFile      core.FileID
+
+	workers      map[core.WorkerID]*simWorker // connected
+	live         []*simWorker                 // connected, for random picks
+	open         int                          // connected and not draining
+	nextWorker   core.WorkerID
+	pendingJoins int          // workers to add, replacing lost and drained ones
+	leaving      []*simWorker // drained and idle: leave next
+
+	running []*simTask
+	history []attemptRef // ended attempts, a ring
+	histPos int
+
+	// Expectations for the current step.
+	fates      map[core.TaskID]*fate
+	mustFinish []*simTask
+	exact      bool // the step must return exactly want
+	want       []core.Action
+}
+
+func (s *sim) failf(format string, args ...any) {
+	s.tb.Helper()
+	s.tb.Fatalf("seed %d step %d: %s\n\tevent: %s", s.cfg.Seed, s.step, fmt.Sprintf(format, args...), describe(s.ev))
+}
+
+func describe(ev core.Event) string {
+	if b, ok := ev.(core.TasksSubmitted); ok {
+		ids := make([]core.TaskID, len(b.Tasks))
+		for i, t := range b.Tasks {
+			ids[i] = t.ID
+		}
+		return fmt.Sprintf("TasksSubmitted%v", ids)
+	}
+	return fmt.Sprintf("%T%+v", ev, ev)
+}
+
+// do steps the core with ev, after recording what the model expects, and
+// checks every action and the state after the step.
+func (s *sim) do(ev core.Event) []core.Action {
+	s.tb.Helper()
+	s.step++
+	s.stats.Steps = s.step
+	if s.step > s.cfg.MaxSteps {
+		s.failf("no end after %d steps: %d tasks live, %d running", s.cfg.MaxSteps, s.liveTasks, len(s.running))
+	}
+	s.ev = ev
+	clear(s.fates)
+	s.mustFinish = s.mustFinish[:0]
+	s.exact, s.want = false, s.want[:0]
+
+	s.expect(ev)
+	acts := s.c.Step(ev)
+	if s.exact && !equalActions(s.want, acts) {
+		s.failf("got actions %+v, want exactly %+v", acts, s.want)
+	}
+	for _, a := range acts {
+		s.apply(a)
+	}
+	s.afterStep(acts)
+	return acts
+}
+
+// Event generation.
+
+var (
+	workerCores  = []int64{1500, 2000, 4000, 8000, 16000}
+	workerMemory = []int64{4096, 8192, 16384, 65536}
+	workerDisk   = []int64{10_000, 100_000}
+	taskCores    = []int64{250, 500, 1000, 2000, 4000}
+	taskMemory   = []int64{256, 1024, 4096, 16384}
+	taskDisk     = []int64{0, 1000, 20_000}
+)
+
+// standardWorker fits every task the harness makes.
+func (s *sim) standardWorker() core.WorkerJoined {
+	s.nextWorker++
+	return core.WorkerJoined{
+		Worker:    s.nextWorker,
+		Resources: core.Resources{MilliCores: 16000, MemoryMB: 65536, DiskMB: 100_000, GPUs: 4},
+		GPUs:      []int32{0, 1, 2, 3},
+	}
+}
+
+func (s *sim) randomWorker() core.WorkerJoined {
+	s.nextWorker++
+	r := s.rng
+	ev := core.WorkerJoined{
+		Worker: s.nextWorker,
+		Resources: core.Resources{
+			MilliCores: pick(r, workerCores),
+			MemoryMB:   pick(r, workerMemory),
+			DiskMB:     pick(r, workerDisk),
+		},
+	}
+	if r.Float64() < s.cfg.GPUFraction {
+		n := 1 + r.IntN(4)
+		devs := r.Perm(8)[:n] // distinct device indexes, in random order
+		for _, d := range devs {
+			ev.GPUs = append(ev.GPUs, int32(d))
+		}
+		ev.Resources.GPUs = int64(n)
+	}
+	return ev
+}
+
+func pick[T any](r *rand.Rand, xs []T) T { return xs[r.IntN(len(xs))] }
+
+func (s *sim) join(ev core.WorkerJoined) { s.do(ev) }
+
+// genTask makes the next task. Its inputs are outputs of earlier tasks (so
+// the graph has no cycles), plus now and then a file no task produces.
+func (s *sim) genTask() *simTask {
+	r := s.rng
+	spec := core.Task{
+		ID: core.TaskID(len(s.tasks) + 1),
+		Resources: core.Resources{
+			MilliCores: pick(r, taskCores),
+			MemoryMB:   pick(r, taskMemory),
+			DiskMB:     pick(r, taskDisk),
+		},
+		Priority:     int32(r.IntN(3)),
+		Retries:      int32(r.IntN(4)),
+		RetryOnError: r.IntN(2) == 0,
+	}
+	if s.cfg.GPUFraction > 0 {
+		switch r.IntN(20) {
+		case 0:
+			spec.Resources.GPUs = 2
+		case 1, 2:
+			spec.Resources.GPUs = 1
+		}
+	}
+	for range r.IntN(3) {
+		s.nextFile++
+		spec.Outputs = append(spec.Outputs, s.nextFile)
+	}
+	if n := len(s.pickable); n > 0 && r.Float64() < s.cfg.DepFraction {
+		for range 1 + r.IntN(3) {
+			if r.IntN(10) < 7 {
+				spec.Inputs = append(spec.Inputs, s.pickable[n-1-r.IntN(min(n, 64))]) // recent: likely pending
+			} else {
+				spec.Inputs = append(spec.Inputs, s.pickable[r.IntN(n)])
+			}
+		}
+	}
+	if r.IntN(10) == 0 {
+		spec.Inputs = append(spec.Inputs, externalFiles+core.FileID(r.IntN(1000)))
+	}
+	t := &simTask{runPos: -1}
+	conflict := false
+	if r.Float64() < s.cfg.BadFraction {
+		if r.IntN(2) == 0 && s.pickSubmitted > 0 {
+			// Claim a file an earlier batch claimed: rejected at submission.
+			spec.Outputs = []core.FileID{s.pickable[r.IntN(s.pickSubmitted)]}
+			conflict = true
+		} else {
+			if len(spec.Outputs) == 0 {
+				s.nextFile++
+				spec.Outputs = append(spec.Outputs, s.nextFile)
+			}
+			spec.Inputs = append(spec.Inputs, spec.Outputs[r.IntN(len(spec.Outputs))])
+			t.selfRead = true
+		}
+	}
+	if !conflict {
+		s.pickable = append(s.pickable, spec.Outputs...)
+	}
+	t.spec = spec
+	s.tasks = append(s.tasks, t)
+	return t
+}
+
+func (s *sim) submitBatch() {
+	n := min(1+s.rng.IntN(s.cfg.BatchSize), s.cfg.Tasks-s.next)
+	batch := make([]core.Task, n)
+	for i := range batch {
+		batch[i] = s.genTask().spec
+	}
+	if s.rng.IntN(4) == 0 {
+		// Consumers may come before their producers within a batch.
+		s.rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+	}
+	s.next += n
+	s.do(core.TasksSubmitted{Tasks: batch})
+	s.pickSubmitted = len(s.pickable)
+}
+
+func (s *sim) outcome() core.Outcome {
+	r := s.rng
+	if r.Float64() >= s.cfg.FailRate {
+		return core.Outcome{Kind: core.Success}
+	}
+	switch n := r.IntN(10); n {
+	case 5:
+		return core.Outcome{Kind: core.TimedOut, Message: "timed out"}
+	case 6:
+		return core.Outcome{Kind: core.ResourceExceeded, Message: "memory"}
+	case 7:
+		return core.Outcome{Kind: core.InputMissing, Message: "fetch failed"}
+	case 8:
+		return core.Outcome{Kind: core.WorkerLost, Message: "gave up"}
+	case 9:
+		return core.Outcome{Kind: core.Cancelled, Message: "cancelled by the worker"}
+	default:
+		return core.Outcome{Kind: core.Failed, ExitCode: int32(1 + n), Message: "exit"}
+	}
+}
+
+// faultStep makes one random step while faults are on.
+func (s *sim) faultStep() {
+	u, c := s.rng.Float64(), s.cfg
+	switch {
+	case u < c.LossRate:
+		s.loseWorker()
+	case u < c.LossRate+c.DrainRate:
+		s.drainWorker()
+	case u < c.LossRate+c.DrainRate+c.CancelRate:
+		if s.next > 0 {
+			s.do(core.CancelTask{Task: core.TaskID(1 + s.rng.IntN(s.next))})
+		}
+	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate:
+		s.staleStep()
+	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate:
+		s.do(core.Tick{})
+	default:
+		s.progress()
+	}
+}
+
+// progress moves the run forward: workers join and leave, batches are
+// submitted and attempts end.
+func (s *sim) progress() {
+	r := s.rng
+	switch {
+	case len(s.leaving) > 0:
+		w := s.leaving[0]
+		s.leaving = s.leaving[1:]
+		if !w.gone && len(w.running) == 0 {
+			s.do(core.WorkerLeft{Worker: w.id, Reason: "drained"})
+		}
+	case s.pendingJoins > 0 && (s.open == 0 || r.IntN(4) == 0):
+		s.pendingJoins--
+		s.join(s.randomWorker())
+	case s.next < s.cfg.Tasks && (len(s.running) == 0 || r.IntN(4) == 0):
+		s.submitBatch()
+	case len(s.running) > 0:
+		s.endAttempt()
+	case s.next < s.cfg.Tasks:
+		s.submitBatch()
+	case s.liveTasks > 0:
+		// Nothing runs: what is queued fits no worker. Add one.
+		if r.IntN(2) == 0 {
+			s.join(s.standardWorker())
+		} else {
+			s.join(s.randomWorker())
+		}
+	default:
+		s.do(core.Tick{})
+	}
+}
+
+// endAttempt ends a random running attempt: a draining worker may hand it
+// back, otherwise it finishes with a random outcome.
+func (s *sim) endAttempt() {
+	t := s.running[s.rng.IntN(len(s.running))]
+	if t.worker.draining && s.rng.IntN(2) == 0 {
+		s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id})
+		return
+	}
+	s.do(core.TaskFinished{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, Outcome: s.outcome()})
+}
+
+func (s *sim) loseWorker() {
+	if len(s.live) == 0 {
+		return
+	}
+	w := s.live[s.rng.IntN(len(s.live))]
+	s.stats.WorkersLost++
+	s.pendingJoins++
+	s.do(core.WorkerLeft{Worker: w.id, Reason: "lost"})
+}
+
+func (s *sim) drainWorker() {
+	if s.open == 0 {
+		return
+	}
+	for {
+		w := s.live[s.rng.IntN(len(s.live))]
+		if !w.draining {
+			s.pendingJoins++
+			s.do(core.WorkerDraining{Worker: w.id})
+			return
+		}
+	}
+}
+
+// staleStep sends a report or event the core must ignore, or answer with
+// StaleResult alone.
+func (s *sim) staleStep() {
+	r := s.rng
+	unknown := core.TaskID(len(s.tasks) + 1_000_000)
+	switch r.IntN(8) {
+	case 0, 1: // a duplicate report of an ended attempt
+		if len(s.history) > 0 {
+			h := s.history[r.IntN(len(s.history))]
+			if r.IntN(3) == 0 {
+				s.do(core.TaskReturned{Task: h.task, Attempt: h.attempt, Worker: h.worker})
+			} else {
+				s.do(core.TaskFinished{Task: h.task, Attempt: h.attempt, Worker: h.worker, Outcome: s.outcome()})
+			}
+			return
+		}
+	case 2: // the running attempt, from the wrong worker
+		if len(s.running) > 0 {
+			t := s.running[r.IntN(len(s.running))]
+			s.do(core.TaskFinished{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id + 1, Outcome: s.outcome()})
+			return
+		}
+	case 3: // an attempt that was never dispatched
+		if len(s.running) > 0 {
+			t := s.running[r.IntN(len(s.running))]
+			s.do(core.TaskFinished{Task: t.spec.ID, Attempt: t.attempt + 1, Worker: t.worker.id, Outcome: s.outcome()})
+			return
+		}
+	case 4: // a live task submitted again
+		if s.liveTasks > 0 {
+			for {
+				t := s.tasks[r.IntN(s.next)]
+				if !t.done && !t.rejected {
+					s.do(core.TasksSubmitted{Tasks: []core.Task{t.spec}})
+					return
+				}
+			}
+		}
+	case 5: // a worker joins twice
+		if len(s.live) > 0 {
+			w := s.live[r.IntN(len(s.live))]
+			s.do(core.WorkerJoined{Worker: w.id, Resources: core.Resources{MilliCores: 64000, MemoryMB: 1 << 20}})
+			return
+		}
+	case 6: // a departed or unknown worker drains or leaves
+		id := core.WorkerID(r.IntN(int(s.nextWorker) + 1))
+		if s.workers[id] == nil {
+			if r.IntN(2) == 0 {
+				s.do(core.WorkerDraining{Worker: id})
+			} else {
+				s.do(core.WorkerLeft{Worker: id, Reason: "unknown"})
+			}
+			return
+		}
+	}
+	s.do(core.TaskFinished{Task: unknown, Attempt: 1, Worker: 1, Outcome: core.Outcome{Kind: core.Success}})
+}
+
+// quiesce stops the faults, adds workers that fit every task, and runs
+// until every task has its Done. A Tick is sent only when nothing runs; if
+// it places nothing either, some task waits forever.
+func (s *sim) quiesce() {
+	for range max(1, s.cfg.Workers/4) {
+		s.join(s.standardWorker())
+	}
+	for s.liveTasks > 0 || len(s.running) > 0 || len(s.leaving) > 0 {
+		switch {
+		case len(s.leaving) > 0:
+			w := s.leaving[0]
+			s.leaving = s.leaving[1:]
+			if !w.gone && len(w.running) == 0 {
+				s.do(core.WorkerLeft{Worker: w.id, Reason: "drained"})
+			}
+		case len(s.running) > 0:
+			s.endAttempt()
+		default:
+			before := len(s.running)
+			s.do(core.Tick{})
+			if len(s.running) == before {
+				s.failf("%d tasks wait forever: %s", s.liveTasks, s.describeLive(10))
+			}
+		}
+	}
+}
+
+// describeLive lists up to n live tasks and what they wait for.
+func (s *sim) describeLive(n int) string {
+	var b strings.Builder
+	for _, t := range s.tasks {
+		if n == 0 {
+			break
+		}
+		if !t.submitted || t.done || t.rejected {
+			continue
+		}
+		n--
+		state, attempt, _ := s.c.TaskState(t.spec.ID)
+		fmt.Fprintf(&b, "\n\ttask %d (%s, attempt %d, needs %v, inputs %v)", t.spec.ID, state, attempt, t.spec.Resources, t.spec.Inputs)
+	}
+	return b.String()
+}

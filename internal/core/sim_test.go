@@ -1,0 +1,119 @@
+package core_test
+
+import (
+	"flag"
+	"fmt"
+	"testing"
+
+	"trellis/internal/core/coretest"
+)
+
+var (
+	seedFlag  = flag.Int64("seed", 0, "run the simulations with this seed only")
+	seedCount = flag.Int("seeds", 6, "number of seeds per simulation scenario")
+)
+
+// seeds returns the seeds to run: -seed alone, or 1..-seeds.
+func seeds() []int64 {
+	if *seedFlag != 0 {
+		return []int64{*seedFlag}
+	}
+	out := make([]int64, *seedCount)
+	for i := range out {
+		out[i] = int64(i + 1)
+	}
+	return out
+}
+
+// scenarios are the seeded simulations that run by default. Keep them fast:
+// the core package test, with -race, should stay within ~20s on 2 cores.
+var scenarios = []struct {
+	name string
+	cfg  coretest.Config
+}{
+	{
+		name: "calm",
+		cfg:  coretest.Config{Workers: 20, Tasks: 1500, DepFraction: 0.5, GPUFraction: 0.3},
+	},
+	{
+		name: "faulty",
+		cfg: coretest.Config{
+			Workers: 30, Tasks: 2000,
+			LossRate: 0.01, DrainRate: 0.01, CancelRate: 0.02, FailRate: 0.1, StaleRate: 0.05, TickRate: 0.02,
+			DepFraction: 0.5, BadFraction: 0.01, GPUFraction: 0.3,
+		},
+	},
+	{
+		name: "storm",
+		cfg: coretest.Config{
+			Workers: 10, Tasks: 1500,
+			LossRate: 0.05, DrainRate: 0.05, CancelRate: 0.05, FailRate: 0.3, StaleRate: 0.1, TickRate: 0.05,
+			DepFraction: 0.7, BadFraction: 0.03, GPUFraction: 0.5,
+		},
+	},
+	{
+		name: "deep graph",
+		cfg: coretest.Config{
+			Workers: 15, Tasks: 1500,
+			LossRate: 0.005, CancelRate: 0.001, FailRate: 0.01, StaleRate: 0.02,
+			DepFraction: 0.95, BatchSize: 64,
+		},
+	},
+	{
+		name: "few workers, long queue",
+		cfg: coretest.Config{
+			Workers: 3, Tasks: 1500,
+			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.01, FailRate: 0.1, StaleRate: 0.02, TickRate: 0.01,
+			DepFraction: 0.3, GPUFraction: 0.3, BatchSize: 200,
+		},
+	},
+}
+
+func TestSimulation(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			for _, seed := range seeds() {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Parallel()
+					cfg := sc.cfg
+					cfg.Seed = seed
+					cfg.StrictPlacement = true
+					stats := coretest.Run(t, cfg)
+					t.Logf("seed %d: %v", seed, stats)
+					if stats.Dispatches == 0 {
+						t.Errorf("seed %d: no task ran", seed)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestSimulationDeterministic checks that a seed replays the same history.
+func TestSimulationDeterministic(t *testing.T) {
+	cfg := scenarios[1].cfg
+	cfg.Seed = 42
+	cfg.Tasks = 500
+	a, b := coretest.Run(t, cfg), coretest.Run(t, cfg)
+	if a.String() != b.String() {
+		t.Errorf("two runs of seed %d differ:\n%v\n%v", cfg.Seed, a, b)
+	}
+}
+
+// TestSimulationLarge is one big run: 1000 workers, 50,000 tasks.
+func TestSimulationLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large simulation skipped in -short mode")
+	}
+	seed := int64(1)
+	if *seedFlag != 0 {
+		seed = *seedFlag
+	}
+	stats := coretest.Run(t, coretest.Config{
+		Seed: seed, Workers: 1000, Tasks: 50_000,
+		LossRate: 0.002, DrainRate: 0.002, CancelRate: 0.005, FailRate: 0.05, StaleRate: 0.01, TickRate: 0.001,
+		DepFraction: 0.4, BadFraction: 0.001, GPUFraction: 0.2, BatchSize: 256,
+		StrictPlacement: true,
+	})
+	t.Logf("seed %d: %v", seed, stats)
+}
