@@ -168,8 +168,9 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 	for i, t := range tasks {
 		index[t] = uint32(i)
 	}
+	inlineBudget := proto.MaxInlinePerMessage
 	for i, t := range tasks {
-		spec, err := c.encode(ctx, t)
+		spec, err := c.encode(ctx, t, &inlineBudget)
 		if err != nil {
 			return nil, err
 		}
@@ -211,7 +212,9 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 	return handles, nil
 }
 
-func (c *Client) encode(ctx context.Context, t *Task) (*pb.TaskSpec, error) {
+// encode turns t into its wire form, inlining small inputs while budget
+// lasts and uploading the others.
+func (c *Client) encode(ctx context.Context, t *Task, budget *int) (*pb.TaskSpec, error) {
 	name := t.Name
 	if name == "" {
 		name = t.Command
@@ -233,10 +236,14 @@ func (c *Client) encode(ctx context.Context, t *Task) (*pb.TaskSpec, error) {
 		if m.File == nil {
 			return nil, fmt.Errorf("%w: task %q: input %q has no file", ErrInvalid, name, m.Path)
 		}
-		if err := c.upload(ctx, m.File); err != nil {
+		ref := &pb.FileRef{Name: m.File.cacheName(), Path: m.Path, Size: -1}
+		if content := m.File.inlineContent(); content != nil && len(content) <= *budget {
+			*budget -= len(content)
+			ref.Content, ref.Size = content, int64(len(content))
+		} else if err := c.upload(ctx, m.File); err != nil {
 			return nil, err
 		}
-		spec.Inputs = append(spec.Inputs, &pb.FileRef{Name: m.File.cacheName(), Path: m.Path, Size: -1})
+		spec.Inputs = append(spec.Inputs, ref)
 	}
 	for _, m := range t.Outputs {
 		if m.File == nil || m.File.kind != kindOutput {
@@ -341,11 +348,23 @@ func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Resul
 	if r.Kind != Success {
 		return r
 	}
+	inline := make(map[string][]byte)
+	for _, f := range o.GetOutputs() {
+		if f.Content != nil {
+			inline[f.Name] = f.Content
+		}
+	}
 	for _, m := range h.task.Outputs {
 		if m.File.local == "" {
 			continue
 		}
-		if err := c.download(ctx, m.File.cacheName(), m.File.local); err != nil {
+		var err error
+		if content, ok := inline[m.File.cacheName()]; ok {
+			err = writeLocal(m.File.local, bytes.NewReader(content))
+		} else {
+			err = c.download(ctx, m.File.cacheName(), m.File.local)
+		}
+		if err != nil {
 			r.Kind, r.Message = Failed, err.Error()
 			return r
 		}

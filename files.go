@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"trellis/internal/proto"
 )
 
 type fileKind int
@@ -29,9 +31,10 @@ type File struct {
 	local string // client path: what to upload, or where an output lands
 	data  []byte
 
-	mu      sync.Mutex // guards name, missing
+	mu      sync.Mutex // guards name, missing, inline
 	name    string
-	missing error // a local file that could not be read
+	missing error  // a local file that could not be read
+	inline  []byte // the content of a small local file, read while hashing it
 }
 
 // LocalFile declares a file at the client, uploaded when a task needs it.
@@ -82,7 +85,12 @@ func (f *File) cacheName() string {
 			if fi, err = in.Stat(); err == nil && !fi.Mode().IsRegular() {
 				err = fmt.Errorf("%s is not a regular file", f.local)
 			}
-			if err == nil {
+			if err == nil && fi.Size() <= proto.MaxInlineBytes {
+				// Small enough to travel inside the task: keep it.
+				if f.inline, err = io.ReadAll(in); err == nil {
+					h.Write(f.inline)
+				}
+			} else if err == nil {
 				_, err = io.Copy(h, in)
 			}
 			in.Close()
@@ -96,6 +104,22 @@ func (f *File) cacheName() string {
 		}
 	}
 	return f.name
+}
+
+// inlineContent returns the file's content if it is small enough to travel
+// inside a message, else nil.
+func (f *File) inlineContent() []byte {
+	f.cacheName()
+	switch {
+	case f.kind == kindBuffer && len(f.data) <= proto.MaxInlineBytes:
+		if f.data == nil {
+			return []byte{}
+		}
+		return f.data
+	case f.kind == kindLocal && f.missing == nil:
+		return f.inline
+	}
+	return nil
 }
 
 // upload sends a local file or buffer to the manager unless it is there.
@@ -166,6 +190,15 @@ func (c *Client) download(ctx context.Context, name, path string) error {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("fetch output %s: %s: %s", path, resp.Status, msg)
 	}
+	if err := writeLocal(path, resp.Body); err != nil {
+		return fmt.Errorf("fetch output %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeLocal writes r to path through a temporary file in the same
+// directory, so that path never holds a partial file.
+func writeLocal(path string, r io.Reader) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -174,12 +207,12 @@ func (c *Client) download(ctx context.Context, name, path string) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	_, err = io.Copy(tmp, resp.Body)
+	_, err = io.Copy(tmp, r)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("fetch output %s: %w", path, err)
+		return err
 	}
 	return os.Rename(tmp.Name(), path)
 }

@@ -2,10 +2,14 @@ package manager
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"trellis/internal/core"
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -241,22 +245,54 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	}
 }
 
-// commitOutputs moves the staged outputs of an accepted attempt into the store.
+// commitOutputs moves the outputs of an accepted attempt into the store:
+// staged uploads are renamed, inline ones written.
 func (s *state) commitOutputs(d *pb.AttemptDone) error {
 	for _, f := range d.GetOutcome().GetOutputs() {
-		if err := s.m.store.commit(f, d.TaskId, d.Attempt); err != nil {
+		var err error
+		if f.Content != nil {
+			err = s.m.store.writeInline(f)
+		} else {
+			err = s.m.store.commit(f, d.TaskId, d.Attempt)
+		}
+		if err != nil {
 			return err
 		}
-		s.fileInfo[f.Name] = f
+		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest}
 	}
 	return nil
 }
 
-// fillInputInfo adds the size and digest of inputs produced by tasks.
+// checkInline checks that inline inputs match their content-derived names,
+// and fills in their size and digest for the worker to check again.
+func checkInline(t *pb.TaskSpec) error {
+	for _, in := range t.Inputs {
+		if in.Content == nil {
+			continue
+		}
+		sum := sha256.Sum256(in.Content)
+		digest := hex.EncodeToString(sum[:])
+		if want, ok := strings.CutPrefix(in.Name, "sha256-"); ok && want != digest {
+			return fmt.Errorf("task %q: inline input %q does not match its cache name %s", t.Name, in.Path, in.Name)
+		}
+		in.Size, in.Digest = int64(len(in.Content)), "sha256:"+digest
+	}
+	return nil
+}
+
+// fillInputInfo adds the size and digest of inputs produced by tasks, and
+// the content of small ones, which then travel inside the Run message.
 func (s *state) fillInputInfo(spec *pb.TaskSpec) {
+	budget := proto.MaxInlinePerMessage
 	for _, in := range spec.Inputs {
 		if info := s.fileInfo[in.Name]; info != nil {
 			in.Size, in.Digest = info.Size, info.Digest
+			if in.Content == nil && int(info.Size) <= budget {
+				if b, ok := s.m.store.smallFile(in.Name); ok {
+					in.Content = b
+					budget -= len(b)
+				}
+			}
 		}
 	}
 }
@@ -284,6 +320,11 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 			return ids, nil // a retried submit: the same tasks
 		}
 	}
+	for _, t := range req.Tasks {
+		if err := checkInline(t); err != nil {
+			return nil, err
+		}
+	}
 	batchOutputs := make(map[string]bool)
 	for _, t := range req.Tasks {
 		for _, f := range t.Outputs {
@@ -305,7 +346,9 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 			Retries: spec.Retries, RetryOnError: spec.RetryOnError}
 		for _, in := range spec.Inputs {
 			fid := s.fileID(in.Name)
-			if !s.produced[in.Name] && !batchOutputs[in.Name] {
+			if in.Content != nil {
+				// Travels inside the task; checked in checkInline.
+			} else if !s.produced[in.Name] && !batchOutputs[in.Name] {
 				if info, ok := s.m.store.stat(in.Name); ok {
 					s.fileInfo[in.Name] = info
 				} else {

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -26,7 +29,15 @@ import (
 //	tmp/                       uploads in progress
 type store struct {
 	root string
+
+	mu         sync.Mutex // guards small, smallBytes
+	small      map[string][]byte
+	smallBytes int
 }
+
+// smallLimit bounds the bytes of small files the store keeps in memory;
+// past it, small files go to disk like the others.
+const smallLimit = 256 << 20
 
 // maxUpload bounds one uploaded file.
 const maxUpload = 64 << 30
@@ -37,7 +48,7 @@ func openStore(root string) (*store, error) {
 			return nil, fmt.Errorf("manager: create store: %w", err)
 		}
 	}
-	return &store{root: root}, nil
+	return &store{root: root, small: make(map[string][]byte)}, nil
 }
 
 func (s *store) path(name string) string { return filepath.Join(s.root, "files", name) }
@@ -46,7 +57,19 @@ func (s *store) stagedPath(task uint64, attempt uint32, name string) string {
 	return filepath.Join(s.root, "staging", fmt.Sprintf("%d.%d", task, attempt), name)
 }
 
+// smallFile returns the content of a small file kept in memory.
+func (s *store) smallFile(name string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.small[name]
+	return b, ok
+}
+
 func (s *store) stat(name string) (*pb.FileInfo, bool) {
+	if b, ok := s.smallFile(name); ok {
+		sum := sha256.Sum256(b)
+		return &pb.FileInfo{Name: name, Size: int64(len(b)), Digest: "sha256:" + hex.EncodeToString(sum[:])}, true
+	}
 	fi, err := os.Stat(s.path(name))
 	if err != nil || !fi.Mode().IsRegular() {
 		return nil, false
@@ -75,6 +98,44 @@ func (s *store) commit(f *pb.FileInfo, task uint64, attempt uint32) error {
 	return nil
 }
 
+// writeInline stores an output that arrived inside the worker's report.
+func (s *store) writeInline(f *pb.FileInfo) error {
+	if int64(len(f.Content)) != f.Size {
+		return fmt.Errorf("output %s: %d inline bytes, worker reported %d", f.Name, len(f.Content), f.Size)
+	}
+	sum := sha256.Sum256(f.Content)
+	if f.Digest != "" && f.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
+		return fmt.Errorf("output %s: inline content does not match digest %s", f.Name, f.Digest)
+	}
+	s.mu.Lock()
+	old, had := s.small[f.Name]
+	fits := s.smallBytes-len(old)+len(f.Content) <= smallLimit
+	if fits {
+		s.small[f.Name] = f.Content
+		s.smallBytes += len(f.Content) - len(old)
+	} else if had {
+		delete(s.small, f.Name)
+		s.smallBytes -= len(old)
+	}
+	s.mu.Unlock()
+	if fits {
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "inline-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(f.Content)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("store output %s: %w", f.Name, err)
+	}
+	return os.Rename(tmp.Name(), s.path(f.Name))
+}
+
 func (s *store) discardStaged(task uint64, attempt uint32, _ []*pb.FileInfo) {
 	os.RemoveAll(filepath.Dir(s.stagedPath(task, attempt, "x")))
 }
@@ -88,6 +149,11 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if b, ok := m.store.smallFile(name); ok {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
+			return
+		}
 		f, err := os.Open(m.store.path(name))
 		if err != nil {
 			http.Error(w, fmt.Sprintf("file %s is not at the manager", name), http.StatusNotFound)

@@ -23,6 +23,11 @@ const (
 	MaxTasksPerCall = 100000
 	MaxNameBytes    = 128
 	MaxPathBytes    = 4096
+	// MaxInlineBytes bounds a file carried inside a message instead of
+	// being transferred on its own.
+	MaxInlineBytes = 64 << 10
+	// MaxInlinePerMessage bounds the inline files of one message together.
+	MaxInlinePerMessage = 8 << 20
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -130,6 +135,9 @@ func CheckTask(t *pb.TaskSpec) error {
 			if err := CheckSandboxPath(f.Path); err != nil {
 				return fmt.Errorf("task %q: %s name: %w", t.Name, group.what, err)
 			}
+			if len(f.Content) > MaxInlineBytes {
+				return invalid("task %q: inline %s %q is %d bytes, over the limit of %d", t.Name, group.what, f.Path, len(f.Content), MaxInlineBytes)
+			}
 			p := path.Clean(f.Path)
 			if prev, dup := paths[p]; dup {
 				return invalid("task %q: sandbox path %q is both %s and %s", t.Name, f.Path, prev, group.what)
@@ -151,9 +159,15 @@ func CheckSubmit(r *pb.SubmitRequest) error {
 	if len(r.Session) > MaxNameBytes || len(r.RequestId) > MaxNameBytes {
 		return invalid("session or request ID over %d bytes", MaxNameBytes)
 	}
+	inline := 0
 	for i, t := range r.Tasks {
 		if err := CheckTask(t); err != nil {
 			return err
+		}
+		for _, f := range t.Inputs {
+			if inline += len(f.Content); inline > MaxInlinePerMessage {
+				return invalid("submit carries over %d bytes of inline files: send fewer tasks per call", MaxInlinePerMessage)
+			}
 		}
 		for _, a := range t.After {
 			if int(a) >= len(r.Tasks) || int(a) == i {

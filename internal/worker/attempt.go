@@ -13,30 +13,26 @@ import (
 	"strings"
 	"time"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/worker/sandbox"
 )
 
 // runAttempt runs one attempt from start to end and says how it went. It
 // never returns nil; ctx cancellation kills the command.
-func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) *pb.Outcome {
+func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cleanup func()) {
 	spec := run.Spec
 	dir := filepath.Join(w.boxes, fmt.Sprintf("t%d.a%d", run.TaskId, run.Attempt))
+	cleanup = func() { os.RemoveAll(dir) }
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err)
+		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err), cleanup
 	}
-	defer os.RemoveAll(dir)
-
 	for _, in := range spec.Inputs {
-		src, err := w.ensure(ctx, in)
-		if err != nil {
+		if err := w.placeInput(ctx, dir, in); err != nil {
 			if ctx.Err() != nil {
-				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs")
+				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs"), cleanup
 			}
-			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err)
-		}
-		if err := place(src, dir, in.Path); err != nil {
-			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err)
+			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err), cleanup
 		}
 	}
 
@@ -49,26 +45,59 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) *pb.Outcome {
 		DiskMB:   spec.GetResources().GetDiskMb(),
 	})
 	if err != nil {
-		return fail(pb.ResultKind_RESULT_KIND_FAILED, "start command: %v", err)
+		return fail(pb.ResultKind_RESULT_KIND_FAILED, "start command: %v", err), cleanup
 	}
-	o := &pb.Outcome{
+	o = &pb.Outcome{
 		Kind: resultKind(res.Kind), ExitCode: int32(res.ExitCode), Message: res.Message,
 		Stdout: res.Stdout, Stderr: res.Stderr, StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated,
 		RunMs: res.Duration.Milliseconds(), PeakMemoryMb: res.PeakMemoryMB,
 	}
 	if o.Kind != pb.ResultKind_RESULT_KIND_SUCCESS {
-		return o
+		return o, cleanup
 	}
+	budget := proto.MaxInlinePerMessage
 	for _, out := range spec.Outputs {
-		info, err := w.upload(ctx, dir, out, run)
+		info, err := w.upload(ctx, dir, out, run, &budget)
 		if err != nil {
 			o.Kind, o.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
 			o.Outputs = nil
-			return o
+			return o, cleanup
 		}
 		o.Outputs = append(o.Outputs, info)
 	}
-	return o
+	return o, cleanup
+}
+
+// placeInput puts one input into the sandbox. A small inline input is
+// written there directly (the message already carried it: caching it would
+// save nothing); others come from the cache, fetched once per worker.
+func (w *Worker) placeInput(ctx context.Context, dir string, in *pb.FileRef) error {
+	if in.Content != nil {
+		dest, err := sandbox.Confine(dir, in.Path)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+			return err
+		}
+		return writeChecked(dest, in)
+	}
+	src, err := w.ensure(ctx, in)
+	if err != nil {
+		return err
+	}
+	return place(src, dir, in.Path)
+}
+
+// writeChecked writes an inline input after checking it against its digest.
+func writeChecked(dest string, in *pb.FileRef) error {
+	if in.Digest != "" {
+		sum := sha256.Sum256(in.Content)
+		if in.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
+			return fmt.Errorf("inline content does not match digest %s", in.Digest)
+		}
+	}
+	return os.WriteFile(dest, in.Content, 0o644)
 }
 
 // place puts the cached file src into the sandbox at name: a hard link when
@@ -100,13 +129,23 @@ func place(src, dir, name string) error {
 	return out.Close()
 }
 
-// upload sends one output to the manager's staging area for this attempt.
-func (w *Worker) upload(ctx context.Context, dir string, out *pb.FileRef, run *pb.Run) (*pb.FileInfo, error) {
+// upload sends one output to the manager's staging area for this attempt,
+// or, while the inline budget lasts, reads a small one into the report.
+func (w *Worker) upload(ctx context.Context, dir string, out *pb.FileRef, run *pb.Run, budget *int) (*pb.FileInfo, error) {
 	f, size, err := sandbox.OpenOutput(dir, out.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if size <= proto.MaxInlineBytes && int(size) <= *budget {
+		content := make([]byte, size)
+		if _, err := io.ReadFull(f, content); err != nil {
+			return nil, fmt.Errorf("read output %q: %w", out.Path, err)
+		}
+		*budget -= int(size)
+		sum := sha256.Sum256(content)
+		return &pb.FileInfo{Name: out.Name, Size: size, Digest: "sha256:" + hex.EncodeToString(sum[:]), Content: content}, nil
+	}
 	h := sha256.New()
 	url := fmt.Sprintf("%s/files/%s?task=%d&attempt=%d", w.base, out.Name, run.TaskId, run.Attempt)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, io.TeeReader(f, h))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"trellis/internal/proto"
@@ -93,24 +94,37 @@ func (w *Worker) download(ctx context.Context, ref *pb.FileRef, dest string) err
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("fetch %s from the manager: %s: %s", ref.Name, resp.Status, trimSpace(msg))
 	}
-	tmp, err := os.CreateTemp(filepath.Join(w.cache.dir, ".tmp"), "get-")
+	if err := w.cache.store(ref, dest, resp.Body); err != nil {
+		return fmt.Errorf("fetch %s from the manager: %w", ref.Name, err)
+	}
+	return nil
+}
+
+// store writes r into the cache at dest, read-only, after checking its size
+// and digest against ref (and a sha256 cache name against the content).
+func (c *cache) store(ref *pb.FileRef, dest string, r io.Reader) error {
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, ".tmp"), "get-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), resp.Body)
+	n, err := io.Copy(io.MultiWriter(tmp, h), r)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("fetch %s from the manager: %w", ref.Name, err)
+		return err
 	}
-	if ref.Size >= 0 && ref.Size != 0 && n != ref.Size {
-		return fmt.Errorf("fetch %s: got %d bytes, want %d", ref.Name, n, ref.Size)
+	if ref.Size > 0 && n != ref.Size {
+		return fmt.Errorf("%s: got %d bytes, want %d", ref.Name, n, ref.Size)
 	}
-	if want := ref.Digest; want != "" && want != "sha256:"+hex.EncodeToString(h.Sum(nil)) {
-		return fmt.Errorf("fetch %s: content does not match digest %s", ref.Name, want)
+	digest := hex.EncodeToString(h.Sum(nil))
+	if want := ref.Digest; want != "" && want != "sha256:"+digest {
+		return fmt.Errorf("%s: content does not match digest %s", ref.Name, want)
+	}
+	if want, ok := strings.CutPrefix(ref.Name, "sha256-"); ok && want != digest {
+		return fmt.Errorf("%s: content does not match its cache name", ref.Name)
 	}
 	if err := os.Chmod(tmp.Name(), 0o444); err != nil {
 		return err

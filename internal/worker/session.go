@@ -161,8 +161,9 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 				go func() { // exits when the attempt ends; actx bounds it
 					defer wg.Done()
 					defer acancel()
-					o := w.runAttempt(actx, x.Run)
+					o, cleanup := w.runAttempt(actx, x.Run)
 					done <- finished{key, o}
+					cleanup() // after reporting: the next task need not wait for it
 				}()
 			case *pb.ManagerMessage_Kill:
 				if r := attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {

@@ -216,10 +216,11 @@ func (x *Resources) GetGpus() int64 {
 // FileRef places one file into, or takes one out of, a task's sandbox.
 type FileRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // cache name: [A-Za-z0-9._-], at most 128 bytes
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`     // path inside the sandbox, relative, no ".."
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`    // inputs: expected size in bytes, -1 when unknown
-	Digest        string                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"` // inputs: "sha256:HEX" when known
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // cache name: [A-Za-z0-9._-], at most 128 bytes
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`       // path inside the sandbox, relative, no ".."
+	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`      // inputs: expected size in bytes, -1 when unknown
+	Digest        string                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`   // inputs: "sha256:HEX" when known
+	Content       []byte                 `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"` // small inputs travel inline (at most MaxInlineBytes), saving a transfer
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +281,13 @@ func (x *FileRef) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *FileRef) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
 }
 
 // TaskSpec is a standalone command task as the client declares it.
@@ -429,6 +437,7 @@ type FileInfo struct {
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Content       []byte                 `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"` // small outputs travel inline (at most MaxInlineBytes) instead of being uploaded
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,6 +491,13 @@ func (x *FileInfo) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *FileInfo) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
 }
 
 // Outcome is how one attempt ran, as the worker saw it.
@@ -1830,12 +1846,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05cores\x18\x01 \x01(\x01R\x05cores\x12\x1b\n" +
 	"\tmemory_mb\x18\x02 \x01(\x03R\bmemoryMb\x12\x17\n" +
 	"\adisk_mb\x18\x03 \x01(\x03R\x06diskMb\x12\x12\n" +
-	"\x04gpus\x18\x04 \x01(\x03R\x04gpus\"]\n" +
+	"\x04gpus\x18\x04 \x01(\x03R\x04gpus\"w\n" +
 	"\aFileRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\tR\x06digest\"\xa1\x03\n" +
+	"\x06digest\x18\x04 \x01(\tR\x06digest\x12\x18\n" +
+	"\acontent\x18\x05 \x01(\fR\acontent\"\xa1\x03\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -1850,11 +1867,12 @@ const file_trellis_proto_rawDesc = "" +
 	" \x01(\x05R\bpriority\x12\x1a\n" +
 	"\bcategory\x18\v \x01(\tR\bcategory\x12\x12\n" +
 	"\x04tags\x18\f \x03(\tR\x04tags\x12\x14\n" +
-	"\x05after\x18\r \x03(\rR\x05after\"J\n" +
+	"\x05after\x18\r \x03(\rR\x05after\"d\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\tR\x06digest\"\xdf\x02\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x18\n" +
+	"\acontent\x18\x04 \x01(\fR\acontent\"\xdf\x02\n" +
 	"\aOutcome\x12*\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x18\n" +
