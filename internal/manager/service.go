@@ -75,3 +75,11 @@ func (s *service) Status(ctx context.Context, _ *connect.Request[pb.StatusReques
 func (s *service) Work(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage]) error {
 	return s.m.work(ctx, stream)
 }
+
+func (s *service) FetchFile(ctx context.Context, req *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fetch file: not yet"))
+}
+
+func (s *service) EndSession(ctx context.Context, req *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error) {
+	return connect.NewResponse(&pb.EndSessionResponse{}), nil
+}

@@ -26,6 +26,121 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// FileKind says where a file comes from.
+type FileKind int32
+
+const (
+	FileKind_FILE_KIND_UNSPECIFIED FileKind = 0
+	FileKind_FILE_KIND_MANAGER     FileKind = 1 // uploaded by the client (a local file or a buffer)
+	FileKind_FILE_KIND_URL         FileKind = 2 // fetched by workers from its URL (http, https, file)
+	FileKind_FILE_KIND_TEMP        FileKind = 3 // produced by a task; stays in worker caches
+	FileKind_FILE_KIND_OUTPUT      FileKind = 4 // produced by a task; also brought back to the client
+	FileKind_FILE_KIND_UNPACK      FileKind = 5 // made on the worker by unpacking another file (an archive)
+)
+
+// Enum value maps for FileKind.
+var (
+	FileKind_name = map[int32]string{
+		0: "FILE_KIND_UNSPECIFIED",
+		1: "FILE_KIND_MANAGER",
+		2: "FILE_KIND_URL",
+		3: "FILE_KIND_TEMP",
+		4: "FILE_KIND_OUTPUT",
+		5: "FILE_KIND_UNPACK",
+	}
+	FileKind_value = map[string]int32{
+		"FILE_KIND_UNSPECIFIED": 0,
+		"FILE_KIND_MANAGER":     1,
+		"FILE_KIND_URL":         2,
+		"FILE_KIND_TEMP":        3,
+		"FILE_KIND_OUTPUT":      4,
+		"FILE_KIND_UNPACK":      5,
+	}
+)
+
+func (x FileKind) Enum() *FileKind {
+	p := new(FileKind)
+	*p = x
+	return p
+}
+
+func (x FileKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[0].Descriptor()
+}
+
+func (FileKind) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[0]
+}
+
+func (x FileKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileKind.Descriptor instead.
+func (FileKind) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{0}
+}
+
+// CacheLevel says how long a worker keeps a file.
+type CacheLevel int32
+
+const (
+	CacheLevel_CACHE_LEVEL_UNSPECIFIED CacheLevel = 0 // workflow
+	CacheLevel_CACHE_LEVEL_TASK        CacheLevel = 1 // until the tasks that read it are done
+	CacheLevel_CACHE_LEVEL_WORKFLOW    CacheLevel = 2 // until the client's session ends
+	CacheLevel_CACHE_LEVEL_WORKER      CacheLevel = 3 // until the worker exits
+	CacheLevel_CACHE_LEVEL_FOREVER     CacheLevel = 4 // across worker restarts (reported on reconnect)
+)
+
+// Enum value maps for CacheLevel.
+var (
+	CacheLevel_name = map[int32]string{
+		0: "CACHE_LEVEL_UNSPECIFIED",
+		1: "CACHE_LEVEL_TASK",
+		2: "CACHE_LEVEL_WORKFLOW",
+		3: "CACHE_LEVEL_WORKER",
+		4: "CACHE_LEVEL_FOREVER",
+	}
+	CacheLevel_value = map[string]int32{
+		"CACHE_LEVEL_UNSPECIFIED": 0,
+		"CACHE_LEVEL_TASK":        1,
+		"CACHE_LEVEL_WORKFLOW":    2,
+		"CACHE_LEVEL_WORKER":      3,
+		"CACHE_LEVEL_FOREVER":     4,
+	}
+)
+
+func (x CacheLevel) Enum() *CacheLevel {
+	p := new(CacheLevel)
+	*p = x
+	return p
+}
+
+func (x CacheLevel) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CacheLevel) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[1].Descriptor()
+}
+
+func (CacheLevel) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[1]
+}
+
+func (x CacheLevel) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CacheLevel.Descriptor instead.
+func (CacheLevel) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{1}
+}
+
 // ResultKind says how a task ended.
 type ResultKind int32
 
@@ -75,11 +190,11 @@ func (x ResultKind) String() string {
 }
 
 func (ResultKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[0].Descriptor()
+	return file_trellis_proto_enumTypes[2].Descriptor()
 }
 
 func (ResultKind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[0]
+	return &file_trellis_proto_enumTypes[2]
 }
 
 func (x ResultKind) Number() protoreflect.EnumNumber {
@@ -88,7 +203,7 @@ func (x ResultKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResultKind.Descriptor instead.
 func (ResultKind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{0}
+	return file_trellis_proto_rawDescGZIP(), []int{2}
 }
 
 // TaskState is where a task is, as the client sees it.
@@ -128,11 +243,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[1].Descriptor()
+	return file_trellis_proto_enumTypes[3].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[1]
+	return &file_trellis_proto_enumTypes[3]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -141,7 +256,62 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{1}
+	return file_trellis_proto_rawDescGZIP(), []int{3}
+}
+
+type Source_Kind int32
+
+const (
+	Source_KIND_UNSPECIFIED Source_Kind = 0
+	Source_KIND_MANAGER     Source_Kind = 1 // GET url from the manager's store
+	Source_KIND_PEER        Source_Kind = 2 // GET url from a peer's cache (the url carries a token)
+	Source_KIND_URL         Source_Kind = 3 // GET url from its origin (http, https, file)
+	Source_KIND_UNPACK      Source_Kind = 4 // unpack the cached file "from" (format "format")
+)
+
+// Enum value maps for Source_Kind.
+var (
+	Source_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_MANAGER",
+		2: "KIND_PEER",
+		3: "KIND_URL",
+		4: "KIND_UNPACK",
+	}
+	Source_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_MANAGER":     1,
+		"KIND_PEER":        2,
+		"KIND_URL":         3,
+		"KIND_UNPACK":      4,
+	}
+)
+
+func (x Source_Kind) Enum() *Source_Kind {
+	p := new(Source_Kind)
+	*p = x
+	return p
+}
+
+func (x Source_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Source_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[4].Descriptor()
+}
+
+func (Source_Kind) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[4]
+}
+
+func (x Source_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Source_Kind.Descriptor instead.
+func (Source_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{29, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -215,12 +385,16 @@ func (x *Resources) GetGpus() int64 {
 
 // FileRef places one file into, or takes one out of, a task's sandbox.
 type FileRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // cache name: [A-Za-z0-9._-], at most 128 bytes
-	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`       // path inside the sandbox, relative, no ".."
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`      // inputs: expected size in bytes, -1 when unknown
-	Digest        string                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`   // inputs: "sha256:HEX" when known
-	Content       []byte                 `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"` // small inputs travel inline (at most MaxInlineBytes), saving a transfer
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // cache name: [A-Za-z0-9._-], at most 128 bytes
+	Path    string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`       // path inside the sandbox, relative, no ".."
+	Size    int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`      // inputs: expected size in bytes, -1 when unknown
+	Digest  string                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`   // inputs: "sha256:HEX" when known
+	Content []byte                 `protobuf:"bytes,5,opt,name=content,proto3" json:"content,omitempty"` // small inputs travel inline (at most MaxInlineBytes), saving a transfer
+	// Set by the manager in Run messages:
+	Keep          bool       `protobuf:"varint,6,opt,name=keep,proto3" json:"keep,omitempty"`                              // outputs: keep in the worker's cache as a replica
+	Upload        bool       `protobuf:"varint,7,opt,name=upload,proto3" json:"upload,omitempty"`                          // outputs: send to the manager (inline when small)
+	Level         CacheLevel `protobuf:"varint,8,opt,name=level,proto3,enum=trellis.v1.CacheLevel" json:"level,omitempty"` // how long the worker keeps the file
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -290,6 +464,145 @@ func (x *FileRef) GetContent() []byte {
 	return nil
 }
 
+func (x *FileRef) GetKeep() bool {
+	if x != nil {
+		return x.Keep
+	}
+	return false
+}
+
+func (x *FileRef) GetUpload() bool {
+	if x != nil {
+		return x.Upload
+	}
+	return false
+}
+
+func (x *FileRef) GetLevel() CacheLevel {
+	if x != nil {
+		return x.Level
+	}
+	return CacheLevel_CACHE_LEVEL_UNSPECIFIED
+}
+
+// FileDecl declares a file that tasks of a submit use, when it is more than
+// an uploaded input or a plain output.
+type FileDecl struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind          FileKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=trellis.v1.FileKind" json:"kind,omitempty"`
+	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"` // FILE_KIND_URL
+	Level         CacheLevel             `protobuf:"varint,4,opt,name=level,proto3,enum=trellis.v1.CacheLevel" json:"level,omitempty"`
+	Replicas      uint32                 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`                            // FILE_KIND_TEMP: keep this many on distinct workers (0 means 1)
+	UnpackFrom    string                 `protobuf:"bytes,6,opt,name=unpack_from,json=unpackFrom,proto3" json:"unpack_from,omitempty"`       // FILE_KIND_UNPACK: cache name of the archive
+	UnpackFormat  string                 `protobuf:"bytes,7,opt,name=unpack_format,json=unpackFormat,proto3" json:"unpack_format,omitempty"` // "tar", "tar.gz", "zip", or "" to tell by content
+	Size          int64                  `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`                                    // when known
+	Digest        string                 `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`                                 // when known
+	Dir           bool                   `protobuf:"varint,10,opt,name=dir,proto3" json:"dir,omitempty"`                                     // the file is a directory
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileDecl) Reset() {
+	*x = FileDecl{}
+	mi := &file_trellis_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileDecl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileDecl) ProtoMessage() {}
+
+func (x *FileDecl) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileDecl.ProtoReflect.Descriptor instead.
+func (*FileDecl) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FileDecl) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileDecl) GetKind() FileKind {
+	if x != nil {
+		return x.Kind
+	}
+	return FileKind_FILE_KIND_UNSPECIFIED
+}
+
+func (x *FileDecl) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *FileDecl) GetLevel() CacheLevel {
+	if x != nil {
+		return x.Level
+	}
+	return CacheLevel_CACHE_LEVEL_UNSPECIFIED
+}
+
+func (x *FileDecl) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *FileDecl) GetUnpackFrom() string {
+	if x != nil {
+		return x.UnpackFrom
+	}
+	return ""
+}
+
+func (x *FileDecl) GetUnpackFormat() string {
+	if x != nil {
+		return x.UnpackFormat
+	}
+	return ""
+}
+
+func (x *FileDecl) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FileDecl) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *FileDecl) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
+}
+
 // TaskSpec is a standalone command task as the client declares it.
 type TaskSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -312,7 +625,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_trellis_proto_msgTypes[2]
+	mi := &file_trellis_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +637,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[2]
+	mi := &file_trellis_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +650,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{2}
+	return file_trellis_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TaskSpec) GetName() string {
@@ -437,14 +750,17 @@ type FileInfo struct {
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
-	Content       []byte                 `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"` // small outputs travel inline (at most MaxInlineBytes) instead of being uploaded
+	Content       []byte                 `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`    // small outputs travel inline (at most MaxInlineBytes) instead of being uploaded
+	Kept          bool                   `protobuf:"varint,5,opt,name=kept,proto3" json:"kept,omitempty"`         // the worker keeps it in its cache (a replica)
+	Uploaded      bool                   `protobuf:"varint,6,opt,name=uploaded,proto3" json:"uploaded,omitempty"` // at the manager (uploaded, or inline)
+	Dir           bool                   `protobuf:"varint,7,opt,name=dir,proto3" json:"dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_trellis_proto_msgTypes[3]
+	mi := &file_trellis_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +772,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[3]
+	mi := &file_trellis_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +785,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{3}
+	return file_trellis_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FileInfo) GetName() string {
@@ -500,6 +816,27 @@ func (x *FileInfo) GetContent() []byte {
 	return nil
 }
 
+func (x *FileInfo) GetKept() bool {
+	if x != nil {
+		return x.Kept
+	}
+	return false
+}
+
+func (x *FileInfo) GetUploaded() bool {
+	if x != nil {
+		return x.Uploaded
+	}
+	return false
+}
+
+func (x *FileInfo) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
+}
+
 // Outcome is how one attempt ran, as the worker saw it.
 type Outcome struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -519,7 +856,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_trellis_proto_msgTypes[4]
+	mi := &file_trellis_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +868,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[4]
+	mi := &file_trellis_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +881,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{4}
+	return file_trellis_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Outcome) GetKind() ResultKind {
@@ -632,7 +969,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_trellis_proto_msgTypes[5]
+	mi := &file_trellis_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +981,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[5]
+	mi := &file_trellis_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +994,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{5}
+	return file_trellis_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskEvent) GetTaskId() uint64 {
@@ -707,13 +1044,14 @@ type SubmitRequest struct {
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`                      // the client's Watch session
 	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // retrying a submit with the same ID returns the same task IDs
 	Tasks         []*TaskSpec            `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Files         []*FileDecl            `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"` // files its tasks use beyond uploads and plain outputs
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_trellis_proto_msgTypes[6]
+	mi := &file_trellis_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +1063,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[6]
+	mi := &file_trellis_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +1076,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{6}
+	return file_trellis_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitRequest) GetSession() string {
@@ -762,6 +1100,13 @@ func (x *SubmitRequest) GetTasks() []*TaskSpec {
 	return nil
 }
 
+func (x *SubmitRequest) GetFiles() []*FileDecl {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
 type SubmitResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskIds       []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"` // one per task, in order
@@ -771,7 +1116,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_trellis_proto_msgTypes[7]
+	mi := &file_trellis_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1128,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[7]
+	mi := &file_trellis_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1141,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{7}
+	return file_trellis_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubmitResponse) GetTaskIds() []uint64 {
@@ -815,7 +1160,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_trellis_proto_msgTypes[8]
+	mi := &file_trellis_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +1172,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[8]
+	mi := &file_trellis_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +1185,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{8}
+	return file_trellis_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchRequest) GetSession() string {
@@ -859,7 +1204,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[9]
+	mi := &file_trellis_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1216,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[9]
+	mi := &file_trellis_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1229,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{9}
+	return file_trellis_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -902,7 +1247,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[10]
+	mi := &file_trellis_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1259,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[10]
+	mi := &file_trellis_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1272,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{10}
+	return file_trellis_proto_rawDescGZIP(), []int{11}
 }
 
 type StatusRequest struct {
@@ -938,7 +1283,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[11]
+	mi := &file_trellis_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1295,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[11]
+	mi := &file_trellis_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1308,178 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{11}
+	return file_trellis_proto_rawDescGZIP(), []int{12}
+}
+
+// FetchFileRequest asks the manager to bring a file (a temp file, say) to
+// its store, from a worker that holds it, so that the client can GET it.
+type FetchFileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchFileRequest) Reset() {
+	*x = FetchFileRequest{}
+	mi := &file_trellis_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchFileRequest) ProtoMessage() {}
+
+func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
+func (*FetchFileRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FetchFileRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type FetchFileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	File          *FileInfo              `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchFileResponse) Reset() {
+	*x = FetchFileResponse{}
+	mi := &file_trellis_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchFileResponse) ProtoMessage() {}
+
+func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
+func (*FetchFileResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FetchFileResponse) GetFile() *FileInfo {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
+// EndSessionRequest says a client is done: its workflow-level files may go.
+type EndSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionRequest) Reset() {
+	*x = EndSessionRequest{}
+	mi := &file_trellis_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionRequest) ProtoMessage() {}
+
+func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
+func (*EndSessionRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *EndSessionRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+type EndSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionResponse) Reset() {
+	*x = EndSessionResponse{}
+	mi := &file_trellis_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionResponse) ProtoMessage() {}
+
+func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
+func (*EndSessionResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{16}
 }
 
 type WorkerStatus struct {
@@ -977,13 +1493,17 @@ type WorkerStatus struct {
 	Draining        bool                   `protobuf:"varint,7,opt,name=draining,proto3" json:"draining,omitempty"`
 	TasksDone       uint64                 `protobuf:"varint,8,opt,name=tasks_done,json=tasksDone,proto3" json:"tasks_done,omitempty"`
 	ConnectedUnixMs int64                  `protobuf:"varint,9,opt,name=connected_unix_ms,json=connectedUnixMs,proto3" json:"connected_unix_ms,omitempty"`
+	CacheBytes      int64                  `protobuf:"varint,10,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"` // bytes of files it holds, as the manager knows them
+	CacheFiles      uint64                 `protobuf:"varint,11,opt,name=cache_files,json=cacheFiles,proto3" json:"cache_files,omitempty"`
+	TransfersIn     uint64                 `protobuf:"varint,12,opt,name=transfers_in,json=transfersIn,proto3" json:"transfers_in,omitempty"`    // fetches to it in flight
+	TransfersOut    uint64                 `protobuf:"varint,13,opt,name=transfers_out,json=transfersOut,proto3" json:"transfers_out,omitempty"` // fetches from it (as a peer) in flight
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[12]
+	mi := &file_trellis_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1515,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[12]
+	mi := &file_trellis_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1528,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{12}
+	return file_trellis_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -1074,23 +1594,59 @@ func (x *WorkerStatus) GetConnectedUnixMs() int64 {
 	return 0
 }
 
+func (x *WorkerStatus) GetCacheBytes() int64 {
+	if x != nil {
+		return x.CacheBytes
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetCacheFiles() uint64 {
+	if x != nil {
+		return x.CacheFiles
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetTransfersIn() uint64 {
+	if x != nil {
+		return x.TransfersIn
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetTransfersOut() uint64 {
+	if x != nil {
+		return x.TransfersOut
+	}
+	return 0
+}
+
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Workers       []*WorkerStatus        `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
-	Waiting       uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
-	Ready         uint64                 `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
-	Running       uint64                 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
-	Finished      uint64                 `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"`
-	Succeeded     uint64                 `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
-	Failed        uint64                 `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"` // finished other than with success
-	Version       string                 `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Workers           []*WorkerStatus        `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	Waiting           uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Ready             uint64                 `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	Running           uint64                 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
+	Finished          uint64                 `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"`
+	Succeeded         uint64                 `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Failed            uint64                 `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"` // finished other than with success
+	Version           string                 `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
+	Staging           uint64                 `protobuf:"varint,9,opt,name=staging,proto3" json:"staging,omitempty"`                                              // placed, waiting for input transfers
+	BytesFromManager  int64                  `protobuf:"varint,10,opt,name=bytes_from_manager,json=bytesFromManager,proto3" json:"bytes_from_manager,omitempty"` // moved to workers, by source kind
+	BytesFromPeers    int64                  `protobuf:"varint,11,opt,name=bytes_from_peers,json=bytesFromPeers,proto3" json:"bytes_from_peers,omitempty"`
+	BytesFromUrls     int64                  `protobuf:"varint,12,opt,name=bytes_from_urls,json=bytesFromUrls,proto3" json:"bytes_from_urls,omitempty"`
+	BytesToManager    int64                  `protobuf:"varint,13,opt,name=bytes_to_manager,json=bytesToManager,proto3" json:"bytes_to_manager,omitempty"` // outputs uploaded to the manager
+	TransfersInFlight uint64                 `protobuf:"varint,14,opt,name=transfers_in_flight,json=transfersInFlight,proto3" json:"transfers_in_flight,omitempty"`
+	FilesLost         uint64                 `protobuf:"varint,15,opt,name=files_lost,json=filesLost,proto3" json:"files_lost,omitempty"`                // temp files that could not be recreated
+	TasksRecreated    uint64                 `protobuf:"varint,16,opt,name=tasks_recreated,json=tasksRecreated,proto3" json:"tasks_recreated,omitempty"` // producers run again to recreate lost files
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[13]
+	mi := &file_trellis_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1658,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[13]
+	mi := &file_trellis_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1671,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{13}
+	return file_trellis_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -1174,6 +1730,62 @@ func (x *StatusResponse) GetVersion() string {
 	return ""
 }
 
+func (x *StatusResponse) GetStaging() uint64 {
+	if x != nil {
+		return x.Staging
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetBytesFromManager() int64 {
+	if x != nil {
+		return x.BytesFromManager
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetBytesFromPeers() int64 {
+	if x != nil {
+		return x.BytesFromPeers
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetBytesFromUrls() int64 {
+	if x != nil {
+		return x.BytesFromUrls
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetBytesToManager() int64 {
+	if x != nil {
+		return x.BytesToManager
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetTransfersInFlight() uint64 {
+	if x != nil {
+		return x.TransfersInFlight
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetFilesLost() uint64 {
+	if x != nil {
+		return x.FilesLost
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetTasksRecreated() uint64 {
+	if x != nil {
+		return x.TasksRecreated
+	}
+	return 0
+}
+
 // Worker stream: worker to manager.
 type WorkerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1184,6 +1796,8 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Done
 	//	*WorkerMessage_Returned
 	//	*WorkerMessage_Draining
+	//	*WorkerMessage_Fetched
+	//	*WorkerMessage_Dropped
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1191,7 +1805,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[14]
+	mi := &file_trellis_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1817,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[14]
+	mi := &file_trellis_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1830,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{14}
+	return file_trellis_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -1271,6 +1885,24 @@ func (x *WorkerMessage) GetDraining() *Draining {
 	return nil
 }
 
+func (x *WorkerMessage) GetFetched() *FetchDone {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Fetched); ok {
+			return x.Fetched
+		}
+	}
+	return nil
+}
+
+func (x *WorkerMessage) GetDropped() *Dropped {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Dropped); ok {
+			return x.Dropped
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -1295,6 +1927,14 @@ type WorkerMessage_Draining struct {
 	Draining *Draining `protobuf:"bytes,5,opt,name=draining,proto3,oneof"`
 }
 
+type WorkerMessage_Fetched struct {
+	Fetched *FetchDone `protobuf:"bytes,6,opt,name=fetched,proto3,oneof"`
+}
+
+type WorkerMessage_Dropped struct {
+	Dropped *Dropped `protobuf:"bytes,7,opt,name=dropped,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
@@ -1305,6 +1945,10 @@ func (*WorkerMessage_Returned) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Draining) isWorkerMessage_Msg() {}
 
+func (*WorkerMessage_Fetched) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Dropped) isWorkerMessage_Msg() {}
+
 type Hello struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Protocol      uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"` // must equal the manager's
@@ -1312,13 +1956,15 @@ type Hello struct {
 	Resources     *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
 	Gpus          []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"` // device indexes
 	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	FileServer    string                 `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // where it serves its cache, host:port; an empty host means the connection's address
+	Cache         []*CachedFile          `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`                             // files it holds already (forever-level files survive a restart)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1976,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1989,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{15}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -1381,6 +2027,250 @@ func (x *Hello) GetVersion() string {
 	return ""
 }
 
+func (x *Hello) GetFileServer() string {
+	if x != nil {
+		return x.FileServer
+	}
+	return ""
+}
+
+func (x *Hello) GetCache() []*CachedFile {
+	if x != nil {
+		return x.Cache
+	}
+	return nil
+}
+
+type CachedFile struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Level         CacheLevel             `protobuf:"varint,4,opt,name=level,proto3,enum=trellis.v1.CacheLevel" json:"level,omitempty"`
+	Dir           bool                   `protobuf:"varint,5,opt,name=dir,proto3" json:"dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CachedFile) Reset() {
+	*x = CachedFile{}
+	mi := &file_trellis_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CachedFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CachedFile) ProtoMessage() {}
+
+func (x *CachedFile) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
+func (*CachedFile) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CachedFile) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CachedFile) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *CachedFile) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *CachedFile) GetLevel() CacheLevel {
+	if x != nil {
+		return x.Level
+	}
+	return CacheLevel_CACHE_LEVEL_UNSPECIFIED
+}
+
+func (x *CachedFile) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
+}
+
+// FetchDone reports a fetch the manager asked for.
+type FetchDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Ok            bool                   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Digest        string                 `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	SourceFault   bool                   `protobuf:"varint,7,opt,name=source_fault,json=sourceFault,proto3" json:"source_fault,omitempty"` // the source failed (unreachable, short, corrupt), not this worker (disk full)
+	Ms            int64                  `protobuf:"varint,8,opt,name=ms,proto3" json:"ms,omitempty"`
+	Dir           bool                   `protobuf:"varint,9,opt,name=dir,proto3" json:"dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchDone) Reset() {
+	*x = FetchDone{}
+	mi := &file_trellis_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchDone) ProtoMessage() {}
+
+func (x *FetchDone) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
+func (*FetchDone) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FetchDone) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *FetchDone) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FetchDone) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *FetchDone) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FetchDone) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *FetchDone) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *FetchDone) GetSourceFault() bool {
+	if x != nil {
+		return x.SourceFault
+	}
+	return false
+}
+
+func (x *FetchDone) GetMs() int64 {
+	if x != nil {
+		return x.Ms
+	}
+	return 0
+}
+
+func (x *FetchDone) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
+}
+
+// Dropped reports files the worker evicted from its cache.
+type Dropped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Dropped) Reset() {
+	*x = Dropped{}
+	mi := &file_trellis_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dropped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dropped) ProtoMessage() {}
+
+func (x *Dropped) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
+func (*Dropped) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Dropped) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
 type Heartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1389,7 +2279,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +2291,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +2304,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{16}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 type AttemptDone struct {
@@ -1428,7 +2318,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +2330,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +2343,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{17}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -1487,7 +2377,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +2389,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +2402,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{18}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -1537,7 +2427,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +2439,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +2452,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 // Worker stream: manager to worker.
@@ -1573,6 +2463,9 @@ type ManagerMessage struct {
 	//	*ManagerMessage_Welcome
 	//	*ManagerMessage_Run
 	//	*ManagerMessage_Kill
+	//	*ManagerMessage_Fetch
+	//	*ManagerMessage_Unlink
+	//	*ManagerMessage_Upload
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1580,7 +2473,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +2485,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +2498,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -1642,6 +2535,33 @@ func (x *ManagerMessage) GetKill() *Kill {
 	return nil
 }
 
+func (x *ManagerMessage) GetFetch() *Fetch {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Fetch); ok {
+			return x.Fetch
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetUnlink() *Unlink {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Unlink); ok {
+			return x.Unlink
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetUpload() *Upload {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Upload); ok {
+			return x.Upload
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -1658,11 +2578,289 @@ type ManagerMessage_Kill struct {
 	Kill *Kill `protobuf:"bytes,3,opt,name=kill,proto3,oneof"`
 }
 
+type ManagerMessage_Fetch struct {
+	Fetch *Fetch `protobuf:"bytes,4,opt,name=fetch,proto3,oneof"`
+}
+
+type ManagerMessage_Unlink struct {
+	Unlink *Unlink `protobuf:"bytes,5,opt,name=unlink,proto3,oneof"`
+}
+
+type ManagerMessage_Upload struct {
+	Upload *Upload `protobuf:"bytes,6,opt,name=upload,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Kill) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Fetch) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Unlink) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Upload) isManagerMessage_Msg() {}
+
+// Source says where a worker gets a file.
+type Source struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          Source_Kind            `protobuf:"varint,1,opt,name=kind,proto3,enum=trellis.v1.Source_Kind" json:"kind,omitempty"`
+	Url           string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	From          string                 `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	Format        string                 `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	Peer          uint64                 `protobuf:"varint,5,opt,name=peer,proto3" json:"peer,omitempty"` // KIND_PEER: the peer's worker ID
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Source) Reset() {
+	*x = Source{}
+	mi := &file_trellis_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Source) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Source) ProtoMessage() {}
+
+func (x *Source) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Source.ProtoReflect.Descriptor instead.
+func (*Source) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Source) GetKind() Source_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return Source_KIND_UNSPECIFIED
+}
+
+func (x *Source) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Source) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Source) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *Source) GetPeer() uint64 {
+	if x != nil {
+		return x.Peer
+	}
+	return 0
+}
+
+// Fetch asks a worker to bring a file into its cache and report FetchDone.
+type Fetch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Source        *Source                `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Size          int64                  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`    // expected, -1 when unknown
+	Digest        string                 `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"` // expected, "" when unknown
+	Level         CacheLevel             `protobuf:"varint,6,opt,name=level,proto3,enum=trellis.v1.CacheLevel" json:"level,omitempty"`
+	Dir           bool                   `protobuf:"varint,7,opt,name=dir,proto3" json:"dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fetch) Reset() {
+	*x = Fetch{}
+	mi := &file_trellis_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fetch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fetch) ProtoMessage() {}
+
+func (x *Fetch) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
+func (*Fetch) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Fetch) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Fetch) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Fetch) GetSource() *Source {
+	if x != nil {
+		return x.Source
+	}
+	return nil
+}
+
+func (x *Fetch) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Fetch) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Fetch) GetLevel() CacheLevel {
+	if x != nil {
+		return x.Level
+	}
+	return CacheLevel_CACHE_LEVEL_UNSPECIFIED
+}
+
+func (x *Fetch) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
+}
+
+// Unlink asks a worker to drop files from its cache.
+type Unlink struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Unlink) Reset() {
+	*x = Unlink{}
+	mi := &file_trellis_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Unlink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Unlink) ProtoMessage() {}
+
+func (x *Unlink) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
+func (*Unlink) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Unlink) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// Upload asks a worker to PUT a cached file to the manager's store.
+type Upload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Upload) Reset() {
+	*x = Upload{}
+	mi := &file_trellis_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Upload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Upload) ProtoMessage() {}
+
+func (x *Upload) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Upload.ProtoReflect.Descriptor instead.
+func (*Upload) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Upload) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
 
 type Welcome struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1674,7 +2872,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +2884,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +2897,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -1728,7 +2926,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +2938,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +2951,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -1794,7 +2992,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +3004,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +3017,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -1846,13 +3044,29 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05cores\x18\x01 \x01(\x01R\x05cores\x12\x1b\n" +
 	"\tmemory_mb\x18\x02 \x01(\x03R\bmemoryMb\x12\x17\n" +
 	"\adisk_mb\x18\x03 \x01(\x03R\x06diskMb\x12\x12\n" +
-	"\x04gpus\x18\x04 \x01(\x03R\x04gpus\"w\n" +
+	"\x04gpus\x18\x04 \x01(\x03R\x04gpus\"\xd1\x01\n" +
 	"\aFileRef\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\x04 \x01(\tR\x06digest\x12\x18\n" +
-	"\acontent\x18\x05 \x01(\fR\acontent\"\xa1\x03\n" +
+	"\acontent\x18\x05 \x01(\fR\acontent\x12\x12\n" +
+	"\x04keep\x18\x06 \x01(\bR\x04keep\x12\x16\n" +
+	"\x06upload\x18\a \x01(\bR\x06upload\x12,\n" +
+	"\x05level\x18\b \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\"\xa8\x02\n" +
+	"\bFileDecl\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x14.trellis.v1.FileKindR\x04kind\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12,\n" +
+	"\x05level\x18\x04 \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\x12\x1a\n" +
+	"\breplicas\x18\x05 \x01(\rR\breplicas\x12\x1f\n" +
+	"\vunpack_from\x18\x06 \x01(\tR\n" +
+	"unpackFrom\x12#\n" +
+	"\runpack_format\x18\a \x01(\tR\funpackFormat\x12\x12\n" +
+	"\x04size\x18\b \x01(\x03R\x04size\x12\x16\n" +
+	"\x06digest\x18\t \x01(\tR\x06digest\x12\x10\n" +
+	"\x03dir\x18\n" +
+	" \x01(\bR\x03dir\"\xa1\x03\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -1867,12 +3081,15 @@ const file_trellis_proto_rawDesc = "" +
 	" \x01(\x05R\bpriority\x12\x1a\n" +
 	"\bcategory\x18\v \x01(\tR\bcategory\x12\x12\n" +
 	"\x04tags\x18\f \x03(\tR\x04tags\x12\x14\n" +
-	"\x05after\x18\r \x03(\rR\x05after\"d\n" +
+	"\x05after\x18\r \x03(\rR\x05after\"\xa6\x01\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x18\n" +
-	"\acontent\x18\x04 \x01(\fR\acontent\"\xdf\x02\n" +
+	"\acontent\x18\x04 \x01(\fR\acontent\x12\x12\n" +
+	"\x04kept\x18\x05 \x01(\bR\x04kept\x12\x1a\n" +
+	"\buploaded\x18\x06 \x01(\bR\buploaded\x12\x10\n" +
+	"\x03dir\x18\a \x01(\bR\x03dir\"\xdf\x02\n" +
 	"\aOutcome\x12*\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x18\n" +
@@ -1891,12 +3108,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\tR\x06worker\x12-\n" +
 	"\aoutcome\x18\x05 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x12\n" +
-	"\x04note\x18\x06 \x01(\tR\x04note\"t\n" +
+	"\x04note\x18\x06 \x01(\tR\x04note\"\xa0\x01\n" +
 	"\rSubmitRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12*\n" +
-	"\x05tasks\x18\x03 \x03(\v2\x14.trellis.v1.TaskSpecR\x05tasks\"+\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x14.trellis.v1.TaskSpecR\x05tasks\x12*\n" +
+	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05files\"+\n" +
 	"\x0eSubmitResponse\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"(\n" +
 	"\fWatchRequest\x12\x18\n" +
@@ -1904,7 +3122,14 @@ const file_trellis_proto_rawDesc = "" +
 	"\rCancelRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"\x10\n" +
 	"\x0eCancelResponse\"\x0f\n" +
-	"\rStatusRequest\"\xa5\x02\n" +
+	"\rStatusRequest\"&\n" +
+	"\x10FetchFileRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"=\n" +
+	"\x11FetchFileResponse\x12(\n" +
+	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
+	"\x11EndSessionRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
+	"\x12EndSessionResponse\"\xaf\x03\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1915,7 +3140,14 @@ const file_trellis_proto_rawDesc = "" +
 	"\bdraining\x18\a \x01(\bR\bdraining\x12\x1d\n" +
 	"\n" +
 	"tasks_done\x18\b \x01(\x04R\ttasksDone\x12*\n" +
-	"\x11connected_unix_ms\x18\t \x01(\x03R\x0fconnectedUnixMs\"\xfa\x01\n" +
+	"\x11connected_unix_ms\x18\t \x01(\x03R\x0fconnectedUnixMs\x12\x1f\n" +
+	"\vcache_bytes\x18\n" +
+	" \x01(\x03R\n" +
+	"cacheBytes\x12\x1f\n" +
+	"\vcache_files\x18\v \x01(\x04R\n" +
+	"cacheFiles\x12!\n" +
+	"\ftransfers_in\x18\f \x01(\x04R\vtransfersIn\x12#\n" +
+	"\rtransfers_out\x18\r \x01(\x04R\ftransfersOut\"\xb6\x04\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -1924,20 +3156,54 @@ const file_trellis_proto_rawDesc = "" +
 	"\bfinished\x18\x05 \x01(\x04R\bfinished\x12\x1c\n" +
 	"\tsucceeded\x18\x06 \x01(\x04R\tsucceeded\x12\x16\n" +
 	"\x06failed\x18\a \x01(\x04R\x06failed\x12\x18\n" +
-	"\aversion\x18\b \x01(\tR\aversion\"\x96\x02\n" +
+	"\aversion\x18\b \x01(\tR\aversion\x12\x18\n" +
+	"\astaging\x18\t \x01(\x04R\astaging\x12,\n" +
+	"\x12bytes_from_manager\x18\n" +
+	" \x01(\x03R\x10bytesFromManager\x12(\n" +
+	"\x10bytes_from_peers\x18\v \x01(\x03R\x0ebytesFromPeers\x12&\n" +
+	"\x0fbytes_from_urls\x18\f \x01(\x03R\rbytesFromUrls\x12(\n" +
+	"\x10bytes_to_manager\x18\r \x01(\x03R\x0ebytesToManager\x12.\n" +
+	"\x13transfers_in_flight\x18\x0e \x01(\x04R\x11transfersInFlight\x12\x1d\n" +
+	"\n" +
+	"files_lost\x18\x0f \x01(\x04R\tfilesLost\x12'\n" +
+	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\"\xfa\x02\n" +
 	"\rWorkerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.trellis.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.trellis.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
 	"\x04done\x18\x03 \x01(\v2\x17.trellis.v1.AttemptDoneH\x00R\x04done\x129\n" +
 	"\breturned\x18\x04 \x01(\v2\x1b.trellis.v1.AttemptReturnedH\x00R\breturned\x122\n" +
-	"\bdraining\x18\x05 \x01(\v2\x14.trellis.v1.DrainingH\x00R\bdrainingB\x05\n" +
-	"\x03msg\"\x9a\x01\n" +
+	"\bdraining\x18\x05 \x01(\v2\x14.trellis.v1.DrainingH\x00R\bdraining\x121\n" +
+	"\afetched\x18\x06 \x01(\v2\x15.trellis.v1.FetchDoneH\x00R\afetched\x12/\n" +
+	"\adropped\x18\a \x01(\v2\x13.trellis.v1.DroppedH\x00R\adroppedB\x05\n" +
+	"\x03msg\"\xe9\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x123\n" +
 	"\tresources\x18\x03 \x01(\v2\x15.trellis.v1.ResourcesR\tresources\x12\x12\n" +
 	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\tR\aversion\"\v\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12\x1f\n" +
+	"\vfile_server\x18\x06 \x01(\tR\n" +
+	"fileServer\x12,\n" +
+	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\"\x8c\x01\n" +
+	"\n" +
+	"CachedFile\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12,\n" +
+	"\x05level\x18\x04 \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\x12\x10\n" +
+	"\x03dir\x18\x05 \x01(\bR\x03dir\"\xc6\x01\n" +
+	"\tFetchDone\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\tR\x06digest\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12!\n" +
+	"\fsource_fault\x18\a \x01(\bR\vsourceFault\x12\x0e\n" +
+	"\x02ms\x18\b \x01(\x03R\x02ms\x12\x10\n" +
+	"\x03dir\x18\t \x01(\bR\x03dir\"\x1f\n" +
+	"\aDropped\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\v\n" +
 	"\tHeartbeat\"o\n" +
 	"\vAttemptDone\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
@@ -1947,12 +3213,39 @@ const file_trellis_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\"\n" +
 	"\n" +
-	"\bDraining\"\x95\x01\n" +
+	"\bDraining\"\x9c\x02\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
-	"\x04kill\x18\x03 \x01(\v2\x10.trellis.v1.KillH\x00R\x04killB\x05\n" +
-	"\x03msg\"I\n" +
+	"\x04kill\x18\x03 \x01(\v2\x10.trellis.v1.KillH\x00R\x04kill\x12)\n" +
+	"\x05fetch\x18\x04 \x01(\v2\x11.trellis.v1.FetchH\x00R\x05fetch\x12,\n" +
+	"\x06unlink\x18\x05 \x01(\v2\x12.trellis.v1.UnlinkH\x00R\x06unlink\x12,\n" +
+	"\x06upload\x18\x06 \x01(\v2\x12.trellis.v1.UploadH\x00R\x06uploadB\x05\n" +
+	"\x03msg\"\xe5\x01\n" +
+	"\x06Source\x12+\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x17.trellis.v1.Source.KindR\x04kind\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\tR\x04from\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x12\n" +
+	"\x04peer\x18\x05 \x01(\x04R\x04peer\"\\\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fKIND_MANAGER\x10\x01\x12\r\n" +
+	"\tKIND_PEER\x10\x02\x12\f\n" +
+	"\bKIND_URL\x10\x03\x12\x0f\n" +
+	"\vKIND_UNPACK\x10\x04\"\xc3\x01\n" +
+	"\x05Fetch\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
+	"\x06source\x18\x03 \x01(\v2\x12.trellis.v1.SourceR\x06source\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\tR\x06digest\x12,\n" +
+	"\x05level\x18\x06 \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\x12\x10\n" +
+	"\x03dir\x18\a \x01(\bR\x03dir\"\x1e\n" +
+	"\x06Unlink\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\x1c\n" +
+	"\x06Upload\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x04R\bworkerId\x12!\n" +
 	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"v\n" +
@@ -1963,7 +3256,21 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\rR\aattempt*\xef\x01\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt*\x8f\x01\n" +
+	"\bFileKind\x12\x19\n" +
+	"\x15FILE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11FILE_KIND_MANAGER\x10\x01\x12\x11\n" +
+	"\rFILE_KIND_URL\x10\x02\x12\x12\n" +
+	"\x0eFILE_KIND_TEMP\x10\x03\x12\x14\n" +
+	"\x10FILE_KIND_OUTPUT\x10\x04\x12\x14\n" +
+	"\x10FILE_KIND_UNPACK\x10\x05*\x8a\x01\n" +
+	"\n" +
+	"CacheLevel\x12\x1b\n" +
+	"\x17CACHE_LEVEL_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10CACHE_LEVEL_TASK\x10\x01\x12\x18\n" +
+	"\x14CACHE_LEVEL_WORKFLOW\x10\x02\x12\x16\n" +
+	"\x12CACHE_LEVEL_WORKER\x10\x03\x12\x17\n" +
+	"\x13CACHE_LEVEL_FOREVER\x10\x04*\xef\x01\n" +
 	"\n" +
 	"ResultKind\x12\x1b\n" +
 	"\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1978,12 +3285,15 @@ const file_trellis_proto_rawDesc = "" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_WAITING\x10\x01\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fTASK_STATE_DONE\x10\x032\xcb\x02\n" +
+	"\x0fTASK_STATE_DONE\x10\x032\xe2\x03\n" +
 	"\aManager\x12?\n" +
 	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12:\n" +
 	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x15.trellis.v1.TaskEvent0\x01\x12?\n" +
 	"\x06Cancel\x12\x19.trellis.v1.CancelRequest\x1a\x1a.trellis.v1.CancelResponse\x12?\n" +
-	"\x06Status\x12\x19.trellis.v1.StatusRequest\x1a\x1a.trellis.v1.StatusResponse\x12A\n" +
+	"\x06Status\x12\x19.trellis.v1.StatusRequest\x1a\x1a.trellis.v1.StatusResponse\x12H\n" +
+	"\tFetchFile\x12\x1c.trellis.v1.FetchFileRequest\x1a\x1d.trellis.v1.FetchFileResponse\x12K\n" +
+	"\n" +
+	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12A\n" +
 	"\x04Work\x12\x19.trellis.v1.WorkerMessage\x1a\x1a.trellis.v1.ManagerMessage(\x010\x01B,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
 
 var (
@@ -1998,74 +3308,108 @@ func file_trellis_proto_rawDescGZIP() []byte {
 	return file_trellis_proto_rawDescData
 }
 
-var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_trellis_proto_goTypes = []any{
-	(ResultKind)(0),         // 0: trellis.v1.ResultKind
-	(TaskState)(0),          // 1: trellis.v1.TaskState
-	(*Resources)(nil),       // 2: trellis.v1.Resources
-	(*FileRef)(nil),         // 3: trellis.v1.FileRef
-	(*TaskSpec)(nil),        // 4: trellis.v1.TaskSpec
-	(*FileInfo)(nil),        // 5: trellis.v1.FileInfo
-	(*Outcome)(nil),         // 6: trellis.v1.Outcome
-	(*TaskEvent)(nil),       // 7: trellis.v1.TaskEvent
-	(*SubmitRequest)(nil),   // 8: trellis.v1.SubmitRequest
-	(*SubmitResponse)(nil),  // 9: trellis.v1.SubmitResponse
-	(*WatchRequest)(nil),    // 10: trellis.v1.WatchRequest
-	(*CancelRequest)(nil),   // 11: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),  // 12: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),   // 13: trellis.v1.StatusRequest
-	(*WorkerStatus)(nil),    // 14: trellis.v1.WorkerStatus
-	(*StatusResponse)(nil),  // 15: trellis.v1.StatusResponse
-	(*WorkerMessage)(nil),   // 16: trellis.v1.WorkerMessage
-	(*Hello)(nil),           // 17: trellis.v1.Hello
-	(*Heartbeat)(nil),       // 18: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),     // 19: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil), // 20: trellis.v1.AttemptReturned
-	(*Draining)(nil),        // 21: trellis.v1.Draining
-	(*ManagerMessage)(nil),  // 22: trellis.v1.ManagerMessage
-	(*Welcome)(nil),         // 23: trellis.v1.Welcome
-	(*Run)(nil),             // 24: trellis.v1.Run
-	(*Kill)(nil),            // 25: trellis.v1.Kill
+	(FileKind)(0),              // 0: trellis.v1.FileKind
+	(CacheLevel)(0),            // 1: trellis.v1.CacheLevel
+	(ResultKind)(0),            // 2: trellis.v1.ResultKind
+	(TaskState)(0),             // 3: trellis.v1.TaskState
+	(Source_Kind)(0),           // 4: trellis.v1.Source.Kind
+	(*Resources)(nil),          // 5: trellis.v1.Resources
+	(*FileRef)(nil),            // 6: trellis.v1.FileRef
+	(*FileDecl)(nil),           // 7: trellis.v1.FileDecl
+	(*TaskSpec)(nil),           // 8: trellis.v1.TaskSpec
+	(*FileInfo)(nil),           // 9: trellis.v1.FileInfo
+	(*Outcome)(nil),            // 10: trellis.v1.Outcome
+	(*TaskEvent)(nil),          // 11: trellis.v1.TaskEvent
+	(*SubmitRequest)(nil),      // 12: trellis.v1.SubmitRequest
+	(*SubmitResponse)(nil),     // 13: trellis.v1.SubmitResponse
+	(*WatchRequest)(nil),       // 14: trellis.v1.WatchRequest
+	(*CancelRequest)(nil),      // 15: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),     // 16: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),      // 17: trellis.v1.StatusRequest
+	(*FetchFileRequest)(nil),   // 18: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),  // 19: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),  // 20: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil), // 21: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),       // 22: trellis.v1.WorkerStatus
+	(*StatusResponse)(nil),     // 23: trellis.v1.StatusResponse
+	(*WorkerMessage)(nil),      // 24: trellis.v1.WorkerMessage
+	(*Hello)(nil),              // 25: trellis.v1.Hello
+	(*CachedFile)(nil),         // 26: trellis.v1.CachedFile
+	(*FetchDone)(nil),          // 27: trellis.v1.FetchDone
+	(*Dropped)(nil),            // 28: trellis.v1.Dropped
+	(*Heartbeat)(nil),          // 29: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),        // 30: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),    // 31: trellis.v1.AttemptReturned
+	(*Draining)(nil),           // 32: trellis.v1.Draining
+	(*ManagerMessage)(nil),     // 33: trellis.v1.ManagerMessage
+	(*Source)(nil),             // 34: trellis.v1.Source
+	(*Fetch)(nil),              // 35: trellis.v1.Fetch
+	(*Unlink)(nil),             // 36: trellis.v1.Unlink
+	(*Upload)(nil),             // 37: trellis.v1.Upload
+	(*Welcome)(nil),            // 38: trellis.v1.Welcome
+	(*Run)(nil),                // 39: trellis.v1.Run
+	(*Kill)(nil),               // 40: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
-	3,  // 0: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
-	3,  // 1: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
-	2,  // 2: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
-	0,  // 3: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
-	5,  // 4: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	1,  // 5: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	6,  // 6: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	4,  // 7: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	2,  // 8: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	2,  // 9: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	14, // 10: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	17, // 11: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	18, // 12: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	19, // 13: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	20, // 14: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	21, // 15: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	2,  // 16: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	6,  // 17: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	23, // 18: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	24, // 19: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	25, // 20: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	4,  // 21: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	8,  // 22: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	10, // 23: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	11, // 24: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	13, // 25: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	16, // 26: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	9,  // 27: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	7,  // 28: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvent
-	12, // 29: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	15, // 30: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	22, // 31: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
+	0,  // 1: trellis.v1.FileDecl.kind:type_name -> trellis.v1.FileKind
+	1,  // 2: trellis.v1.FileDecl.level:type_name -> trellis.v1.CacheLevel
+	6,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
+	6,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
+	5,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
+	2,  // 6: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
+	9,  // 7: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
+	3,  // 8: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
+	10, // 9: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	8,  // 10: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	7,  // 11: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	9,  // 12: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	5,  // 13: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	5,  // 14: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	22, // 15: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	25, // 16: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	29, // 17: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	30, // 18: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	31, // 19: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	32, // 20: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	27, // 21: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	28, // 22: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	5,  // 23: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	26, // 24: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 25: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	10, // 26: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	38, // 27: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	39, // 28: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	40, // 29: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	35, // 30: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	36, // 31: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	37, // 32: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	4,  // 33: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	34, // 34: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 35: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 36: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	12, // 37: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	14, // 38: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	15, // 39: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	17, // 40: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	18, // 41: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	20, // 42: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	24, // 43: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	13, // 44: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	11, // 45: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvent
+	16, // 46: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	23, // 47: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	19, // 48: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	21, // 49: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	33, // 50: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	44, // [44:51] is the sub-list for method output_type
+	37, // [37:44] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -2073,25 +3417,30 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[14].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[19].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
 		(*WorkerMessage_Returned)(nil),
 		(*WorkerMessage_Draining)(nil),
+		(*WorkerMessage_Fetched)(nil),
+		(*WorkerMessage_Dropped)(nil),
 	}
-	file_trellis_proto_msgTypes[20].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[28].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
+		(*ManagerMessage_Fetch)(nil),
+		(*ManagerMessage_Unlink)(nil),
+		(*ManagerMessage_Upload)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   24,
+			NumEnums:      5,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

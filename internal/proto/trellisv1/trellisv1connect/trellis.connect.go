@@ -46,6 +46,10 @@ const (
 	ManagerCancelProcedure = "/trellis.v1.Manager/Cancel"
 	// ManagerStatusProcedure is the fully-qualified name of the Manager's Status RPC.
 	ManagerStatusProcedure = "/trellis.v1.Manager/Status"
+	// ManagerFetchFileProcedure is the fully-qualified name of the Manager's FetchFile RPC.
+	ManagerFetchFileProcedure = "/trellis.v1.Manager/FetchFile"
+	// ManagerEndSessionProcedure is the fully-qualified name of the Manager's EndSession RPC.
+	ManagerEndSessionProcedure = "/trellis.v1.Manager/EndSession"
 	// ManagerWorkProcedure is the fully-qualified name of the Manager's Work RPC.
 	ManagerWorkProcedure = "/trellis.v1.Manager/Work"
 )
@@ -56,6 +60,8 @@ type ManagerClient interface {
 	Watch(context.Context, *connect.Request[trellisv1.WatchRequest]) (*connect.ServerStreamForClient[trellisv1.TaskEvent], error)
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
+	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
+	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
 	Work(context.Context) *connect.BidiStreamForClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
 }
 
@@ -94,6 +100,18 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(managerMethods.ByName("Status")),
 			connect.WithClientOptions(opts...),
 		),
+		fetchFile: connect.NewClient[trellisv1.FetchFileRequest, trellisv1.FetchFileResponse](
+			httpClient,
+			baseURL+ManagerFetchFileProcedure,
+			connect.WithSchema(managerMethods.ByName("FetchFile")),
+			connect.WithClientOptions(opts...),
+		),
+		endSession: connect.NewClient[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse](
+			httpClient,
+			baseURL+ManagerEndSessionProcedure,
+			connect.WithSchema(managerMethods.ByName("EndSession")),
+			connect.WithClientOptions(opts...),
+		),
 		work: connect.NewClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage](
 			httpClient,
 			baseURL+ManagerWorkProcedure,
@@ -105,11 +123,13 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 
 // managerClient implements ManagerClient.
 type managerClient struct {
-	submit *connect.Client[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
-	watch  *connect.Client[trellisv1.WatchRequest, trellisv1.TaskEvent]
-	cancel *connect.Client[trellisv1.CancelRequest, trellisv1.CancelResponse]
-	status *connect.Client[trellisv1.StatusRequest, trellisv1.StatusResponse]
-	work   *connect.Client[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
+	submit     *connect.Client[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
+	watch      *connect.Client[trellisv1.WatchRequest, trellisv1.TaskEvent]
+	cancel     *connect.Client[trellisv1.CancelRequest, trellisv1.CancelResponse]
+	status     *connect.Client[trellisv1.StatusRequest, trellisv1.StatusResponse]
+	fetchFile  *connect.Client[trellisv1.FetchFileRequest, trellisv1.FetchFileResponse]
+	endSession *connect.Client[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse]
+	work       *connect.Client[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
 }
 
 // Submit calls trellis.v1.Manager.Submit.
@@ -132,6 +152,16 @@ func (c *managerClient) Status(ctx context.Context, req *connect.Request[trellis
 	return c.status.CallUnary(ctx, req)
 }
 
+// FetchFile calls trellis.v1.Manager.FetchFile.
+func (c *managerClient) FetchFile(ctx context.Context, req *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error) {
+	return c.fetchFile.CallUnary(ctx, req)
+}
+
+// EndSession calls trellis.v1.Manager.EndSession.
+func (c *managerClient) EndSession(ctx context.Context, req *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error) {
+	return c.endSession.CallUnary(ctx, req)
+}
+
 // Work calls trellis.v1.Manager.Work.
 func (c *managerClient) Work(ctx context.Context) *connect.BidiStreamForClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage] {
 	return c.work.CallBidiStream(ctx)
@@ -143,6 +173,8 @@ type ManagerHandler interface {
 	Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvent]) error
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
+	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
+	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
 	Work(context.Context, *connect.BidiStream[trellisv1.WorkerMessage, trellisv1.ManagerMessage]) error
 }
 
@@ -177,6 +209,18 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(managerMethods.ByName("Status")),
 		connect.WithHandlerOptions(opts...),
 	)
+	managerFetchFileHandler := connect.NewUnaryHandler(
+		ManagerFetchFileProcedure,
+		svc.FetchFile,
+		connect.WithSchema(managerMethods.ByName("FetchFile")),
+		connect.WithHandlerOptions(opts...),
+	)
+	managerEndSessionHandler := connect.NewUnaryHandler(
+		ManagerEndSessionProcedure,
+		svc.EndSession,
+		connect.WithSchema(managerMethods.ByName("EndSession")),
+		connect.WithHandlerOptions(opts...),
+	)
 	managerWorkHandler := connect.NewBidiStreamHandler(
 		ManagerWorkProcedure,
 		svc.Work,
@@ -193,6 +237,10 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 			managerCancelHandler.ServeHTTP(w, r)
 		case ManagerStatusProcedure:
 			managerStatusHandler.ServeHTTP(w, r)
+		case ManagerFetchFileProcedure:
+			managerFetchFileHandler.ServeHTTP(w, r)
+		case ManagerEndSessionProcedure:
+			managerEndSessionHandler.ServeHTTP(w, r)
 		case ManagerWorkProcedure:
 			managerWorkHandler.ServeHTTP(w, r)
 		default:
@@ -218,6 +266,14 @@ func (UnimplementedManagerHandler) Cancel(context.Context, *connect.Request[trel
 
 func (UnimplementedManagerHandler) Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Status is not implemented"))
+}
+
+func (UnimplementedManagerHandler) FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.FetchFile is not implemented"))
+}
+
+func (UnimplementedManagerHandler) EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.EndSession is not implemented"))
 }
 
 func (UnimplementedManagerHandler) Work(context.Context, *connect.BidiStream[trellisv1.WorkerMessage, trellisv1.ManagerMessage]) error {
