@@ -44,6 +44,41 @@ type StaleResult struct {
 	Worker  WorkerID
 }
 
+// Fetch: Worker must bring File into its cache from Source, and report a
+// TransferDone for Transfer.
+type Fetch struct {
+	Transfer uint64
+	Worker   WorkerID
+	File     FileID
+	Source   Source
+	Size     int64 // expected, 0 if unknown
+}
+
+// Recreated: a task that had finished ran again to recreate lost outputs,
+// and succeeded. (Its Done was emitted once, the first time.)
+type Recreated struct {
+	Task    TaskID
+	Attempt uint32
+	Worker  WorkerID
+}
+
+// Rerun: a finished task goes back to the queue because every copy of its
+// output File was lost and a task still needs it.
+type Rerun struct {
+	Task TaskID
+	File FileID
+}
+
+// FileLost: File can never be had again; tasks that need it fail.
+type FileLost struct {
+	File FileID
+	Why  string
+}
+
+func (Fetch) isAction()       {}
+func (Recreated) isAction()   {}
+func (Rerun) isAction()       {}
+func (FileLost) isAction()    {}
 func (Dispatch) isAction()    {}
 func (Kill) isAction()        {}
 func (Requeued) isAction()    {}

@@ -1,23 +1,74 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+)
 
-// The catalog knows the files that tasks produce. A file not in it is
-// external: the client supplied it, and it is available.
+// The catalog knows files beyond the client's uploads: who produces them,
+// where their replicas are, and who waits for them. A file not in it is
+// external (at the manager, or inline) and available everywhere without
+// staging.
 
 type fileState uint8
 
 const (
-	filePending fileState = iota + 1 // its producer has not succeeded yet
+	filePending fileState = iota + 1 // its producer has not succeeded (or is recreating it)
 	fileReady
-	fileFailed // its producer failed for good
+	fileFailed // can never be had: producer failed for good, or external file missing
 )
 
 type fileEntry struct {
-	producer TaskID
+	id       FileID
+	kind     FileKind
+	producer TaskID // 0 for files no task produces
+	from     FileID // Derived: the file it is made from
+	want     int32  // replicas wanted (Produced temp files)
 	state    fileState
 	why      string   // for fileFailed
 	waiters  []TaskID // consumers waiting while pending
+	size     int64
+	replicas []WorkerID // workers holding it, ascending
+	manager  bool       // a copy is at the manager's store
+	needers  int32      // unfinished tasks that read it
+	stagers  []WorkerID // workers where tasks may wait for it (cleaned lazily)
+}
+
+// staged reports whether tasks must have the file brought to their worker
+// before they run (as opposed to fetching it themselves, or inline).
+func (e *fileEntry) staged() bool {
+	switch e.kind {
+	case Origin, Derived:
+		return true
+	case Produced:
+		return e.state != fileReady || len(e.replicas) > 0 || !e.manager
+	}
+	return false
+}
+
+func (e *fileEntry) holds(w WorkerID) bool {
+	i := sort.Search(len(e.replicas), func(i int) bool { return e.replicas[i] >= w })
+	return i < len(e.replicas) && e.replicas[i] == w
+}
+
+func (e *fileEntry) addReplica(w WorkerID) bool {
+	i := sort.Search(len(e.replicas), func(i int) bool { return e.replicas[i] >= w })
+	if i < len(e.replicas) && e.replicas[i] == w {
+		return false
+	}
+	e.replicas = append(e.replicas, 0)
+	copy(e.replicas[i+1:], e.replicas[i:])
+	e.replicas[i] = w
+	return true
+}
+
+func (e *fileEntry) dropReplica(w WorkerID) bool {
+	i := sort.Search(len(e.replicas), func(i int) bool { return e.replicas[i] >= w })
+	if i == len(e.replicas) || e.replicas[i] != w {
+		return false
+	}
+	e.replicas = append(e.replicas[:i], e.replicas[i+1:]...)
+	return true
 }
 
 type catalog struct {
@@ -26,15 +77,43 @@ type catalog struct {
 
 func newCatalog() catalog { return catalog{files: make(map[FileID]*fileEntry)} }
 
+// declare records what the caller says of files. A declaration never
+// downgrades what the catalog learned (state, replicas).
+func (c *catalog) declare(specs []FileSpec) {
+	for _, s := range specs {
+		e := c.files[s.ID]
+		if e == nil {
+			e = &fileEntry{id: s.ID, state: fileReady}
+			if s.Kind == Produced {
+				e.state = filePending
+			}
+			c.files[s.ID] = e
+		}
+		if e.kind == 0 || e.producer == 0 {
+			e.kind = s.Kind
+		}
+		e.from = s.From
+		e.want = max(s.Replicas, 1)
+		if s.Size > 0 {
+			e.size = s.Size
+		}
+	}
+}
+
 // claim records that task id will produce outputs. A file has one producer.
 func (c *catalog) claim(id TaskID, outputs []FileID) error {
 	for _, f := range outputs {
-		if e := c.files[f]; e != nil {
+		if e := c.files[f]; e != nil && e.producer != 0 {
 			return fmt.Errorf("output file %d is already produced by task %d", f, e.producer)
 		}
 	}
 	for _, f := range outputs {
-		c.files[f] = &fileEntry{producer: id, state: filePending}
+		e := c.files[f]
+		if e == nil {
+			e = &fileEntry{id: f, kind: Produced, want: 1}
+			c.files[f] = e
+		}
+		e.kind, e.producer, e.state = Produced, id, filePending
 	}
 	return nil
 }
@@ -44,8 +123,12 @@ func (c *catalog) claim(id TaskID, outputs []FileID) error {
 func (c *catalog) await(t *task) (missing int32, why string) {
 	for _, f := range t.spec.Inputs {
 		e := c.files[f]
+		if e == nil {
+			continue
+		}
+		e.needers++
 		switch {
-		case e == nil || e.state == fileReady:
+		case e.state == fileReady:
 		case e.state == fileFailed:
 			return 0, e.why
 		case e.producer == t.spec.ID:
@@ -56,6 +139,15 @@ func (c *catalog) await(t *task) (missing int32, why string) {
 		}
 	}
 	return missing, ""
+}
+
+// release forgets that t needs its inputs (t finished).
+func (c *catalog) release(t *task) {
+	for _, f := range t.spec.Inputs {
+		if e := c.files[f]; e != nil && e.needers > 0 {
+			e.needers--
+		}
+	}
 }
 
 // produced marks outputs ready and returns the tasks that waited for them.
@@ -89,6 +181,8 @@ func (c *catalog) failed(outputs []FileID, why string) []TaskID {
 // left alone: its producer decides.
 func (c *catalog) missing(f FileID, why string) {
 	if e := c.files[f]; e == nil {
-		c.files[f] = &fileEntry{state: fileFailed, why: why}
+		c.files[f] = &fileEntry{id: f, kind: External, state: fileFailed, why: why}
+	} else if e.producer == 0 {
+		e.state, e.why = fileFailed, why
 	}
 }

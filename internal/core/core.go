@@ -17,6 +17,10 @@ type task struct {
 	missing  int32  // inputs not yet available
 	index    int    // in its shape queue, or -1
 	cancel   bool   // a Kill was sent; report Cancelled whatever the worker says
+	staging  int32  // inputs still to arrive on its worker
+	// recreating: the task had finished, and runs again because its output
+	// was lost; it ends with Recreated or FileLost, not a second Done.
+	recreating bool
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -27,18 +31,31 @@ type Core struct {
 	ready   readyQueue
 	files   catalog
 	seq     uint64
-	fresh   []*task           // made ready in this step, to place at its end
-	counts  [Finished + 1]int // tasks by state; Finished counts every task ever finished
+	fresh   []*task          // made ready in this step, to place at its end
+	counts  [Staging + 1]int // tasks by state; Finished counts every task ever finished
 	out     []Action
+
+	transfers    map[uint64]*transfer
+	nextTransfer uint64
+	blocked      []blockedFetch // fetches waiting for a source with room
+	managerOut   int32
+	originOut    map[FileID]int32
+	ticks        uint64
+	retained     map[TaskID]*task // finished producers of files kept only in workers
+	recreated    uint64           // tasks run again to recreate lost files
+	lost         uint64           // files lost for good
 }
 
 // New returns an empty core.
 func New() *Core {
 	return &Core{
-		tasks:   make(map[TaskID]*task),
-		workers: make(map[WorkerID]*worker),
-		ready:   newReadyQueue(),
-		files:   newCatalog(),
+		tasks:     make(map[TaskID]*task),
+		workers:   make(map[WorkerID]*worker),
+		ready:     newReadyQueue(),
+		files:     newCatalog(),
+		transfers: make(map[uint64]*transfer),
+		originOut: make(map[FileID]int32),
+		retained:  make(map[TaskID]*task),
 	}
 }
 
@@ -66,7 +83,21 @@ func (c *Core) Step(ev Event) []Action {
 		c.cancelTask(ev.Task)
 	case FileMissing:
 		c.files.missing(ev.File, ev.Why)
+	case FilesDeclared:
+		c.files.declare(ev.Files)
+	case TransferDone:
+		c.transferDone(ev)
+	case FilesDropped:
+		if w := c.workers[ev.Worker]; w != nil {
+			for _, f := range ev.Files {
+				if e := c.files.files[f]; e != nil {
+					c.dropReplica(w, e)
+				}
+			}
+		}
 	case Tick:
+		c.ticks++
+		c.retryBlocked()
 		c.placeAll()
 	default:
 		panic(fmt.Sprintf("core: unknown event %T", ev))
@@ -91,6 +122,21 @@ func (c *Core) Counts() (waiting, ready, running, finished int) {
 	return c.counts[Waiting], c.counts[Ready], c.counts[Running], c.counts[Finished]
 }
 
+// Staging returns how many tasks wait on a worker for their inputs.
+func (c *Core) Staging() int { return c.counts[Staging] }
+
+// Stats are the core's counters of data events.
+type Stats struct {
+	Transfers uint64 // in flight
+	Recreated uint64 // tasks run again to recreate lost files
+	Lost      uint64 // files lost for good
+}
+
+// Stats returns the core's counters.
+func (c *Core) Stats() Stats {
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost}
+}
+
 // TaskState returns the state of a task the core knows, and its attempt.
 // Finished tasks are forgotten: ok is false for them.
 func (c *Core) TaskState(id TaskID) (s State, attempt uint32, ok bool) {
@@ -111,9 +157,25 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		free:     ev.Resources,
 		gpusFree: append([]int32(nil), ev.GPUs...),
 		running:  make(map[TaskID]*task),
+		holds:    make(map[FileID]struct{}),
+		inflight: make(map[FileID]uint64),
+		waiting:  make(map[FileID][]*task),
+		derives:  make(map[FileID][]FileID),
+		tries:    make(map[FileID]int32),
 	}
 	sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
 	c.workers[w.id] = w
+	for _, cf := range ev.Cached {
+		e := c.files.files[cf.File]
+		if e == nil {
+			e = &fileEntry{id: cf.File, state: fileReady}
+			c.files.files[cf.File] = e
+		}
+		if cf.Size > 0 {
+			e.size = cf.Size
+		}
+		c.addReplica(w, e)
+	}
 	c.open.push(w)
 	c.fill(w)
 }
@@ -132,15 +194,36 @@ func (c *Core) workerLeft(ev WorkerLeft) {
 		c.open.remove(w)
 	}
 	delete(c.workers, w.id)
+	for _, id := range w.inflight {
+		if tr := c.transfers[id]; tr != nil {
+			delete(c.transfers, id)
+			c.countSource(tr.src, tr.file, -1)
+		}
+	}
 	reason := Outcome{Kind: WorkerLost, Message: fmt.Sprintf("worker %d lost: %s", w.id, ev.Reason)}
 	for _, t := range lost {
+		staging := t.state == Staging
 		c.release(t)
-		if t.cancel {
+		switch {
+		case t.cancel:
 			c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
-			continue
+		case staging:
+			c.makeReady(t) // it never started: no retry spent
+		default:
+			c.retryOrFinish(t, reason, true)
 		}
-		c.retryOrFinish(t, reason, true)
 	}
+	held := make([]FileID, 0, len(w.holds))
+	for f := range w.holds {
+		held = append(held, f)
+	}
+	sort.Slice(held, func(i, j int) bool { return held[i] < held[j] })
+	for _, f := range held {
+		if e := c.files.files[f]; e != nil {
+			c.dropReplica(w, e)
+		}
+	}
+	c.retryBlocked()
 }
 
 func (c *Core) submit(batch []Task) {
@@ -202,6 +285,7 @@ func (c *Core) taskFinished(ev TaskFinished) {
 	case t.cancel:
 		c.finish(t, Outcome{Kind: Cancelled, ExitCode: ev.Outcome.ExitCode, Message: "cancelled"})
 	case ev.Outcome.Kind == Success:
+		c.recordOutputs(t, w, ev.Outputs)
 		c.finish(t, ev.Outcome)
 	case ev.Outcome.Kind == InputMissing || ev.Outcome.Kind == WorkerLost || ev.Outcome.Kind == Cancelled:
 		// Not the command's fault: the worker could not fetch an input or gave up.
@@ -244,6 +328,9 @@ func (c *Core) cancelTask(id TaskID) {
 	case Ready:
 		c.ready.remove(t)
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
+	case Staging:
+		c.release(t)
+		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Running:
 		if !t.cancel {
 			t.cancel = true
@@ -267,8 +354,40 @@ func (c *Core) retryOrFinish(t *task, why Outcome, retryable bool) {
 	c.finish(t, why)
 }
 
+// recordOutputs notes where t's outputs are: replicas on w, copies at the
+// manager. An output the report leaves out is at the manager.
+func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
+	for _, f := range t.spec.Outputs {
+		e := c.files.files[f]
+		if e == nil {
+			continue
+		}
+		reported := false
+		for _, o := range outs {
+			if o.File != f {
+				continue
+			}
+			reported = true
+			if o.Size > 0 {
+				e.size = o.Size
+			}
+			if o.Manager {
+				e.manager = true
+			}
+			if o.Kept {
+				c.addReplica(w, e)
+			}
+		}
+		if !reported {
+			e.manager = true
+		}
+	}
+}
+
 // finish ends t for good, and settles the files it was to produce: consumers
-// are released on success and fail otherwise, transitively.
+// are released on success and fail otherwise, transitively. A task that ran
+// again to recreate lost files ends with Recreated (or FileLost) instead of
+// a second Done.
 func (c *Core) finish(t *task, o Outcome) {
 	pending := []*task{t}
 	outcomes := []Outcome{o}
@@ -276,16 +395,31 @@ func (c *Core) finish(t *task, o Outcome) {
 		t, o := pending[0], outcomes[0]
 		pending, outcomes = pending[1:], outcomes[1:]
 		if t.state == Finished {
-			continue // queued twice: it waited for two files that failed
+			continue // reached twice: a consumer of two failed files
 		}
 		var wid WorkerID
 		if t.worker != nil {
 			wid = t.worker.id
 		}
-		c.setState(t, Finished)
+		if t.recreating {
+			c.counts[t.state]-- // Finished counted it the first time
+			t.state = Finished
+		} else {
+			c.setState(t, Finished)
+		}
 		delete(c.tasks, t.spec.ID)
-		c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o})
+		c.files.release(t)
+		switch {
+		case t.recreating && o.Kind == Success:
+			c.emit(Recreated{Task: t.spec.ID, Attempt: t.attempt, Worker: wid})
+		case !t.recreating:
+			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o})
+		}
 		if o.Kind == Success {
+			if c.keepsLineage(t) {
+				t.recreating = false
+				c.retained[t.spec.ID] = t
+			}
 			for _, id := range c.files.produced(t.spec.Outputs) {
 				if w := c.tasks[id]; w != nil && w.state == Waiting {
 					if w.missing--; w.missing == 0 {
@@ -293,9 +427,21 @@ func (c *Core) finish(t *task, o Outcome) {
 					}
 				}
 			}
+			for _, f := range t.spec.Outputs {
+				if e := c.files.files[f]; e != nil {
+					c.replicate(e)
+				}
+			}
 			continue
 		}
 		why := fmt.Sprintf("input produced by task %d is missing: that task ended with %s", t.spec.ID, o.Kind)
+		if t.recreating {
+			why = fmt.Sprintf("input produced by task %d was lost, and running that task again ended with %s: %s", t.spec.ID, o.Kind, o.Message)
+			for _, f := range t.spec.Outputs {
+				c.lost++
+				c.emit(FileLost{File: f, Why: why})
+			}
+		}
 		for _, id := range c.files.failed(t.spec.Outputs, why) {
 			if w := c.tasks[id]; w != nil && w.state == Waiting {
 				pending = append(pending, w)
@@ -303,4 +449,15 @@ func (c *Core) finish(t *task, o Outcome) {
 			}
 		}
 	}
+}
+
+// keepsLineage reports whether t produced a file that lives only in
+// workers, so that it may have to run again.
+func (c *Core) keepsLineage(t *task) bool {
+	for _, f := range t.spec.Outputs {
+		if e := c.files.files[f]; e != nil && !e.manager {
+			return true
+		}
+	}
+	return false
 }

@@ -9,6 +9,7 @@ type WorkerJoined struct {
 	Worker    WorkerID
 	Resources Resources
 	GPUs      []int32
+	Cached    []CachedFile // files it already holds (kept across its restart)
 }
 
 // WorkerDraining: the worker takes no new tasks; it finishes or returns what it runs.
@@ -31,6 +32,26 @@ type TaskFinished struct {
 	Attempt uint32
 	Worker  WorkerID
 	Outcome Outcome
+	Outputs []OutputInfo // on success: where each output now is (none listed: at the manager)
+}
+
+// FilesDeclared: what kind of file each is, before tasks use them.
+type FilesDeclared struct{ Files []FileSpec }
+
+// TransferDone: a Fetch ended. SourceFault says the source failed (the
+// core backs off from it); otherwise the destination did (disk full).
+type TransferDone struct {
+	Transfer    uint64
+	OK          bool
+	SourceFault bool
+	Size        int64
+	Why         string
+}
+
+// FilesDropped: a worker no longer holds these files (it evicted them).
+type FilesDropped struct {
+	Worker WorkerID
+	Files  []FileID
 }
 
 // TaskReturned: a draining worker hands an attempt back unfinished. The
@@ -63,4 +84,7 @@ func (TaskFinished) isEvent()   {}
 func (TaskReturned) isEvent()   {}
 func (CancelTask) isEvent()     {}
 func (Tick) isEvent()           {}
+func (FilesDeclared) isEvent()  {}
+func (TransferDone) isEvent()   {}
+func (FilesDropped) isEvent()   {}
 func (FileMissing) isEvent()    {}

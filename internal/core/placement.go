@@ -11,32 +11,66 @@ func (c *Core) makeReady(t *task) {
 	c.fresh = append(c.fresh, t)
 }
 
-// placeFresh dispatches the tasks made ready in this step, highest priority
+// placeFresh places the tasks made ready in this step, highest priority
 // first, while workers fit them. For each, it places the head of its shape's
 // queue until the task itself is placed: heads rank at least as high.
 func (c *Core) placeFresh() {
-	if len(c.fresh) == 0 {
-		return
+	for len(c.fresh) > 0 {
+		fresh := c.fresh
+		c.fresh = nil
+		sort.Slice(fresh, func(i, j int) bool { return before(fresh[i], fresh[j]) })
+		for _, t := range fresh {
+			for t.state == Ready {
+				q := c.ready.byNeed[t.spec.Resources]
+				head := q.head()
+				w := c.bestWorker(head)
+				if w == nil {
+					break
+				}
+				c.ready.popHead(q)
+				c.assign(head, w)
+			}
+		}
+		// Placing can make more tasks ready (a lost input sends its
+		// producer back to the queue): go round until none is left.
 	}
-	fresh := c.fresh
-	sort.Slice(fresh, func(i, j int) bool { return before(fresh[i], fresh[j]) })
-	for _, t := range fresh {
-		for t.state == Ready {
-			q := c.ready.byNeed[t.spec.Resources]
-			w := c.findWorker(q.need)
-			if w == nil {
-				break
+}
+
+// bestWorker returns the open worker that t fits and that holds the most
+// bytes of t's inputs, or else the one with the most free cores, or nil.
+func (c *Core) bestWorker(t *task) *worker {
+	var best *worker
+	var bestBytes int64
+	for _, f := range t.spec.Inputs {
+		e := c.files.files[f]
+		if e == nil || !e.staged() {
+			continue
+		}
+		for _, wid := range e.replicas {
+			w := c.workers[wid]
+			if w == nil || w.index < 0 || !w.fits(t.spec.Resources) {
+				continue
 			}
-			head := q.pop()
-			c.ready.n--
-			if len(q.tasks) == 0 {
-				c.ready.dropShape(q)
+			b := c.inputBytesOn(t, w)
+			if b > bestBytes || b == bestBytes && best != nil && w.id < best.id {
+				best, bestBytes = w, b
 			}
-			c.dispatch(head, w)
 		}
 	}
-	clear(fresh)
-	c.fresh = fresh[:0]
+	if best != nil {
+		return best
+	}
+	return c.findWorker(t.spec.Resources)
+}
+
+func (c *Core) inputBytesOn(t *task, w *worker) int64 {
+	var n int64
+	for _, f := range t.spec.Inputs {
+		if e := c.files.files[f]; e != nil && e.holds(w.id) {
+			n += max(e.size, 1)
+		}
+	}
+	return n
 }
 
 // findWorker returns an open worker that fits need, preferring the one with
@@ -66,19 +100,14 @@ func (w *worker) fits(need Resources) bool {
 	return w.free.Fits(need) && int64(len(w.gpusFree)) >= need.GPUs
 }
 
-// fill dispatches queued tasks to w while they fit.
+// fill places queued tasks on w while they fit.
 func (c *Core) fill(w *worker) {
 	for w.index >= 0 {
 		q := c.ready.best(w.free, len(w.gpusFree))
 		if q == nil {
 			return
 		}
-		t := q.pop()
-		c.ready.n--
-		if len(q.tasks) == 0 {
-			c.ready.dropShape(q)
-		}
-		c.dispatch(t, w)
+		c.assign(c.ready.popHead(q), w)
 	}
 }
 
@@ -94,11 +123,12 @@ func (c *Core) placeAll() {
 	}
 }
 
-func (c *Core) dispatch(t *task, w *worker) {
+// assign reserves w's resources for t and brings t's inputs there; t runs
+// once they all are (at once, if none is missing).
+func (c *Core) assign(t *task, w *worker) {
 	need := t.spec.Resources
-	t.attempt++
 	t.worker = w
-	c.setState(t, Running)
+	c.setState(t, Staging)
 	w.free = w.free.Sub(need)
 	if need.GPUs > 0 {
 		t.gpus = append([]int32(nil), w.gpusFree[:need.GPUs]...)
@@ -108,13 +138,64 @@ func (c *Core) dispatch(t *task, w *worker) {
 	if w.index >= 0 {
 		c.open.fix(w.index)
 	}
-	c.emit(Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id, GPUs: t.gpus})
+	t.staging = 0
+	for i, f := range t.spec.Inputs {
+		e := c.files.files[f]
+		if e == nil || !e.staged() || e.holds(w.id) || seenBefore(t.spec.Inputs, i) {
+			continue
+		}
+		t.staging++
+		w.waiting[f] = append(w.waiting[f], t)
+		e.stagers = appendOnce(e.stagers, w.id)
+		if _, busy := w.inflight[f]; !busy {
+			c.startFetch(w, e)
+		}
+		if t.state != Staging {
+			return // an input was lost: t went back to waiting for it
+		}
+	}
+	if t.staging == 0 {
+		c.run(t)
+	}
+}
+
+func seenBefore(fs []FileID, i int) bool {
+	for _, f := range fs[:i] {
+		if f == fs[i] {
+			return true
+		}
+	}
+	return false
+}
+
+func appendOnce(ws []WorkerID, w WorkerID) []WorkerID {
+	for _, x := range ws {
+		if x == w {
+			return ws
+		}
+	}
+	return append(ws, w)
+}
+
+// run dispatches t, whose inputs are all on its worker.
+func (c *Core) run(t *task) {
+	t.attempt++
+	c.setState(t, Running)
+	c.emit(Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, GPUs: t.gpus})
 }
 
 // release gives t's resources back to its worker; t keeps t.worker so that
 // its Done can name where it last ran.
 func (c *Core) release(t *task) {
 	w := t.worker
+	if t.state == Staging {
+		for _, f := range t.spec.Inputs {
+			w.waiting[f] = removeTask(w.waiting[f], t)
+			if len(w.waiting[f]) == 0 {
+				delete(w.waiting, f)
+			}
+		}
+	}
 	delete(w.running, t.spec.ID)
 	w.free = w.free.Add(t.spec.Resources)
 	if len(t.gpus) > 0 {
@@ -125,4 +206,13 @@ func (c *Core) release(t *task) {
 	if w.index >= 0 {
 		c.open.fix(w.index)
 	}
+}
+
+func removeTask(ts []*task, t *task) []*task {
+	for i, x := range ts {
+		if x == t {
+			return append(ts[:i], ts[i+1:]...)
+		}
+	}
+	return ts
 }

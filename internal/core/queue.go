@@ -109,6 +109,16 @@ func (r *readyQueue) push(t *task) {
 	r.n++
 }
 
+// popHead takes the head of q out of the queue.
+func (r *readyQueue) popHead(q *shapeQueue) *task {
+	t := q.pop()
+	r.n--
+	if len(q.tasks) == 0 {
+		r.dropShape(q)
+	}
+	return t
+}
+
 // remove takes t out of its queue.
 func (r *readyQueue) remove(t *task) {
 	q := r.byNeed[t.spec.Resources]

@@ -51,6 +51,68 @@ type Task struct {
 	Outputs      []FileID // files the task produces; available once it succeeds
 }
 
+// FileKind says where a file comes from, which decides how a task's worker
+// gets it.
+type FileKind uint8
+
+// File kinds.
+const (
+	External FileKind = iota + 1 // at the manager or inline: the worker gets it by itself
+	Origin                       // a URL: fetched from its origin, or from peers that have it
+	Produced                     // written by a task: from peers that hold it, or the manager
+	Derived                      // made on the worker from another file (an unpacked archive)
+)
+
+// FileSpec declares a file to the core.
+type FileSpec struct {
+	ID       FileID
+	Kind     FileKind
+	From     FileID // Derived: the file it is made from
+	Replicas int32  // Produced: copies to keep on distinct workers (0 means 1)
+	Size     int64  // when known
+}
+
+// OutputInfo is what a worker reports of an output it produced.
+type OutputInfo struct {
+	File    FileID
+	Size    int64
+	Kept    bool // in the worker's cache: a replica
+	Manager bool // at the manager's store
+}
+
+// CachedFile is a file a worker holds when it joins.
+type CachedFile struct {
+	File FileID
+	Size int64
+}
+
+// SourceKind says where a fetch gets a file.
+type SourceKind uint8
+
+// Source kinds.
+const (
+	FromManager SourceKind = iota + 1
+	FromPeer
+	FromOrigin
+	FromDerive // made on the worker itself from another cached file
+)
+
+var sourceNames = [...]string{"", "manager", "peer", "origin", "derive"}
+
+func (k SourceKind) String() string {
+	if int(k) < len(sourceNames) && k != 0 {
+		return sourceNames[k]
+	}
+	return fmt.Sprintf("source(%d)", k)
+}
+
+// Source is where a fetch gets a file.
+type Source struct {
+	Kind SourceKind
+	Peer WorkerID // FromPeer
+	From FileID   // FromDerive
+}
+
 // Kind says how an attempt or a task ended.
 type Kind uint8
 
@@ -90,9 +152,10 @@ const (
 	Ready                     // queued for a worker
 	Running                   // dispatched to a worker
 	Finished                  // done, for good
+	Staging                   // placed on a worker, its inputs being brought there
 )
 
-var stateNames = [...]string{"", "waiting", "ready", "running", "finished"}
+var stateNames = [...]string{"", "waiting", "ready", "running", "finished", "staging"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) && s != 0 {

@@ -11,6 +11,16 @@ type worker struct {
 	running  map[TaskID]*task
 	draining bool
 	index    int // in openWorkers, or -1
+
+	holds        map[FileID]struct{} // replicas it holds
+	cacheBytes   int64               // their size
+	inflight     map[FileID]uint64   // fetches to it: transfer ID, or 0 while queued
+	waiting      map[FileID][]*task  // staging tasks, by the input they wait for
+	derives      map[FileID][]FileID // files to derive once this one arrives
+	tries        map[FileID]int32    // failed fetches of a file to it
+	outgoing     int32               // fetches from it, as a peer
+	failures     int32               // consecutive failed fetches from it
+	backoffUntil uint64              // tick until which peers avoid it
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores
@@ -92,15 +102,26 @@ type WorkerInfo struct {
 	ID       WorkerID
 	Total    Resources
 	Free     Resources
-	Running  []TaskID // sorted
+	Running  []TaskID // sorted; includes tasks staging their inputs there
 	Draining bool
+
+	CacheBytes   int64 // files it holds, as the core knows them
+	CacheFiles   int
+	TransfersIn  int // fetches to it in flight
+	TransfersOut int // fetches from it in flight
 }
 
 // Workers returns every connected worker, by ID.
 func (c *Core) Workers() []WorkerInfo {
 	out := make([]WorkerInfo, 0, len(c.workers))
 	for _, w := range c.workers {
-		info := WorkerInfo{ID: w.id, Total: w.total, Free: w.free, Draining: w.draining}
+		info := WorkerInfo{ID: w.id, Total: w.total, Free: w.free, Draining: w.draining,
+			CacheBytes: w.cacheBytes, CacheFiles: len(w.holds), TransfersOut: int(w.outgoing)}
+		for _, id := range w.inflight {
+			if id != 0 {
+				info.TransfersIn++
+			}
+		}
 		for id := range w.running {
 			info.Running = append(info.Running, id)
 		}

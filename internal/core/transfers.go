@@ -1,0 +1,274 @@
+package core
+
+import "fmt"
+
+// Transfers bring staged files to the workers whose tasks need them. The
+// core picks the source (a peer that holds the file, least loaded first;
+// then the manager or the file's origin), bounds concurrent transfers per
+// source, retries from elsewhere after a failure, and backs off from a peer
+// that keeps failing.
+
+// Limits on transfers.
+const (
+	PeerTransfers    = 4  // concurrent fetches from one peer
+	ManagerTransfers = 16 // from the manager's store
+	OriginTransfers  = 8  // of one URL from its origin
+	FetchTries       = 4  // tries of one file to one worker before its tasks give up
+	BackoffFailures  = 2  // consecutive failures of a peer before backing off
+	BackoffTicks     = 5  // ticks a failing peer is avoided
+)
+
+type transfer struct {
+	id   uint64
+	file FileID
+	to   WorkerID
+	src  Source
+}
+
+type blockedFetch struct {
+	worker WorkerID
+	file   FileID
+}
+
+// startFetch starts bringing e to w, or queues the fetch while every source
+// is busy. A file with no source at all is lost.
+func (c *Core) startFetch(w *worker, e *fileEntry) {
+	if e.kind == Derived {
+		from := c.files.files[e.from]
+		if from == nil || from.holds(w.id) || !from.staged() {
+			c.begin(w, e, Source{Kind: FromDerive, From: e.from})
+			return
+		}
+		// Bring the archive first; the derivation starts when it arrives.
+		w.inflight[e.id] = 0
+		w.derives[e.from] = append(w.derives[e.from], e.id)
+		from.stagers = appendOnce(from.stagers, w.id)
+		if _, busy := w.inflight[e.from]; !busy {
+			c.startFetch(w, from)
+		}
+		return
+	}
+	src, ok, lost := c.pickSource(w, e)
+	switch {
+	case lost:
+		delete(w.inflight, e.id)
+		c.lose(e)
+	case !ok:
+		w.inflight[e.id] = 0 // queued
+		c.blocked = append(c.blocked, blockedFetch{w.id, e.id})
+	default:
+		c.begin(w, e, src)
+	}
+}
+
+func (c *Core) begin(w *worker, e *fileEntry, src Source) {
+	c.nextTransfer++
+	tr := &transfer{id: c.nextTransfer, file: e.id, to: w.id, src: src}
+	c.transfers[tr.id] = tr
+	w.inflight[e.id] = tr.id
+	c.countSource(src, e.id, +1)
+	c.emit(Fetch{Transfer: tr.id, Worker: w.id, File: e.id, Source: src, Size: e.size})
+}
+
+func (c *Core) countSource(src Source, f FileID, d int32) {
+	switch src.Kind {
+	case FromPeer:
+		if p := c.workers[src.Peer]; p != nil {
+			p.outgoing += d
+		}
+	case FromManager:
+		c.managerOut += d
+	case FromOrigin:
+		c.originOut[f] += d
+		if c.originOut[f] <= 0 {
+			delete(c.originOut, f)
+		}
+	}
+}
+
+// pickSource chooses where w gets e: ok is false while every source is
+// busy; lost says there is no source at all.
+func (c *Core) pickSource(w *worker, e *fileEntry) (src Source, ok, lost bool) {
+	var best *worker
+	live := false
+	for _, r := range e.replicas {
+		p := c.workers[r]
+		if p == nil || r == w.id {
+			continue
+		}
+		live = true
+		if p.backoffUntil > c.ticks || p.outgoing >= PeerTransfers {
+			continue
+		}
+		if best == nil || p.outgoing < best.outgoing {
+			best = p
+		}
+	}
+	switch {
+	case best != nil:
+		return Source{Kind: FromPeer, Peer: best.id}, true, false
+	case e.kind == Origin && c.originOut[e.id] < OriginTransfers:
+		return Source{Kind: FromOrigin}, true, false
+	case e.kind == Origin:
+		return Source{}, false, false
+	case e.manager && c.managerOut < ManagerTransfers:
+		return Source{Kind: FromManager}, true, false
+	case e.manager || live:
+		return Source{}, false, false
+	}
+	return Source{}, false, true
+}
+
+// retryBlocked starts queued fetches whose sources have room now.
+func (c *Core) retryBlocked() {
+	if len(c.blocked) == 0 {
+		return
+	}
+	queue := c.blocked
+	c.blocked = nil
+	for _, b := range queue {
+		w := c.workers[b.worker]
+		if w == nil {
+			continue
+		}
+		if id, queued := w.inflight[b.file]; !queued || id != 0 {
+			continue // no longer wanted, or already started
+		}
+		e := c.files.files[b.file]
+		if len(w.waiting[b.file]) == 0 && len(w.derives[b.file]) == 0 && !c.wantsReplica(e, w) {
+			delete(w.inflight, b.file)
+			continue
+		}
+		c.startFetch(w, e)
+	}
+}
+
+func (c *Core) transferDone(ev TransferDone) {
+	tr := c.transfers[ev.Transfer]
+	if tr == nil {
+		return // stale: its worker left
+	}
+	delete(c.transfers, tr.id)
+	c.countSource(tr.src, tr.file, -1)
+	defer c.retryBlocked()
+	w := c.workers[tr.to]
+	e := c.files.files[tr.file]
+	if w == nil || e == nil {
+		return
+	}
+	delete(w.inflight, tr.file)
+	if ev.OK {
+		delete(w.tries, tr.file)
+		if ev.Size > 0 {
+			e.size = ev.Size
+		}
+		if tr.src.Kind == FromPeer {
+			if p := c.workers[tr.src.Peer]; p != nil {
+				p.failures = 0
+			}
+		}
+		c.arrived(w, e)
+		return
+	}
+	if ev.SourceFault && tr.src.Kind == FromPeer {
+		if p := c.workers[tr.src.Peer]; p != nil {
+			if p.failures++; p.failures >= BackoffFailures {
+				p.backoffUntil = c.ticks + BackoffTicks
+			}
+		}
+	}
+	w.tries[tr.file]++
+	why := fmt.Sprintf("fetch file %d from %s: %s", tr.file, tr.src.Kind, ev.Why)
+	if !ev.SourceFault || w.tries[tr.file] >= FetchTries {
+		if w.tries[tr.file] >= FetchTries {
+			why = fmt.Sprintf("%s (after %d tries)", why, w.tries[tr.file])
+		}
+		delete(w.tries, tr.file)
+		c.fetchFailed(w, tr.file, why)
+		return
+	}
+	if len(w.waiting[tr.file]) > 0 || len(w.derives[tr.file]) > 0 || c.wantsReplica(e, w) {
+		c.startFetch(w, e)
+	}
+}
+
+// arrived records that w holds e now and wakes what waited for it there.
+func (c *Core) arrived(w *worker, e *fileEntry) {
+	c.addReplica(w, e)
+	waiting := w.waiting[e.id]
+	delete(w.waiting, e.id)
+	for _, t := range waiting {
+		if t.state == Staging && t.worker == w {
+			if t.staging--; t.staging == 0 {
+				c.run(t)
+			}
+		}
+	}
+	derived := w.derives[e.id]
+	delete(w.derives, e.id)
+	for _, d := range derived {
+		if de := c.files.files[d]; de != nil {
+			c.begin(w, de, Source{Kind: FromDerive, From: e.id})
+		}
+	}
+	c.replicate(e)
+}
+
+// fetchFailed gives up on bringing f to w: the tasks waiting for it there
+// (and for files derived from it) are retried elsewhere or fail.
+func (c *Core) fetchFailed(w *worker, f FileID, why string) {
+	files := []FileID{f}
+	for len(files) > 0 {
+		f, files = files[0], files[1:]
+		for _, d := range w.derives[f] {
+			delete(w.inflight, d)
+			files = append(files, d)
+		}
+		delete(w.derives, f)
+		waiting := append([]*task(nil), w.waiting[f]...)
+		for _, t := range waiting {
+			if t.state == Staging && t.worker == w {
+				c.release(t)
+				c.retryOrFinish(t, Outcome{Kind: InputMissing, Message: why}, true)
+			}
+		}
+		delete(w.waiting, f)
+	}
+}
+
+func (c *Core) addReplica(w *worker, e *fileEntry) {
+	if e.addReplica(w.id) {
+		w.holds[e.id] = struct{}{}
+		w.cacheBytes += e.size
+	}
+}
+
+// wantsReplica reports whether e should have a copy on w for replication.
+func (c *Core) wantsReplica(e *fileEntry, w *worker) bool {
+	return e != nil && e.kind == Produced && int(e.want) > len(e.replicas) && !e.holds(w.id)
+}
+
+// replicate starts copies of e until it has the replicas it wants,
+// counting those in flight, on open workers that lack it.
+func (c *Core) replicate(e *fileEntry) {
+	if e.kind != Produced || int(e.want) <= 1 || len(e.replicas) == 0 {
+		return
+	}
+	have := len(e.replicas)
+	for _, w := range c.open {
+		if _, busy := w.inflight[e.id]; busy {
+			have++
+		}
+	}
+	for i := 0; have < int(e.want) && i < len(c.open); i++ {
+		w := c.open[i]
+		if e.holds(w.id) {
+			continue
+		}
+		if _, busy := w.inflight[e.id]; busy {
+			continue
+		}
+		c.startFetch(w, e)
+		have++
+	}
+}
