@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -108,6 +110,10 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
+	// Workflow-level files may go now; tasks already submitted still run.
+	ectx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	c.rpc.EndSession(ectx, connect.NewRequest(&pb.EndSessionRequest{Session: c.session}))
+	cancel()
 	c.stop()
 	c.wg.Wait()
 	c.rpcHTTP.CloseIdleConnections()
@@ -169,8 +175,9 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 		index[t] = uint32(i)
 	}
 	inlineBudget := proto.MaxInlinePerMessage
+	decls := make(map[string]*pb.FileDecl)
 	for i, t := range tasks {
-		spec, err := c.encode(ctx, t, &inlineBudget)
+		spec, err := c.encode(ctx, t, &inlineBudget, decls)
 		if err != nil {
 			return nil, err
 		}
@@ -183,6 +190,10 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 		}
 		req.Tasks[i] = spec
 	}
+	for _, d := range decls {
+		req.Files = append(req.Files, d)
+	}
+	sort.Slice(req.Files, func(i, j int) bool { return req.Files[i].Name < req.Files[j].Name })
 	var resp *connect.Response[pb.SubmitResponse]
 	var err error
 	for try := 0; ; try++ { // the request ID makes a retried submit harmless
@@ -214,7 +225,7 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 
 // encode turns t into its wire form, inlining small inputs while budget
 // lasts and uploading the others.
-func (c *Client) encode(ctx context.Context, t *Task, budget *int) (*pb.TaskSpec, error) {
+func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[string]*pb.FileDecl) (*pb.TaskSpec, error) {
 	name := t.Name
 	if name == "" {
 		name = t.Command
@@ -237,17 +248,27 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int) (*pb.TaskSpec
 			return nil, fmt.Errorf("%w: task %q: input %q has no file", ErrInvalid, name, m.Path)
 		}
 		ref := &pb.FileRef{Name: m.File.cacheName(), Path: m.Path, Size: -1}
-		if content := m.File.inlineContent(); content != nil && len(content) <= *budget {
-			*budget -= len(content)
-			ref.Content, ref.Size = content, int64(len(content))
-		} else if err := c.upload(ctx, m.File); err != nil {
-			return nil, err
+		switch m.File.kind {
+		case kindLocal, kindBuffer:
+			if content := m.File.inlineContent(); content != nil && len(content) <= *budget && m.File.level == 0 {
+				*budget -= len(content)
+				ref.Content, ref.Size = content, int64(len(content))
+			} else if err := c.declare(ctx, m.File, decls); err != nil {
+				return nil, err
+			}
+		default:
+			if err := c.declare(ctx, m.File, decls); err != nil {
+				return nil, err
+			}
 		}
 		spec.Inputs = append(spec.Inputs, ref)
 	}
 	for _, m := range t.Outputs {
-		if m.File == nil || m.File.kind != kindOutput {
-			return nil, fmt.Errorf("%w: task %q: output %q must be a file made with trellis.Output", ErrInvalid, name, m.Path)
+		if m.File == nil || (m.File.kind != kindOutput && m.File.kind != kindTemp) {
+			return nil, fmt.Errorf("%w: task %q: output %q must be a file made with trellis.Output or trellis.Temp", ErrInvalid, name, m.Path)
+		}
+		if err := c.declare(ctx, m.File, decls); err != nil {
+			return nil, err
 		}
 		spec.Outputs = append(spec.Outputs, &pb.FileRef{Name: m.File.cacheName(), Path: m.Path})
 	}
@@ -255,6 +276,54 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int) (*pb.TaskSpec
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return spec, nil
+}
+
+// declare adds f's declaration (and its archive's, for an unpacked file) to
+// decls, uploading what must be at the manager.
+func (c *Client) declare(ctx context.Context, f *File, decls map[string]*pb.FileDecl) error {
+	name := f.cacheName()
+	if decls[name] != nil {
+		return nil
+	}
+	d := &pb.FileDecl{Name: name, Level: pb.CacheLevel(f.level), Replicas: uint32(max(f.replicas, 0))}
+	switch f.kind {
+	case kindLocal, kindBuffer:
+		if err := c.upload(ctx, f); err != nil {
+			return err
+		}
+		if f.missing != nil {
+			return nil // the manager reports it missing, and the client says why
+		}
+		d.Kind = pb.FileKind_FILE_KIND_MANAGER
+	case kindURL:
+		d.Kind, d.Url = pb.FileKind_FILE_KIND_URL, f.url
+	case kindTemp:
+		d.Kind = pb.FileKind_FILE_KIND_TEMP
+	case kindOutput:
+		d.Kind = pb.FileKind_FILE_KIND_OUTPUT
+	case kindUnpack:
+		if f.from == nil {
+			return fmt.Errorf("%w: unpacked file without an archive", ErrInvalid)
+		}
+		if err := c.declare(ctx, f.from, decls); err != nil {
+			return err
+		}
+		d.Kind, d.UnpackFrom, d.UnpackFormat, d.Dir = pb.FileKind_FILE_KIND_UNPACK, f.from.cacheName(), f.format, true
+	}
+	decls[name] = d
+	return nil
+}
+
+// Fetch brings a file that tasks produced (a temp file, say) to path at
+// the client, from whichever worker holds it.
+func (c *Client) Fetch(ctx context.Context, f *File, path string) error {
+	if _, err := c.rpc.FetchFile(ctx, connect.NewRequest(&pb.FetchFileRequest{Name: f.cacheName()})); err != nil {
+		return wireError("fetch "+f.cacheName(), err)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return c.download(ctx, f.cacheName(), path)
 }
 
 // Cancel asks the manager to stop tasks.

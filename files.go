@@ -21,15 +21,34 @@ const (
 	kindLocal fileKind = iota + 1
 	kindBuffer
 	kindOutput
+	kindURL
+	kindTemp
+	kindUnpack
+)
+
+// CacheLevel says how long workers keep a file.
+type CacheLevel int
+
+// Cache levels; the values match the wire's.
+const (
+	CacheTask     CacheLevel = 1 // until the tasks that read it are done
+	CacheWorkflow CacheLevel = 2 // until the client closes (the default)
+	CacheWorker   CacheLevel = 3 // until the worker exits
+	CacheForever  CacheLevel = 4 // across worker restarts
 )
 
 // File is a declared piece of data. Its cache name comes from its content
 // (local files and buffers) or is unique to it (outputs), so the same data
 // is never moved twice to one worker.
 type File struct {
-	kind  fileKind
-	local string // client path: what to upload, or where an output lands
-	data  []byte
+	kind     fileKind
+	local    string // client path: what to upload, or where an output lands
+	data     []byte
+	url      string
+	from     *File  // kindUnpack: the archive
+	format   string // kindUnpack: "tar", "tar.gz", "zip" or "" (by content)
+	level    CacheLevel
+	replicas int
 
 	mu      sync.Mutex // guards name, missing, inline
 	name    string
@@ -62,6 +81,47 @@ func Output(path string) *File {
 	rand.Read(b[:])
 	return &File{kind: kindOutput, local: path, name: "out-" + hex.EncodeToString(b[:])}
 }
+
+// URL declares a file that workers fetch themselves from its origin
+// (http, https, or file for a path on the worker). Its cache name comes
+// from the URL, so each worker fetches it once.
+func URL(url string) *File {
+	sum := sha256.Sum256([]byte(url))
+	return &File{kind: kindURL, url: url, name: "url-" + hex.EncodeToString(sum[:20])}
+}
+
+// Temp declares a file that a task produces and other tasks read. It stays
+// in the workers' caches, moves worker to worker, and is never sent to the
+// client unless asked (Client.Fetch). If its last copy is lost, the task
+// that produced it runs again.
+func Temp() *File {
+	var b [12]byte
+	rand.Read(b[:])
+	return &File{kind: kindTemp, name: "tmp-" + hex.EncodeToString(b[:])}
+}
+
+// Unpack declares the directory made on a worker by unpacking archive (a
+// tar, tar.gz or zip file; format "" tells by content). Each worker
+// unpacks a given archive once and caches the result.
+func Unpack(archive *File, format string) *File {
+	sum := sha256.Sum256([]byte(archive.cacheName() + "|" + format))
+	return &File{kind: kindUnpack, from: archive, format: format, name: "unpack-" + hex.EncodeToString(sum[:20])}
+}
+
+// Cache sets how long workers keep the file, and returns f.
+func (f *File) Cache(level CacheLevel) *File {
+	f.level = level
+	return f
+}
+
+// Replicas asks that a temp file be kept on n distinct workers, and returns f.
+func (f *File) Replicas(n int) *File {
+	f.replicas = n
+	return f
+}
+
+// Name is the file's cache name.
+func (f *File) Name() string { return f.cacheName() }
 
 // Path is the client path of a local file or output ("" for buffers).
 func (f *File) Path() string { return f.local }

@@ -131,3 +131,11 @@ func (c *Core) Workers() []WorkerInfo {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// Replicas returns the workers holding a copy of f, by ID.
+func (c *Core) Replicas(f FileID) []WorkerID {
+	if e := c.files.files[f]; e != nil {
+		return append([]WorkerID(nil), e.replicas...)
+	}
+	return nil
+}

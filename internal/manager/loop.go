@@ -37,6 +37,12 @@ type (
 		id     core.WorkerID
 		reason string
 	}
+	evFetchFile struct {
+		name  string
+		reply chan error
+	}
+	evEndSession struct{ session string }
+	evStored     struct{ name string } // a file reached the store outside a task's outputs
 )
 
 type submitReply struct {
@@ -68,6 +74,8 @@ type state struct {
 	succeeded  uint64
 	failed     uint64
 	doneBy     map[core.WorkerID]uint64
+	data       dataState
+	lineage    map[core.TaskID]*taskRecord // finished producers of files kept only in workers
 }
 
 func newState(m *Manager) *state {
@@ -82,6 +90,8 @@ func newState(m *Manager) *state {
 		fileInfo:  make(map[string]*pb.FileInfo),
 		requests:  make(map[string][]uint64),
 		doneBy:    make(map[core.WorkerID]uint64),
+		data:      newDataState(),
+		lineage:   make(map[core.TaskID]*taskRecord),
 	}
 }
 
@@ -129,11 +139,29 @@ func (s *state) handle(ev any) {
 			WorkerId: uint64(id), HeartbeatMs: s.m.cfg.Heartbeat.Milliseconds()}}})
 		ev.reply <- id
 		r := ev.sess.hello.GetResources()
+		ev.sess.fileServer = fileServerAddr(ev.sess.hello.FileServer, ev.sess.addr)
 		s.m.log.Info("worker joined", "worker", id, "name", ev.sess.hello.Name, "addr", ev.sess.addr,
-			"cores", r.GetCores(), "memory_mb", r.GetMemoryMb(), "disk_mb", r.GetDiskMb(), "gpus", r.GetGpus())
-		s.step(core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus})
+			"cores", r.GetCores(), "memory_mb", r.GetMemoryMb(), "disk_mb", r.GetDiskMb(), "gpus", r.GetGpus(),
+			"file_server", ev.sess.fileServer, "cached_files", len(ev.sess.hello.Cache))
+		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus}
+		for _, f := range ev.sess.hello.Cache {
+			if proto.CheckCacheName(f.Name) != nil {
+				continue
+			}
+			joined.Cached = append(joined.Cached, core.CachedFile{File: s.fileID(f.Name), Size: f.Size})
+			if s.fileInfo[f.Name] == nil {
+				s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
+			}
+		}
+		s.step(joined)
 	case evWorkerMsg:
 		s.workerMessage(ev.id, ev.msg)
+	case evFetchFile:
+		s.fetchToStore(ev.name, ev.reply)
+	case evEndSession:
+		s.endSession(ev.session)
+	case evStored:
+		s.uploaded(ev.name, nil)
 	case evWorkerGone:
 		if sess := s.sessions[ev.id]; sess != nil {
 			delete(s.sessions, ev.id)
@@ -163,9 +191,26 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 			kind = core.Failed
 		}
 		t := core.TaskID(d.TaskId)
-		acts := s.core.Step(core.TaskFinished{Task: t, Attempt: d.Attempt, Worker: id,
-			Outcome: core.Outcome{Kind: kind, ExitCode: o.GetExitCode(), Message: o.GetMessage()}})
-		s.execute(acts, d)
+		ev := core.TaskFinished{Task: t, Attempt: d.Attempt, Worker: id,
+			Outcome: core.Outcome{Kind: kind, ExitCode: o.GetExitCode(), Message: o.GetMessage()}}
+		if kind == core.Success {
+			for _, f := range o.GetOutputs() {
+				if fid, ok := s.fileIDs[f.Name]; ok {
+					ev.Outputs = append(ev.Outputs, core.OutputInfo{File: fid, Size: f.Size, Kept: f.Kept, Manager: f.Uploaded})
+				}
+			}
+		}
+		s.execute(s.core.Step(ev), d)
+	case *pb.WorkerMessage_Fetched:
+		s.fetchDone(x.Fetched)
+	case *pb.WorkerMessage_Dropped:
+		ev := core.FilesDropped{Worker: id}
+		for _, name := range x.Dropped.Names {
+			if fid, ok := s.fileIDs[name]; ok {
+				ev.Files = append(ev.Files, fid)
+			}
+		}
+		s.step(ev)
 	case *pb.WorkerMessage_Returned:
 		r := x.Returned
 		s.step(core.TaskReturned{Task: core.TaskID(r.TaskId), Attempt: r.Attempt, Worker: id})
@@ -182,14 +227,19 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case core.Dispatch:
-			rec := s.tasks[a.Task]
+			rec, rerun := s.tasks[a.Task], false
+			if rec == nil {
+				rec, rerun = s.lineage[a.Task], true // running again to recreate a lost file
+			}
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
 			s.fillInputInfo(rec.spec)
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs}}})
-			s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
-				Attempt: a.Attempt, Worker: sess.hello.Name})
+			if !rerun {
+				s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
+					Attempt: a.Attempt, Worker: sess.hello.Name})
+			}
 		case core.Kill:
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
@@ -219,6 +269,16 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.finishTask(a, outcome)
 		case core.StaleResult:
 			s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
+		case core.Fetch:
+			if sess := s.sessions[a.Worker]; sess != nil {
+				sess.enqueue(s.fetchMessage(a))
+			}
+		case core.Rerun:
+			s.m.log.Info("recreating a lost file: running its producer again", "task", a.Task, "file", s.data.names[a.File])
+		case core.Recreated:
+			s.m.log.Info("recreated lost files", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
+		case core.FileLost:
+			s.m.log.Warn("file lost for good", "file", s.data.names[a.File], "why", a.Why)
 		}
 	}
 	if done != nil && !committed {
@@ -229,6 +289,9 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	rec := s.tasks[a.Task]
 	delete(s.tasks, a.Task)
+	if rec != nil && outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS && s.keptOnly(rec.spec) {
+		s.lineage[a.Task] = rec // it may have to run again if its outputs are lost
+	}
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 	} else {
@@ -245,20 +308,32 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	}
 }
 
+// keptOnly reports whether a task has outputs that live only in workers.
+func (s *state) keptOnly(spec *pb.TaskSpec) bool {
+	for _, out := range spec.Outputs {
+		if out.Keep && !out.Upload {
+			return true
+		}
+	}
+	return false
+}
+
 // commitOutputs moves the outputs of an accepted attempt into the store:
 // staged uploads are renamed, inline ones written.
 func (s *state) commitOutputs(d *pb.AttemptDone) error {
 	for _, f := range d.GetOutcome().GetOutputs() {
 		var err error
-		if f.Content != nil {
+		switch {
+		case f.Content != nil:
 			err = s.m.store.writeInline(f)
-		} else {
+		case f.Uploaded:
 			err = s.m.store.commit(f, d.TaskId, d.Attempt)
+			s.data.toManager += f.Size
 		}
 		if err != nil {
 			return err
 		}
-		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest}
+		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
 	}
 	return nil
 }
@@ -310,6 +385,7 @@ func (s *state) fileID(name string) core.FileID {
 	if !ok {
 		id = core.FileID(len(s.fileIDs) + 1)
 		s.fileIDs[name] = id
+		s.data.names[id] = name
 	}
 	return id
 }
@@ -335,6 +411,7 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 		}
 	}
 	s.mailbox(req.Session)
+	s.declare(req.Session, req.Files)
 	tasks := make([]core.Task, len(req.Tasks))
 	ids := make([]uint64, len(req.Tasks))
 	for i, spec := range req.Tasks {
@@ -342,13 +419,14 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 		id := s.nextTask
 		ids[i] = uint64(id)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session}
+		s.markOutputs(spec)
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
 			Retries: spec.Retries, RetryOnError: spec.RetryOnError}
 		for _, in := range spec.Inputs {
 			fid := s.fileID(in.Name)
 			if in.Content != nil {
 				// Travels inside the task; checked in checkInline.
-			} else if !s.produced[in.Name] && !batchOutputs[in.Name] {
+			} else if !s.produced[in.Name] && !batchOutputs[in.Name] && !s.declared(in.Name) {
 				if info, ok := s.m.store.stat(in.Name); ok {
 					s.fileInfo[in.Name] = info
 				} else {
@@ -387,8 +465,12 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 
 func (s *state) status() *pb.StatusResponse {
 	waiting, ready, running, finished := s.core.Counts()
+	stats := s.core.Stats()
 	resp := &pb.StatusResponse{Waiting: uint64(waiting), Ready: uint64(ready), Running: uint64(running),
-		Finished: uint64(finished), Succeeded: s.succeeded, Failed: s.failed, Version: s.m.cfg.Version}
+		Finished: uint64(finished), Succeeded: s.succeeded, Failed: s.failed, Version: s.m.cfg.Version,
+		Staging: uint64(s.core.Staging()), BytesFromManager: s.data.bytes[core.FromManager] + s.m.store.served(),
+		BytesFromPeers: s.data.bytes[core.FromPeer], BytesFromUrls: s.data.bytes[core.FromOrigin],
+		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated}
 	for _, w := range s.core.Workers() {
 		sess := s.sessions[w.ID]
 		if sess == nil {
@@ -396,7 +478,8 @@ func (s *state) status() *pb.StatusResponse {
 		}
 		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
 			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
-			TasksDone: s.doneBy[w.ID], ConnectedUnixMs: sess.since.UnixMilli()}
+			TasksDone: s.doneBy[w.ID], ConnectedUnixMs: sess.since.UnixMilli(),
+			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut)}
 		for _, t := range w.Running {
 			ws.Running = append(ws.Running, uint64(t))
 		}

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"connectrpc.com/connect"
@@ -77,9 +78,32 @@ func (s *service) Work(ctx context.Context, stream *connect.BidiStream[pb.Worker
 }
 
 func (s *service) FetchFile(ctx context.Context, req *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("fetch file: not yet"))
+	name := req.Msg.Name
+	if err := proto.CheckCacheName(name); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	reply := make(chan error, 1)
+	if err := s.m.send(ctx, evFetchFile{name: name, reply: reply}); err != nil {
+		return nil, err
+	}
+	select {
+	case err := <-reply:
+		if err != nil {
+			return nil, connect.NewError(connect.CodeNotFound, err)
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	info, ok := s.m.store.stat(name)
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("file %s did not reach the manager", name))
+	}
+	return connect.NewResponse(&pb.FetchFileResponse{File: info}), nil
 }
 
 func (s *service) EndSession(ctx context.Context, req *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error) {
+	if err := s.m.send(ctx, evEndSession{session: req.Msg.Session}); err != nil {
+		return nil, err
+	}
 	return connect.NewResponse(&pb.EndSessionResponse{}), nil
 }

@@ -26,6 +26,9 @@ type session struct {
 	addr  string
 	since time.Time
 	out   chan *pb.ManagerMessage
+	// fileServer is where the worker serves its cache to peers (host:port),
+	// "" if it serves none. Set by the loop.
+	fileServer string
 
 	closeOnce sync.Once
 	closed    chan struct{}

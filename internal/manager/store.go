@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"trellis/internal/proto"
@@ -33,7 +34,15 @@ type store struct {
 	mu         sync.Mutex // guards small, smallBytes
 	small      map[string][]byte
 	smallBytes int
+
+	toWorkers atomic.Int64 // bytes workers fetched from the store by themselves
 }
+
+// WorkerHeader marks a worker's own requests to the store, so that bytes
+// sent to workers are counted apart from the client's downloads.
+const workerHeader = "X-Trellis-Worker"
+
+func (s *store) served() int64 { return s.toWorkers.Load() }
 
 // smallLimit bounds the bytes of small files the store keeps in memory;
 // past it, small files go to disk like the others.
@@ -149,6 +158,11 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if r.Method == http.MethodGet && r.Header.Get(workerHeader) != "" {
+			if info, ok := m.store.stat(name); ok {
+				m.store.toWorkers.Add(info.Size)
+			}
+		}
 		if b, ok := m.store.smallFile(name); ok {
 			w.Header().Set("Content-Type", "application/octet-stream")
 			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
@@ -172,6 +186,9 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 			m.log.Warn("refused an upload", "file", name, "peer", r.RemoteAddr, "err", err)
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
+		}
+		if r.URL.Query().Get("task") == "" {
+			m.send(r.Context(), evStored{name: name}) // wakes a FetchFile waiting for it
 		}
 		w.WriteHeader(http.StatusNoContent)
 	default:

@@ -160,6 +160,14 @@ func CheckSubmit(r *pb.SubmitRequest) error {
 		return invalid("session or request ID over %d bytes", MaxNameBytes)
 	}
 	inline := 0
+	if len(r.Files) > MaxTasksPerCall {
+		return invalid("submit declares %d files, over the limit of %d", len(r.Files), MaxTasksPerCall)
+	}
+	for _, d := range r.Files {
+		if err := CheckFileDecl(d); err != nil {
+			return err
+		}
+	}
 	for i, t := range r.Tasks {
 		if err := CheckTask(t); err != nil {
 			return err
@@ -174,6 +182,45 @@ func CheckSubmit(r *pb.SubmitRequest) error {
 				return invalid("task %q: after index %d is not another task of this request", t.Name, a)
 			}
 		}
+	}
+	return nil
+}
+
+// CheckFileDecl checks a file declaration from a client.
+func CheckFileDecl(d *pb.FileDecl) error {
+	if d == nil {
+		return invalid("empty file declaration")
+	}
+	if err := CheckCacheName(d.Name); err != nil {
+		return err
+	}
+	switch d.Kind {
+	case pb.FileKind_FILE_KIND_MANAGER, pb.FileKind_FILE_KIND_TEMP, pb.FileKind_FILE_KIND_OUTPUT:
+	case pb.FileKind_FILE_KIND_URL:
+		scheme, rest, ok := strings.Cut(d.Url, "://")
+		if !ok || rest == "" || (scheme != "http" && scheme != "https" && scheme != "file") {
+			return invalid("file %s: url %q: want http://, https:// or file://", d.Name, d.Url)
+		}
+		if len(d.Url) > MaxPathBytes {
+			return invalid("file %s: url over %d bytes", d.Name, MaxPathBytes)
+		}
+	case pb.FileKind_FILE_KIND_UNPACK:
+		if err := CheckCacheName(d.UnpackFrom); err != nil {
+			return fmt.Errorf("file %s: unpack from: %w", d.Name, err)
+		}
+		switch d.UnpackFormat {
+		case "", "tar", "tar.gz", "zip":
+		default:
+			return invalid("file %s: unpack format %q: want tar, tar.gz, zip or empty", d.Name, d.UnpackFormat)
+		}
+	default:
+		return invalid("file %s: unknown kind %d", d.Name, d.Kind)
+	}
+	if d.Level < pb.CacheLevel_CACHE_LEVEL_UNSPECIFIED || d.Level > pb.CacheLevel_CACHE_LEVEL_FOREVER {
+		return invalid("file %s: unknown cache level %d", d.Name, d.Level)
+	}
+	if d.Replicas > 64 {
+		return invalid("file %s: %d replicas, at most 64", d.Name, d.Replicas)
 	}
 	return nil
 }

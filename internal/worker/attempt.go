@@ -144,7 +144,7 @@ func (w *Worker) upload(ctx context.Context, dir string, out *pb.FileRef, run *p
 		}
 		*budget -= int(size)
 		sum := sha256.Sum256(content)
-		return &pb.FileInfo{Name: out.Name, Size: size, Digest: "sha256:" + hex.EncodeToString(sum[:]), Content: content}, nil
+		return &pb.FileInfo{Name: out.Name, Size: size, Digest: "sha256:" + hex.EncodeToString(sum[:]), Content: content, Uploaded: true}, nil
 	}
 	h := sha256.New()
 	url := fmt.Sprintf("%s/files/%s?task=%d&attempt=%d", w.base, out.Name, run.TaskId, run.Attempt)
@@ -163,7 +163,7 @@ func (w *Worker) upload(ctx context.Context, dir string, out *pb.FileRef, run *p
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("upload output %q: %s: %s", out.Path, resp.Status, trimSpace(msg))
 	}
-	return &pb.FileInfo{Name: out.Name, Size: size, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil))}, nil
+	return &pb.FileInfo{Name: out.Name, Size: size, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Uploaded: true}, nil
 }
 
 // environment is what a task sees besides its own env: its identity, its

@@ -1,0 +1,213 @@
+package manager
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"trellis/internal/core"
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// tokenLifetime bounds how long a peer token lets a worker fetch a file.
+const tokenLifetime = 15 * time.Minute
+
+// dataState is the loop's bookkeeping of files beyond the core's: how they
+// were declared, where transfers come from, and bytes moved.
+type dataState struct {
+	decls      map[string]*pb.FileDecl    // by cache name
+	declaredBy map[string]map[string]bool // cache name -> sessions that declared it
+	names      map[core.FileID]string     // the inverse of fileIDs
+	transfers  map[uint64]core.SourceKind // in flight, by transfer ID
+	bytes      [core.FromDerive + 1]int64 // moved to workers, by source kind
+	toManager  int64                      // outputs uploaded
+	waiters    map[string][]chan error    // FetchFile calls waiting for a file to reach the store
+}
+
+func newDataState() dataState {
+	return dataState{decls: make(map[string]*pb.FileDecl), declaredBy: make(map[string]map[string]bool),
+		names: make(map[core.FileID]string), transfers: make(map[uint64]core.SourceKind),
+		waiters: make(map[string][]chan error)}
+}
+
+// declare records a submit's file declarations and tells the core.
+func (s *state) declare(session string, decls []*pb.FileDecl) {
+	var specs []core.FileSpec
+	for _, d := range decls {
+		if s.data.declaredBy[d.Name] == nil {
+			s.data.declaredBy[d.Name] = make(map[string]bool)
+		}
+		s.data.declaredBy[d.Name][session] = true
+		if prev := s.data.decls[d.Name]; prev != nil && prev.Kind == d.Kind {
+			continue
+		}
+		s.data.decls[d.Name] = d
+		spec := core.FileSpec{ID: s.fileID(d.Name), Replicas: int32(d.Replicas), Size: d.Size}
+		switch d.Kind {
+		case pb.FileKind_FILE_KIND_URL:
+			spec.Kind = core.Origin
+		case pb.FileKind_FILE_KIND_TEMP, pb.FileKind_FILE_KIND_OUTPUT:
+			spec.Kind = core.Produced
+		case pb.FileKind_FILE_KIND_UNPACK:
+			spec.Kind, spec.From = core.Derived, s.fileID(d.UnpackFrom)
+		default:
+			continue // at the manager: the core need not know
+		}
+		specs = append(specs, spec)
+	}
+	if len(specs) > 0 {
+		s.step(core.FilesDeclared{Files: specs})
+	}
+}
+
+// declared reports whether name is a file the core stages (so it need not
+// be at the manager when a task is submitted).
+func (s *state) declared(name string) bool {
+	d := s.data.decls[name]
+	return d != nil && d.Kind != pb.FileKind_FILE_KIND_MANAGER
+}
+
+// markOutputs sets, in a task's output refs, whether the worker keeps each
+// output and whether it sends it to the manager.
+func (s *state) markOutputs(spec *pb.TaskSpec) {
+	for _, out := range spec.Outputs {
+		d := s.data.decls[out.Name]
+		switch {
+		case d == nil:
+			out.Upload = true // a plain output, as clients without declarations send
+		case d.Kind == pb.FileKind_FILE_KIND_TEMP:
+			out.Keep, out.Level = true, d.Level
+		default:
+			out.Keep, out.Upload, out.Level = true, true, d.Level
+		}
+	}
+	for _, in := range spec.Inputs {
+		if d := s.data.decls[in.Name]; d != nil {
+			in.Level = d.Level
+		}
+	}
+}
+
+// fetchMessage turns the core's Fetch into the message for the worker.
+func (s *state) fetchMessage(a core.Fetch) *pb.ManagerMessage {
+	name := s.data.names[a.File]
+	d := s.data.decls[name]
+	msg := &pb.Fetch{Id: a.Transfer, Name: name, Size: -1, Source: &pb.Source{}}
+	if d != nil {
+		msg.Level, msg.Dir = d.Level, d.Dir
+	}
+	if info := s.fileInfo[name]; info != nil {
+		msg.Size, msg.Digest, msg.Dir = info.Size, info.Digest, info.Dir
+	}
+	src := msg.Source
+	switch a.Source.Kind {
+	case core.FromManager:
+		src.Kind, src.Url = pb.Source_KIND_MANAGER, "/files/"+name // the worker prefixes its manager's address
+	case core.FromPeer:
+		src.Kind, src.Peer = pb.Source_KIND_PEER, uint64(a.Source.Peer)
+		if peer := s.sessions[a.Source.Peer]; peer != nil {
+			token := proto.PeerToken(s.m.cfg.Secret, name, time.Now().Add(tokenLifetime))
+			src.Url = fmt.Sprintf("http://%s/cache/%s?token=%s", peer.fileServer, name, url.QueryEscape(token))
+		}
+	case core.FromOrigin:
+		src.Kind = pb.Source_KIND_URL
+		if d != nil {
+			src.Url = d.Url
+		}
+	case core.FromDerive:
+		src.Kind, src.From = pb.Source_KIND_UNPACK, s.data.names[a.Source.From]
+		if d != nil {
+			src.Format = d.UnpackFormat
+		}
+	}
+	s.data.transfers[a.Transfer] = a.Source.Kind
+	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Fetch{Fetch: msg}}
+}
+
+// fetchDone turns a worker's report of a fetch into the core's event.
+func (s *state) fetchDone(f *pb.FetchDone) {
+	if kind, ok := s.data.transfers[f.Id]; ok {
+		delete(s.data.transfers, f.Id)
+		if f.Ok {
+			s.data.bytes[kind] += f.Size
+		}
+	}
+	if f.Ok && s.fileInfo[f.Name] == nil {
+		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
+	}
+	s.step(core.TransferDone{Transfer: f.Id, OK: f.Ok, SourceFault: f.SourceFault, Size: f.Size, Why: f.Error})
+}
+
+// fileServerAddr is where a worker serves its cache: the address it
+// announced, with the host it connected from when it announced none.
+func fileServerAddr(announced, connAddr string) string {
+	host, port, err := net.SplitHostPort(announced)
+	if err != nil || port == "" || port == "0" {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		if h, _, err := net.SplitHostPort(connAddr); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// endSession unlinks, from the workers that hold them, the workflow-level
+// files that only this session declared.
+func (s *state) endSession(session string) {
+	byWorker := make(map[core.WorkerID][]string)
+	for name, sessions := range s.data.declaredBy {
+		if !sessions[session] {
+			continue
+		}
+		delete(sessions, session)
+		d := s.data.decls[name]
+		if len(sessions) > 0 || d == nil || d.Kind == pb.FileKind_FILE_KIND_MANAGER {
+			continue
+		}
+		if d.Level > pb.CacheLevel_CACHE_LEVEL_WORKFLOW {
+			continue // worker or forever: the workers keep it
+		}
+		for _, w := range s.core.Replicas(s.fileID(name)) {
+			byWorker[w] = append(byWorker[w], name)
+		}
+	}
+	for w, names := range byWorker {
+		if sess := s.sessions[w]; sess != nil {
+			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
+		}
+	}
+}
+
+// fetchToStore asks a worker holding name to upload it to the store; reply
+// gets nil when it is there, or an error.
+func (s *state) fetchToStore(name string, reply chan error) {
+	if _, ok := s.m.store.stat(name); ok {
+		reply <- nil
+		return
+	}
+	id, known := s.fileIDs[name]
+	if !known {
+		reply <- fmt.Errorf("file %s is unknown to this manager", name)
+		return
+	}
+	for _, w := range s.core.Replicas(id) {
+		if sess := s.sessions[w]; sess != nil {
+			s.data.waiters[name] = append(s.data.waiters[name], reply)
+			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Upload{Upload: &pb.Upload{Name: name}}})
+			return
+		}
+	}
+	reply <- fmt.Errorf("file %s: no connected worker holds it", name)
+}
+
+// uploaded wakes FetchFile calls waiting for name.
+func (s *state) uploaded(name string, err error) {
+	for _, reply := range s.data.waiters[name] {
+		reply <- err
+	}
+	delete(s.data.waiters, name)
+}
