@@ -15,6 +15,12 @@ type Status struct {
 	Waiting, Ready, Running, Finished int // tasks by state; Finished counts every task that ended
 	Succeeded, Failed                 int
 	Version                           string
+	Staging                           int // placed, waiting for input transfers
+
+	// Bytes moved to workers, by where they came from, and to the manager.
+	BytesFromManager, BytesFromPeers, BytesFromURLs, BytesToManager int64
+	TransfersInFlight                                               int
+	FilesLost, TasksRecreated                                       int
 }
 
 // WorkerStatus describes one connected worker.
@@ -28,6 +34,10 @@ type WorkerStatus struct {
 	Draining  bool
 	TasksDone int
 	Connected time.Time
+
+	CacheBytes                int64 // files it holds
+	CacheFiles                int
+	TransfersIn, TransfersOut int // fetches to it, and from it as a peer, in flight
 }
 
 // Status asks the manager for a snapshot of the cluster.
@@ -38,11 +48,15 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 	}
 	m := resp.Msg
 	s := &Status{Waiting: int(m.Waiting), Ready: int(m.Ready), Running: int(m.Running), Finished: int(m.Finished),
-		Succeeded: int(m.Succeeded), Failed: int(m.Failed), Version: m.Version}
+		Succeeded: int(m.Succeeded), Failed: int(m.Failed), Version: m.Version, Staging: int(m.Staging),
+		BytesFromManager: m.BytesFromManager, BytesFromPeers: m.BytesFromPeers, BytesFromURLs: m.BytesFromUrls,
+		BytesToManager: m.BytesToManager, TransfersInFlight: int(m.TransfersInFlight),
+		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated)}
 	for _, w := range m.Workers {
 		s.Workers = append(s.Workers, WorkerStatus{ID: w.Id, Name: w.Name, Address: w.Address,
 			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Draining: w.Draining,
-			TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs)})
+			TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
+			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut)})
 	}
 	return s, nil
 }

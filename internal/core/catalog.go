@@ -118,36 +118,58 @@ func (c *catalog) claim(id TaskID, outputs []FileID) error {
 	return nil
 }
 
-// await registers t as a waiter on each of its pending inputs and returns
-// how many it waits for, or a reason why it can never run.
-func (c *catalog) await(t *task) (missing int32, why string) {
+// deps calls visit with each file t depends on: its inputs, and for an
+// unpacked (Derived) input the files it is unpacked from, which must be
+// had before it can be made.
+func (c *catalog) deps(t *task, visit func(e *fileEntry)) {
 	for _, f := range t.spec.Inputs {
-		e := c.files[f]
-		if e == nil {
-			continue
+		for e, n := c.files[f], 0; e != nil && n <= maxUnpackChain; n++ {
+			visit(e)
+			if e.kind != Derived {
+				break
+			}
+			e = c.files[e.from]
 		}
-		e.needers++
+	}
+}
+
+// maxUnpackChain bounds the files followed from an unpacked input, should
+// declarations form a loop.
+const maxUnpackChain = 8
+
+// await registers t as a waiter on each of its pending inputs (and the files
+// its unpacked inputs come from) and returns how many it waits for, or a
+// reason why it can never run.
+func (c *catalog) await(t *task) (missing int32, why string) {
+	c.deps(t, func(e *fileEntry) {
+		e.needers++ // on every one, as release forgets every one
+		if why != "" {
+			return
+		}
 		switch {
 		case e.state == fileReady:
 		case e.state == fileFailed:
-			return 0, e.why
+			why = e.why
 		case e.producer == t.spec.ID:
-			return 0, fmt.Sprintf("task %d reads its own output file %d", t.spec.ID, f)
+			why = fmt.Sprintf("task %d reads its own output file %d", t.spec.ID, e.id)
 		default:
 			e.waiters = append(e.waiters, t.spec.ID)
 			missing++
 		}
+	})
+	if why != "" {
+		return 0, why
 	}
 	return missing, ""
 }
 
 // release forgets that t needs its inputs (t finished).
 func (c *catalog) release(t *task) {
-	for _, f := range t.spec.Inputs {
-		if e := c.files[f]; e != nil && e.needers > 0 {
+	c.deps(t, func(e *fileEntry) {
+		if e.needers > 0 {
 			e.needers--
 		}
-	}
+	})
 }
 
 // produced marks outputs ready and returns the tasks that waited for them.

@@ -9,9 +9,10 @@ import (
 type task struct {
 	spec     Task
 	state    State
-	attempt  uint32 // of the last dispatch; 0 before the first
-	failures int32  // attempts that counted against spec.Retries
-	worker   *worker
+	attempt  uint32   // of the last dispatch; 0 before the first
+	failures int32    // attempts that counted against spec.Retries
+	worker   *worker  // where it is placed, or was last
+	ranOn    WorkerID // where the last attempt was dispatched; 0 before the first
 	gpus     []int32
 	seq      uint64 // submission order
 	missing  int32  // inputs not yet available
@@ -32,6 +33,7 @@ type Core struct {
 	files   catalog
 	seq     uint64
 	fresh   []*task          // made ready in this step, to place at its end
+	freed   []*worker        // freed by tasks staging there in this step, to fill at its end
 	counts  [Staging + 1]int // tasks by state; Finished counts every task ever finished
 	out     []Action
 
@@ -70,6 +72,7 @@ func (c *Core) Step(ev Event) []Action {
 		if w := c.workers[ev.Worker]; w != nil && !w.draining {
 			w.draining = true
 			c.open.remove(w)
+			c.unstage(w)
 		}
 	case WorkerLeft:
 		c.workerLeft(ev)
@@ -94,6 +97,11 @@ func (c *Core) Step(ev Event) []Action {
 					c.dropReplica(w, e)
 				}
 			}
+			for _, f := range ev.Files {
+				if e := c.files.files[f]; e != nil {
+					c.restage(w, e)
+				}
+			}
 		}
 	case Tick:
 		c.ticks++
@@ -102,8 +110,23 @@ func (c *Core) Step(ev Event) []Action {
 	default:
 		panic(fmt.Sprintf("core: unknown event %T", ev))
 	}
-	c.placeFresh()
+	c.settle()
 	return c.out
+}
+
+// settle offers what staging tasks freed in this step to the queue, best
+// task first, and places the tasks made ready, until neither is left.
+func (c *Core) settle() {
+	for len(c.freed) > 0 || len(c.fresh) > 0 {
+		freed := c.freed
+		c.freed = nil
+		for _, w := range freed {
+			if w.index >= 0 {
+				c.fill(w)
+			}
+		}
+		c.placeFresh()
+	}
 }
 
 func (c *Core) emit(a Action) { c.out = append(c.out, a) }
@@ -226,6 +249,22 @@ func (c *Core) workerLeft(ev WorkerLeft) {
 	c.retryBlocked()
 }
 
+// unstage queues again the tasks staging on draining worker w: it takes no
+// new task, and they have not started.
+func (c *Core) unstage(w *worker) {
+	var staging []*task
+	for _, t := range w.running {
+		if t.state == Staging {
+			staging = append(staging, t)
+		}
+	}
+	sort.Slice(staging, func(i, j int) bool { return staging[i].seq < staging[j].seq })
+	for _, t := range staging {
+		c.release(t)
+		c.makeReady(t)
+	}
+}
+
 func (c *Core) submit(batch []Task) {
 	// Register every output first, so that order within the batch does not matter.
 	accepted := make([]bool, len(batch))
@@ -319,8 +358,8 @@ func (c *Core) taskReturned(ev TaskReturned) {
 
 func (c *Core) cancelTask(id TaskID) {
 	t := c.tasks[id]
-	if t == nil {
-		return
+	if t == nil || t.recreating {
+		return // finished: the client had its Done (a re-run serves other tasks)
 	}
 	switch t.state {
 	case Waiting:
@@ -397,10 +436,7 @@ func (c *Core) finish(t *task, o Outcome) {
 		if t.state == Finished {
 			continue // reached twice: a consumer of two failed files
 		}
-		var wid WorkerID
-		if t.worker != nil {
-			wid = t.worker.id
-		}
+		wid := t.ranOn // not where it was staging, if it never ran there
 		if t.recreating {
 			c.counts[t.state]-- // Finished counted it the first time
 			t.state = Finished
@@ -429,20 +465,39 @@ func (c *Core) finish(t *task, o Outcome) {
 			}
 			for _, f := range t.spec.Outputs {
 				if e := c.files.files[f]; e != nil {
+					if w := t.worker; w != nil && c.workers[w.id] == w && e.holds(w.id) {
+						c.satisfy(w, e) // tasks staging there may have waited for it
+					}
 					c.replicate(e)
 				}
 			}
 			continue
 		}
 		why := fmt.Sprintf("input produced by task %d is missing: that task ended with %s", t.spec.ID, o.Kind)
+		failed := t.spec.Outputs
 		if t.recreating {
 			why = fmt.Sprintf("input produced by task %d was lost, and running that task again ended with %s: %s", t.spec.ID, o.Kind, o.Message)
+			// Only the outputs with no copy left are lost; the others
+			// stay available (those it was also recreating are had again).
+			failed = nil
 			for _, f := range t.spec.Outputs {
+				e := c.files.files[f]
+				if e != nil && (len(e.replicas) > 0 || e.manager) {
+					for _, id := range c.files.produced([]FileID{f}) {
+						if w := c.tasks[id]; w != nil && w.state == Waiting {
+							if w.missing--; w.missing == 0 {
+								c.makeReady(w)
+							}
+						}
+					}
+					continue
+				}
+				failed = append(failed, f)
 				c.lost++
 				c.emit(FileLost{File: f, Why: why})
 			}
 		}
-		for _, id := range c.files.failed(t.spec.Outputs, why) {
+		for _, id := range c.files.failed(failed, why) {
 			if w := c.tasks[id]; w != nil && w.state == Waiting {
 				pending = append(pending, w)
 				outcomes = append(outcomes, Outcome{Kind: InputMissing, Message: why})

@@ -114,7 +114,8 @@ func TestTempFiles(t *testing.T) {
 			counts: &counts{Running: 1, Finished: 1}, // task 2 stages again on worker 2
 		},
 		{
-			// A disk-full worker: the task is retried (not the source).
+			// A disk-full worker: the task is retried (not the source). It
+			// never ran, so its Done names no worker.
 			name: "destination failure fails the staging task over",
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
@@ -122,7 +123,7 @@ func TestTempFiles(t *testing.T) {
 				{submit(files(task(1, one), nil, ids(10)), task(3, one), retries(files(task(2, one), ids(10), nil), 0, false)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
-				{core.TransferDone{Transfer: 1, Why: "disk exhausted"}, acts(done(2, 0, 2, outcome(core.InputMissing, "fetch file 10 from peer: disk exhausted")))},
+				{core.TransferDone{Transfer: 1, Why: "disk exhausted"}, acts(done(2, 0, 0, outcome(core.InputMissing, "fetch file 10 from peer: disk exhausted")))},
 			},
 			counts: &counts{Running: 1, Finished: 2},
 		},
@@ -155,9 +156,182 @@ func TestOriginAndDerived(t *testing.T) {
 				{core.TransferDone{Transfer: 1, SourceFault: true, Why: "404 Not Found"}, acts(fetch(2, 1, 20, origin, 0))},
 				{core.TransferDone{Transfer: 2, SourceFault: true, Why: "404 Not Found"}, acts(fetch(3, 1, 20, origin, 0))},
 				{core.TransferDone{Transfer: 3, SourceFault: true, Why: "404 Not Found"}, acts(fetch(4, 1, 20, origin, 0))},
-				{core.TransferDone{Transfer: 4, SourceFault: true, Why: "404 Not Found"}, acts(done(1, 0, 1, outcome(core.InputMissing, "fetch file 20 from origin: 404 Not Found (after 4 tries)")))},
+				{core.TransferDone{Transfer: 4, SourceFault: true, Why: "404 Not Found"}, acts(done(1, 0, 0, outcome(core.InputMissing, "fetch file 20 from origin: 404 Not Found (after 4 tries)")))},
 			},
 			counts: &counts{Finished: 1},
+		},
+	})
+}
+
+// TestDataFaults: cases the seeded simulation found (see TestSimulationData).
+func TestDataFaults(t *testing.T) {
+	one := res(1000, 100)
+	origin := core.Source{Kind: core.FromOrigin}
+	derive := func(from core.FileID) core.Source { return core.Source{Kind: core.FromDerive, From: from} }
+	failed := outcome(core.Failed, "x")
+	runScenarios(t, []scenario{
+		{
+			// Worker 2 evicts file 10 after it arrived for task 3, which
+			// still waits for file 11: 10 is fetched again before 3 runs.
+			name: "a dropped input of a staging task is fetched again",
+			steps: []step{
+				{join(1, res(2000, 1000)), nil},
+				{temps(10, 11), nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), nil, ids(11))), acts(dispatch(1, 1, 1), dispatch(2, 1, 1))},
+				{submit(task(4, res(2000, 100))), nil},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1))},
+				{kept(2, 1, 1, 5000, 11), acts(success(2, 1, 1), dispatch(4, 1, 1))},
+				{submit(files(task(3, one), ids(10, 11), nil)), nil},
+				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000), fetch(2, 2, 11, peer(1), 5000))},
+				{fetched(1, 5000), nil},
+				{core.FilesDropped{Worker: 2, Files: ids(10)}, acts(fetch(3, 2, 10, peer(1), 5000))},
+				{fetched(2, 5000), nil},
+				{fetched(3, 5000), acts(dispatch(3, 1, 2))},
+			},
+			counts: &counts{Running: 2, Finished: 2},
+		},
+		{
+			// Task 2 gives up staging on worker 2 (disk full): what it held
+			// there goes at once to task 4, queued behind it.
+			name: "what a task that gave up staging held goes to the queue",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{submit(files(task(1, one), nil, ids(10)), task(3, one)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
+				{submit(retries(files(task(2, one), ids(10), nil), 0, false), task(4, one)), nil},
+				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
+				{core.TransferDone{Transfer: 1, Why: "disk full"}, acts(
+					done(2, 0, 0, outcome(core.InputMissing, "fetch file 10 from peer: disk full")),
+					dispatch(4, 1, 2),
+				)},
+			},
+			counts: &counts{Running: 2, Finished: 2},
+		},
+		{
+			// File 11 is unpacked from temp file 10: its reader waits for
+			// 10's producer, then has 11 unpacked where 10 is.
+			name: "a file unpacked from a temp file waits for its producer",
+			steps: []step{
+				{join(1, res(2000, 1000)), nil},
+				{core.FilesDeclared{Files: []core.FileSpec{{ID: 10, Kind: core.Produced}, {ID: 11, Kind: core.Derived, From: 10}}}, nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), ids(11), nil)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), fetch(1, 1, 11, derive(10), 0))},
+				{fetched(1, 9000), acts(dispatch(2, 1, 1))},
+			},
+			counts: &counts{Running: 1, Finished: 1},
+		},
+		{
+			name: "a file unpacked from a temp file that is never made fails its reader",
+			steps: []step{
+				{join(1, res(2000, 1000)), nil},
+				{core.FilesDeclared{Files: []core.FileSpec{{ID: 10, Kind: core.Produced}, {ID: 11, Kind: core.Derived, From: 10}}}, nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), ids(11), nil)), acts(dispatch(1, 1, 1))},
+				{finished(1, 1, 1, failed), acts(
+					done(1, 1, 1, failed),
+					done(2, 0, 0, outcome(core.InputMissing, "input produced by task 1 is missing: that task ended with failed")),
+				)},
+				{submit(files(task(3, one), ids(11), nil)), acts(done(3, 0, 0, outcome(core.InputMissing, "input produced by task 1 is missing: that task ended with failed")))},
+			},
+			counts: &counts{Finished: 3},
+		},
+		{
+			// Task 1 made 10 (kept on worker 1) and 11 (at the manager).
+			// 10 is lost and running task 1 again fails: only 10 is lost,
+			// and its queued reader fails with that reason (reported once).
+			name: "a failed re-run loses only the outputs without a copy",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10, 11), nil},
+				{submit(files(task(1, one), nil, ids(10, 11)), task(4, one), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{core.TaskFinished{Task: 1, Attempt: 1, Worker: 1, Outcome: core.Outcome{Kind: core.Success}, Outputs: []core.OutputInfo{
+					{File: 10, Size: 5000, Kept: true}, {File: 11, Size: 5000, Manager: true},
+				}}, acts(success(1, 1, 1), dispatch(4, 1, 1))},
+				{core.FilesDropped{Worker: 1, Files: ids(10)}, acts(core.Rerun{Task: 1, File: 10})},
+				{ok(4, 1, 1), acts(success(4, 1, 1), dispatch(1, 2, 1))},
+				{finished(1, 2, 1, failed), acts(
+					core.FileLost{File: 10, Why: "input produced by task 1 was lost, and running that task again ended with failed: x"},
+					done(2, 0, 0, outcome(core.InputMissing, "input produced by task 1 was lost, and running that task again ended with failed: x")),
+				)},
+				{submit(files(task(5, one), ids(11), nil)), acts(dispatch(5, 1, 1))},
+			},
+			counts: &counts{Running: 1, Finished: 3},
+		},
+		{
+			// The client cancels task 1 after its Done, while it runs again
+			// to recreate 10: nothing changes, the file is recreated.
+			name: "cancelling a task that runs again changes nothing",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{submit(files(task(1, one), nil, ids(10)), task(4, one), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(4, 1, 1))},
+				{core.FilesDropped{Worker: 1, Files: ids(10)}, acts(core.Rerun{Task: 1, File: 10})},
+				{core.CancelTask{Task: 1}, nil},
+				{ok(4, 1, 1), acts(success(4, 1, 1), dispatch(1, 2, 1))},
+				{core.CancelTask{Task: 1}, nil},
+				{kept(1, 2, 1, 5000, 10), acts(core.Recreated{Task: 1, Attempt: 2, Worker: 1}, dispatch(2, 1, 1))},
+			},
+			counts: &counts{Running: 1, Finished: 2},
+		},
+		{
+			// Task 2 stages on worker 2, which starts draining: it goes back
+			// to the queue rather than to a worker that takes no new task.
+			name: "a draining worker's staging tasks go back to the queue",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{submit(files(task(1, one), nil, ids(10)), task(3, one), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
+				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
+				{core.WorkerDraining{Worker: 2}, nil},
+				{fetched(1, 5000), nil},
+				{ok(3, 1, 1), acts(success(3, 1, 1), dispatch(2, 1, 1))},
+			},
+			counts: &counts{Running: 1, Finished: 2},
+		},
+		{
+			// Task 2 stages on worker 2 for file 11, its fetches failing
+			// (peer 1 backed off). Task 1 runs again on worker 2 to recreate
+			// 10 and makes 11 there too: task 2 runs, nothing is fetched.
+			name: "a task staging for a file its worker then makes runs at once",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10, 11), nil},
+				{submit(files(task(1, one), nil, ids(10, 11)), task(5, one), files(task(2, one), ids(11), nil), files(task(3, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10, 11), acts(success(1, 1, 1), dispatch(5, 1, 1))},
+				{join(2, res(3000, 1000)), acts(fetch(1, 2, 11, peer(1), 5000), fetch(2, 2, 10, peer(1), 5000))},
+				{core.TransferDone{Transfer: 1, SourceFault: true, Why: "reset"}, acts(fetch(3, 2, 11, peer(1), 5000))},
+				{core.TransferDone{Transfer: 3, SourceFault: true, Why: "reset"}, nil}, // peer 1 backed off
+				{core.FilesDropped{Worker: 1, Files: ids(10)}, acts(core.Rerun{Task: 1, File: 10}, dispatch(1, 2, 2))},
+				{core.TransferDone{Transfer: 2, SourceFault: true, Why: "gone"}, nil},
+				{kept(1, 2, 2, 5000, 10, 11), acts(core.Recreated{Task: 1, Attempt: 2, Worker: 2}, dispatch(2, 1, 2), dispatch(3, 1, 2))},
+				{core.Tick{}, nil},
+				{core.Tick{}, nil},
+				{core.Tick{}, nil},
+				{core.Tick{}, nil},
+				{core.Tick{}, nil},
+				{core.Tick{}, nil},
+			},
+			counts: &counts{Running: 3, Finished: 1},
+		},
+		{
+			// Worker 1 evicts the unpacked file 21 and the archive 20 it
+			// came from in one event: 20 is fetched again before 21 is
+			// unpacked from it, not unpacked from the dropped archive.
+			name: "files dropped together are all gone before staging again",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{core.FilesDeclared{Files: []core.FileSpec{{ID: 20, Kind: core.Origin}, {ID: 21, Kind: core.Derived, From: 20}, {ID: 22, Kind: core.Origin}}}, nil},
+				{submit(files(task(1, one), ids(21, 22), nil)), acts(fetch(1, 1, 20, origin, 0), fetch(2, 1, 22, origin, 0))},
+				{fetched(1, 700), acts(fetch(3, 1, 21, derive(20), 0))},
+				{fetched(3, 2000), nil},
+				{core.FilesDropped{Worker: 1, Files: ids(21, 20)}, acts(fetch(4, 1, 20, origin, 700))},
+				{fetched(4, 700), acts(fetch(5, 1, 21, derive(20), 2000))},
+				{fetched(2, 300), nil},
+				{fetched(5, 2000), acts(dispatch(1, 1, 1))},
+			},
+			counts: &counts{Running: 1},
 		},
 	})
 }

@@ -1,6 +1,10 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"sort"
+)
 
 // Lineage: when the last copy of a produced file disappears and a task
 // still needs it, the task that produced it runs again (recursively, as its
@@ -23,6 +27,33 @@ func (c *Core) dropReplica(w *worker, e *fileEntry) {
 	}
 }
 
+// restage brings e to w again for the tasks staging there that had it
+// (w dropped it before they could run). Call it once w's holdings are all
+// known, so that a file is not unpacked from one dropped in the same event.
+func (c *Core) restage(w *worker, e *fileEntry) {
+	if c.workers[w.id] != w || !e.staged() || e.holds(w.id) {
+		return
+	}
+	var again []*task
+	for _, t := range w.running {
+		if t.state == Staging && slices.Contains(t.spec.Inputs, e.id) && !slices.Contains(w.waiting[e.id], t) {
+			again = append(again, t)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	sort.Slice(again, func(i, j int) bool { return again[i].seq < again[j].seq })
+	for _, t := range again {
+		t.staging++
+		w.waiting[e.id] = append(w.waiting[e.id], t)
+	}
+	e.stagers = appendOnce(e.stagers, w.id)
+	if _, busy := w.inflight[e.id]; !busy {
+		c.startFetch(w, e)
+	}
+}
+
 // lose handles a produced file with no copy left: tasks staging it go back
 // to waiting for it, and its producer runs again if it can.
 func (c *Core) lose(e *fileEntry) {
@@ -39,6 +70,16 @@ func (c *Core) lose(e *fileEntry) {
 		if _, queued := w.inflight[e.id]; queued && w.inflight[e.id] == 0 {
 			delete(w.inflight, e.id)
 		}
+		// So do the tasks waiting there for files to be unpacked from it.
+		for files := w.derives[e.id]; len(files) > 0; files = files[1:] {
+			d := files[0]
+			waiting = append(waiting, w.waiting[d]...)
+			delete(w.waiting, d)
+			delete(w.inflight, d)
+			files = append(files, w.derives[d]...)
+			delete(w.derives, d)
+		}
+		delete(w.derives, e.id)
 		for _, t := range waiting {
 			if t.state != Staging || t.worker != w {
 				continue
@@ -50,8 +91,12 @@ func (c *Core) lose(e *fileEntry) {
 		}
 	}
 	e.stagers = nil
-	if e.state == filePending {
+	switch e.state {
+	case filePending:
 		return // already being recreated
+	case fileFailed:
+		c.lostForGood(e, e.why) // reported already: what waited fails with its reason
+		return
 	}
 	e.state = filePending
 	if p := c.tasks[e.producer]; p != nil {
@@ -80,10 +125,13 @@ func (c *Core) lose(e *fileEntry) {
 	}
 }
 
-// lostForGood fails every task waiting for e.
+// lostForGood fails every task waiting for e, and reports e lost unless it
+// was already.
 func (c *Core) lostForGood(e *fileEntry, why string) {
-	c.lost++
-	c.emit(FileLost{File: e.id, Why: why})
+	if e.state != fileFailed {
+		c.lost++
+		c.emit(FileLost{File: e.id, Why: why})
+	}
 	woken := c.files.failed([]FileID{e.id}, why)
 	for _, id := range woken {
 		if t := c.tasks[id]; t != nil && t.state == Waiting {

@@ -180,6 +180,7 @@ func appendOnce(ws []WorkerID, w WorkerID) []WorkerID {
 // run dispatches t, whose inputs are all on its worker.
 func (c *Core) run(t *task) {
 	t.attempt++
+	t.ranOn = t.worker.id
 	c.setState(t, Running)
 	c.emit(Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, GPUs: t.gpus})
 }
@@ -189,6 +190,7 @@ func (c *Core) run(t *task) {
 func (c *Core) release(t *task) {
 	w := t.worker
 	if t.state == Staging {
+		c.freed = append(c.freed, w)
 		for _, f := range t.spec.Inputs {
 			w.waiting[f] = removeTask(w.waiting[f], t)
 			if len(w.waiting[f]) == 0 {

@@ -3,6 +3,8 @@ package core_test
 import (
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"testing"
 
 	"trellis/internal/core/coretest"
@@ -11,7 +13,16 @@ import (
 var (
 	seedFlag  = flag.Int64("seed", 0, "run the simulations with this seed only")
 	seedCount = flag.Int("seeds", 6, "number of seeds per simulation scenario")
+	traceFlag = flag.Bool("simtrace", false, "print every step of the simulations (use with -seed and -run)")
 )
+
+// trace returns where simulations print their steps: stderr with -simtrace.
+func trace() io.Writer {
+	if *traceFlag {
+		return os.Stderr
+	}
+	return nil
+}
 
 // seeds returns the seeds to run: -seed alone, or 1..-seeds.
 func seeds() []int64 {
@@ -78,10 +89,89 @@ func TestSimulation(t *testing.T) {
 					cfg := sc.cfg
 					cfg.Seed = seed
 					cfg.StrictPlacement = true
+					cfg.Trace = trace()
 					stats := coretest.Run(t, cfg)
 					t.Logf("seed %d: %v", seed, stats)
 					if stats.Dispatches == 0 {
 						t.Errorf("seed %d: no task ran", seed)
+					}
+				})
+			}
+		})
+	}
+}
+
+// dataScenarios add staged files: temp outputs kept on workers (some
+// replicated), URLs and archives unpacked on the worker, with replicas
+// dropped, transfers failing, workers lost and coming back with their cache.
+// Keep them fast too.
+var dataScenarios = []struct {
+	name string
+	cfg  coretest.Config
+}{
+	{
+		name: "temp files",
+		cfg: coretest.Config{
+			Workers: 12, Tasks: 800,
+			TempFraction: 0.8, MaxReplicas: 3, ManagerFraction: 0.1,
+			ReplicaLossRate: 0.02, TransferFailRate: 0.03,
+			LossRate: 0.003, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
+			DepFraction: 0.7,
+		},
+	},
+	{
+		name: "urls and archives",
+		cfg: coretest.Config{
+			Workers: 10, Tasks: 800,
+			TempFraction: 0.5, OriginFraction: 0.4, DerivedFraction: 0.3, BadURLFraction: 0.05,
+			ReplicaLossRate: 0.02, TransferFailRate: 0.05,
+			LossRate: 0.003, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
+			DepFraction: 0.5, GPUFraction: 0.3,
+		},
+	},
+	{
+		name: "replica storm",
+		cfg: coretest.Config{
+			Workers: 8, Tasks: 800,
+			TempFraction: 0.9, OriginFraction: 0.2, DerivedFraction: 0.2, MaxReplicas: 3, ManagerFraction: 0.05,
+			ReplicaLossRate: 0.1, TransferFailRate: 0.1, RejoinFraction: 0.5,
+			LossRate: 0.02, DrainRate: 0.01, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.05, TickRate: 0.03,
+			DepFraction: 0.8,
+		},
+	},
+	{
+		name: "data, few workers",
+		cfg: coretest.Config{
+			Workers: 3, Tasks: 600,
+			TempFraction: 0.7, OriginFraction: 0.3, DerivedFraction: 0.3, MaxReplicas: 2,
+			ReplicaLossRate: 0.03, TransferFailRate: 0.03, RejoinFraction: 0.3,
+			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.01, FailRate: 0.1, StaleRate: 0.02, TickRate: 0.01,
+			DepFraction: 0.6, GPUFraction: 0.3, BatchSize: 100,
+		},
+	},
+}
+
+// TestSimulationData runs the data scenarios. Besides the invariants of
+// TestSimulation, every step checks that a task is dispatched only where its
+// staged inputs really are, that fetches name sources that have the file
+// and stay within the limits per source, and that lineage (Rerun, Recreated,
+// FileLost) is consistent; at the end, every temp file a task read is
+// available or lost with a reason its consumers failed with, and no
+// transfer is left. See coretest.
+func TestSimulationData(t *testing.T) {
+	for _, sc := range dataScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			for _, seed := range seeds() {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Parallel()
+					cfg := sc.cfg
+					cfg.Seed = seed
+					cfg.StrictPlacement = true
+					cfg.Trace = trace()
+					stats := coretest.Run(t, cfg)
+					t.Logf("seed %d: %v", seed, stats)
+					if stats.Dispatches == 0 || stats.Fetches == 0 {
+						t.Errorf("seed %d: no task ran or no file moved: %v", seed, stats)
 					}
 				})
 			}
@@ -100,11 +190,24 @@ func TestSimulationDeterministic(t *testing.T) {
 	}
 }
 
+// TestSimulationDataDeterministic checks that a seed replays the same
+// history with data too.
+func TestSimulationDataDeterministic(t *testing.T) {
+	cfg := dataScenarios[2].cfg
+	cfg.Seed = 42
+	cfg.Tasks = 300
+	a, b := coretest.Run(t, cfg), coretest.Run(t, cfg)
+	if a.String() != b.String() {
+		t.Errorf("two runs of seed %d differ:\n%v\n%v", cfg.Seed, a, b)
+	}
+}
+
 // TestSimulationLarge is one big run: 1000 workers, 50,000 tasks.
 func TestSimulationLarge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("large simulation skipped in -short mode")
 	}
+	t.Parallel() // alongside the other simulations: both cores busy
 	seed := int64(1)
 	if *seedFlag != 0 {
 		seed = *seedFlag
@@ -113,6 +216,28 @@ func TestSimulationLarge(t *testing.T) {
 		Seed: seed, Workers: 1000, Tasks: 50_000,
 		LossRate: 0.002, DrainRate: 0.002, CancelRate: 0.005, FailRate: 0.05, StaleRate: 0.01, TickRate: 0.001,
 		DepFraction: 0.4, BadFraction: 0.001, GPUFraction: 0.2, BatchSize: 256,
+		StrictPlacement: true,
+	})
+	t.Logf("seed %d: %v", seed, stats)
+}
+
+// TestSimulationDataLarge is one big run with data: 150 workers, 8,000
+// tasks, every kind of file and fault.
+func TestSimulationDataLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large simulation skipped in -short mode")
+	}
+	t.Parallel() // alongside the other simulations: both cores busy
+	seed := int64(1)
+	if *seedFlag != 0 {
+		seed = *seedFlag
+	}
+	stats := coretest.Run(t, coretest.Config{
+		Seed: seed, Workers: 150, Tasks: 8_000, Trace: trace(),
+		TempFraction: 0.7, OriginFraction: 0.3, DerivedFraction: 0.2, MaxReplicas: 3, ManagerFraction: 0.05, BadURLFraction: 0.02,
+		ReplicaLossRate: 0.02, TransferFailRate: 0.03, RejoinFraction: 0.3,
+		LossRate: 0.002, DrainRate: 0.002, CancelRate: 0.005, FailRate: 0.05, StaleRate: 0.01, TickRate: 0.005,
+		DepFraction: 0.6, BadFraction: 0.001, GPUFraction: 0.2, BatchSize: 128,
 		StrictPlacement: true,
 	})
 	t.Logf("seed %d: %v", seed, stats)

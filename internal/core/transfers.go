@@ -195,6 +195,15 @@ func (c *Core) transferDone(ev TransferDone) {
 // arrived records that w holds e now and wakes what waited for it there.
 func (c *Core) arrived(w *worker, e *fileEntry) {
 	c.addReplica(w, e)
+	c.satisfy(w, e)
+	c.replicate(e)
+}
+
+// satisfy wakes what waited for e on w, which holds it now.
+func (c *Core) satisfy(w *worker, e *fileEntry) {
+	if id, queued := w.inflight[e.id]; queued && id == 0 {
+		delete(w.inflight, e.id) // a fetch waiting for a source: not needed now
+	}
 	waiting := w.waiting[e.id]
 	delete(w.waiting, e.id)
 	for _, t := range waiting {
@@ -211,7 +220,6 @@ func (c *Core) arrived(w *worker, e *fileEntry) {
 			c.begin(w, de, Source{Kind: FromDerive, From: e.id})
 		}
 	}
-	c.replicate(e)
 }
 
 // fetchFailed gives up on bringing f to w: the tasks waiting for it there

@@ -158,7 +158,7 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		if r.Method == http.MethodGet && r.Header.Get(workerHeader) != "" {
+		if r.Method == http.MethodGet && r.Header.Get(proto.WorkerHeader) != "" {
 			if info, ok := m.store.stat(name); ok {
 				m.store.toWorkers.Add(info.Size)
 			}

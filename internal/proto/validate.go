@@ -30,6 +30,10 @@ const (
 	MaxInlinePerMessage = 8 << 20
 )
 
+// WorkerHeader marks a worker's own GETs from the manager's store, so that
+// bytes sent to workers are counted apart from clients' downloads.
+const WorkerHeader = "X-Trellis-Worker"
+
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid")
 

@@ -22,8 +22,14 @@ type Summary struct {
 func (s *Summary) OK() bool { return s.Succeeded == s.Tasks }
 
 // Build turns the workflow's tasks into trellis tasks, in the same order.
+// Each declared file becomes one *trellis.File, shared by every task that
+// names it; so does each client path that a task writes and others read.
+// The workflow must come from workflow.Load or workflow.Parse. Building
+// an unpacked local file reads the archive, to name the unpacked
+// directory after its content.
 func Build(wf *workflow.Workflow) []*trellis.Task {
 	tasks := make([]*trellis.Task, len(wf.Tasks))
+	files := declare(wf.Files)
 	outputs := make(map[string]*trellis.File) // client path -> the output that writes it
 	for i, wt := range wf.Tasks {
 		t := &trellis.Task{Name: wt.Name, Command: wt.Command, Env: wt.Env,
@@ -31,6 +37,10 @@ func Build(wf *workflow.Workflow) []*trellis.Task {
 			Retries:   wt.Retries, RetryOnError: wt.RetryOnError, TimeLimit: wt.TimeLimit, Priority: wt.Priority,
 			Category: wt.Category, Tags: wt.Tags}
 		for _, o := range wt.Outputs {
+			if o.File != "" {
+				t.AddOutput(files[o.File], o.Name)
+				continue
+			}
 			f := trellis.Output(o.Local)
 			outputs[o.Local] = f
 			t.AddOutput(f, o.Name)
@@ -41,6 +51,8 @@ func Build(wf *workflow.Workflow) []*trellis.Task {
 		t := tasks[i]
 		for _, in := range wt.Inputs {
 			switch {
+			case in.File != "":
+				t.AddInput(files[in.File], in.Name)
 			case in.Buffer != nil:
 				t.AddInput(trellis.Buffer(in.Buffer), in.Name)
 			case outputs[in.Local] != nil:
@@ -54,6 +66,58 @@ func Build(wf *workflow.Workflow) []*trellis.Task {
 		}
 	}
 	return tasks
+}
+
+// cacheLevels maps the values of a file's "cache" to trellis cache levels.
+var cacheLevels = map[string]trellis.CacheLevel{
+	"task":     trellis.CacheTask,
+	"workflow": trellis.CacheWorkflow,
+	"worker":   trellis.CacheWorker,
+	"forever":  trellis.CacheForever,
+}
+
+// declare makes one trellis file for each declared file, by name. An
+// unpacked file is made after the file it unpacks, whatever their order
+// in the workflow; the workflow package has ruled out loops.
+func declare(decls []workflow.File) map[string]*trellis.File {
+	byName := make(map[string]*workflow.File, len(decls))
+	for i := range decls {
+		byName[decls[i].Name] = &decls[i]
+	}
+	files := make(map[string]*trellis.File, len(decls))
+	var get func(d *workflow.File) *trellis.File
+	get = func(d *workflow.File) *trellis.File {
+		if f := files[d.Name]; f != nil {
+			return f
+		}
+		var f *trellis.File
+		switch d.Kind {
+		case workflow.Local:
+			f = trellis.LocalFile(d.Local)
+		case workflow.Buffer:
+			f = trellis.Buffer(d.Buffer)
+		case workflow.URL:
+			f = trellis.URL(d.URL)
+		case workflow.Temp:
+			f = trellis.Temp()
+			if d.Replicas > 0 {
+				f.Replicas(d.Replicas)
+			}
+		case workflow.Unpack:
+			f = trellis.Unpack(get(byName[d.Unpack]), d.Format)
+		default:
+			panic(fmt.Sprintf("runner: file %q has unknown kind %v", d.Name, d.Kind))
+		}
+		if level, ok := cacheLevels[d.Cache]; ok {
+			f.Cache(level)
+		}
+		files[d.Name] = f
+		return f
+	}
+	for i := range decls {
+		get(&decls[i])
+	}
+	return files
 }
 
 // Run submits the workflow and waits for every task, reporting to p.

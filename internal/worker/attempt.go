@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -28,6 +29,9 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err), cleanup
 	}
 	for _, in := range spec.Inputs {
+		if in.Content == nil && w.cache.Pin(in.Name) {
+			defer w.cache.Unpin(in.Name) // not evicted while the attempt uses it
+		}
 		if err := w.placeInput(ctx, dir, in); err != nil {
 			if ctx.Err() != nil {
 				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs"), cleanup
@@ -57,7 +61,7 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 	}
 	budget := proto.MaxInlinePerMessage
 	for _, out := range spec.Outputs {
-		info, err := w.upload(ctx, dir, out, run, &budget)
+		info, err := w.output(ctx, dir, out, run, &budget)
 		if err != nil {
 			o.Kind, o.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
 			o.Outputs = nil
@@ -70,23 +74,23 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 
 // placeInput puts one input into the sandbox. A small inline input is
 // written there directly (the message already carried it: caching it would
-// save nothing); others come from the cache, fetched once per worker.
+// save nothing); others are linked from the cache, where the manager staged
+// them or where the worker fetches them from the manager's store once.
 func (w *Worker) placeInput(ctx context.Context, dir string, in *pb.FileRef) error {
-	if in.Content != nil {
-		dest, err := sandbox.Confine(dir, in.Path)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-			return err
-		}
-		return writeChecked(dest, in)
-	}
-	src, err := w.ensure(ctx, in)
+	dest, err := sandbox.Confine(dir, in.Path)
 	if err != nil {
 		return err
 	}
-	return place(src, dir, in.Path)
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return err
+	}
+	if in.Content != nil {
+		return writeChecked(dest, in)
+	}
+	if err := w.ensure(ctx, in); err != nil {
+		return err
+	}
+	return w.cache.Link(in.Name, dest)
 }
 
 // writeChecked writes an inline input after checking it against its digest.
@@ -100,39 +104,57 @@ func writeChecked(dest string, in *pb.FileRef) error {
 	return os.WriteFile(dest, in.Content, 0o644)
 }
 
-// place puts the cached file src into the sandbox at name: a hard link when
-// the file system allows it, a copy otherwise.
-func place(src, dir, name string) error {
-	dest, err := sandbox.Confine(dir, name)
+// output takes one output out of the sandbox: into the cache when the
+// manager wants it kept there (a replica that peers may fetch), and to the
+// manager when it wants it uploaded.
+func (w *Worker) output(ctx context.Context, dir string, out *pb.FileRef, run *pb.Run, budget *int) (*pb.FileInfo, error) {
+	if !out.Keep {
+		return w.upload(ctx, dir, out, run, budget)
+	}
+	src, err := sandbox.Confine(dir, out.Path)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		return err
+	fi, err := os.Lstat(src)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("output %q was not created", out.Path)
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular() && !fi.IsDir():
+		return nil, fmt.Errorf("output %q is not a regular file or a directory", out.Path)
 	}
-	if os.Link(src, dest) == nil {
-		return nil
-	}
-	in, err := os.Open(src)
+	e, err := w.cache.Adopt(out.Name, level(out.Level), src)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("keep output %q: %w", out.Path, err)
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
+	info := &pb.FileInfo{Name: out.Name, Size: e.Size, Digest: e.Digest, Kept: true, Dir: e.Dir}
+	if out.Upload && !e.Dir {
+		up, err := w.upload(ctx, w.cache.Path(out.Name), &pb.FileRef{Name: out.Name, Path: "."}, run, budget)
+		if err != nil {
+			return nil, err
+		}
+		info.Content, info.Uploaded = up.Content, true
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return info, nil
 }
 
 // upload sends one output to the manager's staging area for this attempt,
 // or, while the inline budget lasts, reads a small one into the report.
 func (w *Worker) upload(ctx context.Context, dir string, out *pb.FileRef, run *pb.Run, budget *int) (*pb.FileInfo, error) {
-	f, size, err := sandbox.OpenOutput(dir, out.Path)
+	var f *os.File
+	var size int64
+	var err error
+	if out.Path == "." { // dir is the file itself, in the cache
+		if f, err = os.Open(dir); err == nil {
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil {
+				size = fi.Size()
+			}
+		}
+	} else {
+		f, size, err = sandbox.OpenOutput(dir, out.Path)
+	}
 	if err != nil {
 		return nil, err
 	}

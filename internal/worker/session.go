@@ -169,9 +169,29 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 				if r := attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {
 					r.cancel()
 				}
+			case *pb.ManagerMessage_Fetch:
+				wg.Add(1)
+				go func() { // exits when the fetch ends; sctx bounds it
+					defer wg.Done()
+					post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: w.fetch(sctx, x.Fetch)}})
+					w.reportEvicted(post)
+				}()
+			case *pb.ManagerMessage_Unlink:
+				if gone := w.unlink(x.Unlink.Names); len(gone) > 0 {
+					post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
+				}
+			case *pb.ManagerMessage_Upload:
+				wg.Add(1)
+				go func() { // exits when the upload ends; sctx bounds it
+					defer wg.Done()
+					if err := w.uploadCached(sctx, x.Upload.Name); err != nil {
+						w.log.Warn("upload for the manager", "file", x.Upload.Name, "err", err)
+					}
+				}()
 			}
 		case f := <-done:
 			w.report(attempts, f, post)
+			w.reportEvicted(post)
 		case <-heartbeat.C:
 			post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
 		case <-drainc:
@@ -202,6 +222,13 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 			handBackAll()
 			return finish(ctx.Err())
 		}
+	}
+}
+
+// reportEvicted tells the manager which files the cache evicted to make room.
+func (w *Worker) reportEvicted(post func(*pb.WorkerMessage)) {
+	if gone := w.cache.Evicted(); len(gone) > 0 {
+		post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
 	}
 }
 

@@ -18,7 +18,9 @@ import (
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
+	"trellis/internal/worker/cache"
 	"trellis/internal/worker/resources"
+	"trellis/internal/worker/transfer"
 )
 
 // Config configures a worker.
@@ -28,6 +30,7 @@ type Config struct {
 	Name         string              // shown in status; default: host name and pid
 	Resources    resources.Resources // what to offer (already detected and capped)
 	Workdir      string              // cache and sandboxes go here; "" makes a temporary directory
+	FileServer   string              // where to serve the cache to peers, host:port; "" means ":0" (every address, any port)
 	DrainTimeout time.Duration       // how long Drain lets running attempts finish; 0 means 1 minute
 	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
 	Logger       *slog.Logger
@@ -46,8 +49,11 @@ type Worker struct {
 	h2     *http.Client
 	files  *http.Client
 	base   string // http://manager
-	cache  *cache
-	boxes  string // sandboxes dir
+	cache   *cache.Cache
+	fetcher *transfer.Fetcher
+	server  *http.Server // serves the cache to peers
+	ln      net.Listener
+	boxes   string // sandboxes dir
 	drainc chan struct{}
 	once   sync.Once
 }
@@ -78,7 +84,7 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, log: log, base: "http://" + cfg.Manager, drainc: make(chan struct{}),
 		boxes: filepath.Join(cfg.Workdir, "sandboxes")}
 	var err error
-	if w.cache, err = openCache(filepath.Join(cfg.Workdir, "cache")); err != nil {
+	if w.cache, err = cache.Open(cacheDir(cfg.Workdir), cfg.Resources.DiskMB<<20); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(w.boxes, 0o755); err != nil {
@@ -99,6 +105,15 @@ func New(cfg Config) (*Worker, error) {
 		TLSClientConfig:     &tls.Config{},
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 	}}
+	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: 30 * time.Second, MaxBytes: cfg.Resources.DiskMB << 20}
+	addr := cfg.FileServer
+	if addr == "" {
+		addr = ":0"
+	}
+	if w.ln, err = net.Listen("tcp", addr); err != nil {
+		return nil, fmt.Errorf("worker: serve the cache on %s: %w", addr, err)
+	}
+	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ReadHeaderTimeout: 10 * time.Second}
 	return w, nil
 }
 
@@ -110,7 +125,15 @@ func (w *Worker) Drain() { w.once.Do(func() { close(w.drainc) }) }
 // ends, the manager refuses it, or no manager is reachable for IdleTimeout.
 // It removes the worker's cache and sandboxes before returning.
 func (w *Worker) Run(ctx context.Context) error {
-	defer w.cleanup()
+	served := make(chan struct{})
+	go func() { // exits when cleanup closes the server
+		defer close(served)
+		w.server.Serve(w.ln)
+	}()
+	defer func() {
+		w.cleanup()
+		<-served
+	}()
 	backoff := 200 * time.Millisecond
 	lastContact := time.Now()
 	for {
@@ -143,10 +166,11 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 func (w *Worker) cleanup() {
+	w.server.Close()
 	w.files.CloseIdleConnections()
 	w.h2.CloseIdleConnections()
 	os.RemoveAll(w.boxes)
-	os.RemoveAll(w.cache.dir)
+	w.cache.RemoveBelow(cache.LevelForever) // forever-level files outlive the worker
 }
 
 func (w *Worker) authorize(h http.Header) { h.Set("Authorization", "Bearer "+w.cfg.Secret) }
@@ -158,5 +182,11 @@ func (w *Worker) hello() *pb.Hello {
 	for _, g := range r.GPUs {
 		h.Gpus = append(h.Gpus, int32(g.Index))
 	}
+	_, port, _ := net.SplitHostPort(w.ln.Addr().String())
+	h.FileServer = ":" + port
+	if host, _, err := net.SplitHostPort(w.cfg.FileServer); err == nil && host != "" && host != "0.0.0.0" && host != "::" {
+		h.FileServer = net.JoinHostPort(host, port)
+	}
+	h.Cache = w.cachedFiles()
 	return h
 }

@@ -10,8 +10,8 @@ import (
 
 // link applies the defaults d to the tasks, resolves their dependencies
 // and checks the workflow as a whole: unique names, one writer per client
-// path, known "after" names and no cycles.
-func (p *parser) link(specs []*taskSpec, d *taskSpec) []Task {
+// path and per temp file, known file and "after" names, and no cycles.
+func (p *parser) link(specs []*taskSpec, d *taskSpec, files *fileTable) []Task {
 	tasks := make([]Task, len(specs))
 	names := map[string]int{}
 	var order []string
@@ -28,18 +28,28 @@ func (p *parser) link(specs []*taskSpec, d *taskSpec) []Task {
 		order = append(order, t.name)
 	}
 	writers := p.linkOutputs(specs)
+	p.linkTemps(specs, files)
+	p.checkLocalFiles(specs, files, writers)
 	for i, t := range specs {
 		s := t.scope(p)
+		unwritten := map[string]bool{} // temp files reported unwritten for this task
 		for k := range t.inputs {
 			in := &t.inputs[k]
-			if in.Local == "" {
-				continue
+			var w writer
+			var ok bool
+			var what string // what the input reads, for messages
+			switch {
+			case in.File != "":
+				w, ok = p.fileWriter(t, in, files, unwritten)
+				what = ", temp file " + quote(w.temp)
+			case in.Local != "":
+				w, ok = writerOf(writers, in.Local)
+				what = " " + quote(in.path)
 			}
-			w, ok := writerOf(writers, in.Local)
 			switch {
 			case !ok:
 			case w.task == i:
-				s.errorf(in.node, "input %s: reads its own output %s", quote(in.Name), quote(in.path))
+				s.errorf(in.node, "input %s: reads its own output%s", quote(in.Name), what)
 			default:
 				in.Producer = w.task
 				tasks[i].After = append(tasks[i].After, w.task)
@@ -67,10 +77,12 @@ func (p *parser) link(specs []*taskSpec, d *taskSpec) []Task {
 	return tasks
 }
 
-// writer identifies the output that writes a client path.
+// writer identifies the output that writes a client path or a temp
+// file.
 type writer struct {
 	task int
 	out  *outputSpec
+	temp string // the temp file written, if that is what out writes
 }
 
 // linkOutputs maps every client path that is written to its writer,
@@ -80,6 +92,9 @@ func (p *parser) linkOutputs(specs []*taskSpec) map[string]writer {
 	for i, t := range specs {
 		for k := range t.outputs {
 			out := &t.outputs[k]
+			if out.Local == "" {
+				continue
+			}
 			if w, dup := writers[out.Local]; dup {
 				t.scope(p).errorf(out.node, "output %s: path %s is also written by %s", quote(out.Name), quote(out.path), w.describe(specs, i))
 				continue
@@ -90,6 +105,9 @@ func (p *parser) linkOutputs(specs []*taskSpec) map[string]writer {
 	for i, t := range specs {
 		for k := range t.outputs {
 			out := &t.outputs[k]
+			if out.Local == "" {
+				continue
+			}
 			if w, ok := writerOf(writers, filepath.Dir(out.Local)); ok && out.Local != filepath.Dir(out.Local) {
 				t.scope(p).errorf(out.node, "output %s: path %s is inside %s, which is written by %s", quote(out.Name), quote(out.path), quote(w.out.path), w.describe(specs, i))
 			}

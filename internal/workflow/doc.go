@@ -4,9 +4,13 @@
 // list of command tasks. Each task runs a shell command in a private
 // sandbox directory; its inputs are copied into the sandbox from client
 // paths or inline buffers, and its outputs are brought back to client
-// paths. Dependencies follow from files: a task that reads a path that
-// another task writes waits for that task. Tasks may also name other
-// tasks in "after" for explicit ordering.
+// paths. A "files" section may also declare named files (local files,
+// buffers, URLs, unpacked archives and temp files) that inputs and
+// outputs name as {file: NAME}; a temp file is written by exactly one
+// task and stays on the workers. Dependencies follow from files: a task
+// that reads a path or a temp file that another task writes (or a
+// directory unpacked from such a temp file) waits for that task. Tasks
+// may also name other tasks in "after" for explicit ordering.
 //
 // Load and Parse turn a file into a Workflow whose paths are absolute,
 // whose defaults have been applied, and whose dependencies have been

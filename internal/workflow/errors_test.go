@@ -66,8 +66,8 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name: "planned section is unknown for now",
-			yaml: "files: {}\ntasks:\n- {name: a, command: c}\n",
-			want: `wf.yaml:1:1: unknown field "files"`,
+			yaml: "libraries: {}\ntasks:\n- {name: a, command: c}\n",
+			want: `wf.yaml:1:1: unknown field "libraries"`,
 		},
 		{
 			name: "bad version",
@@ -227,13 +227,13 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "bad input sources",
 			yaml: "tasks:\n  - name: x\n    command: c\n    inputs:\n      a: {local: p, buffer: b}\n      b: {}\n      c: {bufer: x}\n      d: [x]\n      e: ''\n      f: {buffer: [1]}\n      g:\n",
-			want: `wf.yaml:5:10: task "x": input "a": want only one of "local" or "buffer"` + "\n" +
-				`wf.yaml:6:10: task "x": input "b": want one of "local" or "buffer"` + "\n" +
+			want: `wf.yaml:5:10: task "x": input "a": want only one of "local", "buffer" or "file"` + "\n" +
+				`wf.yaml:6:10: task "x": input "b": want one of "local", "buffer" or "file"` + "\n" +
 				`wf.yaml:7:11: task "x": input "c": unknown field "bufer" (did you mean "buffer"?)` + "\n" +
-				`wf.yaml:8:10: task "x": input "d": want a path or a mapping with "local" or "buffer", got a list` + "\n" +
+				`wf.yaml:8:10: task "x": input "d": want a path or a mapping with "local", "buffer" or "file", got a list` + "\n" +
 				`wf.yaml:9:10: task "x": input "e": path must not be empty` + "\n" +
 				`wf.yaml:10:19: task "x": input "f": buffer: want a string, got a list` + "\n" +
-				`wf.yaml:11:9: task "x": input "g": want a path or a mapping with "local" or "buffer", got nothing`,
+				`wf.yaml:11:9: task "x": input "g": want a path or a mapping with "local", "buffer" or "file", got nothing`,
 		},
 		{
 			name: "inputs and outputs not mappings",

@@ -3,14 +3,18 @@ package workflow
 import (
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
 
-// inputFields are the keys of an input given as a mapping. Planned
-// sources (named files, URLs, archives) will be added here.
-var inputFields = []string{"local", "buffer"}
+// inputFields are the keys of an input given as a mapping; an input has
+// exactly one of them.
+var inputFields = []string{"local", "buffer", "file"}
+
+// outputFields are the keys of an output given as a mapping.
+var outputFields = []string{"file"}
 
 // parseInputs reads "inputs": sandbox name -> source.
 func parseInputs(s scope, k string, vn *yaml.Node, t *taskSpec) {
@@ -43,7 +47,7 @@ func parseInputs(s scope, k string, vn *yaml.Node, t *taskSpec) {
 }
 
 // inputSource reads the source of one input: a client path, or a mapping
-// with "local" or "buffer".
+// with "local", "buffer" or "file".
 func (s scope) inputSource(e entry) (inputSpec, bool) {
 	in := inputSpec{Input: Input{Producer: -1}, node: e.value}
 	is := scope{p: s.p, prefix: s.prefix + "input " + quote(e.key) + ": "}
@@ -57,57 +61,59 @@ func (s scope) inputSource(e entry) (inputSpec, bool) {
 		is.errorf(e.value, "want a path or a mapping with %s, got %s", join(inputFields), describe(v))
 		return in, false
 	}
-	var local, buffer *entry
-	unknown := false
+	var source *entry
+	unknown, several := false, false
 	fields := is.entries(v)
 	for i, f := range fields {
-		switch f.key {
-		case "local":
-			local = &fields[i]
-		case "buffer":
-			buffer = &fields[i]
-		default:
+		switch {
+		case !slices.Contains(inputFields, f.key):
 			is.unknown(f, inputFields)
 			unknown = true
+		case source != nil:
+			several = true
+		default:
+			source = &fields[i]
 		}
 	}
+	var ok bool
 	switch {
-	case local != nil && buffer != nil:
+	case several:
 		is.errorf(e.value, "want only one of %s", join(inputFields))
-		return in, false
-	case local != nil:
-		p, ok := is.clientPath("local: ", local.value)
-		in.Local, in.node, in.path = p, local.value, s.p.deref(local.value).Value
-		return in, ok
-	case buffer != nil:
-		return in, is.buffer(buffer.value, &in.Input)
-	default:
+	case source == nil:
 		if !unknown {
 			is.errorf(e.value, "want one of %s", join(inputFields))
 		}
-		return in, false
+	case source.key == "local":
+		in.Local, ok = is.clientPath("local: ", source.value)
+		in.node, in.path = source.value, s.p.deref(source.value).Value
+	case source.key == "buffer":
+		in.Buffer, ok = is.buffer(source.value)
+	case source.key == "file":
+		in.File, ok = is.fileName(source.key, source.value)
+		in.node = source.value
 	}
+	return in, ok
 }
 
 // buffer reads inline contents: a string, or !!binary base64 data.
-func (s scope) buffer(vn *yaml.Node, in *Input) bool {
+func (s scope) buffer(vn *yaml.Node) ([]byte, bool) {
 	v := s.p.deref(vn)
 	if v.Kind != yaml.ScalarNode || isNull(v) {
 		s.errorf(vn, "buffer: want a string, got %s", describe(v))
-		return false
+		return nil, false
 	}
 	text := v.Value
 	if v.ShortTag() == "!!binary" {
 		if err := v.Decode(&text); err != nil {
 			s.errorf(vn, "buffer: invalid base64 data")
-			return false
+			return nil, false
 		}
 	}
-	in.Buffer = []byte(text)
-	return true
+	return []byte(text), true
 }
 
-// parseOutputs reads "outputs": sandbox name -> client path.
+// parseOutputs reads "outputs": sandbox name -> client path or
+// {file: NAME}.
 func parseOutputs(s scope, k string, vn *yaml.Node, t *taskSpec) {
 	v := s.p.deref(vn)
 	if isNull(v) {
@@ -128,17 +134,50 @@ func parseOutputs(s scope, k string, vn *yaml.Node, t *taskSpec) {
 			continue
 		}
 		seen[name] = e.key
-		outScope := scope{p: s.p, prefix: s.prefix + "output " + quote(e.key) + ": "}
-		local, ok := outScope.clientPath("", e.value)
-		if !ok {
+		if out, ok := s.outputDest(e); ok {
+			out.Name = name
+			t.outputs = append(t.outputs, out)
+		}
+	}
+}
+
+// outputDest reads where one output goes: a client path, or a mapping
+// with "file" that names a temp file.
+func (s scope) outputDest(e entry) (outputSpec, bool) {
+	out := outputSpec{node: e.value}
+	ds := scope{p: s.p, prefix: s.prefix + "output " + quote(e.key) + ": "}
+	v := s.p.deref(e.value)
+	switch {
+	case v.Kind == yaml.ScalarNode && !isNull(v):
+		var ok bool
+		out.Local, ok = ds.clientPath("", e.value)
+		out.path = v.Value
+		return out, ok
+	case v.Kind != yaml.MappingNode:
+		ds.errorf(e.value, "want a path or a mapping with %s, got %s", join(outputFields), describe(v))
+		return out, false
+	}
+	var file *entry
+	unknown := false
+	fields := ds.entries(v)
+	for i, f := range fields {
+		if f.key != "file" {
+			ds.unknown(f, outputFields)
+			unknown = true
 			continue
 		}
-		t.outputs = append(t.outputs, outputSpec{
-			Output: Output{Name: name, Local: local},
-			node:   e.value,
-			path:   s.p.deref(e.value).Value,
-		})
+		file = &fields[i]
 	}
+	if file == nil {
+		if !unknown {
+			ds.errorf(e.value, "missing required field %q", "file")
+		}
+		return out, false
+	}
+	var ok bool
+	out.File, ok = ds.fileName(file.key, file.value)
+	out.node = file.value
+	return out, ok
 }
 
 // sandboxName checks the key of an input or output and returns it clean.

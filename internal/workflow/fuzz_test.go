@@ -21,6 +21,14 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("tasks:\n- {name: a, command: c, memory: 1.5GB, disk: 3 kb, time_limit: 1h, cores: .5}\n"))
 	f.Add([]byte("a: &a\n  b: *a\ntasks: *a\n"))
 	f.Add([]byte("tasks:\n- name: a\n  command: c\n  inputs: {b: !!binary aGVsbG8=}\n"))
+	f.Add([]byte(filesFile))
+	if data, err := os.ReadFile(filepath.Join(dataflowDir, "dataflow.yaml")); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("files:\n  t: {temp: true, replicas: 2, cache: task}\n  d: {unpack: t, format: zip}\n" +
+		"tasks:\n- {name: a, command: c, outputs: {o: {file: t}}}\n- {name: b, command: c, inputs: {i: {file: d}}}\n"))
+	f.Add([]byte("files:\n  a: {unpack: b}\n  b: {unpack: a}\n  u: {url: 'file:///x', cache: forever}\n" +
+		"tasks:\n- {name: a, command: c, inputs: {i: {file: u}, j: {file: a}}, outputs: {o: {file: u}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		w, err := Parse("wf.yaml", "/base", data)
 		if err != nil {
@@ -41,6 +49,26 @@ func FuzzParse(f *testing.F) {
 		if len(w.Tasks) == 0 {
 			t.Fatal("workflow without tasks")
 		}
+		files := map[string]File{}
+		for _, file := range w.Files {
+			if _, dup := files[file.Name]; dup || !validName.MatchString(file.Name) {
+				t.Fatalf("file %q has a bad or repeated name", file.Name)
+			}
+			files[file.Name] = file
+			if file.Replicas != 0 && file.Kind != Temp {
+				t.Fatalf("file %q of kind %v has replicas", file.Name, file.Kind)
+			}
+		}
+		for _, file := range w.Files {
+			if _, ok := files[file.Unpack]; (file.Kind == Unpack) != ok {
+				t.Fatalf("file %q of kind %v unpacks %q", file.Name, file.Kind, file.Unpack)
+			}
+		}
+		writes := func(task int, temp string) bool {
+			return task >= 0 && task < len(w.Tasks) &&
+				slices.ContainsFunc(w.Tasks[task].Outputs, func(o Output) bool { return o.File == temp })
+		}
+		written := map[string]bool{} // temp files, by the outputs that write them
 		names := map[string]bool{}
 		for i, task := range w.Tasks {
 			if names[task.Name] || !validName.MatchString(task.Name) {
@@ -62,6 +90,36 @@ func FuzzParse(f *testing.F) {
 				if in.Local != "" && !filepath.IsAbs(in.Local) {
 					t.Fatalf("task %q: input %q is not absolute", task.Name, in.Local)
 				}
+				if in.File == "" {
+					continue
+				}
+				if in.Local != "" || in.Buffer != nil {
+					t.Fatalf("task %q: input %q has more than one source", task.Name, in.Name)
+				}
+				root, ok := files[in.File]
+				for n := 0; ok && root.Kind == Unpack && n <= len(files); n++ {
+					root, ok = files[root.Unpack]
+				}
+				switch {
+				case !ok || root.Kind == Unpack:
+					t.Fatalf("task %q: input %q reads %q, which is not declared or unpacks in a loop", task.Name, in.Name, in.File)
+				case root.Kind == Temp && !writes(in.Producer, root.Name):
+					t.Fatalf("task %q: input %q reads temp file %q, but its producer %d does not write it", task.Name, in.Name, root.Name, in.Producer)
+				case root.Kind != Temp && in.Producer != -1:
+					t.Fatalf("task %q: input %q reads %q of kind %v, but has producer %d", task.Name, in.Name, in.File, root.Kind, in.Producer)
+				}
+			}
+			for _, out := range task.Outputs {
+				if (out.File == "") == (out.Local == "") {
+					t.Fatalf("task %q: output %q wants exactly one of File and Local", task.Name, out.Name)
+				}
+				if out.File != "" && files[out.File].Kind != Temp {
+					t.Fatalf("task %q: output %q writes %q, which is not a temp file", task.Name, out.Name, out.File)
+				}
+				if out.File != "" && written[out.File] {
+					t.Fatalf("task %q: output %q writes temp file %q, which another output writes too", task.Name, out.Name, out.File)
+				}
+				written[out.File] = out.File != ""
 			}
 		}
 		if hasCycle(w) {

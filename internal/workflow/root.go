@@ -8,8 +8,8 @@ import (
 )
 
 // topFields are the keys a workflow file may have at its top level.
-// Planned sections (files, libraries, calls) will be added here.
-var topFields = []string{"version", "name", "defaults", "tasks"}
+// Planned sections (libraries, calls) will be added here.
+var topFields = []string{"version", "name", "defaults", "files", "tasks"}
 
 // parseRoot builds the workflow from the document's root node.
 func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
@@ -22,6 +22,7 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 	w := &Workflow{Name: defaultName(p.file), Dir: p.dir}
 	var defaults taskSpec
 	var specs []*taskSpec
+	var files []*fileSpec
 	haveTasks := false
 	for _, e := range top.entries(root) {
 		switch e.key {
@@ -39,6 +40,8 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 			}
 		case "defaults":
 			p.parseDefaults(e.value, &defaults)
+		case "files":
+			files = p.parseFiles(e.value)
 		case "tasks":
 			haveTasks = true
 			specs = p.parseTasks(e.value)
@@ -49,7 +52,11 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 	if !haveTasks {
 		top.errorf(rn, "missing required field %q", "tasks")
 	}
-	w.Tasks = p.link(specs, &defaults)
+	ft := p.linkFiles(files)
+	w.Tasks = p.link(specs, &defaults, ft)
+	for _, f := range files {
+		w.Files = append(w.Files, f.File)
+	}
 	return w
 }
 

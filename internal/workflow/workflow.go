@@ -1,6 +1,9 @@
 package workflow
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // DefaultRetries is the number of retries a task gets when neither the
 // task nor the workflow's defaults set "retries".
@@ -17,9 +20,74 @@ type Workflow struct {
 	// Dir is the absolute directory that relative client paths in the
 	// file were resolved against: the file's directory for Load.
 	Dir string
+	// Files are the files declared in the "files" section, in file
+	// order. Inputs and outputs name them in Input.File and Output.File.
+	Files []File
 	// Tasks are the workflow's tasks in file order. Task indexes, as in
 	// Task.After and Input.Producer, index this slice.
 	Tasks []Task
+}
+
+// FileKind says where the data of a declared file comes from.
+type FileKind int
+
+// Kinds of declared file, one for each kind key of the "files" section.
+const (
+	Local  FileKind = iota + 1 // a file or directory at the client: File.Local
+	Buffer                     // contents given in the workflow: File.Buffer
+	URL                        // fetched by each worker itself: File.URL
+	Temp                       // written by one task, kept in worker caches
+	Unpack                     // a directory unpacked on the worker from File.Unpack
+)
+
+// String returns the key that declares the kind, such as "temp".
+func (k FileKind) String() string {
+	switch k {
+	case Local:
+		return "local"
+	case Buffer:
+		return "buffer"
+	case URL:
+		return "url"
+	case Temp:
+		return "temp"
+	case Unpack:
+		return "unpack"
+	}
+	return fmt.Sprintf("FileKind(%d)", int(k))
+}
+
+// File is a named file declared in the "files" section. Tasks read it
+// with an input {file: NAME}; a Temp file is also written by exactly
+// one task, with an output {file: NAME}. Kind says which of Local,
+// Buffer, URL and Unpack (with Format) describe the data.
+type File struct {
+	// Name is the file's name, unique among the workflow's files.
+	Name string
+	// Line is the line of the file's declaration.
+	Line int
+	// Kind says where the file's data comes from.
+	Kind FileKind
+	// Local is the absolute client path of a Local file. It may name a
+	// directory.
+	Local string
+	// Buffer holds the contents of a Buffer file.
+	Buffer []byte
+	// URL is where workers fetch a URL file from: an http, https or
+	// file URL, as written.
+	URL string
+	// Unpack is the name of the declared file that an Unpack file is
+	// unpacked from.
+	Unpack string
+	// Format is the archive format of an Unpack file: "tar", "tar.gz",
+	// "zip", or "" to tell by the archive's content.
+	Format string
+	// Cache is how long workers keep the file: "task", "workflow",
+	// "worker" or "forever", or "" when not set (the default, workflow).
+	Cache string
+	// Replicas is how many workers a Temp file should be kept on, or 0
+	// when not set.
+	Replicas int
 }
 
 // Task is one command of a workflow, with its defaults applied.
@@ -71,18 +139,23 @@ type Task struct {
 }
 
 // Input is a file placed in a task's sandbox before its command runs.
-// Exactly one of Local and Buffer describes the source.
+// Exactly one of File, Local and Buffer describes the source.
 type Input struct {
 	// Name is the file's path inside the sandbox: relative, clean and
 	// never leaving the sandbox.
 	Name string
+	// File is the name of the declared file (in Workflow.Files) that the
+	// input reads, when it is written {file: NAME}.
+	File string
 	// Local is the absolute client path the file is read from, when the
 	// source is a path.
 	Local string
 	// Buffer holds the file's contents, when the source is inline.
 	Buffer []byte
 	// Producer is the index of the task that writes Local as an output
-	// (or writes a directory that contains it), or -1.
+	// (or writes a directory that contains it), or the index of the task
+	// that writes File when File is a Temp file or is unpacked from one,
+	// or -1.
 	Producer int
 }
 
@@ -91,8 +164,12 @@ type Output struct {
 	// Name is the file's path inside the sandbox: relative, clean and
 	// never leaving the sandbox.
 	Name string
-	// Local is the absolute client path the file is written to.
+	// Local is the absolute client path the file is written to, or ""
+	// when the output is a temp file.
 	Local string
+	// File is the name of the Temp file (in Workflow.Files) that the
+	// output writes, when it is written {file: NAME}.
+	File string
 }
 
 // Dependents returns the indexes of the tasks that have task i in their

@@ -14,7 +14,24 @@
 //
 //	go test ./internal/core -run 'TestSimulation$/faulty' -seed 7
 //
-// replays it exactly.
+// replays it exactly (add -simtrace to print every event and its actions).
+//
+// With the data fields of Config set, tasks also write temp files (some
+// replicated) and read URLs and archives unpacked on the worker, all
+// declared with FilesDeclared. The fake workers answer Fetch actions and
+// keep their own record of the files they really hold (from transfers,
+// task outputs and the cache they rejoin with); they drop replicas, fail
+// transfers and are lost. The model then also checks, from the actions and
+// those holdings: a task is dispatched only where its staged inputs really
+// are; a fetch names a source that has the file and stays within the
+// limits per peer, manager and origin; the core's view of each worker's
+// files and transfers is the real one; Rerun only follows a Done success of
+// a file that is really gone, Recreated only follows a Rerun, and FileLost
+// only reports a file no worker holds, once. After the run settles, a probe
+// task reads each temp file that no worker holds: it must be recreated, or
+// fail with the reason of the file's FileLost. Then every temp file a task
+// read is available, lost with a reason its waiting readers failed with, or
+// was never produced; and no transfer is left in flight.
 //
 // BenchCore measures the core alone: decisions per second, memory per queued
 // task, and how the cost of a decision grows with workers and queued tasks.

@@ -27,6 +27,12 @@ type simTask struct {
 	killed    bool  // a Kill was sent for the current attempt
 	done      bool
 	doneKind  core.Kind
+
+	deps       []core.FileID // inputs, and the files unpacked inputs come from
+	rerunning  bool          // Rerun: it runs again to recreate a lost output
+	doneMsg    string
+	doneStep   int
+	submitStep int
 }
 
 // simWorker is the model of one worker.
@@ -39,7 +45,8 @@ type simWorker struct {
 	running  map[core.TaskID]*simTask
 	draining bool
 	gone     bool
-	livePos  int // in sim.live
+	livePos  int     // in sim.live
+	holds    fileSet // files it really holds (data runs)
 }
 
 type fileInfo struct {
@@ -53,6 +60,10 @@ type fate struct {
 	kind    core.Kind // for Done
 	counted bool      // a Requeued that counts against Retries
 	seen    bool
+	// A task that runs again (Rerun) has no second Done: it ends with
+	// Recreated on success, and with a FileLost of its outputs otherwise.
+	recreated bool
+	lost      bool
 }
 
 func (s *sim) task(id core.TaskID) *simTask {
@@ -94,8 +105,13 @@ func (s *sim) expect(ev core.Event) {
 		s.live = append(s.live, w)
 		s.open++
 		s.stats.WorkersJoined++
+		for _, cf := range ev.Cached {
+			s.hold(w, cf.File)
+		}
 	case core.WorkerDraining:
-		s.exact = true
+		// Tasks staging there go back to the queue, and may be placed at
+		// once: only without data does a drain change nothing.
+		s.exact = !s.cfg.dataOn()
 		if w := s.workers[ev.Worker]; w != nil && !w.draining {
 			w.draining = true
 			s.open--
@@ -113,6 +129,7 @@ func (s *sim) expect(ev core.Event) {
 		for _, t := range w.running {
 			s.expectLost(t)
 		}
+		s.workerGone(w)
 		w.gone = true
 		delete(s.workers, w.id)
 		last := s.live[len(s.live)-1]
@@ -132,6 +149,8 @@ func (s *sim) expect(ev core.Event) {
 		switch {
 		case t.cancelled:
 			s.fates[t.spec.ID] = &fate{kind: core.Cancelled}
+		case o == core.Success && t.rerunning:
+			s.fates[t.spec.ID] = &fate{recreated: true}
 		case o == core.Success:
 			s.fates[t.spec.ID] = &fate{kind: core.Success}
 		default:
@@ -165,6 +184,12 @@ func (s *sim) expect(ev core.Event) {
 		}
 		t.cancelled = true
 	case core.Tick:
+	case core.FilesDeclared:
+		s.exact = true // declaring changes what comes, not what is
+	case core.TransferDone:
+		s.exact = s.d.cur == nil // a transfer the core no longer knows
+	case core.FilesDropped:
+		s.exact = s.d.noop || s.workers[ev.Worker] == nil
 	default:
 		s.failf("unknown event %T", ev)
 	}
@@ -195,7 +220,16 @@ func (s *sim) expectRetry(t *simTask, k core.Kind, retryable bool) {
 		s.fates[t.spec.ID] = &fate{requeue: true, counted: true}
 		return
 	}
-	s.fates[t.spec.ID] = &fate{kind: k}
+	if t.rerunning && s.allAvailable(t.spec.Outputs) {
+		// Its outputs have copies again: the run ends with no action, and
+		// frees the worker for what the step places there.
+		s.fates[t.spec.ID] = &fate{kind: k, lost: true, seen: true}
+		s.release(t)
+		t.rerunning = false
+		s.d.rerunning--
+		return
+	}
+	s.fates[t.spec.ID] = &fate{kind: k, lost: t.rerunning}
 }
 
 func (s *sim) expectSubmit(batch []core.Task) {
@@ -211,6 +245,7 @@ func (s *sim) expectSubmit(batch []core.Task) {
 		}
 		fresh++
 		t.submitted = true
+		t.submitStep = s.step
 		for _, f := range spec.Outputs {
 			if s.files[f] != nil {
 				t.rejected = true
@@ -231,13 +266,16 @@ func (s *sim) expectSubmit(batch []core.Task) {
 		s.exact = true // only live tasks again: nothing happens
 	}
 	for _, t := range accepted {
-		for _, f := range t.spec.Inputs {
+		for _, f := range t.deps {
 			fi := s.files[f]
 			if fi == nil {
-				continue // external
+				continue // external, or a URL
 			}
 			fi.consumers = append(fi.consumers, t)
 			if fi.producer == t || (fi.producer.done && fi.producer.doneKind != core.Success) {
+				s.mustFinish = append(s.mustFinish, t)
+			}
+			if df := s.d.decl[f]; df != nil && len(df.lost) > 0 {
 				s.mustFinish = append(s.mustFinish, t)
 			}
 		}
@@ -261,6 +299,16 @@ func (s *sim) apply(a core.Action) {
 		s.stats.Kills++
 	case core.Requeued:
 		t := s.task(a.Task)
+		if t != nil && t.worker == nil && t.attempt == a.Attempt && s.fetchFailedFor(t) && (!t.done || t.rerunning) {
+			// A task staging on the worker gives up on the input: it is
+			// queued again, and that counts against its retries.
+			if t.counted >= t.spec.Retries {
+				s.failf("Requeued %+v after a failed fetch: no retries left (%d)", a, t.spec.Retries)
+			}
+			t.counted++
+			s.stats.Requeues++
+			return
+		}
 		if t == nil || t.worker == nil || t.attempt != a.Attempt {
 			s.failf("Requeued %+v of an attempt that is not running", a)
 		}
@@ -281,6 +329,14 @@ func (s *sim) apply(a core.Action) {
 			s.failf("unexpected %+v", a)
 		}
 		s.stats.StaleResults++
+	case core.Fetch:
+		s.applyFetch(a)
+	case core.Rerun:
+		s.applyRerun(a)
+	case core.Recreated:
+		s.applyRecreated(a)
+	case core.FileLost:
+		s.applyFileLost(a)
 	default:
 		s.failf("unknown action %T", a)
 	}
@@ -291,7 +347,7 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 	switch {
 	case t == nil || !t.submitted:
 		s.failf("Dispatch %+v of a task never submitted", a)
-	case t.rejected || t.done:
+	case t.rejected || t.done && !t.rerunning:
 		s.failf("Dispatch %+v of a task that has its Done (%s)", a, t.doneKind)
 	case t.worker != nil:
 		s.failf("Dispatch %+v of a task running as attempt %d on worker %d", a, t.attempt, t.worker.id)
@@ -307,7 +363,7 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 	case w.draining:
 		s.failf("Dispatch %+v to a draining worker", a)
 	}
-	for _, f := range t.spec.Inputs {
+	for _, f := range t.deps {
 		fi := s.files[f]
 		if fi == nil {
 			continue
@@ -315,6 +371,9 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 		if p := fi.producer; p == t || !p.done || p.doneKind != core.Success {
 			s.failf("Dispatch %+v before input %d is ready: producer %d done=%v kind=%s", a, f, p.spec.ID, p.done, p.doneKind)
 		}
+	}
+	if s.cfg.dataOn() {
+		s.checkDispatchInputs(a, t, w)
 	}
 	need := t.spec.Resources
 	if used := w.used.Add(need); !w.total.Fits(used) {
@@ -369,14 +428,21 @@ func (s *sim) applyDone(a core.Done) {
 		s.failf("Done %+v ends a running attempt the event does not concern", a)
 	case a.Outcome.Kind != core.InputMissing:
 		s.failf("Done %+v of a task that was not running", a)
-	case !s.inputFailed(t):
+	case a.Outcome.Message == "":
+		s.failf("Done %+v without a reason", a)
+	case s.inputFailed(t):
+	case !s.fetchFailedFor(t):
 		s.failf("Done %+v, but no input of the task failed", a)
+	case t.counted < t.spec.Retries:
+		s.failf("Done %+v after a failed fetch, with retries left (%d of %d used)", a, t.counted, t.spec.Retries)
 	}
 	if t.worker != nil {
 		s.release(t)
 	}
 	t.done = true
 	t.doneKind = a.Outcome.Kind
+	t.doneMsg = a.Outcome.Message
+	t.doneStep = s.step
 	s.doneCount++
 	if !t.rejected {
 		s.liveTasks--
@@ -397,14 +463,17 @@ func (s *sim) applyDone(a core.Done) {
 	}
 }
 
-// inputFailed reports whether t reads its own output or a file whose
-// producer ended without success.
+// inputFailed reports whether t reads its own output, a file whose
+// producer ended without success, or a file reported lost.
 func (s *sim) inputFailed(t *simTask) bool {
-	for _, f := range t.spec.Inputs {
+	for _, f := range t.deps {
 		if fi := s.files[f]; fi != nil {
 			if p := fi.producer; p == t || (p.done && p.doneKind != core.Success) {
 				return true
 			}
+		}
+		if df := s.d.decl[f]; df != nil && len(df.lost) > 0 {
+			return true
 		}
 	}
 	return false
@@ -439,6 +508,9 @@ func (s *sim) release(t *simTask) {
 // afterStep checks that every expectation of the step was met and that the
 // core's counts agree with the model.
 func (s *sim) afterStep(acts []core.Action) {
+	if len(s.d.reruns) > 0 {
+		s.checkReruns()
+	}
 	for id, f := range s.fates {
 		if !f.seen {
 			s.failf("task %d: no action for the expected %+v; got %+v", id, *f, acts)
@@ -450,21 +522,25 @@ func (s *sim) afterStep(acts []core.Action) {
 		}
 	}
 	waiting, ready, running, finished := s.c.Counts()
-	if running != len(s.running) || finished != s.doneCount || waiting+ready != s.liveTasks-len(s.running) {
-		s.failf("Counts() = waiting %d ready %d running %d finished %d; model: queued %d running %d finished %d",
-			waiting, ready, running, finished, s.liveTasks-len(s.running), len(s.running), s.doneCount)
+	staging := s.c.Staging()
+	if running != len(s.running) || finished != s.doneCount || waiting+ready+staging != s.liveTasks+s.d.rerunning-len(s.running) {
+		s.failf("Counts() = waiting %d ready %d running %d finished %d, staging %d; model: queued %d running %d finished %d",
+			waiting, ready, running, finished, staging, s.liveTasks+s.d.rerunning-len(s.running), len(s.running), s.doneCount)
 	}
 	if _, tick := s.ev.(core.Tick); tick {
 		for _, a := range acts {
 			if d, ok := a.(core.Dispatch); ok {
 				s.stats.TickDispatches++
-				if s.cfg.StrictPlacement {
+				// With data, a Tick legitimately starts a fetch that was
+				// waiting for a source, and a lost input makes its
+				// producer run again.
+				if s.cfg.StrictPlacement && !s.cfg.dataOn() {
 					s.failf("Tick placed task %d: the incremental placement had missed it", d.Task)
 				}
 			}
 		}
 	}
-	if s.step%256 == 0 {
+	if s.step%256 == 0 || s.cfg.dataOn() && s.step%max(4, s.cfg.Workers/8) == 0 {
 		s.checkWorkers()
 	}
 	if s.cfg.StrictPlacement && s.step%max(8, s.cfg.Tasks/250) == 0 {
@@ -473,18 +549,40 @@ func (s *sim) afterStep(acts []core.Action) {
 }
 
 // checkPlacement fails if a task that is ready in the model fits the free
-// resources of an open worker.
+// resources of an open worker. With data, free resources are the core's
+// (tasks staging on a worker hold resources the model cannot see), and
+// tasks staging are not ready.
 func (s *sim) checkPlacement() {
+	var infos []core.WorkerInfo
+	staging := make(map[core.TaskID]bool)
+	if s.cfg.dataOn() {
+		infos = s.c.Workers()
+		for _, info := range infos {
+			for _, id := range info.Running {
+				staging[id] = true
+			}
+		}
+	}
 	var shapes []*simTask // the first ready task of each shape
 	seen := make(map[core.Resources]bool)
 	for _, t := range s.tasks[:s.next] {
-		if t.done || t.rejected || t.worker != nil || seen[t.spec.Resources] || !s.inputsReady(t) {
+		if t.done && !t.rerunning || t.rejected || t.worker != nil || staging[t.spec.ID] || seen[t.spec.Resources] || !s.inputsReady(t) {
 			continue
 		}
 		seen[t.spec.Resources] = true
 		shapes = append(shapes, t)
 	}
 	for _, t := range shapes {
+		if infos != nil {
+			for _, info := range infos {
+				if !info.Draining && info.Free.Fits(t.spec.Resources) {
+					state, attempt, _ := s.c.TaskState(t.spec.ID)
+					s.failf("task %d (%s, attempt %d, inputs %v, needs %v) is ready and fits worker %d (free %v) but was not placed",
+						t.spec.ID, state, attempt, t.deps, t.spec.Resources, info.ID, info.Free)
+				}
+			}
+			continue
+		}
 		for _, w := range s.live {
 			if !w.draining && w.total.Sub(w.used).Fits(t.spec.Resources) {
 				s.failf("task %d is ready and fits worker %d (free %v) but was not placed", t.spec.ID, w.id, w.total.Sub(w.used))
@@ -493,21 +591,33 @@ func (s *sim) checkPlacement() {
 	}
 }
 
-// inputsReady reports whether every input of t is external or produced.
+// inputsReady reports whether every input of t is external, a URL or
+// unpacked, or produced and neither being made again nor lost.
 func (s *sim) inputsReady(t *simTask) bool {
-	for _, f := range t.spec.Inputs {
-		if fi := s.files[f]; fi != nil && (!fi.producer.done || fi.producer.doneKind != core.Success) {
+	for _, f := range t.deps {
+		if fi := s.files[f]; fi != nil && !s.fileReady(fi, f) {
 			return false
 		}
 	}
 	return true
 }
 
-// checkWorkers compares the core's view of the workers with the model's.
+// checkWorkers compares the core's view of the workers with the model's:
+// the same dispatched tasks, plus tasks staging there (data runs), whose
+// resources are reserved too and never over-commit the worker; and the
+// files the core thinks each worker holds are those it really holds.
 func (s *sim) checkWorkers() {
 	got := s.c.Workers()
 	if len(got) != len(s.workers) {
 		s.failf("Workers() lists %d workers, the model %d", len(got), len(s.workers))
+	}
+	staging := 0
+	var fetchesTo map[core.WorkerID]int
+	if s.cfg.dataOn() {
+		fetchesTo = make(map[core.WorkerID]int)
+		for _, f := range s.d.fetches {
+			fetchesTo[f.a.Worker]++
+		}
 	}
 	for _, info := range got {
 		w := s.workers[info.ID]
@@ -519,10 +629,57 @@ func (s *sim) checkWorkers() {
 			ids = append(ids, id)
 		}
 		slices.Sort(ids)
-		free := w.total.Sub(w.used)
-		if info.Total != w.total || info.Free != free || info.Draining != w.draining || !slices.Equal(info.Running, ids) {
-			s.failf("worker %d: got %+v, want total %v free %v draining %v running %v", info.ID, info, w.total, free, w.draining, ids)
+		if slices.Equal(info.Running, ids) {
+			// Nothing staging there: the model knows every reservation.
+			if free := w.total.Sub(w.used); info.Total != w.total || info.Free != free || info.Draining != w.draining {
+				s.failf("worker %d: got %+v, want total %v free %v draining %v running %v", info.ID, info, w.total, free, w.draining, ids)
+			}
+			s.checkHoldings(info, w, fetchesTo[w.id])
+			continue
 		}
+		var reserved core.Resources
+		var extra []core.TaskID
+		for _, id := range info.Running {
+			t := s.task(id)
+			if t == nil {
+				s.failf("worker %d: Workers() lists unknown task %d", info.ID, id)
+			}
+			reserved = reserved.Add(t.spec.Resources)
+			if w.running[id] != nil {
+				continue
+			}
+			if t.worker != nil || !t.submitted || t.rejected || t.done && !t.rerunning {
+				s.failf("worker %d: Workers() lists task %d as staging there, but it is not live and queued in the model (running on %v, done %v)", info.ID, id, t.worker != nil, t.done)
+			}
+			extra = append(extra, id)
+		}
+		staging += len(extra)
+		if !slices.Equal(slices.DeleteFunc(slices.Clone(info.Running), func(id core.TaskID) bool { return slices.Contains(extra, id) }), ids) {
+			s.failf("worker %d: got %+v, want running %v (and tasks staging)", info.ID, info, ids)
+		}
+		if info.Total != w.total || info.Free != w.total.Sub(reserved) || !w.total.Fits(reserved) || info.Draining != w.draining {
+			s.failf("worker %d: got %+v, want total %v free %v (%v reserved) draining %v", info.ID, info, w.total, w.total.Sub(reserved), reserved, w.draining)
+		}
+		s.checkHoldings(info, w, fetchesTo[w.id])
+	}
+	if staging != s.c.Staging() {
+		s.failf("Workers() lists %d tasks staging, Staging() says %d", staging, s.c.Staging())
+	}
+}
+
+// checkHoldings compares the files and transfers the core sees on w with
+// what w really holds and the fetches the harness has not answered.
+func (s *sim) checkHoldings(info core.WorkerInfo, w *simWorker, in int) {
+	if !s.cfg.dataOn() {
+		return
+	}
+	var bytes int64
+	for _, f := range w.holds.list {
+		bytes += s.d.decl[f].size
+	}
+	if info.CacheFiles != len(w.holds.list) || info.CacheBytes != bytes || info.TransfersIn != in || info.TransfersOut != s.d.peerOut[w.id] {
+		s.failf("worker %d: core sees %d files (%d bytes), %d fetches in, %d out; it really holds %d files (%d bytes), fetches in %d, out %d",
+			w.id, info.CacheFiles, info.CacheBytes, info.TransfersIn, info.TransfersOut, len(w.holds.list), bytes, in, s.d.peerOut[w.id])
 	}
 }
 
@@ -530,24 +687,24 @@ func (s *sim) checkWorkers() {
 // the workers are idle.
 func (s *sim) checkEnd() {
 	s.checkWorkers()
-	if s.next != s.cfg.Tasks {
-		s.failf("submitted %d tasks of %d", s.next, s.cfg.Tasks)
+	if s.next != s.cfg.Tasks+s.d.probes || len(s.tasks) != s.next {
+		s.failf("submitted %d tasks of %d (and %d probes)", s.next, s.cfg.Tasks, s.d.probes)
 	}
 	var missing []core.TaskID
 	for _, t := range s.tasks {
-		if !t.done {
+		if !t.done || t.rerunning {
 			missing = append(missing, t.spec.ID)
 		}
 	}
 	if len(missing) > 0 {
 		sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
-		s.failf("%d tasks never got a Done: %v", len(missing), missing[:min(len(missing), 20)])
+		s.failf("%d tasks never got a Done (or still run again): %v", len(missing), missing[:min(len(missing), 20)])
 	}
-	if s.doneCount != s.cfg.Tasks {
-		s.failf("%d Done actions for %d tasks", s.doneCount, s.cfg.Tasks)
+	if s.doneCount != s.next {
+		s.failf("%d Done actions for %d tasks", s.doneCount, s.next)
 	}
-	if w, r, run, _ := s.c.Counts(); w+r+run != 0 {
-		s.failf("core still holds tasks: waiting %d ready %d running %d", w, r, run)
+	if w, r, run, _ := s.c.Counts(); w+r+run+s.c.Staging() != 0 {
+		s.failf("core still holds tasks: waiting %d ready %d running %d staging %d", w, r, run, s.c.Staging())
 	}
 	for _, w := range s.workers {
 		if len(w.running) != 0 || w.used != (core.Resources{}) || len(w.gpuUsed) != 0 {

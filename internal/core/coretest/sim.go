@@ -2,7 +2,9 @@ package coretest
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -27,6 +29,18 @@ type Config struct {
 	BadFraction float64 // fraction of tasks that read their own output or claim another task's output
 	GPUFraction float64 // fraction of workers with GPUs; with zero, no task needs a GPU
 
+	// Data. With all three fractions zero, every file is at the manager and
+	// nothing is staged (the other data fields then do nothing).
+	TempFraction     float64 // fraction of task outputs declared temp files: kept on the worker, staged to consumers
+	OriginFraction   float64 // fraction of tasks that read a URL (Origin)
+	DerivedFraction  float64 // fraction of tasks that read an unpacked archive (Derived, of a URL or of an output)
+	MaxReplicas      int     // a third of the temp files ask for 2..MaxReplicas replicas; below 2, one
+	ManagerFraction  float64 // chance that a temp output is also reported at the manager's store
+	BadURLFraction   float64 // fraction of URLs whose origin always fails
+	ReplicaLossRate  float64 // a random worker drops one or two random files it holds (FilesDropped)
+	TransferFailRate float64 // chance that a fetch whose source has the file fails anyway (source or destination fault)
+	RejoinFraction   float64 // chance that a lost worker comes back, under a new ID, with some of its files
+
 	BatchSize int // largest TasksSubmitted batch; 0 means 32
 	MaxSteps  int // fail after this many steps; 0 means 50 per task plus 10,000
 
@@ -36,6 +50,9 @@ type Config struct {
 	// harness returns tasks only from draining workers, the one case the
 	// core handles without a Tick.
 	StrictPlacement bool
+
+	// Trace, if set, receives every step: its event and its actions.
+	Trace io.Writer
 }
 
 // Stats counts what happened in a run.
@@ -50,6 +67,18 @@ type Stats struct {
 	WorkersLost    int // crashed
 	WorkersDrained int
 	Done           map[core.Kind]int
+
+	// Data.
+	Fetches         int
+	FetchFailures   int // answered with a failure (injected, or the source lacked the file)
+	Dropped         int // replicas dropped by FilesDropped
+	Rejoined        int // workers that came back with cached files
+	Reruns          int
+	Recreated       int
+	FilesLost       int // distinct files with a FileLost
+	Probes          int // tasks submitted after the run to read files no worker holds
+	ProbesRecreated int // of which succeeded: the file was made again
+	ProbesLost      int // of which failed with the file's FileLost reason
 }
 
 func (s Stats) String() string {
@@ -59,9 +88,14 @@ func (s Stats) String() string {
 			kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
 		}
 	}
-	return fmt.Sprintf("steps=%d dispatches=%d requeues=%d kills=%d stale=%d tick-dispatches=%d workers joined=%d lost=%d drained=%d done[%s]",
+	out := fmt.Sprintf("steps=%d dispatches=%d requeues=%d kills=%d stale=%d tick-dispatches=%d workers joined=%d lost=%d drained=%d done[%s]",
 		s.Steps, s.Dispatches, s.Requeues, s.Kills, s.StaleResults, s.TickDispatches,
 		s.WorkersJoined, s.WorkersLost, s.WorkersDrained, strings.Join(kinds, " "))
+	if s.Fetches > 0 || s.Dropped > 0 {
+		out += fmt.Sprintf(" fetches=%d failed=%d dropped=%d rejoined=%d reruns=%d recreated=%d lost=%d probes=%d (recreated %d, lost %d)",
+			s.Fetches, s.FetchFailures, s.Dropped, s.Rejoined, s.Reruns, s.Recreated, s.FilesLost, s.Probes, s.ProbesRecreated, s.ProbesLost)
+	}
+	return out
 }
 
 // Run plays the scenario cfg describes against a new core, checks the
@@ -84,6 +118,7 @@ func Run(tb testing.TB, cfg Config) Stats {
 		workers: make(map[core.WorkerID]*simWorker),
 		fates:   make(map[core.TaskID]*fate),
 		history: make([]attemptRef, 0, historySize),
+		d:       newDataState(),
 	}
 	s.stats.Done = make(map[core.Kind]int)
 	for range cfg.Workers {
@@ -101,6 +136,12 @@ func Run(tb testing.TB, cfg Config) Stats {
 	}
 	s.quiesce()
 	s.checkEnd()
+	if cfg.dataOn() {
+		s.checkDataEnd(false)
+		s.probe()
+		s.checkEnd()
+		s.checkDataEnd(true)
+	}
 	return s.stats
 }
 
@@ -151,6 +192,8 @@ type sim struct {
 	mustFinish []*simTask
 	exact      bool // the step must return exactly want
 	want       []core.Action
+
+	d dataState // files, holdings and transfers; see data.go
 }
 
 func (s *sim) failf(format string, args ...any) {
@@ -176,7 +219,7 @@ func (s *sim) do(ev core.Event) []core.Action {
 	s.step++
 	s.stats.Steps = s.step
 	if s.step > s.cfg.MaxSteps {
-		s.failf("no end after %d steps: %d tasks live, %d running", s.cfg.MaxSteps, s.liveTasks, len(s.running))
+		s.failf("no end after %d steps: %d tasks live, %d running: %s", s.cfg.MaxSteps, s.liveTasks, len(s.running), s.describeLive(10))
 	}
 	s.ev = ev
 	clear(s.fates)
@@ -185,6 +228,12 @@ func (s *sim) do(ev core.Event) []core.Action {
 
 	s.expect(ev)
 	acts := s.c.Step(ev)
+	if s.cfg.Trace != nil {
+		fmt.Fprintf(s.cfg.Trace, "step %d: %s\n", s.step, describe(ev))
+		for _, a := range acts {
+			fmt.Fprintf(s.cfg.Trace, "\t%T%+v\n", a, a)
+		}
+	}
 	if s.exact && !equalActions(s.want, acts) {
 		s.failf("got actions %+v, want exactly %+v", acts, s.want)
 	}
@@ -297,10 +346,29 @@ func (s *sim) genTask() *simTask {
 			t.selfRead = true
 		}
 	}
+	if s.cfg.dataOn() {
+		if !conflict {
+			s.genOutputs(spec.Outputs)
+		}
+		if r.Float64() < s.cfg.OriginFraction {
+			spec.Inputs = append(spec.Inputs, s.pickURL())
+		}
+		if r.Float64() < s.cfg.DerivedFraction {
+			spec.Inputs = append(spec.Inputs, s.pickDerived())
+		}
+	}
 	if !conflict {
 		s.pickable = append(s.pickable, spec.Outputs...)
 	}
 	t.spec = spec
+	t.deps = s.depsOf(spec.Inputs)
+	s.tasks = append(s.tasks, t)
+	return t
+}
+
+// addTask adds a task made outside genTask (a probe) to the model.
+func (s *sim) addTask(spec core.Task) *simTask {
+	t := &simTask{spec: spec, runPos: -1, deps: s.depsOf(spec.Inputs)}
 	s.tasks = append(s.tasks, t)
 	return t
 }
@@ -314,6 +382,10 @@ func (s *sim) submitBatch() {
 	if s.rng.IntN(4) == 0 {
 		// Consumers may come before their producers within a batch.
 		s.rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+	}
+	if len(s.d.specs) > 0 {
+		s.do(core.FilesDeclared{Files: s.d.specs})
+		s.d.specs = nil
 	}
 	s.next += n
 	s.do(core.TasksSubmitted{Tasks: batch})
@@ -357,6 +429,8 @@ func (s *sim) faultStep() {
 		s.staleStep()
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate:
 		s.do(core.Tick{})
+	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate:
+		s.dropReplica()
 	default:
 		s.progress()
 	}
@@ -375,16 +449,30 @@ func (s *sim) progress() {
 		}
 	case s.pendingJoins > 0 && (s.open == 0 || r.IntN(4) == 0):
 		s.pendingJoins--
-		s.join(s.randomWorker())
+		if len(s.d.rejoins) > 0 {
+			ev := s.d.rejoins[0]
+			s.d.rejoins = s.d.rejoins[1:]
+			// Not the files lost since: a FileLost is for good.
+			ev.Cached = slices.DeleteFunc(ev.Cached, func(cf core.CachedFile) bool { return len(s.d.decl[cf.File].lost) > 0 })
+			s.stats.Rejoined++
+			s.join(ev)
+		} else {
+			s.join(s.randomWorker())
+		}
 	case s.next < s.cfg.Tasks && (len(s.running) == 0 || r.IntN(4) == 0):
 		s.submitBatch()
+	case len(s.d.fetches) > 0 && (len(s.running) == 0 || r.IntN(2) == 0):
+		s.answerFetch(true)
 	case len(s.running) > 0:
 		s.endAttempt()
 	case s.next < s.cfg.Tasks:
 		s.submitBatch()
-	case s.liveTasks > 0:
-		// Nothing runs: what is queued fits no worker. Add one.
-		if r.IntN(2) == 0 {
+	case s.liveTasks+s.d.rerunning > 0:
+		// Nothing runs: what is queued fits no worker, or waits for a
+		// source to have room (a peer backed off). Tick, or add a worker.
+		if s.cfg.dataOn() && r.IntN(3) != 0 {
+			s.do(core.Tick{})
+		} else if r.IntN(2) == 0 {
 			s.join(s.standardWorker())
 		} else {
 			s.join(s.randomWorker())
@@ -402,7 +490,38 @@ func (s *sim) endAttempt() {
 		s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id})
 		return
 	}
-	s.do(core.TaskFinished{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, Outcome: s.outcome()})
+	ev := core.TaskFinished{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, Outcome: s.outcome()}
+	if ev.Outcome.Kind == core.Success && !t.cancelled {
+		ev.Outputs = s.outputs(t)
+	}
+	s.do(ev)
+}
+
+// outputs makes the report of t's outputs on success, and puts them where
+// the report says: temp files in the worker's cache (and now and then at
+// the manager too, or only there); other outputs at the manager, unlisted.
+func (s *sim) outputs(t *simTask) []core.OutputInfo {
+	var outs []core.OutputInfo
+	for _, f := range t.spec.Outputs {
+		df := s.d.decl[f]
+		if df == nil {
+			continue // no data in this run
+		}
+		if !df.temp {
+			df.manager = true
+			continue
+		}
+		o := core.OutputInfo{File: f, Size: df.size, Kept: true}
+		if s.rng.Float64() < s.cfg.ManagerFraction {
+			o.Manager, o.Kept = true, s.rng.IntN(2) == 0
+			df.manager = true
+		}
+		if o.Kept {
+			s.hold(t.worker, f)
+		}
+		outs = append(outs, o)
+	}
+	return outs
 }
 
 func (s *sim) loseWorker() {
@@ -412,6 +531,9 @@ func (s *sim) loseWorker() {
 	w := s.live[s.rng.IntN(len(s.live))]
 	s.stats.WorkersLost++
 	s.pendingJoins++
+	if s.cfg.RejoinFraction > 0 && s.rng.Float64() < s.cfg.RejoinFraction {
+		s.rejoin(w)
+	}
 	s.do(core.WorkerLeft{Worker: w.id, Reason: "lost"})
 }
 
@@ -434,7 +556,11 @@ func (s *sim) drainWorker() {
 func (s *sim) staleStep() {
 	r := s.rng
 	unknown := core.TaskID(len(s.tasks) + 1_000_000)
-	switch r.IntN(8) {
+	n := 8
+	if s.cfg.dataOn() {
+		n = 11
+	}
+	switch r.IntN(n) {
 	case 0, 1: // a duplicate report of an ended attempt
 		if len(s.history) > 0 {
 			h := s.history[r.IntN(len(s.history))]
@@ -473,6 +599,28 @@ func (s *sim) staleStep() {
 			s.do(core.WorkerJoined{Worker: w.id, Resources: core.Resources{MilliCores: 64000, MemoryMB: 1 << 20}})
 			return
 		}
+	case 8: // a report of a transfer the core no longer knows
+		if len(s.d.answered) > 0 {
+			s.do(core.TransferDone{Transfer: s.d.answered[r.IntN(len(s.d.answered))], OK: r.IntN(2) == 0, Size: 1})
+			return
+		}
+	case 9: // a worker drops a file it does not hold
+		if len(s.live) > 0 && len(s.d.temps) > 0 {
+			w := s.live[r.IntN(len(s.live))]
+			f := s.d.temps[r.IntN(len(s.d.temps))]
+			if !w.holds.has(f) {
+				s.d.noop = true
+				s.do(core.FilesDropped{Worker: w.id, Files: []core.FileID{f}})
+				s.d.noop = false
+				return
+			}
+		}
+	case 10: // files declared again, as another client of the workflow would
+		if len(s.d.urls) > 0 {
+			f := s.d.urls[r.IntN(len(s.d.urls))]
+			s.do(core.FilesDeclared{Files: []core.FileSpec{{ID: f, Kind: core.Origin}}})
+			return
+		}
 	case 6: // a departed or unknown worker drains or leaves
 		id := core.WorkerID(r.IntN(int(s.nextWorker) + 1))
 		if s.workers[id] == nil {
@@ -488,13 +636,16 @@ func (s *sim) staleStep() {
 }
 
 // quiesce stops the faults, adds workers that fit every task, and runs
-// until every task has its Done. A Tick is sent only when nothing runs; if
-// it places nothing either, some task waits forever.
+// until every task has its Done. A Tick is sent only when nothing runs and
+// no fetch is pending; if it places nothing either (with data: if no Tick
+// does anything for longer than a peer is backed off), some task waits
+// forever.
 func (s *sim) quiesce() {
 	for range max(1, s.cfg.Workers/4) {
 		s.join(s.standardWorker())
 	}
-	for s.liveTasks > 0 || len(s.running) > 0 || len(s.leaving) > 0 {
+	idle := 0
+	for s.liveTasks+s.d.rerunning > 0 || len(s.running) > 0 || len(s.leaving) > 0 || len(s.d.fetches) > 0 {
 		switch {
 		case len(s.leaving) > 0:
 			w := s.leaving[0]
@@ -502,13 +653,25 @@ func (s *sim) quiesce() {
 			if !w.gone && len(w.running) == 0 {
 				s.do(core.WorkerLeft{Worker: w.id, Reason: "drained"})
 			}
+		case len(s.d.fetches) > 0 && (len(s.running) == 0 || s.rng.IntN(2) == 0):
+			idle = 0
+			s.answerFetch(false)
 		case len(s.running) > 0:
+			idle = 0
 			s.endAttempt()
 		default:
 			before := len(s.running)
-			s.do(core.Tick{})
-			if len(s.running) == before {
-				s.failf("%d tasks wait forever: %s", s.liveTasks, s.describeLive(10))
+			acts := s.do(core.Tick{})
+			if !s.cfg.dataOn() {
+				if len(s.running) == before {
+					s.failf("%d tasks wait forever: %s", s.liveTasks, s.describeLive(10))
+				}
+				continue
+			}
+			if len(acts) > 0 {
+				idle = 0
+			} else if idle++; idle > core.BackoffTicks+1 {
+				s.failf("%d tasks (and %d run again) wait forever: %s%s", s.liveTasks, s.d.rerunning, s.describeLive(10), s.describeData())
 			}
 		}
 	}
@@ -521,12 +684,12 @@ func (s *sim) describeLive(n int) string {
 		if n == 0 {
 			break
 		}
-		if !t.submitted || t.done || t.rejected {
+		if !t.submitted || t.done && !t.rerunning || t.rejected {
 			continue
 		}
 		n--
 		state, attempt, _ := s.c.TaskState(t.spec.ID)
-		fmt.Fprintf(&b, "\n\ttask %d (%s, attempt %d, needs %v, inputs %v)", t.spec.ID, state, attempt, t.spec.Resources, t.spec.Inputs)
+		fmt.Fprintf(&b, "\n\ttask %d (%s, attempt %d, run again %v, needs %v, inputs %v, deps %v)", t.spec.ID, state, attempt, t.rerunning, t.spec.Resources, t.spec.Inputs, t.deps)
 	}
 	return b.String()
 }

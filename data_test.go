@@ -1,0 +1,68 @@
+package trellis_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"trellis"
+)
+
+// Temp files stay in the cluster: a consumer on another worker pulls the
+// producer's output from its peer; none of it passes through the manager.
+func TestLocalTempFilesMovePeerToPeer(t *testing.T) {
+	c := startLocal(t, 2)
+	dir := t.TempDir()
+	tmp := trellis.Temp()
+	// 1 MiB of known bytes.
+	produce := trellis.NewTask("head -c 1048576 /dev/zero | tr '\\0' 'x' > blob").AddOutput(tmp, "blob")
+	var consumers []*trellis.Task
+	for i := range 2 {
+		out := trellis.Output(filepath.Join(dir, fmt.Sprintf("sum-%d.txt", i)))
+		// Both hold their slot a while, so they run on both workers.
+		consumers = append(consumers, trellis.NewTask("sha256sum < in | cut -c1-64 > sum; sleep 0.3").AddInput(tmp, "in").AddOutput(out, "sum"))
+	}
+	hs, err := c.Submit(context.Background(), append([]*trellis.Task{produce}, consumers...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := map[string]bool{}
+	for _, h := range hs {
+		r := wait(t, h)
+		if !r.OK() {
+			t.Fatalf("%s: %v (stderr %q)", h.Name, r.Err(), r.Stderr)
+		}
+		workers[r.Worker] = true
+	}
+	sum := sha256.Sum256(bytes.Repeat([]byte("x"), 1<<20))
+	want := hex.EncodeToString(sum[:]) + "\n"
+	for i := range 2 {
+		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("sum-%d.txt", i)))
+		if err != nil || string(got) != want {
+			t.Errorf("sum-%d.txt = %q, %v; want %q", i, got, err, want)
+		}
+	}
+	s, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.BytesFromPeers < 1<<20 {
+		t.Errorf("consumers ran on %v but %d bytes came from peers; want the 1 MiB temp file", workers, s.BytesFromPeers)
+	}
+	if s.BytesFromManager != 0 {
+		t.Errorf("%d bytes went from the manager to workers; want 0 (temp files never pass through it)", s.BytesFromManager)
+	}
+	// The client can still fetch a temp file on demand.
+	back := filepath.Join(dir, "blob")
+	if err := c.Fetch(context.Background(), tmp, back); err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if got, _ := os.ReadFile(back); !bytes.Equal(got, bytes.Repeat([]byte("x"), 1<<20)) {
+		t.Errorf("fetched temp file: %d bytes, want the 1 MiB produced", len(got))
+	}
+}

@@ -1,0 +1,123 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"trellis/internal/worker/archive"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/worker/cache"
+	"trellis/internal/worker/transfer"
+)
+
+// level turns the wire's cache level into the cache's (unspecified: workflow).
+func level(l pb.CacheLevel) cache.Level {
+	if l == pb.CacheLevel_CACHE_LEVEL_UNSPECIFIED {
+		return cache.LevelWorkflow
+	}
+	return cache.Level(l)
+}
+
+// fetch carries out one Fetch from the manager and says how it went.
+func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
+	start := time.Now()
+	src := f.GetSource()
+	var e cache.Entry
+	var err error
+	switch src.GetKind() {
+	case pb.Source_KIND_UNPACK:
+		e, err = transfer.Unpack(ctx, w.cache, f.Name, level(f.Level), src.From, src.Format)
+	case pb.Source_KIND_MANAGER:
+		e, err = w.fetcher.Fetch(ctx, w.cache, f.Name, level(f.Level), w.base+src.Url, f.Size, f.Digest, f.Dir)
+	default:
+		e, err = w.fetcher.Fetch(ctx, w.cache, f.Name, level(f.Level), src.Url, f.Size, f.Digest, f.Dir)
+	}
+	done := &pb.FetchDone{Id: f.Id, Name: f.Name, Ms: time.Since(start).Milliseconds()}
+	if err != nil {
+		done.Error = err.Error()
+		done.SourceFault = errors.Is(err, transfer.ErrSource) || errors.Is(err, cache.ErrMismatch) || errors.Is(err, archive.ErrUnsafe)
+		w.log.Warn("fetch failed", "file", f.Name, "source", src.GetKind(), "err", err)
+		return done
+	}
+	done.Ok, done.Size, done.Digest, done.Dir = true, e.Size, e.Digest, e.Dir
+	return done
+}
+
+// ensure makes an input the manager did not stage present in the cache: a
+// file at the manager's store, fetched once however many tasks read it.
+func (w *Worker) ensure(ctx context.Context, ref *pb.FileRef) error {
+	if _, ok := w.cache.Get(ref.Name); ok {
+		return nil
+	}
+	_, err := w.fetcher.Fetch(ctx, w.cache, ref.Name, level(ref.Level), w.base+"/files/"+ref.Name, ref.Size, ref.Digest, false)
+	return err
+}
+
+// uploadCached sends a cached file to the manager's store (the manager asked
+// for it: a client wants a temp file back).
+func (w *Worker) uploadCached(ctx context.Context, name string) error {
+	e, ok := w.cache.Get(name)
+	if !ok {
+		return fmt.Errorf("upload %s: not in the cache", name)
+	}
+	if e.Dir {
+		return fmt.Errorf("upload %s: it is a directory", name)
+	}
+	f, err := os.Open(w.cache.Path(name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, w.base+"/files/"+name, f)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = e.Size
+	w.authorize(req.Header)
+	resp, err := w.files.Do(req)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("upload %s: %s: %s", name, resp.Status, trimSpace(msg))
+	}
+	return nil
+}
+
+// unlink drops files from the cache, returning those it held.
+func (w *Worker) unlink(names []string) []string {
+	var gone []string
+	for _, n := range names {
+		if w.cache.Remove(n) == nil {
+			gone = append(gone, n)
+		}
+	}
+	return gone
+}
+
+func trimSpace(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+// cachedFiles lists what the cache holds at start: forever-level files
+// kept from an earlier run, for the manager to know.
+func (w *Worker) cachedFiles() []*pb.CachedFile {
+	var out []*pb.CachedFile
+	for _, e := range w.cache.Entries() {
+		out = append(out, &pb.CachedFile{Name: e.Name, Size: e.Size, Digest: e.Digest, Level: pb.CacheLevel(e.Level), Dir: e.Dir})
+	}
+	return out
+}
+
+func cacheDir(workdir string) string { return filepath.Join(workdir, "cache") }
