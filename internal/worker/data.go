@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"trellis/internal/worker/archive"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/worker/archive"
 	"trellis/internal/worker/cache"
 	"trellis/internal/worker/transfer"
 )

@@ -43,19 +43,19 @@ var ErrRefused = errors.New("worker: refused by the manager")
 
 // Worker is one worker process's state. Create it with New.
 type Worker struct {
-	cfg    Config
-	log    *slog.Logger
-	rpc    trellisv1connect.ManagerClient
-	h2     *http.Client
-	files  *http.Client
-	base   string // http://manager
+	cfg     Config
+	log     *slog.Logger
+	rpc     trellisv1connect.ManagerClient
+	h2      *http.Client
+	files   *http.Client
+	base    string // http://manager
 	cache   *cache.Cache
 	fetcher *transfer.Fetcher
 	server  *http.Server // serves the cache to peers
 	ln      net.Listener
 	boxes   string // sandboxes dir
-	drainc chan struct{}
-	once   sync.Once
+	drainc  chan struct{}
+	once    sync.Once
 }
 
 // New prepares a worker; Run connects it.

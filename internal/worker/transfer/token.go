@@ -16,7 +16,9 @@ var (
 )
 
 // Token grants GET access to the cache entry name until expiry.
-func Token(secret, name string, expiry time.Time) string { return proto.PeerToken(secret, name, expiry) }
+func Token(secret, name string, expiry time.Time) string {
+	return proto.PeerToken(secret, name, expiry)
+}
 
 // CheckToken checks that token grants access to name at now.
 func CheckToken(secret, name, token string, now time.Time) error {
