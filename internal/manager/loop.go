@@ -246,8 +246,12 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			}
 		case core.Requeued:
 			if rec := s.tasks[a.Task]; rec != nil {
+				note := fmt.Sprintf("attempt %d: %s: %s; queued again", a.Attempt, a.Reason.Kind, a.Reason.Message)
+				if a.Attempt == 0 {
+					note = fmt.Sprintf("before it ran: %s: %s; queued again", a.Reason.Kind, a.Reason.Message)
+				}
 				s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING,
-					Attempt: a.Attempt, Note: fmt.Sprintf("attempt %d: %s: %s; queued again", a.Attempt, a.Reason.Kind, a.Reason.Message)})
+					Attempt: a.Attempt, Note: note})
 			}
 		case core.Done:
 			outcome := &pb.Outcome{Kind: pb.ResultKind(a.Outcome.Kind), ExitCode: a.Outcome.ExitCode, Message: a.Outcome.Message}

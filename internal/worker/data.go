@@ -32,7 +32,10 @@ func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 	var err error
 	switch src.GetKind() {
 	case pb.Source_KIND_UNPACK:
-		e, err = transfer.Unpack(ctx, w.cache, f.Name, level(f.Level), src.From, src.Format)
+		// An archive the client uploaded was not staged: get it from the store.
+		if err = w.ensure(ctx, &pb.FileRef{Name: src.From, Size: -1, Level: f.Level}); err == nil {
+			e, err = transfer.Unpack(ctx, w.cache, f.Name, level(f.Level), src.From, src.Format)
+		}
 	case pb.Source_KIND_MANAGER:
 		e, err = w.fetcher.Fetch(ctx, w.cache, f.Name, level(f.Level), w.base+src.Url, f.Size, f.Digest, f.Dir)
 	default:
