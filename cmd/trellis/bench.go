@@ -32,7 +32,27 @@ func benchCmd() *cobra.Command {
 	}
 	tasksCmd.Flags().IntVar(&tasks, "tasks", 2000, "tasks per run")
 	tasksCmd.Flags().IntVar(&workers, "workers", 2, "local workers")
-	cmd.AddCommand(tasksCmd, benchCoreCmd())
+	var dagWorkers, maps, reduces, mapMiB, transferMiB int
+	dagCmd := &cobra.Command{
+		Use:   "dag",
+		Short: "The data workload: maps writing temp files, reduces reading them, bytes moved by route",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext()
+			defer stop()
+			res, err := bench.Dag(ctx, dagWorkers, maps, reduces, mapMiB, transferMiB, progressf)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd, res)
+		},
+	}
+	dagCmd.Flags().IntVar(&dagWorkers, "workers", 2, "local workers")
+	dagCmd.Flags().IntVar(&maps, "maps", 32, "map tasks")
+	dagCmd.Flags().IntVar(&reduces, "reduces", 8, "reduce tasks (each reads maps/reduces map outputs)")
+	dagCmd.Flags().IntVar(&mapMiB, "map-mib", 16, "size of each map output, MiB")
+	dagCmd.Flags().IntVar(&transferMiB, "transfer-mib", 256, "size of the single peer transfer timed against cp, MiB")
+	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd)
 	return cmd
 }
 

@@ -109,7 +109,7 @@ func TestTempFiles(t *testing.T) {
 				{core.Tick{}, nil},
 				{core.Tick{}, acts(fetch(4, 2, 10, peer(1), 5000))},
 				{core.TransferDone{Transfer: 4, SourceFault: true, Why: "connection reset"}, acts(
-					core.Requeued{Task: 2, Attempt: 0, Reason: outcome(core.InputMissing, "fetch file 10 from peer: connection reset (after 4 tries)")})},
+					core.Requeued{Task: 2, Attempt: 0, Reason: outcome(core.InputMissing, "fetch from peer: connection reset (after 4 tries)")})},
 			},
 			counts: &counts{Running: 1, Finished: 1}, // task 2 stages again on worker 2
 		},
@@ -123,7 +123,7 @@ func TestTempFiles(t *testing.T) {
 				{submit(files(task(1, one), nil, ids(10)), task(3, one), retries(files(task(2, one), ids(10), nil), 0, false)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
-				{core.TransferDone{Transfer: 1, Why: "disk exhausted"}, acts(done(2, 0, 0, outcome(core.InputMissing, "fetch file 10 from peer: disk exhausted")))},
+				{core.TransferDone{Transfer: 1, Why: "disk exhausted"}, acts(done(2, 0, 0, outcome(core.InputMissing, "fetch from peer: disk exhausted")))},
 			},
 			counts: &counts{Running: 1, Finished: 2},
 		},
@@ -156,7 +156,7 @@ func TestOriginAndDerived(t *testing.T) {
 				{core.TransferDone{Transfer: 1, SourceFault: true, Why: "404 Not Found"}, acts(fetch(2, 1, 20, origin, 0))},
 				{core.TransferDone{Transfer: 2, SourceFault: true, Why: "404 Not Found"}, acts(fetch(3, 1, 20, origin, 0))},
 				{core.TransferDone{Transfer: 3, SourceFault: true, Why: "404 Not Found"}, acts(fetch(4, 1, 20, origin, 0))},
-				{core.TransferDone{Transfer: 4, SourceFault: true, Why: "404 Not Found"}, acts(done(1, 0, 0, outcome(core.InputMissing, "fetch file 20 from origin: 404 Not Found (after 4 tries)")))},
+				{core.TransferDone{Transfer: 4, SourceFault: true, Why: "404 Not Found"}, acts(done(1, 0, 0, outcome(core.InputMissing, "fetch from origin: 404 Not Found (after 4 tries)")))},
 			},
 			counts: &counts{Finished: 1},
 		},
@@ -202,7 +202,7 @@ func TestDataFaults(t *testing.T) {
 				{submit(retries(files(task(2, one), ids(10), nil), 0, false), task(4, one)), nil},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
 				{core.TransferDone{Transfer: 1, Why: "disk full"}, acts(
-					done(2, 0, 0, outcome(core.InputMissing, "fetch file 10 from peer: disk full")),
+					done(2, 0, 0, outcome(core.InputMissing, "fetch from peer: disk full")),
 					dispatch(4, 1, 2),
 				)},
 			},

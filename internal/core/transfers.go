@@ -178,7 +178,7 @@ func (c *Core) transferDone(ev TransferDone) {
 		}
 	}
 	w.tries[tr.file]++
-	why := fmt.Sprintf("fetch file %d from %s: %s", tr.file, tr.src.Kind, ev.Why)
+	why := fmt.Sprintf("fetch from %s: %s", tr.src.Kind, ev.Why)
 	if !ev.SourceFault || w.tries[tr.file] >= FetchTries {
 		if w.tries[tr.file] >= FetchTries {
 			why = fmt.Sprintf("%s (after %d tries)", why, w.tries[tr.file])

@@ -31,6 +31,7 @@ type Config struct {
 	Resources    resources.Resources // what to offer (already detected and capped)
 	Workdir      string              // cache and sandboxes go here; "" makes a temporary directory
 	FileServer   string              // where to serve the cache to peers, host:port; "" means ":0" (every address, any port)
+	StallTimeout time.Duration       // a transfer that receives nothing for this long fails; 0 means 30s
 	DrainTimeout time.Duration       // how long Drain lets running attempts finish; 0 means 1 minute
 	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
 	Logger       *slog.Logger
@@ -105,7 +106,7 @@ func New(cfg Config) (*Worker, error) {
 		TLSClientConfig:     &tls.Config{},
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 	}}
-	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: 30 * time.Second, MaxBytes: cfg.Resources.DiskMB << 20}
+	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: cfg.StallTimeout, MaxBytes: cfg.Resources.DiskMB << 20}
 	addr := cfg.FileServer
 	if addr == "" {
 		addr = ":0"

@@ -1,0 +1,36 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// The benchmark drivers run at toy sizes, so that their code is exercised;
+// their figures are not checked (timing assertions do not belong in tests).
+func TestDagSmall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := Dag(ctx, 2, 4, 2, 1, 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.BytesViaManager != 0 {
+		t.Errorf("bytes_via_manager = %d, want 0: temp files must not pass through the manager", r.BytesViaManager)
+	}
+	if r.PeerMBPerS <= 0 || r.CpMBPerS <= 0 {
+		t.Errorf("peer %v MB/s, cp %v MB/s: want both measured", r.PeerMBPerS, r.CpMBPerS)
+	}
+}
+
+func TestTasksSmall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := Tasks(ctx, 20, 2, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TasksPerS <= 0 || r.FilesTasksPerS <= 0 || r.SpawnPerS <= 0 {
+		t.Errorf("%+v: want every rate measured", r)
+	}
+}

@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"trellis"
+	"trellis/internal/worker/cache"
+	"trellis/internal/worker/transfer"
+)
+
+// DagResult is the output of `trellis bench dag`.
+type DagResult struct {
+	Bench           string  `json:"bench"`
+	Workers         int     `json:"workers"`
+	Maps            int     `json:"maps"`
+	Reduces         int     `json:"reduces"`
+	MapMiB          int     `json:"map_mib"`
+	Seconds         float64 `json:"seconds"`
+	BytesViaManager int64   `json:"bytes_via_manager"` // to workers from the manager, plus uploads to it
+	BytesPeer       int64   `json:"bytes_peer"`
+	BytesTotal      int64   `json:"bytes_total"`
+	TransferMiB     int     `json:"transfer_mib"` // size of the single transfer timed below
+	PeerMBPerS      float64 `json:"peer_mb_per_s"`
+	CpMBPerS        float64 `json:"cp_mb_per_s"`
+	PeerVsCp        float64 `json:"peer_vs_cp"`
+}
+
+// Dag runs the data workload on an embedded cluster: maps map tasks each
+// writing a mapMiB temp file, reduces reduce tasks each reading maps/reduces
+// of them, and a final task gathering the (small) reduce outputs. Then it
+// times one large peer transfer between two worker caches, with the code
+// workers use, against cp of the same bytes on the same disk.
+func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, logf func(string, ...any)) (*DagResult, error) {
+	if maps%reduces != 0 {
+		return nil, fmt.Errorf("maps (%d) must be a multiple of reduces (%d)", maps, reduces)
+	}
+	res := &DagResult{Bench: "dag", Workers: workers, Maps: maps, Reduces: reduces, MapMiB: mapMiB, TransferMiB: transferMiB}
+	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var tasks []*trellis.Task
+	mapped := make([]*trellis.File, maps)
+	for i := range mapped {
+		mapped[i] = trellis.Temp()
+		t := trellis.NewTask(fmt.Sprintf("yes 'map %d' | head -c %d > part", i, mapMiB<<20))
+		t.Name = fmt.Sprintf("map-%d", i)
+		t.AddOutput(mapped[i], "part")
+		tasks = append(tasks, t)
+	}
+	final := trellis.NewTask("cat r* > total")
+	final.Name = "final"
+	per := maps / reduces
+	for r := range reduces {
+		out := trellis.Temp()
+		t := trellis.NewTask("cat p* | cksum > sum")
+		t.Name = fmt.Sprintf("reduce-%d", r)
+		for j := range per {
+			t.AddInput(mapped[r*per+j], fmt.Sprintf("p%d", j))
+		}
+		t.AddOutput(out, "sum")
+		final.AddInput(out, fmt.Sprintf("r%d", r))
+		tasks = append(tasks, t)
+	}
+	final.AddOutput(trellis.Output(""), "total")
+	tasks = append(tasks, final)
+	logf("dag: %d maps of %d MiB, %d reduces, 1 final, on %d workers", maps, mapMiB, reduces, workers)
+	if res.Seconds, err = runAll(ctx, c, tasks); err != nil {
+		return nil, err
+	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.BytesViaManager = st.BytesFromManager + st.BytesToManager
+	res.BytesPeer = st.BytesFromPeers
+	res.BytesTotal = st.BytesFromManager + st.BytesFromPeers + st.BytesFromURLs + st.BytesToManager
+
+	logf("timing one %d MiB peer transfer and cp of the same bytes", transferMiB)
+	if res.PeerMBPerS, res.CpMBPerS, err = peerVsCopy(ctx, transferMiB); err != nil {
+		return nil, err
+	}
+	res.PeerVsCp = res.PeerMBPerS / res.CpMBPerS
+	return res, nil
+}
+
+// peerVsCopy moves one file of mib MiB from one worker cache to another
+// over 127.0.0.1 (the peer server and fetcher workers use, digest checked),
+// and copies the same file with cp on the same disk.
+func peerVsCopy(ctx context.Context, mib int) (peer, cp float64, err error) {
+	dir, err := os.MkdirTemp("", "trellis-bench-dag-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	src := filepath.Join(dir, "src.bin")
+	if err := exec.CommandContext(ctx, "sh", "-c", fmt.Sprintf("yes transfer | head -c %d > %s", mib<<20, src)).Run(); err != nil {
+		return 0, 0, err
+	}
+	from, err := cache.Open(filepath.Join(dir, "a"), 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	to, err := cache.Open(filepath.Join(dir, "b"), 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	e, err := from.Adopt("big", cache.LevelWorker, src)
+	if err != nil {
+		return 0, 0, err
+	}
+	const secret = "bench"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, 0, err
+	}
+	srv := &http.Server{Handler: transfer.NewServer(from, secret, slog.New(slog.DiscardHandler))}
+	go srv.Serve(ln) // exits when srv is closed below
+	defer srv.Close()
+	u := fmt.Sprintf("http://%s/cache/big?token=%s", ln.Addr(), url.QueryEscape(transfer.Token(secret, "big", time.Now().Add(time.Minute))))
+	f := &transfer.Fetcher{}
+	start := time.Now()
+	if _, err := f.Fetch(ctx, to, "big", cache.LevelWorker, u, e.Size, e.Digest, false); err != nil {
+		return 0, 0, err
+	}
+	peer = float64(e.Size) / 1e6 / time.Since(start).Seconds()
+
+	start = time.Now()
+	if err := exec.CommandContext(ctx, "cp", from.Path("big"), filepath.Join(dir, "copy.bin")).Run(); err != nil {
+		return 0, 0, err
+	}
+	cp = float64(e.Size) / 1e6 / time.Since(start).Seconds()
+	return peer, cp, nil
+}
