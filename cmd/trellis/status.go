@@ -36,19 +36,25 @@ func statusCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "manager %s (trellis %s)\n", args[0], s.Version)
-			fmt.Fprintf(out, "tasks: %d waiting for inputs, %d ready, %d running, %d finished (%d succeeded, %d failed)\n\n",
-				s.Waiting, s.Ready, s.Running, s.Finished, s.Succeeded, s.Failed)
+			fmt.Fprintf(out, "tasks: %d waiting for inputs, %d ready, %d staging inputs, %d running, %d finished (%d succeeded, %d failed)\n",
+				s.Waiting, s.Ready, s.Staging, s.Running, s.Finished, s.Succeeded, s.Failed)
+			fmt.Fprintf(out, "data: %s from peers, %s from the manager, %s from URLs, %s uploaded to the manager; %d transfers in flight",
+				mib(s.BytesFromPeers), mib(s.BytesFromManager), mib(s.BytesFromURLs), mib(s.BytesToManager), s.TransfersInFlight)
+			if s.TasksRecreated > 0 || s.FilesLost > 0 {
+				fmt.Fprintf(out, "; %d tasks re-run to recreate lost files, %d files lost", s.TasksRecreated, s.FilesLost)
+			}
+			fmt.Fprint(out, "\n\n")
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tWORKER\tADDRESS\tCORES\tMEMORY MB\tDISK MB\tGPUS\tDONE\tRUNNING")
+			fmt.Fprintln(tw, "ID\tWORKER\tADDRESS\tCORES\tMEMORY MB\tDISK MB\tGPUS\tCACHE\tXFER IN/OUT\tDONE\tRUNNING")
 			for _, w := range s.Workers {
 				name := w.Name
 				if w.Draining {
 					name += " (draining)"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", w.ID, name, w.Address,
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s in %d files\t%d/%d\t%d\t%s\n", w.ID, name, w.Address,
 					used(w.Total.Cores-w.Free.Cores, w.Total.Cores), usedInt(w.Total.MemoryMB-w.Free.MemoryMB, w.Total.MemoryMB),
 					usedInt(w.Total.DiskMB-w.Free.DiskMB, w.Total.DiskMB), usedInt(int64(w.Total.GPUs-w.Free.GPUs), int64(w.Total.GPUs)),
-					w.TasksDone, taskList(w.Running))
+					mib(w.CacheBytes), w.CacheFiles, w.TransfersIn, w.TransfersOut, w.TasksDone, taskList(w.Running))
 			}
 			tw.Flush()
 			if len(s.Workers) == 0 {
@@ -78,3 +84,5 @@ func taskList(ids []uint64) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -335,3 +335,25 @@ func TestDataFaults(t *testing.T) {
 		},
 	})
 }
+
+// Once nobody needs a temp file, losing its copies (the client's session
+// ended and the workers dropped it) neither copies nor recreates it.
+func TestDroppedAfterUseIsLeftAlone(t *testing.T) {
+	one := res(1000, 100)
+	replicated := core.FilesDeclared{Files: []core.FileSpec{{ID: 10, Kind: core.Produced, Replicas: 2}}}
+	runScenarios(t, []scenario{{
+		name: "no copy, no rerun",
+		steps: []step{
+			{join(1, res(1000, 1000)), nil},
+			{join(2, res(1000, 1000)), nil},
+			{replicated, nil},
+			{submit(files(task(1, one), nil, ids(10)), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+			{kept(1, 1, 1, 50, 10), acts(success(1, 1, 1), fetch(1, 2, 10, peer(1), 50), dispatch(2, 1, 1))},
+			{fetched(1, 50), nil},
+			{ok(2, 1, 1), acts(success(2, 1, 1))},
+			{core.FilesDropped{Worker: 1, Files: ids(10)}, nil},
+			{core.FilesDropped{Worker: 2, Files: ids(10)}, nil},
+		},
+		counts: &counts{Finished: 2},
+	}})
+}

@@ -18,13 +18,14 @@ func (c *Core) dropReplica(w *worker, e *fileEntry) {
 	}
 	delete(w.holds, e.id)
 	w.cacheBytes -= e.size
+	if e.needers == 0 {
+		return // nobody needs it any more: neither copies nor lineage
+	}
 	if len(e.replicas) > 0 || e.manager || e.kind != Produced || e.state != fileReady {
 		c.replicate(e)
 		return
 	}
-	if e.needers > 0 {
-		c.lose(e)
-	}
+	c.lose(e)
 }
 
 // restage brings e to w again for the tasks staging there that had it
@@ -55,9 +56,10 @@ func (c *Core) restage(w *worker, e *fileEntry) {
 }
 
 // lose handles a produced file with no copy left: tasks staging it go back
-// to waiting for it, and its producer runs again if it can.
+// to waiting for it, and its producer runs again if it can. A file that no
+// unfinished task reads is left lost until one does.
 func (c *Core) lose(e *fileEntry) {
-	if e.kind != Produced {
+	if e.kind != Produced || e.needers == 0 {
 		return
 	}
 	for _, wid := range e.stagers {
