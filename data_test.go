@@ -66,3 +66,36 @@ func TestLocalTempFilesMovePeerToPeer(t *testing.T) {
 		t.Errorf("fetched temp file: %d bytes, want the 1 MiB produced", len(got))
 	}
 }
+
+// Directories work as files: a local directory as an input, and a
+// directory that one task writes as a temp output and others read.
+func TestLocalDirectories(t *testing.T) {
+	c := startLocal(t, 2)
+	src := t.TempDir()
+	for path, content := range map[string]string{"a.txt": "alpha\n", "sub/b.txt": "beta\n", "sub/deeper/c.txt": "gamma\n"} {
+		p := filepath.Join(src, path)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(content), 0o644)
+	}
+	tree := trellis.NewTask("cd in && find . -type f | sort && cat sub/deeper/c.txt").AddInput(trellis.LocalFile(src), "in")
+	made := trellis.Temp()
+	produce := trellis.NewTask("mkdir -p d/e && echo made > d/e/f && echo top > d/g").AddOutput(made, "d")
+	var consume []*trellis.Task
+	for range 2 {
+		consume = append(consume, trellis.NewTask("cat x/e/f x/g; sleep 0.2").AddInput(made, "x"))
+	}
+	hs, err := c.Submit(context.Background(), append([]*trellis.Task{tree, produce}, consume...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"./a.txt\n./sub/b.txt\n./sub/deeper/c.txt\ngamma\n", "", "made\ntop\n", "made\ntop\n"}
+	for i, h := range hs {
+		r := wait(t, h)
+		if !r.OK() {
+			t.Fatalf("%s: %v (stderr %q)", h.Name, r.Err(), r.Stderr)
+		}
+		if string(r.Stdout) != want[i] {
+			t.Errorf("%s: stdout %q, want %q", h.Name, r.Stdout, want[i])
+		}
+	}
+}

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"trellis/internal/proto"
+	"trellis/internal/worker/archive"
 )
 
 type fileKind int
@@ -138,6 +140,16 @@ func (f *File) cacheName() string {
 		sum := sha256.Sum256(f.data)
 		f.name = "sha256-" + hex.EncodeToString(sum[:])
 	case kindLocal:
+		if fi, err := os.Stat(f.local); err == nil && fi.IsDir() {
+			// A directory travels as its deterministic tar stream.
+			if _, digest, err := archive.DirDigest(f.local); err != nil {
+				f.missing = err
+				f.name = "missing-" + shortHash(f.local)
+			} else {
+				f.name = proto.DirPrefix + strings.TrimPrefix(digest, "sha256:")
+			}
+			return f.name
+		}
 		h := sha256.New()
 		in, err := os.Open(f.local)
 		if err == nil {
@@ -157,13 +169,17 @@ func (f *File) cacheName() string {
 		}
 		if err != nil {
 			f.missing = err
-			sum := sha256.Sum256([]byte(f.local))
-			f.name = "missing-" + hex.EncodeToString(sum[:16])
+			f.name = "missing-" + shortHash(f.local)
 		} else {
 			f.name = "sha256-" + hex.EncodeToString(h.Sum(nil))
 		}
 	}
 	return f.name
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
 }
 
 // inlineContent returns the file's content if it is small enough to travel
@@ -204,6 +220,11 @@ func (c *Client) upload(ctx context.Context, f *File) error {
 		var size int64
 		if f.kind == kindBuffer {
 			body, size = bytesReader(f.data), int64(len(f.data))
+		} else if strings.HasPrefix(name, proto.DirPrefix) {
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(archive.WriteTar(f.local, pw)) }() // exits when the tar is written or the upload stops reading
+			defer pr.Close()
+			body, size = pr, -1
 		} else {
 			in, err := os.Open(f.local)
 			if err != nil {

@@ -84,10 +84,20 @@ func (s *store) stat(name string) (*pb.FileInfo, bool) {
 		return nil, false
 	}
 	info := &pb.FileInfo{Name: name, Size: fi.Size()}
-	if hexDigest, ok := strings.CutPrefix(name, "sha256-"); ok {
+	if hexDigest, ok := contentDigest(name); ok {
 		info.Digest = "sha256:" + hexDigest
 	}
+	info.Dir = strings.HasPrefix(name, proto.DirPrefix)
 	return info, true
+}
+
+// contentDigest returns the hex sha256 a content-named file must have:
+// files are "sha256-HEX", directories (stored as their tar stream) "dir-HEX".
+func contentDigest(name string) (string, bool) {
+	if h, ok := strings.CutPrefix(name, "sha256-"); ok {
+		return h, true
+	}
+	return strings.CutPrefix(name, proto.DirPrefix)
 }
 
 // commit moves a staged output into files/ after checking its size.
@@ -180,6 +190,9 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
+		if strings.HasPrefix(name, proto.DirPrefix) {
+			w.Header().Set(proto.DirHeader, "1")
+		}
 		http.ServeContent(w, r, "", fi.ModTime(), f)
 	case http.MethodPut:
 		if err := m.store.upload(name, r); err != nil {
@@ -217,7 +230,7 @@ func (s *store) upload(name string, r *http.Request) error {
 	}
 	defer os.Remove(tmp.Name())
 	var h hash.Hash
-	want, checked := strings.CutPrefix(name, "sha256-")
+	want, checked := contentDigest(name)
 	var w io.Writer = tmp
 	if checked {
 		h = sha256.New()

@@ -34,6 +34,13 @@ const (
 // bytes sent to workers are counted apart from clients' downloads.
 const WorkerHeader = "X-Trellis-Worker"
 
+// DirHeader marks an HTTP response whose body is a directory's tar stream.
+const DirHeader = "X-Trellis-Dir"
+
+// DirPrefix starts the cache name of a directory named by the digest of its
+// tar stream, as content-named files start with "sha256-".
+const DirPrefix = "dir-"
+
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid")
 

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/worker/archive"
 	"trellis/internal/worker/cache"
@@ -58,7 +60,11 @@ func (w *Worker) ensure(ctx context.Context, ref *pb.FileRef) error {
 	if _, ok := w.cache.Get(ref.Name); ok {
 		return nil
 	}
-	_, err := w.fetcher.Fetch(ctx, w.cache, ref.Name, level(ref.Level), w.base+"/files/"+ref.Name, ref.Size, ref.Digest, false)
+	size, dir := ref.Size, strings.HasPrefix(ref.Name, proto.DirPrefix)
+	if dir {
+		size = -1 // the store holds its tar stream; the cache measures the tree
+	}
+	_, err := w.fetcher.Fetch(ctx, w.cache, ref.Name, level(ref.Level), w.base+"/files/"+ref.Name, size, ref.Digest, dir)
 	return err
 }
 

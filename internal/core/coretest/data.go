@@ -647,7 +647,7 @@ func (s *sim) checkDataEnd(files bool) {
 // first FileLost of a file it depends on, the failure of such a file's
 // producer, or a fetch that failed for good.
 func (s *sim) failedWith(t *simTask, msg string) bool {
-	if strings.HasPrefix(msg, "fetch file ") {
+	if strings.HasPrefix(msg, "fetch ") { // "fetch from peer: ...": an input that could not be brought
 		return true
 	}
 	for _, f := range t.deps {

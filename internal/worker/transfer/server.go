@@ -15,7 +15,7 @@ import (
 )
 
 // DirHeader marks a response whose body is a directory's tar stream.
-const DirHeader = "X-Trellis-Dir"
+const DirHeader = proto.DirHeader
 
 // DigestHeader carries the served entry's digest, for diagnosis.
 const DigestHeader = "X-Trellis-Digest"
