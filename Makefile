@@ -10,6 +10,7 @@ build:
 
 demo: build
 	./bin/trellis run examples/wordcount/wordcount.yaml
+	./bin/trellis run examples/dataflow/dataflow.yaml
 	$(GO) run ./examples/hello
 
 vet:
@@ -23,6 +24,7 @@ test: vet
 bench: build
 	./bin/trellis bench core
 	./bin/trellis bench tasks --tasks 2000 --workers 2
+	./bin/trellis bench dag --workers 2
 
 # Regenerate the wire code (needs protoc, protoc-gen-go, protoc-gen-connect-go).
 proto:
