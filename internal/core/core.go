@@ -33,6 +33,7 @@ type Core struct {
 	files   catalog
 	seq     uint64
 	fresh   []*task          // made ready in this step, to place at its end
+	spare   []*task          // the other buffer of placeFresh
 	freed   []*worker        // freed by tasks staging there in this step, to fill at its end
 	counts  [Staging + 1]int // tasks by state; Finished counts every task ever finished
 	out     []Action

@@ -1,6 +1,9 @@
 package core
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // makeReady queues t. Tasks made ready during a Step are placed at its end,
 // in priority order (placeFresh), so that the order of events within a step
@@ -16,9 +19,17 @@ func (c *Core) makeReady(t *task) {
 // queue until the task itself is placed: heads rank at least as high.
 func (c *Core) placeFresh() {
 	for len(c.fresh) > 0 {
+		// Two buffers take turns, so that a step allocates nothing here.
 		fresh := c.fresh
-		c.fresh = nil
-		sort.Slice(fresh, func(i, j int) bool { return before(fresh[i], fresh[j]) })
+		c.fresh = c.spare[:0]
+		if len(fresh) > 1 {
+			slices.SortFunc(fresh, func(a, b *task) int {
+				if before(a, b) {
+					return -1
+				}
+				return 1
+			})
+		}
 		for _, t := range fresh {
 			for t.state == Ready {
 				q := c.ready.byNeed[t.spec.Resources]
@@ -33,6 +44,8 @@ func (c *Core) placeFresh() {
 		}
 		// Placing can make more tasks ready (a lost input sends its
 		// producer back to the queue): go round until none is left.
+		clear(fresh)
+		c.spare = fresh[:0]
 	}
 }
 
