@@ -99,3 +99,22 @@ func TestLocalDirectories(t *testing.T) {
 		}
 	}
 }
+
+// A directory output comes back to the client as a directory.
+func TestLocalDirectoryOutput(t *testing.T) {
+	c := startLocal(t, 1)
+	dest := filepath.Join(t.TempDir(), "result")
+	out := trellis.Output(dest)
+	hs, err := c.Submit(context.Background(), trellis.NewTask("mkdir -p r/s && echo one > r/a && echo two > r/s/b").AddOutput(out, "r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := wait(t, hs[0]); !r.OK() {
+		t.Fatalf("%v", r.Err())
+	}
+	for p, want := range map[string]string{"a": "one\n", "s/b": "two\n"} {
+		if got, err := os.ReadFile(filepath.Join(dest, p)); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", p, got, err, want)
+		}
+	}
+}

@@ -271,10 +271,34 @@ func (c *Client) download(ctx context.Context, name, path string) error {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("fetch output %s: %s: %s", path, resp.Status, msg)
 	}
-	if err := writeLocal(path, resp.Body); err != nil {
+	if resp.Header.Get(proto.DirHeader) == "1" {
+		err = writeLocalDir(ctx, path, resp.Body)
+	} else {
+		err = writeLocal(path, resp.Body)
+	}
+	if err != nil {
 		return fmt.Errorf("fetch output %s: %w", path, err)
 	}
 	return nil
+}
+
+// writeLocalDir unpacks a directory's tar stream at path, replacing what
+// was there only once the whole tree is written.
+func writeLocalDir(ctx context.Context, path string, r io.Reader) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(path), ".trellis-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	tree := filepath.Join(tmp, "d")
+	if err := archive.ExtractTar(ctx, r, tree, 0); err != nil {
+		return err
+	}
+	os.RemoveAll(path)
+	return os.Rename(tree, path)
 }
 
 // writeLocal writes r to path through a temporary file in the same

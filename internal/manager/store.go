@@ -36,6 +36,24 @@ type store struct {
 	smallBytes int
 
 	toWorkers atomic.Int64 // bytes workers fetched from the store by themselves
+
+	dirsMu sync.Mutex      // guards dirs
+	dirs   map[string]bool // stored files that are directories' tar streams
+}
+
+func (s *store) markDir(name string) {
+	s.dirsMu.Lock()
+	s.dirs[name] = true
+	s.dirsMu.Unlock()
+}
+
+func (s *store) isDir(name string) bool {
+	if strings.HasPrefix(name, proto.DirPrefix) {
+		return true
+	}
+	s.dirsMu.Lock()
+	defer s.dirsMu.Unlock()
+	return s.dirs[name]
 }
 
 // WorkerHeader marks a worker's own requests to the store, so that bytes
@@ -57,7 +75,7 @@ func openStore(root string) (*store, error) {
 			return nil, fmt.Errorf("manager: create store: %w", err)
 		}
 	}
-	return &store{root: root, small: make(map[string][]byte)}, nil
+	return &store{root: root, small: make(map[string][]byte), dirs: make(map[string]bool)}, nil
 }
 
 func (s *store) path(name string) string { return filepath.Join(s.root, "files", name) }
@@ -87,7 +105,7 @@ func (s *store) stat(name string) (*pb.FileInfo, bool) {
 	if hexDigest, ok := contentDigest(name); ok {
 		info.Digest = "sha256:" + hexDigest
 	}
-	info.Dir = strings.HasPrefix(name, proto.DirPrefix)
+	info.Dir = s.isDir(name)
 	return info, true
 }
 
@@ -107,11 +125,14 @@ func (s *store) commit(f *pb.FileInfo, task uint64, attempt uint32) error {
 	if err != nil {
 		return fmt.Errorf("output %s of task %d attempt %d was not uploaded", f.Name, task, attempt)
 	}
-	if fi.Size() != f.Size {
+	if fi.Size() != f.Size && !f.Dir { // a directory's tar stream is larger than its files
 		return fmt.Errorf("output %s of task %d: uploaded %d bytes, worker reported %d", f.Name, task, fi.Size(), f.Size)
 	}
 	if err := os.Rename(staged, s.path(f.Name)); err != nil {
 		return fmt.Errorf("commit output %s: %w", f.Name, err)
+	}
+	if f.Dir {
+		s.markDir(f.Name)
 	}
 	os.Remove(filepath.Dir(staged))
 	return nil
@@ -190,7 +211,7 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		if strings.HasPrefix(name, proto.DirPrefix) {
+		if m.store.isDir(name) {
 			w.Header().Set(proto.DirHeader, "1")
 		}
 		http.ServeContent(w, r, "", fi.ModTime(), f)

@@ -130,3 +130,22 @@ func FuzzCheckSubmit(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckCacheName: an accepted cache name is a single safe path element,
+// so that a cache or store can use it as a file name as it is.
+func FuzzCheckCacheName(f *testing.F) {
+	for _, s := range []string{"sha256-ab", "dir-00", "tmp-1", "..", ".", "a/b", "", "x\x00", ".hidden", "url-é", strings.Repeat("a", 200)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if CheckCacheName(name) != nil {
+			return
+		}
+		if strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." || strings.HasPrefix(name, ".") || len(name) > MaxNameBytes {
+			t.Fatalf("accepted %q", name)
+		}
+		if path.Clean(name) != name || path.Base(name) != name {
+			t.Fatalf("accepted %q, which is not one clean path element", name)
+		}
+	})
+}

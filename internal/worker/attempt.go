@@ -16,6 +16,7 @@ import (
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/worker/archive"
 	"trellis/internal/worker/sandbox"
 )
 
@@ -129,7 +130,12 @@ func (w *Worker) output(ctx context.Context, dir string, out *pb.FileRef, run *p
 		return nil, fmt.Errorf("keep output %q: %w", out.Path, err)
 	}
 	info := &pb.FileInfo{Name: out.Name, Size: e.Size, Digest: e.Digest, Kept: true, Dir: e.Dir}
-	if out.Upload && !e.Dir {
+	if out.Upload && e.Dir {
+		if err := w.uploadDir(ctx, out.Name, run); err != nil {
+			return nil, fmt.Errorf("upload output %q: %w", out.Path, err)
+		}
+		info.Uploaded = true
+	} else if out.Upload {
 		up, err := w.upload(ctx, w.cache.Path(out.Name), &pb.FileRef{Name: out.Name, Path: "."}, run, budget)
 		if err != nil {
 			return nil, err
@@ -137,6 +143,30 @@ func (w *Worker) output(ctx context.Context, dir string, out *pb.FileRef, run *p
 		info.Content, info.Uploaded = up.Content, true
 	}
 	return info, nil
+}
+
+// uploadDir sends a cached directory to the manager's staging area for this
+// attempt, as its tar stream.
+func (w *Worker) uploadDir(ctx context.Context, name string, run *pb.Run) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(archive.WriteTar(w.cache.Path(name), pw)) }() // exits when the tar is written or the request stops reading
+	defer pr.Close()
+	url := fmt.Sprintf("%s/files/%s?task=%d&attempt=%d&dir=1", w.base, name, run.TaskId, run.Attempt)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, pr)
+	if err != nil {
+		return err
+	}
+	w.authorize(req.Header)
+	resp, err := w.files.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s", resp.Status, trimSpace(msg))
+	}
+	return nil
 }
 
 // upload sends one output to the manager's staging area for this attempt,
