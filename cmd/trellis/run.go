@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -38,7 +39,12 @@ did not succeed.`,
 			}
 			interactive := !quiet && term.IsTerminal(int(os.Stderr.Fd()))
 			progress := runner.NewProgress(os.Stderr, interactive)
-			opts := []trellis.Option{trellis.WithEvents(progress.Event), trellis.WithLogger(logger(cmd))}
+			log := logger(cmd)
+			if !cmd.Flags().Changed("log-level") {
+				// Progress is the user's view; the embedded cluster speaks up only for problems.
+				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			}
+			opts := []trellis.Option{trellis.WithEvents(progress.Event), trellis.WithLogger(log)}
 			ctx, stop := signalContext()
 			defer stop()
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
