@@ -47,33 +47,5 @@ func linkFile(src, dest string, mode fs.FileMode) error {
 	return copyFile(src, dest, readOnly(mode))
 }
 
-// linkTree recreates the cached tree src at dest.
-func linkTree(src, dest string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dest, rel)
-		switch t := d.Type(); {
-		case t.IsDir():
-			return os.Mkdir(target, 0o755)
-		case t.IsRegular():
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			return linkFile(p, target, fi.Mode())
-		case t&fs.ModeSymlink != 0:
-			link, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		}
-		return nil
-	})
-}
+// linkTree recreates the cached tree src at dest, its files hard-linked.
+func linkTree(src, dest string) error { return mirrorTree(src, dest, linkFile) }

@@ -52,6 +52,18 @@ func normalizeTree(dir string) error {
 // copyTree copies the file or directory src to dst, which must not exist:
 // directories, regular files (keeping the execute bit) and symbolic links.
 func copyTree(src, dst string) error {
+	return mirrorTree(src, dst, func(p, target string, mode fs.FileMode) error {
+		m := fs.FileMode(0o644)
+		if mode&0o100 != 0 {
+			m = 0o755
+		}
+		return copyFile(p, target, m)
+	})
+}
+
+// mirrorTree recreates the tree src at dst: directories are made, symbolic
+// links copied as links, and each regular file placed by place.
+func mirrorTree(src, dst string, place func(p, target string, mode fs.FileMode) error) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -69,11 +81,7 @@ func copyTree(src, dst string) error {
 			if err != nil {
 				return err
 			}
-			mode := fs.FileMode(0o644)
-			if fi.Mode()&0o100 != 0 {
-				mode = 0o755
-			}
-			return copyFile(p, target, mode)
+			return place(p, target, fi.Mode())
 		case t&fs.ModeSymlink != 0:
 			if p == src {
 				return &fs.PathError{Op: "copy", Path: src, Err: fs.ErrInvalid}
