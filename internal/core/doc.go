@@ -27,4 +27,17 @@
 // count as available. A file named as an output of a submitted task is
 // pending until that task succeeds; a consumer waits for it, and fails with
 // InputMissing if its producer fails for good.
+//
+// Data (see FilesDeclared): produced files kept in workers, URLs (Origin)
+// and unpacked archives (Derived) are staged. A task placed on a worker
+// holds its resources there while Fetch actions bring its inputs; it is
+// dispatched once every input is on that worker. The core picks each
+// fetch's source (the least-loaded peer that holds a replica, then the
+// manager or the origin), bounds concurrent fetches per source, retries
+// elsewhere and backs off from failing peers; Tick is its clock for that.
+// Placement prefers the worker that holds the most bytes of a task's
+// inputs. When the last copy of a produced file is lost while an unfinished
+// task reads it, its producer runs again (Rerun, then Recreated; never a
+// second Done), recursively; a file that cannot be recreated ends with
+// FileLost, and its readers with InputMissing and the reason.
 package core
