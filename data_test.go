@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"trellis"
 )
@@ -116,5 +117,48 @@ func TestLocalDirectoryOutput(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(dest, p)); err != nil || string(got) != want {
 			t.Errorf("%s = %q, %v; want %q", p, got, err, want)
 		}
+	}
+}
+
+// A task-level file leaves the worker's cache once the tasks that read it
+// are done; a worker-level one stays.
+func TestLocalTaskLevelCache(t *testing.T) {
+	root := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 1, Workdir: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.txt")
+	os.WriteFile(big, bytes.Repeat([]byte("y"), 100<<10), 0o644) // over the inline limit: cached
+	kept := filepath.Join(dir, "kept.txt")
+	os.WriteFile(kept, bytes.Repeat([]byte("z"), 100<<10), 0o644)
+	a := trellis.LocalFile(big).Cache(trellis.CacheTask)
+	b := trellis.LocalFile(kept).Cache(trellis.CacheWorker)
+	hs, err := c.Submit(ctx, trellis.NewTask("wc -c < a").AddInput(a, "a"), trellis.NewTask("wc -c < a").AddInput(a, "a").AddInput(b, "b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := wait(t, h); !r.OK() {
+			t.Fatal(r.Err())
+		}
+	}
+	cached := func(f *trellis.File) bool {
+		_, err := os.Stat(filepath.Join(root, "worker-1", "cache", "files", f.Name()))
+		return err == nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for cached(a) {
+		if time.Now().After(deadline) {
+			t.Fatal("the task-level file is still in the worker's cache after its readers finished")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !cached(b) {
+		t.Error("the worker-level file left the cache; want it kept")
 	}
 }

@@ -53,7 +53,10 @@ func (s *state) declare(session string, decls []*pb.FileDecl) {
 		case pb.FileKind_FILE_KIND_UNPACK:
 			spec.Kind, spec.From = core.Derived, s.fileID(d.UnpackFrom)
 		default:
-			continue // at the manager: the core need not know
+			if d.Level != pb.CacheLevel_CACHE_LEVEL_TASK {
+				continue // at the manager: the core need not know
+			}
+			spec.Kind = core.External // known, so that the core counts its readers
 		}
 		specs = append(specs, spec)
 	}
@@ -210,4 +213,36 @@ func (s *state) uploaded(name string, err error) {
 		reply <- err
 	}
 	delete(s.data.waiters, name)
+}
+
+// dropTaskLevel unlinks, from the workers that hold them, a finished task's
+// task-level inputs that no unfinished task reads any more.
+func (s *state) dropTaskLevel(spec *pb.TaskSpec) {
+	byWorker := make(map[core.WorkerID][]string)
+	for _, in := range spec.Inputs {
+		d := s.data.decls[in.Name]
+		if d == nil || d.Level != pb.CacheLevel_CACHE_LEVEL_TASK {
+			continue
+		}
+		id := s.fileID(in.Name)
+		if s.core.Needed(id) {
+			continue
+		}
+		holders := s.core.Replicas(id)
+		if d.Kind == pb.FileKind_FILE_KIND_MANAGER {
+			// Workers fetch these by themselves: the core does not know who holds them.
+			holders = holders[:0]
+			for w := range s.sessions {
+				holders = append(holders, w)
+			}
+		}
+		for _, w := range holders {
+			byWorker[w] = append(byWorker[w], in.Name)
+		}
+	}
+	for w, names := range byWorker {
+		if sess := s.sessions[w]; sess != nil {
+			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
+		}
+	}
 }

@@ -309,6 +309,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	if rec != nil {
 		s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
 			Attempt: a.Attempt, Worker: name, Outcome: outcome})
+		s.dropTaskLevel(rec.spec)
 	}
 }
 
