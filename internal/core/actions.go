@@ -9,6 +9,23 @@ type Dispatch struct {
 	Attempt uint32
 	Worker  WorkerID
 	GPUs    []int32
+	// Instance: for a call, the library instance to run it in. Lib: for a
+	// library instance (a task the core made), the library to start.
+	Instance TaskID
+	Lib      LibID
+}
+
+// Stop: stop the idle library instance on Worker; it reports InstanceEnded.
+type Stop struct {
+	Instance TaskID
+	Worker   WorkerID
+}
+
+// LibraryBroken: instances of Lib failed to start too often; the calls
+// that waited for it failed with Why.
+type LibraryBroken struct {
+	Lib LibID
+	Why string
 }
 
 // Kill: stop attempt Attempt of Task on Worker. The worker still reports
@@ -75,12 +92,14 @@ type FileLost struct {
 	Why  string
 }
 
-func (Fetch) isAction()       {}
-func (Recreated) isAction()   {}
-func (Rerun) isAction()       {}
-func (FileLost) isAction()    {}
-func (Dispatch) isAction()    {}
-func (Kill) isAction()        {}
-func (Requeued) isAction()    {}
-func (Done) isAction()        {}
-func (StaleResult) isAction() {}
+func (Fetch) isAction()         {}
+func (Stop) isAction()          {}
+func (LibraryBroken) isAction() {}
+func (Recreated) isAction()     {}
+func (Rerun) isAction()         {}
+func (FileLost) isAction()      {}
+func (Dispatch) isAction()      {}
+func (Kill) isAction()          {}
+func (Requeued) isAction()      {}
+func (Done) isAction()          {}
+func (StaleResult) isAction()   {}

@@ -22,6 +22,8 @@ type task struct {
 	// recreating: the task had finished, and runs again because its output
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
+	inst       *instance // calls: the instance it runs in; instances: their own state
+	held       bool      // it holds a reservation of its worker's resources
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -47,6 +49,10 @@ type Core struct {
 	retained     map[TaskID]*task // finished producers of files kept only in workers
 	recreated    uint64           // tasks run again to recreate lost files
 	lost         uint64           // files lost for good
+
+	libs      map[LibID]*library
+	dirtyLibs []*library // whose calls to place at the end of the step
+	instSeq   uint64
 }
 
 // New returns an empty core.
@@ -59,6 +65,7 @@ func New() *Core {
 		transfers: make(map[uint64]*transfer),
 		originOut: make(map[FileID]int32),
 		retained:  make(map[TaskID]*task),
+		libs:      make(map[LibID]*library),
 	}
 }
 
@@ -104,8 +111,15 @@ func (c *Core) Step(ev Event) []Action {
 				}
 			}
 		}
+	case LibraryInstalled:
+		c.installLibrary(ev)
+	case InstanceReady:
+		c.instanceReady(ev)
+	case InstanceEnded:
+		c.instanceEndedEvent(ev)
 	case Tick:
 		c.ticks++
+		c.stopIdle()
 		c.retryBlocked()
 		c.placeAll()
 	default:
@@ -118,7 +132,12 @@ func (c *Core) Step(ev Event) []Action {
 // settle offers what staging tasks freed in this step to the queue, best
 // task first, and places the tasks made ready, until neither is left.
 func (c *Core) settle() {
-	for len(c.freed) > 0 || len(c.fresh) > 0 {
+	for len(c.freed) > 0 || len(c.fresh) > 0 || len(c.dirtyLibs) > 0 {
+		libs := c.dirtyLibs
+		c.dirtyLibs = nil
+		for _, lib := range libs {
+			c.placeCalls(lib)
+		}
 		freed := c.freed
 		c.freed = nil
 		for _, w := range freed {
@@ -226,6 +245,13 @@ func (c *Core) workerLeft(ev WorkerLeft) {
 	}
 	reason := Outcome{Kind: WorkerLost, Message: fmt.Sprintf("worker %d lost: %s", w.id, ev.Reason)}
 	for _, t := range lost {
+		if t.spec.Role == Call && t.inst != nil {
+			continue // its instance, on the same worker, settles it
+		}
+		if t.spec.Role == Instance && t.state == Running {
+			c.instanceEnded(t.inst, Outcome{Kind: WorkerLost, Message: reason.Message}, false)
+			continue
+		}
 		staging := t.state == Staging
 		c.release(t)
 		switch {
@@ -313,7 +339,14 @@ func (c *Core) taskFinished(ev TaskFinished) {
 		return
 	}
 	w := t.worker
+	if t.spec.Role == Instance {
+		c.instanceEnded(t.inst, ev.Outcome, !t.inst.ready)
+		return
+	}
 	c.release(t)
+	if t.spec.Role == Call {
+		c.callDone(t)
+	}
 	// Tasks that become ready now (t itself, or its consumers) must not take
 	// what t freed on w before the tasks queued for it, which may rank
 	// higher: keep w closed until they are queued, then fill it by priority.
@@ -366,7 +399,11 @@ func (c *Core) cancelTask(id TaskID) {
 	case Waiting:
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Ready:
-		c.ready.remove(t)
+		if t.spec.Role == Call {
+			c.libs[t.spec.Lib].waiting.remove(t.index)
+		} else {
+			c.ready.remove(t)
+		}
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Staging:
 		c.release(t)
@@ -436,6 +473,13 @@ func (c *Core) finish(t *task, o Outcome) {
 		pending, outcomes = pending[1:], outcomes[1:]
 		if t.state == Finished {
 			continue // reached twice: a consumer of two failed files
+		}
+		if t.spec.Role == Instance {
+			c.instanceEnded(t.inst, o, true) // an instance has no Done: it never started
+			continue
+		}
+		if t.spec.Role == Call {
+			c.callDone(t)
 		}
 		wid := t.ranOn // not where it was staging, if it never ran there
 		if t.recreating {

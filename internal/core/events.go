@@ -72,19 +72,52 @@ type FileMissing struct {
 	Why  string
 }
 
+// LibraryInstalled: calls may now name Lib. Each instance of it holds
+// Resources on a worker and serves Slots calls at once. The core starts
+// instances as calls need them, at most Max (0: as many as calls need),
+// and Eager of them at once.
+type LibraryInstalled struct {
+	Lib       LibID
+	Resources Resources
+	Slots     int32
+	Inputs    []FileID
+	Max       int32
+	Eager     int32
+}
+
+// InstanceReady: the library process of an instance has started (its
+// set-up succeeded) and takes calls.
+type InstanceReady struct {
+	Instance TaskID
+	Attempt  uint32
+	Worker   WorkerID
+}
+
+// InstanceEnded: the library process of an instance is gone: it failed to
+// start, crashed, exceeded its memory, or was stopped.
+type InstanceEnded struct {
+	Instance TaskID
+	Attempt  uint32
+	Worker   WorkerID
+	Outcome  Outcome
+}
+
 // Tick: time passed. The core uses it for a full placement pass, which
 // catches tasks that fit a worker in a way the incremental placement missed.
 type Tick struct{}
 
-func (WorkerJoined) isEvent()   {}
-func (WorkerDraining) isEvent() {}
-func (WorkerLeft) isEvent()     {}
-func (TasksSubmitted) isEvent() {}
-func (TaskFinished) isEvent()   {}
-func (TaskReturned) isEvent()   {}
-func (CancelTask) isEvent()     {}
-func (Tick) isEvent()           {}
-func (FilesDeclared) isEvent()  {}
-func (TransferDone) isEvent()   {}
-func (FilesDropped) isEvent()   {}
-func (FileMissing) isEvent()    {}
+func (WorkerJoined) isEvent()     {}
+func (WorkerDraining) isEvent()   {}
+func (WorkerLeft) isEvent()       {}
+func (TasksSubmitted) isEvent()   {}
+func (TaskFinished) isEvent()     {}
+func (TaskReturned) isEvent()     {}
+func (CancelTask) isEvent()       {}
+func (Tick) isEvent()             {}
+func (FilesDeclared) isEvent()    {}
+func (LibraryInstalled) isEvent() {}
+func (InstanceReady) isEvent()    {}
+func (InstanceEnded) isEvent()    {}
+func (TransferDone) isEvent()     {}
+func (FilesDropped) isEvent()     {}
+func (FileMissing) isEvent()      {}

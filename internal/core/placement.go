@@ -9,6 +9,10 @@ import (
 // in priority order (placeFresh), so that the order of events within a step
 // does not decide which of them runs first.
 func (c *Core) makeReady(t *task) {
+	if t.spec.Role == Call {
+		c.queueCall(t)
+		return
+	}
 	c.setState(t, Ready)
 	c.ready.push(t)
 	c.fresh = append(c.fresh, t)
@@ -148,6 +152,7 @@ func (c *Core) assign(t *task, w *worker) {
 		w.gpusFree = w.gpusFree[need.GPUs:]
 	}
 	w.running[t.spec.ID] = t
+	t.held = true
 	if w.index >= 0 {
 		c.open.fix(w.index)
 	}
@@ -195,7 +200,11 @@ func (c *Core) run(t *task) {
 	t.attempt++
 	t.ranOn = t.worker.id
 	c.setState(t, Running)
-	c.emit(Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, GPUs: t.gpus})
+	d := Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, GPUs: t.gpus}
+	if t.spec.Role == Instance {
+		d.Lib = t.spec.Lib
+	}
+	c.emit(d)
 }
 
 // release gives t's resources back to its worker; t keeps t.worker so that
@@ -212,6 +221,10 @@ func (c *Core) release(t *task) {
 		}
 	}
 	delete(w.running, t.spec.ID)
+	if !t.held {
+		return // a call: its instance holds the resources
+	}
+	t.held = false
 	w.free = w.free.Add(t.spec.Resources)
 	if len(t.gpus) > 0 {
 		w.gpusFree = append(w.gpusFree, t.gpus...)

@@ -49,7 +49,22 @@ type Task struct {
 	RetryOnError bool
 	Inputs       []FileID // files that must be available before the task runs
 	Outputs      []FileID // files the task produces; available once it succeeds
+	Role         Role     // a plain task, or a call of library Lib's functions
+	Lib          LibID
 }
+
+// LibID names an installed library.
+type LibID uint32
+
+// Role says what a task is to the core.
+type Role uint8
+
+// Roles. Instances are made by the core itself (see LibraryInstalled).
+const (
+	Plain    Role = iota
+	Call          // a function call: runs in a slot of an instance of Lib
+	Instance      // a running library process of Lib, made by the core
+)
 
 // FileKind says where a file comes from, which decides how a task's worker
 // gets it.

@@ -1,0 +1,256 @@
+package core
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Libraries and calls. An instance of a library is a task the core makes:
+// it holds the library's resources on a worker for as long as the library
+// process lives, and is placed, staged and dispatched like any task. A call
+// is a task that runs in one slot of a ready instance. Calls wait in their
+// library's queue (by priority, then submission) until an instance has a
+// free slot; the core starts instances as calls need them.
+
+// Limits of libraries.
+const (
+	StartFailures = 3  // instances failing to start in a row before the library is broken
+	IdleTicks     = 30 // an instance idle this long may be stopped to make room
+)
+
+// instanceBit marks the task IDs the core gives instances, apart from the
+// caller's (which must stay below it).
+const instanceBit = TaskID(1) << 63
+
+type library struct {
+	id       LibID
+	res      Resources
+	slots    int32
+	inputs   []FileID
+	max      int32
+	waiting  shapeQueue // ready calls
+	insts    []*instance
+	failures int32  // instances that failed to start, in a row
+	broken   string // why calls fail at once; "" while it works
+}
+
+type instance struct {
+	t        *task
+	lib      *library
+	ready    bool
+	stopping bool
+	free     int32            // slots
+	calls    map[TaskID]*task // running in it
+	lastUse  uint64           // tick
+}
+
+// IsInstance reports whether id names a library instance the core made.
+func IsInstance(id TaskID) bool { return id&instanceBit != 0 }
+
+func (c *Core) installLibrary(ev LibraryInstalled) {
+	lib := c.libs[ev.Lib]
+	if lib == nil {
+		lib = &library{id: ev.Lib}
+		c.libs[ev.Lib] = lib
+	}
+	lib.res, lib.slots, lib.inputs, lib.max = ev.Resources, max(ev.Slots, 1), ev.Inputs, ev.Max
+	lib.failures, lib.broken = 0, "" // installing again clears a broken library
+	for range max(ev.Eager-int32(len(lib.insts)), 0) {
+		c.startInstance(lib)
+	}
+	c.libDirty(lib)
+}
+
+func (c *Core) libDirty(lib *library) {
+	for _, l := range c.dirtyLibs {
+		if l == lib {
+			return
+		}
+	}
+	c.dirtyLibs = append(c.dirtyLibs, lib)
+}
+
+// queueCall puts a ready call in its library's queue.
+func (c *Core) queueCall(t *task) {
+	lib := c.libs[t.spec.Lib]
+	if lib == nil {
+		c.finish(t, Outcome{Kind: Failed, Message: fmt.Sprintf("library %d is not installed", t.spec.Lib)})
+		return
+	}
+	c.setState(t, Ready)
+	lib.waiting.push(t)
+	c.libDirty(lib)
+}
+
+// placeCalls runs waiting calls in free slots, and starts instances for
+// the rest while the library allows.
+func (c *Core) placeCalls(lib *library) {
+	if lib.broken != "" {
+		for len(lib.waiting.tasks) > 0 {
+			c.finish(lib.waiting.pop(), Outcome{Kind: Failed, Message: lib.broken})
+		}
+		return
+	}
+	for len(lib.waiting.tasks) > 0 {
+		inst := lib.freest()
+		if inst == nil {
+			break
+		}
+		t := lib.waiting.pop()
+		t.worker = inst.t.worker
+		t.inst = inst
+		inst.free--
+		inst.calls[t.spec.ID] = t
+		t.worker.running[t.spec.ID] = t
+		t.attempt++
+		t.ranOn = t.worker.id
+		c.setState(t, Running)
+		c.emit(Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, Instance: inst.t.spec.ID})
+	}
+	// Slots coming (instances starting) versus calls waiting.
+	coming := int32(0)
+	for _, inst := range lib.insts {
+		if !inst.ready {
+			coming += lib.slots
+		}
+	}
+	for int32(len(lib.waiting.tasks)) > coming && (lib.max == 0 || int32(len(lib.insts)) < lib.max) {
+		c.startInstance(lib)
+		coming += lib.slots
+	}
+}
+
+// freest returns the ready instance with the most free slots, or nil.
+func (l *library) freest() *instance {
+	var best *instance
+	for _, inst := range l.insts {
+		if inst.ready && !inst.stopping && inst.free > 0 && (best == nil || inst.free > best.free) {
+			best = inst
+		}
+	}
+	return best
+}
+
+func (c *Core) startInstance(lib *library) {
+	c.instSeq++
+	t := &task{spec: Task{ID: instanceBit | TaskID(c.instSeq), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1}
+	c.seq++
+	t.seq = c.seq
+	inst := &instance{t: t, lib: lib, calls: make(map[TaskID]*task)}
+	t.inst = inst
+	lib.insts = append(lib.insts, inst)
+	c.tasks[t.spec.ID] = t
+	c.setState(t, Waiting)
+	if missing, why := c.files.await(t); why != "" {
+		c.instanceEnded(inst, Outcome{Kind: InputMissing, Message: why}, true)
+	} else if t.missing = missing; missing == 0 {
+		c.makeReady(t)
+	}
+}
+
+func (c *Core) instanceReady(ev InstanceReady) {
+	t := c.tasks[ev.Instance]
+	if t == nil || t.inst == nil || t.state != Running || t.attempt != ev.Attempt || t.worker.id != ev.Worker {
+		c.emit(StaleResult{Task: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
+		return
+	}
+	inst := t.inst
+	inst.ready, inst.free, inst.lastUse = true, inst.lib.slots, c.ticks
+	inst.lib.failures = 0
+	c.libDirty(inst.lib)
+}
+
+func (c *Core) instanceEndedEvent(ev InstanceEnded) {
+	t := c.tasks[ev.Instance]
+	if t == nil || t.inst == nil || t.state != Running || t.attempt != ev.Attempt || t.worker.id != ev.Worker {
+		c.emit(StaleResult{Task: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
+		return
+	}
+	c.instanceEnded(t.inst, ev.Outcome, !t.inst.ready && !t.inst.stopping)
+}
+
+// instanceEnded forgets an instance: its resources go back, its calls are
+// retried (or fail), and a start failure counts towards breaking the library.
+func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
+	t, lib := inst.t, inst.lib
+	for i, x := range lib.insts {
+		if x == inst {
+			lib.insts = append(lib.insts[:i], lib.insts[i+1:]...)
+			break
+		}
+	}
+	calls := make([]*task, 0, len(inst.calls))
+	for _, call := range inst.calls {
+		calls = append(calls, call)
+	}
+	sort.Slice(calls, func(i, j int) bool { return calls[i].spec.ID < calls[j].spec.ID })
+	var w *worker
+	if t.state == Running || t.state == Staging {
+		w = t.worker
+		c.release(t)
+	}
+	c.files.release(t)
+	c.counts[t.state]--
+	t.state = Finished
+	delete(c.tasks, t.spec.ID)
+	for _, call := range calls {
+		delete(inst.calls, call.spec.ID)
+		c.release(call)
+		call.inst = nil
+		if call.cancel {
+			c.finish(call, Outcome{Kind: Cancelled, Message: "cancelled"})
+			continue
+		}
+		crashed := Outcome{Kind: Failed, Message: "library crashed: " + why.Message}
+		if why.Kind == ResourceExceeded || why.Kind == WorkerLost {
+			crashed = Outcome{Kind: why.Kind, Message: why.Message}
+		}
+		c.retryOrFinish(call, crashed, true)
+	}
+	if startFailure {
+		if lib.failures++; lib.failures >= StartFailures {
+			lib.broken = fmt.Sprintf("library failed to start %d times: %s", lib.failures, why.Message)
+			c.emit(LibraryBroken{Lib: lib.id, Why: lib.broken})
+		}
+	}
+	if w != nil && w.index >= 0 {
+		c.freed = append(c.freed, w)
+	}
+	c.libDirty(lib)
+}
+
+// callDone frees the slot of a call that ended.
+func (c *Core) callDone(t *task) {
+	if inst := t.inst; inst != nil {
+		delete(inst.calls, t.spec.ID)
+		inst.free++
+		inst.lastUse = c.ticks
+		t.inst = nil
+		c.libDirty(inst.lib)
+	}
+}
+
+// stopIdle stops instances that have been idle for IdleTicks when tasks
+// wait for resources, so that the library does not hold them for nothing.
+func (c *Core) stopIdle() {
+	if c.ready.n == 0 {
+		return
+	}
+	ids := make([]LibID, 0, len(c.libs))
+	for id := range c.libs {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		lib := c.libs[id]
+		if len(lib.waiting.tasks) > 0 {
+			continue
+		}
+		for _, inst := range lib.insts {
+			if inst.ready && !inst.stopping && len(inst.calls) == 0 && c.ticks-inst.lastUse >= IdleTicks {
+				inst.stopping = true
+				c.emit(Stop{Instance: inst.t.spec.ID, Worker: inst.t.worker.id})
+			}
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package core_test
+
+import (
+	"testing"
+
+	"trellis/internal/core"
+)
+
+func inst(n uint64) core.TaskID { return core.TaskID(1<<63 | n) }
+
+func callOf(id core.TaskID, lib core.LibID, retries int32) core.Task {
+	return core.Task{ID: id, Role: core.Call, Lib: lib, Retries: retries}
+}
+
+func start(n uint64, attempt uint32, w core.WorkerID, lib core.LibID) core.Dispatch {
+	return core.Dispatch{Task: inst(n), Attempt: attempt, Worker: w, Lib: lib}
+}
+
+func inSlot(id core.TaskID, attempt uint32, w core.WorkerID, n uint64) core.Dispatch {
+	return core.Dispatch{Task: id, Attempt: attempt, Worker: w, Instance: inst(n)}
+}
+
+func ready(n uint64, w core.WorkerID) core.InstanceReady {
+	return core.InstanceReady{Instance: inst(n), Attempt: 1, Worker: w}
+}
+
+func TestLibraries(t *testing.T) {
+	lib := core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 2}
+	runScenarios(t, []scenario{
+		{
+			// Three calls, two slots per instance: two instances start
+			// (lazily), and each call runs in a slot as they become ready.
+			name: "lazy instances, calls in slots",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{lib, nil},
+				{submit(callOf(1, 7, 0), callOf(2, 7, 0), callOf(3, 7, 0)), acts(start(1, 1, 1, 7), start(2, 1, 1, 7))},
+				{ready(1, 1), acts(inSlot(1, 1, 1, 1), inSlot(2, 1, 1, 1))},
+				{ready(2, 1), acts(inSlot(3, 1, 1, 2))},
+				{ok(1, 1, 1), acts(success(1, 1, 1))},
+				{submit(callOf(4, 7, 0)), acts(inSlot(4, 1, 1, 1))}, // a free slot: no new instance
+			},
+		},
+		{
+			// The library process crashes while calls run: they are
+			// retried in a new instance (within their retries).
+			name: "a crash retries the calls in a new instance",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{lib, nil},
+				{submit(callOf(1, 7, 1), callOf(2, 7, 0)), acts(start(1, 1, 1, 7))},
+				{ready(1, 1), acts(inSlot(1, 1, 1, 1), inSlot(2, 1, 1, 1))},
+				{core.InstanceEnded{Instance: inst(1), Attempt: 1, Worker: 1, Outcome: outcome(core.Failed, "exit status 2: boom")}, acts(
+					core.Requeued{Task: 1, Attempt: 1, Reason: outcome(core.Failed, "library crashed: exit status 2: boom")},
+					done(2, 1, 1, outcome(core.Failed, "library crashed: exit status 2: boom")),
+					start(2, 1, 1, 7),
+				)},
+				{ready(2, 1), acts(inSlot(1, 2, 1, 2))},
+			},
+		},
+		{
+			// A library that cannot start: after StartFailures its calls
+			// fail with the reason instead of waiting forever.
+			name: "a library that never starts is broken",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 2, Max: 1}, nil},
+				{submit(callOf(1, 7, 0)), acts(start(1, 1, 1, 7))},
+				{core.InstanceEnded{Instance: inst(1), Attempt: 1, Worker: 1, Outcome: outcome(core.Failed, "set-up failed: no model")}, acts(start(2, 1, 1, 7))},
+				{core.InstanceEnded{Instance: inst(2), Attempt: 1, Worker: 1, Outcome: outcome(core.Failed, "set-up failed: no model")}, acts(start(3, 1, 1, 7))},
+				{core.InstanceEnded{Instance: inst(3), Attempt: 1, Worker: 1, Outcome: outcome(core.Failed, "set-up failed: no model")}, acts(
+					core.LibraryBroken{Lib: 7, Why: "library failed to start 3 times: set-up failed: no model"},
+					done(1, 0, 0, outcome(core.Failed, "library failed to start 3 times: set-up failed: no model")),
+				)},
+				{submit(callOf(2, 7, 0)), acts(done(2, 0, 0, outcome(core.Failed, "library failed to start 3 times: set-up failed: no model")))},
+			},
+			counts: &counts{Finished: 2},
+		},
+		{
+			// The worker holding the instance is lost: calls run again in an
+			// instance on another worker.
+			name: "worker loss moves the library",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{lib, nil},
+				{submit(callOf(1, 7, 1)), acts(start(1, 1, 1, 7))},
+				{ready(1, 1), acts(inSlot(1, 1, 1, 1))},
+				{join(2, res(1000, 1000)), nil},
+				{core.WorkerLeft{Worker: 1, Reason: "killed"}, acts(
+					core.Requeued{Task: 1, Attempt: 1, Reason: outcome(core.WorkerLost, "worker 1 lost: killed")},
+					start(2, 1, 2, 7),
+				)},
+				{ready(2, 2), acts(inSlot(1, 2, 2, 2))},
+				{ok(1, 2, 2), acts(success(1, 2, 2))},
+			},
+		},
+		{
+			// An idle instance gives its resources back when plain tasks
+			// wait for them.
+			name: "an idle instance is stopped for waiting tasks",
+			steps: func() []step {
+				s := []step{
+					{join(1, res(1000, 1000)), nil},
+					{lib, nil},
+					{submit(callOf(1, 7, 0)), acts(start(1, 1, 1, 7))},
+					{ready(1, 1), acts(inSlot(1, 1, 1, 1))},
+					{ok(1, 1, 1), acts(success(1, 1, 1))},
+					{submit(task(2, res(1000, 10))), nil}, // waits: the instance holds the core
+				}
+				for range core.IdleTicks - 1 {
+					s = append(s, step{core.Tick{}, nil})
+				}
+				return append(s,
+					step{core.Tick{}, acts(core.Stop{Instance: inst(1), Worker: 1})},
+					step{core.InstanceEnded{Instance: inst(1), Attempt: 1, Worker: 1, Outcome: outcome(core.Success, "stopped")}, acts(dispatch(2, 1, 1))},
+				)
+			}(),
+		},
+		{
+			name: "cancel a waiting call",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(2000, 10), Slots: 1}, nil}, // fits no worker yet
+				{submit(callOf(1, 7, 0)), nil},
+				{core.CancelTask{Task: 1}, acts(done(1, 0, 0, outcome(core.Cancelled, "cancelled before it ran")))},
+			},
+		},
+	})
+}
