@@ -19,7 +19,7 @@ vet:
 
 test: vet
 	$(GO) test -race -short $(RACE_PKGS)
-	$(GO) test ./internal/e2e/... ./internal/proto/... ./internal/workflow/... ./internal/bench/... ./cmd/... ./internal/ ./examples/... ./sdk/...
+	$(GO) test ./internal/e2e/... ./internal/proto/... ./internal/workflow/... ./internal/bench/... ./cmd/... ./internal/ ./examples/...
 
 bench: build
 	./bin/trellis bench core

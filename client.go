@@ -227,6 +227,9 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 // lasts and uploading the others.
 func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[string]*pb.FileDecl) (*pb.TaskSpec, error) {
 	name := t.Name
+	if name == "" && t.Call != nil {
+		name = t.Call.Library + "." + t.Call.Function
+	}
 	if name == "" {
 		name = t.Command
 		if len(name) > 60 {
@@ -234,7 +237,7 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		}
 	}
 	cores := t.Resources.Cores
-	if cores == 0 {
+	if cores == 0 && t.Call == nil {
 		cores = 1
 	}
 	spec := &pb.TaskSpec{
@@ -242,6 +245,9 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		Resources: &pb.Resources{Cores: cores, MemoryMb: t.Resources.MemoryMB, DiskMb: t.Resources.DiskMB, Gpus: int64(t.Resources.GPUs)},
 		Retries:   int32(t.Retries), RetryOnError: t.RetryOnError, TimeLimitMs: t.TimeLimit.Milliseconds(),
 		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags,
+	}
+	if t.Call != nil {
+		spec.Call = &pb.CallSpec{Library: t.Call.Library, Function: t.Call.Function, Args: t.Call.Args}
 	}
 	for _, m := range t.Inputs {
 		if m.File == nil {
@@ -276,6 +282,60 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return spec, nil
+}
+
+// Install installs (or replaces) a library on the cluster, uploading its
+// input files.
+func (c *Client) Install(ctx context.Context, lib *Library) error {
+	spec := &pb.LibrarySpec{Name: lib.Name, Command: lib.Command, Env: lib.Env, Slots: int32(lib.Slots), Mode: lib.Mode,
+		MaxInstances: int32(lib.MaxInstances), Eager: int32(lib.Eager), StartTimeoutMs: lib.StartTimeout.Milliseconds(),
+		Resources: &pb.Resources{Cores: lib.Resources.Cores, MemoryMb: lib.Resources.MemoryMB, DiskMb: lib.Resources.DiskMB, Gpus: int64(lib.Resources.GPUs)}}
+	decls := make(map[string]*pb.FileDecl)
+	budget := proto.MaxInlinePerMessage
+	for _, m := range lib.Inputs {
+		ref := &pb.FileRef{Name: m.File.cacheName(), Path: m.Path, Size: -1}
+		if content := m.File.inlineContent(); content != nil && len(content) <= budget && m.File.level == 0 {
+			budget -= len(content)
+			ref.Content, ref.Size = content, int64(len(content))
+		} else if err := c.declare(ctx, m.File, decls); err != nil {
+			return err
+		}
+		spec.Inputs = append(spec.Inputs, ref)
+	}
+	req := &pb.InstallLibraryRequest{Library: spec}
+	for _, d := range decls {
+		req.Files = append(req.Files, d)
+	}
+	_, err := c.rpc.InstallLibrary(ctx, connect.NewRequest(req))
+	return wireError("install library "+lib.Name, err)
+}
+
+// CallError is how a call that ran and failed comes back from Client.Call.
+type CallError struct {
+	Result *Result
+}
+
+func (e *CallError) Error() string {
+	return fmt.Sprintf("call %s: %s: %s", e.Result.Name, e.Result.Kind, e.Result.Message)
+}
+
+// Call runs function of library with args and waits for its result.
+func (c *Client) Call(ctx context.Context, library, function string, args []byte) ([]byte, error) {
+	hs, err := c.Submit(ctx, NewCall(library, function, args))
+	if err != nil {
+		return nil, err
+	}
+	r, err := hs[0].Wait(ctx)
+	if err != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.Cancel(cctx, hs[0].ID)
+		cancel()
+		return nil, err
+	}
+	if !r.OK() {
+		return nil, &CallError{Result: r}
+	}
+	return r.Output, nil
 }
 
 // declare adds f's declaration (and its archive's, for an unpacked file) to
@@ -403,6 +463,7 @@ func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Resul
 	r := &Result{Task: h.ID, Name: h.Name, Kind: ResultKind(o.GetKind()), ExitCode: int(o.GetExitCode()),
 		Message: o.GetMessage(), Stdout: o.GetStdout(), Stderr: o.GetStderr(),
 		StdoutTruncated: o.GetStdoutTruncated(), StderrTruncated: o.GetStderrTruncated(),
+		Output: o.GetResult(), Traceback: o.GetTraceback(),
 		Attempts: int(ev.Attempt), Worker: ev.Worker, RunTime: time.Duration(o.GetRunMs()) * time.Millisecond,
 		PeakMemoryMB: o.GetPeakMemoryMb()}
 	if r.Kind == InputMissing {

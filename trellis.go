@@ -67,6 +67,36 @@ type Task struct {
 	Category     string
 	Tags         []string
 	After        []*Task // tasks, in the same Submit call, that must succeed first
+	Call         *Call   // set: a function call of an installed library instead of a command
+}
+
+// Call is a function call: it runs in a slot of a library instance, with
+// the same queue, retries, time limit and cancellation as any task.
+type Call struct {
+	Library  string
+	Function string
+	Args     []byte // JSON by convention
+}
+
+// NewCall returns a task calling function of library with args.
+func NewCall(library, function string, args []byte) *Task {
+	return &Task{Name: library + "." + function, Call: &Call{Library: library, Function: function, Args: args}, Retries: DefaultRetries}
+}
+
+// Library is a long-running process hosting named functions, started on
+// workers as calls need it (or at once: Eager), each instance holding its
+// Resources and serving Slots calls at a time.
+type Library struct {
+	Name         string
+	Command      string  // starts the library process (/bin/sh -c), in a sandbox with its inputs
+	Inputs       []Mount // code, model, data
+	Env          []string
+	Resources    Resources
+	Slots        int    // calls one instance runs at once; 0 means 1
+	Mode         string // "direct" (default) or "fork" (each call in a forked child, where the SDK supports it)
+	MaxInstances int    // 0: as many as calls need
+	Eager        int    // instances to start at once
+	StartTimeout time.Duration
 }
 
 // DefaultRetries is the Retries that NewTask sets.
@@ -126,6 +156,8 @@ type Result struct {
 	Worker          string // where the last attempt ran
 	RunTime         time.Duration
 	PeakMemoryMB    int64
+	Output          []byte // a call's result
+	Traceback       string // a failed call's traceback, when the library gives one
 }
 
 // OK reports whether the task succeeded.

@@ -42,6 +42,10 @@ type (
 		reply chan error
 	}
 	evEndSession struct{ session string }
+	evInstall    struct {
+		req   *pb.InstallLibraryRequest
+		reply chan error
+	}
 	evStored     struct{ name string } // a file reached the store outside a task's outputs
 )
 
@@ -76,6 +80,8 @@ type state struct {
 	doneBy     map[core.WorkerID]uint64
 	data       dataState
 	lineage    map[core.TaskID]*taskRecord // finished producers of files kept only in workers
+	libs       map[string]*libRecord
+	libByID    map[core.LibID]*libRecord
 }
 
 func newState(m *Manager) *state {
@@ -92,6 +98,8 @@ func newState(m *Manager) *state {
 		doneBy:    make(map[core.WorkerID]uint64),
 		data:      newDataState(),
 		lineage:   make(map[core.TaskID]*taskRecord),
+		libs:      make(map[string]*libRecord),
+		libByID:   make(map[core.LibID]*libRecord),
 	}
 }
 
@@ -160,6 +168,8 @@ func (s *state) handle(ev any) {
 		s.fetchToStore(ev.name, ev.reply)
 	case evEndSession:
 		s.endSession(ev.session)
+	case evInstall:
+		ev.reply <- s.install(ev.req)
 	case evStored:
 		s.uploaded(ev.name, nil)
 	case evWorkerGone:
@@ -211,6 +221,11 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 			}
 		}
 		s.step(ev)
+	case *pb.WorkerMessage_LibraryStarted:
+		st := x.LibraryStarted
+		s.step(core.InstanceReady{Instance: core.TaskID(st.Instance), Attempt: st.Attempt, Worker: id})
+	case *pb.WorkerMessage_LibraryEnded:
+		s.step(libraryEnded(id, x.LibraryEnded))
 	case *pb.WorkerMessage_Returned:
 		r := x.Returned
 		s.step(core.TaskReturned{Task: core.TaskID(r.TaskId), Attempt: r.Attempt, Worker: id})
@@ -227,6 +242,10 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case core.Dispatch:
+			if a.Lib != 0 {
+				s.startLibrary(a)
+				continue
+			}
 			rec, rerun := s.tasks[a.Task], false
 			if rec == nil {
 				rec, rerun = s.lineage[a.Task], true // running again to recreate a lost file
@@ -235,7 +254,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			sess := s.sessions[a.Worker]
 			s.fillInputInfo(rec.spec)
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
-				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs}}})
+				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
 			if !rerun {
 				s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
@@ -261,6 +280,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				outcome.Stdout, outcome.Stderr = o.GetStdout(), o.GetStderr()
 				outcome.StdoutTruncated, outcome.StderrTruncated = o.GetStdoutTruncated(), o.GetStderrTruncated()
 				outcome.RunMs, outcome.PeakMemoryMb = o.GetRunMs(), o.GetPeakMemoryMb()
+				outcome.Result, outcome.Traceback = o.GetResult(), o.GetTraceback()
 				if a.Outcome.Kind == core.Success {
 					if err := s.commitOutputs(done); err != nil {
 						outcome.Kind, outcome.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
@@ -281,6 +301,12 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.m.log.Info("recreating a lost file: running its producer again", "task", a.Task, "file", s.data.names[a.File])
 		case core.Recreated:
 			s.m.log.Info("recreated lost files", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
+		case core.Stop:
+			if sess := s.sessions[a.Worker]; sess != nil {
+				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StopLibrary{StopLibrary: &pb.StopLibrary{Instance: uint64(a.Instance)}}})
+			}
+		case core.LibraryBroken:
+			s.m.log.Warn("library broken", "lib", a.Lib, "why", a.Why)
 		case core.FileLost:
 			s.m.log.Warn("file lost for good", "file", s.data.names[a.File], "why", a.Why)
 		}
@@ -405,6 +431,9 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 		if err := checkInline(t); err != nil {
 			return nil, err
 		}
+		if t.Call != nil && s.libs[t.Call.Library] == nil {
+			return nil, fmt.Errorf("task %q: library %q is not installed", t.Name, t.Call.Library)
+		}
 	}
 	batchOutputs := make(map[string]bool)
 	for _, t := range req.Tasks {
@@ -427,6 +456,10 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 		s.markOutputs(spec)
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
 			Retries: spec.Retries, RetryOnError: spec.RetryOnError}
+		if c := spec.Call; c != nil {
+			lib := s.libs[c.Library] // checked above
+			ct.Role, ct.Lib, ct.Resources = core.Call, lib.id, core.Resources{} // it runs in a slot its instance holds
+		}
 		for _, in := range spec.Inputs {
 			fid := s.fileID(in.Name)
 			if in.Content != nil {

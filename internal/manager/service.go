@@ -107,3 +107,22 @@ func (s *service) EndSession(ctx context.Context, req *connect.Request[pb.EndSes
 	}
 	return connect.NewResponse(&pb.EndSessionResponse{}), nil
 }
+
+func (s *service) InstallLibrary(ctx context.Context, req *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error) {
+	if err := proto.CheckLibrary(req.Msg.Library); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	for _, d := range req.Msg.Files {
+		if err := proto.CheckFileDecl(d); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+	}
+	err, cerr := call(ctx, s.m, func(c chan error) any { return evInstall{req: req.Msg, reply: c} })
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return connect.NewResponse(&pb.InstallLibraryResponse{}), nil
+}

@@ -104,7 +104,11 @@ func CheckTask(t *pb.TaskSpec) error {
 	if t == nil {
 		return invalid("empty task")
 	}
-	if strings.TrimSpace(t.Command) == "" {
+	if t.Call != nil {
+		if err := CheckCall(t.Call); err != nil {
+			return fmt.Errorf("task %q: %w", t.Name, err)
+		}
+	} else if strings.TrimSpace(t.Command) == "" {
 		return invalid("task %q: empty command", t.Name)
 	}
 	if len(t.Command) > MaxCommandBytes {
@@ -234,6 +238,46 @@ func CheckFileDecl(d *pb.FileDecl) error {
 		return invalid("file %s: %d replicas, at most 64", d.Name, d.Replicas)
 	}
 	return nil
+}
+
+// MaxArgsBytes bounds a call's arguments carried in its message.
+const MaxArgsBytes = 1 << 20
+
+// CheckCall checks a function call.
+func CheckCall(c *pb.CallSpec) error {
+	if err := CheckCacheName(c.Library); err != nil {
+		return fmt.Errorf("library name: %w", err)
+	}
+	if err := CheckCacheName(c.Function); err != nil {
+		return fmt.Errorf("function name: %w", err)
+	}
+	if len(c.Args) > MaxArgsBytes {
+		return invalid("call %s.%s: arguments are %d bytes, over the limit of %d (pass large data as an input file)", c.Library, c.Function, len(c.Args), MaxArgsBytes)
+	}
+	return nil
+}
+
+// CheckLibrary checks a library to install.
+func CheckLibrary(l *pb.LibrarySpec) error {
+	if l == nil {
+		return invalid("empty library")
+	}
+	if err := CheckCacheName(l.Name); err != nil {
+		return fmt.Errorf("library name: %w", err)
+	}
+	if strings.TrimSpace(l.Command) == "" {
+		return invalid("library %s: empty command", l.Name)
+	}
+	switch l.Mode {
+	case "", "direct", "fork":
+	default:
+		return invalid("library %s: mode %q: want direct or fork", l.Name, l.Mode)
+	}
+	if l.Slots < 0 || l.MaxInstances < 0 || l.Eager < 0 || l.StartTimeoutMs < 0 {
+		return invalid("library %s: slots, instances and timeouts must not be negative", l.Name)
+	}
+	// Its inputs and environment follow the rules of a task's.
+	return CheckTask(&pb.TaskSpec{Name: "library " + l.Name, Command: l.Command, Inputs: l.Inputs, Env: l.Env, Resources: l.Resources})
 }
 
 // CheckHello checks a worker's first message.

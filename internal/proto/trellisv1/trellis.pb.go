@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{37, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -619,6 +619,7 @@ type TaskSpec struct {
 	Category      string                 `protobuf:"bytes,11,opt,name=category,proto3" json:"category,omitempty"`
 	Tags          []string               `protobuf:"bytes,12,rep,name=tags,proto3" json:"tags,omitempty"`
 	After         []uint32               `protobuf:"varint,13,rep,packed,name=after,proto3" json:"after,omitempty"` // indexes, in the same submit request, of tasks that must succeed first
+	Call          *CallSpec              `protobuf:"bytes,14,opt,name=call,proto3" json:"call,omitempty"`           // set: a function call of an installed library, not a command
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -744,6 +745,279 @@ func (x *TaskSpec) GetAfter() []uint32 {
 	return nil
 }
 
+func (x *TaskSpec) GetCall() *CallSpec {
+	if x != nil {
+		return x.Call
+	}
+	return nil
+}
+
+// CallSpec is a function call: it runs in a slot of a library instance.
+type CallSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Library       string                 `protobuf:"bytes,1,opt,name=library,proto3" json:"library,omitempty"`
+	Function      string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
+	Args          []byte                 `protobuf:"bytes,3,opt,name=args,proto3" json:"args,omitempty"` // JSON by convention, at most MaxInlineBytes * 16
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallSpec) Reset() {
+	*x = CallSpec{}
+	mi := &file_trellis_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallSpec) ProtoMessage() {}
+
+func (x *CallSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallSpec.ProtoReflect.Descriptor instead.
+func (*CallSpec) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CallSpec) GetLibrary() string {
+	if x != nil {
+		return x.Library
+	}
+	return ""
+}
+
+func (x *CallSpec) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *CallSpec) GetArgs() []byte {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+// LibrarySpec describes a library to install.
+type LibrarySpec struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Name           string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Command        string                 `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"`                                // starts the library process (/bin/sh -c), in a sandbox
+	Inputs         []*FileRef             `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty"`                                  // its code, model, data, environment
+	Resources      *Resources             `protobuf:"bytes,4,opt,name=resources,proto3" json:"resources,omitempty"`                            // held by each instance
+	Slots          int32                  `protobuf:"varint,5,opt,name=slots,proto3" json:"slots,omitempty"`                                   // calls one instance runs at once (0 means 1)
+	Mode           string                 `protobuf:"bytes,6,opt,name=mode,proto3" json:"mode,omitempty"`                                      // "direct" (default) or "fork"
+	MaxInstances   int32                  `protobuf:"varint,7,opt,name=max_instances,json=maxInstances,proto3" json:"max_instances,omitempty"` // 0: as many as calls need
+	Eager          int32                  `protobuf:"varint,8,opt,name=eager,proto3" json:"eager,omitempty"`                                   // instances to start at once, without waiting for calls
+	Env            []string               `protobuf:"bytes,9,rep,name=env,proto3" json:"env,omitempty"`
+	StartTimeoutMs int64                  `protobuf:"varint,10,opt,name=start_timeout_ms,json=startTimeoutMs,proto3" json:"start_timeout_ms,omitempty"` // 0: 60 s
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LibrarySpec) Reset() {
+	*x = LibrarySpec{}
+	mi := &file_trellis_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LibrarySpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LibrarySpec) ProtoMessage() {}
+
+func (x *LibrarySpec) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LibrarySpec.ProtoReflect.Descriptor instead.
+func (*LibrarySpec) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LibrarySpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LibrarySpec) GetCommand() string {
+	if x != nil {
+		return x.Command
+	}
+	return ""
+}
+
+func (x *LibrarySpec) GetInputs() []*FileRef {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *LibrarySpec) GetResources() *Resources {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *LibrarySpec) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *LibrarySpec) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *LibrarySpec) GetMaxInstances() int32 {
+	if x != nil {
+		return x.MaxInstances
+	}
+	return 0
+}
+
+func (x *LibrarySpec) GetEager() int32 {
+	if x != nil {
+		return x.Eager
+	}
+	return 0
+}
+
+func (x *LibrarySpec) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *LibrarySpec) GetStartTimeoutMs() int64 {
+	if x != nil {
+		return x.StartTimeoutMs
+	}
+	return 0
+}
+
+type InstallLibraryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Library       *LibrarySpec           `protobuf:"bytes,1,opt,name=library,proto3" json:"library,omitempty"`
+	Files         []*FileDecl            `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"` // declarations of its input files
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstallLibraryRequest) Reset() {
+	*x = InstallLibraryRequest{}
+	mi := &file_trellis_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstallLibraryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstallLibraryRequest) ProtoMessage() {}
+
+func (x *InstallLibraryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstallLibraryRequest.ProtoReflect.Descriptor instead.
+func (*InstallLibraryRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *InstallLibraryRequest) GetLibrary() *LibrarySpec {
+	if x != nil {
+		return x.Library
+	}
+	return nil
+}
+
+func (x *InstallLibraryRequest) GetFiles() []*FileDecl {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type InstallLibraryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstallLibraryResponse) Reset() {
+	*x = InstallLibraryResponse{}
+	mi := &file_trellis_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstallLibraryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstallLibraryResponse) ProtoMessage() {}
+
+func (x *InstallLibraryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstallLibraryResponse.ProtoReflect.Descriptor instead.
+func (*InstallLibraryResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{7}
+}
+
 // FileInfo describes a file a task produced.
 type FileInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -760,7 +1034,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_trellis_proto_msgTypes[4]
+	mi := &file_trellis_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1046,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[4]
+	mi := &file_trellis_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1059,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{4}
+	return file_trellis_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FileInfo) GetName() string {
@@ -850,13 +1124,15 @@ type Outcome struct {
 	Outputs         []*FileInfo            `protobuf:"bytes,8,rep,name=outputs,proto3" json:"outputs,omitempty"` // uploaded to the manager before this was sent
 	RunMs           int64                  `protobuf:"varint,9,opt,name=run_ms,json=runMs,proto3" json:"run_ms,omitempty"`
 	PeakMemoryMb    int64                  `protobuf:"varint,10,opt,name=peak_memory_mb,json=peakMemoryMb,proto3" json:"peak_memory_mb,omitempty"`
+	Result          []byte                 `protobuf:"bytes,11,opt,name=result,proto3" json:"result,omitempty"`       // a call's result
+	Traceback       string                 `protobuf:"bytes,12,opt,name=traceback,proto3" json:"traceback,omitempty"` // a failed call's traceback, when the library gives one
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_trellis_proto_msgTypes[5]
+	mi := &file_trellis_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1144,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[5]
+	mi := &file_trellis_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1157,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{5}
+	return file_trellis_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Outcome) GetKind() ResultKind {
@@ -954,6 +1230,20 @@ func (x *Outcome) GetPeakMemoryMb() int64 {
 	return 0
 }
 
+func (x *Outcome) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *Outcome) GetTraceback() string {
+	if x != nil {
+		return x.Traceback
+	}
+	return ""
+}
+
 // TaskEvent tells a client that one of its tasks changed state.
 type TaskEvent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -969,7 +1259,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_trellis_proto_msgTypes[6]
+	mi := &file_trellis_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1271,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[6]
+	mi := &file_trellis_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1284,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{6}
+	return file_trellis_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskEvent) GetTaskId() uint64 {
@@ -1051,7 +1341,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_trellis_proto_msgTypes[7]
+	mi := &file_trellis_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1353,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[7]
+	mi := &file_trellis_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1366,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{7}
+	return file_trellis_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitRequest) GetSession() string {
@@ -1116,7 +1406,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_trellis_proto_msgTypes[8]
+	mi := &file_trellis_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1418,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[8]
+	mi := &file_trellis_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1431,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{8}
+	return file_trellis_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitResponse) GetTaskIds() []uint64 {
@@ -1160,7 +1450,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_trellis_proto_msgTypes[9]
+	mi := &file_trellis_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1462,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[9]
+	mi := &file_trellis_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1475,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{9}
+	return file_trellis_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchRequest) GetSession() string {
@@ -1204,7 +1494,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[10]
+	mi := &file_trellis_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1506,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[10]
+	mi := &file_trellis_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1519,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{10}
+	return file_trellis_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -1247,7 +1537,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[11]
+	mi := &file_trellis_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1549,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[11]
+	mi := &file_trellis_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1562,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{11}
+	return file_trellis_proto_rawDescGZIP(), []int{15}
 }
 
 type StatusRequest struct {
@@ -1283,7 +1573,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[12]
+	mi := &file_trellis_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1585,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[12]
+	mi := &file_trellis_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1598,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{12}
+	return file_trellis_proto_rawDescGZIP(), []int{16}
 }
 
 // FetchFileRequest asks the manager to bring a file (a temp file, say) to
@@ -1322,7 +1612,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[13]
+	mi := &file_trellis_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1624,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[13]
+	mi := &file_trellis_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1637,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{13}
+	return file_trellis_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -1366,7 +1656,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[14]
+	mi := &file_trellis_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1668,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[14]
+	mi := &file_trellis_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1681,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{14}
+	return file_trellis_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -1411,7 +1701,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1713,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1726,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{15}
+	return file_trellis_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -1454,7 +1744,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1756,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1769,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{16}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 type WorkerStatus struct {
@@ -1503,7 +1793,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1805,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1818,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{17}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -1646,7 +1936,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1948,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1961,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{18}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -1798,6 +2088,8 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Draining
 	//	*WorkerMessage_Fetched
 	//	*WorkerMessage_Dropped
+	//	*WorkerMessage_LibraryStarted
+	//	*WorkerMessage_LibraryEnded
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1805,7 +2097,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +2109,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +2122,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -1903,6 +2195,24 @@ func (x *WorkerMessage) GetDropped() *Dropped {
 	return nil
 }
 
+func (x *WorkerMessage) GetLibraryStarted() *LibraryStarted {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_LibraryStarted); ok {
+			return x.LibraryStarted
+		}
+	}
+	return nil
+}
+
+func (x *WorkerMessage) GetLibraryEnded() *LibraryEnded {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_LibraryEnded); ok {
+			return x.LibraryEnded
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -1935,6 +2245,14 @@ type WorkerMessage_Dropped struct {
 	Dropped *Dropped `protobuf:"bytes,7,opt,name=dropped,proto3,oneof"`
 }
 
+type WorkerMessage_LibraryStarted struct {
+	LibraryStarted *LibraryStarted `protobuf:"bytes,8,opt,name=library_started,json=libraryStarted,proto3,oneof"`
+}
+
+type WorkerMessage_LibraryEnded struct {
+	LibraryEnded *LibraryEnded `protobuf:"bytes,9,opt,name=library_ended,json=libraryEnded,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
@@ -1948,6 +2266,146 @@ func (*WorkerMessage_Draining) isWorkerMessage_Msg() {}
 func (*WorkerMessage_Fetched) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Dropped) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_LibraryStarted) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_LibraryEnded) isWorkerMessage_Msg() {}
+
+type LibraryStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      uint64                 `protobuf:"varint,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Functions     []string               `protobuf:"bytes,3,rep,name=functions,proto3" json:"functions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LibraryStarted) Reset() {
+	*x = LibraryStarted{}
+	mi := &file_trellis_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LibraryStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LibraryStarted) ProtoMessage() {}
+
+func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
+func (*LibraryStarted) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LibraryStarted) GetInstance() uint64 {
+	if x != nil {
+		return x.Instance
+	}
+	return 0
+}
+
+func (x *LibraryStarted) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LibraryStarted) GetFunctions() []string {
+	if x != nil {
+		return x.Functions
+	}
+	return nil
+}
+
+type LibraryEnded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      uint64                 `protobuf:"varint,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Kind          ResultKind             `protobuf:"varint,3,opt,name=kind,proto3,enum=trellis.v1.ResultKind" json:"kind,omitempty"` // SUCCESS when stopped; FAILED when it failed to start or crashed; RESOURCE_EXCEEDED
+	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	Stderr        []byte                 `protobuf:"bytes,5,opt,name=stderr,proto3" json:"stderr,omitempty"` // tail
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LibraryEnded) Reset() {
+	*x = LibraryEnded{}
+	mi := &file_trellis_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LibraryEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LibraryEnded) ProtoMessage() {}
+
+func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
+func (*LibraryEnded) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LibraryEnded) GetInstance() uint64 {
+	if x != nil {
+		return x.Instance
+	}
+	return 0
+}
+
+func (x *LibraryEnded) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LibraryEnded) GetKind() ResultKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ResultKind_RESULT_KIND_UNSPECIFIED
+}
+
+func (x *LibraryEnded) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *LibraryEnded) GetStderr() []byte {
+	if x != nil {
+		return x.Stderr
+	}
+	return nil
+}
 
 type Hello struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1964,7 +2422,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2434,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2447,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -2054,7 +2512,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2524,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2537,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CachedFile) GetName() string {
@@ -2135,7 +2593,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2605,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2618,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -2236,7 +2694,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2706,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2719,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -2279,7 +2737,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2749,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2762,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 type AttemptDone struct {
@@ -2318,7 +2776,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2788,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2801,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -2377,7 +2835,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2389,7 +2847,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2402,7 +2860,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -2427,7 +2885,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2897,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2910,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 // Worker stream: manager to worker.
@@ -2466,6 +2924,8 @@ type ManagerMessage struct {
 	//	*ManagerMessage_Fetch
 	//	*ManagerMessage_Unlink
 	//	*ManagerMessage_Upload
+	//	*ManagerMessage_StartLibrary
+	//	*ManagerMessage_StopLibrary
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2473,7 +2933,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2945,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2958,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -2562,6 +3022,24 @@ func (x *ManagerMessage) GetUpload() *Upload {
 	return nil
 }
 
+func (x *ManagerMessage) GetStartLibrary() *StartLibrary {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_StartLibrary); ok {
+			return x.StartLibrary
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetStopLibrary() *StopLibrary {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_StopLibrary); ok {
+			return x.StopLibrary
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -2590,6 +3068,14 @@ type ManagerMessage_Upload struct {
 	Upload *Upload `protobuf:"bytes,6,opt,name=upload,proto3,oneof"`
 }
 
+type ManagerMessage_StartLibrary struct {
+	StartLibrary *StartLibrary `protobuf:"bytes,7,opt,name=start_library,json=startLibrary,proto3,oneof"`
+}
+
+type ManagerMessage_StopLibrary struct {
+	StopLibrary *StopLibrary `protobuf:"bytes,8,opt,name=stop_library,json=stopLibrary,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
@@ -2601,6 +3087,117 @@ func (*ManagerMessage_Fetch) isManagerMessage_Msg() {}
 func (*ManagerMessage_Unlink) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Upload) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_StartLibrary) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_StopLibrary) isManagerMessage_Msg() {}
+
+// StartLibrary asks a worker to start an instance of a library; it reports
+// LibraryStarted or LibraryEnded.
+type StartLibrary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      uint64                 `protobuf:"varint,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Library       *LibrarySpec           `protobuf:"bytes,3,opt,name=library,proto3" json:"library,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartLibrary) Reset() {
+	*x = StartLibrary{}
+	mi := &file_trellis_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartLibrary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartLibrary) ProtoMessage() {}
+
+func (x *StartLibrary) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
+func (*StartLibrary) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *StartLibrary) GetInstance() uint64 {
+	if x != nil {
+		return x.Instance
+	}
+	return 0
+}
+
+func (x *StartLibrary) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *StartLibrary) GetLibrary() *LibrarySpec {
+	if x != nil {
+		return x.Library
+	}
+	return nil
+}
+
+// StopLibrary asks a worker to stop an idle instance; it reports LibraryEnded.
+type StopLibrary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      uint64                 `protobuf:"varint,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopLibrary) Reset() {
+	*x = StopLibrary{}
+	mi := &file_trellis_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopLibrary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopLibrary) ProtoMessage() {}
+
+func (x *StopLibrary) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
+func (*StopLibrary) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *StopLibrary) GetInstance() uint64 {
+	if x != nil {
+		return x.Instance
+	}
+	return 0
+}
 
 // Source says where a worker gets a file.
 type Source struct {
@@ -2616,7 +3213,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +3225,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +3238,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -2695,7 +3292,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3304,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3317,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -2782,7 +3379,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2794,7 +3391,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2807,7 +3404,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -2827,7 +3424,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +3436,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +3449,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Upload) GetName() string {
@@ -2872,7 +3469,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +3481,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +3494,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -2919,14 +3516,15 @@ type Run struct {
 	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Spec          *TaskSpec              `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	Gpus          []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"` // devices for CUDA_VISIBLE_DEVICES
+	Gpus          []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"`  // devices for CUDA_VISIBLE_DEVICES
+	Instance      uint64                 `protobuf:"varint,5,opt,name=instance,proto3" json:"instance,omitempty"` // a call: the library instance to run it in
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2938,7 +3536,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2951,7 +3549,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -2982,6 +3580,13 @@ func (x *Run) GetGpus() []int32 {
 	return nil
 }
 
+func (x *Run) GetInstance() uint64 {
+	if x != nil {
+		return x.Instance
+	}
+	return 0
+}
+
 type Kill struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -2992,7 +3597,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3004,7 +3609,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3017,7 +3622,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -3066,7 +3671,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04size\x18\b \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\t \x01(\tR\x06digest\x12\x10\n" +
 	"\x03dir\x18\n" +
-	" \x01(\bR\x03dir\"\xa1\x03\n" +
+	" \x01(\bR\x03dir\"\xcb\x03\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -3081,7 +3686,28 @@ const file_trellis_proto_rawDesc = "" +
 	" \x01(\x05R\bpriority\x12\x1a\n" +
 	"\bcategory\x18\v \x01(\tR\bcategory\x12\x12\n" +
 	"\x04tags\x18\f \x03(\tR\x04tags\x12\x14\n" +
-	"\x05after\x18\r \x03(\rR\x05after\"\xa6\x01\n" +
+	"\x05after\x18\r \x03(\rR\x05after\x12(\n" +
+	"\x04call\x18\x0e \x01(\v2\x14.trellis.v1.CallSpecR\x04call\"T\n" +
+	"\bCallSpec\x12\x18\n" +
+	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
+	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
+	"\x04args\x18\x03 \x01(\fR\x04args\"\xbe\x02\n" +
+	"\vLibrarySpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
+	"\x06inputs\x18\x03 \x03(\v2\x13.trellis.v1.FileRefR\x06inputs\x123\n" +
+	"\tresources\x18\x04 \x01(\v2\x15.trellis.v1.ResourcesR\tresources\x12\x14\n" +
+	"\x05slots\x18\x05 \x01(\x05R\x05slots\x12\x12\n" +
+	"\x04mode\x18\x06 \x01(\tR\x04mode\x12#\n" +
+	"\rmax_instances\x18\a \x01(\x05R\fmaxInstances\x12\x14\n" +
+	"\x05eager\x18\b \x01(\x05R\x05eager\x12\x10\n" +
+	"\x03env\x18\t \x03(\tR\x03env\x12(\n" +
+	"\x10start_timeout_ms\x18\n" +
+	" \x01(\x03R\x0estartTimeoutMs\"v\n" +
+	"\x15InstallLibraryRequest\x121\n" +
+	"\alibrary\x18\x01 \x01(\v2\x17.trellis.v1.LibrarySpecR\alibrary\x12*\n" +
+	"\x05files\x18\x02 \x03(\v2\x14.trellis.v1.FileDeclR\x05files\"\x18\n" +
+	"\x16InstallLibraryResponse\"\xa6\x01\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
@@ -3089,7 +3715,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\acontent\x18\x04 \x01(\fR\acontent\x12\x12\n" +
 	"\x04kept\x18\x05 \x01(\bR\x04kept\x12\x1a\n" +
 	"\buploaded\x18\x06 \x01(\bR\buploaded\x12\x10\n" +
-	"\x03dir\x18\a \x01(\bR\x03dir\"\xdf\x02\n" +
+	"\x03dir\x18\a \x01(\bR\x03dir\"\x95\x03\n" +
 	"\aOutcome\x12*\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x18\n" +
@@ -3101,7 +3727,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\aoutputs\x18\b \x03(\v2\x14.trellis.v1.FileInfoR\aoutputs\x12\x15\n" +
 	"\x06run_ms\x18\t \x01(\x03R\x05runMs\x12$\n" +
 	"\x0epeak_memory_mb\x18\n" +
-	" \x01(\x03R\fpeakMemoryMb\"\xc6\x01\n" +
+	" \x01(\x03R\fpeakMemoryMb\x12\x16\n" +
+	"\x06result\x18\v \x01(\fR\x06result\x12\x1c\n" +
+	"\ttraceback\x18\f \x01(\tR\ttraceback\"\xc6\x01\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.trellis.v1.TaskStateR\x05state\x12\x18\n" +
@@ -3166,7 +3794,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x13transfers_in_flight\x18\x0e \x01(\x04R\x11transfersInFlight\x12\x1d\n" +
 	"\n" +
 	"files_lost\x18\x0f \x01(\x04R\tfilesLost\x12'\n" +
-	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\"\xfa\x02\n" +
+	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\"\x82\x04\n" +
 	"\rWorkerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.trellis.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.trellis.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
@@ -3174,8 +3802,20 @@ const file_trellis_proto_rawDesc = "" +
 	"\breturned\x18\x04 \x01(\v2\x1b.trellis.v1.AttemptReturnedH\x00R\breturned\x122\n" +
 	"\bdraining\x18\x05 \x01(\v2\x14.trellis.v1.DrainingH\x00R\bdraining\x121\n" +
 	"\afetched\x18\x06 \x01(\v2\x15.trellis.v1.FetchDoneH\x00R\afetched\x12/\n" +
-	"\adropped\x18\a \x01(\v2\x13.trellis.v1.DroppedH\x00R\adroppedB\x05\n" +
-	"\x03msg\"\xe9\x01\n" +
+	"\adropped\x18\a \x01(\v2\x13.trellis.v1.DroppedH\x00R\adropped\x12E\n" +
+	"\x0flibrary_started\x18\b \x01(\v2\x1a.trellis.v1.LibraryStartedH\x00R\x0elibraryStarted\x12?\n" +
+	"\rlibrary_ended\x18\t \x01(\v2\x18.trellis.v1.LibraryEndedH\x00R\flibraryEndedB\x05\n" +
+	"\x03msg\"d\n" +
+	"\x0eLibraryStarted\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\x04R\binstance\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x1c\n" +
+	"\tfunctions\x18\x03 \x03(\tR\tfunctions\"\xa2\x01\n" +
+	"\fLibraryEnded\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\x04R\binstance\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
+	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xe9\x01\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x123\n" +
@@ -3213,15 +3853,23 @@ const file_trellis_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\"\n" +
 	"\n" +
-	"\bDraining\"\x9c\x02\n" +
+	"\bDraining\"\x9b\x03\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
 	"\x04kill\x18\x03 \x01(\v2\x10.trellis.v1.KillH\x00R\x04kill\x12)\n" +
 	"\x05fetch\x18\x04 \x01(\v2\x11.trellis.v1.FetchH\x00R\x05fetch\x12,\n" +
 	"\x06unlink\x18\x05 \x01(\v2\x12.trellis.v1.UnlinkH\x00R\x06unlink\x12,\n" +
-	"\x06upload\x18\x06 \x01(\v2\x12.trellis.v1.UploadH\x00R\x06uploadB\x05\n" +
-	"\x03msg\"\xe5\x01\n" +
+	"\x06upload\x18\x06 \x01(\v2\x12.trellis.v1.UploadH\x00R\x06upload\x12?\n" +
+	"\rstart_library\x18\a \x01(\v2\x18.trellis.v1.StartLibraryH\x00R\fstartLibrary\x12<\n" +
+	"\fstop_library\x18\b \x01(\v2\x17.trellis.v1.StopLibraryH\x00R\vstopLibraryB\x05\n" +
+	"\x03msg\"w\n" +
+	"\fStartLibrary\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\x04R\binstance\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x121\n" +
+	"\alibrary\x18\x03 \x01(\v2\x17.trellis.v1.LibrarySpecR\alibrary\")\n" +
+	"\vStopLibrary\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\x04R\binstance\"\xe5\x01\n" +
 	"\x06Source\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.trellis.v1.Source.KindR\x04kind\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -3248,12 +3896,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x04R\bworkerId\x12!\n" +
-	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"v\n" +
+	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"\x92\x01\n" +
 	"\x03Run\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.trellis.v1.TaskSpecR\x04spec\x12\x12\n" +
-	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\"9\n" +
+	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\x12\x1a\n" +
+	"\binstance\x18\x05 \x01(\x04R\binstance\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt*\x8f\x01\n" +
@@ -3285,13 +3934,14 @@ const file_trellis_proto_rawDesc = "" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_WAITING\x10\x01\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fTASK_STATE_DONE\x10\x032\xe2\x03\n" +
+	"\x0fTASK_STATE_DONE\x10\x032\xbb\x04\n" +
 	"\aManager\x12?\n" +
 	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12:\n" +
 	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x15.trellis.v1.TaskEvent0\x01\x12?\n" +
 	"\x06Cancel\x12\x19.trellis.v1.CancelRequest\x1a\x1a.trellis.v1.CancelResponse\x12?\n" +
 	"\x06Status\x12\x19.trellis.v1.StatusRequest\x1a\x1a.trellis.v1.StatusResponse\x12H\n" +
-	"\tFetchFile\x12\x1c.trellis.v1.FetchFileRequest\x1a\x1d.trellis.v1.FetchFileResponse\x12K\n" +
+	"\tFetchFile\x12\x1c.trellis.v1.FetchFileRequest\x1a\x1d.trellis.v1.FetchFileResponse\x12W\n" +
+	"\x0eInstallLibrary\x12!.trellis.v1.InstallLibraryRequest\x1a\".trellis.v1.InstallLibraryResponse\x12K\n" +
 	"\n" +
 	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12A\n" +
 	"\x04Work\x12\x19.trellis.v1.WorkerMessage\x1a\x1a.trellis.v1.ManagerMessage(\x010\x01B,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
@@ -3309,49 +3959,57 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_trellis_proto_goTypes = []any{
-	(FileKind)(0),              // 0: trellis.v1.FileKind
-	(CacheLevel)(0),            // 1: trellis.v1.CacheLevel
-	(ResultKind)(0),            // 2: trellis.v1.ResultKind
-	(TaskState)(0),             // 3: trellis.v1.TaskState
-	(Source_Kind)(0),           // 4: trellis.v1.Source.Kind
-	(*Resources)(nil),          // 5: trellis.v1.Resources
-	(*FileRef)(nil),            // 6: trellis.v1.FileRef
-	(*FileDecl)(nil),           // 7: trellis.v1.FileDecl
-	(*TaskSpec)(nil),           // 8: trellis.v1.TaskSpec
-	(*FileInfo)(nil),           // 9: trellis.v1.FileInfo
-	(*Outcome)(nil),            // 10: trellis.v1.Outcome
-	(*TaskEvent)(nil),          // 11: trellis.v1.TaskEvent
-	(*SubmitRequest)(nil),      // 12: trellis.v1.SubmitRequest
-	(*SubmitResponse)(nil),     // 13: trellis.v1.SubmitResponse
-	(*WatchRequest)(nil),       // 14: trellis.v1.WatchRequest
-	(*CancelRequest)(nil),      // 15: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),     // 16: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),      // 17: trellis.v1.StatusRequest
-	(*FetchFileRequest)(nil),   // 18: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),  // 19: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),  // 20: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil), // 21: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),       // 22: trellis.v1.WorkerStatus
-	(*StatusResponse)(nil),     // 23: trellis.v1.StatusResponse
-	(*WorkerMessage)(nil),      // 24: trellis.v1.WorkerMessage
-	(*Hello)(nil),              // 25: trellis.v1.Hello
-	(*CachedFile)(nil),         // 26: trellis.v1.CachedFile
-	(*FetchDone)(nil),          // 27: trellis.v1.FetchDone
-	(*Dropped)(nil),            // 28: trellis.v1.Dropped
-	(*Heartbeat)(nil),          // 29: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),        // 30: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),    // 31: trellis.v1.AttemptReturned
-	(*Draining)(nil),           // 32: trellis.v1.Draining
-	(*ManagerMessage)(nil),     // 33: trellis.v1.ManagerMessage
-	(*Source)(nil),             // 34: trellis.v1.Source
-	(*Fetch)(nil),              // 35: trellis.v1.Fetch
-	(*Unlink)(nil),             // 36: trellis.v1.Unlink
-	(*Upload)(nil),             // 37: trellis.v1.Upload
-	(*Welcome)(nil),            // 38: trellis.v1.Welcome
-	(*Run)(nil),                // 39: trellis.v1.Run
-	(*Kill)(nil),               // 40: trellis.v1.Kill
+	(FileKind)(0),                  // 0: trellis.v1.FileKind
+	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
+	(ResultKind)(0),                // 2: trellis.v1.ResultKind
+	(TaskState)(0),                 // 3: trellis.v1.TaskState
+	(Source_Kind)(0),               // 4: trellis.v1.Source.Kind
+	(*Resources)(nil),              // 5: trellis.v1.Resources
+	(*FileRef)(nil),                // 6: trellis.v1.FileRef
+	(*FileDecl)(nil),               // 7: trellis.v1.FileDecl
+	(*TaskSpec)(nil),               // 8: trellis.v1.TaskSpec
+	(*CallSpec)(nil),               // 9: trellis.v1.CallSpec
+	(*LibrarySpec)(nil),            // 10: trellis.v1.LibrarySpec
+	(*InstallLibraryRequest)(nil),  // 11: trellis.v1.InstallLibraryRequest
+	(*InstallLibraryResponse)(nil), // 12: trellis.v1.InstallLibraryResponse
+	(*FileInfo)(nil),               // 13: trellis.v1.FileInfo
+	(*Outcome)(nil),                // 14: trellis.v1.Outcome
+	(*TaskEvent)(nil),              // 15: trellis.v1.TaskEvent
+	(*SubmitRequest)(nil),          // 16: trellis.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 17: trellis.v1.SubmitResponse
+	(*WatchRequest)(nil),           // 18: trellis.v1.WatchRequest
+	(*CancelRequest)(nil),          // 19: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),         // 20: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),          // 21: trellis.v1.StatusRequest
+	(*FetchFileRequest)(nil),       // 22: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 23: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 24: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 25: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 26: trellis.v1.WorkerStatus
+	(*StatusResponse)(nil),         // 27: trellis.v1.StatusResponse
+	(*WorkerMessage)(nil),          // 28: trellis.v1.WorkerMessage
+	(*LibraryStarted)(nil),         // 29: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 30: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 31: trellis.v1.Hello
+	(*CachedFile)(nil),             // 32: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 33: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 34: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 35: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 36: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 37: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 38: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 39: trellis.v1.ManagerMessage
+	(*StartLibrary)(nil),           // 40: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 41: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 42: trellis.v1.Source
+	(*Fetch)(nil),                  // 43: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 44: trellis.v1.Unlink
+	(*Upload)(nil),                 // 45: trellis.v1.Upload
+	(*Welcome)(nil),                // 46: trellis.v1.Welcome
+	(*Run)(nil),                    // 47: trellis.v1.Run
+	(*Kill)(nil),                   // 48: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -3360,56 +4018,69 @@ var file_trellis_proto_depIdxs = []int32{
 	6,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
 	6,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
 	5,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
-	2,  // 6: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
-	9,  // 7: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	3,  // 8: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	10, // 9: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	8,  // 10: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	7,  // 11: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	9,  // 12: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 13: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 14: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	22, // 15: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	25, // 16: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	29, // 17: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	30, // 18: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	31, // 19: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	32, // 20: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	27, // 21: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	28, // 22: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	5,  // 23: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	26, // 24: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 25: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	10, // 26: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	38, // 27: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	39, // 28: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	40, // 29: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	35, // 30: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	36, // 31: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	37, // 32: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	4,  // 33: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	34, // 34: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 35: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 36: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	12, // 37: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	14, // 38: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	15, // 39: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	17, // 40: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	18, // 41: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	20, // 42: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	24, // 43: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	13, // 44: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	11, // 45: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvent
-	16, // 46: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	23, // 47: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	19, // 48: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	21, // 49: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	33, // 50: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	44, // [44:51] is the sub-list for method output_type
-	37, // [37:44] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	9,  // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
+	6,  // 7: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
+	5,  // 8: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
+	10, // 9: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
+	7,  // 10: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
+	2,  // 11: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
+	13, // 12: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
+	3,  // 13: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
+	14, // 14: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	8,  // 15: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	7,  // 16: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	13, // 17: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	5,  // 18: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	5,  // 19: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	26, // 20: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	31, // 21: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	35, // 22: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	36, // 23: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	37, // 24: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	38, // 25: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	33, // 26: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	34, // 27: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	29, // 28: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	30, // 29: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	2,  // 30: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 31: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	32, // 32: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 33: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	14, // 34: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	46, // 35: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	47, // 36: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	48, // 37: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	43, // 38: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	44, // 39: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	45, // 40: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	40, // 41: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	41, // 42: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	10, // 43: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 44: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	42, // 45: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 46: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 47: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	16, // 48: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	18, // 49: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	19, // 50: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	21, // 51: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	22, // 52: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 53: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	24, // 54: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	28, // 55: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	17, // 56: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	15, // 57: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvent
+	20, // 58: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	27, // 59: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	23, // 60: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 61: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	25, // 62: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	39, // 63: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	56, // [56:64] is the sub-list for method output_type
+	48, // [48:56] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -3417,7 +4088,7 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[19].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[23].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -3425,14 +4096,18 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_Draining)(nil),
 		(*WorkerMessage_Fetched)(nil),
 		(*WorkerMessage_Dropped)(nil),
+		(*WorkerMessage_LibraryStarted)(nil),
+		(*WorkerMessage_LibraryEnded)(nil),
 	}
-	file_trellis_proto_msgTypes[28].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[34].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
 		(*ManagerMessage_Fetch)(nil),
 		(*ManagerMessage_Unlink)(nil),
 		(*ManagerMessage_Upload)(nil),
+		(*ManagerMessage_StartLibrary)(nil),
+		(*ManagerMessage_StopLibrary)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3440,7 +4115,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   36,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,6 +48,8 @@ const (
 	ManagerStatusProcedure = "/trellis.v1.Manager/Status"
 	// ManagerFetchFileProcedure is the fully-qualified name of the Manager's FetchFile RPC.
 	ManagerFetchFileProcedure = "/trellis.v1.Manager/FetchFile"
+	// ManagerInstallLibraryProcedure is the fully-qualified name of the Manager's InstallLibrary RPC.
+	ManagerInstallLibraryProcedure = "/trellis.v1.Manager/InstallLibrary"
 	// ManagerEndSessionProcedure is the fully-qualified name of the Manager's EndSession RPC.
 	ManagerEndSessionProcedure = "/trellis.v1.Manager/EndSession"
 	// ManagerWorkProcedure is the fully-qualified name of the Manager's Work RPC.
@@ -61,6 +63,7 @@ type ManagerClient interface {
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
+	InstallLibrary(context.Context, *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
 	Work(context.Context) *connect.BidiStreamForClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
 }
@@ -106,6 +109,12 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(managerMethods.ByName("FetchFile")),
 			connect.WithClientOptions(opts...),
 		),
+		installLibrary: connect.NewClient[trellisv1.InstallLibraryRequest, trellisv1.InstallLibraryResponse](
+			httpClient,
+			baseURL+ManagerInstallLibraryProcedure,
+			connect.WithSchema(managerMethods.ByName("InstallLibrary")),
+			connect.WithClientOptions(opts...),
+		),
 		endSession: connect.NewClient[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse](
 			httpClient,
 			baseURL+ManagerEndSessionProcedure,
@@ -123,13 +132,14 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 
 // managerClient implements ManagerClient.
 type managerClient struct {
-	submit     *connect.Client[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
-	watch      *connect.Client[trellisv1.WatchRequest, trellisv1.TaskEvent]
-	cancel     *connect.Client[trellisv1.CancelRequest, trellisv1.CancelResponse]
-	status     *connect.Client[trellisv1.StatusRequest, trellisv1.StatusResponse]
-	fetchFile  *connect.Client[trellisv1.FetchFileRequest, trellisv1.FetchFileResponse]
-	endSession *connect.Client[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse]
-	work       *connect.Client[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
+	submit         *connect.Client[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
+	watch          *connect.Client[trellisv1.WatchRequest, trellisv1.TaskEvent]
+	cancel         *connect.Client[trellisv1.CancelRequest, trellisv1.CancelResponse]
+	status         *connect.Client[trellisv1.StatusRequest, trellisv1.StatusResponse]
+	fetchFile      *connect.Client[trellisv1.FetchFileRequest, trellisv1.FetchFileResponse]
+	installLibrary *connect.Client[trellisv1.InstallLibraryRequest, trellisv1.InstallLibraryResponse]
+	endSession     *connect.Client[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse]
+	work           *connect.Client[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
 }
 
 // Submit calls trellis.v1.Manager.Submit.
@@ -157,6 +167,11 @@ func (c *managerClient) FetchFile(ctx context.Context, req *connect.Request[trel
 	return c.fetchFile.CallUnary(ctx, req)
 }
 
+// InstallLibrary calls trellis.v1.Manager.InstallLibrary.
+func (c *managerClient) InstallLibrary(ctx context.Context, req *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error) {
+	return c.installLibrary.CallUnary(ctx, req)
+}
+
 // EndSession calls trellis.v1.Manager.EndSession.
 func (c *managerClient) EndSession(ctx context.Context, req *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error) {
 	return c.endSession.CallUnary(ctx, req)
@@ -174,6 +189,7 @@ type ManagerHandler interface {
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
+	InstallLibrary(context.Context, *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
 	Work(context.Context, *connect.BidiStream[trellisv1.WorkerMessage, trellisv1.ManagerMessage]) error
 }
@@ -215,6 +231,12 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(managerMethods.ByName("FetchFile")),
 		connect.WithHandlerOptions(opts...),
 	)
+	managerInstallLibraryHandler := connect.NewUnaryHandler(
+		ManagerInstallLibraryProcedure,
+		svc.InstallLibrary,
+		connect.WithSchema(managerMethods.ByName("InstallLibrary")),
+		connect.WithHandlerOptions(opts...),
+	)
 	managerEndSessionHandler := connect.NewUnaryHandler(
 		ManagerEndSessionProcedure,
 		svc.EndSession,
@@ -239,6 +261,8 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 			managerStatusHandler.ServeHTTP(w, r)
 		case ManagerFetchFileProcedure:
 			managerFetchFileHandler.ServeHTTP(w, r)
+		case ManagerInstallLibraryProcedure:
+			managerInstallLibraryHandler.ServeHTTP(w, r)
 		case ManagerEndSessionProcedure:
 			managerEndSessionHandler.ServeHTTP(w, r)
 		case ManagerWorkProcedure:
@@ -270,6 +294,10 @@ func (UnimplementedManagerHandler) Status(context.Context, *connect.Request[trel
 
 func (UnimplementedManagerHandler) FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.FetchFile is not implemented"))
+}
+
+func (UnimplementedManagerHandler) InstallLibrary(context.Context, *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.InstallLibrary is not implemented"))
 }
 
 func (UnimplementedManagerHandler) EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error) {

@@ -1,0 +1,86 @@
+package manager
+
+import (
+	"fmt"
+
+	"trellis/internal/core"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// libRecord is an installed library.
+type libRecord struct {
+	id   core.LibID
+	spec *pb.LibrarySpec
+}
+
+// install registers (or replaces) a library and tells the core.
+func (s *state) install(req *pb.InstallLibraryRequest) error {
+	spec := req.Library
+	s.declare("", req.Files)
+	if err := checkInline(&pb.TaskSpec{Name: "library " + spec.Name, Inputs: spec.Inputs}); err != nil {
+		return err
+	}
+	ev := core.LibraryInstalled{Resources: coreResources(spec.Resources), Slots: max(spec.Slots, 1),
+		Max: spec.MaxInstances, Eager: spec.Eager}
+	for _, in := range spec.Inputs {
+		if in.Content == nil && !s.declared(in.Name) && !s.produced[in.Name] {
+			if _, ok := s.m.store.stat(in.Name); !ok {
+				return fmt.Errorf("library %s: input %q (file %s) is not at the manager", spec.Name, in.Path, in.Name)
+			}
+		}
+		ev.Inputs = append(ev.Inputs, s.fileID(in.Name))
+	}
+	rec := s.libs[spec.Name]
+	if rec == nil {
+		rec = &libRecord{id: core.LibID(len(s.libs) + 1)}
+		s.libs[spec.Name] = rec
+		s.libByID[rec.id] = rec
+	}
+	rec.spec = spec
+	ev.Lib = rec.id
+	s.m.log.Info("library installed", "library", spec.Name, "slots", ev.Slots, "eager", spec.Eager)
+	s.step(ev)
+	return nil
+}
+
+// startLibrary sends an instance of a library to the worker the core chose.
+func (s *state) startLibrary(a core.Dispatch) {
+	rec := s.libByID[a.Lib]
+	sess := s.sessions[a.Worker]
+	if rec == nil || sess == nil {
+		return
+	}
+	spec := rec.spec
+	s.fillInputInfo(&pb.TaskSpec{Inputs: spec.Inputs})
+	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
+		Instance: uint64(a.Task), Attempt: a.Attempt, Library: spec}}})
+}
+
+// libraryEnded turns a worker's report into the core's event.
+func libraryEnded(id core.WorkerID, e *pb.LibraryEnded) core.InstanceEnded {
+	kind := core.Kind(e.Kind)
+	if kind < core.Success || kind > core.Cancelled {
+		kind = core.Failed
+	}
+	msg := e.Message
+	if tail := lastLine(e.Stderr); tail != "" && kind != core.Success {
+		msg = fmt.Sprintf("%s (stderr: %s)", msg, tail)
+	}
+	return core.InstanceEnded{Instance: core.TaskID(e.Instance), Attempt: e.Attempt, Worker: id, Outcome: core.Outcome{Kind: kind, Message: msg}}
+}
+
+func lastLine(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == '\n' {
+			b = b[i+1:]
+			break
+		}
+	}
+	if len(b) > 300 {
+		b = b[len(b)-300:]
+	}
+	return string(b)
+}
