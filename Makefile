@@ -20,6 +20,7 @@ vet:
 test: vet
 	$(GO) test -race -short $(RACE_PKGS)
 	$(GO) test ./internal/e2e/... ./internal/proto/... ./internal/workflow/... ./internal/bench/... ./cmd/... ./internal/ ./examples/...
+	python3 -m unittest discover -s sdk/python
 
 bench: build
 	./bin/trellis bench core
