@@ -287,9 +287,13 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 // Install installs (or replaces) a library on the cluster, uploading its
 // input files.
 func (c *Client) Install(ctx context.Context, lib *Library) error {
+	cores := lib.Resources.Cores
+	if cores == 0 {
+		cores = 1 // as for a task: an instance holds a core, so capacity bounds how many start
+	}
 	spec := &pb.LibrarySpec{Name: lib.Name, Command: lib.Command, Env: lib.Env, Slots: int32(lib.Slots), Mode: lib.Mode,
 		MaxInstances: int32(lib.MaxInstances), Eager: int32(lib.Eager), StartTimeoutMs: lib.StartTimeout.Milliseconds(),
-		Resources: &pb.Resources{Cores: lib.Resources.Cores, MemoryMb: lib.Resources.MemoryMB, DiskMb: lib.Resources.DiskMB, Gpus: int64(lib.Resources.GPUs)}}
+		Resources: &pb.Resources{Cores: cores, MemoryMb: lib.Resources.MemoryMB, DiskMb: lib.Resources.DiskMB, Gpus: int64(lib.Resources.GPUs)}}
 	decls := make(map[string]*pb.FileDecl)
 	budget := proto.MaxInlinePerMessage
 	for _, m := range lib.Inputs {

@@ -161,7 +161,13 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 				go func() { // exits when the attempt ends; actx bounds it
 					defer wg.Done()
 					defer acancel()
-					o, cleanup := w.runAttempt(actx, x.Run)
+					var o *pb.Outcome
+					cleanup := func() {}
+					if x.Run.Instance != 0 {
+						o = w.runCall(actx, x.Run)
+					} else {
+						o, cleanup = w.runAttempt(actx, x.Run)
+					}
 					done <- finished{key, o}
 					cleanup() // after reporting: the next task need not wait for it
 				}()
@@ -180,6 +186,18 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 				if gone := w.unlink(x.Unlink.Names); len(gone) > 0 {
 					post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
 				}
+			case *pb.ManagerMessage_StartLibrary:
+				wg.Add(1)
+				go func() { // exits when the instance ends or sctx does
+					defer wg.Done()
+					w.runLibrary(sctx, x.StartLibrary, post)
+				}()
+			case *pb.ManagerMessage_StopLibrary:
+				wg.Add(1)
+				go func() { // exits within stopGrace; runLibrary reports the end
+					defer wg.Done()
+					w.stopLibrary(x.StopLibrary.Instance)
+				}()
 			case *pb.ManagerMessage_Upload:
 				wg.Add(1)
 				go func() { // exits when the upload ends; sctx bounds it
@@ -236,6 +254,9 @@ func (w *Worker) reportEvicted(post func(*pb.WorkerMessage)) {
 func (w *Worker) report(attempts map[attemptKey]*running, f finished, post func(*pb.WorkerMessage)) {
 	r := attempts[f.key]
 	delete(attempts, f.key)
+	if f.outcome == nil {
+		return // a call whose library died: the library's end settles it
+	}
 	if r != nil && r.handBack {
 		post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: f.key.task, Attempt: f.key.attempt}}})
 		return

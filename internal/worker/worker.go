@@ -55,6 +55,7 @@ type Worker struct {
 	server  *http.Server // serves the cache to peers
 	ln      net.Listener
 	boxes   string // sandboxes dir
+	libs    libraries
 	drainc  chan struct{}
 	once    sync.Once
 }
@@ -83,7 +84,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Workdir = dir
 	}
 	w := &Worker{cfg: cfg, log: log, base: "http://" + cfg.Manager, drainc: make(chan struct{}),
-		boxes: filepath.Join(cfg.Workdir, "sandboxes")}
+		boxes: filepath.Join(cfg.Workdir, "sandboxes"), libs: libraries{byID: make(map[uint64]*libInstance)}}
 	var err error
 	if w.cache, err = cache.Open(cacheDir(cfg.Workdir), cfg.Resources.DiskMB<<20); err != nil {
 		return nil, err

@@ -1,0 +1,161 @@
+package trellis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"trellis"
+	"trellis/sdk/go/library"
+)
+
+// TestHelperLibrary is not a test: the library tests run the test binary
+// as a library process (go-plugin style) through it.
+func TestHelperLibrary(t *testing.T) {
+	if os.Getenv("TRELLIS_TEST_LIBRARY") != "1" {
+		t.Skip("run as a library by the tests below")
+	}
+	lib := library.New("testlib")
+	lib.Setup(func(context.Context) error {
+		if f := os.Getenv("TRELLIS_TEST_SETUPS"); f != "" {
+			fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			fh.WriteString("setup\n")
+			fh.Close()
+		}
+		if os.Getenv("TRELLIS_TEST_SETUP_FAILS") == "1" {
+			return errors.New("the model is not there")
+		}
+		return nil
+	})
+	lib.Register("add", library.JSON(func(_ context.Context, a [2]int) (int, error) { return a[0] + a[1], nil }))
+	lib.Register("fail", library.JSON(func(_ context.Context, what string) (int, error) { return 0, fmt.Errorf("cannot %s", what) }))
+	lib.Register("sleep", library.JSON(func(ctx context.Context, ms int) (int, error) {
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			return ms, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}))
+	lib.Register("crash", func(context.Context, []byte) ([]byte, error) { os.Exit(3); return nil, nil })
+	library.Main(lib)
+}
+
+func testLibrary(name string, slots int, env ...string) *trellis.Library {
+	return &trellis.Library{Name: name, Slots: slots,
+		Command: strings.Join(append(env, "TRELLIS_TEST_LIBRARY=1", os.Args[0], "-test.run=^TestHelperLibrary$"), " ")}
+}
+
+func TestCalls(t *testing.T) {
+	c := startLocal(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	setups := filepath.Join(t.TempDir(), "setups")
+	lib := testLibrary("testlib", 4, "TRELLIS_TEST_SETUPS="+setups)
+	lib.MaxInstances = 1
+	if err := c.Install(ctx, lib); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("blocking", func(t *testing.T) {
+		got, err := c.Call(ctx, "testlib", "add", []byte("[1,2]"))
+		if err != nil || string(got) != "3" {
+			t.Fatalf("add(1,2) = %q, %v; want 3", got, err)
+		}
+	})
+	t.Run("a function's error", func(t *testing.T) {
+		_, err := c.Call(ctx, "testlib", "fail", []byte(`"fly"`))
+		var ce *trellis.CallError
+		if !errors.As(err, &ce) || ce.Result.Kind != trellis.Failed || !strings.Contains(ce.Result.Message, "cannot fly") {
+			t.Fatalf("fail(fly) = %v; want a failed call saying cannot fly", err)
+		}
+	})
+	t.Run("many async calls, set-up once", func(t *testing.T) {
+		var calls []*trellis.Task
+		for i := range 200 {
+			calls = append(calls, trellis.NewCall("testlib", "add", []byte(fmt.Sprintf("[%d,%d]", i, i))))
+		}
+		hs, err := c.Submit(ctx, calls...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range hs {
+			r, err := h.Wait(ctx)
+			if err != nil || !r.OK() || string(r.Output) != fmt.Sprint(2*i) {
+				t.Fatalf("call %d: %v, %v, %q", i, err, r.Err(), r.Output)
+			}
+		}
+		if b, _ := os.ReadFile(setups); strings.Count(string(b), "setup") != 1 {
+			t.Errorf("set-up ran %d times; want once (MaxInstances 1, no crash yet)", strings.Count(string(b), "setup"))
+		}
+	})
+	t.Run("time limit", func(t *testing.T) {
+		call := trellis.NewCall("testlib", "sleep", []byte("5000"))
+		call.TimeLimit = 200 * time.Millisecond
+		hs, err := c.Submit(ctx, call)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := hs[0].Wait(ctx); r.Kind != trellis.TimedOut {
+			t.Errorf("sleep past its limit: %v (%s); want timed out", r.Kind, r.Message)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		hs, err := c.Submit(ctx, trellis.NewCall("testlib", "sleep", []byte("5000")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // let it start; the result is cancelled either way
+		hs[0].Cancel(ctx)
+		if r, _ := hs[0].Wait(ctx); r.Kind != trellis.Cancelled {
+			t.Errorf("cancelled call: %v (%s); want cancelled", r.Kind, r.Message)
+		}
+	})
+	t.Run("a crash is retried in a new instance", func(t *testing.T) {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { // a call that is in flight when the library crashes
+			defer wg.Done()
+			c.Call(ctx, "testlib", "sleep", []byte("300"))
+		}()
+		crash := trellis.NewCall("testlib", "crash", nil)
+		crash.Retries = 0
+		hs, err := c.Submit(ctx, crash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := hs[0].Wait(ctx)
+		if r.Kind != trellis.Failed || !strings.Contains(r.Message, "library crashed") {
+			t.Errorf("crash: %v (%s); want failed: library crashed", r.Kind, r.Message)
+		}
+		wg.Wait()
+		if got, err := c.Call(ctx, "testlib", "add", []byte("[2,2]")); err != nil || string(got) != "4" {
+			t.Errorf("after the crash: %q, %v; want 4 from a new instance", got, err)
+		}
+	})
+}
+
+func TestLibraryThatCannotStart(t *testing.T) {
+	c := startLocal(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Install(ctx, testLibrary("broken", 1, "TRELLIS_TEST_SETUP_FAILS=1")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Call(ctx, "broken", "add", []byte("[1,2]"))
+	var ce *trellis.CallError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Result.Message, "library failed to start") || !strings.Contains(ce.Result.Message, "the model is not there") {
+		t.Fatalf("call of a library that cannot start: %v; want it to fail with the set-up's reason", err)
+	}
+	if _, err := c.Call(ctx, "nosuch", "add", nil); !errors.Is(err, trellis.ErrInvalid) {
+		t.Errorf("call of a library never installed: %v; want ErrInvalid", err)
+	}
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"trellis"
+)
+
+func callCmd() *cobra.Command {
+	var secretFile string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "call HOST:PORT LIBRARY FUNCTION ARGS-JSON",
+		Short: "Call a function of a library installed on a cluster and print its result",
+		Args:  cobra.ExactArgs(4),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !json.Valid([]byte(args[3])) {
+				return fmt.Errorf("arguments %q are not valid JSON", args[3])
+			}
+			secret, err := readSecret(secretFile)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out, err := c.Call(ctx, args[1], args[2], []byte(args[3]))
+			var ce *trellis.CallError
+			if errors.As(err, &ce) && ce.Result.Traceback != "" {
+				fmt.Fprintln(os.Stderr, ce.Result.Traceback)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait)")
+	return cmd
+}

@@ -1,0 +1,49 @@
+package sandbox
+
+import "time"
+
+// This file exports the process-group pieces of Run for other hosts of
+// long-running processes (internal/worker/libhost), so that they start,
+// watch and kill a process group exactly as Run does.
+
+// Environ returns the environment Run gives a command in dir: PATH (the
+// worker's, or a default), HOME and TMPDIR set to dir, then extra. Later
+// entries win.
+func Environ(dir string, extra []string) []string {
+	return environ(dir, extra)
+}
+
+// KillGroup sends SIGKILL to every process in the group pgid. An empty group
+// is not an error.
+func KillGroup(pgid int) {
+	killGroup(pgid)
+}
+
+// WaitExited blocks until the child process pid has exited without reaping
+// it, so that its pid, and the group id it leads, cannot be reused until the
+// caller reaps it (with exec.Cmd.Wait). Where that is not possible it
+// returns an error at once (errors.ErrUnsupported off Linux), and the caller
+// must reap the process before killing its group.
+func WaitExited(pid int) error {
+	return waitExited(pid)
+}
+
+// GroupMemory samples the resident memory of one process group the way Run
+// does for Spec.MemoryMB: most samples walk the leader's process tree, and
+// about once a second a sample scans all of /proc for members that left the
+// tree. It belongs to one goroutine.
+type GroupMemory struct {
+	s *groupScanner
+}
+
+// NewGroupMemory returns a sampler for the group pgid that will be sampled
+// about every interval.
+func NewGroupMemory(pgid int, interval time.Duration) *GroupMemory {
+	return &GroupMemory{s: newGroupScanner(pgid, interval)}
+}
+
+// RSS returns the resident memory summed over the group, in bytes.
+func (g *GroupMemory) RSS() int64 {
+	n, _ := g.s.rss()
+	return n
+}
