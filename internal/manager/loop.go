@@ -46,7 +46,7 @@ type (
 		req   *pb.InstallLibraryRequest
 		reply chan error
 	}
-	evStored     struct{ name string } // a file reached the store outside a task's outputs
+	evStored struct{ name string } // a file reached the store outside a task's outputs
 )
 
 type submitReply struct {
@@ -457,7 +457,7 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
 			Retries: spec.Retries, RetryOnError: spec.RetryOnError}
 		if c := spec.Call; c != nil {
-			lib := s.libs[c.Library] // checked above
+			lib := s.libs[c.Library]                                            // checked above
 			ct.Role, ct.Lib, ct.Resources = core.Call, lib.id, core.Resources{} // it runs in a slot its instance holds
 		}
 		for _, in := range spec.Inputs {

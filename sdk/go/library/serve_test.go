@@ -141,7 +141,9 @@ func TestResults(t *testing.T) {
 	l.Register("fail", func(ctx context.Context, args []byte) ([]byte, error) { return nil, errors.New("bad input") })
 	l.Register("empty-error", func(ctx context.Context, args []byte) ([]byte, error) { return nil, errors.New("") })
 	l.Register("panic", func(ctx context.Context, args []byte) ([]byte, error) { panic("oh no") })
-	l.Register("json", JSON(func(ctx context.Context, a struct{ X int }) (map[string]int, error) { return map[string]int{"y": a.X * 2}, nil }))
+	l.Register("json", JSON(func(ctx context.Context, a struct{ X int }) (map[string]int, error) {
+		return map[string]int{"y": a.X * 2}, nil
+	}))
 	l.Register("log", func(ctx context.Context, args []byte) ([]byte, error) { Log(ctx, "hello"); return nil, nil })
 	h := serve(t, l)
 
@@ -290,7 +292,7 @@ func TestProtocolErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("ServeIO = %v; want an error containing %q", err, tt.want)
 			}
-				})
+		})
 	}
 }
 
