@@ -52,7 +52,25 @@ func benchCmd() *cobra.Command {
 	dagCmd.Flags().IntVar(&reduces, "reduces", 8, "reduce tasks (each reads maps/reduces map outputs)")
 	dagCmd.Flags().IntVar(&mapMiB, "map-mib", 16, "size of each map output, MiB")
 	dagCmd.Flags().IntVar(&transferMiB, "transfer-mib", 256, "size of the single peer transfer timed against cp, MiB")
-	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd)
+	var callWorkers, calls, slots int
+	callsCmd := &cobra.Command{
+		Use:   "calls",
+		Short: "Function calls (Go and Python libraries): async rate, blocking latency, and command tasks for comparison",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext()
+			defer stop()
+			res, err := bench.Calls(ctx, calls, callWorkers, slots, progressf)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd, res)
+		},
+	}
+	callsCmd.Flags().IntVar(&callWorkers, "workers", 2, "local workers")
+	callsCmd.Flags().IntVar(&calls, "calls", 20000, "async calls")
+	callsCmd.Flags().IntVar(&slots, "slots", 8, "call slots per library instance")
+	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd)
 	return cmd
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"trellis"
+	"trellis/internal/bench"
 )
 
 // exitError carries an exit status without another message.
@@ -23,6 +24,10 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == bench.BenchLibraryArg {
+		bench.ServeBenchLibrary() // the trellis binary as the benchmark's library
+		return
+	}
 	root := &cobra.Command{
 		Use:           "trellis",
 		Short:         "Run standalone programs, task graphs and function calls on one pool of workers",

@@ -14,8 +14,8 @@ import (
 
 // Limits of libraries.
 const (
-	StartFailures = 3  // instances failing to start in a row before the library is broken
-	IdleTicks     = 30 // an instance idle this long may be stopped to make room
+	StartFailures = 3 // instances failing to start in a row before the library is broken
+	IdleTicks     = 2 // ticks an instance must be idle before it is stopped to make room for waiting tasks
 )
 
 // instanceBit marks the task IDs the core gives instances, apart from the
@@ -107,16 +107,30 @@ func (c *Core) placeCalls(lib *library) {
 		c.setState(t, Running)
 		c.emit(Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, Instance: inst.t.spec.ID})
 	}
-	// Slots coming (instances starting) versus calls waiting.
-	coming := int32(0)
+	// Slots coming (instances starting) versus calls waiting. At most one
+	// instance waits for a place at a time: more are made as places are
+	// found (assign marks the library dirty), so that a burst of calls does
+	// not queue instances that would hold the cluster long after it.
+	coming, unplaced := int32(0), []*instance(nil)
 	for _, inst := range lib.insts {
 		if !inst.ready {
 			coming += lib.slots
 		}
+		if inst.t.state == Ready || inst.t.state == Waiting {
+			unplaced = append(unplaced, inst)
+		}
 	}
-	for int32(len(lib.waiting.tasks)) > coming && (lib.max == 0 || int32(len(lib.insts)) < lib.max) {
+	if len(lib.waiting.tasks) == 0 {
+		for _, inst := range unplaced { // nobody needs them any more
+			if inst.t.state == Ready {
+				c.ready.remove(inst.t)
+			}
+			c.instanceEnded(inst, Outcome{Kind: Cancelled, Message: "no calls wait"}, false)
+		}
+		return
+	}
+	if len(unplaced) == 0 && int32(len(lib.waiting.tasks)) > coming && (lib.max == 0 || int32(len(lib.insts)) < lib.max) {
 		c.startInstance(lib)
-		coming += lib.slots
 	}
 }
 

@@ -157,6 +157,9 @@ func (c *Core) assign(t *task, w *worker) {
 		c.open.fix(w.index)
 	}
 	t.staging = 0
+	if t.spec.Role == Instance {
+		c.libDirty(t.inst.lib) // placed: another instance may be made if calls still wait
+	}
 	for i, f := range t.spec.Inputs {
 		e := c.files.files[f]
 		if e == nil || !e.staged() || e.holds(w.id) || seenBefore(t.spec.Inputs, i) {

@@ -255,7 +255,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.fillInputInfo(rec.spec)
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
-			if !rerun {
+			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
 				s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
 			}
@@ -302,6 +302,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Recreated:
 			s.m.log.Info("recreated lost files", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 		case core.Stop:
+			s.m.log.Info("stopping an idle library instance to make room", "instance", uint64(a.Instance)&^(1<<63), "worker", a.Worker)
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StopLibrary{StopLibrary: &pb.StopLibrary{Instance: uint64(a.Instance)}}})
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,7 +75,7 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post func(
 		MemoryMB: spec.GetResources().GetMemoryMb(), StartTimeout: time.Duration(spec.StartTimeoutMs) * time.Millisecond,
 	})
 	if err != nil {
-		ended(pb.ResultKind_RESULT_KIND_FAILED, "library failed to start: "+err.Error(), nil)
+		ended(pb.ResultKind_RESULT_KIND_FAILED, exitReason(err), stderrOf(err))
 		return
 	}
 	inst := &libInstance{host: host}
@@ -96,10 +97,38 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post func(
 	case stopping:
 		ended(pb.ResultKind_RESULT_KIND_SUCCESS, "stopped", nil)
 	case errors.Is(herr, libhost.ErrResourceExceeded):
-		ended(pb.ResultKind_RESULT_KIND_RESOURCE_EXCEEDED, herr.Error(), host.Stderr())
+		ended(pb.ResultKind_RESULT_KIND_RESOURCE_EXCEEDED, "library "+spec.Name+": "+exitReason(herr), host.Stderr())
 	default:
-		ended(pb.ResultKind_RESULT_KIND_FAILED, fmt.Sprintf("library %s crashed: %v", spec.Name, herr), host.Stderr())
+		ended(pb.ResultKind_RESULT_KIND_FAILED, exitReason(herr), host.Stderr())
 	}
+}
+
+// exitReason says how a library process ended, without the host's prefix
+// (the manager and core add what it means to the calls).
+func exitReason(err error) string {
+	var ee *libhost.ExitError
+	if !errors.As(err, &ee) {
+		return err.Error()
+	}
+	parts := []string{}
+	if ee.Reason != "" {
+		parts = append(parts, ee.Reason)
+	}
+	if ee.Status != "" {
+		parts = append(parts, ee.Status)
+	}
+	if len(parts) == 0 {
+		return "exited"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func stderrOf(err error) []byte {
+	var ee *libhost.ExitError
+	if errors.As(err, &ee) {
+		return []byte(ee.Stderr)
+	}
+	return nil
 }
 
 // stopLibrary stops an instance the manager no longer wants.

@@ -11,12 +11,14 @@
 //     kills its group, waits for everything it started, and returns an
 //     *ExitError of Kind ErrStartFailed with the exit status and stderr tail.
 //   - Call sends a call and waits for its result. At most Spec.Slots calls
-//     are in the library at once; further calls wait for a slot (FIFO),
-//     bounded by their context. A call abandoned because of its time limit
-//     or its context is sent a cancel and keeps its slot until the library
-//     answers; if no answer comes within CancelGrace the host kills the
-//     library (ErrUnresponsive). Restarting is the caller's job: a Host
-//     never restarts its process.
+//     are in the library at once; further calls wait in line for a slot
+//     (first come, first served), bounded by their context and time limit.
+//     A freed slot passes to the next waiting call without waking its
+//     caller. A call abandoned because of its time limit or its context is
+//     sent a cancel and keeps its slot until the library answers; if no
+//     answer comes within CancelGrace the host kills the library
+//     (ErrUnresponsive). Restarting is the caller's job: a Host never
+//     restarts its process.
 //   - The library dies for good when it exits, is killed for its memory
 //     (ErrResourceExceeded), writes a malformed frame or a result for an
 //     unknown call (ErrProtocol), leaves a cancelled call running

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -32,14 +31,6 @@ func TestHelperProcess(t *testing.T) {
 	if len(args) != 3 || args[1] != "lib" {
 		fmt.Fprintf(os.Stderr, "usage: -- lib MODE; got %q\n", os.Args)
 		os.Exit(2)
-	}
-	if p := os.Getenv("HELPER_CPUPROFILE"); p != "" {
-		f, _ := os.Create(p)
-		pprof.StartCPUProfile(f)
-		helperLibrary(args[2]).Serve()
-		pprof.StopCPUProfile()
-		f.Close()
-		os.Exit(0)
 	}
 	library.Main(helperLibrary(args[2]))
 }
@@ -108,6 +99,13 @@ func helperLibrary(mode string) *library.Library {
 		wd, _ := os.Getwd()
 		out = append(out, "PWD="+wd)
 		return []byte(strings.Join(out, "\n")), nil
+	})
+	l.Register("deadline", func(ctx context.Context, args []byte) ([]byte, error) {
+		d, ok := ctx.Deadline()
+		if !ok {
+			return []byte("none"), nil
+		}
+		return []byte(strconv.FormatInt(time.Until(d).Milliseconds(), 10)), nil
 	})
 	l.Register("log", func(ctx context.Context, args []byte) ([]byte, error) {
 		library.Log(ctx, "hello from "+string(args))

@@ -89,18 +89,19 @@ type Host struct {
 	stopOnce sync.Once
 	stopErr  error
 
-	mu       sync.Mutex       // guards the fields below
-	nextID   uint64           // the last call id used
-	calls    map[uint64]*call // calls not yet answered (abandoned ones included), by id
-	inFlight int              // calls holding a slot: queued, sent, or abandoned after sending
-	waiting  []*call          // calls waiting for a slot, first come first served
-	queue    []outFrame       // frames for writeLoop
-	started  bool             // the handshake was read
-	stopping bool             // Stop was called
-	reaped   bool             // the process group may no longer be signalled
-	killKind error            // why the host killed the group (first reason wins)
-	killWhy  string
-	dead     *ExitError // set just before done is closed
+	mu           sync.Mutex       // guards the fields below
+	nextID       uint64           // the last call id used
+	calls        map[uint64]*call // calls not yet answered (abandoned ones included), by id
+	inFlight     int              // calls holding a slot: queued, sent, or abandoned after sending
+	waiting      []*call          // calls waiting for a slot, first come first served
+	queue        []outFrame       // frames for writeLoop
+	started      bool             // the handshake was read
+	stopping     bool             // Stop was called
+	reaped       bool             // the process has exited: its group may no longer be signalled
+	stoppedFirst bool             // Stop was called before the process exited
+	killKind     error            // why the host killed the group (first reason wins)
+	killWhy      string
+	dead         *ExitError // set just before done is closed
 }
 
 // Start runs the library and waits for its handshake. ctx bounds the start
@@ -264,7 +265,7 @@ func (h *Host) Stop(grace time.Duration) error {
 
 func (h *Host) stop(grace time.Duration) error {
 	h.mu.Lock()
-	wasDead := h.dead != nil
+	wasDead := h.reaped
 	h.stopping = true
 	h.mu.Unlock()
 	signal(h.wake)

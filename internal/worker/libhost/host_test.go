@@ -30,7 +30,7 @@ func helperSpec(t testing.TB, mode string) Spec {
 		Name:         "helper",
 		Command:      "exec " + shellQuote(os.Args[0]) + " -test.run='^TestHelperProcess$' -- lib " + mode,
 		Dir:          t.TempDir(),
-		Env:          []string{"GO_WANT_HELPER_PROCESS=1", "HELPER_CPUPROFILE=" + os.Getenv("HELPER_CPUPROFILE")},
+		Env:          []string{"GO_WANT_HELPER_PROCESS=1"},
 		StartTimeout: 30 * time.Second,
 	}
 }
@@ -106,7 +106,7 @@ func TestStartAndCall(t *testing.T) {
 	t.Parallel()
 	spec := helperSpec(t, "ok")
 	h := start(t, spec)
-	want := []string{"echo", "noop", "fail", "panic", "exit", "wait", "ignore", "conc", "alloc", "env", "log", "print"}
+	want := []string{"echo", "noop", "fail", "panic", "exit", "wait", "ignore", "conc", "alloc", "env", "deadline", "log", "print"}
 	if diff := cmp.Diff(want, h.Functions()); diff != "" {
 		t.Errorf("Functions mismatch (-want +got):\n%s", diff)
 	}
@@ -320,6 +320,41 @@ func TestWaitForSlotCancelled(t *testing.T) {
 	}
 	if _, err := h.Call(context.Background(), "echo", nil, 0); err != nil {
 		t.Errorf("Call after both: %v", err)
+	}
+}
+
+func TestWaitForSlotTimesOut(t *testing.T) {
+	t.Parallel()
+	spec := helperSpec(t, "ok")
+	spec.Slots = 1
+	h := start(t, spec)
+	first := make(chan error, 1)
+	go func() { // waited for below
+		_, err := h.Call(context.Background(), "wait", nil, 400*time.Millisecond)
+		first <- err
+	}()
+	pollUntil(t, 5*time.Second, "the first call to take the slot", func() bool { return h.inFlightCalls() == 1 })
+	if _, err := h.Call(context.Background(), "echo", nil, 50*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Errorf("Call waiting for a slot = %v; want ErrTimeout", err)
+	}
+	// A call that waited is sent with what is left of its time limit.
+	second := make(chan []byte, 1)
+	go func() { // waited for below
+		got, err := h.Call(context.Background(), "deadline", nil, 10*time.Second)
+		if err != nil {
+			t.Errorf("Call(deadline): %v", err)
+		}
+		second <- got
+	}()
+	if err := <-first; !errors.Is(err, ErrTimeout) {
+		t.Errorf("first Call = %v; want ErrTimeout", err)
+	}
+	ms, _ := strconv.Atoi(string(<-second))
+	if ms <= 0 || ms > 9800 {
+		t.Errorf("the library saw %d ms left; want a little under 10000 minus the wait", ms)
+	}
+	if got, err := h.Call(context.Background(), "deadline", nil, 0); err != nil || string(got) != "none" {
+		t.Errorf("Call(deadline) without a limit = %q, %v; want none", got, err)
 	}
 }
 

@@ -23,7 +23,7 @@ func (h *Host) waitLoop() {
 		// Wait below, and kill refuses from now on.
 		h.mu.Lock()
 		sandbox.KillGroup(h.pgid)
-		h.reaped = true
+		h.reaped, h.stoppedFirst = true, h.stopping
 		h.mu.Unlock()
 		close(h.exited)
 		_ = h.cmd.Wait() // waits for stderr too, at most ioGrace
@@ -31,7 +31,7 @@ func (h *Host) waitLoop() {
 		_ = h.cmd.Wait()
 		h.mu.Lock()
 		sandbox.KillGroup(h.pgid) // as sandbox.Run does off Linux
-		h.reaped = true
+		h.reaped, h.stoppedFirst = true, h.stopping
 		h.mu.Unlock()
 		close(h.exited)
 	}
@@ -58,7 +58,7 @@ func (h *Host) waitLoop() {
 			e.Reason = "exited before its handshake"
 		}
 	case e.Kind != nil:
-	case h.stopping:
+	case h.stoppedFirst:
 		e.Kind = ErrStopped
 	default:
 		e.Kind = ErrCrashed

@@ -32,9 +32,10 @@
 //     returned: when the input ends it cancels the calls still running
 //     (they are answered with cancelled: true) and waits for them. A function that ignores its context therefore delays
 //     the exit; the worker kills a library that does not exit in time.
-//   - Serve, on Linux, keeps the protocol on a private copy of file
-//     descriptor 1 and points descriptor 1 (os.Stdout, fmt.Println) at
-//     stderr, so stray prints cannot corrupt the protocol stream.
+//   - Serve, on Linux, keeps the protocol on private copies of descriptors 0
+//     and 1, points descriptor 1 (os.Stdout, fmt.Println) at stderr and
+//     descriptor 0 at /dev/null: stray prints, and child processes that read
+//     their stdin, cannot corrupt the protocol streams.
 //   - The Go SDK runs every call in the library process: the "fork" mode of
 //     TRELLIS_LIBRARY_MODE is accepted and treated as "direct".
 package library

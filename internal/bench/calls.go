@@ -1,0 +1,146 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"trellis"
+	"trellis/sdk/go/library"
+	"trellis/sdk/python"
+)
+
+// CallsResult is the output of `trellis bench calls`.
+type CallsResult struct {
+	Bench           string  `json:"bench"`
+	Workers         int     `json:"workers"`
+	Calls           int     `json:"calls"`
+	Slots           int     `json:"slots"`
+	CallsPerS       float64 `json:"calls_per_s"`
+	PythonCallsPerS float64 `json:"python_calls_per_s"`
+	P50us           float64 `json:"p50_us"`
+	P99us           float64 `json:"p99_us"`
+	TasksPerS       float64 `json:"tasks_per_s"`
+	CallsVsTasks    float64 `json:"calls_vs_tasks"`
+	SequentialCalls int     `json:"sequential_calls"`
+	ComparisonTasks int     `json:"comparison_tasks"`
+	PythonError     string  `json:"python_error,omitempty"`
+}
+
+// BenchLibraryArg is the argument with which the trellis binary serves the
+// benchmark's Go library (a hidden subcommand).
+const BenchLibraryArg = "__bench-library"
+
+// ServeBenchLibrary serves a library with one trivial function, "echo".
+func ServeBenchLibrary() {
+	lib := library.New("bench")
+	lib.Register("echo", func(_ context.Context, args []byte) ([]byte, error) { return args, nil })
+	library.Main(lib)
+}
+
+const pythonBenchLibrary = `import trellis_library as tl
+lib = tl.Library("pybench")
+
+@lib.function(raw=True)
+def echo(args):
+    return args
+
+if __name__ == "__main__":
+    lib.serve()
+`
+
+// Calls measures function calls through an embedded cluster: n async calls
+// of a trivial Go function, 1,000 sequential blocking calls (latency), the
+// same with a Python library, and the same work as command tasks.
+func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)) (*CallsResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	res := &CallsResult{Bench: "calls", Workers: workers, Calls: n, Slots: slots, SequentialCalls: 1000}
+	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
+		return nil, err
+	}
+	// Warm up: the instances start.
+	if _, err := asyncCalls(ctx, c, "bench", 4*slots*workers); err != nil {
+		return nil, err
+	}
+	logf("calls: %d async calls of a Go function", n)
+	secs, err := asyncCalls(ctx, c, "bench", n)
+	if err != nil {
+		return nil, err
+	}
+	res.CallsPerS = float64(n) / secs
+
+	logf("calls: %d sequential blocking calls", res.SequentialCalls)
+	lat := make([]time.Duration, res.SequentialCalls)
+	for i := range lat {
+		start := time.Now()
+		if _, err := c.Call(ctx, "bench", "echo", []byte(strconv.Itoa(i))); err != nil {
+			return nil, err
+		}
+		lat[i] = time.Since(start)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	res.P50us = float64(lat[len(lat)/2].Microseconds())
+	res.P99us = float64(lat[len(lat)*99/100].Microseconds())
+
+	logf("calls: %d async calls of a Python function", n)
+	py := &trellis.Library{Name: "pybench", Command: "python3 lib.py", Slots: slots, Resources: trellis.Resources{Cores: 0.5},
+		Inputs: []trellis.Mount{{File: trellis.Buffer(python.SDK), Path: "trellis_library.py"}, {File: trellis.Buffer([]byte(pythonBenchLibrary)), Path: "lib.py"}}}
+	if err := c.Install(ctx, py); err != nil {
+		return nil, err
+	}
+	if _, err := asyncCalls(ctx, c, "pybench", 4*slots*workers); err != nil {
+		res.PythonError = err.Error()
+	} else if secs, err := asyncCalls(ctx, c, "pybench", n); err != nil {
+		res.PythonError = err.Error()
+	} else {
+		res.PythonCallsPerS = float64(n) / secs
+	}
+
+	res.ComparisonTasks = min(n, 1000)
+	logf("calls: the same work as %d command tasks", res.ComparisonTasks)
+	tasks := make([]*trellis.Task, res.ComparisonTasks)
+	for i := range tasks {
+		tasks[i] = trellis.NewTask("echo " + strconv.Itoa(i))
+	}
+	tsecs, err := runAll(ctx, c, tasks)
+	if err != nil {
+		return nil, err
+	}
+	res.TasksPerS = float64(res.ComparisonTasks) / tsecs
+	res.CallsVsTasks = res.CallsPerS / res.TasksPerS
+	return res, nil
+}
+
+// asyncCalls submits n calls of lib's echo at once and waits for them all.
+func asyncCalls(ctx context.Context, c *trellis.Client, lib string, n int) (float64, error) {
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall(lib, "echo", []byte(strconv.Itoa(i)))
+	}
+	start := time.Now()
+	hs, err := c.Submit(ctx, calls...)
+	if err != nil {
+		return 0, err
+	}
+	for i, h := range hs {
+		r, err := h.Wait(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if !r.OK() || string(r.Output) != strconv.Itoa(i) {
+			return 0, fmt.Errorf("call %d: %v, result %q", i, r.Err(), r.Output)
+		}
+	}
+	return time.Since(start).Seconds(), nil
+}
