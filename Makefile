@@ -19,7 +19,7 @@ vet:
 
 test: vet
 	$(GO) test -race -short $(RACE_PKGS)
-	$(GO) test ./internal/e2e/... ./internal/proto/... ./internal/workflow/... ./internal/bench/... ./cmd/... ./internal/ ./examples/...
+	$(GO) test ./internal/e2e/... ./internal/proto/... ./internal/workflow/... ./internal/bench/... ./cmd/... ./internal/ ./examples/... ./sdk/...
 	python3 -m unittest discover -s sdk/python
 
 bench: build
