@@ -93,6 +93,18 @@ func (s *state) markOutputs(spec *pb.TaskSpec) {
 	}
 }
 
+// keepIfRead decides, when a task is dispatched, whether its outputs for
+// the client stay in the worker's cache too: only if a task in the cluster
+// reads them, so that it can pull them from that peer. Temp outputs always
+// stay.
+func (s *state) keepIfRead(spec *pb.TaskSpec) {
+	for _, out := range spec.Outputs {
+		if d := s.data.decls[out.Name]; d != nil && d.Kind == pb.FileKind_FILE_KIND_OUTPUT {
+			out.Keep = s.core.Needed(s.fileID(out.Name))
+		}
+	}
+}
+
 // fetchMessage turns the core's Fetch into the message for the worker.
 func (s *state) fetchMessage(a core.Fetch) *pb.ManagerMessage {
 	name := s.data.names[a.File]

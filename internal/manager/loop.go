@@ -253,6 +253,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
 			s.fillInputInfo(rec.spec)
+			s.keepIfRead(rec.spec)
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short

@@ -109,14 +109,14 @@ func writeChecked(dest string, in *pb.FileRef) error {
 // manager wants it kept there (a replica that peers may fetch), and to the
 // manager when it wants it uploaded.
 func (w *Worker) output(ctx context.Context, dir string, out *pb.FileRef, run *pb.Run, budget *int) (*pb.FileInfo, error) {
-	if !out.Keep {
-		return w.upload(ctx, dir, out, run, budget)
-	}
 	src, err := sandbox.Confine(dir, out.Path)
 	if err != nil {
 		return nil, err
 	}
 	fi, err := os.Lstat(src)
+	if !out.Keep && (err != nil || !fi.IsDir()) {
+		return w.upload(ctx, dir, out, run, budget) // a directory goes through the cache, as its tar
+	}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("output %q was not created", out.Path)
