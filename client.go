@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -527,8 +526,6 @@ func wireError(op string, err error) error {
 	}
 	return fmt.Errorf("%s: %s", op, ce.Message())
 }
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // bearer adds the secret to every request the client makes.
 type bearer struct{ secret *string }

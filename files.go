@@ -1,6 +1,7 @@
 package trellis
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -219,7 +220,7 @@ func (c *Client) upload(ctx context.Context, f *File) error {
 		var body io.Reader
 		var size int64
 		if f.kind == kindBuffer {
-			body, size = bytesReader(f.data), int64(len(f.data))
+			body, size = bytes.NewReader(f.data), int64(len(f.data))
 		} else if strings.HasPrefix(name, proto.DirPrefix) {
 			pr, pw := io.Pipe()
 			go func() { pw.CloseWithError(archive.WriteTar(f.local, pw)) }() // exits when the tar is written or the upload stops reading

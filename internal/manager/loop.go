@@ -314,7 +314,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		}
 	}
 	if done != nil && !committed {
-		s.m.store.discardStaged(done.TaskId, done.Attempt, done.GetOutcome().GetOutputs())
+		s.m.store.discardStaged(done.TaskId, done.Attempt)
 	}
 }
 

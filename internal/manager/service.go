@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"connectrpc.com/connect"
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
-
-var errEOF = io.EOF
 
 // service implements the connect handler on top of the loop.
 type service struct{ m *Manager }

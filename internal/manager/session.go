@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,7 +144,7 @@ func describeStreamEnd(err error) string {
 	if errors.As(err, &ce) && ce.Code() == connect.CodeResourceExhausted {
 		return "oversized message: " + ce.Message()
 	}
-	if errors.Is(err, errEOF) {
+	if errors.Is(err, io.EOF) {
 		return "connection closed"
 	}
 	return fmt.Sprintf("connection lost: %v", err)

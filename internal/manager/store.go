@@ -176,7 +176,8 @@ func (s *store) writeInline(f *pb.FileInfo) error {
 	return os.Rename(tmp.Name(), s.path(f.Name))
 }
 
-func (s *store) discardStaged(task uint64, attempt uint32, _ []*pb.FileInfo) {
+// discardStaged drops what an attempt staged: the core did not accept it.
+func (s *store) discardStaged(task uint64, attempt uint32) {
 	os.RemoveAll(filepath.Dir(s.stagedPath(task, attempt, "x")))
 }
 

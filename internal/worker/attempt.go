@@ -136,9 +136,14 @@ func (w *Worker) output(ctx context.Context, dir string, out *pb.FileRef, run *p
 		}
 		info.Uploaded = true
 	} else if out.Upload {
-		up, err := w.upload(ctx, w.cache.Path(out.Name), &pb.FileRef{Name: out.Name, Path: "."}, run, budget)
+		f, err := os.Open(w.cache.Path(out.Name))
 		if err != nil {
 			return nil, err
+		}
+		defer f.Close()
+		up, err := w.send(ctx, f, e.Size, out.Name, run, budget)
+		if err != nil {
+			return nil, fmt.Errorf("upload output %q: %w", out.Path, err)
 		}
 		info.Content, info.Uploaded = up.Content, true
 	}
@@ -151,71 +156,61 @@ func (w *Worker) uploadDir(ctx context.Context, name string, run *pb.Run) error 
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(archive.WriteTar(w.cache.Path(name), pw)) }() // exits when the tar is written or the request stops reading
 	defer pr.Close()
-	url := fmt.Sprintf("%s/files/%s?task=%d&attempt=%d&dir=1", w.base, name, run.TaskId, run.Attempt)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, pr)
-	if err != nil {
-		return err
-	}
-	w.authorize(req.Header)
-	resp, err := w.files.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s: %s", resp.Status, trimSpace(msg))
-	}
-	return nil
+	return w.put(ctx, fmt.Sprintf("/files/%s?task=%d&attempt=%d&dir=1", name, run.TaskId, run.Attempt), pr, -1)
 }
 
-// upload sends one output to the manager's staging area for this attempt,
-// or, while the inline budget lasts, reads a small one into the report.
+// upload sends one output from the sandbox to the manager (see send).
 func (w *Worker) upload(ctx context.Context, dir string, out *pb.FileRef, run *pb.Run, budget *int) (*pb.FileInfo, error) {
-	var f *os.File
-	var size int64
-	var err error
-	if out.Path == "." { // dir is the file itself, in the cache
-		if f, err = os.Open(dir); err == nil {
-			var fi os.FileInfo
-			if fi, err = f.Stat(); err == nil {
-				size = fi.Size()
-			}
-		}
-	} else {
-		f, size, err = sandbox.OpenOutput(dir, out.Path)
-	}
+	f, size, err := sandbox.OpenOutput(dir, out.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	info, err := w.send(ctx, f, size, out.Name, run, budget)
+	if err != nil {
+		return nil, fmt.Errorf("upload output %q: %w", out.Path, err)
+	}
+	return info, nil
+}
+
+// send reads a small output into the report while the inline budget lasts,
+// or else streams it to the manager's staging area for this attempt.
+func (w *Worker) send(ctx context.Context, f io.Reader, size int64, name string, run *pb.Run, budget *int) (*pb.FileInfo, error) {
 	if size <= proto.MaxInlineBytes && int(size) <= *budget {
 		content := make([]byte, size)
 		if _, err := io.ReadFull(f, content); err != nil {
-			return nil, fmt.Errorf("read output %q: %w", out.Path, err)
+			return nil, err
 		}
 		*budget -= int(size)
 		sum := sha256.Sum256(content)
-		return &pb.FileInfo{Name: out.Name, Size: size, Digest: "sha256:" + hex.EncodeToString(sum[:]), Content: content, Uploaded: true}, nil
+		return &pb.FileInfo{Name: name, Size: size, Digest: "sha256:" + hex.EncodeToString(sum[:]), Content: content, Uploaded: true}, nil
 	}
 	h := sha256.New()
-	url := fmt.Sprintf("%s/files/%s?task=%d&attempt=%d", w.base, out.Name, run.TaskId, run.Attempt)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, io.TeeReader(f, h))
-	if err != nil {
+	path := fmt.Sprintf("/files/%s?task=%d&attempt=%d", name, run.TaskId, run.Attempt)
+	if err := w.put(ctx, path, io.TeeReader(f, h), size); err != nil {
 		return nil, err
+	}
+	return &pb.FileInfo{Name: name, Size: size, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Uploaded: true}, nil
+}
+
+// put sends body (size bytes, or -1 if unknown) to the manager at path.
+func (w *Worker) put(ctx context.Context, path string, body io.Reader, size int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, w.base+path, body)
+	if err != nil {
+		return err
 	}
 	req.ContentLength = size
 	w.authorize(req.Header)
 	resp, err := w.files.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("upload output %q: %w", out.Path, err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("upload output %q: %s: %s", out.Path, resp.Status, trimSpace(msg))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
-	return &pb.FileInfo{Name: out.Name, Size: size, Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Uploaded: true}, nil
+	return nil
 }
 
 // environment is what a task sees besides its own env: its identity, its

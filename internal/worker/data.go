@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,20 +81,8 @@ func (w *Worker) uploadCached(ctx context.Context, name string) error {
 		return err
 	}
 	defer f.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, w.base+"/files/"+name, f)
-	if err != nil {
-		return err
-	}
-	req.ContentLength = e.Size
-	w.authorize(req.Header)
-	resp, err := w.files.Do(req)
-	if err != nil {
+	if err := w.put(ctx, "/files/"+name, f, e.Size); err != nil {
 		return fmt.Errorf("upload %s: %w", name, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("upload %s: %s: %s", name, resp.Status, trimSpace(msg))
 	}
 	return nil
 }
@@ -110,13 +96,6 @@ func (w *Worker) unlink(names []string) []string {
 		}
 	}
 	return gone
-}
-
-func trimSpace(b []byte) string {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return string(b)
 }
 
 // cachedFiles lists what the cache holds at start: forever-level files
