@@ -76,7 +76,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}}
-	c.rpc = trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes),
+	c.rpc = trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes),
 		connect.WithInterceptors(bearer{&c.secret}))
 	c.files = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 16}}
 	if _, err := c.Status(ctx); err != nil {
@@ -408,7 +408,7 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 				first = false
 			}
 			for stream.Receive() {
-				if ev := stream.Msg(); ev.TaskId != 0 {
+				for _, ev := range stream.Msg().Events {
 					c.deliver(ctx, ev)
 				}
 			}

@@ -189,6 +189,10 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		return // already gone
 	}
 	switch x := msg.Msg.(type) {
+	case *pb.WorkerMessage_Batch:
+		for _, inner := range x.Batch.Msgs {
+			s.workerMessage(id, inner)
+		}
 	case *pb.WorkerMessage_Heartbeat:
 	case *pb.WorkerMessage_Draining:
 		s.m.log.Info("worker draining", "worker", id)

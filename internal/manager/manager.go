@@ -79,6 +79,7 @@ func Listen(cfg Config) (*Manager, error) {
 		connect.WithInterceptors(&authInterceptor{secret: cfg.Secret, log: log}),
 		connect.WithReadMaxBytes(proto.MaxMessageBytes),
 		connect.WithSendMaxBytes(proto.MaxMessageBytes),
+		connect.WithCompressMinBytes(proto.CompressMinBytes),
 	}
 	path, h := trellisv1connect.NewManagerHandler(&service{m: m}, opts...)
 	mux.Handle(path, h)

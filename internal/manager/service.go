@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"connectrpc.com/connect"
+	goproto "google.golang.org/protobuf/proto"
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -28,7 +29,7 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequ
 	return connect.NewResponse(&pb.SubmitResponse{TaskIds: r.ids}), nil
 }
 
-func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.TaskEvent]) error {
+func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.TaskEvents]) error {
 	if len(req.Msg.Session) > proto.MaxNameBytes {
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
 	}
@@ -36,16 +37,14 @@ func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchReques
 	if err != nil {
 		return err
 	}
-	// An empty event (task 0) opens the stream, so the client knows it is
+	// An empty message opens the stream, so the client knows it is
 	// watching before it submits anything.
-	if err := stream.Send(&pb.TaskEvent{}); err != nil {
+	if err := stream.Send(&pb.TaskEvents{}); err != nil {
 		return err
 	}
 	for {
-		for _, ev := range mb.take() {
-			if err := stream.Send(ev); err != nil {
-				return err
-			}
+		if err := sendEvents(stream, mb.take()); err != nil {
+			return err
 		}
 		select {
 		case <-mb.signal:
@@ -53,6 +52,25 @@ func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchReques
 			return nil
 		}
 	}
+}
+
+// sendEvents sends events in as few messages as the batch limits allow.
+func sendEvents(stream *connect.ServerStream[pb.TaskEvents], events []*pb.TaskEvent) error {
+	for len(events) > 0 {
+		n, size := 0, 0
+		for n < len(events) && n < proto.MaxBatchMessages {
+			size += goproto.Size(events[n])
+			if n > 0 && size > proto.MaxBatchBytes {
+				break
+			}
+			n++
+		}
+		if err := stream.Send(&pb.TaskEvents{Events: events[:n]}); err != nil {
+			return err
+		}
+		events = events[n:]
+	}
+	return nil
 }
 
 func (s *service) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error) {

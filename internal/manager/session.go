@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,10 @@ func (s *session) close(reason string) {
 		s.reason.Store(reason)
 		close(s.closed)
 	})
+}
+
+func wrapManagerBatch(msgs []*pb.ManagerMessage) *pb.ManagerMessage {
+	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Batch{Batch: &pb.ManagerBatch{Msgs: slices.Clone(msgs)}}}
 }
 
 // work serves one worker's stream: hello, then messages both ways until the
@@ -102,7 +107,7 @@ loop:
 	for {
 		select {
 		case msg := <-sess.out:
-			if err := stream.Send(msg); err != nil {
+			if err := proto.SendQueued(msg, sess.out, wrapManagerBatch, stream.Send); err != nil {
 				reason = fmt.Sprintf("send failed: %v", err)
 				break loop
 			}

@@ -17,12 +17,16 @@ const Protocol = 1
 // Limits on what one message may carry.
 const (
 	MaxMessageBytes = 16 << 20 // one encoded message
-	MaxCommandBytes = 64 << 10
-	MaxFilesPerTask = 10000
-	MaxEnvPerTask   = 1000
-	MaxTasksPerCall = 100000
-	MaxNameBytes    = 128
-	MaxPathBytes    = 4096
+	// CompressMinBytes: smaller messages go uncompressed. Gzip of every
+	// small message cost a fifth of the CPU on the call path, to save
+	// bytes that are cheap on the networks trellis runs on.
+	CompressMinBytes = 1 << 20
+	MaxCommandBytes  = 64 << 10
+	MaxFilesPerTask  = 10000
+	MaxEnvPerTask    = 1000
+	MaxTasksPerCall  = 100000
+	MaxNameBytes     = 128
+	MaxPathBytes     = 4096
 	// MaxInlineBytes bounds a file carried inside a message instead of
 	// being transferred on its own.
 	MaxInlineBytes = 64 << 10

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -21,6 +22,7 @@ type attemptKey struct {
 type running struct {
 	cancel   context.CancelFunc
 	handBack bool // killed to be returned, not to be reported as done
+	call     bool // a function call
 }
 
 type finished struct {
@@ -77,7 +79,7 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		for {
 			select {
 			case msg := <-out:
-				if err := stream.Send(msg); err != nil {
+				if err := proto.SendQueued(msg, out, wrapWorkerBatch, stream.Send); err != nil {
 					cancel()
 					return
 				}
@@ -85,7 +87,7 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 				for {
 					select {
 					case msg := <-out:
-						if stream.Send(msg) != nil {
+						if proto.SendQueued(msg, out, wrapWorkerBatch, stream.Send) != nil {
 							return
 						}
 					default:
@@ -105,6 +107,26 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	}
 
 	attempts := make(map[attemptKey]*running)
+	calls := 0 // attempts that are calls
+	var held heldReports
+	// reported settles an attempt that ended: reports from calls wait
+	// while other calls run (see heldReports).
+	reported := func(f finished) {
+		r := attempts[f.key]
+		delete(attempts, f.key)
+		if r != nil && r.call {
+			calls--
+		}
+		full := false
+		if msg := reportMessage(r, f); msg != nil {
+			full = held.add(msg)
+		}
+		if r == nil || !r.call || calls == 0 || full {
+			held.flush(post)
+		} else {
+			held.arm()
+		}
+	}
 	heartbeat := time.NewTicker(time.Duration(max(welcome.HeartbeatMs, 100)) * time.Millisecond)
 	defer heartbeat.Stop()
 	drainc := w.drainc
@@ -119,9 +141,9 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	// settle waits for every attempt to end, reporting each as the manager expects.
 	settle := func() {
 		for len(attempts) > 0 {
-			f := <-done
-			w.report(attempts, f, post)
+			reported(<-done)
 		}
+		held.flush(post)
 	}
 	finish := func(e error) (bool, error) {
 		settle()
@@ -142,74 +164,89 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		return true, e
 	}
 
+	// handle acts on one message from the manager.
+	var handle func(msg *pb.ManagerMessage)
+	handle = func(msg *pb.ManagerMessage) {
+		switch x := msg.Msg.(type) {
+		case *pb.ManagerMessage_Batch:
+			for _, inner := range x.Batch.Msgs {
+				handle(inner)
+			}
+		case *pb.ManagerMessage_Run:
+			key := attemptKey{x.Run.TaskId, x.Run.Attempt}
+			if draining || attempts[key] != nil {
+				post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
+				return
+			}
+			actx, acancel := context.WithCancel(sctx)
+			attempts[key] = &running{cancel: acancel, call: x.Run.Instance != 0}
+			if x.Run.Instance != 0 {
+				calls++
+			}
+			wg.Add(1)
+			go func() { // exits when the attempt ends; actx bounds it
+				defer wg.Done()
+				defer acancel()
+				var o *pb.Outcome
+				cleanup := func() {}
+				if x.Run.Instance != 0 {
+					o = w.runCall(actx, x.Run)
+				} else {
+					o, cleanup = w.runAttempt(actx, x.Run)
+				}
+				done <- finished{key, o}
+				cleanup() // after reporting: the next task need not wait for it
+			}()
+		case *pb.ManagerMessage_Kill:
+			if r := attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {
+				r.cancel()
+			}
+		case *pb.ManagerMessage_Fetch:
+			wg.Add(1)
+			go func() { // exits when the fetch ends; sctx bounds it
+				defer wg.Done()
+				post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: w.fetch(sctx, x.Fetch)}})
+				w.reportEvicted(post)
+			}()
+		case *pb.ManagerMessage_Unlink:
+			if gone := w.unlink(x.Unlink.Names); len(gone) > 0 {
+				post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
+			}
+		case *pb.ManagerMessage_StartLibrary:
+			wg.Add(1)
+			go func() { // exits when the instance ends or sctx does
+				defer wg.Done()
+				w.runLibrary(sctx, x.StartLibrary, post)
+			}()
+		case *pb.ManagerMessage_StopLibrary:
+			wg.Add(1)
+			go func() { // exits within stopGrace; runLibrary reports the end
+				defer wg.Done()
+				w.stopLibrary(x.StopLibrary.Instance)
+			}()
+		case *pb.ManagerMessage_Upload:
+			wg.Add(1)
+			go func() { // exits when the upload ends; sctx bounds it
+				defer wg.Done()
+				if err := w.uploadCached(sctx, x.Upload.Name); err != nil {
+					w.log.Warn("upload for the manager", "file", x.Upload.Name, "err", err)
+				}
+			}()
+		}
+	}
+
 	for {
 		if draining && len(attempts) == 0 {
 			return finish(nil)
 		}
 		select {
 		case msg := <-in:
-			switch x := msg.Msg.(type) {
-			case *pb.ManagerMessage_Run:
-				key := attemptKey{x.Run.TaskId, x.Run.Attempt}
-				if draining || attempts[key] != nil {
-					post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
-					continue
-				}
-				actx, acancel := context.WithCancel(sctx)
-				attempts[key] = &running{cancel: acancel}
-				wg.Add(1)
-				go func() { // exits when the attempt ends; actx bounds it
-					defer wg.Done()
-					defer acancel()
-					var o *pb.Outcome
-					cleanup := func() {}
-					if x.Run.Instance != 0 {
-						o = w.runCall(actx, x.Run)
-					} else {
-						o, cleanup = w.runAttempt(actx, x.Run)
-					}
-					done <- finished{key, o}
-					cleanup() // after reporting: the next task need not wait for it
-				}()
-			case *pb.ManagerMessage_Kill:
-				if r := attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {
-					r.cancel()
-				}
-			case *pb.ManagerMessage_Fetch:
-				wg.Add(1)
-				go func() { // exits when the fetch ends; sctx bounds it
-					defer wg.Done()
-					post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: w.fetch(sctx, x.Fetch)}})
-					w.reportEvicted(post)
-				}()
-			case *pb.ManagerMessage_Unlink:
-				if gone := w.unlink(x.Unlink.Names); len(gone) > 0 {
-					post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
-				}
-			case *pb.ManagerMessage_StartLibrary:
-				wg.Add(1)
-				go func() { // exits when the instance ends or sctx does
-					defer wg.Done()
-					w.runLibrary(sctx, x.StartLibrary, post)
-				}()
-			case *pb.ManagerMessage_StopLibrary:
-				wg.Add(1)
-				go func() { // exits within stopGrace; runLibrary reports the end
-					defer wg.Done()
-					w.stopLibrary(x.StopLibrary.Instance)
-				}()
-			case *pb.ManagerMessage_Upload:
-				wg.Add(1)
-				go func() { // exits when the upload ends; sctx bounds it
-					defer wg.Done()
-					if err := w.uploadCached(sctx, x.Upload.Name); err != nil {
-						w.log.Warn("upload for the manager", "file", x.Upload.Name, "err", err)
-					}
-				}()
-			}
+			handle(msg)
 		case f := <-done:
-			w.report(attempts, f, post)
+			reported(f)
 			w.reportEvicted(post)
+		case <-held.C:
+			held.flush(post)
 		case <-heartbeat.C:
 			post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
 		case <-drainc:
@@ -250,18 +287,16 @@ func (w *Worker) reportEvicted(post func(*pb.WorkerMessage)) {
 	}
 }
 
-// report tells the manager how an attempt ended and forgets it.
-func (w *Worker) report(attempts map[attemptKey]*running, f finished, post func(*pb.WorkerMessage)) {
-	r := attempts[f.key]
-	delete(attempts, f.key)
+// reportMessage says how an attempt ended, as the manager expects: nil
+// for a call whose library died (the library's end settles it).
+func reportMessage(r *running, f finished) *pb.WorkerMessage {
 	if f.outcome == nil {
-		return // a call whose library died: the library's end settles it
+		return nil
 	}
 	if r != nil && r.handBack {
-		post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: f.key.task, Attempt: f.key.attempt}}})
-		return
+		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: f.key.task, Attempt: f.key.attempt}}}
 	}
-	post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: f.key.task, Attempt: f.key.attempt, Outcome: f.outcome}}})
+	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: f.key.task, Attempt: f.key.attempt, Outcome: f.outcome}}}
 }
 
 // refusal turns the manager's refusal into ErrRefused; other errors pass.

@@ -101,7 +101,7 @@ func New(cfg Config) (*Worker, error) {
 	}}
 	w.h2 = h2
 	w.rpc = trellisv1connect.NewManagerClient(h2, w.base,
-		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes))
+		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
 	w.files = &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: 16,
 		TLSClientConfig:     &tls.Config{},

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{40, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -1329,6 +1329,52 @@ func (x *TaskEvent) GetNote() string {
 	return ""
 }
 
+// TaskEvents is one message of the Watch stream: the events that were
+// waiting for the client, in order. The first message is empty.
+type TaskEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskEvents) Reset() {
+	*x = TaskEvents{}
+	mi := &file_trellis_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskEvents) ProtoMessage() {}
+
+func (x *TaskEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskEvents.ProtoReflect.Descriptor instead.
+func (*TaskEvents) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TaskEvents) GetEvents() []*TaskEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 type SubmitRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`                      // the client's Watch session
@@ -1341,7 +1387,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_trellis_proto_msgTypes[11]
+	mi := &file_trellis_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1399,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[11]
+	mi := &file_trellis_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1412,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{11}
+	return file_trellis_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitRequest) GetSession() string {
@@ -1406,7 +1452,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_trellis_proto_msgTypes[12]
+	mi := &file_trellis_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1464,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[12]
+	mi := &file_trellis_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1477,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{12}
+	return file_trellis_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubmitResponse) GetTaskIds() []uint64 {
@@ -1450,7 +1496,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_trellis_proto_msgTypes[13]
+	mi := &file_trellis_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1508,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[13]
+	mi := &file_trellis_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1521,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{13}
+	return file_trellis_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchRequest) GetSession() string {
@@ -1494,7 +1540,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[14]
+	mi := &file_trellis_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1552,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[14]
+	mi := &file_trellis_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1565,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{14}
+	return file_trellis_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -1537,7 +1583,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1595,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1608,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{15}
+	return file_trellis_proto_rawDescGZIP(), []int{16}
 }
 
 type StatusRequest struct {
@@ -1573,7 +1619,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1631,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1644,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{16}
+	return file_trellis_proto_rawDescGZIP(), []int{17}
 }
 
 // FetchFileRequest asks the manager to bring a file (a temp file, say) to
@@ -1612,7 +1658,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1670,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1683,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{17}
+	return file_trellis_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -1656,7 +1702,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1714,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1727,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{18}
+	return file_trellis_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -1701,7 +1747,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1759,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1772,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -1744,7 +1790,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1802,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1815,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 type WorkerStatus struct {
@@ -1793,7 +1839,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +1851,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +1864,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -1936,7 +1982,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +1994,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2007,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -2090,6 +2136,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Dropped
 	//	*WorkerMessage_LibraryStarted
 	//	*WorkerMessage_LibraryEnded
+	//	*WorkerMessage_Batch
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2097,7 +2144,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2156,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2169,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2213,6 +2260,15 @@ func (x *WorkerMessage) GetLibraryEnded() *LibraryEnded {
 	return nil
 }
 
+func (x *WorkerMessage) GetBatch() *WorkerBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -2253,6 +2309,10 @@ type WorkerMessage_LibraryEnded struct {
 	LibraryEnded *LibraryEnded `protobuf:"bytes,9,opt,name=library_ended,json=libraryEnded,proto3,oneof"`
 }
 
+type WorkerMessage_Batch struct {
+	Batch *WorkerBatch `protobuf:"bytes,10,opt,name=batch,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
@@ -2271,6 +2331,54 @@ func (*WorkerMessage_LibraryStarted) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_LibraryEnded) isWorkerMessage_Msg() {}
 
+func (*WorkerMessage_Batch) isWorkerMessage_Msg() {}
+
+// WorkerBatch carries the messages a worker had queued at once, in order,
+// so that a burst of reports costs one write. It never nests.
+type WorkerBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Msgs          []*WorkerMessage       `protobuf:"bytes,1,rep,name=msgs,proto3" json:"msgs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerBatch) Reset() {
+	*x = WorkerBatch{}
+	mi := &file_trellis_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerBatch) ProtoMessage() {}
+
+func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
+func (*WorkerBatch) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
+	if x != nil {
+		return x.Msgs
+	}
+	return nil
+}
+
 type LibraryStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Instance      uint64                 `protobuf:"varint,1,opt,name=instance,proto3" json:"instance,omitempty"`
@@ -2282,7 +2390,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2402,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2415,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -2344,7 +2452,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2464,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2477,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -2422,7 +2530,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2434,7 +2542,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2447,7 +2555,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -2512,7 +2620,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2632,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2645,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CachedFile) GetName() string {
@@ -2593,7 +2701,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2713,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2726,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -2694,7 +2802,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2706,7 +2814,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2719,7 +2827,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -2737,7 +2845,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2857,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2870,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 type AttemptDone struct {
@@ -2776,7 +2884,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2788,7 +2896,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2801,7 +2909,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -2835,7 +2943,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +2955,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +2968,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -2885,7 +2993,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2897,7 +3005,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2910,7 +3018,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 // Worker stream: manager to worker.
@@ -2926,6 +3034,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_Upload
 	//	*ManagerMessage_StartLibrary
 	//	*ManagerMessage_StopLibrary
+	//	*ManagerMessage_Batch
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2933,7 +3042,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2945,7 +3054,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2958,7 +3067,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -3040,6 +3149,15 @@ func (x *ManagerMessage) GetStopLibrary() *StopLibrary {
 	return nil
 }
 
+func (x *ManagerMessage) GetBatch() *ManagerBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -3076,6 +3194,10 @@ type ManagerMessage_StopLibrary struct {
 	StopLibrary *StopLibrary `protobuf:"bytes,8,opt,name=stop_library,json=stopLibrary,proto3,oneof"`
 }
 
+type ManagerMessage_Batch struct {
+	Batch *ManagerBatch `protobuf:"bytes,9,opt,name=batch,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
@@ -3092,6 +3214,54 @@ func (*ManagerMessage_StartLibrary) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_StopLibrary) isManagerMessage_Msg() {}
 
+func (*ManagerMessage_Batch) isManagerMessage_Msg() {}
+
+// ManagerBatch carries the messages queued for a worker at once, in order.
+// It never nests.
+type ManagerBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Msgs          []*ManagerMessage      `protobuf:"bytes,1,rep,name=msgs,proto3" json:"msgs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManagerBatch) Reset() {
+	*x = ManagerBatch{}
+	mi := &file_trellis_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManagerBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManagerBatch) ProtoMessage() {}
+
+func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
+func (*ManagerBatch) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
+	if x != nil {
+		return x.Msgs
+	}
+	return nil
+}
+
 // StartLibrary asks a worker to start an instance of a library; it reports
 // LibraryStarted or LibraryEnded.
 type StartLibrary struct {
@@ -3105,7 +3275,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3117,7 +3287,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3130,7 +3300,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -3164,7 +3334,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3176,7 +3346,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3189,7 +3359,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -3213,7 +3383,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3225,7 +3395,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3238,7 +3408,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -3292,7 +3462,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3474,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3487,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -3379,7 +3549,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3391,7 +3561,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3404,7 +3574,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -3424,7 +3594,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3436,7 +3606,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3449,7 +3619,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Upload) GetName() string {
@@ -3469,7 +3639,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3481,7 +3651,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3494,7 +3664,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -3524,7 +3694,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3536,7 +3706,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3549,7 +3719,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -3597,7 +3767,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3609,7 +3779,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3622,7 +3792,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -3736,7 +3906,10 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\tR\x06worker\x12-\n" +
 	"\aoutcome\x18\x05 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x12\n" +
-	"\x04note\x18\x06 \x01(\tR\x04note\"\xa0\x01\n" +
+	"\x04note\x18\x06 \x01(\tR\x04note\";\n" +
+	"\n" +
+	"TaskEvents\x12-\n" +
+	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\"\xa0\x01\n" +
 	"\rSubmitRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x1d\n" +
 	"\n" +
@@ -3794,7 +3967,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x13transfers_in_flight\x18\x0e \x01(\x04R\x11transfersInFlight\x12\x1d\n" +
 	"\n" +
 	"files_lost\x18\x0f \x01(\x04R\tfilesLost\x12'\n" +
-	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\"\x82\x04\n" +
+	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\"\xb3\x04\n" +
 	"\rWorkerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.trellis.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.trellis.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
@@ -3804,8 +3977,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\afetched\x18\x06 \x01(\v2\x15.trellis.v1.FetchDoneH\x00R\afetched\x12/\n" +
 	"\adropped\x18\a \x01(\v2\x13.trellis.v1.DroppedH\x00R\adropped\x12E\n" +
 	"\x0flibrary_started\x18\b \x01(\v2\x1a.trellis.v1.LibraryStartedH\x00R\x0elibraryStarted\x12?\n" +
-	"\rlibrary_ended\x18\t \x01(\v2\x18.trellis.v1.LibraryEndedH\x00R\flibraryEndedB\x05\n" +
-	"\x03msg\"d\n" +
+	"\rlibrary_ended\x18\t \x01(\v2\x18.trellis.v1.LibraryEndedH\x00R\flibraryEnded\x12/\n" +
+	"\x05batch\x18\n" +
+	" \x01(\v2\x17.trellis.v1.WorkerBatchH\x00R\x05batchB\x05\n" +
+	"\x03msg\"<\n" +
+	"\vWorkerBatch\x12-\n" +
+	"\x04msgs\x18\x01 \x03(\v2\x19.trellis.v1.WorkerMessageR\x04msgs\"d\n" +
 	"\x0eLibraryStarted\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\x04R\binstance\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x1c\n" +
@@ -3853,7 +4030,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\"\n" +
 	"\n" +
-	"\bDraining\"\x9b\x03\n" +
+	"\bDraining\"\xcd\x03\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
@@ -3862,8 +4039,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06unlink\x18\x05 \x01(\v2\x12.trellis.v1.UnlinkH\x00R\x06unlink\x12,\n" +
 	"\x06upload\x18\x06 \x01(\v2\x12.trellis.v1.UploadH\x00R\x06upload\x12?\n" +
 	"\rstart_library\x18\a \x01(\v2\x18.trellis.v1.StartLibraryH\x00R\fstartLibrary\x12<\n" +
-	"\fstop_library\x18\b \x01(\v2\x17.trellis.v1.StopLibraryH\x00R\vstopLibraryB\x05\n" +
-	"\x03msg\"w\n" +
+	"\fstop_library\x18\b \x01(\v2\x17.trellis.v1.StopLibraryH\x00R\vstopLibrary\x120\n" +
+	"\x05batch\x18\t \x01(\v2\x18.trellis.v1.ManagerBatchH\x00R\x05batchB\x05\n" +
+	"\x03msg\">\n" +
+	"\fManagerBatch\x12.\n" +
+	"\x04msgs\x18\x01 \x03(\v2\x1a.trellis.v1.ManagerMessageR\x04msgs\"w\n" +
 	"\fStartLibrary\x12\x1a\n" +
 	"\binstance\x18\x01 \x01(\x04R\binstance\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x121\n" +
@@ -3934,10 +4114,10 @@ const file_trellis_proto_rawDesc = "" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_WAITING\x10\x01\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fTASK_STATE_DONE\x10\x032\xbb\x04\n" +
+	"\x0fTASK_STATE_DONE\x10\x032\xbc\x04\n" +
 	"\aManager\x12?\n" +
-	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12:\n" +
-	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x15.trellis.v1.TaskEvent0\x01\x12?\n" +
+	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12;\n" +
+	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x16.trellis.v1.TaskEvents0\x01\x12?\n" +
 	"\x06Cancel\x12\x19.trellis.v1.CancelRequest\x1a\x1a.trellis.v1.CancelResponse\x12?\n" +
 	"\x06Status\x12\x19.trellis.v1.StatusRequest\x1a\x1a.trellis.v1.StatusResponse\x12H\n" +
 	"\tFetchFile\x12\x1c.trellis.v1.FetchFileRequest\x1a\x1d.trellis.v1.FetchFileResponse\x12W\n" +
@@ -3959,7 +4139,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -3977,39 +4157,42 @@ var file_trellis_proto_goTypes = []any{
 	(*FileInfo)(nil),               // 13: trellis.v1.FileInfo
 	(*Outcome)(nil),                // 14: trellis.v1.Outcome
 	(*TaskEvent)(nil),              // 15: trellis.v1.TaskEvent
-	(*SubmitRequest)(nil),          // 16: trellis.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 17: trellis.v1.SubmitResponse
-	(*WatchRequest)(nil),           // 18: trellis.v1.WatchRequest
-	(*CancelRequest)(nil),          // 19: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 20: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 21: trellis.v1.StatusRequest
-	(*FetchFileRequest)(nil),       // 22: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 23: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 24: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 25: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 26: trellis.v1.WorkerStatus
-	(*StatusResponse)(nil),         // 27: trellis.v1.StatusResponse
-	(*WorkerMessage)(nil),          // 28: trellis.v1.WorkerMessage
-	(*LibraryStarted)(nil),         // 29: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 30: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 31: trellis.v1.Hello
-	(*CachedFile)(nil),             // 32: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 33: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 34: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 35: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 36: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 37: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 38: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 39: trellis.v1.ManagerMessage
-	(*StartLibrary)(nil),           // 40: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 41: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 42: trellis.v1.Source
-	(*Fetch)(nil),                  // 43: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 44: trellis.v1.Unlink
-	(*Upload)(nil),                 // 45: trellis.v1.Upload
-	(*Welcome)(nil),                // 46: trellis.v1.Welcome
-	(*Run)(nil),                    // 47: trellis.v1.Run
-	(*Kill)(nil),                   // 48: trellis.v1.Kill
+	(*TaskEvents)(nil),             // 16: trellis.v1.TaskEvents
+	(*SubmitRequest)(nil),          // 17: trellis.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 18: trellis.v1.SubmitResponse
+	(*WatchRequest)(nil),           // 19: trellis.v1.WatchRequest
+	(*CancelRequest)(nil),          // 20: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),         // 21: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),          // 22: trellis.v1.StatusRequest
+	(*FetchFileRequest)(nil),       // 23: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 24: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 25: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 26: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 27: trellis.v1.WorkerStatus
+	(*StatusResponse)(nil),         // 28: trellis.v1.StatusResponse
+	(*WorkerMessage)(nil),          // 29: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 30: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 31: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 32: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 33: trellis.v1.Hello
+	(*CachedFile)(nil),             // 34: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 35: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 36: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 37: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 38: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 39: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 40: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 41: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 42: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 43: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 44: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 45: trellis.v1.Source
+	(*Fetch)(nil),                  // 46: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 47: trellis.v1.Unlink
+	(*Upload)(nil),                 // 48: trellis.v1.Upload
+	(*Welcome)(nil),                // 49: trellis.v1.Welcome
+	(*Run)(nil),                    // 50: trellis.v1.Run
+	(*Kill)(nil),                   // 51: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -4027,60 +4210,65 @@ var file_trellis_proto_depIdxs = []int32{
 	13, // 12: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
 	3,  // 13: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
 	14, // 14: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	8,  // 15: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	7,  // 16: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	13, // 17: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 18: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 19: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	26, // 20: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	31, // 21: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	35, // 22: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	36, // 23: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	37, // 24: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	38, // 25: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	33, // 26: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	34, // 27: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	29, // 28: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	30, // 29: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	2,  // 30: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 31: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	32, // 32: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 33: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	14, // 34: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	46, // 35: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	47, // 36: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	48, // 37: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	43, // 38: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	44, // 39: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	45, // 40: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	40, // 41: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	41, // 42: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	10, // 43: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 44: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	42, // 45: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 46: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 47: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	16, // 48: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	18, // 49: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	19, // 50: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	21, // 51: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	22, // 52: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 53: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	24, // 54: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	28, // 55: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	17, // 56: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	15, // 57: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvent
-	20, // 58: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	27, // 59: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	23, // 60: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 61: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	25, // 62: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	39, // 63: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	56, // [56:64] is the sub-list for method output_type
-	48, // [48:56] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	15, // 15: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
+	8,  // 16: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	7,  // 17: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	13, // 18: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	5,  // 19: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	5,  // 20: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	27, // 21: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	33, // 22: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	37, // 23: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	38, // 24: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	39, // 25: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	40, // 26: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	35, // 27: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	36, // 28: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	31, // 29: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	32, // 30: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	30, // 31: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	29, // 32: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 33: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 34: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	34, // 35: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 36: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	14, // 37: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	49, // 38: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	50, // 39: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	51, // 40: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	46, // 41: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	47, // 42: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	48, // 43: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	43, // 44: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	44, // 45: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	42, // 46: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	41, // 47: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 48: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 49: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	45, // 50: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 51: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 52: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	17, // 53: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	19, // 54: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	20, // 55: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	22, // 56: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	23, // 57: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 58: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	25, // 59: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	29, // 60: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	18, // 61: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	16, // 62: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	21, // 63: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	28, // 64: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	24, // 65: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 66: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	26, // 67: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	41, // 68: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	61, // [61:69] is the sub-list for method output_type
+	53, // [53:61] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -4088,7 +4276,7 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[23].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[24].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -4098,8 +4286,9 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_Dropped)(nil),
 		(*WorkerMessage_LibraryStarted)(nil),
 		(*WorkerMessage_LibraryEnded)(nil),
+		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[34].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[36].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -4108,6 +4297,7 @@ func file_trellis_proto_init() {
 		(*ManagerMessage_Upload)(nil),
 		(*ManagerMessage_StartLibrary)(nil),
 		(*ManagerMessage_StopLibrary)(nil),
+		(*ManagerMessage_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4115,7 +4305,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   44,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"time"
 
 	"trellis/internal/worker/sandbox"
@@ -175,6 +176,9 @@ func (h *Host) writeLoop() {
 		case <-h.done:
 			return
 		}
+		// Calls often come in bursts (a batch of them from the manager):
+		// let the other callers queue theirs, and write them all at once.
+		runtime.Gosched()
 		h.mu.Lock()
 		if h.stopping {
 			// Frames not yet written stay unsent: their calls fail with

@@ -59,7 +59,7 @@ const (
 // ManagerClient is a client for the trellis.v1.Manager service.
 type ManagerClient interface {
 	Submit(context.Context, *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error)
-	Watch(context.Context, *connect.Request[trellisv1.WatchRequest]) (*connect.ServerStreamForClient[trellisv1.TaskEvent], error)
+	Watch(context.Context, *connect.Request[trellisv1.WatchRequest]) (*connect.ServerStreamForClient[trellisv1.TaskEvents], error)
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
@@ -85,7 +85,7 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(managerMethods.ByName("Submit")),
 			connect.WithClientOptions(opts...),
 		),
-		watch: connect.NewClient[trellisv1.WatchRequest, trellisv1.TaskEvent](
+		watch: connect.NewClient[trellisv1.WatchRequest, trellisv1.TaskEvents](
 			httpClient,
 			baseURL+ManagerWatchProcedure,
 			connect.WithSchema(managerMethods.ByName("Watch")),
@@ -133,7 +133,7 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 // managerClient implements ManagerClient.
 type managerClient struct {
 	submit         *connect.Client[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
-	watch          *connect.Client[trellisv1.WatchRequest, trellisv1.TaskEvent]
+	watch          *connect.Client[trellisv1.WatchRequest, trellisv1.TaskEvents]
 	cancel         *connect.Client[trellisv1.CancelRequest, trellisv1.CancelResponse]
 	status         *connect.Client[trellisv1.StatusRequest, trellisv1.StatusResponse]
 	fetchFile      *connect.Client[trellisv1.FetchFileRequest, trellisv1.FetchFileResponse]
@@ -148,7 +148,7 @@ func (c *managerClient) Submit(ctx context.Context, req *connect.Request[trellis
 }
 
 // Watch calls trellis.v1.Manager.Watch.
-func (c *managerClient) Watch(ctx context.Context, req *connect.Request[trellisv1.WatchRequest]) (*connect.ServerStreamForClient[trellisv1.TaskEvent], error) {
+func (c *managerClient) Watch(ctx context.Context, req *connect.Request[trellisv1.WatchRequest]) (*connect.ServerStreamForClient[trellisv1.TaskEvents], error) {
 	return c.watch.CallServerStream(ctx, req)
 }
 
@@ -185,7 +185,7 @@ func (c *managerClient) Work(ctx context.Context) *connect.BidiStreamForClient[t
 // ManagerHandler is an implementation of the trellis.v1.Manager service.
 type ManagerHandler interface {
 	Submit(context.Context, *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error)
-	Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvent]) error
+	Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvents]) error
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
@@ -280,7 +280,7 @@ func (UnimplementedManagerHandler) Submit(context.Context, *connect.Request[trel
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Submit is not implemented"))
 }
 
-func (UnimplementedManagerHandler) Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvent]) error {
+func (UnimplementedManagerHandler) Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvents]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Watch is not implemented"))
 }
 

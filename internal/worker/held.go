@@ -1,0 +1,81 @@
+package worker
+
+import (
+	"time"
+
+	goproto "google.golang.org/protobuf/proto"
+
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Results of calls wait up to reportHold for the results of the calls still
+// running beside them, so that a burst reaches the manager as one message:
+// one write, one wake-up of the manager's loop, and one batch of new calls
+// back. A call that finishes with no other call running goes at once, so
+// a lone blocking call pays nothing.
+const (
+	reportHold   = 200 * time.Microsecond
+	maxHeld      = 64
+	maxHeldBytes = 1 << 20
+)
+
+// heldReports gathers reports for one message; the session loop owns it.
+type heldReports struct {
+	msgs  []*pb.WorkerMessage
+	bytes int
+	timer *time.Timer
+	C     <-chan time.Time // fires when the held reports must go
+}
+
+// add holds msg. It reports whether the reports must go now: holding
+// more would make the message too big.
+func (h *heldReports) add(msg *pb.WorkerMessage) (full bool) {
+	h.msgs = append(h.msgs, msg)
+	h.bytes += goproto.Size(msg)
+	return len(h.msgs) >= maxHeld || h.bytes >= maxHeldBytes
+}
+
+// arm starts the hold if it is not running.
+func (h *heldReports) arm() {
+	if h.C != nil || len(h.msgs) == 0 {
+		return
+	}
+	if h.timer == nil {
+		h.timer = time.NewTimer(reportHold)
+	} else {
+		h.timer.Reset(reportHold)
+	}
+	h.C = h.timer.C
+}
+
+// flush posts the held reports, as one message if there are several.
+func (h *heldReports) flush(post func(*pb.WorkerMessage)) {
+	if h.C != nil {
+		h.timer.Stop()
+		h.C = nil
+	}
+	switch len(h.msgs) {
+	case 0:
+		return
+	case 1:
+		post(h.msgs[0])
+	default:
+		post(wrapWorkerBatch(h.msgs))
+	}
+	clear(h.msgs)
+	h.msgs, h.bytes = h.msgs[:0], 0
+}
+
+// wrapWorkerBatch makes one message of msgs, flattening batches among
+// them: batches do not nest.
+func wrapWorkerBatch(msgs []*pb.WorkerMessage) *pb.WorkerMessage {
+	flat := make([]*pb.WorkerMessage, 0, len(msgs))
+	for _, m := range msgs {
+		if b := m.GetBatch(); b != nil {
+			flat = append(flat, b.Msgs...)
+		} else {
+			flat = append(flat, m)
+		}
+	}
+	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Batch{Batch: &pb.WorkerBatch{Msgs: flat}}}
+}
