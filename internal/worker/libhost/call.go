@@ -20,6 +20,10 @@ const (
 	answered                   // its outcome is in res, or will be at once
 )
 
+// directWriteMax bounds the arguments of a call that writes its own frame:
+// far below a pipe's buffer.
+const directWriteMax = 16 << 10
+
 // call is one call from Call until the library answers it or dies.
 type call struct {
 	id       uint64
@@ -96,16 +100,35 @@ func (h *Host) Call(ctx context.Context, fn string, args []byte, timeout time.Du
 	c.id = h.nextID
 	h.calls[c.id] = c
 	send := h.inFlight < h.spec.Slots
-	if send {
+	// A lone call writes its own frame: waking writeLoop would cost a
+	// hand-off between threads, a good part of a short call's latency.
+	// Only when no other call is in the library (its input pipe is then
+	// drained, so the write cannot block) and the frame is small.
+	direct := send && h.inFlight == 0 && len(h.queue) == 0 && len(args) <= directWriteMax && h.wmu.TryLock()
+	switch {
+	case direct:
+		h.inFlight++
+		c.state = sent
+	case send:
 		h.inFlight++
 		c.state = queued
 		h.queue = append(h.queue, outFrame{c: c})
-	} else {
+	default:
 		c.state = waiting
 		h.waiting = append(h.waiting, c)
 	}
 	h.mu.Unlock()
-	if send {
+	switch {
+	case direct:
+		err := wire.WriteFrame(h.bw, &wire.Header{Type: wire.TypeCall, ID: c.id, Fn: c.fn, TimeoutMS: c.timeoutMS(time.Now())}, c.args)
+		if err == nil {
+			err = h.bw.Flush()
+		}
+		h.wmu.Unlock()
+		if err != nil {
+			h.kill(ErrCrashed, "write to library: "+err.Error())
+		}
+	case send:
 		signal(h.wake)
 	}
 

@@ -1,6 +1,7 @@
 package libhost
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +70,7 @@ type Host struct {
 	spec   Spec
 	cmd    *exec.Cmd
 	pgid   int
-	stdin  *os.File // frames to the library; written by writeLoop only
+	stdin  *os.File // frames to the library, through bw
 	stdout *os.File // frames from the library; read by readLoop only
 	stderr *tail
 
@@ -85,6 +86,12 @@ type Host struct {
 	readerDone chan struct{} // closed when readLoop returns
 	done       chan struct{} // closed by waitLoop when all is settled
 	wg         sync.WaitGroup
+
+	// wmu is held while frames are written: by writeLoop, or by a call
+	// that writes its own frame (see Call). It is taken after mu, never
+	// the other way round.
+	wmu sync.Mutex
+	bw  *bufio.Writer // on stdin; guarded by wmu
 
 	stopOnce sync.Once
 	stopErr  error
@@ -224,6 +231,7 @@ func (h *Host) spawn() error {
 	}
 	h.pgid = h.cmd.Process.Pid // Setpgid with Pgid 0: the shell leads its group
 	h.stdin, h.stdout = stdinW, stdoutR
+	h.bw = bufio.NewWriterSize(stdinW, ioBuffer)
 	return nil
 }
 

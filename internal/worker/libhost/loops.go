@@ -167,8 +167,11 @@ func (h *Host) handle(f *wire.Frame) bool {
 // Stop is called (then it closes stdin, the library's signal to exit), a
 // write fails (then it kills the library), or the host is done.
 func (h *Host) writeLoop() {
-	defer h.stdin.Close()
-	w := bufio.NewWriterSize(h.stdin, ioBuffer)
+	defer func() {
+		h.wmu.Lock() // a call writing its own frame finishes first
+		h.stdin.Close()
+		h.wmu.Unlock()
+	}()
 	var batch []outFrame
 	for {
 		select {
@@ -203,7 +206,9 @@ func (h *Host) writeLoop() {
 				f.c = nil // abandoned before it was sent
 			}
 		}
+		h.wmu.Lock() // held by a call writing its own small frame, if at all
 		h.mu.Unlock()
+		w := h.bw
 		now := time.Now()
 		for _, f := range batch {
 			if f.c == nil {
@@ -216,12 +221,15 @@ func (h *Host) writeLoop() {
 				err = wire.WriteFrame(w, &wire.Header{Type: wire.TypeCall, ID: f.c.id, Fn: f.c.fn, TimeoutMS: f.c.timeoutMS(now)}, f.c.args)
 			}
 			if err != nil {
+				h.wmu.Unlock()
 				h.kill(ErrCrashed, "write to library: "+err.Error())
 				return
 			}
 		}
 		clear(batch) // drop the references to arguments
-		if err := w.Flush(); err != nil {
+		err := w.Flush()
+		h.wmu.Unlock()
+		if err != nil {
 			h.kill(ErrCrashed, "write to library: "+err.Error())
 			return
 		}

@@ -68,7 +68,10 @@ func (l *Library) ServeIO(ctx context.Context, r io.Reader, w io.Writer) error {
 		}
 	}()
 	var wg sync.WaitGroup
-	err = s.readLoop(ctx, base, bufio.NewReaderSize(r, ioBuffer), &wg)
+	readErr := make(chan error, 1)
+	wg.Add(1)
+	go s.readLoop(ctx, base, bufio.NewReaderSize(r, ioBuffer), &wg, readErr) // exits when r ends, after the call it reads
+	err = <-readErr
 	// The input ended (or broke): abandon the running calls, which answer
 	// as cancelled into a writer that may be gone, and wait for them.
 	s.abandonAll()
@@ -113,18 +116,24 @@ func (s *server) abandonAll() {
 	}
 }
 
-// readLoop reads frames until r ends, starting a goroutine (counted in wg)
-// per call, with a context derived from base. It returns nil at the end of r
-// and an error for a malformed or unexpected frame. Calls that start once
-// ctx is done are cancelled at once.
-func (s *server) readLoop(ctx, base context.Context, r *bufio.Reader, wg *sync.WaitGroup) error {
+// readLoop reads frames until r ends, and reports nil at the end of r, or
+// an error for a malformed or unexpected frame, on done. Calls that start
+// once ctx is done are cancelled at once. It runs counted in wg.
+//
+// A goroutine that reads a call runs it itself, after handing the reading
+// on to a new goroutine (leader and followers): the call starts with no
+// hand-off between threads, which is most of a short call's latency.
+func (s *server) readLoop(ctx, base context.Context, r *bufio.Reader, wg *sync.WaitGroup, done chan<- error) {
+	defer wg.Done()
 	for {
 		f, err := wire.ReadFrame(r)
 		if err == io.EOF {
-			return nil
+			done <- nil
+			return
 		}
 		if err != nil {
-			return fmt.Errorf("read from worker: %w", err)
+			done <- fmt.Errorf("read from worker: %w", err)
+			return
 		}
 		h := &f.Header
 		switch h.Type {
@@ -144,17 +153,17 @@ func (s *server) readLoop(ctx, base context.Context, r *bufio.Reader, wg *sync.W
 			s.mu.Unlock()
 			if dup {
 				cancel()
-				return fmt.Errorf("read from worker: call id %d is already in flight", h.ID)
+				done <- fmt.Errorf("read from worker: call id %d is already in flight", h.ID)
+				return
 			}
 			if ctx.Err() != nil { // abandonAll may have run before the call was added
 				c.cancelled.Store(true)
 				cancel()
 			}
 			wg.Add(1)
-			go func(id uint64, args []byte) { // exits when fn returns
-				defer wg.Done()
-				s.run(cctx, id, c, fn, args)
-			}(h.ID, f.Body)
+			go s.readLoop(ctx, base, r, wg, done) // the next reader; exits when r ends
+			s.run(cctx, h.ID, c, fn, f.Body)
+			return
 		case wire.TypeCancel:
 			s.mu.Lock()
 			c := s.calls[h.ID]
