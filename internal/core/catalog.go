@@ -163,6 +163,16 @@ func (c *catalog) await(t *task) (missing int32, why string) {
 	return missing, ""
 }
 
+// allReady reports whether every file in fs exists now.
+func (c *catalog) allReady(fs []FileID) bool {
+	for _, f := range fs {
+		if e := c.files[f]; e == nil || e.state != fileReady {
+			return false
+		}
+	}
+	return true
+}
+
 // release forgets that t needs its inputs (t finished).
 func (c *catalog) release(t *task) {
 	c.deps(t, func(e *fileEntry) {

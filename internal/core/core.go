@@ -76,6 +76,7 @@ func (c *Core) Step(ev Event) []Action {
 	switch ev := ev.(type) {
 	case WorkerJoined:
 		c.workerJoined(ev)
+		c.deployAll()
 	case WorkerDraining:
 		if w := c.workers[ev.Worker]; w != nil && !w.draining {
 			w.draining = true
@@ -122,6 +123,9 @@ func (c *Core) Step(ev Event) []Action {
 		c.stopIdle()
 		c.retryBlocked()
 		c.placeAll()
+		if c.ready.n == 0 {
+			c.deployAll() // workers that had no room may have now
+		}
 	default:
 		panic(fmt.Sprintf("core: unknown event %T", ev))
 	}

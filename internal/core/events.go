@@ -83,6 +83,9 @@ type LibraryInstalled struct {
 	Inputs    []FileID
 	Max       int32
 	Eager     int32
+	// EveryWorker: keep an instance on every open worker that has room
+	// for one (see deployEverywhere), besides those calls need.
+	EveryWorker bool
 }
 
 // InstanceReady: the library process of an instance has started (its

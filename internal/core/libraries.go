@@ -28,6 +28,7 @@ type library struct {
 	slots    int32
 	inputs   []FileID
 	max      int32
+	everyWkr bool       // an instance on every worker with room
 	waiting  shapeQueue // ready calls
 	insts    []*instance
 	failures int32  // instances that failed to start, in a row
@@ -54,11 +55,62 @@ func (c *Core) installLibrary(ev LibraryInstalled) {
 		c.libs[ev.Lib] = lib
 	}
 	lib.res, lib.slots, lib.inputs, lib.max = ev.Resources, max(ev.Slots, 1), ev.Inputs, ev.Max
+	lib.everyWkr = ev.EveryWorker
 	lib.failures, lib.broken = 0, "" // installing again clears a broken library
 	for range max(ev.Eager-int32(len(lib.insts)), 0) {
 		c.startInstance(lib)
 	}
+	c.deployEverywhere(lib)
 	c.libDirty(lib)
+}
+
+// deployEverywhere starts an instance of lib, if it wants one on every
+// worker, on each open worker that has none and has room for one now. It is
+// a best effort, tried again when a worker joins and on ticks while no task
+// waits: a worker that is full now, or inputs not yet made, leave lazy
+// deployment to start instances as calls need them.
+func (c *Core) deployEverywhere(lib *library) {
+	if !lib.everyWkr || lib.broken != "" || !c.files.allReady(lib.inputs) {
+		return
+	}
+	has := make(map[WorkerID]bool, len(lib.insts))
+	for _, inst := range lib.insts {
+		if w := inst.t.worker; w != nil && (inst.t.state == Staging || inst.t.state == Running) {
+			has[w.id] = true
+		}
+	}
+	ws := make([]*worker, 0, len(c.open))
+	for _, w := range c.open {
+		if !has[w.id] && w.fits(lib.res) {
+			ws = append(ws, w)
+		}
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].id < ws[j].id })
+	for _, w := range ws {
+		if lib.max > 0 && int32(len(lib.insts)) >= lib.max {
+			return
+		}
+		if w.index < 0 || !w.fits(lib.res) {
+			continue
+		}
+		t := c.newInstance(lib).t
+		c.files.await(t) // all ready: counts t as their reader
+		c.assign(t, w)
+	}
+}
+
+// deployAll runs deployEverywhere for every library, in ID order.
+func (c *Core) deployAll() {
+	ids := make([]LibID, 0, len(c.libs))
+	for id, lib := range c.libs {
+		if lib.everyWkr {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		c.deployEverywhere(c.libs[id])
+	}
 }
 
 func (c *Core) libDirty(lib *library) {
@@ -102,10 +154,7 @@ func (c *Core) placeCalls(lib *library) {
 		inst.free--
 		inst.calls[t.spec.ID] = t
 		t.worker.running[t.spec.ID] = t
-		t.attempt++
-		t.ranOn = t.worker.id
-		c.setState(t, Running)
-		c.emit(Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, Instance: inst.t.spec.ID})
+		c.stage(t, t.worker) // most calls have no input files: it runs at once
 	}
 	// Slots coming (instances starting) versus calls waiting. At most one
 	// instance waits for a place at a time: more are made as places are
@@ -145,7 +194,8 @@ func (l *library) freest() *instance {
 	return best
 }
 
-func (c *Core) startInstance(lib *library) {
+// newInstance makes an instance of lib, waiting for a place.
+func (c *Core) newInstance(lib *library) *instance {
 	c.instSeq++
 	t := &task{spec: Task{ID: instanceBit | TaskID(c.instSeq), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1}
 	c.seq++
@@ -155,6 +205,12 @@ func (c *Core) startInstance(lib *library) {
 	lib.insts = append(lib.insts, inst)
 	c.tasks[t.spec.ID] = t
 	c.setState(t, Waiting)
+	return inst
+}
+
+func (c *Core) startInstance(lib *library) {
+	inst := c.newInstance(lib)
+	t := inst.t
 	if missing, why := c.files.await(t); why != "" {
 		c.instanceEnded(inst, Outcome{Kind: InputMissing, Message: why}, true)
 	} else if t.missing = missing; missing == 0 {
@@ -208,11 +264,14 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 	t.state = Finished
 	delete(c.tasks, t.spec.ID)
 	for _, call := range calls {
-		delete(inst.calls, call.spec.ID)
-		c.release(call)
-		call.inst = nil
+		staging := call.state == Staging
+		c.release(call) // frees its slot
 		if call.cancel {
 			c.finish(call, Outcome{Kind: Cancelled, Message: "cancelled"})
+			continue
+		}
+		if staging {
+			c.makeReady(call) // it never started: no retry spent
 			continue
 		}
 		crashed := Outcome{Kind: Failed, Message: "library crashed: " + why.Message}

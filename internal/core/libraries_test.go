@@ -117,6 +117,53 @@ func TestLibraries(t *testing.T) {
 			}(),
 		},
 		{
+			// An instance on every worker with room: at install, when a
+			// worker joins, and on a tick once a full worker has room.
+			name: "an instance on every worker",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{join(2, res(1000, 1000)), nil},
+				{submit(task(1, res(1000, 10))), acts(dispatch(1, 1, 1))}, // worker 1 is full
+				{core.LibraryInstalled{Lib: 7, Resources: res(500, 100), Slots: 2, EveryWorker: true}, acts(start(1, 1, 2, 7))},
+				{join(3, res(1000, 1000)), acts(start(2, 1, 3, 7))},
+				{ok(1, 1, 1), acts(success(1, 1, 1))},
+				{core.Tick{}, acts(start(3, 1, 1, 7))},
+				{ready(1, 2), nil},
+				{core.Tick{}, nil}, // one each: no more
+			},
+		},
+		{
+			// The instance goes where the call's input is, and the call
+			// reads it in place.
+			name: "a call reads its input where it is",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{join(2, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 100), Slots: 2, Max: 1}, nil},
+				{submit(files(task(1, res(1000, 10)), nil, ids(10)), files(callOf(2, 7, 0), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 300, 10), acts(success(1, 1, 1), start(1, 1, 1, 7))},
+				{ready(1, 1), acts(inSlot(2, 1, 1, 1))}, // the file is there already
+				{ok(2, 1, 1), acts(success(2, 1, 1))},
+			},
+		},
+		{
+			// A call's input on another worker is brought to its
+			// instance's worker before the call runs there.
+			name: "a call's input on another worker is fetched",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{join(2, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 100), Slots: 2, Max: 1}, nil},
+				{submit(callOf(1, 7, 0)), acts(start(1, 1, 1, 7))},
+				{ready(1, 1), acts(inSlot(1, 1, 1, 1))},
+				{submit(files(task(2, res(1000, 10)), nil, ids(10)), files(callOf(3, 7, 0), ids(10), nil)), acts(dispatch(2, 1, 2))},
+				{kept(2, 1, 2, 300, 10), acts(success(2, 1, 2), fetch(1, 1, 10, peer(2), 300))},
+				{fetched(1, 300), acts(inSlot(3, 1, 1, 1))},
+			},
+		},
+		{
 			name: "cancel a waiting call",
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},

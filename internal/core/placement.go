@@ -156,10 +156,17 @@ func (c *Core) assign(t *task, w *worker) {
 	if w.index >= 0 {
 		c.open.fix(w.index)
 	}
-	t.staging = 0
 	if t.spec.Role == Instance {
 		c.libDirty(t.inst.lib) // placed: another instance may be made if calls still wait
 	}
+	c.stage(t, w)
+}
+
+// stage brings t's inputs to w, where t has its place, and runs t once
+// they are all there.
+func (c *Core) stage(t *task, w *worker) {
+	c.setState(t, Staging)
+	t.staging = 0
 	for i, f := range t.spec.Inputs {
 		e := c.files.files[f]
 		if e == nil || !e.staged() || e.holds(w.id) || seenBefore(t.spec.Inputs, i) {
@@ -204,8 +211,11 @@ func (c *Core) run(t *task) {
 	t.ranOn = t.worker.id
 	c.setState(t, Running)
 	d := Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, GPUs: t.gpus}
-	if t.spec.Role == Instance {
+	switch t.spec.Role {
+	case Instance:
 		d.Lib = t.spec.Lib
+	case Call:
+		d.Instance = t.inst.t.spec.ID
 	}
 	c.emit(d)
 }
@@ -213,6 +223,9 @@ func (c *Core) run(t *task) {
 // release gives t's resources back to its worker; t keeps t.worker so that
 // its Done can name where it last ran.
 func (c *Core) release(t *task) {
+	if t.spec.Role == Call {
+		c.callDone(t)
+	}
 	w := t.worker
 	if t.state == Staging {
 		c.freed = append(c.freed, w)
