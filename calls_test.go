@@ -1,6 +1,7 @@
 package trellis_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +48,15 @@ func TestHelperLibrary(t *testing.T) {
 		}
 	}))
 	lib.Register("crash", func(context.Context, []byte) ([]byte, error) { os.Exit(3); return nil, nil })
+	lib.Register("echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
+	// upper reads in.txt from the call's directory and writes OUT.txt there.
+	lib.Register("upper", func(ctx context.Context, _ []byte) ([]byte, error) {
+		in, err := os.ReadFile(filepath.Join(library.Dir(ctx), "in.txt"))
+		if err != nil {
+			return nil, err
+		}
+		return []byte("ok"), os.WriteFile(filepath.Join(library.Dir(ctx), "OUT.txt"), bytes.ToUpper(in), 0o644)
+	})
 	library.Main(lib)
 }
 
@@ -158,4 +168,117 @@ func TestLibraryThatCannotStart(t *testing.T) {
 	if _, err := c.Call(ctx, "nosuch", "add", nil); !errors.Is(err, trellis.ErrInvalid) {
 		t.Errorf("call of a library never installed: %v; want ErrInvalid", err)
 	}
+}
+
+// TestCallData: arguments and results too large for the messages travel as
+// files, and calls read input files and write output files.
+func TestCallData(t *testing.T) {
+	c := startLocal(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Install(ctx, testLibrary("testlib", 2)); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("large arguments and result", func(t *testing.T) {
+		big := make([]byte, 3<<20+17)
+		for i := range big {
+			big[i] = byte(i * 7)
+		}
+		got, err := c.Call(ctx, "testlib", "echo", big)
+		if err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("echo of %d bytes: %d bytes back, %v", len(big), len(got), err)
+		}
+	})
+	t.Run("input and output files", func(t *testing.T) {
+		dir := t.TempDir()
+		out := filepath.Join(dir, "out.txt")
+		call := trellis.NewCall("testlib", "upper", nil).
+			AddInput(trellis.Buffer([]byte("shout\n")), "in.txt").
+			AddOutput(trellis.Output(out), "OUT.txt")
+		hs, err := c.Submit(ctx, call)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := hs[0].Wait(ctx)
+		if err != nil || !r.OK() {
+			t.Fatalf("upper: %v %v", r.Err(), err)
+		}
+		if b, err := os.ReadFile(out); err != nil || string(b) != "SHOUT\n" {
+			t.Fatalf("output %q, %v; want SHOUT", b, err)
+		}
+	})
+	t.Run("a temp file from a task", func(t *testing.T) {
+		tmp := trellis.Temp()
+		maker := trellis.NewTask("echo made by a task > t.txt").AddOutput(tmp, "t.txt")
+		out := filepath.Join(t.TempDir(), "out.txt")
+		call := trellis.NewCall("testlib", "upper", nil).AddInput(tmp, "in.txt").AddOutput(trellis.Output(out), "OUT.txt")
+		call.After = []*trellis.Task{maker}
+		if err := runAll(ctx, c, maker, call); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(out); err != nil || string(b) != "MADE BY A TASK\n" {
+			t.Fatalf("output %q, %v", b, err)
+		}
+	})
+	t.Run("a missing input file", func(t *testing.T) {
+		call := trellis.NewCall("testlib", "upper", nil).AddInput(trellis.LocalFile(filepath.Join(t.TempDir(), "nope")), "in.txt")
+		hs, err := c.Submit(ctx, call)
+		if err == nil {
+			var r *trellis.Result
+			r, err = hs[0].Wait(ctx)
+			if err == nil && r.OK() {
+				t.Fatal("a call with a missing input succeeded")
+			}
+		}
+	})
+}
+
+// TestLibraryEveryWorker: an instance starts on every worker at install.
+func TestLibraryEveryWorker(t *testing.T) {
+	c := startLocal(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	setups := filepath.Join(t.TempDir(), "setups")
+	lib := testLibrary("testlib", 1, "TRELLIS_TEST_SETUPS="+setups)
+	lib.Resources.Cores = 0.5
+	lib.EveryWorker = true
+	if err := c.Install(ctx, lib); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(setups)
+		if n := strings.Count(string(b), "setup"); n == 3 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d set-ups after install; want one per worker (3)", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 6 { // served by the instances already there
+		if got, err := c.Call(ctx, "testlib", "add", []byte(fmt.Sprintf("[%d,1]", i))); err != nil || string(got) != fmt.Sprint(i+1) {
+			t.Fatalf("add: %q %v", got, err)
+		}
+	}
+	if b, _ := os.ReadFile(setups); strings.Count(string(b), "setup") != 3 {
+		t.Fatalf("set-ups %q; want 3", b)
+	}
+}
+
+// runAll submits tasks and fails unless every one succeeds.
+func runAll(ctx context.Context, c *trellis.Client, tasks ...*trellis.Task) error {
+	hs, err := c.Submit(ctx, tasks...)
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		r, err := h.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		if !r.OK() {
+			return fmt.Errorf("%s: %v", h.Name, r.Err())
+		}
+	}
+	return nil
 }

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -245,10 +248,15 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		Retries:   int32(t.Retries), RetryOnError: t.RetryOnError, TimeLimitMs: t.TimeLimit.Milliseconds(),
 		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags,
 	}
+	inputs := t.Inputs
 	if t.Call != nil {
 		spec.Call = &pb.CallSpec{Library: t.Call.Library, Function: t.Call.Function, Args: t.Call.Args}
+		if len(t.Call.Args) > proto.MaxArgsBytes { // too big for the messages: a file
+			spec.Call.Args, spec.Call.ArgsPath = nil, argsPath
+			inputs = append(slices.Clip(inputs), Mount{Buffer(t.Call.Args), argsPath})
+		}
 	}
-	for _, m := range t.Inputs {
+	for _, m := range inputs {
 		if m.File == nil {
 			return nil, fmt.Errorf("%w: task %q: input %q has no file", ErrInvalid, name, m.Path)
 		}
@@ -291,7 +299,7 @@ func (c *Client) Install(ctx context.Context, lib *Library) error {
 		cores = 1 // as for a task: an instance holds a core, so capacity bounds how many start
 	}
 	spec := &pb.LibrarySpec{Name: lib.Name, Command: lib.Command, Env: lib.Env, Slots: int32(lib.Slots), Mode: lib.Mode,
-		MaxInstances: int32(lib.MaxInstances), Eager: int32(lib.Eager), StartTimeoutMs: lib.StartTimeout.Milliseconds(),
+		MaxInstances: int32(lib.MaxInstances), Eager: int32(lib.Eager), EveryWorker: lib.EveryWorker, StartTimeoutMs: lib.StartTimeout.Milliseconds(),
 		Resources: &pb.Resources{Cores: cores, MemoryMb: lib.Resources.MemoryMB, DiskMb: lib.Resources.DiskMB, Gpus: int64(lib.Resources.GPUs)}}
 	decls := make(map[string]*pb.FileDecl)
 	budget := proto.MaxInlinePerMessage
@@ -481,6 +489,14 @@ func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Resul
 	if r.Kind != Success {
 		return r
 	}
+	if f := o.GetResultFile(); f != nil {
+		out, err := c.fetchResult(ctx, f)
+		if err != nil {
+			r.Kind, r.Message = Failed, err.Error()
+			return r
+		}
+		r.Output = out
+	}
 	inline := make(map[string][]byte)
 	for _, f := range o.GetOutputs() {
 		if f.Content != nil {
@@ -503,6 +519,30 @@ func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Resul
 		}
 	}
 	return r
+}
+
+// argsPath is where a call's large arguments are, in its directory.
+const argsPath = ".trellis-args"
+
+// fetchResult GETs a call's large result from the manager's store.
+func (c *Client) fetchResult(ctx context.Context, f *pb.FileInfo) ([]byte, error) {
+	resp, err := c.fileRequest(ctx, http.MethodGet, f.Name, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("fetch the result: %s: %s", resp.Status, msg)
+	}
+	out, err := io.ReadAll(io.LimitReader(resp.Body, f.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch the result: %w", err)
+	}
+	if sum := sha256.Sum256(out); int64(len(out)) != f.Size || f.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
+		return nil, fmt.Errorf("fetch the result: got %d bytes that do not match the %d the worker sent", len(out), f.Size)
+	}
+	return out, nil
 }
 
 // wireError maps the manager's error codes to the package's errors.

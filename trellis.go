@@ -78,7 +78,10 @@ type Call struct {
 	Args     []byte // JSON by convention
 }
 
-// NewCall returns a task calling function of library with args.
+// NewCall returns a task calling function of library with args. Large
+// args travel as a file, through the data layer; a call may also read
+// input files and write output files (AddInput, AddOutput), in the
+// directory that the SDKs' Dir(ctx) / call_dir() name.
 func NewCall(library, function string, args []byte) *Task {
 	return &Task{Name: library + "." + function, Call: &Call{Library: library, Function: function, Args: args}, Retries: DefaultRetries}
 }
@@ -96,6 +99,10 @@ type Library struct {
 	Mode         string // "direct" (default) or "fork" (each call in a forked child, where the SDK supports it)
 	MaxInstances int    // 0: as many as calls need
 	Eager        int    // instances to start at once
+	// EveryWorker keeps an instance on every worker that has room for one:
+	// at install, when a worker joins, and when room comes back while no
+	// task waits. Lazy deployment still starts more as calls need them.
+	EveryWorker  bool
 	StartTimeout time.Duration
 }
 

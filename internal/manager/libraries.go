@@ -21,7 +21,7 @@ func (s *state) install(req *pb.InstallLibraryRequest) error {
 		return err
 	}
 	ev := core.LibraryInstalled{Resources: coreResources(spec.Resources), Slots: max(spec.Slots, 1),
-		Max: spec.MaxInstances, Eager: spec.Eager}
+		Max: spec.MaxInstances, Eager: spec.Eager, EveryWorker: spec.EveryWorker}
 	for _, in := range spec.Inputs {
 		if in.Content == nil && !s.declared(in.Name) && !s.produced[in.Name] {
 			if _, ok := s.m.store.stat(in.Name); !ok {

@@ -290,7 +290,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 					if err := s.commitOutputs(done); err != nil {
 						outcome.Kind, outcome.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
 					} else {
-						outcome.Outputs = o.GetOutputs()
+						outcome.Outputs, outcome.ResultFile = o.GetOutputs(), o.GetResultFile()
 					}
 					committed = true
 				}
@@ -371,6 +371,15 @@ func (s *state) commitOutputs(d *pb.AttemptDone) error {
 			return err
 		}
 		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
+	}
+	if f := d.GetOutcome().GetResultFile(); f != nil { // a call's large result, for the client to GET
+		if err := proto.CheckCacheName(f.Name); err != nil {
+			return fmt.Errorf("result file: %w", err)
+		}
+		if err := s.m.store.commit(f, d.TaskId, d.Attempt); err != nil {
+			return err
+		}
+		s.data.toManager += f.Size
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
 	"strings"
 
 	pb "trellis/internal/proto/trellisv1"
@@ -109,6 +110,9 @@ func CheckTask(t *pb.TaskSpec) error {
 		return invalid("empty task")
 	}
 	if t.Call != nil {
+		if p := t.Call.ArgsPath; p != "" && !slices.ContainsFunc(t.Inputs, func(in *pb.FileRef) bool { return in.Path == p }) {
+			return invalid("call %s.%s: its arguments file %q is not among its inputs", t.Call.Library, t.Call.Function, p)
+		}
 		if err := CheckCall(t.Call); err != nil {
 			return fmt.Errorf("task %q: %w", t.Name, err)
 		}
@@ -244,8 +248,12 @@ func CheckFileDecl(d *pb.FileDecl) error {
 	return nil
 }
 
-// MaxArgsBytes bounds a call's arguments carried in its message.
-const MaxArgsBytes = 1 << 20
+// Bounds on what a call carries in its messages. Larger arguments and
+// results travel as files (CallSpec.args_path, Outcome.result_file).
+const (
+	MaxArgsBytes        = 1 << 20
+	MaxCallResultInline = 1 << 20
+)
 
 // CheckCall checks a function call.
 func CheckCall(c *pb.CallSpec) error {
@@ -254,6 +262,9 @@ func CheckCall(c *pb.CallSpec) error {
 	}
 	if err := CheckCacheName(c.Function); err != nil {
 		return fmt.Errorf("function name: %w", err)
+	}
+	if c.ArgsPath != "" && len(c.Args) > 0 {
+		return invalid("call %s.%s: arguments both inline and in file %q", c.Library, c.Function, c.ArgsPath)
 	}
 	if len(c.Args) > MaxArgsBytes {
 		return invalid("call %s.%s: arguments are %d bytes, over the limit of %d (pass large data as an input file)", c.Library, c.Function, len(c.Args), MaxArgsBytes)

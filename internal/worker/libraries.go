@@ -1,7 +1,10 @@
 package worker
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -10,8 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/worker/libhost"
+	"trellis/internal/worker/sandbox"
 )
 
 // stopGrace is how long a library may take to exit once asked to.
@@ -20,7 +25,8 @@ const stopGrace = 5 * time.Second
 // libInstance is a library process this worker runs for the manager.
 type libInstance struct {
 	host     *libhost.Host
-	stopping bool // the manager asked: its end is not a crash
+	dir      string // its sandbox; calls with files get a directory inside
+	stopping bool   // the manager asked: its end is not a crash
 }
 
 // libraries holds the running library instances; attempts of calls look
@@ -78,7 +84,7 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post func(
 		ended(pb.ResultKind_RESULT_KIND_FAILED, exitReason(err), stderrOf(err))
 		return
 	}
-	inst := &libInstance{host: host}
+	inst := &libInstance{host: host, dir: dir}
 	w.libs.set(sl.Instance, inst)
 	defer w.libs.set(sl.Instance, nil)
 	post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryStarted{LibraryStarted: &pb.LibraryStarted{
@@ -151,22 +157,99 @@ func (w *Worker) runCall(ctx context.Context, run *pb.Run) *pb.Outcome {
 	if inst == nil || c == nil {
 		return fail(pb.ResultKind_RESULT_KIND_WORKER_LOST, "library instance %d is not running here", run.Instance)
 	}
+	args, dir := c.Args, ""
+	if len(run.Spec.Inputs) > 0 || len(run.Spec.Outputs) > 0 {
+		var o *pb.Outcome
+		dir, o = w.callDir(ctx, inst, run)
+		if o != nil {
+			return o
+		}
+		defer os.RemoveAll(dir)
+		if c.ArgsPath != "" {
+			var err error
+			if args, err = readConfined(dir, c.ArgsPath); err != nil {
+				return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "call %s.%s: arguments file: %v", c.Library, c.Function, err)
+			}
+		}
+	}
 	start := time.Now()
-	res, err := inst.host.Call(ctx, c.Function, c.Args, time.Duration(run.Spec.TimeLimitMs)*time.Millisecond)
+	res, err := inst.host.CallIn(ctx, dir, c.Function, args, time.Duration(run.Spec.TimeLimitMs)*time.Millisecond)
 	o := &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, Result: res, RunMs: time.Since(start).Milliseconds()}
 	var ce *libhost.CallError
 	switch {
 	case err == nil:
 	case errors.As(err, &ce):
 		o.Kind, o.ExitCode, o.Message, o.Traceback = pb.ResultKind_RESULT_KIND_FAILED, 1, ce.Message, ce.Traceback
+		return o
 	case errors.Is(err, libhost.ErrTimeout):
 		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_TIMED_OUT, -1, fmt.Sprintf("call %s.%s: %v", c.Library, c.Function, err)
+		return o
 	case errors.Is(err, libhost.ErrCancelled) || ctx.Err() != nil:
 		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_CANCELLED, -1, "cancelled"
+		return o
 	case errors.Is(err, libhost.ErrUnknownFunction):
 		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_FAILED, -1, fmt.Sprintf("library %s has no function %q", c.Library, c.Function)
+		return o
 	default:
 		return nil // crashed or over its memory: LibraryEnded settles it
 	}
+	if err := w.callResults(ctx, dir, run, o); err != nil {
+		o.Kind, o.Message, o.Result, o.Outputs, o.ResultFile = pb.ResultKind_RESULT_KIND_FAILED, fmt.Sprintf("call %s.%s: %v", c.Library, c.Function, err), nil, nil, nil
+	}
 	return o
+}
+
+// callDir makes the call's own directory inside its instance's sandbox and
+// puts its input files there. A non-nil outcome says why it could not.
+func (w *Worker) callDir(ctx context.Context, inst *libInstance, run *pb.Run) (string, *pb.Outcome) {
+	dir := filepath.Join(inst.dir, ".calls", fmt.Sprintf("t%d.a%d", run.TaskId, run.Attempt))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fail(pb.ResultKind_RESULT_KIND_FAILED, "create the call's directory: %v", err)
+	}
+	for _, in := range run.Spec.Inputs {
+		if in.Content == nil && w.cache.Pin(in.Name) {
+			defer w.cache.Unpin(in.Name) // linked now: eviction cannot take it from the call
+		}
+		if err := w.placeInput(ctx, dir, in); err != nil {
+			os.RemoveAll(dir)
+			if ctx.Err() != nil {
+				return "", fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs")
+			}
+			return "", fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err)
+		}
+	}
+	return dir, nil
+}
+
+// callResults takes a successful call's output files out of its directory,
+// and sends a result too large for the messages to the manager's store.
+func (w *Worker) callResults(ctx context.Context, dir string, run *pb.Run, o *pb.Outcome) error {
+	budget := proto.MaxInlinePerMessage
+	for _, out := range run.Spec.Outputs {
+		info, err := w.output(ctx, dir, out, run, &budget)
+		if err != nil {
+			return err
+		}
+		o.Outputs = append(o.Outputs, info)
+	}
+	if len(o.Result) <= proto.MaxCallResultInline {
+		return nil
+	}
+	sum := sha256.Sum256(o.Result)
+	noInline := 0
+	info, err := w.send(ctx, bytes.NewReader(o.Result), int64(len(o.Result)), "sha256-"+hex.EncodeToString(sum[:]), run, &noInline)
+	if err != nil {
+		return fmt.Errorf("upload its result of %d bytes: %w", len(o.Result), err)
+	}
+	o.Result, o.ResultFile = nil, info
+	return nil
+}
+
+// readConfined reads the file at path inside dir.
+func readConfined(dir, path string) ([]byte, error) {
+	p, err := sandbox.Confine(dir, path)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
 }

@@ -55,6 +55,7 @@ __all__ = [
     "log",
     "cancelled",
     "current_call_id",
+    "call_dir",
     "PROTOCOL_VERSION",
     "MAX_HEADER",
     "MAX_BODY",
@@ -107,6 +108,14 @@ def cancelled():
     if call.cancelled:
         return True
     return call.deadline is not None and time.monotonic() >= call.deadline
+
+
+def call_dir():
+    """call_dir returns the absolute path of the current call's own directory: its input
+    files are there, at the paths the caller gave, and the output files it declared must be
+    written there. It is None outside a call and for a call without files."""
+    call = getattr(_local, "call", None)
+    return None if call is None else call.dir
 
 
 def current_call_id():
@@ -394,13 +403,14 @@ def _exit_reason(status):
 
 
 class _Call:
-    __slots__ = ("id", "fn", "body", "timeout_ms", "deadline", "state", "cancelled", "pid")
+    __slots__ = ("id", "fn", "body", "timeout_ms", "deadline", "state", "cancelled", "pid", "dir")
 
-    def __init__(self, cid, fn, body, timeout_ms):
+    def __init__(self, cid, fn, body, timeout_ms, cdir=None):
         self.id = cid
         self.fn = fn
         self.body = body
         self.timeout_ms = timeout_ms
+        self.dir = cdir
         self.deadline = None
         self.state = _PENDING
         self.cancelled = False
@@ -618,7 +628,10 @@ class _Server:
             t = 0
         if type(t) not in (int, float) or not 0 <= t < 1e15:
             raise _ProtocolError("call %d: bad timeout_ms %r" % (cid, t))
-        call = _Call(cid, fn, body, t)
+        cdir = h.get("dir") or None
+        if cdir is not None and type(cdir) is not str:
+            raise _ProtocolError("call %d: dir is not a string" % cid)
+        call = _Call(cid, fn, body, t, cdir)
         with self.lock:
             if cid in self.calls:
                 raise _ProtocolError("call id %d is already running" % cid)

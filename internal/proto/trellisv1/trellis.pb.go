@@ -754,10 +754,13 @@ func (x *TaskSpec) GetCall() *CallSpec {
 
 // CallSpec is a function call: it runs in a slot of a library instance.
 type CallSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Library       string                 `protobuf:"bytes,1,opt,name=library,proto3" json:"library,omitempty"`
-	Function      string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
-	Args          []byte                 `protobuf:"bytes,3,opt,name=args,proto3" json:"args,omitempty"` // JSON by convention, at most MaxInlineBytes * 16
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Library  string                 `protobuf:"bytes,1,opt,name=library,proto3" json:"library,omitempty"`
+	Function string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
+	Args     []byte                 `protobuf:"bytes,3,opt,name=args,proto3" json:"args,omitempty"` // JSON by convention, at most MaxCallArgsInline
+	// Larger arguments travel as a file: the path, among the task's inputs,
+	// of the file that holds them (args is then empty).
+	ArgsPath      string `protobuf:"bytes,4,opt,name=args_path,json=argsPath,proto3" json:"args_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -813,6 +816,13 @@ func (x *CallSpec) GetArgs() []byte {
 	return nil
 }
 
+func (x *CallSpec) GetArgsPath() string {
+	if x != nil {
+		return x.ArgsPath
+	}
+	return ""
+}
+
 // LibrarySpec describes a library to install.
 type LibrarySpec struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -826,6 +836,7 @@ type LibrarySpec struct {
 	Eager          int32                  `protobuf:"varint,8,opt,name=eager,proto3" json:"eager,omitempty"`                                   // instances to start at once, without waiting for calls
 	Env            []string               `protobuf:"bytes,9,rep,name=env,proto3" json:"env,omitempty"`
 	StartTimeoutMs int64                  `protobuf:"varint,10,opt,name=start_timeout_ms,json=startTimeoutMs,proto3" json:"start_timeout_ms,omitempty"` // 0: 60 s
+	EveryWorker    bool                   `protobuf:"varint,11,opt,name=every_worker,json=everyWorker,proto3" json:"every_worker,omitempty"`            // keep an instance on every worker with room for one
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -928,6 +939,13 @@ func (x *LibrarySpec) GetStartTimeoutMs() int64 {
 		return x.StartTimeoutMs
 	}
 	return 0
+}
+
+func (x *LibrarySpec) GetEveryWorker() bool {
+	if x != nil {
+		return x.EveryWorker
+	}
+	return false
 }
 
 type InstallLibraryRequest struct {
@@ -1126,8 +1144,11 @@ type Outcome struct {
 	PeakMemoryMb    int64                  `protobuf:"varint,10,opt,name=peak_memory_mb,json=peakMemoryMb,proto3" json:"peak_memory_mb,omitempty"`
 	Result          []byte                 `protobuf:"bytes,11,opt,name=result,proto3" json:"result,omitempty"`       // a call's result
 	Traceback       string                 `protobuf:"bytes,12,opt,name=traceback,proto3" json:"traceback,omitempty"` // a failed call's traceback, when the library gives one
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A call's result over MaxCallResultInline: uploaded to the manager's
+	// store under this content name (result is then empty).
+	ResultFile    *FileInfo `protobuf:"bytes,13,opt,name=result_file,json=resultFile,proto3" json:"result_file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Outcome) Reset() {
@@ -1242,6 +1263,13 @@ func (x *Outcome) GetTraceback() string {
 		return x.Traceback
 	}
 	return ""
+}
+
+func (x *Outcome) GetResultFile() *FileInfo {
+	if x != nil {
+		return x.ResultFile
+	}
+	return nil
 }
 
 // TaskEvent tells a client that one of its tasks changed state.
@@ -3857,11 +3885,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\bcategory\x18\v \x01(\tR\bcategory\x12\x12\n" +
 	"\x04tags\x18\f \x03(\tR\x04tags\x12\x14\n" +
 	"\x05after\x18\r \x03(\rR\x05after\x12(\n" +
-	"\x04call\x18\x0e \x01(\v2\x14.trellis.v1.CallSpecR\x04call\"T\n" +
+	"\x04call\x18\x0e \x01(\v2\x14.trellis.v1.CallSpecR\x04call\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
-	"\x04args\x18\x03 \x01(\fR\x04args\"\xbe\x02\n" +
+	"\x04args\x18\x03 \x01(\fR\x04args\x12\x1b\n" +
+	"\targs_path\x18\x04 \x01(\tR\bargsPath\"\xe1\x02\n" +
 	"\vLibrarySpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -3873,7 +3902,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05eager\x18\b \x01(\x05R\x05eager\x12\x10\n" +
 	"\x03env\x18\t \x03(\tR\x03env\x12(\n" +
 	"\x10start_timeout_ms\x18\n" +
-	" \x01(\x03R\x0estartTimeoutMs\"v\n" +
+	" \x01(\x03R\x0estartTimeoutMs\x12!\n" +
+	"\fevery_worker\x18\v \x01(\bR\veveryWorker\"v\n" +
 	"\x15InstallLibraryRequest\x121\n" +
 	"\alibrary\x18\x01 \x01(\v2\x17.trellis.v1.LibrarySpecR\alibrary\x12*\n" +
 	"\x05files\x18\x02 \x03(\v2\x14.trellis.v1.FileDeclR\x05files\"\x18\n" +
@@ -3885,7 +3915,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\acontent\x18\x04 \x01(\fR\acontent\x12\x12\n" +
 	"\x04kept\x18\x05 \x01(\bR\x04kept\x12\x1a\n" +
 	"\buploaded\x18\x06 \x01(\bR\buploaded\x12\x10\n" +
-	"\x03dir\x18\a \x01(\bR\x03dir\"\x95\x03\n" +
+	"\x03dir\x18\a \x01(\bR\x03dir\"\xcc\x03\n" +
 	"\aOutcome\x12*\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x18\n" +
@@ -3899,7 +3929,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x0epeak_memory_mb\x18\n" +
 	" \x01(\x03R\fpeakMemoryMb\x12\x16\n" +
 	"\x06result\x18\v \x01(\fR\x06result\x12\x1c\n" +
-	"\ttraceback\x18\f \x01(\tR\ttraceback\"\xc6\x01\n" +
+	"\ttraceback\x18\f \x01(\tR\ttraceback\x125\n" +
+	"\vresult_file\x18\r \x01(\v2\x14.trellis.v1.FileInfoR\n" +
+	"resultFile\"\xc6\x01\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.trellis.v1.TaskStateR\x05state\x12\x18\n" +
@@ -4208,67 +4240,68 @@ var file_trellis_proto_depIdxs = []int32{
 	7,  // 10: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
 	2,  // 11: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
 	13, // 12: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	3,  // 13: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	14, // 14: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	15, // 15: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
-	8,  // 16: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	7,  // 17: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	13, // 18: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 19: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 20: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	27, // 21: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	33, // 22: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	37, // 23: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	38, // 24: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	39, // 25: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	40, // 26: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	35, // 27: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	36, // 28: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	31, // 29: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	32, // 30: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	30, // 31: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	29, // 32: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 33: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 34: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	34, // 35: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 36: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	14, // 37: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	49, // 38: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	50, // 39: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	51, // 40: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	46, // 41: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	47, // 42: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	48, // 43: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	43, // 44: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	44, // 45: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	42, // 46: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	41, // 47: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 48: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 49: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	45, // 50: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 51: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 52: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	17, // 53: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	19, // 54: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	20, // 55: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	22, // 56: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	23, // 57: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 58: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	25, // 59: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	29, // 60: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	18, // 61: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	16, // 62: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	21, // 63: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	28, // 64: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	24, // 65: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 66: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	26, // 67: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	41, // 68: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	61, // [61:69] is the sub-list for method output_type
-	53, // [53:61] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	13, // 13: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
+	3,  // 14: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
+	14, // 15: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	15, // 16: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
+	8,  // 17: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	7,  // 18: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	13, // 19: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	5,  // 20: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	5,  // 21: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	27, // 22: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	33, // 23: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	37, // 24: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	38, // 25: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	39, // 26: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	40, // 27: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	35, // 28: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	36, // 29: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	31, // 30: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	32, // 31: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	30, // 32: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	29, // 33: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 34: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 35: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	34, // 36: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 37: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	14, // 38: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	49, // 39: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	50, // 40: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	51, // 41: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	46, // 42: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	47, // 43: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	48, // 44: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	43, // 45: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	44, // 46: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	42, // 47: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	41, // 48: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 49: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 50: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	45, // 51: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 52: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 53: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	17, // 54: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	19, // 55: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	20, // 56: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	22, // 57: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	23, // 58: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 59: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	25, // 60: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	29, // 61: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	18, // 62: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	16, // 63: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	21, // 64: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	28, // 65: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	24, // 66: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 67: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	26, // 68: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	41, // 69: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	62, // [62:70] is the sub-list for method output_type
+	54, // [54:62] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }

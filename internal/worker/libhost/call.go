@@ -28,6 +28,7 @@ const directWriteMax = 16 << 10
 type call struct {
 	id       uint64
 	fn       string
+	dir      string
 	args     []byte
 	timeout  time.Duration
 	deadline time.Time    // zero without a time limit
@@ -73,6 +74,12 @@ type outFrame struct {
 // when it returns early because of ctx or the time limit, so the caller must
 // not modify them either.
 func (h *Host) Call(ctx context.Context, fn string, args []byte, timeout time.Duration) ([]byte, error) {
+	return h.CallIn(ctx, "", fn, args, timeout)
+}
+
+// CallIn is Call for a call with its own directory (absolute), which the
+// library is told of: its input files are there, its outputs go there.
+func (h *Host) CallIn(ctx context.Context, dir, fn string, args []byte, timeout time.Duration) ([]byte, error) {
 	if !h.fnSet[fn] {
 		return nil, fmt.Errorf("%w %q", ErrUnknownFunction, fn)
 	}
@@ -82,7 +89,7 @@ func (h *Host) Call(ctx context.Context, fn string, args []byte, timeout time.Du
 	if ctx.Err() != nil {
 		return nil, cancelled(ctx)
 	}
-	c := &call{fn: fn, args: args, res: make(chan outcome, 1)}
+	c := &call{fn: fn, dir: dir, args: args, res: make(chan outcome, 1)}
 	var expired <-chan time.Time
 	if timeout > 0 {
 		c.timeout = timeout
@@ -120,7 +127,7 @@ func (h *Host) Call(ctx context.Context, fn string, args []byte, timeout time.Du
 	h.mu.Unlock()
 	switch {
 	case direct:
-		err := wire.WriteFrame(h.bw, &wire.Header{Type: wire.TypeCall, ID: c.id, Fn: c.fn, TimeoutMS: c.timeoutMS(time.Now())}, c.args)
+		err := wire.WriteFrame(h.bw, &wire.Header{Type: wire.TypeCall, ID: c.id, Fn: c.fn, Dir: c.dir, TimeoutMS: c.timeoutMS(time.Now())}, c.args)
 		if err == nil {
 			err = h.bw.Flush()
 		}

@@ -144,6 +144,9 @@ func (s *server) readLoop(ctx, base context.Context, r *bufio.Reader, wg *sync.W
 				continue
 			}
 			cctx, cancel := callContext(base, h.TimeoutMS)
+			if h.Dir != "" {
+				cctx = context.WithValue(cctx, dirKey{}, h.Dir)
+			}
 			c := &call{cancel: cancel}
 			s.mu.Lock()
 			_, dup := s.calls[h.ID]
@@ -266,6 +269,17 @@ func truncate(s string, n int) string {
 
 // serverKey keys the *server in a call's context.
 type serverKey struct{}
+
+// dirKey keys a call's directory in its context.
+type dirKey struct{}
+
+// Dir returns the absolute path of the call's own directory: its input
+// files are there, at the paths the caller gave, and the output files it
+// declared must be written there. It is "" for a call without files.
+func Dir(ctx context.Context) string {
+	d, _ := ctx.Value(dirKey{}).(string)
+	return d
+}
 
 // Log sends msg to the worker as a log frame when ctx is a call's context,
 // and writes it to stderr otherwise.

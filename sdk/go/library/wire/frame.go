@@ -76,6 +76,9 @@ type Header struct {
 	Cancelled bool `json:"cancelled"`
 	// Msg is the text of a log frame.
 	Msg string `json:"msg"`
+	// Dir is the absolute path of a call's own directory, where its input
+	// files are and its output files go; "" for a call without files.
+	Dir string `json:"dir"`
 }
 
 // Frame is one protocol frame.
@@ -265,6 +268,10 @@ func AppendHeader(dst []byte, h *Header) []byte {
 	}
 	if h.Cancelled {
 		dst = append(dst, `,"cancelled":true`...)
+	}
+	if h.Dir != "" {
+		dst = append(dst, `,"dir":`...)
+		dst = appendString(dst, h.Dir)
 	}
 	if h.Msg != "" {
 		dst = append(dst, `,"msg":`...)

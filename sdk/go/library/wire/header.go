@@ -31,7 +31,7 @@ func decodeHeaderFast(b []byte, h *Header) bool {
 		}
 		i = skipSpace(b, i+1)
 		switch key {
-		case "type", "fn", "error", "traceback", "msg":
+		case "type", "fn", "error", "traceback", "msg", "dir":
 			s, j, ok := plainString(b, i)
 			if !ok {
 				return false
@@ -47,6 +47,8 @@ func decodeHeaderFast(b []byte, h *Header) bool {
 				h.Traceback = s
 			case "msg":
 				h.Msg = s
+			case "dir":
+				h.Dir = s
 			}
 			i = j
 		case "id":
