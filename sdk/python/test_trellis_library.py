@@ -233,7 +233,7 @@ class TestDirect(LibTestCase):
         self.assertEqual(
             lib.handshake,
             b"TRELLIS-LIBRARY|1|testlib|add,noop,echo,echo_raw,strlen,sleep,pid,bump,fail,"
-            b"log_and_sleep,until_cancelled,crash,kill_self,huge_error,huge_log,not_json,printer\n",
+            b"log_and_sleep,until_cancelled,crash,kill_self,huge_error,huge_log,not_json,printer,where\n",
         )
         self.assertEqual(lib.value("add", [1, 2]), 3)
         self.assertIsNone(lib.value("noop"))
@@ -242,6 +242,15 @@ class TestDirect(LibTestCase):
         h, body = lib.result(lib.call("echo_raw", body=b"\x00\xff raw"))
         self.assertEqual((h["ok"], body), (True, b"\x00\xff raw"))
         self.assertEqual(lib.value("pid"), lib.proc.pid)
+
+    def test_call_dir(self):
+        lib = self.start()
+        self.assertIsNone(lib.value("where"))
+        cid = lib.next_id
+        lib.next_id += 1
+        lib.send({"type": "call", "id": cid, "fn": "where", "timeout_ms": 0, "dir": "/calls/t1.a1"}, b"")
+        h, body = lib.result(cid)
+        self.assertEqual((h["ok"], json.loads(body)), (True, "/calls/t1.a1"))
 
     def test_print_and_subprocess_output_go_to_stderr(self):
         lib = self.start()

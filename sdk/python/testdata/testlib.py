@@ -131,5 +131,10 @@ def printer(msg):
     return "printed"
 
 
+@lib.function
+def where():
+    return tl.call_dir()
+
+
 if __name__ == "__main__":
     lib.serve()
