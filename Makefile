@@ -12,6 +12,7 @@ demo: build
 	./bin/trellis run examples/wordcount/wordcount.yaml
 	./bin/trellis run examples/dataflow/dataflow.yaml
 	$(GO) run ./examples/hello
+	$(GO) run ./examples/ml/pipeline
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -9,70 +9,15 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 
-	"trellis/examples/ml/digits"
+	"trellis/examples/ml/steps"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	if err := steps.Pick(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "pick:", err)
 		os.Exit(1)
 	}
-}
-
-type candidate struct {
-	File     string  `json:"file"`
-	Accuracy float64 `json:"accuracy"`
-}
-
-func run(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("pick", flag.ContinueOnError)
-	testPath := fs.String("test", "test.csv", "labelled rows to evaluate on")
-	out := fs.String("out", "best.json", "where to copy the best model")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		return fmt.Errorf("usage: pick [-test F] [-out F] MODEL.json...")
-	}
-	files, err := digits.ExpandPaths(fs.Args())
-	if err != nil {
-		return err
-	}
-	test, err := digits.Load(*testPath)
-	if err != nil {
-		return err
-	}
-	if test.Len() == 0 {
-		return fmt.Errorf("%s: no rows", *testPath)
-	}
-	var cands []candidate
-	best, bestRaw := -1, []byte(nil)
-	for i, file := range files {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			return err
-		}
-		m, err := digits.LoadModel(bytes.NewReader(raw))
-		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
-		}
-		cands = append(cands, candidate{file, digits.Accuracy(m, test)})
-		if best < 0 || cands[i].Accuracy > cands[best].Accuracy {
-			best, bestRaw = i, raw
-		}
-	}
-	if err := os.WriteFile(*out, bestRaw, 0o644); err != nil {
-		return err
-	}
-	return json.NewEncoder(stdout).Encode(map[string]any{
-		"best": files[best], "accuracy": cands[best].Accuracy, "rows": test.Len(),
-		"out": *out, "candidates": cands,
-	})
 }

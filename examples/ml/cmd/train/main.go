@@ -8,63 +8,15 @@
 package main
 
 import (
-	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 
-	"trellis/examples/ml/digits"
+	"trellis/examples/ml/steps"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
+	if err := steps.Train(os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "train:", err)
 		os.Exit(1)
 	}
-}
-
-func run(args []string, stdout io.Writer) error {
-	def := digits.DefaultConfig()
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	var cfg digits.TrainConfig
-	fs.Float64Var(&cfg.LearningRate, "lr", def.LearningRate, "initial learning rate (falls linearly to 0)")
-	fs.Float64Var(&cfg.L2, "l2", def.L2, "L2 weight decay")
-	fs.IntVar(&cfg.Epochs, "epochs", def.Epochs, "passes over the data")
-	fs.Int64Var(&cfg.Seed, "seed", def.Seed, "seed of the row order")
-	fs.IntVar(&cfg.BatchSize, "batch", def.BatchSize, "mini-batch size")
-	out := fs.String("out", "model.json", "output model file")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() == 0 {
-		return fmt.Errorf("usage: train [flags] SHARD.csv...")
-	}
-	files, err := digits.ExpandPaths(fs.Args())
-	if err != nil {
-		return err
-	}
-	d, err := digits.LoadAll(files...)
-	if err != nil {
-		return err
-	}
-	if d.Len() == 0 {
-		return fmt.Errorf("no rows in %v", files)
-	}
-	m := digits.Train(d, cfg)
-	f, err := os.Create(*out)
-	if err != nil {
-		return err
-	}
-	if err := m.Save(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return json.NewEncoder(stdout).Encode(map[string]any{
-		"train_accuracy": digits.Accuracy(m, d), "rows": d.Len(), "files": len(files),
-		"config": cfg, "out": *out,
-	})
 }

@@ -1,4 +1,4 @@
-package main
+package steps
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 )
 
 func TestPick(t *testing.T) {
-	d, err := digits.Load("../../data/digits.csv.gz")
+	d, err := digits.Load("../data/digits.csv.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestPick(t *testing.T) {
 		f.Close()
 	}
 	var stdout bytes.Buffer
-	if err := run([]string{"-test", "test.csv", "-out", "best.json", "model-*.json"}, &stdout); err != nil {
+	if err := Pick([]string{"-test", "test.csv", "-out", "best.json", "model-*.json"}, &stdout); err != nil {
 		t.Fatal(err)
 	}
 	var got struct {
@@ -58,7 +58,7 @@ func TestPick(t *testing.T) {
 	// A tie goes to the first file given.
 	os.WriteFile("copy.json", want, 0o644)
 	stdout.Reset()
-	if err := run([]string{"-out", "tie.json", "model-2.json", "copy.json", "model-1.json"}, &stdout); err != nil {
+	if err := Pick([]string{"-out", "tie.json", "model-2.json", "copy.json", "model-1.json"}, &stdout); err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil || got.Best != "copy.json" {
@@ -72,7 +72,7 @@ func TestPick(t *testing.T) {
 		{"-test", "missing.csv", "model-1.json"},
 		{"model-1.json", "broken.json"},
 	} {
-		if err := run(args, io.Discard); err == nil {
+		if err := Pick(args, io.Discard); err == nil {
 			t.Errorf("%v: no error", args)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package steps
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 )
 
 func TestTrain(t *testing.T) {
-	d, err := digits.Load("../../data/digits.csv.gz")
+	d, err := digits.Load("../data/digits.csv.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestTrain(t *testing.T) {
 	}
 	var stdout bytes.Buffer
 	// The pattern is passed unexpanded, as a command task without a shell would.
-	if err := run([]string{"-lr", "0.5", "-l2", "1e-4", "-epochs", "20", "-seed", "1", "-out", "model.json", "train-*.csv"}, &stdout); err != nil {
+	if err := Train([]string{"-lr", "0.5", "-l2", "1e-4", "-epochs", "20", "-seed", "1", "-out", "model.json", "train-*.csv"}, &stdout); err != nil {
 		t.Fatal(err)
 	}
 	var got struct {
@@ -68,7 +68,7 @@ func TestTrainErrors(t *testing.T) {
 		{"empty.csv"},
 		{"bad.csv"},
 	} {
-		if err := run(args, io.Discard); err == nil {
+		if err := Train(args, io.Discard); err == nil {
 			t.Errorf("%v: no error", args)
 		}
 	}

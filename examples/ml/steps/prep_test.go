@@ -1,4 +1,4 @@
-package main
+package steps
 
 import (
 	"bytes"
@@ -13,13 +13,13 @@ import (
 )
 
 func TestPrep(t *testing.T) {
-	src, err := filepath.Abs("../../data/digits.csv.gz")
+	src, err := filepath.Abs("../data/digits.csv.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Chdir(t.TempDir())
 	var stdout bytes.Buffer
-	if err := run([]string{"-data", src, "-test-fraction", "0.25", "-seed", "1", "-shards", "4", "-out", "split"}, &stdout); err != nil {
+	if err := Prep([]string{"-data", src, "-test-fraction", "0.25", "-seed", "1", "-shards", "4", "-out", "split"}, &stdout); err != nil {
 		t.Fatal(err)
 	}
 	var got struct {
@@ -55,7 +55,7 @@ func TestPrep(t *testing.T) {
 
 	// Deterministic: a second run writes the same bytes.
 	first, _ := os.ReadFile("split/train-2.csv")
-	if err := run([]string{"-data", src, "-out", "again"}, io.Discard); err != nil {
+	if err := Prep([]string{"-data", src, "-out", "again"}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if second, _ := os.ReadFile("again/train-2.csv"); !bytes.Equal(first, second) {
@@ -72,7 +72,7 @@ func TestPrepErrors(t *testing.T) {
 		{"extra"},
 		{"-no-such-flag"},
 	} {
-		if err := run(args, io.Discard); err == nil {
+		if err := Prep(args, io.Discard); err == nil {
 			t.Errorf("%v: no error", args)
 		}
 	}
