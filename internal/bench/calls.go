@@ -41,6 +41,9 @@ func ServeBenchLibrary() {
 	library.Main(lib)
 }
 
+// warmUp is how many calls start the instances before a measurement.
+const warmUp = 2000
+
 const pythonBenchLibrary = `import trellis_library as tl
 lib = tl.Library("pybench")
 
@@ -69,8 +72,9 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
 		return nil, err
 	}
-	// Warm up: the instances start.
-	if _, err := asyncCalls(ctx, c, "bench", 4*slots*workers); err != nil {
+	// Warm up until every instance the burst will use has started: the
+	// figures are for a running library, not for its start.
+	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil {
 		return nil, err
 	}
 	logf("calls: %d async calls of a Go function", n)
@@ -99,7 +103,7 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 	if err := c.Install(ctx, py); err != nil {
 		return nil, err
 	}
-	if _, err := asyncCalls(ctx, c, "pybench", 4*slots*workers); err != nil {
+	if _, err := asyncCalls(ctx, c, "pybench", warmUp); err != nil {
 		res.PythonError = err.Error()
 	} else if secs, err := asyncCalls(ctx, c, "pybench", n); err != nil {
 		res.PythonError = err.Error()
