@@ -263,6 +263,23 @@ func TestLibraryEveryWorker(t *testing.T) {
 	if b, _ := os.ReadFile(setups); strings.Count(string(b), "setup") != 3 {
 		t.Fatalf("set-ups %q; want 3", b)
 	}
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Libraries) != 1 {
+		t.Fatalf("status lists %d libraries; want 1", len(st.Libraries))
+	}
+	l := st.Libraries[0]
+	workers := map[string]bool{}
+	for _, i := range l.Instances {
+		if i.Ready && i.Worker != "" {
+			workers[i.Worker] = true
+		}
+	}
+	if l.Name != "testlib" || l.CallsDone != 6 || l.InstancesStarted != 3 || len(workers) != 3 {
+		t.Fatalf("status of the library: %+v; want 6 calls done and 3 instances started, ready on 3 workers", l)
+	}
 }
 
 // runAll submits tasks and fails unless every one succeeds.

@@ -21,6 +21,26 @@ type Status struct {
 	BytesFromManager, BytesFromPeers, BytesFromURLs, BytesToManager int64
 	TransfersInFlight                                               int
 	FilesLost, TasksRecreated                                       int
+	Libraries                                                       []LibraryStatus
+}
+
+// LibraryStatus describes an installed library and its instances.
+type LibraryStatus struct {
+	Name             string
+	CallsWaiting     int // for a free slot
+	CallsDone        int
+	InstancesStarted int    // set-ups that succeeded, over the library's life
+	Broken           string // why its calls fail at once; "" while it works
+	Instances        []InstanceStatus
+}
+
+// InstanceStatus describes one instance of a library.
+type InstanceStatus struct {
+	ID     uint64
+	Worker string // "" while it waits for a place
+	Ready  bool   // its set-up is done
+	Busy   int    // slots in use
+	Slots  int
 }
 
 // WorkerStatus describes one connected worker.
@@ -57,6 +77,14 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Draining: w.Draining,
 			TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
 			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut)})
+	}
+	for _, l := range m.Libraries {
+		ls := LibraryStatus{Name: l.Name, CallsWaiting: int(l.CallsWaiting), CallsDone: int(l.CallsDone),
+			InstancesStarted: int(l.InstancesStarted), Broken: l.Broken}
+		for _, i := range l.Instances {
+			ls.Instances = append(ls.Instances, InstanceStatus{ID: i.Id, Worker: i.Worker, Ready: i.Ready, Busy: int(i.Busy), Slots: int(i.Slots)})
+		}
+		s.Libraries = append(s.Libraries, ls)
 	}
 	return s, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,6 +61,7 @@ func statusCmd() *cobra.Command {
 			if len(s.Workers) == 0 {
 				fmt.Fprintln(out, "(no workers connected)")
 			}
+			printLibraries(out, s.Libraries)
 			return nil
 		},
 	}
@@ -86,3 +88,34 @@ func taskList(ids []uint64) string {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// printLibraries lists the installed libraries and where their instances run.
+func printLibraries(out io.Writer, libs []trellis.LibraryStatus) {
+	if len(libs) == 0 {
+		return
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LIBRARY\tCALLS DONE\tWAITING\tSTARTED\tINSTANCES (worker: busy/slots)")
+	for _, l := range libs {
+		var insts []string
+		for _, i := range l.Instances {
+			switch {
+			case i.Worker == "":
+				insts = append(insts, "waiting for a place")
+			case !i.Ready:
+				insts = append(insts, i.Worker+": starting")
+			default:
+				insts = append(insts, fmt.Sprintf("%s: %d/%d", i.Worker, i.Busy, i.Slots))
+			}
+		}
+		desc := strings.Join(insts, ", ")
+		if l.Broken != "" {
+			desc = "BROKEN: " + l.Broken
+		} else if desc == "" {
+			desc = "none (started when calls need one)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", l.Name, l.CallsDone, l.CallsWaiting, l.InstancesStarted, desc)
+	}
+	tw.Flush()
+}

@@ -226,8 +226,7 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		}
 		s.step(ev)
 	case *pb.WorkerMessage_LibraryStarted:
-		st := x.LibraryStarted
-		s.step(core.InstanceReady{Instance: core.TaskID(st.Instance), Attempt: st.Attempt, Worker: id})
+		s.libraryStarted(id, x.LibraryStarted)
 	case *pb.WorkerMessage_LibraryEnded:
 		s.step(libraryEnded(id, x.LibraryEnded))
 	case *pb.WorkerMessage_Returned:
@@ -339,6 +338,11 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 		s.doneBy[a.Worker]++
 	}
 	if rec != nil {
+		if c := rec.spec.Call; c != nil {
+			if lib := s.libs[c.Library]; lib != nil {
+				lib.callsDone++
+			}
+		}
 		s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
 			Attempt: a.Attempt, Worker: name, Outcome: outcome})
 		s.dropTaskLevel(rec.spec)
@@ -538,6 +542,7 @@ func (s *state) status() *pb.StatusResponse {
 		}
 		resp.Workers = append(resp.Workers, ws)
 	}
+	resp.Libraries = s.libraryStatus()
 	return resp
 }
 

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{42, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -2004,6 +2004,7 @@ type StatusResponse struct {
 	TransfersInFlight uint64                 `protobuf:"varint,14,opt,name=transfers_in_flight,json=transfersInFlight,proto3" json:"transfers_in_flight,omitempty"`
 	FilesLost         uint64                 `protobuf:"varint,15,opt,name=files_lost,json=filesLost,proto3" json:"files_lost,omitempty"`                // temp files that could not be recreated
 	TasksRecreated    uint64                 `protobuf:"varint,16,opt,name=tasks_recreated,json=tasksRecreated,proto3" json:"tasks_recreated,omitempty"` // producers run again to recreate lost files
+	Libraries         []*LibraryStatus       `protobuf:"bytes,17,rep,name=libraries,proto3" json:"libraries,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -2150,6 +2151,174 @@ func (x *StatusResponse) GetTasksRecreated() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetLibraries() []*LibraryStatus {
+	if x != nil {
+		return x.Libraries
+	}
+	return nil
+}
+
+// LibraryStatus describes an installed library.
+type LibraryStatus struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	CallsWaiting     uint64                 `protobuf:"varint,2,opt,name=calls_waiting,json=callsWaiting,proto3" json:"calls_waiting,omitempty"` // for a free slot
+	CallsDone        uint64                 `protobuf:"varint,3,opt,name=calls_done,json=callsDone,proto3" json:"calls_done,omitempty"`
+	InstancesStarted uint64                 `protobuf:"varint,4,opt,name=instances_started,json=instancesStarted,proto3" json:"instances_started,omitempty"` // set-ups that succeeded, over the library's life
+	Broken           string                 `protobuf:"bytes,5,opt,name=broken,proto3" json:"broken,omitempty"`                                              // why its calls fail at once; empty while it works
+	Instances        []*InstanceStatus      `protobuf:"bytes,6,rep,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *LibraryStatus) Reset() {
+	*x = LibraryStatus{}
+	mi := &file_trellis_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LibraryStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LibraryStatus) ProtoMessage() {}
+
+func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
+func (*LibraryStatus) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LibraryStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LibraryStatus) GetCallsWaiting() uint64 {
+	if x != nil {
+		return x.CallsWaiting
+	}
+	return 0
+}
+
+func (x *LibraryStatus) GetCallsDone() uint64 {
+	if x != nil {
+		return x.CallsDone
+	}
+	return 0
+}
+
+func (x *LibraryStatus) GetInstancesStarted() uint64 {
+	if x != nil {
+		return x.InstancesStarted
+	}
+	return 0
+}
+
+func (x *LibraryStatus) GetBroken() string {
+	if x != nil {
+		return x.Broken
+	}
+	return ""
+}
+
+func (x *LibraryStatus) GetInstances() []*InstanceStatus {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+type InstanceStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Worker        string                 `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"` // empty while it waits for a place
+	Ready         bool                   `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	Busy          int32                  `protobuf:"varint,4,opt,name=busy,proto3" json:"busy,omitempty"` // slots in use
+	Slots         int32                  `protobuf:"varint,5,opt,name=slots,proto3" json:"slots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceStatus) Reset() {
+	*x = InstanceStatus{}
+	mi := &file_trellis_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceStatus) ProtoMessage() {}
+
+func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
+func (*InstanceStatus) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *InstanceStatus) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *InstanceStatus) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *InstanceStatus) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *InstanceStatus) GetBusy() int32 {
+	if x != nil {
+		return x.Busy
+	}
+	return 0
+}
+
+func (x *InstanceStatus) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
 // Worker stream: worker to manager.
 type WorkerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2172,7 +2341,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2353,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2366,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2372,7 +2541,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2553,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2566,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -2418,7 +2587,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2599,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2612,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -2480,7 +2649,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2661,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2674,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -2558,7 +2727,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2739,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2752,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -2648,7 +2817,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2829,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2842,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CachedFile) GetName() string {
@@ -2729,7 +2898,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2910,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2923,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -2830,7 +2999,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +3011,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +3024,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -2873,7 +3042,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2885,7 +3054,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2898,7 +3067,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 type AttemptDone struct {
@@ -2912,7 +3081,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2924,7 +3093,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2937,7 +3106,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -2971,7 +3140,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2983,7 +3152,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2996,7 +3165,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -3021,7 +3190,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3033,7 +3202,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +3215,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 // Worker stream: manager to worker.
@@ -3070,7 +3239,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3251,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3264,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -3255,7 +3424,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3267,7 +3436,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3280,7 +3449,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -3303,7 +3472,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3315,7 +3484,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3328,7 +3497,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -3362,7 +3531,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3543,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3556,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -3411,7 +3580,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3592,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3605,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -3490,7 +3659,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3502,7 +3671,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3515,7 +3684,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -3577,7 +3746,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3589,7 +3758,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3602,7 +3771,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -3622,7 +3791,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3634,7 +3803,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3647,7 +3816,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Upload) GetName() string {
@@ -3667,7 +3836,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3679,7 +3848,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3692,7 +3861,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -3722,7 +3891,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3734,7 +3903,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3747,7 +3916,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -3795,7 +3964,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3807,7 +3976,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3820,7 +3989,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -3980,7 +4149,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\vcache_files\x18\v \x01(\x04R\n" +
 	"cacheFiles\x12!\n" +
 	"\ftransfers_in\x18\f \x01(\x04R\vtransfersIn\x12#\n" +
-	"\rtransfers_out\x18\r \x01(\x04R\ftransfersOut\"\xb6\x04\n" +
+	"\rtransfers_out\x18\r \x01(\x04R\ftransfersOut\"\xef\x04\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -3999,7 +4168,22 @@ const file_trellis_proto_rawDesc = "" +
 	"\x13transfers_in_flight\x18\x0e \x01(\x04R\x11transfersInFlight\x12\x1d\n" +
 	"\n" +
 	"files_lost\x18\x0f \x01(\x04R\tfilesLost\x12'\n" +
-	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\"\xb3\x04\n" +
+	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\x127\n" +
+	"\tlibraries\x18\x11 \x03(\v2\x19.trellis.v1.LibraryStatusR\tlibraries\"\xe6\x01\n" +
+	"\rLibraryStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rcalls_waiting\x18\x02 \x01(\x04R\fcallsWaiting\x12\x1d\n" +
+	"\n" +
+	"calls_done\x18\x03 \x01(\x04R\tcallsDone\x12+\n" +
+	"\x11instances_started\x18\x04 \x01(\x04R\x10instancesStarted\x12\x16\n" +
+	"\x06broken\x18\x05 \x01(\tR\x06broken\x128\n" +
+	"\tinstances\x18\x06 \x03(\v2\x1a.trellis.v1.InstanceStatusR\tinstances\"x\n" +
+	"\x0eInstanceStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x14\n" +
+	"\x05ready\x18\x03 \x01(\bR\x05ready\x12\x12\n" +
+	"\x04busy\x18\x04 \x01(\x05R\x04busy\x12\x14\n" +
+	"\x05slots\x18\x05 \x01(\x05R\x05slots\"\xb3\x04\n" +
 	"\rWorkerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.trellis.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.trellis.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
@@ -4171,7 +4355,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -4202,29 +4386,31 @@ var file_trellis_proto_goTypes = []any{
 	(*EndSessionResponse)(nil),     // 26: trellis.v1.EndSessionResponse
 	(*WorkerStatus)(nil),           // 27: trellis.v1.WorkerStatus
 	(*StatusResponse)(nil),         // 28: trellis.v1.StatusResponse
-	(*WorkerMessage)(nil),          // 29: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 30: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 31: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 32: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 33: trellis.v1.Hello
-	(*CachedFile)(nil),             // 34: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 35: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 36: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 37: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 38: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 39: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 40: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 41: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 42: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 43: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 44: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 45: trellis.v1.Source
-	(*Fetch)(nil),                  // 46: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 47: trellis.v1.Unlink
-	(*Upload)(nil),                 // 48: trellis.v1.Upload
-	(*Welcome)(nil),                // 49: trellis.v1.Welcome
-	(*Run)(nil),                    // 50: trellis.v1.Run
-	(*Kill)(nil),                   // 51: trellis.v1.Kill
+	(*LibraryStatus)(nil),          // 29: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 30: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 31: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 32: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 33: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 34: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 35: trellis.v1.Hello
+	(*CachedFile)(nil),             // 36: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 37: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 38: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 39: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 40: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 41: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 42: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 43: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 44: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 45: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 46: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 47: trellis.v1.Source
+	(*Fetch)(nil),                  // 48: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 49: trellis.v1.Unlink
+	(*Upload)(nil),                 // 50: trellis.v1.Upload
+	(*Welcome)(nil),                // 51: trellis.v1.Welcome
+	(*Run)(nil),                    // 52: trellis.v1.Run
+	(*Kill)(nil),                   // 53: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -4250,58 +4436,60 @@ var file_trellis_proto_depIdxs = []int32{
 	5,  // 20: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
 	5,  // 21: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
 	27, // 22: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	33, // 23: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	37, // 24: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	38, // 25: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	39, // 26: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	40, // 27: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	35, // 28: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	36, // 29: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	31, // 30: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	32, // 31: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	30, // 32: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	29, // 33: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 34: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 35: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	34, // 36: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 37: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	14, // 38: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	49, // 39: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	50, // 40: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	51, // 41: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	46, // 42: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	47, // 43: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	48, // 44: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	43, // 45: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	44, // 46: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	42, // 47: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	41, // 48: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 49: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 50: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	45, // 51: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 52: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 53: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	17, // 54: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	19, // 55: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	20, // 56: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	22, // 57: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	23, // 58: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 59: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	25, // 60: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	29, // 61: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	18, // 62: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	16, // 63: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	21, // 64: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	28, // 65: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	24, // 66: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 67: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	26, // 68: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	41, // 69: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	62, // [62:70] is the sub-list for method output_type
-	54, // [54:62] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	29, // 23: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	30, // 24: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	35, // 25: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	39, // 26: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	40, // 27: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	41, // 28: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	42, // 29: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	37, // 30: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	38, // 31: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	33, // 32: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	34, // 33: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	32, // 34: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	31, // 35: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 36: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 37: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	36, // 38: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 39: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	14, // 40: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	51, // 41: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	52, // 42: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	53, // 43: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	48, // 44: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	49, // 45: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	50, // 46: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	45, // 47: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	46, // 48: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	44, // 49: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	43, // 50: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 51: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 52: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	47, // 53: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 54: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 55: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	17, // 56: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	19, // 57: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	20, // 58: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	22, // 59: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	23, // 60: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 61: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	25, // 62: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	31, // 63: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	18, // 64: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	16, // 65: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	21, // 66: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	28, // 67: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	24, // 68: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 69: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	26, // 70: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	43, // 71: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	64, // [64:72] is the sub-list for method output_type
+	56, // [56:64] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -4309,7 +4497,7 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[24].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[26].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -4321,7 +4509,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[36].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[38].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -4338,7 +4526,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   47,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
