@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+
+	"trellis"
+	"trellis/sdk/python"
+)
+
+// slowLibrary is a Python library whose calls take a while, so that a
+// worker can be killed in the middle of them.
+const slowLibrary = `import os, time
+import trellis_library as tl
+lib = tl.Library("slow")
+
+@lib.function
+def nap(args):
+    time.sleep(args["s"])
+    return {"i": args["i"], "pid": os.getpid()}
+
+@lib.function
+def hog(mb):
+    block = bytearray(mb << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(5)
+    return len(block)
+
+if __name__ == "__main__":
+    lib.serve()
+`
+
+func pythonLibrary(name string) *trellis.Library {
+	return &trellis.Library{Name: name, Command: "python3 lib.py", Slots: 2, Resources: trellis.Resources{Cores: 1},
+		Inputs: []trellis.Mount{{File: trellis.Buffer(python.SDK), Path: "trellis_library.py"}, {File: trellis.Buffer([]byte(slowLibrary)), Path: "lib.py"}}}
+}
+
+func needPython(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed")
+	}
+}
+
+// TestCallsSurviveWorkerKill: SIGKILL the worker whose library runs calls;
+// every call still ends once, with its own result, in an instance on the
+// other worker.
+func TestCallsSurviveWorkerKill(t *testing.T) {
+	needPython(t)
+	c := newCluster(t)
+	victim := c.worker("victim", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
+		t.Fatal(err)
+	}
+	var calls []*trellis.Task
+	for i := range 12 {
+		call := trellis.NewCall("slow", "nap", []byte(fmt.Sprintf(`{"i":%d,"s":0.3}`, i)))
+		call.Retries = 2
+		calls = append(calls, call)
+	}
+	hs, err := cl.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "calls running in the victim's library", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && len(s.Libraries) == 1 && len(s.Libraries[0].Instances) == 1 && s.Libraries[0].Instances[0].Busy == 2
+	})
+	victim.signal(t, syscall.SIGKILL)
+	victim.wait(t, 10*time.Second)
+	c.worker("rescuer", nil, "--cores", "1")
+
+	for i, h := range hs {
+		r := waitResult(t, h, time.Minute)
+		if !r.OK() {
+			t.Fatalf("call %d: %v", i, r.Err())
+		}
+		if want := fmt.Sprintf(`{"i":%d,`, i); len(r.Output) < len(want) || string(r.Output[:len(want)]) != want {
+			t.Errorf("call %d returned %s", i, r.Output)
+		}
+	}
+	s, err := cl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := s.Libraries[0]
+	if l.CallsDone != 12 || l.InstancesStarted != 2 || len(l.Instances) != 1 || l.Instances[0].Worker != "rescuer" {
+		t.Errorf("library status %+v; want 12 calls done, 2 instances started, one left on the rescuer", l)
+	}
+}
+
+// TestLibraryOverItsMemory: a library that grows past its memory limit is
+// killed, and its call says so; the library serves the next call.
+func TestLibraryOverItsMemory(t *testing.T) {
+	needPython(t)
+	c := newCluster(t)
+	c.worker("w", nil, "--cores", "1", "--memory", "2000")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lib := pythonLibrary("slow")
+	lib.Resources.MemoryMB = 100
+	if err := cl.Install(ctx, lib); err != nil {
+		t.Fatal(err)
+	}
+	call := trellis.NewCall("slow", "hog", []byte("300"))
+	call.Retries = 0
+	hs, err := cl.Submit(ctx, call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitResult(t, hs[0], time.Minute)
+	if r.Kind != trellis.ResourceExceeded {
+		t.Fatalf("hog(300 MB) in a 100 MB library: %s: %s; want ResourceExceeded", r.Kind, r.Message)
+	}
+	t.Logf("reported: %s", r.Message)
+	out, err := cl.Call(ctx, "slow", "nap", []byte(`{"i":7,"s":0}`))
+	if err != nil {
+		t.Fatalf("the next call: %v", err)
+	}
+	if string(out[:6]) != `{"i":7` {
+		t.Fatalf("the next call returned %s", out)
+	}
+}
