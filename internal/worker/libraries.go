@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"trellis/internal/proto"
@@ -27,6 +28,10 @@ type libInstance struct {
 	host     *libhost.Host
 	dir      string // its sandbox; calls with files get a directory inside
 	stopping bool   // the manager asked: its end is not a crash
+	// calls counts the calls started in it whose end is not yet reported:
+	// the instance's end waits for them, so that a call that timed out
+	// (and got the library killed) is reported as such, not as a crash.
+	calls atomic.Int32
 }
 
 // libraries holds the running library instances; attempts of calls look
@@ -34,6 +39,16 @@ type libInstance struct {
 type libraries struct {
 	mu   sync.Mutex // guards byID
 	byID map[uint64]*libInstance
+}
+
+// dead reports whether the library process has ended.
+func (inst *libInstance) dead() bool {
+	select {
+	case <-inst.host.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 func (l *libraries) get(id uint64) *libInstance {
@@ -55,10 +70,10 @@ func (l *libraries) set(id uint64, inst *libInstance) {
 // runLibrary starts an instance, reports it started (or not), and reports
 // its end. It returns when the instance has ended or ctx (the connection)
 // has; then the manager already counts the instance lost.
-func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post func(*pb.WorkerMessage)) {
+func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post, postEnd func(*pb.WorkerMessage)) {
 	spec := sl.Library
 	ended := func(kind pb.ResultKind, msg string, stderr []byte) {
-		post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryEnded{LibraryEnded: &pb.LibraryEnded{
+		postEnd(&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryEnded{LibraryEnded: &pb.LibraryEnded{
 			Instance: sl.Instance, Attempt: sl.Attempt, Kind: kind, Message: msg, Stderr: stderr}}})
 	}
 	dir := filepath.Join(w.boxes, fmt.Sprintf("l%d.a%d", sl.Instance&^(1<<63), sl.Attempt))
@@ -94,6 +109,9 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post func(
 	case <-ctx.Done():
 		host.Stop(stopGrace)
 		return
+	}
+	for inst.calls.Load() > 0 { // the host is dead: its calls end at once
+		time.Sleep(time.Millisecond)
 	}
 	w.libs.mu.Lock()
 	stopping := inst.stopping
@@ -151,9 +169,8 @@ func (w *Worker) stopLibrary(id uint64) {
 
 // runCall runs one function call in its instance. A nil outcome means the
 // library itself died: its end, reported apart, settles the call.
-func (w *Worker) runCall(ctx context.Context, run *pb.Run) *pb.Outcome {
+func (w *Worker) runCall(ctx context.Context, run *pb.Run, inst *libInstance) *pb.Outcome {
 	c := run.Spec.GetCall()
-	inst := w.libs.get(run.Instance)
 	if inst == nil || c == nil {
 		return fail(pb.ResultKind_RESULT_KIND_WORKER_LOST, "library instance %d is not running here", run.Instance)
 	}

@@ -25,9 +25,17 @@ type running struct {
 	call     bool // a function call
 }
 
+// finished is what the attempts and library instances tell the session
+// loop, in order on one channel: an attempt's end, or (msg) the end of a
+// library instance, which must reach the manager after its calls' ends.
 type finished struct {
 	key     attemptKey
 	outcome *pb.Outcome
+	msg     *pb.WorkerMessage
+	// libDead: a call whose library died meanwhile (it timed out and was
+	// killed for not stopping). Its end goes with the library's, in one
+	// message, so that no other call is sent to the dead instance between.
+	libDead bool
 }
 
 // session holds one connection to the manager until it breaks, the worker
@@ -112,6 +120,11 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	// reported settles an attempt that ended: reports from calls wait
 	// while other calls run (see heldReports).
 	reported := func(f finished) {
+		if f.msg != nil { // a library's end: after what is held
+			held.add(f.msg)
+			held.flush(post)
+			return
+		}
 		r := attempts[f.key]
 		delete(attempts, f.key)
 		if r != nil && r.call {
@@ -121,9 +134,12 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		if msg := reportMessage(r, f); msg != nil {
 			full = held.add(msg)
 		}
-		if r == nil || !r.call || calls == 0 || full {
+		switch {
+		case f.libDead && !full:
+			// held until the library's end flushes it
+		case r == nil || !r.call || calls == 0 || full:
 			held.flush(post)
-		} else {
+		default:
 			held.arm()
 		}
 	}
@@ -189,12 +205,19 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 				defer acancel()
 				var o *pb.Outcome
 				cleanup := func() {}
+				libDead := false
 				if x.Run.Instance != 0 {
-					o = w.runCall(actx, x.Run)
+					inst := w.libs.get(x.Run.Instance)
+					if inst != nil {
+						inst.calls.Add(1)
+						defer inst.calls.Add(-1) // after its end is in done
+					}
+					o = w.runCall(actx, x.Run, inst)
+					libDead = inst != nil && inst.dead()
 				} else {
 					o, cleanup = w.runAttempt(actx, x.Run)
 				}
-				done <- finished{key, o}
+				done <- finished{key: key, outcome: o, libDead: libDead}
 				cleanup() // after reporting: the next task need not wait for it
 			}()
 		case *pb.ManagerMessage_Kill:
@@ -216,7 +239,12 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 			wg.Add(1)
 			go func() { // exits when the instance ends or sctx does
 				defer wg.Done()
-				w.runLibrary(sctx, x.StartLibrary, post)
+				w.runLibrary(sctx, x.StartLibrary, post, func(end *pb.WorkerMessage) {
+					select {
+					case done <- finished{msg: end}:
+					case <-sctx.Done():
+					}
+				})
 			}()
 		case *pb.ManagerMessage_StopLibrary:
 			wg.Add(1)

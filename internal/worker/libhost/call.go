@@ -184,7 +184,8 @@ func (h *Host) refusal() error {
 // abandon gives up on c with err: a call not yet sent is dropped (freeing
 // its slot, if it had one); one the library has is cancelled, and
 // superviseLoop kills the library if it has not answered within
-// CancelGrace. A call answered meanwhile returns its result.
+// CancelGrace; abandon returns once it has answered or died. A call
+// answered before abandon returns its result.
 func (h *Host) abandon(c *call, err error) ([]byte, error) {
 	h.mu.Lock()
 	switch c.state {
@@ -212,6 +213,10 @@ func (h *Host) abandon(c *call, err error) ([]byte, error) {
 		h.mu.Unlock()
 		signal(h.wake)
 		signal(h.poke)
+		// The call holds its slot until the library answers the cancel or
+		// is killed: return only then, so that whoever counts slots from
+		// outside (the manager's scheduler) never counts it free too soon.
+		<-c.res
 		return nil, err
 	default: // answered: the outcome is in c.res
 		h.mu.Unlock()

@@ -69,10 +69,8 @@ func (h *Host) waitLoop() {
 	h.calls, h.queue, h.waiting = nil, nil, nil
 	var failed []*call
 	for _, c := range calls {
-		if c.state != abandoned {
-			c.state = answered
-			failed = append(failed, c)
-		}
+		c.state = answered
+		failed = append(failed, c) // abandoned ones too: abandon waits for it
 	}
 	h.mu.Unlock()
 	for _, c := range failed {
@@ -140,7 +138,6 @@ func (h *Host) handle(f *wire.Frame) bool {
 			return false
 		}
 		delete(h.calls, id)
-		wasAbandoned := c.state == abandoned
 		c.state = answered
 		stopping := h.stopping
 		wake := h.releaseLocked()
@@ -148,9 +145,7 @@ func (h *Host) handle(f *wire.Frame) bool {
 		if wake {
 			signal(h.wake)
 		}
-		if !wasAbandoned {
-			c.res <- outcome{hdr: f.Header, body: f.Body, stopping: stopping}
-		}
+		c.res <- outcome{hdr: f.Header, body: f.Body, stopping: stopping} // an abandoned call's abandon waits for it
 	case wire.TypeLog:
 		if h.spec.OnLog != nil {
 			h.spec.OnLog(f.Header.Msg)
