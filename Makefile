@@ -12,6 +12,7 @@ demo: build
 	./bin/trellis run examples/wordcount/wordcount.yaml
 	./bin/trellis run examples/dataflow/dataflow.yaml
 	$(GO) run ./examples/hello
+	./bin/trellis run examples/python/features.yaml
 	$(GO) run ./examples/ml/pipeline
 
 vet:

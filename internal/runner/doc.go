@@ -1,6 +1,8 @@
-// Package runner runs a parsed workflow file on a trellis client: it turns
-// the workflow's tasks into trellis tasks (outputs that other tasks read
-// become their dependencies), submits the whole graph at once, shows
-// progress, and summarises the results. The manager orders the tasks; the
+// Package runner runs a parsed workflow file on a trellis client: it
+// installs the workflow's libraries, turns its tasks and calls into
+// trellis tasks (outputs that other tasks or libraries read become their
+// dependencies, as do "after" names), submits them all at once, shows
+// progress, writes the results of calls to their output paths, and
+// summarises the results. The manager orders the tasks and calls; the
 // runner only watches.
 package runner

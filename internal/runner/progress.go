@@ -22,6 +22,7 @@ type Progress struct {
 	start   time.Time
 	state   map[uint64]trellis.State
 	ok      map[uint64]bool
+	unsent  int  // results of calls that were never submitted
 	known   bool // Submitted was called
 	stop    chan struct{}
 	stopped chan struct{}
@@ -69,6 +70,17 @@ func (p *Progress) Submitted(hs []*trellis.Handle) {
 	p.known = true
 }
 
+// Unsent records the result of a call that was never submitted, such as
+// one whose arguments could not be read.
+func (p *Progress) Unsent(r *trellis.Result) {
+	p.mu.Lock()
+	p.unsent++
+	p.mu.Unlock()
+	if !p.interactive {
+		p.line(fmt.Sprintf("failed  %s: %s: %s", r.Name, r.Kind, r.Message))
+	}
+}
+
 // Event records one task event.
 func (p *Progress) Event(ev trellis.Event) {
 	p.mu.Lock()
@@ -109,7 +121,8 @@ func (p *Progress) line(s string) {
 func (p *Progress) draw(final bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var waiting, running, done, failed int
+	var waiting, running, done int
+	failed := p.unsent
 	for id, s := range p.state {
 		switch s {
 		case trellis.StateWaiting:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,199 +14,185 @@ import (
 
 // Summary is how a workflow run ended.
 type Summary struct {
-	Tasks, Succeeded, Failed, Skipped int
-	Elapsed                           time.Duration
-	Results                           []*trellis.Result // in workflow order
+	Tasks, Calls               int
+	Succeeded, Failed, Skipped int // tasks and calls together
+	Elapsed                    time.Duration
+	Results                    []*trellis.Result // in workflow order: the tasks, then the calls
 }
 
-// OK reports whether every task succeeded.
-func (s *Summary) OK() bool { return s.Succeeded == s.Tasks }
+// OK reports whether every task and call succeeded.
+func (s *Summary) OK() bool { return s.Succeeded == s.Tasks+s.Calls }
 
-// Build turns the workflow's tasks into trellis tasks, in the same order.
-// Each declared file becomes one *trellis.File, shared by every task that
-// names it; so does each client path that a task writes and others read.
-// The workflow must come from workflow.Load or workflow.Parse. Building
-// an unpacked local file reads the archive, to name the unpacked
-// directory after its content.
-func Build(wf *workflow.Workflow) []*trellis.Task {
-	tasks := make([]*trellis.Task, len(wf.Tasks))
-	files := declare(wf.Files)
-	outputs := make(map[string]*trellis.File) // client path -> the output that writes it
-	for i, wt := range wf.Tasks {
-		t := &trellis.Task{Name: wt.Name, Command: wt.Command, Env: wt.Env,
-			Resources: trellis.Resources{Cores: wt.Cores, MemoryMB: wt.MemoryMB, DiskMB: wt.DiskMB, GPUs: wt.GPUs},
-			Retries:   wt.Retries, RetryOnError: wt.RetryOnError, TimeLimit: wt.TimeLimit, Priority: wt.Priority,
-			Category: wt.Category, Tags: wt.Tags}
-		for _, o := range wt.Outputs {
-			if o.File != "" {
-				t.AddOutput(files[o.File], o.Name)
-				continue
-			}
-			f := trellis.Output(o.Local)
-			outputs[o.Local] = f
-			t.AddOutput(f, o.Name)
-		}
-		tasks[i] = t
-	}
-	for i, wt := range wf.Tasks {
-		t := tasks[i]
-		for _, in := range wt.Inputs {
-			switch {
-			case in.File != "":
-				t.AddInput(files[in.File], in.Name)
-			case in.Buffer != nil:
-				t.AddInput(trellis.Buffer(in.Buffer), in.Name)
-			case outputs[in.Local] != nil:
-				t.AddInput(outputs[in.Local], in.Name)
-			default:
-				t.AddInput(trellis.LocalFile(in.Local), in.Name)
-			}
-		}
-		for _, a := range wt.After {
-			t.After = append(t.After, tasks[a])
-		}
-	}
-	return tasks
-}
-
-// cacheLevels maps the values of a file's "cache" to trellis cache levels.
-var cacheLevels = map[string]trellis.CacheLevel{
-	"task":     trellis.CacheTask,
-	"workflow": trellis.CacheWorkflow,
-	"worker":   trellis.CacheWorker,
-	"forever":  trellis.CacheForever,
-}
-
-// declare makes one trellis file for each declared file, by name. An
-// unpacked file is made after the file it unpacks, whatever their order
-// in the workflow; the workflow package has ruled out loops.
-func declare(decls []workflow.File) map[string]*trellis.File {
-	byName := make(map[string]*workflow.File, len(decls))
-	for i := range decls {
-		byName[decls[i].Name] = &decls[i]
-	}
-	files := make(map[string]*trellis.File, len(decls))
-	var get func(d *workflow.File) *trellis.File
-	get = func(d *workflow.File) *trellis.File {
-		if f := files[d.Name]; f != nil {
-			return f
-		}
-		var f *trellis.File
-		switch d.Kind {
-		case workflow.Local:
-			f = trellis.LocalFile(d.Local)
-		case workflow.Buffer:
-			f = trellis.Buffer(d.Buffer)
-		case workflow.URL:
-			f = trellis.URL(d.URL)
-		case workflow.Temp:
-			f = trellis.Temp()
-			if d.Replicas > 0 {
-				f.Replicas(d.Replicas)
-			}
-		case workflow.Unpack:
-			f = trellis.Unpack(get(byName[d.Unpack]), d.Format)
-		default:
-			panic(fmt.Sprintf("runner: file %q has unknown kind %v", d.Name, d.Kind))
-		}
-		if level, ok := cacheLevels[d.Cache]; ok {
-			f.Cache(level)
-		}
-		files[d.Name] = f
-		return f
-	}
-	for i := range decls {
-		get(&decls[i])
-	}
-	return files
-}
-
-// Run submits the workflow and waits for every task, reporting to p.
-// Cancelling ctx cancels the tasks still running.
+// Run installs the workflow's libraries, submits its tasks and calls, and
+// waits for every one, reporting to p; it writes the results of calls
+// that have an output path. Cancelling ctx cancels what is still running.
 func Run(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, p *Progress) (*Summary, error) {
 	start := time.Now()
-	tasks := Build(wf)
-	p.Begin(wf.Name, len(tasks))
-	handles, err := c.Submit(ctx, tasks...)
+	plan := Build(wf)
+	sum := &Summary{Tasks: len(plan.Tasks), Calls: len(plan.Calls), Results: make([]*trellis.Result, len(plan.Tasks)+len(plan.Calls))}
+	p.Begin(wf.Name, len(sum.Results))
+	defer p.End()
+	// Calls name their library, so it must be installed before they are
+	// submitted. Its inputs may be files that the tasks write: installing
+	// declares them, and an instance waits for them as a task would.
+	failed, err := install(ctx, c, wf, plan)
+	if err != nil {
+		return nil, err
+	}
+	batch, index := submission(plan, holdBack(wf, plan, failed), sum, p)
+	handles, err := c.Submit(ctx, batch...)
 	if err != nil {
 		return nil, err
 	}
 	p.Submitted(handles)
-	sum := &Summary{Tasks: len(tasks), Results: make([]*trellis.Result, len(tasks))}
-	for i, h := range handles {
+	if err := collect(ctx, c, wf, handles, index, sum); err != nil {
+		return nil, fmt.Errorf("workflow %s interrupted: %w", wf.Name, err)
+	}
+	sum.count(jobs(wf))
+	sum.Elapsed = time.Since(start)
+	return sum, nil
+}
+
+// submission returns what to submit: the tasks, and the calls that are
+// not held back in unsent, whose results go straight into sum. index maps
+// each submitted task or call to its place in sum.Results.
+func submission(plan *Plan, unsent map[int]*trellis.Result, sum *Summary, p *Progress) (batch []*trellis.Task, index []int) {
+	batch, index = slices.Clone(plan.Tasks), make([]int, len(plan.Tasks), len(sum.Results))
+	for i := range plan.Tasks {
+		index[i] = i
+	}
+	for i, call := range plan.Calls {
+		if r := unsent[i]; r != nil {
+			sum.Results[len(plan.Tasks)+i] = r
+			p.Unsent(r)
+			continue
+		}
+		batch = append(batch, call)
+		index = append(index, len(plan.Tasks)+i)
+	}
+	return batch, index
+}
+
+// collect waits for every handle, writing the results of calls, and puts
+// the results in sum. When ctx ends first, it cancels what is left.
+func collect(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, handles []*trellis.Handle, index []int, sum *Summary) error {
+	for k, h := range handles {
 		r, err := h.Wait(ctx)
 		if err != nil {
-			// Interrupted: cancel what is left, and report what we know.
-			ids := make([]uint64, 0, len(handles)-i)
-			for _, h := range handles[i:] {
+			ids := make([]uint64, 0, len(handles)-k)
+			for _, h := range handles[k:] {
 				ids = append(ids, h.ID)
 			}
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			c.Cancel(cctx, ids...)
 			cancel()
-			p.End()
-			return nil, fmt.Errorf("workflow %s interrupted: %w", wf.Name, err)
+			return err
 		}
-		sum.Results[i] = r
-	}
-	p.End()
-	for i, r := range sum.Results {
-		switch {
-		case r.OK():
-			sum.Succeeded++
-		case skipped(wf, sum.Results, i) != "":
-			sum.Skipped++
-		default:
-			sum.Failed++
+		if i := index[k] - len(wf.Tasks); i >= 0 {
+			writeResult(wf.Calls[i], r)
 		}
+		sum.Results[index[k]] = r
 	}
-	sum.Elapsed = time.Since(start)
-	return sum, nil
+	return nil
 }
 
-// skipped reports whether task i never ran because a task it depends on failed.
-func skipped(wf *workflow.Workflow, results []*trellis.Result, i int) string {
+// count adds up how the tasks and calls ended.
+func (s *Summary) count(js []job) {
+	for i, r := range s.Results {
+		switch {
+		case r.OK():
+			s.Succeeded++
+		case skipped(js, s.Results, i) != "":
+			s.Skipped++
+		default:
+			s.Failed++
+		}
+	}
+}
+
+// job is a task or a call, as the summary shows it.
+type job struct {
+	name  string
+	line  int
+	after []int // the jobs it waits for, indexing the tasks, then the calls
+}
+
+// jobs lists the workflow's tasks, then its calls, as the summary shows
+// them.
+func jobs(wf *workflow.Workflow) []job {
+	js := make([]job, 0, len(wf.Tasks)+len(wf.Calls))
+	for _, t := range wf.Tasks {
+		js = append(js, job{name: t.Name, line: t.Line, after: t.After})
+	}
+	for _, c := range wf.Calls {
+		after := append([]int(nil), c.After...)
+		for _, a := range c.AfterCalls {
+			after = append(after, len(wf.Tasks)+a)
+		}
+		js = append(js, job{name: callName(c), line: c.Line, after: after})
+	}
+	return js
+}
+
+// skipped returns the name of a job that job i depends on and that did
+// not succeed, when job i never ran because of it; else "".
+func skipped(js []job, results []*trellis.Result, i int) string {
 	if results[i].Kind != trellis.InputMissing {
 		return ""
 	}
-	for _, a := range wf.Tasks[i].After {
+	for _, a := range js[i].after {
 		if !results[a].OK() {
-			return wf.Tasks[a].Name
+			return js[a].name
 		}
 	}
 	return ""
 }
 
-// WriteSummary prints the outcome of every task that did not succeed, with
-// the tail of its stderr, then one line of totals.
+// WriteSummary prints the outcome of every task and call that did not
+// succeed, with the tail of its stderr and a call's traceback, then one
+// line of totals.
 func WriteSummary(w io.Writer, wf *workflow.Workflow, s *Summary) {
+	js := jobs(wf)
 	for i, r := range s.Results {
 		if r.OK() {
 			continue
 		}
-		wt := wf.Tasks[i]
-		if dep := skipped(wf, s.Results, i); dep != "" {
-			fmt.Fprintf(w, "SKIPPED %s (line %d): it depends on %q, which did not succeed\n", wt.Name, wt.Line, dep)
+		j := js[i]
+		if dep := skipped(js, s.Results, i); dep != "" {
+			fmt.Fprintf(w, "SKIPPED %s (line %d): it depends on %q, which did not succeed\n", j.name, j.line, dep)
 			continue
 		}
 		where := ""
 		if r.Worker != "" {
 			where = fmt.Sprintf(", attempt %d on %s", r.Attempts, r.Worker)
 		}
-		fmt.Fprintf(w, "FAILED  %s (line %d%s): %s: %s\n", wt.Name, wt.Line, where, r.Kind, r.Message)
-		if tail := lastLines(r.Stderr, 10); tail != "" {
-			fmt.Fprintf(w, "        stderr (last lines%s):\n", truncNote(r.StderrTruncated))
-			for _, line := range strings.Split(tail, "\n") {
-				fmt.Fprintf(w, "          %s\n", line)
-			}
-		}
+		fmt.Fprintf(w, "FAILED  %s (line %d%s): %s: %s\n", j.name, j.line, where, r.Kind, r.Message)
+		writeTail(w, "stderr (last lines"+truncNote(r.StderrTruncated)+")", r.Stderr, 10)
+		writeTail(w, "traceback", []byte(r.Traceback), 30)
 	}
 	status := "succeeded"
 	if !s.OK() {
 		status = "FAILED"
 	}
-	fmt.Fprintf(w, "workflow %s %s: %d tasks, %d succeeded, %d failed, %d skipped, in %s\n",
-		wf.Name, status, s.Tasks, s.Succeeded, s.Failed, s.Skipped, s.Elapsed.Round(time.Millisecond))
+	counts := fmt.Sprintf("%d tasks", s.Tasks)
+	if s.Calls > 0 {
+		counts += fmt.Sprintf(", %d calls", s.Calls)
+	}
+	fmt.Fprintf(w, "workflow %s %s: %s, %d succeeded, %d failed, %d skipped, in %s\n",
+		wf.Name, status, counts, s.Succeeded, s.Failed, s.Skipped, s.Elapsed.Round(time.Millisecond))
+}
+
+// writeTail prints the last n lines of text under a title, if there are
+// any.
+func writeTail(w io.Writer, title string, text []byte, n int) {
+	tail := lastLines(text, n)
+	if tail == "" {
+		return
+	}
+	fmt.Fprintf(w, "        %s:\n", title)
+	for _, line := range strings.Split(tail, "\n") {
+		fmt.Fprintf(w, "          %s\n", line)
+	}
 }
 
 func truncNote(truncated bool) string {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -57,7 +58,7 @@ func TestBuildFiles(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	tasks := Build(wf)
+	tasks := Build(wf).Tasks
 	count, pack, report, other := tasks[0], tasks[1], tasks[2], tasks[3]
 
 	same := []struct {
@@ -122,7 +123,7 @@ func TestBuildDataflowExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	tasks := Build(wf)
+	tasks := Build(wf).Tasks
 	byName := map[string]*trellis.Task{}
 	for _, task := range tasks {
 		byName[task.Name] = task
@@ -213,4 +214,65 @@ func afterNames(tasks []*trellis.Task) map[string][]string {
 		after[task.Name] = names
 	}
 	return after
+}
+
+func TestBuildLibrariesAndCalls(t *testing.T) {
+	const file = `files:
+  model: {temp: true}
+tasks:
+  - {name: train, command: c, outputs: {m.json: {file: model}, log.txt: out/log.txt}}
+libraries:
+  - name: lib
+    command: serve
+    inputs: {m.json: {file: model}, log.txt: out/log.txt, code.py: code.py}
+    env: {A: b}
+    cores: 2
+    memory: 1GB
+    slots: 3
+    mode: fork
+    eager: 1
+    max_instances: 2
+    start_timeout: 5s
+calls:
+  - {name: late, library: lib, function: f, after: early}
+  - {name: early, library: lib, function: g, args: [1, "x"], retries: 0, retry_on_error: true, time_limit: 2s, priority: 4}
+  - {library: lib, function: h, args_file: a.json}
+`
+	dir := t.TempDir()
+	wf, err := workflow.Parse("wf.yaml", dir, []byte(file))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	plan := Build(wf)
+	train, lib := plan.Tasks[0], plan.Libraries[0]
+	if mount(t, lib.Inputs, "m.json") != mount(t, train.Outputs, "m.json") {
+		t.Errorf("the library's temp input is not the *trellis.File that train writes")
+	}
+	if mount(t, lib.Inputs, "log.txt") != mount(t, train.Outputs, "log.txt") {
+		t.Errorf("the library's plain input is not the *trellis.File that train writes")
+	}
+	if got, want := mount(t, lib.Inputs, "code.py").Path(), filepath.Join(dir, "code.py"); got != want {
+		t.Errorf("code.py comes from %q, want %q", got, want)
+	}
+	lib.Inputs = nil
+	wantLib := &trellis.Library{Name: "lib", Command: "serve", Env: []string{"A=b"},
+		Resources: trellis.Resources{Cores: 2, MemoryMB: 1024}, Slots: 3, Mode: "fork", MaxInstances: 2, Eager: 1, StartTimeout: 5 * time.Second}
+	if diff := cmp.Diff(wantLib, lib); diff != "" {
+		t.Errorf("library mismatch (-want +got):\n%s", diff)
+	}
+	late, early, unnamed := plan.Calls[0], plan.Calls[1], plan.Calls[2]
+	want := map[string][]string{"late": {"train", "early"}, "early": {"train"}, "lib.h": {"train"}}
+	if diff := cmp.Diff(want, afterNames(plan.Calls)); diff != "" {
+		t.Errorf("After mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(&trellis.Call{Library: "lib", Function: "g", Args: []byte(`[1,"x"]`)}, early.Call); diff != "" {
+		t.Errorf("call mismatch (-want +got):\n%s", diff)
+	}
+	if early.Retries != 0 || !early.RetryOnError || early.TimeLimit != 2*time.Second || early.Priority != 4 {
+		t.Errorf("early: retries %d, retry on error %v, time limit %v, priority %d; want 0, true, 2s, 4",
+			early.Retries, early.RetryOnError, early.TimeLimit, early.Priority)
+	}
+	if late.Retries != trellis.DefaultRetries || unnamed.Call.Args != nil {
+		t.Errorf("late retries %d, want %d; unnamed args %q, want none until the file is read", late.Retries, trellis.DefaultRetries, unnamed.Call.Args)
+	}
 }

@@ -335,20 +335,20 @@ func (p *parser) linkTemps(specs []*taskSpec, ft *fileTable) {
 				s.errorf(out.node, "output %s: file %s is not a temp file: only temp files can be outputs", quote(out.Name), quote(out.File))
 			default:
 				if w, dup := ft.writers[f.Name]; dup {
-					s.errorf(out.node, "output %s: temp file %s is also written by %s", quote(out.Name), quote(f.Name), w.describe(specs, i))
+					s.errorf(out.node, "output %s: temp file %s is also written by %s", quote(out.Name), quote(f.Name), w.describe(&t.item))
 					continue
 				}
-				ft.writers[f.Name] = writer{task: i, out: out, temp: f.Name}
+				ft.writers[f.Name] = writer{task: i, by: &t.item, out: out, temp: f.Name}
 			}
 		}
 	}
 }
 
 // fileWriter returns the output that writes the temp file that input in
-// of task t reads, directly or unpacked, if there is one. It reports a
-// name that is not declared, and a temp file that no task writes (once
-// per temp file in unwritten).
-func (p *parser) fileWriter(t *taskSpec, in *inputSpec, ft *fileTable, unwritten map[string]bool) (writer, bool) {
+// of task or library t reads, directly or unpacked, if there is one. It
+// reports a name that is not declared, and a temp file that no task
+// writes (once per temp file in unwritten).
+func (p *parser) fileWriter(t *item, in *inputSpec, ft *fileTable, unwritten map[string]bool) (writer, bool) {
 	f, ok := ft.byName[in.File]
 	if !ok {
 		t.scope(p).errorf(in.node, "input %s: unknown file %s%s", quote(in.Name), quote(in.File), didYouMean(in.File, ft.names))
@@ -366,16 +366,17 @@ func (p *parser) fileWriter(t *taskSpec, in *inputSpec, ft *fileTable, unwritten
 	return w, ok
 }
 
-// checkLocalFiles reports declared local files at paths that tasks write:
-// local files are read when the workflow starts, before any task runs.
-func (p *parser) checkLocalFiles(specs []*taskSpec, ft *fileTable, writers map[string]writer) {
+// checkLocalFiles reports declared local files at paths that tasks or
+// calls write: local files are read when the workflow starts, before any
+// task runs.
+func (p *parser) checkLocalFiles(ft *fileTable, writers map[string]writer) {
 	for _, f := range ft.specs {
 		if f.Kind != Local || !f.ok {
 			continue
 		}
 		if w, ok := writerOf(writers, f.Local); ok {
 			p.errorf(f.valueNode, "file %s: local: path %s is written by %s (line %d); declare a temp file for data that tasks pass on",
-				quote(f.Name), quote(f.path), specs[w.task].label(), w.out.node.Line)
+				quote(f.Name), quote(f.path), w.by.label(), w.out.node.Line)
 		}
 	}
 }

@@ -12,9 +12,18 @@
 // directory unpacked from such a temp file) waits for that task. Tasks
 // may also name other tasks in "after" for explicit ordering.
 //
+// A "libraries" section declares long-running processes that serve
+// function calls, with inputs like a task's; a "calls" section declares
+// calls of their functions, with JSON arguments (from YAML, or read from
+// a file when the workflow runs) and an optional client path for the
+// result. A call waits for the tasks and calls it names in "after" and
+// for the tasks that write its library's inputs. Tasks never wait for
+// calls, and nothing reads a call's result path: a result reaches the
+// client only.
+//
 // Load and Parse turn a file into a Workflow whose paths are absolute,
 // whose defaults have been applied, and whose dependencies have been
-// resolved into task indexes. The result is validated as a whole: when
+// resolved into task and call indexes. The result is validated as a whole: when
 // anything is wrong, they return no Workflow and an ErrorList that names
 // every problem found (up to a limit) with its file, line and column, in
 // the style of a compiler.

@@ -65,9 +65,9 @@ func TestParseErrors(t *testing.T) {
 			want: "wf.yaml:1:1: unknown field \"taks\" (did you mean \"tasks\"?)\nwf.yaml:1:1: missing required field \"tasks\"",
 		},
 		{
-			name: "planned section is unknown for now",
+			name: "libraries not a list",
 			yaml: "libraries: {}\ntasks:\n- {name: a, command: c}\n",
-			want: `wf.yaml:1:1: unknown field "libraries"`,
+			want: `wf.yaml:1:12: libraries: want a list of libraries, got a mapping`,
 		},
 		{
 			name: "bad version",

@@ -1,7 +1,9 @@
 package workflow
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +31,11 @@ func FuzzParse(f *testing.F) {
 		"tasks:\n- {name: a, command: c, outputs: {o: {file: t}}}\n- {name: b, command: c, inputs: {i: {file: d}}}\n"))
 	f.Add([]byte("files:\n  a: {unpack: b}\n  b: {unpack: a}\n  u: {url: 'file:///x', cache: forever}\n" +
 		"tasks:\n- {name: a, command: c, inputs: {i: {file: u}, j: {file: a}}, outputs: {o: {file: u}}}\n"))
+	f.Add([]byte(callsFile))
+	f.Add([]byte("libraries: [{name: l, command: c, inputs: {a: {file: t}}, eager: 1}]\nfiles: {t: {temp: true}}\n" +
+		"tasks: [{name: a, command: c, outputs: {o: {file: t}}}]\n" +
+		"calls:\n- {name: x, library: l, function: f, args: {a: [1, &v 2.5, *v]}, output: out/x, after: a}\n- {library: l, function: g, after: x, args_file: a.json}\n"))
+	f.Add([]byte("libraries: [{name: l, command: c}]\ncalls:\n- {name: a, library: l, function: f, after: b}\n- {name: b, library: l, function: f, after: a}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		w, err := Parse("wf.yaml", "/base", data)
 		if err != nil {
@@ -46,8 +53,8 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if len(w.Tasks) == 0 {
-			t.Fatal("workflow without tasks")
+		if len(w.Tasks) == 0 && len(w.Calls) == 0 {
+			t.Fatal("workflow without tasks or calls")
 		}
 		files := map[string]File{}
 		for _, file := range w.Files {
@@ -125,7 +132,84 @@ func FuzzParse(f *testing.F) {
 		if hasCycle(w) {
 			t.Fatal("accepted a workflow with a cycle")
 		}
+		checkLibrariesAndCalls(t, w, files)
 	})
+}
+
+// checkLibrariesAndCalls checks what FuzzParse accepted of libraries and
+// calls: names, indexes, what they wait for, and arguments.
+func checkLibrariesAndCalls(t *testing.T, w *Workflow, files map[string]File) {
+	libs := map[string]Library{}
+	for _, lib := range w.Libraries {
+		if _, dup := libs[lib.Name]; dup || nameProblem("library", lib.Name) != "" {
+			t.Fatalf("library %q has a bad or repeated name", lib.Name)
+		}
+		libs[lib.Name] = lib
+		if lib.Command == "" || lib.Slots < 0 || lib.Eager < 0 || lib.MaxInstances < 0 || lib.StartTimeout < 0 ||
+			(lib.MaxInstances > 0 && lib.Eager > lib.MaxInstances) || (lib.Mode != "" && lib.Mode != "direct" && lib.Mode != "fork") {
+			t.Fatalf("library %q: bad settings %+v", lib.Name, lib)
+		}
+		checkWaits(t, "library "+lib.Name, lib.After, len(w.Tasks), -1)
+		for _, in := range lib.Inputs {
+			if in.Producer != -1 && !slices.Contains(lib.After, in.Producer) {
+				t.Fatalf("library %q: producer %d of %q is not in After", lib.Name, in.Producer, in.Name)
+			}
+			if _, ok := files[in.File]; in.File != "" && !ok {
+				t.Fatalf("library %q: input %q reads an undeclared file %q", lib.Name, in.Name, in.File)
+			}
+		}
+	}
+	names := map[string]bool{}
+	for _, task := range w.Tasks {
+		names[task.Name] = true
+	}
+	after := make([][]int, len(w.Calls))
+	for i, c := range w.Calls {
+		label := fmt.Sprintf("call %d (%s)", i, c.Name)
+		if c.Name != "" && (names[c.Name] || nameProblem("call", c.Name) != "") {
+			t.Fatalf("%s has a bad or repeated name", label)
+		}
+		names[c.Name] = c.Name != ""
+		lib, ok := libs[c.Library]
+		if !ok || !validFunction.MatchString(c.Function) {
+			t.Fatalf("%s calls %q of unknown library %q", label, c.Function, c.Library)
+		}
+		checkWaits(t, label, c.After, len(w.Tasks), -1)
+		checkWaits(t, label, c.AfterCalls, len(w.Calls), i)
+		for _, a := range lib.After {
+			if !slices.Contains(c.After, a) {
+				t.Fatalf("%s does not wait for task %d, which writes an input of its library", label, a)
+			}
+		}
+		if c.Args != nil && (c.ArgsFile != "" || !json.Valid(c.Args) || len(c.Args) > MaxArgsBytes) {
+			t.Fatalf("%s: bad args %q (args file %q)", label, c.Args, c.ArgsFile)
+		}
+		for _, p := range []string{c.ArgsFile, c.Output} {
+			if p != "" && !filepath.IsAbs(p) {
+				t.Fatalf("%s: path %q is not absolute", label, p)
+			}
+		}
+		if c.Retries < 0 || c.TimeLimit < 0 {
+			t.Fatalf("%s: negative retries or time limit", label)
+		}
+		after[i] = c.AfterCalls
+	}
+	if comps := components(after); len(comps) != len(w.Calls) {
+		t.Fatal("accepted calls that wait for each other in a cycle")
+	}
+}
+
+// checkWaits checks that after is sorted and unique, and indexes a list of
+// n items without naming self.
+func checkWaits(t *testing.T, label string, after []int, n, self int) {
+	if !slices.IsSorted(after) || len(slices.Compact(slices.Clone(after))) != len(after) {
+		t.Fatalf("%s: %v is not sorted and unique", label, after)
+	}
+	for _, a := range after {
+		if a < 0 || a >= n || a == self {
+			t.Fatalf("%s: bad index %d in %v", label, a, after)
+		}
+	}
 }
 
 // hasCycle reports whether the tasks' After lists form a cycle.

@@ -8,8 +8,7 @@ import (
 )
 
 // topFields are the keys a workflow file may have at its top level.
-// Planned sections (libraries, calls) will be added here.
-var topFields = []string{"version", "name", "defaults", "files", "tasks"}
+var topFields = []string{"version", "name", "defaults", "files", "tasks", "libraries", "calls"}
 
 // parseRoot builds the workflow from the document's root node.
 func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
@@ -23,6 +22,8 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 	var defaults taskSpec
 	var specs []*taskSpec
 	var files []*fileSpec
+	var libs []*librarySpec
+	var calls []*callSpec
 	haveTasks := false
 	for _, e := range top.entries(root) {
 		switch e.key {
@@ -45,15 +46,19 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 		case "tasks":
 			haveTasks = true
 			specs = p.parseTasks(e.value)
+		case "libraries":
+			libs = p.parseLibraries(e.value)
+		case "calls":
+			calls = p.parseCalls(e.value)
 		default:
 			top.unknown(e, topFields)
 		}
 	}
-	if !haveTasks {
+	if !haveTasks && len(calls) == 0 {
 		top.errorf(rn, "missing required field %q", "tasks")
 	}
 	ft := p.linkFiles(files)
-	w.Tasks = p.link(specs, &defaults, ft)
+	p.link(w, specs, libs, calls, &defaults, ft)
 	for _, f := range files {
 		w.Files = append(w.Files, f.File)
 	}

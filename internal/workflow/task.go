@@ -1,7 +1,6 @@
 package workflow
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 	"time"
@@ -12,15 +11,11 @@ import (
 // taskSpec is a task as written in the file, before defaults are applied
 // and dependencies resolved. The "defaults" section is read into one too.
 type taskSpec struct {
-	node      *yaml.Node // the task's mapping, as written
-	index     int
-	name      string
-	validName bool
-	nameNode  *yaml.Node
-	command   opt[string]
-	inputs    []inputSpec
-	outputs   []outputSpec
-	after     []ref
+	item
+	command opt[string]
+	inputs  []inputSpec
+	outputs []outputSpec
+	after   []ref
 	settings
 }
 
@@ -168,30 +163,10 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // parseTask reads the task at index i of the "tasks" list.
 func (p *parser) parseTask(i int, tn *yaml.Node) *taskSpec {
-	t := &taskSpec{node: tn, index: i}
-	s := scope{p: p, prefix: fmt.Sprintf("task #%d: ", i+1)}
-	m := p.deref(tn)
-	if m.Kind != yaml.MappingNode {
-		s.errorf(tn, "want a mapping, got %s", describe(m))
+	t := &taskSpec{item: item{kind: "task", node: tn, index: i}}
+	m, s, ok := p.begin(&t.item, tn)
+	if !ok {
 		return t
-	}
-	// Read the name first so that every message can use it.
-	for j := 0; j+1 < len(m.Content); j += 2 {
-		if k := p.deref(m.Content[j]); k.Kind == yaml.ScalarNode && k.Value == "name" {
-			t.nameNode = m.Content[j+1]
-			break
-		}
-	}
-	if t.nameNode != nil {
-		if name, ok := s.str("name", t.nameNode); ok {
-			t.name = name
-			if validName.MatchString(name) && strings.Trim(name, ".") != "" {
-				t.validName = true
-				s.prefix = fmt.Sprintf("task %q: ", name)
-			} else {
-				s.errorf(t.nameNode, "invalid name %s: want 1 to 64 of A-Z a-z 0-9 _ . - and not only dots", quote(name))
-			}
-		}
 	}
 	for _, e := range s.entries(m) {
 		f := lookupField(e.key)

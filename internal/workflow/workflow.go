@@ -26,6 +26,12 @@ type Workflow struct {
 	// Tasks are the workflow's tasks in file order. Task indexes, as in
 	// Task.After and Input.Producer, index this slice.
 	Tasks []Task
+	// Libraries are the libraries of the "libraries" section, in file
+	// order. Calls name them in Call.Library.
+	Libraries []Library
+	// Calls are the function calls of the "calls" section, in file order.
+	// Call indexes, as in Call.AfterCalls, index this slice.
+	Calls []Call
 }
 
 // FileKind says where the data of a declared file comes from.
@@ -170,6 +176,81 @@ type Output struct {
 	// File is the name of the Temp file (in Workflow.Files) that the
 	// output writes, when it is written {file: NAME}.
 	File string
+}
+
+// Library is a long-running process that serves function calls, started
+// on workers as calls need it. Its fields mirror trellis.Library.
+type Library struct {
+	// Name is the library's name, unique among the workflow's libraries.
+	Name string
+	// Line is the line of the library in the workflow file.
+	Line int
+	// Command starts the library process, with /bin/sh -c in the
+	// library's sandbox directory.
+	Command string
+	// Inputs are the files placed in the library's sandbox before it
+	// starts, sorted by Name. Producer indexes Workflow.Tasks.
+	Inputs []Input
+	// Env holds the library's extra environment as "KEY=VALUE" strings,
+	// sorted by key.
+	Env []string
+	// Cores, MemoryMB, DiskMB and GPUs are what each instance holds, as
+	// for a task. Zero means not declared.
+	Cores    float64
+	MemoryMB int64
+	DiskMB   int64
+	GPUs     int
+	// Slots is how many calls one instance runs at once; 0 means not set
+	// (one).
+	Slots int
+	// Mode is "direct", "fork", or "" when not set (direct).
+	Mode string
+	// Eager is how many instances start when the library is installed.
+	Eager int
+	// MaxInstances bounds the instances; 0 means as many as calls need.
+	MaxInstances int
+	// StartTimeout is how long an instance may take to start; 0 means
+	// the worker's default.
+	StartTimeout time.Duration
+	// After holds the indexes of the tasks that write the library's
+	// inputs, sorted and without duplicates.
+	After []int
+}
+
+// Call is one function call of a library.
+type Call struct {
+	// Name is the call's name, unique among tasks and calls, or "" when
+	// the call has none.
+	Name string
+	// Line is the line of the call in the workflow file.
+	Line int
+	// Library is the name of the library (in Workflow.Libraries) that
+	// serves the call.
+	Library string
+	// Function is the name of the function called.
+	Function string
+	// Args holds the call's arguments, JSON-encoded from "args", or nil
+	// when the call has none or reads them from ArgsFile.
+	Args []byte
+	// ArgsFile is the absolute client path that the arguments are read
+	// from when the workflow runs, or "".
+	ArgsFile string
+	// Output is the absolute client path that the call's result is
+	// written to, or "" when the result is not kept.
+	Output string
+	// Retries, RetryOnError, TimeLimit and Priority are as for a task.
+	// Retries is DefaultRetries unless set.
+	Retries      int
+	RetryOnError bool
+	TimeLimit    time.Duration
+	Priority     int
+	// After holds the indexes of the tasks this call waits for: those it
+	// names in "after" and those that write its library's inputs. It is
+	// sorted and has no duplicates.
+	After []int
+	// AfterCalls holds the indexes of the calls this call names in
+	// "after", sorted and without duplicates.
+	AfterCalls []int
 }
 
 // Dependents returns the indexes of the tasks that have task i in their
