@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,7 +42,7 @@ func callCmd() *cobra.Command {
 			out, err := c.Call(ctx, args[1], args[2], []byte(args[3]))
 			var ce *trellis.CallError
 			if errors.As(err, &ce) && ce.Result.Traceback != "" {
-				fmt.Fprintln(os.Stderr, ce.Result.Traceback)
+				fmt.Fprintln(cmd.ErrOrStderr(), ce.Result.Traceback)
 			}
 			if err != nil {
 				return err

@@ -91,26 +91,18 @@ func TestCallPython(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// call runs the command and returns its standard output, what it wrote
-	// to os.Stderr (a traceback) and its error.
+	// call runs the command and returns its standard output and error
+	// output (a traceback) and its error.
 	call := func(args ...string) (string, string, error) {
 		t.Helper()
-		errFile, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer errFile.Close()
-		saved := os.Stderr
-		os.Stderr = errFile
-		defer func() { os.Stderr = saved }()
 		cmd := callCmd()
 		cmd.SilenceUsage, cmd.SilenceErrors = true, true // as under the root command
-		var stdout bytes.Buffer
+		var stdout, stderr bytes.Buffer
 		cmd.SetOut(&stdout)
+		cmd.SetErr(&stderr)
 		cmd.SetArgs(append([]string{"--secret-file", secretFile, "--timeout", "20s", m.Addr(), "clilib"}, args...))
-		err = cmd.Execute()
-		stderr, _ := os.ReadFile(errFile.Name())
-		return stdout.String(), string(stderr), err
+		err := cmd.Execute()
+		return stdout.String(), stderr.String(), err
 	}
 
 	t.Run("result", func(t *testing.T) {
