@@ -163,10 +163,11 @@ func (c *catalog) await(t *task) (missing int32, why string) {
 	return missing, ""
 }
 
-// allReady reports whether every file in fs exists now.
+// allReady reports whether every file in fs exists now. A file the
+// catalog does not know is external: it exists.
 func (c *catalog) allReady(fs []FileID) bool {
 	for _, f := range fs {
-		if e := c.files[f]; e == nil || e.state != fileReady {
+		if e := c.files[f]; e != nil && e.state != fileReady {
 			return false
 		}
 	}

@@ -40,6 +40,7 @@ type instance struct {
 	lib      *library
 	ready    bool
 	stopping bool
+	eager    bool             // started at install: it waits for a place even if no call does
 	free     int32            // slots
 	calls    map[TaskID]*task // running in it
 	lastUse  uint64           // tick
@@ -58,7 +59,7 @@ func (c *Core) installLibrary(ev LibraryInstalled) {
 	lib.everyWkr = ev.EveryWorker
 	lib.failures, lib.broken = 0, "" // installing again clears a broken library
 	for range max(ev.Eager-int32(len(lib.insts)), 0) {
-		c.startInstance(lib)
+		c.startInstance(lib).eager = true
 	}
 	c.deployEverywhere(lib)
 	c.libDirty(lib)
@@ -141,7 +142,6 @@ func (c *Core) placeCalls(lib *library) {
 		for len(lib.waiting.tasks) > 0 {
 			c.finish(lib.waiting.pop(), Outcome{Kind: Failed, Message: lib.broken})
 		}
-		return
 	}
 	for len(lib.waiting.tasks) > 0 {
 		inst := lib.freest()
@@ -165,12 +165,15 @@ func (c *Core) placeCalls(lib *library) {
 		if !inst.ready {
 			coming += lib.slots
 		}
-		if inst.t.state == Ready || inst.t.state == Waiting {
-			unplaced = append(unplaced, inst)
+		if inst.t.state == Ready || inst.t.state == Waiting || inst.t.state == Staging && lib.broken != "" {
+			unplaced = append(unplaced, inst) // not started: a broken library ends them all
 		}
 	}
 	if len(lib.waiting.tasks) == 0 {
 		for _, inst := range unplaced { // nobody needs them any more
+			if inst.eager && lib.broken == "" {
+				continue
+			}
 			if inst.t.state == Ready {
 				c.ready.remove(inst.t)
 			}
@@ -183,11 +186,21 @@ func (c *Core) placeCalls(lib *library) {
 	}
 }
 
+// serving reports whether an instance of l is ready.
+func (l *library) serving() bool {
+	for _, inst := range l.insts {
+		if inst.ready && !inst.stopping {
+			return true
+		}
+	}
+	return false
+}
+
 // freest returns the ready instance with the most free slots, or nil.
 func (l *library) freest() *instance {
 	var best *instance
 	for _, inst := range l.insts {
-		if inst.ready && !inst.stopping && inst.free > 0 && (best == nil || inst.free > best.free) {
+		if inst.ready && !inst.stopping && !inst.t.worker.draining && inst.free > 0 && (best == nil || inst.free > best.free) {
 			best = inst
 		}
 	}
@@ -208,7 +221,7 @@ func (c *Core) newInstance(lib *library) *instance {
 	return inst
 }
 
-func (c *Core) startInstance(lib *library) {
+func (c *Core) startInstance(lib *library) *instance {
 	inst := c.newInstance(lib)
 	t := inst.t
 	if missing, why := c.files.await(t); why != "" {
@@ -216,11 +229,12 @@ func (c *Core) startInstance(lib *library) {
 	} else if t.missing = missing; missing == 0 {
 		c.makeReady(t)
 	}
+	return inst
 }
 
 func (c *Core) instanceReady(ev InstanceReady) {
 	t := c.tasks[ev.Instance]
-	if t == nil || t.inst == nil || t.state != Running || t.attempt != ev.Attempt || t.worker.id != ev.Worker {
+	if t == nil || t.inst == nil || t.inst.ready || t.state != Running || t.attempt != ev.Attempt || t.worker.id != ev.Worker {
 		c.emit(StaleResult{Task: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
 		return
 	}
@@ -280,8 +294,10 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 		}
 		c.retryOrFinish(call, crashed, true)
 	}
-	if startFailure {
-		if lib.failures++; lib.failures >= StartFailures {
+	if startFailure && lib.broken == "" {
+		// A library whose other instance serves is not broken: this worker
+		// may lack what the set-up needs, and calls still have a place.
+		if lib.failures++; lib.failures >= StartFailures && !lib.serving() {
 			lib.broken = fmt.Sprintf("library failed to start %d times: %s", lib.failures, why.Message)
 			c.emit(LibraryBroken{Lib: lib.id, Why: lib.broken})
 		}

@@ -164,6 +164,22 @@ func TestLibraries(t *testing.T) {
 			},
 		},
 		{
+			// Other instances fail to start while one serves: the library
+			// is not broken, and the waiting call runs in the one that works.
+			name: "not broken while an instance serves",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 100), Slots: 1}, nil},
+				{submit(callOf(1, 7, 0)), acts(start(1, 1, 1, 7))},
+				{ready(1, 1), acts(inSlot(1, 1, 1, 1))},
+				{submit(callOf(2, 7, 0)), acts(start(2, 1, 1, 7))},
+				{core.InstanceEnded{Instance: inst(2), Attempt: 1, Worker: 1, Outcome: outcome(core.Failed, "no GPU here")}, acts(start(3, 1, 1, 7))},
+				{core.InstanceEnded{Instance: inst(3), Attempt: 1, Worker: 1, Outcome: outcome(core.Failed, "no GPU here")}, acts(start(4, 1, 1, 7))},
+				{core.InstanceEnded{Instance: inst(4), Attempt: 1, Worker: 1, Outcome: outcome(core.Failed, "no GPU here")}, acts(start(5, 1, 1, 7))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), inSlot(2, 1, 1, 1))},
+			},
+		},
+		{
 			name: "cancel a waiting call",
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},

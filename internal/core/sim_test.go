@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"testing"
 
 	"trellis/internal/core/coretest"
@@ -238,6 +239,141 @@ func TestSimulationDataLarge(t *testing.T) {
 		ReplicaLossRate: 0.02, TransferFailRate: 0.03, RejoinFraction: 0.3,
 		LossRate: 0.002, DrainRate: 0.002, CancelRate: 0.005, FailRate: 0.05, StaleRate: 0.01, TickRate: 0.005,
 		DepFraction: 0.6, BadFraction: 0.001, GPUFraction: 0.2, BatchSize: 128,
+		StrictPlacement: true,
+	})
+	t.Logf("seed %d: %v", seed, stats)
+}
+
+// libScenarios add libraries and calls to plain tasks: instances start,
+// fail to start (some libraries always do), crash with the calls they run,
+// and are stopped when idle; calls are cancelled, workers lost and drained.
+// Keep them fast too.
+var libScenarios = []struct {
+	name string
+	cfg  coretest.Config
+}{
+	{
+		name: "calls",
+		cfg: coretest.Config{
+			Workers: 12, Tasks: 1500,
+			Libraries: 5, CallFraction: 0.5, LibInputFraction: 0.5, BrokenLibraries: 1, SetupFailRate: 0.1, CrashRate: 0.01,
+			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.02, FailRate: 0.1, StaleRate: 0.05, TickRate: 0.03,
+			DepFraction: 0.5, BadFraction: 0.01, GPUFraction: 0.3,
+		},
+	},
+	{
+		name: "library storm",
+		cfg: coretest.Config{
+			Workers: 6, Tasks: 1000,
+			Libraries: 6, CallFraction: 0.7, LibInputFraction: 0.5, BrokenLibraries: 2, SetupFailRate: 0.3, CrashRate: 0.05,
+			LossRate: 0.03, DrainRate: 0.02, CancelRate: 0.05, FailRate: 0.2, StaleRate: 0.1, TickRate: 0.05,
+			DepFraction: 0.6, BadFraction: 0.02, GPUFraction: 0.3,
+		},
+	},
+	{
+		name: "calls, few workers",
+		cfg: coretest.Config{
+			Workers: 3, Tasks: 1000,
+			Libraries: 3, CallFraction: 0.9, LibInputFraction: 0.3, BrokenLibraries: 1, SetupFailRate: 0.05, CrashRate: 0.01,
+			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.05,
+			DepFraction: 0.3, BatchSize: 100,
+		},
+	},
+	{
+		name: "calls read staged files",
+		cfg: coretest.Config{
+			Workers: 8, Tasks: 800,
+			Libraries: 4, CallFraction: 0.5, LibInputFraction: 0.5, BrokenLibraries: 1, SetupFailRate: 0.1, CrashRate: 0.02,
+			TempFraction: 0.6, OriginFraction: 0.2, DerivedFraction: 0.1, MaxReplicas: 2,
+			ReplicaLossRate: 0.02, TransferFailRate: 0.03, RejoinFraction: 0.3,
+			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.02, FailRate: 0.05, StaleRate: 0.03, TickRate: 0.03,
+			DepFraction: 0.5,
+		},
+	},
+}
+
+// TestSimulationLibraries runs the library scenarios. Besides the
+// invariants of TestSimulation (and TestSimulationData, with files), every
+// step checks that no instance runs more calls than its slots, that a call
+// is dispatched only to a ready instance of its library on the worker
+// named, that instances hold their library's resources (no worker is
+// over-committed), that a library has at most Max instances, that only idle
+// instances are stopped, and that a LibraryBroken names a start failure and
+// fails the calls that wait; at the end, every call has its Done (those of
+// a library that never starts failed with the reason it broke) and only
+// idle, ready instances are left. See coretest.
+func TestSimulationLibraries(t *testing.T) {
+	for _, sc := range libScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			// What the seeds did, together: one seed may break every library.
+			seeds := libSeeds()
+			var mu sync.Mutex
+			var calls, broken int
+			t.Cleanup(func() {
+				if len(seeds) > 1 && (calls == 0 || broken == 0) {
+					t.Errorf("no call ran (%d), or no library broke (%d), in any seed", calls, broken)
+				}
+			})
+			for _, seed := range seeds {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Parallel()
+					cfg := sc.cfg
+					cfg.Seed = seed
+					cfg.StrictPlacement = true
+					cfg.Trace = trace()
+					stats := coretest.Run(t, cfg)
+					t.Logf("seed %d: %v", seed, stats)
+					mu.Lock()
+					defer mu.Unlock()
+					calls += stats.CallDispatches
+					broken += stats.LibrariesBroken
+				})
+			}
+		})
+	}
+}
+
+// libSeeds returns the seeds of the library scenarios: those of seeds, and
+// outside -short mode four times as many (unless -seed names one).
+func libSeeds() []int64 {
+	if testing.Short() || *seedFlag != 0 {
+		return seeds()
+	}
+	out := make([]int64, 4**seedCount)
+	for i := range out {
+		out[i] = int64(i + 1)
+	}
+	return out
+}
+
+// TestSimulationLibrariesDeterministic checks that a seed replays the same
+// history with libraries too.
+func TestSimulationLibrariesDeterministic(t *testing.T) {
+	cfg := libScenarios[1].cfg
+	cfg.Seed = 42
+	cfg.Tasks = 400
+	a, b := coretest.Run(t, cfg), coretest.Run(t, cfg)
+	if a.String() != b.String() {
+		t.Errorf("two runs of seed %d differ:\n%v\n%v", cfg.Seed, a, b)
+	}
+}
+
+// TestSimulationLibrariesLarge is one big run with libraries: 200 workers,
+// 10,000 tasks, a third of them calls of 12 libraries.
+func TestSimulationLibrariesLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large simulation skipped in -short mode")
+	}
+	t.Parallel() // alongside the other simulations: both cores busy
+	seed := int64(1)
+	if *seedFlag != 0 {
+		seed = *seedFlag
+	}
+	stats := coretest.Run(t, coretest.Config{
+		Seed: seed, Workers: 200, Tasks: 10_000, Trace: trace(),
+		Libraries: 12, CallFraction: 0.35, LibInputFraction: 0.3, BrokenLibraries: 2, SetupFailRate: 0.05, CrashRate: 0.002,
+		LossRate: 0.002, DrainRate: 0.002, CancelRate: 0.005, FailRate: 0.05, StaleRate: 0.01, TickRate: 0.005,
+		DepFraction: 0.4, BadFraction: 0.001, GPUFraction: 0.2, BatchSize: 128,
 		StrictPlacement: true,
 	})
 	t.Logf("seed %d: %v", seed, stats)

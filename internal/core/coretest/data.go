@@ -569,10 +569,10 @@ func (s *sim) fetchFailedFor(t *simTask) bool {
 
 // Checks.
 
-// checkDispatchInputs fails unless every staged input of t is on w: held
+// checkInputsOn fails unless every staged input of Dispatch a is on w: held
 // there, or (a produced file) at the manager, where the worker gets it.
-func (s *sim) checkDispatchInputs(a core.Dispatch, t *simTask, w *simWorker) {
-	for _, f := range t.spec.Inputs {
+func (s *sim) checkInputsOn(a core.Dispatch, inputs []core.FileID, w *simWorker) {
+	for _, f := range inputs {
 		df := s.d.decl[f]
 		if df == nil || w.holds.has(f) || (df.kind == core.Produced && (df.manager || !df.temp)) {
 			continue
@@ -631,12 +631,16 @@ func (s *sim) checkDataEnd(files bool) {
 			continue
 		}
 		// Consumers waiting when it was lost, or submitted since, fail
-		// with its reason (or that of another input that failed).
+		// with its reason (or that of another input that failed, or, a
+		// call, that of its library's LibraryBroken).
 		for _, c := range fi.consumers {
 			if c.submitStep <= df.lostStep && !slices.Contains(df.mustFail, c) {
 				continue
 			}
-			if c.doneKind != core.Cancelled && (c.doneKind != core.InputMissing || !s.failedWith(c, c.doneMsg)) {
+			if c.doneKind == core.Success && !slices.Contains(c.spec.Inputs, f) {
+				continue // it reads a file unpacked from f, which a worker may hold still
+			}
+			if c.doneKind != core.Cancelled && !c.libBroken && (c.doneKind != core.InputMissing || !s.failedWith(c, c.doneMsg)) {
 				s.failf("task %d reads file %d, lost at step %d (%q), but ended %s: %q", c.spec.ID, f, df.lostStep, df.lost, c.doneKind, c.doneMsg)
 			}
 		}

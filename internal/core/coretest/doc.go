@@ -33,6 +33,25 @@
 // read is available, lost with a reason its waiting readers failed with, or
 // was never produced; and no transfer is left in flight.
 //
+// With Config.Libraries set, the run installs libraries (with random
+// slots, Max, Eager, EveryWorker, resources, and inputs that tasks produce;
+// some always fail to start, others now and then) and submits calls mixed
+// with plain tasks. The fake workers host the instances the core starts:
+// each reports InstanceReady or a set-up failure, runs the calls dispatched
+// to it, ends with "stopped" after a Stop, and crashes (failed, or over its
+// memory) with the calls it runs; libraries are installed again. The model
+// then also checks, from the actions alone: no instance runs more calls than
+// its slots; a call goes only to a ready, not stopping, instance of its
+// library on the worker named (not draining); instances hold their
+// library's resources and GPUs, and a library has at most Max of them; only
+// idle instances are stopped; a LibraryBroken comes once per install and
+// names a start failure, and the calls that wait (or come later) fail with
+// its reason at once; Eager and EveryWorker instances start when there is
+// room; every call of an instance that ends is retried or done. At the end
+// every call has its Done, those of a library that never starts failed
+// with the set-up failure it broke with, and only idle, ready instances are
+// left.
+//
 // BenchCore measures the core alone: decisions per second, memory per queued
 // task, and how the cost of a decision grows with workers and queued tasks.
 // It needs no *testing.T or *testing.B, so the CLI can call it.

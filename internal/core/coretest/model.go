@@ -5,6 +5,7 @@ package coretest
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 
@@ -33,6 +34,9 @@ type simTask struct {
 	doneMsg    string
 	doneStep   int
 	submitStep int
+
+	inst      *simInst // a call: the instance it runs in now, or nil
+	libBroken bool     // a call that failed as its library is broken, or not installed
 }
 
 // simWorker is the model of one worker.
@@ -47,6 +51,7 @@ type simWorker struct {
 	gone     bool
 	livePos  int     // in sim.live
 	holds    fileSet // files it really holds (data runs)
+	insts    map[core.TaskID]*simInst
 }
 
 type fileInfo struct {
@@ -67,7 +72,7 @@ type fate struct {
 }
 
 func (s *sim) task(id core.TaskID) *simTask {
-	if id == 0 || int(id) > len(s.tasks) {
+	if id == 0 || core.IsInstance(id) || int(id) > len(s.tasks) {
 		return nil
 	}
 	return s.tasks[id-1]
@@ -87,6 +92,9 @@ func equalActions(a, b []core.Action) bool {
 
 // expect records, before the step, how the model says ev must play out.
 func (s *sim) expect(ev core.Event) {
+	if s.expectLib(ev) {
+		return
+	}
 	switch ev := ev.(type) {
 	case core.WorkerJoined:
 		if s.workers[ev.Worker] != nil {
@@ -99,6 +107,7 @@ func (s *sim) expect(ev core.Event) {
 			devices: slices.Clone(ev.GPUs),
 			gpuUsed: make(map[int32]core.TaskID),
 			running: make(map[core.TaskID]*simTask),
+			insts:   make(map[core.TaskID]*simInst),
 			livePos: len(s.live),
 		}
 		s.workers[w.id] = w
@@ -126,8 +135,11 @@ func (s *sim) expect(ev core.Event) {
 			s.exact = true
 			return
 		}
-		for _, t := range w.running {
-			s.expectLost(t)
+		for _, id := range slices.Sorted(maps.Keys(w.running)) { // in order: expectLost may reorder s.running
+			s.expectLost(w.running[id])
+		}
+		for _, id := range slices.Sorted(maps.Keys(w.insts)) { // in order: endInst reorders s.l.live
+			s.endInst(w.insts[id]) // not a start failure, and its calls are lost with the worker
 		}
 		s.workerGone(w)
 		w.gone = true
@@ -279,6 +291,9 @@ func (s *sim) expectSubmit(batch []core.Task) {
 				s.mustFinish = append(s.mustFinish, t)
 			}
 		}
+		if s.callFailsAtOnce(t) {
+			s.mustFinish = append(s.mustFinish, t)
+		}
 	}
 }
 
@@ -331,6 +346,10 @@ func (s *sim) apply(a core.Action) {
 		s.stats.StaleResults++
 	case core.Fetch:
 		s.applyFetch(a)
+	case core.Stop:
+		s.applyStop(a)
+	case core.LibraryBroken:
+		s.applyBroken(a)
 	case core.Rerun:
 		s.applyRerun(a)
 	case core.Recreated:
@@ -343,6 +362,17 @@ func (s *sim) apply(a core.Action) {
 }
 
 func (s *sim) applyDispatch(a core.Dispatch) {
+	if a.Lib != 0 {
+		w := s.workers[a.Worker]
+		switch {
+		case w == nil:
+			s.failf("Dispatch %+v to an unknown or departed worker", a)
+		case w.draining:
+			s.failf("Dispatch %+v to a draining worker", a)
+		}
+		s.applyStart(a, w)
+		return
+	}
 	t := s.task(a.Task)
 	switch {
 	case t == nil || !t.submitted:
@@ -373,23 +403,20 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 		}
 	}
 	if s.cfg.dataOn() {
-		s.checkDispatchInputs(a, t, w)
+		s.checkInputsOn(a, t.spec.Inputs, w)
 	}
-	need := t.spec.Resources
-	if used := w.used.Add(need); !w.total.Fits(used) {
-		s.failf("Dispatch %+v over-commits worker %d: %v in use of %v", a, w.id, used, w.total)
-	}
-	if int64(len(a.GPUs)) != need.GPUs {
-		s.failf("Dispatch %+v names %d GPUs, the task needs %d", a, len(a.GPUs), need.GPUs)
-	}
-	for _, g := range a.GPUs {
-		if !slices.Contains(w.devices, g) {
-			s.failf("Dispatch %+v: worker %d has no GPU %d (it has %v)", a, w.id, g, w.devices)
+	var need core.Resources // a call's are its instance's
+	if t.spec.Role == core.Call {
+		s.checkCallDispatch(a, t)
+	} else {
+		if a.Instance != 0 {
+			s.failf("Dispatch %+v of a task that is not a call, to an instance", a)
 		}
-		if other, busy := w.gpuUsed[g]; busy {
-			s.failf("Dispatch %+v: GPU %d of worker %d is in use by task %d", a, g, w.id, other)
+		need = t.spec.Resources
+		if used := w.used.Add(need); !w.total.Fits(used) {
+			s.failf("Dispatch %+v over-commits worker %d: %v in use of %v", a, w.id, used, w.total)
 		}
-		w.gpuUsed[g] = t.spec.ID
+		s.takeGPUs(a, w, need.GPUs)
 	}
 	t.attempt = a.Attempt
 	t.worker = w
@@ -401,6 +428,22 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 	t.runPos = len(s.running)
 	s.running = append(s.running, t)
 	s.stats.Dispatches++
+}
+
+// takeGPUs checks that Dispatch a names n free GPUs of w, and takes them.
+func (s *sim) takeGPUs(a core.Dispatch, w *simWorker, n int64) {
+	if int64(len(a.GPUs)) != n {
+		s.failf("Dispatch %+v names %d GPUs, the task needs %d", a, len(a.GPUs), n)
+	}
+	for _, g := range a.GPUs {
+		if !slices.Contains(w.devices, g) {
+			s.failf("Dispatch %+v: worker %d has no GPU %d (it has %v)", a, w.id, g, w.devices)
+		}
+		if other, busy := w.gpuUsed[g]; busy {
+			s.failf("Dispatch %+v: GPU %d of worker %d is in use by task %d", a, g, w.id, other)
+		}
+		w.gpuUsed[g] = a.Task
+	}
 }
 
 func (s *sim) applyDone(a core.Done) {
@@ -419,6 +462,9 @@ func (s *sim) applyDone(a core.Done) {
 	}
 	f := s.fates[t.spec.ID]
 	switch {
+	case f != nil && f.requeue && f.seen && (s.brokenDone(t, a) || a.Outcome.Kind == core.InputMissing && s.inputFailed(t)):
+		// Requeued, and then it can never run: its library broke since
+		// (a call), or its input was lost for good with the same worker.
 	case f != nil:
 		if f.requeue || f.seen || f.kind != a.Outcome.Kind {
 			s.failf("Done %+v: the model expects %+v", a, f)
@@ -426,6 +472,8 @@ func (s *sim) applyDone(a core.Done) {
 		f.seen = true
 	case t.worker != nil:
 		s.failf("Done %+v ends a running attempt the event does not concern", a)
+	case s.brokenDone(t, a):
+		// A call of a broken library.
 	case a.Outcome.Kind != core.InputMissing:
 		s.failf("Done %+v of a task that was not running", a)
 	case a.Outcome.Message == "":
@@ -482,7 +530,12 @@ func (s *sim) inputFailed(t *simTask) bool {
 // release ends t's running attempt in the model.
 func (s *sim) release(t *simTask) {
 	w := t.worker
-	w.used = w.used.Sub(t.spec.Resources)
+	if t.inst != nil {
+		delete(t.inst.calls, t.spec.ID)
+		t.inst = nil
+	} else {
+		w.used = w.used.Sub(t.spec.Resources)
+	}
 	delete(w.running, t.spec.ID)
 	for _, g := range t.gpus {
 		delete(w.gpuUsed, g)
@@ -511,6 +564,14 @@ func (s *sim) afterStep(acts []core.Action) {
 	if len(s.d.reruns) > 0 {
 		s.checkReruns()
 	}
+	switch ev := s.ev.(type) {
+	case core.LibraryInstalled:
+		s.checkInstall(s.lib(ev.Lib), acts)
+	case core.WorkerJoined:
+		for _, l := range s.l.libs {
+			s.checkDeployed(l)
+		}
+	}
 	for id, f := range s.fates {
 		if !f.seen {
 			s.failf("task %d: no action for the expected %+v; got %+v", id, *f, acts)
@@ -523,13 +584,18 @@ func (s *sim) afterStep(acts []core.Action) {
 	}
 	waiting, ready, running, finished := s.c.Counts()
 	staging := s.c.Staging()
-	if running != len(s.running) || finished != s.doneCount || waiting+ready+staging != s.liveTasks+s.d.rerunning-len(s.running) {
+	if s.cfg.libsOn() {
+		s.checkLibCounts()
+	} else if running != len(s.running) || finished != s.doneCount || waiting+ready+staging != s.liveTasks+s.d.rerunning-len(s.running) {
 		s.failf("Counts() = waiting %d ready %d running %d finished %d, staging %d; model: queued %d running %d finished %d",
 			waiting, ready, running, finished, staging, s.liveTasks+s.d.rerunning-len(s.running), len(s.running), s.doneCount)
 	}
 	if _, tick := s.ev.(core.Tick); tick {
 		for _, a := range acts {
 			if d, ok := a.(core.Dispatch); ok {
+				if l := s.lib(d.Lib); l != nil && l.spec.EveryWorker {
+					continue // a Tick deploys instances on every worker with room
+				}
 				s.stats.TickDispatches++
 				// With data, a Tick legitimately starts a fetch that was
 				// waiting for a source, and a lost input makes its
@@ -566,7 +632,7 @@ func (s *sim) checkPlacement() {
 	var shapes []*simTask // the first ready task of each shape
 	seen := make(map[core.Resources]bool)
 	for _, t := range s.tasks[:s.next] {
-		if t.done && !t.rerunning || t.rejected || t.worker != nil || staging[t.spec.ID] || seen[t.spec.Resources] || !s.inputsReady(t) {
+		if t.done && !t.rerunning || t.rejected || t.worker != nil || staging[t.spec.ID] || seen[t.spec.Resources] || !s.inputsReady(t) || t.spec.Role == core.Call {
 			continue
 		}
 		seen[t.spec.Resources] = true
@@ -624,8 +690,11 @@ func (s *sim) checkWorkers() {
 		if w == nil {
 			s.failf("Workers() lists worker %d, which the model does not have", info.ID)
 		}
-		ids := make([]core.TaskID, 0, len(w.running))
+		ids := make([]core.TaskID, 0, len(w.running)+len(w.insts))
 		for id := range w.running {
+			ids = append(ids, id)
+		}
+		for id := range w.insts {
 			ids = append(ids, id)
 		}
 		slices.Sort(ids)
@@ -639,12 +708,26 @@ func (s *sim) checkWorkers() {
 		}
 		var reserved core.Resources
 		var extra []core.TaskID
+		instStaging := false // an instance staging there: its library is unknown
 		for _, id := range info.Running {
+			if core.IsInstance(id) {
+				if inst := w.insts[id]; inst != nil {
+					reserved = reserved.Add(inst.lib.spec.Resources)
+				} else if s.l.seen[id] {
+					s.failf("worker %d: Workers() lists instance %d, which ended or runs elsewhere", info.ID, id)
+				} else {
+					instStaging = true
+					extra = append(extra, id)
+				}
+				continue
+			}
 			t := s.task(id)
 			if t == nil {
 				s.failf("worker %d: Workers() lists unknown task %d", info.ID, id)
 			}
-			reserved = reserved.Add(t.spec.Resources)
+			if t.spec.Role != core.Call {
+				reserved = reserved.Add(t.spec.Resources)
+			}
 			if w.running[id] != nil {
 				continue
 			}
@@ -657,7 +740,12 @@ func (s *sim) checkWorkers() {
 		if !slices.Equal(slices.DeleteFunc(slices.Clone(info.Running), func(id core.TaskID) bool { return slices.Contains(extra, id) }), ids) {
 			s.failf("worker %d: got %+v, want running %v (and tasks staging)", info.ID, info, ids)
 		}
-		if info.Total != w.total || info.Free != w.total.Sub(reserved) || !w.total.Fits(reserved) || info.Draining != w.draining {
+		if instStaging {
+			// At least what the model knows is reserved.
+			if info.Total != w.total || !w.total.Sub(reserved).Fits(info.Free) || !w.total.Fits(reserved) || info.Draining != w.draining {
+				s.failf("worker %d: got %+v, want total %v free at most %v (%v reserved, and instances staging) draining %v", info.ID, info, w.total, w.total.Sub(reserved), reserved, w.draining)
+			}
+		} else if info.Total != w.total || info.Free != w.total.Sub(reserved) || !w.total.Fits(reserved) || info.Draining != w.draining {
 			s.failf("worker %d: got %+v, want total %v free %v (%v reserved) draining %v", info.ID, info, w.total, w.total.Sub(reserved), reserved, w.draining)
 		}
 		s.checkHoldings(info, w, fetchesTo[w.id])
@@ -703,12 +791,19 @@ func (s *sim) checkEnd() {
 	if s.doneCount != s.next {
 		s.failf("%d Done actions for %d tasks", s.doneCount, s.next)
 	}
-	if w, r, run, _ := s.c.Counts(); w+r+run+s.c.Staging() != 0 {
-		s.failf("core still holds tasks: waiting %d ready %d running %d staging %d", w, r, run, s.c.Staging())
+	if w, r, run, _ := s.c.Counts(); w+r+run+s.c.Staging() != len(s.l.live) {
+		s.failf("core still holds tasks: waiting %d ready %d running %d staging %d (%d library instances)", w, r, run, s.c.Staging(), len(s.l.live))
 	}
 	for _, w := range s.workers {
-		if len(w.running) != 0 || w.used != (core.Resources{}) || len(w.gpuUsed) != 0 {
-			s.failf("worker %d still runs %d tasks (%v in use)", w.id, len(w.running), w.used)
+		// Only instances, idle, may be left: checkLibEnd.
+		var held core.Resources
+		gpus := 0
+		for _, inst := range w.insts {
+			held = held.Add(inst.lib.spec.Resources)
+			gpus += len(inst.gpus)
+		}
+		if len(w.running) != 0 || w.used != held || len(w.gpuUsed) != gpus {
+			s.failf("worker %d still runs %d tasks (%v in use, %v by %d instances)", w.id, len(w.running), w.used, held, len(w.insts))
 		}
 	}
 }

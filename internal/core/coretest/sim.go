@@ -41,6 +41,15 @@ type Config struct {
 	TransferFailRate float64 // chance that a fetch whose source has the file fails anyway (source or destination fault)
 	RejoinFraction   float64 // chance that a lost worker comes back, under a new ID, with some of its files
 
+	// Libraries. With Libraries zero, no library is installed and no call
+	// made (the other library fields then do nothing).
+	Libraries        int     // libraries installed: half at the start, the rest as tasks are submitted
+	CallFraction     float64 // fraction of tasks that are calls of an installed library
+	LibInputFraction float64 // fraction of the libraries installed later that read a file a task produces
+	BrokenLibraries  int     // libraries whose instances always fail to start (every other one, from the second)
+	SetupFailRate    float64 // chance that an instance of a working library fails to start (while faults are on)
+	CrashRate        float64 // a random ready instance crashes (fails, or exceeds its memory) with its calls
+
 	BatchSize int // largest TasksSubmitted batch; 0 means 32
 	MaxSteps  int // fail after this many steps; 0 means 50 per task plus 10,000
 
@@ -79,6 +88,19 @@ type Stats struct {
 	Probes          int // tasks submitted after the run to read files no worker holds
 	ProbesRecreated int // of which succeeded: the file was made again
 	ProbesLost      int // of which failed with the file's FileLost reason
+
+	// Libraries.
+	Libraries        int
+	Reinstalls       int // a library installed again with the same spec
+	Calls            int // calls submitted
+	CallDispatches   int
+	InstancesStarted int // dispatched
+	InstancesReady   int
+	SetupFailures    int // instances that failed to start
+	InstanceCrashes  int
+	Stops            int
+	LibrariesBroken  int // LibraryBroken actions
+	CallsBroken      int // calls of a library that never starts, failed with its reason
 }
 
 func (s Stats) String() string {
@@ -94,6 +116,10 @@ func (s Stats) String() string {
 	if s.Fetches > 0 || s.Dropped > 0 {
 		out += fmt.Sprintf(" fetches=%d failed=%d dropped=%d rejoined=%d reruns=%d recreated=%d lost=%d probes=%d (recreated %d, lost %d)",
 			s.Fetches, s.FetchFailures, s.Dropped, s.Rejoined, s.Reruns, s.Recreated, s.FilesLost, s.Probes, s.ProbesRecreated, s.ProbesLost)
+	}
+	if s.Calls > 0 {
+		out += fmt.Sprintf(" libraries=%d reinstalls=%d calls=%d call-dispatches=%d instances started=%d ready=%d set-up failures=%d crashes=%d stops=%d broken=%d calls failed broken=%d",
+			s.Libraries, s.Reinstalls, s.Calls, s.CallDispatches, s.InstancesStarted, s.InstancesReady, s.SetupFailures, s.InstanceCrashes, s.Stops, s.LibrariesBroken, s.CallsBroken)
 	}
 	return out
 }
@@ -119,10 +145,14 @@ func Run(tb testing.TB, cfg Config) Stats {
 		fates:   make(map[core.TaskID]*fate),
 		history: make([]attemptRef, 0, historySize),
 		d:       newDataState(),
+		l:       newLibState(),
 	}
 	s.stats.Done = make(map[core.Kind]int)
 	for range cfg.Workers {
 		s.join(s.randomWorker())
+	}
+	for range (cfg.Libraries + 1) / 2 {
+		s.installLib()
 	}
 	// Faults on: submit everything, then keep going for as many steps again.
 	for s.next < cfg.Tasks {
@@ -136,6 +166,9 @@ func Run(tb testing.TB, cfg Config) Stats {
 	}
 	s.quiesce()
 	s.checkEnd()
+	if cfg.libsOn() {
+		s.checkLibEnd()
+	}
 	if cfg.dataOn() {
 		s.checkDataEnd(false)
 		s.probe()
@@ -194,6 +227,7 @@ type sim struct {
 	want       []core.Action
 
 	d dataState // files, holdings and transfers; see data.go
+	l libState  // libraries and instances; see libs.go
 }
 
 func (s *sim) failf(format string, args ...any) {
@@ -234,7 +268,7 @@ func (s *sim) do(ev core.Event) []core.Action {
 			fmt.Fprintf(s.cfg.Trace, "\t%T%+v\n", a, a)
 		}
 	}
-	if s.exact && !equalActions(s.want, acts) {
+	if s.exact && !equalActions(s.want, s.withoutDeploys(acts)) {
 		s.failf("got actions %+v, want exactly %+v", acts, s.want)
 	}
 	for _, a := range acts {
@@ -306,6 +340,9 @@ func (s *sim) genTask() *simTask {
 		Retries:      int32(r.IntN(4)),
 		RetryOnError: r.IntN(2) == 0,
 	}
+	if s.cfg.libsOn() && r.Float64() < s.cfg.CallFraction {
+		s.genCall(&spec)
+	}
 	if s.cfg.GPUFraction > 0 {
 		switch r.IntN(20) {
 		case 0:
@@ -363,6 +400,12 @@ func (s *sim) genTask() *simTask {
 	t.spec = spec
 	t.deps = s.depsOf(spec.Inputs)
 	s.tasks = append(s.tasks, t)
+	if spec.Role == core.Call {
+		if l := s.lib(spec.Lib); l != nil {
+			l.calls = append(l.calls, t)
+		}
+		s.stats.Calls++
+	}
 	return t
 }
 
@@ -390,6 +433,9 @@ func (s *sim) submitBatch() {
 	s.next += n
 	s.do(core.TasksSubmitted{Tasks: batch})
 	s.pickSubmitted = len(s.pickable)
+	if len(s.l.libs) < s.cfg.Libraries && s.rng.IntN(4) == 0 {
+		s.installLib()
+	}
 }
 
 func (s *sim) outcome() core.Outcome {
@@ -431,6 +477,8 @@ func (s *sim) faultStep() {
 		s.do(core.Tick{})
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate:
 		s.dropReplica()
+	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate:
+		s.crashInstance()
 	default:
 		s.progress()
 	}
@@ -463,6 +511,8 @@ func (s *sim) progress() {
 		s.submitBatch()
 	case len(s.d.fetches) > 0 && (len(s.running) == 0 || r.IntN(2) == 0):
 		s.answerFetch(true)
+	case len(s.l.pending) > 0 && (len(s.running) == 0 || r.IntN(3) == 0):
+		s.answerInstance(true)
 	case len(s.running) > 0:
 		s.endAttempt()
 	case s.next < s.cfg.Tasks:
@@ -560,6 +610,9 @@ func (s *sim) staleStep() {
 	if s.cfg.dataOn() {
 		n = 11
 	}
+	if s.cfg.libsOn() && r.IntN(3) == 0 && s.staleLibStep() {
+		return
+	}
 	switch r.IntN(n) {
 	case 0, 1: // a duplicate report of an ended attempt
 		if len(s.history) > 0 {
@@ -645,7 +698,7 @@ func (s *sim) quiesce() {
 		s.join(s.standardWorker())
 	}
 	idle := 0
-	for s.liveTasks+s.d.rerunning > 0 || len(s.running) > 0 || len(s.leaving) > 0 || len(s.d.fetches) > 0 {
+	for s.liveTasks+s.d.rerunning > 0 || len(s.running) > 0 || len(s.leaving) > 0 || len(s.d.fetches) > 0 || len(s.l.pending) > 0 {
 		switch {
 		case len(s.leaving) > 0:
 			w := s.leaving[0]
@@ -656,22 +709,30 @@ func (s *sim) quiesce() {
 		case len(s.d.fetches) > 0 && (len(s.running) == 0 || s.rng.IntN(2) == 0):
 			idle = 0
 			s.answerFetch(false)
+		case len(s.l.pending) > 0 && (len(s.running) == 0 || s.rng.IntN(3) == 0):
+			idle = 0
+			s.answerInstance(false)
 		case len(s.running) > 0:
 			idle = 0
 			s.endAttempt()
 		default:
-			before := len(s.running)
+			before, owed := len(s.running), len(s.l.pending)
 			acts := s.do(core.Tick{})
 			if !s.cfg.dataOn() {
-				if len(s.running) == before {
-					s.failf("%d tasks wait forever: %s", s.liveTasks, s.describeLive(10))
+				if len(s.running) > before || len(s.l.pending) > owed { // dispatched, or stopped an instance
+					idle = 0
+					continue
+				}
+				// Idle instances make room for waiting tasks after IdleTicks.
+				if idle++; !s.cfg.libsOn() || idle > core.IdleTicks {
+					s.failf("%d tasks wait forever: %s%s", s.liveTasks, s.describeLive(10), s.describeLibs())
 				}
 				continue
 			}
 			if len(acts) > 0 {
 				idle = 0
 			} else if idle++; idle > core.BackoffTicks+1 {
-				s.failf("%d tasks (and %d run again) wait forever: %s%s", s.liveTasks, s.d.rerunning, s.describeLive(10), s.describeData())
+				s.failf("%d tasks (and %d run again) wait forever: %s%s%s", s.liveTasks, s.d.rerunning, s.describeLive(10), s.describeData(), s.describeLibs())
 			}
 		}
 	}
@@ -689,7 +750,7 @@ func (s *sim) describeLive(n int) string {
 		}
 		n--
 		state, attempt, _ := s.c.TaskState(t.spec.ID)
-		fmt.Fprintf(&b, "\n\ttask %d (%s, attempt %d, run again %v, needs %v, inputs %v, deps %v)", t.spec.ID, state, attempt, t.rerunning, t.spec.Resources, t.spec.Inputs, t.deps)
+		fmt.Fprintf(&b, "\n\ttask %d (%s, attempt %d, run again %v, needs %v, inputs %v, deps %v, role %d of library %d)", t.spec.ID, state, attempt, t.rerunning, t.spec.Resources, t.spec.Inputs, t.deps, t.spec.Role, t.spec.Lib)
 	}
 	return b.String()
 }
