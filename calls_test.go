@@ -90,7 +90,7 @@ func TestCalls(t *testing.T) {
 	})
 	t.Run("many async calls, set-up once", func(t *testing.T) {
 		var calls []*trellis.Task
-		for i := range 200 {
+		for i := range 2500 { // more than one Submit message carries
 			calls = append(calls, trellis.NewCall("testlib", "add", []byte(fmt.Sprintf("[%d,%d]", i, i))))
 		}
 		hs, err := c.Submit(ctx, calls...)

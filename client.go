@@ -160,7 +160,9 @@ func (h *Handle) Cancel(ctx context.Context) error { return h.c.Cancel(ctx, h.ID
 
 // Submit sends tasks to the manager, uploading their input files first, and
 // returns a handle per task in order. Tasks in one call may depend on each
-// other in any order.
+// other in any order. A large burst of independent tasks goes in several
+// messages; if one fails, Submit returns the handles of those accepted
+// before it (which run) with the error.
 func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) {
 	c.mu.Lock()
 	closed := c.closed
@@ -168,6 +170,27 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 	if closed {
 		return nil, ErrClosed
 	}
+	if len(tasks) <= submitChunk || slices.ContainsFunc(tasks, func(t *Task) bool { return len(t.After) > 0 }) {
+		return c.submit(ctx, tasks)
+	}
+	// A burst of independent tasks goes in chunks: the cluster starts on
+	// the first while the next is encoded and sent.
+	handles := make([]*Handle, 0, len(tasks))
+	for chunk := range slices.Chunk(tasks, submitChunk) {
+		hs, err := c.submit(ctx, chunk)
+		if err != nil {
+			return handles, err // the handles of the chunks already accepted, which run
+		}
+		handles = append(handles, hs...)
+	}
+	return handles, nil
+}
+
+// submitChunk is how many independent tasks go in one Submit message.
+const submitChunk = 1000
+
+// submit sends tasks in one Submit message.
+func (c *Client) submit(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 	req := &pb.SubmitRequest{Session: c.session, Tasks: make([]*pb.TaskSpec, len(tasks))}
 	var b [12]byte
 	rand.Read(b[:])
