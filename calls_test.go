@@ -299,3 +299,39 @@ func runAll(ctx context.Context, c *trellis.Client, tasks ...*trellis.Task) erro
 	}
 	return nil
 }
+
+// TestCallsOverTheNetwork: the same calls with the client and workers on
+// HTTP/2, as remote ones are, rather than in process.
+func TestCallsOverTheNetwork(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 2, Workdir: t.TempDir(), Network: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Install(ctx, testLibrary("testlib", 4)); err != nil {
+		t.Fatal(err)
+	}
+	var calls []*trellis.Task
+	for i := range 1500 {
+		calls = append(calls, trellis.NewCall("testlib", "add", []byte(fmt.Sprintf("[%d,1]", i))))
+	}
+	hs, err := c.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		if r, err := h.Wait(ctx); err != nil || !r.OK() || string(r.Output) != fmt.Sprint(i+1) {
+			t.Fatalf("call %d: %v %q", i, err, r.Output)
+		}
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 200_000) // 3.2 MB: files both ways
+	got, err := c.Call(ctx, "testlib", "echo", big)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("echo of %d bytes: %d back, %v", len(big), len(got), err)
+	}
+	if _, err := c.Call(ctx, "testlib", "fail", []byte(`"swim"`)); err == nil || !strings.Contains(err.Error(), "cannot swim") {
+		t.Fatalf("fail(swim): %v", err)
+	}
+}

@@ -27,15 +27,16 @@ import (
 
 // Client talks to one manager. It is safe for concurrent use.
 type Client struct {
-	addr    string
-	base    string
-	secret  string
-	session string
-	rpc     trellisv1connect.ManagerClient
-	rpcHTTP *http.Client
-	files   *http.Client
-	log     *slog.Logger
-	onEvent func(Event)
+	addr     string
+	base     string
+	secret   string
+	session  string
+	rpc      managerRPC
+	watchRPC func(ctx context.Context, session string) (eventStream, error)
+	rpcHTTP  *http.Client
+	files    *http.Client
+	log      *slog.Logger
+	onEvent  func(Event)
 
 	mu       sync.Mutex // guards handles, early, uploaded, closed
 	handles  map[uint64]*Handle
@@ -61,10 +62,52 @@ func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 // order. fn must not block for long.
 func WithEvents(fn func(Event)) Option { return func(c *Client) { c.onEvent = fn } }
 
+// managerRPC is what a client asks of a manager, besides the event stream:
+// over HTTP/2 (connect), or in process for an embedded cluster.
+type managerRPC interface {
+	Submit(context.Context, *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error)
+	Cancel(context.Context, *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error)
+	Status(context.Context, *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error)
+	FetchFile(context.Context, *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error)
+	InstallLibrary(context.Context, *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error)
+	EndSession(context.Context, *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error)
+}
+
+// eventStream is a session's stream of task events.
+type eventStream interface {
+	Receive() bool
+	Msg() *pb.TaskEvents
+	Err() error
+	Close() error
+}
+
 // Dial connects to the manager at addr (host:port) and checks the secret.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
+	c := newClient(addr, opts)
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}}
+	rpc := trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes),
+		connect.WithInterceptors(bearer{&c.secret}))
+	c.rpc = rpc
+	c.watchRPC = func(ctx context.Context, session string) (eventStream, error) {
+		return rpc.Watch(ctx, connect.NewRequest(&pb.WatchRequest{Session: session}))
+	}
+	if err := c.begin(ctx); err != nil {
+		c.rpcHTTP.CloseIdleConnections()
+		return nil, err
+	}
+	return c, nil
+}
+
+var dialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+
+// newClient makes a client of the manager at addr, not yet connected.
+func newClient(addr string, opts []Option) *Client {
 	c := &Client{addr: addr, base: "http://" + addr, handles: make(map[uint64]*Handle),
-		early: make(map[uint64][]*pb.TaskEvent), uploaded: make(map[string]bool)}
+		early: make(map[uint64][]*pb.TaskEvent), uploaded: make(map[string]bool),
+		rpcHTTP: &http.Client{}}
 	for _, o := range opts {
 		o(c)
 	}
@@ -74,17 +117,15 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	var b [12]byte
 	rand.Read(b[:])
 	c.session = "s-" + hex.EncodeToString(b[:])
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}}
-	c.rpc = trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes),
-		connect.WithInterceptors(bearer{&c.secret}))
 	c.files = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 16}}
+	return c
+}
+
+// begin checks that the manager answers and starts following the session's
+// events.
+func (c *Client) begin(ctx context.Context) error {
 	if _, err := c.Status(ctx); err != nil {
-		c.rpcHTTP.CloseIdleConnections()
-		return nil, err
+		return err
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
@@ -97,9 +138,9 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	if err := <-ready; err != nil {
 		stop()
 		c.wg.Wait()
-		return nil, err
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 // Close stops the client, and the embedded cluster if it started one.
@@ -432,7 +473,7 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 	first := true
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
-		stream, err := c.rpc.Watch(sctx, connect.NewRequest(&pb.WatchRequest{Session: c.session}))
+		stream, err := c.watchRPC(sctx, c.session)
 		if err == nil {
 			if first {
 				ready <- nil

@@ -24,10 +24,15 @@ type CallsResult struct {
 	P50us           float64 `json:"p50_us"`
 	P99us           float64 `json:"p99_us"`
 	TasksPerS       float64 `json:"tasks_per_s"`
-	CallsVsTasks    float64 `json:"calls_vs_tasks"`
-	SequentialCalls int     `json:"sequential_calls"`
-	ComparisonTasks int     `json:"comparison_tasks"`
-	PythonError     string  `json:"python_error,omitempty"`
+	// The same calls with the client and workers talking to the manager
+	// over HTTP/2 on 127.0.0.1, as remote ones do.
+	NetworkCallsPerS float64 `json:"network_calls_per_s"`
+	NetworkP50us     float64 `json:"network_p50_us"`
+	NetworkP99us     float64 `json:"network_p99_us"`
+	CallsVsTasks     float64 `json:"calls_vs_tasks"`
+	SequentialCalls  int     `json:"sequential_calls"`
+	ComparisonTasks  int     `json:"comparison_tasks"`
+	PythonError      string  `json:"python_error,omitempty"`
 }
 
 // BenchLibraryArg is the argument with which the trellis binary serves the
@@ -57,10 +62,11 @@ if __name__ == "__main__":
 
 // Calls measures function calls through an embedded cluster: n async calls
 // of a trivial Go function, 1,000 sequential blocking calls (latency), the
-// same with a Python library, and the same work as command tasks.
+// same with a Python library, and the same work as command tasks; then the
+// Go figures again with the client and workers on the network.
 func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)) (*CallsResult, error) {
-	self, err := os.Executable()
-	if err != nil {
+	res := &CallsResult{Bench: "calls", Workers: workers, Calls: n, Slots: slots, SequentialCalls: 1000}
+	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us); err != nil {
 		return nil, err
 	}
 	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers})
@@ -68,34 +74,6 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 		return nil, err
 	}
 	defer c.Close()
-	res := &CallsResult{Bench: "calls", Workers: workers, Calls: n, Slots: slots, SequentialCalls: 1000}
-	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
-		return nil, err
-	}
-	// Warm up until every instance the burst will use has started: the
-	// figures are for a running library, not for its start.
-	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil {
-		return nil, err
-	}
-	logf("calls: %d async calls of a Go function", n)
-	secs, err := asyncCalls(ctx, c, "bench", n)
-	if err != nil {
-		return nil, err
-	}
-	res.CallsPerS = float64(n) / secs
-
-	logf("calls: %d sequential blocking calls", res.SequentialCalls)
-	lat := make([]time.Duration, res.SequentialCalls)
-	for i := range lat {
-		start := time.Now()
-		if _, err := c.Call(ctx, "bench", "echo", []byte(strconv.Itoa(i))); err != nil {
-			return nil, err
-		}
-		lat[i] = time.Since(start)
-	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	res.P50us = float64(lat[len(lat)/2].Microseconds())
-	res.P99us = float64(lat[len(lat)*99/100].Microseconds())
 
 	logf("calls: %d async calls of a Python function", n)
 	py := &trellis.Library{Name: "pybench", Command: "python3 lib.py", Slots: slots, Resources: trellis.Resources{Cores: 0.5},
@@ -123,7 +101,55 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 	}
 	res.TasksPerS = float64(res.ComparisonTasks) / tsecs
 	res.CallsVsTasks = res.CallsPerS / res.TasksPerS
+	c.Close()
+
+	logf("calls: the Go figures again, over HTTP/2 on 127.0.0.1")
+	if err := goCalls(ctx, true, n, workers, slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us); err != nil {
+		return nil, err
+	}
 	return res, nil
+}
+
+// goCalls measures async calls and blocking round trips of the Go library
+// on a new embedded cluster (on the network or in process).
+func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99 *float64) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers, Network: network})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
+		return err
+	}
+	// Warm up until every instance the burst will use has started: the
+	// figures are for a running library, not for its start.
+	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil {
+		return err
+	}
+	logf("calls: %d async calls of a Go function", n)
+	secs, err := asyncCalls(ctx, c, "bench", n)
+	if err != nil {
+		return err
+	}
+	*perS = float64(n) / secs
+
+	logf("calls: 1000 sequential blocking calls")
+	lat := make([]time.Duration, 1000)
+	for i := range lat {
+		start := time.Now()
+		if _, err := c.Call(ctx, "bench", "echo", []byte(strconv.Itoa(i))); err != nil {
+			return err
+		}
+		lat[i] = time.Since(start)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	*p50 = float64(lat[len(lat)/2].Microseconds())
+	*p99 = float64(lat[len(lat)*99/100].Microseconds())
+	return nil
 }
 
 // asyncCalls submits n calls of lib's echo at once and waits for them all.

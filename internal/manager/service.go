@@ -10,10 +10,16 @@ import (
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
 
 // service implements the connect handler on top of the loop.
 type service struct{ m *Manager }
+
+// Handler returns the manager's RPC service, for a client in this process
+// to call without the network (its unary methods; see WatchEvents and
+// ConnectWorker for the streams).
+func (m *Manager) Handler() trellisv1connect.ManagerHandler { return &service{m: m} }
 
 func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error) {
 	if err := proto.CheckSubmit(req.Msg); err != nil {
@@ -30,20 +36,26 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequ
 }
 
 func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.TaskEvents]) error {
-	if len(req.Msg.Session) > proto.MaxNameBytes {
+	return s.m.WatchEvents(ctx, req.Msg.Session, stream.Send)
+}
+
+// WatchEvents sends the events of a client's session to send, batched,
+// until ctx ends or send fails. The first message is empty: the client
+// knows then that it is watching, before it submits anything. The Watch
+// RPC serves it over HTTP/2; an embedded client calls it in process.
+func (m *Manager) WatchEvents(ctx context.Context, session string, send func(*pb.TaskEvents) error) error {
+	if len(session) > proto.MaxNameBytes {
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
 	}
-	mb, err := call(ctx, s.m, func(c chan *mailbox) any { return evWatch{session: req.Msg.Session, reply: c} })
+	mb, err := call(ctx, m, func(c chan *mailbox) any { return evWatch{session: session, reply: c} })
 	if err != nil {
 		return err
 	}
-	// An empty message opens the stream, so the client knows it is
-	// watching before it submits anything.
-	if err := stream.Send(&pb.TaskEvents{}); err != nil {
+	if err := send(&pb.TaskEvents{}); err != nil {
 		return err
 	}
 	for {
-		if err := sendEvents(stream, mb.take()); err != nil {
+		if err := sendEvents(send, mb.take()); err != nil {
 			return err
 		}
 		select {
@@ -55,7 +67,7 @@ func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchReques
 }
 
 // sendEvents sends events in as few messages as the batch limits allow.
-func sendEvents(stream *connect.ServerStream[pb.TaskEvents], events []*pb.TaskEvent) error {
+func sendEvents(send func(*pb.TaskEvents) error, events []*pb.TaskEvent) error {
 	for len(events) > 0 {
 		n, size := 0, 0
 		for n < len(events) && n < proto.MaxBatchMessages {
@@ -65,7 +77,7 @@ func sendEvents(stream *connect.ServerStream[pb.TaskEvents], events []*pb.TaskEv
 			}
 			n++
 		}
-		if err := stream.Send(&pb.TaskEvents{Events: events[:n]}); err != nil {
+		if err := send(&pb.TaskEvents{Events: events[:n]}); err != nil {
 			return err
 		}
 		events = events[n:]
@@ -89,7 +101,7 @@ func (s *service) Status(ctx context.Context, _ *connect.Request[pb.StatusReques
 }
 
 func (s *service) Work(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage]) error {
-	return s.m.work(ctx, stream)
+	return s.m.work(ctx, stream, stream.Peer().Addr)
 }
 
 func (s *service) FetchFile(ctx context.Context, req *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error) {

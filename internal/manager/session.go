@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 
 	"trellis/internal/core"
+	"trellis/internal/inproc"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -58,19 +59,40 @@ func wrapManagerBatch(msgs []*pb.ManagerMessage) *pb.ManagerMessage {
 	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Batch{Batch: &pb.ManagerBatch{Msgs: slices.Clone(msgs)}}}
 }
 
-// work serves one worker's stream: hello, then messages both ways until the
-// stream breaks, heartbeats stop, or the loop closes the session.
-func (m *Manager) work(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage]) error {
+// workStream is the manager's end of a worker's stream: HTTP/2, or in
+// process for an embedded worker (ConnectWorker).
+type workStream interface {
+	Receive() (*pb.WorkerMessage, error)
+	Send(*pb.ManagerMessage) error
+}
+
+// ConnectWorker joins a worker in this process to the manager without the
+// network: it returns the worker's end of a stream served like one over
+// HTTP/2 (the same hello, messages and faults; no secret, as the process
+// is the same). The stream ends when ctx does or the manager drops it.
+func (m *Manager) ConnectWorker(ctx context.Context) *inproc.End[*pb.WorkerMessage, *pb.ManagerMessage] {
+	workerEnd, managerEnd := inproc.Pipe[*pb.WorkerMessage, *pb.ManagerMessage]()
+	go func() { // exits when the session ends
+		defer managerEnd.Close()
+		m.work(ctx, managerEnd, "127.0.0.1:0")
+	}()
+	return workerEnd
+}
+
+// work serves one worker's stream (from addr): hello, then messages both
+// ways until the stream breaks, heartbeats stop, or the loop closes the
+// session.
+func (m *Manager) work(ctx context.Context, stream workStream, addr string) error {
 	first, err := receiveWithin(ctx, stream, 10*time.Second)
 	if err != nil {
 		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("read hello: %w", err))
 	}
 	hello := first.GetHello()
 	if err := proto.CheckHello(hello); err != nil {
-		m.log.Warn("refused a worker", "peer", stream.Peer().Addr, "err", err)
+		m.log.Warn("refused a worker", "peer", addr, "err", err)
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	sess := &session{hello: hello, addr: stream.Peer().Addr, since: time.Now(),
+	sess := &session{hello: hello, addr: addr, since: time.Now(),
 		out: make(chan *pb.ManagerMessage, outboundLimit), closed: make(chan struct{})}
 	id, err := call(ctx, m, func(r chan core.WorkerID) any { return evWorkerJoin{sess: sess, reply: r} })
 	if err != nil {
@@ -156,7 +178,7 @@ func describeStreamEnd(err error) string {
 }
 
 // receiveWithin reads one message, giving up after d.
-func receiveWithin(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage], d time.Duration) (*pb.WorkerMessage, error) {
+func receiveWithin(ctx context.Context, stream workStream, d time.Duration) (*pb.WorkerMessage, error) {
 	type result struct {
 		msg *pb.WorkerMessage
 		err error

@@ -43,8 +43,7 @@ type finished struct {
 func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream := w.rpc.Work(sctx)
-	w.authorize(stream.RequestHeader())
+	stream := w.openStream(sctx)
 	if err := stream.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: w.hello()}}); err != nil {
 		return false, refusal(err, stream)
 	}
@@ -170,7 +169,7 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		}
 		// Cancelling now could drop reports still in flight: half-close,
 		// and let the manager end the stream once it has read them.
-		stream.CloseRequest()
+		stream.CloseSend()
 		select {
 		case <-recvErr:
 		case <-time.After(5 * time.Second):
@@ -327,8 +326,33 @@ func reportMessage(r *running, f finished) *pb.WorkerMessage {
 	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: f.key.task, Attempt: f.key.attempt, Outcome: f.outcome}}}
 }
 
+// Stream is the worker's end of its connection to the manager.
+type Stream interface {
+	Send(*pb.WorkerMessage) error
+	Receive() (*pb.ManagerMessage, error)
+	CloseSend() error // no more messages from the worker; replies may follow
+}
+
+// openStream connects to the manager: over HTTP/2, or in process when
+// Config.Connect says how.
+func (w *Worker) openStream(ctx context.Context) Stream {
+	if w.cfg.Connect != nil {
+		return w.cfg.Connect(ctx)
+	}
+	stream := w.rpc.Work(ctx)
+	w.authorize(stream.RequestHeader())
+	return httpStream{stream}
+}
+
+// httpStream is a Work stream over HTTP/2.
+type httpStream struct {
+	*connect.BidiStreamForClient[pb.WorkerMessage, pb.ManagerMessage]
+}
+
+func (s httpStream) CloseSend() error { return s.CloseRequest() }
+
 // refusal turns the manager's refusal into ErrRefused; other errors pass.
-func refusal(err error, stream *connect.BidiStreamForClient[pb.WorkerMessage, pb.ManagerMessage]) error {
+func refusal(err error, stream Stream) error {
 	if stream != nil {
 		// A failed Send hides the reason; Receive tells it.
 		if _, rerr := stream.Receive(); rerr != nil {

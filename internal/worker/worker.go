@@ -36,6 +36,10 @@ type Config struct {
 	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
 	Logger       *slog.Logger
 	Version      string
+	// Connect, when set, opens the stream to a manager in this process
+	// (manager.ConnectWorker) instead of dialling Manager over HTTP/2.
+	// Files still move over HTTP, to and from Manager.
+	Connect func(context.Context) Stream
 }
 
 // ErrRefused is returned by Run when the manager refuses the worker for
