@@ -131,6 +131,7 @@ type cluster struct {
 	addr       string
 	secretFile string
 	manager    *proc
+	store      string // the manager's store directory
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -152,7 +153,7 @@ func newCluster(t *testing.T) *cluster {
 		}
 		return false
 	})
-	return &cluster{t: t, addr: addr, secretFile: secret, manager: m}
+	return &cluster{t: t, addr: addr, secretFile: secret, manager: m, store: filepath.Join(dir, "store")}
 }
 
 // worker starts a worker process named name with extra flags.

@@ -1,9 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +28,10 @@ lib = tl.Library("slow")
 def nap(args):
     time.sleep(args["s"])
     return {"i": args["i"], "pid": os.getpid()}
+
+@lib.function(raw=True)
+def repeat(body):
+    return body * 3
 
 @lib.function
 def hog(mb):
@@ -130,4 +140,35 @@ func TestLibraryOverItsMemory(t *testing.T) {
 	if string(out[:6]) != `{"i":7` {
 		t.Fatalf("the next call returned %s", out)
 	}
+}
+
+// TestLargeResultLeavesWithTheSession: a call's result too large for the
+// messages goes through the manager's store, and leaves it when the
+// client's session ends.
+func TestLargeResultLeavesWithTheSession(t *testing.T) {
+	needPython(t)
+	c := newCluster(t)
+	c.worker("w", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
+		t.Fatal(err)
+	}
+	args := bytes.Repeat([]byte("trellis!"), 100_000) // 800 kB in, 2.4 MB out
+	out, err := cl.Call(ctx, "slow", "repeat", args)
+	if err != nil || !bytes.Equal(out, bytes.Repeat(args, 3)) {
+		t.Fatalf("repeat: %d bytes, %v; want %d", len(out), err, 3*len(args))
+	}
+	sum := sha256.Sum256(out)
+	stored := filepath.Join(c.store, "files", "sha256-"+hex.EncodeToString(sum[:]))
+	if _, err := os.Stat(stored); err != nil {
+		t.Fatalf("the result is not in the store while the session lasts: %v", err)
+	}
+	cl.Close()
+	waitFor(t, 10*time.Second, "the result to leave the store", func() bool {
+		_, err := os.Stat(stored)
+		return errors.Is(err, os.ErrNotExist)
+	})
 }

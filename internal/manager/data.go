@@ -195,6 +195,14 @@ func (s *state) endSession(session string) {
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
 		}
 	}
+	for name, sessions := range s.results {
+		if sessions[session] {
+			if delete(sessions, session); len(sessions) == 0 {
+				delete(s.results, name)
+				s.m.store.remove(name)
+			}
+		}
+	}
 }
 
 // fetchToStore asks a worker holding name to upload it to the store; reply

@@ -80,6 +80,9 @@ type state struct {
 	doneBy     map[core.WorkerID]uint64
 	data       dataState
 	lineage    map[core.TaskID]*taskRecord // finished producers of files kept only in workers
+	// Large call results in the store, by the sessions that fetch them:
+	// removed when the last of those sessions ends.
+	results map[string]map[string]bool // file name -> sessions
 	libs       map[string]*libRecord
 	libByID    map[core.LibID]*libRecord
 }
@@ -98,6 +101,7 @@ func newState(m *Manager) *state {
 		doneBy:    make(map[core.WorkerID]uint64),
 		data:      newDataState(),
 		lineage:   make(map[core.TaskID]*taskRecord),
+		results:   make(map[string]map[string]bool),
 		libs:      make(map[string]*libRecord),
 		libByID:   make(map[core.LibID]*libRecord),
 	}
@@ -338,6 +342,12 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 		s.doneBy[a.Worker]++
 	}
 	if rec != nil {
+		if f := outcome.ResultFile; f != nil {
+			if s.results[f.Name] == nil {
+				s.results[f.Name] = make(map[string]bool)
+			}
+			s.results[f.Name][rec.session] = true
+		}
 		if c := rec.spec.Call; c != nil {
 			if lib := s.libs[c.Library]; lib != nil {
 				lib.callsDone++

@@ -177,6 +177,10 @@ func (s *store) writeInline(f *pb.FileInfo) error {
 }
 
 // discardStaged drops what an attempt staged: the core did not accept it.
+// remove deletes a file from the store. One left behind (an error) is
+// harmless: the store goes with the manager.
+func (s *store) remove(name string) { os.Remove(s.path(name)) }
+
 func (s *store) discardStaged(task uint64, attempt uint32) {
 	os.RemoveAll(filepath.Dir(s.stagedPath(task, attempt, "x")))
 }
