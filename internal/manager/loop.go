@@ -83,8 +83,8 @@ type state struct {
 	// Large call results in the store, by the sessions that fetch them:
 	// removed when the last of those sessions ends.
 	results map[string]map[string]bool // file name -> sessions
-	libs       map[string]*libRecord
-	libByID    map[core.LibID]*libRecord
+	libs    map[string]*libRecord
+	libByID map[core.LibID]*libRecord
 }
 
 func newState(m *Manager) *state {
