@@ -10,6 +10,7 @@ import (
 
 	"trellis"
 	"trellis/internal/workflow"
+	"trellis/sdk/go/library/wire"
 )
 
 // install installs the plan's libraries. It returns why each library
@@ -114,7 +115,8 @@ func holdBack(wf *workflow.Workflow, plan *Plan, failed map[string]error) map[in
 	return unsent
 }
 
-// readArgsFile reads a call's arguments, which must fit in its message.
+// readArgsFile reads a call's arguments, which must fit in a library's
+// frame (the client sends those too large for a message as a file).
 func readArgsFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -123,8 +125,8 @@ func readArgsFile(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
-	if fi.Size() > workflow.MaxArgsBytes {
-		return nil, fmt.Errorf("%s holds %d bytes, over the %d that a call may carry", path, fi.Size(), workflow.MaxArgsBytes)
+	if fi.Size() > wire.MaxBody {
+		return nil, fmt.Errorf("%s holds %d bytes, over the %d that a call may carry", path, fi.Size(), wire.MaxBody)
 	}
 	return os.ReadFile(path)
 }

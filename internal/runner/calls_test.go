@@ -66,6 +66,29 @@ func TestMaxArgsBytes(t *testing.T) {
 	}
 }
 
+// TestLargeArgsFile: an args file larger than the manager's messages
+// reaches the library whole (as a file, through the data layer).
+func TestLargeArgsFile(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "seed.txt"), "0")
+	ones := "[" + strings.Repeat("1,", 700_000) + "1]" // 1.4 MB
+	writeTestFile(t, filepath.Join(dir, "ones.json"), ones)
+	wf := loadTestWorkflow(t, dir, fmt.Sprintf(`name: big
+libraries:
+  - name: golib
+    command: exec "$TEST_BINARY"
+    env: {TRELLIS_RUNNER_TEST_LIBRARY: "1", TEST_BINARY: %q}
+    inputs: {seed.txt: seed.txt}
+calls:
+  - {name: count, library: golib, function: add, args_file: ones.json, output: out/count.json}
+`, os.Args[0]))
+	sum, out := runTestWorkflow(t, wf)
+	if !sum.OK() {
+		t.Fatalf("the workflow failed:\n%s", out)
+	}
+	checkOutputs(t, dir, map[string]string{"out/count.json": "700001"})
+}
+
 // goFile is a workflow with a Go library (the test binary), whose set-up
 // reads a temp file that a task writes, and calls that succeed, fail, or
 // are skipped; an eager library whose input's task fails; and a library

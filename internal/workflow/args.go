@@ -9,8 +9,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// MaxArgsBytes is the most bytes of arguments a call may carry: the
-// manager's limit.
+// MaxArgsBytes is the most bytes of arguments a call may write inline, in
+// the workflow file: what rides in the manager's messages. Larger ones go
+// in an args_file.
 const MaxArgsBytes = 1 << 20
 
 // maxArgsDepth bounds how deeply arguments nest, so that a recursive
