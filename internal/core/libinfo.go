@@ -7,6 +7,7 @@ type LibraryInfo struct {
 	Lib       LibID
 	Waiting   int    // calls waiting for a slot
 	Broken    string // why its calls fail at once; "" while it works
+	Started   int    // instances whose set-up succeeded, over its life
 	Instances []InstanceInfo
 }
 
@@ -23,7 +24,7 @@ type InstanceInfo struct {
 func (c *Core) Libraries() []LibraryInfo {
 	out := make([]LibraryInfo, 0, len(c.libs))
 	for _, lib := range c.libs {
-		info := LibraryInfo{Lib: lib.id, Waiting: len(lib.waiting.tasks), Broken: lib.broken}
+		info := LibraryInfo{Lib: lib.id, Waiting: len(lib.waiting.tasks), Broken: lib.broken, Started: lib.started}
 		for _, inst := range lib.insts {
 			ii := InstanceInfo{ID: inst.t.spec.ID, Ready: inst.ready, Slots: lib.slots}
 			if inst.ready {

@@ -32,6 +32,7 @@ type library struct {
 	waiting  shapeQueue // ready calls
 	insts    []*instance
 	failures int32  // instances that failed to start, in a row
+	started  int    // instances whose set-up succeeded, over its life
 	broken   string // why calls fail at once; "" while it works
 }
 
@@ -241,6 +242,7 @@ func (c *Core) instanceReady(ev InstanceReady) {
 	inst := t.inst
 	inst.ready, inst.free, inst.lastUse = true, inst.lib.slots, c.ticks
 	inst.lib.failures = 0
+	inst.lib.started++
 	c.libDirty(inst.lib)
 }
 

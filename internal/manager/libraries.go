@@ -13,7 +13,6 @@ type libRecord struct {
 	id        core.LibID
 	spec      *pb.LibrarySpec
 	callsDone uint64
-	started   uint64 // instances whose set-up succeeded
 }
 
 // install registers (or replaces) a library and tells the core.
@@ -88,20 +87,6 @@ func lastLine(b []byte) string {
 	return string(b)
 }
 
-// libraryStarted counts an instance whose set-up succeeded.
-func (s *state) libraryStarted(id core.WorkerID, st *pb.LibraryStarted) {
-	for _, info := range s.core.Libraries() {
-		for _, inst := range info.Instances {
-			if inst.ID == core.TaskID(st.Instance) && inst.Worker == id {
-				if rec := s.libByID[info.Lib]; rec != nil {
-					rec.started++
-				}
-			}
-		}
-	}
-	s.step(core.InstanceReady{Instance: core.TaskID(st.Instance), Attempt: st.Attempt, Worker: id})
-}
-
 // libraryStatus describes the installed libraries, by name.
 func (s *state) libraryStatus() []*pb.LibraryStatus {
 	var out []*pb.LibraryStatus
@@ -111,7 +96,7 @@ func (s *state) libraryStatus() []*pb.LibraryStatus {
 			continue
 		}
 		ls := &pb.LibraryStatus{Name: rec.spec.Name, CallsWaiting: uint64(info.Waiting), CallsDone: rec.callsDone,
-			InstancesStarted: rec.started, Broken: info.Broken}
+			InstancesStarted: uint64(info.Started), Broken: info.Broken}
 		for _, inst := range info.Instances {
 			is := &pb.InstanceStatus{Id: uint64(inst.ID) &^ (1 << 63), Ready: inst.Ready, Busy: inst.Busy, Slots: inst.Slots}
 			if sess := s.sessions[inst.Worker]; sess != nil {

@@ -230,7 +230,8 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		}
 		s.step(ev)
 	case *pb.WorkerMessage_LibraryStarted:
-		s.libraryStarted(id, x.LibraryStarted)
+		st := x.LibraryStarted
+		s.step(core.InstanceReady{Instance: core.TaskID(st.Instance), Attempt: st.Attempt, Worker: id})
 	case *pb.WorkerMessage_LibraryEnded:
 		s.step(libraryEnded(id, x.LibraryEnded))
 	case *pb.WorkerMessage_Returned:
