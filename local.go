@@ -201,33 +201,18 @@ func dialLocal(ctx context.Context, m *manager.Manager, network bool, opts []Opt
 }
 
 // localRPC calls the manager's service in process. Requests whose parts the
-// manager keeps are copied, as decoding them would.
+// manager keeps are copied, as decoding them would; the others pass as they
+// are.
 type localRPC struct {
-	h trellisv1connect.ManagerHandler
+	trellisv1connect.ManagerHandler
 }
 
 func (l localRPC) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error) {
-	return l.h.Submit(ctx, connect.NewRequest(goproto.Clone(req.Msg).(*pb.SubmitRequest)))
-}
-
-func (l localRPC) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error) {
-	return l.h.Cancel(ctx, req)
-}
-
-func (l localRPC) Status(ctx context.Context, req *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error) {
-	return l.h.Status(ctx, req)
-}
-
-func (l localRPC) FetchFile(ctx context.Context, req *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error) {
-	return l.h.FetchFile(ctx, req)
+	return l.ManagerHandler.Submit(ctx, connect.NewRequest(goproto.Clone(req.Msg).(*pb.SubmitRequest)))
 }
 
 func (l localRPC) InstallLibrary(ctx context.Context, req *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error) {
-	return l.h.InstallLibrary(ctx, connect.NewRequest(goproto.Clone(req.Msg).(*pb.InstallLibraryRequest)))
-}
-
-func (l localRPC) EndSession(ctx context.Context, req *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error) {
-	return l.h.EndSession(ctx, req)
+	return l.ManagerHandler.InstallLibrary(ctx, connect.NewRequest(goproto.Clone(req.Msg).(*pb.InstallLibraryRequest)))
 }
 
 // localEvents is a session's event stream from a manager in process.

@@ -139,12 +139,6 @@ func (r *readyQueue) dropShape(q *shapeQueue) {
 	delete(r.byNeed, q.need)
 }
 
-// waiting reports whether tasks of this shape are already queued.
-func (r *readyQueue) waiting(need Resources) bool {
-	q := r.byNeed[need]
-	return q != nil && len(q.tasks) > 0
-}
-
 // best returns the queue whose head should run next on a worker with free
 // capacity free, or nil if no queued task fits.
 func (r *readyQueue) best(free Resources, gpusFree int) *shapeQueue {
