@@ -15,7 +15,10 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -32,17 +35,24 @@ type Client struct {
 	secret   string
 	session  string
 	rpc      managerRPC
-	watchRPC func(ctx context.Context, session string) (eventStream, error)
+	watchRPC func(ctx context.Context, req *pb.WatchRequest) (eventStream, error)
 	rpcHTTP  *http.Client
 	files    *http.Client
 	log      *slog.Logger
 	onEvent  func(Event)
 
-	mu       sync.Mutex // guards handles, early, uploaded, closed
-	handles  map[uint64]*Handle
-	early    map[uint64][]*pb.TaskEvent // events that arrived before Submit returned the ID
+	mu       sync.Mutex         // guards handles, uploaded, closed, keys, userKeys
+	handles  map[string]*Handle // by task key, until the task is done
 	uploaded map[string]bool
 	closed   bool
+	keys     uint64          // keys given to tasks that came without one
+	userKeys map[string]bool // keys users gave, never to be given again
+
+	// applied is the seq of the last event applied (the watch goroutine's
+	// alone); toAck, the same for the acker to send, and ack its nudge.
+	applied uint64
+	toAck   atomic.Uint64
+	ack     chan struct{}
 
 	stop     context.CancelFunc
 	wg       sync.WaitGroup // the watch goroutine
@@ -71,6 +81,7 @@ type managerRPC interface {
 	FetchFile(context.Context, *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error)
 	InstallLibrary(context.Context, *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error)
+	Ack(context.Context, *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error)
 }
 
 // eventStream is a session's stream of task events.
@@ -91,8 +102,8 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	rpc := trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes),
 		connect.WithInterceptors(bearer{&c.secret}))
 	c.rpc = rpc
-	c.watchRPC = func(ctx context.Context, session string) (eventStream, error) {
-		return rpc.Watch(ctx, connect.NewRequest(&pb.WatchRequest{Session: session}))
+	c.watchRPC = func(ctx context.Context, req *pb.WatchRequest) (eventStream, error) {
+		return rpc.Watch(ctx, connect.NewRequest(req))
 	}
 	if err := c.begin(ctx); err != nil {
 		c.rpcHTTP.CloseIdleConnections()
@@ -105,9 +116,8 @@ var dialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 
 // newClient makes a client of the manager at addr, not yet connected.
 func newClient(addr string, opts []Option) *Client {
-	c := &Client{addr: addr, base: "http://" + addr, handles: make(map[uint64]*Handle),
-		early: make(map[uint64][]*pb.TaskEvent), uploaded: make(map[string]bool),
-		rpcHTTP: &http.Client{}}
+	c := &Client{addr: addr, base: "http://" + addr, handles: make(map[string]*Handle),
+		uploaded: make(map[string]bool), userKeys: make(map[string]bool), rpcHTTP: &http.Client{}, ack: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -130,10 +140,14 @@ func (c *Client) begin(ctx context.Context) error {
 	wctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
 	ready := make(chan error, 1)
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() { // exits when Close cancels wctx
 		defer c.wg.Done()
 		c.watch(wctx, ready)
+	}()
+	go func() { // exits when Close cancels wctx
+		defer c.wg.Done()
+		c.acker(wctx)
 	}()
 	if err := <-ready; err != nil {
 		stop()
@@ -141,6 +155,31 @@ func (c *Client) begin(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// ackPause spaces the client's acknowledgements of events.
+const ackPause = 200 * time.Millisecond
+
+// acker tells the manager which events the client has applied, so that it
+// keeps only the others for a resumed Watch: at most once per ackPause. It
+// exits when ctx ends.
+func (c *Client) acker(ctx context.Context) {
+	for {
+		select {
+		case <-c.ack:
+		case <-ctx.Done():
+			return
+		}
+		seq := c.toAck.Load()
+		if _, err := c.rpc.Ack(ctx, connect.NewRequest(&pb.AckRequest{Session: c.session, Seq: seq})); err != nil && ctx.Err() == nil {
+			c.log.Debug("acknowledge events", "seq", seq, "err", err)
+		}
+		select {
+		case <-time.After(ackPause):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Close stops the client, and the embedded cluster if it started one.
@@ -174,6 +213,7 @@ func (c *Client) Addr() string { return c.addr }
 type Handle struct {
 	ID   uint64
 	Name string
+	key  string
 	task *Task
 	c    *Client
 	done chan struct{}
@@ -230,12 +270,10 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 // submitChunk is how many independent tasks go in one Submit message.
 const submitChunk = 1000
 
-// submit sends tasks in one Submit message.
+// submit sends tasks in one Submit message. Their handles are in place
+// before it goes, so that their events find them whenever they come.
 func (c *Client) submit(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 	req := &pb.SubmitRequest{Session: c.session, Tasks: make([]*pb.TaskSpec, len(tasks))}
-	var b [12]byte
-	rand.Read(b[:])
-	req.RequestId = "r-" + hex.EncodeToString(b[:])
 	index := make(map[*Task]uint32, len(tasks))
 	for i, t := range tasks {
 		index[t] = uint32(i)
@@ -260,33 +298,73 @@ func (c *Client) submit(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 		req.Files = append(req.Files, d)
 	}
 	sort.Slice(req.Files, func(i, j int) bool { return req.Files[i].Name < req.Files[j].Name })
+	handles, err := c.track(req.Tasks, tasks)
+	if err != nil {
+		return nil, err
+	}
 	var resp *connect.Response[pb.SubmitResponse]
-	var err error
-	for try := 0; ; try++ { // the request ID makes a retried submit harmless
+	for try := 0; ; try++ { // task keys make a retried submit harmless
 		resp, err = c.rpc.Submit(ctx, connect.NewRequest(req))
 		if err == nil || try == 2 || connect.CodeOf(err) != connect.CodeUnavailable {
 			break
 		}
-		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+		select {
+		case <-time.After(time.Duration(try+1) * 200 * time.Millisecond):
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if err == nil && len(resp.Msg.TaskIds) != len(handles) {
+		err = fmt.Errorf("the manager returned %d task IDs for %d tasks", len(resp.Msg.TaskIds), len(handles))
 	}
 	if err != nil {
+		c.untrack(handles)
 		return nil, wireError("submit", err)
 	}
-	handles := make([]*Handle, len(tasks))
-	c.mu.Lock()
-	var replay []*pb.TaskEvent
 	for i, id := range resp.Msg.TaskIds {
-		h := &Handle{ID: id, Name: req.Tasks[i].Name, task: tasks[i], c: c, done: make(chan struct{})}
-		handles[i] = h
-		c.handles[id] = h
-		replay = append(replay, c.early[id]...)
-		delete(c.early, id)
-	}
-	c.mu.Unlock()
-	for _, ev := range replay {
-		c.deliver(ctx, ev)
+		handles[i].ID = id
 	}
 	return handles, nil
+}
+
+// track makes a handle for each task, under its key (given or made).
+func (c *Client) track(specs []*pb.TaskSpec, tasks []*Task) ([]*Handle, error) {
+	handles := make([]*Handle, len(specs))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, spec := range specs {
+		if spec.Key == "" {
+			c.keys++
+			spec.Key = "~" + strconv.FormatUint(c.keys, 10) // "~": apart from keys users choose
+		} else if c.userKeys[spec.Key] {
+			for _, h := range handles[:i] {
+				delete(c.handles, h.key)
+				delete(c.userKeys, h.key)
+			}
+			return nil, fmt.Errorf("%w: task %q: key %q was given to another task of this client; keys are unique in a session", ErrInvalid, spec.Name, spec.Key)
+		} else {
+			c.userKeys[spec.Key] = true
+		}
+		h := &Handle{Name: spec.Name, key: spec.Key, task: tasks[i], c: c, done: make(chan struct{})}
+		handles[i] = h
+		c.handles[spec.Key] = h
+	}
+	return handles, nil
+}
+
+// untrack forgets handles whose submit failed.
+func (c *Client) untrack(handles []*Handle) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range handles {
+		if c.handles[h.key] == h {
+			delete(c.handles, h.key)
+			delete(c.userKeys, h.key)
+		}
+	}
 }
 
 // encode turns t into its wire form, inlining small inputs while budget
@@ -306,11 +384,14 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 	if cores == 0 && t.Call == nil {
 		cores = 1
 	}
+	if strings.HasPrefix(t.Key, "~") {
+		return nil, fmt.Errorf("%w: task %q: key %q: keys starting with ~ are the client's own", ErrInvalid, name, t.Key)
+	}
 	spec := &pb.TaskSpec{
 		Name: name, Command: t.Command, Env: t.Env,
 		Resources: &pb.Resources{Cores: cores, MemoryMb: t.Resources.MemoryMB, DiskMb: t.Resources.DiskMB, Gpus: int64(t.Resources.GPUs)},
 		Retries:   int32(t.Retries), RetryOnError: t.RetryOnError, TimeLimitMs: t.TimeLimit.Milliseconds(),
-		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags,
+		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags, Key: t.Key,
 	}
 	inputs := t.Inputs
 	if t.Call != nil {
@@ -473,7 +554,7 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 	first := true
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
-		stream, err := c.watchRPC(sctx, c.session)
+		stream, err := c.watchRPC(sctx, &pb.WatchRequest{Session: c.session, After: c.applied})
 		if err == nil {
 			if first {
 				ready <- nil
@@ -481,7 +562,7 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 			}
 			for stream.Receive() {
 				for _, ev := range stream.Msg().Events {
-					c.deliver(ctx, ev)
+					c.apply(ctx, ev)
 				}
 			}
 			err = stream.Err()
@@ -506,20 +587,36 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 	}
 }
 
+// apply delivers the session's next event once: one the client applied
+// already (sent again on a resumed stream) is dropped.
+func (c *Client) apply(ctx context.Context, ev *pb.TaskEvent) {
+	if ev.Seq <= c.applied {
+		return
+	}
+	if ev.Seq != c.applied+1 {
+		c.log.Error("events of this session were lost: the manager dropped them unacknowledged", "from", c.applied+1, "to", ev.Seq-1)
+	}
+	c.applied = ev.Seq
+	c.deliver(ctx, ev)
+	c.toAck.Store(c.applied)
+	select {
+	case c.ack <- struct{}{}:
+	default:
+	}
+}
+
 // deliver applies one task event: progress callback, and on completion the
 // outputs' download and the handle's result.
 func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
 	c.mu.Lock()
-	h := c.handles[ev.TaskId]
-	if h == nil {
-		c.early[ev.TaskId] = append(c.early[ev.TaskId], ev)
-		c.mu.Unlock()
-		return
-	}
-	if ev.State == pb.TaskState_TASK_STATE_DONE {
-		delete(c.handles, ev.TaskId)
+	h := c.handles[ev.Key]
+	if h != nil && ev.State == pb.TaskState_TASK_STATE_DONE {
+		delete(c.handles, ev.Key)
 	}
 	c.mu.Unlock()
+	if h == nil {
+		return // a task of this session that another client submitted
+	}
 	out := Event{Task: ev.TaskId, Name: h.Name, State: State(ev.State), Attempt: int(ev.Attempt), Worker: ev.Worker, Note: ev.Note}
 	if ev.State == pb.TaskState_TASK_STATE_DONE {
 		h.res = c.result(ctx, h, ev)
@@ -535,7 +632,7 @@ func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
 
 func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Result {
 	o := ev.GetOutcome()
-	r := &Result{Task: h.ID, Name: h.Name, Kind: ResultKind(o.GetKind()), ExitCode: int(o.GetExitCode()),
+	r := &Result{Task: ev.TaskId, Name: h.Name, Kind: ResultKind(o.GetKind()), ExitCode: int(o.GetExitCode()),
 		Message: o.GetMessage(), Stdout: o.GetStdout(), Stderr: o.GetStderr(),
 		StdoutTruncated: o.GetStdoutTruncated(), StderrTruncated: o.GetStderrTruncated(),
 		Output: o.GetResult(), Traceback: o.GetTraceback(),

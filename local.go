@@ -191,8 +191,8 @@ func dialLocal(ctx context.Context, m *manager.Manager, network bool, opts []Opt
 	}
 	c := newClient(m.Addr(), opts)
 	c.rpc = localRPC{m.Handler()}
-	c.watchRPC = func(ctx context.Context, session string) (eventStream, error) {
-		return watchLocal(ctx, m, session), nil
+	c.watchRPC = func(ctx context.Context, req *pb.WatchRequest) (eventStream, error) {
+		return watchLocal(ctx, m, req), nil
 	}
 	if err := c.begin(ctx); err != nil {
 		return nil, err
@@ -224,12 +224,12 @@ type localEvents struct {
 	cancel context.CancelFunc
 }
 
-func watchLocal(ctx context.Context, m *manager.Manager, session string) *localEvents {
+func watchLocal(ctx context.Context, m *manager.Manager, req *pb.WatchRequest) *localEvents {
 	ctx, cancel := context.WithCancel(ctx)
 	e := &localEvents{ch: make(chan *pb.TaskEvents, 64), done: make(chan struct{}), cancel: cancel}
 	go func() { // exits when ctx ends (Close) or the manager stops
 		defer close(e.done)
-		e.err = m.WatchEvents(ctx, session, func(ev *pb.TaskEvents) error {
+		e.err = m.WatchEvents(ctx, req, func(ev *pb.TaskEvents) error {
 			select {
 			case e.ch <- ev:
 				return nil

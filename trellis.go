@@ -68,6 +68,10 @@ type Task struct {
 	Tags         []string
 	After        []*Task // tasks, in the same Submit call, that must succeed first
 	Call         *Call   // set: a function call of an installed library instead of a command
+	// Key names the task in the client's session (unique in it; a UUID,
+	// say). Submitting a task whose key the session used before returns
+	// the task already submitted. Empty: the client numbers it.
+	Key string
 }
 
 // Call is a function call: it runs in a slot of a library instance, with

@@ -164,16 +164,22 @@ func (c *cluster) worker(name string, env []string, flags ...string) *proc {
 	return start(c.t, env, args...)
 }
 
-// client connects a Go API client to the manager.
-func (c *cluster) client() *trellis.Client {
+// secret is the cluster's shared secret.
+func (c *cluster) secret() string {
 	c.t.Helper()
 	secret, err := os.ReadFile(c.secretFile)
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	return strings.TrimSpace(string(secret))
+}
+
+// client connects a Go API client to the manager.
+func (c *cluster) client() *trellis.Client {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl, err := trellis.Dial(ctx, c.addr, trellis.WithSecret(strings.TrimSpace(string(secret))))
+	cl, err := trellis.Dial(ctx, c.addr, trellis.WithSecret(c.secret()))
 	if err != nil {
 		c.t.Fatalf("Dial: %v", err)
 	}

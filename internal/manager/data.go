@@ -173,6 +173,7 @@ func fileServerAddr(announced, connAddr string) string {
 // endSession unlinks, from the workers that hold them, the workflow-level
 // files that only this session declared.
 func (s *state) endSession(session string) {
+	s.m.clients.End(session)
 	byWorker := make(map[core.WorkerID][]string)
 	for name, sessions := range s.data.declaredBy {
 		if !sessions[session] {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"trellis/internal/core"
+	"trellis/internal/manager/clients"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -19,12 +20,8 @@ type (
 		req   *pb.SubmitRequest
 		reply chan submitReply
 	}
-	evCancel struct{ ids []uint64 }
-	evStatus struct{ reply chan *pb.StatusResponse }
-	evWatch  struct {
-		session string
-		reply   chan *mailbox
-	}
+	evCancel     struct{ ids []uint64 }
+	evStatus     struct{ reply chan *pb.StatusResponse }
 	evWorkerJoin struct {
 		sess  *session
 		reply chan core.WorkerID
@@ -58,6 +55,7 @@ type submitReply struct {
 type taskRecord struct {
 	spec    *pb.TaskSpec
 	session string
+	client  *clients.Session // where its events go
 	worker  core.WorkerID
 }
 
@@ -67,12 +65,10 @@ type state struct {
 	core       *core.Core
 	tasks      map[core.TaskID]*taskRecord
 	sessions   map[core.WorkerID]*session
-	mailboxes  map[string]*mailbox
 	fileIDs    map[string]core.FileID // cache name -> core ID
 	produced   map[string]bool        // cache names some task declared as output
 	fileInfo   map[string]*pb.FileInfo
-	requests   map[string][]uint64 // submit request ID -> task IDs
-	markers    core.FileID         // marker files handed out for "after"
+	markers    core.FileID // marker files handed out for "after"
 	nextTask   core.TaskID
 	nextWorker core.WorkerID
 	succeeded  uint64
@@ -89,21 +85,19 @@ type state struct {
 
 func newState(m *Manager) *state {
 	return &state{
-		m:         m,
-		core:      core.New(),
-		tasks:     make(map[core.TaskID]*taskRecord),
-		sessions:  make(map[core.WorkerID]*session),
-		mailboxes: make(map[string]*mailbox),
-		fileIDs:   make(map[string]core.FileID),
-		produced:  make(map[string]bool),
-		fileInfo:  make(map[string]*pb.FileInfo),
-		requests:  make(map[string][]uint64),
-		doneBy:    make(map[core.WorkerID]uint64),
-		data:      newDataState(),
-		lineage:   make(map[core.TaskID]*taskRecord),
-		results:   make(map[string]map[string]bool),
-		libs:      make(map[string]*libRecord),
-		libByID:   make(map[core.LibID]*libRecord),
+		m:        m,
+		core:     core.New(),
+		tasks:    make(map[core.TaskID]*taskRecord),
+		sessions: make(map[core.WorkerID]*session),
+		fileIDs:  make(map[string]core.FileID),
+		produced: make(map[string]bool),
+		fileInfo: make(map[string]*pb.FileInfo),
+		doneBy:   make(map[core.WorkerID]uint64),
+		data:     newDataState(),
+		lineage:  make(map[core.TaskID]*taskRecord),
+		results:  make(map[string]map[string]bool),
+		libs:     make(map[string]*libRecord),
+		libByID:  make(map[core.LibID]*libRecord),
 	}
 }
 
@@ -140,8 +134,6 @@ func (s *state) handle(ev any) {
 		}
 	case evStatus:
 		ev.reply <- s.status()
-	case evWatch:
-		ev.reply <- s.mailbox(ev.session)
 	case evWorkerJoin:
 		s.nextWorker++
 		id := s.nextWorker
@@ -265,7 +257,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
-				s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
+				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
 			}
 		case core.Kill:
@@ -278,7 +270,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				if a.Attempt == 0 {
 					note = fmt.Sprintf("before it ran: %s: %s; queued again", a.Reason.Kind, a.Reason.Message)
 				}
-				s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING,
+				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING,
 					Attempt: a.Attempt, Note: note})
 			}
 		case core.Done:
@@ -354,7 +346,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 				lib.callsDone++
 			}
 		}
-		s.notify(rec.session, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
+		s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
 			Attempt: a.Attempt, Worker: name, Outcome: outcome})
 		s.dropTaskLevel(rec.spec)
 	}
@@ -452,10 +444,9 @@ func (s *state) fileID(name string) core.FileID {
 }
 
 func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
-	if req.RequestId != "" {
-		if ids, ok := s.requests[req.RequestId]; ok {
-			return ids, nil // a retried submit: the same tasks
-		}
+	client := s.m.clients.Get(req.Session)
+	if ids, again, err := resubmitted(client, req.Tasks); again || err != nil {
+		return ids, err // a retried submit: the same tasks
 	}
 	for _, t := range req.Tasks {
 		if err := checkInline(t); err != nil {
@@ -474,7 +465,6 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 			batchOutputs[f.Name] = true
 		}
 	}
-	s.mailbox(req.Session)
 	s.declare(req.Session, req.Files)
 	tasks := make([]core.Task, len(req.Tasks))
 	ids := make([]uint64, len(req.Tasks))
@@ -482,7 +472,10 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 		s.nextTask++
 		id := s.nextTask
 		ids[i] = uint64(id)
-		s.tasks[id] = &taskRecord{spec: spec, session: req.Session}
+		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
+		if spec.Key != "" {
+			client.Keep(spec.Key, uint64(id))
+		}
 		s.markOutputs(spec)
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
 			Retries: spec.Retries, RetryOnError: spec.RetryOnError}
@@ -524,11 +517,29 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 	for name := range batchOutputs {
 		s.produced[name] = true
 	}
-	if req.RequestId != "" {
-		s.requests[req.RequestId] = ids
-	}
 	s.step(core.TasksSubmitted{Tasks: tasks})
 	return ids, nil
+}
+
+// resubmitted reports whether tasks were submitted before in the session,
+// by their keys, and returns their IDs if so. A submit is all new or all
+// known: keys from an earlier submit mixed with new ones are an error.
+func resubmitted(client *clients.Session, tasks []*pb.TaskSpec) ([]uint64, bool, error) {
+	var ids []uint64
+	known := 0
+	for _, t := range tasks {
+		if id, ok := client.Task(t.Key); ok && t.Key != "" {
+			ids = append(ids, id)
+			known++
+		}
+	}
+	switch {
+	case known == 0:
+		return nil, false, nil
+	case known < len(tasks):
+		return nil, false, fmt.Errorf("submit mixes %d tasks whose keys this session used before with %d new ones: resubmit the same tasks, or give new ones new keys", known, len(tasks)-known)
+	}
+	return ids, true, nil
 }
 
 func (s *state) status() *pb.StatusResponse {
@@ -557,16 +568,11 @@ func (s *state) status() *pb.StatusResponse {
 	return resp
 }
 
-func (s *state) mailbox(session string) *mailbox {
-	mb := s.mailboxes[session]
-	if mb == nil {
-		mb = newMailbox()
-		s.mailboxes[session] = mb
-	}
-	return mb
+// notify sends an event of rec's task to its client.
+func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
+	ev.Key = rec.spec.Key
+	rec.client.Put(ev)
 }
-
-func (s *state) notify(session string, ev *pb.TaskEvent) { s.mailbox(session).put(ev) }
 
 func coreResources(r *pb.Resources) core.Resources {
 	return core.Resources{MilliCores: int64(r.GetCores()*1000 + 0.5), MemoryMB: r.GetMemoryMb(), DiskMB: r.GetDiskMb(), GPUs: r.GetGpus()}

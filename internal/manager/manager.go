@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"golang.org/x/sync/errgroup"
 
+	"trellis/internal/manager/clients"
 	"trellis/internal/proto"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
@@ -38,9 +39,10 @@ type Manager struct {
 	srv      *http.Server
 	store    *store
 	ownStore bool
-	events   chan any      // to loop
-	stopping chan struct{} // closed when Run's context ends
-	state    *state        // owned by loop
+	events   chan any       // to loop
+	stopping chan struct{}  // closed when Run's context ends
+	state    *state         // owned by loop
+	clients  *clients.Table // client sessions: events for Watch, task keys
 }
 
 // Listen binds the manager's port and prepares its store.
@@ -72,6 +74,7 @@ func Listen(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
 	}
 	m := &Manager{cfg: cfg, log: log, ln: ln, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
+	m.clients = clients.NewTable()
 	m.state = newState(m)
 
 	mux := http.NewServeMux()

@@ -36,34 +36,49 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequ
 }
 
 func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.TaskEvents]) error {
-	return s.m.WatchEvents(ctx, req.Msg.Session, stream.Send)
+	return s.m.WatchEvents(ctx, req.Msg, stream.Send)
 }
 
-// WatchEvents sends the events of a client's session to send, batched,
-// until ctx ends or send fails. The first message is empty: the client
-// knows then that it is watching, before it submits anything. The Watch
-// RPC serves it over HTTP/2; an embedded client calls it in process.
-func (m *Manager) WatchEvents(ctx context.Context, session string, send func(*pb.TaskEvents) error) error {
-	if len(session) > proto.MaxNameBytes {
+// WatchEvents sends the events of a client's session after the request's
+// cursor to send, batched, until ctx ends or send fails; events up to the
+// cursor are acknowledged. The first message is empty: the client knows
+// then that it is watching, before it submits anything. The Watch RPC
+// serves it over HTTP/2; an embedded client calls it in process.
+func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send func(*pb.TaskEvents) error) error {
+	if len(req.Session) > proto.MaxNameBytes {
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
 	}
-	mb, err := call(ctx, m, func(c chan *mailbox) any { return evWatch{session: session, reply: c} })
-	if err != nil {
-		return err
-	}
+	client := m.clients.Get(req.Session)
+	client.Ack(req.After)
+	wake, stop := client.Watch()
+	defer stop()
 	if err := send(&pb.TaskEvents{}); err != nil {
 		return err
 	}
-	for {
-		if err := sendEvents(send, mb.take()); err != nil {
-			return err
+	for cursor := req.After; ; {
+		if evs := client.After(cursor); len(evs) > 0 {
+			if err := sendEvents(send, evs); err != nil {
+				return err
+			}
+			cursor = evs[len(evs)-1].Seq
 		}
 		select {
-		case <-mb.signal:
+		case <-wake:
 		case <-ctx.Done():
 			return nil
 		}
 	}
+}
+
+// Ack forgets a session's events up to the client's cursor.
+func (s *service) Ack(ctx context.Context, req *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error) {
+	if len(req.Msg.Session) > proto.MaxNameBytes {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
+	}
+	if client := s.m.clients.Lookup(req.Msg.Session); client != nil {
+		client.Ack(req.Msg.Seq)
+	}
+	return connect.NewResponse(&pb.AckResponse{}), nil
 }
 
 // sendEvents sends events in as few messages as the batch limits allow.

@@ -125,6 +125,9 @@ func CheckTask(t *pb.TaskSpec) error {
 	if len(t.Name) > MaxPathBytes {
 		return invalid("task name is %d bytes, over the limit of %d", len(t.Name), MaxPathBytes)
 	}
+	if len(t.Key) > MaxNameBytes {
+		return invalid("task %q: key is %d bytes, over the limit of %d", t.Name, len(t.Key), MaxNameBytes)
+	}
 	if len(t.Inputs)+len(t.Outputs) > MaxFilesPerTask {
 		return invalid("task %q: %d files, over the limit of %d", t.Name, len(t.Inputs)+len(t.Outputs), MaxFilesPerTask)
 	}
@@ -179,9 +182,10 @@ func CheckSubmit(r *pb.SubmitRequest) error {
 	if len(r.Tasks) > MaxTasksPerCall {
 		return invalid("submit of %d tasks, over the limit of %d per call", len(r.Tasks), MaxTasksPerCall)
 	}
-	if len(r.Session) > MaxNameBytes || len(r.RequestId) > MaxNameBytes {
-		return invalid("session or request ID over %d bytes", MaxNameBytes)
+	if len(r.Session) > MaxNameBytes {
+		return invalid("session name over %d bytes", MaxNameBytes)
 	}
+	keys := make(map[string]bool, len(r.Tasks))
 	inline := 0
 	if len(r.Files) > MaxTasksPerCall {
 		return invalid("submit declares %d files, over the limit of %d", len(r.Files), MaxTasksPerCall)
@@ -194,6 +198,12 @@ func CheckSubmit(r *pb.SubmitRequest) error {
 	for i, t := range r.Tasks {
 		if err := CheckTask(t); err != nil {
 			return err
+		}
+		if t.Key != "" {
+			if keys[t.Key] {
+				return invalid("task %q: key %q is given to two tasks of this request", t.Name, t.Key)
+			}
+			keys[t.Key] = true
 		}
 		for _, f := range t.Inputs {
 			if inline += len(f.Content); inline > MaxInlinePerMessage {

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{44, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -605,21 +605,26 @@ func (x *FileDecl) GetDir() bool {
 
 // TaskSpec is a standalone command task as the client declares it.
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // for people: shown in progress and errors
-	Command       string                 `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"` // run with /bin/sh -c in the sandbox
-	Inputs        []*FileRef             `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty"`
-	Outputs       []*FileRef             `protobuf:"bytes,4,rep,name=outputs,proto3" json:"outputs,omitempty"`
-	Env           []string               `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty"` // "KEY=VALUE"
-	Resources     *Resources             `protobuf:"bytes,6,opt,name=resources,proto3" json:"resources,omitempty"`
-	Retries       int32                  `protobuf:"varint,7,opt,name=retries,proto3" json:"retries,omitempty"`                                 // further attempts after a lost worker
-	RetryOnError  bool                   `protobuf:"varint,8,opt,name=retry_on_error,json=retryOnError,proto3" json:"retry_on_error,omitempty"` // also retry failures of the command itself
-	TimeLimitMs   int64                  `protobuf:"varint,9,opt,name=time_limit_ms,json=timeLimitMs,proto3" json:"time_limit_ms,omitempty"`    // wall time; 0: none
-	Priority      int32                  `protobuf:"varint,10,opt,name=priority,proto3" json:"priority,omitempty"`                              // higher first
-	Category      string                 `protobuf:"bytes,11,opt,name=category,proto3" json:"category,omitempty"`
-	Tags          []string               `protobuf:"bytes,12,rep,name=tags,proto3" json:"tags,omitempty"`
-	After         []uint32               `protobuf:"varint,13,rep,packed,name=after,proto3" json:"after,omitempty"` // indexes, in the same submit request, of tasks that must succeed first
-	Call          *CallSpec              `protobuf:"bytes,14,opt,name=call,proto3" json:"call,omitempty"`           // set: a function call of an installed library, not a command
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // for people: shown in progress and errors
+	Command      string                 `protobuf:"bytes,2,opt,name=command,proto3" json:"command,omitempty"` // run with /bin/sh -c in the sandbox
+	Inputs       []*FileRef             `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	Outputs      []*FileRef             `protobuf:"bytes,4,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	Env          []string               `protobuf:"bytes,5,rep,name=env,proto3" json:"env,omitempty"` // "KEY=VALUE"
+	Resources    *Resources             `protobuf:"bytes,6,opt,name=resources,proto3" json:"resources,omitempty"`
+	Retries      int32                  `protobuf:"varint,7,opt,name=retries,proto3" json:"retries,omitempty"`                                 // further attempts after a lost worker
+	RetryOnError bool                   `protobuf:"varint,8,opt,name=retry_on_error,json=retryOnError,proto3" json:"retry_on_error,omitempty"` // also retry failures of the command itself
+	TimeLimitMs  int64                  `protobuf:"varint,9,opt,name=time_limit_ms,json=timeLimitMs,proto3" json:"time_limit_ms,omitempty"`    // wall time; 0: none
+	Priority     int32                  `protobuf:"varint,10,opt,name=priority,proto3" json:"priority,omitempty"`                              // higher first
+	Category     string                 `protobuf:"bytes,11,opt,name=category,proto3" json:"category,omitempty"`
+	Tags         []string               `protobuf:"bytes,12,rep,name=tags,proto3" json:"tags,omitempty"`
+	After        []uint32               `protobuf:"varint,13,rep,packed,name=after,proto3" json:"after,omitempty"` // indexes, in the same submit request, of tasks that must succeed first
+	Call         *CallSpec              `protobuf:"bytes,14,opt,name=call,proto3" json:"call,omitempty"`           // set: a function call of an installed library, not a command
+	// key names the task in its client's session, chosen by the client
+	// (unique in the session, e.g. a UUID or a counter): submitting a task
+	// whose key the session has seen returns that task instead of a new
+	// one, and every event of the task carries the key. Empty: no key.
+	Key           string `protobuf:"bytes,15,opt,name=key,proto3" json:"key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -750,6 +755,13 @@ func (x *TaskSpec) GetCall() *CallSpec {
 		return x.Call
 	}
 	return nil
+}
+
+func (x *TaskSpec) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
 }
 
 // CallSpec is a function call: it runs in a slot of a library instance.
@@ -1274,13 +1286,18 @@ func (x *Outcome) GetResultFile() *FileInfo {
 
 // TaskEvent tells a client that one of its tasks changed state.
 type TaskEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	State         TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=trellis.v1.TaskState" json:"state,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Worker        string                 `protobuf:"bytes,4,opt,name=worker,proto3" json:"worker,omitempty"`   // name of the worker, when running or done
-	Outcome       *Outcome               `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"` // set when done (kind, message, output tails)
-	Note          string                 `protobuf:"bytes,6,opt,name=note,proto3" json:"note,omitempty"`       // why a task went back to waiting, for instance
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	State   TaskState              `protobuf:"varint,2,opt,name=state,proto3,enum=trellis.v1.TaskState" json:"state,omitempty"`
+	Attempt uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Worker  string                 `protobuf:"bytes,4,opt,name=worker,proto3" json:"worker,omitempty"`   // name of the worker, when running or done
+	Outcome *Outcome               `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"` // set when done (kind, message, output tails)
+	Note    string                 `protobuf:"bytes,6,opt,name=note,proto3" json:"note,omitempty"`       // why a task went back to waiting, for instance
+	Key     string                 `protobuf:"bytes,7,opt,name=key,proto3" json:"key,omitempty"`         // the task's key, as the client submitted it
+	// seq numbers the events of a session 1, 2, 3, … without gaps: a client
+	// that resumes a Watch after the last seq it applied gets every event it
+	// missed, and drops any it sees twice.
+	Seq           uint64 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1357,6 +1374,20 @@ func (x *TaskEvent) GetNote() string {
 	return ""
 }
 
+func (x *TaskEvent) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // TaskEvents is one message of the Watch stream: the events that were
 // waiting for the client, in order. The first message is empty.
 type TaskEvents struct {
@@ -1405,8 +1436,7 @@ func (x *TaskEvents) GetEvents() []*TaskEvent {
 
 type SubmitRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`                      // the client's Watch session
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"` // retrying a submit with the same ID returns the same task IDs
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"` // the client's Watch session
 	Tasks         []*TaskSpec            `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	Files         []*FileDecl            `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"` // files its tasks use beyond uploads and plain outputs
 	unknownFields protoimpl.UnknownFields
@@ -1446,13 +1476,6 @@ func (*SubmitRequest) Descriptor() ([]byte, []int) {
 func (x *SubmitRequest) GetSession() string {
 	if x != nil {
 		return x.Session
-	}
-	return ""
-}
-
-func (x *SubmitRequest) GetRequestId() string {
-	if x != nil {
-		return x.RequestId
 	}
 	return ""
 }
@@ -1516,8 +1539,11 @@ func (x *SubmitResponse) GetTaskIds() []uint64 {
 }
 
 type WatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// after resumes the stream: events with seq greater than after are sent,
+	// and those up to after are acknowledged (the manager may forget them).
+	After         uint64 `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1559,6 +1585,103 @@ func (x *WatchRequest) GetSession() string {
 	return ""
 }
 
+func (x *WatchRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+// AckRequest tells the manager that a client applied its session's events
+// up to seq, so that it need not keep them for a resumed Watch.
+type AckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_trellis_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AckRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *AckRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type AckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResponse) Reset() {
+	*x = AckResponse{}
+	mi := &file_trellis_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResponse) ProtoMessage() {}
+
+func (x *AckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
+func (*AckResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{16}
+}
+
 type CancelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskIds       []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
@@ -1568,7 +1691,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1703,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1716,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{15}
+	return file_trellis_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -1611,7 +1734,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1746,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1759,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{16}
+	return file_trellis_proto_rawDescGZIP(), []int{18}
 }
 
 type StatusRequest struct {
@@ -1647,7 +1770,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1659,7 +1782,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1672,7 +1795,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{17}
+	return file_trellis_proto_rawDescGZIP(), []int{19}
 }
 
 // FetchFileRequest asks the manager to bring a file (a temp file, say) to
@@ -1686,7 +1809,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1821,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1834,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{18}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -1730,7 +1853,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1865,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1878,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -1775,7 +1898,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1910,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1923,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -1818,7 +1941,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1830,7 +1953,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1843,7 +1966,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 type WorkerStatus struct {
@@ -1867,7 +1990,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +2002,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2015,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -2011,7 +2134,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2146,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2159,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -2173,7 +2296,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2308,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2321,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -2256,7 +2379,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2391,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2404,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -2341,7 +2464,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2476,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2489,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2541,7 +2664,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +2676,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +2689,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -2587,7 +2710,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2599,7 +2722,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2612,7 +2735,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -2649,7 +2772,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2784,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2797,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -2727,7 +2850,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2862,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2875,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -2817,7 +2940,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2829,7 +2952,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2842,7 +2965,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CachedFile) GetName() string {
@@ -2898,7 +3021,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2910,7 +3033,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2923,7 +3046,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -2999,7 +3122,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3011,7 +3134,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3024,7 +3147,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -3042,7 +3165,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3054,7 +3177,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3067,7 +3190,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 type AttemptDone struct {
@@ -3081,7 +3204,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3216,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3229,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -3140,7 +3263,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3275,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3288,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -3190,7 +3313,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3202,7 +3325,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3215,7 +3338,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 // Worker stream: manager to worker.
@@ -3239,7 +3362,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3251,7 +3374,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3264,7 +3387,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -3424,7 +3547,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3436,7 +3559,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3449,7 +3572,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -3472,7 +3595,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +3607,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +3620,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -3531,7 +3654,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3543,7 +3666,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3556,7 +3679,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -3580,7 +3703,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3592,7 +3715,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3605,7 +3728,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -3659,7 +3782,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3671,7 +3794,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3684,7 +3807,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -3746,7 +3869,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3758,7 +3881,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3771,7 +3894,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -3791,7 +3914,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3803,7 +3926,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3816,7 +3939,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Upload) GetName() string {
@@ -3836,7 +3959,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3848,7 +3971,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3861,7 +3984,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -3891,7 +4014,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3903,7 +4026,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3916,7 +4039,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -3964,7 +4087,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3976,7 +4099,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3989,7 +4112,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -4038,7 +4161,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04size\x18\b \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\t \x01(\tR\x06digest\x12\x10\n" +
 	"\x03dir\x18\n" +
-	" \x01(\bR\x03dir\"\xcb\x03\n" +
+	" \x01(\bR\x03dir\"\xdd\x03\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -4054,7 +4177,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\bcategory\x18\v \x01(\tR\bcategory\x12\x12\n" +
 	"\x04tags\x18\f \x03(\tR\x04tags\x12\x14\n" +
 	"\x05after\x18\r \x03(\rR\x05after\x12(\n" +
-	"\x04call\x18\x0e \x01(\v2\x14.trellis.v1.CallSpecR\x04call\"q\n" +
+	"\x04call\x18\x0e \x01(\v2\x14.trellis.v1.CallSpecR\x04call\x12\x10\n" +
+	"\x03key\x18\x0f \x01(\tR\x03key\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -4100,27 +4224,33 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06result\x18\v \x01(\fR\x06result\x12\x1c\n" +
 	"\ttraceback\x18\f \x01(\tR\ttraceback\x125\n" +
 	"\vresult_file\x18\r \x01(\v2\x14.trellis.v1.FileInfoR\n" +
-	"resultFile\"\xc6\x01\n" +
+	"resultFile\"\xea\x01\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.trellis.v1.TaskStateR\x05state\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\tR\x06worker\x12-\n" +
 	"\aoutcome\x18\x05 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x12\n" +
-	"\x04note\x18\x06 \x01(\tR\x04note\";\n" +
+	"\x04note\x18\x06 \x01(\tR\x04note\x12\x10\n" +
+	"\x03key\x18\a \x01(\tR\x03key\x12\x10\n" +
+	"\x03seq\x18\b \x01(\x04R\x03seq\";\n" +
 	"\n" +
 	"TaskEvents\x12-\n" +
-	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\"\xa0\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\"\x87\x01\n" +
 	"\rSubmitRequest\x12\x18\n" +
-	"\asession\x18\x01 \x01(\tR\asession\x12\x1d\n" +
-	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\x12*\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12*\n" +
 	"\x05tasks\x18\x03 \x03(\v2\x14.trellis.v1.TaskSpecR\x05tasks\x12*\n" +
-	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05files\"+\n" +
+	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05filesJ\x04\b\x02\x10\x03\"+\n" +
 	"\x0eSubmitResponse\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"(\n" +
+	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\">\n" +
 	"\fWatchRequest\x12\x18\n" +
-	"\asession\x18\x01 \x01(\tR\asession\"*\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\x04R\x05after\"8\n" +
+	"\n" +
+	"AckRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\r\n" +
+	"\vAckResponse\"*\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"\x10\n" +
 	"\x0eCancelResponse\"\x0f\n" +
@@ -4330,10 +4460,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_WAITING\x10\x01\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fTASK_STATE_DONE\x10\x032\xbc\x04\n" +
+	"\x0fTASK_STATE_DONE\x10\x032\xf4\x04\n" +
 	"\aManager\x12?\n" +
 	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12;\n" +
-	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x16.trellis.v1.TaskEvents0\x01\x12?\n" +
+	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x16.trellis.v1.TaskEvents0\x01\x126\n" +
+	"\x03Ack\x12\x16.trellis.v1.AckRequest\x1a\x17.trellis.v1.AckResponse\x12?\n" +
 	"\x06Cancel\x12\x19.trellis.v1.CancelRequest\x1a\x1a.trellis.v1.CancelResponse\x12?\n" +
 	"\x06Status\x12\x19.trellis.v1.StatusRequest\x1a\x1a.trellis.v1.StatusResponse\x12H\n" +
 	"\tFetchFile\x12\x1c.trellis.v1.FetchFileRequest\x1a\x1d.trellis.v1.FetchFileResponse\x12W\n" +
@@ -4355,7 +4486,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -4377,40 +4508,42 @@ var file_trellis_proto_goTypes = []any{
 	(*SubmitRequest)(nil),          // 17: trellis.v1.SubmitRequest
 	(*SubmitResponse)(nil),         // 18: trellis.v1.SubmitResponse
 	(*WatchRequest)(nil),           // 19: trellis.v1.WatchRequest
-	(*CancelRequest)(nil),          // 20: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 21: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 22: trellis.v1.StatusRequest
-	(*FetchFileRequest)(nil),       // 23: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 24: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 25: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 26: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 27: trellis.v1.WorkerStatus
-	(*StatusResponse)(nil),         // 28: trellis.v1.StatusResponse
-	(*LibraryStatus)(nil),          // 29: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 30: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 31: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 32: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 33: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 34: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 35: trellis.v1.Hello
-	(*CachedFile)(nil),             // 36: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 37: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 38: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 39: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 40: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 41: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 42: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 43: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 44: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 45: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 46: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 47: trellis.v1.Source
-	(*Fetch)(nil),                  // 48: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 49: trellis.v1.Unlink
-	(*Upload)(nil),                 // 50: trellis.v1.Upload
-	(*Welcome)(nil),                // 51: trellis.v1.Welcome
-	(*Run)(nil),                    // 52: trellis.v1.Run
-	(*Kill)(nil),                   // 53: trellis.v1.Kill
+	(*AckRequest)(nil),             // 20: trellis.v1.AckRequest
+	(*AckResponse)(nil),            // 21: trellis.v1.AckResponse
+	(*CancelRequest)(nil),          // 22: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),         // 23: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),          // 24: trellis.v1.StatusRequest
+	(*FetchFileRequest)(nil),       // 25: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 26: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 27: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 28: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 29: trellis.v1.WorkerStatus
+	(*StatusResponse)(nil),         // 30: trellis.v1.StatusResponse
+	(*LibraryStatus)(nil),          // 31: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 32: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 33: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 34: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 35: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 36: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 37: trellis.v1.Hello
+	(*CachedFile)(nil),             // 38: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 39: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 40: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 41: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 42: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 43: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 44: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 45: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 46: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 47: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 48: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 49: trellis.v1.Source
+	(*Fetch)(nil),                  // 50: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 51: trellis.v1.Unlink
+	(*Upload)(nil),                 // 52: trellis.v1.Upload
+	(*Welcome)(nil),                // 53: trellis.v1.Welcome
+	(*Run)(nil),                    // 54: trellis.v1.Run
+	(*Kill)(nil),                   // 55: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -4435,58 +4568,60 @@ var file_trellis_proto_depIdxs = []int32{
 	13, // 19: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
 	5,  // 20: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
 	5,  // 21: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	27, // 22: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	29, // 23: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	30, // 24: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	35, // 25: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	39, // 26: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	40, // 27: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	41, // 28: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	42, // 29: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	37, // 30: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	38, // 31: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	33, // 32: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	34, // 33: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	32, // 34: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	31, // 35: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	29, // 22: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	31, // 23: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	32, // 24: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	37, // 25: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	41, // 26: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	42, // 27: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	43, // 28: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	44, // 29: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	39, // 30: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	40, // 31: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	35, // 32: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	36, // 33: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	34, // 34: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	33, // 35: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
 	2,  // 36: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
 	5,  // 37: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	36, // 38: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	38, // 38: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
 	1,  // 39: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
 	14, // 40: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	51, // 41: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	52, // 42: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	53, // 43: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	48, // 44: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	49, // 45: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	50, // 46: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	45, // 47: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	46, // 48: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	44, // 49: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	43, // 50: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	53, // 41: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	54, // 42: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	55, // 43: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	50, // 44: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	51, // 45: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	52, // 46: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	47, // 47: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	48, // 48: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	46, // 49: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	45, // 50: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
 	10, // 51: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
 	4,  // 52: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	47, // 53: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	49, // 53: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
 	1,  // 54: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
 	8,  // 55: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
 	17, // 56: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
 	19, // 57: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	20, // 58: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	22, // 59: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	23, // 60: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 61: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	25, // 62: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	31, // 63: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	18, // 64: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	16, // 65: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	21, // 66: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	28, // 67: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	24, // 68: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 69: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	26, // 70: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	43, // 71: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	64, // [64:72] is the sub-list for method output_type
-	56, // [56:64] is the sub-list for method input_type
+	20, // 58: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	22, // 59: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	24, // 60: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	25, // 61: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 62: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	27, // 63: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	33, // 64: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	18, // 65: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	16, // 66: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	21, // 67: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	23, // 68: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	30, // 69: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	26, // 70: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 71: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	28, // 72: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	45, // 73: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	65, // [65:74] is the sub-list for method output_type
+	56, // [56:65] is the sub-list for method input_type
 	56, // [56:56] is the sub-list for extension type_name
 	56, // [56:56] is the sub-list for extension extendee
 	0,  // [0:56] is the sub-list for field type_name
@@ -4497,7 +4632,7 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[26].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[28].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -4509,7 +4644,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[38].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[40].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -4526,7 +4661,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

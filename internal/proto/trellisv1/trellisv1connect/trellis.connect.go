@@ -42,6 +42,8 @@ const (
 	ManagerSubmitProcedure = "/trellis.v1.Manager/Submit"
 	// ManagerWatchProcedure is the fully-qualified name of the Manager's Watch RPC.
 	ManagerWatchProcedure = "/trellis.v1.Manager/Watch"
+	// ManagerAckProcedure is the fully-qualified name of the Manager's Ack RPC.
+	ManagerAckProcedure = "/trellis.v1.Manager/Ack"
 	// ManagerCancelProcedure is the fully-qualified name of the Manager's Cancel RPC.
 	ManagerCancelProcedure = "/trellis.v1.Manager/Cancel"
 	// ManagerStatusProcedure is the fully-qualified name of the Manager's Status RPC.
@@ -60,6 +62,7 @@ const (
 type ManagerClient interface {
 	Submit(context.Context, *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error)
 	Watch(context.Context, *connect.Request[trellisv1.WatchRequest]) (*connect.ServerStreamForClient[trellisv1.TaskEvents], error)
+	Ack(context.Context, *connect.Request[trellisv1.AckRequest]) (*connect.Response[trellisv1.AckResponse], error)
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
@@ -89,6 +92,12 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			httpClient,
 			baseURL+ManagerWatchProcedure,
 			connect.WithSchema(managerMethods.ByName("Watch")),
+			connect.WithClientOptions(opts...),
+		),
+		ack: connect.NewClient[trellisv1.AckRequest, trellisv1.AckResponse](
+			httpClient,
+			baseURL+ManagerAckProcedure,
+			connect.WithSchema(managerMethods.ByName("Ack")),
 			connect.WithClientOptions(opts...),
 		),
 		cancel: connect.NewClient[trellisv1.CancelRequest, trellisv1.CancelResponse](
@@ -134,6 +143,7 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 type managerClient struct {
 	submit         *connect.Client[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
 	watch          *connect.Client[trellisv1.WatchRequest, trellisv1.TaskEvents]
+	ack            *connect.Client[trellisv1.AckRequest, trellisv1.AckResponse]
 	cancel         *connect.Client[trellisv1.CancelRequest, trellisv1.CancelResponse]
 	status         *connect.Client[trellisv1.StatusRequest, trellisv1.StatusResponse]
 	fetchFile      *connect.Client[trellisv1.FetchFileRequest, trellisv1.FetchFileResponse]
@@ -150,6 +160,11 @@ func (c *managerClient) Submit(ctx context.Context, req *connect.Request[trellis
 // Watch calls trellis.v1.Manager.Watch.
 func (c *managerClient) Watch(ctx context.Context, req *connect.Request[trellisv1.WatchRequest]) (*connect.ServerStreamForClient[trellisv1.TaskEvents], error) {
 	return c.watch.CallServerStream(ctx, req)
+}
+
+// Ack calls trellis.v1.Manager.Ack.
+func (c *managerClient) Ack(ctx context.Context, req *connect.Request[trellisv1.AckRequest]) (*connect.Response[trellisv1.AckResponse], error) {
+	return c.ack.CallUnary(ctx, req)
 }
 
 // Cancel calls trellis.v1.Manager.Cancel.
@@ -186,6 +201,7 @@ func (c *managerClient) Work(ctx context.Context) *connect.BidiStreamForClient[t
 type ManagerHandler interface {
 	Submit(context.Context, *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error)
 	Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvents]) error
+	Ack(context.Context, *connect.Request[trellisv1.AckRequest]) (*connect.Response[trellisv1.AckResponse], error)
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
@@ -211,6 +227,12 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 		ManagerWatchProcedure,
 		svc.Watch,
 		connect.WithSchema(managerMethods.ByName("Watch")),
+		connect.WithHandlerOptions(opts...),
+	)
+	managerAckHandler := connect.NewUnaryHandler(
+		ManagerAckProcedure,
+		svc.Ack,
+		connect.WithSchema(managerMethods.ByName("Ack")),
 		connect.WithHandlerOptions(opts...),
 	)
 	managerCancelHandler := connect.NewUnaryHandler(
@@ -255,6 +277,8 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 			managerSubmitHandler.ServeHTTP(w, r)
 		case ManagerWatchProcedure:
 			managerWatchHandler.ServeHTTP(w, r)
+		case ManagerAckProcedure:
+			managerAckHandler.ServeHTTP(w, r)
 		case ManagerCancelProcedure:
 			managerCancelHandler.ServeHTTP(w, r)
 		case ManagerStatusProcedure:
@@ -282,6 +306,10 @@ func (UnimplementedManagerHandler) Submit(context.Context, *connect.Request[trel
 
 func (UnimplementedManagerHandler) Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvents]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Watch is not implemented"))
+}
+
+func (UnimplementedManagerHandler) Ack(context.Context, *connect.Request[trellisv1.AckRequest]) (*connect.Response[trellisv1.AckResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Ack is not implemented"))
 }
 
 func (UnimplementedManagerHandler) Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error) {

@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"trellis"
+)
+
+// cutter is a TCP proxy to the manager whose connections a test can cut,
+// as a broken network would: what the manager sends is lost for a while
+// (written, as far as the manager can tell, but never delivered), then the
+// connections close.
+type cutter struct {
+	ln    net.Listener
+	mu    sync.Mutex // guards conns, cuts, lossy
+	conns []net.Conn
+	cuts  int
+	lossy bool // drop what the manager sends
+}
+
+func newCutter(t *testing.T, target string) *cutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutter{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); p.cut(0); wg.Wait() })
+	wg.Add(1)
+	go func() { // exits when the listener closes at cleanup
+		defer wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }() // exits when either side closes
+			go func() { defer wg.Done(); p.copyLossy(in, out); in.Close() }() // exits when either side closes
+		}
+	}()
+	return p
+}
+
+// copyLossy copies from the manager to the client, dropping what comes
+// while the proxy is lossy.
+func (p *cutter) copyLossy(to io.Writer, from io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		p.mu.Lock()
+		lossy := p.lossy
+		p.mu.Unlock()
+		if n > 0 && !lossy {
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// cut drops what the manager sends for d, then closes every connection
+// open through the proxy.
+func (p *cutter) cut(d time.Duration) {
+	p.mu.Lock()
+	p.lossy = true
+	p.mu.Unlock()
+	time.Sleep(d) // the outage: the manager goes on sending into it
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns, p.lossy = nil, false
+	p.cuts++
+}
+
+// TestWatchResumesAfterCut: a client whose connection to a manager process
+// is cut several times mid-run gets every event of its tasks exactly once.
+func TestWatchResumesAfterCut(t *testing.T) {
+	c := newCluster(t)
+	c.worker("w1", nil, "--cores", "2")
+	proxy := newCutter(t, c.addr)
+	secret := c.secret()
+
+	type seen struct {
+		task    uint64
+		state   trellis.State
+		attempt int
+	}
+	var mu sync.Mutex
+	counts := make(map[seen]int)
+	done := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := trellis.Dial(ctx, proxy.ln.Addr().String(), trellis.WithSecret(secret), trellis.WithEvents(func(ev trellis.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		counts[seen{ev.Task, ev.State, ev.Attempt}]++
+		if ev.State == trellis.StateDone {
+			done++
+		}
+	}))
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer cl.Close()
+	c.waitWorkers(cl, 1)
+
+	const n = 60
+	var tasks []*trellis.Task
+	for i := range n {
+		tasks = append(tasks, trellis.NewTask(fmt.Sprintf("sleep 0.05; echo %d", i)))
+	}
+	hs, err := cl.Submit(ctx, tasks...)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	doneCount := func() int { mu.Lock(); defer mu.Unlock(); return done }
+	for _, at := range []int{5, 20, 35} { // cut while tasks run and events flow
+		waitFor(t, time.Minute, fmt.Sprintf("%d tasks done", at), func() bool { return doneCount() >= at })
+		proxy.cut(300 * time.Millisecond)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 20*time.Second); !r.OK() {
+			t.Errorf("task %s: %s: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, got := range counts {
+		if got != 1 {
+			t.Errorf("task %d: event %s (attempt %d) applied %d times, want once", k.task, k.state, k.attempt, got)
+		}
+	}
+	for _, h := range hs {
+		if counts[seen{h.ID, trellis.StateDone, 1}] != 1 || counts[seen{h.ID, trellis.StateRunning, 1}] != 1 {
+			t.Errorf("task %d: got running %d, done %d times; want each once", h.ID,
+				counts[seen{h.ID, trellis.StateRunning, 1}], counts[seen{h.ID, trellis.StateDone, 1}])
+		}
+	}
+	if proxy.cuts < 3 {
+		t.Errorf("cut the connection %d times, want 3", proxy.cuts)
+	}
+}

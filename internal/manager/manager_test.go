@@ -1,0 +1,112 @@
+package manager
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/go-cmp/cmp"
+
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// startManager runs a manager on 127.0.0.1 until the test ends.
+func startManager(t *testing.T) *Manager {
+	t.Helper()
+	m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
+	t.Cleanup(func() { cancel(); <-done })
+	return m
+}
+
+// missingInput is a task that ends at once, without a worker: its input is
+// nowhere.
+func missingInput(key string) *pb.TaskSpec {
+	return &pb.TaskSpec{Name: key, Key: key, Command: "cat in", Resources: &pb.Resources{Cores: 1},
+		Inputs: []*pb.FileRef{{Name: "sha256-" + key, Path: "in", Size: -1}}}
+}
+
+func submit(t *testing.T, m *Manager, tasks ...*pb.TaskSpec) ([]uint64, error) {
+	t.Helper()
+	resp, err := m.Handler().Submit(context.Background(), connect.NewRequest(&pb.SubmitRequest{Session: "s1", Tasks: tasks}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg.TaskIds, nil
+}
+
+func TestSubmitByKeyIsIdempotent(t *testing.T) {
+	m := startManager(t)
+	first, err := submit(t, m, missingInput("a"), missingInput("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := submit(t, m, missingInput("a"), missingInput("b"))
+	if err != nil {
+		t.Fatalf("resubmit: %v", err)
+	}
+	if diff := cmp.Diff(first, again); diff != "" {
+		t.Errorf("resubmitted task IDs (-first +again):\n%s", diff)
+	}
+	if _, err := submit(t, m, missingInput("a"), missingInput("c")); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("submit mixing a known key with a new one: got %v, want invalid argument", err)
+	}
+	other, err := submit(t, m, missingInput("c"))
+	if err != nil || other[0] == first[0] || other[0] == first[1] {
+		t.Errorf("a new key: got IDs %v, %v; want a new ID", other, err)
+	}
+}
+
+// watch collects the events a Watch from after sends within d, stopping
+// early once it has want of them.
+func watch(t *testing.T, m *Manager, after uint64, want int) []*pb.TaskEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []*pb.TaskEvent
+	m.WatchEvents(ctx, &pb.WatchRequest{Session: "s1", After: after}, func(b *pb.TaskEvents) error {
+		got = append(got, b.Events...)
+		if len(got) >= want {
+			cancel()
+		}
+		return nil
+	})
+	return got
+}
+
+func TestWatchResumesFromCursor(t *testing.T) {
+	m := startManager(t)
+	if _, err := submit(t, m, missingInput("a"), missingInput("b"), missingInput("c")); err != nil {
+		t.Fatal(err)
+	}
+	type ev struct {
+		Key string
+		Seq uint64
+	}
+	summary := func(evs []*pb.TaskEvent) []ev {
+		var out []ev
+		for _, e := range evs {
+			out = append(out, ev{e.Key, e.Seq})
+		}
+		return out
+	}
+	all := watch(t, m, 0, 3)
+	if diff := cmp.Diff([]ev{{"a", 1}, {"b", 2}, {"c", 3}}, summary(all)); diff != "" {
+		t.Fatalf("first watch (-want +got):\n%s", diff)
+	}
+	// The stream broke after the first event: resume from it.
+	if diff := cmp.Diff([]ev{{"b", 2}, {"c", 3}}, summary(watch(t, m, 1, 2))); diff != "" {
+		t.Errorf("resumed watch (-want +got):\n%s", diff)
+	}
+	// Acknowledged events are forgotten.
+	m.Handler().Ack(context.Background(), connect.NewRequest(&pb.AckRequest{Session: "s1", Seq: 3}))
+	if held, _ := m.clients.Get("s1").Held(); held != 0 {
+		t.Errorf("after acknowledging every event the session holds %d, want 0", held)
+	}
+}
