@@ -86,6 +86,13 @@ type Rerun struct {
 	File FileID
 }
 
+// Forget: the core holds nothing more of Task, which has ended (after its
+// Done, or its Recreated, in the same step) and will never run again: what
+// the caller keeps for it (its spec) may go. A finished task whose outputs
+// live only in workers is kept instead, to run again if they are lost
+// (Rerun): it is forgotten when it ends without being kept again.
+type Forget struct{ Task TaskID }
+
 // FileLost: File can never be had again; tasks that need it fail.
 type FileLost struct {
 	File FileID
@@ -98,6 +105,7 @@ func (LibraryBroken) isAction() {}
 func (Recreated) isAction()     {}
 func (Rerun) isAction()         {}
 func (FileLost) isAction()      {}
+func (Forget) isAction()        {}
 func (Dispatch) isAction()      {}
 func (Kill) isAction()          {}
 func (Requeued) isAction()      {}

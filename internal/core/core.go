@@ -153,7 +153,7 @@ func (c *Core) settle() {
 	}
 }
 
-func (c *Core) emit(a Action) { c.out = append(c.out, a) }
+func (c *Core) emit(a ...Action) { c.out = append(c.out, a...) }
 
 func (c *Core) setState(t *task, s State) {
 	if t.state != 0 {
@@ -306,7 +306,7 @@ func (c *Core) submit(batch []Task) {
 		}
 		if err := c.files.claim(spec.ID, spec.Outputs); err != nil {
 			c.counts[Finished]++
-			c.emit(Done{Task: spec.ID, Outcome: Outcome{Kind: Failed, Message: err.Error()}})
+			c.emit(Done{Task: spec.ID, Outcome: Outcome{Kind: Failed, Message: err.Error()}}, Forget{Task: spec.ID})
 			continue
 		}
 		accepted[i] = true
@@ -500,11 +500,13 @@ func (c *Core) finish(t *task, o Outcome) {
 		case !t.recreating:
 			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o})
 		}
+		if o.Kind == Success && c.keepsLineage(t) {
+			t.recreating = false
+			c.retained[t.spec.ID] = t
+		} else {
+			c.emit(Forget{Task: t.spec.ID})
+		}
 		if o.Kind == Success {
-			if c.keepsLineage(t) {
-				t.recreating = false
-				c.retained[t.spec.ID] = t
-			}
 			for _, id := range c.files.produced(t.spec.Outputs) {
 				if w := c.tasks[id]; w != nil && w.state == Waiting {
 					if w.missing--; w.missing == 0 {

@@ -442,6 +442,8 @@ func (s *sim) applyRerun(a core.Rerun) {
 		s.failf("%+v of a task without a Done success", a)
 	case t.rerunning:
 		s.failf("%+v of a task that already runs again", a)
+	case t.forgotten:
+		s.failf("%+v of a task the core forgot", a)
 	}
 	if fi := s.files[a.File]; fi == nil || fi.producer != t {
 		s.failf("%+v: the task does not produce the file", a)

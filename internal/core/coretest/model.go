@@ -37,6 +37,7 @@ type simTask struct {
 
 	inst      *simInst // a call: the instance it runs in now, or nil
 	libBroken bool     // a call that failed as its library is broken, or not installed
+	forgotten bool     // Forget: the core will never run it again
 }
 
 // simWorker is the model of one worker.
@@ -356,6 +357,8 @@ func (s *sim) apply(a core.Action) {
 		s.applyRecreated(a)
 	case core.FileLost:
 		s.applyFileLost(a)
+	case core.Forget:
+		s.applyForget(a)
 	default:
 		s.failf("unknown action %T", a)
 	}
@@ -491,6 +494,9 @@ func (s *sim) applyDone(a core.Done) {
 	t.doneKind = a.Outcome.Kind
 	t.doneMsg = a.Outcome.Message
 	t.doneStep = s.step
+	if a.Outcome.Kind != core.Success || len(t.spec.Outputs) == 0 {
+		s.mustForget = append(s.mustForget, t) // nothing to recreate
+	}
 	s.doneCount++
 	if !t.rejected {
 		s.liveTasks--
@@ -558,12 +564,43 @@ func (s *sim) release(t *simTask) {
 	}
 }
 
+// applyForget checks that the core forgets only a task that has ended.
+func (s *sim) applyForget(a core.Forget) {
+	t := s.task(a.Task)
+	switch {
+	case t == nil || !t.submitted:
+		s.failf("%+v of a task never submitted", a)
+	case t.forgotten:
+		s.failf("%+v: forgotten twice", a)
+	case !t.done:
+		s.failf("%+v of a task without a Done", a)
+	}
+	t.forgotten = true
+	s.forgotten = append(s.forgotten, t)
+}
+
+// checkForgotten checks, once the step is over, that what the core forgot
+// no longer runs, and that it forgot every task that ended for good.
+func (s *sim) checkForgotten() {
+	for _, t := range s.forgotten {
+		if t.rerunning || t.worker != nil {
+			s.failf("task %d was forgotten while it runs (again: %v)", t.spec.ID, t.rerunning)
+		}
+	}
+	for _, t := range s.mustForget {
+		if !t.forgotten && !t.rerunning {
+			s.failf("task %d ended for good (%s, or no outputs) but was not forgotten", t.spec.ID, t.doneKind)
+		}
+	}
+}
+
 // afterStep checks that every expectation of the step was met and that the
 // core's counts agree with the model.
 func (s *sim) afterStep(acts []core.Action) {
 	if len(s.d.reruns) > 0 {
 		s.checkReruns()
 	}
+	s.checkForgotten()
 	switch ev := s.ev.(type) {
 	case core.LibraryInstalled:
 		s.checkInstall(s.lib(ev.Lib), acts)

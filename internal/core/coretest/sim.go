@@ -223,7 +223,9 @@ type sim struct {
 	// Expectations for the current step.
 	fates      map[core.TaskID]*fate
 	mustFinish []*simTask
-	exact      bool // the step must return exactly want
+	mustForget []*simTask // ended in this step, so that the core must forget them in it
+	forgotten  []*simTask // forgotten in this step
+	exact      bool       // the step must return exactly want
 	want       []core.Action
 
 	d dataState // files, holdings and transfers; see data.go
@@ -258,6 +260,7 @@ func (s *sim) do(ev core.Event) []core.Action {
 	s.ev = ev
 	clear(s.fates)
 	s.mustFinish = s.mustFinish[:0]
+	s.mustForget, s.forgotten = s.mustForget[:0], s.forgotten[:0]
 	s.exact, s.want = false, s.want[:0]
 
 	s.expect(ev)
