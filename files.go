@@ -14,8 +14,8 @@ import (
 	"strings"
 	"sync"
 
+	"trellis/internal/dirtar"
 	"trellis/internal/proto"
-	"trellis/internal/worker/archive"
 )
 
 type fileKind int
@@ -143,7 +143,7 @@ func (f *File) cacheName() string {
 	case kindLocal:
 		if fi, err := os.Stat(f.local); err == nil && fi.IsDir() {
 			// A directory travels as its deterministic tar stream.
-			if _, digest, err := archive.DirDigest(f.local); err != nil {
+			if _, digest, err := dirtar.DirDigest(f.local); err != nil {
 				f.missing = err
 				f.name = "missing-" + shortHash(f.local)
 			} else {
@@ -223,7 +223,7 @@ func (c *Client) upload(ctx context.Context, f *File) error {
 			body, size = bytes.NewReader(f.data), int64(len(f.data))
 		} else if strings.HasPrefix(name, proto.DirPrefix) {
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(archive.WriteTar(f.local, pw)) }() // exits when the tar is written or the upload stops reading
+			go func() { pw.CloseWithError(dirtar.WriteTar(f.local, pw)) }() // exits when the tar is written or the upload stops reading
 			defer pr.Close()
 			body, size = pr, -1
 		} else {
@@ -295,7 +295,7 @@ func writeLocalDir(ctx context.Context, path string, r io.Reader) error {
 	}
 	defer os.RemoveAll(tmp)
 	tree := filepath.Join(tmp, "d")
-	if err := archive.ExtractTar(ctx, r, tree, 0); err != nil {
+	if err := dirtar.ExtractTar(ctx, r, tree, 0); err != nil {
 		return err
 	}
 	os.RemoveAll(path)
