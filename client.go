@@ -20,6 +20,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/clientconn"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
@@ -37,6 +38,7 @@ type Client struct {
 	files    *http.Client
 	log      *slog.Logger
 	onEvent  func(Event)
+	via      clientconn.Transport
 
 	mu       sync.Mutex // guards handles, early, uploaded, closed
 	handles  map[uint64]*Handle
@@ -46,10 +48,11 @@ type Client struct {
 
 	stop     context.CancelFunc
 	wg       sync.WaitGroup // the watch goroutine
-	shutdown []func()       // embedded manager and workers, last first
+	shutdown []func()       // the transport's Stop (an embedded cluster)
 }
 
-// Option configures Dial and StartLocal.
+// Option configures Dial (and local.Start, which dials its embedded
+// manager).
 type Option func(*Client)
 
 // WithSecret sets the shared secret the manager expects.
@@ -58,32 +61,37 @@ func WithSecret(secret string) Option { return func(c *Client) { c.secret = secr
 // WithLogger sets where the client (and an embedded cluster) logs.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
+// WithTransport makes Dial reach the manager through t rather than over
+// HTTP/2 alone, and Close run t.Stop. Package trellis/local uses it to join
+// a client to its embedded manager in process; programs have no need of it.
+func WithTransport(t clientconn.Transport) Option { return func(c *Client) { c.via = t } }
+
+// Logger returns where the client logs (WithLogger); nil for a Client that
+// Dial did not make.
+func (c *Client) Logger() *slog.Logger { return c.log }
+
 // WithEvents calls fn for every task state change, from one goroutine, in
 // order. fn must not block for long.
 func WithEvents(fn func(Event)) Option { return func(c *Client) { c.onEvent = fn } }
 
 // managerRPC is what a client asks of a manager, besides the event stream:
 // over HTTP/2 (connect), or in process for an embedded cluster.
-type managerRPC interface {
-	Submit(context.Context, *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error)
-	Cancel(context.Context, *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error)
-	Status(context.Context, *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error)
-	FetchFile(context.Context, *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error)
-	InstallLibrary(context.Context, *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error)
-	EndSession(context.Context, *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error)
-}
+type managerRPC = clientconn.RPC
 
 // eventStream is a session's stream of task events.
-type eventStream interface {
-	Receive() bool
-	Msg() *pb.TaskEvents
-	Err() error
-	Close() error
-}
+type eventStream = clientconn.Events
 
 // Dial connects to the manager at addr (host:port) and checks the secret.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	c := newClient(addr, opts)
+	if c.via.RPC != nil {
+		c.rpc, c.watchRPC = c.via.RPC, c.via.Watch
+		if err := c.begin(ctx); err != nil {
+			return nil, err
+		}
+		c.stopWith(c.via.Stop)
+		return c, nil
+	}
 	protocols := new(http.Protocols)
 	protocols.SetUnencryptedHTTP2(true)
 	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
@@ -98,7 +106,15 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		c.rpcHTTP.CloseIdleConnections()
 		return nil, err
 	}
+	c.stopWith(c.via.Stop)
 	return c, nil
+}
+
+// stopWith has Close run stop, if it is set, once the client has stopped.
+func (c *Client) stopWith(stop func()) {
+	if stop != nil {
+		c.shutdown = append(c.shutdown, stop)
+	}
 }
 
 var dialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
