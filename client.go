@@ -46,8 +46,23 @@ type Client struct {
 	uploaded map[string]bool
 	closed   bool
 
+	// deliverMu is held while events are applied, so that each task's go
+	// out in order: by the watch goroutine for each event, and by submit
+	// while it registers handles and replays their early events. Nothing
+	// under it blocks.
+	deliverMu sync.Mutex
+	fetchMu   sync.Mutex // guards fetches
+	fetches   []fetch    // completed tasks whose outputs are still to download
+	fetchSig  chan struct{}
+	eventMu   sync.Mutex // guards events
+	events    []emitted  // for the WithEvents callback, in order
+	eventSig  chan struct{}
+	gone      chan struct{} // closed by Close
+
 	stop     context.CancelFunc
-	wg       sync.WaitGroup // the watch goroutine
+	wg       sync.WaitGroup // the watch goroutine and the fetchers
+	emitStop chan struct{}  // closed once wg is done: the emitter drains and exits
+	emitWG   sync.WaitGroup // the emitter
 	shutdown []func()       // the transport's Stop (an embedded cluster)
 }
 
@@ -70,8 +85,10 @@ func WithTransport(t clientconn.Transport) Option { return func(c *Client) { c.v
 // Dial did not make.
 func (c *Client) Logger() *slog.Logger { return c.log }
 
-// WithEvents calls fn for every task state change, from one goroutine, in
-// order. fn must not block for long.
+// WithEvents calls fn for every task state change, one call at a time,
+// each task's in order. A task's last event (Done, with its Result) comes
+// once its outputs are at the client, so it may come after later events of
+// other tasks. fn must not block for long.
 func WithEvents(fn func(Event)) Option { return func(c *Client) { c.onEvent = fn } }
 
 // managerRPC is what a client asks of a manager, besides the event stream:
@@ -123,7 +140,8 @@ var dialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 func newClient(addr string, opts []Option) *Client {
 	c := &Client{addr: addr, base: "http://" + addr, handles: make(map[uint64]*Handle),
 		early: make(map[uint64][]*pb.TaskEvent), uploaded: make(map[string]bool),
-		rpcHTTP: &http.Client{}}
+		rpcHTTP: &http.Client{}, fetchSig: make(chan struct{}, 1), eventSig: make(chan struct{}, 1),
+		gone: make(chan struct{}), emitStop: make(chan struct{})}
 	for _, o := range opts {
 		o(c)
 	}
@@ -151,12 +169,41 @@ func (c *Client) begin(ctx context.Context) error {
 		defer c.wg.Done()
 		c.watch(wctx, ready)
 	}()
-	if err := <-ready; err != nil {
-		stop()
-		c.wg.Wait()
+	c.emitWG.Add(1)
+	go func() { // exits when halt closes emitStop and no event is queued
+		defer c.emitWG.Done()
+		c.emitLoop()
+	}()
+	for range maxFetches {
+		c.wg.Add(1)
+		go func() { // exits when Close cancels wctx and no fetch is queued
+			defer c.wg.Done()
+			c.fetchLoop(wctx)
+		}()
+	}
+	var err error
+	select {
+	case err = <-ready:
+	case <-ctx.Done():
+		err = fmt.Errorf("watch: %w", ctx.Err())
+	}
+	if err != nil {
+		c.halt()
 		return err
 	}
 	return nil
+}
+
+// sleepCtx waits for d, or until ctx ends and returns its error.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Close stops the client, and the embedded cluster if it started one.
@@ -168,13 +215,13 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	close(c.gone)
 	c.mu.Unlock()
 	// Workflow-level files may go now; tasks already submitted still run.
 	ectx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	c.rpc.EndSession(ectx, connect.NewRequest(&pb.EndSessionRequest{Session: c.session}))
 	cancel()
-	c.stop()
-	c.wg.Wait()
+	c.halt()
 	c.rpcHTTP.CloseIdleConnections()
 	c.files.CloseIdleConnections()
 	for i := len(c.shutdown) - 1; i >= 0; i-- {
@@ -205,6 +252,13 @@ func (h *Handle) Wait(ctx context.Context) (*Result, error) {
 		return h.res, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-h.c.gone:
+		select {
+		case <-h.done: // it ended as the client closed
+			return h.res, nil
+		default:
+			return nil, ErrClosed
+		}
 	}
 }
 
@@ -283,12 +337,16 @@ func (c *Client) submit(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 		if err == nil || try == 2 || connect.CodeOf(err) != connect.CodeUnavailable {
 			break
 		}
-		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+		if werr := sleepCtx(ctx, time.Duration(try+1)*200*time.Millisecond); werr != nil {
+			return nil, fmt.Errorf("submit: %w", werr)
+		}
 	}
 	if err != nil {
 		return nil, wireError("submit", err)
 	}
 	handles := make([]*Handle, len(tasks))
+	c.deliverMu.Lock()
+	defer c.deliverMu.Unlock()
 	c.mu.Lock()
 	var replay []*pb.TaskEvent
 	for i, id := range resp.Msg.TaskIds {
@@ -496,9 +554,11 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 				first = false
 			}
 			for stream.Receive() {
+				c.deliverMu.Lock()
 				for _, ev := range stream.Msg().Events {
 					c.deliver(ctx, ev)
 				}
+				c.deliverMu.Unlock()
 			}
 			err = stream.Err()
 			stream.Close()
@@ -523,7 +583,8 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 }
 
 // deliver applies one task event: progress callback, and on completion the
-// outputs' download and the handle's result.
+// handle's result, once the fetchers have downloaded its outputs if it has
+// any. The caller holds deliverMu.
 func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
 	c.mu.Lock()
 	h := c.handles[ev.TaskId]
@@ -537,16 +598,15 @@ func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
 	}
 	c.mu.Unlock()
 	out := Event{Task: ev.TaskId, Name: h.Name, State: State(ev.State), Attempt: int(ev.Attempt), Worker: ev.Worker, Note: ev.Note}
-	if ev.State == pb.TaskState_TASK_STATE_DONE {
-		h.res = c.result(ctx, h, ev)
-		out.Result = h.res
+	if ev.State != pb.TaskState_TASK_STATE_DONE {
+		c.emit(out, nil)
+		return
 	}
-	if c.onEvent != nil {
-		c.onEvent(out)
+	if needsFetch(h, ev) {
+		c.queueFetch(fetch{h: h, ev: ev, out: out})
+		return
 	}
-	if out.Result != nil {
-		close(h.done)
-	}
+	c.complete(ctx, fetch{h: h, ev: ev, out: out})
 }
 
 func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Result {
