@@ -1,7 +1,7 @@
 # The two commands of README.md: `make demo` and `make test`.
 GO ?= go
 # Packages with goroutines of their own run under the race detector.
-RACE_PKGS = . ./internal/core/... ./internal/manager/... ./internal/worker/... ./internal/runner/... ./internal/inproc/...
+RACE_PKGS = . ./local/... ./internal/dirtar/... ./internal/core/... ./internal/manager/... ./internal/worker/... ./internal/runner/... ./internal/inproc/...
 
 .PHONY: build demo test vet bench proto
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/local"
 	"trellis/sdk/python"
 )
 
@@ -158,9 +159,9 @@ func startPython(t *testing.T) *pyCluster {
 	py := pythonInterpreter(t)
 	ctx, cancel := context.WithTimeout(context.Background(), pyTestTimeout)
 	defer cancel()
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 1, Cores: 2, Workdir: t.TempDir()})
+	c, err := local.Start(ctx, local.Config{Workers: 1, Cores: 2, Workdir: t.TempDir()})
 	if err != nil {
-		t.Fatalf("StartLocal: %v", err)
+		t.Fatalf("local.Start: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return &pyCluster{c: c, py: py, dir: t.TempDir()}

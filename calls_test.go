@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/local"
 	"trellis/sdk/go/library"
 )
 
@@ -305,7 +306,7 @@ func runAll(ctx context.Context, c *trellis.Client, tasks ...*trellis.Task) erro
 func TestCallsOverTheNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 2, Workdir: t.TempDir(), Network: true})
+	c, err := local.Start(ctx, local.Config{Workers: 2, Workdir: t.TempDir(), Network: true})
 	if err != nil {
 		t.Fatal(err)
 	}

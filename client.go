@@ -23,6 +23,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/clientconn"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
@@ -40,6 +41,7 @@ type Client struct {
 	files    *http.Client
 	log      *slog.Logger
 	onEvent  func(Event)
+	via      clientconn.Transport
 
 	mu       sync.Mutex         // guards handles, uploaded, closed, keys, userKeys
 	handles  map[string]*Handle // by task key, until the task is done
@@ -54,12 +56,23 @@ type Client struct {
 	toAck   atomic.Uint64
 	ack     chan struct{}
 
+	fetchMu  sync.Mutex // guards fetches
+	fetches  []fetch    // completed tasks whose outputs are still to download
+	fetchSig chan struct{}
+	eventMu  sync.Mutex // guards events
+	events   []emitted  // for the WithEvents callback, in order
+	eventSig chan struct{}
+	gone     chan struct{} // closed by Close
+
 	stop     context.CancelFunc
-	wg       sync.WaitGroup // the watch goroutine
-	shutdown []func()       // embedded manager and workers, last first
+	wg       sync.WaitGroup // the watch goroutine and the fetchers
+	emitStop chan struct{}  // closed once wg is done: the emitter drains and exits
+	emitWG   sync.WaitGroup // the emitter
+	shutdown []func()       // the transport's Stop (an embedded cluster)
 }
 
-// Option configures Dial and StartLocal.
+// Option configures Dial (and local.Start, which dials its embedded
+// manager).
 type Option func(*Client)
 
 // WithSecret sets the shared secret the manager expects.
@@ -68,33 +81,39 @@ func WithSecret(secret string) Option { return func(c *Client) { c.secret = secr
 // WithLogger sets where the client (and an embedded cluster) logs.
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
-// WithEvents calls fn for every task state change, from one goroutine, in
-// order. fn must not block for long.
+// WithTransport makes Dial reach the manager through t rather than over
+// HTTP/2 alone, and Close run t.Stop. Package trellis/local uses it to join
+// a client to its embedded manager in process; programs have no need of it.
+func WithTransport(t clientconn.Transport) Option { return func(c *Client) { c.via = t } }
+
+// Logger returns where the client logs (WithLogger); nil for a Client that
+// Dial did not make.
+func (c *Client) Logger() *slog.Logger { return c.log }
+
+// WithEvents calls fn for every task state change, one call at a time,
+// each task's in order. A task's last event (Done, with its Result) comes
+// once its outputs are at the client, so it may come after later events of
+// other tasks. fn must not block for long.
 func WithEvents(fn func(Event)) Option { return func(c *Client) { c.onEvent = fn } }
 
 // managerRPC is what a client asks of a manager, besides the event stream:
 // over HTTP/2 (connect), or in process for an embedded cluster.
-type managerRPC interface {
-	Submit(context.Context, *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error)
-	Cancel(context.Context, *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error)
-	Status(context.Context, *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error)
-	FetchFile(context.Context, *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error)
-	InstallLibrary(context.Context, *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error)
-	EndSession(context.Context, *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error)
-	Ack(context.Context, *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error)
-}
+type managerRPC = clientconn.RPC
 
 // eventStream is a session's stream of task events.
-type eventStream interface {
-	Receive() bool
-	Msg() *pb.TaskEvents
-	Err() error
-	Close() error
-}
+type eventStream = clientconn.Events
 
 // Dial connects to the manager at addr (host:port) and checks the secret.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	c := newClient(addr, opts)
+	if c.via.RPC != nil {
+		c.rpc, c.watchRPC = c.via.RPC, c.via.Watch
+		if err := c.begin(ctx); err != nil {
+			return nil, err
+		}
+		c.stopWith(c.via.Stop)
+		return c, nil
+	}
 	protocols := new(http.Protocols)
 	protocols.SetUnencryptedHTTP2(true)
 	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
@@ -109,7 +128,15 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		c.rpcHTTP.CloseIdleConnections()
 		return nil, err
 	}
+	c.stopWith(c.via.Stop)
 	return c, nil
+}
+
+// stopWith has Close run stop, if it is set, once the client has stopped.
+func (c *Client) stopWith(stop func()) {
+	if stop != nil {
+		c.shutdown = append(c.shutdown, stop)
+	}
 }
 
 var dialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
@@ -117,7 +144,9 @@ var dialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 // newClient makes a client of the manager at addr, not yet connected.
 func newClient(addr string, opts []Option) *Client {
 	c := &Client{addr: addr, base: "http://" + addr, handles: make(map[string]*Handle),
-		uploaded: make(map[string]bool), userKeys: make(map[string]bool), rpcHTTP: &http.Client{}, ack: make(chan struct{}, 1)}
+		uploaded: make(map[string]bool), userKeys: make(map[string]bool), rpcHTTP: &http.Client{},
+		ack: make(chan struct{}, 1), fetchSig: make(chan struct{}, 1), eventSig: make(chan struct{}, 1),
+		gone: make(chan struct{}), emitStop: make(chan struct{})}
 	for _, o := range opts {
 		o(c)
 	}
@@ -149,9 +178,26 @@ func (c *Client) begin(ctx context.Context) error {
 		defer c.wg.Done()
 		c.acker(wctx)
 	}()
-	if err := <-ready; err != nil {
-		stop()
-		c.wg.Wait()
+	c.emitWG.Add(1)
+	go func() { // exits when halt closes emitStop and no event is queued
+		defer c.emitWG.Done()
+		c.emitLoop()
+	}()
+	for range maxFetches {
+		c.wg.Add(1)
+		go func() { // exits when Close cancels wctx and no fetch is queued
+			defer c.wg.Done()
+			c.fetchLoop(wctx)
+		}()
+	}
+	var err error
+	select {
+	case err = <-ready:
+	case <-ctx.Done():
+		err = fmt.Errorf("watch: %w", ctx.Err())
+	}
+	if err != nil {
+		c.halt()
 		return err
 	}
 	return nil
@@ -182,6 +228,18 @@ func (c *Client) acker(ctx context.Context) {
 	}
 }
 
+// sleepCtx waits for d, or until ctx ends and returns its error.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Close stops the client, and the embedded cluster if it started one.
 // Tasks already submitted to a remote manager go on.
 func (c *Client) Close() error {
@@ -191,13 +249,13 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	close(c.gone)
 	c.mu.Unlock()
 	// Workflow-level files may go now; tasks already submitted still run.
 	ectx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	c.rpc.EndSession(ectx, connect.NewRequest(&pb.EndSessionRequest{Session: c.session}))
 	cancel()
-	c.stop()
-	c.wg.Wait()
+	c.halt()
 	c.rpcHTTP.CloseIdleConnections()
 	c.files.CloseIdleConnections()
 	for i := len(c.shutdown) - 1; i >= 0; i-- {
@@ -229,6 +287,13 @@ func (h *Handle) Wait(ctx context.Context) (*Result, error) {
 		return h.res, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-h.c.gone:
+		select {
+		case <-h.done: // it ended as the client closed
+			return h.res, nil
+		default:
+			return nil, ErrClosed
+		}
 	}
 }
 
@@ -308,13 +373,9 @@ func (c *Client) submit(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 		if err == nil || try == 2 || connect.CodeOf(err) != connect.CodeUnavailable {
 			break
 		}
-		select {
-		case <-time.After(time.Duration(try+1) * 200 * time.Millisecond):
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		if ctx.Err() != nil {
-			break
+		if werr := sleepCtx(ctx, time.Duration(try+1)*200*time.Millisecond); werr != nil {
+			c.untrack(handles)
+			return nil, fmt.Errorf("submit: %w", werr)
 		}
 	}
 	if err == nil && len(resp.Msg.TaskIds) != len(handles) {
@@ -606,7 +667,9 @@ func (c *Client) apply(ctx context.Context, ev *pb.TaskEvent) {
 }
 
 // deliver applies one task event: progress callback, and on completion the
-// outputs' download and the handle's result.
+// handle's result, once the fetchers have downloaded its outputs if it has
+// any. Only the watch goroutine calls it, so each task's events go out in
+// order.
 func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
 	c.mu.Lock()
 	h := c.handles[ev.Key]
@@ -618,16 +681,15 @@ func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
 		return // a task of this session that another client submitted
 	}
 	out := Event{Task: ev.TaskId, Name: h.Name, State: State(ev.State), Attempt: int(ev.Attempt), Worker: ev.Worker, Note: ev.Note}
-	if ev.State == pb.TaskState_TASK_STATE_DONE {
-		h.res = c.result(ctx, h, ev)
-		out.Result = h.res
+	if ev.State != pb.TaskState_TASK_STATE_DONE {
+		c.emit(out, nil)
+		return
 	}
-	if c.onEvent != nil {
-		c.onEvent(out)
+	if needsFetch(h, ev) {
+		c.queueFetch(fetch{h: h, ev: ev, out: out})
+		return
 	}
-	if out.Result != nil {
-		close(h.done)
-	}
+	c.complete(ctx, fetch{h: h, ev: ev, out: out})
 }
 
 func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Result {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/local"
 )
 
 // Temp files stay in the cluster: a consumer on another worker pulls the
@@ -126,7 +127,7 @@ func TestLocalTaskLevelCache(t *testing.T) {
 	root := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 1, Workdir: root})
+	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: root})
 	if err != nil {
 		t.Fatal(err)
 	}

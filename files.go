@@ -6,16 +6,18 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
+	"trellis/internal/dirtar"
 	"trellis/internal/proto"
-	"trellis/internal/worker/archive"
 )
 
 type fileKind int
@@ -143,7 +145,7 @@ func (f *File) cacheName() string {
 	case kindLocal:
 		if fi, err := os.Stat(f.local); err == nil && fi.IsDir() {
 			// A directory travels as its deterministic tar stream.
-			if _, digest, err := archive.DirDigest(f.local); err != nil {
+			if _, digest, err := dirtar.DirDigest(f.local); err != nil {
 				f.missing = err
 				f.name = "missing-" + shortHash(f.local)
 			} else {
@@ -223,7 +225,7 @@ func (c *Client) upload(ctx context.Context, f *File) error {
 			body, size = bytes.NewReader(f.data), int64(len(f.data))
 		} else if strings.HasPrefix(name, proto.DirPrefix) {
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(archive.WriteTar(f.local, pw)) }() // exits when the tar is written or the upload stops reading
+			go func() { pw.CloseWithError(dirtar.WriteTar(f.local, pw)) }() // exits when the tar is written or the upload stops reading
 			defer pr.Close()
 			body, size = pr, -1
 		} else {
@@ -295,7 +297,7 @@ func writeLocalDir(ctx context.Context, path string, r io.Reader) error {
 	}
 	defer os.RemoveAll(tmp)
 	tree := filepath.Join(tmp, "d")
-	if err := archive.ExtractTar(ctx, r, tree, 0); err != nil {
+	if err := dirtar.ExtractTar(ctx, r, tree, 0); err != nil {
 		return err
 	}
 	os.RemoveAll(path)
@@ -303,12 +305,13 @@ func writeLocalDir(ctx context.Context, path string, r io.Reader) error {
 }
 
 // writeLocal writes r to path through a temporary file in the same
-// directory, so that path never holds a partial file.
+// directory, so that path never holds a partial file. The file gets the
+// mode os.Create gives (0666 under the umask).
 func writeLocal(path string, r io.Reader) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".trellis-")
+	tmp, err := createTemp(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
@@ -321,6 +324,19 @@ func writeLocal(path string, r io.Reader) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// createTemp creates a new file in dir with a random name, as
+// os.CreateTemp does but with os.Create's mode rather than 0600.
+func createTemp(dir string) (*os.File, error) {
+	for {
+		var b [8]byte
+		rand.Read(b[:])
+		f, err := os.OpenFile(filepath.Join(dir, ".trellis-"+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
 }
 
 func (c *Client) fileRequest(ctx context.Context, method, name string, body io.Reader, size int64) (*http.Response, error) {

@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/local"
 )
 
 func startLocal(t *testing.T, workers int) *trellis.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers, Workdir: t.TempDir()})
+	c, err := local.Start(ctx, local.Config{Workers: workers, Workdir: t.TempDir()})
 	if err != nil {
-		t.Fatalf("StartLocal: %v", err)
+		t.Fatalf("local.Start: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c

@@ -3,10 +3,11 @@
 // function calls on one pool of workers.
 //
 // A program connects to a manager with Dial, or starts an embedded manager
-// with local workers with StartLocal; declares files (LocalFile, Buffer,
-// Output); submits tasks; and waits for their results:
+// with local workers with local.Start (package trellis/local; this package
+// is a client only and links neither manager nor worker); declares files
+// (LocalFile, Buffer, Output); submits tasks; and waits for their results:
 //
-//	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 2})
+//	c, err := local.Start(ctx, local.Config{Workers: 2})
 //	defer c.Close()
 //	t := trellis.NewTask("wc -l < in.txt > count.txt")
 //	t.AddInput(trellis.LocalFile("data.txt"), "in.txt")

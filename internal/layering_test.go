@@ -70,3 +70,21 @@ func TestWorkerDoesNotImportManagerOrCore(t *testing.T) {
 		}
 	}
 }
+
+// TestClientIsOnlyAClient: package trellis is the client (issue #9); the
+// embedded cluster is package trellis/local. A program that only dials a
+// manager links neither the manager, nor the core, nor any worker part.
+func TestClientIsOnlyAClient(t *testing.T) {
+	deps := goList(t, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "trellis")
+	if len(deps) == 0 {
+		t.Fatalf("go list -deps trellis listed nothing; want at least trellis")
+	}
+	forbidden := []string{"trellis/internal/manager", "trellis/internal/worker", "trellis/internal/core", "trellis/local"}
+	for _, dep := range deps {
+		for _, f := range forbidden {
+			if within(dep, f) {
+				t.Errorf("package trellis depends on %s; the client must not depend on %s (the embedded cluster belongs in trellis/local)", dep, f)
+			}
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"trellis"
 	"trellis/internal/runner"
 	"trellis/internal/workflow"
+	"trellis/local"
 )
 
 func runCmd() *cobra.Command {
@@ -60,7 +61,7 @@ did not succeed.`,
 					return err
 				}
 			} else {
-				c, err = trellis.StartLocal(startCtx, trellis.LocalConfig{Workers: workers, Cores: workerCores, MemoryMB: workerMemory}, opts...)
+				c, err = local.Start(startCtx, local.Config{Workers: workers, Cores: workerCores, MemoryMB: workerMemory}, opts...)
 				if err != nil {
 					return fmt.Errorf("start local cluster: %w", err)
 				}

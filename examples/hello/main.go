@@ -16,13 +16,14 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/local"
 )
 
 func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 2})
+	c, err := local.Start(ctx, local.Config{Workers: 2})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/local"
 	"trellis/sdk/go/library"
 	"trellis/sdk/python"
 )
@@ -69,7 +70,7 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us); err != nil {
 		return nil, err
 	}
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers})
+	c, err := local.Start(ctx, local.Config{Workers: workers})
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +118,7 @@ func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func
 	if err != nil {
 		return err
 	}
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers, Network: network})
+	c, err := local.Start(ctx, local.Config{Workers: workers, Network: network})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"trellis"
 	"trellis/internal/worker/cache"
 	"trellis/internal/worker/transfer"
+	"trellis/local"
 )
 
 // DagResult is the output of `trellis bench dag`.
@@ -44,7 +45,7 @@ func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, l
 		return nil, fmt.Errorf("maps (%d) must be a multiple of reduces (%d)", maps, reduces)
 	}
 	res := &DagResult{Bench: "dag", Workers: workers, Maps: maps, Reduces: reduces, MapMiB: mapMiB, TransferMiB: transferMiB}
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers})
+	c, err := local.Start(ctx, local.Config{Workers: workers})
 	if err != nil {
 		return nil, err
 	}

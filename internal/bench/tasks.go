@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/local"
 )
 
 // TasksResult is the output of `trellis bench tasks`.
@@ -31,7 +32,7 @@ type TasksResult struct {
 // each, and measures the ceiling: the same processes spawned in a plain
 // loop with the same parallelism.
 func Tasks(ctx context.Context, n, workers int, logf func(string, ...any)) (*TasksResult, error) {
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: workers})
+	c, err := local.Start(ctx, local.Config{Workers: workers})
 	if err != nil {
 		return nil, err
 	}

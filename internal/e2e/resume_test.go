@@ -50,7 +50,7 @@ func newCutter(t *testing.T, target string) *cutter {
 			p.conns = append(p.conns, in, out)
 			p.mu.Unlock()
 			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }() // exits when either side closes
+			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()    // exits when either side closes
 			go func() { defer wg.Done(); p.copyLossy(in, out); in.Close() }() // exits when either side closes
 		}
 	}()

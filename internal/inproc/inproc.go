@@ -1,6 +1,6 @@
 // Package inproc connects two parts of one process with a stream of
 // protobuf messages, as an HTTP/2 stream would, without the network: the
-// embedded cluster (trellis.StartLocal) joins its client and workers to
+// embedded cluster (local.Start) joins its client and workers to
 // its manager this way. Messages are cloned on the way, so that each side
 // owns what it receives, as it would after decoding.
 package inproc

@@ -18,6 +18,7 @@ import (
 	"trellis"
 	"trellis/internal/proto"
 	"trellis/internal/workflow"
+	"trellis/local"
 	"trellis/sdk/go/library"
 )
 
@@ -346,9 +347,9 @@ func runTestWorkflow(t *testing.T, wf *workflow.Workflow) (*Summary, string) {
 	defer cancel()
 	var progress bytes.Buffer
 	p := NewProgress(&progress, false)
-	c, err := trellis.StartLocal(ctx, trellis.LocalConfig{Workers: 2, Cores: 2, Workdir: t.TempDir()}, trellis.WithEvents(p.Event))
+	c, err := local.Start(ctx, local.Config{Workers: 2, Cores: 2, Workdir: t.TempDir()}, trellis.WithEvents(p.Event))
 	if err != nil {
-		t.Fatalf("StartLocal: %v", err)
+		t.Fatalf("local.Start: %v", err)
 	}
 	defer c.Close()
 	sum, err := Run(ctx, c, wf, p)

@@ -13,6 +13,7 @@ import (
 	"trellis"
 	"trellis/examples/ml/data"
 	"trellis/examples/ml/digits"
+	"trellis/local"
 )
 
 // errLowAccuracy is returned, after the report, when the test accuracy is
@@ -59,7 +60,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) (*summary, error) {
 	pl := &pipeline{cfg: cfg, self: self, p: progress{w: stdout, start: time.Now()}, instances: make(map[string]*instance),
 		g: newGraph(self, input, digits.Sweep()[:cfg.sweep])}
 	pl.p.printf("trellis ML pipeline: digits data, %d sweep points, %d local workers", cfg.sweep, cfg.workers)
-	pl.c, err = trellis.StartLocal(ctx, trellis.LocalConfig{Workers: cfg.workers, Cores: cfg.cores})
+	pl.c, err = local.Start(ctx, local.Config{Workers: cfg.workers, Cores: cfg.cores})
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"archive/tar"
 	"archive/zip"
 	"bufio"
 	"bytes"
@@ -13,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+
+	"trellis/internal/dirtar"
 )
 
 // ErrFormat is wrapped when an archive's format is unknown or unsupported.
@@ -41,28 +42,28 @@ func Unpack(ctx context.Context, archive, format, dest string, maxBytes int64) e
 			return fmt.Errorf("unpack %s: %w", archive, err)
 		}
 	}
-	var fill func(x *extractor) error
+	var fill func(x *dirtar.Extractor) error
 	switch format {
 	case FormatTar:
-		fill = func(x *extractor) error { return x.tar(f) }
+		fill = func(x *dirtar.Extractor) error { return x.Tar(f) }
 	case FormatTarGz, "tgz":
-		fill = func(x *extractor) error {
+		fill = func(x *dirtar.Extractor) error {
 			zr, err := gzip.NewReader(bufio.NewReaderSize(f, bufSize))
 			if err != nil {
 				return err
 			}
-			return x.tar(zr)
+			return x.Tar(zr)
 		}
 	case FormatZip:
 		fi, err := f.Stat()
 		if err != nil {
 			return fmt.Errorf("unpack %s: %w", archive, err)
 		}
-		fill = func(x *extractor) error { return x.zip(f, fi.Size()) }
+		fill = func(x *dirtar.Extractor) error { return unzip(x, f, fi.Size()) }
 	default:
 		return fmt.Errorf("unpack %s: format %q: %w", archive, format, ErrFormat)
 	}
-	if err := extractInto(ctx, dest, maxBytes, fill); err != nil {
+	if err := dirtar.Extract(ctx, dest, maxBytes, fill); err != nil {
 		return fmt.Errorf("unpack %s: %w", archive, err)
 	}
 	return nil
@@ -116,43 +117,11 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// tar extracts a tar stream.
-func (x *extractor) tar(r io.Reader) error {
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		// With GODEBUG=tarinsecurepath=0 the reader flags names it
-		// dislikes; the extractor applies its own, stricter, checks.
-		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
-			return err
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			err = x.dir(hdr.Name)
-		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-			err = x.file(hdr.Name, hdr.Mode&0o100 != 0, hdr.Size, tr)
-		case tar.TypeSymlink:
-			err = x.symlink(hdr.Name, hdr.Linkname)
-		case tar.TypeLink:
-			err = x.hardlink(hdr.Name, hdr.Linkname)
-		default:
-			// Devices, FIFOs and unknown kinds are skipped.
-			err = x.count(hdr.Name)
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
 // maxLinkTarget bounds a symbolic link's target as stored in a zip file.
 const maxLinkTarget = 4096
 
-// zip extracts a zip file of size bytes.
-func (x *extractor) zip(r io.ReaderAt, size int64) error {
+// unzip extracts a zip file of size bytes.
+func unzip(x *dirtar.Extractor, r io.ReaderAt, size int64) error {
 	zr, err := zip.NewReader(r, size)
 	// With GODEBUG=zipinsecurepath=0 the reader flags names it dislikes;
 	// the extractor applies its own, stricter, checks.
@@ -163,13 +132,13 @@ func (x *extractor) zip(r io.ReaderAt, size int64) error {
 		mode := zf.Mode()
 		switch {
 		case mode.IsDir():
-			err = x.dir(zf.Name)
+			err = x.Dir(zf.Name)
 		case mode&fs.ModeSymlink != 0:
-			err = x.zipSymlink(zf)
+			err = unzipSymlink(x, zf)
 		case mode.IsRegular():
-			err = x.zipFile(zf)
+			err = unzipFile(x, zf)
 		default:
-			err = x.count(zf.Name)
+			err = x.Skip(zf.Name)
 		}
 		if err != nil {
 			return err
@@ -178,7 +147,7 @@ func (x *extractor) zip(r io.ReaderAt, size int64) error {
 	return nil
 }
 
-func (x *extractor) zipFile(zf *zip.File) error {
+func unzipFile(x *dirtar.Extractor, zf *zip.File) error {
 	rc, err := zf.Open()
 	if err != nil {
 		return fmt.Errorf("entry %q: %w", zf.Name, err)
@@ -189,10 +158,10 @@ func (x *extractor) zipFile(zf *zip.File) error {
 	if zf.UncompressedSize64 <= 1<<62 {
 		size = int64(zf.UncompressedSize64)
 	}
-	return x.file(zf.Name, zf.Mode()&0o100 != 0, size, rc)
+	return x.File(zf.Name, zf.Mode()&0o100 != 0, size, rc)
 }
 
-func (x *extractor) zipSymlink(zf *zip.File) error {
+func unzipSymlink(x *dirtar.Extractor, zf *zip.File) error {
 	rc, err := zf.Open()
 	if err != nil {
 		return fmt.Errorf("entry %q: %w", zf.Name, err)
@@ -205,5 +174,5 @@ func (x *extractor) zipSymlink(zf *zip.File) error {
 	if len(target) > maxLinkTarget {
 		return fmt.Errorf("entry %q: link target over %d bytes", zf.Name, maxLinkTarget)
 	}
-	return x.symlink(zf.Name, string(target))
+	return x.Symlink(zf.Name, string(target))
 }

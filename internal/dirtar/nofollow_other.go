@@ -1,6 +1,6 @@
 //go:build !unix
 
-package archive
+package dirtar
 
 // noFollow is not available here; the extractor checks with Lstat first.
 const noFollow = 0

@@ -1,6 +1,7 @@
-package archive
+package dirtar
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -15,11 +16,11 @@ import (
 
 // ErrUnsafe is wrapped by the refusal of an entry that could write, or
 // point, outside the destination.
-var ErrUnsafe = errors.New("archive: unsafe entry")
+var ErrUnsafe = errors.New("dirtar: unsafe entry")
 
 // ErrTooLarge is wrapped when an archive unpacks to more bytes, or more
 // entries, than allowed.
-var ErrTooLarge = errors.New("archive: too large")
+var ErrTooLarge = errors.New("dirtar: too large")
 
 // MaxEntries bounds the entries one archive may unpack to.
 const MaxEntries = 1 << 20
@@ -34,10 +35,11 @@ func unsafeEntry(name, why string) error {
 	return fmt.Errorf("entry %q: %s: %w", name, why, ErrUnsafe)
 }
 
-// extractInto runs fill with an extractor writing into a temporary sibling
-// of dest, and renames that to dest when fill succeeds. On failure it
-// removes what was written.
-func extractInto(ctx context.Context, dest string, maxBytes int64, fill func(x *extractor) error) error {
+// Extract runs fill with an Extractor writing into a temporary sibling of
+// dest, which must not exist yet (its parent must), and renames that to dest
+// when fill succeeds. On failure it removes what was written. maxBytes <= 0
+// means no limit on the bytes written to regular files.
+func Extract(ctx context.Context, dest string, maxBytes int64, fill func(x *Extractor) error) error {
 	if _, err := os.Lstat(dest); err == nil {
 		return fmt.Errorf("destination %s: %w", dest, fs.ErrExist)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -47,7 +49,7 @@ func extractInto(ctx context.Context, dest string, maxBytes int64, fill func(x *
 	if err != nil {
 		return err
 	}
-	x := &extractor{
+	x := &Extractor{
 		ctx:   ctx,
 		root:  tmp,
 		max:   maxBytes,
@@ -71,9 +73,10 @@ func extractInto(ctx context.Context, dest string, maxBytes int64, fill func(x *
 	return nil
 }
 
-// extractor writes the entries of one archive under root, enforcing the
-// package's safety rules. It is used by one goroutine.
-type extractor struct {
+// Extractor writes the entries of one archive under its root, enforcing the
+// package's safety rules (see doc.go). Extract makes one; it is used by one
+// goroutine.
+type Extractor struct {
 	ctx     context.Context
 	root    string
 	max     int64           // bytes allowed; <= 0: no limit
@@ -139,8 +142,8 @@ func linkTargetOK(name, target string) (bool, string) {
 	return true, ""
 }
 
-// count accounts for one more entry.
-func (x *extractor) count(raw string) error {
+// Skip accounts for one more entry that is not written (a device, a FIFO).
+func (x *Extractor) Skip(raw string) error {
 	if err := x.ctx.Err(); err != nil {
 		return err
 	}
@@ -153,7 +156,7 @@ func (x *extractor) count(raw string) error {
 
 // parents makes sure every directory above name exists and is a real
 // directory, creating missing ones.
-func (x *extractor) parents(raw, name string) error {
+func (x *Extractor) parents(raw, name string) error {
 	dir := path.Dir(name)
 	if dir == "." {
 		return nil
@@ -192,7 +195,7 @@ func (x *extractor) parents(raw, name string) error {
 
 // clear removes what sits at name before a non-directory entry takes its
 // place. A directory is never replaced.
-func (x *extractor) clear(raw, name string) (string, error) {
+func (x *Extractor) clear(raw, name string) (string, error) {
 	if name == "" {
 		return "", unsafeEntry(raw, "names the destination itself")
 	}
@@ -216,9 +219,9 @@ func (x *extractor) clear(raw, name string) (string, error) {
 	return full, nil
 }
 
-// dir creates the directory entry raw.
-func (x *extractor) dir(raw string) error {
-	if err := x.count(raw); err != nil {
+// Dir creates the directory entry raw.
+func (x *Extractor) Dir(raw string) error {
+	if err := x.Skip(raw); err != nil {
 		return err
 	}
 	name, err := entryName(raw)
@@ -252,10 +255,11 @@ func (x *extractor) dir(raw string) error {
 	return nil
 }
 
-// file writes the regular file entry raw from r. size is what the archive
+// File writes the regular file entry raw from r, mode 0755 when exec is
+// set and 0644 otherwise (under the umask). size is what the archive
 // declares, -1 when it does not.
-func (x *extractor) file(raw string, exec bool, size int64, r io.Reader) error {
-	if err := x.count(raw); err != nil {
+func (x *Extractor) File(raw string, exec bool, size int64, r io.Reader) error {
+	if err := x.Skip(raw); err != nil {
 		return err
 	}
 	name, err := entryName(raw)
@@ -291,7 +295,7 @@ func (x *extractor) file(raw string, exec bool, size int64, r io.Reader) error {
 
 // copy copies r into w, at most the bytes left under the limit, checking
 // the context between buffers.
-func (x *extractor) copy(w io.Writer, r io.Reader) (int64, error) {
+func (x *Extractor) copy(w io.Writer, r io.Reader) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -319,9 +323,9 @@ func (x *extractor) copy(w io.Writer, r io.Reader) (int64, error) {
 	}
 }
 
-// symlink creates the symbolic link entry raw pointing to target.
-func (x *extractor) symlink(raw, target string) error {
-	if err := x.count(raw); err != nil {
+// Symlink creates the symbolic link entry raw pointing to target.
+func (x *Extractor) Symlink(raw, target string) error {
+	if err := x.Skip(raw); err != nil {
 		return err
 	}
 	name, err := entryName(raw)
@@ -344,10 +348,10 @@ func (x *extractor) symlink(raw, target string) error {
 	return nil
 }
 
-// hardlink creates the hard link entry raw to the earlier regular file
+// Hardlink creates the hard link entry raw to the earlier regular file
 // target (a name relative to the archive's root).
-func (x *extractor) hardlink(raw, target string) error {
-	if err := x.count(raw); err != nil {
+func (x *Extractor) Hardlink(raw, target string) error {
+	if err := x.Skip(raw); err != nil {
 		return err
 	}
 	name, err := entryName(raw)
@@ -370,4 +374,36 @@ func (x *extractor) hardlink(raw, target string) error {
 	}
 	x.files[name] = true
 	return nil
+}
+
+// Tar extracts the entries of the tar stream r.
+func (x *Extractor) Tar(r io.Reader) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		// With GODEBUG=tarinsecurepath=0 the reader flags names it
+		// dislikes; the extractor applies its own, stricter, checks.
+		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
+			return err
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			err = x.Dir(hdr.Name)
+		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+			err = x.File(hdr.Name, hdr.Mode&0o100 != 0, hdr.Size, tr)
+		case tar.TypeSymlink:
+			err = x.Symlink(hdr.Name, hdr.Linkname)
+		case tar.TypeLink:
+			err = x.Hardlink(hdr.Name, hdr.Linkname)
+		default:
+			// Devices, FIFOs and unknown kinds are skipped.
+			err = x.Skip(hdr.Name)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

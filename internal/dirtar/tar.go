@@ -1,4 +1,4 @@
-package archive
+package dirtar
 
 import (
 	"archive/tar"
@@ -35,7 +35,7 @@ func DirDigest(dir string) (size int64, digest string, err error) {
 // not exist yet (its parent must), under the same rules and limits as
 // Unpack.
 func ExtractTar(ctx context.Context, r io.Reader, dest string, maxBytes int64) error {
-	if err := extractInto(ctx, dest, maxBytes, func(x *extractor) error { return x.tar(r) }); err != nil {
+	if err := Extract(ctx, dest, maxBytes, func(x *Extractor) error { return x.Tar(r) }); err != nil {
 		return fmt.Errorf("extract tar into %s: %w", dest, err)
 	}
 	return nil
