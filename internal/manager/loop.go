@@ -51,19 +51,22 @@ type submitReply struct {
 	err error
 }
 
-// taskRecord is what the manager keeps of a task the core has not finished.
+// taskRecord is what the manager keeps of a task until the core forgets it
+// (after its Done, or later for a producer the core may run again to
+// recreate lost files).
 type taskRecord struct {
 	spec    *pb.TaskSpec
 	session string
 	client  *clients.Session // where its events go
 	worker  core.WorkerID
+	done    bool // its Done was sent: it runs again only to recreate files
 }
 
 // state is everything the loop owns.
 type state struct {
 	m          *Manager
 	core       *core.Core
-	tasks      map[core.TaskID]*taskRecord
+	tasks      map[core.TaskID]*taskRecord // until the core forgets them
 	sessions   map[core.WorkerID]*session
 	fileIDs    map[string]core.FileID // cache name -> core ID
 	produced   map[string]bool        // cache names some task declared as output
@@ -75,7 +78,6 @@ type state struct {
 	failed     uint64
 	doneBy     map[core.WorkerID]uint64
 	data       dataState
-	lineage    map[core.TaskID]*taskRecord // finished producers of files kept only in workers
 	// Large call results in the store, by the sessions that fetch them:
 	// removed when the last of those sessions ends.
 	results map[string]map[string]bool // file name -> sessions
@@ -94,7 +96,6 @@ func newState(m *Manager) *state {
 		fileInfo: make(map[string]*pb.FileInfo),
 		doneBy:   make(map[core.WorkerID]uint64),
 		data:     newDataState(),
-		lineage:  make(map[core.TaskID]*taskRecord),
 		results:  make(map[string]map[string]bool),
 		libs:     make(map[string]*libRecord),
 		libByID:  make(map[core.LibID]*libRecord),
@@ -246,10 +247,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				s.startLibrary(a)
 				continue
 			}
-			rec, rerun := s.tasks[a.Task], false
-			if rec == nil {
-				rec, rerun = s.lineage[a.Task], true // running again to recreate a lost file
-			}
+			rec := s.tasks[a.Task]
+			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
 			s.fillInputInfo(rec.spec)
@@ -311,6 +310,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.m.log.Warn("library broken", "lib", a.Lib, "why", a.Why)
 		case core.FileLost:
 			s.m.log.Warn("file lost for good", "file", s.data.names[a.File], "why", a.Why)
+		case core.Forget:
+			delete(s.tasks, a.Task)
 		}
 	}
 	if done != nil && !committed {
@@ -320,10 +321,6 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	rec := s.tasks[a.Task]
-	delete(s.tasks, a.Task)
-	if rec != nil && outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS && s.keptOnly(rec.spec) {
-		s.lineage[a.Task] = rec // it may have to run again if its outputs are lost
-	}
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 	} else {
@@ -335,6 +332,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 		s.doneBy[a.Worker]++
 	}
 	if rec != nil {
+		rec.done = true
 		if f := outcome.ResultFile; f != nil {
 			if s.results[f.Name] == nil {
 				s.results[f.Name] = make(map[string]bool)
@@ -350,16 +348,6 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 			Attempt: a.Attempt, Worker: name, Outcome: outcome})
 		s.dropTaskLevel(rec.spec)
 	}
-}
-
-// keptOnly reports whether a task has outputs that live only in workers.
-func (s *state) keptOnly(spec *pb.TaskSpec) bool {
-	for _, out := range spec.Outputs {
-		if out.Keep && !out.Upload {
-			return true
-		}
-	}
-	return false
 }
 
 // commitOutputs moves the outputs of an accepted attempt into the store:
