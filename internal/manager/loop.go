@@ -231,7 +231,7 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		s.step(ev)
 	case *pb.WorkerMessage_LibraryStarted:
 		st := x.LibraryStarted
-		s.step(core.InstanceReady{Instance: core.TaskID(st.Instance), Attempt: st.Attempt, Worker: id})
+		s.step(core.InstanceReady{Instance: core.InstanceID(st.Instance), Attempt: st.Attempt, Worker: id})
 	case *pb.WorkerMessage_LibraryEnded:
 		s.step(libraryEnded(id, x.LibraryEnded))
 	case *pb.WorkerMessage_Returned:
@@ -301,7 +301,11 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			}
 			s.finishTask(a, outcome)
 		case core.StaleResult:
-			s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
+			if a.Instance != 0 {
+				s.m.log.Info("ignored a stale library report", "instance", a.Instance, "attempt", a.Attempt, "worker", a.Worker)
+			} else {
+				s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
+			}
 		case core.Fetch:
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(s.fetchMessage(a))
@@ -311,7 +315,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Recreated:
 			s.m.log.Info("recreated lost files", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 		case core.Stop:
-			s.m.log.Info("stopping an idle library instance to make room", "instance", uint64(a.Instance)&^(1<<63), "worker", a.Worker)
+			s.m.log.Info("stopping an idle library instance to make room", "instance", a.Instance, "worker", a.Worker)
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StopLibrary{StopLibrary: &pb.StopLibrary{Instance: uint64(a.Instance)}}})
 			}
