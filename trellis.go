@@ -129,7 +129,7 @@ func (t *Task) AddOutput(f *File, path string) *Task {
 // ResultKind says how a task ended.
 type ResultKind int
 
-// Kinds of result; the values match the wire's.
+// Kinds of result. enums.go converts them to and from the wire's.
 const (
 	Success ResultKind = iota + 1
 	Failed

@@ -60,10 +60,7 @@ func (s *state) startLibrary(a core.Dispatch) {
 
 // libraryEnded turns a worker's report into the core's event.
 func libraryEnded(id core.WorkerID, e *pb.LibraryEnded) core.InstanceEnded {
-	kind := core.Kind(e.Kind)
-	if kind < core.Success || kind > core.Cancelled {
-		kind = core.Failed
-	}
+	kind := coreKind(e.Kind)
 	msg := e.Message
 	if tail := lastLine(e.Stderr); tail != "" && kind != core.Success {
 		msg = fmt.Sprintf("%s (stderr: %s)", msg, tail)

@@ -204,10 +204,7 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 	case *pb.WorkerMessage_Done:
 		d := x.Done
 		o := d.GetOutcome()
-		kind := core.Kind(o.GetKind())
-		if kind < core.Success || kind > core.Cancelled {
-			kind = core.Failed
-		}
+		kind := coreKind(o.GetKind())
 		t := core.TaskID(d.TaskId)
 		ev := core.TaskFinished{Task: t, Attempt: d.Attempt, Worker: id,
 			Outcome: core.Outcome{Kind: kind, ExitCode: o.GetExitCode(), Message: o.GetMessage()}}
@@ -282,7 +279,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 					Attempt: a.Attempt, Note: note})
 			}
 		case core.Done:
-			outcome := &pb.Outcome{Kind: pb.ResultKind(a.Outcome.Kind), ExitCode: a.Outcome.ExitCode, Message: a.Outcome.Message}
+			outcome := &pb.Outcome{Kind: protoKind(a.Outcome.Kind), ExitCode: a.Outcome.ExitCode, Message: a.Outcome.Message}
 			if done != nil && uint64(a.Task) == done.TaskId && a.Attempt == done.Attempt {
 				// The report that caused this Done: keep its output tails.
 				o := done.GetOutcome()
