@@ -291,7 +291,8 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 		c.release(t)
 	}
 	c.files.release(t)
-	c.counts[t.state]--
+	c.counts[Instance][t.state]--
+	c.counts[Instance][Finished]++
 	t.state = Finished
 	delete(c.tasks, t.spec.ID)
 	for _, call := range calls {
