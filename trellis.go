@@ -39,10 +39,10 @@ var (
 // Resources is what a task needs. Zero memory or disk means no reservation
 // and no limit; zero cores means one core.
 type Resources struct {
-	Cores    float64 // fractions allowed
-	MemoryMB int64
-	DiskMB   int64
-	GPUs     int
+	Cores    float64 `json:"cores"` // fractions allowed
+	MemoryMB int64   `json:"memory_mb"`
+	DiskMB   int64   `json:"disk_mb"`
+	GPUs     int     `json:"gpus"`
 }
 
 // Mount places a file at a path in a task's sandbox.

@@ -20,7 +20,6 @@ type (
 		reply chan submitReply
 	}
 	evCancel struct{ ids []uint64 }
-	evStatus struct{ reply chan *pb.StatusResponse }
 	evWatch  struct {
 		session string
 		reply   chan *mailbox
@@ -63,23 +62,25 @@ type taskRecord struct {
 
 // state is everything the loop owns.
 type state struct {
-	m          *Manager
-	core       *core.Core
-	tasks      map[core.TaskID]*taskRecord
-	sessions   map[core.WorkerID]*session
-	mailboxes  map[string]*mailbox
-	fileIDs    map[string]core.FileID // cache name -> core ID
-	produced   map[string]bool        // cache names some task declared as output
-	fileInfo   map[string]*pb.FileInfo
-	requests   map[string][]uint64 // submit request ID -> task IDs
-	markers    core.FileID         // marker files handed out for "after"
-	nextTask   core.TaskID
-	nextWorker core.WorkerID
-	succeeded  uint64
-	failed     uint64
-	doneBy     map[core.WorkerID]uint64
-	data       dataState
-	lineage    map[core.TaskID]*taskRecord // finished producers of files kept only in workers
+	m                           *Manager
+	core                        *core.Core
+	tasks                       map[core.TaskID]*taskRecord
+	sessions                    map[core.WorkerID]*session
+	mailboxes                   map[string]*mailbox
+	fileIDs                     map[string]core.FileID // cache name -> core ID
+	produced                    map[string]bool        // cache names some task declared as output
+	fileInfo                    map[string]*pb.FileInfo
+	requests                    map[string][]uint64 // submit request ID -> task IDs
+	markers                     core.FileID         // marker files handed out for "after"
+	nextTask                    core.TaskID
+	nextWorker                  core.WorkerID
+	succeeded                   uint64 // tasks and calls
+	failed                      uint64
+	callsSucceeded, callsFailed uint64
+	version                     uint64 // steps taken: see stepped
+	doneBy                      map[core.WorkerID]uint64
+	data                        dataState
+	lineage                     map[core.TaskID]*taskRecord // finished producers of files kept only in workers
 	// Large call results in the store, by the sessions that fetch them:
 	// removed when the last of those sessions ends.
 	results map[string]map[string]bool // file name -> sessions
@@ -117,14 +118,20 @@ func (m *Manager) loop(ctx context.Context) error {
 			sess.close("manager stopping")
 		}
 	}()
+	s.publish()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			s.stepped()
 			s.step(core.Tick{})
+			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
+			s.stepped()
 			s.handle(ev)
+		case <-m.refresh:
+			s.publish()
 		}
 	}
 }
@@ -138,8 +145,6 @@ func (s *state) handle(ev any) {
 		for _, id := range ev.ids {
 			s.step(core.CancelTask{Task: core.TaskID(id)})
 		}
-	case evStatus:
-		ev.reply <- s.status()
 	case evWatch:
 		ev.reply <- s.mailbox(ev.session)
 	case evWorkerJoin:
@@ -333,10 +338,17 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	if rec != nil && outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS && s.keptOnly(rec.spec) {
 		s.lineage[a.Task] = rec // it may have to run again if its outputs are lost
 	}
+	call := rec != nil && rec.spec.Call != nil
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
+		if call {
+			s.callsSucceeded++
+		}
 	} else {
 		s.failed++
+		if call {
+			s.callsFailed++
+		}
 	}
 	var name string
 	if sess := s.sessions[a.Worker]; sess != nil {
@@ -530,32 +542,6 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 	}
 	s.step(core.TasksSubmitted{Tasks: tasks})
 	return ids, nil
-}
-
-func (s *state) status() *pb.StatusResponse {
-	waiting, ready, running, finished := s.core.Counts()
-	stats := s.core.Stats()
-	resp := &pb.StatusResponse{Waiting: uint64(waiting), Ready: uint64(ready), Running: uint64(running),
-		Finished: uint64(finished), Succeeded: s.succeeded, Failed: s.failed, Version: s.m.cfg.Version,
-		Staging: uint64(s.core.Staging()), BytesFromManager: s.data.bytes[core.FromManager] + s.m.store.served(),
-		BytesFromPeers: s.data.bytes[core.FromPeer], BytesFromUrls: s.data.bytes[core.FromOrigin],
-		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated}
-	for _, w := range s.core.Workers() {
-		sess := s.sessions[w.ID]
-		if sess == nil {
-			continue
-		}
-		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
-			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
-			TasksDone: s.doneBy[w.ID], ConnectedUnixMs: sess.since.UnixMilli(),
-			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut)}
-		for _, t := range w.Running {
-			ws.Running = append(ws.Running, uint64(t))
-		}
-		resp.Workers = append(resp.Workers, ws)
-	}
-	resp.Libraries = s.libraryStatus()
-	return resp
 }
 
 func (s *state) mailbox(session string) *mailbox {
