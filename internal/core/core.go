@@ -22,8 +22,9 @@ type task struct {
 	// recreating: the task had finished, and runs again because its output
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
-	inst       *instance // calls: the instance it runs in; instances: their own state
-	held       bool      // it holds a reservation of its worker's resources
+	inst       *instance   // calls: the instance it runs in; instances: their own state
+	held       bool        // it holds a reservation of its worker's resources
+	shape      *shapeCount // its entry in Core.shapes; nil for calls, and until counted
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -40,6 +41,7 @@ type Core struct {
 	// Tasks by role and state. Finished counts every task ever finished,
 	// and for instances every instance that ended.
 	counts [Instance + 1][Staging + 1]int
+	shapes map[Resources]*shapeCount // demand by shape, kept as states change
 	out    []Action
 
 	transfers    map[uint64]*transfer
@@ -68,6 +70,7 @@ func New() *Core {
 		originOut: make(map[FileID]int32),
 		retained:  make(map[TaskID]*task),
 		libs:      make(map[LibID]*library),
+		shapes:    make(map[Resources]*shapeCount),
 	}
 }
 
@@ -161,9 +164,11 @@ func (c *Core) setState(t *task, s State) {
 	n := &c.counts[t.spec.Role]
 	if t.state != 0 {
 		n[t.state]--
+		c.countShape(t, t.state, -1)
 	}
 	t.state = s
 	n[s]++
+	c.countShape(t, s, 1)
 }
 
 // Counts returns how many tasks are in each state, library instances
@@ -522,6 +527,7 @@ func (c *Core) finish(t *task, o Outcome) {
 		wid := t.ranOn // not where it was staging, if it never ran there
 		if t.recreating {
 			c.counts[t.spec.Role][t.state]-- // Finished counted it the first time
+			c.countShape(t, t.state, -1)
 			t.state = Finished
 		} else {
 			c.setState(t, Finished)

@@ -18,44 +18,58 @@ type ShapeDemand struct {
 
 // Demand returns the demand by resource shape, ordered by shape (cores,
 // then memory, disk, GPUs). Calls need no shape of their own: they run in
-// the slots of instances, and show as InstancesWanted. It costs a pass
-// over the live tasks.
+// the slots of instances, and show as InstancesWanted. Counts are kept as
+// tasks change state: it costs a pass over the shapes and the libraries.
 func (c *Core) Demand() []ShapeDemand {
-	by := make(map[Resources]*ShapeDemand)
-	at := func(r Resources) *ShapeDemand {
-		d := by[r]
-		if d == nil {
-			d = &ShapeDemand{Shape: r}
-			by[r] = d
-		}
-		return d
-	}
-	for _, t := range c.tasks {
-		switch t.spec.Role {
-		case Plain:
-			switch t.state {
-			case Waiting, Ready:
-				at(t.spec.Resources).Waiting++
-			case Staging, Running:
-				at(t.spec.Resources).Running++
-			}
-		case Instance:
-			if t.state == Staging || t.state == Running {
-				at(t.spec.Resources).Instances++
-			}
+	out := make([]ShapeDemand, 0, len(c.shapes))
+	for r, n := range c.shapes {
+		if n.waiting|n.running|n.instances != 0 {
+			out = append(out, ShapeDemand{Shape: r, Waiting: n.waiting, Running: n.running, Instances: n.instances})
 		}
 	}
 	for _, lib := range c.libs {
-		if n := lib.wanted(); n > 0 {
-			at(lib.res).InstancesWanted += n
+		n := lib.wanted()
+		if n <= 0 {
+			continue
 		}
-	}
-	out := make([]ShapeDemand, 0, len(by))
-	for _, d := range by {
-		out = append(out, *d)
+		i := 0
+		for i < len(out) && out[i].Shape != lib.res {
+			i++
+		}
+		if i == len(out) {
+			out = append(out, ShapeDemand{Shape: lib.res})
+		}
+		out[i].InstancesWanted += n
 	}
 	sort.Slice(out, func(i, j int) bool { return lessShape(out[i].Shape, out[j].Shape) })
 	return out
+}
+
+// shapeCount is the demand for one shape, kept by setState (the entry of
+// a shape stays once made: shapes are few).
+type shapeCount struct{ waiting, running, instances int }
+
+// countShape adds d to the count of t's shape for state s.
+func (c *Core) countShape(t *task, s State, d int) {
+	if t.spec.Role == Call {
+		return // a call runs in its instance's slot
+	}
+	n := t.shape
+	if n == nil {
+		if n = c.shapes[t.spec.Resources]; n == nil {
+			n = &shapeCount{}
+			c.shapes[t.spec.Resources] = n
+		}
+		t.shape = n
+	}
+	switch {
+	case t.spec.Role == Plain && (s == Waiting || s == Ready):
+		n.waiting += d
+	case t.spec.Role == Plain && (s == Staging || s == Running):
+		n.running += d
+	case t.spec.Role == Instance && (s == Staging || s == Running):
+		n.instances += d
+	}
 }
 
 // wanted returns how many more instances of l need a place: enough for

@@ -292,6 +292,7 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 	}
 	c.files.release(t)
 	c.counts[Instance][t.state]--
+	c.countShape(t, t.state, -1)
 	c.counts[Instance][Finished]++
 	t.state = Finished
 	delete(c.tasks, t.spec.ID)
