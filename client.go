@@ -562,7 +562,7 @@ func (c *Client) declare(ctx context.Context, f *File, decls map[string]*pb.File
 	if decls[name] != nil {
 		return nil
 	}
-	d := &pb.FileDecl{Name: name, Level: pb.CacheLevel(f.level), Replicas: uint32(max(f.replicas, 0))}
+	d := &pb.FileDecl{Name: name, Level: protoCacheLevel(f.level), Replicas: uint32(max(f.replicas, 0))}
 	switch f.kind {
 	case kindLocal, kindBuffer:
 		if err := c.upload(ctx, f); err != nil {
@@ -694,7 +694,7 @@ func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
 
 func (c *Client) result(ctx context.Context, h *Handle, ev *pb.TaskEvent) *Result {
 	o := ev.GetOutcome()
-	r := &Result{Task: ev.TaskId, Name: h.Name, Kind: ResultKind(o.GetKind()), ExitCode: int(o.GetExitCode()),
+	r := &Result{Task: ev.TaskId, Name: h.Name, Kind: resultKindOf(o.GetKind()), ExitCode: int(o.GetExitCode()),
 		Message: o.GetMessage(), Stdout: o.GetStdout(), Stderr: o.GetStderr(),
 		StdoutTruncated: o.GetStdoutTruncated(), StderrTruncated: o.GetStderrTruncated(),
 		Output: o.GetResult(), Traceback: o.GetTraceback(),

@@ -34,7 +34,7 @@ const (
 // CacheLevel says how long workers keep a file.
 type CacheLevel int
 
-// Cache levels; the values match the wire's.
+// Cache levels. enums.go converts them to the wire's.
 const (
 	CacheTask     CacheLevel = 1 // until the tasks that read it are done
 	CacheWorkflow CacheLevel = 2 // until the client closes (the default)

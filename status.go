@@ -9,73 +9,126 @@ import (
 	pb "trellis/internal/proto/trellisv1"
 )
 
-// Status is a snapshot of a cluster.
+// Status is a snapshot of a cluster, as the manager published it after a
+// step of its loop. Its JSON form (`trellis status --json`) is documented
+// in docs/status.md.
 type Status struct {
-	Workers                           []WorkerStatus
-	Waiting, Ready, Running, Finished int // tasks by state; Finished counts every task that ended
-	Succeeded, Failed                 int
-	Version                           string
-	Staging                           int // placed, waiting for input transfers
+	Version string         `json:"version"`
+	Workers []WorkerStatus `json:"workers"`
+
+	// Tasks and calls (never library instances) by state; Finished counts
+	// every one that ended.
+	Waiting   int `json:"waiting"`
+	Ready     int `json:"ready"`
+	Staging   int `json:"staging"` // placed, waiting for input transfers
+	Running   int `json:"running"`
+	Finished  int `json:"finished"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+
+	// The same by modality: command tasks, function calls, and library
+	// instances (which are not tasks: Finished counts those that ended).
+	Tasks     TaskCounts `json:"tasks"`
+	Calls     TaskCounts `json:"calls"`
+	Instances TaskCounts `json:"instances"`
 
 	// Bytes moved to workers, by where they came from, and to the manager.
-	BytesFromManager, BytesFromPeers, BytesFromURLs, BytesToManager int64
-	TransfersInFlight                                               int
-	FilesLost, TasksRecreated                                       int
-	Libraries                                                       []LibraryStatus
+	BytesFromManager  int64 `json:"bytes_from_manager"`
+	BytesFromPeers    int64 `json:"bytes_from_peers"`
+	BytesFromURLs     int64 `json:"bytes_from_urls"`
+	BytesToManager    int64 `json:"bytes_to_manager"`
+	TransfersInFlight int   `json:"transfers_in_flight"`
+	FilesLost         int   `json:"files_lost"`
+	TasksRecreated    int   `json:"tasks_recreated"`
+
+	Libraries []LibraryStatus `json:"libraries"`
+	Demand    []ShapeDemand   `json:"demand"`
+
+	SnapshotVersion uint64    `json:"snapshot_version"` // steps of the manager's loop it reflects
+	SnapshotTime    time.Time `json:"snapshot_time"`
+}
+
+// TaskCounts counts tasks of one modality by state.
+type TaskCounts struct {
+	Waiting   int `json:"waiting"` // for input files
+	Ready     int `json:"ready"`   // queued for a worker (calls: for a free slot)
+	Staging   int `json:"staging"`
+	Running   int `json:"running"`
+	Finished  int `json:"finished"`
+	Succeeded int `json:"succeeded"` // tasks and calls only
+	Failed    int `json:"failed"`
+}
+
+// ShapeDemand is the demand for one resource shape: what a worker factory
+// needs to size itself.
+type ShapeDemand struct {
+	Shape           Resources `json:"shape"`
+	Waiting         int       `json:"waiting"`          // command tasks not yet placed
+	Running         int       `json:"running"`          // command tasks placed (staging or running)
+	Instances       int       `json:"instances"`        // library instances placed
+	InstancesWanted int       `json:"instances_wanted"` // more that calls waiting with no free slot need
 }
 
 // LibraryStatus describes an installed library and its instances.
 type LibraryStatus struct {
-	Name             string
-	CallsWaiting     int // for a free slot
-	CallsDone        int
-	InstancesStarted int    // set-ups that succeeded, over the library's life
-	Broken           string // why its calls fail at once; "" while it works
-	Instances        []InstanceStatus
+	Name             string           `json:"name"`
+	CallsWaiting     int              `json:"calls_waiting"` // for a free slot
+	CallsDone        int              `json:"calls_done"`
+	InstancesStarted int              `json:"instances_started"` // set-ups that succeeded, over the library's life
+	Broken           string           `json:"broken,omitempty"`  // why its calls fail at once; "" while it works
+	Instances        []InstanceStatus `json:"instances"`
 }
 
 // InstanceStatus describes one instance of a library.
 type InstanceStatus struct {
-	ID     uint64
-	Worker string // "" while it waits for a place
-	Ready  bool   // its set-up is done
-	Busy   int    // slots in use
-	Slots  int
+	ID     uint64 `json:"id"`     // numbered from 1, apart from task IDs
+	Worker string `json:"worker"` // "" while it waits for a place
+	Ready  bool   `json:"ready"`  // its set-up is done
+	Busy   int    `json:"busy"`   // slots in use
+	Slots  int    `json:"slots"`
 }
 
 // WorkerStatus describes one connected worker.
 type WorkerStatus struct {
-	ID        uint64
-	Name      string
-	Address   string
-	Total     Resources
-	Free      Resources
-	Running   []uint64 // task IDs
-	Draining  bool
-	TasksDone int
-	Connected time.Time
+	ID        uint64    `json:"id"`
+	Name      string    `json:"name"`
+	Address   string    `json:"address"`
+	Total     Resources `json:"total"`
+	Free      Resources `json:"free"`
+	Running   []uint64  `json:"running"`   // task IDs (calls included, instances not)
+	Instances []uint64  `json:"instances"` // library instance IDs
+	Draining  bool      `json:"draining"`
+	TasksDone int       `json:"tasks_done"`
+	Connected time.Time `json:"connected"`
 
-	CacheBytes                int64 // files it holds
-	CacheFiles                int
-	TransfersIn, TransfersOut int // fetches to it, and from it as a peer, in flight
+	CacheBytes   int64 `json:"cache_bytes"` // files it holds
+	CacheFiles   int   `json:"cache_files"`
+	TransfersIn  int   `json:"transfers_in"`  // fetches to it in flight
+	TransfersOut int   `json:"transfers_out"` // fetches from it, as a peer, in flight
 }
 
-// Status asks the manager for a snapshot of the cluster.
+// Status asks the manager for a snapshot of the cluster. It reflects at
+// least every event the manager had handled when it asked.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	resp, err := c.rpc.Status(ctx, connect.NewRequest(&pb.StatusRequest{}))
 	if err != nil {
 		return nil, wireError("status of "+c.addr, err)
 	}
-	m := resp.Msg
+	return statusOf(resp.Msg), nil
+}
+
+func statusOf(m *pb.StatusResponse) *Status {
 	s := &Status{Waiting: int(m.Waiting), Ready: int(m.Ready), Running: int(m.Running), Finished: int(m.Finished),
 		Succeeded: int(m.Succeeded), Failed: int(m.Failed), Version: m.Version, Staging: int(m.Staging),
+		Tasks: taskCountsOf(m.Tasks), Calls: taskCountsOf(m.Calls), Instances: taskCountsOf(m.Instances),
 		BytesFromManager: m.BytesFromManager, BytesFromPeers: m.BytesFromPeers, BytesFromURLs: m.BytesFromUrls,
 		BytesToManager: m.BytesToManager, TransfersInFlight: int(m.TransfersInFlight),
-		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated)}
+		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated),
+		SnapshotVersion: m.SnapshotVersion, SnapshotTime: time.UnixMilli(m.SnapshotUnixMs)}
 	for _, w := range m.Workers {
 		s.Workers = append(s.Workers, WorkerStatus{ID: w.Id, Name: w.Name, Address: w.Address,
-			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Draining: w.Draining,
-			TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
+			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Instances: w.Instances,
+			Draining: w.Draining, TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
 			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut)})
 	}
 	for _, l := range m.Libraries {
@@ -86,7 +139,16 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 		}
 		s.Libraries = append(s.Libraries, ls)
 	}
-	return s, nil
+	for _, d := range m.Demand {
+		s.Demand = append(s.Demand, ShapeDemand{Shape: resourcesOf(d.Shape), Waiting: int(d.Waiting), Running: int(d.Running),
+			Instances: int(d.Instances), InstancesWanted: int(d.InstancesWanted)})
+	}
+	return s
+}
+
+func taskCountsOf(n *pb.TaskCounts) TaskCounts {
+	return TaskCounts{Waiting: int(n.GetWaiting()), Ready: int(n.GetReady()), Staging: int(n.GetStaging()),
+		Running: int(n.GetRunning()), Finished: int(n.GetFinished()), Succeeded: int(n.GetSucceeded()), Failed: int(n.GetFailed())}
 }
 
 func resourcesOf(r *pb.Resources) Resources {

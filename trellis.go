@@ -40,10 +40,10 @@ var (
 // Resources is what a task needs. Zero memory or disk means no reservation
 // and no limit; zero cores means one core.
 type Resources struct {
-	Cores    float64 // fractions allowed
-	MemoryMB int64
-	DiskMB   int64
-	GPUs     int
+	Cores    float64 `json:"cores"` // fractions allowed
+	MemoryMB int64   `json:"memory_mb"`
+	DiskMB   int64   `json:"disk_mb"`
+	GPUs     int     `json:"gpus"`
 }
 
 // Mount places a file at a path in a task's sandbox.
@@ -134,7 +134,7 @@ func (t *Task) AddOutput(f *File, path string) *Task {
 // ResultKind says how a task ended.
 type ResultKind int
 
-// Kinds of result; the values match the wire's.
+// Kinds of result. enums.go converts them to and from the wire's.
 const (
 	Success ResultKind = iota + 1
 	Failed

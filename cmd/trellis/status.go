@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -15,10 +16,15 @@ import (
 
 func statusCmd() *cobra.Command {
 	var secretFile string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status HOST:PORT",
-		Short: "Show a cluster's workers and task counts",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show a cluster's workers, task counts, library instances and demand",
+		Long: `Show a cluster's workers, task counts, library instances and demand.
+
+Library instances are shown as instances, never counted as running tasks.
+--json prints the whole snapshot; docs/status.md lists its fields.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			secret, err := readSecret(secretFile)
 			if err != nil {
@@ -36,37 +42,72 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "manager %s (trellis %s)\n", args[0], s.Version)
-			fmt.Fprintf(out, "tasks: %d waiting for inputs, %d ready, %d staging inputs, %d running, %d finished (%d succeeded, %d failed)\n",
-				s.Waiting, s.Ready, s.Staging, s.Running, s.Finished, s.Succeeded, s.Failed)
-			fmt.Fprintf(out, "data: %s from peers, %s from the manager, %s from URLs, %s uploaded to the manager; %d transfers in flight",
-				mib(s.BytesFromPeers), mib(s.BytesFromManager), mib(s.BytesFromURLs), mib(s.BytesToManager), s.TransfersInFlight)
-			if s.TasksRecreated > 0 || s.FilesLost > 0 {
-				fmt.Fprintf(out, "; %d tasks re-run to recreate lost files, %d files lost", s.TasksRecreated, s.FilesLost)
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
 			}
-			fmt.Fprint(out, "\n\n")
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tWORKER\tADDRESS\tCORES\tMEMORY MB\tDISK MB\tGPUS\tCACHE\tXFER IN/OUT\tDONE\tRUNNING")
-			for _, w := range s.Workers {
-				name := w.Name
-				if w.Draining {
-					name += " (draining)"
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s in %d files\t%d/%d\t%d\t%s\n", w.ID, name, w.Address,
-					used(w.Total.Cores-w.Free.Cores, w.Total.Cores), usedInt(w.Total.MemoryMB-w.Free.MemoryMB, w.Total.MemoryMB),
-					usedInt(w.Total.DiskMB-w.Free.DiskMB, w.Total.DiskMB), usedInt(int64(w.Total.GPUs-w.Free.GPUs), int64(w.Total.GPUs)),
-					mib(w.CacheBytes), w.CacheFiles, w.TransfersIn, w.TransfersOut, w.TasksDone, taskList(w.Running))
-			}
-			tw.Flush()
-			if len(s.Workers) == 0 {
-				fmt.Fprintln(out, "(no workers connected)")
-			}
-			printLibraries(out, s.Libraries)
+			printStatus(out, args[0], s)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the snapshot as JSON (fields: docs/status.md)")
 	return cmd
+}
+
+// printStatus writes s for people.
+func printStatus(out io.Writer, addr string, s *trellis.Status) {
+	fmt.Fprintf(out, "manager %s (trellis %s)\n", addr, s.Version)
+	fmt.Fprintf(out, "tasks: %d waiting for inputs, %d ready, %d staging inputs, %d running, %d finished (%d succeeded, %d failed)\n",
+		s.Waiting, s.Ready, s.Staging, s.Running, s.Finished, s.Succeeded, s.Failed)
+	if c := s.Calls; c.Finished+c.Waiting+c.Ready+c.Staging+c.Running > 0 {
+		fmt.Fprintf(out, "  of which calls: %d waiting for a slot, %d running, %d finished (%d succeeded, %d failed)\n",
+			c.Waiting+c.Ready+c.Staging, c.Running, c.Finished, c.Succeeded, c.Failed)
+	}
+	if i := s.Instances; i.Waiting+i.Ready+i.Staging+i.Running+i.Finished > 0 {
+		fmt.Fprintf(out, "library instances: %d running, %d starting or waiting for a place, %d ended\n",
+			i.Running, i.Waiting+i.Ready+i.Staging, i.Finished)
+	}
+	fmt.Fprintf(out, "data: %s from peers, %s from the manager, %s from URLs, %s uploaded to the manager; %d transfers in flight",
+		mib(s.BytesFromPeers), mib(s.BytesFromManager), mib(s.BytesFromURLs), mib(s.BytesToManager), s.TransfersInFlight)
+	if s.TasksRecreated > 0 || s.FilesLost > 0 {
+		fmt.Fprintf(out, "; %d tasks re-run to recreate lost files, %d files lost", s.TasksRecreated, s.FilesLost)
+	}
+	fmt.Fprint(out, "\n\n")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tWORKER\tADDRESS\tCORES\tMEMORY MB\tDISK MB\tGPUS\tCACHE\tXFER IN/OUT\tDONE\tRUNNING\tINSTANCES")
+	for _, w := range s.Workers {
+		name := w.Name
+		if w.Draining {
+			name += " (draining)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s in %d files\t%d/%d\t%d\t%s\t%s\n", w.ID, name, w.Address,
+			used(w.Total.Cores-w.Free.Cores, w.Total.Cores), usedInt(w.Total.MemoryMB-w.Free.MemoryMB, w.Total.MemoryMB),
+			usedInt(w.Total.DiskMB-w.Free.DiskMB, w.Total.DiskMB), usedInt(int64(w.Total.GPUs-w.Free.GPUs), int64(w.Total.GPUs)),
+			mib(w.CacheBytes), w.CacheFiles, w.TransfersIn, w.TransfersOut, w.TasksDone, taskList(w.Running), taskList(w.Instances))
+	}
+	tw.Flush()
+	if len(s.Workers) == 0 {
+		fmt.Fprintln(out, "(no workers connected)")
+	}
+	printLibraries(out, s.Libraries)
+	printDemand(out, s.Demand)
+}
+
+// printDemand lists what waits and runs by resource shape.
+func printDemand(out io.Writer, demand []trellis.ShapeDemand) {
+	if len(demand) == 0 {
+		return
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHAPE (cores/memory MB/disk MB/gpus)\tTASKS WAITING\tTASKS RUNNING\tINSTANCES\tINSTANCES WANTED")
+	for _, d := range demand {
+		fmt.Fprintf(tw, "%g/%d/%d/%d\t%d\t%d\t%d\t%d\n", d.Shape.Cores, d.Shape.MemoryMB, d.Shape.DiskMB, d.Shape.GPUs,
+			d.Waiting, d.Running, d.Instances, d.InstancesWanted)
+	}
+	tw.Flush()
 }
 
 func used(u, total float64) string  { return fmt.Sprintf("%g/%g", u, total) }
@@ -96,17 +137,17 @@ func printLibraries(out io.Writer, libs []trellis.LibraryStatus) {
 	}
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LIBRARY\tCALLS DONE\tWAITING\tSTARTED\tINSTANCES (worker: busy/slots)")
+	fmt.Fprintln(tw, "LIBRARY\tCALLS DONE\tWAITING\tSTARTED\tINSTANCES (#id worker: busy/slots)")
 	for _, l := range libs {
 		var insts []string
 		for _, i := range l.Instances {
 			switch {
 			case i.Worker == "":
-				insts = append(insts, "waiting for a place")
+				insts = append(insts, fmt.Sprintf("#%d waiting for a place", i.ID))
 			case !i.Ready:
-				insts = append(insts, i.Worker+": starting")
+				insts = append(insts, fmt.Sprintf("#%d %s: starting", i.ID, i.Worker))
 			default:
-				insts = append(insts, fmt.Sprintf("%s: %d/%d", i.Worker, i.Busy, i.Slots))
+				insts = append(insts, fmt.Sprintf("#%d %s: %d/%d", i.ID, i.Worker, i.Busy, i.Slots))
 			}
 		}
 		desc := strings.Join(insts, ", ")

@@ -4,20 +4,21 @@ package core
 type Action interface{ isAction() }
 
 // Dispatch: send attempt Attempt of Task to Worker, with these GPU devices.
+// A call names the library Instance to run in. The start of a library
+// instance is a Dispatch too: Task is 0, Instance names the new instance and
+// Lib its library.
 type Dispatch struct {
-	Task    TaskID
-	Attempt uint32
-	Worker  WorkerID
-	GPUs    []int32
-	// Instance: for a call, the library instance to run it in. Lib: for a
-	// library instance (a task the core made), the library to start.
-	Instance TaskID
-	Lib      LibID
+	Task     TaskID
+	Attempt  uint32
+	Worker   WorkerID
+	GPUs     []int32
+	Instance InstanceID
+	Lib      LibID // set only when the Dispatch starts Instance
 }
 
 // Stop: stop the idle library instance on Worker; it reports InstanceEnded.
 type Stop struct {
-	Instance TaskID
+	Instance InstanceID
 	Worker   WorkerID
 }
 
@@ -53,12 +54,14 @@ type Done struct {
 	Outcome Outcome
 }
 
-// StaleResult: a TaskFinished or TaskReturned that did not match the
-// current attempt was ignored.
+// StaleResult: a TaskFinished or TaskReturned (or, naming Instance and no
+// Task, an InstanceReady or InstanceEnded) that did not match the current
+// attempt was ignored.
 type StaleResult struct {
-	Task    TaskID
-	Attempt uint32
-	Worker  WorkerID
+	Task     TaskID
+	Instance InstanceID
+	Attempt  uint32
+	Worker   WorkerID
 }
 
 // Fetch: Worker must bring File into its cache from Source, and report a

@@ -22,8 +22,9 @@ type task struct {
 	// recreating: the task had finished, and runs again because its output
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
-	inst       *instance // calls: the instance it runs in; instances: their own state
-	held       bool      // it holds a reservation of its worker's resources
+	inst       *instance   // calls: the instance it runs in; instances: their own state
+	held       bool        // it holds a reservation of its worker's resources
+	shape      *shapeCount // its entry in Core.shapes; nil for calls, and until counted
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -34,11 +35,14 @@ type Core struct {
 	ready   readyQueue
 	files   catalog
 	seq     uint64
-	fresh   []*task          // made ready in this step, to place at its end
-	spare   []*task          // the other buffer of placeFresh
-	freed   []*worker        // freed by tasks staging there in this step, to fill at its end
-	counts  [Staging + 1]int // tasks by state; Finished counts every task ever finished
-	out     []Action
+	fresh   []*task   // made ready in this step, to place at its end
+	spare   []*task   // the other buffer of placeFresh
+	freed   []*worker // freed by tasks staging there in this step, to fill at its end
+	// Tasks by role and state. Finished counts every task ever finished,
+	// and for instances every instance that ended.
+	counts [Instance + 1][Staging + 1]int
+	shapes map[Resources]*shapeCount // demand by shape, kept as states change
+	out    []Action
 
 	transfers    map[uint64]*transfer
 	nextTransfer uint64
@@ -66,6 +70,7 @@ func New() *Core {
 		originOut: make(map[FileID]int32),
 		retained:  make(map[TaskID]*task),
 		libs:      make(map[LibID]*library),
+		shapes:    make(map[Resources]*shapeCount),
 	}
 }
 
@@ -156,21 +161,55 @@ func (c *Core) settle() {
 func (c *Core) emit(a ...Action) { c.out = append(c.out, a...) }
 
 func (c *Core) setState(t *task, s State) {
+	n := &c.counts[t.spec.Role]
 	if t.state != 0 {
-		c.counts[t.state]--
+		n[t.state]--
+		c.countShape(t, t.state, -1)
 	}
 	t.state = s
-	c.counts[s]++
+	n[s]++
+	c.countShape(t, s, 1)
 }
 
-// Counts returns how many tasks are in each state; Finished counts every
-// task that ever finished.
+// Counts returns how many tasks are in each state, library instances
+// included (but in finished); Finished counts every task that ever
+// finished. Tally tells them apart.
 func (c *Core) Counts() (waiting, ready, running, finished int) {
-	return c.counts[Waiting], c.counts[Ready], c.counts[Running], c.counts[Finished]
+	for _, n := range &c.counts {
+		waiting, ready, running = waiting+n[Waiting], ready+n[Ready], running+n[Running]
+	}
+	return waiting, ready, running, c.counts[Plain][Finished] + c.counts[Call][Finished]
 }
 
-// Staging returns how many tasks wait on a worker for their inputs.
-func (c *Core) Staging() int { return c.counts[Staging] }
+// Staging returns how many tasks (library instances included) wait on a
+// worker for their inputs.
+func (c *Core) Staging() int {
+	return c.counts[Plain][Staging] + c.counts[Call][Staging] + c.counts[Instance][Staging]
+}
+
+// StateCounts counts tasks by state.
+type StateCounts struct {
+	Waiting  int // for input files
+	Ready    int // queued for a worker (calls: for a free slot)
+	Staging  int // placed on a worker, their inputs being brought there
+	Running  int
+	Finished int // over the core's life
+}
+
+// Tally counts the core's tasks by role: plain tasks, calls, and the
+// library instances the core made (Finished: instances that ended).
+type Tally struct {
+	Tasks, Calls, Instances StateCounts
+}
+
+// Tally returns the counts of tasks by role and state.
+func (c *Core) Tally() Tally {
+	of := func(r Role) StateCounts {
+		n := &c.counts[r]
+		return StateCounts{Waiting: n[Waiting], Ready: n[Ready], Staging: n[Staging], Running: n[Running], Finished: n[Finished]}
+	}
+	return Tally{Tasks: of(Plain), Calls: of(Call), Instances: of(Instance)}
+}
 
 // Stats are the core's counters of data events.
 type Stats struct {
@@ -305,7 +344,7 @@ func (c *Core) submit(batch []Task) {
 			continue // a duplicate submission changes nothing
 		}
 		if err := c.files.claim(spec.ID, spec.Outputs); err != nil {
-			c.counts[Finished]++
+			c.counts[spec.Role][Finished]++
 			c.emit(Done{Task: spec.ID, Outcome: Outcome{Kind: Failed, Message: err.Error()}}, Forget{Task: spec.ID})
 			continue
 		}
@@ -487,7 +526,8 @@ func (c *Core) finish(t *task, o Outcome) {
 		}
 		wid := t.ranOn // not where it was staging, if it never ran there
 		if t.recreating {
-			c.counts[t.state]-- // Finished counted it the first time
+			c.counts[t.spec.Role][t.state]-- // Finished counted it the first time
+			c.countShape(t, t.state, -1)
 			t.state = Finished
 		} else {
 			c.setState(t, Finished)

@@ -91,7 +91,7 @@ type LibraryInstalled struct {
 // InstanceReady: the library process of an instance has started (its
 // set-up succeeded) and takes calls.
 type InstanceReady struct {
-	Instance TaskID
+	Instance InstanceID
 	Attempt  uint32
 	Worker   WorkerID
 }
@@ -99,7 +99,7 @@ type InstanceReady struct {
 // InstanceEnded: the library process of an instance is gone: it failed to
 // start, crashed, exceeded its memory, or was stopped.
 type InstanceEnded struct {
-	Instance TaskID
+	Instance InstanceID
 	Attempt  uint32
 	Worker   WorkerID
 	Outcome  Outcome

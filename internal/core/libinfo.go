@@ -13,7 +13,7 @@ type LibraryInfo struct {
 
 // InstanceInfo describes one instance of a library.
 type InstanceInfo struct {
-	ID     TaskID
+	ID     InstanceID
 	Worker WorkerID // 0 while it waits for a place
 	Ready  bool     // its set-up is done: it takes calls
 	Busy   int32    // slots in use
@@ -26,7 +26,7 @@ func (c *Core) Libraries() []LibraryInfo {
 	for _, lib := range c.libs {
 		info := LibraryInfo{Lib: lib.id, Waiting: len(lib.waiting.tasks), Broken: lib.broken, Started: lib.started}
 		for _, inst := range lib.insts {
-			ii := InstanceInfo{ID: inst.t.spec.ID, Ready: inst.ready, Slots: lib.slots}
+			ii := InstanceInfo{ID: inst.id, Ready: inst.ready, Slots: lib.slots}
 			if inst.ready {
 				ii.Busy = lib.slots - inst.free
 			}

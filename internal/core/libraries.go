@@ -18,9 +18,14 @@ const (
 	IdleTicks     = 2 // ticks an instance must be idle before it is stopped to make room for waiting tasks
 )
 
-// instanceBit marks the task IDs the core gives instances, apart from the
-// caller's (which must stay below it).
+// instanceBit marks the keys under which the core files instances among
+// its tasks (c.tasks, a worker's running), apart from the caller's task IDs
+// (which must stay below it). The key never leaves the core: actions and
+// events name instances by InstanceID.
 const instanceBit = TaskID(1) << 63
+
+// instanceKey is the key of instance id among the core's tasks.
+func instanceKey(id InstanceID) TaskID { return instanceBit | TaskID(id) }
 
 type library struct {
 	id       LibID
@@ -37,6 +42,7 @@ type library struct {
 }
 
 type instance struct {
+	id       InstanceID
 	t        *task
 	lib      *library
 	ready    bool
@@ -46,9 +52,6 @@ type instance struct {
 	calls    map[TaskID]*task // running in it
 	lastUse  uint64           // tick
 }
-
-// IsInstance reports whether id names a library instance the core made.
-func IsInstance(id TaskID) bool { return id&instanceBit != 0 }
 
 func (c *Core) installLibrary(ev LibraryInstalled) {
 	lib := c.libs[ev.Lib]
@@ -211,10 +214,11 @@ func (l *library) freest() *instance {
 // newInstance makes an instance of lib, waiting for a place.
 func (c *Core) newInstance(lib *library) *instance {
 	c.instSeq++
-	t := &task{spec: Task{ID: instanceBit | TaskID(c.instSeq), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1}
+	id := InstanceID(c.instSeq)
+	t := &task{spec: Task{ID: instanceKey(id), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1}
 	c.seq++
 	t.seq = c.seq
-	inst := &instance{t: t, lib: lib, calls: make(map[TaskID]*task)}
+	inst := &instance{id: id, t: t, lib: lib, calls: make(map[TaskID]*task)}
 	t.inst = inst
 	lib.insts = append(lib.insts, inst)
 	c.tasks[t.spec.ID] = t
@@ -234,9 +238,9 @@ func (c *Core) startInstance(lib *library) *instance {
 }
 
 func (c *Core) instanceReady(ev InstanceReady) {
-	t := c.tasks[ev.Instance]
-	if t == nil || t.inst == nil || t.inst.ready || t.state != Running || t.attempt != ev.Attempt || t.worker.id != ev.Worker {
-		c.emit(StaleResult{Task: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
+	t := c.instanceTask(ev.Instance)
+	if t == nil || t.inst.ready || t.state != Running || t.attempt != ev.Attempt || t.worker.id != ev.Worker {
+		c.emit(StaleResult{Instance: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
 		return
 	}
 	inst := t.inst
@@ -246,10 +250,21 @@ func (c *Core) instanceReady(ev InstanceReady) {
 	c.libDirty(inst.lib)
 }
 
+// instanceTask returns the task of instance id, or nil if it is not live.
+func (c *Core) instanceTask(id InstanceID) *task {
+	if id == 0 || TaskID(id)&instanceBit != 0 {
+		return nil
+	}
+	if t := c.tasks[instanceKey(id)]; t != nil && t.inst != nil {
+		return t
+	}
+	return nil
+}
+
 func (c *Core) instanceEndedEvent(ev InstanceEnded) {
-	t := c.tasks[ev.Instance]
-	if t == nil || t.inst == nil || t.state != Running || t.attempt != ev.Attempt || t.worker.id != ev.Worker {
-		c.emit(StaleResult{Task: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
+	t := c.instanceTask(ev.Instance)
+	if t == nil || t.state != Running || t.attempt != ev.Attempt || t.worker.id != ev.Worker {
+		c.emit(StaleResult{Instance: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
 		return
 	}
 	c.instanceEnded(t.inst, ev.Outcome, !t.inst.ready && !t.inst.stopping)
@@ -276,7 +291,9 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 		c.release(t)
 	}
 	c.files.release(t)
-	c.counts[t.state]--
+	c.counts[Instance][t.state]--
+	c.countShape(t, t.state, -1)
+	c.counts[Instance][Finished]++
 	t.state = Finished
 	delete(c.tasks, t.spec.ID)
 	for _, call := range calls {
@@ -340,7 +357,7 @@ func (c *Core) stopIdle() {
 		for _, inst := range lib.insts {
 			if inst.ready && !inst.stopping && len(inst.calls) == 0 && c.ticks-inst.lastUse >= IdleTicks {
 				inst.stopping = true
-				c.emit(Stop{Instance: inst.t.spec.ID, Worker: inst.t.worker.id})
+				c.emit(Stop{Instance: inst.id, Worker: inst.t.worker.id})
 			}
 		}
 	}

@@ -22,7 +22,7 @@ func TestLibrarySimBugs(t *testing.T) {
 				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 1, Max: 1}, nil},
 				{submit(callOf(1, 7, 0), callOf(2, 7, 0)), acts(start(1, 1, 1, 7))},
 				{ready(1, 1), acts(inSlot(1, 1, 1, 1))},
-				{ready(1, 1), acts(core.StaleResult{Task: inst(1), Attempt: 1, Worker: 1})},
+				{ready(1, 1), acts(core.StaleResult{Instance: inst(1), Attempt: 1, Worker: 1})},
 				{ok(1, 1, 1), acts(success(1, 1, 1), inSlot(2, 1, 1, 1))},
 			},
 		},

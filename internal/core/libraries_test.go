@@ -6,14 +6,14 @@ import (
 	"trellis/internal/core"
 )
 
-func inst(n uint64) core.TaskID { return core.TaskID(1<<63 | n) }
+func inst(n uint64) core.InstanceID { return core.InstanceID(n) }
 
 func callOf(id core.TaskID, lib core.LibID, retries int32) core.Task {
 	return core.Task{ID: id, Role: core.Call, Lib: lib, Retries: retries}
 }
 
 func start(n uint64, attempt uint32, w core.WorkerID, lib core.LibID) core.Dispatch {
-	return core.Dispatch{Task: inst(n), Attempt: attempt, Worker: w, Lib: lib}
+	return core.Dispatch{Instance: inst(n), Attempt: attempt, Worker: w, Lib: lib}
 }
 
 func inSlot(id core.TaskID, attempt uint32, w core.WorkerID, n uint64) core.Dispatch {

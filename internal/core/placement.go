@@ -213,9 +213,9 @@ func (c *Core) run(t *task) {
 	d := Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, GPUs: t.gpus}
 	switch t.spec.Role {
 	case Instance:
-		d.Lib = t.spec.Lib
+		d.Task, d.Instance, d.Lib = 0, t.inst.id, t.spec.Lib
 	case Call:
-		d.Instance = t.inst.t.spec.ID
+		d.Instance = t.inst.id
 	}
 	c.emit(d)
 }

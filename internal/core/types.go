@@ -8,6 +8,10 @@ type TaskID uint64
 // WorkerID names one connection of a worker. A worker that reconnects gets a new ID.
 type WorkerID uint64
 
+// InstanceID names a library instance. The core makes instances and numbers
+// them from 1, apart from tasks: an InstanceID is never a TaskID.
+type InstanceID uint64
+
 // FileID names a file in the catalog. The caller interns cache names into IDs.
 type FileID uint64
 

@@ -99,11 +99,13 @@ func (h openWorkers) down(i int) bool {
 
 // WorkerInfo is a read-only view of a worker, for status pages.
 type WorkerInfo struct {
-	ID       WorkerID
-	Total    Resources
-	Free     Resources
-	Running  []TaskID // sorted; includes tasks staging their inputs there
-	Draining bool
+	ID      WorkerID
+	Total   Resources
+	Free    Resources
+	Running []TaskID // sorted; includes tasks staging their inputs there
+	// Instances are the library instances it holds (or stages), sorted.
+	Instances []InstanceID
+	Draining  bool
 
 	CacheBytes   int64 // files it holds, as the core knows them
 	CacheFiles   int
@@ -122,10 +124,15 @@ func (c *Core) Workers() []WorkerInfo {
 				info.TransfersIn++
 			}
 		}
-		for id := range w.running {
-			info.Running = append(info.Running, id)
+		for id, t := range w.running {
+			if t.spec.Role == Instance {
+				info.Instances = append(info.Instances, t.inst.id)
+			} else {
+				info.Running = append(info.Running, id)
+			}
 		}
 		sort.Slice(info.Running, func(i, j int) bool { return info.Running[i] < info.Running[j] })
+		sort.Slice(info.Instances, func(i, j int) bool { return info.Instances[i] < info.Instances[j] })
 		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

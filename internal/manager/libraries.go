@@ -55,20 +55,17 @@ func (s *state) startLibrary(a core.Dispatch) {
 	spec := rec.spec
 	s.fillInputInfo(&pb.TaskSpec{Inputs: spec.Inputs})
 	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
-		Instance: uint64(a.Task), Attempt: a.Attempt, Library: spec}}})
+		Instance: uint64(a.Instance), Attempt: a.Attempt, Library: spec}}})
 }
 
 // libraryEnded turns a worker's report into the core's event.
 func libraryEnded(id core.WorkerID, e *pb.LibraryEnded) core.InstanceEnded {
-	kind := core.Kind(e.Kind)
-	if kind < core.Success || kind > core.Cancelled {
-		kind = core.Failed
-	}
+	kind := coreKind(e.Kind)
 	msg := e.Message
 	if tail := lastLine(e.Stderr); tail != "" && kind != core.Success {
 		msg = fmt.Sprintf("%s (stderr: %s)", msg, tail)
 	}
-	return core.InstanceEnded{Instance: core.TaskID(e.Instance), Attempt: e.Attempt, Worker: id, Outcome: core.Outcome{Kind: kind, Message: msg}}
+	return core.InstanceEnded{Instance: core.InstanceID(e.Instance), Attempt: e.Attempt, Worker: id, Outcome: core.Outcome{Kind: kind, Message: msg}}
 }
 
 func lastLine(b []byte) string {
@@ -98,7 +95,7 @@ func (s *state) libraryStatus() []*pb.LibraryStatus {
 		ls := &pb.LibraryStatus{Name: rec.spec.Name, CallsWaiting: uint64(info.Waiting), CallsDone: rec.callsDone,
 			InstancesStarted: uint64(info.Started), Broken: info.Broken}
 		for _, inst := range info.Instances {
-			is := &pb.InstanceStatus{Id: uint64(inst.ID) &^ (1 << 63), Ready: inst.Ready, Busy: inst.Busy, Slots: inst.Slots}
+			is := &pb.InstanceStatus{Id: uint64(inst.ID), Ready: inst.Ready, Busy: inst.Busy, Slots: inst.Slots}
 			if sess := s.sessions[inst.Worker]; sess != nil {
 				is.Worker = sess.hello.Name
 			}

@@ -21,7 +21,6 @@ type (
 		reply chan submitReply
 	}
 	evCancel     struct{ ids []uint64 }
-	evStatus     struct{ reply chan *pb.StatusResponse }
 	evWorkerJoin struct {
 		sess  *session
 		reply chan core.WorkerID
@@ -64,20 +63,22 @@ type taskRecord struct {
 
 // state is everything the loop owns.
 type state struct {
-	m          *Manager
-	core       *core.Core
-	tasks      map[core.TaskID]*taskRecord // until the core forgets them
-	sessions   map[core.WorkerID]*session
-	fileIDs    map[string]core.FileID // cache name -> core ID
-	produced   map[string]bool        // cache names some task declared as output
-	fileInfo   map[string]*pb.FileInfo
-	markers    core.FileID // marker files handed out for "after"
-	nextTask   core.TaskID
-	nextWorker core.WorkerID
-	succeeded  uint64
-	failed     uint64
-	doneBy     map[core.WorkerID]uint64
-	data       dataState
+	m                           *Manager
+	core                        *core.Core
+	tasks                       map[core.TaskID]*taskRecord // until the core forgets them
+	sessions                    map[core.WorkerID]*session
+	fileIDs                     map[string]core.FileID // cache name -> core ID
+	produced                    map[string]bool        // cache names some task declared as output
+	fileInfo                    map[string]*pb.FileInfo
+	markers                     core.FileID // marker files handed out for "after"
+	nextTask                    core.TaskID
+	nextWorker                  core.WorkerID
+	succeeded                   uint64 // tasks and calls
+	failed                      uint64
+	callsSucceeded, callsFailed uint64
+	version                     uint64 // steps taken: see stepped
+	doneBy                      map[core.WorkerID]uint64
+	data                        dataState
 	// Large call results in the store, by the sessions that fetch them:
 	// removed when the last of those sessions ends.
 	results map[string]map[string]bool // file name -> sessions
@@ -112,14 +113,20 @@ func (m *Manager) loop(ctx context.Context) error {
 			sess.close("manager stopping")
 		}
 	}()
+	s.publish()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
+			s.stepped()
 			s.step(core.Tick{})
+			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
+			s.stepped()
 			s.handle(ev)
+		case <-m.refresh:
+			s.publish()
 		}
 	}
 }
@@ -133,8 +140,6 @@ func (s *state) handle(ev any) {
 		for _, id := range ev.ids {
 			s.step(core.CancelTask{Task: core.TaskID(id)})
 		}
-	case evStatus:
-		ev.reply <- s.status()
 	case evWorkerJoin:
 		s.nextWorker++
 		id := s.nextWorker
@@ -197,10 +202,7 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 	case *pb.WorkerMessage_Done:
 		d := x.Done
 		o := d.GetOutcome()
-		kind := core.Kind(o.GetKind())
-		if kind < core.Success || kind > core.Cancelled {
-			kind = core.Failed
-		}
+		kind := coreKind(o.GetKind())
 		t := core.TaskID(d.TaskId)
 		ev := core.TaskFinished{Task: t, Attempt: d.Attempt, Worker: id,
 			Outcome: core.Outcome{Kind: kind, ExitCode: o.GetExitCode(), Message: o.GetMessage()}}
@@ -224,7 +226,7 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		s.step(ev)
 	case *pb.WorkerMessage_LibraryStarted:
 		st := x.LibraryStarted
-		s.step(core.InstanceReady{Instance: core.TaskID(st.Instance), Attempt: st.Attempt, Worker: id})
+		s.step(core.InstanceReady{Instance: core.InstanceID(st.Instance), Attempt: st.Attempt, Worker: id})
 	case *pb.WorkerMessage_LibraryEnded:
 		s.step(libraryEnded(id, x.LibraryEnded))
 	case *pb.WorkerMessage_Returned:
@@ -273,7 +275,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 					Attempt: a.Attempt, Note: note})
 			}
 		case core.Done:
-			outcome := &pb.Outcome{Kind: pb.ResultKind(a.Outcome.Kind), ExitCode: a.Outcome.ExitCode, Message: a.Outcome.Message}
+			outcome := &pb.Outcome{Kind: protoKind(a.Outcome.Kind), ExitCode: a.Outcome.ExitCode, Message: a.Outcome.Message}
 			if done != nil && uint64(a.Task) == done.TaskId && a.Attempt == done.Attempt {
 				// The report that caused this Done: keep its output tails.
 				o := done.GetOutcome()
@@ -292,7 +294,11 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			}
 			s.finishTask(a, outcome)
 		case core.StaleResult:
-			s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
+			if a.Instance != 0 {
+				s.m.log.Info("ignored a stale library report", "instance", a.Instance, "attempt", a.Attempt, "worker", a.Worker)
+			} else {
+				s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
+			}
 		case core.Fetch:
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(s.fetchMessage(a))
@@ -302,7 +308,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Recreated:
 			s.m.log.Info("recreated lost files", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 		case core.Stop:
-			s.m.log.Info("stopping an idle library instance to make room", "instance", uint64(a.Instance)&^(1<<63), "worker", a.Worker)
+			s.m.log.Info("stopping an idle library instance to make room", "instance", a.Instance, "worker", a.Worker)
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StopLibrary{StopLibrary: &pb.StopLibrary{Instance: uint64(a.Instance)}}})
 			}
@@ -321,10 +327,17 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	rec := s.tasks[a.Task]
+	call := rec != nil && rec.spec.Call != nil
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
+		if call {
+			s.callsSucceeded++
+		}
 	} else {
 		s.failed++
+		if call {
+			s.callsFailed++
+		}
 	}
 	var name string
 	if sess := s.sessions[a.Worker]; sess != nil {
@@ -528,32 +541,6 @@ func resubmitted(client *clients.Session, tasks []*pb.TaskSpec) ([]uint64, bool,
 		return nil, false, fmt.Errorf("submit mixes %d tasks whose keys this session used before with %d new ones: resubmit the same tasks, or give new ones new keys", known, len(tasks)-known)
 	}
 	return ids, true, nil
-}
-
-func (s *state) status() *pb.StatusResponse {
-	waiting, ready, running, finished := s.core.Counts()
-	stats := s.core.Stats()
-	resp := &pb.StatusResponse{Waiting: uint64(waiting), Ready: uint64(ready), Running: uint64(running),
-		Finished: uint64(finished), Succeeded: s.succeeded, Failed: s.failed, Version: s.m.cfg.Version,
-		Staging: uint64(s.core.Staging()), BytesFromManager: s.data.bytes[core.FromManager] + s.m.store.served(),
-		BytesFromPeers: s.data.bytes[core.FromPeer], BytesFromUrls: s.data.bytes[core.FromOrigin],
-		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated}
-	for _, w := range s.core.Workers() {
-		sess := s.sessions[w.ID]
-		if sess == nil {
-			continue
-		}
-		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
-			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
-			TasksDone: s.doneBy[w.ID], ConnectedUnixMs: sess.since.UnixMilli(),
-			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut)}
-		for _, t := range w.Running {
-			ws.Running = append(ws.Running, uint64(t))
-		}
-		resp.Workers = append(resp.Workers, ws)
-	}
-	resp.Libraries = s.libraryStatus()
-	return resp
 }
 
 // notify sends an event of rec's task to its client.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -43,6 +44,13 @@ type Manager struct {
 	stopping chan struct{}  // closed when Run's context ends
 	state    *state         // owned by loop
 	clients  *clients.Table // client sessions: events for Watch, task keys
+
+	// The published snapshot (see snapshot.go): written by loop, read by
+	// anyone without a lock.
+	snap      atomic.Pointer[Snapshot]
+	steps     atomic.Uint64                 // steps loop has taken
+	published atomic.Pointer[chan struct{}] // closed when the next snapshot is published
+	refresh   chan struct{}                 // a reader wants a fresh snapshot; one slot
 }
 
 // Listen binds the manager's port and prepares its store.
@@ -76,6 +84,9 @@ func Listen(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: log, ln: ln, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
 	m.clients = clients.NewTable()
 	m.state = newState(m)
+	m.refresh = make(chan struct{}, 1)
+	first := make(chan struct{})
+	m.published.Store(&first)
 
 	mux := http.NewServeMux()
 	opts := []connect.HandlerOption{

@@ -108,11 +108,11 @@ func (s *service) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequ
 }
 
 func (s *service) Status(ctx context.Context, _ *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error) {
-	st, err := call(ctx, s.m, func(c chan *pb.StatusResponse) any { return evStatus{reply: c} })
+	snap, err := s.m.Snapshot(ctx) // never enters the loop's queue
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(st), nil
+	return connect.NewResponse(goproto.CloneOf(snap.Status)), nil
 }
 
 func (s *service) Work(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage]) error {

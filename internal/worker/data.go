@@ -16,14 +16,6 @@ import (
 	"trellis/internal/worker/transfer"
 )
 
-// level turns the wire's cache level into the cache's (unspecified: workflow).
-func level(l pb.CacheLevel) cache.Level {
-	if l == pb.CacheLevel_CACHE_LEVEL_UNSPECIFIED {
-		return cache.LevelWorkflow
-	}
-	return cache.Level(l)
-}
-
 // fetch carries out one Fetch from the manager and says how it went.
 func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 	start := time.Now()
@@ -103,7 +95,7 @@ func (w *Worker) unlink(names []string) []string {
 func (w *Worker) cachedFiles() []*pb.CachedFile {
 	var out []*pb.CachedFile
 	for _, e := range w.cache.Entries() {
-		out = append(out, &pb.CachedFile{Name: e.Name, Size: e.Size, Digest: e.Digest, Level: pb.CacheLevel(e.Level), Dir: e.Dir})
+		out = append(out, &pb.CachedFile{Name: e.Name, Size: e.Size, Digest: e.Digest, Level: protoLevel(e.Level), Dir: e.Dir})
 	}
 	return out
 }

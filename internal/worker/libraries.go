@@ -76,7 +76,7 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post, post
 		postEnd(&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryEnded{LibraryEnded: &pb.LibraryEnded{
 			Instance: sl.Instance, Attempt: sl.Attempt, Kind: kind, Message: msg, Stderr: stderr}}})
 	}
-	dir := filepath.Join(w.boxes, fmt.Sprintf("l%d.a%d", sl.Instance&^(1<<63), sl.Attempt))
+	dir := filepath.Join(w.boxes, fmt.Sprintf("l%d.a%d", sl.Instance, sl.Attempt))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		ended(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: "+err.Error(), nil)
 		return

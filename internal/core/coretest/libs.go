@@ -32,7 +32,7 @@ func (l *simLib) slots() int { return int(max(l.spec.Slots, 1)) }
 
 // simInst is the model of a dispatched library instance.
 type simInst struct {
-	id       core.TaskID
+	id       core.InstanceID
 	lib      *simLib
 	worker   *simWorker
 	attempt  uint32
@@ -46,19 +46,26 @@ type simInst struct {
 
 // libState is the harness's bookkeeping of libraries and instances.
 type libState struct {
-	libs    []*simLib                // installed, by LibID-1
-	insts   map[core.TaskID]*simInst // dispatched and not ended
-	live    []*simInst               // the same, for random picks
-	pending []*simInst               // starting or stopping: the worker owes a report
-	seen    map[core.TaskID]bool     // every instance ever dispatched
-	ended   []attemptRef             // ended instances, a ring, for stale reports
+	libs    []*simLib                    // installed, by LibID-1
+	insts   map[core.InstanceID]*simInst // dispatched and not ended
+	live    []*simInst                   // the same, for random picks
+	pending []*simInst                   // starting or stopping: the worker owes a report
+	seen    map[core.InstanceID]bool     // every instance ever dispatched
+	ended   []instRef                    // ended instances, a ring, for stale reports
 	endPos  int
 
 	roomBefore bool // a LibraryInstalled step: an open worker had room for an instance before it
 }
 
 func newLibState() libState {
-	return libState{insts: make(map[core.TaskID]*simInst), seen: make(map[core.TaskID]bool)}
+	return libState{insts: make(map[core.InstanceID]*simInst), seen: make(map[core.InstanceID]bool)}
+}
+
+// instRef names an attempt of an instance.
+type instRef struct {
+	inst    core.InstanceID
+	attempt uint32
+	worker  core.WorkerID
 }
 
 // libsOn reports whether the run installs libraries.
@@ -162,7 +169,7 @@ func (s *sim) endInst(inst *simInst) {
 	for _, g := range inst.gpus {
 		delete(w.gpuUsed, g)
 	}
-	ref := attemptRef{inst.id, inst.attempt, w.id}
+	ref := instRef{inst.id, inst.attempt, w.id}
 	if len(s.l.ended) < historySize {
 		s.l.ended = append(s.l.ended, ref)
 	} else {
@@ -192,7 +199,7 @@ func (s *sim) expectLib(ev core.Event) bool {
 		if inst.ready {
 			// A duplicate report: the instance is ready already.
 			s.exact = true
-			s.want = append(s.want, core.StaleResult{Task: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
+			s.want = append(s.want, core.StaleResult{Instance: ev.Instance, Attempt: ev.Attempt, Worker: ev.Worker})
 			return true
 		}
 		inst.ready = true
@@ -228,11 +235,11 @@ func (s *sim) expectLib(ev core.Event) bool {
 
 // instance returns the dispatched instance a report names, or nil after
 // setting up the StaleResult the core must answer with.
-func (s *sim) instance(id core.TaskID, attempt uint32, wid core.WorkerID) *simInst {
+func (s *sim) instance(id core.InstanceID, attempt uint32, wid core.WorkerID) *simInst {
 	inst := s.l.insts[id]
 	if inst == nil || inst.attempt != attempt || inst.worker.id != wid {
 		s.exact = true
-		s.want = append(s.want, core.StaleResult{Task: id, Attempt: attempt, Worker: wid})
+		s.want = append(s.want, core.StaleResult{Instance: id, Attempt: attempt, Worker: wid})
 		return nil
 	}
 	return inst
@@ -285,9 +292,9 @@ func (s *sim) staleLibStep() bool {
 		if len(s.l.ended) > 0 {
 			h := s.l.ended[r.IntN(len(s.l.ended))]
 			if r.IntN(2) == 0 {
-				s.do(core.InstanceReady{Instance: h.task, Attempt: h.attempt, Worker: h.worker})
+				s.do(core.InstanceReady{Instance: h.inst, Attempt: h.attempt, Worker: h.worker})
 			} else {
-				s.do(core.InstanceEnded{Instance: h.task, Attempt: h.attempt, Worker: h.worker, Outcome: core.Outcome{Kind: core.Failed, Message: "late"}})
+				s.do(core.InstanceEnded{Instance: h.inst, Attempt: h.attempt, Worker: h.worker, Outcome: core.Outcome{Kind: core.Failed, Message: "late"}})
 			}
 			return true
 		}
@@ -302,7 +309,7 @@ func (s *sim) staleLibStep() bool {
 			return true
 		}
 	case 2: // an instance the core never made
-		s.do(core.InstanceReady{Instance: core.TaskID(1<<63 | 1<<40), Attempt: 1, Worker: 1})
+		s.do(core.InstanceReady{Instance: core.InstanceID(1 << 40), Attempt: 1, Worker: 1})
 		return true
 	case 3: // a library installed again, as a client would: a broken one works again
 		if len(s.l.libs) > 0 {
@@ -323,10 +330,10 @@ func (s *sim) applyStart(a core.Dispatch, w *simWorker) {
 	switch {
 	case l == nil:
 		s.failf("Dispatch %+v of an instance of a library never installed", a)
-	case !core.IsInstance(a.Task) || s.l.seen[a.Task] || s.task(a.Task) != nil:
+	case a.Instance == 0 || s.l.seen[a.Instance]:
 		s.failf("Dispatch %+v: not a new instance ID", a)
-	case a.Attempt != 1 || a.Instance != 0:
-		s.failf("Dispatch %+v of an instance: want attempt 1 and no instance", a)
+	case a.Attempt != 1 || a.Task != 0:
+		s.failf("Dispatch %+v of an instance: want attempt 1 and no task", a)
 	case len(l.broken) > 0:
 		s.failf("Dispatch %+v of an instance of library %d, which broke: %q", a, l.spec.Lib, l.broken)
 	case l.spec.Max > 0 && l.live >= int(l.spec.Max):
@@ -347,7 +354,7 @@ func (s *sim) applyStart(a core.Dispatch, w *simWorker) {
 		s.failf("Dispatch %+v over-commits worker %d: %v in use of %v (instance of library %d)", a, w.id, used, w.total, l.spec.Lib)
 	}
 	s.takeGPUs(a, w, need.GPUs)
-	inst := &simInst{id: a.Task, lib: l, worker: w, attempt: a.Attempt, gpus: slices.Clone(a.GPUs),
+	inst := &simInst{id: a.Instance, lib: l, worker: w, attempt: a.Attempt, gpus: slices.Clone(a.GPUs),
 		calls: make(map[core.TaskID]*simTask), livePos: len(s.l.live)}
 	s.l.seen[inst.id] = true
 	s.l.insts[inst.id] = inst

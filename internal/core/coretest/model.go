@@ -52,7 +52,7 @@ type simWorker struct {
 	gone     bool
 	livePos  int     // in sim.live
 	holds    fileSet // files it really holds (data runs)
-	insts    map[core.TaskID]*simInst
+	insts    map[core.InstanceID]*simInst
 }
 
 type fileInfo struct {
@@ -73,7 +73,7 @@ type fate struct {
 }
 
 func (s *sim) task(id core.TaskID) *simTask {
-	if id == 0 || core.IsInstance(id) || int(id) > len(s.tasks) {
+	if id == 0 || int(id) > len(s.tasks) {
 		return nil
 	}
 	return s.tasks[id-1]
@@ -108,7 +108,7 @@ func (s *sim) expect(ev core.Event) {
 			devices: slices.Clone(ev.GPUs),
 			gpuUsed: make(map[int32]core.TaskID),
 			running: make(map[core.TaskID]*simTask),
-			insts:   make(map[core.TaskID]*simInst),
+			insts:   make(map[core.InstanceID]*simInst),
 			livePos: len(s.live),
 		}
 		s.workers[w.id] = w
@@ -727,37 +727,39 @@ func (s *sim) checkWorkers() {
 		if w == nil {
 			s.failf("Workers() lists worker %d, which the model does not have", info.ID)
 		}
-		ids := make([]core.TaskID, 0, len(w.running)+len(w.insts))
+		ids := make([]core.TaskID, 0, len(w.running))
 		for id := range w.running {
 			ids = append(ids, id)
 		}
-		for id := range w.insts {
-			ids = append(ids, id)
-		}
 		slices.Sort(ids)
-		if slices.Equal(info.Running, ids) {
+		insts := slices.Sorted(maps.Keys(w.insts))
+		if slices.Equal(info.Running, ids) && slices.Equal(info.Instances, insts) {
 			// Nothing staging there: the model knows every reservation.
 			if free := w.total.Sub(w.used); info.Total != w.total || info.Free != free || info.Draining != w.draining {
-				s.failf("worker %d: got %+v, want total %v free %v draining %v running %v", info.ID, info, w.total, free, w.draining, ids)
+				s.failf("worker %d: got %+v, want total %v free %v draining %v running %v instances %v", info.ID, info, w.total, free, w.draining, ids, insts)
 			}
 			s.checkHoldings(info, w, fetchesTo[w.id])
 			continue
 		}
 		var reserved core.Resources
 		var extra []core.TaskID
+		var extraInsts []core.InstanceID
 		instStaging := false // an instance staging there: its library is unknown
-		for _, id := range info.Running {
-			if core.IsInstance(id) {
-				if inst := w.insts[id]; inst != nil {
-					reserved = reserved.Add(inst.lib.spec.Resources)
-				} else if s.l.seen[id] {
-					s.failf("worker %d: Workers() lists instance %d, which ended or runs elsewhere", info.ID, id)
-				} else {
-					instStaging = true
-					extra = append(extra, id)
-				}
-				continue
+		for _, id := range info.Instances {
+			if inst := w.insts[id]; inst != nil {
+				reserved = reserved.Add(inst.lib.spec.Resources)
+			} else if s.l.seen[id] {
+				s.failf("worker %d: Workers() lists instance %d, which ended or runs elsewhere", info.ID, id)
+			} else {
+				instStaging = true
+				extraInsts = append(extraInsts, id)
 			}
+		}
+		if !slices.Equal(slices.DeleteFunc(slices.Clone(info.Instances), func(id core.InstanceID) bool { return slices.Contains(extraInsts, id) }), insts) {
+			s.failf("worker %d: got %+v, want instances %v (and instances staging)", info.ID, info, insts)
+		}
+		staging += len(extraInsts)
+		for _, id := range info.Running {
 			t := s.task(id)
 			if t == nil {
 				s.failf("worker %d: Workers() lists unknown task %d", info.ID, id)

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{46, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -1984,6 +1984,7 @@ type WorkerStatus struct {
 	CacheFiles      uint64                 `protobuf:"varint,11,opt,name=cache_files,json=cacheFiles,proto3" json:"cache_files,omitempty"`
 	TransfersIn     uint64                 `protobuf:"varint,12,opt,name=transfers_in,json=transfersIn,proto3" json:"transfers_in,omitempty"`    // fetches to it in flight
 	TransfersOut    uint64                 `protobuf:"varint,13,opt,name=transfers_out,json=transfersOut,proto3" json:"transfers_out,omitempty"` // fetches from it (as a peer) in flight
+	Instances       []uint64               `protobuf:"varint,14,rep,packed,name=instances,proto3" json:"instances,omitempty"`                    // library instances it holds (running lists tasks only)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2109,6 +2110,185 @@ func (x *WorkerStatus) GetTransfersOut() uint64 {
 	return 0
 }
 
+func (x *WorkerStatus) GetInstances() []uint64 {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+// TaskCounts counts tasks of one modality (command tasks, calls, or
+// library instances) by state.
+type TaskCounts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Waiting       uint64                 `protobuf:"varint,1,opt,name=waiting,proto3" json:"waiting,omitempty"` // for input files
+	Ready         uint64                 `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`     // queued for a worker (calls: for a free slot)
+	Staging       uint64                 `protobuf:"varint,3,opt,name=staging,proto3" json:"staging,omitempty"` // placed, waiting for input transfers
+	Running       uint64                 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
+	Finished      uint64                 `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"`   // over the manager's life (instances: ended)
+	Succeeded     uint64                 `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"` // tasks and calls only
+	Failed        uint64                 `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskCounts) Reset() {
+	*x = TaskCounts{}
+	mi := &file_trellis_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCounts) ProtoMessage() {}
+
+func (x *TaskCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
+func (*TaskCounts) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *TaskCounts) GetWaiting() uint64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetReady() uint64 {
+	if x != nil {
+		return x.Ready
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetStaging() uint64 {
+	if x != nil {
+		return x.Staging
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetRunning() uint64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetFinished() uint64 {
+	if x != nil {
+		return x.Finished
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetSucceeded() uint64 {
+	if x != nil {
+		return x.Succeeded
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+// ShapeDemand is the demand for one resource shape: what a worker factory
+// needs to size itself.
+type ShapeDemand struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Shape           *Resources             `protobuf:"bytes,1,opt,name=shape,proto3" json:"shape,omitempty"`
+	Waiting         uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`                                        // command tasks not yet placed
+	Running         uint64                 `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`                                        // command tasks placed (staging or running)
+	Instances       uint64                 `protobuf:"varint,4,opt,name=instances,proto3" json:"instances,omitempty"`                                    // library instances placed
+	InstancesWanted uint64                 `protobuf:"varint,5,opt,name=instances_wanted,json=instancesWanted,proto3" json:"instances_wanted,omitempty"` // instances calls waiting with no free slot need
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ShapeDemand) Reset() {
+	*x = ShapeDemand{}
+	mi := &file_trellis_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShapeDemand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShapeDemand) ProtoMessage() {}
+
+func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
+func (*ShapeDemand) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ShapeDemand) GetShape() *Resources {
+	if x != nil {
+		return x.Shape
+	}
+	return nil
+}
+
+func (x *ShapeDemand) GetWaiting() uint64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *ShapeDemand) GetRunning() uint64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *ShapeDemand) GetInstances() uint64 {
+	if x != nil {
+		return x.Instances
+	}
+	return 0
+}
+
+func (x *ShapeDemand) GetInstancesWanted() uint64 {
+	if x != nil {
+		return x.InstancesWanted
+	}
+	return 0
+}
+
 type StatusResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Workers           []*WorkerStatus        `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
@@ -2128,13 +2308,21 @@ type StatusResponse struct {
 	FilesLost         uint64                 `protobuf:"varint,15,opt,name=files_lost,json=filesLost,proto3" json:"files_lost,omitempty"`                // temp files that could not be recreated
 	TasksRecreated    uint64                 `protobuf:"varint,16,opt,name=tasks_recreated,json=tasksRecreated,proto3" json:"tasks_recreated,omitempty"` // producers run again to recreate lost files
 	Libraries         []*LibraryStatus       `protobuf:"bytes,17,rep,name=libraries,proto3" json:"libraries,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The counts above (waiting .. staging) are of tasks and calls; library
+	// instances are counted apart, never as running tasks.
+	Tasks           *TaskCounts    `protobuf:"bytes,18,opt,name=tasks,proto3" json:"tasks,omitempty"`         // command tasks
+	Calls           *TaskCounts    `protobuf:"bytes,19,opt,name=calls,proto3" json:"calls,omitempty"`         // function calls
+	Instances       *TaskCounts    `protobuf:"bytes,20,opt,name=instances,proto3" json:"instances,omitempty"` // library instances
+	Demand          []*ShapeDemand `protobuf:"bytes,21,rep,name=demand,proto3" json:"demand,omitempty"`
+	SnapshotVersion uint64         `protobuf:"varint,22,opt,name=snapshot_version,json=snapshotVersion,proto3" json:"snapshot_version,omitempty"` // steps of the manager's loop when the snapshot was built
+	SnapshotUnixMs  int64          `protobuf:"varint,23,opt,name=snapshot_unix_ms,json=snapshotUnixMs,proto3" json:"snapshot_unix_ms,omitempty"`  // when it was built
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2334,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2347,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -2281,6 +2469,48 @@ func (x *StatusResponse) GetLibraries() []*LibraryStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetTasks() *TaskCounts {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetCalls() *TaskCounts {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetInstances() *TaskCounts {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetDemand() []*ShapeDemand {
+	if x != nil {
+		return x.Demand
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetSnapshotVersion() uint64 {
+	if x != nil {
+		return x.SnapshotVersion
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetSnapshotUnixMs() int64 {
+	if x != nil {
+		return x.SnapshotUnixMs
+	}
+	return 0
+}
+
 // LibraryStatus describes an installed library.
 type LibraryStatus struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -2296,7 +2526,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2538,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2551,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -2379,7 +2609,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2621,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2634,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -2464,7 +2694,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2706,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2719,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2664,7 +2894,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +2906,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +2919,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -2710,7 +2940,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +2952,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +2965,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -2772,7 +3002,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +3014,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +3027,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -2850,7 +3080,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +3092,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +3105,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -2940,7 +3170,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3182,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3195,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CachedFile) GetName() string {
@@ -3021,7 +3251,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3033,7 +3263,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3046,7 +3276,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -3122,7 +3352,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3134,7 +3364,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3147,7 +3377,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -3165,7 +3395,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3177,7 +3407,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3190,7 +3420,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 type AttemptDone struct {
@@ -3204,7 +3434,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3216,7 +3446,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3229,7 +3459,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -3263,7 +3493,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3275,7 +3505,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3288,7 +3518,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -3313,7 +3543,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3555,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3568,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 // Worker stream: manager to worker.
@@ -3362,7 +3592,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3374,7 +3604,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3387,7 +3617,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -3547,7 +3777,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3559,7 +3789,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3572,7 +3802,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -3595,7 +3825,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3607,7 +3837,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3620,7 +3850,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -3654,7 +3884,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3666,7 +3896,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3679,7 +3909,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -3703,7 +3933,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3715,7 +3945,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3728,7 +3958,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -3782,7 +4012,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3794,7 +4024,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3807,7 +4037,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -3869,7 +4099,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +4111,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +4124,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -3914,7 +4144,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3926,7 +4156,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3939,7 +4169,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Upload) GetName() string {
@@ -3959,7 +4189,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3971,7 +4201,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3984,7 +4214,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -4014,7 +4244,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4026,7 +4256,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4039,7 +4269,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -4087,7 +4317,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4099,7 +4329,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4112,7 +4342,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -4261,7 +4491,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\xaf\x03\n" +
+	"\x12EndSessionResponse\"\xcd\x03\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -4279,7 +4509,23 @@ const file_trellis_proto_rawDesc = "" +
 	"\vcache_files\x18\v \x01(\x04R\n" +
 	"cacheFiles\x12!\n" +
 	"\ftransfers_in\x18\f \x01(\x04R\vtransfersIn\x12#\n" +
-	"\rtransfers_out\x18\r \x01(\x04R\ftransfersOut\"\xef\x04\n" +
+	"\rtransfers_out\x18\r \x01(\x04R\ftransfersOut\x12\x1c\n" +
+	"\tinstances\x18\x0e \x03(\x04R\tinstances\"\xc2\x01\n" +
+	"\n" +
+	"TaskCounts\x12\x18\n" +
+	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
+	"\x05ready\x18\x02 \x01(\x04R\x05ready\x12\x18\n" +
+	"\astaging\x18\x03 \x01(\x04R\astaging\x12\x18\n" +
+	"\arunning\x18\x04 \x01(\x04R\arunning\x12\x1a\n" +
+	"\bfinished\x18\x05 \x01(\x04R\bfinished\x12\x1c\n" +
+	"\tsucceeded\x18\x06 \x01(\x04R\tsucceeded\x12\x16\n" +
+	"\x06failed\x18\a \x01(\x04R\x06failed\"\xb7\x01\n" +
+	"\vShapeDemand\x12+\n" +
+	"\x05shape\x18\x01 \x01(\v2\x15.trellis.v1.ResourcesR\x05shape\x12\x18\n" +
+	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
+	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
+	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x87\a\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -4299,7 +4545,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\n" +
 	"files_lost\x18\x0f \x01(\x04R\tfilesLost\x12'\n" +
 	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\x127\n" +
-	"\tlibraries\x18\x11 \x03(\v2\x19.trellis.v1.LibraryStatusR\tlibraries\"\xe6\x01\n" +
+	"\tlibraries\x18\x11 \x03(\v2\x19.trellis.v1.LibraryStatusR\tlibraries\x12,\n" +
+	"\x05tasks\x18\x12 \x01(\v2\x16.trellis.v1.TaskCountsR\x05tasks\x12,\n" +
+	"\x05calls\x18\x13 \x01(\v2\x16.trellis.v1.TaskCountsR\x05calls\x124\n" +
+	"\tinstances\x18\x14 \x01(\v2\x16.trellis.v1.TaskCountsR\tinstances\x12/\n" +
+	"\x06demand\x18\x15 \x03(\v2\x17.trellis.v1.ShapeDemandR\x06demand\x12)\n" +
+	"\x10snapshot_version\x18\x16 \x01(\x04R\x0fsnapshotVersion\x12(\n" +
+	"\x10snapshot_unix_ms\x18\x17 \x01(\x03R\x0esnapshotUnixMs\"\xe6\x01\n" +
 	"\rLibraryStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rcalls_waiting\x18\x02 \x01(\x04R\fcallsWaiting\x12\x1d\n" +
@@ -4486,7 +4738,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -4518,32 +4770,34 @@ var file_trellis_proto_goTypes = []any{
 	(*EndSessionRequest)(nil),      // 27: trellis.v1.EndSessionRequest
 	(*EndSessionResponse)(nil),     // 28: trellis.v1.EndSessionResponse
 	(*WorkerStatus)(nil),           // 29: trellis.v1.WorkerStatus
-	(*StatusResponse)(nil),         // 30: trellis.v1.StatusResponse
-	(*LibraryStatus)(nil),          // 31: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 32: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 33: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 34: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 35: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 36: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 37: trellis.v1.Hello
-	(*CachedFile)(nil),             // 38: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 39: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 40: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 41: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 42: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 43: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 44: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 45: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 46: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 47: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 48: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 49: trellis.v1.Source
-	(*Fetch)(nil),                  // 50: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 51: trellis.v1.Unlink
-	(*Upload)(nil),                 // 52: trellis.v1.Upload
-	(*Welcome)(nil),                // 53: trellis.v1.Welcome
-	(*Run)(nil),                    // 54: trellis.v1.Run
-	(*Kill)(nil),                   // 55: trellis.v1.Kill
+	(*TaskCounts)(nil),             // 30: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),            // 31: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),         // 32: trellis.v1.StatusResponse
+	(*LibraryStatus)(nil),          // 33: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 34: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 35: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 36: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 37: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 38: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 39: trellis.v1.Hello
+	(*CachedFile)(nil),             // 40: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 41: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 42: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 43: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 44: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 45: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 46: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 47: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 48: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 49: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 50: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 51: trellis.v1.Source
+	(*Fetch)(nil),                  // 52: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 53: trellis.v1.Unlink
+	(*Upload)(nil),                 // 54: trellis.v1.Upload
+	(*Welcome)(nil),                // 55: trellis.v1.Welcome
+	(*Run)(nil),                    // 56: trellis.v1.Run
+	(*Kill)(nil),                   // 57: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -4568,63 +4822,68 @@ var file_trellis_proto_depIdxs = []int32{
 	13, // 19: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
 	5,  // 20: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
 	5,  // 21: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	29, // 22: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	31, // 23: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	32, // 24: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	37, // 25: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	41, // 26: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	42, // 27: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	43, // 28: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	44, // 29: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	39, // 30: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	40, // 31: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	35, // 32: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	36, // 33: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	34, // 34: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	33, // 35: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 36: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 37: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	38, // 38: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 39: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	14, // 40: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	53, // 41: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	54, // 42: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	55, // 43: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	50, // 44: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	51, // 45: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	52, // 46: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	47, // 47: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	48, // 48: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	46, // 49: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	45, // 50: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 51: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 52: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	49, // 53: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 54: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 55: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	17, // 56: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	19, // 57: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	20, // 58: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	22, // 59: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	24, // 60: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	25, // 61: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 62: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	27, // 63: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	33, // 64: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	18, // 65: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	16, // 66: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	21, // 67: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	23, // 68: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	30, // 69: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	26, // 70: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 71: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	28, // 72: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	45, // 73: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	65, // [65:74] is the sub-list for method output_type
-	56, // [56:65] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	5,  // 22: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	29, // 23: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	33, // 24: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	30, // 25: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	30, // 26: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	30, // 27: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	31, // 28: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	34, // 29: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	39, // 30: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	43, // 31: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	44, // 32: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	45, // 33: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	46, // 34: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	41, // 35: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	42, // 36: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	37, // 37: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	38, // 38: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	36, // 39: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	35, // 40: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 41: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 42: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	40, // 43: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 44: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	14, // 45: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	55, // 46: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	56, // 47: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	57, // 48: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	52, // 49: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	53, // 50: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	54, // 51: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	49, // 52: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	50, // 53: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	48, // 54: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	47, // 55: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 56: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 57: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	51, // 58: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 59: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 60: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	17, // 61: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	19, // 62: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	20, // 63: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	22, // 64: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	24, // 65: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	25, // 66: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 67: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	27, // 68: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	35, // 69: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	18, // 70: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	16, // 71: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	21, // 72: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	23, // 73: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	32, // 74: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	26, // 75: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 76: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	28, // 77: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	47, // 78: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	70, // [70:79] is the sub-list for method output_type
+	61, // [61:70] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -4632,7 +4891,7 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[28].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[30].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -4644,7 +4903,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[40].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[42].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -4661,7 +4920,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   51,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"trellis"
+	"trellis/internal/manager"
+	"trellis/internal/worker"
+	"trellis/internal/worker/resources"
+	"trellis/sdk/python"
+)
+
+// TestStatusInstances starts a manager and a worker in this process with a
+// library whose one eager instance sits idle, and checks that `trellis
+// status` shows it as an instance with a small ID, not as a running task,
+// in text and in --json.
+func TestStatusInstances(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed")
+	}
+	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Skipf("python3 does not run: %v", err)
+	}
+	py := strings.TrimSpace(string(out))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	const secret = "status-test-secret"
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: secret, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Config{Manager: m.Addr(), Secret: secret, Name: "w1", FileServer: "127.0.0.1:0",
+		Resources: resources.Resources{MilliCores: 2000, MemoryMB: 1024, DiskMB: 1024}, Workdir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Run(runCtx) }) // exits when stop is called
+	wg.Go(func() { w.Run(runCtx) }) // likewise
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	c, err := trellis.Dial(ctx, m.Addr(), trellis.WithSecret(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Install(ctx, &trellis.Library{Name: "clilib", Command: "exec '" + py + "' -S lib.py", Eager: 1,
+		Resources: trellis.Resources{Cores: 1, MemoryMB: 100},
+		Inputs: []trellis.Mount{
+			{File: trellis.Buffer(python.SDK), Path: "trellis_library.py"},
+			{File: trellis.Buffer([]byte(callLibSource)), Path: "lib.py"},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for { // poll until the instance is ready
+		s, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Libraries) == 1 && len(s.Libraries[0].Instances) == 1 && s.Libraries[0].Instances[0].Ready {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no ready instance: status %+v", s)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+
+	status := func(args ...string) string {
+		t.Helper()
+		cmd := statusCmd()
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		var stdout bytes.Buffer
+		cmd.SetOut(&stdout)
+		cmd.SetArgs(append([]string{"--secret-file", secretFile, m.Addr()}, args...))
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("trellis status %v: %v", args, err)
+		}
+		return stdout.String()
+	}
+
+	t.Run("text", func(t *testing.T) {
+		text := status()
+		for _, want := range []string{
+			"tasks: 0 waiting for inputs, 0 ready, 0 staging inputs, 0 running,",
+			"library instances: 1 running,",
+			"#1 w1: 0/1",
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("trellis status:\n%s\nlacks %q", text, want)
+			}
+		}
+		if strings.Contains(text, "9223372036854775809") {
+			t.Errorf("trellis status:\n%s\nshows an instance ID with bit 63", text)
+		}
+	})
+
+	t.Run("json", func(t *testing.T) {
+		raw := status("--json")
+		var s trellis.Status
+		if err := json.Unmarshal([]byte(raw), &s); err != nil {
+			t.Fatalf("trellis status --json: %v\n%s", err, raw)
+		}
+		type view struct {
+			Running, InstancesRunning int
+			WorkerRunning             []uint64
+			WorkerInstances           []uint64
+			InstanceIDs               []uint64
+			Demand                    []trellis.ShapeDemand
+		}
+		got := view{Running: s.Running, InstancesRunning: s.Instances.Running}
+		if len(s.Workers) == 1 {
+			got.WorkerRunning, got.WorkerInstances = s.Workers[0].Running, s.Workers[0].Instances
+		}
+		for _, l := range s.Libraries {
+			for _, i := range l.Instances {
+				got.InstanceIDs = append(got.InstanceIDs, i.ID)
+			}
+		}
+		got.Demand = s.Demand
+		want := view{Running: 0, InstancesRunning: 1, WorkerInstances: []uint64{1}, InstanceIDs: []uint64{1},
+			Demand: []trellis.ShapeDemand{{Shape: trellis.Resources{Cores: 1, MemoryMB: 100}, Instances: 1}}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("trellis status --json mismatch (-want +got):\n%s\n%s", diff, raw)
+		}
+		// Every documented field is there (docs/status.md), by its JSON name.
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"version", "workers", "waiting", "ready", "staging", "running", "finished", "succeeded", "failed",
+			"tasks", "calls", "instances", "bytes_from_manager", "bytes_from_peers", "bytes_from_urls", "bytes_to_manager",
+			"transfers_in_flight", "files_lost", "tasks_recreated", "libraries", "demand", "snapshot_version", "snapshot_time"} {
+			if _, ok := fields[k]; !ok {
+				t.Errorf("trellis status --json lacks %q:\n%s", k, raw)
+			}
+		}
+		wk := fields["workers"].([]any)[0].(map[string]any)
+		for _, k := range []string{"id", "name", "address", "total", "free", "running", "instances", "draining", "tasks_done",
+			"connected", "cache_bytes", "cache_files", "transfers_in", "transfers_out"} {
+			if _, ok := wk[k]; !ok {
+				t.Errorf("trellis status --json: a worker lacks %q", k)
+			}
+		}
+	})
+}

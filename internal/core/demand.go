@@ -1,0 +1,113 @@
+package core
+
+import "sort"
+
+// ShapeDemand is what the core asks of workers for one resource shape: what
+// a worker factory needs to size itself.
+type ShapeDemand struct {
+	Shape   Resources
+	Waiting int // plain tasks not yet placed: waiting for inputs, or queued for a worker
+	Running int // plain tasks placed on a worker: staging their inputs, or running
+	// Instances: library instances of this shape placed on a worker.
+	// InstancesWanted: instances not placed yet that calls waiting with no
+	// free slot need (or that a library starts eagerly), within the
+	// library's Max.
+	Instances       int
+	InstancesWanted int
+}
+
+// Demand returns the demand by resource shape, ordered by shape (cores,
+// then memory, disk, GPUs). Calls need no shape of their own: they run in
+// the slots of instances, and show as InstancesWanted. Counts are kept as
+// tasks change state: it costs a pass over the shapes and the libraries.
+func (c *Core) Demand() []ShapeDemand {
+	out := make([]ShapeDemand, 0, len(c.shapes))
+	for r, n := range c.shapes {
+		if n.waiting|n.running|n.instances != 0 {
+			out = append(out, ShapeDemand{Shape: r, Waiting: n.waiting, Running: n.running, Instances: n.instances})
+		}
+	}
+	for _, lib := range c.libs {
+		n := lib.wanted()
+		if n <= 0 {
+			continue
+		}
+		i := 0
+		for i < len(out) && out[i].Shape != lib.res {
+			i++
+		}
+		if i == len(out) {
+			out = append(out, ShapeDemand{Shape: lib.res})
+		}
+		out[i].InstancesWanted += n
+	}
+	sort.Slice(out, func(i, j int) bool { return lessShape(out[i].Shape, out[j].Shape) })
+	return out
+}
+
+// shapeCount is the demand for one shape, kept by setState (the entry of
+// a shape stays once made: shapes are few).
+type shapeCount struct{ waiting, running, instances int }
+
+// countShape adds d to the count of t's shape for state s.
+func (c *Core) countShape(t *task, s State, d int) {
+	if t.spec.Role == Call {
+		return // a call runs in its instance's slot
+	}
+	n := t.shape
+	if n == nil {
+		if n = c.shapes[t.spec.Resources]; n == nil {
+			n = &shapeCount{}
+			c.shapes[t.spec.Resources] = n
+		}
+		t.shape = n
+	}
+	switch {
+	case t.spec.Role == Plain && (s == Waiting || s == Ready):
+		n.waiting += d
+	case t.spec.Role == Plain && (s == Staging || s == Running):
+		n.running += d
+	case t.spec.Role == Instance && (s == Staging || s == Running):
+		n.instances += d
+	}
+}
+
+// wanted returns how many more instances of l need a place: enough for
+// the calls waiting (less the slots of instances placed and starting), and
+// at least those the core made and could not place yet, within Max.
+func (l *library) wanted() int {
+	if l.broken != "" {
+		return 0
+	}
+	slots := int(max(l.slots, 1))
+	placed, starting, unplaced := 0, 0, 0
+	for _, inst := range l.insts {
+		switch inst.t.state {
+		case Staging, Running:
+			placed++
+			if !inst.ready {
+				starting++
+			}
+		default:
+			unplaced++
+		}
+	}
+	n := (len(l.waiting.tasks)+slots-1)/slots - starting
+	n = max(n, unplaced)
+	if l.max > 0 {
+		n = min(n, int(l.max)-placed)
+	}
+	return max(n, 0)
+}
+
+func lessShape(a, b Resources) bool {
+	switch {
+	case a.MilliCores != b.MilliCores:
+		return a.MilliCores < b.MilliCores
+	case a.MemoryMB != b.MemoryMB:
+		return a.MemoryMB < b.MemoryMB
+	case a.DiskMB != b.DiskMB:
+		return a.DiskMB < b.DiskMB
+	}
+	return a.GPUs < b.GPUs
+}

@@ -1,0 +1,127 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"trellis/internal/core"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Snapshot is the cluster's state as the loop published it between two
+// steps: workers, tasks by state and modality, libraries, data counters and
+// demand by shape. It is immutable: readers share it and must not modify it
+// (Status hands out a copy).
+type Snapshot struct {
+	Version uint64    // steps of the loop it reflects
+	Built   time.Time // when the loop built it
+	Status  *pb.StatusResponse
+}
+
+// Publishing is lazy, so that a burst of events does not rebuild a large
+// snapshot per event: each step of the loop only counts itself (steps);
+// the loop builds a snapshot when a reader finds the published one older
+// than the steps taken (it nudges refresh), and on its tick when steps
+// were taken since the last one. A reader thus sees every step taken
+// before it asked, without queueing behind the loop's events.
+
+// errStopped is what a reader gets from a manager that stopped before it
+// published a snapshot.
+var errStopped = errors.New("manager: stopped")
+
+// Snapshot returns a snapshot that reflects at least every step the loop
+// had taken when it was called. It waits for the loop only when the
+// published snapshot is older; a stopped manager answers with its last one.
+func (m *Manager) Snapshot(ctx context.Context) (*Snapshot, error) {
+	want := m.steps.Load()
+	for {
+		published := *m.published.Load() // before the snapshot: a publication in between closes it
+		snap := m.snap.Load()
+		if snap != nil && snap.Version >= want {
+			return snap, nil
+		}
+		select {
+		case m.refresh <- struct{}{}:
+		default: // a nudge is pending already
+		}
+		select {
+		case <-published:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-m.stopping:
+			if snap = m.snap.Load(); snap != nil {
+				return snap, nil
+			}
+			return nil, errStopped
+		}
+	}
+}
+
+// stepped counts a step of the loop: the published snapshot is stale from
+// now on. The loop calls it before handling the step, so that a reply the
+// step sends happens after the count.
+func (s *state) stepped() {
+	s.version++
+	s.m.steps.Store(s.version)
+}
+
+// publish builds a snapshot and publishes it, if steps were taken since
+// the last one, and wakes the readers waiting for it.
+func (s *state) publish() {
+	if snap := s.m.snap.Load(); snap != nil && snap.Version == s.version {
+		return
+	}
+	now := time.Now()
+	st := s.status()
+	st.SnapshotVersion, st.SnapshotUnixMs = s.version, now.UnixMilli()
+	s.m.snap.Store(&Snapshot{Version: s.version, Built: now, Status: st})
+	next := make(chan struct{})
+	close(*s.m.published.Swap(&next))
+}
+
+// status builds the StatusResponse of a snapshot.
+func (s *state) status() *pb.StatusResponse {
+	tally := s.core.Tally()
+	stats := s.core.Stats()
+	tasks, calls := tally.Tasks, tally.Calls
+	resp := &pb.StatusResponse{
+		Waiting: uint64(tasks.Waiting + calls.Waiting), Ready: uint64(tasks.Ready + calls.Ready),
+		Staging: uint64(tasks.Staging + calls.Staging), Running: uint64(tasks.Running + calls.Running),
+		Finished: uint64(tasks.Finished + calls.Finished), Succeeded: s.succeeded, Failed: s.failed,
+		Version:          s.m.cfg.Version,
+		Tasks:            taskCounts(tasks, s.succeeded-s.callsSucceeded, s.failed-s.callsFailed),
+		Calls:            taskCounts(calls, s.callsSucceeded, s.callsFailed),
+		Instances:        taskCounts(tally.Instances, 0, 0),
+		BytesFromManager: s.data.bytes[core.FromManager] + s.m.store.served(),
+		BytesFromPeers:   s.data.bytes[core.FromPeer], BytesFromUrls: s.data.bytes[core.FromOrigin],
+		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated}
+	for _, w := range s.core.Workers() {
+		sess := s.sessions[w.ID]
+		if sess == nil {
+			continue
+		}
+		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
+			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
+			TasksDone: s.doneBy[w.ID], ConnectedUnixMs: sess.since.UnixMilli(),
+			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut)}
+		for _, t := range w.Running {
+			ws.Running = append(ws.Running, uint64(t))
+		}
+		for _, i := range w.Instances {
+			ws.Instances = append(ws.Instances, uint64(i))
+		}
+		resp.Workers = append(resp.Workers, ws)
+	}
+	resp.Libraries = s.libraryStatus()
+	for _, d := range s.core.Demand() {
+		resp.Demand = append(resp.Demand, &pb.ShapeDemand{Shape: protoResources(d.Shape), Waiting: uint64(d.Waiting),
+			Running: uint64(d.Running), Instances: uint64(d.Instances), InstancesWanted: uint64(d.InstancesWanted)})
+	}
+	return resp
+}
+
+func taskCounts(n core.StateCounts, succeeded, failed uint64) *pb.TaskCounts {
+	return &pb.TaskCounts{Waiting: uint64(n.Waiting), Ready: uint64(n.Ready), Staging: uint64(n.Staging),
+		Running: uint64(n.Running), Finished: uint64(n.Finished), Succeeded: succeeded, Failed: failed}
+}
