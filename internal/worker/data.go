@@ -91,7 +91,7 @@ func (w *Worker) uploadCached(ctx context.Context, name string) error {
 func (w *Worker) unlink(names []string) []string {
 	var gone []string
 	for _, n := range names {
-		if w.cache.Remove(n) == nil {
+		if _, held := w.cache.Get(n); held && w.cache.Remove(n) == nil {
 			gone = append(gone, n)
 		}
 	}
