@@ -13,6 +13,10 @@ type Dispatch struct {
 	// library instance (a task the core made), the library to start.
 	Instance TaskID
 	Lib      LibID
+	// Inline: inputs the worker does not hold, which travel from the
+	// manager inside the message (see FileSpec.Inline); every other input
+	// that is not the caller's own inline content is on the worker.
+	Inline []FileID
 }
 
 // Stop: stop the idle library instance on Worker; it reports InstanceEnded.
