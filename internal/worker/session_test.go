@@ -256,6 +256,10 @@ func TestSession(t *testing.T) {
 			{send: fetch(8, "sha256-absent", -1)},
 			{want: &pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: &pb.FetchDone{Id: 8, Name: "sha256-absent", SourceFault: true}}}},
 		}},
+		{"an input not staged in the cache is missing", []step{
+			{send: run(3, "cat in.txt", &pb.FileRef{Name: hi, Path: "in.txt", Size: 18})},
+			{want: done(3, pb.ResultKind_RESULT_KIND_INPUT_MISSING, "")},
+		}},
 		{"inline input", []step{
 			{send: run(4, "cat in.txt", &pb.FileRef{Name: "sha256-x", Path: "in.txt", Content: []byte("inline\n")})},
 			{want: done(4, pb.ResultKind_RESULT_KIND_SUCCESS, "inline\n")},
