@@ -8,12 +8,18 @@ type Action interface{ isAction() }
 // instance is a Dispatch too: Task is 0, Instance names the new instance and
 // Lib its library.
 type Dispatch struct {
-	Task     TaskID
-	Attempt  uint32
-	Worker   WorkerID
-	GPUs     []int32
+	Task    TaskID
+	Attempt uint32
+	Worker  WorkerID
+	GPUs    []int32
+	// Instance: for a call, the library instance to run it in; for a
+	// library instance's start, the instance, with Lib the library.
 	Instance InstanceID
 	Lib      LibID // set only when the Dispatch starts Instance
+	// Inline: inputs the worker does not hold, which travel from the
+	// manager inside the message (see FileSpec.Inline); every other input
+	// that is not the caller's own inline content is on the worker.
+	Inline []FileID
 }
 
 // Stop: stop the idle library instance on Worker; it reports InstanceEnded.

@@ -5,10 +5,10 @@ import (
 	"sort"
 )
 
-// The catalog knows files beyond the client's uploads: who produces them,
-// where their replicas are, and who waits for them. A file not in it is
-// external (at the manager, or inline) and available everywhere without
-// staging.
+// The catalog knows every file tasks read but the caller's inline content:
+// who produces it, where its replicas are (the workers and the manager's
+// store), and who waits for it. A file not in it is available everywhere
+// without staging (content inside the task, or a marker of an "after").
 
 type fileState uint8
 
@@ -30,21 +30,26 @@ type fileEntry struct {
 	size     int64
 	replicas []WorkerID // workers holding it, ascending
 	manager  bool       // a copy is at the manager's store
+	inline   bool       // manager: small enough to travel inside the Run message
 	needers  int32      // unfinished tasks that read it
 	stagers  []WorkerID // workers where tasks may wait for it (cleaned lazily)
 }
 
 // staged reports whether tasks must have the file brought to their worker
-// before they run (as opposed to fetching it themselves, or inline).
+// before they run (as opposed to receiving it inside the Run message).
 func (e *fileEntry) staged() bool {
 	switch e.kind {
 	case Origin, Derived:
 		return true
-	case Produced:
-		return e.state != fileReady || len(e.replicas) > 0 || !e.manager
+	case External, Produced:
+		return !e.inlined()
 	}
 	return false
 }
+
+// inlined reports whether the file travels from the manager inside the Run
+// message of the tasks that read it.
+func (e *fileEntry) inlined() bool { return e.inline && e.manager && e.state == fileReady }
 
 func (e *fileEntry) holds(w WorkerID) bool {
 	i := sort.Search(len(e.replicas), func(i int) bool { return e.replicas[i] >= w })
@@ -96,6 +101,9 @@ func (c *catalog) declare(specs []FileSpec) {
 		e.want = max(s.Replicas, 1)
 		if s.Size > 0 {
 			e.size = s.Size
+		}
+		if e.kind == External {
+			e.manager, e.inline = true, s.Inline
 		}
 	}
 }

@@ -475,7 +475,7 @@ func (c *Core) retryOrFinish(t *task, why Outcome, retryable bool) {
 }
 
 // recordOutputs notes where t's outputs are: replicas on w, copies at the
-// manager. An output the report leaves out is at the manager.
+// manager. An output the report leaves out is at the manager, inline.
 func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 	for _, f := range t.spec.Outputs {
 		e := c.files.files[f]
@@ -492,14 +492,14 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 				e.size = o.Size
 			}
 			if o.Manager {
-				e.manager = true
+				e.manager, e.inline = true, o.Inline
 			}
 			if o.Kept {
 				c.addReplica(w, e)
 			}
 		}
-		if !reported {
-			e.manager = true
+		if !reported { // nothing to move (a marker), or small: the caller sends it inline
+			e.manager, e.inline = true, true
 		}
 	}
 }

@@ -128,6 +128,10 @@ func dispatch(id core.TaskID, attempt uint32, w core.WorkerID, gpus ...int32) co
 	return core.Dispatch{Task: id, Attempt: attempt, Worker: w, GPUs: gpus}
 }
 
+// inline adds the inputs d carries inline from the manager (outputs that a
+// report left out are at the manager, inline).
+func inline(d core.Dispatch, fs ...core.FileID) core.Dispatch { d.Inline = fs; return d }
+
 func done(id core.TaskID, attempt uint32, w core.WorkerID, o core.Outcome) core.Done {
 	return core.Done{Task: id, Attempt: attempt, Worker: w, Outcome: o}
 }
@@ -188,7 +192,7 @@ func TestPlacement(t *testing.T) {
 				{submit(files(task(1, one), nil, ids(1))), acts(dispatch(1, 1, 1))},
 				{submit(prio(task(2, res(1000, 200)), 5), files(task(3, one), ids(1), nil)), nil},
 				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
-				{ok(2, 1, 1), acts(success(2, 1, 1), dispatch(3, 1, 1))},
+				{ok(2, 1, 1), acts(success(2, 1, 1), inline(dispatch(3, 1, 1), 1))},
 			},
 		},
 		{
@@ -209,7 +213,7 @@ func TestPlacement(t *testing.T) {
 				{submit(files(task(1, one), nil, ids(1)), files(task(2, one), ids(1), nil)), acts(dispatch(1, 1, 1))},
 				{core.WorkerDraining{Worker: 2}, nil},
 				{join(3, res(500, 1000)), nil},
-				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), inline(dispatch(2, 1, 1), 1))},
 			},
 		},
 		{
@@ -680,7 +684,7 @@ func TestDependencies(t *testing.T) {
 				{join(1, res(2000, 1000)), nil},
 				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{core.Tick{}, nil},
-				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), inline(dispatch(2, 1, 1), 10))},
 			},
 			counts: &counts{Running: 1, Finished: 1},
 		},
@@ -705,7 +709,7 @@ func TestDependencies(t *testing.T) {
 			steps: []step{
 				{join(1, res(2000, 1000)), nil},
 				{submit(files(task(2, one), ids(10), nil), files(task(1, one), nil, ids(10))), acts(dispatch(1, 1, 1))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), inline(dispatch(2, 1, 1), 10))},
 			},
 		},
 		{
@@ -715,7 +719,7 @@ func TestDependencies(t *testing.T) {
 				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), nil, ids(11)), files(task(3, one), ids(10, 11), nil)),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 1))},
 				{ok(2, 1, 1), acts(success(2, 1, 1))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(3, 1, 1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), inline(dispatch(3, 1, 1), 10, 11))},
 			},
 		},
 		{
@@ -724,7 +728,7 @@ func TestDependencies(t *testing.T) {
 				{join(1, res(1000, 1000)), nil},
 				{submit(files(retries(task(1, one), 1, true), nil, ids(10)), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{finished(1, 1, 1, boom), acts(core.Requeued{Task: 1, Attempt: 1, Reason: boom}, dispatch(1, 2, 1))},
-				{ok(1, 2, 1), acts(success(1, 2, 1), dispatch(2, 1, 1))},
+				{ok(1, 2, 1), acts(success(1, 2, 1), inline(dispatch(2, 1, 1), 10))},
 			},
 		},
 		{
@@ -793,7 +797,7 @@ func TestDependencies(t *testing.T) {
 				{join(1, res(1000, 1000)), nil},
 				{submit(files(task(1, one), nil, ids(1))), acts(dispatch(1, 1, 1))},
 				{ok(1, 1, 1), acts(success(1, 1, 1))},
-				{submit(files(task(2, one), ids(1), nil)), acts(dispatch(2, 1, 1))},
+				{submit(files(task(2, one), ids(1), nil)), acts(inline(dispatch(2, 1, 1), 1))},
 			},
 		},
 		{

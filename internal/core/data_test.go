@@ -253,7 +253,8 @@ func TestDataFaults(t *testing.T) {
 					core.FileLost{File: 10, Why: "input produced by task 1 was lost, and running that task again ended with failed: x"},
 					done(2, 0, 0, outcome(core.InputMissing, "input produced by task 1 was lost, and running that task again ended with failed: x")),
 				)},
-				{submit(files(task(5, one), ids(11), nil)), acts(dispatch(5, 1, 1))},
+				{submit(files(task(5, one), ids(11), nil)), acts(fetch(1, 1, 11, core.Source{Kind: core.FromManager}, 5000))},
+				{fetched(1, 5000), acts(dispatch(5, 1, 1))},
 			},
 			counts: &counts{Running: 1, Finished: 3},
 		},
@@ -401,6 +402,116 @@ func TestForget(t *testing.T) {
 					core.FileLost{File: 10, Why: "input produced by task 1 was lost, and running that task again ended with failed: exit 1"},
 					done(2, 2, 2, outcome(core.InputMissing, "input produced by task 1 was lost, and running that task again ended with failed: exit 1")),
 					forget(2))},
+			},
+		},
+	})
+}
+
+// TestManagerFiles: files the client uploaded to the manager (External) are
+// staged like any other, from the manager or a peer that holds one, unless
+// small enough to travel inline inside the dispatch.
+func TestManagerFiles(t *testing.T) {
+	one := res(1000, 100)
+	manager := core.Source{Kind: core.FromManager}
+	uploaded := func(specs ...core.FileSpec) core.FilesDeclared {
+		for i := range specs {
+			specs[i].Kind = core.External
+		}
+		return core.FilesDeclared{Files: specs}
+	}
+	half := int64(core.MaxInlinePerDispatch/2 + 1)
+	runScenarios(t, []scenario{
+		{
+			name: "a large upload is fetched from the manager, then the task runs",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{uploaded(core.FileSpec{ID: 20, Size: 5000}), nil},
+				{submit(files(task(1, one), ids(20), nil)), acts(fetch(1, 1, 20, manager, 5000))},
+				{fetched(1, 5000), acts(dispatch(1, 1, 1))},
+			},
+			counts: &counts{Running: 1},
+		},
+		{
+			name: "a small upload travels inline: no fetch",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{uploaded(core.FileSpec{ID: 20, Size: 10, Inline: true}), nil},
+				{submit(files(task(1, one), ids(20, 20), nil)), acts(inline(dispatch(1, 1, 1), 20))},
+			},
+		},
+		{
+			name: "the second reader on the worker finds it there",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{uploaded(core.FileSpec{ID: 20, Size: 5000}), nil},
+				{submit(files(task(1, one), ids(20), nil), files(task(2, one), ids(20), nil)), acts(fetch(1, 1, 20, manager, 5000))},
+				{fetched(1, 5000), acts(dispatch(1, 1, 1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+			},
+		},
+		{
+			// Worker 1 holds it; worker 2 gets it from there, not the manager.
+			name: "a peer that holds an upload is its source",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{uploaded(core.FileSpec{ID: 20, Size: 5000}), nil},
+				{submit(files(task(1, one), ids(20), nil)), acts(fetch(1, 1, 20, manager, 5000))},
+				{fetched(1, 5000), acts(dispatch(1, 1, 1))},
+				{join(2, res(1000, 1000)), nil},
+				{submit(files(task(2, one), ids(20), nil)), acts(fetch(2, 2, 20, peer(1), 5000))},
+				{fetched(2, 5000), acts(dispatch(2, 1, 2))},
+			},
+		},
+		{
+			name: "inline inputs past the budget are staged",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{uploaded(core.FileSpec{ID: 20, Size: half, Inline: true}, core.FileSpec{ID: 21, Size: half, Inline: true}), nil},
+				{submit(files(task(1, one), ids(20, 21), nil)), acts(fetch(1, 1, 21, manager, half))},
+				{fetched(1, half), acts(inline(dispatch(1, 1, 1), 20))},
+			},
+		},
+		{
+			name: "an inline file the worker holds is not sent",
+			steps: []step{
+				{core.WorkerJoined{Worker: 1, Resources: res(1000, 1000), Cached: []core.CachedFile{{File: 20, Size: 10}}}, nil},
+				{uploaded(core.FileSpec{ID: 20, Size: 10, Inline: true}), nil},
+				{submit(files(task(1, one), ids(20), nil)), acts(dispatch(1, 1, 1))},
+			},
+		},
+		{
+			// Even a small archive is staged: it is unpacked before the task runs.
+			name: "an uploaded archive is fetched, then unpacked",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{uploaded(core.FileSpec{ID: 20, Size: 10, Inline: true}), nil},
+				{core.FilesDeclared{Files: []core.FileSpec{{ID: 21, Kind: core.Derived, From: 20}}}, nil},
+				{submit(files(task(1, one), ids(21), nil)), acts(fetch(1, 1, 20, manager, 10))},
+				{fetched(1, 10), acts(fetch(2, 1, 21, core.Source{Kind: core.FromDerive, From: 20}, 0))},
+				{fetched(2, 2000), acts(dispatch(1, 1, 1))},
+			},
+		},
+		{
+			name: "a missing upload fails its readers",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{core.FileMissing{File: 20, Why: "not at the manager"}, nil},
+				{submit(files(task(1, one), ids(20), nil)), acts(done(1, 0, 0, outcome(core.InputMissing, "not at the manager")))},
+			},
+		},
+		{
+			// Its copies are known: the caller unlinks them from those workers.
+			name: "the core knows which workers hold an upload",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{join(2, res(1000, 1000)), nil},
+				{uploaded(core.FileSpec{ID: 20, Size: 5000}), nil},
+				{submit(files(task(1, one), ids(20), nil)), acts(fetch(1, 1, 20, manager, 5000))},
+				{fetched(1, 5000), acts(dispatch(1, 1, 1))},
+			},
+			workers: []core.WorkerInfo{
+				{ID: 1, Total: res(1000, 1000), Free: res(0, 900), Running: []core.TaskID{1}, CacheBytes: 5000, CacheFiles: 1},
+				{ID: 2, Total: res(1000, 1000), Free: res(1000, 1000)},
 			},
 		},
 	})

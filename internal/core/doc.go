@@ -23,15 +23,19 @@
 //     priority first; a worker that frees capacity takes the best queued
 //     task that fits it.
 //
-// Files the core has never seen are external (uploaded by the client) and
-// count as available. A file named as an output of a submitted task is
+// Files the core has never seen (content inside the task, markers) count
+// as available and are never staged. A file named as an output of a submitted task is
 // pending until that task succeeds; a consumer waits for it, and fails with
 // InputMissing if its producer fails for good.
 //
-// Data (see FilesDeclared): produced files kept in workers, URLs (Origin)
-// and unpacked archives (Derived) are staged. A task placed on a worker
+// Data (see FilesDeclared): every file the core knows is staged: uploads at
+// the manager (External), produced files, URLs (Origin) and unpacked
+// archives (Derived), so that the catalog knows every copy on a worker.
+// The exception is a small file at the manager (FileSpec.Inline,
+// OutputInfo.Inline): it travels inside the dispatch (Dispatch.Inline), up
+// to MaxInlinePerDispatch bytes per task. A task placed on a worker
 // holds its resources there while Fetch actions bring its inputs; it is
-// dispatched once every input is on that worker. The core picks each
+// dispatched once every input is on that worker (or travels inline). The core picks each
 // fetch's source (the least-loaded peer that holds a replica, then the
 // manager or the origin), bounds concurrent fetches per source, retries
 // elsewhere and backs off from failing peers; Tick is its clock for that.

@@ -32,7 +32,7 @@ type TaskFinished struct {
 	Attempt uint32
 	Worker  WorkerID
 	Outcome Outcome
-	Outputs []OutputInfo // on success: where each output now is (none listed: at the manager)
+	Outputs []OutputInfo // on success: where each output now is (one not listed: at the manager, inline)
 }
 
 // FilesDeclared: what kind of file each is, before tasks use them.

@@ -163,14 +163,24 @@ func (c *Core) assign(t *task, w *worker) {
 }
 
 // stage brings t's inputs to w, where t has its place, and runs t once
-// they are all there.
+// they are all there. Inline inputs travel inside the Run message while
+// they fit MaxInlinePerDispatch; the rest are staged too.
 func (c *Core) stage(t *task, w *worker) {
 	c.setState(t, Staging)
 	t.staging = 0
+	var inline int64
 	for i, f := range t.spec.Inputs {
 		e := c.files.files[f]
-		if e == nil || !e.staged() || e.holds(w.id) || seenBefore(t.spec.Inputs, i) {
+		if e == nil || e.holds(w.id) || seenBefore(t.spec.Inputs, i) {
 			continue
+		}
+		if !e.staged() {
+			if !e.inlined() {
+				continue
+			}
+			if inline += e.size; inline <= MaxInlinePerDispatch {
+				continue
+			}
 		}
 		t.staging++
 		w.waiting[f] = append(w.waiting[f], t)
@@ -216,6 +226,11 @@ func (c *Core) run(t *task) {
 		d.Task, d.Instance, d.Lib = 0, t.inst.id, t.spec.Lib
 	case Call:
 		d.Instance = t.inst.id
+	}
+	for i, f := range t.spec.Inputs {
+		if e := c.files.files[f]; e != nil && e.inlined() && !e.holds(t.worker.id) && !seenBefore(t.spec.Inputs, i) {
+			d.Inline = append(d.Inline, f)
+		}
 	}
 	c.emit(d)
 }

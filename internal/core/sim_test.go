@@ -124,7 +124,7 @@ var dataScenarios = []struct {
 		name: "urls and archives",
 		cfg: coretest.Config{
 			Workers: 10, Tasks: 800,
-			TempFraction: 0.5, OriginFraction: 0.4, DerivedFraction: 0.3, BadURLFraction: 0.05,
+			TempFraction: 0.5, ExternalFraction: 0.3, OriginFraction: 0.4, DerivedFraction: 0.3, BadURLFraction: 0.05,
 			ReplicaLossRate: 0.02, TransferFailRate: 0.05,
 			LossRate: 0.003, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
 			DepFraction: 0.5, GPUFraction: 0.3,
@@ -144,7 +144,7 @@ var dataScenarios = []struct {
 		name: "data, few workers",
 		cfg: coretest.Config{
 			Workers: 3, Tasks: 600,
-			TempFraction: 0.7, OriginFraction: 0.3, DerivedFraction: 0.3, MaxReplicas: 2,
+			TempFraction: 0.7, ExternalFraction: 0.2, OriginFraction: 0.3, DerivedFraction: 0.3, MaxReplicas: 2,
 			ReplicaLossRate: 0.03, TransferFailRate: 0.03, RejoinFraction: 0.3,
 			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.01, FailRate: 0.1, StaleRate: 0.02, TickRate: 0.01,
 			DepFraction: 0.6, GPUFraction: 0.3, BatchSize: 100,
@@ -235,7 +235,7 @@ func TestSimulationDataLarge(t *testing.T) {
 	}
 	stats := coretest.Run(t, coretest.Config{
 		Seed: seed, Workers: 150, Tasks: 8_000, Trace: trace(),
-		TempFraction: 0.7, OriginFraction: 0.3, DerivedFraction: 0.2, MaxReplicas: 3, ManagerFraction: 0.05, BadURLFraction: 0.02,
+		TempFraction: 0.7, ExternalFraction: 0.2, OriginFraction: 0.3, DerivedFraction: 0.2, MaxReplicas: 3, ManagerFraction: 0.05, BadURLFraction: 0.02,
 		ReplicaLossRate: 0.02, TransferFailRate: 0.03, RejoinFraction: 0.3,
 		LossRate: 0.002, DrainRate: 0.002, CancelRate: 0.005, FailRate: 0.05, StaleRate: 0.01, TickRate: 0.005,
 		DepFraction: 0.6, BadFraction: 0.001, GPUFraction: 0.2, BatchSize: 128,

@@ -16,6 +16,9 @@ const (
 	FetchTries       = 4  // tries of one file to one worker before its tasks give up
 	BackoffFailures  = 2  // consecutive failures of a peer before backing off
 	BackoffTicks     = 5  // ticks a failing peer is avoided
+	// MaxInlinePerDispatch bounds the bytes of inline inputs (FileSpec.Inline)
+	// one dispatch carries; a task's inline inputs past it are staged.
+	MaxInlinePerDispatch = 8 << 20
 )
 
 type transfer struct {
@@ -35,7 +38,7 @@ type blockedFetch struct {
 func (c *Core) startFetch(w *worker, e *fileEntry) {
 	if e.kind == Derived {
 		from := c.files.files[e.from]
-		if from == nil || from.holds(w.id) || !from.staged() {
+		if from == nil || from.holds(w.id) {
 			c.begin(w, e, Source{Kind: FromDerive, From: e.from})
 			return
 		}

@@ -76,7 +76,7 @@ type FileKind uint8
 
 // File kinds.
 const (
-	External FileKind = iota + 1 // at the manager or inline: the worker gets it by itself
+	External FileKind = iota + 1 // uploaded by the client to the manager: staged from there or a peer, unless Inline
 	Origin                       // a URL: fetched from its origin, or from peers that have it
 	Produced                     // written by a task: from peers that hold it, or the manager
 	Derived                      // made on the worker from another file (an unpacked archive)
@@ -89,6 +89,9 @@ type FileSpec struct {
 	From     FileID // Derived: the file it is made from
 	Replicas int32  // Produced: copies to keep on distinct workers (0 means 1)
 	Size     int64  // when known
+	// Inline: External: small enough to travel from the manager inside the
+	// Run message, so never staged (see Dispatch.Inline).
+	Inline bool
 }
 
 // OutputInfo is what a worker reports of an output it produced.
@@ -97,6 +100,7 @@ type OutputInfo struct {
 	Size    int64
 	Kept    bool // in the worker's cache: a replica
 	Manager bool // at the manager's store
+	Inline  bool // Manager: small enough to travel inside the Run message (see FileSpec.Inline)
 }
 
 // CachedFile is a file a worker holds when it joins.

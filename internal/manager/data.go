@@ -52,17 +52,42 @@ func (s *state) declare(session string, decls []*pb.FileDecl) {
 			spec.Kind = core.Produced
 		case pb.FileKind_FILE_KIND_UNPACK:
 			spec.Kind, spec.From = core.Derived, s.fileID(d.UnpackFrom)
-		default:
-			if d.Level != pb.CacheLevel_CACHE_LEVEL_TASK {
-				continue // at the manager: the core need not know
+			if !s.declared(d.UnpackFrom) && !s.produced[d.UnpackFrom] {
+				if up, ok := s.atManager(d.UnpackFrom); ok { // an uploaded archive: staged before it is unpacked
+					specs = append(specs, up)
+				}
 			}
-			spec.Kind = core.External // known, so that the core counts its readers
+		default:
+			continue // at the manager: atManager tells the core, with its size
 		}
 		specs = append(specs, spec)
 	}
 	if len(specs) > 0 {
 		s.step(core.FilesDeclared{Files: specs})
 	}
+}
+
+// atManager tells the core of a file at the manager's store that tasks
+// read (External): its size, and whether it is small enough to travel
+// inline. It reports false if the store lacks it.
+func (s *state) atManager(name string) (core.FileSpec, bool) {
+	info, ok := s.m.store.stat(name)
+	if !ok {
+		return core.FileSpec{}, false
+	}
+	s.fileInfo[name] = info
+	return core.FileSpec{ID: s.fileID(name), Kind: core.External, Size: info.Size, Inline: s.inlinable(name, info.Size, info.Dir)}, true
+}
+
+// inlinable reports whether a file at the manager travels inside the Run
+// messages of its readers: it is small, not a directory, and not one the
+// client wants kept in workers' caches (worker or forever level).
+func (s *state) inlinable(name string, size int64, dir bool) bool {
+	if dir || size > proto.MaxInlineBytes {
+		return false
+	}
+	d := s.data.decls[name]
+	return d == nil || d.Level < pb.CacheLevel_CACHE_LEVEL_WORKER
 }
 
 // declared reports whether name is a file the core stages (so it need not
@@ -181,7 +206,7 @@ func (s *state) endSession(session string) {
 		}
 		delete(sessions, session)
 		d := s.data.decls[name]
-		if len(sessions) > 0 || d == nil || d.Kind == pb.FileKind_FILE_KIND_MANAGER {
+		if len(sessions) > 0 || d == nil {
 			continue
 		}
 		if d.Level > pb.CacheLevel_CACHE_LEVEL_WORKFLOW {
@@ -249,15 +274,7 @@ func (s *state) dropTaskLevel(spec *pb.TaskSpec) {
 		if s.core.Needed(id) {
 			continue
 		}
-		holders := s.core.Replicas(id)
-		if d.Kind == pb.FileKind_FILE_KIND_MANAGER {
-			// Workers fetch these by themselves: the core does not know who holds them.
-			holders = holders[:0]
-			for w := range s.sessions {
-				holders = append(holders, w)
-			}
-		}
-		for _, w := range holders {
+		for _, w := range s.core.Replicas(id) {
 			byWorker[w] = append(byWorker[w], in.Name)
 		}
 	}

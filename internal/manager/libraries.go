@@ -24,13 +24,19 @@ func (s *state) install(req *pb.InstallLibraryRequest) error {
 	}
 	ev := core.LibraryInstalled{Resources: coreResources(spec.Resources), Slots: max(spec.Slots, 1),
 		Max: spec.MaxInstances, Eager: spec.Eager, EveryWorker: spec.EveryWorker}
+	var uploads []core.FileSpec // inputs at the manager's store, for the core to stage
 	for _, in := range spec.Inputs {
 		if in.Content == nil && !s.declared(in.Name) && !s.produced[in.Name] {
-			if _, ok := s.m.store.stat(in.Name); !ok {
+			up, ok := s.atManager(in.Name)
+			if !ok {
 				return fmt.Errorf("library %s: input %q (file %s) is not at the manager", spec.Name, in.Path, in.Name)
 			}
+			uploads = append(uploads, up)
 		}
 		ev.Inputs = append(ev.Inputs, s.fileID(in.Name))
+	}
+	if len(uploads) > 0 {
+		s.step(core.FilesDeclared{Files: uploads})
 	}
 	rec := s.libs[spec.Name]
 	if rec == nil {
@@ -53,7 +59,7 @@ func (s *state) startLibrary(a core.Dispatch) {
 		return
 	}
 	spec := rec.spec
-	s.fillInputInfo(&pb.TaskSpec{Inputs: spec.Inputs})
+	s.fillInputInfo(&pb.TaskSpec{Inputs: spec.Inputs}, a.Inline)
 	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
 		Instance: uint64(a.Instance), Attempt: a.Attempt, Library: spec}}})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,7 +210,8 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		if kind == core.Success {
 			for _, f := range o.GetOutputs() {
 				if fid, ok := s.fileIDs[f.Name]; ok {
-					ev.Outputs = append(ev.Outputs, core.OutputInfo{File: fid, Size: f.Size, Kept: f.Kept, Manager: f.Uploaded})
+					ev.Outputs = append(ev.Outputs, core.OutputInfo{File: fid, Size: f.Size, Kept: f.Kept, Manager: f.Uploaded,
+						Inline: f.Uploaded && s.inlinable(f.Name, f.Size, f.Dir)})
 				}
 			}
 		}
@@ -253,7 +255,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
-			s.fillInputInfo(rec.spec)
+			s.fillInputInfo(rec.spec, a.Inline)
 			s.keepIfRead(rec.spec)
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
@@ -409,18 +411,17 @@ func checkInline(t *pb.TaskSpec) error {
 	return nil
 }
 
-// fillInputInfo adds the size and digest of inputs produced by tasks, and
-// the content of small ones, which then travel inside the Run message.
-func (s *state) fillInputInfo(spec *pb.TaskSpec) {
-	budget := proto.MaxInlinePerMessage
+// fillInputInfo adds the size and digest of inputs the manager knows, and
+// the content of those the core says travel inline (the worker does not
+// hold them; every other input is in its cache).
+func (s *state) fillInputInfo(spec *pb.TaskSpec, inline []core.FileID) {
 	for _, in := range spec.Inputs {
 		if info := s.fileInfo[in.Name]; info != nil {
 			in.Size, in.Digest = info.Size, info.Digest
-			if in.Content == nil && int(info.Size) <= budget {
-				if b, ok := s.m.store.smallFile(in.Name); ok {
-					in.Content = b
-					budget -= len(b)
-				}
+		}
+		if in.Content == nil && len(inline) > 0 && slices.Contains(inline, s.fileIDs[in.Name]) {
+			if b, ok := s.m.store.inline(in.Name); ok {
+				in.Content = b
 			}
 		}
 	}
@@ -467,6 +468,8 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 		}
 	}
 	s.declare(req.Session, req.Files)
+	var uploads []core.FileSpec // inputs at the manager's store, for the core to stage
+	seen := make(map[string]bool)
 	tasks := make([]core.Task, len(req.Tasks))
 	ids := make([]uint64, len(req.Tasks))
 	for i, spec := range req.Tasks {
@@ -488,9 +491,10 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 			fid := s.fileID(in.Name)
 			if in.Content != nil {
 				// Travels inside the task; checked in checkInline.
-			} else if !s.produced[in.Name] && !batchOutputs[in.Name] && !s.declared(in.Name) {
-				if info, ok := s.m.store.stat(in.Name); ok {
-					s.fileInfo[in.Name] = info
+			} else if !s.produced[in.Name] && !batchOutputs[in.Name] && !s.declared(in.Name) && !seen[in.Name] {
+				seen[in.Name] = true
+				if spec, ok := s.atManager(in.Name); ok {
+					uploads = append(uploads, spec)
 				} else {
 					s.step(core.FileMissing{File: fid, Why: fmt.Sprintf("input %q (file %s) is not at the manager", in.Path, in.Name)})
 				}
@@ -517,6 +521,9 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 	}
 	for name := range batchOutputs {
 		s.produced[name] = true
+	}
+	if len(uploads) > 0 {
+		s.step(core.FilesDeclared{Files: uploads})
 	}
 	s.step(core.TasksSubmitted{Tasks: tasks})
 	return ids, nil

@@ -92,6 +92,28 @@ func (s *store) smallFile(name string) ([]byte, bool) {
 	return b, ok
 }
 
+// inline returns the content of a small file to send inside a message:
+// kept in memory, or read from disk (and kept, while the memory allows).
+func (s *store) inline(name string) ([]byte, bool) {
+	if b, ok := s.smallFile(name); ok {
+		return b, true
+	}
+	if fi, err := os.Stat(s.path(name)); err != nil || !fi.Mode().IsRegular() || fi.Size() > proto.MaxInlineBytes {
+		return nil, false
+	}
+	b, err := os.ReadFile(s.path(name))
+	if err != nil || len(b) > proto.MaxInlineBytes {
+		return nil, false
+	}
+	s.mu.Lock()
+	if _, had := s.small[name]; !had && s.smallBytes+len(b) <= smallLimit {
+		s.small[name] = b
+		s.smallBytes += len(b)
+	}
+	s.mu.Unlock()
+	return b, true
+}
+
 func (s *store) stat(name string) (*pb.FileInfo, bool) {
 	if b, ok := s.smallFile(name); ok {
 		sum := sha256.Sum256(b)

@@ -33,7 +33,7 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 		if in.Content == nil && w.cache.Pin(in.Name) {
 			defer w.cache.Unpin(in.Name) // not evicted while the attempt uses it
 		}
-		if err := w.placeInput(ctx, dir, in); err != nil {
+		if err := w.placeInput(dir, in); err != nil {
 			if ctx.Err() != nil {
 				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs"), cleanup
 			}
@@ -76,8 +76,8 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 // placeInput puts one input into the sandbox. A small inline input is
 // written there directly (the message already carried it: caching it would
 // save nothing); others are linked from the cache, where the manager staged
-// them or where the worker fetches them from the manager's store once.
-func (w *Worker) placeInput(ctx context.Context, dir string, in *pb.FileRef) error {
+// them before it sent the attempt.
+func (w *Worker) placeInput(dir string, in *pb.FileRef) error {
 	dest, err := sandbox.Confine(dir, in.Path)
 	if err != nil {
 		return err
@@ -88,10 +88,10 @@ func (w *Worker) placeInput(ctx context.Context, dir string, in *pb.FileRef) err
 	if in.Content != nil {
 		return writeChecked(dest, in)
 	}
-	if err := w.ensure(ctx, in); err != nil {
-		return err
+	if err := w.cache.Link(in.Name, dest); err != nil {
+		return fmt.Errorf("not staged in the cache: %w", err)
 	}
-	return w.cache.Link(in.Name, dest)
+	return nil
 }
 
 // writeChecked writes an inline input after checking it against its digest.

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/worker/archive"
 	"trellis/internal/worker/cache"
@@ -23,13 +21,14 @@ func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 	var e cache.Entry
 	var err error
 	switch src.GetKind() {
-	case pb.Source_KIND_UNPACK:
-		// An archive the client uploaded was not staged: get it from the store.
-		if err = w.ensure(ctx, &pb.FileRef{Name: src.From, Size: -1, Level: f.Level}); err == nil {
-			e, err = transfer.Unpack(ctx, w.cache, f.Name, level(f.Level), src.From, src.Format)
-		}
+	case pb.Source_KIND_UNPACK: // the archive was staged first
+		e, err = transfer.Unpack(ctx, w.cache, f.Name, level(f.Level), src.From, src.Format)
 	case pb.Source_KIND_MANAGER:
-		e, err = w.fetcher.Fetch(ctx, w.cache, f.Name, level(f.Level), w.base+src.Url, f.Size, f.Digest, f.Dir)
+		size := f.Size
+		if f.Dir {
+			size = -1 // the store holds its tar stream; the cache measures the tree
+		}
+		e, err = w.fetcher.Fetch(ctx, w.cache, f.Name, level(f.Level), w.base+src.Url, size, f.Digest, f.Dir)
 	default:
 		e, err = w.fetcher.Fetch(ctx, w.cache, f.Name, level(f.Level), src.Url, f.Size, f.Digest, f.Dir)
 	}
@@ -42,20 +41,6 @@ func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 	}
 	done.Ok, done.Size, done.Digest, done.Dir = true, e.Size, e.Digest, e.Dir
 	return done
-}
-
-// ensure makes an input the manager did not stage present in the cache: a
-// file at the manager's store, fetched once however many tasks read it.
-func (w *Worker) ensure(ctx context.Context, ref *pb.FileRef) error {
-	if _, ok := w.cache.Get(ref.Name); ok {
-		return nil
-	}
-	size, dir := ref.Size, strings.HasPrefix(ref.Name, proto.DirPrefix)
-	if dir {
-		size = -1 // the store holds its tar stream; the cache measures the tree
-	}
-	_, err := w.fetcher.Fetch(ctx, w.cache, ref.Name, level(ref.Level), w.base+"/files/"+ref.Name, size, ref.Digest, dir)
-	return err
 }
 
 // uploadCached sends a cached file to the manager's store (the manager asked
@@ -83,7 +68,7 @@ func (w *Worker) uploadCached(ctx context.Context, name string) error {
 func (w *Worker) unlink(names []string) []string {
 	var gone []string
 	for _, n := range names {
-		if w.cache.Remove(n) == nil {
+		if _, held := w.cache.Get(n); held && w.cache.Remove(n) == nil {
 			gone = append(gone, n)
 		}
 	}

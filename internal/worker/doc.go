@@ -3,9 +3,13 @@
 // and reports how each attempt ended.
 //
 // Ownership: Run owns the connection and every goroutine the worker starts;
-// it returns only after they have exited. One goroutine per connection
-// reads the manager's messages; one sends (a connect stream allows one
-// sender); each attempt runs in a goroutine of its own.
+// it returns only after they have exited. Each connection is a session: a
+// state struct owned by one loop goroutine, driven by typed events (the
+// manager's messages; the ends of attempts, fetches and library instances;
+// heartbeat, hold and drain timers). The I/O runs in goroutines that feed
+// events back: one reads the manager's messages, one sends (a connect
+// stream allows one sender), and each attempt, fetch, upload and library
+// instance has its own.
 //
 // Shutdown is apart from kill: Drain stops taking work and lets running
 // attempts finish (until DrainTimeout, after which they are killed and

@@ -86,7 +86,7 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post, post
 		if in.Content == nil && w.cache.Pin(in.Name) {
 			defer w.cache.Unpin(in.Name)
 		}
-		if err := w.placeInput(ctx, dir, in); err != nil {
+		if err := w.placeInput(dir, in); err != nil {
 			ended(pb.ResultKind_RESULT_KIND_FAILED, fmt.Sprintf("library %s: input %q: %v", spec.Name, in.Path, err), nil)
 			return
 		}
@@ -227,7 +227,7 @@ func (w *Worker) callDir(ctx context.Context, inst *libInstance, run *pb.Run) (s
 		if in.Content == nil && w.cache.Pin(in.Name) {
 			defer w.cache.Unpin(in.Name) // linked now: eviction cannot take it from the call
 		}
-		if err := w.placeInput(ctx, dir, in); err != nil {
+		if err := w.placeInput(dir, in); err != nil {
 			os.RemoveAll(dir)
 			if ctx.Err() != nil {
 				return "", fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs")

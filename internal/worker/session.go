@@ -25,17 +25,65 @@ type running struct {
 	call     bool // a function call
 }
 
-// finished is what the attempts and library instances tell the session
-// loop, in order on one channel: an attempt's end, or (msg) the end of a
-// library instance, which must reach the manager after its calls' ends.
-type finished struct {
+// event is what a session's goroutines tell its loop, in order on one
+// channel. The loop alone acts on them.
+type event interface{ isEvent() }
+
+// evMessage: a message from the manager.
+type evMessage struct{ msg *pb.ManagerMessage }
+
+// evAttemptEnded: an attempt (or call) ended with outcome; nil for a call
+// whose library died (the library's end settles it).
+type evAttemptEnded struct {
 	key     attemptKey
 	outcome *pb.Outcome
-	msg     *pb.WorkerMessage
 	// libDead: a call whose library died meanwhile (it timed out and was
 	// killed for not stopping). Its end goes with the library's, in one
 	// message, so that no other call is sent to the dead instance between.
 	libDead bool
+}
+
+// evFetched: a fetch ended.
+type evFetched struct{ done *pb.FetchDone }
+
+// evLibraryStarted: a library instance started (msg says so to the manager).
+type evLibraryStarted struct{ msg *pb.WorkerMessage }
+
+// evLibraryEnded: a library instance ended, after the ends of its calls.
+type evLibraryEnded struct{ msg *pb.WorkerMessage }
+
+func (evMessage) isEvent()        {}
+func (evAttemptEnded) isEvent()   {}
+func (evFetched) isEvent()        {}
+func (evLibraryStarted) isEvent() {}
+func (evLibraryEnded) isEvent()   {}
+
+// session is one connection to the manager, as a state machine. Its loop
+// (run) owns the state below and changes it only in answer to events: the
+// manager's messages, the ends of attempts, fetches and library instances,
+// and its timers (heartbeat, held reports, drain). The I/O runs in
+// goroutines that feed events back and never touch that state: one reads
+// the stream, one writes it (a connect stream allows one sender), and each
+// attempt, fetch, upload and library instance has its own.
+type session struct {
+	w          *Worker
+	stream     Stream
+	cancel     context.CancelFunc     // ends the connection, and so every goroutine below
+	stop       <-chan struct{}        // closed when the connection ends
+	events     chan event             // from the goroutines to the loop
+	broken     chan error             // how the stream broke: its reader's last word
+	out        chan *pb.WorkerMessage // from the loop to the sender
+	flushc     chan struct{}          // closed: the sender sends what is queued, then stops
+	senderDone chan struct{}          // closed when the sender has stopped
+	wg         sync.WaitGroup         // every goroutine the session started
+
+	// Owned by the loop.
+	attempts   map[attemptKey]*running
+	calls      int // attempts that are calls
+	held       heldReports
+	draining   bool
+	drainc     <-chan struct{} // the worker's drain signal; nil once seen
+	drainTimer <-chan time.Time
 }
 
 // session holds one connection to the manager until it breaks, the worker
@@ -56,274 +104,325 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		return false, errors.New("manager did not welcome the worker")
 	}
 	w.log.Info("connected", "manager", w.cfg.Manager, "worker_id", welcome.WorkerId)
+	s := &session{w: w, stream: stream, cancel: cancel, stop: sctx.Done(),
+		events: make(chan event, 128), broken: make(chan error, 1), out: make(chan *pb.WorkerMessage, 1024),
+		flushc: make(chan struct{}), senderDone: make(chan struct{}),
+		attempts: make(map[attemptKey]*running), drainc: w.drainc}
+	return true, s.run(ctx, sctx, time.Duration(max(welcome.HeartbeatMs, 100))*time.Millisecond)
+}
 
-	out := make(chan *pb.WorkerMessage, 1024)
-	in := make(chan *pb.ManagerMessage, 64)
-	recvErr := make(chan error, 1)
-	done := make(chan finished, 64)
-	var wg sync.WaitGroup // attempts and the two stream goroutines
-	wg.Add(2)
-	go func() { // exits when the stream breaks or sctx ends
-		defer wg.Done()
-		for {
-			msg, err := stream.Receive()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case in <- msg:
-			case <-sctx.Done():
-				return
-			}
-		}
-	}()
-	flushc := make(chan struct{})     // closed: send what is queued, then stop
-	senderDone := make(chan struct{}) // closed when the sender has stopped
-	go func() {                       // exits when sctx ends, a send fails, or flushc is closed and out is empty
-		defer wg.Done()
-		defer close(senderDone)
-		for {
-			select {
-			case msg := <-out:
-				if err := proto.SendQueued(msg, out, wrapWorkerBatch, stream.Send); err != nil {
-					cancel()
-					return
-				}
-			case <-flushc:
-				for {
-					select {
-					case msg := <-out:
-						if proto.SendQueued(msg, out, wrapWorkerBatch, stream.Send) != nil {
-							return
-						}
-					default:
-						return
-					}
-				}
-			case <-sctx.Done():
-				return
-			}
-		}
-	}()
-	post := func(msg *pb.WorkerMessage) {
-		select {
-		case out <- msg:
-		case <-sctx.Done():
-		}
-	}
-
-	attempts := make(map[attemptKey]*running)
-	calls := 0 // attempts that are calls
-	var held heldReports
-	// reported settles an attempt that ended: reports from calls wait
-	// while other calls run (see heldReports).
-	reported := func(f finished) {
-		if f.msg != nil { // a library's end: after what is held
-			held.add(f.msg)
-			held.flush(post)
-			return
-		}
-		r := attempts[f.key]
-		delete(attempts, f.key)
-		if r != nil && r.call {
-			calls--
-		}
-		full := false
-		if msg := reportMessage(r, f); msg != nil {
-			full = held.add(msg)
-		}
-		switch {
-		case f.libDead && !full:
-			// held until the library's end flushes it
-		case r == nil || !r.call || calls == 0 || full:
-			held.flush(post)
-		default:
-			held.arm()
-		}
-	}
-	heartbeat := time.NewTicker(time.Duration(max(welcome.HeartbeatMs, 100)) * time.Millisecond)
-	defer heartbeat.Stop()
-	drainc := w.drainc
-	var drainTimer <-chan time.Time
-	draining := false
-	handBackAll := func() {
-		for _, r := range attempts {
-			r.handBack = true
-			r.cancel()
-		}
-	}
-	// settle waits for every attempt to end, reporting each as the manager expects.
-	settle := func() {
-		for len(attempts) > 0 {
-			reported(<-done)
-		}
-		held.flush(post)
-	}
-	finish := func(e error) (bool, error) {
-		settle()
-		close(flushc)
-		select {
-		case <-senderDone:
-		case <-time.After(5 * time.Second):
-		}
-		// Cancelling now could drop reports still in flight: half-close,
-		// and let the manager end the stream once it has read them.
-		stream.CloseSend()
-		select {
-		case <-recvErr:
-		case <-time.After(5 * time.Second):
-		}
-		cancel()
-		wg.Wait()
-		return true, e
-	}
-
-	// handle acts on one message from the manager.
-	var handle func(msg *pb.ManagerMessage)
-	handle = func(msg *pb.ManagerMessage) {
-		switch x := msg.Msg.(type) {
-		case *pb.ManagerMessage_Batch:
-			for _, inner := range x.Batch.Msgs {
-				handle(inner)
-			}
-		case *pb.ManagerMessage_Run:
-			key := attemptKey{x.Run.TaskId, x.Run.Attempt}
-			if draining || attempts[key] != nil {
-				post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
-				return
-			}
-			actx, acancel := context.WithCancel(sctx)
-			attempts[key] = &running{cancel: acancel, call: x.Run.Instance != 0}
-			if x.Run.Instance != 0 {
-				calls++
-			}
-			wg.Add(1)
-			go func() { // exits when the attempt ends; actx bounds it
-				defer wg.Done()
-				defer acancel()
-				var o *pb.Outcome
-				cleanup := func() {}
-				libDead := false
-				if x.Run.Instance != 0 {
-					inst := w.libs.get(x.Run.Instance)
-					if inst != nil {
-						inst.calls.Add(1)
-						defer inst.calls.Add(-1) // after its end is in done
-					}
-					o = w.runCall(actx, x.Run, inst)
-					libDead = inst != nil && inst.dead()
-				} else {
-					o, cleanup = w.runAttempt(actx, x.Run)
-				}
-				done <- finished{key: key, outcome: o, libDead: libDead}
-				cleanup() // after reporting: the next task need not wait for it
-			}()
-		case *pb.ManagerMessage_Kill:
-			if r := attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {
-				r.cancel()
-			}
-		case *pb.ManagerMessage_Fetch:
-			wg.Add(1)
-			go func() { // exits when the fetch ends; sctx bounds it
-				defer wg.Done()
-				post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: w.fetch(sctx, x.Fetch)}})
-				w.reportEvicted(post)
-			}()
-		case *pb.ManagerMessage_Unlink:
-			if gone := w.unlink(x.Unlink.Names); len(gone) > 0 {
-				post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
-			}
-		case *pb.ManagerMessage_StartLibrary:
-			wg.Add(1)
-			go func() { // exits when the instance ends or sctx does
-				defer wg.Done()
-				w.runLibrary(sctx, x.StartLibrary, post, func(end *pb.WorkerMessage) {
-					select {
-					case done <- finished{msg: end}:
-					case <-sctx.Done():
-					}
-				})
-			}()
-		case *pb.ManagerMessage_StopLibrary:
-			wg.Add(1)
-			go func() { // exits within stopGrace; runLibrary reports the end
-				defer wg.Done()
-				w.stopLibrary(x.StopLibrary.Instance)
-			}()
-		case *pb.ManagerMessage_Upload:
-			wg.Add(1)
-			go func() { // exits when the upload ends; sctx bounds it
-				defer wg.Done()
-				if err := w.uploadCached(sctx, x.Upload.Name); err != nil {
-					w.log.Warn("upload for the manager", "file", x.Upload.Name, "err", err)
-				}
-			}()
-		}
-	}
-
+// run is the session's loop. It returns when the stream breaks (an error
+// unless the worker was draining), when the worker is drained (nil), or
+// when ctx ends (its error), after every goroutine of the session exited.
+func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error {
+	s.wg.Add(2)
+	go s.receive() // exits when the stream breaks or sctx ends
+	go s.send()    // exits when sctx ends, a send fails, or flushc is closed and out is empty
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
 	for {
-		if draining && len(attempts) == 0 {
-			return finish(nil)
+		if s.draining && len(s.attempts) == 0 {
+			return s.finish(nil)
 		}
 		select {
-		case msg := <-in:
-			handle(msg)
-		case f := <-done:
-			reported(f)
-			w.reportEvicted(post)
-		case <-held.C:
-			held.flush(post)
-		case <-heartbeat.C:
-			post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
-		case <-drainc:
-			drainc = nil
-			draining = true
-			drainTimer = time.After(w.cfg.DrainTimeout)
-			w.log.Info("draining", "running", len(attempts), "timeout", w.cfg.DrainTimeout)
-			post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Draining{Draining: &pb.Draining{}}})
-		case <-drainTimer:
-			w.log.Info("drain timeout: handing back", "running", len(attempts))
-			handBackAll()
-		case err := <-recvErr:
-			// The manager has queued our attempts again: stop them.
-			for _, r := range attempts {
-				r.cancel()
+		case ev := <-s.events:
+			switch ev := ev.(type) {
+			case evMessage:
+				s.handle(sctx, ev.msg)
+			default:
+				s.ended(ev)
 			}
-			for len(attempts) > 0 {
-				f := <-done
-				delete(attempts, f.key)
-			}
-			cancel()
-			wg.Wait()
-			if draining {
-				return true, nil
-			}
-			return true, fmt.Errorf("lost the manager: %w", refusal(err, nil))
+		case err := <-s.broken:
+			return s.lost(err)
+		case <-s.held.C:
+			s.held.flush(s.post)
+		case <-tick.C:
+			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
+		case <-s.drainc:
+			s.drain()
+		case <-s.drainTimer:
+			s.w.log.Info("drain timeout: handing back", "running", len(s.attempts))
+			s.handBackAll()
 		case <-ctx.Done():
-			handBackAll()
-			return finish(ctx.Err())
+			s.handBackAll()
+			return s.finish(ctx.Err())
 		}
 	}
 }
 
+// receive hands the manager's messages to the loop, then how the stream broke.
+func (s *session) receive() {
+	defer s.wg.Done()
+	for {
+		msg, err := s.stream.Receive()
+		if err != nil {
+			s.broken <- err // never blocks: the only send
+			return
+		}
+		s.emit(evMessage{msg})
+	}
+}
+
+// send writes what the loop posts, batching bursts.
+func (s *session) send() {
+	defer s.wg.Done()
+	defer close(s.senderDone)
+	for {
+		select {
+		case msg := <-s.out:
+			if err := proto.SendQueued(msg, s.out, wrapWorkerBatch, s.stream.Send); err != nil {
+				s.cancel()
+				return
+			}
+		case <-s.flushc:
+			for {
+				select {
+				case msg := <-s.out:
+					if proto.SendQueued(msg, s.out, wrapWorkerBatch, s.stream.Send) != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// emit hands ev to the loop, unless the connection has ended.
+func (s *session) emit(ev event) {
+	select {
+	case s.events <- ev:
+	case <-s.stop:
+	}
+}
+
+// post queues msg for the manager, unless the connection has ended.
+func (s *session) post(msg *pb.WorkerMessage) {
+	select {
+	case s.out <- msg:
+	case <-s.stop:
+	}
+}
+
+// ended reports what an attempt, a fetch or a library instance did.
+func (s *session) ended(ev event) {
+	switch ev := ev.(type) {
+	case evAttemptEnded:
+		s.attemptEnded(ev)
+		s.reportEvicted()
+	case evLibraryEnded:
+		s.held.add(ev.msg) // after what is held: the ends of its calls
+		s.held.flush(s.post)
+	case evLibraryStarted:
+		s.post(ev.msg)
+	case evFetched:
+		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: ev.done}})
+		s.reportEvicted()
+	}
+}
+
+// handle acts on one message from the manager.
+func (s *session) handle(sctx context.Context, msg *pb.ManagerMessage) {
+	switch x := msg.Msg.(type) {
+	case *pb.ManagerMessage_Batch:
+		for _, inner := range x.Batch.Msgs {
+			s.handle(sctx, inner)
+		}
+	case *pb.ManagerMessage_Run:
+		s.startAttempt(sctx, x.Run)
+	case *pb.ManagerMessage_Kill:
+		if r := s.attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {
+			r.cancel()
+		}
+	case *pb.ManagerMessage_Fetch:
+		s.wg.Add(1)
+		go func() { // exits when the fetch ends; sctx bounds it
+			defer s.wg.Done()
+			s.emit(evFetched{s.w.fetch(sctx, x.Fetch)})
+		}()
+	case *pb.ManagerMessage_Unlink:
+		if gone := s.w.unlink(x.Unlink.Names); len(gone) > 0 {
+			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
+		}
+	case *pb.ManagerMessage_StartLibrary:
+		s.wg.Add(1)
+		go func() { // exits when the instance ends or sctx does
+			defer s.wg.Done()
+			s.w.runLibrary(sctx, x.StartLibrary,
+				func(msg *pb.WorkerMessage) { s.emit(evLibraryStarted{msg}) },
+				func(msg *pb.WorkerMessage) { s.emit(evLibraryEnded{msg}) })
+		}()
+	case *pb.ManagerMessage_StopLibrary:
+		s.wg.Add(1)
+		go func() { // exits within stopGrace; runLibrary reports the end
+			defer s.wg.Done()
+			s.w.stopLibrary(x.StopLibrary.Instance)
+		}()
+	case *pb.ManagerMessage_Upload:
+		s.wg.Add(1)
+		go func() { // exits when the upload ends; sctx bounds it
+			defer s.wg.Done()
+			if err := s.w.uploadCached(sctx, x.Upload.Name); err != nil {
+				s.w.log.Warn("upload for the manager", "file", x.Upload.Name, "err", err)
+			}
+		}()
+	}
+}
+
+// startAttempt runs an attempt (or call) in a goroutine of its own, or
+// hands it back at once while draining or if it runs already.
+func (s *session) startAttempt(sctx context.Context, run *pb.Run) {
+	key := attemptKey{run.TaskId, run.Attempt}
+	if s.draining || s.attempts[key] != nil {
+		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
+		return
+	}
+	actx, acancel := context.WithCancel(sctx)
+	s.attempts[key] = &running{cancel: acancel, call: run.Instance != 0}
+	if run.Instance != 0 {
+		s.calls++
+	}
+	s.wg.Add(1)
+	go func() { // exits when the attempt ends; actx bounds it
+		defer s.wg.Done()
+		defer acancel()
+		var o *pb.Outcome
+		cleanup := func() {}
+		libDead := false
+		if run.Instance != 0 {
+			inst := s.w.libs.get(run.Instance)
+			if inst != nil {
+				inst.calls.Add(1)
+				defer inst.calls.Add(-1) // after its end is with the loop
+			}
+			o = s.w.runCall(actx, run, inst)
+			libDead = inst != nil && inst.dead()
+		} else {
+			o, cleanup = s.w.runAttempt(actx, run)
+		}
+		s.events <- evAttemptEnded{key: key, outcome: o, libDead: libDead} // the loop waits for every attempt
+		cleanup()                                                          // after reporting: the next task need not wait for it
+	}()
+}
+
+// attemptEnded settles an attempt that ended: reports from calls wait
+// while other calls run (see heldReports).
+func (s *session) attemptEnded(ev evAttemptEnded) {
+	r := s.attempts[ev.key]
+	delete(s.attempts, ev.key)
+	if r != nil && r.call {
+		s.calls--
+	}
+	full := false
+	if msg := reportMessage(r, ev); msg != nil {
+		full = s.held.add(msg)
+	}
+	switch {
+	case ev.libDead && !full:
+		// held until the library's end flushes it
+	case r == nil || !r.call || s.calls == 0 || full:
+		s.held.flush(s.post)
+	default:
+		s.held.arm()
+	}
+}
+
+// drain stops taking work: what runs may finish until DrainTimeout.
+func (s *session) drain() {
+	s.drainc = nil
+	s.draining = true
+	s.drainTimer = time.After(s.w.cfg.DrainTimeout)
+	s.w.log.Info("draining", "running", len(s.attempts), "timeout", s.w.cfg.DrainTimeout)
+	s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Draining{Draining: &pb.Draining{}}})
+}
+
+// handBackAll kills every attempt, to be reported as returned.
+func (s *session) handBackAll() {
+	for _, r := range s.attempts {
+		r.handBack = true
+		r.cancel()
+	}
+}
+
+// settle waits for every attempt to end, reporting each as the manager
+// expects. Messages from the manager are no longer acted on.
+func (s *session) settle() {
+	for len(s.attempts) > 0 {
+		ev := <-s.events
+		if _, msg := ev.(evMessage); !msg {
+			s.ended(ev)
+		}
+	}
+	s.held.flush(s.post)
+}
+
+// finish ends a session the worker chose to end (drained, or ctx ended):
+// it reports every attempt, sends what is queued, and lets the manager
+// end the stream once it has read it all.
+func (s *session) finish(e error) error {
+	s.settle()
+	close(s.flushc)
+	select {
+	case <-s.senderDone:
+	case <-time.After(5 * time.Second):
+	}
+	// Cancelling now could drop reports still in flight: half-close,
+	// and let the manager end the stream once it has read them.
+	s.stream.CloseSend()
+	timeout := time.After(5 * time.Second)
+	for waiting := true; waiting; {
+		select {
+		case <-s.events: // too late to act on
+		case <-s.broken:
+			waiting = false
+		case <-timeout:
+			waiting = false
+		}
+	}
+	s.cancel()
+	s.wg.Wait()
+	return e
+}
+
+// lost ends a session whose stream broke. The manager has queued our
+// attempts again: stop them.
+func (s *session) lost(err error) error {
+	for _, r := range s.attempts {
+		r.cancel()
+	}
+	for len(s.attempts) > 0 {
+		if ev, ok := (<-s.events).(evAttemptEnded); ok {
+			delete(s.attempts, ev.key)
+		}
+	}
+	s.cancel()
+	s.wg.Wait()
+	if s.draining {
+		return nil
+	}
+	return fmt.Errorf("lost the manager: %w", refusal(err, nil))
+}
+
 // reportEvicted tells the manager which files the cache evicted to make room.
-func (w *Worker) reportEvicted(post func(*pb.WorkerMessage)) {
-	if gone := w.cache.Evicted(); len(gone) > 0 {
-		post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
+func (s *session) reportEvicted() {
+	if gone := s.w.cache.Evicted(); len(gone) > 0 {
+		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
 	}
 }
 
 // reportMessage says how an attempt ended, as the manager expects: nil
 // for a call whose library died (the library's end settles it).
-func reportMessage(r *running, f finished) *pb.WorkerMessage {
-	if f.outcome == nil {
+func reportMessage(r *running, ev evAttemptEnded) *pb.WorkerMessage {
+	if ev.outcome == nil {
 		return nil
 	}
 	if r != nil && r.handBack {
-		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: f.key.task, Attempt: f.key.attempt}}}
+		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: ev.key.task, Attempt: ev.key.attempt}}}
 	}
-	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: f.key.task, Attempt: f.key.attempt, Outcome: f.outcome}}}
+	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: ev.key.task, Attempt: ev.key.attempt, Outcome: ev.outcome}}}
 }
 
 // Stream is the worker's end of its connection to the manager.

@@ -23,7 +23,8 @@ type dataFile struct {
 	want    int32       // replicas asked for
 	size    int64
 	bad     bool            // a URL whose origin always fails
-	manager bool            // a report put a copy at the manager's store
+	manager bool            // at the manager's store: uploaded (External), or a report put a copy there
+	inline  bool            // manager: small enough to travel inside the Run message
 	at      []core.WorkerID // live workers that really hold it
 	lost    []string        // reasons of its FileLost actions
 	// mustFail: consumers neither done nor running when the first FileLost
@@ -78,11 +79,12 @@ type workerFile struct {
 
 // dataState is the harness's bookkeeping of files and transfers.
 type dataState struct {
-	decl    map[core.FileID]*dataFile
-	temps   []core.FileID // temp outputs, in declaration order
-	urls    []core.FileID
-	derived []core.FileID
-	specs   []core.FileSpec // to declare before the next batch
+	decl      map[core.FileID]*dataFile
+	temps     []core.FileID // temp outputs, in declaration order
+	urls      []core.FileID
+	externals []core.FileID
+	derived   []core.FileID
+	specs     []core.FileSpec // to declare before the next batch
 
 	fetches      []*simFetch
 	fetchOf      map[uint64]*simFetch
@@ -113,7 +115,7 @@ func newDataState() dataState {
 
 // dataOn reports whether the run uses staged files at all.
 func (c Config) dataOn() bool {
-	return c.TempFraction > 0 || c.OriginFraction > 0 || c.DerivedFraction > 0
+	return c.TempFraction > 0 || c.ExternalFraction > 0 || c.OriginFraction > 0 || c.DerivedFraction > 0
 }
 
 var fileSizes = []int64{1 << 10, 1 << 16, 1 << 20, 50 << 20, 1 << 30}
@@ -132,7 +134,13 @@ func (s *sim) genOutputs(outputs []core.FileID) {
 		df := &dataFile{id: f, kind: core.Produced, want: 1}
 		s.d.decl[f] = df
 		if s.rng.Float64() >= s.cfg.TempFraction {
-			continue // a plain output: at the manager once its producer succeeds
+			// A plain output: at the manager once its producer succeeds;
+			// half of them small enough to travel inline.
+			df.size = 1 << 20
+			if s.rng.IntN(2) == 0 {
+				df.inline, df.size = true, 100
+			}
+			continue
 		}
 		df.temp = true
 		df.size = pick(s.rng, fileSizes) + int64(s.rng.IntN(1000))
@@ -142,6 +150,21 @@ func (s *sim) genOutputs(outputs []core.FileID) {
 		s.d.temps = append(s.d.temps, f)
 		s.d.specs = append(s.d.specs, core.FileSpec{ID: f, Kind: core.Produced, Replicas: df.want})
 	}
+}
+
+// pickExternal returns a file at the manager's store for a task to read: a
+// new one now and then, otherwise one that other tasks read too. A third
+// are small enough to travel inline.
+func (s *sim) pickExternal() core.FileID {
+	r := s.rng
+	if len(s.d.externals) > 0 && r.IntN(3) != 0 {
+		return s.d.externals[r.IntN(len(s.d.externals))]
+	}
+	df := s.newFile(core.External, false)
+	df.manager, df.inline = true, r.IntN(3) == 0
+	s.d.externals = append(s.d.externals, df.id)
+	s.d.specs = append(s.d.specs, core.FileSpec{ID: df.id, Kind: core.External, Size: df.size, Inline: df.inline})
+	return df.id
 }
 
 // pickURL returns a URL for a task to read: a new one now and then,
@@ -307,7 +330,7 @@ func (s *sim) applyFetch(a core.Fetch) {
 			s.failf("%+v: %d fetches from peer %d, the limit is %d", a, s.d.peerOut[p.id], p.id, core.PeerTransfers)
 		}
 	case core.FromManager:
-		if df.kind != core.Produced || !df.manager {
+		if !df.manager {
 			s.failf("%+v: the manager has no copy (kind %d, holders %v)", a, df.kind, df.at)
 		}
 		if s.d.managerOut++; s.d.managerOut > core.ManagerTransfers {
@@ -324,7 +347,7 @@ func (s *sim) applyFetch(a core.Fetch) {
 		if df.kind != core.Derived || a.Source.From != df.from {
 			s.failf("%+v: the file is of kind %d, unpacked from %d", a, df.kind, df.from)
 		}
-		if src := s.d.decl[df.from]; !w.holds.has(df.from) && (src.kind != core.Produced || !src.manager) {
+		if !w.holds.has(df.from) {
 			s.failf("%+v: the worker does not hold %d to unpack it", a, df.from)
 		}
 	default:
@@ -366,7 +389,7 @@ func (s *sim) answerFetch(faults bool) {
 			fail(true, "404 Not Found")
 		}
 	case core.FromDerive:
-		if src := s.d.decl[df.from]; !w.holds.has(df.from) && (src.kind != core.Produced || !src.manager) {
+		if !w.holds.has(df.from) {
 			fail(true, "archive gone")
 		}
 	}
@@ -571,12 +594,17 @@ func (s *sim) fetchFailedFor(t *simTask) bool {
 
 // Checks.
 
-// checkInputsOn fails unless every staged input of Dispatch a is on w: held
-// there, or (a produced file) at the manager, where the worker gets it.
+// checkInputsOn fails unless every input of Dispatch a that the model
+// knows is on w (held there), or travels inline from the manager's copy.
 func (s *sim) checkInputsOn(a core.Dispatch, inputs []core.FileID, w *simWorker) {
+	for _, f := range a.Inline {
+		if df := s.d.decl[f]; df == nil || !df.manager || !df.inline || !slices.Contains(inputs, f) {
+			s.failf("Dispatch %+v inlines file %d, not an input the manager can send inline", a, f)
+		}
+	}
 	for _, f := range inputs {
 		df := s.d.decl[f]
-		if df == nil || w.holds.has(f) || (df.kind == core.Produced && (df.manager || !df.temp)) {
+		if df == nil || w.holds.has(f) || slices.Contains(a.Inline, f) {
 			continue
 		}
 		s.failf("Dispatch %+v: input %d (kind %d) is not on the worker (holders %v, manager %v)", a, f, df.kind, df.at, df.manager)

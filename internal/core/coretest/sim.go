@@ -29,9 +29,11 @@ type Config struct {
 	BadFraction float64 // fraction of tasks that read their own output or claim another task's output
 	GPUFraction float64 // fraction of workers with GPUs; with zero, no task needs a GPU
 
-	// Data. With all three fractions zero, every file is at the manager and
-	// nothing is staged (the other data fields then do nothing).
+	// Data. With all four fractions zero, every file is at the manager and
+	// small enough to travel inline, so nothing is staged (the other data
+	// fields then do nothing).
 	TempFraction     float64 // fraction of task outputs declared temp files: kept on the worker, staged to consumers
+	ExternalFraction float64 // fraction of tasks that read a file the client uploaded to the manager (External)
 	OriginFraction   float64 // fraction of tasks that read a URL (Origin)
 	DerivedFraction  float64 // fraction of tasks that read an unpacked archive (Derived, of a URL or of an output)
 	MaxReplicas      int     // a third of the temp files ask for 2..MaxReplicas replicas; below 2, one
@@ -390,6 +392,9 @@ func (s *sim) genTask() *simTask {
 		if !conflict {
 			s.genOutputs(spec.Outputs)
 		}
+		if r.Float64() < s.cfg.ExternalFraction {
+			spec.Inputs = append(spec.Inputs, s.pickExternal())
+		}
 		if r.Float64() < s.cfg.OriginFraction {
 			spec.Inputs = append(spec.Inputs, s.pickURL())
 		}
@@ -552,22 +557,27 @@ func (s *sim) endAttempt() {
 
 // outputs makes the report of t's outputs on success, and puts them where
 // the report says: temp files in the worker's cache (and now and then at
-// the manager too, or only there); other outputs at the manager, unlisted.
+// the manager too, or only there); other outputs at the manager, small
+// ones (inline) or not.
 func (s *sim) outputs(t *simTask) []core.OutputInfo {
 	var outs []core.OutputInfo
 	for _, f := range t.spec.Outputs {
 		df := s.d.decl[f]
 		if df == nil {
-			continue // no data in this run
+			// No data in this run: small, at the manager, never staged.
+			outs = append(outs, core.OutputInfo{File: f, Manager: true, Inline: true})
+			continue
 		}
 		if !df.temp {
 			df.manager = true
+			outs = append(outs, core.OutputInfo{File: f, Size: df.size, Manager: true, Inline: df.inline})
 			continue
 		}
 		o := core.OutputInfo{File: f, Size: df.size, Kept: true}
 		if s.rng.Float64() < s.cfg.ManagerFraction {
 			o.Manager, o.Kept = true, s.rng.IntN(2) == 0
-			df.manager = true
+			o.Inline = df.size < 1<<16
+			df.manager, df.inline = true, o.Inline
 		}
 		if o.Kept {
 			s.hold(t.worker, f)

@@ -224,7 +224,7 @@ func TestRunLimits(t *testing.T) {
 			wantPeakOver: 40,
 		},
 		{
-			name:         "memory held by an orphan in the group",
+			name: "memory held by an orphan in the group",
 			// The orphan holds the memory until it is killed: a pipeline
 			// that ends before the next full scan of /proc (every second)
 			// is not seen, as on a fast machine it ends in a third of one.

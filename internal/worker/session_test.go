@@ -1,0 +1,423 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"trellis/internal/inproc"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/worker/resources"
+)
+
+// managerEnd is a fake manager's end of a worker's stream: the test sends
+// messages on it and reads what the worker says, heartbeats and batches
+// aside.
+type managerEnd struct {
+	*inproc.End[*pb.ManagerMessage, *pb.WorkerMessage]
+	got        chan *pb.WorkerMessage // flattened, without heartbeats
+	heartbeats chan struct{}
+	eof        chan error // how the worker's side ended
+}
+
+func newManagerEnd(end *inproc.End[*pb.ManagerMessage, *pb.WorkerMessage]) *managerEnd {
+	m := &managerEnd{End: end, got: make(chan *pb.WorkerMessage, 1024), heartbeats: make(chan struct{}, 1), eof: make(chan error, 1)}
+	go func() { // exits when the worker's side ends
+		for {
+			msg, err := end.Receive()
+			if err != nil {
+				end.Close() // as the manager does once the worker half-closed
+				m.eof <- err
+				return
+			}
+			for _, one := range flatten(msg) {
+				if one.GetHeartbeat() != nil {
+					select {
+					case m.heartbeats <- struct{}{}:
+					default:
+					}
+					continue
+				}
+				m.got <- one
+			}
+		}
+	}()
+	return m
+}
+
+func flatten(msg *pb.WorkerMessage) []*pb.WorkerMessage {
+	if b := msg.GetBatch(); b != nil {
+		return b.Msgs
+	}
+	return []*pb.WorkerMessage{msg}
+}
+
+// next returns the worker's next message.
+func (m *managerEnd) next(t *testing.T) *pb.WorkerMessage {
+	t.Helper()
+	select {
+	case msg := <-m.got:
+		return msg
+	case err := <-m.eof:
+		m.eof <- err
+		select { // the reader queued everything before the end
+		case msg := <-m.got:
+			return msg
+		default:
+		}
+		t.Fatalf("stream ended (%v); want a message", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no message from the worker in 20s")
+	}
+	return nil
+}
+
+// send sends msg to the worker.
+func (m *managerEnd) send(t *testing.T, msg *pb.ManagerMessage) {
+	t.Helper()
+	if err := m.Send(msg); err != nil {
+		t.Fatalf("send %v: %v", msg, err)
+	}
+}
+
+// harness runs one worker against fake manager ends (one per connection)
+// and a fake store that serves files.
+type harness struct {
+	w     *Worker
+	ends  chan *managerEnd
+	runc  chan error
+	files map[string]string // the store: cache name -> content
+}
+
+func startWorker(t *testing.T, ctx context.Context, tune func(*Config)) *harness {
+	t.Helper()
+	h := &harness{ends: make(chan *managerEnd, 4), runc: make(chan error, 1), files: make(map[string]string)}
+	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		content, ok := h.files[strings.TrimPrefix(r.URL.Path, "/files/")]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(content))
+	}))
+	t.Cleanup(store.Close)
+	cfg := Config{
+		Manager:   strings.TrimPrefix(store.URL, "http://"),
+		Name:      "w1",
+		Resources: resources.Resources{MilliCores: 4000, MemoryMB: 1024, DiskMB: 1024},
+		Workdir:   t.TempDir(), FileServer: "127.0.0.1:0",
+		Connect: func(ctx context.Context) Stream {
+			// The fake ends the stream when the worker half-closes it, or
+			// the test does; not when ctx ends, so that the test sees what
+			// a worker that shuts down says.
+			wend, mend := inproc.Pipe[*pb.WorkerMessage, *pb.ManagerMessage]()
+			t.Cleanup(mend.Close)
+			h.ends <- newManagerEnd(mend)
+			return wend
+		},
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	w, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.w = w
+	go func() { h.runc <- w.Run(ctx) }() // exits when Run returns; the test waits for it in cleanup
+	t.Cleanup(func() {
+		select {
+		case <-h.runc:
+		case <-time.After(30 * time.Second):
+			t.Error("the worker did not stop in 30s")
+		}
+	})
+	return h
+}
+
+// connect takes the worker's next connection and welcomes it.
+func (h *harness) connect(t *testing.T, heartbeatMs int64) (*managerEnd, *pb.Hello) {
+	t.Helper()
+	var m *managerEnd
+	select {
+	case m = <-h.ends:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the worker did not connect in 20s")
+	}
+	hello := m.next(t).GetHello()
+	if hello == nil {
+		t.Fatal("the worker's first message is not a hello")
+	}
+	m.send(t, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{WorkerId: 1, HeartbeatMs: heartbeatMs}}})
+	return m, hello
+}
+
+func run(task uint64, command string, inputs ...*pb.FileRef) *pb.ManagerMessage {
+	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{TaskId: task, Attempt: 1,
+		Spec: &pb.TaskSpec{Command: command, Inputs: inputs, Resources: &pb.Resources{Cores: 1}}}}}
+}
+
+func done(task uint64, kind pb.ResultKind, stdout string) *pb.WorkerMessage {
+	o := &pb.Outcome{Kind: kind, Stdout: []byte(stdout)}
+	if kind != pb.ResultKind_RESULT_KIND_SUCCESS {
+		o.ExitCode = -1
+	}
+	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: task, Attempt: 1, Outcome: o}}}
+}
+
+func returned(task uint64) *pb.WorkerMessage {
+	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: task, Attempt: 1}}}
+}
+
+func kill(task uint64) *pb.ManagerMessage {
+	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: task, Attempt: 1}}}
+}
+
+func fetch(id uint64, name string, size int64) *pb.ManagerMessage {
+	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Fetch{Fetch: &pb.Fetch{Id: id, Name: name, Size: size,
+		Source: &pb.Source{Kind: pb.Source_KIND_MANAGER, Url: "/files/" + name}}}}
+}
+
+func unlink(names ...string) *pb.ManagerMessage {
+	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}}
+}
+
+func dropped(names ...string) *pb.WorkerMessage {
+	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: names}}}
+}
+
+var draining = &pb.WorkerMessage{Msg: &pb.WorkerMessage_Draining{Draining: &pb.Draining{}}}
+
+// reportOpts compares reports without what depends on timing or wording.
+var reportOpts = cmp.Options{
+	protocmp.Transform(),
+	protocmp.IgnoreFields(&pb.Outcome{}, "run_ms", "peak_memory_mb", "message"),
+	protocmp.IgnoreFields(&pb.FetchDone{}, "ms", "error"),
+}
+
+func contentName(content string) (name, digest string) {
+	sum := sha256.Sum256([]byte(content))
+	return "sha256-" + hex.EncodeToString(sum[:]), "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// step is one move of a session test: send a message, act on the worker,
+// or expect a message back.
+type step struct {
+	send *pb.ManagerMessage
+	do   func(*Worker)
+	want *pb.WorkerMessage
+}
+
+func TestSession(t *testing.T) {
+	hi, hiDigest := contentName("hi from the store\n")
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"run reports done", []step{
+			{send: run(1, "echo hello")},
+			{want: done(1, pb.ResultKind_RESULT_KIND_SUCCESS, "hello\n")},
+		}},
+		{"failing command", []step{
+			{send: run(1, "exit 3")},
+			{want: &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: 1, Attempt: 1,
+				Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_FAILED, ExitCode: 3}}}}},
+		}},
+		{"kill cancels", []step{
+			{send: run(1, "sleep 30")},
+			{send: kill(1)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+		}},
+		{"a second run of the same attempt is returned", []step{
+			{send: run(1, "sleep 30")},
+			{send: run(1, "sleep 30")},
+			{want: returned(1)},
+			{send: kill(1)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+		}},
+		{"fetch, run on it, unlink", []step{
+			{send: fetch(7, hi, 18)},
+			{want: &pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: &pb.FetchDone{Id: 7, Name: hi, Ok: true, Size: 18, Digest: hiDigest}}}},
+			{send: run(2, "cat in.txt", &pb.FileRef{Name: hi, Path: "in.txt", Size: 18})},
+			{want: done(2, pb.ResultKind_RESULT_KIND_SUCCESS, "hi from the store\n")},
+			{send: unlink(hi, "sha256-unknown")},
+			{want: dropped(hi)},
+		}},
+		{"fetch of a file the store lacks fails at the source", []step{
+			{send: fetch(8, "sha256-absent", -1)},
+			{want: &pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: &pb.FetchDone{Id: 8, Name: "sha256-absent", SourceFault: true}}}},
+		}},
+		{"an input not staged in the cache is missing", []step{
+			{send: run(3, "cat in.txt", &pb.FileRef{Name: hi, Path: "in.txt", Size: 18})},
+			{want: done(3, pb.ResultKind_RESULT_KIND_INPUT_MISSING, "")},
+		}},
+		{"inline input", []step{
+			{send: run(4, "cat in.txt", &pb.FileRef{Name: "sha256-x", Path: "in.txt", Content: []byte("inline\n")})},
+			{want: done(4, pb.ResultKind_RESULT_KIND_SUCCESS, "inline\n")},
+		}},
+		{"drain lets attempts finish, then returns new ones", []step{
+			{send: run(1, "sleep 0.3; echo slept")},
+			{send: run(1, "true")},
+			{want: returned(1)}, // the first runs
+			{do: (*Worker).Drain},
+			{want: draining},
+			{send: run(2, "true")},
+			{want: returned(2)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_SUCCESS, "slept\n")},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			h := startWorker(t, ctx, nil)
+			h.files[hi] = "hi from the store\n"
+			m, _ := h.connect(t, 60_000)
+			for i, s := range tc.steps {
+				switch {
+				case s.send != nil:
+					m.send(t, s.send)
+				case s.do != nil:
+					s.do(h.w)
+				default:
+					got := m.next(t)
+					if diff := cmp.Diff(s.want, got, reportOpts); diff != "" {
+						t.Fatalf("step %d: message mismatch (-want +got):\n%s", i, diff)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSessionHello(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, nil)
+	_, hello := h.connect(t, 60_000)
+	want := &pb.Hello{Name: "w1", Resources: &pb.Resources{Cores: 4, MemoryMb: 1024, DiskMb: 1024}}
+	if diff := cmp.Diff(want, hello, protocmp.Transform(), protocmp.IgnoreFields(&pb.Hello{}, "protocol", "file_server", "version")); diff != "" {
+		t.Errorf("hello mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestSessionHeartbeat(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, nil)
+	m, _ := h.connect(t, 100)
+	for range 2 {
+		select {
+		case <-m.heartbeats:
+		case <-time.After(20 * time.Second):
+			t.Fatal("no heartbeat in 20s; want one every 100ms")
+		}
+	}
+}
+
+// A drained worker reports what it ran, half-closes the stream, and Run
+// returns nil.
+func TestSessionDrainEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, nil)
+	m, _ := h.connect(t, 60_000)
+	m.send(t, run(1, "echo one"))
+	if diff := cmp.Diff(done(1, pb.ResultKind_RESULT_KIND_SUCCESS, "one\n"), m.next(t), reportOpts); diff != "" {
+		t.Fatalf("report mismatch (-want +got):\n%s", diff)
+	}
+	h.w.Drain()
+	if diff := cmp.Diff(draining, m.next(t), reportOpts); diff != "" {
+		t.Fatalf("drain mismatch (-want +got):\n%s", diff)
+	}
+	select {
+	case err := <-m.eof:
+		if err != io.EOF {
+			t.Fatalf("stream ended with %v; want a half-close (EOF)", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the drained worker did not half-close its stream")
+	}
+	m.Close() // the manager ends the stream once it has read everything
+	select {
+	case err := <-h.runc:
+		h.runc <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("Run = %v; want nil after a drain", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after the drain")
+	}
+}
+
+// Past DrainTimeout, what still runs is killed and handed back.
+func TestSessionDrainTimeout(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.DrainTimeout = 100 * time.Millisecond })
+	m, _ := h.connect(t, 60_000)
+	m.send(t, run(1, "sleep 30"))
+	m.send(t, run(1, "true"))
+	if diff := cmp.Diff(returned(1), m.next(t), reportOpts); diff != "" { // the first runs
+		t.Fatalf("duplicate run mismatch (-want +got):\n%s", diff)
+	}
+	h.w.Drain()
+	for i, want := range []*pb.WorkerMessage{draining, returned(1)} {
+		if diff := cmp.Diff(want, m.next(t), reportOpts); diff != "" {
+			t.Fatalf("message %d mismatch (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
+// Cancelling Run's context kills what runs, ends the stream, and Run
+// returns nil. (The connection ends with the context, so the manager learns
+// of the attempts from the stream's end, not from reports.)
+func TestSessionShutdown(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, nil)
+	m, _ := h.connect(t, 60_000)
+	m.send(t, run(1, "sleep 30"))
+	m.send(t, run(1, "true"))
+	if diff := cmp.Diff(returned(1), m.next(t), reportOpts); diff != "" { // the first runs
+		t.Fatalf("duplicate run mismatch (-want +got):\n%s", diff)
+	}
+	cancel()
+	select {
+	case err := <-h.runc:
+		h.runc <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("Run = %v; want nil after its context ended", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// A worker that loses its manager kills what it ran and connects again as
+// a new worker.
+func TestSessionReconnects(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, nil)
+	m, _ := h.connect(t, 60_000)
+	m.send(t, run(1, "sleep 30"))
+	m.Close()
+	m2, hello := h.connect(t, 60_000)
+	if hello.Name != "w1" {
+		t.Errorf("hello after reconnecting names %q, want w1", hello.Name)
+	}
+	m2.send(t, run(2, "echo again"))
+	if diff := cmp.Diff(done(2, pb.ResultKind_RESULT_KIND_SUCCESS, "again\n"), m2.next(t), reportOpts); diff != "" {
+		t.Fatalf("report mismatch (-want +got):\n%s", diff)
+	}
+}
