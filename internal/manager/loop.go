@@ -146,9 +146,7 @@ func (s *state) handle(ev any) {
 		id := s.nextWorker
 		ev.sess.id = id
 		s.sessions[id] = ev.sess
-		ev.sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{
-			WorkerId: uint64(id), HeartbeatMs: s.m.cfg.Heartbeat.Milliseconds()}}})
-		ev.reply <- id
+		ev.reply <- id // the session sends the welcome, before anything queued
 		r := ev.sess.hello.GetResources()
 		ev.sess.fileServer = fileServerAddr(ev.sess.hello.FileServer, ev.sess.addr)
 		s.m.log.Info("worker joined", "worker", id, "name", ev.sess.hello.Name, "addr", ev.sess.addr,

@@ -2,12 +2,14 @@ package manager
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -108,5 +110,36 @@ func TestWatchResumesFromCursor(t *testing.T) {
 	m.Handler().Ack(context.Background(), connect.NewRequest(&pb.AckRequest{Session: "s1", Seq: 3}))
 	if held, _ := m.clients.Get("s1").Held(); held != 0 {
 		t.Errorf("after acknowledging every event the session holds %d, want 0", held)
+	}
+}
+
+// TestWelcomeComesFirstAndAlone: a worker that joins while tasks wait gets
+// its welcome as the first message, not batched with the runs the loop
+// queued in the same step (the worker would refuse such a first message).
+func TestWelcomeComesFirstAndAlone(t *testing.T) {
+	m := startManager(t)
+	for round := range 50 {
+		var tasks []*pb.TaskSpec
+		for i := range 4 {
+			tasks = append(tasks, &pb.TaskSpec{Name: "t", Key: fmt.Sprintf("r%d-%d", round, i), Command: "true", Resources: &pb.Resources{Cores: 1}})
+		}
+		if _, err := submit(t, m, tasks...); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w := m.ConnectWorker(ctx)
+		hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 4, MemoryMb: 1000, DiskMb: 1000}}
+		if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+			t.Fatal(err)
+		}
+		first, err := w.Receive()
+		if err != nil {
+			t.Fatalf("round %d: receive: %v", round, err)
+		}
+		if first.GetWelcome() == nil {
+			t.Fatalf("round %d: first message %T, want a lone Welcome", round, first.Msg)
+		}
+		cancel()
+		w.Close()
 	}
 }

@@ -100,6 +100,16 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The welcome goes alone and first: what the loop queued meanwhile
+	// (runs, fetches) would otherwise go in one batch with it.
+	welcome := &pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{
+		WorkerId: uint64(id), HeartbeatMs: m.cfg.Heartbeat.Milliseconds()}}}
+	if err := stream.Send(welcome); err != nil {
+		sendCtx, stop := context.WithTimeout(context.Background(), time.Second)
+		m.send(sendCtx, evWorkerGone{id: id, reason: fmt.Sprintf("send failed: %v", err)})
+		stop()
+		return nil
+	}
 
 	var lastSeen atomic.Int64
 	lastSeen.Store(time.Now().UnixNano())

@@ -12,8 +12,9 @@ import (
 )
 
 // Protocol is the version of the worker protocol; a worker whose Hello
-// names another is refused.
-const Protocol = 1
+// names another is refused. 2: library instances have IDs of their own,
+// every input not inline is staged with Fetch, the welcome comes alone.
+const Protocol = 2
 
 // Limits on what one message may carry.
 const (
