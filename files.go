@@ -354,7 +354,7 @@ func (c *Client) fileRequest(ctx context.Context, method, name string, body io.R
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
 		resp.Body.Close()
-		return nil, fmt.Errorf("%w (manager %s)", ErrUnauthenticated, c.addr)
+		return nil, fmt.Errorf("%w %s: wrong or missing secret", ErrUnauthenticated, c.addr)
 	}
 	return resp, nil
 }

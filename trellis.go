@@ -31,7 +31,7 @@ const Version = "0.1.0"
 
 // Errors a caller can check with errors.Is.
 var (
-	ErrUnauthenticated = errors.New("trellis: refused: wrong or missing secret")
+	ErrUnauthenticated = errors.New("trellis: refused by the manager")
 	ErrInvalid         = errors.New("trellis: invalid request")
 	ErrNotFound        = errors.New("trellis: not found")
 	ErrClosed          = errors.New("trellis: client closed")

@@ -69,6 +69,16 @@ func readSecret(path string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("secret file %s is empty", path)
 	}
+	// The secret travels in an HTTP header: one line of printable bytes.
+	what := ""
+	if n := strings.Count(s, "\n") + 1; n > 1 {
+		what = fmt.Sprintf("%d lines", n)
+	} else if i := strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		what = fmt.Sprintf("a control character (%q) at byte %d", s[i], i)
+	}
+	if what != "" {
+		return "", fmt.Errorf("secret file %s holds %s, but a secret must be one line of printable characters (it travels in an HTTP header)", path, what)
+	}
 	return s, nil
 }
 
