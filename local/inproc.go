@@ -8,6 +8,7 @@ import (
 	goproto "google.golang.org/protobuf/proto"
 
 	"trellis/internal/manager"
+	"trellis/internal/manager/clients"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
@@ -27,44 +28,44 @@ func (l localRPC) InstallLibrary(ctx context.Context, req *connect.Request[pb.In
 	return l.ManagerHandler.InstallLibrary(ctx, connect.NewRequest(goproto.Clone(req.Msg).(*pb.InstallLibraryRequest)))
 }
 
-// localEvents is a session's event stream from a manager in process.
+// localEvents is a session's event stream from a manager in process. The
+// client's watch goroutine reads the session's events itself, with no
+// goroutine between it and the manager's loop.
 type localEvents struct {
-	ch     chan *pb.TaskEvents
-	done   chan struct{} // closed when the manager stopped sending; err is set
-	err    error
-	cur    *pb.TaskEvents
-	cancel context.CancelFunc
+	ctx     context.Context
+	cancel  context.CancelFunc
+	session *clients.Session
+	wake    <-chan struct{}
+	stop    func()
+	cursor  uint64 // seq of the last event returned
+	started bool   // the first, empty message was returned
+	cur     *pb.TaskEvents
 }
 
 func watchLocal(ctx context.Context, m *manager.Manager, req *pb.WatchRequest) *localEvents {
 	ctx, cancel := context.WithCancel(ctx)
-	e := &localEvents{ch: make(chan *pb.TaskEvents, 64), done: make(chan struct{}), cancel: cancel}
-	go func() { // exits when ctx ends (Close) or the manager stops
-		defer close(e.done)
-		e.err = m.WatchEvents(ctx, req, func(ev *pb.TaskEvents) error {
-			select {
-			case e.ch <- ev:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-		if e.err == nil {
-			e.err = errors.New("the manager stopped")
-		}
-	}()
-	return e
+	session := m.ClientSession(req.Session)
+	session.Ack(req.After)
+	wake, stop := session.Watch()
+	return &localEvents{ctx: ctx, cancel: cancel, session: session, wake: wake, stop: stop, cursor: req.After}
 }
 
+// Receive returns an empty message first, as the Watch RPC does, then
+// waits for events after the cursor.
 func (e *localEvents) Receive() bool {
-	select {
-	case e.cur = <-e.ch:
+	if !e.started {
+		e.started, e.cur = true, &pb.TaskEvents{}
 		return true
-	case <-e.done:
-		select { // what was sent before the end is still due
-		case e.cur = <-e.ch:
+	}
+	for {
+		if evs := e.session.After(e.cursor); len(evs) > 0 {
+			e.cursor = evs[len(evs)-1].Seq
+			e.cur = &pb.TaskEvents{Events: evs}
 			return true
-		default:
+		}
+		select {
+		case <-e.wake:
+		case <-e.ctx.Done():
 			return false
 		}
 	}
@@ -73,16 +74,14 @@ func (e *localEvents) Receive() bool {
 func (e *localEvents) Msg() *pb.TaskEvents { return e.cur }
 
 func (e *localEvents) Err() error {
-	select {
-	case <-e.done:
-		return e.err
-	default:
-		return nil
+	if e.ctx.Err() != nil {
+		return errors.New("the event stream was closed")
 	}
+	return nil
 }
 
 func (e *localEvents) Close() error {
 	e.cancel()
-	<-e.done
+	e.stop()
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	goproto "google.golang.org/protobuf/proto"
 
+	"trellis/internal/manager/clients"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
@@ -69,6 +70,10 @@ func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send fu
 		}
 	}
 }
+
+// ClientSession returns the named client session, for a client in this
+// process to read its events from directly (see WatchEvents).
+func (m *Manager) ClientSession(name string) *clients.Session { return m.clients.Get(name) }
 
 // Ack forgets a session's events up to the client's cursor.
 func (s *service) Ack(ctx context.Context, req *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error) {
