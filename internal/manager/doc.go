@@ -1,12 +1,15 @@
 // Package manager is the network shell around the scheduler core.
 //
 // One port serves everything: the connect RPC service (clients' Submit,
-// Watch, Cancel and Status, workers' Work stream), the file store under
+// Watch, Ack, Cancel and Status, workers' Work stream), the file store under
 // /files/, and /healthz. Every request must carry the shared secret.
 //
-// Ownership and ordering: one goroutine (loop) owns the core and all
-// bookkeeping around it (task specs, sessions, mailboxes). Handlers send it
-// events on a channel and wait for replies where they need one. It executes
+// Ownership and ordering: one goroutine (loop) owns the core and what the
+// shell keeps around it (task records until the core forgets them, worker
+// sessions, file declarations). Handlers send it events on a channel and
+// wait for replies where they need one. Client sessions (package clients:
+// numbered events until acknowledged, task keys) and the published
+// Snapshot are read by handlers without entering the loop. It executes
 // the core's actions in order; sending to a worker never blocks it: each
 // worker session has a bounded outbound queue and a worker that lets it
 // overflow is disconnected. Staged task outputs are committed to the store
