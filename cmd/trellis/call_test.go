@@ -46,50 +46,9 @@ if __name__ == "__main__":
 // TestCallPython runs `trellis call` against a manager and a worker in this
 // process, with a secret the test knows, calling a Python library.
 func TestCallPython(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is not installed")
-	}
-	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
-	if err != nil {
-		t.Skipf("python3 does not run: %v", err)
-	}
-	py := strings.TrimSpace(string(out))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
-	const secret = "call-test-secret"
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: secret, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(worker.Config{Manager: m.Addr(), Secret: secret, Name: "w1", FileServer: "127.0.0.1:0",
-		Resources: resources.Resources{MilliCores: 2000, MemoryMB: 1024, DiskMB: 1024}, Workdir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { m.Run(runCtx) }) // exits when stop is called
-	wg.Go(func() { w.Run(runCtx) }) // likewise
-	t.Cleanup(func() { stop(); wg.Wait() })
-
-	c, err := trellis.Dial(ctx, m.Addr(), trellis.WithSecret(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	err = c.Install(ctx, &trellis.Library{Name: "clilib", Command: "exec '" + py + "' -S lib.py",
-		Inputs: []trellis.Mount{
-			{File: trellis.Buffer(python.SDK), Path: "trellis_library.py"},
-			{File: trellis.Buffer([]byte(callLibSource)), Path: "lib.py"},
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _, secretFile := startPythonLibrary(ctx, t, &trellis.Library{})
 
 	// call runs the command and returns its standard output and error
 	// output (a traceback) and its error.
@@ -131,4 +90,54 @@ func TestCallPython(t *testing.T) {
 			t.Errorf("trellis call clilib add [2,: %v; want an error saying the arguments are not valid JSON", err)
 		}
 	})
+}
+
+// startPythonLibrary starts a manager and a worker in this process, with a
+// secret in a file, and installs lib (its name, command and inputs set
+// here) as the Python library of callLibSource. It skips the test when
+// python3 is missing.
+func startPythonLibrary(ctx context.Context, t *testing.T, lib *trellis.Library) (*manager.Manager, *trellis.Client, string) {
+	t.Helper()
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed")
+	}
+	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Skipf("python3 does not run: %v", err)
+	}
+	py := strings.TrimSpace(string(out))
+	const secret = "cli-test-secret"
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: secret, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Config{Manager: m.Addr(), Secret: secret, Name: "w1", FileServer: "127.0.0.1:0",
+		Resources: resources.Resources{MilliCores: 2000, MemoryMB: 1024, DiskMB: 1024}, Workdir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Run(runCtx) }) // exits when stop is called
+	wg.Go(func() { w.Run(runCtx) }) // likewise
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	c, err := trellis.Dial(ctx, m.Addr(), trellis.WithSecret(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	lib.Name, lib.Command = "clilib", "exec '"+py+"' -S lib.py"
+	lib.Inputs = []trellis.Mount{
+		{File: trellis.Buffer(python.SDK), Path: "trellis_library.py"},
+		{File: trellis.Buffer([]byte(callLibSource)), Path: "lib.py"},
+	}
+	if err := c.Install(ctx, lib); err != nil {
+		t.Fatal(err)
+	}
+	return m, c, secretFile
 }

@@ -4,21 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"trellis"
-	"trellis/internal/manager"
-	"trellis/internal/worker"
-	"trellis/internal/worker/resources"
-	"trellis/sdk/python"
 )
 
 // TestStatusInstances starts a manager and a worker in this process with a
@@ -26,51 +18,9 @@ import (
 // status` shows it as an instance with a small ID, not as a running task,
 // in text and in --json.
 func TestStatusInstances(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 is not installed")
-	}
-	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
-	if err != nil {
-		t.Skipf("python3 does not run: %v", err)
-	}
-	py := strings.TrimSpace(string(out))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-
-	const secret = "status-test-secret"
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: secret, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(worker.Config{Manager: m.Addr(), Secret: secret, Name: "w1", FileServer: "127.0.0.1:0",
-		Resources: resources.Resources{MilliCores: 2000, MemoryMB: 1024, DiskMB: 1024}, Workdir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { m.Run(runCtx) }) // exits when stop is called
-	wg.Go(func() { w.Run(runCtx) }) // likewise
-	t.Cleanup(func() { stop(); wg.Wait() })
-
-	c, err := trellis.Dial(ctx, m.Addr(), trellis.WithSecret(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	err = c.Install(ctx, &trellis.Library{Name: "clilib", Command: "exec '" + py + "' -S lib.py", Eager: 1,
-		Resources: trellis.Resources{Cores: 1, MemoryMB: 100},
-		Inputs: []trellis.Mount{
-			{File: trellis.Buffer(python.SDK), Path: "trellis_library.py"},
-			{File: trellis.Buffer([]byte(callLibSource)), Path: "lib.py"},
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, c, secretFile := startPythonLibrary(ctx, t, &trellis.Library{Eager: 1, Resources: trellis.Resources{Cores: 1, MemoryMB: 100}})
 	for { // poll until the instance is ready
 		s, err := c.Status(ctx)
 		if err != nil {
