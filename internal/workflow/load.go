@@ -78,10 +78,11 @@ func (p *parser) parseFile(data []byte) (w *Workflow) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			if _, ok := r.(tooComplex); !ok {
+			tc, ok := r.(tooComplex)
+			if !ok {
 				panic(r)
 			}
-			p.errorf(nil, "document is too complex: too many nodes after expanding aliases")
+			p.errorf(tc.at, "document is too complex: its aliases stand for over %d nodes", maxExpanded)
 			w = nil
 		}
 	}()

@@ -8,19 +8,23 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// maxNodes bounds how many nodes the parser visits, so that aliases
-// cannot make a small file expensive to walk.
-const maxNodes = 1_000_000
+// maxExpanded bounds how many nodes the aliases of one file stand for, so
+// that aliases cannot make a small file expensive to walk (a "billion
+// laughs" file). Nodes written out in the file do not count: a large plain
+// file costs in proportion to its size.
+const maxExpanded = 1_000_000
 
-// tooComplex is the panic value that stops a walk past maxNodes.
-type tooComplex struct{}
+// tooComplex is the panic value that stops a walk past maxExpanded, at the
+// alias that crossed it.
+type tooComplex struct{ at *yaml.Node }
 
 // parser holds the state of one Parse call.
 type parser struct {
-	file  string // name for error messages
-	dir   string // absolute base for relative client paths
-	errs  ErrorList
-	nodes int // nodes visited, see maxNodes
+	file     string // name for error messages
+	dir      string // absolute base for relative client paths
+	errs     ErrorList
+	expanded int                // nodes that aliases stood for so far, see maxExpanded
+	sizes    map[*yaml.Node]int // nodes under an anchored node, aliases expanded
 }
 
 // maxCollected bounds how many problems are kept before sorting; the
@@ -42,14 +46,41 @@ func (p *parser) errorf(n *yaml.Node, format string, args ...any) {
 // deref returns the node that n stands for, following aliases. Problems
 // are still reported at n, where the value is used.
 func (p *parser) deref(n *yaml.Node) *yaml.Node {
-	p.nodes++
-	if p.nodes > maxNodes {
-		panic(tooComplex{})
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		if p.expanded += p.size(n.Alias, 0); p.expanded > maxExpanded {
+			panic(tooComplex{at: n})
+		}
 	}
 	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
 		n = n.Alias
 	}
 	return n
+}
+
+// size counts the nodes n stands for, with its aliases expanded, up to
+// just past maxExpanded (the count of nested aliases grows exponentially).
+func (p *parser) size(n *yaml.Node, depth int) int {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		if depth > 100 {
+			return maxExpanded + 1 // an alias chain this deep is no workflow
+		}
+		return p.size(n.Alias, depth+1)
+	}
+	if s, ok := p.sizes[n]; ok {
+		return s
+	}
+	s := 1
+	for _, c := range n.Content {
+		if s += p.size(c, depth+1); s > maxExpanded {
+			s = maxExpanded + 1
+			break
+		}
+	}
+	if p.sizes == nil {
+		p.sizes = make(map[*yaml.Node]int)
+	}
+	p.sizes[n] = s
+	return s
 }
 
 // scope reports problems with a prefix that says where they are, such as
