@@ -592,7 +592,7 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 				c.addReplica(w, e)
 			}
 		}
-		if !reported { // nothing to move (a marker), or small: the caller sends it inline
+		if !reported { // small: the caller sends it inline
 			e.manager, e.inline = true, true
 		}
 	}
