@@ -8,7 +8,7 @@ import (
 // The catalog knows every file tasks read but the caller's inline content:
 // who produces it, where its replicas are (the workers and the manager's
 // store), and who waits for it. A file not in it is available everywhere
-// without staging (content inside the task, or a marker of an "after").
+// without staging (content inside the task).
 
 type fileState uint8
 
@@ -226,4 +226,14 @@ func (c *catalog) missing(f FileID, why string) {
 	} else if e.producer == 0 {
 		e.state, e.why = fileFailed, why
 	}
+}
+
+// Producer returns the task that claimed f as an output, if one did. A
+// file keeps its producer for the core's life, after the task is forgotten
+// too, so that no other task claims it.
+func (c *Core) Producer(f FileID) (TaskID, bool) {
+	if e := c.files.files[f]; e != nil && e.producer != 0 {
+		return e.producer, true
+	}
+	return 0, false
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -25,6 +26,7 @@ type task struct {
 	inst       *instance   // calls: the instance it runs in; instances: their own state
 	held       bool        // it holds a reservation of its worker's resources
 	shape      *shapeCount // its entry in Core.shapes; nil for calls, and until counted
+	followers  []TaskID    // tasks waiting for it to succeed (their After names it)
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -338,6 +340,7 @@ func (c *Core) unstage(w *worker) {
 func (c *Core) submit(batch []Task) {
 	// Register every output first, so that order within the batch does not matter.
 	accepted := make([]bool, len(batch))
+	orderings := false
 	for i := range batch {
 		spec := &batch[i]
 		if _, dup := c.tasks[spec.ID]; dup {
@@ -349,22 +352,113 @@ func (c *Core) submit(batch []Task) {
 			continue
 		}
 		accepted[i] = true
+		orderings = orderings || len(spec.After) > 0
 		c.seq++
 		t := &task{spec: *spec, seq: c.seq, index: -1}
 		c.tasks[spec.ID] = t
 		c.setState(t, Waiting)
+	}
+	var cyclic map[TaskID]bool
+	if orderings {
+		cyclic = c.afterCycles(batch, accepted)
 	}
 	for i := range batch {
 		if !accepted[i] {
 			continue
 		}
 		t := c.tasks[batch[i].ID]
-		if missing, why := c.files.await(t); why != "" {
+		missing, why := c.files.await(t)
+		if why == "" && len(t.spec.After) > 0 {
+			var after int32
+			after, why = c.awaitAfter(t, batch, accepted, cyclic)
+			missing += after
+		}
+		if why != "" {
 			c.finish(t, Outcome{Kind: InputMissing, Message: why})
 		} else if t.missing = missing; missing == 0 {
 			c.makeReady(t)
 		}
 	}
+}
+
+// awaitAfter registers t, of batch, as a follower of each task its After
+// names that has not succeeded yet, and returns how many it waits for, or
+// a reason why it can never run.
+func (c *Core) awaitAfter(t *task, batch []Task, accepted []bool, cyclic map[TaskID]bool) (missing int32, why string) {
+	if cyclic[t.spec.ID] {
+		return 0, fmt.Sprintf("task %d: its after orderings form a cycle within its batch", t.spec.ID)
+	}
+	for i, id := range t.spec.After {
+		if slices.Contains(t.spec.After[:i], id) {
+			continue
+		}
+		switch p := c.tasks[id]; {
+		case p != nil && p.recreating, p == nil && c.retained[id] != nil:
+			// It succeeded (and may run again to recreate files): satisfied.
+		case p != nil && p.spec.Role == Instance:
+			return 0, fmt.Sprintf("after task %d, which is not a task the client submitted", id)
+		case p != nil:
+			p.followers = append(p.followers, t.spec.ID)
+			missing++
+		default:
+			if i := slices.IndexFunc(batch, func(b Task) bool { return b.ID == id }); i >= 0 {
+				// Of this batch, it has ended: its claim failed, or
+				// (accepted) it can never run.
+				kind := Failed
+				if accepted[i] {
+					kind = InputMissing
+				}
+				return 0, fmt.Sprintf("after task %d, which ended with %s", id, kind)
+			}
+			return 0, fmt.Sprintf("after task %d, which has ended and been forgotten, or was never submitted", id)
+		}
+	}
+	return missing, ""
+}
+
+// afterCycles returns the accepted tasks of batch that are on a cycle of
+// After orderings within the batch, or after one: they can never run.
+func (c *Core) afterCycles(batch []Task, accepted []bool) map[TaskID]bool {
+	in := make(map[TaskID]bool)
+	for i := range batch {
+		if accepted[i] {
+			in[batch[i].ID] = true
+		}
+	}
+	// Kahn's algorithm: what is left once every task with no ordering
+	// pending is removed lies on or behind a cycle.
+	pending := make(map[TaskID]int)
+	followers := make(map[TaskID][]TaskID)
+	var free []TaskID
+	for i := range batch {
+		if !accepted[i] {
+			continue
+		}
+		id := batch[i].ID
+		for j, a := range batch[i].After {
+			if in[a] && !slices.Contains(batch[i].After[:j], a) {
+				pending[id]++
+				followers[a] = append(followers[a], id)
+			}
+		}
+		if pending[id] == 0 {
+			free = append(free, id)
+		}
+	}
+	for len(free) > 0 {
+		id := free[len(free)-1]
+		free = free[:len(free)-1]
+		delete(in, id)
+		for _, f := range followers[id] {
+			if pending[f]--; pending[f] == 0 {
+				free = append(free, f)
+			}
+		}
+	}
+	if len(in) == 0 {
+		return nil
+	}
+	return in
 }
 
 func (c *Core) current(id TaskID, attempt uint32, wid WorkerID) *task {
@@ -498,7 +592,7 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 				c.addReplica(w, e)
 			}
 		}
-		if !reported { // nothing to move (a marker), or small: the caller sends it inline
+		if !reported { // small: the caller sends it inline
 			e.manager, e.inline = true, true
 		}
 	}
@@ -562,6 +656,14 @@ func (c *Core) finish(t *task, o Outcome) {
 					c.replicate(e)
 				}
 			}
+			for _, id := range t.followers {
+				if w := c.tasks[id]; w != nil && w.state == Waiting {
+					if w.missing--; w.missing == 0 {
+						c.makeReady(w)
+					}
+				}
+			}
+			t.followers = nil
 			continue
 		}
 		why := fmt.Sprintf("input produced by task %d is missing: that task ended with %s", t.spec.ID, o.Kind)
@@ -594,6 +696,13 @@ func (c *Core) finish(t *task, o Outcome) {
 				outcomes = append(outcomes, Outcome{Kind: InputMissing, Message: why})
 			}
 		}
+		for _, id := range t.followers {
+			if w := c.tasks[id]; w != nil && w.state == Waiting {
+				pending = append(pending, w)
+				outcomes = append(outcomes, Outcome{Kind: InputMissing, Message: fmt.Sprintf("after task %d, which ended with %s", t.spec.ID, o.Kind)})
+			}
+		}
+		t.followers = nil
 	}
 }
 

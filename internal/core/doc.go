@@ -23,10 +23,21 @@
 //     priority first; a worker that frees capacity takes the best queued
 //     task that fits it.
 //
-// Files the core has never seen (content inside the task, markers) count
+// Files the core has never seen (content inside the task) count
 // as available and are never staged. A file named as an output of a submitted task is
 // pending until that task succeeds; a consumer waits for it, and fails with
-// InputMissing if its producer fails for good.
+// InputMissing if its producer fails for good. A file has one producer: a
+// task that claims an output another task claimed ends at once with a Done
+// Failed.
+//
+// Orderings (Task.After): a task runs only after every task its After names
+// has succeeded. It may name tasks of its own batch, in any order, and
+// tasks of earlier batches that the core has not forgotten (no Forget yet:
+// one that is still live, or one that succeeded and is kept for lineage,
+// which counts as succeeded). If one of them fails for good (or was
+// rejected, is unknown or forgotten, or the orderings within the batch
+// form a cycle), the task ends with InputMissing and a reason naming it,
+// and so, transitively, do the tasks after it and those reading its outputs.
 //
 // Data (see FilesDeclared): every file the core knows is staged: uploads at
 // the manager (External), produced files, URLs (Origin) and unpacked

@@ -52,7 +52,7 @@ var scenarios = []struct {
 		cfg: coretest.Config{
 			Workers: 30, Tasks: 2000,
 			LossRate: 0.01, DrainRate: 0.01, CancelRate: 0.02, FailRate: 0.1, StaleRate: 0.05, TickRate: 0.02,
-			DepFraction: 0.5, BadFraction: 0.01, GPUFraction: 0.3,
+			DepFraction: 0.5, BadFraction: 0.01, GPUFraction: 0.3, AfterFraction: 0.2,
 		},
 	},
 	{
@@ -60,7 +60,7 @@ var scenarios = []struct {
 		cfg: coretest.Config{
 			Workers: 10, Tasks: 1500,
 			LossRate: 0.05, DrainRate: 0.05, CancelRate: 0.05, FailRate: 0.3, StaleRate: 0.1, TickRate: 0.05,
-			DepFraction: 0.7, BadFraction: 0.03, GPUFraction: 0.5,
+			DepFraction: 0.7, BadFraction: 0.03, GPUFraction: 0.5, AfterFraction: 0.3,
 		},
 	},
 	{
@@ -68,7 +68,7 @@ var scenarios = []struct {
 		cfg: coretest.Config{
 			Workers: 15, Tasks: 1500,
 			LossRate: 0.005, CancelRate: 0.001, FailRate: 0.01, StaleRate: 0.02,
-			DepFraction: 0.95, BatchSize: 64,
+			DepFraction: 0.95, BatchSize: 64, AfterFraction: 0.3,
 		},
 	},
 	{
@@ -137,7 +137,7 @@ var dataScenarios = []struct {
 			TempFraction: 0.9, OriginFraction: 0.2, DerivedFraction: 0.2, MaxReplicas: 3, ManagerFraction: 0.05,
 			ReplicaLossRate: 0.1, TransferFailRate: 0.1, RejoinFraction: 0.5,
 			LossRate: 0.02, DrainRate: 0.01, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.05, TickRate: 0.03,
-			DepFraction: 0.8,
+			DepFraction: 0.8, AfterFraction: 0.2,
 		},
 	},
 	{
@@ -267,7 +267,7 @@ var libScenarios = []struct {
 			Workers: 6, Tasks: 1000,
 			Libraries: 6, CallFraction: 0.7, LibInputFraction: 0.5, BrokenLibraries: 2, SetupFailRate: 0.3, CrashRate: 0.05,
 			LossRate: 0.03, DrainRate: 0.02, CancelRate: 0.05, FailRate: 0.2, StaleRate: 0.1, TickRate: 0.05,
-			DepFraction: 0.6, BadFraction: 0.02, GPUFraction: 0.3,
+			DepFraction: 0.6, BadFraction: 0.02, GPUFraction: 0.3, AfterFraction: 0.2,
 		},
 	},
 	{

@@ -55,6 +55,13 @@ type Task struct {
 	Outputs      []FileID // files the task produces; available once it succeeds
 	Role         Role     // a plain task, or a call of library Lib's functions
 	Lib          LibID
+	// After lists tasks that must succeed before this one runs: tasks of
+	// the same TasksSubmitted batch (in any order), or of an earlier batch
+	// that the core has not forgotten. One that has succeeded is satisfied;
+	// one that fails (or was rejected, forgotten or never submitted) ends
+	// this task with InputMissing and a reason naming it. Orderings within
+	// a batch that form a cycle end the tasks on it the same way.
+	After []TaskID
 }
 
 // LibID names an installed library.

@@ -33,7 +33,8 @@ func newDataState() dataState {
 }
 
 // declare records a submit's file declarations and tells the core.
-func (s *state) declare(session string, decls []*pb.FileDecl) {
+// stored says which archives to unpack are at the store.
+func (s *state) declare(session string, decls []*pb.FileDecl, stored storedFiles) {
 	var specs []core.FileSpec
 	for _, d := range decls {
 		if s.data.declaredBy[d.Name] == nil {
@@ -52,8 +53,8 @@ func (s *state) declare(session string, decls []*pb.FileDecl) {
 			spec.Kind = core.Produced
 		case pb.FileKind_FILE_KIND_UNPACK:
 			spec.Kind, spec.From = core.Derived, s.fileID(d.UnpackFrom)
-			if !s.declared(d.UnpackFrom) && !s.produced[d.UnpackFrom] {
-				if up, ok := s.atManager(d.UnpackFrom); ok { // an uploaded archive: staged before it is unpacked
+			if !s.declared(d.UnpackFrom) && !s.producedFile(d.UnpackFrom) {
+				if up, ok := s.atManager(d.UnpackFrom, stored); ok { // an uploaded archive: staged before it is unpacked
 					specs = append(specs, up)
 				}
 			}
@@ -69,9 +70,10 @@ func (s *state) declare(session string, decls []*pb.FileDecl) {
 
 // atManager tells the core of a file at the manager's store that tasks
 // read (External): its size, and whether it is small enough to travel
-// inline. It reports false if the store lacks it.
-func (s *state) atManager(name string) (core.FileSpec, bool) {
-	info, ok := s.m.store.stat(name)
+// inline. It reports false if the store lacks it (stored is what the
+// handler found there).
+func (s *state) atManager(name string, stored storedFiles) (core.FileSpec, bool) {
+	info, ok := stored[name]
 	if !ok {
 		return core.FileSpec{}, false
 	}
@@ -95,27 +97,6 @@ func (s *state) inlinable(name string, size int64, dir bool) bool {
 func (s *state) declared(name string) bool {
 	d := s.data.decls[name]
 	return d != nil && d.Kind != pb.FileKind_FILE_KIND_MANAGER
-}
-
-// markOutputs sets, in a task's output refs, whether the worker keeps each
-// output and whether it sends it to the manager.
-func (s *state) markOutputs(spec *pb.TaskSpec) {
-	for _, out := range spec.Outputs {
-		d := s.data.decls[out.Name]
-		switch {
-		case d == nil:
-			out.Upload = true // a plain output, as clients without declarations send
-		case d.Kind == pb.FileKind_FILE_KIND_TEMP:
-			out.Keep, out.Level = true, d.Level
-		default:
-			out.Keep, out.Upload, out.Level = true, true, d.Level
-		}
-	}
-	for _, in := range spec.Inputs {
-		if d := s.data.decls[in.Name]; d != nil {
-			in.Level = d.Level
-		}
-	}
 }
 
 // keepIfRead decides, when a task is dispatched, whether its outputs for

@@ -15,4 +15,12 @@
 // overflow is disconnected. Staged task outputs are committed to the store
 // only when the core accepts the attempt that produced them, so a stale or
 // duplicate attempt never replaces a delivered file.
+//
+// Submit and InstallLibrary look their inputs up at the store in the
+// handler, before the event reaches the loop, which learns of the store only
+// through events. The manager never writes into a request: the record of a
+// task (or library) is its own copy, built once at submit with what the
+// submit decides (inline inputs' size and digest, outputs' keep, upload and
+// cache levels). Decisions about tasks are the core's: "after" orderings
+// (core.Task.After) and who produces a file (Core.Producer).
 package manager

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 
+	goproto "google.golang.org/protobuf/proto"
+
 	"trellis/internal/core"
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -15,19 +17,22 @@ type libRecord struct {
 	callsDone uint64
 }
 
-// install registers (or replaces) a library and tells the core.
-func (s *state) install(req *pb.InstallLibraryRequest) error {
-	spec := req.Library
-	s.declare("", req.Files)
-	if err := checkInline(&pb.TaskSpec{Name: "library " + spec.Name, Inputs: spec.Inputs}); err != nil {
+// install registers (or replaces) a library and tells the core. stored
+// says which of its inputs are at the store. The record keeps its own copy
+// of the spec, built here and not written into afterwards.
+func (s *state) install(req *pb.InstallLibraryRequest, stored storedFiles) error {
+	if err := checkInline("library "+req.Library.Name, req.Library.Inputs); err != nil {
 		return err
 	}
+	s.declare("", req.Files, stored)
+	spec := goproto.CloneOf(req.Library)
+	fillInline(spec.Inputs)
 	ev := core.LibraryInstalled{Resources: coreResources(spec.Resources), Slots: max(spec.Slots, 1),
 		Max: spec.MaxInstances, Eager: spec.Eager, EveryWorker: spec.EveryWorker}
 	var uploads []core.FileSpec // inputs at the manager's store, for the core to stage
 	for _, in := range spec.Inputs {
-		if in.Content == nil && !s.declared(in.Name) && !s.produced[in.Name] {
-			up, ok := s.atManager(in.Name)
+		if in.Content == nil && !s.declared(in.Name) && !s.producedFile(in.Name) {
+			up, ok := s.atManager(in.Name, stored)
 			if !ok {
 				return fmt.Errorf("library %s: input %q (file %s) is not at the manager", spec.Name, in.Path, in.Name)
 			}

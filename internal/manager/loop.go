@@ -2,11 +2,8 @@ package manager
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"trellis/internal/core"
@@ -18,8 +15,9 @@ import (
 // Events the loop accepts from handlers.
 type (
 	evSubmit struct {
-		req   *pb.SubmitRequest
-		reply chan submitReply
+		req    *pb.SubmitRequest
+		stored storedFiles // the request's inputs at the store
+		reply  chan submitReply
 	}
 	evCancel     struct{ ids []uint64 }
 	evWorkerJoin struct {
@@ -40,8 +38,9 @@ type (
 	}
 	evEndSession struct{ session string }
 	evInstall    struct {
-		req   *pb.InstallLibraryRequest
-		reply chan error
+		req    *pb.InstallLibraryRequest
+		stored storedFiles // the library's inputs at the store
+		reply  chan error
 	}
 	evStored struct{ name string } // a file reached the store outside a task's outputs
 )
@@ -69,9 +68,7 @@ type state struct {
 	tasks                       map[core.TaskID]*taskRecord // until the core forgets them
 	sessions                    map[core.WorkerID]*session
 	fileIDs                     map[string]core.FileID // cache name -> core ID
-	produced                    map[string]bool        // cache names some task declared as output
 	fileInfo                    map[string]*pb.FileInfo
-	markers                     core.FileID // marker files handed out for "after"
 	nextTask                    core.TaskID
 	nextWorker                  core.WorkerID
 	succeeded                   uint64 // tasks and calls
@@ -94,7 +91,6 @@ func newState(m *Manager) *state {
 		tasks:    make(map[core.TaskID]*taskRecord),
 		sessions: make(map[core.WorkerID]*session),
 		fileIDs:  make(map[string]core.FileID),
-		produced: make(map[string]bool),
 		fileInfo: make(map[string]*pb.FileInfo),
 		doneBy:   make(map[core.WorkerID]uint64),
 		data:     newDataState(),
@@ -135,7 +131,7 @@ func (m *Manager) loop(ctx context.Context) error {
 func (s *state) handle(ev any) {
 	switch ev := ev.(type) {
 	case evSubmit:
-		ids, err := s.submit(ev.req)
+		ids, err := s.submit(ev.req, ev.stored)
 		ev.reply <- submitReply{ids, err}
 	case evCancel:
 		for _, id := range ev.ids {
@@ -170,7 +166,7 @@ func (s *state) handle(ev any) {
 	case evEndSession:
 		s.endSession(ev.session)
 	case evInstall:
-		ev.reply <- s.install(ev.req)
+		ev.reply <- s.install(ev.req, ev.stored)
 	case evStored:
 		s.uploaded(ev.name, nil)
 	case evWorkerGone:
@@ -392,23 +388,6 @@ func (s *state) commitOutputs(d *pb.AttemptDone) error {
 	return nil
 }
 
-// checkInline checks that inline inputs match their content-derived names,
-// and fills in their size and digest for the worker to check again.
-func checkInline(t *pb.TaskSpec) error {
-	for _, in := range t.Inputs {
-		if in.Content == nil {
-			continue
-		}
-		sum := sha256.Sum256(in.Content)
-		digest := hex.EncodeToString(sum[:])
-		if want, ok := strings.CutPrefix(in.Name, "sha256-"); ok && want != digest {
-			return fmt.Errorf("task %q: inline input %q does not match its cache name %s", t.Name, in.Path, in.Name)
-		}
-		in.Size, in.Digest = int64(len(in.Content)), "sha256:"+digest
-	}
-	return nil
-}
-
 // fillInputInfo adds the size and digest of inputs the manager knows, and
 // the content of those the core says travel inline (the worker does not
 // hold them; every other input is in its cache).
@@ -425,14 +404,6 @@ func (s *state) fillInputInfo(spec *pb.TaskSpec, inline []core.FileID) {
 	}
 }
 
-// Marker files count down from the top of the ID space; cache names count up.
-func (s *state) marker() core.FileID {
-	s.markers++
-	return ^core.FileID(0) - s.markers
-}
-
-func (s *state) isMarker(f core.FileID) bool { return f > ^core.FileID(0)-s.markers-1 }
-
 func (s *state) fileID(name string) core.FileID {
 	id, ok := s.fileIDs[name]
 	if !ok {
@@ -443,13 +414,17 @@ func (s *state) fileID(name string) core.FileID {
 	return id
 }
 
-func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
+// submit checks a request against what the manager knows, keeps a record
+// of each task and hands them to the core. stored says which of the
+// request's inputs are at the store. A request with an output that another
+// task produces is refused as a whole.
+func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, error) {
 	client := s.m.clients.Get(req.Session)
 	if ids, again, err := resubmitted(client, req.Tasks); again || err != nil {
 		return ids, err // a retried submit: the same tasks
 	}
 	for _, t := range req.Tasks {
-		if err := checkInline(t); err != nil {
+		if err := checkInline(fmt.Sprintf("task %q", t.Name), t.Inputs); err != nil {
 			return nil, err
 		}
 		if t.Call != nil && s.libs[t.Call.Library] == nil {
@@ -459,28 +434,30 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 	batchOutputs := make(map[string]bool)
 	for _, t := range req.Tasks {
 		for _, f := range t.Outputs {
-			if s.produced[f.Name] || batchOutputs[f.Name] {
+			if batchOutputs[f.Name] || s.producedFile(f.Name) {
 				return nil, fmt.Errorf("task %q: output file %s is already produced by another task", t.Name, f.Name)
 			}
 			batchOutputs[f.Name] = true
 		}
 	}
-	s.declare(req.Session, req.Files)
+	s.declare(req.Session, req.Files, stored)
 	var uploads []core.FileSpec // inputs at the manager's store, for the core to stage
 	seen := make(map[string]bool)
 	tasks := make([]core.Task, len(req.Tasks))
 	ids := make([]uint64, len(req.Tasks))
-	for i, spec := range req.Tasks {
+	for i := range req.Tasks {
+		ids[i] = uint64(s.nextTask) + uint64(i) + 1
+	}
+	for i, msg := range req.Tasks {
 		s.nextTask++
 		id := s.nextTask
-		ids[i] = uint64(id)
+		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
 		if spec.Key != "" {
 			client.Keep(spec.Key, uint64(id))
 		}
-		s.markOutputs(spec)
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
-			Retries: spec.Retries, RetryOnError: spec.RetryOnError}
+			Retries: spec.Retries, RetryOnError: spec.RetryOnError, After: afterIDs(spec.After, ids)}
 		if c := spec.Call; c != nil {
 			lib := s.libs[c.Library]                                            // checked above
 			ct.Role, ct.Lib, ct.Resources = core.Call, lib.id, core.Resources{} // it runs in a slot its instance holds
@@ -489,9 +466,9 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 			fid := s.fileID(in.Name)
 			if in.Content != nil {
 				// Travels inside the task; checked in checkInline.
-			} else if !s.produced[in.Name] && !batchOutputs[in.Name] && !s.declared(in.Name) && !seen[in.Name] {
+			} else if !batchOutputs[in.Name] && !seen[in.Name] && !s.declared(in.Name) && !s.producedFile(in.Name) {
 				seen[in.Name] = true
-				if spec, ok := s.atManager(in.Name); ok {
+				if spec, ok := s.atManager(in.Name, stored); ok {
 					uploads = append(uploads, spec)
 				} else {
 					s.step(core.FileMissing{File: fid, Why: fmt.Sprintf("input %q (file %s) is not at the manager", in.Path, in.Name)})
@@ -503,22 +480,6 @@ func (s *state) submit(req *pb.SubmitRequest) ([]uint64, error) {
 			ct.Outputs = append(ct.Outputs, s.fileID(out.Name))
 		}
 		tasks[i] = ct
-	}
-	// "after" is a dependency on a marker file that only the core sees.
-	for i, spec := range req.Tasks {
-		for _, a := range spec.After {
-			marker := core.FileID(0)
-			if n := len(tasks[a].Outputs); n > 0 && s.isMarker(tasks[a].Outputs[n-1]) {
-				marker = tasks[a].Outputs[n-1]
-			} else {
-				marker = s.marker()
-				tasks[a].Outputs = append(tasks[a].Outputs, marker)
-			}
-			tasks[i].Inputs = append(tasks[i].Inputs, marker)
-		}
-	}
-	for name := range batchOutputs {
-		s.produced[name] = true
 	}
 	if len(uploads) > 0 {
 		s.step(core.FilesDeclared{Files: uploads})

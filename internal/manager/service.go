@@ -26,7 +26,8 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequ
 	if err := proto.CheckSubmit(req.Msg); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	r, err := call(ctx, s.m, func(c chan submitReply) any { return evSubmit{req: req.Msg, reply: c} })
+	stored := s.m.store.statSubmit(req.Msg) // disk I/O here, not on the loop
+	r, err := call(ctx, s.m, func(c chan submitReply) any { return evSubmit{req: req.Msg, stored: stored, reply: c} })
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +165,9 @@ func (s *service) InstallLibrary(ctx context.Context, req *connect.Request[pb.In
 			return nil, connect.NewError(connect.CodeInvalidArgument, err)
 		}
 	}
-	err, cerr := call(ctx, s.m, func(c chan error) any { return evInstall{req: req.Msg, reply: c} })
+	lib := req.Msg.Library
+	stored := s.m.store.statInputs([][]*pb.FileRef{lib.Inputs}, nil, req.Msg.Files) // disk I/O here, not on the loop
+	err, cerr := call(ctx, s.m, func(c chan error) any { return evInstall{req: req.Msg, stored: stored, reply: c} })
 	if cerr != nil {
 		return nil, cerr
 	}

@@ -24,7 +24,7 @@ func BenchmarkPublish(b *testing.B) {
 					Resources: &pb.Resources{Cores: float64(1 + i%4), MemoryMb: 100}})
 			}
 			s := m.state
-			if _, err := s.submit(req); err != nil {
+			if _, err := s.submit(req, nil); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()

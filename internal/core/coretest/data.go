@@ -679,7 +679,7 @@ func (s *sim) checkDataEnd(files bool) {
 
 // failedWith reports whether msg is why t cannot run: the reason of the
 // first FileLost of a file it depends on, the failure of such a file's
-// producer, or a fetch that failed for good.
+// producer or of a task it runs after, or a fetch that failed for good.
 func (s *sim) failedWith(t *simTask, msg string) bool {
 	if strings.HasPrefix(msg, "fetch ") { // "fetch from peer: ...": an input that could not be brought
 		return true
@@ -693,6 +693,11 @@ func (s *sim) failedWith(t *simTask, msg string) bool {
 			if p.done && p.doneKind != core.Success && msg == fmt.Sprintf("input produced by task %d is missing: that task ended with %s", p.spec.ID, p.doneKind) {
 				return true
 			}
+		}
+	}
+	for _, id := range t.spec.After {
+		if p := s.task(id); p.done && p.doneKind != core.Success && msg == fmt.Sprintf("after task %d, which ended with %s", id, p.doneKind) {
+			return true
 		}
 	}
 	return false

@@ -35,9 +35,10 @@ type simTask struct {
 	doneStep   int
 	submitStep int
 
-	inst      *simInst // a call: the instance it runs in now, or nil
-	libBroken bool     // a call that failed as its library is broken, or not installed
-	forgotten bool     // Forget: the core will never run it again
+	inst      *simInst   // a call: the instance it runs in now, or nil
+	libBroken bool       // a call that failed as its library is broken, or not installed
+	forgotten bool       // Forget: the core will never run it again
+	followers []*simTask // accepted tasks whose After names it
 }
 
 // simWorker is the model of one worker.
@@ -292,6 +293,13 @@ func (s *sim) expectSubmit(batch []core.Task) {
 				s.mustFinish = append(s.mustFinish, t)
 			}
 		}
+		for _, id := range t.spec.After {
+			p := s.task(id)
+			p.followers = append(p.followers, t)
+			if p.rejected || p.done && p.doneKind != core.Success {
+				s.mustFinish = append(s.mustFinish, t)
+			}
+		}
 		if s.callFailsAtOnce(t) {
 			s.mustFinish = append(s.mustFinish, t)
 		}
@@ -405,6 +413,11 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 			s.failf("Dispatch %+v before input %d is ready: producer %d done=%v kind=%s", a, f, p.spec.ID, p.done, p.doneKind)
 		}
 	}
+	for _, id := range t.spec.After {
+		if p := s.task(id); !p.done || p.doneKind != core.Success {
+			s.failf("Dispatch %+v before task %d it runs after succeeded: done=%v kind=%s", a, id, p.done, p.doneKind)
+		}
+	}
 	if s.cfg.dataOn() {
 		s.checkInputsOn(a, t.spec.Inputs, w)
 	}
@@ -505,7 +518,12 @@ func (s *sim) applyDone(a core.Done) {
 	if a.Outcome.Kind == core.Success || t.rejected {
 		return
 	}
-	// Its consumers can never run: they must fail in this step.
+	// Its consumers and followers can never run: they must fail in this step.
+	for _, c := range t.followers {
+		if !c.done {
+			s.mustFinish = append(s.mustFinish, c)
+		}
+	}
 	for _, f := range t.spec.Outputs {
 		if fi := s.files[f]; fi != nil && fi.producer == t {
 			for _, c := range fi.consumers {
@@ -530,7 +548,19 @@ func (s *sim) inputFailed(t *simTask) bool {
 			return true
 		}
 	}
-	return false
+	return !s.afterReady(t, true)
+}
+
+// afterReady reports whether every task t runs after has succeeded, or
+// with failed set, whether none has failed or been rejected.
+func (s *sim) afterReady(t *simTask, failed bool) bool {
+	for _, id := range t.spec.After {
+		p := s.task(id)
+		if failed && (p.rejected || p.done && p.doneKind != core.Success) || !failed && (!p.done || p.doneKind != core.Success) {
+			return false
+		}
+	}
+	return true
 }
 
 // release ends t's running attempt in the model.
@@ -694,15 +724,16 @@ func (s *sim) checkPlacement() {
 	}
 }
 
-// inputsReady reports whether every input of t is external, a URL or
-// unpacked, or produced and neither being made again nor lost.
+// inputsReady reports whether every task t runs after has succeeded, and
+// every input of t is external, a URL or unpacked, or produced and neither
+// being made again nor lost.
 func (s *sim) inputsReady(t *simTask) bool {
 	for _, f := range t.deps {
 		if fi := s.files[f]; fi != nil && !s.fileReady(fi, f) {
 			return false
 		}
 	}
-	return true
+	return s.afterReady(t, false)
 }
 
 // checkWorkers compares the core's view of the workers with the model's:

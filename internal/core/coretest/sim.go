@@ -25,9 +25,10 @@ type Config struct {
 	StaleRate  float64 // a stale or duplicate report, or another event the core must ignore
 	TickRate   float64 // a Tick
 
-	DepFraction float64 // fraction of tasks that read outputs of earlier tasks
-	BadFraction float64 // fraction of tasks that read their own output or claim another task's output
-	GPUFraction float64 // fraction of workers with GPUs; with zero, no task needs a GPU
+	DepFraction   float64 // fraction of tasks that read outputs of earlier tasks
+	AfterFraction float64 // fraction of tasks that run after earlier tasks (core.Task.After) not yet forgotten
+	BadFraction   float64 // fraction of tasks that read their own output or claim another task's output
+	GPUFraction   float64 // fraction of workers with GPUs; with zero, no task needs a GPU
 
 	// Data. With all four fractions zero, every file is at the manager and
 	// small enough to travel inline, so nothing is staged (the other data
@@ -371,6 +372,15 @@ func (s *sim) genTask() *simTask {
 	}
 	if r.IntN(10) == 0 {
 		spec.Inputs = append(spec.Inputs, externalFiles+core.FileID(r.IntN(1000)))
+	}
+	if n := len(s.tasks); n > 0 && s.cfg.AfterFraction > 0 && r.Float64() < s.cfg.AfterFraction {
+		// Earlier tasks only, so that orderings form no cycle; of this
+		// batch (not submitted yet), or of earlier ones the core still knows.
+		for range 1 + r.IntN(2) {
+			if p := s.tasks[n-1-r.IntN(min(n, 48))]; !p.forgotten {
+				spec.After = append(spec.After, p.spec.ID)
+			}
+		}
 	}
 	t := &simTask{runPos: -1}
 	conflict := false
