@@ -4,28 +4,17 @@ import (
 	"context"
 	"errors"
 
-	"connectrpc.com/connect"
-	goproto "google.golang.org/protobuf/proto"
-
 	"trellis/internal/manager"
 	"trellis/internal/manager/clients"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
 
-// localRPC calls the manager's service in process. Requests whose parts the
-// manager keeps are copied, as decoding them would; the others pass as they
-// are.
+// localRPC calls the manager's service in process. Requests pass as they
+// are: the manager builds its own records from them and never writes into
+// them, and the client does not touch a request once sent.
 type localRPC struct {
 	trellisv1connect.ManagerHandler
-}
-
-func (l localRPC) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error) {
-	return l.ManagerHandler.Submit(ctx, connect.NewRequest(goproto.Clone(req.Msg).(*pb.SubmitRequest)))
-}
-
-func (l localRPC) InstallLibrary(ctx context.Context, req *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error) {
-	return l.ManagerHandler.InstallLibrary(ctx, connect.NewRequest(goproto.Clone(req.Msg).(*pb.InstallLibraryRequest)))
 }
 
 // localEvents is a session's event stream from a manager in process. The
