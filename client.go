@@ -43,6 +43,8 @@ type Client struct {
 	onEvent  func(Event)
 	via      clientconn.Transport
 
+	managerTimeout time.Duration // see WithManagerTimeout
+
 	mu       sync.Mutex         // guards handles, uploaded, closed, keys, userKeys
 	handles  map[string]*Handle // by task key, until the task is done
 	uploaded map[string]bool
@@ -96,6 +98,11 @@ func (c *Client) Logger() *slog.Logger { return c.log }
 // other tasks. fn must not block for long.
 func WithEvents(fn func(Event)) Option { return func(c *Client) { c.onEvent = fn } }
 
+// WithManagerTimeout sets how long the client waits for an unreachable
+// manager before the tasks it waits for end their Wait with ErrManagerLost
+// (default 60 s). It keeps trying to reach the manager after that.
+func WithManagerTimeout(d time.Duration) Option { return func(c *Client) { c.managerTimeout = d } }
+
 // managerRPC is what a client asks of a manager, besides the event stream:
 // over HTTP/2 (connect), or in process for an embedded cluster.
 type managerRPC = clientconn.RPC
@@ -146,7 +153,7 @@ func newClient(addr string, opts []Option) *Client {
 	c := &Client{addr: addr, base: "http://" + addr, handles: make(map[string]*Handle),
 		uploaded: make(map[string]bool), userKeys: make(map[string]bool), rpcHTTP: &http.Client{},
 		ack: make(chan struct{}, 1), fetchSig: make(chan struct{}, 1), eventSig: make(chan struct{}, 1),
-		gone: make(chan struct{}), emitStop: make(chan struct{})}
+		gone: make(chan struct{}), emitStop: make(chan struct{}), managerTimeout: 60 * time.Second}
 	for _, o := range opts {
 		o(c)
 	}
@@ -271,6 +278,7 @@ func (c *Client) Addr() string { return c.addr }
 type Handle struct {
 	ID   uint64
 	Name string
+	err  error // set before done is closed when the wait failed (ErrManagerLost)
 	key  string
 	task *Task
 	c    *Client
@@ -279,18 +287,18 @@ type Handle struct {
 }
 
 // Wait returns the task's result once it has ended and its outputs are at
-// the client. The error is for the wait itself (ctx ended, client closed);
-// how the task ended is in the Result.
+// the client. The error is for the wait itself (ctx ended, client closed,
+// ErrManagerLost); how the task ended is in the Result.
 func (h *Handle) Wait(ctx context.Context) (*Result, error) {
 	select {
 	case <-h.done:
-		return h.res, nil
+		return h.res, h.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-h.c.gone:
 		select {
 		case <-h.done: // it ended as the client closed
-			return h.res, nil
+			return h.res, h.err
 		default:
 			return nil, ErrClosed
 		}
@@ -611,8 +619,15 @@ func (c *Client) Cancel(ctx context.Context, ids ...uint64) error {
 
 // watch follows the session's task events until ctx ends, reconnecting
 // when the stream breaks. It reports the first connection's outcome on ready.
+//
+// A manager that restarted (another run ID on the stream's first message)
+// has forgotten the session: the tasks waiting then end their Wait with
+// ErrManagerLost, as they do when the manager stays unreachable for the
+// client's manager timeout.
 func (c *Client) watch(ctx context.Context, ready chan<- error) {
 	first := true
+	var run string       // the manager's run ID
+	var lostAt time.Time // when the stream broke, if it is not back
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
 		stream, err := c.watchRPC(sctx, &pb.WatchRequest{Session: c.session, After: c.applied})
@@ -622,7 +637,14 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 				first = false
 			}
 			for stream.Receive() {
-				for _, ev := range stream.Msg().Events {
+				msg := stream.Msg()
+				if msg.Manager != "" { // the first message of the stream
+					if run != "" && msg.Manager != run {
+						c.managerRestarted()
+					}
+					run, lostAt = msg.Manager, time.Time{}
+				}
+				for _, ev := range msg.Events {
 					c.apply(ctx, ev)
 				}
 			}
@@ -630,6 +652,13 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 			stream.Close()
 		}
 		cancel()
+		if !first && ctx.Err() == nil {
+			if lostAt.IsZero() {
+				lostAt = time.Now()
+			} else if d := time.Since(lostAt); d >= c.managerTimeout && c.failWaiting(fmt.Errorf("%w: manager %s unreachable for %s: %v", ErrManagerLost, c.addr, d.Round(time.Second), err)) > 0 {
+				c.log.Error("the manager is unreachable: its tasks are given up", "manager", c.addr, "for", d.Round(time.Second))
+			}
+		}
 		if first || connect.CodeOf(err) == connect.CodeUnauthenticated {
 			if first {
 				ready <- wireError("watch", err)
@@ -646,6 +675,29 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 		case <-ctx.Done():
 		}
 	}
+}
+
+// managerRestarted gives up the tasks a restarted manager has forgotten,
+// and follows the new run's events from the start.
+func (c *Client) managerRestarted() {
+	n := c.failWaiting(fmt.Errorf("%w: manager %s restarted and forgot this session's tasks (it keeps no journal yet)", ErrManagerLost, c.addr))
+	c.log.Error("the manager restarted: its tasks are given up", "manager", c.addr, "tasks", n)
+	c.applied = 0
+	c.toAck.Store(0)
+}
+
+// failWaiting ends the wait of every task not yet done with err, and
+// returns how many there were.
+func (c *Client) failWaiting(err error) int {
+	c.mu.Lock()
+	handles := c.handles
+	c.handles = make(map[string]*Handle)
+	c.mu.Unlock()
+	for _, h := range handles {
+		h.err = err
+		close(h.done)
+	}
+	return len(handles)
 }
 
 // apply delivers the session's next event once: one the client applied

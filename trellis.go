@@ -35,6 +35,9 @@ var (
 	ErrInvalid         = errors.New("trellis: invalid request")
 	ErrNotFound        = errors.New("trellis: not found")
 	ErrClosed          = errors.New("trellis: client closed")
+	// ErrManagerLost: the manager restarted (and forgot the session's tasks),
+	// or stayed unreachable for the client's manager timeout.
+	ErrManagerLost = errors.New("trellis: lost the manager")
 )
 
 // Resources is what a task needs. Zero memory or disk means no reservation

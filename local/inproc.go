@@ -26,6 +26,7 @@ type localEvents struct {
 	session *clients.Session
 	wake    <-chan struct{}
 	stop    func()
+	run     string // the manager's run ID
 	cursor  uint64 // seq of the last event returned
 	started bool   // the first, empty message was returned
 	cur     *pb.TaskEvents
@@ -36,14 +37,14 @@ func watchLocal(ctx context.Context, m *manager.Manager, req *pb.WatchRequest) *
 	session := m.ClientSession(req.Session)
 	session.Ack(req.After)
 	wake, stop := session.Watch()
-	return &localEvents{ctx: ctx, cancel: cancel, session: session, wake: wake, stop: stop, cursor: req.After}
+	return &localEvents{ctx: ctx, cancel: cancel, session: session, wake: wake, stop: stop, run: m.RunID(), cursor: req.After}
 }
 
 // Receive returns an empty message first, as the Watch RPC does, then
 // waits for events after the cursor.
 func (e *localEvents) Receive() bool {
 	if !e.started {
-		e.started, e.cur = true, &pb.TaskEvents{}
+		e.started, e.cur = true, &pb.TaskEvents{Manager: e.run}
 		return true
 	}
 	for {

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,5 +161,60 @@ func TestWatchResumesAfterCut(t *testing.T) {
 	}
 	if proxy.cuts < 3 {
 		t.Errorf("cut the connection %d times, want 3", proxy.cuts)
+	}
+}
+
+// TestManagerLost: a client whose manager restarts (and so forgot its
+// session), or stays away, ends its waits with ErrManagerLost naming the
+// manager, instead of waiting forever; a client of the restarted manager
+// runs new work.
+func TestManagerLost(t *testing.T) {
+	for _, restart := range []bool{true, false} {
+		t.Run(map[bool]string{true: "restarted", false: "unreachable"}[restart], func(t *testing.T) {
+			c := newCluster(t)
+			c.worker("w1", nil, "--cores", "1")
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cl, err := trellis.Dial(ctx, c.addr, trellis.WithSecret(c.secret()), trellis.WithManagerTimeout(2*time.Second))
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			defer cl.Close()
+			c.waitWorkers(cl, 1)
+			hs, err := cl.Submit(ctx, trellis.NewTask("sleep 60"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 20*time.Second, "the task to run", func() bool {
+				s, err := cl.Status(ctx)
+				return err == nil && s.Running == 1
+			})
+			c.manager.signal(t, 9)
+			c.manager.wait(t, 10*time.Second)
+			want := "unreachable for"
+			if restart {
+				c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--store", c.store)
+				want = "restarted and forgot this session's tasks"
+			}
+			start := time.Now()
+			_, err = hs[0].Wait(ctx)
+			if !errors.Is(err, trellis.ErrManagerLost) || !strings.Contains(err.Error(), c.addr) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Wait after the manager went: %v; want ErrManagerLost naming %s and %q", err, c.addr, want)
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Errorf("Wait took %s to give up", d)
+			}
+			if !restart {
+				return
+			}
+			c.waitWorkers(cl, 1) // the worker reconnects to the new run
+			hs, err = cl.Submit(ctx, trellis.NewTask("echo again"))
+			if err != nil {
+				t.Fatalf("Submit to the restarted manager: %v", err)
+			}
+			if r := waitResult(t, hs[0], 30*time.Second); !r.OK() || string(r.Stdout) != "again\n" {
+				t.Errorf("a task on the restarted manager: %s %q (%s)", r.Kind, r.Stdout, r.Message)
+			}
+		})
 	}
 }

@@ -2,6 +2,8 @@ package manager
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -44,6 +46,7 @@ type Manager struct {
 	stopping chan struct{}  // closed when Run's context ends
 	state    *state         // owned by loop
 	clients  *clients.Table // client sessions: events for Watch, task keys
+	runID    string         // new at each start: clients see a restart by it
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.
@@ -83,6 +86,9 @@ func Listen(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, log: log, ln: ln, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
 	m.clients = clients.NewTable()
+	var run [8]byte
+	rand.Read(run[:])
+	m.runID = hex.EncodeToString(run[:])
 	m.state = newState(m)
 	m.refresh = make(chan struct{}, 1)
 	first := make(chan struct{})

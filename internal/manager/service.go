@@ -54,7 +54,7 @@ func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send fu
 	client.Ack(req.After)
 	wake, stop := client.Watch()
 	defer stop()
-	if err := send(&pb.TaskEvents{}); err != nil {
+	if err := send(&pb.TaskEvents{Manager: m.runID}); err != nil {
 		return err
 	}
 	for cursor := req.After; ; {
@@ -75,6 +75,10 @@ func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send fu
 // ClientSession returns the named client session, for a client in this
 // process to read its events from directly (see WatchEvents).
 func (m *Manager) ClientSession(name string) *clients.Session { return m.clients.Get(name) }
+
+// RunID names this run of the manager: the first message of a Watch stream
+// carries it.
+func (m *Manager) RunID() string { return m.runID }
 
 // Ack forgets a session's events up to the client's cursor.
 func (s *service) Ack(ctx context.Context, req *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error) {

@@ -1391,8 +1391,12 @@ func (x *TaskEvent) GetSeq() uint64 {
 // TaskEvents is one message of the Watch stream: the events that were
 // waiting for the client, in order. The first message is empty.
 type TaskEvents struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// manager is set on the first message of a stream: the ID of this run of
+	// the manager, new each time it starts. A client that sees it change knows
+	// the manager restarted and forgot its session.
+	Manager       string `protobuf:"bytes,2,opt,name=manager,proto3" json:"manager,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1432,6 +1436,13 @@ func (x *TaskEvents) GetEvents() []*TaskEvent {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *TaskEvents) GetManager() string {
+	if x != nil {
+		return x.Manager
+	}
+	return ""
 }
 
 type SubmitRequest struct {
@@ -4463,10 +4474,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\aoutcome\x18\x05 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x12\n" +
 	"\x04note\x18\x06 \x01(\tR\x04note\x12\x10\n" +
 	"\x03key\x18\a \x01(\tR\x03key\x12\x10\n" +
-	"\x03seq\x18\b \x01(\x04R\x03seq\";\n" +
+	"\x03seq\x18\b \x01(\x04R\x03seq\"U\n" +
 	"\n" +
 	"TaskEvents\x12-\n" +
-	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\"\x87\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\x12\x18\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\"\x87\x01\n" +
 	"\rSubmitRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12*\n" +
 	"\x05tasks\x18\x03 \x03(\v2\x14.trellis.v1.TaskSpecR\x05tasks\x12*\n" +
