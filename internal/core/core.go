@@ -50,9 +50,10 @@ type Core struct {
 	managerOut   int32
 	originOut    map[FileID]int32
 	ticks        uint64
-	retained     map[TaskID]*task // finished producers of files kept only in workers
-	recreated    uint64           // tasks run again to recreate lost files
-	lost         uint64           // files lost for good
+	retained     map[TaskID]*task      // finished producers of files kept only in workers
+	recreated    uint64                // tasks run again to recreate lost files
+	lost         uint64                // files lost for good
+	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
 
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
@@ -101,7 +102,9 @@ func (c *Core) Step(ev Event) []Action {
 	case FileMissing:
 		c.files.missing(ev.File, ev.Why)
 	case FilesDeclared:
-		c.files.declare(ev.Files)
+		c.files.declare(ev.Session, ev.Files)
+	case SessionEnded:
+		c.sessionEnded(ev.Session)
 	case TransferDone:
 		c.transferDone(ev)
 	case FilesDropped:
@@ -216,11 +219,14 @@ type Stats struct {
 	Transfers uint64 // in flight
 	Recreated uint64 // tasks run again to recreate lost files
 	Lost      uint64 // files lost for good
+	// Moved: bytes brought to workers by fetches that succeeded, indexed
+	// by the SourceKind of their source (as TransferDone.Size reports them).
+	Moved [FromDerive + 1]int64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.
@@ -533,11 +539,14 @@ func (c *Core) finish(t *task, o Outcome) {
 			c.setState(t, Finished)
 		}
 		delete(c.tasks, t.spec.ID)
-		c.files.release(t)
+		unread := c.files.release(t)
 		switch {
 		case t.recreating && o.Kind == Success:
 			c.emit(Recreated{Task: t.spec.ID, Attempt: t.attempt, Worker: wid})
 		case !t.recreating:
+			if w := c.workers[wid]; w != nil {
+				w.done++
+			}
 			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o})
 		}
 		if o.Kind == Success && c.keepsLineage(t) {
@@ -546,6 +555,7 @@ func (c *Core) finish(t *task, o Outcome) {
 		} else {
 			c.emit(Forget{Task: t.spec.ID})
 		}
+		c.retire(unread)
 		if o.Kind == Success {
 			for _, id := range c.files.produced(t.spec.Outputs) {
 				if w := c.tasks[id]; w != nil && w.state == Waiting {

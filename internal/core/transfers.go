@@ -161,6 +161,7 @@ func (c *Core) transferDone(ev TransferDone) {
 	}
 	delete(w.inflight, tr.file)
 	if ev.OK {
+		c.moved[tr.src.Kind] += ev.Size
 		delete(w.tries, tr.file)
 		if ev.Size > 0 {
 			e.size = ev.Size
@@ -247,10 +248,15 @@ func (c *Core) fetchFailed(w *worker, f FileID, why string) {
 	}
 }
 
+// addReplica records that w holds e. A retired file (see retire) is
+// unlinked from w at once.
 func (c *Core) addReplica(w *worker, e *fileEntry) {
 	if e.addReplica(w.id) {
 		w.holds[e.id] = struct{}{}
 		w.cacheBytes += e.size
+		if e.retired && e.needers == 0 {
+			c.retire([]*fileEntry{e})
+		}
 	}
 }
 
