@@ -150,9 +150,3 @@ func (c *Core) Replicas(f FileID) []WorkerID {
 	}
 	return nil
 }
-
-// Needed reports whether an unfinished task reads f.
-func (c *Core) Needed(f FileID) bool {
-	e := c.files.files[f]
-	return e != nil && e.needers > 0
-}
