@@ -54,6 +54,8 @@ type Core struct {
 	recreated    uint64                // tasks run again to recreate lost files
 	lost         uint64                // files lost for good
 	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
+	deferRetire  bool                  // retire files at the end of submit (see submit)
+	retiring     []*fileEntry          // the files to retire then
 
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
@@ -360,6 +362,14 @@ func (c *Core) submit(batch []Task) {
 		c.tasks[spec.ID] = t
 		c.setState(t, Waiting)
 	}
+	// A task that ends now must not have its inputs unlinked before the
+	// tasks after it in the batch count as their readers.
+	c.deferRetire = true
+	defer func() {
+		c.deferRetire = false
+		c.retire(c.retiring)
+		c.retiring = nil
+	}()
 	for i := range batch {
 		if !accepted[i] {
 			continue
@@ -517,6 +527,8 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 func (c *Core) finish(t *task, o Outcome) {
 	pending := []*task{t}
 	outcomes := []Outcome{o}
+	var unread []*fileEntry             // inputs no unfinished task reads now
+	defer func() { c.retire(unread) }() // after the Done, Recreated and FileLost of what ended
 	for len(pending) > 0 {
 		t, o := pending[0], outcomes[0]
 		pending, outcomes = pending[1:], outcomes[1:]
@@ -539,7 +551,7 @@ func (c *Core) finish(t *task, o Outcome) {
 			c.setState(t, Finished)
 		}
 		delete(c.tasks, t.spec.ID)
-		unread := c.files.release(t)
+		unread = append(unread, c.files.release(t)...)
 		switch {
 		case t.recreating && o.Kind == Success:
 			c.emit(Recreated{Task: t.spec.ID, Attempt: t.attempt, Worker: wid})
@@ -555,7 +567,6 @@ func (c *Core) finish(t *task, o Outcome) {
 		} else {
 			c.emit(Forget{Task: t.spec.ID})
 		}
-		c.retire(unread)
 		if o.Kind == Success {
 			for _, id := range c.files.produced(t.spec.Outputs) {
 				if w := c.tasks[id]; w != nil && w.state == Waiting {

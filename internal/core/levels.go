@@ -38,6 +38,10 @@ func (e *fileEntry) expired() bool {
 // retire unlinks each of files that has expired and that no unfinished
 // task reads from the workers that hold it, with one Unlink per worker.
 func (c *Core) retire(files []*fileEntry) {
+	if c.deferRetire {
+		c.retiring = append(c.retiring, files...)
+		return
+	}
 	var by map[WorkerID][]FileID
 	for _, e := range files {
 		if e.needers > 0 || !e.expired() {
@@ -45,13 +49,15 @@ func (c *Core) retire(files []*fileEntry) {
 		}
 		e.retired = true
 		for _, wid := range slices.Clone(e.replicas) {
+			w := c.workers[wid]
+			if w == nil {
+				continue // leaving: its replicas go with it
+			}
 			if by == nil {
 				by = make(map[WorkerID][]FileID)
 			}
 			by[wid] = append(by[wid], e.id)
-			if w := c.workers[wid]; w != nil {
-				c.dropReplica(w, e) // no task needs it: no lineage
-			}
+			c.dropReplica(w, e) // no task needs it: no lineage
 		}
 	}
 	if len(by) == 0 {

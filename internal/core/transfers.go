@@ -220,6 +220,10 @@ func (c *Core) satisfy(w *worker, e *fileEntry) {
 	derived := w.derives[e.id]
 	delete(w.derives, e.id)
 	for _, d := range derived {
+		if !e.holds(w.id) { // unlinked as it arrived: no task reads it, nor d
+			delete(w.inflight, d)
+			continue
+		}
 		if de := c.files.files[d]; de != nil {
 			c.begin(w, de, Source{Kind: FromDerive, From: e.id})
 		}
