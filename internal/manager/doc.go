@@ -11,5 +11,9 @@
 // worker session has a bounded outbound queue and a worker that lets it
 // overflow is disconnected. Staged task outputs are committed to the store
 // only when the core accepts the attempt that produced them, so a stale or
-// duplicate attempt never replaces a delivered file.
+// duplicate attempt never replaces a delivered file. The specs stored at
+// submit and install are never changed after: each dispatch sends a spec
+// built for it (dispatch.go), with what the core decided for that dispatch
+// (inline inputs, the outputs the worker keeps). Which cached files workers
+// delete is the core's decision too (core.Unlink).
 package manager
