@@ -20,6 +20,11 @@ type Dispatch struct {
 	// manager inside the message (see FileSpec.Inline); every other input
 	// that is not the caller's own inline content is on the worker.
 	Inline []FileID
+	// Keep: the task's outputs the worker keeps in its cache (besides
+	// sending them to the manager, for those with FileSpec.Upload): every
+	// declared Produced output without Upload, and those with Upload that
+	// an unfinished task reads. The worker drops the others.
+	Keep []FileID
 }
 
 // Stop: stop the idle library instance on Worker; it reports InstanceEnded.
@@ -108,7 +113,16 @@ type FileLost struct {
 	Why  string
 }
 
+// Unlink: Worker must delete Files from its cache. Their level says no
+// worker needs them any more (see Level); the core has already forgotten
+// those replicas, as it does on FilesDropped.
+type Unlink struct {
+	Worker WorkerID
+	Files  []FileID
+}
+
 func (Fetch) isAction()         {}
+func (Unlink) isAction()        {}
 func (Stop) isAction()          {}
 func (LibraryBroken) isAction() {}
 func (Recreated) isAction()     {}

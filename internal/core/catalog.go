@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -33,7 +34,24 @@ type fileEntry struct {
 	inline   bool       // manager: small enough to travel inside the Run message
 	needers  int32      // unfinished tasks that read it
 	stagers  []WorkerID // workers where tasks may wait for it (cleaned lazily)
+
+	level    Level
+	keep     keepRule // Produced: whether its producer's worker keeps it
+	sessions []string // live sessions that declared it
+	orphan   bool     // every session that declared it has ended
+	// retired: its level says workers may drop it and no unfinished task
+	// reads it; every replica it gains is unlinked at once (see retire).
+	retired bool
 }
+
+// keepRule says whether the worker that produces a file keeps a copy.
+type keepRule uint8
+
+const (
+	keepNever  keepRule = iota // an output never declared: sent to the manager only
+	keepAlways                 // a declared Produced file not sent to the manager (temp)
+	keepIfRead                 // sent to the manager; kept too while a task reads it
+)
 
 // staged reports whether tasks must have the file brought to their worker
 // before they run (as opposed to receiving it inside the Run message).
@@ -77,14 +95,18 @@ func (e *fileEntry) dropReplica(w WorkerID) bool {
 }
 
 type catalog struct {
-	files map[FileID]*fileEntry
+	files    map[FileID]*fileEntry
+	sessions map[string][]FileID // live sessions, with the files they declared
 }
 
-func newCatalog() catalog { return catalog{files: make(map[FileID]*fileEntry)} }
+func newCatalog() catalog {
+	return catalog{files: make(map[FileID]*fileEntry), sessions: make(map[string][]FileID)}
+}
 
-// declare records what the caller says of files. A declaration never
-// downgrades what the catalog learned (state, replicas).
-func (c *catalog) declare(specs []FileSpec) {
+// declare records what the caller says of files, and that session (if
+// any) declared them. A declaration never downgrades what the catalog
+// learned (state, replicas).
+func (c *catalog) declare(session string, specs []FileSpec) {
 	for _, s := range specs {
 		e := c.files[s.ID]
 		if e == nil {
@@ -93,6 +115,23 @@ func (c *catalog) declare(specs []FileSpec) {
 				e.state = filePending
 			}
 			c.files[s.ID] = e
+		}
+		if s.Level != 0 {
+			e.level = s.Level
+		}
+		if session != "" && !slices.Contains(e.sessions, session) {
+			e.sessions = append(e.sessions, session)
+			e.orphan = false
+			c.sessions[session] = append(c.sessions[session], e.id)
+		}
+		if s.Kind == 0 {
+			continue // its level and session only
+		}
+		if s.Kind == Produced {
+			e.keep = keepAlways
+			if s.Upload {
+				e.keep = keepIfRead
+			}
 		}
 		if e.kind == 0 || e.producer == 0 {
 			e.kind = s.Kind
@@ -151,6 +190,7 @@ const maxUnpackChain = 8
 func (c *catalog) await(t *task) (missing int32, why string) {
 	c.deps(t, func(e *fileEntry) {
 		e.needers++ // on every one, as release forgets every one
+		e.retired = false
 		if why != "" {
 			return
 		}
@@ -182,13 +222,36 @@ func (c *catalog) allReady(fs []FileID) bool {
 	return true
 }
 
-// release forgets that t needs its inputs (t finished).
-func (c *catalog) release(t *task) {
+// release forgets that t needs its inputs (t finished), and returns those
+// that no unfinished task reads any more.
+func (c *catalog) release(t *task) []*fileEntry {
+	var unread []*fileEntry
 	c.deps(t, func(e *fileEntry) {
 		if e.needers > 0 {
-			e.needers--
+			if e.needers--; e.needers == 0 {
+				unread = append(unread, e)
+			}
 		}
 	})
+	return unread
+}
+
+// endSession forgets session, and returns the files it declared that no
+// live session declares any more.
+func (c *catalog) endSession(session string) []*fileEntry {
+	var orphans []*fileEntry
+	for _, f := range c.sessions[session] {
+		e := c.files[f]
+		if i := slices.Index(e.sessions, session); i >= 0 {
+			e.sessions = slices.Delete(e.sessions, i, i+1)
+			if len(e.sessions) == 0 {
+				e.orphan = true
+				orphans = append(orphans, e)
+			}
+		}
+	}
+	delete(c.sessions, session)
+	return orphans
 }
 
 // produced marks outputs ready and returns the tasks that waited for them.

@@ -52,9 +52,12 @@ type Core struct {
 	managerOut   int32
 	originOut    map[FileID]int32
 	ticks        uint64
-	retained     map[TaskID]*task // finished producers of files kept only in workers
-	recreated    uint64           // tasks run again to recreate lost files
-	lost         uint64           // files lost for good
+	retained     map[TaskID]*task      // finished producers of files kept only in workers
+	recreated    uint64                // tasks run again to recreate lost files
+	lost         uint64                // files lost for good
+	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
+	deferRetire  bool                  // retire files at the end of submit (see submit)
+	retiring     []*fileEntry          // the files to retire then
 
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
@@ -103,7 +106,9 @@ func (c *Core) Step(ev Event) []Action {
 	case FileMissing:
 		c.files.missing(ev.File, ev.Why)
 	case FilesDeclared:
-		c.files.declare(ev.Files)
+		c.files.declare(ev.Session, ev.Files)
+	case SessionEnded:
+		c.sessionEnded(ev.Session)
 	case TransferDone:
 		c.transferDone(ev)
 	case FilesDropped:
@@ -218,11 +223,14 @@ type Stats struct {
 	Transfers uint64 // in flight
 	Recreated uint64 // tasks run again to recreate lost files
 	Lost      uint64 // files lost for good
+	// Moved: bytes brought to workers by fetches that succeeded, indexed
+	// by the SourceKind of their source (as TransferDone.Size reports them).
+	Moved [FromDerive + 1]int64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.
@@ -358,6 +366,14 @@ func (c *Core) submit(batch []Task) {
 		c.tasks[spec.ID] = t
 		c.setState(t, Waiting)
 	}
+	// A task that ends now must not have its inputs unlinked before the
+	// tasks after it in the batch count as their readers.
+	c.deferRetire = true
+	defer func() {
+		c.deferRetire = false
+		c.retire(c.retiring)
+		c.retiring = nil
+	}()
 	var cyclic map[TaskID]bool
 	if orderings {
 		cyclic = c.afterCycles(batch, accepted)
@@ -605,6 +621,8 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 func (c *Core) finish(t *task, o Outcome) {
 	pending := []*task{t}
 	outcomes := []Outcome{o}
+	var unread []*fileEntry             // inputs no unfinished task reads now
+	defer func() { c.retire(unread) }() // after the Done, Recreated and FileLost of what ended
 	for len(pending) > 0 {
 		t, o := pending[0], outcomes[0]
 		pending, outcomes = pending[1:], outcomes[1:]
@@ -627,11 +645,14 @@ func (c *Core) finish(t *task, o Outcome) {
 			c.setState(t, Finished)
 		}
 		delete(c.tasks, t.spec.ID)
-		c.files.release(t)
+		unread = append(unread, c.files.release(t)...)
 		switch {
 		case t.recreating && o.Kind == Success:
 			c.emit(Recreated{Task: t.spec.ID, Attempt: t.attempt, Worker: wid})
 		case !t.recreating:
+			if w := c.workers[wid]; w != nil {
+				w.done++
+			}
 			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o})
 		}
 		if o.Kind == Success && c.keepsLineage(t) {

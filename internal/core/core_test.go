@@ -25,7 +25,8 @@ func countsOf(c *core.Core) counts {
 }
 
 // runSteps feeds steps to c and compares every result. Forget actions are
-// left out unless a step wants one: TestForget and the simulation check
+// left out unless a step wants one, and so is Dispatch.Keep unless a step
+// wants a Dispatch with one: TestForget, TestKeep and the simulation check
 // them.
 func runSteps(t *testing.T, c *core.Core, steps []step) {
 	t.Helper()
@@ -34,6 +35,15 @@ func runSteps(t *testing.T, c *core.Core, steps []step) {
 		if !slices.ContainsFunc(s.want, isForget) {
 			got = slices.DeleteFunc(slices.Clone(got), isForget)
 		}
+		if !slices.ContainsFunc(s.want, keeps) {
+			got = slices.Clone(got)
+			for i, a := range got {
+				if d, ok := a.(core.Dispatch); ok {
+					d.Keep = nil
+					got[i] = d
+				}
+			}
+		}
 		if diff := cmp.Diff(s.want, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("step %d: Step(%#v) mismatch (-want +got):\n%s", i, s.ev, diff)
 		}
@@ -41,6 +51,8 @@ func runSteps(t *testing.T, c *core.Core, steps []step) {
 }
 
 func isForget(a core.Action) bool { _, ok := a.(core.Forget); return ok }
+
+func keeps(a core.Action) bool { d, ok := a.(core.Dispatch); return ok && len(d.Keep) > 0 }
 
 // scenario is a table entry: steps, then optional checks of the final state.
 type scenario struct {
@@ -237,7 +249,7 @@ func TestPlacement(t *testing.T) {
 			},
 			counts: &counts{Ready: 1, Running: 3, Finished: 2},
 			workers: []core.WorkerInfo{{
-				ID: 1, Total: res(1000, 1000), Free: res(0, 970), Running: []core.TaskID{3, 4, 5},
+				ID: 1, Total: res(1000, 1000), Free: res(0, 970), Running: []core.TaskID{3, 4, 5}, TasksDone: 2,
 			}},
 			states: map[core.TaskID]st{3: {core.Running, 1}, 6: {core.Ready, 0}},
 		},
@@ -262,7 +274,7 @@ func TestPlacement(t *testing.T) {
 			workers: []core.WorkerInfo{
 				{ID: 1, Total: core.Resources{MilliCores: 4000, MemoryMB: 1000, DiskMB: 1000}, Free: core.Resources{MilliCores: 4000, MemoryMB: 1000, DiskMB: 1000}},
 				{ID: 2, Total: core.Resources{MilliCores: 2000, MemoryMB: 8000, DiskMB: 1000}, Free: core.Resources{MilliCores: 1000, MemoryMB: 4000, DiskMB: 1000}, Running: []core.TaskID{1}},
-				{ID: 3, Total: core.Resources{MilliCores: 4000, MemoryMB: 1000, DiskMB: 10000, GPUs: 2}, Free: core.Resources{MilliCores: 2000, MemoryMB: 800, DiskMB: 5000}, Running: []core.TaskID{2, 6}},
+				{ID: 3, Total: core.Resources{MilliCores: 4000, MemoryMB: 1000, DiskMB: 10000, GPUs: 2}, Free: core.Resources{MilliCores: 2000, MemoryMB: 800, DiskMB: 5000}, Running: []core.TaskID{2, 6}, TasksDone: 3},
 			},
 		},
 		{
@@ -282,7 +294,7 @@ func TestPlacement(t *testing.T) {
 			},
 			workers: []core.WorkerInfo{
 				{ID: 1, Total: res(2000, 1000), Free: res(2000, 1000), Draining: true},
-				{ID: 2, Total: res(1000, 1000), Free: res(1000, 1000), Draining: true},
+				{ID: 2, Total: res(1000, 1000), Free: res(1000, 1000), Draining: true, TasksDone: 2},
 				{ID: 3, Total: res(1000, 1000), Free: res(0, 900), Running: []core.TaskID{3}},
 			},
 		},

@@ -55,4 +55,17 @@
 // task reads it, its producer runs again (Rerun, then Recreated; never a
 // second Done), recursively; a file that cannot be recreated ends with
 // FileLost, and its readers with InputMissing and the reason.
+//
+// Levels (see Level, levels.go): the core decides when workers drop cached
+// files. A task-level file is unlinked (Unlink) from every worker holding
+// it when the last unfinished task that reads it ends; a workflow-level
+// file once every session that declared it (FilesDeclared.Session) has
+// ended (SessionEnded) and no unfinished task reads it. Worker and forever
+// levels are never unlinked. The core forgets an unlinked replica when it
+// emits the Unlink, as on FilesDropped; a later reader stages the file
+// again, or has its producer run again. A Dispatch names the outputs its
+// worker keeps (Dispatch.Keep): temp files always, outputs sent to the
+// manager only while a task reads them. Stats.Moved counts the bytes
+// fetches brought to workers, by source; WorkerInfo.TasksDone the tasks
+// whose last attempt ran on each worker.
 package core

@@ -36,7 +36,19 @@ type TaskFinished struct {
 }
 
 // FilesDeclared: what kind of file each is, before tasks use them.
-type FilesDeclared struct{ Files []FileSpec }
+// Session names the client session that declares them (opaque to the
+// core), or is empty when none does (the caller tells what it learned of a
+// file): a workflow-level file is unlinked once every session that
+// declared it has ended (SessionEnded).
+type FilesDeclared struct {
+	Session string
+	Files   []FileSpec
+}
+
+// SessionEnded: a client session is gone. The workflow-level files that
+// only ended sessions declared are unlinked from the workers that hold
+// them, now or when the last unfinished task that reads them ends.
+type SessionEnded struct{ Session string }
 
 // TransferDone: a Fetch ended. SourceFault says the source failed (the
 // core backs off from it); otherwise the destination did (disk full).
@@ -124,3 +136,4 @@ func (InstanceEnded) isEvent()    {}
 func (TransferDone) isEvent()     {}
 func (FilesDropped) isEvent()     {}
 func (FileMissing) isEvent()      {}
+func (SessionEnded) isEvent()     {}

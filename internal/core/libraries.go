@@ -290,7 +290,7 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 		w = t.worker
 		c.release(t)
 	}
-	c.files.release(t)
+	c.releaseFiles(t)
 	c.counts[Instance][t.state]--
 	c.countShape(t, t.state, -1)
 	c.counts[Instance][Finished]++

@@ -232,6 +232,9 @@ func (c *Core) run(t *task) {
 			d.Inline = append(d.Inline, f)
 		}
 	}
+	if t.spec.Role != Instance {
+		d.Keep = c.keep(t)
+	}
 	c.emit(d)
 }
 

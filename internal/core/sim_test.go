@@ -150,6 +150,17 @@ var dataScenarios = []struct {
 			DepFraction: 0.6, GPUFraction: 0.3, BatchSize: 100,
 		},
 	},
+	{
+		name: "levels and sessions",
+		cfg: coretest.Config{
+			Workers: 8, Tasks: 800,
+			TempFraction: 0.7, ExternalFraction: 0.3, OriginFraction: 0.3, DerivedFraction: 0.2, MaxReplicas: 3, ManagerFraction: 0.05,
+			LevelFraction: 0.7, SessionEndRate: 0.01,
+			ReplicaLossRate: 0.02, TransferFailRate: 0.03, RejoinFraction: 0.3,
+			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
+			DepFraction: 0.7,
+		},
+	},
 }
 
 // TestSimulationData runs the data scenarios. Besides the invariants of

@@ -161,6 +161,7 @@ func (c *Core) transferDone(ev TransferDone) {
 	}
 	delete(w.inflight, tr.file)
 	if ev.OK {
+		c.moved[tr.src.Kind] += ev.Size
 		delete(w.tries, tr.file)
 		if ev.Size > 0 {
 			e.size = ev.Size
@@ -219,6 +220,10 @@ func (c *Core) satisfy(w *worker, e *fileEntry) {
 	derived := w.derives[e.id]
 	delete(w.derives, e.id)
 	for _, d := range derived {
+		if !e.holds(w.id) { // unlinked as it arrived: no task reads it, nor d
+			delete(w.inflight, d)
+			continue
+		}
 		if de := c.files.files[d]; de != nil {
 			c.begin(w, de, Source{Kind: FromDerive, From: e.id})
 		}
@@ -247,10 +252,15 @@ func (c *Core) fetchFailed(w *worker, f FileID, why string) {
 	}
 }
 
+// addReplica records that w holds e. A retired file (see retire) is
+// unlinked from w at once.
 func (c *Core) addReplica(w *worker, e *fileEntry) {
 	if e.addReplica(w.id) {
 		w.holds[e.id] = struct{}{}
 		w.cacheBytes += e.size
+		if e.retired && e.needers == 0 {
+			c.retire([]*fileEntry{e})
+		}
 	}
 }
 

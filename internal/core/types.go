@@ -89,16 +89,38 @@ const (
 	Derived                      // made on the worker from another file (an unpacked archive)
 )
 
-// FileSpec declares a file to the core.
+// Level says how long workers keep a file in their cache, and so when the
+// core unlinks it from them (see Unlink). The zero value, a file never
+// declared with a level, is never unlinked.
+type Level uint8
+
+// Cache levels.
+const (
+	LevelTask     Level = iota + 1 // until no unfinished task reads it
+	LevelWorkflow                  // until every session that declared it ended and no unfinished task reads it
+	LevelWorker                    // for the worker's life: never unlinked by the core
+	LevelForever                   // across worker restarts: never unlinked by the core
+)
+
+// FileSpec declares a file to the core. Kind 0 declares only the file's
+// Level and session (see FilesDeclared), leaving the rest as it was: for a
+// file at the manager's store, told with its size when a task reads it, or
+// for a file declared again.
 type FileSpec struct {
 	ID       FileID
 	Kind     FileKind
+	Level    Level  // 0 leaves it as it was
 	From     FileID // Derived: the file it is made from
 	Replicas int32  // Produced: copies to keep on distinct workers (0 means 1)
 	Size     int64  // when known
 	// Inline: External: small enough to travel from the manager inside the
 	// Run message, so never staged (see Dispatch.Inline).
 	Inline bool
+	// Upload: Produced: its producer sends it to the manager too, and the
+	// worker keeps a copy only if an unfinished task reads it when the
+	// producer is dispatched (see Dispatch.Keep). A declared Produced file
+	// without Upload is always kept; an output never declared never is.
+	Upload bool
 }
 
 // OutputInfo is what a worker reports of an output it produced.

@@ -21,6 +21,7 @@ type worker struct {
 	outgoing     int32               // fetches from it, as a peer
 	failures     int32               // consecutive failed fetches from it
 	backoffUntil uint64              // tick until which peers avoid it
+	done         uint64              // tasks whose Done named it
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores
@@ -111,6 +112,9 @@ type WorkerInfo struct {
 	CacheFiles   int
 	TransfersIn  int // fetches to it in flight
 	TransfersOut int // fetches from it in flight
+	// TasksDone counts the tasks and calls whose Done named it: their last
+	// attempt ran there.
+	TasksDone uint64
 }
 
 // Workers returns every connected worker, by ID.
@@ -118,7 +122,7 @@ func (c *Core) Workers() []WorkerInfo {
 	out := make([]WorkerInfo, 0, len(c.workers))
 	for _, w := range c.workers {
 		info := WorkerInfo{ID: w.id, Total: w.total, Free: w.free, Draining: w.draining,
-			CacheBytes: w.cacheBytes, CacheFiles: len(w.holds), TransfersOut: int(w.outgoing)}
+			CacheBytes: w.cacheBytes, CacheFiles: len(w.holds), TransfersOut: int(w.outgoing), TasksDone: w.done}
 		for _, id := range w.inflight {
 			if id != 0 {
 				info.TransfersIn++
@@ -145,10 +149,4 @@ func (c *Core) Replicas(f FileID) []WorkerID {
 		return append([]WorkerID(nil), e.replicas...)
 	}
 	return nil
-}
-
-// Needed reports whether an unfinished task reads f.
-func (c *Core) Needed(f FileID) bool {
-	e := c.files.files[f]
-	return e != nil && e.needers > 0
 }

@@ -15,42 +15,39 @@ import (
 const tokenLifetime = 15 * time.Minute
 
 // dataState is the loop's bookkeeping of files beyond the core's: how they
-// were declared, where transfers come from, and bytes moved.
+// were declared (what the messages to workers need), and bytes uploaded.
 type dataState struct {
-	decls      map[string]*pb.FileDecl    // by cache name
-	declaredBy map[string]map[string]bool // cache name -> sessions that declared it
-	names      map[core.FileID]string     // the inverse of fileIDs
-	transfers  map[uint64]core.SourceKind // in flight, by transfer ID
-	bytes      [core.FromDerive + 1]int64 // moved to workers, by source kind
-	toManager  int64                      // outputs uploaded
-	waiters    map[string][]chan error    // FetchFile calls waiting for a file to reach the store
+	decls     map[string]*pb.FileDecl // by cache name
+	names     map[core.FileID]string  // the inverse of fileIDs
+	toManager int64                   // outputs uploaded
+	waiters   map[string][]chan error // FetchFile calls waiting for a file to reach the store
 }
 
 func newDataState() dataState {
-	return dataState{decls: make(map[string]*pb.FileDecl), declaredBy: make(map[string]map[string]bool),
-		names: make(map[core.FileID]string), transfers: make(map[uint64]core.SourceKind),
+	return dataState{decls: make(map[string]*pb.FileDecl), names: make(map[core.FileID]string),
 		waiters: make(map[string][]chan error)}
 }
 
-// declare records a submit's file declarations and tells the core.
-// stored says which archives to unpack are at the store.
+// declare records a submit's file declarations and tells the core, with
+// each file's level and the session that declares it (the core unlinks
+// workflow-level files when their sessions end). stored says which
+// archives to unpack are at the store.
 func (s *state) declare(session string, decls []*pb.FileDecl, stored storedFiles) {
 	var specs []core.FileSpec
 	for _, d := range decls {
-		if s.data.declaredBy[d.Name] == nil {
-			s.data.declaredBy[d.Name] = make(map[string]bool)
-		}
-		s.data.declaredBy[d.Name][session] = true
 		if prev := s.data.decls[d.Name]; prev != nil && prev.Kind == d.Kind {
+			specs = append(specs, core.FileSpec{ID: s.fileID(d.Name)}) // Kind 0: this session declares it too
 			continue
 		}
 		s.data.decls[d.Name] = d
-		spec := core.FileSpec{ID: s.fileID(d.Name), Replicas: int32(d.Replicas), Size: d.Size}
+		spec := core.FileSpec{ID: s.fileID(d.Name), Replicas: int32(d.Replicas), Size: d.Size, Level: coreLevel(d.Level)}
 		switch d.Kind {
 		case pb.FileKind_FILE_KIND_URL:
 			spec.Kind = core.Origin
-		case pb.FileKind_FILE_KIND_TEMP, pb.FileKind_FILE_KIND_OUTPUT:
+		case pb.FileKind_FILE_KIND_TEMP:
 			spec.Kind = core.Produced
+		case pb.FileKind_FILE_KIND_OUTPUT:
+			spec.Kind, spec.Upload = core.Produced, true
 		case pb.FileKind_FILE_KIND_UNPACK:
 			spec.Kind, spec.From = core.Derived, s.fileID(d.UnpackFrom)
 			if !s.declared(d.UnpackFrom) && !s.producedFile(d.UnpackFrom) {
@@ -59,12 +56,12 @@ func (s *state) declare(session string, decls []*pb.FileDecl, stored storedFiles
 				}
 			}
 		default:
-			continue // at the manager: atManager tells the core, with its size
+			spec = core.FileSpec{ID: spec.ID, Level: spec.Level} // at the manager: atManager tells the core its kind and size
 		}
 		specs = append(specs, spec)
 	}
 	if len(specs) > 0 {
-		s.step(core.FilesDeclared{Files: specs})
+		s.step(core.FilesDeclared{Session: session, Files: specs})
 	}
 }
 
@@ -99,18 +96,6 @@ func (s *state) declared(name string) bool {
 	return d != nil && d.Kind != pb.FileKind_FILE_KIND_MANAGER
 }
 
-// keepIfRead decides, when a task is dispatched, whether its outputs for
-// the client stay in the worker's cache too: only if a task in the cluster
-// reads them, so that it can pull them from that peer. Temp outputs always
-// stay.
-func (s *state) keepIfRead(spec *pb.TaskSpec) {
-	for _, out := range spec.Outputs {
-		if d := s.data.decls[out.Name]; d != nil && d.Kind == pb.FileKind_FILE_KIND_OUTPUT {
-			out.Keep = s.core.Needed(s.fileID(out.Name))
-		}
-	}
-}
-
 // fetchMessage turns the core's Fetch into the message for the worker.
 func (s *state) fetchMessage(a core.Fetch) *pb.ManagerMessage {
 	name := s.data.names[a.File]
@@ -143,18 +128,11 @@ func (s *state) fetchMessage(a core.Fetch) *pb.ManagerMessage {
 			src.Format = d.UnpackFormat
 		}
 	}
-	s.data.transfers[a.Transfer] = a.Source.Kind
 	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Fetch{Fetch: msg}}
 }
 
 // fetchDone turns a worker's report of a fetch into the core's event.
 func (s *state) fetchDone(f *pb.FetchDone) {
-	if kind, ok := s.data.transfers[f.Id]; ok {
-		delete(s.data.transfers, f.Id)
-		if f.Ok {
-			s.data.bytes[kind] += f.Size
-		}
-	}
 	if f.Ok && s.fileInfo[f.Name] == nil {
 		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
 	}
@@ -176,32 +154,12 @@ func fileServerAddr(announced, connAddr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// endSession unlinks, from the workers that hold them, the workflow-level
-// files that only this session declared.
+// endSession tells the core that a client session ended (it unlinks the
+// workflow-level files only ended sessions declared), and removes from the
+// store the large call results that only this session fetches.
 func (s *state) endSession(session string) {
 	s.m.clients.End(session)
-	byWorker := make(map[core.WorkerID][]string)
-	for name, sessions := range s.data.declaredBy {
-		if !sessions[session] {
-			continue
-		}
-		delete(sessions, session)
-		d := s.data.decls[name]
-		if len(sessions) > 0 || d == nil {
-			continue
-		}
-		if d.Level > pb.CacheLevel_CACHE_LEVEL_WORKFLOW {
-			continue // worker or forever: the workers keep it
-		}
-		for _, w := range s.core.Replicas(s.fileID(name)) {
-			byWorker[w] = append(byWorker[w], name)
-		}
-	}
-	for w, names := range byWorker {
-		if sess := s.sessions[w]; sess != nil {
-			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
-		}
-	}
+	s.step(core.SessionEnded{Session: session})
 	for name, sessions := range s.results {
 		if sessions[session] {
 			if delete(sessions, session); len(sessions) == 0 {
@@ -210,6 +168,19 @@ func (s *state) endSession(session string) {
 			}
 		}
 	}
+}
+
+// unlink tells a worker to delete files from its cache.
+func (s *state) unlink(a core.Unlink) {
+	sess := s.sessions[a.Worker]
+	if sess == nil {
+		return
+	}
+	names := make([]string, len(a.Files))
+	for i, f := range a.Files {
+		names[i] = s.data.names[f]
+	}
+	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
 }
 
 // fetchToStore asks a worker holding name to upload it to the store; reply
@@ -240,28 +211,4 @@ func (s *state) uploaded(name string, err error) {
 		reply <- err
 	}
 	delete(s.data.waiters, name)
-}
-
-// dropTaskLevel unlinks, from the workers that hold them, a finished task's
-// task-level inputs that no unfinished task reads any more.
-func (s *state) dropTaskLevel(spec *pb.TaskSpec) {
-	byWorker := make(map[core.WorkerID][]string)
-	for _, in := range spec.Inputs {
-		d := s.data.decls[in.Name]
-		if d == nil || d.Level != pb.CacheLevel_CACHE_LEVEL_TASK {
-			continue
-		}
-		id := s.fileID(in.Name)
-		if s.core.Needed(id) {
-			continue
-		}
-		for _, w := range s.core.Replicas(id) {
-			byWorker[w] = append(byWorker[w], in.Name)
-		}
-	}
-	for w, names := range byWorker {
-		if sess := s.sessions[w]; sess != nil {
-			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
-		}
-	}
 }

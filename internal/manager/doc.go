@@ -18,9 +18,13 @@
 //
 // Submit and InstallLibrary look their inputs up at the store in the
 // handler, before the event reaches the loop, which learns of the store only
-// through events. The manager never writes into a request: the record of a
-// task (or library) is its own copy, built once at submit with what the
-// submit decides (inline inputs' size and digest, outputs' keep, upload and
-// cache levels). Decisions about tasks are the core's: "after" orderings
-// (core.Task.After) and who produces a file (Core.Producer).
+// through events. The manager never writes into a request, nor into its
+// records after it built them: the record of a task (or library) is its own
+// copy, built once at submit with what the submit decides (inline inputs'
+// size and digest, outputs' upload and cache levels), and each dispatch
+// sends a spec built for it (dispatch.go) with what the core decided for
+// that dispatch (inline inputs, the outputs the worker keeps). Decisions
+// about tasks and files are the core's: "after" orderings (core.Task.After),
+// who produces a file (Core.Producer), which cached files workers delete
+// (core.Unlink).
 package manager

@@ -52,3 +52,17 @@ func protoKind(k core.Kind) pb.ResultKind {
 	}
 	return pb.ResultKind_RESULT_KIND_UNSPECIFIED
 }
+
+// coreLevel turns a declared file's cache level into the core's.
+// UNSPECIFIED (and an unknown level) is workflow, as the wire says.
+func coreLevel(l pb.CacheLevel) core.Level {
+	switch l {
+	case pb.CacheLevel_CACHE_LEVEL_TASK:
+		return core.LevelTask
+	case pb.CacheLevel_CACHE_LEVEL_WORKER:
+		return core.LevelWorker
+	case pb.CacheLevel_CACHE_LEVEL_FOREVER:
+		return core.LevelForever
+	}
+	return core.LevelWorkflow
+}

@@ -43,3 +43,26 @@ func TestResultKinds(t *testing.T) {
 		t.Errorf("coreKind(1000) = %v, want failed", got)
 	}
 }
+
+// TestCacheLevels checks that every wire level maps to a distinct core
+// level, UNSPECIFIED and WORKFLOW both to workflow.
+func TestCacheLevels(t *testing.T) {
+	seen := make(map[core.Level]pb.CacheLevel)
+	for n := range pb.CacheLevel_name {
+		l := pb.CacheLevel(n)
+		c := coreLevel(l)
+		if l == pb.CacheLevel_CACHE_LEVEL_UNSPECIFIED {
+			if c != core.LevelWorkflow {
+				t.Errorf("coreLevel(%v) = %v, want workflow (%v)", l, c, core.LevelWorkflow)
+			}
+			continue
+		}
+		if prev, dup := seen[c]; dup {
+			t.Errorf("coreLevel(%v) = %v, as coreLevel(%v): unmapped or duplicate", l, c, prev)
+		}
+		seen[c] = l
+	}
+	if len(seen) != int(core.LevelForever) {
+		t.Errorf("wire levels map to %d core levels, want %d", len(seen), core.LevelForever)
+	}
+}

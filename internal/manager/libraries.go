@@ -63,8 +63,8 @@ func (s *state) startLibrary(a core.Dispatch) {
 	if rec == nil || sess == nil {
 		return
 	}
-	spec := rec.spec
-	s.fillInputInfo(&pb.TaskSpec{Inputs: spec.Inputs}, a.Inline)
+	spec := shallow(rec.spec) // the installed spec stays as it is
+	spec.Inputs = s.runInputs(rec.spec.Inputs, a.Inline)
 	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
 		Instance: uint64(a.Instance), Attempt: a.Attempt, Library: spec}}})
 }

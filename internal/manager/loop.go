@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"trellis/internal/core"
@@ -75,7 +74,6 @@ type state struct {
 	failed                      uint64
 	callsSucceeded, callsFailed uint64
 	version                     uint64 // steps taken: see stepped
-	doneBy                      map[core.WorkerID]uint64
 	data                        dataState
 	// Large call results in the store, by the sessions that fetch them:
 	// removed when the last of those sessions ends.
@@ -92,7 +90,6 @@ func newState(m *Manager) *state {
 		sessions: make(map[core.WorkerID]*session),
 		fileIDs:  make(map[string]core.FileID),
 		fileInfo: make(map[string]*pb.FileInfo),
-		doneBy:   make(map[core.WorkerID]uint64),
 		data:     newDataState(),
 		results:  make(map[string]map[string]bool),
 		libs:     make(map[string]*libRecord),
@@ -249,10 +246,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
-			s.fillInputInfo(rec.spec, a.Inline)
-			s.keepIfRead(rec.spec)
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
-				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: rec.spec, Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
+				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
@@ -314,6 +309,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.m.log.Warn("file lost for good", "file", s.data.names[a.File], "why", a.Why)
 		case core.Forget:
 			delete(s.tasks, a.Task)
+		case core.Unlink:
+			s.unlink(a)
 		}
 	}
 	if done != nil && !committed {
@@ -338,7 +335,6 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	var name string
 	if sess := s.sessions[a.Worker]; sess != nil {
 		name = sess.hello.Name
-		s.doneBy[a.Worker]++
 	}
 	if rec != nil {
 		rec.done = true
@@ -355,7 +351,6 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 		}
 		s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
 			Attempt: a.Attempt, Worker: name, Outcome: outcome})
-		s.dropTaskLevel(rec.spec)
 	}
 }
 
@@ -386,22 +381,6 @@ func (s *state) commitOutputs(d *pb.AttemptDone) error {
 		s.data.toManager += f.Size
 	}
 	return nil
-}
-
-// fillInputInfo adds the size and digest of inputs the manager knows, and
-// the content of those the core says travel inline (the worker does not
-// hold them; every other input is in its cache).
-func (s *state) fillInputInfo(spec *pb.TaskSpec, inline []core.FileID) {
-	for _, in := range spec.Inputs {
-		if info := s.fileInfo[in.Name]; info != nil {
-			in.Size, in.Digest = info.Size, info.Digest
-		}
-		if in.Content == nil && len(inline) > 0 && slices.Contains(inline, s.fileIDs[in.Name]) {
-			if b, ok := s.m.store.inline(in.Name); ok {
-				in.Content = b
-			}
-		}
-	}
 }
 
 func (s *state) fileID(name string) core.FileID {

@@ -93,8 +93,8 @@ func (s *state) status() *pb.StatusResponse {
 		Tasks:            taskCounts(tasks, s.succeeded-s.callsSucceeded, s.failed-s.callsFailed),
 		Calls:            taskCounts(calls, s.callsSucceeded, s.callsFailed),
 		Instances:        taskCounts(tally.Instances, 0, 0),
-		BytesFromManager: s.data.bytes[core.FromManager] + s.m.store.served(),
-		BytesFromPeers:   s.data.bytes[core.FromPeer], BytesFromUrls: s.data.bytes[core.FromOrigin],
+		BytesFromManager: stats.Moved[core.FromManager] + s.m.store.served(),
+		BytesFromPeers:   stats.Moved[core.FromPeer], BytesFromUrls: stats.Moved[core.FromOrigin],
 		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated}
 	for _, w := range s.core.Workers() {
 		sess := s.sessions[w.ID]
@@ -103,7 +103,7 @@ func (s *state) status() *pb.StatusResponse {
 		}
 		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
 			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
-			TasksDone: s.doneBy[w.ID], ConnectedUnixMs: sess.since.UnixMilli(),
+			TasksDone: w.TasksDone, ConnectedUnixMs: sess.since.UnixMilli(),
 			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut)}
 		for _, t := range w.Running {
 			ws.Running = append(ws.Running, uint64(t))

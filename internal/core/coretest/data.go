@@ -32,6 +32,10 @@ type dataFile struct {
 	mustFail []*simTask
 	lostStep int
 	probe    *simTask // the probe task that read it after the run, if any
+
+	level    core.Level
+	sessions []string // that declared it
+	unlinked bool     // an Unlink named it
 }
 
 // fileSet is a set of files in insertion order, for deterministic picks.
@@ -101,6 +105,10 @@ type dataState struct {
 	reruns    []*simTask // those tasks, and some that ended since
 	rejoins   []core.WorkerJoined
 	probes    int
+
+	sessions    []string // live client sessions (with LevelFraction)
+	ended       map[string]bool
+	nextSession int
 }
 
 func newDataState() dataState {
@@ -110,6 +118,7 @@ func newDataState() dataState {
 		fetchTo:   make(map[workerFile]*simFetch),
 		peerOut:   make(map[core.WorkerID]int),
 		originOut: make(map[core.FileID]int),
+		ended:     make(map[string]bool),
 	}
 }
 
@@ -148,7 +157,7 @@ func (s *sim) genOutputs(outputs []core.FileID) {
 			df.want = int32(2 + s.rng.IntN(s.cfg.MaxReplicas-1))
 		}
 		s.d.temps = append(s.d.temps, f)
-		s.d.specs = append(s.d.specs, core.FileSpec{ID: f, Kind: core.Produced, Replicas: df.want})
+		s.d.specs = append(s.d.specs, core.FileSpec{ID: f, Kind: core.Produced, Replicas: df.want, Level: s.level(df)})
 	}
 }
 
@@ -158,12 +167,12 @@ func (s *sim) genOutputs(outputs []core.FileID) {
 func (s *sim) pickExternal() core.FileID {
 	r := s.rng
 	if len(s.d.externals) > 0 && r.IntN(3) != 0 {
-		return s.d.externals[r.IntN(len(s.d.externals))]
+		return s.redeclare(s.d.externals[r.IntN(len(s.d.externals))])
 	}
 	df := s.newFile(core.External, false)
 	df.manager, df.inline = true, r.IntN(3) == 0
 	s.d.externals = append(s.d.externals, df.id)
-	s.d.specs = append(s.d.specs, core.FileSpec{ID: df.id, Kind: core.External, Size: df.size, Inline: df.inline})
+	s.d.specs = append(s.d.specs, core.FileSpec{ID: df.id, Kind: core.External, Size: df.size, Inline: df.inline, Level: s.level(df)})
 	return df.id
 }
 
@@ -172,11 +181,11 @@ func (s *sim) pickExternal() core.FileID {
 func (s *sim) pickURL() core.FileID {
 	r := s.rng
 	if len(s.d.urls) > 0 && r.IntN(3) != 0 {
-		return s.d.urls[r.IntN(len(s.d.urls))]
+		return s.redeclare(s.d.urls[r.IntN(len(s.d.urls))])
 	}
 	df := s.newFile(core.Origin, false)
 	df.bad = r.Float64() < s.cfg.BadURLFraction
-	spec := core.FileSpec{ID: df.id, Kind: core.Origin}
+	spec := core.FileSpec{ID: df.id, Kind: core.Origin, Level: s.level(df)}
 	if r.IntN(2) == 0 {
 		spec.Size = df.size
 	}
@@ -201,7 +210,7 @@ func (s *sim) pickDerived() core.FileID {
 	df := s.newFile(core.Derived, false)
 	df.from = from
 	s.d.derived = append(s.d.derived, df.id)
-	s.d.specs = append(s.d.specs, core.FileSpec{ID: df.id, Kind: core.Derived, From: from})
+	s.d.specs = append(s.d.specs, core.FileSpec{ID: df.id, Kind: core.Derived, From: from, Level: s.level(df)})
 	return df.id
 }
 
@@ -654,7 +663,7 @@ func (s *sim) checkDataEnd(files bool) {
 			continue
 		}
 		if len(df.lost) == 0 {
-			if !s.available(f) {
+			if !s.available(f) && !df.unlinked { // an unlinked file is made again when a task reads it
 				s.failf("temp file %d (producer %d) is read by %d tasks but is at no worker, not at the manager, and not reported lost",
 					f, fi.producer.spec.ID, len(fi.consumers))
 			}

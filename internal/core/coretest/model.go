@@ -204,6 +204,7 @@ func (s *sim) expect(ev core.Event) {
 		s.exact = s.d.cur == nil // a transfer the core no longer knows
 	case core.FilesDropped:
 		s.exact = s.d.noop || s.workers[ev.Worker] == nil
+	case core.SessionEnded: // Unlinks, checked as they come
 	default:
 		s.failf("unknown event %T", ev)
 	}
@@ -367,6 +368,8 @@ func (s *sim) apply(a core.Action) {
 		s.applyFileLost(a)
 	case core.Forget:
 		s.applyForget(a)
+	case core.Unlink:
+		s.applyUnlink(a)
 	default:
 		s.failf("unknown action %T", a)
 	}
@@ -385,6 +388,9 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 		return
 	}
 	t := s.task(a.Task)
+	if t != nil {
+		s.checkKeep(a, t)
+	}
 	switch {
 	case t == nil || !t.submitted:
 		s.failf("Dispatch %+v of a task never submitted", a)

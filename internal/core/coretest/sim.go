@@ -43,6 +43,11 @@ type Config struct {
 	ReplicaLossRate  float64 // a random worker drops one or two random files it holds (FilesDropped)
 	TransferFailRate float64 // chance that a fetch whose source has the file fails anyway (source or destination fault)
 	RejoinFraction   float64 // chance that a lost worker comes back, under a new ID, with some of its files
+	// LevelFraction: fraction of declared files given a task or workflow
+	// level, which the core unlinks; the others get a worker or forever
+	// level, or none. With it zero, files have no level and no session.
+	LevelFraction  float64
+	SessionEndRate float64 // a random client session ends (SessionEnded); declarations come from the live ones
 
 	// Libraries. With Libraries zero, no library is installed and no call
 	// made (the other library fields then do nothing).
@@ -91,6 +96,8 @@ type Stats struct {
 	Probes          int // tasks submitted after the run to read files no worker holds
 	ProbesRecreated int // of which succeeded: the file was made again
 	ProbesLost      int // of which failed with the file's FileLost reason
+	Unlinked        int // replicas named by Unlink actions
+	SessionsEnded   int
 
 	// Libraries.
 	Libraries        int
@@ -119,6 +126,9 @@ func (s Stats) String() string {
 	if s.Fetches > 0 || s.Dropped > 0 {
 		out += fmt.Sprintf(" fetches=%d failed=%d dropped=%d rejoined=%d reruns=%d recreated=%d lost=%d probes=%d (recreated %d, lost %d)",
 			s.Fetches, s.FetchFailures, s.Dropped, s.Rejoined, s.Reruns, s.Recreated, s.FilesLost, s.Probes, s.ProbesRecreated, s.ProbesLost)
+		if s.SessionsEnded > 0 || s.Unlinked > 0 {
+			out += fmt.Sprintf(" sessions ended=%d unlinked=%d", s.SessionsEnded, s.Unlinked)
+		}
 	}
 	if s.Calls > 0 {
 		out += fmt.Sprintf(" libraries=%d reinstalls=%d calls=%d call-dispatches=%d instances started=%d ready=%d set-up failures=%d crashes=%d stops=%d broken=%d calls failed broken=%d",
@@ -173,6 +183,8 @@ func Run(tb testing.TB, cfg Config) Stats {
 		s.checkLibEnd()
 	}
 	if cfg.dataOn() {
+		s.endSessions()
+		s.quiesce()
 		s.checkDataEnd(false)
 		s.probe()
 		s.checkEnd()
@@ -445,8 +457,7 @@ func (s *sim) submitBatch() {
 		s.rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
 	}
 	if len(s.d.specs) > 0 {
-		s.do(core.FilesDeclared{Files: s.d.specs})
-		s.d.specs = nil
+		s.declare()
 	}
 	s.next += n
 	s.do(core.TasksSubmitted{Tasks: batch})
@@ -497,6 +508,8 @@ func (s *sim) faultStep() {
 		s.dropReplica()
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate:
 		s.crashInstance()
+	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate+c.SessionEndRate:
+		s.endSession()
 	default:
 		s.progress()
 	}

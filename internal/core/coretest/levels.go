@@ -1,0 +1,149 @@
+package coretest
+
+// Levels and sessions: with Config.LevelFraction set, declared files get
+// cache levels and are declared by client sessions that end at random.
+// The model checks every Unlink: it names files the worker really holds,
+// of task level, or of workflow level whose every declaring session has
+// ended, and that no unfinished task reads (nor a producer running again);
+// the fake worker deletes them, and checkWorkers then finds that the core
+// forgot those replicas. Keep checks every Dispatch.Keep: it names every
+// temp output and no output the harness never declared.
+
+import (
+	"fmt"
+	"slices"
+
+	"trellis/internal/core"
+)
+
+var (
+	unlinkedLevels = []core.Level{core.LevelTask, core.LevelWorkflow}
+	keptLevels     = []core.Level{0, core.LevelWorker, core.LevelForever}
+)
+
+// level draws the level of a new declared file, when levels are on.
+func (s *sim) level(df *dataFile) core.Level {
+	if s.cfg.LevelFraction == 0 {
+		return 0
+	}
+	if s.rng.Float64() < s.cfg.LevelFraction {
+		df.level = pick(s.rng, unlinkedLevels)
+	} else {
+		df.level = pick(s.rng, keptLevels)
+	}
+	return df.level
+}
+
+// redeclare has the next batch's session declare f too, now and then,
+// when levels are on (a Kind 0 spec: the session only). It returns f.
+func (s *sim) redeclare(f core.FileID) core.FileID {
+	if s.cfg.LevelFraction > 0 && s.rng.IntN(4) == 0 {
+		s.d.specs = append(s.d.specs, core.FileSpec{ID: f})
+	}
+	return f
+}
+
+// declare sends the pending declarations, from a live session when levels
+// are on.
+func (s *sim) declare() {
+	ev := core.FilesDeclared{Files: s.d.specs}
+	if s.cfg.LevelFraction > 0 {
+		if len(s.d.sessions) == 0 || s.rng.IntN(8) == 0 {
+			s.d.nextSession++
+			s.d.sessions = append(s.d.sessions, fmt.Sprintf("session-%d", s.d.nextSession))
+		}
+		ev.Session = pick(s.rng, s.d.sessions)
+		for _, spec := range ev.Files {
+			if df := s.d.decl[spec.ID]; df != nil && !slices.Contains(df.sessions, ev.Session) {
+				df.sessions = append(df.sessions, ev.Session)
+			}
+		}
+	}
+	s.do(ev)
+	s.d.specs = nil
+}
+
+// endSession ends a random live session.
+func (s *sim) endSession() {
+	if len(s.d.sessions) == 0 {
+		return
+	}
+	i := s.rng.IntN(len(s.d.sessions))
+	sess := s.d.sessions[i]
+	s.d.sessions = slices.Delete(s.d.sessions, i, i+1)
+	s.d.ended[sess] = true
+	s.stats.SessionsEnded++
+	s.do(core.SessionEnded{Session: sess})
+}
+
+// endSessions ends every live session, once the run has settled.
+func (s *sim) endSessions() {
+	for len(s.d.sessions) > 0 {
+		s.endSession()
+	}
+}
+
+func (s *sim) applyUnlink(a core.Unlink) {
+	w := s.workers[a.Worker]
+	if w == nil {
+		s.failf("%+v to a departed or unknown worker", a)
+		return
+	}
+	if len(a.Files) == 0 {
+		s.failf("%+v names no file", a)
+	}
+	for _, f := range a.Files {
+		df := s.d.decl[f]
+		if df == nil {
+			s.failf("%+v of file %d, which the harness never declared", a, f)
+			continue
+		}
+		switch df.level {
+		case core.LevelTask:
+		case core.LevelWorkflow:
+			for _, sess := range df.sessions {
+				if !s.d.ended[sess] {
+					s.failf("%+v of workflow-level file %d, declared by live session %s (of %v)", a, f, sess, df.sessions)
+				}
+			}
+			if len(df.sessions) == 0 {
+				s.failf("%+v of workflow-level file %d, which no session declared", a, f)
+			}
+		default:
+			s.failf("%+v of file %d of level %d, which workers keep", a, f, df.level)
+		}
+		if t := s.reader(f); t != nil {
+			s.failf("%+v of file %d, which unfinished task %d reads (running on %v, running again %v)", a, f, t.spec.ID, t.worker, t.rerunning)
+		}
+		if !w.holds.has(f) {
+			s.failf("%+v of file %d, which the worker does not hold (holders %v)", a, f, df.at)
+		}
+		s.unhold(w, f)
+		df.unlinked = true
+		s.stats.Unlinked++
+	}
+}
+
+// reader returns an unfinished task that depends on f, or nil.
+func (s *sim) reader(f core.FileID) *simTask {
+	for _, t := range s.tasks {
+		if t.submitted && (!t.done || t.rerunning) && slices.Contains(t.deps, f) {
+			return t
+		}
+	}
+	return nil
+}
+
+// checkKeep checks the outputs Dispatch a says t's worker keeps: every
+// temp output, and no output never declared.
+func (s *sim) checkKeep(a core.Dispatch, t *simTask) {
+	for _, f := range t.spec.Outputs {
+		df := s.d.decl[f]
+		if df == nil {
+			continue
+		}
+		if kept := slices.Contains(a.Keep, f); kept != df.temp {
+			s.failf("Dispatch %+v keeps output %d: %v, want %v (temp)", a, f, kept, df.temp)
+		}
+	}
+}

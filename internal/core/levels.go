@@ -1,0 +1,105 @@
+package core
+
+import (
+	"slices"
+	"sort"
+)
+
+// Cache levels decide when workers drop a file (see Level). The core
+// unlinks a file from every worker that holds it, and forgets those
+// replicas as it would on FilesDropped, once no unfinished task reads it
+// and its level lets it go:
+//   - task level: when the last unfinished task that reads it ends;
+//   - workflow level: when every session that declared it has ended
+//     (SessionEnded), or, if tasks still read it then, when the last of
+//     them ends.
+//
+// Worker and forever levels, and files never declared with a level, are
+// never unlinked. A file is retired from then on: a copy it gains later
+// (a fetch in flight that lands, an output its producer reports kept) is
+// unlinked at once, until a new task reads it. That task stages it again
+// as it would a dropped file: from another copy, the manager or its origin,
+// or, for a produced file with no copy left, by running its producer again
+// (Rerun) while the core retains it. Unlinking the last copy of a produced
+// temp file that a later submit reads is what the client asked for by its
+// level: that submit recreates it or fails with FileLost.
+
+// expired reports whether e's level lets workers drop it once no task reads it.
+func (e *fileEntry) expired() bool {
+	switch e.level {
+	case LevelTask:
+		return true
+	case LevelWorkflow:
+		return e.orphan
+	}
+	return false
+}
+
+// retire unlinks each of files that has expired and that no unfinished
+// task reads from the workers that hold it, with one Unlink per worker.
+func (c *Core) retire(files []*fileEntry) {
+	if c.deferRetire {
+		c.retiring = append(c.retiring, files...)
+		return
+	}
+	var by map[WorkerID][]FileID
+	for _, e := range files {
+		if e.needers > 0 || !e.expired() {
+			continue
+		}
+		e.retired = true
+		for _, wid := range slices.Clone(e.replicas) {
+			w := c.workers[wid]
+			if w == nil {
+				continue // leaving: its replicas go with it
+			}
+			if by == nil {
+				by = make(map[WorkerID][]FileID)
+			}
+			by[wid] = append(by[wid], e.id)
+			c.dropReplica(w, e) // no task needs it: no lineage
+		}
+	}
+	if len(by) == 0 {
+		return
+	}
+	ws := make([]WorkerID, 0, len(by))
+	for w := range by {
+		ws = append(ws, w)
+	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i] < ws[j] })
+	for _, w := range ws {
+		c.emit(Unlink{Worker: w, Files: by[w]})
+	}
+}
+
+// releaseFiles forgets that t reads its inputs (t ended) and unlinks those
+// that no task reads any more, if their level lets them go.
+func (c *Core) releaseFiles(t *task) {
+	if unread := c.files.release(t); len(unread) > 0 {
+		c.retire(unread)
+	}
+}
+
+// sessionEnded unlinks the workflow-level files that only ended sessions
+// declared, unless a task still reads them (see releaseFiles).
+func (c *Core) sessionEnded(session string) {
+	c.retire(c.files.endSession(session))
+}
+
+// keep returns the outputs of t that its worker keeps in its cache (see
+// Dispatch.Keep).
+func (c *Core) keep(t *task) []FileID {
+	var keep []FileID
+	for _, f := range t.spec.Outputs {
+		e := c.files.files[f]
+		if e == nil {
+			continue
+		}
+		switch {
+		case e.keep == keepAlways, e.keep == keepIfRead && e.needers > 0:
+			keep = append(keep, f)
+		}
+	}
+	return keep
+}
