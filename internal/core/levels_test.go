@@ -229,6 +229,21 @@ func TestUnlinkFound(t *testing.T) {
 			},
 		},
 		{
+			// Task 1 fails for good; task 2, which reads its output,
+			// ends with it. 30, which only task 1 read, is unlinked after
+			// both Dones.
+			name: "an Unlink follows the Done of every task that ended",
+			steps: []step{
+				{core.WorkerJoined{Worker: 1, Resources: res(1000, 1000), Cached: []core.CachedFile{{File: 30, Size: 100}}}, nil},
+				{declared("a", core.Origin, core.LevelTask, 30), nil},
+				{submit(files(task(1, one), ids(30), ids(10)), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{finished(1, 1, 1, outcome(core.Failed, "exit 1")), acts(
+					done(1, 1, 1, outcome(core.Failed, "exit 1")),
+					done(2, 0, 0, outcome(core.InputMissing, "input produced by task 1 is missing: that task ended with failed")),
+					unlink(1, 30))},
+			},
+		},
+		{
 			// Task 1 is cancelled while archive 20 comes for it: 20 is
 			// unlinked as it lands, and 21 is not unpacked from it. A
 			// later reader brings both again.
