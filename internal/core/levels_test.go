@@ -191,3 +191,73 @@ func TestMoved(t *testing.T) {
 		t.Errorf("Stats() mismatch (-want +got):\n%s", diff)
 	}
 }
+
+// TestUnlinkFound: cases the seeded simulation found (TestSimulationData,
+// "levels and sessions"), one per bug fixed in commit 69dfb1e.
+func TestUnlinkFound(t *testing.T) {
+	one := res(1000, 100)
+	origin := core.Source{Kind: core.FromOrigin}
+	derive := func(from core.FileID) core.Source { return core.Source{Kind: core.FromDerive, From: from} }
+	lost := outcome(core.WorkerLost, "worker 1 lost: crash")
+	runScenarios(t, []scenario{
+		{
+			// Task 1, the last reader of 30, ends as its worker leaves:
+			// the worker's copy goes with it, and only the copy that
+			// stays is unlinked.
+			name: "no Unlink to a worker that left",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{declared("a", core.Origin, core.LevelTask, 30), nil},
+				{submit(files(task(1, one), ids(30), nil)), acts(fetch(1, 1, 30, origin, 0))},
+				{fetched(1, 100), acts(dispatch(1, 1, 1))},
+				{core.WorkerJoined{Worker: 2, Resources: res(1000, 1000), Cached: []core.CachedFile{{File: 30, Size: 100}}}, nil},
+				{core.WorkerLeft{Worker: 1, Reason: "crash"}, acts(done(1, 1, 1, lost), unlink(2, 30))},
+			},
+			workers: []core.WorkerInfo{{ID: 2, Total: res(1000, 1000), Free: res(1000, 1000)}},
+		},
+		{
+			// Task 1 ends at submit (7 is missing); task 2, later in
+			// the batch, reads 30 too: 30 stays on worker 1 for it.
+			name: "a task ended at submit leaves its inputs to the batch's other readers",
+			steps: []step{
+				{core.WorkerJoined{Worker: 1, Resources: res(1000, 1000), Cached: []core.CachedFile{{File: 30, Size: 100}}}, nil},
+				{declared("a", core.Origin, core.LevelTask, 30), nil},
+				{core.FileMissing{File: 7, Why: "file 7 is not at the manager"}, nil},
+				{submit(files(task(1, one), ids(30, 7), nil), files(task(2, one), ids(30), nil)),
+					acts(done(1, 0, 0, outcome(core.InputMissing, "file 7 is not at the manager")), dispatch(2, 1, 1))},
+				{ok(2, 1, 1), acts(success(2, 1, 1), unlink(1, 30))},
+			},
+		},
+		{
+			// Task 1 fails for good; task 2, which reads its output,
+			// ends with it. 30, which only task 1 read, is unlinked after
+			// both Dones.
+			name: "an Unlink follows the Done of every task that ended",
+			steps: []step{
+				{core.WorkerJoined{Worker: 1, Resources: res(1000, 1000), Cached: []core.CachedFile{{File: 30, Size: 100}}}, nil},
+				{declared("a", core.Origin, core.LevelTask, 30), nil},
+				{submit(files(task(1, one), ids(30), ids(10)), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{finished(1, 1, 1, outcome(core.Failed, "exit 1")), acts(
+					done(1, 1, 1, outcome(core.Failed, "exit 1")),
+					done(2, 0, 0, outcome(core.InputMissing, "input produced by task 1 is missing: that task ended with failed")),
+					unlink(1, 30))},
+			},
+		},
+		{
+			// Task 1 is cancelled while archive 20 comes for it: 20 is
+			// unlinked as it lands, and 21 is not unpacked from it. A
+			// later reader brings both again.
+			name: "nothing is unpacked from an archive unlinked as it landed",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{core.FilesDeclared{Session: "a", Files: []core.FileSpec{{ID: 20, Kind: core.Origin, Level: core.LevelTask}, {ID: 21, Kind: core.Derived, From: 20}}}, nil},
+				{submit(files(task(1, one), ids(21), nil)), acts(fetch(1, 1, 20, origin, 0))},
+				{core.CancelTask{Task: 1}, acts(done(1, 0, 0, outcome(core.Cancelled, "cancelled before it ran")))},
+				{fetched(1, 700), acts(unlink(1, 20))},
+				{submit(files(task(2, one), ids(21), nil)), acts(fetch(2, 1, 20, origin, 700))},
+				{fetched(2, 700), acts(fetch(3, 1, 21, derive(20), 0))},
+				{fetched(3, 2000), acts(dispatch(2, 1, 1))},
+			},
+		},
+	})
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -180,4 +181,48 @@ func TestForeverCacheSurvivesRestart(t *testing.T) {
 	if hits != 1 {
 		t.Errorf("the origin was asked %d times; want 1 (the restarted worker kept the file)", hits)
 	}
+}
+
+// A worker deletes a task-level input from its cache once the last task
+// that reads it finished, and a workflow-level one once the client that
+// declared it closed its session.
+func TestCacheLevelsUnlink(t *testing.T) {
+	c := newCluster(t)
+	workdir := filepath.Join(t.TempDir(), "w")
+	c.worker("w", nil, "--workdir", workdir)
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	dir := t.TempDir()
+	write := func(name string, b byte) string {
+		p := filepath.Join(dir, name)
+		// Over the inline limit, so that it is cached, not sent in the task.
+		if err := os.WriteFile(p, bytes.Repeat([]byte{b}, 100<<10), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	task := trellis.LocalFile(write("task", 'x')).Cache(trellis.CacheTask)
+	flow := trellis.LocalFile(write("flow", 'y')).Cache(trellis.CacheWorkflow)
+	hs, err := cl.Submit(context.Background(),
+		trellis.NewTask("wc -c < a").AddInput(task, "a").AddInput(flow, "b"),
+		trellis.NewTask("wc -c < a").AddInput(task, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 30*time.Second); !r.OK() || strings.TrimSpace(string(r.Stdout)) != "102400" {
+			t.Fatalf("task %s: %v, stdout %q, want 102400", h.Name, r.Err(), r.Stdout)
+		}
+	}
+	cached := func(f *trellis.File) bool {
+		_, err := os.Stat(filepath.Join(workdir, "cache", "files", f.Name()))
+		return err == nil
+	}
+	waitFor(t, 10*time.Second, "the worker to delete the task-level file", func() bool { return !cached(task) })
+	if !cached(flow) {
+		t.Fatal("the workflow-level file left the worker's cache before its session ended")
+	}
+	cl.Close()
+	waitFor(t, 10*time.Second, "the worker to delete the workflow-level file", func() bool { return !cached(flow) })
 }
