@@ -7,26 +7,26 @@ import (
 )
 
 // task is the core's state for one task.
+// (Fields are ordered to pack: a million queued tasks is the core's load.)
 type task struct {
+	seq      uint64 // submission order (first: the queues compare it with spec.Priority, on one cache line)
 	spec     Task
-	state    State
-	attempt  uint32   // of the last dispatch; 0 before the first
-	failures int32    // attempts that counted against spec.Retries
-	worker   *worker  // where it is placed, or was last
-	ranOn    WorkerID // where the last attempt was dispatched; 0 before the first
+	worker   *worker     // where it is placed, or was last
+	inst     *instance   // calls: the instance it runs in; instances: their own state
+	shape    *shapeCount // its entry in Core.shapes; nil for calls, and until counted
+	ranOn    WorkerID    // where the last attempt was dispatched; 0 before the first
+	index    int         // in its shape queue, or -1
 	gpus     []int32
-	seq      uint64 // submission order
-	missing  int32  // inputs not yet available
-	index    int    // in its shape queue, or -1
-	cancel   bool   // a Kill was sent; report Cancelled whatever the worker says
+	attempt  uint32 // of the last dispatch; 0 before the first
+	failures int32  // attempts that counted against spec.Retries
+	missing  int32  // inputs (and tasks it runs after) not yet available
 	staging  int32  // inputs still to arrive on its worker
+	state    State
+	cancel   bool // a Kill was sent; report Cancelled whatever the worker says
 	// recreating: the task had finished, and runs again because its output
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
-	inst       *instance   // calls: the instance it runs in; instances: their own state
-	held       bool        // it holds a reservation of its worker's resources
-	shape      *shapeCount // its entry in Core.shapes; nil for calls, and until counted
-	followers  []TaskID    // tasks waiting for it to succeed (their After names it)
+	held       bool // it holds a reservation of its worker's resources
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -53,6 +53,7 @@ type Core struct {
 	originOut    map[FileID]int32
 	ticks        uint64
 	retained     map[TaskID]*task      // finished producers of files kept only in workers
+	followers    map[TaskID][]TaskID   // tasks waiting for a task to succeed (their After names it)
 	recreated    uint64                // tasks run again to recreate lost files
 	lost         uint64                // files lost for good
 	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
@@ -74,6 +75,7 @@ func New() *Core {
 		transfers: make(map[uint64]*transfer),
 		originOut: make(map[FileID]int32),
 		retained:  make(map[TaskID]*task),
+		followers: make(map[TaskID][]TaskID),
 		libs:      make(map[LibID]*library),
 		shapes:    make(map[Resources]*shapeCount),
 	}
@@ -414,7 +416,7 @@ func (c *Core) awaitAfter(t *task, batch []Task, accepted []bool, cyclic map[Tas
 		case p != nil && p.spec.Role == Instance:
 			return 0, fmt.Sprintf("after task %d, which is not a task the client submitted", id)
 		case p != nil:
-			p.followers = append(p.followers, t.spec.ID)
+			c.followers[id] = append(c.followers[id], t.spec.ID)
 			missing++
 		default:
 			if i := slices.IndexFunc(batch, func(b Task) bool { return b.ID == id }); i >= 0 {
@@ -619,10 +621,12 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 // again to recreate lost files ends with Recreated (or FileLost) instead of
 // a second Done.
 func (c *Core) finish(t *task, o Outcome) {
-	pending := []*task{t}
-	outcomes := []Outcome{o}
-	var unread []*fileEntry             // inputs no unfinished task reads now
-	defer func() { c.retire(unread) }() // after the Done, Recreated and FileLost of what ended
+	// Most calls end one task: the first of each list lives on the stack.
+	var tbuf [1]*task
+	var obuf [1]Outcome
+	pending := append(tbuf[:0], t)
+	outcomes := append(obuf[:0], o)
+	var unread []*fileEntry // inputs no unfinished task reads now
 	for len(pending) > 0 {
 		t, o := pending[0], outcomes[0]
 		pending, outcomes = pending[1:], outcomes[1:]
@@ -650,7 +654,9 @@ func (c *Core) finish(t *task, o Outcome) {
 		case t.recreating && o.Kind == Success:
 			c.emit(Recreated{Task: t.spec.ID, Attempt: t.attempt, Worker: wid})
 		case !t.recreating:
-			if w := c.workers[wid]; w != nil {
+			if w := t.worker; w != nil && w.id == wid {
+				w.done++ // (one gone meanwhile counts where nobody reads)
+			} else if w := c.workers[wid]; w != nil {
 				w.done++
 			}
 			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o})
@@ -677,14 +683,16 @@ func (c *Core) finish(t *task, o Outcome) {
 					c.replicate(e)
 				}
 			}
-			for _, id := range t.followers {
-				if w := c.tasks[id]; w != nil && w.state == Waiting {
-					if w.missing--; w.missing == 0 {
-						c.makeReady(w)
+			if followers, ok := c.followers[t.spec.ID]; ok {
+				delete(c.followers, t.spec.ID)
+				for _, id := range followers {
+					if w := c.tasks[id]; w != nil && w.state == Waiting {
+						if w.missing--; w.missing == 0 {
+							c.makeReady(w)
+						}
 					}
 				}
 			}
-			t.followers = nil
 			continue
 		}
 		why := fmt.Sprintf("input produced by task %d is missing: that task ended with %s", t.spec.ID, o.Kind)
@@ -717,14 +725,15 @@ func (c *Core) finish(t *task, o Outcome) {
 				outcomes = append(outcomes, Outcome{Kind: InputMissing, Message: why})
 			}
 		}
-		for _, id := range t.followers {
+		for _, id := range c.followers[t.spec.ID] {
 			if w := c.tasks[id]; w != nil && w.state == Waiting {
 				pending = append(pending, w)
 				outcomes = append(outcomes, Outcome{Kind: InputMissing, Message: fmt.Sprintf("after task %d, which ended with %s", t.spec.ID, o.Kind)})
 			}
 		}
-		t.followers = nil
+		delete(c.followers, t.spec.ID)
 	}
+	c.retire(unread) // after the Done, Recreated and FileLost of what ended
 }
 
 // keepsLineage reports whether t produced a file that lives only in

@@ -48,13 +48,13 @@ func (r Resources) String() string {
 type Task struct {
 	ID           TaskID
 	Resources    Resources
-	Priority     int32 // higher runs first; equal priorities run in submission order
-	Retries      int32 // further attempts allowed after a worker is lost (or, with RetryOnError, after a failure)
-	RetryOnError bool
+	Priority     int32    // higher runs first; equal priorities run in submission order
+	Retries      int32    // further attempts allowed after a worker is lost (or, with RetryOnError, after a failure)
 	Inputs       []FileID // files that must be available before the task runs
 	Outputs      []FileID // files the task produces; available once it succeeds
-	Role         Role     // a plain task, or a call of library Lib's functions
 	Lib          LibID
+	Role         Role // a plain task, or a call of library Lib's functions
+	RetryOnError bool
 	// After lists tasks that must succeed before this one runs: tasks of
 	// the same TasksSubmitted batch (in any order), or of an earlier batch
 	// that the core has not forgotten. One that has succeeded is satisfied;

@@ -186,10 +186,6 @@ func (s *state) unlink(a core.Unlink) {
 // fetchToStore asks a worker holding name to upload it to the store; reply
 // gets nil when it is there, or an error.
 func (s *state) fetchToStore(name string, reply chan error) {
-	if _, ok := s.m.store.stat(name); ok {
-		reply <- nil
-		return
-	}
 	id, known := s.fileIDs[name]
 	if !known {
 		reply <- fmt.Errorf("file %s is unknown to this manager", name)

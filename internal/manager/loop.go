@@ -276,6 +276,9 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				outcome.Result, outcome.Traceback = o.GetResult(), o.GetTraceback()
 				if a.Outcome.Kind == core.Success {
 					if err := s.commitOutputs(done); err != nil {
+						// The outputs were checked before the core saw the
+						// report: only the store's disk failing since gets here.
+						s.m.log.Error("commit checked outputs", "task", a.Task, "attempt", a.Attempt, "err", err)
 						outcome.Kind, outcome.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
 					} else {
 						outcome.Outputs, outcome.ResultFile = o.GetOutputs(), o.GetResultFile()
@@ -354,8 +357,9 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	}
 }
 
-// commitOutputs moves the outputs of an accepted attempt into the store:
-// staged uploads are renamed, inline ones written.
+// commitOutputs moves the outputs of an accepted attempt, which
+// store.checkReport checked before the core saw the report, into the
+// store: staged uploads are renamed, inline ones written.
 func (s *state) commitOutputs(d *pb.AttemptDone) error {
 	for _, f := range d.GetOutcome().GetOutputs() {
 		var err error
@@ -372,9 +376,6 @@ func (s *state) commitOutputs(d *pb.AttemptDone) error {
 		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
 	}
 	if f := d.GetOutcome().GetResultFile(); f != nil { // a call's large result, for the client to GET
-		if err := proto.CheckCacheName(f.Name); err != nil {
-			return fmt.Errorf("result file: %w", err)
-		}
 		if err := s.m.store.commit(f, d.TaskId, d.Attempt); err != nil {
 			return err
 		}

@@ -3,6 +3,8 @@ package manager
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +143,81 @@ func TestWelcomeComesFirstAndAlone(t *testing.T) {
 		}
 		cancel()
 		w.Close()
+	}
+}
+
+// nextRun reads the worker's stream until a Run comes, for at most 10 s.
+func nextRun(t *testing.T, w interface {
+	Receive() (*pb.ManagerMessage, error)
+}) *pb.Run {
+	t.Helper()
+	got := make(chan *pb.Run, 1)
+	go func() { // exits when a Run comes or the stream ends (the test closes it)
+		defer close(got)
+		for {
+			msg, err := w.Receive()
+			if err != nil {
+				return
+			}
+			if r := msg.GetRun(); r != nil {
+				got <- r
+				return
+			}
+			for _, inner := range msg.GetBatch().GetMsgs() {
+				if r := inner.GetRun(); r != nil {
+					got <- r
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case r, ok := <-got:
+		if !ok {
+			t.Fatal("the stream ended before a Run came")
+		}
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Run within 10 s")
+		return nil
+	}
+}
+
+// TestOutputsCheckedBeforeTheCore: a report of success whose output never
+// reached the store is a failure for the core too (so the task is retried
+// under RetryOnError), not a success the manager turns into a failure after
+// the core released its readers.
+func TestOutputsCheckedBeforeTheCore(t *testing.T) {
+	m := startManager(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := m.ConnectWorker(ctx)
+	defer w.Close()
+	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
+		t.Fatalf("first message %v, %v; want a welcome", first, err)
+	}
+	out := &pb.FileRef{Name: "out-x", Path: "o"}
+	if _, err := submit(t, m, &pb.TaskSpec{Name: "t", Key: "t", Command: "true", Resources: &pb.Resources{Cores: 1},
+		Outputs: []*pb.FileRef{out}, Retries: 1, RetryOnError: true}); err != nil {
+		t.Fatal(err)
+	}
+	run := nextRun(t, w)
+	done := &pb.AttemptDone{TaskId: run.TaskId, Attempt: run.Attempt, Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS,
+		Outputs: []*pb.FileInfo{{Name: "out-x", Size: 10, Uploaded: true}}}} // never uploaded
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: done}}); err != nil {
+		t.Fatal(err)
+	}
+	if again := nextRun(t, w); again.TaskId != run.TaskId || again.Attempt != run.Attempt+1 {
+		t.Fatalf("after the failed check: Run of task %d attempt %d; want task %d attempt %d", again.TaskId, again.Attempt, run.TaskId, run.Attempt+1)
+	}
+	evs := watch(t, m, 0, 3) // running, waiting again, running
+	if !slices.ContainsFunc(evs, func(ev *pb.TaskEvent) bool {
+		return ev.State == pb.TaskState_TASK_STATE_WAITING && strings.Contains(ev.Note, "was not uploaded")
+	}) {
+		t.Errorf("events %v; want the task back to waiting, because its output was not uploaded", evs)
 	}
 }

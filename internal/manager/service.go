@@ -134,6 +134,9 @@ func (s *service) FetchFile(ctx context.Context, req *connect.Request[pb.FetchFi
 	if err := proto.CheckCacheName(name); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	if info, ok := s.m.store.stat(name); ok { // here already: the loop need not know
+		return connect.NewResponse(&pb.FetchFileResponse{File: info}), nil
+	}
 	reply := make(chan error, 1)
 	if err := s.m.send(ctx, evFetchFile{name: name, reply: reply}); err != nil {
 		return nil, err

@@ -125,6 +125,7 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 				return
 			}
 			lastSeen.Store(time.Now().UnixNano())
+			m.store.checkReport(msg) // disk work here, not on the loop
 			if m.send(ctx, evWorkerMsg{id: id, msg: msg}) != nil {
 				return
 			}

@@ -140,16 +140,73 @@ func contentDigest(name string) (string, bool) {
 	return strings.CutPrefix(name, proto.DirPrefix)
 }
 
-// commit moves a staged output into files/ after checking its size.
-func (s *store) commit(f *pb.FileInfo, task uint64, attempt uint32) error {
-	staged := s.stagedPath(task, attempt, f.Name)
-	fi, err := os.Stat(staged)
+// checkReport checks, before the loop sees a worker's message, the outputs
+// of each successful attempt it reports: uploads staged with the size the
+// worker reports, inline content matching its size and digest. An attempt
+// whose outputs fail the check is reported as failed, with the reason, so
+// that the core decides on what the store really holds; the loop then only
+// moves checked files into place (commit, writeInline).
+func (s *store) checkReport(msg *pb.WorkerMessage) {
+	switch x := msg.Msg.(type) {
+	case *pb.WorkerMessage_Batch:
+		for _, inner := range x.Batch.Msgs {
+			s.checkReport(inner)
+		}
+	case *pb.WorkerMessage_Done:
+		d := x.Done
+		o := d.GetOutcome()
+		if o.GetKind() != pb.ResultKind_RESULT_KIND_SUCCESS {
+			return
+		}
+		if err := s.checkOutputs(d); err != nil {
+			o.Kind, o.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
+		}
+	}
+}
+
+// checkOutputs checks what a successful attempt left for the store.
+func (s *store) checkOutputs(d *pb.AttemptDone) error {
+	o := d.GetOutcome()
+	for _, f := range o.GetOutputs() {
+		switch {
+		case f.Content != nil:
+			if int64(len(f.Content)) != f.Size {
+				return fmt.Errorf("output %s: %d inline bytes, worker reported %d", f.Name, len(f.Content), f.Size)
+			}
+			sum := sha256.Sum256(f.Content)
+			if f.Digest != "" && f.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
+				return fmt.Errorf("output %s: inline content does not match digest %s", f.Name, f.Digest)
+			}
+		case f.Uploaded:
+			if err := s.checkStaged(f, d.TaskId, d.Attempt); err != nil {
+				return err
+			}
+		}
+	}
+	if f := o.GetResultFile(); f != nil { // a call's large result, for the client to GET
+		if err := proto.CheckCacheName(f.Name); err != nil {
+			return fmt.Errorf("result file: %w", err)
+		}
+		return s.checkStaged(f, d.TaskId, d.Attempt)
+	}
+	return nil
+}
+
+// checkStaged checks that an attempt uploaded f, with its size.
+func (s *store) checkStaged(f *pb.FileInfo, task uint64, attempt uint32) error {
+	fi, err := os.Stat(s.stagedPath(task, attempt, f.Name))
 	if err != nil {
 		return fmt.Errorf("output %s of task %d attempt %d was not uploaded", f.Name, task, attempt)
 	}
 	if fi.Size() != f.Size && !f.Dir { // a directory's tar stream is larger than its files
 		return fmt.Errorf("output %s of task %d: uploaded %d bytes, worker reported %d", f.Name, task, fi.Size(), f.Size)
 	}
+	return nil
+}
+
+// commit moves a staged output, checked by checkReport, into files/.
+func (s *store) commit(f *pb.FileInfo, task uint64, attempt uint32) error {
+	staged := s.stagedPath(task, attempt, f.Name)
 	if err := os.Rename(staged, s.path(f.Name)); err != nil {
 		return fmt.Errorf("commit output %s: %w", f.Name, err)
 	}
@@ -160,15 +217,9 @@ func (s *store) commit(f *pb.FileInfo, task uint64, attempt uint32) error {
 	return nil
 }
 
-// writeInline stores an output that arrived inside the worker's report.
+// writeInline stores an output that arrived inside the worker's report,
+// checked by checkReport.
 func (s *store) writeInline(f *pb.FileInfo) error {
-	if int64(len(f.Content)) != f.Size {
-		return fmt.Errorf("output %s: %d inline bytes, worker reported %d", f.Name, len(f.Content), f.Size)
-	}
-	sum := sha256.Sum256(f.Content)
-	if f.Digest != "" && f.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
-		return fmt.Errorf("output %s: inline content does not match digest %s", f.Name, f.Digest)
-	}
 	s.mu.Lock()
 	old, had := s.small[f.Name]
 	fits := s.smallBytes-len(old)+len(f.Content) <= smallLimit
