@@ -58,11 +58,17 @@ type Requeued struct {
 
 // Done: the task ended for good. Attempt is its last attempt (0 if it never
 // ran); the outcome is final. Exactly one Done is emitted per task.
+//
+// Unless Retained, the Done is the last the caller hears of the task: what
+// it keeps for it (its spec) may go. A Retained task succeeded with outputs
+// that live only in workers: the core keeps it to run again if they are
+// lost (Rerun), and a Forget says when it lets it go.
 type Done struct {
-	Task    TaskID
-	Attempt uint32
-	Worker  WorkerID // where the last attempt ran, 0 if it never ran
-	Outcome Outcome
+	Task     TaskID
+	Attempt  uint32
+	Worker   WorkerID // where the last attempt ran, 0 if it never ran
+	Outcome  Outcome
+	Retained bool
 }
 
 // StaleResult: a TaskFinished or TaskReturned (or, naming Instance and no
@@ -100,11 +106,10 @@ type Rerun struct {
 	File FileID
 }
 
-// Forget: the core holds nothing more of Task, which has ended (after its
-// Done, or its Recreated, in the same step) and will never run again: what
-// the caller keeps for it (its spec) may go. A finished task whose outputs
-// live only in workers is kept instead, to run again if they are lost
-// (Rerun): it is forgotten when it ends without being kept again.
+// Forget: the core holds nothing more of Task, whose Done said Retained: it
+// ran again to recreate lost files and ended (with Recreated or FileLost, in
+// the same step) without being retained again. What the caller keeps for it
+// may go.
 type Forget struct{ Task TaskID }
 
 // FileLost: File can never be had again; tasks that need it fail.

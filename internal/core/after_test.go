@@ -134,20 +134,22 @@ func TestAfter(t *testing.T) {
 			},
 		},
 		{
-			name: "after a task of an earlier batch that failed and was forgotten",
+			name:   "after a task of an earlier batch that failed and was forgotten",
+			strict: true,
 			steps: []step{
 				{join(1, res(2000, 1000)), nil},
 				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
-				{finished(1, 1, 1, boom), acts(done(1, 1, 1, boom), core.Forget{Task: 1})},
+				{finished(1, 1, 1, boom), acts(done(1, 1, 1, boom))}, // not Retained: forgotten
 				{submit(after(task(2, one), 1)), acts(done(2, 0, 0, afterMissing(forgotten)))},
 			},
 		},
 		{
-			name: "after a task that was forgotten after it succeeded, or never submitted",
+			name:   "after a task that was forgotten after it succeeded, or never submitted",
+			strict: true,
 			steps: []step{
 				{join(1, res(2000, 1000)), nil},
 				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), core.Forget{Task: 1})},
+				{ok(1, 1, 1), acts(success(1, 1, 1))}, // not Retained: forgotten
 				{submit(after(task(2, one), 1), after(task(3, one), 9)), acts(
 					done(2, 0, 0, afterMissing(forgotten)),
 					done(3, 0, 0, afterMissing("after task 9, which has ended and been forgotten, or was never submitted")),

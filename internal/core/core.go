@@ -171,13 +171,21 @@ func (c *Core) emit(a ...Action) { c.out = append(c.out, a...) }
 
 func (c *Core) setState(t *task, s State) {
 	n := &c.counts[t.spec.Role]
+	sc := t.shape // demand by shape
+	if sc == nil && t.spec.Role != Call {
+		sc = c.shapeOf(t)
+	}
 	if t.state != 0 {
 		n[t.state]--
-		c.countShape(t, t.state, -1)
+		if sc != nil {
+			sc.by[t.spec.Role][t.state]--
+		}
 	}
 	t.state = s
 	n[s]++
-	c.countShape(t, s, 1)
+	if sc != nil {
+		sc.by[t.spec.Role][s]++
+	}
 }
 
 // Counts returns how many tasks are in each state, library instances
@@ -358,7 +366,7 @@ func (c *Core) submit(batch []Task) {
 		}
 		if err := c.files.claim(spec.ID, spec.Outputs); err != nil {
 			c.counts[spec.Role][Finished]++
-			c.emit(Done{Task: spec.ID, Outcome: Outcome{Kind: Failed, Message: err.Error()}}, Forget{Task: spec.ID})
+			c.emit(Done{Task: spec.ID, Outcome: Outcome{Kind: Failed, Message: err.Error()}})
 			continue
 		}
 		accepted[i] = true
@@ -643,13 +651,16 @@ func (c *Core) finish(t *task, o Outcome) {
 		wid := t.ranOn // not where it was staging, if it never ran there
 		if t.recreating {
 			c.counts[t.spec.Role][t.state]-- // Finished counted it the first time
-			c.countShape(t, t.state, -1)
+			if sc := c.shapeOf(t); sc != nil {
+				sc.by[t.spec.Role][t.state]--
+			}
 			t.state = Finished
 		} else {
 			c.setState(t, Finished)
 		}
 		delete(c.tasks, t.spec.ID)
 		unread = append(unread, c.files.release(t)...)
+		retained := o.Kind == Success && c.keepsLineage(t)
 		switch {
 		case t.recreating && o.Kind == Success:
 			c.emit(Recreated{Task: t.spec.ID, Attempt: t.attempt, Worker: wid})
@@ -659,13 +670,14 @@ func (c *Core) finish(t *task, o Outcome) {
 			} else if w := c.workers[wid]; w != nil {
 				w.done++
 			}
-			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o})
+			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o, Retained: retained})
 		}
-		if o.Kind == Success && c.keepsLineage(t) {
+		switch {
+		case retained:
 			t.recreating = false
 			c.retained[t.spec.ID] = t
-		} else {
-			c.emit(Forget{Task: t.spec.ID})
+		case t.recreating:
+			c.emit(Forget{Task: t.spec.ID}) // its Done said Retained
 		}
 		if o.Kind == Success {
 			for _, id := range c.files.produced(t.spec.Outputs) {

@@ -360,39 +360,44 @@ func TestDroppedAfterUseIsLeftAlone(t *testing.T) {
 }
 
 // TestForget: the core lets the caller forget a task once it has ended and
-// cannot run again; a producer of files kept only in workers is kept for
-// lineage instead, and forgotten when it ends without being kept again.
+// cannot run again (its Done is not Retained); a producer of files kept only
+// in workers is retained for lineage instead, and forgotten (Forget) when it
+// ends without being retained again.
 func TestForget(t *testing.T) {
 	one := res(1000, 100)
 	forget := func(id core.TaskID) core.Forget { return core.Forget{Task: id} }
+	retained := func(d core.Done) core.Done { d.Retained = true; return d }
 	runScenarios(t, []scenario{
 		{
-			name: "a task without kept outputs is forgotten with its Done",
+			name:   "a task without kept outputs is forgotten with its Done",
+			strict: true,
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), forget(1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1))},
 			},
 		},
 		{
-			name: "a task cancelled before it ran",
+			name:   "a task cancelled before it ran",
+			strict: true,
 			steps: []step{
 				{submit(task(1, one)), nil},
-				{core.CancelTask{Task: 1}, acts(done(1, 0, 0, outcome(core.Cancelled, "cancelled before it ran")), forget(1))},
+				{core.CancelTask{Task: 1}, acts(done(1, 0, 0, outcome(core.Cancelled, "cancelled before it ran")))},
 			},
 		},
 		{
-			name: "a producer of a temp file is kept until its run again fails",
+			name:   "a producer of a temp file is kept until its run again fails",
+			strict: true,
 			steps: []step{
 				{join(1, res(2000, 1000)), nil},
 				{temps(10), nil},
 				{submit(files(task(1, one), nil, ids(10)), retries(files(task(2, one), ids(10), nil), 2, false)), acts(dispatch(1, 1, 1))},
-				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(2, 1, 1))}, // kept: no Forget
+				{kept(1, 1, 1, 5000, 10), acts(retained(success(1, 1, 1)), dispatch(2, 1, 1))},
 				{core.WorkerLeft{Worker: 1, Reason: "killed"}, acts(
 					core.Requeued{Task: 2, Attempt: 1, Reason: outcome(core.WorkerLost, "worker 1 lost: killed")},
 					core.Rerun{Task: 1, File: 10})},
 				{join(2, res(2000, 1000)), acts(dispatch(1, 2, 2))},
-				{kept(1, 2, 2, 5000, 10), acts(core.Recreated{Task: 1, Attempt: 2, Worker: 2}, dispatch(2, 2, 2))}, // kept again
+				{kept(1, 2, 2, 5000, 10), acts(core.Recreated{Task: 1, Attempt: 2, Worker: 2}, dispatch(2, 2, 2))}, // retained again: no Forget
 				{core.WorkerLeft{Worker: 2, Reason: "killed"}, acts(
 					core.Requeued{Task: 2, Attempt: 2, Reason: outcome(core.WorkerLost, "worker 2 lost: killed")},
 					core.Rerun{Task: 1, File: 10})},
@@ -400,8 +405,7 @@ func TestForget(t *testing.T) {
 				{finished(1, 3, 3, outcome(core.Failed, "exit 1")), acts(
 					forget(1),
 					core.FileLost{File: 10, Why: "input produced by task 1 was lost, and running that task again ended with failed: exit 1"},
-					done(2, 2, 2, outcome(core.InputMissing, "input produced by task 1 was lost, and running that task again ended with failed: exit 1")),
-					forget(2))},
+					done(2, 2, 2, outcome(core.InputMissing, "input produced by task 1 was lost, and running that task again ended with failed: exit 1")))},
 			},
 		},
 	})

@@ -23,8 +23,10 @@ type ShapeDemand struct {
 func (c *Core) Demand() []ShapeDemand {
 	out := make([]ShapeDemand, 0, len(c.shapes))
 	for r, n := range c.shapes {
-		if n.waiting|n.running|n.instances != 0 {
-			out = append(out, ShapeDemand{Shape: r, Waiting: n.waiting, Running: n.running, Instances: n.instances})
+		p, i := &n.by[Plain], &n.by[Instance]
+		d := ShapeDemand{Shape: r, Waiting: p[Waiting] + p[Ready], Running: p[Staging] + p[Running], Instances: i[Staging] + i[Running]}
+		if d.Waiting|d.Running|d.Instances != 0 {
+			out = append(out, d)
 		}
 	}
 	for _, lib := range c.libs {
@@ -47,29 +49,22 @@ func (c *Core) Demand() []ShapeDemand {
 
 // shapeCount is the demand for one shape, kept by setState (the entry of
 // a shape stays once made: shapes are few).
-type shapeCount struct{ waiting, running, instances int }
+type shapeCount struct {
+	by [Instance + 1][Staging + 1]int
+} // tasks by role and state
 
-// countShape adds d to the count of t's shape for state s.
-func (c *Core) countShape(t *task, s State, d int) {
-	if t.spec.Role == Call {
-		return // a call runs in its instance's slot
-	}
-	n := t.shape
-	if n == nil {
-		if n = c.shapes[t.spec.Resources]; n == nil {
+// shapeOf returns t's shape count, nil for a call (it runs in its
+// instance's slot).
+func (c *Core) shapeOf(t *task) *shapeCount {
+	if t.shape == nil && t.spec.Role != Call {
+		n := c.shapes[t.spec.Resources]
+		if n == nil {
 			n = &shapeCount{}
 			c.shapes[t.spec.Resources] = n
 		}
 		t.shape = n
 	}
-	switch {
-	case t.spec.Role == Plain && (s == Waiting || s == Ready):
-		n.waiting += d
-	case t.spec.Role == Plain && (s == Staging || s == Running):
-		n.running += d
-	case t.spec.Role == Instance && (s == Staging || s == Running):
-		n.instances += d
-	}
+	return t.shape
 }
 
 // wanted returns how many more instances of l need a place: enough for

@@ -30,11 +30,15 @@
 // task that claims an output another task claimed ends at once with a Done
 // Failed.
 //
+// Forgetting: a Done is the last the caller hears of a task, unless it is
+// Retained (it succeeded with outputs that live only in workers, and may run
+// again to recreate them); a Forget then says when the core lets it go.
+//
 // Orderings (Task.After): a task runs only after every task its After names
 // has succeeded. It may name tasks of its own batch, in any order, and
-// tasks of earlier batches that the core has not forgotten (no Forget yet:
-// one that is still live, or one that succeeded and is kept for lineage,
-// which counts as succeeded). If one of them fails for good (or was
+// tasks of earlier batches that the core has not forgotten (one that is
+// still live, or one that succeeded and is retained for lineage, which
+// counts as succeeded). If one of them fails for good (or was
 // rejected, is unknown or forgotten, or the orderings within the batch
 // form a cycle), the task ends with InputMissing and a reason naming it,
 // and so, transitively, do the tasks after it and those reading its outputs.

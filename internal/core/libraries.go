@@ -292,7 +292,9 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 	}
 	c.releaseFiles(t)
 	c.counts[Instance][t.state]--
-	c.countShape(t, t.state, -1)
+	if sc := c.shapeOf(t); sc != nil {
+		sc.by[t.spec.Role][t.state]--
+	}
 	c.counts[Instance][Finished]++
 	t.state = Finished
 	delete(c.tasks, t.spec.ID)

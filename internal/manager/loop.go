@@ -354,6 +354,9 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 		}
 		s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
 			Attempt: a.Attempt, Worker: name, Outcome: outcome})
+		if !a.Retained { // the core is done with it (else a Forget comes later)
+			delete(s.tasks, a.Task)
+		}
 	}
 }
 

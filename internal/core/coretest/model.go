@@ -516,6 +516,12 @@ func (s *sim) applyDone(a core.Done) {
 	if a.Outcome.Kind != core.Success || len(t.spec.Outputs) == 0 {
 		s.mustForget = append(s.mustForget, t) // nothing to recreate
 	}
+	if !a.Retained { // the Done is the last word of the task
+		t.forgotten = true
+		s.forgotten = append(s.forgotten, t)
+	} else if a.Outcome.Kind != core.Success {
+		s.failf("Done %+v retains a task that did not succeed", a)
+	}
 	s.doneCount++
 	if !t.rejected {
 		s.liveTasks--
@@ -600,14 +606,15 @@ func (s *sim) release(t *simTask) {
 	}
 }
 
-// applyForget checks that the core forgets only a task that has ended.
+// applyForget checks that the core forgets only a task it retained at its
+// Done, that ran again to recreate files.
 func (s *sim) applyForget(a core.Forget) {
 	t := s.task(a.Task)
 	switch {
 	case t == nil || !t.submitted:
 		s.failf("%+v of a task never submitted", a)
 	case t.forgotten:
-		s.failf("%+v: forgotten twice", a)
+		s.failf("%+v: forgotten twice (or its Done was not Retained)", a)
 	case !t.done:
 		s.failf("%+v of a task without a Done", a)
 	}
