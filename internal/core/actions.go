@@ -66,9 +66,9 @@ type Requeued struct {
 type Done struct {
 	Task     TaskID
 	Attempt  uint32
+	Retained bool     // (here, it packs with Attempt)
 	Worker   WorkerID // where the last attempt ran, 0 if it never ran
 	Outcome  Outcome
-	Retained bool
 }
 
 // StaleResult: a TaskFinished or TaskReturned (or, naming Instance and no
