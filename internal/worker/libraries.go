@@ -167,8 +167,14 @@ func (w *Worker) stopLibrary(id uint64) {
 	inst.host.Stop(stopGrace)
 }
 
+// handBack is the outcome runCall gives a call that never reached its
+// library (it died or stopped first): the call is returned to the manager,
+// to run elsewhere as if it had never started.
+var handBack = &pb.Outcome{}
+
 // runCall runs one function call in its instance. A nil outcome means the
-// library itself died: its end, reported apart, settles the call.
+// library itself died while it had the call: its end, reported apart,
+// settles the call.
 func (w *Worker) runCall(ctx context.Context, run *pb.Run, inst *libInstance) *pb.Outcome {
 	c := run.Spec.GetCall()
 	if inst == nil || c == nil {
@@ -204,6 +210,8 @@ func (w *Worker) runCall(ctx context.Context, run *pb.Run, inst *libInstance) *p
 	case errors.Is(err, libhost.ErrCancelled) || ctx.Err() != nil:
 		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_CANCELLED, -1, "cancelled"
 		return o
+	case errors.Is(err, libhost.ErrNotSent):
+		return handBack
 	case errors.Is(err, libhost.ErrUnknownFunction):
 		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_FAILED, -1, fmt.Sprintf("library %s has no function %q", c.Library, c.Function)
 		return o

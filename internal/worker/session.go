@@ -41,6 +41,8 @@ type evAttemptEnded struct {
 	// killed for not stopping). Its end goes with the library's, in one
 	// message, so that no other call is sent to the dead instance between.
 	libDead bool
+	// returned: a call that never reached its library: it is handed back.
+	returned bool
 }
 
 // evFetched: a fetch ended.
@@ -303,8 +305,8 @@ func (s *session) startAttempt(sctx context.Context, run *pb.Run) {
 		} else {
 			o, cleanup = s.w.runAttempt(actx, run)
 		}
-		s.events <- evAttemptEnded{key: key, outcome: o, libDead: libDead} // the loop waits for every attempt
-		cleanup()                                                          // after reporting: the next task need not wait for it
+		s.events <- evAttemptEnded{key: key, outcome: o, libDead: libDead, returned: o == handBack} // the loop waits for every attempt
+		cleanup()                                                                                   // after reporting: the next task need not wait for it
 	}()
 }
 
@@ -419,7 +421,7 @@ func reportMessage(r *running, ev evAttemptEnded) *pb.WorkerMessage {
 	if ev.outcome == nil {
 		return nil
 	}
-	if r != nil && r.handBack {
+	if r != nil && r.handBack || ev.returned {
 		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: ev.key.task, Attempt: ev.key.attempt}}}
 	}
 	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: ev.key.task, Attempt: ev.key.attempt, Outcome: ev.outcome}}}

@@ -176,9 +176,9 @@ func (h *Host) refusal() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.dead != nil {
-		return h.dead
+		return fmt.Errorf("%w: %w", ErrNotSent, h.dead)
 	}
-	return ErrStopped
+	return fmt.Errorf("%w: %w", ErrNotSent, ErrStopped)
 }
 
 // abandon gives up on c with err: a call not yet sent is dropped (freeing

@@ -14,6 +14,10 @@ var (
 	// ErrCrashed: the library process died while serving. The worker
 	// restarts it and retries the calls within their retry budget.
 	ErrCrashed = errors.New("libhost: library crashed")
+	// ErrNotSent: the library died before the call reached it (the call
+	// waited for a slot, or to be written): it did not run, and may run
+	// elsewhere as if it never started. It comes with the *ExitError.
+	ErrNotSent = errors.New("libhost: the call never reached the library")
 	// ErrUnresponsive: the host killed the library because a cancelled call
 	// did not answer within Spec.CancelGrace. It matches ErrCrashed too.
 	ErrUnresponsive error = &kindError{msg: "libhost: library killed because a cancelled call did not stop", parent: ErrCrashed}

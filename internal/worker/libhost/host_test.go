@@ -423,8 +423,8 @@ func TestCrash(t *testing.T) {
 	if h.Err() != err {
 		t.Errorf("Err = %v; want %v", h.Err(), err)
 	}
-	if _, err2 := h.Call(context.Background(), "echo", nil, 0); err2 != err {
-		t.Errorf("Call after the crash = %v; want %v", err2, err)
+	if _, err2 := h.Call(context.Background(), "echo", nil, 0); !errors.Is(err2, ErrNotSent) || !errors.Is(err2, err) {
+		t.Errorf("Call after the crash = %v; want ErrNotSent and %v", err2, err)
 	}
 	if err := h.Stop(time.Second); err != nil || h.Err() != ee {
 		t.Errorf("Stop after a crash = %v, Err = %v; want nil and the crash", err, h.Err())
@@ -678,4 +678,28 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		t.Fatal("Start succeeded")
 	}
 	pollUntil(t, 5*time.Second, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// TestCrashLeavesWaitingCallsUnsent: a call that waited for a slot when the
+// library crashed never reached it: its error says so (ErrNotSent), so that
+// the worker hands it back to run elsewhere as if it never started, rather
+// than failing it with the crash of a call it had nothing to do with.
+func TestCrashLeavesWaitingCallsUnsent(t *testing.T) {
+	t.Parallel()
+	spec := helperSpec(t, "ok")
+	spec.Slots = 1
+	h := start(t, spec)
+	crashed := make(chan error, 1)
+	go func() { // waited for below
+		_, err := h.Call(context.Background(), "exit", nil, 0)
+		crashed <- err
+	}()
+	pollUntil(t, 5*time.Second, "the crashing call to hold the slot", func() bool { return h.inFlightCalls() == 1 })
+	_, err := h.Call(context.Background(), "echo", nil, 0) // waits for the slot
+	if !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrCrashed) {
+		t.Errorf("the waiting call's error = %v; want ErrNotSent with the crash", err)
+	}
+	if err := <-crashed; !errors.Is(err, ErrCrashed) || errors.Is(err, ErrNotSent) {
+		t.Errorf("the crashing call's error = %v; want ErrCrashed, not ErrNotSent", err)
+	}
 }

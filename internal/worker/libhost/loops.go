@@ -67,14 +67,21 @@ func (h *Host) waitLoop() {
 	h.dead = e
 	calls := h.calls
 	h.calls, h.queue, h.waiting = nil, nil, nil
-	var failed []*call
+	var failed, unsent []*call
 	for _, c := range calls {
+		if c.state == waiting || c.state == queued {
+			unsent = append(unsent, c)
+		} else {
+			failed = append(failed, c) // abandoned ones too: abandon waits for it
+		}
 		c.state = answered
-		failed = append(failed, c) // abandoned ones too: abandon waits for it
 	}
 	h.mu.Unlock()
 	for _, c := range failed {
 		c.res <- outcome{err: e}
+	}
+	for _, c := range unsent {
+		c.res <- outcome{err: fmt.Errorf("%w: %w", ErrNotSent, e)}
 	}
 	close(h.done)
 }
