@@ -44,6 +44,7 @@ func TestWorkerJoiningWhileTasksWait(t *testing.T) {
 		if out := w.Output(); strings.Contains(out, "did not welcome") {
 			t.Fatalf("round %d: the worker was refused:\n%s", round, out)
 		}
+		c.waitWorkers(cl, 0) // the next round's tasks must not go to this one
 	}
 }
 
