@@ -8,14 +8,22 @@ type Action interface{ isAction() }
 // instance is a Dispatch too: Task is 0, Instance names the new instance and
 // Lib its library.
 type Dispatch struct {
-	Task    TaskID
-	Attempt uint32
-	Worker  WorkerID
-	GPUs    []int32
+	Task   TaskID
+	Worker WorkerID
 	// Instance: for a call, the library instance to run it in; for a
 	// library instance's start, the instance, with Lib the library.
 	Instance InstanceID
+	Attempt  uint32
 	Lib      LibID // set only when the Dispatch starts Instance
+	GPUs     []int32
+	// Files: what the dispatch says of the task's files (Inline, Keep);
+	// nil when it says nothing, as for most tasks (a Dispatch is made per
+	// decision: it stays small).
+	Files *DispatchFiles
+}
+
+// DispatchFiles is what a Dispatch says of its task's files.
+type DispatchFiles struct {
 	// Inline: inputs the worker does not hold, which travel from the
 	// manager inside the message (see FileSpec.Inline); every other input
 	// that is not the caller's own inline content is on the worker.
@@ -25,6 +33,22 @@ type Dispatch struct {
 	// declared Produced output without Upload, and those with Upload that
 	// an unfinished task reads. The worker drops the others.
 	Keep []FileID
+}
+
+// Inline returns the dispatch's inline inputs (see DispatchFiles).
+func (d Dispatch) Inline() []FileID {
+	if d.Files == nil {
+		return nil
+	}
+	return d.Files.Inline
+}
+
+// Keep returns the outputs the worker keeps (see DispatchFiles).
+func (d Dispatch) Keep() []FileID {
+	if d.Files == nil {
+		return nil
+	}
+	return d.Files.Keep
 }
 
 // Stop: stop the idle library instance on Worker; it reports InstanceEnded.

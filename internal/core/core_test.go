@@ -53,8 +53,12 @@ func compareSteps(t *testing.T, c *core.Core, steps []step, strict bool) {
 		if !slices.ContainsFunc(s.want, keeps) {
 			got = slices.Clone(got)
 			for i, a := range got {
-				if d, ok := a.(core.Dispatch); ok {
-					d.Keep = nil
+				if d, ok := a.(core.Dispatch); ok && d.Files != nil {
+					inl := d.Inline()
+					d.Files = nil
+					if len(inl) > 0 {
+						d.Files = &core.DispatchFiles{Inline: inl}
+					}
 					got[i] = d
 				}
 			}
@@ -69,7 +73,7 @@ func isForget(a core.Action) bool { _, ok := a.(core.Forget); return ok }
 
 func retains(a core.Action) bool { d, ok := a.(core.Done); return ok && d.Retained }
 
-func keeps(a core.Action) bool { d, ok := a.(core.Dispatch); return ok && len(d.Keep) > 0 }
+func keeps(a core.Action) bool { d, ok := a.(core.Dispatch); return ok && len(d.Keep()) > 0 }
 
 // scenario is a table entry: steps, then optional checks of the final state.
 type scenario struct {
@@ -160,7 +164,16 @@ func dispatch(id core.TaskID, attempt uint32, w core.WorkerID, gpus ...int32) co
 
 // inline adds the inputs d carries inline from the manager (outputs that a
 // report left out are at the manager, inline).
-func inline(d core.Dispatch, fs ...core.FileID) core.Dispatch { d.Inline = fs; return d }
+func inline(d core.Dispatch, fs ...core.FileID) core.Dispatch { return withFiles(d, fs, d.Keep()) }
+
+// withFiles sets what d says of files, nil when it says nothing.
+func withFiles(d core.Dispatch, inline, keep []core.FileID) core.Dispatch {
+	d.Files = nil
+	if len(inline) > 0 || len(keep) > 0 {
+		d.Files = &core.DispatchFiles{Inline: inline, Keep: keep}
+	}
+	return d
+}
 
 func done(id core.TaskID, attempt uint32, w core.WorkerID, o core.Outcome) core.Done {
 	return core.Done{Task: id, Attempt: attempt, Worker: w, Outcome: o}

@@ -147,7 +147,7 @@ func TestKeep(t *testing.T) {
 		{ID: 11, Kind: core.Produced, Upload: true},
 		{ID: 12, Kind: core.Produced, Upload: true},
 	}}
-	keep := func(d core.Dispatch, fs ...core.FileID) core.Dispatch { d.Keep = fs; return d }
+	keep := func(d core.Dispatch, fs ...core.FileID) core.Dispatch { return withFiles(d, d.Inline(), fs) }
 	runScenarios(t, []scenario{
 		{
 			name: "temp files, and outputs a task reads",

@@ -227,13 +227,17 @@ func (c *Core) run(t *task) {
 	case Call:
 		d.Instance = t.inst.id
 	}
+	var inline, keep []FileID
 	for i, f := range t.spec.Inputs {
 		if e := c.files.files[f]; e != nil && e.inlined() && !e.holds(t.worker.id) && !seenBefore(t.spec.Inputs, i) {
-			d.Inline = append(d.Inline, f)
+			inline = append(inline, f)
 		}
 	}
 	if t.spec.Role != Instance {
-		d.Keep = c.keep(t)
+		keep = c.keep(t)
+	}
+	if len(inline) > 0 || len(keep) > 0 {
+		d.Files = &DispatchFiles{Inline: inline, Keep: keep}
 	}
 	c.emit(d)
 }

@@ -21,11 +21,11 @@ import (
 // are kept in the worker's cache if the core says so (a.Keep).
 func (s *state) runSpec(stored *pb.TaskSpec, a core.Dispatch) *pb.TaskSpec {
 	spec := shallow(stored)
-	spec.Inputs = s.runInputs(stored.Inputs, a.Inline)
+	spec.Inputs = s.runInputs(stored.Inputs, a.Inline())
 	spec.Outputs = make([]*pb.FileRef, len(stored.Outputs))
 	for i, out := range stored.Outputs {
 		out = shallow(out)
-		out.Keep = slices.Contains(a.Keep, s.fileIDs[out.Name])
+		out.Keep = slices.Contains(a.Keep(), s.fileIDs[out.Name])
 		spec.Outputs[i] = out
 	}
 	return spec

@@ -26,7 +26,7 @@ func TestRunSpec(t *testing.T) {
 		s.fileID(name)
 	}
 	before := proto.Clone(stored)
-	got := s.runSpec(stored, core.Dispatch{Task: 1, Attempt: 1, Worker: 1, Keep: []core.FileID{s.fileIDs["out"]}})
+	got := s.runSpec(stored, core.Dispatch{Task: 1, Attempt: 1, Worker: 1, Files: &core.DispatchFiles{Keep: []core.FileID{s.fileIDs["out"]}}})
 	want := &pb.TaskSpec{Name: "t", Command: "cp in out", Resources: &pb.Resources{Cores: 1}, Env: []string{"A=1"},
 		Inputs:  []*pb.FileRef{{Name: "in", Path: "in", Size: 7, Digest: "sha256:77"}, {Name: "sha256-x", Path: "x", Content: []byte("x")}},
 		Outputs: []*pb.FileRef{{Name: "temp", Path: "t"}, {Name: "out", Path: "out", Upload: true, Keep: true}, {Name: "plain", Path: "p", Upload: true}},

@@ -64,7 +64,7 @@ func (s *state) startLibrary(a core.Dispatch) {
 		return
 	}
 	spec := shallow(rec.spec) // the installed spec stays as it is
-	spec.Inputs = s.runInputs(rec.spec.Inputs, a.Inline)
+	spec.Inputs = s.runInputs(rec.spec.Inputs, a.Inline())
 	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
 		Instance: uint64(a.Instance), Attempt: a.Attempt, Library: spec}}})
 }

@@ -606,14 +606,14 @@ func (s *sim) fetchFailedFor(t *simTask) bool {
 // checkInputsOn fails unless every input of Dispatch a that the model
 // knows is on w (held there), or travels inline from the manager's copy.
 func (s *sim) checkInputsOn(a core.Dispatch, inputs []core.FileID, w *simWorker) {
-	for _, f := range a.Inline {
+	for _, f := range a.Inline() {
 		if df := s.d.decl[f]; df == nil || !df.manager || !df.inline || !slices.Contains(inputs, f) {
 			s.failf("Dispatch %+v inlines file %d, not an input the manager can send inline", a, f)
 		}
 	}
 	for _, f := range inputs {
 		df := s.d.decl[f]
-		if df == nil || w.holds.has(f) || slices.Contains(a.Inline, f) {
+		if df == nil || w.holds.has(f) || slices.Contains(a.Inline(), f) {
 			continue
 		}
 		s.failf("Dispatch %+v: input %d (kind %d) is not on the worker (holders %v, manager %v)", a, f, df.kind, df.at, df.manager)

@@ -142,7 +142,7 @@ func (s *sim) checkKeep(a core.Dispatch, t *simTask) {
 		if df == nil {
 			continue
 		}
-		if kept := slices.Contains(a.Keep, f); kept != df.temp {
+		if kept := slices.Contains(a.Keep(), f); kept != df.temp {
 			s.failf("Dispatch %+v keeps output %d: %v, want %v (temp)", a, f, kept, df.temp)
 		}
 	}
