@@ -5,6 +5,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"trellis/internal/core"
@@ -36,5 +37,50 @@ func TestRunSpec(t *testing.T) {
 	}
 	if diff := cmp.Diff(before, stored, protocmp.Transform()); diff != "" {
 		t.Errorf("runSpec changed the stored spec (-before +after):\n%s", diff)
+	}
+}
+
+// TestShallowCopiesEveryField: copySpec and copyRef copy every field of
+// their message, as the schema has it now.
+func TestShallowCopiesEveryField(t *testing.T) {
+	for _, tc := range []struct {
+		msg  proto.Message
+		copy func(proto.Message) proto.Message
+	}{
+		{&pb.TaskSpec{}, func(m proto.Message) proto.Message { return copySpec(m.(*pb.TaskSpec)) }},
+		{&pb.FileRef{}, func(m proto.Message) proto.Message { return copyRef(m.(*pb.FileRef)) }},
+	} {
+		m := tc.msg.ProtoReflect()
+		fields := m.Descriptor().Fields()
+		for i := 0; i < fields.Len(); i++ { // a value in every field
+			fd := fields.Get(i)
+			switch {
+			case fd.IsList():
+				l := m.Mutable(fd).List()
+				l.Append(l.NewElement())
+			case fd.Message() != nil:
+				m.Mutable(fd)
+			case fd.Kind() == protoreflect.BoolKind:
+				m.Set(fd, protoreflect.ValueOfBool(true))
+			case fd.Kind() == protoreflect.StringKind:
+				m.Set(fd, protoreflect.ValueOfString("x"))
+			case fd.Kind() == protoreflect.BytesKind:
+				m.Set(fd, protoreflect.ValueOfBytes([]byte("x")))
+			case fd.Kind() == protoreflect.EnumKind:
+				m.Set(fd, protoreflect.ValueOfEnum(1))
+			case fd.Kind() == protoreflect.Int64Kind:
+				m.Set(fd, protoreflect.ValueOfInt64(7))
+			case fd.Kind() == protoreflect.Int32Kind:
+				m.Set(fd, protoreflect.ValueOfInt32(7))
+			default:
+				t.Fatalf("%s: field %s of kind %s: teach this test its kind", m.Descriptor().FullName(), fd.Name(), fd.Kind())
+			}
+			if !m.Has(fd) {
+				t.Fatalf("%s: could not set field %s", m.Descriptor().FullName(), fd.Name())
+			}
+		}
+		if got := tc.copy(tc.msg); !proto.Equal(got, tc.msg) {
+			t.Errorf("the copy of %s differs: got %v, want %v", m.Descriptor().FullName(), got, tc.msg)
+		}
 	}
 }

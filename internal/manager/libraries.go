@@ -63,7 +63,7 @@ func (s *state) startLibrary(a core.Dispatch) {
 	if rec == nil || sess == nil {
 		return
 	}
-	spec := shallow(rec.spec) // the installed spec stays as it is
+	spec := goproto.CloneOf(rec.spec) // the installed spec stays as it is (starts are rare)
 	spec.Inputs = s.runInputs(rec.spec.Inputs, a.Inline())
 	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
 		Instance: uint64(a.Instance), Attempt: a.Attempt, Library: spec}}})
