@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	goproto "google.golang.org/protobuf/proto"
-
 	"trellis/internal/core"
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -94,7 +92,11 @@ func inlineDigest(b []byte) string {
 // output and sends it to the manager; and the cache level of each file.
 // Nothing writes into it afterwards: a dispatch builds its Run from a copy.
 func (s *state) taskSpec(msg *pb.TaskSpec) *pb.TaskSpec {
-	spec := goproto.CloneOf(msg)
+	// A shallow copy with its own file refs: the rest of the request (the
+	// call's arguments, say) is never written, and is shared rather than
+	// copied.
+	spec := copySpec(msg)
+	spec.Inputs, spec.Outputs = copyRefs(msg.Inputs), copyRefs(msg.Outputs)
 	fillInline(spec.Inputs)
 	for _, out := range spec.Outputs {
 		d := s.data.decls[out.Name]
@@ -113,6 +115,18 @@ func (s *state) taskSpec(msg *pb.TaskSpec) *pb.TaskSpec {
 		}
 	}
 	return spec
+}
+
+// copyRefs returns copies of refs (see copyRef), nil for none.
+func copyRefs(refs []*pb.FileRef) []*pb.FileRef {
+	if len(refs) == 0 {
+		return nil
+	}
+	out := make([]*pb.FileRef, len(refs))
+	for i, f := range refs {
+		out[i] = copyRef(f)
+	}
+	return out
 }
 
 // fillInline sets the size and digest of inline inputs, for the worker to
