@@ -409,10 +409,7 @@ func (c *Client) track(specs []*pb.TaskSpec, tasks []*Task) ([]*Handle, error) {
 			c.keys++
 			spec.Key = "~" + strconv.FormatUint(c.keys, 10) // "~": apart from keys users choose
 		} else if c.userKeys[spec.Key] {
-			for _, h := range handles[:i] {
-				delete(c.handles, h.key)
-				delete(c.userKeys, h.key)
-			}
+			c.untrackLocked(handles[:i])
 			return nil, fmt.Errorf("%w: task %q: key %q was given to another task of this client; keys are unique in a session", ErrInvalid, spec.Name, spec.Key)
 		} else {
 			c.userKeys[spec.Key] = true
@@ -428,6 +425,10 @@ func (c *Client) track(specs []*pb.TaskSpec, tasks []*Task) ([]*Handle, error) {
 func (c *Client) untrack(handles []*Handle) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.untrackLocked(handles)
+}
+
+func (c *Client) untrackLocked(handles []*Handle) {
 	for _, h := range handles {
 		if c.handles[h.key] == h {
 			delete(c.handles, h.key)

@@ -28,28 +28,6 @@ func resultKindOf(k pb.ResultKind) ResultKind {
 	return Failed
 }
 
-// protoResultKind turns the API's result kind into the wire's; an invalid
-// kind is RESULT_KIND_UNSPECIFIED.
-func protoResultKind(k ResultKind) pb.ResultKind {
-	switch k {
-	case Success:
-		return pb.ResultKind_RESULT_KIND_SUCCESS
-	case Failed:
-		return pb.ResultKind_RESULT_KIND_FAILED
-	case TimedOut:
-		return pb.ResultKind_RESULT_KIND_TIMED_OUT
-	case ResourceExceeded:
-		return pb.ResultKind_RESULT_KIND_RESOURCE_EXCEEDED
-	case InputMissing:
-		return pb.ResultKind_RESULT_KIND_INPUT_MISSING
-	case WorkerLost:
-		return pb.ResultKind_RESULT_KIND_WORKER_LOST
-	case Cancelled:
-		return pb.ResultKind_RESULT_KIND_CANCELLED
-	}
-	return pb.ResultKind_RESULT_KIND_UNSPECIFIED
-}
-
 // protoCacheLevel turns the API's cache level into the wire's; 0 (not set)
 // is CACHE_LEVEL_UNSPECIFIED, which workers read as CacheWorkflow.
 func protoCacheLevel(l CacheLevel) pb.CacheLevel {
@@ -64,20 +42,4 @@ func protoCacheLevel(l CacheLevel) pb.CacheLevel {
 		return pb.CacheLevel_CACHE_LEVEL_FOREVER
 	}
 	return pb.CacheLevel_CACHE_LEVEL_UNSPECIFIED
-}
-
-// cacheLevelOf turns the wire's cache level into the API's (unspecified:
-// 0, the default).
-func cacheLevelOf(l pb.CacheLevel) CacheLevel {
-	switch l {
-	case pb.CacheLevel_CACHE_LEVEL_TASK:
-		return CacheTask
-	case pb.CacheLevel_CACHE_LEVEL_WORKFLOW:
-		return CacheWorkflow
-	case pb.CacheLevel_CACHE_LEVEL_WORKER:
-		return CacheWorker
-	case pb.CacheLevel_CACHE_LEVEL_FOREVER:
-		return CacheForever
-	}
-	return 0
 }

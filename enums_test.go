@@ -54,3 +54,44 @@ func TestCacheLevels(t *testing.T) {
 		t.Errorf("the wire has %d cache levels, the API 4 and unset: map the new one", n)
 	}
 }
+
+// The inverses of the conversions, for the round trips above: the client
+// never converts these ways.
+
+// protoResultKind turns the API's result kind into the wire's; an invalid
+// kind is RESULT_KIND_UNSPECIFIED.
+func protoResultKind(k ResultKind) pb.ResultKind {
+	switch k {
+	case Success:
+		return pb.ResultKind_RESULT_KIND_SUCCESS
+	case Failed:
+		return pb.ResultKind_RESULT_KIND_FAILED
+	case TimedOut:
+		return pb.ResultKind_RESULT_KIND_TIMED_OUT
+	case ResourceExceeded:
+		return pb.ResultKind_RESULT_KIND_RESOURCE_EXCEEDED
+	case InputMissing:
+		return pb.ResultKind_RESULT_KIND_INPUT_MISSING
+	case WorkerLost:
+		return pb.ResultKind_RESULT_KIND_WORKER_LOST
+	case Cancelled:
+		return pb.ResultKind_RESULT_KIND_CANCELLED
+	}
+	return pb.ResultKind_RESULT_KIND_UNSPECIFIED
+}
+
+// cacheLevelOf turns the wire's cache level into the API's (unspecified:
+// 0, the default).
+func cacheLevelOf(l pb.CacheLevel) CacheLevel {
+	switch l {
+	case pb.CacheLevel_CACHE_LEVEL_TASK:
+		return CacheTask
+	case pb.CacheLevel_CACHE_LEVEL_WORKFLOW:
+		return CacheWorkflow
+	case pb.CacheLevel_CACHE_LEVEL_WORKER:
+		return CacheWorker
+	case pb.CacheLevel_CACHE_LEVEL_FOREVER:
+		return CacheForever
+	}
+	return 0
+}

@@ -23,21 +23,15 @@ type localRPC struct {
 type localEvents struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
-	session *clients.Session
-	wake    <-chan struct{}
-	stop    func()
+	events  *clients.Reader
 	run     string // the manager's run ID
-	cursor  uint64 // seq of the last event returned
 	started bool   // the first, empty message was returned
 	cur     *pb.TaskEvents
 }
 
 func watchLocal(ctx context.Context, m *manager.Manager, req *pb.WatchRequest) *localEvents {
 	ctx, cancel := context.WithCancel(ctx)
-	session := m.ClientSession(req.Session)
-	session.Ack(req.After)
-	wake, stop := session.Watch()
-	return &localEvents{ctx: ctx, cancel: cancel, session: session, wake: wake, stop: stop, run: m.RunID(), cursor: req.After}
+	return &localEvents{ctx: ctx, cancel: cancel, events: m.ClientSession(req.Session).Read(req.After), run: m.RunID()}
 }
 
 // Receive returns an empty message first, as the Watch RPC does, then
@@ -47,18 +41,12 @@ func (e *localEvents) Receive() bool {
 		e.started, e.cur = true, &pb.TaskEvents{Manager: e.run}
 		return true
 	}
-	for {
-		if evs := e.session.After(e.cursor); len(evs) > 0 {
-			e.cursor = evs[len(evs)-1].Seq
-			e.cur = &pb.TaskEvents{Events: evs}
-			return true
-		}
-		select {
-		case <-e.wake:
-		case <-e.ctx.Done():
-			return false
-		}
+	evs, err := e.events.Next(e.ctx)
+	if err != nil {
+		return false
 	}
+	e.cur = &pb.TaskEvents{Events: evs}
+	return true
 }
 
 func (e *localEvents) Msg() *pb.TaskEvents { return e.cur }
@@ -72,6 +60,6 @@ func (e *localEvents) Err() error {
 
 func (e *localEvents) Close() error {
 	e.cancel()
-	e.stop()
+	e.events.Close()
 	return nil
 }

@@ -20,9 +20,8 @@ import (
 // connections close.
 type cutter struct {
 	ln    net.Listener
-	mu    sync.Mutex // guards conns, cuts, lossy
+	mu    sync.Mutex // guards conns, lossy
 	conns []net.Conn
-	cuts  int
 	lossy bool // drop what the manager sends
 }
 
@@ -92,7 +91,6 @@ func (p *cutter) cut(d time.Duration) {
 		c.Close()
 	}
 	p.conns, p.lossy = nil, false
-	p.cuts++
 }
 
 // TestWatchResumesAfterCut: a client whose connection to a manager process
@@ -158,9 +156,6 @@ func TestWatchResumesAfterCut(t *testing.T) {
 			t.Errorf("task %d: got running %d, done %d times; want each once", h.ID,
 				counts[seen{h.ID, trellis.StateRunning, 1}], counts[seen{h.ID, trellis.StateDone, 1}])
 		}
-	}
-	if proxy.cuts < 3 {
-		t.Errorf("cut the connection %d times, want 3", proxy.cuts)
 	}
 }
 

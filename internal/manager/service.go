@@ -50,24 +50,18 @@ func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send fu
 	if len(req.Session) > proto.MaxNameBytes {
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
 	}
-	client := m.clients.Get(req.Session)
-	client.Ack(req.After)
-	wake, stop := client.Watch()
-	defer stop()
+	events := m.clients.Get(req.Session).Read(req.After)
+	defer events.Close()
 	if err := send(&pb.TaskEvents{Manager: m.runID}); err != nil {
 		return err
 	}
-	for cursor := req.After; ; {
-		if evs := client.After(cursor); len(evs) > 0 {
-			if err := sendEvents(send, evs); err != nil {
-				return err
-			}
-			cursor = evs[len(evs)-1].Seq
+	for {
+		evs, err := events.Next(ctx)
+		if err != nil {
+			return nil // the stream ended
 		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return nil
+		if err := sendEvents(send, evs); err != nil {
+			return err
 		}
 	}
 }

@@ -16,6 +16,7 @@
 package clients
 
 import (
+	"context"
 	"sync"
 
 	pb "trellis/internal/proto/trellisv1"
@@ -153,6 +154,41 @@ func (s *Session) Watch() (<-chan struct{}, func()) {
 		s.mu.Unlock()
 	}
 }
+
+// Reader follows a session's events for one stream, from a cursor.
+type Reader struct {
+	s      *Session
+	wake   <-chan struct{}
+	stop   func()
+	cursor uint64 // seq of the last event returned
+}
+
+// Read acknowledges the session's events up to after and returns a Reader
+// of those after it. Close it when the stream ends.
+func (s *Session) Read(after uint64) *Reader {
+	s.Ack(after)
+	wake, stop := s.Watch()
+	return &Reader{s: s, wake: wake, stop: stop, cursor: after}
+}
+
+// Next waits for events after the last it returned and returns them, in
+// order, or ctx's error if ctx ends first.
+func (r *Reader) Next(ctx context.Context) ([]*pb.TaskEvent, error) {
+	for {
+		if evs := r.s.After(r.cursor); len(evs) > 0 {
+			r.cursor = evs[len(evs)-1].Seq
+			return evs, nil
+		}
+		select {
+		case <-r.wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Close stops the reader.
+func (r *Reader) Close() { r.stop() }
 
 // Task returns the ID of the task the session submitted with key.
 func (s *Session) Task(key string) (uint64, bool) {

@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -109,5 +110,28 @@ func TestTableEnd(t *testing.T) {
 	fresh := tab.Get("s")
 	if _, ok := fresh.Task("k"); ok || len(fresh.After(0)) != 0 || tab.Len() != 1 {
 		t.Errorf("after End, the session still has its keys or events")
+	}
+}
+
+func TestReaderNext(t *testing.T) {
+	s := NewTable().Get("s")
+	put(s, 3)
+	r := s.Read(1) // acknowledges 1
+	defer r.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	evs, err := r.Next(ctx)
+	if diff := cmp.Diff([]uint64{2, 3}, seqs(evs)); diff != "" || err != nil {
+		t.Fatalf("first Next: %v (-want +got):\n%s", err, diff)
+	}
+	go put(s, 1) // exits at once: wakes the reader
+	if evs, err = r.Next(ctx); err != nil || len(evs) != 1 || evs[0].Seq != 4 {
+		t.Fatalf("second Next = %v, %v; want event 4", seqs(evs), err)
+	}
+	cancel()
+	if _, err := r.Next(ctx); err == nil {
+		t.Errorf("Next after ctx ended: no error")
+	}
+	if held, _ := s.Held(); held != 3 {
+		t.Errorf("Held() = %d, want 3 (event 1 acknowledged)", held)
 	}
 }
