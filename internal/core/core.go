@@ -496,6 +496,18 @@ func (c *Core) current(id TaskID, attempt uint32, wid WorkerID) *task {
 	return t
 }
 
+// Accepts reports whether a success of attempt of task, reported now by
+// worker w, would end the task as a success: the attempt runs there, and
+// the task was neither cancelled nor finished before (one that runs again
+// to recreate lost files keeps its first result). It changes nothing. The shell asks before it
+// commits a report's outputs to its store, so that it commits only those
+// of an attempt that counts, and reports a commit that fails as the
+// attempt's failure: the core never accepts a success the store lacks.
+func (c *Core) Accepts(task TaskID, attempt uint32, w WorkerID) bool {
+	t := c.tasks[task]
+	return t != nil && t.state == Running && t.attempt == attempt && t.worker.id == w && !t.cancel && !t.recreating && t.spec.Role != Instance
+}
+
 func (c *Core) taskFinished(ev TaskFinished) {
 	t := c.current(ev.Task, ev.Attempt, ev.Worker)
 	if t == nil {

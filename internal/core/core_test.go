@@ -909,3 +909,33 @@ func TestTick(t *testing.T) {
 		},
 	})
 }
+
+// TestAccepts: the shell commits a report's outputs only for an attempt
+// whose success the core will count.
+func TestAccepts(t *testing.T) {
+	c := core.New()
+	one := res(1000, 100)
+	c.Step(join(1, res(2000, 1000)))
+	c.Step(submit(task(1, one), task(2, one)))
+	c.Step(core.CancelTask{Task: 2})
+	for _, tc := range []struct {
+		task    core.TaskID
+		attempt uint32
+		worker  core.WorkerID
+		want    bool
+	}{
+		{1, 1, 1, true},
+		{1, 2, 1, false}, // never dispatched
+		{1, 1, 2, false}, // another worker
+		{2, 1, 1, false}, // cancelled
+		{3, 1, 1, false}, // unknown
+	} {
+		if got := c.Accepts(tc.task, tc.attempt, tc.worker); got != tc.want {
+			t.Errorf("Accepts(%d, %d, %d) = %v, want %v", tc.task, tc.attempt, tc.worker, got, tc.want)
+		}
+	}
+	c.Step(ok(1, 1, 1))
+	if c.Accepts(1, 1, 1) {
+		t.Error("Accepts a report of a task that finished")
+	}
+}

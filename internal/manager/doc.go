@@ -13,8 +13,10 @@
 // the core's actions in order; sending to a worker never blocks it: each
 // worker session has a bounded outbound queue and a worker that lets it
 // overflow is disconnected. Staged task outputs are committed to the store
-// only when the core accepts the attempt that produced them, so a stale or
-// duplicate attempt never replaces a delivered file.
+// only for an attempt whose success the core will count (core.Accepts), so
+// a stale or duplicate attempt never replaces a delivered file; the commit
+// comes before the core sees the report, and one that fails makes the
+// report a failure, so the core never counts a success the store lacks.
 //
 // Submit and InstallLibrary look their inputs up at the store in the
 // handler, before the event reaches the loop, which learns of the store only

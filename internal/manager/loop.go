@@ -193,6 +193,7 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		s.step(core.WorkerDraining{Worker: id})
 	case *pb.WorkerMessage_Done:
 		d := x.Done
+		s.storeOutputs(id, d)
 		o := d.GetOutcome()
 		kind := coreKind(o.GetKind())
 		t := core.TaskID(d.TaskId)
@@ -234,7 +235,6 @@ func (s *state) step(ev core.Event) { s.execute(s.core.Step(ev), nil) }
 // report that caused them, if any: its outputs are committed when the core
 // accepts it and discarded otherwise.
 func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
-	committed := false
 	for _, a := range acts {
 		switch a := a.(type) {
 		case core.Dispatch:
@@ -274,16 +274,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				outcome.StdoutTruncated, outcome.StderrTruncated = o.GetStdoutTruncated(), o.GetStderrTruncated()
 				outcome.RunMs, outcome.PeakMemoryMb = o.GetRunMs(), o.GetPeakMemoryMb()
 				outcome.Result, outcome.Traceback = o.GetResult(), o.GetTraceback()
-				if a.Outcome.Kind == core.Success {
-					if err := s.commitOutputs(done); err != nil {
-						// The outputs were checked before the core saw the
-						// report: only the store's disk failing since gets here.
-						s.m.log.Error("commit checked outputs", "task", a.Task, "attempt", a.Attempt, "err", err)
-						outcome.Kind, outcome.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
-					} else {
-						outcome.Outputs, outcome.ResultFile = o.GetOutputs(), o.GetResultFile()
-					}
-					committed = true
+				if a.Outcome.Kind == core.Success { // committed before the core saw it
+					outcome.Outputs, outcome.ResultFile = o.GetOutputs(), o.GetResultFile()
 				}
 			}
 			s.finishTask(a, outcome)
@@ -315,9 +307,6 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Unlink:
 			s.unlink(a)
 		}
-	}
-	if done != nil && !committed {
-		s.m.store.discardStaged(done.TaskId, done.Attempt)
 	}
 }
 
@@ -360,9 +349,28 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	}
 }
 
-// commitOutputs moves the outputs of an accepted attempt, which
-// store.checkReport checked before the core saw the report, into the
-// store: staged uploads are renamed, inline ones written.
+// storeOutputs commits what a successful report leaves for the store, if
+// the core will accept the success, before the core sees the report; else
+// it discards it. A commit that fails makes the report a failure: the core
+// never accepts a success whose outputs the store lacks.
+func (s *state) storeOutputs(w core.WorkerID, d *pb.AttemptDone) {
+	o := d.GetOutcome()
+	if o.GetKind() != pb.ResultKind_RESULT_KIND_SUCCESS || !s.core.Accepts(core.TaskID(d.TaskId), d.Attempt, w) {
+		s.m.store.discardStaged(d.TaskId, d.Attempt)
+		return
+	}
+	if err := s.commitOutputs(d); err != nil {
+		// Checked on the stream's reader: only the store's disk failing
+		// since gets here.
+		s.m.log.Error("store outputs", "task", d.TaskId, "attempt", d.Attempt, "err", err)
+		o.Kind, o.Message = pb.ResultKind_RESULT_KIND_FAILED, "the manager could not store the outputs: "+err.Error()
+		s.m.store.discardStaged(d.TaskId, d.Attempt)
+	}
+}
+
+// commitOutputs moves the outputs of an attempt the core will accept,
+// which store.checkReport checked on the stream's reader, into the store:
+// staged uploads are renamed, inline ones written.
 func (s *state) commitOutputs(d *pb.AttemptDone) error {
 	for _, f := range d.GetOutcome().GetOutputs() {
 		var err error

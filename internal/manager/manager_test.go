@@ -3,6 +3,8 @@ package manager
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -219,5 +221,62 @@ func TestOutputsCheckedBeforeTheCore(t *testing.T) {
 		return ev.State == pb.TaskState_TASK_STATE_WAITING && strings.Contains(ev.Note, "was not uploaded")
 	}) {
 		t.Errorf("events %v; want the task back to waiting, because its output was not uploaded", evs)
+	}
+}
+
+// TestStoreFailureReachesTheCore: when the store cannot commit an output
+// (its disk failed after the check), the core hears of the attempt as a
+// failure: the task that reads the output fails because its producer
+// failed, instead of being sent a file the manager does not have.
+func TestStoreFailureReachesTheCore(t *testing.T) {
+	m := startManager(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := m.ConnectWorker(ctx)
+	defer w.Close()
+	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
+		t.Fatalf("first message %v, %v; want a welcome", first, err)
+	}
+	const name = "out-y"
+	if _, err := submit(t, m,
+		&pb.TaskSpec{Name: "make", Key: "make", Command: "true", Resources: &pb.Resources{Cores: 1}, Outputs: []*pb.FileRef{{Name: name, Path: "o"}}},
+		&pb.TaskSpec{Name: "read", Key: "read", Command: "cat i", Resources: &pb.Resources{Cores: 1}, Inputs: []*pb.FileRef{{Name: name, Path: "i"}}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	run := nextRun(t, w)
+	// The upload arrived and passes the check; then the store's files/
+	// cannot take it (a directory stands where it must go).
+	staged := m.store.stagedPath(run.TaskId, run.Attempt, name)
+	if err := os.MkdirAll(filepath.Dir(staged), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(staged, []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(m.store.path(name), "blocker"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	done := &pb.AttemptDone{TaskId: run.TaskId, Attempt: run.Attempt, Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS,
+		Outputs: []*pb.FileInfo{{Name: name, Size: 3, Uploaded: true}}}}
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: done}}); err != nil {
+		t.Fatal(err)
+	}
+	evs := watch(t, m, 0, 3) // make running, make done, read done
+	outcomes := make(map[string]*pb.Outcome)
+	for _, ev := range evs {
+		if ev.State == pb.TaskState_TASK_STATE_DONE {
+			outcomes[ev.Key] = ev.Outcome
+		}
+	}
+	if o := outcomes["make"]; o.GetKind() != pb.ResultKind_RESULT_KIND_FAILED || !strings.Contains(o.GetMessage(), "could not store the outputs") {
+		t.Errorf("make: outcome %v; want failed, naming the store", o)
+	}
+	if o := outcomes["read"]; o.GetKind() != pb.ResultKind_RESULT_KIND_INPUT_MISSING || !strings.Contains(o.GetMessage(), "ended with failed") {
+		t.Errorf("read: outcome %v; want input missing, its producer failed", o)
 	}
 }
