@@ -13,7 +13,7 @@ type task struct {
 	spec     Task
 	worker   *worker     // where it is placed, or was last
 	inst     *instance   // calls: the instance it runs in; instances: their own state
-	shape    *shapeCount // its entry in Core.shapes; nil for calls, and until counted
+	shape    *shapeCount // its entry in Core.shapes (calls: Core.callShape)
 	ranOn    WorkerID    // where the last attempt was dispatched; 0 before the first
 	index    int         // in its shape queue, or -1
 	gpus     []int32
@@ -44,7 +44,10 @@ type Core struct {
 	// and for instances every instance that ended.
 	counts [Instance + 1][Staging + 1]int
 	shapes map[Resources]*shapeCount // demand by shape, kept as states change
-	out    []Action
+	// callShape counts calls, which need no shape of their own (they run
+	// in the slots of instances), so that every task has one.
+	callShape shapeCount
+	out       []Action
 
 	transfers    map[uint64]*transfer
 	nextTransfer uint64
@@ -167,25 +170,18 @@ func (c *Core) settle() {
 	}
 }
 
-func (c *Core) emit(a ...Action) { c.out = append(c.out, a...) }
+func (c *Core) emit(a Action) { c.out = append(c.out, a) }
 
 func (c *Core) setState(t *task, s State) {
-	n := &c.counts[t.spec.Role]
-	sc := t.shape // demand by shape
-	if sc == nil && t.spec.Role != Call {
-		sc = c.shapeOf(t)
-	}
-	if t.state != 0 {
-		n[t.state]--
-		if sc != nil {
-			sc.by[t.spec.Role][t.state]--
-		}
-	}
+	// Branch-free, and so inlined: it runs on every move of every task. A
+	// new task's first decrement lands in the slot of state 0, which
+	// nobody reads.
+	all, shape := &c.counts[t.spec.Role], &t.shape.by[t.spec.Role]
+	all[t.state]--
+	shape[t.state]--
+	all[s]++
+	shape[s]++
 	t.state = s
-	n[s]++
-	if sc != nil {
-		sc.by[t.spec.Role][s]++
-	}
 }
 
 // Counts returns how many tasks are in each state, library instances
@@ -373,6 +369,7 @@ func (c *Core) submit(batch []Task) {
 		orderings = orderings || len(spec.After) > 0
 		c.seq++
 		t := &task{spec: *spec, seq: c.seq, index: -1}
+		t.shape = c.shapeOf(t)
 		c.tasks[spec.ID] = t
 		c.setState(t, Waiting)
 	}
@@ -663,15 +660,15 @@ func (c *Core) finish(t *task, o Outcome) {
 		wid := t.ranOn // not where it was staging, if it never ran there
 		if t.recreating {
 			c.counts[t.spec.Role][t.state]-- // Finished counted it the first time
-			if sc := c.shapeOf(t); sc != nil {
-				sc.by[t.spec.Role][t.state]--
-			}
+			t.shape.by[t.spec.Role][t.state]--
 			t.state = Finished
 		} else {
 			c.setState(t, Finished)
 		}
 		delete(c.tasks, t.spec.ID)
-		unread = append(unread, c.files.release(t)...)
+		if len(t.spec.Inputs) > 0 {
+			unread = append(unread, c.files.release(t)...)
+		}
 		retained := o.Kind == Success && c.keepsLineage(t)
 		switch {
 		case t.recreating && o.Kind == Success:
@@ -707,12 +704,14 @@ func (c *Core) finish(t *task, o Outcome) {
 					c.replicate(e)
 				}
 			}
-			if followers, ok := c.followers[t.spec.ID]; ok {
-				delete(c.followers, t.spec.ID)
-				for _, id := range followers {
-					if w := c.tasks[id]; w != nil && w.state == Waiting {
-						if w.missing--; w.missing == 0 {
-							c.makeReady(w)
+			if len(c.followers) > 0 { // most tasks have none: skip the lookup
+				if followers, ok := c.followers[t.spec.ID]; ok {
+					delete(c.followers, t.spec.ID)
+					for _, id := range followers {
+						if w := c.tasks[id]; w != nil && w.state == Waiting {
+							if w.missing--; w.missing == 0 {
+								c.makeReady(w)
+							}
 						}
 					}
 				}
@@ -757,7 +756,9 @@ func (c *Core) finish(t *task, o Outcome) {
 		}
 		delete(c.followers, t.spec.ID)
 	}
-	c.retire(unread) // after the Done, Recreated and FileLost of what ended
+	if len(unread) > 0 {
+		c.retire(unread) // after the Done, Recreated and FileLost of what ended
+	}
 }
 
 // keepsLineage reports whether t produced a file that lives only in

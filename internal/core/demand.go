@@ -53,18 +53,18 @@ type shapeCount struct {
 	by [Instance + 1][Staging + 1]int
 } // tasks by role and state
 
-// shapeOf returns t's shape count, nil for a call (it runs in its
-// instance's slot).
+// shapeOf returns the count of t's shape, made on first use; calls have
+// one of their own (see Core.callShape).
 func (c *Core) shapeOf(t *task) *shapeCount {
-	if t.shape == nil && t.spec.Role != Call {
-		n := c.shapes[t.spec.Resources]
-		if n == nil {
-			n = &shapeCount{}
-			c.shapes[t.spec.Resources] = n
-		}
-		t.shape = n
+	if t.spec.Role == Call {
+		return &c.callShape
 	}
-	return t.shape
+	n := c.shapes[t.spec.Resources]
+	if n == nil {
+		n = &shapeCount{}
+		c.shapes[t.spec.Resources] = n
+	}
+	return n
 }
 
 // wanted returns how many more instances of l need a place: enough for

@@ -216,6 +216,7 @@ func (c *Core) newInstance(lib *library) *instance {
 	c.instSeq++
 	id := InstanceID(c.instSeq)
 	t := &task{spec: Task{ID: instanceKey(id), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1}
+	t.shape = c.shapeOf(t)
 	c.seq++
 	t.seq = c.seq
 	inst := &instance{id: id, t: t, lib: lib, calls: make(map[TaskID]*task)}
@@ -292,9 +293,7 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 	}
 	c.releaseFiles(t)
 	c.counts[Instance][t.state]--
-	if sc := c.shapeOf(t); sc != nil {
-		sc.by[t.spec.Role][t.state]--
-	}
+	t.shape.by[Instance][t.state]--
 	c.counts[Instance][Finished]++
 	t.state = Finished
 	delete(c.tasks, t.spec.ID)

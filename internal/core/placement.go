@@ -233,7 +233,7 @@ func (c *Core) run(t *task) {
 			inline = append(inline, f)
 		}
 	}
-	if t.spec.Role != Instance {
+	if t.spec.Role != Instance && len(t.spec.Outputs) > 0 {
 		keep = c.keep(t)
 	}
 	if len(inline) > 0 || len(keep) > 0 {
