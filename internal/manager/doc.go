@@ -2,7 +2,10 @@
 //
 // One port serves everything: the connect RPC service (clients' Submit,
 // Watch, Ack, Cancel and Status, workers' Work stream), the file store under
-// /files/, and /healthz. Every request must carry the shared secret.
+// /files/, and /healthz. Every request but /healthz must carry the shared
+// secret, checked from its headers before a byte of its body is read, and
+// each RPC's request is bounded (edge.go); connections on which no request
+// carried the secret are bounded in number (package gate).
 //
 // Ownership and ordering: one goroutine (loop) owns the core and what the
 // shell keeps around it (task records until the core forgets them, worker

@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,16 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"connectrpc.com/connect"
 	"golang.org/x/sync/errgroup"
 
+	"trellis/internal/gate"
 	"trellis/internal/manager/clients"
-	"trellis/internal/proto"
-	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
 
 // Config configures a manager.
@@ -47,6 +43,7 @@ type Manager struct {
 	state    *state         // owned by loop
 	clients  *clients.Table // client sessions: events for Watch, task keys
 	runID    string         // new at each start: clients see a restart by it
+	refused  refusals       // strangers refused, for the log
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.
@@ -84,7 +81,7 @@ func Listen(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
 	}
-	m := &Manager{cfg: cfg, log: log, ln: ln, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
+	m := &Manager{cfg: cfg, log: log, ln: gate.Listen(ln, maxStrangers), store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
 	m.clients = clients.NewTable()
 	var run [8]byte
 	rand.Read(run[:])
@@ -95,14 +92,7 @@ func Listen(cfg Config) (*Manager, error) {
 	m.published.Store(&first)
 
 	mux := http.NewServeMux()
-	opts := []connect.HandlerOption{
-		connect.WithInterceptors(&authInterceptor{secret: cfg.Secret, log: log}),
-		connect.WithReadMaxBytes(proto.MaxMessageBytes),
-		connect.WithSendMaxBytes(proto.MaxMessageBytes),
-		connect.WithCompressMinBytes(proto.CompressMinBytes),
-	}
-	path, h := trellisv1connect.NewManagerHandler(&service{m: m}, opts...)
-	mux.Handle(path, h)
+	m.handleRPCs(mux)
 	mux.Handle("/files/", m.requireSecret(http.HandlerFunc(m.serveFiles)))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	protocols := new(http.Protocols)
@@ -111,7 +101,10 @@ func Listen(cfg Config) (*Manager, error) {
 	m.srv = &http.Server{
 		Handler:           mux,
 		Protocols:         protocols,
+		ConnContext:       gate.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		IdleTimeout:       2 * time.Minute, // a connection without requests goes
 		HTTP2:             &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -176,58 +169,4 @@ func call[T any](ctx context.Context, m *Manager, newEvent func(chan T) any) (T,
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}
-}
-
-func checkSecret(header, secret string) bool {
-	token, ok := strings.CutPrefix(header, "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(token), []byte(secret)) == 1
-}
-
-// ErrWrongSecret is the message a refused peer sees.
-const wrongSecret = "wrong or missing secret: this manager was started with another --secret-file"
-
-type authInterceptor struct {
-	secret string
-	log    *slog.Logger
-}
-
-func (a *authInterceptor) check(spec connect.Spec, peer connect.Peer, h http.Header) error {
-	if checkSecret(h.Get("Authorization"), a.secret) {
-		return nil
-	}
-	a.log.Warn("refused a peer: wrong secret", "peer", peer.Addr, "procedure", spec.Procedure)
-	return connect.NewError(connect.CodeUnauthenticated, errors.New(wrongSecret))
-}
-
-func (a *authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if err := a.check(req.Spec(), req.Peer(), req.Header()); err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
-}
-
-func (a *authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (a *authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if err := a.check(conn.Spec(), conn.Peer(), conn.RequestHeader()); err != nil {
-			return err
-		}
-		return next(ctx, conn)
-	}
-}
-
-func (m *Manager) requireSecret(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !checkSecret(r.Header.Get("Authorization"), m.cfg.Secret) {
-			m.log.Warn("refused a file request: wrong secret", "peer", r.RemoteAddr, "path", r.URL.Path)
-			http.Error(w, wrongSecret, http.StatusUnauthorized)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }

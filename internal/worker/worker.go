@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/gate"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
@@ -116,10 +117,15 @@ func New(cfg Config) (*Worker, error) {
 	if addr == "" {
 		addr = ":0"
 	}
-	if w.ln, err = net.Listen("tcp", addr); err != nil {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
 		return nil, fmt.Errorf("worker: serve the cache on %s: %w", addr, err)
 	}
-	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ReadHeaderTimeout: 10 * time.Second}
+	// Peers without a valid token cost headers, never bodies: at most 256
+	// such connections, the oldest closed first.
+	w.ln = gate.Listen(ln, 256)
+	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ConnContext: gate.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
 	return w, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"trellis/internal/gate"
 	"trellis/internal/proto"
 	"trellis/internal/worker/archive"
 	"trellis/internal/worker/cache"
@@ -67,6 +68,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusForbidden, err.Error())
 		return
 	}
+	gate.Admit(r.Context())
 	if !s.cache.Pin(name) {
 		s.refuse(w, r, http.StatusNotFound, name+" is not in this worker's cache")
 		return

@@ -1,0 +1,146 @@
+package gate_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"testing"
+	"time"
+
+	"trellis/internal/gate"
+)
+
+// server serves a gated listener of at most max strangers; a request
+// with the header "Admit: yes" admits its connection.
+func server(t *testing.T, max int) *gate.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := gate.Listen(ln, max)
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Protocols:   protocols,
+		ConnContext: gate.ConnContext,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Admit") == "yes" {
+				gate.Admit(r.Context())
+			}
+		}),
+	}
+	go srv.Serve(gl) // exits when the test's cleanup closes the server
+	t.Cleanup(func() { srv.Close() })
+	return gl
+}
+
+func waitStrangers(t *testing.T, gl *gate.Listener, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for gl.Strangers() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("Strangers() = %d after 10s, want %d", gl.Strangers(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// closed reports whether the server closed c, waiting up to 10 s.
+func closed(t *testing.T, c net.Conn) bool {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	return err == io.EOF || err != nil && !isTimeout(err)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+func TestOldestStrangerGoes(t *testing.T) {
+	gl := server(t, 2)
+	var conns []net.Conn
+	for i := range 3 {
+		c, err := net.Dial("tcp", gl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+		waitStrangers(t, gl, min(i+1, 2))
+	}
+	if !closed(t, conns[0]) {
+		t.Errorf("the oldest of 3 silent connections is open, want it closed (bound 2)")
+	}
+	if got := gl.Evicted.Load(); got != 1 {
+		t.Errorf("Evicted = %d, want 1", got)
+	}
+	conns[1].Close()
+	waitStrangers(t, gl, 1)
+}
+
+func TestAdmittedConnectionsStay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h2c  bool
+	}{{"HTTP/1.1", false}, {"h2c", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			gl := server(t, 1)
+			protocols := new(http.Protocols)
+			if tc.h2c {
+				protocols.SetUnencryptedHTTP2(true)
+			} else {
+				protocols.SetHTTP1(true)
+			}
+			tr := &http.Transport{Protocols: protocols}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+gl.Addr().String()+"/", nil)
+			req.Header.Set("Admit", "yes")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.ProtoMajor != map[bool]int{false: 1, true: 2}[tc.h2c] {
+				t.Fatalf("served over %s, want %s", resp.Proto, tc.name)
+			}
+			waitStrangers(t, gl, 0)
+
+			// Strangers come and go; the admitted connection is kept
+			// and serves the next request.
+			for range 3 {
+				c, err := net.Dial("tcp", gl.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+			}
+			waitStrangers(t, gl, 1)
+			trace := &connTrace{}
+			req, _ = http.NewRequestWithContext(trace.context(), "GET", "http://"+gl.Addr().String()+"/", nil)
+			resp, err = client.Do(req)
+			if err != nil {
+				t.Fatalf("second request on the admitted connection: %v", err)
+			}
+			resp.Body.Close()
+			if !trace.reused {
+				t.Errorf("the second request went over a new connection, want the admitted one")
+			}
+		})
+	}
+}
+
+// connTrace records whether a request reused a connection.
+type connTrace struct{ reused bool }
+
+func (c *connTrace) context() context.Context {
+	return httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { c.reused = info.Reused },
+	})
+}
