@@ -122,13 +122,17 @@ func NewTask(command string) *Task {
 	return &Task{Command: command, Resources: Resources{Cores: 1}, Retries: DefaultRetries}
 }
 
-// AddInput places f at path in the task's sandbox.
+// AddInput places f at path in the task's sandbox. The task cannot change
+// it for the tasks after it (see docs/operations.md).
 func (t *Task) AddInput(f *File, path string) *Task {
 	t.Inputs = append(t.Inputs, Mount{f, path})
 	return t
 }
 
-// AddOutput brings the file the task leaves at path back as f.
+// AddOutput brings the file the task leaves at path back as f. path may
+// be an input's too: the command gets its own writable copy of that input,
+// may change it in place, and f is the file as it left it; what other tasks
+// read as that input is unchanged.
 func (t *Task) AddOutput(f *File, path string) *Task {
 	t.Outputs = append(t.Outputs, Mount{f, path})
 	return t

@@ -147,7 +147,10 @@ func CheckTask(t *pb.TaskSpec) error {
 	if t.Retries < 0 || t.TimeLimitMs < 0 {
 		return invalid("task %q: retries and time limit must not be negative", t.Name)
 	}
-	paths := make(map[string]string, len(t.Inputs)+len(t.Outputs))
+	// A path may be both an input and an output (the command changes the
+	// file in place), but not two inputs, nor two outputs.
+	type slot struct{ what, path string }
+	paths := make(map[slot]string, len(t.Inputs)+len(t.Outputs))
 	for _, group := range []struct {
 		what  string
 		files []*pb.FileRef
@@ -165,11 +168,11 @@ func CheckTask(t *pb.TaskSpec) error {
 			if len(f.Content) > MaxInlineBytes {
 				return invalid("task %q: inline %s %q is %d bytes, over the limit of %d", t.Name, group.what, f.Path, len(f.Content), MaxInlineBytes)
 			}
-			p := path.Clean(f.Path)
-			if prev, dup := paths[p]; dup {
-				return invalid("task %q: sandbox path %q is both %s and %s", t.Name, f.Path, prev, group.what)
+			at := slot{group.what, path.Clean(f.Path)}
+			if prev, dup := paths[at]; dup {
+				return invalid("task %q: two %ss at sandbox path %q (given as %q and %q): give each its own path", t.Name, group.what, at.path, prev, f.Path)
 			}
-			paths[p] = group.what
+			paths[at] = f.Path
 		}
 	}
 	return nil

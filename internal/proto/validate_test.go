@@ -35,7 +35,13 @@ func TestCheckTask(t *testing.T) {
 		{"nul", func(s *pb.TaskSpec) { s.Outputs[0].Path = "a\x00b" }, "NUL"},
 		{"bad cache name", func(s *pb.TaskSpec) { s.Inputs[0].Name = "../x" }, `cache name "../x"`},
 		{"dot cache name", func(s *pb.TaskSpec) { s.Inputs[0].Name = ".hidden" }, "not starting with '.'"},
-		{"same path twice", func(s *pb.TaskSpec) { s.Outputs[0].Path = "in//a.txt" }, "is both input and output"},
+		{"input and output at one path", func(s *pb.TaskSpec) { s.Outputs[0].Path = "in//a.txt" }, ""},
+		{"two inputs at one path", func(s *pb.TaskSpec) {
+			s.Inputs = append(s.Inputs, &pb.FileRef{Name: "sha256-cd", Path: "in/./a.txt"})
+		}, `two inputs at sandbox path "in/a.txt" (given as "in/a.txt" and "in/./a.txt")`},
+		{"two outputs at one path", func(s *pb.TaskSpec) {
+			s.Outputs = append(s.Outputs, &pb.FileRef{Name: "out-2", Path: "b.txt"})
+		}, `two outputs at sandbox path "b.txt"`},
 		{"bad env", func(s *pb.TaskSpec) { s.Env = []string{"NOEQUALS"} }, "want KEY=VALUE"},
 		{"negative memory", func(s *pb.TaskSpec) { s.Resources.MemoryMb = -1 }, "must not be negative"},
 		{"nan cores", func(s *pb.TaskSpec) { s.Resources.Cores = math.NaN() }, "cores NaN"},

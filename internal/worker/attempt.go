@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/worker/archive"
+	"trellis/internal/worker/cache"
 	"trellis/internal/worker/sandbox"
 )
 
@@ -29,16 +31,20 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err), cleanup
 	}
+	outs := outputPaths(spec.Outputs)
+	stamps := make([]cache.Stamp, 0, len(spec.Inputs))
 	for _, in := range spec.Inputs {
 		if in.Content == nil && w.cache.Pin(in.Name) {
 			defer w.cache.Unpin(in.Name) // not evicted while the attempt uses it
 		}
-		if err := w.placeInput(dir, in); err != nil {
+		s, err := w.placeInput(dir, in, outs[path.Clean(in.Path)])
+		if err != nil {
 			if ctx.Err() != nil {
 				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs"), cleanup
 			}
 			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err), cleanup
 		}
+		stamps = append(stamps, s)
 	}
 
 	res, err := sandbox.Run(ctx, sandbox.Spec{
@@ -49,6 +55,7 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 		MemoryMB: spec.GetResources().GetMemoryMb(),
 		DiskMB:   spec.GetResources().GetDiskMb(),
 	})
+	w.checkInputs(stamps, "task", run.TaskId, "attempt", run.Attempt) // whatever the command did, and before its end is reported
 	if err != nil {
 		return fail(pb.ResultKind_RESULT_KIND_FAILED, "start command: %v", err), cleanup
 	}
@@ -76,22 +83,32 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 // placeInput puts one input into the sandbox. A small inline input is
 // written there directly (the message already carried it: caching it would
 // save nothing); others are linked from the cache, where the manager staged
-// them before it sent the attempt.
-func (w *Worker) placeInput(dir string, in *pb.FileRef) error {
+// them before it sent the attempt, or copied from it when the input is
+// also an output (private: the command changes it in place). The stamp of
+// what it linked is for checkInputs.
+func (w *Worker) placeInput(dir string, in *pb.FileRef, private bool) (cache.Stamp, error) {
 	dest, err := sandbox.Confine(dir, in.Path)
 	if err != nil {
-		return err
+		return cache.Stamp{}, err
 	}
 	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-		return err
+		return cache.Stamp{}, err
 	}
-	if in.Content != nil {
-		return writeChecked(dest, in)
+	switch {
+	case in.Content != nil:
+		return cache.Stamp{}, writeChecked(dest, in)
+	case private:
+		err = w.cache.Copy(in.Name, dest)
+	default:
+		var s cache.Stamp
+		if s, err = w.cache.Link(in.Name, dest); err == nil {
+			return s, nil
+		}
 	}
-	if err := w.cache.Link(in.Name, dest); err != nil {
-		return fmt.Errorf("not staged in the cache: %w", err)
+	if errors.Is(err, cache.ErrNotFound) {
+		return cache.Stamp{}, fmt.Errorf("not staged in the cache: %w", err)
 	}
-	return nil
+	return cache.Stamp{}, err
 }
 
 // writeChecked writes an inline input after checking it against its digest.

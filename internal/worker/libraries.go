@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/worker/cache"
 	"trellis/internal/worker/libhost"
 	"trellis/internal/worker/sandbox"
 )
@@ -82,14 +84,17 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post, post
 		return
 	}
 	defer os.RemoveAll(dir)
+	stamps := make([]cache.Stamp, 0, len(spec.Inputs))
 	for _, in := range spec.Inputs {
 		if in.Content == nil && w.cache.Pin(in.Name) {
 			defer w.cache.Unpin(in.Name)
 		}
-		if err := w.placeInput(dir, in); err != nil {
+		st, err := w.placeInput(dir, in, false)
+		if err != nil {
 			ended(pb.ResultKind_RESULT_KIND_FAILED, fmt.Sprintf("library %s: input %q: %v", spec.Name, in.Path, err), nil)
 			return
 		}
+		stamps = append(stamps, st)
 	}
 	host, err := libhost.Start(ctx, libhost.Spec{
 		Name: spec.Name, Command: spec.Command, Dir: dir, Env: spec.Env, Slots: int(max(spec.Slots, 1)), Mode: spec.Mode,
@@ -108,8 +113,11 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post, post
 	case <-host.Done():
 	case <-ctx.Done():
 		host.Stop(stopGrace)
+		w.checkInputs(stamps, "library", spec.Name, "instance", sl.Instance)
 		return
 	}
+	// Before its end is reported, as an attempt's.
+	w.checkInputs(stamps, "library", spec.Name, "instance", sl.Instance)
 	for inst.calls.Load() > 0 { // the host is dead: its calls end at once
 		time.Sleep(time.Millisecond)
 	}
@@ -181,9 +189,10 @@ func (w *Worker) runCall(ctx context.Context, run *pb.Run, inst *libInstance) *p
 		return fail(pb.ResultKind_RESULT_KIND_WORKER_LOST, "library instance %d is not running here", run.Instance)
 	}
 	args, dir := c.Args, ""
+	var stamps []cache.Stamp
 	if len(run.Spec.Inputs) > 0 || len(run.Spec.Outputs) > 0 {
 		var o *pb.Outcome
-		dir, o = w.callDir(ctx, inst, run)
+		dir, stamps, o = w.callDir(ctx, inst, run)
 		if o != nil {
 			return o
 		}
@@ -197,6 +206,7 @@ func (w *Worker) runCall(ctx context.Context, run *pb.Run, inst *libInstance) *p
 	}
 	start := time.Now()
 	res, err := inst.host.CallIn(ctx, dir, c.Function, args, time.Duration(run.Spec.TimeLimitMs)*time.Millisecond)
+	w.checkInputs(stamps, "task", run.TaskId, "attempt", run.Attempt)
 	o := &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, Result: res, RunMs: time.Since(start).Milliseconds()}
 	var ce *libhost.CallError
 	switch {
@@ -225,25 +235,30 @@ func (w *Worker) runCall(ctx context.Context, run *pb.Run, inst *libInstance) *p
 }
 
 // callDir makes the call's own directory inside its instance's sandbox and
-// puts its input files there. A non-nil outcome says why it could not.
-func (w *Worker) callDir(ctx context.Context, inst *libInstance, run *pb.Run) (string, *pb.Outcome) {
+// puts its input files there, returning the stamps of what it linked. A
+// non-nil outcome says why it could not.
+func (w *Worker) callDir(ctx context.Context, inst *libInstance, run *pb.Run) (string, []cache.Stamp, *pb.Outcome) {
 	dir := filepath.Join(inst.dir, ".calls", fmt.Sprintf("t%d.a%d", run.TaskId, run.Attempt))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fail(pb.ResultKind_RESULT_KIND_FAILED, "create the call's directory: %v", err)
+		return "", nil, fail(pb.ResultKind_RESULT_KIND_FAILED, "create the call's directory: %v", err)
 	}
+	outs := outputPaths(run.Spec.Outputs)
+	stamps := make([]cache.Stamp, 0, len(run.Spec.Inputs))
 	for _, in := range run.Spec.Inputs {
 		if in.Content == nil && w.cache.Pin(in.Name) {
 			defer w.cache.Unpin(in.Name) // linked now: eviction cannot take it from the call
 		}
-		if err := w.placeInput(dir, in); err != nil {
+		st, err := w.placeInput(dir, in, outs[path.Clean(in.Path)])
+		if err != nil {
 			os.RemoveAll(dir)
 			if ctx.Err() != nil {
-				return "", fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs")
+				return "", nil, fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs")
 			}
-			return "", fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err)
+			return "", nil, fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err)
 		}
+		stamps = append(stamps, st)
 	}
-	return dir, nil
+	return dir, stamps, nil
 }
 
 // callResults takes a successful call's output files out of its directory,

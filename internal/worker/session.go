@@ -213,9 +213,10 @@ func (s *session) post(msg *pb.WorkerMessage) {
 func (s *session) ended(ev event) {
 	switch ev := ev.(type) {
 	case evAttemptEnded:
+		s.reportEvicted() // first: what its command changed is not here for the next run (checkInputs)
 		s.attemptEnded(ev)
-		s.reportEvicted()
 	case evLibraryEnded:
+		s.reportEvicted()
 		s.held.add(ev.msg) // after what is held: the ends of its calls
 		s.held.flush(s.post)
 	case evLibraryStarted:

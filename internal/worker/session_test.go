@@ -166,6 +166,26 @@ func run(task uint64, command string, inputs ...*pb.FileRef) *pb.ManagerMessage 
 		Spec: &pb.TaskSpec{Command: command, Inputs: inputs, Resources: &pb.Resources{Cores: 1}}}}}
 }
 
+// inPlace is a run with one input and one output, at the same path.
+func inPlace(task uint64, command string, in, out *pb.FileRef) *pb.ManagerMessage {
+	msg := run(task, command, in)
+	msg.GetRun().Spec.Outputs = []*pb.FileRef{out}
+	return msg
+}
+
+// doneWith is the report of a successful run with outputs.
+func doneWith(task uint64, outputs ...*pb.FileInfo) *pb.WorkerMessage {
+	msg := done(task, pb.ResultKind_RESULT_KIND_SUCCESS, "")
+	msg.GetDone().Outcome.Outputs = outputs
+	return msg
+}
+
+// outputInline is an output small enough to travel in the report.
+func outputInline(name, content string) *pb.FileInfo {
+	_, digest := contentName(content)
+	return &pb.FileInfo{Name: name, Size: int64(len(content)), Digest: digest, Content: []byte(content), Uploaded: true}
+}
+
 func done(task uint64, kind pb.ResultKind, stdout string) *pb.WorkerMessage {
 	o := &pb.Outcome{Kind: kind, Stdout: []byte(stdout)}
 	if kind != pb.ResultKind_RESULT_KIND_SUCCESS {
@@ -251,6 +271,23 @@ func TestSession(t *testing.T) {
 			{want: done(2, pb.ResultKind_RESULT_KIND_SUCCESS, "hi from the store\n")},
 			{send: unlink(hi, "sha256-unknown")},
 			{want: dropped(hi)},
+		}},
+		{"a run that changes a cached input has it dropped before its end", []step{
+			{send: fetch(7, hi, 18)},
+			{want: &pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: &pb.FetchDone{Id: 7, Name: hi, Ok: true, Size: 18, Digest: hiDigest}}}},
+			{send: run(2, "printf more >> in.txt 2>/dev/null || { chmod u+w in.txt && printf more >> in.txt; }", &pb.FileRef{Name: hi, Path: "in.txt", Size: 18})},
+			{want: dropped(hi)},
+			{want: done(2, pb.ResultKind_RESULT_KIND_SUCCESS, "")},
+			{send: run(3, "cat in.txt", &pb.FileRef{Name: hi, Path: "in.txt", Size: 18})},
+			{want: done(3, pb.ResultKind_RESULT_KIND_INPUT_MISSING, "")},
+		}},
+		{"an input that is also an output is the command's own copy", []step{
+			{send: fetch(7, hi, 18)},
+			{want: &pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: &pb.FetchDone{Id: 7, Name: hi, Ok: true, Size: 18, Digest: hiDigest}}}},
+			{send: inPlace(2, "printf more >> data.txt", &pb.FileRef{Name: hi, Path: "data.txt", Size: 18}, &pb.FileRef{Name: "out-1", Path: "./data.txt"})},
+			{want: doneWith(2, outputInline("out-1", "hi from the store\nmore"))},
+			{send: run(3, "cat data.txt", &pb.FileRef{Name: hi, Path: "data.txt", Size: 18})},
+			{want: done(3, pb.ResultKind_RESULT_KIND_SUCCESS, "hi from the store\n")},
 		}},
 		{"fetch of a file the store lacks fails at the source", []step{
 			{send: fetch(8, "sha256-absent", -1)},

@@ -249,8 +249,8 @@ func (c *Cache) Used() int64 {
 	return c.used + c.reserved
 }
 
-// Evicted returns the names evicted since the last call, oldest first, and
-// forgets them: the worker reports them as Dropped.
+// Evicted returns the names evicted, or removed by Check, since the last
+// call, oldest first, and forgets them: the worker reports them as Dropped.
 func (c *Cache) Evicted() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -121,7 +121,7 @@ func TestPutGetLinkFile(t *testing.T) {
 				t.Errorf("cached file: %v, %v; want mode %v", fi.Mode(), err, tt.wantMode)
 			}
 			dest := filepath.Join(t.TempDir(), "box", "in", "f")
-			if err := c.Link("f.txt", dest); err != nil {
+			if _, err := c.Link("f.txt", dest); err != nil {
 				t.Fatalf("Link = %v", err)
 			}
 			b, err := os.ReadFile(dest)
@@ -132,10 +132,10 @@ func TestPutGetLinkFile(t *testing.T) {
 			if !os.SameFile(fi, dfi) {
 				t.Errorf("linked file is not a hard link of the cached one")
 			}
-			if err := c.Link("f.txt", dest); !errors.Is(err, fs.ErrExist) {
+			if _, err := c.Link("f.txt", dest); !errors.Is(err, fs.ErrExist) {
 				t.Errorf("Link onto an existing path = %v; want fs.ErrExist", err)
 			}
-			if err := c.Link("nope", dest+"2"); !errors.Is(err, ErrNotFound) {
+			if _, err := c.Link("nope", dest+"2"); !errors.Is(err, ErrNotFound) {
 				t.Errorf("Link(nope) = %v; want ErrNotFound", err)
 			}
 			if got := c.Used(); got != int64(len(content)) {
@@ -165,7 +165,7 @@ func TestPutGetLinkDir(t *testing.T) {
 		t.Errorf("directory size = %d; want the sum of its files", size)
 	}
 	dest := filepath.Join(t.TempDir(), "in")
-	if err := c.Link("tree", dest); err != nil {
+	if _, err := c.Link("tree", dest); err != nil {
 		t.Fatalf("Link = %v", err)
 	}
 	gotModes := map[string]string{}

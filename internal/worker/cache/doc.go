@@ -29,6 +29,14 @@
 //     names are reported once by Evicted.
 //   - Remove and eviction unlink an entry from the cache directory only:
 //     sandboxes that Link placed it into keep their own hard links.
+//   - What Link hard-links, a command can still change (root ignores the
+//     read-only modes; the worker's user may change them), so Link returns
+//     a Stamp of each file's size, modification time and mode, and Check,
+//     once the command has ended, removes an entry whose files no longer
+//     match and has Evicted report it, like an eviction: no later Link
+//     hands out changed bytes. Copy gives a command a private, writable
+//     copy instead (a reflink where the file system has them), for a file
+//     it changes in place.
 //   - Forever-level entries survive Open of the same directory when they
 //     still have their recorded size; everything else a previous run left
 //     is removed. The index is written (atomically, best effort) whenever
@@ -36,6 +44,6 @@
 //
 // A Cache is safe for concurrent use. Its one mutex guards the entry
 // table; no file content is read or written while it is held (renames into
-// place and out to the trash are). indexMu, which serialises index writes,
+// place and out to the trash are, and Check's Lstat of the entry it drops). indexMu, which serialises index writes,
 // is taken before the mutex, never after.
 package cache

@@ -50,11 +50,12 @@ func normalizeTree(dir string) error {
 }
 
 // copyTree copies the file or directory src to dst, which must not exist:
-// directories, regular files (keeping the execute bit) and symbolic links.
+// directories, regular files (writable, keeping the execute bit) and
+// symbolic links.
 func copyTree(src, dst string) error {
-	return mirrorTree(src, dst, func(p, target string, mode fs.FileMode) error {
+	return mirrorTree(src, dst, func(p, target string, fi fs.FileInfo) error {
 		m := fs.FileMode(0o644)
-		if mode&0o100 != 0 {
+		if fi.Mode()&0o100 != 0 {
 			m = 0o755
 		}
 		return copyFile(p, target, m)
@@ -62,8 +63,9 @@ func copyTree(src, dst string) error {
 }
 
 // mirrorTree recreates the tree src at dst: directories are made, symbolic
-// links copied as links, and each regular file placed by place.
-func mirrorTree(src, dst string, place func(p, target string, mode fs.FileMode) error) error {
+// links copied as links, and each regular file placed by place, which gets
+// what Lstat says of it.
+func mirrorTree(src, dst string, place func(p, target string, fi fs.FileInfo) error) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -81,7 +83,7 @@ func mirrorTree(src, dst string, place func(p, target string, mode fs.FileMode) 
 			if err != nil {
 				return err
 			}
-			return place(p, target, fi.Mode())
+			return place(p, target, fi)
 		case t&fs.ModeSymlink != 0:
 			if p == src {
 				return &fs.PathError{Op: "copy", Path: src, Err: fs.ErrInvalid}
@@ -107,8 +109,12 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	// *os.File to *os.File: io.Copy lets the kernel copy (copy_file_range).
-	_, err = io.Copy(out, in)
+	// A reflink shares the blocks until either side writes them. Where the
+	// file system cannot (ext4, or across file systems), *os.File to
+	// *os.File lets the kernel copy the bytes (copy_file_range).
+	if err = clone(out, in); err != nil {
+		_, err = io.Copy(out, in)
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
