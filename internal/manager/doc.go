@@ -16,6 +16,11 @@
 // only when the core accepts the attempt that produced them, so a stale or
 // duplicate attempt never replaces a delivered file.
 //
+// A client session ends when its client ends it (EndSession) or has been
+// away, with no Watch stream of it open, for Config.ClientGrace (package
+// clients decides which, the loop asks each tick): the loop then cancels
+// the session's unfinished tasks (clients.go).
+//
 // Submit and InstallLibrary look their inputs up at the store in the
 // handler, before the event reaches the loop, which learns of the store only
 // through events. The manager never writes into a request, nor into its
