@@ -32,11 +32,11 @@ func interrupts(remote bool) (ctx context.Context, interrupted func() os.Signal,
 					cancel()
 					continue
 				}
-				rest := ""
+				rest := ", without waiting for the workflow's tasks to be killed"
 				if remote {
 					rest = "; the manager cancels the workflow's unfinished tasks once this client has been away for its --client-grace"
 				}
-				fmt.Fprintf(os.Stderr, "trellis: %s again: exiting at once, without cancelling the workflow's tasks%s\n", signalName(sig), rest)
+				fmt.Fprintf(os.Stderr, "trellis: %s again: exiting at once%s\n", signalName(sig), rest)
 				os.Exit(exitCode(sig))
 			case <-done:
 				return
