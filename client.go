@@ -247,8 +247,10 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Close stops the client, and the embedded cluster if it started one.
-// Tasks already submitted to a remote manager go on.
+// Close ends the client's session, so that the manager cancels its tasks
+// that have not finished, and stops the client and the embedded cluster
+// if it started one. It returns an error if the manager could not be told
+// (it then cancels them once the client has been away for its grace).
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -258,9 +260,9 @@ func (c *Client) Close() error {
 	c.closed = true
 	close(c.gone)
 	c.mu.Unlock()
-	// Workflow-level files may go now; tasks already submitted still run.
+	// Unfinished tasks are cancelled, and workflow-level files may go.
 	ectx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	c.rpc.EndSession(ectx, connect.NewRequest(&pb.EndSessionRequest{Session: c.session}))
+	_, err := c.rpc.EndSession(ectx, connect.NewRequest(&pb.EndSessionRequest{Session: c.session}))
 	cancel()
 	c.halt()
 	c.rpcHTTP.CloseIdleConnections()
@@ -268,7 +270,7 @@ func (c *Client) Close() error {
 	for i := len(c.shutdown) - 1; i >= 0; i-- {
 		c.shutdown[i]()
 	}
-	return nil
+	return wireError("end session "+c.session+" at manager "+c.addr, err)
 }
 
 // Addr is the manager's address.
@@ -660,6 +662,17 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 				c.log.Error("the manager is unreachable: its tasks are given up", "manager", c.addr, "for", d.Round(time.Second))
 			}
 		}
+		if !first && connect.CodeOf(err) == connect.CodeFailedPrecondition { // the session ended
+			select {
+			case <-c.gone: // Close ended it
+			default:
+				var ce *connect.Error
+				errors.As(err, &ce)
+				n := c.failWaiting(fmt.Errorf("%w: %s", ErrSessionEnded, ce.Message()))
+				c.log.Error("the manager ended this client's session: its tasks are given up", "why", ce.Message(), "tasks", n)
+			}
+			return
+		}
 		if first || connect.CodeOf(err) == connect.CodeUnauthenticated {
 			if first {
 				ready <- wireError("watch", err)
@@ -837,6 +850,8 @@ func wireError(op string, err error) error {
 		return fmt.Errorf("%s: %w: %s", op, ErrInvalid, ce.Message())
 	case connect.CodeNotFound:
 		return fmt.Errorf("%s: %w: %s", op, ErrNotFound, ce.Message())
+	case connect.CodeFailedPrecondition:
+		return fmt.Errorf("%s: %w: %s", op, ErrSessionEnded, ce.Message())
 	case connect.CodeUnavailable:
 		return fmt.Errorf("%s: manager unreachable: %s", op, ce.Message())
 	}

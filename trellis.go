@@ -38,6 +38,11 @@ var (
 	// ErrManagerLost: the manager restarted (and forgot the session's tasks),
 	// or stayed unreachable for the client's manager timeout.
 	ErrManagerLost = errors.New("trellis: lost the manager")
+	// ErrSessionEnded: the manager ended the client's session, and
+	// cancelled its unfinished tasks, because the client was away (its
+	// event stream closed) for longer than the manager's client grace.
+	// Wait returns it once the client is back; so does Submit.
+	ErrSessionEnded = errors.New("trellis: session ended")
 )
 
 // Resources is what a task needs. Zero memory or disk means no reservation

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"errors"
+	"time"
 
 	"trellis/internal/manager"
 	"trellis/internal/manager/clients"
@@ -27,11 +28,16 @@ type localEvents struct {
 	run     string // the manager's run ID
 	started bool   // the first, empty message was returned
 	cur     *pb.TaskEvents
+	err     error // why the session's events ended, when the manager ended it
 }
 
-func watchLocal(ctx context.Context, m *manager.Manager, req *pb.WatchRequest) *localEvents {
+func watchLocal(ctx context.Context, m *manager.Manager, req *pb.WatchRequest) (*localEvents, error) {
+	events, err := m.WatchSession(req.Session, req.After)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	return &localEvents{ctx: ctx, cancel: cancel, events: m.ClientSession(req.Session).Read(req.After), run: m.RunID()}
+	return &localEvents{ctx: ctx, cancel: cancel, events: events, run: m.RunID()}, nil
 }
 
 // Receive returns an empty message first, as the Watch RPC does, then
@@ -43,6 +49,9 @@ func (e *localEvents) Receive() bool {
 	}
 	evs, err := e.events.Next(e.ctx)
 	if err != nil {
+		if e.ctx.Err() == nil {
+			e.err = manager.SessionError(err) // the session ended
+		}
 		return false
 	}
 	e.cur = &pb.TaskEvents{Events: evs}
@@ -52,6 +61,9 @@ func (e *localEvents) Receive() bool {
 func (e *localEvents) Msg() *pb.TaskEvents { return e.cur }
 
 func (e *localEvents) Err() error {
+	if e.err != nil {
+		return e.err
+	}
 	if e.ctx.Err() != nil {
 		return errors.New("the event stream was closed")
 	}
@@ -60,6 +72,6 @@ func (e *localEvents) Err() error {
 
 func (e *localEvents) Close() error {
 	e.cancel()
-	e.events.Close()
+	e.events.Close(time.Now())
 	return nil
 }

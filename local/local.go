@@ -135,7 +135,11 @@ func Start(ctx context.Context, cfg Config, opts ...trellis.Option) (*trellis.Cl
 	if !cfg.Network {
 		t.RPC = localRPC{m.Handler()}
 		t.Watch = func(ctx context.Context, req *pb.WatchRequest) (clientconn.Events, error) {
-			return watchLocal(ctx, m, req), nil
+			events, err := watchLocal(ctx, m, req)
+			if err != nil {
+				return nil, err
+			}
+			return events, nil
 		}
 	}
 	c, err := trellis.Dial(ctx, m.Addr(), append(opts, trellis.WithSecret(secret), trellis.WithTransport(t))...)

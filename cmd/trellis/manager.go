@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +12,7 @@ import (
 
 func managerCmd() *cobra.Command {
 	var listen, secretFile, store string
+	var grace time.Duration
 	cmd := &cobra.Command{
 		Use:   "manager",
 		Short: "Run a manager: the queue, scheduler and file store that workers and clients connect to",
@@ -20,8 +22,11 @@ func managerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if grace <= 0 {
+				return fmt.Errorf("--client-grace %s: give a positive duration, such as 60s: how long a client may be away before its tasks are cancelled", grace)
+			}
 			log := logger(cmd)
-			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, Logger: log, Version: trellis.Version})
+			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, Logger: log, Version: trellis.Version, ClientGrace: grace})
 			if err != nil {
 				return err
 			}
@@ -34,5 +39,6 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9123", "address to listen on, HOST:PORT (port 0 picks one)")
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
+	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
 	return cmd
 }

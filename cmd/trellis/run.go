@@ -31,7 +31,8 @@ func runCmd() *cobra.Command {
 		Long: `Run a declarative YAML workflow. By default it starts an embedded manager with
 --local-workers local workers; with --manager and --secret-file it uses a running
 cluster. It shows progress, prints a summary, and exits with status 1 if any task
-did not succeed.`,
+did not succeed. SIGINT or SIGTERM cancels the tasks that have not finished and
+exits with status 130 or 143; a second one exits at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			wf, err := workflow.Load(args[0])
@@ -46,7 +47,7 @@ did not succeed.`,
 				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
 			opts := []trellis.Option{trellis.WithEvents(progress.Event), trellis.WithLogger(log)}
-			ctx, stop := signalContext()
+			ctx, interrupted, stop := interrupts(managerAddr != "")
 			defer stop()
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
@@ -57,17 +58,27 @@ did not succeed.`,
 					return err
 				}
 				c, err = trellis.Dial(startCtx, managerAddr, append(opts, trellis.WithSecret(secret))...)
+				if sig := interrupted(); err != nil && sig != nil {
+					return interruptedExit(sig, nil)
+				}
 				if err != nil {
 					return err
 				}
 			} else {
 				c, err = local.Start(startCtx, local.Config{Workers: workers, Cores: workerCores, MemoryMB: workerMemory}, opts...)
+				if sig := interrupted(); err != nil && sig != nil {
+					return interruptedExit(sig, nil)
+				}
 				if err != nil {
 					return fmt.Errorf("start local cluster: %w", err)
 				}
 			}
 			defer c.Close()
 			sum, err := runner.Run(ctx, c, wf, progress)
+			if sig := interrupted(); err != nil && sig != nil {
+				// Closing ends the session: the manager cancels what is left.
+				return interruptedExit(sig, c.Close())
+			}
 			if err != nil {
 				return err
 			}

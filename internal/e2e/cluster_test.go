@@ -134,14 +134,15 @@ type cluster struct {
 	store      string // the manager's store directory
 }
 
-func newCluster(t *testing.T) *cluster {
+// newCluster starts a manager process, with extra flags.
+func newCluster(t *testing.T, flags ...string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("s3cret-"+t.Name()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := start(t, nil, "manager", "--listen", "127.0.0.1:0", "--secret-file", secret, "--store", filepath.Join(dir, "store"))
+	m := start(t, nil, append([]string{"manager", "--listen", "127.0.0.1:0", "--secret-file", secret, "--store", filepath.Join(dir, "store")}, flags...)...)
 	var addr string
 	waitFor(t, 20*time.Second, "the manager to listen", func() bool {
 		sc := bufio.NewScanner(strings.NewReader(m.Output()))

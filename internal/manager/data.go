@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"trellis/internal/core"
+	"trellis/internal/manager/clients"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -154,11 +155,15 @@ func fileServerAddr(announced, connAddr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// endSession tells the core that a client session ended (it unlinks the
-// workflow-level files only ended sessions declared), and removes from the
-// store the large call results that only this session fetches.
-func (s *state) endSession(session string) {
-	s.m.clients.End(session)
+// endSession cancels the unfinished tasks of a client session that ended
+// (client, which clients.Table.End or Expire returned; nil if it has none),
+// tells the core (it unlinks the workflow-level files only ended sessions
+// declared), and removes from the store the large call results that only
+// this session fetches.
+func (s *state) endSession(session string, client *clients.Session) {
+	if client != nil {
+		s.cancelSession(client)
+	}
 	s.step(core.SessionEnded{Session: session})
 	for name, sessions := range s.results {
 		if sessions[session] {

@@ -21,6 +21,11 @@
 // comes before the core sees the report, and one that fails makes the
 // report a failure, so the core never counts a success the store lacks.
 //
+// A client session ends when its client ends it (EndSession) or has been
+// away, with no Watch stream of it open, for Config.ClientGrace (package
+// clients decides which, the loop asks each tick): the loop then cancels
+// the session's unfinished tasks (clients.go).
+//
 // Submit and InstallLibrary look their inputs up at the store in the
 // handler, before the event reaches the loop, which learns of the store only
 // through events. The manager never writes into a request, nor into its

@@ -115,6 +115,7 @@ func (m *Manager) loop(ctx context.Context) error {
 		case <-tick.C:
 			s.stepped()
 			s.step(core.Tick{})
+			s.expireClients(time.Now())
 			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
 			s.stepped()
@@ -161,7 +162,7 @@ func (s *state) handle(ev any) {
 	case evFetchFile:
 		s.fetchToStore(ev.name, ev.reply)
 	case evEndSession:
-		s.endSession(ev.session)
+		s.endSession(ev.session, s.m.clients.End(ev.session, "was ended by its client"))
 	case evInstall:
 		ev.reply <- s.install(ev.req, ev.stored)
 	case evStored:
@@ -410,7 +411,10 @@ func (s *state) fileID(name string) core.FileID {
 // request's inputs are at the store. A request with an output that another
 // task produces is refused as a whole.
 func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, error) {
-	client := s.m.clients.Get(req.Session)
+	client, err := s.m.clients.Get(req.Session)
+	if err != nil {
+		return nil, err // an *clients.Ended
+	}
 	if ids, again, err := resubmitted(client, req.Tasks); again || err != nil {
 		return ids, err // a retried submit: the same tasks
 	}
@@ -444,6 +448,7 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		id := s.nextTask
 		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
+		client.Submitted(uint64(id))
 		if spec.Key != "" {
 			client.Keep(spec.Key, uint64(id))
 		}

@@ -28,7 +28,16 @@ type Config struct {
 	Heartbeat time.Duration // how often workers send heartbeats; 0 means 5s
 	Logger    *slog.Logger  // nil logs nothing
 	Version   string
+
+	// ClientGrace is how long a client session keeps its tasks once its
+	// client is away (its last Watch stream closed without EndSession);
+	// then they are cancelled and the session ends. 0 means 60s.
+	ClientGrace time.Duration
 }
+
+// DefaultClientGrace is how long a session outlives its client's absence
+// unless Config.ClientGrace says otherwise.
+const DefaultClientGrace = 60 * time.Second
 
 // Manager serves clients and workers. Create it with Listen, then Run it.
 type Manager struct {
@@ -60,6 +69,9 @@ func Listen(cfg Config) (*Manager, error) {
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.ClientGrace <= 0 {
+		cfg.ClientGrace = DefaultClientGrace
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -112,7 +112,7 @@ func TestWatchResumesFromCursor(t *testing.T) {
 	}
 	// Acknowledged events are forgotten.
 	m.Handler().Ack(context.Background(), connect.NewRequest(&pb.AckRequest{Session: "s1", Seq: 3}))
-	if held, _ := m.clients.Get("s1").Held(); held != 0 {
+	if held, _ := m.clients.Lookup("s1").Held(); held != 0 {
 		t.Errorf("after acknowledging every event the session holds %d, want 0", held)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 	goproto "google.golang.org/protobuf/proto"
@@ -31,6 +32,9 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequ
 	if err != nil {
 		return nil, err
 	}
+	if ended := (*clients.Ended)(nil); errors.As(r.err, &ended) {
+		return nil, SessionError(r.err)
+	}
 	if r.err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, r.err)
 	}
@@ -45,18 +49,22 @@ func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchReques
 // cursor to send, batched, until ctx ends or send fails; events up to the
 // cursor are acknowledged. The first message is empty: the client knows
 // then that it is watching, before it submits anything. The Watch RPC
-// serves it over HTTP/2; an embedded client calls it in process.
+// serves it over HTTP/2; an embedded client calls it in process. A session
+// that ended is refused (see WatchSession).
 func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send func(*pb.TaskEvents) error) error {
-	if len(req.Session) > proto.MaxNameBytes {
-		return connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
+	events, err := m.WatchSession(req.Session, req.After)
+	if err != nil {
+		return err
 	}
-	events := m.clients.Get(req.Session).Read(req.After)
-	defer events.Close()
+	defer func() { events.Close(time.Now()) }()
 	if err := send(&pb.TaskEvents{Manager: m.runID}); err != nil {
 		return err
 	}
 	for {
 		evs, err := events.Next(ctx)
+		if ended := (*clients.Ended)(nil); errors.As(err, &ended) {
+			return SessionError(err)
+		}
 		if err != nil {
 			return nil // the stream ended
 		}
@@ -66,9 +74,27 @@ func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send fu
 	}
 }
 
-// ClientSession returns the named client session, for a client in this
-// process to read its events from directly (see WatchEvents).
-func (m *Manager) ClientSession(name string) *clients.Session { return m.clients.Get(name) }
+// WatchSession opens a reader of a client session's events after the
+// cursor, acknowledging those up to it: WatchEvents sends what it reads,
+// and a client in this process reads it directly. While a reader is open
+// the session's client counts as present; once the last one closed
+// (Reader.Close with the time), the session is cancelled after the grace
+// (Config.ClientGrace). A session that ended is refused with a
+// FailedPrecondition error that says why.
+func (m *Manager) WatchSession(name string, after uint64) (*clients.Reader, error) {
+	if len(name) > proto.MaxNameBytes {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
+	}
+	client, err := m.clients.Get(name)
+	if err != nil {
+		return nil, SessionError(err)
+	}
+	r, err := client.Read(after)
+	if err != nil {
+		return nil, SessionError(err)
+	}
+	return r, nil
+}
 
 // RunID names this run of the manager: the first message of a Watch stream
 // carries it.

@@ -1,0 +1,46 @@
+package manager
+
+import (
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/core"
+	"trellis/internal/manager/clients"
+)
+
+// expireClients ends the client sessions whose clients have been away for
+// the grace (clients.Table.Expire decides which) as EndSession ends one:
+// their unfinished tasks are cancelled.
+func (s *state) expireClients(now time.Time) {
+	grace := s.m.cfg.ClientGrace
+	why := fmt.Sprintf("was ended by the manager: its client was away for more than %s (the manager's --client-grace)", grace)
+	for _, client := range s.m.clients.Expire(now, grace, why) {
+		s.m.log.Warn("client away too long: its session ends and its unfinished tasks are cancelled",
+			"session", client.Name(), "grace", grace)
+		s.endSession(client.Name(), client)
+	}
+}
+
+// cancelSession cancels the tasks of an ended session that have not
+// finished (the core kills those that run).
+func (s *state) cancelSession(client *clients.Session) {
+	n := 0
+	for _, id := range client.Tasks() {
+		if rec := s.tasks[core.TaskID(id)]; rec != nil && !rec.done && rec.client == client {
+			s.step(core.CancelTask{Task: core.TaskID(id)})
+			n++
+		}
+	}
+	if n > 0 {
+		s.m.log.Info("cancelled the unfinished tasks of an ended session", "session", client.Name(), "tasks", n)
+	}
+}
+
+// SessionError is the error for a request of a session that ended (err,
+// a *clients.Ended): a FailedPrecondition that says why.
+func SessionError(err error) error {
+	return connect.NewError(connect.CodeFailedPrecondition,
+		fmt.Errorf("%v; its unfinished tasks were cancelled: a new client (another session) may submit them again", err))
+}
