@@ -4,7 +4,9 @@
 //
 // Contract:
 //   - Start runs Spec.Command with /bin/sh -c in Spec.Dir, in a process group
-//     of its own, with the sandbox's base environment (sandbox.Environ),
+//     of its own started by Spec.Warden as sandbox.Run starts a task (its
+//     cgroup, CPU quota of Spec.Cores, parent-death signal and guard), with
+//     the sandbox's base environment (sandbox.Environ),
 //     Spec.Env and the TRELLIS_LIBRARY_* variables, and returns once the
 //     library has written its handshake line. A library that exits, writes
 //     a bad line, or stays silent past StartTimeout fails to start: Start
@@ -25,9 +27,9 @@
 //     (ErrUnresponsive), or is stopped (ErrStopped). Then every call in
 //     flight, and every later call, fails with the same *ExitError, Done is
 //     closed and Err says why (nil after Stop).
-//   - When the process exits the host kills the rest of its group before it
-//     reaps it, so background children do not outlive it and the group id
-//     is never reused under the host's kill.
+//   - When the process exits the host kills the rest of its group, and its
+//     cgroup, before it reaps it, so background children do not outlive it
+//     and the group id is never reused under the host's kill.
 //   - Stop closes stdin, waits up to its grace, kills the group, and returns
 //     when every goroutine of the host has exited. It is idempotent.
 //
@@ -42,7 +44,7 @@
 //
 // Locking: Host.mu guards the call table, the frame queue and the life-cycle
 // fields; it is never held across I/O or a blocking channel operation,
-// except that the group is signalled under it so that a reaped group id
-// cannot be signalled. The stderr tail has its own mutex, never taken under
+// except that the group (and its cgroup: sandbox.Child.Kill) is signalled
+// under it so that a reaped group id cannot be signalled. The stderr tail has its own mutex, never taken under
 // Host.mu.
 package libhost

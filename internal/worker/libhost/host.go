@@ -49,6 +49,12 @@ type Spec struct {
 	// means no limit. Over it the group is killed and every call in flight
 	// fails with ErrResourceExceeded.
 	MemoryMB int64
+	// Cores limits the library's CPU time to this many cores where Warden
+	// enforces CPU; 0 means no limit.
+	Cores float64
+	// Warden contains the library's processes (sandbox.Warden); nil
+	// contains them by process group and parent-death signal only.
+	Warden *sandbox.Warden
 	// PollInterval is how often memory is sampled; 0 means
 	// sandbox.DefaultPollInterval.
 	PollInterval time.Duration
@@ -69,6 +75,7 @@ type Spec struct {
 type Host struct {
 	spec   Spec
 	cmd    *exec.Cmd
+	child  *sandbox.Child
 	pgid   int
 	stdin  *os.File // frames to the library, through bw
 	stdout *os.File // frames from the library; read by readLoop only
@@ -211,17 +218,16 @@ func (h *Host) spawn() error {
 		wire.EnvMode+"="+h.spec.Mode,
 	)
 	h.cmd = &exec.Cmd{
-		Path:        "/bin/sh",
-		Args:        []string{"sh", "-c", h.spec.Command},
-		Dir:         h.spec.Dir,
-		Env:         env,
-		Stdin:       stdinR,
-		Stdout:      stdoutW,
-		Stderr:      h.stderr,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-		WaitDelay:   ioGrace,
+		Path:      "/bin/sh",
+		Args:      []string{"sh", "-c", h.spec.Command},
+		Dir:       h.spec.Dir,
+		Env:       env,
+		Stdin:     stdinR,
+		Stdout:    stdoutW,
+		Stderr:    h.stderr,
+		WaitDelay: ioGrace,
 	}
-	err = h.cmd.Start()
+	h.child, err = h.spec.Warden.Start(h.cmd, h.spec.Cores)
 	stdinR.Close() // the child has its copies
 	stdoutW.Close()
 	if err != nil {
@@ -229,7 +235,7 @@ func (h *Host) spawn() error {
 		stdoutR.Close()
 		return fmt.Errorf("start command in %q: %w", h.spec.Dir, err)
 	}
-	h.pgid = h.cmd.Process.Pid // Setpgid with Pgid 0: the shell leads its group
+	h.pgid = h.child.Pid() // the shell leads its group
 	h.stdin, h.stdout = stdinW, stdoutR
 	h.bw = bufio.NewWriterSize(stdinW, ioBuffer)
 	return nil
@@ -313,7 +319,7 @@ func (h *Host) kill(kind error, why string) {
 		h.killKind, h.killWhy = kind, why
 	}
 	if !h.reaped {
-		sandbox.KillGroup(h.pgid)
+		h.child.Kill()
 	}
 }
 

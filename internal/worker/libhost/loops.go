@@ -19,19 +19,18 @@ const ioBuffer = 64 << 10
 // reaps it, waits for readLoop, then fails the calls still in flight and
 // closes done. It exits after that; it is the last goroutine to finish.
 func (h *Host) waitLoop() {
-	if sandbox.WaitExited(h.pgid) == nil {
+	if h.child.WaitExited() == nil {
 		// The leader is a zombie: the group id cannot be reused until the
 		// Wait below, and kill refuses from now on.
 		h.mu.Lock()
-		sandbox.KillGroup(h.pgid)
+		h.child.Kill()
 		h.reaped, h.stoppedFirst = true, h.stopping
 		h.mu.Unlock()
 		close(h.exited)
-		_ = h.cmd.Wait() // waits for stderr too, at most ioGrace
+		_ = h.child.Wait() // waits for stderr too, at most ioGrace
 	} else {
-		_ = h.cmd.Wait()
+		_ = h.child.Wait() // kills the group after the reap, as sandbox.Run does off Linux
 		h.mu.Lock()
-		sandbox.KillGroup(h.pgid) // as sandbox.Run does off Linux
 		h.reaped, h.stoppedFirst = true, h.stopping
 		h.mu.Unlock()
 		close(h.exited)

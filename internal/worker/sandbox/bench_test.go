@@ -87,3 +87,21 @@ func BenchmarkGroupScanWalk(b *testing.B) {
 		s.walk()
 	}
 }
+
+// BenchmarkRunTrueWarden is BenchmarkRunTrue in a warden's cgroups, with a
+// CPU quota where they allow one.
+func BenchmarkRunTrueWarden(b *testing.B) {
+	w, err := NewWarden(WardenConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	dir := b.TempDir()
+	ctx := context.Background()
+	for b.Loop() {
+		res, err := Run(ctx, Spec{Dir: dir, Command: "true", Warden: w, Cores: 1})
+		if err != nil || res.Kind != Success {
+			b.Fatalf("Run(true) = %v, %v", res.Kind, err)
+		}
+	}
+}

@@ -1,15 +1,20 @@
 // Package sandbox runs one task command in a prepared directory under limits,
-// and confines untrusted file names to that directory.
+// makes the processes a worker starts die with it, and confines untrusted
+// file names to that directory.
 //
 // Contract of Run:
 //   - The command runs as /bin/sh -c Command with Spec.Dir as its working
-//     directory, in a process group of its own. Its environment is PATH (the
-//     worker's, or a default), HOME and TMPDIR set to Dir, then Spec.Env;
-//     later entries win.
+//     directory, in a process group of its own, started by Spec.Warden (see
+//     below). Its environment is PATH (the worker's, or a default), HOME and
+//     TMPDIR set to Dir, then Spec.Env; later entries win.
 //   - Run returns only after the shell has exited and the whole process group
-//     has been sent SIGKILL, so background children do not outlive the run.
-//     The shell is not reaped until that kill is sent, so the group id cannot
-//     have been reused. Processes that leave the group (setsid) escape it.
+//     has been sent SIGKILL, and so has its cgroup where it has one, so
+//     background children do not outlive the run. The shell is not reaped
+//     until that kill is sent, so the group id cannot have been reused.
+//     Processes that leave the group (setsid) escape the group kill, but not
+//     the cgroup's.
+//   - Spec.Cores becomes a CPU quota of Cores × the period on the command's
+//     cgroup, where the Warden enforces CPU.
 //   - Wall time, context cancellation, resident memory summed over the group
 //     and bytes stored under Dir (a walk of Dir) each kill the whole group and
 //     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded. Memory
@@ -27,6 +32,32 @@
 //   - The error is non-nil only when the command could not be started at all;
 //     every outcome of a started command is described by the Result.
 //
+// Contract of Warden (one per worker; see also docs/operations.md):
+//   - Every process it starts (Warden.Start: tasks through Run, libraries
+//     through libhost) leads a process group of its own and has SIGKILL as
+//     its parent-death signal. That signal comes when the thread that forked
+//     the process ends, so the fork runs on a thread locked to the goroutine
+//     that then waits for the process, until it has exited.
+//   - Where the worker may create cgroups, each process tree gets a cell: a
+//     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's
+//     cgroup). In cgroup v2 the process is cloned into it (CLONE_INTO_CGROUP)
+//     and cgroup.kill kills it whole; in the v1 hierarchy of the cpu
+//     controller the forking thread enters the cell before the fork and
+//     leaves after it, so in either the process runs nothing outside its
+//     cell. CPU quotas go in v2 (cpu.max) if the cpu controller can be
+//     enabled there, else in v1 (cpu.cfs_quota_us). Cells are reused once
+//     empty, except one that cgroup.kill was written to (the kernel would
+//     kill a process cloned into it). Enforcement says which is in use.
+//   - The guard (ServeGuard), a process started once per worker, is told of
+//     each process group as it starts and before it is reaped. When the
+//     worker dies, by any means, the guard reads end of file on its pipe and
+//     kills every group still running and everything in the warden's
+//     cgroups, and removes them. A process group that starts in the moment
+//     before the guard hears of it, while the worker is killed, is left to
+//     its parent-death signal and, where there is one, its cgroup.
+//   - NewWarden removes the cgroups of wardens whose process is gone, with
+//     what runs in them; Close removes its own.
+//
 // Contract of the name functions:
 //   - ValidName is lexical: it refuses empty and absolute names, names with a
 //     ".." element or a NUL byte, and names that denote the sandbox itself.
@@ -38,5 +69,6 @@
 //
 // Every refusal wraps ErrEscape, ErrMissingOutput or ErrNotRegular, and names
 // the offending input. The package targets Linux; on other Unix systems Run
-// reaps the shell before killing the group and reports no peak memory.
+// reaps the shell before killing the group and reports no peak memory, and
+// there are no cgroups and no parent-death signal.
 package sandbox

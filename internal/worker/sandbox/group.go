@@ -4,28 +4,14 @@ import "time"
 
 // This file exports the process-group pieces of Run for other hosts of
 // long-running processes (internal/worker/libhost), so that they start,
-// watch and kill a process group exactly as Run does.
+// watch and kill a process group exactly as Run does (with Warden.Start and
+// the Child it returns).
 
 // Environ returns the environment Run gives a command in dir: PATH (the
 // worker's, or a default), HOME and TMPDIR set to dir, then extra. Later
 // entries win.
 func Environ(dir string, extra []string) []string {
 	return environ(dir, extra)
-}
-
-// KillGroup sends SIGKILL to every process in the group pgid. An empty group
-// is not an error.
-func KillGroup(pgid int) {
-	killGroup(pgid)
-}
-
-// WaitExited blocks until the child process pid has exited without reaping
-// it, so that its pid, and the group id it leads, cannot be reused until the
-// caller reaps it (with exec.Cmd.Wait). Where that is not possible it
-// returns an error at once (errors.ErrUnsupported off Linux), and the caller
-// must reap the process before killing its group.
-func WaitExited(pid int) error {
-	return waitExited(pid)
 }
 
 // GroupMemory samples the resident memory of one process group the way Run

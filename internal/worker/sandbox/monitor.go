@@ -23,14 +23,14 @@ type monitor struct {
 	done  chan verdict
 }
 
-// startMonitor starts watching the group pgid, unless there is nothing to
+// startMonitor starts watching the process c, unless there is nothing to
 // watch: no wall time, no limits, and a context that cannot be cancelled.
-func startMonitor(ctx context.Context, spec *Spec, pgid int, dir string, start time.Time) *monitor {
+func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start time.Time) *monitor {
 	if spec.WallTime <= 0 && spec.MemoryMB <= 0 && spec.DiskMB <= 0 && ctx.Done() == nil {
 		return nil
 	}
 	m := &monitor{stopc: make(chan struct{}), done: make(chan verdict, 1)}
-	go m.run(ctx, *spec, pgid, dir, start)
+	go m.run(ctx, *spec, c, dir, start) // exits on stop, or once it has killed the group
 	return m
 }
 
@@ -44,7 +44,7 @@ func (m *monitor) stop() verdict {
 	return <-m.done
 }
 
-func (m *monitor) run(ctx context.Context, spec Spec, pgid int, dir string, start time.Time) {
+func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, start time.Time) {
 	var v verdict
 	defer func() { m.done <- v }()
 
@@ -65,11 +65,11 @@ func (m *monitor) run(ctx context.Context, spec Spec, pgid int, dir string, star
 	}
 	var scan *groupScanner
 	if spec.MemoryMB > 0 {
-		scan = newGroupScanner(pgid, spec.PollInterval)
+		scan = newGroupScanner(c.Pid(), spec.PollInterval)
 	}
 	memLimit, diskLimit := mbToBytes(spec.MemoryMB), mbToBytes(spec.DiskMB)
 	kill := func(k Kind, msg string) {
-		killGroup(pgid)
+		c.Kill()
 		v.kind, v.message = k, msg
 	}
 	for {

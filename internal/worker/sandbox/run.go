@@ -18,7 +18,8 @@ import (
 const ioGrace = time.Second
 
 // Run runs spec.Command and returns once the shell has exited and its whole
-// process group has been sent SIGKILL, so no background child lingers.
+// process group, and its cgroup, have been sent SIGKILL, so no background
+// child lingers.
 // Cancelling ctx kills the process group and yields Kind Cancelled. The error
 // is non-nil only when the command could not be started at all, e.g. when
 // spec.Dir is missing.
@@ -39,36 +40,34 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	stdout, stderr := newTailBuffer(limit), newTailBuffer(limit)
 	cmd := &exec.Cmd{
-		Path:        "/bin/sh",
-		Args:        []string{"sh", "-c", spec.Command},
-		Dir:         dir,
-		Env:         environ(dir, spec.Env),
-		Stdout:      stdout,
-		Stderr:      stderr,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-		WaitDelay:   ioGrace,
+		Path:      "/bin/sh",
+		Args:      []string{"sh", "-c", spec.Command},
+		Dir:       dir,
+		Env:       environ(dir, spec.Env),
+		Stdout:    stdout,
+		Stderr:    stderr,
+		WaitDelay: ioGrace,
 	}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	c, err := spec.Warden.Start(cmd, spec.Cores)
+	if err != nil {
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
-	pgid := cmd.Process.Pid // Setpgid with Pgid 0: the shell leads its group.
-	mon := startMonitor(ctx, &spec, pgid, dir, start)
+	mon := startMonitor(ctx, &spec, c, dir, start)
 
 	var v verdict
 	var duration time.Duration
-	if waitExited(pgid) == nil {
+	if c.WaitExited() == nil {
 		// The shell is a zombie, so its pid, and with it the group id,
-		// cannot be reused until cmd.Wait reaps it below.
+		// cannot be reused until c.Wait reaps it below.
 		duration = time.Since(start)
 		v = mon.stop()
-		killGroup(pgid)
-		_ = cmd.Wait() // the outcome is read from ProcessState
+		c.Kill()
+		_ = c.Wait() // the outcome is read from ProcessState
 	} else {
-		_ = cmd.Wait()
+		_ = c.Wait() // kills the group after the reap
 		duration = time.Since(start)
 		v = mon.stop()
-		killGroup(pgid)
 	}
 
 	res := Result{

@@ -36,6 +36,13 @@ type Spec struct {
 	// DiskMB limits the bytes of regular files stored under Dir, in MiB;
 	// 0 means no limit.
 	DiskMB int64
+	// Cores limits the CPU time of the command's processes to this many
+	// cores, with a cgroup quota, where Warden enforces CPU; 0 means no
+	// limit.
+	Cores float64
+	// Warden contains the command's processes and enforces Cores; nil
+	// contains them by process group and parent-death signal only.
+	Warden *Warden
 	// OutputLimit is the number of bytes of stdout and of stderr kept, each;
 	// the tail is kept. 0 means DefaultOutputLimit.
 	OutputLimit int

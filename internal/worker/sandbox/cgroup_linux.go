@@ -1,0 +1,441 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// defaultPeriod is the CPU quota period, in µs, that a new cgroup has.
+const defaultPeriod = 100000
+
+// maxCores bounds the cores of a quota, as proto validation does.
+const maxCores = 1e6
+
+// settleWait bounds how long a cell's release waits for killed processes
+// to leave it before the cell is given up (Close removes it).
+const settleWait = 50 * time.Millisecond
+
+// wardens numbers the wardens of this process, which name their cgroups.
+var wardens atomic.Uint64
+
+// cgroups is a warden's share of the machine's cgroups: a cgroup of its own
+// in cgroup v2 (which kills a tree with one write) and, where the cpu
+// controller is not in v2, one in the v1 hierarchy of the cpu controller;
+// and below them a cell per running process tree. Cells are kept for reuse
+// once empty: making and removing a cgroup costs more than a task's
+// bookkeeping.
+type cgroups struct {
+	v2  *hierarchy // nil when cgroup v2 is not used
+	v1  *hierarchy // nil when cgroup v1 is not used
+	cpu *hierarchy // where quotas are set (v2 or v1); nil when not enforced
+
+	mu   sync.Mutex // guards free, next
+	free []*cell    // empty cells for reuse
+	next int        // the number of the next new cell
+}
+
+// hierarchy is the warden's own cgroup in one hierarchy.
+type hierarchy struct {
+	v2   bool
+	base string // the worker's cgroup, where the warden made dir
+	dir  string // the warden's cgroup, base/trellis-PID-START-SEQ
+	// home is base's tasks file (v1 only): a thread that entered a cell to
+	// start a process returns there by writing its id.
+	home *os.File
+}
+
+// cell is the cgroup of one process tree, in each hierarchy used.
+type cell struct {
+	v2dir string // "" when v2 is not used
+	v2fd  int    // v2dir opened, for clone into it; -1 when not used
+	v1dir string // "" when v1 is not used
+	v1    *os.File
+	home  *os.File // the v1 hierarchy's home
+	quota int64    // the CPU quota set, µs per period; 0 for none
+	// spent is set once cgroup.kill was written to v2dir: the kernel
+	// (6.18 at least) kills at birth a process cloned into a cgroup killed
+	// more often than its parent's, so the cell is not reused.
+	spent bool
+}
+
+// openCgroups finds the cgroups this process may create and prepares its
+// own in them, removing what dead wardens left. It returns nil when none is
+// usable, and says in cpu how CPU quotas are enforced, or why they are not.
+func openCgroups() (g *cgroups, cpu string) {
+	self, err1 := os.ReadFile("/proc/self/cgroup")
+	mi, err2 := os.ReadFile("/proc/self/mountinfo")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, "not enforced (cannot read this process's cgroups: " + err.Error() + ")"
+	}
+	start, ok := startTime(os.Getpid())
+	if !ok {
+		return nil, "not enforced (cannot read this process's start time)"
+	}
+	name := fmt.Sprintf("trellis-%d-%d-%d", os.Getpid(), start, wardens.Add(1))
+	v2base, v1base := cgroupBases(self, mi)
+	g = &cgroups{}
+	var why []string
+	if v2base == "" {
+		why = append(why, "no cgroup v2")
+	} else {
+		sweep(v2base, true)
+		var cpuErr error
+		if g.v2, cpuErr, err1 = openV2(v2base, name); err1 != nil {
+			why = append(why, err1.Error())
+		} else if cpuErr != nil {
+			why = append(why, cpuErr.Error())
+		} else {
+			g.cpu = g.v2
+		}
+	}
+	if g.cpu == nil && v1base != "" {
+		sweep(v1base, false)
+		if g.v1, err1 = openV1(v1base, name); err1 != nil {
+			why = append(why, err1.Error())
+		} else {
+			g.cpu = g.v1
+		}
+	} else if g.cpu == nil {
+		why = append(why, "no cgroup v1 cpu controller")
+	}
+	switch {
+	case g.v2 == nil && g.v1 == nil:
+		return nil, "not enforced (" + strings.Join(why, "; ") + ")"
+	case g.cpu == g.v2:
+		return g, "cgroup v2 cpu.max"
+	case g.cpu == g.v1:
+		return g, "cgroup v1 quota"
+	}
+	return g, "not enforced (" + strings.Join(why, "; ") + ")"
+}
+
+// openV2 makes the warden's cgroup v2 and checks that a process can be
+// started in a cgroup below it. cpuErr says why the cpu controller cannot
+// be used there; err why the hierarchy cannot be used at all.
+func openV2(base, name string) (h *hierarchy, cpuErr, err error) {
+	dir := filepath.Join(base, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("cgroup v2 %s not writable: %w", base, err)
+	}
+	h = &hierarchy{v2: true, base: base, dir: dir}
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err != nil {
+		h.remove()
+		return nil, nil, errors.New("cgroup v2 without cgroup.kill (Linux 5.14 or later needed)")
+	}
+	cpuErr = enableCPU(base, dir)
+	c, err := newCell(h, nil, "probe")
+	if err == nil {
+		cmd := exec.Command("/bin/sh", "-c", "exit 0")
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: c.v2fd}
+		err = cmd.Run()
+		c.remove()
+	}
+	if err != nil {
+		h.remove()
+		return nil, nil, fmt.Errorf("cgroup v2: a process started in a new cgroup (clone3 with CLONE_INTO_CGROUP) did not run: %w", err)
+	}
+	return h, cpuErr, nil
+}
+
+// enableCPU makes the cpu controller available to the cells below dir:
+// base lists it in cgroup.subtree_control, and so does dir.
+func enableCPU(base, dir string) error {
+	b, err := os.ReadFile(filepath.Join(base, "cgroup.controllers"))
+	if err != nil || !slices.Contains(strings.Fields(string(b)), "cpu") {
+		return fmt.Errorf("cgroup v2 %s has no cpu controller", base)
+	}
+	b, _ = os.ReadFile(filepath.Join(base, "cgroup.subtree_control"))
+	if !slices.Contains(strings.Fields(string(b)), "cpu") {
+		if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte("+cpu"), 0); err != nil {
+			return fmt.Errorf("cgroup v2: enable the cpu controller below %s (a cgroup that holds processes cannot): %w", base, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+cpu"), 0); err != nil {
+		return fmt.Errorf("cgroup v2: enable the cpu controller below %s: %w", dir, err)
+	}
+	return nil
+}
+
+// openV1 makes the warden's cgroup in the v1 cpu hierarchy and checks that
+// a thread can go into a cgroup below it and come back.
+func openV1(base, name string) (*hierarchy, error) {
+	dir := filepath.Join(base, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cgroup v1 cpu %s not writable: %w", base, err)
+	}
+	h := &hierarchy{base: base, dir: dir}
+	home, err := os.OpenFile(filepath.Join(base, "tasks"), os.O_WRONLY, 0)
+	if err != nil {
+		h.remove()
+		return nil, fmt.Errorf("cgroup v1 cpu %s: %w", base, err)
+	}
+	h.home = home
+	c, err := newCell(nil, h, "probe")
+	if err == nil {
+		errc := make(chan error, 1)
+		go func() { // exits at once
+			runtime.LockOSThread()
+			err := c.enter()
+			if err == nil {
+				if err = c.leave(); err != nil {
+					errc <- err
+					return // still locked: the runtime ends the thread left in the cell
+				}
+			}
+			runtime.UnlockOSThread()
+			errc <- err
+		}()
+		err = <-errc
+		c.remove()
+	}
+	if err != nil {
+		h.remove()
+		return nil, fmt.Errorf("cgroup v1 cpu: cannot move a thread into a cgroup: %w", err)
+	}
+	return h, nil
+}
+
+// newCell makes a cell named name below the warden's cgroups.
+func newCell(v2, v1 *hierarchy, name string) (*cell, error) {
+	c := &cell{v2fd: -1}
+	if v2 != nil {
+		c.v2dir = filepath.Join(v2.dir, name)
+		if err := os.Mkdir(c.v2dir, 0o755); err != nil {
+			return nil, err
+		}
+		fd, err := syscall.Open(c.v2dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			c.remove()
+			return nil, &os.PathError{Op: "open", Path: c.v2dir, Err: err}
+		}
+		c.v2fd = fd
+	}
+	if v1 != nil {
+		c.v1dir, c.home = filepath.Join(v1.dir, name), v1.home
+		if err := os.Mkdir(c.v1dir, 0o755); err != nil {
+			c.remove()
+			return nil, err
+		}
+		f, err := os.OpenFile(filepath.Join(c.v1dir, "tasks"), os.O_WRONLY, 0)
+		if err != nil {
+			c.remove()
+			return nil, err
+		}
+		c.v1 = f
+	}
+	return c, nil
+}
+
+// cell returns an empty cell with a quota of cores (none for 0).
+func (g *cgroups) cell(cores float64) (*cell, error) {
+	g.mu.Lock()
+	var c *cell
+	if n := len(g.free); n > 0 {
+		c, g.free = g.free[n-1], g.free[:n-1]
+	}
+	name := "c" + strconv.Itoa(g.next)
+	if c == nil {
+		g.next++
+	}
+	g.mu.Unlock()
+	if c == nil {
+		var err error
+		if c, err = newCell(g.v2, g.v1, name); err != nil {
+			return nil, fmt.Errorf("create cgroup: %w", err)
+		}
+	}
+	if err := c.setQuota(g.cpu, quota(cores)); err != nil {
+		c.remove()
+		return nil, fmt.Errorf("set the CPU quota of %g cores: %w", cores, err)
+	}
+	return c, nil
+}
+
+// release takes back a cell whose process tree was killed: once the killed
+// processes have left, it is kept for reuse, or removed if it is spent; a
+// cell they do not leave in settleWait is given up and removed by close.
+func (g *cgroups) release(c *cell) {
+	deadline := time.Now().Add(settleWait)
+	for !c.empty() {
+		if time.Now().After(deadline) {
+			c.closeFiles() // close removes the cgroups
+			return
+		}
+		c.kill()
+		time.Sleep(100 * time.Microsecond)
+	}
+	if c.spent {
+		c.remove()
+		return
+	}
+	g.mu.Lock()
+	g.free = append(g.free, c)
+	g.mu.Unlock()
+}
+
+// close kills what still runs in the warden's cgroups and removes them.
+func (g *cgroups) close() error {
+	g.mu.Lock()
+	free := g.free
+	g.free = nil
+	g.mu.Unlock()
+	for _, c := range free {
+		c.closeFiles()
+	}
+	var err error
+	if g.v2 != nil {
+		err = g.v2.remove()
+	}
+	if g.v1 != nil {
+		err = errors.Join(err, g.v1.remove())
+		g.v1.home.Close()
+	}
+	return err
+}
+
+// dirs returns the warden's own cgroups, for the guard.
+func (g *cgroups) dirs() (v2, v1 string) {
+	if g.v2 != nil {
+		v2 = g.v2.dir
+	}
+	if g.v1 != nil {
+		v1 = g.v1.dir
+	}
+	return v2, v1
+}
+
+// remove kills what runs in the hierarchy's cgroup and removes it.
+func (h *hierarchy) remove() error {
+	return removeCgroup(h.dir, h.v2, os.Getpid(), 2*time.Second)
+}
+
+// quota converts cores to a CPU quota in µs per defaultPeriod: 0 (none)
+// for no cores, and at least the kernel's least, 1 ms.
+func quota(cores float64) int64 {
+	if cores <= 0 || math.IsNaN(cores) {
+		return 0
+	}
+	return max(1000, int64(math.Ceil(min(cores, maxCores)*defaultPeriod)))
+}
+
+// setQuota writes the quota q (0 for none) into the cell's cgroup in h.
+func (c *cell) setQuota(h *hierarchy, q int64) error {
+	if h == nil || q == c.quota {
+		return nil
+	}
+	var file, val string
+	switch {
+	case h.v2 && q == 0:
+		file, val = filepath.Join(c.v2dir, "cpu.max"), "max "+strconv.Itoa(defaultPeriod)
+	case h.v2:
+		file, val = filepath.Join(c.v2dir, "cpu.max"), strconv.FormatInt(q, 10)+" "+strconv.Itoa(defaultPeriod)
+	case q == 0:
+		file, val = filepath.Join(c.v1dir, "cpu.cfs_quota_us"), "-1"
+	default:
+		// The period of a v1 cgroup is defaultPeriod unless someone set
+		// another; set it too, so that the quota means what it says.
+		if err := os.WriteFile(filepath.Join(c.v1dir, "cpu.cfs_period_us"), []byte(strconv.Itoa(defaultPeriod)), 0); err != nil {
+			return err
+		}
+		file, val = filepath.Join(c.v1dir, "cpu.cfs_quota_us"), strconv.FormatInt(q, 10)
+	}
+	err := os.WriteFile(file, []byte(val), 0)
+	if errors.Is(err, syscall.EINVAL) && q != 0 && !h.v2 {
+		// cgroup v1 refuses a quota over the worker's own: that one
+		// limits the cell already.
+		return c.setQuota(h, 0)
+	}
+	if err != nil {
+		return err
+	}
+	c.quota = q
+	return nil
+}
+
+// enter moves the calling thread, which must be locked to its goroutine,
+// into the cell's v1 cgroup, so that a process it forks starts there: in
+// cgroup v1 a thread has cgroups of its own. It does nothing without v1.
+func (c *cell) enter() error {
+	if c == nil || c.v1 == nil {
+		return nil
+	}
+	_, err := c.v1.WriteString(strconv.Itoa(syscall.Gettid()))
+	return err
+}
+
+// leave moves the calling thread back to the worker's v1 cgroup.
+func (c *cell) leave() error {
+	if c == nil || c.v1 == nil {
+		return nil
+	}
+	_, err := c.home.WriteString(strconv.Itoa(syscall.Gettid()))
+	return err
+}
+
+// kill sends SIGKILL to every process in the cell, if there is one.
+func (c *cell) kill() {
+	switch {
+	case c == nil || c.empty():
+		// Nothing can enter an empty cell but a process forked inside.
+	case c.v2dir != "":
+		killCgroup(c.v2dir, true, 0)
+		c.spent = true
+	default:
+		killCgroup(c.v1dir, false, os.Getpid())
+	}
+}
+
+// empty reports whether no process is left in the cell.
+func (c *cell) empty() bool {
+	dir := c.v2dir
+	if dir == "" {
+		dir = c.v1dir
+	}
+	pids, err := procsOf(dir)
+	return err == nil && len(pids) == 0
+}
+
+// remove kills what runs in the cell and removes its cgroups.
+func (c *cell) remove() {
+	c.closeFiles()
+	if c.v2dir != "" {
+		removeCgroup(c.v2dir, true, 0, settleWait)
+	}
+	if c.v1dir != "" {
+		removeCgroup(c.v1dir, false, os.Getpid(), settleWait)
+	}
+}
+
+func (c *cell) closeFiles() {
+	if c.v2fd >= 0 {
+		syscall.Close(c.v2fd)
+		c.v2fd = -1
+	}
+	if c.v1 != nil {
+		c.v1.Close()
+		c.v1 = nil
+	}
+}
+
+// procAttr returns the attributes of a process started in cell c (nil for
+// none): a process group of its own, SIGKILL when the thread that started
+// it ends, and the cell's v2 cgroup from the start.
+func procAttr(c *cell) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if c != nil && c.v2fd >= 0 {
+		a.UseCgroupFD, a.CgroupFD = true, c.v2fd
+	}
+	return a
+}

@@ -1,0 +1,140 @@
+package sandbox
+
+import (
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+)
+
+// Child is one process started by a Warden, with its process group and its
+// cgroup. Start it with Warden.Start; then WaitExited, Kill, and Wait, in
+// that order.
+type Child struct {
+	w       *Warden
+	cmd     *exec.Cmd
+	cell    *cell         // nil when not in a cgroup
+	exited  chan struct{} // closed once the leader has exited, or cannot be waited for
+	waitErr error         // why it cannot be waited for; set before exited is closed
+	held    chan struct{} // closed when hold returns
+
+	mu       sync.Mutex // guards released
+	released bool       // Wait has begun: the group and cell are no longer ours to signal
+}
+
+// Start starts cmd as its process group's leader, with SIGKILL as its
+// parent-death signal, in a cgroup of its own limited to cores (none for 0)
+// where the warden has cgroups, and tells the guard about it. It sets
+// cmd.SysProcAttr. The error is the one of cmd.Start, or says why the
+// cgroup could not be made.
+//
+// The kernel sends the parent-death signal when the thread that forked the
+// child ends, not the process, and the Go runtime ends a thread when a
+// goroutine locked to it exits. So the fork runs in a goroutine that keeps
+// its thread locked until the child has exited: no other goroutine can
+// lock, and so retire, that thread meanwhile. It is the goroutine that waits
+// for the exit, which holds a thread anyway.
+func (w *Warden) Start(cmd *exec.Cmd, cores float64) (*Child, error) {
+	c := &Child{w: w, cmd: cmd, exited: make(chan struct{}), held: make(chan struct{})}
+	if w != nil && w.cg != nil {
+		var err error
+		if c.cell, err = w.cg.cell(cores); err != nil {
+			return nil, err
+		}
+	}
+	cmd.SysProcAttr = procAttr(c.cell)
+	started := make(chan error, 1)
+	go c.hold(started) // exits when the process has exited, or failed to start
+	if err := <-started; err != nil {
+		<-c.held
+		if c.cell != nil {
+			w.cg.release(c.cell)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// hold starts the process from a locked thread, reports the start, and
+// waits, without reaping, for the process to exit.
+func (c *Child) hold(started chan<- error) {
+	defer close(c.held)
+	defer close(c.exited)
+	runtime.LockOSThread()
+	// In cgroup v1 the thread enters the cell, so that the fork starts the
+	// process there, before it runs anything; then it leaves.
+	err := c.cell.enter()
+	stuck := false
+	if err == nil {
+		err = c.cmd.Start()
+		if lerr := c.cell.leave(); lerr != nil {
+			c.w.log.Warn("a thread could not leave a task's cgroup; it ends with its task", "err", lerr)
+			stuck = true
+		}
+	}
+	if err == nil {
+		c.w.guardSend("+" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
+	}
+	started <- err
+	if err == nil {
+		c.waitErr = waitExited(c.cmd.Process.Pid)
+	}
+	if !stuck {
+		runtime.UnlockOSThread()
+	} // else the runtime ends the thread with this goroutine, and it leaves the cell
+}
+
+// Pid returns the process id, which is also its process group id.
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
+
+// WaitExited blocks until the process has exited, without reaping it, so
+// that its pid, and the group id it leads, cannot be reused until Wait.
+// Where that is not possible it returns an error at once
+// (errors.ErrUnsupported off Linux), and the caller must Wait before it
+// kills the group.
+func (c *Child) WaitExited() error {
+	<-c.exited
+	return c.waitErr
+}
+
+// Kill sends SIGKILL to the process group and to every process in the
+// child's cgroup, those that left the group too. It does nothing once Wait
+// has begun.
+func (c *Child) Kill() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.released {
+		return
+	}
+	killGroup(c.cmd.Process.Pid)
+	c.cell.kill()
+}
+
+// Wait reaps the process (exec.Cmd.Wait, whose error it returns), after it
+// has told the guard that the group is gone, and takes back the cgroup
+// once what was killed in it has left. Where WaitExited failed, it kills
+// the group after the reap.
+func (c *Child) Wait() error {
+	c.mu.Lock()
+	c.released = true
+	c.mu.Unlock()
+	// Before the reap: until then the group id cannot be reused, so the
+	// guard never kills a group that is not this one.
+	c.w.guardSend("-" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
+	err := c.cmd.Wait()
+	<-c.held
+	if c.waitErr != nil {
+		killGroup(c.cmd.Process.Pid) // off Linux it could not be killed before the reap
+	}
+	if c.cell != nil {
+		c.w.cg.release(c.cell)
+	}
+	return err
+}
+
+// guardSend tells the guard one line, if there is a guard.
+func (w *Warden) guardSend(line string) {
+	if w != nil && w.guard != nil {
+		w.guard.send(line)
+	}
+}

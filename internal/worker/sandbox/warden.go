@@ -1,0 +1,101 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+)
+
+// WardenConfig configures a Warden.
+type WardenConfig struct {
+	// Guard is the command that runs the guard process: a program whose
+	// main calls ServeGuard (the trellis binary with a hidden argument).
+	// Nil runs no guard.
+	Guard []string
+	// Logger receives the warden's warnings; nil discards them.
+	Logger *slog.Logger
+}
+
+// A Warden makes the processes a worker starts die with it, and enforces
+// their CPU quotas. One serves a worker for its life; its methods are safe
+// for concurrent use. A nil *Warden is valid: its processes are contained
+// by process group and parent-death signal only. See the package doc.
+type Warden struct {
+	log   *slog.Logger
+	cg    *cgroups // nil: no usable cgroup
+	guard *guard   // nil: no guard process
+	cpu   string   // how CPU quotas are enforced, or why not
+}
+
+// NewWarden prepares the worker's cgroups where it may create them, removes
+// those left by a dead earlier worker, and starts the guard process. Having
+// no usable cgroup is not an error (Enforcement says so); failing to start
+// the guard is.
+func NewWarden(cfg WardenConfig) (*Warden, error) {
+	w := &Warden{log: cfg.Logger}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	w.cg, w.cpu = openCgroups()
+	if len(cfg.Guard) > 0 {
+		var v2, v1 string
+		if w.cg != nil {
+			v2, v1 = w.cg.dirs()
+		}
+		g, err := startGuard(cfg.Guard, v2, v1, w.log)
+		if err != nil {
+			if w.cg != nil {
+				w.cg.close()
+			}
+			return nil, fmt.Errorf("sandbox: start the guard process %s: %w", strings.Join(cfg.Guard, " "), err)
+		}
+		w.guard = g
+	}
+	return w, nil
+}
+
+// Enforcement says how CPU quotas are enforced ("cgroup v2 cpu.max",
+// "cgroup v1 quota" or "not enforced (why)"), and what makes the
+// processes die with the worker.
+func (w *Warden) Enforcement() (cpu, processes string) {
+	if w == nil {
+		return "not enforced (no warden)", "process groups, parent-death signal"
+	}
+	parts := []string{"process groups", "parent-death signal"}
+	if w.cg != nil {
+		v2, v1 := w.cg.dirs()
+		if v2 != "" {
+			parts = append(parts, "cgroup v2 "+v2)
+		}
+		if v1 != "" {
+			parts = append(parts, "cgroup v1 "+v1)
+		}
+	}
+	if w.guard != nil {
+		parts = append(parts, fmt.Sprintf("guard pid %d", w.guard.cmd.Process.Pid))
+	} else {
+		parts = append(parts, "no guard")
+	}
+	return w.cpu, strings.Join(parts, ", ")
+}
+
+// Close kills whatever still runs in the warden's cgroups, removes them,
+// and stops the guard. Call it once every process it started has been
+// waited for.
+func (w *Warden) Close() error {
+	if w == nil {
+		return nil
+	}
+	var err error
+	if w.cg != nil {
+		err = w.cg.close()
+	}
+	if w.guard != nil {
+		err = errors.Join(err, w.guard.close())
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: close warden: %w", err)
+	}
+	return nil
+}
