@@ -16,6 +16,7 @@ import (
 
 	"trellis"
 	"trellis/internal/bench"
+	"trellis/internal/worker/sandbox"
 )
 
 // exitError carries an exit status without another message.
@@ -27,6 +28,9 @@ func main() {
 	if len(os.Args) == 2 && os.Args[1] == bench.BenchLibraryArg {
 		bench.ServeBenchLibrary() // the trellis binary as the benchmark's library
 		return
+	}
+	if len(os.Args) == 2 && os.Args[1] == guardArg {
+		os.Exit(sandbox.ServeGuard()) // the trellis binary as a worker's guard
 	}
 	root := &cobra.Command{
 		Use:           "trellis",

@@ -62,7 +62,8 @@ everything at once.`,
 				return err
 			}
 			w, err := worker.New(worker.Config{Manager: args[0], Secret: secret, Name: name, Resources: res,
-				Workdir: workdir, DrainTimeout: drain, IdleTimeout: idle, StallTimeout: stall, FileServer: fileServer, Logger: log, Version: trellis.Version})
+				Workdir: workdir, DrainTimeout: drain, IdleTimeout: idle, StallTimeout: stall, FileServer: fileServer, Logger: log, Version: trellis.Version,
+				Guard: guardCommand()})
 			if err != nil {
 				return err
 			}
@@ -96,4 +97,18 @@ everything at once.`,
 	f.DurationVar(&stall, "stall-timeout", 30*time.Second, "fail a transfer that receives nothing for this long")
 	f.StringVar(&fileServer, "file-server", ":0", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address)")
 	return cmd
+}
+
+// guardArg is the argument with which the trellis binary runs as a worker's
+// guard process (sandbox.ServeGuard).
+const guardArg = "__guard"
+
+// guardCommand runs this binary as the guard; nil (no guard) when the
+// binary cannot be found.
+func guardCommand() []string {
+	self, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	return []string{self, guardArg}
 }

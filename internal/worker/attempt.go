@@ -54,6 +54,8 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 		WallTime: time.Duration(spec.TimeLimitMs) * time.Millisecond,
 		MemoryMB: spec.GetResources().GetMemoryMb(),
 		DiskMB:   spec.GetResources().GetDiskMb(),
+		Cores:    spec.GetResources().GetCores(),
+		Warden:   w.warden,
 	})
 	w.checkInputs(stamps, "task", run.TaskId, "attempt", run.Attempt) // whatever the command did, and before its end is reported
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"trellis/internal/proto/trellisv1/trellisv1connect"
 	"trellis/internal/worker/cache"
 	"trellis/internal/worker/resources"
+	"trellis/internal/worker/sandbox"
 	"trellis/internal/worker/transfer"
 )
 
@@ -41,6 +42,10 @@ type Config struct {
 	// (manager.ConnectWorker) instead of dialling Manager over HTTP/2.
 	// Files still move over HTTP, to and from Manager.
 	Connect func(context.Context) Stream
+	// Guard is the command that runs the guard process, which kills what
+	// the worker started when the worker dies (sandbox.ServeGuard); nil
+	// runs none.
+	Guard []string
 }
 
 // ErrRefused is returned by Run when the manager refuses the worker for
@@ -60,6 +65,7 @@ type Worker struct {
 	server  *http.Server // serves the cache to peers
 	ln      net.Listener
 	boxes   string // sandboxes dir
+	warden  *sandbox.Warden
 	libs    libraries
 	drainc  chan struct{}
 	once    sync.Once
@@ -137,6 +143,14 @@ func (w *Worker) Drain() { w.once.Do(func() { close(w.drainc) }) }
 // ends, the manager refuses it, or no manager is reachable for IdleTimeout.
 // It removes the worker's cache and sandboxes before returning.
 func (w *Worker) Run(ctx context.Context) error {
+	warden, err := sandbox.NewWarden(sandbox.WardenConfig{Guard: w.cfg.Guard, Logger: w.log})
+	if err != nil {
+		w.ln.Close()
+		return fmt.Errorf("worker: %w", err)
+	}
+	w.warden = warden
+	cpu, procs := warden.Enforcement()
+	w.log.Info("enforcement", "cpu", cpu, "processes", procs)
 	served := make(chan struct{})
 	go func() { // exits when cleanup closes the server
 		defer close(served)
@@ -181,6 +195,9 @@ func (w *Worker) cleanup() {
 	w.server.Close()
 	w.files.CloseIdleConnections()
 	w.h2.CloseIdleConnections()
+	if err := w.warden.Close(); err != nil {
+		w.log.Warn("cleanup", "err", err)
+	}
 	os.RemoveAll(w.boxes)
 	w.cache.RemoveBelow(cache.LevelForever) // forever-level files outlive the worker
 }
