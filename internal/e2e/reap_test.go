@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"trellis"
+	"trellis/internal/bench"
+)
+
+// processesUnder lists the live processes whose working directory is dir
+// or below it, as "PID COMMAND LINE".
+func processesUnder(dir string) []string {
+	ents, _ := os.ReadDir("/proc")
+	var found []string
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)) // fails for a zombie: it is dead
+		if err != nil || cwd != dir && !strings.HasPrefix(cwd, dir+"/") {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		found = append(found, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
+	}
+	return found
+}
+
+// enforcement waits for the worker's start-up line and returns what it
+// says of cpu and processes ("" when it has no such line).
+func enforcement(t *testing.T, w *proc) (cpu, processes string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "the worker's enforcement line", func() bool {
+		return strings.Contains(w.Output(), "msg=connected")
+	})
+	for line := range strings.SplitSeq(w.Output(), "\n") {
+		if _, rest, ok := strings.Cut(line, "msg=enforcement cpu="); ok {
+			cpu, processes, _ = strings.Cut(rest, " processes=")
+			return cpu, processes
+		}
+	}
+	return "", ""
+}
+
+// TestKilledWorkerTakesItsProcesses: SIGKILL a worker whose tasks have
+// background children and nested shells, and whose library has a child of
+// its own; within 5 s no process is left working in its sandboxes.
+func TestKilledWorkerTakesItsProcesses(t *testing.T) {
+	c := newCluster(t)
+	workdir := filepath.Join(t.TempDir(), "victim")
+	victim := c.worker("victim", nil, "--cores", "8", "--workdir", workdir)
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	_, procs := enforcement(t, victim)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	marks := t.TempDir()
+	commands := []string{
+		"sleep 300 & touch %s; sleep 300",                // a background child
+		"sh -c 'sleep 300 & sleep 300' & touch %s; wait", // a nested shell with its own child
+		"sh -c 'sleep 300 &'; touch %s; sleep 300",       // an orphan, adopted by init
+	}
+	if strings.Contains(procs, "cgroup") {
+		// Only a cgroup holds a process that leaves its process group.
+		commands = append(commands, "setsid sleep 300 & touch %s; sleep 300")
+	}
+	var tasks []*trellis.Task
+	for i, cmd := range commands {
+		tasks = append(tasks, trellis.NewTask(fmt.Sprintf(cmd, filepath.Join(marks, strconv.Itoa(i)))))
+	}
+	if _, err := cl.Submit(ctx, tasks...); err != nil {
+		t.Fatal(err)
+	}
+	lib := &trellis.Library{Name: "bench", Command: "sleep 300 & exec " + binary + " " + bench.BenchLibraryArg, Resources: trellis.Resources{Cores: 1}}
+	if err := cl.Install(ctx, lib); err != nil {
+		t.Fatal(err)
+	}
+	call, err := cl.Submit(ctx, trellis.NewCall("bench", "echo", []byte("hi")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, call[0], time.Minute); !r.OK() || string(r.Output) != "hi" {
+		t.Fatalf("call: %v, output %q; want success, %q", r.Err(), r.Output, "hi")
+	}
+	waitFor(t, 30*time.Second, "every task to start its children", func() bool {
+		ents, _ := os.ReadDir(marks)
+		return len(ents) == len(commands)
+	})
+	sandboxes := filepath.Join(workdir, "sandboxes")
+	// Each task has at least its shell and two sleeps; the library its
+	// process and a sleep.
+	if got, want := len(processesUnder(sandboxes)), 3*len(commands)+2; got < want {
+		t.Fatalf("%d processes in the sandboxes before the kill; want at least %d:\n%s", got, want, strings.Join(processesUnder(sandboxes), "\n"))
+	}
+
+	victim.signal(t, syscall.SIGKILL)
+	victim.wait(t, 10*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for left := processesUnder(sandboxes); len(left) > 0; left = processesUnder(sandboxes) {
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after the worker was killed, %d processes still work in its sandboxes:\n%s", len(left), strings.Join(left, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTaskCoresAreEnforced: a task of a fifth of a core that keeps two
+// processes busy gets about a fifth of a core's CPU time, where the worker
+// enforces CPU. (A fifth, not one core: on a loaded machine two busy
+// processes without a quota may get less than two cores, but rarely less
+// than a fifth, so the test can tell.)
+func TestTaskCoresAreEnforced(t *testing.T) {
+	c := newCluster(t)
+	w := c.worker("w", nil, "--cores", "2")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	if cpu, _ := enforcement(t, w); strings.HasPrefix(cpu, `"not enforced`) {
+		t.Skipf("the worker does not enforce CPU here: %s", cpu)
+	}
+	const seconds, quota = 2, 0.2
+	// `times` prints the CPU time of the shell, then of its children.
+	task := trellis.NewTask(fmt.Sprintf("for i in 1 2; do timeout %d sh -c 'while :; do :; done' & done; wait; times", seconds))
+	task.Resources.Cores = quota
+	hs, err := cl.Submit(context.Background(), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitResult(t, hs[0], time.Minute)
+	if !r.OK() {
+		t.Fatalf("task: %v; stderr %s", r.Err(), r.Stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(string(r.Stdout)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("times printed %q; want two lines", r.Stdout)
+	}
+	var cpu time.Duration
+	for f := range strings.FieldsSeq(lines[1]) { // user and system time, as 0m1.990000s
+		m, s, ok := strings.Cut(strings.TrimSuffix(f, "s"), "m")
+		mins, err1 := strconv.Atoi(m)
+		secs, err2 := strconv.ParseFloat(s, 64)
+		if !ok || err1 != nil || err2 != nil {
+			t.Fatalf("times printed %q; cannot parse %q", r.Stdout, f)
+		}
+		cpu += time.Duration((float64(mins)*60 + secs) * float64(time.Second))
+	}
+	cores := cpu.Seconds() / seconds
+	t.Logf("two busy processes of a task of %g cores used %.2f cores over %d s", quota, cores, seconds)
+	if cores > 1.3*quota {
+		t.Errorf("a task of %g cores used %.2f cores; want at most %.2f", quota, cores, 1.3*quota)
+	}
+	if cores < quota/4 {
+		t.Errorf("a task of %g cores used %.2f cores: is the measurement broken?", quota, cores)
+	}
+}
