@@ -99,9 +99,13 @@ func (g *guard) send(lines string) {
 // waits for it to exit; after guardWait it kills it.
 func (g *guard) close() error {
 	g.mu.Lock()
+	closed := g.err == errGuardClosed
 	g.pipe.Close()
 	g.err = errGuardClosed
 	g.mu.Unlock()
+	if closed {
+		return nil
+	}
 	done := make(chan error, 1)
 	go func() { done <- g.cmd.Wait() }() // exits when the guard exits; killed below after guardWait
 	t := time.NewTimer(2 * guardWait)
@@ -172,7 +176,7 @@ func guardLoop(r io.Reader, logw io.Writer) error {
 		killGroup(pgid)
 	}
 	if len(groups) > 0 {
-		fmt.Fprintf(logw, "trellis guard: worker %d is gone; killed %d process groups it left running\n", spare, len(groups))
+		fmt.Fprintf(logw, "trellis guard: worker %d is gone; killed what it left running (%d process groups)\n", spare, len(groups))
 	}
 	var err error
 	for _, d := range dirs {

@@ -1,0 +1,435 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestCgroupBases(t *testing.T) {
+	const (
+		v2mount   = "31 23 0:28 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
+		tmpfs     = "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+		cpuMount  = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+		acctMount = "33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct\n"
+		unified   = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+	)
+	tests := []struct {
+		name         string
+		self, mounts string
+		wantV2       string
+		wantV1       string
+	}{
+		{
+			name:   "pure v2, in a slice",
+			self:   "0::/system.slice/trellis.service\n",
+			mounts: v2mount,
+			wantV2: "/sys/fs/cgroup/system.slice/trellis.service",
+		},
+		{
+			name:   "hybrid: v1 cpu and an empty unified hierarchy",
+			self:   "4:memory:/process_api/b1\n2:cpuacct:/\n1:cpu:/\n0::/\n",
+			mounts: tmpfs + cpuMount + acctMount + unified,
+			wantV2: "/sys/fs/cgroup/unified",
+			wantV1: "/sys/fs/cgroup/cpu",
+		},
+		{
+			name:   "v1 with cpu and cpuacct together, no v2",
+			self:   "3:cpu,cpuacct:/docker/abc\n2:cpuset:/docker/abc\n",
+			mounts: tmpfs + "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n" + "34 31 0:31 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n",
+			wantV1: "/sys/fs/cgroup/cpu,cpuacct/docker/abc",
+		},
+		{
+			name:   "a container's view: the mount's root is the container's cgroup",
+			self:   "0::/docker/abc/sub\n",
+			mounts: "31 23 0:28 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+			wantV2: "/sys/fs/cgroup/sub",
+		},
+		{
+			name:   "the cgroup is outside the mount",
+			self:   "0::/elsewhere\n",
+			mounts: "31 23 0:28 /docker/abc /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+		},
+		{
+			name:   "cpuset and cpuacct are not cpu",
+			self:   "2:cpuacct:/\n3:cpuset:/\n",
+			mounts: acctMount + "34 31 0:31 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n",
+		},
+		{
+			name:   "a mount point with a space",
+			self:   "0::/a\n",
+			mounts: `31 23 0:28 / /cg\040roups rw - cgroup2 cgroup2 rw` + "\n",
+			wantV2: "/cg roups/a",
+		},
+		{name: "nothing mounted", self: "0::/\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v2, v1 := cgroupBases([]byte(tt.self), []byte(tt.mounts))
+			if v2 != tt.wantV2 || v1 != tt.wantV1 {
+				t.Errorf("cgroupBases = %q, %q; want %q, %q", v2, v1, tt.wantV2, tt.wantV1)
+			}
+		})
+	}
+}
+
+func TestWardenDirName(t *testing.T) {
+	type parsed struct {
+		Pid   int
+		Start uint64
+		OK    bool
+	}
+	tests := []struct {
+		name string
+		want parsed
+	}{
+		{"trellis-123-456-1", parsed{123, 456, true}},
+		{"trellis-123-456", parsed{}},
+		{"trellis-123-456-1-2", parsed{}},
+		{"trellis-x-456-1", parsed{}},
+		{"trellis-0-456-1", parsed{}},
+		{"other-123-456-1", parsed{}},
+		{"c0", parsed{}},
+	}
+	for _, tt := range tests {
+		pid, start, ok := wardenDir(tt.name)
+		if diff := cmp.Diff(tt.want, parsed{pid, start, ok}); diff != "" {
+			t.Errorf("wardenDir(%q) mismatch (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}
+
+func TestQuota(t *testing.T) {
+	tests := []struct {
+		cores float64
+		want  int64
+	}{
+		{0, 0},
+		{-1, 0},
+		{1, 100000},
+		{0.5, 50000},
+		{2.25, 225000},
+		{0.001, 1000}, // the kernel's least
+		{1e9, 1e6 * 100000},
+	}
+	for _, tt := range tests {
+		if got := quota(tt.cores); got != tt.want {
+			t.Errorf("quota(%g) = %d; want %d", tt.cores, got, tt.want)
+		}
+	}
+}
+
+// newWarden opens a warden with cgroups, or skips the test where the
+// worker could not create one.
+func newWarden(t *testing.T, cfg WardenConfig) *Warden {
+	t.Helper()
+	w, err := NewWarden(cfg)
+	if err != nil {
+		t.Fatalf("NewWarden: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if w.cg == nil {
+		t.Skipf("no writable cgroup here: cpu %s", w.cpu)
+	}
+	return w
+}
+
+// A process that leaves its process group is still killed with its task:
+// it stays in the task's cgroup.
+func TestRunKillsSetsidChildInCgroup(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	dir := t.TempDir()
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "setsid sleep 300 & echo $! > bg.pid", Warden: w})
+	if err != nil || res.Kind != Success {
+		t.Fatalf("Run = %v (%s), %v; want success", res.Kind, res.Message, err)
+	}
+	pid := readPID(t, dir, "bg.pid")
+	pollUntil(t, 5*time.Second, "the setsid child "+strconv.Itoa(pid)+" to die", func() bool { return dead(pid) })
+}
+
+// cellOf returns the cell directory in the warden's CPU hierarchy that a
+// task's /proc/self/cgroup names.
+func cellOf(t *testing.T, w *Warden, selfCgroup []byte) string {
+	t.Helper()
+	for line := range strings.SplitSeq(string(selfCgroup), "\n") {
+		_, rest, _ := strings.Cut(line, ":")
+		ctrls, p, _ := strings.Cut(rest, ":")
+		if p != "" && (w.cg.cpu.v2 && ctrls == "" || !w.cg.cpu.v2 && hasOption(ctrls, "cpu")) {
+			return filepath.Join(w.cg.cpu.dir, filepath.Base(p))
+		}
+	}
+	t.Fatalf("no cgroup of the CPU hierarchy in %q", selfCgroup)
+	return ""
+}
+
+// readQuota reads the CPU quota of a cell: cpu.max's first field in v2,
+// cpu.cfs_quota_us in v1.
+func readQuota(t *testing.T, w *Warden, cell string) string {
+	t.Helper()
+	file := "cpu.cfs_quota_us"
+	if w.cg.cpu.v2 {
+		file = "cpu.max"
+	}
+	b, err := os.ReadFile(filepath.Join(cell, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))[0]
+}
+
+// A task runs in a cell of the warden's with its quota; a cell is reused
+// with the next task's quota; one that was killed whole is not reused.
+func TestRunCellQuota(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if w.cg.cpu == nil {
+		t.Skipf("no CPU enforcement here: %s", w.cpu)
+	}
+	none := "-1"
+	if w.cg.cpu.v2 {
+		none = "max"
+	}
+	dir := t.TempDir()
+	var cells []string
+	for i, tt := range []struct {
+		command string
+		cores   float64
+		want    string
+	}{
+		{"cat /proc/self/cgroup", 0.5, "50000"},
+		{"cat /proc/self/cgroup", 0, none},
+		{"cat /proc/self/cgroup; setsid sleep 300 &", 2, "200000"},
+		{"cat /proc/self/cgroup", 1, "100000"},
+	} {
+		res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, Cores: tt.cores, Warden: w})
+		if err != nil || res.Kind != Success {
+			t.Fatalf("run %d: %v (%s), %v; want success", i, res.Kind, res.Message, err)
+		}
+		cell := cellOf(t, w, res.Stdout)
+		cells = append(cells, filepath.Base(cell))
+		if i == 2 {
+			continue // killed whole and removed
+		}
+		if got := readQuota(t, w, cell); got != tt.want {
+			t.Errorf("run %d with %g cores: quota %s; want %s", i, tt.cores, got, tt.want)
+		}
+	}
+	// c0 is reused until a leftover process makes the warden kill it whole
+	// (in v2; v1 kills by pid).
+	want := []string{"c0", "c0", "c0", "c0"}
+	if w.cg.v2 != nil {
+		want[3] = "c1"
+	}
+	if !cmp.Equal(cells, want) {
+		t.Errorf("cells of the runs: %v; want %v", cells, want)
+	}
+}
+
+// NewWarden removes what a warden of a dead process left: its cgroups and
+// what still runs in them. Its own process is alive, so the leftover is
+// named with its pid and another start time.
+func TestNewWardenSweepsDeadWardens(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	h := w.cg.v2
+	if h == nil {
+		h = w.cg.v1
+	}
+	start, _ := startTime(os.Getpid())
+	dead1 := filepath.Join(h.base, fmt.Sprintf("trellis-%d-%d-1", os.Getpid(), start+1))
+	if err := os.MkdirAll(filepath.Join(dead1, "c0"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeCgroup(dead1, h.v2, os.Getpid(), time.Second) })
+	sleeper := exec.Command("sleep", "300")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { sleeper.Wait(); close(exited) }() // exits when the sleeper dies
+	t.Cleanup(func() { sleeper.Process.Kill(); <-exited })
+	if err := os.WriteFile(filepath.Join(dead1, "c0", "cgroup.procs"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	newWarden(t, WardenConfig{})
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a process in a dead warden's cgroup outlived NewWarden")
+	}
+	if _, err := os.Stat(dead1); !os.IsNotExist(err) {
+		t.Errorf("the dead warden's cgroup %s is still there: %v", dead1, err)
+	}
+	for _, d := range []string{w.cg.v2.dirOrEmpty(), w.cg.v1.dirOrEmpty()} {
+		if _, err := os.Stat(d); d != "" && err != nil {
+			t.Errorf("the live warden's cgroup %s is gone: %v", d, err)
+		}
+	}
+}
+
+func (h *hierarchy) dirOrEmpty() string {
+	if h == nil {
+		return ""
+	}
+	return h.dir
+}
+
+// Close leaves no cgroup of the warden's behind.
+func TestWardenCloseRemovesCgroups(t *testing.T) {
+	w, err := NewWarden(WardenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.cg == nil {
+		w.Close()
+		t.Skipf("no writable cgroup here: cpu %s", w.cpu)
+	}
+	v2, v1 := w.cg.dirs()
+	dir := t.TempDir()
+	for _, cmd := range []string{"true", "sleep 300 &"} {
+		if _, err := Run(context.Background(), Spec{Dir: dir, Command: cmd, Warden: w, Cores: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for _, d := range []string{v2, v1} {
+		if _, err := os.Stat(d); d != "" && !os.IsNotExist(err) {
+			t.Errorf("cgroup %s is still there after Close: %v", d, err)
+		}
+	}
+}
+
+// startSleeper starts sleep 300 leading a process group of its own; it is
+// killed when the test ends. The channel is closed when it has exited.
+func startSleeper(t *testing.T) (int, <-chan struct{}) {
+	t.Helper()
+	cmd := exec.Command("sleep", "300")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }() // exits when the sleeper dies
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	return cmd.Process.Pid, exited
+}
+
+// At end of input the guard kills the groups it was told of and not told
+// are gone, and everything in the cgroups it was given.
+func TestGuardLoop(t *testing.T) {
+	live, liveExited := startSleeper(t)
+	gone, goneExited := startSleeper(t)
+	lines := fmt.Sprintf("pid %d\n+%d\n+%d\n-%d\n", os.Getpid(), live, gone, gone)
+
+	var cellExited <-chan struct{}
+	var dir string
+	if w, _ := NewWarden(WardenConfig{}); w != nil && w.cg != nil {
+		defer w.Close()
+		h := w.cg.v2
+		if h == nil {
+			h = w.cg.v1
+		}
+		dir = h.dir
+		c, err := w.cg.cell(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, exited := startSleeper(t) // a group the guard does not know of, in a cell
+		cellDir := c.v2dir
+		if cellDir == "" {
+			cellDir = c.v1dir
+		}
+		if err := os.WriteFile(filepath.Join(cellDir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			t.Fatal(err)
+		}
+		c.closeFiles()
+		cellExited = exited
+		lines += "v" + map[bool]string{true: "2", false: "1"}[h.v2] + " " + strconv.Quote(dir) + "\n"
+	}
+
+	var log strings.Builder
+	if err := guardLoop(strings.NewReader(lines+"garbage\n"), &log); err != nil {
+		t.Errorf("guardLoop: %v", err)
+	}
+	for what, c := range map[string]<-chan struct{}{"the live group": liveExited, "the process in the cell": cellExited} {
+		if c == nil {
+			continue
+		}
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s outlived the guard's end", what)
+		}
+	}
+	select {
+	case <-goneExited:
+		t.Errorf("the guard killed a group it was told is gone")
+	default:
+	}
+	if dir != "" {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("the guard left cgroup %s: %v", dir, err)
+		}
+	}
+	if want := fmt.Sprintf("trellis guard: worker %d is gone; killed what it left running (1 process groups)\n", os.Getpid()); log.String() != want {
+		t.Errorf("guard said %q; want %q", log.String(), want)
+	}
+}
+
+// TestHelperGuard is not a test: with SANDBOX_HELPER_GUARD=1 it is the
+// guard process.
+func TestHelperGuard(t *testing.T) {
+	if os.Getenv("SANDBOX_HELPER_GUARD") != "1" {
+		t.Skip("helper process")
+	}
+	os.Exit(ServeGuard())
+}
+
+// The guard runs as a process of its own and acts when its pipe closes
+// while the worker's processes still run, as it does when the worker is
+// killed.
+func TestGuardProcess(t *testing.T) {
+	t.Setenv("SANDBOX_HELPER_GUARD", "1")
+	w, err := NewWarden(WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cmd := exec.Command("/bin/sh", "-c", "sleep 300 & sleep 300")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	c, err := w.Start(cmd, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.guard.close(); err != nil { // what the guard sees when the worker dies
+		t.Errorf("guard: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { c.WaitExited(); close(exited) }() // exits when the shell dies
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		c.Kill()
+		t.Errorf("the guard left the shell running")
+	}
+	c.Kill()
+	c.Wait()
+	if _, procs := w.Enforcement(); !strings.Contains(procs, "guard pid ") {
+		t.Errorf("Enforcement says %q; want it to name the guard", procs)
+	}
+}
