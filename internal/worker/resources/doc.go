@@ -6,7 +6,8 @@
 //     quota), memory (lowered by a cgroup v2 memory.max), free disk space
 //     under the work directory, and NVIDIA GPUs. Cgroup limits are read along
 //     the whole path from the process's cgroup up to the root of the cgroup2
-//     mount, and the tightest one wins; cgroup v1 limits are not read.
+//     mount, and the tightest one wins; cgroup v1 limits are not read. It
+//     only reads: each task's cores are enforced by sandbox.Warden.
 //   - A machine without nvidia-smi has no GPUs; that is not an error. An
 //     nvidia-smi that is present but fails is an error that carries its
 //     output, and Detect then still returns the other resources.
