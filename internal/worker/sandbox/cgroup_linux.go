@@ -158,11 +158,11 @@ func enableCPU(base, dir string) error {
 	}
 	b, _ = os.ReadFile(filepath.Join(base, "cgroup.subtree_control"))
 	if !slices.Contains(strings.Fields(string(b)), "cpu") {
-		if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte("+cpu"), 0); err != nil {
+		if err := writeControl(filepath.Join(base, "cgroup.subtree_control"), []byte("+cpu")); err != nil {
 			return fmt.Errorf("cgroup v2: enable the cpu controller below %s (a cgroup that holds processes cannot): %w", base, err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+cpu"), 0); err != nil {
+	if err := writeControl(filepath.Join(dir, "cgroup.subtree_control"), []byte("+cpu")); err != nil {
 		return fmt.Errorf("cgroup v2: enable the cpu controller below %s: %w", dir, err)
 	}
 	return nil
@@ -346,12 +346,12 @@ func (c *cell) setQuota(h *hierarchy, q int64) error {
 	default:
 		// The period of a v1 cgroup is defaultPeriod unless someone set
 		// another; set it too, so that the quota means what it says.
-		if err := os.WriteFile(filepath.Join(c.v1dir, "cpu.cfs_period_us"), []byte(strconv.Itoa(defaultPeriod)), 0); err != nil {
+		if err := writeControl(filepath.Join(c.v1dir, "cpu.cfs_period_us"), []byte(strconv.Itoa(defaultPeriod))); err != nil {
 			return err
 		}
 		file, val = filepath.Join(c.v1dir, "cpu.cfs_quota_us"), strconv.FormatInt(q, 10)
 	}
-	err := os.WriteFile(file, []byte(val), 0)
+	err := writeControl(file, []byte(val))
 	if errors.Is(err, syscall.EINVAL) && q != 0 && !h.v2 {
 		// cgroup v1 refuses a quota over the worker's own: that one
 		// limits the cell already.

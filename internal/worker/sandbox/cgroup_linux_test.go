@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -431,5 +432,41 @@ func TestGuardProcess(t *testing.T) {
 	c.Wait()
 	if _, procs := w.Enforcement(); !strings.Contains(procs, "guard pid ") {
 		t.Errorf("Enforcement says %q; want it to name the guard", procs)
+	}
+}
+
+// Where a cgroup cannot be used, the warden says why and leaves nothing
+// behind; its tasks still run.
+func TestCgroupFallbacks(t *testing.T) {
+	notCgroup := t.TempDir() // writable, but not a cgroup
+	tests := []struct {
+		name    string
+		open    func() error
+		wantErr string
+	}{
+		{"v2 not writable", func() error { _, _, err := openV2("/proc/self", "trellis-1-2-3"); return err }, "cgroup v2 /proc/self not writable: "},
+		{"v2 not a cgroup", func() error { _, _, err := openV2(notCgroup, "trellis-1-2-3"); return err }, "cgroup v2 without cgroup.kill (Linux 5.14 or later needed)"},
+		{"v1 not writable", func() error { _, err := openV1("/proc/self", "trellis-1-2-3"); return err }, "cgroup v1 cpu /proc/self not writable: "},
+		{"v1 not a cgroup", func() error { _, err := openV1(notCgroup, "trellis-1-2-3"); return err }, "cgroup v1 cpu " + notCgroup + ": open " + notCgroup + "/tasks: no such file or directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.open()
+			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+				t.Errorf("open: %v; want an error starting %q", err, tt.wantErr)
+			}
+			if ents, _ := os.ReadDir(notCgroup); len(ents) != 0 {
+				t.Errorf("left %v behind", ents)
+			}
+		})
+	}
+
+	w := &Warden{log: slog.New(slog.DiscardHandler), cpu: "not enforced (no writable cgroup)"}
+	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "echo ok", Cores: 1, Warden: w})
+	if err != nil || res.Kind != Success || string(res.Stdout) != "ok\n" {
+		t.Errorf("Run without cgroups = %v (%s) %q, %v; want success, %q", res.Kind, res.Message, res.Stdout, err, "ok\n")
+	}
+	if cpu, procs := w.Enforcement(); cpu != "not enforced (no writable cgroup)" || procs != "process groups, parent-death signal, no guard" {
+		t.Errorf("Enforcement() = %q, %q", cpu, procs)
 	}
 }

@@ -185,7 +185,7 @@ func subdirs(dir string) []string {
 // behind: callers repeat until the cgroup is empty.
 func killCgroup(dir string, v2 bool, spare int) {
 	if v2 {
-		_ = os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+		_ = writeControl(filepath.Join(dir, "cgroup.kill"), []byte("1"))
 		return
 	}
 	for _, d := range subdirs(dir) {
@@ -262,4 +262,16 @@ func sweep(base string, v2 bool) int {
 		}
 	}
 	return n
+}
+
+// writeControl writes data to an existing cgroup control file in one
+// write. Unlike os.WriteFile it never creates the file: a directory that is
+// not a cgroup gets no stray files.
+func writeControl(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
 }

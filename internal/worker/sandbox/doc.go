@@ -45,7 +45,9 @@
 //     controller the forking thread enters the cell before the fork and
 //     leaves after it, so in either the process runs nothing outside its
 //     cell. CPU quotas go in v2 (cpu.max) if the cpu controller can be
-//     enabled there, else in v1 (cpu.cfs_quota_us). Cells are reused once
+//     enabled there (NewWarden adds it to the worker's cgroup's
+//     cgroup.subtree_control, where it stays), else in v1
+//     (cpu.cfs_quota_us). Control files are written, never created. Cells are reused once
 //     empty, except one that cgroup.kill was written to (the kernel would
 //     kill a process cloned into it). Enforcement says which is in use.
 //   - The guard (ServeGuard), a process started once per worker, is told of
