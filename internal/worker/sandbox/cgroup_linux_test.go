@@ -162,19 +162,33 @@ func TestRunKillsSetsidChildInCgroup(t *testing.T) {
 	pollUntil(t, 5*time.Second, "the setsid child "+strconv.Itoa(pid)+" to die", func() bool { return dead(pid) })
 }
 
-// cellOf returns the cell directory in the warden's CPU hierarchy that a
-// task's /proc/self/cgroup names.
+// cellOf returns the directory in the warden's CPU hierarchy of the cell
+// that a task's /proc/self/cgroup names: its v2 cell where there is v2 (a
+// task without a quota does not enter its v1 cell), else its v1 cell.
 func cellOf(t *testing.T, w *Warden, selfCgroup []byte) string {
 	t.Helper()
 	for line := range strings.SplitSeq(string(selfCgroup), "\n") {
 		_, rest, _ := strings.Cut(line, ":")
 		ctrls, p, _ := strings.Cut(rest, ":")
-		if p != "" && (w.cg.cpu.v2 && ctrls == "" || !w.cg.cpu.v2 && hasOption(ctrls, "cpu")) {
+		if p != "" && (w.cg.v2 != nil && ctrls == "" || w.cg.v2 == nil && hasOption(ctrls, "cpu")) {
 			return filepath.Join(w.cg.cpu.dir, filepath.Base(p))
 		}
 	}
-	t.Fatalf("no cgroup of the CPU hierarchy in %q", selfCgroup)
+	t.Fatalf("no cell in %q", selfCgroup)
 	return ""
+}
+
+// inCPUCell reports whether a task's /proc/self/cgroup puts it in cell in
+// the warden's CPU hierarchy.
+func inCPUCell(w *Warden, selfCgroup []byte, cell string) bool {
+	for line := range strings.SplitSeq(string(selfCgroup), "\n") {
+		_, rest, _ := strings.Cut(line, ":")
+		ctrls, p, _ := strings.Cut(rest, ":")
+		if p != "" && (w.cg.cpu.v2 && ctrls == "" || !w.cg.cpu.v2 && hasOption(ctrls, "cpu")) {
+			return strings.HasSuffix(p, "/"+filepath.Base(w.cg.cpu.dir)+"/"+filepath.Base(cell))
+		}
+	}
+	return false
 }
 
 // readQuota reads the CPU quota of a cell: cpu.max's first field in v2,
@@ -221,6 +235,9 @@ func TestRunCellQuota(t *testing.T) {
 		}
 		cell := cellOf(t, w, res.Stdout)
 		cells = append(cells, filepath.Base(cell))
+		if tt.cores > 0 && !inCPUCell(w, res.Stdout, cell) {
+			t.Errorf("run %d with %g cores ran outside its cell %s of the CPU hierarchy:\n%s", i, tt.cores, cell, res.Stdout)
+		}
 		if i == 2 {
 			continue // killed whole and removed
 		}
