@@ -43,8 +43,8 @@
 //     cgroup). In cgroup v2 the process is cloned into it (CLONE_INTO_CGROUP)
 //     and cgroup.kill kills it whole; in the v1 hierarchy of the cpu
 //     controller the forking thread enters the cell before the fork and
-//     leaves after it, so in either the process runs nothing outside its
-//     cell. CPU quotas go in v2 (cpu.max) if the cpu controller can be
+//     leaves after it (only for a quota, where v2 holds the process), so in
+//     either the process runs nothing outside its cell. CPU quotas go in v2 (cpu.max) if the cpu controller can be
 //     enabled there (NewWarden adds it to the worker's cgroup's
 //     cgroup.subtree_control, where it stays), else in v1
 //     (cpu.cfs_quota_us). Control files are written, never created. Cells are reused once
