@@ -46,6 +46,13 @@ type Config struct {
 	// process, without the network (files still move over HTTP): a
 	// function call's round trip is then about half as long.
 	Network bool
+	// Guard is the command that runs a worker's guard process, which
+	// kills what the worker started if this process dies (see
+	// internal/worker.Config.Guard); the trellis binary passes itself.
+	// Without it, task processes still get a parent-death signal and,
+	// where cgroups are writable, a cgroup; a child that starts its own
+	// session without a cgroup may then outlive a killed process.
+	Guard []string
 }
 
 // Start starts an embedded manager and cfg.Workers local workers and
@@ -107,7 +114,8 @@ func Start(ctx context.Context, cfg Config, opts ...trellis.Option) (*trellis.Cl
 	for i := range workers {
 		w, err := worker.New(worker.Config{Manager: m.Addr(), Secret: secret, Name: fmt.Sprintf("local-%d", i+1),
 			Resources: res, Workdir: filepath.Join(root, fmt.Sprintf("worker-%d", i+1)),
-			Logger: log.With("part", "worker", "worker", i+1), Version: trellis.Version, Connect: connectWorker(m, cfg.Network)})
+			Logger: log.With("part", "worker", "worker", i+1), Version: trellis.Version, Connect: connectWorker(m, cfg.Network),
+			Guard: cfg.Guard})
 		if err != nil {
 			stopManager()
 			return nil, err

@@ -65,7 +65,7 @@ exits with status 130 or 143; a second one exits at once.`,
 					return err
 				}
 			} else {
-				c, err = local.Start(startCtx, local.Config{Workers: workers, Cores: workerCores, MemoryMB: workerMemory}, opts...)
+				c, err = local.Start(startCtx, local.Config{Workers: workers, Cores: workerCores, MemoryMB: workerMemory, Guard: guardCommand()}, opts...)
 				if sig := interrupted(); err != nil && sig != nil {
 					return interruptedExit(sig, nil)
 				}

@@ -162,3 +162,33 @@ func TestTaskCoresAreEnforced(t *testing.T) {
 		t.Errorf("a task of %g cores used %.2f cores: is the measurement broken?", quota, cores)
 	}
 }
+
+// TestKilledEmbeddedRunTakesItsProcesses: SIGKILL `trellis run` with its
+// embedded cluster while its tasks have children that left their process
+// group; within 5 s none is left (its workers have guards too).
+func TestKilledEmbeddedRunTakesItsProcesses(t *testing.T) {
+	dir, tmp := t.TempDir(), t.TempDir()
+	wf := fmt.Sprintf("name: victims\ntasks:\n"+
+		"  - name: a\n    command: \"setsid sleep 300 & touch %[1]s/a; sleep 300\"\n"+
+		"  - name: b\n    command: \"sh -c 'sleep 300 &'; touch %[1]s/b; sleep 300\"\n", dir)
+	path := filepath.Join(dir, "wf.yaml")
+	writeFile(t, path, wf)
+	run := start(t, []string{"TMPDIR=" + tmp}, "run", "--local-workers", "2", "--local-cores", "2", path)
+	waitFor(t, 30*time.Second, "both tasks to start their children", func() bool {
+		_, errA := os.Stat(filepath.Join(dir, "a"))
+		_, errB := os.Stat(filepath.Join(dir, "b"))
+		return errA == nil && errB == nil
+	})
+	if got := len(processesUnder(tmp)); got < 4 {
+		t.Fatalf("%d processes in the embedded workers' sandboxes before the kill; want at least 4:\n%s", got, strings.Join(processesUnder(tmp), "\n"))
+	}
+	run.signal(t, syscall.SIGKILL)
+	run.wait(t, 10*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for left := processesUnder(tmp); len(left) > 0; left = processesUnder(tmp) {
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after trellis run was killed, %d processes still work in its sandboxes:\n%s", len(left), strings.Join(left, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
