@@ -230,8 +230,10 @@ func (c *Core) expire() {
 		}
 	}
 	for _, lib := range c.libs {
-		for _, t := range lib.waiting.tasks {
-			age(t, lib.why)
+		if lib.why != "" { // (calls waiting for a slot are not unplaceable)
+			for _, t := range lib.waiting.tasks {
+				age(t, lib.why)
+			}
 		}
 	}
 	if len(ends) == 0 {

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"trellis/internal/core"
@@ -522,6 +523,8 @@ func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
 // worker could run it: its own (ms > 0), none (ms < 0), or the manager's.
 func (s *state) unplaceableTimeout(ms int64) time.Duration {
 	switch {
+	case ms > math.MaxInt64/int64(time.Millisecond):
+		return 0 // longer than time.Duration holds: for ever
 	case ms > 0:
 		return time.Duration(ms) * time.Millisecond
 	case ms < 0:
