@@ -464,6 +464,7 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		Resources: &pb.Resources{Cores: cores, MemoryMb: t.Resources.MemoryMB, DiskMb: t.Resources.DiskMB, Gpus: int64(t.Resources.GPUs)},
 		Retries:   int32(t.Retries), RetryOnError: t.RetryOnError, TimeLimitMs: t.TimeLimit.Milliseconds(),
 		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags, Key: t.Key,
+		UnplaceableTimeoutMs: unplaceableMs(t.UnplaceableTimeout),
 	}
 	inputs := t.Inputs
 	if t.Call != nil {
@@ -506,6 +507,15 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return spec, nil
+}
+
+// unplaceableMs is Task.UnplaceableTimeout on the wire: whole
+// milliseconds, rounded up so that a limit stays one, and -1 for none.
+func unplaceableMs(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 // Install installs (or replaces) a library on the cluster, uploading its
@@ -746,7 +756,8 @@ func (c *Client) deliver(ctx context.Context, ev *pb.TaskEvent) {
 	if h == nil {
 		return // a task of this session that another client submitted
 	}
-	out := Event{Task: ev.TaskId, Name: h.Name, State: State(ev.State), Attempt: int(ev.Attempt), Worker: ev.Worker, Note: ev.Note}
+	out := Event{Task: ev.TaskId, Name: h.Name, State: State(ev.State), Attempt: int(ev.Attempt), Worker: ev.Worker, Note: ev.Note,
+		Unplaceable: ev.Unplaceable}
 	if ev.State != pb.TaskState_TASK_STATE_DONE {
 		c.emit(out, nil)
 		return

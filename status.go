@@ -46,6 +46,20 @@ type Status struct {
 
 	SnapshotVersion uint64    `json:"snapshot_version"` // steps of the manager's loop it reflects
 	SnapshotTime    time.Time `json:"snapshot_time"`
+
+	// Unplaceable counts the tasks and calls, among Ready, that no
+	// connected worker could run even idle; UnplaceableTasks lists some of
+	// them (at most 100) with the reason.
+	Unplaceable      int               `json:"unplaceable"`
+	UnplaceableTasks []UnplaceableTask `json:"unplaceable_tasks,omitempty"`
+}
+
+// UnplaceableTask is a task or call that no connected worker could run.
+type UnplaceableTask struct {
+	Task  uint64    `json:"task"`
+	Name  string    `json:"name"`
+	Why   string    `json:"why"`   // "no connected worker has 64 cores (largest: 2)"
+	Since time.Time `json:"since"` // to the manager's 1-second tick
 }
 
 // TaskCounts counts tasks of one modality by state.
@@ -138,6 +152,10 @@ func statusOf(m *pb.StatusResponse) *Status {
 			ls.Instances = append(ls.Instances, InstanceStatus{ID: i.Id, Worker: i.Worker, Ready: i.Ready, Busy: int(i.Busy), Slots: int(i.Slots)})
 		}
 		s.Libraries = append(s.Libraries, ls)
+	}
+	s.Unplaceable = int(m.Unplaceable)
+	for _, u := range m.UnplaceableTasks {
+		s.UnplaceableTasks = append(s.UnplaceableTasks, UnplaceableTask{Task: u.TaskId, Name: u.Name, Why: u.Why, Since: time.UnixMilli(u.SinceUnixMs)})
 	}
 	for _, d := range m.Demand {
 		s.Demand = append(s.Demand, ShapeDemand{Shape: resourcesOf(d.Shape), Waiting: int(d.Waiting), Running: int(d.Running),

@@ -81,6 +81,10 @@ type Task struct {
 	// say). Submitting a task whose key the session used before returns
 	// the task already submitted. Empty: the client numbers it.
 	Key string
+	// UnplaceableTimeout fails the task (ResourceExceeded) once it has
+	// waited this long while no connected worker could run it, even idle.
+	// 0: the manager's --unplaceable-timeout; negative: wait for ever.
+	UnplaceableTimeout time.Duration
 }
 
 // Call is a function call: it runs in a slot of a library instance, with
@@ -226,4 +230,8 @@ type Event struct {
 	Worker  string
 	Note    string  // why the task went back to waiting, for instance
 	Result  *Result // when State is StateDone
+	// Unplaceable is set while the task waits and no connected worker
+	// could run it, even idle: why, as "no connected worker has 64 cores
+	// (largest: 2)". The task's next event without it ends that.
+	Unplaceable string
 }

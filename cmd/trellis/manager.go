@@ -13,6 +13,7 @@ import (
 func managerCmd() *cobra.Command {
 	var listen, secretFile, store string
 	var grace time.Duration
+	var unplaceable time.Duration
 	cmd := &cobra.Command{
 		Use:   "manager",
 		Short: "Run a manager: the queue, scheduler and file store that workers and clients connect to",
@@ -25,8 +26,12 @@ func managerCmd() *cobra.Command {
 			if grace <= 0 {
 				return fmt.Errorf("--client-grace %s: give a positive duration, such as 60s: how long a client may be away before its tasks are cancelled", grace)
 			}
+			if unplaceable < 0 {
+				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
+			}
 			log := logger(cmd)
-			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, Logger: log, Version: trellis.Version, ClientGrace: grace})
+			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, Logger: log, Version: trellis.Version, ClientGrace: grace,
+				UnplaceableTimeout: unplaceable})
 			if err != nil {
 				return err
 			}
@@ -40,5 +45,6 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
+	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
 	return cmd
 }

@@ -93,6 +93,29 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	}
 	printLibraries(out, s.Libraries)
 	printDemand(out, s.Demand)
+	printUnplaceable(out, s)
+}
+
+// printUnplaceable lists the tasks that no connected worker could run.
+func printUnplaceable(out io.Writer, s *trellis.Status) {
+	if s.Unplaceable == 0 {
+		return
+	}
+	what := "tasks wait"
+	if s.Unplaceable == 1 {
+		what = "task waits"
+	}
+	fmt.Fprintf(out, "\n%d %s that no connected worker could run", s.Unplaceable, what)
+	if len(s.UnplaceableTasks) < s.Unplaceable {
+		fmt.Fprintf(out, " (%d shown)", len(s.UnplaceableTasks))
+	}
+	fmt.Fprintln(out, ":")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tNAME\tFOR\tWHY")
+	for _, u := range s.UnplaceableTasks {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", u.Task, u.Name, s.SnapshotTime.Sub(u.Since).Round(time.Second), u.Why)
+	}
+	tw.Flush()
 }
 
 // printDemand lists what waits and runs by resource shape.

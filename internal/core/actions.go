@@ -150,7 +150,21 @@ type Unlink struct {
 	Files  []FileID
 }
 
+// Unplaceable: no connected worker that takes tasks could run Task,
+// which is ready, even if it were idle: Why says what is missing, as "no
+// connected worker has 64 cores (largest: 2)". It comes when the reason
+// appears or changes (at submission, or as workers join, drain and
+// leave), never again for the same reason, and with Why "" when it clears
+// because such a worker joined. A call is unplaceable while no instance
+// of its library is placed and none could be; library instances have no
+// Unplaceable of their own. A Dispatch or a Done also ends the reason.
+type Unplaceable struct {
+	Task TaskID
+	Why  string
+}
+
 func (Fetch) isAction()         {}
+func (Unplaceable) isAction()   {}
 func (Unlink) isAction()        {}
 func (Stop) isAction()          {}
 func (LibraryBroken) isAction() {}

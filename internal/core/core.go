@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 )
 
 // task is the core's state for one task.
@@ -27,6 +28,9 @@ type task struct {
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
 	held       bool // it holds a reservation of its worker's resources
+	stuck      bool // told that no worker could run it; read only while it is queued (see unplaceable.go)
+
+	since time.Duration // stuck: since when, on Tick's clock; -1 until the next Tick
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -66,6 +70,9 @@ type Core struct {
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
 	instSeq   uint64
+
+	now   time.Duration // the last Tick's Now
+	epoch uint64        // changes whenever the workers that take tasks do
 }
 
 // New returns an empty core.
@@ -81,6 +88,7 @@ func New() *Core {
 		followers: make(map[TaskID][]TaskID),
 		libs:      make(map[LibID]*library),
 		shapes:    make(map[Resources]*shapeCount),
+		epoch:     1,
 	}
 }
 
@@ -96,6 +104,7 @@ func (c *Core) Step(ev Event) []Action {
 		if w := c.workers[ev.Worker]; w != nil && !w.draining {
 			w.draining = true
 			c.open.remove(w)
+			c.workersChanged()
 			c.unstage(w)
 		}
 	case WorkerLeft:
@@ -137,6 +146,8 @@ func (c *Core) Step(ev Event) []Action {
 		c.instanceEndedEvent(ev)
 	case Tick:
 		c.ticks++
+		c.now = max(c.now, ev.Now)
+		c.expire()
 		c.stopIdle()
 		c.retryBlocked()
 		c.placeAll()
@@ -158,6 +169,7 @@ func (c *Core) settle() {
 		c.dirtyLibs = nil
 		for _, lib := range libs {
 			c.placeCalls(lib)
+			c.judgeLib(lib)
 		}
 		freed := c.freed
 		c.freed = nil
@@ -279,6 +291,7 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		c.addReplica(w, e)
 	}
 	c.open.push(w)
+	c.workersChanged() // before it takes tasks: their reasons clear first
 	c.fill(w)
 }
 
@@ -296,6 +309,7 @@ func (c *Core) workerLeft(ev WorkerLeft) {
 		c.open.remove(w)
 	}
 	delete(c.workers, w.id)
+	c.workersChanged()
 	for _, id := range w.inflight {
 		if tr := c.transfers[id]; tr != nil {
 			delete(c.transfers, id)

@@ -50,8 +50,12 @@ func (c *Core) Demand() []ShapeDemand {
 // shapeCount is the demand for one shape, kept by setState (the entry of
 // a shape stays once made: shapes are few).
 type shapeCount struct {
-	by [Instance + 1][Staging + 1]int
-} // tasks by role and state
+	by [Instance + 1][Staging + 1]int // tasks by role and state
+	// why no worker could run the shape (see unplaceable.go), "" if one
+	// could, as judged at epoch; its queued tasks were told so.
+	why   string
+	epoch uint64
+}
 
 // shapeOf returns the count of t's shape, made on first use; calls have
 // one of their own (see Core.callShape).

@@ -3,7 +3,7 @@
 // The core owns the task queue, resource accounting on workers, placement,
 // retries, and the catalog of files that tasks produce and consume. It does no
 // I/O, starts no goroutines and reads no clock: it keeps no timers of its
-// own (Tick is the caller's clock), and IDs are chosen by the caller. The same sequence of Step calls
+// own (Tick and its Now are the caller's clock), and IDs are chosen by the caller. The same sequence of Step calls
 // therefore always yields the same actions, which is what lets a seeded
 // simulation (package coretest) drive it with many fake workers and faults,
 // and what lets a journal replay it after a restart.
@@ -72,4 +72,12 @@
 // manager only while a task reads them. Stats.Moved counts the bytes
 // fetches brought to workers, by source; WorkerInfo.TasksDone the tasks
 // whose last attempt ran on each worker.
+//
+// Unplaceable tasks (see unplaceable.go): a queued task (or call) that no
+// connected, non-draining worker could run even if it were idle is told so
+// by an Unplaceable action with the reason, when the reason appears or
+// changes, and with none when it clears; never on every Tick. Tick.Now is
+// the core's only clock: a task unplaceable for its UnplaceableTimeout,
+// counted from the first Tick after it was told, ends with
+// ResourceExceeded.
 package core

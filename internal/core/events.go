@@ -1,5 +1,7 @@
 package core
 
+import "time"
+
 // Event is an input to Step. Each is a fact that a journal could record.
 type Event interface{ isEvent() }
 
@@ -119,7 +121,10 @@ type InstanceEnded struct {
 
 // Tick: time passed. The core uses it for a full placement pass, which
 // catches tasks that fit a worker in a way the incremental placement missed.
-type Tick struct{}
+// Now is the caller's clock: time since an origin it chooses, which never
+// goes back (a Now below the last one counts as the last one). It is the
+// core's only clock for Task.UnplaceableTimeout.
+type Tick struct{ Now time.Duration }
 
 func (WorkerJoined) isEvent()     {}
 func (WorkerDraining) isEvent()   {}

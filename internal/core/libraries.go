@@ -39,6 +39,7 @@ type library struct {
 	failures int32  // instances that failed to start, in a row
 	started  int    // instances whose set-up succeeded, over its life
 	broken   string // why calls fail at once; "" while it works
+	why      string // why its waiting calls are unplaceable, as they were told; "" if they are not
 }
 
 type instance struct {
@@ -136,6 +137,9 @@ func (c *Core) queueCall(t *task) {
 	}
 	c.setState(t, Ready)
 	lib.waiting.push(t)
+	if lib.why != "" {
+		c.tell(t, lib.why) // (judgeLib tells them all if the reason changed since)
+	}
 	c.libDirty(lib)
 }
 

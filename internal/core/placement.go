@@ -9,6 +9,7 @@ import (
 // in priority order (placeFresh), so that the order of events within a step
 // does not decide which of them runs first.
 func (c *Core) makeReady(t *task) {
+	t.stuck = false
 	if t.spec.Role == Call {
 		c.queueCall(t)
 		return
@@ -16,6 +17,7 @@ func (c *Core) makeReady(t *task) {
 	c.setState(t, Ready)
 	c.ready.push(t)
 	c.fresh = append(c.fresh, t)
+	c.judgeQueued(t)
 }
 
 // placeFresh places the tasks made ready in this step, highest priority

@@ -1,6 +1,9 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // TaskID names a task. The caller assigns IDs; they must be unique.
 type TaskID uint64
@@ -62,6 +65,10 @@ type Task struct {
 	// this task with InputMissing and a reason naming it. Orderings within
 	// a batch that form a cycle end the tasks on it the same way.
 	After []TaskID
+	// UnplaceableTimeout: how long the task may wait, ready, while no
+	// connected worker could run it (see Unplaceable) before it ends with
+	// ResourceExceeded. 0 waits for ever. The core measures it with Tick.
+	UnplaceableTimeout time.Duration
 }
 
 // LibID names an installed library.

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"trellis/internal/core"
@@ -80,6 +81,7 @@ type state struct {
 	results map[string]map[string]bool // file name -> sessions
 	libs    map[string]*libRecord
 	libByID map[core.LibID]*libRecord
+	origin  time.Time // the core's clock counts from it (core.Tick.Now)
 }
 
 func newState(m *Manager) *state {
@@ -94,6 +96,7 @@ func newState(m *Manager) *state {
 		results:  make(map[string]map[string]bool),
 		libs:     make(map[string]*libRecord),
 		libByID:  make(map[core.LibID]*libRecord),
+		origin:   time.Now(),
 	}
 }
 
@@ -114,7 +117,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			return ctx.Err()
 		case <-tick.C:
 			s.stepped()
-			s.step(core.Tick{})
+			s.step(core.Tick{Now: time.Since(s.origin)})
 			s.expireClients(time.Now())
 			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
@@ -307,6 +310,10 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			delete(s.tasks, a.Task)
 		case core.Unlink:
 			s.unlink(a)
+		case core.Unplaceable:
+			if rec := s.tasks[a.Task]; rec != nil && !rec.done { // (not a run again to recreate a file)
+				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING, Unplaceable: a.Why})
+			}
 		}
 	}
 }
@@ -453,7 +460,8 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 			client.Keep(spec.Key, uint64(id))
 		}
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
-			Retries: spec.Retries, RetryOnError: spec.RetryOnError, After: afterIDs(spec.After, ids)}
+			Retries: spec.Retries, RetryOnError: spec.RetryOnError, After: afterIDs(spec.After, ids),
+			UnplaceableTimeout: s.unplaceableTimeout(spec.UnplaceableTimeoutMs)}
 		if c := spec.Call; c != nil {
 			lib := s.libs[c.Library]                                            // checked above
 			ct.Role, ct.Lib, ct.Resources = core.Call, lib.id, core.Resources{} // it runs in a slot its instance holds
@@ -509,6 +517,20 @@ func resubmitted(client *clients.Session, tasks []*pb.TaskSpec) ([]uint64, bool,
 func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
 	ev.Key = rec.spec.Key
 	rec.client.Put(ev)
+}
+
+// unplaceableTimeout is a task's limit on waiting while no connected
+// worker could run it: its own (ms > 0), none (ms < 0), or the manager's.
+func (s *state) unplaceableTimeout(ms int64) time.Duration {
+	switch {
+	case ms > math.MaxInt64/int64(time.Millisecond):
+		return 0 // longer than time.Duration holds: for ever
+	case ms > 0:
+		return time.Duration(ms) * time.Millisecond
+	case ms < 0:
+		return 0
+	}
+	return s.m.cfg.UnplaceableTimeout
 }
 
 func coreResources(r *pb.Resources) core.Resources {

@@ -33,6 +33,10 @@ type Config struct {
 	// client is away (its last Watch stream closed without EndSession);
 	// then they are cancelled and the session ends. 0 means 60s.
 	ClientGrace time.Duration
+	// UnplaceableTimeout fails a task that waits this long while no
+	// connected worker could run it, unless the task sets its own; 0 waits
+	// for ever.
+	UnplaceableTimeout time.Duration
 }
 
 // DefaultClientGrace is how long a session outlives its client's absence

@@ -114,6 +114,7 @@ func (s *state) status() *pb.StatusResponse {
 		resp.Workers = append(resp.Workers, ws)
 	}
 	resp.Libraries = s.libraryStatus()
+	s.unplaceableStatus(resp)
 	for _, d := range s.core.Demand() {
 		resp.Demand = append(resp.Demand, &pb.ShapeDemand{Shape: protoResources(d.Shape), Waiting: uint64(d.Waiting),
 			Running: uint64(d.Running), Instances: uint64(d.Instances), InstancesWanted: uint64(d.InstancesWanted)})
@@ -124,4 +125,27 @@ func (s *state) status() *pb.StatusResponse {
 func taskCounts(n core.StateCounts, succeeded, failed uint64) *pb.TaskCounts {
 	return &pb.TaskCounts{Waiting: uint64(n.Waiting), Ready: uint64(n.Ready), Staging: uint64(n.Staging),
 		Running: uint64(n.Running), Finished: uint64(n.Finished), Succeeded: succeeded, Failed: failed}
+}
+
+// MaxUnplaceableListed bounds the unplaceable tasks a snapshot lists with
+// their reasons; it counts them all.
+const MaxUnplaceableListed = 100
+
+// unplaceableStatus adds to resp the tasks no connected worker could run:
+// how many, and some of them with their reasons.
+func (s *state) unplaceableStatus(resp *pb.StatusResponse) {
+	n, some := s.core.UnplaceableTasks(MaxUnplaceableListed)
+	resp.Unplaceable = uint64(n)
+	now := time.Now()
+	for _, u := range some {
+		since := now
+		if u.Since >= 0 {
+			since = s.origin.Add(u.Since)
+		}
+		ut := &pb.UnplaceableTask{TaskId: uint64(u.Task), Why: u.Why, SinceUnixMs: since.UnixMilli()}
+		if rec := s.tasks[u.Task]; rec != nil {
+			ut.Name = rec.spec.Name
+		}
+		resp.UnplaceableTasks = append(resp.UnplaceableTasks, ut)
+	}
 }

@@ -30,7 +30,7 @@ func Build(wf *workflow.Workflow) *Plan {
 		t := &trellis.Task{Name: wt.Name, Command: wt.Command, Env: wt.Env,
 			Resources: trellis.Resources{Cores: wt.Cores, MemoryMB: wt.MemoryMB, DiskMB: wt.DiskMB, GPUs: wt.GPUs},
 			Retries:   wt.Retries, RetryOnError: wt.RetryOnError, TimeLimit: wt.TimeLimit, Priority: wt.Priority,
-			Category: wt.Category, Tags: wt.Tags}
+			Category: wt.Category, Tags: wt.Tags, UnplaceableTimeout: wt.Unplaceable}
 		for _, o := range wt.Outputs {
 			if o.File != "" {
 				t.AddOutput(b.files[o.File], o.Name)
@@ -58,6 +58,7 @@ func Build(wf *workflow.Workflow) *Plan {
 	for i, wc := range wf.Calls {
 		t := trellis.NewCall(wc.Library, wc.Function, wc.Args)
 		t.Name, t.Retries, t.RetryOnError, t.TimeLimit, t.Priority = callName(wc), wc.Retries, wc.RetryOnError, wc.TimeLimit, wc.Priority
+		t.UnplaceableTimeout = wc.Unplaceable
 		for _, a := range wc.After {
 			t.After = append(t.After, plan.Tasks[a])
 		}

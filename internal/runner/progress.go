@@ -26,11 +26,14 @@ type Progress struct {
 	known   bool // Submitted was called
 	stop    chan struct{}
 	stopped chan struct{}
+
+	stuck map[uint64]bool // waiting while no connected worker could run them
 }
 
 // NewProgress writes progress to out; interactive redraws one line.
 func NewProgress(out io.Writer, interactive bool) *Progress {
-	return &Progress{out: out, interactive: interactive, state: make(map[uint64]trellis.State), ok: make(map[uint64]bool)}
+	return &Progress{out: out, interactive: interactive, state: make(map[uint64]trellis.State), ok: make(map[uint64]bool),
+		stuck: make(map[uint64]bool)}
 }
 
 // Begin starts the display for a workflow of total tasks.
@@ -88,7 +91,15 @@ func (p *Progress) Event(ev trellis.Event) {
 	if ev.Result != nil {
 		p.ok[ev.Task] = ev.Result.OK()
 	}
+	if ev.Unplaceable != "" {
+		p.stuck[ev.Task] = true
+	} else {
+		delete(p.stuck, ev.Task)
+	}
 	p.mu.Unlock()
+	if ev.Unplaceable != "" {
+		p.line(fmt.Sprintf("waiting %s: %s", ev.Name, ev.Unplaceable))
+	}
 	if ev.State == trellis.StateWaiting && ev.Note != "" {
 		p.line(fmt.Sprintf("retry   %s: %s", ev.Name, ev.Note))
 	}
@@ -140,8 +151,12 @@ func (p *Progress) draw(final bool) {
 	if !p.known {
 		waiting = p.total - running - done - failed
 	}
-	msg := fmt.Sprintf("[%s] %s: %d waiting, %d running, %d done, %d failed (of %d)",
-		time.Since(p.start).Round(100*time.Millisecond), p.name, waiting, running, done, failed, p.total)
+	var stuck string
+	if len(p.stuck) > 0 {
+		stuck = fmt.Sprintf(" (%d that no connected worker can run)", len(p.stuck))
+	}
+	msg := fmt.Sprintf("[%s] %s: %d waiting%s, %d running, %d done, %d failed (of %d)",
+		time.Since(p.start).Round(100*time.Millisecond), p.name, waiting, stuck, running, done, failed, p.total)
 	switch {
 	case p.interactive && final:
 		fmt.Fprintf(p.out, "\r\033[K%s\n", msg)

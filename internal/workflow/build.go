@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"sort"
+	"time"
 )
 
 // build returns the task with the defaults d applied. Inputs and After
@@ -22,6 +23,7 @@ func (t *taskSpec) build(d *taskSpec) Task {
 		Retries:      t.retries.or(d.retries).or(set(DefaultRetries)).val,
 		RetryOnError: t.retryOnError.or(d.retryOnError).val,
 		TimeLimit:    t.timeLimit.or(d.timeLimit).val,
+		Unplaceable:  unplaceable(t.unplaceable.or(d.unplaceable)),
 		Priority:     t.priority.or(d.priority).val,
 		Category:     t.category.or(d.category).val,
 		Tags:         t.tags.or(d.tags).val,
@@ -60,4 +62,13 @@ func mergeEnv(defaults, task map[string]string) []string {
 		env[i] = k + "=" + merged[k]
 	}
 	return env
+}
+
+// unplaceable is an "unplaceable_timeout" as Task.Unplaceable holds it: 0
+// when not set, negative when set to 0 (wait for ever).
+func unplaceable(o opt[time.Duration]) time.Duration {
+	if o.ok && o.val == 0 {
+		return -1
+	}
+	return o.val
 }

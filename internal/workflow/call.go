@@ -12,7 +12,7 @@ var validFunction = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$`)
 
 // callSpec is a call as written in the file.
 type callSpec struct {
-	taskSpec     // name, after, retries, retry_on_error, time_limit and priority, read as a task's
+	taskSpec     // name, after, retries, retry_on_error, time_limit, unplaceable_timeout and priority, read as a task's
 	library      opt[string]
 	libraryNode  *yaml.Node
 	function     opt[string]
@@ -53,6 +53,7 @@ var callFields = []specField[*callSpec]{
 	sharedField[*callSpec]("retries"),
 	sharedField[*callSpec]("retry_on_error"),
 	sharedField[*callSpec]("time_limit"),
+	sharedField[*callSpec]("unplaceable_timeout"),
 	sharedField[*callSpec]("priority"),
 }
 
@@ -108,6 +109,7 @@ func (c *callSpec) build() Call {
 		Retries:      c.retries.or(set(DefaultRetries)).val,
 		RetryOnError: c.retryOnError.val,
 		TimeLimit:    c.timeLimit.val,
+		Unplaceable:  unplaceable(c.unplaceable),
 		Priority:     c.priority.val,
 	}
 }

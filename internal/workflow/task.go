@@ -48,6 +48,7 @@ type settings struct {
 	retries      opt[int]
 	retryOnError opt[bool]
 	timeLimit    opt[time.Duration]
+	unplaceable  opt[time.Duration] // 0: wait for ever
 	priority     opt[int]
 	category     opt[string]
 	tags         opt[[]string]
@@ -119,6 +120,11 @@ var taskFields = []field{
 	{"time_limit", true, func(s scope, k string, v *yaml.Node, t *taskSpec) {
 		if x, ok := s.duration(k, v); ok {
 			t.timeLimit = set(x)
+		}
+	}},
+	{"unplaceable_timeout", true, func(s scope, k string, v *yaml.Node, t *taskSpec) {
+		if x, ok := s.duration(k, v); ok {
+			t.unplaceable = set(x)
 		}
 	}},
 	{"priority", true, func(s scope, k string, v *yaml.Node, t *taskSpec) {

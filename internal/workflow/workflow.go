@@ -132,6 +132,10 @@ type Task struct {
 	RetryOnError bool
 	// TimeLimit is the longest the command may run. Zero means no limit.
 	TimeLimit time.Duration
+	// Unplaceable is how long the task may wait while no connected worker
+	// could run it before it fails: zero when not set (the manager's
+	// --unplaceable-timeout), negative when set to 0 (wait for ever).
+	Unplaceable time.Duration
 	// Priority orders ready tasks: higher runs first.
 	Priority int
 	// Category groups tasks with similar resource needs.
@@ -238,11 +242,12 @@ type Call struct {
 	// Output is the absolute client path that the call's result is
 	// written to, or "" when the result is not kept.
 	Output string
-	// Retries, RetryOnError, TimeLimit and Priority are as for a task.
-	// Retries is DefaultRetries unless set.
+	// Retries, RetryOnError, TimeLimit, Unplaceable and Priority are as
+	// for a task. Retries is DefaultRetries unless set.
 	Retries      int
 	RetryOnError bool
 	TimeLimit    time.Duration
+	Unplaceable  time.Duration
 	Priority     int
 	// After holds the indexes of the tasks this call waits for: those it
 	// names in "after" and those that write its library's inputs. It is

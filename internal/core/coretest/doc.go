@@ -52,6 +52,15 @@
 // with the set-up failure it broke with, and only idle, ready instances are
 // left.
 //
+// With Config.UnplaceableFraction set (and in every run), the model also
+// checks the Unplaceable actions: each names a queued task (or call) that no
+// open worker could run, even idle, with a reason that appears, changes or
+// clears, never the same twice; a task told so is told it cleared once an
+// open worker could run it; every ready task no open worker could run was
+// told (checked with the placement check); and a Tick, each one second on
+// the simulated clock, ends exactly the tasks unplaceable for their
+// UnplaceableTimeout, counted from the first Tick after they were told.
+//
 // BenchCore measures the core alone: decisions per second, memory per queued
 // task, and how the cost of a decision grows with workers and queued tasks.
 // It needs no *testing.T or *testing.B, so the CLI can call it.

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"time"
 
 	"trellis/internal/core"
 )
@@ -39,6 +40,9 @@ type simTask struct {
 	libBroken bool       // a call that failed as its library is broken, or not installed
 	forgotten bool       // Forget: the core will never run it again
 	followers []*simTask // accepted tasks whose After names it
+
+	stuck      string        // why no open worker could run it, as the core told; "" if not told
+	stuckSince time.Duration // the first Tick after it was told, or -1 before it
 }
 
 // simWorker is the model of one worker.
@@ -198,6 +202,7 @@ func (s *sim) expect(ev core.Event) {
 		}
 		t.cancelled = true
 	case core.Tick:
+		s.expectTick(ev.Now)
 	case core.FilesDeclared:
 		s.exact = true // declaring changes what comes, not what is
 	case core.TransferDone:
@@ -370,6 +375,8 @@ func (s *sim) apply(a core.Action) {
 		s.applyForget(a)
 	case core.Unlink:
 		s.applyUnlink(a)
+	case core.Unplaceable:
+		s.applyUnplaceable(a)
 	default:
 		s.failf("unknown action %T", a)
 	}
@@ -440,6 +447,7 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 		}
 		s.takeGPUs(a, w, need.GPUs)
 	}
+	s.unstick(t)
 	t.attempt = a.Attempt
 	t.worker = w
 	t.last = w.id
@@ -509,6 +517,7 @@ func (s *sim) applyDone(a core.Done) {
 	if t.worker != nil {
 		s.release(t)
 	}
+	s.unstick(t)
 	t.done = true
 	t.doneKind = a.Outcome.Kind
 	t.doneMsg = a.Outcome.Message
@@ -644,6 +653,10 @@ func (s *sim) afterStep(acts []core.Action) {
 		s.checkReruns()
 	}
 	s.checkForgotten()
+	s.checkStuck()
+	if len(s.expired) > 0 {
+		s.checkExpired()
+	}
 	switch ev := s.ev.(type) {
 	case core.LibraryInstalled:
 		s.checkInstall(s.lib(ev.Lib), acts)
@@ -691,6 +704,7 @@ func (s *sim) afterStep(acts []core.Action) {
 	}
 	if s.cfg.StrictPlacement && s.step%max(8, s.cfg.Tasks/250) == 0 {
 		s.checkPlacement()
+		s.checkUnplaceable()
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"trellis/internal/core"
 )
@@ -29,6 +30,9 @@ type Config struct {
 	AfterFraction float64 // fraction of tasks that run after earlier tasks (core.Task.After) not yet forgotten
 	BadFraction   float64 // fraction of tasks that read their own output or claim another task's output
 	GPUFraction   float64 // fraction of workers with GPUs; with zero, no task needs a GPU
+	// UnplaceableFraction: fraction of tasks with an UnplaceableTimeout of
+	// one to four ticks; each Tick moves the clock one second.
+	UnplaceableFraction float64
 
 	// Data. With all four fractions zero, every file is at the manager and
 	// small enough to travel inline, so nothing is staged (the other data
@@ -111,6 +115,11 @@ type Stats struct {
 	Stops            int
 	LibrariesBroken  int // LibraryBroken actions
 	CallsBroken      int // calls of a library that never starts, failed with its reason
+
+	// Unplaceable tasks.
+	Unplaceable         int // Unplaceable actions with a reason
+	UnplaceableCleared  int // without one
+	UnplaceableTimedOut int // tasks a Tick ended after their UnplaceableTimeout
 }
 
 func (s Stats) String() string {
@@ -129,6 +138,9 @@ func (s Stats) String() string {
 		if s.SessionsEnded > 0 || s.Unlinked > 0 {
 			out += fmt.Sprintf(" sessions ended=%d unlinked=%d", s.SessionsEnded, s.Unlinked)
 		}
+	}
+	if s.Unplaceable > 0 {
+		out += fmt.Sprintf(" unplaceable=%d cleared=%d timed-out=%d", s.Unplaceable, s.UnplaceableCleared, s.UnplaceableTimedOut)
 	}
 	if s.Calls > 0 {
 		out += fmt.Sprintf(" libraries=%d reinstalls=%d calls=%d call-dispatches=%d instances started=%d ready=%d set-up failures=%d crashes=%d stops=%d broken=%d calls failed broken=%d",
@@ -159,6 +171,7 @@ func Run(tb testing.TB, cfg Config) Stats {
 		history: make([]attemptRef, 0, historySize),
 		d:       newDataState(),
 		l:       newLibState(),
+		stuck:   make(map[*simTask]bool),
 	}
 	s.stats.Done = make(map[core.Kind]int)
 	for range cfg.Workers {
@@ -245,6 +258,10 @@ type sim struct {
 
 	d dataState // files, holdings and transfers; see data.go
 	l libState  // libraries and instances; see libs.go
+
+	now     time.Duration     // the clock of the last Tick
+	stuck   map[*simTask]bool // told unplaceable; see unplaceable.go
+	expired []*simTask        // run again, and ended by the current Tick
 }
 
 func (s *sim) failf(format string, args ...any) {
@@ -286,7 +303,7 @@ func (s *sim) do(ev core.Event) []core.Action {
 			fmt.Fprintf(s.cfg.Trace, "\t%T%+v\n", a, a)
 		}
 	}
-	if s.exact && !equalActions(s.want, s.withoutDeploys(acts)) {
+	if s.exact && !equalActions(s.want, withoutUnplaceable(s.withoutDeploys(acts))) {
 		s.failf("got actions %+v, want exactly %+v", acts, s.want)
 	}
 	for _, a := range acts {
@@ -358,6 +375,7 @@ func (s *sim) genTask() *simTask {
 		Retries:      int32(r.IntN(4)),
 		RetryOnError: r.IntN(2) == 0,
 	}
+	spec.UnplaceableTimeout = s.unplaceableLimit()
 	if s.cfg.libsOn() && r.Float64() < s.cfg.CallFraction {
 		s.genCall(&spec)
 	}
@@ -503,7 +521,7 @@ func (s *sim) faultStep() {
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate:
 		s.staleStep()
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate:
-		s.do(core.Tick{})
+		s.tick()
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate:
 		s.dropReplica()
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate:
@@ -552,14 +570,14 @@ func (s *sim) progress() {
 		// Nothing runs: what is queued fits no worker, or waits for a
 		// source to have room (a peer backed off). Tick, or add a worker.
 		if s.cfg.dataOn() && r.IntN(3) != 0 {
-			s.do(core.Tick{})
+			s.tick()
 		} else if r.IntN(2) == 0 {
 			s.join(s.standardWorker())
 		} else {
 			s.join(s.randomWorker())
 		}
 	default:
-		s.do(core.Tick{})
+		s.tick()
 	}
 }
 
@@ -753,7 +771,7 @@ func (s *sim) quiesce() {
 			s.endAttempt()
 		default:
 			before, owed := len(s.running), len(s.l.pending)
-			acts := s.do(core.Tick{})
+			acts := s.tick()
 			if !s.cfg.dataOn() {
 				if len(s.running) > before || len(s.l.pending) > owed { // dispatched, or stopped an instance
 					idle = 0

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{47, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -624,9 +624,14 @@ type TaskSpec struct {
 	// (unique in the session, e.g. a UUID or a counter): submitting a task
 	// whose key the session has seen returns that task instead of a new
 	// one, and every event of the task carries the key. Empty: no key.
-	Key           string `protobuf:"bytes,15,opt,name=key,proto3" json:"key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Key string `protobuf:"bytes,15,opt,name=key,proto3" json:"key,omitempty"`
+	// How long the task may wait, ready, while no connected worker could run
+	// it (it asks for more than any has) before it fails with
+	// RESOURCE_EXCEEDED. 0: the manager's default (--unplaceable-timeout);
+	// negative: for ever, whatever the manager's default.
+	UnplaceableTimeoutMs int64 `protobuf:"varint,16,opt,name=unplaceable_timeout_ms,json=unplaceableTimeoutMs,proto3" json:"unplaceable_timeout_ms,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -762,6 +767,13 @@ func (x *TaskSpec) GetKey() string {
 		return x.Key
 	}
 	return ""
+}
+
+func (x *TaskSpec) GetUnplaceableTimeoutMs() int64 {
+	if x != nil {
+		return x.UnplaceableTimeoutMs
+	}
+	return 0
 }
 
 // CallSpec is a function call: it runs in a slot of a library instance.
@@ -1297,7 +1309,12 @@ type TaskEvent struct {
 	// seq numbers the events of a session 1, 2, 3, … without gaps: a client
 	// that resumes a Watch after the last seq it applied gets every event it
 	// missed, and drops any it sees twice.
-	Seq           uint64 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,8,opt,name=seq,proto3" json:"seq,omitempty"`
+	// unplaceable is set on a WAITING event while no connected worker could
+	// run the task, even idle: why ("no connected worker has 64 cores
+	// (largest: 2)"). A later event without it (WAITING, RUNNING or DONE)
+	// ends it.
+	Unplaceable   string `protobuf:"bytes,9,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1386,6 +1403,13 @@ func (x *TaskEvent) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *TaskEvent) GetUnplaceable() string {
+	if x != nil {
+		return x.Unplaceable
+	}
+	return ""
 }
 
 // TaskEvents is one message of the Watch stream: the events that were
@@ -2327,8 +2351,13 @@ type StatusResponse struct {
 	Demand          []*ShapeDemand `protobuf:"bytes,21,rep,name=demand,proto3" json:"demand,omitempty"`
 	SnapshotVersion uint64         `protobuf:"varint,22,opt,name=snapshot_version,json=snapshotVersion,proto3" json:"snapshot_version,omitempty"` // steps of the manager's loop when the snapshot was built
 	SnapshotUnixMs  int64          `protobuf:"varint,23,opt,name=snapshot_unix_ms,json=snapshotUnixMs,proto3" json:"snapshot_unix_ms,omitempty"`  // when it was built
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Tasks and calls that no connected worker could run (counted in ready),
+	// and some of them with their reasons: a bounded list, so that the
+	// snapshot stays small.
+	Unplaceable      uint64             `protobuf:"varint,24,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
+	UnplaceableTasks []*UnplaceableTask `protobuf:"bytes,25,rep,name=unplaceable_tasks,json=unplaceableTasks,proto3" json:"unplaceable_tasks,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2522,6 +2551,89 @@ func (x *StatusResponse) GetSnapshotUnixMs() int64 {
 	return 0
 }
 
+func (x *StatusResponse) GetUnplaceable() uint64 {
+	if x != nil {
+		return x.Unplaceable
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetUnplaceableTasks() []*UnplaceableTask {
+	if x != nil {
+		return x.UnplaceableTasks
+	}
+	return nil
+}
+
+// UnplaceableTask is a task (or call) that no connected worker could run.
+type UnplaceableTask struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Why           string                 `protobuf:"bytes,3,opt,name=why,proto3" json:"why,omitempty"`                                       // "no connected worker has 64 cores (largest: 2)"
+	SinceUnixMs   int64                  `protobuf:"varint,4,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"` // since when, to the manager's 1-second tick
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnplaceableTask) Reset() {
+	*x = UnplaceableTask{}
+	mi := &file_trellis_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnplaceableTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnplaceableTask) ProtoMessage() {}
+
+func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
+func (*UnplaceableTask) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UnplaceableTask) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *UnplaceableTask) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UnplaceableTask) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
+func (x *UnplaceableTask) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
 // LibraryStatus describes an installed library.
 type LibraryStatus struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -2537,7 +2649,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2661,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2674,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -2620,7 +2732,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2744,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2757,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -2705,7 +2817,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +2829,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +2842,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2905,7 +3017,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2917,7 +3029,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2930,7 +3042,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -2951,7 +3063,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3075,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3088,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -3013,7 +3125,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3025,7 +3137,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3038,7 +3150,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -3091,7 +3203,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3215,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3228,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -3181,7 +3293,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3193,7 +3305,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3206,7 +3318,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CachedFile) GetName() string {
@@ -3262,7 +3374,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3386,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3399,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -3363,7 +3475,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3375,7 +3487,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3388,7 +3500,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -3406,7 +3518,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3418,7 +3530,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3431,7 +3543,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 type AttemptDone struct {
@@ -3445,7 +3557,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3457,7 +3569,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3470,7 +3582,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -3504,7 +3616,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3516,7 +3628,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3529,7 +3641,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -3554,7 +3666,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3566,7 +3678,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3579,7 +3691,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 // Worker stream: manager to worker.
@@ -3603,7 +3715,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +3727,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +3740,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -3788,7 +3900,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3800,7 +3912,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3813,7 +3925,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -3836,7 +3948,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3848,7 +3960,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3861,7 +3973,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -3895,7 +4007,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3907,7 +4019,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3920,7 +4032,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -3944,7 +4056,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3956,7 +4068,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3969,7 +4081,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -4023,7 +4135,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4035,7 +4147,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4048,7 +4160,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -4110,7 +4222,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4122,7 +4234,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4135,7 +4247,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -4155,7 +4267,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4167,7 +4279,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4180,7 +4292,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Upload) GetName() string {
@@ -4200,7 +4312,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4212,7 +4324,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4225,7 +4337,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -4255,7 +4367,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +4379,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +4392,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -4328,7 +4440,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4340,7 +4452,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4353,7 +4465,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -4402,7 +4514,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04size\x18\b \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\t \x01(\tR\x06digest\x12\x10\n" +
 	"\x03dir\x18\n" +
-	" \x01(\bR\x03dir\"\xdd\x03\n" +
+	" \x01(\bR\x03dir\"\x93\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -4419,7 +4531,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04tags\x18\f \x03(\tR\x04tags\x12\x14\n" +
 	"\x05after\x18\r \x03(\rR\x05after\x12(\n" +
 	"\x04call\x18\x0e \x01(\v2\x14.trellis.v1.CallSpecR\x04call\x12\x10\n" +
-	"\x03key\x18\x0f \x01(\tR\x03key\"q\n" +
+	"\x03key\x18\x0f \x01(\tR\x03key\x124\n" +
+	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -4465,7 +4578,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06result\x18\v \x01(\fR\x06result\x12\x1c\n" +
 	"\ttraceback\x18\f \x01(\tR\ttraceback\x125\n" +
 	"\vresult_file\x18\r \x01(\v2\x14.trellis.v1.FileInfoR\n" +
-	"resultFile\"\xea\x01\n" +
+	"resultFile\"\x8c\x02\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.trellis.v1.TaskStateR\x05state\x12\x18\n" +
@@ -4474,7 +4587,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\aoutcome\x18\x05 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x12\n" +
 	"\x04note\x18\x06 \x01(\tR\x04note\x12\x10\n" +
 	"\x03key\x18\a \x01(\tR\x03key\x12\x10\n" +
-	"\x03seq\x18\b \x01(\x04R\x03seq\"U\n" +
+	"\x03seq\x18\b \x01(\x04R\x03seq\x12 \n" +
+	"\vunplaceable\x18\t \x01(\tR\vunplaceable\"U\n" +
 	"\n" +
 	"TaskEvents\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\x12\x18\n" +
@@ -4537,7 +4651,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x87\a\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xf3\a\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -4563,7 +4677,14 @@ const file_trellis_proto_rawDesc = "" +
 	"\tinstances\x18\x14 \x01(\v2\x16.trellis.v1.TaskCountsR\tinstances\x12/\n" +
 	"\x06demand\x18\x15 \x03(\v2\x17.trellis.v1.ShapeDemandR\x06demand\x12)\n" +
 	"\x10snapshot_version\x18\x16 \x01(\x04R\x0fsnapshotVersion\x12(\n" +
-	"\x10snapshot_unix_ms\x18\x17 \x01(\x03R\x0esnapshotUnixMs\"\xe6\x01\n" +
+	"\x10snapshot_unix_ms\x18\x17 \x01(\x03R\x0esnapshotUnixMs\x12 \n" +
+	"\vunplaceable\x18\x18 \x01(\x04R\vunplaceable\x12H\n" +
+	"\x11unplaceable_tasks\x18\x19 \x03(\v2\x1b.trellis.v1.UnplaceableTaskR\x10unplaceableTasks\"t\n" +
+	"\x0fUnplaceableTask\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03why\x18\x03 \x01(\tR\x03why\x12\"\n" +
+	"\rsince_unix_ms\x18\x04 \x01(\x03R\vsinceUnixMs\"\xe6\x01\n" +
 	"\rLibraryStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rcalls_waiting\x18\x02 \x01(\x04R\fcallsWaiting\x12\x1d\n" +
@@ -4750,7 +4871,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -4785,31 +4906,32 @@ var file_trellis_proto_goTypes = []any{
 	(*TaskCounts)(nil),             // 30: trellis.v1.TaskCounts
 	(*ShapeDemand)(nil),            // 31: trellis.v1.ShapeDemand
 	(*StatusResponse)(nil),         // 32: trellis.v1.StatusResponse
-	(*LibraryStatus)(nil),          // 33: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 34: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 35: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 36: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 37: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 38: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 39: trellis.v1.Hello
-	(*CachedFile)(nil),             // 40: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 41: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 42: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 43: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 44: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 45: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 46: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 47: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 48: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 49: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 50: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 51: trellis.v1.Source
-	(*Fetch)(nil),                  // 52: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 53: trellis.v1.Unlink
-	(*Upload)(nil),                 // 54: trellis.v1.Upload
-	(*Welcome)(nil),                // 55: trellis.v1.Welcome
-	(*Run)(nil),                    // 56: trellis.v1.Run
-	(*Kill)(nil),                   // 57: trellis.v1.Kill
+	(*UnplaceableTask)(nil),        // 33: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),          // 34: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 35: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 36: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 37: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 38: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 39: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 40: trellis.v1.Hello
+	(*CachedFile)(nil),             // 41: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 42: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 43: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 44: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 45: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 46: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 47: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 48: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 49: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 50: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 51: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 52: trellis.v1.Source
+	(*Fetch)(nil),                  // 53: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 54: trellis.v1.Unlink
+	(*Upload)(nil),                 // 55: trellis.v1.Upload
+	(*Welcome)(nil),                // 56: trellis.v1.Welcome
+	(*Run)(nil),                    // 57: trellis.v1.Run
+	(*Kill)(nil),                   // 58: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -4836,66 +4958,67 @@ var file_trellis_proto_depIdxs = []int32{
 	5,  // 21: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
 	5,  // 22: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
 	29, // 23: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	33, // 24: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	34, // 24: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
 	30, // 25: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
 	30, // 26: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
 	30, // 27: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
 	31, // 28: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	34, // 29: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	39, // 30: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	43, // 31: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	44, // 32: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	45, // 33: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	46, // 34: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	41, // 35: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	42, // 36: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	37, // 37: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	38, // 38: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	36, // 39: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	35, // 40: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 41: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 42: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	40, // 43: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 44: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	14, // 45: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	55, // 46: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	56, // 47: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	57, // 48: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	52, // 49: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	53, // 50: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	54, // 51: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	49, // 52: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	50, // 53: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	48, // 54: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	47, // 55: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 56: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 57: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	51, // 58: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 59: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 60: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	17, // 61: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	19, // 62: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	20, // 63: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	22, // 64: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	24, // 65: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	25, // 66: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 67: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	27, // 68: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	35, // 69: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	18, // 70: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	16, // 71: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	21, // 72: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	23, // 73: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	32, // 74: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	26, // 75: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 76: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	28, // 77: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	47, // 78: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	70, // [70:79] is the sub-list for method output_type
-	61, // [61:70] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	33, // 29: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	35, // 30: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	40, // 31: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	44, // 32: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	45, // 33: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	46, // 34: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	47, // 35: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	42, // 36: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	43, // 37: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	38, // 38: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	39, // 39: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	37, // 40: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	36, // 41: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 42: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 43: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	41, // 44: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 45: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	14, // 46: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	56, // 47: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	57, // 48: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	58, // 49: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	53, // 50: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	54, // 51: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	55, // 52: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	50, // 53: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	51, // 54: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	49, // 55: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	48, // 56: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 57: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 58: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	52, // 59: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 60: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 61: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	17, // 62: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	19, // 63: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	20, // 64: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	22, // 65: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	24, // 66: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	25, // 67: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 68: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	27, // 69: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	36, // 70: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	18, // 71: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	16, // 72: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	21, // 73: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	23, // 74: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	32, // 75: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	26, // 76: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 77: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	28, // 78: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	48, // 79: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	71, // [71:80] is the sub-list for method output_type
+	62, // [62:71] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -4903,7 +5026,7 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[30].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[31].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -4915,7 +5038,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[42].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[43].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -4932,7 +5055,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   53,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

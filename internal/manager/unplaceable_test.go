@@ -1,0 +1,112 @@
+package manager
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// TestUnplaceableTasks: with one 1-core worker, a 64-core task is told why
+// it waits (an event, and status), and fails after the manager's
+// unplaceable timeout; one that waits for ever (its own setting) stays
+// listed; a small task runs.
+func TestUnplaceableTasks(t *testing.T) {
+	m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s", UnplaceableTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
+	t.Cleanup(func() { cancel(); <-done })
+
+	w := m.ConnectWorker(ctx)
+	defer w.Close()
+	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
+		t.Fatalf("first message %v, %v; want a welcome", first, err)
+	}
+	big := &pb.Resources{Cores: 64}
+	ids, err := submit(t, m,
+		&pb.TaskSpec{Name: "big", Key: "big", Command: "true", Resources: big},
+		&pb.TaskSpec{Name: "patient", Key: "patient", Command: "true", Resources: big, UnplaceableTimeoutMs: -1},
+		&pb.TaskSpec{Name: "small", Key: "small", Command: "true", Resources: &pb.Resources{Cores: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const why = "no connected worker has 64 cores (largest: 1)"
+	run := nextRun(t, w)
+	if run.TaskId != ids[2] {
+		t.Fatalf("Run of task %d; want the small one, %d", run.TaskId, ids[2])
+	}
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: run.TaskId, Attempt: run.Attempt,
+		Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Told at once: the events of big and patient, and status.
+	told := map[string]string{}
+	for _, ev := range watchUntil(t, m, func(ev *pb.TaskEvent) bool { return ev.Key == "small" && ev.State == pb.TaskState_TASK_STATE_DONE }) {
+		if ev.State == pb.TaskState_TASK_STATE_WAITING {
+			told[ev.Key] = ev.Unplaceable
+		}
+	}
+	if told["big"] != why || told["patient"] != why || len(told) != 2 {
+		t.Errorf("WAITING events' reasons by key: %v; want %q for big and patient only", told, why)
+	}
+	snap, err := m.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := snap.Status; st.Unplaceable != 2 || len(st.UnplaceableTasks) != 2 || st.UnplaceableTasks[0].Name != "big" || st.UnplaceableTasks[0].Why != why {
+		t.Errorf("status: %d unplaceable, listed %v; want 2, big first, with %q", st.Unplaceable, st.UnplaceableTasks, why)
+	}
+
+	// big fails after the manager's limit; patient waits on.
+	isEnd := func(ev *pb.TaskEvent) bool { return ev.Key == "big" && ev.State == pb.TaskState_TASK_STATE_DONE }
+	evs := watchUntil(t, m, isEnd)
+	end := evs[len(evs)-1]
+	want := "waited 1s (its unplaceable timeout) for a worker that could run it: " + why + "; connect a worker that has what it asks for, or ask for less"
+	if o := end.Outcome; o.Kind != pb.ResultKind_RESULT_KIND_RESOURCE_EXCEEDED || o.Message != want {
+		t.Errorf("big ended %v %q; want resource exceeded, %q", o.Kind, o.Message, want)
+	}
+	snap, err = m.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := snap.Status; st.Unplaceable != 1 || len(st.UnplaceableTasks) != 1 || st.UnplaceableTasks[0].Name != "patient" {
+		t.Errorf("status after big failed: %d unplaceable, listed %v; want patient alone", st.Unplaceable, st.UnplaceableTasks)
+	}
+}
+
+// watchUntil collects the session's events until one meets last, for at
+// most 10 s.
+func watchUntil(t *testing.T, m *Manager, last func(*pb.TaskEvent) bool) []*pb.TaskEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []*pb.TaskEvent
+	found := false
+	m.WatchEvents(ctx, &pb.WatchRequest{Session: "s1"}, func(b *pb.TaskEvents) error {
+		for _, ev := range b.Events {
+			if found {
+				break
+			}
+			got = append(got, ev)
+			if found = last(ev); found {
+				cancel()
+			}
+		}
+		return nil
+	})
+	if !found {
+		t.Fatalf("no awaited event within 10 s; got %v", got)
+	}
+	return got
+}
