@@ -180,6 +180,17 @@ func (c *catalog) deps(t *task, visit func(e *fileEntry)) {
 	}
 }
 
+// failedDep returns why a file t reads (or one it is unpacked from) can
+// never be had, or "" if none is lost for good.
+func (c *catalog) failedDep(t *task) (why string) {
+	c.deps(t, func(e *fileEntry) {
+		if why == "" && e.state == fileFailed {
+			why = e.why
+		}
+	})
+	return why
+}
+
 // maxUnpackChain bounds the files followed from an unpacked input, should
 // declarations form a loop.
 const maxUnpackChain = 8

@@ -17,20 +17,17 @@ type task struct {
 	shape    *shapeCount // its entry in Core.shapes (calls: Core.callShape)
 	ranOn    WorkerID    // where the last attempt was dispatched; 0 before the first
 	index    int         // in its shape queue, or -1
-	gpus     []int32
-	attempt  uint32 // of the last dispatch; 0 before the first
-	failures int32  // attempts that counted against spec.Retries
-	missing  int32  // inputs (and tasks it runs after) not yet available
-	staging  int32  // inputs still to arrive on its worker
+	attempt  uint32      // of the last dispatch; 0 before the first
+	failures int32       // attempts that counted against spec.Retries
+	missing  int32       // inputs (and tasks it runs after) not yet available
+	staging  int32       // inputs still to arrive on its worker
 	state    State
 	cancel   bool // a Kill was sent; report Cancelled whatever the worker says
 	// recreating: the task had finished, and runs again because its output
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
 	held       bool // it holds a reservation of its worker's resources
-	stuck      bool // told that no worker could run it; read only while it is queued (see unplaceable.go)
-
-	since time.Duration // stuck: since when, on Tick's clock; -1 until the next Tick
+	stuck      bool // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -71,24 +68,29 @@ type Core struct {
 	dirtyLibs []*library // whose calls to place at the end of the step
 	instSeq   uint64
 
-	now   time.Duration // the last Tick's Now
-	epoch uint64        // changes whenever the workers that take tasks do
+	now time.Duration // the last Tick's Now
+	// stuckSince: when each stuck task was told so, on Tick's clock; -1
+	// until the next Tick. A map, not a field: few tasks are stuck, and
+	// a million queued ones are the core's load.
+	stuckSince map[TaskID]time.Duration
+	epoch      uint64 // changes whenever the workers that take tasks do
 }
 
 // New returns an empty core.
 func New() *Core {
 	return &Core{
-		tasks:     make(map[TaskID]*task),
-		workers:   make(map[WorkerID]*worker),
-		ready:     newReadyQueue(),
-		files:     newCatalog(),
-		transfers: make(map[uint64]*transfer),
-		originOut: make(map[FileID]int32),
-		retained:  make(map[TaskID]*task),
-		followers: make(map[TaskID][]TaskID),
-		libs:      make(map[LibID]*library),
-		shapes:    make(map[Resources]*shapeCount),
-		epoch:     1,
+		tasks:      make(map[TaskID]*task),
+		workers:    make(map[WorkerID]*worker),
+		ready:      newReadyQueue(),
+		files:      newCatalog(),
+		transfers:  make(map[uint64]*transfer),
+		originOut:  make(map[FileID]int32),
+		retained:   make(map[TaskID]*task),
+		followers:  make(map[TaskID][]TaskID),
+		libs:       make(map[LibID]*library),
+		shapes:     make(map[Resources]*shapeCount),
+		stuckSince: make(map[TaskID]time.Duration),
+		epoch:      1,
 	}
 }
 
@@ -680,6 +682,7 @@ func (c *Core) finish(t *task, o Outcome) {
 			c.setState(t, Finished)
 		}
 		delete(c.tasks, t.spec.ID)
+		c.unstick(t)
 		if len(t.spec.Inputs) > 0 {
 			unread = append(unread, c.files.release(t)...)
 		}

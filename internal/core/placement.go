@@ -9,7 +9,7 @@ import (
 // in priority order (placeFresh), so that the order of events within a step
 // does not decide which of them runs first.
 func (c *Core) makeReady(t *task) {
-	t.stuck = false
+	c.unstick(t)
 	if t.spec.Role == Call {
 		c.queueCall(t)
 		return
@@ -150,7 +150,10 @@ func (c *Core) assign(t *task, w *worker) {
 	c.setState(t, Staging)
 	w.free = w.free.Sub(need)
 	if need.GPUs > 0 {
-		t.gpus = append([]int32(nil), w.gpusFree[:need.GPUs]...)
+		if w.gpusOf == nil {
+			w.gpusOf = make(map[TaskID][]int32)
+		}
+		w.gpusOf[t.spec.ID] = append([]int32(nil), w.gpusFree[:need.GPUs]...)
 		w.gpusFree = w.gpusFree[need.GPUs:]
 	}
 	w.running[t.spec.ID] = t
@@ -222,7 +225,10 @@ func (c *Core) run(t *task) {
 	t.attempt++
 	t.ranOn = t.worker.id
 	c.setState(t, Running)
-	d := Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, GPUs: t.gpus}
+	d := Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id}
+	if t.spec.Resources.GPUs > 0 {
+		d.GPUs = t.worker.gpusOf[t.spec.ID]
+	}
 	switch t.spec.Role {
 	case Instance:
 		d.Task, d.Instance, d.Lib = 0, t.inst.id, t.spec.Lib
@@ -266,10 +272,10 @@ func (c *Core) release(t *task) {
 	}
 	t.held = false
 	w.free = w.free.Add(t.spec.Resources)
-	if len(t.gpus) > 0 {
-		w.gpusFree = append(w.gpusFree, t.gpus...)
+	if t.spec.Resources.GPUs > 0 {
+		w.gpusFree = append(w.gpusFree, w.gpusOf[t.spec.ID]...)
 		sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
-		t.gpus = nil
+		delete(w.gpusOf, t.spec.ID)
 	}
 	if w.index >= 0 {
 		c.open.fix(w.index)

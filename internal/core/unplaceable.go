@@ -108,11 +108,20 @@ func (c *Core) tell(t *task, why string) {
 	case why == "" && !t.stuck:
 		return
 	case why == "":
-		t.stuck = false
+		c.unstick(t)
 	case !t.stuck:
-		t.stuck, t.since = true, -1 // timed from the next Tick: it waits at least its limit
+		t.stuck = true
+		c.stuckSince[t.spec.ID] = -1 // timed from the next Tick: it waits at least its limit
 	}
 	c.emit(Unplaceable{Task: t.spec.ID, Why: why})
+}
+
+// unstick forgets that t was told no worker could run it.
+func (c *Core) unstick(t *task) {
+	if t.stuck {
+		t.stuck = false
+		delete(c.stuckSince, t.spec.ID)
+	}
 }
 
 // shapeFor returns the count of shape r, made if it is new.
@@ -215,10 +224,12 @@ func (c *Core) expire() {
 		if !t.stuck {
 			return // an instance
 		}
-		if t.since < 0 {
-			t.since = c.now
+		since := c.stuckSince[t.spec.ID]
+		if since < 0 {
+			since = c.now
+			c.stuckSince[t.spec.ID] = since
 		}
-		if limit := t.spec.UnplaceableTimeout; limit > 0 && c.now-t.since >= limit {
+		if limit := t.spec.UnplaceableTimeout; limit > 0 && c.now-since >= limit {
 			ends = append(ends, late{t, why})
 		}
 	}
@@ -252,6 +263,12 @@ func (c *Core) expire() {
 		} else {
 			c.ready.remove(t)
 		}
+		if why := c.files.failedDep(t); why != "" {
+			// An input was lost for good while it waited: that, not its
+			// size, is why it cannot run (as its staging would have said).
+			c.finish(t, Outcome{Kind: InputMissing, Message: why})
+			continue
+		}
 		c.finish(t, Outcome{Kind: ResourceExceeded, Message: fmt.Sprintf(
 			"waited %s (its unplaceable timeout) for a worker that could run it: %s; connect a worker that has what it asks for, or ask for less",
 			t.spec.UnplaceableTimeout, e.why)})
@@ -277,7 +294,7 @@ func (c *Core) UnplaceableTasks(limit int) (int, []UnplaceableTask) {
 	var some []UnplaceableTask
 	add := func(t *task, why string) {
 		if t.stuck && len(some) < limit {
-			some = append(some, UnplaceableTask{Task: t.spec.ID, Why: why, Since: t.since})
+			some = append(some, UnplaceableTask{Task: t.spec.ID, Why: why, Since: c.stuckSince[t.spec.ID]})
 		}
 	}
 	for _, q := range c.ready.shapes {

@@ -8,6 +8,9 @@ type worker struct {
 	total    Resources
 	free     Resources
 	gpusFree []int32 // device indexes not assigned to a running task, ascending
+	// gpusOf holds the devices of each task placed here that asked for
+	// GPUs (a map, not a field of every task: most ask for none).
+	gpusOf   map[TaskID][]int32
 	running  map[TaskID]*task
 	draining bool
 	index    int // in openWorkers, or -1

@@ -619,6 +619,8 @@ func (s *sim) checkLibEnd() {
 			case t.doneKind == core.Failed && t.libBroken && (strings.HasSuffix(t.doneMsg, " times: "+l.setup) || s.libInputFailed(l, t.doneMsg[strings.Index(t.doneMsg, " times: ")+len(" times: "):])):
 				s.stats.CallsBroken++
 			case t.doneKind == core.Cancelled || t.doneKind == core.InputMissing || t.rejected:
+			case t.doneKind == core.ResourceExceeded && t.timedOut:
+				// Unplaceable for its limit before the library broke.
 			default:
 				s.failf("call %d of library %d, which never starts, ended %s %q; the library broke with %q", t.spec.ID, l.spec.Lib, t.doneKind, t.doneMsg, l.broken)
 			}

@@ -43,6 +43,7 @@ type simTask struct {
 
 	stuck      string        // why no open worker could run it, as the core told; "" if not told
 	stuckSince time.Duration // the first Tick after it was told, or -1 before it
+	timedOut   bool          // a Tick ended it, unplaceable past its UnplaceableTimeout
 }
 
 // simWorker is the model of one worker.
@@ -75,6 +76,10 @@ type fate struct {
 	// Recreated on success, and with a FileLost of its outputs otherwise.
 	recreated bool
 	lost      bool
+	// unplaceable: ended by a Tick, past its UnplaceableTimeout; an input
+	// lost for good meanwhile (perhaps by the same Tick) ends it with
+	// InputMissing instead.
+	unplaceable bool
 }
 
 func (s *sim) task(id core.TaskID) *simTask {
@@ -495,6 +500,8 @@ func (s *sim) applyDone(a core.Done) {
 	case f != nil && f.requeue && f.seen && (s.brokenDone(t, a) || a.Outcome.Kind == core.InputMissing && s.inputFailed(t)):
 		// Requeued, and then it can never run: its library broke since
 		// (a call), or its input was lost for good with the same worker.
+	case f != nil && f.unplaceable && !f.seen && a.Outcome.Kind == core.InputMissing && s.failedWith(t, a.Outcome.Message):
+		f.seen = true
 	case f != nil:
 		if f.requeue || f.seen || f.kind != a.Outcome.Kind {
 			s.failf("Done %+v: the model expects %+v", a, f)

@@ -115,7 +115,8 @@ func (s *sim) expectTick(now time.Duration) {
 			s.expired = append(s.expired, t)
 			continue
 		}
-		s.fates[t.spec.ID] = &fate{kind: core.ResourceExceeded}
+		t.timedOut = true
+		s.fates[t.spec.ID] = &fate{kind: core.ResourceExceeded, unplaceable: true}
 	}
 }
 
