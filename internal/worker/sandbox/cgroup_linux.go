@@ -51,20 +51,22 @@ type hierarchy struct {
 	v2   bool
 	base string // the worker's cgroup, where the warden made dir
 	dir  string // the warden's cgroup, base/trellis-PID-START-SEQ
-	// home is base's tasks file (v1 only): a thread that entered a cell to
-	// start a process returns there by writing its id.
+	// home is base's tasks file (v1 only): a cell's launcher thread goes
+	// back there before it ends, so that the cell can be removed at once.
 	home *os.File
 }
 
 // cell is the cgroup of one process tree, in each hierarchy used.
 type cell struct {
-	v2dir   string // "" when v2 is not used
-	v2fd    int    // v2dir opened, for clone into it; -1 when not used
-	v1dir   string // "" when v1 is not used
-	v1      *os.File
-	home    *os.File // the v1 hierarchy's home
-	quota   int64    // the CPU quota set, µs per period; 0 for none
-	entered bool     // the starting thread is in v1dir (enter and leave only)
+	v2dir string // "" when v2 is not used
+	v2fd  int    // v2dir opened, for clone into it; -1 when not used
+	v1dir string // "" when v1 is not used
+	v1    *os.File
+	home  *os.File // the v1 hierarchy's home
+	quota int64    // the CPU quota set, µs per period; 0 for none
+	// launcher forks the cell's processes from inside v1dir; nil until
+	// the first start that needs it. The cell's one user owns it.
+	launcher *launcher
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -170,7 +172,7 @@ func enableCPU(base, dir string) error {
 }
 
 // openV1 makes the warden's cgroup in the v1 cpu hierarchy and checks that
-// a thread can go into a cgroup below it and come back.
+// a thread can go into a cgroup below it.
 func openV1(base, name string) (*hierarchy, error) {
 	dir := filepath.Join(base, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -185,20 +187,10 @@ func openV1(base, name string) (*hierarchy, error) {
 	h.home = home
 	c, err := newCell(nil, h, "probe")
 	if err == nil {
-		errc := make(chan error, 1)
-		go func() { // exits at once
-			runtime.LockOSThread()
-			err := c.enter()
-			if err == nil {
-				if err = c.leave(); err != nil {
-					errc <- err
-					return // still locked: the runtime ends the thread left in the cell
-				}
-			}
-			runtime.UnlockOSThread()
-			errc <- err
-		}()
-		err = <-errc
+		var l *launcher
+		if l, err = startLauncher(c); err == nil {
+			l.stop()
+		}
 		c.remove()
 	}
 	if err != nil {
@@ -365,29 +357,78 @@ func (c *cell) setQuota(h *hierarchy, q int64) error {
 	return nil
 }
 
-// enter moves the calling thread, which must be locked to its goroutine,
-// into the cell's v1 cgroup, so that a process it forks starts there: in
-// cgroup v1 a thread has cgroups of its own. It does nothing without v1,
-// nor when v1 would only carry a quota and there is none: the two moves
-// cost some 65 µs, a tenth of a trivial task.
-func (c *cell) enter() error {
+// start starts cmd in the cell: in its v1 cgroup through its launcher
+// thread, or else from the calling thread (a v2 cgroup is entered at the
+// clone, procAttr). Without a quota, v1 is not needed where v2 holds the
+// process.
+func (c *cell) start(cmd *exec.Cmd) error {
 	if c == nil || c.v1 == nil || c.quota == 0 && c.v2dir != "" {
-		return nil
+		return cmd.Start()
 	}
-	_, err := c.v1.WriteString(strconv.Itoa(syscall.Gettid()))
-	c.entered = err == nil
+	if c.launcher == nil {
+		l, err := startLauncher(c)
+		if err != nil {
+			return err
+		}
+		c.launcher = l
+	}
+	var err error
+	c.launcher.run(func() { err = cmd.Start() })
 	return err
 }
 
-// leave moves the calling thread back to the worker's v1 cgroup, if enter
-// moved it.
-func (c *cell) leave() error {
-	if c == nil || !c.entered {
-		return nil
+// launcher is an OS thread that lives in one v1 cgroup, so that what it
+// forks starts there: in cgroup v1 a thread has cgroups of its own. Moving
+// the starting thread in and out for each task instead costs two cgroup
+// migrations, some 65 µs, a tenth of a trivial task. Its end sends the
+// processes it forked their parent-death signal, so it ends only when its
+// cell is removed, once they are gone (or with the worker).
+type launcher struct {
+	jobs chan func()
+	done chan struct{}
+}
+
+// startLauncher starts a launcher in c's v1 cgroup.
+func startLauncher(c *cell) (*launcher, error) {
+	l := &launcher{jobs: make(chan func()), done: make(chan struct{})}
+	entered := make(chan error, 1)
+	go func() { // exits when stop closes jobs, or at once if it cannot enter
+		defer close(l.done)
+		runtime.LockOSThread()
+		tid := strconv.Itoa(syscall.Gettid())
+		_, err := c.v1.WriteString(tid)
+		entered <- err
+		if err != nil {
+			runtime.UnlockOSThread()
+			return
+		}
+		for job := range l.jobs {
+			job()
+		}
+		// Back home, so that the cell can be removed at once; if it cannot
+		// go, it stays locked and the runtime ends the thread.
+		if _, err := c.home.WriteString(tid); err == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	if err := <-entered; err != nil {
+		<-l.done
+		return nil, err
 	}
-	_, err := c.home.WriteString(strconv.Itoa(syscall.Gettid()))
-	c.entered = err != nil
-	return err
+	return l, nil
+}
+
+// run runs job on the launcher's thread and waits for it.
+func (l *launcher) run(job func()) {
+	ran := make(chan struct{})
+	l.jobs <- func() { job(); close(ran) }
+	<-ran
+}
+
+// stop ends the launcher; its thread leaves the cgroup first.
+func (l *launcher) stop() {
+	close(l.jobs)
+	<-l.done
 }
 
 // kill sends SIGKILL to every process in the cell, if there is one.
@@ -403,14 +444,24 @@ func (c *cell) kill() {
 	}
 }
 
-// empty reports whether no process is left in the cell.
+// empty reports whether no process is left in the cell (the worker's own,
+// whose launcher thread lives in a v1 cell, does not count).
 func (c *cell) empty() bool {
 	dir := c.v2dir
 	if dir == "" {
 		dir = c.v1dir
 	}
 	pids, err := procsOf(dir)
-	return err == nil && len(pids) == 0
+	if err != nil {
+		return false
+	}
+	self := os.Getpid()
+	for _, pid := range pids {
+		if pid != self {
+			return false
+		}
+	}
+	return true
 }
 
 // remove kills what runs in the cell and removes its cgroups.
@@ -425,6 +476,10 @@ func (c *cell) remove() {
 }
 
 func (c *cell) closeFiles() {
+	if c.launcher != nil {
+		c.launcher.stop()
+		c.launcher = nil
+	}
 	if c.v2fd >= 0 {
 		syscall.Close(c.v2fd)
 		c.v2fd = -1

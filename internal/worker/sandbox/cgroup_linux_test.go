@@ -226,7 +226,8 @@ func TestRunCellQuota(t *testing.T) {
 	}{
 		{"cat /proc/self/cgroup", 0.5, "50000"},
 		{"cat /proc/self/cgroup", 0, none},
-		{"cat /proc/self/cgroup; setsid sleep 300 &", 2, "200000"},
+		// (It waits for the setsid: else the group's kill may come first.)
+		{"cat /proc/self/cgroup; rm -f up; setsid sh -c 'touch up; exec sleep 300' & while [ ! -e up ]; do sleep 0.01; done", 2, "200000"},
 		{"cat /proc/self/cgroup", 1, "100000"},
 	} {
 		res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, Cores: tt.cores, Warden: w})

@@ -55,23 +55,15 @@ func (w *Warden) Start(cmd *exec.Cmd, cores float64) (*Child, error) {
 	return c, nil
 }
 
-// hold starts the process from a locked thread, reports the start, and
-// waits, without reaping, for the process to exit.
+// hold starts the process from a locked thread (or the v1 cell's
+// launcher thread, see cell.start), reports the start, and waits, without
+// reaping, for the process to exit.
 func (c *Child) hold(started chan<- error) {
 	defer close(c.held)
 	defer close(c.exited)
 	runtime.LockOSThread()
-	// In cgroup v1 the thread enters the cell, so that the fork starts the
-	// process there, before it runs anything; then it leaves.
-	err := c.cell.enter()
-	stuck := false
-	if err == nil {
-		err = c.cmd.Start()
-		if lerr := c.cell.leave(); lerr != nil {
-			c.w.log.Warn("a thread could not leave a task's cgroup; it ends with its task", "err", lerr)
-			stuck = true
-		}
-	}
+	defer runtime.UnlockOSThread() // after the exit: the forking thread must outlive the child
+	err := c.cell.start(c.cmd)
 	if err == nil {
 		c.w.guardSend("+" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
 	}
@@ -79,9 +71,6 @@ func (c *Child) hold(started chan<- error) {
 	if err == nil {
 		c.waitErr = waitExited(c.cmd.Process.Pid)
 	}
-	if !stuck {
-		runtime.UnlockOSThread()
-	} // else the runtime ends the thread with this goroutine, and it leaves the cell
 }
 
 // Pid returns the process id, which is also its process group id.

@@ -37,14 +37,18 @@
 //     through libhost) leads a process group of its own and has SIGKILL as
 //     its parent-death signal. That signal comes when the thread that forked
 //     the process ends, so the fork runs on a thread locked to the goroutine
-//     that then waits for the process, until it has exited.
+//     that then waits for the process, until it has exited (or on a v1
+//     cell's launcher, below).
 //   - Where the worker may create cgroups, each process tree gets a cell: a
 //     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's
 //     cgroup). In cgroup v2 the process is cloned into it (CLONE_INTO_CGROUP)
 //     and cgroup.kill kills it whole; in the v1 hierarchy of the cpu
-//     controller the forking thread enters the cell before the fork and
-//     leaves after it (only for a quota, where v2 holds the process), so in
-//     either the process runs nothing outside its cell. CPU quotas go in v2 (cpu.max) if the cpu controller can be
+//     controller (only for a quota, where v2 holds the process) it is
+//     forked by the cell's launcher, a thread that lives in the cell for
+//     the cell's life (no thread moves per process), so in either the
+//     process runs nothing outside its cell; the launcher ends only when
+//     its cell is removed, after what it forked is gone. CPU quotas go in
+//     v2 (cpu.max) if the cpu controller can be
 //     enabled there (NewWarden adds it to the worker's cgroup's
 //     cgroup.subtree_control, where it stays), else in v1
 //     (cpu.cfs_quota_us). Control files are written, never created. Cells are reused once
