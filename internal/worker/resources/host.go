@@ -8,6 +8,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"trellis/internal/mountinfo"
 )
 
 // hostFS reads the machine's /proc and /sys files below root, which is ""
@@ -107,52 +109,15 @@ func (h hostFS) cgroupDir() (dir, mountpoint string, ok bool) {
 		return "", "", false
 	}
 	for _, line := range strings.Split(string(mi), "\n") {
-		root, mp, isCgroup2 := parseMountinfo(line)
-		if !isCgroup2 {
+		m, ok := mountinfo.Parse(line)
+		if !ok || m.FSType != "cgroup2" {
 			continue
 		}
-		if root == "/" {
-			return path.Join(mp, cg), mp, true
-		}
-		if rel, found := strings.CutPrefix(cg, root); found && (rel == "" || rel[0] == '/') {
-			return path.Join(mp, rel), mp, true
+		if dir := m.Below(cg); dir != "" {
+			return dir, m.Point, true
 		}
 	}
 	return "", "", false
-}
-
-// parseMountinfo returns the root and mount point of one /proc/self/mountinfo
-// line, and whether it mounts cgroup2.
-func parseMountinfo(line string) (root, mountpoint string, isCgroup2 bool) {
-	pre, post, found := strings.Cut(line, " - ")
-	if !found {
-		return "", "", false
-	}
-	f, p := strings.Fields(pre), strings.Fields(post)
-	if len(f) < 5 || len(p) < 1 || p[0] != "cgroup2" {
-		return "", "", false
-	}
-	return unescapeMountinfo(f[3]), unescapeMountinfo(f[4]), true
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of
-// /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // parseCPUMax parses cgroup v2 cpu.max ("QUOTA PERIOD" or "max PERIOD")

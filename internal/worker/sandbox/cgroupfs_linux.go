@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"trellis/internal/mountinfo"
 )
 
 // This file holds what the warden and the guard do with cgroup directories
@@ -19,7 +21,7 @@ import (
 // hierarchy and in the v1 hierarchy of the cpu controller, given the
 // contents of /proc/self/cgroup and /proc/self/mountinfo; "" for a
 // hierarchy that is not mounted where this process can see it.
-func cgroupBases(selfCgroup, mountinfo []byte) (v2, v1cpu string) {
+func cgroupBases(selfCgroup, mounts []byte) (v2, v1cpu string) {
 	var v2path, cpuPath string
 	var haveV2, haveCPU bool
 	for _, line := range strings.Split(string(selfCgroup), "\n") {
@@ -38,64 +40,19 @@ func cgroupBases(selfCgroup, mountinfo []byte) (v2, v1cpu string) {
 			cpuPath, haveCPU = path.Clean("/"+p), true
 		}
 	}
-	for _, line := range strings.Split(string(mountinfo), "\n") {
-		root, mp, fstype, opts, ok := parseMountLine(line)
+	for _, line := range strings.Split(string(mounts), "\n") {
+		m, ok := mountinfo.Parse(line)
 		if !ok {
 			continue
 		}
 		switch {
-		case fstype == "cgroup2" && haveV2 && v2 == "":
-			v2 = below(mp, root, v2path)
-		case fstype == "cgroup" && haveCPU && v1cpu == "" && hasOption(opts, "cpu"):
-			v1cpu = below(mp, root, cpuPath)
+		case m.FSType == "cgroup2" && haveV2 && v2 == "":
+			v2 = m.Below(v2path)
+		case m.FSType == "cgroup" && haveCPU && v1cpu == "" && hasOption(m.Options, "cpu"):
+			v1cpu = m.Below(cpuPath)
 		}
 	}
 	return v2, v1cpu
-}
-
-// below returns where cgroup p appears under a mount of the hierarchy's
-// directory root at mountpoint, or "" if it is not under that mount.
-func below(mountpoint, root, p string) string {
-	if root == "/" {
-		return path.Join(mountpoint, p)
-	}
-	if rel, ok := strings.CutPrefix(p, root); ok && (rel == "" || rel[0] == '/') {
-		return path.Join(mountpoint, rel)
-	}
-	return ""
-}
-
-// parseMountLine returns the root, mount point, file system type and
-// super-block options of one /proc/self/mountinfo line.
-func parseMountLine(line string) (root, mountpoint, fstype, opts string, ok bool) {
-	pre, post, found := strings.Cut(line, " - ")
-	if !found {
-		return "", "", "", "", false
-	}
-	f, p := strings.Fields(pre), strings.Fields(post)
-	if len(f) < 5 || len(p) < 3 {
-		return "", "", "", "", false
-	}
-	return unescapeOctal(f[3]), unescapeOctal(f[4]), p[0], p[2], true
-}
-
-// unescapeOctal undoes the octal escapes (\040 for a space) of mountinfo.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // hasOption reports whether the comma-separated list holds opt exactly
