@@ -8,7 +8,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -64,15 +63,8 @@ func TestEndedSessionsCancelTheirTasks(t *testing.T) {
 			done := make(chan struct{})
 			go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
 			defer func() { cancel(); <-done }()
-			w := m.ConnectWorker(ctx)
+			w := joinWorker(ctx, t, m)
 			defer w.Close()
-			hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
-			if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
-				t.Fatal(err)
-			}
-			if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
-				t.Fatalf("first message %v, %v; want a welcome", first, err)
-			}
 			events, err := m.WatchSession("s1", 0) // the client is there
 			if err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
 
+	"trellis/internal/inproc"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -148,6 +149,21 @@ func TestWelcomeComesFirstAndAlone(t *testing.T) {
 	}
 }
 
+// joinWorker connects a worker of one core to m, in process, and reads
+// its welcome.
+func joinWorker(ctx context.Context, t *testing.T, m *Manager) *inproc.End[*pb.WorkerMessage, *pb.ManagerMessage] {
+	t.Helper()
+	w := m.ConnectWorker(ctx)
+	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
+		t.Fatalf("first message %v, %v; want a welcome", first, err)
+	}
+	return w
+}
+
 // nextRun reads the worker's stream until a Run comes, for at most 10 s.
 func nextRun(t *testing.T, w interface {
 	Receive() (*pb.ManagerMessage, error)
@@ -193,15 +209,8 @@ func TestOutputsCheckedBeforeTheCore(t *testing.T) {
 	m := startManager(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := m.ConnectWorker(ctx)
+	w := joinWorker(ctx, t, m)
 	defer w.Close()
-	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
-	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
-		t.Fatal(err)
-	}
-	if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
-		t.Fatalf("first message %v, %v; want a welcome", first, err)
-	}
 	out := &pb.FileRef{Name: "out-x", Path: "o"}
 	if _, err := submit(t, m, &pb.TaskSpec{Name: "t", Key: "t", Command: "true", Resources: &pb.Resources{Cores: 1},
 		Outputs: []*pb.FileRef{out}, Retries: 1, RetryOnError: true}); err != nil {
@@ -232,15 +241,8 @@ func TestStoreFailureReachesTheCore(t *testing.T) {
 	m := startManager(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := m.ConnectWorker(ctx)
+	w := joinWorker(ctx, t, m)
 	defer w.Close()
-	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
-	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
-		t.Fatal(err)
-	}
-	if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
-		t.Fatalf("first message %v, %v; want a welcome", first, err)
-	}
 	const name = "out-y"
 	if _, err := submit(t, m,
 		&pb.TaskSpec{Name: "make", Key: "make", Command: "true", Resources: &pb.Resources{Cores: 1}, Outputs: []*pb.FileRef{{Name: name, Path: "o"}}},

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -23,15 +22,8 @@ func TestUnplaceableTasks(t *testing.T) {
 	go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
 	t.Cleanup(func() { cancel(); <-done })
 
-	w := m.ConnectWorker(ctx)
+	w := joinWorker(ctx, t, m)
 	defer w.Close()
-	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
-	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
-		t.Fatal(err)
-	}
-	if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
-		t.Fatalf("first message %v, %v; want a welcome", first, err)
-	}
 	big := &pb.Resources{Cores: 64}
 	ids, err := submit(t, m,
 		&pb.TaskSpec{Name: "big", Key: "big", Command: "true", Resources: big},
