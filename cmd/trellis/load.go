@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"trellis/internal/makeflow"
+	"trellis/internal/workflow"
+)
+
+// loadWorkflow reads a workflow file: a Makeflow file when its name ends
+// in .mf or .makeflow (or is Makeflow), else a YAML workflow file.
+func loadWorkflow(path string) (*workflow.Workflow, error) {
+	if isMakeflow(path) {
+		return makeflow.Load(path)
+	}
+	return workflow.Load(path)
+}
+
+func isMakeflow(path string) bool {
+	base := filepath.Base(path)
+	switch strings.ToLower(filepath.Ext(base)) {
+	case ".mf", ".makeflow":
+		return true
+	}
+	return base == "Makeflow"
+}
+
+// writeCheck tells what a valid file would run, for run --check.
+func writeCheck(w io.Writer, path string, wf *workflow.Workflow) {
+	what := fmt.Sprintf("%d tasks", len(wf.Tasks))
+	if n := len(wf.Libraries); n > 0 {
+		what += fmt.Sprintf(", %d libraries", n)
+	}
+	if n := len(wf.Calls); n > 0 {
+		what += fmt.Sprintf(", %d calls", n)
+	}
+	fmt.Fprintf(w, "%s: ok: %s\n", path, what)
+}
