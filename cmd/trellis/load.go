@@ -30,12 +30,19 @@ func isMakeflow(path string) bool {
 
 // writeCheck tells what a valid file would run, for run --check.
 func writeCheck(w io.Writer, path string, wf *workflow.Workflow) {
-	what := fmt.Sprintf("%d tasks", len(wf.Tasks))
+	what := count(len(wf.Tasks), "task", "tasks")
 	if n := len(wf.Libraries); n > 0 {
-		what += fmt.Sprintf(", %d libraries", n)
+		what += ", " + count(n, "library", "libraries")
 	}
 	if n := len(wf.Calls); n > 0 {
-		what += fmt.Sprintf(", %d calls", n)
+		what += ", " + count(n, "call", "calls")
 	}
 	fmt.Fprintf(w, "%s: ok: %s\n", path, what)
+}
+
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

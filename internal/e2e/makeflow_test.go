@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +84,28 @@ func TestRunMakeflowFailures(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("output:\n%s", out)
+	}
+}
+
+// A generated Makeflow of 1,000 rules: 999 each take one line of the
+// input, and one gathers them all back, byte for byte.
+func TestRunMakeflowThousandRules(t *testing.T) {
+	dir := t.TempDir()
+	var input, flow strings.Builder
+	var parts []string
+	for i := range 999 {
+		fmt.Fprintf(&input, "line %d\n", i)
+		fmt.Fprintf(&flow, "part%d.txt: input.txt\n\tsed -n %dp input.txt > part%d.txt\n\n", i, i+1, i)
+		parts = append(parts, fmt.Sprintf("part%d.txt", i))
+	}
+	fmt.Fprintf(&flow, "all.txt: %s\n\tcat %s > all.txt\n", strings.Join(parts, " "), strings.Join(parts, " "))
+	writeFile(t, filepath.Join(dir, "input.txt"), input.String())
+	writeFile(t, filepath.Join(dir, "big.makeflow"), flow.String())
+	code, out := runTrellis(t, "run", "--quiet", filepath.Join(dir, "big.makeflow"))
+	if code != 0 || !strings.Contains(out, "workflow big succeeded: 1000 tasks, 1000 succeeded") {
+		t.Fatalf("run big.makeflow: exit %d, output ends:\n%s\nwant exit 0 and 1000 succeeded", code, out[max(0, len(out)-2000):])
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "all.txt")); err != nil || string(got) != input.String() {
+		t.Errorf("all.txt = %d bytes, %v; want the %d bytes of input.txt", len(got), err, input.Len())
 	}
 }
