@@ -201,6 +201,7 @@ func (p *parser) line(n int, text string) {
 		p.errorf(n, "rule %q (line %d) already has its command (line %d): a rule runs one command line; join the commands with && or ;", p.last.name, p.last.line, p.last.cmdLine)
 		return
 	}
+	p.last = nil
 	switch fields := strings.Fields(trimmed); {
 	case fields[0] == ".MAKEFLOW":
 		p.directive(n, fields[1:])
@@ -215,6 +216,8 @@ func (p *parser) line(n int, text string) {
 		}
 	case strings.Contains(trimmed, ":"):
 		p.rule(n, trimmed)
+	case indented:
+		p.errorf(n, "command %q has no rule: write the rule TARGETS : SOURCES on the line above it", clip(trimmed))
 	default:
 		p.errorf(n, "cannot read %q: want a rule TARGETS : SOURCES, a variable NAME=value, export NAME, or .MAKEFLOW CATEGORY NAME", clip(trimmed))
 	}
@@ -427,6 +430,10 @@ func (p *parser) command(n int, text string) {
 	}
 	cmd, ok := p.expand(n, text, r.scoped)
 	if !ok {
+		return
+	}
+	if strings.TrimSpace(cmd) == "" {
+		p.errorf(n, "rule %q has an empty command once its variables are substituted: give them values", r.name)
 		return
 	}
 	r.command, r.cmdLine = cmd, n

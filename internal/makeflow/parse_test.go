@@ -153,6 +153,7 @@ func TestErrors(t *testing.T) {
 		{"no command", "a: b\n\nc: d\n\tcp d c\n", `test.mf:1: rule "a" has no command: put its command on the next line, indented with a tab`},
 		{"no command at end", "a: b\n", `test.mf:1: rule "a" has no command`},
 		{"two commands", "a:\n\ttrue\n\tfalse\n", `test.mf:3: rule "a" (line 1) already has its command (line 2): a rule runs one command line; join the commands with && or ;`},
+		{"command after a variable", "a:\n\ttrue\nX=1\n\tfalse\n", `test.mf:4: command "false" has no rule: write the rule TARGETS : SOURCES on the line above it`},
 		{"undefined", "a:\n\techo $(NOPE)\n", `test.mf:2: undefined variable $(NOPE): define NOPE=value above this line or in the environment`},
 		{"unterminated", "X=$(Y\n", `test.mf:1: unterminated $( in "$(Y": close it with )`},
 		{"garbage", "just words\n", `test.mf:1: cannot read "just words": want a rule TARGETS : SOURCES`},
@@ -168,6 +169,7 @@ func TestErrors(t *testing.T) {
 		{"memory", ".MAKEFLOW MEMORY 1.5G\n", `test.mf:1: MEMORY="1.5G": want a whole number of megabytes, such as 1000`},
 		{"directive", ".MAKEFLOW MODE x\n", `test.mf:1: .MAKEFLOW MODE is not supported by trellis: use CATEGORY, CORES, MEMORY, DISK or GPUS`},
 		{"empty command", "a:\n\tLOCAL\n", `test.mf:2: rule "a" has an empty command`},
+		{"empty after substitution", "E=\na:\n\t$(E)\n", `test.mf:3: rule "a" has an empty command once its variables are substituted: give them values`},
 		{"bad scoped", "a:\n\t@CORES\n\ttrue\n", `test.mf:2: cannot read @CORES: want @NAME=value`},
 		{"explosion", strings.Repeat("A=$(A)$(A)$(A)$(A)\n", 12) + "A=x\n" + strings.Repeat("A=$(A)$(A)$(A)$(A)\n", 12), `expanded text is over 1048576 bytes`},
 	} {
