@@ -11,7 +11,8 @@ import (
 // A Makeflow file runs unchanged through `trellis run` with an embedded
 // cluster: a chain (sort, then upper-case) and a fan-in (the gathering
 // rule reads both branches), with renaming, an exported variable, a
-// category and a LOCAL rule. Every target comes back to the client.
+// category, a target in a directory and a LOCAL rule. Every target comes
+// back to the client.
 func TestRunMakeflow(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "input.txt"), "pear\napple\nfig\n")
@@ -27,13 +28,13 @@ sorted.txt: input.txt
 upper.txt: sorted.txt
 	tr a-z A-Z < sorted.txt > upper.txt
 
-count.txt: input.txt->in
+stats/count.txt: input.txt->in
 	@CORES=2
-	wc -l < in | tr -d ' ' > count.txt
+	wc -l < in | tr -d ' ' > stats/count.txt
 
 out/all.txt->all: upper.txt \
-    count.txt
-	LOCAL cat upper.txt count.txt > all && echo "$SUFFIX" >> all
+    stats/count.txt
+	LOCAL cat upper.txt stats/count.txt > all && echo "$SUFFIX" >> all
 `)
 	code, out := runTrellis(t, "run", "--check", filepath.Join(dir, "flow.mf"))
 	if want := filepath.Join(dir, "flow.mf") + ": ok: 4 tasks\n"; code != 0 || out != want {
@@ -47,10 +48,10 @@ out/all.txt->all: upper.txt \
 		t.Fatalf("run flow.mf: exit %d, output:\n%s\nwant exit 0 and 4 succeeded", code, out)
 	}
 	for path, want := range map[string]string{
-		"sorted.txt":  "apple\nfig\npear\n",
-		"upper.txt":   "APPLE\nFIG\nPEAR\n",
-		"count.txt":   "3\n",
-		"out/all.txt": "APPLE\nFIG\nPEAR\n3\ndone\n",
+		"sorted.txt":      "apple\nfig\npear\n",
+		"upper.txt":       "APPLE\nFIG\nPEAR\n",
+		"stats/count.txt": "3\n",
+		"out/all.txt":     "APPLE\nFIG\nPEAR\n3\ndone\n",
 	} {
 		got, err := os.ReadFile(filepath.Join(dir, path))
 		if err != nil || string(got) != want {

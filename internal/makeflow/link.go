@@ -1,6 +1,7 @@
 package makeflow
 
 import (
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,7 +25,7 @@ func (p *parser) link() []workflow.Task {
 	}
 	tasks := make([]workflow.Task, len(p.rules))
 	for i, r := range p.rules {
-		t := workflow.Task{Name: r.name, Line: r.line, Command: r.command, Env: r.env,
+		t := workflow.Task{Name: r.name, Line: r.line, Command: withTargetDirs(r.command, r.targets), Env: r.env,
 			Cores: r.res.cores, MemoryMB: r.res.memory, DiskMB: r.res.disk, GPUs: r.res.gpus,
 			Retries: workflow.DefaultRetries, Category: r.category}
 		if r.local {
@@ -105,4 +106,22 @@ func (p *parser) checkCycles(tasks []workflow.Task) {
 
 func describe(t workflow.Task) string {
 	return t.Name + " (line " + strconv.Itoa(t.Line) + ")"
+}
+
+// withTargetDirs returns the command with a first line that makes the
+// directories of its targets in the sandbox: the command may write
+// out/x.txt, as it would in Makeflow's working directory, where out
+// exists.
+func withTargetDirs(command string, targets []file) string {
+	var dirs []string
+	for _, t := range targets {
+		if d := filepath.Dir(t.remote); d != "." {
+			dirs = append(dirs, "'"+strings.ReplaceAll(d, "'", `'\''`)+"'")
+		}
+	}
+	if len(dirs) == 0 {
+		return command
+	}
+	slices.Sort(dirs)
+	return "mkdir -p -- " + strings.Join(slices.Compact(dirs), " ") + " || exit 1\n" + command
 }

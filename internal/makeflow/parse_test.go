@@ -216,3 +216,16 @@ func TestThousandRules(t *testing.T) {
 		t.Errorf("gathering rule: %d after, %d inputs, line %d; want 999, 999, 2998", len(last.After), len(last.Inputs), last.Line)
 	}
 }
+
+// A target in a directory gets the directory made in the sandbox first,
+// as it exists in Makeflow's working directory.
+func TestTargetDirs(t *testing.T) {
+	w, err := parse(t, "out/x.txt it's/y.txt z.txt out/deep/w.txt->w.txt: \n\techo hi > out/x.txt\n", nil)
+	if err != nil {
+		t.Fatalf("Parse error: %v", err)
+	}
+	want := "mkdir -p -- 'it'\\''s' 'out' || exit 1\necho hi > out/x.txt"
+	if got := w.Tasks[0].Command; got != want {
+		t.Errorf("command = %q, want %q", got, want)
+	}
+}
