@@ -229,3 +229,18 @@ func TestTargetDirs(t *testing.T) {
 		t.Errorf("command = %q, want %q", got, want)
 	}
 }
+
+// The example in examples/makeflow reads as two splits, a count and a sort.
+func TestExample(t *testing.T) {
+	w, err := Load("../../examples/makeflow/wordcount.mf")
+	if err != nil {
+		t.Fatalf("Load(wordcount.mf) error: %v", err)
+	}
+	var got [][]int
+	for _, task := range w.Tasks {
+		got = append(got, task.After)
+	}
+	if diff := cmp.Diff([][]int{nil, nil, {0, 1}, {2}}, got); diff != "" || w.Name != "wordcount" {
+		t.Errorf("Load(wordcount.mf) name %q, after (-want +got):\n%s", w.Name, diff)
+	}
+}
