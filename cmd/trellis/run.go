@@ -12,7 +12,6 @@ import (
 
 	"trellis"
 	"trellis/internal/runner"
-	"trellis/internal/workflow"
 	"trellis/local"
 )
 
@@ -24,20 +23,26 @@ func runCmd() *cobra.Command {
 		workerCores  float64
 		workerMemory int64
 		quiet        bool
+		check        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
-		Short: "Run a workflow file (see docs/workflow.md)",
-		Long: `Run a declarative YAML workflow. By default it starts an embedded manager with
+		Short: "Run a workflow file or a Makeflow file (see docs/workflow.md, docs/makeflow.md)",
+		Long: `Run a declarative YAML workflow, or a Makeflow file (FILE.mf, FILE.makeflow).
+With --check, only read and validate the file and say what it would run. By default it starts an embedded manager with
 --local-workers local workers; with --manager and --secret-file it uses a running
 cluster. It shows progress, prints a summary, and exits with status 1 if any task
 did not succeed. SIGINT or SIGTERM cancels the tasks that have not finished and
 exits with status 130 or 143; a second one exits at once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			wf, err := workflow.Load(args[0])
+			wf, err := loadWorkflow(args[0])
 			if err != nil {
 				return err // names file, line and column
+			}
+			if check {
+				writeCheck(cmd.OutOrStdout(), args[0], wf)
+				return nil
 			}
 			interactive := !quiet && term.IsTerminal(int(os.Stderr.Fd()))
 			progress := runner.NewProgress(os.Stderr, interactive)
@@ -96,5 +101,6 @@ exits with status 130 or 143; a second one exits at once.`,
 	f.StringVar(&managerAddr, "manager", "", "use the manager at HOST:PORT instead of an embedded cluster")
 	f.StringVar(&secretFile, "secret-file", "", "secret of that manager")
 	f.BoolVar(&quiet, "quiet", false, "no redrawn progress line, even on a terminal")
+	f.BoolVar(&check, "check", false, "validate the file and exit, without running anything")
 	return cmd
 }
