@@ -21,7 +21,7 @@ func workerCmd() *cobra.Command {
 		cores                     float64
 		memory, disk              int64
 		gpus                      int
-		drain, idle, stall        time.Duration
+		drain, idle, stall, exit  time.Duration
 		fileServer                string
 	)
 	cmd := &cobra.Command{
@@ -62,7 +62,7 @@ everything at once.`,
 				return err
 			}
 			w, err := worker.New(worker.Config{Manager: args[0], Secret: secret, Name: name, Resources: res,
-				Workdir: workdir, DrainTimeout: drain, IdleTimeout: idle, StallTimeout: stall, FileServer: fileServer, Logger: log, Version: trellis.Version,
+				Workdir: workdir, DrainTimeout: drain, IdleTimeout: idle, IdleExit: exit, StallTimeout: stall, FileServer: fileServer, Logger: log, Version: trellis.Version,
 				Guard: guardCommand()})
 			if err != nil {
 				return err
@@ -94,6 +94,7 @@ everything at once.`,
 	f.StringVar(&name, "name", "", "name shown in status (default: host:pid)")
 	f.DurationVar(&drain, "drain-timeout", time.Minute, "on SIGTERM, how long running tasks may finish before they are handed back")
 	f.DurationVar(&idle, "idle-timeout", 15*time.Minute, "exit after this long without reaching a manager")
+	f.DurationVar(&exit, "idle-exit", 0, "drain and exit after running nothing for this long (a factory's workers retire so); 0 never")
 	f.DurationVar(&stall, "stall-timeout", 30*time.Second, "fail a transfer that receives nothing for this long")
 	f.StringVar(&fileServer, "file-server", ":0", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address)")
 	return cmd

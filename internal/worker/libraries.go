@@ -43,6 +43,13 @@ type libraries struct {
 	byID map[uint64]*libInstance
 }
 
+// count returns how many library instances the worker holds.
+func (l *libraries) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.byID)
+}
+
 // dead reports whether the library process has ended.
 func (inst *libInstance) dead() bool {
 	select {

@@ -86,6 +86,7 @@ type session struct {
 	draining   bool
 	drainc     <-chan struct{} // the worker's drain signal; nil once seen
 	drainTimer <-chan time.Time
+	idleSince  time.Time // when it last ran nothing; zero while it runs something (IdleExit)
 }
 
 // session holds one connection to the manager until it breaks, the worker
@@ -122,6 +123,12 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 	go s.send()    // exits when sctx ends, a send fails, or flushc is closed and out is empty
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
+	var idleTick <-chan time.Time
+	if exit := s.w.cfg.IdleExit; exit > 0 {
+		t := time.NewTicker(min(exit/4, time.Second))
+		defer t.Stop()
+		idleTick = t.C
+	}
 	for {
 		if s.draining && len(s.attempts) == 0 {
 			return s.finish(nil)
@@ -140,6 +147,8 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 			s.held.flush(s.post)
 		case <-tick.C:
 			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
+		case now := <-idleTick:
+			s.checkIdle(now)
 		case <-s.drainc:
 			s.drain()
 		case <-s.drainTimer:
@@ -330,6 +339,19 @@ func (s *session) attemptEnded(ev evAttemptEnded) {
 		s.held.flush(s.post)
 	default:
 		s.held.arm()
+	}
+}
+
+// checkIdle drains the worker once it has run nothing for IdleExit.
+func (s *session) checkIdle(now time.Time) {
+	switch {
+	case len(s.attempts) > 0 || s.w.libs.count() > 0:
+		s.idleSince = time.Time{}
+	case s.idleSince.IsZero():
+		s.idleSince = now
+	case now.Sub(s.idleSince) >= s.w.cfg.IdleExit && s.drainc != nil:
+		s.w.log.Info("idle: draining", "idle_for", now.Sub(s.idleSince).Round(time.Millisecond))
+		s.w.Drain()
 	}
 }
 

@@ -36,8 +36,12 @@ type Config struct {
 	StallTimeout time.Duration       // a transfer that receives nothing for this long fails; 0 means 30s
 	DrainTimeout time.Duration       // how long Drain lets running attempts finish; 0 means 1 minute
 	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
-	Logger       *slog.Logger
-	Version      string
+	// IdleExit drains the worker once it has run nothing (no attempt, no
+	// library instance) for this long, connected: a worker factory's
+	// workers retire so. 0 never.
+	IdleExit time.Duration
+	Logger   *slog.Logger
+	Version  string
 	// Connect, when set, opens the stream to a manager in this process
 	// (manager.ConnectWorker) instead of dialling Manager over HTTP/2.
 	// Files still move over HTTP, to and from Manager.

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"trellis"
+	"trellis/internal/factory"
+)
+
+func factoryCmd() *cobra.Command {
+	var (
+		secretFile, batch, name string
+		lim                     factory.Limits
+		interval, idleExit      time.Duration
+		drain                   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "factory HOST:PORT",
+		Short: "Keep the manager at HOST:PORT supplied with workers from a batch system",
+		Long: `Keep a manager supplied with workers. Each cycle the factory reads the
+manager's demand by resource shape (tasks waiting without a place, library
+instances that waiting calls need), packs it into workers of the size given
+(--cores, --memory, --disk, --gpus), and submits worker jobs, between --min
+and --max, at most --per-cycle a cycle, never more pending than the waiting
+work can use. Its workers exit after --idle-exit without work. Each decision
+is logged with its reason. SIGTERM or SIGINT cancels every job it submitted
+(each worker drains: its tasks may finish for --drain-timeout, then go back
+to the manager) and waits for them to go.
+
+Batch systems: local (worker processes on this machine).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			secret, err := readSecret(secretFile)
+			if err != nil {
+				return err
+			}
+			if lim.Max < lim.Min || lim.Max <= 0 {
+				return fmt.Errorf("--max %d must be positive and at least --min %d", lim.Max, lim.Min)
+			}
+			if lim.Worker.Cores <= 0 {
+				return fmt.Errorf("--cores %g: give the cores of each worker", lim.Worker.Cores)
+			}
+			var b factory.Batch
+			switch batch {
+			case "local":
+				b = &factory.Local{Output: cmd.ErrOrStderr(), Grace: drain + 10*time.Second}
+			default:
+				return fmt.Errorf("--batch %q: this factory knows local", batch)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			abs, err := filepath.Abs(secretFile)
+			if err != nil {
+				return err
+			}
+			worker := []string{self, "worker", args[0], "--secret-file", abs, "--idle-exit", idleExit.String(), "--drain-timeout", drain.String()}
+			if name == "" {
+				name = "factory-" + strconv.Itoa(os.Getpid())
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			log := logger(cmd)
+			log.Info("factory", "manager", args[0], "batch", batch, "min", lim.Min, "max", lim.Max, "worker_cores", lim.Worker.Cores)
+			return factory.Run(ctx, factory.Config{Limits: lim, Name: name, Worker: worker, Interval: interval, Log: log}, c, b)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	f.StringVar(&batch, "batch", "local", "batch system: local")
+	f.StringVar(&name, "name", "", "prefix of the workers' names (default: factory-PID)")
+	f.IntVar(&lim.Min, "min", 0, "workers to keep even without work")
+	f.IntVar(&lim.Max, "max", 10, "workers at most, connected or pending")
+	f.IntVar(&lim.PerCycle, "per-cycle", 10, "job submissions per cycle at most")
+	f.Float64Var(&lim.Worker.Cores, "cores", 1, "cores of each worker")
+	f.Int64Var(&lim.Worker.MemoryMB, "memory", 0, "memory of each worker in MB (default: what it detects)")
+	f.Int64Var(&lim.Worker.DiskMB, "disk", 0, "disk of each worker in MB (default: what it detects)")
+	f.IntVar(&lim.Worker.GPUs, "gpus", 0, "GPUs of each worker")
+	f.DurationVar(&interval, "interval", 5*time.Second, "time between cycles")
+	f.DurationVar(&idleExit, "idle-exit", time.Minute, "workers exit after running nothing for this long")
+	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "a cancelled worker lets its tasks finish this long, then hands them back")
+	return cmd
+}

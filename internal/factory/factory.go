@@ -1,0 +1,187 @@
+// Package factory keeps a manager supplied with workers from a batch
+// system: each cycle it reads the manager's demand by resource shape,
+// decides with Plan how many worker jobs to submit or cancel, and does it.
+// Its workers retire themselves when idle (trellis worker --idle-exit);
+// when the factory stops, it cancels every job it submitted and waits for
+// them to go.
+//
+// Contract of Run: decisions are pure (Plan); Run only reads the status,
+// talks to the batch system and logs each decision that differs from the
+// last, with its reason. A worker is the factory's if its name is one the
+// factory gave a job. A job that ends without its worker ever connecting
+// counts as a failed start; after MaxFailedStarts of them in a row the
+// factory submits no more and says why, and goes on cancelling and
+// reporting.
+package factory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"trellis"
+)
+
+// Batch is a batch system that runs worker jobs.
+type Batch interface {
+	// Submit submits one job that runs command (argv); name names the
+	// job and its worker.
+	Submit(ctx context.Context, name string, command []string) error
+	// Cancel cancels the job name; one already gone is not an error.
+	Cancel(ctx context.Context, name string) error
+	// Alive returns the names of the jobs submitted that have not ended.
+	Alive(ctx context.Context) (map[string]bool, error)
+}
+
+// Config configures a factory.
+type Config struct {
+	Limits
+	Name     string        // prefix of its jobs' and workers' names
+	Worker   []string      // the worker command, to which the factory adds --name and resources
+	Interval time.Duration // between cycles; default 5 s
+	Log      *slog.Logger
+}
+
+// MaxFailedStarts is how many jobs in a row may end without their worker
+// connecting before the factory stops submitting.
+const MaxFailedStarts = 3
+
+// StatusReader is the part of a client the factory uses.
+type StatusReader interface {
+	Status(ctx context.Context) (*trellis.Status, error)
+}
+
+// Run runs the factory until ctx ends, then cancels its jobs and waits
+// (up to a minute) for them to end.
+func Run(ctx context.Context, cfg Config, manager StatusReader, batch Batch) error {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := &factory{cfg: cfg, log: log, batch: batch, mine: make(map[string]bool), seen: make(map[string]bool)}
+	defer f.stop()
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	for {
+		if err := f.cycle(ctx, manager); err != nil && ctx.Err() == nil {
+			log.Warn("factory cycle", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+type factory struct {
+	cfg    Config
+	log    *slog.Logger
+	batch  Batch
+	next   int
+	mine   map[string]bool // jobs submitted and not seen ended
+	order  []string        // those jobs, oldest first
+	seen   map[string]bool // jobs whose worker connected once
+	failed int             // jobs in a row that ended before their worker connected
+	last   Decision
+}
+
+func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
+	st, err := manager.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	alive, err := f.batch.Alive(ctx)
+	if err != nil {
+		return fmt.Errorf("batch: %w", err)
+	}
+	connected := 0
+	for _, w := range st.Workers {
+		if f.mine[w.Name] {
+			connected++
+			f.seen[w.Name] = true
+			f.failed = 0
+		}
+	}
+	var pending []string
+	kept := f.order[:0]
+	for _, name := range f.order {
+		if !alive[name] {
+			if !f.seen[name] {
+				f.failed++
+				f.log.Warn("a worker job ended before its worker connected", "job", name, "in_a_row", f.failed)
+			}
+			delete(f.mine, name)
+			delete(f.seen, name)
+			continue
+		}
+		if !f.seen[name] {
+			pending = append(pending, name)
+		}
+		kept = append(kept, name)
+	}
+	f.order = kept
+	d := Plan(View{Demand: st.Demand, Connected: connected, Pending: len(pending)}, f.cfg.Limits)
+	if f.failed >= MaxFailedStarts && d.Submit > 0 {
+		d.Why += fmt.Sprintf("; submitting no more: %d jobs in a row ended before their worker connected (see the batch system's logs)", f.failed)
+		d.Submit = 0
+	}
+	if d.Submit != f.last.Submit || d.Cancel != f.last.Cancel || d.Why != f.last.Why {
+		f.log.Info("factory", "submit", d.Submit, "cancel", d.Cancel, "connected", connected, "pending", len(pending), "why", d.Why)
+	}
+	f.last = d
+	for i := 0; i < d.Cancel && i < len(pending); i++ {
+		name := pending[len(pending)-1-i] // the newest first
+		if err := f.batch.Cancel(ctx, name); err != nil {
+			return fmt.Errorf("cancel %s: %w", name, err)
+		}
+	}
+	for range d.Submit {
+		f.next++
+		name := f.cfg.Name + "-" + strconv.Itoa(f.next)
+		if err := f.batch.Submit(ctx, name, f.command(name)); err != nil {
+			return fmt.Errorf("submit %s: %w", name, err)
+		}
+		f.mine[name] = true
+		f.order = append(f.order, name)
+	}
+	return nil
+}
+
+// command is the worker command of job name.
+func (f *factory) command(name string) []string {
+	w := f.cfg.Limits.Worker
+	cmd := append([]string(nil), f.cfg.Worker...)
+	cmd = append(cmd, "--name", name, "--cores", strconv.FormatFloat(w.Cores, 'g', -1, 64), "--gpus", strconv.Itoa(w.GPUs))
+	if w.MemoryMB > 0 {
+		cmd = append(cmd, "--memory", strconv.FormatInt(w.MemoryMB, 10))
+	}
+	if w.DiskMB > 0 {
+		cmd = append(cmd, "--disk", strconv.FormatInt(w.DiskMB, 10))
+	}
+	return cmd
+}
+
+// stop cancels every job the factory submitted and waits for them to end.
+func (f *factory) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for name := range f.mine {
+		if err := f.batch.Cancel(ctx, name); err != nil {
+			f.log.Warn("cancel a worker job", "job", name, "err", err)
+		}
+	}
+	for ctx.Err() == nil {
+		alive, err := f.batch.Alive(ctx)
+		if err != nil || len(alive) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.log.Info("factory stopped: its worker jobs are cancelled", "jobs", len(f.mine))
+}
