@@ -10,7 +10,6 @@ func recovered(id core.TaskID, attempt uint32, o core.Outcome, outs ...core.Outp
 	return core.TaskRecovered{Task: id, Attempt: attempt, Outcome: o, Outputs: outs}
 }
 
-
 // TestTaskRecovered replays what a journal holds after a restart: tasks
 // submitted (no worker yet), then those that had ended.
 func TestTaskRecovered(t *testing.T) {
