@@ -251,7 +251,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
-				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
+				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
+				IdempotencyKey: idempotencyKey(rec, a.Task)}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})

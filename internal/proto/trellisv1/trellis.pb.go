@@ -4355,14 +4355,17 @@ func (x *Welcome) GetHeartbeatMs() int64 {
 }
 
 type Run struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Spec          *TaskSpec              `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	Gpus          []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"`  // devices for CUDA_VISIBLE_DEVICES
-	Instance      uint64                 `protobuf:"varint,5,opt,name=instance,proto3" json:"instance,omitempty"` // a call: the library instance to run it in
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TaskId   uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt  uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Spec     *TaskSpec              `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Gpus     []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"`  // devices for CUDA_VISIBLE_DEVICES
+	Instance uint64                 `protobuf:"varint,5,opt,name=instance,proto3" json:"instance,omitempty"` // a call: the library instance to run it in
+	// The same for every attempt of the task, in every run of a manager
+	// with the same --state: "SESSION/KEY" (TRELLIS_IDEMPOTENCY_KEY).
+	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -4428,6 +4431,13 @@ func (x *Run) GetInstance() uint64 {
 		return x.Instance
 	}
 	return 0
+}
+
+func (x *Run) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
 }
 
 type Kill struct {
@@ -4807,13 +4817,14 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x04R\bworkerId\x12!\n" +
-	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"\x92\x01\n" +
+	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"\xbb\x01\n" +
 	"\x03Run\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.trellis.v1.TaskSpecR\x04spec\x12\x12\n" +
 	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\x12\x1a\n" +
-	"\binstance\x18\x05 \x01(\x04R\binstance\"9\n" +
+	"\binstance\x18\x05 \x01(\x04R\binstance\x12'\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt*\x8f\x01\n" +
