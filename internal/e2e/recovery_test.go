@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"trellis"
+)
+
+// TestManagerRecovers: a manager started with --state is killed with
+// SIGKILL while a client's tasks run, and started again with the same
+// --state on the same address. The client goes on waiting by itself and
+// gets every result, with outputs byte for byte; a task whose result the
+// client had before the kill does not run again (each task logs its
+// TRELLIS_IDEMPOTENCY_KEY when it finishes its work).
+func TestManagerRecovers(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	log := filepath.Join(dir, "effects.log")
+	c := newCluster(t, "--state", state)
+	c.worker("w1", nil, "--cores", "2")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	const n = 12
+	var tasks []*trellis.Task
+	for i := range n {
+		tk := trellis.NewTask(fmt.Sprintf(`sleep 0.3; printf 'result %d\n' > out; printf '%%s\n' "$TRELLIS_IDEMPOTENCY_KEY" >> "$LOG"; echo stdout %d`, i, i))
+		tk.Name, tk.Key, tk.Env = fmt.Sprintf("t%02d", i), fmt.Sprintf("t%02d", i), []string{"LOG=" + log}
+		tk.AddOutput(trellis.Output(filepath.Join(dir, fmt.Sprintf("out%02d", i))), "out")
+		tasks = append(tasks, tk)
+	}
+	hs, err := cl.Submit(ctx, tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	results := make(map[string]*trellis.Result)
+	errs := make(map[string]error)
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Add(1)
+		go func() { // exits when the task's wait ends (ctx bounds it)
+			defer wg.Done()
+			r, err := h.Wait(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			results[h.Name], errs[h.Name] = r, err
+		}()
+	}
+	var before map[string]bool // results the client had before the kill
+	waitFor(t, time.Minute, "3 results", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(results) < 3 {
+			return false
+		}
+		before = make(map[string]bool)
+		for name := range results {
+			before[name] = true
+		}
+		return true
+	})
+	c.manager.signal(t, 9)
+	c.manager.wait(t, 10*time.Second)
+	if len(before) == n {
+		t.Fatalf("every task finished before the kill: the test tests nothing")
+	}
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	wg.Wait()
+
+	for i, h := range hs {
+		r, err := results[h.Name], errs[h.Name]
+		if err != nil {
+			t.Fatalf("task %s: %v", h.Name, err)
+		}
+		if !r.OK() || string(r.Stdout) != fmt.Sprintf("stdout %d\n", i) {
+			t.Errorf("task %s: %s %q (%s), want success with stdout %q", h.Name, r.Kind, r.Stdout, r.Message, fmt.Sprintf("stdout %d\n", i))
+		}
+		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("out%02d", i)))
+		if want := fmt.Sprintf("result %d\n", i); err != nil || string(got) != want {
+			t.Errorf("output of task %s: %q (%v), want %q", h.Name, got, err, want)
+		}
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := make(map[string]int) // by task key
+	for _, line := range strings.Fields(string(data)) {
+		_, key, _ := strings.Cut(line, "/")
+		runs[key]++
+	}
+	for i, h := range hs {
+		key := fmt.Sprintf("t%02d", i)
+		switch {
+		case runs[key] == 0:
+			t.Errorf("task %s (key %s) never logged its effect", h.Name, key)
+		case before[h.Name] && runs[key] != 1:
+			t.Errorf("task %s finished before the kill but logged its effect %d times, want once", h.Name, runs[key])
+		}
+	}
+	t.Logf("finished before the kill: %d of %d; effects logged: %d", len(before), n, len(strings.Fields(string(data))))
+}
