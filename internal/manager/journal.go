@@ -70,6 +70,26 @@ func (s *state) release() {
 	s.held = append(s.held[:0], s.held[n:]...)
 }
 
+// journalHealth logs when the journal starts or stops failing.
+func (s *state) journalHealth() {
+	if s.m.journal == nil {
+		return
+	}
+	msg := ""
+	if err := s.m.journal.Err(); err != nil {
+		msg = err.Error()
+	}
+	if msg == s.journalErr {
+		return
+	}
+	if msg != "" {
+		s.m.log.Error("cannot write the journal: submits, installs and clients' events wait for it", "err", msg)
+	} else {
+		s.m.log.Info("the journal is written again")
+	}
+	s.journalErr = msg
+}
+
 // openState opens the journal in dir, and the run ID kept there.
 func openState(dir string) (*journal.Journal, string, error) {
 	j, err := journal.Open(dir, journal.Options{})

@@ -84,9 +84,10 @@ type state struct {
 	libByID map[core.LibID]*libRecord
 	origin  time.Time // the core's clock counts from it (core.Tick.Now)
 	// With a journal (journal.go): effects waiting for their records.
-	held      []held
-	appended  journal.Seq // the last record appended
-	replaying bool
+	held       []held
+	appended   journal.Seq // the last record appended
+	replaying  bool
+	journalErr string // last logged
 }
 
 func newState(m *Manager) *state {
@@ -131,6 +132,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			s.stepped()
 			s.step(core.Tick{Now: time.Since(s.origin)})
 			s.expireClients(time.Now())
+			s.journalHealth()
 			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
 			s.stepped()

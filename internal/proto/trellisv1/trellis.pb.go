@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{51, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -2657,8 +2657,12 @@ type StatusResponse struct {
 	// snapshot stays small.
 	Unplaceable      uint64             `protobuf:"varint,24,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
 	UnplaceableTasks []*UnplaceableTask `protobuf:"bytes,25,rep,name=unplaceable_tasks,json=unplaceableTasks,proto3" json:"unplaceable_tasks,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Recovery (--state): the epoch (starts with this state; 1 without
+	// one), and the journal, if any.
+	Epoch         uint64         `protobuf:"varint,26,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Journal       *JournalStatus `protobuf:"bytes,27,opt,name=journal,proto3" json:"journal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2866,6 +2870,81 @@ func (x *StatusResponse) GetUnplaceableTasks() []*UnplaceableTask {
 	return nil
 }
 
+func (x *StatusResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetJournal() *JournalStatus {
+	if x != nil {
+		return x.Journal
+	}
+	return nil
+}
+
+// JournalStatus is the state of a manager's journal.
+type JournalStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Durable       uint64                 `protobuf:"varint,2,opt,name=durable,proto3" json:"durable,omitempty"` // records on disk
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`      // why the last write failed, until one succeeds; effects wait meanwhile
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalStatus) Reset() {
+	*x = JournalStatus{}
+	mi := &file_trellis_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalStatus) ProtoMessage() {}
+
+func (x *JournalStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
+func (*JournalStatus) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *JournalStatus) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *JournalStatus) GetDurable() uint64 {
+	if x != nil {
+		return x.Durable
+	}
+	return 0
+}
+
+func (x *JournalStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // UnplaceableTask is a task (or call) that no connected worker could run.
 type UnplaceableTask struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2879,7 +2958,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +2970,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +2983,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -2950,7 +3029,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3041,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3054,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -3033,7 +3112,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3045,7 +3124,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3058,7 +3137,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -3118,7 +3197,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3130,7 +3209,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3143,7 +3222,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3318,7 +3397,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3330,7 +3409,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3343,7 +3422,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -3364,7 +3443,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3376,7 +3455,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3389,7 +3468,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -3426,7 +3505,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3438,7 +3517,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3451,7 +3530,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -3504,7 +3583,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3516,7 +3595,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3529,7 +3608,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -3594,7 +3673,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3606,7 +3685,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3619,7 +3698,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CachedFile) GetName() string {
@@ -3675,7 +3754,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3687,7 +3766,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3700,7 +3779,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -3776,7 +3855,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +3867,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +3880,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -3819,7 +3898,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3831,7 +3910,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3844,7 +3923,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 type AttemptDone struct {
@@ -3858,7 +3937,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3870,7 +3949,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3883,7 +3962,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -3917,7 +3996,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3929,7 +4008,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3942,7 +4021,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -3967,7 +4046,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3979,7 +4058,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3992,7 +4071,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 // Worker stream: manager to worker.
@@ -4016,7 +4095,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4028,7 +4107,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4041,7 +4120,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -4201,7 +4280,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4213,7 +4292,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4226,7 +4305,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -4249,7 +4328,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4261,7 +4340,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4274,7 +4353,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -4308,7 +4387,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4320,7 +4399,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4333,7 +4412,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -4357,7 +4436,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4369,7 +4448,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4382,7 +4461,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -4436,7 +4515,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4448,7 +4527,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4461,7 +4540,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -4523,7 +4602,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4535,7 +4614,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4548,7 +4627,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -4568,7 +4647,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4580,7 +4659,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4593,7 +4672,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Upload) GetName() string {
@@ -4613,7 +4692,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4625,7 +4704,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4638,7 +4717,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -4671,7 +4750,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4683,7 +4762,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4696,7 +4775,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -4751,7 +4830,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4763,7 +4842,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4776,7 +4855,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -4981,7 +5060,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xf3\a\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xbe\b\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5009,7 +5088,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10snapshot_version\x18\x16 \x01(\x04R\x0fsnapshotVersion\x12(\n" +
 	"\x10snapshot_unix_ms\x18\x17 \x01(\x03R\x0esnapshotUnixMs\x12 \n" +
 	"\vunplaceable\x18\x18 \x01(\x04R\vunplaceable\x12H\n" +
-	"\x11unplaceable_tasks\x18\x19 \x03(\v2\x1b.trellis.v1.UnplaceableTaskR\x10unplaceableTasks\"t\n" +
+	"\x11unplaceable_tasks\x18\x19 \x03(\v2\x1b.trellis.v1.UnplaceableTaskR\x10unplaceableTasks\x12\x14\n" +
+	"\x05epoch\x18\x1a \x01(\x04R\x05epoch\x123\n" +
+	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\"S\n" +
+	"\rJournalStatus\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"t\n" +
 	"\x0fUnplaceableTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -5202,7 +5287,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -5240,32 +5325,33 @@ var file_trellis_proto_goTypes = []any{
 	(*TaskCounts)(nil),             // 33: trellis.v1.TaskCounts
 	(*ShapeDemand)(nil),            // 34: trellis.v1.ShapeDemand
 	(*StatusResponse)(nil),         // 35: trellis.v1.StatusResponse
-	(*UnplaceableTask)(nil),        // 36: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 37: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 38: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 39: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 40: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 41: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 42: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 43: trellis.v1.Hello
-	(*CachedFile)(nil),             // 44: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 45: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 46: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 47: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 48: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 49: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 50: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 51: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 52: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 53: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 54: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 55: trellis.v1.Source
-	(*Fetch)(nil),                  // 56: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 57: trellis.v1.Unlink
-	(*Upload)(nil),                 // 58: trellis.v1.Upload
-	(*Welcome)(nil),                // 59: trellis.v1.Welcome
-	(*Run)(nil),                    // 60: trellis.v1.Run
-	(*Kill)(nil),                   // 61: trellis.v1.Kill
+	(*JournalStatus)(nil),          // 36: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),        // 37: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),          // 38: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 39: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 40: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 41: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 42: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 43: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 44: trellis.v1.Hello
+	(*CachedFile)(nil),             // 45: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 46: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 47: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 48: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 49: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 50: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 51: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 52: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 53: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 54: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 55: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 56: trellis.v1.Source
+	(*Fetch)(nil),                  // 57: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 58: trellis.v1.Unlink
+	(*Upload)(nil),                 // 59: trellis.v1.Upload
+	(*Welcome)(nil),                // 60: trellis.v1.Welcome
+	(*Run)(nil),                    // 61: trellis.v1.Run
+	(*Kill)(nil),                   // 62: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -5298,67 +5384,68 @@ var file_trellis_proto_depIdxs = []int32{
 	5,  // 27: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
 	5,  // 28: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
 	32, // 29: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	37, // 30: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	38, // 30: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
 	33, // 31: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
 	33, // 32: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
 	33, // 33: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
 	34, // 34: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	36, // 35: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	38, // 36: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	43, // 37: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	47, // 38: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	48, // 39: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	49, // 40: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	50, // 41: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	45, // 42: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	46, // 43: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	41, // 44: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	42, // 45: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	40, // 46: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	39, // 47: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 48: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 49: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	44, // 50: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 51: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	14, // 52: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	59, // 53: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	60, // 54: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	61, // 55: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	56, // 56: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	57, // 57: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	58, // 58: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	53, // 59: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	54, // 60: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	52, // 61: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	51, // 62: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 63: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 64: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	55, // 65: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 66: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 67: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	17, // 68: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	19, // 69: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	20, // 70: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	25, // 71: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	27, // 72: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	28, // 73: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 74: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	30, // 75: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	39, // 76: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	18, // 77: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	16, // 78: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	24, // 79: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	26, // 80: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	35, // 81: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	29, // 82: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 83: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	31, // 84: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	51, // 85: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	77, // [77:86] is the sub-list for method output_type
-	68, // [68:77] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	37, // 35: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	36, // 36: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	39, // 37: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	44, // 38: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	48, // 39: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	49, // 40: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	50, // 41: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	51, // 42: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	46, // 43: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	47, // 44: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	42, // 45: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	43, // 46: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	41, // 47: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	40, // 48: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 49: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 50: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	45, // 51: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 52: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	14, // 53: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	60, // 54: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	61, // 55: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	62, // 56: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	57, // 57: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	58, // 58: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	59, // 59: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	54, // 60: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	55, // 61: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	53, // 62: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	52, // 63: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 64: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 65: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	56, // 66: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 67: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 68: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	17, // 69: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	19, // 70: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	20, // 71: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	25, // 72: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	27, // 73: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	28, // 74: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 75: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	30, // 76: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	40, // 77: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	18, // 78: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	16, // 79: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	24, // 80: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	26, // 81: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	35, // 82: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	29, // 83: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 84: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	31, // 85: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	52, // 86: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	78, // [78:87] is the sub-list for method output_type
+	69, // [69:78] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -5374,7 +5461,7 @@ func file_trellis_proto_init() {
 		(*JournalRecord_Cancelled)(nil),
 		(*JournalRecord_Done)(nil),
 	}
-	file_trellis_proto_msgTypes[34].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[35].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -5386,7 +5473,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[46].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[47].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -5403,7 +5490,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   57,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
