@@ -69,6 +69,11 @@ func TestManagerRecovers(t *testing.T) {
 		}
 		return true
 	})
+	// A second manager on the same state is refused, naming it.
+	code, out := runTrellis(t, "manager", "--listen", "127.0.0.1:0", "--secret-file", c.secretFile, "--state", state)
+	if want := "state directory in use by another manager: " + filepath.Join(state, "journal.db") + " is locked"; code == 0 || !strings.Contains(out, want) {
+		t.Errorf("a second manager on the same --state: exit %d, output %q; want an error with %q", code, out, want)
+	}
 	c.manager.signal(t, 9)
 	c.manager.wait(t, 10*time.Second)
 	if len(before) == n {
@@ -76,6 +81,13 @@ func TestManagerRecovers(t *testing.T) {
 	}
 	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
 	wg.Wait()
+	s, err := cl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Epoch != 2 || s.Journal == nil || s.Journal.Path != filepath.Join(state, "journal.db") || s.Journal.Error != "" {
+		t.Errorf("status after the restart: epoch %d, journal %+v; want epoch 2 and %s without error", s.Epoch, s.Journal, filepath.Join(state, "journal.db"))
+	}
 
 	for i, h := range hs {
 		r, err := results[h.Name], errs[h.Name]
