@@ -122,3 +122,64 @@ func TestManagerRecovers(t *testing.T) {
 	}
 	t.Logf("finished before the kill: %d of %d; effects logged: %d", len(before), n, len(strings.Fields(string(data))))
 }
+
+// TestRunRecovers: the same with `trellis run --manager`: the run goes on
+// by itself across the restart, exits 0, and every output file is right.
+func TestRunRecovers(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	log := filepath.Join(dir, "effects.log")
+	c := newCluster(t, "--state", state)
+	c.worker("w1", nil, "--cores", "2")
+	c.waitWorkers(c.client(), 1)
+	const n = 10
+	var wf strings.Builder
+	wf.WriteString("tasks:\n")
+	for i := range n {
+		fmt.Fprintf(&wf, "  - name: t%02d\n    command: sleep 0.3; printf 'result %d\\n' > out; printf '%%s\\n' \"$TRELLIS_IDEMPOTENCY_KEY\" >> %s\n    outputs: {out: out/%02d}\n", i, i, log, i)
+	}
+	writeFile(t, filepath.Join(dir, "wf.yaml"), wf.String())
+	run := start(t, nil, "run", "--manager", c.addr, "--secret-file", c.secretFile, filepath.Join(dir, "wf.yaml"))
+	outs := func() []string {
+		entries, _ := os.ReadDir(filepath.Join(dir, "out"))
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	waitFor(t, time.Minute, "3 outputs", func() bool { return len(outs()) >= 3 })
+	before := outs()
+	c.manager.signal(t, 9)
+	c.manager.wait(t, 10*time.Second)
+	if len(before) == n {
+		t.Fatalf("every task finished before the kill: the test tests nothing")
+	}
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	if code := run.wait(t, time.Minute); code != 0 {
+		t.Fatalf("trellis run exited %d after the manager's restart:\n%s", code, run.Output())
+	}
+	for i := range n {
+		got, err := os.ReadFile(filepath.Join(dir, "out", fmt.Sprintf("%02d", i)))
+		if want := fmt.Sprintf("result %d\n", i); err != nil || string(got) != want {
+			t.Errorf("out/%02d: %q (%v), want %q", i, got, err, want)
+		}
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := make(map[string]int) // by idempotency key
+	for _, line := range strings.Fields(string(data)) {
+		runs[line]++
+	}
+	if len(runs) != n {
+		t.Errorf("%d distinct idempotency keys logged, want %d: %q", len(runs), n, data)
+	}
+	// Only the attempts running at the kill (2 cores) may run again:
+	// no task whose end was journaled does.
+	if lines := len(strings.Fields(string(data))); lines > n+2 {
+		t.Errorf("%d effects logged for %d tasks on 2 cores, want at most %d: %q", lines, n, n+2, data)
+	}
+	t.Logf("outputs before the kill: %d of %d; effects logged: %d; run's output:\n%s", len(before), n, len(strings.Fields(string(data))), run.Output())
+}
