@@ -34,12 +34,16 @@ func startWithState(t *testing.T, dir string) (m *Manager, stop func()) {
 }
 
 // TestRestartWithState stops a manager with --state and starts another on
-// the same directory: the session's keys, the tasks that ended (not run
-// again, their events kept) and those that had not (queued again) are
-// back, and the epoch is new.
+// the same directory: the library, the session's keys, the tasks that
+// ended (not run again, their events kept) and those that had not (queued
+// again) are back, and the epoch is new.
 func TestRestartWithState(t *testing.T) {
 	dir := t.TempDir()
 	m, stop := startWithState(t, dir)
+	lib := &pb.InstallLibraryRequest{Library: &pb.LibrarySpec{Name: "lib", Command: "true", Resources: &pb.Resources{Cores: 1}}}
+	if _, err := m.Handler().InstallLibrary(context.Background(), connect.NewRequest(lib)); err != nil {
+		t.Fatal(err)
+	}
 	waits := &pb.TaskSpec{Name: "w", Key: "w", Command: "true", Resources: &pb.Resources{Cores: 1}}
 	cancelled := &pb.TaskSpec{Name: "c", Key: "c", Command: "true", Resources: &pb.Resources{Cores: 1}}
 	first, err := submit(t, m, missingInput("a"), waits, cancelled)
@@ -92,12 +96,16 @@ func TestRestartWithState(t *testing.T) {
 	if diff := cmp.Diff(want, ends(m2)); diff != "" {
 		t.Errorf("ends sent again after the restart (-want +got):\n%s", diff)
 	}
+	call := &pb.TaskSpec{Name: "call", Key: "call", Call: &pb.CallSpec{Library: "lib", Function: "f"}}
+	if _, err := submit(t, m2, call); err != nil {
+		t.Errorf("a call of the library installed before the restart: %v", err)
+	}
 	snap, err := m2.Snapshot(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := snap.Status
-	if st.Ready != 1 || st.Finished != 2 || st.Epoch != 2 || st.Journal == nil {
-		t.Errorf("status after the restart: ready %d, finished %d, epoch %d, journal %v; want 1, 2, 2 and a journal", st.Ready, st.Finished, st.Epoch, st.Journal)
+	if st.Ready != 2 || st.Finished != 2 || st.Epoch != 2 || st.Journal == nil {
+		t.Errorf("status after the restart: ready %d, finished %d, epoch %d, journal %v; want 2 (the task and the call), 2, 2 and a journal", st.Ready, st.Finished, st.Epoch, st.Journal)
 	}
 }
