@@ -57,6 +57,9 @@ type Client struct {
 	applied uint64
 	toAck   atomic.Uint64
 	ack     chan struct{}
+	// epoch is the manager's epoch that applied counts in (see
+	// pb.TaskEvents.Epoch), set by the watch goroutine before toAck.
+	epoch atomic.Uint64
 
 	fetchMu  sync.Mutex // guards fetches
 	fetches  []fetch    // completed tasks whose outputs are still to download
@@ -223,8 +226,9 @@ func (c *Client) acker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		epoch := c.epoch.Load() // first: a new epoch's toAck is set before it
 		seq := c.toAck.Load()
-		if _, err := c.rpc.Ack(ctx, connect.NewRequest(&pb.AckRequest{Session: c.session, Seq: seq})); err != nil && ctx.Err() == nil {
+		if _, err := c.rpc.Ack(ctx, connect.NewRequest(&pb.AckRequest{Session: c.session, Seq: seq, Epoch: epoch})); err != nil && ctx.Err() == nil {
 			c.log.Debug("acknowledge events", "seq", seq, "err", err)
 		}
 		select {
@@ -643,7 +647,7 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 	var lostAt time.Time // when the stream broke, if it is not back
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
-		stream, err := c.watchRPC(sctx, &pb.WatchRequest{Session: c.session, After: c.applied})
+		stream, err := c.watchRPC(sctx, &pb.WatchRequest{Session: c.session, After: c.applied, Epoch: c.epoch.Load()})
 		if err == nil {
 			if first {
 				ready <- nil
@@ -654,7 +658,10 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 				if msg.Manager != "" { // the first message of the stream
 					if run != "" && msg.Manager != run {
 						c.managerRestarted()
+					} else if e := c.epoch.Load(); e != 0 && msg.Epoch != e {
+						c.managerRecovered()
 					}
+					c.epoch.Store(msg.Epoch)
 					run, lostAt = msg.Manager, time.Time{}
 				}
 				for _, ev := range msg.Events {
@@ -704,8 +711,17 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 // managerRestarted gives up the tasks a restarted manager has forgotten,
 // and follows the new run's events from the start.
 func (c *Client) managerRestarted() {
-	n := c.failWaiting(fmt.Errorf("%w: manager %s restarted and forgot this session's tasks (it keeps no journal yet)", ErrManagerLost, c.addr))
+	n := c.failWaiting(fmt.Errorf("%w: manager %s restarted and forgot this session's tasks (it was started without --state)", ErrManagerLost, c.addr))
 	c.log.Error("the manager restarted: its tasks are given up", "manager", c.addr, "tasks", n)
+	c.applied = 0
+	c.toAck.Store(0)
+}
+
+// managerRecovered follows the events of a manager that restarted with
+// its journal: it numbers the session's events from 1 again, and sends
+// them all; those of tasks already done are dropped (deliver).
+func (c *Client) managerRecovered() {
+	c.log.Warn("the manager restarted and recovered this session from its journal; resuming", "manager", c.addr)
 	c.applied = 0
 	c.toAck.Store(0)
 }

@@ -52,6 +52,18 @@ type Status struct {
 	// them (at most 100) with the reason.
 	Unplaceable      int               `json:"unplaceable"`
 	UnplaceableTasks []UnplaceableTask `json:"unplaceable_tasks,omitempty"`
+
+	// Epoch counts the starts of a manager with its --state (1 without
+	// one); Journal is nil without one.
+	Epoch   uint64         `json:"epoch"`
+	Journal *JournalStatus `json:"journal,omitempty"`
+}
+
+// JournalStatus is the state of the manager's journal (--state).
+type JournalStatus struct {
+	Path    string `json:"path"`
+	Durable uint64 `json:"durable"`         // records on disk
+	Error   string `json:"error,omitempty"` // why writing fails, while it does: effects wait
 }
 
 // UnplaceableTask is a task or call that no connected worker could run.
@@ -154,6 +166,10 @@ func statusOf(m *pb.StatusResponse) *Status {
 		s.Libraries = append(s.Libraries, ls)
 	}
 	s.Unplaceable = int(m.Unplaceable)
+	s.Epoch = m.Epoch
+	if j := m.Journal; j != nil {
+		s.Journal = &JournalStatus{Path: j.Path, Durable: j.Durable, Error: j.Error}
+	}
 	for _, u := range m.UnplaceableTasks {
 		s.UnplaceableTasks = append(s.UnplaceableTasks, UnplaceableTask{Task: u.TaskId, Name: u.Name, Why: u.Why, Since: time.UnixMilli(u.SinceUnixMs)})
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 func managerCmd() *cobra.Command {
-	var listen, secretFile, store string
+	var listen, secretFile, store, state string
 	var grace time.Duration
 	var unplaceable time.Duration
 	cmd := &cobra.Command{
@@ -30,7 +30,7 @@ func managerCmd() *cobra.Command {
 				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
 			}
 			log := logger(cmd)
-			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, Logger: log, Version: trellis.Version, ClientGrace: grace,
+			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
 				UnplaceableTimeout: unplaceable})
 			if err != nil {
 				return err
@@ -43,6 +43,7 @@ func managerCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9123", "address to listen on, HOST:PORT (port 0 picks one)")
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	cmd.Flags().StringVar(&state, "state", "", "directory for the journal (and the store, unless --store): a manager started again with it recovers its sessions, tasks and libraries (docs/recovery.md)")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")

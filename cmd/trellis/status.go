@@ -94,6 +94,12 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	printLibraries(out, s.Libraries)
 	printDemand(out, s.Demand)
 	printUnplaceable(out, s)
+	if j := s.Journal; j != nil {
+		fmt.Fprintf(out, "journal: %s, %d records, epoch %d\n", j.Path, j.Durable, s.Epoch)
+		if j.Error != "" {
+			fmt.Fprintf(out, "journal failing (effects wait for it): %s\n", j.Error)
+		}
+	}
 }
 
 // printUnplaceable lists the tasks that no connected worker could run.

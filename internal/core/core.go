@@ -117,6 +117,8 @@ func (c *Core) Step(ev Event) []Action {
 		c.taskFinished(ev)
 	case TaskReturned:
 		c.taskReturned(ev)
+	case TaskRecovered:
+		c.taskRecovered(ev)
 	case CancelTask:
 		c.cancelTask(ev.Task)
 	case FileMissing:

@@ -30,6 +30,14 @@
 // task that claims an output another task claimed ends at once with a Done
 // Failed.
 //
+// Recovery (TaskRecovered): a manager that restarts replays its journal
+// into a new core: the batches submitted, then each task's end, in the
+// order they happened, before any worker joins. A recovered task ends
+// through the same path as a live report, so the replay yields the same
+// Dones in the same order (the worker aside) and releases or fails the same
+// consumers; it is not run again, unless its output lived only in workers
+// and a task still needs it (lineage: Rerun, then Recreated).
+//
 // Forgetting: a Done is the last the caller hears of a task, unless it is
 // Retained (it succeeded with outputs that live only in workers, and may run
 // again to recreate them); a Forget then says when the core lets it go.

@@ -37,6 +37,20 @@ type TaskFinished struct {
 	Outputs []OutputInfo // on success: where each output now is (one not listed: at the manager, inline)
 }
 
+// TaskRecovered: a submitted task had ended before the manager restarted,
+// as its journal recorded (see recovery.go). Attempt is its last attempt.
+// On success, Outputs lists the outputs that have a copy at the manager
+// (OutputInfo.Manager); an output not listed has no copy left, as when every
+// worker holding it is lost, and is recreated by running the task again if
+// an unfinished task needs it. It applies to a task not yet dispatched;
+// for any other it changes nothing.
+type TaskRecovered struct {
+	Task    TaskID
+	Attempt uint32
+	Outcome Outcome
+	Outputs []OutputInfo
+}
+
 // FilesDeclared: what kind of file each is, before tasks use them.
 // Session names the client session that declares them (opaque to the
 // core), or is empty when none does (the caller tells what it learned of a
@@ -131,6 +145,7 @@ func (WorkerDraining) isEvent()   {}
 func (WorkerLeft) isEvent()       {}
 func (TasksSubmitted) isEvent()   {}
 func (TaskFinished) isEvent()     {}
+func (TaskRecovered) isEvent()    {}
 func (TaskReturned) isEvent()     {}
 func (CancelTask) isEvent()       {}
 func (Tick) isEvent()             {}

@@ -8,6 +8,7 @@ import (
 
 	"trellis/internal/core"
 	"trellis/internal/manager/clients"
+	pb "trellis/internal/proto/trellisv1"
 )
 
 // expireClients ends the client sessions whose clients have been away for
@@ -19,6 +20,7 @@ func (s *state) expireClients(now time.Time) {
 	for _, client := range s.m.clients.Expire(now, grace, why) {
 		s.m.log.Warn("client away too long: its session ends and its unfinished tasks are cancelled",
 			"session", client.Name(), "grace", grace)
+		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: client.Name(), Why: why}}})
 		s.endSession(client.Name(), client)
 	}
 }

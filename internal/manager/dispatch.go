@@ -2,6 +2,7 @@ package manager
 
 import (
 	"slices"
+	"strconv"
 
 	"trellis/internal/core"
 	pb "trellis/internal/proto/trellisv1"
@@ -29,6 +30,17 @@ func (s *state) runSpec(stored *pb.TaskSpec, a core.Dispatch) *pb.TaskSpec {
 		spec.Outputs[i] = out
 	}
 	return spec
+}
+
+// idempotencyKey names a task the same way in every attempt: by its
+// session and the key its client gave it (the Go client gives every task
+// one), so that it stays the same when a manager restarts with its
+// journal. A task without a key is named by its ID ("#ID").
+func idempotencyKey(rec *taskRecord, id core.TaskID) string {
+	if rec.spec.Key != "" {
+		return rec.session + "/" + rec.spec.Key
+	}
+	return rec.session + "/#" + strconv.FormatUint(uint64(id), 10)
 }
 
 // runInputs returns new refs of the inputs of a dispatch, with the size and

@@ -26,6 +26,11 @@
 // clients decides which, the loop asks each tick): the loop then cancels
 // the session's unfinished tasks (clients.go).
 //
+// With Config.StateDir the loop journals submits, installs, cancels,
+// session ends and each task's end (package journal; journal.go says
+// which effect waits for which record), replays the journal at start into
+// the same code paths, and takes a new epoch; the run ID stays the same.
+//
 // Submit and InstallLibrary look their inputs up at the store in the
 // handler, before the event reaches the loop, which learns of the store only
 // through events. The manager never writes into a request, nor into its

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"trellis/internal/core"
+	"trellis/internal/journal"
 	"trellis/internal/manager/clients"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -82,6 +83,11 @@ type state struct {
 	libs    map[string]*libRecord
 	libByID map[core.LibID]*libRecord
 	origin  time.Time // the core's clock counts from it (core.Tick.Now)
+	// With a journal (journal.go): effects waiting for their records.
+	held       []held
+	appended   journal.Seq // the last record appended
+	replaying  bool
+	journalErr string // last logged
 }
 
 func newState(m *Manager) *state {
@@ -111,14 +117,22 @@ func (m *Manager) loop(ctx context.Context) error {
 		}
 	}()
 	s.publish()
+	var synced <-chan struct{} // nil without a journal: never ready
+	if m.journal != nil {
+		synced = m.journal.Synced()
+	}
 	for {
 		select {
+		case <-synced:
+			s.stepped()
+			s.release()
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
 			s.stepped()
 			s.step(core.Tick{Now: time.Since(s.origin)})
 			s.expireClients(time.Now())
+			s.journalHealth()
 			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
 			s.stepped()
@@ -132,9 +146,13 @@ func (m *Manager) loop(ctx context.Context) error {
 func (s *state) handle(ev any) {
 	switch ev := ev.(type) {
 	case evSubmit:
-		ids, err := s.submit(ev.req, ev.stored)
-		ev.reply <- submitReply{ids, err}
+		seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Submitted{Submitted: ev.req}})
+		s.hold(seq, func() {
+			ids, err := s.submit(ev.req, ev.stored)
+			ev.reply <- submitReply{ids, err}
+		})
 	case evCancel:
+		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Cancelled{Cancelled: &pb.CancelRequest{TaskIds: ev.ids}}})
 		for _, id := range ev.ids {
 			s.step(core.CancelTask{Task: core.TaskID(id)})
 		}
@@ -165,9 +183,12 @@ func (s *state) handle(ev any) {
 	case evFetchFile:
 		s.fetchToStore(ev.name, ev.reply)
 	case evEndSession:
-		s.endSession(ev.session, s.m.clients.End(ev.session, "was ended by its client"))
+		const why = "was ended by its client"
+		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: ev.session, Why: why}}})
+		s.endSession(ev.session, s.m.clients.End(ev.session, why))
 	case evInstall:
-		ev.reply <- s.install(ev.req, ev.stored)
+		seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Installed{Installed: ev.req}})
+		s.hold(seq, func() { ev.reply <- s.install(ev.req, ev.stored) })
 	case evStored:
 		s.uploaded(ev.name, nil)
 	case evWorkerGone:
@@ -251,7 +272,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
-				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
+				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
+				IdempotencyKey: idempotencyKey(rec, a.Task)}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
@@ -336,6 +358,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	if sess := s.sessions[a.Worker]; sess != nil {
 		name = sess.hello.Name
 	}
+	s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: uint64(a.Task), Attempt: a.Attempt, Outcome: outcome, Worker: name}}})
 	if rec != nil {
 		rec.done = true
 		if f := outcome.ResultFile; f != nil {
@@ -513,10 +536,12 @@ func resubmitted(client *clients.Session, tasks []*pb.TaskSpec) ([]uint64, bool,
 	return ids, true, nil
 }
 
-// notify sends an event of rec's task to its client.
+// notify sends an event of rec's task to its client, once the records
+// appended before it are durable.
 func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
 	ev.Key = rec.spec.Key
-	rec.client.Put(ev)
+	client := rec.client
+	s.hold(s.appended, func() { client.Put(ev) })
 }
 
 // unplaceableTimeout is a task's limit on waiting while no connected

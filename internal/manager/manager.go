@@ -17,7 +17,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"trellis/internal/gate"
+	"trellis/internal/journal"
 	"trellis/internal/manager/clients"
+	pb "trellis/internal/proto/trellisv1"
 )
 
 // Config configures a manager.
@@ -37,6 +39,10 @@ type Config struct {
 	// connected worker could run it, unless the task sets its own; 0 waits
 	// for ever.
 	UnplaceableTimeout time.Duration
+	// StateDir, when set, holds the journal (and the store, unless
+	// StoreDir says otherwise): a manager started again with the same
+	// one recovers its clients' sessions, tasks and libraries.
+	StateDir string
 }
 
 // DefaultClientGrace is how long a session outlives its client's absence
@@ -55,8 +61,10 @@ type Manager struct {
 	stopping chan struct{}  // closed when Run's context ends
 	state    *state         // owned by loop
 	clients  *clients.Table // client sessions: events for Watch, task keys
-	runID    string         // new at each start: clients see a restart by it
-	refused  refusals       // strangers refused, for the log
+	runID    string         // new at each start, or kept in StateDir: clients see a restart by it
+	epoch    uint64         // starts with this StateDir (1 without one)
+	journal  *journal.Journal
+	refused  refusals // strangers refused, for the log
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.
@@ -81,6 +89,9 @@ func Listen(cfg Config) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.StateDir != "" && cfg.StoreDir == "" {
+		cfg.StoreDir = filepath.Join(cfg.StateDir, "store")
+	}
 	own := cfg.StoreDir == ""
 	if own {
 		dir, err := os.MkdirTemp("", "trellis-manager-")
@@ -93,16 +104,30 @@ func Listen(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
-	}
-	m := &Manager{cfg: cfg, log: log, ln: gate.Listen(ln, maxStrangers), store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
+	m := &Manager{cfg: cfg, log: log, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{}), epoch: 1}
 	m.clients = clients.NewTable()
 	var run [8]byte
 	rand.Read(run[:])
 	m.runID = hex.EncodeToString(run[:])
 	m.state = newState(m)
+	if cfg.StateDir != "" {
+		if m.journal, m.runID, err = openState(cfg.StateDir); err != nil {
+			return nil, err
+		}
+		if err := m.state.replay(m.journal); err != nil {
+			m.journal.Close()
+			return nil, err
+		}
+		m.state.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Started{Started: m.epoch}})
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		if m.journal != nil {
+			m.journal.Close()
+		}
+		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
+	}
+	m.ln = gate.Listen(ln, maxStrangers)
 	m.refresh = make(chan struct{}, 1)
 	first := make(chan struct{})
 	m.published.Store(&first)
@@ -139,7 +164,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	}()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.loop(ctx) }) // exits when ctx ends
-	g.Go(func() error {                       // exits when the listener closes
+	if m.journal != nil {
+		defer m.journal.Close()
+		g.Go(func() error { return m.journal.Run(ctx) }) // exits when ctx ends
+	}
+	g.Go(func() error { // exits when the listener closes
 		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("manager: serve: %w", err)
 		}

@@ -52,12 +52,16 @@ func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchReques
 // serves it over HTTP/2; an embedded client calls it in process. A session
 // that ended is refused (see WatchSession).
 func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send func(*pb.TaskEvents) error) error {
-	events, err := m.WatchSession(req.Session, req.After)
+	after := req.After
+	if req.Epoch != 0 && req.Epoch != m.epoch {
+		after = 0 // a cursor of an earlier run: the client reads from the start
+	}
+	events, err := m.WatchSession(req.Session, after)
 	if err != nil {
 		return err
 	}
 	defer func() { events.Close(time.Now()) }()
-	if err := send(&pb.TaskEvents{Manager: m.runID}); err != nil {
+	if err := send(&pb.TaskEvents{Manager: m.runID, Epoch: m.epoch}); err != nil {
 		return err
 	}
 	for {
@@ -104,6 +108,9 @@ func (m *Manager) RunID() string { return m.runID }
 func (s *service) Ack(ctx context.Context, req *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error) {
 	if len(req.Msg.Session) > proto.MaxNameBytes {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
+	}
+	if req.Msg.Epoch != 0 && req.Msg.Epoch != s.m.epoch {
+		return connect.NewResponse(&pb.AckResponse{}), nil // of an earlier run: its numbers mean nothing now
 	}
 	if client := s.m.clients.Lookup(req.Msg.Session); client != nil {
 		client.Ack(req.Msg.Seq)

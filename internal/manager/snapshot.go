@@ -113,6 +113,13 @@ func (s *state) status() *pb.StatusResponse {
 		}
 		resp.Workers = append(resp.Workers, ws)
 	}
+	resp.Epoch = s.m.epoch
+	if j := s.m.journal; j != nil {
+		resp.Journal = &pb.JournalStatus{Path: j.Path(), Durable: uint64(j.Durable())}
+		if err := j.Err(); err != nil {
+			resp.Journal.Error = err.Error()
+		}
+	}
 	resp.Libraries = s.libraryStatus()
 	s.unplaceableStatus(resp)
 	for _, d := range s.core.Demand() {

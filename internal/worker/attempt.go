@@ -243,6 +243,7 @@ func (w *Worker) environment(run *pb.Run) []string {
 	env := []string{
 		"TRELLIS_TASK_ID=" + strconv.FormatUint(run.TaskId, 10),
 		"TRELLIS_ATTEMPT=" + strconv.FormatUint(uint64(run.Attempt), 10),
+		"TRELLIS_IDEMPOTENCY_KEY=" + run.IdempotencyKey,
 		"CUDA_VISIBLE_DEVICES=" + strings.Join(gpus, ","),
 		fmt.Sprintf("CORES=%g", r.GetCores()),
 		"MEMORY=" + strconv.FormatInt(r.GetMemoryMb(), 10),

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{51, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -1420,7 +1420,12 @@ type TaskEvents struct {
 	// manager is set on the first message of a stream: the ID of this run of
 	// the manager, new each time it starts. A client that sees it change knows
 	// the manager restarted and forgot its session.
-	Manager       string `protobuf:"bytes,2,opt,name=manager,proto3" json:"manager,omitempty"`
+	Manager string `protobuf:"bytes,2,opt,name=manager,proto3" json:"manager,omitempty"`
+	// epoch is set with manager: how many times a manager with this run's
+	// --state has started (1 for one without --state). Event numbers count
+	// from 1 again in each epoch: a client whose cursor is of another epoch
+	// reads the session from its start and drops what it applied (by key).
+	Epoch         uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1467,6 +1472,13 @@ func (x *TaskEvents) GetManager() string {
 		return x.Manager
 	}
 	return ""
+}
+
+func (x *TaskEvents) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 type SubmitRequest struct {
@@ -1578,7 +1590,10 @@ type WatchRequest struct {
 	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	// after resumes the stream: events with seq greater than after are sent,
 	// and those up to after are acknowledged (the manager may forget them).
-	After         uint64 `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`
+	After uint64 `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`
+	// epoch of the cursor after (see TaskEvents.epoch); 0: not said, after
+	// counts as of the manager's present epoch.
+	Epoch         uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1627,12 +1642,20 @@ func (x *WatchRequest) GetAfter() uint64 {
 	return 0
 }
 
+func (x *WatchRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 // AckRequest tells the manager that a client applied its session's events
 // up to seq, so that it need not keep them for a resumed Watch.
 type AckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"` // of seq; an ack of another epoch is ignored (0: not said)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1681,6 +1704,284 @@ func (x *AckRequest) GetSeq() uint64 {
 	return 0
 }
 
+func (x *AckRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// JournalRecord is one record of a manager's journal (--state): the inputs
+// that changed its state, in the order it applied them, and each task's
+// end. Replaying them rebuilds the state.
+type JournalRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Rec:
+	//
+	//	*JournalRecord_Started
+	//	*JournalRecord_Submitted
+	//	*JournalRecord_Installed
+	//	*JournalRecord_SessionEnded
+	//	*JournalRecord_Cancelled
+	//	*JournalRecord_Done
+	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalRecord) Reset() {
+	*x = JournalRecord{}
+	mi := &file_trellis_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalRecord) ProtoMessage() {}
+
+func (x *JournalRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalRecord.ProtoReflect.Descriptor instead.
+func (*JournalRecord) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *JournalRecord) GetRec() isJournalRecord_Rec {
+	if x != nil {
+		return x.Rec
+	}
+	return nil
+}
+
+func (x *JournalRecord) GetStarted() uint64 {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Started); ok {
+			return x.Started
+		}
+	}
+	return 0
+}
+
+func (x *JournalRecord) GetSubmitted() *SubmitRequest {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Submitted); ok {
+			return x.Submitted
+		}
+	}
+	return nil
+}
+
+func (x *JournalRecord) GetInstalled() *InstallLibraryRequest {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Installed); ok {
+			return x.Installed
+		}
+	}
+	return nil
+}
+
+func (x *JournalRecord) GetSessionEnded() *JournalSessionEnded {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_SessionEnded); ok {
+			return x.SessionEnded
+		}
+	}
+	return nil
+}
+
+func (x *JournalRecord) GetCancelled() *CancelRequest {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Cancelled); ok {
+			return x.Cancelled
+		}
+	}
+	return nil
+}
+
+func (x *JournalRecord) GetDone() *JournalTaskDone {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Done); ok {
+			return x.Done
+		}
+	}
+	return nil
+}
+
+type isJournalRecord_Rec interface {
+	isJournalRecord_Rec()
+}
+
+type JournalRecord_Started struct {
+	Started uint64 `protobuf:"varint,1,opt,name=started,proto3,oneof"` // a manager started: its epoch
+}
+
+type JournalRecord_Submitted struct {
+	Submitted *SubmitRequest `protobuf:"bytes,2,opt,name=submitted,proto3,oneof"` // as the client sent it; applied once durable
+}
+
+type JournalRecord_Installed struct {
+	Installed *InstallLibraryRequest `protobuf:"bytes,3,opt,name=installed,proto3,oneof"` // as the client sent it; applied once durable
+}
+
+type JournalRecord_SessionEnded struct {
+	SessionEnded *JournalSessionEnded `protobuf:"bytes,4,opt,name=session_ended,json=sessionEnded,proto3,oneof"`
+}
+
+type JournalRecord_Cancelled struct {
+	Cancelled *CancelRequest `protobuf:"bytes,5,opt,name=cancelled,proto3,oneof"`
+}
+
+type JournalRecord_Done struct {
+	Done *JournalTaskDone `protobuf:"bytes,6,opt,name=done,proto3,oneof"`
+}
+
+func (*JournalRecord_Started) isJournalRecord_Rec() {}
+
+func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
+
+func (*JournalRecord_Installed) isJournalRecord_Rec() {}
+
+func (*JournalRecord_SessionEnded) isJournalRecord_Rec() {}
+
+func (*JournalRecord_Cancelled) isJournalRecord_Rec() {}
+
+func (*JournalRecord_Done) isJournalRecord_Rec() {}
+
+type JournalSessionEnded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Why           string                 `protobuf:"bytes,2,opt,name=why,proto3" json:"why,omitempty"` // as clients.Ended says it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalSessionEnded) Reset() {
+	*x = JournalSessionEnded{}
+	mi := &file_trellis_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalSessionEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalSessionEnded) ProtoMessage() {}
+
+func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalSessionEnded.ProtoReflect.Descriptor instead.
+func (*JournalSessionEnded) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *JournalSessionEnded) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *JournalSessionEnded) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
+// JournalTaskDone is a task's end, with the outcome its client was sent
+// (the outputs listed are in the store).
+type JournalTaskDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Outcome       *Outcome               `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Worker        string                 `protobuf:"bytes,4,opt,name=worker,proto3" json:"worker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalTaskDone) Reset() {
+	*x = JournalTaskDone{}
+	mi := &file_trellis_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalTaskDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalTaskDone) ProtoMessage() {}
+
+func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalTaskDone.ProtoReflect.Descriptor instead.
+func (*JournalTaskDone) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *JournalTaskDone) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *JournalTaskDone) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *JournalTaskDone) GetOutcome() *Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *JournalTaskDone) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
 type AckResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1689,7 +1990,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +2002,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +2015,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{16}
+	return file_trellis_proto_rawDescGZIP(), []int{19}
 }
 
 type CancelRequest struct {
@@ -1726,7 +2027,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +2039,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +2052,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{17}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -1769,7 +2070,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +2082,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +2095,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{18}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 type StatusRequest struct {
@@ -1805,7 +2106,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +2118,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +2131,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 // FetchFileRequest asks the manager to bring a file (a temp file, say) to
@@ -1844,7 +2145,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1856,7 +2157,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1869,7 +2170,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -1888,7 +2189,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2201,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2214,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -1933,7 +2234,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2246,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2259,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -1976,7 +2277,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2289,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2302,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 type WorkerStatus struct {
@@ -2026,7 +2327,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2038,7 +2339,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2051,7 +2352,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -2169,7 +2470,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2482,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2495,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -2261,7 +2562,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2574,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2587,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -2356,13 +2657,17 @@ type StatusResponse struct {
 	// snapshot stays small.
 	Unplaceable      uint64             `protobuf:"varint,24,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
 	UnplaceableTasks []*UnplaceableTask `protobuf:"bytes,25,rep,name=unplaceable_tasks,json=unplaceableTasks,proto3" json:"unplaceable_tasks,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Recovery (--state): the epoch (starts with this state; 1 without
+	// one), and the journal, if any.
+	Epoch         uint64         `protobuf:"varint,26,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Journal       *JournalStatus `protobuf:"bytes,27,opt,name=journal,proto3" json:"journal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2679,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2692,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -2565,6 +2870,81 @@ func (x *StatusResponse) GetUnplaceableTasks() []*UnplaceableTask {
 	return nil
 }
 
+func (x *StatusResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetJournal() *JournalStatus {
+	if x != nil {
+		return x.Journal
+	}
+	return nil
+}
+
+// JournalStatus is the state of a manager's journal.
+type JournalStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Durable       uint64                 `protobuf:"varint,2,opt,name=durable,proto3" json:"durable,omitempty"` // records on disk
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`      // why the last write failed, until one succeeds; effects wait meanwhile
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalStatus) Reset() {
+	*x = JournalStatus{}
+	mi := &file_trellis_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalStatus) ProtoMessage() {}
+
+func (x *JournalStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
+func (*JournalStatus) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *JournalStatus) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *JournalStatus) GetDurable() uint64 {
+	if x != nil {
+		return x.Durable
+	}
+	return 0
+}
+
+func (x *JournalStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // UnplaceableTask is a task (or call) that no connected worker could run.
 type UnplaceableTask struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2578,7 +2958,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2590,7 +2970,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2603,7 +2983,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -2649,7 +3029,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +3041,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +3054,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -2732,7 +3112,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +3124,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +3137,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -2817,7 +3197,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2829,7 +3209,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2842,7 +3222,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3017,7 +3397,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3029,7 +3409,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3042,7 +3422,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -3063,7 +3443,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3455,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3468,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -3125,7 +3505,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3517,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3530,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -3203,7 +3583,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3215,7 +3595,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3228,7 +3608,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -3293,7 +3673,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3685,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3698,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CachedFile) GetName() string {
@@ -3374,7 +3754,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3766,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3779,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -3475,7 +3855,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3867,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3880,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -3518,7 +3898,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3530,7 +3910,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3543,7 +3923,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 type AttemptDone struct {
@@ -3557,7 +3937,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3569,7 +3949,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3582,7 +3962,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -3616,7 +3996,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3628,7 +4008,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3641,7 +4021,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -3666,7 +4046,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3678,7 +4058,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3691,7 +4071,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 // Worker stream: manager to worker.
@@ -3715,7 +4095,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3727,7 +4107,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3740,7 +4120,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -3900,7 +4280,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3912,7 +4292,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3925,7 +4305,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -3948,7 +4328,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3960,7 +4340,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3973,7 +4353,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -4007,7 +4387,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4019,7 +4399,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4032,7 +4412,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -4056,7 +4436,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4068,7 +4448,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4081,7 +4461,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -4135,7 +4515,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4147,7 +4527,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4160,7 +4540,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -4222,7 +4602,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4234,7 +4614,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4247,7 +4627,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -4267,7 +4647,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4279,7 +4659,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4292,7 +4672,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Upload) GetName() string {
@@ -4312,7 +4692,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4324,7 +4704,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4337,7 +4717,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -4355,19 +4735,22 @@ func (x *Welcome) GetHeartbeatMs() int64 {
 }
 
 type Run struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Spec          *TaskSpec              `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	Gpus          []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"`  // devices for CUDA_VISIBLE_DEVICES
-	Instance      uint64                 `protobuf:"varint,5,opt,name=instance,proto3" json:"instance,omitempty"` // a call: the library instance to run it in
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TaskId   uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt  uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Spec     *TaskSpec              `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Gpus     []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"`  // devices for CUDA_VISIBLE_DEVICES
+	Instance uint64                 `protobuf:"varint,5,opt,name=instance,proto3" json:"instance,omitempty"` // a call: the library instance to run it in
+	// The same for every attempt of the task, in every run of a manager
+	// with the same --state: "SESSION/KEY" (TRELLIS_IDEMPOTENCY_KEY).
+	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4379,7 +4762,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4392,7 +4775,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -4430,6 +4813,13 @@ func (x *Run) GetInstance() uint64 {
 	return 0
 }
 
+func (x *Run) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 type Kill struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -4440,7 +4830,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4452,7 +4842,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4465,7 +4855,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -4588,24 +4978,43 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04note\x18\x06 \x01(\tR\x04note\x12\x10\n" +
 	"\x03key\x18\a \x01(\tR\x03key\x12\x10\n" +
 	"\x03seq\x18\b \x01(\x04R\x03seq\x12 \n" +
-	"\vunplaceable\x18\t \x01(\tR\vunplaceable\"U\n" +
+	"\vunplaceable\x18\t \x01(\tR\vunplaceable\"k\n" +
 	"\n" +
 	"TaskEvents\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanager\"\x87\x01\n" +
+	"\amanager\x18\x02 \x01(\tR\amanager\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x87\x01\n" +
 	"\rSubmitRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12*\n" +
 	"\x05tasks\x18\x03 \x03(\v2\x14.trellis.v1.TaskSpecR\x05tasks\x12*\n" +
 	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05filesJ\x04\b\x02\x10\x03\"+\n" +
 	"\x0eSubmitResponse\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\">\n" +
+	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"T\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
-	"\x05after\x18\x02 \x01(\x04R\x05after\"8\n" +
+	"\x05after\x18\x02 \x01(\x04R\x05after\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"N\n" +
 	"\n" +
 	"AckRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\r\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\xe6\x02\n" +
+	"\rJournalRecord\x12\x1a\n" +
+	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
+	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
+	"\tinstalled\x18\x03 \x01(\v2!.trellis.v1.InstallLibraryRequestH\x00R\tinstalled\x12F\n" +
+	"\rsession_ended\x18\x04 \x01(\v2\x1f.trellis.v1.JournalSessionEndedH\x00R\fsessionEnded\x129\n" +
+	"\tcancelled\x18\x05 \x01(\v2\x19.trellis.v1.CancelRequestH\x00R\tcancelled\x121\n" +
+	"\x04done\x18\x06 \x01(\v2\x1b.trellis.v1.JournalTaskDoneH\x00R\x04doneB\x05\n" +
+	"\x03rec\"A\n" +
+	"\x13JournalSessionEnded\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
+	"\x03why\x18\x02 \x01(\tR\x03why\"\x8b\x01\n" +
+	"\x0fJournalTaskDone\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
+	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x16\n" +
+	"\x06worker\x18\x04 \x01(\tR\x06worker\"\r\n" +
 	"\vAckResponse\"*\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"\x10\n" +
@@ -4651,7 +5060,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xf3\a\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xbe\b\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -4679,7 +5088,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10snapshot_version\x18\x16 \x01(\x04R\x0fsnapshotVersion\x12(\n" +
 	"\x10snapshot_unix_ms\x18\x17 \x01(\x03R\x0esnapshotUnixMs\x12 \n" +
 	"\vunplaceable\x18\x18 \x01(\x04R\vunplaceable\x12H\n" +
-	"\x11unplaceable_tasks\x18\x19 \x03(\v2\x1b.trellis.v1.UnplaceableTaskR\x10unplaceableTasks\"t\n" +
+	"\x11unplaceable_tasks\x18\x19 \x03(\v2\x1b.trellis.v1.UnplaceableTaskR\x10unplaceableTasks\x12\x14\n" +
+	"\x05epoch\x18\x1a \x01(\x04R\x05epoch\x123\n" +
+	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\"S\n" +
+	"\rJournalStatus\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"t\n" +
 	"\x0fUnplaceableTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -4807,13 +5222,14 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x04R\bworkerId\x12!\n" +
-	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"\x92\x01\n" +
+	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"\xbb\x01\n" +
 	"\x03Run\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.trellis.v1.TaskSpecR\x04spec\x12\x12\n" +
 	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\x12\x1a\n" +
-	"\binstance\x18\x05 \x01(\x04R\binstance\"9\n" +
+	"\binstance\x18\x05 \x01(\x04R\binstance\x12'\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt*\x8f\x01\n" +
@@ -4871,7 +5287,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -4894,44 +5310,48 @@ var file_trellis_proto_goTypes = []any{
 	(*SubmitResponse)(nil),         // 18: trellis.v1.SubmitResponse
 	(*WatchRequest)(nil),           // 19: trellis.v1.WatchRequest
 	(*AckRequest)(nil),             // 20: trellis.v1.AckRequest
-	(*AckResponse)(nil),            // 21: trellis.v1.AckResponse
-	(*CancelRequest)(nil),          // 22: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 23: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 24: trellis.v1.StatusRequest
-	(*FetchFileRequest)(nil),       // 25: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 26: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 27: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 28: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 29: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),             // 30: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),            // 31: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),         // 32: trellis.v1.StatusResponse
-	(*UnplaceableTask)(nil),        // 33: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 34: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 35: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 36: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 37: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 38: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 39: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 40: trellis.v1.Hello
-	(*CachedFile)(nil),             // 41: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 42: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 43: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 44: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 45: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 46: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 47: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 48: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 49: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 50: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 51: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 52: trellis.v1.Source
-	(*Fetch)(nil),                  // 53: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 54: trellis.v1.Unlink
-	(*Upload)(nil),                 // 55: trellis.v1.Upload
-	(*Welcome)(nil),                // 56: trellis.v1.Welcome
-	(*Run)(nil),                    // 57: trellis.v1.Run
-	(*Kill)(nil),                   // 58: trellis.v1.Kill
+	(*JournalRecord)(nil),          // 21: trellis.v1.JournalRecord
+	(*JournalSessionEnded)(nil),    // 22: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),        // 23: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),            // 24: trellis.v1.AckResponse
+	(*CancelRequest)(nil),          // 25: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),         // 26: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),          // 27: trellis.v1.StatusRequest
+	(*FetchFileRequest)(nil),       // 28: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 29: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 30: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 31: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 32: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),             // 33: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),            // 34: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),         // 35: trellis.v1.StatusResponse
+	(*JournalStatus)(nil),          // 36: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),        // 37: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),          // 38: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 39: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 40: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 41: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 42: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 43: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 44: trellis.v1.Hello
+	(*CachedFile)(nil),             // 45: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 46: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 47: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 48: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 49: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 50: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 51: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 52: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 53: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 54: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 55: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 56: trellis.v1.Source
+	(*Fetch)(nil),                  // 57: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 58: trellis.v1.Unlink
+	(*Upload)(nil),                 // 59: trellis.v1.Upload
+	(*Welcome)(nil),                // 60: trellis.v1.Welcome
+	(*Run)(nil),                    // 61: trellis.v1.Run
+	(*Kill)(nil),                   // 62: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -4953,72 +5373,79 @@ var file_trellis_proto_depIdxs = []int32{
 	15, // 16: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
 	8,  // 17: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
 	7,  // 18: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	13, // 19: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 20: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 21: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	5,  // 22: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	29, // 23: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	34, // 24: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	30, // 25: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	30, // 26: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	30, // 27: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	31, // 28: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	33, // 29: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	35, // 30: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	40, // 31: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	44, // 32: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	45, // 33: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	46, // 34: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	47, // 35: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	42, // 36: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	43, // 37: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	38, // 38: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	39, // 39: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	37, // 40: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	36, // 41: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 42: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 43: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	41, // 44: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 45: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	14, // 46: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	56, // 47: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	57, // 48: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	58, // 49: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	53, // 50: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	54, // 51: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	55, // 52: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	50, // 53: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	51, // 54: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	49, // 55: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	48, // 56: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 57: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 58: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	52, // 59: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 60: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 61: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	17, // 62: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	19, // 63: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	20, // 64: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	22, // 65: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	24, // 66: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	25, // 67: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 68: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	27, // 69: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	36, // 70: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	18, // 71: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	16, // 72: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	21, // 73: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	23, // 74: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	32, // 75: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	26, // 76: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 77: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	28, // 78: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	48, // 79: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	71, // [71:80] is the sub-list for method output_type
-	62, // [62:71] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	17, // 19: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
+	11, // 20: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
+	22, // 21: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	25, // 22: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	23, // 23: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	14, // 24: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	13, // 25: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	5,  // 26: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	5,  // 27: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	5,  // 28: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	32, // 29: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	38, // 30: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	33, // 31: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	33, // 32: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	33, // 33: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	34, // 34: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	37, // 35: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	36, // 36: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	39, // 37: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	44, // 38: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	48, // 39: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	49, // 40: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	50, // 41: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	51, // 42: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	46, // 43: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	47, // 44: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	42, // 45: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	43, // 46: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	41, // 47: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	40, // 48: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 49: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 50: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	45, // 51: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 52: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	14, // 53: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	60, // 54: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	61, // 55: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	62, // 56: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	57, // 57: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	58, // 58: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	59, // 59: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	54, // 60: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	55, // 61: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	53, // 62: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	52, // 63: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 64: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 65: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	56, // 66: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 67: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 68: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	17, // 69: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	19, // 70: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	20, // 71: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	25, // 72: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	27, // 73: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	28, // 74: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 75: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	30, // 76: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	40, // 77: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	18, // 78: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	16, // 79: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	24, // 80: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	26, // 81: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	35, // 82: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	29, // 83: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 84: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	31, // 85: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	52, // 86: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	78, // [78:87] is the sub-list for method output_type
+	69, // [69:78] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -5026,7 +5453,15 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[31].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[16].OneofWrappers = []any{
+		(*JournalRecord_Started)(nil),
+		(*JournalRecord_Submitted)(nil),
+		(*JournalRecord_Installed)(nil),
+		(*JournalRecord_SessionEnded)(nil),
+		(*JournalRecord_Cancelled)(nil),
+		(*JournalRecord_Done)(nil),
+	}
+	file_trellis_proto_msgTypes[35].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -5038,7 +5473,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[43].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[47].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -5055,7 +5490,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   54,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"trellis"
+)
+
+// TestManagerRecovers: a manager started with --state is killed with
+// SIGKILL while a client's tasks run, and started again with the same
+// --state on the same address. The client goes on waiting by itself and
+// gets every result, with outputs byte for byte; a task whose result the
+// client had before the kill does not run again (each task logs its
+// TRELLIS_IDEMPOTENCY_KEY when it finishes its work).
+func TestManagerRecovers(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	log := filepath.Join(dir, "effects.log")
+	c := newCluster(t, "--state", state)
+	c.worker("w1", nil, "--cores", "2")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	const n = 12
+	var tasks []*trellis.Task
+	for i := range n {
+		tk := trellis.NewTask(fmt.Sprintf(`sleep 0.3; printf 'result %d\n' > out; printf '%%s\n' "$TRELLIS_IDEMPOTENCY_KEY" >> "$LOG"; echo stdout %d`, i, i))
+		tk.Name, tk.Key, tk.Env = fmt.Sprintf("t%02d", i), fmt.Sprintf("t%02d", i), []string{"LOG=" + log}
+		tk.AddOutput(trellis.Output(filepath.Join(dir, fmt.Sprintf("out%02d", i))), "out")
+		tasks = append(tasks, tk)
+	}
+	hs, err := cl.Submit(ctx, tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	results := make(map[string]*trellis.Result)
+	errs := make(map[string]error)
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Add(1)
+		go func() { // exits when the task's wait ends (ctx bounds it)
+			defer wg.Done()
+			r, err := h.Wait(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			results[h.Name], errs[h.Name] = r, err
+		}()
+	}
+	var before map[string]bool // results the client had before the kill
+	waitFor(t, time.Minute, "3 results", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(results) < 3 {
+			return false
+		}
+		before = make(map[string]bool)
+		for name := range results {
+			before[name] = true
+		}
+		return true
+	})
+	// A second manager on the same state is refused, naming it.
+	code, out := runTrellis(t, "manager", "--listen", "127.0.0.1:0", "--secret-file", c.secretFile, "--state", state)
+	if want := "state directory in use by another manager: " + filepath.Join(state, "journal.db") + " is locked"; code == 0 || !strings.Contains(out, want) {
+		t.Errorf("a second manager on the same --state: exit %d, output %q; want an error with %q", code, out, want)
+	}
+	c.manager.signal(t, 9)
+	c.manager.wait(t, 10*time.Second)
+	if len(before) == n {
+		t.Fatalf("every task finished before the kill: the test tests nothing")
+	}
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	wg.Wait()
+	s, err := cl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Epoch != 2 || s.Journal == nil || s.Journal.Path != filepath.Join(state, "journal.db") || s.Journal.Error != "" {
+		t.Errorf("status after the restart: epoch %d, journal %+v; want epoch 2 and %s without error", s.Epoch, s.Journal, filepath.Join(state, "journal.db"))
+	}
+
+	for i, h := range hs {
+		r, err := results[h.Name], errs[h.Name]
+		if err != nil {
+			t.Fatalf("task %s: %v", h.Name, err)
+		}
+		if !r.OK() || string(r.Stdout) != fmt.Sprintf("stdout %d\n", i) {
+			t.Errorf("task %s: %s %q (%s), want success with stdout %q", h.Name, r.Kind, r.Stdout, r.Message, fmt.Sprintf("stdout %d\n", i))
+		}
+		got, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("out%02d", i)))
+		if want := fmt.Sprintf("result %d\n", i); err != nil || string(got) != want {
+			t.Errorf("output of task %s: %q (%v), want %q", h.Name, got, err, want)
+		}
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := make(map[string]int) // by task key
+	for _, line := range strings.Fields(string(data)) {
+		_, key, _ := strings.Cut(line, "/")
+		runs[key]++
+	}
+	for i, h := range hs {
+		key := fmt.Sprintf("t%02d", i)
+		switch {
+		case runs[key] == 0:
+			t.Errorf("task %s (key %s) never logged its effect", h.Name, key)
+		case before[h.Name] && runs[key] != 1:
+			t.Errorf("task %s finished before the kill but logged its effect %d times, want once", h.Name, runs[key])
+		}
+	}
+	t.Logf("finished before the kill: %d of %d; effects logged: %d", len(before), n, len(strings.Fields(string(data))))
+}
+
+// TestRunRecovers: the same with `trellis run --manager`: the run goes on
+// by itself across the restart, exits 0, and every output file is right.
+func TestRunRecovers(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	log := filepath.Join(dir, "effects.log")
+	c := newCluster(t, "--state", state)
+	c.worker("w1", nil, "--cores", "2")
+	c.waitWorkers(c.client(), 1)
+	const n = 10
+	var wf strings.Builder
+	wf.WriteString("tasks:\n")
+	for i := range n {
+		fmt.Fprintf(&wf, "  - name: t%02d\n    command: sleep 0.3; printf 'result %d\\n' > out; printf '%%s\\n' \"$TRELLIS_IDEMPOTENCY_KEY\" >> %s\n    outputs: {out: out/%02d}\n", i, i, log, i)
+	}
+	writeFile(t, filepath.Join(dir, "wf.yaml"), wf.String())
+	run := start(t, nil, "run", "--manager", c.addr, "--secret-file", c.secretFile, filepath.Join(dir, "wf.yaml"))
+	outs := func() []string {
+		entries, _ := os.ReadDir(filepath.Join(dir, "out"))
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	waitFor(t, time.Minute, "3 outputs", func() bool { return len(outs()) >= 3 })
+	before := outs()
+	c.manager.signal(t, 9)
+	c.manager.wait(t, 10*time.Second)
+	if len(before) == n {
+		t.Fatalf("every task finished before the kill: the test tests nothing")
+	}
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	if code := run.wait(t, time.Minute); code != 0 {
+		t.Fatalf("trellis run exited %d after the manager's restart:\n%s", code, run.Output())
+	}
+	for i := range n {
+		got, err := os.ReadFile(filepath.Join(dir, "out", fmt.Sprintf("%02d", i)))
+		if want := fmt.Sprintf("result %d\n", i); err != nil || string(got) != want {
+			t.Errorf("out/%02d: %q (%v), want %q", i, got, err, want)
+		}
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := make(map[string]int) // by idempotency key
+	for _, line := range strings.Fields(string(data)) {
+		runs[line]++
+	}
+	if len(runs) != n {
+		t.Errorf("%d distinct idempotency keys logged, want %d: %q", len(runs), n, data)
+	}
+	// Only the attempts running at the kill (2 cores) may run again:
+	// no task whose end was journaled does.
+	if lines := len(strings.Fields(string(data))); lines > n+2 {
+		t.Errorf("%d effects logged for %d tasks on 2 cores, want at most %d: %q", lines, n, n+2, data)
+	}
+	t.Logf("outputs before the kill: %d of %d; effects logged: %d; run's output:\n%s", len(before), n, len(strings.Fields(string(data))), run.Output())
+}

@@ -1,0 +1,30 @@
+// Package journal is the manager's durable log of opaque records: append,
+// group commit, replay in order, in one bbolt file (journal.db) in the state
+// directory. The manager encodes its records (protobuf); the journal never
+// looks inside them, as raft stores Entry.Data.
+//
+// Contract:
+//   - One goroutine (the manager's loop) calls Append. Append never touches
+//     the disk: it numbers the record (Seq 1, 2, …, gap-free) and queues it.
+//   - Run is the committer: it takes everything queued, writes it in one
+//     transaction and fsyncs once (group commit), then advances Durable and
+//     signals Synced. A record is durable only once Durable() >= its Seq;
+//     nothing that depends on it may be sent before (raft's Ready rule).
+//   - A failed commit reports nothing durable. The batch stays queued and is
+//     written again after a pause; the key of a record is its Seq, so a
+//     write that landed although it reported an error (a timeout after
+//     the fact) is simply overwritten with the same bytes. Err says why
+//     the journal is behind until a commit succeeds again.
+//   - Open refuses a journal written by a newer format (VersionError), and a
+//     state directory another process holds (ErrLocked). It checks every
+//     record's checksum and keeps the intact prefix: from the first record
+//     that is torn, corrupt or out of sequence on, records are deleted and
+//     Recovered says how many and why.
+//   - Replay hands the records to the caller in order, before the first
+//     Append.
+//
+// Compaction (designed, not built): a snapshot bucket holds one blob, the
+// manager's encoded state up to some Seq; Compact(seq, blob) writes it and
+// deletes records up to seq in one transaction, and Replay starts from the
+// snapshot. Seqs keep counting, so keys stay deterministic.
+package journal

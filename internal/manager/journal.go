@@ -1,0 +1,200 @@
+package manager
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	goproto "google.golang.org/protobuf/proto"
+
+	"trellis/internal/core"
+	"trellis/internal/journal"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// With Config.StateDir the manager journals what it must not forget
+// (docs/recovery.md), and its effects wait for their records:
+//   - a submit, a library install: the request is journaled first and
+//     applied once durable, in journal order, so that a replay applies
+//     the same requests in the same order and decides the same;
+//   - a task's end: journaled when the core decides it; its event to the
+//     client waits until the record is durable;
+//   - every event to a client waits behind the records appended before
+//     it (held), so that events keep their order.
+// Cancels and session ends are journaled and applied at once: losing one
+// in a crash only leaves the tasks it ended to run.
+
+// held is an effect waiting for the journal to reach seq.
+type held struct {
+	seq journal.Seq
+	run func()
+}
+
+// record appends r to the journal and returns its Seq; 0 when the
+// manager keeps no journal or is replaying it.
+func (s *state) record(r *pb.JournalRecord) journal.Seq {
+	if s.m.journal == nil || s.replaying {
+		return 0
+	}
+	b, err := goproto.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("manager: encode journal record: %v", err)) // only invalid UTF-8, which the edge refuses
+	}
+	s.appended = s.m.journal.Append(b)
+	return s.appended
+}
+
+// hold runs f once the journal holds every record up to seq, after the
+// effects held before it.
+func (s *state) hold(seq journal.Seq, f func()) {
+	if len(s.held) == 0 && (s.m.journal == nil || seq <= s.m.journal.Durable()) {
+		f()
+		return
+	}
+	s.held = append(s.held, held{seq, f})
+}
+
+// release runs the held effects the journal has made durable, in order.
+// Effects they hold in turn join the end of the line.
+func (s *state) release() {
+	durable := s.m.journal.Durable()
+	n := 0
+	for n < len(s.held) && s.held[n].seq <= durable {
+		s.held[n].run()
+		n++
+	}
+	s.held = append(s.held[:0], s.held[n:]...)
+}
+
+// journalHealth logs when the journal starts or stops failing.
+func (s *state) journalHealth() {
+	if s.m.journal == nil {
+		return
+	}
+	msg := ""
+	if err := s.m.journal.Err(); err != nil {
+		msg = err.Error()
+	}
+	if msg == s.journalErr {
+		return
+	}
+	if msg != "" {
+		s.m.log.Error("cannot write the journal: submits, installs and clients' events wait for it", "err", msg)
+	} else {
+		s.m.log.Info("the journal is written again")
+	}
+	s.journalErr = msg
+}
+
+// openState opens the journal in dir, and the run ID kept there.
+func openState(dir string) (*journal.Journal, string, error) {
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		return nil, "", fmt.Errorf("manager: --state %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "run-id")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		var run [8]byte
+		rand.Read(run[:])
+		b = []byte(hex.EncodeToString(run[:]) + "\n")
+		err = writeSynced(path, b)
+	}
+	if err != nil {
+		j.Close()
+		return nil, "", fmt.Errorf("manager: --state %s: run ID: %w", dir, err)
+	}
+	return j, strings.TrimSpace(string(b)), nil
+}
+
+func writeSynced(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// replay applies the journal's records through the same code as live
+// requests, before any worker or client is served, and takes a new epoch.
+func (s *state) replay(j *journal.Journal) error {
+	s.replaying = true
+	defer func() { s.replaying = false }()
+	epoch := uint64(0)
+	var counts [7]int
+	err := j.Replay(func(r journal.Record) error {
+		var rec pb.JournalRecord
+		if err := goproto.Unmarshal(r.Data, &rec); err != nil {
+			return fmt.Errorf("journal record %d: %w: the journal is damaged; start with an empty --state directory", r.Seq, err)
+		}
+		switch x := rec.Rec.(type) {
+		case *pb.JournalRecord_Started:
+			epoch = max(epoch, x.Started)
+			counts[1]++
+		case *pb.JournalRecord_Submitted:
+			s.submit(x.Submitted, s.m.store.statSubmit(x.Submitted))
+			counts[2]++
+		case *pb.JournalRecord_Installed:
+			lib := x.Installed.Library
+			s.install(x.Installed, s.m.store.statInputs([][]*pb.FileRef{lib.GetInputs()}, nil, x.Installed.Files))
+			counts[3]++
+		case *pb.JournalRecord_SessionEnded:
+			e := x.SessionEnded
+			s.endSession(e.Session, s.m.clients.End(e.Session, e.Why))
+			counts[4]++
+		case *pb.JournalRecord_Cancelled:
+			for _, id := range x.Cancelled.TaskIds {
+				s.step(core.CancelTask{Task: core.TaskID(id)})
+			}
+			counts[5]++
+		case *pb.JournalRecord_Done:
+			s.recovered(x.Done)
+			counts[6]++
+		default:
+			return fmt.Errorf("journal record %d: unknown kind: it was written by a newer trellis", r.Seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("manager: replay %s: %w", j.Path(), err)
+	}
+	s.m.epoch = epoch + 1
+	s.m.log.Info("replayed the journal", "journal", j.Path(), "recovered", j.Recovered().String(), "epoch", s.m.epoch,
+		"starts", counts[1], "submits", counts[2], "installs", counts[3], "sessions_ended", counts[4], "cancels", counts[5], "tasks_done", counts[6])
+	return nil
+}
+
+// recovered ends a task the journal says ended, as its worker's report
+// did: the outcome its client was sent, and the outputs in the store.
+func (s *state) recovered(d *pb.JournalTaskDone) {
+	o := d.GetOutcome()
+	kind := coreKind(o.GetKind())
+	ev := core.TaskRecovered{Task: core.TaskID(d.TaskId), Attempt: d.Attempt,
+		Outcome: core.Outcome{Kind: kind, ExitCode: o.GetExitCode(), Message: o.GetMessage()}}
+	if kind == core.Success {
+		for _, f := range o.GetOutputs() {
+			if fid, ok := s.fileIDs[f.Name]; ok && f.Uploaded {
+				ev.Outputs = append(ev.Outputs, core.OutputInfo{File: fid, Size: f.Size, Manager: true,
+					Inline: s.inlinable(f.Name, f.Size, f.Dir)})
+				s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
+			}
+		}
+	}
+	s.execute(s.core.Step(ev), &pb.AttemptDone{TaskId: d.TaskId, Attempt: d.Attempt, Outcome: o})
+}
