@@ -1,0 +1,197 @@
+"""Tests of the trellis Python client against a real cluster: the trellis
+binary ($TRELLIS_BIN, else bin/trellis of the repository: make build) as a
+manager and two workers on 127.0.0.1.
+
+    python3 -m unittest discover -s sdk/python -p 'test_trellis_client.py'
+"""
+
+import concurrent.futures
+import io
+import os
+import signal
+import sys
+import tarfile
+import tempfile
+import time
+import unittest
+
+import trellis
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BINARY = os.environ.get("TRELLIS_BIN") or os.path.join(HERE, "..", "..", "bin", "trellis")
+WAIT = 60.0  # the longest a task may take to come back: a hang, not speed
+
+sys.path.insert(0, os.path.join(HERE, "testdata"))
+import pyfuncs  # noqa: E402
+
+
+def poll(what, fn, timeout=WAIT):
+    """poll returns fn()'s first true value, failing after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+class ClusterTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.access(BINARY, os.X_OK):
+            raise AssertionError("no trellis binary at %s: run make build, or set TRELLIS_BIN" % BINARY)
+        cls.c = trellis.local(workers=2, binary=BINARY, cores=2)
+        cls.tmp = tempfile.mkdtemp(prefix="trellis-pytest-")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def path(self, name):
+        return os.path.join(self.tmp, self._testMethodName + "-" + name)
+
+    def test_files_env_and_tails(self):
+        local = self.path("in.bin")
+        data = bytes(range(256)) * 1000  # 256 KB: over the inline limit, so uploaded
+        with open(local, "wb") as f:
+            f.write(data)
+        t = trellis.Task("cat big small > both; echo out-$GREETING; echo err >&2", env={"GREETING": "hi"})
+        t.add_input(trellis.LocalFile(local), "big")
+        t.add_input(trellis.Buffer(b"\x00small\xff"), "small")
+        out = self.path("both")
+        t.add_output(trellis.Output(out), "both")
+        r = self.c.submit(t)[0].result(WAIT)
+        self.assertEqual((r.kind, r.exit_code, r.stdout, r.stderr), ("success", 0, b"out-hi\n", b"err\n"))
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), data + b"\x00small\xff")
+
+    def test_failure_raises_with_kind_code_and_stderr(self):
+        f = self.c.submit(trellis.Task("echo it broke >&2; exit 3", retries=0))[0]
+        with self.assertRaises(trellis.TaskError) as cm:
+            f.result(WAIT)
+        e = cm.exception
+        self.assertEqual((e.kind, e.exit_code, e.stderr), ("failed", 3, b"it broke\n"))
+        self.assertIn("it broke", str(e))
+
+    def test_time_limit(self):
+        f = self.c.submit(trellis.Task("sleep 30", time_limit=0.5, retries=0))[0]
+        with self.assertRaises(trellis.TaskError) as cm:
+            f.result(WAIT)
+        self.assertEqual(cm.exception.kind, "timed out")
+
+    def test_after_temp_and_fetch(self):
+        tmp = trellis.Temp()
+        a = trellis.Task("printf abc > t").add_output(tmp, "t")
+        b = trellis.Task("cat t t > u", after=[a]).add_input(tmp, "t")
+        u = self.path("u")
+        b.add_output(trellis.Output(u), "u")
+        fa, fb = self.c.submit(a, b)
+        fb.result(WAIT)
+        self.assertTrue(fa.done())
+        with open(u) as f:
+            self.assertEqual(f.read(), "abcabc")
+        got = self.path("t")
+        self.c.fetch(tmp, got)
+        with open(got) as f:
+            self.assertEqual(f.read(), "abc")
+
+    def test_url_and_unpack(self):
+        src = self.path("data.txt")
+        with open(src, "w") as f:
+            f.write("from a url\n")
+        archive = self.path("a.tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            info = tarfile.TarInfo("dir/x.txt")
+            body = b"inside the archive\n"
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+        t = trellis.Task("cat u.txt a/dir/x.txt")
+        t.add_input(trellis.URL("file://" + src), "u.txt")
+        t.add_input(trellis.Unpack(trellis.LocalFile(archive)), "a")
+        r = self.c.submit(t)[0].result(WAIT)
+        self.assertEqual(r.stdout, b"from a url\ninside the archive\n")
+
+    def test_cancel(self):
+        f = self.c.submit(trellis.Task("sleep 60", name="sleeper"))[0]
+        poll("the task to run", lambda: f.task_id in running(self.c))
+        self.assertTrue(f.cancel())
+        with self.assertRaises(concurrent.futures.CancelledError):
+            f.result(1)
+        poll("the manager to stop the task", lambda: f.task_id not in running(self.c))
+
+    def test_keys_unique_in_session(self):
+        self.c.submit(trellis.Task("true", key="k1"))[0].result(WAIT)
+        with self.assertRaises(trellis.InvalidError):
+            self.c.submit(trellis.Task("true", key="k1"))
+        with self.assertRaises(trellis.InvalidError):
+            self.c.submit(trellis.Task("true", key="~1"))
+
+    def test_many_tasks_and_a_broken_stream(self):
+        # The event stream breaks again and again while tasks end: the
+        # client resumes it after the last event it applied, and every
+        # future resolves once, with its own output.
+        futures = self.c.submit([trellis.Task("echo %d" % i, cores=0.1) for i in range(300)])
+        pending = set(futures)
+        while pending:
+            s = self.c._stream
+            if s is not None:
+                s.close()
+            done, pending = concurrent.futures.wait(pending, timeout=0.1)
+        for i, f in enumerate(futures):
+            self.assertEqual(f.result().stdout, b"%d\n" % i)
+
+    def test_worker_killed_task_retried(self):
+        f = self.c.submit(trellis.Task("sleep 1; echo survived", retries=2))[0]
+        worker = poll("the task to run", lambda: running(self.c).get(f.task_id))
+        proc = self.c.local.procs[int(worker.rsplit("-", 1)[1])]  # procs[0] is the manager
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        r = f.result(WAIT)
+        self.assertEqual((r.stdout, r.attempts >= 2), (b"survived\n", True))
+        self.assertNotEqual(r.worker, worker)
+
+    def test_library_calls(self):
+        lib = trellis.Library.from_functions(pyfuncs.add, pyfuncs.scaled, pyfuncs.boom, pyfuncs.echo_bytes,
+                                             setup=pyfuncs.load, name="pyfuncs", slots=2)
+        self.c.install(lib)
+        self.assertEqual(self.c.call(lib, "add", [2, 3], timeout=WAIT), 5)
+        futures = [self.c.call_async("pyfuncs", "scaled", [i]) for i in range(20)]
+        got = [f.result(WAIT) for f in futures]
+        self.assertEqual([g["value"] for g in got], [i * 10 for i in range(20)])
+        big = self.c.call(lib, "echo_bytes", [3 << 20], timeout=WAIT)  # a result over the inline limit
+        self.assertEqual(big, "x" * (3 << 20))
+        with self.assertRaises(trellis.CallError) as cm:
+            self.c.call(lib, "boom", ["zzz"], timeout=WAIT, retries=0)
+        e = cm.exception
+        self.assertEqual(e.kind, "failed")
+        self.assertIn("ValueError: bad input: zzz", e.message)
+        self.assertIn('raise ValueError("bad input', e.traceback)
+        self.assertIn("remote traceback", str(e))
+
+    def test_wrong_secret(self):
+        with self.assertRaises(trellis.AuthError):
+            trellis.connect(self.c.addr, secret="not-the-secret")
+
+
+def running(c):
+    """running maps the IDs of the tasks running on the cluster to their workers."""
+    out = {}
+    for w in c.status().get("workers", ()):
+        for t in w.get("running", ()):
+            out[int(t)] = w["name"]
+    return out
+
+
+class FromFunctionsTest(unittest.TestCase):
+    def test_closures_refused_by_name(self):
+        def inner(x):
+            return x
+        with self.assertRaises(trellis.InvalidError) as cm:
+            trellis.Library.from_functions(inner)
+        self.assertIn("inner", str(cm.exception))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,173 @@
+"""The manager's wire: Connect RPCs in JSON over HTTP/1.1, and its file store.
+
+connect-go serves the Connect protocol: a unary call is a POST of a JSON
+object (Content-Type: application/json); Watch, a server stream, is a POST
+of one enveloped message (application/connect+json) answered by enveloped
+messages: a flags byte, a 4-byte big-endian length, the JSON. Flag 2 marks
+the end of the stream, whose JSON may hold an error. Every request carries
+the secret as "Authorization: Bearer SECRET", as the Go client's do.
+"""
+
+import http.client
+import json
+import struct
+import threading
+
+from . import errors
+
+_ENVELOPE = struct.Struct(">BI")
+_END_STREAM = 0x02
+_SERVICE = "/trellis.v1.Manager/"
+
+
+def _error_of(op, status, body):
+    """_error_of turns a Connect error body into the package's exception."""
+    try:
+        err = json.loads(body or b"{}")
+    except ValueError:
+        err = {}
+    code = err.get("code") or ("unavailable" if status in (502, 503, 504) else "unknown")
+    message = err.get("message") or "HTTP %d: %s" % (status, body[:200].decode("utf-8", "replace"))
+    return errors.from_code(code, "%s: %s" % (op, message))
+
+
+class Conn:
+    """Conn reaches one manager; each thread gets its own HTTP connection,
+    as http.client connections are not safe for concurrent use."""
+
+    def __init__(self, addr, secret, timeout=60.0):
+        host, _, port = addr.rpartition(":")
+        if not host or not port.isdigit():
+            raise errors.InvalidError("manager address %r: want HOST:PORT, such as 127.0.0.1:9123" % addr)
+        self.addr = addr
+        self.host, self.port = host, int(port)
+        self.secret = secret
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards _conns
+        self._conns = []               # every thread's, for close()
+
+    def _headers(self, content_type=None):
+        h = {"Authorization": "Bearer " + self.secret}
+        if content_type:
+            h["Content-Type"] = content_type
+        return h
+
+    def _conn(self):
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self._local.conn = c
+            with self._lock:
+                self._conns.append(c)
+        return c
+
+    def _request(self, method, path, body, headers):
+        """_request sends one request on this thread's connection, once more on
+        a fresh connection if a kept-alive one turns out closed."""
+        for attempt in (0, 1):
+            c = self._conn()
+            try:
+                c.request(method, path, body=body, headers=headers)
+                resp = c.getresponse()
+                return resp
+            except (ConnectionError, http.client.HTTPException, OSError) as e:
+                c.close()
+                self._local.conn = None
+                if attempt == 1 or not isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
+                    raise errors.ManagerUnreachable("%s %s at manager %s: %s" % (method, path, self.addr, e)) from None
+
+    def unary(self, method, request):
+        """unary calls method with request (a dict) and returns the answer."""
+        resp = self._request("POST", _SERVICE + method, json.dumps(request).encode(), self._headers("application/json"))
+        body = resp.read()
+        if resp.status != 200:
+            raise _error_of(method, resp.status, body)
+        return json.loads(body or b"{}")
+
+    def stream(self, method, request):
+        """stream starts a server stream on a connection of its own; it returns
+        a Stream whose messages() yields dicts until the stream ends."""
+        c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        data = json.dumps(request).encode()
+        try:
+            c.request("POST", _SERVICE + method, body=_ENVELOPE.pack(0, len(data)) + data,
+                      headers=self._headers("application/connect+json"))
+            resp = c.getresponse()
+        except (ConnectionError, http.client.HTTPException, OSError) as e:
+            c.close()
+            raise errors.ManagerUnreachable("%s at manager %s: %s" % (method, self.addr, e)) from None
+        if resp.status != 200:
+            body = resp.read()
+            c.close()
+            raise _error_of(method, resp.status, body)
+        # The stream may stay quiet for as long as no task changes state.
+        if c.sock is not None:
+            c.sock.settimeout(None)
+        return Stream(method, c, resp)
+
+    def file(self, method, name, body=None):
+        """file sends a request to the manager's file store (/files/NAME) and
+        returns the response, on a connection of its own that closes with it."""
+        c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        headers = self._headers()
+        try:
+            c.request(method, "/files/" + name, body=body, headers=headers)
+            resp = c.getresponse()
+        except (ConnectionError, http.client.HTTPException, OSError) as e:
+            c.close()
+            raise errors.ManagerUnreachable("%s /files/%s at manager %s: %s" % (method, name, self.addr, e)) from None
+        if resp.status == 401:
+            c.close()
+            raise errors.AuthError("%s /files/%s: manager %s refused the secret: use the manager's --secret-file" % (method, name, self.addr))
+        resp.conn_to_close = c
+        return resp
+
+    def close(self):
+        """close closes the connections of every thread."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
+
+
+class Stream:
+    """Stream is one server stream; close() ends it from another thread."""
+
+    def __init__(self, method, conn, resp):
+        self.method = method
+        self._conn = conn
+        self._resp = resp
+
+    def messages(self):
+        """messages yields each message; it raises the stream's error, if it
+        ended with one, and ManagerUnreachable if it broke."""
+        try:
+            while True:
+                head = self._resp.read(_ENVELOPE.size)
+                if len(head) < _ENVELOPE.size:
+                    raise errors.ManagerUnreachable("%s: the stream broke" % self.method)
+                flags, n = _ENVELOPE.unpack(head)
+                data = self._resp.read(n) if n else b""
+                if len(data) < n:
+                    raise errors.ManagerUnreachable("%s: the stream broke inside a message" % self.method)
+                msg = json.loads(data or b"{}")
+                if flags & _END_STREAM:
+                    err = msg.get("error")
+                    if err:
+                        raise errors.from_code(err.get("code", "unknown"), "%s: %s" % (self.method, err.get("message", "")))
+                    return
+                yield msg
+        except (OSError, http.client.HTTPException, ValueError, AttributeError) as e:
+            # AttributeError: close() from another thread took the socket away.
+            raise errors.ManagerUnreachable("%s: the stream broke: %s" % (self.method, e)) from None
+
+    def close(self):
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                import socket
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._conn.close()
