@@ -10,6 +10,8 @@
 Standard library only. See docs/python.md.
 """
 
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED, as_completed, wait
+
 from .client import Call, Cluster, Result, Task, TaskFuture
 from .errors import (AuthError, CallError, ClusterClosed, InvalidError, ManagerLost, ManagerUnreachable, NotFoundError,
                      SessionEnded, TaskError, TrellisError)
@@ -22,7 +24,7 @@ __all__ = [
     "AuthError", "Buffer", "CACHE_FOREVER", "CACHE_TASK", "CACHE_WORKER", "CACHE_WORKFLOW", "Call", "CallError", "Cluster",
     "ClusterClosed", "File", "InvalidError", "Library", "LocalFile", "ManagerLost", "ManagerUnreachable", "NotFoundError",
     "Output", "Result", "SessionEnded", "Task", "TaskError", "TaskFuture", "Temp", "TrellisError", "URL", "Unpack",
-    "connect", "local",
+    "connect", "local", "wait", "as_completed", "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
 ]
 
 
