@@ -21,3 +21,9 @@ def boom(what):
 
 def echo_bytes(n):
     return "x" * n
+
+
+def fails_on_three(v):
+    if v == 3:
+        raise ArithmeticError("three is not allowed")
+    return v

@@ -18,6 +18,7 @@ from .errors import (AuthError, CallError, ClusterClosed, InvalidError, ManagerL
 from .files import (CACHE_FOREVER, CACHE_TASK, CACHE_WORKER, CACHE_WORKFLOW, URL, Buffer, File, LocalFile, Output,
                     Temp, Unpack)
 from .library import Library
+from . import dask  # noqa: E402  (trellis.dask.get; imports dask only when called)
 from .local import local
 
 __all__ = [

@@ -588,6 +588,12 @@ class Cluster:
             f.cancel()
             raise
 
+    def dask_get(self, dsk, keys, **kwargs):
+        """dask_get is a Dask scheduler running on this cluster:
+        dask.compute(x, scheduler=cluster.dask_get). See trellis.dask.get."""
+        from . import dask as tdask
+        return tdask.get(dsk, keys, cluster=self, **kwargs)
+
     def call_async(self, library, function, args=None, *, raw=False, **options):
         """call_async submits one call and returns its future."""
         name = getattr(library, "name", library)
