@@ -170,6 +170,25 @@ class ClusterTest(unittest.TestCase):
         self.assertIn('raise ValueError("bad input', e.traceback)
         self.assertIn("remote traceback", str(e))
 
+    def test_executor(self):
+        ex = trellis.Executor(self.c)
+        self.assertEqual(ex.submit(pyfuncs.add, 2, b=5).result(WAIT), 7)
+        self.assertEqual(list(ex.map(pyfuncs.add, range(10), range(10), timeout=WAIT)), [2 * i for i in range(10)])
+        with self.assertRaises(trellis.CallError) as cm:
+            ex.submit(pyfuncs.boom, "q").result(WAIT)
+        self.assertIn("ValueError: bad input: q", str(cm.exception))
+        self.assertIn("remote traceback", str(cm.exception))
+        k = 3
+
+        def closure(v):
+            return v * k
+        if trellis.executor._cloudpickle is None:
+            with self.assertRaises(trellis.InvalidError) as cm:
+                ex.submit(closure, 2)
+            self.assertIn("test_executor.<locals>.closure", str(cm.exception))
+        else:
+            self.assertEqual(ex.submit(closure, 2).result(WAIT), 6)
+
     def test_wrong_secret(self):
         with self.assertRaises(trellis.AuthError):
             trellis.connect(self.c.addr, secret="not-the-secret")

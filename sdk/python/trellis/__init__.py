@@ -17,6 +17,7 @@ from .errors import (AuthError, CallError, ClusterClosed, InvalidError, ManagerL
                      SessionEnded, TaskError, TrellisError)
 from .files import (CACHE_FOREVER, CACHE_TASK, CACHE_WORKER, CACHE_WORKFLOW, URL, Buffer, File, LocalFile, Output,
                     Temp, Unpack)
+from .executor import Executor
 from .library import Library
 from . import dask  # noqa: E402  (trellis.dask.get; imports dask only when called)
 from .local import local
@@ -25,7 +26,7 @@ __all__ = [
     "AuthError", "Buffer", "CACHE_FOREVER", "CACHE_TASK", "CACHE_WORKER", "CACHE_WORKFLOW", "Call", "CallError", "Cluster",
     "ClusterClosed", "File", "InvalidError", "Library", "LocalFile", "ManagerLost", "ManagerUnreachable", "NotFoundError",
     "Output", "Result", "SessionEnded", "Task", "TaskError", "TaskFuture", "Temp", "TrellisError", "URL", "Unpack",
-    "connect", "local", "wait", "as_completed", "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
+    "Executor", "connect", "local", "wait", "as_completed", "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
 ]
 
 

@@ -13,13 +13,12 @@ Needs dask on the client and on the workers (where the library runs).
 import os
 import pickle
 import shutil
-import sys
 import tempfile
 
 from . import errors
 from .client import Call
 from .files import Buffer, Output, Temp
-from .library import Library
+from .executor import python_library
 
 LIBRARY = "trellis-dask"
 
@@ -27,23 +26,6 @@ try:
     import cloudpickle as _dumper  # lambdas and closures of dask.delayed
 except ImportError:  # pragma: no cover - dask depends on cloudpickle
     _dumper = pickle
-
-
-def _install(cluster, python, env, slots):
-    """_install installs the graph library once per cluster."""
-    if getattr(cluster, "_dask_library", None) is not None:
-        return cluster._dask_library
-    if python is None:
-        local = getattr(cluster, "local", None) is not None
-        python = sys.executable if local else "python3"
-        if local and env is None:
-            # A local cluster's workers import what this process imports.
-            env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_dask_lib.py")
-    lib = Library.from_module(path, LIBRARY, python=python, env=env, slots=slots, cores=1)
-    cluster.install(lib)
-    cluster._dask_library = lib
-    return lib
 
 
 def get(dsk, keys, cluster=None, *, python=None, env=None, slots=1, **kwargs):
@@ -59,7 +41,7 @@ def get(dsk, keys, cluster=None, *, python=None, env=None, slots=1, **kwargs):
     from dask.core import get_dependencies, istask, toposort
 
     dsk = dict(dsk)
-    _install(cluster, python, env, slots)
+    python_library(cluster, "_dask_lib.py", LIBRARY, python, env, slots)
 
     def resolve(k):
         """resolve follows aliases (a key whose value is another key)."""
