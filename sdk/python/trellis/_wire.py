@@ -10,6 +10,7 @@ the secret as "Authorization: Bearer SECRET", as the Go client's do.
 
 import http.client
 import json
+import socket
 import struct
 import threading
 
@@ -29,6 +30,16 @@ def _error_of(op, status, body):
     code = err.get("code") or ("unavailable" if status in (502, 503, 504) else "unknown")
     message = err.get("message") or "HTTP %d: %s" % (status, body[:200].decode("utf-8", "replace"))
     return errors.from_code(code, "%s: %s" % (op, message))
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """_HTTPConnection sends without Nagle's delay: http.client writes a
+    request's headers and body apart, and the body would otherwise wait for
+    the manager's (delayed) acknowledgement of the headers."""
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class Conn:
@@ -56,7 +67,7 @@ class Conn:
     def _conn(self):
         c = getattr(self._local, "conn", None)
         if c is None:
-            c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            c = _HTTPConnection(self.host, self.port, timeout=self.timeout)
             self._local.conn = c
             with self._lock:
                 self._conns.append(c)
@@ -88,7 +99,7 @@ class Conn:
     def stream(self, method, request):
         """stream starts a server stream on a connection of its own; it returns
         a Stream whose messages() yields dicts until the stream ends."""
-        c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        c = _HTTPConnection(self.host, self.port, timeout=self.timeout)
         data = json.dumps(request).encode()
         try:
             c.request("POST", _SERVICE + method, body=_ENVELOPE.pack(0, len(data)) + data,
@@ -109,7 +120,7 @@ class Conn:
     def file(self, method, name, body=None):
         """file sends a request to the manager's file store (/files/NAME) and
         returns the response, on a connection of its own that closes with it."""
-        c = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        c = _HTTPConnection(self.host, self.port, timeout=self.timeout)
         headers = self._headers()
         try:
             c.request(method, "/files/" + name, body=body, headers=headers)
@@ -166,7 +177,6 @@ class Stream:
         sock = self._conn.sock
         if sock is not None:
             try:
-                import socket
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
