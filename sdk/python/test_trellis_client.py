@@ -9,6 +9,7 @@ import concurrent.futures
 import io
 import os
 import signal
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -66,6 +67,18 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual((r.kind, r.exit_code, r.stdout, r.stderr), ("success", 0, b"out-hi\n", b"err\n"))
         with open(out, "rb") as f:
             self.assertEqual(f.read(), data + b"\x00small\xff")
+
+    def test_directory_output(self):
+        t = trellis.Task("mkdir -p d/sub && printf one > d/a && printf two > d/sub/b")
+        out = self.path("d")
+        t.add_output(trellis.Output(out), "d")
+        self.c.submit(t)[0].result(WAIT)
+        got = {}
+        for root, _, names in os.walk(out):
+            for n in names:
+                with open(os.path.join(root, n)) as f:
+                    got[os.path.relpath(os.path.join(root, n), out)] = f.read()
+        self.assertEqual(got, {"a": "one", os.path.join("sub", "b"): "two"})
 
     def test_failure_raises_with_kind_code_and_stderr(self):
         f = self.c.submit(trellis.Task("echo it broke >&2; exit 3", retries=0))[0]
@@ -162,6 +175,8 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual([g["value"] for g in got], [i * 10 for i in range(20)])
         big = self.c.call(lib, "echo_bytes", [3 << 20], timeout=WAIT)  # a result over the inline limit
         self.assertEqual(big, "x" * (3 << 20))
+        long = "y" * (2 << 20)  # arguments over the inline limit travel as a file
+        self.assertEqual(self.c.call(lib, "add", [long, "z"], timeout=WAIT), long + "z")
         with self.assertRaises(trellis.CallError) as cm:
             self.c.call(lib, "boom", ["zzz"], timeout=WAIT, retries=0)
         e = cm.exception
@@ -201,6 +216,27 @@ def running(c):
         for t in w.get("running", ()):
             out[int(t)] = w["name"]
     return out
+
+
+class ManagerRestartTest(unittest.TestCase):
+    def test_restarted_manager_fails_waiting_futures(self):
+        # The manager is killed and another started on its address: the
+        # client's resumed Watch sees another run ID, and the task the new
+        # manager never heard of ends its wait with ManagerLost.
+        c = trellis.local(workers=1, binary=BINARY)
+        self.addCleanup(c.close)
+        f = c.submit(trellis.Task("sleep 60"))[0]
+        poll("the task to run", lambda: f.task_id in running(c))
+        lc = c.local
+        lc.procs[0].send_signal(signal.SIGKILL)
+        lc.procs[0].wait()
+        args = [lc.binary, "manager", "--listen", c.addr, "--secret-file", lc.secret_file, "--log-level", "warn"]
+        lc.procs[0] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        with self.assertRaises(trellis.ManagerLost) as cm:
+            f.result(WAIT)
+        self.assertIn("restarted", str(cm.exception))
+        # The client goes on with the new manager.
+        self.assertEqual(c.submit(trellis.Task("echo again"))[0].result(WAIT).stdout, b"again\n")
 
 
 class FromFunctionsTest(unittest.TestCase):

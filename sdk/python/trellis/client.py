@@ -443,14 +443,19 @@ class Cluster:
                 if first:
                     first = False
                     ready.set()
+                restarted = False
                 for msg in stream.messages():
                     if msg.get("manager"):
-                        if run is not None and msg["manager"] != run:
-                            self._manager_restarted()
+                        restarted = run is not None and msg["manager"] != run
                         run, lost_at = msg["manager"], None
+                        if restarted:
+                            # This stream skips the new run's events up to
+                            # the old cursor: open another from the start.
+                            self._manager_restarted()
+                            break
                     for ev in msg.get("events", ()):
                         self._apply(ev)
-                err = errors.ManagerUnreachable("Watch: the stream ended")
+                err = None if restarted else errors.ManagerUnreachable("Watch: the stream ended")
             except errors.TrellisError as e:
                 err = e
             finally:
@@ -459,6 +464,8 @@ class Cluster:
                 self._stream = None
             if self._stop.is_set():
                 break
+            if err is None:
+                continue
             if first:
                 self._first_error = err
                 ready.set()
