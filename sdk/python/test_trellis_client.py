@@ -155,16 +155,6 @@ class ClusterTest(unittest.TestCase):
         for i, f in enumerate(futures):
             self.assertEqual(f.result().stdout, b"%d\n" % i)
 
-    def test_worker_killed_task_retried(self):
-        f = self.c.submit(trellis.Task("sleep 1; echo survived", retries=2))[0]
-        worker = poll("the task to run", lambda: running(self.c).get(f.task_id))
-        proc = self.c.local.procs[int(worker.rsplit("-", 1)[1])]  # procs[0] is the manager
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        r = f.result(WAIT)
-        self.assertEqual((r.stdout, r.attempts >= 2), (b"survived\n", True))
-        self.assertNotEqual(r.worker, worker)
-
     def test_library_calls(self):
         lib = trellis.Library.from_functions(pyfuncs.add, pyfuncs.scaled, pyfuncs.boom, pyfuncs.echo_bytes,
                                              setup=pyfuncs.load, name="pyfuncs", slots=2)
@@ -218,7 +208,19 @@ def running(c):
     return out
 
 
-class ManagerRestartTest(unittest.TestCase):
+class KillTest(unittest.TestCase):
+    def test_worker_killed_task_retried(self):
+        c = trellis.local(workers=2, binary=BINARY, cores=2)
+        self.addCleanup(c.close)
+        f = c.submit(trellis.Task("sleep 1; echo survived", retries=2))[0]
+        worker = poll("the task to run", lambda: running(c).get(f.task_id))
+        proc = c.local.procs[int(worker.rsplit("-", 1)[1])]  # procs[0] is the manager
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        r = f.result(WAIT)
+        self.assertEqual((r.stdout, r.attempts >= 2), (b"survived\n", True))
+        self.assertNotEqual(r.worker, worker)
+
     def test_restarted_manager_fails_waiting_futures(self):
         # The manager is killed and another started on its address: the
         # client's resumed Watch sees another run ID, and the task the new
