@@ -68,6 +68,24 @@ class ClusterTest(unittest.TestCase):
         with open(out, "rb") as f:
             self.assertEqual(f.read(), data + b"\x00small\xff")
 
+    def test_directory_input(self):
+        root = self.path("tree")
+        make_tree(root)
+        t = trellis.Task("cd d && find . | LC_ALL=C sort && cat sub/f.txt && test -x run.sh && readlink sub/link")
+        t.add_input(trellis.LocalFile(root), "d")
+        r = self.c.submit(t)[0].result(WAIT)
+        want = "\n".join([".", "./empty", "./run.sh", "./sub", "./sub/f.txt", "./sub/link",
+                          "./sub/" + "n" * 120, "./sub/é"]) + "\nin a tree\nf.txt\n"
+        self.assertEqual(r.stdout.decode(), want)
+
+    def test_directory_digest_as_go(self):
+        # The reference of docs/directory-digest.md, which Go's TestDigestVector checks.
+        root = self.path("tree")
+        make_tree(root)
+        ref = os.path.join(HERE, "..", "..", "internal", "dirtar", "testdata", "dirdigest.py")
+        want = subprocess.run([sys.executable, ref, root], capture_output=True, check=True).stdout.decode().strip()
+        self.assertEqual(trellis.LocalFile(root).name, want)
+
     def test_directory_output(self):
         t = trellis.Task("mkdir -p d/sub && printf one > d/a && printf two > d/sub/b")
         out = self.path("d")
@@ -197,6 +215,22 @@ class ClusterTest(unittest.TestCase):
     def test_wrong_secret(self):
         with self.assertRaises(trellis.AuthError):
             trellis.connect(self.c.addr, secret="not-the-secret")
+
+
+def make_tree(root):
+    """make_tree makes a directory with an empty directory, an executable, a
+    link, a long name and a name that is not ASCII."""
+    os.makedirs(os.path.join(root, "sub"))
+    os.makedirs(os.path.join(root, "empty"))
+    with open(os.path.join(root, "sub", "f.txt"), "w") as f:
+        f.write("in a tree\n")
+    with open(os.path.join(root, "run.sh"), "w") as f:
+        f.write("#!/bin/sh\n")
+    os.chmod(os.path.join(root, "run.sh"), 0o755)
+    os.symlink("f.txt", os.path.join(root, "sub", "link"))
+    for n in ("n" * 120, "é"):
+        with open(os.path.join(root, "sub", n), "w") as f:
+            f.write(n)
 
 
 def running(c):

@@ -117,11 +117,14 @@ class Conn:
             c.sock.settimeout(None)
         return Stream(method, c, resp)
 
-    def file(self, method, name, body=None):
+    def file(self, method, name, body=None, size=None):
         """file sends a request to the manager's file store (/files/NAME) and
-        returns the response, on a connection of its own that closes with it."""
-        c = _HTTPConnection(self.host, self.port, timeout=self.timeout)
+        returns the response, on a connection of its own that closes with it.
+        body may be bytes or a readable of size bytes."""
+        c = _HTTPConnection(self.host, self.port, timeout=self.timeout, blocksize=1 << 16)
         headers = self._headers()
+        if size is not None:
+            headers["Content-Length"] = str(size)
         try:
             c.request(method, "/files/" + name, body=body, headers=headers)
             resp = c.getresponse()

@@ -382,7 +382,8 @@ class Cluster:
         if budget is None:
             budget = [MAX_INLINE_PER_MESSAGE]
         ref = {"name": f.name, "path": path, "size": -1}
-        if f.kind == "FILE_KIND_MANAGER" and f.level is None and f.size() <= min(MAX_INLINE, budget[0]):
+        size = f.size() if f.kind == "FILE_KIND_MANAGER" and f.level is None else None
+        if size is not None and size <= min(MAX_INLINE, budget[0]):
             data = f.content()
             budget[0] -= len(data)
             ref["content"], ref["size"] = base64.b64encode(data).decode(), len(data)
@@ -418,9 +419,14 @@ class Cluster:
         resp.read()
         resp.conn_to_close.close()
         if resp.status != 200:
-            resp = self._conn.file("PUT", name, f.content())
-            body = resp.read()
-            resp.conn_to_close.close()
+            try:
+                body, size = f.open()
+            except (OSError, ValueError) as e:
+                raise errors.InvalidError("upload %r: %s" % (getattr(f, "path", name), e)) from None
+            with body:
+                resp = self._conn.file("PUT", name, body, size)
+                body = resp.read()
+                resp.conn_to_close.close()
             if resp.status // 100 != 2:
                 raise errors.TrellisError("upload %r: HTTP %d: %s" % (getattr(f, "path", name), resp.status, body[:300].decode("utf-8", "replace")))
         with self._lock:

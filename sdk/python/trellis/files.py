@@ -6,11 +6,13 @@ to one worker. The names follow the Go client's, so both share a cache.
 """
 
 import hashlib
+import io
 import os
 import secrets
+import tempfile
 import threading
 
-from . import errors
+from . import _dirtar, errors
 
 # How long workers keep a file (Go: trellis.CacheTask ...).
 CACHE_TASK = "CACHE_LEVEL_TASK"
@@ -66,33 +68,47 @@ class File:
 
 
 class LocalFile(File):
-    """LocalFile is a regular file at the client, uploaded when a task needs it.
-    (Directories: pack them and use Unpack.)"""
+    """LocalFile is a file or directory at the client, uploaded when a task
+    needs it. A directory travels as one deterministic tar stream, named by
+    its digest as the Go client names it (docs/directory-digest.md)."""
 
     kind = "FILE_KIND_MANAGER"
 
     def __init__(self, path):
         super().__init__()
         self.path = os.path.abspath(path)
+        self.is_dir = os.path.isdir(self.path)
 
     def _make_name(self):
-        if os.path.isdir(self.path):
-            raise errors.InvalidError("LocalFile(%r) is a directory, which the Python client cannot send yet: "
-                                      "make a tar of it and give the task Unpack(LocalFile('x.tar'))" % self.path)
         h = hashlib.sha256()
         try:
+            if self.is_dir:
+                _dirtar.write(self.path, h.update)
+                return "dir-" + h.hexdigest()
             with open(self.path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
-        except OSError as e:
-            raise errors.InvalidError("LocalFile(%r): %s" % (self.path, e.strerror or e)) from None
+        except (OSError, ValueError) as e:
+            raise errors.InvalidError("LocalFile(%r): %s" % (self.path, getattr(e, "strerror", None) or e)) from None
         return "sha256-" + h.hexdigest()
 
     def content(self):
         with open(self.path, "rb") as f:
             return f.read()
 
+    def open(self):
+        """open returns (a readable of the bytes to upload, their size)."""
+        if not self.is_dir:
+            return open(self.path, "rb"), os.path.getsize(self.path)
+        tmp = tempfile.TemporaryFile()
+        _dirtar.write(self.path, tmp.write)
+        size = tmp.tell()
+        tmp.seek(0)
+        return tmp, size
+
     def size(self):
+        if self.is_dir:
+            return None  # never inline
         return os.path.getsize(self.path)
 
 
@@ -110,6 +126,9 @@ class Buffer(File):
 
     def content(self):
         return self.data
+
+    def open(self):
+        return io.BytesIO(self.data), len(self.data)
 
     def size(self):
         return len(self.data)
