@@ -42,6 +42,67 @@ class _HTTPConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class _UnaryConn:
+    """_UnaryConn is a kept-alive HTTP/1.1 connection for unary calls: one
+    write per request and a lean reading of the answer. http.client parses
+    every answer's headers with the email package, which costs more than the
+    manager takes to answer a Submit."""
+
+    def __init__(self, host, port, timeout):
+        self.sock = socket.create_connection((host, port), timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = self.sock.makefile("rb")
+
+    def roundtrip(self, head, body):
+        """roundtrip sends head (bytes up to the blank line) and body; it
+        returns (status, body, keep)."""
+        self.sock.sendall(head + body)
+        line = self.rfile.readline(65537)
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise http.client.BadStatusLine(line)
+        status = int(parts[1])
+        length, chunked, keep = None, False, True
+        while True:
+            h = self.rfile.readline(65537)
+            if h in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = h.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                length = int(v)
+            elif k == b"transfer-encoding":
+                chunked = b"chunked" in v.lower()
+            elif k == b"connection":
+                keep = b"close" not in v.lower()
+        if chunked:
+            out = []
+            while True:
+                n = int(self.rfile.readline(1024).split(b";")[0], 16)
+                if n == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                out.append(self._read(n))
+                self.rfile.readline(16)
+            data = b"".join(out)
+        elif length is not None:
+            data = self._read(length)
+        else:
+            data, keep = self.rfile.read(), False
+        return status, data, keep
+
+    def _read(self, n):
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise http.client.IncompleteRead(data, n - len(data))
+        return data
+
+    def close(self):
+        self.rfile.close()
+        self.sock.close()
+
+
 class Conn:
     """Conn reaches one manager; each thread gets its own HTTP connection,
     as http.client connections are not safe for concurrent use."""
@@ -67,34 +128,39 @@ class Conn:
     def _conn(self):
         c = getattr(self._local, "conn", None)
         if c is None:
-            c = _HTTPConnection(self.host, self.port, timeout=self.timeout)
+            c = _UnaryConn(self.host, self.port, self.timeout)
             self._local.conn = c
             with self._lock:
                 self._conns.append(c)
         return c
 
-    def _request(self, method, path, body, headers):
-        """_request sends one request on this thread's connection, once more on
-        a fresh connection if a kept-alive one turns out closed."""
-        for attempt in (0, 1):
-            c = self._conn()
-            try:
-                c.request(method, path, body=body, headers=headers)
-                resp = c.getresponse()
-                return resp
-            except (ConnectionError, http.client.HTTPException, OSError) as e:
-                c.close()
-                self._local.conn = None
-                if attempt == 1 or not isinstance(e, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
-                    raise errors.ManagerUnreachable("%s %s at manager %s: %s" % (method, path, self.addr, e)) from None
-
     def unary(self, method, request):
         """unary calls method with request (a dict) and returns the answer."""
-        resp = self._request("POST", _SERVICE + method, json.dumps(request).encode(), self._headers("application/json"))
-        body = resp.read()
-        if resp.status != 200:
-            raise _error_of(method, resp.status, body)
-        return json.loads(body or b"{}")
+        body = json.dumps(request).encode()
+        head = ("POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
+                % (_SERVICE, method, self.addr, self.secret, len(body))).encode()
+        for attempt in (0, 1):
+            fresh = getattr(self._local, "conn", None) is None
+            try:
+                c = self._conn()
+                status, data, keep = c.roundtrip(head, body)
+                break
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                c = getattr(self._local, "conn", None)
+                if c is not None:
+                    c.close()
+                self._local.conn = None
+                # A kept-alive connection the manager closed meanwhile: once more
+                # on a fresh one (every call here may be sent twice).
+                if attempt == 1 or fresh:
+                    raise errors.ManagerUnreachable("%s at manager %s: %s" % (method, self.addr, e)) from None
+        if not keep:
+            c.close()
+            self._local.conn = None
+        if status != 200:
+            raise _error_of(method, status, data)
+        return json.loads(data or b"{}")
 
     def stream(self, method, request):
         """stream starts a server stream on a connection of its own; it returns
@@ -156,16 +222,25 @@ class Stream:
     def messages(self):
         """messages yields each message; it raises the stream's error, if it
         ended with one, and ManagerUnreachable if it broke."""
+        buf = b""
         try:
             while True:
-                head = self._resp.read(_ENVELOPE.size)
-                if len(head) < _ENVELOPE.size:
-                    raise errors.ManagerUnreachable("%s: the stream broke" % self.method)
-                flags, n = _ENVELOPE.unpack(head)
-                data = self._resp.read(n) if n else b""
-                if len(data) < n:
-                    raise errors.ManagerUnreachable("%s: the stream broke inside a message" % self.method)
-                msg = json.loads(data or b"{}")
+                # Whatever has come, in one read: a burst of events is parsed
+                # from the buffer without a read per envelope.
+                while len(buf) < _ENVELOPE.size:
+                    more = self._resp.read1(1 << 16)
+                    if not more:
+                        raise errors.ManagerUnreachable("%s: the stream broke" % self.method)
+                    buf += more
+                flags, n = _ENVELOPE.unpack_from(buf)
+                end = _ENVELOPE.size + n
+                while len(buf) < end:
+                    more = self._resp.read1(max(1 << 16, end - len(buf)))
+                    if not more:
+                        raise errors.ManagerUnreachable("%s: the stream broke inside a message" % self.method)
+                    buf += more
+                msg = json.loads(buf[_ENVELOPE.size:end] or b"{}")
+                buf = buf[end:]
                 if flags & _END_STREAM:
                     err = msg.get("error")
                     if err:
