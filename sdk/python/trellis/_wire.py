@@ -136,7 +136,7 @@ class Conn:
 
     def unary(self, method, request):
         """unary calls method with request (a dict) and returns the answer."""
-        body = json.dumps(request).encode()
+        body = json.dumps(request, separators=(",", ":")).encode()
         head = ("POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                 "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
                 % (_SERVICE, method, self.addr, self.secret, len(body))).encode()

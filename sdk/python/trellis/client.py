@@ -349,14 +349,17 @@ class Cluster:
         name = t.label()
         if t.key.startswith("~"):
             raise errors.InvalidError("task %r: key %r: keys starting with ~ are the client's own" % (name, t.key))
-        spec = {
-            "name": name, "command": t.command,
-            "env": ["%s=%s" % kv for kv in t.env.items()],
-            "resources": {"cores": t.cores, "memoryMb": t.memory_mb, "diskMb": t.disk_mb, "gpus": t.gpus},
-            "retries": t.retries, "retryOnError": t.retry_on_error,
-            "timeLimitMs": int((t.time_limit or 0) * 1000), "priority": t.priority,
-            "category": t.category, "tags": t.tags, "key": t.key,
-        }
+        # Fields at their zero value are left out, as protobuf leaves them out:
+        # a burst of calls encodes, travels and decodes in less time.
+        res = {k: v for k, v in (("cores", t.cores), ("memoryMb", t.memory_mb), ("diskMb", t.disk_mb), ("gpus", t.gpus)) if v}
+        spec = {"name": name, "resources": res, "key": t.key}
+        for k, v in (("command", t.command), ("retries", t.retries), ("retryOnError", t.retry_on_error),
+                     ("timeLimitMs", int((t.time_limit or 0) * 1000)), ("priority", t.priority),
+                     ("category", t.category), ("tags", t.tags)):
+            if v:
+                spec[k] = v
+        if t.env:
+            spec["env"] = ["%s=%s" % kv for kv in t.env.items()]
         if t.unplaceable_timeout is not None:
             spec["unplaceableTimeoutMs"] = -1 if t.unplaceable_timeout < 0 else int(-(-t.unplaceable_timeout * 1000 // 1))
         inputs = list(t.inputs)
@@ -369,11 +372,13 @@ class Cluster:
                 inputs.append((Buffer(args), ARGS_PATH))
             else:
                 spec["call"]["args"] = base64.b64encode(args).decode()
-        spec["inputs"] = [self._input_ref(f, path, decls, budget) for f, path in inputs]
-        spec["outputs"] = []
-        for f, path in t.outputs:
-            self._declare(f, decls)
-            spec["outputs"].append({"name": f.name, "path": path})
+        if inputs:
+            spec["inputs"] = [self._input_ref(f, path, decls, budget) for f, path in inputs]
+        if t.outputs:
+            spec["outputs"] = []
+            for f, path in t.outputs:
+                self._declare(f, decls)
+                spec["outputs"].append({"name": f.name, "path": path})
         return spec
 
     def _input_ref(self, f, path, decls, budget=None):
