@@ -17,7 +17,7 @@ import tempfile
 
 from . import errors
 from .client import Call
-from .files import Buffer, Output, Temp
+from .files import CACHE_TASK, Buffer, Output, Temp
 from .executor import python_library
 
 LIBRARY = "trellis-dask"
@@ -55,6 +55,7 @@ def get(dsk, keys, cluster=None, *, python=None, env=None, slots=1, **kwargs):
     for k in wanted:
         if k not in dsk:
             raise errors.InvalidError("trellis.dask.get: key %r is not in the graph" % (k,))
+    targets = {resolve(k) for k in wanted}  # the keys whose values come back
     files = {}   # key -> File holding its value
     tasks = []
     out_dir = tempfile.mkdtemp(prefix="trellis-dask-")
@@ -74,11 +75,11 @@ def get(dsk, keys, cluster=None, *, python=None, env=None, slots=1, **kwargs):
             t = Call(LIBRARY, "run", body, raw=True, name="dask " + _short(k), retries=3)
             for i, d in enumerate(deps):
                 t.add_input(files[d], "d%d" % i)
-            if k in wanted:
+            if k in targets:
                 outputs[k] = os.path.join(out_dir, "v%d" % len(outputs))
                 f = Output(outputs[k])
             else:
-                f = Temp()
+                f = Temp().cache(CACHE_TASK)  # dropped once its readers are done
             t.add_output(f, "out")
             files[k] = f
             tasks.append(t)
@@ -97,14 +98,8 @@ def get(dsk, keys, cluster=None, *, python=None, env=None, slots=1, **kwargs):
             if r in outputs:
                 with open(outputs[r], "rb") as fh:
                     values[k] = pickle.load(fh)
-            elif r in outputs or isinstance(files.get(r), Buffer):
+            else:  # a literal of the graph
                 values[k] = pickle.loads(files[r].data)
-            else:
-                with tempfile.NamedTemporaryFile(dir=out_dir, delete=False) as tmp:
-                    pass
-                cluster.fetch(files[r], tmp.name)
-                with open(tmp.name, "rb") as fh:
-                    values[k] = pickle.load(fh)
         return _pack(keys, values)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
