@@ -212,6 +212,15 @@ class ClusterTest(unittest.TestCase):
         else:
             self.assertEqual(ex.submit(closure, 2).result(WAIT), 6)
 
+    def test_calls_in_chunks(self):
+        # Over 1,000 independent calls go in several Submit messages, the
+        # next encoded while the manager takes the one before.
+        lib = trellis.Library.from_functions(pyfuncs.add, name="chunks", slots=4)
+        self.c.install(lib)
+        futures = self.c.submit([trellis.Call("chunks", "add", [i, 1]) for i in range(2500)])
+        self.assertEqual([f.result(WAIT) for f in futures], [i + 1 for i in range(2500)])
+        self.assertEqual(len({f.task_id for f in futures}), 2500)
+
     def test_wrong_secret(self):
         with self.assertRaises(trellis.AuthError):
             trellis.connect(self.c.addr, secret="not-the-secret")

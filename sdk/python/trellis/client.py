@@ -277,13 +277,44 @@ class Cluster:
             if self._closed:
                 raise errors.ClusterClosed("submit: the client is closed")
         if len(tasks) <= SUBMIT_CHUNK or any(t.after for t in tasks):
-            return self._submit(tasks)
+            return self._send(*self._prepare(tasks))
+        # A burst of independent tasks goes in chunks, and the next chunk is
+        # encoded while the manager takes the one before. If one fails, the
+        # chunks accepted before it run; the error carries their futures
+        # (accepted).
         futures = []
-        for i in range(0, len(tasks), SUBMIT_CHUNK):
-            futures += self._submit(tasks[i:i + SUBMIT_CHUNK])
+        sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="trellis-submit")
+        inflight = None
+        try:
+            for i in range(0, len(tasks), SUBMIT_CHUNK):
+                prepared = self._prepare(tasks[i:i + SUBMIT_CHUNK])
+                if inflight is not None:
+                    try:
+                        futures += inflight.result()
+                    except BaseException:
+                        self._untrack(prepared[0])
+                        raise
+                    finally:
+                        inflight = None
+                # exits when the chunk is sent and answered; shutdown waits for it
+                inflight = sender.submit(self._send, *prepared)
+            done, inflight = inflight, None
+            futures += done.result()
+        except errors.TrellisError as e:
+            if inflight is not None:  # a chunk in flight when the next failed to encode
+                try:
+                    futures += inflight.result()
+                except errors.TrellisError:
+                    pass
+            e.accepted = futures
+            raise
+        finally:
+            sender.shutdown(wait=True)
         return futures
 
-    def _submit(self, tasks):
+    def _prepare(self, tasks):
+        """_prepare encodes tasks into one Submit request (uploading inputs)
+        and tracks their futures; _send sends it."""
         index = {id(t): i for i, t in enumerate(tasks)}
         budget = [MAX_INLINE_PER_MESSAGE]
         decls = {}
@@ -298,6 +329,9 @@ class Cluster:
             specs.append(spec)
         futures = self._track(specs, tasks)
         req = {"session": self.session, "tasks": specs, "files": [decls[n] for n in sorted(decls)]}
+        return specs, futures, req
+
+    def _send(self, specs, futures, req):
         try:
             for attempt in range(3):  # task keys make a retried submit harmless
                 try:
