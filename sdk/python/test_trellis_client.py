@@ -221,6 +221,19 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual([f.result(WAIT) for f in futures], [i + 1 for i in range(2500)])
         self.assertEqual(len({f.task_id for f in futures}), 2500)
 
+    def test_events(self):
+        events = []
+        c = trellis.connect(self.c.addr, secret_file=self.c.local.secret_file, on_event=events.append)
+        self.addCleanup(c.close)
+        f = c.submit(trellis.Task("true", name="evented"))[0]
+        f.result(WAIT)
+        states = [e.state for e in events if e.task_id == f.task_id]
+        self.assertEqual((states[-1], "running" in states), ("done", True))
+        g = c.submit(trellis.Task("true", cores=64, name="too big"))[0]
+        why = poll("the unplaceable reason", lambda: [e.unplaceable for e in events if e.task_id == g.task_id and e.unplaceable])
+        self.assertIn("64 cores", why[0])
+        g.cancel()
+
     def test_wrong_secret(self):
         with self.assertRaises(trellis.AuthError):
             trellis.connect(self.c.addr, secret="not-the-secret")

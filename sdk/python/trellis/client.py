@@ -136,6 +136,29 @@ def _b64(s):
     return base64.b64decode(s) if s else b""
 
 
+_STATES = {"TASK_STATE_WAITING": "waiting", "TASK_STATE_RUNNING": "running", "TASK_STATE_DONE": "done"}
+
+
+class Event:
+    """Event is a change of one task's state, for progress displays: state
+    ("waiting", "running", "done"), attempt, worker, note (why it went back
+    to waiting, say), unplaceable (why no connected worker could run it)."""
+
+    __slots__ = ("task_id", "name", "state", "attempt", "worker", "note", "unplaceable")
+
+    def __init__(self, name, ev):
+        self.task_id = int(ev.get("taskId", 0))
+        self.name = name
+        self.state = _STATES.get(ev.get("state"), "unknown")
+        self.attempt = int(ev.get("attempt", 0))
+        self.worker = ev.get("worker", "")
+        self.note = ev.get("note", "")
+        self.unplaceable = ev.get("unplaceable", "")
+
+    def __repr__(self):
+        return "Event(task_id=%r, name=%r, state=%r, worker=%r)" % (self.task_id, self.name, self.state, self.worker)
+
+
 class TaskFuture(concurrent.futures.Future):
     """TaskFuture is a submitted task's future. result() returns its Result
     (a call's future: the decoded value) or raises TaskError; cancel() asks
@@ -174,8 +197,10 @@ class Cluster:
     trellis.local. It is safe for use from several threads; use it as a
     context manager, or call close()."""
 
-    def __init__(self, addr, secret, *, manager_timeout=60.0, on_close=None):
+    def __init__(self, addr, secret, *, manager_timeout=60.0, on_event=None, on_close=None):
         self.addr = addr
+        self._on_event = on_event
+        self._emit_lock = threading.Lock()  # on_event runs one call at a time
         self.session = "s-" + secrets.token_hex(12)
         self.manager_timeout = manager_timeout
         self._conn = Conn(addr, secret)
@@ -562,6 +587,11 @@ class Cluster:
 
     def _deliver(self, ev):
         if ev.get("state") != "TASK_STATE_DONE":
+            if self._on_event is not None:
+                with self._lock:
+                    entry = self._futures.get(ev.get("key", ""))
+                if entry is not None:
+                    self._emit(Event(entry[1].label(), ev))
             return
         with self._lock:
             entry = self._futures.pop(ev.get("key", ""), None)
@@ -595,6 +625,8 @@ class Cluster:
                             self._download(out.name, out.path)
         except (errors.TrellisError, OSError) as e:
             r.kind, r.message = "failed", str(e)
+        if self._on_event is not None:
+            self._emit(Event(t.label(), ev))
         if t.call is not None:
             if not r.ok:
                 f._settle(exc=errors.CallError(r))
@@ -610,6 +642,16 @@ class Cluster:
             f._settle(r)
         else:
             f._settle(exc=errors.TaskError(r))
+
+    def _emit(self, event):
+        """_emit calls on_event; an exception there is printed, never raised
+        into the client's threads."""
+        try:
+            with self._emit_lock:
+                self._on_event(event)
+        except Exception:
+            import traceback
+            traceback.print_exc()
 
     def _download(self, name, path):
         resp = self._conn.file("GET", name)
