@@ -165,7 +165,9 @@ class ClusterTest(unittest.TestCase):
         # future resolves once, with its own output.
         futures = self.c.submit([trellis.Task("echo %d" % i, cores=0.1) for i in range(300)])
         pending = set(futures)
+        deadline = time.monotonic() + WAIT
         while pending:
+            self.assertLess(time.monotonic(), deadline, "%d tasks never ended" % len(pending))
             s = self.c._stream
             if s is not None:
                 s.close()
