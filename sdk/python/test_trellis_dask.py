@@ -22,15 +22,18 @@ def _import_dask():
         return None
     except ImportError:
         pass
-    if os.path.isdir(DEBIAN) and DEBIAN not in sys.path:
-        sys.path.append(DEBIAN)
-        try:
-            import dask  # noqa: F401,F811
-            import numpy  # noqa: F401,F811
-            return None
-        except ImportError as e:
-            return str(e)
-    return "dask and numpy are not installed (apt-get install python3-dask python3-numpy)"
+    # Debian's packages are built for Debian's Python: only that version may use them.
+    debian_python = "/usr/lib/python%d.%d" % sys.version_info[:2]
+    if not (os.path.isdir(DEBIAN) and os.path.isdir(debian_python)):
+        return "dask and numpy are not installed for %s (apt-get install python3-dask python3-numpy, for /usr/bin/python3)" % sys.executable
+    sys.path.append(DEBIAN)
+    try:
+        import dask  # noqa: F401,F811
+        import numpy  # noqa: F401,F811
+        return None
+    except ImportError as e:
+        sys.path.remove(DEBIAN)
+        return "dask and numpy of %s do not import: %s" % (DEBIAN, str(e).strip().splitlines()[-1])
 
 
 MISSING = _import_dask()
