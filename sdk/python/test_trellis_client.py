@@ -195,6 +195,17 @@ class ClusterTest(unittest.TestCase):
         self.assertIn('raise ValueError("bad input', e.traceback)
         self.assertIn("remote traceback", str(e))
 
+    def test_call_timeout_cancels(self):
+        lib = trellis.Library.from_functions(pyfuncs.nap, name="napper", mode="fork")
+        self.c.install(lib)
+        with self.assertRaises(concurrent.futures.TimeoutError):
+            self.c.call(lib, "nap", [30], timeout=0.5)
+        poll("the call to be stopped", lambda: not running(self.c) and
+             not any(l.get("instances", [{}])[0].get("busy") for l in self.c.status().get("libraries", ()) if l["name"] == "napper"))
+        with self.assertRaises(trellis.CallError) as cm:
+            self.c.call(lib, "nap", [30], time_limit=0.5, retries=0, timeout=WAIT)
+        self.assertEqual(cm.exception.kind, "timed out")
+
     def test_executor(self):
         ex = trellis.Executor(self.c)
         self.assertEqual(ex.submit(pyfuncs.add, 2, b=5).result(WAIT), 7)

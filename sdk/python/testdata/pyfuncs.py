@@ -27,3 +27,9 @@ def fails_on_three(v):
     if v == 3:
         raise ArithmeticError("three is not allowed")
     return v
+
+
+def nap(seconds):
+    import time
+    time.sleep(seconds)
+    return seconds
