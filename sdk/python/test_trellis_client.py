@@ -8,6 +8,7 @@ manager and two workers on 127.0.0.1.
 import concurrent.futures
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +50,7 @@ class ClusterTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.c.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def path(self, name):
         return os.path.join(self.tmp, self._testMethodName + "-" + name)
