@@ -19,7 +19,7 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-test: vet
+test: vet build
 	$(GO) test -race -short $(RACE_PKGS)
 	$(GO) test ./internal/e2e/... ./internal/proto/... ./internal/workflow/... ./internal/bench/... ./cmd/... ./internal/ ./examples/... ./sdk/...
 	python3 -m unittest discover -s sdk/python

@@ -1,0 +1,261 @@
+"""The manager's wire: Connect RPCs in JSON over HTTP/1.1, and its file store.
+
+connect-go serves the Connect protocol: a unary call is a POST of a JSON
+object (Content-Type: application/json); Watch, a server stream, is a POST
+of one enveloped message (application/connect+json) answered by enveloped
+messages: a flags byte, a 4-byte big-endian length, the JSON. Flag 2 marks
+the end of the stream, whose JSON may hold an error. Every request carries
+the secret as "Authorization: Bearer SECRET", as the Go client's do.
+"""
+
+import http.client
+import json
+import socket
+import struct
+import threading
+
+from . import errors
+
+_ENVELOPE = struct.Struct(">BI")
+_END_STREAM = 0x02
+_SERVICE = "/trellis.v1.Manager/"
+
+
+def _error_of(op, status, body):
+    """_error_of turns a Connect error body into the package's exception."""
+    try:
+        err = json.loads(body or b"{}")
+    except ValueError:
+        err = {}
+    code = err.get("code") or ("unavailable" if status in (502, 503, 504) else "unknown")
+    message = err.get("message") or "HTTP %d: %s" % (status, body[:200].decode("utf-8", "replace"))
+    return errors.from_code(code, "%s: %s" % (op, message))
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    """_HTTPConnection sends without Nagle's delay: http.client writes a
+    request's headers and body apart, and the body would otherwise wait for
+    the manager's (delayed) acknowledgement of the headers."""
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _UnaryConn:
+    """_UnaryConn is a kept-alive HTTP/1.1 connection for unary calls: one
+    write per request and a lean reading of the answer. http.client parses
+    every answer's headers with the email package, which costs more than the
+    manager takes to answer a Submit."""
+
+    def __init__(self, host, port, timeout):
+        self.sock = socket.create_connection((host, port), timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = self.sock.makefile("rb")
+
+    def roundtrip(self, head, body):
+        """roundtrip sends head (bytes up to the blank line) and body; it
+        returns (status, body, keep)."""
+        self.sock.sendall(head + body)
+        line = self.rfile.readline(65537)
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise http.client.BadStatusLine(line)
+        status = int(parts[1])
+        length, chunked, keep = None, False, True
+        while True:
+            h = self.rfile.readline(65537)
+            if h in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = h.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                length = int(v)
+            elif k == b"transfer-encoding":
+                chunked = b"chunked" in v.lower()
+            elif k == b"connection":
+                keep = b"close" not in v.lower()
+        if chunked:
+            out = []
+            while True:
+                n = int(self.rfile.readline(1024).split(b";")[0], 16)
+                if n == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                out.append(self._read(n))
+                self.rfile.readline(16)
+            data = b"".join(out)
+        elif length is not None:
+            data = self._read(length)
+        else:
+            data, keep = self.rfile.read(), False
+        return status, data, keep
+
+    def _read(self, n):
+        data = self.rfile.read(n)
+        if len(data) < n:
+            raise http.client.IncompleteRead(data, n - len(data))
+        return data
+
+    def close(self):
+        self.rfile.close()
+        self.sock.close()
+
+
+class Conn:
+    """Conn reaches one manager; each thread gets its own HTTP connection,
+    as http.client connections are not safe for concurrent use."""
+
+    def __init__(self, addr, secret, timeout=60.0):
+        host, _, port = addr.rpartition(":")
+        if not host or not port.isdigit():
+            raise errors.InvalidError("manager address %r: want HOST:PORT, such as 127.0.0.1:9123" % addr)
+        self.addr = addr
+        self.host, self.port = host, int(port)
+        self.secret = secret
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards _conns
+        self._conns = []               # every thread's, for close()
+
+    def _headers(self, content_type=None):
+        h = {"Authorization": "Bearer " + self.secret}
+        if content_type:
+            h["Content-Type"] = content_type
+        return h
+
+    def _conn(self):
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = _UnaryConn(self.host, self.port, self.timeout)
+            self._local.conn = c
+            with self._lock:
+                self._conns.append(c)
+        return c
+
+    def unary(self, method, request):
+        """unary calls method with request (a dict) and returns the answer."""
+        body = json.dumps(request, separators=(",", ":")).encode()
+        head = ("POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
+                % (_SERVICE, method, self.addr, self.secret, len(body))).encode()
+        for attempt in (0, 1):
+            fresh = getattr(self._local, "conn", None) is None
+            try:
+                c = self._conn()
+                status, data, keep = c.roundtrip(head, body)
+                break
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                c = getattr(self._local, "conn", None)
+                if c is not None:
+                    c.close()
+                self._local.conn = None
+                # A kept-alive connection the manager closed meanwhile: once more
+                # on a fresh one (every call here may be sent twice).
+                if attempt == 1 or fresh:
+                    raise errors.ManagerUnreachable("%s at manager %s: %s" % (method, self.addr, e)) from None
+        if not keep:
+            c.close()
+            self._local.conn = None
+        if status != 200:
+            raise _error_of(method, status, data)
+        return json.loads(data or b"{}")
+
+    def stream(self, method, request):
+        """stream starts a server stream on a connection of its own; it returns
+        a Stream whose messages() yields dicts until the stream ends."""
+        c = _HTTPConnection(self.host, self.port, timeout=self.timeout)
+        data = json.dumps(request).encode()
+        try:
+            c.request("POST", _SERVICE + method, body=_ENVELOPE.pack(0, len(data)) + data,
+                      headers=self._headers("application/connect+json"))
+            resp = c.getresponse()
+        except (ConnectionError, http.client.HTTPException, OSError) as e:
+            c.close()
+            raise errors.ManagerUnreachable("%s at manager %s: %s" % (method, self.addr, e)) from None
+        if resp.status != 200:
+            body = resp.read()
+            c.close()
+            raise _error_of(method, resp.status, body)
+        # The stream may stay quiet for as long as no task changes state.
+        if c.sock is not None:
+            c.sock.settimeout(None)
+        return Stream(method, c, resp)
+
+    def file(self, method, name, body=None, size=None):
+        """file sends a request to the manager's file store (/files/NAME) and
+        returns the response, on a connection of its own that closes with it.
+        body may be bytes or a readable of size bytes."""
+        c = _HTTPConnection(self.host, self.port, timeout=self.timeout, blocksize=1 << 16)
+        headers = self._headers()
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        try:
+            c.request(method, "/files/" + name, body=body, headers=headers)
+            resp = c.getresponse()
+        except (ConnectionError, http.client.HTTPException, OSError) as e:
+            c.close()
+            raise errors.ManagerUnreachable("%s /files/%s at manager %s: %s" % (method, name, self.addr, e)) from None
+        if resp.status == 401:
+            c.close()
+            raise errors.AuthError("%s /files/%s: manager %s refused the secret: use the manager's --secret-file" % (method, name, self.addr))
+        resp.conn_to_close = c
+        return resp
+
+    def close(self):
+        """close closes the connections of every thread."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            c.close()
+
+
+class Stream:
+    """Stream is one server stream; close() ends it from another thread."""
+
+    def __init__(self, method, conn, resp):
+        self.method = method
+        self._conn = conn
+        self._resp = resp
+
+    def messages(self):
+        """messages yields each message; it raises the stream's error, if it
+        ended with one, and ManagerUnreachable if it broke."""
+        buf = b""
+        try:
+            while True:
+                # Whatever has come, in one read: a burst of events is parsed
+                # from the buffer without a read per envelope.
+                while len(buf) < _ENVELOPE.size:
+                    more = self._resp.read1(1 << 16)
+                    if not more:
+                        raise errors.ManagerUnreachable("%s: the stream broke" % self.method)
+                    buf += more
+                flags, n = _ENVELOPE.unpack_from(buf)
+                end = _ENVELOPE.size + n
+                while len(buf) < end:
+                    more = self._resp.read1(max(1 << 16, end - len(buf)))
+                    if not more:
+                        raise errors.ManagerUnreachable("%s: the stream broke inside a message" % self.method)
+                    buf += more
+                msg = json.loads(buf[_ENVELOPE.size:end] or b"{}")
+                buf = buf[end:]
+                if flags & _END_STREAM:
+                    err = msg.get("error")
+                    if err:
+                        raise errors.from_code(err.get("code", "unknown"), "%s: %s" % (self.method, err.get("message", "")))
+                    return
+                yield msg
+        except (OSError, http.client.HTTPException, ValueError, AttributeError) as e:
+            # AttributeError: close() from another thread took the socket away.
+            raise errors.ManagerUnreachable("%s: the stream broke: %s" % (self.method, e)) from None
+
+    def close(self):
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._conn.close()

@@ -1,0 +1,104 @@
+"""python3 -m trellis.bench: the Python client's figures, beside the Go
+client's from the trellis binary in the same run, as one JSON object on the
+last line.
+
+- tasks_per_s: trivial command tasks (true) through a local cluster; go_tasks_per_s:
+  `trellis bench tasks` (the Go client, in process with its embedded cluster).
+- calls_per_s: async calls of a no-op Python function (from_functions, slots 8);
+  p50_us, p99_us: blocking calls one after the other; go_*: `trellis bench calls`, its
+  "network" figures (client and workers over 127.0.0.1, as here).
+- dask_tasks_per_s: a dask.array graph of about --dask-tasks tasks (when dask is there).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import trellis
+from trellis.local import find_binary
+
+
+def go_figures(binary, args):
+    """go_figures runs `trellis bench ARGS` and returns its JSON line."""
+    out = subprocess.run([binary, "bench"] + args + ["--log-level", "error"], capture_output=True, check=True, timeout=600)
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m trellis.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--binary", help="the trellis binary (default: $TRELLIS_BIN, then PATH)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--tasks", type=int, default=2000)
+    p.add_argument("--calls", type=int, default=20000)
+    p.add_argument("--blocking", type=int, default=1000, help="blocking calls for the latency figures")
+    p.add_argument("--dask-tasks", type=int, default=10000)
+    p.add_argument("--no-go", action="store_true", help="skip the Go client's figures")
+    a = p.parse_args(argv)
+    binary = find_binary(a.binary)
+    res = {"bench": "python", "workers": a.workers, "tasks": a.tasks, "calls": a.calls}
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    if not a.no_go:
+        log("go: trellis bench tasks")
+        g = go_figures(binary, ["tasks", "--tasks", str(a.tasks), "--workers", str(a.workers)])
+        res["go_tasks_per_s"] = g["tasks_per_s"]
+        log("go: trellis bench calls")
+        g = go_figures(binary, ["calls", "--calls", str(a.calls), "--workers", str(a.workers)])
+        res["go_calls_per_s"] = g["network_calls_per_s"]
+        res["go_p50_us"] = g["network_p50_us"]
+
+    with trellis.local(workers=a.workers, binary=binary) as c:
+        log("python: %d tasks" % a.tasks)
+        start = time.perf_counter()
+        for f in c.submit([trellis.Task("true") for _ in range(a.tasks)]):
+            f.result()
+        res["tasks_per_s"] = a.tasks / (time.perf_counter() - start)
+
+        lib = trellis.Library.from_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bench_lib.py"),
+                                          "bench-noop", slots=8, python=sys.executable)
+        c.install(lib)
+        c.call(lib, "noop", [])  # an instance is up
+        log("python: %d async calls" % a.calls)
+        start = time.perf_counter()
+        for f in c.submit([trellis.Call("bench-noop", "noop", []) for _ in range(a.calls)]):
+            f.result()
+        res["calls_per_s"] = a.calls / (time.perf_counter() - start)
+        log("python: %d blocking calls" % a.blocking)
+        lat = []
+        for _ in range(a.blocking):
+            t0 = time.perf_counter()
+            c.call(lib, "noop", [])
+            lat.append(time.perf_counter() - t0)
+        lat.sort()
+        res["p50_us"] = round(lat[len(lat) // 2] * 1e6)
+        res["p99_us"] = round(lat[min(len(lat) - 1, len(lat) * 99 // 100)] * 1e6)
+
+        try:
+            import dask.array as da
+        except ImportError as e:
+            res["dask"] = "skipped: %s" % e
+        else:
+            # ones, +1 and the sum's first stage per chunk, then the sum's tree.
+            chunks = max(1, a.dask_tasks // 3)
+            x = (da.ones(chunks * 10, chunks=10) + 1).sum()
+            n = len(dict(x.__dask_graph__()))
+            log("python: a dask.array graph of %d tasks" % n)
+            start = time.perf_counter()
+            v = x.compute(scheduler=c.dask_get)
+            res["dask_tasks"] = n
+            res["dask_tasks_per_s"] = n / (time.perf_counter() - start)
+            assert v == chunks * 20, v
+    if "go_tasks_per_s" in res:
+        res["tasks_vs_go"] = res["tasks_per_s"] / res["go_tasks_per_s"]
+        res["calls_vs_go"] = res["calls_per_s"] / res["go_calls_per_s"]
+        res["p50_vs_go"] = res["go_p50_us"] / res["p50_us"]  # over 1: faster than Go's
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
