@@ -60,6 +60,8 @@ type Client struct {
 	// epoch is the manager's epoch that applied counts in (see
 	// pb.TaskEvents.Epoch), set by the watch goroutine before toAck.
 	epoch atomic.Uint64
+	// run is the manager's run ID that applied counts in, set like epoch.
+	run atomic.Pointer[string]
 
 	fetchMu  sync.Mutex // guards fetches
 	fetches  []fetch    // completed tasks whose outputs are still to download
@@ -226,9 +228,9 @@ func (c *Client) acker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		epoch := c.epoch.Load() // first: a new epoch's toAck is set before it
+		epoch, run := c.epoch.Load(), c.runID() // first: a new run's toAck is set before them
 		seq := c.toAck.Load()
-		if _, err := c.rpc.Ack(ctx, connect.NewRequest(&pb.AckRequest{Session: c.session, Seq: seq, Epoch: epoch})); err != nil && ctx.Err() == nil {
+		if _, err := c.rpc.Ack(ctx, connect.NewRequest(&pb.AckRequest{Session: c.session, Seq: seq, Epoch: epoch, Manager: run})); err != nil && ctx.Err() == nil {
 			c.log.Debug("acknowledge events", "seq", seq, "err", err)
 		}
 		select {
@@ -647,7 +649,7 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 	var lostAt time.Time // when the stream broke, if it is not back
 	for ctx.Err() == nil {
 		sctx, cancel := context.WithCancel(ctx)
-		stream, err := c.watchRPC(sctx, &pb.WatchRequest{Session: c.session, After: c.applied, Epoch: c.epoch.Load()})
+		stream, err := c.watchRPC(sctx, &pb.WatchRequest{Session: c.session, After: c.applied, Epoch: c.epoch.Load(), Manager: run})
 		if err == nil {
 			if first {
 				ready <- nil
@@ -663,6 +665,7 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 					}
 					c.epoch.Store(msg.Epoch)
 					run, lostAt = msg.Manager, time.Time{}
+					c.run.Store(&msg.Manager)
 				}
 				for _, ev := range msg.Events {
 					c.apply(ctx, ev)
@@ -706,6 +709,15 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 		case <-ctx.Done():
 		}
 	}
+}
+
+// runID returns the run ID of the manager the client's cursor counts in
+// ("" before the first stream).
+func (c *Client) runID() string {
+	if p := c.run.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // managerRestarted gives up the tasks a restarted manager has forgotten,

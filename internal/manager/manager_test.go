@@ -118,6 +118,36 @@ func TestWatchResumesFromCursor(t *testing.T) {
 	}
 }
 
+// TestCursorOfAnotherRun: a client whose manager restarted without a
+// journal still holds a cursor of the old run; the new run numbers events
+// from 1 again. Its cursor must neither skip nor acknowledge them (a
+// client submitting while its stream reconnects lost them).
+func TestCursorOfAnotherRun(t *testing.T) {
+	m := startManager(t)
+	if _, err := submit(t, m, missingInput("a"), missingInput("b")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []uint64
+	m.WatchEvents(ctx, &pb.WatchRequest{Session: "s1", After: 500, Manager: "an-earlier-run"}, func(b *pb.TaskEvents) error {
+		for _, ev := range b.Events {
+			got = append(got, ev.Seq)
+		}
+		if len(got) >= 2 {
+			cancel()
+		}
+		return nil
+	})
+	if diff := cmp.Diff([]uint64{1, 2}, got); diff != "" {
+		t.Errorf("events for a cursor of another run (-want +got):\n%s", diff)
+	}
+	m.Handler().Ack(context.Background(), connect.NewRequest(&pb.AckRequest{Session: "s1", Seq: 500, Manager: "an-earlier-run"}))
+	if held, _ := m.clients.Lookup("s1").Held(); held != 2 {
+		t.Errorf("after an ack of another run the session holds %d events, want 2", held)
+	}
+}
+
 // TestWelcomeComesFirstAndAlone: a worker that joins while tasks wait gets
 // its welcome as the first message, not batched with the runs the loop
 // queued in the same step (the worker would refuse such a first message).

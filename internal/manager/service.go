@@ -53,7 +53,7 @@ func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchReques
 // that ended is refused (see WatchSession).
 func (m *Manager) WatchEvents(ctx context.Context, req *pb.WatchRequest, send func(*pb.TaskEvents) error) error {
 	after := req.After
-	if req.Epoch != 0 && req.Epoch != m.epoch {
+	if !m.current(req.Epoch, req.Manager) {
 		after = 0 // a cursor of an earlier run: the client reads from the start
 	}
 	events, err := m.WatchSession(req.Session, after)
@@ -100,6 +100,14 @@ func (m *Manager) WatchSession(name string, after uint64) (*clients.Reader, erro
 	return r, nil
 }
 
+// current reports whether a client's cursor, of the given epoch and run
+// ID (each 0 or "" when not said), counts in this manager's event numbers:
+// a manager restarted without its journal numbers events from 1 again,
+// under another run ID; one restarted with it, in a new epoch.
+func (m *Manager) current(epoch uint64, run string) bool {
+	return (epoch == 0 || epoch == m.epoch) && (run == "" || run == m.runID)
+}
+
 // RunID names this run of the manager: the first message of a Watch stream
 // carries it.
 func (m *Manager) RunID() string { return m.runID }
@@ -109,7 +117,7 @@ func (s *service) Ack(ctx context.Context, req *connect.Request[pb.AckRequest]) 
 	if len(req.Msg.Session) > proto.MaxNameBytes {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("session name too long"))
 	}
-	if req.Msg.Epoch != 0 && req.Msg.Epoch != s.m.epoch {
+	if !s.m.current(req.Msg.Epoch, req.Msg.Manager) {
 		return connect.NewResponse(&pb.AckResponse{}), nil // of an earlier run: its numbers mean nothing now
 	}
 	if client := s.m.clients.Lookup(req.Msg.Session); client != nil {

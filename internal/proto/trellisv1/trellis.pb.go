@@ -1593,7 +1593,11 @@ type WatchRequest struct {
 	After uint64 `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`
 	// epoch of the cursor after (see TaskEvents.epoch); 0: not said, after
 	// counts as of the manager's present epoch.
-	Epoch         uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// manager is the run ID (TaskEvents.manager) of the manager the cursor
+	// was read from; a cursor of another run reads from the start and
+	// acknowledges nothing. "": not said.
+	Manager       string `protobuf:"bytes,4,opt,name=manager,proto3" json:"manager,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1649,13 +1653,21 @@ func (x *WatchRequest) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *WatchRequest) GetManager() string {
+	if x != nil {
+		return x.Manager
+	}
+	return ""
+}
+
 // AckRequest tells the manager that a client applied its session's events
 // up to seq, so that it need not keep them for a resumed Watch.
 type AckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"` // of seq; an ack of another epoch is ignored (0: not said)
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`    // of seq; an ack of another epoch is ignored (0: not said)
+	Manager       string                 `protobuf:"bytes,4,opt,name=manager,proto3" json:"manager,omitempty"` // run ID of seq's manager; an ack of another run is ignored ("": not said)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1709,6 +1721,13 @@ func (x *AckRequest) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *AckRequest) GetManager() string {
+	if x != nil {
+		return x.Manager
+	}
+	return ""
 }
 
 // JournalRecord is one record of a manager's journal (--state): the inputs
@@ -4989,16 +5008,18 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05tasks\x18\x03 \x03(\v2\x14.trellis.v1.TaskSpecR\x05tasks\x12*\n" +
 	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05filesJ\x04\b\x02\x10\x03\"+\n" +
 	"\x0eSubmitResponse\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"T\n" +
+	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"n\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\x04R\x05after\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"N\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"h\n" +
 	"\n" +
 	"AckRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\xe6\x02\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\xe6\x02\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +

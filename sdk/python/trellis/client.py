@@ -213,6 +213,7 @@ class Cluster:
         self._closed = False
         self._applied = 0              # the watch thread's alone
         self._to_ack = 0
+        self._cursor_of = ("", 0)      # (run ID, epoch) that _applied and _to_ack count in
         self._ack = threading.Event()
         self._stop = threading.Event()
         self._stream = None
@@ -506,7 +507,9 @@ class Cluster:
             err = None
             stream = None
             try:
-                stream = self._conn.stream("Watch", {"session": self.session, "after": str(self._applied)})
+                run_id, epoch = self._cursor_of
+                stream = self._conn.stream("Watch", {"session": self.session, "after": str(self._applied),
+                                                     "manager": run_id, "epoch": str(epoch)})
                 self._stream = stream
                 if self._stop.is_set():  # close() came before the stream was in place
                     break
@@ -518,6 +521,14 @@ class Cluster:
                     if msg.get("manager"):
                         restarted = run is not None and msg["manager"] != run
                         run, lost_at = msg["manager"], None
+                        if not restarted:
+                            cursor = (run, int(msg.get("epoch", 0)))
+                            if self._cursor_of[0] == run and self._cursor_of[1] not in (0, cursor[1]):
+                                # Recovered from its journal in a new epoch,
+                                # which numbers the session's events anew.
+                                self._applied = 0
+                                self._to_ack = 0
+                            self._cursor_of = cursor
                         if restarted:
                             # This stream skips the new run's events up to
                             # the old cursor: open another from the start.
@@ -580,7 +591,8 @@ class Cluster:
                 return
             self._ack.clear()
             try:
-                self._conn.unary("Ack", {"session": self.session, "seq": str(self._to_ack)})
+                run_id, epoch = self._cursor_of
+                self._conn.unary("Ack", {"session": self.session, "seq": str(self._to_ack), "manager": run_id, "epoch": str(epoch)})
             except errors.TrellisError:
                 pass  # the next ack, or a resumed Watch, says it again
             self._stop.wait(ACK_PAUSE)
