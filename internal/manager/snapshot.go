@@ -93,7 +93,7 @@ func (s *state) status() *pb.StatusResponse {
 		Tasks:            taskCounts(tasks, s.succeeded-s.callsSucceeded, s.failed-s.callsFailed),
 		Calls:            taskCounts(calls, s.callsSucceeded, s.callsFailed),
 		Instances:        taskCounts(tally.Instances, 0, 0),
-		BytesFromManager: stats.Moved[core.FromManager] + s.m.store.served(),
+		BytesFromManager: stats.Moved[core.FromManager], // not store.served() too: the same fetches
 		BytesFromPeers:   stats.Moved[core.FromPeer], BytesFromUrls: stats.Moved[core.FromOrigin],
 		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated}
 	for _, w := range s.core.Workers() {
