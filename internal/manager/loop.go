@@ -74,6 +74,7 @@ type state struct {
 	succeeded                   uint64 // tasks and calls
 	failed                      uint64
 	callsSucceeded, callsFailed uint64
+	ended                       Ended  // by modality and result kind, for metrics
 	version                     uint64 // steps taken: see stepped
 	data                        dataState
 	// Large call results in the store, by the sessions that fetch them:
@@ -321,6 +322,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	rec := s.tasks[a.Task]
 	call := rec != nil && rec.spec.Call != nil
+	s.ended.count(call, outcome.Kind)
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 		if call {

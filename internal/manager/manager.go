@@ -57,6 +57,7 @@ type Manager struct {
 	clients  *clients.Table // client sessions: events for Watch, task keys
 	runID    string         // new at each start: clients see a restart by it
 	refused  refusals       // strangers refused, for the log
+	mux      *http.ServeMux
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.
@@ -108,6 +109,7 @@ func Listen(cfg Config) (*Manager, error) {
 	m.published.Store(&first)
 
 	mux := http.NewServeMux()
+	m.mux = mux
 	m.handleRPCs(mux)
 	mux.Handle("/files/", m.requireSecret(http.HandlerFunc(m.serveFiles)))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -125,6 +127,13 @@ func Listen(cfg Config) (*Manager, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return m, nil
+}
+
+// Handle serves h at pattern on the manager's port, behind the secret
+// like every route; call it before Run. Read-only views such as /metrics
+// use it, reading Snapshot.
+func (m *Manager) Handle(pattern string, h http.Handler) {
+	m.mux.Handle(pattern, m.requireSecret(h))
 }
 
 // Addr is the address the manager listens on.
