@@ -8,6 +8,7 @@ import (
 
 	"trellis"
 	"trellis/internal/manager"
+	"trellis/internal/metrics"
 )
 
 func managerCmd() *cobra.Command {
@@ -35,6 +36,7 @@ func managerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			m.Handle("/metrics", metrics.Handler(m))
 			fmt.Fprintf(cmd.OutOrStdout(), "trellis manager listening on %s\n", m.Addr())
 			ctx, stop := signalContext()
 			defer stop()
