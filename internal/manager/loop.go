@@ -251,6 +251,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
+			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
@@ -262,6 +263,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
 			}
 		case core.Requeued:
+			s.m.index.requeued(uint64(a.Task), a.Attempt, fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message), time.Now())
 			if rec := s.tasks[a.Task]; rec != nil {
 				note := fmt.Sprintf("attempt %d: %s: %s; queued again", a.Attempt, a.Reason.Kind, a.Reason.Message)
 				if a.Attempt == 0 {
@@ -323,6 +325,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	rec := s.tasks[a.Task]
 	call := rec != nil && rec.spec.Call != nil
 	s.ended.count(call, outcome.Kind)
+	s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 		if call {
@@ -457,6 +460,7 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		id := s.nextTask
 		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
+		s.m.index.submitted(uint64(id), spec, time.Now())
 		client.Submitted(uint64(id))
 		if spec.Key != "" {
 			client.Keep(spec.Key, uint64(id))

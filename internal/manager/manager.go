@@ -37,6 +37,9 @@ type Config struct {
 	// connected worker could run it, unless the task sets its own; 0 waits
 	// for ever.
 	UnplaceableTimeout time.Duration
+	// IndexSize is how many of the newest tasks the dashboard's task index
+	// keeps (Manager.Task); 0 means DefaultIndexSize.
+	IndexSize int
 }
 
 // DefaultClientGrace is how long a session outlives its client's absence
@@ -58,6 +61,7 @@ type Manager struct {
 	runID    string         // new at each start: clients see a restart by it
 	refused  refusals       // strangers refused, for the log
 	mux      *http.ServeMux
+	index    *taskIndex // written by loop, read by anyone (index.go)
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.
@@ -100,6 +104,7 @@ func Listen(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, log: log, ln: gate.Listen(ln, maxStrangers), store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
 	m.clients = clients.NewTable()
+	m.index = newTaskIndex(cfg.IndexSize)
 	var run [8]byte
 	rand.Read(run[:])
 	m.runID = hex.EncodeToString(run[:])
