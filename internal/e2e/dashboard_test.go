@@ -3,16 +3,23 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"flag"
+	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"trellis"
 )
+
+var screenshots = flag.String("screenshots", "", "directory where TestDashboardInChromium saves a screenshot of each page (docs/ keeps them)")
 
 // scrape reads the manager's /metrics with the given secret and returns
 // each sample's value by its name and labels, as the text format writes
@@ -139,4 +146,137 @@ func TestMetricsCountWhatRan(t *testing.T) {
 			t.Errorf("GET /metrics with Authorization %q: HTTP %d %q, want 401 naming the secret", auth, code, body)
 		}
 	}
+}
+
+// TestDashboardInChromium: a real headless Chromium signs in to the
+// dashboard of a manager process with a worker process, sees on the
+// overview what the manager's snapshot says, sees it change live when a
+// task ends (server-sent events, no reload), pages through the task list
+// and opens a failed task's page: where it ran, how it ended, its stderr.
+func TestDashboardInChromium(t *testing.T) {
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (apt-get install -y chromium): the dashboard's browser test cannot run")
+	}
+	c := newCluster(t, "--dashboard", "127.0.0.1:0")
+	var base string
+	waitFor(t, 10*time.Second, "the dashboard address", func() bool {
+		for _, line := range strings.Split(c.manager.Output(), "\n") {
+			if a, ok := strings.CutPrefix(line, "trellis dashboard on "); ok {
+				base = a
+				return true
+			}
+		}
+		return false
+	})
+	cl := c.client()
+	c.worker("w1", nil, "--cores", "2", "--memory", "1024")
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tasks := []*trellis.Task{named("bad", "echo oops-on-stderr >&2; exit 2")}
+	for i := range 3 {
+		tasks = append(tasks, named(fmt.Sprintf("good%d", i), fmt.Sprintf("echo hello %d", i)))
+	}
+	hs, err := cl.Submit(ctx, tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		waitResult(t, h, time.Minute)
+	}
+	bad := hs[0].ID
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(sel chromedp.CSS) string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Text(sel))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	shoot := func(name string) {
+		t.Helper()
+		if *screenshots == "" {
+			return
+		}
+		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // 100: PNG
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(*screenshots, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Sign in: the overview sends the browser to the sign-in page first.
+	do("open the overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("secret")))
+	if url, err := chromedp.Run(bctx, chromedp.Location()); err != nil || url != base+"/login" {
+		t.Errorf("the overview without a session went to %s (%v), want %s/login", url, err, base)
+	}
+	shoot("dashboard-login.png")
+	do("sign in with a wrong secret", chromedp.SendKeys(chromedp.ID("secret"), "wrong"), chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("login-error")))
+	do("sign in", chromedp.SendKeys(chromedp.ID("secret"), c.secret()), chromedp.Click(chromedp.ID("signin")),
+		chromedp.WaitVisible(chromedp.ID("queue")))
+	if cookies, err := chromedp.Run(bctx, chromedp.Evaluate[string]("document.cookie")); err != nil || cookies != "" {
+		t.Errorf("scripts see the cookies %q (%v), want none (HttpOnly)", cookies, err)
+	}
+
+	// The overview shows what the snapshot says.
+	st, err := cl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"q-task-finished": strconv.Itoa(st.Tasks.Finished), "q-task-succeeded": strconv.Itoa(st.Tasks.Succeeded),
+		"q-task-failed": strconv.Itoa(st.Tasks.Failed), "q-task-running": strconv.Itoa(st.Tasks.Running), "workers-count": strconv.Itoa(len(st.Workers))}
+	for id, w := range want {
+		if got := text(chromedp.CSS("#" + id)); got != w {
+			t.Errorf("overview #%s = %q, want %q (the snapshot's)", id, got, w)
+		}
+	}
+	if st.Tasks.Finished != 4 || st.Tasks.Failed != 1 {
+		t.Errorf("snapshot: %d tasks finished, %d failed; want 4, 1", st.Tasks.Finished, st.Tasks.Failed)
+	}
+	w1 := st.Workers[0]
+	if got, w := text(`tr.worker[data-name="w1"] td.cores`), fmt.Sprintf("%g / %g", w1.Total.Cores-w1.Free.Cores, w1.Total.Cores); got != w {
+		t.Errorf("overview: w1 cores %q, want %q", got, w)
+	}
+	shoot("dashboard-overview.png")
+
+	// A task that ends later shows without a reload.
+	more, err := cl.Submit(ctx, named("later", "echo later"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitResult(t, more[0], time.Minute)
+	waitFor(t, 20*time.Second, "the overview to show 5 tasks finished", func() bool {
+		return text("#q-task-finished") == "5"
+	})
+
+	// The task list links to a failed task's page.
+	do("open the task list", chromedp.Navigate(base+"/tasks"), chromedp.WaitVisible(chromedp.ID("tasks")))
+	if total := text("#tasks-total"); total != "5" {
+		t.Errorf("task list: %q tasks, want 5", total)
+	}
+	shoot("dashboard-tasks.png")
+	do("open the failed task", chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/tasks/%d"]`, bad))),
+		chromedp.WaitVisible(chromedp.ID("task-state")))
+	state, result, stderr, worker := text("#task-state"), text("#task-result"), text("#stderr"), text("#attempts td.worker")
+	if state != "done" || result != "failed" || stderr != "oops-on-stderr" || worker != "w1" {
+		t.Errorf("task page of %d: state %q, result %q, stderr %q, worker %q; want done, failed, oops-on-stderr, w1", bad, state, result, stderr, worker)
+	}
+	shoot("dashboard-task.png")
 }

@@ -19,6 +19,7 @@ var funcs = template.FuncMap{
 	"cores": func(c float64) string { return fmt.Sprintf("%g", c) },
 	"text":  func(b []byte) string { return string(b) },
 	"int":   func(v int32) int { return int(v) },
+	"kind":  func(k pb.ResultKind) string { return strings.ToLower(strings.TrimPrefix(k.String(), "RESULT_KIND_")) },
 }
 
 func humanBytes(n int64) string {
