@@ -15,7 +15,7 @@ import (
 )
 
 func managerCmd() *cobra.Command {
-	var listen, secretFile, store, dashboard string
+	var listen, secretFile, store, dashboard, txnLog string
 	var grace time.Duration
 	var unplaceable time.Duration
 	cmd := &cobra.Command{
@@ -35,7 +35,7 @@ func managerCmd() *cobra.Command {
 			}
 			log := logger(cmd)
 			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable})
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog})
 			if err != nil {
 				return err
 			}
@@ -60,6 +60,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9123", "address to listen on, HOST:PORT (port 0 picks one)")
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().StringVar(&dashboard, "dashboard", "", "serve the web dashboard on HOST:PORT (port 0 picks one), behind the secret; default: none")
+	cmd.Flags().StringVar(&txnLog, "txn-log", "", "append one JSON line per task and worker state change to FILE (docs/dashboard.md); default: none")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")

@@ -11,12 +11,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/google/go-cmp/cmp"
 
 	"trellis"
+	"trellis/internal/txnlog"
 )
 
 var screenshots = flag.String("screenshots", "", "directory where TestDashboardInChromium saves a screenshot of each page (docs/ keeps them)")
@@ -279,4 +282,71 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("task page of %d: state %q, result %q, stderr %q, worker %q; want done, failed, oops-on-stderr, w1", bad, state, result, stderr, worker)
 	}
 	shoot("dashboard-task.png")
+}
+
+// TestTxnLog: a manager process started with --txn-log writes, within a
+// second or so of each change, one JSON line per task and worker state
+// change: the worker joining, each task submitted, placed and done with
+// its result, the worker leaving when it is killed.
+func TestTxnLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "txn.jsonl")
+	c := newCluster(t, "--txn-log", path)
+	cl := c.client()
+	w := c.worker("w1", nil, "--cores", "2")
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hs, err := cl.Submit(ctx, named("good", "echo good"), named("bad", "exit 4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		waitResult(t, h, time.Minute)
+	}
+	w.signal(t, syscall.SIGKILL)
+	c.waitWorkers(cl, 0)
+
+	var recs []txnlog.Record
+	waitFor(t, 10*time.Second, "the log to show the worker leaving", func() bool {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		recs, err = txnlog.Read(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(recs) > 0 && recs[len(recs)-1].Event == txnlog.WorkerLeft
+	})
+	var got []string
+	for i, r := range recs {
+		if i > 0 && r.Time.Before(recs[i-1].Time) {
+			t.Errorf("record %d (%s) at %s, before the one ahead of it (%s)", i, r.Event, r.Time, recs[i-1].Time)
+		}
+		line := r.Event + " " + r.Worker
+		if r.Task != 0 {
+			line = fmt.Sprintf("%s task %d %s %s %s", r.Event, r.Task, r.Name, r.Worker, r.Result)
+		}
+		got = append(got, strings.TrimSpace(line))
+	}
+	want := []string{
+		"worker_joined w1",
+		"task_submitted task 1 good",
+		"task_submitted task 2 bad",
+		"task_running task 1  w1",
+		"task_running task 2  w1",
+	}
+	if diff := cmp.Diff(want, got[:min(len(got), 5)]); diff != "" {
+		t.Errorf("the log's first records (-want +got):\n%s", diff)
+	}
+	dones := map[string]bool{}
+	for _, line := range got[min(len(got), 5):] {
+		dones[line] = true
+	}
+	for _, line := range []string{"task_done task 1  w1 success", "task_done task 2  w1 failed", "worker_left w1"} {
+		if !dones[line] {
+			t.Errorf("the log lacks %q after the first five records; it has:\n%s", line, strings.Join(got, "\n"))
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"trellis/internal/manager/clients"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/txnlog"
 )
 
 // Events the loop accepts from handlers.
@@ -75,6 +76,7 @@ type state struct {
 	failed                      uint64
 	callsSucceeded, callsFailed uint64
 	ended                       Ended  // by modality and result kind, for metrics
+	txnFailed                   bool   // the transaction log's failure was logged
 	version                     uint64 // steps taken: see stepped
 	data                        dataState
 	// Large call results in the store, by the sessions that fetch them:
@@ -106,6 +108,7 @@ func (m *Manager) loop(ctx context.Context) error {
 	s := m.state
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	defer s.flushTxn()
 	defer func() {
 		for _, sess := range s.sessions {
 			sess.close("manager stopping")
@@ -120,6 +123,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			s.stepped()
 			s.step(core.Tick{Now: time.Since(s.origin)})
 			s.expireClients(time.Now())
+			s.flushTxn()
 			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
 			s.stepped()
@@ -150,6 +154,7 @@ func (s *state) handle(ev any) {
 		s.m.log.Info("worker joined", "worker", id, "name", ev.sess.hello.Name, "addr", ev.sess.addr,
 			"cores", r.GetCores(), "memory_mb", r.GetMemoryMb(), "disk_mb", r.GetDiskMb(), "gpus", r.GetGpus(),
 			"file_server", ev.sess.fileServer, "cached_files", len(ev.sess.hello.Cache))
+		s.txn(txnlog.Record{Event: txnlog.WorkerJoined, Worker: ev.sess.hello.Name, Cores: r.GetCores(), MemoryMB: r.GetMemoryMb()})
 		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus}
 		for _, f := range ev.sess.hello.Cache {
 			if proto.CheckCacheName(f.Name) != nil {
@@ -176,6 +181,7 @@ func (s *state) handle(ev any) {
 			delete(s.sessions, ev.id)
 			sess.close(ev.reason)
 			s.m.log.Info("worker left", "worker", ev.id, "name", sess.hello.Name, "reason", ev.reason)
+			s.txn(txnlog.Record{Event: txnlog.WorkerLeft, Worker: sess.hello.Name, Reason: ev.reason})
 			s.step(core.WorkerLeft{Worker: ev.id, Reason: ev.reason})
 		}
 	default:
@@ -252,6 +258,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
+			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance)}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
@@ -264,6 +271,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			}
 		case core.Requeued:
 			s.m.index.requeued(uint64(a.Task), a.Attempt, fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message), time.Now())
+			s.txn(txnlog.Record{Event: txnlog.TaskRequeued, Task: uint64(a.Task), Attempt: a.Attempt, Reason: fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message)})
 			if rec := s.tasks[a.Task]; rec != nil {
 				note := fmt.Sprintf("attempt %d: %s: %s; queued again", a.Attempt, a.Reason.Kind, a.Reason.Message)
 				if a.Attempt == 0 {
@@ -341,6 +349,8 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	if sess := s.sessions[a.Worker]; sess != nil {
 		name = sess.hello.Name
 	}
+	s.txn(txnlog.Record{Event: txnlog.TaskDone, Task: uint64(a.Task), Attempt: a.Attempt, Worker: name,
+		Result: resultLabel(outcome.Kind), Reason: outcome.Message, RunMs: outcome.RunMs})
 	if rec != nil {
 		rec.done = true
 		if f := outcome.ResultFile; f != nil {
@@ -461,6 +471,7 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
 		s.m.index.submitted(uint64(id), spec, time.Now())
+		s.txn(txnlog.Record{Event: txnlog.TaskSubmitted, Task: uint64(id), Name: spec.Name, Modality: modality(spec)})
 		client.Submitted(uint64(id))
 		if spec.Key != "" {
 			client.Keep(spec.Key, uint64(id))

@@ -18,6 +18,7 @@ import (
 
 	"trellis/internal/gate"
 	"trellis/internal/manager/clients"
+	"trellis/internal/txnlog"
 )
 
 // Config configures a manager.
@@ -40,6 +41,9 @@ type Config struct {
 	// IndexSize is how many of the newest tasks the dashboard's task index
 	// keeps (Manager.Task); 0 means DefaultIndexSize.
 	IndexSize int
+	// TxnLog is a file to append a transaction log to (package txnlog);
+	// "" keeps none.
+	TxnLog string
 }
 
 // DefaultClientGrace is how long a session outlives its client's absence
@@ -61,7 +65,8 @@ type Manager struct {
 	runID    string         // new at each start: clients see a restart by it
 	refused  refusals       // strangers refused, for the log
 	mux      *http.ServeMux
-	index    *taskIndex // written by loop, read by anyone (index.go)
+	index    *taskIndex     // written by loop, read by anyone (index.go)
+	txn      *txnlog.Writer // nil without Config.TxnLog; loop's
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.
@@ -98,6 +103,12 @@ func Listen(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	var txn *txnlog.Writer
+	if cfg.TxnLog != "" {
+		if txn, err = txnlog.Create(cfg.TxnLog); err != nil {
+			return nil, fmt.Errorf("manager: transaction log: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
@@ -105,6 +116,7 @@ func Listen(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: log, ln: gate.Listen(ln, maxStrangers), store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{})}
 	m.clients = clients.NewTable()
 	m.index = newTaskIndex(cfg.IndexSize)
+	m.txn = txn
 	var run [8]byte
 	rand.Read(run[:])
 	m.runID = hex.EncodeToString(run[:])
@@ -147,6 +159,9 @@ func (m *Manager) Addr() string { return m.ln.Addr().String() }
 // Run serves until ctx ends, then closes every session and returns.
 func (m *Manager) Run(ctx context.Context) error {
 	defer func() {
+		if m.txn != nil {
+			m.txn.Close() // after loop, which flushed it
+		}
 		if m.ownStore {
 			os.RemoveAll(m.cfg.StoreDir)
 		}
