@@ -350,3 +350,46 @@ func TestTxnLog(t *testing.T) {
 		}
 	}
 }
+
+// TestLogsAfterTheRun: after a task ran, `trellis logs` (and
+// Client.Logs) give the tails of its stdout and stderr byte for byte,
+// say how it ended, and name an unknown task as such.
+func TestLogsAfterTheRun(t *testing.T) {
+	c := newCluster(t)
+	cl := c.client()
+	c.worker("w1", nil, "--cores", "1")
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hs, err := cl.Submit(ctx, named("chatty", "seq 1 3000; echo to-stderr >&2; exit 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitResult(t, hs[0], time.Minute)
+	var seq strings.Builder
+	for i := 1; i <= 3000; i++ {
+		fmt.Fprintf(&seq, "%d\n", i)
+	}
+
+	l, err := cl.Logs(ctx, hs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.Stdout); n == 0 || n > 2048 || !strings.HasSuffix(seq.String(), string(l.Stdout)) || !l.StdoutTruncated {
+		t.Errorf("Logs: stdout of %d bytes (truncated %v), want the last bytes (at most 2048) of seq 1 3000, truncated", n, l.StdoutTruncated)
+	}
+	if string(l.Stderr) != "to-stderr\n" || l.Result != "failed" || l.ExitCode != 3 || l.Worker != "w1" {
+		t.Errorf("Logs: stderr %q, result %q, exit code %d, worker %q; want \"to-stderr\\n\", failed, 3, w1", l.Stderr, l.Result, l.ExitCode, l.Worker)
+	}
+
+	code, out := runTrellis(t, "logs", c.addr, strconv.FormatUint(hs[0].ID, 10), "--secret-file", c.secretFile)
+	for _, want := range []string{"2999\n3000\n", "to-stderr\n", fmt.Sprintf("trellis: task %d (chatty) on w1: failed, exit code 3", hs[0].ID), "stdout is its tail"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("trellis logs: exit %d, want 0 and %q in:\n%s", code, want, out)
+		}
+	}
+	code, out = runTrellis(t, "logs", c.addr, "999", "--secret-file", c.secretFile)
+	if code == 0 || !strings.Contains(out, "task 999: this manager holds no logs of it") {
+		t.Errorf("trellis logs of task 999: exit %d, want non-zero saying it holds no logs of it:\n%s", code, out)
+	}
+}

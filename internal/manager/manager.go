@@ -129,6 +129,7 @@ func Listen(cfg Config) (*Manager, error) {
 	m.mux = mux
 	m.handleRPCs(mux)
 	mux.Handle("/files/", m.requireSecret(http.HandlerFunc(m.serveFiles)))
+	mux.Handle("GET /logs/{id}", m.requireSecret(http.HandlerFunc(m.serveLogs)))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
