@@ -68,8 +68,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Run serves on ln until ctx ends.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	g, ctx := errgroup.WithContext(ctx)
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx }} // event streams end with ctx
 	g.Go(func() error { s.hub.run(ctx); return nil }) // exits when ctx ends
 	g.Go(func() error {                               // exits when the listener closes
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -82,7 +83,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close() // event streams do not end by themselves
+			srv.Close()
 		}
 		return nil
 	})
