@@ -152,20 +152,47 @@ type TaskPage struct {
 
 // Tasks returns the page of the index, newest first, that skips skip
 // tasks and holds at most n, of the tasks in state (UNSPECIFIED: all).
+// All tasks cost the page's length; a state costs a scan of the index, in
+// chunks, so that the loop never waits for more than a chunk.
 func (m *Manager) Tasks(state pb.TaskState, skip, n int) TaskPage {
 	x := m.index
-	x.mu.RLock()
-	defer x.mu.RUnlock()
 	var page TaskPage
-	for i := len(x.order) - 1; i >= 0; i-- {
-		t := x.byID[x.order[i]]
-		if state != pb.TaskState_TASK_STATE_UNSPECIFIED && t.State != state {
-			continue
+	x.mu.RLock()
+	if len(x.order) == 0 {
+		x.mu.RUnlock()
+		return page
+	}
+	id := x.order[len(x.order)-1]
+	if state == pb.TaskState_TASK_STATE_UNSPECIFIED {
+		page.Total = len(x.order)
+		for i := len(x.order) - 1 - skip; i >= 0 && len(page.Tasks) < n; i-- {
+			page.Tasks = append(page.Tasks, x.byID[x.order[i]])
 		}
-		if page.Total >= skip && len(page.Tasks) < n {
-			page.Tasks = append(page.Tasks, t)
+		x.mu.RUnlock()
+		return page
+	}
+	x.mu.RUnlock()
+	const chunk = 4096
+	for id > 0 {
+		x.mu.RLock()
+		oldest := uint64(0)
+		if len(x.order) > 0 {
+			oldest = x.order[0]
 		}
-		page.Total++
+		for k := 0; k < chunk && id >= oldest && id > 0; k, id = k+1, id-1 {
+			t := x.byID[id] // IDs are not all indexed: those dropped, and gaps
+			if t == nil || t.State != state {
+				continue
+			}
+			if page.Total >= skip && len(page.Tasks) < n {
+				page.Tasks = append(page.Tasks, t)
+			}
+			page.Total++
+		}
+		if id < oldest {
+			id = 0
+		}
+		x.mu.RUnlock()
 	}
 	return page
 }

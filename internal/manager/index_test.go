@@ -67,6 +67,15 @@ func TestIndexPagesAndBounds(t *testing.T) {
 	if diff := cmp.Diff([]uint64{246, 244, 242}, ids(page)); diff != "" {
 		t.Errorf("Tasks(RUNNING, 2, 3) mismatch (-want +got):\n%s", diff)
 	}
+	running := 0
+	for id := uint64(1); id <= 250; id++ {
+		if t := m.Task(id); t != nil && t.State == pb.TaskState_TASK_STATE_RUNNING {
+			running++
+		}
+	}
+	if page.Total != running {
+		t.Errorf("Tasks(RUNNING, 2, 3).Total = %d, want %d", page.Total, running)
+	}
 	if all := m.Tasks(pb.TaskState_TASK_STATE_UNSPECIFIED, 0, 1); all.Total != m.IndexSize() || all.Tasks[0].ID != 250 {
 		t.Errorf("Tasks(all, 0, 1) = %d of %d, want task 250 of %d", all.Tasks[0].ID, all.Total, m.IndexSize())
 	}
