@@ -2,16 +2,20 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"trellis"
 	"trellis/internal/manager"
+	"trellis/internal/metrics"
+	"trellis/internal/web"
 )
 
 func managerCmd() *cobra.Command {
-	var listen, secretFile, store, state string
+	var listen, secretFile, store, state, dashboard, txnLog string
 	var grace time.Duration
 	var unplaceable time.Duration
 	cmd := &cobra.Command{
@@ -31,19 +35,33 @@ func managerCmd() *cobra.Command {
 			}
 			log := logger(cmd)
 			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable})
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog})
 			if err != nil {
 				return err
 			}
+			m.Handle("/metrics", metrics.Handler(m))
 			fmt.Fprintf(cmd.OutOrStdout(), "trellis manager listening on %s\n", m.Addr())
 			ctx, stop := signalContext()
 			defer stop()
-			return m.Run(ctx)
+			if dashboard == "" {
+				return m.Run(ctx)
+			}
+			ln, err := net.Listen("tcp", dashboard)
+			if err != nil {
+				return fmt.Errorf("--dashboard %s: %w: give a free HOST:PORT (port 0 picks one)", dashboard, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "trellis dashboard on http://%s\n", ln.Addr())
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return m.Run(ctx) })                      // exits when ctx ends
+			g.Go(func() error { return web.New(m, secret).Run(ctx, ln) }) // exits when ctx ends
+			return g.Wait()
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9123", "address to listen on, HOST:PORT (port 0 picks one)")
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().StringVar(&state, "state", "", "directory for the journal (and the store, unless --store): a manager started again with it recovers its sessions, tasks and libraries (docs/recovery.md)")
+	cmd.Flags().StringVar(&dashboard, "dashboard", "", "serve the web dashboard on HOST:PORT (port 0 picks one), behind the secret; default: none")
+	cmd.Flags().StringVar(&txnLog, "txn-log", "", "append one JSON line per task and worker state change to FILE (docs/dashboard.md); default: none")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")

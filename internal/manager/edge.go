@@ -81,8 +81,9 @@ func (m *Manager) requireSecret(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !checkSecret(r.Header.Get("Authorization"), m.cfg.Secret) {
 			m.refused.log(m.log, r)
-			w.Header().Set("Connection", "close") // HTTP/2: a GOAWAY
-			if strings.HasPrefix(r.URL.Path, "/files/") {
+			w.Header().Set("Connection", "close")               // HTTP/2: a GOAWAY
+			if !strings.HasPrefix(r.URL.Path, "/trellis.v1.") { // not an RPC: /files/, /metrics
+				w.Header().Set("WWW-Authenticate", `Bearer realm="trellis"`)
 				http.Error(w, wrongSecret, http.StatusUnauthorized)
 				return
 			}

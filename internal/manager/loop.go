@@ -11,6 +11,7 @@ import (
 	"trellis/internal/manager/clients"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/txnlog"
 )
 
 // Events the loop accepts from handlers.
@@ -75,6 +76,8 @@ type state struct {
 	succeeded                   uint64 // tasks and calls
 	failed                      uint64
 	callsSucceeded, callsFailed uint64
+	ended                       Ended  // by modality and result kind, for metrics
+	txnFailed                   bool   // the transaction log's failure was logged
 	version                     uint64 // steps taken: see stepped
 	data                        dataState
 	// Large call results in the store, by the sessions that fetch them:
@@ -111,6 +114,7 @@ func (m *Manager) loop(ctx context.Context) error {
 	s := m.state
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	defer s.flushTxn()
 	defer func() {
 		for _, sess := range s.sessions {
 			sess.close("manager stopping")
@@ -133,6 +137,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			s.step(core.Tick{Now: time.Since(s.origin)})
 			s.expireClients(time.Now())
 			s.journalHealth()
+			s.flushTxn()
 			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
 			s.stepped()
@@ -167,6 +172,7 @@ func (s *state) handle(ev any) {
 		s.m.log.Info("worker joined", "worker", id, "name", ev.sess.hello.Name, "addr", ev.sess.addr,
 			"cores", r.GetCores(), "memory_mb", r.GetMemoryMb(), "disk_mb", r.GetDiskMb(), "gpus", r.GetGpus(),
 			"file_server", ev.sess.fileServer, "cached_files", len(ev.sess.hello.Cache))
+		s.txn(txnlog.Record{Event: txnlog.WorkerJoined, Worker: ev.sess.hello.Name, Cores: r.GetCores(), MemoryMB: r.GetMemoryMb()})
 		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus}
 		for _, f := range ev.sess.hello.Cache {
 			if proto.CheckCacheName(f.Name) != nil {
@@ -196,6 +202,7 @@ func (s *state) handle(ev any) {
 			delete(s.sessions, ev.id)
 			sess.close(ev.reason)
 			s.m.log.Info("worker left", "worker", ev.id, "name", sess.hello.Name, "reason", ev.reason)
+			s.txn(txnlog.Record{Event: txnlog.WorkerLeft, Worker: sess.hello.Name, Reason: ev.reason})
 			s.step(core.WorkerLeft{Worker: ev.id, Reason: ev.reason})
 		}
 	default:
@@ -271,6 +278,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
+			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
+			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
 				IdempotencyKey: idempotencyKey(rec, a.Task)}}})
@@ -283,6 +292,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
 			}
 		case core.Requeued:
+			s.m.index.requeued(uint64(a.Task), a.Attempt, fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message), time.Now())
+			s.txn(txnlog.Record{Event: txnlog.TaskRequeued, Task: uint64(a.Task), Attempt: a.Attempt, Reason: fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message)})
 			if rec := s.tasks[a.Task]; rec != nil {
 				note := fmt.Sprintf("attempt %d: %s: %s; queued again", a.Attempt, a.Reason.Kind, a.Reason.Message)
 				if a.Attempt == 0 {
@@ -343,6 +354,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	rec := s.tasks[a.Task]
 	call := rec != nil && rec.spec.Call != nil
+	s.ended.count(call, outcome.Kind)
+	s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 		if call {
@@ -359,6 +372,8 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 		name = sess.hello.Name
 	}
 	s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: uint64(a.Task), Attempt: a.Attempt, Outcome: outcome, Worker: name}}})
+	s.txn(txnlog.Record{Event: txnlog.TaskDone, Task: uint64(a.Task), Attempt: a.Attempt, Worker: name,
+		Result: resultLabel(outcome.Kind), Reason: outcome.Message, RunMs: outcome.RunMs})
 	if rec != nil {
 		rec.done = true
 		if f := outcome.ResultFile; f != nil {
@@ -478,6 +493,8 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		id := s.nextTask
 		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
+		s.m.index.submitted(uint64(id), spec, time.Now())
+		s.txn(txnlog.Record{Event: txnlog.TaskSubmitted, Task: uint64(id), Name: spec.Name, Modality: modality(spec)})
 		client.Submitted(uint64(id))
 		if spec.Key != "" {
 			client.Keep(spec.Key, uint64(id))

@@ -20,6 +20,7 @@ import (
 	"trellis/internal/journal"
 	"trellis/internal/manager/clients"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/txnlog"
 )
 
 // Config configures a manager.
@@ -43,6 +44,12 @@ type Config struct {
 	// StoreDir says otherwise): a manager started again with the same
 	// one recovers its clients' sessions, tasks and libraries.
 	StateDir string
+	// IndexSize is how many of the newest tasks the dashboard's task index
+	// keeps (Manager.Task); 0 means DefaultIndexSize.
+	IndexSize int
+	// TxnLog is a file to append a transaction log to (package txnlog);
+	// "" keeps none.
+	TxnLog string
 }
 
 // DefaultClientGrace is how long a session outlives its client's absence
@@ -65,6 +72,9 @@ type Manager struct {
 	epoch    uint64         // starts with this StateDir (1 without one)
 	journal  *journal.Journal
 	refused  refusals // strangers refused, for the log
+	mux      *http.ServeMux
+	index    *taskIndex     // written by loop, read by anyone (index.go)
+	txn      *txnlog.Writer // nil without Config.TxnLog; loop's
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.
@@ -104,8 +114,16 @@ func Listen(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	var txn *txnlog.Writer
+	if cfg.TxnLog != "" {
+		if txn, err = txnlog.Create(cfg.TxnLog); err != nil {
+			return nil, fmt.Errorf("manager: transaction log: %w", err)
+		}
+	}
 	m := &Manager{cfg: cfg, log: log, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{}), epoch: 1}
 	m.clients = clients.NewTable()
+	m.index = newTaskIndex(cfg.IndexSize)
+	m.txn = txn
 	var run [8]byte
 	rand.Read(run[:])
 	m.runID = hex.EncodeToString(run[:])
@@ -133,8 +151,10 @@ func Listen(cfg Config) (*Manager, error) {
 	m.published.Store(&first)
 
 	mux := http.NewServeMux()
+	m.mux = mux
 	m.handleRPCs(mux)
 	mux.Handle("/files/", m.requireSecret(http.HandlerFunc(m.serveFiles)))
+	mux.Handle("GET /logs/{id}", m.requireSecret(http.HandlerFunc(m.serveLogs)))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -152,12 +172,22 @@ func Listen(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+// Handle serves h at pattern on the manager's port, behind the secret
+// like every route; call it before Run. Read-only views such as /metrics
+// use it, reading Snapshot.
+func (m *Manager) Handle(pattern string, h http.Handler) {
+	m.mux.Handle(pattern, m.requireSecret(h))
+}
+
 // Addr is the address the manager listens on.
 func (m *Manager) Addr() string { return m.ln.Addr().String() }
 
 // Run serves until ctx ends, then closes every session and returns.
 func (m *Manager) Run(ctx context.Context) error {
 	defer func() {
+		if m.txn != nil {
+			m.txn.Close() // after loop, which flushed it
+		}
 		if m.ownStore {
 			os.RemoveAll(m.cfg.StoreDir)
 		}

@@ -17,6 +17,23 @@ type Snapshot struct {
 	Version uint64    // steps of the loop it reflects
 	Built   time.Time // when the loop built it
 	Status  *pb.StatusResponse
+	Ended   Ended // tasks and calls ended, by result kind
+}
+
+// Ended counts the tasks and calls that ended over the manager's life, by
+// modality and result kind: [0] tasks, [1] calls, indexed by pb.ResultKind
+// (an unknown kind counts as UNSPECIFIED).
+type Ended [2][pb.ResultKind_RESULT_KIND_CANCELLED + 1]uint64
+
+func (e *Ended) count(call bool, k pb.ResultKind) {
+	m := 0
+	if call {
+		m = 1
+	}
+	if k < 0 || int(k) >= len(e[m]) {
+		k = pb.ResultKind_RESULT_KIND_UNSPECIFIED
+	}
+	e[m][k]++
 }
 
 // Publishing is lazy, so that a burst of events does not rebuild a large
@@ -75,7 +92,7 @@ func (s *state) publish() {
 	now := time.Now()
 	st := s.status()
 	st.SnapshotVersion, st.SnapshotUnixMs = s.version, now.UnixMilli()
-	s.m.snap.Store(&Snapshot{Version: s.version, Built: now, Status: st})
+	s.m.snap.Store(&Snapshot{Version: s.version, Built: now, Status: st, Ended: s.ended})
 	next := make(chan struct{})
 	close(*s.m.published.Swap(&next))
 }
@@ -93,7 +110,7 @@ func (s *state) status() *pb.StatusResponse {
 		Tasks:            taskCounts(tasks, s.succeeded-s.callsSucceeded, s.failed-s.callsFailed),
 		Calls:            taskCounts(calls, s.callsSucceeded, s.callsFailed),
 		Instances:        taskCounts(tally.Instances, 0, 0),
-		BytesFromManager: stats.Moved[core.FromManager] + s.m.store.served(),
+		BytesFromManager: stats.Moved[core.FromManager], // not store.served() too: the same fetches
 		BytesFromPeers:   stats.Moved[core.FromPeer], BytesFromUrls: stats.Moved[core.FromOrigin],
 		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated}
 	for _, w := range s.core.Workers() {

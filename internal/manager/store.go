@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"trellis/internal/proto"
@@ -35,8 +34,6 @@ type store struct {
 	small      map[string][]byte
 	smallBytes int
 
-	toWorkers atomic.Int64 // bytes workers fetched from the store by themselves
-
 	dirsMu sync.Mutex      // guards dirs
 	dirs   map[string]bool // stored files that are directories' tar streams
 }
@@ -55,12 +52,6 @@ func (s *store) isDir(name string) bool {
 	defer s.dirsMu.Unlock()
 	return s.dirs[name]
 }
-
-// WorkerHeader marks a worker's own requests to the store, so that bytes
-// sent to workers are counted apart from the client's downloads.
-const workerHeader = "X-Trellis-Worker"
-
-func (s *store) served() int64 { return s.toWorkers.Load() }
 
 // smallLimit bounds the bytes of small files the store keeps in memory;
 // past it, small files go to disk like the others.
@@ -267,11 +258,6 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		if r.Method == http.MethodGet && r.Header.Get(proto.WorkerHeader) != "" {
-			if info, ok := m.store.stat(name); ok {
-				m.store.toWorkers.Add(info.Size)
-			}
-		}
 		if b, ok := m.store.smallFile(name); ok {
 			w.Header().Set("Content-Type", "application/octet-stream")
 			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))

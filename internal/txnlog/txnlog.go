@@ -1,0 +1,109 @@
+// Package txnlog writes and reads the manager's transaction log: one JSON
+// line per state change of a task or worker, with its time, for plots and
+// post-mortems (trellis manager --txn-log FILE).
+//
+// A Writer is owned by one goroutine (the manager's loop): it buffers lines
+// and writes them when its buffer fills or on Flush, which the loop calls
+// once a second and when it stops; a crash loses at most that second. The
+// first write error stops the log (Err says why): the manager goes on.
+package txnlog
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// Events, the Record.Event values.
+const (
+	TaskSubmitted = "task_submitted" // Name, Modality
+	TaskRunning   = "task_running"   // Attempt, Worker: placed there (inputs staged, then run)
+	TaskRequeued  = "task_requeued"  // Attempt, Worker, Reason: it waits again
+	TaskDone      = "task_done"      // Attempt, Worker, Result, Reason, RunMs
+	WorkerJoined  = "worker_joined"  // Worker, Cores, MemoryMB
+	WorkerLeft    = "worker_left"    // Worker, Reason
+)
+
+// Record is one line of the log.
+type Record struct {
+	Time     time.Time `json:"t"`
+	Event    string    `json:"ev"`
+	Task     uint64    `json:"task,omitempty"`
+	Name     string    `json:"name,omitempty"`
+	Modality string    `json:"modality,omitempty"` // "task" or "call"
+	Attempt  uint32    `json:"attempt,omitempty"`
+	Worker   string    `json:"worker,omitempty"`
+	Result   string    `json:"result,omitempty"` // "success", "failed", "timed_out", ...
+	Reason   string    `json:"reason,omitempty"`
+	RunMs    int64     `json:"run_ms,omitempty"`
+	Cores    float64   `json:"cores,omitempty"`
+	MemoryMB int64     `json:"memory_mb,omitempty"`
+}
+
+// Writer appends records to a file.
+type Writer struct {
+	f   *os.File
+	w   *bufio.Writer
+	enc *json.Encoder
+	err error
+}
+
+// Create opens path for appending (creating it), for a Writer.
+func Create(path string) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("txnlog: open %s: %w", path, err)
+	}
+	w := bufio.NewWriterSize(f, 256<<10)
+	return &Writer{f: f, w: w, enc: json.NewEncoder(w)}, nil
+}
+
+// Write appends r; after a write error it does nothing.
+func (w *Writer) Write(r Record) {
+	if w == nil || w.err != nil {
+		return
+	}
+	if err := w.enc.Encode(r); err != nil {
+		w.err = fmt.Errorf("txnlog: write %s: %w", w.f.Name(), err)
+	}
+}
+
+// Flush writes the buffered records to the file.
+func (w *Writer) Flush() {
+	if w == nil || w.err != nil || w.w.Buffered() == 0 {
+		return
+	}
+	if err := w.w.Flush(); err != nil {
+		w.err = fmt.Errorf("txnlog: write %s: %w", w.f.Name(), err)
+	}
+}
+
+// Err is the error that stopped the log, if any.
+func (w *Writer) Err() error { return w.err }
+
+// Close flushes and closes the file.
+func (w *Writer) Close() error {
+	w.Flush()
+	if err := w.f.Close(); err != nil && w.err == nil {
+		w.err = fmt.Errorf("txnlog: close %s: %w", w.f.Name(), err)
+	}
+	return w.err
+}
+
+// Read returns the records of a log, in order.
+func Read(r io.Reader) ([]Record, error) {
+	var out []Record
+	dec := json.NewDecoder(r)
+	for line := 1; ; line++ {
+		var rec Record
+		if err := dec.Decode(&rec); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return out, fmt.Errorf("txnlog: record %d: %w", line, err)
+		}
+		out = append(out, rec)
+	}
+}

@@ -1,0 +1,50 @@
+package txnlog
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Records written are read back as they were, after Flush; a reopened log
+// is appended to.
+func TestWriteRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "txn.jsonl")
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	want := []Record{
+		{Time: t0, Event: WorkerJoined, Worker: "w1", Cores: 2, MemoryMB: 1024},
+		{Time: t0, Event: TaskSubmitted, Task: 1, Name: "a", Modality: "task"},
+		{Time: t0, Event: TaskDone, Task: 1, Attempt: 1, Worker: "w1", Result: "success", RunMs: 5},
+	}
+	for i, r := range want {
+		w, err := Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(r)
+		if i == 0 {
+			w.Flush()
+			if b, _ := os.ReadFile(path); len(b) == 0 {
+				t.Errorf("nothing in the file after Flush")
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Read mismatch (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,114 @@
+package web
+
+import (
+	"fmt"
+	"html/template"
+	"strings"
+	"time"
+
+	"trellis/internal/manager"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+var funcs = template.FuncMap{
+	"bytes": humanBytes,
+	"mb":    func(mb int64) string { return humanBytes(mb << 20) },
+	"time":  func(t time.Time) string { return t.UTC().Format("15:04:05.000") },
+	"state": stateName,
+	"add":   func(a, b int) int { return a + b },
+	"cores": func(c float64) string { return fmt.Sprintf("%g", c) },
+	"text":  func(b []byte) string { return string(b) },
+	"int":   func(v int32) int { return int(v) },
+	"kind":  func(k pb.ResultKind) string { return strings.ToLower(strings.TrimPrefix(k.String(), "RESULT_KIND_")) },
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n), 0
+	for f >= unit && i < 4 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", f, "KMGT"[i-1])
+}
+
+func upper(s string) string { return strings.ToUpper(s) }
+
+func stateName(s pb.TaskState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATE_"))
+}
+
+// overview is what the overview page shows of a snapshot.
+type overview struct {
+	Version   uint64
+	Built     time.Time
+	Modality  []modality
+	Workers   []worker
+	Libraries []*pb.LibraryStatus
+	Routes    []route
+	St        *pb.StatusResponse
+}
+
+type modality struct {
+	Name string
+	N    *pb.TaskCounts
+}
+
+type worker struct {
+	W                                 *pb.WorkerStatus
+	CoresUsed                         float64
+	MemoryUsedMB, DiskUsedMB, GPUUsed int64
+}
+
+type route struct {
+	Name  string
+	Bytes int64
+}
+
+func newOverview(snap *manager.Snapshot) overview {
+	st := snap.Status
+	o := overview{Version: snap.Version, Built: snap.Built, Libraries: st.GetLibraries(), St: st,
+		Modality: []modality{{"task", st.GetTasks()}, {"call", st.GetCalls()}, {"instance", st.GetInstances()}},
+		Routes: []route{{"manager to worker", st.GetBytesFromManager()}, {"peer to worker", st.GetBytesFromPeers()},
+			{"URL to worker", st.GetBytesFromUrls()}, {"worker to manager", st.GetBytesToManager()}}}
+	for _, w := range st.GetWorkers() {
+		t, f := w.GetTotal(), w.GetFree()
+		o.Workers = append(o.Workers, worker{W: w, CoresUsed: t.GetCores() - f.GetCores(),
+			MemoryUsedMB: t.GetMemoryMb() - f.GetMemoryMb(), DiskUsedMB: t.GetDiskMb() - f.GetDiskMb(), GPUUsed: t.GetGpus() - f.GetGpus()})
+	}
+	return o
+}
+
+// taskList is a page of the task list.
+type taskList struct {
+	Tasks      []*manager.TaskInfo
+	Total      int
+	State      string // filter; "" for all
+	Page, Last int
+}
+
+func newTaskList(p manager.TaskPage, state pb.TaskState, page int) taskList {
+	l := taskList{Tasks: p.Tasks, Total: p.Total, Page: page, Last: max(1, (p.Total+pageSize-1)/pageSize)}
+	if state != pb.TaskState_TASK_STATE_UNSPECIFIED {
+		l.State = stateName(state)
+	}
+	return l
+}
+
+// taskView is the task page.
+type taskView struct {
+	T      *manager.TaskInfo
+	State  string
+	Result string
+}
+
+func newTaskView(t *manager.TaskInfo) taskView {
+	v := taskView{T: t, State: stateName(t.State)}
+	if t.Outcome != nil {
+		v.Result = strings.ToLower(strings.TrimPrefix(t.Outcome.GetKind().String(), "RESULT_KIND_"))
+	}
+	return v
+}
