@@ -17,6 +17,7 @@ demo: build
 	$(GO) run ./examples/hello
 	./bin/trellis run examples/python/features.yaml
 	$(GO) run ./examples/ml/pipeline
+	python3 examples/ml-python/pipeline.py --binary bin/trellis
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
