@@ -59,6 +59,7 @@ type Core struct {
 	retained     map[TaskID]*task      // finished producers of files kept only in workers
 	followers    map[TaskID][]TaskID   // tasks waiting for a task to succeed (their After names it)
 	recreated    uint64                // tasks run again to recreate lost files
+	pruned       int64                 // bytes unlinked (see Stats.Pruned)
 	lost         uint64                // files lost for good
 	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
 	deferRetire  bool                  // retire files at the end of submit (see submit)
@@ -246,11 +247,14 @@ type Stats struct {
 	// Moved: bytes brought to workers by fetches that succeeded, indexed
 	// by the SourceKind of their source (as TransferDone.Size reports them).
 	Moved [FromDerive + 1]int64
+	// Pruned: bytes unlinked from workers because no task reads them
+	// any more (see Unlink), one count per copy.
+	Pruned int64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.

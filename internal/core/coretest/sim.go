@@ -52,6 +52,9 @@ type Config struct {
 	// level, or none. With it zero, files have no level and no session.
 	LevelFraction  float64
 	SessionEndRate float64 // a random client session ends (SessionEnded); declarations come from the live ones
+	// MaxDepth: task-level temp files are pruned with a depth drawn from
+	// 0 to MaxDepth (FileSpec.Depth); Unlink must respect it.
+	MaxDepth int32
 
 	// Libraries. With Libraries zero, no library is installed and no call
 	// made (the other library fields then do nothing).
