@@ -488,17 +488,21 @@ func (x *FileRef) GetLevel() CacheLevel {
 // FileDecl declares a file that tasks of a submit use, when it is more than
 // an uploaded input or a plain output.
 type FileDecl struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          FileKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=trellis.v1.FileKind" json:"kind,omitempty"`
-	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"` // FILE_KIND_URL
-	Level         CacheLevel             `protobuf:"varint,4,opt,name=level,proto3,enum=trellis.v1.CacheLevel" json:"level,omitempty"`
-	Replicas      uint32                 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`                            // FILE_KIND_TEMP: keep this many on distinct workers (0 means 1)
-	UnpackFrom    string                 `protobuf:"bytes,6,opt,name=unpack_from,json=unpackFrom,proto3" json:"unpack_from,omitempty"`       // FILE_KIND_UNPACK: cache name of the archive
-	UnpackFormat  string                 `protobuf:"bytes,7,opt,name=unpack_format,json=unpackFormat,proto3" json:"unpack_format,omitempty"` // "tar", "tar.gz", "zip", or "" to tell by content
-	Size          int64                  `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`                                    // when known
-	Digest        string                 `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`                                 // when known
-	Dir           bool                   `protobuf:"varint,10,opt,name=dir,proto3" json:"dir,omitempty"`                                     // the file is a directory
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind         FileKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=trellis.v1.FileKind" json:"kind,omitempty"`
+	Url          string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"` // FILE_KIND_URL
+	Level        CacheLevel             `protobuf:"varint,4,opt,name=level,proto3,enum=trellis.v1.CacheLevel" json:"level,omitempty"`
+	Replicas     uint32                 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`                            // FILE_KIND_TEMP: keep this many on distinct workers (0 means 1)
+	UnpackFrom   string                 `protobuf:"bytes,6,opt,name=unpack_from,json=unpackFrom,proto3" json:"unpack_from,omitempty"`       // FILE_KIND_UNPACK: cache name of the archive
+	UnpackFormat string                 `protobuf:"bytes,7,opt,name=unpack_format,json=unpackFormat,proto3" json:"unpack_format,omitempty"` // "tar", "tar.gz", "zip", or "" to tell by content
+	Size         int64                  `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`                                    // when known
+	Digest       string                 `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`                                 // when known
+	Dir          bool                   `protobuf:"varint,10,opt,name=dir,proto3" json:"dir,omitempty"`                                     // the file is a directory
+	// FILE_KIND_TEMP with level UNSPECIFIED is pruned: unlinked once no
+	// unfinished task reads it nor, prune_depth levels down, an output of a
+	// task that read it. An explicit level (WORKFLOW: keep) is not pruned.
+	PruneDepth    uint32 `protobuf:"varint,11,opt,name=prune_depth,json=pruneDepth,proto3" json:"prune_depth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +605,13 @@ func (x *FileDecl) GetDir() bool {
 		return x.Dir
 	}
 	return false
+}
+
+func (x *FileDecl) GetPruneDepth() uint32 {
+	if x != nil {
+		return x.PruneDepth
+	}
+	return 0
 }
 
 // TaskSpec is a standalone command task as the client declares it.
@@ -4501,7 +4512,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\acontent\x18\x05 \x01(\fR\acontent\x12\x12\n" +
 	"\x04keep\x18\x06 \x01(\bR\x04keep\x12\x16\n" +
 	"\x06upload\x18\a \x01(\bR\x06upload\x12,\n" +
-	"\x05level\x18\b \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\"\xa8\x02\n" +
+	"\x05level\x18\b \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\"\xc9\x02\n" +
 	"\bFileDecl\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.trellis.v1.FileKindR\x04kind\x12\x10\n" +
@@ -4514,7 +4525,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04size\x18\b \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\t \x01(\tR\x06digest\x12\x10\n" +
 	"\x03dir\x18\n" +
-	" \x01(\bR\x03dir\"\x93\x04\n" +
+	" \x01(\bR\x03dir\x12\x1f\n" +
+	"\vprune_depth\x18\v \x01(\rR\n" +
+	"pruneDepth\"\x93\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
