@@ -60,6 +60,9 @@ type Core struct {
 	followers    map[TaskID][]TaskID   // tasks waiting for a task to succeed (their After names it)
 	recreated    uint64                // tasks run again to recreate lost files
 	pruned       int64                 // bytes unlinked (see Stats.Pruned)
+	handedBack   uint64                // attempts handed back for a full cache
+	parked       []*task               // waiting for a cache to free space (see park)
+	unpark       bool                  // a cache freed space in this step
 	lost         uint64                // files lost for good
 	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
 	deferRetire  bool                  // retire files at the end of submit (see submit)
@@ -167,6 +170,9 @@ func (c *Core) Step(ev Event) []Action {
 // settle offers what staging tasks freed in this step to the queue, best
 // task first, and places the tasks made ready, until neither is left.
 func (c *Core) settle() {
+	if c.unpark {
+		c.unparkAll()
+	}
 	for len(c.freed) > 0 || len(c.fresh) > 0 || len(c.dirtyLibs) > 0 {
 		libs := c.dirtyLibs
 		c.dirtyLibs = nil
@@ -250,11 +256,14 @@ type Stats struct {
 	// Pruned: bytes unlinked from workers because no task reads them
 	// any more (see Unlink), one count per copy.
 	Pruned int64
+	// HandedBack: attempts handed back because their worker's cache was
+	// full (TaskReturned.CacheFull); not failed attempts.
+	HandedBack uint64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.
@@ -271,6 +280,7 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 	if c.workers[ev.Worker] != nil {
 		return
 	}
+	c.unpark = c.unpark || len(c.parked) > 0 // it may have room
 	w := &worker{
 		id:       ev.Worker,
 		total:    ev.Resources,
@@ -571,9 +581,12 @@ func (c *Core) taskReturned(ev TaskReturned) {
 	}
 	w := t.worker
 	c.release(t)
-	if t.cancel {
+	switch {
+	case t.cancel:
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
-	} else {
+	case ev.CacheFull:
+		c.cacheFull(t, ev)
+	default:
 		c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: WorkerLost, Message: fmt.Sprintf("returned unfinished by worker %d", ev.Worker)}})
 		c.makeReady(t)
 	}

@@ -68,12 +68,19 @@ type FilesDropped struct {
 	Files  []FileID
 }
 
-// TaskReturned: a draining worker hands an attempt back unfinished. The
-// task is queued again without counting against its retries.
+// TaskReturned: a worker hands an attempt back unfinished (it is draining,
+// or its cache is full). The task is queued again without counting
+// against its retries.
 type TaskReturned struct {
 	Task    TaskID
 	Attempt uint32
 	Worker  WorkerID
+	// CacheFull: the attempt ran, but its worker's cache could not keep
+	// an output of Need bytes (0: unknown) because what it holds is still
+	// needed. The task waits until a worker's cache frees space (see
+	// park), or fails if Need exceeds every connected worker's disk.
+	CacheFull bool
+	Need      int64
 }
 
 // CancelTask: the client no longer wants the task.

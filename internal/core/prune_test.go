@@ -87,3 +87,39 @@ func TestPrune(t *testing.T) {
 		},
 	})
 }
+
+// TestCacheFull: an attempt handed back for a full cache is not a failure:
+// the task waits until a cache frees space, or fails if its output is
+// larger than every connected worker's disk.
+func TestCacheFull(t *testing.T) {
+	two := core.Resources{MilliCores: 2000, MemoryMB: 1000, DiskMB: 100}
+	one := res(1000, 100)
+	full := func(id core.TaskID, attempt uint32, need int64) core.TaskReturned {
+		return core.TaskReturned{Task: id, Attempt: attempt, Worker: 1, CacheFull: true, Need: need}
+	}
+	waiting := core.Outcome{Kind: core.ResourceExceeded, Message: "handed back by worker 1: its cache is full of files still needed; waiting for space"}
+	runScenarios(t, []scenario{
+		{
+			name: "waits until a file is pruned, then runs again",
+			steps: []step{
+				{join(1, two), nil},
+				{pruned(0, 10, 11), nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), ids(10), nil), files(task(3, one), nil, ids(11))), acts(dispatch(1, 1, 1), dispatch(3, 1, 1))},
+				{kept(1, 1, 1, 50, 10), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{full(3, 1, 60<<20), acts(core.Requeued{Task: 3, Attempt: 1, Reason: waiting})},
+				{core.Tick{}, nil},
+				{ok(2, 1, 1), acts(success(2, 1, 1), unlink(1, 10), dispatch(3, 2, 1))},
+				{kept(3, 2, 1, 60, 11), acts(success(3, 2, 1))},
+			},
+		},
+		{
+			name: "an output no connected worker could hold fails",
+			steps: []step{
+				{join(1, two), nil},
+				{submit(files(task(3, one), nil, ids(11))), acts(dispatch(3, 1, 1))},
+				{full(3, 1, 200<<20), acts(done(3, 1, 1, core.Outcome{Kind: core.ResourceExceeded,
+					Message: "output of task 3 needs 200 MiB; the largest cache of a connected worker is 100 MiB: start a worker with a larger --disk"}))},
+			},
+		},
+	})
+}

@@ -1,0 +1,43 @@
+package core
+
+import "fmt"
+
+// A full cache: a worker hands an attempt back (TaskReturned.CacheFull)
+// when its cache cannot keep the attempt's output because every file in
+// it is still needed. The task is not failed: it waits, parked, until a
+// worker's cache frees space (a replica is unlinked or dropped) or a
+// worker joins, and is then queued again. Only an output larger than every
+// connected worker's disk can never be kept: that task fails.
+
+// cacheFull parks t, handed back by a worker whose cache was full, or
+// fails it if no connected worker could ever hold its output.
+func (c *Core) cacheFull(t *task, ev TaskReturned) {
+	c.handedBack++
+	var largest int64
+	for _, w := range c.workers {
+		largest = max(largest, w.total.DiskMB<<20)
+	}
+	if ev.Need > 0 && ev.Need > largest {
+		c.finish(t, Outcome{Kind: ResourceExceeded, Message: fmt.Sprintf(
+			"output of task %d needs %d MiB; the largest cache of a connected worker is %d MiB: start a worker with a larger --disk",
+			t.spec.ID, (ev.Need+1<<20-1)>>20, largest>>20)})
+		return
+	}
+	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: ResourceExceeded,
+		Message: fmt.Sprintf("handed back by worker %d: its cache is full of files still needed; waiting for space", ev.Worker)}})
+	c.setState(t, Waiting)
+	c.parked = append(c.parked, t)
+}
+
+// unparkAll queues again the tasks parked for a full cache, now that a
+// cache freed space. One that does not fit yet is handed back again.
+func (c *Core) unparkAll() {
+	c.unpark = false
+	parked := c.parked
+	c.parked = nil
+	for _, t := range parked {
+		if c.tasks[t.spec.ID] == t && t.state == Waiting && t.missing == 0 {
+			c.makeReady(t)
+		}
+	}
+}
