@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +63,58 @@ func firstDiff(a, b []byte) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// Two 12 MiB temp files on a worker whose cache holds 20 MiB: the second
+// to be written does not fit while the first is still read, so its task
+// is handed back, waits, and runs again once the first is pruned. Neither
+// task fails.
+func TestFullCacheWaits(t *testing.T) {
+	const size = 12 << 20
+	c := newCluster(t)
+	c.worker("small", nil, "--cores", "2", "--disk", "20")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	var tasks []*trellis.Task
+	for _, name := range []string{"x", "y"} {
+		tmp := trellis.Temp()
+		w := trellis.NewTask(fmt.Sprintf("head -c %d /dev/zero > out", size)).AddOutput(tmp, "out")
+		w.Name = "write-" + name
+		r := trellis.NewTask("sleep 1; wc -c < in").AddInput(tmp, "in")
+		r.Name = "read-" + name
+		tasks = append(tasks, w, r)
+	}
+	hs, err := cl.Submit(context.Background(), tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		r := waitResult(t, h, time.Minute)
+		if !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+		if h.Name[:4] == "read" && string(bytes.TrimSpace(r.Stdout)) != fmt.Sprint(size) {
+			t.Errorf("task %s: stdout %q, want %d", h.Name, r.Stdout, size)
+		}
+	}
+}
+
+// An output larger than any connected worker's cache fails at once, and
+// says why, instead of waiting for ever.
+func TestOutputLargerThanEveryCache(t *testing.T) {
+	c := newCluster(t)
+	c.worker("tiny", nil, "--cores", "1", "--disk", "5")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	tmp := trellis.Temp()
+	w := trellis.NewTask("head -c 8388608 /dev/zero > out").AddOutput(tmp, "out")
+	hs, err := cl.Submit(context.Background(), w, trellis.NewTask("wc -c < in").AddInput(tmp, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitResult(t, hs[0], time.Minute)
+	if want := "needs 8 MiB; the largest cache of a connected worker is 5 MiB"; r.Kind != trellis.ResourceExceeded || !strings.Contains(r.Message, want) {
+		t.Errorf("got %v: %s; want resource exceeded: ...%s...", r.Kind, r.Message, want)
+	}
 }

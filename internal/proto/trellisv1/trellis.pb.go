@@ -3618,9 +3618,13 @@ func (x *AttemptDone) GetOutcome() *Outcome {
 }
 
 type AttemptReturned struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// cache_full: the attempt ran, but the worker's cache could not keep an
+	// output of need bytes (0: unknown): what it holds is still needed.
+	CacheFull     bool  `protobuf:"varint,3,opt,name=cache_full,json=cacheFull,proto3" json:"cache_full,omitempty"`
+	Need          int64 `protobuf:"varint,4,opt,name=need,proto3" json:"need,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3665,6 +3669,20 @@ func (x *AttemptReturned) GetTaskId() uint64 {
 func (x *AttemptReturned) GetAttempt() uint32 {
 	if x != nil {
 		return x.Attempt
+	}
+	return 0
+}
+
+func (x *AttemptReturned) GetCacheFull() bool {
+	if x != nil {
+		return x.CacheFull
+	}
+	return false
+}
+
+func (x *AttemptReturned) GetNeed() int64 {
+	if x != nil {
+		return x.Need
 	}
 	return 0
 }
@@ -4769,10 +4787,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\vAttemptDone\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
-	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\"D\n" +
+	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\"w\n" +
 	"\x0fAttemptReturned\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\rR\aattempt\"\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x1d\n" +
+	"\n" +
+	"cache_full\x18\x03 \x01(\bR\tcacheFull\x12\x12\n" +
+	"\x04need\x18\x04 \x01(\x03R\x04need\"\n" +
 	"\n" +
 	"\bDraining\"\xcd\x03\n" +
 	"\x0eManagerMessage\x12/\n" +
