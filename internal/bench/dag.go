@@ -33,6 +33,8 @@ type DagResult struct {
 	PeerMBPerS      float64 `json:"peer_mb_per_s"`
 	CpMBPerS        float64 `json:"cp_mb_per_s"`
 	PeerVsCp        float64 `json:"peer_vs_cp"`
+	PeakCacheBytes  int64   `json:"peak_cache_bytes"` // the most any worker's cache held at once
+	BytesPruned     int64   `json:"bytes_pruned"`     // unlinked from workers once no task read them
 }
 
 // Dag runs the data workload on an embedded cluster: maps map tasks each
@@ -86,6 +88,10 @@ func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, l
 	res.BytesViaManager = st.BytesFromManager + st.BytesToManager
 	res.BytesPeer = st.BytesFromPeers
 	res.BytesTotal = st.BytesFromManager + st.BytesFromPeers + st.BytesFromURLs + st.BytesToManager
+	res.BytesPruned = st.BytesPruned
+	for _, w := range st.Workers {
+		res.PeakCacheBytes = max(res.PeakCacheBytes, w.PeakCache)
+	}
 
 	logf("timing one %d MiB peer transfer and cp of the same bytes", transferMiB)
 	if res.PeerMBPerS, res.CpMBPerS, err = peerVsCopy(ctx, transferMiB); err != nil {

@@ -258,6 +258,7 @@ func (c *Core) addReplica(w *worker, e *fileEntry) {
 	if e.addReplica(w.id) {
 		w.holds[e.id] = struct{}{}
 		w.cacheBytes += e.size
+		w.peakCache = max(w.peakCache, w.cacheBytes)
 		if e.retired && e.needers == 0 {
 			c.retire([]*fileEntry{e})
 		}

@@ -26,6 +26,7 @@ type worker struct {
 	backoffUntil uint64              // tick until which peers avoid it
 	done         uint64              // tasks whose Done named it
 	pruned       int64               // bytes the core unlinked from it (see retire)
+	peakCache    int64               // the most cacheBytes so far
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores
@@ -116,6 +117,7 @@ type WorkerInfo struct {
 	CacheFiles   int
 	CacheNeeded  int64 // of CacheBytes, those of files unfinished tasks read
 	Pruned       int64 // bytes unlinked from it so far (see Unlink)
+	PeakCache    int64 // the most CacheBytes it held at once
 	TransfersIn  int   // fetches to it in flight
 	TransfersOut int   // fetches from it in flight
 	// TasksDone counts the tasks and calls whose Done named it: their last
@@ -129,7 +131,7 @@ func (c *Core) Workers() []WorkerInfo {
 	for _, w := range c.workers {
 		info := WorkerInfo{ID: w.id, Total: w.total, Free: w.free, Draining: w.draining,
 			CacheBytes: w.cacheBytes, CacheFiles: len(w.holds), TransfersOut: int(w.outgoing), TasksDone: w.done,
-			Pruned: w.pruned}
+			Pruned: w.pruned, PeakCache: w.peakCache}
 		for f := range w.holds {
 			if e := c.files.files[f]; e != nil && e.needers > 0 {
 				info.CacheNeeded += e.size

@@ -2028,9 +2028,12 @@ type WorkerStatus struct {
 	ConnectedUnixMs int64                  `protobuf:"varint,9,opt,name=connected_unix_ms,json=connectedUnixMs,proto3" json:"connected_unix_ms,omitempty"`
 	CacheBytes      int64                  `protobuf:"varint,10,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"` // bytes of files it holds, as the manager knows them
 	CacheFiles      uint64                 `protobuf:"varint,11,opt,name=cache_files,json=cacheFiles,proto3" json:"cache_files,omitempty"`
-	TransfersIn     uint64                 `protobuf:"varint,12,opt,name=transfers_in,json=transfersIn,proto3" json:"transfers_in,omitempty"`    // fetches to it in flight
-	TransfersOut    uint64                 `protobuf:"varint,13,opt,name=transfers_out,json=transfersOut,proto3" json:"transfers_out,omitempty"` // fetches from it (as a peer) in flight
-	Instances       []uint64               `protobuf:"varint,14,rep,packed,name=instances,proto3" json:"instances,omitempty"`                    // library instances it holds (running lists tasks only)
+	TransfersIn     uint64                 `protobuf:"varint,12,opt,name=transfers_in,json=transfersIn,proto3" json:"transfers_in,omitempty"`            // fetches to it in flight
+	TransfersOut    uint64                 `protobuf:"varint,13,opt,name=transfers_out,json=transfersOut,proto3" json:"transfers_out,omitempty"`         // fetches from it (as a peer) in flight
+	Instances       []uint64               `protobuf:"varint,14,rep,packed,name=instances,proto3" json:"instances,omitempty"`                            // library instances it holds (running lists tasks only)
+	CacheNeeded     int64                  `protobuf:"varint,15,opt,name=cache_needed,json=cacheNeeded,proto3" json:"cache_needed,omitempty"`            // of cache_bytes, bytes of files unfinished tasks read
+	BytesPruned     int64                  `protobuf:"varint,16,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`            // bytes unlinked from it because no task reads them any more
+	PeakCacheBytes  int64                  `protobuf:"varint,17,opt,name=peak_cache_bytes,json=peakCacheBytes,proto3" json:"peak_cache_bytes,omitempty"` // the most cache_bytes it held at once
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2161,6 +2164,27 @@ func (x *WorkerStatus) GetInstances() []uint64 {
 		return x.Instances
 	}
 	return nil
+}
+
+func (x *WorkerStatus) GetCacheNeeded() int64 {
+	if x != nil {
+		return x.CacheNeeded
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetBytesPruned() int64 {
+	if x != nil {
+		return x.BytesPruned
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetPeakCacheBytes() int64 {
+	if x != nil {
+		return x.PeakCacheBytes
+	}
+	return 0
 }
 
 // TaskCounts counts tasks of one modality (command tasks, calls, or
@@ -2367,6 +2391,8 @@ type StatusResponse struct {
 	// snapshot stays small.
 	Unplaceable      uint64             `protobuf:"varint,24,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
 	UnplaceableTasks []*UnplaceableTask `protobuf:"bytes,25,rep,name=unplaceable_tasks,json=unplaceableTasks,proto3" json:"unplaceable_tasks,omitempty"`
+	BytesPruned      int64              `protobuf:"varint,26,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`               // unlinked from workers (pruned temp files, task-level files)
+	TasksHandedBack  uint64             `protobuf:"varint,27,opt,name=tasks_handed_back,json=tasksHandedBack,proto3" json:"tasks_handed_back,omitempty"` // attempts handed back for a full cache (not failures)
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -2574,6 +2600,20 @@ func (x *StatusResponse) GetUnplaceableTasks() []*UnplaceableTask {
 		return x.UnplaceableTasks
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetBytesPruned() int64 {
+	if x != nil {
+		return x.BytesPruned
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetTasksHandedBack() uint64 {
+	if x != nil {
+		return x.TasksHandedBack
+	}
+	return 0
 }
 
 // UnplaceableTask is a task (or call) that no connected worker could run.
@@ -4648,7 +4688,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\xcd\x03\n" +
+	"\x12EndSessionResponse\"\xbd\x04\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -4667,7 +4707,10 @@ const file_trellis_proto_rawDesc = "" +
 	"cacheFiles\x12!\n" +
 	"\ftransfers_in\x18\f \x01(\x04R\vtransfersIn\x12#\n" +
 	"\rtransfers_out\x18\r \x01(\x04R\ftransfersOut\x12\x1c\n" +
-	"\tinstances\x18\x0e \x03(\x04R\tinstances\"\xc2\x01\n" +
+	"\tinstances\x18\x0e \x03(\x04R\tinstances\x12!\n" +
+	"\fcache_needed\x18\x0f \x01(\x03R\vcacheNeeded\x12!\n" +
+	"\fbytes_pruned\x18\x10 \x01(\x03R\vbytesPruned\x12(\n" +
+	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\"\xc2\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x18\n" +
 	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
@@ -4682,7 +4725,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xf3\a\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xc2\b\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -4710,7 +4753,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10snapshot_version\x18\x16 \x01(\x04R\x0fsnapshotVersion\x12(\n" +
 	"\x10snapshot_unix_ms\x18\x17 \x01(\x03R\x0esnapshotUnixMs\x12 \n" +
 	"\vunplaceable\x18\x18 \x01(\x04R\vunplaceable\x12H\n" +
-	"\x11unplaceable_tasks\x18\x19 \x03(\v2\x1b.trellis.v1.UnplaceableTaskR\x10unplaceableTasks\"t\n" +
+	"\x11unplaceable_tasks\x18\x19 \x03(\v2\x1b.trellis.v1.UnplaceableTaskR\x10unplaceableTasks\x12!\n" +
+	"\fbytes_pruned\x18\x1a \x01(\x03R\vbytesPruned\x12*\n" +
+	"\x11tasks_handed_back\x18\x1b \x01(\x04R\x0ftasksHandedBack\"t\n" +
 	"\x0fUnplaceableTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
