@@ -7,7 +7,9 @@ import "fmt"
 // it is still needed. The task is not failed: it waits, parked, until a
 // worker's cache frees space (a replica is unlinked or dropped) or a
 // worker joins, and is then queued again. Only an output larger than every
-// connected worker's disk can never be kept: that task fails.
+// connected worker's disk can never be kept, nor one larger than what any
+// worker could free (its disk less the files kept for the session): that
+// task fails, and says why.
 
 // cacheFull parks t, handed back by a worker whose cache was full, or
 // fails it if no connected worker could ever hold its output.
@@ -23,10 +25,34 @@ func (c *Core) cacheFull(t *task, ev TaskReturned) {
 			t.spec.ID, (ev.Need+1<<20-1)>>20, largest>>20)})
 		return
 	}
+	if ev.Need > 0 && !c.couldHold(ev.Need) {
+		c.finish(t, Outcome{Kind: ResourceExceeded, Message: fmt.Sprintf(
+			"output of task %d needs %d MiB, but every connected worker's cache is held by files kept for the session (keep: true, or a cache level): keep fewer files, or start a worker with a larger --disk",
+			t.spec.ID, (ev.Need+1<<20-1)>>20)})
+		return
+	}
 	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: ResourceExceeded,
 		Message: fmt.Sprintf("handed back by worker %d: its cache is full of files still needed; waiting for space", ev.Worker)}})
 	c.setState(t, Waiting)
 	c.parked = append(c.parked, t)
+}
+
+// couldHold reports whether a connected worker could hold need bytes once
+// the files that pruning will unlink are gone: its disk less the files it
+// holds that are not task-level (kept for the session or longer).
+func (c *Core) couldHold(need int64) bool {
+	for _, w := range c.workers {
+		room := w.total.DiskMB << 20
+		for f := range w.holds {
+			if e := c.files.files[f]; e != nil && e.level != LevelTask {
+				room -= e.size
+			}
+		}
+		if need <= room {
+			return true
+		}
+	}
+	return false
 }
 
 // unparkAll queues again the tasks parked for a full cache, now that a

@@ -48,7 +48,7 @@ func TestPrune(t *testing.T) {
 			},
 			pruning: true,
 			workers: []core.WorkerInfo{{ID: 1, Total: one, Free: one, TasksDone: 3,
-				CacheBytes: 70, CacheFiles: 1, Pruned: 110}},
+				CacheBytes: 70, CacheFiles: 1, Pruned: 110, PeakCache: 130}},
 		},
 		{
 			name: "depth 1: a file stays until its readers' readers are done",
@@ -63,7 +63,7 @@ func TestPrune(t *testing.T) {
 			},
 			pruning: true,
 			workers: []core.WorkerInfo{{ID: 1, Total: one, Free: one, TasksDone: 4,
-				CacheBytes: 80, CacheFiles: 1, Pruned: 180}},
+				CacheBytes: 80, CacheFiles: 1, Pruned: 180, PeakCache: 210}},
 		},
 		{
 			// Task 4 reads file 12; its worker is lost before it runs, with
@@ -119,6 +119,19 @@ func TestCacheFull(t *testing.T) {
 				{submit(files(task(3, one), nil, ids(11))), acts(dispatch(3, 1, 1))},
 				{full(3, 1, 200<<20), acts(done(3, 1, 1, core.Outcome{Kind: core.ResourceExceeded,
 					Message: "output of task 3 needs 200 MiB; the largest cache of a connected worker is 100 MiB: start a worker with a larger --disk"}))},
+			},
+		},
+		{
+			// A workflow-level file (kept for the session) fills the
+			// cache: pruning will never make room, so waiting would hang.
+			name: "an output that files kept for the session leave no room for fails",
+			steps: []step{
+				{join(1, two), nil},
+				{declared("a", core.Produced, core.LevelWorkflow, 10), nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(3, one), nil, ids(11))), acts(dispatch(1, 1, 1), dispatch(3, 1, 1))},
+				{kept(1, 1, 1, 80<<20, 10), acts(success(1, 1, 1))},
+				{full(3, 1, 30<<20), acts(done(3, 1, 1, core.Outcome{Kind: core.ResourceExceeded,
+					Message: "output of task 3 needs 30 MiB, but every connected worker's cache is held by files kept for the session (keep: true, or a cache level): keep fewer files, or start a worker with a larger --disk"}))},
 			},
 		},
 	})

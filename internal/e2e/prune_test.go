@@ -118,3 +118,76 @@ func TestOutputLargerThanEveryCache(t *testing.T) {
 		t.Errorf("got %v: %s; want resource exceeded: ...%s...", r.Kind, r.Message, want)
 	}
 }
+
+// The 200-step chain of issue #18, scaled down to 256 KiB files (50 MiB of
+// intermediates) on 2 workers whose caches hold 1 MiB each.
+func TestPrunedLongChainTwoWorkers(t *testing.T) {
+	const size, steps = 256 << 10, 200
+	c := newCluster(t)
+	for _, name := range []string{"a", "b"} {
+		c.worker(name, nil, "--cores", "1", "--disk", "1")
+	}
+	cl := c.client()
+	c.waitWorkers(cl, 2)
+
+	out := filepath.Join(t.TempDir(), "last")
+	prev := trellis.Temp()
+	tasks := []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
+	for i := 2; i <= steps; i++ {
+		next := trellis.Temp()
+		if i == steps {
+			next = trellis.Output(out)
+		}
+		tk := trellis.NewTask("cat in > out").AddInput(prev, "in").AddOutput(next, "out")
+		tk.Name = fmt.Sprintf("t%d", i)
+		tasks = append(tasks, tk)
+		prev = next
+	}
+	hs, err := cl.Submit(context.Background(), tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("trellis-chain\n"), size/len("trellis-chain\n")+1)[:size]
+	if !bytes.Equal(got, want) {
+		t.Errorf("last output: %d bytes, want %d bytes of %q (first differ at %d)", len(got), len(want), "trellis-chain\n", firstDiff(got, want))
+	}
+	s, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if min := int64(steps-3) * size; s.BytesPruned < min {
+		t.Errorf("bytes pruned = %d, want at least %d (all but the last few files)", s.BytesPruned, min)
+	}
+}
+
+// Kept temp files are never pruned: an output that does not fit beside
+// them fails and says why, instead of waiting for ever.
+func TestKeptFilesLeaveNoRoom(t *testing.T) {
+	c := newCluster(t)
+	c.worker("small", nil, "--cores", "1", "--disk", "20")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	first := trellis.NewTask("head -c 12582912 /dev/zero > out").AddOutput(trellis.Temp().Keep(), "out")
+	second := trellis.NewTask("head -c 12582912 /dev/zero > out").AddOutput(trellis.Temp(), "out")
+	second.After = []*trellis.Task{first}
+	hs, err := cl.Submit(context.Background(), first, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], time.Minute); !r.OK() {
+		t.Fatalf("first: %v: %s", r.Kind, r.Message)
+	}
+	r := waitResult(t, hs[1], time.Minute)
+	if want := "needs 12 MiB, but every connected worker's cache is held by files kept for the session"; r.Kind != trellis.ResourceExceeded || !strings.Contains(r.Message, want) {
+		t.Errorf("second: got %v: %s; want resource exceeded: ...%s...", r.Kind, r.Message, want)
+	}
+}
