@@ -153,6 +153,7 @@ func (c *Core) Step(ev Event) []Action {
 	case Tick:
 		c.ticks++
 		c.now = max(c.now, ev.Now)
+		c.idleUnpark()
 		c.expire()
 		c.stopIdle()
 		c.retryBlocked()

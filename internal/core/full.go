@@ -6,7 +6,8 @@ import "fmt"
 // when its cache cannot keep the attempt's output because every file in
 // it is still needed. The task is not failed: it waits, parked, until a
 // worker's cache frees space (a replica is unlinked or dropped) or a
-// worker joins, and is then queued again. Only an output larger than every
+// worker joins, or on a Tick while no task runs anywhere, and is then
+// queued again. Only an output larger than every
 // connected worker's disk can never be kept, nor one larger than what any
 // worker could free (its disk less the files kept for the session): that
 // task fails, and says why.
@@ -53,6 +54,21 @@ func (c *Core) couldHold(need int64) bool {
 		}
 	}
 	return false
+}
+
+// idleUnpark, on a Tick, queues the parked tasks again if no task runs or
+// stages anywhere: nothing else would free space, and a cache that was
+// full may not be now (one retry per Tick while the cluster is idle).
+func (c *Core) idleUnpark() {
+	if len(c.parked) == 0 {
+		return
+	}
+	for _, byState := range c.counts {
+		if byState[Running]+byState[Staging] > 0 {
+			return
+		}
+	}
+	c.unpark = true
 }
 
 // unparkAll queues again the tasks parked for a full cache, now that a

@@ -113,6 +113,16 @@ func TestCacheFull(t *testing.T) {
 			},
 		},
 		{
+			// Nothing runs that could free space: a Tick tries again.
+			name: "an idle cluster tries again on a tick",
+			steps: []step{
+				{join(1, two), nil},
+				{submit(files(task(3, one), nil, ids(11))), acts(dispatch(3, 1, 1))},
+				{full(3, 1, 60<<20), acts(core.Requeued{Task: 3, Attempt: 1, Reason: waiting})},
+				{core.Tick{}, acts(dispatch(3, 2, 1))},
+			},
+		},
+		{
 			name: "an output no connected worker could hold fails",
 			steps: []step{
 				{join(1, two), nil},

@@ -140,13 +140,14 @@ func (s *sim) reader(f core.FileID) *simTask {
 // readBelow returns a temp file written by a task that read f, n levels
 // down, and an unfinished task that reads it, or nil: a file that, lost,
 // would be made again from f. It follows the readers that wrote a temp
-// file not at the manager: the others the core forgets.
+// file not at the manager and that the core did not forget (Forget: its
+// re-run failed, so what it wrote cannot be made again from f).
 func (s *sim) readBelow(f core.FileID, n int32) (core.FileID, *simTask) {
 	if n <= 0 {
 		return 0, nil
 	}
 	for _, r := range s.tasks {
-		if !r.submitted || !slices.Contains(r.deps, f) || !s.lineage(r) {
+		if !r.submitted || r.forgotten || !slices.Contains(r.deps, f) || !s.lineage(r) {
 			continue
 		}
 		for _, g := range r.spec.Outputs {
