@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -189,5 +190,61 @@ func TestKeptFilesLeaveNoRoom(t *testing.T) {
 	r := waitResult(t, hs[1], time.Minute)
 	if want := "needs 12 MiB, but every connected worker's cache is held by files kept for the session"; r.Kind != trellis.ResourceExceeded || !strings.Contains(r.Message, want) {
 		t.Errorf("second: got %v: %s; want resource exceeded: ...%s...", r.Kind, r.Message, want)
+	}
+}
+
+// kill -9 of the worker in the middle of a pruned chain: the files behind
+// it were pruned, so the core re-runs the chain's producers back to its
+// start on the worker that replaces it; the output is still right, and
+// the status counts the tasks re-run.
+func TestPrunedChainSurvivesKill(t *testing.T) {
+	const size, steps = 64 << 10, 30
+	c := newCluster(t)
+	a := c.worker("a", nil, "--cores", "1", "--disk", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	out := filepath.Join(t.TempDir(), "last")
+	prev := trellis.Temp()
+	tasks := []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
+	for i := 2; i <= steps; i++ {
+		next := trellis.Temp()
+		if i == steps {
+			next = trellis.Output(out)
+		}
+		tk := trellis.NewTask("sleep 0.05; cat in > out").AddInput(prev, "in").AddOutput(next, "out")
+		tk.Name = fmt.Sprintf("t%d", i)
+		tasks = append(tasks, tk)
+		prev = next
+	}
+	hs, err := cl.Submit(context.Background(), tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[steps/2], time.Minute); !r.OK() {
+		t.Fatalf("task %s: %v: %s", hs[steps/2].Name, r.Kind, r.Message)
+	}
+	a.signal(t, syscall.SIGKILL)
+	a.wait(t, 10*time.Second)
+	c.worker("b", nil, "--cores", "1", "--disk", "1")
+	for _, h := range hs {
+		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("trellis-chain\n"), size/len("trellis-chain\n")+1)[:size]
+	if !bytes.Equal(got, want) {
+		t.Errorf("last output: %d bytes, want %d (first differ at %d)", len(got), len(want), firstDiff(got, want))
+	}
+	s, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TasksRecreated < steps/2 {
+		t.Errorf("tasks re-run = %d, want at least %d: the chain behind the kill was pruned", s.TasksRecreated, steps/2)
 	}
 }
