@@ -68,6 +68,9 @@ func (c *Core) readBelow(e *fileEntry, n int32) bool {
 // for them: the inputs of their producers, up to the largest depth declared, whose depth
 // reaches them. Call it with files no unfinished task reads any more.
 func (c *Core) above(files []*fileEntry) []*fileEntry {
+	if c.files.maxDepth == 0 {
+		return files // no depth keeps any file
+	}
 	level := files
 	seen := make(map[*fileEntry]bool)
 	for d := int32(1); d <= c.files.maxDepth && len(level) > 0; d++ {

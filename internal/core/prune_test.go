@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"fmt"
 	"testing"
 
 	"trellis/internal/core"
@@ -145,4 +146,32 @@ func TestCacheFull(t *testing.T) {
 			},
 		},
 	})
+}
+
+// TestPruneDepthBoundsReruns: a chain of 8 on one worker whose last temp
+// file is dropped while its reader still runs. With depth 0 every file
+// behind it was pruned, and the whole chain runs again; with depth 1 or 2
+// the file before it is still held, and one producer runs again.
+func TestPruneDepthBoundsReruns(t *testing.T) {
+	for _, tc := range []struct {
+		depth int32
+		want  uint64
+	}{{0, 8}, {1, 1}, {2, 1}} {
+		t.Run(fmt.Sprintf("depth=%d", tc.depth), func(t *testing.T) {
+			c := core.New()
+			const n = 8
+			c.Step(join(1, res(2000, 1000))) // room for a re-run beside the reader
+			c.Step(pruned(tc.depth, fileRange(10, 10+n)...))
+			reader := files(retries(task(n+1, res(1000, 100)), 1, false), ids(9+n), nil)
+			c.Step(core.TasksSubmitted{Tasks: append(chain(n).Tasks, reader)})
+			for i := core.TaskID(1); i <= n; i++ {
+				c.Step(kept(i, 1, 1, 100, core.FileID(9+i)))
+			}
+			// The reader is running; the file it reads goes.
+			c.Step(core.FilesDropped{Worker: 1, Files: ids(9 + n)})
+			if got := c.Stats().Recreated; got != tc.want {
+				t.Errorf("depth %d: %d tasks re-run, want %d", tc.depth, got, tc.want)
+			}
+		})
+	}
 }
