@@ -28,6 +28,7 @@ type task struct {
 	recreating bool
 	held       bool // it holds a reservation of its worker's resources
 	stuck      bool // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
+	branch     bool // it reads a file a task produces: it continues a started branch (see before)
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -421,6 +422,11 @@ func (c *Core) submit(batch []Task) {
 			continue
 		}
 		t := c.tasks[batch[i].ID]
+		for _, f := range t.spec.Inputs {
+			if e := c.files.files[f]; e != nil && e.producer != 0 {
+				t.branch = true
+			}
+		}
 		missing, why := c.files.await(t)
 		if why == "" && len(t.spec.After) > 0 {
 			var after int32

@@ -175,3 +175,35 @@ func TestPruneDepthBoundsReruns(t *testing.T) {
 		})
 	}
 }
+
+// TestBranchFirst: among ready tasks of equal priority, one that reads a
+// produced file (continuing a started branch, and letting that file be
+// pruned) runs before one that starts a new branch, whatever the order of
+// submission; priority still comes first.
+func TestBranchFirst(t *testing.T) {
+	one := res(1000, 100)
+	runScenarios(t, []scenario{
+		{
+			name: "the reader of a produced file before new producers",
+			steps: []step{
+				{join(1, one), nil},
+				{pruned(0, 10, 11, 12), nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), nil, ids(11)), files(task(3, one), nil, ids(12)), files(task(4, one), ids(10), nil)),
+					acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 50, 10), acts(success(1, 1, 1), dispatch(4, 1, 1))},
+				{ok(4, 1, 1), acts(success(4, 1, 1), unlink(1, 10), dispatch(2, 1, 1))},
+			},
+		},
+		{
+			name: "priority before branches",
+			steps: []step{
+				{join(1, one), nil},
+				{pruned(0, 10, 11), nil},
+				{submit(files(task(1, one), nil, ids(10)), files(prio(task(2, one), 1), nil, ids(11)), files(task(4, one), ids(10), nil)),
+					acts(dispatch(2, 1, 1))},
+				{kept(2, 1, 1, 50, 11), acts(success(2, 1, 1), dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 50, 10), acts(success(1, 1, 1), dispatch(4, 1, 1))},
+			},
+		},
+	})
+}
