@@ -58,8 +58,12 @@ type TransferDone struct {
 	Transfer    uint64
 	OK          bool
 	SourceFault bool
-	Size        int64
-	Why         string
+	// CacheFull: the destination's cache is full of files still needed.
+	// The tasks staging the file wait for space (see waitForSpace), as
+	// those whose output did not fit do.
+	CacheFull bool
+	Size      int64
+	Why       string
 }
 
 // FilesDropped: a worker no longer holds these files (it evicted them).

@@ -4,7 +4,8 @@ import "fmt"
 
 // A full cache: a worker hands an attempt back (TaskReturned.CacheFull)
 // when its cache cannot keep the attempt's output because every file in
-// it is still needed. The task is not failed: it waits, parked, until a
+// it is still needed, or cannot take an input the task stages
+// (TransferDone.CacheFull). The task is not failed: it waits, parked, until a
 // worker's cache frees space (a replica is unlinked or dropped) or a
 // worker joins, or on a Tick while no task runs anywhere, and is then
 // queued again. Only an output larger than every
@@ -15,25 +16,33 @@ import "fmt"
 // cacheFull parks t, handed back by a worker whose cache was full, or
 // fails it if no connected worker could ever hold its output.
 func (c *Core) cacheFull(t *task, ev TaskReturned) {
+	c.waitForSpace(t, ev.Need, ev.Worker, "output")
+}
+
+// waitForSpace parks t, whose output (what is "output") or input ("input")
+// of need bytes (0: unknown) did not fit in the cache of worker wid, or
+// fails it if no connected worker could ever hold that much.
+func (c *Core) waitForSpace(t *task, need int64, wid WorkerID, what string) {
 	c.handedBack++
 	var largest int64
 	for _, w := range c.workers {
 		largest = max(largest, w.total.DiskMB<<20)
 	}
-	if ev.Need > 0 && ev.Need > largest {
+	mib := (need + 1<<20 - 1) >> 20
+	if need > 0 && need > largest {
 		c.finish(t, Outcome{Kind: ResourceExceeded, Message: fmt.Sprintf(
-			"output of task %d needs %d MiB; the largest cache of a connected worker is %d MiB: start a worker with a larger --disk",
-			t.spec.ID, (ev.Need+1<<20-1)>>20, largest>>20)})
+			"%s of task %d needs %d MiB; the largest cache of a connected worker is %d MiB: start a worker with a larger --disk",
+			what, t.spec.ID, mib, largest>>20)})
 		return
 	}
-	if ev.Need > 0 && !c.couldHold(ev.Need) {
+	if need > 0 && !c.couldHold(need) {
 		c.finish(t, Outcome{Kind: ResourceExceeded, Message: fmt.Sprintf(
-			"output of task %d needs %d MiB, but every connected worker's cache is held by files kept for the session (keep: true, or a cache level): keep fewer files, or start a worker with a larger --disk",
-			t.spec.ID, (ev.Need+1<<20-1)>>20)})
+			"%s of task %d needs %d MiB, but every connected worker's cache is held by files kept for the session (keep: true, or a cache level): keep fewer files, or start a worker with a larger --disk",
+			what, t.spec.ID, mib)})
 		return
 	}
 	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: ResourceExceeded,
-		Message: fmt.Sprintf("handed back by worker %d: its cache is full of files still needed; waiting for space", ev.Worker)}})
+		Message: fmt.Sprintf("handed back by worker %d: its cache is full of files still needed; waiting for space", wid)}})
 	c.setState(t, Waiting)
 	c.parked = append(c.parked, t)
 }

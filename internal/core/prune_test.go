@@ -94,6 +94,7 @@ func TestPrune(t *testing.T) {
 // larger than every connected worker's disk.
 func TestCacheFull(t *testing.T) {
 	two := core.Resources{MilliCores: 2000, MemoryMB: 1000, DiskMB: 100}
+	disk := core.Resources{MilliCores: 1000, MemoryMB: 1000, DiskMB: 100}
 	one := res(1000, 100)
 	full := func(id core.TaskID, attempt uint32, need int64) core.TaskReturned {
 		return core.TaskReturned{Task: id, Attempt: attempt, Worker: 1, CacheFull: true, Need: need}
@@ -111,6 +112,25 @@ func TestCacheFull(t *testing.T) {
 				{core.Tick{}, nil},
 				{ok(2, 1, 1), acts(success(2, 1, 1), unlink(1, 10), dispatch(3, 2, 1))},
 				{kept(3, 2, 1, 60, 11), acts(success(3, 2, 1))},
+			},
+		},
+		{
+			// Worker 2's cache cannot take the input task 2 stages there:
+			// the task waits (not failed), and runs once it can, here on
+			// a Tick with nothing running, where its input is.
+			name: "an input that does not fit waits too",
+			steps: []step{
+				{join(1, disk), nil},
+				{join(2, disk), nil},
+				{temps(10), nil},
+				{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), prio(task(4, one), 1), files(task(2, one), ids(10), nil)),
+					acts(dispatch(1, 1, 1), dispatch(3, 1, 2))},
+				{kept(1, 1, 1, 50<<20, 10), acts(success(1, 1, 1), dispatch(4, 1, 1))},
+				{ok(3, 1, 2), acts(success(3, 1, 2), fetch(1, 2, 10, peer(1), 50<<20))},
+				{core.TransferDone{Transfer: 1, CacheFull: true, Why: "cache: disk exhausted"}, acts(core.Requeued{Task: 2, Attempt: 0, Reason: core.Outcome{
+					Kind: core.ResourceExceeded, Message: "handed back by worker 2: its cache is full of files still needed; waiting for space"}})},
+				{ok(4, 1, 1), acts(success(4, 1, 1))},
+				{core.Tick{}, acts(dispatch(2, 1, 1))},
 			},
 		},
 		{

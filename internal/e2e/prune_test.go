@@ -248,3 +248,53 @@ func TestPrunedChainSurvivesKill(t *testing.T) {
 		t.Errorf("tasks re-run = %d, want at least %d: the chain behind the kill was pruned", s.TasksRecreated, steps/2)
 	}
 }
+
+// The map/reduce of issue #18, scaled down: 64 maps of 1 MiB into 16
+// reduces of 4 and one gather, on 2 workers whose caches hold 10 MiB each
+// (64 MiB of map output through 20 MiB of disk).
+func TestPrunedMapReduceFitsSmallCaches(t *testing.T) {
+	const maps, reduces, size = 64, 16, 1 << 20
+	c := newCluster(t)
+	for _, name := range []string{"a", "b"} {
+		c.worker(name, nil, "--cores", "2", "--disk", "10")
+	}
+	cl := c.client()
+	c.waitWorkers(cl, 2)
+
+	out := filepath.Join(t.TempDir(), "total")
+	gather := trellis.NewTask("cat r* > total").AddOutput(trellis.Output(out), "total")
+	gather.Name = "gather"
+	var tasks []*trellis.Task
+	per := maps / reduces
+	for r := range reduces {
+		red := trellis.NewTask("cat p* | wc -c > n")
+		red.Name = fmt.Sprintf("reduce-%d", r)
+		for j := range per {
+			part := trellis.Temp()
+			m := trellis.NewTask(fmt.Sprintf("head -c %d /dev/zero > part", size)).AddOutput(part, "part")
+			m.Name = fmt.Sprintf("map-%d", r*per+j)
+			tasks = append(tasks, m)
+			red.AddInput(part, fmt.Sprintf("p%d", j))
+		}
+		n := trellis.Temp()
+		red.AddOutput(n, "n")
+		gather.AddInput(n, fmt.Sprintf("r%02d", r))
+		tasks = append(tasks, red)
+	}
+	hs, err := cl.Submit(context.Background(), append(tasks, gather)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Repeat(fmt.Sprintf("%d\n", per*size), reduces); string(got) != want {
+		t.Errorf("gather output %q, want %q", got, want)
+	}
+}

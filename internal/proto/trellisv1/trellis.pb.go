@@ -3419,6 +3419,7 @@ type FetchDone struct {
 	SourceFault   bool                   `protobuf:"varint,7,opt,name=source_fault,json=sourceFault,proto3" json:"source_fault,omitempty"` // the source failed (unreachable, short, corrupt), not this worker (disk full)
 	Ms            int64                  `protobuf:"varint,8,opt,name=ms,proto3" json:"ms,omitempty"`
 	Dir           bool                   `protobuf:"varint,9,opt,name=dir,proto3" json:"dir,omitempty"`
+	CacheFull     bool                   `protobuf:"varint,10,opt,name=cache_full,json=cacheFull,proto3" json:"cache_full,omitempty"` // the destination's cache is full of files still needed: tasks wait for space
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3512,6 +3513,13 @@ func (x *FetchDone) GetMs() int64 {
 func (x *FetchDone) GetDir() bool {
 	if x != nil {
 		return x.Dir
+	}
+	return false
+}
+
+func (x *FetchDone) GetCacheFull() bool {
+	if x != nil {
+		return x.CacheFull
 	}
 	return false
 }
@@ -4815,7 +4823,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\x03 \x01(\tR\x06digest\x12,\n" +
 	"\x05level\x18\x04 \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\x12\x10\n" +
-	"\x03dir\x18\x05 \x01(\bR\x03dir\"\xc6\x01\n" +
+	"\x03dir\x18\x05 \x01(\bR\x03dir\"\xe5\x01\n" +
 	"\tFetchDone\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
@@ -4825,7 +4833,10 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12!\n" +
 	"\fsource_fault\x18\a \x01(\bR\vsourceFault\x12\x0e\n" +
 	"\x02ms\x18\b \x01(\x03R\x02ms\x12\x10\n" +
-	"\x03dir\x18\t \x01(\bR\x03dir\"\x1f\n" +
+	"\x03dir\x18\t \x01(\bR\x03dir\x12\x1d\n" +
+	"\n" +
+	"cache_full\x18\n" +
+	" \x01(\bR\tcacheFull\"\x1f\n" +
 	"\aDropped\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\v\n" +
 	"\tHeartbeat\"o\n" +
