@@ -59,8 +59,8 @@ type TransferDone struct {
 	OK          bool
 	SourceFault bool
 	// CacheFull: the destination's cache is full of files still needed.
-	// The tasks staging the file wait for space (see waitForSpace), as
-	// those whose output did not fit do.
+	// The tasks staging the file, if its size is known, wait for space
+	// (see waitForSpace), as those whose output did not fit do.
 	CacheFull bool
 	Size      int64
 	Why       string

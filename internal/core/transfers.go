@@ -249,7 +249,7 @@ func (c *Core) fetchFailed(w *worker, f FileID, why string, full bool) {
 		for _, t := range waiting {
 			if t.state == Staging && t.worker == w {
 				c.release(t)
-				if full {
+				if full && need > 0 { // of unknown size, it may never fit: fail over as before
 					c.waitForSpace(t, need, w.id, "input")
 				} else {
 					c.retryOrFinish(t, Outcome{Kind: InputMissing, Message: why}, true)
