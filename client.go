@@ -602,7 +602,7 @@ func (c *Client) declare(ctx context.Context, f *File, decls map[string]*pb.File
 	case kindURL:
 		d.Kind, d.Url = pb.FileKind_FILE_KIND_URL, f.url
 	case kindTemp:
-		d.Kind = pb.FileKind_FILE_KIND_TEMP
+		d.Kind, d.PruneDepth = pb.FileKind_FILE_KIND_TEMP, uint32(max(f.depth, 0))
 	case kindOutput:
 		d.Kind = pb.FileKind_FILE_KIND_OUTPUT
 	case kindUnpack:

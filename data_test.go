@@ -20,7 +20,7 @@ import (
 func TestLocalTempFilesMovePeerToPeer(t *testing.T) {
 	c := startLocal(t, 2)
 	dir := t.TempDir()
-	tmp := trellis.Temp()
+	tmp := trellis.Temp().Keep() // kept, not pruned: fetched at the end
 	// 1 MiB of known bytes.
 	produce := trellis.NewTask("head -c 1048576 /dev/zero | tr '\\0' 'x' > blob").AddOutput(tmp, "blob")
 	var consumers []*trellis.Task

@@ -54,6 +54,7 @@ type File struct {
 	format   string // kindUnpack: "tar", "tar.gz", "zip" or "" (by content)
 	level    CacheLevel
 	replicas int
+	depth    int // temp: PruneDepth
 
 	mu      sync.Mutex // guards name, missing, inline
 	name    string
@@ -116,6 +117,21 @@ func Unpack(archive *File, format string) *File {
 // Cache sets how long workers keep the file, and returns f.
 func (f *File) Cache(level CacheLevel) *File {
 	f.level = level
+	return f
+}
+
+// Keep keeps a temp file in the workers' caches until the client closes,
+// so that it may fetch it (Client.Fetch), and returns f. Without it a temp
+// file is pruned: unlinked from every worker once no unfinished task reads
+// it (see PruneDepth). Keep is Cache(CacheWorkflow).
+func (f *File) Keep() *File { return f.Cache(CacheWorkflow) }
+
+// PruneDepth keeps a pruned temp file until the readers of its readers, n
+// levels down, are done too, and returns f. A lost file then re-runs at
+// most n producers back instead of the whole chain; 0 (the default) frees
+// the space soonest. At most 16.
+func (f *File) PruneDepth(n int) *File {
+	f.depth = n
 	return f
 }
 

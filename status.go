@@ -40,6 +40,8 @@ type Status struct {
 	TransfersInFlight int   `json:"transfers_in_flight"`
 	FilesLost         int   `json:"files_lost"`
 	TasksRecreated    int   `json:"tasks_recreated"`
+	BytesPruned       int64 `json:"bytes_pruned"`      // unlinked from workers once no task read them
+	TasksHandedBack   int   `json:"tasks_handed_back"` // attempts handed back for a full cache (not failures)
 
 	Libraries []LibraryStatus `json:"libraries"`
 	Demand    []ShapeDemand   `json:"demand"`
@@ -131,6 +133,9 @@ type WorkerStatus struct {
 	CacheFiles   int   `json:"cache_files"`
 	TransfersIn  int   `json:"transfers_in"`  // fetches to it in flight
 	TransfersOut int   `json:"transfers_out"` // fetches from it, as a peer, in flight
+	CacheNeeded  int64 `json:"cache_needed"`  // of CacheBytes, files unfinished tasks read
+	BytesPruned  int64 `json:"bytes_pruned"`  // unlinked from it once no task read them
+	PeakCache    int64 `json:"peak_cache_bytes"`
 }
 
 // Status asks the manager for a snapshot of the cluster. It reflects at
@@ -150,12 +155,14 @@ func statusOf(m *pb.StatusResponse) *Status {
 		BytesFromManager: m.BytesFromManager, BytesFromPeers: m.BytesFromPeers, BytesFromURLs: m.BytesFromUrls,
 		BytesToManager: m.BytesToManager, TransfersInFlight: int(m.TransfersInFlight),
 		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated),
+		BytesPruned: m.BytesPruned, TasksHandedBack: int(m.TasksHandedBack),
 		SnapshotVersion: m.SnapshotVersion, SnapshotTime: time.UnixMilli(m.SnapshotUnixMs)}
 	for _, w := range m.Workers {
 		s.Workers = append(s.Workers, WorkerStatus{ID: w.Id, Name: w.Name, Address: w.Address,
 			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Instances: w.Instances,
 			Draining: w.Draining, TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
-			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut)})
+			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut),
+			CacheNeeded: w.CacheNeeded, BytesPruned: w.BytesPruned, PeakCache: w.PeakCacheBytes})
 	}
 	for _, l := range m.Libraries {
 		ls := LibraryStatus{Name: l.Name, CallsWaiting: int(l.CallsWaiting), CallsDone: int(l.CallsDone),

@@ -55,6 +55,7 @@ func benchCmd() *cobra.Command {
 	tasksCmd.Flags().IntVar(&tasks, "tasks", 2000, "tasks per run")
 	tasksCmd.Flags().IntVar(&workers, "workers", 2, "local workers")
 	var dagWorkers, maps, reduces, mapMiB, transferMiB int
+	var keepTemps bool
 	dagCmd := &cobra.Command{
 		Use:   "dag",
 		Short: "The data workload: maps writing temp files, reduces reading them, bytes moved by route",
@@ -62,7 +63,7 @@ func benchCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			res, err := bench.Dag(ctx, dagWorkers, maps, reduces, mapMiB, transferMiB, progressf)
+			res, err := bench.Dag(ctx, dagWorkers, maps, reduces, mapMiB, transferMiB, keepTemps, progressf)
 			if err != nil {
 				return err
 			}
@@ -74,6 +75,7 @@ func benchCmd() *cobra.Command {
 	dagCmd.Flags().IntVar(&reduces, "reduces", 8, "reduce tasks (each reads maps/reduces map outputs)")
 	dagCmd.Flags().IntVar(&mapMiB, "map-mib", 16, "size of each map output, MiB")
 	dagCmd.Flags().IntVar(&transferMiB, "transfer-mib", 256, "size of the single peer transfer timed against cp, MiB")
+	dagCmd.Flags().BoolVar(&keepTemps, "keep", false, "keep the temp files instead of pruning them (as before #18), to compare peak_cache_bytes")
 	var callWorkers, calls, slots int
 	callsCmd := &cobra.Command{
 		Use:   "calls",

@@ -11,7 +11,7 @@ import (
 func TestDagSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := Dag(ctx, 2, 4, 2, 1, 2, t.Logf)
+	r, err := Dag(ctx, 2, 4, 2, 1, 2, false, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,6 +20,10 @@ func TestDagSmall(t *testing.T) {
 	}
 	if r.PeerMBPerS <= 0 || r.CpMBPerS <= 0 {
 		t.Errorf("peer %v MB/s, cp %v MB/s: want both measured", r.PeerMBPerS, r.CpMBPerS)
+	}
+	// Every map output (1 MiB each) is pruned once its reduce is done.
+	if r.BytesPruned < 4<<20 || r.PeakCacheBytes <= 0 {
+		t.Errorf("bytes_pruned = %d, peak_cache_bytes = %d; want at least the 4 MiB of map outputs pruned and a peak measured", r.BytesPruned, r.PeakCacheBytes)
 	}
 }
 

@@ -33,6 +33,9 @@ type DagResult struct {
 	PeerMBPerS      float64 `json:"peer_mb_per_s"`
 	CpMBPerS        float64 `json:"cp_mb_per_s"`
 	PeerVsCp        float64 `json:"peer_vs_cp"`
+	Keep            bool    `json:"keep"`             // temp files kept, not pruned (--keep)
+	PeakCacheBytes  int64   `json:"peak_cache_bytes"` // the most any worker's cache held at once
+	BytesPruned     int64   `json:"bytes_pruned"`     // unlinked from workers once no task read them
 }
 
 // Dag runs the data workload on an embedded cluster: maps map tasks each
@@ -40,11 +43,14 @@ type DagResult struct {
 // of them, and a final task gathering the (small) reduce outputs. Then it
 // times one large peer transfer between two worker caches, with the code
 // workers use, against cp of the same bytes on the same disk.
-func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, logf func(string, ...any)) (*DagResult, error) {
+//
+// keep declares the temp files with Keep, as every temp file was before
+// pruning (#18): the caches then hold every map output until the end.
+func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, keep bool, logf func(string, ...any)) (*DagResult, error) {
 	if maps%reduces != 0 {
 		return nil, fmt.Errorf("maps (%d) must be a multiple of reduces (%d)", maps, reduces)
 	}
-	res := &DagResult{Bench: "dag", Workers: workers, Maps: maps, Reduces: reduces, MapMiB: mapMiB, TransferMiB: transferMiB}
+	res := &DagResult{Bench: "dag", Workers: workers, Maps: maps, Reduces: reduces, MapMiB: mapMiB, TransferMiB: transferMiB, Keep: keep}
 	c, err := local.Start(ctx, local.Config{Workers: workers})
 	if err != nil {
 		return nil, err
@@ -54,6 +60,9 @@ func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, l
 	mapped := make([]*trellis.File, maps)
 	for i := range mapped {
 		mapped[i] = trellis.Temp()
+		if keep {
+			mapped[i].Keep()
+		}
 		t := trellis.NewTask(fmt.Sprintf("yes 'map %d' | head -c %d > part", i, mapMiB<<20))
 		t.Name = fmt.Sprintf("map-%d", i)
 		t.AddOutput(mapped[i], "part")
@@ -64,6 +73,9 @@ func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, l
 	per := maps / reduces
 	for r := range reduces {
 		out := trellis.Temp()
+		if keep {
+			out.Keep()
+		}
 		t := trellis.NewTask("cat p* | cksum > sum")
 		t.Name = fmt.Sprintf("reduce-%d", r)
 		for j := range per {
@@ -86,6 +98,10 @@ func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, l
 	res.BytesViaManager = st.BytesFromManager + st.BytesToManager
 	res.BytesPeer = st.BytesFromPeers
 	res.BytesTotal = st.BytesFromManager + st.BytesFromPeers + st.BytesFromURLs + st.BytesToManager
+	res.BytesPruned = st.BytesPruned
+	for _, w := range st.Workers {
+		res.PeakCacheBytes = max(res.PeakCacheBytes, w.PeakCache)
+	}
 
 	logf("timing one %d MiB peer transfer and cp of the same bytes", transferMiB)
 	if res.PeerMBPerS, res.CpMBPerS, err = peerVsCopy(ctx, transferMiB); err != nil {

@@ -42,6 +42,8 @@ type fileEntry struct {
 	// retired: its level says workers may drop it and no unfinished task
 	// reads it; every replica it gains is unlinked at once (see retire).
 	retired bool
+	depth   int32    // LevelTask: see FileSpec.Depth
+	readers []TaskID // Produced: the tasks that read it once a depth was declared (see pinned)
 }
 
 // keepRule says whether the worker that produces a file keeps a copy.
@@ -97,6 +99,7 @@ func (e *fileEntry) dropReplica(w WorkerID) bool {
 type catalog struct {
 	files    map[FileID]*fileEntry
 	sessions map[string][]FileID // live sessions, with the files they declared
+	maxDepth int32               // the largest depth declared (see above)
 }
 
 func newCatalog() catalog {
@@ -117,7 +120,8 @@ func (c *catalog) declare(session string, specs []FileSpec) {
 			c.files[s.ID] = e
 		}
 		if s.Level != 0 {
-			e.level = s.Level
+			e.level, e.depth = s.Level, min(max(s.Depth, 0), MaxDepth)
+			c.maxDepth = max(c.maxDepth, e.depth)
 		}
 		if session != "" && !slices.Contains(e.sessions, session) {
 			e.sessions = append(e.sessions, session)
@@ -202,6 +206,9 @@ func (c *catalog) await(t *task) (missing int32, why string) {
 	c.deps(t, func(e *fileEntry) {
 		e.needers++ // on every one, as release forgets every one
 		e.retired = false
+		if c.maxDepth > 0 && e.kind == Produced && !slices.Contains(e.readers, t.spec.ID) {
+			e.readers = append(e.readers, t.spec.ID)
+		}
 		if why != "" {
 			return
 		}

@@ -28,6 +28,7 @@ type task struct {
 	recreating bool
 	held       bool // it holds a reservation of its worker's resources
 	stuck      bool // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
+	branch     bool // it reads a file a task produces: it continues a started branch (see before)
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -59,6 +60,10 @@ type Core struct {
 	retained     map[TaskID]*task      // finished producers of files kept only in workers
 	followers    map[TaskID][]TaskID   // tasks waiting for a task to succeed (their After names it)
 	recreated    uint64                // tasks run again to recreate lost files
+	pruned       int64                 // bytes unlinked (see Stats.Pruned)
+	handedBack   uint64                // attempts handed back for a full cache
+	parked       []*task               // waiting for a cache to free space (see park)
+	unpark       bool                  // a cache freed space in this step
 	lost         uint64                // files lost for good
 	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
 	deferRetire  bool                  // retire files at the end of submit (see submit)
@@ -151,6 +156,7 @@ func (c *Core) Step(ev Event) []Action {
 	case Tick:
 		c.ticks++
 		c.now = max(c.now, ev.Now)
+		c.idleUnpark()
 		c.expire()
 		c.stopIdle()
 		c.retryBlocked()
@@ -168,6 +174,9 @@ func (c *Core) Step(ev Event) []Action {
 // settle offers what staging tasks freed in this step to the queue, best
 // task first, and places the tasks made ready, until neither is left.
 func (c *Core) settle() {
+	if c.unpark {
+		c.unparkAll()
+	}
 	for len(c.freed) > 0 || len(c.fresh) > 0 || len(c.dirtyLibs) > 0 {
 		libs := c.dirtyLibs
 		c.dirtyLibs = nil
@@ -248,11 +257,17 @@ type Stats struct {
 	// Moved: bytes brought to workers by fetches that succeeded, indexed
 	// by the SourceKind of their source (as TransferDone.Size reports them).
 	Moved [FromDerive + 1]int64
+	// Pruned: bytes unlinked from workers because no task reads them
+	// any more (see Unlink), one count per copy.
+	Pruned int64
+	// HandedBack: attempts handed back because their worker's cache was
+	// full (TaskReturned.CacheFull); not failed attempts.
+	HandedBack uint64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.
@@ -269,6 +284,7 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 	if c.workers[ev.Worker] != nil {
 		return
 	}
+	c.unpark = c.unpark || len(c.parked) > 0 // it may have room
 	w := &worker{
 		id:       ev.Worker,
 		total:    ev.Resources,
@@ -408,6 +424,11 @@ func (c *Core) submit(batch []Task) {
 			continue
 		}
 		t := c.tasks[batch[i].ID]
+		for _, f := range t.spec.Inputs {
+			if e := c.files.files[f]; e != nil && e.producer != 0 {
+				t.branch = true
+			}
+		}
 		missing, why := c.files.await(t)
 		if why == "" && len(t.spec.After) > 0 {
 			var after int32
@@ -569,9 +590,12 @@ func (c *Core) taskReturned(ev TaskReturned) {
 	}
 	w := t.worker
 	c.release(t)
-	if t.cancel {
+	switch {
+	case t.cancel:
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
-	} else {
+	case ev.CacheFull:
+		c.cacheFull(t, ev)
+	default:
 		c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: WorkerLost, Message: fmt.Sprintf("returned unfinished by worker %d", ev.Worker)}})
 		c.makeReady(t)
 	}

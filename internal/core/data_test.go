@@ -57,7 +57,7 @@ func TestTempFiles(t *testing.T) {
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
-				{submit(files(task(1, one), nil, ids(10)), task(3, one), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
 				{fetched(1, 5000), acts(dispatch(2, 1, 2))},
@@ -71,7 +71,7 @@ func TestTempFiles(t *testing.T) {
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
-				{submit(files(task(1, one), nil, ids(10)), retries(task(3, one), 1, false), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(retries(task(3, one), 1, false), 1), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
 				{core.WorkerLeft{Worker: 1, Reason: "killed"}, acts(
@@ -92,7 +92,7 @@ func TestTempFiles(t *testing.T) {
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
-				{submit(files(task(1, one), nil, ids(10)), task(3, one), retries(files(task(2, one), ids(10), nil), 1, false)), acts(dispatch(1, 1, 1))},
+				{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), retries(files(task(2, one), ids(10), nil), 1, false)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
 				{core.TransferDone{Transfer: 1, SourceFault: true, Why: "connection reset"}, acts(fetch(2, 2, 10, peer(1), 5000))},
@@ -120,7 +120,7 @@ func TestTempFiles(t *testing.T) {
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
-				{submit(files(task(1, one), nil, ids(10)), task(3, one), retries(files(task(2, one), ids(10), nil), 0, false)), acts(dispatch(1, 1, 1))},
+				{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), retries(files(task(2, one), ids(10), nil), 0, false)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
 				{core.TransferDone{Transfer: 1, Why: "disk exhausted"}, acts(done(2, 0, 0, outcome(core.InputMissing, "fetch from peer: disk exhausted")))},
@@ -243,7 +243,7 @@ func TestDataFaults(t *testing.T) {
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10, 11), nil},
-				{submit(files(task(1, one), nil, ids(10, 11)), task(4, one), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{submit(files(prio(task(1, one), 1), nil, ids(10, 11)), prio(task(4, one), 1), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{core.TaskFinished{Task: 1, Attempt: 1, Worker: 1, Outcome: core.Outcome{Kind: core.Success}, Outputs: []core.OutputInfo{
 					{File: 10, Size: 5000, Kept: true}, {File: 11, Size: 5000, Manager: true},
 				}}, acts(success(1, 1, 1), dispatch(4, 1, 1))},
@@ -265,7 +265,7 @@ func TestDataFaults(t *testing.T) {
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
-				{submit(files(task(1, one), nil, ids(10)), task(4, one), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(4, one), 1), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(4, 1, 1))},
 				{core.FilesDropped{Worker: 1, Files: ids(10)}, acts(core.Rerun{Task: 1, File: 10})},
 				{core.CancelTask{Task: 1}, nil},
@@ -282,7 +282,7 @@ func TestDataFaults(t *testing.T) {
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
-				{submit(files(task(1, one), nil, ids(10)), task(3, one), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
 				{core.WorkerDraining{Worker: 2}, nil},
@@ -299,7 +299,7 @@ func TestDataFaults(t *testing.T) {
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10, 11), nil},
-				{submit(files(task(1, one), nil, ids(10, 11)), task(5, one), files(task(2, one), ids(11), nil), files(task(3, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{submit(files(prio(task(1, one), 1), nil, ids(10, 11)), prio(task(5, one), 1), files(task(2, one), ids(11), nil), files(task(3, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10, 11), acts(success(1, 1, 1), dispatch(5, 1, 1))},
 				{join(2, res(3000, 1000)), acts(fetch(1, 2, 11, peer(1), 5000), fetch(2, 2, 10, peer(1), 5000))},
 				{core.TransferDone{Transfer: 1, SourceFault: true, Why: "reset"}, acts(fetch(3, 2, 11, peer(1), 5000))},

@@ -81,6 +81,16 @@
 // fetches brought to workers, by source; WorkerInfo.TasksDone the tasks
 // whose last attempt ran on each worker.
 //
+// Pruning (levels.go): a task-level file with a Depth N stays until, N
+// levels down, no output of a task that read it is read by an unfinished
+// task; that bounds how far back lineage re-runs producers. Stats.Pruned
+// and WorkerInfo.Pruned count the bytes unlinked.
+//
+// A full cache (full.go): TaskReturned with CacheFull parks the task, not
+// as a failure (Stats.HandedBack), until a cache frees space, a worker
+// joins, or a Tick finds nothing running; it fails with ResourceExceeded
+// only when no connected worker could ever hold its output.
+//
 // Unplaceable tasks (see unplaceable.go): a queued task (or call) that no
 // connected, non-draining worker could run even if it were idle is told so
 // by an Unplaceable action with the reason, when the reason appears or

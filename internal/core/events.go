@@ -72,8 +72,12 @@ type TransferDone struct {
 	Transfer    uint64
 	OK          bool
 	SourceFault bool
-	Size        int64
-	Why         string
+	// CacheFull: the destination's cache is full of files still needed.
+	// The tasks staging the file, if its size is known, wait for space
+	// (see waitForSpace), as those whose output did not fit do.
+	CacheFull bool
+	Size      int64
+	Why       string
 }
 
 // FilesDropped: a worker no longer holds these files (it evicted them).
@@ -82,12 +86,19 @@ type FilesDropped struct {
 	Files  []FileID
 }
 
-// TaskReturned: a draining worker hands an attempt back unfinished. The
-// task is queued again without counting against its retries.
+// TaskReturned: a worker hands an attempt back unfinished (it is draining,
+// or its cache is full). The task is queued again without counting
+// against its retries.
 type TaskReturned struct {
 	Task    TaskID
 	Attempt uint32
 	Worker  WorkerID
+	// CacheFull: the attempt ran, but its worker's cache could not keep
+	// an output of Need bytes (0: unknown) because what it holds is still
+	// needed. The task waits until a worker's cache frees space (see
+	// park), or fails if Need exceeds every connected worker's disk.
+	CacheFull bool
+	Need      int64
 }
 
 // CancelTask: the client no longer wants the task.

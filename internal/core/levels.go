@@ -24,6 +24,88 @@ import (
 // temp file that a later submit reads is what the client asked for by its
 // level: that submit recreates it or fails with FileLost.
 
+// Pruning is the task level with a depth: a temp file whose level is
+// LevelTask and whose Depth is N stays until no unfinished task reads it
+// nor, N levels down, any output of a task that read it (the readers of
+// its readers). Depth bounds how far back a lost file must re-run its
+// producers: those of files still held are not re-run. Readers are those
+// the core still knows (unfinished or retained for lineage).
+
+// MaxDepth is the largest FileSpec.Depth; a larger one counts as MaxDepth.
+const MaxDepth = 16
+
+// pinned reports whether e must stay for its depth: an output of a task
+// that read it, e.depth levels down, is still read by an unfinished task.
+func (c *Core) pinned(e *fileEntry) bool {
+	return e.depth > 0 && c.readBelow(e, e.depth)
+}
+
+// readBelow reports whether an unfinished task reads an output of a task
+// that read e, or (n > 1) one further below, n levels down.
+func (c *Core) readBelow(e *fileEntry, n int32) bool {
+	for _, r := range e.readers {
+		t := c.tasks[r]
+		if t == nil {
+			t = c.retained[r]
+		}
+		if t == nil {
+			continue // forgotten: its outputs are not in workers only
+		}
+		for _, f := range t.spec.Outputs {
+			o := c.files.files[f]
+			if o == nil {
+				continue
+			}
+			if o.needers > 0 || n > 1 && c.readBelow(o, n-1) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// above adds to files those of their ancestors that a depth may have kept
+// for them: the inputs of their producers, up to the largest depth declared, whose depth
+// reaches them. Call it with files no unfinished task reads any more.
+func (c *Core) above(files []*fileEntry) []*fileEntry {
+	if c.files.maxDepth == 0 {
+		return files // no depth keeps any file
+	}
+	level := files
+	seen := make(map[*fileEntry]bool)
+	for d := int32(1); d <= c.files.maxDepth && len(level) > 0; d++ {
+		var next []*fileEntry
+		for _, e := range level {
+			if seen[e] {
+				continue
+			}
+			seen[e] = true
+			if e.producer == 0 {
+				continue
+			}
+			p := c.tasks[e.producer]
+			if p == nil {
+				p = c.retained[e.producer]
+			}
+			if p == nil {
+				continue
+			}
+			for _, f := range p.spec.Inputs {
+				a := c.files.files[f]
+				if a == nil || a.kind != Produced {
+					continue
+				}
+				next = append(next, a)
+				if a.level == LevelTask && a.depth >= d && a.needers == 0 && !a.retired {
+					files = append(files, a)
+				}
+			}
+		}
+		level = next
+	}
+	return files
+}
+
 // expired reports whether e's level lets workers drop it once no task reads it.
 func (e *fileEntry) expired() bool {
 	switch e.level {
@@ -43,8 +125,9 @@ func (c *Core) retire(files []*fileEntry) {
 		return
 	}
 	var by map[WorkerID][]FileID
+	files = c.above(files)
 	for _, e := range files {
-		if e.needers > 0 || !e.expired() {
+		if e.needers > 0 || !e.expired() || c.pinned(e) {
 			continue
 		}
 		e.retired = true
@@ -57,6 +140,8 @@ func (c *Core) retire(files []*fileEntry) {
 				by = make(map[WorkerID][]FileID)
 			}
 			by[wid] = append(by[wid], e.id)
+			w.pruned += e.size
+			c.pruned += e.size
 			c.dropReplica(w, e) // no task needs it: no lineage
 		}
 	}

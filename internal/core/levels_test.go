@@ -181,7 +181,7 @@ func TestMoved(t *testing.T) {
 		{submit(files(task(1, one), ids(20), ids(10))), acts(fetch(1, 1, 20, core.Source{Kind: core.FromManager}, 100))},
 		{fetched(1, 100), acts(dispatch(1, 1, 1))},
 		{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1))},
-		{submit(task(2, one), files(task(3, one), ids(10), nil)), acts(dispatch(2, 1, 1), fetch(2, 2, 10, peer(1), 5000))},
+		{submit(prio(task(2, one), 1), files(task(3, one), ids(10), nil)), acts(dispatch(2, 1, 1), fetch(2, 2, 10, peer(1), 5000))},
 		{core.TransferDone{Transfer: 2, SourceFault: true, Why: "reset"}, acts(fetch(3, 2, 10, peer(1), 5000))},
 		{fetched(3, 5000), acts(dispatch(3, 1, 2))},
 	})

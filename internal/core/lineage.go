@@ -18,6 +18,7 @@ func (c *Core) dropReplica(w *worker, e *fileEntry) {
 	}
 	delete(w.holds, e.id)
 	w.cacheBytes -= e.size
+	c.unpark = c.unpark || len(c.parked) > 0 // room for a task handed back
 	if e.needers == 0 {
 		return // nobody needs it any more: neither copies nor lineage
 	}

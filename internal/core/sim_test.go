@@ -155,7 +155,7 @@ var dataScenarios = []struct {
 		cfg: coretest.Config{
 			Workers: 8, Tasks: 800,
 			TempFraction: 0.7, ExternalFraction: 0.3, OriginFraction: 0.3, DerivedFraction: 0.2, MaxReplicas: 3, ManagerFraction: 0.05,
-			LevelFraction: 0.7, SessionEndRate: 0.01,
+			LevelFraction: 0.7, SessionEndRate: 0.01, MaxDepth: 2, CacheFullRate: 0.05,
 			ReplicaLossRate: 0.02, TransferFailRate: 0.03, RejoinFraction: 0.3,
 			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
 			DepFraction: 0.7,

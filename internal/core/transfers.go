@@ -188,7 +188,7 @@ func (c *Core) transferDone(ev TransferDone) {
 			why = fmt.Sprintf("%s (after %d tries)", why, w.tries[tr.file])
 		}
 		delete(w.tries, tr.file)
-		c.fetchFailed(w, tr.file, why)
+		c.fetchFailed(w, tr.file, why, ev.CacheFull && !ev.SourceFault)
 		return
 	}
 	if len(w.waiting[tr.file]) > 0 || len(w.derives[tr.file]) > 0 || c.wantsReplica(e, w) {
@@ -232,7 +232,11 @@ func (c *Core) satisfy(w *worker, e *fileEntry) {
 
 // fetchFailed gives up on bringing f to w: the tasks waiting for it there
 // (and for files derived from it) are retried elsewhere or fail.
-func (c *Core) fetchFailed(w *worker, f FileID, why string) {
+func (c *Core) fetchFailed(w *worker, f FileID, why string, full bool) {
+	need := int64(0)
+	if e := c.files.files[f]; e != nil {
+		need = e.size
+	}
 	files := []FileID{f}
 	for len(files) > 0 {
 		f, files = files[0], files[1:]
@@ -245,7 +249,11 @@ func (c *Core) fetchFailed(w *worker, f FileID, why string) {
 		for _, t := range waiting {
 			if t.state == Staging && t.worker == w {
 				c.release(t)
-				c.retryOrFinish(t, Outcome{Kind: InputMissing, Message: why}, true)
+				if full && need > 0 { // of unknown size, it may never fit: fail over as before
+					c.waitForSpace(t, need, w.id, "input")
+				} else {
+					c.retryOrFinish(t, Outcome{Kind: InputMissing, Message: why}, true)
+				}
 			}
 		}
 		delete(w.waiting, f)
@@ -258,6 +266,7 @@ func (c *Core) addReplica(w *worker, e *fileEntry) {
 	if e.addReplica(w.id) {
 		w.holds[e.id] = struct{}{}
 		w.cacheBytes += e.size
+		w.peakCache = max(w.peakCache, w.cacheBytes)
 		if e.retired && e.needers == 0 {
 			c.retire([]*fileEntry{e})
 		}

@@ -103,7 +103,7 @@ type Level uint8
 
 // Cache levels.
 const (
-	LevelTask     Level = iota + 1 // until no unfinished task reads it
+	LevelTask     Level = iota + 1 // until no unfinished task reads it (and, with FileSpec.Depth, its readers' outputs)
 	LevelWorkflow                  // until every session that declared it ended and no unfinished task reads it
 	LevelWorker                    // for the worker's life: never unlinked by the core
 	LevelForever                   // across worker restarts: never unlinked by the core
@@ -114,9 +114,13 @@ const (
 // file at the manager's store, told with its size when a task reads it, or
 // for a file declared again.
 type FileSpec struct {
-	ID       FileID
-	Kind     FileKind
-	Level    Level  // 0 leaves it as it was
+	ID    FileID
+	Kind  FileKind
+	Level Level // 0 leaves it as it was
+	// Depth: LevelTask: keep the file until the readers of its readers,
+	// Depth levels down, are done too (see prune), so that losing a file
+	// later re-runs at most Depth producers back. Set with Level.
+	Depth    int32
 	From     FileID // Derived: the file it is made from
 	Replicas int32  // Produced: copies to keep on distinct workers (0 means 1)
 	Size     int64  // when known

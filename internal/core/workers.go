@@ -25,6 +25,8 @@ type worker struct {
 	failures     int32               // consecutive failed fetches from it
 	backoffUntil uint64              // tick until which peers avoid it
 	done         uint64              // tasks whose Done named it
+	pruned       int64               // bytes the core unlinked from it (see retire)
+	peakCache    int64               // the most cacheBytes so far
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores
@@ -113,8 +115,11 @@ type WorkerInfo struct {
 
 	CacheBytes   int64 // files it holds, as the core knows them
 	CacheFiles   int
-	TransfersIn  int // fetches to it in flight
-	TransfersOut int // fetches from it in flight
+	CacheNeeded  int64 // of CacheBytes, those of files unfinished tasks read
+	Pruned       int64 // bytes unlinked from it so far (see Unlink)
+	PeakCache    int64 // the most CacheBytes it held at once
+	TransfersIn  int   // fetches to it in flight
+	TransfersOut int   // fetches from it in flight
 	// TasksDone counts the tasks and calls whose Done named it: their last
 	// attempt ran there.
 	TasksDone uint64
@@ -125,7 +130,13 @@ func (c *Core) Workers() []WorkerInfo {
 	out := make([]WorkerInfo, 0, len(c.workers))
 	for _, w := range c.workers {
 		info := WorkerInfo{ID: w.id, Total: w.total, Free: w.free, Draining: w.draining,
-			CacheBytes: w.cacheBytes, CacheFiles: len(w.holds), TransfersOut: int(w.outgoing), TasksDone: w.done}
+			CacheBytes: w.cacheBytes, CacheFiles: len(w.holds), TransfersOut: int(w.outgoing), TasksDone: w.done,
+			Pruned: w.pruned, PeakCache: w.peakCache}
+		for f := range w.holds {
+			if e := c.files.files[f]; e != nil && e.needers > 0 {
+				info.CacheNeeded += e.size
+			}
+		}
 		for _, id := range w.inflight {
 			if id != 0 {
 				info.TransfersIn++

@@ -47,6 +47,9 @@ func (s *state) declare(session string, decls []*pb.FileDecl, stored storedFiles
 			spec.Kind = core.Origin
 		case pb.FileKind_FILE_KIND_TEMP:
 			spec.Kind = core.Produced
+			if d.Level == pb.CacheLevel_CACHE_LEVEL_UNSPECIFIED { // pruned, the default (#18)
+				spec.Level, spec.Depth = core.LevelTask, int32(min(d.PruneDepth, core.MaxDepth))
+			}
 		case pb.FileKind_FILE_KIND_OUTPUT:
 			spec.Kind, spec.Upload = core.Produced, true
 		case pb.FileKind_FILE_KIND_UNPACK:
@@ -137,7 +140,7 @@ func (s *state) fetchDone(f *pb.FetchDone) {
 	if f.Ok && s.fileInfo[f.Name] == nil {
 		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
 	}
-	s.step(core.TransferDone{Transfer: f.Id, OK: f.Ok, SourceFault: f.SourceFault, Size: f.Size, Why: f.Error})
+	s.step(core.TransferDone{Transfer: f.Id, OK: f.Ok, SourceFault: f.SourceFault, CacheFull: f.CacheFull, Size: f.Size, Why: f.Error})
 }
 
 // fileServerAddr is where a worker serves its cache: the address it
@@ -202,6 +205,10 @@ func (s *state) fetchToStore(name string, reply chan error) {
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Upload{Upload: &pb.Upload{Name: name}}})
 			return
 		}
+	}
+	if d := s.data.decls[name]; d != nil && d.Kind == pb.FileKind_FILE_KIND_TEMP && d.Level == pb.CacheLevel_CACHE_LEVEL_UNSPECIFIED {
+		reply <- fmt.Errorf("file %s: no connected worker holds it: a temp file is pruned once no task reads it; declare it with Keep (keep: true) to fetch it", name)
+		return
 	}
 	reply <- fmt.Errorf("file %s: no connected worker holds it", name)
 }

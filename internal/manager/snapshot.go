@@ -112,7 +112,8 @@ func (s *state) status() *pb.StatusResponse {
 		Instances:        taskCounts(tally.Instances, 0, 0),
 		BytesFromManager: stats.Moved[core.FromManager], // not store.served() too: the same fetches
 		BytesFromPeers:   stats.Moved[core.FromPeer], BytesFromUrls: stats.Moved[core.FromOrigin],
-		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated}
+		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated,
+		BytesPruned: stats.Pruned, TasksHandedBack: stats.HandedBack}
 	for _, w := range s.core.Workers() {
 		sess := s.sessions[w.ID]
 		if sess == nil {
@@ -121,7 +122,8 @@ func (s *state) status() *pb.StatusResponse {
 		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
 			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
 			TasksDone: w.TasksDone, ConnectedUnixMs: sess.since.UnixMilli(),
-			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut)}
+			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut),
+			CacheNeeded: w.CacheNeeded, BytesPruned: w.Pruned, PeakCacheBytes: w.PeakCache}
 		for _, t := range w.Running {
 			ws.Running = append(ws.Running, uint64(t))
 		}

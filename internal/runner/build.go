@@ -141,6 +141,12 @@ func declare(decls []workflow.File) map[string]*trellis.File {
 			if d.Replicas > 0 {
 				f.Replicas(d.Replicas)
 			}
+			if d.Keep {
+				f.Keep()
+			}
+			if d.PruneDepth > 0 {
+				f.PruneDepth(d.PruneDepth)
+			}
 		case workflow.Unpack:
 			f = trellis.Unpack(get(byName[d.Unpack]), d.Format)
 		default:

@@ -18,6 +18,11 @@ type Summary struct {
 	Succeeded, Failed, Skipped int // tasks and calls together
 	Elapsed                    time.Duration
 	Results                    []*trellis.Result // in workflow order: the tasks, then the calls
+	// Rerun counts the tasks the manager ran again to recreate lost files
+	// during the run, and HandedBack the attempts handed back for a full
+	// cache (differences of the manager's counters: other clients' work
+	// at the same time counts too).
+	Rerun, HandedBack int
 }
 
 // OK reports whether every task and call succeeded.
@@ -40,6 +45,7 @@ func Run(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, p *Progr
 		return nil, err
 	}
 	batch, index := submission(plan, holdBack(wf, plan, failed), sum, p)
+	before, _ := c.Status(ctx) // nil if it fails: the counts are then left out
 	handles, err := c.Submit(ctx, batch...)
 	if err != nil {
 		return nil, err
@@ -50,6 +56,10 @@ func Run(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, p *Progr
 	}
 	sum.count(jobs(wf))
 	sum.Elapsed = time.Since(start)
+	if after, err := c.Status(ctx); err == nil && before != nil {
+		sum.Rerun = after.TasksRecreated - before.TasksRecreated
+		sum.HandedBack = after.TasksHandedBack - before.TasksHandedBack
+	}
 	return sum, nil
 }
 
@@ -178,8 +188,15 @@ func WriteSummary(w io.Writer, wf *workflow.Workflow, s *Summary) {
 	if s.Calls > 0 {
 		counts += fmt.Sprintf(", %d calls", s.Calls)
 	}
-	fmt.Fprintf(w, "workflow %s %s: %s, %d succeeded, %d failed, %d skipped, in %s\n",
-		wf.Name, status, counts, s.Succeeded, s.Failed, s.Skipped, s.Elapsed.Round(time.Millisecond))
+	extra := ""
+	if s.Rerun > 0 {
+		extra += fmt.Sprintf("; %d tasks re-run to recreate lost files", s.Rerun)
+	}
+	if s.HandedBack > 0 {
+		extra += fmt.Sprintf("; %d attempts waited for cache space", s.HandedBack)
+	}
+	fmt.Fprintf(w, "workflow %s %s: %s, %d succeeded, %d failed, %d skipped, in %s%s\n",
+		wf.Name, status, counts, s.Succeeded, s.Failed, s.Skipped, s.Elapsed.Round(time.Millisecond), extra)
 }
 
 // writeTail prints the last n lines of text under a title, if there are

@@ -23,13 +23,15 @@ import (
 )
 
 // runAttempt runs one attempt from start to end and says how it went. It
-// never returns nil; ctx cancellation kills the command.
-func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cleanup func()) {
+// never returns nil; ctx cancellation kills the command. back is set, and
+// o is then only for the log, when the attempt must be handed back: its
+// output did not fit in a cache full of files still needed.
+func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, back *pb.AttemptReturned, cleanup func()) {
 	spec := run.Spec
 	dir := filepath.Join(w.boxes, fmt.Sprintf("t%d.a%d", run.TaskId, run.Attempt))
 	cleanup = func() { os.RemoveAll(dir) }
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err), cleanup
+		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err), nil, cleanup
 	}
 	outs := outputPaths(spec.Outputs)
 	stamps := make([]cache.Stamp, 0, len(spec.Inputs))
@@ -40,9 +42,9 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 		s, err := w.placeInput(dir, in, outs[path.Clean(in.Path)])
 		if err != nil {
 			if ctx.Err() != nil {
-				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs"), cleanup
+				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs"), nil, cleanup
 			}
-			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err), cleanup
+			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err), nil, cleanup
 		}
 		stamps = append(stamps, s)
 	}
@@ -59,7 +61,7 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 	})
 	w.checkInputs(stamps, "task", run.TaskId, "attempt", run.Attempt) // whatever the command did, and before its end is reported
 	if err != nil {
-		return fail(pb.ResultKind_RESULT_KIND_FAILED, "start command: %v", err), cleanup
+		return fail(pb.ResultKind_RESULT_KIND_FAILED, "start command: %v", err), nil, cleanup
 	}
 	o = &pb.Outcome{
 		Kind: resultKind(res.Kind), ExitCode: int32(res.ExitCode), Message: res.Message,
@@ -67,7 +69,7 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 		RunMs: res.Duration.Milliseconds(), PeakMemoryMb: res.PeakMemoryMB,
 	}
 	if o.Kind != pb.ResultKind_RESULT_KIND_SUCCESS {
-		return o, cleanup
+		return o, nil, cleanup
 	}
 	budget := proto.MaxInlinePerMessage
 	for _, out := range spec.Outputs {
@@ -75,11 +77,15 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, cl
 		if err != nil {
 			o.Kind, o.Message = pb.ResultKind_RESULT_KIND_FAILED, err.Error()
 			o.Outputs = nil
-			return o, cleanup
+			if out.Keep && errors.Is(err, cache.ErrDiskFull) {
+				// Not the task's fault: the core waits for space (#18).
+				back = &pb.AttemptReturned{TaskId: run.TaskId, Attempt: run.Attempt, CacheFull: true, Need: outputSize(dir, out)}
+			}
+			return o, back, cleanup
 		}
 		o.Outputs = append(o.Outputs, info)
 	}
-	return o, cleanup
+	return o, nil, cleanup
 }
 
 // placeInput puts one input into the sandbox. A small inline input is
@@ -111,6 +117,19 @@ func (w *Worker) placeInput(dir string, in *pb.FileRef, private bool) (cache.Sta
 		return cache.Stamp{}, fmt.Errorf("not staged in the cache: %w", err)
 	}
 	return cache.Stamp{}, err
+}
+
+// outputSize is the size of a regular output in the sandbox, or 0 if
+// unknown (a directory, or it is gone).
+func outputSize(dir string, out *pb.FileRef) int64 {
+	p, err := sandbox.Confine(dir, out.Path)
+	if err != nil {
+		return 0
+	}
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+		return fi.Size()
+	}
+	return 0
 }
 
 // writeChecked writes an inline input after checking it against its digest.

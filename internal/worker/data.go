@@ -36,6 +36,7 @@ func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 	if err != nil {
 		done.Error = err.Error()
 		done.SourceFault = errors.Is(err, transfer.ErrSource) || errors.Is(err, cache.ErrMismatch) || errors.Is(err, archive.ErrUnsafe)
+		done.CacheFull = !done.SourceFault && errors.Is(err, cache.ErrDiskFull)
 		w.log.Warn("fetch failed", "file", f.Name, "source", src.GetKind(), "err", err)
 		return done
 	}

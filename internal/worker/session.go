@@ -43,6 +43,7 @@ type evAttemptEnded struct {
 	libDead bool
 	// returned: a call that never reached its library: it is handed back.
 	returned bool
+	back     *pb.AttemptReturned // an attempt handed back for a full cache
 }
 
 // evFetched: a fetch ended.
@@ -302,6 +303,7 @@ func (s *session) startAttempt(sctx context.Context, run *pb.Run) {
 		defer s.wg.Done()
 		defer acancel()
 		var o *pb.Outcome
+		var back *pb.AttemptReturned
 		cleanup := func() {}
 		libDead := false
 		if run.Instance != 0 {
@@ -313,10 +315,10 @@ func (s *session) startAttempt(sctx context.Context, run *pb.Run) {
 			o = s.w.runCall(actx, run, inst)
 			libDead = inst != nil && inst.dead()
 		} else {
-			o, cleanup = s.w.runAttempt(actx, run)
+			o, back, cleanup = s.w.runAttempt(actx, run)
 		}
-		s.events <- evAttemptEnded{key: key, outcome: o, libDead: libDead, returned: o == handBack} // the loop waits for every attempt
-		cleanup()                                                                                   // after reporting: the next task need not wait for it
+		s.events <- evAttemptEnded{key: key, outcome: o, libDead: libDead, returned: o == handBack, back: back} // the loop waits for every attempt
+		cleanup()                                                                                               // after reporting: the next task need not wait for it
 	}()
 }
 
@@ -443,6 +445,9 @@ func (s *session) reportEvicted() {
 func reportMessage(r *running, ev evAttemptEnded) *pb.WorkerMessage {
 	if ev.outcome == nil {
 		return nil
+	}
+	if ev.back != nil && (r == nil || !r.handBack) {
+		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: ev.back}}
 	}
 	if r != nil && r.handBack || ev.returned {
 		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: ev.key.task, Attempt: ev.key.attempt}}}

@@ -13,7 +13,10 @@ import (
 var fileKinds = []string{"local", "buffer", "url", "unpack", "temp"}
 
 // fileFields are the keys a declared file may have.
-var fileFields = append(slices.Clone(fileKinds), "format", "cache", "replicas")
+var fileFields = append(slices.Clone(fileKinds), "format", "cache", "replicas", "keep", "prune_depth")
+
+// maxPruneDepth is the largest "prune_depth" (the core's MaxDepth).
+const maxPruneDepth = 16
 
 // cacheLevels are the values of "cache", shortest-lived first.
 var cacheLevels = []string{"task", "workflow", "worker", "forever"}
@@ -31,6 +34,7 @@ type fileSpec struct {
 	kn        *yaml.Node // the name
 	valueNode *yaml.Node // the kind key's value: the path, URL or unpacked name
 	path      string     // the client path as written, for Local
+	depthSet  bool       // it has its own "prune_depth"
 	// ok is false when the declaration itself has a problem; references
 	// to it are then not checked further, to avoid follow-on messages.
 	ok bool
@@ -68,7 +72,7 @@ func (p *parser) parseFileDecl(i int, e entry) *fileSpec {
 		f.ok = false
 		return f
 	}
-	var kind, format, replicas *entry
+	var kind, format, replicas, keep, depth *entry
 	unknown := false
 	fields := s.entries(v)
 	for k, fe := range fields {
@@ -84,6 +88,10 @@ func (p *parser) parseFileDecl(i int, e entry) *fileSpec {
 			format = &fields[k]
 		case "replicas":
 			replicas = &fields[k]
+		case "keep":
+			keep = &fields[k]
+		case "prune_depth":
+			depth = &fields[k]
 		case "cache":
 			c, ok := s.oneOf(fe.key, fe.value, cacheLevels)
 			f.Cache, f.ok = c, f.ok && ok
@@ -123,7 +131,44 @@ func (p *parser) parseFileDecl(i int, e entry) *fileSpec {
 			f.Replicas = n
 		}
 	}
+	if keep != nil {
+		if f.Kind != 0 && f.Kind != Temp {
+			s.errorf(keep.kn, "keep: only temp files are kept or pruned")
+			f.ok = false
+		} else if b, ok := s.boolean(keep.key, keep.value); !ok {
+			f.ok = false
+		} else {
+			f.Keep = b
+		}
+	}
+	if depth != nil {
+		if f.Kind != 0 && f.Kind != Temp {
+			s.errorf(depth.kn, "prune_depth: only temp files are pruned")
+			f.ok = false
+		} else if n, ok := s.pruneDepth(depth); !ok {
+			f.ok = false
+		} else {
+			f.PruneDepth, f.depthSet = n, true
+		}
+	}
+	if f.Keep && f.depthSet {
+		s.errorf(depth.kn, "prune_depth: a file with keep: true is not pruned; remove one of them")
+		f.ok = false
+	}
 	return f
+}
+
+// pruneDepth reads a "prune_depth": an integer from 0 to maxPruneDepth.
+func (s scope) pruneDepth(e *entry) (int, bool) {
+	n, ok := s.integer(e.key, e.value)
+	if !ok {
+		return 0, false
+	}
+	if n < 0 || n > maxPruneDepth {
+		s.errorf(e.value, "prune_depth: want 0 to %d, got %d", maxPruneDepth, n)
+		return 0, false
+	}
+	return n, true
 }
 
 // fileKind reads the kind key of a declaration and its value into f.

@@ -392,3 +392,44 @@ func TestFileErrors(t *testing.T) {
 		})
 	}
 }
+
+// Temp files are pruned with the workflow's prune_depth unless they set
+// their own or are kept.
+func TestParsePruning(t *testing.T) {
+	const src = `prune_depth: 2
+files:
+  a: {temp: true}
+  b: {temp: true, prune_depth: 0}
+  c: {temp: true, keep: true}
+tasks:
+  - name: w
+    command: echo > a; echo > b; echo > c
+    outputs: {a: {file: a}, b: {file: b}, c: {file: c}}
+`
+	w, err := Parse("wf.yaml", t.TempDir(), []byte(src))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := []File{
+		{Name: "a", Line: 3, Kind: Temp, PruneDepth: 2},
+		{Name: "b", Line: 4, Kind: Temp},
+		{Name: "c", Line: 5, Kind: Temp, Keep: true},
+	}
+	if diff := cmp.Diff(want, w.Files); diff != "" {
+		t.Errorf("Files mismatch (-want +got):\n%s", diff)
+	}
+	const task = "tasks:\n- {name: a, command: c}\n"
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"keep on a url", "files:\n  w: {url: 'http://h/a', keep: true}\n" + task, `wf.yaml:2:26: file "w": keep: only temp files are kept or pruned`},
+		{"depth out of range", "files:\n  v: {temp: true, prune_depth: 17}\n" + task, `wf.yaml:2:32: file "v": prune_depth: want 0 to 16, got 17`},
+		{"keep and depth", "files:\n  v: {temp: true, keep: true, prune_depth: 1}\n" + task, `wf.yaml:2:31: file "v": prune_depth: a file with keep: true is not pruned; remove one of them`},
+		{"top-level depth", "prune_depth: -1\n" + task, `wf.yaml:1:14: prune_depth: want 0 to 16, got -1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("wf.yaml", t.TempDir(), []byte(tc.yaml))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("Parse: got %v, want %s", err, tc.want)
+			}
+		})
+	}
+}

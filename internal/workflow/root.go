@@ -8,7 +8,7 @@ import (
 )
 
 // topFields are the keys a workflow file may have at its top level.
-var topFields = []string{"version", "name", "defaults", "files", "tasks", "libraries", "calls"}
+var topFields = []string{"version", "name", "defaults", "files", "tasks", "libraries", "calls", "prune_depth"}
 
 // parseRoot builds the workflow from the document's root node.
 func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
@@ -25,6 +25,7 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 	var libs []*librarySpec
 	var calls []*callSpec
 	haveTasks := false
+	depth := 0 // "prune_depth": of the temp files without their own
 	for _, e := range top.entries(root) {
 		switch e.key {
 		case "version":
@@ -50,6 +51,8 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 			libs = p.parseLibraries(e.value)
 		case "calls":
 			calls = p.parseCalls(e.value)
+		case "prune_depth":
+			depth, _ = top.pruneDepth(&e)
 		default:
 			top.unknown(e, topFields)
 		}
@@ -60,6 +63,9 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 	ft := p.linkFiles(files)
 	p.link(w, specs, libs, calls, &defaults, ft)
 	for _, f := range files {
+		if f.Kind == Temp && !f.Keep && !f.depthSet {
+			f.PruneDepth = depth
+		}
 		w.Files = append(w.Files, f.File)
 	}
 	return w

@@ -94,6 +94,13 @@ type File struct {
 	// Replicas is how many workers a Temp file should be kept on, or 0
 	// when not set.
 	Replicas int
+	// Keep keeps a Temp file for the session ("keep: true"): it is not
+	// pruned, so the client may fetch it.
+	Keep bool
+	// PruneDepth keeps a pruned Temp file until the readers of its
+	// readers, PruneDepth levels down, are done: its "prune_depth", or
+	// the workflow's top-level one.
+	PruneDepth int
 }
 
 // Task is one command of a workflow, with its defaults applied.

@@ -36,6 +36,7 @@ type dataFile struct {
 	level    core.Level
 	sessions []string // that declared it
 	unlinked bool     // an Unlink named it
+	depth    int32    // task-level temp files: FileSpec.Depth
 }
 
 // fileSet is a set of files in insertion order, for deterministic picks.
@@ -157,7 +158,12 @@ func (s *sim) genOutputs(outputs []core.FileID) {
 			df.want = int32(2 + s.rng.IntN(s.cfg.MaxReplicas-1))
 		}
 		s.d.temps = append(s.d.temps, f)
-		s.d.specs = append(s.d.specs, core.FileSpec{ID: f, Kind: core.Produced, Replicas: df.want, Level: s.level(df)})
+		spec := core.FileSpec{ID: f, Kind: core.Produced, Replicas: df.want, Level: s.level(df)}
+		if spec.Level == core.LevelTask && s.cfg.MaxDepth > 0 {
+			df.depth = s.rng.Int32N(s.cfg.MaxDepth + 1)
+			spec.Depth = df.depth
+		}
+		s.d.specs = append(s.d.specs, spec)
 	}
 }
 

@@ -100,6 +100,9 @@ func (s *sim) applyUnlink(a core.Unlink) {
 		}
 		switch df.level {
 		case core.LevelTask:
+			if g, t := s.readBelow(f, df.depth); t != nil {
+				s.failf("%+v of file %d of depth %d, while unfinished task %d reads file %d written from it", a, f, df.depth, t.spec.ID, g)
+			}
 		case core.LevelWorkflow:
 			for _, sess := range df.sessions {
 				if !s.d.ended[sess] {
@@ -132,6 +135,45 @@ func (s *sim) reader(f core.FileID) *simTask {
 		}
 	}
 	return nil
+}
+
+// readBelow returns a temp file written by a task that read f, n levels
+// down, and an unfinished task that reads it, or nil: a file that, lost,
+// would be made again from f. It follows the readers that wrote a temp
+// file not at the manager and that the core did not forget (Forget: its
+// re-run failed, so what it wrote cannot be made again from f).
+func (s *sim) readBelow(f core.FileID, n int32) (core.FileID, *simTask) {
+	if n <= 0 {
+		return 0, nil
+	}
+	for _, r := range s.tasks {
+		if !r.submitted || r.forgotten || !slices.Contains(r.deps, f) || !s.lineage(r) {
+			continue
+		}
+		for _, g := range r.spec.Outputs {
+			if df := s.d.decl[g]; df == nil || !df.temp || df.manager {
+				continue // not made again from f
+			}
+			if t := s.reader(g); t != nil {
+				return g, t
+			}
+			if g2, t := s.readBelow(g, n-1); t != nil {
+				return g2, t
+			}
+		}
+	}
+	return 0, nil
+}
+
+// lineage reports whether the core keeps t to re-run it: it wrote a temp
+// file with no copy at the manager.
+func (s *sim) lineage(t *simTask) bool {
+	for _, g := range t.spec.Outputs {
+		if df := s.d.decl[g]; df != nil && df.temp && !df.manager {
+			return true
+		}
+	}
+	return false
 }
 
 // checkKeep checks the outputs Dispatch a says t's worker keeps: every

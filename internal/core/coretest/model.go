@@ -32,6 +32,7 @@ type simTask struct {
 
 	deps       []core.FileID // inputs, and the files unpacked inputs come from
 	rerunning  bool          // Rerun: it runs again to recreate a lost output
+	parked     bool          // handed back for a full cache: it waits for space, not for a worker
 	doneMsg    string
 	doneStep   int
 	submitStep int
@@ -189,6 +190,7 @@ func (s *sim) expect(ev core.Event) {
 			s.fates[t.spec.ID] = &fate{kind: core.Cancelled}
 		} else {
 			s.fates[t.spec.ID] = &fate{requeue: true}
+			t.parked = ev.CacheFull
 		}
 	case core.CancelTask:
 		t := s.task(ev.Task)
@@ -321,6 +323,9 @@ func (s *sim) expectSubmit(batch []core.Task) {
 func (s *sim) apply(a core.Action) {
 	switch a := a.(type) {
 	case core.Dispatch:
+		if t := s.task(a.Task); t != nil {
+			t.parked = false
+		}
 		s.applyDispatch(a)
 	case core.Kill:
 		t := s.task(a.Task)
@@ -733,7 +738,7 @@ func (s *sim) checkPlacement() {
 	var shapes []*simTask // the first ready task of each shape
 	seen := make(map[core.Resources]bool)
 	for _, t := range s.tasks[:s.next] {
-		if t.done && !t.rerunning || t.rejected || t.worker != nil || staging[t.spec.ID] || seen[t.spec.Resources] || !s.inputsReady(t) || t.spec.Role == core.Call {
+		if t.done && !t.rerunning || t.rejected || t.parked || t.worker != nil || staging[t.spec.ID] || seen[t.spec.Resources] || !s.inputsReady(t) || t.spec.Role == core.Call {
 			continue
 		}
 		seen[t.spec.Resources] = true

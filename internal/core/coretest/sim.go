@@ -52,6 +52,13 @@ type Config struct {
 	// level, or none. With it zero, files have no level and no session.
 	LevelFraction  float64
 	SessionEndRate float64 // a random client session ends (SessionEnded); declarations come from the live ones
+	// CacheFullRate: chance that an attempt that ends is handed back for
+	// a full cache instead (TaskReturned.CacheFull): the task must wait,
+	// then run again, never be lost nor counted as failed.
+	CacheFullRate float64
+	// MaxDepth: task-level temp files are pruned with a depth drawn from
+	// 0 to MaxDepth (FileSpec.Depth); Unlink must respect it.
+	MaxDepth int32
 
 	// Libraries. With Libraries zero, no library is installed and no call
 	// made (the other library fields then do nothing).
@@ -101,6 +108,7 @@ type Stats struct {
 	ProbesRecreated int // of which succeeded: the file was made again
 	ProbesLost      int // of which failed with the file's FileLost reason
 	Unlinked        int // replicas named by Unlink actions
+	HandedBack      int // attempts handed back for a full cache
 	SessionsEnded   int
 
 	// Libraries.
@@ -587,6 +595,11 @@ func (s *sim) endAttempt() {
 	t := s.running[s.rng.IntN(len(s.running))]
 	if t.worker.draining && s.rng.IntN(2) == 0 {
 		s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id})
+		return
+	}
+	if s.rng.Float64() < s.cfg.CacheFullRate {
+		s.stats.HandedBack++
+		s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, CacheFull: true})
 		return
 	}
 	ev := core.TaskFinished{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, Outcome: s.outcome()}

@@ -488,17 +488,21 @@ func (x *FileRef) GetLevel() CacheLevel {
 // FileDecl declares a file that tasks of a submit use, when it is more than
 // an uploaded input or a plain output.
 type FileDecl struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          FileKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=trellis.v1.FileKind" json:"kind,omitempty"`
-	Url           string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"` // FILE_KIND_URL
-	Level         CacheLevel             `protobuf:"varint,4,opt,name=level,proto3,enum=trellis.v1.CacheLevel" json:"level,omitempty"`
-	Replicas      uint32                 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`                            // FILE_KIND_TEMP: keep this many on distinct workers (0 means 1)
-	UnpackFrom    string                 `protobuf:"bytes,6,opt,name=unpack_from,json=unpackFrom,proto3" json:"unpack_from,omitempty"`       // FILE_KIND_UNPACK: cache name of the archive
-	UnpackFormat  string                 `protobuf:"bytes,7,opt,name=unpack_format,json=unpackFormat,proto3" json:"unpack_format,omitempty"` // "tar", "tar.gz", "zip", or "" to tell by content
-	Size          int64                  `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`                                    // when known
-	Digest        string                 `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`                                 // when known
-	Dir           bool                   `protobuf:"varint,10,opt,name=dir,proto3" json:"dir,omitempty"`                                     // the file is a directory
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind         FileKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=trellis.v1.FileKind" json:"kind,omitempty"`
+	Url          string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"` // FILE_KIND_URL
+	Level        CacheLevel             `protobuf:"varint,4,opt,name=level,proto3,enum=trellis.v1.CacheLevel" json:"level,omitempty"`
+	Replicas     uint32                 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`                            // FILE_KIND_TEMP: keep this many on distinct workers (0 means 1)
+	UnpackFrom   string                 `protobuf:"bytes,6,opt,name=unpack_from,json=unpackFrom,proto3" json:"unpack_from,omitempty"`       // FILE_KIND_UNPACK: cache name of the archive
+	UnpackFormat string                 `protobuf:"bytes,7,opt,name=unpack_format,json=unpackFormat,proto3" json:"unpack_format,omitempty"` // "tar", "tar.gz", "zip", or "" to tell by content
+	Size         int64                  `protobuf:"varint,8,opt,name=size,proto3" json:"size,omitempty"`                                    // when known
+	Digest       string                 `protobuf:"bytes,9,opt,name=digest,proto3" json:"digest,omitempty"`                                 // when known
+	Dir          bool                   `protobuf:"varint,10,opt,name=dir,proto3" json:"dir,omitempty"`                                     // the file is a directory
+	// FILE_KIND_TEMP with level UNSPECIFIED is pruned: unlinked once no
+	// unfinished task reads it nor, prune_depth levels down, an output of a
+	// task that read it. An explicit level (WORKFLOW: keep) is not pruned.
+	PruneDepth    uint32 `protobuf:"varint,11,opt,name=prune_depth,json=pruneDepth,proto3" json:"prune_depth,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -601,6 +605,13 @@ func (x *FileDecl) GetDir() bool {
 		return x.Dir
 	}
 	return false
+}
+
+func (x *FileDecl) GetPruneDepth() uint32 {
+	if x != nil {
+		return x.PruneDepth
+	}
+	return 0
 }
 
 // TaskSpec is a standalone command task as the client declares it.
@@ -2337,9 +2348,12 @@ type WorkerStatus struct {
 	ConnectedUnixMs int64                  `protobuf:"varint,9,opt,name=connected_unix_ms,json=connectedUnixMs,proto3" json:"connected_unix_ms,omitempty"`
 	CacheBytes      int64                  `protobuf:"varint,10,opt,name=cache_bytes,json=cacheBytes,proto3" json:"cache_bytes,omitempty"` // bytes of files it holds, as the manager knows them
 	CacheFiles      uint64                 `protobuf:"varint,11,opt,name=cache_files,json=cacheFiles,proto3" json:"cache_files,omitempty"`
-	TransfersIn     uint64                 `protobuf:"varint,12,opt,name=transfers_in,json=transfersIn,proto3" json:"transfers_in,omitempty"`    // fetches to it in flight
-	TransfersOut    uint64                 `protobuf:"varint,13,opt,name=transfers_out,json=transfersOut,proto3" json:"transfers_out,omitempty"` // fetches from it (as a peer) in flight
-	Instances       []uint64               `protobuf:"varint,14,rep,packed,name=instances,proto3" json:"instances,omitempty"`                    // library instances it holds (running lists tasks only)
+	TransfersIn     uint64                 `protobuf:"varint,12,opt,name=transfers_in,json=transfersIn,proto3" json:"transfers_in,omitempty"`            // fetches to it in flight
+	TransfersOut    uint64                 `protobuf:"varint,13,opt,name=transfers_out,json=transfersOut,proto3" json:"transfers_out,omitempty"`         // fetches from it (as a peer) in flight
+	Instances       []uint64               `protobuf:"varint,14,rep,packed,name=instances,proto3" json:"instances,omitempty"`                            // library instances it holds (running lists tasks only)
+	CacheNeeded     int64                  `protobuf:"varint,15,opt,name=cache_needed,json=cacheNeeded,proto3" json:"cache_needed,omitempty"`            // of cache_bytes, bytes of files unfinished tasks read
+	BytesPruned     int64                  `protobuf:"varint,16,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`            // bytes unlinked from it because no task reads them any more
+	PeakCacheBytes  int64                  `protobuf:"varint,17,opt,name=peak_cache_bytes,json=peakCacheBytes,proto3" json:"peak_cache_bytes,omitempty"` // the most cache_bytes it held at once
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2470,6 +2484,27 @@ func (x *WorkerStatus) GetInstances() []uint64 {
 		return x.Instances
 	}
 	return nil
+}
+
+func (x *WorkerStatus) GetCacheNeeded() int64 {
+	if x != nil {
+		return x.CacheNeeded
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetBytesPruned() int64 {
+	if x != nil {
+		return x.BytesPruned
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetPeakCacheBytes() int64 {
+	if x != nil {
+		return x.PeakCacheBytes
+	}
+	return 0
 }
 
 // TaskCounts counts tasks of one modality (command tasks, calls, or
@@ -2678,10 +2713,12 @@ type StatusResponse struct {
 	UnplaceableTasks []*UnplaceableTask `protobuf:"bytes,25,rep,name=unplaceable_tasks,json=unplaceableTasks,proto3" json:"unplaceable_tasks,omitempty"`
 	// Recovery (--state): the epoch (starts with this state; 1 without
 	// one), and the journal, if any.
-	Epoch         uint64         `protobuf:"varint,26,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Journal       *JournalStatus `protobuf:"bytes,27,opt,name=journal,proto3" json:"journal,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Epoch           uint64         `protobuf:"varint,26,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Journal         *JournalStatus `protobuf:"bytes,27,opt,name=journal,proto3" json:"journal,omitempty"`
+	BytesPruned     int64          `protobuf:"varint,28,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`               // unlinked from workers (pruned temp files, task-level files)
+	TasksHandedBack uint64         `protobuf:"varint,29,opt,name=tasks_handed_back,json=tasksHandedBack,proto3" json:"tasks_handed_back,omitempty"` // attempts handed back for a full cache (not failures)
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2901,6 +2938,20 @@ func (x *StatusResponse) GetJournal() *JournalStatus {
 		return x.Journal
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetBytesPruned() int64 {
+	if x != nil {
+		return x.BytesPruned
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetTasksHandedBack() uint64 {
+	if x != nil {
+		return x.TasksHandedBack
+	}
+	return 0
 }
 
 // JournalStatus is the state of a manager's journal.
@@ -3767,6 +3818,7 @@ type FetchDone struct {
 	SourceFault   bool                   `protobuf:"varint,7,opt,name=source_fault,json=sourceFault,proto3" json:"source_fault,omitempty"` // the source failed (unreachable, short, corrupt), not this worker (disk full)
 	Ms            int64                  `protobuf:"varint,8,opt,name=ms,proto3" json:"ms,omitempty"`
 	Dir           bool                   `protobuf:"varint,9,opt,name=dir,proto3" json:"dir,omitempty"`
+	CacheFull     bool                   `protobuf:"varint,10,opt,name=cache_full,json=cacheFull,proto3" json:"cache_full,omitempty"` // the destination's cache is full of files still needed: tasks wait for space
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3860,6 +3912,13 @@ func (x *FetchDone) GetMs() int64 {
 func (x *FetchDone) GetDir() bool {
 	if x != nil {
 		return x.Dir
+	}
+	return false
+}
+
+func (x *FetchDone) GetCacheFull() bool {
+	if x != nil {
+		return x.CacheFull
 	}
 	return false
 }
@@ -4006,9 +4065,13 @@ func (x *AttemptDone) GetOutcome() *Outcome {
 }
 
 type AttemptReturned struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskId  uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// cache_full: the attempt ran, but the worker's cache could not keep an
+	// output of need bytes (0: unknown): what it holds is still needed.
+	CacheFull     bool  `protobuf:"varint,3,opt,name=cache_full,json=cacheFull,proto3" json:"cache_full,omitempty"`
+	Need          int64 `protobuf:"varint,4,opt,name=need,proto3" json:"need,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4053,6 +4116,20 @@ func (x *AttemptReturned) GetTaskId() uint64 {
 func (x *AttemptReturned) GetAttempt() uint32 {
 	if x != nil {
 		return x.Attempt
+	}
+	return 0
+}
+
+func (x *AttemptReturned) GetCacheFull() bool {
+	if x != nil {
+		return x.CacheFull
+	}
+	return false
+}
+
+func (x *AttemptReturned) GetNeed() int64 {
+	if x != nil {
+		return x.Need
 	}
 	return 0
 }
@@ -4910,7 +4987,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\acontent\x18\x05 \x01(\fR\acontent\x12\x12\n" +
 	"\x04keep\x18\x06 \x01(\bR\x04keep\x12\x16\n" +
 	"\x06upload\x18\a \x01(\bR\x06upload\x12,\n" +
-	"\x05level\x18\b \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\"\xa8\x02\n" +
+	"\x05level\x18\b \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\"\xc9\x02\n" +
 	"\bFileDecl\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x14.trellis.v1.FileKindR\x04kind\x12\x10\n" +
@@ -4923,7 +5000,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04size\x18\b \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\t \x01(\tR\x06digest\x12\x10\n" +
 	"\x03dir\x18\n" +
-	" \x01(\bR\x03dir\"\x93\x04\n" +
+	" \x01(\bR\x03dir\x12\x1f\n" +
+	"\vprune_depth\x18\v \x01(\rR\n" +
+	"pruneDepth\"\x93\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -5047,7 +5126,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\xcd\x03\n" +
+	"\x12EndSessionResponse\"\xbd\x04\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -5066,7 +5145,10 @@ const file_trellis_proto_rawDesc = "" +
 	"cacheFiles\x12!\n" +
 	"\ftransfers_in\x18\f \x01(\x04R\vtransfersIn\x12#\n" +
 	"\rtransfers_out\x18\r \x01(\x04R\ftransfersOut\x12\x1c\n" +
-	"\tinstances\x18\x0e \x03(\x04R\tinstances\"\xc2\x01\n" +
+	"\tinstances\x18\x0e \x03(\x04R\tinstances\x12!\n" +
+	"\fcache_needed\x18\x0f \x01(\x03R\vcacheNeeded\x12!\n" +
+	"\fbytes_pruned\x18\x10 \x01(\x03R\vbytesPruned\x12(\n" +
+	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\"\xc2\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x18\n" +
 	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5081,7 +5163,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xbe\b\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x8d\t\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5111,7 +5193,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\vunplaceable\x18\x18 \x01(\x04R\vunplaceable\x12H\n" +
 	"\x11unplaceable_tasks\x18\x19 \x03(\v2\x1b.trellis.v1.UnplaceableTaskR\x10unplaceableTasks\x12\x14\n" +
 	"\x05epoch\x18\x1a \x01(\x04R\x05epoch\x123\n" +
-	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\"S\n" +
+	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\x12!\n" +
+	"\fbytes_pruned\x18\x1c \x01(\x03R\vbytesPruned\x12*\n" +
+	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\"S\n" +
 	"\rJournalStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
@@ -5175,7 +5259,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\x03 \x01(\tR\x06digest\x12,\n" +
 	"\x05level\x18\x04 \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\x12\x10\n" +
-	"\x03dir\x18\x05 \x01(\bR\x03dir\"\xc6\x01\n" +
+	"\x03dir\x18\x05 \x01(\bR\x03dir\"\xe5\x01\n" +
 	"\tFetchDone\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x0e\n" +
@@ -5185,17 +5269,23 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12!\n" +
 	"\fsource_fault\x18\a \x01(\bR\vsourceFault\x12\x0e\n" +
 	"\x02ms\x18\b \x01(\x03R\x02ms\x12\x10\n" +
-	"\x03dir\x18\t \x01(\bR\x03dir\"\x1f\n" +
+	"\x03dir\x18\t \x01(\bR\x03dir\x12\x1d\n" +
+	"\n" +
+	"cache_full\x18\n" +
+	" \x01(\bR\tcacheFull\"\x1f\n" +
 	"\aDropped\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\v\n" +
 	"\tHeartbeat\"o\n" +
 	"\vAttemptDone\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
-	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\"D\n" +
+	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\"w\n" +
 	"\x0fAttemptReturned\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\rR\aattempt\"\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x1d\n" +
+	"\n" +
+	"cache_full\x18\x03 \x01(\bR\tcacheFull\x12\x12\n" +
+	"\x04need\x18\x04 \x01(\x03R\x04need\"\n" +
 	"\n" +
 	"\bDraining\"\xcd\x03\n" +
 	"\x0eManagerMessage\x12/\n" +

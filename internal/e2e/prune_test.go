@@ -1,0 +1,300 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"trellis"
+)
+
+// The chain of issue #18, scaled down: 12 tasks each copy the previous
+// task's 8 MiB temp file on one worker whose cache holds 40 MiB. The 96 MiB
+// of intermediates fit because each temp file is pruned once its reader is
+// done; the last output comes back byte for byte.
+func TestPrunedChainFitsSmallCache(t *testing.T) {
+	const size = 8 << 20
+	c := newCluster(t)
+	c.worker("small", nil, "--cores", "1", "--disk", "40")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	out := filepath.Join(t.TempDir(), "last")
+	prev := trellis.Temp()
+	tasks := []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
+	for i := 2; i <= 12; i++ {
+		next := trellis.Temp()
+		if i == 12 {
+			next = trellis.Output(out)
+		}
+		tk := trellis.NewTask("cat in > out").AddInput(prev, "in").AddOutput(next, "out")
+		tk.Name = fmt.Sprintf("t%d", i)
+		tasks = append(tasks, tk)
+		prev = next
+	}
+	hs, err := cl.Submit(context.Background(), tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("trellis-chain\n"), size/len("trellis-chain\n")+1)[:size]
+	if !bytes.Equal(got, want) {
+		t.Errorf("last output: %d bytes, want %d bytes of %q (first differ at %d)", len(got), len(want), "trellis-chain\n", firstDiff(got, want))
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// Two 12 MiB temp files on a worker whose cache holds 20 MiB: the second
+// to be written does not fit while the first is still read, so its task
+// is handed back, waits, and runs again once the first is pruned. Neither
+// task fails.
+func TestFullCacheWaits(t *testing.T) {
+	const size = 12 << 20
+	c := newCluster(t)
+	c.worker("small", nil, "--cores", "2", "--disk", "20")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	var tasks []*trellis.Task
+	for _, name := range []string{"x", "y"} {
+		tmp := trellis.Temp()
+		w := trellis.NewTask(fmt.Sprintf("head -c %d /dev/zero > out", size)).AddOutput(tmp, "out")
+		w.Name = "write-" + name
+		r := trellis.NewTask("sleep 1; wc -c < in").AddInput(tmp, "in")
+		r.Name = "read-" + name
+		tasks = append(tasks, w, r)
+	}
+	hs, err := cl.Submit(context.Background(), tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		r := waitResult(t, h, time.Minute)
+		if !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+		if h.Name[:4] == "read" && string(bytes.TrimSpace(r.Stdout)) != fmt.Sprint(size) {
+			t.Errorf("task %s: stdout %q, want %d", h.Name, r.Stdout, size)
+		}
+	}
+}
+
+// An output larger than any connected worker's cache fails at once, and
+// says why, instead of waiting for ever.
+func TestOutputLargerThanEveryCache(t *testing.T) {
+	c := newCluster(t)
+	c.worker("tiny", nil, "--cores", "1", "--disk", "5")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	tmp := trellis.Temp()
+	w := trellis.NewTask("head -c 8388608 /dev/zero > out").AddOutput(tmp, "out")
+	hs, err := cl.Submit(context.Background(), w, trellis.NewTask("wc -c < in").AddInput(tmp, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitResult(t, hs[0], time.Minute)
+	if want := "needs 8 MiB; the largest cache of a connected worker is 5 MiB"; r.Kind != trellis.ResourceExceeded || !strings.Contains(r.Message, want) {
+		t.Errorf("got %v: %s; want resource exceeded: ...%s...", r.Kind, r.Message, want)
+	}
+}
+
+// The 200-step chain of issue #18, scaled down to 256 KiB files (50 MiB of
+// intermediates) on 2 workers whose caches hold 1 MiB each.
+func TestPrunedLongChainTwoWorkers(t *testing.T) {
+	const size, steps = 256 << 10, 200
+	c := newCluster(t)
+	for _, name := range []string{"a", "b"} {
+		c.worker(name, nil, "--cores", "1", "--disk", "1")
+	}
+	cl := c.client()
+	c.waitWorkers(cl, 2)
+
+	out := filepath.Join(t.TempDir(), "last")
+	prev := trellis.Temp()
+	tasks := []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
+	for i := 2; i <= steps; i++ {
+		next := trellis.Temp()
+		if i == steps {
+			next = trellis.Output(out)
+		}
+		tk := trellis.NewTask("cat in > out").AddInput(prev, "in").AddOutput(next, "out")
+		tk.Name = fmt.Sprintf("t%d", i)
+		tasks = append(tasks, tk)
+		prev = next
+	}
+	hs, err := cl.Submit(context.Background(), tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("trellis-chain\n"), size/len("trellis-chain\n")+1)[:size]
+	if !bytes.Equal(got, want) {
+		t.Errorf("last output: %d bytes, want %d bytes of %q (first differ at %d)", len(got), len(want), "trellis-chain\n", firstDiff(got, want))
+	}
+	s, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if min := int64(steps-3) * size; s.BytesPruned < min {
+		t.Errorf("bytes pruned = %d, want at least %d (all but the last few files)", s.BytesPruned, min)
+	}
+}
+
+// Kept temp files are never pruned: an output that does not fit beside
+// them fails and says why, instead of waiting for ever.
+func TestKeptFilesLeaveNoRoom(t *testing.T) {
+	c := newCluster(t)
+	c.worker("small", nil, "--cores", "1", "--disk", "20")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	first := trellis.NewTask("head -c 12582912 /dev/zero > out").AddOutput(trellis.Temp().Keep(), "out")
+	second := trellis.NewTask("head -c 12582912 /dev/zero > out").AddOutput(trellis.Temp(), "out")
+	second.After = []*trellis.Task{first}
+	hs, err := cl.Submit(context.Background(), first, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], time.Minute); !r.OK() {
+		t.Fatalf("first: %v: %s", r.Kind, r.Message)
+	}
+	r := waitResult(t, hs[1], time.Minute)
+	if want := "needs 12 MiB, but every connected worker's cache is held by files kept for the session"; r.Kind != trellis.ResourceExceeded || !strings.Contains(r.Message, want) {
+		t.Errorf("second: got %v: %s; want resource exceeded: ...%s...", r.Kind, r.Message, want)
+	}
+}
+
+// kill -9 of the worker in the middle of a pruned chain: the files behind
+// it were pruned, so the core re-runs the chain's producers back to its
+// start on the worker that replaces it; the output is still right, and
+// the status counts the tasks re-run.
+func TestPrunedChainSurvivesKill(t *testing.T) {
+	const size, steps = 64 << 10, 30
+	c := newCluster(t)
+	a := c.worker("a", nil, "--cores", "1", "--disk", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	out := filepath.Join(t.TempDir(), "last")
+	prev := trellis.Temp()
+	tasks := []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
+	for i := 2; i <= steps; i++ {
+		next := trellis.Temp()
+		if i == steps {
+			next = trellis.Output(out)
+		}
+		tk := trellis.NewTask("sleep 0.05; cat in > out").AddInput(prev, "in").AddOutput(next, "out")
+		tk.Name = fmt.Sprintf("t%d", i)
+		tasks = append(tasks, tk)
+		prev = next
+	}
+	hs, err := cl.Submit(context.Background(), tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[steps/2], time.Minute); !r.OK() {
+		t.Fatalf("task %s: %v: %s", hs[steps/2].Name, r.Kind, r.Message)
+	}
+	a.signal(t, syscall.SIGKILL)
+	a.wait(t, 10*time.Second)
+	c.worker("b", nil, "--cores", "1", "--disk", "1")
+	for _, h := range hs {
+		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("trellis-chain\n"), size/len("trellis-chain\n")+1)[:size]
+	if !bytes.Equal(got, want) {
+		t.Errorf("last output: %d bytes, want %d (first differ at %d)", len(got), len(want), firstDiff(got, want))
+	}
+	s, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TasksRecreated < steps/2 {
+		t.Errorf("tasks re-run = %d, want at least %d: the chain behind the kill was pruned", s.TasksRecreated, steps/2)
+	}
+}
+
+// The map/reduce of issue #18, scaled down: 64 maps of 1 MiB into 16
+// reduces of 4 and one gather, on 2 workers whose caches hold 10 MiB each
+// (64 MiB of map output through 20 MiB of disk).
+func TestPrunedMapReduceFitsSmallCaches(t *testing.T) {
+	const maps, reduces, size = 64, 16, 1 << 20
+	c := newCluster(t)
+	for _, name := range []string{"a", "b"} {
+		c.worker(name, nil, "--cores", "2", "--disk", "10")
+	}
+	cl := c.client()
+	c.waitWorkers(cl, 2)
+
+	out := filepath.Join(t.TempDir(), "total")
+	gather := trellis.NewTask("cat r* > total").AddOutput(trellis.Output(out), "total")
+	gather.Name = "gather"
+	var tasks []*trellis.Task
+	per := maps / reduces
+	for r := range reduces {
+		red := trellis.NewTask("cat p* | wc -c > n")
+		red.Name = fmt.Sprintf("reduce-%d", r)
+		for j := range per {
+			part := trellis.Temp()
+			m := trellis.NewTask(fmt.Sprintf("head -c %d /dev/zero > part", size)).AddOutput(part, "part")
+			m.Name = fmt.Sprintf("map-%d", r*per+j)
+			tasks = append(tasks, m)
+			red.AddInput(part, fmt.Sprintf("p%d", j))
+		}
+		n := trellis.Temp()
+		red.AddOutput(n, "n")
+		gather.AddInput(n, fmt.Sprintf("r%02d", r))
+		tasks = append(tasks, red)
+	}
+	hs, err := cl.Submit(context.Background(), append(tasks, gather)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Repeat(fmt.Sprintf("%d\n", per*size), reduces); string(got) != want {
+		t.Errorf("gather output %q, want %q", got, want)
+	}
+}
