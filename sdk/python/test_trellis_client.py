@@ -115,7 +115,7 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(cm.exception.kind, "timed out")
 
     def test_after_temp_and_fetch(self):
-        tmp = trellis.Temp()
+        tmp = trellis.Temp().keep()  # else pruned once b has read it
         a = trellis.Task("printf abc > t").add_output(tmp, "t")
         b = trellis.Task("cat t t > u", after=[a]).add_input(tmp, "t")
         u = self.path("u")
@@ -129,6 +129,17 @@ class ClusterTest(unittest.TestCase):
         self.c.fetch(tmp, got)
         with open(got) as f:
             self.assertEqual(f.read(), "abc")
+
+    def test_temp_pruned_once_read(self):
+        tmp = trellis.Temp().prune_depth(0)
+        a = trellis.Task("printf abc > t").add_output(tmp, "t")
+        b = trellis.Task("cat t > u").add_input(tmp, "t")
+        b.add_output(trellis.Output(self.path("u")), "u")
+        for f in self.c.submit(a, b):
+            f.result(WAIT)
+        with self.assertRaises(trellis.TrellisError) as cm:
+            self.c.fetch(tmp, self.path("t"))
+        self.assertIn("keep", str(cm.exception))
 
     def test_url_and_unpack(self):
         src = self.path("data.txt")

@@ -466,6 +466,8 @@ class Cluster:
             d["level"] = f.level
         if f.replicas:
             d["replicas"] = f.replicas
+        if f.depth:
+            d["pruneDepth"] = f.depth
         if f.kind == "FILE_KIND_MANAGER":
             self._upload(f)
         elif f.kind == "FILE_KIND_URL":

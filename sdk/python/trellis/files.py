@@ -33,6 +33,7 @@ class File:
     def __init__(self):
         self.level = None
         self.replicas = 0
+        self.depth = 0
         self._name = None
         self._lock = threading.Lock()
 
@@ -41,6 +42,22 @@ class File:
         if level not in (CACHE_TASK, CACHE_WORKFLOW, CACHE_WORKER, CACHE_FOREVER):
             raise errors.InvalidError("cache level %r: use trellis.CACHE_TASK, CACHE_WORKFLOW, CACHE_WORKER or CACHE_FOREVER" % (level,))
         self.level = level
+        return self
+
+    def keep(self):
+        """keep keeps a temp file for the session, so that the client may
+        fetch it after its readers are done (Go: File.Keep); else it is
+        pruned once no task reads it. It returns the file."""
+        return self.cache(CACHE_WORKFLOW)
+
+    def prune_depth(self, n):
+        """prune_depth keeps a pruned temp file until the readers of its
+        readers, n levels down, are done too (Go: File.PruneDepth), so that
+        a lost file re-runs at most n producers back. It returns the file."""
+        n = int(n)
+        if not 0 <= n <= 16:
+            raise errors.InvalidError("prune_depth %d: use 0 to 16" % n)
+        self.depth = n
         return self
 
     def with_replicas(self, n):
