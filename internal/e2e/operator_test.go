@@ -98,4 +98,3 @@ func TestCancelByID(t *testing.T) {
 		t.Errorf("trellis cancel x1: exit %d, want non-zero asking for a number:\n%s", code, out)
 	}
 }
-
