@@ -16,9 +16,9 @@ import (
 func libraryCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "library",
-		Short: "Install and list a cluster's libraries",
+		Short: "Install, list and remove a cluster's libraries",
 	}
-	cmd.AddCommand(libraryInstallCmd(), libraryListCmd())
+	cmd.AddCommand(libraryInstallCmd(), libraryListCmd(), libraryRemoveCmd())
 	return cmd
 }
 
@@ -96,6 +96,40 @@ func libraryListCmd() *cobra.Command {
 				return nil
 			}
 			printLibraries(cmd.OutOrStdout(), s.Libraries)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	return cmd
+}
+
+func libraryRemoveCmd() *cobra.Command {
+	var secretFile string
+	cmd := &cobra.Command{
+		Use:   "remove HOST:PORT NAME...",
+		Short: "Remove libraries: stop their instances and fail their calls",
+		Long: `Remove installed libraries by name. Their instances are stopped; their
+calls, waiting or running, fail saying the library was removed, and so do
+calls submitted later, until it is installed again.`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			secret, err := readSecret(secretFile)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for _, name := range args[1:] {
+				if err := c.RemoveLibrary(ctx, name); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed library %s\n", name)
+			}
 			return nil
 		},
 	}

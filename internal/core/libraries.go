@@ -271,6 +271,9 @@ func (c *Core) instanceReady(ev InstanceReady) {
 	inst.ready, inst.free, inst.lastUse = true, inst.lib.slots, c.ticks
 	inst.lib.failures = 0
 	inst.lib.started++
+	if inst.stopping { // stopped while it started (its library removed): a worker may miss a Stop before it is ready
+		c.emit(Stop{Instance: inst.id, Worker: inst.t.worker.id})
+	}
 	c.libDirty(inst.lib)
 }
 

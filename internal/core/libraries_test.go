@@ -204,6 +204,23 @@ func TestLibraries(t *testing.T) {
 			counts: &counts{Ready: 1, Running: 1, Finished: 3}, // call 4 waits for instance 2
 		},
 		{
+			// An instance still starting is stopped again once ready: the
+			// worker may have missed the first Stop.
+			name: "a removed library's starting instance is stopped once ready",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 1}, nil},
+				{submit(callOf(1, 7, 0)), acts(start(1, 1, 1, 7))},
+				{core.LibraryRemoved{Lib: 7, Why: "library lib7 was removed"}, acts(
+					core.Stop{Instance: inst(1), Worker: 1},
+					done(1, 0, 0, outcome(core.Failed, "library lib7 was removed")),
+				)},
+				{ready(1, 1), acts(core.Stop{Instance: inst(1), Worker: 1})},
+				{core.InstanceEnded{Instance: inst(1), Attempt: 1, Worker: 1, Outcome: outcome(core.Success, "stopped")}, nil},
+			},
+			counts: &counts{Finished: 1},
+		},
+		{
 			// An instance that waits for a place is dropped with its calls.
 			name: "a removed library's unplaced instance ends",
 			steps: []step{

@@ -55,6 +55,40 @@ func TestLibraryInstallAndList(t *testing.T) {
 		t.Errorf("trellis library list: exit %d, want 0 and a line for library slow:\n%s", code, out)
 	}
 
+	// Removed while a call runs and another waits: both fail saying so,
+	// the instance stops, and the library is no longer listed.
+	busy, err := cl.Submit(ctx, trellis.NewCall("slow", "nap", []byte(`{"s": 600, "i": 1}`)),
+		trellis.NewCall("slow", "nap", []byte(`{"s": 600, "i": 2}`)), trellis.NewCall("slow", "nap", []byte(`{"s": 600, "i": 3}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "two calls to run", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && s.Calls.Running == 2
+	})
+	code, out = runTrellis(t, "library", "remove", c.addr, "slow", "--secret-file", c.secretFile)
+	if code != 0 || out != "removed library slow\n" {
+		t.Fatalf("trellis library remove: exit %d, output %q; want 0, \"removed library slow\\n\"", code, out)
+	}
+	const why = "library slow was removed (trellis library remove): install it again to call it"
+	for _, h := range busy {
+		if r := waitResult(t, h, 30*time.Second); r.Kind != trellis.Failed || r.Message != why {
+			t.Errorf("call %d after trellis library remove: %v %q, want failed %q", h.ID, r.Kind, r.Message, why)
+		}
+	}
+	waitFor(t, 20*time.Second, "the instances to stop", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && s.Instances.Running == 0 && len(s.Libraries) == 0
+	})
+	code, out = runTrellis(t, "library", "remove", c.addr, "slow", "--secret-file", c.secretFile)
+	if code == 0 || !strings.Contains(out, `library "slow" is not installed: trellis library list shows those that are`) {
+		t.Errorf("trellis library remove of a removed library: exit %d, want non-zero saying it is not installed:\n%s", code, out)
+	}
+	code, out = runTrellis(t, "library", "list", c.addr, "--secret-file", c.secretFile)
+	if code != 0 || out != "no libraries installed\n" {
+		t.Errorf("trellis library list after remove: exit %d, output %q; want 0, \"no libraries installed\\n\"", code, out)
+	}
+
 	if err := os.WriteFile(libs, []byte("libraries: []\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,10 @@ type (
 		reply  chan error
 	}
 	evStored struct{ name string } // a file reached the store outside a task's outputs
+	evRemove struct {
+		name  string
+		reply chan error
+	}
 )
 
 type submitReply struct {
@@ -197,6 +201,8 @@ func (s *state) handle(ev any) {
 		s.hold(seq, func() { ev.reply <- s.install(ev.req, ev.stored) })
 	case evStored:
 		s.uploaded(ev.name, nil)
+	case evRemove:
+		s.removeLibrary(ev.name, ev.reply)
 	case evWorkerGone:
 		if sess := s.sessions[ev.id]; sess != nil {
 			delete(s.sessions, ev.id)
@@ -331,7 +337,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Recreated:
 			s.m.log.Info("recreated lost files", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 		case core.Stop:
-			s.m.log.Info("stopping an idle library instance to make room", "instance", a.Instance, "worker", a.Worker)
+			s.m.log.Info("stopping a library instance: idle while tasks wait, or its library removed", "instance", a.Instance, "worker", a.Worker)
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StopLibrary{StopLibrary: &pb.StopLibrary{Instance: uint64(a.Instance)}}})
 			}
