@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,5 +132,61 @@ func TestCancelByID(t *testing.T) {
 	code, out = runTrellis(t, "cancel", c.addr, "x1", "--secret-file", c.secretFile)
 	if code == 0 || !strings.Contains(out, `task "x1": give a task ID, a number`) {
 		t.Errorf("trellis cancel x1: exit %d, want non-zero asking for a number:\n%s", code, out)
+	}
+}
+
+// TestStatusWatchJSON: trellis status --watch --json prints the snapshot
+// as one line when it changes, sees a task end, and stops on SIGINT.
+func TestStatusWatchJSON(t *testing.T) {
+	c := newCluster(t)
+	cl := c.client()
+	c.worker("w1", nil, "--cores", "1")
+	c.waitWorkers(cl, 1)
+	w := start(t, nil, "status", c.addr, "--watch", "--json", "--secret-file", c.secretFile)
+	lines := func() []string {
+		out := w.Output()
+		if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+			return strings.Split(out[:i], "\n") // whole lines only
+		}
+		return nil
+	}
+	waitFor(t, 20*time.Second, "the first snapshot", func() bool { return len(lines()) > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hs, err := cl.Submit(ctx, named("hi", "echo hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitResult(t, hs[0], time.Minute)
+	waitFor(t, 20*time.Second, "a snapshot with the task succeeded", func() bool {
+		ls := lines()
+		var s trellis.Status
+		return json.Unmarshal([]byte(ls[len(ls)-1]), &s) == nil && s.Succeeded == 1
+	})
+	w.signal(t, syscall.SIGINT)
+	if code := w.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("trellis status --watch after SIGINT: exit %d, want 0", code)
+	}
+	prev := ""
+	for i, l := range lines() {
+		var s trellis.Status
+		if err := json.Unmarshal([]byte(l), &s); err != nil {
+			t.Fatalf("line %d of trellis status --watch --json: %v: %q", i+1, err, l)
+		}
+		s.SnapshotTime = time.Time{}
+		b, _ := json.Marshal(s)
+		if string(b) == prev {
+			t.Errorf("line %d of trellis status --watch --json is the line before it again, its time aside", i+1)
+		}
+		prev = string(b)
+	}
+
+	// For people: the terminal cleared and the status drawn again each second.
+	h := start(t, nil, "status", c.addr, "--watch", "--secret-file", c.secretFile)
+	draw := "\x1b[H\x1b[2Jmanager " + c.addr
+	waitFor(t, 20*time.Second, "two drawings of the status", func() bool { return strings.Count(h.Output(), draw) >= 2 })
+	h.signal(t, syscall.SIGINT)
+	if code := h.wait(t, 20*time.Second); code != 0 || !strings.Contains(h.Output(), "tasks: 0 waiting for inputs, 0 ready, 0 staging inputs, 0 running, 1 finished (1 succeeded, 0 failed)") {
+		t.Errorf("trellis status --watch: exit %d, want 0 and the finished task counted:\n%q", code, h.Output())
 	}
 }
