@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -188,5 +189,33 @@ func TestStatusWatchJSON(t *testing.T) {
 	h.signal(t, syscall.SIGINT)
 	if code := h.wait(t, 20*time.Second); code != 0 || !strings.Contains(h.Output(), "tasks: 0 waiting for inputs, 0 ready, 0 staging inputs, 0 running, 1 finished (1 succeeded, 0 failed)") {
 		t.Errorf("trellis status --watch: exit %d, want 0 and the finished task counted:\n%q", code, h.Output())
+	}
+}
+
+// TestCallTimeoutSaysWhat: trellis call --timeout names what did not end
+// in time: reaching the manager, or the call itself.
+func TestCallTimeoutSaysWhat(t *testing.T) {
+	c := newCluster(t) // no worker: the call never gets a slot
+	dir := t.TempDir()
+	libs := filepath.Join(dir, "libs.yaml")
+	if err := os.WriteFile(libs, []byte("libraries:\n  - {name: slow, command: sleep 100}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runTrellis(t, "library", "install", c.addr, libs, "--secret-file", c.secretFile); code != 0 {
+		t.Fatalf("trellis library install: exit %d:\n%s", code, out)
+	}
+	code, out := runTrellis(t, "call", c.addr, "slow", "nap", "{}", "--timeout", "500ms", "--secret-file", c.secretFile)
+	if want := "trellis: call slow.nap: no result within --timeout 500ms; the call was cancelled\n"; code != 1 || out != want {
+		t.Errorf("trellis call --timeout with no worker: exit %d, output %q; want 1, %q", code, out, want)
+	}
+
+	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	code, out = runTrellis(t, "call", silent.Addr().String(), "slow", "nap", "{}", "--timeout", "500ms", "--secret-file", c.secretFile)
+	if want := "trellis: connect to the manager at " + silent.Addr().String() + ": no answer within --timeout 500ms\n"; code != 1 || out != want {
+		t.Errorf("trellis call --timeout to a silent address: exit %d, output %q; want 1, %q", code, out, want)
 	}
 }
