@@ -219,3 +219,39 @@ func TestCallTimeoutSaysWhat(t *testing.T) {
 		t.Errorf("trellis call --timeout to a silent address: exit %d, output %q; want 1, %q", code, out, want)
 	}
 }
+
+// TestRunProgressAgreesWithSummary: trellis run names a skipped task's
+// failed producer by its name as it happens, and its last count line
+// agrees with the summary.
+func TestRunProgressAgreesWithSummary(t *testing.T) {
+	wf := filepath.Join(t.TempDir(), "wf.yaml")
+	if err := os.WriteFile(wf, []byte(`files:
+  d: {temp: true}
+tasks:
+  - name: make-data
+    command: exit 3
+    outputs: {out.txt: {file: d}}
+  - name: use-data
+    command: cat in.txt
+    inputs: {in.txt: {file: d}}
+  - name: after-use
+    command: "true"
+    after: [use-data]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runTrellis(t, "run", wf)
+	for _, want := range []string{
+		"\nskipped use-data: it depends on \"make-data\", which did not succeed\n",
+		"\nskipped after-use: it depends on \"use-data\", which did not succeed\n",
+		"] wf: 0 waiting, 0 running, 0 done, 1 failed, 2 skipped (of 3, 100%)\n",
+		"\nworkflow wf FAILED: 3 tasks, 0 succeeded, 1 failed, 2 skipped, in ",
+	} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("trellis run: exit %d, want 1 and %q in:\n%s", code, want, out)
+		}
+	}
+	if strings.Contains(out, "task 1") {
+		t.Errorf("trellis run names a task by its internal ID:\n%s", out)
+	}
+}
