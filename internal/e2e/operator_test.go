@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/internal/txnlog"
 	"trellis/sdk/python"
 )
 
@@ -253,5 +254,43 @@ tasks:
 	}
 	if strings.Contains(out, "task 1") {
 		t.Errorf("trellis run names a task by its internal ID:\n%s", out)
+	}
+}
+
+// TestRunTxnLog: trellis run --txn-log writes the embedded cluster's
+// transaction log, which holds the run's task from submission to its end;
+// with --manager the flag is refused, saying where it belongs.
+func TestRunTxnLog(t *testing.T) {
+	dir := t.TempDir()
+	wf, path := filepath.Join(dir, "wf.yaml"), filepath.Join(dir, "txn.jsonl")
+	if err := os.WriteFile(wf, []byte("tasks:\n  - {name: hello, command: echo hi}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runTrellis(t, "run", "--local-workers", "1", "--txn-log", path, wf); code != 0 {
+		t.Fatalf("trellis run --txn-log: exit %d:\n%s", code, out)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("the transaction log of trellis run --txn-log: %v", err)
+	}
+	defer f.Close()
+	recs, err := txnlog.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		if r.Task != 0 {
+			got = append(got, strings.Join(strings.Fields(r.Event+" "+r.Name+" "+r.Result), " "))
+		}
+	}
+	want := []string{"task_submitted hello", "task_running", "task_done success"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("task records of the run's transaction log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	code, out := runTrellis(t, "run", "--manager", "127.0.0.1:1", "--secret-file", path, "--txn-log", path, wf)
+	if want := "--txn-log " + path + ": the manager at 127.0.0.1:1 writes its own: give --txn-log to trellis manager there"; code != 1 || !strings.Contains(out, want) {
+		t.Errorf("trellis run --manager --txn-log: exit %d, want 1 and %q in:\n%s", code, want, out)
 	}
 }
