@@ -25,6 +25,7 @@ func runCmd() *cobra.Command {
 		quiet        bool
 		check        bool
 		txnLog       string
+		logsDir      string
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -92,6 +93,11 @@ exits with status 130 or 143; a second one exits at once.`,
 				return err
 			}
 			runner.WriteSummary(cmd.OutOrStdout(), wf, sum)
+			if logsDir != "" {
+				if err := runner.WriteLogs(logsDir, wf, sum); err != nil {
+					return err
+				}
+			}
 			if !sum.OK() {
 				return exitError{1}
 			}
@@ -106,6 +112,7 @@ exits with status 130 or 143; a second one exits at once.`,
 	f.StringVar(&secretFile, "secret-file", "", "secret of that manager")
 	f.BoolVar(&quiet, "quiet", false, "no redrawn progress line, even on a terminal")
 	f.BoolVar(&check, "check", false, "validate the file and exit, without running anything")
+	f.StringVar(&logsDir, "logs", "", "write each task's and call's stdout and stderr tails to DIR/NAME.stdout and DIR/NAME.stderr")
 	f.StringVar(&txnLog, "txn-log", "", "the embedded cluster appends one JSON line per state change to FILE (docs/dashboard.md)")
 	return cmd
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"trellis"
 	"trellis/internal/txnlog"
 	"trellis/sdk/python"
@@ -292,5 +294,42 @@ func TestRunTxnLog(t *testing.T) {
 	code, out := runTrellis(t, "run", "--manager", "127.0.0.1:1", "--secret-file", path, "--txn-log", path, wf)
 	if want := "--txn-log " + path + ": the manager at 127.0.0.1:1 writes its own: give --txn-log to trellis manager there"; code != 1 || !strings.Contains(out, want) {
 		t.Errorf("trellis run --manager --txn-log: exit %d, want 1 and %q in:\n%s", code, want, out)
+	}
+}
+
+// TestRunLogs: trellis run --logs DIR writes each task's stdout and
+// stderr tails, failed ones too; a skipped task has none.
+func TestRunLogs(t *testing.T) {
+	dir := t.TempDir()
+	wf, logs := filepath.Join(dir, "wf.yaml"), filepath.Join(dir, "logs")
+	if err := os.WriteFile(wf, []byte(`tasks:
+  - name: chatty
+    command: "echo out; echo err >&2"
+  - name: bad.one
+    command: "echo before; exit 3"
+  - name: never
+    command: "true"
+    after: [bad.one]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runTrellis(t, "run", "--local-workers", "1", "--logs", logs, wf); code != 1 || !strings.Contains(out, "1 succeeded, 1 failed, 1 skipped") {
+		t.Fatalf("trellis run --logs: exit %d, want 1 and 1 succeeded, 1 failed, 1 skipped:\n%s", code, out)
+	}
+	got := map[string]string{}
+	entries, err := os.ReadDir(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(logs, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[e.Name()] = string(b)
+	}
+	want := map[string]string{"chatty.stdout": "out\n", "chatty.stderr": "err\n", "bad.one.stdout": "before\n", "bad.one.stderr": ""}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("files under --logs (-want +got):\n%s", diff)
 	}
 }
