@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -331,5 +332,50 @@ func TestRunLogs(t *testing.T) {
 	want := map[string]string{"chatty.stdout": "out\n", "chatty.stderr": "err\n", "bad.one.stdout": "before\n", "bad.one.stderr": ""}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("files under --logs (-want +got):\n%s", diff)
+	}
+}
+
+// TestTxnLogInstances: the transaction log follows a library instance
+// from its start to its end (here by trellis library remove).
+func TestTxnLogInstances(t *testing.T) {
+	needPython(t)
+	path := filepath.Join(t.TempDir(), "txn.jsonl")
+	c := newCluster(t, "--txn-log", path)
+	cl := c.client()
+	c.worker("w1", nil, "--cores", "2")
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := cl.Call(ctx, "slow", "repeat", []byte("ab")); err != nil || string(got) != "ababab" {
+		t.Fatalf("Call(slow.repeat, ab) = %q, %v; want \"ababab\", nil", got, err)
+	}
+	if err := cl.RemoveLibrary(ctx, "slow"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	waitFor(t, 20*time.Second, "the log to show the instance's end", func() bool {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		recs, err := txnlog.Read(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		for _, r := range recs {
+			if r.Instance != 0 {
+				got = append(got, strings.Join(strings.Fields(fmt.Sprintf("%s %d %s %d %s %s", r.Event, r.Instance, r.Library, r.Attempt, r.Worker, r.Result)), " "))
+			}
+		}
+		return len(got) == 3
+	})
+	want := []string{"instance_started 1 slow 1 w1", "instance_ready 1 slow 1 w1", "instance_ended 1 slow 1 w1 success"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("instance records of the transaction log (-want +got):\n%s", diff)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"trellis/internal/core"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/txnlog"
 )
 
 // libRecord is an installed library.
@@ -86,6 +87,10 @@ func (s *state) startLibrary(a core.Dispatch) {
 	if rec == nil || sess == nil {
 		return
 	}
+	if s.m.txn != nil {
+		s.instLibs[uint64(a.Instance)] = rec.spec.Name
+	}
+	s.txn(txnlog.Record{Event: txnlog.InstanceStarted, Instance: uint64(a.Instance), Library: rec.spec.Name, Attempt: a.Attempt, Worker: sess.hello.Name})
 	spec := goproto.CloneOf(rec.spec) // the installed spec stays as it is (starts are rare)
 	spec.Inputs = s.runInputs(rec.spec.Inputs, a.Inline())
 	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{

@@ -95,6 +95,10 @@ type state struct {
 	appended   journal.Seq // the last record appended
 	replaying  bool
 	journalErr string // last logged
+
+	// instLibs names the library of each instance started, for the
+	// transaction log (only with one), until the worker reports its end.
+	instLibs map[uint64]string
 }
 
 func newState(m *Manager) *state {
@@ -109,6 +113,7 @@ func newState(m *Manager) *state {
 		results:  make(map[string]map[string]bool),
 		libs:     make(map[string]*libRecord),
 		libByID:  make(map[core.LibID]*libRecord),
+		instLibs: make(map[uint64]string),
 		origin:   time.Now(),
 	}
 }
@@ -258,9 +263,13 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		s.step(ev)
 	case *pb.WorkerMessage_LibraryStarted:
 		st := x.LibraryStarted
+		s.instanceTxn(txnlog.InstanceReady, id, st.Instance, st.Attempt, "", "")
 		s.step(core.InstanceReady{Instance: core.InstanceID(st.Instance), Attempt: st.Attempt, Worker: id})
 	case *pb.WorkerMessage_LibraryEnded:
-		s.step(libraryEnded(id, x.LibraryEnded))
+		e := x.LibraryEnded
+		s.instanceTxn(txnlog.InstanceEnded, id, e.Instance, e.Attempt, resultLabel(e.Kind), e.Message)
+		delete(s.instLibs, e.Instance)
+		s.step(libraryEnded(id, e))
 	case *pb.WorkerMessage_Returned:
 		r := x.Returned
 		s.step(core.TaskReturned{Task: core.TaskID(r.TaskId), Attempt: r.Attempt, Worker: id})
