@@ -630,6 +630,14 @@ func (c *Client) Fetch(ctx context.Context, f *File, path string) error {
 	return c.download(ctx, f.cacheName(), path)
 }
 
+// RemoveLibrary removes an installed library: its instances stop, and
+// its calls (waiting, running, or submitted later) fail saying so, until
+// it is installed again. A library that is not installed is ErrNotFound.
+func (c *Client) RemoveLibrary(ctx context.Context, name string) error {
+	_, err := c.rpc.RemoveLibrary(ctx, connect.NewRequest(&pb.RemoveLibraryRequest{Name: name}))
+	return wireError("remove library "+name, err)
+}
+
 // Cancel asks the manager to stop tasks.
 func (c *Client) Cancel(ctx context.Context, ids ...uint64) error {
 	_, err := c.rpc.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{TaskIds: ids}))

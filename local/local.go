@@ -53,6 +53,9 @@ type Config struct {
 	// where cgroups are writable, a cgroup; a child that starts its own
 	// session without a cgroup may then outlive a killed process.
 	Guard []string
+	// TxnLog, when set, is the file the manager appends its transaction
+	// log to (manager.Config.TxnLog).
+	TxnLog string
 }
 
 // Start starts an embedded manager and cfg.Workers local workers and
@@ -77,7 +80,7 @@ func Start(ctx context.Context, cfg Config, opts ...trellis.Option) (*trellis.Cl
 	rand.Read(b[:])
 	secret := hex.EncodeToString(b[:])
 
-	m, err := manager.Listen(manager.Config{Listen: cfg.Listen, Secret: secret, Logger: log.With("part", "manager"), Version: trellis.Version})
+	m, err := manager.Listen(manager.Config{Listen: cfg.Listen, Secret: secret, Logger: log.With("part", "manager"), Version: trellis.Version, TxnLog: cfg.TxnLog})
 	if err != nil {
 		return nil, err
 	}

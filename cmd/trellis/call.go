@@ -35,11 +35,17 @@ func callCmd() *cobra.Command {
 				defer cancel()
 			}
 			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			if timedOut(ctx, err, timeout) {
+				return fmt.Errorf("connect to the manager at %s: no answer within --timeout %s", args[0], timeout)
+			}
 			if err != nil {
 				return err
 			}
 			defer c.Close()
 			out, err := c.Call(ctx, args[1], args[2], []byte(args[3]))
+			if timedOut(ctx, err, timeout) {
+				return fmt.Errorf("call %s.%s: no result within --timeout %s; the call was cancelled", args[1], args[2], timeout)
+			}
 			var ce *trellis.CallError
 			if errors.As(err, &ce) && ce.Result.Traceback != "" {
 				fmt.Fprintln(cmd.ErrOrStderr(), ce.Result.Traceback)
@@ -54,4 +60,11 @@ func callCmd() *cobra.Command {
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait)")
 	return cmd
+}
+
+// timedOut reports whether err came from the end of a --timeout that was
+// given: ctx, which carries it, has passed its deadline. (An RPC's error
+// does not always wrap the context's.)
+func timedOut(ctx context.Context, err error, timeout time.Duration) bool {
+	return timeout > 0 && err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
 }

@@ -24,6 +24,8 @@ func runCmd() *cobra.Command {
 		workerMemory int64
 		quiet        bool
 		check        bool
+		txnLog       string
+		logsDir      string
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -57,6 +59,9 @@ exits with status 130 or 143; a second one exits at once.`,
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			var c *trellis.Client
+			if managerAddr != "" && txnLog != "" {
+				return fmt.Errorf("--txn-log %s: the manager at %s writes its own: give --txn-log to trellis manager there", txnLog, managerAddr)
+			}
 			if managerAddr != "" {
 				secret, err := readSecret(secretFile)
 				if err != nil {
@@ -70,7 +75,7 @@ exits with status 130 or 143; a second one exits at once.`,
 					return err
 				}
 			} else {
-				c, err = local.Start(startCtx, local.Config{Workers: workers, Cores: workerCores, MemoryMB: workerMemory, Guard: guardCommand()}, opts...)
+				c, err = local.Start(startCtx, local.Config{Workers: workers, Cores: workerCores, MemoryMB: workerMemory, Guard: guardCommand(), TxnLog: txnLog}, opts...)
 				if sig := interrupted(); err != nil && sig != nil {
 					return interruptedExit(sig, nil)
 				}
@@ -88,6 +93,11 @@ exits with status 130 or 143; a second one exits at once.`,
 				return err
 			}
 			runner.WriteSummary(cmd.OutOrStdout(), wf, sum)
+			if logsDir != "" {
+				if err := runner.WriteLogs(logsDir, wf, sum); err != nil {
+					return err
+				}
+			}
 			if !sum.OK() {
 				return exitError{1}
 			}
@@ -102,5 +112,7 @@ exits with status 130 or 143; a second one exits at once.`,
 	f.StringVar(&secretFile, "secret-file", "", "secret of that manager")
 	f.BoolVar(&quiet, "quiet", false, "no redrawn progress line, even on a terminal")
 	f.BoolVar(&check, "check", false, "validate the file and exit, without running anything")
+	f.StringVar(&logsDir, "logs", "", "write each task's and call's stdout and stderr tails to DIR/NAME.stdout and DIR/NAME.stderr")
+	f.StringVar(&txnLog, "txn-log", "", "the embedded cluster appends one JSON line per state change to FILE (docs/dashboard.md)")
 	return cmd
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -16,19 +21,26 @@ import (
 
 func statusCmd() *cobra.Command {
 	var secretFile string
-	var asJSON bool
+	var asJSON, watch bool
 	cmd := &cobra.Command{
 		Use:   "status HOST:PORT",
 		Short: "Show a cluster's workers, task counts, library instances and demand",
 		Long: `Show a cluster's workers, task counts, library instances and demand.
 
 Library instances are shown as instances, never counted as running tasks.
---json prints the whole snapshot; docs/status.md lists its fields.`,
+--json prints the whole snapshot; docs/status.md lists its fields.
+--watch redraws it every second until interrupted; with --json it prints
+the snapshot as one line each time it changes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			secret, err := readSecret(secretFile)
 			if err != nil {
 				return err
+			}
+			if watch {
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return watchStatus(ctx, cmd.OutOrStdout(), args[0], secret, asJSON)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -53,7 +65,61 @@ Library instances are shown as instances, never counted as running tasks.
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the snapshot as JSON (fields: docs/status.md)")
+	cmd.Flags().BoolVar(&watch, "watch", false, "redraw every second until interrupted (with --json: one line per change)")
 	return cmd
+}
+
+// watchStatus reads the manager's snapshot every second until ctx ends.
+// For people it clears the terminal and redraws it each time; as JSON it
+// writes a line when the snapshot changed, its time aside. Each read has
+// its own deadline, named when it passes.
+func watchStatus(ctx context.Context, out io.Writer, addr, secret string, asJSON bool) error {
+	const every, deadline = time.Second, 10 * time.Second
+	dctx, cancel := context.WithTimeout(ctx, deadline)
+	c, err := trellis.Dial(dctx, addr, trellis.WithSecret(secret))
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var last []byte
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, deadline)
+		s, err := c.Status(rctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil // interrupted: the watch is over
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("status of %s: no answer within %s", addr, deadline)
+		case err != nil:
+			return err
+		case asJSON:
+			at := s.SnapshotTime
+			s.SnapshotTime = time.Time{}
+			key, err := json.Marshal(s)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(key, last) {
+				last = key
+				s.SnapshotTime = at
+				line, _ := json.Marshal(s)
+				fmt.Fprintf(out, "%s\n", line)
+			}
+		default:
+			fmt.Fprint(out, "\x1b[H\x1b[2J") // home and clear, as watch(1) does
+			printStatus(out, addr, s)
+			fmt.Fprintf(out, "\n(every %s; interrupt to stop)\n", every)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // printStatus writes s for people.

@@ -21,6 +21,7 @@ type RPC interface {
 	Status(context.Context, *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[pb.FetchFileRequest]) (*connect.Response[pb.FetchFileResponse], error)
 	InstallLibrary(context.Context, *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error)
+	RemoveLibrary(context.Context, *connect.Request[pb.RemoveLibraryRequest]) (*connect.Response[pb.RemoveLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error)
 	Ack(context.Context, *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error)
 }

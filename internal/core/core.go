@@ -149,6 +149,8 @@ func (c *Core) Step(ev Event) []Action {
 		}
 	case LibraryInstalled:
 		c.installLibrary(ev)
+	case LibraryRemoved:
+		c.removeLibrary(ev)
 	case InstanceReady:
 		c.instanceReady(ev)
 	case InstanceEnded:

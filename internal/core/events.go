@@ -127,6 +127,14 @@ type LibraryInstalled struct {
 	EveryWorker bool
 }
 
+// LibraryRemoved: the operator removed Lib. Its instances are stopped,
+// and its calls, waiting, running or submitted later, fail with Why,
+// until a LibraryInstalled installs it again.
+type LibraryRemoved struct {
+	Lib LibID
+	Why string
+}
+
 // InstanceReady: the library process of an instance has started (its
 // set-up succeeded) and takes calls.
 type InstanceReady struct {
@@ -162,6 +170,7 @@ func (CancelTask) isEvent()       {}
 func (Tick) isEvent()             {}
 func (FilesDeclared) isEvent()    {}
 func (LibraryInstalled) isEvent() {}
+func (LibraryRemoved) isEvent()   {}
 func (InstanceReady) isEvent()    {}
 func (InstanceEnded) isEvent()    {}
 func (TransferDone) isEvent()     {}

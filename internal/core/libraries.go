@@ -70,6 +70,25 @@ func (c *Core) installLibrary(ev LibraryInstalled) {
 	c.libDirty(lib)
 }
 
+// removeLibrary stops the instances of a library the operator removed. It
+// is broken for the removal's reason: placeCalls fails its waiting calls
+// and ends the instances not started yet, instanceEnded fails the calls
+// that ran in the stopped ones, and later calls fail at once.
+func (c *Core) removeLibrary(ev LibraryRemoved) {
+	lib := c.libs[ev.Lib]
+	if lib == nil {
+		return
+	}
+	lib.broken = ev.Why
+	for _, inst := range lib.insts {
+		if inst.t.state == Running && !inst.stopping {
+			inst.stopping = true
+			c.emit(Stop{Instance: inst.id, Worker: inst.t.worker.id})
+		}
+	}
+	c.libDirty(lib)
+}
+
 // deployEverywhere starts an instance of lib, if it wants one on every
 // worker, on each open worker that has none and has room for one now. It is
 // a best effort, tried again when a worker joins and on ticks while no task
@@ -252,6 +271,9 @@ func (c *Core) instanceReady(ev InstanceReady) {
 	inst.ready, inst.free, inst.lastUse = true, inst.lib.slots, c.ticks
 	inst.lib.failures = 0
 	inst.lib.started++
+	if inst.stopping { // stopped while it started (its library removed): a worker may miss a Stop before it is ready
+		c.emit(Stop{Instance: inst.id, Worker: inst.t.worker.id})
+	}
 	c.libDirty(inst.lib)
 }
 
@@ -310,6 +332,10 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 		}
 		if staging {
 			c.makeReady(call) // it never started: no retry spent
+			continue
+		}
+		if lib.broken != "" { // removed: a broken library runs no call
+			c.finish(call, Outcome{Kind: Failed, Message: lib.broken})
 			continue
 		}
 		crashed := Outcome{Kind: Failed, Message: "library crashed: " + why.Message}

@@ -180,6 +180,66 @@ func TestLibraries(t *testing.T) {
 			},
 		},
 		{
+			// The operator removes a library: its running instance is
+			// stopped, its calls fail with the reason (waiting ones at once,
+			// the running one when the instance ends, later ones when
+			// submitted); installing it again serves calls again.
+			name: "a removed library stops and fails its calls",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 1, Max: 1}, nil},
+				{submit(callOf(1, 7, 2), callOf(2, 7, 0)), acts(start(1, 1, 1, 7))},
+				{ready(1, 1), acts(inSlot(1, 1, 1, 1))},
+				{core.LibraryRemoved{Lib: 7, Why: "library lib7 was removed"}, acts(
+					core.Stop{Instance: inst(1), Worker: 1},
+					done(2, 0, 0, outcome(core.Failed, "library lib7 was removed")),
+				)},
+				{core.InstanceEnded{Instance: inst(1), Attempt: 1, Worker: 1, Outcome: outcome(core.Success, "stopped")}, acts(
+					done(1, 1, 1, outcome(core.Failed, "library lib7 was removed")), // not retried, though it may be
+				)},
+				{submit(callOf(3, 7, 0)), acts(done(3, 0, 0, outcome(core.Failed, "library lib7 was removed")))},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 1, Max: 1}, nil},
+				{submit(callOf(4, 7, 0)), acts(start(2, 1, 1, 7))},
+			},
+			counts: &counts{Ready: 1, Running: 1, Finished: 3}, // call 4 waits for instance 2
+		},
+		{
+			// An instance still starting is stopped again once ready: the
+			// worker may have missed the first Stop.
+			name: "a removed library's starting instance is stopped once ready",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 1}, nil},
+				{submit(callOf(1, 7, 0)), acts(start(1, 1, 1, 7))},
+				{core.LibraryRemoved{Lib: 7, Why: "library lib7 was removed"}, acts(
+					core.Stop{Instance: inst(1), Worker: 1},
+					done(1, 0, 0, outcome(core.Failed, "library lib7 was removed")),
+				)},
+				{ready(1, 1), acts(core.Stop{Instance: inst(1), Worker: 1})},
+				{core.InstanceEnded{Instance: inst(1), Attempt: 1, Worker: 1, Outcome: outcome(core.Success, "stopped")}, nil},
+			},
+			counts: &counts{Finished: 1},
+		},
+		{
+			// An instance that waits for a place is dropped with its calls.
+			name: "a removed library's unplaced instance ends",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(2000, 10), Slots: 1}, nil}, // fits no worker
+				{submit(callOf(1, 7, 0)), nil},
+				{core.LibraryRemoved{Lib: 7, Why: "library lib7 was removed"}, acts(done(1, 0, 0, outcome(core.Failed, "library lib7 was removed")))},
+				{join(2, res(4000, 4000)), nil}, // room now, but no instance starts
+			},
+			counts: &counts{Finished: 1},
+		},
+		{
+			name: "removing a library never installed does nothing",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{core.LibraryRemoved{Lib: 9, Why: "library lib9 was removed"}, nil},
+			},
+		},
+		{
 			name: "cancel a waiting call",
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},

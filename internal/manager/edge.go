@@ -51,6 +51,7 @@ var requestLimits = map[string]int{
 	trellisv1connect.ManagerStatusProcedure:         smallRequestBytes,
 	trellisv1connect.ManagerFetchFileProcedure:      smallRequestBytes,
 	trellisv1connect.ManagerEndSessionProcedure:     smallRequestBytes,
+	trellisv1connect.ManagerRemoveLibraryProcedure:  smallRequestBytes,
 }
 
 // wrongSecret is the message a refused peer sees.

@@ -137,7 +137,7 @@ func (s *state) replay(j *journal.Journal) error {
 	s.replaying = true
 	defer func() { s.replaying = false }()
 	epoch := uint64(0)
-	var counts [7]int
+	var counts [8]int
 	err := j.Replay(func(r journal.Record) error {
 		var rec pb.JournalRecord
 		if err := goproto.Unmarshal(r.Data, &rec); err != nil {
@@ -166,6 +166,11 @@ func (s *state) replay(j *journal.Journal) error {
 		case *pb.JournalRecord_Done:
 			s.recovered(x.Done)
 			counts[6]++
+		case *pb.JournalRecord_LibraryRemoved:
+			if rec := s.libs[x.LibraryRemoved.Name]; rec != nil && !rec.removed {
+				s.removed(rec)
+			}
+			counts[7]++
 		default:
 			return fmt.Errorf("journal record %d: unknown kind: it was written by a newer trellis", r.Seq)
 		}
@@ -176,7 +181,7 @@ func (s *state) replay(j *journal.Journal) error {
 	}
 	s.m.epoch = epoch + 1
 	s.m.log.Info("replayed the journal", "journal", j.Path(), "recovered", j.Recovered().String(), "epoch", s.m.epoch,
-		"starts", counts[1], "submits", counts[2], "installs", counts[3], "sessions_ended", counts[4], "cancels", counts[5], "tasks_done", counts[6])
+		"starts", counts[1], "submits", counts[2], "installs", counts[3], "sessions_ended", counts[4], "cancels", counts[5], "tasks_done", counts[6], "libraries_removed", counts[7])
 	return nil
 }
 

@@ -109,3 +109,38 @@ func TestRestartWithState(t *testing.T) {
 		t.Errorf("status after the restart: ready %d, finished %d, epoch %d, journal %v; want 2 (the task and the call), 2, 2 and a journal", st.Ready, st.Finished, st.Epoch, st.Journal)
 	}
 }
+
+// TestLibraryRemovedAcrossRestart: a library removed before a restart with
+// --state stays removed: not listed, and removing it again is NotFound.
+func TestLibraryRemovedAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	m, stop := startWithState(t, dir)
+	ctx := context.Background()
+	lib := &pb.InstallLibraryRequest{Library: &pb.LibrarySpec{Name: "lib", Command: "true", Resources: &pb.Resources{Cores: 1}}}
+	if _, err := m.Handler().InstallLibrary(ctx, connect.NewRequest(lib)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Handler().RemoveLibrary(ctx, connect.NewRequest(&pb.RemoveLibraryRequest{Name: "lib"})); err != nil {
+		t.Fatalf("RemoveLibrary(lib): %v, want nil", err)
+	}
+	stop()
+
+	m2, _ := startWithState(t, dir)
+	snap, err := m2.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(snap.Status.Libraries); n != 0 {
+		t.Errorf("libraries after the restart: %d, want 0 (lib was removed)", n)
+	}
+	_, err = m2.Handler().RemoveLibrary(ctx, connect.NewRequest(&pb.RemoveLibraryRequest{Name: "lib"}))
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Errorf("RemoveLibrary(lib) after the restart: %v, want NotFound", err)
+	}
+	if _, err := m2.Handler().InstallLibrary(ctx, connect.NewRequest(lib)); err != nil {
+		t.Fatalf("InstallLibrary(lib) again: %v", err)
+	}
+	if snap, err = m2.Snapshot(ctx); err != nil || len(snap.Status.Libraries) != 1 {
+		t.Errorf("libraries after installing again: %v, %v; want lib", snap.Status.GetLibraries(), err)
+	}
+}

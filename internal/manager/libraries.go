@@ -8,6 +8,7 @@ import (
 
 	"trellis/internal/core"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/txnlog"
 )
 
 // libRecord is an installed library.
@@ -15,6 +16,7 @@ type libRecord struct {
 	id        core.LibID
 	spec      *pb.LibrarySpec
 	callsDone uint64
+	removed   bool // by trellis library remove, until installed again
 }
 
 // install registers (or replaces) a library and tells the core. stored
@@ -49,11 +51,33 @@ func (s *state) install(req *pb.InstallLibraryRequest, stored storedFiles) error
 		s.libs[spec.Name] = rec
 		s.libByID[rec.id] = rec
 	}
-	rec.spec = spec
+	rec.spec, rec.removed = spec, false
 	ev.Lib = rec.id
 	s.m.log.Info("library installed", "library", spec.Name, "slots", ev.Slots, "eager", spec.Eager)
 	s.step(ev)
 	return nil
+}
+
+// removeLibrary journals the removal of an installed library and tells
+// the core, which stops its instances and fails its calls. It answers on
+// reply once the record is durable.
+func (s *state) removeLibrary(name string, reply chan<- error) {
+	rec := s.libs[name]
+	if rec == nil || rec.removed {
+		reply <- fmt.Errorf("library %q is not installed: trellis library list shows those that are", name)
+		return
+	}
+	seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_LibraryRemoved{LibraryRemoved: &pb.RemoveLibraryRequest{Name: name}}})
+	s.removed(rec)
+	s.hold(seq, func() { reply <- nil })
+}
+
+// removed marks rec removed and tells the core, live or from the journal.
+// The Stop actions it leads to wait for the record like every effect.
+func (s *state) removed(rec *libRecord) {
+	rec.removed = true
+	s.m.log.Info("library removed", "library", rec.spec.Name)
+	s.step(core.LibraryRemoved{Lib: rec.id, Why: fmt.Sprintf("library %s was removed (trellis library remove): install it again to call it", rec.spec.Name)})
 }
 
 // startLibrary sends an instance of a library to the worker the core chose.
@@ -63,6 +87,10 @@ func (s *state) startLibrary(a core.Dispatch) {
 	if rec == nil || sess == nil {
 		return
 	}
+	if s.m.txn != nil {
+		s.instLibs[uint64(a.Instance)] = rec.spec.Name
+	}
+	s.txn(txnlog.Record{Event: txnlog.InstanceStarted, Instance: uint64(a.Instance), Library: rec.spec.Name, Attempt: a.Attempt, Worker: sess.hello.Name})
 	spec := goproto.CloneOf(rec.spec) // the installed spec stays as it is (starts are rare)
 	spec.Inputs = s.runInputs(rec.spec.Inputs, a.Inline())
 	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
@@ -100,7 +128,7 @@ func (s *state) libraryStatus() []*pb.LibraryStatus {
 	var out []*pb.LibraryStatus
 	for _, info := range s.core.Libraries() {
 		rec := s.libByID[info.Lib]
-		if rec == nil {
+		if rec == nil || rec.removed {
 			continue
 		}
 		ls := &pb.LibraryStatus{Name: rec.spec.Name, CallsWaiting: uint64(info.Waiting), CallsDone: rec.callsDone,

@@ -45,6 +45,10 @@ type (
 		reply  chan error
 	}
 	evStored struct{ name string } // a file reached the store outside a task's outputs
+	evRemove struct {
+		name  string
+		reply chan error
+	}
 )
 
 type submitReply struct {
@@ -91,6 +95,10 @@ type state struct {
 	appended   journal.Seq // the last record appended
 	replaying  bool
 	journalErr string // last logged
+
+	// instLibs names the library of each instance started, for the
+	// transaction log (only with one), until the worker reports its end.
+	instLibs map[uint64]string
 }
 
 func newState(m *Manager) *state {
@@ -105,6 +113,7 @@ func newState(m *Manager) *state {
 		results:  make(map[string]map[string]bool),
 		libs:     make(map[string]*libRecord),
 		libByID:  make(map[core.LibID]*libRecord),
+		instLibs: make(map[uint64]string),
 		origin:   time.Now(),
 	}
 }
@@ -197,6 +206,8 @@ func (s *state) handle(ev any) {
 		s.hold(seq, func() { ev.reply <- s.install(ev.req, ev.stored) })
 	case evStored:
 		s.uploaded(ev.name, nil)
+	case evRemove:
+		s.removeLibrary(ev.name, ev.reply)
 	case evWorkerGone:
 		if sess := s.sessions[ev.id]; sess != nil {
 			delete(s.sessions, ev.id)
@@ -252,9 +263,13 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		s.step(ev)
 	case *pb.WorkerMessage_LibraryStarted:
 		st := x.LibraryStarted
+		s.instanceTxn(txnlog.InstanceReady, id, st.Instance, st.Attempt, "", "")
 		s.step(core.InstanceReady{Instance: core.InstanceID(st.Instance), Attempt: st.Attempt, Worker: id})
 	case *pb.WorkerMessage_LibraryEnded:
-		s.step(libraryEnded(id, x.LibraryEnded))
+		e := x.LibraryEnded
+		s.instanceTxn(txnlog.InstanceEnded, id, e.Instance, e.Attempt, resultLabel(e.Kind), e.Message)
+		delete(s.instLibs, e.Instance)
+		s.step(libraryEnded(id, e))
 	case *pb.WorkerMessage_Returned:
 		r := x.Returned
 		s.step(core.TaskReturned{Task: core.TaskID(r.TaskId), Attempt: r.Attempt, Worker: id, CacheFull: r.CacheFull, Need: r.Need})
@@ -331,7 +346,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Recreated:
 			s.m.log.Info("recreated lost files", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 		case core.Stop:
-			s.m.log.Info("stopping an idle library instance to make room", "instance", a.Instance, "worker", a.Worker)
+			s.m.log.Info("stopping a library instance: idle while tasks wait, or its library removed", "instance", a.Instance, "worker", a.Worker)
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StopLibrary{StopLibrary: &pb.StopLibrary{Instance: uint64(a.Instance)}}})
 			}

@@ -198,6 +198,17 @@ func (s *service) EndSession(ctx context.Context, req *connect.Request[pb.EndSes
 	return connect.NewResponse(&pb.EndSessionResponse{}), nil
 }
 
+func (s *service) RemoveLibrary(ctx context.Context, req *connect.Request[pb.RemoveLibraryRequest]) (*connect.Response[pb.RemoveLibraryResponse], error) {
+	err, cerr := call(ctx, s.m, func(c chan error) any { return evRemove{name: req.Msg.Name, reply: c} })
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, connect.NewError(connect.CodeNotFound, err)
+	}
+	return connect.NewResponse(&pb.RemoveLibraryResponse{}), nil
+}
+
 func (s *service) InstallLibrary(ctx context.Context, req *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error) {
 	if err := proto.CheckLibrary(req.Msg.Library); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)

@@ -3,6 +3,7 @@ package manager
 import (
 	"time"
 
+	"trellis/internal/core"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/txnlog"
 )
@@ -35,4 +36,17 @@ func modality(spec *pb.TaskSpec) string {
 		return "call"
 	}
 	return "task"
+}
+
+// instanceTxn logs an instance's report from worker id: ready, or ended
+// with result and reason.
+func (s *state) instanceTxn(event string, id core.WorkerID, inst uint64, attempt uint32, result, reason string) {
+	if s.m.txn == nil {
+		return
+	}
+	r := txnlog.Record{Event: event, Instance: inst, Library: s.instLibs[inst], Attempt: attempt, Result: result, Reason: reason}
+	if sess := s.sessions[id]; sess != nil {
+		r.Worker = sess.hello.Name
+	}
+	s.txn(r)
 }

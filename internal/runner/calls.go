@@ -13,6 +13,12 @@ import (
 	"trellis/sdk/go/library/wire"
 )
 
+// InstallLibraries installs the libraries of wf, a library file
+// (workflow.LoadLibraries), as install does for a run.
+func InstallLibraries(ctx context.Context, c *trellis.Client, wf *workflow.Workflow) (map[string]error, error) {
+	return install(ctx, c, wf, Build(wf))
+}
+
 // install installs the plan's libraries. It returns why each library
 // that could not be installed was not, by name: a client file it reads
 // is missing, or the manager refused it. Other errors, such as a manager

@@ -22,8 +22,12 @@ type Progress struct {
 	start   time.Time
 	state   map[uint64]trellis.State
 	ok      map[uint64]bool
-	unsent  int  // results of calls that were never submitted
-	known   bool // Submitted was called
+	unsent  int                 // results of calls that were never submitted and failed
+	skipped int                 // of those never submitted, the skipped ones
+	known   bool                // Submitted was called
+	names   map[uint64]string   // of the submitted tasks and calls
+	after   map[uint64][]uint64 // the tasks and calls each waits for
+	skips   map[uint64]bool     // ended without running: what they wait for did not succeed
 	stop    chan struct{}
 	stopped chan struct{}
 
@@ -33,7 +37,7 @@ type Progress struct {
 // NewProgress writes progress to out; interactive redraws one line.
 func NewProgress(out io.Writer, interactive bool) *Progress {
 	return &Progress{out: out, interactive: interactive, state: make(map[uint64]trellis.State), ok: make(map[uint64]bool),
-		stuck: make(map[uint64]bool)}
+		stuck: make(map[uint64]bool), names: make(map[uint64]string), after: make(map[uint64][]uint64), skips: make(map[uint64]bool)}
 }
 
 // Begin starts the display for a workflow of total tasks.
@@ -61,35 +65,70 @@ func (p *Progress) Begin(name string, total int) {
 	}()
 }
 
-// Submitted marks the tasks known, so that they count as waiting.
-func (p *Progress) Submitted(hs []*trellis.Handle) {
+// Submitted marks the tasks known, so that they count as waiting. after
+// lists, by task ID, the IDs of the tasks and calls each one waits for (its
+// inputs' producers among them): one that ends with its input missing
+// after one of those failed counts as skipped, as the summary counts it,
+// and its line names that one.
+func (p *Progress) Submitted(hs []*trellis.Handle, after map[uint64][]uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, h := range hs {
 		if _, seen := p.state[h.ID]; !seen {
 			p.state[h.ID] = trellis.StateWaiting
 		}
+		p.names[h.ID] = h.Name
+	}
+	for id, on := range after {
+		p.after[id] = on
 	}
 	p.known = true
 }
 
 // Unsent records the result of a call that was never submitted, such as
-// one whose arguments could not be read.
-func (p *Progress) Unsent(r *trellis.Result) {
+// one whose arguments could not be read. skippedFor names the call it
+// waits for, which could not be submitted either; "" if none.
+func (p *Progress) Unsent(r *trellis.Result, skippedFor string) {
 	p.mu.Lock()
-	p.unsent++
+	if skippedFor != "" {
+		p.skipped++
+	} else {
+		p.unsent++
+	}
 	p.mu.Unlock()
-	if !p.interactive {
+	switch {
+	case p.interactive:
+	case skippedFor != "":
+		p.line(fmt.Sprintf("skipped %s: it waits for %q, which was not submitted", r.Name, skippedFor))
+	default:
 		p.line(fmt.Sprintf("failed  %s: %s: %s", r.Name, r.Kind, r.Message))
 	}
+}
+
+// skippedForLocked names what task id waited for and did not succeed, when
+// r, its result, says it never ran for that; else "".
+func (p *Progress) skippedForLocked(id uint64, r *trellis.Result) string {
+	if r.Kind != trellis.InputMissing {
+		return ""
+	}
+	for _, dep := range p.after[id] {
+		if p.state[dep] == trellis.StateDone && !p.ok[dep] {
+			return p.names[dep]
+		}
+	}
+	return ""
 }
 
 // Event records one task event.
 func (p *Progress) Event(ev trellis.Event) {
 	p.mu.Lock()
 	p.state[ev.Task] = ev.State
+	skippedFor := ""
 	if ev.Result != nil {
 		p.ok[ev.Task] = ev.Result.OK()
+		if skippedFor = p.skippedForLocked(ev.Task, ev.Result); skippedFor != "" {
+			p.skips[ev.Task] = true
+		}
 	}
 	if ev.Unplaceable != "" {
 		p.stuck[ev.Task] = true
@@ -104,9 +143,12 @@ func (p *Progress) Event(ev trellis.Event) {
 		p.line(fmt.Sprintf("retry   %s: %s", ev.Name, ev.Note))
 	}
 	if r := ev.Result; r != nil && !p.interactive {
-		if r.OK() {
+		switch {
+		case r.OK():
 			p.line(fmt.Sprintf("done    %s (%s on %s)", ev.Name, r.RunTime.Round(time.Millisecond), r.Worker))
-		} else {
+		case skippedFor != "":
+			p.line(fmt.Sprintf("skipped %s: it depends on %q, which did not succeed", ev.Name, skippedFor))
+		default:
 			p.line(fmt.Sprintf("failed  %s: %s: %s", ev.Name, r.Kind, r.Message))
 		}
 	}
@@ -133,7 +175,7 @@ func (p *Progress) draw(final bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var waiting, running, done int
-	failed := p.unsent
+	failed, skipped := p.unsent, p.skipped
 	for id, s := range p.state {
 		switch s {
 		case trellis.StateWaiting:
@@ -141,22 +183,28 @@ func (p *Progress) draw(final bool) {
 		case trellis.StateRunning:
 			running++
 		case trellis.StateDone:
-			if p.ok[id] {
+			switch {
+			case p.ok[id]:
 				done++
-			} else {
+			case p.skips[id]:
+				skipped++
+			default:
 				failed++
 			}
 		}
 	}
 	if !p.known {
-		waiting = p.total - running - done - failed
+		waiting = p.total - running - done - failed - skipped
 	}
 	var stuck string
 	if len(p.stuck) > 0 {
 		stuck = fmt.Sprintf(" (%d that no connected worker can run)", len(p.stuck))
 	}
-	msg := fmt.Sprintf("[%s] %s: %d waiting%s, %d running, %d done, %d failed (of %d)",
-		time.Since(p.start).Round(100*time.Millisecond), p.name, waiting, stuck, running, done, failed, p.total)
+	elapsed := time.Since(p.start)
+	ended := done + failed + skipped
+	msg := fmt.Sprintf("[%s] %s: %d waiting%s, %d running, %d done, %d failed, %d skipped (of %d, %d%%%s)",
+		elapsed.Round(100*time.Millisecond), p.name, waiting, stuck, running, done, failed, skipped, p.total,
+		percent(ended, p.total), timeLeft(elapsed, ended, p.total))
 	switch {
 	case p.interactive && final:
 		fmt.Fprintf(p.out, "\r\033[K%s\n", msg)
@@ -165,4 +213,23 @@ func (p *Progress) draw(final bool) {
 	default:
 		fmt.Fprintln(p.out, msg)
 	}
+}
+
+// percent is the share of total that ended, rounded down.
+func percent(ended, total int) int {
+	if total == 0 {
+		return 100
+	}
+	return 100 * ended / total
+}
+
+// timeLeft estimates the time left at the pace so far: elapsed times what
+// is left over what ended. It says nothing before anything ended, or after
+// everything did.
+func timeLeft(elapsed time.Duration, ended, total int) string {
+	if ended == 0 || ended >= total {
+		return ""
+	}
+	left := time.Duration(float64(elapsed) * float64(total-ended) / float64(ended))
+	return fmt.Sprintf(", about %s left", left.Round(time.Second))
 }

@@ -44,17 +44,18 @@ func Run(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, p *Progr
 	if err != nil {
 		return nil, err
 	}
-	batch, index := submission(plan, holdBack(wf, plan, failed), sum, p)
+	js := jobs(wf)
+	batch, index := submission(plan, holdBack(wf, plan, failed), sum, js, p)
 	before, _ := c.Status(ctx) // nil if it fails: the counts are then left out
 	handles, err := c.Submit(ctx, batch...)
 	if err != nil {
 		return nil, err
 	}
-	p.Submitted(handles)
+	p.Submitted(handles, dependencies(js, handles, index))
 	if err := collect(ctx, c, wf, handles, index, sum); err != nil {
 		return nil, fmt.Errorf("workflow %s interrupted: %w", wf.Name, err)
 	}
-	sum.count(jobs(wf))
+	sum.count(js)
 	sum.Elapsed = time.Since(start)
 	if after, err := c.Status(ctx); err == nil && before != nil {
 		sum.Rerun = after.TasksRecreated - before.TasksRecreated
@@ -66,7 +67,7 @@ func Run(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, p *Progr
 // submission returns what to submit: the tasks, and the calls that are
 // not held back in unsent, whose results go straight into sum. index maps
 // each submitted task or call to its place in sum.Results.
-func submission(plan *Plan, unsent map[int]*trellis.Result, sum *Summary, p *Progress) (batch []*trellis.Task, index []int) {
+func submission(plan *Plan, unsent map[int]*trellis.Result, sum *Summary, js []job, p *Progress) (batch []*trellis.Task, index []int) {
 	batch, index = slices.Clone(plan.Tasks), make([]int, len(plan.Tasks), len(sum.Results))
 	for i := range plan.Tasks {
 		index[i] = i
@@ -74,13 +75,42 @@ func submission(plan *Plan, unsent map[int]*trellis.Result, sum *Summary, p *Pro
 	for i, call := range plan.Calls {
 		if r := unsent[i]; r != nil {
 			sum.Results[len(plan.Tasks)+i] = r
-			p.Unsent(r)
 			continue
 		}
 		batch = append(batch, call)
 		index = append(index, len(plan.Tasks)+i)
 	}
+	for i := range plan.Calls { // once all are in sum.Results, to tell the skipped
+		if r := unsent[i]; r != nil {
+			skippedFor := ""
+			for _, a := range js[len(plan.Tasks)+i].after {
+				if dep := sum.Results[a]; dep != nil && !dep.OK() {
+					skippedFor = js[a].name
+					break
+				}
+			}
+			p.Unsent(r, skippedFor)
+		}
+	}
 	return batch, index
+}
+
+// dependencies lists, by task ID, the IDs of the submitted tasks and calls
+// that each submitted one waits for.
+func dependencies(js []job, handles []*trellis.Handle, index []int) map[uint64][]uint64 {
+	ids := make(map[int]uint64, len(handles)) // by job
+	for k, h := range handles {
+		ids[index[k]] = h.ID
+	}
+	deps := make(map[uint64][]uint64)
+	for k, h := range handles {
+		for _, a := range js[index[k]].after {
+			if id, ok := ids[a]; ok {
+				deps[h.ID] = append(deps[h.ID], id)
+			}
+		}
+	}
+	return deps
 }
 
 // collect waits for every handle, writing the results of calls, and puts

@@ -25,6 +25,10 @@ const (
 	TaskDone      = "task_done"      // Attempt, Worker, Result, Reason, RunMs
 	WorkerJoined  = "worker_joined"  // Worker, Cores, MemoryMB
 	WorkerLeft    = "worker_left"    // Worker, Reason
+
+	InstanceStarted = "instance_started" // Instance, Library, Attempt, Worker: sent to the worker
+	InstanceReady   = "instance_ready"   // Instance, Library, Attempt, Worker: its set-up done, it takes calls
+	InstanceEnded   = "instance_ended"   // Instance, Library, Attempt, Worker, Result, Reason
 )
 
 // Record is one line of the log.
@@ -41,6 +45,8 @@ type Record struct {
 	RunMs    int64     `json:"run_ms,omitempty"`
 	Cores    float64   `json:"cores,omitempty"`
 	MemoryMB int64     `json:"memory_mb,omitempty"`
+	Instance uint64    `json:"instance,omitempty"` // of a library
+	Library  string    `json:"library,omitempty"`
 }
 
 // Writer appends records to a file.

@@ -34,6 +34,27 @@ func Load(path string) (*Workflow, error) {
 	return w, nil
 }
 
+// LoadLibraries reads a library file: a workflow file whose "libraries"
+// list is what it is for (trellis library install). It needs no tasks;
+// its "files" and "defaults" apply as in a workflow file.
+func LoadLibraries(path string) (*Workflow, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{file: path, dir: filepath.Dir(abs), libraries: true}
+	w := p.parseFile(data)
+	if len(p.errs) > 0 {
+		return nil, p.errs.finish(path)
+	}
+	w.Path = abs
+	return w, nil
+}
+
 // Parse parses the workflow in data. Name is the file name used in error
 // messages and for the default workflow name; dir is the directory that
 // relative paths are resolved against (made absolute against the current

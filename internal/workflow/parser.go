@@ -25,6 +25,9 @@ type parser struct {
 	errs     ErrorList
 	expanded int                // nodes that aliases stood for so far, see maxExpanded
 	sizes    map[*yaml.Node]int // nodes under an anchored node, aliases expanded
+	// libraries: the file installs libraries (trellis library install),
+	// so it needs no tasks or calls but at least one library.
+	libraries bool
 }
 
 // maxCollected bounds how many problems are kept before sorting; the

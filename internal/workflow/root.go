@@ -57,7 +57,10 @@ func (p *parser) parseRoot(rn *yaml.Node) *Workflow {
 			top.unknown(e, topFields)
 		}
 	}
-	if !haveTasks && len(calls) == 0 {
+	switch {
+	case p.libraries && len(libs) == 0:
+		top.errorf(rn, "missing required field %q: a library file lists the libraries to install", "libraries")
+	case !p.libraries && !haveTasks && len(calls) == 0:
 		top.errorf(rn, "missing required field %q", "tasks")
 	}
 	ft := p.linkFiles(files)

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{53, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -1071,6 +1071,88 @@ func (*InstallLibraryResponse) Descriptor() ([]byte, []int) {
 	return file_trellis_proto_rawDescGZIP(), []int{7}
 }
 
+// RemoveLibraryRequest removes an installed library: its instances stop,
+// its calls fail with the removal's reason until it is installed again.
+type RemoveLibraryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveLibraryRequest) Reset() {
+	*x = RemoveLibraryRequest{}
+	mi := &file_trellis_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveLibraryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveLibraryRequest) ProtoMessage() {}
+
+func (x *RemoveLibraryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveLibraryRequest.ProtoReflect.Descriptor instead.
+func (*RemoveLibraryRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RemoveLibraryRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RemoveLibraryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveLibraryResponse) Reset() {
+	*x = RemoveLibraryResponse{}
+	mi := &file_trellis_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveLibraryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveLibraryResponse) ProtoMessage() {}
+
+func (x *RemoveLibraryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveLibraryResponse.ProtoReflect.Descriptor instead.
+func (*RemoveLibraryResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{9}
+}
+
 // FileInfo describes a file a task produced.
 type FileInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1087,7 +1169,7 @@ type FileInfo struct {
 
 func (x *FileInfo) Reset() {
 	*x = FileInfo{}
-	mi := &file_trellis_proto_msgTypes[8]
+	mi := &file_trellis_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1181,7 @@ func (x *FileInfo) String() string {
 func (*FileInfo) ProtoMessage() {}
 
 func (x *FileInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[8]
+	mi := &file_trellis_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1194,7 @@ func (x *FileInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
 func (*FileInfo) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{8}
+	return file_trellis_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FileInfo) GetName() string {
@@ -1188,7 +1270,7 @@ type Outcome struct {
 
 func (x *Outcome) Reset() {
 	*x = Outcome{}
-	mi := &file_trellis_proto_msgTypes[9]
+	mi := &file_trellis_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1282,7 @@ func (x *Outcome) String() string {
 func (*Outcome) ProtoMessage() {}
 
 func (x *Outcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[9]
+	mi := &file_trellis_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1295,7 @@ func (x *Outcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Outcome.ProtoReflect.Descriptor instead.
 func (*Outcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{9}
+	return file_trellis_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Outcome) GetKind() ResultKind {
@@ -1332,7 +1414,7 @@ type TaskEvent struct {
 
 func (x *TaskEvent) Reset() {
 	*x = TaskEvent{}
-	mi := &file_trellis_proto_msgTypes[10]
+	mi := &file_trellis_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1426,7 @@ func (x *TaskEvent) String() string {
 func (*TaskEvent) ProtoMessage() {}
 
 func (x *TaskEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[10]
+	mi := &file_trellis_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1439,7 @@ func (x *TaskEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
 func (*TaskEvent) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{10}
+	return file_trellis_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TaskEvent) GetTaskId() uint64 {
@@ -1443,7 +1525,7 @@ type TaskEvents struct {
 
 func (x *TaskEvents) Reset() {
 	*x = TaskEvents{}
-	mi := &file_trellis_proto_msgTypes[11]
+	mi := &file_trellis_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1537,7 @@ func (x *TaskEvents) String() string {
 func (*TaskEvents) ProtoMessage() {}
 
 func (x *TaskEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[11]
+	mi := &file_trellis_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1550,7 @@ func (x *TaskEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskEvents.ProtoReflect.Descriptor instead.
 func (*TaskEvents) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{11}
+	return file_trellis_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TaskEvents) GetEvents() []*TaskEvent {
@@ -1503,7 +1585,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_trellis_proto_msgTypes[12]
+	mi := &file_trellis_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1597,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[12]
+	mi := &file_trellis_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1610,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{12}
+	return file_trellis_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubmitRequest) GetSession() string {
@@ -1561,7 +1643,7 @@ type SubmitResponse struct {
 
 func (x *SubmitResponse) Reset() {
 	*x = SubmitResponse{}
-	mi := &file_trellis_proto_msgTypes[13]
+	mi := &file_trellis_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1655,7 @@ func (x *SubmitResponse) String() string {
 func (*SubmitResponse) ProtoMessage() {}
 
 func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[13]
+	mi := &file_trellis_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1668,7 @@ func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
 func (*SubmitResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{13}
+	return file_trellis_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubmitResponse) GetTaskIds() []uint64 {
@@ -1615,7 +1697,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_trellis_proto_msgTypes[14]
+	mi := &file_trellis_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1709,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[14]
+	mi := &file_trellis_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1722,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{14}
+	return file_trellis_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchRequest) GetSession() string {
@@ -1685,7 +1767,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1779,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[15]
+	mi := &file_trellis_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1792,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{15}
+	return file_trellis_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AckRequest) GetSession() string {
@@ -1754,6 +1836,7 @@ type JournalRecord struct {
 	//	*JournalRecord_SessionEnded
 	//	*JournalRecord_Cancelled
 	//	*JournalRecord_Done
+	//	*JournalRecord_LibraryRemoved
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1761,7 +1844,7 @@ type JournalRecord struct {
 
 func (x *JournalRecord) Reset() {
 	*x = JournalRecord{}
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1856,7 @@ func (x *JournalRecord) String() string {
 func (*JournalRecord) ProtoMessage() {}
 
 func (x *JournalRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[16]
+	mi := &file_trellis_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1869,7 @@ func (x *JournalRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalRecord.ProtoReflect.Descriptor instead.
 func (*JournalRecord) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{16}
+	return file_trellis_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JournalRecord) GetRec() isJournalRecord_Rec {
@@ -1850,6 +1933,15 @@ func (x *JournalRecord) GetDone() *JournalTaskDone {
 	return nil
 }
 
+func (x *JournalRecord) GetLibraryRemoved() *RemoveLibraryRequest {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_LibraryRemoved); ok {
+			return x.LibraryRemoved
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -1878,6 +1970,10 @@ type JournalRecord_Done struct {
 	Done *JournalTaskDone `protobuf:"bytes,6,opt,name=done,proto3,oneof"`
 }
 
+type JournalRecord_LibraryRemoved struct {
+	LibraryRemoved *RemoveLibraryRequest `protobuf:"bytes,7,opt,name=library_removed,json=libraryRemoved,proto3,oneof"`
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -1890,6 +1986,8 @@ func (*JournalRecord_Cancelled) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Done) isJournalRecord_Rec() {}
 
+func (*JournalRecord_LibraryRemoved) isJournalRecord_Rec() {}
+
 type JournalSessionEnded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -1900,7 +1998,7 @@ type JournalSessionEnded struct {
 
 func (x *JournalSessionEnded) Reset() {
 	*x = JournalSessionEnded{}
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2010,7 @@ func (x *JournalSessionEnded) String() string {
 func (*JournalSessionEnded) ProtoMessage() {}
 
 func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[17]
+	mi := &file_trellis_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2023,7 @@ func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalSessionEnded.ProtoReflect.Descriptor instead.
 func (*JournalSessionEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{17}
+	return file_trellis_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *JournalSessionEnded) GetSession() string {
@@ -1956,7 +2054,7 @@ type JournalTaskDone struct {
 
 func (x *JournalTaskDone) Reset() {
 	*x = JournalTaskDone{}
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2066,7 @@ func (x *JournalTaskDone) String() string {
 func (*JournalTaskDone) ProtoMessage() {}
 
 func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[18]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2079,7 @@ func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalTaskDone.ProtoReflect.Descriptor instead.
 func (*JournalTaskDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{18}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JournalTaskDone) GetTaskId() uint64 {
@@ -2020,7 +2118,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2130,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2143,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 type CancelRequest struct {
@@ -2057,7 +2155,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2167,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2180,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -2100,7 +2198,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2210,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2223,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 type StatusRequest struct {
@@ -2136,7 +2234,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2246,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2259,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 // FetchFileRequest asks the manager to bring a file (a temp file, say) to
@@ -2175,7 +2273,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2285,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2298,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -2219,7 +2317,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2231,7 +2329,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2244,7 +2342,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -2264,7 +2362,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2374,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2387,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -2307,7 +2405,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2417,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2430,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 type WorkerStatus struct {
@@ -2360,7 +2458,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2470,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2483,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -2524,7 +2622,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2634,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2647,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -2616,7 +2714,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +2726,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +2739,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -2723,7 +2821,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2735,7 +2833,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2748,7 +2846,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -2966,7 +3064,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2978,7 +3076,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2991,7 +3089,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -3028,7 +3126,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3040,7 +3138,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3053,7 +3151,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -3099,7 +3197,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3209,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3222,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -3182,7 +3280,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3292,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3305,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -3267,7 +3365,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3279,7 +3377,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3292,7 +3390,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3467,7 +3565,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3577,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3590,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -3513,7 +3611,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3525,7 +3623,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3538,7 +3636,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -3575,7 +3673,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3587,7 +3685,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3600,7 +3698,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -3653,7 +3751,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3665,7 +3763,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3678,7 +3776,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -3743,7 +3841,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3755,7 +3853,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3768,7 +3866,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CachedFile) GetName() string {
@@ -3825,7 +3923,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3837,7 +3935,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3850,7 +3948,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -3933,7 +4031,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3945,7 +4043,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3958,7 +4056,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -3976,7 +4074,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3988,7 +4086,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4001,7 +4099,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 type AttemptDone struct {
@@ -4015,7 +4113,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4027,7 +4125,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4040,7 +4138,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -4078,7 +4176,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4090,7 +4188,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4103,7 +4201,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -4142,7 +4240,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4154,7 +4252,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4167,7 +4265,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 // Worker stream: manager to worker.
@@ -4191,7 +4289,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4203,7 +4301,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4216,7 +4314,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -4376,7 +4474,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4388,7 +4486,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4401,7 +4499,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -4424,7 +4522,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4436,7 +4534,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4449,7 +4547,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -4483,7 +4581,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4495,7 +4593,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4508,7 +4606,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -4532,7 +4630,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4544,7 +4642,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4557,7 +4655,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -4611,7 +4709,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4623,7 +4721,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4636,7 +4734,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -4698,7 +4796,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4710,7 +4808,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4723,7 +4821,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -4743,7 +4841,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4755,7 +4853,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4768,7 +4866,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Upload) GetName() string {
@@ -4788,7 +4886,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4800,7 +4898,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4813,7 +4911,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -4846,7 +4944,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4858,7 +4956,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4871,7 +4969,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -4926,7 +5024,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4938,7 +5036,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4951,7 +5049,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -5042,7 +5140,10 @@ const file_trellis_proto_rawDesc = "" +
 	"\x15InstallLibraryRequest\x121\n" +
 	"\alibrary\x18\x01 \x01(\v2\x17.trellis.v1.LibrarySpecR\alibrary\x12*\n" +
 	"\x05files\x18\x02 \x03(\v2\x14.trellis.v1.FileDeclR\x05files\"\x18\n" +
-	"\x16InstallLibraryResponse\"\xa6\x01\n" +
+	"\x16InstallLibraryResponse\"*\n" +
+	"\x14RemoveLibraryRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
+	"\x15RemoveLibraryResponse\"\xa6\x01\n" +
 	"\bFileInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
@@ -5098,14 +5199,15 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\xe6\x02\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\xb3\x03\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
 	"\tinstalled\x18\x03 \x01(\v2!.trellis.v1.InstallLibraryRequestH\x00R\tinstalled\x12F\n" +
 	"\rsession_ended\x18\x04 \x01(\v2\x1f.trellis.v1.JournalSessionEndedH\x00R\fsessionEnded\x129\n" +
 	"\tcancelled\x18\x05 \x01(\v2\x19.trellis.v1.CancelRequestH\x00R\tcancelled\x121\n" +
-	"\x04done\x18\x06 \x01(\v2\x1b.trellis.v1.JournalTaskDoneH\x00R\x04doneB\x05\n" +
+	"\x04done\x18\x06 \x01(\v2\x1b.trellis.v1.JournalTaskDoneH\x00R\x04done\x12K\n" +
+	"\x0flibrary_removed\x18\a \x01(\v2 .trellis.v1.RemoveLibraryRequestH\x00R\x0elibraryRemovedB\x05\n" +
 	"\x03rec\"A\n" +
 	"\x13JournalSessionEnded\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
@@ -5372,7 +5474,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_WAITING\x10\x01\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fTASK_STATE_DONE\x10\x032\xf4\x04\n" +
+	"\x0fTASK_STATE_DONE\x10\x032\xca\x05\n" +
 	"\aManager\x12?\n" +
 	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12;\n" +
 	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x16.trellis.v1.TaskEvents0\x01\x126\n" +
@@ -5380,7 +5482,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06Cancel\x12\x19.trellis.v1.CancelRequest\x1a\x1a.trellis.v1.CancelResponse\x12?\n" +
 	"\x06Status\x12\x19.trellis.v1.StatusRequest\x1a\x1a.trellis.v1.StatusResponse\x12H\n" +
 	"\tFetchFile\x12\x1c.trellis.v1.FetchFileRequest\x1a\x1d.trellis.v1.FetchFileResponse\x12W\n" +
-	"\x0eInstallLibrary\x12!.trellis.v1.InstallLibraryRequest\x1a\".trellis.v1.InstallLibraryResponse\x12K\n" +
+	"\x0eInstallLibrary\x12!.trellis.v1.InstallLibraryRequest\x1a\".trellis.v1.InstallLibraryResponse\x12T\n" +
+	"\rRemoveLibrary\x12 .trellis.v1.RemoveLibraryRequest\x1a!.trellis.v1.RemoveLibraryResponse\x12K\n" +
 	"\n" +
 	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12A\n" +
 	"\x04Work\x12\x19.trellis.v1.WorkerMessage\x1a\x1a.trellis.v1.ManagerMessage(\x010\x01B,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
@@ -5398,7 +5501,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -5413,56 +5516,58 @@ var file_trellis_proto_goTypes = []any{
 	(*LibrarySpec)(nil),            // 10: trellis.v1.LibrarySpec
 	(*InstallLibraryRequest)(nil),  // 11: trellis.v1.InstallLibraryRequest
 	(*InstallLibraryResponse)(nil), // 12: trellis.v1.InstallLibraryResponse
-	(*FileInfo)(nil),               // 13: trellis.v1.FileInfo
-	(*Outcome)(nil),                // 14: trellis.v1.Outcome
-	(*TaskEvent)(nil),              // 15: trellis.v1.TaskEvent
-	(*TaskEvents)(nil),             // 16: trellis.v1.TaskEvents
-	(*SubmitRequest)(nil),          // 17: trellis.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 18: trellis.v1.SubmitResponse
-	(*WatchRequest)(nil),           // 19: trellis.v1.WatchRequest
-	(*AckRequest)(nil),             // 20: trellis.v1.AckRequest
-	(*JournalRecord)(nil),          // 21: trellis.v1.JournalRecord
-	(*JournalSessionEnded)(nil),    // 22: trellis.v1.JournalSessionEnded
-	(*JournalTaskDone)(nil),        // 23: trellis.v1.JournalTaskDone
-	(*AckResponse)(nil),            // 24: trellis.v1.AckResponse
-	(*CancelRequest)(nil),          // 25: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 26: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 27: trellis.v1.StatusRequest
-	(*FetchFileRequest)(nil),       // 28: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 29: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 30: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 31: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 32: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),             // 33: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),            // 34: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),         // 35: trellis.v1.StatusResponse
-	(*JournalStatus)(nil),          // 36: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),        // 37: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 38: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 39: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 40: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 41: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 42: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 43: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 44: trellis.v1.Hello
-	(*CachedFile)(nil),             // 45: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 46: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 47: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 48: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 49: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 50: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 51: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 52: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 53: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 54: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 55: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 56: trellis.v1.Source
-	(*Fetch)(nil),                  // 57: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 58: trellis.v1.Unlink
-	(*Upload)(nil),                 // 59: trellis.v1.Upload
-	(*Welcome)(nil),                // 60: trellis.v1.Welcome
-	(*Run)(nil),                    // 61: trellis.v1.Run
-	(*Kill)(nil),                   // 62: trellis.v1.Kill
+	(*RemoveLibraryRequest)(nil),   // 13: trellis.v1.RemoveLibraryRequest
+	(*RemoveLibraryResponse)(nil),  // 14: trellis.v1.RemoveLibraryResponse
+	(*FileInfo)(nil),               // 15: trellis.v1.FileInfo
+	(*Outcome)(nil),                // 16: trellis.v1.Outcome
+	(*TaskEvent)(nil),              // 17: trellis.v1.TaskEvent
+	(*TaskEvents)(nil),             // 18: trellis.v1.TaskEvents
+	(*SubmitRequest)(nil),          // 19: trellis.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 20: trellis.v1.SubmitResponse
+	(*WatchRequest)(nil),           // 21: trellis.v1.WatchRequest
+	(*AckRequest)(nil),             // 22: trellis.v1.AckRequest
+	(*JournalRecord)(nil),          // 23: trellis.v1.JournalRecord
+	(*JournalSessionEnded)(nil),    // 24: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),        // 25: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),            // 26: trellis.v1.AckResponse
+	(*CancelRequest)(nil),          // 27: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),         // 28: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),          // 29: trellis.v1.StatusRequest
+	(*FetchFileRequest)(nil),       // 30: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 31: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 32: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 33: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 34: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),             // 35: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),            // 36: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),         // 37: trellis.v1.StatusResponse
+	(*JournalStatus)(nil),          // 38: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),        // 39: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),          // 40: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 41: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 42: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 43: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 44: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 45: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 46: trellis.v1.Hello
+	(*CachedFile)(nil),             // 47: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 48: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 49: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 50: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 51: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 52: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 53: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 54: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 55: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 56: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 57: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 58: trellis.v1.Source
+	(*Fetch)(nil),                  // 59: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 60: trellis.v1.Unlink
+	(*Upload)(nil),                 // 61: trellis.v1.Upload
+	(*Welcome)(nil),                // 62: trellis.v1.Welcome
+	(*Run)(nil),                    // 63: trellis.v1.Run
+	(*Kill)(nil),                   // 64: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -5477,86 +5582,89 @@ var file_trellis_proto_depIdxs = []int32{
 	10, // 9: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
 	7,  // 10: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
 	2,  // 11: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
-	13, // 12: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	13, // 13: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
+	15, // 12: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
+	15, // 13: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
 	3,  // 14: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	14, // 15: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	15, // 16: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
+	16, // 15: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	17, // 16: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
 	8,  // 17: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
 	7,  // 18: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	17, // 19: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
+	19, // 19: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
 	11, // 20: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	22, // 21: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	25, // 22: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	23, // 23: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
-	14, // 24: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	13, // 25: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 26: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 27: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	5,  // 28: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	32, // 29: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	38, // 30: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	33, // 31: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	33, // 32: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	33, // 33: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	34, // 34: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	37, // 35: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	36, // 36: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	39, // 37: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	44, // 38: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	48, // 39: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	49, // 40: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	50, // 41: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	51, // 42: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	46, // 43: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	47, // 44: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	42, // 45: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	43, // 46: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	41, // 47: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	40, // 48: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 49: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 50: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	45, // 51: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 52: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	14, // 53: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	60, // 54: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	61, // 55: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	62, // 56: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	57, // 57: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	58, // 58: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	59, // 59: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	54, // 60: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	55, // 61: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	53, // 62: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	52, // 63: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 64: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 65: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	56, // 66: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 67: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 68: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	17, // 69: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	19, // 70: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	20, // 71: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	25, // 72: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	27, // 73: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	28, // 74: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 75: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	30, // 76: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	40, // 77: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	18, // 78: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	16, // 79: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	24, // 80: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	26, // 81: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	35, // 82: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	29, // 83: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 84: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	31, // 85: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	52, // 86: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	78, // [78:87] is the sub-list for method output_type
-	69, // [69:78] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	24, // 21: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	27, // 22: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	25, // 23: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	13, // 24: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
+	16, // 25: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	15, // 26: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	5,  // 27: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	5,  // 28: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	5,  // 29: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	34, // 30: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	40, // 31: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	35, // 32: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	35, // 33: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	35, // 34: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	36, // 35: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	39, // 36: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	38, // 37: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	41, // 38: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	46, // 39: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	50, // 40: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	51, // 41: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	52, // 42: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	53, // 43: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	48, // 44: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	49, // 45: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	44, // 46: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	45, // 47: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	43, // 48: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	42, // 49: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 50: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 51: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	47, // 52: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 53: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	16, // 54: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	62, // 55: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	63, // 56: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	64, // 57: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	59, // 58: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	60, // 59: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	61, // 60: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	56, // 61: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	57, // 62: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	55, // 63: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	54, // 64: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 65: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 66: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	58, // 67: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 68: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 69: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	19, // 70: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	21, // 71: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	22, // 72: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	27, // 73: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	29, // 74: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	30, // 75: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 76: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	13, // 77: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	32, // 78: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	42, // 79: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	20, // 80: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	18, // 81: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	26, // 82: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	28, // 83: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	37, // 84: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	31, // 85: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 86: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	14, // 87: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	33, // 88: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	54, // 89: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	80, // [80:90] is the sub-list for method output_type
+	70, // [70:80] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -5564,15 +5672,16 @@ func file_trellis_proto_init() {
 	if File_trellis_proto != nil {
 		return
 	}
-	file_trellis_proto_msgTypes[16].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[18].OneofWrappers = []any{
 		(*JournalRecord_Started)(nil),
 		(*JournalRecord_Submitted)(nil),
 		(*JournalRecord_Installed)(nil),
 		(*JournalRecord_SessionEnded)(nil),
 		(*JournalRecord_Cancelled)(nil),
 		(*JournalRecord_Done)(nil),
+		(*JournalRecord_LibraryRemoved)(nil),
 	}
-	file_trellis_proto_msgTypes[35].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[37].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -5584,7 +5693,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[47].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[49].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -5601,7 +5710,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   58,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -52,6 +52,8 @@ const (
 	ManagerFetchFileProcedure = "/trellis.v1.Manager/FetchFile"
 	// ManagerInstallLibraryProcedure is the fully-qualified name of the Manager's InstallLibrary RPC.
 	ManagerInstallLibraryProcedure = "/trellis.v1.Manager/InstallLibrary"
+	// ManagerRemoveLibraryProcedure is the fully-qualified name of the Manager's RemoveLibrary RPC.
+	ManagerRemoveLibraryProcedure = "/trellis.v1.Manager/RemoveLibrary"
 	// ManagerEndSessionProcedure is the fully-qualified name of the Manager's EndSession RPC.
 	ManagerEndSessionProcedure = "/trellis.v1.Manager/EndSession"
 	// ManagerWorkProcedure is the fully-qualified name of the Manager's Work RPC.
@@ -67,6 +69,7 @@ type ManagerClient interface {
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
 	InstallLibrary(context.Context, *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error)
+	RemoveLibrary(context.Context, *connect.Request[trellisv1.RemoveLibraryRequest]) (*connect.Response[trellisv1.RemoveLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
 	Work(context.Context) *connect.BidiStreamForClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
 }
@@ -124,6 +127,12 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(managerMethods.ByName("InstallLibrary")),
 			connect.WithClientOptions(opts...),
 		),
+		removeLibrary: connect.NewClient[trellisv1.RemoveLibraryRequest, trellisv1.RemoveLibraryResponse](
+			httpClient,
+			baseURL+ManagerRemoveLibraryProcedure,
+			connect.WithSchema(managerMethods.ByName("RemoveLibrary")),
+			connect.WithClientOptions(opts...),
+		),
 		endSession: connect.NewClient[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse](
 			httpClient,
 			baseURL+ManagerEndSessionProcedure,
@@ -148,6 +157,7 @@ type managerClient struct {
 	status         *connect.Client[trellisv1.StatusRequest, trellisv1.StatusResponse]
 	fetchFile      *connect.Client[trellisv1.FetchFileRequest, trellisv1.FetchFileResponse]
 	installLibrary *connect.Client[trellisv1.InstallLibraryRequest, trellisv1.InstallLibraryResponse]
+	removeLibrary  *connect.Client[trellisv1.RemoveLibraryRequest, trellisv1.RemoveLibraryResponse]
 	endSession     *connect.Client[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse]
 	work           *connect.Client[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
 }
@@ -187,6 +197,11 @@ func (c *managerClient) InstallLibrary(ctx context.Context, req *connect.Request
 	return c.installLibrary.CallUnary(ctx, req)
 }
 
+// RemoveLibrary calls trellis.v1.Manager.RemoveLibrary.
+func (c *managerClient) RemoveLibrary(ctx context.Context, req *connect.Request[trellisv1.RemoveLibraryRequest]) (*connect.Response[trellisv1.RemoveLibraryResponse], error) {
+	return c.removeLibrary.CallUnary(ctx, req)
+}
+
 // EndSession calls trellis.v1.Manager.EndSession.
 func (c *managerClient) EndSession(ctx context.Context, req *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error) {
 	return c.endSession.CallUnary(ctx, req)
@@ -206,6 +221,7 @@ type ManagerHandler interface {
 	Status(context.Context, *connect.Request[trellisv1.StatusRequest]) (*connect.Response[trellisv1.StatusResponse], error)
 	FetchFile(context.Context, *connect.Request[trellisv1.FetchFileRequest]) (*connect.Response[trellisv1.FetchFileResponse], error)
 	InstallLibrary(context.Context, *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error)
+	RemoveLibrary(context.Context, *connect.Request[trellisv1.RemoveLibraryRequest]) (*connect.Response[trellisv1.RemoveLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
 	Work(context.Context, *connect.BidiStream[trellisv1.WorkerMessage, trellisv1.ManagerMessage]) error
 }
@@ -259,6 +275,12 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(managerMethods.ByName("InstallLibrary")),
 		connect.WithHandlerOptions(opts...),
 	)
+	managerRemoveLibraryHandler := connect.NewUnaryHandler(
+		ManagerRemoveLibraryProcedure,
+		svc.RemoveLibrary,
+		connect.WithSchema(managerMethods.ByName("RemoveLibrary")),
+		connect.WithHandlerOptions(opts...),
+	)
 	managerEndSessionHandler := connect.NewUnaryHandler(
 		ManagerEndSessionProcedure,
 		svc.EndSession,
@@ -287,6 +309,8 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 			managerFetchFileHandler.ServeHTTP(w, r)
 		case ManagerInstallLibraryProcedure:
 			managerInstallLibraryHandler.ServeHTTP(w, r)
+		case ManagerRemoveLibraryProcedure:
+			managerRemoveLibraryHandler.ServeHTTP(w, r)
 		case ManagerEndSessionProcedure:
 			managerEndSessionHandler.ServeHTTP(w, r)
 		case ManagerWorkProcedure:
@@ -326,6 +350,10 @@ func (UnimplementedManagerHandler) FetchFile(context.Context, *connect.Request[t
 
 func (UnimplementedManagerHandler) InstallLibrary(context.Context, *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.InstallLibrary is not implemented"))
+}
+
+func (UnimplementedManagerHandler) RemoveLibrary(context.Context, *connect.Request[trellisv1.RemoveLibraryRequest]) (*connect.Response[trellisv1.RemoveLibraryResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.RemoveLibrary is not implemented"))
 }
 
 func (UnimplementedManagerHandler) EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error) {
