@@ -24,6 +24,7 @@ func runCmd() *cobra.Command {
 		workerMemory int64
 		quiet        bool
 		check        bool
+		ctls         clientTLS
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -62,7 +63,11 @@ exits with status 130 or 143; a second one exits at once.`,
 				if err != nil {
 					return err
 				}
-				c, err = trellis.Dial(startCtx, managerAddr, append(opts, trellis.WithSecret(secret))...)
+				tlsConfig, err := ctls.config()
+				if err != nil {
+					return err
+				}
+				c, err = trellis.Dial(startCtx, managerAddr, append(opts, trellis.WithSecret(secret), trellis.WithTLS(tlsConfig))...)
 				if sig := interrupted(); err != nil && sig != nil {
 					return interruptedExit(sig, nil)
 				}
@@ -102,5 +107,6 @@ exits with status 130 or 143; a second one exits at once.`,
 	f.StringVar(&secretFile, "secret-file", "", "secret of that manager")
 	f.BoolVar(&quiet, "quiet", false, "no redrawn progress line, even on a terminal")
 	f.BoolVar(&check, "check", false, "validate the file and exit, without running anything")
+	ctls.flags(f)
 	return cmd
 }

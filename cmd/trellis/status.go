@@ -17,6 +17,7 @@ import (
 func statusCmd() *cobra.Command {
 	var secretFile string
 	var asJSON bool
+	var ctls clientTLS
 	cmd := &cobra.Command{
 		Use:   "status HOST:PORT",
 		Short: "Show a cluster's workers, task counts, library instances and demand",
@@ -32,7 +33,11 @@ Library instances are shown as instances, never counted as running tasks.
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			tlsConfig, err := ctls.config()
+			if err != nil {
+				return err
+			}
+			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret), trellis.WithTLS(tlsConfig))
 			if err != nil {
 				return err
 			}
@@ -53,6 +58,7 @@ Library instances are shown as instances, never counted as running tasks.
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the snapshot as JSON (fields: docs/status.md)")
+	ctls.flags(cmd.Flags())
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -15,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/certs"
 	"trellis/internal/gate"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -46,6 +48,9 @@ type Config struct {
 	// (manager.ConnectWorker) instead of dialling Manager over HTTP/2.
 	// Files still move over HTTP, to and from Manager.
 	Connect func(context.Context) Stream
+	// TLS, when set, reaches the manager over TLS with it (docs/tls.md):
+	// a manager whose certificate does not verify refuses the worker.
+	TLS *tls.Config
 	// Guard is the command that runs the guard process, which kills what
 	// the worker started when the worker dies (sandbox.ServeGuard); nil
 	// runs none.
@@ -108,18 +113,24 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: create sandboxes dir: %w", err)
 	}
 	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
+	if cfg.TLS != nil {
+		w.base = "https://" + cfg.Manager
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	h2 := &http.Client{Transport: &http.Transport{
-		Protocols:   protocols,
-		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		HTTP2:       &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
+		Protocols:       protocols,
+		TLSClientConfig: cfg.TLS.Clone(), // its own: HTTP/2 adds "h2" to NextProtos
+		DialContext:     (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		HTTP2:           &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
 	}}
 	w.h2 = h2
 	w.rpc = trellisv1connect.NewManagerClient(h2, w.base,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
 	w.files = &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: 16,
-		TLSClientConfig:     &tls.Config{},
+		TLSClientConfig:     cmp.Or(cfg.TLS.Clone(), &tls.Config{}),
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 	}}
 	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: cfg.StallTimeout, MaxBytes: cfg.Resources.DiskMB << 20}
@@ -177,6 +188,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil // drained
 		case errors.Is(err, ErrRefused):
 			return err
+		case errors.Is(certs.Explain(err, w.cfg.Manager), certs.ErrUntrusted):
+			return fmt.Errorf("%w: %w", ErrRefused, certs.Explain(err, w.cfg.Manager))
 		case ctx.Err() != nil:
 			return nil
 		}

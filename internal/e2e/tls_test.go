@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"trellis"
+	"trellis/internal/certs"
+)
+
+// tlsLine parses the line of a manager started with --tls auto: its CA file
+// and the CA's fingerprint.
+func tlsLine(t *testing.T, m *proc) (ca, fingerprint string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "the manager to print its CA", func() bool {
+		sc := bufio.NewScanner(strings.NewReader(m.Output()))
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), "trellis manager TLS: CA "); ok {
+				f := strings.Fields(rest)
+				ca, fingerprint = f[0], strings.TrimSuffix(f[len(f)-1], ")")
+				return true
+			}
+		}
+		return false
+	})
+	return ca, fingerprint
+}
+
+// tlsClient dials the cluster over TLS with the CA file or fingerprint.
+func (c *cluster) tlsClient(ca, fingerprint string) (*trellis.Client, error) {
+	c.t.Helper()
+	cfg, err := certs.Client(ca, fingerprint)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := trellis.Dial(ctx, c.addr, trellis.WithSecret(c.secret()), trellis.WithTLS(cfg))
+	if err == nil {
+		c.t.Cleanup(func() { cl.Close() })
+	}
+	return cl, err
+}
+
+// A manager with --tls auto serves workers and clients that trust its CA
+// (by file or by fingerprint) and keeps its CA across a restart.
+func TestTLSAuto(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	c := newCluster(t, "--tls", "auto", "--tls-dir", dir)
+	ca, fp := tlsLine(t, c.manager)
+	if ca != filepath.Join(dir, certs.CAFile) || !strings.HasPrefix(fp, "sha256:") {
+		t.Fatalf("manager printed CA %q fingerprint %q, want %s and sha256:…", ca, fp, filepath.Join(dir, certs.CAFile))
+	}
+	c.worker("w1", nil, "--tls-ca", ca)
+	c.worker("w2", nil, "--tls-fingerprint", fp)
+	cl, err := c.tlsClient(ca, "")
+	if err != nil {
+		t.Fatalf("Dial over TLS with the CA: %v", err)
+	}
+	c.waitWorkers(cl, 2)
+
+	// An input goes up to the manager's /files/, an output comes back.
+	in := filepath.Join(t.TempDir(), "in.txt")
+	body := strings.Repeat("over tls\n", 10000)
+	os.WriteFile(in, []byte(body), 0o644)
+	out := filepath.Join(t.TempDir(), "out.txt")
+	tk := trellis.NewTask("cat in.txt > out.txt")
+	tk.AddInput(trellis.LocalFile(in), "in.txt")
+	tk.AddOutput(trellis.Output(out), "out.txt")
+	hs, err := cl.Submit(context.Background(), tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], time.Minute); !r.OK() {
+		t.Fatalf("task over TLS: %v", r.Err())
+	}
+	if got, _ := os.ReadFile(out); string(got) != body {
+		t.Errorf("output over TLS: %d bytes, want the %d bytes of the input", len(got), len(body))
+	}
+
+	if code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile, "--tls-fingerprint", fp); code != 0 || !strings.Contains(out, "w2") {
+		t.Errorf("status with the pinned fingerprint: exit %d, output:\n%s", code, out)
+	}
+	if code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile); code == 0 {
+		t.Errorf("status in plain HTTP to a TLS manager: exit 0, output:\n%s", out)
+	}
+
+	// Started again with the same directory: the same CA.
+	cl.Close()
+	c.manager.signal(t, syscall.SIGTERM)
+	c.manager.wait(t, 20*time.Second)
+	again := newCluster(t, "--tls", "auto", "--tls-dir", dir)
+	if ca2, fp2 := tlsLine(t, again.manager); ca2 != ca || fp2 != fp {
+		t.Errorf("after a restart the CA is %s %s, want the same %s %s", ca2, fp2, ca, fp)
+	}
+	if _, err := again.tlsClient("", fp); err != nil {
+		t.Errorf("Dial the restarted manager with the pinned fingerprint: %v", err)
+	}
+}
+
+// issue writes a certificate for hosts, valid from notBefore to notAfter,
+// signed by the CA kept in caDir, and its key; it returns their paths.
+func issue(t *testing.T, caDir string, hosts []string, notBefore, notAfter time.Time) (cert, key string) {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(filepath.Join(caDir, certs.CAFile), filepath.Join(caDir, "ca-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, priv, err := certs.Issue(pair.Leaf, pair.PrivateKey.(*ecdsa.PrivateKey), hosts, notBefore, notAfter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(priv)
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return cert, key
+}
+
+// Workers, status and the Go client refuse a manager whose certificate does
+// not verify, and say why; a worker that cannot verify never joins.
+func TestTLSRefused(t *testing.T) {
+	caDir := filepath.Join(t.TempDir(), "ca")
+	if _, err := certs.Auto(caDir, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	otherDir := filepath.Join(t.TempDir(), "other")
+	if _, err := certs.Auto(otherDir, []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(caDir, certs.CAFile)
+	now := time.Now()
+	for _, tc := range []struct {
+		name  string
+		cert  func() (string, string)
+		trust string // the CA file workers and clients get
+		want  string
+	}{
+		{"expired", func() (string, string) {
+			return issue(t, caDir, []string{"127.0.0.1"}, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+		}, ca, "its TLS certificate is not valid now"},
+		{"wrong CA", func() (string, string) {
+			return filepath.Join(caDir, certs.CertFile), filepath.Join(caDir, certs.KeyFile)
+		}, filepath.Join(otherDir, certs.CAFile), "its TLS certificate is not signed by the CA given"},
+		{"wrong host", func() (string, string) {
+			return issue(t, caDir, []string{"elsewhere.example"}, now.Add(-time.Hour), now.Add(time.Hour))
+		}, ca, "its TLS certificate is not for host 127.0.0.1 (it names elsewhere.example)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cert, key := tc.cert()
+			c := newCluster(t, "--tls-cert", cert, "--tls-key", key)
+			w := c.worker("intruder", nil, "--tls-ca", tc.trust)
+			if code := w.wait(t, 30*time.Second); code == 0 {
+				t.Errorf("worker exited 0 from a manager it cannot verify")
+			}
+			if out := w.Output(); !strings.Contains(out, "refused by the manager") || !strings.Contains(out, tc.want) {
+				t.Errorf("worker output does not say %q:\n%s", tc.want, out)
+			}
+			if code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile, "--tls-ca", tc.trust); code == 0 || !strings.Contains(out, tc.want) {
+				t.Errorf("status: exit %d, want non-zero and %q in:\n%s", code, tc.want, out)
+			}
+			_, err := c.tlsClient(tc.trust, "")
+			if !errors.Is(err, trellis.ErrUntrusted) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Dial: %v, want ErrUntrusted saying %q", err, tc.want)
+			}
+			// The manager has no worker: the refused one never joined.
+			if cl, err := c.tlsClient(filepath.Join(caDir, certs.CAFile), ""); err == nil {
+				if s, err := cl.Status(context.Background()); err == nil && len(s.Workers) != 0 {
+					t.Errorf("manager has %d workers, want none", len(s.Workers))
+				}
+			}
+		})
+	}
+}
