@@ -101,7 +101,7 @@ everything at once.`,
 	f.DurationVar(&idle, "idle-timeout", 15*time.Minute, "exit after this long without reaching a manager")
 	f.DurationVar(&exit, "idle-exit", 0, "drain and exit after running nothing for this long (a factory's workers retire so); 0 never")
 	f.DurationVar(&stall, "stall-timeout", 30*time.Second, "fail a transfer that receives nothing for this long")
-	f.StringVar(&fileServer, "file-server", ":0", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address)")
+	f.StringVar(&fileServer, "file-server", "", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address); default: any port on the address that reaches the manager, :0 for every address")
 	ctls.flags(f)
 	return cmd
 }

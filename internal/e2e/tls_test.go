@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -182,5 +183,42 @@ func TestTLSRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A worker serves its cache on the address it reaches the manager from, not
+// on every interface: reached on loopback, its file server does not answer on
+// the machine's other addresses.
+func TestFileServerBindsTowardManager(t *testing.T) {
+	var other string
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			other = n.IP.String()
+			break
+		}
+	}
+	if other == "" {
+		t.Skip("this machine has no IPv4 address besides loopback to try the file server on")
+	}
+	c := newCluster(t)
+	c.worker("w", nil)
+	var port string
+	waitFor(t, 20*time.Second, "the worker to join", func() bool {
+		_, after, ok := strings.Cut(c.manager.Output(), "file_server=")
+		if !ok {
+			return false
+		}
+		_, port, _ = net.SplitHostPort(strings.Fields(after)[0])
+		return true
+	})
+	if conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", port), 5*time.Second); err != nil {
+		t.Fatalf("file server on 127.0.0.1:%s, the address toward the manager: %v", port, err)
+	} else {
+		conn.Close()
+	}
+	if conn, err := net.DialTimeout("tcp", net.JoinHostPort(other, port), 5*time.Second); err == nil {
+		conn.Close()
+		t.Errorf("file server answers on %s:%s, want it bound to 127.0.0.1 only (the manager is on loopback)", other, port)
 	}
 }

@@ -34,7 +34,7 @@ type Config struct {
 	Name         string              // shown in status; default: host name and pid
 	Resources    resources.Resources // what to offer (already detected and capped)
 	Workdir      string              // cache and sandboxes go here; "" makes a temporary directory
-	FileServer   string              // where to serve the cache to peers, host:port; "" means ":0" (every address, any port)
+	FileServer   string              // where to serve the cache to peers, host:port; "" means any port on the address that reaches Manager
 	StallTimeout time.Duration       // a transfer that receives nothing for this long fails; 0 means 30s
 	DrainTimeout time.Duration       // how long Drain lets running attempts finish; 0 means 1 minute
 	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
@@ -136,7 +136,7 @@ func New(cfg Config) (*Worker, error) {
 	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: cfg.StallTimeout, MaxBytes: cfg.Resources.DiskMB << 20}
 	addr := cfg.FileServer
 	if addr == "" {
-		addr = ":0"
+		addr = towardManager(cfg.Manager)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -148,6 +148,19 @@ func New(cfg Config) (*Worker, error) {
 	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ConnContext: gate.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
 	return w, nil
+}
+
+// towardManager is any port on the address this machine reaches manager
+// from: peers reach the cache on the network the manager is on, and no
+// other. Every address when no route is found.
+func towardManager(manager string) string {
+	c, err := net.Dial("udp", manager) // sends nothing: finds the route
+	if err != nil {
+		return ":0"
+	}
+	defer c.Close()
+	host, _, _ := net.SplitHostPort(c.LocalAddr().String())
+	return net.JoinHostPort(host, "0")
 }
 
 // Drain asks the worker to stop taking work and finish what it runs; Run
