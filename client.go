@@ -97,9 +97,9 @@ func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 func WithTransport(t clientconn.Transport) Option { return func(c *Client) { c.via = t } }
 
 // WithTLS makes Dial reach the manager over TLS with cfg, which must let
-// the manager's certificate verify: package certs' Client(caFile,
-// fingerprint) makes one from the CA file or fingerprint the manager
-// printed. Dial refuses a manager that does not verify (ErrUntrusted).
+// the manager's certificate verify: ClusterTLS makes one from the CA file
+// or fingerprint the manager printed. Dial refuses a manager that does not
+// verify (ErrUntrusted).
 func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
 
 // ErrUntrusted is returned by Dial when the manager's TLS certificate does

@@ -41,7 +41,7 @@ func tlsLine(t *testing.T, m *proc) (ca, fingerprint string) {
 // tlsClient dials the cluster over TLS with the CA file or fingerprint.
 func (c *cluster) tlsClient(ca, fingerprint string) (*trellis.Client, error) {
 	c.t.Helper()
-	cfg, err := certs.Client(ca, fingerprint)
+	cfg, err := trellis.ClusterTLS(ca, fingerprint)
 	if err != nil {
 		c.t.Fatal(err)
 	}
