@@ -34,12 +34,12 @@ func managerCmd() *cobra.Command {
 			if unplaceable < 0 {
 				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
 			}
-			tlsConfig, err := stls.config(cmd.OutOrStdout(), listen, secretFile, state)
+			tlsConfig, peerCA, err := stls.config(cmd.OutOrStdout(), listen, secretFile, state)
 			if err != nil {
 				return err
 			}
 			log := logger(cmd)
-			m, err := manager.Listen(manager.Config{TLS: tlsConfig, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
+			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
 				UnplaceableTimeout: unplaceable, TxnLog: txnLog})
 			if err != nil {
 				return err

@@ -20,29 +20,37 @@ func (s *serverTLS) flags(f *pflag.FlagSet) {
 	f.StringVar(&s.cert, "tls-cert", "", "serve TLS with this PEM certificate (and the chain after it); with --tls-key")
 	f.StringVar(&s.key, "tls-key", "", "the PEM key of --tls-cert")
 	f.StringVar(&s.mode, "tls", "", `"auto": make a cluster CA and a certificate in --tls-dir (kept and reused), and print what workers and clients need`)
-	f.StringVar(&s.dir, "tls-dir", "", "where --tls auto keeps its files (default: STATE/tls with --state, else trellis-tls next to the secret file)")
+	f.StringVar(&s.dir, "tls-dir", "", "where the cluster CA is kept, with --tls auto's certificate (default: STATE/tls with --state, else trellis-tls next to the secret file)")
 }
 
-// config is the manager's TLS configuration, nil for plain HTTP; with
-// --tls auto it prints the CA file and its fingerprint to out.
-func (s *serverTLS) config(out io.Writer, listen, secretFile, state string) (*tls.Config, error) {
+// config is the manager's TLS configuration, nil for plain HTTP, and the
+// cluster CA that signs workers' file servers' certificates (kept in the
+// TLS directory, also with --tls-cert); with --tls auto it prints the CA
+// file and its fingerprint to out.
+func (s *serverTLS) config(out io.Writer, listen, secretFile, state string) (*tls.Config, *certs.Authority, error) {
 	switch {
 	case s.mode != "" && s.mode != "auto":
-		return nil, fmt.Errorf("--tls %q: the one mode is auto (or give --tls-cert and --tls-key)", s.mode)
+		return nil, nil, fmt.Errorf("--tls %q: the one mode is auto (or give --tls-cert and --tls-key)", s.mode)
 	case s.mode == "auto" && (s.cert != "" || s.key != ""):
-		return nil, fmt.Errorf("--tls auto makes its own certificate: drop --tls-cert and --tls-key, or --tls auto")
+		return nil, nil, fmt.Errorf("--tls auto makes its own certificate: drop --tls-cert and --tls-key, or --tls auto")
 	case (s.cert == "") != (s.key == ""):
-		return nil, fmt.Errorf("give --tls-cert and --tls-key together")
-	case s.cert != "":
-		return certs.Server(s.cert, s.key)
-	case s.mode == "":
-		return nil, nil
+		return nil, nil, fmt.Errorf("give --tls-cert and --tls-key together")
+	case s.cert == "" && s.mode == "":
+		return nil, nil, nil
 	}
 	dir := s.dir
 	if dir == "" && state != "" {
 		dir = filepath.Join(state, "tls")
 	} else if dir == "" {
 		dir = filepath.Join(filepath.Dir(secretFile), "trellis-tls")
+	}
+	if s.cert != "" {
+		cfg, err := certs.Server(s.cert, s.key)
+		if err != nil {
+			return nil, nil, err
+		}
+		ca, err := certs.CA(dir)
+		return cfg, ca, err
 	}
 	hosts := []string{"127.0.0.1", "::1", "localhost"}
 	if h, _, err := net.SplitHostPort(listen); err == nil && h != "" && !net.ParseIP(h).IsUnspecified() {
@@ -53,14 +61,19 @@ func (s *serverTLS) config(out io.Writer, listen, secretFile, state string) (*tl
 	}
 	f, err := certs.Auto(dir, dedupe(hosts))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fp, err := certs.Fingerprint(f.CA)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	ca, err := certs.CA(dir)
+	if err != nil {
+		return nil, nil, err
 	}
 	fmt.Fprintf(out, "trellis manager TLS: CA %s (give workers and clients --tls-ca %s, or --tls-fingerprint %s)\n", f.CA, f.CA, fp)
-	return certs.Server(f.Cert, f.Key)
+	cfg, err := certs.Server(f.Cert, f.Key)
+	return cfg, ca, err
 }
 
 func dedupe(hosts []string) []string {

@@ -53,9 +53,6 @@ type Files struct{ Cert, Key, CA string }
 // missing, ends within 30 days, or does not name every one of hosts.
 func Auto(dir string, hosts []string) (Files, error) {
 	f := Files{Cert: filepath.Join(dir, CertFile), Key: filepath.Join(dir, KeyFile), CA: filepath.Join(dir, CAFile)}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return f, fmt.Errorf("tls directory %s: %w: give --tls-dir a directory the manager may write", dir, err)
-	}
 	ca, caPriv, err := loadOrMakeCA(dir)
 	if err != nil {
 		return f, err
@@ -67,6 +64,9 @@ func Auto(dir string, hosts []string) (Files, error) {
 }
 
 func loadOrMakeCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("tls directory %s: %w: give --tls-dir a directory the manager may write", dir, err)
+	}
 	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, caKey)
 	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)

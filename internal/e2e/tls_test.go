@@ -222,3 +222,55 @@ func TestFileServerBindsTowardManager(t *testing.T) {
 		t.Errorf("file server answers on %s:%s, want it bound to 127.0.0.1 only (the manager is on loopback)", other, port)
 	}
 }
+
+// With --tls auto a file moves between workers over TLS: the consumer runs
+// on a worker that has not the file, and gets it from the producer's file
+// server, which serves only TLS with the certificate the manager gave it.
+func TestTLSPeerTransfer(t *testing.T) {
+	c := newCluster(t, "--tls", "auto", "--tls-dir", filepath.Join(t.TempDir(), "tls"))
+	ca, fp := tlsLine(t, c.manager)
+	c.worker("producer", nil, "--cores", "1", "--tls-ca", ca)
+	cl, err := c.tlsClient(ca, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitWorkers(cl, 1)
+
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "open")
+	defer os.WriteFile(gate, nil, 0o644)
+	numbers := trellis.Temp()
+	produce := trellis.NewTask("seq 1 200000 > n.txt").AddOutput(numbers, "n.txt")
+	hold := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
+	hold.After = []*trellis.Task{produce}
+	hs, err := cl.Submit(context.Background(), produce, hold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
+		t.Fatalf("producer: %v", r.Err())
+	}
+	waitFor(t, 20*time.Second, "the hold task to take the producer's one core", func() bool {
+		s, err := cl.Status(context.Background())
+		return err == nil && s.Running == 1
+	})
+	c.worker("consumer", nil, "--cores", "1", "--tls-fingerprint", fp)
+	c.waitWorkers(cl, 2)
+	count := trellis.NewTask("wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
+	out := trellis.Output(filepath.Join(dir, "count.txt"))
+	count.AddOutput(out, "count.txt")
+	hc, err := cl.Submit(context.Background(), count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitResult(t, hc[0], time.Minute)
+	if !r.OK() {
+		t.Fatalf("consumer: %v", r.Err())
+	}
+	if r.Worker != "consumer" {
+		t.Errorf("the consumer ran on %s, want the worker without the file", r.Worker)
+	}
+	if got, _ := os.ReadFile(out.Path()); string(got) != "200000\n" {
+		t.Errorf("count.txt = %q, want 200000", got)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"trellis/internal/certs"
 	"trellis/internal/gate"
 	"trellis/internal/journal"
 	"trellis/internal/manager/clients"
@@ -54,6 +55,10 @@ type Config struct {
 	// TLS, when set, makes the port speak TLS only (HTTP/2 by ALPN, or
 	// HTTP/1.1); nil serves plain HTTP/1.1 and h2c (docs/tls.md).
 	TLS *tls.Config
+	// PeerCA, with TLS, signs a certificate for each worker's file server,
+	// handed over in its Welcome; peers then fetch over https, verifying
+	// it. nil leaves peer transfers plain.
+	PeerCA *certs.Authority
 }
 
 // DefaultClientGrace is how long a session outlives its client's absence

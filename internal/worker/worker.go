@@ -71,7 +71,9 @@ type Worker struct {
 	base    string // http://manager
 	cache   *cache.Cache
 	fetcher *transfer.Fetcher
-	server  *http.Server // serves the cache to peers
+	peers   *transfer.Fetcher // from peers over TLS (peertls.go); nil: fetcher
+	peerTLS                   // the file server's certificate and the cluster CA, from the manager
+	server  *http.Server      // serves the cache to peers
 	ln      net.Listener
 	boxes   string // sandboxes dir
 	warden  *sandbox.Warden
@@ -147,6 +149,9 @@ func New(cfg Config) (*Worker, error) {
 	w.ln = gate.Listen(ln, 256)
 	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ConnContext: gate.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
+	if cfg.TLS != nil {
+		w.usePeerTLS()
+	}
 	return w, nil
 }
 
@@ -182,7 +187,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	served := make(chan struct{})
 	go func() { // exits when cleanup closes the server
 		defer close(served)
-		w.server.Serve(w.ln)
+		if w.server.TLSConfig != nil {
+			w.server.ServeTLS(w.ln, "", "")
+		} else {
+			w.server.Serve(w.ln)
+		}
 	}()
 	defer func() {
 		w.cleanup()
@@ -224,6 +233,9 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) cleanup() {
 	w.server.Close()
 	w.files.CloseIdleConnections()
+	if w.peers != nil {
+		w.peers.HTTP.CloseIdleConnections()
+	}
 	w.h2.CloseIdleConnections()
 	if err := w.warden.Close(); err != nil {
 		w.log.Warn("cleanup", "err", err)
