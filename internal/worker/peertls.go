@@ -38,7 +38,7 @@ func (w *Worker) usePeerTLS() {
 
 // takePeerTLS keeps the certificate and CA of a Welcome, if it has them.
 func (w *Worker) takePeerTLS(welcome *pb.Welcome) {
-	if w.server.TLSConfig == nil {
+	if w.peers == nil { // not TLS; and the server's TLSConfig is http's to write once it serves
 		return
 	}
 	if len(welcome.TlsCertPem) == 0 {

@@ -187,7 +187,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	served := make(chan struct{})
 	go func() { // exits when cleanup closes the server
 		defer close(served)
-		if w.server.TLSConfig != nil {
+		if w.peers != nil { // usePeerTLS
 			w.server.ServeTLS(w.ln, "", "")
 		} else {
 			w.server.Serve(w.ln)
