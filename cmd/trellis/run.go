@@ -63,7 +63,7 @@ exits with status 130 or 143; a second one exits at once.`,
 				if err != nil {
 					return err
 				}
-				tlsConfig, err := ctls.config()
+				tlsConfig, err := ctls.config(managerAddr)
 				if err != nil {
 					return err
 				}

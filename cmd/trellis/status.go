@@ -33,7 +33,7 @@ Library instances are shown as instances, never counted as running tasks.
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			tlsConfig, err := ctls.config()
+			tlsConfig, err := ctls.config(args[0])
 			if err != nil {
 				return err
 			}

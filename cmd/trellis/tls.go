@@ -96,5 +96,8 @@ func (c *clientTLS) flags(f *pflag.FlagSet) {
 	f.StringVar(&c.fingerprint, "tls-fingerprint", "", "reach the manager over TLS, trusting the CA of this SHA-256 fingerprint (the manager prints it)")
 }
 
-// config is the TLS configuration to reach the manager, nil for plain.
-func (c *clientTLS) config() (*tls.Config, error) { return certs.Client(c.ca, c.fingerprint) }
+// config is the TLS configuration to reach the manager at addr, nil for
+// plain.
+func (c *clientTLS) config(addr string) (*tls.Config, error) {
+	return certs.Client(addr, c.ca, c.fingerprint)
+}

@@ -62,7 +62,7 @@ everything at once.`,
 			if res, err = resources.Cap(res, cores, memory, disk, gpus); err != nil {
 				return err
 			}
-			tlsConfig, err := ctls.config()
+			tlsConfig, err := ctls.config(args[0])
 			if err != nil {
 				return err
 			}

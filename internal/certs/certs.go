@@ -184,12 +184,17 @@ func Server(certFile, keyFile string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}, nil
 }
 
-// Client is the TLS configuration of a client that trusts the CA in caFile,
-// or, when fingerprint is given instead, the certificate of that SHA-256
-// fingerprint among those the server sends (Fingerprint prints it).
-// Either way the server's certificate must name the host dialled and be
-// valid now. It sets no NextProtos: each http.Transport offers its own.
-func Client(caFile, fingerprint string) (*tls.Config, error) {
+// Client is the TLS configuration of a client of the manager at addr
+// (host:port) that trusts the CA in caFile, or, when fingerprint is given
+// instead, the certificate of that SHA-256 fingerprint among those the
+// server sends (Fingerprint prints it). Either way the server's certificate
+// must name addr's host and be valid now. It sets no NextProtos: each
+// http.Transport offers its own.
+func Client(addr, caFile, fingerprint string) (*tls.Config, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("manager address %q: %w: give HOST:PORT", addr, err)
+	}
 	switch {
 	case caFile != "" && fingerprint != "":
 		return nil, errors.New("give --tls-ca or --tls-fingerprint, not both")
@@ -202,7 +207,7 @@ func Client(caFile, fingerprint string) (*tls.Config, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("CA file %s holds no PEM certificate: give the %s the manager printed", caFile, CAFile)
 		}
-		return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+		return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}, nil
 	case fingerprint != "":
 		want, err := parseFingerprint(fingerprint)
 		if err != nil {
@@ -210,10 +215,13 @@ func Client(caFile, fingerprint string) (*tls.Config, error) {
 		}
 		return &tls.Config{
 			MinVersion: tls.VersionTLS12,
+			ServerName: host,
 			// The pinned certificate replaces the system's roots; the
-			// usual checks (time, host, chain) follow in pinned.
+			// usual checks (time, host, chain) follow in pinned. The
+			// host is bound here: the handshake's ServerName is empty
+			// when the host is an IP address.
 			InsecureSkipVerify: true,
-			VerifyConnection:   func(cs tls.ConnectionState) error { return pinned(cs, want) },
+			VerifyConnection:   func(cs tls.ConnectionState) error { return pinned(cs, host, want) },
 		}, nil
 	}
 	return nil, nil
@@ -221,7 +229,7 @@ func Client(caFile, fingerprint string) (*tls.Config, error) {
 
 // pinned verifies the server's certificate against the certificate it sent
 // whose fingerprint is want.
-func pinned(cs tls.ConnectionState, want []byte) error {
+func pinned(cs tls.ConnectionState, host string, want []byte) error {
 	roots := x509.NewCertPool()
 	found := false
 	inter := x509.NewCertPool()
@@ -236,7 +244,7 @@ func pinned(cs tls.ConnectionState, want []byte) error {
 	if !found {
 		return &x509.UnknownAuthorityError{Cert: cs.PeerCertificates[0]}
 	}
-	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: cs.ServerName, Roots: roots, Intermediates: inter})
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
 	return err
 }
 

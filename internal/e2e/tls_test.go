@@ -41,7 +41,7 @@ func tlsLine(t *testing.T, m *proc) (ca, fingerprint string) {
 // tlsClient dials the cluster over TLS with the CA file or fingerprint.
 func (c *cluster) tlsClient(ca, fingerprint string) (*trellis.Client, error) {
 	c.t.Helper()
-	cfg, err := trellis.ClusterTLS(ca, fingerprint)
+	cfg, err := trellis.ClusterTLS(c.addr, ca, fingerprint)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -111,7 +111,8 @@ func TestTLSAuto(t *testing.T) {
 }
 
 // issue writes a certificate for hosts, valid from notBefore to notAfter,
-// signed by the CA kept in caDir, and its key; it returns their paths.
+// signed by the CA kept in caDir (followed by the CA's), and its key; it
+// returns their paths.
 func issue(t *testing.T, caDir string, hosts []string, notBefore, notAfter time.Time) (cert, key string) {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(filepath.Join(caDir, certs.CAFile), filepath.Join(caDir, "ca-key.pem"))
@@ -125,7 +126,8 @@ func issue(t *testing.T, caDir string, hosts []string, notBefore, notAfter time.
 	kder, _ := x509.MarshalECPrivateKey(priv)
 	dir := t.TempDir()
 	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pair.Leaf.Raw})...)
+	os.WriteFile(cert, chain, 0o644) // the CA after it, as --tls auto serves, for pinning
 	os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
 	return cert, key
 }
@@ -147,32 +149,41 @@ func TestTLSRefused(t *testing.T) {
 		name  string
 		cert  func() (string, string)
 		trust string // the CA file workers and clients get
+		pin   bool   // give its fingerprint instead
 		want  string
 	}{
 		{"expired", func() (string, string) {
 			return issue(t, caDir, []string{"127.0.0.1"}, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
-		}, ca, "its TLS certificate is not valid now"},
+		}, ca, false, "its TLS certificate is not valid now"},
 		{"wrong CA", func() (string, string) {
 			return filepath.Join(caDir, certs.CertFile), filepath.Join(caDir, certs.KeyFile)
-		}, filepath.Join(otherDir, certs.CAFile), "its TLS certificate is not signed by the CA given"},
+		}, filepath.Join(otherDir, certs.CAFile), false, "its TLS certificate is not signed by the CA given"},
 		{"wrong host", func() (string, string) {
 			return issue(t, caDir, []string{"elsewhere.example"}, now.Add(-time.Hour), now.Add(time.Hour))
-		}, ca, "its TLS certificate is not for host 127.0.0.1 (it names elsewhere.example)"},
+		}, ca, false, "its TLS certificate is not for host 127.0.0.1 (it names elsewhere.example)"},
+		{"wrong host, pinned", func() (string, string) {
+			return issue(t, caDir, []string{"elsewhere.example"}, now.Add(-time.Hour), now.Add(time.Hour))
+		}, ca, true, "its TLS certificate is not for host 127.0.0.1 (it names elsewhere.example)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cert, key := tc.cert()
 			c := newCluster(t, "--tls-cert", cert, "--tls-key", key)
-			w := c.worker("intruder", nil, "--tls-ca", tc.trust)
+			flag, value, caFile, fp := "--tls-ca", tc.trust, tc.trust, ""
+			if tc.pin {
+				fp, _ = certs.Fingerprint(tc.trust)
+				flag, value, caFile = "--tls-fingerprint", fp, ""
+			}
+			w := c.worker("intruder", nil, flag, value)
 			if code := w.wait(t, 30*time.Second); code == 0 {
 				t.Errorf("worker exited 0 from a manager it cannot verify")
 			}
 			if out := w.Output(); !strings.Contains(out, "refused by the manager") || !strings.Contains(out, tc.want) {
 				t.Errorf("worker output does not say %q:\n%s", tc.want, out)
 			}
-			if code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile, "--tls-ca", tc.trust); code == 0 || !strings.Contains(out, tc.want) {
+			if code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile, flag, value); code == 0 || !strings.Contains(out, tc.want) {
 				t.Errorf("status: exit %d, want non-zero and %q in:\n%s", code, tc.want, out)
 			}
-			_, err := c.tlsClient(tc.trust, "")
+			_, err := c.tlsClient(caFile, fp)
 			if !errors.Is(err, trellis.ErrUntrusted) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Dial: %v, want ErrUntrusted saying %q", err, tc.want)
 			}

@@ -171,7 +171,7 @@ func TestAdmitUnderTLS(t *testing.T) {
 	go srv.ServeTLS(gl, "", "") // exits when the test's cleanup closes the server
 	t.Cleanup(func() { srv.Close() })
 
-	clientTLS, err := certs.Client(files.CA, "")
+	clientTLS, err := certs.Client(gl.Addr().String(), files.CA, "")
 	if err != nil {
 		t.Fatal(err)
 	}

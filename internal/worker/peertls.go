@@ -3,10 +3,8 @@ package worker
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"net/http"
 	"sync/atomic"
-	"time"
 
 	"trellis/internal/certs"
 	pb "trellis/internal/proto/trellisv1"
@@ -28,8 +26,7 @@ func (w *Worker) usePeerTLS() {
 	w.server.TLSConfig = certs.FileServer(w.peerTLS.cert.Load)
 	client := &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: 16,
-		TLSClientConfig:     certs.Peers(w.peerTLS.roots.Load),
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		DialTLSContext:      certs.DialPeer(w.peerTLS.roots.Load),
 	}}
 	p := *w.fetcher
 	p.HTTP = client
