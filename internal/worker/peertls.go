@@ -1,10 +1,13 @@
 package worker
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"trellis/internal/certs"
 	pb "trellis/internal/proto/trellisv1"
@@ -54,4 +57,20 @@ func (w *Worker) takePeerTLS(welcome *pb.Welcome) {
 	}
 	w.peerTLS.cert.Store(&pair)
 	w.peerTLS.roots.Store(pool)
+}
+
+// dialFilesTLS dials https for the worker's file client, which fetches from
+// the manager (verified as the worker's stream is, with Config.TLS) and
+// from URL origins (verified against the system's roots, as without TLS).
+func (w *Worker) dialFilesTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	cfg := &tls.Config{}
+	if addr == w.cfg.Manager {
+		cfg = w.cfg.TLS.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: cfg}
+	return d.DialContext(ctx, network, addr)
 }

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -132,9 +131,12 @@ func New(cfg Config) (*Worker, error) {
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
 	w.files = &http.Client{Transport: &http.Transport{
 		MaxIdleConnsPerHost: 16,
-		TLSClientConfig:     cmp.Or(cfg.TLS.Clone(), &tls.Config{}),
+		TLSClientConfig:     &tls.Config{},
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 	}}
+	if cfg.TLS != nil {
+		w.files.Transport.(*http.Transport).DialTLSContext = w.dialFilesTLS
+	}
 	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: cfg.StallTimeout, MaxBytes: cfg.Resources.DiskMB << 20}
 	addr := cfg.FileServer
 	if addr == "" {
