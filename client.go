@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/certs"
 	"trellis/internal/clientconn"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -42,6 +44,7 @@ type Client struct {
 	log      *slog.Logger
 	onEvent  func(Event)
 	via      clientconn.Transport
+	tls      *tls.Config // nil: plain h2c
 
 	managerTimeout time.Duration // see WithManagerTimeout
 
@@ -93,6 +96,16 @@ func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 // a client to its embedded manager in process; programs have no need of it.
 func WithTransport(t clientconn.Transport) Option { return func(c *Client) { c.via = t } }
 
+// WithTLS makes Dial reach the manager over TLS with cfg, which must let
+// the manager's certificate verify: ClusterTLS makes one from the CA file
+// or fingerprint the manager printed. Dial refuses a manager that does not
+// verify (ErrUntrusted).
+func WithTLS(cfg *tls.Config) Option { return func(c *Client) { c.tls = cfg } }
+
+// ErrUntrusted is returned by Dial when the manager's TLS certificate does
+// not verify: expired, signed by another CA, or for another host.
+var ErrUntrusted = certs.ErrUntrusted
+
 // Logger returns where the client logs (WithLogger); nil for a Client that
 // Dial did not make.
 func (c *Client) Logger() *slog.Logger { return c.log }
@@ -127,8 +140,12 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		return c, nil
 	}
 	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext,
+	if c.tls != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext, TLSClientConfig: c.tls.Clone(),
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}}
 	rpc := trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes),
 		connect.WithInterceptors(bearer{&c.secret}))
@@ -168,7 +185,12 @@ func newClient(addr string, opts []Option) *Client {
 	var b [12]byte
 	rand.Read(b[:])
 	c.session = "s-" + hex.EncodeToString(b[:])
-	c.files = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 16}}
+	if c.tls != nil {
+		c.base = "https://" + addr
+	}
+	// Each transport has its own copy: one with HTTP/2 adds "h2" to its
+	// copy's NextProtos, which the HTTP/1.1 transport for files must not offer.
+	c.files = &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 16, TLSClientConfig: c.tls.Clone()}}
 	return c
 }
 
@@ -900,6 +922,9 @@ func wireError(op string, err error) error {
 	case connect.CodeFailedPrecondition:
 		return fmt.Errorf("%s: %w: %s", op, ErrSessionEnded, ce.Message())
 	case connect.CodeUnavailable:
+		if untrusted := certs.Explain(err, ""); untrusted != err {
+			return fmt.Errorf("%s: %w", op, untrusted)
+		}
 		return fmt.Errorf("%s: manager unreachable: %s", op, ce.Message())
 	}
 	return fmt.Errorf("%s: %s", op, ce.Message())

@@ -14,6 +14,7 @@ import (
 
 func callCmd() *cobra.Command {
 	var secretFile string
+	var ctls clientTLS
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "call HOST:PORT LIBRARY FUNCTION ARGS-JSON",
@@ -34,7 +35,7 @@ func callCmd() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			c, err := ctls.dial(ctx, args[0], secret)
 			if timedOut(ctx, err, timeout) {
 				return fmt.Errorf("connect to the manager at %s: no answer within --timeout %s", args[0], timeout)
 			}
@@ -58,6 +59,7 @@ func callCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	ctls.flags(cmd.Flags())
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait)")
 	return cmd
 }

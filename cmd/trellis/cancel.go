@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"trellis"
 )
 
 func cancelCmd() *cobra.Command {
 	var secretFile string
+	var ctls clientTLS
 	cmd := &cobra.Command{
 		Use:   "cancel HOST:PORT TASK...",
 		Short: "Cancel tasks by ID, whichever client submitted them",
@@ -36,7 +35,7 @@ that already ended are left as they are.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			c, err := ctls.dial(ctx, args[0], secret)
 			if err != nil {
 				return err
 			}
@@ -49,5 +48,6 @@ that already ended are left as they are.`,
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	ctls.flags(cmd.Flags())
 	return cmd
 }

@@ -12,13 +12,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"trellis"
 	"trellis/internal/factory"
 )
 
 func factoryCmd() *cobra.Command {
 	var (
 		secretFile, batch, name string
+		ctls                    clientTLS
 		lim                     factory.Limits
 		interval, idleExit      time.Duration
 		drain                   time.Duration
@@ -64,13 +64,13 @@ Batch systems: local (worker processes on this machine).`,
 			if err != nil {
 				return err
 			}
-			worker := []string{self, "worker", args[0], "--secret-file", abs, "--idle-exit", idleExit.String(), "--drain-timeout", drain.String()}
+			worker := append([]string{self, "worker", args[0], "--secret-file", abs, "--idle-exit", idleExit.String(), "--drain-timeout", drain.String()}, ctls.args()...)
 			if name == "" {
 				name = "factory-" + strconv.Itoa(os.Getpid())
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			c, err := ctls.dial(ctx, args[0], secret)
 			if err != nil {
 				return err
 			}
@@ -82,6 +82,7 @@ Batch systems: local (worker processes on this machine).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	ctls.flags(f)
 	f.StringVar(&batch, "batch", "local", "batch system: local")
 	f.StringVar(&name, "name", "", "prefix of the workers' names (default: factory-PID)")
 	f.IntVar(&lim.Min, "min", 0, "workers to keep even without work")

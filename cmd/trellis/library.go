@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"trellis"
 	"trellis/internal/runner"
 	"trellis/internal/workflow"
 )
@@ -24,6 +23,7 @@ func libraryCmd() *cobra.Command {
 
 func libraryInstallCmd() *cobra.Command {
 	var secretFile string
+	var ctls clientTLS
 	cmd := &cobra.Command{
 		Use:   "install HOST:PORT FILE",
 		Short: "Install (or replace) the libraries that a library file lists",
@@ -43,7 +43,7 @@ docs/cli.md has an example.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			c, err := ctls.dial(ctx, args[0], secret)
 			if err != nil {
 				return err
 			}
@@ -66,11 +66,13 @@ docs/cli.md has an example.`,
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	ctls.flags(cmd.Flags())
 	return cmd
 }
 
 func libraryListCmd() *cobra.Command {
 	var secretFile string
+	var ctls clientTLS
 	cmd := &cobra.Command{
 		Use:   "list HOST:PORT",
 		Short: "List the installed libraries, their calls and instances",
@@ -82,7 +84,7 @@ func libraryListCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			c, err := ctls.dial(ctx, args[0], secret)
 			if err != nil {
 				return err
 			}
@@ -100,11 +102,13 @@ func libraryListCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	ctls.flags(cmd.Flags())
 	return cmd
 }
 
 func libraryRemoveCmd() *cobra.Command {
 	var secretFile string
+	var ctls clientTLS
 	cmd := &cobra.Command{
 		Use:   "remove HOST:PORT NAME...",
 		Short: "Remove libraries: stop their instances and fail their calls",
@@ -119,7 +123,7 @@ calls submitted later, until it is installed again.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			c, err := ctls.dial(ctx, args[0], secret)
 			if err != nil {
 				return err
 			}
@@ -134,5 +138,6 @@ calls submitted later, until it is installed again.`,
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	ctls.flags(cmd.Flags())
 	return cmd
 }

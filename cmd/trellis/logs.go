@@ -7,12 +7,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"trellis"
 )
 
 func logsCmd() *cobra.Command {
 	var secretFile string
+	var ctls clientTLS
 	cmd := &cobra.Command{
 		Use:   "logs HOST:PORT TASK",
 		Short: "Print the stdout and stderr tails the manager keeps of a task",
@@ -32,7 +31,7 @@ newest 100,000 tasks, 2 KiB of each stream.`,
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			c, err := ctls.dial(ctx, args[0], secret)
 			if err != nil {
 				return err
 			}
@@ -64,5 +63,6 @@ newest 100,000 tasks, 2 KiB of each stream.`,
 		},
 	}
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
+	ctls.flags(cmd.Flags())
 	return cmd
 }

@@ -18,6 +18,7 @@ func managerCmd() *cobra.Command {
 	var listen, secretFile, store, state, dashboard, txnLog string
 	var grace time.Duration
 	var unplaceable time.Duration
+	var stls serverTLS
 	cmd := &cobra.Command{
 		Use:   "manager",
 		Short: "Run a manager: the queue, scheduler and file store that workers and clients connect to",
@@ -33,8 +34,12 @@ func managerCmd() *cobra.Command {
 			if unplaceable < 0 {
 				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
 			}
+			tlsConfig, peerCA, err := stls.config(cmd.OutOrStdout(), listen, secretFile, state)
+			if err != nil {
+				return err
+			}
 			log := logger(cmd)
-			m, err := manager.Listen(manager.Config{Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
+			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
 				UnplaceableTimeout: unplaceable, TxnLog: txnLog})
 			if err != nil {
 				return err
@@ -65,5 +70,6 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
+	stls.flags(cmd.Flags())
 	return cmd
 }

@@ -26,6 +26,7 @@ func runCmd() *cobra.Command {
 		check        bool
 		txnLog       string
 		logsDir      string
+		ctls         clientTLS
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -67,7 +68,11 @@ exits with status 130 or 143; a second one exits at once.`,
 				if err != nil {
 					return err
 				}
-				c, err = trellis.Dial(startCtx, managerAddr, append(opts, trellis.WithSecret(secret))...)
+				tlsConfig, err := ctls.config(managerAddr)
+				if err != nil {
+					return err
+				}
+				c, err = trellis.Dial(startCtx, managerAddr, append(opts, trellis.WithSecret(secret), trellis.WithTLS(tlsConfig))...)
 				if sig := interrupted(); err != nil && sig != nil {
 					return interruptedExit(sig, nil)
 				}
@@ -114,5 +119,6 @@ exits with status 130 or 143; a second one exits at once.`,
 	f.BoolVar(&check, "check", false, "validate the file and exit, without running anything")
 	f.StringVar(&logsDir, "logs", "", "write each task's and call's stdout and stderr tails to DIR/NAME.stdout and DIR/NAME.stderr")
 	f.StringVar(&txnLog, "txn-log", "", "the embedded cluster appends one JSON line per state change to FILE (docs/dashboard.md)")
+	ctls.flags(f)
 	return cmd
 }

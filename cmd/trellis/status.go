@@ -22,6 +22,7 @@ import (
 func statusCmd() *cobra.Command {
 	var secretFile string
 	var asJSON, watch bool
+	var ctls clientTLS
 	cmd := &cobra.Command{
 		Use:   "status HOST:PORT",
 		Short: "Show a cluster's workers, task counts, library instances and demand",
@@ -37,14 +38,19 @@ the snapshot as one line each time it changes.`,
 			if err != nil {
 				return err
 			}
+			tlsConfig, err := ctls.config(args[0])
+			if err != nil {
+				return err
+			}
+			dial := []trellis.Option{trellis.WithSecret(secret), trellis.WithTLS(tlsConfig)}
 			if watch {
 				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
-				return watchStatus(ctx, cmd.OutOrStdout(), args[0], secret, asJSON)
+				return watchStatus(ctx, cmd.OutOrStdout(), args[0], dial, asJSON)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := trellis.Dial(ctx, args[0], trellis.WithSecret(secret))
+			c, err := trellis.Dial(ctx, args[0], dial...)
 			if err != nil {
 				return err
 			}
@@ -66,6 +72,7 @@ the snapshot as one line each time it changes.`,
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the snapshot as JSON (fields: docs/status.md)")
 	cmd.Flags().BoolVar(&watch, "watch", false, "redraw every second until interrupted (with --json: one line per change)")
+	ctls.flags(cmd.Flags())
 	return cmd
 }
 
@@ -73,10 +80,10 @@ the snapshot as one line each time it changes.`,
 // For people it clears the terminal and redraws it each time; as JSON it
 // writes a line when the snapshot changed, its time aside. Each read has
 // its own deadline, named when it passes.
-func watchStatus(ctx context.Context, out io.Writer, addr, secret string, asJSON bool) error {
+func watchStatus(ctx context.Context, out io.Writer, addr string, dial []trellis.Option, asJSON bool) error {
 	const every, deadline = time.Second, 10 * time.Second
 	dctx, cancel := context.WithTimeout(ctx, deadline)
-	c, err := trellis.Dial(dctx, addr, trellis.WithSecret(secret))
+	c, err := trellis.Dial(dctx, addr, dial...)
 	cancel()
 	if err != nil {
 		return err

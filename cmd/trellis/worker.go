@@ -23,6 +23,7 @@ func workerCmd() *cobra.Command {
 		gpus                      int
 		drain, idle, stall, exit  time.Duration
 		fileServer                string
+		ctls                      clientTLS
 	)
 	cmd := &cobra.Command{
 		Use:   "worker HOST:PORT",
@@ -61,7 +62,11 @@ everything at once.`,
 			if res, err = resources.Cap(res, cores, memory, disk, gpus); err != nil {
 				return err
 			}
-			w, err := worker.New(worker.Config{Manager: args[0], Secret: secret, Name: name, Resources: res,
+			tlsConfig, err := ctls.config(args[0])
+			if err != nil {
+				return err
+			}
+			w, err := worker.New(worker.Config{TLS: tlsConfig, Manager: args[0], Secret: secret, Name: name, Resources: res,
 				Workdir: workdir, DrainTimeout: drain, IdleTimeout: idle, IdleExit: exit, StallTimeout: stall, FileServer: fileServer, Logger: log, Version: trellis.Version,
 				Guard: guardCommand()})
 			if err != nil {
@@ -96,7 +101,8 @@ everything at once.`,
 	f.DurationVar(&idle, "idle-timeout", 15*time.Minute, "exit after this long without reaching a manager")
 	f.DurationVar(&exit, "idle-exit", 0, "drain and exit after running nothing for this long (a factory's workers retire so); 0 never")
 	f.DurationVar(&stall, "stall-timeout", 30*time.Second, "fail a transfer that receives nothing for this long")
-	f.StringVar(&fileServer, "file-server", ":0", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address)")
+	f.StringVar(&fileServer, "file-server", "", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address); default: any port on the address that reaches the manager, :0 for every address")
+	ctls.flags(f)
 	return cmd
 }
 

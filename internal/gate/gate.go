@@ -124,8 +124,11 @@ func (c *Conn) CloseWrite() error {
 type connKey struct{}
 
 // ConnContext is an http.Server's ConnContext: it lets Admit find the
-// connection of a request.
+// connection of a request, also under TLS (a *tls.Conn over a *Conn).
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
 	if conn, ok := c.(*Conn); ok {
 		return context.WithValue(ctx, connKey{}, conn)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"trellis/internal/certs"
 	"trellis/internal/gate"
 )
 
@@ -143,4 +144,60 @@ func (c *connTrace) context() context.Context {
 	return httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) { c.reused = info.Reused },
 	})
+}
+
+// Under TLS (a *tls.Conn over the gate's Conn, as the manager serves it) a
+// request still admits its connection, and strangers still go.
+func TestAdmitUnderTLS(t *testing.T) {
+	dir := t.TempDir()
+	files, err := certs.Auto(dir, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS, err := certs.Server(files.Cert, files.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := gate.Listen(ln, 1)
+	srv := &http.Server{
+		TLSConfig:   serverTLS,
+		ConnContext: gate.ConnContext,
+		Handler:     http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { gate.Admit(r.Context()) }),
+	}
+	go srv.ServeTLS(gl, "", "") // exits when the test's cleanup closes the server
+	t.Cleanup(func() { srv.Close() })
+
+	clientTLS, err := certs.Client(gl.Addr().String(), files.CA, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: clientTLS, ForceAttemptHTTP2: true}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("https://" + gl.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("served over %s, want HTTP/2 by ALPN", resp.Proto)
+	}
+	waitStrangers(t, gl, 0)
+	c, err := net.Dial("tcp", gl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitStrangers(t, gl, 1)
+	c2, err := net.Dial("tcp", gl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if !closed(t, c) {
+		t.Errorf("the older of 2 silent connections is open, want it closed (bound 1)")
+	}
 }

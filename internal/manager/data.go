@@ -119,7 +119,7 @@ func (s *state) fetchMessage(a core.Fetch) *pb.ManagerMessage {
 		src.Kind, src.Peer = pb.Source_KIND_PEER, uint64(a.Source.Peer)
 		if peer := s.sessions[a.Source.Peer]; peer != nil {
 			token := proto.PeerToken(s.m.cfg.Secret, name, time.Now().Add(tokenLifetime))
-			src.Url = fmt.Sprintf("http://%s/cache/%s?token=%s", peer.fileServer, name, url.QueryEscape(token))
+			src.Url = fmt.Sprintf("%s://%s/cache/%s?token=%s", s.m.peerScheme(), peer.fileServer, name, url.QueryEscape(token))
 		}
 	case core.FromOrigin:
 		src.Kind = pb.Source_KIND_URL

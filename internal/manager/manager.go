@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"trellis/internal/certs"
 	"trellis/internal/gate"
 	"trellis/internal/journal"
 	"trellis/internal/manager/clients"
@@ -50,6 +52,13 @@ type Config struct {
 	// TxnLog is a file to append a transaction log to (package txnlog);
 	// "" keeps none.
 	TxnLog string
+	// TLS, when set, makes the port speak TLS only (HTTP/2 by ALPN, or
+	// HTTP/1.1); nil serves plain HTTP/1.1 and h2c (docs/tls.md).
+	TLS *tls.Config
+	// PeerCA, with TLS, signs a certificate for each worker's file server,
+	// handed over in its Welcome; peers then fetch over https, verifying
+	// it. nil leaves peer transfers plain.
+	PeerCA *certs.Authority
 }
 
 // DefaultClientGrace is how long a session outlives its client's absence
@@ -158,8 +167,13 @@ func Listen(cfg Config) (*Manager, error) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if cfg.TLS != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	m.srv = &http.Server{
+		TLSConfig:         cfg.TLS,
 		Handler:           mux,
 		Protocols:         protocols,
 		ConnContext:       gate.ConnContext,
@@ -199,7 +213,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		g.Go(func() error { return m.journal.Run(ctx) }) // exits when ctx ends
 	}
 	g.Go(func() error { // exits when the listener closes
-		if err := m.srv.Serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
+		serve := m.srv.Serve
+		if m.srv.TLSConfig != nil {
+			serve = func(ln net.Listener) error { return m.srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(m.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("manager: serve: %w", err)
 		}
 		return nil

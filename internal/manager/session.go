@@ -104,6 +104,9 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 	// (runs, fetches) would otherwise go in one batch with it.
 	welcome := &pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{
 		WorkerId: uint64(id), HeartbeatMs: m.cfg.Heartbeat.Milliseconds()}}}
+	if err := m.peerCertificate(welcome.GetWelcome(), hello, addr); err != nil {
+		m.log.Warn("worker's file server certificate", "worker", id, "err", err) // its peers' fetches from it fail and go elsewhere
+	}
 	if err := stream.Send(welcome); err != nil {
 		sendCtx, stop := context.WithTimeout(context.Background(), time.Second)
 		m.send(sendCtx, evWorkerGone{id: id, reason: fmt.Sprintf("send failed: %v", err)})

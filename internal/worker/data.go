@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,8 @@ func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 			size = -1 // the store holds its tar stream; the cache measures the tree
 		}
 		e, err = w.fetcher.Fetch(ctx, w.cache, f.Name, level(f.Level), w.base+src.Url, size, f.Digest, f.Dir)
+	case pb.Source_KIND_PEER:
+		e, err = cmp.Or(w.peers, w.fetcher).Fetch(ctx, w.cache, f.Name, level(f.Level), src.Url, f.Size, f.Digest, f.Dir)
 	default:
 		e, err = w.fetcher.Fetch(ctx, w.cache, f.Name, level(f.Level), src.Url, f.Size, f.Digest, f.Dir)
 	}

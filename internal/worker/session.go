@@ -108,6 +108,7 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		return false, errors.New("manager did not welcome the worker")
 	}
 	w.log.Info("connected", "manager", w.cfg.Manager, "worker_id", welcome.WorkerId)
+	w.takePeerTLS(welcome)
 	s := &session{w: w, stream: stream, cancel: cancel, stop: sctx.Done(),
 		events: make(chan event, 128), broken: make(chan error, 1), out: make(chan *pb.WorkerMessage, 1024),
 		flushc: make(chan struct{}), senderDone: make(chan struct{}),

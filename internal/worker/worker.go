@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/certs"
 	"trellis/internal/gate"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -32,7 +33,7 @@ type Config struct {
 	Name         string              // shown in status; default: host name and pid
 	Resources    resources.Resources // what to offer (already detected and capped)
 	Workdir      string              // cache and sandboxes go here; "" makes a temporary directory
-	FileServer   string              // where to serve the cache to peers, host:port; "" means ":0" (every address, any port)
+	FileServer   string              // where to serve the cache to peers, host:port; "" means any port on the address that reaches Manager
 	StallTimeout time.Duration       // a transfer that receives nothing for this long fails; 0 means 30s
 	DrainTimeout time.Duration       // how long Drain lets running attempts finish; 0 means 1 minute
 	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
@@ -46,6 +47,9 @@ type Config struct {
 	// (manager.ConnectWorker) instead of dialling Manager over HTTP/2.
 	// Files still move over HTTP, to and from Manager.
 	Connect func(context.Context) Stream
+	// TLS, when set, reaches the manager over TLS with it (docs/tls.md):
+	// a manager whose certificate does not verify refuses the worker.
+	TLS *tls.Config
 	// Guard is the command that runs the guard process, which kills what
 	// the worker started when the worker dies (sandbox.ServeGuard); nil
 	// runs none.
@@ -66,7 +70,9 @@ type Worker struct {
 	base    string // http://manager
 	cache   *cache.Cache
 	fetcher *transfer.Fetcher
-	server  *http.Server // serves the cache to peers
+	peers   *transfer.Fetcher // from peers over TLS (peertls.go); nil: fetcher
+	peerTLS                   // the file server's certificate and the cluster CA, from the manager
+	server  *http.Server      // serves the cache to peers
 	ln      net.Listener
 	boxes   string // sandboxes dir
 	warden  *sandbox.Warden
@@ -108,11 +114,17 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: create sandboxes dir: %w", err)
 	}
 	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
+	if cfg.TLS != nil {
+		w.base = "https://" + cfg.Manager
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	h2 := &http.Client{Transport: &http.Transport{
-		Protocols:   protocols,
-		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		HTTP2:       &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
+		Protocols:       protocols,
+		TLSClientConfig: cfg.TLS.Clone(), // its own: HTTP/2 adds "h2" to NextProtos
+		DialContext:     (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		HTTP2:           &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
 	}}
 	w.h2 = h2
 	w.rpc = trellisv1connect.NewManagerClient(h2, w.base,
@@ -122,10 +134,13 @@ func New(cfg Config) (*Worker, error) {
 		TLSClientConfig:     &tls.Config{},
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
 	}}
+	if cfg.TLS != nil {
+		w.files.Transport.(*http.Transport).DialTLSContext = w.dialFilesTLS
+	}
 	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: cfg.StallTimeout, MaxBytes: cfg.Resources.DiskMB << 20}
 	addr := cfg.FileServer
 	if addr == "" {
-		addr = ":0"
+		addr = towardManager(cfg.Manager)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -136,7 +151,23 @@ func New(cfg Config) (*Worker, error) {
 	w.ln = gate.Listen(ln, 256)
 	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ConnContext: gate.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
+	if cfg.TLS != nil {
+		w.usePeerTLS()
+	}
 	return w, nil
+}
+
+// towardManager is any port on the address this machine reaches manager
+// from: peers reach the cache on the network the manager is on, and no
+// other. Every address when no route is found.
+func towardManager(manager string) string {
+	c, err := net.Dial("udp", manager) // sends nothing: finds the route
+	if err != nil {
+		return ":0"
+	}
+	defer c.Close()
+	host, _, _ := net.SplitHostPort(c.LocalAddr().String())
+	return net.JoinHostPort(host, "0")
 }
 
 // Drain asks the worker to stop taking work and finish what it runs; Run
@@ -158,7 +189,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	served := make(chan struct{})
 	go func() { // exits when cleanup closes the server
 		defer close(served)
-		w.server.Serve(w.ln)
+		if w.peers != nil { // usePeerTLS
+			w.server.ServeTLS(w.ln, "", "")
+		} else {
+			w.server.Serve(w.ln)
+		}
 	}()
 	defer func() {
 		w.cleanup()
@@ -177,6 +212,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil // drained
 		case errors.Is(err, ErrRefused):
 			return err
+		case errors.Is(certs.Explain(err, w.cfg.Manager), certs.ErrUntrusted):
+			return fmt.Errorf("%w: %w", ErrRefused, certs.Explain(err, w.cfg.Manager))
 		case ctx.Err() != nil:
 			return nil
 		}
@@ -198,6 +235,9 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) cleanup() {
 	w.server.Close()
 	w.files.CloseIdleConnections()
+	if w.peers != nil {
+		w.peers.HTTP.CloseIdleConnections()
+	}
 	w.h2.CloseIdleConnections()
 	if err := w.warden.Close(); err != nil {
 		w.log.Warn("cleanup", "err", err)

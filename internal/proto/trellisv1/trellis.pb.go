@@ -4877,9 +4877,17 @@ func (x *Upload) GetName() string {
 }
 
 type Welcome struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      uint64                 `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	HeartbeatMs   int64                  `protobuf:"varint,2,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId    uint64                 `protobuf:"varint,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	HeartbeatMs int64                  `protobuf:"varint,2,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	// With a cluster over TLS (docs/tls.md): the certificate the worker's file
+	// server serves (PEM) and its key (PEM), signed by the cluster CA, whose
+	// certificate (PEM) the worker verifies peers against. They come over the
+	// stream the worker verified, so the worker needs the CA beforehand only
+	// to trust the manager.
+	TlsCertPem    []byte `protobuf:"bytes,3,opt,name=tls_cert_pem,json=tlsCertPem,proto3" json:"tls_cert_pem,omitempty"`
+	TlsKeyPem     []byte `protobuf:"bytes,4,opt,name=tls_key_pem,json=tlsKeyPem,proto3" json:"tls_key_pem,omitempty"`
+	TlsCaPem      []byte `protobuf:"bytes,5,opt,name=tls_ca_pem,json=tlsCaPem,proto3" json:"tls_ca_pem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4926,6 +4934,27 @@ func (x *Welcome) GetHeartbeatMs() int64 {
 		return x.HeartbeatMs
 	}
 	return 0
+}
+
+func (x *Welcome) GetTlsCertPem() []byte {
+	if x != nil {
+		return x.TlsCertPem
+	}
+	return nil
+}
+
+func (x *Welcome) GetTlsKeyPem() []byte {
+	if x != nil {
+		return x.TlsKeyPem
+	}
+	return nil
+}
+
+func (x *Welcome) GetTlsCaPem() []byte {
+	if x != nil {
+		return x.TlsCaPem
+	}
+	return nil
 }
 
 type Run struct {
@@ -5432,10 +5461,15 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06Unlink\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\x1c\n" +
 	"\x06Upload\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"I\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xa9\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x04R\bworkerId\x12!\n" +
-	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\"\xbb\x01\n" +
+	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\x12 \n" +
+	"\ftls_cert_pem\x18\x03 \x01(\fR\n" +
+	"tlsCertPem\x12\x1e\n" +
+	"\vtls_key_pem\x18\x04 \x01(\fR\ttlsKeyPem\x12\x1c\n" +
+	"\n" +
+	"tls_ca_pem\x18\x05 \x01(\fR\btlsCaPem\"\xbb\x01\n" +
 	"\x03Run\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12(\n" +
