@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -41,7 +42,11 @@ type Config struct {
 	Name     string        // prefix of its jobs' and workers' names
 	Worker   []string      // the worker command, to which the factory adds --name and resources
 	Interval time.Duration // between cycles; default 5 s
-	Log      *slog.Logger
+	// StartTimeout cancels a job whose worker has not connected this long
+	// after its submission (it may wait in the batch system's queue), and
+	// submits another in its place; 0 waits for ever.
+	StartTimeout time.Duration
+	Log          *slog.Logger
 }
 
 // MaxFailedStarts is how many jobs in a row may end without their worker
@@ -63,7 +68,7 @@ func Run(ctx context.Context, cfg Config, manager StatusReader, batch Batch) err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &factory{cfg: cfg, log: log, batch: batch, mine: make(map[string]bool), seen: make(map[string]bool)}
+	f := newFactory(cfg, log, batch)
 	defer f.stop()
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
@@ -79,6 +84,11 @@ func Run(ctx context.Context, cfg Config, manager StatusReader, batch Batch) err
 	}
 }
 
+func newFactory(cfg Config, log *slog.Logger, batch Batch) *factory {
+	return &factory{cfg: cfg, log: log, batch: batch, mine: make(map[string]bool), seen: make(map[string]bool),
+		since: make(map[string]time.Time), cancelled: make(map[string]bool), now: time.Now}
+}
+
 type factory struct {
 	cfg    Config
 	log    *slog.Logger
@@ -89,6 +99,12 @@ type factory struct {
 	seen   map[string]bool // jobs whose worker connected once
 	failed int             // jobs in a row that ended before their worker connected
 	last   Decision
+
+	since     map[string]time.Time // when each job was submitted
+	cancelled map[string]bool      // jobs the factory cancelled: their end is no failed start
+	refused   int                  // submissions refused in a row
+	holdUntil time.Time            // no submission before, after a refusal
+	now       func() time.Time
 }
 
 func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
@@ -112,23 +128,40 @@ func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
 	kept := f.order[:0]
 	for _, name := range f.order {
 		if !alive[name] {
-			if !f.seen[name] {
+			if !f.seen[name] && !f.cancelled[name] {
 				f.failed++
 				f.log.Warn("a worker job ended before its worker connected", "job", name, "in_a_row", f.failed)
 			}
 			delete(f.mine, name)
 			delete(f.seen, name)
+			delete(f.since, name)
+			delete(f.cancelled, name)
 			continue
 		}
-		if !f.seen[name] {
-			pending = append(pending, name)
-		}
 		kept = append(kept, name)
+		if f.seen[name] || f.cancelled[name] {
+			continue
+		}
+		pending = append(pending, name)
 	}
 	f.order = kept
+	now := f.now()
+	if late := Overdue(pending, f.since, now, f.cfg.StartTimeout); len(late) > 0 {
+		f.log.Warn("cancelling worker jobs that have not started; submitting others in their place", "jobs", late, "start_timeout", f.cfg.StartTimeout)
+		for _, name := range late {
+			if err := f.cancel(ctx, name); err != nil {
+				return err
+			}
+		}
+		pending = slices.DeleteFunc(pending, func(n string) bool { return f.cancelled[n] })
+	}
 	d := Plan(View{Demand: st.Demand, Connected: connected, Pending: len(pending)}, f.cfg.Limits)
 	if f.failed >= MaxFailedStarts && d.Submit > 0 {
 		d.Why += fmt.Sprintf("; submitting no more: %d jobs in a row ended before their worker connected (see the batch system's logs)", f.failed)
+		d.Submit = 0
+	}
+	if d.Submit > 0 && now.Before(f.holdUntil) {
+		d.Why += fmt.Sprintf("; the batch system refused the last submission: the next in %s", f.holdUntil.Sub(now).Round(time.Second))
 		d.Submit = 0
 	}
 	if d.Submit != f.last.Submit || d.Cancel != f.last.Cancel || d.Why != f.last.Why {
@@ -137,19 +170,40 @@ func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
 	f.last = d
 	for i := 0; i < d.Cancel && i < len(pending); i++ {
 		name := pending[len(pending)-1-i] // the newest first
-		if err := f.batch.Cancel(ctx, name); err != nil {
-			return fmt.Errorf("cancel %s: %w", name, err)
+		if err := f.cancel(ctx, name); err != nil {
+			return err
 		}
 	}
 	for range d.Submit {
 		f.next++
 		name := f.cfg.Name + "-" + strconv.Itoa(f.next)
 		if err := f.batch.Submit(ctx, name, f.command(name)); err != nil {
-			return fmt.Errorf("submit %s: %w", name, err)
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Back off, doubling up to 64 intervals, and keep serving:
+			// cancelling and reporting go on.
+			f.refused++
+			wait := f.cfg.Interval << min(f.refused, 6)
+			f.holdUntil = now.Add(wait)
+			f.log.Warn("the batch system refused a worker job; submitting again later", "job", name, "refused_in_a_row", f.refused, "retry_in", wait, "err", err)
+			return nil
 		}
+		f.refused = 0
 		f.mine[name] = true
+		f.since[name] = now
 		f.order = append(f.order, name)
 	}
+	return nil
+}
+
+// cancel cancels job name, which then counts neither as pending nor, when
+// it ends, as a failed start.
+func (f *factory) cancel(ctx context.Context, name string) error {
+	if err := f.batch.Cancel(ctx, name); err != nil {
+		return fmt.Errorf("cancel %s: %w", name, err)
+	}
+	f.cancelled[name] = true
 	return nil
 }
 
