@@ -22,6 +22,8 @@ func factoryCmd() *cobra.Command {
 		lim                     factory.Limits
 		interval, idleExit      time.Duration
 		drain                   time.Duration
+		startTimeout, timeLimit time.Duration
+		partition, outputDir    string
 	)
 	cmd := &cobra.Command{
 		Use:   "factory HOST:PORT",
@@ -36,7 +38,11 @@ is logged with its reason. SIGTERM or SIGINT cancels every job it submitted
 (each worker drains: its tasks may finish for --drain-timeout, then go back
 to the manager) and waits for them to go.
 
-Batch systems: local (worker processes on this machine).`,
+Batch systems: local (worker processes on this machine), slurm (sbatch,
+squeue, scancel: each job asks for --cpus-per-task, --mem, --gres=gpu:N of
+the worker's size and --time-limit). A job whose worker has not connected
+--start-timeout after its submission is cancelled and another submitted; a
+refused submission is retried later, doubling the wait.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			secret, err := readSecret(secretFile)
@@ -53,8 +59,10 @@ Batch systems: local (worker processes on this machine).`,
 			switch batch {
 			case "local":
 				b = &factory.Local{Output: cmd.ErrOrStderr(), Grace: drain + 10*time.Second}
+			case "slurm":
+				b = &factory.Slurm{Worker: lim.Worker, TimeLimit: timeLimit, Partition: partition, OutputDir: outputDir}
 			default:
-				return fmt.Errorf("--batch %q: this factory knows local", batch)
+				return fmt.Errorf("--batch %q: this factory knows local and slurm", batch)
 			}
 			self, err := os.Executable()
 			if err != nil {
@@ -77,12 +85,12 @@ Batch systems: local (worker processes on this machine).`,
 			defer c.Close()
 			log := logger(cmd)
 			log.Info("factory", "manager", args[0], "batch", batch, "min", lim.Min, "max", lim.Max, "worker_cores", lim.Worker.Cores)
-			return factory.Run(ctx, factory.Config{Limits: lim, Name: name, Worker: worker, Interval: interval, Log: log}, c, b)
+			return factory.Run(ctx, factory.Config{Limits: lim, Name: name, Worker: worker, Interval: interval, StartTimeout: startTimeout, Log: log}, c, b)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	f.StringVar(&batch, "batch", "local", "batch system: local")
+	f.StringVar(&batch, "batch", "local", "batch system: local or slurm")
 	f.StringVar(&name, "name", "", "prefix of the workers' names (default: factory-PID)")
 	f.IntVar(&lim.Min, "min", 0, "workers to keep even without work")
 	f.IntVar(&lim.Max, "max", 10, "workers at most, connected or pending")
@@ -94,5 +102,9 @@ Batch systems: local (worker processes on this machine).`,
 	f.DurationVar(&interval, "interval", 5*time.Second, "time between cycles")
 	f.DurationVar(&idleExit, "idle-exit", time.Minute, "workers exit after running nothing for this long")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "a cancelled worker lets its tasks finish this long, then hands them back")
+	f.DurationVar(&startTimeout, "start-timeout", 10*time.Minute, "cancel a job whose worker has not connected this long after submission, and submit another; 0 waits for ever")
+	f.DurationVar(&timeLimit, "time-limit", 0, "each job's time limit in the batch system (slurm: --time, in whole minutes); 0 the batch system's default")
+	f.StringVar(&partition, "partition", "", "slurm partition of the jobs (default: the cluster's default)")
+	f.StringVar(&outputDir, "output-dir", "", "directory of the jobs' output files, NAME-JOBID.out (slurm; default: the current directory), on a file system the nodes share")
 	return cmd
 }
