@@ -40,7 +40,10 @@ to the manager) and waits for them to go.
 
 Batch systems: local (worker processes on this machine), slurm (sbatch,
 squeue, scancel: each job asks for --cpus-per-task, --mem, --gres=gpu:N of
-the worker's size and --time-limit). A job whose worker has not connected
+the worker's size and --time-limit), condor (condor_submit, condor_q,
+condor_rm: request_cpus, request_memory, request_disk, request_gpus,
+allowed_execute_duration; a held job is removed and its HoldReason logged).
+A job whose worker has not connected
 --start-timeout after its submission is cancelled and another submitted; a
 refused submission is retried later, doubling the wait.`,
 		Args: cobra.ExactArgs(1),
@@ -61,8 +64,10 @@ refused submission is retried later, doubling the wait.`,
 				b = &factory.Local{Output: cmd.ErrOrStderr(), Grace: drain + 10*time.Second}
 			case "slurm":
 				b = &factory.Slurm{Worker: lim.Worker, TimeLimit: timeLimit, Partition: partition, OutputDir: outputDir}
+			case "condor":
+				b = &factory.Condor{Worker: lim.Worker, TimeLimit: timeLimit, OutputDir: outputDir, Log: logger(cmd)}
 			default:
-				return fmt.Errorf("--batch %q: this factory knows local and slurm", batch)
+				return fmt.Errorf("--batch %q: this factory knows local, slurm and condor", batch)
 			}
 			self, err := os.Executable()
 			if err != nil {
@@ -90,7 +95,7 @@ refused submission is retried later, doubling the wait.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	f.StringVar(&batch, "batch", "local", "batch system: local or slurm")
+	f.StringVar(&batch, "batch", "local", "batch system: local, slurm or condor")
 	f.StringVar(&name, "name", "", "prefix of the workers' names (default: factory-PID)")
 	f.IntVar(&lim.Min, "min", 0, "workers to keep even without work")
 	f.IntVar(&lim.Max, "max", 10, "workers at most, connected or pending")
@@ -103,8 +108,8 @@ refused submission is retried later, doubling the wait.`,
 	f.DurationVar(&idleExit, "idle-exit", time.Minute, "workers exit after running nothing for this long")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "a cancelled worker lets its tasks finish this long, then hands them back")
 	f.DurationVar(&startTimeout, "start-timeout", 10*time.Minute, "cancel a job whose worker has not connected this long after submission, and submit another; 0 waits for ever")
-	f.DurationVar(&timeLimit, "time-limit", 0, "each job's time limit in the batch system (slurm: --time, in whole minutes); 0 the batch system's default")
+	f.DurationVar(&timeLimit, "time-limit", 0, "each job's time limit in the batch system (slurm: --time, in whole minutes; condor: allowed_execute_duration); 0 the batch system's default")
 	f.StringVar(&partition, "partition", "", "slurm partition of the jobs (default: the cluster's default)")
-	f.StringVar(&outputDir, "output-dir", "", "directory of the jobs' output files, NAME-JOBID.out (slurm; default: the current directory), on a file system the nodes share")
+	f.StringVar(&outputDir, "output-dir", "", "directory of the jobs' output files (slurm: NAME-JOBID.out, condor: NAME.out and NAME.err; default: the current directory), on a file system the nodes share")
 	return cmd
 }
