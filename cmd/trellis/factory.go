@@ -24,6 +24,7 @@ func factoryCmd() *cobra.Command {
 		drain                   time.Duration
 		startTimeout, timeLimit time.Duration
 		partition, outputDir    string
+		kube                    kubeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "factory HOST:PORT",
@@ -42,9 +43,11 @@ Batch systems: local (worker processes on this machine), slurm (sbatch,
 squeue, scancel: each job asks for --cpus-per-task, --mem, --gres=gpu:N of
 the worker's size and --time-limit), condor (condor_submit, condor_q,
 condor_rm: request_cpus, request_memory, request_disk, request_gpus,
-allowed_execute_duration; a held job is removed and its HoldReason logged).
-A job whose worker has not connected
---start-timeout after its submission is cancelled and another submitted; a
+allowed_execute_duration; a held job is removed and its HoldReason logged),
+kubernetes (one pod a worker, never restarted, in --namespace from --image,
+with requests and limits cpu, memory, ephemeral-storage, nvidia.com/gpu and
+the Secret --kube-secret mounted where --secret-file is). A job whose worker
+has not connected --start-timeout after its submission is cancelled and another submitted; a
 refused submission is retried later, doubling the wait.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,8 +69,15 @@ refused submission is retried later, doubling the wait.`,
 				b = &factory.Slurm{Worker: lim.Worker, TimeLimit: timeLimit, Partition: partition, OutputDir: outputDir}
 			case "condor":
 				b = &factory.Condor{Worker: lim.Worker, TimeLimit: timeLimit, OutputDir: outputDir, Log: logger(cmd)}
+			case "kubernetes":
+				if name == "" {
+					return fmt.Errorf("--batch kubernetes: give --name, the pods' name prefix and label (a DNS label: lower-case letters, digits, '-')")
+				}
+				if b, err = kube.batch(lim.Worker, timeLimit, drain, name, secretFile, logger(cmd)); err != nil {
+					return err
+				}
 			default:
-				return fmt.Errorf("--batch %q: this factory knows local, slurm and condor", batch)
+				return fmt.Errorf("--batch %q: this factory knows local, slurm, condor and kubernetes", batch)
 			}
 			self, err := os.Executable()
 			if err != nil {
@@ -95,7 +105,7 @@ refused submission is retried later, doubling the wait.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	f.StringVar(&batch, "batch", "local", "batch system: local, slurm or condor")
+	f.StringVar(&batch, "batch", "local", "batch system: local, slurm, condor or kubernetes")
 	f.StringVar(&name, "name", "", "prefix of the workers' names (default: factory-PID)")
 	f.IntVar(&lim.Min, "min", 0, "workers to keep even without work")
 	f.IntVar(&lim.Max, "max", 10, "workers at most, connected or pending")
@@ -111,5 +121,6 @@ refused submission is retried later, doubling the wait.`,
 	f.DurationVar(&timeLimit, "time-limit", 0, "each job's time limit in the batch system (slurm: --time, in whole minutes; condor: allowed_execute_duration); 0 the batch system's default")
 	f.StringVar(&partition, "partition", "", "slurm partition of the jobs (default: the cluster's default)")
 	f.StringVar(&outputDir, "output-dir", "", "directory of the jobs' output files (slurm: NAME-JOBID.out, condor: NAME.out and NAME.err; default: the current directory), on a file system the nodes share")
+	kube.flags(f)
 	return cmd
 }
