@@ -66,14 +66,14 @@ refused submission is retried later, doubling the wait.`,
 			case "local":
 				b = &factory.Local{Output: cmd.ErrOrStderr(), Grace: drain + 10*time.Second}
 			case "slurm":
-				b = &factory.Slurm{Worker: lim.Worker, TimeLimit: timeLimit, Partition: partition, OutputDir: outputDir}
+				b = &factory.Slurm{TimeLimit: timeLimit, Partition: partition, OutputDir: outputDir}
 			case "condor":
-				b = &factory.Condor{Worker: lim.Worker, TimeLimit: timeLimit, OutputDir: outputDir, Log: logger(cmd)}
+				b = &factory.Condor{TimeLimit: timeLimit, OutputDir: outputDir, Log: logger(cmd)}
 			case "kubernetes":
 				if name == "" {
 					return fmt.Errorf("--batch kubernetes: give --name, the pods' name prefix and label (a DNS label: lower-case letters, digits, '-')")
 				}
-				if b, err = kube.batch(lim.Worker, timeLimit, drain, name, secretFile, logger(cmd)); err != nil {
+				if b, err = kube.batch(timeLimit, drain, name, secretFile, logger(cmd)); err != nil {
 					return err
 				}
 			default:

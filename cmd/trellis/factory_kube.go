@@ -10,7 +10,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"trellis"
 	"trellis/internal/factory"
 )
 
@@ -28,7 +27,7 @@ func (k *kubeFlags) flags(f *pflag.FlagSet) {
 }
 
 // batch returns the Kubernetes batch system of a factory named name.
-func (k *kubeFlags) batch(w trellis.Resources, timeLimit, drain time.Duration, name, secretFile string, log *slog.Logger) (*factory.Kube, error) {
+func (k *kubeFlags) batch(timeLimit, drain time.Duration, name, secretFile string, log *slog.Logger) (*factory.Kube, error) {
 	if k.image == "" || k.secret == "" {
 		return nil, fmt.Errorf("--batch kubernetes: give --image (a container image with the trellis binary) and --kube-secret (a Secret holding the file of --secret-file)")
 	}
@@ -46,6 +45,6 @@ func (k *kubeFlags) batch(w trellis.Resources, timeLimit, drain time.Duration, n
 	if err != nil {
 		return nil, err
 	}
-	return &factory.Kube{Client: client, Namespace: k.namespace, Factory: name, Image: k.image, Binary: k.binary, Worker: w,
+	return &factory.Kube{Client: client, Namespace: k.namespace, Factory: name, Image: k.image, Binary: k.binary,
 		TimeLimit: timeLimit, SecretName: k.secret, SecretDir: filepath.Dir(abs), Grace: drain + 10*time.Second, Log: log}, nil
 }

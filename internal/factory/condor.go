@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"trellis"
 )
 
 // Condor is a batch system whose jobs are HTCondor jobs: condor_submit
@@ -19,17 +17,18 @@ import (
 // it: Alive removes it, logs its HoldReason and counts it ended (a failed
 // start, to the factory).
 type Condor struct {
-	Worker    trellis.Resources // request_cpus, request_memory, request_disk, request_gpus of each job
-	TimeLimit time.Duration     // allowed_execute_duration; 0 none
-	OutputDir string            // each job's output and error go to DIR/NAME.out and .err; "" the current directory
-	Log       *slog.Logger      // held jobs are reported here; nil discards
+	TimeLimit time.Duration // allowed_execute_duration; 0 none
+	OutputDir string        // each job's output and error go to DIR/NAME.out and .err; "" the current directory
+	Log       *slog.Logger  // held jobs are reported here; nil discards
 
 	mu  sync.Mutex        // guards ids
 	ids map[string]string // job name -> "CLUSTER.PROC", of jobs submitted and not seen ended
 }
 
-// description returns the submit description of job name running command.
-func (c *Condor) description(name string, command []string) string {
+// description returns the submit description of job: request_cpus,
+// request_memory, request_disk, request_gpus are its worker's resources.
+func (c *Condor) description(job Job) string {
+	name, command, w := job.Name, job.Command, job.Resources
 	var b strings.Builder
 	line := func(k, v string) { fmt.Fprintf(&b, "%s = %s\n", k, v) }
 	line("universe", "vanilla")
@@ -40,15 +39,15 @@ func (c *Condor) description(name string, command []string) string {
 	line("should_transfer_files", "NO") // the worker binary and secret are on a shared file system
 	line("output", filepath.Join(c.OutputDir, name+".out"))
 	line("error", filepath.Join(c.OutputDir, name+".err"))
-	line("request_cpus", strconv.Itoa(max(1, int(c.Worker.Cores+0.999))))
-	if c.Worker.MemoryMB > 0 {
-		line("request_memory", strconv.FormatInt(c.Worker.MemoryMB, 10)) // MB
+	line("request_cpus", strconv.Itoa(max(1, int(w.Cores+0.999))))
+	if w.MemoryMB > 0 {
+		line("request_memory", strconv.FormatInt(w.MemoryMB, 10)) // MB
 	}
-	if c.Worker.DiskMB > 0 {
-		line("request_disk", strconv.FormatInt(c.Worker.DiskMB*1024, 10)) // KiB
+	if w.DiskMB > 0 {
+		line("request_disk", strconv.FormatInt(w.DiskMB*1024, 10)) // KiB
 	}
-	if c.Worker.GPUs > 0 {
-		line("request_gpus", strconv.Itoa(c.Worker.GPUs))
+	if w.GPUs > 0 {
+		line("request_gpus", strconv.Itoa(w.GPUs))
 	}
 	if c.TimeLimit > 0 {
 		line("allowed_execute_duration", strconv.Itoa(int(c.TimeLimit/time.Second)))
@@ -71,11 +70,12 @@ func condorArgs(args []string) string {
 
 // Submit submits the job with condor_submit, its description on standard
 // input.
-func (c *Condor) Submit(ctx context.Context, name string, command []string) error {
+func (c *Condor) Submit(ctx context.Context, job Job) error {
+	name, command := job.Name, job.Command
 	if len(command) == 0 {
 		return fmt.Errorf("job %s: no command", name)
 	}
-	out, err := run(ctx, c.description(name, command), "condor_submit", "-terse", "-")
+	out, err := run(ctx, c.description(job), "condor_submit", "-terse", "-")
 	if err != nil {
 		return err
 	}

@@ -85,9 +85,10 @@ func TestCondor(t *testing.T) {
 	dir := fakeCondor(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	b := &Condor{Worker: trellis.Resources{Cores: 2, MemoryMB: 4000, DiskMB: 10, GPUs: 1}, TimeLimit: time.Hour, OutputDir: "/shared/logs", Log: log}
+	w := trellis.Resources{Cores: 2, MemoryMB: 4000, DiskMB: 10, GPUs: 1}
+	b := &Condor{TimeLimit: time.Hour, OutputDir: "/shared/logs", Log: log}
 	st := fixedStatus{&trellis.Status{Demand: []trellis.ShapeDemand{{Shape: trellis.Resources{Cores: 2}, Waiting: 2}}}}
-	f := newFactory(Config{Limits: Limits{Worker: b.Worker, Max: 5}, Name: "w", Worker: []string{"/shared/trellis", "worker", "m:9123", "--secret-file", "/shared/it's secret"}, Interval: time.Second}, log, b)
+	f := newFactory(Config{Limits: Limits{Worker: w, Max: 5}, Name: "w", Worker: []string{"/shared/trellis", "worker", "m:9123", "--secret-file", "/shared/it's secret"}, Interval: time.Second}, log, b)
 	now := time.Unix(1000, 0)
 	f.now = func() time.Time { return now }
 	ctx := context.Background()
@@ -157,10 +158,10 @@ queue 1
 // The resources of a Slurm job: GPUs and a time limit are not exercised
 // by the one-node Slurm of TestFactorySlurm.
 func TestSbatchArgs(t *testing.T) {
-	s := &Slurm{Worker: trellis.Resources{Cores: 1.5, MemoryMB: 2000, GPUs: 2}, TimeLimit: 90 * time.Second, Partition: "gpu", OutputDir: "/shared/logs"}
+	s := &Slurm{TimeLimit: 90 * time.Second, Partition: "gpu", OutputDir: "/shared/logs"}
 	want := []string{"--parsable", "--job-name", "w-1", "--output", "/shared/logs/w-1-%j.out", "--nodes", "1", "--ntasks", "1",
 		"--cpus-per-task", "2", "--mem", "2000", "--gres", "gpu:2", "--time", "2", "--partition", "gpu"}
-	if diff := cmp.Diff(want, s.sbatchArgs("w-1")); diff != "" {
+	if diff := cmp.Diff(want, s.sbatchArgs("w-1", trellis.Resources{Cores: 1.5, MemoryMB: 2000, GPUs: 2})); diff != "" {
 		t.Errorf("sbatch arguments (-want +got):\n%s", diff)
 	}
 	if got, want := script([]string{"/bin/trellis", "worker", "it's"}), "#!/bin/sh\nexec '/bin/trellis' 'worker' 'it'\\''s'\n"; got != want {

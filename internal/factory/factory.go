@@ -27,13 +27,19 @@ import (
 
 // Batch is a batch system that runs worker jobs.
 type Batch interface {
-	// Submit submits one job that runs command (argv); name names the
-	// job and its worker.
-	Submit(ctx context.Context, name string, command []string) error
+	// Submit submits one job.
+	Submit(ctx context.Context, job Job) error
 	// Cancel cancels the job name; one already gone is not an error.
 	Cancel(ctx context.Context, name string) error
 	// Alive returns the names of the jobs submitted that have not ended.
 	Alive(ctx context.Context) (map[string]bool, error)
+}
+
+// Job is a worker job.
+type Job struct {
+	Name      string            // names the job and its worker
+	Command   []string          // the worker command (argv)
+	Resources trellis.Resources // what the worker offers: to ask of the batch system
 }
 
 // Config configures a factory.
@@ -177,7 +183,7 @@ func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
 	for range d.Submit {
 		f.next++
 		name := f.cfg.Name + "-" + strconv.Itoa(f.next)
-		if err := f.batch.Submit(ctx, name, f.command(name)); err != nil {
+		if err := f.batch.Submit(ctx, Job{Name: name, Command: f.command(name), Resources: f.cfg.Limits.Worker}); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -21,7 +21,8 @@ type fakeBatch struct {
 	cancelled []string
 }
 
-func (b *fakeBatch) Submit(_ context.Context, name string, _ []string) error {
+func (b *fakeBatch) Submit(_ context.Context, job Job) error {
+	name := job.Name
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.refuse != nil {

@@ -12,8 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-
-	"trellis"
 )
 
 // kubeLabel marks the pods of a factory; its value is the factory's name.
@@ -27,33 +25,34 @@ const kubeLabel = "trellis.factory"
 type Kube struct {
 	Client     kubernetes.Interface
 	Namespace  string
-	Factory    string            // the factory's name: the value of the pods' label trellis.factory
-	Image      string            // a container image holding the trellis binary
-	Binary     string            // the binary's path in the image; default "trellis" on its PATH
-	Worker     trellis.Resources // each pod's requests and limits: cpu, memory, ephemeral-storage, nvidia.com/gpu
-	TimeLimit  time.Duration     // activeDeadlineSeconds; 0 none
-	SecretName string            // a Kubernetes Secret mounted read-only at SecretDir: the worker's --secret-file is in it
+	Factory    string        // the factory's name: the value of the pods' label trellis.factory
+	Image      string        // a container image holding the trellis binary
+	Binary     string        // the binary's path in the image; default "trellis" on its PATH
+	TimeLimit  time.Duration // activeDeadlineSeconds; 0 none
+	SecretName string        // a Kubernetes Secret mounted read-only at SecretDir: the worker's --secret-file is in it
 	SecretDir  string
 	Grace      time.Duration // a deleted pod's termination grace period: the worker drains in it
 	Log        *slog.Logger  // pods that wait with a reason; nil discards
 }
 
-// pod returns the pod of job name running command, its first element
-// replaced by the binary in the image.
-func (k *Kube) pod(name string, command []string) *corev1.Pod {
+// pod returns the pod of job, its command's first element replaced by the
+// binary in the image; its requests and limits (cpu, memory,
+// ephemeral-storage, nvidia.com/gpu) are the worker's resources.
+func (k *Kube) pod(job Job) *corev1.Pod {
+	name, command, w := job.Name, job.Command, job.Resources
 	bin := k.Binary
 	if bin == "" {
 		bin = "trellis"
 	}
-	res := corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(int64(k.Worker.Cores*1000+0.5), resource.DecimalSI)}
-	if k.Worker.MemoryMB > 0 {
-		res[corev1.ResourceMemory] = *resource.NewQuantity(k.Worker.MemoryMB<<20, resource.BinarySI)
+	res := corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(int64(w.Cores*1000+0.5), resource.DecimalSI)}
+	if w.MemoryMB > 0 {
+		res[corev1.ResourceMemory] = *resource.NewQuantity(w.MemoryMB<<20, resource.BinarySI)
 	}
-	if k.Worker.DiskMB > 0 {
-		res[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(k.Worker.DiskMB<<20, resource.BinarySI)
+	if w.DiskMB > 0 {
+		res[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(w.DiskMB<<20, resource.BinarySI)
 	}
-	if k.Worker.GPUs > 0 {
-		res["nvidia.com/gpu"] = *resource.NewQuantity(int64(k.Worker.GPUs), resource.DecimalSI)
+	if w.GPUs > 0 {
+		res["nvidia.com/gpu"] = *resource.NewQuantity(int64(w.GPUs), resource.DecimalSI)
 	}
 	c := corev1.Container{
 		Name:      "worker",
@@ -84,11 +83,12 @@ func (k *Kube) pod(name string, command []string) *corev1.Pod {
 }
 
 // Submit creates the pod.
-func (k *Kube) Submit(ctx context.Context, name string, command []string) error {
+func (k *Kube) Submit(ctx context.Context, job Job) error {
+	name, command := job.Name, job.Command
 	if len(command) == 0 {
 		return fmt.Errorf("job %s: no command", name)
 	}
-	if _, err := k.Client.CoreV1().Pods(k.Namespace).Create(ctx, k.pod(name, command), metav1.CreateOptions{}); err != nil {
+	if _, err := k.Client.CoreV1().Pods(k.Namespace).Create(ctx, k.pod(job), metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create pod %s in namespace %s: %w", name, k.Namespace, err)
 	}
 	return nil

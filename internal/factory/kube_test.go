@@ -27,9 +27,9 @@ func TestKube(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	b := &Kube{Client: client, Namespace: "ns", Factory: "w", Image: "registry.example/trellis:1", Binary: "/usr/local/bin/trellis",
-		Worker: trellis.Resources{Cores: 1.5, MemoryMB: 2048, GPUs: 1}, TimeLimit: time.Hour, SecretName: "trellis-secret", SecretDir: "/etc/trellis", Grace: 40 * time.Second, Log: log}
+		TimeLimit: time.Hour, SecretName: "trellis-secret", SecretDir: "/etc/trellis", Grace: 40 * time.Second, Log: log}
 	st := fixedStatus{&trellis.Status{Demand: []trellis.ShapeDemand{{Shape: trellis.Resources{Cores: 1}, Waiting: 2}}}}
-	f := newFactory(Config{Limits: Limits{Worker: b.Worker, Max: 5}, Name: "w", Worker: []string{"/home/me/trellis", "worker", "m:9123", "--secret-file", "/etc/trellis/secret"}, Interval: time.Second}, log, b)
+	f := newFactory(Config{Limits: Limits{Worker: trellis.Resources{Cores: 1.5, MemoryMB: 2048, GPUs: 1}, Max: 5}, Name: "w", Worker: []string{"/home/me/trellis", "worker", "m:9123", "--secret-file", "/etc/trellis/secret"}, Interval: time.Second}, log, b)
 	now := time.Unix(1000, 0)
 	f.now = func() time.Time { return now }
 	ctx := context.Background()

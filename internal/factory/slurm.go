@@ -14,15 +14,15 @@ import (
 	"trellis"
 )
 
-// Slurm is a batch system whose jobs are Slurm jobs: sbatch submits them,
+// Slurm is a batch system whose jobs are Slurm jobs, each asking for its
+// worker's resources (--cpus-per-task, --mem, --gres=gpu:N): sbatch submits them,
 // squeue tells which still pend or run, scancel cancels them. It only
 // carries commands; what to submit or cancel is the factory's.
 type Slurm struct {
-	Worker    trellis.Resources // asked of Slurm for each job: --cpus-per-task, --mem, --gres=gpu:N
-	TimeLimit time.Duration     // --time; 0 leaves the partition's default
-	Partition string            // --partition; "" the default partition
-	OutputDir string            // each job's output goes to DIR/NAME-JOBID.out; "" the current directory
-	Extra     []string          // more sbatch options, as given
+	TimeLimit time.Duration // --time; 0 leaves the partition's default
+	Partition string        // --partition; "" the default partition
+	OutputDir string        // each job's output goes to DIR/NAME-JOBID.out; "" the current directory
+	Extra     []string      // more sbatch options, as given
 
 	mu  sync.Mutex        // guards ids
 	ids map[string]string // job name -> Slurm job id, of jobs submitted and not seen ended
@@ -30,15 +30,15 @@ type Slurm struct {
 
 // sbatchArgs returns sbatch's arguments for job name; the job script comes
 // on standard input.
-func (s *Slurm) sbatchArgs(name string) []string {
+func (s *Slurm) sbatchArgs(name string, w trellis.Resources) []string {
 	out := filepath.Join(s.OutputDir, name+"-%j.out")
 	args := []string{"--parsable", "--job-name", name, "--output", out,
-		"--nodes", "1", "--ntasks", "1", "--cpus-per-task", strconv.Itoa(max(1, int(s.Worker.Cores+0.999)))}
-	if s.Worker.MemoryMB > 0 {
-		args = append(args, "--mem", strconv.FormatInt(s.Worker.MemoryMB, 10)) // in MB, sbatch's default unit
+		"--nodes", "1", "--ntasks", "1", "--cpus-per-task", strconv.Itoa(max(1, int(w.Cores+0.999)))}
+	if w.MemoryMB > 0 {
+		args = append(args, "--mem", strconv.FormatInt(w.MemoryMB, 10)) // in MB, sbatch's default unit
 	}
-	if s.Worker.GPUs > 0 {
-		args = append(args, "--gres", "gpu:"+strconv.Itoa(s.Worker.GPUs))
+	if w.GPUs > 0 {
+		args = append(args, "--gres", "gpu:"+strconv.Itoa(w.GPUs))
 	}
 	if s.TimeLimit > 0 {
 		args = append(args, "--time", strconv.Itoa(max(1, int((s.TimeLimit+time.Minute-1)/time.Minute)))) // minutes
@@ -59,11 +59,12 @@ func script(command []string) string {
 }
 
 // Submit submits the job with sbatch.
-func (s *Slurm) Submit(ctx context.Context, name string, command []string) error {
+func (s *Slurm) Submit(ctx context.Context, job Job) error {
+	name, command := job.Name, job.Command
 	if len(command) == 0 {
 		return fmt.Errorf("job %s: no command", name)
 	}
-	out, err := run(ctx, script(command), "sbatch", s.sbatchArgs(name)...)
+	out, err := run(ctx, script(command), "sbatch", s.sbatchArgs(name, job.Resources)...)
 	if err != nil {
 		return err
 	}
