@@ -25,6 +25,7 @@ func factoryCmd() *cobra.Command {
 		startTimeout, timeLimit time.Duration
 		partition, outputDir    string
 		kube                    kubeFlags
+		configFile              string
 	)
 	cmd := &cobra.Command{
 		Use:   "factory HOST:PORT",
@@ -60,6 +61,15 @@ refused submission is retried later, doubling the wait.`,
 			}
 			if lim.Worker.Cores <= 0 {
 				return fmt.Errorf("--cores %g: give the cores of each worker", lim.Worker.Cores)
+			}
+			var reload func() (*factory.Settings, error)
+			if configFile != "" {
+				reload = factory.SettingsFile(configFile, factory.Settings{Limits: lim, StartTimeout: startTimeout})
+				s, err := reload() // a broken file at start is an error; later, the last settings stay
+				if err != nil {
+					return err
+				}
+				lim, startTimeout = s.Limits, s.StartTimeout
 			}
 			var b factory.Batch
 			switch batch {
@@ -100,7 +110,7 @@ refused submission is retried later, doubling the wait.`,
 			defer c.Close()
 			log := logger(cmd)
 			log.Info("factory", "manager", args[0], "batch", batch, "min", lim.Min, "max", lim.Max, "worker_cores", lim.Worker.Cores)
-			return factory.Run(ctx, factory.Config{Limits: lim, Name: name, Worker: worker, Interval: interval, StartTimeout: startTimeout, Log: log}, c, b)
+			return factory.Run(ctx, factory.Config{Limits: lim, Name: name, Worker: worker, Interval: interval, StartTimeout: startTimeout, Reload: reload, Log: log}, c, b)
 		},
 	}
 	f := cmd.Flags()
@@ -121,6 +131,7 @@ refused submission is retried later, doubling the wait.`,
 	f.DurationVar(&timeLimit, "time-limit", 0, "each job's time limit in the batch system (slurm: --time, in whole minutes; condor: allowed_execute_duration); 0 the batch system's default")
 	f.StringVar(&partition, "partition", "", "slurm partition of the jobs (default: the cluster's default)")
 	f.StringVar(&outputDir, "output-dir", "", "directory of the jobs' output files (slurm: NAME-JOBID.out, condor: NAME.out and NAME.err; default: the current directory), on a file system the nodes share")
+	f.StringVar(&configFile, "config", "", "YAML file of settings that override the flags of the same names (min, max, per-cycle, cores, memory, disk, gpus, start-timeout), re-read each cycle it changed")
 	kube.flags(f)
 	return cmd
 }

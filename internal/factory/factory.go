@@ -52,7 +52,10 @@ type Config struct {
 	// after its submission (it may wait in the batch system's queue), and
 	// submits another in its place; 0 waits for ever.
 	StartTimeout time.Duration
-	Log          *slog.Logger
+	// Reload, if set, is called each cycle: new settings replace Limits
+	// and StartTimeout (nil: unchanged); an error keeps the last ones.
+	Reload func() (*Settings, error)
+	Log    *slog.Logger
 }
 
 // MaxFailedStarts is how many jobs in a row may end without their worker
@@ -114,6 +117,16 @@ type factory struct {
 }
 
 func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
+	if f.cfg.Reload != nil {
+		switch s, err := f.cfg.Reload(); {
+		case err != nil:
+			f.log.Warn("keeping the last settings", "err", err)
+		case s != nil && (s.Limits != f.cfg.Limits || s.StartTimeout != f.cfg.StartTimeout):
+			f.cfg.Limits, f.cfg.StartTimeout = s.Limits, s.StartTimeout
+			w := s.Worker
+			f.log.Info("factory settings", "min", s.Min, "max", s.Max, "per_cycle", s.PerCycle, "cores", w.Cores, "memory", w.MemoryMB, "disk", w.DiskMB, "gpus", w.GPUs, "start_timeout", s.StartTimeout)
+		}
+	}
 	st, err := manager.Status(ctx)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
