@@ -22,9 +22,11 @@ demo: build
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags kubernetes ./internal/factory/... ./cmd/trellis
 
 test: vet build
 	$(GO) test -race -short $(RACE_PKGS)
+	$(GO) test -tags kubernetes -run Kube ./internal/factory/...
 	$(GO) test $(OTHER_PKGS)
 	python3 -m unittest discover -s sdk/python
 

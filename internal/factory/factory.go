@@ -18,6 +18,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -26,13 +27,19 @@ import (
 
 // Batch is a batch system that runs worker jobs.
 type Batch interface {
-	// Submit submits one job that runs command (argv); name names the
-	// job and its worker.
-	Submit(ctx context.Context, name string, command []string) error
+	// Submit submits one job.
+	Submit(ctx context.Context, job Job) error
 	// Cancel cancels the job name; one already gone is not an error.
 	Cancel(ctx context.Context, name string) error
 	// Alive returns the names of the jobs submitted that have not ended.
 	Alive(ctx context.Context) (map[string]bool, error)
+}
+
+// Job is a worker job.
+type Job struct {
+	Name      string            // names the job and its worker
+	Command   []string          // the worker command (argv)
+	Resources trellis.Resources // what the worker offers: to ask of the batch system
 }
 
 // Config configures a factory.
@@ -41,7 +48,14 @@ type Config struct {
 	Name     string        // prefix of its jobs' and workers' names
 	Worker   []string      // the worker command, to which the factory adds --name and resources
 	Interval time.Duration // between cycles; default 5 s
-	Log      *slog.Logger
+	// StartTimeout cancels a job whose worker has not connected this long
+	// after its submission (it may wait in the batch system's queue), and
+	// submits another in its place; 0 waits for ever.
+	StartTimeout time.Duration
+	// Reload, if set, is called each cycle: new settings replace Limits
+	// and StartTimeout (nil: unchanged); an error keeps the last ones.
+	Reload func() (*Settings, error)
+	Log    *slog.Logger
 }
 
 // MaxFailedStarts is how many jobs in a row may end without their worker
@@ -63,7 +77,7 @@ func Run(ctx context.Context, cfg Config, manager StatusReader, batch Batch) err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &factory{cfg: cfg, log: log, batch: batch, mine: make(map[string]bool), seen: make(map[string]bool)}
+	f := newFactory(cfg, log, batch)
 	defer f.stop()
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
@@ -79,6 +93,11 @@ func Run(ctx context.Context, cfg Config, manager StatusReader, batch Batch) err
 	}
 }
 
+func newFactory(cfg Config, log *slog.Logger, batch Batch) *factory {
+	return &factory{cfg: cfg, log: log, batch: batch, mine: make(map[string]bool), seen: make(map[string]bool),
+		since: make(map[string]time.Time), cancelled: make(map[string]bool), now: time.Now}
+}
+
 type factory struct {
 	cfg    Config
 	log    *slog.Logger
@@ -89,9 +108,25 @@ type factory struct {
 	seen   map[string]bool // jobs whose worker connected once
 	failed int             // jobs in a row that ended before their worker connected
 	last   Decision
+
+	since     map[string]time.Time // when each job was submitted
+	cancelled map[string]bool      // jobs the factory cancelled: their end is no failed start
+	refused   int                  // submissions refused in a row
+	holdUntil time.Time            // no submission before, after a refusal
+	now       func() time.Time
 }
 
 func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
+	if f.cfg.Reload != nil {
+		switch s, err := f.cfg.Reload(); {
+		case err != nil:
+			f.log.Warn("keeping the last settings", "err", err)
+		case s != nil && (s.Limits != f.cfg.Limits || s.StartTimeout != f.cfg.StartTimeout):
+			f.cfg.Limits, f.cfg.StartTimeout = s.Limits, s.StartTimeout
+			w := s.Worker
+			f.log.Info("factory settings", "min", s.Min, "max", s.Max, "per_cycle", s.PerCycle, "cores", w.Cores, "memory", w.MemoryMB, "disk", w.DiskMB, "gpus", w.GPUs, "start_timeout", s.StartTimeout)
+		}
+	}
 	st, err := manager.Status(ctx)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
@@ -112,23 +147,40 @@ func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
 	kept := f.order[:0]
 	for _, name := range f.order {
 		if !alive[name] {
-			if !f.seen[name] {
+			if !f.seen[name] && !f.cancelled[name] {
 				f.failed++
 				f.log.Warn("a worker job ended before its worker connected", "job", name, "in_a_row", f.failed)
 			}
 			delete(f.mine, name)
 			delete(f.seen, name)
+			delete(f.since, name)
+			delete(f.cancelled, name)
 			continue
 		}
-		if !f.seen[name] {
-			pending = append(pending, name)
-		}
 		kept = append(kept, name)
+		if f.seen[name] || f.cancelled[name] {
+			continue
+		}
+		pending = append(pending, name)
 	}
 	f.order = kept
+	now := f.now()
+	if late := Overdue(pending, f.since, now, f.cfg.StartTimeout); len(late) > 0 {
+		f.log.Warn("cancelling worker jobs that have not started; submitting others in their place", "jobs", late, "start_timeout", f.cfg.StartTimeout)
+		for _, name := range late {
+			if err := f.cancel(ctx, name); err != nil {
+				return err
+			}
+		}
+		pending = slices.DeleteFunc(pending, func(n string) bool { return f.cancelled[n] })
+	}
 	d := Plan(View{Demand: st.Demand, Connected: connected, Pending: len(pending)}, f.cfg.Limits)
 	if f.failed >= MaxFailedStarts && d.Submit > 0 {
 		d.Why += fmt.Sprintf("; submitting no more: %d jobs in a row ended before their worker connected (see the batch system's logs)", f.failed)
+		d.Submit = 0
+	}
+	if d.Submit > 0 && now.Before(f.holdUntil) {
+		d.Why += fmt.Sprintf("; the batch system refused the last submission: the next in %s", f.holdUntil.Sub(now).Round(time.Second))
 		d.Submit = 0
 	}
 	if d.Submit != f.last.Submit || d.Cancel != f.last.Cancel || d.Why != f.last.Why {
@@ -137,19 +189,40 @@ func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
 	f.last = d
 	for i := 0; i < d.Cancel && i < len(pending); i++ {
 		name := pending[len(pending)-1-i] // the newest first
-		if err := f.batch.Cancel(ctx, name); err != nil {
-			return fmt.Errorf("cancel %s: %w", name, err)
+		if err := f.cancel(ctx, name); err != nil {
+			return err
 		}
 	}
 	for range d.Submit {
 		f.next++
 		name := f.cfg.Name + "-" + strconv.Itoa(f.next)
-		if err := f.batch.Submit(ctx, name, f.command(name)); err != nil {
-			return fmt.Errorf("submit %s: %w", name, err)
+		if err := f.batch.Submit(ctx, Job{Name: name, Command: f.command(name), Resources: f.cfg.Limits.Worker}); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Back off, doubling up to 64 intervals, and keep serving:
+			// cancelling and reporting go on.
+			f.refused++
+			wait := f.cfg.Interval << min(f.refused, 6)
+			f.holdUntil = now.Add(wait)
+			f.log.Warn("the batch system refused a worker job; submitting again later", "job", name, "refused_in_a_row", f.refused, "retry_in", wait, "err", err)
+			return nil
 		}
+		f.refused = 0
 		f.mine[name] = true
+		f.since[name] = now
 		f.order = append(f.order, name)
 	}
+	return nil
+}
+
+// cancel cancels job name, which then counts neither as pending nor, when
+// it ends, as a failed start.
+func (f *factory) cancel(ctx context.Context, name string) error {
+	if err := f.batch.Cancel(ctx, name); err != nil {
+		return fmt.Errorf("cancel %s: %w", name, err)
+	}
+	f.cancelled[name] = true
 	return nil
 }
 

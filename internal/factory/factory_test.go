@@ -2,9 +2,12 @@ package factory
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"trellis"
 )
@@ -12,14 +15,19 @@ import (
 // fakeBatch records jobs; a job ends when the test says so.
 type fakeBatch struct {
 	mu        sync.Mutex
+	refuse    error // Submit fails with it while set
 	alive     map[string]bool
 	submitted []string
 	cancelled []string
 }
 
-func (b *fakeBatch) Submit(_ context.Context, name string, _ []string) error {
+func (b *fakeBatch) Submit(_ context.Context, job Job) error {
+	name := job.Name
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.refuse != nil {
+		return b.refuse
+	}
 	b.alive[name] = true
 	b.submitted = append(b.submitted, name)
 	return nil
@@ -58,8 +66,7 @@ func (f fixedStatus) Status(context.Context) (*trellis.Status, error) { return f
 func TestFailedStartsStopSubmitting(t *testing.T) {
 	b := &fakeBatch{alive: make(map[string]bool)}
 	st := fixedStatus{&trellis.Status{Demand: []trellis.ShapeDemand{{Shape: trellis.Resources{Cores: 1}, Waiting: 1}}}}
-	f := &factory{cfg: Config{Limits: Limits{Worker: trellis.Resources{Cores: 1}, Max: 5}, Name: "w"}, log: discard(),
-		batch: b, mine: make(map[string]bool), seen: make(map[string]bool)}
+	f := newFactory(Config{Limits: Limits{Worker: trellis.Resources{Cores: 1}, Max: 5}, Name: "w"}, discard(), b)
 	ctx := context.Background()
 	for range MaxFailedStarts {
 		if err := f.cycle(ctx, st); err != nil {
@@ -84,3 +91,56 @@ func TestFailedStartsStopSubmitting(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// A refused submission is no error of the cycle: the factory backs off
+// (doubling), submits nothing until then, and keeps cancelling.
+func TestRefusedSubmissionBacksOff(t *testing.T) {
+	b := &fakeBatch{alive: make(map[string]bool), refuse: errors.New("sbatch: error: Batch job submission failed: Job violates accounting/QOS policy")}
+	st := fixedStatus{&trellis.Status{Demand: []trellis.ShapeDemand{{Shape: trellis.Resources{Cores: 1}, Waiting: 1}}}}
+	f := newFactory(Config{Limits: Limits{Worker: trellis.Resources{Cores: 1}, Max: 5}, Name: "w", Interval: time.Second}, discard(), b)
+	now := time.Unix(1000, 0)
+	f.now = func() time.Time { return now }
+	ctx := context.Background()
+	if err := f.cycle(ctx, st); err != nil {
+		t.Fatalf("a refused submission stopped the cycle: %v", err)
+	}
+	b.refuse = nil
+	now = now.Add(time.Second) // within the back-off of 2 intervals
+	if err := f.cycle(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.submitted) != 0 {
+		t.Fatalf("submitted %v during the back-off", b.submitted)
+	}
+	now = now.Add(time.Second)
+	if err := f.cycle(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.submitted) != 1 {
+		t.Fatalf("submitted %v after the back-off; want one job", b.submitted)
+	}
+}
+
+// A job whose worker has not connected StartTimeout after its submission
+// is cancelled and another submitted in its place; its end is no failed
+// start.
+func TestStartTimeoutReplacesJob(t *testing.T) {
+	b := &fakeBatch{alive: make(map[string]bool)}
+	st := fixedStatus{&trellis.Status{Demand: []trellis.ShapeDemand{{Shape: trellis.Resources{Cores: 1}, Waiting: 1}}}}
+	f := newFactory(Config{Limits: Limits{Worker: trellis.Resources{Cores: 1}, Max: 5}, Name: "w", StartTimeout: time.Minute}, discard(), b)
+	now := time.Unix(1000, 0)
+	f.now = func() time.Time { return now }
+	ctx := context.Background()
+	for _, step := range []time.Duration{0, 30 * time.Second, 30 * time.Second, time.Second} {
+		now = now.Add(step)
+		if err := f.cycle(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"w-1", "w-2"}; !slices.Equal(b.submitted, want) || !slices.Equal(b.cancelled, []string{"w-1"}) {
+		t.Fatalf("submitted %v, cancelled %v; want %v submitted and w-1 cancelled after a minute", b.submitted, b.cancelled, want)
+	}
+	if f.failed != 0 {
+		t.Errorf("%d failed starts; a job cancelled for its start timeout is none", f.failed)
+	}
+}

@@ -27,7 +27,8 @@ type localJob struct {
 }
 
 // Submit starts the worker process.
-func (l *Local) Submit(_ context.Context, name string, command []string) error {
+func (l *Local) Submit(_ context.Context, job Job) error {
+	name, command := job.Name, job.Command
 	if len(command) == 0 {
 		return fmt.Errorf("job %s: no command", name)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"trellis"
 )
@@ -102,4 +103,21 @@ func perWorker(s, w trellis.Resources) int {
 		n = max(1, int(w.Cores)) // asks for nothing: one per core
 	}
 	return n
+}
+
+// Overdue returns the pending jobs submitted (since) at least timeout
+// before now, oldest first as pending is; timeout 0 gives none. They wait
+// in the batch system's queue or started without their worker connecting:
+// the factory cancels them and submits others.
+func Overdue(pending []string, since map[string]time.Time, now time.Time, timeout time.Duration) []string {
+	if timeout <= 0 {
+		return nil
+	}
+	var late []string
+	for _, name := range pending {
+		if t, ok := since[name]; ok && now.Sub(t) >= timeout {
+			late = append(late, name)
+		}
+	}
+	return late
 }
