@@ -60,8 +60,8 @@ func vectorTree(t *testing.T) string {
 
 // vectorDigest is the digest of vectorTree. It changes only if the format
 // does, which breaks every cached directory and every client in another
-// language: change docs/directory-digest.md and testdata/dirdigest.py with
-// it.
+// language: change docs/directory-digest.md and the Python reference,
+// sdk/python/trellis/_dirtar.py, with it.
 const vectorDigest = "sha256:09e9f59b3341736fea3cbd9050da2f98fb3eb78f5604539d1f2b52e4c8ed2b46"
 
 func TestDigestVector(t *testing.T) {
@@ -80,11 +80,12 @@ func TestDigestVector(t *testing.T) {
 	if err != nil {
 		t.Skip("python3 not on PATH: the reference script is not checked")
 	}
-	out, err := exec.Command(python, "testdata/dirdigest.py", root).Output()
+	const reference = "../../sdk/python/trellis/_dirtar.py"
+	out, err := exec.Command(python, reference, root).Output()
 	if err != nil {
-		t.Fatalf("testdata/dirdigest.py: %v", err)
+		t.Fatalf("%s: %v", reference, err)
 	}
 	if got, want := strings.TrimSpace(string(out)), "dir-"+strings.TrimPrefix(vectorDigest, "sha256:"); got != want {
-		t.Errorf("testdata/dirdigest.py = %q; want %q", got, want)
+		t.Errorf("%s = %q; want %q", reference, got, want)
 	}
 }

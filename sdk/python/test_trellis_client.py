@@ -80,14 +80,6 @@ class ClusterTest(unittest.TestCase):
                           "./sub/" + "n" * 120, "./sub/é"]) + "\nin a tree\nf.txt\n"
         self.assertEqual(r.stdout.decode(), want)
 
-    def test_directory_digest_as_go(self):
-        # The reference of docs/directory-digest.md, which Go's TestDigestVector checks.
-        root = self.path("tree")
-        make_tree(root)
-        ref = os.path.join(HERE, "..", "..", "internal", "dirtar", "testdata", "dirdigest.py")
-        want = subprocess.run([sys.executable, ref, root], capture_output=True, check=True).stdout.decode().strip()
-        self.assertEqual(trellis.LocalFile(root).name, want)
-
     def test_directory_output(self):
         t = trellis.Task("mkdir -p d/sub && printf one > d/a && printf two > d/sub/b")
         out = self.path("d")

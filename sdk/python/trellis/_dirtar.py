@@ -1,14 +1,17 @@
 """Directories as one deterministic tar stream (docs/directory-digest.md).
 
-A copy of the reference internal/dirtar/testdata/dirdigest.py, the bytes of
-Go's internal/dirtar: a directory a Python client uploads gets the cache
-name a Go client gives it (dir-HEX, the SHA-256 of the stream), and the
-manager, which checks the stream against its name, accepts it.
-test_trellis_client.py compares the two on a tree of awkward names.
+The reference of the format in Python, the bytes of Go's internal/dirtar:
+a directory a Python client uploads gets the cache name a Go client gives
+it (dir-HEX, the SHA-256 of the stream), and the manager, which checks the
+stream against its name, accepts it. Go's TestDigestVector runs this file
+as a script on its test vector. Standard library only.
+
+Usage: _dirtar.py DIR prints DIR's cache name.
 """
 import hashlib
 import os
 import stat
+import sys
 
 
 BLOCK = 512
@@ -154,3 +157,14 @@ def write(root, out):
     """write calls out with the bytes of root's stream, in order."""
     walk(os.fsencode(root), b"", out)
     out(b"\0" * 2 * BLOCK)
+
+
+def digest(root):
+    """digest returns root's cache name, dir-HEX."""
+    h = hashlib.sha256()
+    write(root, h.update)
+    return "dir-" + h.hexdigest()
+
+
+if __name__ == "__main__":
+    print(digest(sys.argv[1]))
