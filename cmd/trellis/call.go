@@ -13,8 +13,7 @@ import (
 )
 
 func callCmd() *cobra.Command {
-	var secretFile string
-	var ctls clientTLS
+	var mf managerFlags
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "call HOST:PORT LIBRARY FUNCTION ARGS-JSON",
@@ -24,10 +23,6 @@ func callCmd() *cobra.Command {
 			if !json.Valid([]byte(args[3])) {
 				return fmt.Errorf("arguments %q are not valid JSON", args[3])
 			}
-			secret, err := readSecret(secretFile)
-			if err != nil {
-				return err
-			}
 			ctx, stop := signalContext()
 			defer stop()
 			if timeout > 0 {
@@ -35,7 +30,7 @@ func callCmd() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			c, err := ctls.dial(ctx, args[0], secret)
+			c, err := mf.dial(ctx, args[0])
 			if timedOut(ctx, err, timeout) {
 				return fmt.Errorf("connect to the manager at %s: no answer within --timeout %s", args[0], timeout)
 			}
@@ -58,8 +53,7 @@ func callCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	ctls.flags(cmd.Flags())
+	mf.flags(cmd.Flags())
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait)")
 	return cmd
 }

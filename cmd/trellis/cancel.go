@@ -10,8 +10,7 @@ import (
 )
 
 func cancelCmd() *cobra.Command {
-	var secretFile string
-	var ctls clientTLS
+	var mf managerFlags
 	cmd := &cobra.Command{
 		Use:   "cancel HOST:PORT TASK...",
 		Short: "Cancel tasks by ID, whichever client submitted them",
@@ -29,13 +28,9 @@ that already ended are left as they are.`,
 				}
 				ids = append(ids, id)
 			}
-			secret, err := readSecret(secretFile)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := ctls.dial(ctx, args[0], secret)
+			c, err := mf.dial(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -47,7 +42,6 @@ that already ended are left as they are.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	ctls.flags(cmd.Flags())
+	mf.flags(cmd.Flags())
 	return cmd
 }

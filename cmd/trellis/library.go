@@ -22,8 +22,7 @@ func libraryCmd() *cobra.Command {
 }
 
 func libraryInstallCmd() *cobra.Command {
-	var secretFile string
-	var ctls clientTLS
+	var mf managerFlags
 	cmd := &cobra.Command{
 		Use:   "install HOST:PORT FILE",
 		Short: "Install (or replace) the libraries that a library file lists",
@@ -37,13 +36,9 @@ docs/cli.md has an example.`,
 			if err != nil {
 				return err
 			}
-			secret, err := readSecret(secretFile)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			c, err := ctls.dial(ctx, args[0], secret)
+			c, err := mf.dial(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -65,26 +60,20 @@ docs/cli.md has an example.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	ctls.flags(cmd.Flags())
+	mf.flags(cmd.Flags())
 	return cmd
 }
 
 func libraryListCmd() *cobra.Command {
-	var secretFile string
-	var ctls clientTLS
+	var mf managerFlags
 	cmd := &cobra.Command{
 		Use:   "list HOST:PORT",
 		Short: "List the installed libraries, their calls and instances",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			secret, err := readSecret(secretFile)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := ctls.dial(ctx, args[0], secret)
+			c, err := mf.dial(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -101,14 +90,12 @@ func libraryListCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	ctls.flags(cmd.Flags())
+	mf.flags(cmd.Flags())
 	return cmd
 }
 
 func libraryRemoveCmd() *cobra.Command {
-	var secretFile string
-	var ctls clientTLS
+	var mf managerFlags
 	cmd := &cobra.Command{
 		Use:   "remove HOST:PORT NAME...",
 		Short: "Remove libraries: stop their instances and fail their calls",
@@ -117,13 +104,9 @@ calls, waiting or running, fail saying the library was removed, and so do
 calls submitted later, until it is installed again.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			secret, err := readSecret(secretFile)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := ctls.dial(ctx, args[0], secret)
+			c, err := mf.dial(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -137,7 +120,6 @@ calls submitted later, until it is installed again.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	ctls.flags(cmd.Flags())
+	mf.flags(cmd.Flags())
 	return cmd
 }

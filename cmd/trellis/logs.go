@@ -10,8 +10,7 @@ import (
 )
 
 func logsCmd() *cobra.Command {
-	var secretFile string
-	var ctls clientTLS
+	var mf managerFlags
 	cmd := &cobra.Command{
 		Use:   "logs HOST:PORT TASK",
 		Short: "Print the stdout and stderr tails the manager keeps of a task",
@@ -25,13 +24,9 @@ newest 100,000 tasks, 2 KiB of each stream.`,
 			if err != nil {
 				return fmt.Errorf("task %q: give a task ID, a number", args[1])
 			}
-			secret, err := readSecret(secretFile)
-			if err != nil {
-				return err
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := ctls.dial(ctx, args[0], secret)
+			c, err := mf.dial(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -62,7 +57,6 @@ newest 100,000 tasks, 2 KiB of each stream.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
-	ctls.flags(cmd.Flags())
+	mf.flags(cmd.Flags())
 	return cmd
 }

@@ -128,3 +128,24 @@ func (c *clientTLS) args() []string {
 	}
 	return out
 }
+
+// managerFlags are the flags of a command that talks to a running manager:
+// its secret, and how to trust it over TLS.
+type managerFlags struct {
+	secretFile string
+	tls        clientTLS
+}
+
+func (m *managerFlags) flags(f *pflag.FlagSet) {
+	f.StringVar(&m.secretFile, "secret-file", "", "file holding the shared secret (required)")
+	m.tls.flags(f)
+}
+
+// dial reads the secret and connects a client to the manager at addr.
+func (m *managerFlags) dial(ctx context.Context, addr string) (*trellis.Client, error) {
+	secret, err := readSecret(m.secretFile)
+	if err != nil {
+		return nil, err
+	}
+	return m.tls.dial(ctx, addr, secret)
+}
