@@ -26,7 +26,8 @@ type fakeWorkers struct {
 	addr, secret string
 	cores        float64
 
-	welcomed atomic.Int64 // sessions the manager welcomed
+	welcomed atomic.Int64 // workers the manager welcomed at least once
+	retries  atomic.Int64 // connections that failed before a welcome, and were tried again
 	mu       sync.Mutex
 	runs     map[uint64]int // guards: attempts received per task
 	wg       sync.WaitGroup // every session's goroutines
@@ -43,7 +44,7 @@ func (f *fakeWorkers) start(ctx context.Context, n int) {
 		f.wg.Add(1)
 		go func() { // exits when ctx ends or the stream breaks
 			defer f.wg.Done()
-			f.session(ctx, i)
+			f.worker(ctx, i)
 		}()
 	}
 }
@@ -61,7 +62,29 @@ func (f *fakeWorkers) runsPerTask() map[uint64]int {
 	return out
 }
 
-func (f *fakeWorkers) session(ctx context.Context, i int) {
+// worker connects again after a failed connection, as a real worker does
+// (200 ms, doubling up to 5 s), until ctx ends.
+func (f *fakeWorkers) worker(ctx context.Context, i int) {
+	backoff := 200 * time.Millisecond
+	seen := false
+	for {
+		welcomed := f.session(ctx, i, !seen)
+		seen = seen || welcomed
+		if welcomed {
+			backoff = 200 * time.Millisecond
+		} else {
+			f.retries.Add(1)
+		}
+		if sleepCtx(ctx, backoff) != nil {
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// session holds one connection until it breaks or ctx ends; it reports
+// whether the manager welcomed it, and counts the first welcome.
+func (f *fakeWorkers) session(ctx context.Context, i int, first bool) (welcomed bool) {
 	protocols := new(http.Protocols)
 	protocols.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: protocols, DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext}
@@ -75,19 +98,21 @@ func (f *fakeWorkers) session(ctx context.Context, i int) {
 	hello := &pb.Hello{Protocol: proto.Protocol, Name: "fake-" + strconv.Itoa(i), Version: "bench",
 		Resources: &pb.Resources{Cores: f.cores, MemoryMb: 1 << 20, DiskMb: 1 << 20}, FileServer: ":1"}
 	if err := stream.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
-		return
+		return false
 	}
-	first, err := stream.Receive()
-	if err != nil || first.GetWelcome() == nil {
-		return
+	welcome, err := stream.Receive()
+	if err != nil || welcome.GetWelcome() == nil {
+		return false
 	}
-	f.welcomed.Add(1)
+	if first {
+		f.welcomed.Add(1)
+	}
 	out := make(chan *pb.WorkerMessage, 4096)
 	f.wg.Add(1)
 	go func() { // exits when ctx ends or a send fails
 		defer f.wg.Done()
 		defer cancel()
-		beat := time.NewTicker(time.Duration(max(first.GetWelcome().HeartbeatMs, 100)) * time.Millisecond)
+		beat := time.NewTicker(time.Duration(max(welcome.GetWelcome().HeartbeatMs, 100)) * time.Millisecond)
 		defer beat.Stop()
 		for {
 			var msg *pb.WorkerMessage
@@ -108,7 +133,7 @@ func (f *fakeWorkers) session(ctx context.Context, i int) {
 		msg, err := stream.Receive()
 		if err != nil {
 			cancel()
-			return
+			return true
 		}
 		if b := msg.GetBatch(); b != nil {
 			for _, m := range b.Msgs {

@@ -36,7 +36,8 @@ type ScaleResult struct {
 	Bench                  string  `json:"bench"`
 	Workers                int     `json:"workers"`
 	Tasks                  int     `json:"tasks"`
-	ConnectS               float64 `json:"connect_s"` // until the manager welcomed every worker
+	ConnectS               float64 `json:"connect_s"`       // until the manager welcomed every worker
+	ConnectRetries         int64   `json:"connect_retries"` // connections that failed before a welcome
 	TasksPerS              float64 `json:"tasks_per_s"`
 	TasksSeconds           float64 `json:"tasks_seconds"` // first submit to last result
 	ManagerCPUMsPer1kTasks float64 `json:"manager_cpu_ms_per_1k_tasks"`
@@ -91,11 +92,12 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
 			return nil, err
 		}
-		if time.Since(start) > 5*time.Minute {
-			return nil, fmt.Errorf("bench scale: %d of %d workers connected after 5m: see the manager's log:\n%s", fakes.welcomed.Load(), cfg.Workers, mgr.log.tail())
+		if n := fakes.welcomed.Load(); time.Since(start) > 5*time.Minute {
+			return nil, fmt.Errorf("bench scale: %d of %d workers connected after 5m: see the manager's log:\n%s", n, cfg.Workers, mgr.log.tail())
 		}
 	}
 	res.ConnectS = time.Since(start).Seconds()
+	res.ConnectRetries = fakes.retries.Load()
 
 	logf("measuring the idle manager for %s", cfg.Idle)
 	before, err := mgr.usage()
