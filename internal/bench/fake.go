@@ -28,6 +28,7 @@ type fakeWorkers struct {
 
 	welcomed atomic.Int64 // workers the manager welcomed at least once
 	retries  atomic.Int64 // connections that failed before a welcome, and were tried again
+	stuck    atomic.Int64 // of those, hellos left unanswered for handshakeTimeout
 	mu       sync.Mutex
 	runs     map[uint64]int // guards: attempts received per task
 	wg       sync.WaitGroup // every session's goroutines
@@ -61,6 +62,9 @@ func (f *fakeWorkers) runsPerTask() map[uint64]int {
 	}
 	return out
 }
+
+// handshakeTimeout is how long a fake worker waits for its welcome.
+const handshakeTimeout = 20 * time.Second
 
 // worker connects again after a failed connection, as a real worker does
 // (200 ms, doubling up to 5 s), until ctx ends.
@@ -100,8 +104,11 @@ func (f *fakeWorkers) session(ctx context.Context, i int, first bool) (welcomed 
 	if err := stream.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
 		return false
 	}
+	// A hello that the manager never answers (its connection lost in a
+	// flood of others) is given up and tried again, as a broken one is.
+	giveUp := time.AfterFunc(handshakeTimeout, func() { f.stuck.Add(1); cancel() })
 	welcome, err := stream.Receive()
-	if err != nil || welcome.GetWelcome() == nil {
+	if !giveUp.Stop() || err != nil || welcome.GetWelcome() == nil {
 		return false
 	}
 	if first {

@@ -38,6 +38,7 @@ type ScaleResult struct {
 	Tasks                  int     `json:"tasks"`
 	ConnectS               float64 `json:"connect_s"`       // until the manager welcomed every worker
 	ConnectRetries         int64   `json:"connect_retries"` // connections that failed before a welcome
+	ConnectStuck           int64   `json:"connect_stuck"`   // of those, hellos unanswered for 20 s
 	TasksPerS              float64 `json:"tasks_per_s"`
 	TasksSeconds           float64 `json:"tasks_seconds"` // first submit to last result
 	ManagerCPUMsPer1kTasks float64 `json:"manager_cpu_ms_per_1k_tasks"`
@@ -98,6 +99,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	}
 	res.ConnectS = time.Since(start).Seconds()
 	res.ConnectRetries = fakes.retries.Load()
+	res.ConnectStuck = fakes.stuck.Load()
 
 	logf("measuring the idle manager for %s", cfg.Idle)
 	before, err := mgr.usage()
