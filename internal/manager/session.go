@@ -128,6 +128,9 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 				return
 			}
 			lastSeen.Store(time.Now().UnixNano())
+			if msg.GetHeartbeat() != nil {
+				continue // it only says the worker lives: lastSeen is all it changes
+			}
 			m.store.checkReport(msg) // disk work here, not on the loop
 			if m.send(ctx, evWorkerMsg{id: id, msg: msg}) != nil {
 				return
@@ -135,8 +138,12 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 		}
 	}()
 
+	// One timer per worker that fires only when the worker could have been
+	// silent for timeout: once per timeout while it is alive, not once per
+	// heartbeat, and a silent worker is lost at timeout, not up to a
+	// heartbeat later.
 	timeout := 3 * m.cfg.Heartbeat
-	watchdog := time.NewTicker(m.cfg.Heartbeat)
+	watchdog := time.NewTimer(timeout)
 	defer watchdog.Stop()
 	reason := ""
 loop:
@@ -154,10 +161,12 @@ loop:
 			reason = sess.reason.Load().(string)
 			break loop
 		case <-watchdog.C:
-			if idle := time.Since(time.Unix(0, lastSeen.Load())); idle > timeout {
+			idle := time.Since(time.Unix(0, lastSeen.Load()))
+			if idle >= timeout {
 				reason = fmt.Sprintf("no heartbeat for %s", idle.Round(time.Second))
 				break loop
 			}
+			watchdog.Reset(timeout - idle)
 		case <-ctx.Done():
 			reason = "connection closed"
 			select {

@@ -1,0 +1,316 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"trellis"
+)
+
+// ScaleConfig says what `trellis bench scale` measures.
+type ScaleConfig struct {
+	// Manager is the command that runs a manager process, such as
+	// {"/usr/bin/trellis", "manager"}; Scale adds --listen and --secret-file
+	// and reads the address from its first line ("... listening on ADDR").
+	Manager []string
+	Workers int           // fake workers
+	Cores   float64       // cores each fake worker offers: tasks it runs at once
+	Tasks   int           // one-core tasks submitted
+	Idle    time.Duration // how long the idle manager is measured, connected to every worker
+}
+
+// ScaleResult is the output of `trellis bench scale`. The manager runs in
+// its own process, so its CPU and memory are its own, not the fake
+// workers' or the client's.
+type ScaleResult struct {
+	Bench                  string  `json:"bench"`
+	Workers                int     `json:"workers"`
+	Tasks                  int     `json:"tasks"`
+	ConnectS               float64 `json:"connect_s"`       // until the manager welcomed every worker
+	ConnectRetries         int64   `json:"connect_retries"` // connections that failed before a welcome
+	ConnectStuck           int64   `json:"connect_stuck"`   // of those, hellos unanswered for 20 s
+	TasksPerS              float64 `json:"tasks_per_s"`
+	TasksSeconds           float64 `json:"tasks_seconds"` // first submit to last result
+	ManagerCPUMsPer1kTasks float64 `json:"manager_cpu_ms_per_1k_tasks"`
+	ManagerIdleRSSMB       float64 `json:"manager_idle_rss_mb"` // every worker connected, no task yet
+	ManagerRSSMB           float64 `json:"manager_rss_mb"`      // peak over the whole run
+	IdleCPUUsPerWorkerS    float64 `json:"idle_cpu_us_per_worker_s"`
+	IdleSeconds            float64 `json:"idle_seconds"`
+	Runs                   int     `json:"runs"` // attempts the fake workers received: Tasks when each ran once
+}
+
+// submitChunk is how many tasks one Submit carries.
+const submitChunk = 10000
+
+// Scale starts a manager process, connects cfg.Workers fake workers to it
+// (real protocol, no task is run), measures the idle manager, then runs
+// cfg.Tasks tasks through it. It fails unless every task succeeded and was
+// run exactly once.
+func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*ScaleResult, error) {
+	if cfg.Workers < 1 || cfg.Tasks < 0 || cfg.Cores < 1 {
+		return nil, fmt.Errorf("bench scale: %d workers of %g cores, %d tasks: give at least 1 worker of at least 1 core, and 0 or more tasks", cfg.Workers, cfg.Cores, cfg.Tasks)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "trellis-bench-scale-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	secret := "bench-scale-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		return nil, err
+	}
+	mgr, addr, err := startManager(ctx, cfg.Manager, secretFile)
+	if err != nil {
+		return nil, err
+	}
+	defer mgr.stop()
+	res := &ScaleResult{Bench: "scale", Workers: cfg.Workers, Tasks: cfg.Tasks}
+
+	logf("connecting %d fake workers to the manager at %s", cfg.Workers, addr)
+	fakes := newFakeWorkers(addr, secret, cfg.Cores)
+	fctx, stopFakes := context.WithCancel(ctx)
+	defer fakes.wait()
+	defer stopFakes()
+	start := time.Now()
+	fakes.start(fctx, cfg.Workers)
+	for fakes.welcomed.Load() < int64(cfg.Workers) {
+		if err := mgr.exited(); err != nil {
+			return nil, err
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return nil, err
+		}
+		if n := fakes.welcomed.Load(); time.Since(start) > 5*time.Minute {
+			return nil, fmt.Errorf("bench scale: %d of %d workers connected after 5m: see the manager's log:\n%s", n, cfg.Workers, mgr.log.tail())
+		}
+	}
+	res.ConnectS = time.Since(start).Seconds()
+	res.ConnectRetries = fakes.retries.Load()
+	res.ConnectStuck = fakes.stuck.Load()
+
+	logf("measuring the idle manager for %s", cfg.Idle)
+	before, err := mgr.usage()
+	if err != nil {
+		return nil, err
+	}
+	if err := sleepCtx(ctx, cfg.Idle); err != nil {
+		return nil, err
+	}
+	after, err := mgr.usage()
+	if err != nil {
+		return nil, err
+	}
+	res.IdleSeconds = after.at.Sub(before.at).Seconds()
+	res.IdleCPUUsPerWorkerS = (after.cpu - before.cpu).Seconds() * 1e6 / res.IdleSeconds / float64(cfg.Workers)
+	res.ManagerIdleRSSMB = after.rssMB
+
+	c, err := trellis.Dial(ctx, addr, trellis.WithSecret(secret))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	logf("running %d tasks", cfg.Tasks)
+	before, err = mgr.usage()
+	if err != nil {
+		return nil, err
+	}
+	var handles []*trellis.Handle
+	for sent := 0; sent < cfg.Tasks; sent += submitChunk {
+		chunk := make([]*trellis.Task, min(submitChunk, cfg.Tasks-sent))
+		for i := range chunk {
+			chunk[i] = trellis.NewTask("true")
+		}
+		hs, err := c.Submit(ctx, chunk...)
+		if err != nil {
+			return nil, err
+		}
+		handles = append(handles, hs...)
+	}
+	for _, h := range handles {
+		r, err := h.Wait(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !r.OK() {
+			return nil, fmt.Errorf("bench scale: task %d: %w", h.ID, r.Err())
+		}
+	}
+	after, err = mgr.usage()
+	if err != nil {
+		return nil, err
+	}
+	res.TasksSeconds = after.at.Sub(before.at).Seconds()
+	if cfg.Tasks > 0 {
+		res.TasksPerS = float64(cfg.Tasks) / res.TasksSeconds
+		res.ManagerCPUMsPer1kTasks = float64((after.cpu - before.cpu).Milliseconds()) * 1000 / float64(cfg.Tasks)
+	}
+	res.ManagerRSSMB = after.peakMB
+
+	runs := fakes.runsPerTask()
+	for _, h := range handles {
+		if n := runs[h.ID]; n != 1 {
+			return nil, fmt.Errorf("bench scale: task %d ran %d times on the fake workers, want exactly once", h.ID, n)
+		}
+	}
+	for _, n := range runs {
+		res.Runs += n
+	}
+	if res.Runs != cfg.Tasks {
+		return nil, fmt.Errorf("bench scale: the fake workers ran %d attempts for %d tasks, want one each", res.Runs, cfg.Tasks)
+	}
+	return res, nil
+}
+
+// managerProc is the manager process under measurement.
+type managerProc struct {
+	cmd  *exec.Cmd
+	log  *tailBuffer
+	done chan struct{} // closed when it exited; err says how
+	err  error
+}
+
+func startManager(ctx context.Context, command []string, secretFile string) (*managerProc, string, error) {
+	if len(command) == 0 {
+		return nil, "", errors.New("bench scale: no manager command")
+	}
+	args := append(command[1:len(command):len(command)], "--listen", "127.0.0.1:0", "--secret-file", secretFile)
+	cmd := exec.Command(command[0], args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	p := &managerProc{cmd: cmd, log: &tailBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = p.log
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("bench scale: start the manager %q: %w", command, err)
+	}
+	lines := bufio.NewScanner(stdout)
+	addr := ""
+	for addr == "" && lines.Scan() {
+		if _, a, ok := strings.Cut(lines.Text(), "listening on "); ok {
+			addr = strings.TrimSpace(a)
+		}
+	}
+	go func() { // exits when the manager closes its stdout (it exits)
+		for lines.Scan() {
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if addr == "" {
+		p.stop()
+		return nil, "", fmt.Errorf("bench scale: the manager %q never said where it listens:\n%s", command, p.log.tail())
+	}
+	return p, addr, ctx.Err()
+}
+
+// exited returns an error once the manager has exited.
+func (p *managerProc) exited() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("bench scale: the manager exited (%v):\n%s", p.err, p.log.tail())
+	default:
+		return nil
+	}
+}
+
+// stop interrupts the manager and waits for it; a kill follows after 10 s.
+func (p *managerProc) stop() {
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// usage is the manager process's CPU time (user + system) and memory at a moment.
+type usage struct {
+	at     time.Time
+	cpu    time.Duration
+	rssMB  float64
+	peakMB float64
+}
+
+// clockTicks is USER_HZ, 100 on every Linux that trellis runs on.
+const clockTicks = 100
+
+func (p *managerProc) usage() (usage, error) {
+	u := usage{at: time.Now()}
+	pid := p.cmd.Process.Pid
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, fmt.Errorf("bench scale: read the manager's CPU time: %w", err)
+	}
+	// Fields after the command name, which ends at the last ')': state is
+	// field 3, utime 14 and stime 15.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		return u, fmt.Errorf("bench scale: /proc/%d/stat has %d fields after the name, want at least 13", pid, len(f))
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	u.cpu = time.Duration(ut+st) * time.Second / clockTicks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, fmt.Errorf("bench scale: read the manager's memory: %w", err)
+	}
+	for line := range strings.Lines(string(status)) {
+		k, v, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		switch k {
+		case "VmRSS":
+			u.rssMB = kb / 1024
+		case "VmHWM":
+			u.peakMB = kb / 1024
+		}
+	}
+	return u, nil
+}
+
+// tailBuffer keeps the last 8 KiB written to it: the manager's log, for errors.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte // guarded by mu
+}
+
+func (t *tailBuffer) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if over := len(t.buf) - 8<<10; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(b), nil
+}
+
+func (t *tailBuffer) tail() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

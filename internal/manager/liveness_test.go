@@ -1,0 +1,79 @@
+package manager
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Heartbeats stop at the session's reader, which only notes when the worker
+// was last heard; the watchdog fires once per timeout. A silent worker must
+// still be lost, and one that only heartbeats must stay.
+func TestSilentWorkerLostHeartbeatingWorkerKept(t *testing.T) {
+	const beat = 50 * time.Millisecond
+	m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s", Heartbeat: beat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
+	t.Cleanup(func() { cancel(); <-done })
+
+	silent := joinWorker(ctx, t, m)
+	defer silent.Close()
+	first, err := m.Snapshot(ctx)
+	if err != nil || len(first.Status.Workers) != 1 {
+		t.Fatalf("snapshot %v, %v; want one worker", first, err)
+	}
+	silentID := first.Status.Workers[0].Id
+	alive := joinWorker(ctx, t, m)
+	defer alive.Close()
+	go func() { // exits when the test ends or a send fails
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(beat):
+			}
+			if alive.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}}) != nil {
+				return
+			}
+		}
+	}()
+	go func() { // exits when the stream ends: the manager's messages are not read otherwise
+		for {
+			if _, err := alive.Receive(); err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		snap, err := m.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(snap.Status.Workers) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers after 10s, want the silent one lost after %s", len(snap.Status.Workers), 3*beat)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The one left stays over many timeouts: heartbeats alone keep it.
+	time.Sleep(20 * beat)
+	snap, err := m.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(snap.Status.Workers); n != 1 {
+		t.Fatalf("%d workers after %s of heartbeats, want 1", n, 20*beat)
+	}
+	if got := snap.Status.Workers[0].Id; got == silentID {
+		t.Errorf("worker %d left, the silent one; want the one that heartbeats", got)
+	}
+}
