@@ -25,19 +25,7 @@ func TestPrunedChainFitsSmallCache(t *testing.T) {
 	cl := c.client()
 	c.waitWorkers(cl, 1)
 
-	out := filepath.Join(t.TempDir(), "last")
-	prev := trellis.Temp()
-	tasks := []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
-	for i := 2; i <= 12; i++ {
-		next := trellis.Temp()
-		if i == 12 {
-			next = trellis.Output(out)
-		}
-		tk := trellis.NewTask("cat in > out").AddInput(prev, "in").AddOutput(next, "out")
-		tk.Name = fmt.Sprintf("t%d", i)
-		tasks = append(tasks, tk)
-		prev = next
-	}
+	tasks, out := chain(t, 12, size, "cat in > out")
 	hs, err := cl.Submit(context.Background(), tasks...)
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +35,33 @@ func TestPrunedChainFitsSmallCache(t *testing.T) {
 			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
 		}
 	}
+	checkChain(t, out, size)
+}
+
+// chain returns a chain of steps tasks: the first writes size bytes of
+// "trellis-chain\n" to a temp file, each next one runs command (reading
+// "in", writing "out") on the previous one's file, and the last one's
+// output goes to out at the client.
+func chain(t *testing.T, steps, size int, command string) (tasks []*trellis.Task, out string) {
+	out = filepath.Join(t.TempDir(), "last")
+	prev := trellis.Temp()
+	tasks = []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
+	for i := 2; i <= steps; i++ {
+		next := trellis.Temp()
+		if i == steps {
+			next = trellis.Output(out)
+		}
+		tk := trellis.NewTask(command).AddInput(prev, "in").AddOutput(next, "out")
+		tk.Name = fmt.Sprintf("t%d", i)
+		tasks = append(tasks, tk)
+		prev = next
+	}
+	return tasks, out
+}
+
+// checkChain checks that the chain's last output is its first, byte for byte.
+func checkChain(t *testing.T, out string, size int) {
+	t.Helper()
 	got, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -131,19 +146,7 @@ func TestPrunedLongChainTwoWorkers(t *testing.T) {
 	cl := c.client()
 	c.waitWorkers(cl, 2)
 
-	out := filepath.Join(t.TempDir(), "last")
-	prev := trellis.Temp()
-	tasks := []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
-	for i := 2; i <= steps; i++ {
-		next := trellis.Temp()
-		if i == steps {
-			next = trellis.Output(out)
-		}
-		tk := trellis.NewTask("cat in > out").AddInput(prev, "in").AddOutput(next, "out")
-		tk.Name = fmt.Sprintf("t%d", i)
-		tasks = append(tasks, tk)
-		prev = next
-	}
+	tasks, out := chain(t, steps, size, "cat in > out")
 	hs, err := cl.Submit(context.Background(), tasks...)
 	if err != nil {
 		t.Fatal(err)
@@ -153,14 +156,7 @@ func TestPrunedLongChainTwoWorkers(t *testing.T) {
 			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
 		}
 	}
-	got, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := bytes.Repeat([]byte("trellis-chain\n"), size/len("trellis-chain\n")+1)[:size]
-	if !bytes.Equal(got, want) {
-		t.Errorf("last output: %d bytes, want %d bytes of %q (first differ at %d)", len(got), len(want), "trellis-chain\n", firstDiff(got, want))
-	}
+	checkChain(t, out, size)
 	s, err := cl.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -204,19 +200,7 @@ func TestPrunedChainSurvivesKill(t *testing.T) {
 	cl := c.client()
 	c.waitWorkers(cl, 1)
 
-	out := filepath.Join(t.TempDir(), "last")
-	prev := trellis.Temp()
-	tasks := []*trellis.Task{trellis.NewTask(fmt.Sprintf("yes trellis-chain | head -c %d > out", size)).AddOutput(prev, "out")}
-	for i := 2; i <= steps; i++ {
-		next := trellis.Temp()
-		if i == steps {
-			next = trellis.Output(out)
-		}
-		tk := trellis.NewTask("sleep 0.05; cat in > out").AddInput(prev, "in").AddOutput(next, "out")
-		tk.Name = fmt.Sprintf("t%d", i)
-		tasks = append(tasks, tk)
-		prev = next
-	}
+	tasks, out := chain(t, steps, size, "sleep 0.05; cat in > out")
 	hs, err := cl.Submit(context.Background(), tasks...)
 	if err != nil {
 		t.Fatal(err)
@@ -232,14 +216,7 @@ func TestPrunedChainSurvivesKill(t *testing.T) {
 			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
 		}
 	}
-	got, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := bytes.Repeat([]byte("trellis-chain\n"), size/len("trellis-chain\n")+1)[:size]
-	if !bytes.Equal(got, want) {
-		t.Errorf("last output: %d bytes, want %d (first differ at %d)", len(got), len(want), firstDiff(got, want))
-	}
+	checkChain(t, out, size)
 	s, err := cl.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
