@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -157,73 +154,6 @@ func TestClientKilledTasksCancelledAfterGrace(t *testing.T) {
 	})
 }
 
-// gate is a TCP proxy to the manager that a test shuts and opens, as an
-// outage the client notices: shutting it closes every connection through
-// it, and it refuses new ones until it opens again.
-type gate struct {
-	ln    net.Listener
-	mu    sync.Mutex // guards shut, conns
-	shut  bool
-	conns []net.Conn
-}
-
-func newGate(t *testing.T, target string) *gate {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gate{ln: ln}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); g.close(); wg.Wait() })
-	wg.Add(1)
-	go func() { // exits when the listener closes at cleanup
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			g.mu.Lock()
-			if g.shut {
-				g.mu.Unlock()
-				in.Close()
-				out.Close()
-				continue
-			}
-			g.conns = append(g.conns, in, out)
-			g.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }() // exits when either side closes
-			go func() { defer wg.Done(); io.Copy(in, out); in.Close() }()  // exits when either side closes
-		}
-	}()
-	return g
-}
-
-// close shuts the gate: its connections close, and new ones are refused.
-func (g *gate) close() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.shut = true
-	for _, c := range g.conns {
-		c.Close()
-	}
-	g.conns = nil
-}
-
-// open lets connections through again.
-func (g *gate) open() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.shut = false
-}
-
 // TestClientAwayWithinGraceKeepsTasks: a Go client whose connection to the
 // manager is down for 2 s of a 5 s client grace keeps its running tasks,
 // which finish; once it is away for longer, its tasks are cancelled, and
@@ -232,7 +162,7 @@ func TestClientAwayWithinGraceKeepsTasks(t *testing.T) {
 	const grace = 5 * time.Second
 	c := newCluster(t, "--client-grace", grace.String())
 	c.worker("w1", nil, "--cores", "3")
-	g := newGate(t, c.addr)
+	g := newProxy(t, c.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cl, err := trellis.Dial(ctx, g.ln.Addr().String(), trellis.WithSecret(c.secret()))
@@ -248,7 +178,7 @@ func TestClientAwayWithinGraceKeepsTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	groups(t, dir, "a", "b")
-	g.close()
+	g.shut()
 	time.Sleep(2 * time.Second) // the outage: the manager sees the client's stream closed
 	g.open()
 	for _, h := range hs {
@@ -263,7 +193,7 @@ func TestClientAwayWithinGraceKeepsTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgids := groups(t, dir, "c")
-	g.close()
+	g.shut()
 	waitGone(t, pgids, time.Now().Add(grace+10*time.Second), "10 s past the grace after the client went")
 	g.open()
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)

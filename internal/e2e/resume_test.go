@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,91 +12,12 @@ import (
 	"trellis"
 )
 
-// cutter is a TCP proxy to the manager whose connections a test can cut,
-// as a broken network would: what the manager sends is lost for a while
-// (written, as far as the manager can tell, but never delivered), then the
-// connections close.
-type cutter struct {
-	ln    net.Listener
-	mu    sync.Mutex // guards conns, lossy
-	conns []net.Conn
-	lossy bool // drop what the manager sends
-}
-
-func newCutter(t *testing.T, target string) *cutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutter{ln: ln}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); p.cut(0); wg.Wait() })
-	wg.Add(1)
-	go func() { // exits when the listener closes at cleanup
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()    // exits when either side closes
-			go func() { defer wg.Done(); p.copyLossy(in, out); in.Close() }() // exits when either side closes
-		}
-	}()
-	return p
-}
-
-// copyLossy copies from the manager to the client, dropping what comes
-// while the proxy is lossy.
-func (p *cutter) copyLossy(to io.Writer, from io.Reader) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := from.Read(buf)
-		p.mu.Lock()
-		lossy := p.lossy
-		p.mu.Unlock()
-		if n > 0 && !lossy {
-			if _, werr := to.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// cut drops what the manager sends for d, then closes every connection
-// open through the proxy.
-func (p *cutter) cut(d time.Duration) {
-	p.mu.Lock()
-	p.lossy = true
-	p.mu.Unlock()
-	time.Sleep(d) // the outage: the manager goes on sending into it
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns, p.lossy = nil, false
-}
-
 // TestWatchResumesAfterCut: a client whose connection to a manager process
 // is cut several times mid-run gets every event of its tasks exactly once.
 func TestWatchResumesAfterCut(t *testing.T) {
 	c := newCluster(t)
 	c.worker("w1", nil, "--cores", "2")
-	proxy := newCutter(t, c.addr)
+	proxy := newProxy(t, c.addr)
 	secret := c.secret()
 
 	type seen struct {
