@@ -105,3 +105,24 @@ func BenchmarkRunTrueWarden(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRunTrueWardenParallel is BenchmarkRunTrueWarden from two
+// goroutines, as two task slots of a worker start tasks at once.
+func BenchmarkRunTrueWardenParallel(b *testing.B) {
+	w, err := NewWarden(WardenConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	dir := b.TempDir()
+	ctx := context.Background()
+	b.SetParallelism(2)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res, err := Run(ctx, Spec{Dir: dir, Command: "true", Warden: w, Cores: 1})
+			if err != nil || res.Kind != Success {
+				b.Errorf("Run(true) = %v, %v", res.Kind, err)
+			}
+		}
+	})
+}
