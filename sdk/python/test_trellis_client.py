@@ -200,6 +200,17 @@ class ClusterTest(unittest.TestCase):
         self.assertIn('raise ValueError("bad input', e.traceback)
         self.assertIn("remote traceback", str(e))
 
+    def test_call_results_raw_and_not_json(self):
+        lib = trellis.Library.from_module(os.path.join(HERE, "testdata", "testlib.py"), "testlib-raw", slots=2)
+        self.c.install(lib)
+        self.assertEqual(self.c.call(lib, "echo_raw", b"\x00\xff raw", raw=True, timeout=WAIT), b"\x00\xff raw")
+        self.assertEqual(self.c.call(lib, "echo_raw", {"a": [1, None]}, timeout=WAIT), {"a": [1, None]})
+        t = trellis.Call("testlib-raw", "echo_raw", b"{not json", raw=True)
+        t._raw = False  # the arguments go as they are; the result is read as JSON
+        with self.assertRaises(trellis.CallError) as cm:
+            self.c.submit(t)[0].result(WAIT)
+        self.assertIn("the call's result is not JSON", cm.exception.message)
+
     def test_call_timeout_cancels(self):
         lib = trellis.Library.from_functions(pyfuncs.nap, name="napper", mode="fork")
         self.c.install(lib)

@@ -4,9 +4,12 @@ last line.
 
 - tasks_per_s: trivial command tasks (true) through a local cluster; go_tasks_per_s:
   `trellis bench tasks` (the Go client, in process with its embedded cluster).
-- calls_per_s: async calls of a no-op Python function (from_functions, slots 8);
-  p50_us, p99_us: blocking calls one after the other; go_*: `trellis bench calls`, its
-  "network" figures (client and workers over 127.0.0.1, as here).
+- calls_per_s: async calls; p50_us, p99_us: blocking calls one after the other; both
+  of the library that `trellis bench calls` calls (the binary's echo, 0.5 cores, 8 slots),
+  so that go_calls_per_s and go_p50_us, its "network" figures (client and workers over
+  127.0.0.1, as here), differ from them by the client alone.
+- py_lib_calls_per_s, py_lib_p50_us: the same with a no-op Python function
+  (from_module, same cores and slots), what a Python user's own library reaches.
 - dask_tasks_per_s: a dask.array graph of about --dask-tasks tasks (when dask is there).
 """
 
@@ -59,24 +62,28 @@ def main(argv=None):
             f.result()
         res["tasks_per_s"] = a.tasks / (time.perf_counter() - start)
 
-        lib = trellis.Library.from_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bench_lib.py"),
-                                          "bench-noop", slots=8, python=sys.executable)
-        c.install(lib)
-        c.call(lib, "noop", [])  # an instance is up
-        log("python: %d async calls" % a.calls)
-        start = time.perf_counter()
-        for f in c.submit([trellis.Call("bench-noop", "noop", []) for _ in range(a.calls)]):
-            f.result()
-        res["calls_per_s"] = a.calls / (time.perf_counter() - start)
-        log("python: %d blocking calls" % a.blocking)
-        lat = []
-        for _ in range(a.blocking):
-            t0 = time.perf_counter()
-            c.call(lib, "noop", [])
-            lat.append(time.perf_counter() - t0)
-        lat.sort()
-        res["p50_us"] = round(lat[len(lat) // 2] * 1e6)
-        res["p99_us"] = round(lat[min(len(lat) - 1, len(lat) * 99 // 100)] * 1e6)
+        here = os.path.dirname(os.path.abspath(__file__))
+        go_lib = trellis.Library("bench-go", binary + " __bench-library", cores=0.5, slots=8)
+        py_lib = trellis.Library.from_module(os.path.join(here, "_bench_lib.py"), "bench-noop", cores=0.5, slots=8,
+                                             python=sys.executable)
+        for lib, fn, args, raw, prefix in ((go_lib, "echo", b"1", True, ""), (py_lib, "noop", [], False, "py_lib_")):
+            c.install(lib)
+            for f in c.submit([trellis.Call(lib.name, fn, args, raw=raw) for _ in range(1000)]):
+                f.result()  # warm: every instance the burst will use is up
+            log("python: %d async calls of %s" % (a.calls, lib.name))
+            start = time.perf_counter()
+            for f in c.submit([trellis.Call(lib.name, fn, args, raw=raw) for _ in range(a.calls)]):
+                f.result()
+            res[prefix + "calls_per_s"] = a.calls / (time.perf_counter() - start)
+            log("python: %d blocking calls of %s" % (a.blocking, lib.name))
+            lat = []
+            for _ in range(a.blocking):
+                t0 = time.perf_counter()
+                c.call(lib, fn, args, raw=raw)
+                lat.append(time.perf_counter() - t0)
+            lat.sort()
+            res[prefix + "p50_us"] = round(lat[len(lat) // 2] * 1e6)
+            res[prefix + "p99_us"] = round(lat[min(len(lat) - 1, len(lat) * 99 // 100)] * 1e6)
 
         try:
             import dask.array as da
