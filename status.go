@@ -59,6 +59,34 @@ type Status struct {
 	// one); Journal is nil without one.
 	Epoch   uint64         `json:"epoch"`
 	Journal *JournalStatus `json:"journal,omitempty"`
+
+	// Factories are the worker factories (trellis factory) that report to
+	// this manager, by name.
+	Factories []FactoryStatus `json:"factories,omitempty"`
+}
+
+// FactoryReport is what a worker factory tells the manager of itself each
+// cycle (Client.ReportFactory), for status displays.
+type FactoryReport struct {
+	Name          string        `json:"name"`  // prefix of its jobs' and workers' names
+	Batch         string        `json:"batch"` // local, slurm, condor, kubernetes
+	Min           int           `json:"min"`
+	Max           int           `json:"max"`
+	Pending       []string      `json:"pending,omitempty"` // jobs whose worker has not connected (at most 1,000 named)
+	Started       []string      `json:"started,omitempty"` // jobs whose worker connected once (at most 1,000 named)
+	PendingCount  int           `json:"pending_count"`
+	StartedCount  int           `json:"started_count"`
+	Decision      string        `json:"decision"`                 // its last decision and why
+	Interval      time.Duration `json:"interval"`                 // between its cycles
+	OldestPending time.Time     `json:"oldest_pending,omitempty"` // submission of the oldest pending job
+}
+
+// FactoryStatus is a factory as the manager last heard of it.
+type FactoryStatus struct {
+	FactoryReport
+	Reported         time.Time `json:"reported"`
+	WorkersConnected int       `json:"workers_connected"` // connected now, of its jobs
+	Stale            bool      `json:"stale,omitempty"`   // not heard for three of its intervals
 }
 
 // JournalStatus is the state of the manager's journal (--state).
@@ -136,16 +164,48 @@ type WorkerStatus struct {
 	CacheNeeded  int64 `json:"cache_needed"`  // of CacheBytes, files unfinished tasks read
 	BytesPruned  int64 `json:"bytes_pruned"`  // unlinked from it once no task read them
 	PeakCache    int64 `json:"peak_cache_bytes"`
+
+	Factory string `json:"factory,omitempty"` // the factory whose job it is, if one reports it
 }
 
 // Status asks the manager for a snapshot of the cluster. It reflects at
 // least every event the manager had handled when it asked.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
-	resp, err := c.rpc.Status(ctx, connect.NewRequest(&pb.StatusRequest{}))
+	return c.status(ctx, &pb.StatusRequest{})
+}
+
+// ReportFactory tells the manager what a worker factory is doing, which
+// its status then shows (Status.Factories, WorkerStatus.Factory), and
+// returns the status. A factory reports each cycle; one not heard for a
+// while is shown as stale, then forgotten.
+func (c *Client) ReportFactory(ctx context.Context, r FactoryReport) (*Status, error) {
+	return c.status(ctx, &pb.StatusRequest{Factory: &pb.FactoryReport{
+		Name: r.Name, Batch: r.Batch, Min: uint32(max(r.Min, 0)), Max: uint32(max(r.Max, 0)),
+		Pending: r.Pending, Started: r.Started, PendingCount: uint64(max(r.PendingCount, 0)),
+		StartedCount: uint64(max(r.StartedCount, 0)), Decision: r.Decision,
+		IntervalMs: r.Interval.Milliseconds(), OldestPendingUnixMs: unixMsOrZero(r.OldestPending)}})
+}
+
+func (c *Client) status(ctx context.Context, req *pb.StatusRequest) (*Status, error) {
+	resp, err := c.rpc.Status(ctx, connect.NewRequest(req))
 	if err != nil {
 		return nil, wireError("status of "+c.addr, err)
 	}
 	return statusOf(resp.Msg), nil
+}
+
+func unixMsOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func timeOrZero(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 func statusOf(m *pb.StatusResponse) *Status {
@@ -162,7 +222,15 @@ func statusOf(m *pb.StatusResponse) *Status {
 			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Instances: w.Instances,
 			Draining: w.Draining, TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
 			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut),
-			CacheNeeded: w.CacheNeeded, BytesPruned: w.BytesPruned, PeakCache: w.PeakCacheBytes})
+			CacheNeeded: w.CacheNeeded, BytesPruned: w.BytesPruned, PeakCache: w.PeakCacheBytes, Factory: w.Factory})
+	}
+	for _, f := range m.Factories {
+		r := f.Report
+		s.Factories = append(s.Factories, FactoryStatus{FactoryReport: FactoryReport{Name: r.Name, Batch: r.Batch,
+			Min: int(r.Min), Max: int(r.Max), Pending: r.Pending, Started: r.Started, PendingCount: int(r.PendingCount),
+			StartedCount: int(r.StartedCount), Decision: r.Decision, Interval: time.Duration(r.IntervalMs) * time.Millisecond,
+			OldestPending: timeOrZero(r.OldestPendingUnixMs)},
+			Reported: time.UnixMilli(f.ReportedUnixMs), WorkersConnected: int(f.WorkersConnected), Stale: f.Stale})
 	}
 	for _, l := range m.Libraries {
 		ls := LibraryStatus{Name: l.Name, CallsWaiting: int(l.CallsWaiting), CallsDone: int(l.CallsDone),

@@ -110,7 +110,7 @@ refused submission is retried later, doubling the wait.`,
 			defer c.Close()
 			log := logger(cmd)
 			log.Info("factory", "manager", args[0], "batch", batch, "min", lim.Min, "max", lim.Max, "worker_cores", lim.Worker.Cores)
-			return factory.Run(ctx, factory.Config{Limits: lim, Name: name, Worker: worker, Interval: interval, StartTimeout: startTimeout, Reload: reload, Log: log}, c, b)
+			return factory.Run(ctx, factory.Config{Limits: lim, Name: name, Batch: batch, Worker: worker, Interval: interval, StartTimeout: startTimeout, Reload: reload, Log: log}, c, b)
 		},
 	}
 	f := cmd.Flags()

@@ -158,6 +158,9 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 		if w.Draining {
 			name += " (draining)"
 		}
+		if w.Factory != "" {
+			name += " (factory " + w.Factory + ")"
+		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s in %d files (%s needed, %s pruned)\t%d/%d\t%d\t%s\t%s\n", w.ID, name, w.Address,
 			used(w.Total.Cores-w.Free.Cores, w.Total.Cores), usedInt(w.Total.MemoryMB-w.Free.MemoryMB, w.Total.MemoryMB),
 			usedInt(w.Total.DiskMB-w.Free.DiskMB, w.Total.DiskMB), usedInt(int64(w.Total.GPUs-w.Free.GPUs), int64(w.Total.GPUs)),
@@ -169,6 +172,7 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	}
 	printLibraries(out, s.Libraries)
 	printDemand(out, s.Demand)
+	printFactories(out, s)
 	printUnplaceable(out, s)
 	if j := s.Journal; j != nil {
 		fmt.Fprintf(out, "journal: %s, %d records, epoch %d\n", j.Path, j.Durable, s.Epoch)
@@ -198,6 +202,32 @@ func printUnplaceable(out io.Writer, s *trellis.Status) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", u.Task, u.Name, s.SnapshotTime.Sub(u.Since).Round(time.Second), u.Why)
 	}
 	tw.Flush()
+}
+
+// printFactories lists the worker factories that report to the manager,
+// with the jobs they have pending in their batch systems.
+func printFactories(out io.Writer, s *trellis.Status) {
+	for _, f := range s.Factories {
+		fmt.Fprintf(out, "\nfactory %s (%s, %d..%d workers): %s connected; %s started, %d pending",
+			f.Name, f.Batch, f.Min, f.Max, count(f.WorkersConnected, "worker", "workers"), count(f.StartedCount, "job", "jobs"), f.PendingCount)
+		if !f.OldestPending.IsZero() {
+			fmt.Fprintf(out, " (the oldest for %s)", max(0, time.Since(f.OldestPending)).Round(time.Second))
+		}
+		if f.Stale {
+			fmt.Fprintf(out, "; not heard from for %s", max(0, time.Since(f.Reported)).Round(time.Second))
+		}
+		fmt.Fprintln(out)
+		if len(f.Pending) > 0 {
+			fmt.Fprintf(out, "  pending: %s", strings.Join(f.Pending[:min(len(f.Pending), 10)], ", "))
+			if f.PendingCount > 10 {
+				fmt.Fprintf(out, " and %d more", f.PendingCount-10)
+			}
+			fmt.Fprintln(out)
+		}
+		if f.Decision != "" {
+			fmt.Fprintf(out, "  last decision: %s\n", f.Decision)
+		}
+	}
 }
 
 // printDemand lists what waits and runs by resource shape.

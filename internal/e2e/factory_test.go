@@ -74,6 +74,18 @@ func TestFactoryLocal(t *testing.T) {
 		s, err := cl.Status(ctx)
 		return err == nil && len(s.Workers) == 1
 	})
+	// The status shows the factory, its worker as its own, and its last
+	// decision (the factory reports each cycle, a cycle behind).
+	waitFor(t, 10*time.Second, "the status to show the factory's worker", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && len(s.Workers) == 1 && s.Workers[0].Factory == "fw" &&
+			len(s.Factories) == 1 && s.Factories[0].WorkersConnected == 1 && s.Factories[0].StartedCount == 1
+	})
+	code, text := runTrellis(t, "status", "--secret-file", c.secretFile, c.addr)
+	if code != 0 || !strings.Contains(text, "factory fw (local, 0..2 workers): 1 worker connected; 1 job started, 0 pending") ||
+		!strings.Contains(text, "(factory fw)") || !strings.Contains(text, "last decision: submit ") {
+		t.Errorf("trellis status (exit %d) does not show the factory, its worker and its decision:\n%s", code, text)
+	}
 	f.signal(t, syscall.SIGTERM)
 	f.wait(t, 20*time.Second)
 	if s, err := cl.Status(ctx); err != nil || len(s.Workers) != 0 {

@@ -46,6 +46,7 @@ type Job struct {
 type Config struct {
 	Limits
 	Name     string        // prefix of its jobs' and workers' names
+	Batch    string        // the batch system's name, for the manager's status
 	Worker   []string      // the worker command, to which the factory adds --name and resources
 	Interval time.Duration // between cycles; default 5 s
 	// StartTimeout cancels a job whose worker has not connected this long
@@ -62,10 +63,15 @@ type Config struct {
 // connecting before the factory stops submitting.
 const MaxFailedStarts = 3
 
-// StatusReader is the part of a client the factory uses.
+// StatusReader is the part of a client the factory uses: each cycle it
+// tells the manager what it is doing (which `trellis status` shows) and
+// reads the demand from the status it gets back.
 type StatusReader interface {
-	Status(ctx context.Context) (*trellis.Status, error)
+	ReportFactory(ctx context.Context, r trellis.FactoryReport) (*trellis.Status, error)
 }
+
+// maxNamedJobs bounds the jobs named in a report (the manager's limit).
+const maxNamedJobs = 1000
 
 // Run runs the factory until ctx ends, then cancels its jobs and waits
 // (up to a minute) for them to end.
@@ -108,6 +114,8 @@ type factory struct {
 	seen   map[string]bool // jobs whose worker connected once
 	failed int             // jobs in a row that ended before their worker connected
 	last   Decision
+	// decision is the last cycle's decision in words, for the report.
+	decision string
 
 	since     map[string]time.Time // when each job was submitted
 	cancelled map[string]bool      // jobs the factory cancelled: their end is no failed start
@@ -127,7 +135,7 @@ func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
 			f.log.Info("factory settings", "min", s.Min, "max", s.Max, "per_cycle", s.PerCycle, "cores", w.Cores, "memory", w.MemoryMB, "disk", w.DiskMB, "gpus", w.GPUs, "start_timeout", s.StartTimeout)
 		}
 	}
-	st, err := manager.Status(ctx)
+	st, err := manager.ReportFactory(ctx, f.report())
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
@@ -187,6 +195,7 @@ func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
 		f.log.Info("factory", "submit", d.Submit, "cancel", d.Cancel, "connected", connected, "pending", len(pending), "why", d.Why)
 	}
 	f.last = d
+	f.decision = fmt.Sprintf("submit %d, cancel %d: %s", d.Submit, d.Cancel, d.Why)
 	for i := 0; i < d.Cancel && i < len(pending); i++ {
 		name := pending[len(pending)-1-i] // the newest first
 		if err := f.cancel(ctx, name); err != nil {
@@ -214,6 +223,32 @@ func (f *factory) cycle(ctx context.Context, manager StatusReader) error {
 		f.order = append(f.order, name)
 	}
 	return nil
+}
+
+// report is what the factory tells the manager at the start of a cycle:
+// its jobs as the last cycle left them, and its last decision.
+func (f *factory) report() trellis.FactoryReport {
+	r := trellis.FactoryReport{Name: f.cfg.Name, Batch: f.cfg.Batch, Min: f.cfg.Min, Max: f.cfg.Max,
+		Decision: f.decision, Interval: f.cfg.Interval}
+	for _, name := range f.order {
+		switch {
+		case f.cancelled[name]:
+		case f.seen[name]:
+			r.StartedCount++
+			if len(r.Started) < maxNamedJobs {
+				r.Started = append(r.Started, name)
+			}
+		default:
+			r.PendingCount++
+			if len(r.Pending) < maxNamedJobs {
+				r.Pending = append(r.Pending, name)
+			}
+			if t := f.since[name]; r.OldestPending.IsZero() || t.Before(r.OldestPending) {
+				r.OldestPending = t
+			}
+		}
+	}
+	return r
 }
 
 // cancel cancels job name, which then counts neither as pending nor, when

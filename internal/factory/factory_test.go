@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,7 +60,9 @@ func (b *fakeBatch) end(name string) {
 
 type fixedStatus struct{ s *trellis.Status }
 
-func (f fixedStatus) Status(context.Context) (*trellis.Status, error) { return f.s, nil }
+func (f fixedStatus) ReportFactory(context.Context, trellis.FactoryReport) (*trellis.Status, error) {
+	return f.s, nil
+}
 
 // Jobs whose workers never connect stop the submissions after
 // MaxFailedStarts in a row; stopping cancels what is left.
@@ -142,5 +145,57 @@ func TestStartTimeoutReplacesJob(t *testing.T) {
 	}
 	if f.failed != 0 {
 		t.Errorf("%d failed starts; a job cancelled for its start timeout is none", f.failed)
+	}
+}
+
+// reportingStatus records the reports and answers with a status whose
+// connected workers the test sets.
+type reportingStatus struct {
+	demand  []trellis.ShapeDemand
+	workers []string
+	reports []trellis.FactoryReport
+}
+
+func (r *reportingStatus) ReportFactory(_ context.Context, rep trellis.FactoryReport) (*trellis.Status, error) {
+	r.reports = append(r.reports, rep)
+	st := &trellis.Status{Demand: r.demand}
+	for _, w := range r.workers {
+		st.Workers = append(st.Workers, trellis.WorkerStatus{Name: w})
+	}
+	return st, nil
+}
+
+// Each cycle reports the jobs as the last cycle left them: pending until
+// their worker connects, started after; cancelled ones not at all.
+func TestCycleReportsJobs(t *testing.T) {
+	b := &fakeBatch{alive: make(map[string]bool)}
+	m := &reportingStatus{demand: []trellis.ShapeDemand{{Shape: trellis.Resources{Cores: 1}, Waiting: 2}}}
+	f := newFactory(Config{Limits: Limits{Worker: trellis.Resources{Cores: 1}, Min: 1, Max: 5, PerCycle: 5},
+		Name: "fw", Batch: "slurm", Interval: 2 * time.Second}, discard(), b)
+	t0 := time.Unix(1700000000, 0)
+	f.now = func() time.Time { return t0 }
+	ctx := context.Background()
+	for range 4 {
+		if err := f.cycle(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.reports) == 2 {
+			m.workers = []string{"fw-1"} // the third cycle sees fw-1's worker; the fourth reports it
+		}
+	}
+	if first := m.reports[0]; first.Name != "fw" || first.Batch != "slurm" || first.Min != 1 || first.Max != 5 ||
+		first.Interval != 2*time.Second || first.PendingCount != 0 || first.Decision != "" {
+		t.Errorf("first report %+v; want fw, slurm, min 1, max 5, 2s, no job, no decision yet", first)
+	}
+	second := m.reports[1]
+	if !slices.Equal(second.Pending, []string{"fw-1", "fw-2"}) || second.PendingCount != 2 || second.StartedCount != 0 ||
+		!second.OldestPending.Equal(t0) || !strings.HasPrefix(second.Decision, "submit 2, cancel 0: ") {
+		t.Errorf("second report %+v; want fw-1 and fw-2 pending since %v, decision submit 2", second, t0)
+	}
+	fourth := m.reports[3]
+	// The demand still waits for two workers: the third cycle added fw-3.
+	if !slices.Equal(fourth.Started, []string{"fw-1"}) || !slices.Equal(fourth.Pending, []string{"fw-2", "fw-3"}) ||
+		fourth.StartedCount != 1 || fourth.PendingCount != 2 {
+		t.Errorf("fourth report %+v; want fw-1 started, fw-2 and fw-3 pending", fourth)
 	}
 }

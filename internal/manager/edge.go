@@ -48,7 +48,7 @@ var requestLimits = map[string]int{
 	trellisv1connect.ManagerCancelProcedure:         1 << 20, // 100,000 task IDs of 10 bytes
 	trellisv1connect.ManagerWatchProcedure:          smallRequestBytes,
 	trellisv1connect.ManagerAckProcedure:            smallRequestBytes,
-	trellisv1connect.ManagerStatusProcedure:         smallRequestBytes,
+	trellisv1connect.ManagerStatusProcedure:         256 << 10, // a factory report names up to 2,000 jobs
 	trellisv1connect.ManagerFetchFileProcedure:      smallRequestBytes,
 	trellisv1connect.ManagerEndSessionProcedure:     smallRequestBytes,
 	trellisv1connect.ManagerRemoveLibraryProcedure:  smallRequestBytes,

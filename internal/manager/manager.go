@@ -84,6 +84,7 @@ type Manager struct {
 	mux      *http.ServeMux
 	index    *taskIndex     // written by loop, read by anyone (index.go)
 	txn      *txnlog.Writer // nil without Config.TxnLog; loop's
+	factory  factories      // what factories report of themselves (factories.go)
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.

@@ -152,12 +152,20 @@ func (s *service) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequ
 	return connect.NewResponse(&pb.CancelResponse{}), nil
 }
 
-func (s *service) Status(ctx context.Context, _ *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error) {
+func (s *service) Status(ctx context.Context, req *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error) {
+	now := time.Now()
+	if r := req.Msg.Factory; r != nil {
+		if err := s.m.factory.report(r, now); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+	}
 	snap, err := s.m.Snapshot(ctx) // never enters the loop's queue
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(goproto.CloneOf(snap.Status)), nil
+	st := goproto.CloneOf(snap.Status)
+	s.m.factory.annotate(st, now)
+	return connect.NewResponse(st), nil
 }
 
 func (s *service) Work(ctx context.Context, stream *connect.BidiStream[pb.WorkerMessage, pb.ManagerMessage]) error {

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{55, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -2227,7 +2227,11 @@ func (*CancelResponse) Descriptor() ([]byte, []int) {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// factory, when set, is a factory's report of itself: the manager keeps
+	// the last one of each factory and shows it in its status (factories)
+	// until the factory has not reported for a while.
+	Factory       *FactoryReport `protobuf:"bytes,1,opt,name=factory,proto3" json:"factory,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2262,6 +2266,208 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
+func (x *StatusRequest) GetFactory() *FactoryReport {
+	if x != nil {
+		return x.Factory
+	}
+	return nil
+}
+
+// FactoryReport is what a factory (trellis factory) says of itself each
+// cycle: its jobs in the batch system and its last decision.
+type FactoryReport struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Name                string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`   // its --name, the prefix of its jobs' and workers' names
+	Batch               string                 `protobuf:"bytes,2,opt,name=batch,proto3" json:"batch,omitempty"` // local, slurm, condor or kubernetes
+	Min                 uint32                 `protobuf:"varint,3,opt,name=min,proto3" json:"min,omitempty"`    // its limits on workers
+	Max                 uint32                 `protobuf:"varint,4,opt,name=max,proto3" json:"max,omitempty"`
+	Pending             []string               `protobuf:"bytes,5,rep,name=pending,proto3" json:"pending,omitempty"`                                // jobs submitted whose worker has not connected (at most 1,000 named)
+	Started             []string               `protobuf:"bytes,6,rep,name=started,proto3" json:"started,omitempty"`                                // jobs whose worker connected once (at most 1,000 named)
+	PendingCount        uint64                 `protobuf:"varint,7,opt,name=pending_count,json=pendingCount,proto3" json:"pending_count,omitempty"` // all of them, named or not
+	StartedCount        uint64                 `protobuf:"varint,8,opt,name=started_count,json=startedCount,proto3" json:"started_count,omitempty"`
+	Decision            string                 `protobuf:"bytes,9,opt,name=decision,proto3" json:"decision,omitempty"`                                                        // its last decision and why
+	IntervalMs          int64                  `protobuf:"varint,10,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`                                // between its cycles
+	OldestPendingUnixMs int64                  `protobuf:"varint,11,opt,name=oldest_pending_unix_ms,json=oldestPendingUnixMs,proto3" json:"oldest_pending_unix_ms,omitempty"` // when the oldest pending job was submitted
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *FactoryReport) Reset() {
+	*x = FactoryReport{}
+	mi := &file_trellis_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FactoryReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FactoryReport) ProtoMessage() {}
+
+func (x *FactoryReport) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FactoryReport.ProtoReflect.Descriptor instead.
+func (*FactoryReport) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *FactoryReport) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FactoryReport) GetBatch() string {
+	if x != nil {
+		return x.Batch
+	}
+	return ""
+}
+
+func (x *FactoryReport) GetMin() uint32 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *FactoryReport) GetMax() uint32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *FactoryReport) GetPending() []string {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *FactoryReport) GetStarted() []string {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *FactoryReport) GetPendingCount() uint64 {
+	if x != nil {
+		return x.PendingCount
+	}
+	return 0
+}
+
+func (x *FactoryReport) GetStartedCount() uint64 {
+	if x != nil {
+		return x.StartedCount
+	}
+	return 0
+}
+
+func (x *FactoryReport) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *FactoryReport) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *FactoryReport) GetOldestPendingUnixMs() int64 {
+	if x != nil {
+		return x.OldestPendingUnixMs
+	}
+	return 0
+}
+
+// FactoryStatus is a factory as the manager last heard of it.
+type FactoryStatus struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Report           *FactoryReport         `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	ReportedUnixMs   int64                  `protobuf:"varint,2,opt,name=reported_unix_ms,json=reportedUnixMs,proto3" json:"reported_unix_ms,omitempty"`
+	WorkersConnected uint64                 `protobuf:"varint,3,opt,name=workers_connected,json=workersConnected,proto3" json:"workers_connected,omitempty"` // workers connected now whose names are its jobs'
+	Stale            bool                   `protobuf:"varint,4,opt,name=stale,proto3" json:"stale,omitempty"`                                               // not heard for three of its intervals
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *FactoryStatus) Reset() {
+	*x = FactoryStatus{}
+	mi := &file_trellis_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FactoryStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FactoryStatus) ProtoMessage() {}
+
+func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FactoryStatus.ProtoReflect.Descriptor instead.
+func (*FactoryStatus) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FactoryStatus) GetReport() *FactoryReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+func (x *FactoryStatus) GetReportedUnixMs() int64 {
+	if x != nil {
+		return x.ReportedUnixMs
+	}
+	return 0
+}
+
+func (x *FactoryStatus) GetWorkersConnected() uint64 {
+	if x != nil {
+		return x.WorkersConnected
+	}
+	return 0
+}
+
+func (x *FactoryStatus) GetStale() bool {
+	if x != nil {
+		return x.Stale
+	}
+	return false
+}
+
 // FetchFileRequest asks the manager to bring a file (a temp file, say) to
 // its store, from a worker that holds it, so that the client can GET it.
 type FetchFileRequest struct {
@@ -2273,7 +2479,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2491,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2504,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -2317,7 +2523,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2535,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2548,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -2362,7 +2568,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2580,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2593,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -2405,7 +2611,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2623,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2636,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 type WorkerStatus struct {
@@ -2452,13 +2658,14 @@ type WorkerStatus struct {
 	CacheNeeded     int64                  `protobuf:"varint,15,opt,name=cache_needed,json=cacheNeeded,proto3" json:"cache_needed,omitempty"`            // of cache_bytes, bytes of files unfinished tasks read
 	BytesPruned     int64                  `protobuf:"varint,16,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`            // bytes unlinked from it because no task reads them any more
 	PeakCacheBytes  int64                  `protobuf:"varint,17,opt,name=peak_cache_bytes,json=peakCacheBytes,proto3" json:"peak_cache_bytes,omitempty"` // the most cache_bytes it held at once
+	Factory         string                 `protobuf:"bytes,100,opt,name=factory,proto3" json:"factory,omitempty"`                                       // the factory that started it, if one reported it
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2677,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2690,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -2605,6 +2812,13 @@ func (x *WorkerStatus) GetPeakCacheBytes() int64 {
 	return 0
 }
 
+func (x *WorkerStatus) GetFactory() string {
+	if x != nil {
+		return x.Factory
+	}
+	return ""
+}
+
 // TaskCounts counts tasks of one modality (command tasks, calls, or
 // library instances) by state.
 type TaskCounts struct {
@@ -2622,7 +2836,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2634,7 +2848,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2647,7 +2861,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -2714,7 +2928,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +2940,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +2953,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -2811,17 +3025,18 @@ type StatusResponse struct {
 	UnplaceableTasks []*UnplaceableTask `protobuf:"bytes,25,rep,name=unplaceable_tasks,json=unplaceableTasks,proto3" json:"unplaceable_tasks,omitempty"`
 	// Recovery (--state): the epoch (starts with this state; 1 without
 	// one), and the journal, if any.
-	Epoch           uint64         `protobuf:"varint,26,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Journal         *JournalStatus `protobuf:"bytes,27,opt,name=journal,proto3" json:"journal,omitempty"`
-	BytesPruned     int64          `protobuf:"varint,28,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`               // unlinked from workers (pruned temp files, task-level files)
-	TasksHandedBack uint64         `protobuf:"varint,29,opt,name=tasks_handed_back,json=tasksHandedBack,proto3" json:"tasks_handed_back,omitempty"` // attempts handed back for a full cache (not failures)
+	Epoch           uint64           `protobuf:"varint,26,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Journal         *JournalStatus   `protobuf:"bytes,27,opt,name=journal,proto3" json:"journal,omitempty"`
+	BytesPruned     int64            `protobuf:"varint,28,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`               // unlinked from workers (pruned temp files, task-level files)
+	TasksHandedBack uint64           `protobuf:"varint,29,opt,name=tasks_handed_back,json=tasksHandedBack,proto3" json:"tasks_handed_back,omitempty"` // attempts handed back for a full cache (not failures)
+	Factories       []*FactoryStatus `protobuf:"bytes,100,rep,name=factories,proto3" json:"factories,omitempty"`                                      // factories that report to this manager
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3048,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3061,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -3052,6 +3267,13 @@ func (x *StatusResponse) GetTasksHandedBack() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetFactories() []*FactoryStatus {
+	if x != nil {
+		return x.Factories
+	}
+	return nil
+}
+
 // JournalStatus is the state of a manager's journal.
 type JournalStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3064,7 +3286,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3298,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3311,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -3126,7 +3348,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3138,7 +3360,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3151,7 +3373,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -3197,7 +3419,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3431,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3444,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -3280,7 +3502,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3292,7 +3514,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3305,7 +3527,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -3365,7 +3587,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3377,7 +3599,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3390,7 +3612,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3565,7 +3787,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3577,7 +3799,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3590,7 +3812,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -3611,7 +3833,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3623,7 +3845,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3636,7 +3858,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -3673,7 +3895,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3907,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3920,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -3751,7 +3973,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3985,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3998,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -3841,7 +4063,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3853,7 +4075,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3866,7 +4088,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CachedFile) GetName() string {
@@ -3923,7 +4145,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +4157,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +4170,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -4031,7 +4253,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4265,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4278,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -4074,7 +4296,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4086,7 +4308,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4099,7 +4321,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 type AttemptDone struct {
@@ -4113,7 +4335,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4125,7 +4347,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4138,7 +4360,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -4176,7 +4398,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4188,7 +4410,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4201,7 +4423,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -4240,7 +4462,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4252,7 +4474,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4265,7 +4487,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 // Worker stream: manager to worker.
@@ -4289,7 +4511,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4301,7 +4523,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4314,7 +4536,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -4474,7 +4696,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4708,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4721,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -4522,7 +4744,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4534,7 +4756,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4547,7 +4769,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -4581,7 +4803,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4815,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4828,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -4630,7 +4852,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4642,7 +4864,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4655,7 +4877,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -4709,7 +4931,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4721,7 +4943,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4734,7 +4956,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -4796,7 +5018,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4808,7 +5030,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4821,7 +5043,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -4841,7 +5063,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4853,7 +5075,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4866,7 +5088,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Upload) GetName() string {
@@ -4894,7 +5116,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4906,7 +5128,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4919,7 +5141,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -4973,7 +5195,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4985,7 +5207,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4998,7 +5220,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -5053,7 +5275,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5065,7 +5287,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5078,7 +5300,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -5249,15 +5471,35 @@ const file_trellis_proto_rawDesc = "" +
 	"\vAckResponse\"*\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"\x10\n" +
-	"\x0eCancelResponse\"\x0f\n" +
-	"\rStatusRequest\"&\n" +
+	"\x0eCancelResponse\"D\n" +
+	"\rStatusRequest\x123\n" +
+	"\afactory\x18\x01 \x01(\v2\x19.trellis.v1.FactoryReportR\afactory\"\xcd\x02\n" +
+	"\rFactoryReport\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05batch\x18\x02 \x01(\tR\x05batch\x12\x10\n" +
+	"\x03min\x18\x03 \x01(\rR\x03min\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\rR\x03max\x12\x18\n" +
+	"\apending\x18\x05 \x03(\tR\apending\x12\x18\n" +
+	"\astarted\x18\x06 \x03(\tR\astarted\x12#\n" +
+	"\rpending_count\x18\a \x01(\x04R\fpendingCount\x12#\n" +
+	"\rstarted_count\x18\b \x01(\x04R\fstartedCount\x12\x1a\n" +
+	"\bdecision\x18\t \x01(\tR\bdecision\x12\x1f\n" +
+	"\vinterval_ms\x18\n" +
+	" \x01(\x03R\n" +
+	"intervalMs\x123\n" +
+	"\x16oldest_pending_unix_ms\x18\v \x01(\x03R\x13oldestPendingUnixMs\"\xaf\x01\n" +
+	"\rFactoryStatus\x121\n" +
+	"\x06report\x18\x01 \x01(\v2\x19.trellis.v1.FactoryReportR\x06report\x12(\n" +
+	"\x10reported_unix_ms\x18\x02 \x01(\x03R\x0ereportedUnixMs\x12+\n" +
+	"\x11workers_connected\x18\x03 \x01(\x04R\x10workersConnected\x12\x14\n" +
+	"\x05stale\x18\x04 \x01(\bR\x05stale\"&\n" +
 	"\x10FetchFileRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"=\n" +
 	"\x11FetchFileResponse\x12(\n" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\xbd\x04\n" +
+	"\x12EndSessionResponse\"\xd7\x04\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -5279,7 +5521,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\tinstances\x18\x0e \x03(\x04R\tinstances\x12!\n" +
 	"\fcache_needed\x18\x0f \x01(\x03R\vcacheNeeded\x12!\n" +
 	"\fbytes_pruned\x18\x10 \x01(\x03R\vbytesPruned\x12(\n" +
-	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\"\xc2\x01\n" +
+	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\x12\x18\n" +
+	"\afactory\x18d \x01(\tR\afactory\"\xc2\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x18\n" +
 	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5294,7 +5537,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x8d\t\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xc6\t\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5326,7 +5569,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05epoch\x18\x1a \x01(\x04R\x05epoch\x123\n" +
 	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\x12!\n" +
 	"\fbytes_pruned\x18\x1c \x01(\x03R\vbytesPruned\x12*\n" +
-	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\"S\n" +
+	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\x127\n" +
+	"\tfactories\x18d \x03(\v2\x19.trellis.v1.FactoryStatusR\tfactories\"S\n" +
 	"\rJournalStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
@@ -5535,7 +5779,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -5567,41 +5811,43 @@ var file_trellis_proto_goTypes = []any{
 	(*CancelRequest)(nil),          // 27: trellis.v1.CancelRequest
 	(*CancelResponse)(nil),         // 28: trellis.v1.CancelResponse
 	(*StatusRequest)(nil),          // 29: trellis.v1.StatusRequest
-	(*FetchFileRequest)(nil),       // 30: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 31: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 32: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 33: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 34: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),             // 35: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),            // 36: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),         // 37: trellis.v1.StatusResponse
-	(*JournalStatus)(nil),          // 38: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),        // 39: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 40: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 41: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 42: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 43: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 44: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 45: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 46: trellis.v1.Hello
-	(*CachedFile)(nil),             // 47: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 48: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 49: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 50: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 51: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 52: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 53: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 54: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 55: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 56: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 57: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 58: trellis.v1.Source
-	(*Fetch)(nil),                  // 59: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 60: trellis.v1.Unlink
-	(*Upload)(nil),                 // 61: trellis.v1.Upload
-	(*Welcome)(nil),                // 62: trellis.v1.Welcome
-	(*Run)(nil),                    // 63: trellis.v1.Run
-	(*Kill)(nil),                   // 64: trellis.v1.Kill
+	(*FactoryReport)(nil),          // 30: trellis.v1.FactoryReport
+	(*FactoryStatus)(nil),          // 31: trellis.v1.FactoryStatus
+	(*FetchFileRequest)(nil),       // 32: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 33: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 34: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 35: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 36: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),             // 37: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),            // 38: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),         // 39: trellis.v1.StatusResponse
+	(*JournalStatus)(nil),          // 40: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),        // 41: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),          // 42: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 43: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 44: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 45: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 46: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 47: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 48: trellis.v1.Hello
+	(*CachedFile)(nil),             // 49: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 50: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 51: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 52: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 53: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 54: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 55: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 56: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 57: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 58: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 59: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 60: trellis.v1.Source
+	(*Fetch)(nil),                  // 61: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 62: trellis.v1.Unlink
+	(*Upload)(nil),                 // 63: trellis.v1.Upload
+	(*Welcome)(nil),                // 64: trellis.v1.Welcome
+	(*Run)(nil),                    // 65: trellis.v1.Run
+	(*Kill)(nil),                   // 66: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -5630,75 +5876,78 @@ var file_trellis_proto_depIdxs = []int32{
 	25, // 23: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
 	13, // 24: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
 	16, // 25: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	15, // 26: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 27: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 28: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	5,  // 29: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	34, // 30: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	40, // 31: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	35, // 32: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	35, // 33: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	35, // 34: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	36, // 35: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	39, // 36: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	38, // 37: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	41, // 38: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	46, // 39: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	50, // 40: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	51, // 41: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	52, // 42: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	53, // 43: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	48, // 44: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	49, // 45: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	44, // 46: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	45, // 47: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	43, // 48: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	42, // 49: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 50: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 51: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	47, // 52: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 53: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	16, // 54: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	62, // 55: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	63, // 56: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	64, // 57: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	59, // 58: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	60, // 59: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	61, // 60: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	56, // 61: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	57, // 62: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	55, // 63: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	54, // 64: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 65: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 66: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	58, // 67: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 68: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 69: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	19, // 70: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	21, // 71: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	22, // 72: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	27, // 73: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	29, // 74: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	30, // 75: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 76: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	13, // 77: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	32, // 78: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	42, // 79: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	20, // 80: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	18, // 81: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	26, // 82: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	28, // 83: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	37, // 84: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	31, // 85: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 86: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	14, // 87: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	33, // 88: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	54, // 89: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	80, // [80:90] is the sub-list for method output_type
-	70, // [70:80] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	30, // 26: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
+	30, // 27: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
+	15, // 28: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	5,  // 29: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	5,  // 30: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	5,  // 31: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	36, // 32: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	42, // 33: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	37, // 34: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	37, // 35: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	37, // 36: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	38, // 37: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	41, // 38: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	40, // 39: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	31, // 40: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
+	43, // 41: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	48, // 42: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	52, // 43: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	53, // 44: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	54, // 45: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	55, // 46: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	50, // 47: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	51, // 48: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	46, // 49: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	47, // 50: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	45, // 51: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	44, // 52: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 53: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 54: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	49, // 55: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	1,  // 56: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	16, // 57: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	64, // 58: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	65, // 59: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	66, // 60: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	61, // 61: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	62, // 62: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	63, // 63: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	58, // 64: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	59, // 65: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	57, // 66: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	56, // 67: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 68: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 69: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	60, // 70: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 71: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 72: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	19, // 73: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	21, // 74: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	22, // 75: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	27, // 76: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	29, // 77: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	32, // 78: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 79: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	13, // 80: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	34, // 81: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	44, // 82: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	20, // 83: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	18, // 84: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	26, // 85: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	28, // 86: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	39, // 87: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	33, // 88: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 89: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	14, // 90: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	35, // 91: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	56, // 92: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	83, // [83:93] is the sub-list for method output_type
+	73, // [73:83] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -5715,7 +5964,7 @@ func file_trellis_proto_init() {
 		(*JournalRecord_Done)(nil),
 		(*JournalRecord_LibraryRemoved)(nil),
 	}
-	file_trellis_proto_msgTypes[37].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[39].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -5727,7 +5976,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[49].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[51].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -5744,7 +5993,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
