@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/internal/certs"
 	"trellis/internal/worker/cache"
 	"trellis/internal/worker/transfer"
 	"trellis/local"
@@ -115,6 +118,13 @@ func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, k
 // over 127.0.0.1 (the peer server and fetcher workers use, digest checked),
 // and copies the same file with cp on the same disk.
 func peerVsCopy(ctx context.Context, mib int) (peer, cp float64, err error) {
+	return peerTransfer(ctx, mib, false)
+}
+
+// peerTransfer is peerVsCopy, over TLS when withTLS (as between the workers
+// of a manager with TLS: a cluster CA signs the file server's certificate
+// and the fetcher verifies it).
+func peerTransfer(ctx context.Context, mib int, withTLS bool) (peer, cp float64, err error) {
 	dir, err := os.MkdirTemp("", "trellis-bench-dag-")
 	if err != nil {
 		return 0, 0, err
@@ -142,10 +152,17 @@ func peerVsCopy(ctx context.Context, mib int) (peer, cp float64, err error) {
 		return 0, 0, err
 	}
 	srv := &http.Server{Handler: transfer.NewServer(from, secret, slog.New(slog.DiscardHandler))}
+	scheme, f := "http", &transfer.Fetcher{}
+	if withTLS {
+		scheme = "https"
+		if f.HTTP, err = peerTLS(dir, srv); err != nil {
+			return 0, 0, err
+		}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
 	go srv.Serve(ln) // exits when srv is closed below
 	defer srv.Close()
-	u := fmt.Sprintf("http://%s/cache/big?token=%s", ln.Addr(), url.QueryEscape(transfer.Token(secret, "big", time.Now().Add(time.Minute))))
-	f := &transfer.Fetcher{}
+	u := fmt.Sprintf("%s://%s/cache/big?token=%s", scheme, ln.Addr(), url.QueryEscape(transfer.Token(secret, "big", time.Now().Add(time.Minute))))
 	start := time.Now()
 	if _, err := f.Fetch(ctx, to, "big", cache.LevelWorker, u, e.Size, e.Digest, false); err != nil {
 		return 0, 0, err
@@ -158,4 +175,26 @@ func peerVsCopy(ctx context.Context, mib int) (peer, cp float64, err error) {
 	}
 	cp = float64(e.Size) / 1e6 / time.Since(start).Seconds()
 	return peer, cp, nil
+}
+
+// peerTLS makes a cluster CA in dir, gives srv a certificate it signed for
+// 127.0.0.1 as a worker's file server gets one, and returns a client that
+// verifies it as a fetching worker does.
+func peerTLS(dir string, srv *http.Server) (*http.Client, error) {
+	ca, err := certs.CA(filepath.Join(dir, "tls"))
+	if err != nil {
+		return nil, err
+	}
+	certPEM, keyPEM, err := ca.IssuePEM("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	srv.TLSConfig = certs.FileServer(func() *tls.Certificate { return &pair })
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	return &http.Client{Transport: &http.Transport{DialTLSContext: certs.DialPeer(func() *x509.CertPool { return roots })}}, nil
 }
