@@ -26,3 +26,22 @@ func TestBenchTLS(t *testing.T) {
 		t.Errorf("figures %+v; want one round of each mode and both ratios", res)
 	}
 }
+
+// `trellis bench scale --workers` runs real worker processes that a
+// factory starts, at the baseline size and then the measured one.
+func TestBenchScaleWorkers(t *testing.T) {
+	code, out := runTrellis(t, "bench", "scale", "--workers", "3", "--baseline-workers", "2", "--tasks", "40", "--idle", "200ms")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res struct {
+		Workers   int                     `json:"workers"`
+		TasksPerS float64                 `json:"tasks_per_s"`
+		RSSGrowth float64                 `json:"rss_growth"`
+		Runs      []struct{ Workers int } `json:"runs"`
+	}
+	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &res) != nil {
+		t.Fatalf("trellis bench scale --workers: exit %d, last line not its JSON:\n%s", code, out)
+	}
+	if res.Workers != 3 || res.TasksPerS <= 0 || res.RSSGrowth <= 0 || len(res.Runs) != 2 || res.Runs[0].Workers != 2 || res.Runs[1].Workers != 3 {
+		t.Errorf("figures %+v; want runs at 2 then 3 workers, tasks/s and growth", res)
+	}
+}
