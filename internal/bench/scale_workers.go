@@ -83,16 +83,11 @@ func ScaleWorkers(ctx context.Context, cfg WorkersConfig, logf func(string, ...a
 func workersRun(ctx context.Context, cfg WorkersConfig, n int, logf func(string, ...any)) (*WorkersRun, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "trellis-bench-workers-")
+	dir, secret, secretFile, err := secretDir("trellis-bench-workers-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	secret := "bench-scale-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	secretFile := filepath.Join(dir, "secret")
-	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
-		return nil, err
-	}
 	mgr, addr, err := startManager(ctx, []string{cfg.Self, "manager", "--log-level", "warn"}, secretFile)
 	if err != nil {
 		return nil, err
@@ -168,4 +163,19 @@ func workersRun(ctx context.Context, cfg WorkersConfig, n int, logf func(string,
 	run.ManagerCPUSPer1kTasks = (after.cpu - before.cpu).Seconds() * 1000 / float64(cfg.Tasks)
 	run.ManagerRSSMB = after.peakMB
 	return run, nil
+}
+
+// secretDir makes a temporary directory holding a secret file for a
+// manager process, and returns both and the secret; the caller removes dir.
+func secretDir(prefix string) (dir, secret, secretFile string, err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", "", err
+	}
+	secret = "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	secretFile = filepath.Join(dir, "secret")
+	if err = os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", "", "", err
+	}
+	return dir, secret, secretFile, nil
 }

@@ -88,16 +88,11 @@ func median(xs []float64) float64 {
 // cfg.Workers worker processes that trust it, runs a warm-up, then
 // cfg.Tasks `true` tasks, and stops them all.
 func tasksOverTCP(ctx context.Context, cfg TLSConfig, withTLS bool) (float64, error) {
-	dir, err := os.MkdirTemp("", "trellis-bench-tls-")
+	dir, secret, secretFile, err := secretDir("trellis-bench-tls-")
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	secretFile := filepath.Join(dir, "secret")
-	const secret = "bench-tls-secret"
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		return 0, err
-	}
 	manager := []string{cfg.Self, "manager", "--log-level", "error"}
 	var trust []string
 	if withTLS {
