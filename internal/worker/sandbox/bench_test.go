@@ -91,13 +91,7 @@ func BenchmarkGroupScanWalk(b *testing.B) {
 // BenchmarkRunTrueWarden is BenchmarkRunTrue in a warden's cgroups, with a
 // CPU quota where they allow one.
 func BenchmarkRunTrueWarden(b *testing.B) {
-	w, err := NewWarden(WardenConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	dir := b.TempDir()
-	ctx := context.Background()
+	w, dir, ctx := benchWarden(b)
 	for b.Loop() {
 		res, err := Run(ctx, Spec{Dir: dir, Command: "true", Warden: w, Cores: 1})
 		if err != nil || res.Kind != Success {
@@ -109,13 +103,7 @@ func BenchmarkRunTrueWarden(b *testing.B) {
 // BenchmarkRunTrueWardenParallel is BenchmarkRunTrueWarden from two
 // goroutines, as two task slots of a worker start tasks at once.
 func BenchmarkRunTrueWardenParallel(b *testing.B) {
-	w, err := NewWarden(WardenConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	dir := b.TempDir()
-	ctx := context.Background()
+	w, dir, ctx := benchWarden(b)
 	b.SetParallelism(2)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -125,4 +113,14 @@ func BenchmarkRunTrueWardenParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchWarden makes a warden, closed when b ends, and a sandbox directory.
+func benchWarden(b *testing.B) (*Warden, string, context.Context) {
+	w, err := NewWarden(WardenConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	return w, b.TempDir(), context.Background()
 }
