@@ -153,17 +153,21 @@ func (c *Core) settleHome(t *task, w *worker) {
 	}
 }
 
-// choose returns the task that w, which h fits, takes now: h if w is a
-// home for it, else a task of h's priority at home on w, else h (no core
-// idles waiting for a better place).
-func (c *Core) choose(h *task, w *worker) *task {
+// choose returns what to place now, for w, which h fits: h on w if w is
+// a home for it; else h on a worker that is and has room; else a task of
+// h's priority at home on w; else h on w (no core idles waiting for a
+// better place).
+func (c *Core) choose(h *task, w *worker) (*task, *worker) {
 	if c.naive || c.atHome(h, w) {
-		return h
+		return h, w
+	}
+	if x := c.bestWorker(h); x != nil && x != w && c.atHome(h, x) {
+		return h, x
 	}
 	if t := c.alternative(h, w); t != nil {
-		return t
+		return t, w
 	}
-	return h
+	return h, w
 }
 
 // atHome reports whether w is as good a place for t as any: no other open
@@ -226,14 +230,24 @@ func (c *Core) alternative(h *task, w *worker) *task {
 		i++
 		scanned++
 	}
-	// Not in a family: one of the first few of h's queue.
+	// One of the first few of h's queue; if h's inputs are elsewhere,
+	// one whose are not, even of a family at home elsewhere: it moves
+	// one output later, where h would move its inputs now.
 	q := c.ready.byNeed[h.spec.Resources]
+	var steal *task
+	stealing := len(h.spec.Inputs) > 0 && !c.dataHere(h, w)
 	for _, t := range q.tasks[1:min(len(q.tasks), 1+maxQueueScan)] {
-		if t.spec.Priority == h.spec.Priority && c.atHome(t, w) {
+		if t.spec.Priority != h.spec.Priority {
+			continue
+		}
+		if c.atHome(t, w) {
 			return t
 		}
+		if stealing && steal == nil && c.dataHere(t, w) {
+			steal = t
+		}
 	}
-	return nil
+	return steal
 }
 
 // member returns a queued member of fam that w could take instead of h:

@@ -47,7 +47,7 @@ func (c *Core) placeFresh() {
 				if w == nil {
 					break
 				}
-				c.place(c.choose(head, w), w)
+				c.place(c.choose(head, w))
 			}
 		}
 		// Placing can make more tasks ready (a lost input sends its
@@ -148,7 +148,7 @@ func (c *Core) fill(w *worker) {
 		if q == nil {
 			return
 		}
-		c.place(c.choose(q.head(), w), w)
+		c.place(c.choose(q.head(), w))
 	}
 }
 
