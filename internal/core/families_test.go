@@ -22,6 +22,20 @@ func TestGraphPlacement(t *testing.T) {
 		return core.WorkerJoined{Worker: id, Resources: r, Cached: []core.CachedFile{{File: f, Size: 100}}}
 	}
 	uploads := core.FilesDeclared{Files: []core.FileSpec{{ID: 31, Kind: core.External, Size: 100}, {ID: 32, Kind: core.External, Size: 100}}}
+	// Task 3 reads files 31 (cached on worker 1) and 32 (on worker 2) of
+	// one size; its sibling 4, of a higher priority, goes first.
+	tie := []step{
+		{uploads, nil},
+		{cached(1, one, 31), nil},
+		{cached(2, res(2000, 200), 32), nil},
+		{temps(21, 22), nil},
+		{submit(
+			files(task(3, one), ids(31, 32), ids(21)), files(prio(task(4, one), 1), nil, ids(22)),
+			files(task(5, one), ids(21, 22), nil),
+		), nil},
+	}
+	// Worker 1 holds file 31; worker 2 holds nothing.
+	busy := []step{{uploads, nil}, {cached(1, one, 31), nil}, {join(2, one), nil}}
 	tests := []struct {
 		name      string
 		placement core.Placement
@@ -79,14 +93,8 @@ func TestGraphPlacement(t *testing.T) {
 			// 5 finds both its inputs there.
 			name: "a tie on bytes present goes where the siblings produce",
 			steps: []step{
-				{uploads, nil},
-				{cached(1, one, 31), nil},
-				{cached(2, res(2000, 200), 32), nil},
-				{temps(21, 22), nil},
-				{submit(
-					files(task(3, one), ids(31, 32), ids(21)), files(prio(task(4, one), 1), nil, ids(22)),
-					files(task(5, one), ids(21, 22), nil),
-				), acts(dispatch(4, 1, 2), fetch(1, 2, 31, peer(1), 100))},
+				tie[0], tie[1], tie[2], tie[3],
+				{tie[4].ev, acts(dispatch(4, 1, 2), fetch(1, 2, 31, peer(1), 100))},
 				{fetched(1, 100), acts(dispatch(3, 1, 2))},
 			},
 		},
@@ -94,14 +102,8 @@ func TestGraphPlacement(t *testing.T) {
 			name:      "PlaceFree: a tie on bytes present goes to the lower ID",
 			placement: core.PlaceFree,
 			steps: []step{
-				{uploads, nil},
-				{cached(1, one, 31), nil},
-				{cached(2, res(2000, 200), 32), nil},
-				{temps(21, 22), nil},
-				{submit(
-					files(task(3, one), ids(31, 32), ids(21)), files(prio(task(4, one), 1), nil, ids(22)),
-					files(task(5, one), ids(21, 22), nil),
-				), acts(dispatch(4, 1, 2), fetch(1, 1, 32, peer(2), 100))},
+				tie[0], tie[1], tie[2], tie[3],
+				{tie[4].ev, acts(dispatch(4, 1, 2), fetch(1, 1, 32, peer(2), 100))},
 			},
 		},
 		{
@@ -109,9 +111,7 @@ func TestGraphPlacement(t *testing.T) {
 			// worker 2 runs task 3 meanwhile, and task 2 waits for worker 1.
 			name: "a consumer waits for its input's worker while the free one runs another task",
 			steps: []step{
-				{uploads, nil},
-				{cached(1, one, 31), nil},
-				{join(2, one), nil},
+				busy[0], busy[1], busy[2],
 				{submit(prio(task(1, one), 1), files(task(2, one), ids(31), nil), task(3, one)), acts(dispatch(1, 1, 1), dispatch(3, 1, 2))},
 				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
 			},
@@ -120,9 +120,7 @@ func TestGraphPlacement(t *testing.T) {
 			name:      "PlaceFree: a consumer goes to the free worker and pulls its input",
 			placement: core.PlaceFree,
 			steps: []step{
-				{uploads, nil},
-				{cached(1, one, 31), nil},
-				{join(2, one), nil},
+				busy[0], busy[1], busy[2],
 				{submit(prio(task(1, one), 1), files(task(2, one), ids(31), nil), task(3, one)), acts(dispatch(1, 1, 1), fetch(1, 2, 31, peer(1), 100))},
 			},
 		},
@@ -130,9 +128,7 @@ func TestGraphPlacement(t *testing.T) {
 			// With no other task queued, worker 2 takes it rather than idle.
 			name: "a consumer goes to the free worker when nothing else waits",
 			steps: []step{
-				{uploads, nil},
-				{cached(1, one, 31), nil},
-				{join(2, one), nil},
+				busy[0], busy[1], busy[2],
 				{submit(prio(task(1, one), 1), files(task(2, one), ids(31), nil)), acts(dispatch(1, 1, 1), fetch(1, 2, 31, peer(1), 100))},
 			},
 		},
