@@ -71,8 +71,8 @@ func compareBytes(t *testing.T, config func(seed int64) coretest.GraphConfig, ea
 	if graph > free {
 		t.Errorf("graph-aware placement moved %d MiB over %d graphs, more than the %d MiB of PlaceFree", graph>>20, graphSeeds, free>>20)
 	}
-	t.Logf("moved %d MiB (PlaceGraph) against %d MiB (PlaceFree), %s, of %d MiB made; makespan %s of PlaceFree's",
-		graph>>20, free>>20, ratio(graph, free), made>>20, ratio(spanGraph, spanFree))
+	t.Logf("%s: moved %d MiB (PlaceGraph) against %d MiB (PlaceFree), %s, of %d MiB made; makespan %s of PlaceFree's",
+		t.Name(), graph>>20, free>>20, ratio(graph, free), made>>20, ratio(spanGraph, spanFree))
 }
 
 func ratio(a, b int64) string {
