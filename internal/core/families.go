@@ -158,7 +158,7 @@ func (c *Core) settleHome(t *task, w *worker) {
 // h's priority at home on w; else h on w (no core idles waiting for a
 // better place).
 func (c *Core) choose(h *task, w *worker) (*task, *worker) {
-	if c.naive || c.atHome(h, w) {
+	if c.naive || len(c.famOf) == 0 && len(h.spec.Inputs) == 0 || c.atHome(h, w) {
 		return h, w
 	}
 	if x := c.bestWorker(h); x != nil && x != w && c.atHome(h, x) {

@@ -47,7 +47,8 @@ func (c *Core) placeFresh() {
 				if w == nil {
 					break
 				}
-				c.place(c.choose(head, w))
+				t, w := c.choose(head, w)
+				c.place(q, t, w)
 			}
 		}
 		// Placing can make more tasks ready (a lost input sends its
@@ -57,10 +58,14 @@ func (c *Core) placeFresh() {
 	}
 }
 
-// place takes t out of the queue and assigns it to w; a family with no
-// home gets w as its home.
-func (c *Core) place(t *task, w *worker) {
-	c.ready.remove(t)
+// place takes t out of the queue (q is the head's) and assigns it to w;
+// a family with no home gets w as its home.
+func (c *Core) place(q *shapeQueue, t *task, w *worker) {
+	if t == q.head() {
+		c.ready.popHead(q) // q is at hand: no lookup of t's shape
+	} else {
+		c.ready.remove(t)
+	}
 	c.assign(t, w)
 	c.settleHome(t, w)
 }
@@ -148,7 +153,8 @@ func (c *Core) fill(w *worker) {
 		if q == nil {
 			return
 		}
-		c.place(c.choose(q.head(), w))
+		t, x := c.choose(q.head(), w)
+		c.place(q, t, x)
 	}
 }
 
