@@ -84,6 +84,8 @@ type Core struct {
 	naive   bool               // PlaceFree: no families
 	famOf   map[TaskID]*family // unfinished producers, by the family they are in
 	unhomed []*family          // families with a member made ready and no home, oldest first
+	// unhomedKept: len(unhomed) after it was last cleaned (see listFamily)
+	unhomedKept int
 }
 
 // New returns an empty core.

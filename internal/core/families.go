@@ -126,9 +126,41 @@ func containsTask(ts []*task, t *task) bool {
 // listFamily notes that t, made ready, may start its family somewhere.
 func (c *Core) listFamily(t *task) {
 	if fam := c.famOf[t.spec.ID]; fam != nil && !fam.listed && c.homeOf(fam) == nil {
+		if len(c.unhomed) >= max(64, c.unhomedKept) {
+			c.unhomed = keepFamilies(c.unhomed, func(f *family) bool {
+				keep := c.homeOf(f) == nil && f.pending()
+				f.listed = keep
+				return keep
+			})
+			c.unhomedKept = 2 * len(c.unhomed)
+		}
 		fam.listed = true
 		c.unhomed = append(c.unhomed, fam)
 	}
+}
+
+// keepFamilies returns the families of fs that keep holds for, in order.
+// Decisions clean the lists of families as they look at them; this bounds
+// them when no decision does.
+func keepFamilies(fs []*family, keep func(*family) bool) []*family {
+	out := fs[:0]
+	for _, f := range fs {
+		if keep(f) {
+			out = append(out, f)
+		}
+	}
+	clear(fs[len(out):])
+	return out
+}
+
+// pending reports whether a member of f is queued or waits for inputs.
+func (f *family) pending() bool {
+	for _, m := range f.members[f.next:] {
+		if m.state == Ready || m.state == Waiting {
+			return true
+		}
+	}
+	return false
 }
 
 // homeOf returns the open worker fam's members go to, or nil.
@@ -149,6 +181,10 @@ func (c *Core) settleHome(t *task, w *worker) {
 	}
 	if fam := c.famOf[t.spec.ID]; fam != nil && c.homeOf(fam) == nil {
 		fam.home = w.id
+		if len(w.homes) >= max(16, w.homesKept) {
+			w.homes = keepFamilies(w.homes, func(f *family) bool { return f.home == w.id && f.pending() })
+			w.homesKept = 2 * len(w.homes)
+		}
 		w.homes = append(w.homes, fam)
 	}
 }

@@ -28,6 +28,7 @@ type worker struct {
 	pruned       int64               // bytes the core unlinked from it (see retire)
 	peakCache    int64               // the most cacheBytes so far
 	homes        []*family           // families placed here first (see families.go)
+	homesKept    int                 // len(homes) after it was last cleaned
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores
