@@ -86,6 +86,7 @@ type Core struct {
 	unhomed []*family          // families with a member made ready and no home, oldest first
 	// unhomedKept: len(unhomed) after it was last cleaned (see listFamily)
 	unhomedKept int
+	bytesOn     map[WorkerID]int64 // scratch of dataHere
 }
 
 // New returns an empty core.

@@ -316,14 +316,27 @@ func (c *Core) dataHere(t *task, w *worker) bool {
 	if len(t.spec.Inputs) == 0 {
 		return true
 	}
-	here := c.inputBytesOn(t, w)
+	// The bytes on each worker, as inputBytesOn counts them, in one pass
+	// (a gather of many inputs would otherwise cost their square).
+	if c.bytesOn == nil {
+		c.bytesOn = make(map[WorkerID]int64)
+	}
+	clear(c.bytesOn)
+	for _, f := range t.spec.Inputs {
+		if e := c.files.files[f]; e != nil {
+			for _, wid := range e.replicas {
+				c.bytesOn[wid] += max(e.size, 1)
+			}
+		}
+	}
+	here := c.bytesOn[w.id]
 	for _, f := range t.spec.Inputs {
 		e := c.files.files[f]
 		if e == nil || !e.staged() {
 			continue
 		}
 		for _, wid := range e.replicas {
-			if x := c.workers[wid]; x != nil && x != w && x.index >= 0 && x.total.Fits(t.spec.Resources) && c.inputBytesOn(t, x) > here {
+			if x := c.workers[wid]; x != nil && x != w && x.index >= 0 && c.bytesOn[wid] > here && x.total.Fits(t.spec.Resources) {
 				return false
 			}
 		}
