@@ -68,12 +68,12 @@ func (c *Core) formFamilies(batch []Task, accepted []bool) {
 		var fam *family
 		var home WorkerID
 		n := 0
-		for j, f := range batch[i].Inputs {
+		for _, f := range batch[i].Inputs {
 			e := c.files.files[f]
-			if e == nil || e.producer == 0 || seenBefore(batch[i].Inputs, j) {
+			if e == nil || e.producer == 0 {
 				continue
 			}
-			if n++; n > MaxFamily {
+			if n++; n > MaxFamily { // (an input named twice counts twice)
 				fam = nil
 				break
 			}

@@ -107,6 +107,22 @@ func TestGraphPlacement(t *testing.T) {
 			},
 		},
 		{
+			// Task 1 runs on worker 1 when its sibling 2 and their consumer
+			// 3 come in a later batch: worker 1 is the family's home. Worker
+			// 2, freed first, runs task 5 rather than task 2, the head.
+			name: "a producer of an earlier batch gives its family a home",
+			steps: []step{
+				{join(1, one), nil},
+				{join(2, one), nil},
+				{temps(11, 12), nil},
+				{submit(files(task(1, one), nil, ids(11)), task(4, one)), acts(dispatch(1, 1, 1), dispatch(4, 1, 2))},
+				{submit(files(task(2, one), nil, ids(12)), task(5, one), files(task(3, one), ids(11, 12), nil)), nil},
+				{ok(4, 1, 2), acts(success(4, 1, 2), dispatch(5, 1, 2))},
+				{kept(1, 1, 1, 5000, 11), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{kept(2, 1, 1, 5000, 12), acts(success(2, 1, 1), dispatch(3, 1, 1))},
+			},
+		},
+		{
 			// Task 2 reads 5000 bytes cached on worker 1, which runs task 1:
 			// worker 2 runs task 3 meanwhile, and task 2 waits for worker 1.
 			name: "a consumer waits for its input's worker while the free one runs another task",
