@@ -58,8 +58,8 @@ type graphTask struct {
 	layer int
 }
 
-// graph makes the tasks of cfg's graph, with their durations and output
-// sizes; both depend on the seed alone.
+// makeGraph makes the tasks of cfg's graph, with their durations and
+// output sizes; both depend on the seed alone.
 func makeGraph(cfg GraphConfig, r *rand.Rand) (tasks []graphTask, sizes map[core.FileID]int64) {
 	sizes = make(map[core.FileID]int64)
 	var nextFile core.FileID
