@@ -34,6 +34,17 @@ func TestGraphPlacement(t *testing.T) {
 			files(task(5, one), ids(21, 22), nil),
 		), nil},
 	}
+	// A family of two on two workers of one core: task 1 ends first,
+	// with 5000 bytes, on worker 1; task 2, which will end with 100, runs
+	// on worker 2 (no core idles); task 3 reads both.
+	pair := []step{
+		{join(1, one), nil},
+		{join(2, one), nil},
+		{temps(11, 12), nil},
+		{submit(files(task(1, one), nil, ids(11)), files(task(2, one), nil, ids(12)), files(task(3, one), ids(11, 12), nil)),
+			acts(dispatch(1, 1, 1), dispatch(2, 1, 2))},
+		{kept(1, 1, 1, 5000, 11), acts(success(1, 1, 1))},
+	}
 	// Worker 1 holds file 31; worker 2 holds nothing.
 	busy := []step{{uploads, nil}, {cached(1, one, 31), nil}, {join(2, one), nil}}
 	tests := []struct {
@@ -104,6 +115,24 @@ func TestGraphPlacement(t *testing.T) {
 			steps: []step{
 				tie[0], tie[1], tie[2], tie[3],
 				{tie[4].ev, acts(dispatch(4, 1, 2), fetch(1, 1, 32, peer(2), 100))},
+			},
+		},
+		{
+			// Worker 2 ends task 2, which makes task 3 ready; worker 1,
+			// idle, holds 5000 of its bytes, worker 2 only 100: worker 2
+			// leaves task 3 to worker 1.
+			name: "a freed worker leaves a consumer to an idle one that holds more of its inputs",
+			steps: []step{
+				pair[0], pair[1], pair[2], pair[3], pair[4],
+				{kept(2, 1, 2, 100, 12), acts(success(2, 1, 2), fetch(1, 1, 12, peer(2), 100))},
+			},
+		},
+		{
+			name:      "PlaceFree: a freed worker takes the consumer and pulls the larger input",
+			placement: core.PlaceFree,
+			steps: []step{
+				pair[0], pair[1], pair[2], pair[3], pair[4],
+				{kept(2, 1, 2, 100, 12), acts(success(2, 1, 2), fetch(1, 2, 11, peer(1), 5000))},
 			},
 		},
 		{
