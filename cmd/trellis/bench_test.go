@@ -126,3 +126,20 @@ func TestBenchOnARunningCluster(t *testing.T) {
 		}
 	})
 }
+
+// TestManagerPlacementFlag: --placement takes graph or free, and says so.
+func TestManagerPlacementFlag(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := managerCmd()
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetOut(new(bytes.Buffer))
+	cmd.SetArgs([]string{"--secret-file", secretFile, "--listen", "127.0.0.1:0", "--placement", "nearest"})
+	err := cmd.Execute()
+	want := `--placement "nearest": give graph (the default) or free (the policy before graph-aware placement, to compare)`
+	if err == nil || err.Error() != want {
+		t.Errorf("trellis manager --placement nearest: %v, want %q", err, want)
+	}
+}
