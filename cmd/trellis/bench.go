@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"trellis/internal/bench"
 )
@@ -38,14 +41,26 @@ func benchCmd() *cobra.Command {
 		return profile.Close()
 	}
 	var tasks, workers int
+	var tasksOn target
 	tasksCmd := &cobra.Command{
 		Use:   "tasks",
-		Short: "Throughput of trivial command tasks through an embedded cluster, against a plain spawn loop",
-		Args:  cobra.NoArgs,
+		Short: "Throughput of trivial command tasks through an embedded cluster (or a running one), against a plain spawn loop",
+		Long: `Throughput of trivial command tasks, against the same processes spawned here
+in a plain loop with the same parallelism (the cores of the workers).
+
+By default it starts an embedded manager and --workers local workers. With
+--manager HOST:PORT (and --secret-file) it runs on that running cluster
+instead, with the workers connected to it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			res, err := bench.Tasks(ctx, tasks, workers, progressf)
+			tg, done, err := tasksOn.open(ctx, workers)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := bench.Tasks(ctx, tasks, tg, progressf)
 			if err != nil {
 				return err
 			}
@@ -53,24 +68,45 @@ func benchCmd() *cobra.Command {
 		},
 	}
 	tasksCmd.Flags().IntVar(&tasks, "tasks", 2000, "tasks per run")
-	tasksCmd.Flags().IntVar(&workers, "workers", 2, "local workers")
+	tasksCmd.Flags().IntVar(&workers, "workers", 2, "local workers (without --manager)")
+	tasksOn.flags(tasksCmd.Flags())
 	var dagWorkers, maps, reduces, mapMiB, transferMiB int
 	var keepTemps bool
+	var linkRate string
+	var dagOn target
 	dagCmd := &cobra.Command{
 		Use:   "dag",
 		Short: "The data workload: maps writing temp files, reduces reading them, bytes moved by route",
-		Args:  cobra.NoArgs,
+		Long: `The data workload: maps writing temp files, reduces each reading some of
+them, and one task gathering the reduces' outputs. It reports seconds and
+the bytes moved worker to worker (bytes_peer) and through the manager
+(bytes_via_manager).
+
+By default it starts an embedded manager and --workers local workers, and
+then times one peer transfer against cp. With --manager HOST:PORT (and
+--secret-file) it runs on that running cluster instead (bytes are the
+differences of its counters across the run); --link-rate is reported as
+given, to say what the hosts' links were. docs/benchmarks.md says how to
+run it across hosts.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			res, err := bench.Dag(ctx, dagWorkers, maps, reduces, mapMiB, transferMiB, keepTemps, progressf)
+			tg, done, err := dagOn.open(ctx, dagWorkers)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := bench.Dag(ctx, tg, maps, reduces, mapMiB, transferMiB, keepTemps, linkRate, progressf)
 			if err != nil {
 				return err
 			}
 			return printJSON(cmd, res)
 		},
 	}
-	dagCmd.Flags().IntVar(&dagWorkers, "workers", 2, "local workers")
+	dagCmd.Flags().IntVar(&dagWorkers, "workers", 2, "local workers (without --manager)")
+	dagCmd.Flags().StringVar(&linkRate, "link-rate", "", "the rate of each host's link, as `RATE` (e.g. 200mbit), reported in the result")
+	dagOn.flags(dagCmd.Flags())
 	dagCmd.Flags().IntVar(&maps, "maps", 32, "map tasks")
 	dagCmd.Flags().IntVar(&reduces, "reduces", 8, "reduce tasks (each reads maps/reduces map outputs)")
 	dagCmd.Flags().IntVar(&mapMiB, "map-mib", 16, "size of each map output, MiB")
@@ -107,4 +143,33 @@ func printJSON(cmd *cobra.Command, v any) error {
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), string(b))
 	return nil
+}
+
+// target is where a benchmark runs: an embedded cluster, or with --manager
+// a running one.
+type target struct {
+	manager string
+	managerFlags
+}
+
+func (t *target) flags(f *pflag.FlagSet) {
+	f.StringVar(&t.manager, "manager", "", "run on the running cluster of the manager at `HOST:PORT` (with --secret-file) instead of an embedded one")
+	t.managerFlags.flags(f)
+}
+
+// open connects to the running manager if --manager names one.
+func (t *target) open(ctx context.Context, workers int) (bench.Target, func(), error) {
+	if t.manager == "" {
+		if t.secretFile != "" {
+			return bench.Target{}, nil, fmt.Errorf("--secret-file is for a running cluster: give --manager HOST:PORT too")
+		}
+		return bench.Target{Workers: workers}, func() {}, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := t.dial(dctx, t.manager)
+	if err != nil {
+		return bench.Target{}, nil, fmt.Errorf("connect to --manager %s: %w", t.manager, err)
+	}
+	return bench.Target{Client: c, Manager: t.manager}, func() { c.Close() }, nil
 }

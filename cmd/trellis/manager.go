@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"trellis"
+	"trellis/internal/core"
 	"trellis/internal/manager"
 	"trellis/internal/metrics"
 	"trellis/internal/web"
@@ -18,6 +19,7 @@ func managerCmd() *cobra.Command {
 	var listen, secretFile, store, state, dashboard, txnLog string
 	var grace time.Duration
 	var unplaceable time.Duration
+	var placement string
 	var stls serverTLS
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -31,6 +33,11 @@ func managerCmd() *cobra.Command {
 			if grace <= 0 {
 				return fmt.Errorf("--client-grace %s: give a positive duration, such as 60s: how long a client may be away before its tasks are cancelled", grace)
 			}
+			policies := map[string]core.Placement{"graph": core.PlaceGraph, "free": core.PlaceFree}
+			policy, ok := policies[placement]
+			if !ok {
+				return fmt.Errorf("--placement %q: give graph (the default) or free (the policy before graph-aware placement, to compare)", placement)
+			}
 			if unplaceable < 0 {
 				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
 			}
@@ -40,7 +47,7 @@ func managerCmd() *cobra.Command {
 			}
 			log := logger(cmd)
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable, TxnLog: txnLog})
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy})
 			if err != nil {
 				return err
 			}
@@ -69,6 +76,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&txnLog, "txn-log", "", "append one JSON line per task and worker state change to FILE (docs/dashboard.md); default: none")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
+	cmd.Flags().StringVar(&placement, "placement", "graph", "placement policy: graph (co-assign the producers of one consumer, place consumers where their inputs are) or free (by bytes present, else free cores: the policy before, to compare)")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
 	stls.flags(cmd.Flags())
 	return cmd

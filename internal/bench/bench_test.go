@@ -11,7 +11,7 @@ import (
 func TestDagSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := Dag(ctx, 2, 4, 2, 1, 2, false, t.Logf)
+	r, err := Dag(ctx, Target{Workers: 2}, 4, 2, 1, 2, false, "", t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestDagSmall(t *testing.T) {
 func TestTasksSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := Tasks(ctx, 20, 2, t.Logf)
+	r, err := Tasks(ctx, 20, Target{Workers: 2}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

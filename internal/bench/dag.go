@@ -18,7 +18,6 @@ import (
 	"trellis/internal/certs"
 	"trellis/internal/worker/cache"
 	"trellis/internal/worker/transfer"
-	"trellis/local"
 )
 
 // DagResult is the output of `trellis bench dag`.
@@ -36,29 +35,43 @@ type DagResult struct {
 	PeerMBPerS      float64 `json:"peer_mb_per_s"`
 	CpMBPerS        float64 `json:"cp_mb_per_s"`
 	PeerVsCp        float64 `json:"peer_vs_cp"`
-	Keep            bool    `json:"keep"`             // temp files kept, not pruned (--keep)
-	PeakCacheBytes  int64   `json:"peak_cache_bytes"` // the most any worker's cache held at once
-	BytesPruned     int64   `json:"bytes_pruned"`     // unlinked from workers once no task read them
+	Keep            bool    `json:"keep"`                // temp files kept, not pruned (--keep)
+	Manager         string  `json:"manager,omitempty"`   // the running cluster it ran on (--manager); none: embedded
+	LinkRate        string  `json:"link_rate,omitempty"` // the rate of each host's link, as the caller gave it (--link-rate)
+	PeakCacheBytes  int64   `json:"peak_cache_bytes"`    // the most any worker's cache held at once
+	BytesPruned     int64   `json:"bytes_pruned"`        // unlinked from workers once no task read them
 }
 
-// Dag runs the data workload on an embedded cluster: maps map tasks each
-// writing a mapMiB temp file, reduces reduce tasks each reading maps/reduces
-// of them, and a final task gathering the (small) reduce outputs. Then it
-// times one large peer transfer between two worker caches, with the code
-// workers use, against cp of the same bytes on the same disk.
+// Dag runs the data workload on tg: maps map tasks each writing a mapMiB
+// temp file, reduces reduce tasks each reading maps/reduces of them, and a
+// final task gathering the (small) reduce outputs. Bytes moved are the
+// differences of the manager's counters across the run. Then, on an
+// embedded cluster, it times one large peer transfer between two worker
+// caches, with the code workers use, against cp of the same bytes on the
+// same disk (on a running cluster it cannot: transfer_mib is 0).
 //
 // keep declares the temp files with Keep, as every temp file was before
 // pruning (#18): the caches then hold every map output until the end.
-func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, keep bool, logf func(string, ...any)) (*DagResult, error) {
+// linkRate is reported as given.
+func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int, keep bool, linkRate string, logf func(string, ...any)) (*DagResult, error) {
 	if maps%reduces != 0 {
 		return nil, fmt.Errorf("maps (%d) must be a multiple of reduces (%d)", maps, reduces)
 	}
-	res := &DagResult{Bench: "dag", Workers: workers, Maps: maps, Reduces: reduces, MapMiB: mapMiB, TransferMiB: transferMiB, Keep: keep}
-	c, err := local.Start(ctx, local.Config{Workers: workers})
+	if tg.Client != nil {
+		transferMiB = 0
+	}
+	res := &DagResult{Bench: "dag", Workers: tg.Workers, Maps: maps, Reduces: reduces, MapMiB: mapMiB, TransferMiB: transferMiB, Keep: keep,
+		Manager: tg.Manager, LinkRate: linkRate}
+	c, done, err := tg.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer done()
+	before, err := c.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.Workers = len(before.Workers)
 	var tasks []*trellis.Task
 	mapped := make([]*trellis.File, maps)
 	for i := range mapped {
@@ -90,7 +103,7 @@ func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, k
 	}
 	final.AddOutput(trellis.Output(""), "total")
 	tasks = append(tasks, final)
-	logf("dag: %d maps of %d MiB, %d reduces, 1 final, on %d workers", maps, mapMiB, reduces, workers)
+	logf("dag: %d maps of %d MiB, %d reduces, 1 final, on %d workers", maps, mapMiB, reduces, res.Workers)
 	if res.Seconds, err = runAll(ctx, c, tasks); err != nil {
 		return nil, err
 	}
@@ -98,12 +111,15 @@ func Dag(ctx context.Context, workers, maps, reduces, mapMiB, transferMiB int, k
 	if err != nil {
 		return nil, err
 	}
-	res.BytesViaManager = st.BytesFromManager + st.BytesToManager
-	res.BytesPeer = st.BytesFromPeers
-	res.BytesTotal = st.BytesFromManager + st.BytesFromPeers + st.BytesFromURLs + st.BytesToManager
-	res.BytesPruned = st.BytesPruned
+	res.BytesViaManager = st.BytesFromManager - before.BytesFromManager + st.BytesToManager - before.BytesToManager
+	res.BytesPeer = st.BytesFromPeers - before.BytesFromPeers
+	res.BytesTotal = res.BytesViaManager + res.BytesPeer + st.BytesFromURLs - before.BytesFromURLs
+	res.BytesPruned = st.BytesPruned - before.BytesPruned
 	for _, w := range st.Workers {
-		res.PeakCacheBytes = max(res.PeakCacheBytes, w.PeakCache)
+		res.PeakCacheBytes = max(res.PeakCacheBytes, w.PeakCache) // over the worker's life
+	}
+	if transferMiB == 0 {
+		return res, nil
 	}
 
 	logf("timing one %d MiB peer transfer and cp of the same bytes", transferMiB)

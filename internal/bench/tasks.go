@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"trellis"
-	"trellis/local"
 )
 
 // TasksResult is the output of `trellis bench tasks`.
@@ -25,18 +24,20 @@ type TasksResult struct {
 	TasksSeconds   float64 `json:"tasks_seconds"`
 	FilesSeconds   float64 `json:"files_seconds"`
 	SpawnSeconds   float64 `json:"spawn_seconds"`
+	Manager        string  `json:"manager,omitempty"` // the running cluster it ran on (--manager); none: embedded
 }
 
-// Tasks runs n trivial command tasks through an embedded manager and
-// workers local workers, then n tasks with one small input and one output
-// each, and measures the ceiling: the same processes spawned in a plain
-// loop with the same parallelism.
-func Tasks(ctx context.Context, n, workers int, logf func(string, ...any)) (*TasksResult, error) {
-	c, err := local.Start(ctx, local.Config{Workers: workers})
+// Tasks runs n trivial command tasks on tg (an embedded manager and
+// workers, or a running cluster), then n tasks with one small input and
+// one output each, and measures the ceiling: the same processes spawned
+// here in a plain loop with the same parallelism (the cores of tg's
+// workers).
+func Tasks(ctx context.Context, n int, tg Target, logf func(string, ...any)) (*TasksResult, error) {
+	c, done, err := tg.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer done()
 	st, err := c.Status(ctx)
 	if err != nil {
 		return nil, err
@@ -45,7 +46,10 @@ func Tasks(ctx context.Context, n, workers int, logf func(string, ...any)) (*Tas
 	for _, w := range st.Workers {
 		slots += int(w.Total.Cores)
 	}
-	res := &TasksResult{Bench: "tasks", Tasks: n, Workers: workers, Slots: slots}
+	if slots == 0 {
+		return nil, fmt.Errorf("no worker with cores is connected to the manager: start workers first")
+	}
+	res := &TasksResult{Bench: "tasks", Tasks: n, Workers: len(st.Workers), Slots: slots, Manager: tg.Manager}
 	// The ceiling is measured before and after, and the faster run kept:
 	// a noisy machine should not flatter trellis.
 	logf("spawning %d processes in a plain loop, %d at a time", n, slots)
@@ -57,7 +61,7 @@ func Tasks(ctx context.Context, n, workers int, logf func(string, ...any)) (*Tas
 	for i := range plain {
 		plain[i] = trellis.NewTask("true")
 	}
-	logf("running %d plain tasks on %d workers (%d slots)", n, workers, slots)
+	logf("running %d plain tasks on %d workers (%d slots)", n, res.Workers, slots)
 	if res.TasksSeconds, err = runAll(ctx, c, plain); err != nil {
 		return nil, err
 	}

@@ -79,6 +79,14 @@ type Core struct {
 	// a million queued ones are the core's load.
 	stuckSince map[TaskID]time.Duration
 	epoch      uint64 // changes whenever the workers that take tasks do
+
+	// Graph-aware placement (families.go).
+	naive   bool               // PlaceFree: no families
+	famOf   map[TaskID]*family // unfinished producers, by the family they are in
+	unhomed []*family          // families with a member made ready and no home, oldest first
+	// unhomedKept: len(unhomed) after it was last cleaned (see listFamily)
+	unhomedKept int
+	bytesOn     map[WorkerID]int64 // scratch of dataHere
 }
 
 // New returns an empty core.
@@ -417,6 +425,9 @@ func (c *Core) submit(batch []Task) {
 		c.retire(c.retiring)
 		c.retiring = nil
 	}()
+	if !c.naive {
+		c.formFamilies(batch, accepted)
+	}
 	var cyclic map[TaskID]bool
 	if orderings {
 		cyclic = c.afterCycles(batch, accepted)
@@ -710,6 +721,9 @@ func (c *Core) finish(t *task, o Outcome) {
 			c.setState(t, Finished)
 		}
 		delete(c.tasks, t.spec.ID)
+		if len(c.famOf) > 0 {
+			delete(c.famOf, t.spec.ID)
+		}
 		c.unstick(t)
 		if len(t.spec.Inputs) > 0 {
 			unread = append(unread, c.files.release(t)...)

@@ -192,14 +192,16 @@ func TestDataFaults(t *testing.T) {
 		},
 		{
 			// Task 2 gives up staging on worker 2 (disk full): what it held
-			// there goes at once to task 4, queued behind it.
+			// there goes at once to task 4, queued behind it. (Task 2 ranks
+			// higher: of equal rank, worker 2 would run task 4 first and
+			// leave task 2 for worker 1, which holds its input.)
 			name: "what a task that gave up staging held goes to the queue",
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
 				{submit(files(task(1, one), nil, ids(10)), task(3, one)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
-				{submit(retries(files(task(2, one), ids(10), nil), 0, false), task(4, one)), nil},
+				{submit(prio(retries(files(task(2, one), ids(10), nil), 0, false), 1), task(4, one)), nil},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
 				{core.TransferDone{Transfer: 1, Why: "disk full"}, acts(
 					done(2, 0, 0, outcome(core.InputMissing, "fetch from peer: disk full")),

@@ -21,7 +21,8 @@
 //   - Every submitted task ends with exactly one Done action.
 //   - Tasks that become ready during one Step are placed at its end, highest
 //     priority first; a worker that frees capacity takes the best queued
-//     task that fits it.
+//     task that fits it, or one of the same priority that is better placed
+//     there (families.go), but never leaves it idle.
 //
 // Files the core has never seen (content inside the task) count
 // as available and are never staged. A file named as an output of a submitted task is
@@ -63,7 +64,8 @@
 // manager or the origin), bounds concurrent fetches per source, retries
 // elsewhere and backs off from failing peers; Tick is its clock for that.
 // Placement prefers the worker that holds the most bytes of a task's
-// inputs. When the last copy of a produced file is lost while an unfinished
+// inputs; it co-assigns the producers whose outputs one consumer reads,
+// and never leaves a core idle for it (see families.go). When the last copy of a produced file is lost while an unfinished
 // task reads it, its producer runs again (Rerun, then Recreated; never a
 // second Done), recursively; a file that cannot be recreated ends with
 // FileLost, and its readers with InputMissing and the reason.

@@ -18,6 +18,9 @@ func (c *Core) makeReady(t *task) {
 	c.ready.push(t)
 	c.fresh = append(c.fresh, t)
 	c.judgeQueued(t)
+	if len(c.famOf) > 0 {
+		c.listFamily(t)
+	}
 }
 
 // placeFresh places the tasks made ready in this step, highest priority
@@ -44,8 +47,8 @@ func (c *Core) placeFresh() {
 				if w == nil {
 					break
 				}
-				c.ready.popHead(q)
-				c.assign(head, w)
+				t, w := c.choose(head, w)
+				c.place(q, t, w)
 			}
 		}
 		// Placing can make more tasks ready (a lost input sends its
@@ -55,11 +58,32 @@ func (c *Core) placeFresh() {
 	}
 }
 
+// place takes t out of the queue (q is the head's) and assigns it to w;
+// a family with no home gets w as its home.
+func (c *Core) place(q *shapeQueue, t *task, w *worker) {
+	if t == q.head() {
+		c.ready.popHead(q) // q is at hand: no lookup of t's shape
+	} else {
+		c.ready.remove(t)
+	}
+	c.assign(t, w)
+	c.settleHome(t, w)
+}
+
 // bestWorker returns the open worker that t fits and that holds the most
-// bytes of t's inputs, or else the one with the most free cores, or nil.
+// bytes of t's inputs (on a tie, its family's home), or else its family's
+// home, or else the one with the most free cores, or nil.
 func (c *Core) bestWorker(t *task) *worker {
 	var best *worker
 	var bestBytes int64
+	var home *worker
+	if len(c.famOf) > 0 {
+		if fam := c.famOf[t.spec.ID]; fam != nil {
+			if home = c.homeOf(fam); home != nil && !home.fits(t.spec.Resources) {
+				home = nil
+			}
+		}
+	}
 	for _, f := range t.spec.Inputs {
 		e := c.files.files[f]
 		if e == nil || !e.staged() {
@@ -71,13 +95,16 @@ func (c *Core) bestWorker(t *task) *worker {
 				continue
 			}
 			b := c.inputBytesOn(t, w)
-			if b > bestBytes || b == bestBytes && best != nil && w.id < best.id {
+			if b > bestBytes || b == bestBytes && best != nil && best != home && (w == home || w.id < best.id) {
 				best, bestBytes = w, b
 			}
 		}
 	}
 	if best != nil {
 		return best
+	}
+	if home != nil {
+		return home
 	}
 	return c.findWorker(t.spec.Resources)
 }
@@ -126,7 +153,8 @@ func (c *Core) fill(w *worker) {
 		if q == nil {
 			return
 		}
-		c.assign(c.ready.popHead(q), w)
+		t, x := c.choose(q.head(), w)
+		c.place(q, t, x)
 	}
 }
 

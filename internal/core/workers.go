@@ -27,6 +27,8 @@ type worker struct {
 	done         uint64              // tasks whose Done named it
 	pruned       int64               // bytes the core unlinked from it (see retire)
 	peakCache    int64               // the most cacheBytes so far
+	homes        []*family           // families placed here first (see families.go)
+	homesKept    int                 // len(homes) after it was last cleaned
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores

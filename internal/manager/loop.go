@@ -102,9 +102,11 @@ type state struct {
 }
 
 func newState(m *Manager) *state {
+	c := core.New()
+	c.SetPlacement(m.cfg.Placement)
 	return &state{
 		m:        m,
-		core:     core.New(),
+		core:     c,
 		tasks:    make(map[core.TaskID]*taskRecord),
 		sessions: make(map[core.WorkerID]*session),
 		fileIDs:  make(map[string]core.FileID),

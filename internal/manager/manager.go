@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"trellis/internal/certs"
+	"trellis/internal/core"
 	"trellis/internal/gate"
 	"trellis/internal/journal"
 	"trellis/internal/manager/clients"
@@ -42,6 +43,10 @@ type Config struct {
 	// connected worker could run it, unless the task sets its own; 0 waits
 	// for ever.
 	UnplaceableTimeout time.Duration
+	// Placement is the core's placement policy: core.PlaceGraph (the
+	// zero value) or core.PlaceFree, the policy before #11, to compare
+	// the bytes both move on one cluster.
+	Placement core.Placement
 	// StateDir, when set, holds the journal (and the store, unless
 	// StoreDir says otherwise): a manager started again with the same
 	// one recovers its clients' sessions, tasks and libraries.

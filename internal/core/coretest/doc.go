@@ -61,6 +61,16 @@
 // the simulated clock, ends exactly the tasks unplaceable for their
 // UnplaceableTimeout, counted from the first Tick after they were told.
 //
+// RunGraph plays one task graph (the graph of trellis bench dag, map/reduce,
+// layered, a tree reduction, all-to-all) on a fixed set of workers with no
+// faults, on a simulated clock with seeded task durations and transfers
+// that take time in proportion to their size, under a placement policy
+// (core.SetPlacement), and returns the bytes moved between workers and the
+// makespan: two runs of one GraphConfig differ only in the policy, which is
+// how the transfer-volume invariant of graph-aware placement is checked.
+// Independently of the core, it checks that each dispatch finds its inputs
+// on its worker and each fetch names a peer that holds the file.
+//
 // BenchCore measures the core alone: decisions per second, memory per queued
 // task, and how the cost of a decision grows with workers and queued tasks.
 // It needs no *testing.T or *testing.B, so the CLI can call it.

@@ -97,6 +97,8 @@ type Stats struct {
 	Done           map[core.Kind]int
 
 	// Data.
+	BytesPeer       int64 // brought to workers from peers (core.Stats.Moved)
+	BytesManager    int64 // brought to workers from the manager
 	Fetches         int
 	FetchFailures   int // answered with a failure (injected, or the source lacked the file)
 	Dropped         int // replicas dropped by FilesDropped
@@ -141,6 +143,7 @@ func (s Stats) String() string {
 		s.Steps, s.Dispatches, s.Requeues, s.Kills, s.StaleResults, s.TickDispatches,
 		s.WorkersJoined, s.WorkersLost, s.WorkersDrained, strings.Join(kinds, " "))
 	if s.Fetches > 0 || s.Dropped > 0 {
+		out += fmt.Sprintf(" moved peer=%dMiB manager=%dMiB", s.BytesPeer>>20, s.BytesManager>>20)
 		out += fmt.Sprintf(" fetches=%d failed=%d dropped=%d rejoined=%d reruns=%d recreated=%d lost=%d probes=%d (recreated %d, lost %d)",
 			s.Fetches, s.FetchFailures, s.Dropped, s.Rejoined, s.Reruns, s.Recreated, s.FilesLost, s.Probes, s.ProbesRecreated, s.ProbesLost)
 		if s.SessionsEnded > 0 || s.Unlinked > 0 {
@@ -211,6 +214,8 @@ func Run(tb testing.TB, cfg Config) Stats {
 		s.checkEnd()
 		s.checkDataEnd(true)
 	}
+	moved := s.c.Stats().Moved
+	s.stats.BytesPeer, s.stats.BytesManager = moved[core.FromPeer], moved[core.FromManager]
 	return s.stats
 }
 

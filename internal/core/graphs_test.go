@@ -1,0 +1,83 @@
+package core_test
+
+import (
+	"fmt"
+	"testing"
+
+	"trellis/internal/core"
+	"trellis/internal/core/coretest"
+)
+
+const graphSeeds = 40 // graphs per kind and way of submitting
+
+// TestPlacementMovesNoMoreBytes is the transfer-volume invariant of
+// graph-aware placement (#11), checked on the simulation's graphs against
+// the policy before it (PlaceFree), with the same durations:
+//
+//   - On the graph of trellis bench dag (maps of one size, reduces, a
+//     gather) on workers of one core, no graph moves more bytes.
+//   - On every kind of graph, the graphs of one kind together move no
+//     more. A single graph may: output sizes are not known before they
+//     are made, and when a family outgrows its home's cores, which of its
+//     members others take depends on which task ends first.
+//
+// It logs the bytes both policies moved, and their makespans.
+func TestPlacementMovesNoMoreBytes(t *testing.T) {
+	for _, batches := range []bool{false, true} {
+		submit := "one batch"
+		if batches {
+			submit = "a batch per layer"
+		}
+		for _, workers := range []int{2, 3} {
+			t.Run(fmt.Sprintf("dag/%d workers of one core/%s", workers, submit), func(t *testing.T) {
+				t.Parallel()
+				compareBytes(t, func(seed int64) coretest.GraphConfig {
+					return coretest.GraphConfig{Seed: seed, Kind: "dag", Workers: workers, Cores: 1, Batches: batches}
+				}, true)
+			})
+		}
+		for _, kind := range coretest.GraphKinds {
+			t.Run(kind+"/"+submit, func(t *testing.T) {
+				t.Parallel()
+				compareBytes(t, func(seed int64) coretest.GraphConfig {
+					return coretest.GraphConfig{Seed: seed, Kind: kind, Batches: batches}
+				}, false)
+			})
+		}
+	}
+}
+
+// compareBytes runs the graphs of graphSeeds seeds under both policies and
+// fails if graph-aware placement moved more bytes in total, or, with each,
+// on any one graph.
+func compareBytes(t *testing.T, config func(seed int64) coretest.GraphConfig, each bool) {
+	t.Helper()
+	var graph, free, made, spanGraph, spanFree int64
+	for seed := int64(1); seed <= graphSeeds; seed++ {
+		if *seedFlag != 0 && seed != *seedFlag {
+			continue
+		}
+		cfg := config(seed)
+		cfg.Trace = trace()
+		g := coretest.RunGraph(t, cfg, core.PlaceGraph)
+		cfg.Trace = nil
+		f := coretest.RunGraph(t, cfg, core.PlaceFree)
+		if each && g.BytesMoved > f.BytesMoved {
+			t.Errorf("seed %d: graph-aware placement moved %d bytes, PlaceFree %d (%v)", seed, g.BytesMoved, f.BytesMoved, g)
+		}
+		graph, free, made = graph+g.BytesMoved, free+f.BytesMoved, made+g.BytesMade
+		spanGraph, spanFree = spanGraph+g.Makespan, spanFree+f.Makespan
+	}
+	if graph > free {
+		t.Errorf("graph-aware placement moved %d MiB over %d graphs, more than the %d MiB of PlaceFree", graph>>20, graphSeeds, free>>20)
+	}
+	t.Logf("%s: moved %d MiB (PlaceGraph) against %d MiB (PlaceFree), %s, of %d MiB made; makespan %s of PlaceFree's",
+		t.Name(), graph>>20, free>>20, ratio(graph, free), made>>20, ratio(spanGraph, spanFree))
+}
+
+func ratio(a, b int64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(a)/float64(b))
+}
