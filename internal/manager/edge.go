@@ -31,6 +31,9 @@ const (
 	// smallRequestBytes bounds the requests that name a session, a file or
 	// a cursor, nothing more.
 	smallRequestBytes = 64 << 10
+	// statusRequestBytes bounds a status request, which may carry a
+	// factory's report naming up to 2,000 jobs (factories.go).
+	statusRequestBytes = 256 << 10
 	// envelopeBytes is the prefix of a message in a stream (and in every
 	// gRPC request): the body may be that much over the message's limit.
 	envelopeBytes = 5
@@ -48,7 +51,7 @@ var requestLimits = map[string]int{
 	trellisv1connect.ManagerCancelProcedure:         1 << 20, // 100,000 task IDs of 10 bytes
 	trellisv1connect.ManagerWatchProcedure:          smallRequestBytes,
 	trellisv1connect.ManagerAckProcedure:            smallRequestBytes,
-	trellisv1connect.ManagerStatusProcedure:         256 << 10, // a factory report names up to 2,000 jobs
+	trellisv1connect.ManagerStatusProcedure:         statusRequestBytes,
 	trellisv1connect.ManagerFetchFileProcedure:      smallRequestBytes,
 	trellisv1connect.ManagerEndSessionProcedure:     smallRequestBytes,
 	trellisv1connect.ManagerRemoveLibraryProcedure:  smallRequestBytes,

@@ -122,7 +122,7 @@ func TestRequestLimits(t *testing.T) {
 			}
 		}
 	}
-	t.Run("Status", unary(smallRequestBytes, func(n int) error {
+	t.Run("Status", unary(statusRequestBytes, func(n int) error {
 		_, err := client.Status(ctx, connect.NewRequest(oversized(&pb.StatusRequest{}, n)))
 		return err
 	}))
@@ -185,8 +185,8 @@ func TestRequestLimits(t *testing.T) {
 	big, _ := goproto.Marshal(oversized(&pb.StatusRequest{}, 1<<20))
 	t.Run("unknown length", func(t *testing.T) {
 		code, body := post(io.MultiReader(bytes.NewReader(big)), "") // hides the length
-		if code != http.StatusTooManyRequests || !strings.Contains(body, fmt.Sprint(smallRequestBytes)) {
-			t.Errorf("HTTP %d %s; want 429 naming the limit %d", code, body, smallRequestBytes)
+		if code != http.StatusTooManyRequests || !strings.Contains(body, fmt.Sprint(statusRequestBytes)) {
+			t.Errorf("HTTP %d %s; want 429 naming the limit %d", code, body, statusRequestBytes)
 		}
 	})
 	t.Run("gzip", func(t *testing.T) {
@@ -195,8 +195,8 @@ func TestRequestLimits(t *testing.T) {
 		zw.Write(big)
 		zw.Close()
 		code, body := post(&zipped, "gzip")
-		if code != http.StatusTooManyRequests || !strings.Contains(body, fmt.Sprint(smallRequestBytes)) {
-			t.Errorf("%d compressed bytes: HTTP %d %s; want 429 naming the limit %d", zipped.Len(), code, body, smallRequestBytes)
+		if code != http.StatusTooManyRequests || !strings.Contains(body, fmt.Sprint(statusRequestBytes)) {
+			t.Errorf("%d compressed bytes: HTTP %d %s; want 429 naming the limit %d", zipped.Len(), code, body, statusRequestBytes)
 		}
 	})
 	if _, err := client.Status(ctx, connect.NewRequest(&pb.StatusRequest{})); err != nil {
