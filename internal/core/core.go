@@ -78,7 +78,8 @@ type Core struct {
 	// until the next Tick. A map, not a field: few tasks are stuck, and
 	// a million queued ones are the core's load.
 	stuckSince map[TaskID]time.Duration
-	epoch      uint64 // changes whenever the workers that take tasks do
+	epoch      uint64            // changes whenever the workers that take tasks do
+	adrift     map[TaskID]adrift // tasks whose attempt from before a restart may still run (adrift.go)
 }
 
 // New returns an empty core.
@@ -96,6 +97,7 @@ func New() *Core {
 		shapes:     make(map[Resources]*shapeCount),
 		stuckSince: make(map[TaskID]time.Duration),
 		epoch:      1,
+		adrift:     make(map[TaskID]adrift),
 	}
 }
 
@@ -124,6 +126,8 @@ func (c *Core) Step(ev Event) []Action {
 		c.taskReturned(ev)
 	case TaskRecovered:
 		c.taskRecovered(ev)
+	case TaskAdrift:
+		c.taskAdrift(ev)
 	case CancelTask:
 		c.cancelTask(ev.Task)
 	case FileMissing:
@@ -160,6 +164,9 @@ func (c *Core) Step(ev Event) []Action {
 		c.now = max(c.now, ev.Now)
 		c.idleUnpark()
 		c.expire()
+		if len(c.adrift) > 0 {
+			c.expireAdrift()
+		}
 		c.stopIdle()
 		c.retryBlocked()
 		c.placeAll()
@@ -311,6 +318,9 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 			e.size = cf.Size
 		}
 		c.addReplica(w, e)
+	}
+	if len(ev.Running) > 0 || len(c.adrift) > 0 {
+		c.adopt(w, ev.Incarnation, ev.Running)
 	}
 	c.open.push(w)
 	c.workersChanged() // before it takes tasks: their reasons clear first
@@ -613,6 +623,7 @@ func (c *Core) cancelTask(id TaskID) {
 	}
 	switch t.state {
 	case Waiting:
+		delete(c.adrift, id) // (an attempt adrift that comes back is killed)
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Ready:
 		if t.spec.Role == Call {

@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	goproto "google.golang.org/protobuf/proto"
 
 	"trellis/internal/core"
 	"trellis/internal/journal"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/txnlog"
 )
 
 // With Config.StateDir the manager journals what it must not forget
@@ -32,6 +34,45 @@ import (
 type held struct {
 	seq journal.Seq
 	run func()
+}
+
+// DefaultAdoptWindow is Config.AdoptWindow's default: workers retry every
+// few seconds (at most 5 s apart), and a manager's restart takes some more.
+const DefaultAdoptWindow = 30 * time.Second
+
+// sendTo queues msg for worker w once the records appended before it are
+// durable (a Run after its Dispatched record), in order with every other
+// message to workers, if w is still connected then.
+func (s *state) sendTo(w core.WorkerID, msg *pb.ManagerMessage) {
+	if s.m.journal == nil {
+		if sess := s.sessions[w]; sess != nil {
+			sess.enqueue(msg)
+		}
+		return
+	}
+	s.hold(s.appended, func() {
+		if sess := s.sessions[w]; sess != nil {
+			sess.enqueue(msg)
+		}
+	})
+}
+
+// adoptedAttempt: a worker that came back after a restart runs an attempt
+// dispatched before it, and the core adopted it: its report counts.
+func (s *state) adoptedAttempt(a core.Adopted) {
+	key := attemptKey{a.Task, a.Attempt}
+	s.adopted[key] = s.joining[key]
+	rec := s.tasks[a.Task]
+	sess := s.sessions[a.Worker]
+	if rec == nil || sess == nil {
+		return
+	}
+	rec.worker = a.Worker
+	s.m.log.Info("adopted an attempt dispatched before the restart", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker, "name", sess.hello.Name)
+	s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
+	s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
+	s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
+		Attempt: a.Attempt, Worker: sess.hello.Name, Note: "still running after the manager restarted"})
 }
 
 // record appends r to the journal and returns its Seq; 0 when the
@@ -166,6 +207,13 @@ func (s *state) replay(j *journal.Journal) error {
 		case *pb.JournalRecord_Done:
 			s.recovered(x.Done)
 			counts[6]++
+		case *pb.JournalRecord_Dispatched:
+			d := x.Dispatched
+			if s.tasks[core.TaskID(d.TaskId)] != nil {
+				s.step(core.TaskAdrift{Task: core.TaskID(d.TaskId), Attempt: d.Attempt, Where: d.Worker,
+					Until: time.Since(s.origin) + s.m.cfg.AdoptWindow})
+			}
+			counts[0]++
 		case *pb.JournalRecord_LibraryRemoved:
 			if rec := s.libs[x.LibraryRemoved.Name]; rec != nil && !rec.removed {
 				s.removed(rec)
@@ -180,7 +228,7 @@ func (s *state) replay(j *journal.Journal) error {
 		return fmt.Errorf("manager: replay %s: %w", j.Path(), err)
 	}
 	s.m.epoch = epoch + 1
-	s.m.log.Info("replayed the journal", "journal", j.Path(), "recovered", j.Recovered().String(), "epoch", s.m.epoch,
+	s.m.log.Info("replayed the journal", "journal", j.Path(), "recovered", j.Recovered().String(), "epoch", s.m.epoch, "dispatches", counts[0], "adrift", s.core.Adrift(),
 		"starts", counts[1], "submits", counts[2], "installs", counts[3], "sessions_ended", counts[4], "cancels", counts[5], "tasks_done", counts[6], "libraries_removed", counts[7])
 	return nil
 }

@@ -311,7 +311,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{55, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -1837,6 +1837,7 @@ type JournalRecord struct {
 	//	*JournalRecord_Cancelled
 	//	*JournalRecord_Done
 	//	*JournalRecord_LibraryRemoved
+	//	*JournalRecord_Dispatched
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1942,6 +1943,15 @@ func (x *JournalRecord) GetLibraryRemoved() *RemoveLibraryRequest {
 	return nil
 }
 
+func (x *JournalRecord) GetDispatched() *JournalDispatched {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Dispatched); ok {
+			return x.Dispatched
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -1974,6 +1984,10 @@ type JournalRecord_LibraryRemoved struct {
 	LibraryRemoved *RemoveLibraryRequest `protobuf:"bytes,7,opt,name=library_removed,json=libraryRemoved,proto3,oneof"`
 }
 
+type JournalRecord_Dispatched struct {
+	Dispatched *JournalDispatched `protobuf:"bytes,50,opt,name=dispatched,proto3,oneof"`
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -1988,6 +2002,79 @@ func (*JournalRecord_Done) isJournalRecord_Rec() {}
 
 func (*JournalRecord_LibraryRemoved) isJournalRecord_Rec() {}
 
+func (*JournalRecord_Dispatched) isJournalRecord_Rec() {}
+
+// JournalDispatched: an attempt was sent to a worker (its incarnation),
+// recorded before the Run leaves, so that a restarted manager knows the
+// attempt numbers used and where each attempt may still run.
+type JournalDispatched struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Worker        string                 `protobuf:"bytes,3,opt,name=worker,proto3" json:"worker,omitempty"` // the worker's incarnation (Hello.incarnation)
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalDispatched) Reset() {
+	*x = JournalDispatched{}
+	mi := &file_trellis_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalDispatched) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalDispatched) ProtoMessage() {}
+
+func (x *JournalDispatched) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalDispatched.ProtoReflect.Descriptor instead.
+func (*JournalDispatched) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *JournalDispatched) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *JournalDispatched) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *JournalDispatched) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *JournalDispatched) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type JournalSessionEnded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -1998,7 +2085,7 @@ type JournalSessionEnded struct {
 
 func (x *JournalSessionEnded) Reset() {
 	*x = JournalSessionEnded{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2097,7 @@ func (x *JournalSessionEnded) String() string {
 func (*JournalSessionEnded) ProtoMessage() {}
 
 func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2110,7 @@ func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalSessionEnded.ProtoReflect.Descriptor instead.
 func (*JournalSessionEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JournalSessionEnded) GetSession() string {
@@ -2054,7 +2141,7 @@ type JournalTaskDone struct {
 
 func (x *JournalTaskDone) Reset() {
 	*x = JournalTaskDone{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2153,7 @@ func (x *JournalTaskDone) String() string {
 func (*JournalTaskDone) ProtoMessage() {}
 
 func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2166,7 @@ func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalTaskDone.ProtoReflect.Descriptor instead.
 func (*JournalTaskDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JournalTaskDone) GetTaskId() uint64 {
@@ -2118,7 +2205,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2217,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2230,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 type CancelRequest struct {
@@ -2155,7 +2242,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2254,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2267,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -2198,7 +2285,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2210,7 +2297,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2223,7 +2310,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 type StatusRequest struct {
@@ -2234,7 +2321,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2333,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2346,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 // FetchFileRequest asks the manager to bring a file (a temp file, say) to
@@ -2273,7 +2360,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2372,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2385,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -2317,7 +2404,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2416,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2429,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -2362,7 +2449,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2461,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2474,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -2405,7 +2492,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2417,7 +2504,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2430,7 +2517,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 type WorkerStatus struct {
@@ -2458,7 +2545,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2557,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2570,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -2622,7 +2709,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2634,7 +2721,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2647,7 +2734,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -2714,7 +2801,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2726,7 +2813,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2739,7 +2826,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -2821,7 +2908,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +2920,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +2933,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -3064,7 +3151,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3163,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3176,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -3126,7 +3213,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3138,7 +3225,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3151,7 +3238,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -3197,7 +3284,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3296,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3309,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -3280,7 +3367,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3292,7 +3379,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3305,7 +3392,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -3365,7 +3452,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3377,7 +3464,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3390,7 +3477,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3565,7 +3652,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3577,7 +3664,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3590,7 +3677,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -3611,7 +3698,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3623,7 +3710,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3636,7 +3723,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -3673,7 +3760,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3685,7 +3772,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3698,7 +3785,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -3737,21 +3824,30 @@ func (x *LibraryEnded) GetStderr() []byte {
 }
 
 type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Protocol      uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"` // must equal the manager's
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`          // host name, or --name
-	Resources     *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
-	Gpus          []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"` // device indexes
-	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
-	FileServer    string                 `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // where it serves its cache, host:port; an empty host means the connection's address
-	Cache         []*CachedFile          `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`                             // files it holds already (forever-level files survive a restart)
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Protocol   uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"` // must equal the manager's
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`          // host name, or --name
+	Resources  *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
+	Gpus       []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"` // device indexes
+	Version    string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	FileServer string                 `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // where it serves its cache, host:port; an empty host means the connection's address
+	Cache      []*CachedFile          `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`                             // files it holds already (forever-level files survive a restart)
+	// A random name for this worker process, the same on every connection:
+	// the journal says where an attempt was dispatched by it.
+	Incarnation string `protobuf:"bytes,50,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Attempts still running (or ended, with their reports to follow) that
+	// a manager of run run_id dispatched before the connection broke: a
+	// manager that restarted with its journal adopts those it dispatched
+	// to this incarnation, and sends Kill for the others.
+	Running       []*RunningAttempt `protobuf:"bytes,51,rep,name=running,proto3" json:"running,omitempty"`
+	RunId         string            `protobuf:"bytes,52,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3859,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3872,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -3828,6 +3924,87 @@ func (x *Hello) GetCache() []*CachedFile {
 	return nil
 }
 
+func (x *Hello) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
+func (x *Hello) GetRunning() []*RunningAttempt {
+	if x != nil {
+		return x.Running
+	}
+	return nil
+}
+
+func (x *Hello) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type RunningAttempt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"` // of its Run
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunningAttempt) Reset() {
+	*x = RunningAttempt{}
+	mi := &file_trellis_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunningAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunningAttempt) ProtoMessage() {}
+
+func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
+func (*RunningAttempt) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RunningAttempt) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *RunningAttempt) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RunningAttempt) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type CachedFile struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3841,7 +4018,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3853,7 +4030,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3866,7 +4043,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CachedFile) GetName() string {
@@ -3923,7 +4100,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +4112,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +4125,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -4031,7 +4208,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4043,7 +4220,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4056,7 +4233,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -4074,7 +4251,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4086,7 +4263,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4099,7 +4276,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 type AttemptDone struct {
@@ -4107,13 +4284,14 @@ type AttemptDone struct {
 	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Outcome       *Outcome               `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,50,opt,name=epoch,proto3" json:"epoch,omitempty"` // the Run's: a report of an older epoch counts only for an attempt the manager adopted
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4125,7 +4303,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4138,7 +4316,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -4162,6 +4340,13 @@ func (x *AttemptDone) GetOutcome() *Outcome {
 	return nil
 }
 
+func (x *AttemptDone) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type AttemptReturned struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	TaskId  uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -4176,7 +4361,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4188,7 +4373,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4201,7 +4386,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -4240,7 +4425,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4252,7 +4437,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4265,7 +4450,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 // Worker stream: manager to worker.
@@ -4289,7 +4474,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4301,7 +4486,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4314,7 +4499,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -4474,7 +4659,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4671,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4684,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -4522,7 +4707,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4534,7 +4719,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4547,7 +4732,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -4581,7 +4766,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4778,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4791,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -4630,7 +4815,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4642,7 +4827,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4655,7 +4840,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -4709,7 +4894,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4721,7 +4906,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4734,7 +4919,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -4796,7 +4981,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4808,7 +4993,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4821,7 +5006,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -4841,7 +5026,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4853,7 +5038,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4866,7 +5051,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Upload) GetName() string {
@@ -4888,13 +5073,15 @@ type Welcome struct {
 	TlsCertPem    []byte `protobuf:"bytes,3,opt,name=tls_cert_pem,json=tlsCertPem,proto3" json:"tls_cert_pem,omitempty"`
 	TlsKeyPem     []byte `protobuf:"bytes,4,opt,name=tls_key_pem,json=tlsKeyPem,proto3" json:"tls_key_pem,omitempty"`
 	TlsCaPem      []byte `protobuf:"bytes,5,opt,name=tls_ca_pem,json=tlsCaPem,proto3" json:"tls_ca_pem,omitempty"`
+	RunId         string `protobuf:"bytes,50,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // the manager's run ID (kept across restarts with --state)
+	Epoch         uint64 `protobuf:"varint,51,opt,name=epoch,proto3" json:"epoch,omitempty"`             // the manager's epoch
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4906,7 +5093,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4919,7 +5106,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -4957,6 +5144,20 @@ func (x *Welcome) GetTlsCaPem() []byte {
 	return nil
 }
 
+func (x *Welcome) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *Welcome) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type Run struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	TaskId   uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -4967,13 +5168,16 @@ type Run struct {
 	// The same for every attempt of the task, in every run of a manager
 	// with the same --state: "SESSION/KEY" (TRELLIS_IDEMPOTENCY_KEY).
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The manager's epoch (its starts with one --state) when it dispatched
+	// this attempt; the worker's reports of the attempt carry it back.
+	Epoch         uint64 `protobuf:"varint,50,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4985,7 +5189,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4998,7 +5202,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -5043,6 +5247,13 @@ func (x *Run) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *Run) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type Kill struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -5053,7 +5264,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5065,7 +5276,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5078,7 +5289,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -5228,7 +5439,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\xb3\x03\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\xf4\x03\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
@@ -5236,8 +5447,16 @@ const file_trellis_proto_rawDesc = "" +
 	"\rsession_ended\x18\x04 \x01(\v2\x1f.trellis.v1.JournalSessionEndedH\x00R\fsessionEnded\x129\n" +
 	"\tcancelled\x18\x05 \x01(\v2\x19.trellis.v1.CancelRequestH\x00R\tcancelled\x121\n" +
 	"\x04done\x18\x06 \x01(\v2\x1b.trellis.v1.JournalTaskDoneH\x00R\x04done\x12K\n" +
-	"\x0flibrary_removed\x18\a \x01(\v2 .trellis.v1.RemoveLibraryRequestH\x00R\x0elibraryRemovedB\x05\n" +
-	"\x03rec\"A\n" +
+	"\x0flibrary_removed\x18\a \x01(\v2 .trellis.v1.RemoveLibraryRequestH\x00R\x0elibraryRemoved\x12?\n" +
+	"\n" +
+	"dispatched\x182 \x01(\v2\x1d.trellis.v1.JournalDispatchedH\x00R\n" +
+	"dispatchedB\x05\n" +
+	"\x03rec\"t\n" +
+	"\x11JournalDispatched\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
+	"\x06worker\x18\x03 \x01(\tR\x06worker\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"A\n" +
 	"\x13JournalSessionEnded\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03why\x18\x02 \x01(\tR\x03why\"\x8b\x01\n" +
@@ -5374,7 +5593,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
-	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xe9\x01\n" +
+	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xd8\x02\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x123\n" +
@@ -5383,7 +5602,14 @@ const file_trellis_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x1f\n" +
 	"\vfile_server\x18\x06 \x01(\tR\n" +
 	"fileServer\x12,\n" +
-	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\"\x8c\x01\n" +
+	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\x12 \n" +
+	"\vincarnation\x182 \x01(\tR\vincarnation\x124\n" +
+	"\arunning\x183 \x03(\v2\x1a.trellis.v1.RunningAttemptR\arunning\x12\x15\n" +
+	"\x06run_id\x184 \x01(\tR\x05runId\"Y\n" +
+	"\x0eRunningAttempt\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x8c\x01\n" +
 	"\n" +
 	"CachedFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -5406,11 +5632,12 @@ const file_trellis_proto_rawDesc = "" +
 	" \x01(\bR\tcacheFull\"\x1f\n" +
 	"\aDropped\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\v\n" +
-	"\tHeartbeat\"o\n" +
+	"\tHeartbeat\"\x85\x01\n" +
 	"\vAttemptDone\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
-	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\"w\n" +
+	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x14\n" +
+	"\x05epoch\x182 \x01(\x04R\x05epoch\"w\n" +
 	"\x0fAttemptReturned\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x1d\n" +
@@ -5461,7 +5688,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06Unlink\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\x1c\n" +
 	"\x06Upload\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xa9\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xd6\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x04R\bworkerId\x12!\n" +
 	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\x12 \n" +
@@ -5469,14 +5696,17 @@ const file_trellis_proto_rawDesc = "" +
 	"tlsCertPem\x12\x1e\n" +
 	"\vtls_key_pem\x18\x04 \x01(\fR\ttlsKeyPem\x12\x1c\n" +
 	"\n" +
-	"tls_ca_pem\x18\x05 \x01(\fR\btlsCaPem\"\xbb\x01\n" +
+	"tls_ca_pem\x18\x05 \x01(\fR\btlsCaPem\x12\x15\n" +
+	"\x06run_id\x182 \x01(\tR\x05runId\x12\x14\n" +
+	"\x05epoch\x183 \x01(\x04R\x05epoch\"\xd1\x01\n" +
 	"\x03Run\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.trellis.v1.TaskSpecR\x04spec\x12\x12\n" +
 	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\x12\x1a\n" +
 	"\binstance\x18\x05 \x01(\x04R\binstance\x12'\n" +
-	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\"9\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12\x14\n" +
+	"\x05epoch\x182 \x01(\x04R\x05epoch\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt*\x8f\x01\n" +
@@ -5535,7 +5765,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -5561,47 +5791,49 @@ var file_trellis_proto_goTypes = []any{
 	(*WatchRequest)(nil),           // 21: trellis.v1.WatchRequest
 	(*AckRequest)(nil),             // 22: trellis.v1.AckRequest
 	(*JournalRecord)(nil),          // 23: trellis.v1.JournalRecord
-	(*JournalSessionEnded)(nil),    // 24: trellis.v1.JournalSessionEnded
-	(*JournalTaskDone)(nil),        // 25: trellis.v1.JournalTaskDone
-	(*AckResponse)(nil),            // 26: trellis.v1.AckResponse
-	(*CancelRequest)(nil),          // 27: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 28: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 29: trellis.v1.StatusRequest
-	(*FetchFileRequest)(nil),       // 30: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 31: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 32: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 33: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 34: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),             // 35: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),            // 36: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),         // 37: trellis.v1.StatusResponse
-	(*JournalStatus)(nil),          // 38: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),        // 39: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 40: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 41: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 42: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 43: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 44: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 45: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 46: trellis.v1.Hello
-	(*CachedFile)(nil),             // 47: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 48: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 49: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 50: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 51: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 52: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 53: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 54: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 55: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 56: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 57: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 58: trellis.v1.Source
-	(*Fetch)(nil),                  // 59: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 60: trellis.v1.Unlink
-	(*Upload)(nil),                 // 61: trellis.v1.Upload
-	(*Welcome)(nil),                // 62: trellis.v1.Welcome
-	(*Run)(nil),                    // 63: trellis.v1.Run
-	(*Kill)(nil),                   // 64: trellis.v1.Kill
+	(*JournalDispatched)(nil),      // 24: trellis.v1.JournalDispatched
+	(*JournalSessionEnded)(nil),    // 25: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),        // 26: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),            // 27: trellis.v1.AckResponse
+	(*CancelRequest)(nil),          // 28: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),         // 29: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),          // 30: trellis.v1.StatusRequest
+	(*FetchFileRequest)(nil),       // 31: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 32: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 33: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 34: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 35: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),             // 36: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),            // 37: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),         // 38: trellis.v1.StatusResponse
+	(*JournalStatus)(nil),          // 39: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),        // 40: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),          // 41: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 42: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 43: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 44: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 45: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 46: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 47: trellis.v1.Hello
+	(*RunningAttempt)(nil),         // 48: trellis.v1.RunningAttempt
+	(*CachedFile)(nil),             // 49: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 50: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 51: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 52: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 53: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 54: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 55: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 56: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 57: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 58: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 59: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 60: trellis.v1.Source
+	(*Fetch)(nil),                  // 61: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 62: trellis.v1.Unlink
+	(*Upload)(nil),                 // 63: trellis.v1.Upload
+	(*Welcome)(nil),                // 64: trellis.v1.Welcome
+	(*Run)(nil),                    // 65: trellis.v1.Run
+	(*Kill)(nil),                   // 66: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -5625,80 +5857,82 @@ var file_trellis_proto_depIdxs = []int32{
 	7,  // 18: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
 	19, // 19: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
 	11, // 20: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	24, // 21: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	27, // 22: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	25, // 23: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	25, // 21: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	28, // 22: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	26, // 23: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
 	13, // 24: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
-	16, // 25: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	15, // 26: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 27: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 28: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	5,  // 29: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	34, // 30: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	40, // 31: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	35, // 32: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	35, // 33: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	35, // 34: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	36, // 35: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	39, // 36: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	38, // 37: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	41, // 38: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	46, // 39: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	50, // 40: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	51, // 41: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	52, // 42: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	53, // 43: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	48, // 44: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	49, // 45: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	44, // 46: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	45, // 47: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	43, // 48: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	42, // 49: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 50: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 51: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	47, // 52: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 53: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	16, // 54: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	62, // 55: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	63, // 56: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	64, // 57: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	59, // 58: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	60, // 59: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	61, // 60: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	56, // 61: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	57, // 62: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	55, // 63: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	54, // 64: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 65: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 66: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	58, // 67: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 68: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 69: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	19, // 70: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	21, // 71: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	22, // 72: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	27, // 73: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	29, // 74: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	30, // 75: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 76: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	13, // 77: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	32, // 78: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	42, // 79: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	20, // 80: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	18, // 81: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	26, // 82: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	28, // 83: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	37, // 84: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	31, // 85: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 86: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	14, // 87: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	33, // 88: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	54, // 89: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	80, // [80:90] is the sub-list for method output_type
-	70, // [70:80] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	24, // 25: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
+	16, // 26: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	15, // 27: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	5,  // 28: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	5,  // 29: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	5,  // 30: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	35, // 31: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	41, // 32: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	36, // 33: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	36, // 34: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	36, // 35: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	37, // 36: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	40, // 37: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	39, // 38: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	42, // 39: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	47, // 40: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	52, // 41: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	53, // 42: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	54, // 43: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	55, // 44: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	50, // 45: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	51, // 46: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	45, // 47: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	46, // 48: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	44, // 49: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	43, // 50: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	2,  // 51: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	5,  // 52: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	49, // 53: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	48, // 54: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	1,  // 55: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	16, // 56: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	64, // 57: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	65, // 58: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	66, // 59: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	61, // 60: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	62, // 61: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	63, // 62: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	58, // 63: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	59, // 64: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	57, // 65: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	56, // 66: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 67: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 68: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	60, // 69: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 70: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 71: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	19, // 72: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	21, // 73: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	22, // 74: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	28, // 75: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	30, // 76: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	31, // 77: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 78: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	13, // 79: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	33, // 80: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	43, // 81: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	20, // 82: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	18, // 83: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	27, // 84: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	29, // 85: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	38, // 86: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	32, // 87: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 88: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	14, // 89: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	34, // 90: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	56, // 91: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	82, // [82:92] is the sub-list for method output_type
+	72, // [72:82] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -5714,8 +5948,9 @@ func file_trellis_proto_init() {
 		(*JournalRecord_Cancelled)(nil),
 		(*JournalRecord_Done)(nil),
 		(*JournalRecord_LibraryRemoved)(nil),
+		(*JournalRecord_Dispatched)(nil),
 	}
-	file_trellis_proto_msgTypes[37].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[38].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -5727,7 +5962,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[49].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[51].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -5744,7 +5979,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   60,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
