@@ -183,3 +183,51 @@ func TestRunRecovers(t *testing.T) {
 	}
 	t.Logf("outputs before the kill: %d of %d; effects logged: %d; run's output:\n%s", len(before), n, len(strings.Fields(string(data))), run.Output())
 }
+
+// TestRunningTaskAdopted: a manager with --state is killed with SIGKILL
+// while a task runs on a worker process; restarted on the same --state,
+// it adopts the attempt the worker still runs instead of running the task
+// again. The task logs its TRELLIS_IDEMPOTENCY_KEY when it starts and when
+// its effect is applied: each log has one line, and the client gets the
+// result of that one attempt.
+func TestRunningTaskAdopted(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	started, effects, gate := filepath.Join(dir, "started.log"), filepath.Join(dir, "effects.log"), filepath.Join(dir, "gate")
+	c := newCluster(t, "--state", state)
+	c.worker("w1", nil, "--cores", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	tk := trellis.NewTask(`printf '%s\n' "$TRELLIS_IDEMPOTENCY_KEY" >> "$STARTED"; while [ ! -e "$GATE" ]; do sleep 0.05; done; printf '%s\n' "$TRELLIS_IDEMPOTENCY_KEY" >> "$EFFECTS"; echo "attempt $TRELLIS_ATTEMPT"`)
+	tk.Name, tk.Key, tk.Env = "long", "long", []string{"STARTED=" + started, "EFFECTS=" + effects, "GATE=" + gate}
+	hs, err := cl.Submit(ctx, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := func(path string) []string {
+		b, _ := os.ReadFile(path)
+		return strings.Fields(string(b))
+	}
+	waitFor(t, time.Minute, "the task to start", func() bool { return len(lines(started)) == 1 })
+	c.manager.signal(t, 9)
+	c.manager.wait(t, 10*time.Second)
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	waitFor(t, time.Minute, "the manager to adopt the attempt", func() bool {
+		return strings.Contains(c.manager.Output(), "adopted an attempt dispatched before the restart")
+	})
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := hs[0].Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || string(r.Stdout) != "attempt 1\n" {
+		t.Errorf("result: %s %q (%s); want success of attempt 1", r.Kind, r.Stdout, r.Message)
+	}
+	if s, e := lines(started), lines(effects); len(s) != 1 || len(e) != 1 || s[0] != e[0] {
+		t.Errorf("started %q, effects %q; want one line each, the same key", s, e)
+	}
+}
