@@ -81,6 +81,15 @@ type Adopted struct {
 	Worker  WorkerID
 }
 
+// Unknown: attempt Attempt of an at-most-once task may or may not have
+// taken effect (Why says how it was lost): the task waits for a
+// Reconcile, and is not dispatched again until then.
+type Unknown struct {
+	Task    TaskID
+	Attempt uint32
+	Why     string
+}
+
 // Requeued: the task goes back to the queue after attempt Attempt ended
 // with Reason. Attempts counts the dispatches so far.
 type Requeued struct {
@@ -184,6 +193,7 @@ func (Forget) isAction()        {}
 func (Dispatch) isAction()      {}
 func (Kill) isAction()          {}
 func (Adopted) isAction()       {}
+func (Unknown) isAction()       {}
 func (Requeued) isAction()      {}
 func (Done) isAction()          {}
 func (StaleResult) isAction()   {}

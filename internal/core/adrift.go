@@ -22,7 +22,16 @@ type adrift struct {
 
 func (c *Core) taskAdrift(ev TaskAdrift) {
 	t := c.tasks[ev.Task]
-	if t == nil || t.recreating || t.spec.Role != Plain {
+	if t == nil || t.recreating || t.spec.Role == Instance {
+		return
+	}
+	if t.spec.Role == Call {
+		// Never adopted: its instance ended with the manager's connection.
+		if t.spec.AtMostOnce && t.state == Ready {
+			c.libs[t.spec.Lib].waiting.remove(t.index)
+			t.attempt = max(t.attempt, ev.Attempt)
+			c.toUnknown(t, fmt.Sprintf("attempt %d was dispatched before the manager restarted, and its library instance is gone", ev.Attempt))
+		}
 		return
 	}
 	if ev.Attempt > t.attempt {
@@ -100,11 +109,77 @@ func (c *Core) unadrift(ids []TaskID, why string) {
 		if t == nil {
 			continue
 		}
+		if t.spec.AtMostOnce {
+			t.missing-- // toUnknown counts it again
+			c.toUnknown(t, fmt.Sprintf("attempt %d: %s", d.attempt, why))
+			continue
+		}
 		c.emit(Requeued{Task: id, Attempt: d.attempt, Reason: Outcome{Kind: WorkerLost, Message: fmt.Sprintf("attempt %d: %s", d.attempt, why)}})
 		if t.missing--; t.missing == 0 && t.state == Waiting {
 			c.makeReady(t)
 		}
 	}
+}
+
+// toUnknown parks at-most-once task t, on no worker, until a Reconcile:
+// its last attempt may have taken effect.
+func (c *Core) toUnknown(t *task, why string) {
+	c.unstick(t)
+	c.setState(t, Waiting)
+	t.missing++
+	u := Unknown{Task: t.spec.ID, Attempt: t.attempt, Why: why}
+	c.unknown[t.spec.ID] = u
+	c.emit(u)
+}
+
+func (c *Core) reconcile(ev Reconcile) {
+	t := c.tasks[ev.Task]
+	_, unknown := c.unknown[ev.Task]
+	_, adrift := c.adrift[ev.Task]
+	if t == nil || !unknown && !adrift {
+		return // see CanReconcile
+	}
+	delete(c.unknown, ev.Task)
+	delete(c.adrift, ev.Task) // (an attempt that comes back is killed)
+	switch ev.Verdict {
+	case VerdictDone:
+		if len(t.spec.Outputs) > 0 {
+			c.finish(t, Outcome{Kind: Failed, Message: "reconciled as done, but its outputs are lost: it has no result"})
+		} else {
+			c.finish(t, Outcome{Kind: Success, Message: "reconciled: the operator says it took effect"})
+		}
+	case VerdictFailed:
+		c.finish(t, Outcome{Kind: Failed, Message: "reconciled: the operator says it failed"})
+	default:
+		c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: WorkerLost, Message: "reconciled: the operator asks to run it again"}})
+		if t.missing--; t.missing == 0 {
+			c.makeReady(t)
+		}
+	}
+}
+
+// CanReconcile says why task cannot take a Reconcile now, or "" if it
+// can: it must wait in unknown, or for an attempt adrift.
+func (c *Core) CanReconcile(task TaskID) string {
+	_, unknown := c.unknown[task]
+	_, adrift := c.adrift[task]
+	switch t := c.tasks[task]; {
+	case t == nil:
+		return fmt.Sprintf("task %d has ended, or was never submitted", task)
+	case !unknown && !adrift:
+		return fmt.Sprintf("task %d is %s, not unknown: only an at-most-once task whose attempt was lost waits for reconcile", task, t.state)
+	}
+	return ""
+}
+
+// Unknown returns the tasks in unknown, by ID.
+func (c *Core) Unknown() []Unknown {
+	us := make([]Unknown, 0, len(c.unknown))
+	for _, u := range c.unknown {
+		us = append(us, u)
+	}
+	sort.Slice(us, func(i, j int) bool { return us[i].Task < us[j].Task })
+	return us
 }
 
 // Adrift returns how many tasks wait for the fate of an attempt dispatched

@@ -104,3 +104,70 @@ func TestTaskAdrift(t *testing.T) {
 		counts: &counts{Running: 1},
 	}})
 }
+
+func atMostOnce(t core.Task) core.Task { t.AtMostOnce = true; return t }
+
+func unknown(id core.TaskID, attempt uint32, why string) core.Unknown {
+	return core.Unknown{Task: id, Attempt: attempt, Why: why}
+}
+
+// TestAtMostOnce: an at-most-once task is never dispatched twice. Where an
+// attempt's fate is unknown it waits for the operator's Reconcile; a
+// failure it reported itself is final; inputs missing before it started
+// are retried.
+func TestAtMostOnce(t *testing.T) {
+	r := res(1000, 100)
+	const window = 30 * time.Second
+	runScenarios(t, []scenario{{
+		name: "its worker is lost: unknown, then rerun by the operator",
+		steps: []step{
+			{join(1, r), nil},
+			{submit(retries(atMostOnce(task(1, r)), 3, true)), acts(dispatch(1, 1, 1))},
+			{join(2, r), nil},
+			{core.WorkerLeft{Worker: 1, Reason: "gone"}, acts(unknown(1, 1, "attempt 1: worker lost: worker 1 lost: gone"))},
+			{core.Tick{Now: time.Hour}, nil}, // waits for ever
+			{core.Reconcile{Task: 1, Verdict: core.VerdictRerun}, acts(requeuedAdrift(1, 1, "reconciled: the operator asks to run it again"), dispatch(1, 2, 2))},
+			{ok(1, 2, 2), acts(success(1, 2, 2))},
+		},
+		counts: &counts{Finished: 1},
+	}, {
+		name: "a failure is final, even with RetryOnError; missing inputs are retried",
+		steps: []step{
+			{join(1, r), nil},
+			{submit(retries(atMostOnce(task(1, r)), 3, true)), acts(dispatch(1, 1, 1))},
+			{finished(1, 1, 1, outcome(core.InputMissing, "fetch failed")), acts(core.Requeued{Task: 1, Attempt: 1, Reason: outcome(core.InputMissing, "fetch failed")}, dispatch(1, 2, 1))},
+			{finished(1, 2, 1, outcome(core.Failed, "exit status 1")), acts(done(1, 2, 1, outcome(core.Failed, "exit status 1")))},
+		},
+		counts: &counts{Finished: 1},
+	}, {
+		name: "handed back: unknown; reconciled done, or failed",
+		steps: []step{
+			{join(1, res(2000, 200)), nil},
+			{submit(atMostOnce(task(1, r)), atMostOnce(task(2, r))), acts(dispatch(1, 1, 1), dispatch(2, 1, 1))},
+			{core.TaskReturned{Task: 1, Attempt: 1, Worker: 1}, acts(unknown(1, 1, "attempt 1 was handed back by worker 1, maybe after it ran"))},
+			{finished(2, 1, 1, outcome(core.WorkerLost, "gave up")), acts(unknown(2, 1, "attempt 1: worker lost: gave up"))},
+			{core.Reconcile{Task: 1, Verdict: core.VerdictDone}, acts(done(1, 1, 1, outcome(core.Success, "reconciled: the operator says it took effect")))},
+			{core.Reconcile{Task: 2, Verdict: core.VerdictFailed}, acts(done(2, 1, 1, outcome(core.Failed, "reconciled: the operator says it failed")))},
+			{core.Reconcile{Task: 2, Verdict: core.VerdictRerun}, nil}, // ended: nothing
+		},
+		counts: &counts{Finished: 2},
+	}, {
+		name: "dispatched before a restart and not adopted: unknown, never run again by itself",
+		steps: []step{
+			{submit(atMostOnce(task(1, r)), atMostOnce(task(2, r))), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{adriftOn(2, 1, "B", window), nil},
+			{rejoin(1, res(2000, 200), "A"), acts(unknown(1, 1, "attempt 1: its worker came back after the manager restarted, and it no longer ran there"))},
+			{core.Tick{Now: window}, acts(unknown(2, 1, "attempt 1: its worker did not come back after the manager restarted"))},
+			{core.CancelTask{Task: 2}, acts(done(2, 1, 0, outcome(core.Cancelled, "cancelled before it ran")))},
+		},
+		counts: &counts{Waiting: 1, Finished: 1},
+	}, {
+		name: "a call dispatched before a restart: unknown at once",
+		steps: []step{
+			{core.LibraryInstalled{Lib: 1, Resources: r, Slots: 1}, nil},
+			{submit(atMostOnce(core.Task{ID: 1, Lib: 1, Role: core.Call})), nil},
+			{adriftOn(1, 1, "A", window), acts(unknown(1, 1, "attempt 1 was dispatched before the manager restarted, and its library instance is gone"))},
+		},
+	}})
+}

@@ -78,8 +78,9 @@ type Core struct {
 	// until the next Tick. A map, not a field: few tasks are stuck, and
 	// a million queued ones are the core's load.
 	stuckSince map[TaskID]time.Duration
-	epoch      uint64            // changes whenever the workers that take tasks do
-	adrift     map[TaskID]adrift // tasks whose attempt from before a restart may still run (adrift.go)
+	epoch      uint64             // changes whenever the workers that take tasks do
+	adrift     map[TaskID]adrift  // tasks whose attempt from before a restart may still run (adrift.go)
+	unknown    map[TaskID]Unknown // at-most-once tasks whose fate is unknown (adrift.go)
 }
 
 // New returns an empty core.
@@ -98,6 +99,7 @@ func New() *Core {
 		stuckSince: make(map[TaskID]time.Duration),
 		epoch:      1,
 		adrift:     make(map[TaskID]adrift),
+		unknown:    make(map[TaskID]Unknown),
 	}
 }
 
@@ -128,6 +130,8 @@ func (c *Core) Step(ev Event) []Action {
 		c.taskRecovered(ev)
 	case TaskAdrift:
 		c.taskAdrift(ev)
+	case Reconcile:
+		c.reconcile(ev)
 	case CancelTask:
 		c.cancelTask(ev.Task)
 	case FileMissing:
@@ -583,6 +587,8 @@ func (c *Core) taskFinished(ev TaskFinished) {
 	case ev.Outcome.Kind == Success:
 		c.recordOutputs(t, w, ev.Outputs)
 		c.finish(t, ev.Outcome)
+	case t.spec.AtMostOnce && ev.Outcome.Kind != InputMissing && ev.Outcome.Kind != WorkerLost && ev.Outcome.Kind != Cancelled:
+		c.finish(t, ev.Outcome) // it ran: never again
 	case ev.Outcome.Kind == InputMissing || ev.Outcome.Kind == WorkerLost || ev.Outcome.Kind == Cancelled:
 		// Not the command's fault: the worker could not fetch an input or gave up.
 		c.retryOrFinish(t, ev.Outcome, true)
@@ -605,6 +611,8 @@ func (c *Core) taskReturned(ev TaskReturned) {
 	switch {
 	case t.cancel:
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
+	case t.spec.AtMostOnce:
+		c.toUnknown(t, fmt.Sprintf("attempt %d was handed back by worker %d, maybe after it ran", t.attempt, ev.Worker))
 	case ev.CacheFull:
 		c.cacheFull(t, ev)
 	default:
@@ -624,6 +632,7 @@ func (c *Core) cancelTask(id TaskID) {
 	switch t.state {
 	case Waiting:
 		delete(c.adrift, id) // (an attempt adrift that comes back is killed)
+		delete(c.unknown, id)
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Ready:
 		if t.spec.Role == Call {
@@ -646,6 +655,15 @@ func (c *Core) cancelTask(id TaskID) {
 // retryOrFinish queues t again if why may be retried and t has retries
 // left, or finishes it with why.
 func (c *Core) retryOrFinish(t *task, why Outcome, retryable bool) {
+	if t.spec.AtMostOnce && why.Kind != InputMissing && t.attempt > 0 {
+		// It may have taken effect: never dispatched again by itself.
+		if retryable {
+			c.toUnknown(t, fmt.Sprintf("attempt %d: %s: %s", t.attempt, why.Kind, why.Message))
+		} else {
+			c.finish(t, why)
+		}
+		return
+	}
 	if retryable && t.failures < t.spec.Retries {
 		t.failures++
 		c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: why})

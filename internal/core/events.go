@@ -78,6 +78,25 @@ type TaskAdrift struct {
 	Until   time.Duration
 }
 
+// Reconcile: the operator's verdict on a task whose fate is unknown (see
+// Task.AtMostOnce), or still adrift: it took effect (ends as a success;
+// a failure if it has outputs, which are gone), it did not and is to fail,
+// or it is to run again (once more).
+type Reconcile struct {
+	Task    TaskID
+	Verdict Verdict
+}
+
+// Verdict is what the operator says of a task in unknown.
+type Verdict uint8
+
+// Verdicts.
+const (
+	VerdictDone Verdict = iota + 1
+	VerdictFailed
+	VerdictRerun
+)
+
 // FilesDeclared: what kind of file each is, before tasks use them.
 // Session names the client session that declares them (opaque to the
 // core), or is empty when none does (the caller tells what it learned of a
@@ -193,6 +212,7 @@ func (TasksSubmitted) isEvent()   {}
 func (TaskFinished) isEvent()     {}
 func (TaskRecovered) isEvent()    {}
 func (TaskAdrift) isEvent()       {}
+func (Reconcile) isEvent()        {}
 func (TaskReturned) isEvent()     {}
 func (CancelTask) isEvent()       {}
 func (Tick) isEvent()             {}

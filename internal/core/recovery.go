@@ -25,6 +25,7 @@ func (c *Core) taskRecovered(ev TaskRecovered) {
 		return // dispatched in this life: its live report decides
 	case Waiting:
 		delete(c.adrift, t.spec.ID)
+		delete(c.unknown, t.spec.ID)
 	}
 	t.attempt = ev.Attempt
 	if ev.Outcome.Kind == Success {
