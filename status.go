@@ -59,6 +59,19 @@ type Status struct {
 	// one); Journal is nil without one.
 	Epoch   uint64         `json:"epoch"`
 	Journal *JournalStatus `json:"journal,omitempty"`
+
+	// UnknownTasks are the at-most-once tasks whose attempt was lost: they
+	// wait for trellis reconcile (Client.Reconcile).
+	UnknownTasks []UnknownTask `json:"unknown_tasks,omitempty"`
+}
+
+// UnknownTask is an at-most-once task whose last attempt may or may not
+// have taken effect.
+type UnknownTask struct {
+	Task    uint64 `json:"task"`
+	Name    string `json:"name"`
+	Attempt uint32 `json:"attempt"`
+	Why     string `json:"why"`
 }
 
 // JournalStatus is the state of the manager's journal (--state).
@@ -176,6 +189,9 @@ func statusOf(m *pb.StatusResponse) *Status {
 	s.Epoch = m.Epoch
 	if j := m.Journal; j != nil {
 		s.Journal = &JournalStatus{Path: j.Path, Durable: j.Durable, Error: j.Error}
+	}
+	for _, u := range m.UnknownTasks {
+		s.UnknownTasks = append(s.UnknownTasks, UnknownTask{Task: u.TaskId, Name: u.Name, Attempt: u.Attempt, Why: u.Why})
 	}
 	for _, u := range m.UnplaceableTasks {
 		s.UnplaceableTasks = append(s.UnplaceableTasks, UnplaceableTask{Task: u.TaskId, Name: u.Name, Why: u.Why, Since: time.UnixMilli(u.SinceUnixMs)})

@@ -2,8 +2,10 @@ package manager
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
 
 	"trellis/internal/inproc"
@@ -108,5 +110,69 @@ func TestAdoptAfterRestart(t *testing.T) {
 	want := map[string][2]int32{"a": {int32(pb.ResultKind_RESULT_KIND_FAILED), 3}, "b": {int32(pb.ResultKind_RESULT_KIND_SUCCESS), 0}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ends (kind, exit) mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestAtMostOnceUnknownAcrossRestart: an at-most-once task dispatched
+// before a restart, whose worker comes back without it, is not run again:
+// it is listed in unknown until the operator reconciles it. --done is
+// refused for a task with outputs; --rerun runs it once more, as a new
+// attempt; the verdict survives another restart.
+func TestAtMostOnceUnknownAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	m, stop := startWithState(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	w, welcome := joinAs(ctx, t, m, "I1", "")
+	ids, err := submit(t, m, &pb.TaskSpec{Name: "pay", Key: "pay", Command: "true", Resources: &pb.Resources{Cores: 1},
+		Effects: pb.Effects_EFFECTS_AT_MOST_ONCE, Outputs: []*pb.FileRef{{Name: "receipt", Path: "r"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs(t, w, 1)
+	cancel()
+	w.Close()
+	stop()
+
+	m2, stop2 := startWithState(t, dir)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	w2, _ := joinAs(ctx2, t, m2, "I1", welcome.RunId) // without the attempt
+	watchUntil(t, m2, func(ev *pb.TaskEvent) bool { return strings.HasPrefix(ev.Note, "unknown: ") })
+	snap, err := m2.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Status.GetUnknownTasks(); len(got) != 1 || got[0].TaskId != ids[0] || got[0].Attempt != 1 {
+		t.Fatalf("status lists %v in unknown; want task %d, attempt 1", got, ids[0])
+	}
+	reconcile := func(m *Manager, v pb.Verdict) error {
+		_, err := m.Handler().Reconcile(context.Background(), connect.NewRequest(&pb.ReconcileRequest{TaskId: ids[0], Verdict: v}))
+		return err
+	}
+	if err := reconcile(m2, pb.Verdict_VERDICT_DONE); err == nil || !strings.Contains(err.Error(), "cannot be marked done") {
+		t.Errorf("--done of a task with outputs: %v; want it refused", err)
+	}
+	if err := reconcile(m2, pb.Verdict_VERDICT_RERUN); err != nil {
+		t.Fatal(err)
+	}
+	if r := runs(t, w2, 1)[0]; r.TaskId != ids[0] || r.Attempt != 2 {
+		t.Fatalf("after --rerun: Run of task %d attempt %d; want task %d attempt 2", r.TaskId, r.Attempt, ids[0])
+	}
+	if err := reconcile(m2, pb.Verdict_VERDICT_FAILED); err == nil {
+		t.Error("a second verdict on a task that runs again: accepted; want it refused")
+	}
+	cancel2()
+	w2.Close()
+	stop2()
+
+	// Replayed: the rerun stands, and attempt 2 is adrift in its turn.
+	m3, _ := startWithState(t, dir)
+	ctx3, cancel3 := context.WithCancel(context.Background())
+	defer cancel3()
+	w3, _ := joinAs(ctx3, t, m3, "I1", welcome.RunId, &pb.RunningAttempt{TaskId: ids[0], Attempt: 2, Epoch: 2})
+	defer w3.Close()
+	report(w3, t, ids[0], 2, 2, pb.ResultKind_RESULT_KIND_FAILED, 4)
+	evs := watchUntil(t, m3, func(ev *pb.TaskEvent) bool { return ev.State == pb.TaskState_TASK_STATE_DONE })
+	if o := evs[len(evs)-1].Outcome; o.GetExitCode() != 4 {
+		t.Errorf("after the second restart: outcome %v; want attempt 2's failure (exit 4), adopted", o)
 	}
 }

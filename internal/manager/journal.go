@@ -75,6 +75,49 @@ func (s *state) adoptedAttempt(a core.Adopted) {
 		Attempt: a.Attempt, Worker: sess.hello.Name, Note: "still running after the manager restarted"})
 }
 
+// unknownTask: an at-most-once task's attempt was lost: it waits for the
+// operator (trellis reconcile), and its client hears why.
+func (s *state) unknownTask(u core.Unknown) {
+	rec := s.tasks[u.Task]
+	if rec == nil {
+		return
+	}
+	s.m.log.Warn("at-most-once task in unknown: it may have taken effect; run trellis reconcile", "task", u.Task, "name", rec.spec.Name, "attempt", u.Attempt, "why", u.Why)
+	s.notify(rec, &pb.TaskEvent{TaskId: uint64(u.Task), State: pb.TaskState_TASK_STATE_WAITING, Attempt: u.Attempt,
+		Note: fmt.Sprintf("unknown: %s; it may have taken effect, and waits for trellis reconcile %d --done, --failed or --rerun", u.Why, u.Task)})
+}
+
+// reconcile applies the operator's verdict on a task in unknown, once
+// journaled.
+func (s *state) reconcile(req *pb.ReconcileRequest, reply chan error) {
+	id := core.TaskID(req.TaskId)
+	if why := s.core.CanReconcile(id); why != "" {
+		reply <- errors.New(why)
+		return
+	}
+	if rec := s.tasks[id]; req.Verdict == pb.Verdict_VERDICT_DONE && rec != nil && len(rec.spec.Outputs) > 0 {
+		reply <- fmt.Errorf("task %d has output files, which are gone with its attempt: it cannot be marked done; use --rerun or --failed", id)
+		return
+	}
+	seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Reconciled{Reconciled: req}})
+	s.hold(seq, func() {
+		s.applyReconcile(req)
+		reply <- nil
+	})
+}
+
+func (s *state) applyReconcile(req *pb.ReconcileRequest) {
+	v := core.VerdictRerun
+	switch req.Verdict {
+	case pb.Verdict_VERDICT_DONE:
+		v = core.VerdictDone
+	case pb.Verdict_VERDICT_FAILED:
+		v = core.VerdictFailed
+	}
+	s.m.log.Info("reconciled", "task", req.TaskId, "verdict", req.Verdict.String())
+	s.step(core.Reconcile{Task: core.TaskID(req.TaskId), Verdict: v})
+}
+
 // record appends r to the journal and returns its Seq; 0 when the
 // manager keeps no journal or is replaying it.
 func (s *state) record(r *pb.JournalRecord) journal.Seq {
@@ -178,7 +221,7 @@ func (s *state) replay(j *journal.Journal) error {
 	s.replaying = true
 	defer func() { s.replaying = false }()
 	epoch := uint64(0)
-	var counts [8]int
+	var counts [9]int
 	err := j.Replay(func(r journal.Record) error {
 		var rec pb.JournalRecord
 		if err := goproto.Unmarshal(r.Data, &rec); err != nil {
@@ -214,6 +257,9 @@ func (s *state) replay(j *journal.Journal) error {
 					Until: time.Since(s.origin) + s.m.cfg.AdoptWindow})
 			}
 			counts[0]++
+		case *pb.JournalRecord_Reconciled:
+			s.applyReconcile(x.Reconciled)
+			counts[8]++
 		case *pb.JournalRecord_LibraryRemoved:
 			if rec := s.libs[x.LibraryRemoved.Name]; rec != nil && !rec.removed {
 				s.removed(rec)
@@ -229,7 +275,7 @@ func (s *state) replay(j *journal.Journal) error {
 	}
 	s.m.epoch = epoch + 1
 	s.m.log.Info("replayed the journal", "journal", j.Path(), "recovered", j.Recovered().String(), "epoch", s.m.epoch, "dispatches", counts[0], "adrift", s.core.Adrift(),
-		"starts", counts[1], "submits", counts[2], "installs", counts[3], "sessions_ended", counts[4], "cancels", counts[5], "tasks_done", counts[6], "libraries_removed", counts[7])
+		"starts", counts[1], "submits", counts[2], "installs", counts[3], "sessions_ended", counts[4], "cancels", counts[5], "tasks_done", counts[6], "libraries_removed", counts[7], "reconciled", counts[8])
 	return nil
 }
 

@@ -44,7 +44,11 @@ type (
 		stored storedFiles // the library's inputs at the store
 		reply  chan error
 	}
-	evStored struct{ name string } // a file reached the store outside a task's outputs
+	evStored    struct{ name string } // a file reached the store outside a task's outputs
+	evReconcile struct {
+		req   *pb.ReconcileRequest
+		reply chan error
+	}
 	evRemove struct {
 		name  string
 		reply chan error
@@ -229,6 +233,8 @@ func (s *state) handle(ev any) {
 		s.uploaded(ev.name, nil)
 	case evRemove:
 		s.removeLibrary(ev.name, ev.reply)
+	case evReconcile:
+		s.reconcile(ev.req, ev.reply)
 	case evWorkerGone:
 		if sess := s.sessions[ev.id]; sess != nil {
 			delete(s.sessions, ev.id)
@@ -325,7 +331,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
-			if rec.spec.Call == nil {
+			if rec.spec.Call == nil || rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
 				// Its attempt number and worker are durable before it leaves:
 				// a restarted manager numbers the next attempt after it, and
 				// may adopt it (see TaskAdrift).
@@ -341,6 +347,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			}
 		case core.Adopted:
 			s.adoptedAttempt(a)
+		case core.Unknown:
+			s.unknownTask(a)
 		case core.Kill:
 			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
 		case core.Requeued:
@@ -551,7 +559,7 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		}
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
 			Retries: spec.Retries, RetryOnError: spec.RetryOnError, After: afterIDs(spec.After, ids),
-			UnplaceableTimeout: s.unplaceableTimeout(spec.UnplaceableTimeoutMs)}
+			UnplaceableTimeout: s.unplaceableTimeout(spec.UnplaceableTimeoutMs), AtMostOnce: spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE}
 		if c := spec.Call; c != nil {
 			lib := s.libs[c.Library]                                            // checked above
 			ct.Role, ct.Lib, ct.Resources = core.Call, lib.id, core.Resources{} // it runs in a slot its instance holds

@@ -141,6 +141,57 @@ func (CacheLevel) EnumDescriptor() ([]byte, []int) {
 	return file_trellis_proto_rawDescGZIP(), []int{1}
 }
 
+// Effects says what a task does beyond its outputs, and so whether it may
+// run twice.
+type Effects int32
+
+const (
+	Effects_EFFECTS_NONE         Effects = 0 // outputs only: run again whenever needed
+	Effects_EFFECTS_IDEMPOTENT   Effects = 1 // an external effect applied once per TRELLIS_IDEMPOTENCY_KEY: run again whenever needed
+	Effects_EFFECTS_AT_MOST_ONCE Effects = 2 // never dispatched twice: a lost attempt leaves it unknown until reconciled
+)
+
+// Enum value maps for Effects.
+var (
+	Effects_name = map[int32]string{
+		0: "EFFECTS_NONE",
+		1: "EFFECTS_IDEMPOTENT",
+		2: "EFFECTS_AT_MOST_ONCE",
+	}
+	Effects_value = map[string]int32{
+		"EFFECTS_NONE":         0,
+		"EFFECTS_IDEMPOTENT":   1,
+		"EFFECTS_AT_MOST_ONCE": 2,
+	}
+)
+
+func (x Effects) Enum() *Effects {
+	p := new(Effects)
+	*p = x
+	return p
+}
+
+func (x Effects) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Effects) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[2].Descriptor()
+}
+
+func (Effects) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[2]
+}
+
+func (x Effects) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Effects.Descriptor instead.
+func (Effects) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{2}
+}
+
 // ResultKind says how a task ended.
 type ResultKind int32
 
@@ -190,11 +241,11 @@ func (x ResultKind) String() string {
 }
 
 func (ResultKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[2].Descriptor()
+	return file_trellis_proto_enumTypes[3].Descriptor()
 }
 
 func (ResultKind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[2]
+	return &file_trellis_proto_enumTypes[3]
 }
 
 func (x ResultKind) Number() protoreflect.EnumNumber {
@@ -203,7 +254,7 @@ func (x ResultKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResultKind.Descriptor instead.
 func (ResultKind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{2}
+	return file_trellis_proto_rawDescGZIP(), []int{3}
 }
 
 // TaskState is where a task is, as the client sees it.
@@ -243,11 +294,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[3].Descriptor()
+	return file_trellis_proto_enumTypes[4].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[3]
+	return &file_trellis_proto_enumTypes[4]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -256,7 +307,59 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{3}
+	return file_trellis_proto_rawDescGZIP(), []int{4}
+}
+
+type Verdict int32
+
+const (
+	Verdict_VERDICT_UNSPECIFIED Verdict = 0
+	Verdict_VERDICT_DONE        Verdict = 1 // it took effect: the task succeeds (one with outputs fails: they are gone)
+	Verdict_VERDICT_FAILED      Verdict = 2 // it did not, and is not to: the task fails
+	Verdict_VERDICT_RERUN       Verdict = 3 // it did not: run it again, once
+)
+
+// Enum value maps for Verdict.
+var (
+	Verdict_name = map[int32]string{
+		0: "VERDICT_UNSPECIFIED",
+		1: "VERDICT_DONE",
+		2: "VERDICT_FAILED",
+		3: "VERDICT_RERUN",
+	}
+	Verdict_value = map[string]int32{
+		"VERDICT_UNSPECIFIED": 0,
+		"VERDICT_DONE":        1,
+		"VERDICT_FAILED":      2,
+		"VERDICT_RERUN":       3,
+	}
+)
+
+func (x Verdict) Enum() *Verdict {
+	p := new(Verdict)
+	*p = x
+	return p
+}
+
+func (x Verdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Verdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[5].Descriptor()
+}
+
+func (Verdict) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[5]
+}
+
+func (x Verdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Verdict.Descriptor instead.
+func (Verdict) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{5}
 }
 
 type Source_Kind int32
@@ -298,11 +401,11 @@ func (x Source_Kind) String() string {
 }
 
 func (Source_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[4].Descriptor()
+	return file_trellis_proto_enumTypes[6].Descriptor()
 }
 
 func (Source_Kind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[4]
+	return &file_trellis_proto_enumTypes[6]
 }
 
 func (x Source_Kind) Number() protoreflect.EnumNumber {
@@ -311,7 +414,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{58, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -641,8 +744,12 @@ type TaskSpec struct {
 	// RESOURCE_EXCEEDED. 0: the manager's default (--unplaceable-timeout);
 	// negative: for ever, whatever the manager's default.
 	UnplaceableTimeoutMs int64 `protobuf:"varint,16,opt,name=unplaceable_timeout_ms,json=unplaceableTimeoutMs,proto3" json:"unplaceable_timeout_ms,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Recovery annotations (docs/recovery.md). deterministic: the same
+	// inputs give the same outputs (recorded; no rule uses it yet).
+	Deterministic bool    `protobuf:"varint,50,opt,name=deterministic,proto3" json:"deterministic,omitempty"`
+	Effects       Effects `protobuf:"varint,51,opt,name=effects,proto3,enum=trellis.v1.Effects" json:"effects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -785,6 +892,20 @@ func (x *TaskSpec) GetUnplaceableTimeoutMs() int64 {
 		return x.UnplaceableTimeoutMs
 	}
 	return 0
+}
+
+func (x *TaskSpec) GetDeterministic() bool {
+	if x != nil {
+		return x.Deterministic
+	}
+	return false
+}
+
+func (x *TaskSpec) GetEffects() Effects {
+	if x != nil {
+		return x.Effects
+	}
+	return Effects_EFFECTS_NONE
 }
 
 // CallSpec is a function call: it runs in a slot of a library instance.
@@ -1838,6 +1959,7 @@ type JournalRecord struct {
 	//	*JournalRecord_Done
 	//	*JournalRecord_LibraryRemoved
 	//	*JournalRecord_Dispatched
+	//	*JournalRecord_Reconciled
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1952,6 +2074,15 @@ func (x *JournalRecord) GetDispatched() *JournalDispatched {
 	return nil
 }
 
+func (x *JournalRecord) GetReconciled() *ReconcileRequest {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Reconciled); ok {
+			return x.Reconciled
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -1988,6 +2119,10 @@ type JournalRecord_Dispatched struct {
 	Dispatched *JournalDispatched `protobuf:"bytes,50,opt,name=dispatched,proto3,oneof"`
 }
 
+type JournalRecord_Reconciled struct {
+	Reconciled *ReconcileRequest `protobuf:"bytes,51,opt,name=reconciled,proto3,oneof"` // applied once durable
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -2003,6 +2138,8 @@ func (*JournalRecord_Done) isJournalRecord_Rec() {}
 func (*JournalRecord_LibraryRemoved) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Dispatched) isJournalRecord_Rec() {}
+
+func (*JournalRecord_Reconciled) isJournalRecord_Rec() {}
 
 // JournalDispatched: an attempt was sent to a worker (its incarnation),
 // recorded before the Run leaves, so that a restarted manager knows the
@@ -2902,6 +3039,7 @@ type StatusResponse struct {
 	Journal         *JournalStatus `protobuf:"bytes,27,opt,name=journal,proto3" json:"journal,omitempty"`
 	BytesPruned     int64          `protobuf:"varint,28,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`               // unlinked from workers (pruned temp files, task-level files)
 	TasksHandedBack uint64         `protobuf:"varint,29,opt,name=tasks_handed_back,json=tasksHandedBack,proto3" json:"tasks_handed_back,omitempty"` // attempts handed back for a full cache (not failures)
+	UnknownTasks    []*UnknownTask `protobuf:"bytes,50,rep,name=unknown_tasks,json=unknownTasks,proto3" json:"unknown_tasks,omitempty"`             // waiting for trellis reconcile
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3139,7 +3277,174 @@ func (x *StatusResponse) GetTasksHandedBack() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetUnknownTasks() []*UnknownTask {
+	if x != nil {
+		return x.UnknownTasks
+	}
+	return nil
+}
+
 // JournalStatus is the state of a manager's journal.
+// ReconcileRequest is the operator's verdict on a task whose fate is
+// unknown (an at-most-once task whose attempt was lost).
+type ReconcileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Verdict       Verdict                `protobuf:"varint,2,opt,name=verdict,proto3,enum=trellis.v1.Verdict" json:"verdict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileRequest) Reset() {
+	*x = ReconcileRequest{}
+	mi := &file_trellis_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileRequest) ProtoMessage() {}
+
+func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReconcileRequest) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *ReconcileRequest) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+type ReconcileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileResponse) Reset() {
+	*x = ReconcileResponse{}
+	mi := &file_trellis_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileResponse) ProtoMessage() {}
+
+func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{35}
+}
+
+// UnknownTask is an at-most-once task whose attempt was lost: it waits for
+// trellis reconcile.
+type UnknownTask struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Why           string                 `protobuf:"bytes,4,opt,name=why,proto3" json:"why,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnknownTask) Reset() {
+	*x = UnknownTask{}
+	mi := &file_trellis_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnknownTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnknownTask) ProtoMessage() {}
+
+func (x *UnknownTask) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnknownTask.ProtoReflect.Descriptor instead.
+func (*UnknownTask) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *UnknownTask) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *UnknownTask) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UnknownTask) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *UnknownTask) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
 type JournalStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -3151,7 +3456,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3163,7 +3468,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3176,7 +3481,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -3213,7 +3518,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3225,7 +3530,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3238,7 +3543,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -3284,7 +3589,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3296,7 +3601,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3309,7 +3614,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -3367,7 +3672,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3379,7 +3684,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3392,7 +3697,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -3452,7 +3757,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3769,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3782,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3652,7 +3957,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3664,7 +3969,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3677,7 +3982,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -3698,7 +4003,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +4015,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +4028,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -3760,7 +4065,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +4077,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +4090,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -3847,7 +4152,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3859,7 +4164,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3872,7 +4177,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -3956,7 +4261,7 @@ type RunningAttempt struct {
 
 func (x *RunningAttempt) Reset() {
 	*x = RunningAttempt{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3968,7 +4273,7 @@ func (x *RunningAttempt) String() string {
 func (*RunningAttempt) ProtoMessage() {}
 
 func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3981,7 +4286,7 @@ func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
 func (*RunningAttempt) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RunningAttempt) GetTaskId() uint64 {
@@ -4018,7 +4323,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4030,7 +4335,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4043,7 +4348,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CachedFile) GetName() string {
@@ -4100,7 +4405,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4112,7 +4417,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4125,7 +4430,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -4208,7 +4513,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4220,7 +4525,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4233,7 +4538,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -4251,7 +4556,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4263,7 +4568,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4276,7 +4581,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 type AttemptDone struct {
@@ -4291,7 +4596,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4303,7 +4608,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4316,7 +4621,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -4361,7 +4666,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4373,7 +4678,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4386,7 +4691,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -4425,7 +4730,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4437,7 +4742,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4450,7 +4755,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 // Worker stream: manager to worker.
@@ -4474,7 +4779,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4791,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4804,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -4659,7 +4964,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4671,7 +4976,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4684,7 +4989,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -4707,7 +5012,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4719,7 +5024,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4732,7 +5037,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -4766,7 +5071,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4778,7 +5083,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4791,7 +5096,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -4815,7 +5120,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4827,7 +5132,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4840,7 +5145,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -4894,7 +5199,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4906,7 +5211,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4919,7 +5224,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -4981,7 +5286,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4993,7 +5298,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5006,7 +5311,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -5026,7 +5331,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5038,7 +5343,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5051,7 +5356,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Upload) GetName() string {
@@ -5081,7 +5386,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5093,7 +5398,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5106,7 +5411,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -5177,7 +5482,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5189,7 +5494,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5202,7 +5507,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -5264,7 +5569,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5276,7 +5581,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5289,7 +5594,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -5340,7 +5645,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03dir\x18\n" +
 	" \x01(\bR\x03dir\x12\x1f\n" +
 	"\vprune_depth\x18\v \x01(\rR\n" +
-	"pruneDepth\"\x93\x04\n" +
+	"pruneDepth\"\xe8\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -5358,7 +5663,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05after\x18\r \x03(\rR\x05after\x12(\n" +
 	"\x04call\x18\x0e \x01(\v2\x14.trellis.v1.CallSpecR\x04call\x12\x10\n" +
 	"\x03key\x18\x0f \x01(\tR\x03key\x124\n" +
-	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\"q\n" +
+	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\x12$\n" +
+	"\rdeterministic\x182 \x01(\bR\rdeterministic\x12-\n" +
+	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -5439,7 +5746,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\xf4\x03\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\xb4\x04\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
@@ -5450,7 +5757,10 @@ const file_trellis_proto_rawDesc = "" +
 	"\x0flibrary_removed\x18\a \x01(\v2 .trellis.v1.RemoveLibraryRequestH\x00R\x0elibraryRemoved\x12?\n" +
 	"\n" +
 	"dispatched\x182 \x01(\v2\x1d.trellis.v1.JournalDispatchedH\x00R\n" +
-	"dispatchedB\x05\n" +
+	"dispatched\x12>\n" +
+	"\n" +
+	"reconciled\x183 \x01(\v2\x1c.trellis.v1.ReconcileRequestH\x00R\n" +
+	"reconciledB\x05\n" +
 	"\x03rec\"t\n" +
 	"\x11JournalDispatched\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
@@ -5513,7 +5823,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x8d\t\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xcb\t\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5545,7 +5855,17 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05epoch\x18\x1a \x01(\x04R\x05epoch\x123\n" +
 	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\x12!\n" +
 	"\fbytes_pruned\x18\x1c \x01(\x03R\vbytesPruned\x12*\n" +
-	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\"S\n" +
+	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\x12<\n" +
+	"\runknown_tasks\x182 \x03(\v2\x17.trellis.v1.UnknownTaskR\funknownTasks\"Z\n" +
+	"\x10ReconcileRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12-\n" +
+	"\averdict\x18\x02 \x01(\x0e2\x13.trellis.v1.VerdictR\averdict\"\x13\n" +
+	"\x11ReconcileResponse\"f\n" +
+	"\vUnknownTask\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x10\n" +
+	"\x03why\x18\x04 \x01(\tR\x03why\"S\n" +
 	"\rJournalStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
@@ -5723,7 +6043,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10CACHE_LEVEL_TASK\x10\x01\x12\x18\n" +
 	"\x14CACHE_LEVEL_WORKFLOW\x10\x02\x12\x16\n" +
 	"\x12CACHE_LEVEL_WORKER\x10\x03\x12\x17\n" +
-	"\x13CACHE_LEVEL_FOREVER\x10\x04*\xef\x01\n" +
+	"\x13CACHE_LEVEL_FOREVER\x10\x04*M\n" +
+	"\aEffects\x12\x10\n" +
+	"\fEFFECTS_NONE\x10\x00\x12\x16\n" +
+	"\x12EFFECTS_IDEMPOTENT\x10\x01\x12\x18\n" +
+	"\x14EFFECTS_AT_MOST_ONCE\x10\x02*\xef\x01\n" +
 	"\n" +
 	"ResultKind\x12\x1b\n" +
 	"\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5738,7 +6062,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_WAITING\x10\x01\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fTASK_STATE_DONE\x10\x032\xca\x05\n" +
+	"\x0fTASK_STATE_DONE\x10\x03*[\n" +
+	"\aVerdict\x12\x17\n" +
+	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fVERDICT_DONE\x10\x01\x12\x12\n" +
+	"\x0eVERDICT_FAILED\x10\x02\x12\x11\n" +
+	"\rVERDICT_RERUN\x10\x032\x94\x06\n" +
 	"\aManager\x12?\n" +
 	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12;\n" +
 	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x16.trellis.v1.TaskEvents0\x01\x126\n" +
@@ -5749,7 +6078,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x0eInstallLibrary\x12!.trellis.v1.InstallLibraryRequest\x1a\".trellis.v1.InstallLibraryResponse\x12T\n" +
 	"\rRemoveLibrary\x12 .trellis.v1.RemoveLibraryRequest\x1a!.trellis.v1.RemoveLibraryResponse\x12K\n" +
 	"\n" +
-	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12A\n" +
+	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12H\n" +
+	"\tReconcile\x12\x1c.trellis.v1.ReconcileRequest\x1a\x1d.trellis.v1.ReconcileResponse\x12A\n" +
 	"\x04Work\x12\x19.trellis.v1.WorkerMessage\x1a\x1a.trellis.v1.ManagerMessage(\x010\x01B,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
 
 var (
@@ -5764,175 +6094,186 @@ func file_trellis_proto_rawDescGZIP() []byte {
 	return file_trellis_proto_rawDescData
 }
 
-var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
-	(ResultKind)(0),                // 2: trellis.v1.ResultKind
-	(TaskState)(0),                 // 3: trellis.v1.TaskState
-	(Source_Kind)(0),               // 4: trellis.v1.Source.Kind
-	(*Resources)(nil),              // 5: trellis.v1.Resources
-	(*FileRef)(nil),                // 6: trellis.v1.FileRef
-	(*FileDecl)(nil),               // 7: trellis.v1.FileDecl
-	(*TaskSpec)(nil),               // 8: trellis.v1.TaskSpec
-	(*CallSpec)(nil),               // 9: trellis.v1.CallSpec
-	(*LibrarySpec)(nil),            // 10: trellis.v1.LibrarySpec
-	(*InstallLibraryRequest)(nil),  // 11: trellis.v1.InstallLibraryRequest
-	(*InstallLibraryResponse)(nil), // 12: trellis.v1.InstallLibraryResponse
-	(*RemoveLibraryRequest)(nil),   // 13: trellis.v1.RemoveLibraryRequest
-	(*RemoveLibraryResponse)(nil),  // 14: trellis.v1.RemoveLibraryResponse
-	(*FileInfo)(nil),               // 15: trellis.v1.FileInfo
-	(*Outcome)(nil),                // 16: trellis.v1.Outcome
-	(*TaskEvent)(nil),              // 17: trellis.v1.TaskEvent
-	(*TaskEvents)(nil),             // 18: trellis.v1.TaskEvents
-	(*SubmitRequest)(nil),          // 19: trellis.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 20: trellis.v1.SubmitResponse
-	(*WatchRequest)(nil),           // 21: trellis.v1.WatchRequest
-	(*AckRequest)(nil),             // 22: trellis.v1.AckRequest
-	(*JournalRecord)(nil),          // 23: trellis.v1.JournalRecord
-	(*JournalDispatched)(nil),      // 24: trellis.v1.JournalDispatched
-	(*JournalSessionEnded)(nil),    // 25: trellis.v1.JournalSessionEnded
-	(*JournalTaskDone)(nil),        // 26: trellis.v1.JournalTaskDone
-	(*AckResponse)(nil),            // 27: trellis.v1.AckResponse
-	(*CancelRequest)(nil),          // 28: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 29: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 30: trellis.v1.StatusRequest
-	(*FetchFileRequest)(nil),       // 31: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 32: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 33: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 34: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 35: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),             // 36: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),            // 37: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),         // 38: trellis.v1.StatusResponse
-	(*JournalStatus)(nil),          // 39: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),        // 40: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 41: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 42: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 43: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 44: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 45: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 46: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 47: trellis.v1.Hello
-	(*RunningAttempt)(nil),         // 48: trellis.v1.RunningAttempt
-	(*CachedFile)(nil),             // 49: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 50: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 51: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 52: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 53: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 54: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 55: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 56: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 57: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 58: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 59: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 60: trellis.v1.Source
-	(*Fetch)(nil),                  // 61: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 62: trellis.v1.Unlink
-	(*Upload)(nil),                 // 63: trellis.v1.Upload
-	(*Welcome)(nil),                // 64: trellis.v1.Welcome
-	(*Run)(nil),                    // 65: trellis.v1.Run
-	(*Kill)(nil),                   // 66: trellis.v1.Kill
+	(Effects)(0),                   // 2: trellis.v1.Effects
+	(ResultKind)(0),                // 3: trellis.v1.ResultKind
+	(TaskState)(0),                 // 4: trellis.v1.TaskState
+	(Verdict)(0),                   // 5: trellis.v1.Verdict
+	(Source_Kind)(0),               // 6: trellis.v1.Source.Kind
+	(*Resources)(nil),              // 7: trellis.v1.Resources
+	(*FileRef)(nil),                // 8: trellis.v1.FileRef
+	(*FileDecl)(nil),               // 9: trellis.v1.FileDecl
+	(*TaskSpec)(nil),               // 10: trellis.v1.TaskSpec
+	(*CallSpec)(nil),               // 11: trellis.v1.CallSpec
+	(*LibrarySpec)(nil),            // 12: trellis.v1.LibrarySpec
+	(*InstallLibraryRequest)(nil),  // 13: trellis.v1.InstallLibraryRequest
+	(*InstallLibraryResponse)(nil), // 14: trellis.v1.InstallLibraryResponse
+	(*RemoveLibraryRequest)(nil),   // 15: trellis.v1.RemoveLibraryRequest
+	(*RemoveLibraryResponse)(nil),  // 16: trellis.v1.RemoveLibraryResponse
+	(*FileInfo)(nil),               // 17: trellis.v1.FileInfo
+	(*Outcome)(nil),                // 18: trellis.v1.Outcome
+	(*TaskEvent)(nil),              // 19: trellis.v1.TaskEvent
+	(*TaskEvents)(nil),             // 20: trellis.v1.TaskEvents
+	(*SubmitRequest)(nil),          // 21: trellis.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 22: trellis.v1.SubmitResponse
+	(*WatchRequest)(nil),           // 23: trellis.v1.WatchRequest
+	(*AckRequest)(nil),             // 24: trellis.v1.AckRequest
+	(*JournalRecord)(nil),          // 25: trellis.v1.JournalRecord
+	(*JournalDispatched)(nil),      // 26: trellis.v1.JournalDispatched
+	(*JournalSessionEnded)(nil),    // 27: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),        // 28: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),            // 29: trellis.v1.AckResponse
+	(*CancelRequest)(nil),          // 30: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),         // 31: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),          // 32: trellis.v1.StatusRequest
+	(*FetchFileRequest)(nil),       // 33: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 34: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 35: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 36: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 37: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),             // 38: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),            // 39: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),         // 40: trellis.v1.StatusResponse
+	(*ReconcileRequest)(nil),       // 41: trellis.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),      // 42: trellis.v1.ReconcileResponse
+	(*UnknownTask)(nil),            // 43: trellis.v1.UnknownTask
+	(*JournalStatus)(nil),          // 44: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),        // 45: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),          // 46: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 47: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 48: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 49: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 50: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 51: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 52: trellis.v1.Hello
+	(*RunningAttempt)(nil),         // 53: trellis.v1.RunningAttempt
+	(*CachedFile)(nil),             // 54: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 55: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 56: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 57: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 58: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 59: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 60: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 61: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 62: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 63: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 64: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 65: trellis.v1.Source
+	(*Fetch)(nil),                  // 66: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 67: trellis.v1.Unlink
+	(*Upload)(nil),                 // 68: trellis.v1.Upload
+	(*Welcome)(nil),                // 69: trellis.v1.Welcome
+	(*Run)(nil),                    // 70: trellis.v1.Run
+	(*Kill)(nil),                   // 71: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
 	0,  // 1: trellis.v1.FileDecl.kind:type_name -> trellis.v1.FileKind
 	1,  // 2: trellis.v1.FileDecl.level:type_name -> trellis.v1.CacheLevel
-	6,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
-	6,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
-	5,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
-	9,  // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
-	6,  // 7: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
-	5,  // 8: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
-	10, // 9: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
-	7,  // 10: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
-	2,  // 11: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
-	15, // 12: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	15, // 13: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
-	3,  // 14: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	16, // 15: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	17, // 16: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
-	8,  // 17: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	7,  // 18: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	19, // 19: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
-	11, // 20: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	25, // 21: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	28, // 22: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	26, // 23: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
-	13, // 24: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
-	24, // 25: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
-	16, // 26: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	15, // 27: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 28: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 29: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	5,  // 30: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	35, // 31: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	41, // 32: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	36, // 33: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	36, // 34: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	36, // 35: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	37, // 36: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	40, // 37: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	39, // 38: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	42, // 39: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	47, // 40: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	52, // 41: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	53, // 42: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	54, // 43: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	55, // 44: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	50, // 45: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	51, // 46: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	45, // 47: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	46, // 48: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	44, // 49: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	43, // 50: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 51: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 52: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	49, // 53: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	48, // 54: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	1,  // 55: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	16, // 56: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	64, // 57: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	65, // 58: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	66, // 59: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	61, // 60: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	62, // 61: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	63, // 62: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	58, // 63: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	59, // 64: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	57, // 65: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	56, // 66: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 67: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 68: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	60, // 69: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 70: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 71: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	19, // 72: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	21, // 73: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	22, // 74: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	28, // 75: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	30, // 76: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	31, // 77: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 78: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	13, // 79: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	33, // 80: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	43, // 81: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	20, // 82: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	18, // 83: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	27, // 84: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	29, // 85: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	38, // 86: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	32, // 87: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 88: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	14, // 89: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	34, // 90: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	56, // 91: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	82, // [82:92] is the sub-list for method output_type
-	72, // [72:82] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	8,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
+	8,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
+	7,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
+	11, // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
+	2,  // 7: trellis.v1.TaskSpec.effects:type_name -> trellis.v1.Effects
+	8,  // 8: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
+	7,  // 9: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
+	12, // 10: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
+	9,  // 11: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
+	3,  // 12: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
+	17, // 13: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
+	17, // 14: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
+	4,  // 15: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
+	18, // 16: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	19, // 17: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
+	10, // 18: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	9,  // 19: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	21, // 20: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
+	13, // 21: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
+	27, // 22: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	30, // 23: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	28, // 24: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	15, // 25: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
+	26, // 26: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
+	41, // 27: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
+	18, // 28: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	17, // 29: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	7,  // 30: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	7,  // 31: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	7,  // 32: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	37, // 33: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	46, // 34: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	38, // 35: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	38, // 36: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	38, // 37: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	39, // 38: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	45, // 39: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	44, // 40: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	43, // 41: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
+	5,  // 42: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	47, // 43: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	52, // 44: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	57, // 45: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	58, // 46: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	59, // 47: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	60, // 48: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	55, // 49: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	56, // 50: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	50, // 51: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	51, // 52: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	49, // 53: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	48, // 54: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	3,  // 55: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	7,  // 56: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	54, // 57: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	53, // 58: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	1,  // 59: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	18, // 60: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	69, // 61: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	70, // 62: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	71, // 63: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	66, // 64: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	67, // 65: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	68, // 66: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	63, // 67: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	64, // 68: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	62, // 69: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	61, // 70: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	12, // 71: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	6,  // 72: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	65, // 73: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 74: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	10, // 75: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	21, // 76: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	23, // 77: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	24, // 78: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	30, // 79: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	32, // 80: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	33, // 81: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	13, // 82: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	15, // 83: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	35, // 84: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	41, // 85: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	48, // 86: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	22, // 87: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	20, // 88: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	29, // 89: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	31, // 90: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	40, // 91: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	34, // 92: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	14, // 93: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	16, // 94: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	36, // 95: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	42, // 96: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	61, // 97: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	87, // [87:98] is the sub-list for method output_type
+	76, // [76:87] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -5949,8 +6290,9 @@ func file_trellis_proto_init() {
 		(*JournalRecord_Done)(nil),
 		(*JournalRecord_LibraryRemoved)(nil),
 		(*JournalRecord_Dispatched)(nil),
+		(*JournalRecord_Reconciled)(nil),
 	}
-	file_trellis_proto_msgTypes[38].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[41].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -5962,7 +6304,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[51].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[54].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -5978,8 +6320,8 @@ func file_trellis_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   62,
+			NumEnums:      7,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
