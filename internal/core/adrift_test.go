@@ -171,3 +171,20 @@ func TestAtMostOnce(t *testing.T) {
 		},
 	}})
 }
+
+// TestAtMostOnceLineage: a lost output of an at-most-once producer is not
+// made again by running the producer: it is lost for good.
+func TestAtMostOnceLineage(t *testing.T) {
+	r := res(1000, 100)
+	okOutcome := core.Outcome{Kind: core.Success}
+	why := "file 10 is lost, and its producer, task 1, is at-most-once: it is not run again"
+	runScenarios(t, []scenario{{
+		name: "recovered after a restart, its output only in workers",
+		steps: []step{
+			{submit(atMostOnce(files(task(1, r), nil, ids(10))), files(task(2, r), ids(10), nil)), nil},
+			{recovered(1, 1, okOutcome), acts(core.Done{Task: 1, Attempt: 1, Outcome: okOutcome, Retained: true})},
+			{join(1, res(2000, 200)), acts(core.FileLost{File: 10, Why: why}, done(2, 0, 0, outcome(core.InputMissing, why)))},
+		},
+		counts: &counts{Finished: 2},
+	}})
+}
