@@ -211,6 +211,13 @@ func TestRunningTaskAdopted(t *testing.T) {
 		return strings.Fields(string(b))
 	}
 	waitFor(t, time.Minute, "the task to start", func() bool { return len(lines(started)) == 1 })
+	// Its Run went without waiting for its Dispatched record (it is not
+	// at-most-once): kill once the record (the third: start, submit,
+	// dispatch) is on disk, or there is nothing to adopt.
+	waitFor(t, time.Minute, "the dispatch to be journaled", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && s.Journal != nil && s.Journal.Durable >= 3
+	})
 	c.manager.signal(t, 9)
 	c.manager.wait(t, 10*time.Second)
 	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)

@@ -40,21 +40,28 @@ type held struct {
 // few seconds (at most 5 s apart), and a manager's restart takes some more.
 const DefaultAdoptWindow = 30 * time.Second
 
-// sendTo queues msg for worker w once the records appended before it are
-// durable (a Run after its Dispatched record), in order with every other
-// message to workers, if w is still connected then.
-func (s *state) sendTo(w core.WorkerID, msg *pb.ManagerMessage) {
-	if s.m.journal == nil {
-		if sess := s.sessions[w]; sess != nil {
-			sess.enqueue(msg)
-		}
+// heldSend is a message to a worker waiting for the journal to reach seq,
+// or for the messages to workers held before it.
+type heldSend struct {
+	seq journal.Seq
+	w   core.WorkerID
+	msg *pb.ManagerMessage
+}
+
+// sendTo queues msg for worker w, in order with every message to workers
+// held before it, if w is still connected then.
+func (s *state) sendTo(w core.WorkerID, msg *pb.ManagerMessage) { s.sendAfter(0, w, msg) }
+
+// sendAfter is sendTo once record seq is durable too (0: none): the Run of
+// an at-most-once task waits for its Dispatched record, its intent.
+func (s *state) sendAfter(seq journal.Seq, w core.WorkerID, msg *pb.ManagerMessage) {
+	if len(s.heldSends) > 0 || seq > 0 && seq > s.m.journal.Durable() {
+		s.heldSends = append(s.heldSends, heldSend{seq, w, msg})
 		return
 	}
-	s.hold(s.appended, func() {
-		if sess := s.sessions[w]; sess != nil {
-			sess.enqueue(msg)
-		}
-	})
+	if sess := s.sessions[w]; sess != nil {
+		sess.enqueue(msg)
+	}
 }
 
 // adoptedAttempt: a worker that came back after a restart runs an attempt
@@ -152,6 +159,14 @@ func (s *state) release() {
 		n++
 	}
 	s.held = append(s.held[:0], s.held[n:]...)
+	n = 0
+	for n < len(s.heldSends) && s.heldSends[n].seq <= durable {
+		if sess := s.sessions[s.heldSends[n].w]; sess != nil {
+			sess.enqueue(s.heldSends[n].msg)
+		}
+		n++
+	}
+	s.heldSends = append(s.heldSends[:0], s.heldSends[n:]...)
 }
 
 // journalHealth logs when the journal starts or stops failing.

@@ -96,6 +96,7 @@ type state struct {
 	origin  time.Time // the core's clock counts from it (core.Tick.Now)
 	// With a journal (journal.go): effects waiting for their records.
 	held       []held
+	heldSends  []heldSend  // messages to workers waiting for the journal (sendAfter)
 	appended   journal.Seq // the last record appended
 	replaying  bool
 	journalErr string // last logged
@@ -331,14 +332,20 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
+			var intent journal.Seq
 			if rec.spec.Call == nil || rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
-				// Its attempt number and worker are durable before it leaves:
-				// a restarted manager numbers the next attempt after it, and
-				// may adopt it (see TaskAdrift).
-				s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{
+				// The attempt's number and worker, for a restarted manager
+				// to number the next attempt after it and to adopt it (see
+				// TaskAdrift). An at-most-once task's Run waits for it (its
+				// intent); others go at once: a crash before it is durable
+				// only makes the task run again.
+				seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{
 					TaskId: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Incarnation, Epoch: s.m.epoch}}})
+				if rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
+					intent = seq
+				}
 			}
-			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
+			s.sendAfter(intent, a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
 				IdempotencyKey: idempotencyKey(rec, a.Task), Epoch: s.m.epoch}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
