@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -236,5 +237,70 @@ func TestRunningTaskAdopted(t *testing.T) {
 	}
 	if s, e := lines(started), lines(effects); len(s) != 1 || len(e) != 1 || s[0] != e[0] {
 		t.Errorf("started %q, effects %q; want one line each, the same key", s, e)
+	}
+}
+
+// TestAtMostOnceWorkerLost (RECOVERY.md scenario 10): the worker running an
+// at-most-once task is killed with SIGKILL. The task is not run again by
+// itself: trellis status lists it in unknown. Only after trellis reconcile
+// --rerun does one new attempt run, on the other worker; its effect is
+// logged once.
+func TestAtMostOnceWorkerLost(t *testing.T) {
+	dir := t.TempDir()
+	started, effects, gate := filepath.Join(dir, "started.log"), filepath.Join(dir, "effects.log"), filepath.Join(dir, "gate")
+	c := newCluster(t)
+	w1 := c.worker("w1", nil, "--cores", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	tk := trellis.NewTask(`printf '%s\n' "$TRELLIS_ATTEMPT" >> "$STARTED"; while [ ! -e "$GATE" ]; do sleep 0.05; done; printf '%s\n' "$TRELLIS_IDEMPOTENCY_KEY" >> "$EFFECTS"`)
+	tk.Name, tk.Key, tk.Effects = "pay", "pay", trellis.EffectsAtMostOnce
+	tk.Env = []string{"STARTED=" + started, "EFFECTS=" + effects, "GATE=" + gate}
+	hs, err := cl.Submit(ctx, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := func(path string) []string {
+		b, _ := os.ReadFile(path)
+		return strings.Fields(string(b))
+	}
+	waitFor(t, time.Minute, "the task to start", func() bool { return len(lines(started)) == 1 })
+	c.worker("w2", nil, "--cores", "1")
+	w1.signal(t, 9)
+	w1.wait(t, 10*time.Second)
+	var unknown []trellis.UnknownTask
+	waitFor(t, time.Minute, "the task in unknown", func() bool {
+		s, err := cl.Status(ctx)
+		if err != nil {
+			return false
+		}
+		unknown = s.UnknownTasks
+		return len(unknown) == 1 && len(s.Workers) == 1
+	})
+	if u := unknown[0]; u.Task != hs[0].ID || u.Attempt != 1 || u.Name != "pay" {
+		t.Errorf("unknown %+v; want task %d (pay), attempt 1", u, hs[0].ID)
+	}
+	if s := lines(started); len(s) != 1 {
+		t.Fatalf("started %q before the reconcile; want one attempt", s)
+	}
+	if code, out := runTrellis(t, "reconcile", c.addr, strconv.FormatUint(hs[0].ID, 10), "--failed", "--rerun", "--secret-file", c.secretFile); code == 0 || !strings.Contains(out, "exactly one of") {
+		t.Errorf("reconcile with two verdicts: exit %d, %q; want an error", code, out)
+	}
+	if code, out := runTrellis(t, "reconcile", c.addr, strconv.FormatUint(hs[0].ID, 10), "--rerun", "--secret-file", c.secretFile); code != 0 {
+		t.Fatalf("reconcile --rerun: exit %d: %s", code, out)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := hs[0].Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() || r.Attempts != 2 {
+		t.Errorf("result: %s (%s) after %d attempts; want success of attempt 2", r.Kind, r.Message, r.Attempts)
+	}
+	if s, e := lines(started), lines(effects); strings.Join(s, " ") != "1 2" || len(e) != 1 {
+		t.Errorf("started %q, effects %q; want attempts 1 and 2 started and one effect", s, e)
 	}
 }
