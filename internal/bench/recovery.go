@@ -224,8 +224,9 @@ func restart(ctx context.Context, n int) (total, replay float64, err error) {
 	}
 	replay = time.Since(start).Seconds()
 	mctx2, stop2 := context.WithCancel(ctx)
-	defer stop2()
-	go m2.Run(mctx2) // exits when stop2 is called
+	done2 := make(chan error, 1)
+	go func() { done2 <- m2.Run(mctx2) }() // exits when stop2 is called
+	defer func() { stop2(); <-done2 }()
 	w := m2.ConnectWorker(mctx2)
 	defer w.Close()
 	hello := &pb.Hello{Name: "bench", Protocol: proto.Protocol, Incarnation: "bench", Resources: &pb.Resources{Cores: 1, MemoryMb: 1024, DiskMb: 1024}}
