@@ -47,15 +47,22 @@ type RecoveryResult struct {
 	RestartTasks int     `json:"restart_tasks"`
 	RestartS     float64 `json:"restart_s"`
 	ReplayS      float64 `json:"replay_s"` // of which: Listen, which replays the journal
+	// RerunAfterCrash: of the tasks of a map/reduce workflow whose result
+	// the client had when the manager process was killed (SIGKILL), how
+	// many ran again after it restarted on its --state (see
+	// rerunAfterCrash); CrashTasks and CrashFinishedBefore say how many
+	// tasks there were and how many had finished.
+	RerunAfterCrash     int `json:"rerun_after_crash"`
+	CrashTasks          int `json:"crash_tasks"`
+	CrashFinishedBefore int `json:"crash_finished_before"`
 	// NotMeasured names the issue's keys this benchmark does not measure.
 	NotMeasured []string `json:"not_measured,omitempty"`
 }
 
 // Recovery measures what the journal costs and how fast a manager
 // restarts from it. See RecoveryResult.
-func Recovery(ctx context.Context, tasks, calls, workers, rounds, restartTasks int, logf func(string, ...any)) (*RecoveryResult, error) {
-	res := &RecoveryResult{Bench: "recovery", Tasks: tasks, Calls: calls, Workers: workers, Rounds: rounds, RestartTasks: restartTasks,
-		NotMeasured: []string{"rerun_after_crash"}}
+func Recovery(ctx context.Context, tasks, calls, workers, rounds, restartTasks, crashMaps int, logf func(string, ...any)) (*RecoveryResult, error) {
+	res := &RecoveryResult{Bench: "recovery", Tasks: tasks, Calls: calls, Workers: workers, Rounds: rounds, RestartTasks: restartTasks}
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -92,6 +99,16 @@ func Recovery(ctx context.Context, tasks, calls, workers, rounds, restartTasks i
 	res.JournalOverheadTasks, res.JournalOverheadCalls = median(taskRatios), median(callRatios)
 	logf("restart: %d queued tasks journaled", restartTasks)
 	if res.RestartS, res.ReplayS, err = restart(ctx, restartTasks); err != nil {
+		return nil, err
+	}
+	if crashMaps <= 0 {
+		res.NotMeasured = []string{"rerun_after_crash"}
+		return res, nil
+	}
+	reduces := max(1, crashMaps/4)
+	res.CrashTasks = crashMaps + reduces
+	logf("rerun_after_crash: %d maps and %d reduces through a manager process with --state", crashMaps, reduces)
+	if res.RerunAfterCrash, res.CrashFinishedBefore, err = rerunAfterCrash(ctx, self, crashMaps, reduces, logf); err != nil {
 		return nil, err
 	}
 	return res, nil
