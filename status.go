@@ -63,6 +63,10 @@ type Status struct {
 	// UnknownTasks are the at-most-once tasks whose attempt was lost: they
 	// wait for trellis reconcile (Client.Reconcile).
 	UnknownTasks []UnknownTask `json:"unknown_tasks,omitempty"`
+	// Adrift counts the tasks whose attempt, sent before the manager
+	// restarted, may still run on a worker that has not come back yet:
+	// they wait for it (at most the manager's adopt window, 30 s).
+	Adrift int `json:"adrift,omitempty"`
 }
 
 // UnknownTask is an at-most-once task whose last attempt may or may not
@@ -190,6 +194,7 @@ func statusOf(m *pb.StatusResponse) *Status {
 	if j := m.Journal; j != nil {
 		s.Journal = &JournalStatus{Path: j.Path, Durable: j.Durable, Error: j.Error}
 	}
+	s.Adrift = int(m.Adrift)
 	for _, u := range m.UnknownTasks {
 		s.UnknownTasks = append(s.UnknownTasks, UnknownTask{Task: u.TaskId, Name: u.Name, Attempt: u.Attempt, Why: u.Why})
 	}

@@ -170,6 +170,9 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	printLibraries(out, s.Libraries)
 	printDemand(out, s.Demand)
 	printUnplaceable(out, s)
+	if s.Adrift > 0 {
+		fmt.Fprintf(out, "\n%s wait for the worker that ran them before the manager restarted (to adopt them; at most 30 s)\n", count(s.Adrift, "task", "tasks"))
+	}
 	printUnknown(out, s.UnknownTasks)
 	if j := s.Journal; j != nil {
 		fmt.Fprintf(out, "journal: %s, %d records, epoch %d\n", j.Path, j.Durable, s.Epoch)

@@ -134,6 +134,13 @@ func TestAtMostOnceUnknownAcrossRestart(t *testing.T) {
 	stop()
 
 	m2, stop2 := startWithState(t, dir)
+	before, err := m2.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := before.Status.GetAdrift(); n != 1 {
+		t.Fatalf("status after the restart, before the worker is back: %d adrift; want 1", n)
+	}
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	w2, _ := joinAs(ctx2, t, m2, "I1", welcome.RunId) // without the attempt
 	watchUntil(t, m2, func(ev *pb.TaskEvent) bool { return strings.HasPrefix(ev.Note, "unknown: ") })

@@ -3040,6 +3040,7 @@ type StatusResponse struct {
 	BytesPruned     int64          `protobuf:"varint,28,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`               // unlinked from workers (pruned temp files, task-level files)
 	TasksHandedBack uint64         `protobuf:"varint,29,opt,name=tasks_handed_back,json=tasksHandedBack,proto3" json:"tasks_handed_back,omitempty"` // attempts handed back for a full cache (not failures)
 	UnknownTasks    []*UnknownTask `protobuf:"bytes,50,rep,name=unknown_tasks,json=unknownTasks,proto3" json:"unknown_tasks,omitempty"`             // waiting for trellis reconcile
+	Adrift          uint64         `protobuf:"varint,51,opt,name=adrift,proto3" json:"adrift,omitempty"`                                            // tasks whose attempt from before a restart may still run: they wait for its worker to come back
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3282,6 +3283,13 @@ func (x *StatusResponse) GetUnknownTasks() []*UnknownTask {
 		return x.UnknownTasks
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetAdrift() uint64 {
+	if x != nil {
+		return x.Adrift
+	}
+	return 0
 }
 
 // JournalStatus is the state of a manager's journal.
@@ -5823,7 +5831,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xcb\t\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xe3\t\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5856,7 +5864,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\x12!\n" +
 	"\fbytes_pruned\x18\x1c \x01(\x03R\vbytesPruned\x12*\n" +
 	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\x12<\n" +
-	"\runknown_tasks\x182 \x03(\v2\x17.trellis.v1.UnknownTaskR\funknownTasks\"Z\n" +
+	"\runknown_tasks\x182 \x03(\v2\x17.trellis.v1.UnknownTaskR\funknownTasks\x12\x16\n" +
+	"\x06adrift\x183 \x01(\x04R\x06adrift\"Z\n" +
 	"\x10ReconcileRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12-\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x13.trellis.v1.VerdictR\averdict\"\x13\n" +
