@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -68,29 +67,8 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	results := make(map[string]*trellis.Result)
-	errs := make(map[string]error)
-	var wg sync.WaitGroup
-	for _, h := range hs {
-		wg.Add(1)
-		go func() { // exits when the task's wait ends (ctx bounds it)
-			defer wg.Done()
-			r, err := h.Wait(ctx)
-			mu.Lock()
-			defer mu.Unlock()
-			results[h.Name], errs[h.Name] = r, err
-		}()
-	}
-	had := func() map[string]bool {
-		mu.Lock()
-		defer mu.Unlock()
-		m := make(map[string]bool, len(results))
-		for k := range results {
-			m[k] = true
-		}
-		return m
-	}
+	ws := waitAll(ctx, hs)
+	had := ws.had
 	// runsOf counts each task's runs so far, from the log.
 	runsOf := func() map[string]int {
 		data, _ := os.ReadFile(runs)
@@ -128,10 +106,10 @@ func TestChaos(t *testing.T) {
 			t.Logf("kill %d: worker %d, after %d results", k+1, i+1, len(had()))
 		}
 	}
-	wg.Wait()
+	ws.wait()
 
 	for i, h := range hs {
-		r, err := results[h.Name], errs[h.Name]
+		r, err := ws.results[h.Name], ws.errs[h.Name]
 		if err != nil {
 			t.Fatalf("task %s: %v", h.Name, err)
 		}

@@ -43,32 +43,11 @@ func TestManagerRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	results := make(map[string]*trellis.Result)
-	errs := make(map[string]error)
-	var wg sync.WaitGroup
-	for _, h := range hs {
-		wg.Add(1)
-		go func() { // exits when the task's wait ends (ctx bounds it)
-			defer wg.Done()
-			r, err := h.Wait(ctx)
-			mu.Lock()
-			defer mu.Unlock()
-			results[h.Name], errs[h.Name] = r, err
-		}()
-	}
+	ws := waitAll(ctx, hs)
 	var before map[string]bool // results the client had before the kill
 	waitFor(t, time.Minute, "3 results", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(results) < 3 {
-			return false
-		}
-		before = make(map[string]bool)
-		for name := range results {
-			before[name] = true
-		}
-		return true
+		before = ws.had()
+		return len(before) >= 3
 	})
 	// A second manager on the same state is refused, naming it.
 	code, out := runTrellis(t, "manager", "--listen", "127.0.0.1:0", "--secret-file", c.secretFile, "--state", state)
@@ -81,7 +60,7 @@ func TestManagerRecovers(t *testing.T) {
 		t.Fatalf("every task finished before the kill: the test tests nothing")
 	}
 	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
-	wg.Wait()
+	ws.wait()
 	s, err := cl.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +70,7 @@ func TestManagerRecovers(t *testing.T) {
 	}
 
 	for i, h := range hs {
-		r, err := results[h.Name], errs[h.Name]
+		r, err := ws.results[h.Name], ws.errs[h.Name]
 		if err != nil {
 			t.Fatalf("task %s: %v", h.Name, err)
 		}
@@ -207,11 +186,7 @@ func TestRunningTaskAdopted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := func(path string) []string {
-		b, _ := os.ReadFile(path)
-		return strings.Fields(string(b))
-	}
-	waitFor(t, time.Minute, "the task to start", func() bool { return len(lines(started)) == 1 })
+	waitFor(t, time.Minute, "the task to start", func() bool { return len(fileLines(started)) == 1 })
 	// Its Run went without waiting for its Dispatched record (it is not
 	// at-most-once): kill once the record (the third: start, submit,
 	// dispatch) is on disk, or there is nothing to adopt.
@@ -235,7 +210,7 @@ func TestRunningTaskAdopted(t *testing.T) {
 	if !r.OK() || string(r.Stdout) != "attempt 1\n" {
 		t.Errorf("result: %s %q (%s); want success of attempt 1", r.Kind, r.Stdout, r.Message)
 	}
-	if s, e := lines(started), lines(effects); len(s) != 1 || len(e) != 1 || s[0] != e[0] {
+	if s, e := fileLines(started), fileLines(effects); len(s) != 1 || len(e) != 1 || s[0] != e[0] {
 		t.Errorf("started %q, effects %q; want one line each, the same key", s, e)
 	}
 }
@@ -261,11 +236,7 @@ func TestAtMostOnceWorkerLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := func(path string) []string {
-		b, _ := os.ReadFile(path)
-		return strings.Fields(string(b))
-	}
-	waitFor(t, time.Minute, "the task to start", func() bool { return len(lines(started)) == 1 })
+	waitFor(t, time.Minute, "the task to start", func() bool { return len(fileLines(started)) == 1 })
 	c.worker("w2", nil, "--cores", "1")
 	w1.signal(t, 9)
 	w1.wait(t, 10*time.Second)
@@ -281,7 +252,7 @@ func TestAtMostOnceWorkerLost(t *testing.T) {
 	if u := unknown[0]; u.Task != hs[0].ID || u.Attempt != 1 || u.Name != "pay" {
 		t.Errorf("unknown %+v; want task %d (pay), attempt 1", u, hs[0].ID)
 	}
-	if s := lines(started); len(s) != 1 {
+	if s := fileLines(started); len(s) != 1 {
 		t.Fatalf("started %q before the reconcile; want one attempt", s)
 	}
 	if code, out := runTrellis(t, "reconcile", c.addr, strconv.FormatUint(hs[0].ID, 10), "--failed", "--rerun", "--secret-file", c.secretFile); code == 0 || !strings.Contains(out, "exactly one of") {
@@ -300,7 +271,51 @@ func TestAtMostOnceWorkerLost(t *testing.T) {
 	if !r.OK() || r.Attempts != 2 {
 		t.Errorf("result: %s (%s) after %d attempts; want success of attempt 2", r.Kind, r.Message, r.Attempts)
 	}
-	if s, e := lines(started), lines(effects); strings.Join(s, " ") != "1 2" || len(e) != 1 {
+	if s, e := fileLines(started), fileLines(effects); strings.Join(s, " ") != "1 2" || len(e) != 1 {
 		t.Errorf("started %q, effects %q; want attempts 1 and 2 started and one effect", s, e)
 	}
 }
+
+// fileLines returns the words of the file at path (none if it is missing).
+func fileLines(path string) []string {
+	b, _ := os.ReadFile(path)
+	return strings.Fields(string(b))
+}
+
+// waits collects the results of tasks as their waits end.
+type waits struct {
+	mu      sync.Mutex
+	results map[string]*trellis.Result // by task name, guarded by mu until wait returns
+	errs    map[string]error
+	wg      sync.WaitGroup
+}
+
+// waitAll waits for every task of hs, each in a goroutine of its own.
+func waitAll(ctx context.Context, hs []*trellis.Handle) *waits {
+	w := &waits{results: make(map[string]*trellis.Result), errs: make(map[string]error)}
+	for _, h := range hs {
+		w.wg.Add(1)
+		go func() { // exits when the task's wait ends (ctx bounds it)
+			defer w.wg.Done()
+			r, err := h.Wait(ctx)
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.results[h.Name], w.errs[h.Name] = r, err
+		}()
+	}
+	return w
+}
+
+// had returns the names of the tasks whose wait has ended so far.
+func (w *waits) had() map[string]bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := make(map[string]bool, len(w.results))
+	for k := range w.results {
+		m[k] = true
+	}
+	return m
+}
+
+// wait waits until every wait has ended.
+func (w *waits) wait() { w.wg.Wait() }
