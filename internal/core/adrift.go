@@ -45,6 +45,7 @@ func (c *Core) taskAdrift(ev TaskAdrift) {
 	switch t.state {
 	case Ready:
 		c.ready.remove(t)
+		c.unstick(t) // not queued: its wait for a worker that fits starts again when it is
 		c.setState(t, Waiting)
 	case Waiting:
 	default:
