@@ -17,7 +17,7 @@ import (
 func managerCmd() *cobra.Command {
 	var listen, secretFile, store, state, dashboard, txnLog string
 	var grace time.Duration
-	var unplaceable time.Duration
+	var unplaceable, adopt time.Duration
 	var stls serverTLS
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -31,6 +31,9 @@ func managerCmd() *cobra.Command {
 			if grace <= 0 {
 				return fmt.Errorf("--client-grace %s: give a positive duration, such as 60s: how long a client may be away before its tasks are cancelled", grace)
 			}
+			if adopt <= 0 {
+				return fmt.Errorf("--adopt-window %s: give a positive duration, such as 30s: how long a restarted manager waits for a worker to come back with a task it ran", adopt)
+			}
 			if unplaceable < 0 {
 				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
 			}
@@ -40,7 +43,7 @@ func managerCmd() *cobra.Command {
 			}
 			log := logger(cmd)
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable, TxnLog: txnLog})
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog, AdoptWindow: adopt})
 			if err != nil {
 				return err
 			}
@@ -70,6 +73,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
+	cmd.Flags().DurationVar(&adopt, "adopt-window", manager.DefaultAdoptWindow, "with --state: how long a restarted manager waits for a worker to come back with a task it was running (adopted, not run again) before the task runs elsewhere")
 	stls.flags(cmd.Flags())
 	return cmd
 }
