@@ -106,6 +106,11 @@ def echo(body):
 
 
 @lib.function(raw=True)
+def key(body):
+    return tl.idempotency_key().encode()
+
+
+@lib.function(raw=True)
 def blob(body):
     seed, n = body.split(b" ")
     return hashlib.shake_256(seed).digest(int(n))
@@ -692,6 +697,27 @@ func TestPythonException(t *testing.T) {
 			}
 			if setups := pyLines(t, filepath.Join(dir, "setups")); len(setups) != 1 {
 				t.Errorf("set-ups %v; want 1 (an exception is no crash)", setups)
+			}
+		})
+	}
+}
+
+// TestPythonIdempotencyKey: trellis_library.idempotency_key() gives a
+// call's key, SESSION/KEY, in both modes.
+func TestPythonIdempotencyKey(t *testing.T) {
+	pc := startPython(t)
+	for _, mode := range []string{"direct", "fork"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), pyTestTimeout)
+			defer cancel()
+			lib, _ := pc.library(t, "key-"+mode, 1, mode)
+			pc.install(ctx, t, lib)
+			call := trellis.NewCall(lib.Name, "key", nil)
+			call.Key = "pay-" + mode
+			r := pc.run(ctx, t, call)
+			if session, key, _ := strings.Cut(string(r.Output), "/"); !r.OK() || session == "" || key != call.Key {
+				t.Errorf("idempotency_key(): %v %q (%s); want SESSION/%s", r.Kind, r.Output, r.Message, call.Key)
 			}
 		})
 	}

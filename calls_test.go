@@ -50,6 +50,7 @@ func TestHelperLibrary(t *testing.T) {
 	}))
 	lib.Register("crash", func(context.Context, []byte) ([]byte, error) { os.Exit(3); return nil, nil })
 	lib.Register("echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
+	lib.Register("key", func(ctx context.Context, _ []byte) ([]byte, error) { return []byte(library.IdempotencyKey(ctx)), nil })
 	// upper reads in.txt from the call's directory and writes OUT.txt there.
 	lib.Register("upper", func(ctx context.Context, _ []byte) ([]byte, error) {
 		in, err := os.ReadFile(filepath.Join(library.Dir(ctx), "in.txt"))
@@ -106,6 +107,26 @@ func TestCalls(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(setups); strings.Count(string(b), "setup") != 1 {
 			t.Errorf("set-up ran %d times; want once (MaxInstances 1, no crash yet)", strings.Count(string(b), "setup"))
+		}
+	})
+	t.Run("idempotency key", func(t *testing.T) {
+		call := trellis.NewCall("testlib", "key", nil)
+		call.Key = "k1"
+		hs, err := c.Submit(ctx, call, trellis.NewCall("testlib", "key", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, h := range hs {
+			r, err := h.Wait(ctx)
+			if err != nil || !r.OK() {
+				t.Fatalf("key: %v, %v", err, r.Err())
+			}
+			keys = append(keys, string(r.Output))
+		}
+		session, key, _ := strings.Cut(keys[0], "/")
+		if session == "" || key != "k1" || !strings.HasPrefix(keys[1], session+"/") || keys[1] == keys[0] {
+			t.Errorf("library.IdempotencyKey of two calls: %q; want SESSION/k1 and another key of the same session", keys)
 		}
 	})
 	t.Run("time limit", func(t *testing.T) {

@@ -493,6 +493,7 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		Retries:   int32(t.Retries), RetryOnError: t.RetryOnError, TimeLimitMs: t.TimeLimit.Milliseconds(),
 		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags, Key: t.Key,
 		UnplaceableTimeoutMs: unplaceableMs(t.UnplaceableTimeout),
+		Deterministic:        t.Deterministic, Effects: protoEffects(t.Effects),
 	}
 	inputs := t.Inputs
 	if t.Call != nil {
@@ -664,6 +665,15 @@ func (c *Client) RemoveLibrary(ctx context.Context, name string) error {
 func (c *Client) Cancel(ctx context.Context, ids ...uint64) error {
 	_, err := c.rpc.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{TaskIds: ids}))
 	return wireError("cancel", err)
+}
+
+// Reconcile gives the operator's verdict on a task in unknown: an
+// at-most-once task whose attempt was lost, which may or may not have
+// taken effect (Status.UnknownTasks lists them). A task in any other
+// state is refused (ErrInvalid).
+func (c *Client) Reconcile(ctx context.Context, id uint64, v Verdict) error {
+	_, err := c.rpc.Reconcile(ctx, connect.NewRequest(&pb.ReconcileRequest{TaskId: id, Verdict: protoVerdict(v)}))
+	return wireError("reconcile", err)
 }
 
 // watch follows the session's task events until ctx ends, reconnecting

@@ -28,6 +28,32 @@ func resultKindOf(k pb.ResultKind) ResultKind {
 	return Failed
 }
 
+// protoEffects turns the API's effects into the wire's; unknown values
+// are EffectsNone's.
+func protoEffects(e Effects) pb.Effects {
+	switch e {
+	case EffectsIdempotent:
+		return pb.Effects_EFFECTS_IDEMPOTENT
+	case EffectsAtMostOnce:
+		return pb.Effects_EFFECTS_AT_MOST_ONCE
+	}
+	return pb.Effects_EFFECTS_NONE
+}
+
+// protoVerdict turns the API's verdict into the wire's; unknown values
+// are unspecified, which the manager refuses.
+func protoVerdict(v Verdict) pb.Verdict {
+	switch v {
+	case VerdictDone:
+		return pb.Verdict_VERDICT_DONE
+	case VerdictFailed:
+		return pb.Verdict_VERDICT_FAILED
+	case VerdictRerun:
+		return pb.Verdict_VERDICT_RERUN
+	}
+	return pb.Verdict_VERDICT_UNSPECIFIED
+}
+
 // protoCacheLevel turns the API's cache level into the wire's; 0 (not set)
 // is CACHE_LEVEL_UNSPECIFIED, which workers read as CacheWorkflow.
 func protoCacheLevel(l CacheLevel) pb.CacheLevel {

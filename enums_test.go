@@ -95,3 +95,26 @@ func cacheLevelOf(l pb.CacheLevel) CacheLevel {
 	}
 	return 0
 }
+
+// TestEffectsAndVerdicts checks that every wire value of Effects and
+// Verdict (but VERDICT_UNSPECIFIED) has an API value that maps to it.
+func TestEffectsAndVerdicts(t *testing.T) {
+	got := map[pb.Effects]bool{}
+	for _, e := range []Effects{EffectsNone, EffectsIdempotent, EffectsAtMostOnce} {
+		got[protoEffects(e)] = true
+	}
+	for n := range pb.Effects_name {
+		if !got[pb.Effects(n)] {
+			t.Errorf("wire effects %v: no API value maps to it", pb.Effects(n))
+		}
+	}
+	verdicts := map[pb.Verdict]bool{}
+	for _, v := range []Verdict{VerdictDone, VerdictFailed, VerdictRerun} {
+		verdicts[protoVerdict(v)] = true
+	}
+	for n := range pb.Verdict_name {
+		if v := pb.Verdict(n); v != pb.Verdict_VERDICT_UNSPECIFIED && !verdicts[v] {
+			t.Errorf("wire verdict %v: no API value maps to it", v)
+		}
+	}
+}

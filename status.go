@@ -63,6 +63,13 @@ type Status struct {
 	// Factories are the worker factories (trellis factory) that report to
 	// this manager, by name.
 	Factories []FactoryStatus `json:"factories,omitempty"`
+	// UnknownTasks are the at-most-once tasks whose attempt was lost: they
+	// wait for trellis reconcile (Client.Reconcile).
+	UnknownTasks []UnknownTask `json:"unknown_tasks,omitempty"`
+	// Adrift counts the tasks whose attempt, sent before the manager
+	// restarted, may still run on a worker that has not come back yet:
+	// they wait for it (at most the manager's adopt window, 30 s).
+	Adrift int `json:"adrift,omitempty"`
 }
 
 // FactoryReport is what a worker factory tells the manager of itself each
@@ -87,6 +94,15 @@ type FactoryStatus struct {
 	Reported         time.Time `json:"reported"`
 	WorkersConnected int       `json:"workers_connected"` // connected now, of its jobs
 	Stale            bool      `json:"stale,omitempty"`   // not heard for three of its intervals
+}
+
+// UnknownTask is an at-most-once task whose last attempt may or may not
+// have taken effect.
+type UnknownTask struct {
+	Task    uint64 `json:"task"`
+	Name    string `json:"name"`
+	Attempt uint32 `json:"attempt"`
+	Why     string `json:"why"`
 }
 
 // JournalStatus is the state of the manager's journal (--state).
@@ -244,6 +260,10 @@ func statusOf(m *pb.StatusResponse) *Status {
 	s.Epoch = m.Epoch
 	if j := m.Journal; j != nil {
 		s.Journal = &JournalStatus{Path: j.Path, Durable: j.Durable, Error: j.Error}
+	}
+	s.Adrift = int(m.Adrift)
+	for _, u := range m.UnknownTasks {
+		s.UnknownTasks = append(s.UnknownTasks, UnknownTask{Task: u.TaskId, Name: u.Name, Attempt: u.Attempt, Why: u.Why})
 	}
 	for _, u := range m.UnplaceableTasks {
 		s.UnplaceableTasks = append(s.UnplaceableTasks, UnplaceableTask{Task: u.TaskId, Name: u.Name, Why: u.Why, Since: time.UnixMilli(u.SinceUnixMs)})

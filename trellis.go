@@ -85,7 +85,41 @@ type Task struct {
 	// waited this long while no connected worker could run it, even idle.
 	// 0: the manager's --unplaceable-timeout; negative: wait for ever.
 	UnplaceableTimeout time.Duration
+	// Deterministic says that the same inputs give the same outputs
+	// (recorded for the recovery layer; docs/recovery.md). Default: no.
+	Deterministic bool
+	// Effects says what the task does beyond its outputs, and so whether
+	// it may run twice (docs/recovery.md). Default: EffectsNone.
+	Effects Effects
 }
+
+// Effects is what a task does beyond writing its outputs.
+type Effects int
+
+// Effects a task may have.
+const (
+	// EffectsNone: outputs only; the task runs again whenever needed.
+	EffectsNone Effects = iota
+	// EffectsIdempotent: an external effect that the task applies once per
+	// TRELLIS_IDEMPOTENCY_KEY (or call key); it runs again whenever needed.
+	EffectsIdempotent
+	// EffectsAtMostOnce: never dispatched twice. When an attempt is lost
+	// (its worker dies, the manager restarts and the worker does not come
+	// back with it), the task waits in unknown until an operator runs
+	// trellis reconcile; retries apply only to inputs that could not be
+	// had before it started.
+	EffectsAtMostOnce
+)
+
+// Verdict is an operator's answer about a task in unknown (Client.Reconcile).
+type Verdict int
+
+// Verdicts.
+const (
+	VerdictDone   Verdict = iota + 1 // it took effect: the task succeeds (one with outputs fails: they are gone)
+	VerdictFailed                    // it did not, and is not to: the task fails
+	VerdictRerun                     // it did not: run it again, once
+)
 
 // Call is a function call: it runs in a slot of a library instance, with
 // the same queue, retries, time limit and cancellation as any task.

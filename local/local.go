@@ -56,6 +56,9 @@ type Config struct {
 	// TxnLog, when set, is the file the manager appends its transaction
 	// log to (manager.Config.TxnLog).
 	TxnLog string
+	// StateDir, when set, is the manager's --state directory: its journal
+	// (manager.Config.StateDir).
+	StateDir string
 }
 
 // Start starts an embedded manager and cfg.Workers local workers and
@@ -80,7 +83,7 @@ func Start(ctx context.Context, cfg Config, opts ...trellis.Option) (*trellis.Cl
 	rand.Read(b[:])
 	secret := hex.EncodeToString(b[:])
 
-	m, err := manager.Listen(manager.Config{Listen: cfg.Listen, Secret: secret, Logger: log.With("part", "manager"), Version: trellis.Version, TxnLog: cfg.TxnLog})
+	m, err := manager.Listen(manager.Config{Listen: cfg.Listen, Secret: secret, Logger: log.With("part", "manager"), Version: trellis.Version, TxnLog: cfg.TxnLog, StateDir: cfg.StateDir})
 	if err != nil {
 		return nil, err
 	}

@@ -130,7 +130,28 @@ run it across hosts.`,
 	callsCmd.Flags().IntVar(&callWorkers, "workers", 2, "local workers")
 	callsCmd.Flags().IntVar(&calls, "calls", 20000, "async calls")
 	callsCmd.Flags().IntVar(&slots, "slots", 8, "call slots per library instance")
-	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd, benchScaleCmd(), benchTLSCmd())
+	var recTasks, recCalls, recWorkers, recRounds, recRestart, recCrash int
+	recoveryCmd := &cobra.Command{
+		Use:   "recovery",
+		Short: "What the journal (--state) costs tasks and calls, its bytes per task, and a restart's time with many tasks journaled",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext()
+			defer stop()
+			res, err := bench.Recovery(ctx, recTasks, recCalls, recWorkers, recRounds, recRestart, recCrash, progressf)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd, res)
+		},
+	}
+	recoveryCmd.Flags().IntVar(&recTasks, "tasks", 2000, "command tasks per run")
+	recoveryCmd.Flags().IntVar(&recCalls, "calls", 10000, "async calls per run")
+	recoveryCmd.Flags().IntVar(&recWorkers, "workers", 2, "local workers")
+	recoveryCmd.Flags().IntVar(&recRounds, "rounds", 3, "rounds, each with and without the journal (alternating which goes first)")
+	recoveryCmd.Flags().IntVar(&recRestart, "restart-tasks", 100000, "queued tasks journaled before the timed restart")
+	recoveryCmd.Flags().IntVar(&recCrash, "crash-maps", 48, "map tasks of the workflow whose manager process is killed (rerun_after_crash); 0 skips it")
+	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd, benchScaleCmd(), benchTLSCmd(), recoveryCmd)
 	return cmd
 }
 

@@ -18,7 +18,7 @@ import (
 func managerCmd() *cobra.Command {
 	var listen, secretFile, store, state, dashboard, txnLog string
 	var grace time.Duration
-	var unplaceable time.Duration
+	var unplaceable, adopt time.Duration
 	var placement string
 	var stls serverTLS
 	cmd := &cobra.Command{
@@ -38,6 +38,9 @@ func managerCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("--placement %q: give graph (the default) or free (the policy before graph-aware placement, to compare)", placement)
 			}
+			if adopt <= 0 {
+				return fmt.Errorf("--adopt-window %s: give a positive duration, such as 30s: how long a restarted manager waits for a worker to come back with a task it ran", adopt)
+			}
 			if unplaceable < 0 {
 				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
 			}
@@ -47,7 +50,7 @@ func managerCmd() *cobra.Command {
 			}
 			log := logger(cmd)
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy})
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, AdoptWindow: adopt})
 			if err != nil {
 				return err
 			}
@@ -78,6 +81,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
 	cmd.Flags().StringVar(&placement, "placement", "graph", "placement policy: graph (co-assign the producers of one consumer, place consumers where their inputs are) or free (by bytes present, else free cores: the policy before, to compare)")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
+	cmd.Flags().DurationVar(&adopt, "adopt-window", manager.DefaultAdoptWindow, "with --state: how long a restarted manager waits for a worker to come back with a task it was running (adopted, not run again) before the task runs elsewhere")
 	stls.flags(cmd.Flags())
 	return cmd
 }

@@ -174,12 +174,30 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	printDemand(out, s.Demand)
 	printFactories(out, s)
 	printUnplaceable(out, s)
+	if s.Adrift > 0 {
+		fmt.Fprintf(out, "\n%s wait for the worker that ran them before the manager restarted (to adopt them; at most 30 s)\n", count(s.Adrift, "task", "tasks"))
+	}
+	printUnknown(out, s.UnknownTasks)
 	if j := s.Journal; j != nil {
 		fmt.Fprintf(out, "journal: %s, %d records, epoch %d\n", j.Path, j.Durable, s.Epoch)
 		if j.Error != "" {
 			fmt.Fprintf(out, "journal failing (effects wait for it): %s\n", j.Error)
 		}
 	}
+}
+
+// printUnknown lists the at-most-once tasks that wait for reconcile.
+func printUnknown(out io.Writer, us []trellis.UnknownTask) {
+	if len(us) == 0 {
+		return
+	}
+	fmt.Fprintf(out, "\n%s in unknown: an attempt was lost and may have taken effect; each waits for trellis reconcile ADDR TASK --done, --failed or --rerun:\n", count(len(us), "task", "tasks"))
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tNAME\tATTEMPT\tWHY")
+	for _, u := range us {
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", u.Task, u.Name, u.Attempt, u.Why)
+	}
+	tw.Flush()
 }
 
 // printUnplaceable lists the tasks that no connected worker could run.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"time"
 
@@ -73,15 +72,6 @@ func TLS(ctx context.Context, cfg TLSConfig, logf func(string, ...any)) (*TLSRes
 	res.TasksTLSVsPlain = median(res.TLSTasksPerS) / median(res.PlainTasksPerS)
 	res.PeerTLSVsPlain = median(res.TLSPeerMBPerS) / median(res.PlainPeerMBPerS)
 	return res, nil
-}
-
-func median(xs []float64) float64 {
-	s := slices.Sorted(slices.Values(xs))
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // tasksOverTCP starts a manager process (with --tls auto when withTLS) and

@@ -23,6 +23,7 @@ type RPC interface {
 	InstallLibrary(context.Context, *connect.Request[pb.InstallLibraryRequest]) (*connect.Response[pb.InstallLibraryResponse], error)
 	RemoveLibrary(context.Context, *connect.Request[pb.RemoveLibraryRequest]) (*connect.Response[pb.RemoveLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error)
+	Reconcile(context.Context, *connect.Request[pb.ReconcileRequest]) (*connect.Response[pb.ReconcileResponse], error)
 	Ack(context.Context, *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error)
 }
 

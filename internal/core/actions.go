@@ -72,6 +72,24 @@ type Kill struct {
 	Worker  WorkerID
 }
 
+// Adopted: attempt Attempt of Task, dispatched before the manager
+// restarted, runs on Worker, which reported it as it joined: its report
+// counts as that of an attempt dispatched there.
+type Adopted struct {
+	Task    TaskID
+	Attempt uint32
+	Worker  WorkerID
+}
+
+// Unknown: attempt Attempt of an at-most-once task may or may not have
+// taken effect (Why says how it was lost): the task waits for a
+// Reconcile, and is not dispatched again until then.
+type Unknown struct {
+	Task    TaskID
+	Attempt uint32
+	Why     string
+}
+
 // Requeued: the task goes back to the queue after attempt Attempt ended
 // with Reason. Attempts counts the dispatches so far.
 type Requeued struct {
@@ -174,6 +192,8 @@ func (FileLost) isAction()      {}
 func (Forget) isAction()        {}
 func (Dispatch) isAction()      {}
 func (Kill) isAction()          {}
+func (Adopted) isAction()       {}
+func (Unknown) isAction()       {}
 func (Requeued) isAction()      {}
 func (Done) isAction()          {}
 func (StaleResult) isAction()   {}

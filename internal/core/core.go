@@ -87,6 +87,9 @@ type Core struct {
 	// unhomedKept: len(unhomed) after it was last cleaned (see listFamily)
 	unhomedKept int
 	bytesOn     map[WorkerID]int64 // scratch of dataHere
+
+	adrift  map[TaskID]adrift  // tasks whose attempt from before a restart may still run (adrift.go)
+	unknown map[TaskID]Unknown // at-most-once tasks whose fate is unknown (adrift.go)
 }
 
 // New returns an empty core.
@@ -104,6 +107,8 @@ func New() *Core {
 		shapes:     make(map[Resources]*shapeCount),
 		stuckSince: make(map[TaskID]time.Duration),
 		epoch:      1,
+		adrift:     make(map[TaskID]adrift),
+		unknown:    make(map[TaskID]Unknown),
 	}
 }
 
@@ -132,6 +137,10 @@ func (c *Core) Step(ev Event) []Action {
 		c.taskReturned(ev)
 	case TaskRecovered:
 		c.taskRecovered(ev)
+	case TaskAdrift:
+		c.taskAdrift(ev)
+	case Reconcile:
+		c.reconcile(ev)
 	case CancelTask:
 		c.cancelTask(ev.Task)
 	case FileMissing:
@@ -168,6 +177,9 @@ func (c *Core) Step(ev Event) []Action {
 		c.now = max(c.now, ev.Now)
 		c.idleUnpark()
 		c.expire()
+		if len(c.adrift) > 0 {
+			c.expireAdrift()
+		}
 		c.stopIdle()
 		c.retryBlocked()
 		c.placeAll()
@@ -319,6 +331,9 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 			e.size = cf.Size
 		}
 		c.addReplica(w, e)
+	}
+	if len(ev.Running) > 0 || len(c.adrift) > 0 {
+		c.adopt(w, ev.Incarnation, ev.Running)
 	}
 	c.open.push(w)
 	c.workersChanged() // before it takes tasks: their reasons clear first
@@ -584,6 +599,8 @@ func (c *Core) taskFinished(ev TaskFinished) {
 	case ev.Outcome.Kind == Success:
 		c.recordOutputs(t, w, ev.Outputs)
 		c.finish(t, ev.Outcome)
+	case t.spec.AtMostOnce && ev.Outcome.Kind != InputMissing && ev.Outcome.Kind != WorkerLost && ev.Outcome.Kind != Cancelled:
+		c.finish(t, ev.Outcome) // it ran: never again
 	case ev.Outcome.Kind == InputMissing || ev.Outcome.Kind == WorkerLost || ev.Outcome.Kind == Cancelled:
 		// Not the command's fault: the worker could not fetch an input or gave up.
 		c.retryOrFinish(t, ev.Outcome, true)
@@ -606,6 +623,8 @@ func (c *Core) taskReturned(ev TaskReturned) {
 	switch {
 	case t.cancel:
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
+	case t.spec.AtMostOnce:
+		c.toUnknown(t, fmt.Sprintf("attempt %d was handed back by worker %d, maybe after it ran", t.attempt, ev.Worker))
 	case ev.CacheFull:
 		c.cacheFull(t, ev)
 	default:
@@ -624,6 +643,8 @@ func (c *Core) cancelTask(id TaskID) {
 	}
 	switch t.state {
 	case Waiting:
+		delete(c.adrift, id) // (an attempt adrift that comes back is killed)
+		delete(c.unknown, id)
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Ready:
 		if t.spec.Role == Call {
@@ -646,6 +667,15 @@ func (c *Core) cancelTask(id TaskID) {
 // retryOrFinish queues t again if why may be retried and t has retries
 // left, or finishes it with why.
 func (c *Core) retryOrFinish(t *task, why Outcome, retryable bool) {
+	if t.spec.AtMostOnce && why.Kind != InputMissing && t.attempt > 0 {
+		// It may have taken effect: never dispatched again by itself.
+		if retryable {
+			c.toUnknown(t, fmt.Sprintf("attempt %d: %s: %s", t.attempt, why.Kind, why.Message))
+		} else {
+			c.finish(t, why)
+		}
+		return
+	}
 	if retryable && t.failures < t.spec.Retries {
 		t.failures++
 		c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: why})

@@ -12,6 +12,18 @@ type WorkerJoined struct {
 	Resources Resources
 	GPUs      []int32
 	Cached    []CachedFile // files it already holds (kept across its restart)
+	// Incarnation names the worker process, the same on each of its
+	// connections; Running lists the attempts it still runs (or ran, their
+	// reports to follow) from before it joined. The core adopts those
+	// adrift on this incarnation (see TaskAdrift) and kills the others.
+	Incarnation string
+	Running     []AttemptRef
+}
+
+// AttemptRef names one attempt of a task.
+type AttemptRef struct {
+	Task    TaskID
+	Attempt uint32
 }
 
 // WorkerDraining: the worker takes no new tasks; it finishes or returns what it runs.
@@ -50,6 +62,40 @@ type TaskRecovered struct {
 	Outcome Outcome
 	Outputs []OutputInfo
 }
+
+// TaskAdrift: attempt Attempt of a submitted task was dispatched, before
+// the manager restarted, to the worker process of incarnation Where, and
+// its end is not known (see adrift.go). The task is not placed until that
+// worker joins again (WorkerJoined.Incarnation) and reports the attempt
+// running, and is adopted, or not, and is queued again; or until Until,
+// on Tick's clock, passes first (queued again). Later attempts get higher
+// numbers. It applies to a plain task not yet dispatched in this life; for
+// any other it changes nothing.
+type TaskAdrift struct {
+	Task    TaskID
+	Attempt uint32
+	Where   string
+	Until   time.Duration
+}
+
+// Reconcile: the operator's verdict on a task whose fate is unknown (see
+// Task.AtMostOnce), or still adrift: it took effect (ends as a success;
+// a failure if it has outputs, which are gone), it did not and is to fail,
+// or it is to run again (once more).
+type Reconcile struct {
+	Task    TaskID
+	Verdict Verdict
+}
+
+// Verdict is what the operator says of a task in unknown.
+type Verdict uint8
+
+// Verdicts.
+const (
+	VerdictDone Verdict = iota + 1
+	VerdictFailed
+	VerdictRerun
+)
 
 // FilesDeclared: what kind of file each is, before tasks use them.
 // Session names the client session that declares them (opaque to the
@@ -165,6 +211,8 @@ func (WorkerLeft) isEvent()       {}
 func (TasksSubmitted) isEvent()   {}
 func (TaskFinished) isEvent()     {}
 func (TaskRecovered) isEvent()    {}
+func (TaskAdrift) isEvent()       {}
+func (Reconcile) isEvent()        {}
 func (TaskReturned) isEvent()     {}
 func (CancelTask) isEvent()       {}
 func (Tick) isEvent()             {}

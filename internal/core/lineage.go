@@ -110,6 +110,10 @@ func (c *Core) lose(e *fileEntry) {
 		c.lostForGood(e, fmt.Sprintf("file %d is lost and no task can recreate it", e.id))
 		return
 	}
+	if p.spec.AtMostOnce {
+		c.lostForGood(e, fmt.Sprintf("file %d is lost, and its producer, task %d, is at-most-once: it is not run again", e.id, p.spec.ID))
+		return
+	}
 	delete(c.retained, p.spec.ID)
 	c.recreated++
 	p.recreating = true

@@ -173,9 +173,21 @@ func (c *Core) placeAll() {
 // assign reserves w's resources for t and brings t's inputs there; t runs
 // once they all are (at once, if none is missing).
 func (c *Core) assign(t *task, w *worker) {
+	c.setState(t, Staging)
+	c.reserve(t, w)
+	if w.index >= 0 {
+		c.open.fix(w.index)
+	}
+	if t.spec.Role == Instance {
+		c.libDirty(t.inst.lib) // placed: another instance may be made if calls still wait
+	}
+	c.stage(t, w)
+}
+
+// reserve holds w's resources (and GPUs) for t, placed there.
+func (c *Core) reserve(t *task, w *worker) {
 	need := t.spec.Resources
 	t.worker = w
-	c.setState(t, Staging)
 	w.free = w.free.Sub(need)
 	if need.GPUs > 0 {
 		if w.gpusOf == nil {
@@ -186,13 +198,6 @@ func (c *Core) assign(t *task, w *worker) {
 	}
 	w.running[t.spec.ID] = t
 	t.held = true
-	if w.index >= 0 {
-		c.open.fix(w.index)
-	}
-	if t.spec.Role == Instance {
-		c.libDirty(t.inst.lib) // placed: another instance may be made if calls still wait
-	}
-	c.stage(t, w)
 }
 
 // stage brings t's inputs to w, where t has its place, and runs t once

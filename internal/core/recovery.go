@@ -23,6 +23,9 @@ func (c *Core) taskRecovered(ev TaskRecovered) {
 		c.release(t)
 	case Running:
 		return // dispatched in this life: its live report decides
+	case Waiting:
+		delete(c.adrift, t.spec.ID)
+		delete(c.unknown, t.spec.ID)
 	}
 	t.attempt = ev.Attempt
 	if ev.Outcome.Kind == Success {

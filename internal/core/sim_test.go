@@ -72,6 +72,14 @@ var scenarios = []struct {
 		},
 	},
 	{
+		name: "at most once",
+		cfg: coretest.Config{
+			Workers: 10, Tasks: 1500,
+			LossRate: 0.02, DrainRate: 0.02, CancelRate: 0.02, FailRate: 0.2, StaleRate: 0.05, TickRate: 0.02,
+			DepFraction: 0.5, AfterFraction: 0.2, AtMostOnceFraction: 0.4,
+		},
+	},
+	{
 		name: "few workers, long queue",
 		cfg: coretest.Config{
 			Workers: 3, Tasks: 1500,
@@ -95,6 +103,9 @@ func TestSimulation(t *testing.T) {
 					t.Logf("seed %d: %v", seed, stats)
 					if stats.Dispatches == 0 {
 						t.Errorf("seed %d: no task ran", seed)
+					}
+					if cfg.AtMostOnceFraction > 0 && stats.Unknown == 0 {
+						t.Errorf("seed %d: no at-most-once attempt was lost: the rule was not exercised", seed)
 					}
 				})
 			}

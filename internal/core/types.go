@@ -69,6 +69,14 @@ type Task struct {
 	// connected worker could run it (see Unplaceable) before it ends with
 	// ResourceExceeded. 0 waits for ever. The core measures it with Tick.
 	UnplaceableTimeout time.Duration
+	// AtMostOnce: the task's effect must not be applied twice, so it is
+	// never dispatched twice. Where an attempt's fate is unknown (its
+	// worker was lost, it was handed back or killed by its worker, its
+	// library crashed, or it was dispatched before a restart and not
+	// adopted), the task goes to unknown (see Unknown) and waits for a
+	// Reconcile. Any other end is final: Retries apply only to inputs that
+	// could not be had before the command started (InputMissing).
+	AtMostOnce bool
 }
 
 // LibID names an installed library.

@@ -188,7 +188,7 @@ func (s *state) unlink(a core.Unlink) {
 	for i, f := range a.Files {
 		names[i] = s.data.names[f]
 	}
-	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
+	s.sendTo(sess.id, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
 }
 
 // fetchToStore asks a worker holding name to upload it to the store; reply

@@ -55,6 +55,7 @@ var requestLimits = map[string]int{
 	trellisv1connect.ManagerFetchFileProcedure:      smallRequestBytes,
 	trellisv1connect.ManagerEndSessionProcedure:     smallRequestBytes,
 	trellisv1connect.ManagerRemoveLibraryProcedure:  smallRequestBytes,
+	trellisv1connect.ManagerReconcileProcedure:      smallRequestBytes,
 }
 
 // wrongSecret is the message a refused peer sees.

@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	goproto "google.golang.org/protobuf/proto"
 
 	"trellis/internal/core"
 	"trellis/internal/journal"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/txnlog"
 )
 
 // With Config.StateDir the manager journals what it must not forget
@@ -32,6 +34,95 @@ import (
 type held struct {
 	seq journal.Seq
 	run func()
+}
+
+// DefaultAdoptWindow is Config.AdoptWindow's default: workers retry every
+// few seconds (at most 5 s apart), and a manager's restart takes some more.
+const DefaultAdoptWindow = 30 * time.Second
+
+// heldSend is a message to a worker waiting for the journal to reach seq,
+// or for the messages to workers held before it.
+type heldSend struct {
+	seq journal.Seq
+	w   core.WorkerID
+	msg *pb.ManagerMessage
+}
+
+// sendTo queues msg for worker w, in order with every message to workers
+// held before it, if w is still connected then.
+func (s *state) sendTo(w core.WorkerID, msg *pb.ManagerMessage) { s.sendAfter(0, w, msg) }
+
+// sendAfter is sendTo once record seq is durable too (0: none): the Run of
+// an at-most-once task waits for its Dispatched record, its intent.
+func (s *state) sendAfter(seq journal.Seq, w core.WorkerID, msg *pb.ManagerMessage) {
+	if len(s.heldSends) > 0 || seq > 0 && seq > s.m.journal.Durable() {
+		s.heldSends = append(s.heldSends, heldSend{seq, w, msg})
+		return
+	}
+	if sess := s.sessions[w]; sess != nil {
+		sess.enqueue(msg)
+	}
+}
+
+// adoptedAttempt: a worker that came back after a restart runs an attempt
+// dispatched before it, and the core adopted it: its report counts.
+func (s *state) adoptedAttempt(a core.Adopted) {
+	key := attemptKey{a.Task, a.Attempt}
+	s.adopted[key] = s.joining[key]
+	rec := s.tasks[a.Task]
+	sess := s.sessions[a.Worker]
+	if rec == nil || sess == nil {
+		return
+	}
+	rec.worker = a.Worker
+	s.m.log.Info("adopted an attempt dispatched before the restart", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker, "name", sess.hello.Name)
+	s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
+	s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
+	s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
+		Attempt: a.Attempt, Worker: sess.hello.Name, Note: "still running after the manager restarted"})
+}
+
+// unknownTask: an at-most-once task's attempt was lost: it waits for the
+// operator (trellis reconcile), and its client hears why.
+func (s *state) unknownTask(u core.Unknown) {
+	rec := s.tasks[u.Task]
+	if rec == nil {
+		return
+	}
+	s.m.log.Warn("at-most-once task in unknown: it may have taken effect; run trellis reconcile", "task", u.Task, "name", rec.spec.Name, "attempt", u.Attempt, "why", u.Why)
+	s.notify(rec, &pb.TaskEvent{TaskId: uint64(u.Task), State: pb.TaskState_TASK_STATE_WAITING, Attempt: u.Attempt,
+		Note: fmt.Sprintf("unknown: %s; it may have taken effect, and waits for trellis reconcile %d --done, --failed or --rerun", u.Why, u.Task)})
+}
+
+// reconcile applies the operator's verdict on a task in unknown, once
+// journaled.
+func (s *state) reconcile(req *pb.ReconcileRequest, reply chan error) {
+	id := core.TaskID(req.TaskId)
+	if why := s.core.CanReconcile(id); why != "" {
+		reply <- errors.New(why)
+		return
+	}
+	if rec := s.tasks[id]; req.Verdict == pb.Verdict_VERDICT_DONE && rec != nil && len(rec.spec.Outputs) > 0 {
+		reply <- fmt.Errorf("task %d has output files, which are gone with its attempt: it cannot be marked done; use --rerun or --failed", id)
+		return
+	}
+	seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Reconciled{Reconciled: req}})
+	s.hold(seq, func() {
+		s.applyReconcile(req)
+		reply <- nil
+	})
+}
+
+func (s *state) applyReconcile(req *pb.ReconcileRequest) {
+	v := core.VerdictRerun
+	switch req.Verdict {
+	case pb.Verdict_VERDICT_DONE:
+		v = core.VerdictDone
+	case pb.Verdict_VERDICT_FAILED:
+		v = core.VerdictFailed
+	}
+	s.m.log.Info("reconciled", "task", req.TaskId, "verdict", req.Verdict.String())
+	s.step(core.Reconcile{Task: core.TaskID(req.TaskId), Verdict: v})
 }
 
 // record appends r to the journal and returns its Seq; 0 when the
@@ -68,6 +159,14 @@ func (s *state) release() {
 		n++
 	}
 	s.held = append(s.held[:0], s.held[n:]...)
+	n = 0
+	for n < len(s.heldSends) && s.heldSends[n].seq <= durable {
+		if sess := s.sessions[s.heldSends[n].w]; sess != nil {
+			sess.enqueue(s.heldSends[n].msg)
+		}
+		n++
+	}
+	s.heldSends = append(s.heldSends[:0], s.heldSends[n:]...)
 }
 
 // journalHealth logs when the journal starts or stops failing.
@@ -137,7 +236,7 @@ func (s *state) replay(j *journal.Journal) error {
 	s.replaying = true
 	defer func() { s.replaying = false }()
 	epoch := uint64(0)
-	var counts [8]int
+	var counts [9]int
 	err := j.Replay(func(r journal.Record) error {
 		var rec pb.JournalRecord
 		if err := goproto.Unmarshal(r.Data, &rec); err != nil {
@@ -166,6 +265,16 @@ func (s *state) replay(j *journal.Journal) error {
 		case *pb.JournalRecord_Done:
 			s.recovered(x.Done)
 			counts[6]++
+		case *pb.JournalRecord_Dispatched:
+			d := x.Dispatched
+			if s.tasks[core.TaskID(d.TaskId)] != nil {
+				s.step(core.TaskAdrift{Task: core.TaskID(d.TaskId), Attempt: d.Attempt, Where: d.Worker,
+					Until: time.Since(s.origin) + s.m.cfg.AdoptWindow})
+			}
+			counts[0]++
+		case *pb.JournalRecord_Reconciled:
+			s.applyReconcile(x.Reconciled)
+			counts[8]++
 		case *pb.JournalRecord_LibraryRemoved:
 			if rec := s.libs[x.LibraryRemoved.Name]; rec != nil && !rec.removed {
 				s.removed(rec)
@@ -180,8 +289,8 @@ func (s *state) replay(j *journal.Journal) error {
 		return fmt.Errorf("manager: replay %s: %w", j.Path(), err)
 	}
 	s.m.epoch = epoch + 1
-	s.m.log.Info("replayed the journal", "journal", j.Path(), "recovered", j.Recovered().String(), "epoch", s.m.epoch,
-		"starts", counts[1], "submits", counts[2], "installs", counts[3], "sessions_ended", counts[4], "cancels", counts[5], "tasks_done", counts[6], "libraries_removed", counts[7])
+	s.m.log.Info("replayed the journal", "journal", j.Path(), "recovered", j.Recovered().String(), "epoch", s.m.epoch, "dispatches", counts[0], "adrift", s.core.Adrift(),
+		"starts", counts[1], "submits", counts[2], "installs", counts[3], "sessions_ended", counts[4], "cancels", counts[5], "tasks_done", counts[6], "libraries_removed", counts[7], "reconciled", counts[8])
 	return nil
 }
 

@@ -93,7 +93,7 @@ func (s *state) startLibrary(a core.Dispatch) {
 	s.txn(txnlog.Record{Event: txnlog.InstanceStarted, Instance: uint64(a.Instance), Library: rec.spec.Name, Attempt: a.Attempt, Worker: sess.hello.Name})
 	spec := goproto.CloneOf(rec.spec) // the installed spec stays as it is (starts are rare)
 	spec.Inputs = s.runInputs(rec.spec.Inputs, a.Inline())
-	sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
+	s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{
 		Instance: uint64(a.Instance), Attempt: a.Attempt, Library: spec}}})
 }
 

@@ -44,7 +44,11 @@ type (
 		stored storedFiles // the library's inputs at the store
 		reply  chan error
 	}
-	evStored struct{ name string } // a file reached the store outside a task's outputs
+	evStored    struct{ name string } // a file reached the store outside a task's outputs
+	evReconcile struct {
+		req   *pb.ReconcileRequest
+		reply chan error
+	}
 	evRemove struct {
 		name  string
 		reply chan error
@@ -92,6 +96,7 @@ type state struct {
 	origin  time.Time // the core's clock counts from it (core.Tick.Now)
 	// With a journal (journal.go): effects waiting for their records.
 	held       []held
+	heldSends  []heldSend  // messages to workers waiting for the journal (sendAfter)
 	appended   journal.Seq // the last record appended
 	replaying  bool
 	journalErr string // last logged
@@ -99,6 +104,15 @@ type state struct {
 	// instLibs names the library of each instance started, for the
 	// transaction log (only with one), until the worker reports its end.
 	instLibs map[uint64]string
+	// adopted: attempts from an earlier epoch that the core adopted, by
+	// the epoch of their Run: their reports of that epoch count. joining:
+	// the epochs of the attempts a joining worker lists, while it joins.
+	adopted, joining map[attemptKey]uint64
+}
+
+type attemptKey struct {
+	task    core.TaskID
+	attempt uint32
 }
 
 func newState(m *Manager) *state {
@@ -116,6 +130,7 @@ func newState(m *Manager) *state {
 		libs:     make(map[string]*libRecord),
 		libByID:  make(map[core.LibID]*libRecord),
 		instLibs: make(map[uint64]string),
+		adopted:  make(map[attemptKey]uint64),
 		origin:   time.Now(),
 	}
 }
@@ -184,7 +199,17 @@ func (s *state) handle(ev any) {
 			"cores", r.GetCores(), "memory_mb", r.GetMemoryMb(), "disk_mb", r.GetDiskMb(), "gpus", r.GetGpus(),
 			"file_server", ev.sess.fileServer, "cached_files", len(ev.sess.hello.Cache))
 		s.txn(txnlog.Record{Event: txnlog.WorkerJoined, Worker: ev.sess.hello.Name, Cores: r.GetCores(), MemoryMB: r.GetMemoryMb()})
-		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus}
+		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus, Incarnation: ev.sess.hello.Incarnation}
+		if h := ev.sess.hello; h.RunId == s.m.runID && len(h.Running) > 0 {
+			// Attempts of another run name tasks this one does not know:
+			// the worker stops those itself when it reads the Welcome.
+			s.joining = make(map[attemptKey]uint64, len(h.Running))
+			for _, a := range h.Running {
+				joined.Running = append(joined.Running, core.AttemptRef{Task: core.TaskID(a.TaskId), Attempt: a.Attempt})
+				s.joining[attemptKey{core.TaskID(a.TaskId), a.Attempt}] = a.Epoch
+			}
+			s.m.log.Info("worker came back with attempts still running", "worker", id, "name", h.Name, "attempts", len(h.Running))
+		}
 		for _, f := range ev.sess.hello.Cache {
 			if proto.CheckCacheName(f.Name) != nil {
 				continue
@@ -195,6 +220,7 @@ func (s *state) handle(ev any) {
 			}
 		}
 		s.step(joined)
+		s.joining = nil
 	case evWorkerMsg:
 		s.workerMessage(ev.id, ev.msg)
 	case evFetchFile:
@@ -210,6 +236,8 @@ func (s *state) handle(ev any) {
 		s.uploaded(ev.name, nil)
 	case evRemove:
 		s.removeLibrary(ev.name, ev.reply)
+	case evReconcile:
+		s.reconcile(ev.req, ev.reply)
 	case evWorkerGone:
 		if sess := s.sessions[ev.id]; sess != nil {
 			delete(s.sessions, ev.id)
@@ -238,6 +266,15 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		s.step(core.WorkerDraining{Worker: id})
 	case *pb.WorkerMessage_Done:
 		d := x.Done
+		key := attemptKey{core.TaskID(d.TaskId), d.Attempt}
+		if epoch, adopted := s.adopted[key]; d.Epoch != 0 && d.Epoch != s.m.epoch && (!adopted || d.Epoch != epoch) {
+			// Dispatched by an earlier life of the manager and not adopted:
+			// whatever it says is stale (its task may run again meanwhile).
+			s.m.store.discardStaged(d.TaskId, d.Attempt)
+			s.m.log.Info("ignored a report of an earlier epoch", "task", d.TaskId, "attempt", d.Attempt, "epoch", d.Epoch, "worker", id)
+			return
+		}
+		delete(s.adopted, key)
 		s.storeOutputs(id, d)
 		o := d.GetOutcome()
 		kind := coreKind(o.GetKind())
@@ -297,17 +334,32 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
-			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
+			var intent journal.Seq
+			if rec.spec.Call == nil || rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
+				// The attempt's number and worker, for a restarted manager
+				// to number the next attempt after it and to adopt it (see
+				// TaskAdrift). An at-most-once task's Run waits for it (its
+				// intent); others go at once: a crash before it is durable
+				// only makes the task run again.
+				seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{
+					TaskId: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Incarnation, Epoch: s.m.epoch}}})
+				if rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
+					intent = seq
+				}
+			}
+			s.sendAfter(intent, a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
-				IdempotencyKey: idempotencyKey(rec, a.Task)}}})
+				IdempotencyKey: idempotencyKey(rec, a.Task), Epoch: s.m.epoch}}})
 			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
 			}
+		case core.Adopted:
+			s.adoptedAttempt(a)
+		case core.Unknown:
+			s.unknownTask(a)
 		case core.Kill:
-			if sess := s.sessions[a.Worker]; sess != nil {
-				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
-			}
+			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
 		case core.Requeued:
 			s.m.index.requeued(uint64(a.Task), a.Attempt, fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message), time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRequeued, Task: uint64(a.Task), Attempt: a.Attempt, Reason: fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message)})
@@ -340,8 +392,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 			}
 		case core.Fetch:
-			if sess := s.sessions[a.Worker]; sess != nil {
-				sess.enqueue(s.fetchMessage(a))
+			if s.sessions[a.Worker] != nil {
+				s.sendTo(a.Worker, s.fetchMessage(a))
 			}
 		case core.Rerun:
 			s.m.log.Info("recreating a lost file: running its producer again", "task", a.Task, "file", s.data.names[a.File])
@@ -349,9 +401,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.m.log.Info("recreated lost files", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 		case core.Stop:
 			s.m.log.Info("stopping a library instance: idle while tasks wait, or its library removed", "instance", a.Instance, "worker", a.Worker)
-			if sess := s.sessions[a.Worker]; sess != nil {
-				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_StopLibrary{StopLibrary: &pb.StopLibrary{Instance: uint64(a.Instance)}}})
-			}
+			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_StopLibrary{StopLibrary: &pb.StopLibrary{Instance: uint64(a.Instance)}}})
 		case core.LibraryBroken:
 			s.m.log.Warn("library broken", "lib", a.Lib, "why", a.Why)
 		case core.FileLost:
@@ -518,7 +568,7 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		}
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
 			Retries: spec.Retries, RetryOnError: spec.RetryOnError, After: afterIDs(spec.After, ids),
-			UnplaceableTimeout: s.unplaceableTimeout(spec.UnplaceableTimeoutMs)}
+			UnplaceableTimeout: s.unplaceableTimeout(spec.UnplaceableTimeoutMs), AtMostOnce: spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE}
 		if c := spec.Call; c != nil {
 			lib := s.libs[c.Library]                                            // checked above
 			ct.Role, ct.Lib, ct.Resources = core.Call, lib.id, core.Resources{} // it runs in a slot its instance holds

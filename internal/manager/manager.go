@@ -51,6 +51,10 @@ type Config struct {
 	// StoreDir says otherwise): a manager started again with the same
 	// one recovers its clients' sessions, tasks and libraries.
 	StateDir string
+	// AdoptWindow, with StateDir, is how long a restarted manager waits
+	// for a worker to come back with an attempt the journal says it was
+	// sent before the task runs elsewhere; 0 means DefaultAdoptWindow.
+	AdoptWindow time.Duration
 	// IndexSize is how many of the newest tasks the dashboard's task index
 	// keeps (Manager.Task); 0 means DefaultIndexSize.
 	IndexSize int
@@ -109,6 +113,9 @@ func Listen(cfg Config) (*Manager, error) {
 	}
 	if cfg.ClientGrace <= 0 {
 		cfg.ClientGrace = DefaultClientGrace
+	}
+	if cfg.AdoptWindow <= 0 {
+		cfg.AdoptWindow = DefaultAdoptWindow
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -206,6 +206,20 @@ func (s *service) EndSession(ctx context.Context, req *connect.Request[pb.EndSes
 	return connect.NewResponse(&pb.EndSessionResponse{}), nil
 }
 
+func (s *service) Reconcile(ctx context.Context, req *connect.Request[pb.ReconcileRequest]) (*connect.Response[pb.ReconcileResponse], error) {
+	if req.Msg.Verdict == pb.Verdict_VERDICT_UNSPECIFIED {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("reconcile: say --done, --failed or --rerun"))
+	}
+	err, cerr := call(ctx, s.m, func(c chan error) any { return evReconcile{req: req.Msg, reply: c} })
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return connect.NewResponse(&pb.ReconcileResponse{}), nil
+}
+
 func (s *service) RemoveLibrary(ctx context.Context, req *connect.Request[pb.RemoveLibraryRequest]) (*connect.Response[pb.RemoveLibraryResponse], error) {
 	err, cerr := call(ctx, s.m, func(c chan error) any { return evRemove{name: req.Msg.Name, reply: c} })
 	if cerr != nil {

@@ -103,7 +103,7 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 	// The welcome goes alone and first: what the loop queued meanwhile
 	// (runs, fetches) would otherwise go in one batch with it.
 	welcome := &pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{
-		WorkerId: uint64(id), HeartbeatMs: m.cfg.Heartbeat.Milliseconds()}}}
+		WorkerId: uint64(id), HeartbeatMs: m.cfg.Heartbeat.Milliseconds(), RunId: m.runID, Epoch: m.epoch}}}
 	if err := m.peerCertificate(welcome.GetWelcome(), hello, addr); err != nil {
 		m.log.Warn("worker's file server certificate", "worker", id, "err", err) // its peers' fetches from it fail and go elsewhere
 	}

@@ -174,4 +174,12 @@ func (s *state) unplaceableStatus(resp *pb.StatusResponse) {
 		}
 		resp.UnplaceableTasks = append(resp.UnplaceableTasks, ut)
 	}
+	resp.Adrift = uint64(s.core.Adrift())
+	for _, u := range s.core.Unknown() { // few: only at-most-once tasks whose attempt was lost
+		ut := &pb.UnknownTask{TaskId: uint64(u.Task), Attempt: u.Attempt, Why: u.Why}
+		if rec := s.tasks[u.Task]; rec != nil {
+			ut.Name = rec.spec.Name
+		}
+		resp.UnknownTasks = append(resp.UnknownTasks, ut)
+	}
 }

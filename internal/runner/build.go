@@ -30,7 +30,8 @@ func Build(wf *workflow.Workflow) *Plan {
 		t := &trellis.Task{Name: wt.Name, Command: wt.Command, Env: wt.Env,
 			Resources: trellis.Resources{Cores: wt.Cores, MemoryMB: wt.MemoryMB, DiskMB: wt.DiskMB, GPUs: wt.GPUs},
 			Retries:   wt.Retries, RetryOnError: wt.RetryOnError, TimeLimit: wt.TimeLimit, Priority: wt.Priority,
-			Category: wt.Category, Tags: wt.Tags, UnplaceableTimeout: wt.Unplaceable}
+			Category: wt.Category, Tags: wt.Tags, UnplaceableTimeout: wt.Unplaceable,
+			Deterministic: wt.Deterministic, Effects: effects(wt.Effects)}
 		for _, o := range wt.Outputs {
 			if o.File != "" {
 				t.AddOutput(b.files[o.File], o.Name)
@@ -59,6 +60,7 @@ func Build(wf *workflow.Workflow) *Plan {
 		t := trellis.NewCall(wc.Library, wc.Function, wc.Args)
 		t.Name, t.Retries, t.RetryOnError, t.TimeLimit, t.Priority = callName(wc), wc.Retries, wc.RetryOnError, wc.TimeLimit, wc.Priority
 		t.UnplaceableTimeout = wc.Unplaceable
+		t.Deterministic, t.Effects = wc.Deterministic, effects(wc.Effects)
 		for _, a := range wc.After {
 			t.After = append(t.After, plan.Tasks[a])
 		}
@@ -162,4 +164,15 @@ func declare(decls []workflow.File) map[string]*trellis.File {
 		get(&decls[i])
 	}
 	return files
+}
+
+// effects is a workflow file's "effects" (workflow.Effects) as the API's.
+func effects(e string) trellis.Effects {
+	switch e {
+	case "idempotent":
+		return trellis.EffectsIdempotent
+	case "at-most-once":
+		return trellis.EffectsAtMostOnce
+	}
+	return trellis.EffectsNone
 }

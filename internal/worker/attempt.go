@@ -28,7 +28,9 @@ import (
 // output did not fit in a cache full of files still needed.
 func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, back *pb.AttemptReturned, cleanup func()) {
 	spec := run.Spec
-	dir := filepath.Join(w.boxes, fmt.Sprintf("t%d.a%d", run.TaskId, run.Attempt))
+	// Numbered too: an attempt kept from a broken connection may still be
+	// here when a manager of another run sends the same task and attempt.
+	dir := filepath.Join(w.boxes, fmt.Sprintf("t%d.a%d.%d", run.TaskId, run.Attempt, w.boxSeq.Add(1)))
 	cleanup = func() { os.RemoveAll(dir) }
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err), nil, cleanup

@@ -213,7 +213,7 @@ func (w *Worker) runCall(ctx context.Context, run *pb.Run, inst *libInstance) *p
 		}
 	}
 	start := time.Now()
-	res, err := inst.host.CallIn(ctx, dir, c.Function, args, time.Duration(run.Spec.TimeLimitMs)*time.Millisecond)
+	res, err := inst.host.CallIn(ctx, dir, run.IdempotencyKey, c.Function, args, time.Duration(run.Spec.TimeLimitMs)*time.Millisecond)
 	w.checkInputs(stamps, "task", run.TaskId, "attempt", run.Attempt)
 	o := &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, Result: res, RunMs: time.Since(start).Milliseconds()}
 	var ce *libhost.CallError

@@ -21,8 +21,10 @@ type attemptKey struct {
 // running is an attempt in progress, owned by the session loop.
 type running struct {
 	cancel   context.CancelFunc
-	handBack bool // killed to be returned, not to be reported as done
-	call     bool // a function call
+	handBack bool   // killed to be returned, not to be reported as done
+	call     bool   // a function call
+	epoch    uint64 // of its Run: its report carries it back
+	kept     bool   // its session broke: it belongs to Worker.kept (kept.go)
 }
 
 // event is what a session's goroutines tell its loop, in order on one
@@ -70,6 +72,7 @@ func (evLibraryEnded) isEvent()   {}
 // attempt, fetch, upload and library instance has its own.
 type session struct {
 	w          *Worker
+	runID      string // the manager's, from the Welcome
 	stream     Stream
 	cancel     context.CancelFunc     // ends the connection, and so every goroutine below
 	stop       <-chan struct{}        // closed when the connection ends
@@ -109,10 +112,11 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	}
 	w.log.Info("connected", "manager", w.cfg.Manager, "worker_id", welcome.WorkerId)
 	w.takePeerTLS(welcome)
-	s := &session{w: w, stream: stream, cancel: cancel, stop: sctx.Done(),
+	s := &session{w: w, runID: welcome.RunId, stream: stream, cancel: cancel, stop: sctx.Done(),
 		events: make(chan event, 128), broken: make(chan error, 1), out: make(chan *pb.WorkerMessage, 1024),
 		flushc: make(chan struct{}), senderDone: make(chan struct{}),
 		attempts: make(map[attemptKey]*running), drainc: w.drainc}
+	w.kept.attach(welcome.RunId, s.attempts)
 	return true, s.run(ctx, sctx, time.Duration(max(welcome.HeartbeatMs, 100))*time.Millisecond)
 }
 
@@ -139,10 +143,12 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 		case ev := <-s.events:
 			switch ev := ev.(type) {
 			case evMessage:
-				s.handle(sctx, ev.msg)
+				s.handle(ctx, sctx, ev.msg)
 			default:
 				s.ended(ev)
 			}
+		case <-s.w.kept.signal:
+			s.keptEnded()
 		case err := <-s.broken:
 			return s.lost(err)
 		case <-s.held.C:
@@ -239,14 +245,16 @@ func (s *session) ended(ev event) {
 }
 
 // handle acts on one message from the manager.
-func (s *session) handle(sctx context.Context, msg *pb.ManagerMessage) {
+// Attempts of command tasks live in ctx (the worker's), so that they can
+// outlive a broken connection (kept.go); the rest lives in sctx.
+func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 	switch x := msg.Msg.(type) {
 	case *pb.ManagerMessage_Batch:
 		for _, inner := range x.Batch.Msgs {
-			s.handle(sctx, inner)
+			s.handle(ctx, sctx, inner)
 		}
 	case *pb.ManagerMessage_Run:
-		s.startAttempt(sctx, x.Run)
+		s.startAttempt(ctx, sctx, x.Run)
 	case *pb.ManagerMessage_Kill:
 		if r := s.attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {
 			r.cancel()
@@ -287,15 +295,20 @@ func (s *session) handle(sctx context.Context, msg *pb.ManagerMessage) {
 }
 
 // startAttempt runs an attempt (or call) in a goroutine of its own, or
-// hands it back at once while draining or if it runs already.
-func (s *session) startAttempt(sctx context.Context, run *pb.Run) {
+// hands it back at once while draining or if it runs already. A call
+// lives in sctx, a command in ctx (see kept.go).
+func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 	key := attemptKey{run.TaskId, run.Attempt}
 	if s.draining || s.attempts[key] != nil {
 		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
 		return
 	}
-	actx, acancel := context.WithCancel(sctx)
-	s.attempts[key] = &running{cancel: acancel, call: run.Instance != 0}
+	base := ctx
+	if run.Instance != 0 {
+		base = sctx
+	}
+	actx, acancel := context.WithCancel(base)
+	s.attempts[key] = &running{cancel: acancel, call: run.Instance != 0, epoch: run.Epoch}
 	if run.Instance != 0 {
 		s.calls++
 	}
@@ -379,12 +392,27 @@ func (s *session) handBackAll() {
 // expects. Messages from the manager are no longer acted on.
 func (s *session) settle() {
 	for len(s.attempts) > 0 {
-		ev := <-s.events
-		if _, msg := ev.(evMessage); !msg {
-			s.ended(ev)
+		select {
+		case ev := <-s.events:
+			if _, msg := ev.(evMessage); !msg {
+				s.ended(ev)
+			}
+		case <-s.w.kept.signal:
+			s.keptEnded()
 		}
 	}
 	s.held.flush(s.post)
+}
+
+// keptEnded reports the attempts kept from a broken session that ended.
+func (s *session) keptEnded() {
+	for _, e := range s.w.kept.take() {
+		key := attemptKey{e.ref.TaskId, e.ref.Attempt}
+		if r := s.attempts[key]; r != nil && r.kept {
+			delete(s.attempts, key)
+		}
+		s.post(e.msg)
+	}
 }
 
 // finish ends a session the worker chose to end (drained, or ctx ended):
@@ -415,23 +443,58 @@ func (s *session) finish(e error) error {
 	return e
 }
 
-// lost ends a session whose stream broke. The manager has queued our
-// attempts again: stop them.
+// lost ends a session whose stream broke. Calls stop (their instances
+// end with the session); commands go on, kept for a manager that restarts
+// and adopts them (kept.go), while it reconnects. A goroutine waits for
+// what the session started, and hands the kept attempts' ends to the pool.
 func (s *session) lost(err error) error {
-	for _, r := range s.attempts {
-		r.cancel()
-	}
-	for len(s.attempts) > 0 {
-		if ev, ok := (<-s.events).(evAttemptEnded); ok {
-			delete(s.attempts, ev.key)
+	keeping := false
+	for key, r := range s.attempts {
+		switch {
+		case r.kept: // the pool's still: not started here
+			delete(s.attempts, key)
+		case !r.call && !r.handBack && s.runID != "":
+			s.w.kept.keep(s.runID, key, r)
+			keeping = true
+		default:
+			r.cancel()
 		}
 	}
 	s.cancel()
-	s.wg.Wait()
+	if keeping {
+		s.w.log.Info("lost the manager: keeping the running tasks for it to adopt when it comes back", "tasks", len(s.attempts))
+		s.w.kept.wg.Add(1)
+		go s.waitKept() // exits when every attempt the session started has ended (Worker.Run stops them last)
+	} else {
+		s.waitAttempts()
+	}
 	if s.draining {
 		return nil
 	}
 	return fmt.Errorf("lost the manager: %w", refusal(err, nil))
+}
+
+// waitAttempts waits until every attempt the session started has ended,
+// and every goroutine it started exited. Kept attempts' ends go to the
+// pool; the others are dropped (the manager queued them again).
+func (s *session) waitAttempts() {
+	for len(s.attempts) > 0 {
+		if ev, ok := (<-s.events).(evAttemptEnded); ok {
+			r := s.attempts[ev.key]
+			delete(s.attempts, ev.key)
+			if r != nil && r.kept {
+				s.w.kept.end(ev.key, r, reportMessage(r, ev))
+			}
+		}
+	}
+	s.wg.Wait()
+}
+
+// waitKept is waitAttempts in a goroutine of its own, which owns the
+// session's state once its loop has returned.
+func (s *session) waitKept() {
+	defer s.w.kept.wg.Done()
+	s.waitAttempts()
 }
 
 // reportEvicted tells the manager which files the cache evicted to make room.
@@ -453,7 +516,11 @@ func reportMessage(r *running, ev evAttemptEnded) *pb.WorkerMessage {
 	if r != nil && r.handBack || ev.returned {
 		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: ev.key.task, Attempt: ev.key.attempt}}}
 	}
-	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: &pb.AttemptDone{TaskId: ev.key.task, Attempt: ev.key.attempt, Outcome: ev.outcome}}}
+	d := &pb.AttemptDone{TaskId: ev.key.task, Attempt: ev.key.attempt, Outcome: ev.outcome}
+	if r != nil {
+		d.Epoch = r.epoch
+	}
+	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: d}}
 }
 
 // Stream is the worker's end of its connection to the manager.

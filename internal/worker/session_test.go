@@ -147,6 +147,18 @@ func startWorker(t *testing.T, ctx context.Context, tune func(*Config)) *harness
 // connect takes the worker's next connection and welcomes it.
 func (h *harness) connect(t *testing.T, heartbeatMs int64) (*managerEnd, *pb.Hello) {
 	t.Helper()
+	return h.welcome(t, &pb.Welcome{WorkerId: 1, HeartbeatMs: heartbeatMs})
+}
+
+// connectRun is connect by a manager of run runID in its epoch.
+func (h *harness) connectRun(t *testing.T, runID string, epoch uint64) (*managerEnd, *pb.Hello) {
+	t.Helper()
+	return h.welcome(t, &pb.Welcome{WorkerId: 1, HeartbeatMs: 60_000, RunId: runID, Epoch: epoch})
+}
+
+// welcome takes the worker's next connection and answers its hello.
+func (h *harness) welcome(t *testing.T, welcome *pb.Welcome) (*managerEnd, *pb.Hello) {
+	t.Helper()
 	var m *managerEnd
 	select {
 	case m = <-h.ends:
@@ -157,7 +169,7 @@ func (h *harness) connect(t *testing.T, heartbeatMs int64) (*managerEnd, *pb.Hel
 	if hello == nil {
 		t.Fatal("the worker's first message is not a hello")
 	}
-	m.send(t, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{WorkerId: 1, HeartbeatMs: heartbeatMs}}})
+	m.send(t, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: welcome}})
 	return m, hello
 }
 
@@ -342,8 +354,11 @@ func TestSessionHello(t *testing.T) {
 	h := startWorker(t, ctx, nil)
 	_, hello := h.connect(t, 60_000)
 	want := &pb.Hello{Name: "w1", Resources: &pb.Resources{Cores: 4, MemoryMb: 1024, DiskMb: 1024}}
-	if diff := cmp.Diff(want, hello, protocmp.Transform(), protocmp.IgnoreFields(&pb.Hello{}, "protocol", "file_server", "version")); diff != "" {
+	if diff := cmp.Diff(want, hello, protocmp.Transform(), protocmp.IgnoreFields(&pb.Hello{}, "protocol", "file_server", "version", "incarnation")); diff != "" {
 		t.Errorf("hello mismatch (-want +got):\n%s", diff)
+	}
+	if len(hello.Incarnation) != 24 {
+		t.Errorf("hello incarnation %q; want 24 hex digits", hello.Incarnation)
 	}
 }
 

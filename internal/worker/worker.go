@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -79,6 +82,11 @@ type Worker struct {
 	libs    libraries
 	drainc  chan struct{}
 	once    sync.Once
+	// incarnation names this worker process to managers, the same on
+	// every connection; kept holds the attempts of broken connections.
+	incarnation string
+	kept        *kept
+	boxSeq      atomic.Uint64 // numbers sandboxes
 }
 
 // New prepares a worker; Run connects it.
@@ -104,7 +112,10 @@ func New(cfg Config) (*Worker, error) {
 		}
 		cfg.Workdir = dir
 	}
+	var inc [12]byte
+	rand.Read(inc[:])
 	w := &Worker{cfg: cfg, log: log, base: "http://" + cfg.Manager, drainc: make(chan struct{}),
+		incarnation: hex.EncodeToString(inc[:]), kept: newKept(),
 		boxes: filepath.Join(cfg.Workdir, "sandboxes"), libs: libraries{byID: make(map[uint64]*libInstance)}}
 	var err error
 	if w.cache, err = cache.Open(cacheDir(cfg.Workdir), cfg.Resources.DiskMB<<20); err != nil {
@@ -196,6 +207,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() {
+		w.kept.stop() // attempts kept for a manager that did not come back
 		w.cleanup()
 		<-served
 	}()
@@ -261,5 +273,7 @@ func (w *Worker) hello() *pb.Hello {
 		h.FileServer = net.JoinHostPort(host, port)
 	}
 	h.Cache = w.cachedFiles()
+	h.Incarnation = w.incarnation
+	h.RunId, h.Running = w.kept.list()
 	return h
 }

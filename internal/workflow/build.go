@@ -13,21 +13,23 @@ func (t *taskSpec) build(d *taskSpec) Task {
 		line = t.node.Line
 	}
 	task := Task{
-		Name:         t.name,
-		Line:         line,
-		Command:      t.command.val,
-		Cores:        t.cores.or(d.cores).val,
-		MemoryMB:     t.memoryMB.or(d.memoryMB).val,
-		DiskMB:       t.diskMB.or(d.diskMB).val,
-		GPUs:         t.gpus.or(d.gpus).val,
-		Retries:      t.retries.or(d.retries).or(set(DefaultRetries)).val,
-		RetryOnError: t.retryOnError.or(d.retryOnError).val,
-		TimeLimit:    t.timeLimit.or(d.timeLimit).val,
-		Unplaceable:  unplaceable(t.unplaceable.or(d.unplaceable)),
-		Priority:     t.priority.or(d.priority).val,
-		Category:     t.category.or(d.category).val,
-		Tags:         t.tags.or(d.tags).val,
-		Env:          mergeEnv(d.env.val, t.env.val),
+		Name:          t.name,
+		Line:          line,
+		Command:       t.command.val,
+		Cores:         t.cores.or(d.cores).val,
+		MemoryMB:      t.memoryMB.or(d.memoryMB).val,
+		DiskMB:        t.diskMB.or(d.diskMB).val,
+		GPUs:          t.gpus.or(d.gpus).val,
+		Retries:       t.retries.or(d.retries).or(set(DefaultRetries)).val,
+		RetryOnError:  t.retryOnError.or(d.retryOnError).val,
+		TimeLimit:     t.timeLimit.or(d.timeLimit).val,
+		Unplaceable:   unplaceable(t.unplaceable.or(d.unplaceable)),
+		Priority:      t.priority.or(d.priority).val,
+		Category:      t.category.or(d.category).val,
+		Tags:          t.tags.or(d.tags).val,
+		Env:           mergeEnv(d.env.val, t.env.val),
+		Deterministic: t.determinism.or(d.determinism).val,
+		Effects:       t.effects.or(d.effects).val,
 	}
 	if len(task.Tags) == 0 {
 		task.Tags = nil

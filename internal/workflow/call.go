@@ -55,6 +55,8 @@ var callFields = []specField[*callSpec]{
 	sharedField[*callSpec]("time_limit"),
 	sharedField[*callSpec]("unplaceable_timeout"),
 	sharedField[*callSpec]("priority"),
+	sharedField[*callSpec]("deterministic"),
+	sharedField[*callSpec]("effects"),
 }
 
 // parseFunction reads a call's "function".
@@ -99,17 +101,19 @@ func (p *parser) parseCall(i int, n *yaml.Node) *callSpec {
 // are filled in by linkCalls.
 func (c *callSpec) build() Call {
 	return Call{
-		Name:         c.name,
-		Line:         c.line(),
-		Library:      c.library.val,
-		Function:     c.function.val,
-		Args:         c.args,
-		ArgsFile:     c.argsFile,
-		Output:       c.output.Local,
-		Retries:      c.retries.or(set(DefaultRetries)).val,
-		RetryOnError: c.retryOnError.val,
-		TimeLimit:    c.timeLimit.val,
-		Unplaceable:  unplaceable(c.unplaceable),
-		Priority:     c.priority.val,
+		Name:          c.name,
+		Line:          c.line(),
+		Library:       c.library.val,
+		Function:      c.function.val,
+		Args:          c.args,
+		ArgsFile:      c.argsFile,
+		Output:        c.output.Local,
+		Retries:       c.retries.or(set(DefaultRetries)).val,
+		RetryOnError:  c.retryOnError.val,
+		TimeLimit:     c.timeLimit.val,
+		Unplaceable:   unplaceable(c.unplaceable),
+		Priority:      c.priority.val,
+		Deterministic: c.determinism.val,
+		Effects:       c.effects.val,
 	}
 }

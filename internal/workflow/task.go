@@ -53,7 +53,12 @@ type settings struct {
 	category     opt[string]
 	tags         opt[[]string]
 	env          opt[map[string]string]
+	determinism  opt[bool]
+	effects      opt[string] // one of Effects
 }
+
+// Effects are the values of "effects", the first the default.
+var Effects = []string{"none", "idempotent", "at-most-once"}
 
 // opt is a value that may be unset.
 type opt[T any] struct {
@@ -140,6 +145,16 @@ var taskFields = []field{
 	{"tags", true, func(s scope, k string, v *yaml.Node, t *taskSpec) {
 		if x, ok := s.stringList(k, v); ok {
 			t.tags = set(x)
+		}
+	}},
+	{"deterministic", true, func(s scope, k string, v *yaml.Node, t *taskSpec) {
+		if x, ok := s.boolean(k, v); ok {
+			t.determinism = set(x)
+		}
+	}},
+	{"effects", true, func(s scope, k string, v *yaml.Node, t *taskSpec) {
+		if x, ok := s.oneOf(k, v, Effects); ok {
+			t.effects = set(x)
 		}
 	}},
 	{"after", false, parseAfter},

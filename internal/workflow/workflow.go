@@ -145,6 +145,10 @@ type Task struct {
 	Unplaceable time.Duration
 	// Priority orders ready tasks: higher runs first.
 	Priority int
+	// Deterministic and Effects are the task's recovery annotations
+	// (docs/recovery.md): Effects is one of Effects, or "" (none) unless set.
+	Deterministic bool
+	Effects       string
 	// Category groups tasks with similar resource needs.
 	Category string
 	// Tags are free-form labels, in file order.
@@ -256,6 +260,9 @@ type Call struct {
 	TimeLimit    time.Duration
 	Unplaceable  time.Duration
 	Priority     int
+	// Deterministic and Effects are as for a task.
+	Deterministic bool
+	Effects       string
 	// After holds the indexes of the tasks this call waits for: those it
 	// names in "after" and those that write its library's inputs. It is
 	// sorted and has no duplicates.

@@ -70,6 +70,16 @@ class ClusterTest(unittest.TestCase):
         with open(out, "rb") as f:
             self.assertEqual(f.read(), data + b"\x00small\xff")
 
+    def test_effects(self):
+        t = trellis.Task('printf %s "$TRELLIS_IDEMPOTENCY_KEY"', key="pay", effects="idempotent", deterministic=True)
+        r = self.c.submit(t)[0].result(WAIT)
+        self.assertEqual(r.kind, "success")
+        self.assertTrue(r.stdout.endswith(b"/pay"), r.stdout)
+        c = trellis.Call("lib", "f", effects="at-most-once")
+        self.assertEqual(c.effects, "at-most-once")
+        with self.assertRaises(trellis.InvalidError):
+            trellis.Task("true", effects="at-most-one")
+
     def test_directory_input(self):
         root = self.path("tree")
         make_tree(root)

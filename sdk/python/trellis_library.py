@@ -56,6 +56,7 @@ __all__ = [
     "cancelled",
     "current_call_id",
     "call_dir",
+    "idempotency_key",
     "PROTOCOL_VERSION",
     "MAX_HEADER",
     "MAX_BODY",
@@ -116,6 +117,15 @@ def call_dir():
     written there. It is None outside a call and for a call without files."""
     call = getattr(_local, "call", None)
     return None if call is None else call.dir
+
+
+def idempotency_key():
+    """idempotency_key returns the current call's idempotency key, "SESSION/KEY": the same
+    for every attempt of the call (a retry after a crash, a manager's restart with --state),
+    so that a function with an external effect can apply it once per key. It is None
+    outside a call, or from a worker that gives none."""
+    call = getattr(_local, "call", None)
+    return None if call is None else call.key
 
 
 def current_call_id():
@@ -403,14 +413,15 @@ def _exit_reason(status):
 
 
 class _Call:
-    __slots__ = ("id", "fn", "body", "timeout_ms", "deadline", "state", "cancelled", "pid", "dir")
+    __slots__ = ("id", "fn", "body", "timeout_ms", "deadline", "state", "cancelled", "pid", "dir", "key")
 
-    def __init__(self, cid, fn, body, timeout_ms, cdir=None):
+    def __init__(self, cid, fn, body, timeout_ms, cdir=None, key=None):
         self.id = cid
         self.fn = fn
         self.body = body
         self.timeout_ms = timeout_ms
         self.dir = cdir
+        self.key = key
         self.deadline = None
         self.state = _PENDING
         self.cancelled = False
@@ -631,7 +642,10 @@ class _Server:
         cdir = h.get("dir") or None
         if cdir is not None and type(cdir) is not str:
             raise _ProtocolError("call %d: dir is not a string" % cid)
-        call = _Call(cid, fn, body, t, cdir)
+        key = h.get("key") or None
+        if key is not None and type(key) is not str:
+            raise _ProtocolError("call %d: key is not a string" % cid)
+        call = _Call(cid, fn, body, t, cdir, key)
         with self.lock:
             if cid in self.calls:
                 raise _ProtocolError("call id %d is already running" % cid)

@@ -45,6 +45,13 @@ type simTask struct {
 	stuck      string        // why no open worker could run it, as the core told; "" if not told
 	stuckSince time.Duration // the first Tick after it was told, or -1 before it
 	timedOut   bool          // a Tick ended it, unplaceable past its UnplaceableTimeout
+
+	// At-most-once tasks: unknown after an attempt was lost, until a
+	// Reconcile; mayRun counts the dispatches the rule still allows (one,
+	// and one more after each reconcile to rerun and each attempt that
+	// failed for an input before its command started).
+	unknown bool
+	mayRun  int
 }
 
 // simWorker is the model of one worker.
@@ -81,6 +88,10 @@ type fate struct {
 	// lost for good meanwhile (perhaps by the same Tick) ends it with
 	// InputMissing instead.
 	unplaceable bool
+	// unknown: an at-most-once task's attempt is lost: Unknown, not
+	// Requeued. safe: a requeue of an attempt whose command never
+	// started (its input was missing). reconciled: a Reconcile to rerun.
+	unknown, safe, reconciled bool
 }
 
 func (s *sim) task(id core.TaskID) *simTask {
@@ -178,17 +189,23 @@ func (s *sim) expect(ev core.Event) {
 		case o == core.Success:
 			s.fates[t.spec.ID] = &fate{kind: core.Success}
 		default:
-			retryable := t.spec.RetryOnError || o == core.InputMissing || o == core.WorkerLost || o == core.Cancelled
+			retryable := t.spec.RetryOnError && !t.spec.AtMostOnce || o == core.InputMissing || o == core.WorkerLost || o == core.Cancelled
 			s.expectRetry(t, o, retryable)
+			if f := s.fates[t.spec.ID]; o == core.InputMissing && f.requeue {
+				f.safe = true
+			}
 		}
 	case core.TaskReturned:
 		t := s.current(ev.Task, ev.Attempt, ev.Worker)
 		if t == nil {
 			return
 		}
-		if t.cancelled {
+		switch {
+		case t.cancelled:
 			s.fates[t.spec.ID] = &fate{kind: core.Cancelled}
-		} else {
+		case t.spec.AtMostOnce:
+			s.fates[t.spec.ID] = &fate{unknown: true}
+		default:
 			s.fates[t.spec.ID] = &fate{requeue: true}
 			t.parked = ev.CacheFull
 		}
@@ -210,6 +227,24 @@ func (s *sim) expect(ev core.Event) {
 		t.cancelled = true
 	case core.Tick:
 		s.expectTick(ev.Now)
+	case core.Reconcile:
+		t := s.task(ev.Task)
+		if t == nil || !t.unknown || t.done {
+			s.exact = true
+			return
+		}
+		t.unknown = false
+		switch ev.Verdict {
+		case core.VerdictDone:
+			s.fates[t.spec.ID] = &fate{kind: core.Success}
+			if len(t.spec.Outputs) > 0 {
+				s.fates[t.spec.ID].kind = core.Failed
+			}
+		case core.VerdictFailed:
+			s.fates[t.spec.ID] = &fate{kind: core.Failed}
+		default:
+			s.fates[t.spec.ID] = &fate{requeue: true, reconciled: true}
+		}
 	case core.FilesDeclared:
 		s.exact = true // declaring changes what comes, not what is
 	case core.TransferDone:
@@ -243,6 +278,15 @@ func (s *sim) expectLost(t *simTask) {
 }
 
 func (s *sim) expectRetry(t *simTask, k core.Kind, retryable bool) {
+	if t.spec.AtMostOnce && k != core.InputMissing && !t.rerunning {
+		// It may have taken effect: never run again by itself.
+		if retryable {
+			s.fates[t.spec.ID] = &fate{unknown: true}
+		} else {
+			s.fates[t.spec.ID] = &fate{kind: k}
+		}
+		return
+	}
 	if retryable && t.counted < t.spec.Retries {
 		s.fates[t.spec.ID] = &fate{requeue: true, counted: true}
 		return
@@ -349,6 +393,12 @@ func (s *sim) apply(a core.Action) {
 			s.stats.Requeues++
 			return
 		}
+		if f := s.fates[a.Task]; f != nil && f.reconciled && !f.seen && t.worker == nil && t.attempt == a.Attempt {
+			f.seen = true
+			t.mayRun++ // the operator said it did not take effect
+			s.stats.Requeues++
+			return
+		}
 		if t == nil || t.worker == nil || t.attempt != a.Attempt {
 			s.failf("Requeued %+v of an attempt that is not running", a)
 		}
@@ -360,8 +410,25 @@ func (s *sim) apply(a core.Action) {
 		if f.counted {
 			t.counted++
 		}
+		if f.safe {
+			t.mayRun++ // its command never started
+		}
 		s.release(t)
 		s.stats.Requeues++
+	case core.Unknown:
+		t := s.task(a.Task)
+		if t == nil || t.worker == nil || t.attempt != a.Attempt || !t.spec.AtMostOnce {
+			s.failf("%+v of an attempt that is not running, or of a task that is not at-most-once", a)
+		}
+		f := s.fates[t.spec.ID]
+		if f == nil || !f.unknown || f.seen {
+			s.failf("%+v: the model expects %+v", a, f)
+		}
+		f.seen = true
+		s.release(t)
+		t.unknown = true
+		s.unknown = append(s.unknown, t)
+		s.stats.Unknown++
 	case core.Done:
 		s.applyDone(a)
 	case core.StaleResult:
@@ -419,6 +486,13 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 		s.failf("Dispatch %+v of a cancelled task", a)
 	case a.Attempt <= t.attempt:
 		s.failf("Dispatch %+v: attempt not above the last one, %d", a, t.attempt)
+	case t.unknown:
+		s.failf("Dispatch %+v of an at-most-once task in unknown, before a Reconcile", a)
+	case t.spec.AtMostOnce && t.mayRun <= 0:
+		s.failf("Dispatch %+v: an at-most-once task dispatched again (its last attempt %d may have taken effect)", a, t.attempt)
+	}
+	if t.spec.AtMostOnce {
+		t.mayRun--
 	}
 	w := s.workers[a.Worker]
 	switch {
@@ -530,6 +604,7 @@ func (s *sim) applyDone(a core.Done) {
 		s.release(t)
 	}
 	s.unstick(t)
+	t.unknown = false // cancelled while unknown
 	t.done = true
 	t.doneKind = a.Outcome.Kind
 	t.doneMsg = a.Outcome.Message
@@ -738,7 +813,7 @@ func (s *sim) checkPlacement() {
 	var shapes []*simTask // the first ready task of each shape
 	seen := make(map[core.Resources]bool)
 	for _, t := range s.tasks[:s.next] {
-		if t.done && !t.rerunning || t.rejected || t.parked || t.worker != nil || staging[t.spec.ID] || seen[t.spec.Resources] || !s.inputsReady(t) || t.spec.Role == core.Call {
+		if t.done && !t.rerunning || t.rejected || t.parked || t.unknown || t.worker != nil || staging[t.spec.ID] || seen[t.spec.Resources] || !s.inputsReady(t) || t.spec.Role == core.Call {
 			continue
 		}
 		seen[t.spec.Resources] = true

@@ -60,6 +60,14 @@ type Config struct {
 	// 0 to MaxDepth (FileSpec.Depth); Unlink must respect it.
 	MaxDepth int32
 
+	// AtMostOnceFraction: fraction of tasks (and calls) that are
+	// at-most-once (core.Task.AtMostOnce), writing no outputs. A lost
+	// attempt leaves one unknown; the harness reconciles unknown tasks now
+	// and then (done, failed or rerun), and every one at the end. The model
+	// checks that none is dispatched again without a reconcile to rerun or
+	// an attempt that failed before its command started.
+	AtMostOnceFraction float64
+
 	// Libraries. With Libraries zero, no library is installed and no call
 	// made (the other library fields then do nothing).
 	Libraries        int     // libraries installed: half at the start, the rest as tasks are submitted
@@ -95,6 +103,7 @@ type Stats struct {
 	WorkersLost    int // crashed
 	WorkersDrained int
 	Done           map[core.Kind]int
+	Unknown        int // at-most-once attempts lost: their task waited for a Reconcile
 
 	// Data.
 	BytesPeer       int64 // brought to workers from peers (core.Stats.Moved)
@@ -142,6 +151,9 @@ func (s Stats) String() string {
 	out := fmt.Sprintf("steps=%d dispatches=%d requeues=%d kills=%d stale=%d tick-dispatches=%d workers joined=%d lost=%d drained=%d done[%s]",
 		s.Steps, s.Dispatches, s.Requeues, s.Kills, s.StaleResults, s.TickDispatches,
 		s.WorkersJoined, s.WorkersLost, s.WorkersDrained, strings.Join(kinds, " "))
+	if s.Unknown > 0 {
+		out += fmt.Sprintf(" unknown=%d", s.Unknown)
+	}
 	if s.Fetches > 0 || s.Dropped > 0 {
 		out += fmt.Sprintf(" moved peer=%dMiB manager=%dMiB", s.BytesPeer>>20, s.BytesManager>>20)
 		out += fmt.Sprintf(" fetches=%d failed=%d dropped=%d rejoined=%d reruns=%d recreated=%d lost=%d probes=%d (recreated %d, lost %d)",
@@ -258,6 +270,7 @@ type sim struct {
 	leaving      []*simWorker // drained and idle: leave next
 
 	running []*simTask
+	unknown []*simTask   // at-most-once tasks in unknown, oldest first (some cancelled since)
 	history []attemptRef // ended attempts, a ring
 	histPos int
 
@@ -400,7 +413,11 @@ func (s *sim) genTask() *simTask {
 			spec.Resources.GPUs = 1
 		}
 	}
+	spec.AtMostOnce = s.cfg.AtMostOnceFraction > 0 && r.Float64() < s.cfg.AtMostOnceFraction
 	for range r.IntN(3) {
+		if spec.AtMostOnce {
+			break // its outputs could not be made again
+		}
 		s.nextFile++
 		spec.Outputs = append(spec.Outputs, s.nextFile)
 	}
@@ -425,7 +442,7 @@ func (s *sim) genTask() *simTask {
 			}
 		}
 	}
-	t := &simTask{runPos: -1}
+	t := &simTask{runPos: -1, mayRun: 1}
 	conflict := false
 	if r.Float64() < s.cfg.BadFraction {
 		if r.IntN(2) == 0 && s.pickSubmitted > 0 {
@@ -472,7 +489,7 @@ func (s *sim) genTask() *simTask {
 
 // addTask adds a task made outside genTask (a probe) to the model.
 func (s *sim) addTask(spec core.Task) *simTask {
-	t := &simTask{spec: spec, runPos: -1, deps: s.depsOf(spec.Inputs)}
+	t := &simTask{spec: spec, runPos: -1, deps: s.depsOf(spec.Inputs), mayRun: 1}
 	s.tasks = append(s.tasks, t)
 	return t
 }
@@ -521,6 +538,10 @@ func (s *sim) outcome() core.Outcome {
 
 // faultStep makes one random step while faults are on.
 func (s *sim) faultStep() {
+	if len(s.unknown) > 0 && s.rng.IntN(16) == 0 {
+		s.reconcile()
+		return
+	}
 	u, c := s.rng.Float64(), s.cfg
 	switch {
 	case u < c.LossRate:
@@ -772,6 +793,9 @@ func (s *sim) quiesce() {
 	idle := 0
 	for s.liveTasks+s.d.rerunning > 0 || len(s.running) > 0 || len(s.leaving) > 0 || len(s.d.fetches) > 0 || len(s.l.pending) > 0 {
 		switch {
+		case len(s.unknown) > 0:
+			idle = 0
+			s.reconcile()
 		case len(s.leaving) > 0:
 			w := s.leaving[0]
 			s.leaving = s.leaving[1:]
@@ -825,4 +849,16 @@ func (s *sim) describeLive(n int) string {
 		fmt.Fprintf(&b, "\n\ttask %d (%s, attempt %d, run again %v, needs %v, inputs %v, deps %v, role %d of library %d)", t.spec.ID, state, attempt, t.rerunning, t.spec.Resources, t.spec.Inputs, t.deps, t.spec.Role, t.spec.Lib)
 	}
 	return b.String()
+}
+
+// reconcile gives a random verdict on the oldest task in unknown that is
+// still there (one cancelled meanwhile is skipped).
+func (s *sim) reconcile() {
+	t := s.unknown[0]
+	s.unknown = s.unknown[1:]
+	if !t.unknown {
+		return
+	}
+	verdict := []core.Verdict{core.VerdictDone, core.VerdictFailed, core.VerdictRerun}[s.rng.IntN(3)]
+	s.do(core.Reconcile{Task: t.spec.ID, Verdict: verdict})
 }

@@ -149,7 +149,7 @@ func (s *sim) checkStuck() {
 func (s *sim) checkUnplaceable() {
 	fits := make(map[core.Resources]bool)
 	for _, t := range s.tasks[:s.next] {
-		if t.done && !t.rerunning || t.rejected || t.worker != nil || t.spec.Role == core.Call || t.stuck != "" || !s.inputsReady(t) {
+		if t.done && !t.rerunning || t.rejected || t.unknown || t.worker != nil || t.spec.Role == core.Call || t.stuck != "" || !s.inputsReady(t) {
 			continue
 		}
 		fit, ok := fits[t.spec.Resources]

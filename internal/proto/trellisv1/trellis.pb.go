@@ -141,6 +141,57 @@ func (CacheLevel) EnumDescriptor() ([]byte, []int) {
 	return file_trellis_proto_rawDescGZIP(), []int{1}
 }
 
+// Effects says what a task does beyond its outputs, and so whether it may
+// run twice.
+type Effects int32
+
+const (
+	Effects_EFFECTS_NONE         Effects = 0 // outputs only: run again whenever needed
+	Effects_EFFECTS_IDEMPOTENT   Effects = 1 // an external effect applied once per TRELLIS_IDEMPOTENCY_KEY: run again whenever needed
+	Effects_EFFECTS_AT_MOST_ONCE Effects = 2 // never dispatched twice: a lost attempt leaves it unknown until reconciled
+)
+
+// Enum value maps for Effects.
+var (
+	Effects_name = map[int32]string{
+		0: "EFFECTS_NONE",
+		1: "EFFECTS_IDEMPOTENT",
+		2: "EFFECTS_AT_MOST_ONCE",
+	}
+	Effects_value = map[string]int32{
+		"EFFECTS_NONE":         0,
+		"EFFECTS_IDEMPOTENT":   1,
+		"EFFECTS_AT_MOST_ONCE": 2,
+	}
+)
+
+func (x Effects) Enum() *Effects {
+	p := new(Effects)
+	*p = x
+	return p
+}
+
+func (x Effects) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Effects) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[2].Descriptor()
+}
+
+func (Effects) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[2]
+}
+
+func (x Effects) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Effects.Descriptor instead.
+func (Effects) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{2}
+}
+
 // ResultKind says how a task ended.
 type ResultKind int32
 
@@ -190,11 +241,11 @@ func (x ResultKind) String() string {
 }
 
 func (ResultKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[2].Descriptor()
+	return file_trellis_proto_enumTypes[3].Descriptor()
 }
 
 func (ResultKind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[2]
+	return &file_trellis_proto_enumTypes[3]
 }
 
 func (x ResultKind) Number() protoreflect.EnumNumber {
@@ -203,7 +254,7 @@ func (x ResultKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResultKind.Descriptor instead.
 func (ResultKind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{2}
+	return file_trellis_proto_rawDescGZIP(), []int{3}
 }
 
 // TaskState is where a task is, as the client sees it.
@@ -243,11 +294,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[3].Descriptor()
+	return file_trellis_proto_enumTypes[4].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[3]
+	return &file_trellis_proto_enumTypes[4]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -256,7 +307,59 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{3}
+	return file_trellis_proto_rawDescGZIP(), []int{4}
+}
+
+type Verdict int32
+
+const (
+	Verdict_VERDICT_UNSPECIFIED Verdict = 0
+	Verdict_VERDICT_DONE        Verdict = 1 // it took effect: the task succeeds (one with outputs fails: they are gone)
+	Verdict_VERDICT_FAILED      Verdict = 2 // it did not, and is not to: the task fails
+	Verdict_VERDICT_RERUN       Verdict = 3 // it did not: run it again, once
+)
+
+// Enum value maps for Verdict.
+var (
+	Verdict_name = map[int32]string{
+		0: "VERDICT_UNSPECIFIED",
+		1: "VERDICT_DONE",
+		2: "VERDICT_FAILED",
+		3: "VERDICT_RERUN",
+	}
+	Verdict_value = map[string]int32{
+		"VERDICT_UNSPECIFIED": 0,
+		"VERDICT_DONE":        1,
+		"VERDICT_FAILED":      2,
+		"VERDICT_RERUN":       3,
+	}
+)
+
+func (x Verdict) Enum() *Verdict {
+	p := new(Verdict)
+	*p = x
+	return p
+}
+
+func (x Verdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Verdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[5].Descriptor()
+}
+
+func (Verdict) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[5]
+}
+
+func (x Verdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Verdict.Descriptor instead.
+func (Verdict) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{5}
 }
 
 type Source_Kind int32
@@ -298,11 +401,11 @@ func (x Source_Kind) String() string {
 }
 
 func (Source_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[4].Descriptor()
+	return file_trellis_proto_enumTypes[6].Descriptor()
 }
 
 func (Source_Kind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[4]
+	return &file_trellis_proto_enumTypes[6]
 }
 
 func (x Source_Kind) Number() protoreflect.EnumNumber {
@@ -311,7 +414,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{60, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -641,8 +744,12 @@ type TaskSpec struct {
 	// RESOURCE_EXCEEDED. 0: the manager's default (--unplaceable-timeout);
 	// negative: for ever, whatever the manager's default.
 	UnplaceableTimeoutMs int64 `protobuf:"varint,16,opt,name=unplaceable_timeout_ms,json=unplaceableTimeoutMs,proto3" json:"unplaceable_timeout_ms,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Recovery annotations (docs/recovery.md). deterministic: the same
+	// inputs give the same outputs (recorded; no rule uses it yet).
+	Deterministic bool    `protobuf:"varint,50,opt,name=deterministic,proto3" json:"deterministic,omitempty"`
+	Effects       Effects `protobuf:"varint,51,opt,name=effects,proto3,enum=trellis.v1.Effects" json:"effects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
@@ -785,6 +892,20 @@ func (x *TaskSpec) GetUnplaceableTimeoutMs() int64 {
 		return x.UnplaceableTimeoutMs
 	}
 	return 0
+}
+
+func (x *TaskSpec) GetDeterministic() bool {
+	if x != nil {
+		return x.Deterministic
+	}
+	return false
+}
+
+func (x *TaskSpec) GetEffects() Effects {
+	if x != nil {
+		return x.Effects
+	}
+	return Effects_EFFECTS_NONE
 }
 
 // CallSpec is a function call: it runs in a slot of a library instance.
@@ -1837,6 +1958,8 @@ type JournalRecord struct {
 	//	*JournalRecord_Cancelled
 	//	*JournalRecord_Done
 	//	*JournalRecord_LibraryRemoved
+	//	*JournalRecord_Dispatched
+	//	*JournalRecord_Reconciled
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1942,6 +2065,24 @@ func (x *JournalRecord) GetLibraryRemoved() *RemoveLibraryRequest {
 	return nil
 }
 
+func (x *JournalRecord) GetDispatched() *JournalDispatched {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Dispatched); ok {
+			return x.Dispatched
+		}
+	}
+	return nil
+}
+
+func (x *JournalRecord) GetReconciled() *ReconcileRequest {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Reconciled); ok {
+			return x.Reconciled
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -1974,6 +2115,14 @@ type JournalRecord_LibraryRemoved struct {
 	LibraryRemoved *RemoveLibraryRequest `protobuf:"bytes,7,opt,name=library_removed,json=libraryRemoved,proto3,oneof"`
 }
 
+type JournalRecord_Dispatched struct {
+	Dispatched *JournalDispatched `protobuf:"bytes,50,opt,name=dispatched,proto3,oneof"`
+}
+
+type JournalRecord_Reconciled struct {
+	Reconciled *ReconcileRequest `protobuf:"bytes,51,opt,name=reconciled,proto3,oneof"` // applied once durable
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -1988,6 +2137,81 @@ func (*JournalRecord_Done) isJournalRecord_Rec() {}
 
 func (*JournalRecord_LibraryRemoved) isJournalRecord_Rec() {}
 
+func (*JournalRecord_Dispatched) isJournalRecord_Rec() {}
+
+func (*JournalRecord_Reconciled) isJournalRecord_Rec() {}
+
+// JournalDispatched: an attempt was sent to a worker (its incarnation),
+// recorded before the Run leaves, so that a restarted manager knows the
+// attempt numbers used and where each attempt may still run.
+type JournalDispatched struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Worker        string                 `protobuf:"bytes,3,opt,name=worker,proto3" json:"worker,omitempty"` // the worker's incarnation (Hello.incarnation)
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalDispatched) Reset() {
+	*x = JournalDispatched{}
+	mi := &file_trellis_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalDispatched) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalDispatched) ProtoMessage() {}
+
+func (x *JournalDispatched) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalDispatched.ProtoReflect.Descriptor instead.
+func (*JournalDispatched) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *JournalDispatched) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *JournalDispatched) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *JournalDispatched) GetWorker() string {
+	if x != nil {
+		return x.Worker
+	}
+	return ""
+}
+
+func (x *JournalDispatched) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type JournalSessionEnded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -1998,7 +2222,7 @@ type JournalSessionEnded struct {
 
 func (x *JournalSessionEnded) Reset() {
 	*x = JournalSessionEnded{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2234,7 @@ func (x *JournalSessionEnded) String() string {
 func (*JournalSessionEnded) ProtoMessage() {}
 
 func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2247,7 @@ func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalSessionEnded.ProtoReflect.Descriptor instead.
 func (*JournalSessionEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JournalSessionEnded) GetSession() string {
@@ -2054,7 +2278,7 @@ type JournalTaskDone struct {
 
 func (x *JournalTaskDone) Reset() {
 	*x = JournalTaskDone{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2290,7 @@ func (x *JournalTaskDone) String() string {
 func (*JournalTaskDone) ProtoMessage() {}
 
 func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2303,7 @@ func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalTaskDone.ProtoReflect.Descriptor instead.
 func (*JournalTaskDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JournalTaskDone) GetTaskId() uint64 {
@@ -2118,7 +2342,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2354,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2367,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 type CancelRequest struct {
@@ -2155,7 +2379,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2391,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2404,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -2198,7 +2422,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2210,7 +2434,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2223,7 +2447,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 type StatusRequest struct {
@@ -2238,7 +2462,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2474,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2487,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StatusRequest) GetFactory() *FactoryReport {
@@ -2294,7 +2518,7 @@ type FactoryReport struct {
 
 func (x *FactoryReport) Reset() {
 	*x = FactoryReport{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2306,7 +2530,7 @@ func (x *FactoryReport) String() string {
 func (*FactoryReport) ProtoMessage() {}
 
 func (x *FactoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2319,7 +2543,7 @@ func (x *FactoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryReport.ProtoReflect.Descriptor instead.
 func (*FactoryReport) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FactoryReport) GetName() string {
@@ -2412,7 +2636,7 @@ type FactoryStatus struct {
 
 func (x *FactoryStatus) Reset() {
 	*x = FactoryStatus{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2648,7 @@ func (x *FactoryStatus) String() string {
 func (*FactoryStatus) ProtoMessage() {}
 
 func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2661,7 @@ func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryStatus.ProtoReflect.Descriptor instead.
 func (*FactoryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FactoryStatus) GetReport() *FactoryReport {
@@ -2479,7 +2703,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2491,7 +2715,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2504,7 +2728,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -2523,7 +2747,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2759,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2772,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -2568,7 +2792,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2580,7 +2804,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2593,7 +2817,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -2611,7 +2835,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2847,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2860,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 type WorkerStatus struct {
@@ -2665,7 +2889,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2901,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2914,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -2836,7 +3060,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +3072,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3085,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -2928,7 +3152,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2940,7 +3164,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2953,7 +3177,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -3030,13 +3254,15 @@ type StatusResponse struct {
 	BytesPruned     int64            `protobuf:"varint,28,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`               // unlinked from workers (pruned temp files, task-level files)
 	TasksHandedBack uint64           `protobuf:"varint,29,opt,name=tasks_handed_back,json=tasksHandedBack,proto3" json:"tasks_handed_back,omitempty"` // attempts handed back for a full cache (not failures)
 	Factories       []*FactoryStatus `protobuf:"bytes,100,rep,name=factories,proto3" json:"factories,omitempty"`                                      // factories that report to this manager
+	UnknownTasks    []*UnknownTask   `protobuf:"bytes,50,rep,name=unknown_tasks,json=unknownTasks,proto3" json:"unknown_tasks,omitempty"`             // waiting for trellis reconcile
+	Adrift          uint64           `protobuf:"varint,51,opt,name=adrift,proto3" json:"adrift,omitempty"`                                            // tasks whose attempt from before a restart may still run: they wait for its worker to come back
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3274,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3287,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -3274,7 +3500,181 @@ func (x *StatusResponse) GetFactories() []*FactoryStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetUnknownTasks() []*UnknownTask {
+	if x != nil {
+		return x.UnknownTasks
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetAdrift() uint64 {
+	if x != nil {
+		return x.Adrift
+	}
+	return 0
+}
+
 // JournalStatus is the state of a manager's journal.
+// ReconcileRequest is the operator's verdict on a task whose fate is
+// unknown (an at-most-once task whose attempt was lost).
+type ReconcileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Verdict       Verdict                `protobuf:"varint,2,opt,name=verdict,proto3,enum=trellis.v1.Verdict" json:"verdict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileRequest) Reset() {
+	*x = ReconcileRequest{}
+	mi := &file_trellis_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileRequest) ProtoMessage() {}
+
+func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ReconcileRequest) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *ReconcileRequest) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+type ReconcileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileResponse) Reset() {
+	*x = ReconcileResponse{}
+	mi := &file_trellis_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileResponse) ProtoMessage() {}
+
+func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{37}
+}
+
+// UnknownTask is an at-most-once task whose attempt was lost: it waits for
+// trellis reconcile.
+type UnknownTask struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Why           string                 `protobuf:"bytes,4,opt,name=why,proto3" json:"why,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnknownTask) Reset() {
+	*x = UnknownTask{}
+	mi := &file_trellis_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnknownTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnknownTask) ProtoMessage() {}
+
+func (x *UnknownTask) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnknownTask.ProtoReflect.Descriptor instead.
+func (*UnknownTask) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *UnknownTask) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *UnknownTask) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UnknownTask) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *UnknownTask) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
 type JournalStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -3286,7 +3686,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3698,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3711,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -3348,7 +3748,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3760,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3773,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -3419,7 +3819,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3431,7 +3831,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3444,7 +3844,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -3502,7 +3902,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3514,7 +3914,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3527,7 +3927,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -3587,7 +3987,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3599,7 +3999,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3612,7 +4012,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3787,7 +4187,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +4199,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +4212,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -3833,7 +4233,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3845,7 +4245,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3858,7 +4258,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -3895,7 +4295,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3907,7 +4307,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3920,7 +4320,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -3959,21 +4359,30 @@ func (x *LibraryEnded) GetStderr() []byte {
 }
 
 type Hello struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Protocol      uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"` // must equal the manager's
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`          // host name, or --name
-	Resources     *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
-	Gpus          []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"` // device indexes
-	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
-	FileServer    string                 `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // where it serves its cache, host:port; an empty host means the connection's address
-	Cache         []*CachedFile          `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`                             // files it holds already (forever-level files survive a restart)
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Protocol   uint32                 `protobuf:"varint,1,opt,name=protocol,proto3" json:"protocol,omitempty"` // must equal the manager's
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`          // host name, or --name
+	Resources  *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
+	Gpus       []int32                `protobuf:"varint,4,rep,packed,name=gpus,proto3" json:"gpus,omitempty"` // device indexes
+	Version    string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	FileServer string                 `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // where it serves its cache, host:port; an empty host means the connection's address
+	Cache      []*CachedFile          `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`                             // files it holds already (forever-level files survive a restart)
+	// A random name for this worker process, the same on every connection:
+	// the journal says where an attempt was dispatched by it.
+	Incarnation string `protobuf:"bytes,50,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Attempts still running (or ended, with their reports to follow) that
+	// a manager of run run_id dispatched before the connection broke: a
+	// manager that restarted with its journal adopts those it dispatched
+	// to this incarnation, and sends Kill for the others.
+	Running       []*RunningAttempt `protobuf:"bytes,51,rep,name=running,proto3" json:"running,omitempty"`
+	RunId         string            `protobuf:"bytes,52,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4394,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4407,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -4050,6 +4459,87 @@ func (x *Hello) GetCache() []*CachedFile {
 	return nil
 }
 
+func (x *Hello) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
+func (x *Hello) GetRunning() []*RunningAttempt {
+	if x != nil {
+		return x.Running
+	}
+	return nil
+}
+
+func (x *Hello) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+type RunningAttempt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"` // of its Run
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunningAttempt) Reset() {
+	*x = RunningAttempt{}
+	mi := &file_trellis_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunningAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunningAttempt) ProtoMessage() {}
+
+func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
+func (*RunningAttempt) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RunningAttempt) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *RunningAttempt) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RunningAttempt) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type CachedFile struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -4063,7 +4553,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4075,7 +4565,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4088,7 +4578,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CachedFile) GetName() string {
@@ -4145,7 +4635,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4157,7 +4647,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4170,7 +4660,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -4253,7 +4743,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4265,7 +4755,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4278,7 +4768,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -4296,7 +4786,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4308,7 +4798,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4321,7 +4811,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 type AttemptDone struct {
@@ -4329,13 +4819,14 @@ type AttemptDone struct {
 	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	Outcome       *Outcome               `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,50,opt,name=epoch,proto3" json:"epoch,omitempty"` // the Run's: a report of an older epoch counts only for an attempt the manager adopted
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4347,7 +4838,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4360,7 +4851,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -4384,6 +4875,13 @@ func (x *AttemptDone) GetOutcome() *Outcome {
 	return nil
 }
 
+func (x *AttemptDone) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type AttemptReturned struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	TaskId  uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -4398,7 +4896,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4410,7 +4908,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4423,7 +4921,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -4462,7 +4960,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4474,7 +4972,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4487,7 +4985,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 // Worker stream: manager to worker.
@@ -4511,7 +5009,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4523,7 +5021,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4536,7 +5034,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -4696,7 +5194,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4708,7 +5206,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4721,7 +5219,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -4744,7 +5242,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4756,7 +5254,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4769,7 +5267,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -4803,7 +5301,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4815,7 +5313,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4828,7 +5326,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -4852,7 +5350,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4864,7 +5362,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4877,7 +5375,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -4931,7 +5429,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4943,7 +5441,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4956,7 +5454,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -5018,7 +5516,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5030,7 +5528,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5043,7 +5541,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -5063,7 +5561,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5075,7 +5573,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5088,7 +5586,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Upload) GetName() string {
@@ -5110,13 +5608,15 @@ type Welcome struct {
 	TlsCertPem    []byte `protobuf:"bytes,3,opt,name=tls_cert_pem,json=tlsCertPem,proto3" json:"tls_cert_pem,omitempty"`
 	TlsKeyPem     []byte `protobuf:"bytes,4,opt,name=tls_key_pem,json=tlsKeyPem,proto3" json:"tls_key_pem,omitempty"`
 	TlsCaPem      []byte `protobuf:"bytes,5,opt,name=tls_ca_pem,json=tlsCaPem,proto3" json:"tls_ca_pem,omitempty"`
+	RunId         string `protobuf:"bytes,50,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // the manager's run ID (kept across restarts with --state)
+	Epoch         uint64 `protobuf:"varint,51,opt,name=epoch,proto3" json:"epoch,omitempty"`             // the manager's epoch
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5128,7 +5628,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5141,7 +5641,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -5179,6 +5679,20 @@ func (x *Welcome) GetTlsCaPem() []byte {
 	return nil
 }
 
+func (x *Welcome) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *Welcome) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type Run struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	TaskId   uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -5189,13 +5703,16 @@ type Run struct {
 	// The same for every attempt of the task, in every run of a manager
 	// with the same --state: "SESSION/KEY" (TRELLIS_IDEMPOTENCY_KEY).
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The manager's epoch (its starts with one --state) when it dispatched
+	// this attempt; the worker's reports of the attempt carry it back.
+	Epoch         uint64 `protobuf:"varint,50,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5207,7 +5724,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5220,7 +5737,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -5265,6 +5782,13 @@ func (x *Run) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *Run) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type Kill struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -5275,7 +5799,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5287,7 +5811,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5300,7 +5824,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -5351,7 +5875,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03dir\x18\n" +
 	" \x01(\bR\x03dir\x12\x1f\n" +
 	"\vprune_depth\x18\v \x01(\rR\n" +
-	"pruneDepth\"\x93\x04\n" +
+	"pruneDepth\"\xe8\x04\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -5369,7 +5893,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05after\x18\r \x03(\rR\x05after\x12(\n" +
 	"\x04call\x18\x0e \x01(\v2\x14.trellis.v1.CallSpecR\x04call\x12\x10\n" +
 	"\x03key\x18\x0f \x01(\tR\x03key\x124\n" +
-	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\"q\n" +
+	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\x12$\n" +
+	"\rdeterministic\x182 \x01(\bR\rdeterministic\x12-\n" +
+	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -5450,7 +5976,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\xb3\x03\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\xb4\x04\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
@@ -5458,8 +5984,19 @@ const file_trellis_proto_rawDesc = "" +
 	"\rsession_ended\x18\x04 \x01(\v2\x1f.trellis.v1.JournalSessionEndedH\x00R\fsessionEnded\x129\n" +
 	"\tcancelled\x18\x05 \x01(\v2\x19.trellis.v1.CancelRequestH\x00R\tcancelled\x121\n" +
 	"\x04done\x18\x06 \x01(\v2\x1b.trellis.v1.JournalTaskDoneH\x00R\x04done\x12K\n" +
-	"\x0flibrary_removed\x18\a \x01(\v2 .trellis.v1.RemoveLibraryRequestH\x00R\x0elibraryRemovedB\x05\n" +
-	"\x03rec\"A\n" +
+	"\x0flibrary_removed\x18\a \x01(\v2 .trellis.v1.RemoveLibraryRequestH\x00R\x0elibraryRemoved\x12?\n" +
+	"\n" +
+	"dispatched\x182 \x01(\v2\x1d.trellis.v1.JournalDispatchedH\x00R\n" +
+	"dispatched\x12>\n" +
+	"\n" +
+	"reconciled\x183 \x01(\v2\x1c.trellis.v1.ReconcileRequestH\x00R\n" +
+	"reconciledB\x05\n" +
+	"\x03rec\"t\n" +
+	"\x11JournalDispatched\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
+	"\x06worker\x18\x03 \x01(\tR\x06worker\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"A\n" +
 	"\x13JournalSessionEnded\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03why\x18\x02 \x01(\tR\x03why\"\x8b\x01\n" +
@@ -5537,7 +6074,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xc6\t\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x9c\n" +
+	"\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5570,7 +6108,18 @@ const file_trellis_proto_rawDesc = "" +
 	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\x12!\n" +
 	"\fbytes_pruned\x18\x1c \x01(\x03R\vbytesPruned\x12*\n" +
 	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\x127\n" +
-	"\tfactories\x18d \x03(\v2\x19.trellis.v1.FactoryStatusR\tfactories\"S\n" +
+	"\tfactories\x18d \x03(\v2\x19.trellis.v1.FactoryStatusR\tfactories\x12<\n" +
+	"\runknown_tasks\x182 \x03(\v2\x17.trellis.v1.UnknownTaskR\funknownTasks\x12\x16\n" +
+	"\x06adrift\x183 \x01(\x04R\x06adrift\"Z\n" +
+	"\x10ReconcileRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12-\n" +
+	"\averdict\x18\x02 \x01(\x0e2\x13.trellis.v1.VerdictR\averdict\"\x13\n" +
+	"\x11ReconcileResponse\"f\n" +
+	"\vUnknownTask\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x10\n" +
+	"\x03why\x18\x04 \x01(\tR\x03why\"S\n" +
 	"\rJournalStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
@@ -5618,7 +6167,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
-	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xe9\x01\n" +
+	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xd8\x02\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x123\n" +
@@ -5627,7 +6176,14 @@ const file_trellis_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x1f\n" +
 	"\vfile_server\x18\x06 \x01(\tR\n" +
 	"fileServer\x12,\n" +
-	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\"\x8c\x01\n" +
+	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\x12 \n" +
+	"\vincarnation\x182 \x01(\tR\vincarnation\x124\n" +
+	"\arunning\x183 \x03(\v2\x1a.trellis.v1.RunningAttemptR\arunning\x12\x15\n" +
+	"\x06run_id\x184 \x01(\tR\x05runId\"Y\n" +
+	"\x0eRunningAttempt\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x8c\x01\n" +
 	"\n" +
 	"CachedFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -5650,11 +6206,12 @@ const file_trellis_proto_rawDesc = "" +
 	" \x01(\bR\tcacheFull\"\x1f\n" +
 	"\aDropped\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\v\n" +
-	"\tHeartbeat\"o\n" +
+	"\tHeartbeat\"\x85\x01\n" +
 	"\vAttemptDone\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
-	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\"w\n" +
+	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x14\n" +
+	"\x05epoch\x182 \x01(\x04R\x05epoch\"w\n" +
 	"\x0fAttemptReturned\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x1d\n" +
@@ -5705,7 +6262,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06Unlink\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\x1c\n" +
 	"\x06Upload\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xa9\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xd6\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x04R\bworkerId\x12!\n" +
 	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\x12 \n" +
@@ -5713,14 +6270,17 @@ const file_trellis_proto_rawDesc = "" +
 	"tlsCertPem\x12\x1e\n" +
 	"\vtls_key_pem\x18\x04 \x01(\fR\ttlsKeyPem\x12\x1c\n" +
 	"\n" +
-	"tls_ca_pem\x18\x05 \x01(\fR\btlsCaPem\"\xbb\x01\n" +
+	"tls_ca_pem\x18\x05 \x01(\fR\btlsCaPem\x12\x15\n" +
+	"\x06run_id\x182 \x01(\tR\x05runId\x12\x14\n" +
+	"\x05epoch\x183 \x01(\x04R\x05epoch\"\xd1\x01\n" +
 	"\x03Run\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12(\n" +
 	"\x04spec\x18\x03 \x01(\v2\x14.trellis.v1.TaskSpecR\x04spec\x12\x12\n" +
 	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\x12\x1a\n" +
 	"\binstance\x18\x05 \x01(\x04R\binstance\x12'\n" +
-	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\"9\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12\x14\n" +
+	"\x05epoch\x182 \x01(\x04R\x05epoch\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt*\x8f\x01\n" +
@@ -5737,7 +6297,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10CACHE_LEVEL_TASK\x10\x01\x12\x18\n" +
 	"\x14CACHE_LEVEL_WORKFLOW\x10\x02\x12\x16\n" +
 	"\x12CACHE_LEVEL_WORKER\x10\x03\x12\x17\n" +
-	"\x13CACHE_LEVEL_FOREVER\x10\x04*\xef\x01\n" +
+	"\x13CACHE_LEVEL_FOREVER\x10\x04*M\n" +
+	"\aEffects\x12\x10\n" +
+	"\fEFFECTS_NONE\x10\x00\x12\x16\n" +
+	"\x12EFFECTS_IDEMPOTENT\x10\x01\x12\x18\n" +
+	"\x14EFFECTS_AT_MOST_ONCE\x10\x02*\xef\x01\n" +
 	"\n" +
 	"ResultKind\x12\x1b\n" +
 	"\x17RESULT_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -5752,7 +6316,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_WAITING\x10\x01\x12\x16\n" +
 	"\x12TASK_STATE_RUNNING\x10\x02\x12\x13\n" +
-	"\x0fTASK_STATE_DONE\x10\x032\xca\x05\n" +
+	"\x0fTASK_STATE_DONE\x10\x03*[\n" +
+	"\aVerdict\x12\x17\n" +
+	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fVERDICT_DONE\x10\x01\x12\x12\n" +
+	"\x0eVERDICT_FAILED\x10\x02\x12\x11\n" +
+	"\rVERDICT_RERUN\x10\x032\x94\x06\n" +
 	"\aManager\x12?\n" +
 	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12;\n" +
 	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x16.trellis.v1.TaskEvents0\x01\x126\n" +
@@ -5763,7 +6332,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x0eInstallLibrary\x12!.trellis.v1.InstallLibraryRequest\x1a\".trellis.v1.InstallLibraryResponse\x12T\n" +
 	"\rRemoveLibrary\x12 .trellis.v1.RemoveLibraryRequest\x1a!.trellis.v1.RemoveLibraryResponse\x12K\n" +
 	"\n" +
-	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12A\n" +
+	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12H\n" +
+	"\tReconcile\x12\x1c.trellis.v1.ReconcileRequest\x1a\x1d.trellis.v1.ReconcileResponse\x12A\n" +
 	"\x04Work\x12\x19.trellis.v1.WorkerMessage\x1a\x1a.trellis.v1.ManagerMessage(\x010\x01B,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
 
 var (
@@ -5778,176 +6348,191 @@ func file_trellis_proto_rawDescGZIP() []byte {
 	return file_trellis_proto_rawDescData
 }
 
-var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
-	(ResultKind)(0),                // 2: trellis.v1.ResultKind
-	(TaskState)(0),                 // 3: trellis.v1.TaskState
-	(Source_Kind)(0),               // 4: trellis.v1.Source.Kind
-	(*Resources)(nil),              // 5: trellis.v1.Resources
-	(*FileRef)(nil),                // 6: trellis.v1.FileRef
-	(*FileDecl)(nil),               // 7: trellis.v1.FileDecl
-	(*TaskSpec)(nil),               // 8: trellis.v1.TaskSpec
-	(*CallSpec)(nil),               // 9: trellis.v1.CallSpec
-	(*LibrarySpec)(nil),            // 10: trellis.v1.LibrarySpec
-	(*InstallLibraryRequest)(nil),  // 11: trellis.v1.InstallLibraryRequest
-	(*InstallLibraryResponse)(nil), // 12: trellis.v1.InstallLibraryResponse
-	(*RemoveLibraryRequest)(nil),   // 13: trellis.v1.RemoveLibraryRequest
-	(*RemoveLibraryResponse)(nil),  // 14: trellis.v1.RemoveLibraryResponse
-	(*FileInfo)(nil),               // 15: trellis.v1.FileInfo
-	(*Outcome)(nil),                // 16: trellis.v1.Outcome
-	(*TaskEvent)(nil),              // 17: trellis.v1.TaskEvent
-	(*TaskEvents)(nil),             // 18: trellis.v1.TaskEvents
-	(*SubmitRequest)(nil),          // 19: trellis.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 20: trellis.v1.SubmitResponse
-	(*WatchRequest)(nil),           // 21: trellis.v1.WatchRequest
-	(*AckRequest)(nil),             // 22: trellis.v1.AckRequest
-	(*JournalRecord)(nil),          // 23: trellis.v1.JournalRecord
-	(*JournalSessionEnded)(nil),    // 24: trellis.v1.JournalSessionEnded
-	(*JournalTaskDone)(nil),        // 25: trellis.v1.JournalTaskDone
-	(*AckResponse)(nil),            // 26: trellis.v1.AckResponse
-	(*CancelRequest)(nil),          // 27: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 28: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 29: trellis.v1.StatusRequest
-	(*FactoryReport)(nil),          // 30: trellis.v1.FactoryReport
-	(*FactoryStatus)(nil),          // 31: trellis.v1.FactoryStatus
-	(*FetchFileRequest)(nil),       // 32: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 33: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 34: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 35: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 36: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),             // 37: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),            // 38: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),         // 39: trellis.v1.StatusResponse
-	(*JournalStatus)(nil),          // 40: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),        // 41: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 42: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 43: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 44: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 45: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 46: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 47: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 48: trellis.v1.Hello
-	(*CachedFile)(nil),             // 49: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 50: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 51: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 52: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 53: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 54: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 55: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 56: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 57: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 58: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 59: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 60: trellis.v1.Source
-	(*Fetch)(nil),                  // 61: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 62: trellis.v1.Unlink
-	(*Upload)(nil),                 // 63: trellis.v1.Upload
-	(*Welcome)(nil),                // 64: trellis.v1.Welcome
-	(*Run)(nil),                    // 65: trellis.v1.Run
-	(*Kill)(nil),                   // 66: trellis.v1.Kill
+	(Effects)(0),                   // 2: trellis.v1.Effects
+	(ResultKind)(0),                // 3: trellis.v1.ResultKind
+	(TaskState)(0),                 // 4: trellis.v1.TaskState
+	(Verdict)(0),                   // 5: trellis.v1.Verdict
+	(Source_Kind)(0),               // 6: trellis.v1.Source.Kind
+	(*Resources)(nil),              // 7: trellis.v1.Resources
+	(*FileRef)(nil),                // 8: trellis.v1.FileRef
+	(*FileDecl)(nil),               // 9: trellis.v1.FileDecl
+	(*TaskSpec)(nil),               // 10: trellis.v1.TaskSpec
+	(*CallSpec)(nil),               // 11: trellis.v1.CallSpec
+	(*LibrarySpec)(nil),            // 12: trellis.v1.LibrarySpec
+	(*InstallLibraryRequest)(nil),  // 13: trellis.v1.InstallLibraryRequest
+	(*InstallLibraryResponse)(nil), // 14: trellis.v1.InstallLibraryResponse
+	(*RemoveLibraryRequest)(nil),   // 15: trellis.v1.RemoveLibraryRequest
+	(*RemoveLibraryResponse)(nil),  // 16: trellis.v1.RemoveLibraryResponse
+	(*FileInfo)(nil),               // 17: trellis.v1.FileInfo
+	(*Outcome)(nil),                // 18: trellis.v1.Outcome
+	(*TaskEvent)(nil),              // 19: trellis.v1.TaskEvent
+	(*TaskEvents)(nil),             // 20: trellis.v1.TaskEvents
+	(*SubmitRequest)(nil),          // 21: trellis.v1.SubmitRequest
+	(*SubmitResponse)(nil),         // 22: trellis.v1.SubmitResponse
+	(*WatchRequest)(nil),           // 23: trellis.v1.WatchRequest
+	(*AckRequest)(nil),             // 24: trellis.v1.AckRequest
+	(*JournalRecord)(nil),          // 25: trellis.v1.JournalRecord
+	(*JournalDispatched)(nil),      // 26: trellis.v1.JournalDispatched
+	(*JournalSessionEnded)(nil),    // 27: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),        // 28: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),            // 29: trellis.v1.AckResponse
+	(*CancelRequest)(nil),          // 30: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),         // 31: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),          // 32: trellis.v1.StatusRequest
+	(*FactoryReport)(nil),          // 33: trellis.v1.FactoryReport
+	(*FactoryStatus)(nil),          // 34: trellis.v1.FactoryStatus
+	(*FetchFileRequest)(nil),       // 35: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),      // 36: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),      // 37: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),     // 38: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),           // 39: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),             // 40: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),            // 41: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),         // 42: trellis.v1.StatusResponse
+	(*ReconcileRequest)(nil),       // 43: trellis.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),      // 44: trellis.v1.ReconcileResponse
+	(*UnknownTask)(nil),            // 45: trellis.v1.UnknownTask
+	(*JournalStatus)(nil),          // 46: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),        // 47: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),          // 48: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),         // 49: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),          // 50: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),            // 51: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),         // 52: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),           // 53: trellis.v1.LibraryEnded
+	(*Hello)(nil),                  // 54: trellis.v1.Hello
+	(*RunningAttempt)(nil),         // 55: trellis.v1.RunningAttempt
+	(*CachedFile)(nil),             // 56: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 57: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 58: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 59: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 60: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 61: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 62: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 63: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 64: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 65: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 66: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 67: trellis.v1.Source
+	(*Fetch)(nil),                  // 68: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 69: trellis.v1.Unlink
+	(*Upload)(nil),                 // 70: trellis.v1.Upload
+	(*Welcome)(nil),                // 71: trellis.v1.Welcome
+	(*Run)(nil),                    // 72: trellis.v1.Run
+	(*Kill)(nil),                   // 73: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
 	0,  // 1: trellis.v1.FileDecl.kind:type_name -> trellis.v1.FileKind
 	1,  // 2: trellis.v1.FileDecl.level:type_name -> trellis.v1.CacheLevel
-	6,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
-	6,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
-	5,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
-	9,  // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
-	6,  // 7: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
-	5,  // 8: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
-	10, // 9: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
-	7,  // 10: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
-	2,  // 11: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
-	15, // 12: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	15, // 13: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
-	3,  // 14: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	16, // 15: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	17, // 16: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
-	8,  // 17: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	7,  // 18: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	19, // 19: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
-	11, // 20: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	24, // 21: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	27, // 22: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	25, // 23: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
-	13, // 24: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
-	16, // 25: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	30, // 26: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
-	30, // 27: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
-	15, // 28: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	5,  // 29: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	5,  // 30: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	5,  // 31: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	36, // 32: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	42, // 33: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	37, // 34: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	37, // 35: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	37, // 36: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	38, // 37: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	41, // 38: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	40, // 39: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	31, // 40: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
-	43, // 41: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	48, // 42: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	52, // 43: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	53, // 44: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	54, // 45: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	55, // 46: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	50, // 47: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	51, // 48: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	46, // 49: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	47, // 50: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	45, // 51: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	44, // 52: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	2,  // 53: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	5,  // 54: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	49, // 55: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	1,  // 56: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	16, // 57: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	64, // 58: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	65, // 59: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	66, // 60: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	61, // 61: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	62, // 62: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	63, // 63: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	58, // 64: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	59, // 65: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	57, // 66: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	56, // 67: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 68: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 69: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	60, // 70: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 71: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 72: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	19, // 73: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	21, // 74: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	22, // 75: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	27, // 76: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	29, // 77: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	32, // 78: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 79: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	13, // 80: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	34, // 81: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	44, // 82: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	20, // 83: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	18, // 84: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	26, // 85: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	28, // 86: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	39, // 87: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	33, // 88: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 89: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	14, // 90: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	35, // 91: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	56, // 92: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	83, // [83:93] is the sub-list for method output_type
-	73, // [73:83] is the sub-list for method input_type
-	73, // [73:73] is the sub-list for extension type_name
-	73, // [73:73] is the sub-list for extension extendee
-	0,  // [0:73] is the sub-list for field type_name
+	8,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
+	8,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
+	7,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
+	11, // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
+	2,  // 7: trellis.v1.TaskSpec.effects:type_name -> trellis.v1.Effects
+	8,  // 8: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
+	7,  // 9: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
+	12, // 10: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
+	9,  // 11: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
+	3,  // 12: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
+	17, // 13: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
+	17, // 14: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
+	4,  // 15: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
+	18, // 16: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	19, // 17: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
+	10, // 18: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	9,  // 19: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	21, // 20: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
+	13, // 21: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
+	27, // 22: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	30, // 23: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	28, // 24: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	15, // 25: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
+	26, // 26: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
+	43, // 27: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
+	18, // 28: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	33, // 29: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
+	33, // 30: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
+	17, // 31: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	7,  // 32: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	7,  // 33: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	7,  // 34: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	39, // 35: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	48, // 36: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	40, // 37: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	40, // 38: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	40, // 39: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	41, // 40: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	47, // 41: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	46, // 42: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	34, // 43: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
+	45, // 44: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
+	5,  // 45: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	49, // 46: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	54, // 47: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	59, // 48: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	60, // 49: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	61, // 50: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	62, // 51: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	57, // 52: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	58, // 53: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	52, // 54: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	53, // 55: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	51, // 56: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	50, // 57: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	3,  // 58: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	7,  // 59: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	56, // 60: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	55, // 61: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	1,  // 62: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	18, // 63: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	71, // 64: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	72, // 65: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	73, // 66: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	68, // 67: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	69, // 68: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	70, // 69: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	65, // 70: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	66, // 71: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	64, // 72: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	63, // 73: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	12, // 74: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	6,  // 75: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	67, // 76: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 77: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	10, // 78: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	21, // 79: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	23, // 80: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	24, // 81: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	30, // 82: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	32, // 83: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	35, // 84: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	13, // 85: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	15, // 86: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	37, // 87: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	43, // 88: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	50, // 89: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	22, // 90: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	20, // 91: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	29, // 92: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	31, // 93: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	42, // 94: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	36, // 95: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	14, // 96: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	16, // 97: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	38, // 98: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	44, // 99: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	63, // 100: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	90, // [90:101] is the sub-list for method output_type
+	79, // [79:90] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -5963,8 +6548,10 @@ func file_trellis_proto_init() {
 		(*JournalRecord_Cancelled)(nil),
 		(*JournalRecord_Done)(nil),
 		(*JournalRecord_LibraryRemoved)(nil),
+		(*JournalRecord_Dispatched)(nil),
+		(*JournalRecord_Reconciled)(nil),
 	}
-	file_trellis_proto_msgTypes[39].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[43].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -5976,7 +6563,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[51].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[56].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -5992,8 +6579,8 @@ func file_trellis_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   62,
+			NumEnums:      7,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

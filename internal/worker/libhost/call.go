@@ -29,6 +29,7 @@ type call struct {
 	id       uint64
 	fn       string
 	dir      string
+	key      string // idempotency key, for the library
 	args     []byte
 	timeout  time.Duration
 	deadline time.Time    // zero without a time limit
@@ -74,12 +75,14 @@ type outFrame struct {
 // when it returns early because of ctx or the time limit, so the caller must
 // not modify them either.
 func (h *Host) Call(ctx context.Context, fn string, args []byte, timeout time.Duration) ([]byte, error) {
-	return h.CallIn(ctx, "", fn, args, timeout)
+	return h.CallIn(ctx, "", "", fn, args, timeout)
 }
 
-// CallIn is Call for a call with its own directory (absolute), which the
-// library is told of: its input files are there, its outputs go there.
-func (h *Host) CallIn(ctx context.Context, dir, fn string, args []byte, timeout time.Duration) ([]byte, error) {
+// CallIn is Call for a call with its own directory (absolute; "" for
+// none), which the library is told of: its input files are there, its
+// outputs go there; and with its idempotency key ("" for none), which the
+// library's functions read from their context.
+func (h *Host) CallIn(ctx context.Context, dir, key, fn string, args []byte, timeout time.Duration) ([]byte, error) {
 	if !h.fnSet[fn] {
 		return nil, fmt.Errorf("%w %q", ErrUnknownFunction, fn)
 	}
@@ -89,7 +92,7 @@ func (h *Host) CallIn(ctx context.Context, dir, fn string, args []byte, timeout 
 	if ctx.Err() != nil {
 		return nil, cancelled(ctx)
 	}
-	c := &call{fn: fn, dir: dir, args: args, res: make(chan outcome, 1)}
+	c := &call{fn: fn, dir: dir, key: key, args: args, res: make(chan outcome, 1)}
 	var expired <-chan time.Time
 	if timeout > 0 {
 		c.timeout = timeout
@@ -127,7 +130,7 @@ func (h *Host) CallIn(ctx context.Context, dir, fn string, args []byte, timeout 
 	h.mu.Unlock()
 	switch {
 	case direct:
-		err := wire.WriteFrame(h.bw, &wire.Header{Type: wire.TypeCall, ID: c.id, Fn: c.fn, Dir: c.dir, TimeoutMS: c.timeoutMS(time.Now())}, c.args)
+		err := wire.WriteFrame(h.bw, &wire.Header{Type: wire.TypeCall, ID: c.id, Fn: c.fn, Dir: c.dir, Key: c.key, TimeoutMS: c.timeoutMS(time.Now())}, c.args)
 		if err == nil {
 			err = h.bw.Flush()
 		}

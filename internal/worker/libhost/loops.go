@@ -219,7 +219,7 @@ func (h *Host) writeLoop() {
 			if f.cancel {
 				err = wire.WriteFrame(w, &wire.Header{Type: wire.TypeCancel, ID: f.c.id}, nil)
 			} else {
-				err = wire.WriteFrame(w, &wire.Header{Type: wire.TypeCall, ID: f.c.id, Fn: f.c.fn, Dir: f.c.dir, TimeoutMS: f.c.timeoutMS(now)}, f.c.args)
+				err = wire.WriteFrame(w, &wire.Header{Type: wire.TypeCall, ID: f.c.id, Fn: f.c.fn, Dir: f.c.dir, Key: f.c.key, TimeoutMS: f.c.timeoutMS(now)}, f.c.args)
 			}
 			if err != nil {
 				h.wmu.Unlock()

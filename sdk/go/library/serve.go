@@ -147,6 +147,9 @@ func (s *server) readLoop(ctx, base context.Context, r *bufio.Reader, wg *sync.W
 			if h.Dir != "" {
 				cctx = context.WithValue(cctx, dirKey{}, h.Dir)
 			}
+			if h.Key != "" {
+				cctx = context.WithValue(cctx, keyKey{}, h.Key)
+			}
 			c := &call{cancel: cancel}
 			s.mu.Lock()
 			_, dup := s.calls[h.ID]
@@ -279,6 +282,19 @@ type dirKey struct{}
 func Dir(ctx context.Context) string {
 	d, _ := ctx.Value(dirKey{}).(string)
 	return d
+}
+
+// keyKey keys a call's idempotency key in its context.
+type keyKey struct{}
+
+// IdempotencyKey returns the call's idempotency key, "SESSION/KEY": the
+// same for every attempt of the call (a retry after a crash, a manager's
+// restart with --state), so that a function with an external effect can
+// apply it once per key. It is "" outside a call, or from a worker that
+// gives none.
+func IdempotencyKey(ctx context.Context) string {
+	k, _ := ctx.Value(keyKey{}).(string)
+	return k
 }
 
 // Log sends msg to the worker as a log frame when ctx is a call's context,

@@ -38,13 +38,17 @@ ARGS_PATH = ".trellis-args"
 ACK_PAUSE = 0.2
 
 
+# _EFFECTS maps a task's effects (docs/recovery.md) to the wire's names.
+_EFFECTS = {"none": "EFFECTS_NONE", "idempotent": "EFFECTS_IDEMPOTENT", "at-most-once": "EFFECTS_AT_MOST_ONCE"}
+
+
 class Task:
     """Task is a command line (run with /bin/sh -c in a private sandbox) with
     files, resources and retries. time_limit is in seconds."""
 
     def __init__(self, command, *, name="", cores=1, memory_mb=0, disk_mb=0, gpus=0, env=None,
                  retries=3, retry_on_error=False, time_limit=None, priority=0, category="",
-                 tags=(), key="", after=(), unplaceable_timeout=None):
+                 tags=(), key="", after=(), unplaceable_timeout=None, effects="none", deterministic=False):
         self.command = command
         self.name = name
         self.cores, self.memory_mb, self.disk_mb, self.gpus = cores, memory_mb, disk_mb, gpus
@@ -58,6 +62,10 @@ class Task:
         self.key = key
         self.after = list(after)
         self.unplaceable_timeout = unplaceable_timeout
+        if effects not in _EFFECTS:
+            raise errors.InvalidError("task %r: effects %r: want one of %s" % (name or command, effects, ", ".join(sorted(_EFFECTS))))
+        self.effects = effects              # docs/recovery.md: "none", "idempotent" or "at-most-once"
+        self.deterministic = deterministic  # recorded for the recovery layer
         self.inputs = []   # (File, path)
         self.outputs = []  # (File, path)
         self.call = None   # (library, function, args bytes) for a call
@@ -438,6 +446,10 @@ class Cluster:
             spec["tags"] = t.tags
         if t.env:
             spec["env"] = ["%s=%s" % kv for kv in t.env.items()]
+        if t.effects != "none":
+            spec["effects"] = _EFFECTS[t.effects]
+        if t.deterministic:
+            spec["deterministic"] = True
         if t.unplaceable_timeout is not None:
             spec["unplaceableTimeoutMs"] = -1 if t.unplaceable_timeout < 0 else int(-(-t.unplaceable_timeout * 1000 // 1))
         inputs = list(t.inputs)

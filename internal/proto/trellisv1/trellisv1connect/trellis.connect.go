@@ -56,6 +56,8 @@ const (
 	ManagerRemoveLibraryProcedure = "/trellis.v1.Manager/RemoveLibrary"
 	// ManagerEndSessionProcedure is the fully-qualified name of the Manager's EndSession RPC.
 	ManagerEndSessionProcedure = "/trellis.v1.Manager/EndSession"
+	// ManagerReconcileProcedure is the fully-qualified name of the Manager's Reconcile RPC.
+	ManagerReconcileProcedure = "/trellis.v1.Manager/Reconcile"
 	// ManagerWorkProcedure is the fully-qualified name of the Manager's Work RPC.
 	ManagerWorkProcedure = "/trellis.v1.Manager/Work"
 )
@@ -71,6 +73,7 @@ type ManagerClient interface {
 	InstallLibrary(context.Context, *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error)
 	RemoveLibrary(context.Context, *connect.Request[trellisv1.RemoveLibraryRequest]) (*connect.Response[trellisv1.RemoveLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
+	Reconcile(context.Context, *connect.Request[trellisv1.ReconcileRequest]) (*connect.Response[trellisv1.ReconcileResponse], error)
 	Work(context.Context) *connect.BidiStreamForClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
 }
 
@@ -139,6 +142,12 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(managerMethods.ByName("EndSession")),
 			connect.WithClientOptions(opts...),
 		),
+		reconcile: connect.NewClient[trellisv1.ReconcileRequest, trellisv1.ReconcileResponse](
+			httpClient,
+			baseURL+ManagerReconcileProcedure,
+			connect.WithSchema(managerMethods.ByName("Reconcile")),
+			connect.WithClientOptions(opts...),
+		),
 		work: connect.NewClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage](
 			httpClient,
 			baseURL+ManagerWorkProcedure,
@@ -159,6 +168,7 @@ type managerClient struct {
 	installLibrary *connect.Client[trellisv1.InstallLibraryRequest, trellisv1.InstallLibraryResponse]
 	removeLibrary  *connect.Client[trellisv1.RemoveLibraryRequest, trellisv1.RemoveLibraryResponse]
 	endSession     *connect.Client[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse]
+	reconcile      *connect.Client[trellisv1.ReconcileRequest, trellisv1.ReconcileResponse]
 	work           *connect.Client[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
 }
 
@@ -207,6 +217,11 @@ func (c *managerClient) EndSession(ctx context.Context, req *connect.Request[tre
 	return c.endSession.CallUnary(ctx, req)
 }
 
+// Reconcile calls trellis.v1.Manager.Reconcile.
+func (c *managerClient) Reconcile(ctx context.Context, req *connect.Request[trellisv1.ReconcileRequest]) (*connect.Response[trellisv1.ReconcileResponse], error) {
+	return c.reconcile.CallUnary(ctx, req)
+}
+
 // Work calls trellis.v1.Manager.Work.
 func (c *managerClient) Work(ctx context.Context) *connect.BidiStreamForClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage] {
 	return c.work.CallBidiStream(ctx)
@@ -223,6 +238,7 @@ type ManagerHandler interface {
 	InstallLibrary(context.Context, *connect.Request[trellisv1.InstallLibraryRequest]) (*connect.Response[trellisv1.InstallLibraryResponse], error)
 	RemoveLibrary(context.Context, *connect.Request[trellisv1.RemoveLibraryRequest]) (*connect.Response[trellisv1.RemoveLibraryResponse], error)
 	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
+	Reconcile(context.Context, *connect.Request[trellisv1.ReconcileRequest]) (*connect.Response[trellisv1.ReconcileResponse], error)
 	Work(context.Context, *connect.BidiStream[trellisv1.WorkerMessage, trellisv1.ManagerMessage]) error
 }
 
@@ -287,6 +303,12 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(managerMethods.ByName("EndSession")),
 		connect.WithHandlerOptions(opts...),
 	)
+	managerReconcileHandler := connect.NewUnaryHandler(
+		ManagerReconcileProcedure,
+		svc.Reconcile,
+		connect.WithSchema(managerMethods.ByName("Reconcile")),
+		connect.WithHandlerOptions(opts...),
+	)
 	managerWorkHandler := connect.NewBidiStreamHandler(
 		ManagerWorkProcedure,
 		svc.Work,
@@ -313,6 +335,8 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 			managerRemoveLibraryHandler.ServeHTTP(w, r)
 		case ManagerEndSessionProcedure:
 			managerEndSessionHandler.ServeHTTP(w, r)
+		case ManagerReconcileProcedure:
+			managerReconcileHandler.ServeHTTP(w, r)
 		case ManagerWorkProcedure:
 			managerWorkHandler.ServeHTTP(w, r)
 		default:
@@ -358,6 +382,10 @@ func (UnimplementedManagerHandler) RemoveLibrary(context.Context, *connect.Reque
 
 func (UnimplementedManagerHandler) EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.EndSession is not implemented"))
+}
+
+func (UnimplementedManagerHandler) Reconcile(context.Context, *connect.Request[trellisv1.ReconcileRequest]) (*connect.Response[trellisv1.ReconcileResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Reconcile is not implemented"))
 }
 
 func (UnimplementedManagerHandler) Work(context.Context, *connect.BidiStream[trellisv1.WorkerMessage, trellisv1.ManagerMessage]) error {

@@ -79,6 +79,9 @@ type Header struct {
 	// Dir is the absolute path of a call's own directory, where its input
 	// files are and its output files go; "" for a call without files.
 	Dir string `json:"dir"`
+	// Key is a call's idempotency key, "SESSION/KEY": the same for every
+	// attempt of the call; "" when the worker gives none.
+	Key string `json:"key"`
 }
 
 // Frame is one protocol frame.
@@ -272,6 +275,10 @@ func AppendHeader(dst []byte, h *Header) []byte {
 	if h.Dir != "" {
 		dst = append(dst, `,"dir":`...)
 		dst = appendString(dst, h.Dir)
+	}
+	if h.Key != "" {
+		dst = append(dst, `,"key":`...)
+		dst = appendString(dst, h.Key)
 	}
 	if h.Msg != "" {
 		dst = append(dst, `,"msg":`...)

@@ -31,7 +31,7 @@ func decodeHeaderFast(b []byte, h *Header) bool {
 		}
 		i = skipSpace(b, i+1)
 		switch key {
-		case "type", "fn", "error", "traceback", "msg", "dir":
+		case "type", "fn", "error", "traceback", "msg", "dir", "key":
 			s, j, ok := plainString(b, i)
 			if !ok {
 				return false
@@ -49,6 +49,8 @@ func decodeHeaderFast(b []byte, h *Header) bool {
 				h.Msg = s
 			case "dir":
 				h.Dir = s
+			case "key":
+				h.Key = s
 			}
 			i = j
 		case "id":

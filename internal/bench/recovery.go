@@ -1,0 +1,267 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis"
+	"trellis/internal/journal"
+	"trellis/internal/manager"
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/local"
+)
+
+// RecoveryResult is the output of `trellis bench recovery`.
+type RecoveryResult struct {
+	Bench   string `json:"bench"`
+	Tasks   int    `json:"tasks"` // per round
+	Calls   int    `json:"calls"` // per round
+	Workers int    `json:"workers"`
+	Rounds  int    `json:"rounds"`
+	// JournalOverheadTasks: command tasks per second without the journal
+	// divided by with it (--state), the median of the rounds; each round
+	// runs both, one after the other, in an order that alternates.
+	JournalOverheadTasks float64 `json:"journal_overhead_tasks"`
+	JournalOverheadCalls float64 `json:"journal_overhead_calls"`
+	// TasksRounds and CallsRounds: each round's per-second figures,
+	// [without, with].
+	TasksRounds [][2]float64 `json:"tasks_rounds"`
+	CallsRounds [][2]float64 `json:"calls_rounds"`
+	// JournalBytesPerTask: bytes of journal records (their data, as
+	// written) per command task, from submit to end; JournalFileBytesPerTask
+	// the journal file's size on disk per task (bbolt's pages included).
+	JournalBytesPerTask     float64 `json:"journal_bytes_per_task"`
+	JournalFileBytesPerTask float64 `json:"journal_file_bytes_per_task"`
+	// RestartS: with RestartTasks queued tasks journaled, the time from
+	// opening the state directory again (replay) to the first Run a
+	// worker receives; a process's start and a worker's reconnect delay
+	// are not in it.
+	RestartTasks int     `json:"restart_tasks"`
+	RestartS     float64 `json:"restart_s"`
+	ReplayS      float64 `json:"replay_s"` // of which: Listen, which replays the journal
+	// RerunAfterCrash: of the tasks of a map/reduce workflow whose result
+	// the client had when the manager process was killed (SIGKILL), how
+	// many ran again after it restarted on its --state (see
+	// rerunAfterCrash); CrashTasks and CrashFinishedBefore say how many
+	// tasks there were and how many had finished.
+	RerunAfterCrash     int `json:"rerun_after_crash"`
+	CrashTasks          int `json:"crash_tasks"`
+	CrashFinishedBefore int `json:"crash_finished_before"`
+	// NotMeasured names the issue's keys this benchmark does not measure.
+	NotMeasured []string `json:"not_measured,omitempty"`
+}
+
+// Recovery measures what the journal costs and how fast a manager
+// restarts from it. See RecoveryResult.
+func Recovery(ctx context.Context, tasks, calls, workers, rounds, restartTasks, crashMaps int, logf func(string, ...any)) (*RecoveryResult, error) {
+	res := &RecoveryResult{Bench: "recovery", Tasks: tasks, Calls: calls, Workers: workers, Rounds: rounds, RestartTasks: restartTasks}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var taskRatios, callRatios []float64
+	for r := range rounds {
+		var tr, cr [2]float64
+		order := []bool{false, true}
+		if r%2 == 1 {
+			order = []bool{true, false}
+		}
+		for _, journaled := range order {
+			i := 0
+			if journaled {
+				i = 1
+			}
+			logf("round %d: %d tasks, journal %v", r+1, tasks, journaled)
+			perS, bytes, file, err := journalTasks(ctx, tasks, workers, journaled)
+			if err != nil {
+				return nil, err
+			}
+			tr[i] = perS
+			if journaled {
+				res.JournalBytesPerTask, res.JournalFileBytesPerTask = bytes, file
+			}
+			logf("round %d: %d calls, journal %v", r+1, calls, journaled)
+			if cr[i], err = journalCalls(ctx, self, calls, workers, journaled); err != nil {
+				return nil, err
+			}
+		}
+		res.TasksRounds, res.CallsRounds = append(res.TasksRounds, tr), append(res.CallsRounds, cr)
+		taskRatios, callRatios = append(taskRatios, tr[0]/tr[1]), append(callRatios, cr[0]/cr[1])
+	}
+	res.JournalOverheadTasks, res.JournalOverheadCalls = median(taskRatios), median(callRatios)
+	logf("restart: %d queued tasks journaled", restartTasks)
+	if res.RestartS, res.ReplayS, err = restart(ctx, restartTasks); err != nil {
+		return nil, err
+	}
+	if crashMaps <= 0 {
+		res.NotMeasured = []string{"rerun_after_crash"}
+		return res, nil
+	}
+	reduces := max(1, crashMaps/4)
+	res.CrashTasks = crashMaps + reduces
+	logf("rerun_after_crash: %d maps and %d reduces through a manager process with --state", crashMaps, reduces)
+	if res.RerunAfterCrash, res.CrashFinishedBefore, err = rerunAfterCrash(ctx, self, crashMaps, reduces, logf); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// stateDir makes a --state directory for one run, or returns "".
+func stateDir(journaled bool) (string, func(), error) {
+	if !journaled {
+		return "", func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "trellis-bench-state-")
+	if err != nil {
+		return "", nil, err
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// journalTasks runs n trivial tasks through an embedded cluster, with or
+// without a journal, and returns tasks per second and, journaled, the
+// journal's record bytes and file size per task.
+func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS, recordBytes, fileBytes float64, err error) {
+	dir, clean, err := stateDir(journaled)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer clean()
+	c, err := local.Start(ctx, local.Config{Workers: workers, StateDir: dir})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	ts := make([]*trellis.Task, n)
+	for i := range ts {
+		ts[i] = trellis.NewTask("true")
+	}
+	secs, err := runAll(ctx, c, ts)
+	c.Close()
+	if err != nil || !journaled {
+		return float64(n) / secs, 0, 0, err
+	}
+	fi, err := os.Stat(filepath.Join(dir, "journal.db"))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer j.Close()
+	total := 0
+	if err := j.Replay(func(r journal.Record) error { total += len(r.Data); return nil }); err != nil {
+		return 0, 0, 0, err
+	}
+	return float64(n) / secs, float64(total) / float64(n), float64(fi.Size()) / float64(n), nil
+}
+
+// journalCalls runs n async calls of the benchmark's Go library through an
+// embedded cluster, with or without a journal, once the library is warm.
+func journalCalls(ctx context.Context, self string, n, workers int, journaled bool) (float64, error) {
+	dir, clean, err := stateDir(journaled)
+	if err != nil {
+		return 0, err
+	}
+	defer clean()
+	c, err := local.Start(ctx, local.Config{Workers: workers, StateDir: dir})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: 4, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
+		return 0, err
+	}
+	if _, err := asyncCalls(ctx, c, "bench", min(n, warmUp)); err != nil {
+		return 0, err
+	}
+	secs, err := asyncCalls(ctx, c, "bench", n)
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / secs, nil
+}
+
+// restart journals n queued tasks (a manager with no worker: none runs),
+// stops that manager, and times a new one on the same state directory
+// from Listen (which replays the journal) to the first Run that a worker,
+// joining at once, receives.
+func restart(ctx context.Context, n int) (total, replay float64, err error) {
+	dir, err := os.MkdirTemp("", "trellis-bench-restart-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: "bench", StateDir: dir})
+	if err != nil {
+		return 0, 0, err
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(mctx) }() // exits when stop is called
+	const batch = 1000
+	for i := 0; i < n; i += batch {
+		req := &pb.SubmitRequest{Session: "bench"}
+		for k := i; k < min(n, i+batch); k++ {
+			req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: "t", Key: fmt.Sprint(k), Command: "true", Resources: &pb.Resources{Cores: 1}})
+		}
+		if _, err := m.Handler().Submit(ctx, connect.NewRequest(req)); err != nil {
+			stop()
+			<-done
+			return 0, 0, err
+		}
+	}
+	stop()
+	<-done
+
+	start := time.Now()
+	m2, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: "bench", StateDir: dir})
+	if err != nil {
+		return 0, 0, err
+	}
+	replay = time.Since(start).Seconds()
+	mctx2, stop2 := context.WithCancel(ctx)
+	done2 := make(chan error, 1)
+	go func() { done2 <- m2.Run(mctx2) }() // exits when stop2 is called
+	defer func() { stop2(); <-done2 }()
+	w := m2.ConnectWorker(mctx2)
+	defer w.Close()
+	hello := &pb.Hello{Name: "bench", Protocol: proto.Protocol, Incarnation: "bench", Resources: &pb.Resources{Cores: 1, MemoryMb: 1024, DiskMb: 1024}}
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		return 0, 0, err
+	}
+	for {
+		msg, err := w.Receive()
+		if err != nil {
+			return 0, 0, fmt.Errorf("restart: no Run came: %w", err)
+		}
+		for _, one := range append(msg.GetBatch().GetMsgs(), msg) {
+			if one.GetRun() != nil {
+				return time.Since(start).Seconds(), replay, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return 0, 0, errors.New("restart: interrupted")
+		}
+	}
+}

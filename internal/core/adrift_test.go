@@ -1,0 +1,190 @@
+package core_test
+
+import (
+	"testing"
+	"time"
+
+	"trellis/internal/core"
+)
+
+func adriftOn(id core.TaskID, attempt uint32, where string, until time.Duration) core.TaskAdrift {
+	return core.TaskAdrift{Task: id, Attempt: attempt, Where: where, Until: until}
+}
+
+// rejoin is a worker of incarnation inc joining with the attempts it runs.
+func rejoin(id core.WorkerID, r core.Resources, inc string, running ...core.AttemptRef) core.WorkerJoined {
+	j := join(id, r)
+	j.Incarnation, j.Running = inc, running
+	return j
+}
+
+func attempt(id core.TaskID, n uint32) core.AttemptRef { return core.AttemptRef{Task: id, Attempt: n} }
+
+func requeuedAdrift(id core.TaskID, attempt uint32, why string) core.Requeued {
+	return core.Requeued{Task: id, Attempt: attempt, Reason: core.Outcome{Kind: core.WorkerLost, Message: why}}
+}
+
+// TestTaskAdrift replays attempts dispatched before a restart whose end
+// the journal lacks: they are adopted when their worker comes back with
+// them, and run again (with a new attempt number) when it comes back
+// without them, or not in time. A task is never placed while its old
+// attempt may run.
+func TestTaskAdrift(t *testing.T) {
+	r := res(1000, 100)
+	const window = 30 * time.Second
+	runScenarios(t, []scenario{{
+		name: "the worker comes back with the attempt: adopted, its report counts",
+		steps: []step{
+			{submit(task(1, r)), nil},
+			{adriftOn(1, 2, "A", window), nil},
+			{join(2, res(2000, 200)), nil}, // another worker: the task is not placed
+			{rejoin(3, r, "A", attempt(1, 2)), acts(core.Adopted{Task: 1, Attempt: 2, Worker: 3})},
+			{ok(1, 2, 3), acts(success(1, 2, 3))},
+		},
+		counts: &counts{Finished: 1},
+	}, {
+		name: "the worker comes back without it: the task runs again as attempt 3",
+		steps: []step{
+			{submit(task(1, r)), nil},
+			{adriftOn(1, 2, "A", window), nil},
+			{rejoin(1, r, "A"), acts(requeuedAdrift(1, 2, "attempt 2: its worker came back after the manager restarted, and it no longer ran there"), dispatch(1, 3, 1))},
+			{ok(1, 2, 1), acts(core.StaleResult{Task: 1, Attempt: 2, Worker: 1})},
+			{ok(1, 3, 1), acts(success(1, 3, 1))},
+		},
+		counts: &counts{Finished: 1},
+	}, {
+		name: "the worker does not come back in time: the task runs elsewhere",
+		steps: []step{
+			{submit(task(1, r)), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{join(1, r), nil},
+			{core.Tick{Now: window - 1}, nil},
+			{core.Tick{Now: window}, acts(requeuedAdrift(1, 1, "attempt 1: its worker did not come back after the manager restarted"), dispatch(1, 2, 1))},
+			// It comes back later with the old attempt: killed, and its report is stale.
+			{rejoin(2, r, "A", attempt(1, 1)), acts(core.Kill{Task: 1, Attempt: 1, Worker: 2})},
+			{ok(1, 1, 2), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 2})},
+		},
+		counts: &counts{Running: 1},
+	}, {
+		name: "another incarnation, an older attempt, or a task unknown: killed, not adopted",
+		steps: []step{
+			{submit(task(1, r), task(2, r)), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{adriftOn(1, 2, "B", window), nil}, // dispatched again in a second life
+			{adriftOn(2, 1, "A", window), nil},
+			{rejoin(1, res(3000, 300), "A", attempt(1, 1), attempt(2, 1), attempt(9, 1)), acts(
+				core.Kill{Task: 1, Attempt: 1, Worker: 1},
+				core.Adopted{Task: 2, Attempt: 1, Worker: 1},
+				core.Kill{Task: 9, Attempt: 1, Worker: 1},
+			)},
+			{rejoin(2, r, "B"), acts(requeuedAdrift(1, 2, "attempt 2: its worker came back after the manager restarted, and it no longer ran there"), dispatch(1, 3, 2))},
+		},
+		counts: &counts{Running: 2},
+	}, {
+		name: "a task that ended in the journal, or was cancelled, is not waited for",
+		steps: []step{
+			{submit(task(1, r), task(2, r)), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{adriftOn(2, 1, "A", window), nil},
+			{recovered(1, 1, core.Outcome{Kind: core.Success}), acts(success(1, 1, 0))},
+			{core.CancelTask{Task: 2}, acts(done(2, 1, 0, outcome(core.Cancelled, "cancelled before it ran")))},
+			{rejoin(1, r, "A", attempt(2, 1)), acts(core.Kill{Task: 2, Attempt: 1, Worker: 1})},
+			{core.Tick{Now: window}, nil},
+		},
+		counts: &counts{Finished: 2},
+	}, {
+		name: "an adopted attempt that the worker loses runs again",
+		steps: []step{
+			{submit(retries(task(1, r), 1, false)), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{rejoin(1, r, "A", attempt(1, 1)), acts(core.Adopted{Task: 1, Attempt: 1, Worker: 1})},
+			{join(2, r), nil},
+			{core.WorkerLeft{Worker: 1, Reason: "gone"}, acts(requeuedAdrift(1, 1, "worker 1 lost: gone"), dispatch(1, 2, 2))},
+		},
+		counts: &counts{Running: 1},
+	}})
+}
+
+func atMostOnce(t core.Task) core.Task { t.AtMostOnce = true; return t }
+
+func unknown(id core.TaskID, attempt uint32, why string) core.Unknown {
+	return core.Unknown{Task: id, Attempt: attempt, Why: why}
+}
+
+// TestAtMostOnce: an at-most-once task is never dispatched twice. Where an
+// attempt's fate is unknown it waits for the operator's Reconcile; a
+// failure it reported itself is final; inputs missing before it started
+// are retried.
+func TestAtMostOnce(t *testing.T) {
+	r := res(1000, 100)
+	const window = 30 * time.Second
+	runScenarios(t, []scenario{{
+		name: "its worker is lost: unknown, then rerun by the operator",
+		steps: []step{
+			{join(1, r), nil},
+			{submit(retries(atMostOnce(task(1, r)), 3, true)), acts(dispatch(1, 1, 1))},
+			{join(2, r), nil},
+			{core.WorkerLeft{Worker: 1, Reason: "gone"}, acts(unknown(1, 1, "attempt 1: worker lost: worker 1 lost: gone"))},
+			{core.Tick{Now: time.Hour}, nil}, // waits for ever
+			{core.Reconcile{Task: 1, Verdict: core.VerdictRerun}, acts(requeuedAdrift(1, 1, "reconciled: the operator asks to run it again"), dispatch(1, 2, 2))},
+			{ok(1, 2, 2), acts(success(1, 2, 2))},
+		},
+		counts: &counts{Finished: 1},
+	}, {
+		name: "a failure is final, even with RetryOnError; missing inputs are retried",
+		steps: []step{
+			{join(1, r), nil},
+			{submit(retries(atMostOnce(task(1, r)), 3, true)), acts(dispatch(1, 1, 1))},
+			{finished(1, 1, 1, outcome(core.InputMissing, "fetch failed")), acts(core.Requeued{Task: 1, Attempt: 1, Reason: outcome(core.InputMissing, "fetch failed")}, dispatch(1, 2, 1))},
+			{finished(1, 2, 1, outcome(core.Failed, "exit status 1")), acts(done(1, 2, 1, outcome(core.Failed, "exit status 1")))},
+		},
+		counts: &counts{Finished: 1},
+	}, {
+		name: "handed back: unknown; reconciled done, or failed",
+		steps: []step{
+			{join(1, res(2000, 200)), nil},
+			{submit(atMostOnce(task(1, r)), atMostOnce(task(2, r))), acts(dispatch(1, 1, 1), dispatch(2, 1, 1))},
+			{core.TaskReturned{Task: 1, Attempt: 1, Worker: 1}, acts(unknown(1, 1, "attempt 1 was handed back by worker 1, maybe after it ran"))},
+			{finished(2, 1, 1, outcome(core.WorkerLost, "gave up")), acts(unknown(2, 1, "attempt 1: worker lost: gave up"))},
+			{core.Reconcile{Task: 1, Verdict: core.VerdictDone}, acts(done(1, 1, 1, outcome(core.Success, "reconciled: the operator says it took effect")))},
+			{core.Reconcile{Task: 2, Verdict: core.VerdictFailed}, acts(done(2, 1, 1, outcome(core.Failed, "reconciled: the operator says it failed")))},
+			{core.Reconcile{Task: 2, Verdict: core.VerdictRerun}, nil}, // ended: nothing
+		},
+		counts: &counts{Finished: 2},
+	}, {
+		name: "dispatched before a restart and not adopted: unknown, never run again by itself",
+		steps: []step{
+			{submit(atMostOnce(task(1, r)), atMostOnce(task(2, r))), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{adriftOn(2, 1, "B", window), nil},
+			{rejoin(1, res(2000, 200), "A"), acts(unknown(1, 1, "attempt 1: its worker came back after the manager restarted, and it no longer ran there"))},
+			{core.Tick{Now: window}, acts(unknown(2, 1, "attempt 1: its worker did not come back after the manager restarted"))},
+			{core.CancelTask{Task: 2}, acts(done(2, 1, 0, outcome(core.Cancelled, "cancelled before it ran")))},
+		},
+		counts: &counts{Waiting: 1, Finished: 1},
+	}, {
+		name: "a call dispatched before a restart: unknown at once",
+		steps: []step{
+			{core.LibraryInstalled{Lib: 1, Resources: r, Slots: 1}, nil},
+			{submit(atMostOnce(core.Task{ID: 1, Lib: 1, Role: core.Call})), nil},
+			{adriftOn(1, 1, "A", window), acts(unknown(1, 1, "attempt 1 was dispatched before the manager restarted, and its library instance is gone"))},
+		},
+	}})
+}
+
+// TestAtMostOnceLineage: a lost output of an at-most-once producer is not
+// made again by running the producer: it is lost for good.
+func TestAtMostOnceLineage(t *testing.T) {
+	r := res(1000, 100)
+	okOutcome := core.Outcome{Kind: core.Success}
+	why := "file 10 is lost, and its producer, task 1, is at-most-once: it is not run again"
+	runScenarios(t, []scenario{{
+		name: "recovered after a restart, its output only in workers",
+		steps: []step{
+			{submit(atMostOnce(files(task(1, r), nil, ids(10))), files(task(2, r), ids(10), nil)), nil},
+			{recovered(1, 1, okOutcome), acts(core.Done{Task: 1, Attempt: 1, Outcome: okOutcome, Retained: true})},
+			{join(1, res(2000, 200)), acts(core.FileLost{File: 10, Why: why}, done(2, 0, 0, outcome(core.InputMissing, why)))},
+		},
+		counts: &counts{Finished: 2},
+	}})
+}
