@@ -29,6 +29,7 @@ type task struct {
 	held       bool // it holds a reservation of its worker's resources
 	stuck      bool // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
 	branch     bool // it reads a file a task produces: it continues a started branch (see before)
+	pinned     bool // its inputs are pinned on its worker (see pin)
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -68,6 +69,7 @@ type Core struct {
 	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
 	deferRetire  bool                  // retire files at the end of submit (see submit)
 	retiring     []*fileEntry          // the files to retire then
+	releasing    []workerFile          // copies whose last pin went in this step (see releaseUnpinned)
 
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
@@ -173,12 +175,26 @@ func (c *Core) Step(ev Event) []Action {
 	return c.out
 }
 
-// settle offers what staging tasks freed in this step to the queue, best
-// task first, and places the tasks made ready, until neither is left.
+// settle, at the end of a step, queues the tasks that waited for cache
+// space if a cache freed some, places what it can (see place), and
+// releases the copies no task reads on their worker any more.
 func (c *Core) settle() {
 	if c.unpark {
 		c.unparkAll()
 	}
+	c.place()
+	if len(c.releasing) > 0 {
+		c.releaseUnpinned()
+		if c.unpark { // released copies make room for what waited for space
+			c.unparkAll()
+			c.place()
+		}
+	}
+}
+
+// place offers what staging tasks freed to the queue, best task first,
+// and places the tasks made ready, until neither is left.
+func (c *Core) place() {
 	for len(c.freed) > 0 || len(c.fresh) > 0 || len(c.dirtyLibs) > 0 {
 		libs := c.dirtyLibs
 		c.dirtyLibs = nil
@@ -293,7 +309,7 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		free:     ev.Resources,
 		gpusFree: append([]int32(nil), ev.GPUs...),
 		running:  make(map[TaskID]*task),
-		holds:    make(map[FileID]struct{}),
+		holds:    make(map[FileID]copyState),
 		inflight: make(map[FileID]uint64),
 		waiting:  make(map[FileID][]*task),
 		derives:  make(map[FileID][]FileID),
@@ -310,7 +326,7 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		if cf.Size > 0 {
 			e.size = cf.Size
 		}
-		c.addReplica(w, e)
+		c.addReplica(w, e, copyLoose)
 	}
 	c.open.push(w)
 	c.workersChanged() // before it takes tasks: their reasons clear first
@@ -668,7 +684,7 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 				e.manager, e.inline = true, o.Inline
 			}
 			if o.Kept {
-				c.addReplica(w, e)
+				c.addReplica(w, e, copyKept)
 			}
 		}
 		if !reported { // small: the caller sends it inline

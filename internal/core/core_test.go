@@ -24,7 +24,7 @@ func countsOf(c *core.Core) counts {
 	return counts{w, r, run, f}
 }
 
-// runSteps feeds steps to c and compares every result. Forget and
+// runSteps feeds steps to c and compares every result. Forget, Release and
 // Unplaceable actions and Done.Retained are left out unless a step wants one, and so is
 // Dispatch.Keep unless a step wants a Dispatch with one: TestForget,
 // TestKeep and the simulation check them.
@@ -40,6 +40,9 @@ func compareSteps(t *testing.T, c *core.Core, steps []step, strict bool) {
 		got := c.Step(s.ev)
 		if !slices.ContainsFunc(s.want, isUnplaceable) {
 			got = slices.DeleteFunc(slices.Clone(got), isUnplaceable)
+		}
+		if !slices.ContainsFunc(s.want, isRelease) {
+			got = slices.DeleteFunc(slices.Clone(got), isRelease)
 		}
 		if !strict && !slices.ContainsFunc(s.want, isForget) {
 			got = slices.DeleteFunc(slices.Clone(got), isForget)
@@ -75,6 +78,8 @@ func compareSteps(t *testing.T, c *core.Core, steps []step, strict bool) {
 func isForget(a core.Action) bool { _, ok := a.(core.Forget); return ok }
 
 func isUnplaceable(a core.Action) bool { _, ok := a.(core.Unplaceable); return ok }
+
+func isRelease(a core.Action) bool { _, ok := a.(core.Release); return ok }
 
 func retains(a core.Action) bool { d, ok := a.(core.Done); return ok && d.Retained }
 

@@ -173,11 +173,12 @@ func (c *Core) assign(t *task, w *worker) {
 func (c *Core) stage(t *task, w *worker) {
 	c.setState(t, Staging)
 	t.staging = 0
+	c.pin(t, w)
 	var inline int64
 	for i, f := range t.spec.Inputs {
 		e := c.files.files[f]
-		if e == nil || e.holds(w.id) || seenBefore(t.spec.Inputs, i) {
-			continue
+		if e == nil || w.firm(f) || seenBefore(t.spec.Inputs, i) {
+			continue // unknown (inline content), or held there until t leaves
 		}
 		if !e.staged() {
 			if !e.inlined() {
@@ -257,6 +258,7 @@ func (c *Core) release(t *task) {
 		c.callDone(t)
 	}
 	w := t.worker
+	c.unpin(t, w)
 	if t.state == Staging {
 		c.freed = append(c.freed, w)
 		for _, f := range t.spec.Inputs {

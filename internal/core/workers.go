@@ -15,18 +15,19 @@ type worker struct {
 	draining bool
 	index    int // in openWorkers, or -1
 
-	holds        map[FileID]struct{} // replicas it holds
-	cacheBytes   int64               // their size
-	inflight     map[FileID]uint64   // fetches to it: transfer ID, or 0 while queued
-	waiting      map[FileID][]*task  // staging tasks, by the input they wait for
-	derives      map[FileID][]FileID // files to derive once this one arrives
-	tries        map[FileID]int32    // failed fetches of a file to it
-	outgoing     int32               // fetches from it, as a peer
-	failures     int32               // consecutive failed fetches from it
-	backoffUntil uint64              // tick until which peers avoid it
-	done         uint64              // tasks whose Done named it
-	pruned       int64               // bytes the core unlinked from it (see retire)
-	peakCache    int64               // the most cacheBytes so far
+	holds        map[FileID]copyState // replicas it holds, and whether it may evict them (see pins.go)
+	pins         map[FileID]int32     // tasks placed here that read each file (see pin)
+	cacheBytes   int64                // their size
+	inflight     map[FileID]uint64    // fetches to it: transfer ID, or 0 while queued
+	waiting      map[FileID][]*task   // staging tasks, by the input they wait for
+	derives      map[FileID][]FileID  // files to derive once this one arrives
+	tries        map[FileID]int32     // failed fetches of a file to it
+	outgoing     int32                // fetches from it, as a peer
+	failures     int32                // consecutive failed fetches from it
+	backoffUntil uint64               // tick until which peers avoid it
+	done         uint64               // tasks whose Done named it
+	pruned       int64                // bytes the core unlinked from it (see retire)
+	peakCache    int64                // the most cacheBytes so far
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores

@@ -118,10 +118,12 @@ func (s *sim) applyUnlink(a core.Unlink) {
 		if t := s.reader(f); t != nil {
 			s.failf("%+v of file %d, which unfinished task %d reads (running on %v, running again %v)", a, f, t.spec.ID, t.worker, t.rerunning)
 		}
-		if !w.holds.has(f) {
+		if !w.holds.has(f) && !w.evicted.has(f) {
 			s.failf("%+v of file %d, which the worker does not hold (holders %v)", a, f, df.at)
 		}
 		s.unhold(w, f)
+		w.loose.remove(f)
+		w.evicted.remove(f) // the core forgets it: the report to come changes nothing
 		df.unlinked = true
 		s.stats.Unlinked++
 	}

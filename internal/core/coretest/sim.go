@@ -59,6 +59,13 @@ type Config struct {
 	// MaxDepth: task-level temp files are pruned with a depth drawn from
 	// 0 to MaxDepth (FileSpec.Depth); Unlink must respect it.
 	MaxDepth int32
+	// CacheBytes: each fake worker's cache holds that many bytes of
+	// fetched files (0: no bound; outputs are not counted). A fetch
+	// reserves its size when the core emits it, evicting files the core
+	// released (Release) and told of only with the worker's next report,
+	// as real workers do; one that cannot fit fails with CacheFull. A
+	// task must never be dispatched with an evicted input.
+	CacheBytes int64
 
 	// Libraries. With Libraries zero, no library is installed and no call
 	// made (the other library fields then do nothing).
@@ -110,6 +117,8 @@ type Stats struct {
 	Unlinked        int // replicas named by Unlink actions
 	HandedBack      int // attempts handed back for a full cache
 	SessionsEnded   int
+	Released        int // copies named by Release actions
+	Evicted         int // copies a worker evicted to make room (CacheBytes), reported later
 
 	// Libraries.
 	Libraries        int
@@ -145,6 +154,9 @@ func (s Stats) String() string {
 			s.Fetches, s.FetchFailures, s.Dropped, s.Rejoined, s.Reruns, s.Recreated, s.FilesLost, s.Probes, s.ProbesRecreated, s.ProbesLost)
 		if s.SessionsEnded > 0 || s.Unlinked > 0 {
 			out += fmt.Sprintf(" sessions ended=%d unlinked=%d", s.SessionsEnded, s.Unlinked)
+		}
+		if s.Released > 0 || s.Evicted > 0 {
+			out += fmt.Sprintf(" released=%d evicted=%d", s.Released, s.Evicted)
 		}
 	}
 	if s.Unplaceable > 0 {
@@ -593,6 +605,9 @@ func (s *sim) progress() {
 // back, otherwise it finishes with a random outcome.
 func (s *sim) endAttempt() {
 	t := s.running[s.rng.IntN(len(s.running))]
+	if s.reportEvicted(t.worker) {
+		return // (which may have ended t)
+	}
 	if t.worker.draining && s.rng.IntN(2) == 0 {
 		s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id})
 		return
@@ -635,6 +650,9 @@ func (s *sim) outputs(t *simTask) []core.OutputInfo {
 		}
 		if o.Kept {
 			s.hold(t.worker, f)
+			t.worker.loose.remove(f) // an output: never evicted by its worker
+			t.worker.fetched.remove(f)
+			t.worker.evicted.remove(f) // here again: its eviction is not reported
 		}
 		outs = append(outs, o)
 	}
@@ -728,7 +746,7 @@ func (s *sim) staleStep() {
 		if len(s.live) > 0 && len(s.d.temps) > 0 {
 			w := s.live[r.IntN(len(s.live))]
 			f := s.d.temps[r.IntN(len(s.d.temps))]
-			if !w.holds.has(f) {
+			if !s.believed(w, f) {
 				s.d.noop = true
 				s.do(core.FilesDropped{Worker: w.id, Files: []core.FileID{f}})
 				s.d.noop = false

@@ -267,16 +267,21 @@ const (
 	Source_KIND_PEER        Source_Kind = 2 // GET url from a peer's cache (the url carries a token)
 	Source_KIND_URL         Source_Kind = 3 // GET url from its origin (http, https, file)
 	Source_KIND_UNPACK      Source_Kind = 4 // unpack the cached file "from" (format "format")
+	// KIND_CACHE: the worker's own cache: the manager claims a copy it
+	// released (Release); it succeeds at once if the copy is still there,
+	// and fails, after the worker reported it Dropped, if it was evicted.
+	Source_KIND_CACHE Source_Kind = 60
 )
 
 // Enum value maps for Source_Kind.
 var (
 	Source_Kind_name = map[int32]string{
-		0: "KIND_UNSPECIFIED",
-		1: "KIND_MANAGER",
-		2: "KIND_PEER",
-		3: "KIND_URL",
-		4: "KIND_UNPACK",
+		0:  "KIND_UNSPECIFIED",
+		1:  "KIND_MANAGER",
+		2:  "KIND_PEER",
+		3:  "KIND_URL",
+		4:  "KIND_UNPACK",
+		60: "KIND_CACHE",
 	}
 	Source_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -284,6 +289,7 @@ var (
 		"KIND_PEER":        2,
 		"KIND_URL":         3,
 		"KIND_UNPACK":      4,
+		"KIND_CACHE":       60,
 	}
 )
 
@@ -4282,6 +4288,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_StartLibrary
 	//	*ManagerMessage_StopLibrary
 	//	*ManagerMessage_Batch
+	//	*ManagerMessage_Release
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4405,6 +4412,15 @@ func (x *ManagerMessage) GetBatch() *ManagerBatch {
 	return nil
 }
 
+func (x *ManagerMessage) GetRelease() *Release {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -4445,6 +4461,10 @@ type ManagerMessage_Batch struct {
 	Batch *ManagerBatch `protobuf:"bytes,9,opt,name=batch,proto3,oneof"`
 }
 
+type ManagerMessage_Release struct {
+	Release *Release `protobuf:"bytes,60,opt,name=release,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
@@ -4462,6 +4482,8 @@ func (*ManagerMessage_StartLibrary) isManagerMessage_Msg() {}
 func (*ManagerMessage_StopLibrary) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Batch) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Release) isManagerMessage_Msg() {}
 
 // ManagerBatch carries the messages queued for a worker at once, in order.
 // It never nests.
@@ -4831,6 +4853,53 @@ func (x *Unlink) GetNames() []string {
 	return nil
 }
 
+// Release lets a worker evict files from its cache when it needs room: no
+// task placed there reads them. A worker evicts no other file: a Fetch
+// holds its file (even one already cached) until a Release names it.
+type Release struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Release) Reset() {
+	*x = Release{}
+	mi := &file_trellis_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Release) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Release) ProtoMessage() {}
+
+func (x *Release) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Release.ProtoReflect.Descriptor instead.
+func (*Release) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *Release) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
 // Upload asks a worker to PUT a cached file to the manager's store.
 type Upload struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -4841,7 +4910,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4853,7 +4922,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4866,7 +4935,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Upload) GetName() string {
@@ -4894,7 +4963,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4906,7 +4975,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4919,7 +4988,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -4973,7 +5042,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4985,7 +5054,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4998,7 +5067,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -5053,7 +5122,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5065,7 +5134,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5078,7 +5147,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -5418,7 +5487,7 @@ const file_trellis_proto_rawDesc = "" +
 	"cache_full\x18\x03 \x01(\bR\tcacheFull\x12\x12\n" +
 	"\x04need\x18\x04 \x01(\x03R\x04need\"\n" +
 	"\n" +
-	"\bDraining\"\xcd\x03\n" +
+	"\bDraining\"\xfe\x03\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
@@ -5428,7 +5497,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06upload\x18\x06 \x01(\v2\x12.trellis.v1.UploadH\x00R\x06upload\x12?\n" +
 	"\rstart_library\x18\a \x01(\v2\x18.trellis.v1.StartLibraryH\x00R\fstartLibrary\x12<\n" +
 	"\fstop_library\x18\b \x01(\v2\x17.trellis.v1.StopLibraryH\x00R\vstopLibrary\x120\n" +
-	"\x05batch\x18\t \x01(\v2\x18.trellis.v1.ManagerBatchH\x00R\x05batchB\x05\n" +
+	"\x05batch\x18\t \x01(\v2\x18.trellis.v1.ManagerBatchH\x00R\x05batch\x12/\n" +
+	"\arelease\x18< \x01(\v2\x13.trellis.v1.ReleaseH\x00R\areleaseB\x05\n" +
 	"\x03msg\">\n" +
 	"\fManagerBatch\x12.\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x1a.trellis.v1.ManagerMessageR\x04msgs\"w\n" +
@@ -5437,19 +5507,21 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x121\n" +
 	"\alibrary\x18\x03 \x01(\v2\x17.trellis.v1.LibrarySpecR\alibrary\")\n" +
 	"\vStopLibrary\x12\x1a\n" +
-	"\binstance\x18\x01 \x01(\x04R\binstance\"\xe5\x01\n" +
+	"\binstance\x18\x01 \x01(\x04R\binstance\"\xf5\x01\n" +
 	"\x06Source\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.trellis.v1.Source.KindR\x04kind\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
 	"\x04from\x18\x03 \x01(\tR\x04from\x12\x16\n" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x12\n" +
-	"\x04peer\x18\x05 \x01(\x04R\x04peer\"\\\n" +
+	"\x04peer\x18\x05 \x01(\x04R\x04peer\"l\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKIND_MANAGER\x10\x01\x12\r\n" +
 	"\tKIND_PEER\x10\x02\x12\f\n" +
 	"\bKIND_URL\x10\x03\x12\x0f\n" +
-	"\vKIND_UNPACK\x10\x04\"\xc3\x01\n" +
+	"\vKIND_UNPACK\x10\x04\x12\x0e\n" +
+	"\n" +
+	"KIND_CACHE\x10<\"\xc3\x01\n" +
 	"\x05Fetch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -5459,6 +5531,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05level\x18\x06 \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\x12\x10\n" +
 	"\x03dir\x18\a \x01(\bR\x03dir\"\x1e\n" +
 	"\x06Unlink\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\x1f\n" +
+	"\aRelease\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\x1c\n" +
 	"\x06Upload\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\xa9\x01\n" +
@@ -5535,7 +5609,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -5598,10 +5672,11 @@ var file_trellis_proto_goTypes = []any{
 	(*Source)(nil),                 // 58: trellis.v1.Source
 	(*Fetch)(nil),                  // 59: trellis.v1.Fetch
 	(*Unlink)(nil),                 // 60: trellis.v1.Unlink
-	(*Upload)(nil),                 // 61: trellis.v1.Upload
-	(*Welcome)(nil),                // 62: trellis.v1.Welcome
-	(*Run)(nil),                    // 63: trellis.v1.Run
-	(*Kill)(nil),                   // 64: trellis.v1.Kill
+	(*Release)(nil),                // 61: trellis.v1.Release
+	(*Upload)(nil),                 // 62: trellis.v1.Upload
+	(*Welcome)(nil),                // 63: trellis.v1.Welcome
+	(*Run)(nil),                    // 64: trellis.v1.Run
+	(*Kill)(nil),                   // 65: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -5659,46 +5734,47 @@ var file_trellis_proto_depIdxs = []int32{
 	47, // 52: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
 	1,  // 53: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
 	16, // 54: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	62, // 55: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	63, // 56: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	64, // 57: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	63, // 55: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	64, // 56: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	65, // 57: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
 	59, // 58: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
 	60, // 59: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	61, // 60: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	62, // 60: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
 	56, // 61: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
 	57, // 62: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
 	55, // 63: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	54, // 64: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	10, // 65: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	4,  // 66: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	58, // 67: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 68: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	8,  // 69: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	19, // 70: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	21, // 71: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	22, // 72: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	27, // 73: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	29, // 74: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	30, // 75: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	11, // 76: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	13, // 77: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	32, // 78: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	42, // 79: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	20, // 80: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	18, // 81: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	26, // 82: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	28, // 83: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	37, // 84: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	31, // 85: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	12, // 86: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	14, // 87: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	33, // 88: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	54, // 89: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	80, // [80:90] is the sub-list for method output_type
-	70, // [70:80] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	61, // 64: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	54, // 65: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	10, // 66: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	4,  // 67: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	58, // 68: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 69: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	8,  // 70: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	19, // 71: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	21, // 72: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	22, // 73: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	27, // 74: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	29, // 75: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	30, // 76: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	11, // 77: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	13, // 78: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	32, // 79: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	42, // 80: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	20, // 81: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	18, // 82: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	26, // 83: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	28, // 84: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	37, // 85: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	31, // 86: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	12, // 87: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	14, // 88: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	33, // 89: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	54, // 90: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	81, // [81:91] is the sub-list for method output_type
+	71, // [71:81] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -5737,6 +5813,7 @@ func file_trellis_proto_init() {
 		(*ManagerMessage_StartLibrary)(nil),
 		(*ManagerMessage_StopLibrary)(nil),
 		(*ManagerMessage_Batch)(nil),
+		(*ManagerMessage_Release)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5744,7 +5821,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   60,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
