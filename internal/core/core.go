@@ -63,7 +63,7 @@ type Core struct {
 	recreated    uint64                // tasks run again to recreate lost files
 	pruned       int64                 // bytes unlinked (see Stats.Pruned)
 	handedBack   uint64                // attempts handed back for a full cache
-	parked       []*task               // waiting for a cache to free space (see park)
+	parked       []parkedTask          // waiting for a cache to free space (see waitForSpace)
 	unpark       bool                  // a cache freed space in this step
 	lost         uint64                // files lost for good
 	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind

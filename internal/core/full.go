@@ -44,7 +44,14 @@ func (c *Core) waitForSpace(t *task, need int64, wid WorkerID, what string) {
 	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: ResourceExceeded,
 		Message: fmt.Sprintf("handed back by worker %d: its cache is full of files still needed; waiting for space", wid)}})
 	c.setState(t, Waiting)
-	c.parked = append(c.parked, t)
+	c.parked = append(c.parked, parkedTask{t, need})
+}
+
+// parkedTask is a task that waits for need bytes (0: unknown) of cache
+// space.
+type parkedTask struct {
+	t    *task
+	need int64
 }
 
 // couldHold reports whether a connected worker could hold need bytes once
@@ -81,14 +88,31 @@ func (c *Core) idleUnpark() {
 }
 
 // unparkAll queues again the tasks parked for a full cache, now that a
-// cache freed space. One that does not fit yet is handed back again.
+// cache freed space: those whose need fits the room of an open worker's
+// cache (see cacheRoom), or is unknown. One that does not fit yet on the
+// worker it is placed on waits again.
 func (c *Core) unparkAll() {
 	c.unpark = false
+	room := int64(0)
+	for _, w := range c.open {
+		if r := c.cacheRoom(w); r < 0 {
+			room = -1 // unbounded
+			break
+		} else {
+			room = max(room, r)
+		}
+	}
 	parked := c.parked
 	c.parked = nil
-	for _, t := range parked {
-		if c.tasks[t.spec.ID] == t && t.state == Waiting && t.missing == 0 {
-			c.makeReady(t)
+	for _, p := range parked {
+		t := p.t
+		if c.tasks[t.spec.ID] != t || t.state != Waiting || t.missing != 0 {
+			continue
 		}
+		if room >= 0 && p.need > room {
+			c.parked = append(c.parked, p) // no cache has room for it yet
+			continue
+		}
+		c.makeReady(t)
 	}
 }

@@ -98,8 +98,85 @@ func (w *worker) firm(f FileID) bool {
 // claim holds again the released copy of e on w: a Fetch from w's own
 // cache, which succeeds at once if w still has it.
 func (c *Core) claim(w *worker, e *fileEntry) {
-	w.holds[e.id] = copyHeld
+	w.setCopy(e, copyHeld)
 	c.begin(w, e, Source{Kind: FromCache})
+}
+
+// setCopy records how w holds its copy of e, keeping looseBytes.
+func (w *worker) setCopy(e *fileEntry, s copyState) {
+	old := w.holds[e.id]
+	if old == copyLoose {
+		w.looseBytes -= e.size
+	}
+	if s == copyLoose {
+		w.looseBytes += e.size
+	}
+	if s == copyNone {
+		delete(w.holds, e.id)
+		return
+	}
+	w.holds[e.id] = s
+}
+
+// Cache space: a worker's cache holds its disk (Resources.DiskMB; 0 is
+// unbounded). A task is staged on a worker only if the copies its inputs
+// need there fit beside those the worker may not evict (outputs, copies
+// held for tasks) and the fetches in flight to it; otherwise it waits for
+// space (see waitForSpace), before any fetch starts: tasks that each hold
+// part of their inputs on a full cache would wait for each other for ever.
+
+// cacheNeed returns the bytes that t's inputs would add to what w may not
+// evict: those w does not hold, nor fetches already, and those it may
+// evict (which t would claim). Sizes not known count as 0.
+func (c *Core) cacheNeed(t *task, w *worker) int64 {
+	var need int64
+	c.files.deps(t, func(e *fileEntry) {
+		if !e.staged() || e.size <= 0 {
+			return
+		}
+		switch w.holds[e.id] {
+		case copyKept, copyHeld:
+			return
+		case copyNone:
+			if _, coming := w.inflight[e.id]; coming {
+				return
+			}
+		}
+		need += e.size
+	})
+	return need
+}
+
+// cacheRoom returns the bytes w's cache can still take beside what it may
+// not evict and the fetches in flight to it, or -1 when it is unbounded.
+func (c *Core) cacheRoom(w *worker) int64 {
+	if w.total.DiskMB <= 0 {
+		return -1
+	}
+	room := w.total.DiskMB<<20 - (w.cacheBytes - w.looseBytes)
+	for f := range w.inflight {
+		if w.holds[f] != copyNone {
+			continue // a claim: counted already
+		}
+		if e := c.files.files[f]; e != nil {
+			room -= e.size
+		}
+	}
+	return room
+}
+
+// cacheFits reports whether t's inputs fit in w's cache, and how many
+// bytes they need there.
+func (c *Core) cacheFits(t *task, w *worker) (bool, int64) {
+	if len(t.spec.Inputs) == 0 || w.total.DiskMB <= 0 {
+		return true, 0
+	}
+	need := c.cacheNeed(t, w)
+	if need == 0 {
+		return true, 0
+	}
+	room := c.cacheRoom(w)
+	return need <= room, need
 }
 
 // releaseUnpinned, at the end of a step, releases the fetched copies that
@@ -116,7 +193,9 @@ func (c *Core) releaseUnpinned() {
 		if _, busy := w.inflight[r.file]; busy {
 			continue
 		}
-		w.holds[r.file] = copyLoose
+		if e := c.files.files[r.file]; e != nil {
+			w.setCopy(e, copyLoose)
+		}
 		if by == nil {
 			by = make(map[WorkerID][]FileID)
 		}

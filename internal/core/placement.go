@@ -70,6 +70,9 @@ func (c *Core) bestWorker(t *task) *worker {
 			if w == nil || w.index < 0 || !w.fits(t.spec.Resources) {
 				continue
 			}
+			if fits, _ := c.cacheFits(t, w); !fits {
+				continue // its cache has no room for the other inputs (see cacheFits)
+			}
 			b := c.inputBytesOn(t, w)
 			if b > bestBytes || b == bestBytes && best != nil && w.id < best.id {
 				best, bestBytes = w, b
@@ -79,7 +82,21 @@ func (c *Core) bestWorker(t *task) *worker {
 	if best != nil {
 		return best
 	}
-	return c.findWorker(t.spec.Resources)
+	w := c.findWorker(t.spec.Resources)
+	if w != nil && len(t.spec.Inputs) > 0 && t.spec.Role == Plain {
+		if fits, _ := c.cacheFits(t, w); !fits {
+			// The one with the most free cores has no cache room: one
+			// that has both, if any (rare: only under cache pressure).
+			for _, o := range c.open {
+				if o.fits(t.spec.Resources) {
+					if fits, _ := c.cacheFits(t, o); fits {
+						return o
+					}
+				}
+			}
+		}
+	}
+	return w
 }
 
 func (c *Core) inputBytesOn(t *task, w *worker) int64 {
@@ -171,6 +188,14 @@ func (c *Core) assign(t *task, w *worker) {
 // they are all there. Inline inputs travel inside the Run message while
 // they fit MaxInlinePerDispatch; the rest are staged too.
 func (c *Core) stage(t *task, w *worker) {
+	if t.spec.Role == Plain {
+		if fits, need := c.cacheFits(t, w); !fits {
+			c.setState(t, Staging)
+			c.release(t)
+			c.waitForSpace(t, need, w.id, "input")
+			return
+		}
+	}
 	c.setState(t, Staging)
 	t.staging = 0
 	c.pin(t, w)

@@ -282,10 +282,10 @@ func (c *Core) fetchFailed(w *worker, f FileID, why string, full bool) {
 // retire) is unlinked from w at once.
 func (c *Core) addReplica(w *worker, e *fileEntry, how copyState) {
 	if old := w.holds[e.id]; old != copyNone && old != copyKept {
-		w.holds[e.id] = how // held again by a fetch, or kept as an output
+		w.setCopy(e, how) // held again by a fetch, or kept as an output
 	}
 	if e.addReplica(w.id) {
-		w.holds[e.id] = how
+		w.setCopy(e, how)
 		w.cacheBytes += e.size
 		w.peakCache = max(w.peakCache, w.cacheBytes)
 		if e.retired && e.needers == 0 {

@@ -17,6 +17,7 @@ type worker struct {
 
 	holds        map[FileID]copyState // replicas it holds, and whether it may evict them (see pins.go)
 	pins         map[FileID]int32     // tasks placed here that read each file (see pin)
+	looseBytes   int64                // of cacheBytes, the copies it may evict (see setCopy)
 	cacheBytes   int64                // their size
 	inflight     map[FileID]uint64    // fetches to it: transfer ID, or 0 while queued
 	waiting      map[FileID][]*task   // staging tasks, by the input they wait for

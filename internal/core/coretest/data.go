@@ -75,7 +75,7 @@ func (fs *fileSet) remove(f core.FileID) bool {
 type simFetch struct {
 	a    core.Fetch
 	pos  int   // in sim.fetches
-	full bool  // its worker's cache could not make room for it (Config.CacheBytes)
+	full bool  // its worker's cache could not make room for it (Config.BoundedCaches)
 	size int64 // reserved
 	// gone: a claim (FromCache) of a file its worker had evicted, which
 	// the core has not heard of: the claim fails.
@@ -387,7 +387,7 @@ func (s *sim) applyFetch(a core.Fetch) {
 		w.loose.remove(a.File) // the Fetch holds it,
 		// and answers for an eviction not reported yet.
 		f.gone = w.evicted.remove(a.File) && a.Source.Kind == core.FromCache
-		if a.Source.Kind != core.FromCache && s.cfg.CacheBytes > 0 && df != nil && a.Size > 0 {
+		if a.Source.Kind != core.FromCache && s.cfg.BoundedCaches && df != nil && a.Size > 0 {
 			if f.full = !s.reserve(w, df.size); !f.full {
 				f.size = df.size
 			}
@@ -463,15 +463,12 @@ func (s *sim) answerFetch(faults bool) {
 }
 
 // reserve makes room for a fetch of size bytes to w, as its cache would
-// when the fetch starts (Config.CacheBytes): it evicts files the core
+// when the fetch starts (Config.BoundedCaches): it evicts files the core
 // released, oldest release first, and reports whether they fit; if not,
 // it evicts nothing. Only fetched files count, and each fetch reserves its
 // size until it is answered.
 func (s *sim) reserve(w *simWorker, size int64) bool {
-	limit := s.cfg.CacheBytes
-	if limit <= 0 {
-		return true
-	}
+	limit := w.total.DiskMB << 20
 	used := w.reserved
 	for _, g := range w.holds.list {
 		if w.fetched.has(g) {
@@ -729,7 +726,7 @@ func (s *sim) applyFileLost(a core.FileLost) {
 }
 
 // cacheFull reports whether the current step answers a fetch that failed
-// because its worker's cache was full (Config.CacheBytes).
+// because its worker's cache was full (Config.BoundedCaches).
 func (s *sim) cacheFull() bool {
 	ev, ok := s.ev.(core.TransferDone)
 	return ok && ev.CacheFull

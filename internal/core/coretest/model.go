@@ -60,11 +60,11 @@ type simWorker struct {
 	livePos  int     // in sim.live
 	holds    fileSet // files it really holds (data runs)
 	// loose: files the core released (Release) and no Fetch held again
-	// since: the only ones its cache may evict (Config.CacheBytes).
+	// since: the only ones its cache may evict (Config.BoundedCaches).
 	loose    fileSet
 	evicted  fileSet // evicted and not reported yet: the core learns it before the worker's next report
-	fetched  fileSet // of holds, those fetched (not outputs): what CacheBytes bounds
-	reserved int64   // bytes reserved by the fetches to it in flight (Config.CacheBytes)
+	fetched  fileSet // of holds, those fetched (not outputs): what BoundedCaches bounds
+	reserved int64   // bytes reserved by the fetches to it in flight (Config.BoundedCaches)
 	insts    map[core.InstanceID]*simInst
 }
 
@@ -347,6 +347,14 @@ func (s *sim) apply(a core.Action) {
 		s.stats.Kills++
 	case core.Requeued:
 		t := s.task(a.Task)
+		if t != nil && t.worker == nil && t.attempt == a.Attempt && (!t.done || t.rerunning) && a.Reason.Kind == core.ResourceExceeded && s.cfg.BoundedCaches {
+			// Its inputs do not fit in the cache of the worker it was
+			// placed on, or a fetch for it found the cache full: it waits
+			// for space, not counted.
+			t.parked = true
+			s.stats.Requeues++
+			return
+		}
 		if t != nil && t.worker == nil && t.attempt == a.Attempt && s.fetchFailedFor(t) && (!t.done || t.rerunning) && s.cacheFull() && a.Reason.Kind == core.ResourceExceeded {
 			// The input did not fit in the worker's cache: the task
 			// waits for space, not counted.
@@ -533,7 +541,7 @@ func (s *sim) applyDone(a core.Done) {
 		s.failf("Done %+v ends a running attempt the event does not concern", a)
 	case s.brokenDone(t, a):
 		// A call of a broken library.
-	case a.Outcome.Kind == core.ResourceExceeded && s.cacheFull() && s.fetchFailedFor(t):
+	case a.Outcome.Kind == core.ResourceExceeded && (s.cacheFull() && s.fetchFailedFor(t) || s.cfg.BoundedCaches && t.parked):
 		// An input no worker's cache could hold, besides the files kept for the session.
 	case a.Outcome.Kind != core.InputMissing:
 		s.failf("Done %+v of a task that was not running", a)

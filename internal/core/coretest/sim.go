@@ -59,13 +59,15 @@ type Config struct {
 	// MaxDepth: task-level temp files are pruned with a depth drawn from
 	// 0 to MaxDepth (FileSpec.Depth); Unlink must respect it.
 	MaxDepth int32
-	// CacheBytes: each fake worker's cache holds that many bytes of
-	// fetched files (0: no bound; outputs are not counted). A fetch
-	// reserves its size when the core emits it, evicting files the core
-	// released (Release) and told of only with the worker's next report,
-	// as real workers do; one that cannot fit fails with CacheFull. A
-	// task must never be dispatched with an evicted input.
-	CacheBytes int64
+	// BoundedCaches: each fake worker's cache holds its disk
+	// (Resources.DiskMB, of 4 to 100 GB) of fetched files (outputs are
+	// not counted). A fetch of known size reserves it when the core emits
+	// it, evicting files the core released (Release), which the core
+	// hears of only with the worker's next report, as from real workers;
+	// one that cannot fit fails with CacheFull. A task must never be
+	// dispatched with an evicted input. Without it, data runs give their
+	// workers disks a thousand times larger, which no run fills.
+	BoundedCaches bool
 
 	// Libraries. With Libraries zero, no library is installed and no call
 	// made (the other library fields then do nothing).
@@ -118,7 +120,7 @@ type Stats struct {
 	HandedBack      int // attempts handed back for a full cache
 	SessionsEnded   int
 	Released        int // copies named by Release actions
-	Evicted         int // copies a worker evicted to make room (CacheBytes), reported later
+	Evicted         int // copies a worker evicted to make room (BoundedCaches), reported later
 
 	// Libraries.
 	Libraries        int
@@ -347,11 +349,15 @@ var (
 // standardWorker fits every task the harness makes.
 func (s *sim) standardWorker() core.WorkerJoined {
 	s.nextWorker++
-	return core.WorkerJoined{
+	ev := core.WorkerJoined{
 		Worker:    s.nextWorker,
 		Resources: core.Resources{MilliCores: 16000, MemoryMB: 65536, DiskMB: 100_000, GPUs: 4},
 		GPUs:      []int32{0, 1, 2, 3},
 	}
+	if s.cfg.dataOn() && !s.cfg.BoundedCaches {
+		ev.Resources.DiskMB *= 1000 // see BoundedCaches
+	}
+	return ev
 }
 
 func (s *sim) randomWorker() core.WorkerJoined {
@@ -364,6 +370,12 @@ func (s *sim) randomWorker() core.WorkerJoined {
 			MemoryMB:   pick(r, workerMemory),
 			DiskMB:     pick(r, workerDisk),
 		},
+	}
+	switch {
+	case s.cfg.BoundedCaches:
+		ev.Resources.DiskMB = pick(r, []int64{4_000, 10_000})
+	case s.cfg.dataOn():
+		ev.Resources.DiskMB *= 1000 // caches no run fills (see BoundedCaches)
 	}
 	if r.Float64() < s.cfg.GPUFraction {
 		n := 1 + r.IntN(4)
