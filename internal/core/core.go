@@ -52,24 +52,25 @@ type Core struct {
 	callShape shapeCount
 	out       []Action
 
-	transfers    map[uint64]*transfer
-	nextTransfer uint64
-	blocked      []blockedFetch // fetches waiting for a source with room
-	managerOut   int32
-	originOut    map[FileID]int32
-	ticks        uint64
-	retained     map[TaskID]*task      // finished producers of files kept only in workers
-	followers    map[TaskID][]TaskID   // tasks waiting for a task to succeed (their After names it)
-	recreated    uint64                // tasks run again to recreate lost files
-	pruned       int64                 // bytes unlinked (see Stats.Pruned)
-	handedBack   uint64                // attempts handed back for a full cache
-	parked       []parkedTask          // waiting for a cache to free space (see waitForSpace)
-	unpark       bool                  // a cache freed space in this step
-	lost         uint64                // files lost for good
-	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
-	deferRetire  bool                  // retire files at the end of submit (see submit)
-	retiring     []*fileEntry          // the files to retire then
-	releasing    []workerFile          // copies whose last pin went in this step (see releaseUnpinned)
+	transfers       map[uint64]*transfer
+	nextTransfer    uint64
+	blocked         []blockedFetch // fetches waiting for a source with room
+	managerOut      int32
+	originOut       map[FileID]int32
+	ticks           uint64
+	retained        map[TaskID]*task      // finished producers of files kept only in workers
+	followers       map[TaskID][]TaskID   // tasks waiting for a task to succeed (their After names it)
+	recreated       uint64                // tasks run again to recreate lost files
+	pruned          int64                 // bytes unlinked (see Stats.Pruned)
+	handedBack      uint64                // attempts handed back for a full cache
+	evictedForSpace uint64                // copies unlinked to break a deadlock of full caches (see breakDeadlock)
+	parked          []parkedTask          // waiting for a cache to free space (see waitForSpace)
+	unpark          bool                  // a cache freed space in this step
+	lost            uint64                // files lost for good
+	moved           [FromDerive + 1]int64 // bytes brought to workers, by source kind
+	deferRetire     bool                  // retire files at the end of submit (see submit)
+	retiring        []*fileEntry          // the files to retire then
+	releasing       []workerFile          // copies whose last pin went in this step (see releaseUnpinned)
 
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
@@ -279,13 +280,17 @@ type Stats struct {
 	// any more (see Unlink), one count per copy.
 	Pruned int64
 	// HandedBack: attempts handed back because their worker's cache was
-	// full (TaskReturned.CacheFull); not failed attempts.
+	// full (TaskReturned.CacheFull), and tasks that waited for cache
+	// space for their inputs; not failed attempts.
 	HandedBack uint64
+	// EvictedForSpace: copies unlinked to break a deadlock of full caches
+	// (their producers run again when their readers need them).
+	EvictedForSpace uint64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack, EvictedForSpace: c.evictedForSpace}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.

@@ -1,14 +1,22 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"sort"
+)
 
 // A full cache: a worker hands an attempt back (TaskReturned.CacheFull)
 // when its cache cannot keep the attempt's output because every file in
 // it is still needed, or cannot take an input the task stages
-// (TransferDone.CacheFull). The task is not failed: it waits, parked, until a
-// worker's cache frees space (a replica is unlinked or dropped) or a
-// worker joins, or on a Tick while no task runs anywhere, and is then
-// queued again. Only an output larger than every
+// (TransferDone.CacheFull); and the core itself does not stage a task on
+// a worker whose cache has no room for its inputs (see cacheFits). The
+// task is not failed: it waits, parked, until a worker's cache frees space
+// (a replica is unlinked, dropped or released) or a worker joins, or on a
+// Tick while no task runs anywhere, and is then queued again if an open
+// worker's cache has room for what it needs. If none has and nothing runs,
+// the caches are deadlocked: breakDeadlock makes room for the oldest
+// waiting task by unlinking copies it does not read, which lineage
+// recreates. Only an output larger than every
 // connected worker's disk can never be kept, nor one larger than what any
 // worker could free (its disk less the files kept for the session): that
 // task fails, and says why.
@@ -84,7 +92,99 @@ func (c *Core) idleUnpark() {
 			return
 		}
 	}
-	c.unpark = true
+	c.breakDeadlock()
+	c.unparkAll() // before the Tick's placement: they may rank first
+}
+
+// breakDeadlock: nothing runs, and tasks wait for cache space that no
+// worker has: the caches are full of files that the waiting tasks
+// themselves need, and nothing will free them. The oldest waiting task
+// that needs known space gets it on the worker that holds the most of its
+// inputs: files there that no task placed there reads, and that can be had
+// again (another copy, or their producer runs again: lineage), are
+// unlinked from it until the task fits. Its run then prunes its inputs,
+// which makes room for the producers run again.
+func (c *Core) breakDeadlock() {
+	room := int64(0)
+	for _, w := range c.open {
+		r := c.cacheRoom(w)
+		if r < 0 {
+			return // an unbounded cache: nothing to break
+		}
+		room = max(room, r)
+	}
+	var p *parkedTask
+	for i := range c.parked {
+		if q := &c.parked[i]; q.need > 0 && c.tasks[q.t.spec.ID] == q.t && q.t.state == Waiting && q.t.missing == 0 {
+			if q.need <= room {
+				return // it fits somewhere now: no deadlock
+			}
+			if p == nil {
+				p = q
+			}
+		}
+	}
+	if p == nil {
+		return
+	}
+	t := p.t
+	var w *worker
+	var most int64 = -1
+	for _, o := range c.open {
+		if !o.fits(t.spec.Resources) {
+			continue
+		}
+		if b := c.inputBytesOn(t, o); b > most || b == most && o.id < w.id {
+			w, most = o, b
+		}
+	}
+	if w == nil {
+		return
+	}
+	deps := make(map[FileID]bool)
+	c.files.deps(t, func(e *fileEntry) { deps[e.id] = true })
+	var victims []*fileEntry
+	for f, s := range w.holds {
+		e := c.files.files[f]
+		if s == copyLoose || e == nil || deps[f] || w.pins[f] > 0 || e.kind != Produced || e.size <= 0 {
+			continue
+		}
+		if _, busy := w.inflight[f]; busy {
+			continue
+		}
+		if len(e.replicas) > 1 || e.manager || c.retained[e.producer] != nil {
+			victims = append(victims, e)
+		}
+	}
+	// Copies had elsewhere first (nothing runs again), then the largest.
+	sort.Slice(victims, func(i, j int) bool {
+		a, b := victims[i], victims[j]
+		ac, bc := len(a.replicas) > 1 || a.manager, len(b.replicas) > 1 || b.manager
+		if ac != bc {
+			return ac
+		}
+		if a.size != b.size {
+			return a.size > b.size
+		}
+		return a.id < b.id
+	})
+	short := p.need - c.cacheRoom(w)
+	var unlinked []FileID
+	for _, e := range victims {
+		if short <= 0 {
+			break
+		}
+		short -= e.size
+		unlinked = append(unlinked, e.id)
+	}
+	if short > 0 {
+		return // not even that would make room: it waits (for a worker to join)
+	}
+	c.emit(Unlink{Worker: w.id, Files: unlinked})
+	for _, f := range unlinked {
+		c.evictedForSpace++
+		c.dropReplica(w, c.files.files[f]) // its producer runs again if it was the last copy
+	}
 }
 
 // unparkAll queues again the tasks parked for a full cache, now that a
