@@ -86,9 +86,19 @@
 // task; that bounds how far back lineage re-runs producers. Stats.Pruned
 // and WorkerInfo.Pruned count the bytes unlinked.
 //
+// Pins (pins.go): a worker evicts only the copies the core released. A
+// Fetch holds its file on its worker until a Release names it; each task
+// placed on a worker pins its inputs there until it leaves; a fetched copy
+// whose last pin goes is released at the end of the step; a task placed
+// where its input is a released copy claims it first (Fetch FromCache).
+// So no task is dispatched with an input its worker may have evicted.
+//
 // A full cache (full.go): TaskReturned with CacheFull parks the task, not
-// as a failure (Stats.HandedBack), until a cache frees space, a worker
-// joins, or a Tick finds nothing running; it fails with ResourceExceeded
+// as a failure (Stats.HandedBack), as does a worker whose cache has no
+// room for a task's inputs (cacheFits, before any fetch), until a cache
+// frees space, a worker joins, or a Tick finds nothing running; a Tick
+// that finds the caches deadlocked unlinks copies that lineage recreates
+// (Stats.EvictedForSpace). It fails with ResourceExceeded
 // only when no connected worker could ever hold its output.
 //
 // Unplaceable tasks (see unplaceable.go): a queued task (or call) that no

@@ -199,7 +199,7 @@ func TestSimulationData(t *testing.T) {
 // task running there reads is released.
 func TestSimulationSmallCaches(t *testing.T) {
 	cfg := coretest.Config{
-		Workers: 6, Tasks: 800, BoundedCaches: true,
+		Workers: 6, Tasks: 800, BoundedCaches: true, EvictRate: 0.3,
 		TempFraction: 0.6, ExternalFraction: 0.4, OriginFraction: 0.4, DerivedFraction: 0.3, MaxReplicas: 2, ManagerFraction: 0.1,
 		LevelFraction: 0.5, SessionEndRate: 0.005, MaxDepth: 1,
 		ReplicaLossRate: 0.01, TransferFailRate: 0.02, RejoinFraction: 0.3,

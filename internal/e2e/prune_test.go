@@ -227,17 +227,18 @@ func TestPrunedChainSurvivesKill(t *testing.T) {
 }
 
 // The map/reduce of issue #18, scaled down: 64 maps of 1 MiB into 16
-// reduces of 4 and one gather, on 2 workers whose caches hold 16 MiB each
-// (64 MiB of map output through 32 MiB of disk). At 10 MiB a worker
-// sometimes evicts an input staged for a reduce before its Run arrives,
-// and the reduce fails its 4 attempts with "not staged in the cache": a
-// race between the worker's evictions and the core's staging, open in
-// #18's note.
+// reduces of 4 and one gather, on 2 workers whose caches hold 10 MiB each
+// (64 MiB of map output through 20 MiB of disk). Before the core decided
+// what workers may evict (internal/core/pins.go), a worker sometimes
+// evicted an input staged for a reduce before its Run arrived, and the
+// reduce failed its 4 attempts with "not staged in the cache"; or both
+// caches filled with map outputs whose reduces each had to fetch one from
+// the other, and the run waited for ever (now broken, full.go).
 func TestPrunedMapReduceFitsSmallCaches(t *testing.T) {
 	const maps, reduces, size = 64, 16, 1 << 20
 	c := newCluster(t)
 	for _, name := range []string{"a", "b"} {
-		c.worker(name, nil, "--cores", "2", "--disk", "16")
+		c.worker(name, nil, "--cores", "2", "--disk", "10")
 	}
 	cl := c.client()
 	c.waitWorkers(cl, 2)

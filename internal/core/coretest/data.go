@@ -521,6 +521,28 @@ func (s *sim) believed(w *simWorker, f core.FileID) bool {
 	return w.holds.has(f) || slices.Contains(s.unheard(w), f)
 }
 
+// evictReleased has a random worker evict a random copy the core
+// released, unreported until its next report (Config.EvictRate).
+func (s *sim) evictReleased() {
+	if len(s.live) == 0 {
+		return
+	}
+	w := s.live[s.rng.IntN(len(s.live))]
+	var loose []core.FileID
+	for _, f := range w.loose.list {
+		if w.holds.has(f) && w.fetched.has(f) {
+			loose = append(loose, f)
+		}
+	}
+	if len(loose) == 0 {
+		return
+	}
+	f := loose[s.rng.IntN(len(loose))]
+	s.unhold(w, f)
+	w.evicted.add(f)
+	s.stats.Evicted++
+}
+
 // reportEvicted has w report the files it evicted (FilesDropped), as a
 // worker does before it reports the end of a fetch or an attempt. It
 // reports whether there were any.

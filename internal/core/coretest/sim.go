@@ -68,6 +68,10 @@ type Config struct {
 	// dispatched with an evicted input. Without it, data runs give their
 	// workers disks a thousand times larger, which no run fills.
 	BoundedCaches bool
+	// EvictRate: a random worker evicts a random copy the core released,
+	// and reports it only with its next report (with BoundedCaches, as it
+	// would to make room for a fetch the core does not see).
+	EvictRate float64
 
 	// Libraries. With Libraries zero, no library is installed and no call
 	// made (the other library fields then do nothing).
@@ -560,6 +564,8 @@ func (s *sim) faultStep() {
 		s.crashInstance()
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate+c.SessionEndRate:
 		s.endSession()
+	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate+c.SessionEndRate+c.EvictRate:
+		s.evictReleased()
 	default:
 		s.progress()
 	}
