@@ -26,10 +26,11 @@ type task struct {
 	// recreating: the task had finished, and runs again because its output
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
-	held       bool // it holds a reservation of its worker's resources
-	stuck      bool // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
-	branch     bool // it reads a file a task produces: it continues a started branch (see before)
-	pinned     bool // its inputs are pinned on its worker (see pin)
+	held       bool  // it holds a reservation of its worker's resources
+	stuck      bool  // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
+	branch     bool  // it reads a file a task produces: it continues a started branch (see before)
+	pinned     bool  // its inputs are pinned on its worker (see pin)
+	frees      uint8 // bits.Len64 of the bytes its end lets be pruned, when made ready (see before)
 }
 
 // Core is the scheduler state machine. See the package documentation.

@@ -1,7 +1,5 @@
 package core
 
-import "sort"
-
 // Pins: which copies a worker may evict on its own. A worker's cache
 // evicts files to make room for new ones, and the core hears of it only
 // later (FilesDropped). So that no task is sent to run with an input its
@@ -205,12 +203,7 @@ func (c *Core) releaseUnpinned() {
 		return
 	}
 	c.unpark = c.unpark || len(c.parked) > 0 // room for a task that waits for space
-	ws := make([]WorkerID, 0, len(by))
-	for w := range by {
-		ws = append(ws, w)
-	}
-	sort.Slice(ws, func(i, j int) bool { return ws[i] < ws[j] })
-	for _, w := range ws {
+	for _, w := range byWorker(by) {
 		c.emit(Release{Worker: w, Files: by[w]})
 	}
 }

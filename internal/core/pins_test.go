@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"slices"
 	"testing"
 
 	"trellis/internal/core"
@@ -18,68 +19,54 @@ func TestPins(t *testing.T) {
 	origin := core.Source{Kind: core.FromOrigin}
 	cache := core.Source{Kind: core.FromCache}
 	evicted := core.TransferDone{Transfer: 2, SourceFault: true, Why: "evicted before the claim"}
+	// A URL fetched for task 1 is held while task 1 stays, and released
+	// when it ends (its level keeps it on the worker).
+	released := []step{
+		{join(1, res(1000, 1000)), nil},
+		{declared("a", core.Origin, core.LevelWorker, 30), nil},
+		{submit(files(task(1, one), ids(30), nil)), acts(fetch(1, 1, 30, origin, 0))},
+		{fetched(1, 100), acts(dispatch(1, 1, 1))},
+		{ok(1, 1, 1), acts(success(1, 1, 1), release(1, 30))},
+	}
 	runScenarios(t, []scenario{
 		{
-			// A URL fetched for task 1 is held while task 1 stays, and
-			// released when it ends (its level keeps it on the worker).
-			name: "a copy fetched for a task is released when the task ends",
-			steps: []step{
-				{join(1, res(1000, 1000)), nil},
-				{declared("a", core.Origin, core.LevelWorker, 30), nil},
-				{submit(files(task(1, one), ids(30), nil)), acts(fetch(1, 1, 30, origin, 0))},
-				{fetched(1, 100), acts(dispatch(1, 1, 1))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), release(1, 30))},
-			},
+			name:  "a copy fetched for a task is released when the task ends",
+			steps: released,
 		},
 		{
 			// Task 2 reads the released copy: it is claimed (a Fetch from
 			// the worker's own cache, which holds it again) before task 2
 			// runs; placement still prefers the worker that has it.
 			name: "a released copy is claimed before a task runs with it",
-			steps: []step{
-				{join(1, res(1000, 1000)), nil},
-				{declared("a", core.Origin, core.LevelWorker, 30), nil},
-				{submit(files(task(1, one), ids(30), nil)), acts(fetch(1, 1, 30, origin, 0))},
-				{fetched(1, 100), acts(dispatch(1, 1, 1))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), release(1, 30))},
+			steps: slices.Concat(released, []step{
 				{join(2, res(2000, 1000)), nil},
 				{submit(files(task(2, one), ids(30), nil)), acts(fetch(2, 1, 30, cache, 100))},
 				{fetched(2, 100), acts(dispatch(2, 1, 1))},
 				{ok(2, 1, 1), acts(success(2, 1, 1), release(1, 30))},
-			},
+			}),
 		},
 		{
 			// The worker evicted the released copy before the claim came:
 			// the claim fails, and the file is fetched from its origin
 			// again. The task never runs without it.
 			name: "a claim of an evicted copy stages the file anew",
-			steps: []step{
-				{join(1, res(1000, 1000)), nil},
-				{declared("a", core.Origin, core.LevelWorker, 30), nil},
-				{submit(files(task(1, one), ids(30), nil)), acts(fetch(1, 1, 30, origin, 0))},
-				{fetched(1, 100), acts(dispatch(1, 1, 1))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), release(1, 30))},
+			steps: slices.Concat(released, []step{
 				{submit(files(task(2, one), ids(30), nil)), acts(fetch(2, 1, 30, cache, 100))},
 				{evicted, acts(fetch(3, 1, 30, origin, 100))},
 				{core.FilesDropped{Worker: 1, Files: ids(30)}, nil}, // its report, after the claim's: nothing to do
 				{fetched(3, 100), acts(dispatch(2, 1, 1))},
-			},
+			}),
 		},
 		{
 			// The eviction is reported first (as workers do): the claim's
 			// failure then only starts the new fetch.
 			name: "a claim of an evicted copy reported dropped first",
-			steps: []step{
-				{join(1, res(1000, 1000)), nil},
-				{declared("a", core.Origin, core.LevelWorker, 30), nil},
-				{submit(files(task(1, one), ids(30), nil)), acts(fetch(1, 1, 30, origin, 0))},
-				{fetched(1, 100), acts(dispatch(1, 1, 1))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), release(1, 30))},
+			steps: slices.Concat(released, []step{
 				{submit(files(task(2, one), ids(30), nil)), acts(fetch(2, 1, 30, cache, 100))},
 				{core.FilesDropped{Worker: 1, Files: ids(30)}, nil},
 				{evicted, acts(fetch(3, 1, 30, origin, 100))},
 				{fetched(3, 100), acts(dispatch(2, 1, 1))},
-			},
+			}),
 		},
 		{
 			// Two tasks on one worker read 30: it is released only when

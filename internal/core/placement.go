@@ -1,6 +1,7 @@
 package core
 
 import (
+	"math/bits"
 	"slices"
 	"sort"
 )
@@ -15,9 +16,25 @@ func (c *Core) makeReady(t *task) {
 		return
 	}
 	c.setState(t, Ready)
+	if t.branch {
+		t.frees = c.frees(t)
+	}
 	c.ready.push(t)
 	c.fresh = append(c.fresh, t)
 	c.judgeQueued(t)
+}
+
+// frees returns how much t's end would let be pruned, as a power of two
+// (bits.Len64 of the bytes): the task-level inputs of known size of which
+// it is the last unfinished reader (see before).
+func (c *Core) frees(t *task) uint8 {
+	var n int64
+	for _, f := range t.spec.Inputs {
+		if e := c.files.files[f]; e != nil && e.needers == 1 && e.level == LevelTask && e.depth == 0 && e.size > 0 {
+			n += e.size
+		}
+	}
+	return uint8(bits.Len64(uint64(n)))
 }
 
 // placeFresh places the tasks made ready in this step, highest priority

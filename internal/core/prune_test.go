@@ -245,6 +245,20 @@ func TestBranchFirst(t *testing.T) {
 			},
 		},
 		{
+			// Tasks 3 and 4 each read a temp file as its last reader:
+			// 4, whose file is larger, runs first, though submitted later.
+			name: "the last reader of a larger file first",
+			steps: []step{
+				{join(1, one), nil},
+				{pruned(0, 10, 11), nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), nil, ids(11))), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 1<<10, 10), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{submit(files(task(3, one), ids(10), nil), files(task(4, one), ids(11), nil)), nil},
+				{kept(2, 1, 1, 1<<20, 11), acts(success(2, 1, 1), dispatch(4, 1, 1))},
+				{ok(4, 1, 1), acts(success(4, 1, 1), unlink(1, 11), dispatch(3, 1, 1))},
+			},
+		},
+		{
 			name: "priority before branches",
 			steps: []step{
 				{join(1, one), nil},

@@ -14,14 +14,18 @@ type shapeQueue struct {
 // before reports whether a runs before b: by priority, then a task that
 // continues a started branch (it reads a file a task produces, which it
 // may let be pruned) before one that starts a new one, as Dask orders its
-// graphs, so that caches hold fewer intermediates at once (#18); then in
-// submission order.
+// graphs, so that caches hold fewer intermediates at once (#18); among
+// those, the one whose end lets more bytes be pruned (the last reader of
+// a large file, by powers of two); then in submission order.
 func before(a, b *task) bool {
 	if a.spec.Priority != b.spec.Priority {
 		return a.spec.Priority > b.spec.Priority
 	}
 	if a.branch != b.branch {
 		return a.branch
+	}
+	if a.frees != b.frees {
+		return a.frees > b.frees
 	}
 	return a.seq < b.seq
 }

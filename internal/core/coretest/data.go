@@ -559,16 +559,26 @@ func (s *sim) reportEvicted(w *simWorker) bool {
 	return true
 }
 
+// addressee returns the worker that action a (an Unlink or a Release)
+// names, or nil, and fails if it is gone or a names no file.
+func (s *sim) addressee(a core.Action, wid core.WorkerID, files []core.FileID) *simWorker {
+	w := s.workers[wid]
+	if w == nil {
+		s.failf("%+v to a departed or unknown worker", a)
+		return nil
+	}
+	if len(files) == 0 {
+		s.failf("%+v names no file", a)
+	}
+	return w
+}
+
 // applyRelease checks a Release: the worker holds (or evicted, unknown to
 // the core) each file, and no task running there reads it.
 func (s *sim) applyRelease(a core.Release) {
-	w := s.workers[a.Worker]
+	w := s.addressee(a, a.Worker, a.Files)
 	if w == nil {
-		s.failf("%+v to a departed or unknown worker", a)
 		return
-	}
-	if len(a.Files) == 0 {
-		s.failf("%+v names no file", a)
 	}
 	for _, f := range a.Files {
 		if !w.holds.has(f) && !w.evicted.has(f) {

@@ -84,13 +84,9 @@ func (s *sim) endSessions() {
 }
 
 func (s *sim) applyUnlink(a core.Unlink) {
-	w := s.workers[a.Worker]
+	w := s.addressee(a, a.Worker, a.Files)
 	if w == nil {
-		s.failf("%+v to a departed or unknown worker", a)
 		return
-	}
-	if len(a.Files) == 0 {
-		s.failf("%+v names no file", a)
 	}
 	for _, f := range a.Files {
 		df := s.d.decl[f]
