@@ -93,7 +93,7 @@ type scenario struct {
 	workers []core.WorkerInfo  // nil: not checked
 	states  map[core.TaskID]st // task states to check; finished tasks are absent
 	strict  bool               // compare Forget actions and Done.Retained in every step
-	pruning bool               // compare WorkerInfo.CacheNeeded, Pruned and PeakCache too
+	pruning bool               // compare WorkerInfo.CacheNeeded, Pruned, PeakCache and CacheReleased too
 }
 
 // st is what Core.TaskState returns for a task the core still knows.
@@ -116,7 +116,7 @@ func runScenarios(t *testing.T, tests []scenario) {
 			if tc.workers != nil {
 				opts := []cmp.Option{cmpopts.EquateEmpty()}
 				if !tc.pruning {
-					opts = append(opts, cmpopts.IgnoreFields(core.WorkerInfo{}, "CacheNeeded", "Pruned", "PeakCache"))
+					opts = append(opts, cmpopts.IgnoreFields(core.WorkerInfo{}, "CacheNeeded", "Pruned", "PeakCache", "CacheReleased"))
 				}
 				if diff := cmp.Diff(tc.workers, c.Workers(), opts...); diff != "" {
 					t.Errorf("Workers() mismatch (-want +got):\n%s", diff)

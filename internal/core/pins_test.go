@@ -32,6 +32,9 @@ func TestPins(t *testing.T) {
 		{
 			name:  "a copy fetched for a task is released when the task ends",
 			steps: released,
+			workers: []core.WorkerInfo{{ID: 1, Total: res(1000, 1000), Free: res(1000, 1000), CacheBytes: 100, CacheFiles: 1,
+				CacheReleased: 100, PeakCache: 100, TasksDone: 1}},
+			pruning: true,
 		},
 		{
 			// Task 2 reads the released copy: it is claimed (a Fetch from

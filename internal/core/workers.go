@@ -115,13 +115,16 @@ type WorkerInfo struct {
 	Instances []InstanceID
 	Draining  bool
 
-	CacheBytes   int64 // files it holds, as the core knows them
-	CacheFiles   int
-	CacheNeeded  int64 // of CacheBytes, those of files unfinished tasks read
-	Pruned       int64 // bytes unlinked from it so far (see Unlink)
-	PeakCache    int64 // the most CacheBytes it held at once
-	TransfersIn  int   // fetches to it in flight
-	TransfersOut int   // fetches from it in flight
+	CacheBytes  int64 // files it holds, as the core knows them
+	CacheFiles  int
+	CacheNeeded int64 // of CacheBytes, those of files unfinished tasks read
+	// CacheReleased: of CacheBytes, the copies released to the worker's
+	// eviction (see pins.go): no task placed there reads them.
+	CacheReleased int64
+	Pruned        int64 // bytes unlinked from it so far (see Unlink)
+	PeakCache     int64 // the most CacheBytes it held at once
+	TransfersIn   int   // fetches to it in flight
+	TransfersOut  int   // fetches from it in flight
 	// TasksDone counts the tasks and calls whose Done named it: their last
 	// attempt ran there.
 	TasksDone uint64
@@ -133,7 +136,7 @@ func (c *Core) Workers() []WorkerInfo {
 	for _, w := range c.workers {
 		info := WorkerInfo{ID: w.id, Total: w.total, Free: w.free, Draining: w.draining,
 			CacheBytes: w.cacheBytes, CacheFiles: len(w.holds), TransfersOut: int(w.outgoing), TasksDone: w.done,
-			Pruned: w.pruned, PeakCache: w.peakCache}
+			Pruned: w.pruned, PeakCache: w.peakCache, CacheReleased: w.looseBytes}
 		for f := range w.holds {
 			if e := c.files.files[f]; e != nil && e.needers > 0 {
 				info.CacheNeeded += e.size

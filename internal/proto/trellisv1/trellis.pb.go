@@ -2458,8 +2458,11 @@ type WorkerStatus struct {
 	CacheNeeded     int64                  `protobuf:"varint,15,opt,name=cache_needed,json=cacheNeeded,proto3" json:"cache_needed,omitempty"`            // of cache_bytes, bytes of files unfinished tasks read
 	BytesPruned     int64                  `protobuf:"varint,16,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`            // bytes unlinked from it because no task reads them any more
 	PeakCacheBytes  int64                  `protobuf:"varint,17,opt,name=peak_cache_bytes,json=peakCacheBytes,proto3" json:"peak_cache_bytes,omitempty"` // the most cache_bytes it held at once
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// of cache_bytes, copies the manager released: the worker may evict
+	// them when it needs room (no task placed there reads them)
+	CacheEvictable int64 `protobuf:"varint,60,opt,name=cache_evictable,json=cacheEvictable,proto3" json:"cache_evictable,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkerStatus) Reset() {
@@ -2607,6 +2610,13 @@ func (x *WorkerStatus) GetBytesPruned() int64 {
 func (x *WorkerStatus) GetPeakCacheBytes() int64 {
 	if x != nil {
 		return x.PeakCacheBytes
+	}
+	return 0
+}
+
+func (x *WorkerStatus) GetCacheEvictable() int64 {
+	if x != nil {
+		return x.CacheEvictable
 	}
 	return 0
 }
@@ -2821,6 +2831,9 @@ type StatusResponse struct {
 	Journal         *JournalStatus `protobuf:"bytes,27,opt,name=journal,proto3" json:"journal,omitempty"`
 	BytesPruned     int64          `protobuf:"varint,28,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`               // unlinked from workers (pruned temp files, task-level files)
 	TasksHandedBack uint64         `protobuf:"varint,29,opt,name=tasks_handed_back,json=tasksHandedBack,proto3" json:"tasks_handed_back,omitempty"` // attempts handed back for a full cache (not failures)
+	// copies removed from a worker's cache to break a deadlock of full
+	// caches (their producers run again when their readers need them)
+	EvictedForSpace uint64 `protobuf:"varint,60,opt,name=evicted_for_space,json=evictedForSpace,proto3" json:"evicted_for_space,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3054,6 +3067,13 @@ func (x *StatusResponse) GetBytesPruned() int64 {
 func (x *StatusResponse) GetTasksHandedBack() uint64 {
 	if x != nil {
 		return x.TasksHandedBack
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetEvictedForSpace() uint64 {
+	if x != nil {
+		return x.EvictedForSpace
 	}
 	return 0
 }
@@ -5326,7 +5346,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\xbd\x04\n" +
+	"\x12EndSessionResponse\"\xe6\x04\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -5348,7 +5368,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\tinstances\x18\x0e \x03(\x04R\tinstances\x12!\n" +
 	"\fcache_needed\x18\x0f \x01(\x03R\vcacheNeeded\x12!\n" +
 	"\fbytes_pruned\x18\x10 \x01(\x03R\vbytesPruned\x12(\n" +
-	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\"\xc2\x01\n" +
+	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\x12'\n" +
+	"\x0fcache_evictable\x18< \x01(\x03R\x0ecacheEvictable\"\xc2\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x18\n" +
 	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5363,7 +5384,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x8d\t\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xb9\t\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5395,7 +5416,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05epoch\x18\x1a \x01(\x04R\x05epoch\x123\n" +
 	"\ajournal\x18\x1b \x01(\v2\x19.trellis.v1.JournalStatusR\ajournal\x12!\n" +
 	"\fbytes_pruned\x18\x1c \x01(\x03R\vbytesPruned\x12*\n" +
-	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\"S\n" +
+	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\x12*\n" +
+	"\x11evicted_for_space\x18< \x01(\x04R\x0fevictedForSpace\"S\n" +
 	"\rJournalStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
