@@ -14,14 +14,31 @@ import (
 	"trellis"
 )
 
+// fullSize reports whether the tests of issue #18 run at the issue's full
+// sizes (TRELLIS_E2E_FULL_SIZE=1: GiB of intermediates, minutes), rather
+// than scaled down.
+func fullSize() bool { return os.Getenv("TRELLIS_E2E_FULL_SIZE") == "1" }
+
+// taskWait is how long a test of issue #18 waits for each task.
+func taskWait() time.Duration {
+	if fullSize() {
+		return 10 * time.Minute
+	}
+	return 2 * time.Minute
+}
+
 // The chain of issue #18, scaled down: 12 tasks each copy the previous
 // task's 8 MiB temp file on one worker whose cache holds 40 MiB. The 96 MiB
 // of intermediates fit because each temp file is pruned once its reader is
-// done; the last output comes back byte for byte.
+// done; the last output comes back byte for byte. At full size, 64 MiB
+// files through a 400 MiB cache.
 func TestPrunedChainFitsSmallCache(t *testing.T) {
-	const size = 8 << 20
+	size, disk := 8<<20, "40"
+	if fullSize() {
+		size, disk = 64<<20, "400"
+	}
 	c := newCluster(t)
-	c.worker("small", nil, "--cores", "1", "--disk", "40")
+	c.worker("small", nil, "--cores", "1", "--disk", disk)
 	cl := c.client()
 	c.waitWorkers(cl, 1)
 
@@ -31,7 +48,7 @@ func TestPrunedChainFitsSmallCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range hs {
-		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+		if r := waitResult(t, h, taskWait()); !r.OK() {
 			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
 		}
 	}
@@ -136,12 +153,17 @@ func TestOutputLargerThanEveryCache(t *testing.T) {
 }
 
 // The 200-step chain of issue #18, scaled down to 256 KiB files (50 MiB of
-// intermediates) on 2 workers whose caches hold 1 MiB each.
+// intermediates) on 2 workers whose caches hold 1 MiB each. At full size,
+// 64 MiB files (12.5 GiB of intermediates) through caches of 400 MiB.
 func TestPrunedLongChainTwoWorkers(t *testing.T) {
-	const size, steps = 256 << 10, 200
+	size, disk := 256<<10, "1"
+	if fullSize() {
+		size, disk = 64<<20, "400"
+	}
+	const steps = 200
 	c := newCluster(t)
 	for _, name := range []string{"a", "b"} {
-		c.worker(name, nil, "--cores", "1", "--disk", "1")
+		c.worker(name, nil, "--cores", "1", "--disk", disk)
 	}
 	cl := c.client()
 	c.waitWorkers(cl, 2)
@@ -152,7 +174,7 @@ func TestPrunedLongChainTwoWorkers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range hs {
-		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+		if r := waitResult(t, h, taskWait()); !r.OK() {
 			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
 		}
 	}
@@ -161,7 +183,7 @@ func TestPrunedLongChainTwoWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if min := int64(steps-3) * size; s.BytesPruned < min {
+	if min := int64(steps-3) * int64(size); s.BytesPruned < min {
 		t.Errorf("bytes pruned = %d, want at least %d (all but the last few files)", s.BytesPruned, min)
 	}
 }
@@ -235,10 +257,14 @@ func TestPrunedChainSurvivesKill(t *testing.T) {
 // caches filled with map outputs whose reduces each had to fetch one from
 // the other, and the run waited for ever (now broken, full.go).
 func TestPrunedMapReduceFitsSmallCaches(t *testing.T) {
-	const maps, reduces, size = 64, 16, 1 << 20
+	const maps, reduces = 64, 16
+	size, disk := 1<<20, "10"
+	if fullSize() { // 4 GiB of map output through 2 x 1000 MiB
+		size, disk = 64<<20, "1000"
+	}
 	c := newCluster(t)
 	for _, name := range []string{"a", "b"} {
-		c.worker(name, nil, "--cores", "2", "--disk", "10")
+		c.worker(name, nil, "--cores", "2", "--disk", disk)
 	}
 	cl := c.client()
 	c.waitWorkers(cl, 2)
@@ -268,7 +294,7 @@ func TestPrunedMapReduceFitsSmallCaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range hs {
-		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
+		if r := waitResult(t, h, taskWait()); !r.OK() {
 			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
 		}
 	}
