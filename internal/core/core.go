@@ -82,7 +82,11 @@ type Core struct {
 	// until the next Tick. A map, not a field: few tasks are stuck, and
 	// a million queued ones are the core's load.
 	stuckSince map[TaskID]time.Duration
-	epoch      uint64 // changes whenever the workers that take tasks do
+	// spaceTold: tasks told (Requeued) that they wait for cache space for
+	// their inputs, until they are dispatched: not told again each time
+	// a placement finds no room yet (see stage).
+	spaceTold map[TaskID]struct{}
+	epoch     uint64 // changes whenever the workers that take tasks do
 }
 
 // New returns an empty core.
@@ -99,6 +103,7 @@ func New() *Core {
 		libs:       make(map[LibID]*library),
 		shapes:     make(map[Resources]*shapeCount),
 		stuckSince: make(map[TaskID]time.Duration),
+		spaceTold:  make(map[TaskID]struct{}),
 		epoch:      1,
 	}
 }
@@ -733,6 +738,9 @@ func (c *Core) finish(t *task, o Outcome) {
 		}
 		delete(c.tasks, t.spec.ID)
 		c.unstick(t)
+		if len(c.spaceTold) > 0 {
+			delete(c.spaceTold, t.spec.ID)
+		}
 		if len(t.spec.Inputs) > 0 {
 			unread = append(unread, c.files.release(t)...)
 		}

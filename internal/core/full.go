@@ -27,11 +27,16 @@ func (c *Core) cacheFull(t *task, ev TaskReturned) {
 	c.waitForSpace(t, ev.Need, ev.Worker, "output")
 }
 
-// waitForSpace parks t, whose output (what is "output") or input ("input")
-// of need bytes (0: unknown) did not fit in the cache of worker wid, or
-// fails it if no connected worker could ever hold that much.
+// waitForSpace parks t, whose output (what is "output"), input ("input",
+// its fetch failed) or inputs ("inputs", placed where they do not fit) of
+// need bytes (0: unknown) did not fit in the cache of worker wid, or fails
+// it if no connected worker could ever hold that much.
 func (c *Core) waitForSpace(t *task, need int64, wid WorkerID, what string) {
 	c.handedBack++
+	needs := "needs"
+	if what == "inputs" {
+		needs = "need"
+	}
 	var largest int64
 	for _, w := range c.workers {
 		largest = max(largest, w.total.DiskMB<<20)
@@ -39,18 +44,21 @@ func (c *Core) waitForSpace(t *task, need int64, wid WorkerID, what string) {
 	mib := (need + 1<<20 - 1) >> 20
 	if need > 0 && need > largest {
 		c.finish(t, Outcome{Kind: ResourceExceeded, Message: fmt.Sprintf(
-			"%s of task %d needs %d MiB; the largest cache of a connected worker is %d MiB: start a worker with a larger --disk",
-			what, t.spec.ID, mib, largest>>20)})
+			"%s of task %d %s %d MiB; the largest cache of a connected worker is %d MiB: start a worker with a larger --disk",
+			what, t.spec.ID, needs, mib, largest>>20)})
 		return
 	}
 	if need > 0 && !c.couldHold(need) {
 		c.finish(t, Outcome{Kind: ResourceExceeded, Message: fmt.Sprintf(
-			"%s of task %d needs %d MiB, but every connected worker's cache is held by files kept for the session (keep: true, or a cache level): keep fewer files, or start a worker with a larger --disk",
-			what, t.spec.ID, mib)})
+			"%s of task %d %s %d MiB, but every connected worker's cache is held by files kept for the session (keep: true, or a cache level): keep fewer files, or start a worker with a larger --disk",
+			what, t.spec.ID, needs, mib)})
 		return
 	}
-	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: ResourceExceeded,
-		Message: fmt.Sprintf("handed back by worker %d: its cache is full of files still needed; waiting for space", wid)}})
+	why := fmt.Sprintf("handed back by worker %d: its cache is full of files still needed; waiting for space", wid)
+	if what == "inputs" {
+		why = fmt.Sprintf("the cache of worker %d has no room for its inputs: it is full of files still needed; waiting for space", wid)
+	}
+	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: ResourceExceeded, Message: why}})
 	c.setState(t, Waiting)
 	c.parked = append(c.parked, parkedTask{t, need})
 }

@@ -209,7 +209,13 @@ func (c *Core) stage(t *task, w *worker) {
 		if fits, need := c.cacheFits(t, w); !fits {
 			c.setState(t, Staging)
 			c.release(t)
-			c.waitForSpace(t, need, w.id, "input")
+			if _, told := c.spaceTold[t.spec.ID]; told {
+				c.setState(t, Waiting) // again: it was told, and waits on
+				c.parked = append(c.parked, parkedTask{t, need})
+				return
+			}
+			c.spaceTold[t.spec.ID] = struct{}{}
+			c.waitForSpace(t, need, w.id, "inputs")
 			return
 		}
 	}
@@ -265,6 +271,9 @@ func appendOnce(ws []WorkerID, w WorkerID) []WorkerID {
 
 // run dispatches t, whose inputs are all on its worker.
 func (c *Core) run(t *task) {
+	if len(c.spaceTold) > 0 {
+		delete(c.spaceTold, t.spec.ID)
+	}
 	t.attempt++
 	t.ranOn = t.worker.id
 	c.setState(t, Running)

@@ -100,6 +100,7 @@ func TestCacheFull(t *testing.T) {
 		return core.TaskReturned{Task: id, Attempt: attempt, Worker: 1, CacheFull: true, Need: need}
 	}
 	waiting := core.Outcome{Kind: core.ResourceExceeded, Message: "handed back by worker 1: its cache is full of files still needed; waiting for space"}
+	noRoom := core.Outcome{Kind: core.ResourceExceeded, Message: "the cache of worker 1 has no room for its inputs: it is full of files still needed; waiting for space"}
 	runScenarios(t, []scenario{
 		{
 			name: "waits until a file is pruned, then runs again",
@@ -160,11 +161,11 @@ func TestCacheFull(t *testing.T) {
 				{kept(2, 1, 1, 1<<20, 11), acts(success(2, 1, 1), dispatch(3, 1, 1))},
 				{kept(3, 1, 1, 1<<20, 12), acts(success(3, 1, 1))},
 				{submit(files(task(4, one), ids(10, 20), nil), files(task(5, one), ids(11, 21), nil), files(task(6, one), ids(12, 22), nil)), acts(
-					core.Requeued{Task: 4, Reason: waiting}, core.Requeued{Task: 5, Reason: waiting}, core.Requeued{Task: 6, Reason: waiting})},
+					core.Requeued{Task: 4, Reason: noRoom}, core.Requeued{Task: 5, Reason: noRoom}, core.Requeued{Task: 6, Reason: noRoom})},
 				{core.Tick{}, acts(unlink(1, 11), core.Rerun{Task: 2, File: 11}, fetch(1, 1, 20, core.Source{Kind: core.FromManager}, 1<<20))},
 				{fetched(1, 1<<20), acts(dispatch(4, 1, 1))},
-				// Task 5 waits for 11 and room; task 6 fits now.
-				{ok(4, 1, 1), acts(success(4, 1, 1), unlink(1, 10), core.Requeued{Task: 5, Reason: waiting}, fetch(2, 1, 22, core.Source{Kind: core.FromManager}, 1<<20))},
+				// Task 5 waits for 11 and room (told once); task 6 fits now.
+				{ok(4, 1, 1), acts(success(4, 1, 1), unlink(1, 10), fetch(2, 1, 22, core.Source{Kind: core.FromManager}, 1<<20))},
 				{fetched(2, 1<<20), acts(dispatch(6, 1, 1))},
 				{ok(6, 1, 1), acts(success(6, 1, 1), unlink(1, 12), dispatch(2, 2, 1))},
 				{kept(2, 2, 1, 1<<20, 11), acts(core.Recreated{Task: 2, Attempt: 2, Worker: 1}, fetch(3, 1, 21, core.Source{Kind: core.FromManager}, 1<<20))},
