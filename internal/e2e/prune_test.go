@@ -248,6 +248,101 @@ func TestPrunedChainSurvivesKill(t *testing.T) {
 	}
 }
 
+// kill -9 of a worker in the middle of a chain whose steps alternate
+// between two workers (even steps need the 2 cores of worker a, odd steps
+// the memory of worker b): step k+1 (k = half the steps, even) waits behind
+// a gate until step k's output, on a, is lost with it. With prune_depth 0
+// every file behind it was pruned, and the chain runs again from its
+// start (k tasks); with prune_depth 2, step k-1's output is still held on
+// b, and only step k runs again. 12 steps of 64 KiB; at full size
+// (TRELLIS_E2E_FULL_SIZE=1), the issue's 200 steps of 64 MiB.
+func TestPruneDepthBoundsRerunsAfterKill(t *testing.T) {
+	size, steps, disk := 64<<10, 12, "64"
+	if fullSize() {
+		size, steps, disk = 64<<20, 200, "400"
+	}
+	reruns := map[int]int{}
+	for _, depth := range []int{0, 2} {
+		t.Run(fmt.Sprintf("prune_depth=%d", depth), func(t *testing.T) {
+			reruns[depth] = killChainMidway(t, depth, steps, size, disk)
+		})
+	}
+	t.Logf("tasks re-run: %d with prune_depth 0, %d with prune_depth 2", reruns[0], reruns[2])
+	if t.Failed() {
+		return
+	}
+	if reruns[0] != steps/2 || reruns[2] != 1 {
+		t.Errorf("tasks re-run: %d with prune_depth 0, %d with prune_depth 2; want %d (back to the start) and 1", reruns[0], reruns[2], steps/2)
+	}
+}
+
+// killChainMidway runs a chain of temp files of depth (see
+// TestPruneDepthBoundsRerunsAfterKill), kills worker a once step steps/2
+// is done, and returns how many tasks ran again.
+func killChainMidway(t *testing.T, depth, steps, size int, disk string) int {
+	k := steps / 2
+	c := newCluster(t)
+	even := []string{"--cores", "2", "--memory", "1000", "--disk", disk}
+	a := c.worker("a", nil, even...)
+	c.worker("b", nil, "--cores", "1", "--memory", "4000", "--disk", disk)
+	c.worker("c", nil, "--cores", "0.5", "--memory", "8000", "--disk", disk)
+	cl := c.client()
+	c.waitWorkers(cl, 3)
+
+	gateFile := filepath.Join(t.TempDir(), "open")
+	gate := trellis.NewTask(fmt.Sprintf("while [ ! -e %s ]; do sleep 0.05; done", gateFile))
+	gate.Name, gate.Resources = "gate", trellis.Resources{Cores: 0.5, MemoryMB: 6000} // only c
+	out := filepath.Join(t.TempDir(), "last")
+	tasks := []*trellis.Task{gate}
+	var prev *trellis.File
+	for i := 1; i <= steps; i++ {
+		next := trellis.Temp().PruneDepth(depth)
+		if i == steps {
+			next = trellis.Output(out)
+		}
+		tk := trellis.NewTask("cat in > out").AddOutput(next, "out")
+		if i == 1 {
+			tk.Command = fmt.Sprintf("yes trellis-chain | head -c %d > out", size)
+		} else {
+			tk.AddInput(prev, "in")
+		}
+		tk.Name = fmt.Sprintf("t%d", i)
+		tk.Resources = trellis.Resources{Cores: 1, MemoryMB: 2000} // odd: only b
+		if i%2 == 0 {
+			tk.Resources = trellis.Resources{Cores: 2} // even: only a
+		}
+		if i == k+1 {
+			tk.After = []*trellis.Task{gate}
+		}
+		tasks = append(tasks, tk)
+		prev = next
+	}
+	hs, err := cl.Submit(context.Background(), tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[k], taskWait()); !r.OK() { // step k, on a (hs[0] is the gate)
+		t.Fatalf("task %s: %v: %s", hs[k].Name, r.Kind, r.Message)
+	}
+	a.signal(t, syscall.SIGKILL)
+	a.wait(t, 10*time.Second)
+	c.worker("a2", nil, even...)
+	if err := os.WriteFile(gateFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, taskWait()); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+	checkChain(t, out, size)
+	s, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.TasksRecreated
+}
+
 // The map/reduce of issue #18, scaled down: 64 maps of 1 MiB into 16
 // reduces of 4 and one gather, on 2 workers whose caches hold 10 MiB each
 // (64 MiB of map output through 20 MiB of disk). Before the core decided
