@@ -95,6 +95,7 @@ type session struct {
 func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	w.cache.ReleaseAll() // what an earlier connection held: the manager learns it anew (Hello)
 	stream := w.openStream(sctx)
 	if err := stream.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: w.hello()}}); err != nil {
 		return false, refusal(err, stream)

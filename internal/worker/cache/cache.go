@@ -248,6 +248,15 @@ func (c *Cache) Release(name string) {
 	delete(c.held, name)
 }
 
+// ReleaseAll ends every Hold: a new connection to the manager starts with
+// none (the manager counts what the worker holds as evictable until it
+// fetches it again).
+func (c *Cache) ReleaseAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.held)
+}
+
 // Unpin ends a use that Pin began.
 func (c *Cache) Unpin(name string) {
 	c.mu.Lock()

@@ -783,5 +783,14 @@ func TestEvictionSparesHeld(t *testing.T) {
 	if diff := cmp.Diff([]string{"late"}, c.Evicted()); diff != "" {
 		t.Errorf("Evicted after Remove mismatch (-want +got):\n%s", diff)
 	}
+	// A new connection to the manager starts with no hold.
+	for _, n := range []string{"new", "next", "last"} {
+		c.Hold(n)
+	}
+	c.ReleaseAll()
+	put(t, c, "more", LevelWorkflow, hundred)
+	if diff := cmp.Diff([]string{"new"}, c.Evicted()); diff != "" {
+		t.Errorf("Evicted after ReleaseAll mismatch (-want +got):\n%s", diff)
+	}
 	checkClean(t, c)
 }
