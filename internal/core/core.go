@@ -26,11 +26,13 @@ type task struct {
 	// recreating: the task had finished, and runs again because its output
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
-	held       bool  // it holds a reservation of its worker's resources
-	stuck      bool  // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
-	branch     bool  // it reads a file a task produces: it continues a started branch (see before)
-	pinned     bool  // its inputs are pinned on its worker (see pin)
-	frees      uint8 // bits.Len64 of the bytes its end lets be pruned, when made ready (see before)
+	held       bool // it holds a reservation of its worker's resources
+	stuck      bool // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
+	pinned     bool // its inputs are pinned on its worker (see pin)
+	// rank orders tasks of equal priority (see before): branchRank if it
+	// reads a file a task produces (it continues a started branch), plus
+	// bits.Len64 of the bytes its end lets be pruned, when made ready.
+	rank uint8
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -189,7 +191,9 @@ func (c *Core) settle() {
 	if c.unpark {
 		c.unparkAll()
 	}
-	c.place()
+	if len(c.freed) > 0 || len(c.fresh) > 0 || len(c.dirtyLibs) > 0 {
+		c.place()
+	}
 	if len(c.releasing) > 0 {
 		c.releaseUnpinned()
 		if c.unpark { // released copies make room for what waited for space
@@ -455,7 +459,7 @@ func (c *Core) submit(batch []Task) {
 		t := c.tasks[batch[i].ID]
 		for _, f := range t.spec.Inputs {
 			if e := c.files.files[f]; e != nil && e.producer != 0 {
-				t.branch = true
+				t.rank = branchRank
 			}
 		}
 		missing, why := c.files.await(t)

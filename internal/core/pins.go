@@ -39,7 +39,7 @@ const (
 // pin records that t, placed on w, reads its inputs there: none of them is
 // released while t stays.
 func (c *Core) pin(t *task, w *worker) {
-	if t.pinned || len(t.spec.Inputs) == 0 {
+	if t.pinned {
 		return
 	}
 	t.pinned = true

@@ -16,8 +16,8 @@ func (c *Core) makeReady(t *task) {
 		return
 	}
 	c.setState(t, Ready)
-	if t.branch {
-		t.frees = c.frees(t)
+	if t.rank >= branchRank {
+		t.rank = branchRank | c.frees(t)
 	}
 	c.ready.push(t)
 	c.fresh = append(c.fresh, t)
@@ -205,7 +205,7 @@ func (c *Core) assign(t *task, w *worker) {
 // they are all there. Inline inputs travel inside the Run message while
 // they fit MaxInlinePerDispatch; the rest are staged too.
 func (c *Core) stage(t *task, w *worker) {
-	if t.spec.Role == Plain {
+	if len(t.spec.Inputs) > 0 && t.spec.Role == Plain {
 		if fits, need := c.cacheFits(t, w); !fits {
 			c.setState(t, Staging)
 			c.release(t)
@@ -221,7 +221,9 @@ func (c *Core) stage(t *task, w *worker) {
 	}
 	c.setState(t, Staging)
 	t.staging = 0
-	c.pin(t, w)
+	if len(t.spec.Inputs) > 0 {
+		c.pin(t, w)
+	}
 	var inline int64
 	for i, f := range t.spec.Inputs {
 		e := c.files.files[f]
@@ -309,7 +311,9 @@ func (c *Core) release(t *task) {
 		c.callDone(t)
 	}
 	w := t.worker
-	c.unpin(t, w)
+	if t.pinned {
+		c.unpin(t, w)
+	}
 	if t.state == Staging {
 		c.freed = append(c.freed, w)
 		for _, f := range t.spec.Inputs {

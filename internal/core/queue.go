@@ -21,14 +21,15 @@ func before(a, b *task) bool {
 	if a.spec.Priority != b.spec.Priority {
 		return a.spec.Priority > b.spec.Priority
 	}
-	if a.branch != b.branch {
-		return a.branch
-	}
-	if a.frees != b.frees {
-		return a.frees > b.frees
+	if a.rank != b.rank { // branch first, then what it frees (one compare: the hot path)
+		return a.rank > b.rank
 	}
 	return a.seq < b.seq
 }
+
+// branchRank marks a task.rank that continues a started branch; below it,
+// bits.Len64 of the bytes the task's end lets be pruned (at most 64).
+const branchRank = 0x80
 
 func (q *shapeQueue) head() *task { return q.tasks[0] }
 
