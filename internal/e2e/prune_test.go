@@ -19,6 +19,27 @@ import (
 // than scaled down.
 func fullSize() bool { return os.Getenv("TRELLIS_E2E_FULL_SIZE") == "1" }
 
+// waitAllOK waits for each of hs (taskWait each) and fails the test at the
+// first that did not succeed.
+func waitAllOK(t *testing.T, hs []*trellis.Handle) {
+	t.Helper()
+	for _, h := range hs {
+		if r := waitResult(t, h, taskWait()); !r.OK() {
+			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
+		}
+	}
+}
+
+// status returns the cluster's status, or fails the test.
+func status(t *testing.T, cl *trellis.Client) *trellis.Status {
+	t.Helper()
+	s, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // taskWait is how long a test of issue #18 waits for each task.
 func taskWait() time.Duration {
 	if fullSize() {
@@ -47,11 +68,7 @@ func TestPrunedChainFitsSmallCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range hs {
-		if r := waitResult(t, h, taskWait()); !r.OK() {
-			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
-		}
-	}
+	waitAllOK(t, hs)
 	checkChain(t, out, size)
 }
 
@@ -173,16 +190,9 @@ func TestPrunedLongChainTwoWorkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range hs {
-		if r := waitResult(t, h, taskWait()); !r.OK() {
-			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
-		}
-	}
+	waitAllOK(t, hs)
 	checkChain(t, out, size)
-	s, err := cl.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := status(t, cl)
 	if min := int64(steps-3) * int64(size); s.BytesPruned < min {
 		t.Errorf("bytes pruned = %d, want at least %d (all but the last few files)", s.BytesPruned, min)
 	}
@@ -233,16 +243,9 @@ func TestPrunedChainSurvivesKill(t *testing.T) {
 	a.signal(t, syscall.SIGKILL)
 	a.wait(t, 10*time.Second)
 	c.worker("b", nil, "--cores", "1", "--disk", "1")
-	for _, h := range hs {
-		if r := waitResult(t, h, 2*time.Minute); !r.OK() {
-			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
-		}
-	}
+	waitAllOK(t, hs)
 	checkChain(t, out, size)
-	s, err := cl.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := status(t, cl)
 	if s.TasksRecreated < steps/2 {
 		t.Errorf("tasks re-run = %d, want at least %d: the chain behind the kill was pruned", s.TasksRecreated, steps/2)
 	}
@@ -330,16 +333,9 @@ func killChainMidway(t *testing.T, depth, steps, size int, disk string) int {
 	if err := os.WriteFile(gateFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range hs {
-		if r := waitResult(t, h, taskWait()); !r.OK() {
-			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
-		}
-	}
+	waitAllOK(t, hs)
 	checkChain(t, out, size)
-	s, err := cl.Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := status(t, cl)
 	return s.TasksRecreated
 }
 
@@ -388,11 +384,7 @@ func TestPrunedMapReduceFitsSmallCaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range hs {
-		if r := waitResult(t, h, taskWait()); !r.OK() {
-			t.Fatalf("task %s: %v: %s", h.Name, r.Kind, r.Message)
-		}
-	}
+	waitAllOK(t, hs)
 	got, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
