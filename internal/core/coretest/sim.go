@@ -125,6 +125,7 @@ type Stats struct {
 	SessionsEnded   int
 	Released        int // copies named by Release actions
 	Evicted         int // copies a worker evicted to make room (BoundedCaches), reported later
+	EvictedForSpace int // copies the core unlinked to break a deadlock of full caches
 
 	// Libraries.
 	Libraries        int
@@ -162,7 +163,7 @@ func (s Stats) String() string {
 			out += fmt.Sprintf(" sessions ended=%d unlinked=%d", s.SessionsEnded, s.Unlinked)
 		}
 		if s.Released > 0 || s.Evicted > 0 {
-			out += fmt.Sprintf(" released=%d evicted=%d", s.Released, s.Evicted)
+			out += fmt.Sprintf(" released=%d evicted=%d evicted-for-space=%d", s.Released, s.Evicted, s.EvictedForSpace)
 		}
 	}
 	if s.Unplaceable > 0 {
@@ -229,6 +230,7 @@ func Run(tb testing.TB, cfg Config) Stats {
 		s.checkEnd()
 		s.checkDataEnd(true)
 	}
+	s.stats.EvictedForSpace = int(s.c.Stats().EvictedForSpace)
 	return s.stats
 }
 
