@@ -63,7 +63,7 @@
 // manager or the origin), bounds concurrent fetches per source, retries
 // elsewhere and backs off from failing peers; Tick is its clock for that.
 // Placement prefers the worker that holds the most bytes of a task's
-// inputs. When the last copy of a produced file is lost while an unfinished
+// inputs and whose cache has room for the rest (see cacheFits). When the last copy of a produced file is lost while an unfinished
 // task reads it, its producer runs again (Rerun, then Recreated; never a
 // second Done), recursively; a file that cannot be recreated ends with
 // FileLost, and its readers with InputMissing and the reason.
