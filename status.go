@@ -42,6 +42,9 @@ type Status struct {
 	TasksRecreated    int   `json:"tasks_recreated"`
 	BytesPruned       int64 `json:"bytes_pruned"`      // unlinked from workers once no task read them
 	TasksHandedBack   int   `json:"tasks_handed_back"` // attempts handed back for a full cache (not failures)
+	// EvictedForSpace: copies removed from a cache to break a deadlock of
+	// full caches; their producers run again when their readers need them.
+	EvictedForSpace int `json:"evicted_for_space"`
 
 	Libraries []LibraryStatus `json:"libraries"`
 	Demand    []ShapeDemand   `json:"demand"`
@@ -180,6 +183,9 @@ type WorkerStatus struct {
 	CacheNeeded  int64 `json:"cache_needed"`  // of CacheBytes, files unfinished tasks read
 	BytesPruned  int64 `json:"bytes_pruned"`  // unlinked from it once no task read them
 	PeakCache    int64 `json:"peak_cache_bytes"`
+	// CacheEvictable: of CacheBytes, copies it may evict when it needs
+	// room: no task placed there reads them.
+	CacheEvictable int64 `json:"cache_evictable"`
 
 	Factory string `json:"factory,omitempty"` // the factory whose job it is, if one reports it
 }
@@ -231,14 +237,15 @@ func statusOf(m *pb.StatusResponse) *Status {
 		BytesFromManager: m.BytesFromManager, BytesFromPeers: m.BytesFromPeers, BytesFromURLs: m.BytesFromUrls,
 		BytesToManager: m.BytesToManager, TransfersInFlight: int(m.TransfersInFlight),
 		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated),
-		BytesPruned: m.BytesPruned, TasksHandedBack: int(m.TasksHandedBack),
+		BytesPruned: m.BytesPruned, TasksHandedBack: int(m.TasksHandedBack), EvictedForSpace: int(m.EvictedForSpace),
 		SnapshotVersion: m.SnapshotVersion, SnapshotTime: time.UnixMilli(m.SnapshotUnixMs)}
 	for _, w := range m.Workers {
 		s.Workers = append(s.Workers, WorkerStatus{ID: w.Id, Name: w.Name, Address: w.Address,
 			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Instances: w.Instances,
 			Draining: w.Draining, TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
 			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut),
-			CacheNeeded: w.CacheNeeded, BytesPruned: w.BytesPruned, PeakCache: w.PeakCacheBytes, Factory: w.Factory})
+			CacheNeeded: w.CacheNeeded, BytesPruned: w.BytesPruned, PeakCache: w.PeakCacheBytes, CacheEvictable: w.CacheEvictable,
+			Factory: w.Factory})
 	}
 	for _, f := range m.Factories {
 		r := f.Report

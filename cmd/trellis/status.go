@@ -150,6 +150,9 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	if s.BytesPruned > 0 || s.TasksHandedBack > 0 {
 		fmt.Fprintf(out, "; %s pruned; %d attempts handed back for a full cache", mib(s.BytesPruned), s.TasksHandedBack)
 	}
+	if s.EvictedForSpace > 0 {
+		fmt.Fprintf(out, "; %d files removed from full caches to make room (re-created when needed)", s.EvictedForSpace)
+	}
 	fmt.Fprint(out, "\n\n")
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tWORKER\tADDRESS\tCORES\tMEMORY MB\tDISK MB\tGPUS\tCACHE\tXFER IN/OUT\tDONE\tRUNNING\tINSTANCES")
@@ -161,10 +164,10 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 		if w.Factory != "" {
 			name += " (factory " + w.Factory + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s in %d files (%s needed, %s pruned)\t%d/%d\t%d\t%s\t%s\n", w.ID, name, w.Address,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s in %d files (%s needed, %s evictable, %s pruned)\t%d/%d\t%d\t%s\t%s\n", w.ID, name, w.Address,
 			used(w.Total.Cores-w.Free.Cores, w.Total.Cores), usedInt(w.Total.MemoryMB-w.Free.MemoryMB, w.Total.MemoryMB),
 			usedInt(w.Total.DiskMB-w.Free.DiskMB, w.Total.DiskMB), usedInt(int64(w.Total.GPUs-w.Free.GPUs), int64(w.Total.GPUs)),
-			mib(w.CacheBytes), w.CacheFiles, mib(w.CacheNeeded), mib(w.BytesPruned), w.TransfersIn, w.TransfersOut, w.TasksDone, taskList(w.Running), taskList(w.Instances))
+			mib(w.CacheBytes), w.CacheFiles, mib(w.CacheNeeded), mib(w.CacheEvictable), mib(w.BytesPruned), w.TransfersIn, w.TransfersOut, w.TasksDone, taskList(w.Running), taskList(w.Instances))
 	}
 	tw.Flush()
 	if len(s.Workers) == 0 {

@@ -124,7 +124,8 @@ type StaleResult struct {
 }
 
 // Fetch: Worker must bring File into its cache from Source, and report a
-// TransferDone for Transfer.
+// TransferDone for Transfer. From then on the worker holds File: it does
+// not evict it until a Release names it (see pins.go).
 type Fetch struct {
 	Transfer uint64
 	Worker   WorkerID
@@ -168,6 +169,16 @@ type Unlink struct {
 	Files  []FileID
 }
 
+// Release: Worker may evict Files from its cache when it needs room: no
+// task placed there reads them (see pins.go). It evicts no other file: a
+// Fetch holds its file until a Release names it. The core still counts
+// the copies; a task placed there claims one again (a Fetch FromCache)
+// before it runs.
+type Release struct {
+	Worker WorkerID
+	Files  []FileID
+}
+
 // Unplaceable: no connected worker that takes tasks could run Task,
 // which is ready, even if it were idle: Why says what is missing, as "no
 // connected worker has 64 cores (largest: 2)". It comes when the reason
@@ -184,6 +195,7 @@ type Unplaceable struct {
 func (Fetch) isAction()         {}
 func (Unplaceable) isAction()   {}
 func (Unlink) isAction()        {}
+func (Release) isAction()       {}
 func (Stop) isAction()          {}
 func (LibraryBroken) isAction() {}
 func (Recreated) isAction()     {}

@@ -28,7 +28,11 @@ type task struct {
 	recreating bool
 	held       bool // it holds a reservation of its worker's resources
 	stuck      bool // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
-	branch     bool // it reads a file a task produces: it continues a started branch (see before)
+	pinned     bool // its inputs are pinned on its worker (see pin)
+	// rank orders tasks of equal priority (see before): branchRank if it
+	// reads a file a task produces (it continues a started branch), plus
+	// bits.Len64 of the bytes its end lets be pruned, when made ready.
+	rank uint8
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -51,23 +55,25 @@ type Core struct {
 	callShape shapeCount
 	out       []Action
 
-	transfers    map[uint64]*transfer
-	nextTransfer uint64
-	blocked      []blockedFetch // fetches waiting for a source with room
-	managerOut   int32
-	originOut    map[FileID]int32
-	ticks        uint64
-	retained     map[TaskID]*task      // finished producers of files kept only in workers
-	followers    map[TaskID][]TaskID   // tasks waiting for a task to succeed (their After names it)
-	recreated    uint64                // tasks run again to recreate lost files
-	pruned       int64                 // bytes unlinked (see Stats.Pruned)
-	handedBack   uint64                // attempts handed back for a full cache
-	parked       []*task               // waiting for a cache to free space (see park)
-	unpark       bool                  // a cache freed space in this step
-	lost         uint64                // files lost for good
-	moved        [FromDerive + 1]int64 // bytes brought to workers, by source kind
-	deferRetire  bool                  // retire files at the end of submit (see submit)
-	retiring     []*fileEntry          // the files to retire then
+	transfers       map[uint64]*transfer
+	nextTransfer    uint64
+	blocked         []blockedFetch // fetches waiting for a source with room
+	managerOut      int32
+	originOut       map[FileID]int32
+	ticks           uint64
+	retained        map[TaskID]*task      // finished producers of files kept only in workers
+	followers       map[TaskID][]TaskID   // tasks waiting for a task to succeed (their After names it)
+	recreated       uint64                // tasks run again to recreate lost files
+	pruned          int64                 // bytes unlinked (see Stats.Pruned)
+	handedBack      uint64                // attempts handed back for a full cache
+	evictedForSpace uint64                // copies unlinked to break a deadlock of full caches (see breakDeadlock)
+	parked          []parkedTask          // waiting for a cache to free space (see waitForSpace)
+	unpark          bool                  // a cache freed space in this step
+	lost            uint64                // files lost for good
+	moved           [FromDerive + 1]int64 // bytes brought to workers, by source kind
+	deferRetire     bool                  // retire files at the end of submit (see submit)
+	retiring        []*fileEntry          // the files to retire then
+	releasing       []workerFile          // copies whose last pin went in this step (see releaseUnpinned)
 
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
@@ -90,6 +96,11 @@ type Core struct {
 
 	adrift  map[TaskID]adrift  // tasks whose attempt from before a restart may still run (adrift.go)
 	unknown map[TaskID]Unknown // at-most-once tasks whose fate is unknown (adrift.go)
+
+	// spaceTold: tasks told (Requeued) that they wait for cache space for
+	// their inputs, until they are dispatched: not told again each time
+	// a placement finds no room yet (see stage).
+	spaceTold map[TaskID]struct{}
 }
 
 // New returns an empty core.
@@ -106,6 +117,7 @@ func New() *Core {
 		libs:       make(map[LibID]*library),
 		shapes:     make(map[Resources]*shapeCount),
 		stuckSince: make(map[TaskID]time.Duration),
+		spaceTold:  make(map[TaskID]struct{}),
 		epoch:      1,
 		adrift:     make(map[TaskID]adrift),
 		unknown:    make(map[TaskID]Unknown),
@@ -193,12 +205,28 @@ func (c *Core) Step(ev Event) []Action {
 	return c.out
 }
 
-// settle offers what staging tasks freed in this step to the queue, best
-// task first, and places the tasks made ready, until neither is left.
+// settle, at the end of a step, queues the tasks that waited for cache
+// space if a cache freed some, places what it can (see place), and
+// releases the copies no task reads on their worker any more.
 func (c *Core) settle() {
 	if c.unpark {
 		c.unparkAll()
 	}
+	if len(c.freed) > 0 || len(c.fresh) > 0 || len(c.dirtyLibs) > 0 {
+		c.placePending()
+	}
+	if len(c.releasing) > 0 {
+		c.releaseUnpinned()
+		if c.unpark { // released copies make room for what waited for space
+			c.unparkAll()
+			c.placePending()
+		}
+	}
+}
+
+// placePending offers what staging tasks freed to the queue, best task first,
+// and places the tasks made ready, until neither is left.
+func (c *Core) placePending() {
 	for len(c.freed) > 0 || len(c.fresh) > 0 || len(c.dirtyLibs) > 0 {
 		libs := c.dirtyLibs
 		c.dirtyLibs = nil
@@ -283,13 +311,17 @@ type Stats struct {
 	// any more (see Unlink), one count per copy.
 	Pruned int64
 	// HandedBack: attempts handed back because their worker's cache was
-	// full (TaskReturned.CacheFull); not failed attempts.
+	// full (TaskReturned.CacheFull), and tasks that waited for cache
+	// space for their inputs; not failed attempts.
 	HandedBack uint64
+	// EvictedForSpace: copies unlinked to break a deadlock of full caches
+	// (their producers run again when their readers need them).
+	EvictedForSpace uint64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack, EvictedForSpace: c.evictedForSpace}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.
@@ -313,7 +345,7 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		free:     ev.Resources,
 		gpusFree: append([]int32(nil), ev.GPUs...),
 		running:  make(map[TaskID]*task),
-		holds:    make(map[FileID]struct{}),
+		holds:    make(map[FileID]copyState),
 		inflight: make(map[FileID]uint64),
 		waiting:  make(map[FileID][]*task),
 		derives:  make(map[FileID][]FileID),
@@ -330,7 +362,7 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		if cf.Size > 0 {
 			e.size = cf.Size
 		}
-		c.addReplica(w, e)
+		c.addReplica(w, e, copyLoose)
 	}
 	if len(ev.Running) > 0 || len(c.adrift) > 0 {
 		c.adopt(w, ev.Incarnation, ev.Running)
@@ -454,7 +486,7 @@ func (c *Core) submit(batch []Task) {
 		t := c.tasks[batch[i].ID]
 		for _, f := range t.spec.Inputs {
 			if e := c.files.files[f]; e != nil && e.producer != 0 {
-				t.branch = true
+				t.rank = branchRank
 			}
 		}
 		missing, why := c.files.await(t)
@@ -709,7 +741,7 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 				e.manager, e.inline = true, o.Inline
 			}
 			if o.Kept {
-				c.addReplica(w, e)
+				c.addReplica(w, e, copyKept)
 			}
 		}
 		if !reported { // small: the caller sends it inline
@@ -755,6 +787,9 @@ func (c *Core) finish(t *task, o Outcome) {
 			delete(c.famOf, t.spec.ID)
 		}
 		c.unstick(t)
+		if len(c.spaceTold) > 0 {
+			delete(c.spaceTold, t.spec.ID)
+		}
 		if len(t.spec.Inputs) > 0 {
 			unread = append(unread, c.files.release(t)...)
 		}

@@ -24,7 +24,7 @@ func countsOf(c *core.Core) counts {
 	return counts{w, r, run, f}
 }
 
-// runSteps feeds steps to c and compares every result. Forget and
+// runSteps feeds steps to c and compares every result. Forget, Release and
 // Unplaceable actions and Done.Retained are left out unless a step wants one, and so is
 // Dispatch.Keep unless a step wants a Dispatch with one: TestForget,
 // TestKeep and the simulation check them.
@@ -40,6 +40,9 @@ func compareSteps(t *testing.T, c *core.Core, steps []step, strict bool) {
 		got := c.Step(s.ev)
 		if !slices.ContainsFunc(s.want, isUnplaceable) {
 			got = slices.DeleteFunc(slices.Clone(got), isUnplaceable)
+		}
+		if !slices.ContainsFunc(s.want, isRelease) {
+			got = slices.DeleteFunc(slices.Clone(got), isRelease)
 		}
 		if !strict && !slices.ContainsFunc(s.want, isForget) {
 			got = slices.DeleteFunc(slices.Clone(got), isForget)
@@ -76,6 +79,8 @@ func isForget(a core.Action) bool { _, ok := a.(core.Forget); return ok }
 
 func isUnplaceable(a core.Action) bool { _, ok := a.(core.Unplaceable); return ok }
 
+func isRelease(a core.Action) bool { _, ok := a.(core.Release); return ok }
+
 func retains(a core.Action) bool { d, ok := a.(core.Done); return ok && d.Retained }
 
 func keeps(a core.Action) bool { d, ok := a.(core.Dispatch); return ok && len(d.Keep()) > 0 }
@@ -88,7 +93,7 @@ type scenario struct {
 	workers []core.WorkerInfo  // nil: not checked
 	states  map[core.TaskID]st // task states to check; finished tasks are absent
 	strict  bool               // compare Forget actions and Done.Retained in every step
-	pruning bool               // compare WorkerInfo.CacheNeeded, Pruned and PeakCache too
+	pruning bool               // compare WorkerInfo.CacheNeeded, Pruned, PeakCache and CacheReleased too
 }
 
 // st is what Core.TaskState returns for a task the core still knows.
@@ -111,7 +116,7 @@ func runScenarios(t *testing.T, tests []scenario) {
 			if tc.workers != nil {
 				opts := []cmp.Option{cmpopts.EquateEmpty()}
 				if !tc.pruning {
-					opts = append(opts, cmpopts.IgnoreFields(core.WorkerInfo{}, "CacheNeeded", "Pruned", "PeakCache"))
+					opts = append(opts, cmpopts.IgnoreFields(core.WorkerInfo{}, "CacheNeeded", "Pruned", "PeakCache", "CacheReleased"))
 				}
 				if diff := cmp.Diff(tc.workers, c.Workers(), opts...); diff != "" {
 					t.Errorf("Workers() mismatch (-want +got):\n%s", diff)

@@ -64,8 +64,9 @@
 // manager or the origin), bounds concurrent fetches per source, retries
 // elsewhere and backs off from failing peers; Tick is its clock for that.
 // Placement prefers the worker that holds the most bytes of a task's
-// inputs; it co-assigns the producers whose outputs one consumer reads,
-// and never leaves a core idle for it (see families.go). When the last copy of a produced file is lost while an unfinished
+// inputs and whose cache has room for the rest (see cacheFits); it
+// co-assigns the producers whose outputs one consumer reads, and never
+// leaves a core idle for it (see families.go). When the last copy of a produced file is lost while an unfinished
 // task reads it, its producer runs again (Rerun, then Recreated; never a
 // second Done), recursively; a file that cannot be recreated ends with
 // FileLost, and its readers with InputMissing and the reason.
@@ -88,9 +89,19 @@
 // task; that bounds how far back lineage re-runs producers. Stats.Pruned
 // and WorkerInfo.Pruned count the bytes unlinked.
 //
+// Pins (pins.go): a worker evicts only the copies the core released. A
+// Fetch holds its file on its worker until a Release names it; each task
+// placed on a worker pins its inputs there until it leaves; a fetched copy
+// whose last pin goes is released at the end of the step; a task placed
+// where its input is a released copy claims it first (Fetch FromCache).
+// So no task is dispatched with an input its worker may have evicted.
+//
 // A full cache (full.go): TaskReturned with CacheFull parks the task, not
-// as a failure (Stats.HandedBack), until a cache frees space, a worker
-// joins, or a Tick finds nothing running; it fails with ResourceExceeded
+// as a failure (Stats.HandedBack), as does a worker whose cache has no
+// room for a task's inputs (cacheFits, before any fetch), until a cache
+// frees space, a worker joins, or a Tick finds nothing running; a Tick
+// that finds the caches deadlocked unlinks copies that lineage recreates
+// (Stats.EvictedForSpace). It fails with ResourceExceeded
 // only when no connected worker could ever hold its output.
 //
 // Unplaceable tasks (see unplaceable.go): a queued task (or call) that no

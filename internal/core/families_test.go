@@ -11,6 +11,7 @@ import (
 // the policy before it, whose extra transfers the tables show.
 func TestGraphPlacement(t *testing.T) {
 	one := res(1000, 100)
+	cache := core.Source{Kind: core.FromCache} // a file a worker joined with is claimed before use (pins.go)
 	// Four maps, two reduces of two: maps 1, 2 feed reduce 5; maps 3, 4
 	// feed reduce 6. Two workers of one core.
 	mapReduce := submit(
@@ -105,7 +106,8 @@ func TestGraphPlacement(t *testing.T) {
 			name: "a tie on bytes present goes where the siblings produce",
 			steps: []step{
 				tie[0], tie[1], tie[2], tie[3],
-				{tie[4].ev, acts(dispatch(4, 1, 2), fetch(1, 2, 31, peer(1), 100))},
+				{tie[4].ev, acts(dispatch(4, 1, 2), fetch(1, 2, 31, peer(1), 100), fetch(2, 2, 32, cache, 100))},
+				{fetched(2, 100), nil},
 				{fetched(1, 100), acts(dispatch(3, 1, 2))},
 			},
 		},
@@ -114,7 +116,7 @@ func TestGraphPlacement(t *testing.T) {
 			placement: core.PlaceFree,
 			steps: []step{
 				tie[0], tie[1], tie[2], tie[3],
-				{tie[4].ev, acts(dispatch(4, 1, 2), fetch(1, 1, 32, peer(2), 100))},
+				{tie[4].ev, acts(dispatch(4, 1, 2), fetch(1, 1, 31, cache, 100), fetch(2, 1, 32, peer(2), 100))},
 			},
 		},
 		{
@@ -158,7 +160,8 @@ func TestGraphPlacement(t *testing.T) {
 			steps: []step{
 				busy[0], busy[1], busy[2],
 				{submit(prio(task(1, one), 1), files(task(2, one), ids(31), nil), task(3, one)), acts(dispatch(1, 1, 1), dispatch(3, 1, 2))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), fetch(1, 1, 31, cache, 100))},
+				{fetched(1, 100), acts(dispatch(2, 1, 1))},
 			},
 		},
 		{

@@ -145,17 +145,20 @@ func (c *Core) retire(files []*fileEntry) {
 			c.dropReplica(w, e) // no task needs it: no lineage
 		}
 	}
-	if len(by) == 0 {
-		return
+	for _, w := range byWorker(by) {
+		c.emit(Unlink{Worker: w, Files: by[w]})
 	}
+}
+
+// byWorker returns the workers of by, in ID order, so that actions per
+// worker come out deterministically.
+func byWorker(by map[WorkerID][]FileID) []WorkerID {
 	ws := make([]WorkerID, 0, len(by))
 	for w := range by {
 		ws = append(ws, w)
 	}
 	sort.Slice(ws, func(i, j int) bool { return ws[i] < ws[j] })
-	for _, w := range ws {
-		c.emit(Unlink{Worker: w, Files: by[w]})
-	}
+	return ws
 }
 
 // releaseFiles forgets that t reads its inputs (t ended) and unlinks those

@@ -197,6 +197,7 @@ func TestMoved(t *testing.T) {
 func TestUnlinkFound(t *testing.T) {
 	one := res(1000, 100)
 	origin := core.Source{Kind: core.FromOrigin}
+	cache := core.Source{Kind: core.FromCache} // files a worker joins with are claimed before use (pins.go)
 	derive := func(from core.FileID) core.Source { return core.Source{Kind: core.FromDerive, From: from} }
 	lost := outcome(core.WorkerLost, "worker 1 lost: crash")
 	runScenarios(t, []scenario{
@@ -224,7 +225,8 @@ func TestUnlinkFound(t *testing.T) {
 				{declared("a", core.Origin, core.LevelTask, 30), nil},
 				{core.FileMissing{File: 7, Why: "file 7 is not at the manager"}, nil},
 				{submit(files(task(1, one), ids(30, 7), nil), files(task(2, one), ids(30), nil)),
-					acts(done(1, 0, 0, outcome(core.InputMissing, "file 7 is not at the manager")), dispatch(2, 1, 1))},
+					acts(done(1, 0, 0, outcome(core.InputMissing, "file 7 is not at the manager")), fetch(1, 1, 30, cache, 100))},
+				{fetched(1, 100), acts(dispatch(2, 1, 1))}, // the claim of the cached copy
 				{ok(2, 1, 1), acts(success(2, 1, 1), unlink(1, 30))},
 			},
 		},
@@ -236,7 +238,8 @@ func TestUnlinkFound(t *testing.T) {
 			steps: []step{
 				{core.WorkerJoined{Worker: 1, Resources: res(1000, 1000), Cached: []core.CachedFile{{File: 30, Size: 100}}}, nil},
 				{declared("a", core.Origin, core.LevelTask, 30), nil},
-				{submit(files(task(1, one), ids(30), ids(10)), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{submit(files(task(1, one), ids(30), ids(10)), files(task(2, one), ids(10), nil)), acts(fetch(1, 1, 30, cache, 100))},
+				{fetched(1, 100), acts(dispatch(1, 1, 1))},
 				{finished(1, 1, 1, outcome(core.Failed, "exit 1")), acts(
 					done(1, 1, 1, outcome(core.Failed, "exit 1")),
 					done(2, 0, 0, outcome(core.InputMissing, "input produced by task 1 is missing: that task ended with failed")),

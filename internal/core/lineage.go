@@ -16,7 +16,7 @@ func (c *Core) dropReplica(w *worker, e *fileEntry) {
 	if !e.dropReplica(w.id) {
 		return
 	}
-	delete(w.holds, e.id)
+	w.setCopy(e, copyNone)
 	w.cacheBytes -= e.size
 	c.unpark = c.unpark || len(c.parked) > 0 // room for a task handed back
 	if e.needers == 0 {

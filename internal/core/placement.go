@@ -1,6 +1,7 @@
 package core
 
 import (
+	"math/bits"
 	"slices"
 	"sort"
 )
@@ -15,12 +16,28 @@ func (c *Core) makeReady(t *task) {
 		return
 	}
 	c.setState(t, Ready)
+	if t.rank >= branchRank {
+		t.rank = branchRank | c.frees(t)
+	}
 	c.ready.push(t)
 	c.fresh = append(c.fresh, t)
 	c.judgeQueued(t)
 	if len(c.famOf) > 0 {
 		c.listFamily(t)
 	}
+}
+
+// frees returns how much t's end would let be pruned, as a power of two
+// (bits.Len64 of the bytes): the task-level inputs of known size of which
+// it is the last unfinished reader (see before).
+func (c *Core) frees(t *task) uint8 {
+	var n int64
+	for _, f := range t.spec.Inputs {
+		if e := c.files.files[f]; e != nil && e.needers == 1 && e.level == LevelTask && e.depth == 0 && e.size > 0 {
+			n += e.size
+		}
+	}
+	return uint8(bits.Len64(uint64(n)))
 }
 
 // placeFresh places the tasks made ready in this step, highest priority
@@ -94,6 +111,9 @@ func (c *Core) bestWorker(t *task) *worker {
 			if w == nil || w.index < 0 || !w.fits(t.spec.Resources) {
 				continue
 			}
+			if fits, _ := c.cacheFits(t, w); !fits {
+				continue // its cache has no room for the other inputs (see cacheFits)
+			}
 			b := c.inputBytesOn(t, w)
 			if b > bestBytes || b == bestBytes && best != nil && best != home && (w == home || w.id < best.id) {
 				best, bestBytes = w, b
@@ -104,9 +124,25 @@ func (c *Core) bestWorker(t *task) *worker {
 		return best
 	}
 	if home != nil {
-		return home
+		if fits, _ := c.cacheFits(t, home); fits {
+			return home
+		}
 	}
-	return c.findWorker(t.spec.Resources)
+	w := c.findWorker(t.spec.Resources)
+	if w != nil && len(t.spec.Inputs) > 0 && t.spec.Role == Plain {
+		if fits, _ := c.cacheFits(t, w); !fits {
+			// The one with the most free cores has no cache room: one
+			// that has both, if any (rare: only under cache pressure).
+			for _, o := range c.open {
+				if o.fits(t.spec.Resources) {
+					if fits, _ := c.cacheFits(t, o); fits {
+						return o
+					}
+				}
+			}
+		}
+	}
+	return w
 }
 
 func (c *Core) inputBytesOn(t *task, w *worker) int64 {
@@ -204,13 +240,30 @@ func (c *Core) reserve(t *task, w *worker) {
 // they are all there. Inline inputs travel inside the Run message while
 // they fit MaxInlinePerDispatch; the rest are staged too.
 func (c *Core) stage(t *task, w *worker) {
+	if len(t.spec.Inputs) > 0 && t.spec.Role == Plain {
+		if fits, need := c.cacheFits(t, w); !fits {
+			c.setState(t, Staging)
+			c.release(t)
+			if _, told := c.spaceTold[t.spec.ID]; told {
+				c.setState(t, Waiting) // again: it was told, and waits on
+				c.parked = append(c.parked, parkedTask{t, need})
+				return
+			}
+			c.spaceTold[t.spec.ID] = struct{}{}
+			c.waitForSpace(t, need, w.id, "inputs")
+			return
+		}
+	}
 	c.setState(t, Staging)
 	t.staging = 0
+	if len(t.spec.Inputs) > 0 {
+		c.pin(t, w)
+	}
 	var inline int64
 	for i, f := range t.spec.Inputs {
 		e := c.files.files[f]
-		if e == nil || e.holds(w.id) || seenBefore(t.spec.Inputs, i) {
-			continue
+		if e == nil || w.firm(f) || seenBefore(t.spec.Inputs, i) {
+			continue // unknown (inline content), or held there until t leaves
 		}
 		if !e.staged() {
 			if !e.inlined() {
@@ -255,6 +308,9 @@ func appendOnce(ws []WorkerID, w WorkerID) []WorkerID {
 
 // run dispatches t, whose inputs are all on its worker.
 func (c *Core) run(t *task) {
+	if len(c.spaceTold) > 0 {
+		delete(c.spaceTold, t.spec.ID)
+	}
 	t.attempt++
 	t.ranOn = t.worker.id
 	c.setState(t, Running)
@@ -290,6 +346,9 @@ func (c *Core) release(t *task) {
 		c.callDone(t)
 	}
 	w := t.worker
+	if t.pinned {
+		c.unpin(t, w)
+	}
 	if t.state == Staging {
 		c.freed = append(c.freed, w)
 		for _, f := range t.spec.Inputs {

@@ -100,6 +100,7 @@ func TestCacheFull(t *testing.T) {
 		return core.TaskReturned{Task: id, Attempt: attempt, Worker: 1, CacheFull: true, Need: need}
 	}
 	waiting := core.Outcome{Kind: core.ResourceExceeded, Message: "handed back by worker 1: its cache is full of files still needed; waiting for space"}
+	noRoom := core.Outcome{Kind: core.ResourceExceeded, Message: "the cache of worker 1 has no room for its inputs: it is full of files still needed; waiting for space"}
 	runScenarios(t, []scenario{
 		{
 			name: "waits until a file is pruned, then runs again",
@@ -142,6 +143,36 @@ func TestCacheFull(t *testing.T) {
 				{full(3, 1, 60<<20), acts(core.Requeued{Task: 3, Attempt: 1, Reason: waiting})},
 				{core.Tick{}, acts(dispatch(3, 2, 1))},
 			},
+		},
+		{
+			// Worker 1's 3 MiB cache is full of three outputs, each read
+			// by a task that must also fetch a 1 MiB file: none fits, and
+			// nothing runs that would free space. On a Tick, a copy that
+			// task 4 does not read is unlinked (its producer runs again
+			// when its reader needs it): task 4 runs, and so, in turn, do
+			// the others.
+			name: "a deadlock of full caches is broken by running a producer again",
+			steps: []step{
+				{join(1, core.Resources{MilliCores: 1000, MemoryMB: 1000, DiskMB: 3}), nil},
+				{pruned(0, 10, 11, 12), nil},
+				{core.FilesDeclared{Files: []core.FileSpec{{ID: 20, Kind: core.External, Size: 1 << 20}, {ID: 21, Kind: core.External, Size: 1 << 20}, {ID: 22, Kind: core.External, Size: 1 << 20}}}, nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), nil, ids(11)), files(task(3, one), nil, ids(12))), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 1<<20, 10), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{kept(2, 1, 1, 1<<20, 11), acts(success(2, 1, 1), dispatch(3, 1, 1))},
+				{kept(3, 1, 1, 1<<20, 12), acts(success(3, 1, 1))},
+				{submit(files(task(4, one), ids(10, 20), nil), files(task(5, one), ids(11, 21), nil), files(task(6, one), ids(12, 22), nil)), acts(
+					core.Requeued{Task: 4, Reason: noRoom}, core.Requeued{Task: 5, Reason: noRoom}, core.Requeued{Task: 6, Reason: noRoom})},
+				{core.Tick{}, acts(unlink(1, 11), core.Rerun{Task: 2, File: 11}, fetch(1, 1, 20, core.Source{Kind: core.FromManager}, 1<<20))},
+				{fetched(1, 1<<20), acts(dispatch(4, 1, 1))},
+				// Task 5 waits for 11 and room (told once); task 6 fits now.
+				{ok(4, 1, 1), acts(success(4, 1, 1), unlink(1, 10), fetch(2, 1, 22, core.Source{Kind: core.FromManager}, 1<<20))},
+				{fetched(2, 1<<20), acts(dispatch(6, 1, 1))},
+				{ok(6, 1, 1), acts(success(6, 1, 1), unlink(1, 12), dispatch(2, 2, 1))},
+				{kept(2, 2, 1, 1<<20, 11), acts(core.Recreated{Task: 2, Attempt: 2, Worker: 1}, fetch(3, 1, 21, core.Source{Kind: core.FromManager}, 1<<20))},
+				{fetched(3, 1<<20), acts(dispatch(5, 1, 1))},
+				{ok(5, 1, 1), acts(success(5, 1, 1), unlink(1, 11))},
+			},
+			counts: &counts{Finished: 6},
 		},
 		{
 			name: "an output no connected worker could hold fails",
@@ -212,6 +243,20 @@ func TestBranchFirst(t *testing.T) {
 					acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 50, 10), acts(success(1, 1, 1), dispatch(4, 1, 1))},
 				{ok(4, 1, 1), acts(success(4, 1, 1), unlink(1, 10), dispatch(2, 1, 1))},
+			},
+		},
+		{
+			// Tasks 3 and 4 each read a temp file as its last reader:
+			// 4, whose file is larger, runs first, though submitted later.
+			name: "the last reader of a larger file first",
+			steps: []step{
+				{join(1, one), nil},
+				{pruned(0, 10, 11), nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), nil, ids(11))), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 1<<10, 10), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{submit(files(task(3, one), ids(10), nil), files(task(4, one), ids(11), nil)), nil},
+				{kept(2, 1, 1, 1<<20, 11), acts(success(2, 1, 1), dispatch(4, 1, 1))},
+				{ok(4, 1, 1), acts(success(4, 1, 1), unlink(1, 11), dispatch(3, 1, 1))},
 			},
 		},
 		{

@@ -14,17 +14,22 @@ type shapeQueue struct {
 // before reports whether a runs before b: by priority, then a task that
 // continues a started branch (it reads a file a task produces, which it
 // may let be pruned) before one that starts a new one, as Dask orders its
-// graphs, so that caches hold fewer intermediates at once (#18); then in
-// submission order.
+// graphs, so that caches hold fewer intermediates at once (#18); among
+// those, the one whose end lets more bytes be pruned (the last reader of
+// a large file, by powers of two); then in submission order.
 func before(a, b *task) bool {
 	if a.spec.Priority != b.spec.Priority {
 		return a.spec.Priority > b.spec.Priority
 	}
-	if a.branch != b.branch {
-		return a.branch
+	if a.rank != b.rank { // branch first, then what it frees (one compare: the hot path)
+		return a.rank > b.rank
 	}
 	return a.seq < b.seq
 }
+
+// branchRank marks a task.rank that continues a started branch; below it,
+// bits.Len64 of the bytes the task's end lets be pruned (at most 64).
+const branchRank = 0x80
 
 func (q *shapeQueue) head() *task { return q.tasks[0] }
 

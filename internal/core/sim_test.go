@@ -202,6 +202,45 @@ func TestSimulationData(t *testing.T) {
 	}
 }
 
+// TestSimulationSmallCaches: caches of 4 to 10 GB with files up to 1 GiB.
+// Workers evict the copies the core released (and only those), and report
+// it only with their next report, as real workers do; fetches that cannot
+// fit fail with CacheFull. Besides the checks of TestSimulationData, no
+// task may be dispatched with an input its worker evicted, and no copy a
+// task running there reads is released.
+func TestSimulationSmallCaches(t *testing.T) {
+	cfg := coretest.Config{
+		Workers: 6, Tasks: 800, BoundedCaches: true, EvictRate: 0.3,
+		TempFraction: 0.6, ExternalFraction: 0.4, OriginFraction: 0.4, DerivedFraction: 0.3, MaxReplicas: 2, ManagerFraction: 0.1,
+		LevelFraction: 0.5, SessionEndRate: 0.005, MaxDepth: 1,
+		ReplicaLossRate: 0.01, TransferFailRate: 0.02, RejoinFraction: 0.3,
+		LossRate: 0.003, DrainRate: 0.003, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
+		DepFraction: 0.6, StrictPlacement: true,
+	}
+	var mu sync.Mutex
+	var total coretest.Stats
+	t.Run("seeds", func(t *testing.T) {
+		for _, seed := range seeds() {
+			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				t.Parallel()
+				cfg := cfg
+				cfg.Seed = seed
+				cfg.Trace = trace()
+				stats := coretest.Run(t, cfg)
+				t.Logf("seed %d: %v", seed, stats)
+				mu.Lock()
+				total.Released += stats.Released
+				total.Evicted += stats.Evicted
+				total.FetchFailures += stats.FetchFailures
+				mu.Unlock()
+			})
+		}
+	})
+	if !t.Failed() && (total.Released == 0 || total.Evicted == 0) {
+		t.Errorf("over every seed: %d copies released, %d evicted; want some of each", total.Released, total.Evicted)
+	}
+}
+
 // TestSimulationDeterministic checks that a seed replays the same history.
 func TestSimulationDeterministic(t *testing.T) {
 	cfg := scenarios[1].cfg

@@ -36,9 +36,13 @@ type blockedFetch struct {
 // startFetch starts bringing e to w, or queues the fetch while every source
 // is busy. A file with no source at all is lost.
 func (c *Core) startFetch(w *worker, e *fileEntry) {
+	if w.holds[e.id] == copyLoose {
+		c.claim(w, e)
+		return
+	}
 	if e.kind == Derived {
 		from := c.files.files[e.from]
-		if from == nil || from.holds(w.id) {
+		if from == nil || from.holds(w.id) && w.holds[from.id] != copyLoose {
 			c.begin(w, e, Source{Kind: FromDerive, From: e.from})
 			return
 		}
@@ -161,7 +165,9 @@ func (c *Core) transferDone(ev TransferDone) {
 	}
 	delete(w.inflight, tr.file)
 	if ev.OK {
-		c.moved[tr.src.Kind] += ev.Size
+		if tr.src.Kind != FromCache {
+			c.moved[tr.src.Kind] += ev.Size
+		}
 		delete(w.tries, tr.file)
 		if ev.Size > 0 {
 			e.size = ev.Size
@@ -172,6 +178,15 @@ func (c *Core) transferDone(ev TransferDone) {
 			}
 		}
 		c.arrived(w, e)
+		return
+	}
+	if tr.src.Kind == FromCache {
+		// The worker evicted its released copy before the claim reached
+		// it (and reports it dropped): stage the file anew, or recreate it.
+		c.dropReplica(w, e)
+		if len(w.waiting[tr.file]) > 0 || len(w.derives[tr.file]) > 0 {
+			c.startFetch(w, e)
+		}
 		return
 	}
 	if ev.SourceFault && tr.src.Kind == FromPeer {
@@ -198,7 +213,10 @@ func (c *Core) transferDone(ev TransferDone) {
 
 // arrived records that w holds e now and wakes what waited for it there.
 func (c *Core) arrived(w *worker, e *fileEntry) {
-	c.addReplica(w, e)
+	c.addReplica(w, e, copyHeld)
+	if w.pins[e.id] == 0 && w.holds[e.id] == copyHeld {
+		c.releasing = append(c.releasing, workerFile{w.id, e.id}) // no task here reads it now
+	}
 	c.satisfy(w, e)
 	c.replicate(e)
 }
@@ -260,11 +278,14 @@ func (c *Core) fetchFailed(w *worker, f FileID, why string, full bool) {
 	}
 }
 
-// addReplica records that w holds e. A retired file (see retire) is
-// unlinked from w at once.
-func (c *Core) addReplica(w *worker, e *fileEntry) {
+// addReplica records that w holds e, as how says. A retired file (see
+// retire) is unlinked from w at once.
+func (c *Core) addReplica(w *worker, e *fileEntry, how copyState) {
+	if old := w.holds[e.id]; old != copyNone && old != copyKept {
+		w.setCopy(e, how) // held again by a fetch, or kept as an output
+	}
 	if e.addReplica(w.id) {
-		w.holds[e.id] = struct{}{}
+		w.setCopy(e, how)
 		w.cacheBytes += e.size
 		w.peakCache = max(w.peakCache, w.cacheBytes)
 		if e.retired && e.needers == 0 {

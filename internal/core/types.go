@@ -166,9 +166,12 @@ const (
 	FromPeer
 	FromOrigin
 	FromDerive // made on the worker itself from another cached file
+	// FromCache: the worker's own cache: a claim of a copy the core
+	// released to its eviction (see pins.go). It moves no bytes.
+	FromCache
 )
 
-var sourceNames = [...]string{"", "manager", "peer", "origin", "derive"}
+var sourceNames = [...]string{"", "manager", "peer", "origin", "derive", "cache"}
 
 func (k SourceKind) String() string {
 	if int(k) < len(sourceNames) && k != 0 {

@@ -15,20 +15,22 @@ type worker struct {
 	draining bool
 	index    int // in openWorkers, or -1
 
-	holds        map[FileID]struct{} // replicas it holds
-	cacheBytes   int64               // their size
-	inflight     map[FileID]uint64   // fetches to it: transfer ID, or 0 while queued
-	waiting      map[FileID][]*task  // staging tasks, by the input they wait for
-	derives      map[FileID][]FileID // files to derive once this one arrives
-	tries        map[FileID]int32    // failed fetches of a file to it
-	outgoing     int32               // fetches from it, as a peer
-	failures     int32               // consecutive failed fetches from it
-	backoffUntil uint64              // tick until which peers avoid it
-	done         uint64              // tasks whose Done named it
-	pruned       int64               // bytes the core unlinked from it (see retire)
-	peakCache    int64               // the most cacheBytes so far
-	homes        []*family           // families placed here first (see families.go)
-	homesKept    int                 // len(homes) after it was last cleaned
+	holds        map[FileID]copyState // replicas it holds, and whether it may evict them (see pins.go)
+	pins         map[FileID]int32     // tasks placed here that read each file (see pin)
+	looseBytes   int64                // of cacheBytes, the copies it may evict (see setCopy)
+	cacheBytes   int64                // their size
+	inflight     map[FileID]uint64    // fetches to it: transfer ID, or 0 while queued
+	waiting      map[FileID][]*task   // staging tasks, by the input they wait for
+	derives      map[FileID][]FileID  // files to derive once this one arrives
+	tries        map[FileID]int32     // failed fetches of a file to it
+	outgoing     int32                // fetches from it, as a peer
+	failures     int32                // consecutive failed fetches from it
+	backoffUntil uint64               // tick until which peers avoid it
+	done         uint64               // tasks whose Done named it
+	pruned       int64                // bytes the core unlinked from it (see retire)
+	peakCache    int64                // the most cacheBytes so far
+	homes        []*family            // families placed here first (see families.go)
+	homesKept    int                  // len(homes) after it was last cleaned
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores
@@ -115,13 +117,16 @@ type WorkerInfo struct {
 	Instances []InstanceID
 	Draining  bool
 
-	CacheBytes   int64 // files it holds, as the core knows them
-	CacheFiles   int
-	CacheNeeded  int64 // of CacheBytes, those of files unfinished tasks read
-	Pruned       int64 // bytes unlinked from it so far (see Unlink)
-	PeakCache    int64 // the most CacheBytes it held at once
-	TransfersIn  int   // fetches to it in flight
-	TransfersOut int   // fetches from it in flight
+	CacheBytes  int64 // files it holds, as the core knows them
+	CacheFiles  int
+	CacheNeeded int64 // of CacheBytes, those of files unfinished tasks read
+	// CacheReleased: of CacheBytes, the copies released to the worker's
+	// eviction (see pins.go): no task placed there reads them.
+	CacheReleased int64
+	Pruned        int64 // bytes unlinked from it so far (see Unlink)
+	PeakCache     int64 // the most CacheBytes it held at once
+	TransfersIn   int   // fetches to it in flight
+	TransfersOut  int   // fetches from it in flight
 	// TasksDone counts the tasks and calls whose Done named it: their last
 	// attempt ran there.
 	TasksDone uint64
@@ -133,7 +138,7 @@ func (c *Core) Workers() []WorkerInfo {
 	for _, w := range c.workers {
 		info := WorkerInfo{ID: w.id, Total: w.total, Free: w.free, Draining: w.draining,
 			CacheBytes: w.cacheBytes, CacheFiles: len(w.holds), TransfersOut: int(w.outgoing), TasksDone: w.done,
-			Pruned: w.pruned, PeakCache: w.peakCache}
+			Pruned: w.pruned, PeakCache: w.peakCache, CacheReleased: w.looseBytes}
 		for f := range w.holds {
 			if e := c.files.files[f]; e != nil && e.needers > 0 {
 				info.CacheNeeded += e.size

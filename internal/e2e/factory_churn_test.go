@@ -51,7 +51,7 @@ func TestFactoryChurn(t *testing.T) {
 	// Phase 1: kill a random factory worker four times while 60 tasks run.
 	killed := make(chan []string, 1)
 	killRng := rand.New(rand.NewPCG(seed, 1)) // the goroutine's own: a Rand is not safe to share
-	go func() { // exits after its kills, or when the test's context ends
+	go func() {                               // exits after its kills, or when the test's context ends
 		var names []string
 		defer func() { killed <- names }()
 		for len(names) < 4 {

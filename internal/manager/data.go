@@ -131,6 +131,8 @@ func (s *state) fetchMessage(a core.Fetch) *pb.ManagerMessage {
 		if d != nil {
 			src.Format = d.UnpackFormat
 		}
+	case core.FromCache:
+		src.Kind = pb.Source_KIND_CACHE
 	}
 	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Fetch{Fetch: msg}}
 }
@@ -180,15 +182,22 @@ func (s *state) endSession(session string, client *clients.Session) {
 
 // unlink tells a worker to delete files from its cache.
 func (s *state) unlink(a core.Unlink) {
-	sess := s.sessions[a.Worker]
-	if sess == nil {
-		return
-	}
-	names := make([]string, len(a.Files))
-	for i, f := range a.Files {
+	s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: s.namesOf(a.Files)}}})
+}
+
+// releaseFiles tells a worker it may evict files when it needs room (see
+// core.Release).
+func (s *state) releaseFiles(a core.Release) {
+	s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Release{Release: &pb.Release{Names: s.namesOf(a.Files)}}})
+}
+
+// namesOf returns the cache names of files.
+func (s *state) namesOf(files []core.FileID) []string {
+	names := make([]string, len(files))
+	for i, f := range files {
 		names[i] = s.data.names[f]
 	}
-	s.sendTo(sess.id, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Unlink{Unlink: &pb.Unlink{Names: names}}})
+	return names
 }
 
 // fetchToStore asks a worker holding name to upload it to the store; reply

@@ -410,6 +410,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			delete(s.tasks, a.Task)
 		case core.Unlink:
 			s.unlink(a)
+		case core.Release:
+			s.releaseFiles(a)
 		case core.Unplaceable:
 			if rec := s.tasks[a.Task]; rec != nil && !rec.done { // (not a run again to recreate a file)
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING, Unplaceable: a.Why})

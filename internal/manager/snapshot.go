@@ -113,7 +113,7 @@ func (s *state) status() *pb.StatusResponse {
 		BytesFromManager: stats.Moved[core.FromManager], // not store.served() too: the same fetches
 		BytesFromPeers:   stats.Moved[core.FromPeer], BytesFromUrls: stats.Moved[core.FromOrigin],
 		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated,
-		BytesPruned: stats.Pruned, TasksHandedBack: stats.HandedBack}
+		BytesPruned: stats.Pruned, TasksHandedBack: stats.HandedBack, EvictedForSpace: stats.EvictedForSpace}
 	for _, w := range s.core.Workers() {
 		sess := s.sessions[w.ID]
 		if sess == nil {
@@ -123,7 +123,7 @@ func (s *state) status() *pb.StatusResponse {
 			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
 			TasksDone: w.TasksDone, ConnectedUnixMs: sess.since.UnixMilli(),
 			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut),
-			CacheNeeded: w.CacheNeeded, BytesPruned: w.Pruned, PeakCacheBytes: w.PeakCache}
+			CacheNeeded: w.CacheNeeded, BytesPruned: w.Pruned, PeakCacheBytes: w.PeakCache, CacheEvictable: w.CacheReleased}
 		for _, t := range w.Running {
 			ws.Running = append(ws.Running, uint64(t))
 		}

@@ -15,6 +15,10 @@ import (
 	"trellis/internal/worker/transfer"
 )
 
+// errEvicted: a claimed copy (Source KIND_CACHE) was evicted before the
+// claim came; the worker reported it dropped.
+var errEvicted = errors.New("evicted from the cache before the manager claimed it")
+
 // fetch carries out one Fetch from the manager and says how it went.
 func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 	start := time.Now()
@@ -22,6 +26,11 @@ func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 	var e cache.Entry
 	var err error
 	switch src.GetKind() {
+	case pb.Source_KIND_CACHE: // a claim of a copy the manager released: held now, if it is still here
+		var ok bool
+		if e, ok = w.cache.Get(f.Name); !ok {
+			err = fmt.Errorf("claim %s: %w", f.Name, errEvicted)
+		}
 	case pb.Source_KIND_UNPACK: // the archive was staged first
 		e, err = transfer.Unpack(ctx, w.cache, f.Name, level(f.Level), src.From, src.Format)
 	case pb.Source_KIND_MANAGER:
@@ -38,7 +47,7 @@ func (w *Worker) fetch(ctx context.Context, f *pb.Fetch) *pb.FetchDone {
 	done := &pb.FetchDone{Id: f.Id, Name: f.Name, Ms: time.Since(start).Milliseconds()}
 	if err != nil {
 		done.Error = err.Error()
-		done.SourceFault = errors.Is(err, transfer.ErrSource) || errors.Is(err, cache.ErrMismatch) || errors.Is(err, archive.ErrUnsafe)
+		done.SourceFault = errors.Is(err, transfer.ErrSource) || errors.Is(err, cache.ErrMismatch) || errors.Is(err, archive.ErrUnsafe) || errors.Is(err, errEvicted)
 		done.CacheFull = !done.SourceFault && errors.Is(err, cache.ErrDiskFull)
 		w.log.Warn("fetch failed", "file", f.Name, "source", src.GetKind(), "err", err)
 		return done

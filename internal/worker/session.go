@@ -98,6 +98,7 @@ type session struct {
 func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	w.cache.ReleaseAll() // what an earlier connection held: the manager learns it anew (Hello)
 	stream := w.openStream(sctx)
 	if err := stream.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: w.hello()}}); err != nil {
 		return false, refusal(err, stream)
@@ -239,8 +240,13 @@ func (s *session) ended(ev event) {
 	case evLibraryStarted:
 		s.post(ev.msg)
 	case evFetched:
-		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: ev.done}})
+		// Evictions first: a claim that found its file evicted (KIND_CACHE)
+		// fails after the manager knows the file is gone.
 		s.reportEvicted()
+		if !ev.done.Ok {
+			s.w.cache.Release(ev.done.Name) // the manager fetches it again, with a hold, if it still wants it
+		}
+		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: ev.done}})
 	}
 }
 
@@ -260,11 +266,18 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 			r.cancel()
 		}
 	case *pb.ManagerMessage_Fetch:
+		// Held from now until a Release, so that the tasks the manager
+		// places here find it (present already, or when it lands).
+		s.w.cache.Hold(x.Fetch.Name)
 		s.wg.Add(1)
 		go func() { // exits when the fetch ends; sctx bounds it
 			defer s.wg.Done()
 			s.emit(evFetched{s.w.fetch(sctx, x.Fetch)})
 		}()
+	case *pb.ManagerMessage_Release:
+		for _, n := range x.Release.Names {
+			s.w.cache.Release(n)
+		}
 	case *pb.ManagerMessage_Unlink:
 		if gone := s.w.unlink(x.Unlink.Names); len(gone) > 0 {
 			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})

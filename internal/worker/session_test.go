@@ -473,3 +473,52 @@ func TestSessionReconnects(t *testing.T) {
 		t.Fatalf("report mismatch (-want +got):\n%s", diff)
 	}
 }
+
+// TestSessionHoldsFetchedFiles: a fetched file stays until the manager
+// releases it, even when a fetch needs its room; once released, it is
+// evicted for the next fetch and reported before that fetch's end; a
+// claim (KIND_CACHE) of it then fails at the source, a claim of a file
+// still there succeeds at once.
+func TestSessionHoldsFetchedFiles(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.Resources.DiskMB = 1 })
+	big := func(c byte) string { return strings.Repeat(string(c), 600_000) }
+	a, aDigest := contentName(big('a'))
+	b, bDigest := contentName(big('b'))
+	h.files[a], h.files[b] = big('a'), big('b')
+	m, _ := h.connect(t, 60_000)
+	fetched := func(id uint64, name, digest string) *pb.WorkerMessage {
+		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: &pb.FetchDone{Id: id, Name: name, Ok: true, Size: 600_000, Digest: digest}}}
+	}
+	failed := func(id uint64, name string, source, full bool) *pb.WorkerMessage {
+		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Fetched{Fetched: &pb.FetchDone{Id: id, Name: name, SourceFault: source, CacheFull: full}}}
+	}
+	claim := func(id uint64, name string) *pb.ManagerMessage {
+		return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Fetch{Fetch: &pb.Fetch{Id: id, Name: name, Size: 600_000,
+			Source: &pb.Source{Kind: pb.Source_KIND_CACHE}}}}
+	}
+	release := &pb.ManagerMessage{Msg: &pb.ManagerMessage_Release{Release: &pb.Release{Names: []string{a}}}}
+	for i, s := range []step{
+		{send: fetch(1, a, 600_000)},
+		{want: fetched(1, a, aDigest)},
+		{send: fetch(2, b, 600_000)},
+		{want: failed(2, b, false, true)}, // a is held
+		{send: release},
+		{send: fetch(3, b, 600_000)},
+		{want: dropped(a)}, // before the fetch's end
+		{want: fetched(3, b, bDigest)},
+		{send: claim(4, a)},
+		{want: failed(4, a, true, false)},
+		{send: claim(5, b)},
+		{want: fetched(5, b, bDigest)},
+	} {
+		if s.send != nil {
+			m.send(t, s.send)
+			continue
+		}
+		if diff := cmp.Diff(s.want, m.next(t), reportOpts); diff != "" {
+			t.Fatalf("step %d: message mismatch (-want +got):\n%s", i, diff)
+		}
+	}
+}

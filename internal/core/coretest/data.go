@@ -73,8 +73,13 @@ func (fs *fileSet) remove(f core.FileID) bool {
 
 // simFetch is a Fetch the core emitted and the harness has not answered.
 type simFetch struct {
-	a   core.Fetch
-	pos int // in sim.fetches
+	a    core.Fetch
+	pos  int   // in sim.fetches
+	full bool  // its worker's cache could not make room for it (Config.BoundedCaches)
+	size int64 // reserved
+	// gone: a claim (FromCache) of a file its worker had evicted, which
+	// the core has not heard of: the claim fails.
+	gone bool
 }
 
 type workerFile struct {
@@ -244,6 +249,7 @@ func (s *sim) hold(w *simWorker, f core.FileID) {
 }
 
 func (s *sim) unhold(w *simWorker, f core.FileID) {
+	w.fetched.remove(f)
 	if !w.holds.remove(f) {
 		return
 	}
@@ -276,6 +282,7 @@ func (s *sim) workerGone(w *simWorker) {
 	for _, f := range slices.Clone(w.holds.list) {
 		s.unhold(w, f)
 	}
+	w.evicted, w.loose, w.fetched = fileSet{}, fileSet{}, fileSet{}
 	for i := 0; i < len(s.d.fetches); {
 		if f := s.d.fetches[i]; f.a.Worker == w.id {
 			s.removeFetch(f)
@@ -288,6 +295,9 @@ func (s *sim) workerGone(w *simWorker) {
 // Fetches.
 
 func (s *sim) removeFetch(f *simFetch) {
+	if w := s.workers[f.a.Worker]; w != nil {
+		w.reserved -= f.size
+	}
 	last := s.d.fetches[len(s.d.fetches)-1]
 	s.d.fetches[f.pos], last.pos = last, f.pos
 	s.d.fetches = s.d.fetches[:len(s.d.fetches)-1]
@@ -326,7 +336,7 @@ func (s *sim) applyFetch(a core.Fetch) {
 		s.failf("%+v: transfer ID not above the last one, %d", a, s.d.lastTransfer)
 	case s.d.fetchTo[workerFile{a.Worker, a.File}] != nil:
 		s.failf("%+v while transfer %d of the file to that worker is in flight", a, s.d.fetchTo[workerFile{a.Worker, a.File}].a.Transfer)
-	case w.holds.has(a.File):
+	case w.holds.has(a.File) && a.Source.Kind != core.FromCache:
 		s.failf("%+v of a file the worker already holds", a)
 	}
 	s.d.lastTransfer = a.Transfer
@@ -338,7 +348,7 @@ func (s *sim) applyFetch(a core.Fetch) {
 			s.failf("%+v from a departed or unknown peer", a)
 		case p == w:
 			s.failf("%+v from the worker itself", a)
-		case !p.holds.has(a.File):
+		case !s.believed(p, a.File):
 			s.failf("%+v from a peer that does not hold the file (holders %v)", a, df.at)
 		}
 		if s.d.peerOut[p.id]++; s.d.peerOut[p.id] > core.PeerTransfers {
@@ -365,10 +375,24 @@ func (s *sim) applyFetch(a core.Fetch) {
 		if !w.holds.has(df.from) {
 			s.failf("%+v: the worker does not hold %d to unpack it", a, df.from)
 		}
+	case core.FromCache:
+		if !w.loose.has(a.File) {
+			s.failf("%+v claims a copy the core did not release (or held again since)", a)
+		}
 	default:
 		s.failf("%+v: unknown source", a)
 	}
 	f := &simFetch{a: a, pos: len(s.d.fetches)}
+	if w != nil {
+		w.loose.remove(a.File) // the Fetch holds it,
+		// and answers for an eviction not reported yet.
+		f.gone = w.evicted.remove(a.File) && a.Source.Kind == core.FromCache
+		if a.Source.Kind != core.FromCache && s.cfg.BoundedCaches && df != nil && a.Size > 0 {
+			if f.full = !s.reserve(w, df.size); !f.full {
+				f.size = df.size
+			}
+		}
+	}
 	s.d.fetches = append(s.d.fetches, f)
 	s.d.fetchOf[a.Transfer] = f
 	s.d.fetchTo[workerFile{a.Worker, a.File}] = f
@@ -381,6 +405,9 @@ func (s *sim) applyFetch(a core.Fetch) {
 func (s *sim) answerFetch(faults bool) {
 	r := s.rng
 	f := s.d.fetches[r.IntN(len(s.d.fetches))]
+	if s.reportEvicted(s.workers[f.a.Worker]) {
+		return // first, as the worker reports evictions before a fetch's end
+	}
 	a := f.a
 	w := s.workers[a.Worker]
 	df := s.d.decl[a.File]
@@ -407,8 +434,16 @@ func (s *sim) answerFetch(faults bool) {
 		if !w.holds.has(df.from) {
 			fail(true, "archive gone")
 		}
+	case core.FromCache:
+		if !w.holds.has(a.File) {
+			fail(true, "evicted before the claim")
+		}
 	}
-	if ev.OK && faults && r.Float64() < s.cfg.TransferFailRate {
+	if ev.OK && f.full {
+		fail(false, "disk full")
+		ev.CacheFull = true
+	}
+	if ev.OK && faults && r.Float64() < s.cfg.TransferFailRate && a.Source.Kind != core.FromCache {
 		if r.IntN(3) == 0 {
 			fail(false, "disk full")
 		} else {
@@ -418,12 +453,147 @@ func (s *sim) answerFetch(faults bool) {
 	s.removeFetch(f)
 	if ev.OK {
 		s.hold(w, a.File)
+		w.fetched.add(a.File)
 	} else {
 		s.stats.FetchFailures++
 	}
 	s.d.cur = f
 	s.do(ev)
 	s.d.cur = nil
+}
+
+// reserve makes room for a fetch of size bytes to w, as its cache would
+// when the fetch starts (Config.BoundedCaches): it evicts files the core
+// released, oldest release first, and reports whether they fit; if not,
+// it evicts nothing. Only fetched files count, and each fetch reserves its
+// size until it is answered.
+func (s *sim) reserve(w *simWorker, size int64) bool {
+	limit := w.total.DiskMB << 20
+	used := w.reserved
+	for _, g := range w.holds.list {
+		if w.fetched.has(g) {
+			used += s.d.decl[g].size
+		}
+	}
+	if used+size <= limit {
+		w.reserved += size
+		return true
+	}
+	var victims []core.FileID
+	free := used + size - limit
+	for _, g := range w.loose.list {
+		if free <= 0 {
+			break
+		}
+		if w.holds.has(g) && w.fetched.has(g) {
+			victims = append(victims, g)
+			free -= s.d.decl[g].size
+		}
+	}
+	if free > 0 {
+		return false
+	}
+	for _, g := range victims {
+		s.unhold(w, g)
+		w.evicted.add(g)
+		s.stats.Evicted++
+	}
+	w.reserved += size
+	return true
+}
+
+// unheard returns the files w evicted that the core has not heard of yet:
+// those to report, and those evicted before a claim of them came (the
+// claim will fail).
+func (s *sim) unheard(w *simWorker) []core.FileID {
+	out := slices.Clone(w.evicted.list)
+	for _, f := range s.d.fetches {
+		if f.a.Worker == w.id && f.gone {
+			out = append(out, f.a.File)
+		}
+	}
+	return out
+}
+
+// believed reports whether the core must believe that w holds f: it does,
+// or evicted it unheard of.
+func (s *sim) believed(w *simWorker, f core.FileID) bool {
+	return w.holds.has(f) || slices.Contains(s.unheard(w), f)
+}
+
+// evictReleased has a random worker evict a random copy the core
+// released, unreported until its next report (Config.EvictRate).
+func (s *sim) evictReleased() {
+	if len(s.live) == 0 {
+		return
+	}
+	w := s.live[s.rng.IntN(len(s.live))]
+	var loose []core.FileID
+	for _, f := range w.loose.list {
+		if w.holds.has(f) && w.fetched.has(f) {
+			loose = append(loose, f)
+		}
+	}
+	if len(loose) == 0 {
+		return
+	}
+	f := loose[s.rng.IntN(len(loose))]
+	s.unhold(w, f)
+	w.evicted.add(f)
+	s.stats.Evicted++
+}
+
+// reportEvicted has w report the files it evicted (FilesDropped), as a
+// worker does before it reports the end of a fetch or an attempt. It
+// reports whether there were any.
+func (s *sim) reportEvicted(w *simWorker) bool {
+	if w == nil || w.gone || len(w.evicted.list) == 0 {
+		return false
+	}
+	ev := core.FilesDropped{Worker: w.id, Files: slices.Clone(w.evicted.list)}
+	for _, f := range ev.Files {
+		w.loose.remove(f)
+	}
+	w.evicted = fileSet{}
+	s.do(ev)
+	return true
+}
+
+// addressee returns the worker that action a (an Unlink or a Release)
+// names, or nil, and fails if it is gone or a names no file.
+func (s *sim) addressee(a core.Action, wid core.WorkerID, files []core.FileID) *simWorker {
+	w := s.workers[wid]
+	if w == nil {
+		s.failf("%+v to a departed or unknown worker", a)
+		return nil
+	}
+	if len(files) == 0 {
+		s.failf("%+v names no file", a)
+	}
+	return w
+}
+
+// applyRelease checks a Release: the worker holds (or evicted, unknown to
+// the core) each file, and no task running there reads it.
+func (s *sim) applyRelease(a core.Release) {
+	w := s.addressee(a, a.Worker, a.Files)
+	if w == nil {
+		return
+	}
+	for _, f := range a.Files {
+		if !w.holds.has(f) && !w.evicted.has(f) {
+			s.failf("%+v of file %d, which the worker does not hold", a, f)
+		}
+		for _, t := range w.running {
+			if slices.Contains(t.deps, f) {
+				s.failf("%+v of file %d, which task %d running there reads", a, f, t.spec.ID)
+			}
+		}
+		if w.holds.has(f) {
+			w.loose.add(f)
+		}
+		s.stats.Released++
+	}
 }
 
 // dropReplica has a random worker evict a random file it holds.
@@ -585,6 +755,13 @@ func (s *sim) applyFileLost(a core.FileLost) {
 		}
 	}
 	df.lost = append(df.lost, a.Why)
+}
+
+// cacheFull reports whether the current step answers a fetch that failed
+// because its worker's cache was full (Config.BoundedCaches).
+func (s *sim) cacheFull() bool {
+	ev, ok := s.ev.(core.TransferDone)
+	return ok && ev.CacheFull
 }
 
 // fetchFailedFor reports whether the current step answers a failed fetch

@@ -241,12 +241,16 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 				heap.Push(&events, graphEvent{at: now + t.dur, seq: seq, ev: core.TaskFinished{
 					Task: a.Task, Attempt: a.Attempt, Worker: a.Worker, Outcome: core.Outcome{Kind: core.Success}, Outputs: outs}})
 			case core.Fetch:
-				if a.Source.Kind != core.FromPeer || !holds[a.Source.Peer][a.File] {
+				took := 1 + sizes[a.File]/peerBytesPerMs
+				switch {
+				case a.Source.Kind == core.FromCache && holds[a.Worker][a.File]:
+					took = 0 // a claim of a released copy: these caches never evict
+				case a.Source.Kind != core.FromPeer || !holds[a.Source.Peer][a.File]:
 					tb.Fatalf("graph %+v, %v: %+v: the source does not hold the file", cfg, p, a)
 				}
 				fetches[a.Transfer] = a
 				seq++
-				heap.Push(&events, graphEvent{at: now + 1 + sizes[a.File]/peerBytesPerMs, seq: seq, ev: core.TransferDone{Transfer: a.Transfer, OK: true, Size: sizes[a.File]}})
+				heap.Push(&events, graphEvent{at: now + took, seq: seq, ev: core.TransferDone{Transfer: a.Transfer, OK: true, Size: sizes[a.File]}})
 			case core.Done:
 				if a.Outcome.Kind != core.Success {
 					tb.Fatalf("graph %+v, %v: %+v", cfg, p, a)

@@ -66,6 +66,12 @@ type simWorker struct {
 	gone     bool
 	livePos  int     // in sim.live
 	holds    fileSet // files it really holds (data runs)
+	// loose: files the core released (Release) and no Fetch held again
+	// since: the only ones its cache may evict (Config.BoundedCaches).
+	loose    fileSet
+	evicted  fileSet // evicted and not reported yet: the core learns it before the worker's next report
+	fetched  fileSet // of holds, those fetched (not outputs): what BoundedCaches bounds
+	reserved int64   // bytes reserved by the fetches to it in flight (Config.BoundedCaches)
 	insts    map[core.InstanceID]*simInst
 }
 
@@ -139,6 +145,8 @@ func (s *sim) expect(ev core.Event) {
 		s.stats.WorkersJoined++
 		for _, cf := range ev.Cached {
 			s.hold(w, cf.File)
+			w.fetched.add(cf.File)
+			w.loose.add(cf.File) // released from the start: the core claims it before use
 		}
 	case core.WorkerDraining:
 		// Tasks staging there go back to the queue, and may be placed at
@@ -383,6 +391,21 @@ func (s *sim) apply(a core.Action) {
 		s.stats.Kills++
 	case core.Requeued:
 		t := s.task(a.Task)
+		if t != nil && t.worker == nil && t.attempt == a.Attempt && (!t.done || t.rerunning) && a.Reason.Kind == core.ResourceExceeded && s.cfg.BoundedCaches {
+			// Its inputs do not fit in the cache of the worker it was
+			// placed on, or a fetch for it found the cache full: it waits
+			// for space, not counted.
+			t.parked = true
+			s.stats.Requeues++
+			return
+		}
+		if t != nil && t.worker == nil && t.attempt == a.Attempt && s.fetchFailedFor(t) && (!t.done || t.rerunning) && s.cacheFull() && a.Reason.Kind == core.ResourceExceeded {
+			// The input did not fit in the worker's cache: the task
+			// waits for space, not counted.
+			t.parked = true
+			s.stats.Requeues++
+			return
+		}
 		if t != nil && t.worker == nil && t.attempt == a.Attempt && s.fetchFailedFor(t) && (!t.done || t.rerunning) {
 			// A task staging on the worker gives up on the input: it is
 			// queued again, and that counts against its retries.
@@ -452,6 +475,8 @@ func (s *sim) apply(a core.Action) {
 		s.applyForget(a)
 	case core.Unlink:
 		s.applyUnlink(a)
+	case core.Release:
+		s.applyRelease(a)
 	case core.Unplaceable:
 		s.applyUnplaceable(a)
 	default:
@@ -590,6 +615,8 @@ func (s *sim) applyDone(a core.Done) {
 		s.failf("Done %+v ends a running attempt the event does not concern", a)
 	case s.brokenDone(t, a):
 		// A call of a broken library.
+	case a.Outcome.Kind == core.ResourceExceeded && (s.cacheFull() && s.fetchFailedFor(t) || s.cfg.BoundedCaches && t.parked):
+		// An input no worker's cache could hold, besides the files kept for the session.
 	case a.Outcome.Kind != core.InputMissing:
 		s.failf("Done %+v of a task that was not running", a)
 	case a.Outcome.Message == "":
@@ -949,9 +976,21 @@ func (s *sim) checkHoldings(info core.WorkerInfo, w *simWorker, in int) {
 	for _, f := range w.holds.list {
 		bytes += s.d.decl[f].size
 	}
-	if info.CacheFiles != len(w.holds.list) || info.CacheBytes != bytes || info.TransfersIn != in || info.TransfersOut != s.d.peerOut[w.id] {
-		s.failf("worker %d: core sees %d files (%d bytes), %d fetches in, %d out; it really holds %d files (%d bytes), fetches in %d, out %d",
-			w.id, info.CacheFiles, info.CacheBytes, info.TransfersIn, info.TransfersOut, len(w.holds.list), bytes, in, s.d.peerOut[w.id])
+	n := len(w.holds.list)
+	for _, f := range s.unheard(w) {
+		n++
+		bytes += s.d.decl[f].size
+	}
+	if info.CacheFiles != n || info.CacheBytes != bytes || info.TransfersIn != in || info.TransfersOut != s.d.peerOut[w.id] {
+		var diff []string
+		for f := range s.d.decl {
+			seen := slices.Contains(s.c.Replicas(f), w.id)
+			if real := s.believed(w, f); seen != real {
+				diff = append(diff, fmt.Sprintf("file %d: the core sees it %v, really %v (evicted %v, released %v)", f, seen, real, w.evicted.has(f), w.loose.has(f)))
+			}
+		}
+		s.failf("%v worker %d: core sees %d files (%d bytes), %d fetches in, %d out; it really holds %d files, and %d evicted it has not heard of (%d bytes), fetches in %d, out %d", diff,
+			w.id, info.CacheFiles, info.CacheBytes, info.TransfersIn, info.TransfersOut, len(w.holds.list), n-len(w.holds.list), bytes, in, s.d.peerOut[w.id])
 	}
 }
 

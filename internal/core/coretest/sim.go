@@ -59,6 +59,19 @@ type Config struct {
 	// MaxDepth: task-level temp files are pruned with a depth drawn from
 	// 0 to MaxDepth (FileSpec.Depth); Unlink must respect it.
 	MaxDepth int32
+	// BoundedCaches: each fake worker's cache holds its disk
+	// (Resources.DiskMB, of 4 to 100 GB) of fetched files (outputs are
+	// not counted). A fetch of known size reserves it when the core emits
+	// it, evicting files the core released (Release), which the core
+	// hears of only with the worker's next report, as from real workers;
+	// one that cannot fit fails with CacheFull. A task must never be
+	// dispatched with an evicted input. Without it, data runs give their
+	// workers disks a thousand times larger, which no run fills.
+	BoundedCaches bool
+	// EvictRate: a random worker evicts a random copy the core released,
+	// and reports it only with its next report (with BoundedCaches, as it
+	// would to make room for a fetch the core does not see).
+	EvictRate float64
 
 	// AtMostOnceFraction: fraction of tasks (and calls) that are
 	// at-most-once (core.Task.AtMostOnce), writing no outputs. A lost
@@ -121,6 +134,9 @@ type Stats struct {
 	Unlinked        int // replicas named by Unlink actions
 	HandedBack      int // attempts handed back for a full cache
 	SessionsEnded   int
+	Released        int // copies named by Release actions
+	Evicted         int // copies a worker evicted to make room (BoundedCaches), reported later
+	EvictedForSpace int // copies the core unlinked to break a deadlock of full caches
 
 	// Libraries.
 	Libraries        int
@@ -160,6 +176,9 @@ func (s Stats) String() string {
 			s.Fetches, s.FetchFailures, s.Dropped, s.Rejoined, s.Reruns, s.Recreated, s.FilesLost, s.Probes, s.ProbesRecreated, s.ProbesLost)
 		if s.SessionsEnded > 0 || s.Unlinked > 0 {
 			out += fmt.Sprintf(" sessions ended=%d unlinked=%d", s.SessionsEnded, s.Unlinked)
+		}
+		if s.Released > 0 || s.Evicted > 0 {
+			out += fmt.Sprintf(" released=%d evicted=%d evicted-for-space=%d", s.Released, s.Evicted, s.EvictedForSpace)
 		}
 	}
 	if s.Unplaceable > 0 {
@@ -228,6 +247,7 @@ func Run(tb testing.TB, cfg Config) Stats {
 	}
 	moved := s.c.Stats().Moved
 	s.stats.BytesPeer, s.stats.BytesManager = moved[core.FromPeer], moved[core.FromManager]
+	s.stats.EvictedForSpace = int(s.c.Stats().EvictedForSpace)
 	return s.stats
 }
 
@@ -353,11 +373,15 @@ var (
 // standardWorker fits every task the harness makes.
 func (s *sim) standardWorker() core.WorkerJoined {
 	s.nextWorker++
-	return core.WorkerJoined{
+	ev := core.WorkerJoined{
 		Worker:    s.nextWorker,
 		Resources: core.Resources{MilliCores: 16000, MemoryMB: 65536, DiskMB: 100_000, GPUs: 4},
 		GPUs:      []int32{0, 1, 2, 3},
 	}
+	if s.cfg.dataOn() && !s.cfg.BoundedCaches {
+		ev.Resources.DiskMB *= 1000 // see BoundedCaches
+	}
+	return ev
 }
 
 func (s *sim) randomWorker() core.WorkerJoined {
@@ -370,6 +394,12 @@ func (s *sim) randomWorker() core.WorkerJoined {
 			MemoryMB:   pick(r, workerMemory),
 			DiskMB:     pick(r, workerDisk),
 		},
+	}
+	switch {
+	case s.cfg.BoundedCaches:
+		ev.Resources.DiskMB = pick(r, []int64{4_000, 10_000})
+	case s.cfg.dataOn():
+		ev.Resources.DiskMB *= 1000 // caches no run fills (see BoundedCaches)
 	}
 	if r.Float64() < s.cfg.GPUFraction {
 		n := 1 + r.IntN(4)
@@ -562,6 +592,8 @@ func (s *sim) faultStep() {
 		s.crashInstance()
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate+c.SessionEndRate:
 		s.endSession()
+	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate+c.SessionEndRate+c.EvictRate:
+		s.evictReleased()
 	default:
 		s.progress()
 	}
@@ -619,6 +651,9 @@ func (s *sim) progress() {
 // back, otherwise it finishes with a random outcome.
 func (s *sim) endAttempt() {
 	t := s.running[s.rng.IntN(len(s.running))]
+	if s.reportEvicted(t.worker) {
+		return // (which may have ended t)
+	}
 	if t.worker.draining && s.rng.IntN(2) == 0 {
 		s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id})
 		return
@@ -661,6 +696,9 @@ func (s *sim) outputs(t *simTask) []core.OutputInfo {
 		}
 		if o.Kept {
 			s.hold(t.worker, f)
+			t.worker.loose.remove(f) // an output: never evicted by its worker
+			t.worker.fetched.remove(f)
+			t.worker.evicted.remove(f) // here again: its eviction is not reported
 		}
 		outs = append(outs, o)
 	}
@@ -754,7 +792,7 @@ func (s *sim) staleStep() {
 		if len(s.live) > 0 && len(s.d.temps) > 0 {
 			w := s.live[r.IntN(len(s.live))]
 			f := s.d.temps[r.IntN(len(s.d.temps))]
-			if !w.holds.has(f) {
+			if !s.believed(w, f) {
 				s.d.noop = true
 				s.do(core.FilesDropped{Worker: w.id, Files: []core.FileID{f}})
 				s.d.noop = false

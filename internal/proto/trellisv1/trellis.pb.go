@@ -370,16 +370,21 @@ const (
 	Source_KIND_PEER        Source_Kind = 2 // GET url from a peer's cache (the url carries a token)
 	Source_KIND_URL         Source_Kind = 3 // GET url from its origin (http, https, file)
 	Source_KIND_UNPACK      Source_Kind = 4 // unpack the cached file "from" (format "format")
+	// KIND_CACHE: the worker's own cache: the manager claims a copy it
+	// released (Release); it succeeds at once if the copy is still there,
+	// and fails, after the worker reported it Dropped, if it was evicted.
+	Source_KIND_CACHE Source_Kind = 60
 )
 
 // Enum value maps for Source_Kind.
 var (
 	Source_Kind_name = map[int32]string{
-		0: "KIND_UNSPECIFIED",
-		1: "KIND_MANAGER",
-		2: "KIND_PEER",
-		3: "KIND_URL",
-		4: "KIND_UNPACK",
+		0:  "KIND_UNSPECIFIED",
+		1:  "KIND_MANAGER",
+		2:  "KIND_PEER",
+		3:  "KIND_URL",
+		4:  "KIND_UNPACK",
+		60: "KIND_CACHE",
 	}
 	Source_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -387,6 +392,7 @@ var (
 		"KIND_PEER":        2,
 		"KIND_URL":         3,
 		"KIND_UNPACK":      4,
+		"KIND_CACHE":       60,
 	}
 )
 
@@ -2883,8 +2889,11 @@ type WorkerStatus struct {
 	BytesPruned     int64                  `protobuf:"varint,16,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`            // bytes unlinked from it because no task reads them any more
 	PeakCacheBytes  int64                  `protobuf:"varint,17,opt,name=peak_cache_bytes,json=peakCacheBytes,proto3" json:"peak_cache_bytes,omitempty"` // the most cache_bytes it held at once
 	Factory         string                 `protobuf:"bytes,100,opt,name=factory,proto3" json:"factory,omitempty"`                                       // the factory that started it, if one reported it
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// of cache_bytes, copies the manager released: the worker may evict
+	// them when it needs room (no task placed there reads them)
+	CacheEvictable int64 `protobuf:"varint,60,opt,name=cache_evictable,json=cacheEvictable,proto3" json:"cache_evictable,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkerStatus) Reset() {
@@ -3041,6 +3050,13 @@ func (x *WorkerStatus) GetFactory() string {
 		return x.Factory
 	}
 	return ""
+}
+
+func (x *WorkerStatus) GetCacheEvictable() int64 {
+	if x != nil {
+		return x.CacheEvictable
+	}
+	return 0
 }
 
 // TaskCounts counts tasks of one modality (command tasks, calls, or
@@ -3256,6 +3272,9 @@ type StatusResponse struct {
 	Factories       []*FactoryStatus `protobuf:"bytes,100,rep,name=factories,proto3" json:"factories,omitempty"`                                      // factories that report to this manager
 	UnknownTasks    []*UnknownTask   `protobuf:"bytes,50,rep,name=unknown_tasks,json=unknownTasks,proto3" json:"unknown_tasks,omitempty"`             // waiting for trellis reconcile
 	Adrift          uint64           `protobuf:"varint,51,opt,name=adrift,proto3" json:"adrift,omitempty"`                                            // tasks whose attempt from before a restart may still run: they wait for its worker to come back
+	// copies removed from a worker's cache to break a deadlock of full
+	// caches (their producers run again when their readers need them)
+	EvictedForSpace uint64 `protobuf:"varint,60,opt,name=evicted_for_space,json=evictedForSpace,proto3" json:"evicted_for_space,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3510,6 +3529,13 @@ func (x *StatusResponse) GetUnknownTasks() []*UnknownTask {
 func (x *StatusResponse) GetAdrift() uint64 {
 	if x != nil {
 		return x.Adrift
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetEvictedForSpace() uint64 {
+	if x != nil {
+		return x.EvictedForSpace
 	}
 	return 0
 }
@@ -5002,6 +5028,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_StartLibrary
 	//	*ManagerMessage_StopLibrary
 	//	*ManagerMessage_Batch
+	//	*ManagerMessage_Release
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5125,6 +5152,15 @@ func (x *ManagerMessage) GetBatch() *ManagerBatch {
 	return nil
 }
 
+func (x *ManagerMessage) GetRelease() *Release {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -5165,6 +5201,10 @@ type ManagerMessage_Batch struct {
 	Batch *ManagerBatch `protobuf:"bytes,9,opt,name=batch,proto3,oneof"`
 }
 
+type ManagerMessage_Release struct {
+	Release *Release `protobuf:"bytes,60,opt,name=release,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
@@ -5182,6 +5222,8 @@ func (*ManagerMessage_StartLibrary) isManagerMessage_Msg() {}
 func (*ManagerMessage_StopLibrary) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Batch) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Release) isManagerMessage_Msg() {}
 
 // ManagerBatch carries the messages queued for a worker at once, in order.
 // It never nests.
@@ -5551,6 +5593,53 @@ func (x *Unlink) GetNames() []string {
 	return nil
 }
 
+// Release lets a worker evict files from its cache when it needs room: no
+// task placed there reads them. A worker evicts no other file: a Fetch
+// holds its file (even one already cached) until a Release names it.
+type Release struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Release) Reset() {
+	*x = Release{}
+	mi := &file_trellis_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Release) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Release) ProtoMessage() {}
+
+func (x *Release) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Release.ProtoReflect.Descriptor instead.
+func (*Release) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *Release) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
 // Upload asks a worker to PUT a cached file to the manager's store.
 type Upload struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -5561,7 +5650,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5573,7 +5662,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5586,7 +5675,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Upload) GetName() string {
@@ -5616,7 +5705,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5628,7 +5717,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5641,7 +5730,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -5712,7 +5801,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5724,7 +5813,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5737,7 +5826,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -5799,7 +5888,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5811,7 +5900,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5824,7 +5913,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -6036,7 +6125,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\xd7\x04\n" +
+	"\x12EndSessionResponse\"\x80\x05\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -6059,7 +6148,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\fcache_needed\x18\x0f \x01(\x03R\vcacheNeeded\x12!\n" +
 	"\fbytes_pruned\x18\x10 \x01(\x03R\vbytesPruned\x12(\n" +
 	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\x12\x18\n" +
-	"\afactory\x18d \x01(\tR\afactory\"\xc2\x01\n" +
+	"\afactory\x18d \x01(\tR\afactory\x12'\n" +
+	"\x0fcache_evictable\x18< \x01(\x03R\x0ecacheEvictable\"\xc2\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x18\n" +
 	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
@@ -6074,7 +6164,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x9c\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xc8\n" +
 	"\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
@@ -6110,7 +6200,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x11tasks_handed_back\x18\x1d \x01(\x04R\x0ftasksHandedBack\x127\n" +
 	"\tfactories\x18d \x03(\v2\x19.trellis.v1.FactoryStatusR\tfactories\x12<\n" +
 	"\runknown_tasks\x182 \x03(\v2\x17.trellis.v1.UnknownTaskR\funknownTasks\x12\x16\n" +
-	"\x06adrift\x183 \x01(\x04R\x06adrift\"Z\n" +
+	"\x06adrift\x183 \x01(\x04R\x06adrift\x12*\n" +
+	"\x11evicted_for_space\x18< \x01(\x04R\x0fevictedForSpace\"Z\n" +
 	"\x10ReconcileRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12-\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x13.trellis.v1.VerdictR\averdict\"\x13\n" +
@@ -6219,7 +6310,7 @@ const file_trellis_proto_rawDesc = "" +
 	"cache_full\x18\x03 \x01(\bR\tcacheFull\x12\x12\n" +
 	"\x04need\x18\x04 \x01(\x03R\x04need\"\n" +
 	"\n" +
-	"\bDraining\"\xcd\x03\n" +
+	"\bDraining\"\xfe\x03\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
@@ -6229,7 +6320,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06upload\x18\x06 \x01(\v2\x12.trellis.v1.UploadH\x00R\x06upload\x12?\n" +
 	"\rstart_library\x18\a \x01(\v2\x18.trellis.v1.StartLibraryH\x00R\fstartLibrary\x12<\n" +
 	"\fstop_library\x18\b \x01(\v2\x17.trellis.v1.StopLibraryH\x00R\vstopLibrary\x120\n" +
-	"\x05batch\x18\t \x01(\v2\x18.trellis.v1.ManagerBatchH\x00R\x05batchB\x05\n" +
+	"\x05batch\x18\t \x01(\v2\x18.trellis.v1.ManagerBatchH\x00R\x05batch\x12/\n" +
+	"\arelease\x18< \x01(\v2\x13.trellis.v1.ReleaseH\x00R\areleaseB\x05\n" +
 	"\x03msg\">\n" +
 	"\fManagerBatch\x12.\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x1a.trellis.v1.ManagerMessageR\x04msgs\"w\n" +
@@ -6238,19 +6330,21 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x121\n" +
 	"\alibrary\x18\x03 \x01(\v2\x17.trellis.v1.LibrarySpecR\alibrary\")\n" +
 	"\vStopLibrary\x12\x1a\n" +
-	"\binstance\x18\x01 \x01(\x04R\binstance\"\xe5\x01\n" +
+	"\binstance\x18\x01 \x01(\x04R\binstance\"\xf5\x01\n" +
 	"\x06Source\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.trellis.v1.Source.KindR\x04kind\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
 	"\x04from\x18\x03 \x01(\tR\x04from\x12\x16\n" +
 	"\x06format\x18\x04 \x01(\tR\x06format\x12\x12\n" +
-	"\x04peer\x18\x05 \x01(\x04R\x04peer\"\\\n" +
+	"\x04peer\x18\x05 \x01(\x04R\x04peer\"l\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKIND_MANAGER\x10\x01\x12\r\n" +
 	"\tKIND_PEER\x10\x02\x12\f\n" +
 	"\bKIND_URL\x10\x03\x12\x0f\n" +
-	"\vKIND_UNPACK\x10\x04\"\xc3\x01\n" +
+	"\vKIND_UNPACK\x10\x04\x12\x0e\n" +
+	"\n" +
+	"KIND_CACHE\x10<\"\xc3\x01\n" +
 	"\x05Fetch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
@@ -6260,6 +6354,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05level\x18\x06 \x01(\x0e2\x16.trellis.v1.CacheLevelR\x05level\x12\x10\n" +
 	"\x03dir\x18\a \x01(\bR\x03dir\"\x1e\n" +
 	"\x06Unlink\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\x1f\n" +
+	"\aRelease\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\x1c\n" +
 	"\x06Upload\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\xd6\x01\n" +
@@ -6349,7 +6445,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -6421,10 +6517,11 @@ var file_trellis_proto_goTypes = []any{
 	(*Source)(nil),                 // 67: trellis.v1.Source
 	(*Fetch)(nil),                  // 68: trellis.v1.Fetch
 	(*Unlink)(nil),                 // 69: trellis.v1.Unlink
-	(*Upload)(nil),                 // 70: trellis.v1.Upload
-	(*Welcome)(nil),                // 71: trellis.v1.Welcome
-	(*Run)(nil),                    // 72: trellis.v1.Run
-	(*Kill)(nil),                   // 73: trellis.v1.Kill
+	(*Release)(nil),                // 70: trellis.v1.Release
+	(*Upload)(nil),                 // 71: trellis.v1.Upload
+	(*Welcome)(nil),                // 72: trellis.v1.Welcome
+	(*Run)(nil),                    // 73: trellis.v1.Run
+	(*Kill)(nil),                   // 74: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -6491,48 +6588,49 @@ var file_trellis_proto_depIdxs = []int32{
 	55, // 61: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
 	1,  // 62: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
 	18, // 63: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	71, // 64: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	72, // 65: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	73, // 66: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	72, // 64: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	73, // 65: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	74, // 66: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
 	68, // 67: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
 	69, // 68: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	70, // 69: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	71, // 69: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
 	65, // 70: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
 	66, // 71: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
 	64, // 72: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	63, // 73: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	12, // 74: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	6,  // 75: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	67, // 76: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 77: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	10, // 78: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	21, // 79: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	23, // 80: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	24, // 81: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	30, // 82: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	32, // 83: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	35, // 84: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	13, // 85: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	15, // 86: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	37, // 87: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	43, // 88: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	50, // 89: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	22, // 90: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	20, // 91: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	29, // 92: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	31, // 93: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	42, // 94: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	36, // 95: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	14, // 96: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	16, // 97: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	38, // 98: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	44, // 99: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	63, // 100: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	90, // [90:101] is the sub-list for method output_type
-	79, // [79:90] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	70, // 73: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	63, // 74: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	12, // 75: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	6,  // 76: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	67, // 77: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 78: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	10, // 79: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	21, // 80: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	23, // 81: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	24, // 82: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	30, // 83: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	32, // 84: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	35, // 85: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	13, // 86: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	15, // 87: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	37, // 88: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	43, // 89: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	50, // 90: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	22, // 91: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	20, // 92: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	29, // 93: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	31, // 94: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	42, // 95: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	36, // 96: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	14, // 97: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	16, // 98: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	38, // 99: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	44, // 100: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	63, // 101: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	91, // [91:102] is the sub-list for method output_type
+	80, // [80:91] is the sub-list for method input_type
+	80, // [80:80] is the sub-list for extension type_name
+	80, // [80:80] is the sub-list for extension extendee
+	0,  // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -6573,6 +6671,7 @@ func file_trellis_proto_init() {
 		(*ManagerMessage_StartLibrary)(nil),
 		(*ManagerMessage_StopLibrary)(nil),
 		(*ManagerMessage_Batch)(nil),
+		(*ManagerMessage_Release)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -6580,7 +6679,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   67,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -91,6 +91,7 @@ type Cache struct {
 	reserved int64             // bytes reserved by fills in progress
 	evicted  []string          // evicted since the last Evicted call
 	seq      uint64            // the last use number handed out
+	held     map[string]bool   // names the manager holds: never evicted (see Hold)
 }
 
 // Open opens the cache in dir, creating it if needed. capacity is in bytes,
@@ -216,6 +217,46 @@ func (c *Cache) Pin(name string) bool {
 	return true
 }
 
+// Hold keeps name from eviction, whether or not it is present yet, until
+// Release names it or Remove removes it: the manager holds what it fetched
+// to the worker for the tasks placed there. An eviction of name not yet
+// reported (Evicted) is forgotten: what the manager asks of name now
+// answers for it. It reports whether name is present.
+func (c *Cache) Hold(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == nil {
+		c.held = make(map[string]bool)
+	}
+	c.held[name] = true
+	c.forgetEvictedLocked(name)
+	e := c.entries[name]
+	return e != nil && e.ready
+}
+
+// forgetEvictedLocked drops name from the evictions not yet reported.
+func (c *Cache) forgetEvictedLocked(name string) {
+	if i := slices.Index(c.evicted, name); i >= 0 {
+		c.evicted = slices.Delete(c.evicted, i, i+1)
+	}
+}
+
+// Release ends Hold: name may be evicted again (if droppable and unpinned).
+func (c *Cache) Release(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.held, name)
+}
+
+// ReleaseAll ends every Hold: a new connection to the manager starts with
+// none (the manager counts what the worker holds as evictable until it
+// fetches it again).
+func (c *Cache) ReleaseAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.held)
+}
+
 // Unpin ends a use that Pin began.
 func (c *Cache) Unpin(name string) {
 	c.mu.Lock()
@@ -251,6 +292,7 @@ func (c *Cache) Used() int64 {
 
 // Evicted returns the names evicted, or removed by Check, since the last
 // call, oldest first, and forgets them: the worker reports them as Dropped.
+// A name filled again, or held (Hold), since its eviction is left out.
 func (c *Cache) Evicted() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -280,6 +322,7 @@ func (c *Cache) Remove(name string) error {
 	}
 	e := c.entries[name]
 	trash, err := c.dropLocked(e)
+	delete(c.held, name)
 	c.mu.Unlock()
 	if e.Level == LevelForever {
 		c.writeIndex()

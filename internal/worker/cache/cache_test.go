@@ -741,3 +741,56 @@ func TestRemoveWaitsForFill(t *testing.T) {
 		t.Errorf("Used = %d; want 0", got)
 	}
 }
+
+// TestEvictionSparesHeld: a name the manager holds is never evicted, held
+// before it is filled or after; Release and Remove end the hold.
+func TestEvictionSparesHeld(t *testing.T) {
+	c := open(t, t.TempDir(), 300)
+	hundred := strings.Repeat("x", 100)
+	if c.Hold("early") {
+		t.Error("Hold(early) before its fill = true; want false")
+	}
+	put(t, c, "early", LevelWorkflow, hundred) // held before it came
+	put(t, c, "late", LevelWorkflow, hundred)
+	if !c.Hold("late") {
+		t.Error("Hold(late) = false; want true")
+	}
+	put(t, c, "free", LevelWorkflow, hundred)
+
+	// Only "free" may go.
+	if _, err := c.Put("big", LevelWorkflow, false, 200, "", writeFill(hundred+hundred)); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("Put(big) = %v; want ErrDiskFull", err)
+	}
+	put(t, c, "new", LevelWorkflow, hundred)
+	if diff := cmp.Diff([]string{"free"}, c.Evicted()); diff != "" {
+		t.Errorf("Evicted mismatch (-want +got):\n%s", diff)
+	}
+	// Released, "early" may go; "new", unheld and more recent, stays.
+	c.Release("early")
+	c.Get("new")
+	put(t, c, "next", LevelWorkflow, hundred)
+	if diff := cmp.Diff([]string{"early"}, c.Evicted()); diff != "" {
+		t.Errorf("Evicted after Release mismatch (-want +got):\n%s", diff)
+	}
+	// Removed, "late" is not held any more when it comes again.
+	if err := c.Remove("late"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, c, "late", LevelWorkflow, hundred)
+	c.Get("new")
+	c.Get("next")
+	put(t, c, "last", LevelWorkflow, hundred)
+	if diff := cmp.Diff([]string{"late"}, c.Evicted()); diff != "" {
+		t.Errorf("Evicted after Remove mismatch (-want +got):\n%s", diff)
+	}
+	// A new connection to the manager starts with no hold.
+	for _, n := range []string{"new", "next", "last"} {
+		c.Hold(n)
+	}
+	c.ReleaseAll()
+	put(t, c, "more", LevelWorkflow, hundred)
+	if diff := cmp.Diff([]string{"new"}, c.Evicted()); diff != "" {
+		t.Errorf("Evicted after ReleaseAll mismatch (-want +got):\n%s", diff)
+	}
+	checkClean(t, c)
+}

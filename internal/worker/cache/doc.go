@@ -21,8 +21,9 @@
 //     context bounds.
 //   - Space: with a capacity, a fill reserves its expected size before it
 //     starts (or as bytes arrive when the size is unknown). Reserving evicts
-//     entries, least recently used first, that are Droppable and not
-//     pinned, and fails with ErrDiskFull when that cannot make room;
+//     entries, least recently used first, that are Droppable, not pinned
+//     and not held (Hold: the manager keeps a name, present or to come,
+//     until Release or Remove), and fails with ErrDiskFull when that cannot make room;
 //     nothing is evicted then. Entries from Put and PutReader start
 //     droppable; entries from Adopt (a task's output, perhaps the last
 //     replica of a temp file) do not, until SetDroppable says so. Evicted

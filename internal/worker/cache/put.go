@@ -218,8 +218,8 @@ func (ev evictions) finish(c *Cache) {
 	}
 }
 
-// reserveLocked reserves n more bytes for e, evicting droppable, unpinned
-// entries least recently used first. It evicts nothing unless that makes
+// reserveLocked reserves n more bytes for e, evicting droppable, unpinned,
+// unheld entries least recently used first. It evicts nothing unless that makes
 // enough room.
 func (c *Cache) reserveLocked(e *entry, n int64) (evictions, error) {
 	var ev evictions
@@ -230,7 +230,7 @@ func (c *Cache) reserveLocked(e *entry, n int64) (evictions, error) {
 		var victims []*entry
 		var freeable int64
 		for _, v := range c.entries {
-			if v.ready && v.Droppable && v.Pins == 0 {
+			if v.ready && v.Droppable && v.Pins == 0 && !c.held[v.Name] {
 				victims = append(victims, v)
 				freeable += v.Size
 			}
@@ -434,6 +434,7 @@ func (f *filling) finish(wantSize int64, wantDigest, digest string, n int64) (En
 	f.e.reserved = 0
 	c.used += size
 	f.e.Size, f.e.Digest, f.e.ready = size, digest, true
+	c.forgetEvictedLocked(name) // here again: an earlier eviction is not news
 	c.touchLocked(f.e)
 	got := f.e.Entry
 	close(f.e.done)
