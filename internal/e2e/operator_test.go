@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -266,7 +267,11 @@ tasks:
 func TestRunTxnLog(t *testing.T) {
 	dir := t.TempDir()
 	wf, path := filepath.Join(dir, "wf.yaml"), filepath.Join(dir, "txn.jsonl")
-	if err := os.WriteFile(wf, []byte("tasks:\n  - {name: hello, command: echo hi}\n"), 0o644); err != nil {
+	// A 1 MiB input is too large to travel inline: a transfer brings it.
+	if err := os.WriteFile(filepath.Join(dir, "data.bin"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wf, []byte("tasks:\n  - {name: hello, command: wc -c in.bin, inputs: {in.bin: data.bin}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code, out := runTrellis(t, "run", "--local-workers", "1", "--txn-log", path, wf); code != 0 {
@@ -290,6 +295,19 @@ func TestRunTxnLog(t *testing.T) {
 	want := []string{"task_submitted hello", "task_running", "task_done success"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("task records of the run's transaction log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	got = got[:0]
+	for _, r := range recs {
+		if r.Transfer != 0 {
+			got = append(got, fmt.Sprintf("%s %s %d %s", r.Event, r.Route, r.Bytes, r.Result))
+			if r.File == "" || r.Worker == "" {
+				t.Errorf("transfer record %+v lacks its file or worker", r)
+			}
+		}
+	}
+	want = []string{"transfer_started manager_to_worker 1048576 ", "transfer_ended manager_to_worker 1048576 success"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("transfer records of the run's transaction log (-want +got):\n%s", diff)
 	}
 
 	code, out := runTrellis(t, "run", "--manager", "127.0.0.1:1", "--secret-file", path, "--txn-log", path, wf)
@@ -351,6 +369,13 @@ func TestTxnLogInstances(t *testing.T) {
 	}
 	if got, err := cl.Call(ctx, "slow", "repeat", []byte("ab")); err != nil || string(got) != "ababab" {
 		t.Fatalf("Call(slow.repeat, ab) = %q, %v; want \"ababab\", nil", got, err)
+	}
+	// One set-up and one call: one observation in each histogram.
+	m := c.scrape(t)
+	for _, name := range []string{"trellis_library_cold_start_seconds_count", "trellis_call_seconds_count"} {
+		if m[name] != 1 {
+			t.Errorf("/metrics %s = %v, want 1", name, m[name])
+		}
 	}
 	if err := cl.RemoveLibrary(ctx, "slow"); err != nil {
 		t.Fatal(err)

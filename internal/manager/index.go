@@ -107,8 +107,9 @@ func (x *taskIndex) requeued(id uint64, attempt uint32, result string, now time.
 	})
 }
 
-// done records a task's result.
-func (x *taskIndex) done(id uint64, attempt uint32, o *pb.Outcome, now time.Time) {
+// done records a task's result and returns how long its attempt ran from
+// its placement (0 when the index does not hold it).
+func (x *taskIndex) done(id uint64, attempt uint32, o *pb.Outcome, now time.Time) (ran time.Duration) {
 	kept := &pb.Outcome{Kind: o.GetKind(), ExitCode: o.GetExitCode(), Message: o.GetMessage(),
 		Stdout: tail(o.GetStdout()), Stderr: tail(o.GetStderr()), RunMs: o.GetRunMs(), PeakMemoryMb: o.GetPeakMemoryMb(),
 		StdoutTruncated: o.GetStdoutTruncated() || len(o.GetStdout()) > MaxIndexTail,
@@ -116,17 +117,20 @@ func (x *taskIndex) done(id uint64, attempt uint32, o *pb.Outcome, now time.Time
 	x.update(id, func(t *TaskInfo) {
 		t.State = pb.TaskState_TASK_STATE_DONE
 		t.Outcome = kept
-		t.endAttempt(attempt, resultLabel(o.GetKind()), now)
+		ran = t.endAttempt(attempt, resultLabel(o.GetKind()), now)
 	})
+	return ran
 }
 
-func (t *TaskInfo) endAttempt(attempt uint32, result string, now time.Time) {
+// endAttempt ends an attempt and returns how long it ran.
+func (t *TaskInfo) endAttempt(attempt uint32, result string, now time.Time) time.Duration {
 	for i := len(t.Attempts) - 1; i >= 0; i-- {
 		if a := &t.Attempts[i]; a.Attempt == attempt && a.Ended.IsZero() {
 			a.Ended, a.Result = now, result
-			return
+			return now.Sub(a.Started)
 		}
 	}
+	return 0
 }
 
 func tail(b []byte) []byte {

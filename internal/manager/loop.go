@@ -99,6 +99,7 @@ type state struct {
 	// instLibs names the library of each instance started, for the
 	// transaction log (only with one), until the worker reports its end.
 	instLibs map[uint64]string
+	obs      observer // notes for /metrics and the transaction log (observe.go)
 }
 
 func newState(m *Manager) *state {
@@ -114,6 +115,7 @@ func newState(m *Manager) *state {
 		libs:     make(map[string]*libRecord),
 		libByID:  make(map[core.LibID]*libRecord),
 		instLibs: make(map[uint64]string),
+		obs:      newObserver(),
 		origin:   time.Now(),
 	}
 }
@@ -214,6 +216,7 @@ func (s *state) handle(ev any) {
 			sess.close(ev.reason)
 			s.m.log.Info("worker left", "worker", ev.id, "name", sess.hello.Name, "reason", ev.reason)
 			s.txn(txnlog.Record{Event: txnlog.WorkerLeft, Worker: sess.hello.Name, Reason: ev.reason})
+			s.workerGone(ev.id)
 			s.step(core.WorkerLeft{Worker: ev.id, Reason: ev.reason})
 		}
 	default:
@@ -264,11 +267,13 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 	case *pb.WorkerMessage_LibraryStarted:
 		st := x.LibraryStarted
 		s.instanceTxn(txnlog.InstanceReady, id, st.Instance, st.Attempt, "", "")
+		s.instanceReady(st.Instance)
 		s.step(core.InstanceReady{Instance: core.InstanceID(st.Instance), Attempt: st.Attempt, Worker: id})
 	case *pb.WorkerMessage_LibraryEnded:
 		e := x.LibraryEnded
 		s.instanceTxn(txnlog.InstanceEnded, id, e.Instance, e.Attempt, resultLabel(e.Kind), e.Message)
 		delete(s.instLibs, e.Instance)
+		s.instanceGone(e.Instance)
 		s.step(libraryEnded(id, e))
 	case *pb.WorkerMessage_Returned:
 		r := x.Returned
@@ -294,7 +299,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec.worker = a.Worker
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
-			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
+			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
+				Cores: rec.spec.GetResources().GetCores()})
 			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
 				IdempotencyKey: idempotencyKey(rec, a.Task)}}})
@@ -338,6 +344,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 			}
 		case core.Fetch:
+			s.transferTxn(a)
 			if sess := s.sessions[a.Worker]; sess != nil {
 				sess.enqueue(s.fetchMessage(a))
 			}
@@ -370,11 +377,12 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	rec := s.tasks[a.Task]
 	call := rec != nil && rec.spec.Call != nil
 	s.ended.count(call, outcome.Kind)
-	s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
+	ran := s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 		if call {
 			s.callsSucceeded++
+			s.callDone(ran)
 		}
 	} else {
 		s.failed++

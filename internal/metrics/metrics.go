@@ -62,6 +62,10 @@ var (
 		"Set-ups of a library's instances that succeeded.", []string{"library"}, nil)
 	brokenDesc = prometheus.NewDesc("trellis_library_broken",
 		"1 while a library is broken (its calls fail at once), else 0.", []string{"library"}, nil)
+	callSecondsDesc = prometheus.NewDesc("trellis_call_seconds",
+		"Function calls that succeeded, by time from their placement on a worker to their result at the manager.", nil, nil)
+	coldStartDesc = prometheus.NewDesc("trellis_library_cold_start_seconds",
+		"Library instances, by time from their start on a worker to the end of their set-up (ready for calls).", nil, nil)
 	snapshotDesc = prometheus.NewDesc("trellis_snapshot_version",
 		"Steps of the manager's loop that the scraped snapshot reflects.", nil, nil)
 )
@@ -78,7 +82,7 @@ func NewCollector(src Snapshotter) *Collector { return &Collector{src: src} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{queueDesc, unplaceableDesc, endedDesc, bytesDesc, transfersDesc, lostDesc,
 		recreatedDesc, workersDesc, resourceDesc, cacheDesc, instancesDesc, slotsDesc, callsWaitingDesc,
-		callsDoneDesc, setupsDesc, brokenDesc, snapshotDesc} {
+		callsDoneDesc, setupsDesc, brokenDesc, callSecondsDesc, coldStartDesc, snapshotDesc} {
 		ch <- d
 	}
 }
@@ -104,6 +108,16 @@ func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels 
 	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 }
 
+func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h manager.Histogram) {
+	buckets := make(map[float64]uint64, len(h.Buckets))
+	var n uint64
+	for i, b := range h.Buckets {
+		n += h.Counts[i]
+		buckets[b] = n
+	}
+	ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets)
+}
+
 // ResultLabel is the result label of a result kind: "success",
 // "timed_out", ...
 func ResultLabel(k pb.ResultKind) string {
@@ -113,6 +127,8 @@ func ResultLabel(k pb.ResultKind) string {
 func collect(ch chan<- prometheus.Metric, snap *manager.Snapshot) {
 	st := snap.Status
 	gauge(ch, snapshotDesc, float64(snap.Version))
+	histogram(ch, callSecondsDesc, snap.Latency.Calls)
+	histogram(ch, coldStartDesc, snap.Latency.ColdStarts)
 	for _, m := range []struct {
 		name string
 		n    *pb.TaskCounts

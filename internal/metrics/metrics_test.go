@@ -119,3 +119,31 @@ func TestNoSnapshot(t *testing.T) {
 		t.Errorf("got HTTP %d %q, want 500 naming the error", rec.Code, body)
 	}
 }
+
+// The loop's latency histograms reach /metrics as Prometheus histograms,
+// their buckets cumulative.
+func TestHistograms(t *testing.T) {
+	snap := &manager.Snapshot{Status: &pb.StatusResponse{}, Latency: manager.Histograms{
+		Calls:      manager.Histogram{Buckets: []float64{0.001, 0.01}, Counts: []uint64{3, 1, 2}, Sum: 0.5, Count: 6},
+		ColdStarts: manager.Histogram{Buckets: []float64{1}, Counts: []uint64{0, 1}, Sum: 2.5, Count: 1},
+	}}
+	want := `
+# HELP trellis_call_seconds Function calls that succeeded, by time from their placement on a worker to their result at the manager.
+# TYPE trellis_call_seconds histogram
+trellis_call_seconds_bucket{le="0.001"} 3
+trellis_call_seconds_bucket{le="0.01"} 4
+trellis_call_seconds_bucket{le="+Inf"} 6
+trellis_call_seconds_sum 0.5
+trellis_call_seconds_count 6
+# HELP trellis_library_cold_start_seconds Library instances, by time from their start on a worker to the end of their set-up (ready for calls).
+# TYPE trellis_library_cold_start_seconds histogram
+trellis_library_cold_start_seconds_bucket{le="1"} 0
+trellis_library_cold_start_seconds_bucket{le="+Inf"} 1
+trellis_library_cold_start_seconds_sum 2.5
+trellis_library_cold_start_seconds_count 1
+`
+	if err := testutil.CollectAndCompare(NewCollector(fixed{snap: snap}), strings.NewReader(want),
+		"trellis_call_seconds", "trellis_library_cold_start_seconds"); err != nil {
+		t.Error(err)
+	}
+}

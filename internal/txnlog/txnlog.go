@@ -29,6 +29,9 @@ const (
 	InstanceStarted = "instance_started" // Instance, Library, Attempt, Worker: sent to the worker
 	InstanceReady   = "instance_ready"   // Instance, Library, Attempt, Worker: its set-up done, it takes calls
 	InstanceEnded   = "instance_ended"   // Instance, Library, Attempt, Worker, Result, Reason
+
+	TransferStarted = "transfer_started" // Transfer, File, Worker (to), Route, Peer (from a peer), Bytes (expected, 0 if unknown)
+	TransferEnded   = "transfer_ended"   // Transfer, File, Worker, Route, Result ("success", "failed"), Bytes (moved), Reason
 )
 
 // Record is one line of the log.
@@ -43,10 +46,15 @@ type Record struct {
 	Result   string    `json:"result,omitempty"` // "success", "failed", "timed_out", ...
 	Reason   string    `json:"reason,omitempty"`
 	RunMs    int64     `json:"run_ms,omitempty"`
-	Cores    float64   `json:"cores,omitempty"`
+	Cores    float64   `json:"cores,omitempty"` // a worker's, or a task's request on task_running
 	MemoryMB int64     `json:"memory_mb,omitempty"`
 	Instance uint64    `json:"instance,omitempty"` // of a library
 	Library  string    `json:"library,omitempty"`
+	Transfer uint64    `json:"transfer,omitempty"` // ID of a transfer to a worker
+	File     string    `json:"file,omitempty"`     // its cache name
+	Route    string    `json:"route,omitempty"`    // "manager_to_worker", "peer_to_worker", "url_to_worker", "unpack"
+	Peer     string    `json:"peer,omitempty"`     // the worker it comes from, on route peer_to_worker
+	Bytes    int64     `json:"bytes,omitempty"`
 }
 
 // Writer appends records to a file.
