@@ -310,6 +310,15 @@ func TestRunTxnLog(t *testing.T) {
 		t.Errorf("transfer records of the run's transaction log (-want +got):\n%s", diff)
 	}
 
+	// trellis plot draws it.
+	fig := filepath.Join(dir, "run.svg")
+	if code, out := runTrellis(t, "plot", path, "-o", fig); code != 0 || !strings.Contains(out, "1 tasks and 0 calls submitted, 1 attempts placed on 1 workers") {
+		t.Errorf("trellis plot: exit %d, want 0 and the run's summary:\n%s", code, out)
+	}
+	if b, err := os.ReadFile(fig); err != nil || !bytes.HasPrefix(b, []byte("<?xml")) {
+		t.Errorf("trellis plot's figure: %d bytes, %v; want an SVG file", len(b), err)
+	}
+
 	code, out := runTrellis(t, "run", "--manager", "127.0.0.1:1", "--secret-file", path, "--txn-log", path, wf)
 	if want := "--txn-log " + path + ": the manager at 127.0.0.1:1 writes its own: give --txn-log to trellis manager there"; code != 1 || !strings.Contains(out, want) {
 		t.Errorf("trellis run --manager --txn-log: exit %d, want 1 and %q in:\n%s", code, want, out)
