@@ -37,11 +37,13 @@ type Server struct {
 	pages    *template.Template
 	hub      *hub
 	mux      *http.ServeMux
+	limit    *limiter         // wrong secrets by client address
+	now      func() time.Time // the clock of sessions and the limiter; tests set it
 }
 
 // New returns a dashboard reading src, signing in with secret.
 func New(src Source, secret string) *Server {
-	s := &Server{src: src, secret: secret, sessions: sessions{expires: make(map[string]time.Time)}}
+	s := &Server{src: src, secret: secret, sessions: sessions{expires: make(map[string]time.Time)}, limit: newLimiter(), now: time.Now}
 	s.pages = template.Must(template.New("").Funcs(funcs).ParseFS(assets, "assets/*.html"))
 	s.hub = newHub(s)
 	static, _ := fs.Sub(assets, "assets/static")
