@@ -257,7 +257,6 @@ func TestDashboardInChromium(t *testing.T) {
 	if got, w := text(`tr.worker[data-name="w1"] td.cores`), fmt.Sprintf("%g / %g", w1.Total.Cores-w1.Free.Cores, w1.Total.Cores); got != w {
 		t.Errorf("overview: w1 cores %q, want %q", got, w)
 	}
-	shoot("dashboard-overview.png")
 
 	// A task that ends later shows without a reload.
 	more, err := cl.Submit(ctx, named("later", "echo later"))
@@ -268,6 +267,25 @@ func TestDashboardInChromium(t *testing.T) {
 	waitFor(t, 20*time.Second, "the overview to show 5 tasks finished", func() bool {
 		return text("#q-task-finished") == "5"
 	})
+	// The timeline draws the five attempts of the last minute, live.
+	waitFor(t, 20*time.Second, "the timeline to show 5 attempts", func() bool {
+		n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#timeline rect.attempt").length`))
+		return err == nil && n == 5
+	})
+	shoot("dashboard-overview.png")
+
+	// The files page shows the data figures of the snapshot; the workers
+	// page lists the worker.
+	do("open the files page", chromedp.Navigate(base+"/files"), chromedp.WaitVisible(chromedp.ID("caches")))
+	if got, want := text("#f-recreated"), strconv.Itoa(st.TasksRecreated); got != want {
+		t.Errorf("files page: %q producers run again, want %q", got, want)
+	}
+	shoot("dashboard-files.png")
+	do("open the workers page", chromedp.Navigate(base+"/workers"), chromedp.WaitVisible(chromedp.ID("workers")))
+	if got := text("#workers-all"); got != "1" {
+		t.Errorf("workers page: %q workers, want 1", got)
+	}
+	shoot("dashboard-workers.png")
 
 	// The task list links to a failed task's page.
 	do("open the task list", chromedp.Navigate(base+"/tasks"), chromedp.WaitVisible(chromedp.ID("tasks")))

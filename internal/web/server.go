@@ -55,6 +55,8 @@ func New(src Source, secret string) *Server {
 	mux.Handle("GET /events", s.requireSignIn(http.HandlerFunc(s.events)))
 	mux.Handle("GET /tasks", s.requireSignIn(http.HandlerFunc(s.taskList)))
 	mux.Handle("GET /tasks/{id}", s.requireSignIn(http.HandlerFunc(s.task)))
+	mux.Handle("GET /workers", s.requireSignIn(http.HandlerFunc(s.workers)))
+	mux.Handle("GET /files", s.requireSignIn(http.HandlerFunc(s.files)))
 	s.mux = mux
 	return s
 }
@@ -123,7 +125,53 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "dashboard: read the manager's snapshot: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, http.StatusOK, "overview", newOverview(snap))
+	s.render(w, http.StatusOK, "overview", newOverview(snap, s.recent()))
+}
+
+// recent is the newest tasks of the index, for the timeline.
+func (s *Server) recent() []*manager.TaskInfo {
+	return s.src.Tasks(pb.TaskState_TASK_STATE_UNSPECIFIED, 0, timelineTasks).Tasks
+}
+
+// pageParam is the page a request asks for (?page=N, from 1), or an error
+// it has answered.
+func pageParam(w http.ResponseWriter, r *http.Request) (int, bool) {
+	p := r.FormValue("page")
+	if p == "" {
+		return 1, true
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 {
+		http.Error(w, fmt.Sprintf("page %q: give a number from 1", p), http.StatusBadRequest)
+		return 0, false
+	}
+	return n, true
+}
+
+func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
+	page, ok := pageParam(w, r)
+	if !ok {
+		return
+	}
+	snap, err := s.snapshot(r)
+	if err != nil {
+		http.Error(w, "dashboard: read the manager's snapshot: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	s.render(w, http.StatusOK, "workers", newWorkerPage(snap, page))
+}
+
+func (s *Server) files(w http.ResponseWriter, r *http.Request) {
+	page, ok := pageParam(w, r)
+	if !ok {
+		return
+	}
+	snap, err := s.snapshot(r)
+	if err != nil {
+		http.Error(w, "dashboard: read the manager's snapshot: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	s.render(w, http.StatusOK, "files", newFiles(snap, page))
 }
 
 // pageSize is how many tasks a page of the task list shows.
@@ -139,14 +187,9 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request) {
 		}
 		state = pb.TaskState(v)
 	}
-	page := 1
-	if p := r.FormValue("page"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 {
-			http.Error(w, fmt.Sprintf("page %q: give a number from 1", p), http.StatusBadRequest)
-			return
-		}
-		page = n
+	page, ok := pageParam(w, r)
+	if !ok {
+		return
 	}
 	s.render(w, http.StatusOK, "tasks", newTaskList(s.src.Tasks(state, (page-1)*pageSize, pageSize), state, page))
 }
