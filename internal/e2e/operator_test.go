@@ -141,6 +141,58 @@ func TestCancelByID(t *testing.T) {
 	}
 }
 
+// TestCancelSession: trellis cancel --session cancels every unfinished
+// task of another client's session, running and waiting, and leaves its
+// finished task and a third client's task alone.
+func TestCancelSession(t *testing.T) {
+	c := newCluster(t)
+	cl, other := c.client(), c.client()
+	c.worker("w1", nil, "--cores", "1")
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done, err := cl.Submit(ctx, named("quick", "echo done"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, done[0], time.Minute); !r.OK() {
+		t.Fatalf("task quick: %v, want success", r.Err())
+	}
+	hs, err := cl.Submit(ctx, named("long", "sleep 600"), named("queued", "sleep 600"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "task long to run", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && s.Running == 1
+	})
+	keep, err := other.Submit(ctx, named("other", "echo other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, out := runTrellis(t, "cancel", c.addr, "--session", cl.Session(), "--secret-file", c.secretFile)
+	if want := "asked the manager to cancel 2 unfinished tasks of session " + cl.Session() + "\n"; code != 0 || out != want {
+		t.Fatalf("trellis cancel --session: exit %d, output %q; want 0, %q", code, out, want)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 30*time.Second); r.Kind != trellis.Cancelled {
+			t.Errorf("task %d after trellis cancel --session: %v, want cancelled", h.ID, r.Kind)
+		}
+	}
+	if r := waitResult(t, keep[0], time.Minute); !r.OK() {
+		t.Errorf("the other client's task: %v, want success", r.Err())
+	}
+	code, out = runTrellis(t, "cancel", c.addr, "--session", cl.Session(), "--secret-file", c.secretFile)
+	if code == 0 || !strings.Contains(out, "session "+cl.Session()+" has no unfinished task at the manager") {
+		t.Errorf("trellis cancel --session again: exit %d, want non-zero saying it has none:\n%s", code, out)
+	}
+	code, out = runTrellis(t, "cancel", c.addr, "--secret-file", c.secretFile)
+	if code == 0 || !strings.Contains(out, "give the manager's HOST:PORT and task IDs, or --session SESSION") {
+		t.Errorf("trellis cancel with nothing to cancel: exit %d, want non-zero saying what to give:\n%s", code, out)
+	}
+}
+
 // TestStatusWatchJSON: trellis status --watch --json prints the snapshot
 // as one line when it changes, sees a task end, and stops on SIGINT.
 func TestStatusWatchJSON(t *testing.T) {

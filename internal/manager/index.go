@@ -27,6 +27,7 @@ const MaxIndexTail = 2 << 10
 type TaskInfo struct {
 	ID        uint64
 	Spec      *pb.TaskSpec // the manager's record of it: do not modify
+	Session   string       // of the client that submitted it
 	Submitted time.Time
 	State     pb.TaskState // WAITING, RUNNING or DONE
 	Attempts  []AttemptInfo
@@ -58,10 +59,10 @@ func newTaskIndex(size int) *taskIndex {
 }
 
 // submitted adds a task.
-func (x *taskIndex) submitted(id uint64, spec *pb.TaskSpec, now time.Time) {
+func (x *taskIndex) submitted(id uint64, spec *pb.TaskSpec, session string, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.byID[id] = &TaskInfo{ID: id, Spec: spec, Submitted: now, State: pb.TaskState_TASK_STATE_WAITING}
+	x.byID[id] = &TaskInfo{ID: id, Spec: spec, Session: session, Submitted: now, State: pb.TaskState_TASK_STATE_WAITING}
 	x.order = append(x.order, id)
 	if len(x.order) > x.size { // drop the oldest tenth at once: amortised O(1)
 		n := len(x.order) - x.size + x.size/10

@@ -16,14 +16,14 @@ func TestIndexFollowsATask(t *testing.T) {
 	m := &Manager{index: newTaskIndex(10)}
 	t0 := time.Unix(1000, 0)
 	spec := &pb.TaskSpec{Name: "a", Command: "echo a"}
-	m.index.submitted(1, spec, t0)
+	m.index.submitted(1, spec, "s-1", t0)
 	m.index.started(1, 1, "w1", t0.Add(time.Second))
 	held := m.Task(1)
 	m.index.requeued(1, 1, "worker_lost: connection closed", t0.Add(2*time.Second))
 	m.index.started(1, 2, "w2", t0.Add(3*time.Second))
 	m.index.done(1, 2, &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, Stdout: make([]byte, MaxIndexTail+5)}, t0.Add(4*time.Second))
 
-	want := &TaskInfo{ID: 1, Spec: spec, Submitted: t0, State: pb.TaskState_TASK_STATE_DONE,
+	want := &TaskInfo{ID: 1, Spec: spec, Session: "s-1", Submitted: t0, State: pb.TaskState_TASK_STATE_DONE,
 		Attempts: []AttemptInfo{
 			{Attempt: 1, Worker: "w1", Started: t0.Add(time.Second), Ended: t0.Add(2 * time.Second), Result: "worker_lost: connection closed"},
 			{Attempt: 2, Worker: "w2", Started: t0.Add(3 * time.Second), Ended: t0.Add(4 * time.Second), Result: "success"},
@@ -33,7 +33,7 @@ func TestIndexFollowsATask(t *testing.T) {
 	if diff := cmp.Diff(want, m.Task(1), protocmp.Transform()); diff != "" {
 		t.Errorf("Task(1) mismatch (-want +got):\n%s", diff)
 	}
-	wantHeld := &TaskInfo{ID: 1, Spec: spec, Submitted: t0, State: pb.TaskState_TASK_STATE_RUNNING,
+	wantHeld := &TaskInfo{ID: 1, Spec: spec, Session: "s-1", Submitted: t0, State: pb.TaskState_TASK_STATE_RUNNING,
 		Attempts: []AttemptInfo{{Attempt: 1, Worker: "w1", Started: t0.Add(time.Second)}}}
 	if diff := cmp.Diff(wantHeld, held, protocmp.Transform()); diff != "" {
 		t.Errorf("the entry held since attempt 1 changed (-want +got):\n%s", diff)
@@ -45,7 +45,7 @@ func TestIndexFollowsATask(t *testing.T) {
 func TestIndexPagesAndBounds(t *testing.T) {
 	m := &Manager{index: newTaskIndex(100)}
 	for id := uint64(1); id <= 250; id++ {
-		m.index.submitted(id, &pb.TaskSpec{}, time.Time{})
+		m.index.submitted(id, &pb.TaskSpec{}, "", time.Time{})
 		if id%2 == 0 {
 			m.index.started(id, 1, "w", time.Time{})
 		}

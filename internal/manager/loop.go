@@ -21,7 +21,11 @@ type (
 		stored storedFiles // the request's inputs at the store
 		reply  chan submitReply
 	}
-	evCancel     struct{ ids []uint64 }
+	evCancel struct {
+		ids     []uint64
+		session string      // also its unfinished tasks
+		reply   chan uint64 // with session: how many; may be nil
+	}
 	evWorkerJoin struct {
 		sess  *session
 		reply chan core.WorkerID
@@ -168,10 +172,7 @@ func (s *state) handle(ev any) {
 			ev.reply <- submitReply{ids, err}
 		})
 	case evCancel:
-		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Cancelled{Cancelled: &pb.CancelRequest{TaskIds: ev.ids}}})
-		for _, id := range ev.ids {
-			s.step(core.CancelTask{Task: core.TaskID(id)})
-		}
+		s.cancel(ev)
 	case evWorkerJoin:
 		s.nextWorker++
 		id := s.nextWorker
@@ -516,7 +517,7 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		id := s.nextTask
 		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
-		s.m.index.submitted(uint64(id), spec, time.Now())
+		s.m.index.submitted(uint64(id), spec, req.Session, time.Now())
 		s.txn(txnlog.Record{Event: txnlog.TaskSubmitted, Task: uint64(id), Name: spec.Name, Modality: modality(spec), Library: spec.GetCall().GetLibrary()})
 		client.Submitted(uint64(id))
 		if spec.Key != "" {
