@@ -55,8 +55,8 @@ func New(src Source, secret string) *Server {
 	mux.Handle("GET /events", s.requireSignIn(http.HandlerFunc(s.events)))
 	mux.Handle("GET /tasks", s.requireSignIn(http.HandlerFunc(s.taskList)))
 	mux.Handle("GET /tasks/{id}", s.requireSignIn(http.HandlerFunc(s.task)))
-	mux.Handle("GET /workers", s.requireSignIn(http.HandlerFunc(s.workers)))
-	mux.Handle("GET /files", s.requireSignIn(http.HandlerFunc(s.files)))
+	mux.Handle("GET /workers", s.requireSignIn(s.pagedSnapshot("workers", func(snap *manager.Snapshot, page int) any { return newWorkerPage(snap, page) })))
+	mux.Handle("GET /files", s.requireSignIn(s.pagedSnapshot("files", func(snap *manager.Snapshot, page int) any { return newFiles(snap, page) })))
 	s.mux = mux
 	return s
 }
@@ -148,30 +148,21 @@ func pageParam(w http.ResponseWriter, r *http.Request) (int, bool) {
 	return n, true
 }
 
-func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
-	page, ok := pageParam(w, r)
-	if !ok {
-		return
+// pagedSnapshot serves page, built by view from a snapshot and the page
+// number the request asks for.
+func (s *Server) pagedSnapshot(page string, view func(*manager.Snapshot, int) any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n, ok := pageParam(w, r)
+		if !ok {
+			return
+		}
+		snap, err := s.snapshot(r)
+		if err != nil {
+			http.Error(w, "dashboard: read the manager's snapshot: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		s.render(w, http.StatusOK, page, view(snap, n))
 	}
-	snap, err := s.snapshot(r)
-	if err != nil {
-		http.Error(w, "dashboard: read the manager's snapshot: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	s.render(w, http.StatusOK, "workers", newWorkerPage(snap, page))
-}
-
-func (s *Server) files(w http.ResponseWriter, r *http.Request) {
-	page, ok := pageParam(w, r)
-	if !ok {
-		return
-	}
-	snap, err := s.snapshot(r)
-	if err != nil {
-		http.Error(w, "dashboard: read the manager's snapshot: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	s.render(w, http.StatusOK, "files", newFiles(snap, page))
 }
 
 // pageSize is how many tasks a page of the task list shows.
