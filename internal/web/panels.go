@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"html/template"
+	"sort"
 	"strings"
 	"time"
 
@@ -98,6 +99,7 @@ type timelineBar struct {
 	Title      string
 	Href       string
 	Running    bool
+	N          int // attempts it stands for (mergeBars)
 }
 
 type timelineTick struct {
@@ -135,11 +137,14 @@ func newTimeline(names []string, tasks []*manager.TaskInfo, now time.Time) timel
 			}
 			x0, x1 := max(x(a.Started), 0), x(end)
 			bar := timelineBar{X: x0, W: max(x1-x0, 1), Y: float64(row.Y + 2), H: rowHeight - 4,
-				Fill: modalityFill[call], Href: fmt.Sprintf("/tasks/%d", t.ID), Running: a.Ended.IsZero(),
+				Fill: modalityFill[call], Href: fmt.Sprintf("/tasks/%d", t.ID), Running: a.Ended.IsZero(), N: 1,
 				Title: fmt.Sprintf("%s (task %d, attempt %d): %s", t.Spec.GetName(), t.ID, a.Attempt, orRunning(a.Result))}
 			row.Bars = append(row.Bars, bar)
 			tl.Tasks++
 		}
+	}
+	for i := range tl.Rows {
+		tl.Rows[i].Bars = mergeBars(tl.Rows[i].Bars)
 	}
 	for s := 0; s <= int(timelineWindow/time.Second); s += 10 {
 		tl.Ticks = append(tl.Ticks, timelineTick{X: float64(s) / timelineWindow.Seconds() * timelineWidth,
@@ -163,8 +168,8 @@ func (tl timeline) SVG() template.HTML {
 			if bar.Running {
 				stroke = ` stroke="#1d2230"`
 			}
-			fmt.Fprintf(&b, "\n"+`<a href="%s"><rect class="attempt" x="%.1f" y="%g" width="%.1f" height="%g" fill="%s"%s><title>%s</title></rect></a>`,
-				bar.Href, bar.X, bar.Y, bar.W, bar.H, bar.Fill, stroke, html.EscapeString(bar.Title))
+			fmt.Fprintf(&b, "\n"+`<a href="%s"><rect class="attempt" data-n="%d" x="%.1f" y="%g" width="%.1f" height="%g" fill="%s"%s><title>%s</title></rect></a>`,
+				bar.Href, bar.N, bar.X, bar.Y, bar.W, bar.H, bar.Fill, stroke, html.EscapeString(bar.Title))
 		}
 	}
 	for _, t := range tl.Ticks {
@@ -172,6 +177,32 @@ func (tl timeline) SVG() template.HTML {
 	}
 	b.WriteString("\n</svg>")
 	return template.HTML(b.String()) // every text in it escaped above
+}
+
+// mergeBars joins, in one row, bars of one colour that touch or lie less
+// than a unit apart, so that a busy worker's back-to-back attempts are one
+// bar: the page stays small (and the browser's work with it) however many
+// attempts a minute holds. A joined bar says how many it holds and links
+// to the last.
+func mergeBars(bars []timelineBar) []timelineBar {
+	if len(bars) < 2 {
+		return bars
+	}
+	sort.SliceStable(bars, func(i, j int) bool { return bars[i].X < bars[j].X })
+	out := bars[:1]
+	for _, b := range bars[1:] {
+		last := &out[len(out)-1]
+		if b.Fill == last.Fill && b.X <= last.X+last.W+1 {
+			last.W = max(last.W, b.X+b.W-last.X)
+			last.N += b.N
+			last.Title = fmt.Sprintf("%d attempts; the last: %s", last.N, b.Title)
+			last.Href = b.Href
+			last.Running = last.Running || b.Running
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
 }
 
 func orRunning(result string) string {

@@ -86,7 +86,7 @@ func TestTimeline(t *testing.T) {
 	}
 	got := newTimeline([]string{"a", "b"}, tasks, now)
 	bar := func(x, w, y float64, fill, title, href string, running bool) timelineBar {
-		return timelineBar{X: x, W: w, Y: y, H: rowHeight - 4, Fill: fill, Title: title, Href: href, Running: running}
+		return timelineBar{X: x, W: w, Y: y, H: rowHeight - 4, Fill: fill, Title: title, Href: href, Running: running, N: 1}
 	}
 	want := []timelineRow{
 		{Name: "a", Y: 0, Bars: []timelineBar{bar(0, 500, 2, "#1f77b4", "t (task 2, attempt 1): worker lost", "/tasks/2", false)}},
@@ -97,6 +97,19 @@ func TestTimeline(t *testing.T) {
 	opt := cmp.Comparer(func(a, b float64) bool { return a-b < 1e-6 && b-a < 1e-6 })
 	if diff := cmp.Diff(want, got.Rows, opt); diff != "" {
 		t.Errorf("newTimeline rows mismatch (-want +got):\n%s", diff)
+	}
+	// Back-to-back attempts of one colour on one worker are one bar.
+	merged := newTimeline([]string{"a"}, []*manager.TaskInfo{
+		{ID: 5, Spec: &pb.TaskSpec{Name: "x"}, Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: "a", Started: ago(30), Ended: ago(24), Result: "success"}}},
+		{ID: 6, Spec: &pb.TaskSpec{Name: "y"}, Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: "a", Started: ago(24), Ended: ago(12), Result: "success"}}},
+		{ID: 7, Spec: &pb.TaskSpec{Name: "z"}, Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: "a", Started: ago(6), Ended: ago(3), Result: "success"}}},
+	}, now)
+	wantMerged := []timelineBar{
+		{X: 500, W: 300, Y: 2, H: rowHeight - 4, Fill: "#1f77b4", Title: "2 attempts; the last: y (task 6, attempt 1): success", Href: "/tasks/6", N: 2},
+		{X: 900, W: 50, Y: 2, H: rowHeight - 4, Fill: "#1f77b4", Title: "z (task 7, attempt 1): success", Href: "/tasks/7", N: 1},
+	}
+	if diff := cmp.Diff(wantMerged, merged.Rows[0].Bars, opt); diff != "" {
+		t.Errorf("newTimeline of back-to-back attempts (-want +got):\n%s", diff)
 	}
 	svg := string(newTimeline([]string{"<a>"}, []*manager.TaskInfo{{ID: 9, Spec: &pb.TaskSpec{Name: "x<script>"},
 		Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: "<a>", Started: ago(1)}}}}, now).SVG())
