@@ -41,7 +41,7 @@ func BenchmarkWatchOverhead(b *testing.B) {
 	if err != nil {
 		b.Skip("chromium is not installed (apt-get install -y chromium): the overhead with the dashboard open cannot be measured")
 	}
-	var plain, watched []float64
+	var plain, watched, plainCPU, watchedCPU []float64
 	round := 0
 	for b.Loop() {
 		round++
@@ -50,24 +50,26 @@ func BenchmarkWatchOverhead(b *testing.B) {
 			order = []bool{true, false}
 		}
 		for _, watch := range order {
-			perS, notes, err := overheadRun(b, browser, watch, *overheadTasks)
+			perS, cpu, notes, err := overheadRun(b, browser, watch, *overheadTasks)
 			if err != nil {
 				b.Fatalf("round %d (watched %v): %v", round, watch, err)
 			}
 			kind := "plain"
 			if watch {
 				kind = "watched"
-				watched = append(watched, perS)
+				watched, watchedCPU = append(watched, perS), append(watchedCPU, cpu)
 			} else {
-				plain = append(plain, perS)
+				plain, plainCPU = append(plain, perS), append(plainCPU, cpu)
 			}
-			b.Logf("round %d %-7s %8.1f tasks/s %s", round, kind, perS, notes)
+			b.Logf("round %d %-7s %8.1f tasks/s, manager CPU %6.0f ms %s", round, kind, perS, cpu, notes)
 		}
 	}
 	p, w := mean(plain), mean(watched)
 	b.ReportMetric(p, "plain_tasks/s")
 	b.ReportMetric(w, "watched_tasks/s")
 	b.ReportMetric(w/p, "watched/plain")
+	b.ReportMetric(mean(plainCPU), "plain_manager_cpu_ms")
+	b.ReportMetric(mean(watchedCPU), "watched_manager_cpu_ms")
 }
 
 func mean(v []float64) float64 {
@@ -79,13 +81,15 @@ func mean(v []float64) float64 {
 }
 
 // overheadRun starts a manager (watched or not) and two workers, runs n
-// tasks, and returns tasks per second.
-func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, string, error) {
+// tasks, and returns tasks per second and the manager process's CPU time
+// (user and system, ms) over the run: a figure less shaken by the other
+// processes of a loaded machine than the wall clock.
+func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, float64, string, error) {
 	dir := b.TempDir()
 	secret := "s3cret-overhead"
 	secretFile := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		return 0, "", err
+		return 0, 0, "", err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -97,7 +101,7 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, stri
 	m := exec.CommandContext(ctx, binary, args...)
 	m.Stdout, m.Stderr = &out, &out
 	if err := m.Start(); err != nil {
-		return 0, "", err
+		return 0, 0, "", err
 	}
 	defer func() { m.Process.Kill(); m.Wait() }()
 	addr := waitLine(&out, "trellis manager listening on ")
@@ -106,20 +110,20 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, stri
 		dash = waitLine(&out, "trellis dashboard on ")
 	}
 	if addr == "" || watch && dash == "" {
-		return 0, "", fmt.Errorf("the manager did not say where it listens:\n%s", out.String())
+		return 0, 0, "", fmt.Errorf("the manager did not say where it listens:\n%s", out.String())
 	}
 	for i := 1; i <= 2; i++ {
 		w := exec.CommandContext(ctx, binary, "worker", addr, "--secret-file", secretFile, "--name", fmt.Sprintf("w%d", i),
 			"--workdir", filepath.Join(dir, fmt.Sprintf("w%d", i)), "--cores", "1")
 		w.Stdout, w.Stderr = io.Discard, io.Discard
 		if err := w.Start(); err != nil {
-			return 0, "", err
+			return 0, 0, "", err
 		}
 		defer func() { w.Process.Kill(); w.Wait() }()
 	}
 	cl, err := trellis.Dial(ctx, addr, trellis.WithSecret(secret))
 	if err != nil {
-		return 0, "", err
+		return 0, 0, "", err
 	}
 	defer cl.Close()
 	for {
@@ -128,7 +132,7 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, stri
 			break
 		}
 		if ctx.Err() != nil {
-			return 0, "", fmt.Errorf("the workers did not connect: %v", ctx.Err())
+			return 0, 0, "", fmt.Errorf("the workers did not connect: %v", ctx.Err())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -139,7 +143,7 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, stri
 	if watch && *overheadBrowser {
 		bctx, err := openDashboard(ctx, browser, dash, secret)
 		if err != nil {
-			return 0, "", err
+			return 0, 0, "", err
 		}
 		defer chromedp.Cancel(bctx)
 		wg.Add(1)
@@ -175,28 +179,55 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, stri
 	for i := range tasks {
 		tasks[i] = trellis.NewTask("true")
 	}
+	cpu0, err := cpuMs(m.Process.Pid)
+	if err != nil {
+		return 0, 0, "", err
+	}
 	start := time.Now()
 	hs, err := cl.Submit(ctx, tasks...)
 	if err != nil {
-		return 0, "", err
+		return 0, 0, "", err
 	}
 	for _, h := range hs {
 		r, err := h.Wait(ctx)
 		if err != nil {
-			return 0, "", err
+			return 0, 0, "", err
 		}
 		if !r.OK() {
-			return 0, "", fmt.Errorf("task %d: %v", h.ID, r.Err())
+			return 0, 0, "", fmt.Errorf("task %d: %v", h.ID, r.Err())
 		}
 	}
 	secs := time.Since(start).Seconds()
+	cpu1, err := cpuMs(m.Process.Pid)
+	if err != nil {
+		return 0, 0, "", err
+	}
 	close(stop)
 	wg.Wait()
 	notes := ""
 	if watch {
 		notes = fmt.Sprintf("(%d scrapes, %d overviews seen in Chromium)", scrapes.Load(), overviews.Load())
 	}
-	return float64(n) / secs, notes, nil
+	return float64(n) / secs, cpu1 - cpu0, notes, nil
+}
+
+// cpuMs is the CPU time (user and system) process pid used so far, in
+// milliseconds, from /proc/PID/stat.
+func cpuMs(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command (which may hold spaces) in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	var utime, stime float64
+	if _, err := fmt.Sscan(f[11], &utime); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat utime: %w", pid, err)
+	}
+	if _, err := fmt.Sscan(f[12], &stime); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat stime: %w", pid, err)
+	}
+	return (utime + stime) * 10, nil // clock ticks of 10 ms (USER_HZ 100)
 }
 
 // openDashboard signs a headless Chromium in to the dashboard at base and

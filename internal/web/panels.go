@@ -5,6 +5,7 @@ import (
 	"html"
 	"html/template"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,6 +101,12 @@ type timelineBar struct {
 	Href       string
 	Running    bool
 	N          int // attempts it stands for (mergeBars)
+
+	// The (last) attempt it draws: Title and Href are written from it
+	// once bars are joined, for the bars that remain only.
+	task    *manager.TaskInfo
+	attempt uint32
+	result  string
 }
 
 type timelineTick struct {
@@ -124,7 +131,8 @@ func newTimeline(names []string, tasks []*manager.TaskInfo, now time.Time) timel
 	x := func(t time.Time) float64 {
 		return float64(t.Sub(start)) / float64(timelineWindow) * timelineWidth
 	}
-	for _, t := range tasks {
+	for i := len(tasks) - 1; i >= 0; i-- { // oldest first: bars come nearly in order for mergeBars's sort
+		t := tasks[i]
 		call := t.Spec.GetCall() != nil
 		for _, a := range t.Attempts {
 			row := rows[a.Worker]
@@ -136,15 +144,22 @@ func newTimeline(names []string, tasks []*manager.TaskInfo, now time.Time) timel
 				continue
 			}
 			x0, x1 := max(x(a.Started), 0), x(end)
-			bar := timelineBar{X: x0, W: max(x1-x0, 1), Y: float64(row.Y + 2), H: rowHeight - 4,
-				Fill: modalityFill[call], Href: fmt.Sprintf("/tasks/%d", t.ID), Running: a.Ended.IsZero(), N: 1,
-				Title: fmt.Sprintf("%s (task %d, attempt %d): %s", t.Spec.GetName(), t.ID, a.Attempt, orRunning(a.Result))}
-			row.Bars = append(row.Bars, bar)
+			row.Bars = append(row.Bars, timelineBar{X: x0, W: max(x1-x0, 1), Y: float64(row.Y + 2), H: rowHeight - 4,
+				Fill: modalityFill[call], Running: a.Ended.IsZero(), N: 1, task: t, attempt: a.Attempt, result: a.Result})
 			tl.Tasks++
 		}
 	}
 	for i := range tl.Rows {
-		tl.Rows[i].Bars = mergeBars(tl.Rows[i].Bars)
+		bars := mergeBars(tl.Rows[i].Bars)
+		for j := range bars {
+			b := &bars[j]
+			b.Href = "/tasks/" + strconv.FormatUint(b.task.ID, 10)
+			b.Title = fmt.Sprintf("%s (task %d, attempt %d): %s", b.task.Spec.GetName(), b.task.ID, b.attempt, orRunning(b.result))
+			if b.N > 1 {
+				b.Title = fmt.Sprintf("%d attempts; the last: %s", b.N, b.Title)
+			}
+		}
+		tl.Rows[i].Bars = bars
 	}
 	for s := 0; s <= int(timelineWindow/time.Second); s += 10 {
 		tl.Ticks = append(tl.Ticks, timelineTick{X: float64(s) / timelineWindow.Seconds() * timelineWidth,
@@ -195,8 +210,7 @@ func mergeBars(bars []timelineBar) []timelineBar {
 		if b.Fill == last.Fill && b.X <= last.X+last.W+1 {
 			last.W = max(last.W, b.X+b.W-last.X)
 			last.N += b.N
-			last.Title = fmt.Sprintf("%d attempts; the last: %s", last.N, b.Title)
-			last.Href = b.Href
+			last.task, last.attempt, last.result = b.task, b.attempt, b.result
 			last.Running = last.Running || b.Running
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"trellis/internal/manager"
 	pb "trellis/internal/proto/trellisv1"
@@ -94,7 +95,7 @@ func TestTimeline(t *testing.T) {
 			bar(500, 500, rowHeight+2, "#1f77b4", "t (task 2, attempt 2): running", "/tasks/2", true),
 			bar(900, 50, rowHeight+2, "#ff7f0e", "c2 (task 4, attempt 1): success", "/tasks/4", false)}},
 	}
-	opt := cmp.Comparer(func(a, b float64) bool { return a-b < 1e-6 && b-a < 1e-6 })
+	opt := cmp.Options{cmp.Comparer(func(a, b float64) bool { return a-b < 1e-6 && b-a < 1e-6 }), cmpopts.IgnoreUnexported(timelineBar{})}
 	if diff := cmp.Diff(want, got.Rows, opt); diff != "" {
 		t.Errorf("newTimeline rows mismatch (-want +got):\n%s", diff)
 	}
@@ -138,16 +139,22 @@ func signedIn(t *testing.T, base string) *http.Client {
 	return &http.Client{Transport: bearer{}}
 }
 
-// BenchmarkOverview renders the live overview of 500 workers with a
+// BenchmarkOverview renders the live overview of 2 and 500 workers with a
 // timeline of 2,000 recent attempts, as the hub does once a second.
 func BenchmarkOverview(b *testing.B) {
-	s := New(&many{n: 500}, "s3cret")
-	snap, _ := (&many{n: 500}).Snapshot(context.Background())
+	for _, workers := range []int{2, 500} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) { benchOverview(b, workers) })
+	}
+}
+
+func benchOverview(b *testing.B, workers int) {
+	s := New(&many{n: workers}, "s3cret")
+	snap, _ := (&many{n: workers}).Snapshot(context.Background())
 	snap.Built = time.Now()
 	var recent []*manager.TaskInfo
 	for i := range timelineTasks {
 		recent = append(recent, &manager.TaskInfo{ID: uint64(i + 1), Spec: &pb.TaskSpec{Name: fmt.Sprintf("t%d", i)},
-			Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: fmt.Sprintf("w%03d", i%50+1),
+			Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: fmt.Sprintf("w%03d", i%min(50, workers)+1),
 				Started: snap.Built.Add(-time.Duration(i) * 20 * time.Millisecond), Ended: snap.Built.Add(-time.Duration(i) * 10 * time.Millisecond), Result: "success"}}})
 	}
 	var size int
