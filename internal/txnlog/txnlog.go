@@ -181,6 +181,9 @@ func appendField(b []byte, key, v string) []byte {
 
 // appendFloat writes f as encoding/json does.
 func appendFloat(b []byte, f float64) []byte {
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 { // whole cores, mostly
+		return strconv.AppendInt(b, int64(f), 10)
+	}
 	if a := math.Abs(f); a < 1e21 && (a >= 1e-6 || a == 0) && !math.IsNaN(f) {
 		return strconv.AppendFloat(b, f, 'f', -1, 64)
 	}

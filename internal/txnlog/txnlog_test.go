@@ -59,6 +59,8 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		{Time: t0, Event: TaskDone, Task: 1<<64 - 1, Attempt: 3, Worker: "w1", Result: "failed", Reason: `exit "1": a\b <x> & y` + "\n\t\x01", RunMs: -5},
 		{Time: t0, Event: WorkerJoined, Worker: "wörker ✓", Cores: 0.5, MemoryMB: 1 << 40},
 		{Time: t0, Event: TaskRunning, Cores: 1e-7},
+		{Time: t0, Event: TaskRunning, Cores: -3},
+		{Time: t0, Event: TaskRunning, Cores: 1e15},
 		{Time: t0, Event: TaskRunning, Cores: 3e21},
 		{Time: t0, Event: TransferEnded, Transfer: 9, File: "file-abc", Worker: "w", Route: "peer_to_worker", Peer: "p", Bytes: 1 << 20, Instance: 4, Library: "lib", Name: "n", Modality: "call"},
 		{Time: t0, Event: "bad \xff utf-8"},
