@@ -137,36 +137,36 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, floa
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	var scrapes, overviews atomic.Int64
+	var scrapes atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	countOverviews := func() int { return 0 }
+	browserPid := 0
 	if watch && *overheadBrowser {
 		bctx, err := openDashboard(ctx, browser, dash, secret)
 		if err != nil {
 			return 0, 0, "", err
 		}
 		defer chromedp.Cancel(bctx)
-		wg.Add(1)
-		go func() { // exits when stop closes: counts the snapshots the page showed
-			defer wg.Done()
-			t := time.NewTicker(250 * time.Millisecond)
-			defer t.Stop()
-			last := ""
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-				v, err := chromedp.Run(bctx, chromedp.Text(chromedp.ID("snapshot-version")))
-				if err == nil && v != last {
-					last = v
-					overviews.Add(1)
-				}
+		// Count the overviews the page receives, without polling it.
+		if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`window.overviews = 0; new MutationObserver(() => window.overviews++).observe(document.getElementById("live"), {childList: true}); true`)); err != nil {
+			return 0, 0, "", fmt.Errorf("count the overviews in Chromium: %w", err)
+		}
+		countOverviews = func() int {
+			n, _ := chromedp.Run(bctx, chromedp.Evaluate[int](`window.overviews`))
+			return n
+		}
+		browserPid = chromedp.FromContext(bctx).Browser.Process().Pid
+		// Let the browser's start settle (under 10% of a core over half a
+		// second, or 10 s): a dashboard open before the run, not one opening.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			before := treeCPUMs(browserPid)
+			time.Sleep(500 * time.Millisecond)
+			if treeCPUMs(browserPid)-before < 50 {
+				break
 			}
-		}()
+		}
 	}
-
 	if watch {
 		wg.Add(1)
 		go func() { // exits when stop closes
@@ -183,6 +183,7 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, floa
 	if err != nil {
 		return 0, 0, "", err
 	}
+	browser0 := treeCPUMs(browserPid)
 	start := time.Now()
 	hs, err := cl.Submit(ctx, tasks...)
 	if err != nil {
@@ -204,11 +205,44 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, floa
 	}
 	close(stop)
 	wg.Wait()
+	browserCPU := treeCPUMs(browserPid) - browser0
 	notes := ""
 	if watch {
-		notes = fmt.Sprintf("(%d scrapes, %d overviews seen in Chromium)", scrapes.Load(), overviews.Load())
+		notes = fmt.Sprintf("(%d scrapes, %d overviews received in Chromium, Chromium CPU %.0f ms)", scrapes.Load(), countOverviews(), browserCPU)
 	}
 	return float64(n) / secs, cpu1 - cpu0, notes, nil
+}
+
+// treeCPUMs is the CPU time that process pid and its descendants used so
+// far, in milliseconds (0 for pid 0): Chromium runs as several processes.
+func treeCPUMs(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		var p int
+		if _, err := fmt.Sscan(e.Name(), &p); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		var ppid int
+		fmt.Sscan(f[1], &ppid)
+		children[ppid] = append(children[ppid], p)
+	}
+	var total float64
+	for todo := []int{pid}; len(todo) > 0; todo = todo[1:] {
+		if ms, err := cpuMs(todo[0]); err == nil {
+			total += ms
+		}
+		todo = append(todo, children[todo[0]]...)
+	}
+	return total
 }
 
 // cpuMs is the CPU time (user and system) process pid used so far, in
