@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -202,13 +203,17 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	// text reads an element's text in one step in the page: the live
+	// overview replaces its nodes each second, so a node found first and
+	// read next may be gone in between.
 	text := func(sel chromedp.CSS) string {
 		t.Helper()
-		v, err := chromedp.Run(bctx, chromedp.Text(sel))
+		q, _ := json.Marshal(string(sel))
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? "").trim()`, q)))
 		if err != nil {
 			t.Fatalf("read %s: %v", sel, err)
 		}
-		return strings.TrimSpace(v)
+		return v
 	}
 	shoot := func(name string) {
 		t.Helper()
