@@ -21,9 +21,9 @@ func plotCmd() *cobra.Command {
 		Short: "Draw a run from its transaction log: timeline, utilisation, bytes moved, where time went",
 		Long: `Draw a run from the transaction log that trellis manager --txn-log (or
 trellis run --txn-log) wrote: a timeline of attempts per worker coloured by
-modality (task, call, staging, library set-up, transfer), the cores in use
+modality (task, call, starting, library set-up, transfer), the cores in use
 against the cores online, bytes moved to workers over time by route, and
-where the time went (queued, staging, running, transfers), summed over
+where the time went (queued, starting, running, transfers), summed over
 attempts. It also prints that summary.
 
 When the log has library instances, a second figure shows each library's

@@ -19,7 +19,7 @@ import (
 const (
 	KindTask     = "task"     // a task's command running
 	KindCall     = "call"     // a function call running
-	KindStaging  = "staging"  // an attempt placed, its inputs being brought
+	KindStarting = "starting" // an attempt sent to its worker (its inputs there), until its command starts
 	KindSetUp    = "set-up"   // a library instance starting, until ready for calls
 	KindTransfer = "transfer" // a file travelling to the worker
 )
@@ -57,10 +57,10 @@ type Library struct {
 type Summary struct {
 	Tasks, Calls int     // submitted
 	Attempts     int     // placed
-	Queued       float64 // from submission (or a requeue) to placement
-	Staging      float64 // from placement to the command's start
+	Queued       float64 // from submission (or a requeue) to dispatch: its inputs' transfers included
+	Starting     float64 // from dispatch (task_running) to the command's start
 	Running      float64 // commands and calls running
-	Transfers    float64 // files travelling, summed over transfers
+	Transfers    float64 // files travelling, summed over transfers (they overlap Queued)
 	Bytes        int64   // moved by transfers that succeeded
 	Duration     float64 // from the first record to the last
 }
@@ -138,7 +138,7 @@ func Analyse(recs []txnlog.Record) *Run {
 	library := map[uint64]string{}
 	waitingSince := map[uint64]float64{}
 	attempts := map[attemptKey]placed{}
-	stagingSpan := map[attemptKey]int{}
+	startingSpan := map[attemptKey]int{}
 	setUps := map[uint64]int{}         // instance -> its set-up span
 	setUpStart := map[uint64]float64{} // instance -> start
 	transfers := map[uint64]int{}      // transfer -> its span
@@ -179,7 +179,7 @@ func Analyse(recs []txnlog.Record) *Run {
 				delete(waitingSince, rec.Task)
 			}
 			sum.Attempts++
-			stagingSpan[k] = addSpan(rec.Worker, KindStaging, t, t, true)
+			startingSpan[k] = addSpan(rec.Worker, KindStarting, t, t, true)
 		case txnlog.TaskRequeued, txnlog.TaskDone:
 			k := attemptKey{rec.Task, rec.Attempt}
 			p, ok := attempts[k]
@@ -199,11 +199,11 @@ func Analyse(recs []txnlog.Record) *Run {
 			if runFrom < p.at {
 				runFrom = p.at
 			}
-			if i, ok := stagingSpan[k]; ok {
+			if i, ok := startingSpan[k]; ok {
 				closeSpan(i, runFrom)
-				delete(stagingSpan, k)
+				delete(startingSpan, k)
 			}
-			sum.Staging += runFrom - p.at
+			sum.Starting += runFrom - p.at
 			kind := KindTask
 			if modality[rec.Task] == "call" {
 				kind = KindCall

@@ -47,20 +47,20 @@ func TestAnalyse(t *testing.T) {
 		Start: t0,
 		Workers: []Worker{
 			{Name: "w1", Lanes: 2, Spans: []Span{
-				{Kind: KindStaging, Start: 2, End: 3},
+				{Kind: KindStarting, Start: 2, End: 3},
 				{Kind: KindTransfer, Start: 2, End: 3, Lane: 1},
 				{Kind: KindTask, Start: 3, End: 5},
 				{Kind: KindTask, Start: 5, End: 6},
 				{Kind: KindSetUp, Start: 6, End: 8},
 				{Kind: KindCall, Start: 8, End: 8.5},
 			}},
-			{Name: "w2", Lanes: 1, Spans: []Span{{Kind: KindStaging, Start: 3, End: 4}}},
+			{Name: "w2", Lanes: 1, Spans: []Span{{Kind: KindStarting, Start: 3, End: 4}}},
 		},
 		CoresUsed: []Point{{2, 1}, {3, 3}, {4, 1}, {5, 0}, {5, 2}, {6, 0}, {8, 0}, {8.5, 0}},
 		CoresUp:   []Point{{0, 2}, {0, 6}, {4, 2}},
 		Bytes:     map[string][]Point{"manager_to_worker": {{3, 1 << 20}}},
 		Libraries: []Library{{Name: "math", ColdStarts: []float64{2}, Calls: []float64{0.5}}},
-		Summary: Summary{Tasks: 2, Calls: 1, Attempts: 4, Queued: 1 + 2 + 1 + 2, Staging: 1 + 1,
+		Summary: Summary{Tasks: 2, Calls: 1, Attempts: 4, Queued: 1 + 2 + 1 + 2, Starting: 1 + 1,
 			Running: 2 + 1 + 0.5, Transfers: 1, Bytes: 1 << 20, Duration: 8.5},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -75,7 +75,7 @@ func TestAnalyseOpenSpan(t *testing.T) {
 		{Time: at(1), Event: txnlog.TaskRunning, Task: 1, Attempt: 1, Worker: "w1"},
 		{Time: at(3), Event: txnlog.WorkerJoined, Worker: "w9"},
 	})
-	want := []Worker{{Name: "w1", Lanes: 1, Spans: []Span{{Kind: KindStaging, Start: 1, End: 3, Open: true}}}, {Name: "w9"}}
+	want := []Worker{{Name: "w1", Lanes: 1, Spans: []Span{{Kind: KindStarting, Start: 1, End: 3, Open: true}}}, {Name: "w9"}}
 	if diff := cmp.Diff(want, got.Workers); diff != "" {
 		t.Errorf("Analyse workers mismatch (-want +got):\n%s", diff)
 	}
