@@ -111,11 +111,17 @@ func TestMetricsCountWhatRan(t *testing.T) {
 		`trellis_worker_resources{resource="cores",use="used"}`:         0,
 		`trellis_worker_resources{resource="memory_bytes",use="total"}`: 1 << 30,
 		`trellis_transfers_in_flight`:                                   0,
+		`trellis_dispatched_total{modality="task"}`:                     5,
+		`trellis_attempts_total{modality="task",result="success"}`:      3,
+		`trellis_attempts_total{modality="task",result="timed_out"}`:    1,
 	}
 	for name, w := range want {
 		if g, ok := got[name]; !ok || g != w {
 			t.Errorf("/metrics %s = %v (present: %v), want %v", name, g, ok, w)
 		}
+	}
+	if _, ok := got["trellis_journal_records"]; ok {
+		t.Errorf("/metrics has trellis_journal_records, want none without --state")
 	}
 
 	// trellis status agrees: the input went to the worker once.

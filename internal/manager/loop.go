@@ -298,6 +298,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec := s.tasks[a.Task]
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
+			s.dispatched(rec.spec.Call != nil)
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
@@ -314,6 +315,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
 			}
 		case core.Requeued:
+			s.attemptEnded(a.Task, a.Attempt, protoKind(a.Reason.Kind))
 			s.m.index.requeued(uint64(a.Task), a.Attempt, fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message), time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRequeued, Task: uint64(a.Task), Attempt: a.Attempt, Reason: fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message)})
 			if rec := s.tasks[a.Task]; rec != nil {
@@ -375,6 +377,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 }
 
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
+	s.attemptEnded(a.Task, a.Attempt, outcome.Kind)
 	rec := s.tasks[a.Task]
 	call := rec != nil && rec.spec.Call != nil
 	s.ended.count(call, outcome.Kind)
