@@ -45,17 +45,18 @@ type AttemptInfo struct {
 
 // taskIndex is the index: written by the loop, read by anyone.
 type taskIndex struct {
-	mu    sync.RWMutex         // guards byID, order
-	byID  map[uint64]*TaskInfo // the newest tasks
-	order []uint64             // their IDs, ascending (IDs only grow)
-	size  int
+	mu        sync.RWMutex         // guards byID, order, producers
+	byID      map[uint64]*TaskInfo // the newest tasks
+	order     []uint64             // their IDs, ascending (IDs only grow)
+	producers map[string]uint64    // output cache name -> the newest indexed task that writes it
+	size      int
 }
 
 func newTaskIndex(size int) *taskIndex {
 	if size <= 0 {
 		size = DefaultIndexSize
 	}
-	return &taskIndex{byID: make(map[uint64]*TaskInfo), size: size}
+	return &taskIndex{byID: make(map[uint64]*TaskInfo), producers: make(map[string]uint64), size: size}
 }
 
 // submitted adds a task.
@@ -64,9 +65,17 @@ func (x *taskIndex) submitted(id uint64, spec *pb.TaskSpec, session string, now 
 	defer x.mu.Unlock()
 	x.byID[id] = &TaskInfo{ID: id, Spec: spec, Session: session, Submitted: now, State: pb.TaskState_TASK_STATE_WAITING}
 	x.order = append(x.order, id)
+	for _, o := range spec.GetOutputs() {
+		x.producers[o.GetName()] = id
+	}
 	if len(x.order) > x.size { // drop the oldest tenth at once: amortised O(1)
 		n := len(x.order) - x.size + x.size/10
 		for _, old := range x.order[:n] {
+			for _, o := range x.byID[old].Spec.GetOutputs() {
+				if x.producers[o.GetName()] == old {
+					delete(x.producers, o.GetName())
+				}
+			}
 			delete(x.byID, old)
 		}
 		x.order = append(x.order[:0:0], x.order[n:]...)
@@ -147,6 +156,17 @@ func (m *Manager) Task(id uint64) *TaskInfo {
 	m.index.mu.RLock()
 	defer m.index.mu.RUnlock()
 	return m.index.byID[id]
+}
+
+// Producer returns the task of the index that writes the file of cache
+// name (the newest, if several did), or nil.
+func (m *Manager) Producer(name string) *TaskInfo {
+	m.index.mu.RLock()
+	defer m.index.mu.RUnlock()
+	if id, ok := m.index.producers[name]; ok {
+		return m.index.byID[id]
+	}
+	return nil
 }
 
 // TaskPage is one page of the index, newest first.

@@ -80,3 +80,36 @@ func TestIndexPagesAndBounds(t *testing.T) {
 		t.Errorf("Tasks(all, 0, 1) = %d of %d, want task 250 of %d", all.Tasks[0].ID, all.Total, m.IndexSize())
 	}
 }
+
+// The index names the task that writes a file, the newest of those it
+// holds, and forgets it with the task.
+func TestIndexProducer(t *testing.T) {
+	m := &Manager{index: newTaskIndex(10)}
+	out := func(names ...string) *pb.TaskSpec {
+		s := &pb.TaskSpec{}
+		for _, n := range names {
+			s.Outputs = append(s.Outputs, &pb.FileRef{Name: n, Path: n})
+		}
+		return s
+	}
+	m.index.submitted(1, out("a", "b"), "", time.Time{})
+	m.index.submitted(2, out("b"), "", time.Time{})
+	for name, want := range map[string]uint64{"a": 1, "b": 2, "c": 0} {
+		var got uint64
+		if p := m.Producer(name); p != nil {
+			got = p.ID
+		}
+		if got != want {
+			t.Errorf("Producer(%q) = task %d, want %d (0: none)", name, got, want)
+		}
+	}
+	for id := uint64(3); id <= 12; id++ { // the index drops tasks 1 and 2
+		m.index.submitted(id, out(), "", time.Time{})
+	}
+	if p := m.Producer("a"); p != nil {
+		t.Errorf("Producer(a) = task %d after its task was dropped, want none", p.ID)
+	}
+	if n := len(m.index.producers); n != 0 {
+		t.Errorf("the index keeps %d producers of dropped tasks, want 0", n)
+	}
+}

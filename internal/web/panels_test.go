@@ -167,3 +167,21 @@ func benchOverview(b *testing.B, workers int) {
 	}
 	b.ReportMetric(float64(size), "bytes/page")
 }
+
+// A task page says which task wrote each input, with a link.
+func TestTaskInputsFrom(t *testing.T) {
+	src := &fake{tasks: []*manager.TaskInfo{
+		{ID: 1, Spec: &pb.TaskSpec{Name: "split", Outputs: []*pb.FileRef{{Name: "temp-part", Path: "part.txt"}}}},
+		{ID: 2, Spec: &pb.TaskSpec{Name: "count", Inputs: []*pb.FileRef{{Name: "temp-part", Path: "in.txt"}, {Name: "sha256-abc", Path: "words.txt"}}}},
+	}}
+	base := serve(t, src)
+	code, body := get(t, signedIn(t, base), base+"/tasks/2")
+	for _, want := range []string{
+		`<code>in.txt</code> ← temp-part, written by <a href="/tasks/1">task 1 (split)</a>`,
+		`<code>words.txt</code> ← sha256-abc, not written by a task the dashboard holds`,
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("GET /tasks/2: HTTP %d, want %q in:\n%s", code, want, body)
+		}
+	}
+}

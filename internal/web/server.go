@@ -24,6 +24,7 @@ type Source interface {
 	Snapshot(ctx context.Context) (*manager.Snapshot, error)
 	Task(id uint64) *manager.TaskInfo
 	Tasks(state pb.TaskState, skip, n int) manager.TaskPage
+	Producer(name string) *manager.TaskInfo
 }
 
 //go:embed assets
@@ -196,5 +197,5 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusNotFound, "notask", id)
 		return
 	}
-	s.render(w, http.StatusOK, "task", newTaskView(t))
+	s.render(w, http.StatusOK, "task", newTaskView(t, s.src.Producer))
 }

@@ -109,10 +109,21 @@ type taskView struct {
 	T      *manager.TaskInfo
 	State  string
 	Result string
+	Inputs []input
 }
 
-func newTaskView(t *manager.TaskInfo) taskView {
+// input is one of a task's inputs and the task that writes it, if the
+// index holds one.
+type input struct {
+	Path, Name string
+	From       *manager.TaskInfo
+}
+
+func newTaskView(t *manager.TaskInfo, producer func(name string) *manager.TaskInfo) taskView {
 	v := taskView{T: t, State: stateName(t.State)}
+	for _, in := range t.Spec.GetInputs() {
+		v.Inputs = append(v.Inputs, input{Path: in.GetPath(), Name: in.GetName(), From: producer(in.GetName())})
+	}
 	if t.Outcome != nil {
 		v.Result = strings.ToLower(strings.TrimPrefix(t.Outcome.GetKind().String(), "RESULT_KIND_"))
 	}
