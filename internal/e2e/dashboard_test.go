@@ -422,3 +422,35 @@ func TestLogsAfterTheRun(t *testing.T) {
 		t.Errorf("trellis logs of task 999: exit %d, want non-zero saying it holds no logs of it:\n%s", code, out)
 	}
 }
+
+// TestLogsSurviveRestart: with --state, a task's output tails are in the
+// journal's record of its end, so a manager started again on the same
+// state serves them to trellis logs.
+func TestLogsSurviveRestart(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	c := newCluster(t, "--state", state)
+	cl := c.client()
+	c.worker("w1", nil, "--cores", "1")
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hs, err := cl.Submit(ctx, named("kept", "echo kept-on-disk; echo and-stderr >&2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], time.Minute); !r.OK() {
+		t.Fatalf("task kept: %v, want success", r.Err())
+	}
+	c.manager.signal(t, syscall.SIGKILL)
+	c.manager.wait(t, 10*time.Second)
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	waitFor(t, 20*time.Second, "the manager to listen again", func() bool {
+		return strings.Contains(c.manager.Output(), "trellis manager listening on ")
+	})
+	code, out := runTrellis(t, "logs", c.addr, strconv.FormatUint(hs[0].ID, 10), "--secret-file", c.secretFile)
+	for _, want := range []string{"kept-on-disk\n", "and-stderr\n", fmt.Sprintf("trellis: task %d (kept) on w1: success", hs[0].ID)} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("trellis logs after a restart on the same --state: exit %d, want 0 and %q in:\n%s", code, want, out)
+		}
+	}
+}

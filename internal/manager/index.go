@@ -107,6 +107,14 @@ func (x *taskIndex) started(id uint64, attempt uint32, worker string, now time.T
 	})
 }
 
+// recovered records, for a task's end replayed from the journal, the
+// worker its attempt ran on (its start time is not journaled: zero).
+func (x *taskIndex) recovered(id uint64, attempt uint32, worker string) {
+	x.update(id, func(t *TaskInfo) {
+		t.Attempts = append(t.Attempts, AttemptInfo{Attempt: attempt, Worker: worker})
+	})
+}
+
 // requeued records that an attempt ended and the task waits again.
 func (x *taskIndex) requeued(id uint64, attempt uint32, result string, now time.Time) {
 	x.update(id, func(t *TaskInfo) {
@@ -137,6 +145,9 @@ func (t *TaskInfo) endAttempt(attempt uint32, result string, now time.Time) time
 	for i := len(t.Attempts) - 1; i >= 0; i-- {
 		if a := &t.Attempts[i]; a.Attempt == attempt && a.Ended.IsZero() {
 			a.Ended, a.Result = now, result
+			if a.Started.IsZero() { // replayed: no start known
+				return 0
+			}
 			return now.Sub(a.Started)
 		}
 	}
