@@ -676,6 +676,22 @@ func (c *Client) Reconcile(ctx context.Context, id uint64, v Verdict) error {
 	return wireError("reconcile", err)
 }
 
+// CancelSession asks the manager to stop every unfinished task that a
+// client session submitted (another client's, by its Session name) and
+// returns how many it found.
+func (c *Client) CancelSession(ctx context.Context, session string) (int, error) {
+	resp, err := c.rpc.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{Session: session}))
+	if err != nil {
+		return 0, wireError("cancel session "+session, err)
+	}
+	return int(resp.Msg.Cancelled), nil
+}
+
+// Session is the name of the client's session at the manager: the
+// dashboard's task pages show it, and another client (trellis cancel
+// --session) may cancel its unfinished tasks by it.
+func (c *Client) Session() string { return c.session }
+
 // watch follows the session's task events until ctx ends, reconnecting
 // when the stream breaks. It reports the first connection's outcome on ready.
 //

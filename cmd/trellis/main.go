@@ -40,7 +40,7 @@ func main() {
 		Version:       trellis.Version,
 	}
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(managerCmd(), workerCmd(), factoryCmd(), runCmd(), statusCmd(), callCmd(), benchCmd(), logsCmd(), libraryCmd(), cancelCmd(), reconcileCmd())
+	root.AddCommand(managerCmd(), workerCmd(), factoryCmd(), runCmd(), statusCmd(), callCmd(), benchCmd(), logsCmd(), libraryCmd(), cancelCmd(), reconcileCmd(), plotCmd())
 	if err := root.Execute(); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {

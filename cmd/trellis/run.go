@@ -79,6 +79,8 @@ exits with status 130 or 143; a second one exits at once.`,
 				if err != nil {
 					return err
 				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "trellis: session %s at %s (trellis cancel %s --session %s cancels its unfinished tasks)\n",
+					c.Session(), managerAddr, managerAddr, c.Session())
 			} else {
 				c, err = local.Start(startCtx, local.Config{Workers: workers, Cores: workerCores, MemoryMB: workerMemory, Guard: guardCommand(), TxnLog: txnLog}, opts...)
 				if sig := interrupted(); err != nil && sig != nil {

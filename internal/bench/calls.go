@@ -24,7 +24,12 @@ type CallsResult struct {
 	PythonCallsPerS float64 `json:"python_calls_per_s"`
 	P50us           float64 `json:"p50_us"`
 	P99us           float64 `json:"p99_us"`
-	TasksPerS       float64 `json:"tasks_per_s"`
+	// ColdStartMs: the first call into a new instance of the Go library,
+	// its start and set-up included (blocking, from the client);
+	// PythonColdStartMs the same for the Python library.
+	ColdStartMs       float64 `json:"cold_start_ms"`
+	PythonColdStartMs float64 `json:"python_cold_start_ms"`
+	TasksPerS         float64 `json:"tasks_per_s"`
 	// The same calls with the client and workers talking to the manager
 	// over HTTP/2 on 127.0.0.1, as remote ones do.
 	NetworkCallsPerS float64 `json:"network_calls_per_s"`
@@ -67,7 +72,7 @@ if __name__ == "__main__":
 // Go figures again with the client and workers on the network.
 func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)) (*CallsResult, error) {
 	res := &CallsResult{Bench: "calls", Workers: workers, Calls: n, Slots: slots, SequentialCalls: 1000}
-	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us); err != nil {
+	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs); err != nil {
 		return nil, err
 	}
 	c, err := local.Start(ctx, local.Config{Workers: workers})
@@ -82,7 +87,10 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 	if err := c.Install(ctx, py); err != nil {
 		return nil, err
 	}
-	if _, err := asyncCalls(ctx, c, "pybench", warmUp); err != nil {
+	var pyErr error
+	if res.PythonColdStartMs, pyErr = coldStart(ctx, c, "pybench"); pyErr != nil {
+		res.PythonError = pyErr.Error()
+	} else if _, err := asyncCalls(ctx, c, "pybench", warmUp); err != nil {
 		res.PythonError = err.Error()
 	} else if secs, err := asyncCalls(ctx, c, "pybench", n); err != nil {
 		res.PythonError = err.Error()
@@ -105,7 +113,8 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 	c.Close()
 
 	logf("calls: the Go figures again, over HTTP/2 on 127.0.0.1")
-	if err := goCalls(ctx, true, n, workers, slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us); err != nil {
+	var coldMs float64 // (not reported: the first one is)
+	if err := goCalls(ctx, true, n, workers, slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -113,7 +122,7 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 
 // goCalls measures async calls and blocking round trips of the Go library
 // on a new embedded cluster (on the network or in process).
-func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99 *float64) error {
+func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs *float64) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -124,6 +133,9 @@ func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func
 	}
 	defer c.Close()
 	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
+		return err
+	}
+	if *coldMs, err = coldStart(ctx, c, "bench"); err != nil {
 		return err
 	}
 	// Warm up until every instance the burst will use has started: the
@@ -151,6 +163,16 @@ func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func
 	*p50 = float64(lat[len(lat)/2].Microseconds())
 	*p99 = float64(lat[len(lat)*99/100].Microseconds())
 	return nil
+}
+
+// coldStart times one blocking call of lib's echo on a cluster where lib
+// has no instance yet: its start and set-up included, in milliseconds.
+func coldStart(ctx context.Context, c *trellis.Client, lib string) (float64, error) {
+	start := time.Now()
+	if _, err := c.Call(ctx, lib, "echo", []byte("cold")); err != nil {
+		return 0, fmt.Errorf("the first call of %s: %w", lib, err)
+	}
+	return float64(time.Since(start).Microseconds()) / 1000, nil
 }
 
 // asyncCalls submits n calls of lib's echo at once and waits for them all.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -110,11 +111,17 @@ func TestMetricsCountWhatRan(t *testing.T) {
 		`trellis_worker_resources{resource="cores",use="used"}`:         0,
 		`trellis_worker_resources{resource="memory_bytes",use="total"}`: 1 << 30,
 		`trellis_transfers_in_flight`:                                   0,
+		`trellis_dispatched_total{modality="task"}`:                     5,
+		`trellis_attempts_total{modality="task",result="success"}`:      3,
+		`trellis_attempts_total{modality="task",result="timed_out"}`:    1,
 	}
 	for name, w := range want {
 		if g, ok := got[name]; !ok || g != w {
 			t.Errorf("/metrics %s = %v (present: %v), want %v", name, g, ok, w)
 		}
+	}
+	if _, ok := got["trellis_journal_records"]; ok {
+		t.Errorf("/metrics has trellis_journal_records, want none without --state")
 	}
 
 	// trellis status agrees: the input went to the worker once.
@@ -202,13 +209,17 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	// text reads an element's text in one step in the page: the live
+	// overview replaces its nodes each second, so a node found first and
+	// read next may be gone in between.
 	text := func(sel chromedp.CSS) string {
 		t.Helper()
-		v, err := chromedp.Run(bctx, chromedp.Text(sel))
+		q, _ := json.Marshal(string(sel))
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? "").trim()`, q)))
 		if err != nil {
 			t.Fatalf("read %s: %v", sel, err)
 		}
-		return strings.TrimSpace(v)
+		return v
 	}
 	shoot := func(name string) {
 		t.Helper()
@@ -257,7 +268,6 @@ func TestDashboardInChromium(t *testing.T) {
 	if got, w := text(`tr.worker[data-name="w1"] td.cores`), fmt.Sprintf("%g / %g", w1.Total.Cores-w1.Free.Cores, w1.Total.Cores); got != w {
 		t.Errorf("overview: w1 cores %q, want %q", got, w)
 	}
-	shoot("dashboard-overview.png")
 
 	// A task that ends later shows without a reload.
 	more, err := cl.Submit(ctx, named("later", "echo later"))
@@ -268,6 +278,25 @@ func TestDashboardInChromium(t *testing.T) {
 	waitFor(t, 20*time.Second, "the overview to show 5 tasks finished", func() bool {
 		return text("#q-task-finished") == "5"
 	})
+	// The timeline draws the five attempts of the last minute, live.
+	waitFor(t, 20*time.Second, "the timeline to show 5 attempts", func() bool {
+		n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`Array.from(document.querySelectorAll("#timeline rect.attempt")).reduce((n, r) => n + Number(r.dataset.n), 0)`))
+		return err == nil && n == 5
+	})
+	shoot("dashboard-overview.png")
+
+	// The files page shows the data figures of the snapshot; the workers
+	// page lists the worker.
+	do("open the files page", chromedp.Navigate(base+"/files"), chromedp.WaitVisible(chromedp.ID("caches")))
+	if got, want := text("#f-recreated"), strconv.Itoa(st.TasksRecreated); got != want {
+		t.Errorf("files page: %q producers run again, want %q", got, want)
+	}
+	shoot("dashboard-files.png")
+	do("open the workers page", chromedp.Navigate(base+"/workers"), chromedp.WaitVisible(chromedp.ID("workers")))
+	if got := text("#workers-all"); got != "1" {
+		t.Errorf("workers page: %q workers, want 1", got)
+	}
+	shoot("dashboard-workers.png")
 
 	// The task list links to a failed task's page.
 	do("open the task list", chromedp.Navigate(base+"/tasks"), chromedp.WaitVisible(chromedp.ID("tasks")))
@@ -391,5 +420,37 @@ func TestLogsAfterTheRun(t *testing.T) {
 	code, out = runTrellis(t, "logs", c.addr, "999", "--secret-file", c.secretFile)
 	if code == 0 || !strings.Contains(out, "task 999: this manager holds no logs of it") {
 		t.Errorf("trellis logs of task 999: exit %d, want non-zero saying it holds no logs of it:\n%s", code, out)
+	}
+}
+
+// TestLogsSurviveRestart: with --state, a task's output tails are in the
+// journal's record of its end, so a manager started again on the same
+// state serves them to trellis logs.
+func TestLogsSurviveRestart(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "state")
+	c := newCluster(t, "--state", state)
+	cl := c.client()
+	c.worker("w1", nil, "--cores", "1")
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hs, err := cl.Submit(ctx, named("kept", "echo kept-on-disk; echo and-stderr >&2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], time.Minute); !r.OK() {
+		t.Fatalf("task kept: %v, want success", r.Err())
+	}
+	c.manager.signal(t, syscall.SIGKILL)
+	c.manager.wait(t, 10*time.Second)
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	waitFor(t, 20*time.Second, "the manager to listen again", func() bool {
+		return strings.Contains(c.manager.Output(), "trellis manager listening on ")
+	})
+	code, out := runTrellis(t, "logs", c.addr, strconv.FormatUint(hs[0].ID, 10), "--secret-file", c.secretFile)
+	for _, want := range []string{"kept-on-disk\n", "and-stderr\n", fmt.Sprintf("trellis: task %d (kept) on w1: success", hs[0].ID)} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("trellis logs after a restart on the same --state: exit %d, want 0 and %q in:\n%s", code, want, out)
+		}
 	}
 }

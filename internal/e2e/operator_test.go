@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -140,6 +141,58 @@ func TestCancelByID(t *testing.T) {
 	}
 }
 
+// TestCancelSession: trellis cancel --session cancels every unfinished
+// task of another client's session, running and waiting, and leaves its
+// finished task and a third client's task alone.
+func TestCancelSession(t *testing.T) {
+	c := newCluster(t)
+	cl, other := c.client(), c.client()
+	c.worker("w1", nil, "--cores", "1")
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done, err := cl.Submit(ctx, named("quick", "echo done"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, done[0], time.Minute); !r.OK() {
+		t.Fatalf("task quick: %v, want success", r.Err())
+	}
+	hs, err := cl.Submit(ctx, named("long", "sleep 600"), named("queued", "sleep 600"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "task long to run", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && s.Running == 1
+	})
+	keep, err := other.Submit(ctx, named("other", "echo other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, out := runTrellis(t, "cancel", c.addr, "--session", cl.Session(), "--secret-file", c.secretFile)
+	if want := "asked the manager to cancel 2 unfinished tasks of session " + cl.Session() + "\n"; code != 0 || out != want {
+		t.Fatalf("trellis cancel --session: exit %d, output %q; want 0, %q", code, out, want)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, 30*time.Second); r.Kind != trellis.Cancelled {
+			t.Errorf("task %d after trellis cancel --session: %v, want cancelled", h.ID, r.Kind)
+		}
+	}
+	if r := waitResult(t, keep[0], time.Minute); !r.OK() {
+		t.Errorf("the other client's task: %v, want success", r.Err())
+	}
+	code, out = runTrellis(t, "cancel", c.addr, "--session", cl.Session(), "--secret-file", c.secretFile)
+	if code == 0 || !strings.Contains(out, "session "+cl.Session()+" has no unfinished task at the manager") {
+		t.Errorf("trellis cancel --session again: exit %d, want non-zero saying it has none:\n%s", code, out)
+	}
+	code, out = runTrellis(t, "cancel", c.addr, "--secret-file", c.secretFile)
+	if code == 0 || !strings.Contains(out, "give the manager's HOST:PORT and task IDs, or --session SESSION") {
+		t.Errorf("trellis cancel with nothing to cancel: exit %d, want non-zero saying what to give:\n%s", code, out)
+	}
+}
+
 // TestStatusWatchJSON: trellis status --watch --json prints the snapshot
 // as one line when it changes, sees a task end, and stops on SIGINT.
 func TestStatusWatchJSON(t *testing.T) {
@@ -266,7 +319,11 @@ tasks:
 func TestRunTxnLog(t *testing.T) {
 	dir := t.TempDir()
 	wf, path := filepath.Join(dir, "wf.yaml"), filepath.Join(dir, "txn.jsonl")
-	if err := os.WriteFile(wf, []byte("tasks:\n  - {name: hello, command: echo hi}\n"), 0o644); err != nil {
+	// A 1 MiB input is too large to travel inline: a transfer brings it.
+	if err := os.WriteFile(filepath.Join(dir, "data.bin"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wf, []byte("tasks:\n  - {name: hello, command: wc -c in.bin, inputs: {in.bin: data.bin}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code, out := runTrellis(t, "run", "--local-workers", "1", "--txn-log", path, wf); code != 0 {
@@ -290,6 +347,28 @@ func TestRunTxnLog(t *testing.T) {
 	want := []string{"task_submitted hello", "task_running", "task_done success"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("task records of the run's transaction log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	got = got[:0]
+	for _, r := range recs {
+		if r.Transfer != 0 {
+			got = append(got, fmt.Sprintf("%s %s %d %s", r.Event, r.Route, r.Bytes, r.Result))
+			if r.File == "" || r.Worker == "" {
+				t.Errorf("transfer record %+v lacks its file or worker", r)
+			}
+		}
+	}
+	want = []string{"transfer_started manager_to_worker 1048576 ", "transfer_ended manager_to_worker 1048576 success"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("transfer records of the run's transaction log (-want +got):\n%s", diff)
+	}
+
+	// trellis plot draws it.
+	fig := filepath.Join(dir, "run.svg")
+	if code, out := runTrellis(t, "plot", path, "-o", fig); code != 0 || !strings.Contains(out, "1 tasks and 0 calls submitted, 1 attempts placed on 1 workers") {
+		t.Errorf("trellis plot: exit %d, want 0 and the run's summary:\n%s", code, out)
+	}
+	if b, err := os.ReadFile(fig); err != nil || !bytes.HasPrefix(b, []byte("<?xml")) {
+		t.Errorf("trellis plot's figure: %d bytes, %v; want an SVG file", len(b), err)
 	}
 
 	code, out := runTrellis(t, "run", "--manager", "127.0.0.1:1", "--secret-file", path, "--txn-log", path, wf)
@@ -351,6 +430,13 @@ func TestTxnLogInstances(t *testing.T) {
 	}
 	if got, err := cl.Call(ctx, "slow", "repeat", []byte("ab")); err != nil || string(got) != "ababab" {
 		t.Fatalf("Call(slow.repeat, ab) = %q, %v; want \"ababab\", nil", got, err)
+	}
+	// One set-up and one call: one observation in each histogram.
+	m := c.scrape(t)
+	for _, name := range []string{"trellis_library_cold_start_seconds_count", "trellis_call_seconds_count"} {
+		if m[name] != 1 {
+			t.Errorf("/metrics %s = %v, want 1", name, m[name])
+		}
 	}
 	if err := cl.RemoveLibrary(ctx, "slow"); err != nil {
 		t.Fatal(err)

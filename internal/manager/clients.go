@@ -2,6 +2,7 @@ package manager
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -37,6 +38,36 @@ func (s *state) cancelSession(client *clients.Session) {
 	}
 	if n > 0 {
 		s.m.log.Info("cancelled the unfinished tasks of an ended session", "session", client.Name(), "tasks", n)
+	}
+}
+
+// cancel cancels tasks by ID and, with a session, every unfinished task
+// that session submitted; it journals the IDs first, as they were resolved.
+func (s *state) cancel(ev evCancel) {
+	ids := ev.ids
+	var mine uint64
+	if ev.session != "" {
+		var found []uint64
+		for id, rec := range s.tasks {
+			if rec.session == ev.session && !rec.done {
+				found = append(found, uint64(id))
+			}
+		}
+		slices.Sort(found)
+		mine = uint64(len(found))
+		ids = append(slices.Clip(ids), found...)
+		if mine > 0 {
+			s.m.log.Info("cancelling the unfinished tasks of a session, as an operator asked", "session", ev.session, "tasks", mine)
+		}
+	}
+	if len(ids) > 0 || ev.session == "" {
+		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Cancelled{Cancelled: &pb.CancelRequest{TaskIds: ids}}})
+	}
+	for _, id := range ids {
+		s.step(core.CancelTask{Task: core.TaskID(id)})
+	}
+	if ev.reply != nil {
+		ev.reply <- mine
 	}
 }
 

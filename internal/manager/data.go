@@ -142,6 +142,7 @@ func (s *state) fetchDone(f *pb.FetchDone) {
 	if f.Ok && s.fileInfo[f.Name] == nil {
 		s.fileInfo[f.Name] = &pb.FileInfo{Name: f.Name, Size: f.Size, Digest: f.Digest, Dir: f.Dir}
 	}
+	s.transferEndTxn(f.Id, f.Ok, f.Size, f.Error)
 	s.step(core.TransferDone{Transfer: f.Id, OK: f.Ok, SourceFault: f.SourceFault, CacheFull: f.CacheFull, Size: f.Size, Why: f.Error})
 }
 

@@ -27,6 +27,7 @@ const MaxIndexTail = 2 << 10
 type TaskInfo struct {
 	ID        uint64
 	Spec      *pb.TaskSpec // the manager's record of it: do not modify
+	Session   string       // of the client that submitted it
 	Submitted time.Time
 	State     pb.TaskState // WAITING, RUNNING or DONE
 	Attempts  []AttemptInfo
@@ -44,28 +45,37 @@ type AttemptInfo struct {
 
 // taskIndex is the index: written by the loop, read by anyone.
 type taskIndex struct {
-	mu    sync.RWMutex         // guards byID, order
-	byID  map[uint64]*TaskInfo // the newest tasks
-	order []uint64             // their IDs, ascending (IDs only grow)
-	size  int
+	mu        sync.RWMutex         // guards byID, order, producers
+	byID      map[uint64]*TaskInfo // the newest tasks
+	order     []uint64             // their IDs, ascending (IDs only grow)
+	producers map[string]uint64    // output cache name -> the newest indexed task that writes it
+	size      int
 }
 
 func newTaskIndex(size int) *taskIndex {
 	if size <= 0 {
 		size = DefaultIndexSize
 	}
-	return &taskIndex{byID: make(map[uint64]*TaskInfo), size: size}
+	return &taskIndex{byID: make(map[uint64]*TaskInfo), producers: make(map[string]uint64), size: size}
 }
 
 // submitted adds a task.
-func (x *taskIndex) submitted(id uint64, spec *pb.TaskSpec, now time.Time) {
+func (x *taskIndex) submitted(id uint64, spec *pb.TaskSpec, session string, now time.Time) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.byID[id] = &TaskInfo{ID: id, Spec: spec, Submitted: now, State: pb.TaskState_TASK_STATE_WAITING}
+	x.byID[id] = &TaskInfo{ID: id, Spec: spec, Session: session, Submitted: now, State: pb.TaskState_TASK_STATE_WAITING}
 	x.order = append(x.order, id)
+	for _, o := range spec.GetOutputs() {
+		x.producers[o.GetName()] = id
+	}
 	if len(x.order) > x.size { // drop the oldest tenth at once: amortised O(1)
 		n := len(x.order) - x.size + x.size/10
 		for _, old := range x.order[:n] {
+			for _, o := range x.byID[old].Spec.GetOutputs() {
+				if x.producers[o.GetName()] == old {
+					delete(x.producers, o.GetName())
+				}
+			}
 			delete(x.byID, old)
 		}
 		x.order = append(x.order[:0:0], x.order[n:]...)
@@ -97,6 +107,14 @@ func (x *taskIndex) started(id uint64, attempt uint32, worker string, now time.T
 	})
 }
 
+// recovered records, for a task's end replayed from the journal, the
+// worker its attempt ran on (its start time is not journaled: zero).
+func (x *taskIndex) recovered(id uint64, attempt uint32, worker string) {
+	x.update(id, func(t *TaskInfo) {
+		t.Attempts = append(t.Attempts, AttemptInfo{Attempt: attempt, Worker: worker})
+	})
+}
+
 // requeued records that an attempt ended and the task waits again.
 func (x *taskIndex) requeued(id uint64, attempt uint32, result string, now time.Time) {
 	x.update(id, func(t *TaskInfo) {
@@ -107,8 +125,9 @@ func (x *taskIndex) requeued(id uint64, attempt uint32, result string, now time.
 	})
 }
 
-// done records a task's result.
-func (x *taskIndex) done(id uint64, attempt uint32, o *pb.Outcome, now time.Time) {
+// done records a task's result and returns how long its attempt ran from
+// its placement (0 when the index does not hold it).
+func (x *taskIndex) done(id uint64, attempt uint32, o *pb.Outcome, now time.Time) (ran time.Duration) {
 	kept := &pb.Outcome{Kind: o.GetKind(), ExitCode: o.GetExitCode(), Message: o.GetMessage(),
 		Stdout: tail(o.GetStdout()), Stderr: tail(o.GetStderr()), RunMs: o.GetRunMs(), PeakMemoryMb: o.GetPeakMemoryMb(),
 		StdoutTruncated: o.GetStdoutTruncated() || len(o.GetStdout()) > MaxIndexTail,
@@ -116,17 +135,23 @@ func (x *taskIndex) done(id uint64, attempt uint32, o *pb.Outcome, now time.Time
 	x.update(id, func(t *TaskInfo) {
 		t.State = pb.TaskState_TASK_STATE_DONE
 		t.Outcome = kept
-		t.endAttempt(attempt, resultLabel(o.GetKind()), now)
+		ran = t.endAttempt(attempt, resultLabel(o.GetKind()), now)
 	})
+	return ran
 }
 
-func (t *TaskInfo) endAttempt(attempt uint32, result string, now time.Time) {
+// endAttempt ends an attempt and returns how long it ran.
+func (t *TaskInfo) endAttempt(attempt uint32, result string, now time.Time) time.Duration {
 	for i := len(t.Attempts) - 1; i >= 0; i-- {
 		if a := &t.Attempts[i]; a.Attempt == attempt && a.Ended.IsZero() {
 			a.Ended, a.Result = now, result
-			return
+			if a.Started.IsZero() { // replayed: no start known
+				return 0
+			}
+			return now.Sub(a.Started)
 		}
 	}
+	return 0
 }
 
 func tail(b []byte) []byte {
@@ -142,6 +167,17 @@ func (m *Manager) Task(id uint64) *TaskInfo {
 	m.index.mu.RLock()
 	defer m.index.mu.RUnlock()
 	return m.index.byID[id]
+}
+
+// Producer returns the task of the index that writes the file of cache
+// name (the newest, if several did), or nil.
+func (m *Manager) Producer(name string) *TaskInfo {
+	m.index.mu.RLock()
+	defer m.index.mu.RUnlock()
+	if id, ok := m.index.producers[name]; ok {
+		return m.index.byID[id]
+	}
+	return nil
 }
 
 // TaskPage is one page of the index, newest first.

@@ -310,5 +310,6 @@ func (s *state) recovered(d *pb.JournalTaskDone) {
 			}
 		}
 	}
+	s.m.index.recovered(d.TaskId, d.Attempt, d.GetWorker()) // for trellis logs and the task page
 	s.execute(s.core.Step(ev), &pb.AttemptDone{TaskId: d.TaskId, Attempt: d.Attempt, Outcome: o})
 }

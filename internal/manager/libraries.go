@@ -87,6 +87,7 @@ func (s *state) startLibrary(a core.Dispatch) {
 	if rec == nil || sess == nil {
 		return
 	}
+	s.instanceStarted(uint64(a.Instance), a.Worker)
 	if s.m.txn != nil {
 		s.instLibs[uint64(a.Instance)] = rec.spec.Name
 	}

@@ -21,7 +21,11 @@ type (
 		stored storedFiles // the request's inputs at the store
 		reply  chan submitReply
 	}
-	evCancel     struct{ ids []uint64 }
+	evCancel struct {
+		ids     []uint64
+		session string      // also its unfinished tasks
+		reply   chan uint64 // with session: how many; may be nil
+	}
 	evWorkerJoin struct {
 		sess  *session
 		reply chan core.WorkerID
@@ -104,6 +108,8 @@ type state struct {
 	// instLibs names the library of each instance started, for the
 	// transaction log (only with one), until the worker reports its end.
 	instLibs map[uint64]string
+	obs      observer // notes for /metrics and the transaction log (observe.go)
+
 	// adopted: attempts from an earlier epoch that the core adopted, by
 	// the epoch of their Run: their reports of that epoch count. joining:
 	// the epochs of the attempts a joining worker lists, while it joins.
@@ -131,6 +137,7 @@ func newState(m *Manager) *state {
 		libByID:  make(map[core.LibID]*libRecord),
 		instLibs: make(map[uint64]string),
 		adopted:  make(map[attemptKey]uint64),
+		obs:      newObserver(),
 		origin:   time.Now(),
 	}
 }
@@ -183,10 +190,7 @@ func (s *state) handle(ev any) {
 			ev.reply <- submitReply{ids, err}
 		})
 	case evCancel:
-		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Cancelled{Cancelled: &pb.CancelRequest{TaskIds: ev.ids}}})
-		for _, id := range ev.ids {
-			s.step(core.CancelTask{Task: core.TaskID(id)})
-		}
+		s.cancel(ev)
 	case evWorkerJoin:
 		s.nextWorker++
 		id := s.nextWorker
@@ -244,6 +248,7 @@ func (s *state) handle(ev any) {
 			sess.close(ev.reason)
 			s.m.log.Info("worker left", "worker", ev.id, "name", sess.hello.Name, "reason", ev.reason)
 			s.txn(txnlog.Record{Event: txnlog.WorkerLeft, Worker: sess.hello.Name, Reason: ev.reason})
+			s.workerGone(ev.id)
 			s.step(core.WorkerLeft{Worker: ev.id, Reason: ev.reason})
 		}
 	default:
@@ -303,11 +308,13 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 	case *pb.WorkerMessage_LibraryStarted:
 		st := x.LibraryStarted
 		s.instanceTxn(txnlog.InstanceReady, id, st.Instance, st.Attempt, "", "")
+		s.instanceReady(st.Instance)
 		s.step(core.InstanceReady{Instance: core.InstanceID(st.Instance), Attempt: st.Attempt, Worker: id})
 	case *pb.WorkerMessage_LibraryEnded:
 		e := x.LibraryEnded
 		s.instanceTxn(txnlog.InstanceEnded, id, e.Instance, e.Attempt, resultLabel(e.Kind), e.Message)
 		delete(s.instLibs, e.Instance)
+		s.instanceGone(e.Instance)
 		s.step(libraryEnded(id, e))
 	case *pb.WorkerMessage_Returned:
 		r := x.Returned
@@ -331,9 +338,11 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec := s.tasks[a.Task]
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
+			s.dispatched(rec.spec.Call != nil)
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
-			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name})
+			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
+				Cores: rec.spec.GetResources().GetCores()})
 			var intent journal.Seq
 			if rec.spec.Call == nil || rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
 				// The attempt's number and worker, for a restarted manager
@@ -361,6 +370,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Kill:
 			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
 		case core.Requeued:
+			s.attemptEnded(a.Task, a.Attempt, protoKind(a.Reason.Kind))
 			s.m.index.requeued(uint64(a.Task), a.Attempt, fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message), time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRequeued, Task: uint64(a.Task), Attempt: a.Attempt, Reason: fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message)})
 			if rec := s.tasks[a.Task]; rec != nil {
@@ -392,6 +402,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				s.m.log.Info("ignored a stale report", "task", a.Task, "attempt", a.Attempt, "worker", a.Worker)
 			}
 		case core.Fetch:
+			s.transferTxn(a)
 			if s.sessions[a.Worker] != nil {
 				s.sendTo(a.Worker, s.fetchMessage(a))
 			}
@@ -421,14 +432,16 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 }
 
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
+	s.attemptEnded(a.Task, a.Attempt, outcome.Kind)
 	rec := s.tasks[a.Task]
 	call := rec != nil && rec.spec.Call != nil
 	s.ended.count(call, outcome.Kind)
-	s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
+	ran := s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 		if call {
 			s.callsSucceeded++
+			s.callDone(ran)
 		}
 	} else {
 		s.failed++
@@ -562,8 +575,8 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		id := s.nextTask
 		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
-		s.m.index.submitted(uint64(id), spec, time.Now())
-		s.txn(txnlog.Record{Event: txnlog.TaskSubmitted, Task: uint64(id), Name: spec.Name, Modality: modality(spec)})
+		s.m.index.submitted(uint64(id), spec, req.Session, time.Now())
+		s.txn(txnlog.Record{Event: txnlog.TaskSubmitted, Task: uint64(id), Name: spec.Name, Modality: modality(spec), Library: spec.GetCall().GetLibrary()})
 		client.Submitted(uint64(id))
 		if spec.Key != "" {
 			client.Keep(spec.Key, uint64(id))

@@ -146,10 +146,17 @@ func sendEvents(send func(*pb.TaskEvents) error, events []*pb.TaskEvent) error {
 }
 
 func (s *service) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error) {
-	if err := s.m.send(ctx, evCancel{ids: req.Msg.TaskIds}); err != nil {
+	if req.Msg.Session == "" {
+		if err := s.m.send(ctx, evCancel{ids: req.Msg.TaskIds}); err != nil {
+			return nil, err
+		}
+		return connect.NewResponse(&pb.CancelResponse{}), nil
+	}
+	n, err := call(ctx, s.m, func(c chan uint64) any { return evCancel{ids: req.Msg.TaskIds, session: req.Msg.Session, reply: c} })
+	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&pb.CancelResponse{}), nil
+	return connect.NewResponse(&pb.CancelResponse{Cancelled: n}), nil
 }
 
 func (s *service) Status(ctx context.Context, req *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error) {

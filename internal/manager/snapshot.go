@@ -18,6 +18,11 @@ type Snapshot struct {
 	Built   time.Time // when the loop built it
 	Status  *pb.StatusResponse
 	Ended   Ended // tasks and calls ended, by result kind
+	Latency Histograms
+	// Dispatched counts attempts sent to workers, [0] tasks and [1] calls;
+	// Attempts counts attempts ended by result kind, requeued ones too.
+	Dispatched [2]uint64
+	Attempts   Ended
 }
 
 // Ended counts the tasks and calls that ended over the manager's life, by
@@ -92,7 +97,8 @@ func (s *state) publish() {
 	now := time.Now()
 	st := s.status()
 	st.SnapshotVersion, st.SnapshotUnixMs = s.version, now.UnixMilli()
-	s.m.snap.Store(&Snapshot{Version: s.version, Built: now, Status: st, Ended: s.ended})
+	s.m.snap.Store(&Snapshot{Version: s.version, Built: now, Status: st, Ended: s.ended, Latency: s.obs.hist.clone(),
+		Dispatched: s.obs.dispatched, Attempts: s.obs.attempts})
 	next := make(chan struct{})
 	close(*s.m.published.Swap(&next))
 }

@@ -62,6 +62,16 @@ var (
 		"Set-ups of a library's instances that succeeded.", []string{"library"}, nil)
 	brokenDesc = prometheus.NewDesc("trellis_library_broken",
 		"1 while a library is broken (its calls fail at once), else 0.", []string{"library"}, nil)
+	dispatchedDesc = prometheus.NewDesc("trellis_dispatched_total",
+		"Attempts of tasks and calls sent to workers.", []string{"modality"}, nil)
+	attemptsDesc = prometheus.NewDesc("trellis_attempts_total",
+		"Attempts of tasks and calls ended, by result kind: those after which the task waited again (worker_lost, ...) and the last.", []string{"modality", "result"}, nil)
+	journalDesc = prometheus.NewDesc("trellis_journal_records",
+		"Records of the manager's journal on disk (with --state only).", nil, nil)
+	callSecondsDesc = prometheus.NewDesc("trellis_call_seconds",
+		"Function calls that succeeded, by time from their placement on a worker to their result at the manager.", nil, nil)
+	coldStartDesc = prometheus.NewDesc("trellis_library_cold_start_seconds",
+		"Library instances, by time from their start on a worker to the end of their set-up (ready for calls).", nil, nil)
 	snapshotDesc = prometheus.NewDesc("trellis_snapshot_version",
 		"Steps of the manager's loop that the scraped snapshot reflects.", nil, nil)
 )
@@ -78,7 +88,7 @@ func NewCollector(src Snapshotter) *Collector { return &Collector{src: src} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{queueDesc, unplaceableDesc, endedDesc, bytesDesc, transfersDesc, lostDesc,
 		recreatedDesc, workersDesc, resourceDesc, cacheDesc, instancesDesc, slotsDesc, callsWaitingDesc,
-		callsDoneDesc, setupsDesc, brokenDesc, snapshotDesc} {
+		callsDoneDesc, setupsDesc, brokenDesc, dispatchedDesc, attemptsDesc, journalDesc, callSecondsDesc, coldStartDesc, snapshotDesc} {
 		ch <- d
 	}
 }
@@ -104,6 +114,26 @@ func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels 
 	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 }
 
+func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h manager.Histogram) {
+	buckets := make(map[float64]uint64, len(h.Buckets))
+	var n uint64
+	for i, b := range h.Buckets {
+		n += h.Counts[i]
+		buckets[b] = n
+	}
+	ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum, buckets)
+}
+
+// byKind sends one counter per result kind of counts.
+func byKind(ch chan<- prometheus.Metric, d *prometheus.Desc, counts *[pb.ResultKind_RESULT_KIND_CANCELLED + 1]uint64, modality string) {
+	for k, n := range counts {
+		if k == int(pb.ResultKind_RESULT_KIND_UNSPECIFIED) && n == 0 {
+			continue
+		}
+		counter(ch, d, float64(n), modality, ResultLabel(pb.ResultKind(k)))
+	}
+}
+
 // ResultLabel is the result label of a result kind: "success",
 // "timed_out", ...
 func ResultLabel(k pb.ResultKind) string {
@@ -113,6 +143,8 @@ func ResultLabel(k pb.ResultKind) string {
 func collect(ch chan<- prometheus.Metric, snap *manager.Snapshot) {
 	st := snap.Status
 	gauge(ch, snapshotDesc, float64(snap.Version))
+	histogram(ch, callSecondsDesc, snap.Latency.Calls)
+	histogram(ch, coldStartDesc, snap.Latency.ColdStarts)
 	for _, m := range []struct {
 		name string
 		n    *pb.TaskCounts
@@ -124,12 +156,12 @@ func collect(ch chan<- prometheus.Metric, snap *manager.Snapshot) {
 	}
 	gauge(ch, unplaceableDesc, float64(st.GetUnplaceable()))
 	for i, modality := range []string{"task", "call"} {
-		for k, n := range snap.Ended[i] {
-			if k == int(pb.ResultKind_RESULT_KIND_UNSPECIFIED) && n == 0 {
-				continue
-			}
-			counter(ch, endedDesc, float64(n), modality, ResultLabel(pb.ResultKind(k)))
-		}
+		byKind(ch, endedDesc, &snap.Ended[i], modality)
+		byKind(ch, attemptsDesc, &snap.Attempts[i], modality)
+		counter(ch, dispatchedDesc, float64(snap.Dispatched[i]), modality)
+	}
+	if j := st.GetJournal(); j != nil {
+		gauge(ch, journalDesc, float64(j.GetDurable()))
 	}
 	counter(ch, bytesDesc, float64(st.GetBytesFromManager()), "manager_to_worker")
 	counter(ch, bytesDesc, float64(st.GetBytesFromPeers()), "peer_to_worker")

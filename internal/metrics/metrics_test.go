@@ -119,3 +119,77 @@ func TestNoSnapshot(t *testing.T) {
 		t.Errorf("got HTTP %d %q, want 500 naming the error", rec.Code, body)
 	}
 }
+
+// The loop's latency histograms reach /metrics as Prometheus histograms,
+// their buckets cumulative.
+func TestHistograms(t *testing.T) {
+	snap := &manager.Snapshot{Status: &pb.StatusResponse{}, Latency: manager.Histograms{
+		Calls:      manager.Histogram{Buckets: []float64{0.001, 0.01}, Counts: []uint64{3, 1, 2}, Sum: 0.5, Count: 6},
+		ColdStarts: manager.Histogram{Buckets: []float64{1}, Counts: []uint64{0, 1}, Sum: 2.5, Count: 1},
+	}}
+	want := `
+# HELP trellis_call_seconds Function calls that succeeded, by time from their placement on a worker to their result at the manager.
+# TYPE trellis_call_seconds histogram
+trellis_call_seconds_bucket{le="0.001"} 3
+trellis_call_seconds_bucket{le="0.01"} 4
+trellis_call_seconds_bucket{le="+Inf"} 6
+trellis_call_seconds_sum 0.5
+trellis_call_seconds_count 6
+# HELP trellis_library_cold_start_seconds Library instances, by time from their start on a worker to the end of their set-up (ready for calls).
+# TYPE trellis_library_cold_start_seconds histogram
+trellis_library_cold_start_seconds_bucket{le="1"} 0
+trellis_library_cold_start_seconds_bucket{le="+Inf"} 1
+trellis_library_cold_start_seconds_sum 2.5
+trellis_library_cold_start_seconds_count 1
+`
+	if err := testutil.CollectAndCompare(NewCollector(fixed{snap: snap}), strings.NewReader(want),
+		"trellis_call_seconds", "trellis_library_cold_start_seconds"); err != nil {
+		t.Error(err)
+	}
+}
+
+// Dispatches and attempts by result kind, and the journal's size when
+// there is one.
+func TestAttempts(t *testing.T) {
+	snap := &manager.Snapshot{Status: &pb.StatusResponse{Journal: &pb.JournalStatus{Durable: 42}}, Dispatched: [2]uint64{7, 2}}
+	snap.Attempts[0][pb.ResultKind_RESULT_KIND_SUCCESS] = 5
+	snap.Attempts[0][pb.ResultKind_RESULT_KIND_WORKER_LOST] = 2
+	snap.Attempts[1][pb.ResultKind_RESULT_KIND_SUCCESS] = 2
+	want := `
+# HELP trellis_dispatched_total Attempts of tasks and calls sent to workers.
+# TYPE trellis_dispatched_total counter
+trellis_dispatched_total{modality="call"} 2
+trellis_dispatched_total{modality="task"} 7
+# HELP trellis_journal_records Records of the manager's journal on disk (with --state only).
+# TYPE trellis_journal_records gauge
+trellis_journal_records 42
+`
+	c := NewCollector(fixed{snap: snap})
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "trellis_dispatched_total", "trellis_journal_records"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.CollectAndCount(c, "trellis_attempts_total"); got != 14 {
+		t.Errorf("trellis_attempts_total has %d series, want 14 (7 result kinds by 2 modalities)", got)
+	}
+	want = `
+# HELP trellis_attempts_total Attempts of tasks and calls ended, by result kind: those after which the task waited again (worker_lost, ...) and the last.
+# TYPE trellis_attempts_total counter
+trellis_attempts_total{modality="call",result="cancelled"} 0
+trellis_attempts_total{modality="call",result="failed"} 0
+trellis_attempts_total{modality="call",result="input_missing"} 0
+trellis_attempts_total{modality="call",result="resource_exceeded"} 0
+trellis_attempts_total{modality="call",result="success"} 2
+trellis_attempts_total{modality="call",result="timed_out"} 0
+trellis_attempts_total{modality="call",result="worker_lost"} 0
+trellis_attempts_total{modality="task",result="cancelled"} 0
+trellis_attempts_total{modality="task",result="failed"} 0
+trellis_attempts_total{modality="task",result="input_missing"} 0
+trellis_attempts_total{modality="task",result="resource_exceeded"} 0
+trellis_attempts_total{modality="task",result="success"} 5
+trellis_attempts_total{modality="task",result="timed_out"} 0
+trellis_attempts_total{modality="task",result="worker_lost"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "trellis_attempts_total"); err != nil {
+		t.Error(err)
+	}
+}

@@ -32,6 +32,60 @@ type Progress struct {
 	stopped chan struct{}
 
 	stuck map[uint64]bool // waiting while no connected worker could run them
+
+	// The manager's counters, as differences from the run's start: tasks
+	// run again to recreate lost files, and attempts handed back for a full
+	// cache (see Follow).
+	rerun, back  int
+	counters     func() (rerun, back int, err error) // nil: not followed
+	countersRead time.Time                           // owned by the drawing goroutine
+}
+
+// countersEvery bounds how often the progress asks the manager for its
+// counters: a status read, which never waits for the manager's loop.
+const countersEvery = time.Second
+
+// Follow has the count line show, as they happen, the tasks the manager
+// runs again to recreate lost files and the attempts it hands back for a
+// full cache: counters reads them (differences from the run's start, as
+// the summary counts them), at most once a second.
+func (p *Progress) Follow(counters func() (rerun, back int, err error)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.counters = counters
+}
+
+// Counters sets the counts the final line shows: the summary's.
+func (p *Progress) Counters(rerun, back int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rerun, p.back, p.counters = rerun, back, nil
+}
+
+// readCounters refreshes the counters when a second has passed since the
+// last read, and says what grew, for a line of its own off a terminal.
+func (p *Progress) readCounters() {
+	p.mu.Lock()
+	read := p.counters
+	p.mu.Unlock()
+	if read == nil || time.Since(p.countersRead) < countersEvery {
+		return
+	}
+	p.countersRead = time.Now()
+	rerun, back, err := read()
+	if err != nil {
+		return // the next read may succeed; the summary says the final counts
+	}
+	p.mu.Lock()
+	grewRerun, grewBack := rerun > p.rerun, back > p.back
+	p.rerun, p.back = max(p.rerun, rerun), max(p.back, back)
+	p.mu.Unlock()
+	if !p.interactive && grewRerun {
+		p.line(fmt.Sprintf("re-run  %d tasks so far, to recreate lost files", rerun))
+	}
+	if !p.interactive && grewBack {
+		p.line(fmt.Sprintf("waiting %d attempts so far handed back for cache space", back))
+	}
 }
 
 // NewProgress writes progress to out; interactive redraws one line.
@@ -57,6 +111,7 @@ func (p *Progress) Begin(name string, total int) {
 		for {
 			select {
 			case <-t.C:
+				p.readCounters()
 				p.draw(false)
 			case <-p.stop:
 				return
@@ -200,10 +255,17 @@ func (p *Progress) draw(final bool) {
 	if len(p.stuck) > 0 {
 		stuck = fmt.Sprintf(" (%d that no connected worker can run)", len(p.stuck))
 	}
+	var extra string
+	if p.rerun > 0 {
+		extra += fmt.Sprintf(", %d re-run", p.rerun)
+	}
+	if p.back > 0 {
+		extra += fmt.Sprintf(", %d handed back", p.back)
+	}
 	elapsed := time.Since(p.start)
 	ended := done + failed + skipped
-	msg := fmt.Sprintf("[%s] %s: %d waiting%s, %d running, %d done, %d failed, %d skipped (of %d, %d%%%s)",
-		elapsed.Round(100*time.Millisecond), p.name, waiting, stuck, running, done, failed, skipped, p.total,
+	msg := fmt.Sprintf("[%s] %s: %d waiting%s, %d running, %d done, %d failed, %d skipped%s (of %d, %d%%%s)",
+		elapsed.Round(100*time.Millisecond), p.name, waiting, stuck, running, done, failed, skipped, extra, p.total,
 		percent(ended, p.total), timeLeft(elapsed, ended, p.total))
 	switch {
 	case p.interactive && final:

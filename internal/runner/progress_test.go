@@ -86,3 +86,42 @@ func TestTimeLeft(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressCounters: re-runs and attempts handed back show as they
+// grow, each with a line off a terminal, and the final line has the
+// summary's counts.
+func TestProgressCounters(t *testing.T) {
+	var out bytes.Buffer
+	p := NewProgress(&out, false)
+	p.Begin("wf", 1)
+	reads := [][2]int{{0, 0}, {2, 0}, {2, 1}}
+	p.Follow(func() (int, int, error) {
+		r := reads[0]
+		reads = reads[1:]
+		return r[0], r[1], nil
+	})
+	for range 3 {
+		p.countersRead = time.Time{} // a second has passed
+		p.readCounters()
+		p.draw(false)
+	}
+	p.Counters(3, 1)
+	p.End()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		"1 waiting, 0 running, 0 done, 0 failed, 0 skipped (of 1, 0%)",
+		"re-run  2 tasks so far, to recreate lost files",
+		"0 skipped, 2 re-run (of 1, 0%)",
+		"waiting 1 attempts so far handed back for cache space",
+		"0 skipped, 2 re-run, 1 handed back (of 1, 0%)",
+		"0 skipped, 3 re-run, 1 handed back (of 1, 0%)",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("progress:\n%s\nwant %d lines", out.String(), len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("progress line %d = %q, want it to contain %q", i, lines[i], w)
+		}
+	}
+}

@@ -47,6 +47,17 @@ func Run(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, p *Progr
 	js := jobs(wf)
 	batch, index := submission(plan, holdBack(wf, plan, failed), sum, js, p)
 	before, _ := c.Status(ctx) // nil if it fails: the counts are then left out
+	if before != nil {
+		p.Follow(func() (int, int, error) {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			st, err := c.Status(sctx)
+			if err != nil {
+				return 0, 0, err
+			}
+			return st.TasksRecreated - before.TasksRecreated, st.TasksHandedBack - before.TasksHandedBack, nil
+		})
+	}
 	handles, err := c.Submit(ctx, batch...)
 	if err != nil {
 		return nil, err
@@ -61,6 +72,7 @@ func Run(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, p *Progr
 		sum.Rerun = after.TasksRecreated - before.TasksRecreated
 		sum.HandedBack = after.TasksHandedBack - before.TasksHandedBack
 	}
+	p.Counters(sum.Rerun, sum.HandedBack) // the final line agrees with the summary
 	return sum, nil
 }
 

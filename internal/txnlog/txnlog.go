@@ -13,8 +13,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // Events, the Record.Event values.
@@ -29,6 +32,9 @@ const (
 	InstanceStarted = "instance_started" // Instance, Library, Attempt, Worker: sent to the worker
 	InstanceReady   = "instance_ready"   // Instance, Library, Attempt, Worker: its set-up done, it takes calls
 	InstanceEnded   = "instance_ended"   // Instance, Library, Attempt, Worker, Result, Reason
+
+	TransferStarted = "transfer_started" // Transfer, File, Worker (to), Route, Peer (from a peer), Bytes (expected, 0 if unknown)
+	TransferEnded   = "transfer_ended"   // Transfer, File, Worker, Route, Result ("success", "failed"), Bytes (moved), Reason
 )
 
 // Record is one line of the log.
@@ -43,17 +49,22 @@ type Record struct {
 	Result   string    `json:"result,omitempty"` // "success", "failed", "timed_out", ...
 	Reason   string    `json:"reason,omitempty"`
 	RunMs    int64     `json:"run_ms,omitempty"`
-	Cores    float64   `json:"cores,omitempty"`
+	Cores    float64   `json:"cores,omitempty"` // a worker's, or a task's request on task_running
 	MemoryMB int64     `json:"memory_mb,omitempty"`
 	Instance uint64    `json:"instance,omitempty"` // of a library
 	Library  string    `json:"library,omitempty"`
+	Transfer uint64    `json:"transfer,omitempty"` // ID of a transfer to a worker
+	File     string    `json:"file,omitempty"`     // its cache name
+	Route    string    `json:"route,omitempty"`    // "manager_to_worker", "peer_to_worker", "url_to_worker", "unpack"
+	Peer     string    `json:"peer,omitempty"`     // the worker it comes from, on route peer_to_worker
+	Bytes    int64     `json:"bytes,omitempty"`
 }
 
 // Writer appends records to a file.
 type Writer struct {
 	f   *os.File
 	w   *bufio.Writer
-	enc *json.Encoder
+	buf []byte // a line being encoded
 	err error
 }
 
@@ -64,7 +75,7 @@ func Create(path string) (*Writer, error) {
 		return nil, fmt.Errorf("txnlog: open %s: %w", path, err)
 	}
 	w := bufio.NewWriterSize(f, 256<<10)
-	return &Writer{f: f, w: w, enc: json.NewEncoder(w)}, nil
+	return &Writer{f: f, w: w}, nil
 }
 
 // Write appends r; after a write error it does nothing.
@@ -72,7 +83,9 @@ func (w *Writer) Write(r Record) {
 	if w == nil || w.err != nil {
 		return
 	}
-	if err := w.enc.Encode(r); err != nil {
+	w.buf = AppendJSON(w.buf[:0], r)
+	w.buf = append(w.buf, '\n')
+	if _, err := w.w.Write(w.buf); err != nil {
 		w.err = fmt.Errorf("txnlog: write %s: %w", w.f.Name(), err)
 	}
 }
@@ -112,4 +125,83 @@ func Read(r io.Reader) ([]Record, error) {
 		}
 		out = append(out, rec)
 	}
+}
+
+// AppendJSON appends r as encoding/json writes it (the same bytes), by
+// hand: the loop writes a record per state change, and reflection made
+// that five times dearer.
+func AppendJSON(b []byte, r Record) []byte {
+	b = append(b, `{"t":"`...)
+	b = r.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","ev":`...)
+	b = appendString(b, r.Event)
+	b = appendUint(b, `,"task":`, r.Task)
+	b = appendField(b, `,"name":`, r.Name)
+	b = appendField(b, `,"modality":`, r.Modality)
+	b = appendUint(b, `,"attempt":`, uint64(r.Attempt))
+	b = appendField(b, `,"worker":`, r.Worker)
+	b = appendField(b, `,"result":`, r.Result)
+	b = appendField(b, `,"reason":`, r.Reason)
+	b = appendInt(b, `,"run_ms":`, r.RunMs)
+	if r.Cores != 0 {
+		b = append(b, `,"cores":`...)
+		b = appendFloat(b, r.Cores)
+	}
+	b = appendInt(b, `,"memory_mb":`, r.MemoryMB)
+	b = appendUint(b, `,"instance":`, r.Instance)
+	b = appendField(b, `,"library":`, r.Library)
+	b = appendUint(b, `,"transfer":`, r.Transfer)
+	b = appendField(b, `,"file":`, r.File)
+	b = appendField(b, `,"route":`, r.Route)
+	b = appendField(b, `,"peer":`, r.Peer)
+	b = appendInt(b, `,"bytes":`, r.Bytes)
+	return append(b, '}')
+}
+
+func appendUint(b []byte, key string, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	return strconv.AppendUint(append(b, key...), v, 10)
+}
+
+func appendInt(b []byte, key string, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	return strconv.AppendInt(append(b, key...), v, 10)
+}
+
+func appendField(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return appendString(append(b, key...), v)
+}
+
+// appendFloat writes f as encoding/json does.
+func appendFloat(b []byte, f float64) []byte {
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 { // whole cores, mostly
+		return strconv.AppendInt(b, int64(f), 10)
+	}
+	if a := math.Abs(f); a < 1e21 && (a >= 1e-6 || a == 0) && !math.IsNaN(f) {
+		return strconv.AppendFloat(b, f, 'f', -1, 64)
+	}
+	j, _ := json.Marshal(f) // exponents, and what JSON cannot hold (an error: nothing)
+	return append(b, j...)
+}
+
+// appendString writes s as a JSON string, as encoding/json does (HTML
+// characters escaped too); strings that need more than a plain copy go
+// through encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= utf8.RuneSelf {
+			j, _ := json.Marshal(s)
+			return append(b, j...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

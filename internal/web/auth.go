@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,18 +69,44 @@ func sameSecret(given, secret string) bool {
 }
 
 // signedIn reports whether r carries a live session cookie or the secret.
+// A wrong secret counts against r's address (limiter).
 func (s *Server) signedIn(r *http.Request) bool {
 	if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		return sameSecret(token, s.secret)
+		if sameSecret(token, s.secret) {
+			return true
+		}
+		s.limit.failed(clientHost(r), s.now())
+		return false
 	}
 	c, err := r.Cookie(cookieName)
-	return err == nil && s.sessions.valid(c.Value, time.Now())
+	return err == nil && s.sessions.valid(c.Value, s.now())
+}
+
+// tooMany answers 429 when r's address sent too many wrong secrets, and
+// reports whether it did.
+func (s *Server) tooMany(w http.ResponseWriter, r *http.Request) bool {
+	wait := s.limit.wait(clientHost(r), s.now())
+	if wait == 0 {
+		return false
+	}
+	secs := int((wait + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	msg := fmt.Sprintf("Too many wrong secrets from %s: try again in %d s.", clientHost(r), secs)
+	if r.URL.Path == "/login" {
+		s.render(w, http.StatusTooManyRequests, "login", loginPage{Error: msg})
+	} else {
+		http.Error(w, msg, http.StatusTooManyRequests)
+	}
+	return true
 }
 
 // requireSignIn sends a browser without a session to the sign-in page,
 // and answers anything else 401.
 func (s *Server) requireSignIn(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); bearer && s.tooMany(w, r) {
+			return
+		}
 		if s.signedIn(r) {
 			next.ServeHTTP(w, r)
 			return
@@ -98,12 +126,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusOK, "login", loginPage{})
 		return
 	}
+	if s.tooMany(w, r) {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	if !sameSecret(r.PostFormValue("secret"), s.secret) {
+		s.limit.failed(clientHost(r), s.now())
 		s.render(w, http.StatusUnauthorized, "login", loginPage{Error: "Wrong secret: give the one in the manager's --secret-file."})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.sessions.start(time.Now()), Path: "/",
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.sessions.start(s.now()), Path: "/",
 		MaxAge: int(sessionLifetime / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }

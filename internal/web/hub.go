@@ -49,7 +49,7 @@ func (h *hub) run(ctx context.Context) {
 		}
 		h.version = snap.Version
 		var b bytes.Buffer
-		if err := h.s.pages.ExecuteTemplate(&b, "live", newOverview(snap)); err != nil {
+		if err := h.s.pages.ExecuteTemplate(&b, "live", newOverview(snap, h.s.recent())); err != nil {
 			continue
 		}
 		h.publish(b.Bytes())

@@ -24,6 +24,7 @@ type Source interface {
 	Snapshot(ctx context.Context) (*manager.Snapshot, error)
 	Task(id uint64) *manager.TaskInfo
 	Tasks(state pb.TaskState, skip, n int) manager.TaskPage
+	Producer(name string) *manager.TaskInfo
 }
 
 //go:embed assets
@@ -37,11 +38,13 @@ type Server struct {
 	pages    *template.Template
 	hub      *hub
 	mux      *http.ServeMux
+	limit    *limiter         // wrong secrets by client address
+	now      func() time.Time // the clock of sessions and the limiter; tests set it
 }
 
 // New returns a dashboard reading src, signing in with secret.
 func New(src Source, secret string) *Server {
-	s := &Server{src: src, secret: secret, sessions: sessions{expires: make(map[string]time.Time)}}
+	s := &Server{src: src, secret: secret, sessions: sessions{expires: make(map[string]time.Time)}, limit: newLimiter(), now: time.Now}
 	s.pages = template.Must(template.New("").Funcs(funcs).ParseFS(assets, "assets/*.html"))
 	s.hub = newHub(s)
 	static, _ := fs.Sub(assets, "assets/static")
@@ -53,6 +56,8 @@ func New(src Source, secret string) *Server {
 	mux.Handle("GET /events", s.requireSignIn(http.HandlerFunc(s.events)))
 	mux.Handle("GET /tasks", s.requireSignIn(http.HandlerFunc(s.taskList)))
 	mux.Handle("GET /tasks/{id}", s.requireSignIn(http.HandlerFunc(s.task)))
+	mux.Handle("GET /workers", s.requireSignIn(s.pagedSnapshot("workers", func(snap *manager.Snapshot, page int) any { return newWorkerPage(snap, page) })))
+	mux.Handle("GET /files", s.requireSignIn(s.pagedSnapshot("files", func(snap *manager.Snapshot, page int) any { return newFiles(snap, page) })))
 	s.mux = mux
 	return s
 }
@@ -121,7 +126,44 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "dashboard: read the manager's snapshot: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	s.render(w, http.StatusOK, "overview", newOverview(snap))
+	s.render(w, http.StatusOK, "overview", newOverview(snap, s.recent()))
+}
+
+// recent is the newest tasks of the index, for the timeline.
+func (s *Server) recent() []*manager.TaskInfo {
+	return s.src.Tasks(pb.TaskState_TASK_STATE_UNSPECIFIED, 0, timelineTasks).Tasks
+}
+
+// pageParam is the page a request asks for (?page=N, from 1), or an error
+// it has answered.
+func pageParam(w http.ResponseWriter, r *http.Request) (int, bool) {
+	p := r.FormValue("page")
+	if p == "" {
+		return 1, true
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 {
+		http.Error(w, fmt.Sprintf("page %q: give a number from 1", p), http.StatusBadRequest)
+		return 0, false
+	}
+	return n, true
+}
+
+// pagedSnapshot serves page, built by view from a snapshot and the page
+// number the request asks for.
+func (s *Server) pagedSnapshot(page string, view func(*manager.Snapshot, int) any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n, ok := pageParam(w, r)
+		if !ok {
+			return
+		}
+		snap, err := s.snapshot(r)
+		if err != nil {
+			http.Error(w, "dashboard: read the manager's snapshot: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		s.render(w, http.StatusOK, page, view(snap, n))
+	}
 }
 
 // pageSize is how many tasks a page of the task list shows.
@@ -137,14 +179,9 @@ func (s *Server) taskList(w http.ResponseWriter, r *http.Request) {
 		}
 		state = pb.TaskState(v)
 	}
-	page := 1
-	if p := r.FormValue("page"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 {
-			http.Error(w, fmt.Sprintf("page %q: give a number from 1", p), http.StatusBadRequest)
-			return
-		}
-		page = n
+	page, ok := pageParam(w, r)
+	if !ok {
+		return
 	}
 	s.render(w, http.StatusOK, "tasks", newTaskList(s.src.Tasks(state, (page-1)*pageSize, pageSize), state, page))
 }
@@ -160,5 +197,5 @@ func (s *Server) task(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusNotFound, "notask", id)
 		return
 	}
-	s.render(w, http.StatusOK, "task", newTaskView(t))
+	s.render(w, http.StatusOK, "task", newTaskView(t, s.src.Producer))
 }

@@ -46,9 +46,12 @@ type overview struct {
 	Version   uint64
 	Built     time.Time
 	Modality  []modality
-	Workers   []worker
+	Workers   []worker // the first overviewWorkers
+	All       int      // workers connected
+	Totals    worker   // all of them summed
 	Libraries []*pb.LibraryStatus
 	Routes    []route
+	Timeline  timeline
 	St        *pb.StatusResponse
 }
 
@@ -68,17 +71,20 @@ type route struct {
 	Bytes int64
 }
 
-func newOverview(snap *manager.Snapshot) overview {
+// newOverview builds the overview of snap; recent are the newest tasks of
+// the index, for the timeline.
+func newOverview(snap *manager.Snapshot, recent []*manager.TaskInfo) overview {
 	st := snap.Status
+	ws := st.GetWorkers()
 	o := overview{Version: snap.Version, Built: snap.Built, Libraries: st.GetLibraries(), St: st,
 		Modality: []modality{{"task", st.GetTasks()}, {"call", st.GetCalls()}, {"instance", st.GetInstances()}},
-		Routes: []route{{"manager to worker", st.GetBytesFromManager()}, {"peer to worker", st.GetBytesFromPeers()},
-			{"URL to worker", st.GetBytesFromUrls()}, {"worker to manager", st.GetBytesToManager()}}}
-	for _, w := range st.GetWorkers() {
-		t, f := w.GetTotal(), w.GetFree()
-		o.Workers = append(o.Workers, worker{W: w, CoresUsed: t.GetCores() - f.GetCores(),
-			MemoryUsedMB: t.GetMemoryMb() - f.GetMemoryMb(), DiskUsedMB: t.GetDiskMb() - f.GetDiskMb(), GPUUsed: t.GetGpus() - f.GetGpus()})
+		Routes:   routes(st), All: len(ws), Totals: totals(ws),
+		Workers: workerRows(ws[:min(len(ws), overviewWorkers)])}
+	names := make([]string, len(o.Workers))
+	for i, w := range o.Workers {
+		names[i] = w.W.GetName()
 	}
+	o.Timeline = newTimeline(names, recent, snap.Built)
 	return o
 }
 
@@ -103,10 +109,21 @@ type taskView struct {
 	T      *manager.TaskInfo
 	State  string
 	Result string
+	Inputs []input
 }
 
-func newTaskView(t *manager.TaskInfo) taskView {
+// input is one of a task's inputs and the task that writes it, if the
+// index holds one.
+type input struct {
+	Path, Name string
+	From       *manager.TaskInfo
+}
+
+func newTaskView(t *manager.TaskInfo, producer func(name string) *manager.TaskInfo) taskView {
 	v := taskView{T: t, State: stateName(t.State)}
+	for _, in := range t.Spec.GetInputs() {
+		v.Inputs = append(v.Inputs, input{Path: in.GetPath(), Name: in.GetName(), From: producer(in.GetName())})
+	}
 	if t.Outcome != nil {
 		v.Result = strings.ToLower(strings.TrimPrefix(t.Outcome.GetKind().String(), "RESULT_KIND_"))
 	}

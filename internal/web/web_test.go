@@ -42,6 +42,17 @@ func (f *fake) Task(id uint64) *manager.TaskInfo {
 	return nil
 }
 
+func (f *fake) Producer(name string) *manager.TaskInfo {
+	for _, t := range f.tasks {
+		for _, o := range t.Spec.GetOutputs() {
+			if o.GetName() == name {
+				return t
+			}
+		}
+	}
+	return nil
+}
+
 func (f *fake) Tasks(state pb.TaskState, skip, n int) manager.TaskPage {
 	p := manager.TaskPage{Total: len(f.tasks)}
 	for i := len(f.tasks) - 1 - skip; i >= 0 && len(p.Tasks) < n; i-- {

@@ -2377,8 +2377,11 @@ func (*AckResponse) Descriptor() ([]byte, []int) {
 }
 
 type CancelRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskIds       []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	// session: also cancel every unfinished task this client session submitted
+	// (trellis cancel --session; the dashboard's task page names a task's session).
+	Session       string `protobuf:"bytes,80,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2420,8 +2423,16 @@ func (x *CancelRequest) GetTaskIds() []uint64 {
 	return nil
 }
 
+func (x *CancelRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
 type CancelResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cancelled     uint64                 `protobuf:"varint,80,opt,name=cancelled,proto3" json:"cancelled,omitempty"` // with session: its unfinished tasks asked to cancel
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2454,6 +2465,13 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
 	return file_trellis_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CancelResponse) GetCancelled() uint64 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
 }
 
 type StatusRequest struct {
@@ -6094,10 +6112,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
 	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\tR\x06worker\"\r\n" +
-	"\vAckResponse\"*\n" +
+	"\vAckResponse\"D\n" +
 	"\rCancelRequest\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"\x10\n" +
-	"\x0eCancelResponse\"D\n" +
+	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\x12\x18\n" +
+	"\asession\x18P \x01(\tR\asession\".\n" +
+	"\x0eCancelResponse\x12\x1c\n" +
+	"\tcancelled\x18P \x01(\x04R\tcancelled\"D\n" +
 	"\rStatusRequest\x123\n" +
 	"\afactory\x18\x01 \x01(\v2\x19.trellis.v1.FactoryReportR\afactory\"\xcd\x02\n" +
 	"\rFactoryReport\x12\x12\n" +
