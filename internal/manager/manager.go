@@ -154,7 +154,7 @@ func Listen(cfg Config) (*Manager, error) {
 		}
 		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
 	}
-	m.ln = gate.Listen(ln, maxStrangers)
+	m.ln = gate.Listen(ln, maxStrangers, strangerGrace)
 	m.refresh = make(chan struct{}, 1)
 	first := make(chan struct{})
 	m.published.Store(&first)

@@ -83,9 +83,10 @@ func (m *Manager) ConnectWorker(ctx context.Context) *inproc.End[*pb.WorkerMessa
 // ways until the stream breaks, heartbeats stop, or the loop closes the
 // session.
 func (m *Manager) work(ctx context.Context, stream workStream, addr string) error {
-	first, err := receiveWithin(ctx, stream, 10*time.Second)
+	first, err := receiveWithin(ctx, stream, helloTimeout)
 	if err != nil {
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("read hello: %w", err))
+		// Not a refusal: the worker tries again.
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("read hello: %w", err))
 	}
 	hello := first.GetHello()
 	if err := proto.CheckHello(hello); err != nil {
@@ -94,7 +95,7 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 	}
 	sess := &session{hello: hello, addr: addr, since: time.Now(),
 		out: make(chan *pb.ManagerMessage, outboundLimit), closed: make(chan struct{})}
-	id, err := call(ctx, m, func(r chan core.WorkerID) any { return evWorkerJoin{sess: sess, reply: r} })
+	id, err := m.join(ctx, sess)
 	if err != nil {
 		return err
 	}
@@ -184,6 +185,39 @@ loop:
 	stop()
 	wg.Wait()
 	return nil
+}
+
+const (
+	// helloTimeout is how long a new stream may take to say hello.
+	helloTimeout = 10 * time.Second
+	// joinTimeout is how long a hello waits for the loop to take it
+	// before the worker is told to come back later.
+	joinTimeout = 10 * time.Second
+)
+
+// join hands a worker's hello to the loop and returns its ID. A loop too
+// busy to take the hello within joinTimeout answers Unavailable, which
+// the worker retries after a backoff; once taken, the reply always comes
+// (the loop answers every join), so no session is left registered
+// without its stream.
+func (m *Manager) join(ctx context.Context, sess *session) (core.WorkerID, error) {
+	reply := make(chan core.WorkerID, 1)
+	t := time.NewTimer(joinTimeout)
+	defer t.Stop()
+	select {
+	case m.events <- evWorkerJoin{sess: sess, reply: reply}:
+	case <-t.C:
+		return 0, connect.NewError(connect.CodeUnavailable,
+			fmt.Errorf("manager busy: the hello of worker %q waited %s to be taken; try again later", sess.hello.Name, joinTimeout))
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case id := <-reply:
+		return id, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 func describeStreamEnd(err error) string {

@@ -99,7 +99,16 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	if err := stream.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: w.hello()}}); err != nil {
 		return false, refusal(err, stream)
 	}
+	// A manager that takes the hello but never answers it (its connection
+	// lost in a burst, its loop stuck) is given up on, and tried again.
+	giveUp := time.AfterFunc(w.cfg.WelcomeTimeout, func() {
+		cancel()
+		stream.CloseSend()
+	})
 	first, err := stream.Receive()
+	if !giveUp.Stop() {
+		return false, fmt.Errorf("no welcome from the manager within %s of the hello", w.cfg.WelcomeTimeout)
+	}
 	if err != nil {
 		return false, refusal(err, nil)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +38,10 @@ type Config struct {
 	StallTimeout time.Duration       // a transfer that receives nothing for this long fails; 0 means 30s
 	DrainTimeout time.Duration       // how long Drain lets running attempts finish; 0 means 1 minute
 	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
+	// WelcomeTimeout is how long a hello waits for the manager's welcome
+	// before the worker tries again; 0 means 30 s (the manager waits 10 s
+	// for a hello and 10 s for its loop to take it, and answers either way).
+	WelcomeTimeout time.Duration
 	// IdleExit drains the worker once it has run nothing (no attempt, no
 	// library instance) for this long, connected: a worker factory's
 	// workers retire so. 0 never.
@@ -88,6 +93,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 15 * time.Minute
+	}
+	if cfg.WelcomeTimeout <= 0 {
+		cfg.WelcomeTimeout = 30 * time.Second
 	}
 	if cfg.Name == "" {
 		host, _ := os.Hostname()
@@ -147,8 +155,8 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: serve the cache on %s: %w", addr, err)
 	}
 	// Peers without a valid token cost headers, never bodies: at most 256
-	// such connections, the oldest closed first.
-	w.ln = gate.Listen(ln, 256)
+	// such connections, the oldest closed first once it had 2 s to show one.
+	w.ln = gate.Listen(ln, 256, 2*time.Second)
 	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ConnContext: gate.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
 	if cfg.TLS != nil {
@@ -220,9 +228,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		if time.Since(lastContact) > w.cfg.IdleTimeout {
 			return fmt.Errorf("worker: no manager at %s for %s: %w", w.cfg.Manager, w.cfg.IdleTimeout, err)
 		}
-		w.log.Warn("manager connection", "manager", w.cfg.Manager, "err", err, "retry_in", backoff)
+		wait := jitter(backoff)
+		w.log.Warn("manager connection", "manager", w.cfg.Manager, "err", err, "retry_in", wait.Round(time.Millisecond))
 		select {
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return nil
 		case <-w.drainc:
@@ -230,6 +239,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// jitter spreads a backoff over [d/2, 3d/2), so that workers that lost
+// the manager together do not all come back in the same instant.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
 }
 
 func (w *Worker) cleanup() {
