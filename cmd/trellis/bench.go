@@ -94,7 +94,7 @@ func benchCmd() *cobra.Command {
 	callsCmd.Flags().IntVar(&callWorkers, "workers", 2, "local workers")
 	callsCmd.Flags().IntVar(&calls, "calls", 20000, "async calls")
 	callsCmd.Flags().IntVar(&slots, "slots", 8, "call slots per library instance")
-	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd, benchScaleCmd())
+	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd, benchScaleCmd(), benchCapacityCmd())
 	return cmd
 }
 

@@ -18,24 +18,14 @@ func benchScaleCmd() *cobra.Command {
 real protocol (hello, welcome, heartbeats, Run answered by Done), from this
 process. The fake workers run nothing: each task succeeds the moment it
 arrives, so the figures are the manager's alone, not the cost of starting
-processes. A measuring tool only (docs/benchmarks.md).
+processes. A measuring tool only (docs/benchmarks.md); trellis bench capacity
+measures the same with worker processes.
 
 It measures the idle manager for --idle with every worker connected, then
 runs --tasks tasks, and fails unless each ran exactly once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			cfg.Manager = []string{self, "manager"}
-			ctx, stop := signalContext()
-			defer stop()
-			res, err := bench.Scale(ctx, cfg, progressf)
-			if err != nil {
-				return err
-			}
-			return printJSON(cmd, res)
+			return runScale(cmd, cfg)
 		},
 	}
 	cmd.Flags().IntVar(&cfg.Workers, "fake-workers", 1000, "fake workers to connect")
@@ -43,4 +33,62 @@ runs --tasks tasks, and fails unless each ran exactly once.`,
 	cmd.Flags().IntVar(&cfg.Tasks, "tasks", 100000, "one-core tasks to run")
 	cmd.Flags().DurationVar(&cfg.Idle, "idle", 10*time.Second, "how long to measure the idle manager with every worker connected (two heartbeats at least)")
 	return cmd
+}
+
+func benchCapacityCmd() *cobra.Command {
+	var cfg bench.ScaleConfig
+	cmd := &cobra.Command{
+		Use:   "capacity",
+		Short: "What one manager carries: a manager process, worker processes (or simulated workers), many trivial tasks",
+		Long: `Start a manager process and --workers worker processes of --cores cores
+each (the trellis binary's worker subcommand), then run --tasks one-core
+tasks ('true') through them from one Go client.
+
+With --simulate, the workers are one 'trellis worker --simulate N' process:
+the real worker session code, over the real protocol, one connection each,
+but running nothing, so that the manager can be measured at 10,000 workers
+on one machine. A measuring tool only (docs/benchmarks.md).
+
+It measures how long the workers take to connect, the idle manager for
+--idle with every worker connected, then the tasks; it fails unless each
+task succeeded and the workers ran as many attempts as there were tasks.
+The last line is one JSON object: workers, tasks, connect_s, tasks_per_s,
+manager_cpu_ms_per_1k_tasks, manager_rss_mb (peak), manager_bytes_per_queued_task
+(RSS over idle once all were submitted, divided by the tasks queued then),
+idle_cpu_us_per_worker_s, and more.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg.Worker = []string{self, "worker"}
+			return runScale(cmd, cfg)
+		},
+	}
+	cmd.Flags().IntVar(&cfg.Workers, "workers", 50, "workers to connect")
+	cmd.Flags().BoolVar(&cfg.Simulate, "simulate", false, "simulated workers (one process, trellis worker --simulate) instead of one worker process each")
+	cmd.Flags().Float64Var(&cfg.Cores, "cores", 1, "cores each worker offers (one-core tasks it runs at once)")
+	cmd.Flags().IntVar(&cfg.Tasks, "tasks", 10000, "one-core tasks to run")
+	cmd.Flags().DurationVar(&cfg.Idle, "idle", 10*time.Second, "how long to measure the idle manager with every worker connected (two heartbeats at least)")
+	return cmd
+}
+
+// runScale runs bench.Scale against this binary's manager subcommand.
+func runScale(cmd *cobra.Command, cfg bench.ScaleConfig) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg.Manager = []string{self, "manager"}
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := bench.Scale(ctx, cfg, progressf)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Worker) > 0 {
+		res.Bench = "capacity"
+	}
+	return printJSON(cmd, res)
 }

@@ -120,7 +120,7 @@ func (s *state) status() *pb.StatusResponse {
 			continue
 		}
 		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
-			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
+			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining, Simulated: sess.hello.Simulated,
 			TasksDone: w.TasksDone, ConnectedUnixMs: sess.since.UnixMilli(),
 			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut),
 			CacheNeeded: w.CacheNeeded, BytesPruned: w.Pruned, PeakCacheBytes: w.PeakCache}

@@ -324,6 +324,8 @@ func (s *session) startAttempt(sctx context.Context, run *pb.Run) {
 			}
 			o = s.w.runCall(actx, run, inst)
 			libDead = inst != nil && inst.dead()
+		} else if s.w.cfg.Simulate != nil {
+			o = s.w.simulate(actx, run)
 		} else {
 			o, back, cleanup = s.w.runAttempt(actx, run)
 		}

@@ -375,6 +375,23 @@ func TestSessionUnansweredHello(t *testing.T) {
 	}
 }
 
+// A simulated worker says so in its hello and completes a task at once
+// with the output size it was given, without running the command.
+func TestSessionSimulated(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.Simulate = &Simulation{OutputBytes: 5} })
+	m, hello := h.connect(t, 60_000)
+	if !hello.Simulated {
+		t.Errorf("hello.simulated = false, want true")
+	}
+	m.send(t, run(1, "exit 3"))
+	want := done(1, pb.ResultKind_RESULT_KIND_SUCCESS, "xxxxx")
+	if diff := cmp.Diff(want, m.next(t), protocmp.Transform(), protocmp.IgnoreFields(&pb.Outcome{}, "run_ms")); diff != "" {
+		t.Errorf("report of a simulated attempt mismatch (-want +got):\n%s", diff)
+	}
+}
+
 func TestSessionHeartbeat(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -55,6 +55,9 @@ type Config struct {
 	// TLS, when set, reaches the manager over TLS with it (docs/tls.md):
 	// a manager whose certificate does not verify refuses the worker.
 	TLS *tls.Config
+	// Simulate, when set, makes this a simulated worker that runs nothing
+	// (a measuring tool; see Simulation).
+	Simulate *Simulation
 	// Guard is the command that runs the guard process, which kills what
 	// the worker started when the worker dies (sandbox.ServeGuard); nil
 	// runs none.
@@ -146,6 +149,9 @@ func New(cfg Config) (*Worker, error) {
 		w.files.Transport.(*http.Transport).DialTLSContext = w.dialFilesTLS
 	}
 	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: cfg.StallTimeout, MaxBytes: cfg.Resources.DiskMB << 20}
+	if cfg.Simulate != nil {
+		return w, nil // no file server: it holds nothing to serve
+	}
 	addr := cfg.FileServer
 	if addr == "" {
 		addr = towardManager(cfg.Manager)
@@ -186,6 +192,10 @@ func (w *Worker) Drain() { w.once.Do(func() { close(w.drainc) }) }
 // ends, the manager refuses it, or no manager is reachable for IdleTimeout.
 // It removes the worker's cache and sandboxes before returning.
 func (w *Worker) Run(ctx context.Context) error {
+	if w.cfg.Simulate != nil {
+		defer w.cleanup()
+		return w.connect(ctx)
+	}
 	warden, err := sandbox.NewWarden(sandbox.WardenConfig{Guard: w.cfg.Guard, Logger: w.log})
 	if err != nil {
 		w.ln.Close()
@@ -207,6 +217,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.cleanup()
 		<-served
 	}()
+	return w.connect(ctx)
+}
+
+// connect holds sessions with the manager, one after the other, until the
+// worker is drained, ctx ends, the manager refuses it, or no manager is
+// reachable for IdleTimeout.
+func (w *Worker) connect(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	lastContact := time.Now()
 	for {
@@ -248,14 +265,18 @@ func jitter(d time.Duration) time.Duration {
 }
 
 func (w *Worker) cleanup() {
-	w.server.Close()
+	if w.server != nil {
+		w.server.Close()
+	}
 	w.files.CloseIdleConnections()
 	if w.peers != nil {
 		w.peers.HTTP.CloseIdleConnections()
 	}
 	w.h2.CloseIdleConnections()
-	if err := w.warden.Close(); err != nil {
-		w.log.Warn("cleanup", "err", err)
+	if w.warden != nil {
+		if err := w.warden.Close(); err != nil {
+			w.log.Warn("cleanup", "err", err)
+		}
 	}
 	os.RemoveAll(w.boxes)
 	w.cache.RemoveBelow(cache.LevelForever) // forever-level files outlive the worker
@@ -269,6 +290,10 @@ func (w *Worker) hello() *pb.Hello {
 		Resources: &pb.Resources{Cores: float64(r.MilliCores) / 1000, MemoryMb: r.MemoryMB, DiskMb: r.DiskMB, Gpus: int64(len(r.GPUs))}}
 	for _, g := range r.GPUs {
 		h.Gpus = append(h.Gpus, int32(g.Index))
+	}
+	if w.cfg.Simulate != nil {
+		h.Simulated = true
+		return h // no file server
 	}
 	_, port, _ := net.SplitHostPort(w.ln.Addr().String())
 	h.FileServer = ":" + port

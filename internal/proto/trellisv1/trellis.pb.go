@@ -2452,6 +2452,7 @@ type WorkerStatus struct {
 	CacheNeeded     int64                  `protobuf:"varint,15,opt,name=cache_needed,json=cacheNeeded,proto3" json:"cache_needed,omitempty"`            // of cache_bytes, bytes of files unfinished tasks read
 	BytesPruned     int64                  `protobuf:"varint,16,opt,name=bytes_pruned,json=bytesPruned,proto3" json:"bytes_pruned,omitempty"`            // bytes unlinked from it because no task reads them any more
 	PeakCacheBytes  int64                  `protobuf:"varint,17,opt,name=peak_cache_bytes,json=peakCacheBytes,proto3" json:"peak_cache_bytes,omitempty"` // the most cache_bytes it held at once
+	Simulated       bool                   `protobuf:"varint,70,opt,name=simulated,proto3" json:"simulated,omitempty"`                                   // a simulated worker (trellis worker --simulate): it runs nothing
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2603,6 +2604,13 @@ func (x *WorkerStatus) GetPeakCacheBytes() int64 {
 		return x.PeakCacheBytes
 	}
 	return 0
+}
+
+func (x *WorkerStatus) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
 }
 
 // TaskCounts counts tasks of one modality (command tasks, calls, or
@@ -3745,6 +3753,7 @@ type Hello struct {
 	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	FileServer    string                 `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // where it serves its cache, host:port; an empty host means the connection's address
 	Cache         []*CachedFile          `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`                             // files it holds already (forever-level files survive a restart)
+	Simulated     bool                   `protobuf:"varint,70,opt,name=simulated,proto3" json:"simulated,omitempty"`                   // trellis worker --simulate: runs nothing, completes each task at once (a measuring tool)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3826,6 +3835,13 @@ func (x *Hello) GetCache() []*CachedFile {
 		return x.Cache
 	}
 	return nil
+}
+
+func (x *Hello) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
 }
 
 type CachedFile struct {
@@ -5257,7 +5273,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\xbd\x04\n" +
+	"\x12EndSessionResponse\"\xdb\x04\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -5279,7 +5295,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\tinstances\x18\x0e \x03(\x04R\tinstances\x12!\n" +
 	"\fcache_needed\x18\x0f \x01(\x03R\vcacheNeeded\x12!\n" +
 	"\fbytes_pruned\x18\x10 \x01(\x03R\vbytesPruned\x12(\n" +
-	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\"\xc2\x01\n" +
+	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\x12\x1c\n" +
+	"\tsimulated\x18F \x01(\bR\tsimulated\"\xc2\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x18\n" +
 	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
@@ -5374,7 +5391,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
-	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xe9\x01\n" +
+	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\x87\x02\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x123\n" +
@@ -5383,7 +5400,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x1f\n" +
 	"\vfile_server\x18\x06 \x01(\tR\n" +
 	"fileServer\x12,\n" +
-	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\"\x8c\x01\n" +
+	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\x12\x1c\n" +
+	"\tsimulated\x18F \x01(\bR\tsimulated\"\x8c\x01\n" +
 	"\n" +
 	"CachedFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
