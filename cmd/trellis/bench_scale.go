@@ -71,6 +71,7 @@ idle_cpu_us_per_worker_s, and more.`,
 	cmd.Flags().Float64Var(&cfg.Cores, "cores", 1, "cores each worker offers (one-core tasks it runs at once)")
 	cmd.Flags().IntVar(&cfg.Tasks, "tasks", 10000, "one-core tasks to run")
 	cmd.Flags().DurationVar(&cfg.Idle, "idle", 10*time.Second, "how long to measure the idle manager with every worker connected (two heartbeats at least)")
+	cmd.Flags().StringVar(&cfg.ManagerCPUProfile, "manager-cpuprofile", "", "write the manager's CPU profile to FILE (trellis manager --cpuprofile)")
 	return cmd
 }
 

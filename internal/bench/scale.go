@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,9 @@ type ScaleConfig struct {
 	Cores    float64       // cores each worker offers: one-core tasks it runs at once
 	Tasks    int           // one-core tasks submitted
 	Idle     time.Duration // how long the idle manager is measured, connected to every worker
+	// ManagerCPUProfile, when set, has the manager write its CPU profile
+	// there (trellis manager --cpuprofile).
+	ManagerCPUProfile string
 }
 
 // ScaleResult is the output of `trellis bench scale`. The manager runs in
@@ -92,7 +96,11 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
 		return nil, err
 	}
-	mgr, addr, err := startManager(ctx, cfg.Manager, secretFile)
+	command := cfg.Manager
+	if cfg.ManagerCPUProfile != "" {
+		command = append(slices.Clone(command), "--cpuprofile", cfg.ManagerCPUProfile)
+	}
+	mgr, addr, err := startManager(ctx, command, secretFile)
 	if err != nil {
 		return nil, err
 	}
@@ -278,6 +286,9 @@ func startManager(ctx context.Context, command []string, secretFile string) (*ma
 	}
 	p := &managerProc{cmd: cmd, log: &tailBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.log
+	if f := logFile("manager"); f != nil {
+		cmd.Stderr = io.MultiWriter(p.log, f)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("bench scale: start the manager %q: %w", command, err)
 	}
@@ -456,6 +467,10 @@ func startProc(command []string) (*managerProc, error) {
 	cmd := exec.Command(command[0], command[1:]...)
 	p := &managerProc{cmd: cmd, log: &tailBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if f := logFile("worker"); f != nil {
+		cmd.Stdout = io.MultiWriter(p.log, f)
+		cmd.Stderr = cmd.Stdout
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %q: %w", command, err)
 	}
@@ -464,4 +479,18 @@ func startProc(command []string) (*managerProc, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// logFile is where a process's output goes too, for looking into a run:
+// $TRELLIS_BENCH_LOGS/NAME-PID-TIME.log, or nil without that variable.
+func logFile(name string) *os.File {
+	dir := os.Getenv("TRELLIS_BENCH_LOGS")
+	if dir == "" {
+		return nil
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())))
+	if err != nil {
+		return nil
+	}
+	return f // closed when the bench process exits
 }

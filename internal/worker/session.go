@@ -88,6 +88,7 @@ type session struct {
 	drainc     <-chan struct{} // the worker's drain signal; nil once seen
 	drainTimer <-chan time.Time
 	idleSince  time.Time // when it last ran nothing; zero while it runs something (IdleExit)
+	lastPost   time.Time // when it last queued a message for the manager
 }
 
 // session holds one connection to the manager until it breaks, the worker
@@ -156,8 +157,12 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 			return s.lost(err)
 		case <-s.held.C:
 			s.held.flush(s.post)
-		case <-tick.C:
-			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
+		case now := <-tick.C:
+			// Any message says the worker lives: a heartbeat goes only
+			// on a link silent for most of an interval.
+			if now.Sub(s.lastPost) >= heartbeat*3/4 {
+				s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
+			}
 		case now := <-idleTick:
 			s.checkIdle(now)
 		case <-s.drainc:
@@ -223,6 +228,7 @@ func (s *session) emit(ev event) {
 
 // post queues msg for the manager, unless the connection has ended.
 func (s *session) post(msg *pb.WorkerMessage) {
+	s.lastPost = time.Now()
 	select {
 	case s.out <- msg:
 	case <-s.stop:
