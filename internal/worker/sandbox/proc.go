@@ -31,10 +31,13 @@ var childrenSupported = sync.OnceValue(func() bool {
 // costs in proportion to the task's own processes. Every fullScanPeriod (and
 // always where the children files are missing) a full scan runs instead, and
 // the members it finds become extra roots for later walks, so a member that
-// was orphaned out of the tree is still counted. A scanner belongs to one
-// goroutine.
+// was orphaned out of the tree is still counted. Full scans are shared by
+// every scanner of the process (fullScans): N tasks running at once cost
+// about two passes over /proc a second, not N. A scanner belongs to one
+// goroutine; close it when done.
 type groupScanner struct {
 	pgid      int
+	shared    *fullScans
 	fullEvery int // every fullEvery-th sample is a full scan
 	samples   int
 	roots     []int // members found by the last full scan
@@ -44,8 +47,10 @@ type groupScanner struct {
 }
 
 func newGroupScanner(pgid int, interval time.Duration) *groupScanner {
+	sharedScans.watch(pgid)
 	return &groupScanner{
 		pgid:      pgid,
+		shared:    sharedScans,
 		fullEvery: max(1, int(fullScanPeriod/max(interval, 1))),
 		seen:      make(map[int]struct{}),
 		buf:       make([]byte, 4096),
@@ -62,30 +67,109 @@ func (s *groupScanner) rss() (bytes int64, procs int) {
 	return s.walk()
 }
 
+// close stops sharing full scans for the group.
+func (s *groupScanner) close() { s.shared.unwatch(s.pgid) }
+
 // fullScan sums every process on the machine whose group is s.pgid, and
-// remembers them as roots for later walks.
+// remembers them as roots for later walks. The pass over /proc is shared
+// (fullScans): a recent one serves.
 func (s *groupScanner) fullScan() (total int64, procs int) {
+	return s.fullScanAt(time.Now())
+}
+
+func (s *groupScanner) fullScanAt(now time.Time) (total int64, procs int) {
+	g := s.shared.usage(s.pgid, now, s)
+	s.roots = append(s.roots[:0], g.roots...)
+	return g.rss, g.procs
+}
+
+// fullScans shares passes over /proc among the group scanners of this
+// process: a pass younger than fullScanPeriod/2 serves every scanner, and
+// one pass sums every watched group. So the tasks of a worker together cost
+// about two passes a second, however many run: not one each.
+type fullScans struct {
+	mu      sync.Mutex
+	watched map[int]int        // guarded by mu: pgid -> scanners watching it
+	at      time.Time          // guarded by mu: when the last pass ran
+	found   map[int]groupUsage // guarded by mu: the last pass's sums, for each group watched then
+	passes  int                // guarded by mu: passes made, for tests
+}
+
+// groupUsage is what a pass found of one group.
+type groupUsage struct {
+	rss   int64
+	procs int
+	roots []int // members but the leader
+}
+
+var sharedScans = newFullScans()
+
+func newFullScans() *fullScans {
+	return &fullScans{watched: make(map[int]int), found: make(map[int]groupUsage)}
+}
+
+func (f *fullScans) watch(pgid int) {
+	f.mu.Lock()
+	f.watched[pgid]++
+	f.mu.Unlock()
+}
+
+func (f *fullScans) unwatch(pgid int) {
+	f.mu.Lock()
+	if f.watched[pgid]--; f.watched[pgid] <= 0 {
+		delete(f.watched, pgid)
+		delete(f.found, pgid)
+	}
+	f.mu.Unlock()
+}
+
+// usage returns the group's sums from a pass younger than
+// fullScanPeriod/2 that saw it watched, making a pass (with reader's
+// buffer) if there is none.
+func (f *fullScans) usage(pgid int, now time.Time, reader *groupScanner) groupUsage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g, ok := f.found[pgid]
+	if !ok || now.Sub(f.at) >= fullScanPeriod/2 {
+		f.passLocked(now, reader)
+		g = f.found[pgid]
+	}
+	return g
+}
+
+func (f *fullScans) passLocked(now time.Time, reader *groupScanner) {
+	f.passes++
+	f.at = now
+	clear(f.found)
+	for pgid := range f.watched {
+		f.found[pgid] = groupUsage{}
+	}
 	d, err := os.Open("/proc")
 	if err != nil {
-		return 0, 0
+		return
 	}
 	names, _ := d.Readdirnames(-1)
 	d.Close()
-	s.roots = s.roots[:0]
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
 		if err != nil {
 			continue
 		}
-		if pgrp, rss, _, ok := s.stat(pid); ok && pgrp == s.pgid {
-			total += rss * pageSize
-			procs++
-			if pid != s.pgid {
-				s.roots = append(s.roots, pid)
-			}
+		pgrp, rss, _, ok := reader.stat(pid)
+		if !ok {
+			continue
 		}
+		g, watched := f.found[pgrp]
+		if !watched {
+			continue
+		}
+		g.rss += rss * pageSize
+		g.procs++
+		if pid != pgrp {
+			g.roots = append(g.roots, pid)
+		}
+		f.found[pgrp] = g
 	}
-	return total, procs
 }
 
 // walk sums the group members reachable from the leader and the known roots
