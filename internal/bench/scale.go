@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,10 @@ type ScaleConfig struct {
 	Cores    float64       // cores each worker offers: one-core tasks it runs at once
 	Tasks    int           // one-core tasks submitted
 	Idle     time.Duration // how long the idle manager is measured, connected to every worker
+	// Command is each task's command; "" means true.
+	Command string
+	// TaskMemoryMB is each task's memory limit; 0 means none.
+	TaskMemoryMB int64
 	// ManagerCPUProfile, when set, has the manager write its CPU profile
 	// there (trellis manager --cpuprofile).
 	ManagerCPUProfile string
@@ -68,6 +73,9 @@ type ScaleResult struct {
 	IdleCPUUsPerWorkerS       float64 `json:"idle_cpu_us_per_worker_s"`
 	IdleSeconds               float64 `json:"idle_seconds"`
 	Runs                      int     `json:"runs"` // attempts the workers ran: Tasks when each ran once
+	// WorkerCPUPercent is the worker processes' own CPU (their children's
+	// not counted) over the task phase, in % of one core; 0 for fakes.
+	WorkerCPUPercent float64 `json:"worker_cpu_percent,omitempty"`
 }
 
 // submitChunk is how many tasks one Submit carries.
@@ -113,6 +121,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	defer c.Close()
 
 	var fakes *fakeWorkers
+	var procs workerProcs
 	var connected func() (int, error)
 	start := time.Now()
 	if len(cfg.Worker) == 0 {
@@ -129,7 +138,8 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 			res.Mode = "simulated"
 		}
 		logf("starting %d %s workers for the manager at %s", cfg.Workers, res.Mode, addr)
-		procs, err := startWorkers(ctx, cfg, addr, secretFile)
+		var err error
+		procs, err = startWorkers(ctx, cfg, addr, secretFile)
 		defer procs.stop()
 		if err != nil {
 			return nil, err
@@ -194,11 +204,16 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	if err != nil {
 		return nil, err
 	}
+	workersBefore, err := procs.cpu()
+	if err != nil {
+		return nil, err
+	}
 	var handles []*trellis.Handle
 	for sent := 0; sent < cfg.Tasks; sent += submitChunk {
 		chunk := make([]*trellis.Task, min(submitChunk, cfg.Tasks-sent))
 		for i := range chunk {
-			chunk[i] = trellis.NewTask("true")
+			chunk[i] = trellis.NewTask(cmp.Or(cfg.Command, "true"))
+			chunk[i].Resources.MemoryMB = cfg.TaskMemoryMB
 		}
 		hs, err := c.Submit(ctx, chunk...)
 		if err != nil {
@@ -230,6 +245,13 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 		return nil, err
 	}
 	res.TasksSeconds = after.at.Sub(before.at).Seconds()
+	workersAfter, err := procs.cpu()
+	if err != nil {
+		return nil, err
+	}
+	if len(procs) > 0 && res.TasksSeconds > 0 {
+		res.WorkerCPUPercent = (workersAfter - workersBefore).Seconds() / res.TasksSeconds * 100
+	}
 	if cfg.Tasks > 0 {
 		res.TasksPerS = float64(cfg.Tasks) / res.TasksSeconds
 		res.ManagerCPUMsPer1kTasks = float64((after.cpu - before.cpu).Milliseconds()) * 1000 / float64(cfg.Tasks)
@@ -440,6 +462,19 @@ func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string)
 		}
 	}
 	return procs, nil
+}
+
+// cpu is the worker processes' own CPU time so far.
+func (ps workerProcs) cpu() (time.Duration, error) {
+	var total time.Duration
+	for _, p := range ps {
+		u, err := p.usage()
+		if err != nil {
+			return 0, err
+		}
+		total += u.cpu
+	}
+	return total, nil
 }
 
 // exited returns an error once any worker process has exited.
