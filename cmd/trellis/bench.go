@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -17,25 +16,22 @@ func benchCmd() *cobra.Command {
 		Short: "Measure trellis; each benchmark prints its figures as one JSON object on its last line",
 	}
 	var cpuProfile string
-	var profile *os.File
+	stopProfile := func() {}
 	cmd.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `FILE` (go tool pprof)")
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if cpuProfile == "" {
 			return nil
 		}
-		f, err := os.Create(cpuProfile)
+		stop, err := startCPUProfile(cpuProfile)
 		if err != nil {
 			return err
 		}
-		profile = f
-		return pprof.StartCPUProfile(f)
+		stopProfile = stop
+		return nil
 	}
 	cmd.PersistentPostRunE = func(*cobra.Command, []string) error {
-		if profile == nil {
-			return nil
-		}
-		pprof.StopCPUProfile()
-		return profile.Close()
+		stopProfile()
+		return nil
 	}
 	var tasks, workers int
 	tasksCmd := &cobra.Command{

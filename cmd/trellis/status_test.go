@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"trellis"
-	"trellis/internal/manager"
 	"trellis/internal/worker"
 	"trellis/internal/worker/resources"
 )
@@ -126,19 +123,11 @@ func TestStatusInstances(t *testing.T) {
 func TestStatusSimulated(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const secret = "cli-test-secret"
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: secret, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, secret, secretFile := listenManager(t)
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { m.Run(runCtx) }) // exits when stop is called
-	wg.Go(func() { // exits when stop is called
+	wg.Go(func() {                  // exits when stop is called
 		worker.RunSimulated(runCtx, worker.Config{Manager: m.Addr(), Secret: secret, Name: "sim", Workdir: t.TempDir(),
 			Resources: resources.Resources{MilliCores: 1000, MemoryMB: 1024, DiskMB: 1024}, Simulate: &worker.Simulation{}}, 2, nil)
 	})

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -93,18 +94,8 @@ capacity --simulate, docs/benchmarks.md).`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trellis worker: %g cores, %d MB memory, %d MB disk, %d gpus; manager %s\n",
 				float64(res.MilliCores)/1000, res.MemoryMB, res.DiskMB, len(res.GPUs), args[0])
-			ctx, kill := context.WithCancel(context.Background())
-			defer kill()
-			sigs := make(chan os.Signal, 2)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-			defer signal.Stop(sigs)
-			go func() { // exits after the second signal, or with the process
-				<-sigs
-				log.Info("signal: draining; send another to hand back all work now")
-				w.Drain()
-				<-sigs
-				kill()
-			}()
+			ctx, stop := drainOnSignals(log, "signal: draining; send another to hand back all work now", w.Drain)
+			defer stop()
 			return w.Run(ctx)
 		},
 	}
@@ -138,19 +129,9 @@ func runSimulated(cmd *cobra.Command, manager, secret, name, workdir string, n i
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "trellis worker: %d simulated workers (a measuring tool: they run nothing) of %g cores, %d MB memory, %d MB disk; manager %s\n",
 		n, float64(res.MilliCores)/1000, res.MemoryMB, res.DiskMB, manager)
-	ctx, kill := context.WithCancel(context.Background())
-	defer kill()
 	drain := make(chan struct{})
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() { // exits after the second signal, or with the process
-		<-sigs
-		log.Info("signal: draining the simulated workers; send another to stop them now")
-		close(drain)
-		<-sigs
-		kill()
-	}()
+	ctx, stop := drainOnSignals(log, "signal: draining the simulated workers; send another to stop them now", func() { close(drain) })
+	defer stop()
 	return worker.RunSimulated(ctx, worker.Config{Manager: manager, Secret: secret, Name: name, Resources: res, Workdir: workdir,
 		Logger: log, Version: trellis.Version, Simulate: &sim}, n, drain)
 }
@@ -167,4 +148,24 @@ func guardCommand() []string {
 		return nil
 	}
 	return []string{self, guardArg}
+}
+
+// drainOnSignals calls drain (after logging msg) at the first SIGINT or
+// SIGTERM, and cancels the returned context at the second. Call stop when
+// done.
+func drainOnSignals(log *slog.Logger, msg string, drain func()) (ctx context.Context, stop func()) {
+	ctx, kill := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() { // exits after the second signal, or with the process
+		<-sigs
+		log.Info(msg)
+		drain()
+		<-sigs
+		kill()
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		kill()
+	}
 }

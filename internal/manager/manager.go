@@ -80,8 +80,9 @@ type Manager struct {
 	runID    string         // new at each start, or kept in StateDir: clients see a restart by it
 	epoch    uint64         // starts with this StateDir (1 without one)
 	journal  *journal.Journal
-	refused  refusals  // strangers refused, for the log
-	live     *liveness // every session, swept for silent workers
+	refused  refusals        // strangers refused, for the log
+	live     *liveness       // every session, swept for silent workers
+	signals  *pendingSignals // loop's: sessions to wake once it has caught up
 	mux      *http.ServeMux
 	index    *taskIndex     // written by loop, read by anyone (index.go)
 	txn      *txnlog.Writer // nil without Config.TxnLog; loop's
@@ -133,6 +134,7 @@ func Listen(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: log, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{}), epoch: 1}
 	m.clients = clients.NewTable()
 	m.live = newLiveness()
+	m.signals = &pendingSignals{}
 	m.index = newTaskIndex(cfg.IndexSize)
 	m.txn = txn
 	var run [8]byte

@@ -22,6 +22,12 @@ func TestOutQueue(t *testing.T) {
 	}
 	select {
 	case <-q.ready:
+		t.Fatal("ready before signal")
+	default:
+	}
+	q.signal()
+	select {
+	case <-q.ready:
 	default:
 		t.Fatal("no ready signal with messages queued")
 	}
