@@ -135,12 +135,6 @@ func (m *Manager) loop(ctx context.Context) error {
 		synced = m.journal.Synced()
 	}
 	for {
-		// Wake the senders of the sessions queued to once no event waits,
-		// or every 256 events while they keep coming.
-		if p := m.signals; len(p.sessions) > 0 && (len(m.events) == 0 || p.events >= 256) {
-			p.flush()
-		}
-		m.signals.events++
 		select {
 		case <-synced:
 			s.stepped()

@@ -80,9 +80,8 @@ type Manager struct {
 	runID    string         // new at each start, or kept in StateDir: clients see a restart by it
 	epoch    uint64         // starts with this StateDir (1 without one)
 	journal  *journal.Journal
-	refused  refusals        // strangers refused, for the log
-	live     *liveness       // every session, swept for silent workers
-	signals  *pendingSignals // loop's: sessions to wake once it has caught up
+	refused  refusals  // strangers refused, for the log
+	live     *liveness // every session, swept for silent workers
 	mux      *http.ServeMux
 	index    *taskIndex     // written by loop, read by anyone (index.go)
 	txn      *txnlog.Writer // nil without Config.TxnLog; loop's
@@ -134,7 +133,6 @@ func Listen(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, log: log, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{}), epoch: 1}
 	m.clients = clients.NewTable()
 	m.live = newLiveness()
-	m.signals = &pendingSignals{}
 	m.index = newTaskIndex(cfg.IndexSize)
 	m.txn = txn
 	var run [8]byte

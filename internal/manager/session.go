@@ -29,10 +29,6 @@ type session struct {
 	addr  string
 	since time.Time
 	out   outQueue
-	// signals is the loop's list of sessions whose queue it filled and
-	// has not yet signalled; queued says this one is on it. Loop-owned.
-	signals *pendingSignals
-	queued  bool
 	// fileServer is where the worker serves its cache to peers (host:port),
 	// "" if it serves none. Set by the loop.
 	fileServer string
@@ -45,35 +41,10 @@ type session struct {
 
 // enqueue queues msg for the worker without blocking; on overflow it
 // closes the session.
-// The session's sender is woken when the loop has handled every event
-// waiting for it (or 256 of them), not at each message: what a busy loop
-// queues for one worker across many events goes in one write.
 func (s *session) enqueue(msg *pb.ManagerMessage) {
 	if !s.out.push(msg) {
 		s.close(fmt.Sprintf("outbound queue full (%d messages): worker too slow", outboundLimit))
-		return
 	}
-	if !s.queued {
-		s.queued = true
-		s.signals.sessions = append(s.signals.sessions, s)
-	}
-}
-
-// pendingSignals lists the sessions with messages queued since the loop
-// last woke their senders. Owned by the loop.
-type pendingSignals struct {
-	sessions []*session
-	events   int // handled since the last flush
-}
-
-// flush wakes the sender of every session queued to.
-func (p *pendingSignals) flush() {
-	for _, s := range p.sessions {
-		s.queued = false
-		s.out.signal()
-	}
-	clear(p.sessions)
-	p.sessions, p.events = p.sessions[:0], 0
 }
 
 // outQueue is a session's outbound queue: a slice that grows with what is
@@ -97,15 +68,11 @@ func (q *outQueue) push(msg *pb.ManagerMessage) bool {
 	}
 	q.msgs = append(q.msgs, msg)
 	q.mu.Unlock()
-	return true
-}
-
-// signal wakes the sender: what push queued is ready to go.
-func (q *outQueue) signal() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // take returns what is queued, in order, and empties the queue.
@@ -163,7 +130,7 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	sess := &session{hello: hello, addr: addr, since: time.Now(),
-		out: newOutQueue(), signals: m.signals, closed: make(chan struct{})}
+		out: newOutQueue(), closed: make(chan struct{})}
 	id, err := m.join(ctx, sess)
 	if err != nil {
 		return err
