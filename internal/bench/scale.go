@@ -44,6 +44,10 @@ type ScaleConfig struct {
 	Command string
 	// TaskMemoryMB is each task's memory limit; 0 means none.
 	TaskMemoryMB int64
+	// QueueFirst submits every task before any worker connects, to
+	// measure the manager with them all queued; the idle manager is then
+	// not measured, and the tasks' time runs from the workers' start.
+	QueueFirst bool
 	// ManagerCPUProfile, when set, has the manager write its CPU profile
 	// there (trellis manager --cpuprofile).
 	ManagerCPUProfile string
@@ -70,6 +74,7 @@ type ScaleResult struct {
 	// submitted: an estimate (Go's heap holds garbage until collected).
 	ManagerBytesPerQueuedTask float64 `json:"manager_bytes_per_queued_task"`
 	QueuedAfterSubmit         int     `json:"queued_after_submit"`
+	ManagerQueuedRSSMB        float64 `json:"manager_queued_rss_mb,omitempty"` // with every task queued (QueueFirst)
 	IdleCPUUsPerWorkerS       float64 `json:"idle_cpu_us_per_worker_s"`
 	IdleSeconds               float64 `json:"idle_seconds"`
 	Runs                      int     `json:"runs"` // attempts the workers ran: Tasks when each ran once
@@ -119,6 +124,59 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 		return nil, err
 	}
 	defer c.Close()
+
+	submit := func() ([]*trellis.Handle, error) {
+		var handles []*trellis.Handle
+		for sent := 0; sent < cfg.Tasks; sent += submitChunk {
+			chunk := make([]*trellis.Task, min(submitChunk, cfg.Tasks-sent))
+			for i := range chunk {
+				chunk[i] = trellis.NewTask(cmp.Or(cfg.Command, "true"))
+				chunk[i].Resources.MemoryMB = cfg.TaskMemoryMB
+			}
+			hs, err := c.Submit(ctx, chunk...)
+			if err != nil {
+				return nil, err
+			}
+			handles = append(handles, hs...)
+		}
+		return handles, nil
+	}
+	// queued reads how many tasks wait, and what the manager holds over
+	// base MB for them.
+	queued := func(baseMB float64) error {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		u, err := mgr.usage()
+		if err != nil {
+			return err
+		}
+		res.QueuedAfterSubmit = st.Waiting + st.Ready
+		if res.QueuedAfterSubmit > 0 {
+			res.ManagerBytesPerQueuedTask = (u.rssMB - baseMB) * (1 << 20) / float64(res.QueuedAfterSubmit)
+		}
+		res.ManagerQueuedRSSMB = u.rssMB
+		return nil
+	}
+	var handles []*trellis.Handle
+	var before usage
+	if cfg.QueueFirst {
+		logf("queueing %d tasks before any worker connects", cfg.Tasks)
+		empty, err := mgr.usage()
+		if err != nil {
+			return nil, err
+		}
+		if handles, err = submit(); err != nil {
+			return nil, err
+		}
+		if err := queued(empty.rssMB); err != nil {
+			return nil, err
+		}
+		if before, err = mgr.usage(); err != nil {
+			return nil, err
+		}
+	}
 
 	var fakes *fakeWorkers
 	var procs workerProcs
@@ -183,52 +241,36 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 		res.ConnectStuck = fakes.stuck.Load()
 	}
 
-	logf("measuring the idle manager for %s", cfg.Idle)
-	before, err := mgr.usage()
-	if err != nil {
-		return nil, err
-	}
-	if err := sleepCtx(ctx, cfg.Idle); err != nil {
-		return nil, err
-	}
-	after, err := mgr.usage()
-	if err != nil {
-		return nil, err
-	}
-	res.IdleSeconds = after.at.Sub(before.at).Seconds()
-	res.IdleCPUUsPerWorkerS = (after.cpu - before.cpu).Seconds() * 1e6 / res.IdleSeconds / float64(cfg.Workers)
-	res.ManagerIdleRSSMB = after.rssMB
+	var workersBefore time.Duration
+	if !cfg.QueueFirst {
+		logf("measuring the idle manager for %s", cfg.Idle)
+		idle, err := mgr.usage()
+		if err != nil {
+			return nil, err
+		}
+		if err := sleepCtx(ctx, cfg.Idle); err != nil {
+			return nil, err
+		}
+		after, err := mgr.usage()
+		if err != nil {
+			return nil, err
+		}
+		res.IdleSeconds = after.at.Sub(idle.at).Seconds()
+		res.IdleCPUUsPerWorkerS = (after.cpu - idle.cpu).Seconds() * 1e6 / res.IdleSeconds / float64(cfg.Workers)
+		res.ManagerIdleRSSMB = after.rssMB
 
-	logf("running %d tasks", cfg.Tasks)
-	before, err = mgr.usage()
-	if err != nil {
-		return nil, err
-	}
-	workersBefore, err := procs.cpu()
-	if err != nil {
-		return nil, err
-	}
-	var handles []*trellis.Handle
-	for sent := 0; sent < cfg.Tasks; sent += submitChunk {
-		chunk := make([]*trellis.Task, min(submitChunk, cfg.Tasks-sent))
-		for i := range chunk {
-			chunk[i] = trellis.NewTask(cmp.Or(cfg.Command, "true"))
-			chunk[i].Resources.MemoryMB = cfg.TaskMemoryMB
-		}
-		hs, err := c.Submit(ctx, chunk...)
-		if err != nil {
+		logf("running %d tasks", cfg.Tasks)
+		if before, err = mgr.usage(); err != nil {
 			return nil, err
 		}
-		handles = append(handles, hs...)
-	}
-	if st, err := c.Status(ctx); err == nil {
-		submitted, err := mgr.usage()
-		if err != nil {
+		if workersBefore, err = procs.cpu(); err != nil {
 			return nil, err
 		}
-		res.QueuedAfterSubmit = st.Waiting + st.Ready
-		if res.QueuedAfterSubmit > 0 {
-			res.ManagerBytesPerQueuedTask = (submitted.rssMB - res.ManagerIdleRSSMB) * (1 << 20) / float64(res.QueuedAfterSubmit)
+		if handles, err = submit(); err != nil {
+			return nil, err
+		}
+		if err := queued(res.ManagerIdleRSSMB); err != nil {
+			return nil, err
 		}
 	}
 	for _, h := range handles {
@@ -240,7 +282,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 			return nil, fmt.Errorf("bench scale: task %d: %w", h.ID, r.Err())
 		}
 	}
-	after, err = mgr.usage()
+	after, err := mgr.usage()
 	if err != nil {
 		return nil, err
 	}

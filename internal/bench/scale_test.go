@@ -96,21 +96,29 @@ func TestScaleSmall(t *testing.T) {
 
 // Simulated workers (the real worker session code in one process) carry
 // tasks through a real manager process; the manager counts as many runs
-// as tasks (Scale fails otherwise).
+// as tasks (Scale fails otherwise). With QueueFirst every task is queued
+// before a worker connects, and counted so.
 func TestCapacitySimulated(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	t.Setenv("TRELLIS_BENCH_HELPER", "1")
 	helper := []string{os.Args[0], "-test.run=^TestHelperProcess$", "--"}
-	r, err := Scale(ctx, ScaleConfig{Manager: append(slices.Clone(helper), "manager"), Worker: append(slices.Clone(helper), "worker"),
-		Simulate: true, Workers: 50, Cores: 2, Tasks: 2000, Idle: 100 * time.Millisecond}, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Mode != "simulated" || r.Runs != 2000 || r.Workers != 50 {
-		t.Errorf("%s: %d runs on %d workers, want simulated: 2000 on 50", r.Mode, r.Runs, r.Workers)
-	}
-	if r.ConnectS <= 0 || r.TasksPerS <= 0 || r.ManagerRSSMB <= 0 {
-		t.Errorf("%+v: want connect time, rate and memory measured", r)
+	for _, queueFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("queueFirst=%v", queueFirst), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			r, err := Scale(ctx, ScaleConfig{Manager: append(slices.Clone(helper), "manager"), Worker: append(slices.Clone(helper), "worker"),
+				Simulate: true, Workers: 50, Cores: 2, Tasks: 2000, Idle: 100 * time.Millisecond, QueueFirst: queueFirst}, t.Logf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Mode != "simulated" || r.Runs != 2000 || r.Workers != 50 {
+				t.Errorf("%s: %d runs on %d workers, want simulated: 2000 on 50", r.Mode, r.Runs, r.Workers)
+			}
+			if r.ConnectS <= 0 || r.TasksPerS <= 0 || r.ManagerRSSMB <= 0 {
+				t.Errorf("%+v: want connect time, rate and memory measured", r)
+			}
+			if queueFirst && (r.QueuedAfterSubmit != 2000 || r.ManagerQueuedRSSMB <= 0) {
+				t.Errorf("queue first: %d queued, %g MB; want all 2000 queued and the manager's memory then", r.QueuedAfterSubmit, r.ManagerQueuedRSSMB)
+			}
+		})
 	}
 }
