@@ -212,13 +212,12 @@ loop:
 	return nil
 }
 
-const (
-	// helloTimeout is how long a new stream may take to say hello.
-	helloTimeout = 10 * time.Second
-	// joinTimeout is how long a hello waits for the loop to take it
-	// before the worker is told to come back later.
-	joinTimeout = 10 * time.Second
-)
+// helloTimeout is how long a new stream may take to say hello.
+const helloTimeout = 10 * time.Second
+
+// joinTimeout is how long a hello waits for the loop to take it before
+// the worker is told to come back later. A variable for tests.
+var joinTimeout = 10 * time.Second
 
 // join hands a worker's hello to the loop and returns its ID. A loop too
 // busy to take the hello within joinTimeout answers Unavailable, which
