@@ -101,3 +101,23 @@ func TestJoinAnswersUnavailableWhenBusy(t *testing.T) {
 		t.Errorf("join with the loop's queue full: %v (code %v), want unavailable", err, got)
 	}
 }
+
+// An idle manager's one-second tick is not a step: the snapshot, a status
+// of every worker, is not rebuilt each second while nothing happens (that
+// would cost the idle manager in proportion to its workers).
+func TestIdleTickIsNoStep(t *testing.T) {
+	m := startManager(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := joinWorker(ctx, t, m)
+	defer w.Close()
+	snap, err := m.Snapshot(ctx)
+	if err != nil || len(snap.Status.Workers) != 1 {
+		t.Fatalf("snapshot %v, %v; want one worker", snap, err)
+	}
+	before := m.steps.Load()
+	time.Sleep(2500 * time.Millisecond) // two ticks at least
+	if after := m.steps.Load(); after != before {
+		t.Errorf("steps went from %d to %d over two idle ticks, want no step", before, after)
+	}
+}
