@@ -44,6 +44,17 @@ type groupScanner struct {
 	stack     []int
 	seen      map[int]struct{}
 	buf       []byte
+	// kept are the files the last walk read, kept open and re-read with
+	// one pread each (a walk of a one-process task then costs two system
+	// calls, not eight); a file no walk read is closed. gen numbers walks.
+	kept map[string]keptFile
+	gen  int
+}
+
+// keptFile is a /proc file a walk keeps open, and the walk that last read it.
+type keptFile struct {
+	fd  int
+	gen int
 }
 
 func newGroupScanner(pgid int, interval time.Duration) *groupScanner {
@@ -67,8 +78,14 @@ func (s *groupScanner) rss() (bytes int64, procs int) {
 	return s.walk()
 }
 
-// close stops sharing full scans for the group.
-func (s *groupScanner) close() { s.shared.unwatch(s.pgid) }
+// close stops sharing full scans for the group and closes the kept files.
+func (s *groupScanner) close() {
+	s.shared.unwatch(s.pgid)
+	for path, k := range s.kept {
+		syscall.Close(k.fd)
+		delete(s.kept, path)
+	}
+}
 
 // fullScan sums every process on the machine whose group is s.pgid, and
 // remembers them as roots for later walks. The pass over /proc is shared
@@ -175,6 +192,8 @@ func (f *fullScans) passLocked(now time.Time, reader *groupScanner) {
 // walk sums the group members reachable from the leader and the known roots
 // through group members' children.
 func (s *groupScanner) walk() (total int64, procs int) {
+	s.gen++
+	defer s.closeUnread()
 	clear(s.seen)
 	s.stack = append(append(s.stack[:0], s.pgid), s.roots...)
 	for len(s.stack) > 0 {
@@ -184,7 +203,11 @@ func (s *groupScanner) walk() (total int64, procs int) {
 			continue
 		}
 		s.seen[pid] = struct{}{}
-		pgrp, rss, threads, ok := s.stat(pid)
+		b, ok := s.readKept("/proc/" + strconv.Itoa(pid) + "/stat")
+		if !ok {
+			continue
+		}
+		pgrp, rss, threads, ok := parseStat(b)
 		if !ok || pgrp != s.pgid {
 			continue
 		}
@@ -215,7 +238,7 @@ func (s *groupScanner) pushChildren(pid int, threads int64) {
 
 // pushChildrenOf pushes the pids listed in a children file.
 func (s *groupScanner) pushChildrenOf(path string) {
-	b, ok := s.readAll(path)
+	b, ok := s.readKept(path)
 	if !ok {
 		return
 	}
@@ -233,6 +256,55 @@ func (s *groupScanner) stat(pid int) (pgrp int, rssPages, threads int64, ok bool
 		return 0, 0, 0, false
 	}
 	return parseStat(b)
+}
+
+// readKept reads the file at path into s.buf like readAll, through a
+// descriptor kept open from the last walk (re-read from offset 0: /proc
+// files are generated afresh at each read from the start). A descriptor
+// that fails (its process is gone) is closed.
+func (s *groupScanner) readKept(path string) ([]byte, bool) {
+	if s.kept == nil {
+		s.kept = make(map[string]keptFile)
+	}
+	k, ok := s.kept[path]
+	if !ok {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, false
+		}
+		k.fd = fd
+	}
+	k.gen = s.gen
+	s.kept[path] = k
+	n := 0
+	for {
+		if n == len(s.buf) {
+			s.buf = append(s.buf, make([]byte, len(s.buf))...)
+		}
+		r, err := syscall.Pread(k.fd, s.buf[n:], int64(n))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			syscall.Close(k.fd)
+			delete(s.kept, path)
+			return nil, false
+		}
+		n += r
+		if r == 0 || n < len(s.buf) { // a short read: the file is all there
+			return s.buf[:n], true
+		}
+	}
+}
+
+// closeUnread closes the kept files that the walk just made did not read.
+func (s *groupScanner) closeUnread() {
+	for path, k := range s.kept {
+		if k.gen != s.gen {
+			syscall.Close(k.fd)
+			delete(s.kept, path)
+		}
+	}
 }
 
 // readAll reads the file at path into s.buf, growing it as needed.
