@@ -28,6 +28,7 @@ func workerCmd() *cobra.Command {
 		ctls                      clientTLS
 		simulate, simOutput       int
 		simDelay                  time.Duration
+		cpuProfile                string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker HOST:PORT",
@@ -54,6 +55,13 @@ capacity --simulate, docs/benchmarks.md).`,
 				return err
 			}
 			log := logger(cmd)
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			if simulate < 0 {
 				return fmt.Errorf("--simulate %d: give a number of simulated workers, 1 or more (0: a real worker)", simulate)
 			}
@@ -112,6 +120,7 @@ capacity --simulate, docs/benchmarks.md).`,
 	f.DurationVar(&exit, "idle-exit", 0, "drain and exit after running nothing for this long (a factory's workers retire so); 0 never")
 	f.DurationVar(&stall, "stall-timeout", 30*time.Second, "fail a transfer that receives nothing for this long")
 	f.StringVar(&fileServer, "file-server", "", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address); default: any port on the address that reaches the manager, :0 for every address")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker process to FILE until it stops (go tool pprof FILE); for measuring")
 	f.IntVar(&simulate, "simulate", 0, "measuring tool: open this many simulated workers that run nothing (see above)")
 	f.DurationVar(&simDelay, "simulate-delay", 0, "with --simulate: how long each task takes")
 	f.IntVar(&simOutput, "simulate-output", 0, "with --simulate: bytes of standard output each task writes")

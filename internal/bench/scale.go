@@ -48,6 +48,9 @@ type ScaleConfig struct {
 	// measure the manager with them all queued; the idle manager is then
 	// not measured, and the tasks' time runs from the workers' start.
 	QueueFirst bool
+	// WorkerCPUProfile, when set, has the first worker process write its
+	// CPU profile there (trellis worker --cpuprofile).
+	WorkerCPUProfile string
 	// ManagerCPUProfile, when set, has the manager write its CPU profile
 	// there (trellis manager --cpuprofile).
 	ManagerCPUProfile string
@@ -493,6 +496,9 @@ func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string)
 		argv := append(append(slices.Clone(cfg.Worker), args...), addr)
 		if !cfg.Simulate {
 			argv = append(argv[:len(argv)-1], "--name", "bench-"+strconv.Itoa(i+1), addr)
+		}
+		if i == 0 && cfg.WorkerCPUProfile != "" {
+			argv = append(argv[:len(argv)-1], "--cpuprofile", cfg.WorkerCPUProfile, addr)
 		}
 		p, err := startProc(argv)
 		if err != nil {
