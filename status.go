@@ -173,6 +173,7 @@ type WorkerStatus struct {
 	Running   []uint64  `json:"running"`   // task IDs (calls included, instances not)
 	Instances []uint64  `json:"instances"` // library instance IDs
 	Draining  bool      `json:"draining"`
+	Simulated bool      `json:"simulated"` // trellis worker --simulate: runs nothing (a measuring tool)
 	TasksDone int       `json:"tasks_done"`
 	Connected time.Time `json:"connected"`
 
@@ -242,7 +243,7 @@ func statusOf(m *pb.StatusResponse) *Status {
 	for _, w := range m.Workers {
 		s.Workers = append(s.Workers, WorkerStatus{ID: w.Id, Name: w.Name, Address: w.Address,
 			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Instances: w.Instances,
-			Draining: w.Draining, TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
+			Draining: w.Draining, Simulated: w.Simulated, TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
 			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut),
 			CacheNeeded: w.CacheNeeded, BytesPruned: w.BytesPruned, PeakCache: w.PeakCacheBytes, CacheEvictable: w.CacheEvictable,
 			Factory: w.Factory})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,25 +19,22 @@ func benchCmd() *cobra.Command {
 		Short: "Measure trellis; each benchmark prints its figures as one JSON object on its last line",
 	}
 	var cpuProfile string
-	var profile *os.File
+	stopProfile := func() {}
 	cmd.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process to `FILE` (go tool pprof)")
 	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if cpuProfile == "" {
 			return nil
 		}
-		f, err := os.Create(cpuProfile)
+		stop, err := startCPUProfile(cpuProfile)
 		if err != nil {
 			return err
 		}
-		profile = f
-		return pprof.StartCPUProfile(f)
+		stopProfile = stop
+		return nil
 	}
 	cmd.PersistentPostRunE = func(*cobra.Command, []string) error {
-		if profile == nil {
-			return nil
-		}
-		pprof.StopCPUProfile()
-		return profile.Close()
+		stopProfile()
+		return nil
 	}
 	var tasks, workers int
 	var tasksOn target
@@ -151,7 +147,7 @@ run it across hosts.`,
 	recoveryCmd.Flags().IntVar(&recRounds, "rounds", 3, "rounds, each with and without the journal (alternating which goes first)")
 	recoveryCmd.Flags().IntVar(&recRestart, "restart-tasks", 100000, "queued tasks journaled before the timed restart")
 	recoveryCmd.Flags().IntVar(&recCrash, "crash-maps", 48, "map tasks of the workflow whose manager process is killed (rerun_after_crash); 0 skips it")
-	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd, benchScaleCmd(), benchTLSCmd(), recoveryCmd)
+	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd, benchScaleCmd(), benchTLSCmd(), recoveryCmd, benchCapacityCmd())
 	return cmd
 }
 

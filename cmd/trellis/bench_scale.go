@@ -20,7 +20,8 @@ func benchScaleCmd() *cobra.Command {
 real protocol (hello, welcome, heartbeats, Run answered by Done), from this
 process. The fake workers run nothing: each task succeeds the moment it
 arrives, so the figures are the manager's alone, not the cost of starting
-processes. A measuring tool only (docs/benchmarks.md).
+processes. A measuring tool only (docs/benchmarks.md); trellis bench capacity
+measures the same with worker processes.
 
 It measures the idle manager for --idle with every worker connected, then
 runs --tasks tasks, and fails unless each ran exactly once.
@@ -31,28 +32,23 @@ With --workers N instead, the workers are real worker processes of 1 core
 manager's memory and CPU per task (rss_growth, cpu_growth).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("workers") {
+				return runScale(cmd, cfg)
+			}
+			if cmd.Flags().Changed("fake-workers") {
+				return fmt.Errorf("give --workers (real worker processes) or --fake-workers, not both")
+			}
 			self, err := os.Executable()
 			if err != nil {
 				return err
 			}
-			cfg.Manager = []string{self, "manager"}
 			ctx, stop := signalContext()
 			defer stop()
-			if cmd.Flags().Changed("workers") {
-				if cmd.Flags().Changed("fake-workers") {
-					return fmt.Errorf("give --workers (real worker processes) or --fake-workers, not both")
-				}
-				wcfg.Self, wcfg.Tasks, wcfg.Idle = self, cfg.Tasks, cfg.Idle
-				if !cmd.Flags().Changed("tasks") {
-					wcfg.Tasks = 20000 // real tasks: the issue's figure, not the fake workers' hundred thousand
-				}
-				res, err := bench.ScaleWorkers(ctx, wcfg, progressf)
-				if err != nil {
-					return err
-				}
-				return printJSON(cmd, res)
+			wcfg.Self, wcfg.Tasks, wcfg.Idle = self, cfg.Tasks, cfg.Idle
+			if !cmd.Flags().Changed("tasks") {
+				wcfg.Tasks = 20000 // real tasks: the issue's figure, not the fake workers' hundred thousand
 			}
-			res, err := bench.Scale(ctx, cfg, progressf)
+			res, err := bench.ScaleWorkers(ctx, wcfg, progressf)
 			if err != nil {
 				return err
 			}
@@ -67,4 +63,67 @@ manager's memory and CPU per task (rss_growth, cpu_growth).`,
 	cmd.Flags().IntVar(&wcfg.MemoryMB, "memory", 100, "with --workers: memory of each worker, MB")
 	cmd.Flags().DurationVar(&cfg.Idle, "idle", 10*time.Second, "how long to measure the idle manager with every worker connected (two heartbeats at least)")
 	return cmd
+}
+
+func benchCapacityCmd() *cobra.Command {
+	var cfg bench.ScaleConfig
+	cmd := &cobra.Command{
+		Use:   "capacity",
+		Short: "What one manager carries: a manager process, worker processes (or simulated workers), many trivial tasks",
+		Long: `Start a manager process and --workers worker processes of --cores cores
+each (the trellis binary's worker subcommand), then run --tasks one-core
+tasks ('true') through them from one Go client.
+
+With --simulate, the workers are one 'trellis worker --simulate N' process:
+the real worker session code, over the real protocol, one connection each,
+but running nothing, so that the manager can be measured at 10,000 workers
+on one machine. A measuring tool only (docs/benchmarks.md).
+
+It measures how long the workers take to connect, the idle manager for
+--idle with every worker connected, then the tasks; it fails unless each
+task succeeded and the workers ran as many attempts as there were tasks.
+The last line is one JSON object: workers, tasks, connect_s, tasks_per_s,
+manager_cpu_ms_per_1k_tasks, manager_rss_mb (peak), manager_bytes_per_queued_task
+(RSS over idle once all were submitted, divided by the tasks queued then),
+idle_cpu_us_per_worker_s, and more.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg.Worker = []string{self, "worker"}
+			return runScale(cmd, cfg)
+		},
+	}
+	cmd.Flags().IntVar(&cfg.Workers, "workers", 50, "workers to connect")
+	cmd.Flags().BoolVar(&cfg.Simulate, "simulate", false, "simulated workers (one process, trellis worker --simulate) instead of one worker process each")
+	cmd.Flags().Float64Var(&cfg.Cores, "cores", 1, "cores each worker offers (one-core tasks it runs at once)")
+	cmd.Flags().IntVar(&cfg.Tasks, "tasks", 10000, "one-core tasks to run")
+	cmd.Flags().DurationVar(&cfg.Idle, "idle", 10*time.Second, "how long to measure the idle manager with every worker connected (two heartbeats at least)")
+	cmd.Flags().StringVar(&cfg.ManagerCPUProfile, "manager-cpuprofile", "", "write the manager's CPU profile to FILE (trellis manager --cpuprofile)")
+	cmd.Flags().StringVar(&cfg.WorkerCPUProfile, "worker-cpuprofile", "", "write the first worker process's CPU profile to FILE (trellis worker --cpuprofile)")
+	cmd.Flags().StringVar(&cfg.Command, "command", "true", "each task's command, such as 'sleep 1'")
+	cmd.Flags().BoolVar(&cfg.QueueFirst, "queue-first", false, "submit every task before the workers start, to measure the manager with them all queued (manager_queued_rss_mb, manager_bytes_per_queued_task); the idle manager is then not measured")
+	cmd.Flags().Int64Var(&cfg.TaskMemoryMB, "task-memory", 0, "each task's memory limit in MB (0: none); a limit makes the worker sample the task's memory")
+	return cmd
+}
+
+// runScale runs bench.Scale against this binary's manager subcommand.
+func runScale(cmd *cobra.Command, cfg bench.ScaleConfig) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg.Manager = []string{self, "manager"}
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := bench.Scale(ctx, cfg, progressf)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Worker) > 0 {
+		res.Bench = "capacity"
+	}
+	return printJSON(cmd, res)
 }

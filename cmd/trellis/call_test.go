@@ -106,15 +106,7 @@ func startPythonLibrary(ctx context.Context, t *testing.T, lib *trellis.Library)
 		t.Skipf("python3 does not run: %v", err)
 	}
 	py := strings.TrimSpace(string(out))
-	const secret = "cli-test-secret"
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: secret, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, secret, secretFile := listenManager(t)
 	w, err := worker.New(worker.Config{Manager: m.Addr(), Secret: secret, Name: "w1", FileServer: "127.0.0.1:0",
 		Resources: resources.Resources{MilliCores: 2000, MemoryMB: 1024, DiskMB: 1024}, Workdir: t.TempDir()})
 	if err != nil {
@@ -140,4 +132,20 @@ func startPythonLibrary(ctx context.Context, t *testing.T, lib *trellis.Library)
 		t.Fatal(err)
 	}
 	return m, c, secretFile
+}
+
+// listenManager makes a manager listening on 127.0.0.1 with a secret,
+// and the secret's file.
+func listenManager(t *testing.T) (m *manager.Manager, secret, secretFile string) {
+	t.Helper()
+	secret = "cli-test-secret"
+	secretFile = filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: secret, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, secret, secretFile
 }

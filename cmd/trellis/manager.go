@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"net"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,7 +18,7 @@ import (
 )
 
 func managerCmd() *cobra.Command {
-	var listen, secretFile, store, state, dashboard, txnLog string
+	var listen, secretFile, store, state, dashboard, txnLog, cpuProfile string
 	var grace time.Duration
 	var unplaceable, adopt time.Duration
 	var placement string
@@ -49,6 +51,13 @@ func managerCmd() *cobra.Command {
 				return err
 			}
 			log := logger(cmd)
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
 				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, AdoptWindow: adopt})
 			if err != nil {
@@ -82,6 +91,24 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&placement, "placement", "graph", "placement policy: graph (co-assign the producers of one consumer, place consumers where their inputs are) or free (by bytes present, else free cores: the policy before, to compare)")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
 	cmd.Flags().DurationVar(&adopt, "adopt-window", manager.DefaultAdoptWindow, "with --state: how long a restarted manager waits for a worker to come back with a task it was running (adopted, not run again) before the task runs elsewhere")
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the manager to FILE until it stops (go tool pprof FILE); for measuring")
 	stls.flags(cmd.Flags())
 	return cmd
+}
+
+// startCPUProfile profiles this process into file until the returned
+// function is called.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile %s: %w", file, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

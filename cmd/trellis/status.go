@@ -156,6 +156,7 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	fmt.Fprint(out, "\n\n")
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tWORKER\tADDRESS\tCORES\tMEMORY MB\tDISK MB\tGPUS\tCACHE\tXFER IN/OUT\tDONE\tRUNNING\tINSTANCES")
+	simulated := 0
 	for _, w := range s.Workers {
 		name := w.Name
 		if w.Draining {
@@ -163,6 +164,10 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 		}
 		if w.Factory != "" {
 			name += " (factory " + w.Factory + ")"
+		}
+		if w.Simulated {
+			name += " (simulated)"
+			simulated++
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s in %d files (%s needed, %s evictable, %s pruned)\t%d/%d\t%d\t%s\t%s\n", w.ID, name, w.Address,
 			used(w.Total.Cores-w.Free.Cores, w.Total.Cores), usedInt(w.Total.MemoryMB-w.Free.MemoryMB, w.Total.MemoryMB),
@@ -172,6 +177,10 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	tw.Flush()
 	if len(s.Workers) == 0 {
 		fmt.Fprintln(out, "(no workers connected)")
+	}
+	if simulated > 0 {
+		fmt.Fprintf(out, "%d of %d workers are simulated (trellis worker --simulate): they run nothing and complete each task at once, for measuring the manager\n",
+			simulated, len(s.Workers))
 	}
 	printLibraries(out, s.Libraries)
 	printDemand(out, s.Demand)

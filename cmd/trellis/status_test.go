@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"trellis"
+	"trellis/internal/worker"
+	"trellis/internal/worker/resources"
 )
 
 // TestStatusInstances starts a manager and a worker in this process with a
@@ -113,4 +116,55 @@ func TestStatusInstances(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Simulated workers (trellis worker --simulate) are marked so in `trellis
+// status`, and counted, in text and in --json.
+func TestStatusSimulated(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, secret, secretFile := listenManager(t)
+	runCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Run(runCtx) }) // exits when stop is called
+	wg.Go(func() {                  // exits when stop is called
+		worker.RunSimulated(runCtx, worker.Config{Manager: m.Addr(), Secret: secret, Name: "sim", Workdir: t.TempDir(),
+			Resources: resources.Resources{MilliCores: 1000, MemoryMB: 1024, DiskMB: 1024}, Simulate: &worker.Simulation{}}, 2, nil)
+	})
+	t.Cleanup(func() { stop(); wg.Wait() })
+	c, err := trellis.Dial(ctx, m.Addr(), trellis.WithSecret(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for { // poll until both are connected
+		s, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Workers) == 2 {
+			if !s.Workers[0].Simulated || !s.Workers[1].Simulated {
+				t.Errorf("workers %+v: want both simulated", s.Workers)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("simulated workers not connected: status %+v", s)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cmd := statusCmd()
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	var stdout bytes.Buffer
+	cmd.SetOut(&stdout)
+	cmd.SetArgs([]string{"--secret-file", secretFile, m.Addr()})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sim-1 (simulated)", "sim-2 (simulated)", "2 of 2 workers are simulated (trellis worker --simulate)"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("trellis status:\n%s\nlacks %q", stdout.String(), want)
+		}
+	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -24,6 +26,9 @@ func workerCmd() *cobra.Command {
 		drain, idle, stall, exit  time.Duration
 		fileServer                string
 		ctls                      clientTLS
+		simulate, simOutput       int
+		simDelay                  time.Duration
+		cpuProfile                string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker HOST:PORT",
@@ -33,7 +38,16 @@ func workerCmd() *cobra.Command {
 
 SIGTERM or SIGINT drains it: it takes no new work, lets running tasks finish
 (up to --drain-timeout) and hands the rest back. A second signal hands back
-everything at once.`,
+everything at once.
+
+--simulate N is a measuring tool, not a worker: it opens N worker sessions
+to the manager from this one process, with the real worker session code, but
+runs nothing. Each command task succeeds at once (after --simulate-delay,
+with --simulate-output bytes of standard output). Each simulated worker
+offers --cores (default 1), --memory and --disk (default 4096 MB each), no
+GPUs, serves no files and runs no library; trellis status marks them
+simulated. Use it to measure what one manager can carry (trellis bench
+capacity --simulate, docs/benchmarks.md).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			secret, err := readSecret(secretFile)
@@ -41,6 +55,16 @@ everything at once.`,
 				return err
 			}
 			log := logger(cmd)
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
+			if simulate < 0 {
+				return fmt.Errorf("--simulate %d: give a number of simulated workers, 1 or more (0: a real worker)", simulate)
+			}
 			if workdir == "" {
 				if workdir, err = os.MkdirTemp("", "trellis-worker-"); err != nil {
 					return err
@@ -48,6 +72,10 @@ everything at once.`,
 				defer os.RemoveAll(workdir)
 			} else if err := os.MkdirAll(workdir, 0o755); err != nil {
 				return err
+			}
+			if simulate > 0 {
+				return runSimulated(cmd, args[0], secret, name, workdir, simulate, worker.Simulation{Delay: simDelay, OutputBytes: simOutput},
+					resources.Resources{MilliCores: int64(max(cores, 1) * 1000), MemoryMB: cmp.Or(memory, 4096), DiskMB: cmp.Or(disk, 4096)})
 			}
 			res, err := resources.Detect(context.Background(), workdir)
 			if err != nil {
@@ -74,18 +102,8 @@ everything at once.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trellis worker: %g cores, %d MB memory, %d MB disk, %d gpus; manager %s\n",
 				float64(res.MilliCores)/1000, res.MemoryMB, res.DiskMB, len(res.GPUs), args[0])
-			ctx, kill := context.WithCancel(context.Background())
-			defer kill()
-			sigs := make(chan os.Signal, 2)
-			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-			defer signal.Stop(sigs)
-			go func() { // exits after the second signal, or with the process
-				<-sigs
-				log.Info("signal: draining; send another to hand back all work now")
-				w.Drain()
-				<-sigs
-				kill()
-			}()
+			ctx, stop := drainOnSignals(log, "signal: draining; send another to hand back all work now", w.Drain)
+			defer stop()
 			return w.Run(ctx)
 		},
 	}
@@ -102,8 +120,29 @@ everything at once.`,
 	f.DurationVar(&exit, "idle-exit", 0, "drain and exit after running nothing for this long (a factory's workers retire so); 0 never")
 	f.DurationVar(&stall, "stall-timeout", 30*time.Second, "fail a transfer that receives nothing for this long")
 	f.StringVar(&fileServer, "file-server", "", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address); default: any port on the address that reaches the manager, :0 for every address")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker process to FILE until it stops (go tool pprof FILE); for measuring")
+	f.IntVar(&simulate, "simulate", 0, "measuring tool: open this many simulated workers that run nothing (see above)")
+	f.DurationVar(&simDelay, "simulate-delay", 0, "with --simulate: how long each task takes")
+	f.IntVar(&simOutput, "simulate-output", 0, "with --simulate: bytes of standard output each task writes")
 	ctls.flags(f)
 	return cmd
+}
+
+// runSimulated runs n simulated workers until a signal: the first drains
+// them, a second ends them at once.
+func runSimulated(cmd *cobra.Command, manager, secret, name, workdir string, n int, sim worker.Simulation, res resources.Resources) error {
+	log := logger(cmd)
+	if name == "" {
+		host, _ := os.Hostname()
+		name = fmt.Sprintf("sim-%s:%d", host, os.Getpid())
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "trellis worker: %d simulated workers (a measuring tool: they run nothing) of %g cores, %d MB memory, %d MB disk; manager %s\n",
+		n, float64(res.MilliCores)/1000, res.MemoryMB, res.DiskMB, manager)
+	drain := make(chan struct{})
+	ctx, stop := drainOnSignals(log, "signal: draining the simulated workers; send another to stop them now", func() { close(drain) })
+	defer stop()
+	return worker.RunSimulated(ctx, worker.Config{Manager: manager, Secret: secret, Name: name, Resources: res, Workdir: workdir,
+		Logger: log, Version: trellis.Version, Simulate: &sim}, n, drain)
 }
 
 // guardArg is the argument with which the trellis binary runs as a worker's
@@ -118,4 +157,24 @@ func guardCommand() []string {
 		return nil
 	}
 	return []string{self, guardArg}
+}
+
+// drainOnSignals calls drain (after logging msg) at the first SIGINT or
+// SIGTERM, and cancels the returned context at the second. Call stop when
+// done.
+func drainOnSignals(log *slog.Logger, msg string, drain func()) (ctx context.Context, stop func()) {
+	ctx, kill := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() { // exits after the second signal, or with the process
+		<-sigs
+		log.Info(msg)
+		drain()
+		<-sigs
+		kill()
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		kill()
+	}
 }

@@ -3,12 +3,15 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,16 +20,40 @@ import (
 	"trellis"
 )
 
-// ScaleConfig says what `trellis bench scale` measures.
+// ScaleConfig says what `trellis bench scale` and `trellis bench capacity`
+// measure.
 type ScaleConfig struct {
 	// Manager is the command that runs a manager process, such as
 	// {"/usr/bin/trellis", "manager"}; Scale adds --listen and --secret-file
 	// and reads the address from its first line ("... listening on ADDR").
 	Manager []string
-	Workers int           // fake workers
-	Cores   float64       // cores each fake worker offers: tasks it runs at once
-	Tasks   int           // one-core tasks submitted
-	Idle    time.Duration // how long the idle manager is measured, connected to every worker
+	// Worker, when set, is the command of a worker process, such as
+	// {"/usr/bin/trellis", "worker"}: the workers are then processes, not
+	// fakes in this process. Scale adds --cores, --secret-file and the
+	// manager's address, and --simulate N when Simulate is set.
+	Worker []string
+	// Simulate runs the workers as one process of simulated workers
+	// (trellis worker --simulate): the real worker session code, running
+	// nothing. Without it, Worker runs one real worker process per worker.
+	Simulate bool
+	Workers  int           // workers
+	Cores    float64       // cores each worker offers: one-core tasks it runs at once
+	Tasks    int           // one-core tasks submitted
+	Idle     time.Duration // how long the idle manager is measured, connected to every worker
+	// Command is each task's command; "" means true.
+	Command string
+	// TaskMemoryMB is each task's memory limit; 0 means none.
+	TaskMemoryMB int64
+	// QueueFirst submits every task before any worker connects, to
+	// measure the manager with them all queued; the idle manager is then
+	// not measured, and the tasks' time runs from the workers' start.
+	QueueFirst bool
+	// WorkerCPUProfile, when set, has the first worker process write its
+	// CPU profile there (trellis worker --cpuprofile).
+	WorkerCPUProfile string
+	// ManagerCPUProfile, when set, has the manager write its CPU profile
+	// there (trellis manager --cpuprofile).
+	ManagerCPUProfile string
 }
 
 // ScaleResult is the output of `trellis bench scale`. The manager runs in
@@ -34,6 +61,7 @@ type ScaleConfig struct {
 // workers' or the client's.
 type ScaleResult struct {
 	Bench                  string  `json:"bench"`
+	Mode                   string  `json:"mode"` // fake (in this process), simulated (trellis worker --simulate) or real (worker processes)
 	Workers                int     `json:"workers"`
 	Tasks                  int     `json:"tasks"`
 	ConnectS               float64 `json:"connect_s"`       // until the manager welcomed every worker
@@ -44,9 +72,18 @@ type ScaleResult struct {
 	ManagerCPUMsPer1kTasks float64 `json:"manager_cpu_ms_per_1k_tasks"`
 	ManagerIdleRSSMB       float64 `json:"manager_idle_rss_mb"` // every worker connected, no task yet
 	ManagerRSSMB           float64 `json:"manager_rss_mb"`      // peak over the whole run
-	IdleCPUUsPerWorkerS    float64 `json:"idle_cpu_us_per_worker_s"`
-	IdleSeconds            float64 `json:"idle_seconds"`
-	Runs                   int     `json:"runs"` // attempts the fake workers received: Tasks when each ran once
+	// ManagerBytesPerQueuedTask is the manager's RSS over its idle RSS,
+	// divided by the tasks queued, both read once every task was
+	// submitted: an estimate (Go's heap holds garbage until collected).
+	ManagerBytesPerQueuedTask float64 `json:"manager_bytes_per_queued_task"`
+	QueuedAfterSubmit         int     `json:"queued_after_submit"`
+	ManagerQueuedRSSMB        float64 `json:"manager_queued_rss_mb,omitempty"` // with every task queued (QueueFirst)
+	IdleCPUUsPerWorkerS       float64 `json:"idle_cpu_us_per_worker_s"`
+	IdleSeconds               float64 `json:"idle_seconds"`
+	Runs                      int     `json:"runs"` // attempts the workers ran: Tasks when each ran once
+	// WorkerCPUPercent is the worker processes' own CPU (their children's
+	// not counted) over the task phase, in % of one core; 0 for fakes.
+	WorkerCPUPercent float64 `json:"worker_cpu_percent,omitempty"`
 }
 
 // submitChunk is how many tasks one Submit carries.
@@ -57,6 +94,9 @@ const submitChunk = 10000
 // cfg.Tasks tasks through it. It fails unless every task succeeded and was
 // run exactly once.
 func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*ScaleResult, error) {
+	if cfg.Simulate && len(cfg.Worker) == 0 {
+		return nil, errors.New("bench: simulated workers need the worker command")
+	}
 	if cfg.Workers < 1 || cfg.Tasks < 0 || cfg.Cores < 1 {
 		return nil, fmt.Errorf("bench scale: %d workers of %g cores, %d tasks: give at least 1 worker of at least 1 core, and 0 or more tasks", cfg.Workers, cfg.Cores, cfg.Tasks)
 	}
@@ -72,72 +112,169 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
 		return nil, err
 	}
-	mgr, addr, err := startManager(ctx, cfg.Manager, secretFile)
+	command := cfg.Manager
+	if cfg.ManagerCPUProfile != "" {
+		command = append(slices.Clone(command), "--cpuprofile", cfg.ManagerCPUProfile)
+	}
+	mgr, addr, err := startManager(ctx, command, secretFile)
 	if err != nil {
 		return nil, err
 	}
 	defer mgr.stop()
-	res := &ScaleResult{Bench: "scale", Workers: cfg.Workers, Tasks: cfg.Tasks}
-
-	logf("connecting %d fake workers to the manager at %s", cfg.Workers, addr)
-	fakes := newFakeWorkers(addr, secret, cfg.Cores)
-	fctx, stopFakes := context.WithCancel(ctx)
-	defer fakes.wait()
-	defer stopFakes()
-	start := time.Now()
-	fakes.start(fctx, cfg.Workers)
-	for fakes.welcomed.Load() < int64(cfg.Workers) {
-		if err := mgr.exited(); err != nil {
-			return nil, err
-		}
-		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
-			return nil, err
-		}
-		if n := fakes.welcomed.Load(); time.Since(start) > 5*time.Minute {
-			return nil, fmt.Errorf("bench scale: %d of %d workers connected after 5m: see the manager's log:\n%s", n, cfg.Workers, mgr.log.tail())
-		}
-	}
-	res.ConnectS = time.Since(start).Seconds()
-	res.ConnectRetries = fakes.retries.Load()
-	res.ConnectStuck = fakes.stuck.Load()
-
-	logf("measuring the idle manager for %s", cfg.Idle)
-	before, err := mgr.usage()
-	if err != nil {
-		return nil, err
-	}
-	if err := sleepCtx(ctx, cfg.Idle); err != nil {
-		return nil, err
-	}
-	after, err := mgr.usage()
-	if err != nil {
-		return nil, err
-	}
-	res.IdleSeconds = after.at.Sub(before.at).Seconds()
-	res.IdleCPUUsPerWorkerS = (after.cpu - before.cpu).Seconds() * 1e6 / res.IdleSeconds / float64(cfg.Workers)
-	res.ManagerIdleRSSMB = after.rssMB
-
+	res := &ScaleResult{Bench: "scale", Mode: "fake", Workers: cfg.Workers, Tasks: cfg.Tasks}
 	c, err := trellis.Dial(ctx, addr, trellis.WithSecret(secret))
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	logf("running %d tasks", cfg.Tasks)
-	before, err = mgr.usage()
-	if err != nil {
-		return nil, err
+
+	submit := func() ([]*trellis.Handle, error) {
+		var handles []*trellis.Handle
+		for sent := 0; sent < cfg.Tasks; sent += submitChunk {
+			chunk := make([]*trellis.Task, min(submitChunk, cfg.Tasks-sent))
+			for i := range chunk {
+				chunk[i] = trellis.NewTask(cmp.Or(cfg.Command, "true"))
+				chunk[i].Resources.MemoryMB = cfg.TaskMemoryMB
+			}
+			hs, err := c.Submit(ctx, chunk...)
+			if err != nil {
+				return nil, err
+			}
+			handles = append(handles, hs...)
+		}
+		return handles, nil
+	}
+	// queued reads how many tasks wait, and what the manager holds over
+	// base MB for them.
+	queued := func(baseMB float64) error {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		u, err := mgr.usage()
+		if err != nil {
+			return err
+		}
+		res.QueuedAfterSubmit = st.Waiting + st.Ready
+		if res.QueuedAfterSubmit > 0 {
+			res.ManagerBytesPerQueuedTask = (u.rssMB - baseMB) * (1 << 20) / float64(res.QueuedAfterSubmit)
+		}
+		res.ManagerQueuedRSSMB = u.rssMB
+		return nil
 	}
 	var handles []*trellis.Handle
-	for sent := 0; sent < cfg.Tasks; sent += submitChunk {
-		chunk := make([]*trellis.Task, min(submitChunk, cfg.Tasks-sent))
-		for i := range chunk {
-			chunk[i] = trellis.NewTask("true")
-		}
-		hs, err := c.Submit(ctx, chunk...)
+	var before usage
+	if cfg.QueueFirst {
+		logf("queueing %d tasks before any worker connects", cfg.Tasks)
+		empty, err := mgr.usage()
 		if err != nil {
 			return nil, err
 		}
-		handles = append(handles, hs...)
+		if handles, err = submit(); err != nil {
+			return nil, err
+		}
+		if err := queued(empty.rssMB); err != nil {
+			return nil, err
+		}
+		if before, err = mgr.usage(); err != nil {
+			return nil, err
+		}
+	}
+
+	var fakes *fakeWorkers
+	var procs workerProcs
+	var connected func() (int, error)
+	start := time.Now()
+	if len(cfg.Worker) == 0 {
+		logf("connecting %d fake workers to the manager at %s", cfg.Workers, addr)
+		fakes = newFakeWorkers(addr, secret, cfg.Cores)
+		fctx, stopFakes := context.WithCancel(ctx)
+		defer fakes.wait()
+		defer stopFakes()
+		fakes.start(fctx, cfg.Workers)
+		connected = func() (int, error) { return int(fakes.welcomed.Load()), nil }
+	} else {
+		res.Mode = "real"
+		if cfg.Simulate {
+			res.Mode = "simulated"
+		}
+		logf("starting %d %s workers for the manager at %s", cfg.Workers, res.Mode, addr)
+		var err error
+		procs, err = startWorkers(ctx, cfg, addr, secretFile)
+		defer procs.stop()
+		if err != nil {
+			return nil, err
+		}
+		connected = func() (int, error) {
+			if err := procs.exited(); err != nil {
+				return 0, err
+			}
+			st, err := c.Status(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return len(st.Workers), nil
+		}
+	}
+	for {
+		n, err := connected()
+		if err != nil {
+			return nil, err
+		}
+		if n >= cfg.Workers {
+			break
+		}
+		if err := mgr.exited(); err != nil {
+			return nil, err
+		}
+		poll := 10 * time.Millisecond
+		if fakes == nil {
+			poll = 500 * time.Millisecond // a status of every worker costs the manager
+		}
+		if err := sleepCtx(ctx, poll); err != nil {
+			return nil, err
+		}
+		if time.Since(start) > 5*time.Minute {
+			return nil, fmt.Errorf("bench: %d of %d workers connected after 5m: see the manager's log:\n%s", n, cfg.Workers, mgr.log.tail())
+		}
+	}
+	res.ConnectS = time.Since(start).Seconds()
+	if fakes != nil {
+		res.ConnectRetries = fakes.retries.Load()
+		res.ConnectStuck = fakes.stuck.Load()
+	}
+
+	var workersBefore time.Duration
+	if !cfg.QueueFirst {
+		logf("measuring the idle manager for %s", cfg.Idle)
+		idle, err := mgr.usage()
+		if err != nil {
+			return nil, err
+		}
+		if err := sleepCtx(ctx, cfg.Idle); err != nil {
+			return nil, err
+		}
+		after, err := mgr.usage()
+		if err != nil {
+			return nil, err
+		}
+		res.IdleSeconds = after.at.Sub(idle.at).Seconds()
+		res.IdleCPUUsPerWorkerS = (after.cpu - idle.cpu).Seconds() * 1e6 / res.IdleSeconds / float64(cfg.Workers)
+		res.ManagerIdleRSSMB = after.rssMB
+
+		logf("running %d tasks", cfg.Tasks)
+		if before, err = mgr.usage(); err != nil {
+			return nil, err
+		}
+		if workersBefore, err = procs.cpu(); err != nil {
+			return nil, err
+		}
+		if handles, err = submit(); err != nil {
+			return nil, err
+		}
+		if err := queued(res.ManagerIdleRSSMB); err != nil {
+			return nil, err
+		}
 	}
 	for _, h := range handles {
 		r, err := h.Wait(ctx)
@@ -148,17 +285,38 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 			return nil, fmt.Errorf("bench scale: task %d: %w", h.ID, r.Err())
 		}
 	}
-	after, err = mgr.usage()
+	after, err := mgr.usage()
 	if err != nil {
 		return nil, err
 	}
 	res.TasksSeconds = after.at.Sub(before.at).Seconds()
+	workersAfter, err := procs.cpu()
+	if err != nil {
+		return nil, err
+	}
+	if len(procs) > 0 && res.TasksSeconds > 0 {
+		res.WorkerCPUPercent = (workersAfter - workersBefore).Seconds() / res.TasksSeconds * 100
+	}
 	if cfg.Tasks > 0 {
 		res.TasksPerS = float64(cfg.Tasks) / res.TasksSeconds
 		res.ManagerCPUMsPer1kTasks = float64((after.cpu - before.cpu).Milliseconds()) * 1000 / float64(cfg.Tasks)
 	}
 	res.ManagerRSSMB = after.peakMB
 
+	if fakes == nil {
+		// The workers are processes: the manager counts what each ran.
+		st, err := c.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range st.Workers {
+			res.Runs += w.TasksDone
+		}
+		if res.Runs != cfg.Tasks {
+			return nil, fmt.Errorf("bench: the workers ran %d attempts for %d tasks, want one each", res.Runs, cfg.Tasks)
+		}
+		return res, nil
+	}
 	runs := fakes.runsPerTask()
 	for _, h := range handles {
 		if n := runs[h.ID]; n != 1 {
@@ -174,7 +332,8 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	return res, nil
 }
 
-// managerProc is the manager process under measurement.
+// managerProc is a process the bench started: the manager under
+// measurement, or worker processes.
 type managerProc struct {
 	cmd  *exec.Cmd
 	log  *tailBuffer
@@ -194,6 +353,9 @@ func startManager(ctx context.Context, command []string, secretFile string) (*ma
 	}
 	p := &managerProc{cmd: cmd, log: &tailBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.log
+	if f := logFile("manager"); f != nil {
+		cmd.Stderr = io.MultiWriter(p.log, f)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("bench scale: start the manager %q: %w", command, err)
 	}
@@ -221,7 +383,7 @@ func startManager(ctx context.Context, command []string, secretFile string) (*ma
 func (p *managerProc) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("bench scale: the manager exited (%v):\n%s", p.err, p.log.tail())
+		return fmt.Errorf("bench: %s exited (%v):\n%s", p.cmd.Args[:2], p.err, p.log.tail())
 	default:
 		return nil
 	}
@@ -313,4 +475,105 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// workerProcs are the worker processes of a run.
+type workerProcs []*managerProc
+
+// startWorkers starts cfg.Workers workers for the manager at addr: one
+// process of simulated workers, or one real worker process each.
+func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string) (workerProcs, error) {
+	args := []string{"--cores", strconv.FormatFloat(cfg.Cores, 'g', -1, 64), "--secret-file", secretFile}
+	if cfg.Simulate {
+		args = append(args, "--simulate", strconv.Itoa(cfg.Workers))
+	}
+	n := cfg.Workers
+	if cfg.Simulate {
+		n = 1
+	}
+	var procs workerProcs
+	for i := range n {
+		argv := append(append(slices.Clone(cfg.Worker), args...), addr)
+		if !cfg.Simulate {
+			argv = append(argv[:len(argv)-1], "--name", "bench-"+strconv.Itoa(i+1), addr)
+		}
+		if i == 0 && cfg.WorkerCPUProfile != "" {
+			argv = append(argv[:len(argv)-1], "--cpuprofile", cfg.WorkerCPUProfile, addr)
+		}
+		p, err := startProc(argv)
+		if err != nil {
+			return procs, err
+		}
+		procs = append(procs, p)
+		if err := ctx.Err(); err != nil {
+			return procs, err
+		}
+	}
+	return procs, nil
+}
+
+// cpu is the worker processes' own CPU time so far.
+func (ps workerProcs) cpu() (time.Duration, error) {
+	var total time.Duration
+	for _, p := range ps {
+		u, err := p.usage()
+		if err != nil {
+			return 0, err
+		}
+		total += u.cpu
+	}
+	return total, nil
+}
+
+// exited returns an error once any worker process has exited.
+func (ps workerProcs) exited() error {
+	for _, p := range ps {
+		if err := p.exited(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stop interrupts every worker process and waits for them.
+func (ps workerProcs) stop() {
+	for _, p := range ps {
+		p.cmd.Process.Signal(os.Interrupt)
+	}
+	for _, p := range ps {
+		p.stop()
+	}
+}
+
+// startProc starts command with its output in a tail buffer.
+func startProc(command []string) (*managerProc, error) {
+	cmd := exec.Command(command[0], command[1:]...)
+	p := &managerProc{cmd: cmd, log: &tailBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if f := logFile("worker"); f != nil {
+		cmd.Stdout = io.MultiWriter(p.log, f)
+		cmd.Stderr = cmd.Stdout
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start %q: %w", command, err)
+	}
+	go func() { // exits when the process exits
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// logFile is where a process's output goes too, for looking into a run:
+// $TRELLIS_BENCH_LOGS/NAME-PID-TIME.log, or nil without that variable.
+func logFile(name string) *os.File {
+	dir := os.Getenv("TRELLIS_BENCH_LOGS")
+	if dir == "" {
+		return nil
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, time.Now().UnixNano())))
+	if err != nil {
+		return nil
+	}
+	return f // closed when the bench process exits
 }

@@ -21,13 +21,19 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Listener is a net.Listener that closes the oldest strangers' connections
 // beyond its bound. Create it with Listen.
 type Listener struct {
 	net.Listener
-	max int
+	max   int
+	grace time.Duration
+
+	room      chan struct{} // a token when a stranger left the line; Accept waits on it
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 
 	mu        sync.Mutex // guards strangers and every Conn.elem
 	strangers list.List  // *Conn not admitted and not closed, oldest first
@@ -37,22 +43,26 @@ type Listener struct {
 }
 
 // Listen wraps ln so that at most max connections that no request admitted
-// are open at once.
-func Listen(ln net.Listener, max int) *Listener {
+// are open at once, each given grace to present its secret before a newer
+// one may take its place.
+func Listen(ln net.Listener, max int, grace time.Duration) *Listener {
 	if max < 1 {
 		max = 1
 	}
-	return &Listener{Listener: ln, max: max}
+	return &Listener{Listener: ln, max: max, grace: grace, room: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// Accept accepts a connection as a stranger's, closing the oldest stranger's
-// connection if there are now too many.
+// Accept accepts a connection as a stranger's. While max strangers are
+// open it first waits for room: until one leaves the line or the oldest
+// has been open for grace; that one is closed when the new connection
+// arrives.
 func (l *Listener) Accept() (net.Conn, error) {
+	l.waitRoom()
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	conn := &Conn{Conn: c, l: l}
+	conn := &Conn{Conn: c, l: l, since: time.Now()}
 	var evict *Conn
 	l.mu.Lock()
 	conn.elem = l.strangers.PushBack(conn)
@@ -68,6 +78,45 @@ func (l *Listener) Accept() (net.Conn, error) {
 	return conn, nil
 }
 
+// waitRoom returns when fewer than max strangers are open, when the oldest
+// has had its grace, or when the listener is closed (Accept then fails).
+func (l *Listener) waitRoom() {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		l.mu.Lock()
+		wait := time.Duration(0)
+		if l.strangers.Len() >= l.max {
+			wait = l.grace - time.Since(l.strangers.Front().Value.(*Conn).since)
+		}
+		l.mu.Unlock()
+		if wait <= 0 {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-l.room:
+		case <-timer.C:
+		case <-l.done:
+			return
+		}
+	}
+}
+
+// Close closes the listener; an Accept waiting for room returns its error.
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
 // Strangers is the number of open connections not admitted.
 func (l *Listener) Strangers() int {
 	l.mu.Lock()
@@ -79,6 +128,10 @@ func (l *Listener) removeLocked(c *Conn) {
 	if c.elem != nil {
 		l.strangers.Remove(c.elem)
 		c.elem = nil
+		select {
+		case l.room <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -92,6 +145,7 @@ func (l *Listener) remove(c *Conn) {
 type Conn struct {
 	net.Conn
 	l        *Listener
+	since    time.Time     // accepted at
 	admitted atomic.Bool   // spares later requests the lock
 	elem     *list.Element // in l.strangers; nil once admitted or closed
 }

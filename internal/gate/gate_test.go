@@ -13,15 +13,19 @@ import (
 	"trellis/internal/gate"
 )
 
-// server serves a gated listener of at most max strangers; a request
-// with the header "Admit: yes" admits its connection.
+// server serves a gated listener of at most max strangers, with no grace;
+// a request with the header "Admit: yes" admits its connection.
 func server(t *testing.T, max int) *gate.Listener {
+	return serverGrace(t, max, 0)
+}
+
+func serverGrace(t *testing.T, max int, grace time.Duration) *gate.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gl := gate.Listen(ln, max)
+	gl := gate.Listen(ln, max, grace)
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -83,6 +87,79 @@ func TestOldestStrangerGoes(t *testing.T) {
 	}
 	conns[1].Close()
 	waitStrangers(t, gl, 1)
+}
+
+// A stranger within its grace is not closed for a newer one: the newer
+// waits (in the kernel's backlog) until a stranger leaves or is admitted.
+// A burst of peers that all hold the secret so loses none of them.
+func TestYoungStrangersWait(t *testing.T) {
+	gl := serverGrace(t, 2, time.Hour)
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", gl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	waitStrangers(t, gl, 2)
+
+	// An admitting request on a third connection, which the kernel
+	// completes and Accept takes only once there is room.
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetHTTP1(true)
+	defer tr.CloseIdleConnections()
+	admitted := make(chan error, 1)
+	go func() { // exits when the request ends
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://"+gl.Addr().String()+"/", nil)
+		req.Header.Set("Admit", "yes")
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		admitted <- err
+	}()
+	conns[1].Close()
+	if err := <-admitted; err != nil {
+		t.Fatalf("a request with the secret, behind two young strangers, one of which left: %v", err)
+	}
+	if got := gl.Evicted.Load(); got != 0 {
+		t.Errorf("Evicted = %d, want 0: no stranger was older than its grace", got)
+	}
+	if got := gl.Strangers(); got != 1 {
+		t.Errorf("Strangers() = %d, want 1 (conns[0])", got)
+	}
+	conns[0].SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := conns[0].Read(make([]byte, 1)); !isTimeout(err) {
+		t.Errorf("the oldest stranger, within its grace: read %v, want it still open", err)
+	}
+}
+
+// A Close while Accept waits for room ends the wait.
+func TestCloseEndsTheWait(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := gate.Listen(ln, 1, time.Hour)
+	c, err := net.Dial("tcp", gl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := gl.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan error, 1)
+	go func() { // exits when Accept returns
+		_, err := gl.Accept()
+		accepted <- err
+	}()
+	gl.Close()
+	if err := <-accepted; err == nil {
+		t.Errorf("Accept waiting for room on a closed listener: nil error, want one")
+	}
 }
 
 func TestAdmittedConnectionsStay(t *testing.T) {
@@ -162,7 +239,7 @@ func TestAdmitUnderTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gl := gate.Listen(ln, 1)
+	gl := gate.Listen(ln, 1, 0)
 	srv := &http.Server{
 		TLSConfig:   serverTLS,
 		ConnContext: gate.ConnContext,

@@ -18,7 +18,11 @@ import (
 func (s *state) expireClients(now time.Time) {
 	grace := s.m.cfg.ClientGrace
 	why := fmt.Sprintf("was ended by the manager: its client was away for more than %s (the manager's --client-grace)", grace)
-	for _, client := range s.m.clients.Expire(now, grace, why) {
+	expired := s.m.clients.Expire(now, grace, why)
+	if len(expired) > 0 {
+		s.stepped() // before the events it sends: readers then ask for a newer snapshot
+	}
+	for _, client := range expired {
 		s.m.log.Warn("client away too long: its session ends and its unfinished tasks are cancelled",
 			"session", client.Name(), "grace", grace)
 		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: client.Name(), Why: why}}})

@@ -24,8 +24,13 @@ import (
 
 const (
 	// maxStrangers bounds the open connections on which no request carried
-	// the secret yet; beyond it the oldest is closed (package gate).
+	// the secret yet; beyond it a new one waits, and the oldest is closed
+	// once it had strangerGrace to present the secret (package gate).
 	maxStrangers = 256
+	// strangerGrace is how long a new connection keeps its place among
+	// the strangers: ample to send a request's headers, so a burst of
+	// thousands of workers connecting at once loses none of them.
+	strangerGrace = 2 * time.Second
 	// maxHeaderBytes bounds a request's headers, HTTP/1.1 or HTTP/2.
 	maxHeaderBytes = 16 << 10
 	// smallRequestBytes bounds the requests that name a session, a file or

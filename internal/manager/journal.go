@@ -170,16 +170,16 @@ func (s *state) release() {
 }
 
 // journalHealth logs when the journal starts or stops failing.
-func (s *state) journalHealth() {
+func (s *state) journalHealth() (changed bool) {
 	if s.m.journal == nil {
-		return
+		return false
 	}
 	msg := ""
 	if err := s.m.journal.Err(); err != nil {
 		msg = err.Error()
 	}
 	if msg == s.journalErr {
-		return
+		return false
 	}
 	if msg != "" {
 		s.m.log.Error("cannot write the journal: submits, installs and clients' events wait for it", "err", msg)
@@ -187,6 +187,7 @@ func (s *state) journalHealth() {
 		s.m.log.Info("the journal is written again")
 	}
 	s.journalErr = msg
+	return true
 }
 
 // openState opens the journal in dir, and the run ID kept there.

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -75,5 +77,47 @@ func TestSilentWorkerLostHeartbeatingWorkerKept(t *testing.T) {
 	}
 	if got := snap.Status.Workers[0].Id; got == silentID {
 		t.Errorf("worker %d left, the silent one; want the one that heartbeats", got)
+	}
+}
+
+// A hello that the loop cannot take (its queue full) is answered
+// unavailable within joinTimeout, which the worker retries, rather than
+// left unanswered.
+func TestJoinAnswersUnavailableWhenBusy(t *testing.T) {
+	m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.ln.Close()
+	old := joinTimeout
+	joinTimeout = 50 * time.Millisecond
+	t.Cleanup(func() { joinTimeout = old })
+	for len(m.events) < cap(m.events) { // no loop runs: the queue stays full
+		m.events <- evCancel{}
+	}
+	sess := &session{hello: &pb.Hello{Name: "w1"}, out: newOutQueue(), closed: make(chan struct{})}
+	_, err = m.join(context.Background(), sess)
+	if got := connect.CodeOf(err); got != connect.CodeUnavailable {
+		t.Errorf("join with the loop's queue full: %v (code %v), want unavailable", err, got)
+	}
+}
+
+// An idle manager's one-second tick is not a step: the snapshot, a status
+// of every worker, is not rebuilt each second while nothing happens (that
+// would cost the idle manager in proportion to its workers).
+func TestIdleTickIsNoStep(t *testing.T) {
+	m := startManager(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := joinWorker(ctx, t, m)
+	defer w.Close()
+	snap, err := m.Snapshot(ctx)
+	if err != nil || len(snap.Status.Workers) != 1 {
+		t.Fatalf("snapshot %v, %v; want one worker", snap, err)
+	}
+	before := m.steps.Load()
+	time.Sleep(2500 * time.Millisecond) // two ticks at least
+	if after := m.steps.Load(); after != before {
+		t.Errorf("steps went from %d to %d over two idle ticks, want no step", before, after)
 	}
 }

@@ -166,17 +166,25 @@ func (m *Manager) loop(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			s.stepped()
-			s.step(core.Tick{Now: time.Since(s.origin)})
-			s.expireClients(time.Now())
-			s.journalHealth()
+			// A tick that changes nothing is not a step: the snapshot (a
+			// status of every worker) is not rebuilt each second for an
+			// idle cluster, which would cost the manager in proportion to
+			// its workers.
+			if acts := s.core.Step(core.Tick{Now: time.Since(s.origin)}); len(acts) > 0 {
+				s.stepped()
+				s.execute(acts, nil)
+			}
+			s.expireClients(time.Now()) // a step of its own when a client's session ends
+			if s.journalHealth() {
+				s.stepped()
+			}
 			s.flushTxn()
 			s.publish() // readers that do not ask (none yet) see at most a tick's staleness
 		case ev := <-m.events:
 			s.stepped()
 			s.handle(ev)
 		case <-m.refresh:
-			s.publish()
+			s.refreshed()
 		}
 	}
 }

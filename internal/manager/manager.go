@@ -89,7 +89,8 @@ type Manager struct {
 	runID    string         // new at each start, or kept in StateDir: clients see a restart by it
 	epoch    uint64         // starts with this StateDir (1 without one)
 	journal  *journal.Journal
-	refused  refusals // strangers refused, for the log
+	refused  refusals  // strangers refused, for the log
+	live     *liveness // every session, swept for silent workers
 	mux      *http.ServeMux
 	index    *taskIndex     // written by loop, read by anyone (index.go)
 	txn      *txnlog.Writer // nil without Config.TxnLog; loop's
@@ -144,6 +145,7 @@ func Listen(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, log: log, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{}), epoch: 1}
 	m.clients = clients.NewTable()
+	m.live = newLiveness()
 	m.index = newTaskIndex(cfg.IndexSize)
 	m.txn = txn
 	var run [8]byte
@@ -167,7 +169,7 @@ func Listen(cfg Config) (*Manager, error) {
 		}
 		return nil, fmt.Errorf("manager: listen on %s: %w", cfg.Listen, err)
 	}
-	m.ln = gate.Listen(ln, maxStrangers)
+	m.ln = gate.Listen(ln, maxStrangers, strangerGrace)
 	m.refresh = make(chan struct{}, 1)
 	first := make(chan struct{})
 	m.published.Store(&first)
@@ -221,6 +223,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	}()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return m.loop(ctx) }) // exits when ctx ends
+	g.Go(func() error {                       // exits when ctx ends
+		m.live.run(ctx, 3*m.cfg.Heartbeat)
+		return nil
+	})
 	if m.journal != nil {
 		defer m.journal.Close()
 		g.Go(func() error { return m.journal.Run(ctx) }) // exits when ctx ends

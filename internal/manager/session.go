@@ -28,7 +28,7 @@ type session struct {
 	hello *pb.Hello
 	addr  string
 	since time.Time
-	out   chan *pb.ManagerMessage
+	out   outQueue
 	// fileServer is where the worker serves its cache to peers (host:port),
 	// "" if it serves none. Set by the loop.
 	fileServer string
@@ -36,16 +36,52 @@ type session struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	reason    atomic.Value // string
+	lastSeen  atomic.Int64 // Unix nanoseconds of the worker's last message; the liveness sweep reads it
 }
 
 // enqueue queues msg for the worker without blocking; on overflow it
 // closes the session.
 func (s *session) enqueue(msg *pb.ManagerMessage) {
-	select {
-	case s.out <- msg:
-	default:
+	if !s.out.push(msg) {
 		s.close(fmt.Sprintf("outbound queue full (%d messages): worker too slow", outboundLimit))
 	}
+}
+
+// outQueue is a session's outbound queue: a slice that grows with what is
+// queued (not a channel of outboundLimit slots, which every idle worker
+// would hold and every garbage collection would scan), and a signal.
+type outQueue struct {
+	ready chan struct{} // a token while msgs is not empty
+
+	mu   sync.Mutex
+	msgs []*pb.ManagerMessage // guarded by mu
+}
+
+func newOutQueue() outQueue { return outQueue{ready: make(chan struct{}, 1)} }
+
+// push queues msg; false when outboundLimit messages are queued already.
+func (q *outQueue) push(msg *pb.ManagerMessage) bool {
+	q.mu.Lock()
+	if len(q.msgs) >= outboundLimit {
+		q.mu.Unlock()
+		return false
+	}
+	q.msgs = append(q.msgs, msg)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns what is queued, in order, and empties the queue.
+func (q *outQueue) take() []*pb.ManagerMessage {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.msgs
+	q.msgs = nil
+	return msgs
 }
 
 func (s *session) close(reason string) {
@@ -83,9 +119,10 @@ func (m *Manager) ConnectWorker(ctx context.Context) *inproc.End[*pb.WorkerMessa
 // ways until the stream breaks, heartbeats stop, or the loop closes the
 // session.
 func (m *Manager) work(ctx context.Context, stream workStream, addr string) error {
-	first, err := receiveWithin(ctx, stream, 10*time.Second)
+	first, err := receiveWithin(ctx, stream, helloTimeout)
 	if err != nil {
-		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("read hello: %w", err))
+		// Not a refusal: the worker tries again.
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("read hello: %w", err))
 	}
 	hello := first.GetHello()
 	if err := proto.CheckHello(hello); err != nil {
@@ -93,8 +130,8 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	sess := &session{hello: hello, addr: addr, since: time.Now(),
-		out: make(chan *pb.ManagerMessage, outboundLimit), closed: make(chan struct{})}
-	id, err := call(ctx, m, func(r chan core.WorkerID) any { return evWorkerJoin{sess: sess, reply: r} })
+		out: newOutQueue(), closed: make(chan struct{})}
+	id, err := m.join(ctx, sess)
 	if err != nil {
 		return err
 	}
@@ -114,8 +151,9 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 		return nil
 	}
 
-	var lastSeen atomic.Int64
-	lastSeen.Store(time.Now().UnixNano())
+	sess.lastSeen.Store(time.Now().UnixNano())
+	m.live.add(sess)
+	defer m.live.remove(sess)
 	recvErr := make(chan error, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -127,7 +165,7 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 				recvErr <- err
 				return
 			}
-			lastSeen.Store(time.Now().UnixNano())
+			sess.lastSeen.Store(time.Now().UnixNano())
 			if msg.GetHeartbeat() != nil {
 				continue // it only says the worker lives: lastSeen is all it changes
 			}
@@ -138,19 +176,14 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 		}
 	}()
 
-	// One timer per worker that fires only when the worker could have been
-	// silent for timeout: once per timeout while it is alive, not once per
-	// heartbeat, and a silent worker is lost at timeout, not up to a
-	// heartbeat later.
-	timeout := 3 * m.cfg.Heartbeat
-	watchdog := time.NewTimer(timeout)
-	defer watchdog.Stop()
+	// A silent worker's session is closed by the liveness sweep (one
+	// timer for every worker, liveness.go).
 	reason := ""
 loop:
 	for {
 		select {
-		case msg := <-sess.out:
-			if err := proto.SendQueued(msg, sess.out, wrapManagerBatch, stream.Send); err != nil {
+		case <-sess.out.ready:
+			if err := proto.SendBatched(sess.out.take(), wrapManagerBatch, stream.Send); err != nil {
 				reason = fmt.Sprintf("send failed: %v", err)
 				break loop
 			}
@@ -160,13 +193,6 @@ loop:
 		case <-sess.closed:
 			reason = sess.reason.Load().(string)
 			break loop
-		case <-watchdog.C:
-			idle := time.Since(time.Unix(0, lastSeen.Load()))
-			if idle >= timeout {
-				reason = fmt.Sprintf("no heartbeat for %s", idle.Round(time.Second))
-				break loop
-			}
-			watchdog.Reset(timeout - idle)
 		case <-ctx.Done():
 			reason = "connection closed"
 			select {
@@ -184,6 +210,38 @@ loop:
 	stop()
 	wg.Wait()
 	return nil
+}
+
+// helloTimeout is how long a new stream may take to say hello.
+const helloTimeout = 10 * time.Second
+
+// joinTimeout is how long a hello waits for the loop to take it before
+// the worker is told to come back later. A variable for tests.
+var joinTimeout = 10 * time.Second
+
+// join hands a worker's hello to the loop and returns its ID. A loop too
+// busy to take the hello within joinTimeout answers Unavailable, which
+// the worker retries after a backoff; once taken, the reply always comes
+// (the loop answers every join), so no session is left registered
+// without its stream.
+func (m *Manager) join(ctx context.Context, sess *session) (core.WorkerID, error) {
+	reply := make(chan core.WorkerID, 1)
+	t := time.NewTimer(joinTimeout)
+	defer t.Stop()
+	select {
+	case m.events <- evWorkerJoin{sess: sess, reply: reply}:
+	case <-t.C:
+		return 0, connect.NewError(connect.CodeUnavailable,
+			fmt.Errorf("manager busy: the hello of worker %q waited %s to be taken; try again later", sess.hello.Name, joinTimeout))
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case id := <-reply:
+		return id, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 func describeStreamEnd(err error) string {

@@ -44,9 +44,15 @@ func (e *Ended) count(call bool, k pb.ResultKind) {
 // Publishing is lazy, so that a burst of events does not rebuild a large
 // snapshot per event: each step of the loop only counts itself (steps);
 // the loop builds a snapshot when a reader finds the published one older
-// than the steps taken (it nudges refresh), and on its tick when steps
-// were taken since the last one. A reader thus sees every step taken
-// before it asked, without queueing behind the loop's events.
+// than the steps taken or built over maxSnapshotAge ago (it nudges
+// refresh), and on its tick when steps were taken since the last one. A
+// reader thus sees every step taken before it asked, and times (how long
+// a task has waited) at most maxSnapshotAge old, without queueing behind
+// the loop's events; an idle manager nobody reads rebuilds nothing.
+
+// maxSnapshotAge is how old a snapshot a reader takes when no step was
+// taken since it was built.
+const maxSnapshotAge = time.Second
 
 // errStopped is what a reader gets from a manager that stopped before it
 // published a snapshot.
@@ -60,7 +66,7 @@ func (m *Manager) Snapshot(ctx context.Context) (*Snapshot, error) {
 	for {
 		published := *m.published.Load() // before the snapshot: a publication in between closes it
 		snap := m.snap.Load()
-		if snap != nil && snap.Version >= want {
+		if snap != nil && snap.Version >= want && time.Since(snap.Built) < maxSnapshotAge {
 			return snap, nil
 		}
 		select {
@@ -94,6 +100,20 @@ func (s *state) publish() {
 	if snap := s.m.snap.Load(); snap != nil && snap.Version == s.version {
 		return
 	}
+	s.rebuild()
+}
+
+// refreshed publishes a snapshot for a reader that asked: a new one if
+// steps were taken or the last is over half maxSnapshotAge old (the reader
+// found it too old).
+func (s *state) refreshed() {
+	if snap := s.m.snap.Load(); snap != nil && snap.Version == s.version && time.Since(snap.Built) < maxSnapshotAge/2 {
+		return
+	}
+	s.rebuild()
+}
+
+func (s *state) rebuild() {
 	now := time.Now()
 	st := s.status()
 	st.SnapshotVersion, st.SnapshotUnixMs = s.version, now.UnixMilli()
@@ -126,7 +146,7 @@ func (s *state) status() *pb.StatusResponse {
 			continue
 		}
 		ws := &pb.WorkerStatus{Id: uint64(w.ID), Name: sess.hello.Name, Address: sess.addr,
-			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining,
+			Total: protoResources(w.Total), Free: protoResources(w.Free), Draining: w.Draining, Simulated: sess.hello.Simulated,
 			TasksDone: w.TasksDone, ConnectedUnixMs: sess.since.UnixMilli(),
 			CacheBytes: w.CacheBytes, CacheFiles: uint64(w.CacheFiles), TransfersIn: uint64(w.TransfersIn), TransfersOut: uint64(w.TransfersOut),
 			CacheNeeded: w.CacheNeeded, BytesPruned: w.Pruned, PeakCacheBytes: w.PeakCache, CacheEvictable: w.CacheReleased}

@@ -17,6 +17,25 @@ const (
 // of one per message. It never waits for more: under light load it sends
 // first alone, adding no latency. It stops at the first error.
 func SendQueued[M goproto.Message](first M, ch <-chan M, wrap func([]M) M, send func(M) error) error {
+	msgs := []M{first}
+	for {
+		select {
+		case m := <-ch:
+			msgs = append(msgs, m)
+		default:
+			return SendBatched(msgs, wrap, send)
+		}
+	}
+}
+
+// SendBatched sends msgs in order, packing consecutive ones into batches
+// (wrap makes one message of several) within the batch limits. It stops at
+// the first error.
+func SendBatched[M goproto.Message](msgs []M, wrap func([]M) M, send func(M) error) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	first, msgs := msgs[0], msgs[1:]
 	batch := []M{first}
 	size := goproto.Size(first)
 	flush := func() error {
@@ -30,13 +49,7 @@ func SendQueued[M goproto.Message](first M, ch <-chan M, wrap func([]M) M, send 
 		batch, size = batch[:0], 0
 		return err
 	}
-	for {
-		var m M
-		select {
-		case m = <-ch:
-		default:
-			return flush()
-		}
+	for _, m := range msgs {
 		n := goproto.Size(m)
 		if len(batch) == MaxBatchMessages || size+n > MaxBatchBytes {
 			if err := flush(); err != nil {
@@ -46,4 +59,5 @@ func SendQueued[M goproto.Message](first M, ch <-chan M, wrap func([]M) M, send 
 		batch = append(batch, m)
 		size += n
 	}
+	return flush()
 }

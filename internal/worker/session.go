@@ -91,6 +91,7 @@ type session struct {
 	drainc     <-chan struct{} // the worker's drain signal; nil once seen
 	drainTimer <-chan time.Time
 	idleSince  time.Time // when it last ran nothing; zero while it runs something (IdleExit)
+	lastPost   time.Time // when it last queued a message for the manager
 }
 
 // session holds one connection to the manager until it breaks, the worker
@@ -103,7 +104,16 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	if err := stream.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: w.hello()}}); err != nil {
 		return false, refusal(err, stream)
 	}
+	// A manager that takes the hello but never answers it (its connection
+	// lost in a burst, its loop stuck) is given up on, and tried again.
+	giveUp := time.AfterFunc(w.cfg.WelcomeTimeout, func() {
+		cancel()
+		stream.CloseSend()
+	})
 	first, err := stream.Receive()
+	if !giveUp.Stop() {
+		return false, fmt.Errorf("no welcome from the manager within %s of the hello", w.cfg.WelcomeTimeout)
+	}
 	if err != nil {
 		return false, refusal(err, nil)
 	}
@@ -154,8 +164,12 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 			return s.lost(err)
 		case <-s.held.C:
 			s.held.flush(s.post)
-		case <-tick.C:
-			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
+		case now := <-tick.C:
+			// Any message says the worker lives: a heartbeat goes only
+			// on a link silent for most of an interval.
+			if now.Sub(s.lastPost) >= heartbeat*3/4 {
+				s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}})
+			}
 		case now := <-idleTick:
 			s.checkIdle(now)
 		case <-s.drainc:
@@ -221,6 +235,7 @@ func (s *session) emit(ev event) {
 
 // post queues msg for the manager, unless the connection has ended.
 func (s *session) post(msg *pb.WorkerMessage) {
+	s.lastPost = time.Now()
 	select {
 	case s.out <- msg:
 	case <-s.stop:
@@ -341,6 +356,8 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 			}
 			o = s.w.runCall(actx, run, inst)
 			libDead = inst != nil && inst.dead()
+		} else if s.w.cfg.Simulate != nil {
+			o = s.w.simulate(actx, run)
 		} else {
 			o, back, cleanup = s.w.runAttempt(actx, run)
 		}

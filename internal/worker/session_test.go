@@ -362,6 +362,51 @@ func TestSessionHello(t *testing.T) {
 	}
 }
 
+// A hello the manager never answers is given up after WelcomeTimeout,
+// and the worker connects again and says hello again.
+func TestSessionUnansweredHello(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.WelcomeTimeout = 100 * time.Millisecond })
+	var silent *managerEnd
+	select {
+	case silent = <-h.ends:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the worker did not connect in 20s")
+	}
+	if silent.next(t).GetHello() == nil {
+		t.Fatal("the worker's first message is not a hello")
+	}
+	select {
+	case err := <-silent.eof:
+		if err != io.EOF {
+			t.Errorf("the unanswered stream ended with %v, want the worker's half-close (EOF)", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the worker still waits for a welcome after 20s; want it to give up after 100ms")
+	}
+	if _, hello := h.connect(t, 60_000); hello.Name != "w1" {
+		t.Errorf("second hello from %q, want w1", hello.Name)
+	}
+}
+
+// A simulated worker says so in its hello and completes a task at once
+// with the output size it was given, without running the command.
+func TestSessionSimulated(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.Simulate = &Simulation{OutputBytes: 5} })
+	m, hello := h.connect(t, 60_000)
+	if !hello.Simulated {
+		t.Errorf("hello.simulated = false, want true")
+	}
+	m.send(t, run(1, "exit 3"))
+	want := done(1, pb.ResultKind_RESULT_KIND_SUCCESS, "xxxxx")
+	if diff := cmp.Diff(want, m.next(t), protocmp.Transform(), protocmp.IgnoreFields(&pb.Outcome{}, "run_ms")); diff != "" {
+		t.Errorf("report of a simulated attempt mismatch (-want +got):\n%s", diff)
+	}
+}
+
 func TestSessionHeartbeat(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

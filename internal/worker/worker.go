@@ -2,12 +2,13 @@ package worker
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -40,6 +41,10 @@ type Config struct {
 	StallTimeout time.Duration       // a transfer that receives nothing for this long fails; 0 means 30s
 	DrainTimeout time.Duration       // how long Drain lets running attempts finish; 0 means 1 minute
 	IdleTimeout  time.Duration       // give up after this long without a manager; 0 means 15 minutes
+	// WelcomeTimeout is how long a hello waits for the manager's welcome
+	// before the worker tries again; 0 means 30 s (the manager waits 10 s
+	// for a hello and 10 s for its loop to take it, and answers either way).
+	WelcomeTimeout time.Duration
 	// IdleExit drains the worker once it has run nothing (no attempt, no
 	// library instance) for this long, connected: a worker factory's
 	// workers retire so. 0 never.
@@ -53,6 +58,9 @@ type Config struct {
 	// TLS, when set, reaches the manager over TLS with it (docs/tls.md):
 	// a manager whose certificate does not verify refuses the worker.
 	TLS *tls.Config
+	// Simulate, when set, makes this a simulated worker that runs nothing
+	// (a measuring tool; see Simulation).
+	Simulate *Simulation
 	// Guard is the command that runs the guard process, which kills what
 	// the worker started when the worker dies (sandbox.ServeGuard); nil
 	// runs none.
@@ -97,6 +105,9 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 15 * time.Minute
 	}
+	if cfg.WelcomeTimeout <= 0 {
+		cfg.WelcomeTimeout = 30 * time.Second
+	}
 	if cfg.Name == "" {
 		host, _ := os.Hostname()
 		cfg.Name = fmt.Sprintf("%s:%d", host, os.Getpid())
@@ -113,7 +124,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Workdir = dir
 	}
 	var inc [12]byte
-	rand.Read(inc[:])
+	crand.Read(inc[:])
 	w := &Worker{cfg: cfg, log: log, base: "http://" + cfg.Manager, drainc: make(chan struct{}),
 		incarnation: hex.EncodeToString(inc[:]), kept: newKept(),
 		boxes: filepath.Join(cfg.Workdir, "sandboxes"), libs: libraries{byID: make(map[uint64]*libInstance)}}
@@ -149,6 +160,9 @@ func New(cfg Config) (*Worker, error) {
 		w.files.Transport.(*http.Transport).DialTLSContext = w.dialFilesTLS
 	}
 	w.fetcher = &transfer.Fetcher{HTTP: w.files, Manager: w.base, ManagerSecret: cfg.Secret, StallTimeout: cfg.StallTimeout, MaxBytes: cfg.Resources.DiskMB << 20}
+	if cfg.Simulate != nil {
+		return w, nil // no file server: it holds nothing to serve
+	}
 	addr := cfg.FileServer
 	if addr == "" {
 		addr = towardManager(cfg.Manager)
@@ -158,8 +172,8 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: serve the cache on %s: %w", addr, err)
 	}
 	// Peers without a valid token cost headers, never bodies: at most 256
-	// such connections, the oldest closed first.
-	w.ln = gate.Listen(ln, 256)
+	// such connections, the oldest closed first once it had 2 s to show one.
+	w.ln = gate.Listen(ln, 256, 2*time.Second)
 	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ConnContext: gate.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
 	if cfg.TLS != nil {
@@ -189,6 +203,10 @@ func (w *Worker) Drain() { w.once.Do(func() { close(w.drainc) }) }
 // ends, the manager refuses it, or no manager is reachable for IdleTimeout.
 // It removes the worker's cache and sandboxes before returning.
 func (w *Worker) Run(ctx context.Context) error {
+	if w.cfg.Simulate != nil {
+		defer w.cleanup()
+		return w.connect(ctx)
+	}
 	warden, err := sandbox.NewWarden(sandbox.WardenConfig{Guard: w.cfg.Guard, Logger: w.log})
 	if err != nil {
 		w.ln.Close()
@@ -211,6 +229,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.cleanup()
 		<-served
 	}()
+	return w.connect(ctx)
+}
+
+// connect holds sessions with the manager, one after the other, until the
+// worker is drained, ctx ends, the manager refuses it, or no manager is
+// reachable for IdleTimeout.
+func (w *Worker) connect(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	lastContact := time.Now()
 	for {
@@ -232,9 +257,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		if time.Since(lastContact) > w.cfg.IdleTimeout {
 			return fmt.Errorf("worker: no manager at %s for %s: %w", w.cfg.Manager, w.cfg.IdleTimeout, err)
 		}
-		w.log.Warn("manager connection", "manager", w.cfg.Manager, "err", err, "retry_in", backoff)
+		wait := jitter(backoff)
+		w.log.Warn("manager connection", "manager", w.cfg.Manager, "err", err, "retry_in", wait.Round(time.Millisecond))
 		select {
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		case <-ctx.Done():
 			return nil
 		case <-w.drainc:
@@ -244,15 +270,25 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// jitter spreads a backoff over [d/2, 3d/2), so that workers that lost
+// the manager together do not all come back in the same instant.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
+}
+
 func (w *Worker) cleanup() {
-	w.server.Close()
+	if w.server != nil {
+		w.server.Close()
+	}
 	w.files.CloseIdleConnections()
 	if w.peers != nil {
 		w.peers.HTTP.CloseIdleConnections()
 	}
 	w.h2.CloseIdleConnections()
-	if err := w.warden.Close(); err != nil {
-		w.log.Warn("cleanup", "err", err)
+	if w.warden != nil {
+		if err := w.warden.Close(); err != nil {
+			w.log.Warn("cleanup", "err", err)
+		}
 	}
 	os.RemoveAll(w.boxes)
 	w.cache.RemoveBelow(cache.LevelForever) // forever-level files outlive the worker
@@ -266,6 +302,10 @@ func (w *Worker) hello() *pb.Hello {
 		Resources: &pb.Resources{Cores: float64(r.MilliCores) / 1000, MemoryMb: r.MemoryMB, DiskMb: r.DiskMB, Gpus: int64(len(r.GPUs))}}
 	for _, g := range r.GPUs {
 		h.Gpus = append(h.Gpus, int32(g.Index))
+	}
+	if w.cfg.Simulate != nil {
+		h.Simulated = true
+		return h // no file server
 	}
 	_, port, _ := net.SplitHostPort(w.ln.Addr().String())
 	h.FileServer = ":" + port

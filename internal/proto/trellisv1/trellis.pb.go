@@ -2910,6 +2910,7 @@ type WorkerStatus struct {
 	// of cache_bytes, copies the manager released: the worker may evict
 	// them when it needs room (no task placed there reads them)
 	CacheEvictable int64 `protobuf:"varint,60,opt,name=cache_evictable,json=cacheEvictable,proto3" json:"cache_evictable,omitempty"`
+	Simulated      bool  `protobuf:"varint,70,opt,name=simulated,proto3" json:"simulated,omitempty"` // a simulated worker (trellis worker --simulate): it runs nothing
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -3075,6 +3076,13 @@ func (x *WorkerStatus) GetCacheEvictable() int64 {
 		return x.CacheEvictable
 	}
 	return 0
+}
+
+func (x *WorkerStatus) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
 }
 
 // TaskCounts counts tasks of one modality (command tasks, calls, or
@@ -4411,6 +4419,7 @@ type Hello struct {
 	Version    string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	FileServer string                 `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // where it serves its cache, host:port; an empty host means the connection's address
 	Cache      []*CachedFile          `protobuf:"bytes,7,rep,name=cache,proto3" json:"cache,omitempty"`                             // files it holds already (forever-level files survive a restart)
+	Simulated  bool                   `protobuf:"varint,70,opt,name=simulated,proto3" json:"simulated,omitempty"`                   // trellis worker --simulate: runs nothing, completes each task at once (a measuring tool)
 	// A random name for this worker process, the same on every connection:
 	// the journal says where an attempt was dispatched by it.
 	Incarnation string `protobuf:"bytes,50,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
@@ -4501,6 +4510,13 @@ func (x *Hello) GetCache() []*CachedFile {
 		return x.Cache
 	}
 	return nil
+}
+
+func (x *Hello) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
 }
 
 func (x *Hello) GetIncarnation() string {
@@ -6145,7 +6161,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\x80\x05\n" +
+	"\x12EndSessionResponse\"\x9e\x05\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -6169,7 +6185,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\fbytes_pruned\x18\x10 \x01(\x03R\vbytesPruned\x12(\n" +
 	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\x12\x18\n" +
 	"\afactory\x18d \x01(\tR\afactory\x12'\n" +
-	"\x0fcache_evictable\x18< \x01(\x03R\x0ecacheEvictable\"\xc2\x01\n" +
+	"\x0fcache_evictable\x18< \x01(\x03R\x0ecacheEvictable\x12\x1c\n" +
+	"\tsimulated\x18F \x01(\bR\tsimulated\"\xc2\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x18\n" +
 	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
@@ -6278,7 +6295,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
-	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xd8\x02\n" +
+	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xf6\x02\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x123\n" +
@@ -6287,7 +6304,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12\x1f\n" +
 	"\vfile_server\x18\x06 \x01(\tR\n" +
 	"fileServer\x12,\n" +
-	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\x12 \n" +
+	"\x05cache\x18\a \x03(\v2\x16.trellis.v1.CachedFileR\x05cache\x12\x1c\n" +
+	"\tsimulated\x18F \x01(\bR\tsimulated\x12 \n" +
 	"\vincarnation\x182 \x01(\tR\vincarnation\x124\n" +
 	"\arunning\x183 \x03(\v2\x1a.trellis.v1.RunningAttemptR\arunning\x12\x15\n" +
 	"\x06run_id\x184 \x01(\tR\x05runId\"Y\n" +

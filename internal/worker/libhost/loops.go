@@ -248,6 +248,7 @@ func (h *Host) superviseLoop() {
 		defer t.Stop()
 		tick = t.C
 		mem = sandbox.NewGroupMemory(h.pgid, h.spec.PollInterval)
+		defer mem.Close()
 	}
 	limit := mbToBytes(h.spec.MemoryMB)
 	grace := time.NewTimer(time.Hour)

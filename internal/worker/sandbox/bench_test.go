@@ -71,11 +71,15 @@ func startGroup(b *testing.B) int {
 	return cmd.Process.Pid
 }
 
-// BenchmarkGroupScanFull measures one memory sample that reads all of /proc.
+// BenchmarkGroupScanFull measures one pass over all of /proc (which the
+// scanners of a process share).
 func BenchmarkGroupScanFull(b *testing.B) {
 	s := newGroupScanner(startGroup(b), time.Second)
+	defer s.close()
 	for b.Loop() {
-		s.fullScan()
+		s.shared.mu.Lock()
+		s.shared.passLocked(time.Now(), s)
+		s.shared.mu.Unlock()
 	}
 }
 
@@ -83,6 +87,7 @@ func BenchmarkGroupScanFull(b *testing.B) {
 // process tree.
 func BenchmarkGroupScanWalk(b *testing.B) {
 	s := newGroupScanner(startGroup(b), time.Second)
+	defer s.close()
 	for b.Loop() {
 		s.walk()
 	}

@@ -17,7 +17,8 @@ func Environ(dir string, extra []string) []string {
 // GroupMemory samples the resident memory of one process group the way Run
 // does for Spec.MemoryMB: most samples walk the leader's process tree, and
 // about once a second a sample scans all of /proc for members that left the
-// tree. It belongs to one goroutine.
+// tree (a pass shared by every sampler of the process). It belongs to one
+// goroutine; Close it when done.
 type GroupMemory struct {
 	s *groupScanner
 }
@@ -27,6 +28,9 @@ type GroupMemory struct {
 func NewGroupMemory(pgid int, interval time.Duration) *GroupMemory {
 	return &GroupMemory{s: newGroupScanner(pgid, interval)}
 }
+
+// Close stops sampling.
+func (g *GroupMemory) Close() { g.s.close() }
 
 // RSS returns the resident memory summed over the group, in bytes.
 func (g *GroupMemory) RSS() int64 {

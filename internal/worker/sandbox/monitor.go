@@ -66,6 +66,7 @@ func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, star
 	var scan *groupScanner
 	if spec.MemoryMB > 0 {
 		scan = newGroupScanner(c.Pid(), spec.PollInterval)
+		defer scan.close()
 	}
 	memLimit, diskLimit := mbToBytes(spec.MemoryMB), mbToBytes(spec.DiskMB)
 	kill := func(k Kind, msg string) {

@@ -31,21 +31,37 @@ var childrenSupported = sync.OnceValue(func() bool {
 // costs in proportion to the task's own processes. Every fullScanPeriod (and
 // always where the children files are missing) a full scan runs instead, and
 // the members it finds become extra roots for later walks, so a member that
-// was orphaned out of the tree is still counted. A scanner belongs to one
-// goroutine.
+// was orphaned out of the tree is still counted. Full scans are shared by
+// every scanner of the process (fullScans): N tasks running at once cost
+// about two passes over /proc a second, not N. A scanner belongs to one
+// goroutine; close it when done.
 type groupScanner struct {
 	pgid      int
+	shared    *fullScans
 	fullEvery int // every fullEvery-th sample is a full scan
 	samples   int
 	roots     []int // members found by the last full scan
 	stack     []int
 	seen      map[int]struct{}
 	buf       []byte
+	// kept are the files the last walk read, kept open and re-read with
+	// one pread each (a walk of a one-process task then costs two system
+	// calls, not eight); a file no walk read is closed. gen numbers walks.
+	kept map[string]keptFile
+	gen  int
+}
+
+// keptFile is a /proc file a walk keeps open, and the walk that last read it.
+type keptFile struct {
+	fd  int
+	gen int
 }
 
 func newGroupScanner(pgid int, interval time.Duration) *groupScanner {
+	sharedScans.watch(pgid)
 	return &groupScanner{
 		pgid:      pgid,
+		shared:    sharedScans,
 		fullEvery: max(1, int(fullScanPeriod/max(interval, 1))),
 		seen:      make(map[int]struct{}),
 		buf:       make([]byte, 4096),
@@ -62,35 +78,122 @@ func (s *groupScanner) rss() (bytes int64, procs int) {
 	return s.walk()
 }
 
+// close stops sharing full scans for the group and closes the kept files.
+func (s *groupScanner) close() {
+	s.shared.unwatch(s.pgid)
+	for path, k := range s.kept {
+		syscall.Close(k.fd)
+		delete(s.kept, path)
+	}
+}
+
 // fullScan sums every process on the machine whose group is s.pgid, and
-// remembers them as roots for later walks.
+// remembers them as roots for later walks. The pass over /proc is shared
+// (fullScans): a recent one serves.
 func (s *groupScanner) fullScan() (total int64, procs int) {
+	return s.fullScanAt(time.Now())
+}
+
+func (s *groupScanner) fullScanAt(now time.Time) (total int64, procs int) {
+	g := s.shared.usage(s.pgid, now, s)
+	s.roots = append(s.roots[:0], g.roots...)
+	return g.rss, g.procs
+}
+
+// fullScans shares passes over /proc among the group scanners of this
+// process: a pass younger than fullScanPeriod/2 serves every scanner, and
+// one pass sums every watched group. So the tasks of a worker together cost
+// about two passes a second, however many run: not one each.
+type fullScans struct {
+	mu      sync.Mutex
+	watched map[int]int        // guarded by mu: pgid -> scanners watching it
+	at      time.Time          // guarded by mu: when the last pass ran
+	found   map[int]groupUsage // guarded by mu: the last pass's sums, for each group watched then
+	passes  int                // guarded by mu: passes made, for tests
+}
+
+// groupUsage is what a pass found of one group.
+type groupUsage struct {
+	rss   int64
+	procs int
+	roots []int // members but the leader
+}
+
+var sharedScans = newFullScans()
+
+func newFullScans() *fullScans {
+	return &fullScans{watched: make(map[int]int), found: make(map[int]groupUsage)}
+}
+
+func (f *fullScans) watch(pgid int) {
+	f.mu.Lock()
+	f.watched[pgid]++
+	f.mu.Unlock()
+}
+
+func (f *fullScans) unwatch(pgid int) {
+	f.mu.Lock()
+	if f.watched[pgid]--; f.watched[pgid] <= 0 {
+		delete(f.watched, pgid)
+		delete(f.found, pgid)
+	}
+	f.mu.Unlock()
+}
+
+// usage returns the group's sums from a pass younger than
+// fullScanPeriod/2 that saw it watched, making a pass (with reader's
+// buffer) if there is none.
+func (f *fullScans) usage(pgid int, now time.Time, reader *groupScanner) groupUsage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g, ok := f.found[pgid]
+	if !ok || now.Sub(f.at) >= fullScanPeriod/2 {
+		f.passLocked(now, reader)
+		g = f.found[pgid]
+	}
+	return g
+}
+
+func (f *fullScans) passLocked(now time.Time, reader *groupScanner) {
+	f.passes++
+	f.at = now
+	clear(f.found)
+	for pgid := range f.watched {
+		f.found[pgid] = groupUsage{}
+	}
 	d, err := os.Open("/proc")
 	if err != nil {
-		return 0, 0
+		return
 	}
 	names, _ := d.Readdirnames(-1)
 	d.Close()
-	s.roots = s.roots[:0]
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
 		if err != nil {
 			continue
 		}
-		if pgrp, rss, _, ok := s.stat(pid); ok && pgrp == s.pgid {
-			total += rss * pageSize
-			procs++
-			if pid != s.pgid {
-				s.roots = append(s.roots, pid)
-			}
+		pgrp, rss, _, ok := reader.stat(pid)
+		if !ok {
+			continue
 		}
+		g, watched := f.found[pgrp]
+		if !watched {
+			continue
+		}
+		g.rss += rss * pageSize
+		g.procs++
+		if pid != pgrp {
+			g.roots = append(g.roots, pid)
+		}
+		f.found[pgrp] = g
 	}
-	return total, procs
 }
 
 // walk sums the group members reachable from the leader and the known roots
 // through group members' children.
 func (s *groupScanner) walk() (total int64, procs int) {
+	s.gen++
+	defer s.closeUnread()
 	clear(s.seen)
 	s.stack = append(append(s.stack[:0], s.pgid), s.roots...)
 	for len(s.stack) > 0 {
@@ -100,7 +203,11 @@ func (s *groupScanner) walk() (total int64, procs int) {
 			continue
 		}
 		s.seen[pid] = struct{}{}
-		pgrp, rss, threads, ok := s.stat(pid)
+		b, ok := s.readKept("/proc/" + strconv.Itoa(pid) + "/stat")
+		if !ok {
+			continue
+		}
+		pgrp, rss, threads, ok := parseStat(b)
 		if !ok || pgrp != s.pgid {
 			continue
 		}
@@ -131,7 +238,7 @@ func (s *groupScanner) pushChildren(pid int, threads int64) {
 
 // pushChildrenOf pushes the pids listed in a children file.
 func (s *groupScanner) pushChildrenOf(path string) {
-	b, ok := s.readAll(path)
+	b, ok := s.readKept(path)
 	if !ok {
 		return
 	}
@@ -149,6 +256,55 @@ func (s *groupScanner) stat(pid int) (pgrp int, rssPages, threads int64, ok bool
 		return 0, 0, 0, false
 	}
 	return parseStat(b)
+}
+
+// readKept reads the file at path into s.buf like readAll, through a
+// descriptor kept open from the last walk (re-read from offset 0: /proc
+// files are generated afresh at each read from the start). A descriptor
+// that fails (its process is gone) is closed.
+func (s *groupScanner) readKept(path string) ([]byte, bool) {
+	if s.kept == nil {
+		s.kept = make(map[string]keptFile)
+	}
+	k, ok := s.kept[path]
+	if !ok {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, false
+		}
+		k.fd = fd
+	}
+	k.gen = s.gen
+	s.kept[path] = k
+	n := 0
+	for {
+		if n == len(s.buf) {
+			s.buf = append(s.buf, make([]byte, len(s.buf))...)
+		}
+		r, err := syscall.Pread(k.fd, s.buf[n:], int64(n))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			syscall.Close(k.fd)
+			delete(s.kept, path)
+			return nil, false
+		}
+		n += r
+		if r == 0 || n < len(s.buf) { // a short read: the file is all there
+			return s.buf[:n], true
+		}
+	}
+}
+
+// closeUnread closes the kept files that the walk just made did not read.
+func (s *groupScanner) closeUnread() {
+	for path, k := range s.kept {
+		if k.gen != s.gen {
+			syscall.Close(k.fd)
+			delete(s.kept, path)
+		}
+	}
 }
 
 // readAll reads the file at path into s.buf, growing it as needed.

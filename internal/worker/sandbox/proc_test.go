@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,6 +40,7 @@ func TestGroupScanner(t *testing.T) {
 	})
 
 	s := newGroupScanner(pgid, time.Hour)
+	defer s.close()
 	if _, n := s.walk(); n != 2 {
 		t.Errorf("walk before any full scan counted %d members; want the 2 in the tree", n)
 	}
@@ -51,7 +54,100 @@ func TestGroupScanner(t *testing.T) {
 	if s.fullEvery != 1 {
 		t.Errorf("fullEvery = %d for an interval of an hour; want 1", s.fullEvery)
 	}
-	if got := newGroupScanner(pgid, 50*time.Millisecond).fullEvery; got != 20 {
-		t.Errorf("fullEvery = %d for 50ms; want 20", got)
+	s50 := newGroupScanner(pgid, 50*time.Millisecond)
+	defer s50.close()
+	if s50.fullEvery != 20 {
+		t.Errorf("fullEvery = %d for 50ms; want 20", s50.fullEvery)
 	}
+}
+
+// Many scanners share passes over /proc: 64 groups each sampled by a full
+// scan cost one pass, not 64, and each gets its own group's sums.
+func TestFullScansShared(t *testing.T) {
+	f := newFullScans()
+	var scanners []*groupScanner
+	for range 64 {
+		cmd := exec.Command("/bin/sh", "-c", "exec sleep 30")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		waitSleeping(t, cmd.Process.Pid)
+		f.watch(cmd.Process.Pid)
+		scanners = append(scanners, &groupScanner{pgid: cmd.Process.Pid, shared: f, seen: map[int]struct{}{}, buf: make([]byte, 4096)})
+	}
+	now := time.Now()
+	for i, s := range scanners {
+		if rss, n := s.fullScanAt(now); n != 1 || rss <= 0 {
+			t.Errorf("scanner %d: %d bytes in %d processes, want its one process's memory", i, rss, n)
+		}
+	}
+	f.mu.Lock()
+	passes := f.passes
+	f.mu.Unlock()
+	if passes != 1 {
+		t.Errorf("%d passes over /proc for 64 groups sampled at once, want 1", passes)
+	}
+	if _, n := scanners[0].fullScanAt(now.Add(fullScanPeriod / 2)); n != 1 {
+		t.Errorf("a sample half a period later counted %d processes, want 1", n)
+	}
+	if f.passes != 2 {
+		t.Errorf("%d passes after a sample half a period later, want a new one (2)", f.passes)
+	}
+	for _, s := range scanners {
+		s.close()
+	}
+	if len(f.watched) != 0 || len(f.found) != 0 {
+		t.Errorf("after every scanner closed: %d groups watched, %d found; want none", len(f.watched), len(f.found))
+	}
+}
+
+// A walk keeps the files it read open for the next one, and closes those
+// of a process that is gone.
+func TestWalkKeepsFiles(t *testing.T) {
+	if !childrenSupported() {
+		t.Skip("no /proc/PID/task/TID/children on this kernel")
+	}
+	cmd := exec.Command("/bin/sh", "-c", "exec sleep 30")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitSleeping(t, cmd.Process.Pid)
+	s := newGroupScanner(cmd.Process.Pid, time.Hour)
+	defer s.close()
+	for i := range 2 {
+		if rss, n := s.walk(); n != 1 || rss <= 0 {
+			t.Fatalf("walk %d: %d bytes in %d processes, want the one process's memory", i+1, rss, n)
+		}
+		if len(s.kept) != 2 {
+			t.Errorf("walk %d kept %d files open, want 2 (stat and children)", i+1, len(s.kept))
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, n := s.walk(); n != 0 {
+		t.Errorf("walk after the process was reaped counted %d processes, want 0", n)
+	}
+	if len(s.kept) != 0 {
+		t.Errorf("%d files kept open after the process was reaped, want 0", len(s.kept))
+	}
+}
+
+// waitSleeping waits until pid runs sleep with memory mapped (its shell
+// has exec'd it), so that its resident memory is not 0.
+func waitSleeping(t *testing.T, pid int) {
+	t.Helper()
+	pollUntil(t, 5*time.Second, "the process to run sleep", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return false
+		}
+		_, rss, _, ok := parseStat(b)
+		return ok && strings.Contains(string(b), "(sleep)") && rss > 0
+	})
 }
