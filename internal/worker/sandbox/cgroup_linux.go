@@ -73,15 +73,36 @@ type cell struct {
 	spent bool
 }
 
+// processCgroups reads this process's cgroups and mounts once, before any
+// warden of the process has a launcher thread. In cgroup v1 each thread
+// has cgroups of its own, and /proc/self/cgroup shows the main thread's:
+// read later, it may show a cell that a launcher on the main thread
+// entered, and a second warden would make its cgroups inside that cell.
+var processCgroupFiles = sync.OnceValue(func() (f struct{ cgroup, mountinfo []byte }) {
+	f.cgroup, _ = os.ReadFile("/proc/self/cgroup")
+	f.mountinfo, _ = os.ReadFile("/proc/self/mountinfo")
+	return f
+})
+
+// processCgroups returns what processCgroupFiles read; an error if either
+// could not be read.
+func processCgroups() (cgroup, mountinfo []byte, err error) {
+	f := processCgroupFiles()
+	if f.cgroup == nil || f.mountinfo == nil {
+		return nil, nil, errors.New("cannot read /proc/self/cgroup and /proc/self/mountinfo")
+	}
+	return f.cgroup, f.mountinfo, nil
+}
+
 // openCgroups finds the cgroups this process may create and prepares its
 // own in them, removing what dead wardens left. It returns nil when none is
 // usable, and says in cpu how CPU quotas are enforced, or why they are not.
 func openCgroups() (g *cgroups, cpu string) {
-	self, err1 := os.ReadFile("/proc/self/cgroup")
-	mi, err2 := os.ReadFile("/proc/self/mountinfo")
-	if err := errors.Join(err1, err2); err != nil {
+	self, mi, err := processCgroups()
+	if err != nil {
 		return nil, "not enforced (cannot read this process's cgroups: " + err.Error() + ")"
 	}
+	var err1 error
 	start, ok := startTime(os.Getpid())
 	if !ok {
 		return nil, "not enforced (cannot read this process's start time)"
