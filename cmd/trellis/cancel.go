@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -38,13 +36,11 @@ prints its own when it submits to a --manager).`,
 				}
 				ids = append(ids, id)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := mf.dial(ctx, args[0])
+			ctx, c, done, err := mf.open(args[0])
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			if len(ids) > 0 {
 				if err := c.Cancel(ctx, ids...); err != nil {
 					return err

@@ -71,13 +71,11 @@ func libraryListCmd() *cobra.Command {
 		Short: "List the installed libraries, their calls and instances",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := mf.dial(ctx, args[0])
+			ctx, c, done, err := mf.open(args[0])
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			s, err := c.Status(ctx)
 			if err != nil {
 				return err
@@ -104,13 +102,11 @@ calls, waiting or running, fail saying the library was removed, and so do
 calls submitted later, until it is installed again.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := mf.dial(ctx, args[0])
+			ctx, c, done, err := mf.open(args[0])
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			for _, name := range args[1:] {
 				if err := c.RemoveLibrary(ctx, name); err != nil {
 					return err

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -24,13 +22,11 @@ newest 100,000 tasks, 2 KiB of each stream.`,
 			if err != nil {
 				return fmt.Errorf("task %q: give a task ID, a number", args[1])
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := mf.dial(ctx, args[0])
+			ctx, c, done, err := mf.open(args[0])
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			l, err := c.Logs(ctx, id)
 			if err != nil {
 				return err

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -49,13 +47,11 @@ The verdict is journaled (with --state) before it is applied.`,
 			if n != 1 {
 				return errors.New("say exactly one of --done, --failed and --rerun")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := mf.dial(ctx, args[0])
+			ctx, c, done, err := mf.open(args[0])
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			if err := c.Reconcile(ctx, id, v); err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -139,6 +140,19 @@ type managerFlags struct {
 func (m *managerFlags) flags(f *pflag.FlagSet) {
 	f.StringVar(&m.secretFile, "secret-file", "", "file holding the shared secret (required)")
 	m.tls.flags(f)
+}
+
+// open connects a client to the manager at addr for a command that asks it
+// one thing: the context bounds the whole command to 10 s; done releases
+// both.
+func (m *managerFlags) open(addr string) (context.Context, *trellis.Client, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c, err := m.dial(ctx, addr)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, c, func() { c.Close(); cancel() }, nil
 }
 
 // dial reads the secret and connects a client to the manager at addr.

@@ -247,14 +247,7 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	var workersBefore time.Duration
 	if !cfg.QueueFirst {
 		logf("measuring the idle manager for %s", cfg.Idle)
-		idle, err := mgr.usage()
-		if err != nil {
-			return nil, err
-		}
-		if err := sleepCtx(ctx, cfg.Idle); err != nil {
-			return nil, err
-		}
-		after, err := mgr.usage()
+		idle, after, err := mgr.idle(ctx, cfg.Idle)
 		if err != nil {
 			return nil, err
 		}
@@ -398,6 +391,18 @@ func (p *managerProc) stop() {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// idle returns the manager's usage before and after d of doing nothing.
+func (p *managerProc) idle(ctx context.Context, d time.Duration) (before, after usage, err error) {
+	if before, err = p.usage(); err != nil {
+		return before, after, err
+	}
+	if err = sleepCtx(ctx, d); err != nil {
+		return before, after, err
+	}
+	after, err = p.usage()
+	return before, after, err
 }
 
 // usage is the manager process's CPU time (user + system) and memory at a moment.

@@ -136,14 +136,7 @@ func workersRun(ctx context.Context, cfg WorkersConfig, n int, logf func(string,
 	run.ConnectS = time.Since(start).Seconds()
 
 	logf("%d workers: the idle manager for %s", n, cfg.Idle)
-	before, err := mgr.usage()
-	if err != nil {
-		return nil, err
-	}
-	if err := sleepCtx(ctx, cfg.Idle); err != nil {
-		return nil, err
-	}
-	after, err := mgr.usage()
+	before, after, err := mgr.idle(ctx, cfg.Idle)
 	if err != nil {
 		return nil, err
 	}
