@@ -101,6 +101,9 @@ type Core struct {
 	// their inputs, until they are dispatched: not told again each time
 	// a placement finds no room yet (see stage).
 	spaceTold map[TaskID]struct{}
+	// outBytes, outFiles: the outputs kept so far; their mean estimates a
+	// producer's output before it runs (see outputFits).
+	outBytes, outFiles int64
 }
 
 // New returns an empty core.
@@ -736,6 +739,9 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 			reported = true
 			if o.Size > 0 {
 				e.size = o.Size
+				if o.Kept {
+					c.outBytes, c.outFiles = c.outBytes+o.Size, c.outFiles+1
+				}
 			}
 			if o.Manager {
 				e.manager, e.inline = true, o.Inline

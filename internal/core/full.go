@@ -55,8 +55,11 @@ func (c *Core) waitForSpace(t *task, need int64, wid WorkerID, what string) {
 		return
 	}
 	why := fmt.Sprintf("handed back by worker %d: its cache is full of files still needed; waiting for space", wid)
-	if what == "inputs" {
+	switch what {
+	case "inputs":
 		why = fmt.Sprintf("the cache of worker %d has no room for its inputs: it is full of files still needed; waiting for space", wid)
+	case "outputs":
+		why = fmt.Sprintf("the cache of worker %d has no room for its outputs (estimated from those so far) until the tasks running there end and the files they read are pruned; waiting for space", wid)
 	}
 	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: ResourceExceeded, Message: why}})
 	c.setState(t, Waiting)

@@ -148,6 +148,9 @@ func (c *Core) retire(files []*fileEntry) {
 	for _, w := range byWorker(by) {
 		c.emit(Unlink{Worker: w, Files: by[w]})
 	}
+	if len(by) > 0 {
+		c.unpark = c.unpark || len(c.parked) > 0 // room for a producer that waits for it
+	}
 }
 
 // byWorker returns the workers of by, in ID order, so that actions per

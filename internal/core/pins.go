@@ -177,6 +177,29 @@ func (c *Core) cacheFits(t *task, w *worker) (bool, int64) {
 	return need <= room, need
 }
 
+// outputFits reports whether t, placed on w with need bytes of inputs to
+// bring, should start there now. It should not when its outputs, estimated
+// by the mean output kept so far, do not fit in w's cache beside its
+// inputs while a task running on w will let files be pruned when it ends:
+// then room comes soon, and t waits for it (parked, see full.go) rather
+// than fill the cache and be handed back. Without such a task waiting
+// would not help: t starts, and a full cache hands it back.
+func (c *Core) outputFits(t *task, w *worker, need int64) bool {
+	if len(t.spec.Outputs) == 0 || c.outFiles == 0 || w.total.DiskMB <= 0 {
+		return true
+	}
+	est := c.outBytes / c.outFiles * int64(len(t.spec.Outputs))
+	if need+est <= c.cacheRoom(w) {
+		return true
+	}
+	for _, r := range w.running {
+		if r != t && r.state == Running && c.frees(r) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // releaseUnpinned, at the end of a step, releases the fetched copies that
 // no task placed on their worker reads, with one Release per worker.
 func (c *Core) releaseUnpinned() {

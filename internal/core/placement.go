@@ -240,8 +240,16 @@ func (c *Core) reserve(t *task, w *worker) {
 // they are all there. Inline inputs travel inside the Run message while
 // they fit MaxInlinePerDispatch; the rest are staged too.
 func (c *Core) stage(t *task, w *worker) {
-	if len(t.spec.Inputs) > 0 && t.spec.Role == Plain {
-		if fits, need := c.cacheFits(t, w); !fits {
+	if t.spec.Role == Plain && (len(t.spec.Inputs) > 0 || len(t.spec.Outputs) > 0) {
+		fits, need := c.cacheFits(t, w)
+		what := "inputs"
+		if fits {
+			// Waiting for room for the outputs parks with an unknown
+			// need: it is an estimate, and must neither fail the task
+			// nor make the deadlock breaker evict for it.
+			fits, what, need = c.outputFits(t, w, need), "outputs", 0
+		}
+		if !fits {
 			c.setState(t, Staging)
 			c.release(t)
 			if _, told := c.spaceTold[t.spec.ID]; told {
@@ -250,7 +258,7 @@ func (c *Core) stage(t *task, w *worker) {
 				return
 			}
 			c.spaceTold[t.spec.ID] = struct{}{}
-			c.waitForSpace(t, need, w.id, "inputs")
+			c.waitForSpace(t, need, w.id, what)
 			return
 		}
 	}

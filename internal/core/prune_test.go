@@ -101,6 +101,7 @@ func TestCacheFull(t *testing.T) {
 	}
 	waiting := core.Outcome{Kind: core.ResourceExceeded, Message: "handed back by worker 1: its cache is full of files still needed; waiting for space"}
 	noRoom := core.Outcome{Kind: core.ResourceExceeded, Message: "the cache of worker 1 has no room for its inputs: it is full of files still needed; waiting for space"}
+	outputsWait := core.Outcome{Kind: core.ResourceExceeded, Message: "the cache of worker 1 has no room for its outputs (estimated from those so far) until the tasks running there end and the files they read are pruned; waiting for space"}
 	runScenarios(t, []scenario{
 		{
 			name: "waits until a file is pruned, then runs again",
@@ -132,6 +133,35 @@ func TestCacheFull(t *testing.T) {
 					Kind: core.ResourceExceeded, Message: "handed back by worker 2: its cache is full of files still needed; waiting for space"}})},
 				{ok(4, 1, 1), acts(success(4, 1, 1))},
 				{core.Tick{}, acts(dispatch(2, 1, 1))},
+			},
+		},
+		{
+			// Task 3 would write about 60 MiB (the mean output so far)
+			// where 40 MiB are free, while task 2, running there, is the
+			// last reader of a 60 MiB file: task 3 waits for the prune
+			// instead of filling the cache and being handed back.
+			name: "a producer waits for the space its output needs while a running task will free it",
+			steps: []step{
+				{join(1, two), nil},
+				{pruned(0, 10, 11), nil},
+				{submit(files(task(1, one), nil, ids(10)), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 60<<20, 10), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{submit(files(task(3, one), nil, ids(11))), acts(core.Requeued{Task: 3, Reason: outputsWait})},
+				{ok(2, 1, 1), acts(success(2, 1, 1), unlink(1, 10), dispatch(3, 1, 1))},
+				{kept(3, 1, 1, 60<<20, 11), acts(success(3, 1, 1))},
+			},
+		},
+		{
+			// The same, but nothing running there will free space: the
+			// producer starts (a full cache would hand it back).
+			name: "a producer starts when no running task will free space",
+			steps: []step{
+				{join(1, two), nil},
+				{temps(10), nil},
+				{pruned(0, 11), nil},
+				{submit(files(task(1, one), nil, ids(10)), task(2, one)), acts(dispatch(1, 1, 1), dispatch(2, 1, 1))},
+				{kept(1, 1, 1, 60<<20, 10), acts(success(1, 1, 1))},
+				{submit(files(task(3, one), nil, ids(11))), acts(dispatch(3, 1, 1))},
 			},
 		},
 		{
