@@ -48,63 +48,28 @@ func TestPruneTreeBound(t *testing.T) {
 			workers, cores := 1+rng.IntN(3), 0
 			c := core.New()
 			var acts []core.Action
-			holds := map[core.WorkerID]map[core.FileID]bool{}
 			for w := 1; w <= workers; w++ {
 				n := 1 + rng.IntN(2)
 				cores += n
 				acts = append(acts, c.Step(join(core.WorkerID(w), res(1000*int64(n), 1000)))...)
-				holds[core.WorkerID(w)] = map[core.FileID]bool{}
 			}
 			acts = append(acts, c.Step(pruned(0, all...))...)
 			acts = append(acts, c.Step(core.TasksSubmitted{Tasks: slices.Clone(tasks)})...)
-			var queue []core.Event
-			fetches := map[uint64]core.Fetch{}
-			done := 0
+			fc := newFileCluster(workers)
 			bound := cores * (depth + 2)
-			for n := 0; n < 100*len(tasks) && done < len(tasks); n++ {
-				for _, a := range acts {
-					switch a := a.(type) {
-					case core.Dispatch:
-						for _, f := range inputs[a.Task] {
-							if !holds[a.Worker][f] {
-								t.Fatalf("task %d dispatched to worker %d, which lacks input %d", a.Task, a.Worker, f)
-							}
-						}
-						out := core.FileID(100 + a.Task)
-						holds[a.Worker][out] = true
-						queue = append(queue, kept(a.Task, a.Attempt, a.Worker, size, out))
-					case core.Fetch:
-						fetches[a.Transfer] = a
-						queue = append(queue, fetched(a.Transfer, size))
-					case core.Unlink:
-						for _, f := range a.Files {
-							delete(holds[a.Worker], f)
-						}
-					case core.Done:
-						done++
-					}
+			in := func(id core.TaskID) []core.FileID { return inputs[id] }
+			out := func(id core.TaskID) core.FileID { return core.FileID(100 + id) }
+			for n := 0; n < 100*len(tasks) && fc.done < len(tasks); n++ {
+				fc.apply(t, acts, in, out, size)
+				if alive, _ := fc.alive(); alive > bound {
+					t.Fatalf("%d workers, %d cores: %d files of the tree alive, want at most %d", workers, cores, alive, bound)
 				}
-				alive := map[core.FileID]bool{}
-				for _, h := range holds {
-					for f := range h {
-						alive[f] = true
-					}
-				}
-				if len(alive) > bound {
-					t.Fatalf("%d workers, %d cores: %d files of the tree alive, want at most %d", workers, cores, len(alive), bound)
-				}
-				if len(queue) == 0 {
+				if len(fc.queue) == 0 {
 					break
 				}
-				i := rng.IntN(len(queue))
-				ev := queue[i]
-				queue = slices.Delete(queue, i, i+1)
-				if d, ok := ev.(core.TransferDone); ok {
-					f := fetches[d.Transfer]
-					holds[f.Worker][f.File] = true
-				}
-				acts = c.Step(ev)
+				acts = c.Step(fc.take(rng.IntN(len(fc.queue))))
 			}
+			done := fc.done
 			if done != len(tasks) {
 				t.Fatalf("%d of %d tasks done", done, len(tasks))
 			}
