@@ -102,16 +102,11 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "trellis-bench-scale-")
+	dir, secret, secretFile, err := secretDir("trellis-bench-scale-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	secret := "bench-scale-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	secretFile := filepath.Join(dir, "secret")
-	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
-		return nil, err
-	}
 	command := cfg.Manager
 	if cfg.ManagerCPUProfile != "" {
 		command = append(slices.Clone(command), "--cpuprofile", cfg.ManagerCPUProfile)

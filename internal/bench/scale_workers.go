@@ -114,24 +114,8 @@ func workersRun(ctx context.Context, cfg WorkersConfig, n int, logf func(string,
 		factory.Wait()
 	}()
 	run := &WorkersRun{Workers: n}
-	for {
-		st, err := c.Status(ctx)
-		if err == nil && len(st.Workers) >= n {
-			break
-		}
-		if err := mgr.exited(); err != nil {
-			return nil, err
-		}
-		if time.Since(start) > 5*time.Minute {
-			got := 0
-			if st != nil {
-				got = len(st.Workers)
-			}
-			return nil, fmt.Errorf("bench scale: %d of %d workers connected after 5m:\n%s", got, n, mgr.log.tail())
-		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-			return nil, err
-		}
+	if err := waitConnected(ctx, c, mgr, n, 5*time.Minute); err != nil {
+		return nil, err
 	}
 	run.ConnectS = time.Since(start).Seconds()
 
@@ -171,4 +155,29 @@ func secretDir(prefix string) (dir, secret, secretFile string, err error) {
 		return "", "", "", err
 	}
 	return dir, secret, secretFile, nil
+}
+
+// waitConnected waits until n workers are connected to the manager that c
+// reaches, failing if the manager exits or limit passes first.
+func waitConnected(ctx context.Context, c *trellis.Client, mgr *managerProc, n int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		st, err := c.Status(ctx)
+		if err == nil && len(st.Workers) >= n {
+			return nil
+		}
+		if err := mgr.exited(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			got := 0
+			if st != nil {
+				got = len(st.Workers)
+			}
+			return fmt.Errorf("%d of %d workers connected after %s (status: %v):\n%s", got, n, limit, err, mgr.log.tail())
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }

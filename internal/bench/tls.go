@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -95,19 +94,13 @@ func tasksOverTCP(ctx context.Context, cfg TLSConfig, withTLS bool) (float64, er
 		return 0, err
 	}
 	defer m.stop()
-	var workers []*exec.Cmd
-	defer func() {
-		for _, w := range workers {
-			w.Process.Signal(os.Interrupt)
-			w.Wait()
-		}
-	}()
+	var workers workerProcs
+	defer func() { workers.stop() }()
 	for i := range cfg.Workers {
-		args := append([]string{"worker", addr, "--secret-file", secretFile, "--cores", "1", "--log-level", "error",
+		argv := append([]string{cfg.Self, "worker", addr, "--secret-file", secretFile, "--cores", "1", "--log-level", "error",
 			"--name", "bench-" + strconv.Itoa(i+1), "--workdir", filepath.Join(dir, "w"+strconv.Itoa(i+1))}, trust...)
-		w := exec.Command(cfg.Self, args...)
-		w.Stderr = m.log // its errors show with the manager's, should the round fail
-		if err := w.Start(); err != nil {
+		w, err := startProc(argv)
+		if err != nil {
 			return 0, err
 		}
 		workers = append(workers, w)
@@ -125,19 +118,8 @@ func tasksOverTCP(ctx context.Context, cfg TLSConfig, withTLS bool) (float64, er
 		return 0, err
 	}
 	defer c.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := c.Status(ctx)
-		if err == nil && len(st.Workers) == cfg.Workers {
-			break
-		}
-		if err := m.exited(); err != nil {
-			return 0, err
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%d workers did not connect in 30 s (status: %v):\n%s", cfg.Workers, err, m.log.tail())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitConnected(ctx, c, m, cfg.Workers, 30*time.Second); err != nil {
+		return 0, err
 	}
 	if _, err := runAll(ctx, c, trivialTasks(min(cfg.Tasks, 200))); err != nil {
 		return 0, err
