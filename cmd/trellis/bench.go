@@ -147,7 +147,7 @@ run it across hosts.`,
 	recoveryCmd.Flags().IntVar(&recRounds, "rounds", 3, "rounds, each with and without the journal (alternating which goes first)")
 	recoveryCmd.Flags().IntVar(&recRestart, "restart-tasks", 100000, "queued tasks journaled before the timed restart")
 	recoveryCmd.Flags().IntVar(&recCrash, "crash-maps", 48, "map tasks of the workflow whose manager process is killed (rerun_after_crash); 0 skips it")
-	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd, benchScaleCmd(), benchTLSCmd(), recoveryCmd, benchCapacityCmd())
+	cmd.AddCommand(tasksCmd, benchCoreCmd(), dagCmd, callsCmd, benchScaleCmd(), benchTLSCmd(), benchPeerCmd(), recoveryCmd, benchCapacityCmd())
 	return cmd
 }
 

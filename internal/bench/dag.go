@@ -2,13 +2,7 @@ package bench
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +10,6 @@ import (
 
 	"trellis"
 	"trellis/internal/certs"
-	"trellis/internal/worker/cache"
-	"trellis/internal/worker/transfer"
 )
 
 // DagResult is the output of `trellis bench dag`.
@@ -146,71 +138,25 @@ func peerTransfer(ctx context.Context, mib int, withTLS bool) (peer, cp float64,
 		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
-	src := filepath.Join(dir, "src.bin")
-	if err := exec.CommandContext(ctx, "sh", "-c", fmt.Sprintf("yes transfer | head -c %d > %s", mib<<20, src)).Run(); err != nil {
-		return 0, 0, err
-	}
-	from, err := cache.Open(filepath.Join(dir, "a"), 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	to, err := cache.Open(filepath.Join(dir, "b"), 0)
-	if err != nil {
-		return 0, 0, err
-	}
-	e, err := from.Adopt("big", cache.LevelWorker, src)
-	if err != nil {
-		return 0, 0, err
-	}
-	const secret = "bench"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, 0, err
-	}
-	srv := &http.Server{Handler: transfer.NewServer(from, secret, slog.New(slog.DiscardHandler))}
-	scheme, f := "http", &transfer.Fetcher{}
+	caDir, caFile := "", ""
 	if withTLS {
-		scheme = "https"
-		if f.HTTP, err = peerTLS(dir, srv); err != nil {
-			return 0, 0, err
-		}
-		ln = tls.NewListener(ln, srv.TLSConfig)
+		caDir = filepath.Join(dir, "tls")
+		caFile = filepath.Join(caDir, certs.CAFile)
 	}
-	go srv.Serve(ln) // exits when srv is closed below
-	defer srv.Close()
-	u := fmt.Sprintf("%s://%s/cache/big?token=%s", scheme, ln.Addr(), url.QueryEscape(transfer.Token(secret, "big", time.Now().Add(time.Minute))))
+	p, err := newPeerSource(ctx, dir, mib, "127.0.0.1:0", "127.0.0.1", caDir)
+	if err != nil {
+		return 0, 0, err
+	}
+	p.serve()
+	defer p.close()
+	if peer, err = fetchPeer(ctx, dir, p.url("127.0.0.1", time.Minute), p.entry.Size, p.entry.Digest, caFile); err != nil {
+		return 0, 0, err
+	}
+
 	start := time.Now()
-	if _, err := f.Fetch(ctx, to, "big", cache.LevelWorker, u, e.Size, e.Digest, false); err != nil {
+	if err := exec.CommandContext(ctx, "cp", p.from.Path(peerName), filepath.Join(dir, "copy.bin")).Run(); err != nil {
 		return 0, 0, err
 	}
-	peer = float64(e.Size) / 1e6 / time.Since(start).Seconds()
-
-	start = time.Now()
-	if err := exec.CommandContext(ctx, "cp", from.Path("big"), filepath.Join(dir, "copy.bin")).Run(); err != nil {
-		return 0, 0, err
-	}
-	cp = float64(e.Size) / 1e6 / time.Since(start).Seconds()
+	cp = float64(p.entry.Size) / 1e6 / time.Since(start).Seconds()
 	return peer, cp, nil
-}
-
-// peerTLS makes a cluster CA in dir, gives srv a certificate it signed for
-// 127.0.0.1 as a worker's file server gets one, and returns a client that
-// verifies it as a fetching worker does.
-func peerTLS(dir string, srv *http.Server) (*http.Client, error) {
-	ca, err := certs.CA(filepath.Join(dir, "tls"))
-	if err != nil {
-		return nil, err
-	}
-	certPEM, keyPEM, err := ca.IssuePEM("127.0.0.1")
-	if err != nil {
-		return nil, err
-	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, err
-	}
-	srv.TLSConfig = certs.FileServer(func() *tls.Certificate { return &pair })
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	return &http.Client{Transport: &http.Transport{DialTLSContext: certs.DialPeer(func() *x509.CertPool { return roots })}}, nil
 }
