@@ -15,8 +15,9 @@ import (
 // TestBenchDagAcrossHosts runs scripts/netns-bench as users run it: a
 // manager and two workers, each in its own network namespace with its link
 // limited to 200 mbit by tc, and `bench dag --manager` on them. It checks
-// what the benchmark reports of that cluster, and that the script leaves
-// no namespace behind. It needs root, ip and tc.
+// what the benchmark reports of that cluster, then runs its peer mode (one
+// transfer between two hosts at 1 gbit, plain and over TLS), and checks
+// that the script leaves no namespace behind. It needs root, ip and tc.
 func TestBenchDagAcrossHosts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("not root: network namespaces and tc need CAP_NET_ADMIN")
