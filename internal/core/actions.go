@@ -109,6 +109,7 @@ type Done struct {
 	Task     TaskID
 	Attempt  uint32
 	Retained bool     // (here, it packs with Attempt)
+	Dataflow bool     // a plain task counted as dataflow (see Tally)
 	Worker   WorkerID // where the last attempt ran, 0 if it never ran
 	Outcome  Outcome
 }

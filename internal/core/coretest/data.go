@@ -659,8 +659,7 @@ func (s *sim) applyRerun(a core.Rerun) {
 	if df := s.d.decl[a.File]; s.available(a.File) {
 		s.failf("%+v, but the file is at workers %v (manager %v)", a, df.at, df.manager)
 	}
-	t.rerunning = true
-	s.d.rerunning++
+	s.setRerunning(t, true)
 	s.d.reruns = append(s.d.reruns, t)
 	s.stats.Reruns++
 }
@@ -692,8 +691,7 @@ func (s *sim) checkReruns() {
 			f.seen = true
 			s.release(t)
 		}
-		t.rerunning = false
-		s.d.rerunning--
+		s.setRerunning(t, false)
 	}
 }
 
@@ -712,8 +710,7 @@ func (s *sim) applyRecreated(a core.Recreated) {
 	f.seen = true
 	t.last = a.Worker
 	s.release(t)
-	t.rerunning = false
-	s.d.rerunning--
+	s.setRerunning(t, false)
 	s.stats.Recreated++
 }
 
@@ -742,8 +739,7 @@ func (s *sim) applyFileLost(a core.FileLost) {
 			f.seen = true
 			s.release(p)
 		}
-		p.rerunning = false
-		s.d.rerunning--
+		s.setRerunning(p, false)
 	}
 	if len(df.lost) == 0 {
 		s.stats.FilesLost++

@@ -277,6 +277,7 @@ type sim struct {
 	next          int        // tasks[:next] were submitted
 	liveTasks     int        // submitted, accepted and not done
 	doneCount     int
+	flow          flowCounts                // of dataflow tasks
 	files         map[core.FileID]*fileInfo // files whose claim the core accepted
 	pickable      []core.FileID             // outputs of generated tasks, for consumers to read
 	pickSubmitted int                       // pickable[:pickSubmitted] come from earlier batches
