@@ -26,9 +26,12 @@ type Status struct {
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
 
-	// The same by modality: command tasks, function calls, and library
-	// instances (which are not tasks: Finished counts those that ended).
+	// The same by modality: command tasks, dataflow tasks (command tasks
+	// that read a file a task produces or write a temp file; Tasks counts
+	// the others), function calls, and library instances (which are not
+	// tasks: Finished counts those that ended).
 	Tasks     TaskCounts `json:"tasks"`
+	Dataflow  TaskCounts `json:"dataflow"`
 	Calls     TaskCounts `json:"calls"`
 	Instances TaskCounts `json:"instances"`
 
@@ -234,7 +237,7 @@ func timeOrZero(ms int64) time.Time {
 func statusOf(m *pb.StatusResponse) *Status {
 	s := &Status{Waiting: int(m.Waiting), Ready: int(m.Ready), Running: int(m.Running), Finished: int(m.Finished),
 		Succeeded: int(m.Succeeded), Failed: int(m.Failed), Version: m.Version, Staging: int(m.Staging),
-		Tasks: taskCountsOf(m.Tasks), Calls: taskCountsOf(m.Calls), Instances: taskCountsOf(m.Instances),
+		Tasks: taskCountsOf(m.Tasks), Dataflow: taskCountsOf(m.Dataflow), Calls: taskCountsOf(m.Calls), Instances: taskCountsOf(m.Instances),
 		BytesFromManager: m.BytesFromManager, BytesFromPeers: m.BytesFromPeers, BytesFromURLs: m.BytesFromUrls,
 		BytesToManager: m.BytesToManager, TransfersInFlight: int(m.TransfersInFlight),
 		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated),

@@ -306,6 +306,13 @@ func (c *Core) Tally() Tally {
 	return Tally{Tasks: of(classPlain), Dataflow: of(classDataflow), Calls: of(classCall), Instances: of(classInstance)}
 }
 
+// Dataflow reports whether the core counts task id, which it knows
+// (unfinished, or run again to recreate a file), as a dataflow task.
+func (c *Core) Dataflow(id TaskID) bool {
+	t := c.tasks[id]
+	return t != nil && t.class == classDataflow
+}
+
 // class is what the core counts a task as (see Tally): its role, but a
 // plain task that takes part in a dataflow is counted apart.
 type class uint8

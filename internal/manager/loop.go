@@ -73,6 +73,9 @@ type taskRecord struct {
 	client  *clients.Session // where its events go
 	worker  core.WorkerID
 	done    bool // its Done was sent: it runs again only to recreate files
+	// dataflow: the core counts it as a dataflow task (learned when it
+	// is first dispatched, or at its Done).
+	dataflow bool
 }
 
 // state is everything the loop owns.
@@ -88,6 +91,7 @@ type state struct {
 	succeeded                   uint64 // tasks and calls
 	failed                      uint64
 	callsSucceeded, callsFailed uint64
+	flowSucceeded, flowFailed   uint64 // dataflow tasks (see core.Tally)
 	ended                       Ended  // by modality and result kind, for metrics
 	txnFailed                   bool   // the transaction log's failure was logged
 	version                     uint64 // steps taken: see stepped
@@ -346,7 +350,10 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec := s.tasks[a.Task]
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
-			s.dispatched(rec.spec.Call != nil)
+			if !rec.dataflow && rec.spec.Call == nil {
+				rec.dataflow = s.core.Dataflow(a.Task)
+			}
+			s.dispatched(modalityOf(rec))
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
@@ -442,19 +449,30 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	s.attemptEnded(a.Task, a.Attempt, outcome.Kind)
 	rec := s.tasks[a.Task]
+	if rec != nil && a.Dataflow {
+		rec.dataflow = true
+	}
 	call := rec != nil && rec.spec.Call != nil
-	s.ended.count(call, outcome.Kind)
+	mod := modalityOf(rec)
+	if rec == nil && a.Dataflow {
+		mod = 2
+	}
+	s.ended.count(mod, outcome.Kind)
 	ran := s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 		if call {
 			s.callsSucceeded++
 			s.callDone(ran)
+		} else if a.Dataflow {
+			s.flowSucceeded++
 		}
 	} else {
 		s.failed++
 		if call {
 			s.callsFailed++
+		} else if a.Dataflow {
+			s.flowFailed++
 		}
 	}
 	var name string

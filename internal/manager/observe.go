@@ -68,10 +68,10 @@ func (h *Histograms) clone() Histograms {
 // observer is the loop's notes for observers.
 type observer struct {
 	hist       Histograms
-	dispatched [2]uint64              // attempts sent to workers: [0] tasks, [1] calls
-	attempts   Ended                  // attempts ended, requeued ones too, by result kind
-	instStart  map[uint64]instStart   // instances started, until ready or ended
-	transfers  map[uint64]txnTransfer // with a transaction log: transfers in flight
+	dispatched [len(Modalities)]uint64 // attempts sent to workers, by modality
+	attempts   Ended                   // attempts ended, requeued ones too, by result kind
+	instStart  map[uint64]instStart    // instances started, until ready or ended
+	transfers  map[uint64]txnTransfer  // with a transaction log: transfers in flight
 }
 
 type instStart struct {
@@ -119,14 +119,9 @@ func (s *state) workerGone(w core.WorkerID) {
 	}
 }
 
-// dispatched notes an attempt sent to a worker.
-func (s *state) dispatched(call bool) {
-	if call {
-		s.obs.dispatched[1]++
-	} else {
-		s.obs.dispatched[0]++
-	}
-}
+// dispatched notes an attempt sent to a worker, of modality m (see
+// Modalities).
+func (s *state) dispatched(m int) { s.obs.dispatched[m]++ }
 
 // attemptEnded notes an attempt's end (attempt 0: the task never ran, not
 // counted), whether the task ends or waits again.
@@ -134,8 +129,7 @@ func (s *state) attemptEnded(t core.TaskID, attempt uint32, k pb.ResultKind) {
 	if attempt == 0 {
 		return
 	}
-	rec := s.tasks[t]
-	s.obs.attempts.count(rec != nil && rec.spec.Call != nil, k)
+	s.obs.attempts.count(modalityOf(s.tasks[t]), k)
 }
 
 // callDone notes a call's successful attempt that ran for d.

@@ -3301,8 +3301,12 @@ type StatusResponse struct {
 	// copies removed from a worker's cache to break a deadlock of full
 	// caches (their producers run again when their readers need them)
 	EvictedForSpace uint64 `protobuf:"varint,60,opt,name=evicted_for_space,json=evictedForSpace,proto3" json:"evicted_for_space,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Plain tasks counted apart as dataflow tasks: those that read a file
+	// a task produces or write a temp file. tasks counts the other plain
+	// tasks.
+	Dataflow      *TaskCounts `protobuf:"bytes,110,opt,name=dataflow,proto3" json:"dataflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -3564,6 +3568,13 @@ func (x *StatusResponse) GetEvictedForSpace() uint64 {
 		return x.EvictedForSpace
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetDataflow() *TaskCounts {
+	if x != nil {
+		return x.Dataflow
+	}
+	return nil
 }
 
 // JournalStatus is the state of a manager's journal.
@@ -6201,7 +6212,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xc8\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xfc\n" +
 	"\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
@@ -6238,7 +6249,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\tfactories\x18d \x03(\v2\x19.trellis.v1.FactoryStatusR\tfactories\x12<\n" +
 	"\runknown_tasks\x182 \x03(\v2\x17.trellis.v1.UnknownTaskR\funknownTasks\x12\x16\n" +
 	"\x06adrift\x183 \x01(\x04R\x06adrift\x12*\n" +
-	"\x11evicted_for_space\x18< \x01(\x04R\x0fevictedForSpace\"Z\n" +
+	"\x11evicted_for_space\x18< \x01(\x04R\x0fevictedForSpace\x122\n" +
+	"\bdataflow\x18n \x01(\v2\x16.trellis.v1.TaskCountsR\bdataflow\"Z\n" +
 	"\x10ReconcileRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12-\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x13.trellis.v1.VerdictR\averdict\"\x13\n" +
@@ -6607,68 +6619,69 @@ var file_trellis_proto_depIdxs = []int32{
 	46, // 42: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
 	34, // 43: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
 	45, // 44: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
-	5,  // 45: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
-	49, // 46: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	54, // 47: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	59, // 48: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	60, // 49: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	61, // 50: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	62, // 51: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	57, // 52: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	58, // 53: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	52, // 54: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	53, // 55: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	51, // 56: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	50, // 57: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	3,  // 58: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	7,  // 59: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	56, // 60: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	55, // 61: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	1,  // 62: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	18, // 63: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	72, // 64: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	73, // 65: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	74, // 66: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	68, // 67: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	69, // 68: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	71, // 69: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	65, // 70: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	66, // 71: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	64, // 72: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	70, // 73: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	63, // 74: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	12, // 75: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	6,  // 76: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	67, // 77: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 78: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	10, // 79: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	21, // 80: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	23, // 81: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	24, // 82: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	30, // 83: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	32, // 84: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	35, // 85: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	13, // 86: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	15, // 87: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	37, // 88: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	43, // 89: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	50, // 90: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	22, // 91: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	20, // 92: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	29, // 93: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	31, // 94: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	42, // 95: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	36, // 96: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	14, // 97: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	16, // 98: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	38, // 99: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	44, // 100: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	63, // 101: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	91, // [91:102] is the sub-list for method output_type
-	80, // [80:91] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	40, // 45: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
+	5,  // 46: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	49, // 47: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	54, // 48: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	59, // 49: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	60, // 50: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	61, // 51: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	62, // 52: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	57, // 53: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	58, // 54: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	52, // 55: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	53, // 56: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	51, // 57: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	50, // 58: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	3,  // 59: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	7,  // 60: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	56, // 61: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	55, // 62: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	1,  // 63: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	18, // 64: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	72, // 65: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	73, // 66: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	74, // 67: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	68, // 68: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	69, // 69: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	71, // 70: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	65, // 71: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	66, // 72: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	64, // 73: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	70, // 74: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	63, // 75: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	12, // 76: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	6,  // 77: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	67, // 78: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 79: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	10, // 80: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	21, // 81: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	23, // 82: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	24, // 83: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	30, // 84: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	32, // 85: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	35, // 86: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	13, // 87: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	15, // 88: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	37, // 89: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	43, // 90: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	50, // 91: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	22, // 92: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	20, // 93: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	29, // 94: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	31, // 95: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	42, // 96: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	36, // 97: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	14, // 98: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	16, // 99: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	38, // 100: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	44, // 101: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	63, // 102: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	92, // [92:103] is the sub-list for method output_type
+	81, // [81:92] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
