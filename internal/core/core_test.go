@@ -25,8 +25,9 @@ func countsOf(c *core.Core) counts {
 }
 
 // runSteps feeds steps to c and compares every result. Forget, Release and
-// Unplaceable actions, Done.Retained and Done.Dataflow are left out unless
-// a step wants one (TestDataflow checks the class), and so is
+// Unplaceable actions, Done.Retained, Done.Dataflow and Fetch.Task are left
+// out unless a step wants one (TestDataflow checks the class, TestFetchTask
+// the task), and so is
 // Dispatch.Keep unless a step wants a Dispatch with one: TestForget,
 // TestKeep and the simulation check them.
 func runSteps(t *testing.T, c *core.Core, steps []step) {
@@ -49,6 +50,9 @@ func compareSteps(t *testing.T, c *core.Core, steps []step, strict bool) {
 			got = slices.DeleteFunc(slices.Clone(got), isForget)
 		}
 		got = clearDone(got, !strict && !slices.ContainsFunc(s.want, retains), !slices.ContainsFunc(s.want, dataflow))
+		if !slices.ContainsFunc(s.want, fetchFor) {
+			got = clearFetchTask(got)
+		}
 		if !slices.ContainsFunc(s.want, keeps) {
 			got = slices.Clone(got)
 			for i, a := range got {
@@ -77,6 +81,23 @@ func isRelease(a core.Action) bool { _, ok := a.(core.Release); return ok }
 func retains(a core.Action) bool { d, ok := a.(core.Done); return ok && d.Retained }
 
 func dataflow(a core.Action) bool { d, ok := a.(core.Done); return ok && d.Dataflow }
+
+func fetchFor(a core.Action) bool { f, ok := a.(core.Fetch); return ok && f.Task != 0 }
+
+// clearFetchTask returns acts with Fetch.Task cleared (a copy if any is).
+func clearFetchTask(acts []core.Action) []core.Action {
+	if !slices.ContainsFunc(acts, fetchFor) {
+		return acts
+	}
+	acts = slices.Clone(acts)
+	for i, a := range acts {
+		if f, ok := a.(core.Fetch); ok {
+			f.Task = 0
+			acts[i] = f
+		}
+	}
+	return acts
+}
 
 // clearDone returns acts with Done.Retained and Done.Dataflow cleared as
 // asked (a copy if any is).
