@@ -57,7 +57,8 @@ type Library struct {
 type Summary struct {
 	Tasks, Calls int     // submitted
 	Attempts     int     // placed
-	Queued       float64 // from submission (or a requeue) to dispatch: its inputs' transfers included
+	Queued       float64 // from submission (or a requeue) until its inputs start to travel (task_staging), or its dispatch if none travel
+	Staging      float64 // from its first input starting to travel to its dispatch (or its requeue or end)
 	Starting     float64 // from dispatch (task_running) to the command's start
 	Running      float64 // commands and calls running
 	Transfers    float64 // files travelling, summed over transfers (they overlap Queued)
@@ -137,6 +138,7 @@ func Analyse(recs []txnlog.Record) *Run {
 	modality := map[uint64]string{}
 	library := map[uint64]string{}
 	waitingSince := map[uint64]float64{}
+	stagingSince := map[uint64]float64{}
 	attempts := map[attemptKey]placed{}
 	startingSpan := map[attemptKey]int{}
 	setUps := map[uint64]int{}         // instance -> its set-up span
@@ -168,6 +170,12 @@ func Analyse(recs []txnlog.Record) *Run {
 			} else {
 				sum.Tasks++
 			}
+		case txnlog.TaskStaging:
+			if since, ok := waitingSince[rec.Task]; ok {
+				sum.Queued += t - since
+				delete(waitingSince, rec.Task)
+				stagingSince[rec.Task] = t
+			}
 		case txnlog.TaskRunning:
 			k := attemptKey{rec.Task, rec.Attempt}
 			cores := rec.Cores
@@ -178,11 +186,19 @@ func Analyse(recs []txnlog.Record) *Run {
 				sum.Queued += t - since
 				delete(waitingSince, rec.Task)
 			}
+			if since, ok := stagingSince[rec.Task]; ok {
+				sum.Staging += t - since
+				delete(stagingSince, rec.Task)
+			}
 			sum.Attempts++
 			startingSpan[k] = addSpan(rec.Worker, KindStarting, t, t, true)
 		case txnlog.TaskRequeued, txnlog.TaskDone:
 			k := attemptKey{rec.Task, rec.Attempt}
 			p, ok := attempts[k]
+			if since, staging := stagingSince[rec.Task]; staging { // it gave up staging
+				sum.Staging += t - since
+				delete(stagingSince, rec.Task)
+			}
 			if rec.Event == txnlog.TaskRequeued {
 				waitingSince[rec.Task] = t
 			}

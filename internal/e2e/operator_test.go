@@ -339,12 +339,16 @@ func TestRunTxnLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
+	var hello uint64
 	for _, r := range recs {
 		if r.Task != 0 {
 			got = append(got, strings.Join(strings.Fields(r.Event+" "+r.Name+" "+r.Result), " "))
 		}
+		if r.Event == txnlog.TaskSubmitted {
+			hello = r.Task
+		}
 	}
-	want := []string{"task_submitted hello", "task_running", "task_done success"}
+	want := []string{"task_submitted hello", "task_staging", "task_running", "task_done success"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("task records of the run's transaction log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -356,15 +360,20 @@ func TestRunTxnLog(t *testing.T) {
 				t.Errorf("transfer record %+v lacks its file or worker", r)
 			}
 		}
+		if r.Event == txnlog.TaskStaging && (r.Task != hello || r.Transfer == 0 || r.File == "") {
+			t.Errorf("staging record %+v: want task %d (hello), its transfer and file", r, hello)
+		}
 	}
-	want = []string{"transfer_started manager_to_worker 1048576 ", "transfer_ended manager_to_worker 1048576 success"}
+	// The task stages: its input starts to travel, named for it.
+	want = []string{"task_staging manager_to_worker 1048576 ", "transfer_started manager_to_worker 1048576 ", "transfer_ended manager_to_worker 1048576 success"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("transfer records of the run's transaction log (-want +got):\n%s", diff)
 	}
 
 	// trellis plot draws it.
 	fig := filepath.Join(dir, "run.svg")
-	if code, out := runTrellis(t, "plot", path, "-o", fig); code != 0 || !strings.Contains(out, "1 tasks and 0 calls submitted, 1 attempts placed on 1 workers") {
+	if code, out := runTrellis(t, "plot", path, "-o", fig); code != 0 || !strings.Contains(out, "1 tasks and 0 calls submitted, 1 attempts placed on 1 workers") ||
+		!strings.Contains(out, "staging inputs") {
 		t.Errorf("trellis plot: exit %d, want 0 and the run's summary:\n%s", code, out)
 	}
 	if b, err := os.ReadFile(fig); err != nil || !bytes.HasPrefix(b, []byte("<?xml")) {

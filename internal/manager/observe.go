@@ -145,6 +145,7 @@ const (
 	RoutePeer    = "peer_to_worker"
 	RouteURL     = "url_to_worker"
 	RouteUnpack  = "unpack"
+	RouteCache   = "cache" // a copy the worker holds, released and claimed again: nothing moves
 )
 
 func routeOf(k core.SourceKind) string {
@@ -155,6 +156,8 @@ func routeOf(k core.SourceKind) string {
 		return RoutePeer
 	case core.FromOrigin:
 		return RouteURL
+	case core.FromCache:
+		return RouteCache
 	default:
 		return RouteUnpack
 	}
@@ -176,6 +179,11 @@ func (s *state) transferTxn(a core.Fetch) {
 			r.Peer = peer.hello.Name
 		}
 	}
+	if a.Task != 0 { // the task it is for stages: its input starts to travel
+		st := r
+		st.Event, st.Task = txnlog.TaskStaging, uint64(a.Task)
+		s.txn(st)
+	}
 	s.txn(r)
 }
 
@@ -191,7 +199,9 @@ func (s *state) transferEndTxn(id uint64, ok bool, size int64, why string) {
 	delete(s.obs.transfers, id)
 	r := txnlog.Record{Event: txnlog.TransferEnded, Transfer: id, File: t.file, Worker: t.worker, Route: t.route, Result: "success"}
 	if ok {
-		r.Bytes = size
+		if t.route != RouteCache {
+			r.Bytes = size
+		}
 	} else {
 		r.Result, r.Reason = "failed", why
 	}
