@@ -188,7 +188,7 @@ func TestCancelSession(t *testing.T) {
 		t.Errorf("trellis cancel --session again: exit %d, want non-zero saying it has none:\n%s", code, out)
 	}
 	code, out = runTrellis(t, "cancel", c.addr, "--secret-file", c.secretFile)
-	if code == 0 || !strings.Contains(out, "give the manager's HOST:PORT and task IDs, or --session SESSION") {
+	if code == 0 || !strings.Contains(out, "give the manager's HOST:PORT and task IDs, or --session SESSION, or --workflow WORKFLOW") {
 		t.Errorf("trellis cancel with nothing to cancel: exit %d, want non-zero saying what to give:\n%s", code, out)
 	}
 }
@@ -472,5 +472,59 @@ func TestTxnLogInstances(t *testing.T) {
 	want := []string{"instance_started 1 slow 1 w1", "instance_ready 1 slow 1 w1", "instance_ended 1 slow 1 w1 success"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("instance records of the transaction log (-want +got):\n%s", diff)
+	}
+}
+
+// TestCancelWorkflow: two workflows run at once on one manager, each
+// from its own trellis run process; trellis cancel --workflow cancels the
+// unfinished tasks of one, and the other finishes with its output
+// byte-identical. A workflow the manager never saw is a clear error.
+func TestCancelWorkflow(t *testing.T) {
+	c := newCluster(t)
+	cl := c.client()
+	c.worker("w1", nil, "--cores", "4")
+	c.waitWorkers(cl, 1)
+	alpha, beta := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(alpha, "wf.yaml"), fmt.Sprintf("name: alpha\ntasks:\n  - {name: s0, command: %q}\n  - {name: s1, command: %q}\n",
+		sleeper(alpha, "0", 300), sleeper(alpha, "1", 300)))
+	gate := filepath.Join(beta, "open")
+	writeFile(t, filepath.Join(beta, "wf.yaml"), fmt.Sprintf("name: beta\ntasks:\n  - name: gen\n    command: %q\n    outputs: {nums.txt: out/nums.txt}\n",
+		"while [ ! -e "+gate+" ]; do sleep 0.05; done; seq 1 20000 > nums.txt"))
+	runA := start(t, nil, "run", "--quiet", "--manager", c.addr, "--secret-file", c.secretFile, filepath.Join(alpha, "wf.yaml"))
+	runB := start(t, nil, "run", "--quiet", "--manager", c.addr, "--secret-file", c.secretFile, filepath.Join(beta, "wf.yaml"))
+	groups(t, alpha, "0", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	waitFor(t, 20*time.Second, "the three tasks to run", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && s.Running == 3
+	})
+
+	code, out := runTrellis(t, "cancel", c.addr, "--workflow", "alpha", "--secret-file", c.secretFile)
+	if want := "asked the manager to cancel 2 unfinished tasks of workflow alpha\n"; code != 0 || out != want {
+		t.Fatalf("trellis cancel --workflow alpha: exit %d, output %q; want 0, %q", code, out, want)
+	}
+	if code := runA.wait(t, 30*time.Second); code != 1 {
+		t.Errorf("trellis run of the cancelled workflow: exit %d, want 1:\n%s", code, runA.Output())
+	}
+	writeFile(t, gate, "")
+	if code := runB.wait(t, time.Minute); code != 0 {
+		t.Fatalf("trellis run of the other workflow: exit %d, want 0:\n%s", code, runB.Output())
+	}
+	var want strings.Builder
+	for i := 1; i <= 20000; i++ {
+		fmt.Fprintf(&want, "%d\n", i)
+	}
+	if got, err := os.ReadFile(filepath.Join(beta, "out", "nums.txt")); err != nil || string(got) != want.String() {
+		t.Errorf("the other workflow's output: %d bytes (%v), want the %d bytes of seq 1 20000", len(got), err, want.Len())
+	}
+
+	code, out = runTrellis(t, "cancel", c.addr, "--workflow", "nosuch", "--secret-file", c.secretFile)
+	if wantErr := `no task of workflow "nosuch" was submitted to this manager; the workflows it knows: "alpha", "beta"`; code == 0 || !strings.Contains(out, wantErr) {
+		t.Errorf("trellis cancel --workflow nosuch: exit %d, want non-zero and %q in:\n%s", code, wantErr, out)
+	}
+	code, out = runTrellis(t, "cancel", c.addr, "--workflow", "alpha", "--secret-file", c.secretFile)
+	if code == 0 || !strings.Contains(out, `workflow "alpha" has no unfinished task at the manager`) {
+		t.Errorf("trellis cancel --workflow alpha again: exit %d, want non-zero saying it has none:\n%s", code, out)
 	}
 }

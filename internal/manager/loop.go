@@ -22,9 +22,10 @@ type (
 		reply  chan submitReply
 	}
 	evCancel struct {
-		ids     []uint64
-		session string      // also its unfinished tasks
-		reply   chan uint64 // with session: how many; may be nil
+		ids      []uint64
+		session  string           // also its unfinished tasks
+		workflow string           // also the unfinished tasks labelled with it
+		reply    chan cancelReply // with session or workflow; may be nil
 	}
 	evWorkerJoin struct {
 		sess  *session
@@ -92,10 +93,14 @@ type state struct {
 	failed                      uint64
 	callsSucceeded, callsFailed uint64
 	flowSucceeded, flowFailed   uint64 // dataflow tasks (see core.Tally)
-	ended                       Ended  // by modality and result kind, for metrics
-	txnFailed                   bool   // the transaction log's failure was logged
-	version                     uint64 // steps taken: see stepped
-	data                        dataState
+	// workflows: every workflow label a task was submitted with, for
+	// trellis cancel --workflow to tell a finished workflow from an
+	// unknown one (one entry per distinct label over the manager's life).
+	workflows map[string]bool
+	ended     Ended  // by modality and result kind, for metrics
+	txnFailed bool   // the transaction log's failure was logged
+	version   uint64 // steps taken: see stepped
+	data      dataState
 	// Large call results in the store, by the sessions that fetch them:
 	// removed when the last of those sessions ends.
 	results map[string]map[string]bool // file name -> sessions
@@ -129,20 +134,21 @@ func newState(m *Manager) *state {
 	c := core.New()
 	c.SetPlacement(m.cfg.Placement)
 	return &state{
-		m:        m,
-		core:     c,
-		tasks:    make(map[core.TaskID]*taskRecord),
-		sessions: make(map[core.WorkerID]*session),
-		fileIDs:  make(map[string]core.FileID),
-		fileInfo: make(map[string]*pb.FileInfo),
-		data:     newDataState(),
-		results:  make(map[string]map[string]bool),
-		libs:     make(map[string]*libRecord),
-		libByID:  make(map[core.LibID]*libRecord),
-		instLibs: make(map[uint64]string),
-		adopted:  make(map[attemptKey]uint64),
-		obs:      newObserver(),
-		origin:   time.Now(),
+		m:         m,
+		core:      c,
+		tasks:     make(map[core.TaskID]*taskRecord),
+		workflows: make(map[string]bool),
+		sessions:  make(map[core.WorkerID]*session),
+		fileIDs:   make(map[string]core.FileID),
+		fileInfo:  make(map[string]*pb.FileInfo),
+		data:      newDataState(),
+		results:   make(map[string]map[string]bool),
+		libs:      make(map[string]*libRecord),
+		libByID:   make(map[core.LibID]*libRecord),
+		instLibs:  make(map[uint64]string),
+		adopted:   make(map[attemptKey]uint64),
+		obs:       newObserver(),
+		origin:    time.Now(),
 	}
 }
 
@@ -601,6 +607,9 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		id := s.nextTask
 		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
+		if w := spec.Workflow; w != "" && !s.workflows[w] {
+			s.workflows[w] = true
+		}
 		s.m.index.submitted(uint64(id), spec, req.Session, time.Now())
 		s.txn(txnlog.Record{Event: txnlog.TaskSubmitted, Task: uint64(id), Name: spec.Name, Modality: modality(spec), Library: spec.GetCall().GetLibrary()})
 		client.Submitted(uint64(id))

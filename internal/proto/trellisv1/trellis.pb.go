@@ -754,6 +754,11 @@ type TaskSpec struct {
 	// inputs give the same outputs (recorded; no rule uses it yet).
 	Deterministic bool    `protobuf:"varint,50,opt,name=deterministic,proto3" json:"deterministic,omitempty"`
 	Effects       Effects `protobuf:"varint,51,opt,name=effects,proto3,enum=trellis.v1.Effects" json:"effects,omitempty"`
+	// workflow labels the task with the name of the workflow it belongs to,
+	// chosen by the client (trellis run: the workflow file's name): an
+	// operator cancels every unfinished task of a workflow by it (trellis
+	// cancel --workflow), whichever client or session submitted them.
+	Workflow      string `protobuf:"bytes,110,opt,name=workflow,proto3" json:"workflow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +917,13 @@ func (x *TaskSpec) GetEffects() Effects {
 		return x.Effects
 	}
 	return Effects_EFFECTS_NONE
+}
+
+func (x *TaskSpec) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
 }
 
 // CallSpec is a function call: it runs in a slot of a library instance.
@@ -2381,7 +2393,11 @@ type CancelRequest struct {
 	TaskIds []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
 	// session: also cancel every unfinished task this client session submitted
 	// (trellis cancel --session; the dashboard's task page names a task's session).
-	Session       string `protobuf:"bytes,80,opt,name=session,proto3" json:"session,omitempty"`
+	Session string `protobuf:"bytes,80,opt,name=session,proto3" json:"session,omitempty"`
+	// workflow: also cancel every unfinished task labelled with this
+	// workflow (TaskSpec.workflow); NOT_FOUND if no task the manager knows
+	// has that label.
+	Workflow      string `protobuf:"bytes,110,opt,name=workflow,proto3" json:"workflow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2430,9 +2446,16 @@ func (x *CancelRequest) GetSession() string {
 	return ""
 }
 
+func (x *CancelRequest) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
 type CancelResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cancelled     uint64                 `protobuf:"varint,80,opt,name=cancelled,proto3" json:"cancelled,omitempty"` // with session: its unfinished tasks asked to cancel
+	Cancelled     uint64                 `protobuf:"varint,80,opt,name=cancelled,proto3" json:"cancelled,omitempty"` // with session or workflow: their unfinished tasks asked to cancel
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6009,7 +6032,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03dir\x18\n" +
 	" \x01(\bR\x03dir\x12\x1f\n" +
 	"\vprune_depth\x18\v \x01(\rR\n" +
-	"pruneDepth\"\xe8\x04\n" +
+	"pruneDepth\"\x84\x05\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -6029,7 +6052,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03key\x18\x0f \x01(\tR\x03key\x124\n" +
 	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\x12$\n" +
 	"\rdeterministic\x182 \x01(\bR\rdeterministic\x12-\n" +
-	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\"q\n" +
+	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\x12\x1a\n" +
+	"\bworkflow\x18n \x01(\tR\bworkflow\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -6139,10 +6163,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
 	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\tR\x06worker\"\r\n" +
-	"\vAckResponse\"D\n" +
+	"\vAckResponse\"`\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\x12\x18\n" +
-	"\asession\x18P \x01(\tR\asession\".\n" +
+	"\asession\x18P \x01(\tR\asession\x12\x1a\n" +
+	"\bworkflow\x18n \x01(\tR\bworkflow\".\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
 	"\tcancelled\x18P \x01(\x04R\tcancelled\"D\n" +
 	"\rStatusRequest\x123\n" +
