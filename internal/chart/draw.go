@@ -24,11 +24,12 @@ var (
 	kindColours = map[string]color.Color{
 		KindTask:     color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, // blue
 		KindCall:     color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, // orange
+		KindDataflow: color.RGBA{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff}, // cyan
 		KindStarting: color.RGBA{R: 0xc7, G: 0xc7, B: 0xc7, A: 0xff}, // light grey
 		KindSetUp:    color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}, // purple
 		KindTransfer: color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, // green
 	}
-	kindOrder = []string{KindTask, KindCall, KindStarting, KindSetUp, KindTransfer}
+	kindOrder = []string{KindTask, KindDataflow, KindCall, KindStarting, KindSetUp, KindTransfer}
 	palette   = []color.Color{
 		color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 		color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},

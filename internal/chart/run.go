@@ -19,6 +19,7 @@ import (
 const (
 	KindTask     = "task"     // a task's command running
 	KindCall     = "call"     // a function call running
+	KindDataflow = "dataflow" // a dataflow task's command running (it reads a file a task produces or writes a temp file)
 	KindStarting = "starting" // an attempt sent to its worker (its inputs there), until its command starts
 	KindSetUp    = "set-up"   // a library instance starting, until ready for calls
 	KindTransfer = "transfer" // a file travelling to the worker
@@ -177,6 +178,9 @@ func Analyse(recs []txnlog.Record) *Run {
 				stagingSince[rec.Task] = t
 			}
 		case txnlog.TaskRunning:
+			if rec.Modality != "" { // the manager knows a dataflow task once it places it
+				modality[rec.Task] = rec.Modality
+			}
 			k := attemptKey{rec.Task, rec.Attempt}
 			cores := rec.Cores
 			attempts[k] = placed{rec.Worker, t, cores}
@@ -221,6 +225,9 @@ func Analyse(recs []txnlog.Record) *Run {
 			}
 			sum.Starting += runFrom - p.at
 			kind := KindTask
+			if modality[rec.Task] == KindDataflow {
+				kind = KindDataflow
+			}
 			if modality[rec.Task] == "call" {
 				kind = KindCall
 				if name := library[rec.Task]; name != "" && rec.Result == "success" {

@@ -356,14 +356,16 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec := s.tasks[a.Task]
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
-			if !rec.dataflow && rec.spec.Call == nil {
-				rec.dataflow = s.core.Dataflow(a.Task)
+			if !rec.dataflow && rec.spec.Call == nil && s.core.Dataflow(a.Task) {
+				rec.dataflow = true
+				s.m.index.dataflow(uint64(a.Task))
 			}
-			s.dispatched(modalityOf(rec))
+			mod := modalityOf(rec)
+			s.dispatched(mod)
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
-				Cores: rec.spec.GetResources().GetCores()})
+				Cores: rec.spec.GetResources().GetCores(), Modality: Modalities[mod]})
 			var intent journal.Seq
 			if rec.spec.Call == nil || rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
 				// The attempt's number and worker, for a restarted manager
