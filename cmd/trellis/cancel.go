@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -53,25 +55,27 @@ manager knows no task of is an error that lists those it knows.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "asked the manager to cancel %s\n", count(len(ids), "task", "tasks"))
 			}
-			if session != "" {
-				n, err := c.CancelSession(ctx, session)
+			// byLabel cancels the unfinished tasks of one session or
+			// workflow; none is an error that says why.
+			byLabel := func(what, label string, cancel func(context.Context, string) (int, error), none string) error {
+				if label == "" {
+					return nil
+				}
+				n, err := cancel(ctx, label)
 				if err != nil {
 					return err
 				}
 				if n == 0 {
-					return fmt.Errorf("session %s has no unfinished task at the manager: it ended, never submitted, or is not that manager's (the dashboard's task pages name sessions)", session)
+					return errors.New(none)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "asked the manager to cancel %s of session %s\n", count(n, "unfinished task", "unfinished tasks"), session)
+				fmt.Fprintf(cmd.OutOrStdout(), "asked the manager to cancel %s of %s %s\n", count(n, "unfinished task", "unfinished tasks"), what, label)
+				return nil
 			}
-			if workflow != "" {
-				n, err := c.CancelWorkflow(ctx, workflow)
-				if err != nil {
-					return err
-				}
-				if n == 0 {
-					return fmt.Errorf("workflow %q has no unfinished task at the manager: its tasks have all ended", workflow)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "asked the manager to cancel %s of workflow %s\n", count(n, "unfinished task", "unfinished tasks"), workflow)
+			if err := byLabel("session", session, c.CancelSession, fmt.Sprintf("session %s has no unfinished task at the manager: it ended, never submitted, or is not that manager's (the dashboard's task pages name sessions)", session)); err != nil {
+				return err
+			}
+			if err := byLabel("workflow", workflow, c.CancelWorkflow, fmt.Sprintf("workflow %q has no unfinished task at the manager: its tasks have all ended", workflow)); err != nil {
+				return err
 			}
 			return nil
 		},
