@@ -155,6 +155,10 @@ type LibraryStatus struct {
 	InstancesStarted int              `json:"instances_started"` // set-ups that succeeded, over the library's life
 	Broken           string           `json:"broken,omitempty"`  // why its calls fail at once; "" while it works
 	Instances        []InstanceStatus `json:"instances"`
+	// Cold starts of its instances (from the start on a worker to ready
+	// for calls): their mean and the latest; 0 before the first.
+	ColdStartMean   time.Duration `json:"cold_start_mean_ns"`
+	ColdStartLatest time.Duration `json:"cold_start_latest_ns"`
 }
 
 // InstanceStatus describes one instance of a library.
@@ -261,7 +265,8 @@ func statusOf(m *pb.StatusResponse) *Status {
 	}
 	for _, l := range m.Libraries {
 		ls := LibraryStatus{Name: l.Name, CallsWaiting: int(l.CallsWaiting), CallsDone: int(l.CallsDone),
-			InstancesStarted: int(l.InstancesStarted), Broken: l.Broken}
+			InstancesStarted: int(l.InstancesStarted), Broken: l.Broken,
+			ColdStartMean: time.Duration(l.ColdStartMsMean) * time.Millisecond, ColdStartLatest: time.Duration(l.ColdStartMsLatest) * time.Millisecond}
 		for _, i := range l.Instances {
 			ls.Instances = append(ls.Instances, InstanceStatus{ID: i.Id, Worker: i.Worker, Ready: i.Ready, Busy: int(i.Busy), Slots: int(i.Slots)})
 		}

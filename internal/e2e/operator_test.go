@@ -447,6 +447,16 @@ func TestTxnLogInstances(t *testing.T) {
 			t.Errorf("/metrics %s = %v, want 1", name, m[name])
 		}
 	}
+	// The status (and so the overview) shows the library's cold start:
+	// mean and latest the one observed, within the histogram's sum.
+	st, err := cl.Status(ctx)
+	if err != nil || len(st.Libraries) != 1 {
+		t.Fatalf("status: %v libraries, %v; want slow", st.Libraries, err)
+	}
+	l, sum := st.Libraries[0], time.Duration(m["trellis_library_cold_start_seconds_sum"]*float64(time.Second))
+	if l.ColdStartMean <= 0 || l.ColdStartMean != l.ColdStartLatest || (l.ColdStartMean-sum).Abs() > time.Millisecond {
+		t.Errorf("library slow: cold start mean %v, latest %v; want both the one observed, %v", l.ColdStartMean, l.ColdStartLatest, sum)
+	}
 	if err := cl.RemoveLibrary(ctx, "slow"); err != nil {
 		t.Fatal(err)
 	}

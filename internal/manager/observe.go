@@ -97,8 +97,14 @@ func (s *state) instanceStarted(inst uint64, w core.WorkerID) {
 // instanceReady notes an instance's set-up done: a cold start observed.
 func (s *state) instanceReady(inst uint64) {
 	if st, ok := s.obs.instStart[inst]; ok {
-		s.obs.hist.ColdStarts.observe(time.Since(st.at))
+		d := time.Since(st.at)
+		s.obs.hist.ColdStarts.observe(d)
 		delete(s.obs.instStart, inst)
+		if lib := s.libs[s.instLibs[inst]]; lib != nil {
+			lib.coldStarts++
+			lib.coldSum += d
+			lib.coldLatest = d
+		}
 	}
 }
 

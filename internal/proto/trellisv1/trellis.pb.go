@@ -3899,8 +3899,13 @@ type LibraryStatus struct {
 	InstancesStarted uint64                 `protobuf:"varint,4,opt,name=instances_started,json=instancesStarted,proto3" json:"instances_started,omitempty"` // set-ups that succeeded, over the library's life
 	Broken           string                 `protobuf:"bytes,5,opt,name=broken,proto3" json:"broken,omitempty"`                                              // why its calls fail at once; empty while it works
 	Instances        []*InstanceStatus      `protobuf:"bytes,6,rep,name=instances,proto3" json:"instances,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Cold starts of its instances (from the start on a worker to ready
+	// for calls: the process, its set-up): their mean and the latest, in
+	// ms; 0 before the first.
+	ColdStartMsMean   int64 `protobuf:"varint,110,opt,name=cold_start_ms_mean,json=coldStartMsMean,proto3" json:"cold_start_ms_mean,omitempty"`
+	ColdStartMsLatest int64 `protobuf:"varint,111,opt,name=cold_start_ms_latest,json=coldStartMsLatest,proto3" json:"cold_start_ms_latest,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LibraryStatus) Reset() {
@@ -3973,6 +3978,20 @@ func (x *LibraryStatus) GetInstances() []*InstanceStatus {
 		return x.Instances
 	}
 	return nil
+}
+
+func (x *LibraryStatus) GetColdStartMsMean() int64 {
+	if x != nil {
+		return x.ColdStartMsMean
+	}
+	return 0
+}
+
+func (x *LibraryStatus) GetColdStartMsLatest() int64 {
+	if x != nil {
+		return x.ColdStartMsLatest
+	}
+	return 0
 }
 
 type InstanceStatus struct {
@@ -6293,7 +6312,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03why\x18\x03 \x01(\tR\x03why\x12\"\n" +
-	"\rsince_unix_ms\x18\x04 \x01(\x03R\vsinceUnixMs\"\xe6\x01\n" +
+	"\rsince_unix_ms\x18\x04 \x01(\x03R\vsinceUnixMs\"\xc4\x02\n" +
 	"\rLibraryStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rcalls_waiting\x18\x02 \x01(\x04R\fcallsWaiting\x12\x1d\n" +
@@ -6301,7 +6320,9 @@ const file_trellis_proto_rawDesc = "" +
 	"calls_done\x18\x03 \x01(\x04R\tcallsDone\x12+\n" +
 	"\x11instances_started\x18\x04 \x01(\x04R\x10instancesStarted\x12\x16\n" +
 	"\x06broken\x18\x05 \x01(\tR\x06broken\x128\n" +
-	"\tinstances\x18\x06 \x03(\v2\x1a.trellis.v1.InstanceStatusR\tinstances\"x\n" +
+	"\tinstances\x18\x06 \x03(\v2\x1a.trellis.v1.InstanceStatusR\tinstances\x12+\n" +
+	"\x12cold_start_ms_mean\x18n \x01(\x03R\x0fcoldStartMsMean\x12/\n" +
+	"\x14cold_start_ms_latest\x18o \x01(\x03R\x11coldStartMsLatest\"x\n" +
 	"\x0eInstanceStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x14\n" +
