@@ -2,6 +2,7 @@ package trellis
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -47,6 +48,7 @@ type Client struct {
 	tls      *tls.Config // nil: plain h2c
 
 	managerTimeout time.Duration // see WithManagerTimeout
+	workflow       string        // see WithWorkflow
 
 	mu       sync.Mutex         // guards handles, uploaded, closed, keys, userKeys
 	handles  map[string]*Handle // by task key, until the task is done
@@ -115,6 +117,11 @@ func (c *Client) Logger() *slog.Logger { return c.log }
 // once its outputs are at the client, so it may come after later events of
 // other tasks. fn must not block for long.
 func WithEvents(fn func(Event)) Option { return func(c *Client) { c.onEvent = fn } }
+
+// WithWorkflow labels every task the client submits without a
+// Task.Workflow of its own with the workflow name w (trellis run uses the
+// workflow file's name): trellis cancel --workflow w cancels them.
+func WithWorkflow(w string) Option { return func(c *Client) { c.workflow = w } }
 
 // WithManagerTimeout sets how long the client waits for an unreachable
 // manager before the tasks it waits for end their Wait with ErrManagerLost
@@ -494,6 +501,7 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags, Key: t.Key,
 		UnplaceableTimeoutMs: unplaceableMs(t.UnplaceableTimeout),
 		Deterministic:        t.Deterministic, Effects: protoEffects(t.Effects),
+		Workflow: cmp.Or(t.Workflow, c.workflow),
 	}
 	inputs := t.Inputs
 	if t.Call != nil {
@@ -683,6 +691,18 @@ func (c *Client) CancelSession(ctx context.Context, session string) (int, error)
 	resp, err := c.rpc.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{Session: session}))
 	if err != nil {
 		return 0, wireError("cancel session "+session, err)
+	}
+	return int(resp.Msg.Cancelled), nil
+}
+
+// CancelWorkflow asks the manager to cancel every unfinished task
+// labelled with workflow w (Task.Workflow, WithWorkflow), whichever client
+// submitted them, and returns how many it asked to cancel. A workflow of
+// which the manager knows no task is ErrNotFound.
+func (c *Client) CancelWorkflow(ctx context.Context, w string) (int, error) {
+	resp, err := c.rpc.Cancel(ctx, connect.NewRequest(&pb.CancelRequest{Workflow: w}))
+	if err != nil {
+		return 0, wireError("cancel workflow "+w, err)
 	}
 	return int(resp.Msg.Cancelled), nil
 }

@@ -26,9 +26,12 @@ type Status struct {
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
 
-	// The same by modality: command tasks, function calls, and library
-	// instances (which are not tasks: Finished counts those that ended).
+	// The same by modality: command tasks, dataflow tasks (command tasks
+	// that read a file a task produces or write a temp file; Tasks counts
+	// the others), function calls, and library instances (which are not
+	// tasks: Finished counts those that ended).
 	Tasks     TaskCounts `json:"tasks"`
+	Dataflow  TaskCounts `json:"dataflow"`
 	Calls     TaskCounts `json:"calls"`
 	Instances TaskCounts `json:"instances"`
 
@@ -152,6 +155,10 @@ type LibraryStatus struct {
 	InstancesStarted int              `json:"instances_started"` // set-ups that succeeded, over the library's life
 	Broken           string           `json:"broken,omitempty"`  // why its calls fail at once; "" while it works
 	Instances        []InstanceStatus `json:"instances"`
+	// Cold starts of its instances (from the start on a worker to ready
+	// for calls): their mean and the latest; 0 before the first.
+	ColdStartMean   time.Duration `json:"cold_start_mean_ns"`
+	ColdStartLatest time.Duration `json:"cold_start_latest_ns"`
 }
 
 // InstanceStatus describes one instance of a library.
@@ -234,7 +241,7 @@ func timeOrZero(ms int64) time.Time {
 func statusOf(m *pb.StatusResponse) *Status {
 	s := &Status{Waiting: int(m.Waiting), Ready: int(m.Ready), Running: int(m.Running), Finished: int(m.Finished),
 		Succeeded: int(m.Succeeded), Failed: int(m.Failed), Version: m.Version, Staging: int(m.Staging),
-		Tasks: taskCountsOf(m.Tasks), Calls: taskCountsOf(m.Calls), Instances: taskCountsOf(m.Instances),
+		Tasks: taskCountsOf(m.Tasks), Dataflow: taskCountsOf(m.Dataflow), Calls: taskCountsOf(m.Calls), Instances: taskCountsOf(m.Instances),
 		BytesFromManager: m.BytesFromManager, BytesFromPeers: m.BytesFromPeers, BytesFromURLs: m.BytesFromUrls,
 		BytesToManager: m.BytesToManager, TransfersInFlight: int(m.TransfersInFlight),
 		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated),
@@ -258,7 +265,8 @@ func statusOf(m *pb.StatusResponse) *Status {
 	}
 	for _, l := range m.Libraries {
 		ls := LibraryStatus{Name: l.Name, CallsWaiting: int(l.CallsWaiting), CallsDone: int(l.CallsDone),
-			InstancesStarted: int(l.InstancesStarted), Broken: l.Broken}
+			InstancesStarted: int(l.InstancesStarted), Broken: l.Broken,
+			ColdStartMean: time.Duration(l.ColdStartMsMean) * time.Millisecond, ColdStartLatest: time.Duration(l.ColdStartMsLatest) * time.Millisecond}
 		for _, i := range l.Instances {
 			ls.Instances = append(ls.Instances, InstanceStatus{ID: i.Id, Worker: i.Worker, Ready: i.Ready, Busy: int(i.Busy), Slots: int(i.Slots)})
 		}

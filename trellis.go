@@ -91,6 +91,10 @@ type Task struct {
 	// Effects says what the task does beyond its outputs, and so whether
 	// it may run twice (docs/recovery.md). Default: EffectsNone.
 	Effects Effects
+	// Workflow labels the task with the workflow it belongs to, so that
+	// an operator can cancel all of that workflow's unfinished tasks
+	// (trellis cancel --workflow). Empty: the client's WithWorkflow label.
+	Workflow string
 }
 
 // Effects is what a task does beyond writing its outputs.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -9,10 +11,10 @@ import (
 
 func cancelCmd() *cobra.Command {
 	var mf managerFlags
-	var session string
+	var session, workflow string
 	cmd := &cobra.Command{
-		Use:   "cancel HOST:PORT TASK... | --session SESSION",
-		Short: "Cancel tasks by ID, or all unfinished tasks of a client session, whichever client submitted them",
+		Use:   "cancel HOST:PORT TASK... | --session SESSION | --workflow WORKFLOW",
+		Short: "Cancel tasks by ID, or all unfinished tasks of a client session or of a workflow, whichever client submitted them",
 		Long: `Cancel tasks by ID (as trellis status, trellis logs and the dashboard show
 it), whichever client submitted them: a waiting task ends cancelled, a
 running one is stopped. Their client sees them end as cancelled. Tasks
@@ -20,10 +22,16 @@ that already ended are left as they are.
 
 With --session SESSION, every unfinished task of that client session is
 cancelled (a task's page on the dashboard names its session; trellis run
-prints its own when it submits to a --manager).`,
+prints its own when it submits to a --manager).
+
+With --workflow WORKFLOW, every unfinished task labelled with that
+workflow is cancelled, whichever client or session submitted it: trellis
+run labels its tasks with the workflow's name (or its --workflow), Go
+clients with Task.Workflow or trellis.WithWorkflow. A workflow the
+manager knows no task of is an error that lists those it knows.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 || len(args) == 1 && session == "" {
-				return fmt.Errorf("give the manager's HOST:PORT and task IDs, or --session SESSION")
+			if len(args) == 0 || len(args) == 1 && session == "" && workflow == "" {
+				return fmt.Errorf("give the manager's HOST:PORT and task IDs, or --session SESSION, or --workflow WORKFLOW")
 			}
 			return nil
 		},
@@ -47,20 +55,33 @@ prints its own when it submits to a --manager).`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "asked the manager to cancel %s\n", count(len(ids), "task", "tasks"))
 			}
-			if session != "" {
-				n, err := c.CancelSession(ctx, session)
+			// byLabel cancels the unfinished tasks of one session or
+			// workflow; none is an error that says why.
+			byLabel := func(what, label string, cancel func(context.Context, string) (int, error), none string) error {
+				if label == "" {
+					return nil
+				}
+				n, err := cancel(ctx, label)
 				if err != nil {
 					return err
 				}
 				if n == 0 {
-					return fmt.Errorf("session %s has no unfinished task at the manager: it ended, never submitted, or is not that manager's (the dashboard's task pages name sessions)", session)
+					return errors.New(none)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "asked the manager to cancel %s of session %s\n", count(n, "unfinished task", "unfinished tasks"), session)
+				fmt.Fprintf(cmd.OutOrStdout(), "asked the manager to cancel %s of %s %s\n", count(n, "unfinished task", "unfinished tasks"), what, label)
+				return nil
+			}
+			if err := byLabel("session", session, c.CancelSession, fmt.Sprintf("session %s has no unfinished task at the manager: it ended, never submitted, or is not that manager's (the dashboard's task pages name sessions)", session)); err != nil {
+				return err
+			}
+			if err := byLabel("workflow", workflow, c.CancelWorkflow, fmt.Sprintf("workflow %q has no unfinished task at the manager: its tasks have all ended", workflow)); err != nil {
+				return err
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&session, "session", "", "cancel every unfinished task of this client session")
+	cmd.Flags().StringVar(&workflow, "workflow", "", "cancel every unfinished task labelled with this workflow (trellis run labels its tasks with the workflow's name)")
 	mf.flags(cmd.Flags())
 	return cmd
 }

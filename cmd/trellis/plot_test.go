@@ -44,7 +44,7 @@ func TestPlot(t *testing.T) {
 	}
 	for _, want := range []string{
 		"run of 4 s: 1 tasks and 1 calls submitted, 2 attempts placed on 1 workers",
-		"queued 3 s (transfers included), starting 0.5 s, running 2 s",
+		"queued 3 s, staging inputs 0 s, starting 0.5 s, running 2 s",
 		"library lib: 1 cold starts, median 1000 ms; 1 warm calls, median 500 ms",
 		"wrote " + filepath.Join(dir, "run.svg"), "wrote " + filepath.Join(dir, "run-calls.svg"),
 	} {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -17,16 +18,17 @@ import (
 
 func runCmd() *cobra.Command {
 	var (
-		workers      int
-		managerAddr  string
-		secretFile   string
-		workerCores  float64
-		workerMemory int64
-		quiet        bool
-		check        bool
-		txnLog       string
-		logsDir      string
-		ctls         clientTLS
+		workers       int
+		managerAddr   string
+		secretFile    string
+		workerCores   float64
+		workerMemory  int64
+		quiet         bool
+		check         bool
+		txnLog        string
+		logsDir       string
+		workflowLabel string
+		ctls          clientTLS
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE",
@@ -54,7 +56,8 @@ exits with status 130 or 143; a second one exits at once.`,
 				// Progress is the user's view; the embedded cluster speaks up only for problems.
 				log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			}
-			opts := []trellis.Option{trellis.WithEvents(progress.Event), trellis.WithLogger(log)}
+			label := cmp.Or(workflowLabel, wf.Name)
+			opts := []trellis.Option{trellis.WithEvents(progress.Event), trellis.WithLogger(log), trellis.WithWorkflow(label)}
 			ctx, interrupted, stop := interrupts(managerAddr != "")
 			defer stop()
 			startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -79,8 +82,8 @@ exits with status 130 or 143; a second one exits at once.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "trellis: session %s at %s (trellis cancel %s --session %s cancels its unfinished tasks)\n",
-					c.Session(), managerAddr, managerAddr, c.Session())
+				fmt.Fprintf(cmd.ErrOrStderr(), "trellis: session %s at %s (trellis cancel %s --session %s cancels its unfinished tasks; --workflow %s cancels those of every run labelled %[5]s)\n",
+					c.Session(), managerAddr, managerAddr, c.Session(), label)
 			} else {
 				c, err = local.Start(startCtx, local.Config{Workers: workers, Cores: workerCores, MemoryMB: workerMemory, Guard: guardCommand(), TxnLog: txnLog}, opts...)
 				if sig := interrupted(); err != nil && sig != nil {
@@ -121,6 +124,7 @@ exits with status 130 or 143; a second one exits at once.`,
 	f.BoolVar(&check, "check", false, "validate the file and exit, without running anything")
 	f.StringVar(&logsDir, "logs", "", "write each task's and call's stdout and stderr tails to DIR/NAME.stdout and DIR/NAME.stderr")
 	f.StringVar(&txnLog, "txn-log", "", "the embedded cluster appends one JSON line per state change to FILE (docs/dashboard.md)")
+	f.StringVar(&workflowLabel, "workflow", "", "label the tasks with this workflow name, for trellis cancel --workflow (default: the workflow's name)")
 	ctls.flags(f)
 	return cmd
 }

@@ -134,6 +134,10 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	fmt.Fprintf(out, "manager %s (trellis %s)\n", addr, s.Version)
 	fmt.Fprintf(out, "tasks: %d waiting for inputs, %d ready, %d staging inputs, %d running, %d finished (%d succeeded, %d failed)\n",
 		s.Waiting, s.Ready, s.Staging, s.Running, s.Finished, s.Succeeded, s.Failed)
+	if d := s.Dataflow; d.Finished+d.Waiting+d.Ready+d.Staging+d.Running > 0 {
+		fmt.Fprintf(out, "  of which dataflow tasks (reading files tasks produce, or writing temp files): %d waiting for inputs, %d ready, %d staging inputs, %d running, %d finished (%d succeeded, %d failed)\n",
+			d.Waiting, d.Ready, d.Staging, d.Running, d.Finished, d.Succeeded, d.Failed)
+	}
 	if c := s.Calls; c.Finished+c.Waiting+c.Ready+c.Staging+c.Running > 0 {
 		fmt.Fprintf(out, "  of which calls: %d waiting for a slot, %d running, %d finished (%d succeeded, %d failed)\n",
 			c.Waiting+c.Ready+c.Staging, c.Running, c.Finished, c.Succeeded, c.Failed)

@@ -168,3 +168,21 @@ func TestStatusSimulated(t *testing.T) {
 		}
 	}
 }
+
+// trellis status prints dataflow tasks on a line of their own, and none
+// when there are none.
+func TestStatusDataflow(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, "m:1", &trellis.Status{Waiting: 3, Running: 2, Finished: 4, Succeeded: 3, Failed: 1,
+		Tasks:    trellis.TaskCounts{Waiting: 1, Running: 1, Finished: 1, Succeeded: 1},
+		Dataflow: trellis.TaskCounts{Waiting: 2, Staging: 1, Running: 1, Finished: 3, Succeeded: 2, Failed: 1}})
+	want := "  of which dataflow tasks (reading files tasks produce, or writing temp files): 2 waiting for inputs, 0 ready, 1 staging inputs, 1 running, 3 finished (2 succeeded, 1 failed)\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("trellis status printed:\n%s\nwant the line %q", out.String(), want)
+	}
+	out.Reset()
+	printStatus(&out, "m:1", &trellis.Status{Tasks: trellis.TaskCounts{Finished: 1}})
+	if strings.Contains(out.String(), "dataflow") {
+		t.Errorf("trellis status without dataflow tasks printed:\n%s\nwant no dataflow line", out.String())
+	}
+}

@@ -24,11 +24,12 @@ var (
 	kindColours = map[string]color.Color{
 		KindTask:     color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, // blue
 		KindCall:     color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, // orange
+		KindDataflow: color.RGBA{R: 0x17, G: 0xbe, B: 0xcf, A: 0xff}, // cyan
 		KindStarting: color.RGBA{R: 0xc7, G: 0xc7, B: 0xc7, A: 0xff}, // light grey
 		KindSetUp:    color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}, // purple
 		KindTransfer: color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, // green
 	}
-	kindOrder = []string{KindTask, KindCall, KindStarting, KindSetUp, KindTransfer}
+	kindOrder = []string{KindTask, KindDataflow, KindCall, KindStarting, KindSetUp, KindTransfer}
 	palette   = []color.Color{
 		color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 		color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}, color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
@@ -280,12 +281,12 @@ func summaryPlot(r *Run) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Where time went, summed over %d attempts", s.Attempts)
 	p.Y.Label.Text = "seconds"
-	bars, err := plotter.NewBarChart(plotter.Values{s.Queued, s.Starting, s.Running, s.Transfers}, vg.Points(40))
+	bars, err := plotter.NewBarChart(plotter.Values{s.Queued, s.Staging, s.Starting, s.Running, s.Transfers}, vg.Points(40))
 	if err == nil { // (the values are sums of finite durations)
 		bars.Color = palette[0]
 		p.Add(bars)
 	}
-	p.NominalX("queued (transfers included)", "starting", "running", "transfers")
+	p.NominalX("queued", "staging inputs", "starting", "running", "transfers")
 	return p
 }
 
@@ -296,8 +297,8 @@ func (r *Run) Text() string {
 	s := r.Summary
 	out := fmt.Sprintf("run of %s: %d tasks and %d calls submitted, %d attempts placed on %d workers\n",
 		seconds(s.Duration), s.Tasks, s.Calls, s.Attempts, len(r.Workers))
-	out += fmt.Sprintf("time summed over attempts: queued %s (transfers included), starting %s, running %s; transfers %s moving %.1f MiB\n",
-		seconds(s.Queued), seconds(s.Starting), seconds(s.Running), seconds(s.Transfers), float64(s.Bytes)/(1<<20))
+	out += fmt.Sprintf("time summed over attempts: queued %s, staging inputs %s, starting %s, running %s; transfers %s moving %.1f MiB\n",
+		seconds(s.Queued), seconds(s.Staging), seconds(s.Starting), seconds(s.Running), seconds(s.Transfers), float64(s.Bytes)/(1<<20))
 	for _, l := range r.Libraries {
 		out += fmt.Sprintf("library %s: %d cold starts, median %s; %d warm calls, median %s\n",
 			l.Name, len(l.ColdStarts), ms(median(l.ColdStarts)), len(l.Calls), ms(median(l.Calls)))

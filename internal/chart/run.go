@@ -19,6 +19,7 @@ import (
 const (
 	KindTask     = "task"     // a task's command running
 	KindCall     = "call"     // a function call running
+	KindDataflow = "dataflow" // a dataflow task's command running (it reads a file a task produces or writes a temp file)
 	KindStarting = "starting" // an attempt sent to its worker (its inputs there), until its command starts
 	KindSetUp    = "set-up"   // a library instance starting, until ready for calls
 	KindTransfer = "transfer" // a file travelling to the worker
@@ -57,7 +58,8 @@ type Library struct {
 type Summary struct {
 	Tasks, Calls int     // submitted
 	Attempts     int     // placed
-	Queued       float64 // from submission (or a requeue) to dispatch: its inputs' transfers included
+	Queued       float64 // from submission (or a requeue) until its inputs start to travel (task_staging), or its dispatch if none travel
+	Staging      float64 // from its first input starting to travel to its dispatch (or its requeue or end)
 	Starting     float64 // from dispatch (task_running) to the command's start
 	Running      float64 // commands and calls running
 	Transfers    float64 // files travelling, summed over transfers (they overlap Queued)
@@ -137,6 +139,7 @@ func Analyse(recs []txnlog.Record) *Run {
 	modality := map[uint64]string{}
 	library := map[uint64]string{}
 	waitingSince := map[uint64]float64{}
+	stagingSince := map[uint64]float64{}
 	attempts := map[attemptKey]placed{}
 	startingSpan := map[attemptKey]int{}
 	setUps := map[uint64]int{}         // instance -> its set-up span
@@ -168,7 +171,16 @@ func Analyse(recs []txnlog.Record) *Run {
 			} else {
 				sum.Tasks++
 			}
+		case txnlog.TaskStaging:
+			if since, ok := waitingSince[rec.Task]; ok {
+				sum.Queued += t - since
+				delete(waitingSince, rec.Task)
+				stagingSince[rec.Task] = t
+			}
 		case txnlog.TaskRunning:
+			if rec.Modality != "" { // the manager knows a dataflow task once it places it
+				modality[rec.Task] = rec.Modality
+			}
 			k := attemptKey{rec.Task, rec.Attempt}
 			cores := rec.Cores
 			attempts[k] = placed{rec.Worker, t, cores}
@@ -178,11 +190,19 @@ func Analyse(recs []txnlog.Record) *Run {
 				sum.Queued += t - since
 				delete(waitingSince, rec.Task)
 			}
+			if since, ok := stagingSince[rec.Task]; ok {
+				sum.Staging += t - since
+				delete(stagingSince, rec.Task)
+			}
 			sum.Attempts++
 			startingSpan[k] = addSpan(rec.Worker, KindStarting, t, t, true)
 		case txnlog.TaskRequeued, txnlog.TaskDone:
 			k := attemptKey{rec.Task, rec.Attempt}
 			p, ok := attempts[k]
+			if since, staging := stagingSince[rec.Task]; staging { // it gave up staging
+				sum.Staging += t - since
+				delete(stagingSince, rec.Task)
+			}
 			if rec.Event == txnlog.TaskRequeued {
 				waitingSince[rec.Task] = t
 			}
@@ -205,6 +225,9 @@ func Analyse(recs []txnlog.Record) *Run {
 			}
 			sum.Starting += runFrom - p.at
 			kind := KindTask
+			if modality[rec.Task] == KindDataflow {
+				kind = KindDataflow
+			}
 			if modality[rec.Task] == "call" {
 				kind = KindCall
 				if name := library[rec.Task]; name != "" && rec.Result == "success" {

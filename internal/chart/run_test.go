@@ -68,6 +68,39 @@ func TestAnalyse(t *testing.T) {
 	}
 }
 
+// Staging: from a task's first input starting to travel to its dispatch,
+// or to its requeue when it gives up staging; queued until then.
+func TestAnalyseStaging(t *testing.T) {
+	got := Analyse([]txnlog.Record{
+		{Time: at(0), Event: txnlog.TaskSubmitted, Task: 1, Modality: "task"},
+		{Time: at(0), Event: txnlog.TaskSubmitted, Task: 2, Modality: "task"},
+		{Time: at(1), Event: txnlog.TaskStaging, Task: 1, Worker: "w1", Transfer: 7, File: "a", Route: "manager_to_worker"},
+		{Time: at(1), Event: txnlog.TransferStarted, Transfer: 7, File: "a", Worker: "w1", Route: "manager_to_worker"},
+		{Time: at(1.5), Event: txnlog.TaskStaging, Task: 1, Worker: "w1", Transfer: 8, File: "b", Route: "peer_to_worker", Peer: "w2"},
+		{Time: at(2), Event: txnlog.TaskStaging, Task: 2, Worker: "w1", Transfer: 9, File: "c", Route: "url_to_worker"},
+		{Time: at(2.5), Event: txnlog.TaskRequeued, Task: 2, Reason: "input_missing: fetch from origin: 404"},
+		{Time: at(3), Event: txnlog.TransferEnded, Transfer: 7, File: "a", Worker: "w1", Route: "manager_to_worker", Result: "success", Bytes: 10},
+		{Time: at(3), Event: txnlog.TaskRunning, Task: 1, Attempt: 1, Worker: "w1", Cores: 1, Modality: "dataflow"},
+		{Time: at(4), Event: txnlog.TaskDone, Task: 1, Attempt: 1, Worker: "w1", Result: "success", RunMs: 1000},
+		{Time: at(4), Event: txnlog.TaskRunning, Task: 2, Attempt: 1, Worker: "w1", Cores: 1},
+		{Time: at(5), Event: txnlog.TaskDone, Task: 2, Attempt: 1, Worker: "w1", Result: "success", RunMs: 1000},
+	})
+	want := Summary{Tasks: 2, Attempts: 2, Queued: 1 + 2 + 1.5, Staging: 2 + 0.5, Running: 2, Transfers: 2, Bytes: 10, Duration: 5}
+	if diff := cmp.Diff(want, got.Summary); diff != "" {
+		t.Errorf("Analyse summary mismatch (-want +got):\n%s", diff)
+	}
+	// Task 1 runs as a dataflow task (its task_running says so), task 2 as a task.
+	var kinds []string
+	for _, s := range got.Workers[0].Spans {
+		if s.Kind == KindTask || s.Kind == KindDataflow {
+			kinds = append(kinds, s.Kind)
+		}
+	}
+	if diff := cmp.Diff([]string{KindDataflow, KindTask}, kinds); diff != "" {
+		t.Errorf("kinds of the running spans (-want +got):\n%s", diff)
+	}
+}
+
 // A span the log ends before is drawn to the log's end and marked open.
 func TestAnalyseOpenSpan(t *testing.T) {
 	got := Analyse([]txnlog.Record{

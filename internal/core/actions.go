@@ -109,6 +109,7 @@ type Done struct {
 	Task     TaskID
 	Attempt  uint32
 	Retained bool     // (here, it packs with Attempt)
+	Dataflow bool     // a plain task counted as dataflow (see Tally)
 	Worker   WorkerID // where the last attempt ran, 0 if it never ran
 	Outcome  Outcome
 }
@@ -126,12 +127,18 @@ type StaleResult struct {
 // Fetch: Worker must bring File into its cache from Source, and report a
 // TransferDone for Transfer. From then on the worker holds File: it does
 // not evict it until a Release names it (see pins.go).
+//
+// Task names the task placed on Worker that the fetch is for: the first
+// one staging there that waits for File, or for a file unpacked from it
+// (others may wait for it too); 0 for a fetch no task or call waits for
+// (an extra replica of a temp file, an input of a library instance).
 type Fetch struct {
 	Transfer uint64
 	Worker   WorkerID
 	File     FileID
 	Source   Source
 	Size     int64 // expected, 0 if unknown
+	Task     TaskID
 }
 
 // Recreated: a task that had finished ran again to recreate lost outputs,

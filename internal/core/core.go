@@ -32,7 +32,8 @@ type task struct {
 	// rank orders tasks of equal priority (see before): branchRank if it
 	// reads a file a task produces (it continues a started branch), plus
 	// bits.Len64 of the bytes its end lets be pruned, when made ready.
-	rank uint8
+	rank  uint8
+	class class // what Tally counts it as (see classOf)
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -46,9 +47,9 @@ type Core struct {
 	fresh   []*task   // made ready in this step, to place at its end
 	spare   []*task   // the other buffer of placeFresh
 	freed   []*worker // freed by tasks staging there in this step, to fill at its end
-	// Tasks by role and state. Finished counts every task ever finished,
-	// and for instances every instance that ended.
-	counts [Instance + 1][Staging + 1]int
+	// Tasks by class (see classOf) and state. Finished counts every task
+	// ever finished, and for instances every instance that ended.
+	counts [classDataflow + 1][Staging + 1]int
 	shapes map[Resources]*shapeCount // demand by shape, kept as states change
 	// callShape counts calls, which need no shape of their own (they run
 	// in the slots of instances), so that every task has one.
@@ -254,7 +255,7 @@ func (c *Core) setState(t *task, s State) {
 	// Branch-free, and so inlined: it runs on every move of every task. A
 	// new task's first decrement lands in the slot of state 0, which
 	// nobody reads.
-	all, shape := &c.counts[t.spec.Role], &t.shape.by[t.spec.Role]
+	all, shape := &c.counts[t.class], &t.shape.by[t.spec.Role]
 	all[t.state]--
 	shape[t.state]--
 	all[s]++
@@ -269,13 +270,15 @@ func (c *Core) Counts() (waiting, ready, running, finished int) {
 	for _, n := range &c.counts {
 		waiting, ready, running = waiting+n[Waiting], ready+n[Ready], running+n[Running]
 	}
-	return waiting, ready, running, c.counts[Plain][Finished] + c.counts[Call][Finished]
+	n := &c.counts
+	return waiting, ready, running, n[classPlain][Finished] + n[classDataflow][Finished] + n[classCall][Finished]
 }
 
 // Staging returns how many tasks (library instances included) wait on a
 // worker for their inputs.
 func (c *Core) Staging() int {
-	return c.counts[Plain][Staging] + c.counts[Call][Staging] + c.counts[Instance][Staging]
+	n := &c.counts
+	return n[classPlain][Staging] + n[classDataflow][Staging] + n[classCall][Staging] + n[classInstance][Staging]
 }
 
 // StateCounts counts tasks by state.
@@ -287,19 +290,62 @@ type StateCounts struct {
 	Finished int // over the core's life
 }
 
-// Tally counts the core's tasks by role: plain tasks, calls, and the
-// library instances the core made (Finished: instances that ended).
+// Tally counts the core's tasks by modality: plain tasks, dataflow tasks
+// (see classOf), calls, and the library instances the core made
+// (Finished: instances that ended).
 type Tally struct {
-	Tasks, Calls, Instances StateCounts
+	Tasks, Dataflow, Calls, Instances StateCounts
 }
 
-// Tally returns the counts of tasks by role and state.
+// Tally returns the counts of tasks by modality and state.
 func (c *Core) Tally() Tally {
-	of := func(r Role) StateCounts {
-		n := &c.counts[r]
+	of := func(k class) StateCounts {
+		n := &c.counts[k]
 		return StateCounts{Waiting: n[Waiting], Ready: n[Ready], Staging: n[Staging], Running: n[Running], Finished: n[Finished]}
 	}
-	return Tally{Tasks: of(Plain), Calls: of(Call), Instances: of(Instance)}
+	return Tally{Tasks: of(classPlain), Dataflow: of(classDataflow), Calls: of(classCall), Instances: of(classInstance)}
+}
+
+// Dataflow reports whether the core counts task id, which it knows
+// (unfinished, or run again to recreate a file), as a dataflow task.
+func (c *Core) Dataflow(id TaskID) bool {
+	t := c.tasks[id]
+	return t != nil && t.class == classDataflow
+}
+
+// class is what the core counts a task as (see Tally): its role, but a
+// plain task that takes part in a dataflow is counted apart.
+type class uint8
+
+// Classes; the first three are the roles'.
+const (
+	classPlain          = class(Plain)
+	classCall           = class(Call)
+	classInstance       = class(Instance)
+	classDataflow class = classInstance + 1
+)
+
+// classOf returns the class of a task: a plain task is a dataflow task if
+// it reads a file a task produces (a temp file or another task's output)
+// or writes a temp file (a Produced file declared without Upload, kept
+// only in workers' caches). It is decided once, at submission, after
+// every output of the batch is claimed, so that a task's class never
+// changes and the counts stay exact.
+func (c *Core) classOf(spec *Task) class {
+	if spec.Role != Plain {
+		return class(spec.Role)
+	}
+	for _, f := range spec.Inputs {
+		if e := c.files.files[f]; e != nil && e.kind == Produced {
+			return classDataflow
+		}
+	}
+	for _, f := range spec.Outputs {
+		if e := c.files.files[f]; e != nil && e.keep == keepAlways {
+			return classDataflow
+		}
+	}
+	return classPlain
 }
 
 // Stats are the core's counters of data events.
@@ -445,18 +491,24 @@ func (c *Core) unstage(w *worker) {
 	}
 }
 
+// rejection is a task of a batch whose outputs could not be claimed.
+type rejection struct {
+	i   int // its index in the batch
+	err error
+}
+
 func (c *Core) submit(batch []Task) {
 	// Register every output first, so that order within the batch does not matter.
 	accepted := make([]bool, len(batch))
 	orderings := false
+	var rejected []rejection
 	for i := range batch {
 		spec := &batch[i]
 		if _, dup := c.tasks[spec.ID]; dup {
 			continue // a duplicate submission changes nothing
 		}
 		if err := c.files.claim(spec.ID, spec.Outputs); err != nil {
-			c.counts[spec.Role][Finished]++
-			c.emit(Done{Task: spec.ID, Outcome: Outcome{Kind: Failed, Message: err.Error()}})
+			rejected = append(rejected, rejection{i, err})
 			continue
 		}
 		accepted[i] = true
@@ -465,7 +517,20 @@ func (c *Core) submit(batch []Task) {
 		t := &task{spec: *spec, seq: c.seq, index: -1}
 		t.shape = c.shapeOf(t)
 		c.tasks[spec.ID] = t
-		c.setState(t, Waiting)
+	}
+	// Now that every output of the batch is claimed, classify and count.
+	for _, r := range rejected {
+		spec := &batch[r.i]
+		k := c.classOf(spec)
+		c.counts[k][Finished]++
+		c.emit(Done{Task: spec.ID, Dataflow: k == classDataflow, Outcome: Outcome{Kind: Failed, Message: r.err.Error()}})
+	}
+	for i := range batch {
+		if accepted[i] {
+			t := c.tasks[batch[i].ID]
+			t.class = c.classOf(&t.spec)
+			c.setState(t, Waiting)
+		}
 	}
 	// A task that ends now must not have its inputs unlinked before the
 	// tasks after it in the batch count as their readers.
@@ -782,7 +847,7 @@ func (c *Core) finish(t *task, o Outcome) {
 		}
 		wid := t.ranOn // not where it was staging, if it never ran there
 		if t.recreating {
-			c.counts[t.spec.Role][t.state]-- // Finished counted it the first time
+			c.counts[t.class][t.state]-- // Finished counted it the first time
 			t.shape.by[t.spec.Role][t.state]--
 			t.state = Finished
 		} else {
@@ -809,7 +874,7 @@ func (c *Core) finish(t *task, o Outcome) {
 			} else if w := c.workers[wid]; w != nil {
 				w.done++
 			}
-			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o, Retained: retained})
+			c.emit(Done{Task: t.spec.ID, Attempt: t.attempt, Worker: wid, Outcome: o, Retained: retained, Dataflow: t.class == classDataflow})
 		}
 		switch {
 		case retained:

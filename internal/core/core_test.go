@@ -25,7 +25,9 @@ func countsOf(c *core.Core) counts {
 }
 
 // runSteps feeds steps to c and compares every result. Forget, Release and
-// Unplaceable actions and Done.Retained are left out unless a step wants one, and so is
+// Unplaceable actions, Done.Retained, Done.Dataflow and Fetch.Task are left
+// out unless a step wants one (TestDataflow checks the class, TestFetchTask
+// the task), and so is
 // Dispatch.Keep unless a step wants a Dispatch with one: TestForget,
 // TestKeep and the simulation check them.
 func runSteps(t *testing.T, c *core.Core, steps []step) {
@@ -47,14 +49,9 @@ func compareSteps(t *testing.T, c *core.Core, steps []step, strict bool) {
 		if !strict && !slices.ContainsFunc(s.want, isForget) {
 			got = slices.DeleteFunc(slices.Clone(got), isForget)
 		}
-		if !strict && !slices.ContainsFunc(s.want, retains) {
-			got = slices.Clone(got)
-			for i, a := range got {
-				if d, ok := a.(core.Done); ok {
-					d.Retained = false
-					got[i] = d
-				}
-			}
+		got = clearDone(got, !strict && !slices.ContainsFunc(s.want, retains), !slices.ContainsFunc(s.want, dataflow))
+		if !slices.ContainsFunc(s.want, fetchFor) {
+			got = clearFetchTask(got)
 		}
 		if !slices.ContainsFunc(s.want, keeps) {
 			got = slices.Clone(got)
@@ -83,6 +80,42 @@ func isRelease(a core.Action) bool { _, ok := a.(core.Release); return ok }
 
 func retains(a core.Action) bool { d, ok := a.(core.Done); return ok && d.Retained }
 
+func dataflow(a core.Action) bool { d, ok := a.(core.Done); return ok && d.Dataflow }
+
+func fetchFor(a core.Action) bool { f, ok := a.(core.Fetch); return ok && f.Task != 0 }
+
+// clearFetchTask returns acts with Fetch.Task cleared (a copy if any is).
+func clearFetchTask(acts []core.Action) []core.Action {
+	if !slices.ContainsFunc(acts, fetchFor) {
+		return acts
+	}
+	acts = slices.Clone(acts)
+	for i, a := range acts {
+		if f, ok := a.(core.Fetch); ok {
+			f.Task = 0
+			acts[i] = f
+		}
+	}
+	return acts
+}
+
+// clearDone returns acts with Done.Retained and Done.Dataflow cleared as
+// asked (a copy if any is).
+func clearDone(acts []core.Action, retained, dataflow bool) []core.Action {
+	if !retained && !dataflow {
+		return acts
+	}
+	acts = slices.Clone(acts)
+	for i, a := range acts {
+		if d, ok := a.(core.Done); ok {
+			d.Retained = d.Retained && !retained
+			d.Dataflow = d.Dataflow && !dataflow
+			acts[i] = d
+		}
+	}
+	return acts
+}
+
 func keeps(a core.Action) bool { d, ok := a.(core.Dispatch); return ok && len(d.Keep()) > 0 }
 
 // scenario is a table entry: steps, then optional checks of the final state.
@@ -90,6 +123,7 @@ type scenario struct {
 	name    string
 	steps   []step
 	counts  *counts            // nil: not checked
+	tally   *core.Tally        // nil: not checked
 	workers []core.WorkerInfo  // nil: not checked
 	states  map[core.TaskID]st // task states to check; finished tasks are absent
 	strict  bool               // compare Forget actions and Done.Retained in every step
@@ -111,6 +145,11 @@ func runScenarios(t *testing.T, tests []scenario) {
 			if tc.counts != nil {
 				if diff := cmp.Diff(*tc.counts, countsOf(c)); diff != "" {
 					t.Errorf("Counts() mismatch (-want +got):\n%s", diff)
+				}
+			}
+			if tc.tally != nil {
+				if diff := cmp.Diff(*tc.tally, c.Tally()); diff != "" {
+					t.Errorf("Tally() mismatch (-want +got):\n%s", diff)
 				}
 			}
 			if tc.workers != nil {

@@ -3,6 +3,9 @@ package core_test
 import (
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"trellis/internal/core"
 )
 
@@ -521,4 +524,49 @@ func TestManagerFiles(t *testing.T) {
 			},
 		},
 	})
+}
+
+// TestFetchTask: a Fetch names the task staging on its worker that it is
+// for (the first, if several wait), through an unpacked file too, and no
+// task for a replica nobody waits for.
+func TestFetchTask(t *testing.T) {
+	one := res(1000, 100)
+	origin := core.Source{Kind: core.FromOrigin}
+	forTask := func(f core.Fetch, id core.TaskID) core.Fetch { f.Task = id; return f }
+	runScenarios(t, []scenario{
+		{
+			name: "from a peer, for the consumer staging there",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), files(task(2, one), ids(10), nil), files(task(4, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
+				{join(2, res(2000, 1000)), acts(forTask(fetch(1, 2, 10, peer(1), 5000), 2))}, // 4 waits for it too
+				{fetched(1, 5000), acts(dispatch(2, 1, 2), dispatch(4, 1, 2))},
+			},
+		},
+		{
+			name: "a url, then the file unpacked from it",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{core.FilesDeclared{Files: []core.FileSpec{{ID: 20, Kind: core.Origin}, {ID: 21, Kind: core.Derived, From: 20}}}, nil},
+				{submit(files(task(1, one), ids(21), nil)), acts(forTask(fetch(1, 1, 20, origin, 0), 1))},
+				{fetched(1, 700), acts(forTask(fetch(2, 1, 21, core.Source{Kind: core.FromDerive, From: 20}, 0), 1))},
+				{fetched(2, 2000), acts(dispatch(1, 1, 1))},
+			},
+		},
+	})
+	// A replica no task waits for names none (runSteps would not see a
+	// Task there: it compares Fetch.Task only in steps that want one).
+	c := core.New()
+	for _, ev := range []core.Event{join(1, res(1000, 1000)), join(2, res(1000, 1000)),
+		core.FilesDeclared{Files: []core.FileSpec{{ID: 10, Kind: core.Produced, Replicas: 2}}},
+		submit(files(task(1, one), nil, ids(10)), files(task(2, one), ids(10), nil))} {
+		c.Step(ev)
+	}
+	got := c.Step(kept(1, 1, 1, 50, 10))
+	want := acts(success(1, 1, 1), fetch(1, 2, 10, peer(1), 50), dispatch(2, 1, 1))
+	if diff := cmp.Diff(want, clearDone(got, true, true), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("a replica's fetch: Step mismatch (-want +got):\n%s", diff)
+	}
 }

@@ -41,8 +41,9 @@ func TestDemand(t *testing.T) {
 				submit(files(task(1, small), nil, ids(10)), files(task(2, small), ids(10), nil), task(3, small)),
 				ok(3, 1, 1),
 			},
-			want:  []core.ShapeDemand{{Shape: small, Waiting: 1, Running: 1}},
-			tally: core.Tally{Tasks: core.StateCounts{Waiting: 1, Running: 1, Finished: 1}},
+			want: []core.ShapeDemand{{Shape: small, Waiting: 1, Running: 1}},
+			// The consumer reads a file a task produces: a dataflow task.
+			tally: core.Tally{Tasks: core.StateCounts{Running: 1, Finished: 1}, Dataflow: core.StateCounts{Waiting: 1}},
 		},
 		{
 			// Five calls, two slots an instance, room for one instance:

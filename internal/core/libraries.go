@@ -238,7 +238,7 @@ func (l *library) freest() *instance {
 func (c *Core) newInstance(lib *library) *instance {
 	c.instSeq++
 	id := InstanceID(c.instSeq)
-	t := &task{spec: Task{ID: instanceKey(id), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1}
+	t := &task{spec: Task{ID: instanceKey(id), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1, class: classInstance}
 	t.shape = c.shapeOf(t)
 	c.seq++
 	t.seq = c.seq
@@ -318,9 +318,9 @@ func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 		c.release(t)
 	}
 	c.releaseFiles(t)
-	c.counts[Instance][t.state]--
+	c.counts[classInstance][t.state]--
 	t.shape.by[Instance][t.state]--
-	c.counts[Instance][Finished]++
+	c.counts[classInstance][Finished]++
 	t.state = Finished
 	delete(c.tasks, t.spec.ID)
 	for _, call := range calls {

@@ -74,7 +74,31 @@ func (c *Core) begin(w *worker, e *fileEntry, src Source) {
 	c.transfers[tr.id] = tr
 	w.inflight[e.id] = tr.id
 	c.countSource(src, e.id, +1)
-	c.emit(Fetch{Transfer: tr.id, Worker: w.id, File: e.id, Source: src, Size: e.size})
+	c.emit(Fetch{Transfer: tr.id, Worker: w.id, File: e.id, Source: src, Size: e.size, Task: w.stagerOf(e.id)})
+}
+
+// stagerOf returns the first task or call staging on w that waits for f,
+// or for a file to be unpacked from f there; 0 if none does (library
+// instances are not named).
+func (w *worker) stagerOf(f FileID) TaskID {
+	if id := firstStager(w.waiting[f]); id != 0 {
+		return id
+	}
+	for _, d := range w.derives[f] {
+		if id := firstStager(w.waiting[d]); id != 0 {
+			return id
+		}
+	}
+	return 0
+}
+
+func firstStager(ts []*task) TaskID {
+	for _, t := range ts {
+		if t.spec.Role != Instance {
+			return t.spec.ID
+		}
+	}
+	return 0
 }
 
 func (c *Core) countSource(src Source, f FileID, d int32) {

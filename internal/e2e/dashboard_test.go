@@ -85,9 +85,13 @@ func TestMetricsCountWhatRan(t *testing.T) {
 	bad := trellis.NewTask("exit 3")
 	slow := trellis.NewTask("sleep 30")
 	slow.TimeLimit = 500 * time.Millisecond
+	// Dataflow tasks: a temp file's producer, and its consumer, which fails.
+	tmp := trellis.Temp()
+	produce := trellis.NewTask("echo data > t.txt").AddOutput(tmp, "t.txt")
+	consume := trellis.NewTask("cat t.txt; exit 5").AddInput(tmp, "t.txt")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	hs, err := cl.Submit(ctx, ok1, ok2, ok3, bad, slow)
+	hs, err := cl.Submit(ctx, ok1, ok2, ok3, bad, slow, produce, consume)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +118,11 @@ func TestMetricsCountWhatRan(t *testing.T) {
 		`trellis_dispatched_total{modality="task"}`:                     5,
 		`trellis_attempts_total{modality="task",result="success"}`:      3,
 		`trellis_attempts_total{modality="task",result="timed_out"}`:    1,
+		`trellis_ended_total{modality="dataflow",result="success"}`:     1,
+		`trellis_ended_total{modality="dataflow",result="failed"}`:      1,
+		`trellis_queue{modality="dataflow",state="waiting"}`:            0,
+		`trellis_dispatched_total{modality="dataflow"}`:                 2,
+		`trellis_attempts_total{modality="dataflow",result="success"}`:  1,
 	}
 	for name, w := range want {
 		if g, ok := got[name]; !ok || g != w {
@@ -188,6 +197,10 @@ func TestDashboardInChromium(t *testing.T) {
 	for i := range 3 {
 		tasks = append(tasks, named(fmt.Sprintf("good%d", i), fmt.Sprintf("echo hello %d", i)))
 	}
+	// Two dataflow tasks: a producer of a temp file and its consumer.
+	words := trellis.Temp()
+	tasks = append(tasks, named("produce", "echo a b c > w.txt").AddOutput(words, "w.txt"),
+		named("consume", "wc -w < w.txt").AddInput(words, "w.txt"))
 	hs, err := cl.Submit(ctx, tasks...)
 	if err != nil {
 		t.Fatal(err)
@@ -255,14 +268,17 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{"q-task-finished": strconv.Itoa(st.Tasks.Finished), "q-task-succeeded": strconv.Itoa(st.Tasks.Succeeded),
-		"q-task-failed": strconv.Itoa(st.Tasks.Failed), "q-task-running": strconv.Itoa(st.Tasks.Running), "workers-count": strconv.Itoa(len(st.Workers))}
+		"q-task-failed": strconv.Itoa(st.Tasks.Failed), "q-task-running": strconv.Itoa(st.Tasks.Running), "workers-count": strconv.Itoa(len(st.Workers)),
+		"q-dataflow-finished": strconv.Itoa(st.Dataflow.Finished), "q-dataflow-succeeded": strconv.Itoa(st.Dataflow.Succeeded),
+		"q-dataflow-running": strconv.Itoa(st.Dataflow.Running), "q-call-finished": strconv.Itoa(st.Calls.Finished)}
 	for id, w := range want {
 		if got := text(chromedp.CSS("#" + id)); got != w {
 			t.Errorf("overview #%s = %q, want %q (the snapshot's)", id, got, w)
 		}
 	}
-	if st.Tasks.Finished != 4 || st.Tasks.Failed != 1 {
-		t.Errorf("snapshot: %d tasks finished, %d failed; want 4, 1", st.Tasks.Finished, st.Tasks.Failed)
+	if st.Tasks.Finished != 4 || st.Tasks.Failed != 1 || st.Dataflow.Finished != 2 || st.Dataflow.Succeeded != 2 || st.Finished != 6 {
+		t.Errorf("snapshot: %d tasks finished, %d failed; %d dataflow tasks finished, %d succeeded; %d in all; want 4, 1; 2, 2; 6",
+			st.Tasks.Finished, st.Tasks.Failed, st.Dataflow.Finished, st.Dataflow.Succeeded, st.Finished)
 	}
 	w1 := st.Workers[0]
 	if got, w := text(`tr.worker[data-name="w1"] td.cores`), fmt.Sprintf("%g / %g", w1.Total.Cores-w1.Free.Cores, w1.Total.Cores); got != w {
@@ -278,10 +294,10 @@ func TestDashboardInChromium(t *testing.T) {
 	waitFor(t, 20*time.Second, "the overview to show 5 tasks finished", func() bool {
 		return text("#q-task-finished") == "5"
 	})
-	// The timeline draws the five attempts of the last minute, live.
-	waitFor(t, 20*time.Second, "the timeline to show 5 attempts", func() bool {
+	// The timeline draws the seven attempts of the last minute, live.
+	waitFor(t, 20*time.Second, "the timeline to show 7 attempts", func() bool {
 		n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`Array.from(document.querySelectorAll("#timeline rect.attempt")).reduce((n, r) => n + Number(r.dataset.n), 0)`))
-		return err == nil && n == 5
+		return err == nil && n == 7
 	})
 	shoot("dashboard-overview.png")
 
@@ -300,8 +316,8 @@ func TestDashboardInChromium(t *testing.T) {
 
 	// The task list links to a failed task's page.
 	do("open the task list", chromedp.Navigate(base+"/tasks"), chromedp.WaitVisible(chromedp.ID("tasks")))
-	if total := text("#tasks-total"); total != "5" {
-		t.Errorf("task list: %q tasks, want 5", total)
+	if total := text("#tasks-total"); total != "7" {
+		t.Errorf("task list: %q tasks, want 7", total)
 	}
 	shoot("dashboard-tasks.png")
 	do("open the failed task", chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/tasks/%d"]`, bad))),

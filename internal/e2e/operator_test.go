@@ -188,7 +188,7 @@ func TestCancelSession(t *testing.T) {
 		t.Errorf("trellis cancel --session again: exit %d, want non-zero saying it has none:\n%s", code, out)
 	}
 	code, out = runTrellis(t, "cancel", c.addr, "--secret-file", c.secretFile)
-	if code == 0 || !strings.Contains(out, "give the manager's HOST:PORT and task IDs, or --session SESSION") {
+	if code == 0 || !strings.Contains(out, "give the manager's HOST:PORT and task IDs, or --session SESSION, or --workflow WORKFLOW") {
 		t.Errorf("trellis cancel with nothing to cancel: exit %d, want non-zero saying what to give:\n%s", code, out)
 	}
 }
@@ -339,12 +339,16 @@ func TestRunTxnLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
+	var hello uint64
 	for _, r := range recs {
 		if r.Task != 0 {
 			got = append(got, strings.Join(strings.Fields(r.Event+" "+r.Name+" "+r.Result), " "))
 		}
+		if r.Event == txnlog.TaskSubmitted {
+			hello = r.Task
+		}
 	}
-	want := []string{"task_submitted hello", "task_running", "task_done success"}
+	want := []string{"task_submitted hello", "task_staging", "task_running", "task_done success"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("task records of the run's transaction log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -356,15 +360,20 @@ func TestRunTxnLog(t *testing.T) {
 				t.Errorf("transfer record %+v lacks its file or worker", r)
 			}
 		}
+		if r.Event == txnlog.TaskStaging && (r.Task != hello || r.Transfer == 0 || r.File == "") {
+			t.Errorf("staging record %+v: want task %d (hello), its transfer and file", r, hello)
+		}
 	}
-	want = []string{"transfer_started manager_to_worker 1048576 ", "transfer_ended manager_to_worker 1048576 success"}
+	// The task stages: its input starts to travel, named for it.
+	want = []string{"task_staging manager_to_worker 1048576 ", "transfer_started manager_to_worker 1048576 ", "transfer_ended manager_to_worker 1048576 success"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("transfer records of the run's transaction log (-want +got):\n%s", diff)
 	}
 
 	// trellis plot draws it.
 	fig := filepath.Join(dir, "run.svg")
-	if code, out := runTrellis(t, "plot", path, "-o", fig); code != 0 || !strings.Contains(out, "1 tasks and 0 calls submitted, 1 attempts placed on 1 workers") {
+	if code, out := runTrellis(t, "plot", path, "-o", fig); code != 0 || !strings.Contains(out, "1 tasks and 0 calls submitted, 1 attempts placed on 1 workers") ||
+		!strings.Contains(out, "staging inputs") {
 		t.Errorf("trellis plot: exit %d, want 0 and the run's summary:\n%s", code, out)
 	}
 	if b, err := os.ReadFile(fig); err != nil || !bytes.HasPrefix(b, []byte("<?xml")) {
@@ -438,6 +447,16 @@ func TestTxnLogInstances(t *testing.T) {
 			t.Errorf("/metrics %s = %v, want 1", name, m[name])
 		}
 	}
+	// The status (and so the overview) shows the library's cold start:
+	// mean and latest the one observed, within the histogram's sum.
+	st, err := cl.Status(ctx)
+	if err != nil || len(st.Libraries) != 1 {
+		t.Fatalf("status: %v libraries, %v; want slow", st.Libraries, err)
+	}
+	l, sum := st.Libraries[0], time.Duration(m["trellis_library_cold_start_seconds_sum"]*float64(time.Second))
+	if l.ColdStartMean <= 0 || l.ColdStartMean != l.ColdStartLatest || (l.ColdStartMean-sum).Abs() > time.Millisecond {
+		t.Errorf("library slow: cold start mean %v, latest %v; want both the one observed, %v", l.ColdStartMean, l.ColdStartLatest, sum)
+	}
 	if err := cl.RemoveLibrary(ctx, "slow"); err != nil {
 		t.Fatal(err)
 	}
@@ -463,5 +482,59 @@ func TestTxnLogInstances(t *testing.T) {
 	want := []string{"instance_started 1 slow 1 w1", "instance_ready 1 slow 1 w1", "instance_ended 1 slow 1 w1 success"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("instance records of the transaction log (-want +got):\n%s", diff)
+	}
+}
+
+// TestCancelWorkflow: two workflows run at once on one manager, each
+// from its own trellis run process; trellis cancel --workflow cancels the
+// unfinished tasks of one, and the other finishes with its output
+// byte-identical. A workflow the manager never saw is a clear error.
+func TestCancelWorkflow(t *testing.T) {
+	c := newCluster(t)
+	cl := c.client()
+	c.worker("w1", nil, "--cores", "4")
+	c.waitWorkers(cl, 1)
+	alpha, beta := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(alpha, "wf.yaml"), fmt.Sprintf("name: alpha\ntasks:\n  - {name: s0, command: %q}\n  - {name: s1, command: %q}\n",
+		sleeper(alpha, "0", 300), sleeper(alpha, "1", 300)))
+	gate := filepath.Join(beta, "open")
+	writeFile(t, filepath.Join(beta, "wf.yaml"), fmt.Sprintf("name: beta\ntasks:\n  - name: gen\n    command: %q\n    outputs: {nums.txt: out/nums.txt}\n",
+		"while [ ! -e "+gate+" ]; do sleep 0.05; done; seq 1 20000 > nums.txt"))
+	runA := start(t, nil, "run", "--quiet", "--manager", c.addr, "--secret-file", c.secretFile, filepath.Join(alpha, "wf.yaml"))
+	runB := start(t, nil, "run", "--quiet", "--manager", c.addr, "--secret-file", c.secretFile, filepath.Join(beta, "wf.yaml"))
+	groups(t, alpha, "0", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	waitFor(t, 20*time.Second, "the three tasks to run", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && s.Running == 3
+	})
+
+	code, out := runTrellis(t, "cancel", c.addr, "--workflow", "alpha", "--secret-file", c.secretFile)
+	if want := "asked the manager to cancel 2 unfinished tasks of workflow alpha\n"; code != 0 || out != want {
+		t.Fatalf("trellis cancel --workflow alpha: exit %d, output %q; want 0, %q", code, out, want)
+	}
+	if code := runA.wait(t, 30*time.Second); code != 1 {
+		t.Errorf("trellis run of the cancelled workflow: exit %d, want 1:\n%s", code, runA.Output())
+	}
+	writeFile(t, gate, "")
+	if code := runB.wait(t, time.Minute); code != 0 {
+		t.Fatalf("trellis run of the other workflow: exit %d, want 0:\n%s", code, runB.Output())
+	}
+	var want strings.Builder
+	for i := 1; i <= 20000; i++ {
+		fmt.Fprintf(&want, "%d\n", i)
+	}
+	if got, err := os.ReadFile(filepath.Join(beta, "out", "nums.txt")); err != nil || string(got) != want.String() {
+		t.Errorf("the other workflow's output: %d bytes (%v), want the %d bytes of seq 1 20000", len(got), err, want.Len())
+	}
+
+	code, out = runTrellis(t, "cancel", c.addr, "--workflow", "nosuch", "--secret-file", c.secretFile)
+	if wantErr := `no task of workflow "nosuch" was submitted to this manager; the workflows it knows: "alpha", "beta"`; code == 0 || !strings.Contains(out, wantErr) {
+		t.Errorf("trellis cancel --workflow nosuch: exit %d, want non-zero and %q in:\n%s", code, wantErr, out)
+	}
+	code, out = runTrellis(t, "cancel", c.addr, "--workflow", "alpha", "--secret-file", c.secretFile)
+	if code == 0 || !strings.Contains(out, `workflow "alpha" has no unfinished task at the manager`) {
+		t.Errorf("trellis cancel --workflow alpha again: exit %d, want non-zero saying it has none:\n%s", code, out)
 	}
 }

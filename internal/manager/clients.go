@@ -3,6 +3,8 @@ package manager
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -45,15 +47,29 @@ func (s *state) cancelSession(client *clients.Session) {
 	}
 }
 
-// cancel cancels tasks by ID and, with a session, every unfinished task
-// that session submitted; it journals the IDs first, as they were resolved.
+// cancelReply answers a cancel by session or workflow: how many
+// unfinished tasks it cancels, or why it cancels none.
+type cancelReply struct {
+	n   uint64
+	err error
+}
+
+// cancel cancels tasks by ID and, with a session or a workflow, every
+// unfinished task that session submitted or that carries that workflow
+// label; it journals the IDs first, as they were resolved.
 func (s *state) cancel(ev evCancel) {
 	ids := ev.ids
 	var mine uint64
-	if ev.session != "" {
+	if ev.session != "" || ev.workflow != "" {
+		if ev.workflow != "" && !s.workflows[ev.workflow] {
+			if ev.reply != nil {
+				ev.reply <- cancelReply{err: s.unknownWorkflow(ev.workflow)}
+			}
+			return
+		}
 		var found []uint64
 		for id, rec := range s.tasks {
-			if rec.session == ev.session && !rec.done {
+			if !rec.done && (ev.session != "" && rec.session == ev.session || ev.workflow != "" && rec.spec.Workflow == ev.workflow) {
 				found = append(found, uint64(id))
 			}
 		}
@@ -61,18 +77,37 @@ func (s *state) cancel(ev evCancel) {
 		mine = uint64(len(found))
 		ids = append(slices.Clip(ids), found...)
 		if mine > 0 {
-			s.m.log.Info("cancelling the unfinished tasks of a session, as an operator asked", "session", ev.session, "tasks", mine)
+			s.m.log.Info("cancelling unfinished tasks, as an operator asked", "session", ev.session, "workflow", ev.workflow, "tasks", mine)
 		}
 	}
-	if len(ids) > 0 || ev.session == "" {
+	if len(ids) > 0 || ev.session == "" && ev.workflow == "" {
 		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Cancelled{Cancelled: &pb.CancelRequest{TaskIds: ids}}})
 	}
 	for _, id := range ids {
 		s.step(core.CancelTask{Task: core.TaskID(id)})
 	}
 	if ev.reply != nil {
-		ev.reply <- mine
+		ev.reply <- cancelReply{n: mine}
 	}
+}
+
+// unknownWorkflow is the error for a cancel of workflow w, a label no
+// task the manager knows carries: NotFound, naming some labels it knows.
+func (s *state) unknownWorkflow(w string) error {
+	known := make([]string, 0, len(s.workflows))
+	for k := range s.workflows {
+		known = append(known, strconv.Quote(k))
+	}
+	slices.Sort(known)
+	const shown = 10
+	list := "none: no task was submitted with a workflow label (trellis run gives its workflow's name; Go clients set Task.Workflow or trellis.WithWorkflow)"
+	if len(known) > 0 {
+		list = strings.Join(known[:min(len(known), shown)], ", ")
+		if len(known) > shown {
+			list += fmt.Sprintf(" and %d more", len(known)-shown)
+		}
+	}
+	return connect.NewError(connect.CodeNotFound, fmt.Errorf("no task of workflow %q was submitted to this manager; the workflows it knows: %s", w, list))
 }
 
 // SessionError is the error for a request of a session that ended (err,

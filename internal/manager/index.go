@@ -32,6 +32,9 @@ type TaskInfo struct {
 	State     pb.TaskState // WAITING, RUNNING or DONE
 	Attempts  []AttemptInfo
 	Outcome   *pb.Outcome // once DONE; tails cut to MaxIndexTail, no outputs' content
+	// Dataflow: the core counts it as a dataflow task (core.Tally); known
+	// from its first dispatch.
+	Dataflow bool
 }
 
 // AttemptInfo is one placement of a task on a worker.
@@ -105,6 +108,11 @@ func (x *taskIndex) started(id uint64, attempt uint32, worker string, now time.T
 		}
 		t.Attempts = append(t.Attempts, AttemptInfo{Attempt: attempt, Worker: worker, Started: now})
 	})
+}
+
+// dataflow records that the core counts task id as a dataflow task.
+func (x *taskIndex) dataflow(id uint64) {
+	x.update(id, func(t *TaskInfo) { t.Dataflow = true })
 }
 
 // recovered records, for a task's end replayed from the journal, the

@@ -3,6 +3,7 @@ package manager
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	goproto "google.golang.org/protobuf/proto"
 
@@ -17,6 +18,10 @@ type libRecord struct {
 	spec      *pb.LibrarySpec
 	callsDone uint64
 	removed   bool // by trellis library remove, until installed again
+	// Cold starts observed (an instance from its start on a worker to
+	// ready for calls): how many, their sum, and the last.
+	coldStarts          uint64
+	coldSum, coldLatest time.Duration
 }
 
 // install registers (or replaces) a library and tells the core. stored
@@ -133,7 +138,10 @@ func (s *state) libraryStatus() []*pb.LibraryStatus {
 			continue
 		}
 		ls := &pb.LibraryStatus{Name: rec.spec.Name, CallsWaiting: uint64(info.Waiting), CallsDone: rec.callsDone,
-			InstancesStarted: uint64(info.Started), Broken: info.Broken}
+			InstancesStarted: uint64(info.Started), Broken: info.Broken, ColdStartMsLatest: rec.coldLatest.Milliseconds()}
+		if rec.coldStarts > 0 {
+			ls.ColdStartMsMean = (rec.coldSum / time.Duration(rec.coldStarts)).Milliseconds()
+		}
 		for _, inst := range info.Instances {
 			is := &pb.InstanceStatus{Id: uint64(inst.ID), Ready: inst.Ready, Busy: inst.Busy, Slots: inst.Slots}
 			if sess := s.sessions[inst.Worker]; sess != nil {

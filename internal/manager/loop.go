@@ -22,9 +22,10 @@ type (
 		reply  chan submitReply
 	}
 	evCancel struct {
-		ids     []uint64
-		session string      // also its unfinished tasks
-		reply   chan uint64 // with session: how many; may be nil
+		ids      []uint64
+		session  string           // also its unfinished tasks
+		workflow string           // also the unfinished tasks labelled with it
+		reply    chan cancelReply // with session or workflow; may be nil
 	}
 	evWorkerJoin struct {
 		sess  *session
@@ -73,6 +74,9 @@ type taskRecord struct {
 	client  *clients.Session // where its events go
 	worker  core.WorkerID
 	done    bool // its Done was sent: it runs again only to recreate files
+	// dataflow: the core counts it as a dataflow task (learned when it
+	// is first dispatched, or at its Done).
+	dataflow bool
 }
 
 // state is everything the loop owns.
@@ -88,10 +92,15 @@ type state struct {
 	succeeded                   uint64 // tasks and calls
 	failed                      uint64
 	callsSucceeded, callsFailed uint64
-	ended                       Ended  // by modality and result kind, for metrics
-	txnFailed                   bool   // the transaction log's failure was logged
-	version                     uint64 // steps taken: see stepped
-	data                        dataState
+	flowSucceeded, flowFailed   uint64 // dataflow tasks (see core.Tally)
+	// workflows: every workflow label a task was submitted with, for
+	// trellis cancel --workflow to tell a finished workflow from an
+	// unknown one (one entry per distinct label over the manager's life).
+	workflows map[string]bool
+	ended     Ended  // by modality and result kind, for metrics
+	txnFailed bool   // the transaction log's failure was logged
+	version   uint64 // steps taken: see stepped
+	data      dataState
 	// Large call results in the store, by the sessions that fetch them:
 	// removed when the last of those sessions ends.
 	results map[string]map[string]bool // file name -> sessions
@@ -125,20 +134,21 @@ func newState(m *Manager) *state {
 	c := core.New()
 	c.SetPlacement(m.cfg.Placement)
 	return &state{
-		m:        m,
-		core:     c,
-		tasks:    make(map[core.TaskID]*taskRecord),
-		sessions: make(map[core.WorkerID]*session),
-		fileIDs:  make(map[string]core.FileID),
-		fileInfo: make(map[string]*pb.FileInfo),
-		data:     newDataState(),
-		results:  make(map[string]map[string]bool),
-		libs:     make(map[string]*libRecord),
-		libByID:  make(map[core.LibID]*libRecord),
-		instLibs: make(map[uint64]string),
-		adopted:  make(map[attemptKey]uint64),
-		obs:      newObserver(),
-		origin:   time.Now(),
+		m:         m,
+		core:      c,
+		tasks:     make(map[core.TaskID]*taskRecord),
+		workflows: make(map[string]bool),
+		sessions:  make(map[core.WorkerID]*session),
+		fileIDs:   make(map[string]core.FileID),
+		fileInfo:  make(map[string]*pb.FileInfo),
+		data:      newDataState(),
+		results:   make(map[string]map[string]bool),
+		libs:      make(map[string]*libRecord),
+		libByID:   make(map[core.LibID]*libRecord),
+		instLibs:  make(map[uint64]string),
+		adopted:   make(map[attemptKey]uint64),
+		obs:       newObserver(),
+		origin:    time.Now(),
 	}
 }
 
@@ -346,11 +356,16 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec := s.tasks[a.Task]
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
-			s.dispatched(rec.spec.Call != nil)
+			if !rec.dataflow && rec.spec.Call == nil && s.core.Dataflow(a.Task) {
+				rec.dataflow = true
+				s.m.index.dataflow(uint64(a.Task))
+			}
+			mod := modalityOf(rec)
+			s.dispatched(mod)
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
-				Cores: rec.spec.GetResources().GetCores()})
+				Cores: rec.spec.GetResources().GetCores(), Modality: Modalities[mod]})
 			var intent journal.Seq
 			if rec.spec.Call == nil || rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
 				// The attempt's number and worker, for a restarted manager
@@ -442,19 +457,30 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	s.attemptEnded(a.Task, a.Attempt, outcome.Kind)
 	rec := s.tasks[a.Task]
+	if rec != nil && a.Dataflow {
+		rec.dataflow = true
+	}
 	call := rec != nil && rec.spec.Call != nil
-	s.ended.count(call, outcome.Kind)
+	mod := modalityOf(rec)
+	if rec == nil && a.Dataflow {
+		mod = 2
+	}
+	s.ended.count(mod, outcome.Kind)
 	ran := s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
 		s.succeeded++
 		if call {
 			s.callsSucceeded++
 			s.callDone(ran)
+		} else if a.Dataflow {
+			s.flowSucceeded++
 		}
 	} else {
 		s.failed++
 		if call {
 			s.callsFailed++
+		} else if a.Dataflow {
+			s.flowFailed++
 		}
 	}
 	var name string
@@ -583,6 +609,9 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		id := s.nextTask
 		spec := s.taskSpec(msg)
 		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
+		if w := spec.Workflow; w != "" && !s.workflows[w] {
+			s.workflows[w] = true
+		}
 		s.m.index.submitted(uint64(id), spec, req.Session, time.Now())
 		s.txn(txnlog.Record{Event: txnlog.TaskSubmitted, Task: uint64(id), Name: spec.Name, Modality: modality(spec), Library: spec.GetCall().GetLibrary()})
 		client.Submitted(uint64(id))

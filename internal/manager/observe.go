@@ -68,10 +68,10 @@ func (h *Histograms) clone() Histograms {
 // observer is the loop's notes for observers.
 type observer struct {
 	hist       Histograms
-	dispatched [2]uint64              // attempts sent to workers: [0] tasks, [1] calls
-	attempts   Ended                  // attempts ended, requeued ones too, by result kind
-	instStart  map[uint64]instStart   // instances started, until ready or ended
-	transfers  map[uint64]txnTransfer // with a transaction log: transfers in flight
+	dispatched [len(Modalities)]uint64 // attempts sent to workers, by modality
+	attempts   Ended                   // attempts ended, requeued ones too, by result kind
+	instStart  map[uint64]instStart    // instances started, until ready or ended
+	transfers  map[uint64]txnTransfer  // with a transaction log: transfers in flight
 }
 
 type instStart struct {
@@ -97,8 +97,14 @@ func (s *state) instanceStarted(inst uint64, w core.WorkerID) {
 // instanceReady notes an instance's set-up done: a cold start observed.
 func (s *state) instanceReady(inst uint64) {
 	if st, ok := s.obs.instStart[inst]; ok {
-		s.obs.hist.ColdStarts.observe(time.Since(st.at))
+		d := time.Since(st.at)
+		s.obs.hist.ColdStarts.observe(d)
 		delete(s.obs.instStart, inst)
+		if lib := s.libs[s.instLibs[inst]]; lib != nil {
+			lib.coldStarts++
+			lib.coldSum += d
+			lib.coldLatest = d
+		}
 	}
 }
 
@@ -119,14 +125,9 @@ func (s *state) workerGone(w core.WorkerID) {
 	}
 }
 
-// dispatched notes an attempt sent to a worker.
-func (s *state) dispatched(call bool) {
-	if call {
-		s.obs.dispatched[1]++
-	} else {
-		s.obs.dispatched[0]++
-	}
-}
+// dispatched notes an attempt sent to a worker, of modality m (see
+// Modalities).
+func (s *state) dispatched(m int) { s.obs.dispatched[m]++ }
 
 // attemptEnded notes an attempt's end (attempt 0: the task never ran, not
 // counted), whether the task ends or waits again.
@@ -134,8 +135,7 @@ func (s *state) attemptEnded(t core.TaskID, attempt uint32, k pb.ResultKind) {
 	if attempt == 0 {
 		return
 	}
-	rec := s.tasks[t]
-	s.obs.attempts.count(rec != nil && rec.spec.Call != nil, k)
+	s.obs.attempts.count(modalityOf(s.tasks[t]), k)
 }
 
 // callDone notes a call's successful attempt that ran for d.
@@ -151,6 +151,7 @@ const (
 	RoutePeer    = "peer_to_worker"
 	RouteURL     = "url_to_worker"
 	RouteUnpack  = "unpack"
+	RouteCache   = "cache" // a copy the worker holds, released and claimed again: nothing moves
 )
 
 func routeOf(k core.SourceKind) string {
@@ -161,6 +162,8 @@ func routeOf(k core.SourceKind) string {
 		return RoutePeer
 	case core.FromOrigin:
 		return RouteURL
+	case core.FromCache:
+		return RouteCache
 	default:
 		return RouteUnpack
 	}
@@ -182,6 +185,11 @@ func (s *state) transferTxn(a core.Fetch) {
 			r.Peer = peer.hello.Name
 		}
 	}
+	if a.Task != 0 { // the task it is for stages: its input starts to travel
+		st := r
+		st.Event, st.Task = txnlog.TaskStaging, uint64(a.Task)
+		s.txn(st)
+	}
 	s.txn(r)
 }
 
@@ -197,7 +205,9 @@ func (s *state) transferEndTxn(id uint64, ok bool, size int64, why string) {
 	delete(s.obs.transfers, id)
 	r := txnlog.Record{Event: txnlog.TransferEnded, Transfer: id, File: t.file, Worker: t.worker, Route: t.route, Result: "success"}
 	if ok {
-		r.Bytes = size
+		if t.route != RouteCache {
+			r.Bytes = size
+		}
 	} else {
 		r.Result, r.Reason = "failed", why
 	}

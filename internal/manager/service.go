@@ -146,17 +146,25 @@ func sendEvents(send func(*pb.TaskEvents) error, events []*pb.TaskEvent) error {
 }
 
 func (s *service) Cancel(ctx context.Context, req *connect.Request[pb.CancelRequest]) (*connect.Response[pb.CancelResponse], error) {
-	if req.Msg.Session == "" {
+	if err := proto.CheckWorkflow(req.Msg.Workflow); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	if req.Msg.Session == "" && req.Msg.Workflow == "" {
 		if err := s.m.send(ctx, evCancel{ids: req.Msg.TaskIds}); err != nil {
 			return nil, err
 		}
 		return connect.NewResponse(&pb.CancelResponse{}), nil
 	}
-	n, err := call(ctx, s.m, func(c chan uint64) any { return evCancel{ids: req.Msg.TaskIds, session: req.Msg.Session, reply: c} })
+	r, err := call(ctx, s.m, func(c chan cancelReply) any {
+		return evCancel{ids: req.Msg.TaskIds, session: req.Msg.Session, workflow: req.Msg.Workflow, reply: c}
+	})
+	if err == nil {
+		err = r.err
+	}
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&pb.CancelResponse{Cancelled: n}), nil
+	return connect.NewResponse(&pb.CancelResponse{Cancelled: r.n}), nil
 }
 
 func (s *service) Status(ctx context.Context, req *connect.Request[pb.StatusRequest]) (*connect.Response[pb.StatusResponse], error) {

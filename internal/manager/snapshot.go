@@ -19,22 +19,37 @@ type Snapshot struct {
 	Status  *pb.StatusResponse
 	Ended   Ended // tasks and calls ended, by result kind
 	Latency Histograms
-	// Dispatched counts attempts sent to workers, [0] tasks and [1] calls;
-	// Attempts counts attempts ended by result kind, requeued ones too.
-	Dispatched [2]uint64
+	// Dispatched counts attempts sent to workers, by modality (see
+	// Modalities); Attempts counts attempts ended by result kind, requeued
+	// ones too.
+	Dispatched [3]uint64
 	Attempts   Ended
 }
 
-// Ended counts the tasks and calls that ended over the manager's life, by
-// modality and result kind: [0] tasks, [1] calls, indexed by pb.ResultKind
-// (an unknown kind counts as UNSPECIFIED).
-type Ended [2][pb.ResultKind_RESULT_KIND_CANCELLED + 1]uint64
+// Modalities name the modalities that Ended and Snapshot.Dispatched are
+// indexed by: plain tasks, calls, and dataflow tasks (the core's class:
+// plain tasks that read a file a task produces or write a temp file).
+var Modalities = [3]string{"task", "call", "dataflow"}
 
-func (e *Ended) count(call bool, k pb.ResultKind) {
-	m := 0
-	if call {
-		m = 1
+// modalityOf is the index in Modalities of a task of rec (nil: a plain task).
+func modalityOf(rec *taskRecord) int {
+	switch {
+	case rec == nil:
+		return 0
+	case rec.spec.Call != nil:
+		return 1
+	case rec.dataflow:
+		return 2
 	}
+	return 0
+}
+
+// Ended counts the tasks and calls that ended over the manager's life, by
+// modality (see Modalities) and result kind, indexed by pb.ResultKind (an
+// unknown kind counts as UNSPECIFIED).
+type Ended [len(Modalities)][pb.ResultKind_RESULT_KIND_CANCELLED + 1]uint64
+
+func (e *Ended) count(m int, k pb.ResultKind) {
 	if k < 0 || int(k) >= len(e[m]) {
 		k = pb.ResultKind_RESULT_KIND_UNSPECIFIED
 	}
@@ -127,13 +142,14 @@ func (s *state) rebuild() {
 func (s *state) status() *pb.StatusResponse {
 	tally := s.core.Tally()
 	stats := s.core.Stats()
-	tasks, calls := tally.Tasks, tally.Calls
+	tasks, calls, flow := tally.Tasks, tally.Calls, tally.Dataflow
 	resp := &pb.StatusResponse{
-		Waiting: uint64(tasks.Waiting + calls.Waiting), Ready: uint64(tasks.Ready + calls.Ready),
-		Staging: uint64(tasks.Staging + calls.Staging), Running: uint64(tasks.Running + calls.Running),
-		Finished: uint64(tasks.Finished + calls.Finished), Succeeded: s.succeeded, Failed: s.failed,
+		Waiting: uint64(tasks.Waiting + flow.Waiting + calls.Waiting), Ready: uint64(tasks.Ready + flow.Ready + calls.Ready),
+		Staging: uint64(tasks.Staging + flow.Staging + calls.Staging), Running: uint64(tasks.Running + flow.Running + calls.Running),
+		Finished: uint64(tasks.Finished + flow.Finished + calls.Finished), Succeeded: s.succeeded, Failed: s.failed,
 		Version:          s.m.cfg.Version,
-		Tasks:            taskCounts(tasks, s.succeeded-s.callsSucceeded, s.failed-s.callsFailed),
+		Tasks:            taskCounts(tasks, s.succeeded-s.callsSucceeded-s.flowSucceeded, s.failed-s.callsFailed-s.flowFailed),
+		Dataflow:         taskCounts(flow, s.flowSucceeded, s.flowFailed),
 		Calls:            taskCounts(calls, s.callsSucceeded, s.callsFailed),
 		Instances:        taskCounts(tally.Instances, 0, 0),
 		BytesFromManager: stats.Moved[core.FromManager], // not store.served() too: the same fetches

@@ -31,7 +31,7 @@ const scrapeTimeout = 5 * time.Second
 
 var (
 	queueDesc = prometheus.NewDesc("trellis_queue",
-		"Tasks, calls and library instances now in each state.", []string{"modality", "state"}, nil)
+		"Tasks (plain and dataflow), calls and library instances now in each state.", []string{"modality", "state"}, nil)
 	unplaceableDesc = prometheus.NewDesc("trellis_unplaceable",
 		"Tasks and calls that no connected worker could run (counted in state ready).", nil, nil)
 	endedDesc = prometheus.NewDesc("trellis_ended_total",
@@ -148,14 +148,14 @@ func collect(ch chan<- prometheus.Metric, snap *manager.Snapshot) {
 	for _, m := range []struct {
 		name string
 		n    *pb.TaskCounts
-	}{{"task", st.GetTasks()}, {"call", st.GetCalls()}, {"instance", st.GetInstances()}} {
+	}{{"task", st.GetTasks()}, {"dataflow", st.GetDataflow()}, {"call", st.GetCalls()}, {"instance", st.GetInstances()}} {
 		gauge(ch, queueDesc, float64(m.n.GetWaiting()), m.name, "waiting")
 		gauge(ch, queueDesc, float64(m.n.GetReady()), m.name, "ready")
 		gauge(ch, queueDesc, float64(m.n.GetStaging()), m.name, "staging")
 		gauge(ch, queueDesc, float64(m.n.GetRunning()), m.name, "running")
 	}
 	gauge(ch, unplaceableDesc, float64(st.GetUnplaceable()))
-	for i, modality := range []string{"task", "call"} {
+	for i, modality := range manager.Modalities {
 		byKind(ch, endedDesc, &snap.Ended[i], modality)
 		byKind(ch, attemptsDesc, &snap.Attempts[i], modality)
 		counter(ch, dispatchedDesc, float64(snap.Dispatched[i]), modality)

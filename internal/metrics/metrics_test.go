@@ -24,7 +24,8 @@ func (f fixed) Snapshot(context.Context) (*manager.Snapshot, error) { return f.s
 // resources summed, libraries' instances and slots, results by kind.
 func TestCollect(t *testing.T) {
 	snap := &manager.Snapshot{Version: 7, Status: &pb.StatusResponse{
-		Calls: &pb.TaskCounts{Ready: 4, Running: 2},
+		Calls:    &pb.TaskCounts{Ready: 4, Running: 2},
+		Dataflow: &pb.TaskCounts{Waiting: 3, Staging: 1},
 		Workers: []*pb.WorkerStatus{
 			{Total: &pb.Resources{Cores: 4, MemoryMb: 2, DiskMb: 10, Gpus: 1}, Free: &pb.Resources{Cores: 1.5, MemoryMb: 1, DiskMb: 10, Gpus: 1}, CacheBytes: 100},
 			{Draining: true, Total: &pb.Resources{Cores: 2}, Free: &pb.Resources{Cores: 2}, CacheBytes: 5},
@@ -34,6 +35,7 @@ func TestCollect(t *testing.T) {
 	}}
 	snap.Ended[1][pb.ResultKind_RESULT_KIND_SUCCESS] = 9
 	snap.Ended[1][pb.ResultKind_RESULT_KIND_WORKER_LOST] = 1
+	snap.Ended[2][pb.ResultKind_RESULT_KIND_FAILED] = 4
 	want := `
 # HELP trellis_library_instances Instances of a library, by state: waiting for a place or set-up, or ready for calls.
 # TYPE trellis_library_instances gauge
@@ -66,12 +68,16 @@ trellis_worker_resources{resource="memory_bytes",use="used"} 1.048576e+06
 # HELP trellis_worker_cache_bytes Bytes of files the connected workers hold in their caches, summed.
 # TYPE trellis_worker_cache_bytes gauge
 trellis_worker_cache_bytes 105
-# HELP trellis_queue Tasks, calls and library instances now in each state.
+# HELP trellis_queue Tasks (plain and dataflow), calls and library instances now in each state.
 # TYPE trellis_queue gauge
 trellis_queue{modality="call",state="ready"} 4
 trellis_queue{modality="call",state="running"} 2
 trellis_queue{modality="call",state="staging"} 0
 trellis_queue{modality="call",state="waiting"} 0
+trellis_queue{modality="dataflow",state="ready"} 0
+trellis_queue{modality="dataflow",state="running"} 0
+trellis_queue{modality="dataflow",state="staging"} 1
+trellis_queue{modality="dataflow",state="waiting"} 3
 trellis_queue{modality="instance",state="ready"} 0
 trellis_queue{modality="instance",state="running"} 0
 trellis_queue{modality="instance",state="staging"} 0
@@ -97,6 +103,13 @@ trellis_ended_total{modality="call",result="resource_exceeded"} 0
 trellis_ended_total{modality="call",result="success"} 9
 trellis_ended_total{modality="call",result="timed_out"} 0
 trellis_ended_total{modality="call",result="worker_lost"} 1
+trellis_ended_total{modality="dataflow",result="cancelled"} 0
+trellis_ended_total{modality="dataflow",result="failed"} 4
+trellis_ended_total{modality="dataflow",result="input_missing"} 0
+trellis_ended_total{modality="dataflow",result="resource_exceeded"} 0
+trellis_ended_total{modality="dataflow",result="success"} 0
+trellis_ended_total{modality="dataflow",result="timed_out"} 0
+trellis_ended_total{modality="dataflow",result="worker_lost"} 0
 trellis_ended_total{modality="task",result="cancelled"} 0
 trellis_ended_total{modality="task",result="failed"} 0
 trellis_ended_total{modality="task",result="input_missing"} 0
@@ -151,14 +164,16 @@ trellis_library_cold_start_seconds_count 1
 // Dispatches and attempts by result kind, and the journal's size when
 // there is one.
 func TestAttempts(t *testing.T) {
-	snap := &manager.Snapshot{Status: &pb.StatusResponse{Journal: &pb.JournalStatus{Durable: 42}}, Dispatched: [2]uint64{7, 2}}
+	snap := &manager.Snapshot{Status: &pb.StatusResponse{Journal: &pb.JournalStatus{Durable: 42}}, Dispatched: [3]uint64{7, 2, 3}}
 	snap.Attempts[0][pb.ResultKind_RESULT_KIND_SUCCESS] = 5
 	snap.Attempts[0][pb.ResultKind_RESULT_KIND_WORKER_LOST] = 2
 	snap.Attempts[1][pb.ResultKind_RESULT_KIND_SUCCESS] = 2
+	snap.Attempts[2][pb.ResultKind_RESULT_KIND_SUCCESS] = 3
 	want := `
 # HELP trellis_dispatched_total Attempts of tasks and calls sent to workers.
 # TYPE trellis_dispatched_total counter
 trellis_dispatched_total{modality="call"} 2
+trellis_dispatched_total{modality="dataflow"} 3
 trellis_dispatched_total{modality="task"} 7
 # HELP trellis_journal_records Records of the manager's journal on disk (with --state only).
 # TYPE trellis_journal_records gauge
@@ -168,8 +183,8 @@ trellis_journal_records 42
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "trellis_dispatched_total", "trellis_journal_records"); err != nil {
 		t.Error(err)
 	}
-	if got := testutil.CollectAndCount(c, "trellis_attempts_total"); got != 14 {
-		t.Errorf("trellis_attempts_total has %d series, want 14 (7 result kinds by 2 modalities)", got)
+	if got := testutil.CollectAndCount(c, "trellis_attempts_total"); got != 21 {
+		t.Errorf("trellis_attempts_total has %d series, want 21 (7 result kinds by 3 modalities)", got)
 	}
 	want = `
 # HELP trellis_attempts_total Attempts of tasks and calls ended, by result kind: those after which the task waited again (worker_lost, ...) and the last.
@@ -181,6 +196,13 @@ trellis_attempts_total{modality="call",result="resource_exceeded"} 0
 trellis_attempts_total{modality="call",result="success"} 2
 trellis_attempts_total{modality="call",result="timed_out"} 0
 trellis_attempts_total{modality="call",result="worker_lost"} 0
+trellis_attempts_total{modality="dataflow",result="cancelled"} 0
+trellis_attempts_total{modality="dataflow",result="failed"} 0
+trellis_attempts_total{modality="dataflow",result="input_missing"} 0
+trellis_attempts_total{modality="dataflow",result="resource_exceeded"} 0
+trellis_attempts_total{modality="dataflow",result="success"} 3
+trellis_attempts_total{modality="dataflow",result="timed_out"} 0
+trellis_attempts_total{modality="dataflow",result="worker_lost"} 0
 trellis_attempts_total{modality="task",result="cancelled"} 0
 trellis_attempts_total{modality="task",result="failed"} 0
 trellis_attempts_total{modality="task",result="input_missing"} 0

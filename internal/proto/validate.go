@@ -7,6 +7,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -105,6 +107,18 @@ func CheckResources(r *pb.Resources) error {
 	return nil
 }
 
+// CheckWorkflow checks a workflow label (TaskSpec.workflow): empty, or
+// at most MaxNameBytes of printable UTF-8.
+func CheckWorkflow(w string) error {
+	if len(w) > MaxNameBytes {
+		return invalid("workflow label is %d bytes, over the limit of %d", len(w), MaxNameBytes)
+	}
+	if !utf8.ValidString(w) || strings.IndexFunc(w, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return invalid("workflow label %q: want printable UTF-8 (no control characters)", w)
+	}
+	return nil
+}
+
 // CheckTask checks a task spec from a client.
 func CheckTask(t *pb.TaskSpec) error {
 	if t == nil {
@@ -128,6 +142,9 @@ func CheckTask(t *pb.TaskSpec) error {
 	}
 	if len(t.Key) > MaxNameBytes {
 		return invalid("task %q: key is %d bytes, over the limit of %d", t.Name, len(t.Key), MaxNameBytes)
+	}
+	if err := CheckWorkflow(t.Workflow); err != nil {
+		return fmt.Errorf("task %q: %w", t.Name, err)
 	}
 	if len(t.Inputs)+len(t.Outputs) > MaxFilesPerTask {
 		return invalid("task %q: %d files, over the limit of %d", t.Name, len(t.Inputs)+len(t.Outputs), MaxFilesPerTask)

@@ -23,7 +23,8 @@ import (
 // Events, the Record.Event values.
 const (
 	TaskSubmitted = "task_submitted" // Name, Modality
-	TaskRunning   = "task_running"   // Attempt, Worker: placed there (inputs staged, then run)
+	TaskStaging   = "task_staging"   // Worker, Transfer, File, Route, Peer: an input of the task placed on Worker starts to travel there (one per input fetched for it; the first starts its staging)
+	TaskRunning   = "task_running"   // Attempt, Worker, Cores, Modality: placed there (inputs staged, then run)
 	TaskRequeued  = "task_requeued"  // Attempt, Worker, Reason: it waits again
 	TaskDone      = "task_done"      // Attempt, Worker, Result, Reason, RunMs
 	WorkerJoined  = "worker_joined"  // Worker, Cores, MemoryMB
@@ -43,7 +44,7 @@ type Record struct {
 	Event    string    `json:"ev"`
 	Task     uint64    `json:"task,omitempty"`
 	Name     string    `json:"name,omitempty"`
-	Modality string    `json:"modality,omitempty"` // "task" or "call"
+	Modality string    `json:"modality,omitempty"` // "task" or "call"; on task_running "dataflow" too (see core.Tally)
 	Attempt  uint32    `json:"attempt,omitempty"`
 	Worker   string    `json:"worker,omitempty"`
 	Result   string    `json:"result,omitempty"` // "success", "failed", "timed_out", ...

@@ -18,6 +18,8 @@ func TestWriteRead(t *testing.T) {
 	want := []Record{
 		{Time: t0, Event: WorkerJoined, Worker: "w1", Cores: 2, MemoryMB: 1024},
 		{Time: t0, Event: TaskSubmitted, Task: 1, Name: "a", Modality: "task"},
+		{Time: t0, Event: TaskStaging, Task: 1, Worker: "w1", Transfer: 3, File: "f-123", Route: "peer_to_worker", Peer: "w2", Bytes: 10},
+		{Time: t0, Event: TaskRunning, Task: 1, Attempt: 1, Worker: "w1", Cores: 1},
 		{Time: t0, Event: TaskDone, Task: 1, Attempt: 1, Worker: "w1", Result: "success", RunMs: 5},
 	}
 	for i, r := range want {

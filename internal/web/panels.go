@@ -115,7 +115,19 @@ type timelineTick struct {
 }
 
 // Colours of the timeline's modalities (the plot's, chart.kindColours).
-var modalityFill = map[bool]string{false: "#1f77b4", true: "#ff7f0e"} // task, call
+var modalityFill = map[string]string{"task": "#1f77b4", "dataflow": "#17becf", "call": "#ff7f0e"}
+
+// modalityName is the modality of a task the index knows: call, dataflow
+// (once dispatched) or task.
+func modalityName(t *manager.TaskInfo) string {
+	switch {
+	case t.Spec.GetCall() != nil:
+		return "call"
+	case t.Dataflow:
+		return "dataflow"
+	}
+	return "task"
+}
 
 // newTimeline draws the attempts of recent tasks that overlap the minute
 // before now, one row per worker in names.
@@ -133,7 +145,7 @@ func newTimeline(names []string, tasks []*manager.TaskInfo, now time.Time) timel
 	}
 	for i := len(tasks) - 1; i >= 0; i-- { // oldest first: bars come nearly in order for mergeBars's sort
 		t := tasks[i]
-		call := t.Spec.GetCall() != nil
+		fill := modalityFill[modalityName(t)]
 		for _, a := range t.Attempts {
 			row := rows[a.Worker]
 			end := a.Ended
@@ -145,7 +157,7 @@ func newTimeline(names []string, tasks []*manager.TaskInfo, now time.Time) timel
 			}
 			x0, x1 := max(x(a.Started), 0), x(end)
 			row.Bars = append(row.Bars, timelineBar{X: x0, W: max(x1-x0, 1), Y: float64(row.Y + 2), H: rowHeight - 4,
-				Fill: modalityFill[call], Running: a.Ended.IsZero(), N: 1, task: t, attempt: a.Attempt, result: a.Result})
+				Fill: fill, Running: a.Ended.IsZero(), N: 1, task: t, attempt: a.Attempt, result: a.Result})
 			tl.Tasks++
 		}
 	}

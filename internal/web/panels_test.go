@@ -84,13 +84,15 @@ func TestTimeline(t *testing.T) {
 			{Attempt: 2, Worker: "b", Started: ago(30)}}},
 		{ID: 3, Spec: &pb.TaskSpec{Name: "c", Call: &pb.CallSpec{Library: "l"}}, Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: "gone", Started: ago(5), Ended: ago(4)}}},
 		{ID: 4, Spec: &pb.TaskSpec{Name: "c2", Call: &pb.CallSpec{Library: "l"}}, Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: "b", Started: ago(6), Ended: ago(3), Result: "success"}}},
+		{ID: 8, Spec: &pb.TaskSpec{Name: "d"}, Dataflow: true, Attempts: []manager.AttemptInfo{{Attempt: 1, Worker: "a", Started: ago(12), Ended: ago(9), Result: "success"}}},
 	}
 	got := newTimeline([]string{"a", "b"}, tasks, now)
 	bar := func(x, w, y float64, fill, title, href string, running bool) timelineBar {
 		return timelineBar{X: x, W: w, Y: y, H: rowHeight - 4, Fill: fill, Title: title, Href: href, Running: running, N: 1}
 	}
 	want := []timelineRow{
-		{Name: "a", Y: 0, Bars: []timelineBar{bar(0, 500, 2, "#1f77b4", "t (task 2, attempt 1): worker lost", "/tasks/2", false)}},
+		{Name: "a", Y: 0, Bars: []timelineBar{bar(0, 500, 2, "#1f77b4", "t (task 2, attempt 1): worker lost", "/tasks/2", false),
+			bar(800, 50, 2, "#17becf", "d (task 8, attempt 1): success", "/tasks/8", false)}},
 		{Name: "b", Y: rowHeight, Bars: []timelineBar{
 			bar(500, 500, rowHeight+2, "#1f77b4", "t (task 2, attempt 2): running", "/tasks/2", true),
 			bar(900, 50, rowHeight+2, "#ff7f0e", "c2 (task 4, attempt 1): success", "/tasks/4", false)}},
@@ -119,8 +121,8 @@ func TestTimeline(t *testing.T) {
 			t.Errorf("timeline SVG lacks %q:\n%s", want, svg)
 		}
 	}
-	if got.Tasks != 3 || len(got.Ticks) != 7 || got.Ticks[0].Label != "-60s" || got.Ticks[6].Label != "-0s" {
-		t.Errorf("newTimeline: %d attempts, ticks %+v; want 3 attempts and 7 ticks from -60s to -0s", got.Tasks, got.Ticks)
+	if got.Tasks != 4 || len(got.Ticks) != 7 || got.Ticks[0].Label != "-60s" || got.Ticks[6].Label != "-0s" {
+		t.Errorf("newTimeline: %d attempts, ticks %+v; want 4 attempts and 7 ticks from -60s to -0s", got.Tasks, got.Ticks)
 	}
 }
 

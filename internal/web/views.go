@@ -77,7 +77,7 @@ func newOverview(snap *manager.Snapshot, recent []*manager.TaskInfo) overview {
 	st := snap.Status
 	ws := st.GetWorkers()
 	o := overview{Version: snap.Version, Built: snap.Built, Libraries: st.GetLibraries(), St: st,
-		Modality: []modality{{"task", st.GetTasks()}, {"call", st.GetCalls()}, {"instance", st.GetInstances()}},
+		Modality: []modality{{"task", st.GetTasks()}, {"dataflow", st.GetDataflow()}, {"call", st.GetCalls()}, {"instance", st.GetInstances()}},
 		Routes:   routes(st), All: len(ws), Totals: totals(ws),
 		Workers: workerRows(ws[:min(len(ws), overviewWorkers)])}
 	names := make([]string, len(o.Workers))

@@ -29,7 +29,8 @@ func (f *fake) Snapshot(context.Context) (*manager.Snapshot, error) {
 		Tasks: &pb.TaskCounts{Running: 3, Finished: v},
 		Workers: []*pb.WorkerStatus{{Name: "w<1>", Total: &pb.Resources{Cores: 4, MemoryMb: 1024},
 			Free: &pb.Resources{Cores: 1, MemoryMb: 512}}},
-		Libraries: []*pb.LibraryStatus{{Name: "math", Instances: []*pb.InstanceStatus{{Ready: true, Busy: 1, Slots: 2}}}},
+		Libraries: []*pb.LibraryStatus{{Name: "math", Instances: []*pb.InstanceStatus{{Ready: true, Busy: 1, Slots: 2}},
+			InstancesStarted: 2, ColdStartMsMean: 1500, ColdStartMsLatest: 1200}},
 	}}, nil
 }
 
@@ -135,7 +136,7 @@ func TestSignIn(t *testing.T) {
 	jar.SetCookies(u, cs)
 	c := &http.Client{Jar: jar}
 	code, body := get(t, c, base+"/")
-	for _, want := range []string{`id="q-task-running">3<`, `w&lt;1&gt;`, `3 / 4`, `512.0 MiB / 1.0 GiB`, `1 / 1`, `1 / 2`} {
+	for _, want := range []string{`id="q-task-running">3<`, `w&lt;1&gt;`, `3 / 4`, `512.0 MiB / 1.0 GiB`, `1 / 1`, `1 / 2`, `<td class="cold">1500 ms / 1200 ms</td>`} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("GET /: HTTP %d, want 200 with %q in:\n%s", code, want, body)
 		}

@@ -167,6 +167,18 @@ class ClusterTest(unittest.TestCase):
             f.result(1)
         poll("the manager to stop the task", lambda: f.task_id not in running(self.c))
 
+    def test_cancel_workflow(self):
+        a = self.c.submit(trellis.Task("sleep 60", name="a", workflow="py-alpha"))[0]
+        b = self.c.submit(trellis.Task("echo b", name="b", workflow="py-beta"))[0]
+        poll("task a to run", lambda: a.task_id in running(self.c))
+        self.assertEqual(self.c.cancel_workflow("py-alpha"), 1)
+        with self.assertRaises(trellis.TaskError) as ended:  # cancelled by the manager, not by this client
+            a.result(WAIT)
+        self.assertEqual(ended.exception.kind, "cancelled")
+        self.assertEqual(b.result(WAIT).stdout, b"b\n")
+        with self.assertRaises(trellis.NotFoundError):
+            self.c.cancel_workflow("py-nosuch")
+
     def test_keys_unique_in_session(self):
         self.c.submit(trellis.Task("true", key="k1"))[0].result(WAIT)
         with self.assertRaises(trellis.InvalidError):

@@ -324,6 +324,24 @@ func (s *sim) removeFetch(f *simFetch) {
 
 // applyFetch checks a Fetch against what the workers really hold and the
 // limits on concurrent transfers, and records it.
+// checkFetchTask fails unless the task a fetch names is one that could
+// be staging: submitted, not finished (or run again), not running, and
+// reading the file (or one unpacked from it).
+func (s *sim) checkFetchTask(a core.Fetch) {
+	t := s.task(a.Task)
+	switch {
+	case t == nil || !t.submitted || t.rejected:
+		s.failf("%+v names a task never accepted", a)
+	case t.done && !t.rerunning:
+		s.failf("%+v names a task that ended", a)
+	case t.worker != nil:
+		s.failf("%+v names a task running on worker %d", a, t.worker.id)
+	case !slices.Contains(t.deps, a.File):
+		s.failf("%+v names a task that does not read the file (it reads %v)", a, t.deps)
+	}
+	s.stats.FetchesForTasks++
+}
+
 func (s *sim) applyFetch(a core.Fetch) {
 	w := s.workers[a.Worker]
 	df := s.d.decl[a.File]
@@ -338,6 +356,9 @@ func (s *sim) applyFetch(a core.Fetch) {
 		s.failf("%+v while transfer %d of the file to that worker is in flight", a, s.d.fetchTo[workerFile{a.Worker, a.File}].a.Transfer)
 	case w.holds.has(a.File) && a.Source.Kind != core.FromCache:
 		s.failf("%+v of a file the worker already holds", a)
+	}
+	if a.Task != 0 {
+		s.checkFetchTask(a)
 	}
 	s.d.lastTransfer = a.Transfer
 	switch a.Source.Kind {
@@ -659,8 +680,7 @@ func (s *sim) applyRerun(a core.Rerun) {
 	if df := s.d.decl[a.File]; s.available(a.File) {
 		s.failf("%+v, but the file is at workers %v (manager %v)", a, df.at, df.manager)
 	}
-	t.rerunning = true
-	s.d.rerunning++
+	s.setRerunning(t, true)
 	s.d.reruns = append(s.d.reruns, t)
 	s.stats.Reruns++
 }
@@ -692,8 +712,7 @@ func (s *sim) checkReruns() {
 			f.seen = true
 			s.release(t)
 		}
-		t.rerunning = false
-		s.d.rerunning--
+		s.setRerunning(t, false)
 	}
 }
 
@@ -712,8 +731,7 @@ func (s *sim) applyRecreated(a core.Recreated) {
 	f.seen = true
 	t.last = a.Worker
 	s.release(t)
-	t.rerunning = false
-	s.d.rerunning--
+	s.setRerunning(t, false)
 	s.stats.Recreated++
 }
 
@@ -742,8 +760,7 @@ func (s *sim) applyFileLost(a core.FileLost) {
 			f.seen = true
 			s.release(p)
 		}
-		p.rerunning = false
-		s.d.rerunning--
+		s.setRerunning(p, false)
 	}
 	if len(df.lost) == 0 {
 		s.stats.FilesLost++

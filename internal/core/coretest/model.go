@@ -32,6 +32,7 @@ type simTask struct {
 
 	deps       []core.FileID // inputs, and the files unpacked inputs come from
 	rerunning  bool          // Rerun: it runs again to recreate a lost output
+	dataflow   bool          // the model's class for it (see classify)
 	parked     bool          // handed back for a full cache: it waits for space, not for a worker
 	doneMsg    string
 	doneStep   int
@@ -304,8 +305,7 @@ func (s *sim) expectRetry(t *simTask, k core.Kind, retryable bool) {
 		// frees the worker for what the step places there.
 		s.fates[t.spec.ID] = &fate{kind: k, lost: true, seen: true}
 		s.release(t)
-		t.rerunning = false
-		s.d.rerunning--
+		s.setRerunning(t, false)
 		return
 	}
 	s.fates[t.spec.ID] = &fate{kind: k, lost: t.rerunning}
@@ -343,6 +343,11 @@ func (s *sim) expectSubmit(batch []core.Task) {
 	}
 	if fresh == 0 {
 		s.exact = true // only live tasks again: nothing happens
+	}
+	for _, spec := range batch {
+		if t := s.task(spec.ID); t.submitStep == s.step && !t.done {
+			s.classify(t)
+		}
 	}
 	for _, t := range accepted {
 		for _, f := range t.deps {
@@ -566,6 +571,9 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 	w.running[t.spec.ID] = t
 	t.runPos = len(s.running)
 	s.running = append(s.running, t)
+	if t.dataflow {
+		s.flow.running++
+	}
 	s.stats.Dispatches++
 }
 
@@ -649,6 +657,15 @@ func (s *sim) applyDone(a core.Done) {
 	if !t.rejected {
 		s.liveTasks--
 	}
+	if a.Dataflow != t.dataflow {
+		s.failf("Done %+v: the model counts the task as dataflow: %v", a, t.dataflow)
+	}
+	if t.dataflow {
+		s.flow.done++
+		if !t.rejected {
+			s.flow.live--
+		}
+	}
 	s.stats.Done[a.Outcome.Kind]++
 	if a.Outcome.Kind == core.Success || t.rejected {
 		return
@@ -717,6 +734,9 @@ func (s *sim) release(t *simTask) {
 	s.running[t.runPos], last.runPos = last, t.runPos
 	s.running = s.running[:len(s.running)-1]
 	t.runPos = -1
+	if t.dataflow {
+		s.flow.running--
+	}
 	ref := attemptRef{t.spec.ID, t.attempt, w.id}
 	if len(s.history) < historySize {
 		s.history = append(s.history, ref)
@@ -791,6 +811,7 @@ func (s *sim) afterStep(acts []core.Action) {
 	}
 	waiting, ready, running, finished := s.c.Counts()
 	staging := s.c.Staging()
+	s.checkDataflow()
 	if s.cfg.libsOn() {
 		s.checkLibCounts()
 	} else if running != len(s.running) || finished != s.doneCount || waiting+ready+staging != s.liveTasks+s.d.rerunning-len(s.running) {
@@ -1028,5 +1049,60 @@ func (s *sim) checkEnd() {
 		if len(w.running) != 0 || w.used != held || len(w.gpuUsed) != gpus {
 			s.failf("worker %d still runs %d tasks (%v in use, %v by %d instances)", w.id, len(w.running), w.used, held, len(w.insts))
 		}
+	}
+}
+
+// flowCounts are the model's counts of dataflow tasks.
+type flowCounts struct {
+	live    int // submitted, accepted and not done
+	running int // in sim.running (run again to recreate a file too)
+	rerun   int // run again to recreate a file (see setRerunning)
+	done    int // Done, rejected ones too
+}
+
+// classify decides, by the model's own rule, whether t (just submitted,
+// after every output of its batch was claimed) is a dataflow task: a
+// plain task that reads a file a task produces (a claimed output, or a
+// declared temp file) or writes a declared temp file.
+func (s *sim) classify(t *simTask) {
+	if t.spec.Role != core.Plain {
+		return
+	}
+	for _, f := range t.spec.Inputs {
+		if df := s.d.decl[f]; s.files[f] != nil || df != nil && df.temp {
+			t.dataflow = true
+		}
+	}
+	for _, f := range t.spec.Outputs {
+		if df := s.d.decl[f]; df != nil && df.temp {
+			t.dataflow = true
+		}
+	}
+	if t.dataflow && !t.rejected {
+		s.flow.live++
+	}
+}
+
+// setRerunning marks t as run again to recreate a lost output, or no
+// longer, and counts it.
+func (s *sim) setRerunning(t *simTask, on bool) {
+	n := 1
+	if !on {
+		n = -1
+	}
+	t.rerunning = on
+	s.d.rerunning += n
+	if t.dataflow {
+		s.flow.rerun += n
+	}
+}
+
+// checkDataflow fails unless the core's Tally of dataflow tasks matches
+// the model.
+func (s *sim) checkDataflow() {
+	got := s.c.Tally().Dataflow
+	queued := s.flow.live + s.flow.rerun - s.flow.running
+	if got.Running != s.flow.running || got.Finished != s.flow.done || got.Waiting+got.Ready+got.Staging != queued {
+		s.failf("Tally().Dataflow = %+v; model: queued %d running %d finished %d", got, queued, s.flow.running, s.flow.done)
 	}
 }

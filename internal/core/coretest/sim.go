@@ -122,6 +122,7 @@ type Stats struct {
 	BytesPeer       int64 // brought to workers from peers (core.Stats.Moved)
 	BytesManager    int64 // brought to workers from the manager
 	Fetches         int
+	FetchesForTasks int // naming the task they are for (checked: it can be staging)
 	FetchFailures   int // answered with a failure (injected, or the source lacked the file)
 	Dropped         int // replicas dropped by FilesDropped
 	Rejoined        int // workers that came back with cached files
@@ -277,6 +278,7 @@ type sim struct {
 	next          int        // tasks[:next] were submitted
 	liveTasks     int        // submitted, accepted and not done
 	doneCount     int
+	flow          flowCounts                // of dataflow tasks
 	files         map[core.FileID]*fileInfo // files whose claim the core accepted
 	pickable      []core.FileID             // outputs of generated tasks, for consumers to read
 	pickSubmitted int                       // pickable[:pickSubmitted] come from earlier batches

@@ -754,6 +754,11 @@ type TaskSpec struct {
 	// inputs give the same outputs (recorded; no rule uses it yet).
 	Deterministic bool    `protobuf:"varint,50,opt,name=deterministic,proto3" json:"deterministic,omitempty"`
 	Effects       Effects `protobuf:"varint,51,opt,name=effects,proto3,enum=trellis.v1.Effects" json:"effects,omitempty"`
+	// workflow labels the task with the name of the workflow it belongs to,
+	// chosen by the client (trellis run: the workflow file's name): an
+	// operator cancels every unfinished task of a workflow by it (trellis
+	// cancel --workflow), whichever client or session submitted them.
+	Workflow      string `protobuf:"bytes,110,opt,name=workflow,proto3" json:"workflow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +917,13 @@ func (x *TaskSpec) GetEffects() Effects {
 		return x.Effects
 	}
 	return Effects_EFFECTS_NONE
+}
+
+func (x *TaskSpec) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
 }
 
 // CallSpec is a function call: it runs in a slot of a library instance.
@@ -2381,7 +2393,11 @@ type CancelRequest struct {
 	TaskIds []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
 	// session: also cancel every unfinished task this client session submitted
 	// (trellis cancel --session; the dashboard's task page names a task's session).
-	Session       string `protobuf:"bytes,80,opt,name=session,proto3" json:"session,omitempty"`
+	Session string `protobuf:"bytes,80,opt,name=session,proto3" json:"session,omitempty"`
+	// workflow: also cancel every unfinished task labelled with this
+	// workflow (TaskSpec.workflow); NOT_FOUND if no task the manager knows
+	// has that label.
+	Workflow      string `protobuf:"bytes,110,opt,name=workflow,proto3" json:"workflow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2430,9 +2446,16 @@ func (x *CancelRequest) GetSession() string {
 	return ""
 }
 
+func (x *CancelRequest) GetWorkflow() string {
+	if x != nil {
+		return x.Workflow
+	}
+	return ""
+}
+
 type CancelResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cancelled     uint64                 `protobuf:"varint,80,opt,name=cancelled,proto3" json:"cancelled,omitempty"` // with session: its unfinished tasks asked to cancel
+	Cancelled     uint64                 `protobuf:"varint,80,opt,name=cancelled,proto3" json:"cancelled,omitempty"` // with session or workflow: their unfinished tasks asked to cancel
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3301,8 +3324,12 @@ type StatusResponse struct {
 	// copies removed from a worker's cache to break a deadlock of full
 	// caches (their producers run again when their readers need them)
 	EvictedForSpace uint64 `protobuf:"varint,60,opt,name=evicted_for_space,json=evictedForSpace,proto3" json:"evicted_for_space,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Plain tasks counted apart as dataflow tasks: those that read a file
+	// a task produces or write a temp file. tasks counts the other plain
+	// tasks.
+	Dataflow      *TaskCounts `protobuf:"bytes,110,opt,name=dataflow,proto3" json:"dataflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -3564,6 +3591,13 @@ func (x *StatusResponse) GetEvictedForSpace() uint64 {
 		return x.EvictedForSpace
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetDataflow() *TaskCounts {
+	if x != nil {
+		return x.Dataflow
+	}
+	return nil
 }
 
 // JournalStatus is the state of a manager's journal.
@@ -3865,8 +3899,13 @@ type LibraryStatus struct {
 	InstancesStarted uint64                 `protobuf:"varint,4,opt,name=instances_started,json=instancesStarted,proto3" json:"instances_started,omitempty"` // set-ups that succeeded, over the library's life
 	Broken           string                 `protobuf:"bytes,5,opt,name=broken,proto3" json:"broken,omitempty"`                                              // why its calls fail at once; empty while it works
 	Instances        []*InstanceStatus      `protobuf:"bytes,6,rep,name=instances,proto3" json:"instances,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Cold starts of its instances (from the start on a worker to ready
+	// for calls: the process, its set-up): their mean and the latest, in
+	// ms; 0 before the first.
+	ColdStartMsMean   int64 `protobuf:"varint,110,opt,name=cold_start_ms_mean,json=coldStartMsMean,proto3" json:"cold_start_ms_mean,omitempty"`
+	ColdStartMsLatest int64 `protobuf:"varint,111,opt,name=cold_start_ms_latest,json=coldStartMsLatest,proto3" json:"cold_start_ms_latest,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LibraryStatus) Reset() {
@@ -3939,6 +3978,20 @@ func (x *LibraryStatus) GetInstances() []*InstanceStatus {
 		return x.Instances
 	}
 	return nil
+}
+
+func (x *LibraryStatus) GetColdStartMsMean() int64 {
+	if x != nil {
+		return x.ColdStartMsMean
+	}
+	return 0
+}
+
+func (x *LibraryStatus) GetColdStartMsLatest() int64 {
+	if x != nil {
+		return x.ColdStartMsLatest
+	}
+	return 0
 }
 
 type InstanceStatus struct {
@@ -5998,7 +6051,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03dir\x18\n" +
 	" \x01(\bR\x03dir\x12\x1f\n" +
 	"\vprune_depth\x18\v \x01(\rR\n" +
-	"pruneDepth\"\xe8\x04\n" +
+	"pruneDepth\"\x84\x05\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -6018,7 +6071,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03key\x18\x0f \x01(\tR\x03key\x124\n" +
 	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\x12$\n" +
 	"\rdeterministic\x182 \x01(\bR\rdeterministic\x12-\n" +
-	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\"q\n" +
+	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\x12\x1a\n" +
+	"\bworkflow\x18n \x01(\tR\bworkflow\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -6128,10 +6182,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
 	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x16\n" +
 	"\x06worker\x18\x04 \x01(\tR\x06worker\"\r\n" +
-	"\vAckResponse\"D\n" +
+	"\vAckResponse\"`\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\x12\x18\n" +
-	"\asession\x18P \x01(\tR\asession\".\n" +
+	"\asession\x18P \x01(\tR\asession\x12\x1a\n" +
+	"\bworkflow\x18n \x01(\tR\bworkflow\".\n" +
 	"\x0eCancelResponse\x12\x1c\n" +
 	"\tcancelled\x18P \x01(\x04R\tcancelled\"D\n" +
 	"\rStatusRequest\x123\n" +
@@ -6201,7 +6256,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xc8\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xfc\n" +
 	"\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
@@ -6238,7 +6293,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\tfactories\x18d \x03(\v2\x19.trellis.v1.FactoryStatusR\tfactories\x12<\n" +
 	"\runknown_tasks\x182 \x03(\v2\x17.trellis.v1.UnknownTaskR\funknownTasks\x12\x16\n" +
 	"\x06adrift\x183 \x01(\x04R\x06adrift\x12*\n" +
-	"\x11evicted_for_space\x18< \x01(\x04R\x0fevictedForSpace\"Z\n" +
+	"\x11evicted_for_space\x18< \x01(\x04R\x0fevictedForSpace\x122\n" +
+	"\bdataflow\x18n \x01(\v2\x16.trellis.v1.TaskCountsR\bdataflow\"Z\n" +
 	"\x10ReconcileRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12-\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x13.trellis.v1.VerdictR\averdict\"\x13\n" +
@@ -6256,7 +6312,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
 	"\x03why\x18\x03 \x01(\tR\x03why\x12\"\n" +
-	"\rsince_unix_ms\x18\x04 \x01(\x03R\vsinceUnixMs\"\xe6\x01\n" +
+	"\rsince_unix_ms\x18\x04 \x01(\x03R\vsinceUnixMs\"\xc4\x02\n" +
 	"\rLibraryStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
 	"\rcalls_waiting\x18\x02 \x01(\x04R\fcallsWaiting\x12\x1d\n" +
@@ -6264,7 +6320,9 @@ const file_trellis_proto_rawDesc = "" +
 	"calls_done\x18\x03 \x01(\x04R\tcallsDone\x12+\n" +
 	"\x11instances_started\x18\x04 \x01(\x04R\x10instancesStarted\x12\x16\n" +
 	"\x06broken\x18\x05 \x01(\tR\x06broken\x128\n" +
-	"\tinstances\x18\x06 \x03(\v2\x1a.trellis.v1.InstanceStatusR\tinstances\"x\n" +
+	"\tinstances\x18\x06 \x03(\v2\x1a.trellis.v1.InstanceStatusR\tinstances\x12+\n" +
+	"\x12cold_start_ms_mean\x18n \x01(\x03R\x0fcoldStartMsMean\x12/\n" +
+	"\x14cold_start_ms_latest\x18o \x01(\x03R\x11coldStartMsLatest\"x\n" +
 	"\x0eInstanceStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
 	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x14\n" +
@@ -6607,68 +6665,69 @@ var file_trellis_proto_depIdxs = []int32{
 	46, // 42: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
 	34, // 43: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
 	45, // 44: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
-	5,  // 45: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
-	49, // 46: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	54, // 47: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	59, // 48: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	60, // 49: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	61, // 50: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	62, // 51: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	57, // 52: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	58, // 53: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	52, // 54: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	53, // 55: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	51, // 56: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	50, // 57: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	3,  // 58: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	7,  // 59: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	56, // 60: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	55, // 61: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	1,  // 62: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	18, // 63: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	72, // 64: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	73, // 65: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	74, // 66: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	68, // 67: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	69, // 68: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	71, // 69: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	65, // 70: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	66, // 71: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	64, // 72: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	70, // 73: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	63, // 74: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	12, // 75: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	6,  // 76: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	67, // 77: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 78: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	10, // 79: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	21, // 80: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	23, // 81: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	24, // 82: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	30, // 83: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	32, // 84: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	35, // 85: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	13, // 86: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	15, // 87: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	37, // 88: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	43, // 89: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	50, // 90: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	22, // 91: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	20, // 92: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	29, // 93: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	31, // 94: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	42, // 95: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	36, // 96: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	14, // 97: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	16, // 98: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	38, // 99: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	44, // 100: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	63, // 101: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	91, // [91:102] is the sub-list for method output_type
-	80, // [80:91] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	40, // 45: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
+	5,  // 46: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	49, // 47: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	54, // 48: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	59, // 49: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	60, // 50: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	61, // 51: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	62, // 52: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	57, // 53: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	58, // 54: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	52, // 55: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	53, // 56: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	51, // 57: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	50, // 58: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	3,  // 59: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	7,  // 60: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	56, // 61: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	55, // 62: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	1,  // 63: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	18, // 64: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	72, // 65: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	73, // 66: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	74, // 67: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	68, // 68: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	69, // 69: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	71, // 70: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	65, // 71: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	66, // 72: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	64, // 73: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	70, // 74: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	63, // 75: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	12, // 76: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	6,  // 77: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	67, // 78: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 79: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	10, // 80: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	21, // 81: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	23, // 82: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	24, // 83: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	30, // 84: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	32, // 85: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	35, // 86: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	13, // 87: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	15, // 88: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	37, // 89: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	43, // 90: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	50, // 91: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	22, // 92: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	20, // 93: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	29, // 94: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	31, // 95: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	42, // 96: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	36, // 97: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	14, // 98: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	16, // 99: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	38, // 100: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	44, // 101: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	63, // 102: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	92, // [92:103] is the sub-list for method output_type
+	81, // [81:92] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }

@@ -48,7 +48,8 @@ class Task:
 
     def __init__(self, command, *, name="", cores=1, memory_mb=0, disk_mb=0, gpus=0, env=None,
                  retries=3, retry_on_error=False, time_limit=None, priority=0, category="",
-                 tags=(), key="", after=(), unplaceable_timeout=None, effects="none", deterministic=False):
+                 tags=(), key="", after=(), unplaceable_timeout=None, effects="none", deterministic=False,
+                 workflow=""):
         self.command = command
         self.name = name
         self.cores, self.memory_mb, self.disk_mb, self.gpus = cores, memory_mb, disk_mb, gpus
@@ -66,6 +67,7 @@ class Task:
             raise errors.InvalidError("task %r: effects %r: want one of %s" % (name or command, effects, ", ".join(sorted(_EFFECTS))))
         self.effects = effects              # docs/recovery.md: "none", "idempotent" or "at-most-once"
         self.deterministic = deterministic  # recorded for the recovery layer
+        self.workflow = workflow            # a label: Cluster.cancel_workflow (trellis cancel --workflow) cancels by it
         self.inputs = []   # (File, path)
         self.outputs = []  # (File, path)
         self.call = None   # (library, function, args bytes) for a call
@@ -293,6 +295,14 @@ class Cluster:
         """cancel asks the manager to stop tasks (by ID)."""
         self._conn.unary("Cancel", {"taskIds": [str(i) for i in task_ids]})
 
+    def cancel_workflow(self, workflow):
+        """cancel_workflow asks the manager to stop every unfinished task
+        labelled with workflow (Task(workflow=...)), whichever client submitted
+        it, and returns how many; NotFoundError if no task the manager knows
+        carries that label."""
+        resp = self._conn.unary("Cancel", {"workflow": workflow})
+        return int(resp.get("cancelled", 0))
+
     def fetch(self, file, path):
         """fetch brings a file that tasks made (a Temp, say) to path at the client."""
         self._conn.unary("FetchFile", {"name": file.name})
@@ -419,6 +429,8 @@ class Cluster:
         # a burst of calls encodes, travels and decodes in less time. Plain
         # ifs, not a loop over pairs: this runs once per task of a burst.
         spec = {"name": name, "key": t.key}
+        if t.workflow:
+            spec["workflow"] = t.workflow
         res = {}
         if t.cores:
             res["cores"] = t.cores
