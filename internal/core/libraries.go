@@ -234,6 +234,12 @@ func (l *library) freest() *instance {
 	return best
 }
 
+// SetInstanceBase makes the IDs of the instances the core starts from now
+// on greater than base. A manager that restarts with its journal gives each
+// of its lives a base of its own, so that the instances a worker kept from
+// an earlier life (WorkerJoined.Instances) never share an ID with a new one.
+func (c *Core) SetInstanceBase(base uint64) { c.instSeq = max(c.instSeq, base) }
+
 // newInstance makes an instance of lib, waiting for a place.
 func (c *Core) newInstance(lib *library) *instance {
 	c.instSeq++
