@@ -287,3 +287,59 @@ func TestAtMostOnceLineage(t *testing.T) {
 		counts: &counts{Finished: 2},
 	}})
 }
+
+// TestPartitionedWorker (RECOVERY.md scenario 6): a worker is cut off
+// (lost for the core), its attempt runs again elsewhere, and the worker
+// comes back with the old attempt still running or finished: the old
+// attempt is killed, and its completion, before or after the new one's,
+// is stale; a duplicate of the accepted completion is stale too. Exactly
+// one completion is accepted, and nothing changes on a stale one.
+func TestPartitionedWorker(t *testing.T) {
+	r := res(1000, 100)
+	lib := core.LibraryInstalled{Lib: 7, Resources: r, Slots: 2}
+	lost := core.WorkerLeft{Worker: 1, Reason: "no heartbeat for 2s"}
+	runScenarios(t, []scenario{{
+		name: "the old attempt's completion comes after the new one's",
+		steps: []step{
+			{join(1, r), nil},
+			{join(2, r), nil},
+			{submit(retries(task(1, r), 1, false)), acts(dispatch(1, 1, 1))},
+			{lost, acts(requeuedAdrift(1, 1, "worker 1 lost: no heartbeat for 2s"), dispatch(1, 2, 2))},
+			{ok(1, 2, 2), acts(success(1, 2, 2))},
+			{rejoin(3, r, "A", attempt(1, 1)), acts(core.Kill{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 1, 3), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 2, 2), acts(core.StaleResult{Task: 1, Attempt: 2, Worker: 2})}, // a duplicate
+		},
+		counts: &counts{Finished: 1},
+	}, {
+		name: "the old attempt's completion comes first",
+		steps: []step{
+			{join(1, r), nil},
+			{join(2, r), nil},
+			{submit(retries(task(1, r), 1, false)), acts(dispatch(1, 1, 1))},
+			{lost, acts(requeuedAdrift(1, 1, "worker 1 lost: no heartbeat for 2s"), dispatch(1, 2, 2))},
+			{rejoin(3, r, "A", attempt(1, 1)), acts(core.Kill{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 1, 3), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 1, 1), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 1})}, // on its old connection
+			{ok(1, 2, 2), acts(success(1, 2, 2))},
+		},
+		counts: &counts{Running: 0, Finished: 1},
+	}, {
+		name: "a call: it runs again in a new instance; the old instance comes back and serves, the old call is killed",
+		steps: []step{
+			{join(1, res(2000, 200)), nil},
+			{lib, nil},
+			{submit(callOf(1, 7, 1)), acts(start(1, 1, 1, 7))},
+			{ready(1, 1), acts(inSlot(1, 1, 1, 1))},
+			{lost, acts(requeuedAdrift(1, 1, "worker 1 lost: no heartbeat for 2s"))},
+			{join(2, res(2000, 200)), acts(start(2, 1, 2, 7))},
+			{ready(2, 2), acts(inSlot(1, 2, 2, 2))},
+			{rejoinLibs(3, res(2000, 200), "A", []core.KeptInstance{keptInst(1, 1, 7)}, callIn(1, 1, 1)), acts(
+				instAdopted(1, 1, 7, 3), core.Kill{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 1, 3), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 2, 2), acts(success(1, 2, 2))},
+			{ok(1, 2, 2), acts(core.StaleResult{Task: 1, Attempt: 2, Worker: 2})},
+		},
+		counts: &counts{Running: 2, Finished: 1}, // the two instances
+	}})
+}

@@ -3,13 +3,20 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"trellis"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
 	"trellis/sdk/python"
 )
 
@@ -156,3 +163,174 @@ func counts(lines []string) map[string]int {
 	return m
 }
 
+
+// TestPartitionedWorkerStale (RECOVERY.md scenario 6): a worker is cut off
+// (SIGSTOP, past the liveness timeout) while it runs a task; the task runs
+// again on another worker, and its result is delivered. Then the worker
+// comes back (SIGCONT) with the old attempt: it is killed, and its report
+// is rejected as stale ("ignored a stale report"). The client has one
+// result, of attempt 2, and the output file is attempt 2's. (Duplicate
+// completions, and a stale one before the new one: TestPartitionedWorker
+// and TestStaleResults in internal/core.)
+func TestPartitionedWorkerStale(t *testing.T) {
+	dir := t.TempDir()
+	started, gate := filepath.Join(dir, "started.log"), filepath.Join(dir, "gate")
+	c := newCluster(t, "--heartbeat", "300ms")
+	w1 := c.worker("w1", nil, "--cores", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	tk := trellis.NewTask(`echo "$TRELLIS_ATTEMPT" >> "$STARTED"; echo "attempt $TRELLIS_ATTEMPT" > out; if [ "$TRELLIS_ATTEMPT" = 1 ]; then while [ ! -e "$GATE" ]; do sleep 0.05; done; fi; echo "stdout $TRELLIS_ATTEMPT"`)
+	tk.Name, tk.Key, tk.Env = "cut", "cut", []string{"STARTED=" + started, "GATE=" + gate}
+	out := filepath.Join(dir, "out")
+	tk.AddOutput(trellis.Output(out), "out")
+	hs, err := cl.Submit(ctx, tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "attempt 1 to start", func() bool { return len(fileLines(started)) == 1 })
+	w1.signal(t, syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			w1.signal(t, syscall.SIGCONT)
+		}
+	}()
+	c.worker("w2", nil, "--cores", "1")
+	r := waitResult(t, hs[0], time.Minute)
+	if !r.OK() || r.Attempts != 2 || string(r.Stdout) != "stdout 2\n" {
+		t.Fatalf("result: %s %q (%s) after %d attempts; want the success of attempt 2", r.Kind, r.Stdout, r.Message, r.Attempts)
+	}
+	w1.signal(t, syscall.SIGCONT)
+	stopped = false
+	waitFor(t, time.Minute, "the old attempt's report to be rejected", func() bool {
+		for _, l := range strings.Split(c.manager.Output(), "\n") {
+			if strings.Contains(l, "ignored a stale report") && strings.Contains(l, fmt.Sprintf("task=%d attempt=1", hs[0].ID)) {
+				return true
+			}
+		}
+		return false
+	})
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out); err != nil || string(got) != "attempt 2\n" {
+		t.Errorf("output file: %q (%v); want attempt 2's", got, err)
+	}
+	if s := fileLines(started); strings.Join(s, " ") != "1 2" {
+		t.Errorf("attempts started: %q; want 1 and 2", s)
+	}
+	if s, err := cl.Status(ctx); err != nil || len(s.Workers) != 2 {
+		t.Errorf("status: %v, workers %d; want both workers connected again", err, len(s.Workers))
+	}
+}
+
+// rpcClient is a client of the manager's API on the wire, as any program
+// may speak it, with a session name it chose (its workflow ID).
+func rpcClient(c *cluster) trellisv1connect.ManagerClient {
+	secret := c.secret()
+	return trellisv1connect.NewManagerClient(http.DefaultClient, "http://"+c.addr, connect.WithInterceptors(connect.UnaryInterceptorFunc(
+		func(next connect.UnaryFunc) connect.UnaryFunc {
+			return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+				req.Header().Set("Authorization", "Bearer "+secret)
+				return next(ctx, req)
+			}
+		})))
+}
+
+// TestResubmit (RECOVERY.md scenario 7): a client resubmits its workflow
+// (the same session, the same task keys): at once, and again while the
+// manager is being restarted after a SIGKILL, retrying until the new one
+// answers. Every submit returns the same task IDs; the session's events
+// after the restart hold one result per task; each task's effect (a file
+// created once per idempotency key) is applied once.
+func TestResubmit(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	log := filepath.Join(dir, "effects.log")
+	c := newCluster(t, "--state", state)
+	c.worker("w1", nil, "--cores", "2")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c.waitWorkers(c.client(), 1)
+	rpc := rpcClient(c)
+	const session = "wf-resubmit"
+	req := &pb.SubmitRequest{Session: session}
+	for i := range 6 {
+		req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: fmt.Sprintf("t%d", i), Key: fmt.Sprintf("k%d", i),
+			Effects: pb.Effects_EFFECTS_IDEMPOTENT, Env: []string{"DIR=" + dir, "LOG=" + log},
+			Command: fmt.Sprintf(`sleep 0.%d; m="$DIR/$(echo "$TRELLIS_IDEMPOTENCY_KEY" | tr / _)"; if mkdir "$m" 2>/dev/null; then echo "$TRELLIS_IDEMPOTENCY_KEY" >> "$LOG"; fi; echo done %d`, 2+i%3, i)})
+	}
+	submit := func() []uint64 {
+		resp, err := rpc.Submit(ctx, connect.NewRequest(req))
+		if err != nil {
+			t.Fatalf("submit: %v", err)
+		}
+		return resp.Msg.TaskIds
+	}
+	first := submit()
+	if again := submit(); fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("resubmit: task IDs %v, want %v", again, first)
+	}
+	waitFor(t, time.Minute, "2 effects", func() bool { return len(fileLines(log)) >= 2 })
+	c.manager.signal(t, 9)
+	c.manager.wait(t, 10*time.Second)
+	if len(fileLines(log)) == len(req.Tasks) {
+		t.Fatalf("every task finished before the kill: the test tests nothing")
+	}
+	during := make(chan []uint64, 1)
+	go func() { // exits once a submit is answered, or ctx ends
+		for ctx.Err() == nil {
+			resp, err := rpc.Submit(ctx, connect.NewRequest(req))
+			if err == nil {
+				during <- resp.Msg.TaskIds
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		during <- nil
+	}()
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	if ids := <-during; fmt.Sprint(ids) != fmt.Sprint(first) {
+		t.Fatalf("resubmit during the restart: task IDs %v, want %v", ids, first)
+	}
+	// The session's events in the new epoch: one DONE per task.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	wreq := connect.NewRequest(&pb.WatchRequest{Session: session})
+	wreq.Header().Set("Authorization", "Bearer "+c.secret())
+	stream, err := rpc.Watch(wctx, wreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dones := map[uint64]int{}
+	for len(dones) < len(first) && stream.Receive() {
+		for _, ev := range stream.Msg().Events {
+			if ev.State == pb.TaskState_TASK_STATE_DONE {
+				dones[ev.TaskId]++
+				if k := ev.GetOutcome().GetKind(); k != pb.ResultKind_RESULT_KIND_SUCCESS {
+					t.Errorf("task %d: %s", ev.TaskId, k)
+				}
+			}
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// (A second DONE of a task counts while some task has none yet.)
+	for _, id := range first {
+		if dones[id] != 1 {
+			t.Errorf("task %d: %d results, want 1 (all: %v)", id, dones[id], dones)
+		}
+	}
+	if e := counts(fileLines(log)); len(e) != len(req.Tasks) {
+		t.Errorf("effects %v: want each of %d keys", e, len(req.Tasks))
+	} else {
+		for k, n := range e {
+			if n != 1 {
+				t.Errorf("effect of %s applied %d times, want once", k, n)
+			}
+		}
+	}
+}
