@@ -163,7 +163,6 @@ func counts(lines []string) map[string]int {
 	return m
 }
 
-
 // TestPartitionedWorkerStale (RECOVERY.md scenario 6): a worker is cut off
 // (SIGSTOP, past the liveness timeout) while it runs a task; the task runs
 // again on another worker, and its result is delivered. Then the worker
