@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,13 +23,14 @@ import (
 )
 
 // effectLibrary is a Python library whose function "apply" logs its call's
-// idempotency key when it starts, waits for the file args["gate"] (if any),
-// and then applies its effect once per key: it creates a file named after
-// the key in args["dir"] (O_EXCL: a second application fails to create
-// it), and appends the key to args["log"] every time it applies. It fails
-// first with probability args["fail"] (an injected failure), before any
-// effect.
-const effectLibrary = `import os, random, time
+// idempotency key when it starts (and its process ID to args["pids"]);
+// fails, as an injected failure, on the first attempt of one key in ten
+// (args["fail"], by the CRC-32 of the client's part of the key); applies its effect once per key:
+// it creates a file named after the key in args["dir"] (O_EXCL: a second
+// application finds it there) and appends the key to args["log"]; then,
+// effect applied, waits for the file args["gate"] (if any) before it
+// returns.
+const effectLibrary = `import os, time, zlib
 import trellis_library as tl
 lib = tl.Library("effect")
 
@@ -36,11 +39,13 @@ def apply(args):
     key = tl.idempotency_key()
     with open(args["started"], "a") as f:
         f.write(key + "\n")
-    if random.random() < args.get("fail", 0):
+    if "pids" in args:
+        with open(args["pids"], "a") as f:
+            f.write("%d\n" % os.getpid())
+    with open(args["started"]) as f:
+        tries = f.read().split().count(key)
+    if args.get("fail") and tries == 1 and zlib.crc32(key.split("/")[-1].encode()) % 10 == 0:
         raise RuntimeError("injected failure")
-    gate = args.get("gate")
-    while gate and not os.path.exists(gate):
-        time.sleep(0.05)
     marker = os.path.join(args["dir"], key.replace("/", "_"))
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -48,6 +53,9 @@ def apply(args):
             f.write(key + "\n")
     except FileExistsError:
         pass  # applied already, under this key
+    gate = args.get("gate")
+    while gate and not os.path.exists(gate):
+        time.sleep(0.05)
     return {"key": key, "pid": os.getpid()}
 
 if __name__ == "__main__":
@@ -61,11 +69,12 @@ func effectLib() *trellis.Library {
 
 // effectArgs are the arguments of effectLibrary's apply.
 type effectArgs struct {
-	Started string  `json:"started"`
-	Log     string  `json:"log"`
-	Dir     string  `json:"dir"`
-	Gate    string  `json:"gate,omitempty"`
-	Fail    float64 `json:"fail,omitempty"`
+	Started string `json:"started"`
+	Log     string `json:"log"`
+	Dir     string `json:"dir"`
+	Gate    string `json:"gate,omitempty"`
+	PIDs    string `json:"pids,omitempty"`
+	Fail    bool   `json:"fail,omitempty"`
 }
 
 func (a effectArgs) call(t *testing.T, key string) *trellis.Task {
@@ -87,11 +96,11 @@ type effectResult struct {
 
 // TestCallsAdopted (docs/recovery.md, adoption of calls): a manager with
 // --state is killed with SIGKILL while two calls run in a library instance
-// on a worker process; restarted on the same --state, it adopts the
-// instance and both calls instead of running them again. Each call logs
-// its idempotency key when it starts and when it applies its effect: one
-// line each per key, and both results come from the library process that
-// ran before the kill.
+// on a worker process (their effects applied, waiting to return);
+// restarted on the same --state, it adopts the instance and both calls
+// instead of running them again. Each call logs its idempotency key when
+// it starts and when it applies its effect: one line each per key, and
+// both results come from the library process that ran before the kill.
 func TestCallsAdopted(t *testing.T) {
 	needPython(t)
 	dir := t.TempDir()
@@ -110,7 +119,7 @@ func TestCallsAdopted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "both calls to start", func() bool { return len(fileLines(args.Started)) == 2 })
+	waitFor(t, time.Minute, "both calls to apply their effects", func() bool { return len(fileLines(args.Log)) == 2 })
 	// Their Runs went without waiting for their Dispatched records: kill
 	// once the records (start, install, submit, two dispatches) are on
 	// disk, or there is nothing to adopt.
@@ -332,4 +341,98 @@ func TestResubmit(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestIdempotentCallsUnderFaults (RECOVERY.md scenario 9): 40 idempotent
+// calls of a Python library, with injected failures (the first attempt of
+// one key in ten raises) and a SIGKILL of the library process while four
+// calls that applied their effect wait to return. Calls that failed or
+// died run again (retries, retry on error) with the same idempotency key:
+// every call succeeds, and each key's effect is applied exactly once.
+func TestIdempotentCallsUnderFaults(t *testing.T) {
+	needPython(t)
+	dir := t.TempDir()
+	args := effectArgs{Started: filepath.Join(dir, "started.log"), Log: filepath.Join(dir, "effects.log"), Dir: dir,
+		Gate: filepath.Join(dir, "gate"), PIDs: filepath.Join(dir, "pids"), Fail: true}
+	c := newCluster(t)
+	c.worker("w1", nil, "--cores", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	if err := cl.Install(ctx, effectLib()); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var calls []*trellis.Task
+	for i := range n {
+		call := args.call(t, fmt.Sprintf("k%02d", i))
+		call.Retries, call.RetryOnError = 3, true
+		calls = append(calls, call)
+	}
+	hs, err := cl.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four slots: four calls apply their effect and wait at the gate.
+	waitFor(t, time.Minute, "4 effects applied", func() bool { return len(fileLines(args.Log)) >= 4 })
+	applied := fileLines(args.Log) // waiting at the gate, in the library killed now
+	pids := fileLines(args.PIDs)
+	victim, err := strconv.Atoi(pids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the library process %d: %v", victim, err)
+	}
+	// The four run again in a new instance: they find their effect applied.
+	waitFor(t, time.Minute, "a new library process", func() bool {
+		for _, p := range fileLines(args.PIDs) {
+			if p != pids[0] {
+				return true
+			}
+		}
+		return false
+	})
+	if err := os.WriteFile(args.Gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again := 0
+	for _, h := range hs {
+		r := waitResult(t, h, time.Minute)
+		var res effectResult
+		if !r.OK() || json.Unmarshal(r.Output, &res) != nil {
+			t.Fatalf("call %s: %s %s (%s)", h.Name, r.Kind, r.Output, r.Message)
+		}
+		if r.Attempts > 1 {
+			again++
+		}
+	}
+	effects, started := counts(fileLines(args.Log)), counts(fileLines(args.Started))
+	if len(effects) != n {
+		t.Errorf("effects of %d keys, want %d: %v", len(effects), n, effects)
+	}
+	for k, m := range effects {
+		if m != 1 {
+			t.Errorf("key %s: effect applied %d times, want once", k, m)
+		}
+	}
+	injected := 0
+	for k, m := range started {
+		if _, user, _ := strings.Cut(k, "/"); crc32.ChecksumIEEE([]byte(user))%10 == 0 {
+			injected++
+			if m < 2 {
+				t.Errorf("key %s: %d attempts started; its first fails by injection, want at least 2", k, m)
+			}
+		}
+	}
+	for _, k := range applied {
+		if started[k] < 2 {
+			t.Errorf("key %s: %d attempts started; it was in the library killed, want at least 2", k, started[k])
+		}
+	}
+	if injected == 0 {
+		t.Errorf("no key had an injected failure: the test tests less than it says")
+	}
+	t.Logf("%d calls ran more than once: %d keys with an injected failure, %d killed with the library", again, injected, len(applied))
 }
