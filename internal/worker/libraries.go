@@ -53,10 +53,9 @@ type libInstance struct {
 // for a manager that restarts with its journal: it adopts them, or stops
 // them; a manager of another run never sees them (attach stops them).
 type libraries struct {
-	mu     sync.Mutex // guards byID, the sessions and reports of instances, and closed
-	byID   map[uint64]*libInstance
-	closed map[*session]bool // sessions that no longer take instances
-	wg     sync.WaitGroup    // the goroutines of running instances
+	mu   sync.Mutex // guards byID, the sessions and reports of instances, and session.libsClosed
+	byID map[uint64]*libInstance
+	wg   sync.WaitGroup // the goroutines of running instances
 }
 
 // count returns how many library instances the worker holds.
@@ -80,7 +79,7 @@ func (inst *libInstance) dead() bool {
 func (l *libraries) register(inst *libInstance, s *session) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed[s] {
+	if s.libsClosed {
 		return false
 	}
 	inst.sess = s
@@ -110,10 +109,7 @@ func (l *libraries) emit(inst *libInstance, s *session, ev event) {
 func (l *libraries) detach(s *session, runID string) map[uint64]bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed == nil {
-		l.closed = make(map[*session]bool)
-	}
-	l.closed[s] = true
+	s.libsClosed = true
 	kept := make(map[uint64]bool)
 	for id, inst := range l.byID {
 		switch {

@@ -83,6 +83,7 @@ type session struct {
 	flushc     chan struct{}          // closed: the sender sends what is queued, then stops
 	senderDone chan struct{}          // closed when the sender has stopped
 	wg         sync.WaitGroup         // every goroutine the session started
+	libsClosed bool                   // it takes no more library instances (guarded by libraries.mu)
 
 	// Owned by the loop.
 	attempts   map[attemptKey]*running
