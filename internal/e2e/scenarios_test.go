@@ -100,7 +100,9 @@ type effectResult struct {
 // restarted on the same --state, it adopts the instance and both calls
 // instead of running them again. Each call logs its idempotency key when
 // it starts and when it applies its effect: one line each per key, and
-// both results come from the library process that ran before the kill.
+// both results come from the library process that ran before the kill, as
+// does that of a third call submitted after the restart (the library is
+// installed again from the journal).
 func TestCallsAdopted(t *testing.T) {
 	needPython(t)
 	dir := t.TempDir()
@@ -147,12 +149,24 @@ func TestCallsAdopted(t *testing.T) {
 		}
 		pids[res.PID] = true
 	}
+	// The library, installed again from the journal, takes a new call in
+	// the adopted instance.
+	more, err := cl.Submit(ctx, args.call(t, "c3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitResult(t, more[0], time.Minute)
+	var res effectResult
+	if !r.OK() || json.Unmarshal(r.Output, &res) != nil {
+		t.Fatalf("call c3 after the restart: %s %s (%s)", r.Kind, r.Output, r.Message)
+	}
+	pids[res.PID] = true
 	if len(pids) != 1 {
 		t.Errorf("results from library processes %v; want one, the instance started before the kill", pids)
 	}
 	s, e := fileLines(args.Started), fileLines(args.Log)
-	if len(s) != 2 || len(e) != 2 || counts(e)[s[0]] != 1 || counts(e)[s[1]] != 1 {
-		t.Errorf("started %q, effects %q; want each of the two keys once in both", s, e)
+	if len(s) != 3 || len(e) != 3 || counts(e)[s[0]] != 1 || counts(e)[s[1]] != 1 || counts(e)[s[2]] != 1 {
+		t.Errorf("started %q, effects %q; want each of the three keys once in both", s, e)
 	}
 	st, err := cl.Status(ctx)
 	if err != nil {
