@@ -274,8 +274,9 @@ func (s *session) ended(ev event) {
 }
 
 // handle acts on one message from the manager.
-// Attempts of command tasks live in ctx (the worker's), so that they can
-// outlive a broken connection (kept.go); the rest lives in sctx.
+// Attempts, calls and library instances live in ctx (the worker's), so
+// that they can outlive a broken connection (kept.go, libraries); the rest
+// lives in sctx.
 func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 	switch x := msg.Msg.(type) {
 	case *pb.ManagerMessage_Batch:
@@ -500,8 +501,10 @@ func (s *session) lost(err error) error {
 		}
 	}
 	s.cancel()
-	if keeping {
+	if keeping || len(insts) > 0 {
 		s.w.log.Info("lost the manager: keeping the running tasks for it to adopt when it comes back", "tasks", len(s.attempts), "library_instances", len(insts))
+	}
+	if keeping {
 		s.w.kept.wg.Add(1)
 		go s.waitKept() // exits when every attempt the session started has ended (Worker.Run stops them last)
 	} else {
