@@ -197,7 +197,7 @@ func counts(lines []string) map[string]int {
 func TestPartitionedWorkerStale(t *testing.T) {
 	dir := t.TempDir()
 	started, gate := filepath.Join(dir, "started.log"), filepath.Join(dir, "gate")
-	c := newCluster(t, "--heartbeat", "300ms")
+	c := newCluster(t, "--heartbeat", "1s") // lost after 3 s of silence: not by mere load
 	w1 := c.worker("w1", nil, "--cores", "1")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
