@@ -256,6 +256,14 @@ func TestCallAdrift(t *testing.T) {
 		},
 		counts: &counts{Waiting: 1, Ready: 2, Running: 1}, // calls 2; 1 and 3; instance 1
 	}, {
+		name: "a new instance never takes an adopted one's ID",
+		steps: []step{
+			{core.LibraryInstalled{Lib: 7, Resources: r, Slots: 1}, nil},
+			{rejoinLibs(1, wr, "A", []core.KeptInstance{keptInst(1, 1, 7)}), acts(instAdopted(1, 1, 7, 1))},
+			{submit(callOf(1, 7, 0), callOf(2, 7, 0)), acts(inSlot(1, 1, 1, 1), start(2, 1, 1, 7))},
+		},
+		counts: &counts{Ready: 1, Running: 3},
+	}, {
 		name: "at-most-once calls: adopted with their instance, else unknown",
 		steps: []step{
 			{lib, nil},

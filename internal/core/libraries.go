@@ -243,6 +243,9 @@ func (c *Core) SetInstanceBase(base uint64) { c.instSeq = max(c.instSeq, base) }
 // newInstance makes an instance of lib, waiting for a place.
 func (c *Core) newInstance(lib *library) *instance {
 	c.instSeq++
+	for c.tasks[instanceKey(InstanceID(c.instSeq))] != nil {
+		c.instSeq++ // an adopted instance's (see SetInstanceBase)
+	}
 	id := InstanceID(c.instSeq)
 	t := &task{spec: Task{ID: instanceKey(id), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1}
 	t.shape = c.shapeOf(t)
