@@ -28,8 +28,8 @@ import (
 // (args["fail"], by the CRC-32 of the client's part of the key); applies its effect once per key:
 // it creates a file named after the key in args["dir"] (O_EXCL: a second
 // application finds it there) and appends the key to args["log"]; then,
-// effect applied, waits for the file args["gate"] (if any) before it
-// returns.
+// effect applied, sleeps args["sleep"] seconds and waits for the file
+// args["gate"] (if any) before it returns.
 const effectLibrary = `import os, time, zlib
 import trellis_library as tl
 lib = tl.Library("effect")
@@ -53,6 +53,7 @@ def apply(args):
             f.write(key + "\n")
     except FileExistsError:
         pass  # applied already, under this key
+    time.sleep(args.get("sleep", 0))
     gate = args.get("gate")
     while gate and not os.path.exists(gate):
         time.sleep(0.05)
@@ -69,12 +70,13 @@ func effectLib() *trellis.Library {
 
 // effectArgs are the arguments of effectLibrary's apply.
 type effectArgs struct {
-	Started string `json:"started"`
-	Log     string `json:"log"`
-	Dir     string `json:"dir"`
-	Gate    string `json:"gate,omitempty"`
-	PIDs    string `json:"pids,omitempty"`
-	Fail    bool   `json:"fail,omitempty"`
+	Started string  `json:"started"`
+	Log     string  `json:"log"`
+	Dir     string  `json:"dir"`
+	Gate    string  `json:"gate,omitempty"`
+	PIDs    string  `json:"pids,omitempty"`
+	Fail    bool    `json:"fail,omitempty"`
+	Sleep   float64 `json:"sleep,omitempty"`
 }
 
 func (a effectArgs) call(t *testing.T, key string) *trellis.Task {
