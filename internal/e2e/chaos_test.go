@@ -116,10 +116,9 @@ func TestChaos(t *testing.T) {
 		}
 		if rng.IntN(3) > 0 {
 			before := had()
-			c.manager.signal(t, 9)
-			c.manager.wait(t, 10*time.Second)
+			c.killManager(t)
 			protected = append(protected, kill{before, runsOf()})
-			c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+			c.restartManager(t, state)
 			t.Logf("kill %d: the manager, after %d results", k+1, len(before))
 		} else {
 			i := rng.IntN(len(workers))

@@ -90,6 +90,44 @@ func (a effectArgs) call(t *testing.T, key string) *trellis.Task {
 	return c
 }
 
+// effectCluster starts a manager with flags and one worker process of one
+// core, and installs effectLibrary.
+func effectCluster(t *testing.T, flags ...string) (*cluster, *trellis.Client) {
+	t.Helper()
+	c := newCluster(t, flags...)
+	c.worker("w1", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.Install(ctx, effectLib()); err != nil {
+		t.Fatal(err)
+	}
+	return c, cl
+}
+
+// killManager kills the manager process (SIGKILL) and waits for its end.
+func (c *cluster) killManager(t *testing.T) {
+	t.Helper()
+	c.manager.signal(t, 9)
+	c.manager.wait(t, 10*time.Second)
+}
+
+// restartManager starts the manager again, on its address and --state.
+func (c *cluster) restartManager(t *testing.T, state string) {
+	t.Helper()
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+}
+
+// waitDurable waits until the manager's journal holds n records on disk.
+func waitDurable(ctx context.Context, t *testing.T, cl *trellis.Client, n uint64) {
+	t.Helper()
+	waitFor(t, time.Minute, fmt.Sprintf("%d journal records on disk", n), func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && s.Journal != nil && s.Journal.Durable >= n
+	})
+}
+
 // effectResult is what apply returns.
 type effectResult struct {
 	Key string `json:"key"`
@@ -110,15 +148,9 @@ func TestCallsAdopted(t *testing.T) {
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	args := effectArgs{Started: filepath.Join(dir, "started.log"), Log: filepath.Join(dir, "effects.log"), Dir: dir, Gate: filepath.Join(dir, "gate")}
-	c := newCluster(t, "--state", state)
-	c.worker("w1", nil, "--cores", "1")
+	c, cl := effectCluster(t, "--state", state)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl := c.client()
-	c.waitWorkers(cl, 1)
-	if err := cl.Install(ctx, effectLib()); err != nil {
-		t.Fatal(err)
-	}
 	hs, err := cl.Submit(ctx, args.call(t, "c1"), args.call(t, "c2"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,13 +159,9 @@ func TestCallsAdopted(t *testing.T) {
 	// Their Runs went without waiting for their Dispatched records: kill
 	// once the records (start, install, submit, two dispatches) are on
 	// disk, or there is nothing to adopt.
-	waitFor(t, time.Minute, "the dispatches to be journaled", func() bool {
-		s, err := cl.Status(ctx)
-		return err == nil && s.Journal != nil && s.Journal.Durable >= 5
-	})
-	c.manager.signal(t, 9)
-	c.manager.wait(t, 10*time.Second)
-	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	waitDurable(ctx, t, cl, 5)
+	c.killManager(t)
+	c.restartManager(t, state)
 	waitFor(t, time.Minute, "the manager to adopt the instance and both calls", func() bool {
 		out := c.manager.Output()
 		return strings.Contains(out, "adopted a library instance started before the restart") &&
@@ -298,8 +326,7 @@ func TestResubmit(t *testing.T) {
 		t.Fatalf("resubmit: task IDs %v, want %v", again, first)
 	}
 	waitFor(t, time.Minute, "2 effects", func() bool { return len(fileLines(log)) >= 2 })
-	c.manager.signal(t, 9)
-	c.manager.wait(t, 10*time.Second)
+	c.killManager(t)
 	if len(fileLines(log)) == len(req.Tasks) {
 		t.Fatalf("every task finished before the kill: the test tests nothing")
 	}
@@ -315,7 +342,7 @@ func TestResubmit(t *testing.T) {
 		}
 		during <- nil
 	}()
-	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	c.restartManager(t, state)
 	if ids := <-during; fmt.Sprint(ids) != fmt.Sprint(first) {
 		t.Fatalf("resubmit during the restart: task IDs %v, want %v", ids, first)
 	}
@@ -370,15 +397,9 @@ func TestIdempotentCallsUnderFaults(t *testing.T) {
 	dir := t.TempDir()
 	args := effectArgs{Started: filepath.Join(dir, "started.log"), Log: filepath.Join(dir, "effects.log"), Dir: dir,
 		Gate: filepath.Join(dir, "gate"), PIDs: filepath.Join(dir, "pids"), Fail: true}
-	c := newCluster(t)
-	c.worker("w1", nil, "--cores", "1")
+	_, cl := effectCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl := c.client()
-	c.waitWorkers(cl, 1)
-	if err := cl.Install(ctx, effectLib()); err != nil {
-		t.Fatal(err)
-	}
 	const n = 40
 	var calls []*trellis.Task
 	for i := range n {
