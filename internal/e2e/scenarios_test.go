@@ -113,10 +113,11 @@ func (c *cluster) killManager(t *testing.T) {
 	c.manager.wait(t, 10*time.Second)
 }
 
-// restartManager starts the manager again, on its address and --state.
-func (c *cluster) restartManager(t *testing.T, state string) {
+// restartManager starts the manager again, on its address and --state,
+// with flags.
+func (c *cluster) restartManager(t *testing.T, state string, flags ...string) {
 	t.Helper()
-	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+	c.manager = start(t, nil, append([]string{"manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state}, flags...)...)
 }
 
 // waitDurable waits until the manager's journal holds n records on disk.
@@ -472,4 +473,72 @@ func TestIdempotentCallsUnderFaults(t *testing.T) {
 		t.Errorf("no key had an injected failure: the test tests less than it says")
 	}
 	t.Logf("%d calls ran more than once: %d keys with an injected failure, %d killed with the library", again, injected, len(applied))
+}
+
+// TestCallsNotAdopted: the manager (with --state) and the worker running
+// two calls are both killed with SIGKILL; the manager restarts with
+// another worker. Once the adopt window passes, the idempotent call runs
+// again there (its effect, applied by the lost attempt under the same
+// key, is not applied twice), and the at-most-once call goes to unknown,
+// listed by trellis status, until trellis reconcile says what happened.
+func TestCallsNotAdopted(t *testing.T) {
+	needPython(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	args := effectArgs{Started: filepath.Join(dir, "started.log"), Log: filepath.Join(dir, "effects.log"), Dir: dir, Gate: filepath.Join(dir, "gate")}
+	c := newCluster(t, "--state", state, "--adopt-window", "2s")
+	w1 := c.worker("w1", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cl.Install(ctx, effectLib()); err != nil {
+		t.Fatal(err)
+	}
+	amo := args.call(t, "once")
+	amo.Effects = trellis.EffectsAtMostOnce
+	hs, err := cl.Submit(ctx, args.call(t, "again"), amo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "both calls to apply their effects", func() bool { return len(fileLines(args.Log)) == 2 })
+	waitDurable(ctx, t, cl, 5)
+	c.killManager(t)
+	w1.signal(t, syscall.SIGKILL)
+	w1.wait(t, 10*time.Second)
+	c.worker("w2", nil, "--cores", "1")
+	c.restartManager(t, state, "--adopt-window", "2s")
+	var unknown []trellis.UnknownTask
+	waitFor(t, time.Minute, "the at-most-once call in unknown", func() bool {
+		s, err := cl.Status(ctx)
+		if err != nil {
+			return false
+		}
+		unknown = s.UnknownTasks
+		return len(unknown) == 1
+	})
+	if u := unknown[0]; u.Task != hs[1].ID || u.Attempt != 1 {
+		t.Errorf("unknown %+v; want call %d, attempt 1", u, hs[1].ID)
+	}
+	if err := os.WriteFile(args.Gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := waitResult(t, hs[0], time.Minute)
+	if !r.OK() || r.Attempts != 2 {
+		t.Errorf("idempotent call: %s (%s) after %d attempts; want the success of attempt 2", r.Kind, r.Message, r.Attempts)
+	}
+	if code, out := runTrellis(t, "reconcile", c.addr, strconv.FormatUint(hs[1].ID, 10), "--failed", "--secret-file", c.secretFile); code != 0 {
+		t.Fatalf("reconcile --failed: exit %d: %s", code, out)
+	}
+	if r := waitResult(t, hs[1], time.Minute); r.OK() {
+		t.Errorf("at-most-once call: %s; want the failure the operator reconciled", r.Kind)
+	}
+	started, effects := counts(fileLines(args.Started)), counts(fileLines(args.Log))
+	for key, n := range started {
+		_, name, _ := strings.Cut(key, "/")
+		want := map[string]int{"again": 2, "once": 1}[name]
+		if n != want || effects[key] != 1 {
+			t.Errorf("call %s: started %d times, effect applied %d times; want %d and 1", name, n, effects[key], want)
+		}
+	}
 }
