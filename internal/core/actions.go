@@ -81,6 +81,16 @@ type Adopted struct {
 	Worker  WorkerID
 }
 
+// InstanceAdopted: attempt Attempt of library instance Instance, started
+// before the manager restarted, runs on Worker, which reported it as it
+// joined: it serves calls as if it had started there now.
+type InstanceAdopted struct {
+	Instance InstanceID
+	Attempt  uint32
+	Lib      LibID
+	Worker   WorkerID
+}
+
 // Unknown: attempt Attempt of an at-most-once task may or may not have
 // taken effect (Why says how it was lost): the task waits for a
 // Reconcile, and is not dispatched again until then.
@@ -199,20 +209,21 @@ type Unplaceable struct {
 	Why  string
 }
 
-func (Fetch) isAction()         {}
-func (Unplaceable) isAction()   {}
-func (Unlink) isAction()        {}
-func (Release) isAction()       {}
-func (Stop) isAction()          {}
-func (LibraryBroken) isAction() {}
-func (Recreated) isAction()     {}
-func (Rerun) isAction()         {}
-func (FileLost) isAction()      {}
-func (Forget) isAction()        {}
-func (Dispatch) isAction()      {}
-func (Kill) isAction()          {}
-func (Adopted) isAction()       {}
-func (Unknown) isAction()       {}
-func (Requeued) isAction()      {}
-func (Done) isAction()          {}
-func (StaleResult) isAction()   {}
+func (Fetch) isAction()           {}
+func (Unplaceable) isAction()     {}
+func (Unlink) isAction()          {}
+func (Release) isAction()         {}
+func (Stop) isAction()            {}
+func (LibraryBroken) isAction()   {}
+func (Recreated) isAction()       {}
+func (Rerun) isAction()           {}
+func (FileLost) isAction()        {}
+func (Forget) isAction()          {}
+func (Dispatch) isAction()        {}
+func (Kill) isAction()            {}
+func (Adopted) isAction()         {}
+func (InstanceAdopted) isAction() {}
+func (Unknown) isAction()         {}
+func (Requeued) isAction()        {}
+func (Done) isAction()            {}
+func (StaleResult) isAction()     {}

@@ -25,15 +25,6 @@ func (c *Core) taskAdrift(ev TaskAdrift) {
 	if t == nil || t.recreating || t.spec.Role == Instance {
 		return
 	}
-	if t.spec.Role == Call {
-		// Never adopted: its instance ended with the manager's connection.
-		if t.spec.AtMostOnce && t.state == Ready {
-			c.libs[t.spec.Lib].waiting.remove(t.index)
-			t.attempt = max(t.attempt, ev.Attempt)
-			c.toUnknown(t, fmt.Sprintf("attempt %d was dispatched before the manager restarted, and its library instance is gone", ev.Attempt))
-		}
-		return
-	}
 	if ev.Attempt > t.attempt {
 		t.attempt = ev.Attempt // the next dispatch is a new attempt: the old one's reports are stale
 	}
@@ -44,7 +35,13 @@ func (c *Core) taskAdrift(ev TaskAdrift) {
 	}
 	switch t.state {
 	case Ready:
-		c.ready.remove(t)
+		if t.spec.Role == Call {
+			lib := c.libs[t.spec.Lib]
+			lib.waiting.remove(t.index)
+			c.libDirty(lib) // an instance started for it may not be needed
+		} else {
+			c.ready.remove(t)
+		}
 		c.unstick(t) // not queued: its wait for a worker that fits starts again when it is
 		c.setState(t, Waiting)
 	case Waiting:
@@ -55,22 +52,43 @@ func (c *Core) taskAdrift(ev TaskAdrift) {
 	c.adrift[t.spec.ID] = adrift{attempt: t.attempt, where: ev.Where, until: ev.Until}
 }
 
-// adopt settles the attempts a worker of incarnation inc reports running
-// as it joins (see WorkerJoined.Running): each one the core waits for the
-// fate of there is adopted, the others are killed. Attempts adrift there
-// that it does not report are queued again.
-func (c *Core) adopt(w *worker, inc string, running []AttemptRef) {
+// adopt settles the library instances and attempts a worker of
+// incarnation inc reports running as it joins (see WorkerJoined): each
+// instance of an installed library that fits is adopted, the others are
+// stopped; each attempt the core waits for the fate of there is adopted
+// (a call only into an instance adopted here, with a free slot), the
+// others are killed. Attempts adrift there that it does not report are
+// queued again.
+func (c *Core) adopt(w *worker, inc string, running []AttemptRef, insts []KeptInstance) {
+	kept := make(map[InstanceID]*instance, len(insts))
+	for _, k := range insts {
+		if inst := c.adoptInstance(w, inc, k); inst != nil {
+			kept[k.Instance] = inst
+		} else {
+			c.emit(Stop{Instance: k.Instance, Worker: w.id})
+		}
+	}
 	for _, a := range running {
 		t := c.tasks[a.Task]
 		d, ok := c.adrift[a.Task]
+		inst := kept[a.Instance]
 		if !ok || t == nil || inc == "" || d.where != inc || d.attempt != a.Attempt || t.missing != 1 ||
-			!w.fits(t.spec.Resources) || int64(len(w.gpusFree)) < t.spec.Resources.GPUs {
+			(t.spec.Role == Call) != (a.Instance != 0) ||
+			t.spec.Role == Call && (inst == nil || inst.lib.id != t.spec.Lib || inst.free == 0) ||
+			t.spec.Role != Call && (!w.fits(t.spec.Resources) || int64(len(w.gpusFree)) < t.spec.Resources.GPUs) {
 			c.emit(Kill{Task: a.Task, Attempt: a.Attempt, Worker: w.id})
 			continue
 		}
 		delete(c.adrift, t.spec.ID)
 		t.missing = 0
-		c.reserve(t, w) // (w is not open yet: no heap to fix)
+		if t.spec.Role == Call {
+			t.worker, t.inst = w, inst
+			inst.free--
+			inst.calls[t.spec.ID] = t
+			w.running[t.spec.ID] = t
+		} else {
+			c.reserve(t, w) // (w is not open yet: no heap to fix)
+		}
 		t.ranOn = w.id
 		c.setState(t, Running)
 		c.emit(Adopted{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id})
@@ -85,6 +103,38 @@ func (c *Core) adopt(w *worker, inc string, running []AttemptRef) {
 		}
 	}
 	c.unadrift(gone, "its worker came back after the manager restarted, and it no longer ran there")
+}
+
+// adoptInstance adopts instance k, running on w since before the manager
+// restarted, if a manager of this run could have started it there (inc
+// is known), its library is installed, works, has its inputs and has room
+// for one more instance, its ID is free, and w has room for it. It
+// returns nil otherwise.
+func (c *Core) adoptInstance(w *worker, inc string, k KeptInstance) *instance {
+	lib := c.libs[k.Lib]
+	if inc == "" || lib == nil || lib.broken != "" || k.Instance == 0 || TaskID(k.Instance)&instanceBit != 0 ||
+		c.tasks[instanceKey(k.Instance)] != nil || !c.files.allReady(lib.inputs) ||
+		lib.max > 0 && int32(len(lib.insts)) >= lib.max || !w.fits(lib.res) || int64(len(w.gpusFree)) < lib.res.GPUs {
+		return nil
+	}
+	t := &task{spec: Task{ID: instanceKey(k.Instance), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1}
+	t.shape = c.shapeOf(t)
+	c.seq++
+	t.seq = c.seq
+	inst := &instance{id: k.Instance, t: t, lib: lib, calls: make(map[TaskID]*task), ready: true, free: lib.slots, lastUse: c.ticks}
+	t.inst = inst
+	lib.insts = append(lib.insts, inst)
+	c.tasks[t.spec.ID] = t
+	c.setState(t, Waiting)
+	c.files.await(t) // all ready: counts t as their reader
+	c.reserve(t, w)
+	t.attempt = k.Attempt
+	t.ranOn = w.id
+	c.setState(t, Running)
+	lib.started++
+	c.emit(InstanceAdopted{Instance: k.Instance, Attempt: k.Attempt, Lib: lib.id, Worker: w.id})
+	c.libDirty(lib)
+	return inst
 }
 
 // expireAdrift queues again the tasks whose attempt's worker did not come

@@ -162,13 +162,120 @@ func TestAtMostOnce(t *testing.T) {
 			{core.CancelTask{Task: 2}, acts(done(2, 1, 0, outcome(core.Cancelled, "cancelled before it ran")))},
 		},
 		counts: &counts{Waiting: 1, Finished: 1},
-	}, {
-		name: "a call dispatched before a restart: unknown at once",
+	}})
+}
+
+// rejoinLibs is rejoin with the library instances the worker kept.
+func rejoinLibs(id core.WorkerID, r core.Resources, inc string, insts []core.KeptInstance, running ...core.AttemptRef) core.WorkerJoined {
+	j := rejoin(id, r, inc, running...)
+	j.Instances = insts
+	return j
+}
+
+func keptInst(n uint64, attempt uint32, lib core.LibID) core.KeptInstance {
+	return core.KeptInstance{Instance: inst(n), Attempt: attempt, Lib: lib}
+}
+
+func callIn(id core.TaskID, attempt uint32, n uint64) core.AttemptRef {
+	return core.AttemptRef{Task: id, Attempt: attempt, Instance: inst(n)}
+}
+
+func instAdopted(n uint64, attempt uint32, lib core.LibID, w core.WorkerID) core.InstanceAdopted {
+	return core.InstanceAdopted{Instance: inst(n), Attempt: attempt, Lib: lib, Worker: w}
+}
+
+// TestCallAdrift: a call dispatched before the manager restarted, in an
+// instance the worker keeps across the restart, is adopted with that
+// instance when the worker comes back with both: its report counts, and it
+// is not run again. A call whose instance or worker does not come back
+// runs again (idempotent or effect-free), or waits in unknown
+// (at-most-once), as a task does. Instance 1 is the one the replay makes
+// for the queued call; the kept instance is 100 (an earlier life's).
+func TestCallAdrift(t *testing.T) {
+	r := res(1000, 100)
+	wr := res(4000, 400)
+	lib := core.LibraryInstalled{Lib: 7, Resources: r, Slots: 2}
+	const window = 30 * time.Second
+	kept100 := []core.KeptInstance{keptInst(100, 1, 7)}
+	runScenarios(t, []scenario{{
+		name: "the worker comes back with the instance and the call: both adopted, the call's report counts",
 		steps: []step{
-			{core.LibraryInstalled{Lib: 1, Resources: r, Slots: 1}, nil},
-			{submit(atMostOnce(core.Task{ID: 1, Lib: 1, Role: core.Call})), nil},
-			{adriftOn(1, 1, "A", window), acts(unknown(1, 1, "attempt 1 was dispatched before the manager restarted, and its library instance is gone"))},
+			{lib, nil},
+			{submit(callOf(1, 7, 0)), nil},
+			{adriftOn(1, 3, "A", window), nil},
+			{rejoinLibs(1, wr, "A", kept100, callIn(1, 3, 100)), acts(instAdopted(100, 1, 7, 1), core.Adopted{Task: 1, Attempt: 3, Worker: 1})},
+			{ok(1, 3, 1), acts(success(1, 3, 1))},
+			{submit(callOf(2, 7, 0)), acts(inSlot(2, 1, 1, 100))}, // the adopted instance serves: no new one
+			{core.InstanceEnded{Instance: inst(100), Attempt: 1, Worker: 1, Outcome: outcome(core.Failed, "killed")}, acts(
+				done(2, 1, 1, outcome(core.Failed, "library crashed: killed")), // no retries
+			)},
 		},
+		counts: &counts{Finished: 2},
+	}, {
+		name: "the instance comes back without the call: the call runs again in it",
+		steps: []step{
+			{lib, nil},
+			{submit(callOf(1, 7, 0)), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{rejoinLibs(1, wr, "A", kept100), acts(instAdopted(100, 1, 7, 1),
+				requeuedAdrift(1, 1, "attempt 1: its worker came back after the manager restarted, and it no longer ran there"),
+				inSlot(1, 2, 1, 100))},
+			{ok(1, 1, 1), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 1})},
+			{ok(1, 2, 1), acts(success(1, 2, 1))},
+		},
+		counts: &counts{Running: 1, Finished: 1}, // the instance
+	}, {
+		name: "the worker does not come back: the call runs again in a new instance",
+		steps: []step{
+			{lib, nil},
+			{submit(callOf(1, 7, 0)), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{join(1, wr), nil},
+			{core.Tick{Now: window}, acts(requeuedAdrift(1, 1, "attempt 1: its worker did not come back after the manager restarted"), start(2, 1, 1, 7))},
+			{ready(2, 1), acts(inSlot(1, 2, 1, 2))},
+			// It comes back later with both: the instance is stopped, the call killed.
+			{rejoinLibs(2, wr, "A", []core.KeptInstance{keptInst(100, 1, 8)}, callIn(1, 1, 100)), acts(
+				core.Stop{Instance: inst(100), Worker: 2}, core.Kill{Task: 1, Attempt: 1, Worker: 2})},
+			{ok(1, 2, 1), acts(success(1, 2, 1))},
+		},
+		counts: &counts{Running: 1, Finished: 1}, // the instance
+	}, {
+		name: "a kept instance of a library not installed, with an ID in use, or of another incarnation: stopped, its calls killed",
+		steps: []step{
+			{lib, nil},
+			{submit(callOf(1, 7, 0), callOf(2, 7, 0), callOf(3, 7, 0)), nil}, // (instance 1 waits for a place, for call 3)
+			{adriftOn(1, 1, "A", window), nil},
+			{adriftOn(2, 1, "B", window), nil},
+			{rejoinLibs(1, wr, "A", []core.KeptInstance{keptInst(100, 1, 9), keptInst(1, 1, 7)}, callIn(1, 1, 100)), acts(
+				core.Stop{Instance: inst(100), Worker: 1}, core.Stop{Instance: inst(1), Worker: 1},
+				core.Kill{Task: 1, Attempt: 1, Worker: 1},
+				requeuedAdrift(1, 1, "attempt 1: its worker came back after the manager restarted, and it no longer ran there"),
+				start(1, 1, 1, 7))},
+			{rejoinLibs(2, wr, "", kept100, callIn(2, 1, 100)), acts(
+				core.Stop{Instance: inst(100), Worker: 2}, core.Kill{Task: 2, Attempt: 1, Worker: 2})},
+		},
+		counts: &counts{Waiting: 1, Ready: 2, Running: 1}, // calls 2; 1 and 3; instance 1
+	}, {
+		name: "a new instance never takes an adopted one's ID",
+		steps: []step{
+			{core.LibraryInstalled{Lib: 7, Resources: r, Slots: 1}, nil},
+			{rejoinLibs(1, wr, "A", []core.KeptInstance{keptInst(1, 1, 7)}), acts(instAdopted(1, 1, 7, 1))},
+			{submit(callOf(1, 7, 0), callOf(2, 7, 0)), acts(inSlot(1, 1, 1, 1), start(2, 1, 1, 7))},
+		},
+		counts: &counts{Ready: 1, Running: 3},
+	}, {
+		name: "at-most-once calls: adopted with their instance, else unknown",
+		steps: []step{
+			{lib, nil},
+			{submit(atMostOnce(callOf(1, 7, 0)), atMostOnce(callOf(2, 7, 0))), nil},
+			{adriftOn(1, 1, "A", window), nil},
+			{adriftOn(2, 1, "A", window), nil},
+			{rejoinLibs(1, wr, "A", kept100, callIn(1, 1, 100)), acts(instAdopted(100, 1, 7, 1), core.Adopted{Task: 1, Attempt: 1, Worker: 1},
+				unknown(2, 1, "attempt 1: its worker came back after the manager restarted, and it no longer ran there"))},
+			{ok(1, 1, 1), acts(success(1, 1, 1))},
+			{core.Reconcile{Task: 2, Verdict: core.VerdictRerun}, acts(requeuedAdrift(2, 1, "reconciled: the operator asks to run it again"), inSlot(2, 2, 1, 100))},
+		},
+		counts: &counts{Running: 2, Finished: 1}, // call 2 and the instance
 	}})
 }
 
@@ -186,5 +293,61 @@ func TestAtMostOnceLineage(t *testing.T) {
 			{join(1, res(2000, 200)), acts(core.FileLost{File: 10, Why: why}, done(2, 0, 0, outcome(core.InputMissing, why)))},
 		},
 		counts: &counts{Finished: 2},
+	}})
+}
+
+// TestPartitionedWorker (RECOVERY.md scenario 6): a worker is cut off
+// (lost for the core), its attempt runs again elsewhere, and the worker
+// comes back with the old attempt still running or finished: the old
+// attempt is killed, and its completion, before or after the new one's,
+// is stale; a duplicate of the accepted completion is stale too. Exactly
+// one completion is accepted, and nothing changes on a stale one.
+func TestPartitionedWorker(t *testing.T) {
+	r := res(1000, 100)
+	lib := core.LibraryInstalled{Lib: 7, Resources: r, Slots: 2}
+	lost := core.WorkerLeft{Worker: 1, Reason: "no heartbeat for 2s"}
+	runScenarios(t, []scenario{{
+		name: "the old attempt's completion comes after the new one's",
+		steps: []step{
+			{join(1, r), nil},
+			{join(2, r), nil},
+			{submit(retries(task(1, r), 1, false)), acts(dispatch(1, 1, 1))},
+			{lost, acts(requeuedAdrift(1, 1, "worker 1 lost: no heartbeat for 2s"), dispatch(1, 2, 2))},
+			{ok(1, 2, 2), acts(success(1, 2, 2))},
+			{rejoin(3, r, "A", attempt(1, 1)), acts(core.Kill{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 1, 3), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 2, 2), acts(core.StaleResult{Task: 1, Attempt: 2, Worker: 2})}, // a duplicate
+		},
+		counts: &counts{Finished: 1},
+	}, {
+		name: "the old attempt's completion comes first",
+		steps: []step{
+			{join(1, r), nil},
+			{join(2, r), nil},
+			{submit(retries(task(1, r), 1, false)), acts(dispatch(1, 1, 1))},
+			{lost, acts(requeuedAdrift(1, 1, "worker 1 lost: no heartbeat for 2s"), dispatch(1, 2, 2))},
+			{rejoin(3, r, "A", attempt(1, 1)), acts(core.Kill{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 1, 3), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 1, 1), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 1})}, // on its old connection
+			{ok(1, 2, 2), acts(success(1, 2, 2))},
+		},
+		counts: &counts{Running: 0, Finished: 1},
+	}, {
+		name: "a call: it runs again in a new instance; the old instance comes back and serves, the old call is killed",
+		steps: []step{
+			{join(1, res(2000, 200)), nil},
+			{lib, nil},
+			{submit(callOf(1, 7, 1)), acts(start(1, 1, 1, 7))},
+			{ready(1, 1), acts(inSlot(1, 1, 1, 1))},
+			{lost, acts(requeuedAdrift(1, 1, "worker 1 lost: no heartbeat for 2s"))},
+			{join(2, res(2000, 200)), acts(start(2, 1, 2, 7))},
+			{ready(2, 2), acts(inSlot(1, 2, 2, 2))},
+			{rejoinLibs(3, res(2000, 200), "A", []core.KeptInstance{keptInst(1, 1, 7)}, callIn(1, 1, 1)), acts(
+				instAdopted(1, 1, 7, 3), core.Kill{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 1, 3), acts(core.StaleResult{Task: 1, Attempt: 1, Worker: 3})},
+			{ok(1, 2, 2), acts(success(1, 2, 2))},
+			{ok(1, 2, 2), acts(core.StaleResult{Task: 1, Attempt: 2, Worker: 2})},
+		},
+		counts: &counts{Running: 2, Finished: 1}, // the two instances
 	}})
 }

@@ -413,8 +413,8 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		}
 		c.addReplica(w, e, copyLoose)
 	}
-	if len(ev.Running) > 0 || len(c.adrift) > 0 {
-		c.adopt(w, ev.Incarnation, ev.Running)
+	if len(ev.Running) > 0 || len(ev.Instances) > 0 || len(c.adrift) > 0 {
+		c.adopt(w, ev.Incarnation, ev.Running, ev.Instances)
 	}
 	c.open.push(w)
 	c.workersChanged() // before it takes tasks: their reasons clear first

@@ -18,12 +18,28 @@ type WorkerJoined struct {
 	// adrift on this incarnation (see TaskAdrift) and kills the others.
 	Incarnation string
 	Running     []AttemptRef
+	// Instances lists the library instances it still runs from before it
+	// joined, started by a manager of this run: the core adopts each one
+	// whose library is installed and fits the worker (the calls adrift in
+	// it can then be adopted too), and stops the others. Instance IDs are
+	// unique across the manager's lives (see SetInstanceBase).
+	Instances []KeptInstance
 }
 
-// AttemptRef names one attempt of a task.
+// AttemptRef names one attempt of a task; Instance, for a call, the
+// library instance it runs in.
 type AttemptRef struct {
-	Task    TaskID
-	Attempt uint32
+	Task     TaskID
+	Attempt  uint32
+	Instance InstanceID
+}
+
+// KeptInstance is a library instance a joining worker still runs (see
+// WorkerJoined.Instances): attempt Attempt of Instance, of library Lib.
+type KeptInstance struct {
+	Instance InstanceID
+	Attempt  uint32
+	Lib      LibID
 }
 
 // WorkerDraining: the worker takes no new tasks; it finishes or returns what it runs.

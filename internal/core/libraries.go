@@ -234,9 +234,18 @@ func (l *library) freest() *instance {
 	return best
 }
 
+// SetInstanceBase makes the IDs of the instances the core starts from now
+// on greater than base. A manager that restarts with its journal gives each
+// of its lives a base of its own, so that the instances a worker kept from
+// an earlier life (WorkerJoined.Instances) never share an ID with a new one.
+func (c *Core) SetInstanceBase(base uint64) { c.instSeq = max(c.instSeq, base) }
+
 // newInstance makes an instance of lib, waiting for a place.
 func (c *Core) newInstance(lib *library) *instance {
 	c.instSeq++
+	for c.tasks[instanceKey(InstanceID(c.instSeq))] != nil {
+		c.instSeq++ // an adopted instance's (see SetInstanceBase)
+	}
 	id := InstanceID(c.instSeq)
 	t := &task{spec: Task{ID: instanceKey(id), Resources: lib.res, Inputs: lib.inputs, Role: Instance, Lib: lib.id}, index: -1, class: classInstance}
 	t.shape = c.shapeOf(t)

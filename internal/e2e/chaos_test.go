@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,14 +22,15 @@ var (
 )
 
 // TestChaos (bounded; -chaos-kills N for a longer run): tasks with no
-// effects and idempotent ones run through a manager with --state and two
-// worker processes while, after a seeded random number of results each
+// effects and idempotent ones, and idempotent calls of a Python library
+// (with python3), run through a manager with --state and two worker
+// processes while, after a seeded random number of results each
 // time, the test kills the manager (SIGKILL, then starts it again on the
 // same state and address) or a worker (SIGKILL, then starts a new one).
 // Every task must end with success and its output byte for byte; every
 // task whose result the client had before a manager's kill must not run
-// again after it; an idempotent task's effect (a file named by its
-// TRELLIS_IDEMPOTENCY_KEY, written once) is there exactly once.
+// again after it; an idempotent task's or call's effect (a file named by
+// its TRELLIS_IDEMPOTENCY_KEY, written once) is there exactly once.
 func TestChaos(t *testing.T) {
 	seed := *chaosSeed
 	if seed == 0 {
@@ -67,7 +70,27 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := waitAll(ctx, hs)
+	// Idempotent calls of a Python library beside the tasks (where there
+	// is python3): they log each run to the same log, and apply their
+	// effect once per key in the same directory (effectLibrary).
+	var calls []*trellis.Handle
+	callArgs := effectArgs{Started: runs, Log: filepath.Join(dir, "call-effects.log"), Dir: effects, Sleep: 0.1}
+	if _, err := exec.LookPath("python3"); err == nil {
+		if err := cl.Install(ctx, effectLib()); err != nil {
+			t.Fatal(err)
+		}
+		var cs []*trellis.Task
+		for i := range n / 2 {
+			call := callArgs.call(t, fmt.Sprintf("c%03d", i))
+			call.Retries = *chaosKills + 1 // each kill of a worker may take it
+			cs = append(cs, call)
+		}
+		if calls, err = cl.Submit(ctx, cs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := n + len(calls)
+	ws := waitAll(ctx, append(hs, calls...))
 	had := ws.had
 	// runsOf counts each task's runs so far, from the log.
 	runsOf := func() map[string]int {
@@ -86,17 +109,16 @@ func TestChaos(t *testing.T) {
 	var protected []kill
 	next := 0
 	for k := range *chaosKills {
-		next += 1 + rng.IntN(n/(*chaosKills+1))
-		waitFor(t, 2*time.Minute, fmt.Sprintf("%d results before kill %d", next, k+1), func() bool { return len(had()) >= min(next, n) })
-		if len(had()) == n {
+		next += 1 + rng.IntN(all/(*chaosKills+1))
+		waitFor(t, 2*time.Minute, fmt.Sprintf("%d results before kill %d", next, k+1), func() bool { return len(had()) >= min(next, all) })
+		if len(had()) == all {
 			break
 		}
 		if rng.IntN(3) > 0 {
 			before := had()
-			c.manager.signal(t, 9)
-			c.manager.wait(t, 10*time.Second)
+			c.killManager(t)
 			protected = append(protected, kill{before, runsOf()})
-			c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state)
+			c.restartManager(t, state)
 			t.Logf("kill %d: the manager, after %d results", k+1, len(before))
 		} else {
 			i := rng.IntN(len(workers))
@@ -108,6 +130,27 @@ func TestChaos(t *testing.T) {
 	}
 	ws.wait()
 
+	for _, h := range calls {
+		r, err := ws.results[h.Name], ws.errs[h.Name]
+		var res effectResult
+		switch {
+		case err != nil:
+			t.Fatalf("call %s: %v", h.Name, err)
+		case !r.OK() || json.Unmarshal(r.Output, &res) != nil || !strings.HasSuffix(res.Key, "/"+h.Name):
+			t.Errorf("call %s: %s %s (%s); want success", h.Name, r.Kind, r.Output, r.Message)
+		}
+	}
+	applied := map[string]int{} // by the client's part of the key
+	for _, key := range fileLines(callArgs.Log) {
+		_, name, _ := strings.Cut(key, "/")
+		applied[name]++
+	}
+	for _, h := range calls {
+		entries, _ := filepath.Glob(filepath.Join(effects, "*_"+h.Name))
+		if len(entries) != 1 || applied[h.Name] != 1 {
+			t.Errorf("idempotent call %s: %d effect files, applied %d times; want 1 and 1", h.Name, len(entries), applied[h.Name])
+		}
+	}
 	for i, h := range hs {
 		r, err := ws.results[h.Name], ws.errs[h.Name]
 		if err != nil {
@@ -145,5 +188,5 @@ func TestChaos(t *testing.T) {
 	for _, v := range count {
 		total += v
 	}
-	t.Logf("%d tasks, %d runs, %d manager kills", n, total, len(protected))
+	t.Logf("%d tasks, %d calls, %d runs, %d manager kills", n, len(calls), total, len(protected))
 }

@@ -82,6 +82,19 @@ func (s *state) adoptedAttempt(a core.Adopted) {
 		Attempt: a.Attempt, Worker: sess.hello.Name, Note: "still running after the manager restarted"})
 }
 
+// adoptedInstance: a worker that came back after a restart runs a library
+// instance started before it, and the core adopted it: it serves calls.
+func (s *state) adoptedInstance(a core.InstanceAdopted) {
+	rec, sess := s.libByID[a.Lib], s.sessions[a.Worker]
+	if rec == nil || sess == nil {
+		return
+	}
+	if s.m.txn != nil {
+		s.instLibs[uint64(a.Instance)] = rec.spec.Name
+	}
+	s.m.log.Info("adopted a library instance started before the restart", "library", rec.spec.Name, "instance", a.Instance, "worker", a.Worker, "name", sess.hello.Name)
+}
+
 // unknownTask: an at-most-once task's attempt was lost: it waits for the
 // operator (trellis reconcile), and its client hears why.
 func (s *state) unknownTask(u core.Unknown) {
@@ -209,6 +222,29 @@ func openState(dir string) (*journal.Journal, string, error) {
 		return nil, "", fmt.Errorf("manager: --state %s: run ID: %w", dir, err)
 	}
 	return j, strings.TrimSpace(string(b)), nil
+}
+
+// nextLife counts the starts of the manager on state directory dir (the
+// file lives) and returns the base of this life's library instance IDs
+// (core.SetInstanceBase): instances a worker kept from an earlier life
+// never share an ID with one this life starts.
+func nextLife(dir string) (uint64, error) {
+	path := filepath.Join(dir, "lives")
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("manager: --state %s: %w", dir, err)
+	}
+	var lives uint64
+	if len(b) > 0 {
+		if _, err := fmt.Sscan(string(b), &lives); err != nil {
+			return 0, fmt.Errorf("manager: --state %s: %s holds %q, not a count: remove it (it only numbers library instances)", dir, path, b)
+		}
+	}
+	lives++
+	if err := writeSynced(path, []byte(fmt.Sprintln(lives))); err != nil {
+		return 0, fmt.Errorf("manager: --state %s: %w", dir, err)
+	}
+	return lives << 40, nil
 }
 
 func writeSynced(path string, b []byte) error {

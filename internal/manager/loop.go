@@ -222,15 +222,22 @@ func (s *state) handle(ev any) {
 			"file_server", ev.sess.fileServer, "cached_files", len(ev.sess.hello.Cache))
 		s.txn(txnlog.Record{Event: txnlog.WorkerJoined, Worker: ev.sess.hello.Name, Cores: r.GetCores(), MemoryMB: r.GetMemoryMb()})
 		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus, Incarnation: ev.sess.hello.Incarnation}
-		if h := ev.sess.hello; h.RunId == s.m.runID && len(h.Running) > 0 {
+		if h := ev.sess.hello; h.RunId == s.m.runID && (len(h.Running) > 0 || len(h.Instances) > 0) {
 			// Attempts of another run name tasks this one does not know:
 			// the worker stops those itself when it reads the Welcome.
 			s.joining = make(map[attemptKey]uint64, len(h.Running))
 			for _, a := range h.Running {
-				joined.Running = append(joined.Running, core.AttemptRef{Task: core.TaskID(a.TaskId), Attempt: a.Attempt})
+				joined.Running = append(joined.Running, core.AttemptRef{Task: core.TaskID(a.TaskId), Attempt: a.Attempt, Instance: core.InstanceID(a.Instance)})
 				s.joining[attemptKey{core.TaskID(a.TaskId), a.Attempt}] = a.Epoch
 			}
-			s.m.log.Info("worker came back with attempts still running", "worker", id, "name", h.Name, "attempts", len(h.Running))
+			for _, k := range h.Instances {
+				var lib core.LibID // 0, a library this manager does not know: the core stops it
+				if rec := s.libs[k.Library]; rec != nil && !rec.removed {
+					lib = rec.id
+				}
+				joined.Instances = append(joined.Instances, core.KeptInstance{Instance: core.InstanceID(k.Instance), Attempt: k.Attempt, Lib: lib})
+			}
+			s.m.log.Info("worker came back with attempts still running", "worker", id, "name", h.Name, "attempts", len(h.Running), "library_instances", len(h.Instances))
 		}
 		for _, f := range ev.sess.hello.Cache {
 			if proto.CheckCacheName(f.Name) != nil {
@@ -367,17 +374,15 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
 				Cores: rec.spec.GetResources().GetCores(), Modality: Modalities[mod]})
 			var intent journal.Seq
-			if rec.spec.Call == nil || rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
-				// The attempt's number and worker, for a restarted manager
-				// to number the next attempt after it and to adopt it (see
-				// TaskAdrift). An at-most-once task's Run waits for it (its
-				// intent); others go at once: a crash before it is durable
-				// only makes the task run again.
-				seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{
-					TaskId: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Incarnation, Epoch: s.m.epoch}}})
-				if rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
-					intent = seq
-				}
+			// The attempt's number and worker, for a restarted manager to
+			// number the next attempt after it and to adopt it (see
+			// TaskAdrift), calls too. An at-most-once task's Run waits for
+			// it (its intent); others go at once: a crash before it is
+			// durable only makes the task run again.
+			seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{
+				TaskId: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Incarnation, Epoch: s.m.epoch}}})
+			if rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
+				intent = seq
 			}
 			s.sendAfter(intent, a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
@@ -388,6 +393,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			}
 		case core.Adopted:
 			s.adoptedAttempt(a)
+		case core.InstanceAdopted:
+			s.adoptedInstance(a)
 		case core.Unknown:
 			s.unknownTask(a)
 		case core.Kill:

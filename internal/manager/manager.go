@@ -156,6 +156,12 @@ func Listen(cfg Config) (*Manager, error) {
 		if m.journal, m.runID, err = openState(cfg.StateDir); err != nil {
 			return nil, err
 		}
+		base, err := nextLife(cfg.StateDir)
+		if err != nil {
+			m.journal.Close()
+			return nil, err
+		}
+		m.state.core.SetInstanceBase(base)
 		if err := m.state.replay(m.journal); err != nil {
 			m.journal.Close()
 			return nil, err

@@ -165,6 +165,13 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 				recvErr <- err
 				return
 			}
+			if ctx.Err() != nil {
+				// The session was closed (a silent worker, lost): this
+				// return ends the stream, so that a worker that was only
+				// cut off or stopped, and speaks again, sees it and joins
+				// anew. Heartbeats alone would keep it talking to nobody.
+				return
+			}
 			sess.lastSeen.Store(time.Now().UnixNano())
 			if msg.GetHeartbeat() != nil {
 				continue // it only says the worker lives: lastSeen is all it changes

@@ -68,7 +68,7 @@ func (k *kept) end(key attemptKey, r *running, msg *pb.WorkerMessage) {
 	}
 	delete(k.running, key)
 	if msg != nil {
-		k.ended = append(k.ended, keptReport{&pb.RunningAttempt{TaskId: key.task, Attempt: key.attempt, Epoch: r.epoch}, msg})
+		k.ended = append(k.ended, keptReport{&pb.RunningAttempt{TaskId: key.task, Attempt: key.attempt, Epoch: r.epoch, Instance: r.instance}, msg})
 	}
 	select {
 	case k.signal <- struct{}{}:
@@ -82,7 +82,7 @@ func (k *kept) list() (runID string, refs []*pb.RunningAttempt) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for key, r := range k.running {
-		refs = append(refs, &pb.RunningAttempt{TaskId: key.task, Attempt: key.attempt, Epoch: r.epoch})
+		refs = append(refs, &pb.RunningAttempt{TaskId: key.task, Attempt: key.attempt, Epoch: r.epoch, Instance: r.instance})
 	}
 	for _, e := range k.ended {
 		refs = append(refs, e.ref)

@@ -27,9 +27,20 @@ const stopGrace = 5 * time.Second
 
 // libInstance is a library process this worker runs for the manager.
 type libInstance struct {
+	id       uint64
+	attempt  uint32
+	name     string // its library's
 	host     *libhost.Host
-	dir      string // its sandbox; calls with files get a directory inside
-	stopping bool   // the manager asked: its end is not a crash
+	dir      string             // its sandbox; calls with files get a directory inside
+	cancel   context.CancelFunc // stops it (its context is the worker's, not a session's)
+	stopping bool               // the manager asked: its end is not a crash
+	// The session its reports go to (guarded by libraries.mu); nil while
+	// it is kept for a manager that restarts (keptRun names the manager's
+	// run), its reports held in pending until a session of that run takes
+	// it over.
+	sess    *session
+	keptRun string
+	pending []event
 	// calls counts the calls started in it whose end is not yet reported:
 	// the instance's end waits for them, so that a call that timed out
 	// (and got the library killed) is reported as such, not as a crash.
@@ -37,10 +48,14 @@ type libInstance struct {
 }
 
 // libraries holds the running library instances; attempts of calls look
-// them up concurrently.
+// them up concurrently. When the connection to the manager breaks, the
+// instances go on running, kept (with the calls running in them, kept.go)
+// for a manager that restarts with its journal: it adopts them, or stops
+// them; a manager of another run never sees them (attach stops them).
 type libraries struct {
-	mu   sync.Mutex // guards byID
+	mu   sync.Mutex // guards byID, the sessions and reports of instances, and session.libsClosed
 	byID map[uint64]*libInstance
+	wg   sync.WaitGroup // the goroutines of running instances
 }
 
 // count returns how many library instances the worker holds.
@@ -60,6 +75,99 @@ func (inst *libInstance) dead() bool {
 	}
 }
 
+// register adds inst, started for session s, unless s has ended meanwhile.
+func (l *libraries) register(inst *libInstance, s *session) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.libsClosed {
+		return false
+	}
+	inst.sess = s
+	l.byID[inst.id] = inst
+	return true
+}
+
+// emit hands ev, from instance inst (nil: not registered yet, from session
+// s), to the session it belongs to now, or holds it while it is kept.
+func (l *libraries) emit(inst *libInstance, s *session, ev event) {
+	l.mu.Lock()
+	if inst != nil {
+		if s = inst.sess; s == nil {
+			inst.pending = append(inst.pending, ev)
+			l.mu.Unlock()
+			return
+		}
+	}
+	l.mu.Unlock()
+	s.emit(ev)
+}
+
+// detach ends session s's hold on its instances: with a run ID (the
+// connection broke) they are kept for that manager's return, and their
+// IDs returned; without one they are stopped. Instances s is still
+// starting stop when they find it closed (register).
+func (l *libraries) detach(s *session, runID string) map[uint64]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s.libsClosed = true
+	kept := make(map[uint64]bool)
+	for id, inst := range l.byID {
+		switch {
+		case inst.sess != s:
+		case runID != "" && !inst.stopping:
+			inst.sess, inst.keptRun = nil, runID
+			kept[id] = true
+		default:
+			inst.cancel()
+		}
+	}
+	return kept
+}
+
+// attach hands the kept instances of manager run runID to session s, and
+// returns the reports they held; those of another run are stopped.
+func (l *libraries) attach(s *session, runID string) []event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var pending []event
+	for _, inst := range l.byID {
+		switch {
+		case inst.sess != nil:
+		case inst.keptRun == runID:
+			inst.sess, inst.keptRun = s, ""
+			pending = append(pending, inst.pending...)
+			inst.pending = nil
+		default:
+			inst.cancel()
+		}
+	}
+	return pending
+}
+
+// list says, for a Hello, which instances are kept and for which run.
+func (l *libraries) list() (runID string, insts []*pb.KeptInstance) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, inst := range l.byID {
+		if inst.sess == nil && !inst.dead() {
+			runID = inst.keptRun
+			insts = append(insts, &pb.KeptInstance{Instance: inst.id, Attempt: inst.attempt, Library: inst.name})
+		}
+	}
+	return runID, insts
+}
+
+// stop stops every instance and waits for their goroutines: when the
+// worker stops.
+func (l *libraries) stop() {
+	l.mu.Lock()
+	for _, inst := range l.byID {
+		inst.cancel()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
 func (l *libraries) get(id uint64) *libInstance {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -76,14 +184,17 @@ func (l *libraries) set(id uint64, inst *libInstance) {
 	}
 }
 
-// runLibrary starts an instance, reports it started (or not), and reports
-// its end. It returns when the instance has ended or ctx (the connection)
-// has; then the manager already counts the instance lost.
-func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post, postEnd func(*pb.WorkerMessage)) {
+// runLibrary starts an instance for session s, reports it started (or
+// not), and reports its end to the session it belongs to then (see
+// libraries). It returns when the instance has ended or is stopped (ctx,
+// the worker's, ends, or cancel is called: then its end is not reported,
+// as the manager already counts it lost or stopped).
+func (w *Worker) runLibrary(ctx context.Context, cancel context.CancelFunc, sl *pb.StartLibrary, s *session) {
 	spec := sl.Library
+	var inst *libInstance // once registered
 	ended := func(kind pb.ResultKind, msg string, stderr []byte) {
-		postEnd(&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryEnded{LibraryEnded: &pb.LibraryEnded{
-			Instance: sl.Instance, Attempt: sl.Attempt, Kind: kind, Message: msg, Stderr: stderr}}})
+		w.libs.emit(inst, s, evLibraryEnded{&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryEnded{LibraryEnded: &pb.LibraryEnded{
+			Instance: sl.Instance, Attempt: sl.Attempt, Kind: kind, Message: msg, Stderr: stderr}}}})
 	}
 	dir := filepath.Join(w.boxes, fmt.Sprintf("l%d.a%d", sl.Instance, sl.Attempt))
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -112,11 +223,14 @@ func (w *Worker) runLibrary(ctx context.Context, sl *pb.StartLibrary, post, post
 		ended(pb.ResultKind_RESULT_KIND_FAILED, exitReason(err), stderrOf(err))
 		return
 	}
-	inst := &libInstance{host: host, dir: dir}
-	w.libs.set(sl.Instance, inst)
+	inst = &libInstance{id: sl.Instance, attempt: sl.Attempt, name: spec.Name, host: host, dir: dir, cancel: cancel}
+	if !w.libs.register(inst, s) { // the session ended while it started
+		host.Stop(stopGrace)
+		return
+	}
 	defer w.libs.set(sl.Instance, nil)
-	post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryStarted{LibraryStarted: &pb.LibraryStarted{
-		Instance: sl.Instance, Attempt: sl.Attempt, Functions: host.Functions()}}})
+	w.libs.emit(inst, s, evLibraryStarted{&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryStarted{LibraryStarted: &pb.LibraryStarted{
+		Instance: sl.Instance, Attempt: sl.Attempt, Functions: host.Functions()}}}})
 	select {
 	case <-host.Done():
 	case <-ctx.Done():

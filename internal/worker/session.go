@@ -23,6 +23,7 @@ type running struct {
 	cancel   context.CancelFunc
 	handBack bool   // killed to be returned, not to be reported as done
 	call     bool   // a function call
+	instance uint64 // a call's library instance
 	epoch    uint64 // of its Run: its report carries it back
 	kept     bool   // its session broke: it belongs to Worker.kept (kept.go)
 }
@@ -82,6 +83,7 @@ type session struct {
 	flushc     chan struct{}          // closed: the sender sends what is queued, then stops
 	senderDone chan struct{}          // closed when the sender has stopped
 	wg         sync.WaitGroup         // every goroutine the session started
+	libsClosed bool                   // it takes no more library instances (guarded by libraries.mu)
 
 	// Owned by the loop.
 	attempts   map[attemptKey]*running
@@ -92,6 +94,7 @@ type session struct {
 	drainTimer <-chan time.Time
 	idleSince  time.Time // when it last ran nothing; zero while it runs something (IdleExit)
 	lastPost   time.Time // when it last queued a message for the manager
+	libReports []event   // what kept library instances said while no session had them
 }
 
 // session holds one connection to the manager until it breaks, the worker
@@ -128,6 +131,7 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		flushc: make(chan struct{}), senderDone: make(chan struct{}),
 		attempts: make(map[attemptKey]*running), drainc: w.drainc}
 	w.kept.attach(welcome.RunId, s.attempts)
+	s.libReports = w.libs.attach(s, welcome.RunId)
 	return true, s.run(ctx, sctx, time.Duration(max(welcome.HeartbeatMs, 100))*time.Millisecond)
 }
 
@@ -140,6 +144,10 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 	go s.send()    // exits when sctx ends, a send fails, or flushc is closed and out is empty
 	tick := time.NewTicker(heartbeat)
 	defer tick.Stop()
+	for _, ev := range s.libReports {
+		s.ended(ev)
+	}
+	s.libReports = nil
 	var idleTick <-chan time.Time
 	if exit := s.w.cfg.IdleExit; exit > 0 {
 		t := time.NewTicker(min(exit/4, time.Second))
@@ -266,8 +274,9 @@ func (s *session) ended(ev event) {
 }
 
 // handle acts on one message from the manager.
-// Attempts of command tasks live in ctx (the worker's), so that they can
-// outlive a broken connection (kept.go); the rest lives in sctx.
+// Attempts, calls and library instances live in ctx (the worker's), so
+// that they can outlive a broken connection (kept.go, libraries); the rest
+// lives in sctx.
 func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 	switch x := msg.Msg.(type) {
 	case *pb.ManagerMessage_Batch:
@@ -298,12 +307,14 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Dropped{Dropped: &pb.Dropped{Names: gone}}})
 		}
 	case *pb.ManagerMessage_StartLibrary:
-		s.wg.Add(1)
-		go func() { // exits when the instance ends or sctx does
-			defer s.wg.Done()
-			s.w.runLibrary(sctx, x.StartLibrary,
-				func(msg *pb.WorkerMessage) { s.emit(evLibraryStarted{msg}) },
-				func(msg *pb.WorkerMessage) { s.emit(evLibraryEnded{msg}) })
+		// In the worker's ctx, so that it can outlive a broken
+		// connection (libraries.detach).
+		lctx, lcancel := context.WithCancel(ctx)
+		s.w.libs.wg.Add(1)
+		go func() { // exits when the instance ends or is stopped (lcancel, or ctx ends)
+			defer s.w.libs.wg.Done()
+			defer lcancel()
+			s.w.runLibrary(lctx, lcancel, x.StartLibrary, s)
 		}()
 	case *pb.ManagerMessage_StopLibrary:
 		s.wg.Add(1)
@@ -323,20 +334,16 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 }
 
 // startAttempt runs an attempt (or call) in a goroutine of its own, or
-// hands it back at once while draining or if it runs already. A call
-// lives in sctx, a command in ctx (see kept.go).
+// hands it back at once while draining or if it runs already. It lives in
+// ctx, the worker's, so that it can outlive a broken connection (kept.go).
 func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 	key := attemptKey{run.TaskId, run.Attempt}
 	if s.draining || s.attempts[key] != nil {
 		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
 		return
 	}
-	base := ctx
-	if run.Instance != 0 {
-		base = sctx
-	}
-	actx, acancel := context.WithCancel(base)
-	s.attempts[key] = &running{cancel: acancel, call: run.Instance != 0, epoch: run.Epoch}
+	actx, acancel := context.WithCancel(ctx)
+	s.attempts[key] = &running{cancel: acancel, call: run.Instance != 0, instance: run.Instance, epoch: run.Epoch}
 	if run.Instance != 0 {
 		s.calls++
 	}
@@ -450,6 +457,7 @@ func (s *session) keptEnded() {
 // end the stream once it has read it all.
 func (s *session) finish(e error) error {
 	s.settle()
+	s.w.libs.detach(s, "") // they stop
 	close(s.flushc)
 	select {
 	case <-s.senderDone:
@@ -473,17 +481,19 @@ func (s *session) finish(e error) error {
 	return e
 }
 
-// lost ends a session whose stream broke. Calls stop (their instances
-// end with the session); commands go on, kept for a manager that restarts
-// and adopts them (kept.go), while it reconnects. A goroutine waits for
-// what the session started, and hands the kept attempts' ends to the pool.
+// lost ends a session whose stream broke. Commands, library instances
+// and the calls running in them go on, kept for a manager that restarts
+// and adopts them (kept.go, libraries), while it reconnects. A goroutine
+// waits for what the session started, and hands the kept attempts' ends to
+// the pool.
 func (s *session) lost(err error) error {
 	keeping := false
+	insts := s.w.libs.detach(s, s.runID)
 	for key, r := range s.attempts {
 		switch {
 		case r.kept: // the pool's still: not started here
 			delete(s.attempts, key)
-		case !r.call && !r.handBack && s.runID != "":
+		case !r.handBack && s.runID != "" && (!r.call || insts[r.instance]):
 			s.w.kept.keep(s.runID, key, r)
 			keeping = true
 		default:
@@ -491,8 +501,10 @@ func (s *session) lost(err error) error {
 		}
 	}
 	s.cancel()
+	if keeping || len(insts) > 0 {
+		s.w.log.Info("lost the manager: keeping the running tasks for it to adopt when it comes back", "tasks", len(s.attempts), "library_instances", len(insts))
+	}
 	if keeping {
-		s.w.log.Info("lost the manager: keeping the running tasks for it to adopt when it comes back", "tasks", len(s.attempts))
 		s.w.kept.wg.Add(1)
 		go s.waitKept() // exits when every attempt the session started has ended (Worker.Run stops them last)
 	} else {

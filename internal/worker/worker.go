@@ -226,6 +226,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}()
 	defer func() {
 		w.kept.stop() // attempts kept for a manager that did not come back
+		w.libs.stop() // library instances, kept or not
 		w.cleanup()
 		<-served
 	}()
@@ -315,5 +316,8 @@ func (w *Worker) hello() *pb.Hello {
 	h.Cache = w.cachedFiles()
 	h.Incarnation = w.incarnation
 	h.RunId, h.Running = w.kept.list()
+	if run, insts := w.libs.list(); len(insts) > 0 && (h.RunId == "" || h.RunId == run) {
+		h.RunId, h.Instances = run, insts
+	}
 	return h
 }

@@ -420,7 +420,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{61, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -4480,8 +4480,12 @@ type Hello struct {
 	// a manager of run run_id dispatched before the connection broke: a
 	// manager that restarted with its journal adopts those it dispatched
 	// to this incarnation, and sends Kill for the others.
-	Running       []*RunningAttempt `protobuf:"bytes,51,rep,name=running,proto3" json:"running,omitempty"`
-	RunId         string            `protobuf:"bytes,52,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Running []*RunningAttempt `protobuf:"bytes,51,rep,name=running,proto3" json:"running,omitempty"`
+	RunId   string            `protobuf:"bytes,52,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Library instances still running that a manager of run run_id started
+	// before the connection broke: a manager that restarted with its
+	// journal adopts them (and the calls running in them), or stops them.
+	Instances     []*KeptInstance `protobuf:"bytes,140,rep,name=instances,proto3" json:"instances,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4593,11 +4597,19 @@ func (x *Hello) GetRunId() string {
 	return ""
 }
 
+func (x *Hello) GetInstances() []*KeptInstance {
+	if x != nil {
+		return x.Instances
+	}
+	return nil
+}
+
 type RunningAttempt struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"` // of its Run
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`         // of its Run
+	Instance      uint64                 `protobuf:"varint,140,opt,name=instance,proto3" json:"instance,omitempty"` // a call's library instance (Run.instance); 0 for a task
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4653,6 +4665,75 @@ func (x *RunningAttempt) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *RunningAttempt) GetInstance() uint64 {
+	if x != nil {
+		return x.Instance
+	}
+	return 0
+}
+
+// KeptInstance is a library instance a worker kept across a broken
+// connection (Hello.instances).
+type KeptInstance struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Instance      uint64                 `protobuf:"varint,1,opt,name=instance,proto3" json:"instance,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Library       string                 `protobuf:"bytes,3,opt,name=library,proto3" json:"library,omitempty"` // its name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeptInstance) Reset() {
+	*x = KeptInstance{}
+	mi := &file_trellis_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeptInstance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeptInstance) ProtoMessage() {}
+
+func (x *KeptInstance) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeptInstance.ProtoReflect.Descriptor instead.
+func (*KeptInstance) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *KeptInstance) GetInstance() uint64 {
+	if x != nil {
+		return x.Instance
+	}
+	return 0
+}
+
+func (x *KeptInstance) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *KeptInstance) GetLibrary() string {
+	if x != nil {
+		return x.Library
+	}
+	return ""
+}
+
 type CachedFile struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -4666,7 +4747,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4678,7 +4759,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4691,7 +4772,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CachedFile) GetName() string {
@@ -4748,7 +4829,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4760,7 +4841,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4773,7 +4854,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -4856,7 +4937,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4868,7 +4949,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4881,7 +4962,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -4899,7 +4980,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4911,7 +4992,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4924,7 +5005,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 type AttemptDone struct {
@@ -4939,7 +5020,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4951,7 +5032,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4964,7 +5045,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -5009,7 +5090,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5021,7 +5102,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5034,7 +5115,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -5073,7 +5154,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5085,7 +5166,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5098,7 +5179,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 // Worker stream: manager to worker.
@@ -5123,7 +5204,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5135,7 +5216,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5148,7 +5229,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -5323,7 +5404,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5335,7 +5416,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5348,7 +5429,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -5371,7 +5452,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5383,7 +5464,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5396,7 +5477,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -5430,7 +5511,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5442,7 +5523,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5455,7 +5536,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -5479,7 +5560,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5491,7 +5572,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5504,7 +5585,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -5558,7 +5639,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5570,7 +5651,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5583,7 +5664,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -5645,7 +5726,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5657,7 +5738,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5670,7 +5751,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{62}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -5692,7 +5773,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5704,7 +5785,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5717,7 +5798,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Release) GetNames() []string {
@@ -5737,7 +5818,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5749,7 +5830,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5762,7 +5843,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Upload) GetName() string {
@@ -5792,7 +5873,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5804,7 +5885,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5817,7 +5898,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -5888,7 +5969,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5900,7 +5981,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5913,7 +5994,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -5975,7 +6056,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5987,7 +6068,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6000,7 +6081,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -6353,7 +6434,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
-	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xf6\x02\n" +
+	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xaf\x03\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x123\n" +
@@ -6366,11 +6447,17 @@ const file_trellis_proto_rawDesc = "" +
 	"\tsimulated\x18F \x01(\bR\tsimulated\x12 \n" +
 	"\vincarnation\x182 \x01(\tR\vincarnation\x124\n" +
 	"\arunning\x183 \x03(\v2\x1a.trellis.v1.RunningAttemptR\arunning\x12\x15\n" +
-	"\x06run_id\x184 \x01(\tR\x05runId\"Y\n" +
+	"\x06run_id\x184 \x01(\tR\x05runId\x127\n" +
+	"\tinstances\x18\x8c\x01 \x03(\v2\x18.trellis.v1.KeptInstanceR\tinstances\"v\n" +
 	"\x0eRunningAttempt\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x8c\x01\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1b\n" +
+	"\binstance\x18\x8c\x01 \x01(\x04R\binstance\"^\n" +
+	"\fKeptInstance\x12\x1a\n" +
+	"\binstance\x18\x01 \x01(\x04R\binstance\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x18\n" +
+	"\alibrary\x18\x03 \x01(\tR\alibrary\"\x8c\x01\n" +
 	"\n" +
 	"CachedFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -6541,7 +6628,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                  // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
@@ -6599,25 +6686,26 @@ var file_trellis_proto_goTypes = []any{
 	(*LibraryEnded)(nil),           // 53: trellis.v1.LibraryEnded
 	(*Hello)(nil),                  // 54: trellis.v1.Hello
 	(*RunningAttempt)(nil),         // 55: trellis.v1.RunningAttempt
-	(*CachedFile)(nil),             // 56: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 57: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 58: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 59: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 60: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 61: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 62: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 63: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 64: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 65: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 66: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 67: trellis.v1.Source
-	(*Fetch)(nil),                  // 68: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 69: trellis.v1.Unlink
-	(*Release)(nil),                // 70: trellis.v1.Release
-	(*Upload)(nil),                 // 71: trellis.v1.Upload
-	(*Welcome)(nil),                // 72: trellis.v1.Welcome
-	(*Run)(nil),                    // 73: trellis.v1.Run
-	(*Kill)(nil),                   // 74: trellis.v1.Kill
+	(*KeptInstance)(nil),           // 56: trellis.v1.KeptInstance
+	(*CachedFile)(nil),             // 57: trellis.v1.CachedFile
+	(*FetchDone)(nil),              // 58: trellis.v1.FetchDone
+	(*Dropped)(nil),                // 59: trellis.v1.Dropped
+	(*Heartbeat)(nil),              // 60: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),            // 61: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),        // 62: trellis.v1.AttemptReturned
+	(*Draining)(nil),               // 63: trellis.v1.Draining
+	(*ManagerMessage)(nil),         // 64: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),           // 65: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),           // 66: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),            // 67: trellis.v1.StopLibrary
+	(*Source)(nil),                 // 68: trellis.v1.Source
+	(*Fetch)(nil),                  // 69: trellis.v1.Fetch
+	(*Unlink)(nil),                 // 70: trellis.v1.Unlink
+	(*Release)(nil),                // 71: trellis.v1.Release
+	(*Upload)(nil),                 // 72: trellis.v1.Upload
+	(*Welcome)(nil),                // 73: trellis.v1.Welcome
+	(*Run)(nil),                    // 74: trellis.v1.Run
+	(*Kill)(nil),                   // 75: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -6669,65 +6757,66 @@ var file_trellis_proto_depIdxs = []int32{
 	5,  // 46: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
 	49, // 47: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
 	54, // 48: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	59, // 49: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	60, // 50: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	61, // 51: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	62, // 52: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	57, // 53: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	58, // 54: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	60, // 49: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	61, // 50: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	62, // 51: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	63, // 52: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	58, // 53: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	59, // 54: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
 	52, // 55: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
 	53, // 56: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
 	51, // 57: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
 	50, // 58: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
 	3,  // 59: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
 	7,  // 60: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	56, // 61: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	57, // 61: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
 	55, // 62: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	1,  // 63: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	18, // 64: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	72, // 65: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	73, // 66: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	74, // 67: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	68, // 68: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	69, // 69: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	71, // 70: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	65, // 71: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	66, // 72: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	64, // 73: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	70, // 74: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	63, // 75: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	12, // 76: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	6,  // 77: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	67, // 78: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 79: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	10, // 80: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	21, // 81: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	23, // 82: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	24, // 83: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	30, // 84: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	32, // 85: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	35, // 86: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	13, // 87: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	15, // 88: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	37, // 89: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	43, // 90: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	50, // 91: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	22, // 92: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	20, // 93: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	29, // 94: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	31, // 95: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	42, // 96: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	36, // 97: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	14, // 98: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	16, // 99: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	38, // 100: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	44, // 101: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	63, // 102: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	92, // [92:103] is the sub-list for method output_type
-	81, // [81:92] is the sub-list for method input_type
-	81, // [81:81] is the sub-list for extension type_name
-	81, // [81:81] is the sub-list for extension extendee
-	0,  // [0:81] is the sub-list for field type_name
+	56, // 63: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
+	1,  // 64: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	18, // 65: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	73, // 66: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	74, // 67: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	75, // 68: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	69, // 69: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	70, // 70: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	72, // 71: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	66, // 72: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	67, // 73: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	65, // 74: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	71, // 75: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	64, // 76: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	12, // 77: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	6,  // 78: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	68, // 79: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 80: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	10, // 81: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	21, // 82: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	23, // 83: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	24, // 84: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	30, // 85: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	32, // 86: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	35, // 87: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	13, // 88: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	15, // 89: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	37, // 90: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	43, // 91: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	50, // 92: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	22, // 93: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	20, // 94: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	29, // 95: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	31, // 96: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	42, // 97: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	36, // 98: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	14, // 99: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	16, // 100: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	38, // 101: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	44, // 102: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	64, // 103: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	93, // [93:104] is the sub-list for method output_type
+	82, // [82:93] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -6758,7 +6847,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[56].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[57].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -6776,7 +6865,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   68,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
