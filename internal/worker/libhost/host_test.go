@@ -53,6 +53,13 @@ func (h *Host) inFlightCalls() int {
 	return h.inFlight
 }
 
+// waitingCalls returns how many calls wait in line for a slot.
+func (h *Host) waitingCalls() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.waiting)
+}
+
 // pollUntil calls cond until it returns true or the deadline passes.
 func pollUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -328,9 +335,11 @@ func TestWaitForSlotTimesOut(t *testing.T) {
 	spec := helperSpec(t, "ok")
 	spec.Slots = 1
 	h := start(t, spec)
+	const firstLimit = 2 * time.Second
+	began := time.Now() // the first call's limit runs out no sooner than began+firstLimit
 	first := make(chan error, 1)
 	go func() { // waited for below
-		_, err := h.Call(context.Background(), "wait", nil, 400*time.Millisecond)
+		_, err := h.Call(context.Background(), "wait", nil, firstLimit)
 		first <- err
 	}()
 	pollUntil(t, 5*time.Second, "the first call to take the slot", func() bool { return h.inFlightCalls() == 1 })
@@ -346,12 +355,16 @@ func TestWaitForSlotTimesOut(t *testing.T) {
 		}
 		second <- got
 	}()
+	pollUntil(t, 5*time.Second, "the second call to wait for the slot", func() bool { return h.waitingCalls() == 1 })
+	// It began before now and gets the slot no sooner than the first
+	// call's limit runs out: it waited at least this long.
+	waited := began.Add(firstLimit).Sub(time.Now())
 	if err := <-first; !errors.Is(err, ErrTimeout) {
 		t.Errorf("first Call = %v; want ErrTimeout", err)
 	}
 	ms, _ := strconv.Atoi(string(<-second))
-	if ms <= 0 || ms > 9800 {
-		t.Errorf("the library saw %d ms left; want a little under 10000 minus the wait", ms)
+	if max := (10*time.Second - waited).Milliseconds(); ms <= 0 || int64(ms) > max {
+		t.Errorf("the library saw %d ms left; want at most %d: 10 s less the %v it waited at least", ms, max, waited)
 	}
 	if got, err := h.Call(context.Background(), "deadline", nil, 0); err != nil || string(got) != "none" {
 		t.Errorf("Call(deadline) without a limit = %q, %v; want none", got, err)
