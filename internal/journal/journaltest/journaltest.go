@@ -38,6 +38,26 @@ type Faulty struct {
 	commits int         // commits that returned nil
 	failed  int         // commits that returned ErrInjected
 	landed  journal.Seq // last Seq the inner store wrote, error or not
+	compact func(op Op, upto journal.Seq) Fault
+}
+
+// Op is a compaction's write: the snapshot, or dropping the records it
+// stands for.
+type Op int
+
+const (
+	// WriteSnapshot writes the snapshot of records 1..upto.
+	WriteSnapshot Op = iota
+	// Drop deletes records up to upto.
+	Drop
+)
+
+// FailCompaction makes decide pick the fault of each compaction write
+// (nil: never fail). decide runs on the compacting goroutine.
+func (f *Faulty) FailCompaction(decide func(op Op, upto journal.Seq) Fault) {
+	f.mu.Lock()
+	f.compact = decide
+	f.mu.Unlock()
 }
 
 // NewFaulty returns a store wrapper; decide picks the fault for each
@@ -70,6 +90,38 @@ func (f *Faulty) Commit(recs []journal.Record) error {
 		return err
 	}
 	f.landed = max(f.landed, recs[len(recs)-1].Seq)
+	if fault != None {
+		f.failed++
+		return ErrInjected
+	}
+	f.commits++
+	return nil
+}
+
+// WriteSnapshot applies the chosen fault around the real write.
+func (f *Faulty) WriteSnapshot(snap journal.Snapshot) error {
+	return f.compaction(WriteSnapshot, snap.Upto, func() error { return f.inner.WriteSnapshot(snap) })
+}
+
+// Drop applies the chosen fault around the real drop.
+func (f *Faulty) Drop(upto journal.Seq) error {
+	return f.compaction(Drop, upto, func() error { return f.inner.Drop(upto) })
+}
+
+func (f *Faulty) compaction(op Op, upto journal.Seq, write func() error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fault := None
+	if f.compact != nil {
+		fault = f.compact(op, upto)
+	}
+	if fault == WriteFails {
+		f.failed++
+		return ErrInjected
+	}
+	if err := write(); err != nil {
+		return err
+	}
 	if fault != None {
 		f.failed++
 		return ErrInjected
