@@ -201,3 +201,28 @@ func CrashPoints(t *testing.T, src string, f func(t *testing.T, dir string, n in
 		})
 	}
 }
+
+// WriteCompacted creates a journal in dir holding recs as a compaction
+// after record k leaves it: a snapshot that fold made of recs[:k], then
+// the records after k.
+func WriteCompacted(t testing.TB, dir string, recs [][]byte, k int, fold journal.Fold) {
+	t.Helper()
+	Write(t, dir, recs[:k])
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		t.Fatalf("journal.Open(%s): %v", dir, err)
+	}
+	defer j.Close()
+	if _, err := j.Compact(fold); err != nil {
+		t.Fatalf("compact %s after record %d: %v", dir, k, err)
+	}
+	for _, r := range recs[k:] {
+		j.Append(r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	j.Run(ctx) // a cancelled Run writes what is queued, then returns
+	if err := j.Err(); err != nil {
+		t.Fatalf("write journal in %s: %v", dir, err)
+	}
+}
