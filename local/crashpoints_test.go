@@ -24,9 +24,18 @@ import (
 // every task's Done; it returns each task's stdout by key.
 func crashLife(t *testing.T, state string, req *pb.SubmitRequest) map[string]string {
 	t.Helper()
+	return life(t, manager.Config{StateDir: state}, req, nil)
+}
+
+// life is crashLife with a configuration (its listen address, secret and
+// adopt window are set here), and done, when set, called with the manager
+// once every task has ended.
+func life(t *testing.T, cfg manager.Config, req *pb.SubmitRequest, done func(*manager.Manager)) map[string]string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: "s", StateDir: state, AdoptWindow: time.Millisecond})
+	cfg.Listen, cfg.Secret, cfg.AdoptWindow = "127.0.0.1:0", "s", time.Millisecond
+	m, err := manager.Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +76,9 @@ func crashLife(t *testing.T, state string, req *pb.SubmitRequest) map[string]str
 	if len(out) != len(req.Tasks) {
 		t.Fatalf("%d of %d tasks ended within 30 s", len(out), len(req.Tasks))
 	}
+	if done != nil {
+		done(m)
+	}
 	return out
 }
 
@@ -94,36 +106,140 @@ func TestCrashPoints(t *testing.T) {
 	if n := len(lines()); n != 5 {
 		t.Fatalf("the first life ran %d tasks; want 5", n)
 	}
+	recs := journaltest.Read(t, state)
+	check := func(t *testing.T, dir string, n int) { checkRecovery(t, dir, n, req, first, lines) }
 	journaltest.CrashPoints(t, state, func(t *testing.T, dir string, n int) {
-		ended := make(map[string]bool) // keys whose end the prefix holds
-		for _, b := range journaltest.Read(t, dir) {
-			var rec pb.JournalRecord
-			if err := goproto.Unmarshal(b, &rec); err != nil {
-				t.Fatal(err)
+		check(t, dir, n)
+		// The same prefix with a snapshot (compaction) taken after half of
+		// its records, and after all of them: the manager must recover
+		// the same.
+		for _, k := range []int{n / 2, n} {
+			if k == 0 {
+				continue
 			}
-			if d := rec.GetDone(); d != nil {
-				ended[fmt.Sprintf("k%d", d.TaskId-1)] = true // IDs follow the one submit's order
-			}
-		}
-		before := len(lines())
-		got := crashLife(t, dir, req)
-		ran := make(map[string]int)
-		for _, line := range lines()[before:] {
-			_, key, _ := strings.Cut(line, "/")
-			ran[key]++
-		}
-		for _, task := range req.Tasks {
-			k := task.Key
-			want := 1
-			if ended[k] {
-				want = 0
-			}
-			if ran[k] != want {
-				t.Errorf("after %d records: task %s ran %d times; want %d (its end in the journal: %v)", n, k, ran[k], want, ended[k])
-			}
-			if got[k] != first[k] {
-				t.Errorf("after %d records: task %s printed %q; want %q", n, k, got[k], first[k])
-			}
+			t.Run(fmt.Sprint("snapshot-after-", k), func(t *testing.T) {
+				dir := t.TempDir()
+				journaltest.WriteCompacted(t, dir, recs[:n], k, manager.FoldJournal)
+				check(t, dir, n)
+			})
 		}
 	})
+}
+
+// checkRecovery is TestCrashPoints' check of one crash point: a manager on
+// dir, which holds what the journal held after record n (a snapshot
+// perhaps, and records), ends every task with the stdout of the first
+// life (first), and runs again exactly the tasks whose end dir lacks.
+func checkRecovery(t *testing.T, dir string, n int, req *pb.SubmitRequest, first map[string]string, lines func() []string) {
+
+	ended := make(map[string]bool) // keys whose end the prefix holds
+	for _, b := range journaltest.Read(t, dir) {
+		var rec pb.JournalRecord
+		if err := goproto.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if d := rec.GetDone(); d != nil {
+			ended[fmt.Sprintf("k%d", d.TaskId-1)] = true // IDs follow the one submit's order
+		}
+	}
+	before := len(lines())
+	got := crashLife(t, dir, req)
+	ran := make(map[string]int)
+	for _, line := range lines()[before:] {
+		_, key, _ := strings.Cut(line, "/")
+		ran[key]++
+	}
+	for _, task := range req.Tasks {
+		k := task.Key
+		want := 1
+		if ended[k] {
+			want = 0
+		}
+		if ran[k] != want {
+			t.Errorf("after %d records: task %s ran %d times; want %d (its end in the journal: %v)", n, k, ran[k], want, ended[k])
+		}
+		if got[k] != first[k] {
+			t.Errorf("after %d records: task %s printed %q; want %q", n, k, got[k], first[k])
+		}
+	}
+}
+
+// TestJournalBounded runs 3,000 tasks through a manager whose journal is
+// compacted every 300 records: the journal then holds (in its snapshot
+// and after it) about one record per task, where without compaction it
+// holds two (each dispatch and each end), and a manager restarted on it
+// has every task's end.
+func TestJournalBounded(t *testing.T) {
+	const tasks, batch, every = 3000, 100, 300
+	state := t.TempDir()
+	var reqs []*pb.SubmitRequest
+	all := &pb.SubmitRequest{Session: "s1"}
+	for i := 0; i < tasks; i += batch {
+		req := &pb.SubmitRequest{Session: "s1"}
+		for k := i; k < i+batch; k++ {
+			key := fmt.Sprint("t", k)
+			req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: key, Key: key, Command: "true", Resources: &pb.Resources{Cores: 0.25}})
+		}
+		reqs = append(reqs, req)
+		all.Tasks = append(all.Tasks, req.Tasks...)
+	}
+	// A bound that holds with compaction, and not without (about twice
+	// the tasks): a snapshot of one Started, the submits and an end per
+	// task, and what may come after it before the next is due.
+	const folded = 1 + tasks/batch + tasks
+	const bound = folded + max(every, folded/4)
+	life(t, manager.Config{StateDir: state, SnapshotRecords: every}, reqs[0], func(m *manager.Manager) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		for _, req := range reqs[1:] {
+			if _, err := m.Handler().Submit(ctx, connect.NewRequest(req)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ended := 0
+		m.WatchEvents(ctx, &pb.WatchRequest{Session: "s1"}, func(b *pb.TaskEvents) error {
+			for _, ev := range b.Events {
+				if ev.State == pb.TaskState_TASK_STATE_DONE {
+					ended++
+				}
+			}
+			if ended >= tasks {
+				cancel()
+			}
+			return nil
+		})
+		if ended < tasks {
+			t.Fatalf("%d of %d tasks ended within 60 s", ended, tasks)
+		}
+		// Poll (the compactor runs each second) until a snapshot folds
+		// the journal down to the bound; a deadline fails the test.
+		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for {
+			snap, err := m.Snapshot(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := snap.Status.Journal
+			if kept := j.SnapshotRecords + j.SinceSnapshot; kept <= bound && j.SnapshotFolded > 0 {
+				t.Logf("%d records written, %d kept: a snapshot of %d (%d bytes) folding records 1..%d, and %d after it",
+					j.Durable, kept, j.SnapshotRecords, j.SnapshotBytes, j.SnapshotFolded, j.SinceSnapshot)
+				if j.Durable <= bound {
+					t.Errorf("%d records written: the test needs more than the bound (%d) to test it", j.Durable, bound)
+				}
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+				continue
+			}
+			t.Fatalf("the journal keeps %d records (a snapshot of %d, and %d after it); want at most %d",
+				j.SnapshotRecords+j.SinceSnapshot, j.SnapshotRecords, j.SinceSnapshot, bound)
+		}
+	})
+	again := life(t, manager.Config{StateDir: state}, all, nil)
+	if len(again) != tasks {
+		t.Errorf("after a restart on the compacted journal, %d of %d tasks ended", len(again), tasks)
+	}
 }

@@ -96,7 +96,7 @@ func (j *Journal) Since() (records int, bytes int64) {
 func (j *Journal) Due() bool {
 	last := j.Snapshot()
 	n, b := j.Since()
-	return n > 0 && (n >= max(j.opts.SnapshotRecords, last.Records) || b >= max(j.opts.SnapshotBytes, last.Bytes))
+	return n > 0 && (n >= max(j.opts.SnapshotRecords, last.Records/4) || b >= max(j.opts.SnapshotBytes, last.Bytes/4))
 }
 
 // Compact folds the snapshot and the records durable now into a new

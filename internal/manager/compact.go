@@ -15,7 +15,7 @@ import (
 // folds the journal's records into a snapshot once enough have come since
 // the last one (journal.Options.SnapshotRecords), so that a restart reads
 // the records that still say something, not the manager's whole history.
-// foldJournal decides what still says something; it works on the records
+// FoldJournal decides what still says something; it works on the records
 // alone (no state of the loop), so that folding takes nothing from it.
 
 // compactEvery is how often the compactor asks whether compaction is due.
@@ -35,7 +35,7 @@ func (m *Manager) compactor(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
-		info, err := m.journal.Compact(foldJournal)
+		info, err := m.journal.Compact(FoldJournal)
 		if err != nil {
 			m.log.Error("cannot compact the journal; it is tried again, and nothing is lost meanwhile", "err", err)
 			continue
@@ -45,7 +45,7 @@ func (m *Manager) compactor(ctx context.Context) {
 	}
 }
 
-// foldJournal is the manager's journal.Fold: it drops the records whose
+// FoldJournal is the manager's journal.Fold: it drops the records whose
 // replay changes nothing that the records after them do not set again.
 // Replaying the result leaves the manager in the same state as replaying
 // recs (TestFoldKeepsState). It drops:
@@ -59,7 +59,7 @@ func (m *Manager) compactor(ctx context.Context) {
 //
 // Everything else is kept, in order: submits and installs (task and file
 // IDs are given out in their order), ends, cancels, ended sessions.
-func foldJournal(recs [][]byte) ([][]byte, error) {
+func FoldJournal(recs [][]byte) ([][]byte, error) {
 	decoded := make([]*pb.JournalRecord, len(recs))
 	var epoch uint64
 	ended := make(map[uint64]int)      // task -> index of its last Done
@@ -107,5 +107,5 @@ func foldJournal(recs [][]byte) ([][]byte, error) {
 	return out, nil
 }
 
-// ensure foldJournal is a journal.Fold.
-var _ journal.Fold = foldJournal
+// ensure FoldJournal is a journal.Fold.
+var _ journal.Fold = FoldJournal

@@ -137,13 +137,13 @@ func TestFoldKeepsState(t *testing.T) {
 		want := replayState(t, plain)
 		for k := 1; k <= n; k++ {
 			dir := t.TempDir()
-			journaltest.WriteCompacted(t, dir, all[:n], k, foldJournal)
+			journaltest.WriteCompacted(t, dir, all[:n], k, FoldJournal)
 			if got := replayState(t, dir); !cmp.Equal(want, got) {
 				t.Errorf("%d records, snapshot after %d: state (-without +with compaction):\n%s", n, k, cmp.Diff(want, got))
 			}
 		}
 	}
-	folded, err := foldJournal(all)
+	folded, err := FoldJournal(all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,12 +158,12 @@ func TestFoldKeepsState(t *testing.T) {
 // TestFoldRefusesGarbage: a record that is no journal record stops the
 // compaction (the journal stays as it is) instead of being dropped.
 func TestFoldRefusesGarbage(t *testing.T) {
-	if _, err := foldJournal([][]byte{rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Started{Started: 1}}), {0xff, 0xff}}); err == nil {
-		t.Errorf("foldJournal of a record that does not decode: no error")
+	if _, err := FoldJournal([][]byte{rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Started{Started: 1}}), {0xff, 0xff}}); err == nil {
+		t.Errorf("FoldJournal of a record that does not decode: no error")
 	}
-	if _, err := foldJournal([][]byte{{}}); err == nil {
-		t.Errorf("foldJournal of an empty record: no error")
+	if _, err := FoldJournal([][]byte{{}}); err == nil {
+		t.Errorf("FoldJournal of an empty record: no error")
 	}
 }
 
-var _ journal.Fold = foldJournal
+var _ journal.Fold = FoldJournal
