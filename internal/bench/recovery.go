@@ -40,13 +40,24 @@ type RecoveryResult struct {
 	// the journal file's size on disk per task (bbolt's pages included).
 	JournalBytesPerTask     float64 `json:"journal_bytes_per_task"`
 	JournalFileBytesPerTask float64 `json:"journal_file_bytes_per_task"`
+	// JournalBytesPerTaskCompacted: the same records folded as compaction
+	// folds them (manager.FoldJournal), per task: what a snapshot of that
+	// run holds.
+	JournalBytesPerTaskCompacted float64 `json:"journal_bytes_per_task_compacted"`
 	// RestartS: with RestartTasks queued tasks journaled, the time from
 	// opening the state directory again (replay) to the first Run a
 	// worker receives; a process's start and a worker's reconnect delay
 	// are not in it.
-	RestartTasks int     `json:"restart_tasks"`
-	RestartS     float64 `json:"restart_s"`
-	ReplayS      float64 `json:"replay_s"` // of which: Listen, which replays the journal
+	// RestartS and ReplayS are measured after the journal was compacted
+	// into a snapshot (as a long-running manager's is);
+	// RestartUncompactedS and ReplayUncompactedS before, on the same
+	// records. RestartSnapshotBytes is the snapshot's size.
+	RestartTasks         int     `json:"restart_tasks"`
+	RestartS             float64 `json:"restart_s"`
+	ReplayS              float64 `json:"replay_s"` // of which: Listen, which replays the journal
+	RestartUncompactedS  float64 `json:"restart_uncompacted_s"`
+	ReplayUncompactedS   float64 `json:"replay_uncompacted_s"`
+	RestartSnapshotBytes int64   `json:"restart_snapshot_bytes"`
 	// RerunAfterCrash: of the tasks of a map/reduce workflow whose result
 	// the client had when the manager process was killed (SIGKILL), how
 	// many ran again after it restarted on its --state (see
@@ -86,7 +97,7 @@ func Recovery(ctx context.Context, tasks, calls, workers, rounds, restartTasks, 
 			}
 			tr[i] = perS
 			if journaled {
-				res.JournalBytesPerTask, res.JournalFileBytesPerTask = bytes, file
+				res.JournalBytesPerTask, res.JournalFileBytesPerTask, res.JournalBytesPerTaskCompacted = bytes[0], file, bytes[1]
 			}
 			logf("round %d: %d calls, journal %v", r+1, calls, journaled)
 			if cr[i], err = journalCalls(ctx, self, calls, workers, journaled); err != nil {
@@ -98,7 +109,7 @@ func Recovery(ctx context.Context, tasks, calls, workers, rounds, restartTasks, 
 	}
 	res.JournalOverheadTasks, res.JournalOverheadCalls = median(taskRatios), median(callRatios)
 	logf("restart: %d queued tasks journaled", restartTasks)
-	if res.RestartS, res.ReplayS, err = restart(ctx, restartTasks); err != nil {
+	if err := restarts(ctx, restartTasks, res); err != nil {
 		return nil, err
 	}
 	if crashMaps <= 0 {
@@ -141,15 +152,15 @@ func stateDir(journaled bool) (string, func(), error) {
 // journalTasks runs n trivial tasks through an embedded cluster, with or
 // without a journal, and returns tasks per second and, journaled, the
 // journal's record bytes and file size per task.
-func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS, recordBytes, fileBytes float64, err error) {
+func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS float64, recordBytes [2]float64, fileBytes float64, err error) {
 	dir, clean, err := stateDir(journaled)
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, recordBytes, 0, err
 	}
 	defer clean()
 	c, err := local.Start(ctx, local.Config{Workers: workers, StateDir: dir})
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, recordBytes, 0, err
 	}
 	ts := make([]*trellis.Task, n)
 	for i := range ts {
@@ -158,22 +169,33 @@ func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS, re
 	secs, err := runAll(ctx, c, ts)
 	c.Close()
 	if err != nil || !journaled {
-		return float64(n) / secs, 0, 0, err
+		return float64(n) / secs, recordBytes, 0, err
 	}
 	fi, err := os.Stat(filepath.Join(dir, "journal.db"))
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, recordBytes, 0, err
 	}
 	j, err := journal.Open(dir, journal.Options{})
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, recordBytes, 0, err
 	}
 	defer j.Close()
-	total := 0
-	if err := j.Replay(func(r journal.Record) error { total += len(r.Data); return nil }); err != nil {
-		return 0, 0, 0, err
+	var recs [][]byte
+	if err := j.Replay(func(r journal.Record) error { recs = append(recs, append([]byte(nil), r.Data...)); return nil }); err != nil {
+		return 0, recordBytes, 0, err
 	}
-	return float64(n) / secs, float64(total) / float64(n), float64(fi.Size()) / float64(n), nil
+	folded, err := manager.FoldJournal(recs)
+	if err != nil {
+		return 0, recordBytes, 0, err
+	}
+	size := func(recs [][]byte) float64 {
+		total := 0
+		for _, r := range recs {
+			total += len(r)
+		}
+		return float64(total) / float64(n)
+	}
+	return float64(n) / secs, [2]float64{size(recs), size(folded)}, float64(fi.Size()) / float64(n), nil
 }
 
 // journalCalls runs n async calls of the benchmark's Go library through an
@@ -202,19 +224,42 @@ func journalCalls(ctx context.Context, self string, n, workers int, journaled bo
 	return float64(n) / secs, nil
 }
 
-// restart journals n queued tasks (a manager with no worker: none runs),
+// restarts journals n queued tasks (a manager with no worker: none runs),
 // stops that manager, and times a new one on the same state directory
-// from Listen (which replays the journal) to the first Run that a worker,
-// joining at once, receives.
-func restart(ctx context.Context, n int) (total, replay float64, err error) {
+// (restart); then compacts the journal, as a manager's compactor does, and
+// times another.
+func restarts(ctx context.Context, n int, res *RecoveryResult) error {
 	dir, err := os.MkdirTemp("", "trellis-bench-restart-")
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	defer os.RemoveAll(dir)
+	if err := journalQueued(ctx, dir, n); err != nil {
+		return err
+	}
+	if res.RestartUncompactedS, res.ReplayUncompactedS, err = restart(ctx, dir); err != nil {
+		return err
+	}
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		return err
+	}
+	info, err := j.Compact(manager.FoldJournal)
+	j.Close()
+	if err != nil {
+		return err
+	}
+	res.RestartSnapshotBytes = info.Bytes
+	res.RestartS, res.ReplayS, err = restart(ctx, dir)
+	return err
+}
+
+// journalQueued journals n queued tasks in dir, through a manager with no
+// worker.
+func journalQueued(ctx context.Context, dir string, n int) error {
 	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: "bench", StateDir: dir})
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	mctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -228,12 +273,18 @@ func restart(ctx context.Context, n int) (total, replay float64, err error) {
 		if _, err := m.Handler().Submit(ctx, connect.NewRequest(req)); err != nil {
 			stop()
 			<-done
-			return 0, 0, err
+			return err
 		}
 	}
 	stop()
 	<-done
+	return nil
+}
 
+// restart times a manager on the state directory dir from Listen (which
+// replays the journal) to the first Run that a worker, joining at once,
+// receives.
+func restart(ctx context.Context, dir string) (total, replay float64, err error) {
 	start := time.Now()
 	m2, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: "bench", StateDir: dir})
 	if err != nil {
