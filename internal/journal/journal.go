@@ -180,7 +180,11 @@ func Open(dir string, opts Options) (*Journal, error) {
 		return nil, fmt.Errorf("journal: create state directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	// The freelist is not written at each commit (bbolt rebuilds it at
+	// Open by a scan of the file, as etcd configures it): a compaction
+	// frees many pages, and writing their list with every group commit
+	// would make each commit larger.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s is locked: stop the other manager, or give this one another --state directory", ErrLocked, path)
 	}
