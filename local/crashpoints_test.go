@@ -3,15 +3,18 @@ package local
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	goproto "google.golang.org/protobuf/proto"
 
+	"trellis/internal/journal"
 	"trellis/internal/journal/journaltest"
 	"trellis/internal/manager"
 	pb "trellis/internal/proto/trellisv1"
@@ -24,13 +27,14 @@ import (
 // every task's Done; it returns each task's stdout by key.
 func crashLife(t *testing.T, state string, req *pb.SubmitRequest) map[string]string {
 	t.Helper()
-	return life(t, manager.Config{StateDir: state}, req, nil)
+	return life(t, manager.Config{StateDir: state}, req, nil, nil)
 }
 
 // life is crashLife with a configuration (its listen address, secret and
-// adopt window are set here), and done, when set, called with the manager
-// once every task has ended.
-func life(t *testing.T, cfg manager.Config, req *pb.SubmitRequest, done func(*manager.Manager)) map[string]string {
+// adopt window are set here); onEnd, when set, is called with each task's
+// end as the client receives it, and done with the manager once every
+// task has ended.
+func life(t *testing.T, cfg manager.Config, req *pb.SubmitRequest, onEnd func(*pb.TaskEvent), done func(*manager.Manager)) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -62,6 +66,9 @@ func life(t *testing.T, cfg manager.Config, req *pb.SubmitRequest, done func(*ma
 	m.WatchEvents(wctx2, &pb.WatchRequest{Session: "s1"}, func(b *pb.TaskEvents) error {
 		for _, ev := range b.Events {
 			if ev.State == pb.TaskState_TASK_STATE_DONE {
+				if onEnd != nil {
+					onEnd(ev)
+				}
 				if ev.Outcome.GetKind() != pb.ResultKind_RESULT_KIND_SUCCESS {
 					t.Errorf("task %s: %v %s", ev.Key, ev.Outcome.GetKind(), ev.Outcome.GetMessage())
 				}
@@ -188,7 +195,7 @@ func TestJournalBounded(t *testing.T) {
 	// task, and what may come after it before the next is due.
 	const folded = 1 + tasks/batch + tasks
 	const bound = folded + max(every, folded/4)
-	life(t, manager.Config{StateDir: state, SnapshotRecords: every}, reqs[0], func(m *manager.Manager) {
+	life(t, manager.Config{StateDir: state, SnapshotRecords: every}, reqs[0], nil, func(m *manager.Manager) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		for _, req := range reqs[1:] {
@@ -238,8 +245,124 @@ func TestJournalBounded(t *testing.T) {
 				j.SnapshotRecords+j.SinceSnapshot, j.SnapshotRecords, j.SinceSnapshot, bound)
 		}
 	})
-	again := life(t, manager.Config{StateDir: state}, all, nil)
+	again := life(t, manager.Config{StateDir: state}, all, nil, nil)
 	if len(again) != tasks {
 		t.Errorf("after a restart on the compacted journal, %d of %d tasks ended", len(again), tasks)
 	}
+}
+
+// TestJournalFaults is RECOVERY.md's scenario 8: while a workflow of 200
+// tasks runs, a tenth of the journal's commits fail (the write fails, the
+// fsync fails, or the write lands and reports a timeout), until 150 tasks
+// have ended. No client hears of a task's end before its Done record is
+// durable (a commit reported it written), no record is written twice, and
+// every task ends.
+func TestJournalFaults(t *testing.T) {
+	const tasks = 200
+	req := &pb.SubmitRequest{Session: "s1"}
+	for i := range tasks {
+		key := fmt.Sprint("t", i)
+		req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: key, Key: key, Command: "echo " + key, Resources: &pb.Resources{Cores: 0.25}})
+	}
+	var (
+		mu       sync.Mutex
+		durable  = make(map[uint64]bool) // tasks whose Done a commit reported written
+		ended    int                     // ends the client heard of
+		early    []uint64                // ends heard before their record was durable
+		faulting = true
+		rng      = rand.New(rand.NewPCG(8, 0))
+	)
+	faulty := journaltest.NewFaulty(func([]journal.Record) journaltest.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if !faulting || rng.IntN(10) > 0 {
+			return journaltest.None
+		}
+		return journaltest.Fault(1 + rng.IntN(3))
+	})
+	wrap := func(s journal.Store) journal.Store {
+		return commitHook{faulty.Wrap(s), func(recs []journal.Record) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range recs {
+				var rec pb.JournalRecord
+				if err := goproto.Unmarshal(r.Data, &rec); err != nil {
+					t.Errorf("record %d: %v", r.Seq, err)
+				}
+				if d := rec.GetDone(); d != nil {
+					durable[d.TaskId] = true
+				}
+			}
+		}}
+	}
+	onEnd := func(ev *pb.TaskEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !durable[ev.TaskId] {
+			early = append(early, ev.TaskId)
+		}
+		if ended++; ended == tasks*3/4 {
+			faulting = false
+		}
+	}
+	state := t.TempDir()
+	out := life(t, manager.Config{StateDir: state, JournalWrap: wrap}, req, onEnd, nil)
+	for _, task := range req.Tasks {
+		if want := task.Key + "\n"; out[task.Key] != want {
+			t.Errorf("task %s printed %q, want %q", task.Key, out[task.Key], want)
+		}
+	}
+	if ok, failed := faulty.Counts(); failed == 0 {
+		t.Fatalf("no fault was injected in %d commits: the test tests nothing", ok)
+	} else {
+		t.Logf("%d commits failed, %d succeeded", failed, ok)
+	}
+	if len(early) > 0 {
+		t.Errorf("the client heard of the end of tasks %v before their Done record was durable", early)
+	}
+	// Every record once: one submit, one end per task, one dispatch per
+	// attempt.
+	submits, dones, dispatches := 0, make(map[uint64]int), make(map[string]int)
+	for _, b := range journaltest.Read(t, state) {
+		var rec pb.JournalRecord
+		if err := goproto.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case rec.GetSubmitted() != nil:
+			submits++
+		case rec.GetDone() != nil:
+			dones[rec.GetDone().TaskId]++
+		case rec.GetDispatched() != nil:
+			d := rec.GetDispatched()
+			dispatches[fmt.Sprint(d.TaskId, "/", d.Attempt)]++
+		}
+	}
+	if submits != 1 {
+		t.Errorf("%d Submitted records, want 1", submits)
+	}
+	for id := uint64(1); id <= tasks; id++ {
+		if dones[id] != 1 {
+			t.Errorf("task %d has %d Done records, want 1", id, dones[id])
+		}
+	}
+	for k, n := range dispatches {
+		if n != 1 {
+			t.Errorf("attempt %s has %d Dispatched records, want 1", k, n)
+		}
+	}
+}
+
+// commitHook calls committed with each batch a commit reports written.
+type commitHook struct {
+	journal.Store
+	committed func([]journal.Record)
+}
+
+func (c commitHook) Commit(recs []journal.Record) error {
+	err := c.Store.Commit(recs)
+	if err == nil {
+		c.committed(recs)
+	}
+	return err
 }

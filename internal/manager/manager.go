@@ -59,6 +59,9 @@ type Config struct {
 	// snapshot make the journal due for compaction (at least as many as
 	// the snapshot holds); 0 means the journal's default (20,000).
 	SnapshotRecords int
+	// JournalWrap, with StateDir, wraps the journal's store: tests inject
+	// faults with it (journaltest.Faulty).
+	JournalWrap func(journal.Store) journal.Store
 	// IndexSize is how many of the newest tasks the dashboard's task index
 	// keeps (Manager.Task); 0 means DefaultIndexSize.
 	IndexSize int
@@ -157,7 +160,7 @@ func Listen(cfg Config) (*Manager, error) {
 	m.runID = hex.EncodeToString(run[:])
 	m.state = newState(m)
 	if cfg.StateDir != "" {
-		if m.journal, m.runID, err = openState(cfg.StateDir, journal.Options{SnapshotRecords: cfg.SnapshotRecords}); err != nil {
+		if m.journal, m.runID, err = openState(cfg.StateDir, journal.Options{SnapshotRecords: cfg.SnapshotRecords, Wrap: cfg.JournalWrap}); err != nil {
 			return nil, err
 		}
 		if err := m.state.replay(m.journal); err != nil {
