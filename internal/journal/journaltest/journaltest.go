@@ -154,15 +154,7 @@ func Write(t testing.TB, dir string, recs [][]byte) {
 		t.Fatalf("journal.Open(%s): %v", dir, err)
 	}
 	defer j.Close()
-	for _, r := range recs {
-		j.Append(r)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	j.Run(ctx) // a cancelled Run writes what is queued, then returns
-	if err := j.Err(); err != nil {
-		t.Fatalf("write journal in %s: %v", dir, err)
-	}
+	appendAll(t, j, dir, recs)
 	if got, want := j.Durable(), journal.Seq(len(recs)); got != want {
 		t.Fatalf("journal in %s: Durable() = %d, want %d", dir, got, want)
 	}
@@ -216,7 +208,13 @@ func WriteCompacted(t testing.TB, dir string, recs [][]byte, k int, fold journal
 	if _, err := j.Compact(fold); err != nil {
 		t.Fatalf("compact %s after record %d: %v", dir, k, err)
 	}
-	for _, r := range recs[k:] {
+	appendAll(t, j, dir, recs[k:])
+}
+
+// appendAll appends recs to j, which no Run serves, and writes them.
+func appendAll(t testing.TB, j *journal.Journal, dir string, recs [][]byte) {
+	t.Helper()
+	for _, r := range recs {
 		j.Append(r)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
