@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	goproto "google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"trellis/internal/journal"
 	pb "trellis/internal/proto/trellisv1"
@@ -66,6 +68,18 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 	dispatched := make(map[uint64]int) // task -> index of its last Dispatched
 	reconciled := make(map[uint64]bool)
 	for i, b := range recs {
+		// Only the small kinds the fold looks into are decoded: a submit
+		// of many tasks is kept as it is, unread.
+		num, _, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("record %d of those to fold: %w", i+1, protowire.ParseError(n))
+		}
+		switch num {
+		case kindStarted, kindDone, kindDispatched, kindReconciled:
+		default:
+			decoded[i] = &pb.JournalRecord{}
+			continue
+		}
 		var r pb.JournalRecord
 		if err := goproto.Unmarshal(b, &r); err != nil {
 			return nil, fmt.Errorf("record %d of those to fold: %w", i+1, err)
@@ -80,8 +94,6 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 			dispatched[x.Dispatched.TaskId] = i
 		case *pb.JournalRecord_Reconciled:
 			reconciled[x.Reconciled.TaskId] = true
-		case nil:
-			return nil, fmt.Errorf("record %d of those to fold has no kind", i+1)
 		}
 	}
 	out := make([][]byte, 0, len(recs))
@@ -105,6 +117,18 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 		out = append(out, recs[i])
 	}
 	return out, nil
+}
+
+// The field numbers of JournalRecord's kinds that FoldJournal decodes.
+var (
+	kindStarted    = fieldNumber("started")
+	kindDone       = fieldNumber("done")
+	kindDispatched = fieldNumber("dispatched")
+	kindReconciled = fieldNumber("reconciled")
+)
+
+func fieldNumber(name protoreflect.Name) protowire.Number {
+	return (&pb.JournalRecord{}).ProtoReflect().Descriptor().Fields().ByName(name).Number()
 }
 
 // ensure FoldJournal is a journal.Fold.
