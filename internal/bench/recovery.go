@@ -58,6 +58,7 @@ type RecoveryResult struct {
 	RestartUncompactedS  float64 `json:"restart_uncompacted_s"`
 	ReplayUncompactedS   float64 `json:"replay_uncompacted_s"`
 	RestartSnapshotBytes int64   `json:"restart_snapshot_bytes"`
+	RestartCompactS      float64 `json:"restart_compact_s"` // the compaction of that journal (off the manager's loop)
 	// RerunAfterCrash: of the tasks of a map/reduce workflow whose result
 	// the client had when the manager process was killed (SIGKILL), how
 	// many ran again after it restarted on its --state (see
@@ -244,7 +245,9 @@ func restarts(ctx context.Context, n int, res *RecoveryResult) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	info, err := j.Compact(manager.FoldJournal)
+	res.RestartCompactS = time.Since(start).Seconds()
 	j.Close()
 	if err != nil {
 		return err
