@@ -23,15 +23,18 @@ import (
 // compactEvery is how often the compactor asks whether compaction is due.
 const compactEvery = time.Second
 
-// compactor folds the journal whenever it is due. It exits when ctx ends.
+// compactor folds the journal whenever it is due: at once (a restart on
+// a long journal), then each compactEvery. It exits when ctx ends.
 func (m *Manager) compactor(ctx context.Context) {
 	t := time.NewTicker(compactEvery)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		if !m.journal.Due() {
 			continue
