@@ -28,6 +28,7 @@ const compactEvery = time.Second
 func (m *Manager) compactor(ctx context.Context) {
 	t := time.NewTicker(compactEvery)
 	defer t.Stop()
+	failing := "" // the last error logged: a failing disk is logged once, not each second
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -42,8 +43,15 @@ func (m *Manager) compactor(ctx context.Context) {
 		start := time.Now()
 		info, err := m.journal.Compact(FoldJournal)
 		if err != nil {
-			m.log.Error("cannot compact the journal; it is tried again, and nothing is lost meanwhile", "err", err)
+			if err.Error() != failing {
+				m.log.Error("cannot compact the journal; it is tried again each second, and nothing is lost meanwhile", "err", err)
+			}
+			failing = err.Error()
 			continue
+		}
+		if failing != "" {
+			m.log.Info("the journal is compacted again")
+			failing = ""
 		}
 		m.log.Info("compacted the journal into a snapshot", "records_folded", info.Upto, "snapshot_records", info.Records,
 			"snapshot_bytes", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
