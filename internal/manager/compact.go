@@ -28,7 +28,9 @@ const compactEvery = time.Second
 func (m *Manager) compactor(ctx context.Context) {
 	t := time.NewTicker(compactEvery)
 	defer t.Stop()
-	failing := "" // the last error logged: a failing disk is logged once, not each second
+	// A compaction that keeps failing (a full disk) is logged when it
+	// starts failing and then once a minute, not each second.
+	failing, logged := false, time.Time{}
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -43,15 +45,16 @@ func (m *Manager) compactor(ctx context.Context) {
 		start := time.Now()
 		info, err := m.journal.Compact(FoldJournal)
 		if err != nil {
-			if err.Error() != failing {
+			if !failing || time.Since(logged) >= time.Minute {
 				m.log.Error("cannot compact the journal; it is tried again each second, and nothing is lost meanwhile", "err", err)
+				logged = time.Now()
 			}
-			failing = err.Error()
+			failing = true
 			continue
 		}
-		if failing != "" {
+		if failing {
 			m.log.Info("the journal is compacted again")
-			failing = ""
+			failing = false
 		}
 		m.log.Info("compacted the journal into a snapshot", "records_folded", info.Upto, "snapshot_records", info.Records,
 			"snapshot_bytes", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
