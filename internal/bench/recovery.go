@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	goproto "google.golang.org/protobuf/proto"
 
 	"trellis"
 	"trellis/internal/journal"
@@ -59,6 +60,12 @@ type RecoveryResult struct {
 	ReplayUncompactedS   float64 `json:"replay_uncompacted_s"`
 	RestartSnapshotBytes int64   `json:"restart_snapshot_bytes"`
 	RestartCompactS      float64 `json:"restart_compact_s"` // the compaction of that journal (off the manager's loop)
+	// RestartEndedS and RestartEndedUncompactedS: the same restart with
+	// RestartEndedTasks of the tasks ended (a dispatch and an end record
+	// each), after and before compaction.
+	RestartEndedTasks        int     `json:"restart_ended_tasks"`
+	RestartEndedS            float64 `json:"restart_ended_s"`
+	RestartEndedUncompactedS float64 `json:"restart_ended_uncompacted_s"`
 	// RerunAfterCrash: of the tasks of a map/reduce workflow whose result
 	// the client had when the manager process was killed (SIGKILL), how
 	// many ran again after it restarted on its --state (see
@@ -238,23 +245,86 @@ func restarts(ctx context.Context, n int, res *RecoveryResult) error {
 	if err := journalQueued(ctx, dir, n); err != nil {
 		return err
 	}
-	if res.RestartUncompactedS, res.ReplayUncompactedS, err = restart(ctx, dir); err != nil {
+	var times [2]restartTimes
+	if times, res.RestartCompactS, res.RestartSnapshotBytes, err = compactedRestart(ctx, dir); err != nil {
 		return err
 	}
+	res.RestartUncompactedS, res.ReplayUncompactedS = times[0].total, times[0].replay
+	res.RestartS, res.ReplayS = times[1].total, times[1].replay
+
+	// The same with nine in ten tasks ended: each gets a dispatch and an
+	// end record, written here as a run would have (the ends' outcomes
+	// are made up: success, no outputs).
+	ended, err := os.MkdirTemp("", "trellis-bench-restart-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(ended)
+	if err := journalQueued(ctx, ended, n); err != nil {
+		return err
+	}
+	res.RestartEndedTasks = n * 9 / 10
+	if err := journalEnds(ended, res.RestartEndedTasks); err != nil {
+		return err
+	}
+	if times, _, _, err = compactedRestart(ctx, ended); err != nil {
+		return err
+	}
+	res.RestartEndedUncompactedS, res.RestartEndedS = times[0].total, times[1].total
+	return nil
+}
+
+type restartTimes struct{ total, replay float64 }
+
+// compactedRestart times a restart on dir as it is, then compacts its
+// journal as a manager's compactor does, and times another.
+func compactedRestart(ctx context.Context, dir string) (times [2]restartTimes, compactS float64, bytes int64, err error) {
+	if times[0].total, times[0].replay, err = restart(ctx, dir); err != nil {
+		return times, 0, 0, err
+	}
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		return times, 0, 0, err
+	}
+	start := time.Now()
+	info, err := j.Compact(manager.FoldJournal)
+	compactS = time.Since(start).Seconds()
+	j.Close()
+	if err != nil {
+		return times, 0, 0, err
+	}
+	times[1].total, times[1].replay, err = restart(ctx, dir)
+	return times, compactS, info.Bytes, err
+}
+
+// journalEnds appends a dispatch and a successful end for tasks 1..n (the
+// first n submitted) to the journal in dir.
+func journalEnds(dir string, n int) error {
 	j, err := journal.Open(dir, journal.Options{})
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	info, err := j.Compact(manager.FoldJournal)
-	res.RestartCompactS = time.Since(start).Seconds()
-	j.Close()
-	if err != nil {
-		return err
+	defer j.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for id := uint64(1); id <= uint64(n); id++ {
+		for _, r := range []*pb.JournalRecord{
+			{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{TaskId: id, Attempt: 1, Worker: "bench", Epoch: 1}}},
+			{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: id, Attempt: 1, Worker: "bench",
+				Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}}},
+		} {
+			b, err := goproto.Marshal(r)
+			if err != nil {
+				return err
+			}
+			j.Append(b)
+		}
+		if id%10000 == 0 {
+			j.Run(ctx) // a cancelled Run writes what is queued, then returns
+		}
 	}
-	res.RestartSnapshotBytes = info.Bytes
-	res.RestartS, res.ReplayS, err = restart(ctx, dir)
-	return err
+	j.Run(ctx)
+	return j.Err()
 }
 
 // journalQueued journals n queued tasks in dir, through a manager with no
