@@ -119,6 +119,9 @@ type JournalStatus struct {
 	SinceSnapshot uint64 `json:"since_snapshot"`
 	// LastSnapshot is the last compaction; nil before the first.
 	LastSnapshot *JournalSnapshot `json:"last_snapshot,omitempty"`
+	// SnapshotError: why the last compaction failed, until one succeeds;
+	// the journal keeps every record meanwhile.
+	SnapshotError string `json:"snapshot_error,omitempty"`
 }
 
 // JournalSnapshot describes the snapshot a compaction left: records
@@ -282,7 +285,8 @@ func statusOf(m *pb.StatusResponse) *Status {
 	s.Unplaceable = int(m.Unplaceable)
 	s.Epoch = m.Epoch
 	if j := m.Journal; j != nil {
-		s.Journal = &JournalStatus{Path: j.Path, Durable: j.Durable, Error: j.Error, FileBytes: j.FileBytes, SinceSnapshot: j.SinceSnapshot}
+		s.Journal = &JournalStatus{Path: j.Path, Durable: j.Durable, Error: j.Error, FileBytes: j.FileBytes, SinceSnapshot: j.SinceSnapshot,
+			SnapshotError: j.SnapshotError}
 		if j.SnapshotFolded > 0 {
 			s.Journal.LastSnapshot = &JournalSnapshot{At: time.UnixMilli(j.SnapshotUnixMs), Folded: j.SnapshotFolded,
 				Records: j.SnapshotRecords, Bytes: j.SnapshotBytes}

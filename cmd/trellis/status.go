@@ -198,6 +198,9 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 		} else {
 			fmt.Fprintf(out, "last snapshot: none yet (%d records to replay)\n", j.SinceSnapshot)
 		}
+		if j.SnapshotError != "" {
+			fmt.Fprintf(out, "compaction failing (the journal keeps every record meanwhile): %s\n", j.SnapshotError)
+		}
 		if j.Error != "" {
 			fmt.Fprintf(out, "journal failing (effects wait for it): %s\n", j.Error)
 		}

@@ -181,9 +181,10 @@ func TestStatusJournal(t *testing.T) {
 			LastSnapshot: &trellis.JournalSnapshot{At: at, Folded: 4839, Records: 2439, Bytes: 177303}},
 			[]string{"journal: /s/journal.db, 4851 records written, epoch 2, 3.0 MiB on disk\n",
 				"last snapshot: 2026-12-06 11:00:00, records 1..4839 folded into 2439 (0.2 MiB); 12 records since\n"}},
-		{&trellis.JournalStatus{Path: "/s/journal.db", Durable: 7, FileBytes: 32 << 10, SinceSnapshot: 7},
+		{&trellis.JournalStatus{Path: "/s/journal.db", Durable: 7, FileBytes: 32 << 10, SinceSnapshot: 7, SnapshotError: "no space left on device"},
 			[]string{"journal: /s/journal.db, 7 records written, epoch 2, 0.0 MiB on disk\n",
-				"last snapshot: none yet (7 records to replay)\n"}},
+				"last snapshot: none yet (7 records to replay)\n",
+				"compaction failing (the journal keeps every record meanwhile): no space left on device\n"}},
 	} {
 		var out bytes.Buffer
 		printStatus(&out, "addr", &trellis.Status{Epoch: 2, Journal: tc.j})

@@ -149,6 +149,7 @@ type Journal struct {
 
 	compacting sync.Mutex // one Compact at a time
 	snap       atomic.Pointer[SnapshotInfo]
+	compactErr atomic.Pointer[error]
 	// bytes: the data of the durable records after the snapshot.
 	bytes atomic.Int64
 

@@ -109,6 +109,24 @@ func (j *Journal) Due() bool {
 func (j *Journal) Compact(fold Fold) (SnapshotInfo, error) {
 	j.compacting.Lock()
 	defer j.compacting.Unlock()
+	info, err := j.compact(fold)
+	if err != nil {
+		j.compactErr.Store(&err)
+	} else {
+		j.compactErr.Store(nil)
+	}
+	return info, err
+}
+
+// CompactErr is the last compaction's error, nil once one succeeds again.
+func (j *Journal) CompactErr() error {
+	if p := j.compactErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (j *Journal) compact(fold Fold) (SnapshotInfo, error) {
 	upto, old := j.Durable(), j.Snapshot()
 	var recs [][]byte
 	err := j.db.View(func(tx *bolt.Tx) error {

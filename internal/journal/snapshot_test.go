@@ -141,6 +141,8 @@ func TestCompactFaults(t *testing.T) {
 					}
 					if _, err := j.Compact(lastWins); err == nil {
 						t.Errorf("Compact with a failing write returned no error")
+					} else if got := j.CompactErr(); got != err {
+						t.Errorf("CompactErr() = %v after a failed Compact, want its error %v", got, err)
 					}
 					j.Close()
 					j, err = journal.Open(dir, journal.Options{})
@@ -168,6 +170,27 @@ func TestCompactFaults(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestCompactErr: CompactErr says why the last compaction failed, and is
+// nil again once one succeeds.
+func TestCompactErr(t *testing.T) {
+	dir := t.TempDir()
+	journaltest.Write(t, dir, sets(1, 5))
+	faulty := journaltest.NewFaulty(nil)
+	faulty.FailCompaction(func(journaltest.Op, journal.Seq) journaltest.Fault { return journaltest.WriteFails })
+	j, err := journal.Open(dir, journal.Options{Wrap: faulty.Wrap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if _, err := j.Compact(lastWins); err == nil || j.CompactErr() != err {
+		t.Errorf("Compact with its write failing: %v, CompactErr() %v; want the same error", err, j.CompactErr())
+	}
+	faulty.FailCompaction(nil)
+	if _, err := j.Compact(lastWins); err != nil || j.CompactErr() != nil {
+		t.Errorf("Compact again without faults: %v, CompactErr() %v; want nil, nil", err, j.CompactErr())
 	}
 }
 

@@ -168,6 +168,9 @@ func (s *state) status() *pb.StatusResponse {
 		if !snap.At.IsZero() {
 			resp.Journal.SnapshotUnixMs = snap.At.UnixMilli()
 		}
+		if err := j.CompactErr(); err != nil {
+			resp.Journal.SnapshotError = err.Error()
+		}
 		if fi, err := os.Stat(j.Path()); err == nil {
 			resp.Journal.FileBytes = uint64(fi.Size())
 		}

@@ -3739,6 +3739,7 @@ type JournalStatus struct {
 	SnapshotFolded  uint64 `protobuf:"varint,123,opt,name=snapshot_folded,json=snapshotFolded,proto3" json:"snapshot_folded,omitempty"`    // records 1..this are folded into it
 	SnapshotRecords uint64 `protobuf:"varint,124,opt,name=snapshot_records,json=snapshotRecords,proto3" json:"snapshot_records,omitempty"` // the records it holds
 	SnapshotBytes   uint64 `protobuf:"varint,125,opt,name=snapshot_bytes,json=snapshotBytes,proto3" json:"snapshot_bytes,omitempty"`       // its size
+	SnapshotError   string `protobuf:"bytes,126,opt,name=snapshot_error,json=snapshotError,proto3" json:"snapshot_error,omitempty"`        // why the last compaction failed, until one succeeds (nothing is lost meanwhile)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3834,6 +3835,13 @@ func (x *JournalStatus) GetSnapshotBytes() uint64 {
 		return x.SnapshotBytes
 	}
 	return 0
+}
+
+func (x *JournalStatus) GetSnapshotError() string {
+	if x != nil {
+		return x.SnapshotError
+	}
+	return ""
 }
 
 // UnplaceableTask is a task (or call) that no connected worker could run.
@@ -6296,7 +6304,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x10\n" +
-	"\x03why\x18\x04 \x01(\tR\x03why\"\xbe\x02\n" +
+	"\x03why\x18\x04 \x01(\tR\x03why\"\xe5\x02\n" +
 	"\rJournalStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
@@ -6307,7 +6315,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10snapshot_unix_ms\x18z \x01(\x03R\x0esnapshotUnixMs\x12'\n" +
 	"\x0fsnapshot_folded\x18{ \x01(\x04R\x0esnapshotFolded\x12)\n" +
 	"\x10snapshot_records\x18| \x01(\x04R\x0fsnapshotRecords\x12%\n" +
-	"\x0esnapshot_bytes\x18} \x01(\x04R\rsnapshotBytes\"t\n" +
+	"\x0esnapshot_bytes\x18} \x01(\x04R\rsnapshotBytes\x12%\n" +
+	"\x0esnapshot_error\x18~ \x01(\tR\rsnapshotError\"t\n" +
 	"\x0fUnplaceableTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
