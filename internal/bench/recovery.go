@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -36,6 +37,16 @@ type RecoveryResult struct {
 	// [without, with].
 	TasksRounds [][2]float64 `json:"tasks_rounds"`
 	CallsRounds [][2]float64 `json:"calls_rounds"`
+	// JournalCPUTasks and JournalCPUCalls: this process's CPU time (user
+	// and system: client, manager and workers; not the tasks' or the
+	// library's processes) per task or call with the journal divided by
+	// without, the median of the rounds. Less moved by other load on the
+	// machine than the per-second figures. TasksCPURounds and
+	// CallsCPURounds: each round's µs per task or call, [without, with].
+	JournalCPUTasks float64      `json:"journal_cpu_tasks"`
+	JournalCPUCalls float64      `json:"journal_cpu_calls"`
+	TasksCPURounds  [][2]float64 `json:"tasks_cpu_rounds"`
+	CallsCPURounds  [][2]float64 `json:"calls_cpu_rounds"`
 	// JournalBytesPerTask: bytes of journal records (their data, as
 	// written) per command task, from submit to end; JournalFileBytesPerTask
 	// the journal file's size on disk per task (bbolt's pages included).
@@ -86,9 +97,9 @@ func Recovery(ctx context.Context, tasks, calls, workers, rounds, restartTasks, 
 	if err != nil {
 		return nil, err
 	}
-	var taskRatios, callRatios []float64
+	var taskRatios, callRatios, taskCPU, callCPU []float64
 	for r := range rounds {
-		var tr, cr [2]float64
+		var tr, cr, tc, cc [2]float64
 		order := []bool{false, true}
 		if r%2 == 1 {
 			order = []bool{true, false}
@@ -99,23 +110,26 @@ func Recovery(ctx context.Context, tasks, calls, workers, rounds, restartTasks, 
 				i = 1
 			}
 			logf("round %d: %d tasks, journal %v", r+1, tasks, journaled)
-			perS, bytes, file, err := journalTasks(ctx, tasks, workers, journaled)
+			perS, cpu, bytes, file, err := journalTasks(ctx, tasks, workers, journaled)
 			if err != nil {
 				return nil, err
 			}
-			tr[i] = perS
+			tr[i], tc[i] = perS, cpu
 			if journaled {
 				res.JournalBytesPerTask, res.JournalFileBytesPerTask, res.JournalBytesPerTaskCompacted = bytes[0], file, bytes[1]
 			}
 			logf("round %d: %d calls, journal %v", r+1, calls, journaled)
-			if cr[i], err = journalCalls(ctx, self, calls, workers, journaled); err != nil {
+			if cr[i], cc[i], err = journalCalls(ctx, self, calls, workers, journaled); err != nil {
 				return nil, err
 			}
 		}
 		res.TasksRounds, res.CallsRounds = append(res.TasksRounds, tr), append(res.CallsRounds, cr)
+		res.TasksCPURounds, res.CallsCPURounds = append(res.TasksCPURounds, tc), append(res.CallsCPURounds, cc)
 		taskRatios, callRatios = append(taskRatios, tr[0]/tr[1]), append(callRatios, cr[0]/cr[1])
+		taskCPU, callCPU = append(taskCPU, tc[1]/tc[0]), append(callCPU, cc[1]/cc[0])
 	}
 	res.JournalOverheadTasks, res.JournalOverheadCalls = median(taskRatios), median(callRatios)
+	res.JournalCPUTasks, res.JournalCPUCalls = median(taskCPU), median(callCPU)
 	logf("restart: %d queued tasks journaled", restartTasks)
 	if err := restarts(ctx, restartTasks, res); err != nil {
 		return nil, err
@@ -160,41 +174,43 @@ func stateDir(journaled bool) (string, func(), error) {
 // journalTasks runs n trivial tasks through an embedded cluster, with or
 // without a journal, and returns tasks per second and, journaled, the
 // journal's record bytes and file size per task.
-func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS float64, recordBytes [2]float64, fileBytes float64, err error) {
+func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS, cpuPer float64, recordBytes [2]float64, fileBytes float64, err error) {
 	dir, clean, err := stateDir(journaled)
 	if err != nil {
-		return 0, recordBytes, 0, err
+		return 0, 0, recordBytes, 0, err
 	}
 	defer clean()
 	c, err := local.Start(ctx, local.Config{Workers: workers, StateDir: dir})
 	if err != nil {
-		return 0, recordBytes, 0, err
+		return 0, 0, recordBytes, 0, err
 	}
 	ts := make([]*trellis.Task, n)
 	for i := range ts {
 		ts[i] = trellis.NewTask("true")
 	}
+	cpu := selfCPU()
 	secs, err := runAll(ctx, c, ts)
+	cpuPer = (selfCPU() - cpu).Seconds() * 1e6 / float64(n)
 	c.Close()
 	if err != nil || !journaled {
-		return float64(n) / secs, recordBytes, 0, err
+		return float64(n) / secs, cpuPer, recordBytes, 0, err
 	}
 	fi, err := os.Stat(filepath.Join(dir, "journal.db"))
 	if err != nil {
-		return 0, recordBytes, 0, err
+		return 0, 0, recordBytes, 0, err
 	}
 	j, err := journal.Open(dir, journal.Options{})
 	if err != nil {
-		return 0, recordBytes, 0, err
+		return 0, 0, recordBytes, 0, err
 	}
 	defer j.Close()
 	var recs [][]byte
 	if err := j.Replay(func(r journal.Record) error { recs = append(recs, append([]byte(nil), r.Data...)); return nil }); err != nil {
-		return 0, recordBytes, 0, err
+		return 0, 0, recordBytes, 0, err
 	}
 	folded, err := manager.FoldJournal(recs)
 	if err != nil {
-		return 0, recordBytes, 0, err
+		return 0, 0, recordBytes, 0, err
 	}
 	size := func(recs [][]byte) float64 {
 		total := 0
@@ -203,33 +219,43 @@ func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS flo
 		}
 		return float64(total) / float64(n)
 	}
-	return float64(n) / secs, [2]float64{size(recs), size(folded)}, float64(fi.Size()) / float64(n), nil
+	return float64(n) / secs, cpuPer, [2]float64{size(recs), size(folded)}, float64(fi.Size()) / float64(n), nil
 }
 
 // journalCalls runs n async calls of the benchmark's Go library through an
 // embedded cluster, with or without a journal, once the library is warm.
-func journalCalls(ctx context.Context, self string, n, workers int, journaled bool) (float64, error) {
+func journalCalls(ctx context.Context, self string, n, workers int, journaled bool) (perS, cpuPer float64, err error) {
 	dir, clean, err := stateDir(journaled)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer clean()
 	c, err := local.Start(ctx, local.Config{Workers: workers, StateDir: dir})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.Close()
 	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: 4, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if _, err := asyncCalls(ctx, c, "bench", min(n, warmUp)); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	cpu := selfCPU()
 	secs, err := asyncCalls(ctx, c, "bench", n)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(n) / secs, nil
+	return float64(n) / secs, (selfCPU() - cpu).Seconds() * 1e6 / float64(n), nil
+}
+
+// selfCPU is the CPU time (user and system) this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // restarts journals n queued tasks (a manager with no worker: none runs),
