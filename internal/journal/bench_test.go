@@ -1,7 +1,6 @@
 package journal_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
@@ -21,12 +20,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { // exits when cancel is called below
-				defer close(done)
-				j.Run(ctx)
-			}()
+			stop := runCommitter(j)
 			rec := make([]byte, 200)
 			b.ResetTimer()
 			var last journal.Seq
@@ -45,8 +39,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 			commits, _ := count.Counts()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 			b.ReportMetric(1000*float64(commits)/float64(b.N), "fsyncs/1000rec")
-			cancel()
-			<-done
+			stop()
 			j.Close()
 		})
 	}

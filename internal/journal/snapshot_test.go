@@ -202,12 +202,7 @@ func TestCompactWhileAppending(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { // exits when cancel is called below
-		defer close(done)
-		j.Run(ctx)
-	}()
+	stopCommitter := runCommitter(j)
 	compacted := make(chan int)
 	stop := make(chan struct{})
 	go func() { // exits when stop is closed
@@ -238,8 +233,7 @@ func TestCompactWhileAppending(t *testing.T) {
 	if n := <-compacted; n < 2 {
 		t.Logf("only %d compactions ran while appending", n)
 	}
-	cancel()
-	<-done
+	stopCommitter()
 	j.Close()
 	want := make(map[string]string)
 	for _, r := range recs {
