@@ -117,19 +117,21 @@ func TestCrashPoints(t *testing.T) {
 	check := func(t *testing.T, dir string, n int) { checkRecovery(t, dir, n, req, first, lines) }
 	journaltest.CrashPoints(t, state, func(t *testing.T, dir string, n int) {
 		check(t, dir, n)
-		// The same prefix with a snapshot (compaction) taken after half of
-		// its records, and after all of them: the manager must recover
-		// the same.
-		for _, k := range []int{n / 2, n} {
-			if k == 0 {
-				continue
-			}
-			t.Run(fmt.Sprint("snapshot-after-", k), func(t *testing.T) {
-				dir := t.TempDir()
-				journaltest.WriteCompacted(t, dir, recs[:n], k, manager.FoldJournal)
-				check(t, dir, n)
-			})
+		// The same prefix with a snapshot (compaction): after all of its
+		// records when n is odd, after half of them (and the rest as
+		// records) when n is even. The manager must recover the same.
+		k := n
+		if n%2 == 0 {
+			k = n / 2
 		}
+		if k == 0 {
+			return
+		}
+		t.Run(fmt.Sprint("snapshot-after-", k), func(t *testing.T) {
+			dir := t.TempDir()
+			journaltest.WriteCompacted(t, dir, recs[:n], k, manager.FoldJournal)
+			check(t, dir, n)
+		})
 	})
 }
 
