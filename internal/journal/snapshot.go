@@ -22,9 +22,12 @@ import (
 // is refused like a newer journal.
 const snapshotFormat = 1
 
-// dropChunk bounds the records one Drop deletes, so that commits queued
-// behind it wait for a short transaction at a time (a variable for tests).
-var dropChunk Seq = 20000
+// dropChunk bounds the records one Drop deletes, so that a commit queued
+// behind it waits for a short transaction (a variable for tests). Small
+// transactions are also faster in all: BenchmarkCompact dropped 100,000
+// records in about a third of the time with 1,000 per transaction as with
+// 20,000, and the longest wait for a commit meanwhile fell 4-6 times.
+var dropChunk Seq = 1000
 
 // encodeSnapshot: format (1 byte), Upto (8), At in Unix ns (8), the record
 // count (uvarint), each record as a uvarint length and its bytes, then a
