@@ -177,17 +177,18 @@ func checkRecovery(t *testing.T, dir string, n int, req *pb.SubmitRequest, first
 // compacted every 300 records: the journal then holds (in its snapshot
 // and after it) about one record per task, where without compaction it
 // holds two (each dispatch and each end), and a manager restarted on it
-// has every task's end.
+// has every task's end and runs none again.
 func TestJournalBounded(t *testing.T) {
 	const tasks, batch, every = 3000, 100, 300
 	state := t.TempDir()
+	runs := filepath.Join(t.TempDir(), "runs.log") // each run appends a line
 	var reqs []*pb.SubmitRequest
 	all := &pb.SubmitRequest{Session: "s1"}
 	for i := 0; i < tasks; i += batch {
 		req := &pb.SubmitRequest{Session: "s1"}
 		for k := i; k < i+batch; k++ {
 			key := fmt.Sprint("t", k)
-			req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: key, Key: key, Command: "true", Resources: &pb.Resources{Cores: 0.25}})
+			req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: key, Key: key, Command: "echo >> " + runs, Resources: &pb.Resources{Cores: 0.25}})
 		}
 		reqs = append(reqs, req)
 		all.Tasks = append(all.Tasks, req.Tasks...)
@@ -247,9 +248,17 @@ func TestJournalBounded(t *testing.T) {
 				j.SnapshotRecords+j.SinceSnapshot, j.SnapshotRecords, j.SinceSnapshot, bound)
 		}
 	})
+	lines := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "\n")
+	}
+	before := lines()
 	again := life(t, manager.Config{StateDir: state}, all, nil, nil)
 	if len(again) != tasks {
 		t.Errorf("after a restart on the compacted journal, %d of %d tasks ended", len(again), tasks)
+	}
+	if ran := lines() - before; ran != 0 {
+		t.Errorf("after a restart on the compacted journal, %d tasks ran again; want none", ran)
 	}
 }
 
