@@ -114,8 +114,26 @@ type UnknownTask struct {
 // JournalStatus is the state of the manager's journal (--state).
 type JournalStatus struct {
 	Path    string `json:"path"`
-	Durable uint64 `json:"durable"`         // records on disk
+	Durable uint64 `json:"durable"`         // records written (the last record's number)
 	Error   string `json:"error,omitempty"` // why writing fails, while it does: effects wait
+	// FileBytes is the journal file's size; SinceSnapshot the records
+	// after the last snapshot, which a restart reads besides it.
+	FileBytes     uint64 `json:"file_bytes"`
+	SinceSnapshot uint64 `json:"since_snapshot"`
+	// LastSnapshot is the last compaction; nil before the first.
+	LastSnapshot *JournalSnapshot `json:"last_snapshot,omitempty"`
+	// SnapshotError: why the last compaction failed, until one succeeds;
+	// the journal keeps every record meanwhile.
+	SnapshotError string `json:"snapshot_error,omitempty"`
+}
+
+// JournalSnapshot describes the snapshot a compaction left: records
+// 1..Folded of the journal are folded into its Records.
+type JournalSnapshot struct {
+	At      time.Time `json:"at"`
+	Folded  uint64    `json:"folded"`
+	Records uint64    `json:"records"`
+	Bytes   uint64    `json:"bytes"`
 }
 
 // UnplaceableTask is a task or call that no connected worker could run.
@@ -275,7 +293,12 @@ func statusOf(m *pb.StatusResponse) *Status {
 	s.Unplaceable = int(m.Unplaceable)
 	s.Epoch = m.Epoch
 	if j := m.Journal; j != nil {
-		s.Journal = &JournalStatus{Path: j.Path, Durable: j.Durable, Error: j.Error}
+		s.Journal = &JournalStatus{Path: j.Path, Durable: j.Durable, Error: j.Error, FileBytes: j.FileBytes, SinceSnapshot: j.SinceSnapshot,
+			SnapshotError: j.SnapshotError}
+		if j.SnapshotFolded > 0 {
+			s.Journal.LastSnapshot = &JournalSnapshot{At: time.UnixMilli(j.SnapshotUnixMs), Folded: j.SnapshotFolded,
+				Records: j.SnapshotRecords, Bytes: j.SnapshotBytes}
+		}
 	}
 	s.Adrift = int(m.Adrift)
 	for _, u := range m.UnknownTasks {

@@ -3,15 +3,18 @@ package local
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	goproto "google.golang.org/protobuf/proto"
 
+	"trellis/internal/journal"
 	"trellis/internal/journal/journaltest"
 	"trellis/internal/manager"
 	pb "trellis/internal/proto/trellisv1"
@@ -24,9 +27,19 @@ import (
 // every task's Done; it returns each task's stdout by key.
 func crashLife(t *testing.T, state string, req *pb.SubmitRequest) map[string]string {
 	t.Helper()
+	return life(t, manager.Config{StateDir: state}, req, nil, nil)
+}
+
+// life is crashLife with a configuration (its listen address, secret and
+// adopt window are set here); onEnd, when set, is called with each task's
+// end as the client receives it, and done with the manager once every
+// task has ended.
+func life(t *testing.T, cfg manager.Config, req *pb.SubmitRequest, onEnd func(*pb.TaskEvent), done func(*manager.Manager)) map[string]string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m, err := manager.Listen(manager.Config{Listen: "127.0.0.1:0", Secret: "s", StateDir: state, AdoptWindow: time.Millisecond})
+	cfg.Listen, cfg.Secret, cfg.AdoptWindow = "127.0.0.1:0", "s", time.Millisecond
+	m, err := manager.Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +66,9 @@ func crashLife(t *testing.T, state string, req *pb.SubmitRequest) map[string]str
 	m.WatchEvents(wctx2, &pb.WatchRequest{Session: "s1"}, func(b *pb.TaskEvents) error {
 		for _, ev := range b.Events {
 			if ev.State == pb.TaskState_TASK_STATE_DONE {
+				if onEnd != nil {
+					onEnd(ev)
+				}
 				if ev.Outcome.GetKind() != pb.ResultKind_RESULT_KIND_SUCCESS {
 					t.Errorf("task %s: %v %s", ev.Key, ev.Outcome.GetKind(), ev.Outcome.GetMessage())
 				}
@@ -66,6 +82,9 @@ func crashLife(t *testing.T, state string, req *pb.SubmitRequest) map[string]str
 	})
 	if len(out) != len(req.Tasks) {
 		t.Fatalf("%d of %d tasks ended within 30 s", len(out), len(req.Tasks))
+	}
+	if done != nil {
+		done(m)
 	}
 	return out
 }
@@ -94,36 +113,267 @@ func TestCrashPoints(t *testing.T) {
 	if n := len(lines()); n != 5 {
 		t.Fatalf("the first life ran %d tasks; want 5", n)
 	}
+	recs := journaltest.Read(t, state)
+	check := func(t *testing.T, dir string, n int) { checkRecovery(t, dir, n, req, first, lines) }
 	journaltest.CrashPoints(t, state, func(t *testing.T, dir string, n int) {
-		ended := make(map[string]bool) // keys whose end the prefix holds
-		for _, b := range journaltest.Read(t, dir) {
-			var rec pb.JournalRecord
-			if err := goproto.Unmarshal(b, &rec); err != nil {
+		check(t, dir, n)
+		// The same prefix with a snapshot (compaction): after all of its
+		// records when n is odd, after half of them (and the rest as
+		// records) when n is even. The manager must recover the same.
+		k := n
+		if n%2 == 0 {
+			k = n / 2
+		}
+		if k == 0 {
+			return
+		}
+		t.Run(fmt.Sprint("snapshot-after-", k), func(t *testing.T) {
+			dir := t.TempDir()
+			journaltest.WriteCompacted(t, dir, recs[:n], k, manager.FoldJournal)
+			check(t, dir, n)
+		})
+	})
+}
+
+// checkRecovery is TestCrashPoints' check of one crash point: a manager on
+// dir, which holds what the journal held after record n (a snapshot
+// perhaps, and records), ends every task with the stdout of the first
+// life (first), and runs again exactly the tasks whose end dir lacks.
+func checkRecovery(t *testing.T, dir string, n int, req *pb.SubmitRequest, first map[string]string, lines func() []string) {
+
+	ended := make(map[string]bool) // keys whose end the prefix holds
+	for _, b := range journaltest.Read(t, dir) {
+		var rec pb.JournalRecord
+		if err := goproto.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if d := rec.GetDone(); d != nil {
+			ended[fmt.Sprintf("k%d", d.TaskId-1)] = true // IDs follow the one submit's order
+		}
+	}
+	before := len(lines())
+	got := crashLife(t, dir, req)
+	ran := make(map[string]int)
+	for _, line := range lines()[before:] {
+		_, key, _ := strings.Cut(line, "/")
+		ran[key]++
+	}
+	for _, task := range req.Tasks {
+		k := task.Key
+		want := 1
+		if ended[k] {
+			want = 0
+		}
+		if ran[k] != want {
+			t.Errorf("after %d records: task %s ran %d times; want %d (its end in the journal: %v)", n, k, ran[k], want, ended[k])
+		}
+		if got[k] != first[k] {
+			t.Errorf("after %d records: task %s printed %q; want %q", n, k, got[k], first[k])
+		}
+	}
+}
+
+// TestJournalBounded runs 3,000 tasks through a manager whose journal is
+// compacted every 300 records: the journal then holds (in its snapshot
+// and after it) about one record per task, where without compaction it
+// holds two (each dispatch and each end), and a manager restarted on it
+// has every task's end and runs none again.
+func TestJournalBounded(t *testing.T) {
+	const tasks, batch, every = 3000, 100, 300
+	state := t.TempDir()
+	runs := filepath.Join(t.TempDir(), "runs.log") // each run appends a line
+	var reqs []*pb.SubmitRequest
+	all := &pb.SubmitRequest{Session: "s1"}
+	for i := 0; i < tasks; i += batch {
+		req := &pb.SubmitRequest{Session: "s1"}
+		for k := i; k < i+batch; k++ {
+			key := fmt.Sprint("t", k)
+			req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: key, Key: key, Command: "echo >> " + runs, Resources: &pb.Resources{Cores: 0.25}})
+		}
+		reqs = append(reqs, req)
+		all.Tasks = append(all.Tasks, req.Tasks...)
+	}
+	// A bound that holds with compaction, and not without (about twice
+	// the tasks): a snapshot of one Started, the submits and an end per
+	// task, and what may come after it before the next is due.
+	const folded = 1 + tasks/batch + tasks
+	const bound = folded + max(every, folded/4)
+	life(t, manager.Config{StateDir: state, SnapshotRecords: every}, reqs[0], nil, func(m *manager.Manager) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		for _, req := range reqs[1:] {
+			if _, err := m.Handler().Submit(ctx, connect.NewRequest(req)); err != nil {
 				t.Fatal(err)
 			}
-			if d := rec.GetDone(); d != nil {
-				ended[fmt.Sprintf("k%d", d.TaskId-1)] = true // IDs follow the one submit's order
-			}
 		}
-		before := len(lines())
-		got := crashLife(t, dir, req)
-		ran := make(map[string]int)
-		for _, line := range lines()[before:] {
-			_, key, _ := strings.Cut(line, "/")
-			ran[key]++
+		ended := 0
+		m.WatchEvents(ctx, &pb.WatchRequest{Session: "s1"}, func(b *pb.TaskEvents) error {
+			for _, ev := range b.Events {
+				if ev.State == pb.TaskState_TASK_STATE_DONE {
+					ended++
+				}
+			}
+			if ended >= tasks {
+				cancel()
+			}
+			return nil
+		})
+		if ended < tasks {
+			t.Fatalf("%d of %d tasks ended within 60 s", ended, tasks)
 		}
-		for _, task := range req.Tasks {
-			k := task.Key
-			want := 1
-			if ended[k] {
-				want = 0
+		// Poll (the compactor runs each second) until a snapshot folds
+		// the journal down to the bound; a deadline fails the test.
+		ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for {
+			snap, err := m.Snapshot(context.Background())
+			if err != nil {
+				t.Fatal(err)
 			}
-			if ran[k] != want {
-				t.Errorf("after %d records: task %s ran %d times; want %d (its end in the journal: %v)", n, k, ran[k], want, ended[k])
+			j := snap.Status.Journal
+			if kept := j.SnapshotRecords + j.SinceSnapshot; kept <= bound && j.SnapshotFolded > 0 {
+				t.Logf("%d records written, %d kept: a snapshot of %d (%d bytes) folding records 1..%d, and %d after it",
+					j.Durable, kept, j.SnapshotRecords, j.SnapshotBytes, j.SnapshotFolded, j.SinceSnapshot)
+				if j.Durable <= bound {
+					t.Errorf("%d records written: the test needs more than the bound (%d) to test it", j.Durable, bound)
+				}
+				return
 			}
-			if got[k] != first[k] {
-				t.Errorf("after %d records: task %s printed %q; want %q", n, k, got[k], first[k])
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+				continue
 			}
+			t.Fatalf("the journal keeps %d records (a snapshot of %d, and %d after it); want at most %d",
+				j.SnapshotRecords+j.SinceSnapshot, j.SnapshotRecords, j.SinceSnapshot, bound)
 		}
 	})
+	lines := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "\n")
+	}
+	before := lines()
+	again := life(t, manager.Config{StateDir: state}, all, nil, nil)
+	if len(again) != tasks {
+		t.Errorf("after a restart on the compacted journal, %d of %d tasks ended", len(again), tasks)
+	}
+	if ran := lines() - before; ran != 0 {
+		t.Errorf("after a restart on the compacted journal, %d tasks ran again; want none", ran)
+	}
+}
+
+// TestJournalFaults is RECOVERY.md's scenario 8: while a workflow of 200
+// tasks runs, a tenth of the journal's commits fail (the write fails, the
+// fsync fails, or the write lands and reports a timeout), until 150 tasks
+// have ended. No client hears of a task's end before its Done record is
+// durable (a commit reported it written), no record is written twice, and
+// every task ends.
+func TestJournalFaults(t *testing.T) {
+	const tasks = 200
+	req := &pb.SubmitRequest{Session: "s1"}
+	for i := range tasks {
+		key := fmt.Sprint("t", i)
+		req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: key, Key: key, Command: "echo " + key, Resources: &pb.Resources{Cores: 0.25}})
+	}
+	var (
+		mu       sync.Mutex
+		durable  = make(map[uint64]bool) // tasks whose Done a commit reported written
+		ended    int                     // ends the client heard of
+		early    []uint64                // ends heard before their record was durable
+		faulting = true
+		rng      = rand.New(rand.NewPCG(8, 0))
+	)
+	faulty := journaltest.NewFaulty(func([]journal.Record) journaltest.Fault {
+		mu.Lock()
+		defer mu.Unlock()
+		if !faulting || rng.IntN(10) > 0 {
+			return journaltest.None
+		}
+		return journaltest.Fault(1 + rng.IntN(3))
+	})
+	wrap := func(s journal.Store) journal.Store {
+		return commitHook{faulty.Wrap(s), func(recs []journal.Record) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range recs {
+				var rec pb.JournalRecord
+				if err := goproto.Unmarshal(r.Data, &rec); err != nil {
+					t.Errorf("record %d: %v", r.Seq, err)
+				}
+				if d := rec.GetDone(); d != nil {
+					durable[d.TaskId] = true
+				}
+			}
+		}}
+	}
+	onEnd := func(ev *pb.TaskEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !durable[ev.TaskId] {
+			early = append(early, ev.TaskId)
+		}
+		if ended++; ended == tasks*3/4 {
+			faulting = false
+		}
+	}
+	state := t.TempDir()
+	out := life(t, manager.Config{StateDir: state, JournalWrap: wrap}, req, onEnd, nil)
+	for _, task := range req.Tasks {
+		if want := task.Key + "\n"; out[task.Key] != want {
+			t.Errorf("task %s printed %q, want %q", task.Key, out[task.Key], want)
+		}
+	}
+	if ok, failed := faulty.Counts(); failed == 0 {
+		t.Fatalf("no fault was injected in %d commits: the test tests nothing", ok)
+	} else {
+		t.Logf("%d commits failed, %d succeeded", failed, ok)
+	}
+	if len(early) > 0 {
+		t.Errorf("the client heard of the end of tasks %v before their Done record was durable", early)
+	}
+	// Every record once: one submit, one end per task, one dispatch per
+	// attempt.
+	submits, dones, dispatches := 0, make(map[uint64]int), make(map[string]int)
+	for _, b := range journaltest.Read(t, state) {
+		var rec pb.JournalRecord
+		if err := goproto.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case rec.GetSubmitted() != nil:
+			submits++
+		case rec.GetDone() != nil:
+			dones[rec.GetDone().TaskId]++
+		case rec.GetDispatched() != nil:
+			d := rec.GetDispatched()
+			dispatches[fmt.Sprint(d.TaskId, "/", d.Attempt)]++
+		}
+	}
+	if submits != 1 {
+		t.Errorf("%d Submitted records, want 1", submits)
+	}
+	for id := uint64(1); id <= tasks; id++ {
+		if dones[id] != 1 {
+			t.Errorf("task %d has %d Done records, want 1", id, dones[id])
+		}
+	}
+	for k, n := range dispatches {
+		if n != 1 {
+			t.Errorf("attempt %s has %d Dispatched records, want 1", k, n)
+		}
+	}
+}
+
+// commitHook calls committed with each batch a commit reports written.
+type commitHook struct {
+	journal.Store
+	committed func([]journal.Record)
+}
+
+func (c commitHook) Commit(recs []journal.Record) error {
+	err := c.Store.Commit(recs)
+	if err == nil {
+		c.committed(recs)
+	}
+	return err
 }

@@ -22,6 +22,7 @@ func managerCmd() *cobra.Command {
 	var grace time.Duration
 	var unplaceable, adopt, heartbeat time.Duration
 	var placement string
+	var snapshotRecords int
 	var stls serverTLS
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -46,6 +47,9 @@ func managerCmd() *cobra.Command {
 			if heartbeat <= 0 {
 				return fmt.Errorf("--heartbeat %s: give a positive duration, such as 5s: how often workers say they live (a worker silent for 3 of them is lost)", heartbeat)
 			}
+			if snapshotRecords < 0 {
+				return fmt.Errorf("--snapshot-records %d: give a positive number of records, such as 20000, or 0 for that default: how many new records make the journal due for a snapshot", snapshotRecords)
+			}
 			if unplaceable < 0 {
 				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
 			}
@@ -62,7 +66,8 @@ func managerCmd() *cobra.Command {
 				defer stopProfile()
 			}
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, AdoptWindow: adopt, Heartbeat: heartbeat})
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, AdoptWindow: adopt, Heartbeat: heartbeat,
+				SnapshotRecords: snapshotRecords})
 			if err != nil {
 				return err
 			}
@@ -95,6 +100,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
 	cmd.Flags().DurationVar(&adopt, "adopt-window", manager.DefaultAdoptWindow, "with --state: how long a restarted manager waits for a worker to come back with a task it was running (adopted, not run again) before the task runs elsewhere")
 	cmd.Flags().DurationVar(&heartbeat, "heartbeat", 5*time.Second, "how often workers send heartbeats; a worker silent for 3 of them is lost, and its tasks run elsewhere")
+	cmd.Flags().IntVar(&snapshotRecords, "snapshot-records", 0, "with --state: compact the journal into a snapshot once this many records (or a quarter of the last snapshot's, if more) came after the last one; 0 means 20,000 (docs/recovery.md)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the manager to FILE until it stops (go tool pprof FILE); for measuring")
 	stls.flags(cmd.Flags())
 	return cmd

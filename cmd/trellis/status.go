@@ -195,7 +195,16 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	}
 	printUnknown(out, s.UnknownTasks)
 	if j := s.Journal; j != nil {
-		fmt.Fprintf(out, "journal: %s, %d records, epoch %d\n", j.Path, j.Durable, s.Epoch)
+		fmt.Fprintf(out, "journal: %s, %d records written, epoch %d, %s on disk\n", j.Path, j.Durable, s.Epoch, mib(int64(j.FileBytes)))
+		if l := j.LastSnapshot; l != nil {
+			fmt.Fprintf(out, "last snapshot: %s, records 1..%d folded into %d (%s); %d records since\n",
+				l.At.Local().Format("2006-01-02 15:04:05"), l.Folded, l.Records, mib(int64(l.Bytes)), j.SinceSnapshot)
+		} else {
+			fmt.Fprintf(out, "last snapshot: none yet (%d records to replay)\n", j.SinceSnapshot)
+		}
+		if j.SnapshotError != "" {
+			fmt.Fprintf(out, "compaction failing (the journal keeps every record meanwhile): %s\n", j.SnapshotError)
+		}
 		if j.Error != "" {
 			fmt.Fprintf(out, "journal failing (effects wait for it): %s\n", j.Error)
 		}

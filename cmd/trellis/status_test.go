@@ -186,3 +186,30 @@ func TestStatusDataflow(t *testing.T) {
 		t.Errorf("trellis status without dataflow tasks printed:\n%s\nwant no dataflow line", out.String())
 	}
 }
+
+// TestStatusJournal: the text of a status with a journal names its size
+// on disk, the epoch, and the last snapshot, or that there is none yet.
+func TestStatusJournal(t *testing.T) {
+	at := time.Date(2026, 12, 6, 11, 0, 0, 0, time.Local)
+	for _, tc := range []struct {
+		j    *trellis.JournalStatus
+		want []string
+	}{
+		{&trellis.JournalStatus{Path: "/s/journal.db", Durable: 4839 + 12, FileBytes: 3 << 20, SinceSnapshot: 12,
+			LastSnapshot: &trellis.JournalSnapshot{At: at, Folded: 4839, Records: 2439, Bytes: 177303}},
+			[]string{"journal: /s/journal.db, 4851 records written, epoch 2, 3.0 MiB on disk\n",
+				"last snapshot: 2026-12-06 11:00:00, records 1..4839 folded into 2439 (0.2 MiB); 12 records since\n"}},
+		{&trellis.JournalStatus{Path: "/s/journal.db", Durable: 7, FileBytes: 32 << 10, SinceSnapshot: 7, SnapshotError: "no space left on device"},
+			[]string{"journal: /s/journal.db, 7 records written, epoch 2, 0.0 MiB on disk\n",
+				"last snapshot: none yet (7 records to replay)\n",
+				"compaction failing (the journal keeps every record meanwhile): no space left on device\n"}},
+	} {
+		var out bytes.Buffer
+		printStatus(&out, "addr", &trellis.Status{Epoch: 2, Journal: tc.j})
+		for _, want := range tc.want {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("status text lacks %q:\n%s", want, out.String())
+			}
+		}
+	}
+}

@@ -43,7 +43,9 @@ func TestChaos(t *testing.T) {
 	if err := os.Mkdir(effects, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c := newCluster(t, "--state", state)
+	// A snapshot every 16 records: the journal is compacted again and
+	// again while the manager is killed.
+	c := newCluster(t, "--state", state, "--snapshot-records", "16")
 	workers := []*proc{c.worker("w1", nil, "--cores", "2"), c.worker("w2", nil, "--cores", "2")}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -54,14 +56,15 @@ func TestChaos(t *testing.T) {
 	var tasks []*trellis.Task
 	for i := range n {
 		// Every task logs each run; an idempotent one applies its effect
-		// once per key: it creates a file named after the key, and
-		// appends to it only if it created it.
+		// once per key: it links a file named after the key into place
+		// with its content (a link fails when the name exists), so that a
+		// kill at any point leaves either no effect or the whole one.
 		cmd := fmt.Sprintf(`printf '%%s\n' "$TRELLIS_IDEMPOTENCY_KEY" >> "$RUNS"; sleep 0.1; printf 'result %d\n' > out`, i)
 		tk := trellis.NewTask(cmd)
 		tk.Name, tk.Key, tk.Env = fmt.Sprintf("t%03d", i), fmt.Sprintf("t%03d", i), []string{"RUNS=" + runs, "EFFECTS=" + effects}
 		if i%2 == 1 {
 			tk.Effects = trellis.EffectsIdempotent
-			tk.Command += `; f="$EFFECTS/$(printf '%s' "$TRELLIS_IDEMPOTENCY_KEY" | tr / _)"; if ( set -C; : > "$f" ) 2>/dev/null; then echo applied >> "$f"; fi`
+			tk.Command += `; f="$EFFECTS/$(printf '%s' "$TRELLIS_IDEMPOTENCY_KEY" | tr / _)"; echo applied > "$f.$$"; ln "$f.$$" "$f" 2>/dev/null; rm -f "$f.$$"`
 		}
 		tk.AddOutput(trellis.Output(filepath.Join(dir, fmt.Sprintf("out%03d", i))), "out")
 		tasks = append(tasks, tk)
@@ -118,7 +121,7 @@ func TestChaos(t *testing.T) {
 			before := had()
 			c.killManager(t)
 			protected = append(protected, kill{before, runsOf()})
-			c.restartManager(t, state)
+			c.restartManager(t, state, "--snapshot-records", "16")
 			t.Logf("kill %d: the manager, after %d results", k+1, len(before))
 		} else {
 			i := rng.IntN(len(workers))
@@ -188,5 +191,16 @@ func TestChaos(t *testing.T) {
 	for _, v := range count {
 		total += v
 	}
-	t.Logf("%d tasks, %d calls, %d runs, %d manager kills", n, len(calls), total, len(protected))
+	// The journal holds far more than 16 records: the manager snapshots
+	// it within a second or so of its start, if no earlier life did.
+	var j *trellis.JournalStatus
+	waitFor(t, 30*time.Second, "a snapshot of the journal in the status", func() bool {
+		st, err := cl.Status(ctx)
+		if err == nil {
+			j = st.Journal
+		}
+		return j != nil && j.LastSnapshot != nil
+	})
+	t.Logf("%d tasks, %d calls, %d runs, %d manager kills; the last snapshot folds records 1..%d into %d",
+		n, len(calls), total, len(protected), j.LastSnapshot.Folded, j.LastSnapshot.Records)
 }

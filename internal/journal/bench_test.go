@@ -1,9 +1,9 @@
 package journal_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"trellis/internal/journal"
 	"trellis/internal/journal/journaltest"
@@ -21,12 +21,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { // exits when cancel is called below
-				defer close(done)
-				j.Run(ctx)
-			}()
+			stop := runCommitter(j)
 			rec := make([]byte, 200)
 			b.ResetTimer()
 			var last journal.Seq
@@ -45,9 +40,65 @@ func BenchmarkGroupCommit(b *testing.B) {
 			commits, _ := count.Counts()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 			b.ReportMetric(1000*float64(commits)/float64(b.N), "fsyncs/1000rec")
-			cancel()
-			<-done
+			stop()
 			j.Close()
 		})
 	}
+}
+
+// BenchmarkCompact compacts a journal of 100,000 records of 100 bytes
+// (folded to one in ten) while a writer appends records and waits for
+// each to be durable, as the manager's loop waits for a submit: it
+// reports the compaction's time and the longest such wait during it,
+// which is what compaction costs the loop.
+func BenchmarkCompact(b *testing.B) {
+	const n = 100000
+	recs := make([][]byte, n)
+	for i := range recs {
+		recs[i] = make([]byte, 100)
+	}
+	tenth := func(recs [][]byte) ([][]byte, error) { return recs[:len(recs)/10], nil }
+	var compactS, maxWaitS float64
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		dir := b.TempDir()
+		journaltest.Write(b, dir, recs)
+		j, err := journal.Open(dir, journal.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		stop := runCommitter(j)
+		done := make(chan struct{})
+		waits := make(chan time.Duration, 1)
+		go func() { // exits when done is closed
+			var longest time.Duration
+			for {
+				select {
+				case <-done:
+					waits <- longest
+					return
+				default:
+				}
+				start := time.Now()
+				seq := j.Append(recs[0])
+				for j.Durable() < seq {
+					<-j.Synced()
+				}
+				longest = max(longest, time.Since(start))
+			}
+		}()
+		b.StartTimer()
+		start := time.Now()
+		if _, err := j.Compact(tenth); err != nil {
+			b.Fatal(err)
+		}
+		compactS += time.Since(start).Seconds()
+		b.StopTimer()
+		close(done)
+		maxWaitS = max(maxWaitS, (<-waits).Seconds())
+		stop()
+		j.Close()
+	}
+	b.ReportMetric(1000*compactS/float64(b.N), "compact-ms")
+	b.ReportMetric(1000*maxWaitS, "max-durable-wait-ms")
 }

@@ -23,8 +23,10 @@
 //   - Replay hands the records to the caller in order, before the first
 //     Append.
 //
-// Compaction (designed, not built): a snapshot bucket holds one blob, the
-// manager's encoded state up to some Seq; Compact(seq, blob) writes it and
-// deletes records up to seq in one transaction, and Replay starts from the
-// snapshot. Seqs keep counting, so keys stay deterministic.
+// Compaction (snapshot.go): Compact hands the last snapshot's records and
+// the durable records after it to the caller's Fold, which returns fewer
+// records that replay to the same state; they become the new snapshot
+// (one value, one transaction), and the records it stands for are then
+// dropped. Replay gives the snapshot's records (Seq 0), then the records
+// after it. Due says when to compact; Compact runs beside Append and Run.
 package journal

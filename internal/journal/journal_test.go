@@ -28,13 +28,20 @@ func records(n int) [][]byte {
 
 // start runs j's committer until the test ends.
 func start(t *testing.T, j *journal.Journal) {
+	stop := runCommitter(j)
+	t.Cleanup(func() { stop(); j.Close() })
+}
+
+// runCommitter runs j's committer until stop is called; stop returns once
+// it has.
+func runCommitter(j *journal.Journal) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { // exits when the test's cleanup cancels ctx
+	go func() { // exits when stop cancels ctx
 		defer close(done)
 		j.Run(ctx)
 	}()
-	t.Cleanup(func() { cancel(); <-done; j.Close() })
+	return func() { cancel(); <-done }
 }
 
 // waitDurable polls until j reports seq durable; a deadline detects a hang.
@@ -227,12 +234,7 @@ func TestFaults(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { // exits when cancel is called below
-				defer close(done)
-				j.Run(ctx)
-			}()
+			stop := runCommitter(j)
 			var want [][]byte
 			for i := 0; i < n; i += burst {
 				var last journal.Seq
@@ -251,8 +253,7 @@ func TestFaults(t *testing.T) {
 					t.Fatalf("Durable() = %d but only records up to %d reached the store", j.Durable(), landed)
 				}
 			}
-			cancel()
-			<-done
+			stop()
 			if err := j.Close(); err != nil {
 				t.Fatal(err)
 			}

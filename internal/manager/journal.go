@@ -204,8 +204,8 @@ func (s *state) journalHealth() (changed bool) {
 }
 
 // openState opens the journal in dir, and the run ID kept there.
-func openState(dir string) (*journal.Journal, string, error) {
-	j, err := journal.Open(dir, journal.Options{})
+func openState(dir string, opts journal.Options) (*journal.Journal, string, error) {
+	j, err := journal.Open(dir, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("manager: --state %s: %w", dir, err)
 	}

@@ -55,6 +55,13 @@ type Config struct {
 	// for a worker to come back with an attempt the journal says it was
 	// sent before the task runs elsewhere; 0 means DefaultAdoptWindow.
 	AdoptWindow time.Duration
+	// SnapshotRecords, with StateDir, is how many records after the last
+	// snapshot make the journal due for compaction (at least as many as
+	// the snapshot holds); 0 means the journal's default (20,000).
+	SnapshotRecords int
+	// JournalWrap, with StateDir, wraps the journal's store: tests inject
+	// faults with it (journaltest.Faulty).
+	JournalWrap func(journal.Store) journal.Store
 	// IndexSize is how many of the newest tasks the dashboard's task index
 	// keeps (Manager.Task); 0 means DefaultIndexSize.
 	IndexSize int
@@ -153,7 +160,7 @@ func Listen(cfg Config) (*Manager, error) {
 	m.runID = hex.EncodeToString(run[:])
 	m.state = newState(m)
 	if cfg.StateDir != "" {
-		if m.journal, m.runID, err = openState(cfg.StateDir); err != nil {
+		if m.journal, m.runID, err = openState(cfg.StateDir, journal.Options{SnapshotRecords: cfg.SnapshotRecords, Wrap: cfg.JournalWrap}); err != nil {
 			return nil, err
 		}
 		base, err := nextLife(cfg.StateDir)
@@ -236,6 +243,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	if m.journal != nil {
 		defer m.journal.Close()
 		g.Go(func() error { return m.journal.Run(ctx) }) // exits when ctx ends
+		g.Go(func() error {                              // exits when ctx ends
+			m.compactor(ctx)
+			return nil
+		})
 	}
 	g.Go(func() error { // exits when the listener closes
 		serve := m.srv.Serve

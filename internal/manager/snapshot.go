@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"os"
 	"time"
 
 	"trellis/internal/core"
@@ -176,7 +177,19 @@ func (s *state) status() *pb.StatusResponse {
 	}
 	resp.Epoch = s.m.epoch
 	if j := s.m.journal; j != nil {
-		resp.Journal = &pb.JournalStatus{Path: j.Path(), Durable: uint64(j.Durable())}
+		since, _ := j.Since()
+		snap := j.Snapshot()
+		resp.Journal = &pb.JournalStatus{Path: j.Path(), Durable: uint64(j.Durable()), SinceSnapshot: uint64(since),
+			SnapshotFolded: uint64(snap.Upto), SnapshotRecords: uint64(snap.Records), SnapshotBytes: uint64(snap.Bytes)}
+		if !snap.At.IsZero() {
+			resp.Journal.SnapshotUnixMs = snap.At.UnixMilli()
+		}
+		if err := j.CompactErr(); err != nil {
+			resp.Journal.SnapshotError = err.Error()
+		}
+		if fi, err := os.Stat(j.Path()); err == nil {
+			resp.Journal.FileBytes = uint64(fi.Size())
+		}
 		if err := j.Err(); err != nil {
 			resp.Journal.Error = err.Error()
 		}

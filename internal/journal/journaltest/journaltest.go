@@ -38,6 +38,26 @@ type Faulty struct {
 	commits int         // commits that returned nil
 	failed  int         // commits that returned ErrInjected
 	landed  journal.Seq // last Seq the inner store wrote, error or not
+	compact func(op Op, upto journal.Seq) Fault
+}
+
+// Op is a compaction's write: the snapshot, or dropping the records it
+// stands for.
+type Op int
+
+const (
+	// WriteSnapshot writes the snapshot of records 1..upto.
+	WriteSnapshot Op = iota
+	// Drop deletes records up to upto.
+	Drop
+)
+
+// FailCompaction makes decide pick the fault of each compaction write
+// (nil: never fail). decide runs on the compacting goroutine.
+func (f *Faulty) FailCompaction(decide func(op Op, upto journal.Seq) Fault) {
+	f.mu.Lock()
+	f.compact = decide
+	f.mu.Unlock()
 }
 
 // NewFaulty returns a store wrapper; decide picks the fault for each
@@ -78,6 +98,38 @@ func (f *Faulty) Commit(recs []journal.Record) error {
 	return nil
 }
 
+// WriteSnapshot applies the chosen fault around the real write.
+func (f *Faulty) WriteSnapshot(snap journal.Snapshot) error {
+	return f.compaction(WriteSnapshot, snap.Upto, func() error { return f.inner.WriteSnapshot(snap) })
+}
+
+// Drop applies the chosen fault around the real drop.
+func (f *Faulty) Drop(upto journal.Seq) error {
+	return f.compaction(Drop, upto, func() error { return f.inner.Drop(upto) })
+}
+
+func (f *Faulty) compaction(op Op, upto journal.Seq, write func() error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fault := None
+	if f.compact != nil {
+		fault = f.compact(op, upto)
+	}
+	if fault == WriteFails {
+		f.failed++
+		return ErrInjected
+	}
+	if err := write(); err != nil {
+		return err
+	}
+	if fault != None {
+		f.failed++
+		return ErrInjected
+	}
+	f.commits++
+	return nil
+}
+
 // Counts returns the commits that succeeded and those that failed.
 func (f *Faulty) Counts() (ok, failed int) {
 	f.mu.Lock()
@@ -102,15 +154,7 @@ func Write(t testing.TB, dir string, recs [][]byte) {
 		t.Fatalf("journal.Open(%s): %v", dir, err)
 	}
 	defer j.Close()
-	for _, r := range recs {
-		j.Append(r)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	j.Run(ctx) // a cancelled Run writes what is queued, then returns
-	if err := j.Err(); err != nil {
-		t.Fatalf("write journal in %s: %v", dir, err)
-	}
+	appendAll(t, j, dir, recs)
 	if got, want := j.Durable(), journal.Seq(len(recs)); got != want {
 		t.Fatalf("journal in %s: Durable() = %d, want %d", dir, got, want)
 	}
@@ -147,5 +191,36 @@ func CrashPoints(t *testing.T, src string, f func(t *testing.T, dir string, n in
 			Write(t, dir, recs[:n])
 			f(t, dir, n)
 		})
+	}
+}
+
+// WriteCompacted creates a journal in dir holding recs as a compaction
+// after record k leaves it: a snapshot that fold made of recs[:k], then
+// the records after k.
+func WriteCompacted(t testing.TB, dir string, recs [][]byte, k int, fold journal.Fold) {
+	t.Helper()
+	Write(t, dir, recs[:k])
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		t.Fatalf("journal.Open(%s): %v", dir, err)
+	}
+	defer j.Close()
+	if _, err := j.Compact(fold); err != nil {
+		t.Fatalf("compact %s after record %d: %v", dir, k, err)
+	}
+	appendAll(t, j, dir, recs[k:])
+}
+
+// appendAll appends recs to j, which no Run serves, and writes them.
+func appendAll(t testing.TB, j *journal.Journal, dir string, recs [][]byte) {
+	t.Helper()
+	for _, r := range recs {
+		j.Append(r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	j.Run(ctx) // a cancelled Run writes what is queued, then returns
+	if err := j.Err(); err != nil {
+		t.Fatalf("write journal in %s: %v", dir, err)
 	}
 }

@@ -3764,10 +3764,18 @@ func (x *UnknownTask) GetWhy() string {
 type JournalStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Durable       uint64                 `protobuf:"varint,2,opt,name=durable,proto3" json:"durable,omitempty"` // records on disk
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`      // why the last write failed, until one succeeds; effects wait meanwhile
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Durable       uint64                 `protobuf:"varint,2,opt,name=durable,proto3" json:"durable,omitempty"`                                    // records on disk
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`                                         // why the last write failed, until one succeeds; effects wait meanwhile
+	FileBytes     uint64                 `protobuf:"varint,120,opt,name=file_bytes,json=fileBytes,proto3" json:"file_bytes,omitempty"`             // the journal file's size
+	SinceSnapshot uint64                 `protobuf:"varint,121,opt,name=since_snapshot,json=sinceSnapshot,proto3" json:"since_snapshot,omitempty"` // records after the last snapshot (what a restart reads besides it)
+	// The last snapshot (compaction); zero when there is none yet.
+	SnapshotUnixMs  int64  `protobuf:"varint,122,opt,name=snapshot_unix_ms,json=snapshotUnixMs,proto3" json:"snapshot_unix_ms,omitempty"`  // when it was taken
+	SnapshotFolded  uint64 `protobuf:"varint,123,opt,name=snapshot_folded,json=snapshotFolded,proto3" json:"snapshot_folded,omitempty"`    // records 1..this are folded into it
+	SnapshotRecords uint64 `protobuf:"varint,124,opt,name=snapshot_records,json=snapshotRecords,proto3" json:"snapshot_records,omitempty"` // the records it holds
+	SnapshotBytes   uint64 `protobuf:"varint,125,opt,name=snapshot_bytes,json=snapshotBytes,proto3" json:"snapshot_bytes,omitempty"`       // its size
+	SnapshotError   string `protobuf:"bytes,126,opt,name=snapshot_error,json=snapshotError,proto3" json:"snapshot_error,omitempty"`        // why the last compaction failed, until one succeeds (nothing is lost meanwhile)
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JournalStatus) Reset() {
@@ -3817,6 +3825,55 @@ func (x *JournalStatus) GetDurable() uint64 {
 func (x *JournalStatus) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *JournalStatus) GetFileBytes() uint64 {
+	if x != nil {
+		return x.FileBytes
+	}
+	return 0
+}
+
+func (x *JournalStatus) GetSinceSnapshot() uint64 {
+	if x != nil {
+		return x.SinceSnapshot
+	}
+	return 0
+}
+
+func (x *JournalStatus) GetSnapshotUnixMs() int64 {
+	if x != nil {
+		return x.SnapshotUnixMs
+	}
+	return 0
+}
+
+func (x *JournalStatus) GetSnapshotFolded() uint64 {
+	if x != nil {
+		return x.SnapshotFolded
+	}
+	return 0
+}
+
+func (x *JournalStatus) GetSnapshotRecords() uint64 {
+	if x != nil {
+		return x.SnapshotRecords
+	}
+	return 0
+}
+
+func (x *JournalStatus) GetSnapshotBytes() uint64 {
+	if x != nil {
+		return x.SnapshotBytes
+	}
+	return 0
+}
+
+func (x *JournalStatus) GetSnapshotError() string {
+	if x != nil {
+		return x.SnapshotError
 	}
 	return ""
 }
@@ -6384,11 +6441,19 @@ const file_trellis_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x10\n" +
-	"\x03why\x18\x04 \x01(\tR\x03why\"S\n" +
+	"\x03why\x18\x04 \x01(\tR\x03why\"\xe5\x02\n" +
 	"\rJournalStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\adurable\x18\x02 \x01(\x04R\adurable\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"t\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1d\n" +
+	"\n" +
+	"file_bytes\x18x \x01(\x04R\tfileBytes\x12%\n" +
+	"\x0esince_snapshot\x18y \x01(\x04R\rsinceSnapshot\x12(\n" +
+	"\x10snapshot_unix_ms\x18z \x01(\x03R\x0esnapshotUnixMs\x12'\n" +
+	"\x0fsnapshot_folded\x18{ \x01(\x04R\x0esnapshotFolded\x12)\n" +
+	"\x10snapshot_records\x18| \x01(\x04R\x0fsnapshotRecords\x12%\n" +
+	"\x0esnapshot_bytes\x18} \x01(\x04R\rsnapshotBytes\x12%\n" +
+	"\x0esnapshot_error\x18~ \x01(\tR\rsnapshotError\"t\n" +
 	"\x0fUnplaceableTask\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +

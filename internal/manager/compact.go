@@ -1,0 +1,149 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	goproto "google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"trellis/internal/journal"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Compaction (docs/recovery.md, "Snapshots"): off the loop, a goroutine
+// folds the journal's records into a snapshot once enough have come since
+// the last one (journal.Options.SnapshotRecords), so that a restart reads
+// the records that still say something, not the manager's whole history.
+// FoldJournal decides what still says something; it works on the records
+// alone (no state of the loop), so that folding takes nothing from it.
+
+// compactEvery is how often the compactor asks whether compaction is due.
+const compactEvery = time.Second
+
+// compactor folds the journal whenever it is due: at once (a restart on
+// a long journal), then each compactEvery. It exits when ctx ends.
+func (m *Manager) compactor(ctx context.Context) {
+	t := time.NewTicker(compactEvery)
+	defer t.Stop()
+	// A compaction that keeps failing (a full disk) is logged when it
+	// starts failing and then once a minute, not each second.
+	failing, logged := false, time.Time{}
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		if !m.journal.Due() {
+			continue
+		}
+		start := time.Now()
+		info, err := m.journal.Compact(FoldJournal)
+		if err != nil {
+			if !failing || time.Since(logged) >= time.Minute {
+				m.log.Error("cannot compact the journal; it is tried again each second, and nothing is lost meanwhile", "err", err)
+				logged = time.Now()
+			}
+			failing = true
+			continue
+		}
+		if failing {
+			m.log.Info("the journal is compacted again")
+			failing = false
+		}
+		m.log.Info("compacted the journal into a snapshot", "records_folded", info.Upto, "snapshot_records", info.Records,
+			"snapshot_bytes", info.Bytes, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// FoldJournal is the manager's journal.Fold: it drops the records whose
+// replay changes nothing that the records after them do not set again.
+// Replaying the result leaves the manager in the same state as replaying
+// recs (TestFoldKeepsState). It drops:
+//   - every Started but one, carrying the highest epoch (replay takes the
+//     highest);
+//   - a Dispatched followed by its task's Done (the end decides; an
+//     attempt adrift is only waited for until its task's end), or by a
+//     later Dispatched of the same task (the last one names the attempt
+//     and the worker that replay waits for), unless a Reconciled names the
+//     task (reconcile acts on the unknown state a Dispatched leads to).
+//
+// Everything else is kept, in order: submits and installs (task and file
+// IDs are given out in their order), ends, cancels, ended sessions.
+func FoldJournal(recs [][]byte) ([][]byte, error) {
+	decoded := make([]*pb.JournalRecord, len(recs))
+	var epoch uint64
+	ended := make(map[uint64]int)      // task -> index of its last Done
+	dispatched := make(map[uint64]int) // task -> index of its last Dispatched
+	reconciled := make(map[uint64]bool)
+	for i, b := range recs {
+		// Only the small kinds the fold looks into are decoded: a submit
+		// of many tasks is kept as it is, unread.
+		num, _, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, fmt.Errorf("record %d of those to fold: %w", i+1, protowire.ParseError(n))
+		}
+		switch num {
+		case kindStarted, kindDone, kindDispatched, kindReconciled:
+		default:
+			decoded[i] = &pb.JournalRecord{}
+			continue
+		}
+		var r pb.JournalRecord
+		if err := goproto.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("record %d of those to fold: %w", i+1, err)
+		}
+		decoded[i] = &r
+		switch x := r.Rec.(type) {
+		case *pb.JournalRecord_Started:
+			epoch = max(epoch, x.Started)
+		case *pb.JournalRecord_Done:
+			ended[x.Done.TaskId] = i
+		case *pb.JournalRecord_Dispatched:
+			dispatched[x.Dispatched.TaskId] = i
+		case *pb.JournalRecord_Reconciled:
+			reconciled[x.Reconciled.TaskId] = true
+		}
+	}
+	out := make([][]byte, 0, len(recs))
+	if epoch > 0 {
+		b, err := goproto.Marshal(&pb.JournalRecord{Rec: &pb.JournalRecord_Started{Started: epoch}})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	for i, r := range decoded {
+		switch x := r.Rec.(type) {
+		case *pb.JournalRecord_Started:
+			continue
+		case *pb.JournalRecord_Dispatched:
+			id := x.Dispatched.TaskId
+			if end, ok := ended[id]; !reconciled[id] && (ok && end > i || dispatched[id] > i) {
+				continue
+			}
+		}
+		out = append(out, recs[i])
+	}
+	return out, nil
+}
+
+// The field numbers of JournalRecord's kinds that FoldJournal decodes.
+var (
+	kindStarted    = fieldNumber("started")
+	kindDone       = fieldNumber("done")
+	kindDispatched = fieldNumber("dispatched")
+	kindReconciled = fieldNumber("reconciled")
+)
+
+func fieldNumber(name protoreflect.Name) protowire.Number {
+	return (&pb.JournalRecord{}).ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
+
+// ensure FoldJournal is a journal.Fold.
+var _ journal.Fold = FoldJournal
