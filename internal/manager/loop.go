@@ -64,17 +64,6 @@ type submitReply struct {
 	err error
 }
 
-// taskRecord is what the manager keeps of a task until the core forgets it
-// (after its Done, or later for a producer the core may run again to
-// recreate lost files).
-type taskRecord struct {
-	spec    *pb.TaskSpec
-	session string
-	client  *clients.Session // where its events go
-	worker  core.WorkerID
-	done    bool // its Done was sent: it runs again only to recreate files
-}
-
 // state is everything the loop owns.
 type state struct {
 	m                           *Manager
@@ -346,13 +335,13 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec := s.tasks[a.Task]
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
-			s.dispatched(rec.spec.Call != nil)
+			s.dispatched(rec.call() != nil)
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
-				Cores: rec.spec.GetResources().GetCores()})
+				Cores: rec.cores()})
 			var intent journal.Seq
-			if rec.spec.Call == nil || rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
+			if rec.call() == nil || rec.effects() == pb.Effects_EFFECTS_AT_MOST_ONCE {
 				// The attempt's number and worker, for a restarted manager
 				// to number the next attempt after it and to adopt it (see
 				// TaskAdrift). An at-most-once task's Run waits for it (its
@@ -360,14 +349,14 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				// only makes the task run again.
 				seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{
 					TaskId: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Incarnation, Epoch: s.m.epoch}}})
-				if rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
+				if rec.effects() == pb.Effects_EFFECTS_AT_MOST_ONCE {
 					intent = seq
 				}
 			}
 			s.sendAfter(intent, a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
-				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
+				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
 				IdempotencyKey: idempotencyKey(rec, a.Task), Epoch: s.m.epoch}}})
-			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
+			if !rerun && rec.call() == nil { // a call's start is not worth a message: it is short
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
 			}
@@ -442,7 +431,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	s.attemptEnded(a.Task, a.Attempt, outcome.Kind)
 	rec := s.tasks[a.Task]
-	call := rec != nil && rec.spec.Call != nil
+	call := rec != nil && rec.call() != nil
 	s.ended.count(call, outcome.Kind)
 	ran := s.m.index.done(uint64(a.Task), a.Attempt, outcome, time.Now())
 	if outcome.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
@@ -472,7 +461,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 			}
 			s.results[f.Name][rec.session] = true
 		}
-		if c := rec.spec.Call; c != nil {
+		if c := rec.call(); c != nil {
 			if lib := s.libs[c.Library]; lib != nil {
 				lib.callsDone++
 			}
@@ -581,8 +570,15 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 	for i, msg := range req.Tasks {
 		s.nextTask++
 		id := s.nextTask
-		spec := s.taskSpec(msg)
-		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
+		rec := &taskRecord{session: req.Session, client: client}
+		spec := msg // a plain task's spec: the request's own, never written into
+		if isPlain(msg) {
+			rec.plain = newPlainSpec(msg)
+		} else {
+			spec = s.taskSpec(msg)
+			rec.spec = spec
+		}
+		s.tasks[id] = rec
 		s.m.index.submitted(uint64(id), spec, req.Session, time.Now())
 		s.txn(txnlog.Record{Event: txnlog.TaskSubmitted, Task: uint64(id), Name: spec.Name, Modality: modality(spec), Library: spec.GetCall().GetLibrary()})
 		client.Submitted(uint64(id))
@@ -646,7 +642,7 @@ func resubmitted(client *clients.Session, tasks []*pb.TaskSpec) ([]uint64, bool,
 // notify sends an event of rec's task to its client, once the records
 // appended before it are durable.
 func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
-	ev.Key = rec.spec.Key
+	ev.Key = rec.key()
 	if s.m.journal == nil {
 		rec.client.Put(ev) // nothing to wait for: no closure per event on the hot path
 		return

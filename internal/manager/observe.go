@@ -135,7 +135,7 @@ func (s *state) attemptEnded(t core.TaskID, attempt uint32, k pb.ResultKind) {
 		return
 	}
 	rec := s.tasks[t]
-	s.obs.attempts.count(rec != nil && rec.spec.Call != nil, k)
+	s.obs.attempts.count(rec != nil && rec.call() != nil, k)
 }
 
 // callDone notes a call's successful attempt that ran for d.

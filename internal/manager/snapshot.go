@@ -196,7 +196,7 @@ func (s *state) unplaceableStatus(resp *pb.StatusResponse) {
 		}
 		ut := &pb.UnplaceableTask{TaskId: uint64(u.Task), Why: u.Why, SinceUnixMs: since.UnixMilli()}
 		if rec := s.tasks[u.Task]; rec != nil {
-			ut.Name = rec.spec.Name
+			ut.Name = rec.name()
 		}
 		resp.UnplaceableTasks = append(resp.UnplaceableTasks, ut)
 	}
@@ -204,7 +204,7 @@ func (s *state) unplaceableStatus(resp *pb.StatusResponse) {
 	for _, u := range s.core.Unknown() { // few: only at-most-once tasks whose attempt was lost
 		ut := &pb.UnknownTask{TaskId: uint64(u.Task), Attempt: u.Attempt, Why: u.Why}
 		if rec := s.tasks[u.Task]; rec != nil {
-			ut.Name = rec.spec.Name
+			ut.Name = rec.name()
 		}
 		resp.UnknownTasks = append(resp.UnknownTasks, ut)
 	}
