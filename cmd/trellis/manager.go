@@ -20,7 +20,7 @@ import (
 func managerCmd() *cobra.Command {
 	var listen, secretFile, store, state, dashboard, txnLog, cpuProfile string
 	var grace time.Duration
-	var unplaceable, adopt time.Duration
+	var unplaceable, adopt, heartbeat time.Duration
 	var placement string
 	var stls serverTLS
 	cmd := &cobra.Command{
@@ -39,6 +39,9 @@ func managerCmd() *cobra.Command {
 			policy, ok := policies[placement]
 			if !ok {
 				return fmt.Errorf("--placement %q: give graph (the default) or free (the policy before graph-aware placement, to compare)", placement)
+			}
+			if heartbeat < 100*time.Millisecond {
+				return fmt.Errorf("--heartbeat %s: give a duration of 100ms or more, such as 5s: how often each worker says it lives (a silent worker is lost after three)", heartbeat)
 			}
 			if adopt <= 0 {
 				return fmt.Errorf("--adopt-window %s: give a positive duration, such as 30s: how long a restarted manager waits for a worker to come back with a task it ran", adopt)
@@ -59,7 +62,7 @@ func managerCmd() *cobra.Command {
 				defer stopProfile()
 			}
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, AdoptWindow: adopt})
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, AdoptWindow: adopt, Heartbeat: heartbeat})
 			if err != nil {
 				return err
 			}
@@ -91,6 +94,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&placement, "placement", "graph", "placement policy: graph (co-assign the producers of one consumer, place consumers where their inputs are) or free (by bytes present, else free cores: the policy before, to compare)")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
 	cmd.Flags().DurationVar(&adopt, "adopt-window", manager.DefaultAdoptWindow, "with --state: how long a restarted manager waits for a worker to come back with a task it was running (adopted, not run again) before the task runs elsewhere")
+	cmd.Flags().DurationVar(&heartbeat, "heartbeat", manager.DefaultHeartbeat, "how often a worker with nothing else to say sends a heartbeat; a worker silent for three of them is lost and its tasks run elsewhere (each heartbeat costs the manager CPU: see docs/benchmarks.md, capacity)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the manager to FILE until it stops (go tool pprof FILE); for measuring")
 	stls.flags(cmd.Flags())
 	return cmd
