@@ -58,17 +58,20 @@ func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, star
 		spec.PollInterval = DefaultPollInterval
 	}
 	var tick <-chan time.Time
+	var poll *time.Timer
+	interval := spec.PollInterval
 	if spec.MemoryMB > 0 || spec.DiskMB > 0 {
-		t := time.NewTicker(spec.PollInterval)
-		defer t.Stop()
-		tick = t.C
+		poll = time.NewTimer(interval)
+		defer poll.Stop()
+		tick = poll.C
 	}
 	var scan *groupScanner
 	if spec.MemoryMB > 0 {
-		scan = newGroupScanner(c.Pid(), spec.PollInterval)
+		scan = newGroupScanner(c.Pid())
 		defer scan.close()
 	}
 	memLimit, diskLimit := mbToBytes(spec.MemoryMB), mbToBytes(spec.DiskMB)
+	var lastRSS, lastDisk int64
 	kill := func(k Kind, msg string) {
 		c.Kill()
 		v.kind, v.message = k, msg
@@ -84,6 +87,7 @@ func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, star
 			kill(TimedOut, fmt.Sprintf("killed: wall time %v exceeded", spec.WallTime))
 			return
 		case <-tick:
+			steady := true
 			if memLimit > 0 {
 				rss, _ := scan.rss()
 				v.peak = max(v.peak, rss)
@@ -91,15 +95,41 @@ func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, star
 					kill(MemoryExceeded, fmt.Sprintf("killed: resident memory %d MB exceeded the limit of %d MB", ceilMB(rss), spec.MemoryMB))
 					return
 				}
+				steady = rss <= lastRSS && rss <= memLimit/2
+				lastRSS = rss
 			}
 			if diskLimit > 0 {
-				if size := dirSize(dir); size > diskLimit {
+				size := dirSize(dir)
+				if size > diskLimit {
 					kill(DiskExceeded, fmt.Sprintf("killed: sandbox holds %d MB, over the disk limit of %d MB", ceilMB(size), spec.DiskMB))
 					return
 				}
+				steady = steady && size <= lastDisk && size <= diskLimit/2
+				lastDisk = size
 			}
+			interval = nextPoll(interval, spec.PollInterval, steady)
+			poll.Reset(interval)
 		}
 	}
+}
+
+// maxPollBackoff bounds how far a steady task's sampling slows down: to
+// maxPollBackoff × Spec.PollInterval between samples.
+const maxPollBackoff = 8
+
+// nextPoll is the wait before the next memory and disk sample, after one
+// that waited cur: the base interval after a sample that found memory or
+// disk grown (or over half its limit), else twice cur, up to
+// maxPollBackoff × base. Most tasks hold their memory steady for most of
+// their life: a worker running hundreds at once then samples each a few
+// times a second, not 20 (each sample is a read of /proc/PID/stat, about
+// 11 µs of kernel time; docs/benchmarks.md, capacity). A steady task that
+// then grows at once is seen up to maxPollBackoff × base late.
+func nextPoll(cur, base time.Duration, steady bool) time.Duration {
+	if !steady {
+		return base
+	}
+	return min(2*cur, maxPollBackoff*base)
 }
 
 // mbToBytes converts MiB to bytes, saturating instead of overflowing; 0 and

@@ -36,14 +36,13 @@ var childrenSupported = sync.OnceValue(func() bool {
 // about two passes over /proc a second, not N. A scanner belongs to one
 // goroutine; close it when done.
 type groupScanner struct {
-	pgid      int
-	shared    *fullScans
-	fullEvery int // every fullEvery-th sample is a full scan
-	samples   int
-	roots     []int // members found by the last full scan
-	stack     []int
-	seen      map[int]struct{}
-	buf       []byte
+	pgid     int
+	shared   *fullScans
+	lastFull time.Time // when the last full scan was (at first: when made)
+	roots    []int     // members found by the last full scan
+	stack    []int
+	seen     map[int]struct{}
+	buf      []byte
 	// kept are the files the last walk read, kept open and re-read with
 	// one pread each (a walk of a one-process task then costs two system
 	// calls, not eight); a file no walk read is closed. gen numbers walks.
@@ -57,23 +56,28 @@ type keptFile struct {
 	gen int
 }
 
-func newGroupScanner(pgid int, interval time.Duration) *groupScanner {
+func newGroupScanner(pgid int) *groupScanner {
 	sharedScans.watch(pgid)
 	return &groupScanner{
-		pgid:      pgid,
-		shared:    sharedScans,
-		fullEvery: max(1, int(fullScanPeriod/max(interval, 1))),
-		seen:      make(map[int]struct{}),
-		buf:       make([]byte, 4096),
+		pgid:     pgid,
+		shared:   sharedScans,
+		lastFull: time.Now(),
+		seen:     make(map[int]struct{}),
+		buf:      make([]byte, 4096),
 	}
 }
 
 // rss samples the group's resident memory in bytes, and how many member
-// processes it counted.
+// processes it counted: a full scan when the last was fullScanPeriod ago
+// or more, else a walk.
 func (s *groupScanner) rss() (bytes int64, procs int) {
-	s.samples++
-	if s.samples%s.fullEvery == 0 || !childrenSupported() {
-		return s.fullScan()
+	return s.rssAt(time.Now())
+}
+
+func (s *groupScanner) rssAt(now time.Time) (bytes int64, procs int) {
+	if now.Sub(s.lastFull) >= fullScanPeriod || !childrenSupported() {
+		s.lastFull = now
+		return s.fullScanAt(now)
 	}
 	return s.walk()
 }
