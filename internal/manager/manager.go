@@ -28,8 +28,13 @@ import (
 
 // DefaultHeartbeat is Config.Heartbeat's default: how often a worker with
 // nothing else to say tells the manager it lives. A worker silent for three
-// intervals is lost.
-const DefaultHeartbeat = 5 * time.Second
+// intervals is lost. A worker whose host, process or link dies is lost
+// sooner, in about 25 s, by the connection's HTTP/2 pings (SendPingTimeout
+// and PingTimeout below); the heartbeat catches a worker whose process
+// answers pings but whose session has stopped. Each heartbeat costs the
+// manager about 30 µs of CPU (docs/benchmarks.md, capacity): at 5 s that
+// was 6 µs per worker per second, more than the rest of an idle worker.
+const DefaultHeartbeat = 30 * time.Second
 
 // Config configures a manager.
 type Config struct {
