@@ -67,7 +67,7 @@ func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, star
 	}
 	var scan *groupScanner
 	if spec.MemoryMB > 0 {
-		scan = newGroupScanner(c.Pid())
+		scan = newCellScanner(c.Pid(), c.cell.procsFile())
 		defer scan.close()
 	}
 	memLimit, diskLimit := mbToBytes(spec.MemoryMB), mbToBytes(spec.DiskMB)
