@@ -34,7 +34,9 @@
 //     last bytes written. Memory used for output is bounded by that limit.
 //   - One monitor goroutine watches a run, and only when there is something to
 //     watch (a limit, a wall time, or a cancellable context). It has exited
-//     when Run returns.
+//     when Run returns. The memory and disk samples of every run of the
+//     process are taken by one sampler goroutine (sampler.go), which runs
+//     while some run has a limit: one wake-up serves every run then due.
 //   - The error is non-nil only when the command could not be started at all;
 //     every outcome of a started command is described by the Result.
 //

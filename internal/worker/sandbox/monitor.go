@@ -57,21 +57,18 @@ func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, star
 	if spec.PollInterval <= 0 {
 		spec.PollInterval = DefaultPollInterval
 	}
-	var tick <-chan time.Time
-	var poll *time.Timer
-	interval := spec.PollInterval
+	var over <-chan verdict
 	if spec.MemoryMB > 0 || spec.DiskMB > 0 {
-		poll = time.NewTimer(interval)
-		defer poll.Stop()
-		tick = poll.C
+		w := &watch{dir: dir, memLimit: mbToBytes(spec.MemoryMB), diskLimit: mbToBytes(spec.DiskMB),
+			memMB: spec.MemoryMB, diskMB: spec.DiskMB, base: spec.PollInterval}
+		if spec.MemoryMB > 0 {
+			w.scan = newCellScanner(c.Pid(), c.cell.procsFile())
+			defer w.scan.close() // after remove, below: the sampler no longer reads it
+		}
+		samplers.add(w, time.Now())
+		defer func() { v.peak = samplers.remove(w) }()
+		over = w.over
 	}
-	var scan *groupScanner
-	if spec.MemoryMB > 0 {
-		scan = newCellScanner(c.Pid(), c.cell.procsFile())
-		defer scan.close()
-	}
-	memLimit, diskLimit := mbToBytes(spec.MemoryMB), mbToBytes(spec.DiskMB)
-	var lastRSS, lastDisk int64
 	kill := func(k Kind, msg string) {
 		c.Kill()
 		v.kind, v.message = k, msg
@@ -86,29 +83,9 @@ func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, star
 		case <-timeout:
 			kill(TimedOut, fmt.Sprintf("killed: wall time %v exceeded", spec.WallTime))
 			return
-		case <-tick:
-			steady := true
-			if memLimit > 0 {
-				rss, _ := scan.rss()
-				v.peak = max(v.peak, rss)
-				if rss > memLimit {
-					kill(MemoryExceeded, fmt.Sprintf("killed: resident memory %d MB exceeded the limit of %d MB", ceilMB(rss), spec.MemoryMB))
-					return
-				}
-				steady = rss <= lastRSS && rss <= memLimit/2
-				lastRSS = rss
-			}
-			if diskLimit > 0 {
-				size := dirSize(dir)
-				if size > diskLimit {
-					kill(DiskExceeded, fmt.Sprintf("killed: sandbox holds %d MB, over the disk limit of %d MB", ceilMB(size), spec.DiskMB))
-					return
-				}
-				steady = steady && size <= lastDisk && size <= diskLimit/2
-				lastDisk = size
-			}
-			interval = nextPoll(interval, spec.PollInterval, steady)
-			poll.Reset(interval)
+		case o := <-over:
+			kill(o.kind, o.message)
+			return
 		}
 	}
 }
