@@ -54,26 +54,8 @@ func TestShallowCopiesEveryField(t *testing.T) {
 		fields := m.Descriptor().Fields()
 		for i := 0; i < fields.Len(); i++ { // a value in every field
 			fd := fields.Get(i)
-			switch {
-			case fd.IsList():
-				l := m.Mutable(fd).List()
-				l.Append(l.NewElement())
-			case fd.Message() != nil:
-				m.Mutable(fd)
-			case fd.Kind() == protoreflect.BoolKind:
-				m.Set(fd, protoreflect.ValueOfBool(true))
-			case fd.Kind() == protoreflect.StringKind:
-				m.Set(fd, protoreflect.ValueOfString("x"))
-			case fd.Kind() == protoreflect.BytesKind:
-				m.Set(fd, protoreflect.ValueOfBytes([]byte("x")))
-			case fd.Kind() == protoreflect.EnumKind:
-				m.Set(fd, protoreflect.ValueOfEnum(1))
-			case fd.Kind() == protoreflect.Int64Kind:
-				m.Set(fd, protoreflect.ValueOfInt64(7))
-			case fd.Kind() == protoreflect.Int32Kind:
-				m.Set(fd, protoreflect.ValueOfInt32(7))
-			default:
-				t.Fatalf("%s: field %s of kind %s: teach this test its kind", m.Descriptor().FullName(), fd.Name(), fd.Kind())
+			if !setField(m, fd) {
+				t.Fatalf("%s: field %s of kind %s: teach setField its kind", m.Descriptor().FullName(), fd.Name(), fd.Kind())
 			}
 			if !m.Has(fd) {
 				t.Fatalf("%s: could not set field %s", m.Descriptor().FullName(), fd.Name())
@@ -83,6 +65,33 @@ func TestShallowCopiesEveryField(t *testing.T) {
 			t.Errorf("the copy of %s differs: got %v, want %v", m.Descriptor().FullName(), got, tc.msg)
 		}
 	}
+}
+
+// setField gives field fd of m a value that is not its default; false for
+// a kind it does not know.
+func setField(m protoreflect.Message, fd protoreflect.FieldDescriptor) bool {
+	switch {
+	case fd.IsList():
+		l := m.Mutable(fd).List()
+		l.Append(l.NewElement())
+	case fd.Message() != nil:
+		m.Mutable(fd)
+	case fd.Kind() == protoreflect.BoolKind:
+		m.Set(fd, protoreflect.ValueOfBool(true))
+	case fd.Kind() == protoreflect.StringKind:
+		m.Set(fd, protoreflect.ValueOfString("x"))
+	case fd.Kind() == protoreflect.BytesKind:
+		m.Set(fd, protoreflect.ValueOfBytes([]byte("x")))
+	case fd.Kind() == protoreflect.EnumKind:
+		m.Set(fd, protoreflect.ValueOfEnum(1))
+	case fd.Kind() == protoreflect.Int64Kind:
+		m.Set(fd, protoreflect.ValueOfInt64(7))
+	case fd.Kind() == protoreflect.Int32Kind:
+		m.Set(fd, protoreflect.ValueOfInt32(7))
+	default:
+		return false
+	}
+	return true
 }
 
 // TestPlainSpecKeepsEveryField: a task is kept as a plainSpec only when
@@ -106,15 +115,8 @@ func TestPlainSpecKeepsEveryField(t *testing.T) {
 			continue
 		}
 		other := proto.Clone(full).(*pb.TaskSpec)
-		m := other.ProtoReflect()
-		switch {
-		case fd.IsList():
-			l := m.Mutable(fd).List()
-			l.Append(l.NewElement())
-		case fd.Message() != nil:
-			m.Mutable(fd)
-		default:
-			t.Fatalf("field %s of kind %s: teach this test and isPlain its kind", fd.Name(), fd.Kind())
+		if !setField(other.ProtoReflect(), fd) {
+			t.Fatalf("field %s of kind %s: teach setField its kind", fd.Name(), fd.Kind())
 		}
 		if isPlain(other) {
 			t.Errorf("a task with %s set is plain: plainSpec would lose it", fd.Name())
