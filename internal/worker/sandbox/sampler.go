@@ -54,19 +54,28 @@ func (s *sampler) add(w *watch, now time.Time) {
 		go s.run() // exits when no watch is left
 	}
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.poke()
 }
 
 // remove stops sampling w and returns the peak memory it sampled. It does
 // not close w's scanner.
 func (s *sampler) remove(w *watch) (peak int64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.watches, w)
-	return w.peak
+	peak, last := w.peak, len(s.watches) == 0
+	s.mu.Unlock()
+	if last {
+		s.poke() // the goroutine ends now, not when its timer fires
+	}
+	return peak
+}
+
+// poke wakes the goroutine to look at the watches again.
+func (s *sampler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (s *sampler) run() {

@@ -64,11 +64,12 @@ func TestSamplerSharesWakeups(t *testing.T) {
 }
 
 // TestSamplerGoroutineEnds: the sampler's goroutine ends once its last
-// watch is removed, and a new watch starts it again.
+// watch is removed, even one not due for an hour, and a new watch starts
+// it again.
 func TestSamplerGoroutineEnds(t *testing.T) {
 	s := newSampler()
-	for range 2 {
-		w := &watch{dir: t.TempDir(), diskLimit: 1 << 20, base: time.Millisecond}
+	for _, base := range []time.Duration{time.Millisecond, time.Hour} { // due at once, and in an hour
+		w := &watch{dir: t.TempDir(), diskLimit: 1 << 20, base: base}
 		s.add(w, time.Now())
 		s.remove(w)
 		deadline := time.Now().Add(10 * time.Second)
