@@ -61,7 +61,7 @@ manager's memory and CPU per task (rss_growth, cpu_growth).`,
 	cmd.Flags().IntVar(&wcfg.Workers, "workers", 0, "real worker processes (1 core each), started by a factory with --batch local, instead of fake workers")
 	cmd.Flags().IntVar(&wcfg.Baseline, "baseline-workers", 50, "with --workers: worker processes of a first run, to measure growth against (0: none)")
 	cmd.Flags().IntVar(&wcfg.MemoryMB, "memory", 100, "with --workers: memory of each worker, MB")
-	cmd.Flags().DurationVar(&cfg.Idle, "idle", 10*time.Second, "how long to measure the idle manager with every worker connected (two heartbeats at least)")
+	cmd.Flags().DurationVar(&cfg.Idle, "idle", 10*time.Second, "how long to measure the idle manager with every worker connected (the manager's heartbeat is 30 s: give 60s to count two heartbeats of each worker)")
 	return cmd
 }
 
@@ -100,8 +100,9 @@ idle_cpu_us_per_worker_s, and more.`,
 	cmd.Flags().BoolVar(&cfg.Simulate, "simulate", false, "simulated workers (one process, trellis worker --simulate) instead of one worker process each")
 	cmd.Flags().Float64Var(&cfg.Cores, "cores", 1, "cores each worker offers (one-core tasks it runs at once)")
 	cmd.Flags().IntVar(&cfg.Tasks, "tasks", 10000, "one-core tasks to run")
-	cmd.Flags().DurationVar(&cfg.Idle, "idle", 10*time.Second, "how long to measure the idle manager with every worker connected (two heartbeats at least)")
+	cmd.Flags().DurationVar(&cfg.Idle, "idle", time.Minute, "how long to measure the idle manager with every worker connected (two heartbeats at least: the manager's heartbeat is 30 s, or --heartbeat)")
 	cmd.Flags().StringVar(&cfg.ManagerCPUProfile, "manager-cpuprofile", "", "write the manager's CPU profile to FILE (trellis manager --cpuprofile)")
+	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", 0, "the manager's heartbeat interval (trellis manager --heartbeat; 0: its default)")
 	cmd.Flags().StringVar(&cfg.WorkerCPUProfile, "worker-cpuprofile", "", "write the first worker process's CPU profile to FILE (trellis worker --cpuprofile)")
 	cmd.Flags().StringVar(&cfg.Command, "command", "true", "each task's command, such as 'sleep 1'")
 	cmd.Flags().BoolVar(&cfg.QueueFirst, "queue-first", false, "submit every task before the workers start, to measure the manager with them all queued (manager_queued_rss_mb, manager_bytes_per_queued_task); the idle manager is then not measured")

@@ -41,6 +41,9 @@ func managerCmd() *cobra.Command {
 			if !ok {
 				return fmt.Errorf("--placement %q: give graph (the default) or free (the policy before graph-aware placement, to compare)", placement)
 			}
+			if heartbeat < 100*time.Millisecond {
+				return fmt.Errorf("--heartbeat %s: give a duration of 100ms or more, such as 5s: how often each worker says it lives (a silent worker is lost after three)", heartbeat)
+			}
 			if adopt <= 0 {
 				return fmt.Errorf("--adopt-window %s: give a positive duration, such as 30s: how long a restarted manager waits for a worker to come back with a task it ran", adopt)
 			}
@@ -99,7 +102,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&placement, "placement", "graph", "placement policy: graph (co-assign the producers of one consumer, place consumers where their inputs are) or free (by bytes present, else free cores: the policy before, to compare)")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
 	cmd.Flags().DurationVar(&adopt, "adopt-window", manager.DefaultAdoptWindow, "with --state: how long a restarted manager waits for a worker to come back with a task it was running (adopted, not run again) before the task runs elsewhere")
-	cmd.Flags().DurationVar(&heartbeat, "heartbeat", 5*time.Second, "how often workers send heartbeats; a worker silent for 3 of them is lost, and its tasks run elsewhere")
+	cmd.Flags().DurationVar(&heartbeat, "heartbeat", manager.DefaultHeartbeat, "how often a worker with nothing else to say sends a heartbeat; a worker silent for three of them is lost and its tasks run elsewhere (each heartbeat costs the manager CPU: see docs/benchmarks.md, capacity)")
 	cmd.Flags().IntVar(&snapshotRecords, "snapshot-records", 0, "with --state: compact the journal into a snapshot once this many records (or a quarter of the last snapshot's, if more) came after the last one; 0 means 20,000 (docs/recovery.md)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the manager to FILE until it stops (go tool pprof FILE); for measuring")
 	stls.flags(cmd.Flags())

@@ -54,6 +54,9 @@ type ScaleConfig struct {
 	// ManagerCPUProfile, when set, has the manager write its CPU profile
 	// there (trellis manager --cpuprofile).
 	ManagerCPUProfile string
+	// Heartbeat, when set, is the manager's heartbeat interval
+	// (trellis manager --heartbeat); 0 leaves its default.
+	Heartbeat time.Duration
 }
 
 // ScaleResult is the output of `trellis bench scale`. The manager runs in
@@ -110,6 +113,9 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	command := cfg.Manager
 	if cfg.ManagerCPUProfile != "" {
 		command = append(slices.Clone(command), "--cpuprofile", cfg.ManagerCPUProfile)
+	}
+	if cfg.Heartbeat > 0 {
+		command = append(slices.Clone(command), "--heartbeat", cfg.Heartbeat.String())
 	}
 	mgr, addr, err := startManager(ctx, command, secretFile)
 	if err != nil {

@@ -17,7 +17,11 @@ import (
 // output refs. Inputs get the size and digest the manager knows now, and
 // the content of those the core says travel inline (a.Inline); outputs
 // are kept in the worker's cache if the core says so (a.Keep).
-func (s *state) runSpec(stored *pb.TaskSpec, a core.Dispatch) *pb.TaskSpec {
+func (s *state) runSpec(rec *taskRecord, a core.Dispatch) *pb.TaskSpec {
+	if rec.plain != nil {
+		return rec.plain.taskSpec() // built for this dispatch
+	}
+	stored := rec.spec
 	if len(stored.Inputs) == 0 && len(stored.Outputs) == 0 {
 		return stored // nothing to fill in (most calls): it is never changed, so it can be shared
 	}
@@ -37,8 +41,8 @@ func (s *state) runSpec(stored *pb.TaskSpec, a core.Dispatch) *pb.TaskSpec {
 // one), so that it stays the same when a manager restarts with its
 // journal. A task without a key is named by its ID ("#ID").
 func idempotencyKey(rec *taskRecord, id core.TaskID) string {
-	if rec.spec.Key != "" {
-		return rec.session + "/" + rec.spec.Key
+	if key := rec.key(); key != "" {
+		return rec.session + "/" + key
 	}
 	return rec.session + "/#" + strconv.FormatUint(uint64(id), 10)
 }

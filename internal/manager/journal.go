@@ -102,7 +102,7 @@ func (s *state) unknownTask(u core.Unknown) {
 	if rec == nil {
 		return
 	}
-	s.m.log.Warn("at-most-once task in unknown: it may have taken effect; run trellis reconcile", "task", u.Task, "name", rec.spec.Name, "attempt", u.Attempt, "why", u.Why)
+	s.m.log.Warn("at-most-once task in unknown: it may have taken effect; run trellis reconcile", "task", u.Task, "name", rec.name(), "attempt", u.Attempt, "why", u.Why)
 	s.notify(rec, &pb.TaskEvent{TaskId: uint64(u.Task), State: pb.TaskState_TASK_STATE_WAITING, Attempt: u.Attempt,
 		Note: fmt.Sprintf("unknown: %s; it may have taken effect, and waits for trellis reconcile %d --done, --failed or --rerun", u.Why, u.Task)})
 }
@@ -115,7 +115,7 @@ func (s *state) reconcile(req *pb.ReconcileRequest, reply chan error) {
 		reply <- errors.New(why)
 		return
 	}
-	if rec := s.tasks[id]; req.Verdict == pb.Verdict_VERDICT_DONE && rec != nil && len(rec.spec.Outputs) > 0 {
+	if rec := s.tasks[id]; req.Verdict == pb.Verdict_VERDICT_DONE && rec != nil && len(rec.outputs()) > 0 {
 		reply <- fmt.Errorf("task %d has output files, which are gone with its attempt: it cannot be marked done; use --rerun or --failed", id)
 		return
 	}

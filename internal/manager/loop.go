@@ -65,20 +65,6 @@ type submitReply struct {
 	err error
 }
 
-// taskRecord is what the manager keeps of a task until the core forgets it
-// (after its Done, or later for a producer the core may run again to
-// recreate lost files).
-type taskRecord struct {
-	spec    *pb.TaskSpec
-	session string
-	client  *clients.Session // where its events go
-	worker  core.WorkerID
-	done    bool // its Done was sent: it runs again only to recreate files
-	// dataflow: the core counts it as a dataflow task (learned when it
-	// is first dispatched, or at its Done).
-	dataflow bool
-}
-
 // state is everything the loop owns.
 type state struct {
 	m                           *Manager
@@ -363,7 +349,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			rec := s.tasks[a.Task]
 			rerun := rec.done // running again to recreate a lost file
 			rec.worker = a.Worker
-			if !rec.dataflow && rec.spec.Call == nil && s.core.Dataflow(a.Task) {
+			if !rec.dataflow && rec.call() == nil && s.core.Dataflow(a.Task) {
 				rec.dataflow = true
 				s.m.index.dataflow(uint64(a.Task))
 			}
@@ -372,7 +358,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			sess := s.sessions[a.Worker]
 			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
 			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
-				Cores: rec.spec.GetResources().GetCores(), Modality: Modalities[mod]})
+				Cores: rec.cores(), Modality: Modalities[mod]})
 			var intent journal.Seq
 			// The attempt's number and worker, for a restarted manager to
 			// number the next attempt after it and to adopt it (see
@@ -381,13 +367,13 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			// durable only makes the task run again.
 			seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Incarnation, Epoch: s.m.epoch}}})
-			if rec.spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE {
+			if rec.effects() == pb.Effects_EFFECTS_AT_MOST_ONCE {
 				intent = seq
 			}
 			s.sendAfter(intent, a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
-				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec.spec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
+				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
 				IdempotencyKey: idempotencyKey(rec, a.Task), Epoch: s.m.epoch}}})
-			if !rerun && rec.spec.Call == nil { // a call's start is not worth a message: it is short
+			if !rerun && rec.call() == nil { // a call's start is not worth a message: it is short
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
 			}
@@ -467,7 +453,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	if rec != nil && a.Dataflow {
 		rec.dataflow = true
 	}
-	call := rec != nil && rec.spec.Call != nil
+	call := rec != nil && rec.call() != nil
 	mod := modalityOf(rec)
 	if rec == nil && a.Dataflow {
 		mod = 2
@@ -505,7 +491,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 			}
 			s.results[f.Name][rec.session] = true
 		}
-		if c := rec.spec.Call; c != nil {
+		if c := rec.call(); c != nil {
 			if lib := s.libs[c.Library]; lib != nil {
 				lib.callsDone++
 			}
@@ -614,8 +600,15 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 	for i, msg := range req.Tasks {
 		s.nextTask++
 		id := s.nextTask
-		spec := s.taskSpec(msg)
-		s.tasks[id] = &taskRecord{spec: spec, session: req.Session, client: client}
+		rec := &taskRecord{session: req.Session, client: client}
+		spec := msg // a plain task's spec: the request's own, never written into
+		if isPlain(msg) {
+			rec.plain = newPlainSpec(msg)
+		} else {
+			spec = s.taskSpec(msg)
+			rec.spec = spec
+		}
+		s.tasks[id] = rec
 		if w := spec.Workflow; w != "" && !s.workflows[w] {
 			s.workflows[w] = true
 		}
@@ -682,7 +675,7 @@ func resubmitted(client *clients.Session, tasks []*pb.TaskSpec) ([]uint64, bool,
 // notify sends an event of rec's task to its client, once the records
 // appended before it are durable.
 func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
-	ev.Key = rec.spec.Key
+	ev.Key = rec.key()
 	if s.m.journal == nil {
 		rec.client.Put(ev) // nothing to wait for: no closure per event on the hot path
 		return

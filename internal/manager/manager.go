@@ -26,12 +26,22 @@ import (
 	"trellis/internal/txnlog"
 )
 
+// DefaultHeartbeat is Config.Heartbeat's default: how often a worker with
+// nothing else to say tells the manager it lives. A worker silent for three
+// intervals is lost. A worker whose host, process or link dies is lost
+// sooner, in about 25 s, by the connection's HTTP/2 pings (SendPingTimeout
+// and PingTimeout below); the heartbeat catches a worker whose process
+// answers pings but whose session has stopped. Each heartbeat costs the
+// manager about 30 µs of CPU (docs/benchmarks.md, capacity): at 5 s that
+// was 6 µs per worker per second, more than the rest of an idle worker.
+const DefaultHeartbeat = 30 * time.Second
+
 // Config configures a manager.
 type Config struct {
 	Listen    string        // host:port; port 0 picks a free one
 	Secret    string        // shared secret that clients and workers must present
 	StoreDir  string        // where files live; "" makes a temporary directory, removed on exit
-	Heartbeat time.Duration // how often workers send heartbeats; 0 means 5s
+	Heartbeat time.Duration // how often workers send heartbeats; 0 means DefaultHeartbeat
 	Logger    *slog.Logger  // nil logs nothing
 	Version   string
 
@@ -117,7 +127,7 @@ func Listen(cfg Config) (*Manager, error) {
 		return nil, errors.New("manager: a secret is required")
 	}
 	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 5 * time.Second
+		cfg.Heartbeat = DefaultHeartbeat
 	}
 	if cfg.ClientGrace <= 0 {
 		cfg.ClientGrace = DefaultClientGrace

@@ -37,7 +37,7 @@ func modalityOf(rec *taskRecord) int {
 	switch {
 	case rec == nil:
 		return 0
-	case rec.spec.Call != nil:
+	case rec.call() != nil:
 		return 1
 	case rec.dataflow:
 		return 2
@@ -225,7 +225,7 @@ func (s *state) unplaceableStatus(resp *pb.StatusResponse) {
 		}
 		ut := &pb.UnplaceableTask{TaskId: uint64(u.Task), Why: u.Why, SinceUnixMs: since.UnixMilli()}
 		if rec := s.tasks[u.Task]; rec != nil {
-			ut.Name = rec.spec.Name
+			ut.Name = rec.name()
 		}
 		resp.UnplaceableTasks = append(resp.UnplaceableTasks, ut)
 	}
@@ -233,7 +233,7 @@ func (s *state) unplaceableStatus(resp *pb.StatusResponse) {
 	for _, u := range s.core.Unknown() { // few: only at-most-once tasks whose attempt was lost
 		ut := &pb.UnknownTask{TaskId: uint64(u.Task), Attempt: u.Attempt, Why: u.Why}
 		if rec := s.tasks[u.Task]; rec != nil {
-			ut.Name = rec.spec.Name
+			ut.Name = rec.name()
 		}
 		resp.UnknownTasks = append(resp.UnknownTasks, ut)
 	}

@@ -247,7 +247,7 @@ func (h *Host) superviseLoop() {
 		t := time.NewTicker(h.spec.PollInterval)
 		defer t.Stop()
 		tick = t.C
-		mem = sandbox.NewGroupMemory(h.pgid, h.spec.PollInterval)
+		mem = sandbox.NewGroupMemory(h.pgid)
 		defer mem.Close()
 	}
 	limit := mbToBytes(h.spec.MemoryMB)

@@ -74,7 +74,7 @@ func startGroup(b *testing.B) int {
 // BenchmarkGroupScanFull measures one pass over all of /proc (which the
 // scanners of a process share).
 func BenchmarkGroupScanFull(b *testing.B) {
-	s := newGroupScanner(startGroup(b), time.Second)
+	s := newGroupScanner(startGroup(b))
 	defer s.close()
 	for b.Loop() {
 		s.shared.mu.Lock()
@@ -86,7 +86,7 @@ func BenchmarkGroupScanFull(b *testing.B) {
 // BenchmarkGroupScanWalk measures one memory sample that walks the group's
 // process tree.
 func BenchmarkGroupScanWalk(b *testing.B) {
-	s := newGroupScanner(startGroup(b), time.Second)
+	s := newGroupScanner(startGroup(b))
 	defer s.close()
 	for b.Loop() {
 		s.walk()

@@ -519,6 +519,15 @@ func (c *cell) closeFiles() {
 	}
 }
 
+// procsFile is the cgroup.procs file of c's v2 cgroup, which lists every
+// process in the cell; "" when there is none (no cell, or no v2).
+func (c *cell) procsFile() string {
+	if c == nil || c.v2dir == "" {
+		return ""
+	}
+	return filepath.Join(c.v2dir, "cgroup.procs")
+}
+
 // procAttr returns the attributes of a process started in cell c (nil for
 // none): a process group of its own, SIGKILL when the thread that started
 // it ends, and the cell's v2 cgroup from the start.

@@ -162,6 +162,29 @@ func TestRunKillsSetsidChildInCgroup(t *testing.T) {
 	pollUntil(t, 5*time.Second, "the setsid child "+strconv.Itoa(pid)+" to die", func() bool { return dead(pid) })
 }
 
+// A task in a cgroup v2 cell is sampled by its cell: memory held by a
+// process that left the shell's group and tree (setsid) counts against the
+// task's limit, and no sample scans all of /proc.
+func TestMemorySampledByCell(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if w.cg.v2 == nil {
+		t.Skip("no cgroup v2 cells here")
+	}
+	before := sharedScans.passCount()
+	dir := t.TempDir()
+	res, err := Run(context.Background(), Spec{Dir: dir, Warden: w, MemoryMB: 40, PollInterval: 10 * time.Millisecond, WallTime: 20 * time.Second,
+		Command: "setsid sh -c 'head -c 300M /dev/zero | tail' & sleep 30"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Kind != MemoryExceeded {
+		t.Fatalf("Kind = %v (%s); want %v", res.Kind, res.Message, MemoryExceeded)
+	}
+	if n := sharedScans.passCount() - before; n != 0 {
+		t.Errorf("%d passes over /proc for a task in a cell; want 0", n)
+	}
+}
+
 // cellOf returns the directory in the warden's CPU hierarchy of the cell
 // that a task's /proc/self/cgroup names: its v2 cell where there is v2 (a
 // task without a quota does not enter its v1 cell), else its v1 cell.

@@ -18,17 +18,25 @@
 //   - Wall time, context cancellation, resident memory summed over the group
 //     and bytes stored under Dir (a walk of Dir) each kill the whole group and
 //     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded. Memory
-//     and disk are sampled every PollInterval, so a fast burst can overshoot a
-//     limit before it is seen. A memory sample walks the shell's process tree
-//     in /proc; once a second it scans all of /proc instead, which finds group
-//     members orphaned out of the tree, so those are seen up to a second late.
+//     and disk are sampled every PollInterval while they grow (or are over
+//     half their limit); while neither grows the interval doubles, up to 8 ×
+//     PollInterval, so a fast burst can overshoot a limit before it is seen,
+//     and a steady task that then grows is seen up to 8 × PollInterval late.
+//     In a cgroup v2 cell (a Warden with cgroups), a memory sample sums every
+//     process of the cell's cgroup.procs, however far it strayed from the
+//     shell's tree or group. Elsewhere it walks the shell's process tree in
+//     /proc; once a second it scans all of /proc instead (one pass shared by
+//     every task of the process), which finds group members orphaned out of
+//     the tree, so those are seen up to a second late.
 //   - With no limit, no wall time and a context that cannot be cancelled,
 //     nothing is sampled: PeakMemoryMB then comes from the kernel's rusage.
 //   - At most OutputLimit bytes of stdout and of stderr are kept, each: the
 //     last bytes written. Memory used for output is bounded by that limit.
 //   - One monitor goroutine watches a run, and only when there is something to
 //     watch (a limit, a wall time, or a cancellable context). It has exited
-//     when Run returns.
+//     when Run returns. The memory and disk samples of every run of the
+//     process are taken by one sampler goroutine (sampler.go), which runs
+//     while some run has a limit: one wake-up serves every run then due.
 //   - The error is non-nil only when the command could not be started at all;
 //     every outcome of a started command is described by the Result.
 //

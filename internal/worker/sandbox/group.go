@@ -1,7 +1,5 @@
 package sandbox
 
-import "time"
-
 // This file exports the process-group pieces of Run for other hosts of
 // long-running processes (internal/worker/libhost), so that they start,
 // watch and kill a process group exactly as Run does (with Warden.Start and
@@ -23,10 +21,9 @@ type GroupMemory struct {
 	s *groupScanner
 }
 
-// NewGroupMemory returns a sampler for the group pgid that will be sampled
-// about every interval.
-func NewGroupMemory(pgid int, interval time.Duration) *GroupMemory {
-	return &GroupMemory{s: newGroupScanner(pgid, interval)}
+// NewGroupMemory returns a sampler for the group pgid.
+func NewGroupMemory(pgid int) *GroupMemory {
+	return &GroupMemory{s: newGroupScanner(pgid)}
 }
 
 // Close stops sampling.

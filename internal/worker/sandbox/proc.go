@@ -36,11 +36,15 @@ var childrenSupported = sync.OnceValue(func() bool {
 // about two passes over /proc a second, not N. A scanner belongs to one
 // goroutine; close it when done.
 type groupScanner struct {
-	pgid      int
-	shared    *fullScans
-	fullEvery int // every fullEvery-th sample is a full scan
-	samples   int
-	roots     []int // members found by the last full scan
+	pgid   int
+	shared *fullScans // nil for a cell scanner: it needs no full scans
+	// cellProcs, when set, is the cgroup.procs file of the task's cgroup
+	// v2 cell: a sample reads the members there (every process the task
+	// started, however far it strayed from the shell's tree or group) and
+	// then only their stat files, and never scans all of /proc.
+	cellProcs string
+	lastFull  time.Time // when the last full scan was (at first: when made)
+	roots     []int     // members found by the last full scan
 	stack     []int
 	seen      map[int]struct{}
 	buf       []byte
@@ -57,30 +61,56 @@ type keptFile struct {
 	gen int
 }
 
-func newGroupScanner(pgid int, interval time.Duration) *groupScanner {
+func newGroupScanner(pgid int) *groupScanner {
 	sharedScans.watch(pgid)
 	return &groupScanner{
-		pgid:      pgid,
-		shared:    sharedScans,
-		fullEvery: max(1, int(fullScanPeriod/max(interval, 1))),
-		seen:      make(map[int]struct{}),
-		buf:       make([]byte, 4096),
+		pgid:     pgid,
+		shared:   sharedScans,
+		lastFull: time.Now(),
+		seen:     make(map[int]struct{}),
+		buf:      make([]byte, 4096),
 	}
 }
 
+// newCellScanner samples the processes of the cgroup whose cgroup.procs
+// file is procs; where that file cannot be read, it falls back to the
+// process group pgid (newGroupScanner).
+func newCellScanner(pgid int, procs string) *groupScanner {
+	if procs == "" {
+		return newGroupScanner(pgid)
+	}
+	return &groupScanner{pgid: pgid, cellProcs: procs, buf: make([]byte, 4096)}
+}
+
 // rss samples the group's resident memory in bytes, and how many member
-// processes it counted.
+// processes it counted: a full scan when the last was fullScanPeriod ago
+// or more, else a walk.
 func (s *groupScanner) rss() (bytes int64, procs int) {
-	s.samples++
-	if s.samples%s.fullEvery == 0 || !childrenSupported() {
-		return s.fullScan()
+	return s.rssAt(time.Now())
+}
+
+func (s *groupScanner) rssAt(now time.Time) (bytes int64, procs int) {
+	if s.cellProcs != "" {
+		if total, n, ok := s.cellSample(); ok {
+			return total, n
+		}
+		// The cell cannot be read: sample the process group from now on.
+		s.cellProcs, s.shared, s.lastFull, s.seen = "", sharedScans, now, make(map[int]struct{})
+		s.shared.watch(s.pgid)
+		return s.fullScanAt(now)
+	}
+	if now.Sub(s.lastFull) >= fullScanPeriod || !childrenSupported() {
+		s.lastFull = now
+		return s.fullScanAt(now)
 	}
 	return s.walk()
 }
 
 // close stops sharing full scans for the group and closes the kept files.
 func (s *groupScanner) close() {
-	s.shared.unwatch(s.pgid)
+	if s.shared != nil {
+		s.shared.unwatch(s.pgid)
+	}
 	for path, k := range s.kept {
 		syscall.Close(k.fd)
 		delete(s.kept, path)
@@ -123,6 +153,13 @@ var sharedScans = newFullScans()
 
 func newFullScans() *fullScans {
 	return &fullScans{watched: make(map[int]int), found: make(map[int]groupUsage)}
+}
+
+// passCount returns how many passes over /proc f has made.
+func (f *fullScans) passCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.passes
 }
 
 func (f *fullScans) watch(pgid int) {
@@ -216,6 +253,35 @@ func (s *groupScanner) walk() (total int64, procs int) {
 		s.pushChildren(pid, threads)
 	}
 	return total, procs
+}
+
+// cellSample sums the processes listed in s.cellProcs: one read of that
+// file and one of each member's stat, all kept open between samples. ok is
+// false when the file cannot be read.
+func (s *groupScanner) cellSample() (total int64, procs int, ok bool) {
+	s.gen++
+	defer s.closeUnread()
+	b, ok := s.readKept(s.cellProcs)
+	if !ok {
+		return 0, 0, false
+	}
+	s.stack = s.stack[:0]
+	for _, f := range bytes.Fields(b) {
+		if n, ok := atoi(f); ok && n > 0 {
+			s.stack = append(s.stack, int(n))
+		}
+	}
+	for _, pid := range s.stack {
+		b, ok := s.readKept("/proc/" + strconv.Itoa(pid) + "/stat")
+		if !ok {
+			continue
+		}
+		if _, rss, _, ok := parseStat(b); ok {
+			total += rss * pageSize
+			procs++
+		}
+	}
+	return total, procs, true
 }
 
 // pushChildren pushes the children of every thread of pid onto the stack.

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestGroupScanner checks that walking the process tree finds what a full
@@ -39,7 +41,7 @@ func TestGroupScanner(t *testing.T) {
 		return err == nil
 	})
 
-	s := newGroupScanner(pgid, time.Hour)
+	s := newGroupScanner(pgid)
 	defer s.close()
 	if _, n := s.walk(); n != 2 {
 		t.Errorf("walk before any full scan counted %d members; want the 2 in the tree", n)
@@ -51,13 +53,19 @@ func TestGroupScanner(t *testing.T) {
 	if walkBytes, walkN := s.walk(); walkN != fullN || walkBytes <= 0 {
 		t.Errorf("walk after a full scan = %d bytes in %d members; full scan = %d bytes in %d", walkBytes, walkN, fullBytes, fullN)
 	}
-	if s.fullEvery != 1 {
-		t.Errorf("fullEvery = %d for an interval of an hour; want 1", s.fullEvery)
+	// A sample is a full scan once fullScanPeriod has passed since the
+	// last, however often or seldom samples come.
+	s2 := newGroupScanner(pgid)
+	defer s2.close()
+	at := s2.lastFull
+	if s2.rssAt(at.Add(fullScanPeriod / 2)); !s2.lastFull.Equal(at) {
+		t.Errorf("a sample half a period after the start was a full scan")
 	}
-	s50 := newGroupScanner(pgid, 50*time.Millisecond)
-	defer s50.close()
-	if s50.fullEvery != 20 {
-		t.Errorf("fullEvery = %d for 50ms; want 20", s50.fullEvery)
+	if s2.rssAt(at.Add(fullScanPeriod)); !s2.lastFull.Equal(at.Add(fullScanPeriod)) {
+		t.Errorf("a sample a period after the start was not a full scan")
+	}
+	if s2.rssAt(at.Add(10 * fullScanPeriod)); !s2.lastFull.Equal(at.Add(10 * fullScanPeriod)) {
+		t.Errorf("a sample ten periods after the last full scan was not one")
 	}
 }
 
@@ -118,7 +126,7 @@ func TestWalkKeepsFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSleeping(t, cmd.Process.Pid)
-	s := newGroupScanner(cmd.Process.Pid, time.Hour)
+	s := newGroupScanner(cmd.Process.Pid)
 	defer s.close()
 	for i := range 2 {
 		if rss, n := s.walk(); n != 1 || rss <= 0 {
@@ -150,4 +158,22 @@ func waitSleeping(t *testing.T, pid int) {
 		_, rss, _, ok := parseStat(b)
 		return ok && strings.Contains(string(b), "(sleep)") && rss > 0
 	})
+}
+
+// TestNextPoll: sampling slows down, doubling, while a task holds steady,
+// up to maxPollBackoff times the base interval, and is back at the base
+// interval after any growth.
+func TestNextPoll(t *testing.T) {
+	const base = 50 * time.Millisecond
+	cur := base
+	var got []time.Duration
+	for _, steady := range []bool{true, true, true, true, true, false, true} {
+		cur = nextPoll(cur, base, steady)
+		got = append(got, cur)
+	}
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+		400 * time.Millisecond, 400 * time.Millisecond, base, 100 * time.Millisecond}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("intervals (-want +got):\n%s", diff)
+	}
 }

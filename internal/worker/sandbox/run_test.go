@@ -224,6 +224,17 @@ func TestRunLimits(t *testing.T) {
 			wantPeakOver: 40,
 		},
 		{
+			// Sampling has slowed down to its slowest by the time memory
+			// grows: the limit still kills the group.
+			name:         "memory limit after a steady start",
+			command:      "echo $$ > bg.pid; sleep 0.5; head -c 300M /dev/zero | tail",
+			spec:         Spec{MemoryMB: 40, PollInterval: 10 * time.Millisecond},
+			wantKind:     MemoryExceeded,
+			wantPrefix:   "killed: resident memory ",
+			wantSuffix:   " MB exceeded the limit of 40 MB",
+			wantPeakOver: 40,
+		},
+		{
 			name: "memory held by an orphan in the group",
 			// The orphan holds the memory until it is killed: a pipeline
 			// that ends before the next full scan of /proc (every second)

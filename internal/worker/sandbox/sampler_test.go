@@ -1,0 +1,89 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestSamplerSharesWakeups: one wake-up samples every watch due within
+// half its base interval, and says when the next is due; a watch over its
+// limit gets its verdict once and is not sampled again.
+func TestSamplerSharesWakeups(t *testing.T) {
+	const base = 50 * time.Millisecond
+	s := newSampler()
+	t0 := time.Unix(1000, 0)
+	var ws []*watch
+	for i := range 10 {
+		w := &watch{dir: t.TempDir(), diskLimit: 1 << 20, diskMB: 1, base: base, interval: base,
+			due: t0.Add(time.Duration(i) * 5 * time.Millisecond), over: make(chan verdict, 1)}
+		s.watches[w] = struct{}{}
+		ws = append(ws, w)
+	}
+	next := s.sampleDue(t0)
+	for i, w := range ws {
+		sampled := w.due.After(t0.Add(time.Duration(i) * 5 * time.Millisecond))
+		if want := i <= 5; sampled != want {
+			t.Errorf("watch due at +%dms: sampled %v; want %v", i*5, sampled, want)
+		}
+	}
+	if want := t0.Add(30 * time.Millisecond); !next.Equal(want) {
+		t.Errorf("next due %v after the start; want %v", next.Sub(t0), want.Sub(t0))
+	}
+	if s.wakeups != 1 {
+		t.Errorf("%d wake-ups; want 1", s.wakeups)
+	}
+
+	// Over its disk limit: one verdict, then no more samples.
+	big := ws[9]
+	if err := os.WriteFile(filepath.Join(big.dir, "big"), make([]byte, 2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Second)
+	s.sampleDue(now)
+	select {
+	case v := <-big.over:
+		if v.kind != DiskExceeded {
+			t.Errorf("verdict %v (%s); want %v", v.kind, v.message, DiskExceeded)
+		}
+	default:
+		t.Fatal("no verdict for a watch over its disk limit")
+	}
+	s.sampleDue(now.Add(time.Hour))
+	select {
+	case v := <-big.over:
+		t.Errorf("a second verdict: %v", v)
+	default:
+	}
+	for _, w := range ws[:9] {
+		if !w.due.After(now) {
+			t.Errorf("a watch under its limit was not sampled at %v", now.Sub(t0))
+		}
+	}
+}
+
+// TestSamplerGoroutineEnds: the sampler's goroutine ends once its last
+// watch is removed, even one not due for an hour, and a new watch starts
+// it again.
+func TestSamplerGoroutineEnds(t *testing.T) {
+	s := newSampler()
+	for _, base := range []time.Duration{time.Millisecond, time.Hour} { // due at once, and in an hour
+		w := &watch{dir: t.TempDir(), diskLimit: 1 << 20, base: base}
+		s.add(w, time.Now())
+		s.remove(w)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			s.mu.Lock()
+			running := s.running
+			s.mu.Unlock()
+			if !running {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the sampler's goroutine still runs 10 s after its last watch was removed")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
