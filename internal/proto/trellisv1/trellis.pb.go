@@ -143,6 +143,62 @@ func (CacheLevel) EnumDescriptor() ([]byte, []int) {
 
 // Effects says what a task does beyond its outputs, and so whether it may
 // run twice.
+// Keep says how a task's temp outputs survive the loss of workers.
+type Keep int32
+
+const (
+	Keep_KEEP_DEFAULT          Keep = 0 // the manager's choice (see TaskSpec.keep)
+	Keep_KEEP_LINEAGE          Keep = 1 // run the producer again when every copy is lost
+	Keep_KEEP_REPLICATE        Keep = 2 // TaskSpec.replicas copies on distinct workers, then lineage
+	Keep_KEEP_CHECKPOINT_SYNC  Keep = 3 // copied to the checkpoint store before the task counts as done
+	Keep_KEEP_CHECKPOINT_ASYNC Keep = 4 // copied to the checkpoint store after it is done
+)
+
+// Enum value maps for Keep.
+var (
+	Keep_name = map[int32]string{
+		0: "KEEP_DEFAULT",
+		1: "KEEP_LINEAGE",
+		2: "KEEP_REPLICATE",
+		3: "KEEP_CHECKPOINT_SYNC",
+		4: "KEEP_CHECKPOINT_ASYNC",
+	}
+	Keep_value = map[string]int32{
+		"KEEP_DEFAULT":          0,
+		"KEEP_LINEAGE":          1,
+		"KEEP_REPLICATE":        2,
+		"KEEP_CHECKPOINT_SYNC":  3,
+		"KEEP_CHECKPOINT_ASYNC": 4,
+	}
+)
+
+func (x Keep) Enum() *Keep {
+	p := new(Keep)
+	*p = x
+	return p
+}
+
+func (x Keep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Keep) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[2].Descriptor()
+}
+
+func (Keep) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[2]
+}
+
+func (x Keep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Keep.Descriptor instead.
+func (Keep) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{2}
+}
+
 type Effects int32
 
 const (
@@ -176,11 +232,11 @@ func (x Effects) String() string {
 }
 
 func (Effects) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[2].Descriptor()
+	return file_trellis_proto_enumTypes[3].Descriptor()
 }
 
 func (Effects) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[2]
+	return &file_trellis_proto_enumTypes[3]
 }
 
 func (x Effects) Number() protoreflect.EnumNumber {
@@ -189,7 +245,7 @@ func (x Effects) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Effects.Descriptor instead.
 func (Effects) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{2}
+	return file_trellis_proto_rawDescGZIP(), []int{3}
 }
 
 // ResultKind says how a task ended.
@@ -241,11 +297,11 @@ func (x ResultKind) String() string {
 }
 
 func (ResultKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[3].Descriptor()
+	return file_trellis_proto_enumTypes[4].Descriptor()
 }
 
 func (ResultKind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[3]
+	return &file_trellis_proto_enumTypes[4]
 }
 
 func (x ResultKind) Number() protoreflect.EnumNumber {
@@ -254,7 +310,7 @@ func (x ResultKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResultKind.Descriptor instead.
 func (ResultKind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{3}
+	return file_trellis_proto_rawDescGZIP(), []int{4}
 }
 
 // TaskState is where a task is, as the client sees it.
@@ -294,11 +350,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[4].Descriptor()
+	return file_trellis_proto_enumTypes[5].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[4]
+	return &file_trellis_proto_enumTypes[5]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -307,7 +363,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{4}
+	return file_trellis_proto_rawDescGZIP(), []int{5}
 }
 
 type Verdict int32
@@ -346,11 +402,11 @@ func (x Verdict) String() string {
 }
 
 func (Verdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[5].Descriptor()
+	return file_trellis_proto_enumTypes[6].Descriptor()
 }
 
 func (Verdict) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[5]
+	return &file_trellis_proto_enumTypes[6]
 }
 
 func (x Verdict) Number() protoreflect.EnumNumber {
@@ -359,7 +415,7 @@ func (x Verdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Verdict.Descriptor instead.
 func (Verdict) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{5}
+	return file_trellis_proto_rawDescGZIP(), []int{6}
 }
 
 type Source_Kind int32
@@ -407,11 +463,11 @@ func (x Source_Kind) String() string {
 }
 
 func (Source_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[6].Descriptor()
+	return file_trellis_proto_enumTypes[7].Descriptor()
 }
 
 func (Source_Kind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[6]
+	return &file_trellis_proto_enumTypes[7]
 }
 
 func (x Source_Kind) Number() protoreflect.EnumNumber {
@@ -420,7 +476,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{61, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -754,6 +810,12 @@ type TaskSpec struct {
 	// inputs give the same outputs (recorded; no rule uses it yet).
 	Deterministic bool    `protobuf:"varint,50,opt,name=deterministic,proto3" json:"deterministic,omitempty"`
 	Effects       Effects `protobuf:"varint,51,opt,name=effects,proto3,enum=trellis.v1.Effects" json:"effects,omitempty"`
+	// keep: how the task's temp outputs survive the loss of workers
+	// (docs/recovery.md); KEEP_DEFAULT lets the manager choose: lineage if
+	// deterministic, else a checkpoint (async) where it has a
+	// --checkpoint-dir, else lineage.
+	Keep          Keep   `protobuf:"varint,130,opt,name=keep,proto3,enum=trellis.v1.Keep" json:"keep,omitempty"`
+	Replicas      uint32 `protobuf:"varint,131,opt,name=replicas,proto3" json:"replicas,omitempty"` // KEEP_REPLICATE: copies on distinct workers (2..64)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +974,20 @@ func (x *TaskSpec) GetEffects() Effects {
 		return x.Effects
 	}
 	return Effects_EFFECTS_NONE
+}
+
+func (x *TaskSpec) GetKeep() Keep {
+	if x != nil {
+		return x.Keep
+	}
+	return Keep_KEEP_DEFAULT
+}
+
+func (x *TaskSpec) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
 }
 
 // CallSpec is a function call: it runs in a slot of a library instance.
@@ -1966,6 +2042,7 @@ type JournalRecord struct {
 	//	*JournalRecord_LibraryRemoved
 	//	*JournalRecord_Dispatched
 	//	*JournalRecord_Reconciled
+	//	*JournalRecord_CheckpointCommitted
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2089,6 +2166,15 @@ func (x *JournalRecord) GetReconciled() *ReconcileRequest {
 	return nil
 }
 
+func (x *JournalRecord) GetCheckpointCommitted() *JournalCheckpointCommitted {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_CheckpointCommitted); ok {
+			return x.CheckpointCommitted
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -2129,6 +2215,10 @@ type JournalRecord_Reconciled struct {
 	Reconciled *ReconcileRequest `protobuf:"bytes,51,opt,name=reconciled,proto3,oneof"` // applied once durable
 }
 
+type JournalRecord_CheckpointCommitted struct {
+	CheckpointCommitted *JournalCheckpointCommitted `protobuf:"bytes,130,opt,name=checkpoint_committed,json=checkpointCommitted,proto3,oneof"`
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -2146,6 +2236,8 @@ func (*JournalRecord_LibraryRemoved) isJournalRecord_Rec() {}
 func (*JournalRecord_Dispatched) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Reconciled) isJournalRecord_Rec() {}
+
+func (*JournalRecord_CheckpointCommitted) isJournalRecord_Rec() {}
 
 // JournalDispatched: an attempt was sent to a worker (its incarnation),
 // recorded before the Run leaves, so that a restarted manager knows the
@@ -2218,6 +2310,69 @@ func (x *JournalDispatched) GetEpoch() uint64 {
 	return 0
 }
 
+// JournalCheckpointCommitted: a temp file's checkpoint is durable in the
+// checkpoint store (asynchronous checkpoints; a synchronous one is in its
+// task's JournalTaskDone outputs).
+type JournalCheckpointCommitted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // the file's cache name
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalCheckpointCommitted) Reset() {
+	*x = JournalCheckpointCommitted{}
+	mi := &file_trellis_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalCheckpointCommitted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalCheckpointCommitted) ProtoMessage() {}
+
+func (x *JournalCheckpointCommitted) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalCheckpointCommitted.ProtoReflect.Descriptor instead.
+func (*JournalCheckpointCommitted) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *JournalCheckpointCommitted) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JournalCheckpointCommitted) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *JournalCheckpointCommitted) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
 type JournalSessionEnded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -2228,7 +2383,7 @@ type JournalSessionEnded struct {
 
 func (x *JournalSessionEnded) Reset() {
 	*x = JournalSessionEnded{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2395,7 @@ func (x *JournalSessionEnded) String() string {
 func (*JournalSessionEnded) ProtoMessage() {}
 
 func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2408,7 @@ func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalSessionEnded.ProtoReflect.Descriptor instead.
 func (*JournalSessionEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JournalSessionEnded) GetSession() string {
@@ -2284,7 +2439,7 @@ type JournalTaskDone struct {
 
 func (x *JournalTaskDone) Reset() {
 	*x = JournalTaskDone{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2451,7 @@ func (x *JournalTaskDone) String() string {
 func (*JournalTaskDone) ProtoMessage() {}
 
 func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2464,7 @@ func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalTaskDone.ProtoReflect.Descriptor instead.
 func (*JournalTaskDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JournalTaskDone) GetTaskId() uint64 {
@@ -2348,7 +2503,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2515,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2528,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 type CancelRequest struct {
@@ -2388,7 +2543,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2555,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2568,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -2439,7 +2594,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2606,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2619,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelResponse) GetCancelled() uint64 {
@@ -2486,7 +2641,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2653,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2666,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusRequest) GetFactory() *FactoryReport {
@@ -2542,7 +2697,7 @@ type FactoryReport struct {
 
 func (x *FactoryReport) Reset() {
 	*x = FactoryReport{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2554,7 +2709,7 @@ func (x *FactoryReport) String() string {
 func (*FactoryReport) ProtoMessage() {}
 
 func (x *FactoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2567,7 +2722,7 @@ func (x *FactoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryReport.ProtoReflect.Descriptor instead.
 func (*FactoryReport) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FactoryReport) GetName() string {
@@ -2660,7 +2815,7 @@ type FactoryStatus struct {
 
 func (x *FactoryStatus) Reset() {
 	*x = FactoryStatus{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2827,7 @@ func (x *FactoryStatus) String() string {
 func (*FactoryStatus) ProtoMessage() {}
 
 func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2840,7 @@ func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryStatus.ProtoReflect.Descriptor instead.
 func (*FactoryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FactoryStatus) GetReport() *FactoryReport {
@@ -2727,7 +2882,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2894,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2907,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -2771,7 +2926,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2938,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2951,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -2816,7 +2971,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +2983,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +2996,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -2859,7 +3014,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +3026,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +3039,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 type WorkerStatus struct {
@@ -2917,7 +3072,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3084,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3097,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -3102,7 +3257,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3114,7 +3269,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3127,7 +3282,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -3194,7 +3349,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3206,7 +3361,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3219,7 +3374,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -3307,7 +3462,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3474,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3487,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -3579,7 +3734,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3746,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3759,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReconcileRequest) GetTaskId() uint64 {
@@ -3629,7 +3784,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3641,7 +3796,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3654,7 +3809,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 // UnknownTask is an at-most-once task whose attempt was lost: it waits for
@@ -3671,7 +3826,7 @@ type UnknownTask struct {
 
 func (x *UnknownTask) Reset() {
 	*x = UnknownTask{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3683,7 +3838,7 @@ func (x *UnknownTask) String() string {
 func (*UnknownTask) ProtoMessage() {}
 
 func (x *UnknownTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3696,7 +3851,7 @@ func (x *UnknownTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnknownTask.ProtoReflect.Descriptor instead.
 func (*UnknownTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UnknownTask) GetTaskId() uint64 {
@@ -3738,7 +3893,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3750,7 +3905,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3763,7 +3918,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -3800,7 +3955,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +3967,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +3980,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -3871,7 +4026,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3883,7 +4038,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3896,7 +4051,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -3954,7 +4109,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3966,7 +4121,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3979,7 +4134,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -4039,7 +4194,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4051,7 +4206,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4064,7 +4219,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -4239,7 +4394,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4251,7 +4406,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4264,7 +4419,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -4285,7 +4440,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4297,7 +4452,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4310,7 +4465,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -4347,7 +4502,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4359,7 +4514,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4372,7 +4527,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -4435,7 +4590,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4447,7 +4602,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4460,7 +4615,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -4551,7 +4706,7 @@ type RunningAttempt struct {
 
 func (x *RunningAttempt) Reset() {
 	*x = RunningAttempt{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4563,7 +4718,7 @@ func (x *RunningAttempt) String() string {
 func (*RunningAttempt) ProtoMessage() {}
 
 func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4576,7 +4731,7 @@ func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
 func (*RunningAttempt) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RunningAttempt) GetTaskId() uint64 {
@@ -4613,7 +4768,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4625,7 +4780,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4638,7 +4793,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CachedFile) GetName() string {
@@ -4695,7 +4850,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4707,7 +4862,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4720,7 +4875,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -4803,7 +4958,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4815,7 +4970,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4828,7 +4983,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -4846,7 +5001,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4858,7 +5013,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4871,7 +5026,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 type AttemptDone struct {
@@ -4886,7 +5041,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4898,7 +5053,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4911,7 +5066,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -4956,7 +5111,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4968,7 +5123,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4981,7 +5136,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -5020,7 +5175,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5032,7 +5187,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5045,7 +5200,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 // Worker stream: manager to worker.
@@ -5070,7 +5225,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5082,7 +5237,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5095,7 +5250,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -5270,7 +5425,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5282,7 +5437,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5295,7 +5450,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -5318,7 +5473,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5330,7 +5485,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5343,7 +5498,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -5377,7 +5532,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5389,7 +5544,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5402,7 +5557,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -5426,7 +5581,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5438,7 +5593,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5451,7 +5606,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -5505,7 +5660,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5517,7 +5672,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5530,7 +5685,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -5592,7 +5747,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5604,7 +5759,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5617,7 +5772,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{62}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -5639,7 +5794,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5651,7 +5806,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5664,7 +5819,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Release) GetNames() []string {
@@ -5684,7 +5839,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5696,7 +5851,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5709,7 +5864,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Upload) GetName() string {
@@ -5739,7 +5894,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +5906,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +5919,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -5835,7 +5990,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5847,7 +6002,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5860,7 +6015,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -5922,7 +6077,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5934,7 +6089,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5947,7 +6102,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -5998,7 +6153,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03dir\x18\n" +
 	" \x01(\bR\x03dir\x12\x1f\n" +
 	"\vprune_depth\x18\v \x01(\rR\n" +
-	"pruneDepth\"\xe8\x04\n" +
+	"pruneDepth\"\xac\x05\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -6018,7 +6173,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03key\x18\x0f \x01(\tR\x03key\x124\n" +
 	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\x12$\n" +
 	"\rdeterministic\x182 \x01(\bR\rdeterministic\x12-\n" +
-	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\"q\n" +
+	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\x12%\n" +
+	"\x04keep\x18\x82\x01 \x01(\x0e2\x10.trellis.v1.KeepR\x04keep\x12\x1b\n" +
+	"\breplicas\x18\x83\x01 \x01(\rR\breplicas\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -6099,7 +6256,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\xb4\x04\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\x92\x05\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
@@ -6113,13 +6270,18 @@ const file_trellis_proto_rawDesc = "" +
 	"dispatched\x12>\n" +
 	"\n" +
 	"reconciled\x183 \x01(\v2\x1c.trellis.v1.ReconcileRequestH\x00R\n" +
-	"reconciledB\x05\n" +
+	"reconciled\x12\\\n" +
+	"\x14checkpoint_committed\x18\x82\x01 \x01(\v2&.trellis.v1.JournalCheckpointCommittedH\x00R\x13checkpointCommittedB\x05\n" +
 	"\x03rec\"t\n" +
 	"\x11JournalDispatched\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06worker\x18\x03 \x01(\tR\x06worker\x12\x14\n" +
-	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"A\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"\\\n" +
+	"\x1aJournalCheckpointCommitted\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\"A\n" +
 	"\x13JournalSessionEnded\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03why\x18\x02 \x01(\tR\x03why\"\x8b\x01\n" +
@@ -6431,7 +6593,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10CACHE_LEVEL_TASK\x10\x01\x12\x18\n" +
 	"\x14CACHE_LEVEL_WORKFLOW\x10\x02\x12\x16\n" +
 	"\x12CACHE_LEVEL_WORKER\x10\x03\x12\x17\n" +
-	"\x13CACHE_LEVEL_FOREVER\x10\x04*M\n" +
+	"\x13CACHE_LEVEL_FOREVER\x10\x04*s\n" +
+	"\x04Keep\x12\x10\n" +
+	"\fKEEP_DEFAULT\x10\x00\x12\x10\n" +
+	"\fKEEP_LINEAGE\x10\x01\x12\x12\n" +
+	"\x0eKEEP_REPLICATE\x10\x02\x12\x18\n" +
+	"\x14KEEP_CHECKPOINT_SYNC\x10\x03\x12\x19\n" +
+	"\x15KEEP_CHECKPOINT_ASYNC\x10\x04*M\n" +
 	"\aEffects\x12\x10\n" +
 	"\fEFFECTS_NONE\x10\x00\x12\x16\n" +
 	"\x12EFFECTS_IDEMPOTENT\x10\x01\x12\x18\n" +
@@ -6482,193 +6650,197 @@ func file_trellis_proto_rawDescGZIP() []byte {
 	return file_trellis_proto_rawDescData
 }
 
-var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_trellis_proto_goTypes = []any{
-	(FileKind)(0),                  // 0: trellis.v1.FileKind
-	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
-	(Effects)(0),                   // 2: trellis.v1.Effects
-	(ResultKind)(0),                // 3: trellis.v1.ResultKind
-	(TaskState)(0),                 // 4: trellis.v1.TaskState
-	(Verdict)(0),                   // 5: trellis.v1.Verdict
-	(Source_Kind)(0),               // 6: trellis.v1.Source.Kind
-	(*Resources)(nil),              // 7: trellis.v1.Resources
-	(*FileRef)(nil),                // 8: trellis.v1.FileRef
-	(*FileDecl)(nil),               // 9: trellis.v1.FileDecl
-	(*TaskSpec)(nil),               // 10: trellis.v1.TaskSpec
-	(*CallSpec)(nil),               // 11: trellis.v1.CallSpec
-	(*LibrarySpec)(nil),            // 12: trellis.v1.LibrarySpec
-	(*InstallLibraryRequest)(nil),  // 13: trellis.v1.InstallLibraryRequest
-	(*InstallLibraryResponse)(nil), // 14: trellis.v1.InstallLibraryResponse
-	(*RemoveLibraryRequest)(nil),   // 15: trellis.v1.RemoveLibraryRequest
-	(*RemoveLibraryResponse)(nil),  // 16: trellis.v1.RemoveLibraryResponse
-	(*FileInfo)(nil),               // 17: trellis.v1.FileInfo
-	(*Outcome)(nil),                // 18: trellis.v1.Outcome
-	(*TaskEvent)(nil),              // 19: trellis.v1.TaskEvent
-	(*TaskEvents)(nil),             // 20: trellis.v1.TaskEvents
-	(*SubmitRequest)(nil),          // 21: trellis.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 22: trellis.v1.SubmitResponse
-	(*WatchRequest)(nil),           // 23: trellis.v1.WatchRequest
-	(*AckRequest)(nil),             // 24: trellis.v1.AckRequest
-	(*JournalRecord)(nil),          // 25: trellis.v1.JournalRecord
-	(*JournalDispatched)(nil),      // 26: trellis.v1.JournalDispatched
-	(*JournalSessionEnded)(nil),    // 27: trellis.v1.JournalSessionEnded
-	(*JournalTaskDone)(nil),        // 28: trellis.v1.JournalTaskDone
-	(*AckResponse)(nil),            // 29: trellis.v1.AckResponse
-	(*CancelRequest)(nil),          // 30: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 31: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 32: trellis.v1.StatusRequest
-	(*FactoryReport)(nil),          // 33: trellis.v1.FactoryReport
-	(*FactoryStatus)(nil),          // 34: trellis.v1.FactoryStatus
-	(*FetchFileRequest)(nil),       // 35: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 36: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 37: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 38: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 39: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),             // 40: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),            // 41: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),         // 42: trellis.v1.StatusResponse
-	(*ReconcileRequest)(nil),       // 43: trellis.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),      // 44: trellis.v1.ReconcileResponse
-	(*UnknownTask)(nil),            // 45: trellis.v1.UnknownTask
-	(*JournalStatus)(nil),          // 46: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),        // 47: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 48: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 49: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 50: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 51: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 52: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 53: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 54: trellis.v1.Hello
-	(*RunningAttempt)(nil),         // 55: trellis.v1.RunningAttempt
-	(*CachedFile)(nil),             // 56: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 57: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 58: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 59: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 60: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 61: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 62: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 63: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 64: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 65: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 66: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 67: trellis.v1.Source
-	(*Fetch)(nil),                  // 68: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 69: trellis.v1.Unlink
-	(*Release)(nil),                // 70: trellis.v1.Release
-	(*Upload)(nil),                 // 71: trellis.v1.Upload
-	(*Welcome)(nil),                // 72: trellis.v1.Welcome
-	(*Run)(nil),                    // 73: trellis.v1.Run
-	(*Kill)(nil),                   // 74: trellis.v1.Kill
+	(FileKind)(0),                      // 0: trellis.v1.FileKind
+	(CacheLevel)(0),                    // 1: trellis.v1.CacheLevel
+	(Keep)(0),                          // 2: trellis.v1.Keep
+	(Effects)(0),                       // 3: trellis.v1.Effects
+	(ResultKind)(0),                    // 4: trellis.v1.ResultKind
+	(TaskState)(0),                     // 5: trellis.v1.TaskState
+	(Verdict)(0),                       // 6: trellis.v1.Verdict
+	(Source_Kind)(0),                   // 7: trellis.v1.Source.Kind
+	(*Resources)(nil),                  // 8: trellis.v1.Resources
+	(*FileRef)(nil),                    // 9: trellis.v1.FileRef
+	(*FileDecl)(nil),                   // 10: trellis.v1.FileDecl
+	(*TaskSpec)(nil),                   // 11: trellis.v1.TaskSpec
+	(*CallSpec)(nil),                   // 12: trellis.v1.CallSpec
+	(*LibrarySpec)(nil),                // 13: trellis.v1.LibrarySpec
+	(*InstallLibraryRequest)(nil),      // 14: trellis.v1.InstallLibraryRequest
+	(*InstallLibraryResponse)(nil),     // 15: trellis.v1.InstallLibraryResponse
+	(*RemoveLibraryRequest)(nil),       // 16: trellis.v1.RemoveLibraryRequest
+	(*RemoveLibraryResponse)(nil),      // 17: trellis.v1.RemoveLibraryResponse
+	(*FileInfo)(nil),                   // 18: trellis.v1.FileInfo
+	(*Outcome)(nil),                    // 19: trellis.v1.Outcome
+	(*TaskEvent)(nil),                  // 20: trellis.v1.TaskEvent
+	(*TaskEvents)(nil),                 // 21: trellis.v1.TaskEvents
+	(*SubmitRequest)(nil),              // 22: trellis.v1.SubmitRequest
+	(*SubmitResponse)(nil),             // 23: trellis.v1.SubmitResponse
+	(*WatchRequest)(nil),               // 24: trellis.v1.WatchRequest
+	(*AckRequest)(nil),                 // 25: trellis.v1.AckRequest
+	(*JournalRecord)(nil),              // 26: trellis.v1.JournalRecord
+	(*JournalDispatched)(nil),          // 27: trellis.v1.JournalDispatched
+	(*JournalCheckpointCommitted)(nil), // 28: trellis.v1.JournalCheckpointCommitted
+	(*JournalSessionEnded)(nil),        // 29: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),            // 30: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),                // 31: trellis.v1.AckResponse
+	(*CancelRequest)(nil),              // 32: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),             // 33: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),              // 34: trellis.v1.StatusRequest
+	(*FactoryReport)(nil),              // 35: trellis.v1.FactoryReport
+	(*FactoryStatus)(nil),              // 36: trellis.v1.FactoryStatus
+	(*FetchFileRequest)(nil),           // 37: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),          // 38: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),          // 39: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),         // 40: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),               // 41: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),                 // 42: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),                // 43: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),             // 44: trellis.v1.StatusResponse
+	(*ReconcileRequest)(nil),           // 45: trellis.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),          // 46: trellis.v1.ReconcileResponse
+	(*UnknownTask)(nil),                // 47: trellis.v1.UnknownTask
+	(*JournalStatus)(nil),              // 48: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),            // 49: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),              // 50: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),             // 51: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),              // 52: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),                // 53: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),             // 54: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),               // 55: trellis.v1.LibraryEnded
+	(*Hello)(nil),                      // 56: trellis.v1.Hello
+	(*RunningAttempt)(nil),             // 57: trellis.v1.RunningAttempt
+	(*CachedFile)(nil),                 // 58: trellis.v1.CachedFile
+	(*FetchDone)(nil),                  // 59: trellis.v1.FetchDone
+	(*Dropped)(nil),                    // 60: trellis.v1.Dropped
+	(*Heartbeat)(nil),                  // 61: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),                // 62: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),            // 63: trellis.v1.AttemptReturned
+	(*Draining)(nil),                   // 64: trellis.v1.Draining
+	(*ManagerMessage)(nil),             // 65: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),               // 66: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),               // 67: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),                // 68: trellis.v1.StopLibrary
+	(*Source)(nil),                     // 69: trellis.v1.Source
+	(*Fetch)(nil),                      // 70: trellis.v1.Fetch
+	(*Unlink)(nil),                     // 71: trellis.v1.Unlink
+	(*Release)(nil),                    // 72: trellis.v1.Release
+	(*Upload)(nil),                     // 73: trellis.v1.Upload
+	(*Welcome)(nil),                    // 74: trellis.v1.Welcome
+	(*Run)(nil),                        // 75: trellis.v1.Run
+	(*Kill)(nil),                       // 76: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
 	0,  // 1: trellis.v1.FileDecl.kind:type_name -> trellis.v1.FileKind
 	1,  // 2: trellis.v1.FileDecl.level:type_name -> trellis.v1.CacheLevel
-	8,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
-	8,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
-	7,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
-	11, // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
-	2,  // 7: trellis.v1.TaskSpec.effects:type_name -> trellis.v1.Effects
-	8,  // 8: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
-	7,  // 9: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
-	12, // 10: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
-	9,  // 11: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
-	3,  // 12: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
-	17, // 13: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	17, // 14: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
-	4,  // 15: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	18, // 16: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	19, // 17: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
-	10, // 18: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	9,  // 19: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	21, // 20: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
-	13, // 21: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	27, // 22: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	30, // 23: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	28, // 24: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
-	15, // 25: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
-	26, // 26: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
-	43, // 27: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
-	18, // 28: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	33, // 29: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
-	33, // 30: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
-	17, // 31: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	7,  // 32: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	7,  // 33: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	7,  // 34: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	39, // 35: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	48, // 36: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	40, // 37: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	40, // 38: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	40, // 39: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	41, // 40: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	47, // 41: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	46, // 42: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	34, // 43: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
-	45, // 44: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
-	5,  // 45: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
-	49, // 46: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	54, // 47: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	59, // 48: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	60, // 49: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	61, // 50: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	62, // 51: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	57, // 52: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	58, // 53: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	52, // 54: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	53, // 55: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	51, // 56: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	50, // 57: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	3,  // 58: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	7,  // 59: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	56, // 60: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	55, // 61: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	1,  // 62: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	18, // 63: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	72, // 64: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	73, // 65: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	74, // 66: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	68, // 67: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	69, // 68: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	71, // 69: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	65, // 70: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	66, // 71: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	64, // 72: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	70, // 73: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	63, // 74: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	12, // 75: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	6,  // 76: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	67, // 77: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 78: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	10, // 79: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	21, // 80: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	23, // 81: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	24, // 82: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	30, // 83: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	32, // 84: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	35, // 85: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	13, // 86: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	15, // 87: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	37, // 88: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	43, // 89: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	50, // 90: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	22, // 91: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	20, // 92: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	29, // 93: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	31, // 94: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	42, // 95: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	36, // 96: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	14, // 97: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	16, // 98: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	38, // 99: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	44, // 100: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	63, // 101: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	91, // [91:102] is the sub-list for method output_type
-	80, // [80:91] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	9,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
+	9,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
+	8,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
+	12, // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
+	3,  // 7: trellis.v1.TaskSpec.effects:type_name -> trellis.v1.Effects
+	2,  // 8: trellis.v1.TaskSpec.keep:type_name -> trellis.v1.Keep
+	9,  // 9: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
+	8,  // 10: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
+	13, // 11: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
+	10, // 12: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
+	4,  // 13: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
+	18, // 14: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
+	18, // 15: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
+	5,  // 16: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
+	19, // 17: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	20, // 18: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
+	11, // 19: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	10, // 20: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	22, // 21: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
+	14, // 22: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
+	29, // 23: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	32, // 24: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	30, // 25: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	16, // 26: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
+	27, // 27: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
+	45, // 28: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
+	28, // 29: trellis.v1.JournalRecord.checkpoint_committed:type_name -> trellis.v1.JournalCheckpointCommitted
+	19, // 30: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	35, // 31: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
+	35, // 32: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
+	18, // 33: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	8,  // 34: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	8,  // 35: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	8,  // 36: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	41, // 37: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	50, // 38: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	42, // 39: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	42, // 40: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	42, // 41: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	43, // 42: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	49, // 43: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	48, // 44: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	36, // 45: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
+	47, // 46: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
+	6,  // 47: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	51, // 48: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	56, // 49: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	61, // 50: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	62, // 51: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	63, // 52: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	64, // 53: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	59, // 54: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	60, // 55: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	54, // 56: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	55, // 57: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	53, // 58: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	52, // 59: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	4,  // 60: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	8,  // 61: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	58, // 62: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	57, // 63: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	1,  // 64: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	19, // 65: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	74, // 66: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	75, // 67: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	76, // 68: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	70, // 69: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	71, // 70: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	73, // 71: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	67, // 72: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	68, // 73: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	66, // 74: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	72, // 75: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	65, // 76: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	13, // 77: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	7,  // 78: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	69, // 79: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 80: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	11, // 81: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	22, // 82: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	24, // 83: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25, // 84: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	32, // 85: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	34, // 86: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	37, // 87: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14, // 88: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16, // 89: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	39, // 90: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	45, // 91: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	52, // 92: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	23, // 93: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	21, // 94: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	31, // 95: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	33, // 96: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	44, // 97: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	38, // 98: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15, // 99: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17, // 100: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	40, // 101: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	46, // 102: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	65, // 103: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	93, // [93:104] is the sub-list for method output_type
+	82, // [82:93] is the sub-list for method input_type
+	82, // [82:82] is the sub-list for extension type_name
+	82, // [82:82] is the sub-list for extension extendee
+	0,  // [0:82] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -6686,8 +6858,9 @@ func file_trellis_proto_init() {
 		(*JournalRecord_LibraryRemoved)(nil),
 		(*JournalRecord_Dispatched)(nil),
 		(*JournalRecord_Reconciled)(nil),
+		(*JournalRecord_CheckpointCommitted)(nil),
 	}
-	file_trellis_proto_msgTypes[43].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[44].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -6699,7 +6872,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[56].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[57].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -6716,8 +6889,8 @@ func file_trellis_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   68,
+			NumEnums:      8,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
