@@ -494,7 +494,7 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		Priority: int32(t.Priority), Category: t.Category, Tags: t.Tags, Key: t.Key,
 		UnplaceableTimeoutMs: unplaceableMs(t.UnplaceableTimeout),
 		Deterministic:        t.Deterministic, Effects: protoEffects(t.Effects),
-		Keep:                 protoKeep(t.Keep),
+		Keep: protoKeep(t.Keep),
 	}
 	if t.Keep.how == keepReplicate {
 		if t.Keep.replicas < 2 || t.Keep.replicas > 64 {
