@@ -33,7 +33,10 @@ package core
 // manager from now on. A commit of a file being made again (its copies
 // were lost before the commit) changes nothing.
 type CheckpointCommitted struct {
-	File   FileID
+	File FileID
+	// Worker: the worker the Checkpoint named; a commit from another
+	// (asked before it was lost) changes nothing. 0: a replay.
+	Worker WorkerID
 	Size   int64
 	Inline bool // small enough to travel inside Run messages (see FileSpec.Inline)
 }
@@ -42,8 +45,9 @@ type CheckpointCommitted struct {
 // could not send it). The core asks again, from a worker that holds it, at
 // the next Tick.
 type CheckpointFailed struct {
-	File FileID
-	Why  string
+	File   FileID
+	Worker WorkerID // the worker the Checkpoint named: a stale failure changes nothing
+	Why    string
 }
 
 // Checkpoint: copy File from Worker's cache to the checkpoint store, and
@@ -166,6 +170,9 @@ func (c *Core) checkpointCommitted(ev CheckpointCommitted) {
 	if e == nil || e.kind != Produced || e.state != fileReady || e.manager {
 		return // unknown, being made again, or committed already
 	}
+	if ev.Worker != 0 && ev.Worker != e.ckptFrom {
+		return // asked of a worker lost since: the value may be an old one
+	}
 	e.ckptFrom = 0
 	e.manager, e.inline = true, ev.Inline
 	if ev.Size > 0 {
@@ -177,7 +184,7 @@ func (c *Core) checkpointCommitted(ev CheckpointCommitted) {
 
 func (c *Core) checkpointFailed(ev CheckpointFailed) {
 	e := c.files.files[ev.File]
-	if e == nil || e.ckptFrom == 0 {
+	if e == nil || e.ckptFrom == 0 || e.ckptFrom != ev.Worker {
 		return
 	}
 	e.ckptFrom = 0

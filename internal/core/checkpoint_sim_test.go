@@ -102,12 +102,12 @@ func (s *ckptSim) act(faults bool) bool {
 		s.asked = slices.Delete(s.asked, i, i+1)
 		switch {
 		case !slices.Contains(s.holds[a.Worker], a.File):
-			s.step(core.CheckpointFailed{File: a.File, Why: "not there"})
+			s.step(core.CheckpointFailed{File: a.File, Worker: a.Worker, Why: "not there"})
 		case faults && s.rng.IntN(4) == 0:
-			s.step(core.CheckpointFailed{File: a.File, Why: "upload failed"})
+			s.step(core.CheckpointFailed{File: a.File, Worker: a.Worker, Why: "upload failed"})
 		default:
 			s.commits++
-			s.step(committed(a.File, 5))
+			s.step(committed(a.File, a.Worker, 5))
 		}
 		return true
 	case r <= 6 && len(s.fetches) > 0:

@@ -19,8 +19,8 @@ func ckpt(f core.FileID, w core.WorkerID) core.Checkpoint {
 	return core.Checkpoint{File: f, Worker: w}
 }
 
-func committed(f core.FileID, size int64) core.CheckpointCommitted {
-	return core.CheckpointCommitted{File: f, Size: size}
+func committed(f core.FileID, w core.WorkerID, size int64) core.CheckpointCommitted {
+	return core.CheckpointCommitted{File: f, Worker: w, Size: size}
 }
 
 func fromManager() core.Source { return core.Source{Kind: core.FromManager} }
@@ -38,7 +38,7 @@ func TestCheckpoints(t *testing.T) {
 				{temps(10), nil},
 				{submit(keep(files(task(1, one), nil, ids(10)), core.KeepCheckpointAsync, 0), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1), dispatch(2, 1, 1))},
-				{committed(10, 5000), nil},
+				{committed(10, 1, 5000), nil},
 			},
 		},
 		{
@@ -50,7 +50,7 @@ func TestCheckpoints(t *testing.T) {
 				{temps(10), nil},
 				{submit(keep(files(prio(task(1, one), 1), nil, ids(10)), core.KeepCheckpointAsync, 0), prio(task(3, one), 1), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1), dispatch(3, 1, 1))},
-				{committed(10, 5000), nil},
+				{committed(10, 1, 5000), nil},
 				{core.WorkerLeft{Worker: 1, Reason: "killed"}, acts(done(3, 1, 1, lost("worker 1 lost: killed")))},
 				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, fromManager(), 5000))},
 				{fetched(1, 5000), acts(dispatch(2, 1, 2))},
@@ -79,7 +79,7 @@ func TestCheckpoints(t *testing.T) {
 				{temps(10), nil},
 				{submit(nondet(files(task(1, one), nil, ids(10))), effectful(files(task(2, one), ids(10), nil))), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
-				{committed(10, 5000), acts(dispatch(2, 1, 1))},
+				{committed(10, 1, 5000), acts(dispatch(2, 1, 1))},
 			},
 			counts: &counts{Running: 1, Finished: 1},
 		},
@@ -93,7 +93,7 @@ func TestCheckpoints(t *testing.T) {
 				{submit(nondet(files(task(1, one), nil, ids(10))), files(task(3, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 				{submit(core.Task{ID: 2, Resources: one, Inputs: ids(10), AtMostOnce: true}), acts(ckpt(10, 1))},
-				{committed(10, 5000), acts(dispatch(2, 1, 1))},
+				{committed(10, 1, 5000), acts(dispatch(2, 1, 1))},
 			},
 		},
 		{
@@ -118,10 +118,11 @@ func TestCheckpoints(t *testing.T) {
 				{submit(keep(nondet(files(task(1, one), nil, ids(10))), core.KeepCheckpointAsync, 0), effectful(files(task(2, one), ids(10), nil))), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
 				{core.WorkerLeft{Worker: 1, Reason: "killed"}, acts(core.Rerun{Task: 1, File: 10})},
-				{committed(10, 5000), nil}, // late: the file is being made again
+				{committed(10, 1, 5000), nil}, // late: the file is being made again
 				{join(2, res(1000, 1000)), acts(dispatch(1, 2, 2))},
 				{kept(1, 2, 2, 6000, 10), acts(core.Recreated{Task: 1, Attempt: 2, Worker: 2}, ckpt(10, 2))},
-				{committed(10, 6000), acts(dispatch(2, 1, 2))},
+				{committed(10, 1, 5000), nil}, // stale: asked of the lost worker
+				{committed(10, 2, 6000), acts(dispatch(2, 1, 2))},
 			},
 			counts: &counts{Running: 1, Finished: 1},
 		},
@@ -133,9 +134,9 @@ func TestCheckpoints(t *testing.T) {
 				{temps(10), nil},
 				{submit(nondet(files(task(1, one), nil, ids(10))), effectful(files(task(2, one), ids(10), nil))), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
-				{core.CheckpointFailed{File: 10, Why: "upload refused"}, nil},
+				{core.CheckpointFailed{File: 10, Worker: 1, Why: "upload refused"}, nil},
 				{core.Tick{Now: 1}, acts(ckpt(10, 1))},
-				{committed(10, 5000), acts(dispatch(2, 1, 1))},
+				{committed(10, 1, 5000), acts(dispatch(2, 1, 1))},
 			},
 		},
 		{

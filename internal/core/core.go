@@ -763,6 +763,9 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 				}
 			}
 			if o.Manager {
+				if !e.manager && e.ckpt == KeepCheckpointSync {
+					c.committed++ // checkpointed with the report
+				}
 				e.manager, e.inline = true, o.Inline
 			}
 			if o.Kept {

@@ -74,7 +74,8 @@ func copySpec(t *pb.TaskSpec) *pb.TaskSpec {
 	return &pb.TaskSpec{Name: t.Name, Command: t.Command, Inputs: t.Inputs, Outputs: t.Outputs, Env: t.Env,
 		Resources: t.Resources, Retries: t.Retries, RetryOnError: t.RetryOnError, TimeLimitMs: t.TimeLimitMs,
 		Priority: t.Priority, Category: t.Category, Tags: t.Tags, After: t.After, Call: t.Call, Key: t.Key,
-		UnplaceableTimeoutMs: t.UnplaceableTimeoutMs, Deterministic: t.Deterministic, Effects: t.Effects}
+		UnplaceableTimeoutMs: t.UnplaceableTimeoutMs, Deterministic: t.Deterministic, Effects: t.Effects,
+		Keep: t.Keep, Replicas: t.Replicas}
 }
 
 func copyRef(f *pb.FileRef) *pb.FileRef {

@@ -72,6 +72,8 @@ func TestShallowCopiesEveryField(t *testing.T) {
 				m.Set(fd, protoreflect.ValueOfInt64(7))
 			case fd.Kind() == protoreflect.Int32Kind:
 				m.Set(fd, protoreflect.ValueOfInt32(7))
+			case fd.Kind() == protoreflect.Uint32Kind:
+				m.Set(fd, protoreflect.ValueOfUint32(7))
 			default:
 				t.Fatalf("%s: field %s of kind %s: teach this test its kind", m.Descriptor().FullName(), fd.Name(), fd.Kind())
 			}

@@ -208,6 +208,20 @@ func (s *store) commit(f *pb.FileInfo, task uint64, attempt uint32) error {
 	return nil
 }
 
+// commitTo moves a staged output, checked by checkReport, into dir
+// (the checkpoint directory), synced.
+func (s *store) commitTo(f *pb.FileInfo, task uint64, attempt uint32, dir string) error {
+	staged := s.stagedPath(task, attempt, f.Name)
+	if err := moveDurable(staged, filepath.Join(dir, f.Name)); err != nil {
+		return fmt.Errorf("checkpoint output %s: %w", f.Name, err)
+	}
+	if f.Dir {
+		s.markDir(f.Name)
+	}
+	os.Remove(filepath.Dir(staged))
+	return nil
+}
+
 // writeInline stores an output that arrived inside the worker's report,
 // checked by checkReport.
 func (s *store) writeInline(f *pb.FileInfo) error {
@@ -264,6 +278,9 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f, err := os.Open(m.store.path(name))
+		if err != nil {
+			f, err = m.openCheckpoint(name)
+		}
 		if err != nil {
 			http.Error(w, fmt.Sprintf("file %s is not at the manager", name), http.StatusNotFound)
 			return

@@ -2318,6 +2318,7 @@ type JournalCheckpointCommitted struct {
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // the file's cache name
 	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Dir           bool                   `protobuf:"varint,4,opt,name=dir,proto3" json:"dir,omitempty"` // a directory's tar stream
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2371,6 +2372,13 @@ func (x *JournalCheckpointCommitted) GetDigest() string {
 		return x.Digest
 	}
 	return ""
+}
+
+func (x *JournalCheckpointCommitted) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
 }
 
 type JournalSessionEnded struct {
@@ -3430,6 +3438,7 @@ type StatusResponse struct {
 	TransfersInFlight uint64                 `protobuf:"varint,14,opt,name=transfers_in_flight,json=transfersInFlight,proto3" json:"transfers_in_flight,omitempty"`
 	FilesLost         uint64                 `protobuf:"varint,15,opt,name=files_lost,json=filesLost,proto3" json:"files_lost,omitempty"`                // temp files that could not be recreated
 	TasksRecreated    uint64                 `protobuf:"varint,16,opt,name=tasks_recreated,json=tasksRecreated,proto3" json:"tasks_recreated,omitempty"` // producers run again to recreate lost files
+	Checkpoints       uint64                 `protobuf:"varint,130,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`                            // temp files checkpointed (docs/recovery.md)
 	Libraries         []*LibraryStatus       `protobuf:"bytes,17,rep,name=libraries,proto3" json:"libraries,omitempty"`
 	// The counts above (waiting .. staging) are of tasks and calls; library
 	// instances are counted apart, never as running tasks.
@@ -3598,6 +3607,13 @@ func (x *StatusResponse) GetFilesLost() uint64 {
 func (x *StatusResponse) GetTasksRecreated() uint64 {
 	if x != nil {
 		return x.TasksRecreated
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCheckpoints() uint64 {
+	if x != nil {
+		return x.Checkpoints
 	}
 	return 0
 }
@@ -6277,11 +6293,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06worker\x18\x03 \x01(\tR\x06worker\x12\x14\n" +
-	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"\\\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"n\n" +
 	"\x1aJournalCheckpointCommitted\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\tR\x06digest\"A\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x10\n" +
+	"\x03dir\x18\x04 \x01(\bR\x03dir\"A\n" +
 	"\x13JournalSessionEnded\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03why\x18\x02 \x01(\tR\x03why\"\x8b\x01\n" +
@@ -6363,7 +6380,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xc8\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xeb\n" +
 	"\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
@@ -6383,7 +6400,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x13transfers_in_flight\x18\x0e \x01(\x04R\x11transfersInFlight\x12\x1d\n" +
 	"\n" +
 	"files_lost\x18\x0f \x01(\x04R\tfilesLost\x12'\n" +
-	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\x127\n" +
+	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\x12!\n" +
+	"\vcheckpoints\x18\x82\x01 \x01(\x04R\vcheckpoints\x127\n" +
 	"\tlibraries\x18\x11 \x03(\v2\x19.trellis.v1.LibraryStatusR\tlibraries\x12,\n" +
 	"\x05tasks\x18\x12 \x01(\v2\x16.trellis.v1.TaskCountsR\x05tasks\x12,\n" +
 	"\x05calls\x18\x13 \x01(\v2\x16.trellis.v1.TaskCountsR\x05calls\x124\n" +
