@@ -59,6 +59,10 @@ type ckptJob struct {
 type checkpointer struct {
 	dir    string // where checkpoints go
 	client *http.Client
+	// hold: a test hook (TRELLIS_TEST_CHECKPOINT_HOLD=FILE): each pull
+	// waits while FILE exists, so that process tests can kill a worker
+	// between a task's end and its checkpoint's commit.
+	hold string
 
 	mu     sync.Mutex // guards queue, cur, cancel
 	queue  []ckptJob
@@ -74,7 +78,8 @@ func newCheckpointer(dir string, peerCA []byte) *checkpointer {
 		pool.AppendCertsFromPEM(peerCA)
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &checkpointer{dir: dir, client: &http.Client{Transport: tr}, wake: make(chan struct{}, 1)}
+	return &checkpointer{dir: dir, client: &http.Client{Transport: tr}, wake: make(chan struct{}, 1),
+		hold: os.Getenv("TRELLIS_TEST_CHECKPOINT_HOLD")}
 }
 
 // add queues a pull; it never blocks the loop.
@@ -139,6 +144,11 @@ const pullLimit = 30 * time.Minute
 // pull copies j's file into the directory, synced, under its name.
 func (c *checkpointer) pull(ctx context.Context, j ckptJob) evCheckpointed {
 	ev := evCheckpointed{name: j.name, worker: j.worker}
+	if c.hold != "" {
+		if ev.err = holdWhile(ctx, c.hold); ev.err != nil {
+			return ev
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.url, nil)
 	if err != nil {
 		ev.err = err
@@ -160,6 +170,22 @@ func (c *checkpointer) pull(ctx context.Context, j ckptJob) evCheckpointed {
 	ev.size, ev.err = writeDurable(filepath.Join(c.dir, j.name), io.TeeReader(resp.Body, h))
 	ev.digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	return ev
+}
+
+// holdWhile waits while the file at path exists, or until ctx ends.
+func holdWhile(ctx context.Context, path string) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // writeDurable writes r to path through a temporary file, synced, renamed
@@ -331,7 +357,7 @@ func checkCheckpointDir(dir string) error {
 		return fmt.Errorf("manager: --checkpoint-dir %s: cannot write there: %w", dir, err)
 	}
 	f.Close()
-	return errors.Join(os.Remove(f.Name()))
+	return os.Remove(f.Name())
 }
 
 // syncCheckpoint reports whether name is an output of task that goes to

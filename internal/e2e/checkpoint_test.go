@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"trellis"
+)
+
+// lines returns the lines of the file at path (none if it is missing).
+func lines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+// A checkpointed output survives the loss of every worker: the producer,
+// nondeterministic and so checkpointed by default where the manager has a
+// --checkpoint-dir, never runs again; its consumer, on a new worker, reads
+// the checkpoint's bytes from the manager.
+func TestCheckpointSurvivesEveryWorker(t *testing.T) {
+	ckpt := t.TempDir()
+	c := newCluster(t, "--checkpoint-dir", ckpt)
+	first := c.worker("first", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	dir := t.TempDir()
+	gate, log := filepath.Join(dir, "open"), filepath.Join(dir, "produced")
+	random := trellis.Temp()
+	produce := trellis.NewTask("echo run >> " + log + " && head -c 200000 /dev/urandom > r.bin").AddOutput(random, "r.bin")
+	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
+	sum := trellis.NewTask("sha256sum < r.bin | cut -d' ' -f1 > sum.txt").AddInput(random, "r.bin")
+	sumOut := trellis.Output(filepath.Join(dir, "sum.txt"))
+	sum.AddOutput(sumOut, "sum.txt")
+	sum.After = []*trellis.Task{wait}
+	hs, err := cl.Submit(context.Background(), produce, wait, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
+		t.Fatalf("producer: %v", r.Err())
+	}
+	waitFor(t, 20*time.Second, "the checkpoint to commit", func() bool {
+		s, err := cl.Status(context.Background())
+		return err == nil && s.Checkpoints == 1
+	})
+	first.signal(t, syscall.SIGKILL) // every worker copy goes with it
+	first.wait(t, 10*time.Second)
+	c.worker("second", nil, "--cores", "1")
+	os.WriteFile(gate, nil, 0o644)
+
+	if r := waitResult(t, hs[2], time.Minute); !r.OK() {
+		t.Fatalf("consumer: %v", r.Err())
+	}
+	entries, err := os.ReadDir(ckpt)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("checkpoint directory: %v, %v; want one file", entries, err)
+	}
+	b, err := os.ReadFile(filepath.Join(ckpt, entries[0].Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sha256.Sum256(b)
+	if got, _ := os.ReadFile(sumOut.Path()); strings.TrimSpace(string(got)) != hex.EncodeToString(want[:]) || len(b) != 200000 {
+		t.Errorf("the consumer read sha256 %s; the checkpoint (%d bytes) has %x", got, len(b), want)
+	}
+	if runs := lines(t, log); len(runs) != 1 {
+		t.Errorf("the producer ran %d times, want 1: its checkpoint is a source", len(runs))
+	}
+	s, err := cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TasksRecreated != 0 || s.FilesLost != 0 {
+		t.Errorf("status: %d tasks recreated, %d files lost; want 0 and 0", s.TasksRecreated, s.FilesLost)
+	}
+}
+
+// RECOVERY.md scenario 3: the worker of a nondeterministic producer kept
+// by Checkpoint{Async} is killed after the producer ends and before its
+// checkpoint commits (a test hook holds the commit). Its idempotent
+// consumer waits for the commit meanwhile (the commit barrier); the
+// producer runs again by lineage, and the consumer applies its effect
+// once, with the new value, which is the value checkpointed: the old and
+// new values are never mixed.
+func TestCommitBarrier(t *testing.T) {
+	dir := t.TempDir()
+	hold := filepath.Join(dir, "hold")
+	if err := os.WriteFile(hold, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TRELLIS_TEST_CHECKPOINT_HOLD", hold)
+	ckpt := t.TempDir()
+	c := newCluster(t, "--checkpoint-dir", ckpt)
+	first := c.worker("first", nil, "--cores", "2")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+
+	values, effects := filepath.Join(dir, "values"), filepath.Join(dir, "effects")
+	if err := os.Mkdir(effects, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v := trellis.Temp()
+	produce := trellis.NewTask("head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \\n' > v.txt && cat v.txt >> " + values + " && echo >> " + values).AddOutput(v, "v.txt")
+	produce.Keep = trellis.Checkpoint(trellis.CheckpointAsync)
+	apply := trellis.NewTask(`k=$(echo "$TRELLIS_IDEMPOTENCY_KEY" | tr / _); [ -e ` + effects + `/$k ] || cp v.txt ` + effects + `/$k`).AddInput(v, "v.txt")
+	apply.Effects = trellis.EffectsIdempotent
+	hs, err := cl.Submit(context.Background(), produce, apply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
+		t.Fatalf("producer: %v", r.Err())
+	}
+	// The checkpoint is held: the consumer waits, on a worker with room.
+	waitFor(t, 20*time.Second, "the consumer to wait for the commit", func() bool {
+		s, err := cl.Status(context.Background())
+		return err == nil && s.Waiting == 1 && s.Running == 0 && s.Ready == 0
+	})
+	if es, _ := os.ReadDir(effects); len(es) != 0 {
+		t.Fatalf("the effect was applied before the checkpoint committed: %v", es)
+	}
+	first.signal(t, syscall.SIGKILL) // the only copy of the first value goes with it
+	first.wait(t, 10*time.Second)
+	c.worker("second", nil, "--cores", "2")
+	waitFor(t, 30*time.Second, "the producer to run again", func() bool { return len(lines(t, values)) == 2 })
+	os.Remove(hold)
+
+	if r := waitResult(t, hs[1], time.Minute); !r.OK() {
+		t.Fatalf("consumer: %v", r.Err())
+	}
+	vals := lines(t, values)
+	es, err := os.ReadDir(effects)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("effects: %v, %v; want one", es, err)
+	}
+	effect, _ := os.ReadFile(filepath.Join(effects, es[0].Name()))
+	committed, err := os.ReadFile(filepath.Join(ckpt, v.Name()))
+	if err != nil {
+		t.Fatalf("the checkpoint: %v", err)
+	}
+	if string(effect) != vals[1] || string(committed) != vals[1] {
+		t.Errorf("values produced %q; the effect applied %q, the checkpoint holds %q: want both the second", vals, effect, committed)
+	}
+}
