@@ -38,7 +38,7 @@ func TestCheckpointSurvivesEveryWorker(t *testing.T) {
 	dir := t.TempDir()
 	gate, log := filepath.Join(dir, "open"), filepath.Join(dir, "produced")
 	random := trellis.Temp()
-	produce := trellis.NewTask("echo run >> " + log + " && head -c 200000 /dev/urandom > r.bin").AddOutput(random, "r.bin")
+	produce := trellis.NewTask("echo run >> "+log+" && head -c 200000 /dev/urandom > r.bin").AddOutput(random, "r.bin")
 	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
 	sum := trellis.NewTask("sha256sum < r.bin | cut -d' ' -f1 > sum.txt").AddInput(random, "r.bin")
 	sumOut := trellis.Output(filepath.Join(dir, "sum.txt"))
@@ -112,9 +112,9 @@ func TestCommitBarrier(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := trellis.Temp()
-	produce := trellis.NewTask("head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \\n' > v.txt && cat v.txt >> " + values + " && echo >> " + values).AddOutput(v, "v.txt")
+	produce := trellis.NewTask("head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \\n' > v.txt && cat v.txt >> "+values+" && echo >> "+values).AddOutput(v, "v.txt")
 	produce.Keep = trellis.Checkpoint(trellis.CheckpointAsync)
-	apply := trellis.NewTask(`k=$(echo "$TRELLIS_IDEMPOTENCY_KEY" | tr / _); [ -e ` + effects + `/$k ] || cp v.txt ` + effects + `/$k`).AddInput(v, "v.txt")
+	apply := trellis.NewTask(`k=$(echo "$TRELLIS_IDEMPOTENCY_KEY" | tr / _); [ -e `+effects+`/$k ] || cp v.txt `+effects+`/$k`).AddInput(v, "v.txt")
 	apply.Effects = trellis.EffectsIdempotent
 	hs, err := cl.Submit(context.Background(), produce, apply)
 	if err != nil {

@@ -28,10 +28,10 @@ func TestLineageAfterSIGKILL(t *testing.T) {
 	gate := filepath.Join(dir, "open")
 	numbers := trellis.Temp()
 	produced, counted := filepath.Join(dir, "produced"), filepath.Join(dir, "counted")
-	produce := trellis.NewTask("echo run >> " + produced + " && seq 1 100000 > n.txt").AddOutput(numbers, "n.txt")
+	produce := trellis.NewTask("echo run >> "+produced+" && seq 1 100000 > n.txt").AddOutput(numbers, "n.txt")
 	produce.Deterministic = true // kept by lineage
 	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
-	count := trellis.NewTask("echo run >> " + counted + " && wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
+	count := trellis.NewTask("echo run >> "+counted+" && wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
 	countOut := trellis.Output(filepath.Join(dir, "count.txt"))
 	count.AddOutput(countOut, "count.txt")
 	count.After = []*trellis.Task{wait}
