@@ -24,11 +24,18 @@ func lines(t *testing.T, path string) []string {
 	return strings.Fields(string(b))
 }
 
-// A checkpointed output survives the loss of every worker: the producer,
-// nondeterministic and so checkpointed by default where the manager has a
-// --checkpoint-dir, never runs again; its consumer, on a new worker, reads
-// the checkpoint's bytes from the manager.
+// A checkpointed output survives the loss of every worker: the producer
+// never runs again; its consumer, on a new worker, reads the checkpoint's
+// bytes from the manager. The producer is kept by default (nondeterministic:
+// an asynchronous checkpoint where the manager has a --checkpoint-dir), or
+// by a synchronous checkpoint.
 func TestCheckpointSurvivesEveryWorker(t *testing.T) {
+	for _, keep := range []trellis.Keep{{}, trellis.Checkpoint(trellis.CheckpointSync)} {
+		t.Run(keep.String(), func(t *testing.T) { checkpointSurvives(t, keep) })
+	}
+}
+
+func checkpointSurvives(t *testing.T, keep trellis.Keep) {
 	ckpt := t.TempDir()
 	c := newCluster(t, "--checkpoint-dir", ckpt)
 	first := c.worker("first", nil, "--cores", "1")
@@ -39,6 +46,7 @@ func TestCheckpointSurvivesEveryWorker(t *testing.T) {
 	gate, log := filepath.Join(dir, "open"), filepath.Join(dir, "produced")
 	random := trellis.Temp()
 	produce := trellis.NewTask("echo run >> "+log+" && head -c 200000 /dev/urandom > r.bin").AddOutput(random, "r.bin")
+	produce.Keep = keep
 	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
 	sum := trellis.NewTask("sha256sum < r.bin | cut -d' ' -f1 > sum.txt").AddInput(random, "r.bin")
 	sumOut := trellis.Output(filepath.Join(dir, "sum.txt"))
