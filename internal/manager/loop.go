@@ -1,9 +1,11 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"time"
 
 	"trellis/internal/core"
@@ -518,6 +520,9 @@ func (s *state) commitOutputs(d *pb.AttemptDone) error {
 		switch {
 		case f.Content != nil:
 			err = s.m.store.writeInline(f)
+			if err == nil && s.syncCheckpoint(d.TaskId, f.Name) {
+				_, err = writeDurable(filepath.Join(s.m.cfg.CheckpointDir, f.Name), bytes.NewReader(f.Content))
+			}
 		case f.Uploaded && s.syncCheckpoint(d.TaskId, f.Name):
 			err = s.m.store.commitTo(f, d.TaskId, d.Attempt, s.m.cfg.CheckpointDir)
 			s.data.toManager += f.Size
