@@ -337,15 +337,6 @@ func (s *state) checkpointCommitted(rec *pb.JournalCheckpointCommitted, w core.W
 	s.step(core.CheckpointCommitted{File: s.fileID(rec.Name), Worker: w, Size: rec.Size, Inline: s.inlinable(rec.Name, rec.Size, rec.Dir)})
 }
 
-// openCheckpoint opens a file the store lacks from the checkpoint
-// directory.
-func (m *Manager) openCheckpoint(name string) (*os.File, error) {
-	if m.cfg.CheckpointDir == "" {
-		return nil, os.ErrNotExist
-	}
-	return os.Open(filepath.Join(m.cfg.CheckpointDir, name))
-}
-
 // checkCheckpointDir makes dir if needed and checks that files can be
 // written there.
 func checkCheckpointDir(dir string) error {

@@ -148,6 +148,7 @@ func Listen(cfg Config) (*Manager, error) {
 		if err := checkCheckpointDir(cfg.CheckpointDir); err != nil {
 			return nil, err
 		}
+		st.ckpt = cfg.CheckpointDir
 	}
 	var txn *txnlog.Writer
 	if cfg.TxnLog != "" {

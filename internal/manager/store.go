@@ -29,6 +29,7 @@ import (
 //	tmp/                       uploads in progress
 type store struct {
 	root string
+	ckpt string // the checkpoint directory, where files missing from files/ may be; "" for none
 
 	mu         sync.Mutex // guards small, smallBytes
 	small      map[string][]byte
@@ -71,6 +72,19 @@ func openStore(root string) (*store, error) {
 
 func (s *store) path(name string) string { return filepath.Join(s.root, "files", name) }
 
+// find returns where a stored file is to be read: files/, or else the
+// checkpoint directory (checkpoints are written there, not to files/).
+func (s *store) find(name string) string {
+	p := s.path(name)
+	if s.ckpt == "" {
+		return p
+	}
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		return filepath.Join(s.ckpt, name)
+	}
+	return p
+}
+
 func (s *store) stagedPath(task uint64, attempt uint32, name string) string {
 	return filepath.Join(s.root, "staging", fmt.Sprintf("%d.%d", task, attempt), name)
 }
@@ -89,10 +103,11 @@ func (s *store) inline(name string) ([]byte, bool) {
 	if b, ok := s.smallFile(name); ok {
 		return b, true
 	}
-	if fi, err := os.Stat(s.path(name)); err != nil || !fi.Mode().IsRegular() || fi.Size() > proto.MaxInlineBytes {
+	path := s.find(name)
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() || fi.Size() > proto.MaxInlineBytes {
 		return nil, false
 	}
-	b, err := os.ReadFile(s.path(name))
+	b, err := os.ReadFile(path)
 	if err != nil || len(b) > proto.MaxInlineBytes {
 		return nil, false
 	}
@@ -110,7 +125,7 @@ func (s *store) stat(name string) (*pb.FileInfo, bool) {
 		sum := sha256.Sum256(b)
 		return &pb.FileInfo{Name: name, Size: int64(len(b)), Digest: "sha256:" + hex.EncodeToString(sum[:])}, true
 	}
-	fi, err := os.Stat(s.path(name))
+	fi, err := os.Stat(s.find(name))
 	if err != nil || !fi.Mode().IsRegular() {
 		return nil, false
 	}
@@ -277,10 +292,7 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
 			return
 		}
-		f, err := os.Open(m.store.path(name))
-		if err != nil {
-			f, err = m.openCheckpoint(name)
-		}
+		f, err := os.Open(m.store.find(name))
 		if err != nil {
 			http.Error(w, fmt.Sprintf("file %s is not at the manager", name), http.StatusNotFound)
 			return
