@@ -322,6 +322,7 @@ func (s *state) checkpointed(ev evCheckpointed) {
 	if ev.dir {
 		s.m.store.markDir(ev.name)
 	}
+	s.data.toManager += ev.size // bytes the manager received, as uploads are
 	rec := &pb.JournalCheckpointCommitted{Name: ev.name, Size: ev.size, Digest: ev.digest, Dir: ev.dir}
 	seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_CheckpointCommitted{CheckpointCommitted: rec}})
 	s.hold(seq, func() { s.checkpointCommitted(rec, ev.worker) })
