@@ -28,16 +28,22 @@ func lines(t *testing.T, path string) []string {
 // never runs again; its consumer, on a new worker, reads the checkpoint's
 // bytes from the manager. The producer is kept by default (nondeterministic:
 // an asynchronous checkpoint where the manager has a --checkpoint-dir), or
-// by a synchronous checkpoint.
+// by a synchronous checkpoint. With restart, the manager (with --state) is
+// killed too and started again: its journal says what was checkpointed.
 func TestCheckpointSurvivesEveryWorker(t *testing.T) {
 	for _, keep := range []trellis.Keep{{}, trellis.Checkpoint(trellis.CheckpointSync)} {
-		t.Run(keep.String(), func(t *testing.T) { checkpointSurvives(t, keep) })
+		t.Run(keep.String(), func(t *testing.T) { checkpointSurvives(t, keep, false) })
+		t.Run(keep.String()+"/manager restart", func(t *testing.T) { checkpointSurvives(t, keep, true) })
 	}
 }
 
-func checkpointSurvives(t *testing.T, keep trellis.Keep) {
+func checkpointSurvives(t *testing.T, keep trellis.Keep, restart bool) {
 	ckpt := t.TempDir()
-	c := newCluster(t, "--checkpoint-dir", ckpt)
+	flags := []string{"--checkpoint-dir", ckpt}
+	if restart {
+		flags = append(flags, "--state", filepath.Join(t.TempDir(), "state"), "--adopt-window", "1s")
+	}
+	c := newCluster(t, flags...)
 	first := c.worker("first", nil, "--cores", "1")
 	cl := c.client()
 	c.waitWorkers(cl, 1)
@@ -65,6 +71,11 @@ func checkpointSurvives(t *testing.T, keep trellis.Keep) {
 	})
 	first.signal(t, syscall.SIGKILL) // every worker copy goes with it
 	first.wait(t, 10*time.Second)
+	if restart {
+		c.manager.signal(t, syscall.SIGKILL)
+		c.manager.wait(t, 10*time.Second)
+		c.manager = start(t, nil, append([]string{"manager", "--listen", c.addr, "--secret-file", c.secretFile, "--store", c.store}, flags...)...)
+	}
 	c.worker("second", nil, "--cores", "1")
 	os.WriteFile(gate, nil, 0o644)
 
