@@ -153,6 +153,27 @@ func TestCheckpoints(t *testing.T) {
 			},
 		},
 		{
+			// Rule 6: a checkpointed file is a frontier. When every worker
+			// is lost, the last file of the chain 1 -> 10 -> 2 -> 11 -> 3
+			// -> 12 -> 4 is made again by 3 alone: its input 11 is
+			// checkpointed, so 1 and 2 never run again.
+			name: "lineage stops at a checkpoint",
+			steps: []step{
+				{join(1, res(2000, 1000)), nil},
+				{temps(10, 11, 12), nil},
+				{submit(files(task(1, one), nil, ids(10)), keep(files(task(2, one), ids(10), ids(11)), core.KeepCheckpointAsync, 0),
+					files(task(3, one), ids(11), ids(12)), retries(task(5, one), 1, false), files(after(task(4, one), 5), ids(12), nil)), acts(dispatch(1, 1, 1), dispatch(5, 1, 1))},
+				{kept(1, 1, 1, 100, 10), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{kept(2, 1, 1, 100, 11), acts(success(2, 1, 1), ckpt(11, 1), dispatch(3, 1, 1))},
+				{committed(11, 1, 100), nil},
+				{kept(3, 1, 1, 100, 12), acts(success(3, 1, 1))},
+				{core.WorkerLeft{Worker: 1, Reason: "killed"}, acts(core.Requeued{Task: 5, Attempt: 1, Reason: lost("worker 1 lost: killed")}, core.Rerun{Task: 3, File: 12})},
+				{join(2, res(2000, 1000)), acts(fetch(1, 2, 11, fromManager(), 100), dispatch(5, 2, 2))},
+				{fetched(1, 100), acts(dispatch(3, 2, 2))},
+				{kept(3, 2, 2, 100, 12), acts(core.Recreated{Task: 3, Attempt: 2, Worker: 2})},
+			},
+		},
+		{
 			// Replicate(2): the core places a second copy on another worker.
 			name: "replicate: a second copy",
 			steps: []step{
