@@ -63,10 +63,10 @@ func (CheckpointFailed) isEvent()    {}
 func (Checkpoint) isAction()         {}
 
 // barred reports whether t may not read an uncommitted nondeterministic
-// file (see above). Calls are not barred: their inputs are counted ready
-// when they are queued (see libraries.go).
+// file (see above): an effectful task or call (library instances are
+// neither).
 func (t *task) barred() bool {
-	return (t.spec.Effectful || t.spec.AtMostOnce) && t.spec.Role == Plain
+	return (t.spec.Effectful || t.spec.AtMostOnce) && t.spec.Role != Instance
 }
 
 // uncommitted reports whether e holds a value that running its producer

@@ -97,6 +97,18 @@ func TestCheckpoints(t *testing.T) {
 			},
 		},
 		{
+			// An effectful call waits for the commit as a task does.
+			name: "barrier: an effectful call",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 2}, nil},
+				{temps(10), nil},
+				{submit(nondet(files(task(1, one), nil, ids(10))), effectful(files(callOf(2, 7, 0), ids(10), nil))), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
+				{committed(10, 1, 5000), acts(start(1, 1, 1, 7))},
+			},
+		},
+		{
 			// A deterministic output needs no barrier: a replay gives the
 			// same bytes.
 			name: "no barrier for a deterministic producer",
