@@ -102,7 +102,7 @@ func (e *fileEntry) dropReplica(w WorkerID) bool {
 }
 
 type catalog struct {
-	barred   []*fileEntry // ready files that barred tasks wait for in this step (see checkpoint.go)
+	barred   []barredRead // barred tasks that began to wait for ready files in this step (see checkpoint.go)
 	files    map[FileID]*fileEntry
 	sessions map[string][]FileID // live sessions, with the files they declared
 	maxDepth int32               // the largest depth declared (see above)
@@ -221,7 +221,7 @@ func (c *catalog) await(t *task) (missing int32, why string) {
 		switch {
 		case e.state == fileReady && t.barred() && e.uncommitted():
 			e.waiters = append(e.waiters, t.spec.ID) // until it is checkpointed
-			c.barred = append(c.barred, e)
+			c.barred = append(c.barred, barredRead{t.spec.ID, e})
 			missing++
 		case e.state == fileReady:
 		case e.state == fileFailed:

@@ -58,9 +58,25 @@ type Checkpoint struct {
 	Worker WorkerID
 }
 
+// Barred: Task, which has effects, waits for File, the output of a
+// nondeterministic task, to be checkpointed before it may run (the commit
+// barrier), for the caller to tell its client. A Checkpoint of File
+// follows, unless one was asked already.
+type Barred struct {
+	Task TaskID
+	File FileID
+}
+
+// barredRead is a barred task that began to wait for a ready file.
+type barredRead struct {
+	task TaskID
+	file *fileEntry
+}
+
 func (CheckpointCommitted) isEvent() {}
 func (CheckpointFailed) isEvent()    {}
 func (Checkpoint) isAction()         {}
+func (Barred) isAction()             {}
 
 // barred reports whether t may not read an uncommitted nondeterministic
 // file (see above): an effectful task or call (library instances are
@@ -120,6 +136,7 @@ func (c *Core) wake(e *fileEntry) {
 		}
 		if t.barred() && e.uncommitted() {
 			e.waiters = append(e.waiters, id)
+			c.emit(Barred{Task: id, File: e.id})
 			continue
 		}
 		if t.missing--; t.missing == 0 {

@@ -23,6 +23,8 @@ func committed(f core.FileID, w core.WorkerID, size int64) core.CheckpointCommit
 	return core.CheckpointCommitted{File: f, Worker: w, Size: size}
 }
 
+func barred(id core.TaskID, f core.FileID) core.Barred { return core.Barred{Task: id, File: f} }
+
 func fromManager() core.Source { return core.Source{Kind: core.FromManager} }
 
 func TestCheckpoints(t *testing.T) {
@@ -78,7 +80,7 @@ func TestCheckpoints(t *testing.T) {
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
 				{submit(nondet(files(task(1, one), nil, ids(10))), effectful(files(task(2, one), ids(10), nil))), acts(dispatch(1, 1, 1))},
-				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), barred(2, 10), ckpt(10, 1))},
 				{committed(10, 1, 5000), acts(dispatch(2, 1, 1))},
 			},
 			counts: &counts{Running: 1, Finished: 1},
@@ -92,7 +94,7 @@ func TestCheckpoints(t *testing.T) {
 				{temps(10), nil},
 				{submit(nondet(files(task(1, one), nil, ids(10))), files(task(3, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(3, 1, 1))},
-				{submit(core.Task{ID: 2, Resources: one, Inputs: ids(10), AtMostOnce: true}), acts(ckpt(10, 1))},
+				{submit(core.Task{ID: 2, Resources: one, Inputs: ids(10), AtMostOnce: true}), acts(barred(2, 10), ckpt(10, 1))},
 				{committed(10, 1, 5000), acts(dispatch(2, 1, 1))},
 			},
 		},
@@ -104,7 +106,7 @@ func TestCheckpoints(t *testing.T) {
 				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 2}, nil},
 				{temps(10), nil},
 				{submit(nondet(files(task(1, one), nil, ids(10))), effectful(files(callOf(2, 7, 0), ids(10), nil))), acts(dispatch(1, 1, 1))},
-				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), barred(2, 10), ckpt(10, 1))},
 				{committed(10, 1, 5000), acts(start(1, 1, 1, 7))},
 			},
 		},
@@ -128,11 +130,11 @@ func TestCheckpoints(t *testing.T) {
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
 				{submit(keep(nondet(files(task(1, one), nil, ids(10))), core.KeepCheckpointAsync, 0), effectful(files(task(2, one), ids(10), nil))), acts(dispatch(1, 1, 1))},
-				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), barred(2, 10), ckpt(10, 1))},
 				{core.WorkerLeft{Worker: 1, Reason: "killed"}, acts(core.Rerun{Task: 1, File: 10})},
 				{committed(10, 1, 5000), nil}, // late: the file is being made again
 				{join(2, res(1000, 1000)), acts(dispatch(1, 2, 2))},
-				{kept(1, 2, 2, 6000, 10), acts(core.Recreated{Task: 1, Attempt: 2, Worker: 2}, ckpt(10, 2))},
+				{kept(1, 2, 2, 6000, 10), acts(core.Recreated{Task: 1, Attempt: 2, Worker: 2}, barred(2, 10), ckpt(10, 2))},
 				{committed(10, 1, 5000), nil}, // stale: asked of the lost worker
 				{committed(10, 2, 6000), acts(dispatch(2, 1, 2))},
 			},
@@ -145,7 +147,7 @@ func TestCheckpoints(t *testing.T) {
 				{join(1, res(1000, 1000)), nil},
 				{temps(10), nil},
 				{submit(nondet(files(task(1, one), nil, ids(10))), effectful(files(task(2, one), ids(10), nil))), acts(dispatch(1, 1, 1))},
-				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), barred(2, 10), ckpt(10, 1))},
 				{core.CheckpointFailed{File: 10, Worker: 1, Why: "upload refused"}, nil},
 				{core.Tick{Now: 1}, acts(ckpt(10, 1))},
 				{committed(10, 1, 5000), acts(dispatch(2, 1, 1))},

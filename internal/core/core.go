@@ -223,8 +223,9 @@ func (c *Core) Step(ev Event) []Action {
 // releases the copies no task reads on their worker any more.
 func (c *Core) settle() {
 	if len(c.files.barred) > 0 {
-		for _, e := range c.files.barred {
-			c.checkpoint(e)
+		for _, b := range c.files.barred {
+			c.emit(Barred{Task: b.task, File: b.file.id})
+			c.checkpoint(b.file)
 		}
 		c.files.barred = c.files.barred[:0]
 	}

@@ -307,6 +307,22 @@ func (s *state) checkpoint(a core.Checkpoint) {
 		url: fmt.Sprintf("%s://%s/cache/%s?token=%s", s.m.peerScheme(), sess.fileServer, name, url.QueryEscape(token))})
 }
 
+// barred tells a task's client why it waits: the commit barrier.
+func (s *state) barred(a core.Barred) {
+	rec := s.tasks[a.Task]
+	if rec == nil {
+		return
+	}
+	name, path := s.data.names[a.File], s.data.names[a.File]
+	for _, in := range rec.spec.Inputs {
+		if in.Name == name {
+			path = in.Path
+		}
+	}
+	s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING,
+		Note: fmt.Sprintf("waits for its input %s to be checkpointed: it has effects, and a nondeterministic task wrote that input (the commit barrier)", path)})
+}
+
 // checkpointed: a pull ended. A durable copy is journaled, and counts
 // (the core hears of it) once its record is on disk.
 func (s *state) checkpointed(ev evCheckpointed) {

@@ -378,6 +378,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			}
 		case core.Checkpoint:
 			s.checkpoint(a)
+		case core.Barred:
+			s.barred(a)
 		case core.Adopted:
 			s.adoptedAttempt(a)
 		case core.Unknown:
