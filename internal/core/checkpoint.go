@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // Checkpoints and the commit barrier (RECOVERY.md, rules 3, 5 and 6).
 //
 // A task's Keep says how its produced outputs survive the loss of workers:
@@ -150,7 +152,9 @@ func (c *Core) wake(e *fileEntry) {
 
 // checkpoint asks for a checkpoint of e from a worker that holds it,
 // unless e has a copy at the manager or one is asked for already. With no
-// worker holding it, lineage makes it again, and produced asks again.
+// worker holding it (a replay: its copies went with the workers), the next
+// Tick makes it again by lineage (see retryCheckpoints), unless a
+// replayed CheckpointCommitted comes first; produced then asks again.
 func (c *Core) checkpoint(e *fileEntry) {
 	if e.manager || e.ckptFrom != 0 || e.state != fileReady || e.kind != Produced {
 		return
@@ -162,6 +166,7 @@ func (c *Core) checkpoint(e *fileEntry) {
 			return
 		}
 	}
+	c.ckptRetry = append(c.ckptRetry, e.id)
 }
 
 // wantsCheckpoint reports whether e is to be checkpointed: by its
@@ -208,13 +213,21 @@ func (c *Core) checkpointFailed(ev CheckpointFailed) {
 	c.ckptRetry = append(c.ckptRetry, e.id)
 }
 
-// retryCheckpoints asks again, at a Tick, for the checkpoints that failed.
+// retryCheckpoints asks again, at a Tick, for the checkpoints that
+// failed or found no copy; a file still wanted with no copy left is made
+// again (lose: only if a task needs it).
 func (c *Core) retryCheckpoints() {
 	retry := c.ckptRetry
 	c.ckptRetry = nil
 	for _, f := range retry {
-		if e := c.files.files[f]; e != nil && e.wantsCheckpoint() {
+		e := c.files.files[f]
+		if e == nil || !e.wantsCheckpoint() || e.ckptFrom != 0 || e.state != fileReady {
+			continue
+		}
+		if slices.ContainsFunc(e.replicas, func(w WorkerID) bool { return c.workers[w] != nil }) {
 			c.checkpoint(e)
+		} else {
+			c.lose(e)
 		}
 	}
 }

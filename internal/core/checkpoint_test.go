@@ -188,6 +188,34 @@ func TestCheckpoints(t *testing.T) {
 			},
 		},
 		{
+			// A replay: the journal holds the producer's end and its
+			// checkpoint (no worker: Worker 0). The barred consumer runs
+			// from the checkpoint, and the producer never runs again.
+			name: "replay: a checkpoint recorded before the restart",
+			steps: []step{
+				{temps(10), nil},
+				{submit(keep(nondet(files(task(1, one), nil, ids(10))), core.KeepCheckpointAsync, 0), effectful(files(task(2, one), ids(10), nil))), nil},
+				{core.TaskRecovered{Task: 1, Attempt: 1, Outcome: core.Outcome{Kind: core.Success}}, acts(success(1, 1, 0), barred(2, 10))},
+				{core.CheckpointCommitted{File: 10, Size: 5000}, nil},
+				{join(1, res(1000, 1000)), acts(fetch(1, 1, 10, fromManager(), 5000))},
+				{fetched(1, 5000), acts(dispatch(2, 1, 1))},
+			},
+		},
+		{
+			// The same replay without the checkpoint's record: the file
+			// is gone with the workers, so the producer runs again.
+			name: "replay: no checkpoint recorded",
+			steps: []step{
+				{temps(10), nil},
+				{submit(keep(nondet(files(task(1, one), nil, ids(10))), core.KeepCheckpointAsync, 0), effectful(files(task(2, one), ids(10), nil))), nil},
+				{core.TaskRecovered{Task: 1, Attempt: 1, Outcome: core.Outcome{Kind: core.Success}}, acts(success(1, 1, 0), barred(2, 10))},
+				{join(1, res(1000, 1000)), nil},
+				{core.Tick{Now: 1}, acts(core.Rerun{Task: 1, File: 10}, dispatch(1, 2, 1))},
+				{kept(1, 2, 1, 6000, 10), acts(core.Recreated{Task: 1, Attempt: 2, Worker: 1}, barred(2, 10), ckpt(10, 1))},
+				{committed(10, 1, 6000), acts(dispatch(2, 1, 1))},
+			},
+		},
+		{
 			// Replicate(2): the core places a second copy on another worker.
 			name: "replicate: a second copy",
 			steps: []step{
