@@ -24,6 +24,10 @@ type ckptSim struct {
 	stored  map[core.FileID]bool // committed: at the checkpoint store
 	ended   map[core.TaskID]bool
 	next    core.WorkerID
+	// The journal, as the manager keeps it: each task's end (a sync
+	// checkpoint with it), and each checkpoint committed.
+	journal   []core.Event
+	replaying bool
 	commits int
 	reruns  int
 }
@@ -55,14 +59,39 @@ func (s *ckptSim) step(ev core.Event) {
 			}
 			s.reruns++
 		case core.Done:
+			if s.replaying {
+				continue
+			}
 			if s.ended[a.Task] {
 				s.t.Fatalf("task %d: a second Done", a.Task)
 			}
 			s.ended[a.Task] = true
+			rec := core.TaskRecovered{Task: a.Task, Attempt: a.Attempt, Outcome: a.Outcome}
+			if f := core.FileID(1000 + a.Task); a.Outcome.Kind == core.Success && s.specs[a.Task].Keep == core.KeepCheckpointSync {
+				rec.Outputs = []core.OutputInfo{{File: f, Size: 5, Manager: true}}
+			}
+			s.journal = append(s.journal, rec)
 		}
 	}
-	if c, ok := ev.(core.CheckpointCommitted); ok && s.c.Checkpointed(c.File) {
+	if c, ok := ev.(core.CheckpointCommitted); ok && !s.replaying && s.c.Checkpointed(c.File) {
 		s.stored[c.File] = true
+		s.journal = append(s.journal, core.CheckpointCommitted{File: c.File, Size: c.Size})
+	}
+}
+
+// restart loses the manager and every worker: a new core replays the
+// journal, then new workers join.
+func (s *ckptSim) restart(replay ...core.Event) {
+	s.c = core.New()
+	s.running, s.fetches, s.asked = map[core.TaskID]core.Dispatch{}, nil, nil
+	s.holds = map[core.WorkerID][]core.FileID{}
+	s.replaying = true
+	for _, ev := range append(replay, s.journal...) {
+		s.step(ev)
+	}
+	s.replaying = false
+	for range 3 {
+		s.join()
 	}
 }
 
@@ -145,12 +174,14 @@ func (s *ckptSim) act(faults bool) bool {
 
 // TestCheckpointSim: chains and fans of tasks with random Keep,
 // determinism and effects, while workers are lost with every file they
-// hold and checkpoints fail. After every step: no effectful task is
+// hold and checkpoints fail; in half the seeds the manager is lost too, with
+// every worker, and a new core replays the journal (each task's end and
+// each checkpoint committed). After every step: no effectful task is
 // dispatched while a nondeterministic input it reads is not
 // checkpointed; no checkpointed file is recomputed (no Rerun names it);
 // no task ends twice. At the end every task has ended.
 func TestCheckpointSim(t *testing.T) {
-	var commits, reruns int
+	var commits, reruns, restarts int
 	for seed := uint64(1); seed <= 200; seed++ {
 		t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
@@ -182,9 +213,17 @@ func TestCheckpointSim(t *testing.T) {
 			}
 			s.step(core.FilesDeclared{Files: decl})
 			s.step(submit(batch...))
+			cut := -1 // half the seeds restart the manager with every worker once
+			if seed%2 == 0 {
+				cut = rng.IntN(4 * tasks)
+			}
 			for steps := 0; ; steps++ {
 				if steps > 200*tasks {
 					t.Fatalf("no end after %d steps: %d tasks ended", steps, len(s.ended))
+				}
+				if steps == cut {
+					s.restart(core.FilesDeclared{Files: decl}, submit(batch...))
+					restarts++
 				}
 				if !s.act(steps < 60*tasks) && len(s.ended) == tasks {
 					break
@@ -194,8 +233,8 @@ func TestCheckpointSim(t *testing.T) {
 			reruns += s.reruns
 		})
 	}
-	if commits == 0 || reruns == 0 {
-		t.Errorf("over all seeds: %d checkpoints committed, %d producers run again; want both above 0", commits, reruns)
+	if commits == 0 || reruns == 0 || restarts == 0 {
+		t.Errorf("over all seeds: %d checkpoints committed, %d producers run again, %d restarts; want all above 0", commits, reruns, restarts)
 	}
-	t.Logf("over all seeds: %d checkpoints committed, %d producers run again", commits, reruns)
+	t.Logf("over all seeds: %d checkpoints committed, %d producers run again, %d restarts", commits, reruns, restarts)
 }
