@@ -28,8 +28,8 @@ type ckptSim struct {
 	// checkpoint with it), and each checkpoint committed.
 	journal   []core.Event
 	replaying bool
-	commits int
-	reruns  int
+	commits   int
+	reruns    int
 }
 
 func (s *ckptSim) step(ev core.Event) {
