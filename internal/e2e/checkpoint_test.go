@@ -173,3 +173,35 @@ func TestCommitBarrier(t *testing.T) {
 		t.Errorf("values produced %q; the effect applied %q, the checkpoint holds %q: want both the second", vals, effect, committed)
 	}
 }
+
+// With --tls auto the manager pulls a checkpoint from the worker's file
+// server over TLS, trusting the certificate it gave that worker.
+func TestCheckpointOverTLS(t *testing.T) {
+	ckpt := t.TempDir()
+	c := newCluster(t, "--tls", "auto", "--tls-dir", filepath.Join(t.TempDir(), "tls"), "--checkpoint-dir", ckpt)
+	ca, _ := tlsLine(t, c.manager)
+	c.worker("w", nil, "--cores", "1", "--tls-ca", ca)
+	cl, err := c.tlsClient(ca, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitWorkers(cl, 1)
+	numbers := trellis.Temp()
+	produce := trellis.NewTask("seq 1 200000 > n.txt").AddOutput(numbers, "n.txt")
+	produce.Keep = trellis.Checkpoint(trellis.CheckpointAsync)
+	hs, err := cl.Submit(context.Background(), produce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
+		t.Fatalf("producer: %v", r.Err())
+	}
+	waitFor(t, 20*time.Second, "the checkpoint to commit", func() bool {
+		s, err := cl.Status(context.Background())
+		return err == nil && s.Checkpoints == 1
+	})
+	got, err := os.ReadFile(filepath.Join(ckpt, numbers.Name()))
+	if err != nil || !strings.HasSuffix(string(got), "\n200000\n") {
+		t.Errorf("the checkpoint: %d bytes ending %q (%v), want seq 1 200000", len(got), got[max(len(got)-8, 0):], err)
+	}
+}
