@@ -216,6 +216,15 @@ func writeDurable(path string, r io.Reader) (int64, error) {
 	return n, nil
 }
 
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

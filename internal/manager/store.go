@@ -37,6 +37,12 @@ type store struct {
 
 	dirsMu sync.Mutex      // guards dirs
 	dirs   map[string]bool // stored files that are directories' tar streams
+
+	// syncOnCheck: outputs checkpointed with their report (Keep checkpoint
+	// sync), whose staged uploads checkReport syncs to disk, on the
+	// stream's reader, so that the loop's move into the checkpoint
+	// directory is cheap. Set by the loop at submit; names only.
+	syncOnCheck sync.Map
 }
 
 func (s *store) markDir(name string) {
@@ -186,6 +192,11 @@ func (s *store) checkOutputs(d *pb.AttemptDone) error {
 		case f.Uploaded:
 			if err := s.checkStaged(f, d.TaskId, d.Attempt); err != nil {
 				return err
+			}
+			if _, ok := s.syncOnCheck.Load(f.Name); ok {
+				if err := syncFile(s.stagedPath(d.TaskId, d.Attempt, f.Name)); err != nil {
+					return fmt.Errorf("output %s of task %d: sync for its checkpoint: %w", f.Name, d.TaskId, err)
+				}
 			}
 		}
 	}
