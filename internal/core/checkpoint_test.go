@@ -226,5 +226,19 @@ func TestCheckpoints(t *testing.T) {
 				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), fetch(1, 2, 10, peer(1), 5000))},
 			},
 		},
+		{
+			// With one worker only, the second copy is placed when a
+			// second worker joins.
+			name: "replicate: a copy placed when a worker joins",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{submit(keep(files(task(1, one), nil, ids(10)), core.KeepReplicate, 2), task(2, one)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+				{join(2, res(1000, 1000)), acts(fetch(1, 2, 10, peer(1), 5000))},
+				{fetched(1, 5000), nil},
+				{join(3, res(1000, 1000)), nil},
+			},
+		},
 	})
 }

@@ -105,8 +105,9 @@ type Core struct {
 	// producer's output before it runs (see outputFits).
 	outBytes, outFiles int64
 
-	committed uint64   // checkpoints committed (see checkpoint.go)
-	ckptRetry []FileID // checkpoints that failed, to ask again at the next Tick
+	short     map[FileID]struct{} // files with fewer copies than they want, for want of workers (see replicate)
+	committed uint64              // checkpoints committed (see checkpoint.go)
+	ckptRetry []FileID            // checkpoints that failed, to ask again at the next Tick
 }
 
 // New returns an empty core.
@@ -127,6 +128,7 @@ func New() *Core {
 		epoch:      1,
 		adrift:     make(map[TaskID]adrift),
 		unknown:    make(map[TaskID]Unknown),
+		short:      make(map[FileID]struct{}),
 	}
 }
 
@@ -138,6 +140,9 @@ func (c *Core) Step(ev Event) []Action {
 	case WorkerJoined:
 		c.workerJoined(ev)
 		c.deployAll()
+		if len(c.short) > 0 {
+			c.replicateShort()
+		}
 	case WorkerDraining:
 		if w := c.workers[ev.Worker]; w != nil && !w.draining {
 			w.draining = true

@@ -205,3 +205,47 @@ func TestCheckpointOverTLS(t *testing.T) {
 		t.Errorf("the checkpoint: %d bytes ending %q (%v), want seq 1 200000", len(got), got[max(len(got)-8, 0):], err)
 	}
 }
+
+// Replicate(2) keeps a second copy on another worker: killing the worker
+// that produced the file loses one copy, and its consumer reads the other;
+// the producer does not run again.
+func TestReplicateSurvivesAWorker(t *testing.T) {
+	c := newCluster(t)
+	w1 := c.worker("w1", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	dir := t.TempDir()
+	gate, log := filepath.Join(dir, "open"), filepath.Join(dir, "produced")
+	numbers := trellis.Temp()
+	produce := trellis.NewTask("echo run >> "+log+" && seq 1 100000 > n.txt").AddOutput(numbers, "n.txt")
+	produce.Keep = trellis.Replicate(2)
+	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
+	count := trellis.NewTask("wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
+	countOut := trellis.Output(filepath.Join(dir, "count.txt"))
+	count.AddOutput(countOut, "count.txt")
+	count.After = []*trellis.Task{wait}
+	hs, err := cl.Submit(context.Background(), produce, wait, count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
+		t.Fatalf("producer: %v", r.Err())
+	}
+	c.worker("w2", nil, "--cores", "1")
+	waitFor(t, 30*time.Second, "the second copy", func() bool {
+		s, err := cl.Status(context.Background())
+		return err == nil && s.BytesFromPeers > 0 && s.TransfersInFlight == 0
+	})
+	w1.signal(t, syscall.SIGKILL)
+	w1.wait(t, 10*time.Second)
+	os.WriteFile(gate, nil, 0o644)
+	if r := waitResult(t, hs[2], time.Minute); !r.OK() {
+		t.Fatalf("consumer: %v", r.Err())
+	}
+	if got, _ := os.ReadFile(countOut.Path()); string(got) != "100000\n" {
+		t.Errorf("count.txt = %q, want 100000", got)
+	}
+	if runs := len(lines(t, log)); runs != 1 {
+		t.Errorf("the producer ran %d times, want 1: the second copy survived", runs)
+	}
+}
