@@ -24,6 +24,24 @@ func lines(t *testing.T, path string) []string {
 	return strings.Fields(string(b))
 }
 
+// gatedChain submits produce, a task that waits until the file gate
+// exists, and consume after that wait, then waits for produce to succeed,
+// and returns the three handles: consume runs only once the test opens
+// the gate, after it has done its damage.
+func gatedChain(t *testing.T, cl *trellis.Client, gate string, produce, consume *trellis.Task) []*trellis.Handle {
+	t.Helper()
+	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
+	consume.After = []*trellis.Task{wait}
+	hs, err := cl.Submit(context.Background(), produce, wait, consume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
+		t.Fatalf("producer: %v", r.Err())
+	}
+	return hs
+}
+
 // A checkpointed output survives the loss of every worker: the producer
 // never runs again; its consumer, on a new worker, reads the checkpoint's
 // bytes from the manager. The producer is kept by default (nondeterministic:
@@ -53,18 +71,10 @@ func checkpointSurvives(t *testing.T, keep trellis.Keep, restart bool) {
 	random := trellis.Temp()
 	produce := trellis.NewTask("echo run >> "+log+" && head -c 200000 /dev/urandom > r.bin").AddOutput(random, "r.bin")
 	produce.Keep = keep
-	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
 	sum := trellis.NewTask("sha256sum < r.bin | cut -d' ' -f1 > sum.txt").AddInput(random, "r.bin")
 	sumOut := trellis.Output(filepath.Join(dir, "sum.txt"))
 	sum.AddOutput(sumOut, "sum.txt")
-	sum.After = []*trellis.Task{wait}
-	hs, err := cl.Submit(context.Background(), produce, wait, sum)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
-		t.Fatalf("producer: %v", r.Err())
-	}
+	hs := gatedChain(t, cl, gate, produce, sum)
 	waitFor(t, 20*time.Second, "the checkpoint to commit", func() bool {
 		s, err := cl.Status(context.Background())
 		return err == nil && s.Checkpoints == 1
@@ -219,18 +229,10 @@ func TestReplicateSurvivesAWorker(t *testing.T) {
 	numbers := trellis.Temp()
 	produce := trellis.NewTask("echo run >> "+log+" && seq 1 100000 > n.txt").AddOutput(numbers, "n.txt")
 	produce.Keep = trellis.Replicate(2)
-	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
 	count := trellis.NewTask("wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
 	countOut := trellis.Output(filepath.Join(dir, "count.txt"))
 	count.AddOutput(countOut, "count.txt")
-	count.After = []*trellis.Task{wait}
-	hs, err := cl.Submit(context.Background(), produce, wait, count)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
-		t.Fatalf("producer: %v", r.Err())
-	}
+	hs := gatedChain(t, cl, gate, produce, count)
 	c.worker("w2", nil, "--cores", "1")
 	waitFor(t, 30*time.Second, "the second copy", func() bool {
 		s, err := cl.Status(context.Background())

@@ -30,18 +30,10 @@ func TestLineageAfterSIGKILL(t *testing.T) {
 	produced, counted := filepath.Join(dir, "produced"), filepath.Join(dir, "counted")
 	produce := trellis.NewTask("echo run >> "+produced+" && seq 1 100000 > n.txt").AddOutput(numbers, "n.txt")
 	produce.Deterministic = true // kept by lineage
-	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
 	count := trellis.NewTask("echo run >> "+counted+" && wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
 	countOut := trellis.Output(filepath.Join(dir, "count.txt"))
 	count.AddOutput(countOut, "count.txt")
-	count.After = []*trellis.Task{wait}
-	hs, err := cl.Submit(context.Background(), produce, wait, count)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
-		t.Fatalf("producer: %v", r.Err())
-	}
+	hs := gatedChain(t, cl, gate, produce, count)
 	waitFor(t, 20*time.Second, "the gate task to hold the only worker", func() bool {
 		s, err := cl.Status(context.Background())
 		return err == nil && s.Running == 1
