@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -42,6 +43,15 @@ func gatedChain(t *testing.T, cl *trellis.Client, gate string, produce, consume 
 	return hs
 }
 
+// waitCheckpoints waits until the manager has committed n checkpoints.
+func waitCheckpoints(t *testing.T, cl *trellis.Client, n int) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("%d checkpoints to commit", n), func() bool {
+		s, err := cl.Status(context.Background())
+		return err == nil && s.Checkpoints == n
+	})
+}
+
 // A checkpointed output survives the loss of every worker: the producer
 // never runs again; its consumer, on a new worker, reads the checkpoint's
 // bytes from the manager. The producer is kept by default (nondeterministic:
@@ -75,10 +85,7 @@ func checkpointSurvives(t *testing.T, keep trellis.Keep, restart bool) {
 	sumOut := trellis.Output(filepath.Join(dir, "sum.txt"))
 	sum.AddOutput(sumOut, "sum.txt")
 	hs := gatedChain(t, cl, gate, produce, sum)
-	waitFor(t, 20*time.Second, "the checkpoint to commit", func() bool {
-		s, err := cl.Status(context.Background())
-		return err == nil && s.Checkpoints == 1
-	})
+	waitCheckpoints(t, cl, 1)
 	first.signal(t, syscall.SIGKILL) // every worker copy goes with it
 	first.wait(t, 10*time.Second)
 	if restart {
@@ -206,10 +213,7 @@ func TestCheckpointOverTLS(t *testing.T) {
 	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
 		t.Fatalf("producer: %v", r.Err())
 	}
-	waitFor(t, 20*time.Second, "the checkpoint to commit", func() bool {
-		s, err := cl.Status(context.Background())
-		return err == nil && s.Checkpoints == 1
-	})
+	waitCheckpoints(t, cl, 1)
 	got, err := os.ReadFile(filepath.Join(ckpt, numbers.Name()))
 	if err != nil || !strings.HasSuffix(string(got), "\n200000\n") {
 		t.Errorf("the checkpoint: %d bytes ending %q (%v), want seq 1 200000", len(got), got[max(len(got)-8, 0):], err)
