@@ -502,6 +502,13 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		UnplaceableTimeoutMs: unplaceableMs(t.UnplaceableTimeout),
 		Deterministic:        t.Deterministic, Effects: protoEffects(t.Effects),
 		Workflow: cmp.Or(t.Workflow, c.workflow),
+		Keep:     protoKeep(t.Keep),
+	}
+	if t.Keep.how == keepReplicate {
+		if t.Keep.replicas < 2 || t.Keep.replicas > 64 {
+			return nil, fmt.Errorf("%w: task %q: Replicate(%d): want 2 to 64 copies", ErrInvalid, name, t.Keep.replicas)
+		}
+		spec.Replicas = uint32(t.Keep.replicas)
 	}
 	inputs := t.Inputs
 	if t.Call != nil {

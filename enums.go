@@ -40,6 +40,21 @@ func protoEffects(e Effects) pb.Effects {
 	return pb.Effects_EFFECTS_NONE
 }
 
+// protoKeep turns the API's keep into the wire's.
+func protoKeep(k Keep) pb.Keep {
+	switch k.how {
+	case keepLineage:
+		return pb.Keep_KEEP_LINEAGE
+	case keepReplicate:
+		return pb.Keep_KEEP_REPLICATE
+	case keepCheckpointSync:
+		return pb.Keep_KEEP_CHECKPOINT_SYNC
+	case keepCheckpointAsync:
+		return pb.Keep_KEEP_CHECKPOINT_ASYNC
+	}
+	return pb.Keep_KEEP_DEFAULT
+}
+
 // protoVerdict turns the API's verdict into the wire's; unknown values
 // are unspecified, which the manager refuses.
 func protoVerdict(v Verdict) pb.Verdict {

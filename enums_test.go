@@ -118,3 +118,18 @@ func TestEffectsAndVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// TestKeeps checks that every wire keep is made by one API keep.
+func TestKeeps(t *testing.T) {
+	seen := make(map[pb.Keep]string)
+	for _, k := range []Keep{{}, Lineage(), Replicate(2), Checkpoint(CheckpointSync), Checkpoint(CheckpointAsync)} {
+		p := protoKeep(k)
+		if prev, dup := seen[p]; dup {
+			t.Errorf("protoKeep(%v) = %v, as protoKeep(%v)", k, p, prev)
+		}
+		seen[p] = k.String()
+	}
+	if len(seen) != len(pb.Keep_name) {
+		t.Errorf("the API makes %d wire keeps, the wire has %d: map the new one", len(seen), len(pb.Keep_name))
+	}
+}

@@ -43,6 +43,7 @@ type Status struct {
 	TransfersInFlight int   `json:"transfers_in_flight"`
 	FilesLost         int   `json:"files_lost"`
 	TasksRecreated    int   `json:"tasks_recreated"`
+	Checkpoints       int   `json:"checkpoints"`       // temp files copied to the checkpoint directory (docs/recovery.md)
 	BytesPruned       int64 `json:"bytes_pruned"`      // unlinked from workers once no task read them
 	TasksHandedBack   int   `json:"tasks_handed_back"` // attempts handed back for a full cache (not failures)
 	// EvictedForSpace: copies removed from a cache to break a deadlock of
@@ -262,7 +263,7 @@ func statusOf(m *pb.StatusResponse) *Status {
 		Tasks: taskCountsOf(m.Tasks), Dataflow: taskCountsOf(m.Dataflow), Calls: taskCountsOf(m.Calls), Instances: taskCountsOf(m.Instances),
 		BytesFromManager: m.BytesFromManager, BytesFromPeers: m.BytesFromPeers, BytesFromURLs: m.BytesFromUrls,
 		BytesToManager: m.BytesToManager, TransfersInFlight: int(m.TransfersInFlight),
-		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated),
+		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated), Checkpoints: int(m.Checkpoints),
 		BytesPruned: m.BytesPruned, TasksHandedBack: int(m.TasksHandedBack), EvictedForSpace: int(m.EvictedForSpace),
 		SnapshotVersion: m.SnapshotVersion, SnapshotTime: time.UnixMilli(m.SnapshotUnixMs)}
 	for _, w := range m.Workers {

@@ -95,6 +95,74 @@ type Task struct {
 	// an operator can cancel all of that workflow's unfinished tasks
 	// (trellis cancel --workflow). Empty: the client's WithWorkflow label.
 	Workflow string
+	// Keep says how the task's temp outputs survive the loss of workers:
+	// Lineage(), Replicate(n), Checkpoint(CheckpointSync) or
+	// Checkpoint(CheckpointAsync) (docs/recovery.md). The zero value lets
+	// the manager choose: lineage if Deterministic, else an asynchronous
+	// checkpoint where the manager has a --checkpoint-dir, else lineage.
+	Keep Keep
+}
+
+// Keep is how a task's temp outputs are kept (Task.Keep). Make one with
+// Lineage, Replicate or Checkpoint; the zero value is the default.
+type Keep struct {
+	how      keepHow
+	replicas int
+}
+
+type keepHow uint8
+
+const (
+	keepDefault keepHow = iota
+	keepLineage
+	keepReplicate
+	keepCheckpointSync
+	keepCheckpointAsync
+)
+
+// CheckpointMode says when a checkpoint is made.
+type CheckpointMode int
+
+// Checkpoint modes.
+const (
+	// CheckpointAsync: copied to the checkpoint directory after the task
+	// counts as done; its consumers do not wait for the copy, but an
+	// effectful consumer of a nondeterministic task does (the commit
+	// barrier).
+	CheckpointAsync CheckpointMode = iota
+	// CheckpointSync: copied before the task counts as done.
+	CheckpointSync
+)
+
+// Lineage keeps outputs only in workers' caches: a lost output is made
+// again by running its task.
+func Lineage() Keep { return Keep{how: keepLineage} }
+
+// Replicate keeps n copies of each output on distinct workers (2 to 64),
+// then falls back to lineage if every copy is lost.
+func Replicate(n int) Keep { return Keep{how: keepReplicate, replicas: n} }
+
+// Checkpoint copies each output to the manager's --checkpoint-dir, where
+// it survives the loss of every worker.
+func Checkpoint(mode CheckpointMode) Keep {
+	if mode == CheckpointSync {
+		return Keep{how: keepCheckpointSync}
+	}
+	return Keep{how: keepCheckpointAsync}
+}
+
+func (k Keep) String() string {
+	switch k.how {
+	case keepLineage:
+		return "lineage"
+	case keepReplicate:
+		return fmt.Sprintf("replicate %d", k.replicas)
+	case keepCheckpointSync:
+		return "checkpoint sync"
+	case keepCheckpointAsync:
+		return "checkpoint async"
+	}
+	return "default"
 }
 
 // Effects is what a task does beyond writing its outputs.

@@ -59,6 +59,9 @@ type Config struct {
 	// StateDir, when set, is the manager's --state directory: its journal
 	// (manager.Config.StateDir).
 	StateDir string
+	// CheckpointDir, when set, is the manager's --checkpoint-dir
+	// (manager.Config.CheckpointDir).
+	CheckpointDir string
 }
 
 // Start starts an embedded manager and cfg.Workers local workers and
@@ -83,7 +86,8 @@ func Start(ctx context.Context, cfg Config, opts ...trellis.Option) (*trellis.Cl
 	rand.Read(b[:])
 	secret := hex.EncodeToString(b[:])
 
-	m, err := manager.Listen(manager.Config{Listen: cfg.Listen, Secret: secret, Logger: log.With("part", "manager"), Version: trellis.Version, TxnLog: cfg.TxnLog, StateDir: cfg.StateDir})
+	m, err := manager.Listen(manager.Config{Listen: cfg.Listen, Secret: secret, Logger: log.With("part", "manager"), Version: trellis.Version, TxnLog: cfg.TxnLog, StateDir: cfg.StateDir,
+		CheckpointDir: cfg.CheckpointDir})
 	if err != nil {
 		return nil, err
 	}

@@ -68,7 +68,7 @@ instead, with the workers connected to it.`,
 	tasksOn.flags(tasksCmd.Flags())
 	var dagWorkers, maps, reduces, mapMiB, transferMiB int
 	var keepTemps bool
-	var linkRate string
+	var linkRate, checkpoint string
 	var dagOn target
 	dagCmd := &cobra.Command{
 		Use:   "dag",
@@ -93,7 +93,15 @@ run it across hosts.`,
 				return err
 			}
 			defer done()
-			res, err := bench.Dag(ctx, tg, maps, reduces, mapMiB, transferMiB, keepTemps, linkRate, progressf)
+			if checkpoint != "none" && tg.Client == nil {
+				dir, err := os.MkdirTemp("", "trellis-bench-checkpoints-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				tg.CheckpointDir = dir
+			}
+			res, err := bench.Dag(ctx, tg, maps, reduces, mapMiB, transferMiB, keepTemps, checkpoint, linkRate, progressf)
 			if err != nil {
 				return err
 			}
@@ -107,6 +115,7 @@ run it across hosts.`,
 	dagCmd.Flags().IntVar(&reduces, "reduces", 8, "reduce tasks (each reads maps/reduces map outputs)")
 	dagCmd.Flags().IntVar(&mapMiB, "map-mib", 16, "size of each map output, MiB")
 	dagCmd.Flags().IntVar(&transferMiB, "transfer-mib", 256, "size of the single peer transfer timed against cp, MiB")
+	dagCmd.Flags().StringVar(&checkpoint, "checkpoint", "none", "how the temp files are kept: none (lineage), sync or async checkpoints (an embedded manager gets a temporary --checkpoint-dir; with --manager, it must have one), to measure what checkpoints cost")
 	dagCmd.Flags().BoolVar(&keepTemps, "keep", false, "keep the temp files instead of pruning them (as before #18), to compare peak_cache_bytes")
 	var callWorkers, calls, slots int
 	callsCmd := &cobra.Command{

@@ -18,7 +18,7 @@ import (
 )
 
 func managerCmd() *cobra.Command {
-	var listen, secretFile, store, state, dashboard, txnLog, cpuProfile string
+	var listen, secretFile, store, state, dashboard, txnLog, cpuProfile, checkpointDir string
 	var grace time.Duration
 	var unplaceable, adopt, heartbeat time.Duration
 	var placement string
@@ -68,7 +68,7 @@ func managerCmd() *cobra.Command {
 				}
 				defer stopProfile()
 			}
-			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, Logger: log, Version: trellis.Version, ClientGrace: grace,
+			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, CheckpointDir: checkpointDir, Logger: log, Version: trellis.Version, ClientGrace: grace,
 				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, AdoptWindow: adopt, Heartbeat: heartbeat,
 				SnapshotRecords: snapshotRecords})
 			if err != nil {
@@ -96,6 +96,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&secretFile, "secret-file", "", "file holding the shared secret (required)")
 	cmd.Flags().StringVar(&state, "state", "", "directory for the journal (and the store, unless --store): a manager started again with it recovers its sessions, tasks and libraries (docs/recovery.md)")
 	cmd.Flags().StringVar(&dashboard, "dashboard", "", "serve the web dashboard on HOST:PORT (port 0 picks one), behind the secret; default: none")
+	cmd.Flags().StringVar(&checkpointDir, "checkpoint-dir", "", "directory (local or on a shared file system) for checkpointed task outputs, which survive the loss of every worker; without it, tasks may not ask for checkpoints and nondeterministic outputs are kept by lineage (docs/recovery.md)")
 	cmd.Flags().StringVar(&txnLog, "txn-log", "", "append one JSON line per task and worker state change to FILE (docs/dashboard.md); default: none")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")

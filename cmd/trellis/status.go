@@ -151,6 +151,9 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	if s.TasksRecreated > 0 || s.FilesLost > 0 {
 		fmt.Fprintf(out, "; %d tasks re-run to recreate lost files, %d files lost", s.TasksRecreated, s.FilesLost)
 	}
+	if s.Checkpoints > 0 {
+		fmt.Fprintf(out, "; %d files checkpointed", s.Checkpoints)
+	}
 	if s.BytesPruned > 0 || s.TasksHandedBack > 0 {
 		fmt.Fprintf(out, "; %s pruned; %d attempts handed back for a full cache", mib(s.BytesPruned), s.TasksHandedBack)
 	}

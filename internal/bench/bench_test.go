@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -11,7 +12,7 @@ import (
 func TestDagSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := Dag(ctx, Target{Workers: 2}, 4, 2, 1, 2, false, "", t.Logf)
+	r, err := Dag(ctx, Target{Workers: 2}, 4, 2, 1, 2, false, "none", "", t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,6 +25,29 @@ func TestDagSmall(t *testing.T) {
 	// Every map output (1 MiB each) is pruned once its reduce is done.
 	if r.BytesPruned < 4<<20 || r.PeakCacheBytes <= 0 {
 		t.Errorf("bytes_pruned = %d, peak_cache_bytes = %d; want at least the 4 MiB of map outputs pruned and a peak measured", r.BytesPruned, r.PeakCacheBytes)
+	}
+}
+
+// TestDagCheckpoints: with --checkpoint sync, every temp file (of the 4
+// maps and 2 reduces) is checkpointed before its task counts as done; with
+// async, the run succeeds too (the small reduce outputs, once
+// checkpointed, travel inline to the final task from the checkpoint
+// directory).
+func TestDagCheckpoints(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for range 3 {
+		if _, err := Dag(ctx, Target{Workers: 2, CheckpointDir: t.TempDir()}, 4, 2, 1, 0, false, "async", "", t.Logf); err != nil {
+			t.Fatalf("async: %v", err)
+		}
+	}
+	dir := t.TempDir()
+	r, err := Dag(ctx, Target{Workers: 2, CheckpointDir: dir}, 4, 2, 1, 0, false, "sync", "", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := os.ReadDir(dir); r.Checkpoints != 6 || len(es) != 6 {
+		t.Errorf("checkpoints = %d, %d files in the directory; want 6 and 6", r.Checkpoints, len(es))
 	}
 }
 

@@ -28,6 +28,8 @@ type DagResult struct {
 	CpMBPerS        float64 `json:"cp_mb_per_s"`
 	PeerVsCp        float64 `json:"peer_vs_cp"`
 	Keep            bool    `json:"keep"`                // temp files kept, not pruned (--keep)
+	Checkpoint      string  `json:"checkpoint"`          // how the temp files are kept: none (lineage), sync or async (--checkpoint)
+	Checkpoints     int     `json:"checkpoints"`         // files checkpointed during the run (async ones may commit after it)
 	Manager         string  `json:"manager,omitempty"`   // the running cluster it ran on (--manager); none: embedded
 	LinkRate        string  `json:"link_rate,omitempty"` // the rate of each host's link, as the caller gave it (--link-rate)
 	PeakCacheBytes  int64   `json:"peak_cache_bytes"`    // the most any worker's cache held at once
@@ -45,14 +47,25 @@ type DagResult struct {
 // keep declares the temp files with Keep, as every temp file was before
 // pruning (#18): the caches then hold every map output until the end.
 // linkRate is reported as given.
-func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int, keep bool, linkRate string, logf func(string, ...any)) (*DagResult, error) {
+func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int, keep bool, checkpoint, linkRate string, logf func(string, ...any)) (*DagResult, error) {
+	var mapKeep trellis.Keep
+	switch checkpoint {
+	case "none":
+		mapKeep = trellis.Lineage()
+	case "sync":
+		mapKeep = trellis.Checkpoint(trellis.CheckpointSync)
+	case "async":
+		mapKeep = trellis.Checkpoint(trellis.CheckpointAsync)
+	default:
+		return nil, fmt.Errorf("--checkpoint %s: want none, sync or async", checkpoint)
+	}
 	if maps%reduces != 0 {
 		return nil, fmt.Errorf("maps (%d) must be a multiple of reduces (%d)", maps, reduces)
 	}
 	if tg.Client != nil {
 		transferMiB = 0
 	}
-	res := &DagResult{Bench: "dag", Workers: tg.Workers, Maps: maps, Reduces: reduces, MapMiB: mapMiB, TransferMiB: transferMiB, Keep: keep,
+	res := &DagResult{Bench: "dag", Workers: tg.Workers, Maps: maps, Reduces: reduces, MapMiB: mapMiB, TransferMiB: transferMiB, Keep: keep, Checkpoint: checkpoint,
 		Manager: tg.Manager, LinkRate: linkRate}
 	c, done, err := tg.open(ctx)
 	if err != nil {
@@ -73,6 +86,7 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 		}
 		t := trellis.NewTask(fmt.Sprintf("yes 'map %d' | head -c %d > part", i, mapMiB<<20))
 		t.Name = fmt.Sprintf("map-%d", i)
+		t.Keep = mapKeep
 		t.AddOutput(mapped[i], "part")
 		tasks = append(tasks, t)
 	}
@@ -86,6 +100,7 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 		}
 		t := trellis.NewTask("cat p* | cksum > sum")
 		t.Name = fmt.Sprintf("reduce-%d", r)
+		t.Keep = mapKeep
 		for j := range per {
 			t.AddInput(mapped[r*per+j], fmt.Sprintf("p%d", j))
 		}
@@ -107,6 +122,7 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 	res.BytesPeer = st.BytesFromPeers - before.BytesFromPeers
 	res.BytesTotal = res.BytesViaManager + res.BytesPeer + st.BytesFromURLs - before.BytesFromURLs
 	res.BytesPruned = st.BytesPruned - before.BytesPruned
+	res.Checkpoints = st.Checkpoints - before.Checkpoints
 	for _, w := range st.Workers {
 		res.PeakCacheBytes = max(res.PeakCacheBytes, w.PeakCache) // over the worker's life
 	}

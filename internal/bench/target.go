@@ -14,6 +14,8 @@ type Target struct {
 	Workers int
 	Client  *trellis.Client // a running cluster; nil starts an embedded one
 	Manager string          // Client's manager address, reported
+	// CheckpointDir: the embedded manager's --checkpoint-dir ("": none).
+	CheckpointDir string
 }
 
 // open returns the client to run on and what to call when done.
@@ -21,7 +23,7 @@ func (tg Target) open(ctx context.Context) (*trellis.Client, func(), error) {
 	if tg.Client != nil {
 		return tg.Client, func() {}, nil
 	}
-	c, err := local.Start(ctx, local.Config{Workers: tg.Workers})
+	c, err := local.Start(ctx, local.Config{Workers: tg.Workers, CheckpointDir: tg.CheckpointDir})
 	if err != nil {
 		return nil, nil, err
 	}

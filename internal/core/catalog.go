@@ -44,6 +44,11 @@ type fileEntry struct {
 	retired bool
 	depth   int32    // LevelTask: see FileSpec.Depth
 	readers []TaskID // Produced: the tasks that read it once a depth was declared (see pinned)
+
+	// Checkpoints (checkpoint.go).
+	nondet   bool     // Produced: by a nondeterministic task
+	ckpt     Keep     // Produced: its producer's Keep
+	ckptFrom WorkerID // the worker a Checkpoint of it was asked from; 0 when none is
 }
 
 // keepRule says whether the worker that produces a file keeps a copy.
@@ -97,6 +102,7 @@ func (e *fileEntry) dropReplica(w WorkerID) bool {
 }
 
 type catalog struct {
+	barred   []barredRead // barred tasks that began to wait for ready files in this step (see checkpoint.go)
 	files    map[FileID]*fileEntry
 	sessions map[string][]FileID // live sessions, with the files they declared
 	maxDepth int32               // the largest depth declared (see above)
@@ -213,6 +219,10 @@ func (c *catalog) await(t *task) (missing int32, why string) {
 			return
 		}
 		switch {
+		case e.state == fileReady && t.barred() && e.uncommitted():
+			e.waiters = append(e.waiters, t.spec.ID) // until it is checkpointed
+			c.barred = append(c.barred, barredRead{t.spec.ID, e})
+			missing++
 		case e.state == fileReady:
 		case e.state == fileFailed:
 			why = e.why
@@ -270,19 +280,6 @@ func (c *catalog) endSession(session string) []*fileEntry {
 	}
 	delete(c.sessions, session)
 	return orphans
-}
-
-// produced marks outputs ready and returns the tasks that waited for them.
-func (c *catalog) produced(outputs []FileID) []TaskID {
-	var woken []TaskID
-	for _, f := range outputs {
-		if e := c.files[f]; e != nil {
-			e.state = fileReady
-			woken = append(woken, e.waiters...)
-			e.waiters = nil
-		}
-	}
-	return woken
 }
 
 // failed marks outputs as never to be produced and returns their waiters.

@@ -105,6 +105,10 @@ type Core struct {
 	// outBytes, outFiles: the outputs kept so far; their mean estimates a
 	// producer's output before it runs (see outputFits).
 	outBytes, outFiles int64
+
+	short     map[FileID]struct{} // files with fewer copies than they want, for want of workers (see replicate)
+	committed uint64              // checkpoints committed (see checkpoint.go)
+	ckptRetry []FileID            // checkpoints that failed, to ask again at the next Tick
 }
 
 // New returns an empty core.
@@ -125,6 +129,7 @@ func New() *Core {
 		epoch:      1,
 		adrift:     make(map[TaskID]adrift),
 		unknown:    make(map[TaskID]Unknown),
+		short:      make(map[FileID]struct{}),
 	}
 }
 
@@ -136,6 +141,9 @@ func (c *Core) Step(ev Event) []Action {
 	case WorkerJoined:
 		c.workerJoined(ev)
 		c.deployAll()
+		if len(c.short) > 0 {
+			c.replicateShort()
+		}
 	case WorkerDraining:
 		if w := c.workers[ev.Worker]; w != nil && !w.draining {
 			w.draining = true
@@ -167,6 +175,10 @@ func (c *Core) Step(ev Event) []Action {
 		c.sessionEnded(ev.Session)
 	case TransferDone:
 		c.transferDone(ev)
+	case CheckpointCommitted:
+		c.checkpointCommitted(ev)
+	case CheckpointFailed:
+		c.checkpointFailed(ev)
 	case FilesDropped:
 		if w := c.workers[ev.Worker]; w != nil {
 			for _, f := range ev.Files {
@@ -198,6 +210,9 @@ func (c *Core) Step(ev Event) []Action {
 		}
 		c.stopIdle()
 		c.retryBlocked()
+		if len(c.ckptRetry) > 0 {
+			c.retryCheckpoints()
+		}
 		c.placeAll()
 		if c.ready.n == 0 {
 			c.deployAll() // workers that had no room may have now
@@ -213,6 +228,13 @@ func (c *Core) Step(ev Event) []Action {
 // space if a cache freed some, places what it can (see place), and
 // releases the copies no task reads on their worker any more.
 func (c *Core) settle() {
+	if len(c.files.barred) > 0 {
+		for _, b := range c.files.barred {
+			c.emit(Barred{Task: b.task, File: b.file.id})
+			c.checkpoint(b.file)
+		}
+		c.files.barred = c.files.barred[:0]
+	}
 	if c.unpark {
 		c.unparkAll()
 	}
@@ -366,11 +388,13 @@ type Stats struct {
 	// EvictedForSpace: copies unlinked to break a deadlock of full caches
 	// (their producers run again when their readers need them).
 	EvictedForSpace uint64
+	// Checkpointed: checkpoints committed (CheckpointCommitted accepted).
+	Checkpointed uint64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack, EvictedForSpace: c.evictedForSpace}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack, EvictedForSpace: c.evictedForSpace, Checkpointed: c.committed}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.
@@ -512,6 +536,7 @@ func (c *Core) submit(batch []Task) {
 			continue
 		}
 		accepted[i] = true
+		c.keepOutputs(spec)
 		orderings = orderings || len(spec.After) > 0
 		c.seq++
 		t := &task{spec: *spec, seq: c.seq, index: -1}
@@ -809,6 +834,9 @@ func (c *Core) recordOutputs(t *task, w *worker, outs []OutputInfo) {
 				}
 			}
 			if o.Manager {
+				if !e.manager && e.ckpt == KeepCheckpointSync {
+					c.committed++ // checkpointed with the report
+				}
 				e.manager, e.inline = true, o.Inline
 			}
 			if o.Kept {
@@ -884,13 +912,7 @@ func (c *Core) finish(t *task, o Outcome) {
 			c.emit(Forget{Task: t.spec.ID}) // its Done said Retained
 		}
 		if o.Kind == Success {
-			for _, id := range c.files.produced(t.spec.Outputs) {
-				if w := c.tasks[id]; w != nil && w.state == Waiting {
-					if w.missing--; w.missing == 0 {
-						c.makeReady(w)
-					}
-				}
-			}
+			c.produced(t.spec.Outputs)
 			for _, f := range t.spec.Outputs {
 				if e := c.files.files[f]; e != nil {
 					if w := t.worker; w != nil && c.workers[w.id] == w && e.holds(w.id) {
@@ -899,6 +921,7 @@ func (c *Core) finish(t *task, o Outcome) {
 					c.replicate(e)
 				}
 			}
+			c.checkpointOutputs(t)
 			if len(c.followers) > 0 { // most tasks have none: skip the lookup
 				if followers, ok := c.followers[t.spec.ID]; ok {
 					delete(c.followers, t.spec.ID)
@@ -923,13 +946,7 @@ func (c *Core) finish(t *task, o Outcome) {
 			for _, f := range t.spec.Outputs {
 				e := c.files.files[f]
 				if e != nil && (len(e.replicas) > 0 || e.manager) {
-					for _, id := range c.files.produced([]FileID{f}) {
-						if w := c.tasks[id]; w != nil && w.state == Waiting {
-							if w.missing--; w.missing == 0 {
-								c.makeReady(w)
-							}
-						}
-					}
+					c.produced([]FileID{f})
 					continue
 				}
 				failed = append(failed, f)

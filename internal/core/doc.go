@@ -111,4 +111,13 @@
 // the core's only clock: a task unplaceable for its UnplaceableTimeout,
 // counted from the first Tick after it was told, ends with
 // ResourceExceeded.
+//
+// Checkpoints and the commit barrier (checkpoint.go): Task.Keep says how a
+// task's outputs survive lost workers (lineage, Replicas copies, or a
+// checkpoint: a copy at the manager, made with the report (sync) or asked
+// for with Checkpoint after the task's end and counted on
+// CheckpointCommitted (async)). A checkpointed file is never recreated,
+// which bounds lineage. An effectful task (Effectful, AtMostOnce) waits
+// until each nondeterministic input it reads is checkpointed; the core
+// asks for that checkpoint itself.
 package core

@@ -16,6 +16,9 @@ func (c *Core) dropReplica(w *worker, e *fileEntry) {
 	if !e.dropReplica(w.id) {
 		return
 	}
+	if e.ckptFrom == w.id {
+		defer c.checkpointSourceLost(w.id, e) // once its copy is forgotten
+	}
 	w.setCopy(e, copyNone)
 	w.cacheBytes -= e.size
 	c.unpark = c.unpark || len(c.parked) > 0 // room for a task handed back

@@ -1,6 +1,9 @@
 package core
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Transfers bring staged files to the workers whose tasks need them. The
 // core picks the source (a peer that holds the file, least loaded first;
@@ -345,5 +348,26 @@ func (c *Core) replicate(e *fileEntry) {
 		}
 		c.startFetch(w, e)
 		have++
+	}
+	if have < int(e.want) {
+		c.short[e.id] = struct{}{} // too few workers: again when one joins
+	} else if len(c.short) > 0 {
+		delete(c.short, e.id)
+	}
+}
+
+// replicateShort places the copies that files lacked for want of workers
+// (see replicate), once a worker joins.
+func (c *Core) replicateShort() {
+	ids := make([]FileID, 0, len(c.short))
+	for f := range c.short {
+		ids = append(ids, f)
+	}
+	slices.Sort(ids)
+	for _, f := range ids {
+		delete(c.short, f)
+		if e := c.files.files[f]; e != nil && e.state == fileReady && !e.retired {
+			c.replicate(e)
+		}
 	}
 }

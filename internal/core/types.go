@@ -77,6 +77,47 @@ type Task struct {
 	// Reconcile. Any other end is final: Retries apply only to inputs that
 	// could not be had before the command started (InputMissing).
 	AtMostOnce bool
+	// Effectful: the task has an effect beyond its outputs (idempotent or
+	// at-most-once), so it must never read a value that a replay could
+	// change: the commit barrier (see checkpoint.go) holds it until each
+	// nondeterministic input it reads has a checkpointed copy.
+	Effectful bool
+	// Nondeterministic: running the task again may give other outputs.
+	// The zero value, deterministic, is the core's: the caller maps the
+	// API's default (nondeterministic command tasks) onto it.
+	Nondeterministic bool
+	// Keep: how the task's produced outputs are kept against the loss of
+	// workers (see checkpoint.go); Replicas goes with KeepReplicate.
+	Keep     Keep
+	Replicas int32
+}
+
+// Keep says how a task's produced outputs survive the loss of workers.
+type Keep uint8
+
+// Ways to keep outputs. The zero value is lineage.
+const (
+	// KeepLineage: a lost output is made again by running its producer.
+	KeepLineage Keep = iota
+	// KeepReplicate: Task.Replicas copies on distinct workers (the core
+	// places the extra copies as transfers); lineage if all are lost.
+	KeepReplicate
+	// KeepCheckpointSync: the worker sends each output to the manager's
+	// checkpoint store before the task counts as done (as FileSpec.Upload).
+	KeepCheckpointSync
+	// KeepCheckpointAsync: once the task is done, the core asks for a copy
+	// of each output in the checkpoint store (Checkpoint) and counts it
+	// there once the caller says so (CheckpointCommitted).
+	KeepCheckpointAsync
+)
+
+var keepNames = [...]string{"lineage", "replicate", "checkpoint sync", "checkpoint async"}
+
+func (k Keep) String() string {
+	if int(k) < len(keepNames) {
+		return keepNames[k]
+	}
+	return fmt.Sprintf("keep(%d)", k)
 }
 
 // LibID names an installed library.

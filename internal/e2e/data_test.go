@@ -16,7 +16,8 @@ import (
 )
 
 // Kill the worker holding the only copy of a temp file before its consumer
-// runs: the producer runs again, the consumer gets the right bytes.
+// runs: the producer runs again, the consumer gets the right bytes and
+// runs once (RECOVERY.md scenario 2).
 func TestLineageAfterSIGKILL(t *testing.T) {
 	c := newCluster(t)
 	first := c.worker("first", nil, "--cores", "1")
@@ -26,19 +27,13 @@ func TestLineageAfterSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	gate := filepath.Join(dir, "open")
 	numbers := trellis.Temp()
-	produce := trellis.NewTask("seq 1 100000 > n.txt").AddOutput(numbers, "n.txt")
-	wait := trellis.NewTask("while [ ! -e " + gate + " ]; do sleep 0.05; done")
-	count := trellis.NewTask("wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
+	produced, counted := filepath.Join(dir, "produced"), filepath.Join(dir, "counted")
+	produce := trellis.NewTask("echo run >> "+produced+" && seq 1 100000 > n.txt").AddOutput(numbers, "n.txt")
+	produce.Deterministic = true // kept by lineage
+	count := trellis.NewTask("echo run >> "+counted+" && wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
 	countOut := trellis.Output(filepath.Join(dir, "count.txt"))
 	count.AddOutput(countOut, "count.txt")
-	count.After = []*trellis.Task{wait}
-	hs, err := cl.Submit(context.Background(), produce, wait, count)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
-		t.Fatalf("producer: %v", r.Err())
-	}
+	hs := gatedChain(t, cl, gate, produce, count)
 	waitFor(t, 20*time.Second, "the gate task to hold the only worker", func() bool {
 		s, err := cl.Status(context.Background())
 		return err == nil && s.Running == 1
@@ -60,6 +55,9 @@ func TestLineageAfterSIGKILL(t *testing.T) {
 	}
 	if s.TasksRecreated != 1 || s.FilesLost != 0 {
 		t.Errorf("status: %d tasks recreated, %d files lost; want 1 and 0", s.TasksRecreated, s.FilesLost)
+	}
+	if p, c := len(lines(t, produced)), len(lines(t, counted)); p != 2 || c != 1 {
+		t.Errorf("the producer ran %d times and the consumer %d; want 2 and 1", p, c)
 	}
 }
 

@@ -79,7 +79,7 @@ func copySpec(t *pb.TaskSpec) *pb.TaskSpec {
 		Resources: t.Resources, Retries: t.Retries, RetryOnError: t.RetryOnError, TimeLimitMs: t.TimeLimitMs,
 		Priority: t.Priority, Category: t.Category, Tags: t.Tags, After: t.After, Call: t.Call, Key: t.Key,
 		UnplaceableTimeoutMs: t.UnplaceableTimeoutMs, Deterministic: t.Deterministic, Effects: t.Effects,
-		Workflow: t.Workflow}
+		Workflow: t.Workflow, Keep: t.Keep, Replicas: t.Replicas}
 }
 
 func copyRef(f *pb.FileRef) *pb.FileRef {

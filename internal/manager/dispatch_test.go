@@ -88,6 +88,8 @@ func setField(m protoreflect.Message, fd protoreflect.FieldDescriptor) bool {
 		m.Set(fd, protoreflect.ValueOfInt64(7))
 	case fd.Kind() == protoreflect.Int32Kind:
 		m.Set(fd, protoreflect.ValueOfInt32(7))
+	case fd.Kind() == protoreflect.Uint32Kind:
+		m.Set(fd, protoreflect.ValueOfUint32(7))
 	default:
 		return false
 	}

@@ -312,6 +312,8 @@ func (s *state) replay(j *journal.Journal) error {
 		case *pb.JournalRecord_Reconciled:
 			s.applyReconcile(x.Reconciled)
 			counts[8]++
+		case *pb.JournalRecord_CheckpointCommitted:
+			s.checkpointCommitted(x.CheckpointCommitted, 0)
 		case *pb.JournalRecord_LibraryRemoved:
 			if rec := s.libs[x.LibraryRemoved.Name]; rec != nil && !rec.removed {
 				s.removed(rec)

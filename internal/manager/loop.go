@@ -1,9 +1,11 @@
 package manager
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"time"
 
 	"trellis/internal/core"
@@ -249,6 +251,8 @@ func (s *state) handle(ev any) {
 		s.hold(seq, func() { ev.reply <- s.install(ev.req, ev.stored) })
 	case evStored:
 		s.uploaded(ev.name, nil)
+	case evCheckpointed:
+		s.checkpointed(ev)
 	case evRemove:
 		s.removeLibrary(ev.name, ev.reply)
 	case evReconcile:
@@ -260,6 +264,7 @@ func (s *state) handle(ev any) {
 			s.m.log.Info("worker left", "worker", ev.id, "name", sess.hello.Name, "reason", ev.reason)
 			s.txn(txnlog.Record{Event: txnlog.WorkerLeft, Worker: sess.hello.Name, Reason: ev.reason})
 			s.workerGone(ev.id)
+			s.m.ckpt.cancelWorker(ev.id)
 			s.step(core.WorkerLeft{Worker: ev.id, Reason: ev.reason})
 		}
 	default:
@@ -377,6 +382,10 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})
 			}
+		case core.Checkpoint:
+			s.checkpoint(a)
+		case core.Barred:
+			s.barred(a)
 		case core.Adopted:
 			s.adoptedAttempt(a)
 		case core.InstanceAdopted:
@@ -532,6 +541,12 @@ func (s *state) commitOutputs(d *pb.AttemptDone) error {
 		switch {
 		case f.Content != nil:
 			err = s.m.store.writeInline(f)
+			if err == nil && s.syncCheckpoint(d.TaskId, f.Name) {
+				_, err = writeDurable(filepath.Join(s.m.cfg.CheckpointDir, f.Name), bytes.NewReader(f.Content))
+			}
+		case f.Uploaded && s.syncCheckpoint(d.TaskId, f.Name):
+			err = s.m.store.commitTo(f, d.TaskId, d.Attempt, s.m.cfg.CheckpointDir)
+			s.data.toManager += f.Size
 		case f.Uploaded:
 			err = s.m.store.commit(f, d.TaskId, d.Attempt)
 			s.data.toManager += f.Size
@@ -579,6 +594,9 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		if t.Call != nil && s.libs[t.Call.Library] == nil {
 			return nil, fmt.Errorf("task %q: library %q is not installed", t.Name, t.Call.Library)
 		}
+		if err := s.m.checkKeep(t); err != nil {
+			return nil, err
+		}
 	}
 	batchOutputs := make(map[string]bool)
 	for _, t := range req.Tasks {
@@ -620,7 +638,9 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 		}
 		ct := core.Task{ID: id, Resources: coreResources(spec.Resources), Priority: spec.Priority,
 			Retries: spec.Retries, RetryOnError: spec.RetryOnError, After: afterIDs(spec.After, ids),
-			UnplaceableTimeout: s.unplaceableTimeout(spec.UnplaceableTimeoutMs), AtMostOnce: spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE}
+			UnplaceableTimeout: s.unplaceableTimeout(spec.UnplaceableTimeoutMs), AtMostOnce: spec.Effects == pb.Effects_EFFECTS_AT_MOST_ONCE,
+			Effectful: spec.Effects != pb.Effects_EFFECTS_NONE, Nondeterministic: !spec.Deterministic,
+			Keep: coreKeep(spec.Keep), Replicas: int32(spec.Replicas)}
 		if c := spec.Call; c != nil {
 			lib := s.libs[c.Library]                                            // checked above
 			ct.Role, ct.Lib, ct.Resources = core.Call, lib.id, core.Resources{} // it runs in a slot its instance holds

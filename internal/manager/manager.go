@@ -85,6 +85,12 @@ type Config struct {
 	// handed over in its Welcome; peers then fetch over https, verifying
 	// it. nil leaves peer transfers plain.
 	PeerCA *certs.Authority
+	// CheckpointDir, when set, holds checkpointed outputs (Keep
+	// checkpoint, and the copies the commit barrier makes), written by the
+	// manager, synced, so that they survive the loss of every worker; a
+	// directory on a shared file system survives the manager's machine too.
+	// "" refuses Keep checkpoint and puts the barrier's copies in the store.
+	CheckpointDir string
 }
 
 // DefaultClientGrace is how long a session outlives its client's absence
@@ -112,6 +118,7 @@ type Manager struct {
 	index    *taskIndex     // written by loop, read by anyone (index.go)
 	txn      *txnlog.Writer // nil without Config.TxnLog; loop's
 	factory  factories      // what factories report of themselves (factories.go)
+	ckpt     *checkpointer  // pulls checkpoints (checkpoint.go)
 
 	// The published snapshot (see snapshot.go): written by loop, read by
 	// anyone without a lock.
@@ -154,6 +161,12 @@ func Listen(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.CheckpointDir != "" {
+		if err := checkCheckpointDir(cfg.CheckpointDir); err != nil {
+			return nil, err
+		}
+		st.ckpt = cfg.CheckpointDir
+	}
 	var txn *txnlog.Writer
 	if cfg.TxnLog != "" {
 		if txn, err = txnlog.Create(cfg.TxnLog); err != nil {
@@ -161,6 +174,11 @@ func Listen(cfg Config) (*Manager, error) {
 		}
 	}
 	m := &Manager{cfg: cfg, log: log, store: st, ownStore: own, events: make(chan any, 1024), stopping: make(chan struct{}), epoch: 1}
+	var peerCA []byte
+	if cfg.PeerCA != nil {
+		peerCA = cfg.PeerCA.PEM()
+	}
+	m.ckpt = newCheckpointer(m.checkpointDir(), peerCA)
 	m.clients = clients.NewTable()
 	m.live = newLiveness()
 	m.index = newTaskIndex(cfg.IndexSize)
@@ -248,6 +266,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	g.Go(func() error { return m.loop(ctx) }) // exits when ctx ends
 	g.Go(func() error {                       // exits when ctx ends
 		m.live.run(ctx, 3*m.cfg.Heartbeat)
+		return nil
+	})
+	g.Go(func() error { // exits when ctx ends
+		m.ckpt.run(ctx, m.send)
 		return nil
 	})
 	if m.journal != nil {

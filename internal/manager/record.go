@@ -40,12 +40,13 @@ type plainSpec struct {
 }
 
 // isPlain reports whether t can be kept as a plainSpec: it has no files,
-// environment, tags, order or call. TestPlainSpecKeepsEveryField fails
+// environment, tags, order, call or keep. TestPlainSpecKeepsEveryField fails
 // when the schema gains a field that plainSpec does not keep: add the
 // field here (not plain when set) or to plainSpec.
 func isPlain(t *pb.TaskSpec) bool {
 	return len(t.Inputs) == 0 && len(t.Outputs) == 0 && len(t.Env) == 0 && len(t.Tags) == 0 &&
-		len(t.After) == 0 && t.Call == nil && len(t.ProtoReflect().GetUnknown()) == 0
+		len(t.After) == 0 && t.Call == nil && t.Keep == pb.Keep_KEEP_DEFAULT && t.Replicas == 0 &&
+		len(t.ProtoReflect().GetUnknown()) == 0
 }
 
 func newPlainSpec(t *pb.TaskSpec) *plainSpec {

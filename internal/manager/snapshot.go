@@ -156,7 +156,8 @@ func (s *state) status() *pb.StatusResponse {
 		BytesFromManager: stats.Moved[core.FromManager], // not store.served() too: the same fetches
 		BytesFromPeers:   stats.Moved[core.FromPeer], BytesFromUrls: stats.Moved[core.FromOrigin],
 		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated,
-		BytesPruned: stats.Pruned, TasksHandedBack: stats.HandedBack, EvictedForSpace: stats.EvictedForSpace}
+		BytesPruned: stats.Pruned, TasksHandedBack: stats.HandedBack, EvictedForSpace: stats.EvictedForSpace,
+		Checkpoints: stats.Checkpointed}
 	for _, w := range s.core.Workers() {
 		sess := s.sessions[w.ID]
 		if sess == nil {

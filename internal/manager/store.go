@@ -29,6 +29,7 @@ import (
 //	tmp/                       uploads in progress
 type store struct {
 	root string
+	ckpt string // the checkpoint directory, where files missing from files/ may be; "" for none
 
 	mu         sync.Mutex // guards small, smallBytes
 	small      map[string][]byte
@@ -36,6 +37,12 @@ type store struct {
 
 	dirsMu sync.Mutex      // guards dirs
 	dirs   map[string]bool // stored files that are directories' tar streams
+
+	// syncOnCheck: outputs checkpointed with their report (Keep checkpoint
+	// sync), whose staged uploads checkReport syncs to disk, on the
+	// stream's reader, so that the loop's move into the checkpoint
+	// directory is cheap. Set by the loop at submit; names only.
+	syncOnCheck sync.Map
 }
 
 func (s *store) markDir(name string) {
@@ -71,6 +78,19 @@ func openStore(root string) (*store, error) {
 
 func (s *store) path(name string) string { return filepath.Join(s.root, "files", name) }
 
+// find returns where a stored file is to be read: files/, or else the
+// checkpoint directory (checkpoints are written there, not to files/).
+func (s *store) find(name string) string {
+	p := s.path(name)
+	if s.ckpt == "" {
+		return p
+	}
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		return filepath.Join(s.ckpt, name)
+	}
+	return p
+}
+
 func (s *store) stagedPath(task uint64, attempt uint32, name string) string {
 	return filepath.Join(s.root, "staging", fmt.Sprintf("%d.%d", task, attempt), name)
 }
@@ -89,10 +109,11 @@ func (s *store) inline(name string) ([]byte, bool) {
 	if b, ok := s.smallFile(name); ok {
 		return b, true
 	}
-	if fi, err := os.Stat(s.path(name)); err != nil || !fi.Mode().IsRegular() || fi.Size() > proto.MaxInlineBytes {
+	path := s.find(name)
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() || fi.Size() > proto.MaxInlineBytes {
 		return nil, false
 	}
-	b, err := os.ReadFile(s.path(name))
+	b, err := os.ReadFile(path)
 	if err != nil || len(b) > proto.MaxInlineBytes {
 		return nil, false
 	}
@@ -110,7 +131,7 @@ func (s *store) stat(name string) (*pb.FileInfo, bool) {
 		sum := sha256.Sum256(b)
 		return &pb.FileInfo{Name: name, Size: int64(len(b)), Digest: "sha256:" + hex.EncodeToString(sum[:])}, true
 	}
-	fi, err := os.Stat(s.path(name))
+	fi, err := os.Stat(s.find(name))
 	if err != nil || !fi.Mode().IsRegular() {
 		return nil, false
 	}
@@ -172,6 +193,11 @@ func (s *store) checkOutputs(d *pb.AttemptDone) error {
 			if err := s.checkStaged(f, d.TaskId, d.Attempt); err != nil {
 				return err
 			}
+			if _, ok := s.syncOnCheck.Load(f.Name); ok {
+				if err := syncFile(s.stagedPath(d.TaskId, d.Attempt, f.Name)); err != nil {
+					return fmt.Errorf("output %s of task %d: sync for its checkpoint: %w", f.Name, d.TaskId, err)
+				}
+			}
 		}
 	}
 	if f := o.GetResultFile(); f != nil { // a call's large result, for the client to GET
@@ -200,6 +226,20 @@ func (s *store) commit(f *pb.FileInfo, task uint64, attempt uint32) error {
 	staged := s.stagedPath(task, attempt, f.Name)
 	if err := os.Rename(staged, s.path(f.Name)); err != nil {
 		return fmt.Errorf("commit output %s: %w", f.Name, err)
+	}
+	if f.Dir {
+		s.markDir(f.Name)
+	}
+	os.Remove(filepath.Dir(staged))
+	return nil
+}
+
+// commitTo moves a staged output, checked by checkReport, into dir
+// (the checkpoint directory), synced.
+func (s *store) commitTo(f *pb.FileInfo, task uint64, attempt uint32, dir string) error {
+	staged := s.stagedPath(task, attempt, f.Name)
+	if err := moveDurable(staged, filepath.Join(dir, f.Name)); err != nil {
+		return fmt.Errorf("checkpoint output %s: %w", f.Name, err)
 	}
 	if f.Dir {
 		s.markDir(f.Name)
@@ -263,7 +303,7 @@ func (m *Manager) serveFiles(w http.ResponseWriter, r *http.Request) {
 			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
 			return
 		}
-		f, err := os.Open(m.store.path(name))
+		f, err := os.Open(m.store.find(name))
 		if err != nil {
 			http.Error(w, fmt.Sprintf("file %s is not at the manager", name), http.StatusNotFound)
 			return

@@ -98,6 +98,7 @@ func (s *state) taskSpec(msg *pb.TaskSpec) *pb.TaskSpec {
 	spec := copySpec(msg)
 	spec.Inputs, spec.Outputs = copyRefs(msg.Inputs), copyRefs(msg.Outputs)
 	fillInline(spec.Inputs)
+	spec.Keep = s.m.resolveKeep(spec)
 	for _, out := range spec.Outputs {
 		d := s.data.decls[out.Name]
 		switch {
@@ -105,6 +106,10 @@ func (s *state) taskSpec(msg *pb.TaskSpec) *pb.TaskSpec {
 			out.Upload = true // a plain output, as clients without declarations send
 		case d.Kind == pb.FileKind_FILE_KIND_TEMP:
 			out.Keep, out.Level = true, d.Level
+			if spec.Keep == pb.Keep_KEEP_CHECKPOINT_SYNC && s.m.cfg.CheckpointDir != "" {
+				out.Upload = true // to the checkpoint directory
+				s.m.store.syncOnCheck.Store(out.Name, true)
+			}
 		default:
 			out.Keep, out.Upload, out.Level = true, true, d.Level
 		}

@@ -113,6 +113,7 @@ func TestSubmitLeavesRequestAlone(t *testing.T) {
 	want.Inputs[1].Level = pb.CacheLevel_CACHE_LEVEL_TASK
 	want.Outputs[0].Upload = true // undeclared: a plain output
 	want.Outputs[1].Keep, want.Outputs[1].Level = true, pb.CacheLevel_CACHE_LEVEL_WORKFLOW
+	want.Keep = pb.Keep_KEEP_LINEAGE // the default, without a --checkpoint-dir
 	rec := s.tasks[core.TaskID(ids[0])]
 	if rec == nil {
 		t.Fatalf("no record of task %d", ids[0])

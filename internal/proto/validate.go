@@ -164,6 +164,12 @@ func CheckTask(t *pb.TaskSpec) error {
 	if t.Retries < 0 || t.TimeLimitMs < 0 {
 		return invalid("task %q: retries and time limit must not be negative", t.Name)
 	}
+	if _, ok := pb.Keep_name[int32(t.Keep)]; !ok {
+		return invalid("task %q: keep %d is not one this manager knows", t.Name, t.Keep)
+	}
+	if t.Keep == pb.Keep_KEEP_REPLICATE && (t.Replicas < 2 || t.Replicas > 64) {
+		return invalid("task %q: keep replicate %d: want 2 to 64 copies", t.Name, t.Replicas)
+	}
 	// A path may be both an input and an output (the command changes the
 	// file in place), but not two inputs, nor two outputs.
 	type slot struct{ what, path string }

@@ -2,6 +2,8 @@ package runner
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"trellis"
 	"trellis/internal/workflow"
@@ -31,7 +33,7 @@ func Build(wf *workflow.Workflow) *Plan {
 			Resources: trellis.Resources{Cores: wt.Cores, MemoryMB: wt.MemoryMB, DiskMB: wt.DiskMB, GPUs: wt.GPUs},
 			Retries:   wt.Retries, RetryOnError: wt.RetryOnError, TimeLimit: wt.TimeLimit, Priority: wt.Priority,
 			Category: wt.Category, Tags: wt.Tags, UnplaceableTimeout: wt.Unplaceable,
-			Deterministic: wt.Deterministic, Effects: effects(wt.Effects)}
+			Deterministic: wt.Deterministic, Effects: effects(wt.Effects), Keep: keep(wt.Keep)}
 		for _, o := range wt.Outputs {
 			if o.File != "" {
 				t.AddOutput(b.files[o.File], o.Name)
@@ -164,6 +166,23 @@ func declare(decls []workflow.File) map[string]*trellis.File {
 		get(&decls[i])
 	}
 	return files
+}
+
+// keep is a workflow file's "keep" (workflow.ParseKeep) as the API's.
+func keep(k string) trellis.Keep {
+	switch how, n, _ := strings.Cut(k, " "); how {
+	case "lineage":
+		return trellis.Lineage()
+	case "replicate":
+		copies, _ := strconv.Atoi(n)
+		return trellis.Replicate(copies)
+	case "checkpoint":
+		if n == "sync" {
+			return trellis.Checkpoint(trellis.CheckpointSync)
+		}
+		return trellis.Checkpoint(trellis.CheckpointAsync)
+	}
+	return trellis.Keep{}
 }
 
 // effects is a workflow file's "effects" (workflow.Effects) as the API's.

@@ -30,6 +30,7 @@ func (t *taskSpec) build(d *taskSpec) Task {
 		Env:           mergeEnv(d.env.val, t.env.val),
 		Deterministic: t.determinism.or(d.determinism).val,
 		Effects:       t.effects.or(d.effects).val,
+		Keep:          t.keep.or(d.keep).val,
 	}
 	if len(task.Tags) == 0 {
 		task.Tags = nil

@@ -51,3 +51,35 @@ tasks:
 		t.Errorf("a misspelt effect: error %v; want one naming at-most-once", err)
 	}
 }
+
+// TestKeep: "keep" is set by a task or by the workflow's defaults; a bad
+// value is an error that names the choices.
+func TestKeep(t *testing.T) {
+	src := `
+defaults:
+  keep: checkpoint
+tasks:
+  - {name: a, command: "true"}
+  - {name: b, command: "true", keep: lineage}
+  - {name: c, command: "true", keep: replicate 3}
+  - {name: d, command: "true", keep: checkpoint sync}
+`
+	wf, err := Parse("wf.yaml", t.TempDir(), []byte(src))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	got := map[string]string{}
+	for _, task := range wf.Tasks {
+		got[task.Name] = task.Keep
+	}
+	want := map[string]string{"a": "checkpoint async", "b": "lineage", "c": "replicate 3", "d": "checkpoint sync"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("keep mismatch (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"replicate 1", "checkpoint later", "lineages"} {
+		_, err = Parse("wf.yaml", t.TempDir(), []byte("tasks:\n  - {name: a, command: \"true\", keep: "+bad+"}\n"))
+		if err == nil || !strings.Contains(err.Error(), "keep") {
+			t.Errorf("keep: %s: error %v; want one about keep", bad, err)
+		}
+	}
+}

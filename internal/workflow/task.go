@@ -1,7 +1,9 @@
 package workflow
 
 import (
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,10 +57,33 @@ type settings struct {
 	env          opt[map[string]string]
 	determinism  opt[bool]
 	effects      opt[string] // one of Effects
+	keep         opt[string] // as Task.Keep
 }
 
 // Effects are the values of "effects", the first the default.
 var Effects = []string{"none", "idempotent", "at-most-once"}
+
+// ParseKeep reads a task's "keep": lineage, replicate N (2 to 64),
+// checkpoint sync, or checkpoint async (also plain checkpoint). It
+// returns the value as Task.Keep holds it.
+func ParseKeep(x string) (string, error) {
+	f := strings.Fields(x)
+	switch {
+	case len(f) == 1 && f[0] == "lineage":
+		return "lineage", nil
+	case len(f) == 1 && f[0] == "checkpoint":
+		return "checkpoint async", nil
+	case len(f) == 2 && f[0] == "checkpoint" && (f[1] == "sync" || f[1] == "async"):
+		return "checkpoint " + f[1], nil
+	case len(f) == 2 && f[0] == "replicate":
+		n, err := strconv.Atoi(f[1])
+		if err != nil || n < 2 || n > 64 {
+			return "", fmt.Errorf("replicate %s: want a number of copies from 2 to 64", f[1])
+		}
+		return "replicate " + strconv.Itoa(n), nil
+	}
+	return "", fmt.Errorf("want lineage, replicate N, checkpoint sync or checkpoint async, got %q", x)
+}
 
 // opt is a value that may be unset.
 type opt[T any] struct {
@@ -155,6 +180,15 @@ var taskFields = []field{
 	{"effects", true, func(s scope, k string, v *yaml.Node, t *taskSpec) {
 		if x, ok := s.oneOf(k, v, Effects); ok {
 			t.effects = set(x)
+		}
+	}},
+	{"keep", true, func(s scope, k string, v *yaml.Node, t *taskSpec) {
+		if x, ok := s.str(k, v); ok {
+			if keep, err := ParseKeep(x); err != nil {
+				s.errorf(v, "%s: %v", k, err)
+			} else {
+				t.keep = set(keep)
+			}
 		}
 	}},
 	{"after", false, parseAfter},

@@ -149,6 +149,10 @@ type Task struct {
 	// (docs/recovery.md): Effects is one of Effects, or "" (none) unless set.
 	Deterministic bool
 	Effects       string
+	// Keep is how the task's temp outputs survive the loss of workers
+	// (docs/recovery.md): "lineage", "replicate N", "checkpoint sync",
+	// "checkpoint async", or "" (the manager's default).
+	Keep string
 	// Category groups tasks with similar resource needs.
 	Category string
 	// Tags are free-form labels, in file order.

@@ -80,6 +80,15 @@ class ClusterTest(unittest.TestCase):
         with self.assertRaises(trellis.InvalidError):
             trellis.Task("true", effects="at-most-one")
 
+    def test_keep(self):
+        for keep in ("lineage", "replicate 2"):
+            r = self.c.submit(trellis.Task("true", keep=keep))[0].result(WAIT)
+            self.assertEqual(r.kind, "success", keep)
+        self.assertEqual(trellis.Task("true", keep="checkpoint").keep, ("KEEP_CHECKPOINT_ASYNC", 0))
+        for bad in ("replicate 1", "checkpoint later"):
+            with self.assertRaises(trellis.InvalidError):
+                trellis.Task("true", keep=bad)
+
     def test_directory_input(self):
         root = self.path("tree")
         make_tree(root)

@@ -143,6 +143,62 @@ func (CacheLevel) EnumDescriptor() ([]byte, []int) {
 
 // Effects says what a task does beyond its outputs, and so whether it may
 // run twice.
+// Keep says how a task's temp outputs survive the loss of workers.
+type Keep int32
+
+const (
+	Keep_KEEP_DEFAULT          Keep = 0 // the manager's choice (see TaskSpec.keep)
+	Keep_KEEP_LINEAGE          Keep = 1 // run the producer again when every copy is lost
+	Keep_KEEP_REPLICATE        Keep = 2 // TaskSpec.replicas copies on distinct workers, then lineage
+	Keep_KEEP_CHECKPOINT_SYNC  Keep = 3 // copied to the checkpoint store before the task counts as done
+	Keep_KEEP_CHECKPOINT_ASYNC Keep = 4 // copied to the checkpoint store after it is done
+)
+
+// Enum value maps for Keep.
+var (
+	Keep_name = map[int32]string{
+		0: "KEEP_DEFAULT",
+		1: "KEEP_LINEAGE",
+		2: "KEEP_REPLICATE",
+		3: "KEEP_CHECKPOINT_SYNC",
+		4: "KEEP_CHECKPOINT_ASYNC",
+	}
+	Keep_value = map[string]int32{
+		"KEEP_DEFAULT":          0,
+		"KEEP_LINEAGE":          1,
+		"KEEP_REPLICATE":        2,
+		"KEEP_CHECKPOINT_SYNC":  3,
+		"KEEP_CHECKPOINT_ASYNC": 4,
+	}
+)
+
+func (x Keep) Enum() *Keep {
+	p := new(Keep)
+	*p = x
+	return p
+}
+
+func (x Keep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Keep) Descriptor() protoreflect.EnumDescriptor {
+	return file_trellis_proto_enumTypes[2].Descriptor()
+}
+
+func (Keep) Type() protoreflect.EnumType {
+	return &file_trellis_proto_enumTypes[2]
+}
+
+func (x Keep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Keep.Descriptor instead.
+func (Keep) EnumDescriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{2}
+}
+
 type Effects int32
 
 const (
@@ -176,11 +232,11 @@ func (x Effects) String() string {
 }
 
 func (Effects) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[2].Descriptor()
+	return file_trellis_proto_enumTypes[3].Descriptor()
 }
 
 func (Effects) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[2]
+	return &file_trellis_proto_enumTypes[3]
 }
 
 func (x Effects) Number() protoreflect.EnumNumber {
@@ -189,7 +245,7 @@ func (x Effects) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Effects.Descriptor instead.
 func (Effects) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{2}
+	return file_trellis_proto_rawDescGZIP(), []int{3}
 }
 
 // ResultKind says how a task ended.
@@ -241,11 +297,11 @@ func (x ResultKind) String() string {
 }
 
 func (ResultKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[3].Descriptor()
+	return file_trellis_proto_enumTypes[4].Descriptor()
 }
 
 func (ResultKind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[3]
+	return &file_trellis_proto_enumTypes[4]
 }
 
 func (x ResultKind) Number() protoreflect.EnumNumber {
@@ -254,7 +310,7 @@ func (x ResultKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResultKind.Descriptor instead.
 func (ResultKind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{3}
+	return file_trellis_proto_rawDescGZIP(), []int{4}
 }
 
 // TaskState is where a task is, as the client sees it.
@@ -294,11 +350,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[4].Descriptor()
+	return file_trellis_proto_enumTypes[5].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[4]
+	return &file_trellis_proto_enumTypes[5]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -307,7 +363,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{4}
+	return file_trellis_proto_rawDescGZIP(), []int{5}
 }
 
 type Verdict int32
@@ -346,11 +402,11 @@ func (x Verdict) String() string {
 }
 
 func (Verdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[5].Descriptor()
+	return file_trellis_proto_enumTypes[6].Descriptor()
 }
 
 func (Verdict) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[5]
+	return &file_trellis_proto_enumTypes[6]
 }
 
 func (x Verdict) Number() protoreflect.EnumNumber {
@@ -359,7 +415,7 @@ func (x Verdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Verdict.Descriptor instead.
 func (Verdict) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{5}
+	return file_trellis_proto_rawDescGZIP(), []int{6}
 }
 
 type Source_Kind int32
@@ -407,11 +463,11 @@ func (x Source_Kind) String() string {
 }
 
 func (Source_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_trellis_proto_enumTypes[6].Descriptor()
+	return file_trellis_proto_enumTypes[7].Descriptor()
 }
 
 func (Source_Kind) Type() protoreflect.EnumType {
-	return &file_trellis_proto_enumTypes[6]
+	return &file_trellis_proto_enumTypes[7]
 }
 
 func (x Source_Kind) Number() protoreflect.EnumNumber {
@@ -420,7 +476,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{62, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -758,7 +814,13 @@ type TaskSpec struct {
 	// chosen by the client (trellis run: the workflow file's name): an
 	// operator cancels every unfinished task of a workflow by it (trellis
 	// cancel --workflow), whichever client or session submitted them.
-	Workflow      string `protobuf:"bytes,110,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	Workflow string `protobuf:"bytes,110,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	// keep: how the task's temp outputs survive the loss of workers
+	// (docs/recovery.md); KEEP_DEFAULT lets the manager choose: lineage if
+	// deterministic, else a checkpoint (async) where it has a
+	// --checkpoint-dir, else lineage.
+	Keep          Keep   `protobuf:"varint,130,opt,name=keep,proto3,enum=trellis.v1.Keep" json:"keep,omitempty"`
+	Replicas      uint32 `protobuf:"varint,131,opt,name=replicas,proto3" json:"replicas,omitempty"` // KEEP_REPLICATE: copies on distinct workers (2..64)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -924,6 +986,20 @@ func (x *TaskSpec) GetWorkflow() string {
 		return x.Workflow
 	}
 	return ""
+}
+
+func (x *TaskSpec) GetKeep() Keep {
+	if x != nil {
+		return x.Keep
+	}
+	return Keep_KEEP_DEFAULT
+}
+
+func (x *TaskSpec) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
 }
 
 // CallSpec is a function call: it runs in a slot of a library instance.
@@ -1978,6 +2054,7 @@ type JournalRecord struct {
 	//	*JournalRecord_LibraryRemoved
 	//	*JournalRecord_Dispatched
 	//	*JournalRecord_Reconciled
+	//	*JournalRecord_CheckpointCommitted
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2101,6 +2178,15 @@ func (x *JournalRecord) GetReconciled() *ReconcileRequest {
 	return nil
 }
 
+func (x *JournalRecord) GetCheckpointCommitted() *JournalCheckpointCommitted {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_CheckpointCommitted); ok {
+			return x.CheckpointCommitted
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -2141,6 +2227,10 @@ type JournalRecord_Reconciled struct {
 	Reconciled *ReconcileRequest `protobuf:"bytes,51,opt,name=reconciled,proto3,oneof"` // applied once durable
 }
 
+type JournalRecord_CheckpointCommitted struct {
+	CheckpointCommitted *JournalCheckpointCommitted `protobuf:"bytes,130,opt,name=checkpoint_committed,json=checkpointCommitted,proto3,oneof"`
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -2158,6 +2248,8 @@ func (*JournalRecord_LibraryRemoved) isJournalRecord_Rec() {}
 func (*JournalRecord_Dispatched) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Reconciled) isJournalRecord_Rec() {}
+
+func (*JournalRecord_CheckpointCommitted) isJournalRecord_Rec() {}
 
 // JournalDispatched: an attempt was sent to a worker (its incarnation),
 // recorded before the Run leaves, so that a restarted manager knows the
@@ -2230,6 +2322,77 @@ func (x *JournalDispatched) GetEpoch() uint64 {
 	return 0
 }
 
+// JournalCheckpointCommitted: a temp file's checkpoint is durable in the
+// checkpoint store (asynchronous checkpoints; a synchronous one is in its
+// task's JournalTaskDone outputs).
+type JournalCheckpointCommitted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // the file's cache name
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Dir           bool                   `protobuf:"varint,4,opt,name=dir,proto3" json:"dir,omitempty"` // a directory's tar stream
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalCheckpointCommitted) Reset() {
+	*x = JournalCheckpointCommitted{}
+	mi := &file_trellis_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalCheckpointCommitted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalCheckpointCommitted) ProtoMessage() {}
+
+func (x *JournalCheckpointCommitted) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalCheckpointCommitted.ProtoReflect.Descriptor instead.
+func (*JournalCheckpointCommitted) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *JournalCheckpointCommitted) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JournalCheckpointCommitted) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *JournalCheckpointCommitted) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *JournalCheckpointCommitted) GetDir() bool {
+	if x != nil {
+		return x.Dir
+	}
+	return false
+}
+
 type JournalSessionEnded struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
@@ -2240,7 +2403,7 @@ type JournalSessionEnded struct {
 
 func (x *JournalSessionEnded) Reset() {
 	*x = JournalSessionEnded{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2415,7 @@ func (x *JournalSessionEnded) String() string {
 func (*JournalSessionEnded) ProtoMessage() {}
 
 func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2428,7 @@ func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalSessionEnded.ProtoReflect.Descriptor instead.
 func (*JournalSessionEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JournalSessionEnded) GetSession() string {
@@ -2296,7 +2459,7 @@ type JournalTaskDone struct {
 
 func (x *JournalTaskDone) Reset() {
 	*x = JournalTaskDone{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2471,7 @@ func (x *JournalTaskDone) String() string {
 func (*JournalTaskDone) ProtoMessage() {}
 
 func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2484,7 @@ func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalTaskDone.ProtoReflect.Descriptor instead.
 func (*JournalTaskDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JournalTaskDone) GetTaskId() uint64 {
@@ -2360,7 +2523,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2535,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2548,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 type CancelRequest struct {
@@ -2404,7 +2567,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2579,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2592,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -2462,7 +2625,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2474,7 +2637,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2487,7 +2650,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelResponse) GetCancelled() uint64 {
@@ -2509,7 +2672,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2684,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2697,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusRequest) GetFactory() *FactoryReport {
@@ -2565,7 +2728,7 @@ type FactoryReport struct {
 
 func (x *FactoryReport) Reset() {
 	*x = FactoryReport{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2740,7 @@ func (x *FactoryReport) String() string {
 func (*FactoryReport) ProtoMessage() {}
 
 func (x *FactoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2753,7 @@ func (x *FactoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryReport.ProtoReflect.Descriptor instead.
 func (*FactoryReport) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FactoryReport) GetName() string {
@@ -2683,7 +2846,7 @@ type FactoryStatus struct {
 
 func (x *FactoryStatus) Reset() {
 	*x = FactoryStatus{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2858,7 @@ func (x *FactoryStatus) String() string {
 func (*FactoryStatus) ProtoMessage() {}
 
 func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2871,7 @@ func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryStatus.ProtoReflect.Descriptor instead.
 func (*FactoryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FactoryStatus) GetReport() *FactoryReport {
@@ -2750,7 +2913,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2762,7 +2925,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2775,7 +2938,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -2794,7 +2957,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +2969,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +2982,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -2839,7 +3002,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +3014,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +3027,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -2882,7 +3045,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +3057,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +3070,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 type WorkerStatus struct {
@@ -2940,7 +3103,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3115,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3128,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -3125,7 +3288,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3300,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3313,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -3217,7 +3380,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3229,7 +3392,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3242,7 +3405,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -3298,6 +3461,7 @@ type StatusResponse struct {
 	TransfersInFlight uint64                 `protobuf:"varint,14,opt,name=transfers_in_flight,json=transfersInFlight,proto3" json:"transfers_in_flight,omitempty"`
 	FilesLost         uint64                 `protobuf:"varint,15,opt,name=files_lost,json=filesLost,proto3" json:"files_lost,omitempty"`                // temp files that could not be recreated
 	TasksRecreated    uint64                 `protobuf:"varint,16,opt,name=tasks_recreated,json=tasksRecreated,proto3" json:"tasks_recreated,omitempty"` // producers run again to recreate lost files
+	Checkpoints       uint64                 `protobuf:"varint,130,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`                            // temp files checkpointed (docs/recovery.md)
 	Libraries         []*LibraryStatus       `protobuf:"bytes,17,rep,name=libraries,proto3" json:"libraries,omitempty"`
 	// The counts above (waiting .. staging) are of tasks and calls; library
 	// instances are counted apart, never as running tasks.
@@ -3334,7 +3498,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3346,7 +3510,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3359,7 +3523,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -3470,6 +3634,13 @@ func (x *StatusResponse) GetFilesLost() uint64 {
 func (x *StatusResponse) GetTasksRecreated() uint64 {
 	if x != nil {
 		return x.TasksRecreated
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCheckpoints() uint64 {
+	if x != nil {
+		return x.Checkpoints
 	}
 	return 0
 }
@@ -3613,7 +3784,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3625,7 +3796,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3638,7 +3809,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReconcileRequest) GetTaskId() uint64 {
@@ -3663,7 +3834,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3675,7 +3846,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3688,7 +3859,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 // UnknownTask is an at-most-once task whose attempt was lost: it waits for
@@ -3705,7 +3876,7 @@ type UnknownTask struct {
 
 func (x *UnknownTask) Reset() {
 	*x = UnknownTask{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3717,7 +3888,7 @@ func (x *UnknownTask) String() string {
 func (*UnknownTask) ProtoMessage() {}
 
 func (x *UnknownTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3730,7 +3901,7 @@ func (x *UnknownTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnknownTask.ProtoReflect.Descriptor instead.
 func (*UnknownTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UnknownTask) GetTaskId() uint64 {
@@ -3780,7 +3951,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3792,7 +3963,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3805,7 +3976,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -3891,7 +4062,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3903,7 +4074,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3916,7 +4087,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -3967,7 +4138,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3979,7 +4150,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3992,7 +4163,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -4064,7 +4235,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4076,7 +4247,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4089,7 +4260,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -4149,7 +4320,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4161,7 +4332,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4174,7 +4345,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -4349,7 +4520,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4361,7 +4532,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4374,7 +4545,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -4395,7 +4566,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4407,7 +4578,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4420,7 +4591,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -4457,7 +4628,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4469,7 +4640,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4482,7 +4653,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -4549,7 +4720,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4561,7 +4732,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4574,7 +4745,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -4673,7 +4844,7 @@ type RunningAttempt struct {
 
 func (x *RunningAttempt) Reset() {
 	*x = RunningAttempt{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4685,7 +4856,7 @@ func (x *RunningAttempt) String() string {
 func (*RunningAttempt) ProtoMessage() {}
 
 func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4698,7 +4869,7 @@ func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
 func (*RunningAttempt) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RunningAttempt) GetTaskId() uint64 {
@@ -4742,7 +4913,7 @@ type KeptInstance struct {
 
 func (x *KeptInstance) Reset() {
 	*x = KeptInstance{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4754,7 +4925,7 @@ func (x *KeptInstance) String() string {
 func (*KeptInstance) ProtoMessage() {}
 
 func (x *KeptInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4767,7 +4938,7 @@ func (x *KeptInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeptInstance.ProtoReflect.Descriptor instead.
 func (*KeptInstance) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KeptInstance) GetInstance() uint64 {
@@ -4804,7 +4975,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4816,7 +4987,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4829,7 +5000,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CachedFile) GetName() string {
@@ -4886,7 +5057,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4898,7 +5069,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4911,7 +5082,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -4994,7 +5165,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5006,7 +5177,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5019,7 +5190,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -5037,7 +5208,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5049,7 +5220,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5062,7 +5233,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 type AttemptDone struct {
@@ -5077,7 +5248,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5089,7 +5260,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5102,7 +5273,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -5147,7 +5318,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5159,7 +5330,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5172,7 +5343,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -5211,7 +5382,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5223,7 +5394,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5236,7 +5407,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 // Worker stream: manager to worker.
@@ -5261,7 +5432,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5273,7 +5444,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5286,7 +5457,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -5461,7 +5632,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5473,7 +5644,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5486,7 +5657,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -5509,7 +5680,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5521,7 +5692,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5534,7 +5705,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -5568,7 +5739,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5580,7 +5751,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5593,7 +5764,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -5617,7 +5788,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5629,7 +5800,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5642,7 +5813,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -5696,7 +5867,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5708,7 +5879,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5721,7 +5892,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{62}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -5783,7 +5954,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5795,7 +5966,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5808,7 +5979,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -5830,7 +6001,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5842,7 +6013,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5855,7 +6026,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Release) GetNames() []string {
@@ -5875,7 +6046,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5887,7 +6058,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5900,7 +6071,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Upload) GetName() string {
@@ -5930,7 +6101,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5942,7 +6113,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5955,7 +6126,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -6026,7 +6197,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6038,7 +6209,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6051,7 +6222,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -6113,7 +6284,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6125,7 +6296,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6138,7 +6309,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{68}
+	return file_trellis_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -6189,7 +6360,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x03dir\x18\n" +
 	" \x01(\bR\x03dir\x12\x1f\n" +
 	"\vprune_depth\x18\v \x01(\rR\n" +
-	"pruneDepth\"\x84\x05\n" +
+	"pruneDepth\"\xc8\x05\n" +
 	"\bTaskSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12+\n" +
@@ -6210,7 +6381,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x16unplaceable_timeout_ms\x18\x10 \x01(\x03R\x14unplaceableTimeoutMs\x12$\n" +
 	"\rdeterministic\x182 \x01(\bR\rdeterministic\x12-\n" +
 	"\aeffects\x183 \x01(\x0e2\x13.trellis.v1.EffectsR\aeffects\x12\x1a\n" +
-	"\bworkflow\x18n \x01(\tR\bworkflow\"q\n" +
+	"\bworkflow\x18n \x01(\tR\bworkflow\x12%\n" +
+	"\x04keep\x18\x82\x01 \x01(\x0e2\x10.trellis.v1.KeepR\x04keep\x12\x1b\n" +
+	"\breplicas\x18\x83\x01 \x01(\rR\breplicas\"q\n" +
 	"\bCallSpec\x12\x18\n" +
 	"\alibrary\x18\x01 \x01(\tR\alibrary\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\x12\n" +
@@ -6291,7 +6464,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\xb4\x04\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\x92\x05\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
@@ -6305,13 +6478,19 @@ const file_trellis_proto_rawDesc = "" +
 	"dispatched\x12>\n" +
 	"\n" +
 	"reconciled\x183 \x01(\v2\x1c.trellis.v1.ReconcileRequestH\x00R\n" +
-	"reconciledB\x05\n" +
+	"reconciled\x12\\\n" +
+	"\x14checkpoint_committed\x18\x82\x01 \x01(\v2&.trellis.v1.JournalCheckpointCommittedH\x00R\x13checkpointCommittedB\x05\n" +
 	"\x03rec\"t\n" +
 	"\x11JournalDispatched\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06worker\x18\x03 \x01(\tR\x06worker\x12\x14\n" +
-	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"A\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"n\n" +
+	"\x1aJournalCheckpointCommitted\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x10\n" +
+	"\x03dir\x18\x04 \x01(\bR\x03dir\"A\n" +
 	"\x13JournalSessionEnded\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03why\x18\x02 \x01(\tR\x03why\"\x8b\x01\n" +
@@ -6394,8 +6573,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xfc\n" +
-	"\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x9f\v\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -6414,7 +6592,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x13transfers_in_flight\x18\x0e \x01(\x04R\x11transfersInFlight\x12\x1d\n" +
 	"\n" +
 	"files_lost\x18\x0f \x01(\x04R\tfilesLost\x12'\n" +
-	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\x127\n" +
+	"\x0ftasks_recreated\x18\x10 \x01(\x04R\x0etasksRecreated\x12!\n" +
+	"\vcheckpoints\x18\x82\x01 \x01(\x04R\vcheckpoints\x127\n" +
 	"\tlibraries\x18\x11 \x03(\v2\x19.trellis.v1.LibraryStatusR\tlibraries\x12,\n" +
 	"\x05tasks\x18\x12 \x01(\v2\x16.trellis.v1.TaskCountsR\x05tasks\x12,\n" +
 	"\x05calls\x18\x13 \x01(\v2\x16.trellis.v1.TaskCountsR\x05calls\x124\n" +
@@ -6641,7 +6820,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10CACHE_LEVEL_TASK\x10\x01\x12\x18\n" +
 	"\x14CACHE_LEVEL_WORKFLOW\x10\x02\x12\x16\n" +
 	"\x12CACHE_LEVEL_WORKER\x10\x03\x12\x17\n" +
-	"\x13CACHE_LEVEL_FOREVER\x10\x04*M\n" +
+	"\x13CACHE_LEVEL_FOREVER\x10\x04*s\n" +
+	"\x04Keep\x12\x10\n" +
+	"\fKEEP_DEFAULT\x10\x00\x12\x10\n" +
+	"\fKEEP_LINEAGE\x10\x01\x12\x12\n" +
+	"\x0eKEEP_REPLICATE\x10\x02\x12\x18\n" +
+	"\x14KEEP_CHECKPOINT_SYNC\x10\x03\x12\x19\n" +
+	"\x15KEEP_CHECKPOINT_ASYNC\x10\x04*M\n" +
 	"\aEffects\x12\x10\n" +
 	"\fEFFECTS_NONE\x10\x00\x12\x16\n" +
 	"\x12EFFECTS_IDEMPOTENT\x10\x01\x12\x18\n" +
@@ -6692,196 +6877,200 @@ func file_trellis_proto_rawDescGZIP() []byte {
 	return file_trellis_proto_rawDescData
 }
 
-var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_trellis_proto_goTypes = []any{
-	(FileKind)(0),                  // 0: trellis.v1.FileKind
-	(CacheLevel)(0),                // 1: trellis.v1.CacheLevel
-	(Effects)(0),                   // 2: trellis.v1.Effects
-	(ResultKind)(0),                // 3: trellis.v1.ResultKind
-	(TaskState)(0),                 // 4: trellis.v1.TaskState
-	(Verdict)(0),                   // 5: trellis.v1.Verdict
-	(Source_Kind)(0),               // 6: trellis.v1.Source.Kind
-	(*Resources)(nil),              // 7: trellis.v1.Resources
-	(*FileRef)(nil),                // 8: trellis.v1.FileRef
-	(*FileDecl)(nil),               // 9: trellis.v1.FileDecl
-	(*TaskSpec)(nil),               // 10: trellis.v1.TaskSpec
-	(*CallSpec)(nil),               // 11: trellis.v1.CallSpec
-	(*LibrarySpec)(nil),            // 12: trellis.v1.LibrarySpec
-	(*InstallLibraryRequest)(nil),  // 13: trellis.v1.InstallLibraryRequest
-	(*InstallLibraryResponse)(nil), // 14: trellis.v1.InstallLibraryResponse
-	(*RemoveLibraryRequest)(nil),   // 15: trellis.v1.RemoveLibraryRequest
-	(*RemoveLibraryResponse)(nil),  // 16: trellis.v1.RemoveLibraryResponse
-	(*FileInfo)(nil),               // 17: trellis.v1.FileInfo
-	(*Outcome)(nil),                // 18: trellis.v1.Outcome
-	(*TaskEvent)(nil),              // 19: trellis.v1.TaskEvent
-	(*TaskEvents)(nil),             // 20: trellis.v1.TaskEvents
-	(*SubmitRequest)(nil),          // 21: trellis.v1.SubmitRequest
-	(*SubmitResponse)(nil),         // 22: trellis.v1.SubmitResponse
-	(*WatchRequest)(nil),           // 23: trellis.v1.WatchRequest
-	(*AckRequest)(nil),             // 24: trellis.v1.AckRequest
-	(*JournalRecord)(nil),          // 25: trellis.v1.JournalRecord
-	(*JournalDispatched)(nil),      // 26: trellis.v1.JournalDispatched
-	(*JournalSessionEnded)(nil),    // 27: trellis.v1.JournalSessionEnded
-	(*JournalTaskDone)(nil),        // 28: trellis.v1.JournalTaskDone
-	(*AckResponse)(nil),            // 29: trellis.v1.AckResponse
-	(*CancelRequest)(nil),          // 30: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),         // 31: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),          // 32: trellis.v1.StatusRequest
-	(*FactoryReport)(nil),          // 33: trellis.v1.FactoryReport
-	(*FactoryStatus)(nil),          // 34: trellis.v1.FactoryStatus
-	(*FetchFileRequest)(nil),       // 35: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),      // 36: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),      // 37: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),     // 38: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),           // 39: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),             // 40: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),            // 41: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),         // 42: trellis.v1.StatusResponse
-	(*ReconcileRequest)(nil),       // 43: trellis.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),      // 44: trellis.v1.ReconcileResponse
-	(*UnknownTask)(nil),            // 45: trellis.v1.UnknownTask
-	(*JournalStatus)(nil),          // 46: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),        // 47: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),          // 48: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),         // 49: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),          // 50: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),            // 51: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),         // 52: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),           // 53: trellis.v1.LibraryEnded
-	(*Hello)(nil),                  // 54: trellis.v1.Hello
-	(*RunningAttempt)(nil),         // 55: trellis.v1.RunningAttempt
-	(*KeptInstance)(nil),           // 56: trellis.v1.KeptInstance
-	(*CachedFile)(nil),             // 57: trellis.v1.CachedFile
-	(*FetchDone)(nil),              // 58: trellis.v1.FetchDone
-	(*Dropped)(nil),                // 59: trellis.v1.Dropped
-	(*Heartbeat)(nil),              // 60: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),            // 61: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),        // 62: trellis.v1.AttemptReturned
-	(*Draining)(nil),               // 63: trellis.v1.Draining
-	(*ManagerMessage)(nil),         // 64: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),           // 65: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),           // 66: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),            // 67: trellis.v1.StopLibrary
-	(*Source)(nil),                 // 68: trellis.v1.Source
-	(*Fetch)(nil),                  // 69: trellis.v1.Fetch
-	(*Unlink)(nil),                 // 70: trellis.v1.Unlink
-	(*Release)(nil),                // 71: trellis.v1.Release
-	(*Upload)(nil),                 // 72: trellis.v1.Upload
-	(*Welcome)(nil),                // 73: trellis.v1.Welcome
-	(*Run)(nil),                    // 74: trellis.v1.Run
-	(*Kill)(nil),                   // 75: trellis.v1.Kill
+	(FileKind)(0),                      // 0: trellis.v1.FileKind
+	(CacheLevel)(0),                    // 1: trellis.v1.CacheLevel
+	(Keep)(0),                          // 2: trellis.v1.Keep
+	(Effects)(0),                       // 3: trellis.v1.Effects
+	(ResultKind)(0),                    // 4: trellis.v1.ResultKind
+	(TaskState)(0),                     // 5: trellis.v1.TaskState
+	(Verdict)(0),                       // 6: trellis.v1.Verdict
+	(Source_Kind)(0),                   // 7: trellis.v1.Source.Kind
+	(*Resources)(nil),                  // 8: trellis.v1.Resources
+	(*FileRef)(nil),                    // 9: trellis.v1.FileRef
+	(*FileDecl)(nil),                   // 10: trellis.v1.FileDecl
+	(*TaskSpec)(nil),                   // 11: trellis.v1.TaskSpec
+	(*CallSpec)(nil),                   // 12: trellis.v1.CallSpec
+	(*LibrarySpec)(nil),                // 13: trellis.v1.LibrarySpec
+	(*InstallLibraryRequest)(nil),      // 14: trellis.v1.InstallLibraryRequest
+	(*InstallLibraryResponse)(nil),     // 15: trellis.v1.InstallLibraryResponse
+	(*RemoveLibraryRequest)(nil),       // 16: trellis.v1.RemoveLibraryRequest
+	(*RemoveLibraryResponse)(nil),      // 17: trellis.v1.RemoveLibraryResponse
+	(*FileInfo)(nil),                   // 18: trellis.v1.FileInfo
+	(*Outcome)(nil),                    // 19: trellis.v1.Outcome
+	(*TaskEvent)(nil),                  // 20: trellis.v1.TaskEvent
+	(*TaskEvents)(nil),                 // 21: trellis.v1.TaskEvents
+	(*SubmitRequest)(nil),              // 22: trellis.v1.SubmitRequest
+	(*SubmitResponse)(nil),             // 23: trellis.v1.SubmitResponse
+	(*WatchRequest)(nil),               // 24: trellis.v1.WatchRequest
+	(*AckRequest)(nil),                 // 25: trellis.v1.AckRequest
+	(*JournalRecord)(nil),              // 26: trellis.v1.JournalRecord
+	(*JournalDispatched)(nil),          // 27: trellis.v1.JournalDispatched
+	(*JournalCheckpointCommitted)(nil), // 28: trellis.v1.JournalCheckpointCommitted
+	(*JournalSessionEnded)(nil),        // 29: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),            // 30: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),                // 31: trellis.v1.AckResponse
+	(*CancelRequest)(nil),              // 32: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),             // 33: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),              // 34: trellis.v1.StatusRequest
+	(*FactoryReport)(nil),              // 35: trellis.v1.FactoryReport
+	(*FactoryStatus)(nil),              // 36: trellis.v1.FactoryStatus
+	(*FetchFileRequest)(nil),           // 37: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),          // 38: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),          // 39: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),         // 40: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),               // 41: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),                 // 42: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),                // 43: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),             // 44: trellis.v1.StatusResponse
+	(*ReconcileRequest)(nil),           // 45: trellis.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),          // 46: trellis.v1.ReconcileResponse
+	(*UnknownTask)(nil),                // 47: trellis.v1.UnknownTask
+	(*JournalStatus)(nil),              // 48: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),            // 49: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),              // 50: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),             // 51: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),              // 52: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),                // 53: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),             // 54: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),               // 55: trellis.v1.LibraryEnded
+	(*Hello)(nil),                      // 56: trellis.v1.Hello
+	(*RunningAttempt)(nil),             // 57: trellis.v1.RunningAttempt
+	(*KeptInstance)(nil),               // 58: trellis.v1.KeptInstance
+	(*CachedFile)(nil),                 // 59: trellis.v1.CachedFile
+	(*FetchDone)(nil),                  // 60: trellis.v1.FetchDone
+	(*Dropped)(nil),                    // 61: trellis.v1.Dropped
+	(*Heartbeat)(nil),                  // 62: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),                // 63: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),            // 64: trellis.v1.AttemptReturned
+	(*Draining)(nil),                   // 65: trellis.v1.Draining
+	(*ManagerMessage)(nil),             // 66: trellis.v1.ManagerMessage
+	(*ManagerBatch)(nil),               // 67: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),               // 68: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),                // 69: trellis.v1.StopLibrary
+	(*Source)(nil),                     // 70: trellis.v1.Source
+	(*Fetch)(nil),                      // 71: trellis.v1.Fetch
+	(*Unlink)(nil),                     // 72: trellis.v1.Unlink
+	(*Release)(nil),                    // 73: trellis.v1.Release
+	(*Upload)(nil),                     // 74: trellis.v1.Upload
+	(*Welcome)(nil),                    // 75: trellis.v1.Welcome
+	(*Run)(nil),                        // 76: trellis.v1.Run
+	(*Kill)(nil),                       // 77: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
 	0,  // 1: trellis.v1.FileDecl.kind:type_name -> trellis.v1.FileKind
 	1,  // 2: trellis.v1.FileDecl.level:type_name -> trellis.v1.CacheLevel
-	8,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
-	8,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
-	7,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
-	11, // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
-	2,  // 7: trellis.v1.TaskSpec.effects:type_name -> trellis.v1.Effects
-	8,  // 8: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
-	7,  // 9: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
-	12, // 10: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
-	9,  // 11: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
-	3,  // 12: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
-	17, // 13: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	17, // 14: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
-	4,  // 15: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	18, // 16: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	19, // 17: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
-	10, // 18: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	9,  // 19: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	21, // 20: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
-	13, // 21: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	27, // 22: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	30, // 23: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	28, // 24: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
-	15, // 25: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
-	26, // 26: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
-	43, // 27: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
-	18, // 28: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	33, // 29: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
-	33, // 30: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
-	17, // 31: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	7,  // 32: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	7,  // 33: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	7,  // 34: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	39, // 35: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	48, // 36: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	40, // 37: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	40, // 38: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	40, // 39: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	41, // 40: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	47, // 41: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	46, // 42: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	34, // 43: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
-	45, // 44: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
-	40, // 45: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
-	5,  // 46: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
-	49, // 47: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	54, // 48: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	60, // 49: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	61, // 50: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	62, // 51: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	63, // 52: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	58, // 53: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	59, // 54: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	52, // 55: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	53, // 56: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	51, // 57: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	50, // 58: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	3,  // 59: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	7,  // 60: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	57, // 61: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	55, // 62: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	56, // 63: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
-	1,  // 64: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	18, // 65: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	73, // 66: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	74, // 67: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	75, // 68: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	69, // 69: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	70, // 70: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	72, // 71: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	66, // 72: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	67, // 73: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	65, // 74: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	71, // 75: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	64, // 76: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	12, // 77: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	6,  // 78: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	68, // 79: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 80: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	10, // 81: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	21, // 82: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	23, // 83: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	24, // 84: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	30, // 85: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	32, // 86: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	35, // 87: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	13, // 88: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	15, // 89: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	37, // 90: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	43, // 91: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	50, // 92: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	22, // 93: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	20, // 94: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	29, // 95: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	31, // 96: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	42, // 97: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	36, // 98: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	14, // 99: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	16, // 100: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	38, // 101: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	44, // 102: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	64, // 103: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	93, // [93:104] is the sub-list for method output_type
-	82, // [82:93] is the sub-list for method input_type
-	82, // [82:82] is the sub-list for extension type_name
-	82, // [82:82] is the sub-list for extension extendee
-	0,  // [0:82] is the sub-list for field type_name
+	9,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
+	9,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
+	8,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
+	12, // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
+	3,  // 7: trellis.v1.TaskSpec.effects:type_name -> trellis.v1.Effects
+	2,  // 8: trellis.v1.TaskSpec.keep:type_name -> trellis.v1.Keep
+	9,  // 9: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
+	8,  // 10: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
+	13, // 11: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
+	10, // 12: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
+	4,  // 13: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
+	18, // 14: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
+	18, // 15: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
+	5,  // 16: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
+	19, // 17: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	20, // 18: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
+	11, // 19: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	10, // 20: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	22, // 21: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
+	14, // 22: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
+	29, // 23: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	32, // 24: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	30, // 25: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	16, // 26: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
+	27, // 27: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
+	45, // 28: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
+	28, // 29: trellis.v1.JournalRecord.checkpoint_committed:type_name -> trellis.v1.JournalCheckpointCommitted
+	19, // 30: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	35, // 31: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
+	35, // 32: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
+	18, // 33: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	8,  // 34: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	8,  // 35: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	8,  // 36: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	41, // 37: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	50, // 38: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	42, // 39: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	42, // 40: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	42, // 41: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	43, // 42: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	49, // 43: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	48, // 44: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	36, // 45: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
+	47, // 46: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
+	42, // 47: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
+	6,  // 48: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	51, // 49: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	56, // 50: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	62, // 51: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	63, // 52: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	64, // 53: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	65, // 54: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	60, // 55: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	61, // 56: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	54, // 57: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	55, // 58: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	53, // 59: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	52, // 60: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	4,  // 61: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	8,  // 62: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	59, // 63: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	57, // 64: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	58, // 65: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
+	1,  // 66: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	19, // 67: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	75, // 68: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	76, // 69: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	77, // 70: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	71, // 71: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	72, // 72: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	74, // 73: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	68, // 74: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	69, // 75: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	67, // 76: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	73, // 77: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	66, // 78: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	13, // 79: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	7,  // 80: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	70, // 81: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 82: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	11, // 83: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	22, // 84: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	24, // 85: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25, // 86: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	32, // 87: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	34, // 88: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	37, // 89: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14, // 90: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16, // 91: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	39, // 92: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	45, // 93: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	52, // 94: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	23, // 95: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	21, // 96: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	31, // 97: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	33, // 98: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	44, // 99: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	38, // 100: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15, // 101: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17, // 102: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	40, // 103: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	46, // 104: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	66, // 105: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	95, // [95:106] is the sub-list for method output_type
+	84, // [84:95] is the sub-list for method input_type
+	84, // [84:84] is the sub-list for extension type_name
+	84, // [84:84] is the sub-list for extension extendee
+	0,  // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -6899,8 +7088,9 @@ func file_trellis_proto_init() {
 		(*JournalRecord_LibraryRemoved)(nil),
 		(*JournalRecord_Dispatched)(nil),
 		(*JournalRecord_Reconciled)(nil),
+		(*JournalRecord_CheckpointCommitted)(nil),
 	}
-	file_trellis_proto_msgTypes[43].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[44].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -6912,7 +7102,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[57].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[58].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -6929,8 +7119,8 @@ func file_trellis_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   69,
+			NumEnums:      8,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,25 @@ ACK_PAUSE = 0.2
 _EFFECTS = {"none": "EFFECTS_NONE", "idempotent": "EFFECTS_IDEMPOTENT", "at-most-once": "EFFECTS_AT_MOST_ONCE"}
 
 
+def _keep(what, keep):
+    """_keep reads a task's keep (docs/recovery.md): None (the manager's
+    default), "lineage", "replicate N" (2 to 64), "checkpoint sync",
+    "checkpoint async" or "checkpoint"; it returns the wire's keep and
+    replicas."""
+    if keep is None:
+        return None, 0
+    f = str(keep).split()
+    if f == ["lineage"]:
+        return "KEEP_LINEAGE", 0
+    if f in (["checkpoint"], ["checkpoint", "async"]):
+        return "KEEP_CHECKPOINT_ASYNC", 0
+    if f == ["checkpoint", "sync"]:
+        return "KEEP_CHECKPOINT_SYNC", 0
+    if len(f) == 2 and f[0] == "replicate" and f[1].isdigit() and 2 <= int(f[1]) <= 64:
+        return "KEEP_REPLICATE", int(f[1])
+    raise errors.InvalidError("task %r: keep %r: want lineage, replicate N (2 to 64), checkpoint sync or checkpoint async" % (what, keep))
+
+
 class Task:
     """Task is a command line (run with /bin/sh -c in a private sandbox) with
     files, resources and retries. time_limit is in seconds."""
@@ -49,7 +68,7 @@ class Task:
     def __init__(self, command, *, name="", cores=1, memory_mb=0, disk_mb=0, gpus=0, env=None,
                  retries=3, retry_on_error=False, time_limit=None, priority=0, category="",
                  tags=(), key="", after=(), unplaceable_timeout=None, effects="none", deterministic=False,
-                 workflow=""):
+                 workflow="", keep=None):
         self.command = command
         self.name = name
         self.cores, self.memory_mb, self.disk_mb, self.gpus = cores, memory_mb, disk_mb, gpus
@@ -68,6 +87,7 @@ class Task:
         self.effects = effects              # docs/recovery.md: "none", "idempotent" or "at-most-once"
         self.deterministic = deterministic  # recorded for the recovery layer
         self.workflow = workflow            # a label: Cluster.cancel_workflow (trellis cancel --workflow) cancels by it
+        self.keep = _keep(name or command, keep)  # how temp outputs survive lost workers: (wire keep, replicas)
         self.inputs = []   # (File, path)
         self.outputs = []  # (File, path)
         self.call = None   # (library, function, args bytes) for a call
@@ -462,6 +482,10 @@ class Cluster:
             spec["effects"] = _EFFECTS[t.effects]
         if t.deterministic:
             spec["deterministic"] = True
+        if t.keep[0]:
+            spec["keep"] = t.keep[0]
+            if t.keep[1]:
+                spec["replicas"] = t.keep[1]
         if t.unplaceable_timeout is not None:
             spec["unplaceableTimeoutMs"] = -1 if t.unplaceable_timeout < 0 else int(-(-t.unplaceable_timeout * 1000 // 1))
         inputs = list(t.inputs)
