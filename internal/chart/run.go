@@ -171,7 +171,7 @@ func Analyse(recs []txnlog.Record) *Run {
 			} else {
 				sum.Tasks++
 			}
-		case txnlog.TaskStaging:
+		case txnlog.TaskPlaced, txnlog.TaskStaging: // placed: its staging begins
 			if since, ok := waitingSince[rec.Task]; ok {
 				sum.Queued += t - since
 				delete(waitingSince, rec.Task)

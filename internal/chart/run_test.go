@@ -101,6 +101,22 @@ func TestAnalyseStaging(t *testing.T) {
 	}
 }
 
+// A task placed where its input travels already (for another task) has no
+// task_staging of its own: its staging runs from its task_placed.
+func TestAnalysePlaced(t *testing.T) {
+	got := Analyse([]txnlog.Record{
+		{Time: at(0), Event: txnlog.TaskSubmitted, Task: 1, Modality: "task"},
+		{Time: at(1), Event: txnlog.TaskPlaced, Task: 1, Worker: "w1"},
+		{Time: at(1.5), Event: txnlog.TaskStaging, Task: 1, Worker: "w1", Transfer: 7, File: "a", Route: "manager_to_worker"},
+		{Time: at(3), Event: txnlog.TaskRunning, Task: 1, Attempt: 1, Worker: "w1", Cores: 1},
+		{Time: at(4), Event: txnlog.TaskDone, Task: 1, Attempt: 1, Worker: "w1", Result: "success", RunMs: 1000},
+	})
+	want := Summary{Tasks: 1, Attempts: 1, Queued: 1, Staging: 2, Running: 1, Duration: 4}
+	if diff := cmp.Diff(want, got.Summary); diff != "" {
+		t.Errorf("Analyse summary mismatch (-want +got):\n%s", diff)
+	}
+}
+
 // A span the log ends before is drawn to the log's end and marked open.
 func TestAnalyseOpenSpan(t *testing.T) {
 	got := Analyse([]txnlog.Record{

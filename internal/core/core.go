@@ -87,6 +87,11 @@ type Core struct {
 	stuckSince map[TaskID]time.Duration
 	epoch      uint64 // changes whenever the workers that take tasks do
 
+	// Placements since the last Placements call, kept only once
+	// ObservePlacements asked for them (a transaction log).
+	placements        []Placed
+	observePlacements bool
+
 	// Graph-aware placement (families.go).
 	naive   bool               // PlaceFree: no families
 	famOf   map[TaskID]*family // unfinished producers, by the family they are in

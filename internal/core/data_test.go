@@ -570,3 +570,34 @@ func TestFetchTask(t *testing.T) {
 		t.Errorf("a replica's fetch: Step mismatch (-want +got):\n%s", diff)
 	}
 }
+
+// A core that observes placements lists each task's placement in the step
+// that made it, once, in order; one that does not lists none.
+func TestPlacements(t *testing.T) {
+	one := res(1000, 100)
+	steps := []struct {
+		ev   core.Event
+		want []core.Placed
+	}{
+		{join(1, res(1000, 1000)), nil},
+		{temps(10), nil},
+		{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), files(task(2, one), ids(10), nil), files(task(4, one), ids(10), nil)),
+			[]core.Placed{{Task: 1, Worker: 1}}},
+		{kept(1, 1, 1, 5000, 10), []core.Placed{{Task: 3, Worker: 1}}},
+		// Placed on worker 2 while their input travels there.
+		{join(2, res(2000, 1000)), []core.Placed{{Task: 2, Worker: 2}, {Task: 4, Worker: 2}}},
+		{fetched(1, 5000), nil}, // they run where they were placed
+	}
+	observed, plain := core.New(), core.New()
+	observed.ObservePlacements()
+	for i, s := range steps {
+		observed.Step(s.ev)
+		if diff := cmp.Diff(s.want, observed.Placements(), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("step %d: placements mismatch (-want +got):\n%s", i+1, diff)
+		}
+		plain.Step(s.ev)
+		if got := plain.Placements(); len(got) != 0 {
+			t.Errorf("step %d: a core not observing placements listed %v", i+1, got)
+		}
+	}
+}

@@ -194,6 +194,29 @@ func (c *Core) fill(w *worker) {
 	}
 }
 
+// Placed is one task's placement on a worker: its inputs are brought
+// there, then it runs there (see Placements).
+type Placed struct {
+	Task   TaskID
+	Worker WorkerID
+}
+
+// ObservePlacements makes the core keep every placement of a task or call
+// (not of a library instance) for Placements. Call it before the first
+// Step. It changes no decision: it is for a transaction log, which would
+// otherwise see a task placed only when an input starts to travel for it
+// or when it runs.
+func (c *Core) ObservePlacements() { c.observePlacements = true }
+
+// Placements returns the placements made since its last call, in the
+// order made, and forgets them. The slice is reused by later Steps: use
+// it before the next Step.
+func (c *Core) Placements() []Placed {
+	p := c.placements
+	c.placements = c.placements[:0]
+	return p
+}
+
 // placeAll offers every open worker the queue, in ID order.
 func (c *Core) placeAll() {
 	if c.ready.n == 0 {
@@ -264,6 +287,9 @@ func (c *Core) stage(t *task, w *worker) {
 	}
 	c.setState(t, Staging)
 	t.staging = 0
+	if c.observePlacements && t.spec.Role != Instance {
+		c.placements = append(c.placements, Placed{t.spec.ID, w.id})
+	}
 	if len(t.spec.Inputs) > 0 {
 		c.pin(t, w)
 	}

@@ -348,7 +348,7 @@ func TestRunTxnLog(t *testing.T) {
 			hello = r.Task
 		}
 	}
-	want := []string{"task_submitted hello", "task_staging", "task_running", "task_done success"}
+	want := []string{"task_submitted hello", "task_placed", "task_staging", "task_running", "task_done success"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("task records of the run's transaction log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}

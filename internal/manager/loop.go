@@ -121,6 +121,9 @@ type attemptKey struct {
 func newState(m *Manager) *state {
 	c := core.New()
 	c.SetPlacement(m.cfg.Placement)
+	if m.txn != nil {
+		c.ObservePlacements() // for task_placed in the transaction log
+	}
 	return &state{
 		m:         m,
 		core:      c,
@@ -171,6 +174,8 @@ func (m *Manager) loop(ctx context.Context) error {
 			if acts := s.core.Step(core.Tick{Now: time.Since(s.origin)}); len(acts) > 0 {
 				s.stepped()
 				s.execute(acts, nil)
+			} else {
+				s.logPlacements() // a tick may place a task whose input travels already
 			}
 			s.expireClients(time.Now()) // a step of its own when a client's session ends
 			if s.journalHealth() {
@@ -344,6 +349,7 @@ func (s *state) step(ev core.Event) { s.execute(s.core.Step(ev), nil) }
 // report that caused them, if any: its outputs are committed when the core
 // accepts it and discarded otherwise.
 func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
+	s.logPlacements()
 	for _, a := range acts {
 		switch a := a.(type) {
 		case core.Dispatch:

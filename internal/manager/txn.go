@@ -18,6 +18,19 @@ func (s *state) txn(r txnlog.Record) {
 	s.m.txn.Write(r)
 }
 
+// logPlacements writes a task_placed record for each placement of the
+// step whose actions execute is about to carry out (the core keeps them
+// only when there is a transaction log).
+func (s *state) logPlacements() {
+	for _, p := range s.core.Placements() {
+		name := ""
+		if sess := s.sessions[p.Worker]; sess != nil {
+			name = sess.hello.Name
+		}
+		s.txn(txnlog.Record{Event: txnlog.TaskPlaced, Task: uint64(p.Task), Worker: name})
+	}
+}
+
 // flushTxn writes the log's buffered records; the loop calls it each tick
 // and when it stops. A log that failed is said once, and stops.
 func (s *state) flushTxn() {
