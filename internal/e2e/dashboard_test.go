@@ -379,19 +379,21 @@ func TestTxnLog(t *testing.T) {
 		"worker_joined w1",
 		"task_submitted task 1 good",
 		"task_submitted task 2 bad",
+		"task_placed task 1  w1",
+		"task_placed task 2  w1",
 		"task_running task 1  w1",
 		"task_running task 2  w1",
 	}
-	if diff := cmp.Diff(want, got[:min(len(got), 5)]); diff != "" {
+	if diff := cmp.Diff(want, got[:min(len(got), len(want))]); diff != "" {
 		t.Errorf("the log's first records (-want +got):\n%s", diff)
 	}
 	dones := map[string]bool{}
-	for _, line := range got[min(len(got), 5):] {
+	for _, line := range got[min(len(got), len(want)):] {
 		dones[line] = true
 	}
 	for _, line := range []string{"task_done task 1  w1 success", "task_done task 2  w1 failed", "worker_left w1"} {
 		if !dones[line] {
-			t.Errorf("the log lacks %q after the first five records; it has:\n%s", line, strings.Join(got, "\n"))
+			t.Errorf("the log lacks %q after the first seven records; it has:\n%s", line, strings.Join(got, "\n"))
 		}
 	}
 }
