@@ -114,6 +114,11 @@ type state struct {
 	// the epoch of their Run: their reports of that epoch count. joining:
 	// the epochs of the attempts a joining worker lists, while it joins.
 	adopted, joining map[attemptKey]uint64
+
+	// Sessions with messages queued whose sender the loop has not woken
+	// yet (wakeSenders), and the events handled since it last did.
+	unwoken   []*session
+	sinceWake int
 }
 
 type attemptKey struct {
@@ -185,6 +190,12 @@ func (m *Manager) loop(ctx context.Context) error {
 			s.handle(ev)
 		case <-m.refresh:
 			s.refreshed()
+		}
+		// Senders wake once the loop is idle (or every wakeEvery
+		// events): what a burst of events queued for one worker leaves
+		// in one write. An idle loop adds no delay.
+		if s.sinceWake++; len(s.unwoken) > 0 && (len(m.events) == 0 || s.sinceWake >= wakeEvery) {
+			s.wakeSenders()
 		}
 	}
 }
