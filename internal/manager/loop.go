@@ -116,9 +116,8 @@ type state struct {
 	adopted, joining map[attemptKey]uint64
 
 	// Sessions with messages queued whose sender the loop has not woken
-	// yet (wakeSenders), and the events handled since it last did.
-	unwoken   []*session
-	sinceWake int
+	// yet (wakeSenders).
+	unwoken []*session
 }
 
 type attemptKey struct {
@@ -191,12 +190,10 @@ func (m *Manager) loop(ctx context.Context) error {
 		case <-m.refresh:
 			s.refreshed()
 		}
-		// Senders wake once the loop is idle (or every wakeEvery
-		// events): what a burst of events queued for one worker leaves
-		// in one write. An idle loop adds no delay.
-		if s.sinceWake++; len(s.unwoken) > 0 && (len(m.events) == 0 || s.sinceWake >= wakeEvery) {
-			s.wakeSenders()
-		}
+		// Senders wake once the event is handled: what one step queued
+		// for a worker leaves in one write, and no worker waits for the
+		// loop's next events.
+		s.wakeSenders()
 	}
 }
 

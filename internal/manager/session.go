@@ -52,16 +52,12 @@ func (s *session) enqueue(msg *pb.ManagerMessage) (first bool) {
 }
 
 // enqueue queues msg for the worker of sess; its sender is woken by
-// wakeSenders, once the loop has handled what is waiting.
+// wakeSenders, once the loop has handled the event.
 func (s *state) enqueue(sess *session, msg *pb.ManagerMessage) {
 	if sess.enqueue(msg) {
 		s.unwoken = append(s.unwoken, sess)
 	}
 }
-
-// wakeEvery bounds the events the loop handles before it wakes the senders
-// of what it queued, when events keep coming.
-const wakeEvery = 256
 
 // wakeSenders wakes the sender of every session that had messages queued
 // since the last wake.
@@ -71,15 +67,15 @@ func (s *state) wakeSenders() {
 		s.unwoken[i] = nil
 	}
 	s.unwoken = s.unwoken[:0]
-	s.sinceWake = 0
 }
 
 // outQueue is a session's outbound queue: a slice that grows with what is
 // queued (not a channel of outboundLimit slots, which every idle worker
 // would hold and every garbage collection would scan), and a signal.
-// A push does not signal: the loop wakes the sender once it is idle (or
-// has handled a run of events), so that what a burst of events queues for
-// one worker leaves in one write (a ManagerBatch) instead of one each.
+// A push does not signal: the loop wakes the sender once it has handled
+// the event, so that what one step queues for a worker (the runs of a
+// submit, the runs answering a batch of reports) leaves in one write (a
+// ManagerBatch) instead of one each.
 type outQueue struct {
 	ready chan struct{} // a token once woken with msgs not empty
 
