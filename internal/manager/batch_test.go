@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -25,14 +24,7 @@ func TestOneStepOneWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		w := m.ConnectWorker(ctx)
-		hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 8, MemoryMb: 1000, DiskMb: 1000}}
-		if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
-			t.Fatal(err)
-		}
-		if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
-			t.Fatalf("round %d: first message %v, %v; want a welcome", round, first, err)
-		}
+		w := joinWorkerOf(ctx, t, m, 8)
 		batchOfRuns := func(what string) []*pb.Run {
 			t.Helper()
 			msg, err := w.Receive()
