@@ -93,7 +93,7 @@ type session struct {
 	idleSince  time.Time // when it last ran nothing; zero while it runs something (IdleExit)
 	lastPost   time.Time // when it last queued a message for the manager
 	// pending: messages posted, not yet handed to the sender; they go
-	// when the loop has no event waiting (flush), as one write.
+	// once the loop has handled the event (flush), as one write.
 	pending []*pb.WorkerMessage
 }
 
@@ -153,11 +153,10 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 		if s.draining && len(s.attempts) == 0 {
 			return s.finish(nil)
 		}
-		// What the loop posted goes once no event waits: the reports of
-		// a burst of ends leave in one write. An idle loop adds no delay.
-		if len(s.pending) > 0 && (len(s.events) == 0 || len(s.pending) >= proto.MaxBatchMessages) {
-			s.flush()
-		}
+		// What the loop posted for one event goes in one write (the
+		// reports of a batch of simulated runs); waiting for more events
+		// would hold reports from a manager with tasks to send.
+		s.flush()
 		select {
 		case ev := <-s.events:
 			switch ev := ev.(type) {
@@ -256,8 +255,8 @@ func (s *session) emit(ev event) {
 	}
 }
 
-// post queues msg for the manager; the loop flushes it once no event
-// waits.
+// post queues msg for the manager; the loop flushes it once it has
+// handled the event.
 func (s *session) post(msg *pb.WorkerMessage) {
 	s.lastPost = time.Now()
 	if b := msg.GetBatch(); b != nil {
