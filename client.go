@@ -365,9 +365,14 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 		return c.submit(ctx, tasks)
 	}
 	// A burst of independent tasks goes in chunks: the cluster starts on
-	// the first while the next is encoded and sent.
+	// the first while the next is encoded and sent. Chunks then grow, to
+	// maxSubmitChunk: the manager places a larger chunk in one step, so
+	// that each worker gets its share of it in one message, not one task
+	// per message and per chunk.
 	handles := make([]*Handle, 0, len(tasks))
-	for chunk := range slices.Chunk(tasks, submitChunk) {
+	for n := submitChunk; len(tasks) > 0; n = min(2*n, maxSubmitChunk) {
+		chunk := tasks[:min(n, len(tasks))]
+		tasks = tasks[len(chunk):]
 		hs, err := c.submit(ctx, chunk)
 		if err != nil {
 			return handles, err // the handles of the chunks already accepted, which run
@@ -377,8 +382,12 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 	return handles, nil
 }
 
-// submitChunk is how many independent tasks go in one Submit message.
-const submitChunk = 1000
+// submitChunk is how many independent tasks go in the first Submit message
+// of a burst; the next ones double, to maxSubmitChunk.
+const (
+	submitChunk    = 1000
+	maxSubmitChunk = 8000
+)
 
 // submit sends tasks in one Submit message. Their handles are in place
 // before it goes, so that their events find them whenever they come.

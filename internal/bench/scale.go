@@ -90,7 +90,7 @@ type ScaleResult struct {
 }
 
 // submitChunk is how many tasks one Submit carries.
-const submitChunk = 10000
+const submitChunk = 100000
 
 // Scale starts a manager process, connects cfg.Workers fake workers to it
 // (real protocol, no task is run), measures the idle manager, then runs

@@ -212,7 +212,7 @@ func (s *state) fetchToStore(name string, reply chan error) {
 	for _, w := range s.core.Replicas(id) {
 		if sess := s.sessions[w]; sess != nil {
 			s.data.waiters[name] = append(s.data.waiters[name], reply)
-			sess.enqueue(&pb.ManagerMessage{Msg: &pb.ManagerMessage_Upload{Upload: &pb.Upload{Name: name}}})
+			s.enqueue(sess, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Upload{Upload: &pb.Upload{Name: name}}})
 			return
 		}
 	}

@@ -60,7 +60,7 @@ func (s *state) sendAfter(seq journal.Seq, w core.WorkerID, msg *pb.ManagerMessa
 		return
 	}
 	if sess := s.sessions[w]; sess != nil {
-		sess.enqueue(msg)
+		s.enqueue(sess, msg)
 	}
 }
 
@@ -175,7 +175,7 @@ func (s *state) release() {
 	n = 0
 	for n < len(s.heldSends) && s.heldSends[n].seq <= durable {
 		if sess := s.sessions[s.heldSends[n].w]; sess != nil {
-			sess.enqueue(s.heldSends[n].msg)
+			s.enqueue(sess, s.heldSends[n].msg)
 		}
 		n++
 	}

@@ -111,6 +111,10 @@ type state struct {
 	// the epoch of their Run: their reports of that epoch count. joining:
 	// the epochs of the attempts a joining worker lists, while it joins.
 	adopted, joining map[attemptKey]uint64
+
+	// Sessions with messages queued whose sender the loop has not woken
+	// yet (wakeSenders).
+	unwoken []*session
 }
 
 type attemptKey struct {
@@ -189,6 +193,10 @@ func (m *Manager) loop(ctx context.Context) error {
 		case <-m.refresh:
 			s.refreshed()
 		}
+		// Senders wake once the event is handled: what one step queued
+		// for a worker leaves in one write, and no worker waits for the
+		// loop's next events.
+		s.wakeSenders()
 	}
 }
 

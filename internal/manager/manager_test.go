@@ -183,8 +183,14 @@ func TestWelcomeComesFirstAndAlone(t *testing.T) {
 // its welcome.
 func joinWorker(ctx context.Context, t *testing.T, m *Manager) *inproc.End[*pb.WorkerMessage, *pb.ManagerMessage] {
 	t.Helper()
+	return joinWorkerOf(ctx, t, m, 1)
+}
+
+// joinWorkerOf is joinWorker with a worker of cores cores.
+func joinWorkerOf(ctx context.Context, t *testing.T, m *Manager, cores float64) *inproc.End[*pb.WorkerMessage, *pb.ManagerMessage] {
+	t.Helper()
 	w := m.ConnectWorker(ctx)
-	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000}}
+	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: cores, MemoryMb: 1000, DiskMb: 1000}}
 	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
 		t.Fatal(err)
 	}

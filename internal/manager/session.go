@@ -39,40 +39,75 @@ type session struct {
 	lastSeen  atomic.Int64 // Unix nanoseconds of the worker's last message; the liveness sweep reads it
 }
 
-// enqueue queues msg for the worker without blocking; on overflow it
-// closes the session.
-func (s *session) enqueue(msg *pb.ManagerMessage) {
-	if !s.out.push(msg) {
+// enqueue queues msg for the worker without blocking, and without waking
+// its sender (wake does that); on overflow it closes the session. first
+// says msg is the first queued since the last wake: the caller wakes the
+// sender once it has queued what the current event makes.
+func (s *session) enqueue(msg *pb.ManagerMessage) (first bool) {
+	first, ok := s.out.push(msg)
+	if !ok {
 		s.close(fmt.Sprintf("outbound queue full (%d messages): worker too slow", outboundLimit))
 	}
+	return first
+}
+
+// enqueue queues msg for the worker of sess; its sender is woken by
+// wakeSenders, once the loop has handled the event.
+func (s *state) enqueue(sess *session, msg *pb.ManagerMessage) {
+	if sess.enqueue(msg) {
+		s.unwoken = append(s.unwoken, sess)
+	}
+}
+
+// wakeSenders wakes the sender of every session that had messages queued
+// since the last wake.
+func (s *state) wakeSenders() {
+	for i, sess := range s.unwoken {
+		sess.out.wake()
+		s.unwoken[i] = nil
+	}
+	s.unwoken = s.unwoken[:0]
 }
 
 // outQueue is a session's outbound queue: a slice that grows with what is
 // queued (not a channel of outboundLimit slots, which every idle worker
 // would hold and every garbage collection would scan), and a signal.
+// A push does not signal: the loop wakes the sender once it has handled
+// the event, so that what one step queues for a worker (the runs of a
+// submit, the runs answering a batch of reports) leaves in one write (a
+// ManagerBatch) instead of one each.
 type outQueue struct {
-	ready chan struct{} // a token while msgs is not empty
+	ready chan struct{} // a token once woken with msgs not empty
 
-	mu   sync.Mutex
-	msgs []*pb.ManagerMessage // guarded by mu
+	mu     sync.Mutex
+	msgs   []*pb.ManagerMessage // guarded by mu
+	unwoke bool                 // msgs were pushed since the last wake; guarded by mu
 }
 
 func newOutQueue() outQueue { return outQueue{ready: make(chan struct{}, 1)} }
 
-// push queues msg; false when outboundLimit messages are queued already.
-func (q *outQueue) push(msg *pb.ManagerMessage) bool {
+// push queues msg; ok is false when outboundLimit messages are queued
+// already. first: nothing was pushed since the last wake.
+func (q *outQueue) push(msg *pb.ManagerMessage) (first, ok bool) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	if len(q.msgs) >= outboundLimit {
-		q.mu.Unlock()
-		return false
+		return false, false
 	}
 	q.msgs = append(q.msgs, msg)
+	first, q.unwoke = !q.unwoke, true
+	return first, true
+}
+
+// wake tells the sender that messages are queued.
+func (q *outQueue) wake() {
+	q.mu.Lock()
+	q.unwoke = false
 	q.mu.Unlock()
 	select {
 	case q.ready <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // take returns what is queued, in order, and empties the queue.

@@ -75,15 +75,15 @@ type session struct {
 	w          *Worker
 	runID      string // the manager's, from the Welcome
 	stream     Stream
-	cancel     context.CancelFunc     // ends the connection, and so every goroutine below
-	stop       <-chan struct{}        // closed when the connection ends
-	events     chan event             // from the goroutines to the loop
-	broken     chan error             // how the stream broke: its reader's last word
-	out        chan *pb.WorkerMessage // from the loop to the sender
-	flushc     chan struct{}          // closed: the sender sends what is queued, then stops
-	senderDone chan struct{}          // closed when the sender has stopped
-	wg         sync.WaitGroup         // every goroutine the session started
-	libsClosed bool                   // it takes no more library instances (guarded by libraries.mu)
+	cancel     context.CancelFunc       // ends the connection, and so every goroutine below
+	stop       <-chan struct{}          // closed when the connection ends
+	events     chan event               // from the goroutines to the loop
+	broken     chan error               // how the stream broke: its reader's last word
+	out        chan []*pb.WorkerMessage // from the loop to the sender, a flush at a time
+	flushc     chan struct{}            // closed: the sender sends what is queued, then stops
+	senderDone chan struct{}            // closed when the sender has stopped
+	wg         sync.WaitGroup           // every goroutine the session started
+	libsClosed bool                     // it takes no more library instances (guarded by libraries.mu)
 
 	// Owned by the loop.
 	attempts   map[attemptKey]*running
@@ -95,6 +95,9 @@ type session struct {
 	idleSince  time.Time // when it last ran nothing; zero while it runs something (IdleExit)
 	lastPost   time.Time // when it last queued a message for the manager
 	libReports []event   // what kept library instances said while no session had them
+	// pending: messages posted, not yet handed to the sender; they go
+	// once the loop has handled the event (flush), as one write.
+	pending []*pb.WorkerMessage
 }
 
 // session holds one connection to the manager until it breaks, the worker
@@ -127,7 +130,7 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	w.log.Info("connected", "manager", w.cfg.Manager, "worker_id", welcome.WorkerId)
 	w.takePeerTLS(welcome)
 	s := &session{w: w, runID: welcome.RunId, stream: stream, cancel: cancel, stop: sctx.Done(),
-		events: make(chan event, 128), broken: make(chan error, 1), out: make(chan *pb.WorkerMessage, 1024),
+		events: make(chan event, 128), broken: make(chan error, 1), out: make(chan []*pb.WorkerMessage, 64),
 		flushc: make(chan struct{}), senderDone: make(chan struct{}),
 		attempts: make(map[attemptKey]*running), drainc: w.drainc}
 	w.kept.attach(welcome.RunId, s.attempts)
@@ -158,6 +161,10 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 		if s.draining && len(s.attempts) == 0 {
 			return s.finish(nil)
 		}
+		// What the loop posted for one event goes in one write (the
+		// reports of a batch of simulated runs); waiting for more events
+		// would hold reports from a manager with tasks to send.
+		s.flush()
 		select {
 		case ev := <-s.events:
 			switch ev := ev.(type) {
@@ -205,22 +212,23 @@ func (s *session) receive() {
 	}
 }
 
-// send writes what the loop posts, batching bursts.
+// send writes what the loop flushes, with what else is queued by then,
+// in batches.
 func (s *session) send() {
 	defer s.wg.Done()
 	defer close(s.senderDone)
 	for {
 		select {
-		case msg := <-s.out:
-			if err := proto.SendQueued(msg, s.out, wrapWorkerBatch, s.stream.Send); err != nil {
+		case msgs := <-s.out:
+			if err := s.sendQueued(msgs); err != nil {
 				s.cancel()
 				return
 			}
 		case <-s.flushc:
 			for {
 				select {
-				case msg := <-s.out:
-					if proto.SendQueued(msg, s.out, wrapWorkerBatch, s.stream.Send) != nil {
+				case msgs := <-s.out:
+					if s.sendQueued(msgs) != nil {
 						return
 					}
 				default:
@@ -233,6 +241,20 @@ func (s *session) send() {
 	}
 }
 
+// sendQueued sends msgs and every flush queued behind them right now, in
+// batches.
+func (s *session) sendQueued(msgs []*pb.WorkerMessage) error {
+	for more := true; more; {
+		select {
+		case next := <-s.out:
+			msgs = append(msgs, next...)
+		default:
+			more = false
+		}
+	}
+	return proto.SendBatched(msgs, wrapWorkerBatch, s.stream.Send)
+}
+
 // emit hands ev to the loop, unless the connection has ended.
 func (s *session) emit(ev event) {
 	select {
@@ -241,13 +263,28 @@ func (s *session) emit(ev event) {
 	}
 }
 
-// post queues msg for the manager, unless the connection has ended.
+// post queues msg for the manager; the loop flushes it once it has
+// handled the event.
 func (s *session) post(msg *pb.WorkerMessage) {
 	s.lastPost = time.Now()
+	if b := msg.GetBatch(); b != nil {
+		s.pending = append(s.pending, b.Msgs...) // a batch never nests
+		return
+	}
+	s.pending = append(s.pending, msg)
+}
+
+// flush hands what was posted to the sender, unless the connection has
+// ended.
+func (s *session) flush() {
+	if len(s.pending) == 0 {
+		return
+	}
 	select {
-	case s.out <- msg:
+	case s.out <- s.pending:
 	case <-s.stop:
 	}
+	s.pending = nil
 }
 
 // ended reports what an attempt, a fetch or a library instance did.
@@ -340,6 +377,14 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 	key := attemptKey{run.TaskId, run.Attempt}
 	if s.draining || s.attempts[key] != nil {
 		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
+		return
+	}
+	if run.Instance == 0 && s.w.cfg.Simulate != nil && s.w.cfg.Simulate.Delay == 0 {
+		// A simulated task that waits for nothing ends here, in the loop:
+		// no goroutine per task, and the ends of a batch of runs leave
+		// in one write.
+		s.attempts[key] = &running{cancel: func() {}, epoch: run.Epoch}
+		s.ended(evAttemptEnded{key: key, outcome: s.w.simulate(ctx, run)})
 		return
 	}
 	actx, acancel := context.WithCancel(ctx)
@@ -458,6 +503,7 @@ func (s *session) keptEnded() {
 func (s *session) finish(e error) error {
 	s.settle()
 	s.w.libs.detach(s, "") // they stop
+	s.flush()
 	close(s.flushc)
 	select {
 	case <-s.senderDone:

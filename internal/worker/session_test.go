@@ -25,12 +25,13 @@ import (
 type managerEnd struct {
 	*inproc.End[*pb.ManagerMessage, *pb.WorkerMessage]
 	got        chan *pb.WorkerMessage // flattened, without heartbeats
+	sizes      chan int               // how many messages each write carried, heartbeats left out
 	heartbeats chan struct{}
 	eof        chan error // how the worker's side ended
 }
 
 func newManagerEnd(end *inproc.End[*pb.ManagerMessage, *pb.WorkerMessage]) *managerEnd {
-	m := &managerEnd{End: end, got: make(chan *pb.WorkerMessage, 1024), heartbeats: make(chan struct{}, 1), eof: make(chan error, 1)}
+	m := &managerEnd{End: end, got: make(chan *pb.WorkerMessage, 1024), sizes: make(chan int, 1024), heartbeats: make(chan struct{}, 1), eof: make(chan error, 1)}
 	go func() { // exits when the worker's side ends
 		for {
 			msg, err := end.Receive()
@@ -38,6 +39,12 @@ func newManagerEnd(end *inproc.End[*pb.ManagerMessage, *pb.WorkerMessage]) *mana
 				end.Close() // as the manager does once the worker half-closed
 				m.eof <- err
 				return
+			}
+			if msg.GetHeartbeat() == nil {
+				select {
+				case m.sizes <- len(flatten(msg)):
+				default:
+				}
 			}
 			for _, one := range flatten(msg) {
 				if one.GetHeartbeat() != nil {
@@ -404,6 +411,32 @@ func TestSessionSimulated(t *testing.T) {
 	want := done(1, pb.ResultKind_RESULT_KIND_SUCCESS, "xxxxx")
 	if diff := cmp.Diff(want, m.next(t), protocmp.Transform(), protocmp.IgnoreFields(&pb.Outcome{}, "run_ms")); diff != "" {
 		t.Errorf("report of a simulated attempt mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestSessionSimulatedBatch: a simulated worker given a batch of runs
+// reports them all in one write (they end in its loop, at once).
+func TestSessionSimulatedBatch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.Simulate = &Simulation{} })
+	m, _ := h.connect(t, 60_000)
+	var runs []*pb.ManagerMessage
+	for i := range 8 {
+		runs = append(runs, run(uint64(i+1), "true"))
+	}
+	m.send(t, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Batch{Batch: &pb.ManagerBatch{Msgs: runs}}})
+	for i := range 8 {
+		if d := m.next(t).GetDone(); d == nil || d.TaskId != uint64(i+1) {
+			t.Fatalf("report %d: %v, want the Done of task %d", i+1, d, i+1)
+		}
+	}
+	var sizes []int
+	for len(m.sizes) > 0 {
+		sizes = append(sizes, <-m.sizes)
+	}
+	if diff := cmp.Diff([]int{1, 8}, sizes); diff != "" {
+		t.Errorf("messages per write (the hello, then the reports) mismatch (-want +got):\n%s", diff)
 	}
 }
 
