@@ -571,8 +571,9 @@ func TestFetchTask(t *testing.T) {
 	}
 }
 
-// A core that observes placements lists each task's placement in the step
-// that made it, once, in order; one that does not lists none.
+// A core that observes placements lists each placement of a task that
+// waits there for inputs, in the step that made it, once, in order; one
+// that does not lists none.
 func TestPlacements(t *testing.T) {
 	one := res(1000, 100)
 	steps := []struct {
@@ -581,9 +582,9 @@ func TestPlacements(t *testing.T) {
 	}{
 		{join(1, res(1000, 1000)), nil},
 		{temps(10), nil},
-		{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), files(task(2, one), ids(10), nil), files(task(4, one), ids(10), nil)),
-			[]core.Placed{{Task: 1, Worker: 1}}},
-		{kept(1, 1, 1, 5000, 10), []core.Placed{{Task: 3, Worker: 1}}},
+		// Tasks 1 and 3 need nothing brought: they run at once, unlisted.
+		{submit(files(prio(task(1, one), 1), nil, ids(10)), prio(task(3, one), 1), files(task(2, one), ids(10), nil), files(task(4, one), ids(10), nil)), nil},
+		{kept(1, 1, 1, 5000, 10), nil},
 		// Placed on worker 2 while their input travels there.
 		{join(2, res(2000, 1000)), []core.Placed{{Task: 2, Worker: 2}, {Task: 4, Worker: 2}}},
 		{fetched(1, 5000), nil}, // they run where they were placed

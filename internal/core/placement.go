@@ -194,18 +194,19 @@ func (c *Core) fill(w *worker) {
 	}
 }
 
-// Placed is one task's placement on a worker: its inputs are brought
-// there, then it runs there (see Placements).
+// Placed is one task's placement on a worker where some of its inputs must
+// be brought before it runs there (see Placements). A task whose inputs
+// are all there runs at once: its Dispatch says where.
 type Placed struct {
 	Task   TaskID
 	Worker WorkerID
 }
 
 // ObservePlacements makes the core keep every placement of a task or call
-// (not of a library instance) for Placements. Call it before the first
+// (not of a library instance) that waits for inputs, for Placements. Call it before the first
 // Step. It changes no decision: it is for a transaction log, which would
-// otherwise see a task placed only when an input starts to travel for it
-// or when it runs.
+// otherwise see such a task placed only when an input starts to travel for
+// it (none does when one travels already for another task) or when it runs.
 func (c *Core) ObservePlacements() { c.observePlacements = true }
 
 // Placements returns the placements made since its last call, in the
@@ -287,9 +288,6 @@ func (c *Core) stage(t *task, w *worker) {
 	}
 	c.setState(t, Staging)
 	t.staging = 0
-	if c.observePlacements && t.spec.Role != Instance {
-		c.placements = append(c.placements, Placed{t.spec.ID, w.id})
-	}
 	if len(t.spec.Inputs) > 0 {
 		c.pin(t, w)
 	}
@@ -319,6 +317,10 @@ func (c *Core) stage(t *task, w *worker) {
 	}
 	if t.staging == 0 {
 		c.run(t)
+		return
+	}
+	if c.observePlacements && t.spec.Role != Instance {
+		c.placements = append(c.placements, Placed{t.spec.ID, w.id})
 	}
 }
 

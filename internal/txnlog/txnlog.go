@@ -23,7 +23,7 @@ import (
 // Events, the Record.Event values.
 const (
 	TaskSubmitted = "task_submitted" // Name, Modality
-	TaskPlaced    = "task_placed"    // Worker: placed there; its inputs are brought there (staging), then it runs there
+	TaskPlaced    = "task_placed"    // Worker: placed there, where inputs must be brought (staging) before it runs there; a task with every input there has only its task_running
 	TaskStaging   = "task_staging"   // Worker, Transfer, File, Route, Peer: an input of the task placed on Worker starts to travel there (one per input fetched for it; the first starts its staging)
 	TaskRunning   = "task_running"   // Attempt, Worker, Cores, Modality: placed there (inputs staged, then run)
 	TaskRequeued  = "task_requeued"  // Attempt, Worker, Reason: it waits again
