@@ -30,14 +30,20 @@ func CA(dir string) (*Authority, error) {
 // PEM is the CA's certificate in PEM.
 func (a *Authority) PEM() []byte { return pemCert(a.Cert.Raw) }
 
-// peerLife is how long a file server's certificate lasts; a worker gets a
-// new one each time it joins.
-const peerLife = 30 * 24 * time.Hour
+// PeerLife is how long a file server's certificate lasts. A worker gets one
+// each time it joins, and a new one from its manager when half of it has
+// passed.
+const PeerLife = 30 * 24 * time.Hour
 
-// IssuePEM signs a file server's certificate for host and returns it and its
-// key in PEM.
+// IssuePEM signs a file server's certificate for host, valid for PeerLife,
+// and returns it and its key in PEM.
 func (a *Authority) IssuePEM(host string) (certPEM, keyPEM []byte, err error) {
-	der, key, err := Issue(a.Cert, a.Key, []string{host}, time.Now().Add(-time.Hour), time.Now().Add(peerLife))
+	return a.IssuePEMFor(host, PeerLife)
+}
+
+// IssuePEMFor is IssuePEM for a certificate that lasts life.
+func (a *Authority) IssuePEMFor(host string, life time.Duration) (certPEM, keyPEM []byte, err error) {
+	der, key, err := Issue(a.Cert, a.Key, []string{host}, time.Now().Add(-time.Hour), time.Now().Add(life))
 	if err != nil {
 		return nil, nil, err
 	}

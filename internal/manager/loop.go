@@ -115,6 +115,9 @@ type state struct {
 	// Sessions with messages queued whose sender the loop has not woken
 	// yet (wakeSenders).
 	unwoken []*session
+	// nextRenew: when the earliest worker's file server certificate is due
+	// for renewal (renewPeerCerts); zero with none.
+	nextRenew time.Time
 }
 
 type attemptKey struct {
@@ -182,6 +185,7 @@ func (m *Manager) loop(ctx context.Context) error {
 				s.logPlacements() // a tick may place a task whose input travels already
 			}
 			s.expireClients(time.Now()) // a step of its own when a client's session ends
+			s.renewPeerCerts(time.Now())
 			if s.journalHealth() {
 				s.stepped()
 			}
@@ -215,6 +219,7 @@ func (s *state) handle(ev any) {
 		id := s.nextWorker
 		ev.sess.id = id
 		s.sessions[id] = ev.sess
+		s.renewBy(ev.sess.certRenew)
 		ev.reply <- id // the session sends the welcome, before anything queued
 		r := ev.sess.hello.GetResources()
 		ev.sess.fileServer = fileServerAddr(ev.sess.hello.FileServer, ev.sess.addr)

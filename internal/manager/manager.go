@@ -85,6 +85,9 @@ type Config struct {
 	// handed over in its Welcome; peers then fetch over https, verifying
 	// it. nil leaves peer transfers plain.
 	PeerCA *certs.Authority
+	// PeerCertLife is how long those certificates last; 0 means
+	// certs.PeerLife. A worker gets a new one when half of it has passed.
+	PeerCertLife time.Duration
 	// CheckpointDir, when set, holds checkpointed outputs (Keep
 	// checkpoint, and the copies the commit barrier makes), written by the
 	// manager, synced, so that they survive the loss of every worker; a

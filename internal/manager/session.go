@@ -32,6 +32,12 @@ type session struct {
 	// fileServer is where the worker serves its cache to peers (host:port),
 	// "" if it serves none. Set by the loop.
 	fileServer string
+	// certHost names the worker's file server in its certificate (with a
+	// Config.PeerCA); certRenew is when the loop gives it a new one
+	// (renewPeerCerts). Set before the loop sees the session, then the
+	// loop's.
+	certHost  string
+	certRenew time.Time
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -166,6 +172,10 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 	}
 	sess := &session{hello: hello, addr: addr, since: time.Now(),
 		out: newOutQueue(), closed: make(chan struct{})}
+	host, certPEM, keyPEM, certErr := m.peerCertificate(hello, addr)
+	if certErr == nil && certPEM != nil {
+		sess.certHost, sess.certRenew = host, time.Now().Add(m.peerCertLife()/2)
+	}
 	id, err := m.join(ctx, sess)
 	if err != nil {
 		return err
@@ -176,8 +186,11 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 	// (runs, fetches) would otherwise go in one batch with it.
 	welcome := &pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{
 		WorkerId: uint64(id), HeartbeatMs: m.cfg.Heartbeat.Milliseconds(), RunId: m.runID, Epoch: m.epoch}}}
-	if err := m.peerCertificate(welcome.GetWelcome(), hello, addr); err != nil {
-		m.log.Warn("worker's file server certificate", "worker", id, "err", err) // its peers' fetches from it fail and go elsewhere
+	if certErr != nil {
+		m.log.Warn("worker's file server certificate", "worker", id, "err", certErr) // its peers' fetches from it fail and go elsewhere
+	} else if certPEM != nil {
+		w := welcome.GetWelcome()
+		w.TlsCertPem, w.TlsKeyPem, w.TlsCaPem = certPEM, keyPEM, m.cfg.PeerCA.PEM()
 	}
 	if err := stream.Send(welcome); err != nil {
 		sendCtx, stop := context.WithTimeout(context.Background(), time.Second)

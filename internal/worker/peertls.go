@@ -59,6 +59,21 @@ func (w *Worker) takePeerTLS(welcome *pb.Welcome) {
 	w.peerTLS.roots.Store(pool)
 }
 
+// renewPeerCert serves the certificate the manager renewed from now on:
+// handshakes under way keep the one they began with.
+func (w *Worker) renewPeerCert(c *pb.PeerCertificate) {
+	if w.peers == nil {
+		return // not TLS
+	}
+	pair, err := tls.X509KeyPair(c.CertPem, c.KeyPem)
+	if err != nil {
+		w.log.Warn("the manager's renewed certificate for the file server (the current one stays)", "err", err)
+		return
+	}
+	w.peerTLS.cert.Store(&pair)
+	w.log.Info("file server certificate renewed by the manager")
+}
+
 // dialFilesTLS dials https for the worker's file client, which fetches from
 // the manager (verified as the worker's stream is, with Config.TLS) and
 // from URL origins (verified against the system's roots, as without TLS).

@@ -335,6 +335,8 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 			defer s.wg.Done()
 			s.emit(evFetched{s.w.fetch(sctx, x.Fetch)})
 		}()
+	case *pb.ManagerMessage_PeerCertificate:
+		s.w.renewPeerCert(x.PeerCertificate)
 	case *pb.ManagerMessage_Release:
 		for _, n := range x.Release.Names {
 			s.w.cache.Release(n)

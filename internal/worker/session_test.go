@@ -3,7 +3,10 @@ package worker
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"trellis/internal/certs"
 	"trellis/internal/inproc"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/worker/resources"
@@ -599,4 +603,55 @@ func TestSessionHoldsFetchedFiles(t *testing.T) {
 			t.Fatalf("step %d: message mismatch (-want +got):\n%s", i, diff)
 		}
 	}
+}
+
+// A worker serves the file server certificate of its Welcome, and from a
+// PeerCertificate on, the renewed one, which peers verify with the same CA.
+func TestPeerCertificateRenewed(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.TLS = &tls.Config{} })
+	ca, err := certs.CA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstCert, firstKey, err := ca.IssuePEM("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, hello := h.welcome(t, &pb.Welcome{WorkerId: 1, HeartbeatMs: 60_000, TlsCertPem: firstCert, TlsKeyPem: firstKey, TlsCaPem: ca.PEM()})
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	// serves waits until the file server's handshake, verified with the
+	// CA, presents the certificate of certPEM.
+	serves := func(what string, certPEM []byte) {
+		t.Helper()
+		block, _ := pem.Decode(certPEM)
+		want, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			conn, err := tls.Dial("tcp", hello.FileServer, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+			if err != nil {
+				last = err.Error()
+				continue
+			}
+			got := conn.ConnectionState().PeerCertificates[0].SerialNumber
+			conn.Close()
+			if got.Cmp(want.SerialNumber) == 0 {
+				return
+			}
+			last = "serial " + got.String()
+		}
+		t.Fatalf("the file server does not serve %s (serial %v) after 10 s: %s", what, want.SerialNumber, last)
+	}
+	serves("the welcome's certificate", firstCert)
+	newCert, newKey, err := ca.IssuePEM("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.send(t, &pb.ManagerMessage{Msg: &pb.ManagerMessage_PeerCertificate{PeerCertificate: &pb.PeerCertificate{CertPem: newCert, KeyPem: newKey}}})
+	serves("the renewed certificate", newCert)
 }

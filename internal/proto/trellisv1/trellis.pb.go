@@ -476,7 +476,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{62, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{63, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -5425,6 +5425,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_StopLibrary
 	//	*ManagerMessage_Batch
 	//	*ManagerMessage_Release
+	//	*ManagerMessage_PeerCertificate
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5557,6 +5558,15 @@ func (x *ManagerMessage) GetRelease() *Release {
 	return nil
 }
 
+func (x *ManagerMessage) GetPeerCertificate() *PeerCertificate {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_PeerCertificate); ok {
+			return x.PeerCertificate
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -5601,6 +5611,10 @@ type ManagerMessage_Release struct {
 	Release *Release `protobuf:"bytes,60,opt,name=release,proto3,oneof"`
 }
 
+type ManagerMessage_PeerCertificate struct {
+	PeerCertificate *PeerCertificate `protobuf:"bytes,170,opt,name=peer_certificate,json=peerCertificate,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
@@ -5621,6 +5635,63 @@ func (*ManagerMessage_Batch) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Release) isManagerMessage_Msg() {}
 
+func (*ManagerMessage_PeerCertificate) isManagerMessage_Msg() {}
+
+// PeerCertificate renews a worker's file server certificate (its Welcome
+// gave the first), signed by the same cluster CA, before the one it serves
+// ends: a worker may stay connected longer than a certificate lasts.
+type PeerCertificate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CertPem       []byte                 `protobuf:"bytes,1,opt,name=cert_pem,json=certPem,proto3" json:"cert_pem,omitempty"`
+	KeyPem        []byte                 `protobuf:"bytes,2,opt,name=key_pem,json=keyPem,proto3" json:"key_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerCertificate) Reset() {
+	*x = PeerCertificate{}
+	mi := &file_trellis_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerCertificate) ProtoMessage() {}
+
+func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerCertificate.ProtoReflect.Descriptor instead.
+func (*PeerCertificate) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *PeerCertificate) GetCertPem() []byte {
+	if x != nil {
+		return x.CertPem
+	}
+	return nil
+}
+
+func (x *PeerCertificate) GetKeyPem() []byte {
+	if x != nil {
+		return x.KeyPem
+	}
+	return nil
+}
+
 // ManagerBatch carries the messages queued for a worker at once, in order.
 // It never nests.
 type ManagerBatch struct {
@@ -5632,7 +5703,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5644,7 +5715,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5657,7 +5728,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -5680,7 +5751,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5692,7 +5763,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5705,7 +5776,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -5739,7 +5810,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5751,7 +5822,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5764,7 +5835,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -5788,7 +5859,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5800,7 +5871,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5813,7 +5884,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{62}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -5867,7 +5938,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5879,7 +5950,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5892,7 +5963,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -5954,7 +6025,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5966,7 +6037,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5979,7 +6050,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -6001,7 +6072,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6013,7 +6084,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6026,7 +6097,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Release) GetNames() []string {
@@ -6046,7 +6117,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6058,7 +6129,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6071,7 +6142,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Upload) GetName() string {
@@ -6101,7 +6172,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6113,7 +6184,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6126,7 +6197,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -6197,7 +6268,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6209,7 +6280,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6222,7 +6293,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{68}
+	return file_trellis_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -6284,7 +6355,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6296,7 +6367,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6309,7 +6380,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{69}
+	return file_trellis_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -6737,7 +6808,7 @@ const file_trellis_proto_rawDesc = "" +
 	"cache_full\x18\x03 \x01(\bR\tcacheFull\x12\x12\n" +
 	"\x04need\x18\x04 \x01(\x03R\x04need\"\n" +
 	"\n" +
-	"\bDraining\"\xfe\x03\n" +
+	"\bDraining\"\xc9\x04\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
@@ -6748,8 +6819,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\rstart_library\x18\a \x01(\v2\x18.trellis.v1.StartLibraryH\x00R\fstartLibrary\x12<\n" +
 	"\fstop_library\x18\b \x01(\v2\x17.trellis.v1.StopLibraryH\x00R\vstopLibrary\x120\n" +
 	"\x05batch\x18\t \x01(\v2\x18.trellis.v1.ManagerBatchH\x00R\x05batch\x12/\n" +
-	"\arelease\x18< \x01(\v2\x13.trellis.v1.ReleaseH\x00R\areleaseB\x05\n" +
-	"\x03msg\">\n" +
+	"\arelease\x18< \x01(\v2\x13.trellis.v1.ReleaseH\x00R\arelease\x12I\n" +
+	"\x10peer_certificate\x18\xaa\x01 \x01(\v2\x1b.trellis.v1.PeerCertificateH\x00R\x0fpeerCertificateB\x05\n" +
+	"\x03msg\"E\n" +
+	"\x0fPeerCertificate\x12\x19\n" +
+	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
+	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\">\n" +
 	"\fManagerBatch\x12.\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x1a.trellis.v1.ManagerMessageR\x04msgs\"w\n" +
 	"\fStartLibrary\x12\x1a\n" +
@@ -6878,7 +6953,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                      // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                    // 1: trellis.v1.CacheLevel
@@ -6947,17 +7022,18 @@ var file_trellis_proto_goTypes = []any{
 	(*AttemptReturned)(nil),            // 64: trellis.v1.AttemptReturned
 	(*Draining)(nil),                   // 65: trellis.v1.Draining
 	(*ManagerMessage)(nil),             // 66: trellis.v1.ManagerMessage
-	(*ManagerBatch)(nil),               // 67: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),               // 68: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),                // 69: trellis.v1.StopLibrary
-	(*Source)(nil),                     // 70: trellis.v1.Source
-	(*Fetch)(nil),                      // 71: trellis.v1.Fetch
-	(*Unlink)(nil),                     // 72: trellis.v1.Unlink
-	(*Release)(nil),                    // 73: trellis.v1.Release
-	(*Upload)(nil),                     // 74: trellis.v1.Upload
-	(*Welcome)(nil),                    // 75: trellis.v1.Welcome
-	(*Run)(nil),                        // 76: trellis.v1.Run
-	(*Kill)(nil),                       // 77: trellis.v1.Kill
+	(*PeerCertificate)(nil),            // 67: trellis.v1.PeerCertificate
+	(*ManagerBatch)(nil),               // 68: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),               // 69: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),                // 70: trellis.v1.StopLibrary
+	(*Source)(nil),                     // 71: trellis.v1.Source
+	(*Fetch)(nil),                      // 72: trellis.v1.Fetch
+	(*Unlink)(nil),                     // 73: trellis.v1.Unlink
+	(*Release)(nil),                    // 74: trellis.v1.Release
+	(*Upload)(nil),                     // 75: trellis.v1.Upload
+	(*Welcome)(nil),                    // 76: trellis.v1.Welcome
+	(*Run)(nil),                        // 77: trellis.v1.Run
+	(*Kill)(nil),                       // 78: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -7028,49 +7104,50 @@ var file_trellis_proto_depIdxs = []int32{
 	58, // 65: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
 	1,  // 66: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
 	19, // 67: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	75, // 68: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	76, // 69: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	77, // 70: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	71, // 71: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	72, // 72: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	74, // 73: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	68, // 74: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	69, // 75: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	67, // 76: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	73, // 77: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	66, // 78: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	13, // 79: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	7,  // 80: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	70, // 81: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 82: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	11, // 83: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	22, // 84: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	24, // 85: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	25, // 86: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	32, // 87: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	34, // 88: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	37, // 89: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	14, // 90: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	16, // 91: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	39, // 92: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	45, // 93: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	52, // 94: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	23, // 95: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	21, // 96: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	31, // 97: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	33, // 98: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	44, // 99: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	38, // 100: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15, // 101: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17, // 102: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	40, // 103: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	46, // 104: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	66, // 105: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	95, // [95:106] is the sub-list for method output_type
-	84, // [84:95] is the sub-list for method input_type
-	84, // [84:84] is the sub-list for extension type_name
-	84, // [84:84] is the sub-list for extension extendee
-	0,  // [0:84] is the sub-list for field type_name
+	76, // 68: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	77, // 69: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	78, // 70: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	72, // 71: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	73, // 72: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	75, // 73: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	69, // 74: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	70, // 75: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	68, // 76: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	74, // 77: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	67, // 78: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
+	66, // 79: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	13, // 80: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	7,  // 81: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	71, // 82: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 83: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	11, // 84: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	22, // 85: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	24, // 86: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25, // 87: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	32, // 88: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	34, // 89: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	37, // 90: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14, // 91: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16, // 92: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	39, // 93: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	45, // 94: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	52, // 95: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	23, // 96: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	21, // 97: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	31, // 98: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	33, // 99: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	44, // 100: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	38, // 101: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15, // 102: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17, // 103: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	40, // 104: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	46, // 105: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	66, // 106: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	96, // [96:107] is the sub-list for method output_type
+	85, // [85:96] is the sub-list for method input_type
+	85, // [85:85] is the sub-list for extension type_name
+	85, // [85:85] is the sub-list for extension extendee
+	0,  // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -7113,6 +7190,7 @@ func file_trellis_proto_init() {
 		(*ManagerMessage_StopLibrary)(nil),
 		(*ManagerMessage_Batch)(nil),
 		(*ManagerMessage_Release)(nil),
+		(*ManagerMessage_PeerCertificate)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -7120,7 +7198,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   70,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
