@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -55,14 +54,7 @@ func TestEndedSessionsCancelTheirTasks(t *testing.T) {
 		{"away for the grace", "session s1 was ended by the manager: its client was away for more than 1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s", ClientGrace: time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
-			defer func() { cancel(); <-done }()
+			m, ctx := runManager(t, Config{Listen: "127.0.0.1:0", Secret: "s", ClientGrace: time.Second})
 			w := joinWorker(ctx, t, m)
 			defer w.Close()
 			events, err := m.WatchSession("s1", 0) // the client is there

@@ -15,14 +15,7 @@ import (
 // still be lost, and one that only heartbeats must stay.
 func TestSilentWorkerLostHeartbeatingWorkerKept(t *testing.T) {
 	const beat = 50 * time.Millisecond
-	m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s", Heartbeat: beat})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
-	t.Cleanup(func() { cancel(); <-done })
+	m, ctx := runManager(t, Config{Listen: "127.0.0.1:0", Secret: "s", Heartbeat: beat})
 
 	silent := joinWorker(ctx, t, m)
 	defer silent.Close()

@@ -21,7 +21,15 @@ import (
 // startManager runs a manager on 127.0.0.1 until the test ends.
 func startManager(t *testing.T) *Manager {
 	t.Helper()
-	m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s"})
+	m, _ := runManager(t, Config{Listen: "127.0.0.1:0", Secret: "s"})
+	return m
+}
+
+// runManager runs a manager of cfg until the test ends; the context it
+// returns ends then too.
+func runManager(t *testing.T, cfg Config) (*Manager, context.Context) {
+	t.Helper()
+	m, err := Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +37,7 @@ func startManager(t *testing.T) *Manager {
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
 	t.Cleanup(func() { cancel(); <-done })
-	return m
+	return m, ctx
 }
 
 // missingInput is a task that ends at once, without a worker: its input is

@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"testing"
@@ -21,14 +20,7 @@ func TestPeerCertificateRenewed(t *testing.T) {
 		t.Fatal(err)
 	}
 	const life = 2 * time.Second
-	m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s", PeerCA: ca, PeerCertLife: life})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
-	defer func() { cancel(); <-done }()
+	m, ctx := runManager(t, Config{Listen: "127.0.0.1:0", Secret: "s", PeerCA: ca, PeerCertLife: life})
 
 	w := m.ConnectWorker(ctx)
 	hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, FileServer: "127.0.0.1:9999",

@@ -13,14 +13,7 @@ import (
 // unplaceable timeout; one that waits for ever (its own setting) stays
 // listed; a small task runs.
 func TestUnplaceableTasks(t *testing.T) {
-	m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s", UnplaceableTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); m.Run(ctx) }() // exits when the test ends
-	t.Cleanup(func() { cancel(); <-done })
+	m, ctx := runManager(t, Config{Listen: "127.0.0.1:0", Secret: "s", UnplaceableTimeout: time.Second})
 
 	w := joinWorker(ctx, t, m)
 	defer w.Close()
