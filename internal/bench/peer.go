@@ -54,30 +54,29 @@ func newPeerSource(ctx context.Context, dir string, mib int, listen, host, caDir
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return nil, err
-	}
-	p := &peerSource{entry: e, ln: ln, scheme: "http", secret: "bench", from: from}
+	p := &peerSource{entry: e, scheme: "http", secret: "bench", from: from}
 	p.srv = &http.Server{Handler: transfer.NewServer(from, p.secret, slog.New(slog.DiscardHandler)), ErrorLog: log.New(io.Discard, "", 0)}
 	if caDir != "" {
 		ca, err := certs.CA(caDir)
 		if err != nil {
-			ln.Close()
 			return nil, err
 		}
 		certPEM, keyPEM, err := ca.IssuePEM(host)
 		if err != nil {
-			ln.Close()
 			return nil, err
 		}
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			ln.Close()
 			return nil, err
 		}
 		p.srv.TLSConfig = certs.FileServer(func() *tls.Certificate { return &pair })
-		p.ln, p.scheme = tls.NewListener(ln, p.srv.TLSConfig), "https"
+		p.scheme = "https"
+	}
+	if p.ln, err = net.Listen("tcp", listen); err != nil {
+		return nil, err
+	}
+	if p.srv.TLSConfig != nil {
+		p.ln = tls.NewListener(p.ln, p.srv.TLSConfig)
 	}
 	return p, nil
 }
