@@ -29,7 +29,29 @@ func (c *Core) dropReplica(w *worker, e *fileEntry) {
 		c.replicate(e)
 		return
 	}
+	if c.readByLastAttempts(e) {
+		// Each reader has its copy in its sandbox and will not run again
+		// by itself: the file is made again only when a task next stages
+		// it (startFetch finds no source). Made now, it would race the
+		// prune that the readers' ends bring (a reader that changed it
+		// reports the drop, then its end).
+		return
+	}
 	c.lose(e)
+}
+
+// readByLastAttempts reports whether every unfinished task that reads e is
+// running its last attempt: none has retries left to stage e again.
+func (c *Core) readByLastAttempts(e *fileEntry) bool {
+	n := int32(0)
+	for _, w := range c.workers {
+		for _, t := range w.running {
+			if t.state == Running && t.failures >= t.spec.Retries && slices.Contains(t.spec.Inputs, e.id) {
+				n++
+			}
+		}
+	}
+	return n == e.needers
 }
 
 // restage brings e to w again for the tasks staging there that had it

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"trellis/internal/core"
@@ -254,6 +255,30 @@ func TestPruneDepthBoundsReruns(t *testing.T) {
 				t.Errorf("depth %d: %d tasks re-run, want %d", tc.depth, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLostUnderLastAttempt: a temp file whose only copy is dropped while
+// its one reader runs its last attempt is not made again then (the reader
+// has its copy, and its end prunes the file), but when a later task stages
+// it.
+func TestLostUnderLastAttempt(t *testing.T) {
+	c := core.New()
+	c.Step(join(1, res(2000, 1000)))
+	c.Step(pruned(1, 10, 11))
+	producer := files(task(1, res(1000, 100)), nil, ids(10))
+	reader := files(retries(task(2, res(1000, 100)), 0, false), ids(10), ids(11))
+	c.Step(core.TasksSubmitted{Tasks: []core.Task{producer, reader}})
+	c.Step(kept(1, 1, 1, 100, 10))
+	c.Step(core.FilesDropped{Worker: 1, Files: ids(10)}) // the reader changed it
+	if got := c.Stats().Recreated; got != 0 {
+		t.Errorf("dropped under its reader's last attempt: %d tasks re-run, want 0", got)
+	}
+	c.Step(kept(2, 1, 1, 100, 11))
+	later := files(task(3, res(1000, 100)), ids(10), nil)
+	got := c.Step(core.TasksSubmitted{Tasks: []core.Task{later}})
+	if n := c.Stats().Recreated; n != 1 || !slices.ContainsFunc(got, func(a core.Action) bool { r, ok := a.(core.Rerun); return ok && r.Task == 1 }) {
+		t.Errorf("a later reader: %d tasks re-run, actions %v; want the producer run again", n, got)
 	}
 }
 
