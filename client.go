@@ -40,6 +40,7 @@ type Client struct {
 	session  string
 	rpc      managerRPC
 	watchRPC func(ctx context.Context, req *pb.WatchRequest) (eventStream, error)
+	submits  *submitStream // nil in process (WithTransport)
 	rpcHTTP  *http.Client
 	files    *http.Client
 	log      *slog.Logger
@@ -160,6 +161,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	c.watchRPC = func(ctx context.Context, req *pb.WatchRequest) (eventStream, error) {
 		return rpc.Watch(ctx, connect.NewRequest(req))
 	}
+	c.submits = newSubmitStream(rpc.Submits)
 	if err := c.begin(ctx); err != nil {
 		c.rpcHTTP.CloseIdleConnections()
 		return nil, err
@@ -421,28 +423,38 @@ func (c *Client) submit(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	var resp *connect.Response[pb.SubmitResponse]
-	for try := 0; ; try++ { // task keys make a retried submit harmless
-		resp, err = c.rpc.Submit(ctx, connect.NewRequest(req))
-		if err == nil || try == 2 || connect.CodeOf(err) != connect.CodeUnavailable {
-			break
-		}
-		if werr := sleepCtx(ctx, time.Duration(try+1)*200*time.Millisecond); werr != nil {
-			c.untrack(handles)
-			return nil, fmt.Errorf("submit: %w", werr)
-		}
+	resp, sent, err := c.submits.submit(ctx, req)
+	if !sent {
+		resp, err = c.submitUnary(ctx, req)
 	}
-	if err == nil && len(resp.Msg.TaskIds) != len(handles) {
-		err = fmt.Errorf("the manager returned %d task IDs for %d tasks", len(resp.Msg.TaskIds), len(handles))
+	if err == nil && len(resp.TaskIds) != len(handles) {
+		err = fmt.Errorf("the manager returned %d task IDs for %d tasks", len(resp.TaskIds), len(handles))
 	}
 	if err != nil {
 		c.untrack(handles)
 		return nil, wireError("submit", err)
 	}
-	for i, id := range resp.Msg.TaskIds {
+	for i, id := range resp.TaskIds {
 		handles[i].ID = id
 	}
 	return handles, nil
+}
+
+// submitUnary sends req as one Submit request, retried while the manager
+// is unavailable.
+func (c *Client) submitUnary(ctx context.Context, req *pb.SubmitRequest) (*pb.SubmitResponse, error) {
+	for try := 0; ; try++ { // task keys make a retried submit harmless
+		resp, err := c.rpc.Submit(ctx, connect.NewRequest(req))
+		if err == nil {
+			return resp.Msg, nil
+		}
+		if try == 2 || connect.CodeOf(err) != connect.CodeUnavailable {
+			return nil, err
+		}
+		if werr := sleepCtx(ctx, time.Duration(try+1)*200*time.Millisecond); werr != nil {
+			return nil, werr
+		}
+	}
 }
 
 // track makes a handle for each task, under its key (given or made).

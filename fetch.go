@@ -153,6 +153,7 @@ func (c *Client) emitLoop() {
 // queued with failed downloads, then the emitter once it has reported all.
 func (c *Client) halt() {
 	c.stop()
+	c.submits.close()
 	c.wg.Wait()
 	close(c.emitStop)
 	c.emitWG.Wait()

@@ -45,12 +45,13 @@ const (
 )
 
 // requestLimits bounds the request message of each RPC, after
-// decompression; for Work, each message the worker sends. Submit and
+// decompression; for the streams Work and Submits, each message the peer sends. Submit and
 // InstallLibrary carry specs with inline files and Work carries reports
 // with inline outputs, so theirs are generous; the others are small. An
 // RPC missing here is not served.
 var requestLimits = map[string]int{
 	trellisv1connect.ManagerSubmitProcedure:         proto.MaxMessageBytes,
+	trellisv1connect.ManagerSubmitsProcedure:        proto.MaxMessageBytes,
 	trellisv1connect.ManagerInstallLibraryProcedure: proto.MaxMessageBytes,
 	trellisv1connect.ManagerWorkProcedure:           proto.MaxMessageBytes,
 	trellisv1connect.ManagerCancelProcedure:         1 << 20, // 100,000 task IDs of 10 bytes
@@ -110,8 +111,9 @@ func (m *Manager) requireSecret(next http.Handler) http.Handler {
 var errorWriter = connect.NewErrorWriter()
 
 // limitRequest refuses a request whose declared length is over limit, and
-// stops reading a body of unknown length beyond it. Work's body is a stream
-// that lasts as long as the worker: connect bounds each of its messages.
+// stops reading a body of unknown length beyond it. The bodies of Work and
+// Submits are streams that last as long as the worker or client: connect
+// bounds each of their messages.
 func limitRequest(procedure string, limit int, next http.Handler) http.Handler {
 	name := procedure[strings.LastIndexByte(procedure, '/')+1:]
 	bodyLimit := int64(limit) + envelopeBytes
@@ -121,7 +123,7 @@ func limitRequest(procedure string, limit int, next http.Handler) http.Handler {
 				fmt.Errorf("a %s request of %d bytes is larger than the limit of %d bytes for %s", name, r.ContentLength, limit, name)))
 			return
 		}
-		if procedure != trellisv1connect.ManagerWorkProcedure {
+		if procedure != trellisv1connect.ManagerWorkProcedure && procedure != trellisv1connect.ManagerSubmitsProcedure {
 			r.Body = http.MaxBytesReader(w, r.Body, bodyLimit)
 		}
 		next.ServeHTTP(w, r)

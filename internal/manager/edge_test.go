@@ -57,6 +57,7 @@ func TestStrangersBodiesAreNotRead(t *testing.T) {
 		{"Submit, wrong secret", trellisv1connect.ManagerSubmitProcedure, "application/json", "Bearer x", 401, "unauthenticated"},
 		{"Status", trellisv1connect.ManagerStatusProcedure, "application/proto", "", 401, "unauthenticated"},
 		{"Work", trellisv1connect.ManagerWorkProcedure, "application/connect+proto", "", 200, ""},
+		{"Submits", trellisv1connect.ManagerSubmitsProcedure, "application/connect+proto", "", 200, ""},
 		{"Watch", trellisv1connect.ManagerWatchProcedure, "application/connect+proto", "s", 200, ""},
 		{"files", "/files/sha256-x?task=1&attempt=1", "", "", 401, ""},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"connectrpc.com/connect"
@@ -24,11 +25,42 @@ type service struct{ m *Manager }
 func (m *Manager) Handler() trellisv1connect.ManagerHandler { return &service{m: m} }
 
 func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequest]) (*connect.Response[pb.SubmitResponse], error) {
-	if err := proto.CheckSubmit(req.Msg); err != nil {
+	resp, err := s.submit(ctx, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Submits answers each submit on the stream in order, as Submit would,
+// until the client closes it; a refused submit ends the stream with
+// Submit's error.
+func (s *service) Submits(ctx context.Context, stream *connect.BidiStream[pb.SubmitRequest, pb.SubmitResponse]) error {
+	for {
+		req, err := stream.Receive()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := s.submit(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// submit hands a checked submit to the loop and returns its task IDs.
+func (s *service) submit(ctx context.Context, req *pb.SubmitRequest) (*pb.SubmitResponse, error) {
+	if err := proto.CheckSubmit(req); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	stored := s.m.store.statSubmit(req.Msg) // disk I/O here, not on the loop
-	r, err := call(ctx, s.m, func(c chan submitReply) any { return evSubmit{req: req.Msg, stored: stored, reply: c} })
+	stored := s.m.store.statSubmit(req) // disk I/O here, not on the loop
+	r, err := call(ctx, s.m, func(c chan submitReply) any { return evSubmit{req: req, stored: stored, reply: c} })
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +70,7 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequ
 	if r.err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, r.err)
 	}
-	return connect.NewResponse(&pb.SubmitResponse{TaskIds: r.ids}), nil
+	return &pb.SubmitResponse{TaskIds: r.ids}, nil
 }
 
 func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.TaskEvents]) error {

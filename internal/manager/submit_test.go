@@ -1,8 +1,11 @@
 package manager
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -12,6 +15,7 @@ import (
 
 	"trellis/internal/core"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
 
 // TestSubmitRefusesProducedOutputs checks that a submit naming an output
@@ -120,5 +124,49 @@ func TestSubmitLeavesRequestAlone(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, rec.spec, protocmp.Transform()); diff != "" {
 		t.Errorf("the task's record (-want +got):\n%s", diff)
+	}
+}
+
+// TestSubmitsStream checks the Submits stream over HTTP/2: each request is
+// answered in order, as Submit answers it, and a refused one ends the
+// stream with Submit's error.
+func TestSubmitsStream(t *testing.T) {
+	m := startManager(t)
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: protocols}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := trellisv1connect.NewManagerClient(&http.Client{Transport: authed{tr, "s"}}, "http://"+m.Addr())
+	stream := client.Submits(context.Background())
+	defer stream.CloseResponse()
+	var ids []uint64
+	for _, tasks := range [][]*pb.TaskSpec{{missingInput("a")}, {missingInput("b"), missingInput("c")}} {
+		if err := stream.Send(&pb.SubmitRequest{Session: "s1", Tasks: tasks}); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		resp, err := stream.Receive()
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		ids = append(ids, resp.TaskIds...)
+	}
+	if diff := cmp.Diff([]uint64{1, 2, 3}, ids); diff != "" {
+		t.Errorf("task IDs (-want +got):\n%s", diff)
+	}
+	// The same refusal as TestSubmitRefusesProducedOutputs's, through the stream.
+	out := func(key string) *pb.TaskSpec {
+		t := missingInput(key)
+		t.Outputs = []*pb.FileRef{{Name: "out-1", Path: "out"}}
+		return t
+	}
+	if err := stream.Send(&pb.SubmitRequest{Session: "s1", Tasks: []*pb.TaskSpec{out("d"), out("e")}}); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	const want = `task "e": output file out-1 is already produced by another task`
+	if resp, err := stream.Receive(); connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), want) {
+		t.Errorf("refused submit: got %v, %v; want invalid argument: %s", resp, err, want)
+	}
+	if _, err := stream.Receive(); err == nil {
+		t.Errorf("the stream goes on after a refused submit; want it ended")
 	}
 }

@@ -6925,9 +6925,10 @@ const file_trellis_proto_rawDesc = "" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fVERDICT_DONE\x10\x01\x12\x12\n" +
 	"\x0eVERDICT_FAILED\x10\x02\x12\x11\n" +
-	"\rVERDICT_RERUN\x10\x032\x94\x06\n" +
+	"\rVERDICT_RERUN\x10\x032\xda\x06\n" +
 	"\aManager\x12?\n" +
-	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12;\n" +
+	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12D\n" +
+	"\aSubmits\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse(\x010\x01\x12;\n" +
 	"\x05Watch\x12\x18.trellis.v1.WatchRequest\x1a\x16.trellis.v1.TaskEvents0\x01\x126\n" +
 	"\x03Ack\x12\x16.trellis.v1.AckRequest\x1a\x17.trellis.v1.AckResponse\x12?\n" +
 	"\x06Cancel\x12\x19.trellis.v1.CancelRequest\x1a\x1a.trellis.v1.CancelResponse\x12?\n" +
@@ -7122,29 +7123,31 @@ var file_trellis_proto_depIdxs = []int32{
 	1,  // 83: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
 	11, // 84: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
 	22, // 85: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	24, // 86: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	25, // 87: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	32, // 88: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	34, // 89: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	37, // 90: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	14, // 91: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	16, // 92: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	39, // 93: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	45, // 94: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	52, // 95: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	23, // 96: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	21, // 97: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	31, // 98: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	33, // 99: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	44, // 100: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	38, // 101: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15, // 102: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17, // 103: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	40, // 104: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	46, // 105: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	66, // 106: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	96, // [96:107] is the sub-list for method output_type
-	85, // [85:96] is the sub-list for method input_type
+	22, // 86: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
+	24, // 87: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25, // 88: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	32, // 89: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	34, // 90: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	37, // 91: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14, // 92: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16, // 93: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	39, // 94: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	45, // 95: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	52, // 96: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	23, // 97: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	23, // 98: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
+	21, // 99: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	31, // 100: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	33, // 101: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	44, // 102: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	38, // 103: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15, // 104: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17, // 105: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	40, // 106: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	46, // 107: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	66, // 108: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	97, // [97:109] is the sub-list for method output_type
+	85, // [85:97] is the sub-list for method input_type
 	85, // [85:85] is the sub-list for extension type_name
 	85, // [85:85] is the sub-list for extension extendee
 	0,  // [0:85] is the sub-list for field type_name

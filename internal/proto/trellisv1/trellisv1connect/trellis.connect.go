@@ -40,6 +40,8 @@ const (
 const (
 	// ManagerSubmitProcedure is the fully-qualified name of the Manager's Submit RPC.
 	ManagerSubmitProcedure = "/trellis.v1.Manager/Submit"
+	// ManagerSubmitsProcedure is the fully-qualified name of the Manager's Submits RPC.
+	ManagerSubmitsProcedure = "/trellis.v1.Manager/Submits"
 	// ManagerWatchProcedure is the fully-qualified name of the Manager's Watch RPC.
 	ManagerWatchProcedure = "/trellis.v1.Manager/Watch"
 	// ManagerAckProcedure is the fully-qualified name of the Manager's Ack RPC.
@@ -65,6 +67,11 @@ const (
 // ManagerClient is a client for the trellis.v1.Manager service.
 type ManagerClient interface {
 	Submit(context.Context, *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error)
+	// Submits is Submit on one stream that lasts as long as the client: each
+	// request is answered in order by its response, without a new HTTP/2
+	// stream per submit (a blocking call's first hop). A request the manager
+	// refuses ends the stream with the error that Submit would return.
+	Submits(context.Context) *connect.BidiStreamForClient[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
 	Watch(context.Context, *connect.Request[trellisv1.WatchRequest]) (*connect.ServerStreamForClient[trellisv1.TaskEvents], error)
 	Ack(context.Context, *connect.Request[trellisv1.AckRequest]) (*connect.Response[trellisv1.AckResponse], error)
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
@@ -92,6 +99,12 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			httpClient,
 			baseURL+ManagerSubmitProcedure,
 			connect.WithSchema(managerMethods.ByName("Submit")),
+			connect.WithClientOptions(opts...),
+		),
+		submits: connect.NewClient[trellisv1.SubmitRequest, trellisv1.SubmitResponse](
+			httpClient,
+			baseURL+ManagerSubmitsProcedure,
+			connect.WithSchema(managerMethods.ByName("Submits")),
 			connect.WithClientOptions(opts...),
 		),
 		watch: connect.NewClient[trellisv1.WatchRequest, trellisv1.TaskEvents](
@@ -160,6 +173,7 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 // managerClient implements ManagerClient.
 type managerClient struct {
 	submit         *connect.Client[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
+	submits        *connect.Client[trellisv1.SubmitRequest, trellisv1.SubmitResponse]
 	watch          *connect.Client[trellisv1.WatchRequest, trellisv1.TaskEvents]
 	ack            *connect.Client[trellisv1.AckRequest, trellisv1.AckResponse]
 	cancel         *connect.Client[trellisv1.CancelRequest, trellisv1.CancelResponse]
@@ -175,6 +189,11 @@ type managerClient struct {
 // Submit calls trellis.v1.Manager.Submit.
 func (c *managerClient) Submit(ctx context.Context, req *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error) {
 	return c.submit.CallUnary(ctx, req)
+}
+
+// Submits calls trellis.v1.Manager.Submits.
+func (c *managerClient) Submits(ctx context.Context) *connect.BidiStreamForClient[trellisv1.SubmitRequest, trellisv1.SubmitResponse] {
+	return c.submits.CallBidiStream(ctx)
 }
 
 // Watch calls trellis.v1.Manager.Watch.
@@ -230,6 +249,11 @@ func (c *managerClient) Work(ctx context.Context) *connect.BidiStreamForClient[t
 // ManagerHandler is an implementation of the trellis.v1.Manager service.
 type ManagerHandler interface {
 	Submit(context.Context, *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error)
+	// Submits is Submit on one stream that lasts as long as the client: each
+	// request is answered in order by its response, without a new HTTP/2
+	// stream per submit (a blocking call's first hop). A request the manager
+	// refuses ends the stream with the error that Submit would return.
+	Submits(context.Context, *connect.BidiStream[trellisv1.SubmitRequest, trellisv1.SubmitResponse]) error
 	Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvents]) error
 	Ack(context.Context, *connect.Request[trellisv1.AckRequest]) (*connect.Response[trellisv1.AckResponse], error)
 	Cancel(context.Context, *connect.Request[trellisv1.CancelRequest]) (*connect.Response[trellisv1.CancelResponse], error)
@@ -253,6 +277,12 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 		ManagerSubmitProcedure,
 		svc.Submit,
 		connect.WithSchema(managerMethods.ByName("Submit")),
+		connect.WithHandlerOptions(opts...),
+	)
+	managerSubmitsHandler := connect.NewBidiStreamHandler(
+		ManagerSubmitsProcedure,
+		svc.Submits,
+		connect.WithSchema(managerMethods.ByName("Submits")),
 		connect.WithHandlerOptions(opts...),
 	)
 	managerWatchHandler := connect.NewServerStreamHandler(
@@ -319,6 +349,8 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 		switch r.URL.Path {
 		case ManagerSubmitProcedure:
 			managerSubmitHandler.ServeHTTP(w, r)
+		case ManagerSubmitsProcedure:
+			managerSubmitsHandler.ServeHTTP(w, r)
 		case ManagerWatchProcedure:
 			managerWatchHandler.ServeHTTP(w, r)
 		case ManagerAckProcedure:
@@ -350,6 +382,10 @@ type UnimplementedManagerHandler struct{}
 
 func (UnimplementedManagerHandler) Submit(context.Context, *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Submit is not implemented"))
+}
+
+func (UnimplementedManagerHandler) Submits(context.Context, *connect.BidiStream[trellisv1.SubmitRequest, trellisv1.SubmitResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Submits is not implemented"))
 }
 
 func (UnimplementedManagerHandler) Watch(context.Context, *connect.Request[trellisv1.WatchRequest], *connect.ServerStream[trellisv1.TaskEvents]) error {
