@@ -118,6 +118,7 @@ run it across hosts.`,
 	dagCmd.Flags().StringVar(&checkpoint, "checkpoint", "none", "how the temp files are kept: none (lineage), sync or async checkpoints (an embedded manager gets a temporary --checkpoint-dir; with --manager, it must have one), to measure what checkpoints cost")
 	dagCmd.Flags().BoolVar(&keepTemps, "keep", false, "keep the temp files instead of pruning them (as before #18), to compare peak_cache_bytes")
 	var callWorkers, calls, slots int
+	var networkOnly bool
 	callsCmd := &cobra.Command{
 		Use:   "calls",
 		Short: "Function calls (Go and Python libraries): async rate, blocking latency, and command tasks for comparison",
@@ -125,7 +126,7 @@ run it across hosts.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			res, err := bench.Calls(ctx, calls, callWorkers, slots, progressf)
+			res, err := bench.Calls(ctx, calls, callWorkers, slots, networkOnly, progressf)
 			if err != nil {
 				return err
 			}
@@ -135,6 +136,7 @@ run it across hosts.`,
 	callsCmd.Flags().IntVar(&callWorkers, "workers", 2, "local workers")
 	callsCmd.Flags().IntVar(&calls, "calls", 20000, "async calls")
 	callsCmd.Flags().IntVar(&slots, "slots", 8, "call slots per library instance")
+	callsCmd.Flags().BoolVar(&networkOnly, "network-only", false, "measure only the network_* figures (client and workers on HTTP/2), for quick A/B rounds")
 	var recTasks, recCalls, recWorkers, recRounds, recRestart, recCrash int
 	recoveryCmd := &cobra.Command{
 		Use:   "recovery",

@@ -69,9 +69,13 @@ if __name__ == "__main__":
 // Calls measures function calls through an embedded cluster: n async calls
 // of a trivial Go function, 1,000 sequential blocking calls (latency), the
 // same with a Python library, and the same work as command tasks; then the
-// Go figures again with the client and workers on the network.
-func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)) (*CallsResult, error) {
+// Go figures again with the client and workers on the network. With
+// networkOnly it measures only the network figures (the others stay 0).
+func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf func(string, ...any)) (*CallsResult, error) {
 	res := &CallsResult{Bench: "calls", Workers: workers, Calls: n, Slots: slots, SequentialCalls: 1000}
+	if networkOnly {
+		return res, networkCalls(ctx, res, logf)
+	}
 	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs); err != nil {
 		return nil, err
 	}
@@ -111,13 +115,18 @@ func Calls(ctx context.Context, n, workers, slots int, logf func(string, ...any)
 	res.TasksPerS = float64(res.ComparisonTasks) / tsecs
 	res.CallsVsTasks = res.CallsPerS / res.TasksPerS
 	c.Close()
-
-	logf("calls: the Go figures again, over HTTP/2 on 127.0.0.1")
-	var coldMs float64 // (not reported: the first one is)
-	if err := goCalls(ctx, true, n, workers, slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs); err != nil {
+	if err := networkCalls(ctx, res, logf); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// networkCalls measures the Go figures with the client and workers on
+// HTTP/2, into res's network fields.
+func networkCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
+	logf("calls: the Go figures over HTTP/2 on 127.0.0.1")
+	var coldMs float64 // (not reported: the in-process one is)
+	return goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs)
 }
 
 // goCalls measures async calls and blocking round trips of the Go library
