@@ -102,11 +102,7 @@ func oversized[M goproto.Message](msg M, size int) M {
 // limit, and the manager goes on serving.
 func TestRequestLimits(t *testing.T) {
 	m := startManager(t)
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: protocols}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := trellisv1connect.NewManagerClient(&http.Client{Transport: authed{tr, "s"}}, "http://"+m.Addr())
+	client := clientOf(t, m)
 	ctx := context.Background()
 
 	unary := func(limit int, f func(int) error) func(*testing.T) {
@@ -206,6 +202,16 @@ func TestRequestLimits(t *testing.T) {
 }
 
 // authed adds the secret to every request.
+// clientOf returns an HTTP/2 client of m's RPCs with its secret ("s").
+func clientOf(t *testing.T, m *Manager) trellisv1connect.ManagerClient {
+	t.Helper()
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: protocols}
+	t.Cleanup(tr.CloseIdleConnections)
+	return trellisv1connect.NewManagerClient(&http.Client{Transport: authed{tr, "s"}}, "http://"+m.Addr())
+}
+
 type authed struct {
 	rt     http.RoundTripper
 	secret string

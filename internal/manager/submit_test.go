@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -15,7 +14,6 @@ import (
 
 	"trellis/internal/core"
 	pb "trellis/internal/proto/trellisv1"
-	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
 
 // TestSubmitRefusesProducedOutputs checks that a submit naming an output
@@ -132,12 +130,7 @@ func TestSubmitLeavesRequestAlone(t *testing.T) {
 // stream with Submit's error.
 func TestSubmitsStream(t *testing.T) {
 	m := startManager(t)
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: protocols}
-	t.Cleanup(tr.CloseIdleConnections)
-	client := trellisv1connect.NewManagerClient(&http.Client{Transport: authed{tr, "s"}}, "http://"+m.Addr())
-	stream := client.Submits(context.Background())
+	stream := clientOf(t, m).Submits(context.Background())
 	defer stream.CloseResponse()
 	var ids []uint64
 	for _, tasks := range [][]*pb.TaskSpec{{missingInput("a")}, {missingInput("b"), missingInput("c")}} {
