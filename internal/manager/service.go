@@ -38,7 +38,7 @@ func (s *service) Submit(ctx context.Context, req *connect.Request[pb.SubmitRequ
 	if r.err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, r.err)
 	}
-	return connect.NewResponse(&pb.SubmitResponse{TaskIds: r.ids}), nil
+	return connect.NewResponse(&pb.SubmitResponse{TaskIds: r.ids, Resubmitted: r.again, Finished: r.finished}), nil
 }
 
 func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.TaskEvents]) error {

@@ -1790,10 +1790,16 @@ func (x *TaskEvents) GetEpoch() uint64 {
 }
 
 type SubmitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"` // the client's Watch session
-	Tasks         []*TaskSpec            `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Files         []*FileDecl            `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"` // files its tasks use beyond uploads and plain outputs
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"` // the client's Watch session
+	Tasks   []*TaskSpec            `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Files   []*FileDecl            `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"` // files its tasks use beyond uploads and plain outputs
+	// resumable asks the manager to keep the results of the session's
+	// finished tasks until the session ends, so that a new client process
+	// that names the same session (after this one was killed) and submits
+	// the same tasks again, with the same keys, gets their results: each
+	// finished task's DONE event is sent again (trellis run does this).
+	Resumable     bool `protobuf:"varint,190,opt,name=resumable,proto3" json:"resumable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1849,9 +1855,22 @@ func (x *SubmitRequest) GetFiles() []*FileDecl {
 	return nil
 }
 
+func (x *SubmitRequest) GetResumable() bool {
+	if x != nil {
+		return x.Resumable
+	}
+	return false
+}
+
 type SubmitResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskIds       []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"` // one per task, in order
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"` // one per task, in order
+	// resubmitted: every task's key was known in the session, and task_ids
+	// are the tasks submitted before (no new task was made).
+	Resubmitted bool `protobuf:"varint,190,opt,name=resubmitted,proto3" json:"resubmitted,omitempty"`
+	// finished lists the tasks of a resubmit that had already finished; in
+	// a resumable session their DONE events are sent again.
+	Finished      []uint64 `protobuf:"varint,191,rep,packed,name=finished,proto3" json:"finished,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1889,6 +1908,20 @@ func (*SubmitResponse) Descriptor() ([]byte, []int) {
 func (x *SubmitResponse) GetTaskIds() []uint64 {
 	if x != nil {
 		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *SubmitResponse) GetResubmitted() bool {
+	if x != nil {
+		return x.Resubmitted
+	}
+	return false
+}
+
+func (x *SubmitResponse) GetFinished() []uint64 {
+	if x != nil {
+		return x.Finished
 	}
 	return nil
 }
@@ -6518,13 +6551,16 @@ const file_trellis_proto_rawDesc = "" +
 	"TaskEvents\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\x12\x18\n" +
 	"\amanager\x18\x02 \x01(\tR\amanager\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x87\x01\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\xa6\x01\n" +
 	"\rSubmitRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12*\n" +
 	"\x05tasks\x18\x03 \x03(\v2\x14.trellis.v1.TaskSpecR\x05tasks\x12*\n" +
-	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05filesJ\x04\b\x02\x10\x03\"+\n" +
+	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05files\x12\x1d\n" +
+	"\tresumable\x18\xbe\x01 \x01(\bR\tresumableJ\x04\b\x02\x10\x03\"k\n" +
 	"\x0eSubmitResponse\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"n\n" +
+	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\x12!\n" +
+	"\vresubmitted\x18\xbe\x01 \x01(\bR\vresubmitted\x12\x1b\n" +
+	"\bfinished\x18\xbf\x01 \x03(\x04R\bfinished\"n\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\x04R\x05after\x12\x14\n" +
