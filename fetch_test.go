@@ -109,12 +109,19 @@ func (f *fakeManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // fakeEvents is the session's event stream from a fakeManager.
 type fakeEvents struct {
-	ctx context.Context
-	ch  chan *pb.TaskEvents
-	cur *pb.TaskEvents
+	ctx     context.Context
+	ch      chan *pb.TaskEvents
+	cur     *pb.TaskEvents
+	started bool
 }
 
+// Receive returns an empty message first, as the Watch RPC does, then
+// what the test sends.
 func (e *fakeEvents) Receive() bool {
+	if !e.started {
+		e.started, e.cur = true, &pb.TaskEvents{Manager: "fake"}
+		return true
+	}
 	select {
 	case e.cur = <-e.ch:
 		return true

@@ -9,7 +9,7 @@ import (
 	pb "trellis/internal/proto/trellisv1"
 )
 
-func TestResubmit(t *testing.T) {
+func TestResubmitFinds(t *testing.T) {
 	done := func(id uint64) *pb.TaskEvent {
 		return &pb.TaskEvent{TaskId: id, Key: "k" + string(rune('0'+id)), State: pb.TaskState_TASK_STATE_DONE, Attempt: 1,
 			Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}
