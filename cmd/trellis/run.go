@@ -93,7 +93,7 @@ those that were running go on (see docs/recovery.md).`,
 				dial := append(opts, trellis.WithSecret(secret), trellis.WithTLS(tlsConfig))
 				c, err = trellis.Dial(startCtx, managerAddr, append(dial, trellis.WithSession(begin.Session))...)
 				if errors.Is(err, trellis.ErrSessionEnded) && begin.Resume {
-					fmt.Fprintf(cmd.ErrOrStderr(), "trellis: not resuming: %v; every task runs again\n", err)
+					fmt.Fprintf(cmd.ErrOrStderr(), "trellis: not resuming session %s of a run killed before: the manager ended it, and every task runs again in a new session (%v)\n", begin.Session, err)
 					begin = runner.Start{Session: runner.NewSession()}
 					if err = rf.Save(rf.State(begin.Session)); err == nil {
 						c, err = trellis.Dial(startCtx, managerAddr, append(dial, trellis.WithSession(begin.Session))...)

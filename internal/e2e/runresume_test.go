@@ -194,3 +194,42 @@ func TestRunResumesAcrossManagerRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestRunAfterSessionEnded: a trellis run --manager killed with SIGKILL
+// whose session the manager has ended since (its client was away past
+// --client-grace, and its unfinished tasks were cancelled) is not resumed:
+// the next run says why and runs every task again, in a new session, and
+// succeeds.
+func TestRunAfterSessionEnded(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"XDG_STATE_HOME=" + filepath.Join(dir, "xdg")}
+	const n = 8
+	c := newCluster(t, "--client-grace", "1s")
+	c.worker("w1", nil, "--cores", "2")
+	c.waitWorkers(c.client(), 1)
+	wf := resumeWorkflow(t, dir, n)
+	finished := killRunMidway(t, c, env, dir, wf, n)
+	waitFor(t, 30*time.Second, "the manager to end the killed run's session", func() bool {
+		return strings.Contains(c.manager.Output(), "client away too long: its session ends")
+	})
+	run := start(t, env, "run", "--manager", c.addr, "--secret-file", c.secretFile, wf)
+	if code := run.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("the second run exited %d:\n%s", code, run.Output())
+	}
+	out := run.Output()
+	if !strings.Contains(out, "trellis: not resuming session run-") || !strings.Contains(out, "was ended by the manager: its client was away") || resumedLine.MatchString(out) {
+		t.Errorf("the second run should say it does not resume the ended session, and why:\n%s", out)
+	}
+	t.Logf("second run:\n%s", out)
+	checkOutputs(t, dir, n)
+	runs := counts(fileLines(filepath.Join(dir, "runs.log")))
+	second := 0
+	for key := range runs {
+		if !strings.HasPrefix(key, strings.Split(finished[0], "/")[0]+"/") {
+			second++
+		}
+	}
+	if second != n {
+		t.Errorf("%d tasks ran in the second run's session, want all %d: %v", second, n, runs)
+	}
+}
