@@ -99,6 +99,25 @@ func resumeRun(t *testing.T, c *cluster, env []string, wf string, n, min int) {
 	t.Logf("second run:\n%s", out)
 }
 
+// checkResumed checks, after a resumed run, that every output is right,
+// that each of the n tasks ran, and that those that had finished before
+// the kill (their keys in finished) ran once in all; it returns how many
+// times each key ran.
+func checkResumed(t *testing.T, dir string, n int, finished []string) map[string]int {
+	t.Helper()
+	checkOutputs(t, dir, n)
+	runs := counts(fileLines(filepath.Join(dir, "runs.log")))
+	if len(runs) != n {
+		t.Errorf("%d tasks ran, want %d: %v", len(runs), n, runs)
+	}
+	for _, key := range finished {
+		if runs[key] != 1 {
+			t.Errorf("task %s, finished before the kill, ran %d times in all, want once", key, runs[key])
+		}
+	}
+	return runs
+}
+
 // TestRunResumesAfterKill: a trellis run --manager is killed with SIGKILL
 // midway and started again on the same file: it takes the first run's
 // session over, says how many tasks had finished, and succeeds with every
@@ -116,19 +135,10 @@ func TestRunResumesAfterKill(t *testing.T) {
 	wf := resumeWorkflow(t, dir, n)
 	finished := killRunMidway(t, c, env, dir, wf, n)
 	resumeRun(t, c, env, wf, n, len(finished))
-	checkOutputs(t, dir, n)
-	runs := counts(fileLines(filepath.Join(dir, "runs.log")))
-	if len(runs) != n {
-		t.Errorf("%d tasks ran, want %d: %v", len(runs), n, runs)
-	}
+	runs := checkResumed(t, dir, n, finished)
 	for key, times := range runs {
 		if times != 1 {
 			t.Errorf("task %s ran %d times, want once", key, times)
-		}
-	}
-	for _, key := range finished {
-		if runs[key] != 1 {
-			t.Errorf("task %s, finished before the kill, ran %d times in all, want once", key, runs[key])
 		}
 	}
 	if effects := counts(fileLines(filepath.Join(dir, "effects.log"))); len(effects) != n {
@@ -174,16 +184,7 @@ func TestRunResumesAcrossManagerRestart(t *testing.T) {
 		return err == nil
 	})
 	resumeRun(t, c, env, wf, n, len(finished))
-	checkOutputs(t, dir, n)
-	runs := counts(fileLines(filepath.Join(dir, "runs.log")))
-	if len(runs) != n {
-		t.Errorf("%d tasks ran, want %d: %v", len(runs), n, runs)
-	}
-	for _, key := range finished {
-		if runs[key] != 1 {
-			t.Errorf("task %s, finished before the kills, ran %d times in all, want once", key, runs[key])
-		}
-	}
+	checkResumed(t, dir, n, finished)
 	effects := counts(fileLines(filepath.Join(dir, "effects.log")))
 	if len(effects) != n {
 		t.Errorf("effects of %d keys, want %d", len(effects), n)
