@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"trellis/internal/workflow"
 )
 
 func TestDecide(t *testing.T) {
@@ -71,5 +73,41 @@ func TestRunFile(t *testing.T) {
 	rf.Release()
 	if matches, _ := filepath.Glob(filepath.Join(dir, "*.json")); len(matches) != 0 {
 		t.Errorf("state files left: %v", matches)
+	}
+}
+
+// TestBuildKeys: every task and call gets a key that a build of the same
+// file gives it again: its name, or, for a name used twice (calls without
+// names of their own), its place and its name.
+func TestBuildKeys(t *testing.T) {
+	const file = `tasks:
+  - {name: train, command: c}
+  - {name: test, command: c, after: train}
+libraries:
+  - {name: lib, command: serve}
+calls:
+  - {name: late, library: lib, function: f}
+  - {library: lib, function: h}
+  - {library: lib, function: h}
+  - {library: lib, function: g}
+`
+	wf, err := workflow.Parse("wf.yaml", t.TempDir(), []byte(file))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	keys := func() []string {
+		plan := Build(wf)
+		var out []string
+		for _, tk := range append(plan.Tasks, plan.Calls...) {
+			out = append(out, tk.Key)
+		}
+		return out
+	}
+	want := []string{"train", "test", "late", "#3.lib.h", "#4.lib.h", "lib.g"}
+	if diff := cmp.Diff(want, keys()); diff != "" {
+		t.Errorf("keys (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, keys()); diff != "" {
+		t.Errorf("keys of a second build (-want +got):\n%s", diff)
 	}
 }
