@@ -509,7 +509,11 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	if sess := s.sessions[a.Worker]; sess != nil {
 		name = sess.hello.Name
 	}
-	s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: uint64(a.Task), Attempt: a.Attempt, Outcome: outcome, Worker: name}}})
+	var session string
+	if rec != nil {
+		session = rec.session
+	}
+	s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: uint64(a.Task), Attempt: a.Attempt, Outcome: outcome, Worker: name, Session: session}}})
 	s.txn(txnlog.Record{Event: txnlog.TaskDone, Task: uint64(a.Task), Attempt: a.Attempt, Worker: name,
 		Result: resultLabel(outcome.Kind), Reason: outcome.Message, RunMs: outcome.RunMs})
 	if rec != nil {
