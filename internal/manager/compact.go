@@ -130,7 +130,7 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 		}
 		out = append(out, b)
 	}
-	forget := toForget(decoded, shapes, reconciled)
+	forget := toForget(decoded, shapes, ended, reconciled)
 	// IDs given out by forgotten submits not yet written: one Forgotten
 	// record stands for them, before the next submit kept (or at the end).
 	var pending uint64

@@ -20,10 +20,10 @@ import (
 // after them the same IDs, so each forgotten submit leaves a Forgotten
 // record of the IDs it gave out (merged with its neighbours while no kept
 // submit stands between them). A session is forgotten only when the
-// records prove how many IDs each of its submits gave out: the tasks its
-// submits name are as many as its tasks that ended (an end names its
-// session), so no submit of it was refused or repeated; and no reconcile
-// names one of its tasks.
+// records prove how many IDs each of its submits gave out: its end lists
+// its tasks (JournalSessionEnded.tasks), every one of them ended, and its
+// submits name as many tasks, so no submit of it was refused or repeated;
+// and no reconcile names one of its tasks.
 
 // foldKeepEnded is how many of the last ended sessions a snapshot keeps
 // the records of. A variable for tests.
@@ -37,9 +37,9 @@ type forgetting struct {
 
 // sessionRecords is what the fold learns of one session from the records.
 type sessionRecords struct {
-	submitted int             // tasks its submits name
-	ended     map[uint64]bool // tasks whose end names it
-	endedAt   int             // index of its last SessionEnded; -1 while it lives
+	submitted int      // tasks its submits name
+	tasks     []uint64 // its tasks, as its end lists them
+	endedAt   int      // index of its last SessionEnded; -1 while it lives
 }
 
 // submitShape reads the session and the number of tasks of a Submitted
@@ -76,49 +76,47 @@ func submitShape(b []byte) (session string, tasks int, err error) {
 }
 
 // toForget decides what the fold forgets from the decoded records (those
-// of the kinds it decodes; the others empty) and the submits' shapes.
-func toForget(decoded []*pb.JournalRecord, shapes map[int]submitInfo, reconciled map[uint64]bool) forgetting {
+// of the kinds it decodes; the others empty), the submits' shapes, the
+// tasks that ended and those reconciled.
+func toForget(decoded []*pb.JournalRecord, shapes map[int]submitInfo, ended map[uint64]int, reconciled map[uint64]bool) forgetting {
 	f := forgetting{sessions: make(map[string]bool), tasks: make(map[uint64]bool)}
 	sessions := make(map[string]*sessionRecords)
 	get := func(name string) *sessionRecords {
 		s := sessions[name]
 		if s == nil {
-			s = &sessionRecords{ended: make(map[uint64]bool), endedAt: -1}
+			s = &sessionRecords{endedAt: -1}
 			sessions[name] = s
 		}
 		return s
 	}
 	for i, r := range decoded {
-		switch x := r.Rec.(type) {
-		case *pb.JournalRecord_Done:
-			if x.Done.Session != "" {
-				get(x.Done.Session).ended[x.Done.TaskId] = true
-			}
-		case *pb.JournalRecord_SessionEnded:
-			get(x.SessionEnded.Session).endedAt = i
-		default:
-			if sh, ok := shapes[i]; ok {
-				get(sh.session).submitted += sh.tasks
-			}
+		if e := r.GetSessionEnded(); e != nil {
+			s := get(e.Session)
+			s.endedAt, s.tasks = i, e.Tasks
+		} else if sh, ok := shapes[i]; ok {
+			get(sh.session).submitted += sh.tasks
 		}
 	}
-	var ended []string
+	var old []string
 	for name, s := range sessions {
 		if s.endedAt >= 0 && name != "" {
-			ended = append(ended, name)
+			old = append(old, name)
 		}
 	}
-	if len(ended) <= foldKeepEnded {
+	if len(old) <= foldKeepEnded {
 		return f
 	}
-	slices.SortFunc(ended, func(a, b string) int { return sessions[a].endedAt - sessions[b].endedAt })
-	for _, name := range ended[:len(ended)-foldKeepEnded] {
+	slices.SortFunc(old, func(a, b string) int { return sessions[a].endedAt - sessions[b].endedAt })
+	for _, name := range old[:len(old)-foldKeepEnded] {
 		s := sessions[name]
-		if s.submitted != len(s.ended) || slices.ContainsFunc(mapKeys(s.ended), func(id uint64) bool { return reconciled[id] }) {
+		if s.submitted == 0 || s.submitted != len(s.tasks) || slices.ContainsFunc(s.tasks, func(id uint64) bool {
+			_, done := ended[id]
+			return !done || reconciled[id]
+		}) {
 			continue // the records do not prove what its submits gave out
 		}
 		f.sessions[name] = true
-		for id := range s.ended {
+		for _, id := range s.tasks {
 			f.tasks[id] = true
 		}
 	}
@@ -129,14 +127,6 @@ func toForget(decoded []*pb.JournalRecord, shapes map[int]submitInfo, reconciled
 type submitInfo struct {
 	session string
 	tasks   int
-}
-
-func mapKeys[K comparable, V any](m map[K]V) []K {
-	out := make([]K, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // forgottenRecord encodes a Forgotten record of n task IDs.

@@ -1,9 +1,12 @@
 package manager
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
+	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
 	goproto "google.golang.org/protobuf/proto"
 
@@ -13,9 +16,10 @@ import (
 
 // forgetRecords is a journal of sessions that end one after another while
 // a live one goes on: s0 (tasks 1 and 2), s1 (4) and s2 (5) end with every
-// task ended; s3 (6, 7) submitted its tasks twice (a resubmit); s4 had a
-// submit refused (a library not installed) before one of task 8; the live
-// session has task 3 (dispatched) and 9 (queued).
+// task ended; s5 (6) ended before its task's end was journaled; s3 (7, 8)
+// submitted its tasks twice (a resubmit); s4 had a submit refused (a
+// library not installed) before one of task 9; s6 (10) ended last; the
+// live session has task 3 (dispatched) and 11 (queued).
 func forgetRecords() [][]byte {
 	cmd := func(key string) *pb.TaskSpec {
 		return &pb.TaskSpec{Name: key, Key: key, Command: "true", Resources: &pb.Resources{Cores: 1}}
@@ -23,33 +27,37 @@ func forgetRecords() [][]byte {
 	submit := func(session string, tasks ...*pb.TaskSpec) *pb.JournalRecord {
 		return &pb.JournalRecord{Rec: &pb.JournalRecord_Submitted{Submitted: &pb.SubmitRequest{Session: session, Tasks: tasks}}}
 	}
-	done := func(task uint64, session string) *pb.JournalRecord {
-		return &pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: task, Attempt: 1, Worker: "w", Session: session,
+	done := func(task uint64) *pb.JournalRecord {
+		return &pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: task, Attempt: 1, Worker: "w",
 			Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}}}
 	}
-	ended := func(session string) *pb.JournalRecord {
-		return &pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: session, Why: "was ended by its client"}}}
+	ended := func(session string, tasks ...uint64) *pb.JournalRecord {
+		return &pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: session, Why: "was ended by its client", Tasks: tasks}}}
 	}
 	refused := &pb.TaskSpec{Name: "r", Key: "r", Call: &pb.CallSpec{Library: "nolib", Function: "f"}}
 	recs := []*pb.JournalRecord{
 		{Rec: &pb.JournalRecord_Started{Started: 1}},
-		submit("s0", cmd("a"), cmd("b")),
-		submit("live", cmd("l1")),
-		submit("s1", cmd("a")),
-		done(1, "s0"), done(2, "s0"), done(4, "s1"),
+		submit("s0", cmd("a"), cmd("b")), // tasks 1, 2
+		submit("live", cmd("l1")),        // 3
+		submit("s1", cmd("a")),           // 4
+		done(1), done(2), done(4),
 		{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{TaskId: 3, Attempt: 1, Worker: "w1", Epoch: 1}}},
 		{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{TaskId: 4, Attempt: 1, Worker: "w1", Epoch: 1}}},
-		ended("s0"),
-		submit("s2", cmd("a")),
-		ended("s1"),
-		done(5, "s2"), ended("s2"),
-		submit("s3", cmd("a"), cmd("b")),
-		submit("s3", cmd("a"), cmd("b")),
-		done(6, "s3"), done(7, "s3"), ended("s3"),
+		ended("s0", 1, 2),
+		submit("s2", cmd("a")), // 5
+		ended("s1", 4),
+		submit("s5", cmd("a")), // 6, whose end is not journaled yet
+		ended("s5", 6),
+		done(5), ended("s2", 5),
+		submit("s3", cmd("a"), cmd("b")), // 7, 8
+		submit("s3", cmd("a"), cmd("b")), // the same again
+		done(7), done(8), ended("s3", 7, 8),
 		submit("s4", refused),
-		submit("s4", cmd("a")),
-		done(8, "s4"), ended("s4"),
-		submit("live", cmd("l2")),
+		submit("s4", cmd("a")), // 9
+		done(9), ended("s4", 9),
+		submit("s6", cmd("a")), // 10
+		done(10), ended("s6", 10),
+		submit("live", cmd("l2")), // 11
 	}
 	out := make([][]byte, len(recs))
 	for i, r := range recs {
@@ -72,8 +80,9 @@ func kept(r replayedState, forgotten map[int]bool) replayedState {
 
 // TestFoldForgetsOldSessions: with a manager that remembers one ended
 // session, the fold forgets the records of the sessions that ended before
-// it, when they prove what their submits gave out (s0, s1, s2; not s3,
-// which resubmitted, nor s4, which had a submit refused), and stands for
+// it, when they prove what their submits gave out (s0, s1, s2; not s5,
+// with a task not ended, nor s3, which resubmitted, nor s4, which had a
+// submit refused), and stands for
 // their submits with Forgotten records. For every prefix of the journal
 // (crash point) and every record a snapshot could follow, and for a
 // snapshot folded twice, a replay gives every other task the same ID and
@@ -113,7 +122,7 @@ func TestFoldForgetsOldSessions(t *testing.T) {
 			forgottenRecs = append(forgottenRecs, fmt.Sprintf("%q: %d", f.Session, f.Tasks))
 		}
 	}
-	// s0's submit before the live session's; s1's and s2's, merged, before s3's.
+	// s0's submit before the live session's; s1's and s2's, merged, before s5's.
 	if diff := cmp.Diff([]string{`"s0": 2`, `"": 2`}, forgottenRecs); diff != "" {
 		t.Errorf("Forgotten records (-want +got):\n%s", diff)
 	}
@@ -149,10 +158,10 @@ func TestSnapshotBoundedAcrossSessions(t *testing.T) {
 				Tasks: []*pb.TaskSpec{{Name: "a", Key: "a", Command: "true"}, {Name: "b", Key: "b", Command: "true"}}}}}))
 			for range 2 {
 				id++
-				snapshot = append(snapshot, rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: id, Session: session,
+				snapshot = append(snapshot, rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: id,
 					Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}}}))
 			}
-			snapshot = append(snapshot, rec(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: session}}}))
+			snapshot = append(snapshot, rec(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: session, Tasks: []uint64{id - 1, id}}}}))
 		}
 		var err error
 		if snapshot, err = FoldJournal(snapshot); err != nil {
@@ -172,5 +181,39 @@ func TestSnapshotBoundedAcrossSessions(t *testing.T) {
 	}
 	if want := id - 2*uint64(foldKeepEnded); given != want {
 		t.Errorf("the Forgotten records give out %d task IDs, want %d", given, want)
+	}
+}
+
+// TestSessionEndListsTasks: the journal record of a session's end lists
+// the IDs of the tasks submitted in it, for compaction to forget it later.
+func TestSessionEndListsTasks(t *testing.T) {
+	dir := t.TempDir()
+	m, stop := startWithState(t, dir)
+	if _, err := submit(t, m, missingInput("a"), missingInput("b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Handler().EndSession(context.Background(), connect.NewRequest(&pb.EndSessionRequest{Session: "s1"})); err != nil {
+		t.Fatal(err)
+	}
+	// A session's end is journaled without being waited for: wait for its
+	// record (the fifth: a start, the submit, two ends, the session's end).
+	for deadline := time.Now().Add(10 * time.Second); m.journal.Durable() < 5; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal holds %d records durable, want 5", m.journal.Durable())
+		}
+	}
+	stop()
+	var got []uint64
+	for _, b := range journaltest.Read(t, dir) {
+		var r pb.JournalRecord
+		if err := goproto.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		if e := r.GetSessionEnded(); e != nil {
+			got = e.Tasks
+		}
+	}
+	if diff := cmp.Diff([]uint64{1, 2}, got); diff != "" {
+		t.Errorf("tasks listed by the session's end (-want +got):\n%s", diff)
 	}
 }

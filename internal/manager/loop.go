@@ -263,7 +263,7 @@ func (s *state) handle(ev any) {
 		s.fetchToStore(ev.name, ev.reply)
 	case evEndSession:
 		const why = "was ended by its client"
-		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: ev.session, Why: why}}})
+		s.record(sessionEndedRecord(ev.session, why, s.m.clients.Lookup(ev.session)))
 		s.endSession(ev.session, s.m.clients.End(ev.session, why))
 	case evInstall:
 		seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Installed{Installed: ev.req}})
@@ -509,11 +509,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	if sess := s.sessions[a.Worker]; sess != nil {
 		name = sess.hello.Name
 	}
-	var session string
-	if rec != nil {
-		session = rec.session
-	}
-	s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: uint64(a.Task), Attempt: a.Attempt, Outcome: outcome, Worker: name, Session: session}}})
+	s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: uint64(a.Task), Attempt: a.Attempt, Outcome: outcome, Worker: name}}})
 	s.txn(txnlog.Record{Event: txnlog.TaskDone, Task: uint64(a.Task), Attempt: a.Attempt, Worker: name,
 		Result: resultLabel(outcome.Kind), Reason: outcome.Message, RunMs: outcome.RunMs})
 	if rec != nil {

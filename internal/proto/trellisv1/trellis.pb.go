@@ -2500,9 +2500,13 @@ func (x *JournalCheckpointCommitted) GetDir() bool {
 }
 
 type JournalSessionEnded struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Why           string                 `protobuf:"bytes,2,opt,name=why,proto3" json:"why,omitempty"` // as clients.Ended says it
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Why     string                 `protobuf:"bytes,2,opt,name=why,proto3" json:"why,omitempty"` // as clients.Ended says it
+	// tasks are the IDs of the tasks submitted in the session (none listed
+	// past 1,048,576): compaction forgets the records of sessions that
+	// ended long ago when these prove what their submits gave out.
+	Tasks         []uint64 `protobuf:"varint,190,rep,packed,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2551,17 +2555,21 @@ func (x *JournalSessionEnded) GetWhy() string {
 	return ""
 }
 
+func (x *JournalSessionEnded) GetTasks() []uint64 {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
 // JournalTaskDone is a task's end, with the outcome its client was sent
 // (the outputs listed are in the store).
 type JournalTaskDone struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	TaskId  uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Attempt uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Outcome *Outcome               `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	Worker  string                 `protobuf:"bytes,4,opt,name=worker,proto3" json:"worker,omitempty"`
-	// session is the client session that submitted the task: compaction
-	// forgets the ends of sessions long ended ("": not said, never forgotten).
-	Session       string `protobuf:"bytes,190,opt,name=session,proto3" json:"session,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Outcome       *Outcome               `protobuf:"bytes,3,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Worker        string                 `protobuf:"bytes,4,opt,name=worker,proto3" json:"worker,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2620,13 +2628,6 @@ func (x *JournalTaskDone) GetOutcome() *Outcome {
 func (x *JournalTaskDone) GetWorker() string {
 	if x != nil {
 		return x.Worker
-	}
-	return ""
-}
-
-func (x *JournalTaskDone) GetSession() string {
-	if x != nil {
-		return x.Session
 	}
 	return ""
 }
@@ -6684,16 +6685,16 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x10\n" +
-	"\x03dir\x18\x04 \x01(\bR\x03dir\"A\n" +
+	"\x03dir\x18\x04 \x01(\bR\x03dir\"X\n" +
 	"\x13JournalSessionEnded\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
-	"\x03why\x18\x02 \x01(\tR\x03why\"\xa6\x01\n" +
+	"\x03why\x18\x02 \x01(\tR\x03why\x12\x15\n" +
+	"\x05tasks\x18\xbe\x01 \x03(\x04R\x05tasks\"\x8b\x01\n" +
 	"\x0fJournalTaskDone\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
 	"\aoutcome\x18\x03 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x16\n" +
-	"\x06worker\x18\x04 \x01(\tR\x06worker\x12\x19\n" +
-	"\asession\x18\xbe\x01 \x01(\tR\asession\"\r\n" +
+	"\x06worker\x18\x04 \x01(\tR\x06worker\"\r\n" +
 	"\vAckResponse\"`\n" +
 	"\rCancelRequest\x12\x19\n" +
 	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\x12\x18\n" +
