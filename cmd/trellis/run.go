@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,13 +91,15 @@ those that were running go on (see docs/recovery.md).`,
 					return err
 				}
 				defer rf.Release() // (after Finish, if the run ends: see below)
-				dial := append(opts, trellis.WithSecret(secret), trellis.WithTLS(tlsConfig))
-				c, err = trellis.Dial(startCtx, managerAddr, append(dial, trellis.WithSession(begin.Session))...)
+				dial := func(session string) (*trellis.Client, error) {
+					return trellis.Dial(startCtx, managerAddr, append(slices.Clip(opts), trellis.WithSecret(secret), trellis.WithTLS(tlsConfig), trellis.WithSession(session))...)
+				}
+				c, err = dial(begin.Session)
 				if errors.Is(err, trellis.ErrSessionEnded) && begin.Resume {
 					fmt.Fprintf(cmd.ErrOrStderr(), "trellis: not resuming session %s of a run killed before: the manager ended it, and every task runs again in a new session (%v)\n", begin.Session, err)
 					begin = runner.Start{Session: runner.NewSession()}
 					if err = rf.Save(rf.State(begin.Session)); err == nil {
-						c, err = trellis.Dial(startCtx, managerAddr, append(dial, trellis.WithSession(begin.Session))...)
+						c, err = dial(begin.Session)
 					}
 				}
 				if sig := interrupted(); err != nil && sig != nil {
@@ -121,18 +124,25 @@ those that were running go on (see docs/recovery.md).`,
 					return fmt.Errorf("start local cluster: %w", err)
 				}
 			}
+			closed, closeErr := false, error(nil)
+			closeClient := func() error {
+				if !closed {
+					closed, closeErr = true, c.Close()
+				}
+				return closeErr
+			}
 			defer func() {
 				// A run that ends its session leaves nothing to resume; one
 				// whose manager could not be told leaves its state, for the
 				// next run to try.
-				if err := c.Close(); rf != nil && err == nil {
+				if err := closeClient(); rf != nil && err == nil {
 					rf.Finish()
 				}
 			}()
 			sum, err := runner.Run(ctx, c, wf, progress)
 			if sig := interrupted(); err != nil && sig != nil {
 				// Closing ends the session: the manager cancels what is left.
-				return interruptedExit(sig, c.Close())
+				return interruptedExit(sig, closeClient())
 			}
 			if err != nil {
 				return err
