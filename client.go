@@ -555,13 +555,8 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		}
 		spec.Replicas = uint32(t.Keep.replicas)
 	}
-	if c.resumable {
-		for _, m := range append(slices.Clip(t.Inputs), t.Outputs...) {
-			if m.File != nil {
-				m.File.nameIn(c.session)
-			}
-		}
-	}
+	c.nameInSession(t.Inputs)
+	c.nameInSession(t.Outputs)
 	inputs := t.Inputs
 	if t.Call != nil {
 		spec.Call = &pb.CallSpec{Library: t.Call.Library, Function: t.Call.Function, Args: t.Call.Args}
@@ -605,6 +600,19 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 	return spec, nil
 }
 
+// nameInSession names the outputs among mounts after the session, in a
+// resumable session (File.nameIn), before anything sends their names.
+func (c *Client) nameInSession(mounts []Mount) {
+	if !c.resumable {
+		return
+	}
+	for _, m := range mounts {
+		if m.File != nil {
+			m.File.nameIn(c.session)
+		}
+	}
+}
+
 // unplaceableMs is Task.UnplaceableTimeout on the wire: whole
 // milliseconds, rounded up so that a limit stays one, and -1 for none.
 func unplaceableMs(d time.Duration) int64 {
@@ -626,6 +634,7 @@ func (c *Client) Install(ctx context.Context, lib *Library) error {
 		Resources: &pb.Resources{Cores: cores, MemoryMb: lib.Resources.MemoryMB, DiskMb: lib.Resources.DiskMB, Gpus: int64(lib.Resources.GPUs)}}
 	decls := make(map[string]*pb.FileDecl)
 	budget := proto.MaxInlinePerMessage
+	c.nameInSession(lib.Inputs)
 	for _, m := range lib.Inputs {
 		ref := &pb.FileRef{Name: m.File.cacheName(), Path: m.Path, Size: -1}
 		if content := m.File.inlineContent(); content != nil && len(content) <= budget && m.File.level == 0 {
