@@ -189,6 +189,7 @@ type Session struct {
 	resumable bool
 	results   map[string]*pb.TaskEvent // DONE events of finished tasks, by key
 	unkept    uint64                   // results not kept past MaxKept
+	tailBytes int                      // stdout and stderr bytes in results
 }
 
 // Name is the session's name.

@@ -3,6 +3,8 @@ package clients
 import (
 	"fmt"
 
+	goproto "google.golang.org/protobuf/proto"
+
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -19,6 +21,12 @@ import (
 // refused (Resubmit), rather than left waiting for a result that never
 // comes.
 const MaxKept = 1 << 20
+
+// maxKeptTailBytes bounds the stdout and stderr bytes that one resumable
+// session keeps with its results (each task's tails are up to 64 KiB of
+// each): past it, results are kept without them, marked truncated. A
+// variable for tests.
+var maxKeptTailBytes = 64 << 20
 
 // SetResumable makes the session keep its finished tasks' results.
 func (s *Session) SetResumable() {
@@ -41,7 +49,24 @@ func (s *Session) Finished(key string, ev *pb.TaskEvent) {
 		s.unkept++
 		return
 	}
+	o := ev.GetOutcome()
+	if n := len(o.GetStdout()) + len(o.GetStderr()); n > 0 {
+		if s.tailBytes+n > maxKeptTailBytes {
+			ev = withoutTails(ev)
+		} else {
+			s.tailBytes += n
+		}
+	}
 	s.results[key] = ev
+}
+
+// withoutTails returns a copy of ev whose outcome has no stdout or stderr,
+// marked truncated.
+func withoutTails(ev *pb.TaskEvent) *pb.TaskEvent {
+	o := goproto.CloneOf(ev.Outcome)
+	o.Stdout, o.Stderr = nil, nil
+	o.StdoutTruncated, o.StderrTruncated = o.StdoutTruncated || len(ev.Outcome.Stdout) > 0, o.StderrTruncated || len(ev.Outcome.Stderr) > 0
+	return &pb.TaskEvent{TaskId: ev.TaskId, State: ev.State, Attempt: ev.Attempt, Worker: ev.Worker, Note: ev.Note, Outcome: o, Key: ev.Key}
 }
 
 // Resubmission is what a submit of tasks by keys finds in the session:

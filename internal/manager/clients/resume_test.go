@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -85,5 +86,36 @@ func TestFinishedKeptOnlyWhenResumable(t *testing.T) {
 		if kept, _ := tc.s.Kept(); kept != tc.want {
 			t.Errorf("session %q keeps %d results, want %d", tc.s.Name(), kept, tc.want)
 		}
+	}
+}
+
+// TestKeptTailsBounded: past maxKeptTailBytes of stdout and stderr, a
+// resumable session keeps results without them, marked truncated, and
+// leaves the event its client was sent as it was.
+func TestKeptTailsBounded(t *testing.T) {
+	defer func(n int) { maxKeptTailBytes = n }(maxKeptTailBytes)
+	maxKeptTailBytes = 10
+	s, _ := NewTable().Get("s")
+	s.SetResumable()
+	ev := func(id uint64, out string) *pb.TaskEvent {
+		return &pb.TaskEvent{TaskId: id, Key: fmt.Sprint("k", id), State: pb.TaskState_TASK_STATE_DONE,
+			Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, Stdout: []byte(out), Stderr: []byte("e")}}
+	}
+	first, second := ev(1, "12345678"), ev(2, "abc")
+	s.Keep("k1", 1)
+	s.Keep("k2", 2)
+	s.Finished("k1", first)
+	s.Finished("k2", second)
+	r, err := s.Resubmit([]string{"k1", "k2"}, func(uint64) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*pb.TaskEvent{ev(1, "12345678"), ev(2, "")}
+	want[1].Outcome.Stderr, want[1].Outcome.StdoutTruncated, want[1].Outcome.StderrTruncated = nil, true, true
+	if diff := cmp.Diff(want, r.Resend, protocmp.Transform()); diff != "" {
+		t.Errorf("results sent again (-want +got):\n%s", diff)
+	}
+	if string(second.Outcome.Stdout) != "abc" {
+		t.Errorf("the event sent first was changed: stdout %q", second.Outcome.Stdout)
 	}
 }
