@@ -234,3 +234,25 @@ func TestRunAfterSessionEnded(t *testing.T) {
 		t.Errorf("%d tasks ran in the second run's session, want all %d: %v", second, n, runs)
 	}
 }
+
+// TestRunRefusedWhileFirstLives: a second trellis run of the same file
+// against the same manager, while the first still runs, is refused, naming
+// the first; the first goes on and succeeds.
+func TestRunRefusedWhileFirstLives(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"XDG_STATE_HOME=" + filepath.Join(dir, "xdg")}
+	c := newCluster(t)
+	c.worker("w1", nil, "--cores", "2")
+	wf := resumeWorkflow(t, dir, 8)
+	first := start(t, env, "run", "--manager", c.addr, "--secret-file", c.secretFile, wf)
+	waitFor(t, 30*time.Second, "the first run's session", func() bool { return strings.Contains(first.Output(), "trellis: session run-") })
+	second := start(t, env, "run", "--manager", c.addr, "--secret-file", c.secretFile, wf)
+	code := second.wait(t, time.Minute)
+	if want := fmt.Sprintf("is running %s against %s: wait for it to end, or stop it", wf, c.addr); code != 1 || !strings.Contains(second.Output(), want) {
+		t.Errorf("second run: exit %d, want 1 and %q in:\n%s", code, want, second.Output())
+	}
+	if code := first.wait(t, 2*time.Minute); code != 0 {
+		t.Errorf("the first run exited %d:\n%s", code, first.Output())
+	}
+	checkOutputs(t, dir, 8)
+}
