@@ -256,3 +256,45 @@ func TestRunRefusedWhileFirstLives(t *testing.T) {
 	}
 	checkOutputs(t, dir, 8)
 }
+
+// TestRunAfterFileChanged: a trellis run killed while one of its tasks
+// waits for a gate, then the workflow file changed: the next run does not
+// resume; it says why, the killed run's unfinished task is cancelled (the
+// manager says so), and every task runs in the new session, which
+// succeeds once the gate opens.
+func TestRunAfterFileChanged(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"XDG_STATE_HOME=" + filepath.Join(dir, "xdg")}
+	c := newCluster(t)
+	c.worker("w1", nil, "--cores", "2")
+	c.waitWorkers(c.client(), 1)
+	wf := filepath.Join(dir, "wf.yaml")
+	gate := filepath.Join(dir, "gate")
+	const tasks = `tasks:
+  - {name: a, command: "echo a > out", outputs: {out: out/a}}
+  - {name: b, command: "echo b > out", outputs: {out: out/b}}
+  - {name: slow, command: "while [ ! -e %s ]; do sleep 0.05; done; echo slow > out", outputs: {out: out/slow}}
+`
+	writeFile(t, wf, fmt.Sprintf(tasks, gate))
+	first := start(t, env, "run", "--manager", c.addr, "--secret-file", c.secretFile, wf)
+	waitFor(t, time.Minute, "a and b", func() bool { return len(outputs(dir)) == 2 })
+	first.signal(t, 9)
+	first.wait(t, 10*time.Second)
+	writeFile(t, wf, fmt.Sprintf(tasks, gate)+"# changed\n")
+	run := start(t, env, "run", "--manager", c.addr, "--secret-file", c.secretFile, wf)
+	waitFor(t, time.Minute, "the killed run's slow task to be cancelled", func() bool {
+		return strings.Contains(c.manager.Output(), "cancelling unfinished tasks, as an operator asked")
+	})
+	writeFile(t, gate, "")
+	if code := run.wait(t, 2*time.Minute); code != 0 {
+		t.Fatalf("the second run exited %d:\n%s", code, run.Output())
+	}
+	out := run.Output()
+	if want := wf + " changed since a run of it was killed"; !strings.Contains(out, want) || resumedLine.MatchString(out) {
+		t.Errorf("the second run should say %q and not resume:\n%s", want, out)
+	}
+	t.Logf("second run:\n%s", out)
+	if !strings.Contains(out, "workflow wf succeeded: 3 tasks, 3 succeeded") {
+		t.Errorf("the second run's summary:\n%s", out)
+	}
+}
