@@ -184,25 +184,30 @@ func resumable(w io.Writer, manager, file string, noResume bool) (*runner.RunFil
 	if err != nil {
 		return nil, runner.Start{}, err
 	}
-	dir, err := runner.StateDir()
-	if err != nil {
-		return nil, runner.Start{}, err
-	}
 	digest, err := runner.FileDigest(abs)
 	if err != nil {
 		return nil, runner.Start{}, err
 	}
-	rf, prev, err := runner.OpenRun(dir, manager, abs, digest)
-	if err != nil {
+	dir, err := runner.StateDir()
+	var rf *runner.RunFile
+	var prev *runner.RunState
+	if err == nil {
+		rf, prev, err = runner.OpenRun(dir, manager, abs, digest)
+	}
+	if errors.Is(err, runner.ErrRunning) {
 		return nil, runner.Start{}, err
 	}
-	begin := runner.Decide(prev, digest, runner.NewSession(), noResume)
-	if begin.Note != "" {
-		fmt.Fprintf(w, "trellis: %s\n", begin.Note)
-	}
-	if err := rf.Save(rf.State(begin.Session)); err != nil {
+	if err == nil {
+		begin := runner.Decide(prev, digest, runner.NewSession(), noResume)
+		if err = rf.Save(rf.State(begin.Session)); err == nil {
+			if begin.Note != "" {
+				fmt.Fprintf(w, "trellis: %s\n", begin.Note)
+			}
+			return rf, begin, nil
+		}
 		rf.Release()
-		return nil, runner.Start{}, err
 	}
-	return rf, begin, nil
+	// Without a place for its state the run goes on, in a session of its own.
+	fmt.Fprintf(w, "trellis: this run cannot be resumed if it is killed: %v\n", err)
+	return nil, runner.Start{Session: runner.NewSession()}, nil
 }

@@ -298,3 +298,20 @@ func TestRunAfterFileChanged(t *testing.T) {
 		t.Errorf("the second run's summary:\n%s", out)
 	}
 }
+
+// TestRunWithoutStateDir: a trellis run --manager that has nowhere to keep
+// its state (the state directory cannot be made) says that it cannot be
+// resumed, and runs.
+func TestRunWithoutStateDir(t *testing.T) {
+	dir := t.TempDir()
+	notDir := filepath.Join(dir, "file")
+	writeFile(t, notDir, "")
+	c := newCluster(t)
+	c.worker("w1", nil, "--cores", "2")
+	wf := resumeWorkflow(t, dir, 2)
+	run := start(t, []string{"XDG_STATE_HOME=" + notDir}, "run", "--manager", c.addr, "--secret-file", c.secretFile, wf)
+	if code := run.wait(t, time.Minute); code != 0 || !strings.Contains(run.Output(), "trellis: this run cannot be resumed if it is killed: run state: mkdir ") {
+		t.Errorf("exit %d, want 0 and a warning that the run cannot be resumed:\n%s", code, run.Output())
+	}
+	checkOutputs(t, dir, 2)
+}

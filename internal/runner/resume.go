@@ -63,6 +63,10 @@ func Decide(prev *RunState, digest, fresh string, noResume bool) Start {
 	return Start{Session: prev.Session, Resume: true}
 }
 
+// ErrRunning is OpenRun's error when a run of the same file against the
+// same manager lives.
+var ErrRunning = errors.New("run refused")
+
 // RunFile is a run's state file, locked while the run lives.
 type RunFile struct {
 	path                  string
@@ -73,6 +77,9 @@ type RunFile struct {
 
 // State is the state of this run, in session.
 func (f *RunFile) State(session string) RunState {
+	if f == nil {
+		return RunState{Session: session}
+	}
 	return RunState{Manager: f.manager, File: f.file, Digest: f.digest, Session: session, PID: os.Getpid(), Started: f.started}
 }
 
@@ -112,7 +119,7 @@ func OpenRun(dir, manager, file, digest string) (*RunFile, *RunState, error) {
 			if prev != nil {
 				who += fmt.Sprintf(" (pid %d, started %s)", prev.PID, prev.Started.Local().Format(time.DateTime))
 			}
-			return nil, nil, fmt.Errorf("%s is running %s against %s: wait for it to end, or stop it (a run killed with SIGKILL is resumed by the next)", who, file, manager)
+			return nil, nil, fmt.Errorf("%w: %s is running %s against %s: wait for it to end, or stop it (a run killed with SIGKILL is resumed by the next)", ErrRunning, who, file, manager)
 		}
 		return nil, nil, fmt.Errorf("run state: lock %s: %w", path+".lock", err)
 	}
@@ -138,8 +145,12 @@ func readRunState(path string) (*RunState, error) {
 }
 
 // Save writes st, through a temporary file, so that a kill never leaves
-// half of it.
+// half of it. The methods of a nil RunFile (a run that keeps no state) do
+// nothing.
 func (f *RunFile) Save(st RunState) error {
+	if f == nil {
+		return nil
+	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -157,6 +168,9 @@ func (f *RunFile) Save(st RunState) error {
 // Finish removes the state file (the run ended: nothing to resume) and
 // releases the lock.
 func (f *RunFile) Finish() error {
+	if f == nil {
+		return nil
+	}
 	err := os.Remove(f.path)
 	if errors.Is(err, os.ErrNotExist) {
 		err = nil
@@ -167,7 +181,7 @@ func (f *RunFile) Finish() error {
 
 // Release releases the lock, leaving the state file for the next run.
 func (f *RunFile) Release() {
-	if f.lock != nil {
+	if f != nil && f.lock != nil {
 		f.lock.Close()
 		f.lock = nil
 	}
