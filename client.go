@@ -50,6 +50,7 @@ type Client struct {
 
 	managerTimeout time.Duration // see WithManagerTimeout
 	workflow       string        // see WithWorkflow
+	resumable      bool          // see WithSession
 
 	mu       sync.Mutex         // guards handles, uploaded, closed, keys, userKeys
 	handles  map[string]*Handle // by task key, until the task is done
@@ -124,6 +125,26 @@ func WithEvents(fn func(Event)) Option { return func(c *Client) { c.onEvent = fn
 // workflow file's name): trellis cancel --workflow w cancels them.
 func WithWorkflow(w string) Option { return func(c *Client) { c.workflow = w } }
 
+// WithSession makes the client use the session named name (see
+// Client.Session) instead of a new one of its own, and makes that session
+// resumable: the manager keeps the results of its finished tasks until the
+// session ends, so that a new client process dialled with the same name
+// (after this one was killed, and within the manager's --client-grace)
+// takes the session over. It submits the same tasks again with the same
+// keys (give every task a Key, or submit the same tasks in the same
+// order): Submit returns the same tasks (Handle.Resumed), those that had
+// finished end at once with the results they had (Handle.AlreadyFinished;
+// their outputs are downloaded again), and the others go on where they
+// are, not started again. Outputs with a client path are named after the
+// session and that path, so that the new client's tasks name them as the
+// first client's did. Dial fails with ErrSessionEnded when the session
+// has ended (its client closed it, or was away too long): a new name
+// starts afresh. Two clients must not use one session at once. trellis
+// run --manager uses this to resume a killed run.
+func WithSession(name string) Option {
+	return func(c *Client) { c.session, c.resumable = name, name != "" }
+}
+
 // WithManagerTimeout sets how long the client waits for an unreachable
 // manager before the tasks it waits for end their Wait with ErrManagerLost
 // (default 60 s). It keeps trying to reach the manager after that.
@@ -191,9 +212,11 @@ func newClient(addr string, opts []Option) *Client {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	var b [12]byte
-	rand.Read(b[:])
-	c.session = "s-" + hex.EncodeToString(b[:])
+	if c.session == "" {
+		var b [12]byte
+		rand.Read(b[:])
+		c.session = "s-" + hex.EncodeToString(b[:])
+	}
 	if c.tls != nil {
 		c.base = "https://" + addr
 	}
@@ -317,6 +340,14 @@ func (c *Client) Addr() string { return c.addr }
 type Handle struct {
 	ID   uint64
 	Name string
+	// Resumed: the session had this task already, by its key (a retried
+	// submit, or a client that took the session over: WithSession); ID
+	// is that task's, and it was not submitted again.
+	Resumed bool
+	// AlreadyFinished: a resumed task that had finished before this
+	// submit. In a session of WithSession its result comes again.
+	AlreadyFinished bool
+
 	err  error // set before done is closed when the wait failed (ErrManagerLost)
 	key  string
 	task *Task
@@ -394,7 +425,7 @@ const (
 // submit sends tasks in one Submit message. Their handles are in place
 // before it goes, so that their events find them whenever they come.
 func (c *Client) submit(ctx context.Context, tasks []*Task) ([]*Handle, error) {
-	req := &pb.SubmitRequest{Session: c.session, Tasks: make([]*pb.TaskSpec, len(tasks))}
+	req := &pb.SubmitRequest{Session: c.session, Tasks: make([]*pb.TaskSpec, len(tasks)), Resumable: c.resumable}
 	index := make(map[*Task]uint32, len(tasks))
 	for i, t := range tasks {
 		index[t] = uint32(i)
@@ -434,8 +465,13 @@ func (c *Client) submit(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 		c.untrack(handles)
 		return nil, wireError("submit", err)
 	}
+	finished := make(map[uint64]bool, len(resp.Finished))
+	for _, id := range resp.Finished {
+		finished[id] = true
+	}
 	for i, id := range resp.TaskIds {
-		handles[i].ID = id
+		h := handles[i]
+		h.ID, h.Resumed, h.AlreadyFinished = id, resp.Resubmitted, finished[id]
 	}
 	return handles, nil
 }
@@ -531,6 +567,8 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 		}
 		spec.Replicas = uint32(t.Keep.replicas)
 	}
+	c.nameInSession(t.Inputs)
+	c.nameInSession(t.Outputs)
 	inputs := t.Inputs
 	if t.Call != nil {
 		spec.Call = &pb.CallSpec{Library: t.Call.Library, Function: t.Call.Function, Args: t.Call.Args}
@@ -574,6 +612,19 @@ func (c *Client) encode(ctx context.Context, t *Task, budget *int, decls map[str
 	return spec, nil
 }
 
+// nameInSession names the outputs among mounts after the session, in a
+// resumable session (File.nameIn), before anything sends their names.
+func (c *Client) nameInSession(mounts []Mount) {
+	if !c.resumable {
+		return
+	}
+	for _, m := range mounts {
+		if m.File != nil {
+			m.File.nameIn(c.session)
+		}
+	}
+}
+
 // unplaceableMs is Task.UnplaceableTimeout on the wire: whole
 // milliseconds, rounded up so that a limit stays one, and -1 for none.
 func unplaceableMs(d time.Duration) int64 {
@@ -595,6 +646,7 @@ func (c *Client) Install(ctx context.Context, lib *Library) error {
 		Resources: &pb.Resources{Cores: cores, MemoryMb: lib.Resources.MemoryMB, DiskMb: lib.Resources.DiskMB, Gpus: int64(lib.Resources.GPUs)}}
 	decls := make(map[string]*pb.FileDecl)
 	budget := proto.MaxInlinePerMessage
+	c.nameInSession(lib.Inputs)
 	for _, m := range lib.Inputs {
 		ref := &pb.FileRef{Name: m.File.cacheName(), Path: m.Path, Size: -1}
 		if content := m.File.inlineContent(); content != nil && len(content) <= budget && m.File.level == 0 {
@@ -755,12 +807,12 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 		sctx, cancel := context.WithCancel(ctx)
 		stream, err := c.watchRPC(sctx, &pb.WatchRequest{Session: c.session, After: c.applied, Epoch: c.epoch.Load(), Manager: run})
 		if err == nil {
-			if first {
-				ready <- nil
-				first = false
-			}
 			for stream.Receive() {
 				msg := stream.Msg()
+				if first { // the manager's first message: the client watches
+					ready <- nil
+					first = false
+				}
 				if msg.Manager != "" { // the first message of the stream
 					if run != "" && msg.Manager != run {
 						c.managerRestarted()
@@ -777,6 +829,9 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 			}
 			err = stream.Err()
 			stream.Close()
+			if first && err == nil {
+				err = errors.New("the manager ended the event stream before its first message")
+			}
 		}
 		cancel()
 		if !first && ctx.Err() == nil {
@@ -798,8 +853,9 @@ func (c *Client) watch(ctx context.Context, ready chan<- error) {
 			return
 		}
 		if first || connect.CodeOf(err) == connect.CodeUnauthenticated {
-			if first {
+			if first { // Dial returns it
 				ready <- wireError("watch", err)
+				return
 			}
 			c.log.Error("the manager refused the event stream", "err", err)
 			return
@@ -862,7 +918,9 @@ func (c *Client) apply(ctx context.Context, ev *pb.TaskEvent) {
 	if ev.Seq <= c.applied {
 		return
 	}
-	if ev.Seq != c.applied+1 {
+	// A client that takes a session over starts where its predecessor's
+	// acknowledgements left off.
+	if ev.Seq != c.applied+1 && (c.applied > 0 || !c.resumable) {
 		c.log.Error("events of this session were lost: the manager dropped them unacknowledged", "from", c.applied+1, "to", ev.Seq-1)
 	}
 	c.applied = ev.Seq

@@ -109,12 +109,19 @@ func (f *fakeManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // fakeEvents is the session's event stream from a fakeManager.
 type fakeEvents struct {
-	ctx context.Context
-	ch  chan *pb.TaskEvents
-	cur *pb.TaskEvents
+	ctx     context.Context
+	ch      chan *pb.TaskEvents
+	cur     *pb.TaskEvents
+	started bool
 }
 
+// Receive returns an empty message first, as the Watch RPC does, then
+// what the test sends.
 func (e *fakeEvents) Receive() bool {
+	if !e.started {
+		e.started, e.cur = true, &pb.TaskEvents{Manager: "fake"}
+		return true
+	}
 	select {
 	case e.cur = <-e.ch:
 		return true
@@ -129,9 +136,15 @@ func (e *fakeEvents) Close() error        { return nil }
 // dialFake starts f's file server and a client of f.
 func dialFake(t *testing.T, f *fakeManager, opts ...Option) *Client {
 	t.Helper()
+	return dialFakeRPC(t, f, f, opts...)
+}
+
+// dialFakeRPC is dialFake with rpc answering the client's calls.
+func dialFakeRPC(t *testing.T, f *fakeManager, rpc clientconn.RPC, opts ...Option) *Client {
+	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
-	tr := clientconn.Transport{RPC: f, Watch: func(ctx context.Context, _ *pb.WatchRequest) (clientconn.Events, error) {
+	tr := clientconn.Transport{RPC: rpc, Watch: func(ctx context.Context, _ *pb.WatchRequest) (clientconn.Events, error) {
 		return &fakeEvents{ctx: ctx, ch: f.events}, nil
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -56,10 +56,12 @@ type File struct {
 	replicas int
 	depth    int // temp: PruneDepth
 
-	mu      sync.Mutex // guards name, missing, inline
+	mu      sync.Mutex // guards name, missing, inline, inSession
 	name    string
 	missing error  // a local file that could not be read
 	inline  []byte // the content of a small local file, read while hashing it
+	// inSession: an output named after a session and its path (nameIn).
+	inSession bool
 }
 
 // LocalFile declares a file at the client, uploaded when a task needs it.
@@ -146,6 +148,23 @@ func (f *File) Name() string { return f.cacheName() }
 
 // Path is the client path of a local file or output ("" for buffers).
 func (f *File) Path() string { return f.local }
+
+// nameIn names an output with a client path after the session and that
+// path, once, for a client of a resumable session (WithSession): a new
+// client process that takes the session over then gives the outputs of
+// the tasks it submits again the names the manager knows them by. Other
+// outputs are named at random (Output), so that runs in other sessions
+// that write the same path never share a name.
+func (f *File) nameIn(session string) {
+	if f.kind != kindOutput || f.local == "" {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.inSession {
+		f.name, f.inSession = "out-"+shortHash(session+"\n"+f.local), true
+	}
+}
 
 // cacheName returns the file's cache name, hashing its content once.
 func (f *File) cacheName() string {

@@ -34,7 +34,7 @@ func interrupts(remote bool) (ctx context.Context, interrupted func() os.Signal,
 				}
 				rest := ", without waiting for the workflow's tasks to be killed"
 				if remote {
-					rest = "; the manager cancels the workflow's unfinished tasks once this client has been away for its --client-grace"
+					rest = "; the manager cancels the workflow's unfinished tasks once this client has been away for its --client-grace, unless the same trellis run is started again within it (it resumes the workflow)"
 				}
 				fmt.Fprintf(os.Stderr, "trellis: %s again: exiting at once%s\n", signalName(sig), rest)
 				os.Exit(exitCode(sig))

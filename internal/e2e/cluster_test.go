@@ -26,6 +26,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "trellis")
+	// Runs leave their state (trellis run --manager) here, not in $HOME.
+	os.Setenv("XDG_STATE_HOME", filepath.Join(dir, "state"))
 	build := exec.Command("go", "build", "-o", binary, "trellis/cmd/trellis")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {

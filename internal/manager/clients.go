@@ -27,9 +27,24 @@ func (s *state) expireClients(now time.Time) {
 	for _, client := range expired {
 		s.m.log.Warn("client away too long: its session ends and its unfinished tasks are cancelled",
 			"session", client.Name(), "grace", grace)
-		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: client.Name(), Why: why}}})
+		s.record(sessionEndedRecord(client.Name(), why, client))
 		s.endSession(client.Name(), client)
 	}
+}
+
+// maxListedTasks bounds the task IDs a session's end record lists; a
+// session with more is never forgotten by compaction (forget.go).
+const maxListedTasks = 1 << 20
+
+// sessionEndedRecord is the journal record of the end of session name for
+// why, listing the IDs of its tasks (client: the session, nil if it had
+// none).
+func sessionEndedRecord(name, why string, client *clients.Session) *pb.JournalRecord {
+	r := &pb.JournalSessionEnded{Session: name, Why: why}
+	if client != nil && len(client.Tasks()) <= maxListedTasks {
+		r.Tasks = slices.Clone(client.Tasks())
+	}
+	return &pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: r}}
 }
 
 // cancelSession cancels the tasks of an ended session that have not

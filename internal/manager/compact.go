@@ -72,6 +72,8 @@ func (m *Manager) compactor(ctx context.Context) {
 //     later Dispatched of the same task (the last one names the attempt
 //     and the worker that replay waits for), unless a Reconciled names the
 //     task (reconcile acts on the unknown state a Dispatched leads to).
+//   - the records of sessions that ended before the last clients.MaxEnded
+//     (forget.go): a Forgotten record stands for their submits.
 //
 // Everything else is kept, in order: submits and installs (task and file
 // IDs are given out in their order), ends, cancels, ended sessions.
@@ -81,15 +83,25 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 	ended := make(map[uint64]int)      // task -> index of its last Done
 	dispatched := make(map[uint64]int) // task -> index of its last Dispatched
 	reconciled := make(map[uint64]bool)
+	shapes := make(map[int]submitInfo) // by index: the submits
 	for i, b := range recs {
 		// Only the small kinds the fold looks into are decoded: a submit
-		// of many tasks is kept as it is, unread.
+		// of many tasks is kept as it is, unread but for its session and
+		// how many tasks it names.
 		num, _, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return nil, fmt.Errorf("record %d of those to fold: %w", i+1, protowire.ParseError(n))
 		}
 		switch num {
-		case kindStarted, kindDone, kindDispatched, kindReconciled:
+		case kindStarted, kindDone, kindDispatched, kindReconciled, kindSessionEnded, kindForgotten:
+		case kindSubmitted:
+			session, tasks, err := submitShape(b)
+			if err != nil {
+				return nil, fmt.Errorf("record %d of those to fold: %w", i+1, err)
+			}
+			shapes[i] = submitInfo{session, tasks}
+			decoded[i] = &pb.JournalRecord{}
+			continue
 		default:
 			decoded[i] = &pb.JournalRecord{}
 			continue
@@ -118,27 +130,80 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 		}
 		out = append(out, b)
 	}
+	forget := toForget(decoded, shapes, ended, reconciled)
+	// IDs given out by forgotten submits not yet written: one Forgotten
+	// record stands for them, before the next submit kept (or at the end).
+	var pending uint64
+	pendingSession := ""
+	flush := func() error {
+		if pending == 0 {
+			return nil
+		}
+		b, err := forgottenRecord(pending, pendingSession)
+		if err != nil {
+			return err
+		}
+		out = append(out, b)
+		pending, pendingSession = 0, ""
+		return nil
+	}
+	forgotten := func(n uint64, session string) {
+		if pending > 0 && pendingSession != session {
+			session = "" // several sessions
+		}
+		pending, pendingSession = pending+n, session
+	}
 	for i, r := range decoded {
 		switch x := r.Rec.(type) {
 		case *pb.JournalRecord_Started:
 			continue
 		case *pb.JournalRecord_Dispatched:
 			id := x.Dispatched.TaskId
+			if forget.tasks[id] {
+				continue
+			}
 			if end, ok := ended[id]; !reconciled[id] && (ok && end > i || dispatched[id] > i) {
 				continue
 			}
+		case *pb.JournalRecord_Done:
+			if forget.tasks[x.Done.TaskId] {
+				continue
+			}
+		case *pb.JournalRecord_SessionEnded:
+			if forget.sessions[x.SessionEnded.Session] {
+				continue
+			}
+		case *pb.JournalRecord_Forgotten:
+			forgotten(x.Forgotten.Tasks, x.Forgotten.Session)
+			continue
+		default:
+			if sh, ok := shapes[i]; ok {
+				if forget.sessions[sh.session] {
+					forgotten(uint64(sh.tasks), sh.session)
+					continue
+				}
+				if err := flush(); err != nil {
+					return nil, err
+				}
+			}
 		}
 		out = append(out, recs[i])
+	}
+	if err := flush(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 // The field numbers of JournalRecord's kinds that FoldJournal decodes.
 var (
-	kindStarted    = fieldNumber("started")
-	kindDone       = fieldNumber("done")
-	kindDispatched = fieldNumber("dispatched")
-	kindReconciled = fieldNumber("reconciled")
+	kindStarted      = fieldNumber("started")
+	kindDone         = fieldNumber("done")
+	kindDispatched   = fieldNumber("dispatched")
+	kindReconciled   = fieldNumber("reconciled")
+	kindSubmitted    = fieldNumber("submitted")
+	kindSessionEnded = fieldNumber("session_ended")
+	kindForgotten    = fieldNumber("forgotten")
 )
 
 func fieldNumber(name protoreflect.Name) protowire.Number {

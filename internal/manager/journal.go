@@ -314,6 +314,8 @@ func (s *state) replay(j *journal.Journal) error {
 			counts[8]++
 		case *pb.JournalRecord_CheckpointCommitted:
 			s.checkpointCommitted(x.CheckpointCommitted, 0)
+		case *pb.JournalRecord_Forgotten:
+			s.nextTask += core.TaskID(x.Forgotten.Tasks) // the IDs its submit gave out
 		case *pb.JournalRecord_LibraryRemoved:
 			if rec := s.libs[x.LibraryRemoved.Name]; rec != nil && !rec.removed {
 				s.removed(rec)

@@ -65,6 +65,10 @@ type (
 type submitReply struct {
 	ids []uint64
 	err error
+	// again: a resubmit by known keys; finished, those of its tasks that
+	// had finished (see pb.SubmitResponse).
+	again    bool
+	finished []uint64
 }
 
 // state is everything the loop owns.
@@ -208,10 +212,7 @@ func (s *state) handle(ev any) {
 	switch ev := ev.(type) {
 	case evSubmit:
 		seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Submitted{Submitted: ev.req}})
-		s.hold(seq, func() {
-			ids, err := s.submit(ev.req, ev.stored)
-			ev.reply <- submitReply{ids, err}
-		})
+		s.hold(seq, func() { ev.reply <- s.submit(ev.req, ev.stored) })
 	case evCancel:
 		s.cancel(ev)
 	case evWorkerJoin:
@@ -262,7 +263,7 @@ func (s *state) handle(ev any) {
 		s.fetchToStore(ev.name, ev.reply)
 	case evEndSession:
 		const why = "was ended by its client"
-		s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: ev.session, Why: why}}})
+		s.record(sessionEndedRecord(ev.session, why, s.m.clients.Lookup(ev.session)))
 		s.endSession(ev.session, s.m.clients.End(ev.session, why))
 	case evInstall:
 		seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Installed{Installed: ev.req}})
@@ -524,8 +525,11 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 				lib.callsDone++
 			}
 		}
-		s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
-			Attempt: a.Attempt, Worker: name, Outcome: outcome})
+		done := &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_DONE,
+			Attempt: a.Attempt, Worker: name, Outcome: outcome}
+		s.notify(rec, done)
+		// Kept if its session is resumable, for a client that takes it over.
+		rec.client.Finished(done.Key, done)
 		if !a.Retained { // the core is done with it (else a Forget comes later)
 			delete(s.tasks, a.Task)
 		}
@@ -598,14 +602,24 @@ func (s *state) fileID(name string) core.FileID {
 // of each task and hands them to the core. stored says which of the
 // request's inputs are at the store. A request with an output that another
 // task produces is refused as a whole.
-func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, error) {
+func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) submitReply {
 	client, err := s.m.clients.Get(req.Session)
 	if err != nil {
-		return nil, err // an *clients.Ended
+		return submitReply{err: err} // an *clients.Ended
 	}
-	if ids, again, err := resubmitted(client, req.Tasks); again || err != nil {
-		return ids, err // a retried submit: the same tasks
+	if req.Resumable {
+		client.SetResumable()
 	}
+	if r, err := s.resubmitted(client, req.Tasks); r.Again || err != nil {
+		return submitReply{ids: r.IDs, err: err, again: r.Again, finished: r.Finished} // the same tasks
+	}
+	ids, err := s.submitNew(client, req, stored)
+	return submitReply{ids: ids, err: err}
+}
+
+// submitNew submits the request's tasks, whose keys are new in the
+// session.
+func (s *state) submitNew(client *clients.Session, req *pb.SubmitRequest, stored storedFiles) ([]uint64, error) {
 	for _, t := range req.Tasks {
 		if err := checkInline(fmt.Sprintf("task %q", t.Name), t.Inputs); err != nil {
 			return nil, err
@@ -690,25 +704,31 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 	return ids, nil
 }
 
-// resubmitted reports whether tasks were submitted before in the session,
-// by their keys, and returns their IDs if so. A submit is all new or all
-// known: keys from an earlier submit mixed with new ones are an error.
-func resubmitted(client *clients.Session, tasks []*pb.TaskSpec) ([]uint64, bool, error) {
-	var ids []uint64
-	known := 0
-	for _, t := range tasks {
-		if id, ok := client.Task(t.Key); ok && t.Key != "" {
-			ids = append(ids, id)
-			known++
+// resubmitted decides whether tasks were submitted before in the session,
+// by their keys (clients.Session.Resubmit): a submit is all new or all
+// known. The results of known tasks that finished, which a resumable
+// session kept, go to the session again (behind the records appended so
+// far, as every event), for a new client that took the session over.
+func (s *state) resubmitted(client *clients.Session, tasks []*pb.TaskSpec) (clients.Resubmission, error) {
+	keys := make([]string, len(tasks))
+	for i, t := range tasks {
+		keys[i] = t.Key
+	}
+	r, err := client.Resubmit(keys, func(id uint64) bool {
+		rec := s.tasks[core.TaskID(id)]
+		return rec == nil || rec.done // a record goes once its task is done
+	})
+	if err != nil || len(r.Resend) == 0 || s.replaying { // a replay sends every end again anyway
+		return r, err
+	}
+	resend := r.Resend
+	s.m.log.Info("a client took over a session: the results of its finished tasks are sent again", "session", client.Name(), "tasks", len(r.IDs), "finished", len(resend))
+	s.hold(s.appended, func() {
+		for _, ev := range resend {
+			client.Put(ev)
 		}
-	}
-	switch {
-	case known == 0:
-		return nil, false, nil
-	case known < len(tasks):
-		return nil, false, fmt.Errorf("submit mixes %d tasks whose keys this session used before with %d new ones: resubmit the same tasks, or give new ones new keys", known, len(tasks)-known)
-	}
-	return ids, true, nil
+	})
+	return r, nil
 }
 
 // notify sends an event of rec's task to its client, once the records

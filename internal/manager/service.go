@@ -70,7 +70,7 @@ func (s *service) submit(ctx context.Context, req *pb.SubmitRequest) (*pb.Submit
 	if r.err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, r.err)
 	}
-	return &pb.SubmitResponse{TaskIds: r.ids}, nil
+	return &pb.SubmitResponse{TaskIds: r.ids, Resubmitted: r.again, Finished: r.finished}, nil
 }
 
 func (s *service) Watch(ctx context.Context, req *connect.Request[pb.WatchRequest], stream *connect.ServerStream[pb.TaskEvents]) error {

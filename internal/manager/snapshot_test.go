@@ -24,8 +24,8 @@ func BenchmarkPublish(b *testing.B) {
 					Resources: &pb.Resources{Cores: float64(1 + i%4), MemoryMb: 100}})
 			}
 			s := m.state
-			if _, err := s.submit(req, nil); err != nil {
-				b.Fatal(err)
+			if r := s.submit(req, nil); r.err != nil {
+				b.Fatal(r.err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

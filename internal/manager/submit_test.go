@@ -103,10 +103,11 @@ func TestSubmitLeavesRequestAlone(t *testing.T) {
 	}}
 	before := goproto.CloneOf(req)
 	s := m.state // the loop does not run: the test owns the state
-	ids, err := s.submit(req, nil)
-	if err != nil {
-		t.Fatal(err)
+	r := s.submit(req, nil)
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
+	ids := r.ids
 	if diff := cmp.Diff(before, req, protocmp.Transform()); diff != "" {
 		t.Errorf("the request changed (-before +after):\n%s", diff)
 	}

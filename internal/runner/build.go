@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -73,7 +74,27 @@ func Build(wf *workflow.Workflow) *Plan {
 			plan.Calls[i].After = append(plan.Calls[i].After, plan.Calls[a])
 		}
 	}
+	setKeys(plan)
 	return plan
+}
+
+// setKeys gives every task and call a key that a run of the same file
+// gives it again, so that a run that takes over a killed run's session
+// resubmits the same tasks: its name, or, for a name that is not unique
+// (a call without a name of its own is LIBRARY.FUNCTION), "#", its place
+// among the tasks then the calls, "." and the name.
+func setKeys(plan *Plan) {
+	all := append(slices.Clip(plan.Tasks), plan.Calls...)
+	count := make(map[string]int, len(all))
+	for _, t := range all {
+		count[t.Name]++
+	}
+	for i, t := range all {
+		t.Key = t.Name
+		if count[t.Name] > 1 || t.Name == "" || strings.HasPrefix(t.Name, "~") {
+			t.Key = "#" + strconv.Itoa(i) + "." + t.Name
+		}
+	}
 }
 
 // callName is how a call is shown: its name, or LIBRARY.FUNCTION.

@@ -23,6 +23,10 @@ type Summary struct {
 	// cache (differences of the manager's counters: other clients' work
 	// at the same time counts too).
 	Rerun, HandedBack int
+	// Resumed: the run took over a killed run's session, whose tasks the
+	// manager knew; AlreadyFinished of them had finished then.
+	Resumed         bool
+	AlreadyFinished int
 }
 
 // OK reports whether every task and call succeeded.
@@ -61,6 +65,15 @@ func Run(ctx context.Context, c *trellis.Client, wf *workflow.Workflow, p *Progr
 	handles, err := c.Submit(ctx, batch...)
 	if err != nil {
 		return nil, err
+	}
+	for _, h := range handles {
+		sum.Resumed = sum.Resumed || h.Resumed
+		if h.AlreadyFinished {
+			sum.AlreadyFinished++
+		}
+	}
+	if sum.Resumed {
+		p.line(fmt.Sprintf("trellis: resuming session %s: %d of %d tasks already finished", c.Session(), sum.AlreadyFinished, len(handles)))
 	}
 	p.Submitted(handles, dependencies(js, handles, index))
 	if err := collect(ctx, c, wf, handles, index, sum); err != nil {

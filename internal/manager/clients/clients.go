@@ -184,6 +184,12 @@ type Session struct {
 
 	keys  map[string]uint64 // task key -> task ID; the loop's alone
 	tasks []uint64          // IDs of the tasks submitted in the session; the loop's alone
+
+	// resumable, results and unkept: see resume.go; the loop's alone.
+	resumable bool
+	results   map[string]*pb.TaskEvent // DONE events of finished tasks, by key
+	unkept    uint64                   // results not kept past MaxKept
+	tailBytes int                      // stdout and stderr bytes in results
 }
 
 // Name is the session's name.

@@ -476,7 +476,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{64, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -1790,10 +1790,16 @@ func (x *TaskEvents) GetEpoch() uint64 {
 }
 
 type SubmitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"` // the client's Watch session
-	Tasks         []*TaskSpec            `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Files         []*FileDecl            `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"` // files its tasks use beyond uploads and plain outputs
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"` // the client's Watch session
+	Tasks   []*TaskSpec            `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Files   []*FileDecl            `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"` // files its tasks use beyond uploads and plain outputs
+	// resumable asks the manager to keep the results of the session's
+	// finished tasks until the session ends, so that a new client process
+	// that names the same session (after this one was killed) and submits
+	// the same tasks again, with the same keys, gets their results: each
+	// finished task's DONE event is sent again (trellis run does this).
+	Resumable     bool `protobuf:"varint,190,opt,name=resumable,proto3" json:"resumable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1849,9 +1855,22 @@ func (x *SubmitRequest) GetFiles() []*FileDecl {
 	return nil
 }
 
+func (x *SubmitRequest) GetResumable() bool {
+	if x != nil {
+		return x.Resumable
+	}
+	return false
+}
+
 type SubmitResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskIds       []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"` // one per task, in order
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds []uint64               `protobuf:"varint,1,rep,packed,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"` // one per task, in order
+	// resubmitted: every task's key was known in the session, and task_ids
+	// are the tasks submitted before (no new task was made).
+	Resubmitted bool `protobuf:"varint,190,opt,name=resubmitted,proto3" json:"resubmitted,omitempty"`
+	// finished lists the tasks of a resubmit that had already finished; in
+	// a resumable session their DONE events are sent again.
+	Finished      []uint64 `protobuf:"varint,191,rep,packed,name=finished,proto3" json:"finished,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1889,6 +1908,20 @@ func (*SubmitResponse) Descriptor() ([]byte, []int) {
 func (x *SubmitResponse) GetTaskIds() []uint64 {
 	if x != nil {
 		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *SubmitResponse) GetResubmitted() bool {
+	if x != nil {
+		return x.Resubmitted
+	}
+	return false
+}
+
+func (x *SubmitResponse) GetFinished() []uint64 {
+	if x != nil {
+		return x.Finished
 	}
 	return nil
 }
@@ -2055,6 +2088,7 @@ type JournalRecord struct {
 	//	*JournalRecord_Dispatched
 	//	*JournalRecord_Reconciled
 	//	*JournalRecord_CheckpointCommitted
+	//	*JournalRecord_Forgotten
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2187,6 +2221,15 @@ func (x *JournalRecord) GetCheckpointCommitted() *JournalCheckpointCommitted {
 	return nil
 }
 
+func (x *JournalRecord) GetForgotten() *JournalForgotten {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_Forgotten); ok {
+			return x.Forgotten
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -2231,6 +2274,10 @@ type JournalRecord_CheckpointCommitted struct {
 	CheckpointCommitted *JournalCheckpointCommitted `protobuf:"bytes,130,opt,name=checkpoint_committed,json=checkpointCommitted,proto3,oneof"`
 }
 
+type JournalRecord_Forgotten struct {
+	Forgotten *JournalForgotten `protobuf:"bytes,190,opt,name=forgotten,proto3,oneof"` // written by compaction only
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -2251,6 +2298,65 @@ func (*JournalRecord_Reconciled) isJournalRecord_Rec() {}
 
 func (*JournalRecord_CheckpointCommitted) isJournalRecord_Rec() {}
 
+func (*JournalRecord_Forgotten) isJournalRecord_Rec() {}
+
+// JournalForgotten stands, in a snapshot, for a submit of a session that
+// ended long ago (more ended sessions came after it than a manager
+// remembers) and whose every task ended: its records were dropped, and a
+// replay only gives out as many task IDs as it did, so that the tasks
+// submitted after it keep their IDs.
+type JournalForgotten struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         uint64                 `protobuf:"varint,1,opt,name=tasks,proto3" json:"tasks,omitempty"`    // the task IDs the submit gave out
+	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // whose submit it was
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalForgotten) Reset() {
+	*x = JournalForgotten{}
+	mi := &file_trellis_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalForgotten) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalForgotten) ProtoMessage() {}
+
+func (x *JournalForgotten) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalForgotten.ProtoReflect.Descriptor instead.
+func (*JournalForgotten) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *JournalForgotten) GetTasks() uint64 {
+	if x != nil {
+		return x.Tasks
+	}
+	return 0
+}
+
+func (x *JournalForgotten) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
 // JournalDispatched: an attempt was sent to a worker (its incarnation),
 // recorded before the Run leaves, so that a restarted manager knows the
 // attempt numbers used and where each attempt may still run.
@@ -2266,7 +2372,7 @@ type JournalDispatched struct {
 
 func (x *JournalDispatched) Reset() {
 	*x = JournalDispatched{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2384,7 @@ func (x *JournalDispatched) String() string {
 func (*JournalDispatched) ProtoMessage() {}
 
 func (x *JournalDispatched) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2397,7 @@ func (x *JournalDispatched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalDispatched.ProtoReflect.Descriptor instead.
 func (*JournalDispatched) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JournalDispatched) GetTaskId() uint64 {
@@ -2337,7 +2443,7 @@ type JournalCheckpointCommitted struct {
 
 func (x *JournalCheckpointCommitted) Reset() {
 	*x = JournalCheckpointCommitted{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2455,7 @@ func (x *JournalCheckpointCommitted) String() string {
 func (*JournalCheckpointCommitted) ProtoMessage() {}
 
 func (x *JournalCheckpointCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2468,7 @@ func (x *JournalCheckpointCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalCheckpointCommitted.ProtoReflect.Descriptor instead.
 func (*JournalCheckpointCommitted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JournalCheckpointCommitted) GetName() string {
@@ -2394,16 +2500,20 @@ func (x *JournalCheckpointCommitted) GetDir() bool {
 }
 
 type JournalSessionEnded struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Why           string                 `protobuf:"bytes,2,opt,name=why,proto3" json:"why,omitempty"` // as clients.Ended says it
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Why     string                 `protobuf:"bytes,2,opt,name=why,proto3" json:"why,omitempty"` // as clients.Ended says it
+	// tasks are the IDs of the tasks submitted in the session (none listed
+	// past 1,048,576): compaction forgets the records of sessions that
+	// ended long ago when these prove what their submits gave out.
+	Tasks         []uint64 `protobuf:"varint,190,rep,packed,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JournalSessionEnded) Reset() {
 	*x = JournalSessionEnded{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2415,7 +2525,7 @@ func (x *JournalSessionEnded) String() string {
 func (*JournalSessionEnded) ProtoMessage() {}
 
 func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2428,7 +2538,7 @@ func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalSessionEnded.ProtoReflect.Descriptor instead.
 func (*JournalSessionEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JournalSessionEnded) GetSession() string {
@@ -2445,6 +2555,13 @@ func (x *JournalSessionEnded) GetWhy() string {
 	return ""
 }
 
+func (x *JournalSessionEnded) GetTasks() []uint64 {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
 // JournalTaskDone is a task's end, with the outcome its client was sent
 // (the outputs listed are in the store).
 type JournalTaskDone struct {
@@ -2459,7 +2576,7 @@ type JournalTaskDone struct {
 
 func (x *JournalTaskDone) Reset() {
 	*x = JournalTaskDone{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2588,7 @@ func (x *JournalTaskDone) String() string {
 func (*JournalTaskDone) ProtoMessage() {}
 
 func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2601,7 @@ func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalTaskDone.ProtoReflect.Descriptor instead.
 func (*JournalTaskDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JournalTaskDone) GetTaskId() uint64 {
@@ -2523,7 +2640,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2652,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2665,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 type CancelRequest struct {
@@ -2567,7 +2684,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2696,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2709,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -2625,7 +2742,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2754,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2767,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelResponse) GetCancelled() uint64 {
@@ -2672,7 +2789,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2801,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2814,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StatusRequest) GetFactory() *FactoryReport {
@@ -2728,7 +2845,7 @@ type FactoryReport struct {
 
 func (x *FactoryReport) Reset() {
 	*x = FactoryReport{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2740,7 +2857,7 @@ func (x *FactoryReport) String() string {
 func (*FactoryReport) ProtoMessage() {}
 
 func (x *FactoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2753,7 +2870,7 @@ func (x *FactoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryReport.ProtoReflect.Descriptor instead.
 func (*FactoryReport) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FactoryReport) GetName() string {
@@ -2846,7 +2963,7 @@ type FactoryStatus struct {
 
 func (x *FactoryStatus) Reset() {
 	*x = FactoryStatus{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2858,7 +2975,7 @@ func (x *FactoryStatus) String() string {
 func (*FactoryStatus) ProtoMessage() {}
 
 func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2871,7 +2988,7 @@ func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryStatus.ProtoReflect.Descriptor instead.
 func (*FactoryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FactoryStatus) GetReport() *FactoryReport {
@@ -2913,7 +3030,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3042,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3055,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -2957,7 +3074,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3086,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3099,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -3002,7 +3119,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3131,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3144,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -3045,7 +3162,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3174,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3187,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 type WorkerStatus struct {
@@ -3103,7 +3220,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3115,7 +3232,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3128,7 +3245,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -3288,7 +3405,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3300,7 +3417,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3313,7 +3430,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -3380,7 +3497,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3392,7 +3509,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3405,7 +3522,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -3498,7 +3615,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3627,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3640,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -3784,7 +3901,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +3913,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +3926,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReconcileRequest) GetTaskId() uint64 {
@@ -3834,7 +3951,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3846,7 +3963,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3859,7 +3976,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 // UnknownTask is an at-most-once task whose attempt was lost: it waits for
@@ -3876,7 +3993,7 @@ type UnknownTask struct {
 
 func (x *UnknownTask) Reset() {
 	*x = UnknownTask{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3888,7 +4005,7 @@ func (x *UnknownTask) String() string {
 func (*UnknownTask) ProtoMessage() {}
 
 func (x *UnknownTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3901,7 +4018,7 @@ func (x *UnknownTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnknownTask.ProtoReflect.Descriptor instead.
 func (*UnknownTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnknownTask) GetTaskId() uint64 {
@@ -3951,7 +4068,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3963,7 +4080,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3976,7 +4093,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -4062,7 +4179,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4074,7 +4191,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4087,7 +4204,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -4138,7 +4255,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4150,7 +4267,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4163,7 +4280,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -4235,7 +4352,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4247,7 +4364,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4260,7 +4377,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -4320,7 +4437,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4332,7 +4449,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4345,7 +4462,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -4520,7 +4637,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4532,7 +4649,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4545,7 +4662,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -4566,7 +4683,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4578,7 +4695,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4591,7 +4708,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -4628,7 +4745,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4640,7 +4757,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4653,7 +4770,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -4720,7 +4837,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4732,7 +4849,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4745,7 +4862,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -4844,7 +4961,7 @@ type RunningAttempt struct {
 
 func (x *RunningAttempt) Reset() {
 	*x = RunningAttempt{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4856,7 +4973,7 @@ func (x *RunningAttempt) String() string {
 func (*RunningAttempt) ProtoMessage() {}
 
 func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4869,7 +4986,7 @@ func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
 func (*RunningAttempt) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RunningAttempt) GetTaskId() uint64 {
@@ -4913,7 +5030,7 @@ type KeptInstance struct {
 
 func (x *KeptInstance) Reset() {
 	*x = KeptInstance{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4925,7 +5042,7 @@ func (x *KeptInstance) String() string {
 func (*KeptInstance) ProtoMessage() {}
 
 func (x *KeptInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4938,7 +5055,7 @@ func (x *KeptInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeptInstance.ProtoReflect.Descriptor instead.
 func (*KeptInstance) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *KeptInstance) GetInstance() uint64 {
@@ -4975,7 +5092,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4987,7 +5104,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5000,7 +5117,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CachedFile) GetName() string {
@@ -5057,7 +5174,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5069,7 +5186,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5082,7 +5199,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -5165,7 +5282,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5177,7 +5294,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5190,7 +5307,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -5208,7 +5325,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5220,7 +5337,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5233,7 +5350,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 type AttemptDone struct {
@@ -5248,7 +5365,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5260,7 +5377,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5273,7 +5390,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -5318,7 +5435,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5330,7 +5447,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5343,7 +5460,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -5382,7 +5499,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5394,7 +5511,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5407,7 +5524,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 // Worker stream: manager to worker.
@@ -5433,7 +5550,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5445,7 +5562,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5458,7 +5575,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -5650,7 +5767,7 @@ type PeerCertificate struct {
 
 func (x *PeerCertificate) Reset() {
 	*x = PeerCertificate{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5662,7 +5779,7 @@ func (x *PeerCertificate) String() string {
 func (*PeerCertificate) ProtoMessage() {}
 
 func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5675,7 +5792,7 @@ func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerCertificate.ProtoReflect.Descriptor instead.
 func (*PeerCertificate) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PeerCertificate) GetCertPem() []byte {
@@ -5703,7 +5820,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5715,7 +5832,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5728,7 +5845,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -5751,7 +5868,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5763,7 +5880,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5776,7 +5893,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -5810,7 +5927,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5822,7 +5939,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5835,7 +5952,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{62}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -5859,7 +5976,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5871,7 +5988,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5884,7 +6001,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -5938,7 +6055,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5950,7 +6067,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5963,7 +6080,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -6025,7 +6142,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6037,7 +6154,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6050,7 +6167,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -6072,7 +6189,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6084,7 +6201,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6097,7 +6214,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Release) GetNames() []string {
@@ -6117,7 +6234,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6129,7 +6246,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6142,7 +6259,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Upload) GetName() string {
@@ -6172,7 +6289,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6184,7 +6301,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6197,7 +6314,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{68}
+	return file_trellis_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -6268,7 +6385,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6280,7 +6397,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6293,7 +6410,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{69}
+	return file_trellis_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -6355,7 +6472,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6367,7 +6484,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6380,7 +6497,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{70}
+	return file_trellis_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -6518,13 +6635,16 @@ const file_trellis_proto_rawDesc = "" +
 	"TaskEvents\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\x12\x18\n" +
 	"\amanager\x18\x02 \x01(\tR\amanager\x12\x14\n" +
-	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\x87\x01\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"\xa6\x01\n" +
 	"\rSubmitRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12*\n" +
 	"\x05tasks\x18\x03 \x03(\v2\x14.trellis.v1.TaskSpecR\x05tasks\x12*\n" +
-	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05filesJ\x04\b\x02\x10\x03\"+\n" +
+	"\x05files\x18\x04 \x03(\v2\x14.trellis.v1.FileDeclR\x05files\x12\x1d\n" +
+	"\tresumable\x18\xbe\x01 \x01(\bR\tresumableJ\x04\b\x02\x10\x03\"k\n" +
 	"\x0eSubmitResponse\x12\x19\n" +
-	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\"n\n" +
+	"\btask_ids\x18\x01 \x03(\x04R\ataskIds\x12!\n" +
+	"\vresubmitted\x18\xbe\x01 \x01(\bR\vresubmitted\x12\x1b\n" +
+	"\bfinished\x18\xbf\x01 \x03(\x04R\bfinished\"n\n" +
 	"\fWatchRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\x04R\x05after\x12\x14\n" +
@@ -6535,7 +6655,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\x92\x05\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\xd1\x05\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
@@ -6550,8 +6670,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\n" +
 	"reconciled\x183 \x01(\v2\x1c.trellis.v1.ReconcileRequestH\x00R\n" +
 	"reconciled\x12\\\n" +
-	"\x14checkpoint_committed\x18\x82\x01 \x01(\v2&.trellis.v1.JournalCheckpointCommittedH\x00R\x13checkpointCommittedB\x05\n" +
-	"\x03rec\"t\n" +
+	"\x14checkpoint_committed\x18\x82\x01 \x01(\v2&.trellis.v1.JournalCheckpointCommittedH\x00R\x13checkpointCommitted\x12=\n" +
+	"\tforgotten\x18\xbe\x01 \x01(\v2\x1c.trellis.v1.JournalForgottenH\x00R\tforgottenB\x05\n" +
+	"\x03rec\"B\n" +
+	"\x10JournalForgotten\x12\x14\n" +
+	"\x05tasks\x18\x01 \x01(\x04R\x05tasks\x12\x18\n" +
+	"\asession\x18\x02 \x01(\tR\asession\"t\n" +
 	"\x11JournalDispatched\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
@@ -6561,10 +6685,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x10\n" +
-	"\x03dir\x18\x04 \x01(\bR\x03dir\"A\n" +
+	"\x03dir\x18\x04 \x01(\bR\x03dir\"X\n" +
 	"\x13JournalSessionEnded\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
-	"\x03why\x18\x02 \x01(\tR\x03why\"\x8b\x01\n" +
+	"\x03why\x18\x02 \x01(\tR\x03why\x12\x15\n" +
+	"\x05tasks\x18\xbe\x01 \x03(\x04R\x05tasks\"\x8b\x01\n" +
 	"\x0fJournalTaskDone\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12-\n" +
@@ -6954,7 +7079,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                      // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                    // 1: trellis.v1.CacheLevel
@@ -6983,58 +7108,59 @@ var file_trellis_proto_goTypes = []any{
 	(*WatchRequest)(nil),               // 24: trellis.v1.WatchRequest
 	(*AckRequest)(nil),                 // 25: trellis.v1.AckRequest
 	(*JournalRecord)(nil),              // 26: trellis.v1.JournalRecord
-	(*JournalDispatched)(nil),          // 27: trellis.v1.JournalDispatched
-	(*JournalCheckpointCommitted)(nil), // 28: trellis.v1.JournalCheckpointCommitted
-	(*JournalSessionEnded)(nil),        // 29: trellis.v1.JournalSessionEnded
-	(*JournalTaskDone)(nil),            // 30: trellis.v1.JournalTaskDone
-	(*AckResponse)(nil),                // 31: trellis.v1.AckResponse
-	(*CancelRequest)(nil),              // 32: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),             // 33: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),              // 34: trellis.v1.StatusRequest
-	(*FactoryReport)(nil),              // 35: trellis.v1.FactoryReport
-	(*FactoryStatus)(nil),              // 36: trellis.v1.FactoryStatus
-	(*FetchFileRequest)(nil),           // 37: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),          // 38: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),          // 39: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),         // 40: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),               // 41: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),                 // 42: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),                // 43: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),             // 44: trellis.v1.StatusResponse
-	(*ReconcileRequest)(nil),           // 45: trellis.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),          // 46: trellis.v1.ReconcileResponse
-	(*UnknownTask)(nil),                // 47: trellis.v1.UnknownTask
-	(*JournalStatus)(nil),              // 48: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),            // 49: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),              // 50: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),             // 51: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),              // 52: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),                // 53: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),             // 54: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),               // 55: trellis.v1.LibraryEnded
-	(*Hello)(nil),                      // 56: trellis.v1.Hello
-	(*RunningAttempt)(nil),             // 57: trellis.v1.RunningAttempt
-	(*KeptInstance)(nil),               // 58: trellis.v1.KeptInstance
-	(*CachedFile)(nil),                 // 59: trellis.v1.CachedFile
-	(*FetchDone)(nil),                  // 60: trellis.v1.FetchDone
-	(*Dropped)(nil),                    // 61: trellis.v1.Dropped
-	(*Heartbeat)(nil),                  // 62: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),                // 63: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),            // 64: trellis.v1.AttemptReturned
-	(*Draining)(nil),                   // 65: trellis.v1.Draining
-	(*ManagerMessage)(nil),             // 66: trellis.v1.ManagerMessage
-	(*PeerCertificate)(nil),            // 67: trellis.v1.PeerCertificate
-	(*ManagerBatch)(nil),               // 68: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),               // 69: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),                // 70: trellis.v1.StopLibrary
-	(*Source)(nil),                     // 71: trellis.v1.Source
-	(*Fetch)(nil),                      // 72: trellis.v1.Fetch
-	(*Unlink)(nil),                     // 73: trellis.v1.Unlink
-	(*Release)(nil),                    // 74: trellis.v1.Release
-	(*Upload)(nil),                     // 75: trellis.v1.Upload
-	(*Welcome)(nil),                    // 76: trellis.v1.Welcome
-	(*Run)(nil),                        // 77: trellis.v1.Run
-	(*Kill)(nil),                       // 78: trellis.v1.Kill
+	(*JournalForgotten)(nil),           // 27: trellis.v1.JournalForgotten
+	(*JournalDispatched)(nil),          // 28: trellis.v1.JournalDispatched
+	(*JournalCheckpointCommitted)(nil), // 29: trellis.v1.JournalCheckpointCommitted
+	(*JournalSessionEnded)(nil),        // 30: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),            // 31: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),                // 32: trellis.v1.AckResponse
+	(*CancelRequest)(nil),              // 33: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),             // 34: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),              // 35: trellis.v1.StatusRequest
+	(*FactoryReport)(nil),              // 36: trellis.v1.FactoryReport
+	(*FactoryStatus)(nil),              // 37: trellis.v1.FactoryStatus
+	(*FetchFileRequest)(nil),           // 38: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),          // 39: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),          // 40: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),         // 41: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),               // 42: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),                 // 43: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),                // 44: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),             // 45: trellis.v1.StatusResponse
+	(*ReconcileRequest)(nil),           // 46: trellis.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),          // 47: trellis.v1.ReconcileResponse
+	(*UnknownTask)(nil),                // 48: trellis.v1.UnknownTask
+	(*JournalStatus)(nil),              // 49: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),            // 50: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),              // 51: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),             // 52: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),              // 53: trellis.v1.WorkerMessage
+	(*WorkerBatch)(nil),                // 54: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),             // 55: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),               // 56: trellis.v1.LibraryEnded
+	(*Hello)(nil),                      // 57: trellis.v1.Hello
+	(*RunningAttempt)(nil),             // 58: trellis.v1.RunningAttempt
+	(*KeptInstance)(nil),               // 59: trellis.v1.KeptInstance
+	(*CachedFile)(nil),                 // 60: trellis.v1.CachedFile
+	(*FetchDone)(nil),                  // 61: trellis.v1.FetchDone
+	(*Dropped)(nil),                    // 62: trellis.v1.Dropped
+	(*Heartbeat)(nil),                  // 63: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),                // 64: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),            // 65: trellis.v1.AttemptReturned
+	(*Draining)(nil),                   // 66: trellis.v1.Draining
+	(*ManagerMessage)(nil),             // 67: trellis.v1.ManagerMessage
+	(*PeerCertificate)(nil),            // 68: trellis.v1.PeerCertificate
+	(*ManagerBatch)(nil),               // 69: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),               // 70: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),                // 71: trellis.v1.StopLibrary
+	(*Source)(nil),                     // 72: trellis.v1.Source
+	(*Fetch)(nil),                      // 73: trellis.v1.Fetch
+	(*Unlink)(nil),                     // 74: trellis.v1.Unlink
+	(*Release)(nil),                    // 75: trellis.v1.Release
+	(*Upload)(nil),                     // 76: trellis.v1.Upload
+	(*Welcome)(nil),                    // 77: trellis.v1.Welcome
+	(*Run)(nil),                        // 78: trellis.v1.Run
+	(*Kill)(nil),                       // 79: trellis.v1.Kill
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -7060,97 +7186,98 @@ var file_trellis_proto_depIdxs = []int32{
 	10, // 20: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
 	22, // 21: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
 	14, // 22: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	29, // 23: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	32, // 24: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	30, // 25: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	30, // 23: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	33, // 24: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	31, // 25: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
 	16, // 26: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
-	27, // 27: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
-	45, // 28: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
-	28, // 29: trellis.v1.JournalRecord.checkpoint_committed:type_name -> trellis.v1.JournalCheckpointCommitted
-	19, // 30: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	35, // 31: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
-	35, // 32: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
-	18, // 33: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	8,  // 34: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	8,  // 35: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	8,  // 36: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	41, // 37: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	50, // 38: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	42, // 39: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	42, // 40: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	42, // 41: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	43, // 42: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	49, // 43: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	48, // 44: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	36, // 45: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
-	47, // 46: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
-	42, // 47: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
-	6,  // 48: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
-	51, // 49: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	56, // 50: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	62, // 51: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	63, // 52: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	64, // 53: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	65, // 54: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	60, // 55: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	61, // 56: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	54, // 57: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	55, // 58: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	53, // 59: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	52, // 60: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	4,  // 61: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	8,  // 62: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	59, // 63: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	57, // 64: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	58, // 65: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
-	1,  // 66: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	19, // 67: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	76, // 68: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	77, // 69: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	78, // 70: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	72, // 71: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	73, // 72: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	75, // 73: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	69, // 74: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	70, // 75: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	68, // 76: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	74, // 77: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	67, // 78: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
-	66, // 79: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	13, // 80: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	7,  // 81: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	71, // 82: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 83: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	11, // 84: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	22, // 85: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	22, // 86: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
-	24, // 87: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	25, // 88: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	32, // 89: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	34, // 90: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	37, // 91: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	14, // 92: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	16, // 93: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	39, // 94: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	45, // 95: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	52, // 96: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	23, // 97: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	23, // 98: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
-	21, // 99: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	31, // 100: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	33, // 101: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	44, // 102: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	38, // 103: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15, // 104: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17, // 105: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	40, // 106: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	46, // 107: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	66, // 108: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	97, // [97:109] is the sub-list for method output_type
-	85, // [85:97] is the sub-list for method input_type
-	85, // [85:85] is the sub-list for extension type_name
-	85, // [85:85] is the sub-list for extension extendee
-	0,  // [0:85] is the sub-list for field type_name
+	28, // 27: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
+	46, // 28: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
+	29, // 29: trellis.v1.JournalRecord.checkpoint_committed:type_name -> trellis.v1.JournalCheckpointCommitted
+	27, // 30: trellis.v1.JournalRecord.forgotten:type_name -> trellis.v1.JournalForgotten
+	19, // 31: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	36, // 32: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
+	36, // 33: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
+	18, // 34: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	8,  // 35: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	8,  // 36: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	8,  // 37: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	42, // 38: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	51, // 39: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	43, // 40: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	43, // 41: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	43, // 42: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	44, // 43: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	50, // 44: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	49, // 45: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	37, // 46: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
+	48, // 47: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
+	43, // 48: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
+	6,  // 49: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	52, // 50: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	57, // 51: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	63, // 52: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	64, // 53: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	65, // 54: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	66, // 55: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	61, // 56: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	62, // 57: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	55, // 58: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	56, // 59: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	54, // 60: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	53, // 61: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	4,  // 62: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	8,  // 63: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	60, // 64: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	58, // 65: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	59, // 66: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
+	1,  // 67: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	19, // 68: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	77, // 69: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	78, // 70: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	79, // 71: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	73, // 72: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	74, // 73: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	76, // 74: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	70, // 75: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	71, // 76: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	69, // 77: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	75, // 78: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	68, // 79: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
+	67, // 80: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	13, // 81: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	7,  // 82: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	72, // 83: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,  // 84: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	11, // 85: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	22, // 86: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	22, // 87: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
+	24, // 88: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25, // 89: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	33, // 90: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	35, // 91: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	38, // 92: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14, // 93: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16, // 94: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	40, // 95: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	46, // 96: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	53, // 97: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	23, // 98: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	23, // 99: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
+	21, // 100: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	32, // 101: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	34, // 102: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	45, // 103: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	39, // 104: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15, // 105: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17, // 106: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	41, // 107: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	47, // 108: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	67, // 109: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	98, // [98:110] is the sub-list for method output_type
+	86, // [86:98] is the sub-list for method input_type
+	86, // [86:86] is the sub-list for extension type_name
+	86, // [86:86] is the sub-list for extension extendee
+	0,  // [0:86] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -7169,8 +7296,9 @@ func file_trellis_proto_init() {
 		(*JournalRecord_Dispatched)(nil),
 		(*JournalRecord_Reconciled)(nil),
 		(*JournalRecord_CheckpointCommitted)(nil),
+		(*JournalRecord_Forgotten)(nil),
 	}
-	file_trellis_proto_msgTypes[44].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[45].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -7182,7 +7310,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
 	}
-	file_trellis_proto_msgTypes[58].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[59].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -7201,7 +7329,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   71,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
