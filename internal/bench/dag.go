@@ -142,16 +142,18 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 // over 127.0.0.1 (the peer server and fetcher workers use, digest checked),
 // and copies the same file with cp on the same disk.
 func peerVsCopy(ctx context.Context, mib int) (peer, cp float64, err error) {
-	return peerTransfer(ctx, mib, false)
+	run, cp, err := peerTransfer(ctx, mib, false)
+	return run.MBPerS, cp, err
 }
 
 // peerTransfer is peerVsCopy, over TLS when withTLS (as between the workers
 // of a manager with TLS: a cluster CA signs the file server's certificate
-// and the fetcher verifies it).
-func peerTransfer(ctx context.Context, mib int, withTLS bool) (peer, cp float64, err error) {
+// and the fetcher verifies it). Its CPU figure counts both ends, which
+// share this process.
+func peerTransfer(ctx context.Context, mib int, withTLS bool) (peer peerRun, cp float64, err error) {
 	dir, err := os.MkdirTemp("", "trellis-bench-dag-")
 	if err != nil {
-		return 0, 0, err
+		return peerRun{}, 0, err
 	}
 	defer os.RemoveAll(dir)
 	caDir, caFile := "", ""
@@ -161,17 +163,17 @@ func peerTransfer(ctx context.Context, mib int, withTLS bool) (peer, cp float64,
 	}
 	p, err := newPeerSource(ctx, dir, mib, "127.0.0.1:0", "127.0.0.1", caDir)
 	if err != nil {
-		return 0, 0, err
+		return peerRun{}, 0, err
 	}
 	p.serve()
 	defer p.close()
 	if peer, err = fetchPeer(ctx, dir, p.url("127.0.0.1", time.Minute), p.entry.Size, p.entry.Digest, caFile); err != nil {
-		return 0, 0, err
+		return peerRun{}, 0, err
 	}
 
 	start := time.Now()
 	if err := exec.CommandContext(ctx, "cp", p.from.Path(peerName), filepath.Join(dir, "copy.bin")).Run(); err != nil {
-		return 0, 0, err
+		return peerRun{}, 0, err
 	}
 	cp = float64(p.entry.Size) / 1e6 / time.Since(start).Seconds()
 	return peer, cp, nil
