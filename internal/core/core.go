@@ -98,7 +98,9 @@ type Core struct {
 	unhomed []*family          // families with a member made ready and no home, oldest first
 	// unhomedKept: len(unhomed) after it was last cleaned (see listFamily)
 	unhomedKept int
-	bytesOn     map[WorkerID]int64 // scratch of dataHere
+	bytesOn     map[WorkerID]int64 // scratch of dataHere and prefetch
+	noPrefetch  bool               // SetPrefetch(false) (prefetch.go)
+	prefetchFor []TaskID           // consumers to look at for a prefetch at the end of the step
 
 	adrift  map[TaskID]adrift  // tasks whose attempt from before a restart may still run (adrift.go)
 	unknown map[TaskID]Unknown // at-most-once tasks whose fate is unknown (adrift.go)
@@ -252,6 +254,9 @@ func (c *Core) settle() {
 			c.unparkAll()
 			c.placePending()
 		}
+	}
+	if len(c.prefetchFor) > 0 {
+		c.prefetchAll()
 	}
 }
 
