@@ -22,6 +22,9 @@ type DagResult struct {
 	Seconds         float64 `json:"seconds"`
 	BytesViaManager int64   `json:"bytes_via_manager"` // to workers from the manager, plus uploads to it
 	BytesPeer       int64   `json:"bytes_peer"`
+	// BytesPrefetched: of BytesPeer, fetched while the consumer's last
+	// producers ran (the manager's prefetch).
+	BytesPrefetched int64   `json:"bytes_prefetched"`
 	BytesTotal      int64   `json:"bytes_total"`
 	TransferMiB     int     `json:"transfer_mib"` // size of the single transfer timed below
 	PeerMBPerS      float64 `json:"peer_mb_per_s"`
@@ -120,6 +123,7 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 	}
 	res.BytesViaManager = st.BytesFromManager - before.BytesFromManager + st.BytesToManager - before.BytesToManager
 	res.BytesPeer = st.BytesFromPeers - before.BytesFromPeers
+	res.BytesPrefetched = st.BytesPrefetched - before.BytesPrefetched
 	res.BytesTotal = res.BytesViaManager + res.BytesPeer + st.BytesFromURLs - before.BytesFromURLs
 	res.BytesPruned = st.BytesPruned - before.BytesPruned
 	res.Checkpoints = st.Checkpoints - before.Checkpoints

@@ -127,7 +127,7 @@ func (c *Core) prefetch(t *task) {
 			continue
 		}
 		if src, ok, _ := c.pickSource(home, e); ok && src.Kind == FromPeer {
-			c.begin(home, e, src)
+			c.begin(home, e, src).prefetch = true
 		}
 	}
 }

@@ -27,9 +27,10 @@ func TestPrefetch(t *testing.T) {
 		{kept(1, 1, 1, 5000, 11), acts(success(1, 1, 1), dispatch(3, 1, 1))},
 	}
 	tests := []struct {
-		name  string
-		off   bool // SetPrefetch(false)
-		steps []step
+		name       string
+		off        bool // SetPrefetch(false)
+		steps      []step
+		prefetched int64 // Stats().Prefetched at the end
 	}{
 		{
 			// When map 2 ends, the reduce can only go to worker 1 (it holds
@@ -42,6 +43,7 @@ func TestPrefetch(t *testing.T) {
 				step{kept(3, 1, 1, 5000, 13), acts(success(3, 1, 1), fetch(2, 1, 12, cache, 5000))},
 				step{fetched(2, 5000), acts(dispatch(4, 1, 1))},
 			),
+			prefetched: 5000,
 		},
 		{
 			// The same bytes move without it, once map 3 has ended.
@@ -96,6 +98,9 @@ func TestPrefetch(t *testing.T) {
 			c := core.New()
 			c.SetPrefetch(!tt.off)
 			runSteps(t, c, tt.steps)
+			if got := c.Stats().Prefetched; got != tt.prefetched {
+				t.Errorf("Stats().Prefetched = %d, want %d", got, tt.prefetched)
+			}
 		})
 	}
 }

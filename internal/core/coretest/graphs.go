@@ -328,6 +328,9 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 		step(e.ev)
 	}
 	res.BytesMoved = c.Stats().Moved[core.FromPeer]
+	if got := c.Stats().Prefetched; got != res.Prefetched {
+		tb.Fatalf("graph %+v, %v: the core counts %d bytes prefetched, its fetches for no staging task brought %d", cfg, p, got, res.Prefetched)
+	}
 	for _, x := range prefetched {
 		if !read[x] {
 			res.PrefetchUnread += sizes[x.f]
