@@ -61,20 +61,12 @@ func TestPrefetch(t *testing.T) {
 			// more of its inputs than worker 2, where the last one runs,
 			// so nothing moves to worker 2 in advance.
 			name: "no prefetch while the producers to come run on two workers, nor to a worker that holds less",
-			steps: []step{
-				{join(1, one), nil},
-				{join(2, one), nil},
-				{temps(11, 12, 13, 14), nil},
-				{submit(
-					files(task(1, one), nil, ids(11)), files(task(2, one), nil, ids(12)),
-					files(task(3, one), nil, ids(13)), files(task(4, one), nil, ids(14)),
-					files(task(5, one), ids(11, 12, 13, 14), nil),
-				), acts(dispatch(1, 1, 1), dispatch(2, 1, 2))},
-				{kept(1, 1, 1, 5000, 11), acts(success(1, 1, 1), dispatch(3, 1, 1))},
-				{kept(2, 1, 2, 5000, 12), acts(success(2, 1, 2), dispatch(4, 1, 2))},
-				{kept(3, 1, 1, 5000, 13), acts(success(3, 1, 1))},
-				{kept(4, 1, 2, 100, 14), acts(success(4, 1, 2), fetch(1, 1, 12, peer(2), 5000), fetch(2, 1, 14, peer(2), 100))},
-			},
+			steps: append(familyOfFour(one),
+				step{kept(1, 1, 1, 5000, 11), acts(success(1, 1, 1), dispatch(3, 1, 1))},
+				step{kept(2, 1, 2, 5000, 12), acts(success(2, 1, 2), dispatch(4, 1, 2))},
+				step{kept(3, 1, 1, 5000, 13), acts(success(3, 1, 1))},
+				step{kept(4, 1, 2, 100, 14), acts(success(4, 1, 2), fetch(1, 1, 12, peer(2), 5000), fetch(2, 1, 14, peer(2), 100))},
+			),
 		},
 		{
 			// Task 5 reads 12 too: a worker other than the home may get a
@@ -102,5 +94,22 @@ func TestPrefetch(t *testing.T) {
 				t.Errorf("Stats().Prefetched = %d, want %d", got, tt.prefetched)
 			}
 		})
+	}
+}
+
+// familyOfFour submits maps 1..4 (one family) and reduce 5, which reads
+// them all, to two workers of one core: map 1 gives the family worker 1 as
+// its home, and worker 2, with no family of its own to start, takes map 2
+// rather than idle.
+func familyOfFour(one core.Resources) []step {
+	return []step{
+		{join(1, one), nil},
+		{join(2, one), nil},
+		{temps(11, 12, 13, 14), nil},
+		{submit(
+			files(task(1, one), nil, ids(11)), files(task(2, one), nil, ids(12)),
+			files(task(3, one), nil, ids(13)), files(task(4, one), nil, ids(14)),
+			files(task(5, one), ids(11, 12, 13, 14), nil),
+		), acts(dispatch(1, 1, 1), dispatch(2, 1, 2))},
 	}
 }
