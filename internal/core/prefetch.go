@@ -1,5 +1,7 @@
 package core
 
+import "slices"
+
 // Prefetch (#11 item 1): a consumer's inputs start to travel while the
 // last of its producers still run, so that the transfers overlap their
 // compute, without moving a byte that placement would not move anyway.
@@ -7,11 +9,14 @@ package core
 // A consumer goes, once ready, to the worker that holds the most bytes of
 // its inputs (see bestWorker). While it waits, that worker is decided when
 // every producer it still waits for is placed on one worker W and W holds
-// more of its finished inputs than any other worker holds: the outputs
-// still to come land on W (each counts at least a byte), so W's lead only
-// grows. Then the finished inputs that W lacks are fetched to W at once,
-// as they would be once the consumer is placed there; each arrives as a
-// released copy (see releaseUnpinned), which the consumer claims.
+// more of its finished inputs than any other worker could hold by then,
+// counting an input that other tasks read too as if every worker might get
+// a copy of it for them: the outputs still to come land on W (each counts
+// at least a byte), so W's lead only grows. Then the finished inputs that
+// W lacks are fetched to W at once, as they would be once the consumer is
+// placed there; each arrives as a released copy (see releaseUnpinned),
+// which the consumer claims. A consumer of more than MaxFamily inputs is
+// left alone, so that each look at one stays cheap.
 //
 // Placement then moves the same bytes, earlier, with two exceptions left
 // to the simulation to measure (TestPrefetchMovesNoMoreBytes): W may have
@@ -36,30 +41,23 @@ func (c *Core) wantPrefetch(e *fileEntry) {
 	c.prefetchFor = append(c.prefetchFor, e.waiters...)
 }
 
-// prefetchAll starts the prefetches of the consumers noted in this step.
+// prefetchAll starts the prefetches of the consumers noted in this step,
+// each once, in ID order.
 func (c *Core) prefetchAll() {
-	ids := c.prefetchFor
-	c.prefetchFor = c.prefetchFor[:0]
-	for i, id := range ids {
-		if t := c.tasks[id]; t != nil && !containsID(ids[:i], id) {
+	slices.Sort(c.prefetchFor)
+	ids := slices.Compact(c.prefetchFor)
+	for _, id := range ids {
+		if t := c.tasks[id]; t != nil {
 			c.prefetch(t)
 		}
 	}
-}
-
-func containsID(ids []TaskID, id TaskID) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
+	c.prefetchFor = c.prefetchFor[:0]
 }
 
 // prefetch brings t's finished inputs to the worker t is bound to go to,
 // if that worker is decided (see the top of this file).
 func (c *Core) prefetch(t *task) {
-	if t.state != Waiting || t.spec.Role != Plain || t.barred() || t.spec.Resources.GPUs > 0 {
+	if t.state != Waiting || t.spec.Role != Plain || t.barred() || t.spec.Resources.GPUs > 0 || len(t.spec.Inputs) > MaxFamily {
 		return
 	}
 	var home *worker
@@ -107,13 +105,13 @@ func (c *Core) prefetch(t *task) {
 	if !lacking {
 		return
 	}
+	if shared >= c.bytesOn[home.id] {
+		return // a worker that holds none of them now may hold as many once t is ready
+	}
 	for w, n := range c.bytesOn {
 		if w != home.id && n+shared >= c.bytesOn[home.id] {
-			return // another worker may hold as many once t is ready
+			return // another worker may hold as many
 		}
-	}
-	if len(c.bytesOn) < len(c.open) && shared >= c.bytesOn[home.id] {
-		return // so may one that holds none of them now
 	}
 	if fits, _ := c.cacheFits(t, home); !fits {
 		return
