@@ -24,8 +24,9 @@ import "slices"
 // elsewhere rather than wait; and a worker may gain copies of its inputs
 // meanwhile (a replica, another consumer's staging). A prefetch starts only
 // where its source has a free transfer slot now and the consumer's inputs
-// fit in W's cache; it is not retried if it fails (the consumer's own
-// staging is).
+// fit in W's cache. One that fails is not tried again and spends none of
+// the consumer's tries (FetchTries), unless the consumer was placed on W
+// meanwhile and waits for it: then it fails as the consumer's own fetch.
 
 // SetPrefetch turns the prefetch of consumers' inputs (on by default,
 // under PlaceGraph) off or on, so that the simulation and the benchmarks

@@ -46,6 +46,28 @@ func TestPrefetch(t *testing.T) {
 			prefetched: 5000,
 		},
 		{
+			// A prefetch that fails is not tried again (its source's
+			// failure counts, as any); the reduce, once placed, fetches
+			// 12 itself with all its FetchTries: its third failure
+			// (the fourth from worker 2) is tried again.
+			name: "a failed prefetch is left to the consumer's own staging",
+			steps: append(family[:len(family):len(family)],
+				step{kept(2, 1, 2, 5000, 12), acts(success(2, 1, 2), fetch(1, 1, 12, peer(2), 5000))},
+				step{reset(1), nil},
+				step{kept(3, 1, 1, 5000, 13), acts(success(3, 1, 1), fetch(2, 1, 12, peer(2), 5000))},
+				step{reset(2), nil}, // worker 2 failed twice: backed off
+				step{core.Tick{}, nil}, step{core.Tick{}, nil}, step{core.Tick{}, nil}, step{core.Tick{}, nil},
+				step{core.Tick{}, acts(fetch(3, 1, 12, peer(2), 5000))},
+				step{reset(3), nil},
+				step{core.Tick{}, nil}, step{core.Tick{}, nil}, step{core.Tick{}, nil}, step{core.Tick{}, nil},
+				step{core.Tick{}, acts(fetch(4, 1, 12, peer(2), 5000))},
+				step{reset(4), nil},
+				step{core.Tick{}, nil}, step{core.Tick{}, nil}, step{core.Tick{}, nil}, step{core.Tick{}, nil},
+				step{core.Tick{}, acts(fetch(5, 1, 12, peer(2), 5000))},
+				step{fetched(5, 5000), acts(dispatch(4, 1, 1))},
+			),
+		},
+		{
 			// The same bytes move without it, once map 3 has ended.
 			name: "without prefetch, the same transfer waits for the last member",
 			off:  true,
@@ -112,4 +134,9 @@ func familyOfFour(one core.Resources) []step {
 			files(task(5, one), ids(11, 12, 13, 14), nil),
 		), acts(dispatch(1, 1, 1), dispatch(2, 1, 2))},
 	}
+}
+
+// reset is the failure of transfer tr by its source.
+func reset(tr uint64) core.TransferDone {
+	return core.TransferDone{Transfer: tr, SourceFault: true, Why: "connection reset"}
 }

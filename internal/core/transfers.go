@@ -228,6 +228,9 @@ func (c *Core) transferDone(ev TransferDone) {
 			}
 		}
 	}
+	if tr.prefetch && len(w.waiting[tr.file]) == 0 && len(w.derives[tr.file]) == 0 {
+		return // a prefetch that no task waits for yet: not tried again, and no try of its consumer spent
+	}
 	w.tries[tr.file]++
 	why := fmt.Sprintf("fetch from %s: %s", tr.src.Kind, ev.Why)
 	if !ev.SourceFault || w.tries[tr.file] >= FetchTries {
