@@ -12,7 +12,7 @@ import (
 func TestDagSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := Dag(ctx, Target{Workers: 2}, 4, 2, 1, 2, false, "none", "", t.Logf)
+	r, err := Dag(ctx, Target{Workers: 2}, 4, 2, 1, 2, 0, false, "none", "", t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,12 +37,12 @@ func TestDagCheckpoints(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for range 3 {
-		if _, err := Dag(ctx, Target{Workers: 2, CheckpointDir: t.TempDir()}, 4, 2, 1, 0, false, "async", "", t.Logf); err != nil {
+		if _, err := Dag(ctx, Target{Workers: 2, CheckpointDir: t.TempDir()}, 4, 2, 1, 0, 0, false, "async", "", t.Logf); err != nil {
 			t.Fatalf("async: %v", err)
 		}
 	}
 	dir := t.TempDir()
-	r, err := Dag(ctx, Target{Workers: 2, CheckpointDir: dir}, 4, 2, 1, 0, false, "sync", "", t.Logf)
+	r, err := Dag(ctx, Target{Workers: 2, CheckpointDir: dir}, 4, 2, 1, 0, 0, false, "sync", "", t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ type DagResult struct {
 // keep declares the temp files with Keep, as every temp file was before
 // pruning (#18): the caches then hold every map output until the end.
 // linkRate is reported as given.
-func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int, keep bool, checkpoint, linkRate string, logf func(string, ...any)) (*DagResult, error) {
+func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int, mapSeconds float64, keep bool, checkpoint, linkRate string, logf func(string, ...any)) (*DagResult, error) {
 	var mapKeep trellis.Keep
 	switch checkpoint {
 	case "none":
@@ -87,7 +87,11 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 		if keep {
 			mapped[i].Keep()
 		}
-		t := trellis.NewTask(fmt.Sprintf("yes 'map %d' | head -c %d > part", i, mapMiB<<20))
+		cmd := fmt.Sprintf("yes 'map %d' | head -c %d > part", i, mapMiB<<20)
+		if mapSeconds > 0 {
+			cmd += fmt.Sprintf(" && sleep %g", mapSeconds) // a map that takes that long, for transfers to overlap
+		}
+		t := trellis.NewTask(cmd)
 		t.Name = fmt.Sprintf("map-%d", i)
 		t.Keep = mapKeep
 		t.AddOutput(mapped[i], "part")
