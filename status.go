@@ -36,10 +36,13 @@ type Status struct {
 	Instances TaskCounts `json:"instances"`
 
 	// Bytes moved to workers, by where they came from, and to the manager.
-	BytesFromManager  int64 `json:"bytes_from_manager"`
-	BytesFromPeers    int64 `json:"bytes_from_peers"`
-	BytesFromURLs     int64 `json:"bytes_from_urls"`
-	BytesToManager    int64 `json:"bytes_to_manager"`
+	BytesFromManager int64 `json:"bytes_from_manager"`
+	BytesFromPeers   int64 `json:"bytes_from_peers"`
+	BytesFromURLs    int64 `json:"bytes_from_urls"`
+	BytesToManager   int64 `json:"bytes_to_manager"`
+	// BytesPrefetched: of BytesFromPeers, those fetched for consumers
+	// before they were placed, while their last producers ran.
+	BytesPrefetched   int64 `json:"bytes_prefetched"`
 	TransfersInFlight int   `json:"transfers_in_flight"`
 	FilesLost         int   `json:"files_lost"`
 	TasksRecreated    int   `json:"tasks_recreated"`
@@ -262,7 +265,7 @@ func statusOf(m *pb.StatusResponse) *Status {
 		Succeeded: int(m.Succeeded), Failed: int(m.Failed), Version: m.Version, Staging: int(m.Staging),
 		Tasks: taskCountsOf(m.Tasks), Dataflow: taskCountsOf(m.Dataflow), Calls: taskCountsOf(m.Calls), Instances: taskCountsOf(m.Instances),
 		BytesFromManager: m.BytesFromManager, BytesFromPeers: m.BytesFromPeers, BytesFromURLs: m.BytesFromUrls,
-		BytesToManager: m.BytesToManager, TransfersInFlight: int(m.TransfersInFlight),
+		BytesToManager: m.BytesToManager, BytesPrefetched: m.BytesPrefetched, TransfersInFlight: int(m.TransfersInFlight),
 		FilesLost: int(m.FilesLost), TasksRecreated: int(m.TasksRecreated), Checkpoints: int(m.Checkpoints),
 		BytesPruned: m.BytesPruned, TasksHandedBack: int(m.TasksHandedBack), EvictedForSpace: int(m.EvictedForSpace),
 		SnapshotVersion: m.SnapshotVersion, SnapshotTime: time.UnixMilli(m.SnapshotUnixMs)}

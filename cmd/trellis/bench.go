@@ -67,6 +67,7 @@ instead, with the workers connected to it.`,
 	tasksCmd.Flags().IntVar(&workers, "workers", 2, "local workers (without --manager)")
 	tasksOn.flags(tasksCmd.Flags())
 	var dagWorkers, maps, reduces, mapMiB, transferMiB int
+	var mapSeconds float64
 	var keepTemps bool
 	var linkRate, checkpoint string
 	var dagOn target
@@ -101,7 +102,7 @@ run it across hosts.`,
 				defer os.RemoveAll(dir)
 				tg.CheckpointDir = dir
 			}
-			res, err := bench.Dag(ctx, tg, maps, reduces, mapMiB, transferMiB, keepTemps, checkpoint, linkRate, progressf)
+			res, err := bench.Dag(ctx, tg, maps, reduces, mapMiB, transferMiB, mapSeconds, keepTemps, checkpoint, linkRate, progressf)
 			if err != nil {
 				return err
 			}
@@ -114,6 +115,7 @@ run it across hosts.`,
 	dagCmd.Flags().IntVar(&maps, "maps", 32, "map tasks")
 	dagCmd.Flags().IntVar(&reduces, "reduces", 8, "reduce tasks (each reads maps/reduces map outputs)")
 	dagCmd.Flags().IntVar(&mapMiB, "map-mib", 16, "size of each map output, MiB")
+	dagCmd.Flags().Float64Var(&mapSeconds, "map-seconds", 0, "each map also sleeps this long after writing its output (a map that takes time, for transfers to overlap)")
 	dagCmd.Flags().IntVar(&transferMiB, "transfer-mib", 256, "size of the single peer transfer timed against cp, MiB")
 	dagCmd.Flags().StringVar(&checkpoint, "checkpoint", "none", "how the temp files are kept: none (lineage), sync or async checkpoints (an embedded manager gets a temporary --checkpoint-dir; with --manager, it must have one), to measure what checkpoints cost")
 	dagCmd.Flags().BoolVar(&keepTemps, "keep", false, "keep the temp files instead of pruning them (as before #18), to compare peak_cache_bytes")

@@ -22,6 +22,7 @@ func managerCmd() *cobra.Command {
 	var grace time.Duration
 	var unplaceable, adopt, heartbeat time.Duration
 	var placement string
+	var prefetch bool
 	var snapshotRecords int
 	var stls serverTLS
 	cmd := &cobra.Command{
@@ -69,7 +70,7 @@ func managerCmd() *cobra.Command {
 				defer stopProfile()
 			}
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, CheckpointDir: checkpointDir, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, AdoptWindow: adopt, Heartbeat: heartbeat,
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, NoPrefetch: !prefetch, AdoptWindow: adopt, Heartbeat: heartbeat,
 				SnapshotRecords: snapshotRecords})
 			if err != nil {
 				return err
@@ -100,6 +101,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&txnLog, "txn-log", "", "append one JSON line per task and worker state change to FILE (docs/dashboard.md); default: none")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
+	cmd.Flags().BoolVar(&prefetch, "prefetch", true, "with --placement graph, fetch a waiting task's finished inputs to the worker it is bound to while its last producers run (--prefetch=false: not, to compare)")
 	cmd.Flags().StringVar(&placement, "placement", "graph", "placement policy: graph (co-assign the producers of one consumer, place consumers where their inputs are) or free (by bytes present, else free cores: the policy before, to compare)")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")
 	cmd.Flags().DurationVar(&adopt, "adopt-window", manager.DefaultAdoptWindow, "with --state: how long a restarted manager waits for a worker to come back with a task it was running (adopted, not run again) before the task runs elsewhere")

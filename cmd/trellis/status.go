@@ -148,6 +148,9 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 	}
 	fmt.Fprintf(out, "data: %s from peers, %s from the manager, %s from URLs, %s uploaded to the manager; %d transfers in flight",
 		mib(s.BytesFromPeers), mib(s.BytesFromManager), mib(s.BytesFromURLs), mib(s.BytesToManager), s.TransfersInFlight)
+	if s.BytesPrefetched > 0 {
+		fmt.Fprintf(out, "; %s of those from peers fetched while their consumer's last producers ran", mib(s.BytesPrefetched))
+	}
 	if s.TasksRecreated > 0 || s.FilesLost > 0 {
 		fmt.Fprintf(out, "; %d tasks re-run to recreate lost files, %d files lost", s.TasksRecreated, s.FilesLost)
 	}

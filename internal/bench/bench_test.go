@@ -12,7 +12,7 @@ import (
 func TestDagSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := Dag(ctx, Target{Workers: 2}, 4, 2, 1, 2, false, "none", "", t.Logf)
+	r, err := Dag(ctx, Target{Workers: 2}, 4, 2, 1, 2, 0, false, "none", "", t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,6 +28,24 @@ func TestDagSmall(t *testing.T) {
 	}
 }
 
+// TestDagPrefetch: three maps that each take two seconds feed one reduce,
+// on two workers of one core. The workers take a map each; whichever ends
+// first takes the third, and the other map's output travels to it while
+// the third runs (the manager's prefetch), through the workers' own file
+// servers: a copy fetched for no task yet, released, then claimed by the
+// reduce.
+func TestDagPrefetch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := Dag(ctx, Target{Workers: 2}, 3, 1, 1, 0, 2, false, "none", "", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.BytesPrefetched != 1<<20 || r.BytesPeer != 1<<20 {
+		t.Errorf("bytes_prefetched = %d, bytes_peer = %d; want the one map output (1 MiB) the reduce lacked, prefetched", r.BytesPrefetched, r.BytesPeer)
+	}
+}
+
 // TestDagCheckpoints: with --checkpoint sync, every temp file (of the 4
 // maps and 2 reduces) is checkpointed before its task counts as done; with
 // async, the run succeeds too (the small reduce outputs, once
@@ -37,12 +55,12 @@ func TestDagCheckpoints(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for range 3 {
-		if _, err := Dag(ctx, Target{Workers: 2, CheckpointDir: t.TempDir()}, 4, 2, 1, 0, false, "async", "", t.Logf); err != nil {
+		if _, err := Dag(ctx, Target{Workers: 2, CheckpointDir: t.TempDir()}, 4, 2, 1, 0, 0, false, "async", "", t.Logf); err != nil {
 			t.Fatalf("async: %v", err)
 		}
 	}
 	dir := t.TempDir()
-	r, err := Dag(ctx, Target{Workers: 2, CheckpointDir: dir}, 4, 2, 1, 0, false, "sync", "", t.Logf)
+	r, err := Dag(ctx, Target{Workers: 2, CheckpointDir: dir}, 4, 2, 1, 0, 0, false, "sync", "", t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,9 @@ type DagResult struct {
 	Seconds         float64 `json:"seconds"`
 	BytesViaManager int64   `json:"bytes_via_manager"` // to workers from the manager, plus uploads to it
 	BytesPeer       int64   `json:"bytes_peer"`
+	// BytesPrefetched: of BytesPeer, fetched while the consumer's last
+	// producers ran (the manager's prefetch).
+	BytesPrefetched int64   `json:"bytes_prefetched"`
 	BytesTotal      int64   `json:"bytes_total"`
 	TransferMiB     int     `json:"transfer_mib"` // size of the single transfer timed below
 	PeerMBPerS      float64 `json:"peer_mb_per_s"`
@@ -47,7 +50,7 @@ type DagResult struct {
 // keep declares the temp files with Keep, as every temp file was before
 // pruning (#18): the caches then hold every map output until the end.
 // linkRate is reported as given.
-func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int, keep bool, checkpoint, linkRate string, logf func(string, ...any)) (*DagResult, error) {
+func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int, mapSeconds float64, keep bool, checkpoint, linkRate string, logf func(string, ...any)) (*DagResult, error) {
 	var mapKeep trellis.Keep
 	switch checkpoint {
 	case "none":
@@ -84,7 +87,11 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 		if keep {
 			mapped[i].Keep()
 		}
-		t := trellis.NewTask(fmt.Sprintf("yes 'map %d' | head -c %d > part", i, mapMiB<<20))
+		cmd := fmt.Sprintf("yes 'map %d' | head -c %d > part", i, mapMiB<<20)
+		if mapSeconds > 0 {
+			cmd += fmt.Sprintf(" && sleep %g", mapSeconds) // a map that takes that long, for transfers to overlap
+		}
+		t := trellis.NewTask(cmd)
 		t.Name = fmt.Sprintf("map-%d", i)
 		t.Keep = mapKeep
 		t.AddOutput(mapped[i], "part")
@@ -120,6 +127,7 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 	}
 	res.BytesViaManager = st.BytesFromManager - before.BytesFromManager + st.BytesToManager - before.BytesToManager
 	res.BytesPeer = st.BytesFromPeers - before.BytesFromPeers
+	res.BytesPrefetched = st.BytesPrefetched - before.BytesPrefetched
 	res.BytesTotal = res.BytesViaManager + res.BytesPeer + st.BytesFromURLs - before.BytesFromURLs
 	res.BytesPruned = st.BytesPruned - before.BytesPruned
 	res.Checkpoints = st.Checkpoints - before.Checkpoints
@@ -142,16 +150,18 @@ func Dag(ctx context.Context, tg Target, maps, reduces, mapMiB, transferMiB int,
 // over 127.0.0.1 (the peer server and fetcher workers use, digest checked),
 // and copies the same file with cp on the same disk.
 func peerVsCopy(ctx context.Context, mib int) (peer, cp float64, err error) {
-	return peerTransfer(ctx, mib, false)
+	run, cp, err := peerTransfer(ctx, mib, false)
+	return run.MBPerS, cp, err
 }
 
 // peerTransfer is peerVsCopy, over TLS when withTLS (as between the workers
 // of a manager with TLS: a cluster CA signs the file server's certificate
-// and the fetcher verifies it).
-func peerTransfer(ctx context.Context, mib int, withTLS bool) (peer, cp float64, err error) {
+// and the fetcher verifies it). Its CPU figure counts both ends, which
+// share this process.
+func peerTransfer(ctx context.Context, mib int, withTLS bool) (peer peerRun, cp float64, err error) {
 	dir, err := os.MkdirTemp("", "trellis-bench-dag-")
 	if err != nil {
-		return 0, 0, err
+		return peerRun{}, 0, err
 	}
 	defer os.RemoveAll(dir)
 	caDir, caFile := "", ""
@@ -161,17 +171,17 @@ func peerTransfer(ctx context.Context, mib int, withTLS bool) (peer, cp float64,
 	}
 	p, err := newPeerSource(ctx, dir, mib, "127.0.0.1:0", "127.0.0.1", caDir)
 	if err != nil {
-		return 0, 0, err
+		return peerRun{}, 0, err
 	}
 	p.serve()
 	defer p.close()
 	if peer, err = fetchPeer(ctx, dir, p.url("127.0.0.1", time.Minute), p.entry.Size, p.entry.Digest, caFile); err != nil {
-		return 0, 0, err
+		return peerRun{}, 0, err
 	}
 
 	start := time.Now()
 	if err := exec.CommandContext(ctx, "cp", p.from.Path(peerName), filepath.Join(dir, "copy.bin")).Run(); err != nil {
-		return 0, 0, err
+		return peerRun{}, 0, err
 	}
 	cp = float64(p.entry.Size) / 1e6 / time.Since(start).Seconds()
 	return peer, cp, nil

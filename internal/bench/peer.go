@@ -95,31 +95,42 @@ func (p *peerSource) serve() {
 
 func (p *peerSource) close() { p.srv.Close() }
 
+// peerRun is one timed peer transfer.
+type peerRun struct {
+	MBPerS float64 // bytes moved over wall-clock seconds
+	// CPUPerGB is the CPU time (user and system) this process spent per GB
+	// moved: the fetching worker's, and the serving one's too when this
+	// process serves. Unlike MBPerS it hardly moves when other processes
+	// load the machine.
+	CPUPerGB float64
+}
+
 // fetchPeer gets rawURL into a new cache under dir as a worker's fetcher
-// does, checking size and digest, and returns MB/s. caFile, when set, is
-// the cluster CA that the serving worker's certificate must verify with.
-func fetchPeer(ctx context.Context, dir, rawURL string, size int64, digest, caFile string) (float64, error) {
+// does, checking size and digest, and times it. caFile, when set, is the
+// cluster CA that the serving worker's certificate must verify with.
+func fetchPeer(ctx context.Context, dir, rawURL string, size int64, digest, caFile string) (peerRun, error) {
 	to, err := cache.Open(filepath.Join(dir, "b"), 0)
 	if err != nil {
-		return 0, err
+		return peerRun{}, err
 	}
 	f := &transfer.Fetcher{}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return 0, err
+			return peerRun{}, err
 		}
 		roots := x509.NewCertPool()
 		if !roots.AppendCertsFromPEM(pem) {
-			return 0, fmt.Errorf("%s holds no PEM certificate", caFile)
+			return peerRun{}, fmt.Errorf("%s holds no PEM certificate", caFile)
 		}
 		f.HTTP = &http.Client{Transport: &http.Transport{DialTLSContext: certs.DialPeer(func() *x509.CertPool { return roots })}}
 	}
-	start := time.Now()
+	start, cpu := time.Now(), selfCPU()
 	if _, err := f.Fetch(ctx, to, peerName, cache.LevelWorker, rawURL, size, digest, false); err != nil {
-		return 0, err
+		return peerRun{}, err
 	}
-	return float64(size) / 1e6 / time.Since(start).Seconds(), nil
+	gb := float64(size) / 1e9
+	return peerRun{MBPerS: gb * 1e3 / time.Since(start).Seconds(), CPUPerGB: (selfCPU() - cpu).Seconds() / gb}, nil
 }
 
 // PeerServe is one half of `trellis bench peer`, for runs across hosts: it
@@ -152,10 +163,12 @@ func PeerServe(ctx context.Context, listen string, mib int, caDir string, out io
 
 // PeerResult is the output of `trellis bench peer fetch`.
 type PeerResult struct {
-	Bench    string  `json:"bench"`
-	TLS      bool    `json:"tls"`
-	Bytes    int64   `json:"bytes"`
-	MBPerS   float64 `json:"peer_mb_per_s"`
+	Bench  string  `json:"bench"`
+	TLS    bool    `json:"tls"`
+	Bytes  int64   `json:"bytes"`
+	MBPerS float64 `json:"peer_mb_per_s"`
+	// CPUPerGB is the fetching process's CPU seconds per GB moved.
+	CPUPerGB float64 `json:"cpu_s_per_gb"`
 	LinkRate string  `json:"link_rate,omitempty"`
 }
 
@@ -167,9 +180,9 @@ func PeerFetch(ctx context.Context, rawURL string, size int64, digest, caFile, l
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	rate, err := fetchPeer(ctx, dir, rawURL, size, digest, caFile)
+	run, err := fetchPeer(ctx, dir, rawURL, size, digest, caFile)
 	if err != nil {
 		return nil, fmt.Errorf("bench peer fetch: %w", err)
 	}
-	return &PeerResult{Bench: "peer", TLS: caFile != "", Bytes: size, MBPerS: rate, LinkRate: linkRate}, nil
+	return &PeerResult{Bench: "peer", TLS: caFile != "", Bytes: size, MBPerS: run.MBPerS, CPUPerGB: run.CPUPerGB, LinkRate: linkRate}, nil
 }

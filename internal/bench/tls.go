@@ -23,7 +23,10 @@ type TLSConfig struct {
 }
 
 // TLSResult is the output of `trellis bench tls`: every round of each
-// mode, and the ratios of the medians (TLS ÷ plain; 1 costs nothing).
+// mode, and the ratios of the medians (TLS ÷ plain; 1 costs nothing). The
+// peer transfer's CPU seconds per GB (both ends: they share the process)
+// are what TLS costs in CPU, a figure that other load on the machine
+// hardly moves, unlike MB/s.
 type TLSResult struct {
 	Bench           string    `json:"bench"`
 	Tasks           int       `json:"tasks"`
@@ -36,6 +39,11 @@ type TLSResult struct {
 	PlainPeerMBPerS []float64 `json:"plain_peer_mb_per_s"`
 	TLSPeerMBPerS   []float64 `json:"tls_peer_mb_per_s"`
 	PeerTLSVsPlain  float64   `json:"peer_tls_vs_plain"`
+	PlainPeerCPU    []float64 `json:"plain_peer_cpu_s_per_gb"`
+	TLSPeerCPU      []float64 `json:"tls_peer_cpu_s_per_gb"`
+	// PeerCPUTLSVsPlain is the ratio of the CPU medians, TLS ÷ plain (above
+	// 1: TLS costs more CPU per byte).
+	PeerCPUTLSVsPlain float64 `json:"peer_cpu_tls_vs_plain"`
 }
 
 // TLS measures what TLS costs: trivial tasks through a manager process and
@@ -62,14 +70,17 @@ func TLS(ctx context.Context, cfg TLSConfig, logf func(string, ...any)) (*TLSRes
 				return nil, fmt.Errorf("bench tls: round %d, %s peer transfer: %w", r+1, mode, err)
 			}
 			if withTLS {
-				res.TLSTasksPerS, res.TLSPeerMBPerS = append(res.TLSTasksPerS, perS), append(res.TLSPeerMBPerS, peer)
+				res.TLSTasksPerS, res.TLSPeerMBPerS = append(res.TLSTasksPerS, perS), append(res.TLSPeerMBPerS, peer.MBPerS)
+				res.TLSPeerCPU = append(res.TLSPeerCPU, peer.CPUPerGB)
 			} else {
-				res.PlainTasksPerS, res.PlainPeerMBPerS = append(res.PlainTasksPerS, perS), append(res.PlainPeerMBPerS, peer)
+				res.PlainTasksPerS, res.PlainPeerMBPerS = append(res.PlainTasksPerS, perS), append(res.PlainPeerMBPerS, peer.MBPerS)
+				res.PlainPeerCPU = append(res.PlainPeerCPU, peer.CPUPerGB)
 			}
 		}
 	}
 	res.TasksTLSVsPlain = median(res.TLSTasksPerS) / median(res.PlainTasksPerS)
 	res.PeerTLSVsPlain = median(res.TLSPeerMBPerS) / median(res.PlainPeerMBPerS)
+	res.PeerCPUTLSVsPlain = median(res.TLSPeerCPU) / median(res.PlainPeerCPU)
 	return res, nil
 }
 

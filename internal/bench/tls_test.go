@@ -20,8 +20,8 @@ func TestPeerTransferTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("TLS %v: %v", withTLS, err)
 		}
-		if peer <= 0 || cp <= 0 {
-			t.Errorf("TLS %v: peer %v MB/s, cp %v MB/s; want both measured", withTLS, peer, cp)
+		if peer.MBPerS <= 0 || peer.CPUPerGB <= 0 || cp <= 0 {
+			t.Errorf("TLS %v: peer %+v, cp %v MB/s; want all measured", withTLS, peer, cp)
 		}
 	}
 }
@@ -59,8 +59,8 @@ func TestPeerServeFetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.TLS || res.Bytes != 2<<20 || res.MBPerS <= 0 {
-		t.Errorf("got %+v; want TLS, %d bytes, a rate", res, 2<<20)
+	if !res.TLS || res.Bytes != 2<<20 || res.MBPerS <= 0 || res.CPUPerGB <= 0 {
+		t.Errorf("got %+v; want TLS, %d bytes, a rate and its CPU", res, 2<<20)
 	}
 	if _, err := PeerFetch(ctx, rawURL, size, digest, "", ""); err == nil {
 		t.Error("a plain fetch from a TLS server succeeded")

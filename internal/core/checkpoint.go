@@ -143,6 +143,8 @@ func (c *Core) wake(e *fileEntry) {
 		}
 		if t.missing--; t.missing == 0 {
 			c.makeReady(t)
+		} else if !c.naive && !c.noPrefetch {
+			c.prefetchFor = append(c.prefetchFor, id) // its other producers may all run on one worker
 		}
 	}
 	if len(e.waiters) > 0 {

@@ -98,7 +98,10 @@ type Core struct {
 	unhomed []*family          // families with a member made ready and no home, oldest first
 	// unhomedKept: len(unhomed) after it was last cleaned (see listFamily)
 	unhomedKept int
-	bytesOn     map[WorkerID]int64 // scratch of dataHere
+	bytesOn     map[WorkerID]int64 // scratch of dataHere and prefetch
+	noPrefetch  bool               // SetPrefetch(false) (prefetch.go)
+	prefetchFor []TaskID           // consumers to look at for a prefetch at the end of the step
+	prefetched  int64              // bytes prefetches brought (see Stats.Prefetched)
 
 	adrift  map[TaskID]adrift  // tasks whose attempt from before a restart may still run (adrift.go)
 	unknown map[TaskID]Unknown // at-most-once tasks whose fate is unknown (adrift.go)
@@ -253,6 +256,9 @@ func (c *Core) settle() {
 			c.placePending()
 		}
 	}
+	if len(c.prefetchFor) > 0 {
+		c.prefetchAll()
+	}
 }
 
 // placePending offers what staging tasks freed to the queue, best task first,
@@ -395,11 +401,14 @@ type Stats struct {
 	EvictedForSpace uint64
 	// Checkpointed: checkpoints committed (CheckpointCommitted accepted).
 	Checkpointed uint64
+	// Prefetched: of Moved, the bytes fetched for consumers before they
+	// were placed, while their last producers ran (prefetch.go).
+	Prefetched int64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack, EvictedForSpace: c.evictedForSpace, Checkpointed: c.committed}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack, EvictedForSpace: c.evictedForSpace, Checkpointed: c.committed, Prefetched: c.prefetched}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.

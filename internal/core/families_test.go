@@ -87,17 +87,8 @@ func TestGraphPlacement(t *testing.T) {
 			// One family of four and two workers: the second worker has no
 			// family of its own to start, so it takes a sibling rather
 			// than idle.
-			name: "a worker takes a sibling rather than idle",
-			steps: []step{
-				{join(1, one), nil},
-				{join(2, one), nil},
-				{temps(11, 12, 13, 14), nil},
-				{submit(
-					files(task(1, one), nil, ids(11)), files(task(2, one), nil, ids(12)),
-					files(task(3, one), nil, ids(13)), files(task(4, one), nil, ids(14)),
-					files(task(5, one), ids(11, 12, 13, 14), nil),
-				), acts(dispatch(1, 1, 1), dispatch(2, 1, 2))},
-			},
+			name:  "a worker takes a sibling rather than idle",
+			steps: familyOfFour(one),
 		},
 		{
 			// Task 3 holds 100 bytes on each worker, a tie: it goes to

@@ -241,6 +241,11 @@ func (c *Core) assign(t *task, w *worker) {
 	if t.spec.Role == Instance {
 		c.libDirty(t.inst.lib) // placed: another instance may be made if calls still wait
 	}
+	for _, f := range t.spec.Outputs { // its consumers' worker may be decided now (prefetch.go)
+		if e := c.files.files[f]; e != nil && len(e.waiters) > 0 {
+			c.wantPrefetch(e)
+		}
+	}
 	c.stage(t, w)
 }
 

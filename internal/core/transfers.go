@@ -25,10 +25,11 @@ const (
 )
 
 type transfer struct {
-	id   uint64
-	file FileID
-	to   WorkerID
-	src  Source
+	id       uint64
+	file     FileID
+	to       WorkerID
+	src      Source
+	prefetch bool // for a consumer not placed yet (prefetch.go)
 }
 
 type blockedFetch struct {
@@ -71,13 +72,14 @@ func (c *Core) startFetch(w *worker, e *fileEntry) {
 	}
 }
 
-func (c *Core) begin(w *worker, e *fileEntry, src Source) {
+func (c *Core) begin(w *worker, e *fileEntry, src Source) *transfer {
 	c.nextTransfer++
 	tr := &transfer{id: c.nextTransfer, file: e.id, to: w.id, src: src}
 	c.transfers[tr.id] = tr
 	w.inflight[e.id] = tr.id
 	c.countSource(src, e.id, +1)
 	c.emit(Fetch{Transfer: tr.id, Worker: w.id, File: e.id, Source: src, Size: e.size, Task: w.stagerOf(e.id)})
+	return tr
 }
 
 // stagerOf returns the first task or call staging on w that waits for f,
@@ -195,6 +197,9 @@ func (c *Core) transferDone(ev TransferDone) {
 		if tr.src.Kind != FromCache {
 			c.moved[tr.src.Kind] += ev.Size
 		}
+		if tr.prefetch {
+			c.prefetched += ev.Size
+		}
 		delete(w.tries, tr.file)
 		if ev.Size > 0 {
 			e.size = ev.Size
@@ -222,6 +227,9 @@ func (c *Core) transferDone(ev TransferDone) {
 				p.backoffUntil = c.ticks + BackoffTicks
 			}
 		}
+	}
+	if tr.prefetch && len(w.waiting[tr.file]) == 0 && len(w.derives[tr.file]) == 0 {
+		return // a prefetch that no task waits for yet: not tried again, and no try of its consumer spent
 	}
 	w.tries[tr.file]++
 	why := fmt.Sprintf("fetch from %s: %s", tr.src.Kind, ev.Why)

@@ -18,12 +18,13 @@ func TestBenchTLS(t *testing.T) {
 		Ratio    float64   `json:"tasks_tls_vs_plain"`
 		PeerTLS  []float64 `json:"tls_peer_mb_per_s"`
 		PeerRate float64   `json:"peer_tls_vs_plain"`
+		PeerCPU  float64   `json:"peer_cpu_tls_vs_plain"`
 	}
 	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &res) != nil {
 		t.Fatalf("trellis bench tls: exit %d, last line not its JSON:\n%s", code, out)
 	}
-	if len(res.Plain) != 1 || len(res.TLS) != 1 || len(res.PeerTLS) != 1 || res.Ratio <= 0 || res.PeerRate <= 0 {
-		t.Errorf("figures %+v; want one round of each mode and both ratios", res)
+	if len(res.Plain) != 1 || len(res.TLS) != 1 || len(res.PeerTLS) != 1 || res.Ratio <= 0 || res.PeerRate <= 0 || res.PeerCPU <= 0 {
+		t.Errorf("figures %+v; want one round of each mode and the three ratios", res)
 	}
 }
 

@@ -132,6 +132,7 @@ type attemptKey struct {
 func newState(m *Manager) *state {
 	c := core.New()
 	c.SetPlacement(m.cfg.Placement)
+	c.SetPrefetch(!m.cfg.NoPrefetch)
 	if m.txn != nil {
 		c.ObservePlacements() // for task_placed in the transaction log
 	}

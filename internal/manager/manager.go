@@ -57,6 +57,9 @@ type Config struct {
 	// zero value) or core.PlaceFree, the policy before #11, to compare
 	// the bytes both move on one cluster.
 	Placement core.Placement
+	// NoPrefetch turns off the core's prefetch of a consumer's inputs
+	// while its last producers run (core.SetPrefetch), to compare.
+	NoPrefetch bool
 	// StateDir, when set, holds the journal (and the store, unless
 	// StoreDir says otherwise): a manager started again with the same
 	// one recovers its clients' sessions, tasks and libraries.

@@ -157,7 +157,7 @@ func (s *state) status() *pb.StatusResponse {
 		BytesFromPeers:   stats.Moved[core.FromPeer], BytesFromUrls: stats.Moved[core.FromOrigin],
 		BytesToManager: s.data.toManager, TransfersInFlight: stats.Transfers, FilesLost: stats.Lost, TasksRecreated: stats.Recreated,
 		BytesPruned: stats.Pruned, TasksHandedBack: stats.HandedBack, EvictedForSpace: stats.EvictedForSpace,
-		Checkpoints: stats.Checkpointed}
+		Checkpoints: stats.Checkpointed, BytesPrefetched: stats.Prefetched}
 	for _, w := range s.core.Workers() {
 		sess := s.sessions[w.ID]
 		if sess == nil {

@@ -34,6 +34,9 @@ type GraphConfig struct {
 	// EqualSizes gives the outputs of one layer one size (map outputs
 	// of one job are alike); otherwise each output's size is drawn.
 	EqualSizes bool
+	// NoPrefetch turns the core's prefetch of consumers' inputs off (see
+	// core.SetPrefetch), to compare.
+	NoPrefetch bool
 	Trace      io.Writer // if set, receives each event and its actions
 }
 
@@ -45,6 +48,11 @@ type GraphResult struct {
 	BytesMoved int64 // between workers (FromPeer fetches that succeeded)
 	BytesMade  int64 // by every task's outputs
 	Makespan   int64 // simulated milliseconds from the submit to the last Done
+	// Prefetched counts the bytes fetched to a worker for no task staging
+	// there (the core's prefetch: these graphs ask for no replicas), and
+	// PrefetchUnread those of them that no task then ran on that worker
+	// with as an input: the bytes a prefetch moved in vain.
+	Prefetched, PrefetchUnread int64
 }
 
 func (r GraphResult) String() string {
@@ -206,6 +214,7 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 	}
 	c := core.New()
 	c.SetPlacement(p)
+	c.SetPrefetch(!cfg.NoPrefetch)
 	holds := make(map[core.WorkerID]map[core.FileID]bool)
 	byID := make(map[core.TaskID]*graphTask)
 	for i := range tasks {
@@ -216,6 +225,12 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 	var now int64
 	done := 0
 	fetches := make(map[uint64]core.Fetch)
+	type copyOn struct {
+		w core.WorkerID
+		f core.FileID
+	}
+	var prefetched []copyOn
+	read := make(map[copyOn]bool)
 	step := func(ev core.Event) {
 		acts := c.Step(ev)
 		if cfg.Trace != nil {
@@ -232,6 +247,7 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 					if !holds[a.Worker][f] {
 						tb.Fatalf("graph %+v, %v: %+v: input %d is not on the worker", cfg, p, a, f)
 					}
+					read[copyOn{a.Worker, f}] = true
 				}
 				outs := make([]core.OutputInfo, 0, len(t.spec.Outputs))
 				for _, f := range t.spec.Outputs {
@@ -241,6 +257,10 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 				heap.Push(&events, graphEvent{at: now + t.dur, seq: seq, ev: core.TaskFinished{
 					Task: a.Task, Attempt: a.Attempt, Worker: a.Worker, Outcome: core.Outcome{Kind: core.Success}, Outputs: outs}})
 			case core.Fetch:
+				if a.Task == 0 && a.Source.Kind == core.FromPeer {
+					res.Prefetched += sizes[a.File]
+					prefetched = append(prefetched, copyOn{a.Worker, a.File})
+				}
 				took := 1 + sizes[a.File]/peerBytesPerMs
 				switch {
 				case a.Source.Kind == core.FromCache && holds[a.Worker][a.File]:
@@ -308,5 +328,13 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 		step(e.ev)
 	}
 	res.BytesMoved = c.Stats().Moved[core.FromPeer]
+	if got := c.Stats().Prefetched; got != res.Prefetched {
+		tb.Fatalf("graph %+v, %v: the core counts %d bytes prefetched, its fetches for no staging task brought %d", cfg, p, got, res.Prefetched)
+	}
+	for _, x := range prefetched {
+		if !read[x] {
+			res.PrefetchUnread += sizes[x.f]
+		}
+	}
 	return res
 }

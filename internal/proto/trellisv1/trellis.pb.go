@@ -3561,25 +3561,28 @@ func (x *ShapeDemand) GetInstancesWanted() uint64 {
 }
 
 type StatusResponse struct {
-	state             protoimpl.MessageState `protogen:"open.v1"`
-	Workers           []*WorkerStatus        `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
-	Waiting           uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
-	Ready             uint64                 `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
-	Running           uint64                 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
-	Finished          uint64                 `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"`
-	Succeeded         uint64                 `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
-	Failed            uint64                 `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"` // finished other than with success
-	Version           string                 `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
-	Staging           uint64                 `protobuf:"varint,9,opt,name=staging,proto3" json:"staging,omitempty"`                                              // placed, waiting for input transfers
-	BytesFromManager  int64                  `protobuf:"varint,10,opt,name=bytes_from_manager,json=bytesFromManager,proto3" json:"bytes_from_manager,omitempty"` // moved to workers, by source kind
-	BytesFromPeers    int64                  `protobuf:"varint,11,opt,name=bytes_from_peers,json=bytesFromPeers,proto3" json:"bytes_from_peers,omitempty"`
-	BytesFromUrls     int64                  `protobuf:"varint,12,opt,name=bytes_from_urls,json=bytesFromUrls,proto3" json:"bytes_from_urls,omitempty"`
-	BytesToManager    int64                  `protobuf:"varint,13,opt,name=bytes_to_manager,json=bytesToManager,proto3" json:"bytes_to_manager,omitempty"` // outputs uploaded to the manager
-	TransfersInFlight uint64                 `protobuf:"varint,14,opt,name=transfers_in_flight,json=transfersInFlight,proto3" json:"transfers_in_flight,omitempty"`
-	FilesLost         uint64                 `protobuf:"varint,15,opt,name=files_lost,json=filesLost,proto3" json:"files_lost,omitempty"`                // temp files that could not be recreated
-	TasksRecreated    uint64                 `protobuf:"varint,16,opt,name=tasks_recreated,json=tasksRecreated,proto3" json:"tasks_recreated,omitempty"` // producers run again to recreate lost files
-	Checkpoints       uint64                 `protobuf:"varint,130,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`                            // temp files checkpointed (docs/recovery.md)
-	Libraries         []*LibraryStatus       `protobuf:"bytes,17,rep,name=libraries,proto3" json:"libraries,omitempty"`
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Workers          []*WorkerStatus        `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	Waiting          uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Ready            uint64                 `protobuf:"varint,3,opt,name=ready,proto3" json:"ready,omitempty"`
+	Running          uint64                 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
+	Finished         uint64                 `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"`
+	Succeeded        uint64                 `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Failed           uint64                 `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"` // finished other than with success
+	Version          string                 `protobuf:"bytes,8,opt,name=version,proto3" json:"version,omitempty"`
+	Staging          uint64                 `protobuf:"varint,9,opt,name=staging,proto3" json:"staging,omitempty"`                                              // placed, waiting for input transfers
+	BytesFromManager int64                  `protobuf:"varint,10,opt,name=bytes_from_manager,json=bytesFromManager,proto3" json:"bytes_from_manager,omitempty"` // moved to workers, by source kind
+	BytesFromPeers   int64                  `protobuf:"varint,11,opt,name=bytes_from_peers,json=bytesFromPeers,proto3" json:"bytes_from_peers,omitempty"`
+	BytesFromUrls    int64                  `protobuf:"varint,12,opt,name=bytes_from_urls,json=bytesFromUrls,proto3" json:"bytes_from_urls,omitempty"`
+	BytesToManager   int64                  `protobuf:"varint,13,opt,name=bytes_to_manager,json=bytesToManager,proto3" json:"bytes_to_manager,omitempty"` // outputs uploaded to the manager
+	// Of bytes_from_peers, those fetched for consumers before they were
+	// placed, while their last producers ran (docs/architecture.md, "Prefetch").
+	BytesPrefetched   int64            `protobuf:"varint,230,opt,name=bytes_prefetched,json=bytesPrefetched,proto3" json:"bytes_prefetched,omitempty"`
+	TransfersInFlight uint64           `protobuf:"varint,14,opt,name=transfers_in_flight,json=transfersInFlight,proto3" json:"transfers_in_flight,omitempty"`
+	FilesLost         uint64           `protobuf:"varint,15,opt,name=files_lost,json=filesLost,proto3" json:"files_lost,omitempty"`                // temp files that could not be recreated
+	TasksRecreated    uint64           `protobuf:"varint,16,opt,name=tasks_recreated,json=tasksRecreated,proto3" json:"tasks_recreated,omitempty"` // producers run again to recreate lost files
+	Checkpoints       uint64           `protobuf:"varint,130,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`                            // temp files checkpointed (docs/recovery.md)
+	Libraries         []*LibraryStatus `protobuf:"bytes,17,rep,name=libraries,proto3" json:"libraries,omitempty"`
 	// The counts above (waiting .. staging) are of tasks and calls; library
 	// instances are counted apart, never as running tasks.
 	Tasks           *TaskCounts    `protobuf:"bytes,18,opt,name=tasks,proto3" json:"tasks,omitempty"`         // command tasks
@@ -3730,6 +3733,13 @@ func (x *StatusResponse) GetBytesFromUrls() int64 {
 func (x *StatusResponse) GetBytesToManager() int64 {
 	if x != nil {
 		return x.BytesToManager
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetBytesPrefetched() int64 {
+	if x != nil {
+		return x.BytesPrefetched
 	}
 	return 0
 }
@@ -6769,7 +6779,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x18\n" +
 	"\arunning\x18\x03 \x01(\x04R\arunning\x12\x1c\n" +
 	"\tinstances\x18\x04 \x01(\x04R\tinstances\x12)\n" +
-	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\x9f\v\n" +
+	"\x10instances_wanted\x18\x05 \x01(\x04R\x0finstancesWanted\"\xcb\v\n" +
 	"\x0eStatusResponse\x122\n" +
 	"\aworkers\x18\x01 \x03(\v2\x18.trellis.v1.WorkerStatusR\aworkers\x12\x18\n" +
 	"\awaiting\x18\x02 \x01(\x04R\awaiting\x12\x14\n" +
@@ -6784,7 +6794,8 @@ const file_trellis_proto_rawDesc = "" +
 	" \x01(\x03R\x10bytesFromManager\x12(\n" +
 	"\x10bytes_from_peers\x18\v \x01(\x03R\x0ebytesFromPeers\x12&\n" +
 	"\x0fbytes_from_urls\x18\f \x01(\x03R\rbytesFromUrls\x12(\n" +
-	"\x10bytes_to_manager\x18\r \x01(\x03R\x0ebytesToManager\x12.\n" +
+	"\x10bytes_to_manager\x18\r \x01(\x03R\x0ebytesToManager\x12*\n" +
+	"\x10bytes_prefetched\x18\xe6\x01 \x01(\x03R\x0fbytesPrefetched\x12.\n" +
 	"\x13transfers_in_flight\x18\x0e \x01(\x04R\x11transfersInFlight\x12\x1d\n" +
 	"\n" +
 	"files_lost\x18\x0f \x01(\x04R\tfilesLost\x12'\n" +
