@@ -45,6 +45,13 @@ const (
 	snapshotName = "snapshot"
 )
 
+// writeAt and syncData are the store's writes of records, variables for
+// tests that make them fail as a full disk or a failing disk would.
+var (
+	writeAt  = (*os.File).WriteAt
+	syncData = fdatasync
+)
+
 func segmentName(first Seq) string { return fmt.Sprintf("%020d%s", uint64(first), segExt) }
 
 func segmentHeader(first Seq) []byte {
@@ -359,11 +366,11 @@ func (s *segments) Commit(recs []Record) error {
 	for _, r := range recs {
 		s.buf = appendFrame(s.buf, r.Seq, r.Data)
 	}
-	if _, err := s.f.WriteAt(s.buf, s.end); err != nil {
+	if _, err := writeAt(s.f, s.buf, s.end); err != nil {
 		s.dirty = true
 		return err
 	}
-	if err := fdatasync(s.f); err != nil {
+	if err := syncData(s.f); err != nil {
 		s.dirty = true
 		return err
 	}

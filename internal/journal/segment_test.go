@@ -2,6 +2,10 @@ package journal
 
 import (
 	"bytes"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -35,3 +39,71 @@ func FuzzDecodeSegment(f *testing.F) {
 		}
 	})
 }
+
+// TestDiskFaults makes the store's own writes fail as a full disk does
+// (half the batch written, then ENOSPC) and as a failing disk does (the
+// write lands, fdatasync fails): nothing is reported durable while they
+// fail, Err says why, and once they succeed again every record is there
+// once, in order, with nothing of the failed writes left between.
+func TestDiskFaults(t *testing.T) {
+	for _, fault := range []string{"full disk", "fdatasync fails"} {
+		t.Run(fault, func(t *testing.T) {
+			failing := false
+			defer func(w func(*os.File, []byte, int64) (int, error), s func(*os.File) error) { writeAt, syncData = w, s }(writeAt, syncData)
+			if fault == "full disk" {
+				writeAt = func(f *os.File, b []byte, off int64) (int, error) {
+					if failing {
+						n, _ := f.WriteAt(b[:len(b)/2], off)
+						return n, syscall.ENOSPC
+					}
+					return f.WriteAt(b, off)
+				}
+			} else {
+				syncData = func(f *os.File) error {
+					if failing {
+						return syscall.EIO
+					}
+					return fdatasync(f)
+				}
+			}
+			dir := t.TempDir()
+			j, err := Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			j.Append([]byte("first"))
+			commitNow(j)
+			failing = true
+			j.Append([]byte("second"))
+			j.Append([]byte("third"))
+			if commitNow(j) {
+				t.Fatalf("a commit reported success while its write failed")
+			}
+			if d := j.Durable(); d != 1 {
+				t.Errorf("Durable() = %d while writes fail, want 1", d)
+			}
+			if err := j.Err(); err == nil || !strings.Contains(err.Error(), "commit records 2..3") {
+				t.Errorf("Err() = %v, want the failed commit of records 2..3", err)
+			}
+			failing = false
+			j.Append([]byte("fourth"))
+			if !commitNow(j) || j.Durable() != 4 || j.Err() != nil {
+				t.Fatalf("after the fault: Durable() = %d, Err() = %v; want 4, nil", j.Durable(), j.Err())
+			}
+			j.Close()
+			j, err = Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			j.Replay(func(r Record) error { got = append(got, string(r.Data)); return nil })
+			if want := []string{"first", "second", "third", "fourth"}; !slices.Equal(got, want) || j.Recovered().Reason != "" {
+				t.Errorf("replay after the fault: %q (%v), want %q intact", got, j.Recovered(), want)
+			}
+		})
+	}
+}
+
+// commitNow writes what j has queued, once: false if a commit failed.
+func commitNow(j *Journal) bool { return j.commitPending() }
