@@ -124,7 +124,7 @@ type Options struct {
 // Recovery says what Open kept of the journal and what it dropped.
 type Recovery struct {
 	Kept         int    // intact records after the snapshot, replayed in order
-	Leftover     int    // records the snapshot stands for, dropped at Open
+	Leftover     int    // records the snapshot stands for, skipped at Open (their segments deleted once wholly covered)
 	Snapshot     Seq    // the snapshot stands for records 1..Snapshot
 	Dropped      int    // records deleted from FirstDropped on
 	FirstDropped Seq    // 0 when nothing was dropped

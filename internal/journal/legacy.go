@@ -116,7 +116,7 @@ func convert(db *bolt.DB, path, segDir string) error {
 				return fmt.Errorf("the snapshot is damaged (%v), and the records it stands for are gone: "+
 					"restore the state directory from a backup, or start with an empty --state directory", err)
 			}
-			if err := writeFileSynced(filepath.Join(tmp, snapshotName), v); err != nil {
+			if err := WriteFile(filepath.Join(tmp, snapshotName), v); err != nil {
 				return err
 			}
 			upto = snap.Upto
@@ -139,7 +139,7 @@ func convert(db *bolt.DB, path, segDir string) error {
 			}
 		}
 		if n > 0 {
-			if err := writeFileSynced(filepath.Join(tmp, segmentName(upto+1)), b); err != nil {
+			if err := WriteFile(filepath.Join(tmp, segmentName(upto+1)), b); err != nil {
 				return err
 			}
 		}

@@ -422,7 +422,7 @@ func (s *segments) rollLocked(first Seq) error {
 // starts a new segment.
 func (s *segments) WriteSnapshot(snap Snapshot) error {
 	path := filepath.Join(s.dir, snapshotName)
-	if err := writeFileSynced(path, encodeSnapshot(snap)); err != nil {
+	if err := WriteFile(path, encodeSnapshot(snap)); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -485,7 +485,7 @@ func (s *segments) close() error {
 
 // writeFileSynced writes b to path+".tmp", syncs it, renames it to path
 // and syncs the directory.
-func writeFileSynced(path string, b []byte) error {
+func WriteFile(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
