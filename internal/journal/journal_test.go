@@ -482,3 +482,29 @@ func FuzzSegment(f *testing.F) {
 		}
 	})
 }
+
+// TestReplayError: an error from Replay's function stops it and is
+// returned, the last record's too.
+func TestReplayError(t *testing.T) {
+	dir := t.TempDir()
+	journaltest.Write(t, dir, records(3))
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	stop := errors.New("stop here")
+	for _, at := range []journal.Seq{1, 3} {
+		var seen journal.Seq
+		err := j.Replay(func(r journal.Record) error {
+			seen = r.Seq
+			if r.Seq == at {
+				return stop
+			}
+			return nil
+		})
+		if !errors.Is(err, stop) || seen != at {
+			t.Errorf("Replay stopped by record %d: %v after record %d; want its error there", at, err, seen)
+		}
+	}
+}

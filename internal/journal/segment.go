@@ -320,11 +320,11 @@ func (s *segments) scan(from, upto Seq, f func(Record) error) error {
 			want++
 			return f(r)
 		})
+		if err != nil && err != errStop {
+			return err // the caller's, or a VersionError
+		}
 		if err == errStop || want > upto {
 			return nil
-		}
-		if err != nil {
-			return err
 		}
 		if why != "" && want <= upto {
 			return errors.New(why)
