@@ -98,11 +98,12 @@ func (j *Journal) Due() bool {
 
 // Compact folds the snapshot and the records durable now into a new
 // snapshot, writes it, and then drops those records. It runs beside Append
-// and Run (from one goroutine at a time): it reads in a read-only
-// transaction, folds with no lock held, and its writes queue with commits
-// for the file's one writer. On an error the journal is as before, or
-// holds the new snapshot and records it stands for (dropped at the next
-// Compact or Open): either replays the same.
+// and Run (from one goroutine at a time): it reads the snapshot and the
+// segments' durable records, folds with no lock held, writes the snapshot
+// file, and deletes segments under the store's lock (a commit waits only
+// for that). On an error the journal is as before, or holds the new
+// snapshot and records it stands for (deleted at the next Compact or
+// Open): either replays the same.
 func (j *Journal) Compact(fold Fold) (SnapshotInfo, error) {
 	j.compacting.Lock()
 	defer j.compacting.Unlock()
