@@ -2,9 +2,7 @@ package journal_test
 
 import (
 	"encoding/binary"
-	"hash/crc32"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
@@ -12,49 +10,6 @@ import (
 	"trellis/internal/journal"
 	"trellis/internal/journal/journaltest"
 )
-
-// writeFormat1 makes dir's journal.db a format 1 journal (one bbolt file,
-// as trellis wrote it before segments) holding recs after a snapshot of
-// snap records standing for records 1..upto (none when upto is 0).
-func writeFormat1(t *testing.T, dir string, upto uint64, snap, recs [][]byte) {
-	t.Helper()
-	castagnoli := crc32.MakeTable(crc32.Castagnoli)
-	raw(t, dir, func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists([]byte("meta"))
-		if err != nil {
-			return err
-		}
-		if err := meta.Put([]byte("version"), binary.BigEndian.AppendUint64(nil, 1)); err != nil {
-			return err
-		}
-		if upto > 0 {
-			// format 1, Upto, At, count, records (uvarint length, bytes), CRC-32C
-			b := []byte{1}
-			b = binary.BigEndian.AppendUint64(b, upto)
-			b = binary.BigEndian.AppendUint64(b, uint64(time.Unix(1, 0).UnixNano()))
-			b = binary.AppendUvarint(b, uint64(len(snap)))
-			for _, r := range snap {
-				b = binary.AppendUvarint(b, uint64(len(r)))
-				b = append(b, r...)
-			}
-			if err := meta.Put([]byte("snapshot"), binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))); err != nil {
-				return err
-			}
-		}
-		b, err := tx.CreateBucketIfNotExists([]byte("records"))
-		if err != nil {
-			return err
-		}
-		for i, r := range recs {
-			k := binary.BigEndian.AppendUint64(nil, upto+uint64(i)+1)
-			v := binary.BigEndian.AppendUint32(nil, crc32.Checksum(r, castagnoli)^crc32.Checksum(k, castagnoli))
-			if err := b.Put(k, append(v, r...)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
 
 // TestFormat1Converted: a state directory of format 1 (journal.db from
 // before segments) opens: its snapshot and records are converted to
@@ -73,7 +28,7 @@ func TestFormat1Converted(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFormat1(t, dir, tt.upto, tt.snap, tt.recs)
+			journaltest.WriteFormat1(t, dir, tt.upto, tt.snap, tt.recs)
 			want := append(append([][]byte{}, tt.snap...), tt.recs...)
 			j, err := journal.Open(dir, journal.Options{})
 			if err != nil {
@@ -119,7 +74,7 @@ func TestFormat1Converted(t *testing.T) {
 // (it still says format 1), is not converted again: the segments stand.
 func TestFormat1MarkingCutShort(t *testing.T) {
 	dir := t.TempDir()
-	writeFormat1(t, dir, 0, nil, records(2))
+	journaltest.WriteFormat1(t, dir, 0, nil, records(2))
 	j, err := journal.Open(dir, journal.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +82,7 @@ func TestFormat1MarkingCutShort(t *testing.T) {
 	j.Append([]byte("new"))
 	flush(t, j)
 	j.Close()
-	writeFormat1(t, dir, 0, nil, records(2)) // format 1 again, and its records
+	journaltest.WriteFormat1(t, dir, 0, nil, records(2)) // format 1 again, and its records
 	want := append(records(2), []byte("new"))
 	if diff := cmp.Diff(want, journaltest.Read(t, dir)); diff != "" {
 		t.Errorf("replay (-want +got):\n%s", diff)
