@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/google/go-cmp/cmp"
 	goproto "google.golang.org/protobuf/proto"
 
 	"trellis/internal/journal"
@@ -97,22 +98,8 @@ func life(t *testing.T, cfg manager.Config, req *pb.SubmitRequest, onEnd func(*p
 // every task ends with the same stdout; a task whose end the prefix holds
 // does not run again, and every other runs exactly once.
 func TestCrashPoints(t *testing.T) {
-	log := filepath.Join(t.TempDir(), "runs.log")
-	req := &pb.SubmitRequest{Session: "s1"}
-	for i := range 5 {
-		key := fmt.Sprintf("k%d", i)
-		req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: key, Key: key, Resources: &pb.Resources{Cores: 1},
-			Command: fmt.Sprintf(`printf '%%s\n' "$TRELLIS_IDEMPOTENCY_KEY" >> %s; echo out %d`, log, i)})
-	}
 	state := t.TempDir()
-	first := crashLife(t, state, req)
-	lines := func() []string {
-		b, _ := os.ReadFile(log)
-		return strings.Fields(string(b))
-	}
-	if n := len(lines()); n != 5 {
-		t.Fatalf("the first life ran %d tasks; want 5", n)
-	}
+	req, first, lines := firstLife(t, state)
 	recs := journaltest.Read(t, state)
 	check := func(t *testing.T, dir string, n int) { checkRecovery(t, dir, n, req, first, lines) }
 	journaltest.CrashPoints(t, state, func(t *testing.T, dir string, n int) {
@@ -133,6 +120,70 @@ func TestCrashPoints(t *testing.T) {
 			check(t, dir, n)
 		})
 	})
+}
+
+// firstLife runs, in a manager with --state state, five tasks that log
+// their idempotency key to a file when they run (lines reads it), and
+// returns the request and each task's stdout by key.
+func firstLife(t *testing.T, state string) (req *pb.SubmitRequest, first map[string]string, lines func() []string) {
+	t.Helper()
+	log := filepath.Join(t.TempDir(), "runs.log")
+	req = &pb.SubmitRequest{Session: "s1"}
+	for i := range 5 {
+		key := fmt.Sprintf("k%d", i)
+		req.Tasks = append(req.Tasks, &pb.TaskSpec{Name: key, Key: key, Resources: &pb.Resources{Cores: 1},
+			Command: fmt.Sprintf(`printf '%%s\n' "$TRELLIS_IDEMPOTENCY_KEY" >> %s; echo out %d`, log, i)})
+	}
+	first = crashLife(t, state, req)
+	lines = func() []string {
+		b, _ := os.ReadFile(log)
+		return strings.Fields(string(b))
+	}
+	if n := len(lines()); n != 5 {
+		t.Fatalf("the first life ran %d tasks; want 5", n)
+	}
+	return req, first, lines
+}
+
+// TestFormat1Upgrade: a state directory whose journal is in format 1 (as
+// trellis wrote it before segments: journal.db alone), holding the
+// records of a life that ran five tasks, opens in a new manager, which
+// converts it: every task ends with the stdout of that life, and none
+// runs again. The same with the first half of the records in a format 1
+// snapshot.
+func TestFormat1Upgrade(t *testing.T) {
+	state := t.TempDir()
+	req, first, lines := firstLife(t, state)
+	recs := journaltest.Read(t, state)
+	half := len(recs) / 2
+	folded, err := manager.FoldJournal(recs[:half])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name       string
+		upto       int
+		snap, recs [][]byte
+	}{
+		{name: "records", recs: recs},
+		{name: "snapshot and records", upto: half, snap: folded, recs: recs[half:]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			journaltest.WriteFormat1(t, dir, uint64(tt.upto), tt.snap, tt.recs)
+			before := len(lines())
+			got := crashLife(t, dir, req)
+			if ran := lines()[before:]; len(ran) != 0 {
+				t.Errorf("after the upgrade, tasks ran again: %v", ran)
+			}
+			if diff := cmp.Diff(first, got); diff != "" {
+				t.Errorf("stdout after the upgrade (-first life +after):\n%s", diff)
+			}
+			if _, err := os.Stat(filepath.Join(dir, journal.DirName)); err != nil {
+				t.Errorf("no journal directory after the upgrade: %v", err)
+			}
+		})
+	}
 }
 
 // checkRecovery is TestCrashPoints' check of one crash point: a manager on

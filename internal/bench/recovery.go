@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"syscall"
 	"time"
@@ -49,7 +48,7 @@ type RecoveryResult struct {
 	CallsCPURounds  [][2]float64 `json:"calls_cpu_rounds"`
 	// JournalBytesPerTask: bytes of journal records (their data, as
 	// written) per command task, from submit to end; JournalFileBytesPerTask
-	// the journal file's size on disk per task (bbolt's pages included).
+	// the journal's files' size on disk per task (Journal.DiskBytes).
 	JournalBytesPerTask     float64 `json:"journal_bytes_per_task"`
 	JournalFileBytesPerTask float64 `json:"journal_file_bytes_per_task"`
 	// JournalBytesPerTaskCompacted: the same records folded as compaction
@@ -195,15 +194,12 @@ func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS, cp
 	if err != nil || !journaled {
 		return float64(n) / secs, cpuPer, recordBytes, 0, err
 	}
-	fi, err := os.Stat(filepath.Join(dir, "journal.db"))
-	if err != nil {
-		return 0, 0, recordBytes, 0, err
-	}
 	j, err := journal.Open(dir, journal.Options{})
 	if err != nil {
 		return 0, 0, recordBytes, 0, err
 	}
 	defer j.Close()
+	disk := j.DiskBytes()
 	var recs [][]byte
 	if err := j.Replay(func(r journal.Record) error { recs = append(recs, append([]byte(nil), r.Data...)); return nil }); err != nil {
 		return 0, 0, recordBytes, 0, err
@@ -219,7 +215,7 @@ func journalTasks(ctx context.Context, n, workers int, journaled bool) (perS, cp
 		}
 		return float64(total) / float64(n)
 	}
-	return float64(n) / secs, cpuPer, [2]float64{size(recs), size(folded)}, float64(fi.Size()) / float64(n), nil
+	return float64(n) / secs, cpuPer, [2]float64{size(recs), size(folded)}, float64(disk) / float64(n), nil
 }
 
 // journalCalls runs n async calls of the benchmark's Go library through an

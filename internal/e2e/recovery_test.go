@@ -65,8 +65,8 @@ func TestManagerRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Epoch != 2 || s.Journal == nil || s.Journal.Path != filepath.Join(state, "journal.db") || s.Journal.Error != "" {
-		t.Errorf("status after the restart: epoch %d, journal %+v; want epoch 2 and %s without error", s.Epoch, s.Journal, filepath.Join(state, "journal.db"))
+	if s.Epoch != 2 || s.Journal == nil || s.Journal.Path != filepath.Join(state, "journal") || s.Journal.Error != "" {
+		t.Errorf("status after the restart: epoch %d, journal %+v; want epoch 2 and %s without error", s.Epoch, s.Journal, filepath.Join(state, "journal"))
 	}
 
 	for i, h := range hs {

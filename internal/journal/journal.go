@@ -2,7 +2,6 @@ package journal
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -13,27 +12,22 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 )
 
-// Version is the journal format this code writes. A journal whose header
-// names a higher one is refused.
-const Version = 1
+// Version is the journal format this code writes: 2, segment files (1 was
+// one bbolt file, which Open converts). A journal whose header names a
+// higher one is refused.
+const Version = 2
 
-// FileName is the journal's file inside the state directory.
+// FileName is the file in the state directory that holds the lock on it
+// (and, in format 1, the journal itself): a small bbolt file whose header
+// names the format, so that a trellis that reads only format 1 refuses a
+// state directory of format 2 instead of starting afresh beside it.
 const FileName = "journal.db"
 
-var (
-	bucketMeta    = []byte("meta")
-	bucketRecords = []byte("records")
-	keyVersion    = []byte("version")
-	// The snapshot (compaction) is one value in the meta bucket: see
-	// encodeSnapshot.
-	keySnapshot = []byte("snapshot")
-)
-
-// ErrLocked says another process holds the state directory.
-var ErrLocked = errors.New("journal: state directory in use by another manager")
+// DirName is the directory of the segments and the snapshot, inside the
+// state directory.
+const DirName = "journal"
 
 // VersionError refuses a journal written by a newer trellis.
 type VersionError struct {
@@ -46,6 +40,9 @@ func (e *VersionError) Error() string {
 		"run the newer trellis that wrote it, or start with an empty --state directory", e.Path, e.Found, Version)
 }
 
+// DefaultCommitInterval is Options.CommitInterval's default.
+const DefaultCommitInterval = time.Millisecond
+
 // Seq numbers records from 1; it is also the record's key.
 type Seq uint64
 
@@ -55,10 +52,12 @@ type Record struct {
 	Data []byte
 }
 
-// Store writes durably: each call is one transaction, synced, or an
+// Store writes durably: each call is synced before it returns, or an
 // error. It is the seam where tests inject faults (Options.Wrap).
 type Store interface {
-	// Commit writes a batch of records.
+	// Commit writes a batch of records. After a Commit that returned an
+	// error, the next begins with the same first record (a write that
+	// landed although it reported an error is written again, not twice).
 	Commit(recs []Record) error
 	// WriteSnapshot replaces the snapshot; records are not touched.
 	WriteSnapshot(s Snapshot) error
@@ -91,16 +90,25 @@ type Fold func(recs [][]byte) ([][]byte, error)
 
 // Options tune Open; the zero value is what the manager uses.
 type Options struct {
-	// Wrap, when set, wraps the bbolt store (fault injection, counting).
+	// Wrap, when set, wraps the segment store (fault injection, counting).
 	Wrap func(Store) Store
+	// SegmentBytes is the size at which the next commit starts a new
+	// segment file; 0 means 4 MiB. Compaction deletes whole segments.
+	SegmentBytes int64
 	// LockTimeout is how long Open waits for another holder of the state
 	// directory to let go; 0 means 100ms.
 	LockTimeout time.Duration
 	// RetryPause is the pause before a failed batch is written again; 0
 	// means 50ms.
 	RetryPause time.Duration
-	// MaxBatch bounds the records in one transaction; 0 means 8192.
+	// MaxBatch bounds the records in one commit; 0 means 8192.
 	MaxBatch int
+	// CommitInterval is the least time from the start of one commit to
+	// the start of the next: records queued meanwhile go in one group, so
+	// a burst costs fewer fdatasyncs, while a record queued after a quiet
+	// spell is written at once. 0 means DefaultCommitInterval; a negative
+	// value, none.
+	CommitInterval time.Duration
 	// SnapshotRecords and SnapshotBytes say when compaction is due (Due):
 	// once the records after the last snapshot number at least
 	// max(SnapshotRecords, a quarter of the snapshot's own records), or
@@ -116,19 +124,25 @@ type Options struct {
 // Recovery says what Open kept of the journal and what it dropped.
 type Recovery struct {
 	Kept         int    // intact records after the snapshot, replayed in order
-	Leftover     int    // records the snapshot stands for, dropped at Open
+	Leftover     int    // records the snapshot stands for, skipped at Open (their segments deleted once wholly covered)
 	Snapshot     Seq    // the snapshot stands for records 1..Snapshot
 	Dropped      int    // records deleted from FirstDropped on
 	FirstDropped Seq    // 0 when nothing was dropped
 	Reason       string // why FirstDropped was not kept
+	// Converted: the journal was in format 1 (journal.db) and was
+	// converted to segments at this Open.
+	Converted bool
 }
 
 func (r Recovery) String() string {
 	snap := ""
-	if r.Snapshot > 0 {
-		snap = fmt.Sprintf("a snapshot of records 1..%d, then ", r.Snapshot)
+	if r.Converted {
+		snap = "converted from format 1 (journal.db): "
 	}
-	if r.Dropped == 0 {
+	if r.Snapshot > 0 {
+		snap += fmt.Sprintf("a snapshot of records 1..%d, then ", r.Snapshot)
+	}
+	if r.Reason == "" {
 		return fmt.Sprintf("%s%d records intact", snap, r.Kept)
 	}
 	return fmt.Sprintf("kept %srecords %d..%d; dropped %d records from %d on: %s",
@@ -137,8 +151,9 @@ func (r Recovery) String() string {
 
 // Journal is an open journal. See the package doc for who calls what.
 type Journal struct {
-	path      string
-	db        *bolt.DB
+	dir       string // the journal directory (DirName)
+	lock      *bolt.DB
+	seg       *segments
 	store     Store
 	opts      Options
 	recovered Recovery
@@ -159,8 +174,10 @@ type Journal struct {
 	err     atomic.Pointer[error]
 }
 
-// Open opens (or creates) the journal in dir, checks its version and its
-// records, and deletes a damaged tail (see Recovered).
+// Open opens (or creates) the journal in the state directory dir: it
+// takes the lock, checks the format (converting a format 1 journal once),
+// reads the snapshot and the segments, and cuts off a damaged tail (see
+// Recovered).
 func Open(dir string, opts Options) (*Journal, error) {
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = 100 * time.Millisecond
@@ -177,36 +194,35 @@ func Open(dir string, opts Options) (*Journal, error) {
 	if opts.SnapshotBytes == 0 {
 		opts.SnapshotBytes = 16 << 20
 	}
+	if opts.CommitInterval == 0 {
+		opts.CommitInterval = DefaultCommitInterval
+	}
+	if opts.SegmentBytes == 0 {
+		opts.SegmentBytes = 4 << 20
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("journal: create state directory: %w", err)
 	}
-	path := filepath.Join(dir, FileName)
-	// The freelist is not written at each commit (bbolt rebuilds it at
-	// Open by a scan of the file, as etcd configures it): a compaction
-	// frees many pages, and writing their list with every group commit
-	// would make each commit larger.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s is locked: stop the other manager, or give this one another --state directory", ErrLocked, path)
-	}
+	lock, converted, err := lockState(dir, opts.LockTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return nil, err
 	}
 	j := &Journal{
-		path:  path,
-		db:    db,
-		store: boltStore{db},
-		opts:  opts,
-		wake:  make(chan struct{}, 1),
+		dir:  filepath.Join(dir, DirName),
+		lock: lock,
+		opts: opts,
+		wake: make(chan struct{}, 1),
 		// synced has one slot: a late reader sees one signal, then reads Durable.
 		synced: make(chan struct{}, 1),
 	}
+	if err := j.open(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	j.recovered.Converted = converted
+	j.store = j.seg
 	if opts.Wrap != nil {
 		j.store = opts.Wrap(j.store)
-	}
-	if err := j.check(); err != nil {
-		db.Close()
-		return nil, err
 	}
 	last := j.Snapshot().Upto + Seq(j.recovered.Kept)
 	j.next = last + 1
@@ -214,136 +230,88 @@ func Open(dir string, opts Options) (*Journal, error) {
 	return j, nil
 }
 
-// check writes or verifies the version header and drops a damaged tail.
-func (j *Journal) check() error {
-	return j.db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return fmt.Errorf("journal: %s: create header: %w", j.path, err)
-		}
-		if v := meta.Get(keyVersion); v == nil {
-			if err := meta.Put(keyVersion, binary.BigEndian.AppendUint64(nil, Version)); err != nil {
-				return fmt.Errorf("journal: %s: write header: %w", j.path, err)
-			}
-		} else if len(v) != 8 {
-			return fmt.Errorf("journal: %s: header is %d bytes, want 8: the file is not a trellis journal, or is damaged", j.path, len(v))
-		} else if found := binary.BigEndian.Uint64(v); found > Version {
-			return &VersionError{Path: j.path, Found: found}
-		}
-		info := SnapshotInfo{}
-		if v := meta.Get(keySnapshot); v != nil {
-			snap, err := decodeSnapshot(v)
-			if err != nil {
-				return fmt.Errorf("journal: %s: the snapshot is damaged (%v), and the records it stands for are gone: "+
-					"restore the state directory from a backup, or start with an empty --state directory", j.path, err)
-			}
-			info = snap.info(len(v))
-		}
-		j.snap.Store(&info)
-		j.recovered.Snapshot = info.Upto
-		recs, err := tx.CreateBucketIfNotExists(bucketRecords)
-		if err != nil {
-			return fmt.Errorf("journal: %s: create records: %w", j.path, err)
-		}
-		var bad [][]byte
-		c := recs.Cursor()
-		want := info.Upto + 1
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if len(k) == 8 && Seq(binary.BigEndian.Uint64(k)) <= info.Upto {
-				// The snapshot stands for it: a compaction was cut short
-				// before its records were dropped. Finish it.
-				bad = append(bad, append([]byte(nil), k...))
-				j.recovered.Leftover++
-				continue
-			}
-			if len(bad) == j.recovered.Leftover {
-				if _, why := decode(k, v, want); why == "" {
-					j.recovered.Kept++
-					j.bytes.Add(int64(len(v) - 4))
-					want++
-					continue
-				} else {
-					j.recovered.FirstDropped = want
-					j.recovered.Reason = why
-				}
-			}
-			bad = append(bad, append([]byte(nil), k...))
-		}
-		j.recovered.Dropped = len(bad) - j.recovered.Leftover
-		for _, k := range bad {
-			if err := recs.Delete(k); err != nil {
-				return fmt.Errorf("journal: %s: drop damaged tail: %w", j.path, err)
-			}
-		}
-		return nil
-	})
+// open reads the snapshot and the segments.
+func (j *Journal) open() error {
+	if err := os.MkdirAll(j.dir, 0o700); err != nil {
+		return fmt.Errorf("journal: create %s: %w", j.dir, err)
+	}
+	info := SnapshotInfo{}
+	snap, size, err := readSnapshot(j.dir)
+	if err != nil {
+		return err
+	}
+	if size > 0 {
+		info = snap.info(size)
+	}
+	j.snap.Store(&info)
+	seg, sc, err := openSegments(j.dir, info.Upto, j.opts.SegmentBytes)
+	if err != nil {
+		return err
+	}
+	j.seg = seg
+	j.recovered = Recovery{Kept: sc.kept, Leftover: sc.leftover, Snapshot: info.Upto,
+		Dropped: sc.dropped, FirstDropped: sc.firstBad, Reason: sc.reason}
+	j.bytes.Store(sc.bytes)
+	return nil
 }
 
-// decode checks one stored record and returns its data, or why it is bad.
-func decode(k, v []byte, want Seq) ([]byte, string) {
-	if len(k) != 8 {
-		return nil, fmt.Sprintf("record %d: key is %d bytes, want 8", want, len(k))
+// readSnapshot reads the snapshot file in dir; size 0: there is none.
+func readSnapshot(dir string) (Snapshot, int, error) {
+	path := filepath.Join(dir, snapshotName)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Snapshot{}, 0, nil
 	}
-	if got := Seq(binary.BigEndian.Uint64(k)); got != want {
-		return nil, fmt.Sprintf("record %d is missing (next is %d)", want, got)
+	if err != nil {
+		return Snapshot{}, 0, fmt.Errorf("journal: read the snapshot: %w", err)
 	}
-	if len(v) < 4 {
-		return nil, fmt.Sprintf("record %d: torn (%d bytes, shorter than its checksum)", want, len(v))
+	snap, err := decodeSnapshot(b)
+	if err != nil {
+		return Snapshot{}, 0, fmt.Errorf("journal: %s is damaged (%v), and the records it stands for are gone: "+
+			"restore the state directory from a backup, or start with an empty --state directory", path, err)
 	}
-	if sum := crc32.Checksum(v[4:], castagnoli) ^ crc32.Checksum(k, castagnoli); sum != binary.BigEndian.Uint32(v) {
-		return nil, fmt.Sprintf("record %d: checksum mismatch (torn or corrupt)", want)
-	}
-	return v[4:], ""
+	return snap, len(b), nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func encode(r Record) (k, v []byte) {
-	k = binary.BigEndian.AppendUint64(nil, uint64(r.Seq))
-	v = make([]byte, 4+len(r.Data))
-	copy(v[4:], r.Data)
-	binary.BigEndian.PutUint32(v, crc32.Checksum(r.Data, castagnoli)^crc32.Checksum(k, castagnoli))
-	return k, v
-}
-
 // Recovered says what Open kept and dropped.
 func (j *Journal) Recovered() Recovery { return j.recovered }
 
-// Path is the journal file.
-func (j *Journal) Path() string { return j.path }
+// Path is the journal's directory (segments and snapshot).
+func (j *Journal) Path() string { return j.dir }
+
+// DiskBytes is the size of the journal's files: segments, snapshot, and
+// journal.db (the lock and format, and a converted journal's old pages).
+func (j *Journal) DiskBytes() int64 {
+	n := j.seg.diskBytes()
+	if fi, err := os.Stat(j.lock.Path()); err == nil {
+		n += fi.Size()
+	}
+	return n
+}
 
 // Replay calls f with the snapshot's records (Seq 0), then with every
 // record after it, in order. Call it before the first Append; data is
 // valid only during the call.
 func (j *Journal) Replay(f func(Record) error) error {
-	return j.db.View(func(tx *bolt.Tx) error {
-		upto := Seq(0)
-		if v := tx.Bucket(bucketMeta).Get(keySnapshot); v != nil {
-			snap, err := decodeSnapshot(v)
-			if err != nil {
-				return fmt.Errorf("journal: %s: snapshot: %w", j.path, err)
-			}
-			for _, r := range snap.Records {
-				if err := f(Record{Data: r}); err != nil {
-					return err
-				}
-			}
-			upto = snap.Upto
+	snap, _, err := readSnapshot(j.dir)
+	if err != nil {
+		return err
+	}
+	for _, r := range snap.Records {
+		if err := f(Record{Data: r}); err != nil {
+			return err
 		}
-		c := tx.Bucket(bucketRecords).Cursor()
-		want := upto + 1
-		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, uint64(want))); k != nil; k, v = c.Next() {
-			data, why := decode(k, v, want)
-			if why != "" {
-				return fmt.Errorf("journal: %s: %s", j.path, why)
-			}
-			if err := f(Record{Seq: want, Data: data}); err != nil {
-				return err
-			}
-			want++
+	}
+	if err := j.seg.scan(snap.Upto+1, j.Durable(), f); err != nil {
+		var ve *VersionError
+		if errors.As(err, &ve) {
+			return err
 		}
-		return nil
-	})
+		return fmt.Errorf("journal: %s: %w", j.dir, err)
+	}
+	return nil
 }
 
 // Append queues data and returns its Seq; it is durable once Durable()
@@ -378,6 +346,9 @@ func (j *Journal) Err() error {
 // Run commits queued records in groups until ctx ends, then writes what
 // is still queued once more and returns. It exits when ctx ends.
 func (j *Journal) Run(ctx context.Context) error {
+	var last time.Time // when the last commit started
+	pace := time.NewTimer(0)
+	defer pace.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -385,6 +356,17 @@ func (j *Journal) Run(ctx context.Context) error {
 			return nil
 		case <-j.wake:
 		}
+		if wait := j.opts.CommitInterval - time.Since(last); wait > 0 {
+			// Records queued meanwhile join this group.
+			pace.Reset(wait)
+			select {
+			case <-ctx.Done():
+				j.commitPending()
+				return nil
+			case <-pace.C:
+			}
+		}
+		last = time.Now()
 		for !j.commitPending() {
 			select {
 			case <-ctx.Done():
@@ -395,12 +377,19 @@ func (j *Journal) Run(ctx context.Context) error {
 	}
 }
 
-// commitPending writes the queued records in batches; false after a
-// failed batch, which stays queued.
+// commitPending writes the records queued when it starts, in batches of
+// at most MaxBatch; false after a failed batch, which stays queued.
+// Records queued while it writes wait for the next group (Run paces it).
 func (j *Journal) commitPending() bool {
+	j.mu.Lock()
+	upto := j.next - 1
+	j.mu.Unlock()
 	for {
 		j.mu.Lock()
 		n := min(len(j.pending), j.opts.MaxBatch)
+		for n > 0 && j.pending[n-1].Seq > upto {
+			n-- // queued after the start: the next group's
+		}
 		batch := j.pending[:n:n]
 		j.mu.Unlock()
 		if n == 0 {
@@ -408,7 +397,7 @@ func (j *Journal) commitPending() bool {
 		}
 		if err := j.store.Commit(batch); err != nil {
 			err = fmt.Errorf("journal: %s: commit records %d..%d: %w (retrying; nothing after record %d is acted on)",
-				j.path, batch[0].Seq, batch[n-1].Seq, err, j.Durable())
+				j.dir, batch[0].Seq, batch[n-1].Seq, err, j.Durable())
 			j.err.Store(&err)
 			return false
 		}
@@ -432,45 +421,12 @@ func (j *Journal) commitPending() bool {
 	}
 }
 
-// Close closes the file and lets go of the state directory. Call it after
-// Run has returned; records still queued are not written.
+// Close closes the files and lets go of the state directory. Call it
+// after Run has returned; records still queued are not written.
 func (j *Journal) Close() error {
-	return j.db.Close()
-}
-
-type boltStore struct{ db *bolt.DB }
-
-// WriteSnapshot puts s in the meta bucket in one transaction.
-func (s boltStore) WriteSnapshot(snap Snapshot) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keySnapshot, encodeSnapshot(snap))
-	})
-}
-
-// Drop deletes the records up to upto in one transaction.
-func (s boltStore) Drop(upto Seq) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRecords).Cursor()
-		for k, _ := c.First(); k != nil && Seq(binary.BigEndian.Uint64(k)) <= upto; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// Commit writes recs in one transaction; bbolt fsyncs before it returns.
-func (s boltStore) Commit(recs []Record) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
-		b.FillPercent = 1 // keys only grow: pack pages full
-		for _, r := range recs {
-			k, v := encode(r)
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err := j.seg.close()
+	if err2 := j.lock.Close(); err == nil {
+		err = err2
+	}
+	return err
 }

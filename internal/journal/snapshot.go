@@ -6,28 +6,22 @@ import (
 	"fmt"
 	"hash/crc32"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Compaction: a snapshot stands for records 1..Upto. It holds the records
 // the caller's Fold made of them (fewer, replaying to the same state), in
-// one value of the meta bucket, written in one transaction; the records it
-// stands for are dropped after, in transactions of their own. A crash
-// between the two leaves records the snapshot already stands for: Open
-// drops them, and Replay skips them. Seqs keep counting across snapshots,
-// so keys stay deterministic.
+// a file of its own (written to a temporary name, synced, renamed); the
+// segments it stands for wholly are deleted after. A crash between the two
+// leaves records the snapshot already stands for: Open deletes their
+// segments, and Replay skips them. Seqs keep counting across snapshots.
 
 // snapshotFormat is the first byte of an encoded snapshot: a newer format
 // is refused like a newer journal.
 const snapshotFormat = 1
 
-// dropChunk bounds the records one Drop deletes, so that a commit queued
-// behind it waits for a short transaction (a variable for tests). Small
-// transactions are also faster in all: BenchmarkCompact dropped 100,000
-// records in about a third of the time with 1,000 per transaction as with
-// 20,000, and the longest wait for a commit meanwhile fell 4-6 times.
-var dropChunk Seq = 1000
+// dropChunk bounds the records one Drop covers (a variable for tests):
+// Drop deletes segments under the store's lock, and a commit waits for it.
+var dropChunk Seq = 100000
 
 // encodeSnapshot: format (1 byte), Upto (8), At in Unix ns (8), the record
 // count (uvarint), each record as a uvarint length and its bytes, then a
@@ -104,11 +98,12 @@ func (j *Journal) Due() bool {
 
 // Compact folds the snapshot and the records durable now into a new
 // snapshot, writes it, and then drops those records. It runs beside Append
-// and Run (from one goroutine at a time): it reads in a read-only
-// transaction, folds with no lock held, and its writes queue with commits
-// for the file's one writer. On an error the journal is as before, or
-// holds the new snapshot and records it stands for (dropped at the next
-// Compact or Open): either replays the same.
+// and Run (from one goroutine at a time): it reads the snapshot and the
+// segments' durable records, folds with no lock held, writes the snapshot
+// file, and deletes segments under the store's lock (a commit waits only
+// for that). On an error the journal is as before, or holds the new
+// snapshot and records it stands for (deleted at the next Compact or
+// Open): either replays the same.
 func (j *Journal) Compact(fold Fold) (SnapshotInfo, error) {
 	j.compacting.Lock()
 	defer j.compacting.Unlock()
@@ -132,43 +127,27 @@ func (j *Journal) CompactErr() error {
 func (j *Journal) compact(fold Fold) (SnapshotInfo, error) {
 	upto, old := j.Durable(), j.Snapshot()
 	var recs [][]byte
-	err := j.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keySnapshot); v != nil {
-			snap, err := decodeSnapshot(v)
-			if err != nil {
-				return fmt.Errorf("snapshot: %w", err)
-			}
-			for _, r := range snap.Records {
-				recs = append(recs, append([]byte(nil), r...))
-			}
+	snap, _, err := readSnapshot(j.dir)
+	if err == nil {
+		for _, r := range snap.Records {
+			recs = append(recs, r) // the file's bytes are not shared: keep them
 		}
-		from := old.Upto + 1
-		c := tx.Bucket(bucketRecords).Cursor()
-		want := from
-		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, uint64(from))); k != nil && want <= upto; k, v = c.Next() {
-			data, why := decode(k, v, want)
-			if why != "" {
-				return errors.New(why)
-			}
-			recs = append(recs, append([]byte(nil), data...))
-			want++
-		}
-		if want != upto+1 {
-			return fmt.Errorf("records %d..%d are durable but missing", want, upto)
-		}
-		return nil
-	})
+		err = j.seg.scan(old.Upto+1, upto, func(r Record) error {
+			recs = append(recs, r.Data)
+			return nil
+		})
+	}
 	if err != nil {
-		return j.Snapshot(), fmt.Errorf("journal: %s: compact: read: %w", j.path, err)
+		return j.Snapshot(), fmt.Errorf("journal: %s: compact: read: %w", j.dir, err)
 	}
 	folded, err := fold(recs)
 	if err != nil {
-		return j.Snapshot(), fmt.Errorf("journal: %s: compact: fold records up to %d: %w", j.path, upto, err)
+		return j.Snapshot(), fmt.Errorf("journal: %s: compact: fold records up to %d: %w", j.dir, upto, err)
 	}
-	snap := Snapshot{Upto: upto, At: time.Now().Round(0), Records: folded}
+	snap = Snapshot{Upto: upto, At: time.Now().Round(0), Records: folded}
 	size := len(encodeSnapshot(snap))
 	if err := j.store.WriteSnapshot(snap); err != nil {
-		return j.Snapshot(), fmt.Errorf("journal: %s: compact: write the snapshot of records 1..%d: %w (the journal is unchanged)", j.path, upto, err)
+		return j.Snapshot(), fmt.Errorf("journal: %s: compact: write the snapshot of records 1..%d: %w (the journal is unchanged)", j.dir, upto, err)
 	}
 	// Durable records after upto were counted in bytes; those up to it
 	// are in the snapshot now.
@@ -179,24 +158,15 @@ func (j *Journal) compact(fold Fold) (SnapshotInfo, error) {
 	info := snap.info(size)
 	j.snap.Store(&info)
 	j.bytes.Add(-before)
-	return info, j.drop(upto)
+	return info, j.drop(old.Upto+1, upto)
 }
 
-// drop deletes the records up to upto, dropChunk at a time.
-func (j *Journal) drop(upto Seq) error {
-	var first Seq
-	err := j.db.View(func(tx *bolt.Tx) error {
-		if k, _ := tx.Bucket(bucketRecords).Cursor().First(); len(k) == 8 {
-			first = Seq(binary.BigEndian.Uint64(k))
-		}
-		return nil
-	})
-	if err != nil || first == 0 {
-		return err
-	}
-	for at := first; at <= upto; at += dropChunk {
+// drop deletes the records from..upto (whole segments), dropChunk at a
+// time.
+func (j *Journal) drop(from, upto Seq) error {
+	for at := from; at <= upto; at += dropChunk {
 		if err := j.store.Drop(min(upto, at+dropChunk-1)); err != nil {
-			return fmt.Errorf("journal: %s: compact: drop records up to %d, which the snapshot stands for: %w (they are dropped at the next compaction or start)", j.path, upto, err)
+			return fmt.Errorf("journal: %s: compact: drop records up to %d, which the snapshot stands for: %w (they are dropped at the next compaction or start)", j.dir, upto, err)
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package journal_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -195,10 +196,12 @@ func TestCompactErr(t *testing.T) {
 }
 
 // TestCompactWhileAppending compacts again and again while records are
-// appended and committed: the replay holds every record's effect.
+// appended and committed, in small segments (rolled every 512 bytes, and
+// deleted by compactions meanwhile): the replay holds every record's
+// effect, and the segments the last snapshot stands for are gone.
 func TestCompactWhileAppending(t *testing.T) {
 	dir := t.TempDir()
-	j, err := journal.Open(dir, journal.Options{MaxBatch: 7})
+	j, err := journal.Open(dir, journal.Options{MaxBatch: 7, SegmentBytes: 512})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +237,13 @@ func TestCompactWhileAppending(t *testing.T) {
 		t.Logf("only %d compactions ran while appending", n)
 	}
 	stopCommitter()
+	if _, err := j.Compact(lastWins); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := filepath.Glob(filepath.Join(dir, journal.DirName, "*.seg"))
+	if err != nil || len(segs) > 1 {
+		t.Errorf("after a last compaction of every record, segments %v are left (%v); want at most one", segs, err)
+	}
 	j.Close()
 	want := make(map[string]string)
 	for _, r := range recs {

@@ -215,7 +215,7 @@ func openState(dir string, opts journal.Options) (*journal.Journal, string, erro
 		var run [8]byte
 		rand.Read(run[:])
 		b = []byte(hex.EncodeToString(run[:]) + "\n")
-		err = writeSynced(path, b)
+		err = journal.WriteFile(path, b)
 	}
 	if err != nil {
 		j.Close()
@@ -241,30 +241,10 @@ func nextLife(dir string) (uint64, error) {
 		}
 	}
 	lives++
-	if err := writeSynced(path, []byte(fmt.Sprintln(lives))); err != nil {
+	if err := journal.WriteFile(path, []byte(fmt.Sprintln(lives))); err != nil {
 		return 0, fmt.Errorf("manager: --state %s: %w", dir, err)
 	}
 	return lives << 40, nil
-}
-
-func writeSynced(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // replay applies the journal's records through the same code as live

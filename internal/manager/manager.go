@@ -72,6 +72,10 @@ type Config struct {
 	// snapshot make the journal due for compaction (at least as many as
 	// the snapshot holds); 0 means the journal's default (20,000).
 	SnapshotRecords int
+	// CommitInterval, with StateDir, is the least time between the starts
+	// of two journal commits (journal.Options.CommitInterval): 0 means
+	// journal.DefaultCommitInterval, a negative value none.
+	CommitInterval time.Duration
 	// JournalWrap, with StateDir, wraps the journal's store: tests inject
 	// faults with it (journaltest.Faulty).
 	JournalWrap func(journal.Store) journal.Store
@@ -194,7 +198,7 @@ func Listen(cfg Config) (*Manager, error) {
 	m.runID = hex.EncodeToString(run[:])
 	m.state = newState(m)
 	if cfg.StateDir != "" {
-		if m.journal, m.runID, err = openState(cfg.StateDir, journal.Options{SnapshotRecords: cfg.SnapshotRecords, Wrap: cfg.JournalWrap}); err != nil {
+		if m.journal, m.runID, err = openState(cfg.StateDir, journal.Options{SnapshotRecords: cfg.SnapshotRecords, CommitInterval: cfg.CommitInterval, Wrap: cfg.JournalWrap}); err != nil {
 			return nil, err
 		}
 		base, err := nextLife(cfg.StateDir)

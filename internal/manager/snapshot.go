@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"errors"
-	"os"
 	"time"
 
 	"trellis/internal/core"
@@ -188,9 +187,7 @@ func (s *state) status() *pb.StatusResponse {
 		if err := j.CompactErr(); err != nil {
 			resp.Journal.SnapshotError = err.Error()
 		}
-		if fi, err := os.Stat(j.Path()); err == nil {
-			resp.Journal.FileBytes = uint64(fi.Size())
-		}
+		resp.Journal.FileBytes = uint64(j.DiskBytes())
 		if err := j.Err(); err != nil {
 			resp.Journal.Error = err.Error()
 		}

@@ -4,10 +4,16 @@ package journaltest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"trellis/internal/journal"
 )
@@ -222,5 +228,59 @@ func appendAll(t testing.TB, j *journal.Journal, dir string, recs [][]byte) {
 	j.Run(ctx) // a cancelled Run writes what is queued, then returns
 	if err := j.Err(); err != nil {
 		t.Fatalf("write journal in %s: %v", dir, err)
+	}
+}
+
+// WriteFormat1 makes dir a state directory whose journal is in format 1,
+// as trellis wrote it before segments: the whole journal in journal.db (a
+// bbolt file), records keyed by Seq in bucket "records", each value a
+// CRC-32C of key and data, then the data; the version and the snapshot
+// (of snap records, standing for records 1..upto; none when upto is 0) in
+// bucket "meta". recs follow the snapshot.
+func WriteFormat1(t testing.TB, dir string, upto uint64, snap, recs [][]byte) {
+	t.Helper()
+	castagnoli := crc32.MakeTable(crc32.Castagnoli)
+	db, err := bolt.Open(filepath.Join(dir, journal.FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		if err := meta.Put([]byte("version"), binary.BigEndian.AppendUint64(nil, 1)); err != nil {
+			return err
+		}
+		if upto > 0 {
+			// format 1, Upto, At, count, records (uvarint length, bytes), CRC-32C
+			b := []byte{1}
+			b = binary.BigEndian.AppendUint64(b, upto)
+			b = binary.BigEndian.AppendUint64(b, uint64(time.Unix(1, 0).UnixNano()))
+			b = binary.AppendUvarint(b, uint64(len(snap)))
+			for _, r := range snap {
+				b = binary.AppendUvarint(b, uint64(len(r)))
+				b = append(b, r...)
+			}
+			if err := meta.Put([]byte("snapshot"), binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))); err != nil {
+				return err
+			}
+		}
+		b, err := tx.CreateBucketIfNotExists([]byte("records"))
+		if err != nil {
+			return err
+		}
+		for i, r := range recs {
+			k := binary.BigEndian.AppendUint64(nil, upto+uint64(i)+1)
+			v := binary.BigEndian.AppendUint32(nil, crc32.Checksum(r, castagnoli)^crc32.Checksum(k, castagnoli))
+			if err := b.Put(k, append(v, r...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("write a format 1 journal in %s: %v", dir, err)
 	}
 }
