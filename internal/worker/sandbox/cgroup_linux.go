@@ -378,13 +378,16 @@ func (c *cell) setQuota(h *hierarchy, q int64) error {
 	return nil
 }
 
-// start starts cmd in the cell: in its v1 cgroup through its launcher
-// thread, or else from the calling thread (a v2 cgroup is entered at the
-// clone, procAttr). Without a quota, v1 is not needed where v2 holds the
-// process.
+// start starts cmd in the cell (nil for none): in its v1 cgroup through
+// its launcher thread, or else from the process's fork thread (a v2 cgroup
+// is entered at the clone, procAttr). Without a quota, v1 is not needed
+// where v2 holds the process. Either thread outlives what it forks, whose
+// parent-death signal comes when that thread ends.
 func (c *cell) start(cmd *exec.Cmd) error {
 	if c == nil || c.v1 == nil || c.quota == 0 && c.v2dir != "" {
-		return cmd.Start()
+		var err error
+		forkThread().run(func() { err = cmd.Start() })
+		return err
 	}
 	if c.launcher == nil {
 		l, err := startLauncher(c)
@@ -438,6 +441,24 @@ func startLauncher(c *cell) (*launcher, error) {
 	}
 	return l, nil
 }
+
+// forkThread is the thread that forks the processes that no cell's
+// launcher forks. It is locked to its goroutine for the life of the
+// process, so the parent-death signal of what it forks comes only with
+// the worker's end. (Before, each process was forked from a thread locked
+// until that process exited, which kept a thread blocked per running
+// task; one thread serves them all, as forks are serialized by
+// syscall.ForkLock anyway.)
+var forkThread = sync.OnceValue(func() *launcher {
+	l := &launcher{jobs: make(chan func()), done: make(chan struct{})}
+	go func() { // exits only with the process: its thread must outlive every process it forks
+		runtime.LockOSThread()
+		for job := range l.jobs {
+			job()
+		}
+	}()
+	return l
+})
 
 // run runs job on the launcher's thread and waits for it.
 func (l *launcher) run(job func()) {
