@@ -279,24 +279,26 @@ func (g *cgroups) cell(cores float64) (*cell, error) {
 
 // release takes back a cell whose process tree was killed: once the killed
 // processes have left, it is kept for reuse, or removed if it is spent; a
-// cell they do not leave in settleWait is given up and removed by close.
-func (g *cgroups) release(c *cell) {
+// cell they do not leave in settleWait is given up and removed by close,
+// and release reports false.
+func (g *cgroups) release(c *cell) (emptied bool) {
 	deadline := time.Now().Add(settleWait)
 	for !c.empty() {
 		if time.Now().After(deadline) {
 			c.closeFiles() // close removes the cgroups
-			return
+			return false
 		}
 		c.kill()
 		time.Sleep(100 * time.Microsecond)
 	}
 	if c.spent {
 		c.remove()
-		return
+		return true
 	}
 	g.mu.Lock()
 	g.free = append(g.free, c)
 	g.mu.Unlock()
+	return true
 }
 
 // close kills what still runs in the warden's cgroups and removes them.

@@ -23,6 +23,8 @@ type Child struct {
 
 	mu       sync.Mutex // guards released
 	released bool       // Wait has begun: the group and cell are no longer ours to signal
+
+	lingers bool // set by Wait: a process of its cell was left running
 }
 
 // Start starts cmd as its process group's leader, with SIGKILL as its
@@ -110,10 +112,15 @@ func (c *Child) Wait() error {
 		killGroup(c.cmd.Process.Pid) // off Linux it could not be killed before the reap
 	}
 	if c.cell != nil {
-		c.w.cg.release(c.cell)
+		c.lingers = !c.w.cg.release(c.cell)
 	}
 	return err
 }
+
+// Lingers reports, once Wait has returned, that a process of the child's
+// cgroup was still there after the kill (in the kernel's hands, say):
+// what it may still do to the child's files is not over.
+func (c *Child) Lingers() bool { return c.lingers }
 
 // guardSend tells the guard one line, if there is a guard.
 func (w *Warden) guardSend(line string) {

@@ -76,6 +76,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		StdoutTruncated: stdout.Truncated(),
 		StderrTruncated: stderr.Truncated(),
 		Duration:        duration,
+		Lingering:       c.Lingers(),
 	}
 	classify(&res, cmd.ProcessState, v)
 	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
