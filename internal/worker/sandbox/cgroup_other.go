@@ -25,6 +25,7 @@ func (g *cgroups) dirs() (v2, v1 string)       { return "", "" }
 func (c *cell) start(cmd *exec.Cmd) error { return cmd.Start() }
 func (c *cell) kill()                     {}
 func (c *cell) procsFile() string         { return "" }
+func (c *cell) procsFD() int              { return -1 }
 
 func procAttr(*cell) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 

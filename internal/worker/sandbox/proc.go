@@ -43,6 +43,7 @@ type groupScanner struct {
 	// started, however far it strayed from the shell's tree or group) and
 	// then only their stat files, and never scans all of /proc.
 	cellProcs string
+	cellFD    int       // cellProcs open, the cell's; -1: open it here
 	lastFull  time.Time // when the last full scan was (at first: when made)
 	roots     []int     // members found by the last full scan
 	stack     []int
@@ -73,13 +74,15 @@ func newGroupScanner(pgid int) *groupScanner {
 }
 
 // newCellScanner samples the processes of the cgroup whose cgroup.procs
-// file is procs; where that file cannot be read, it falls back to the
-// process group pgid (newGroupScanner).
-func newCellScanner(pgid int, procs string) *groupScanner {
+// file is procs, open as procsFD (the cell's own descriptor, which the
+// scanner reads but does not close; -1 to open procs itself); where that
+// file cannot be read, it falls back to the process group pgid
+// (newGroupScanner).
+func newCellScanner(pgid int, procs string, procsFD int) *groupScanner {
 	if procs == "" {
 		return newGroupScanner(pgid)
 	}
-	return &groupScanner{pgid: pgid, cellProcs: procs, buf: make([]byte, 4096)}
+	return &groupScanner{pgid: pgid, cellProcs: procs, cellFD: procsFD, buf: make([]byte, 4096)}
 }
 
 // rss samples the group's resident memory in bytes, and how many member
@@ -264,7 +267,12 @@ func (s *groupScanner) walk() (total int64, procs int) {
 func (s *groupScanner) cellSample() (total int64, procs int, ok bool) {
 	s.gen++
 	defer s.closeUnread()
-	b, ok := s.readKept(s.cellProcs)
+	var b []byte
+	if s.cellFD >= 0 {
+		b, ok = s.readFD(s.cellFD)
+	} else {
+		b, ok = s.readKept(s.cellProcs)
+	}
 	if !ok {
 		return 0, 0, false
 	}
@@ -355,18 +363,26 @@ func (s *groupScanner) readKept(path string) ([]byte, bool) {
 	}
 	k.gen = s.gen
 	s.kept[path] = k
+	b, ok := s.readFD(k.fd)
+	if !ok {
+		syscall.Close(k.fd)
+		delete(s.kept, path)
+	}
+	return b, ok
+}
+
+// readFD reads the whole of the open file fd, from offset 0, into s.buf.
+func (s *groupScanner) readFD(fd int) ([]byte, bool) {
 	n := 0
 	for {
 		if n == len(s.buf) {
 			s.buf = append(s.buf, make([]byte, len(s.buf))...)
 		}
-		r, err := syscall.Pread(k.fd, s.buf[n:], int64(n))
+		r, err := syscall.Pread(fd, s.buf[n:], int64(n))
 		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil {
-			syscall.Close(k.fd)
-			delete(s.kept, path)
 			return nil, false
 		}
 		n += r
