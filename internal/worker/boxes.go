@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,8 +17,8 @@ const maxFreeBoxes = 4096
 // boxes hands out the sandbox directories of attempts. Making a directory
 // and removing it were a fifth of what a worker spent on a short task of
 // its own (the file system allocates and frees an inode each time;
-// docs/benchmarks.md, capacity), so a sandbox that an attempt leaves empty
-// is kept and given to the next attempt, where nothing of the attempt can
+// docs/benchmarks.md, capacity), so a sandbox is emptied when its attempt
+// ends and given to the next attempt, where nothing of the attempt can
 // outlive it: where every process of a task runs in a cgroup that is
 // emptied before the attempt ends (reuse). Its methods are safe for
 // concurrent use.
@@ -54,10 +55,10 @@ func (b *boxes) get() (string, error) {
 	return dir, nil
 }
 
-// put takes back a sandbox whose attempt has ended: an empty one is kept
-// for the next attempt, as it was made; anything else is removed.
+// put takes back a sandbox whose attempt has ended: it is emptied and
+// kept for the next attempt if it is still as it was made, else removed.
 func (b *boxes) put(dir string) {
-	if b.reuse && emptyDir(dir, b.mode.Load()) {
+	if b.reuse && emptyOut(dir, b.mode.Load()) {
 		b.mu.Lock()
 		if len(b.free) < maxFreeBoxes {
 			b.free = append(b.free, dir)
@@ -69,34 +70,33 @@ func (b *boxes) put(dir string) {
 	os.RemoveAll(dir)
 }
 
-// emptyDir reports whether dir is a directory that holds nothing, owned by
-// this process's user with mode (its type bits included), as get made it:
-// a task may have changed its sandbox's mode, or replaced it by a link.
-func emptyDir(dir string, mode uint32) bool {
+// emptyOut removes what dir holds (what an attempt left: its inputs, its
+// outputs not taken), but not dir, and reports whether dir is then an
+// empty directory owned by this process's user with mode (type bits
+// included), as get made it. It removes nothing when dir is not such a
+// directory (a task may have changed its sandbox's mode, or replaced it by
+// a link, whose target is never touched); links inside are removed, never
+// followed.
+func emptyOut(dir string, mode uint32) bool {
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
-	defer syscall.Close(fd)
+	d := os.NewFile(uintptr(fd), dir)
+	defer d.Close()
 	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil ||
-		uint32(st.Mode) != mode || int(st.Uid) != os.Geteuid() {
+	if err := syscall.Fstat(fd, &st); err != nil || uint32(st.Mode) != mode || int(st.Uid) != os.Geteuid() {
 		return false
 	}
-	var buf [512]byte
 	for {
-		n, err := syscall.ReadDirent(fd, buf[:])
-		if err == syscall.EINTR {
-			continue
+		names, err := d.Readdirnames(64)
+		if len(names) == 0 {
+			return err == io.EOF
 		}
-		if err != nil {
-			return false
-		}
-		if n == 0 {
-			return true
-		}
-		if _, count, _ := syscall.ParseDirent(buf[:n], 1, nil); count > 0 {
-			return false // an entry other than . and ..
+		for _, name := range names {
+			if os.RemoveAll(filepath.Join(dir, name)) != nil {
+				return false
+			}
 		}
 	}
 }

@@ -14,8 +14,8 @@ func umask() uint32 {
 	return uint32(m)
 }
 
-// TestBoxesReused: a sandbox left empty, as it was made, goes to the next
-// attempt; one left with files, with another mode, or replaced by a link
+// TestBoxesReused: a sandbox is emptied and goes to the next attempt, if
+// it is still as it was made; one with another mode, or replaced by a link,
 // is removed, and so is every sandbox where reuse is off.
 func TestBoxesReused(t *testing.T) {
 	tests := []struct {
@@ -23,18 +23,43 @@ func TestBoxesReused(t *testing.T) {
 		reuse     bool
 		after     func(t *testing.T, dir string) // what the attempt left
 		wantReuse bool
+		rootOnly  bool
 	}{
 		{name: "empty", reuse: true, after: func(*testing.T, string) {}, wantReuse: true},
-		{name: "a file left", reuse: true, after: func(t *testing.T, dir string) {
-			if err := os.WriteFile(filepath.Join(dir, "out"), []byte("x"), 0o644); err != nil {
+		{name: "files left", reuse: true, after: func(t *testing.T, dir string) {
+			if err := os.MkdirAll(filepath.Join(dir, "d", "e"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-		}},
-		{name: "an empty directory left", reuse: true, after: func(t *testing.T, dir string) {
-			if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+			for _, name := range []string{"out", "d/e/f"} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, wantReuse: true},
+		{name: "a link to outside left", reuse: true, after: func(t *testing.T, dir string) {
+			outside := t.TempDir()
+			if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}},
+			if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+					t.Errorf("a file that a link in the sandbox pointed to: %v; want it kept", err)
+				}
+			})
+		}, wantReuse: true},
+		{name: "an unwritable directory left", reuse: true, after: func(t *testing.T, dir string) {
+			sub := filepath.Join(dir, "ro")
+			if err := os.MkdirAll(filepath.Join(sub, "x"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(sub, 0o555); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chmod(sub, 0o755) })
+		}, wantReuse: true, rootOnly: true}, // others cannot remove x: the sandbox stays, as before
 		{name: "mode changed", reuse: true, after: func(t *testing.T, dir string) {
 			if err := os.Chmod(dir, 0o700); err != nil {
 				t.Fatal(err)
@@ -42,6 +67,14 @@ func TestBoxesReused(t *testing.T) {
 		}},
 		{name: "replaced by a link", reuse: true, after: func(t *testing.T, dir string) {
 			other := t.TempDir()
+			if err := os.WriteFile(filepath.Join(other, "keep"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if _, err := os.Stat(filepath.Join(other, "keep")); err != nil {
+					t.Errorf("a file in the directory that the sandbox's link pointed to: %v; want it kept", err)
+				}
+			})
 			if err := os.Remove(dir); err != nil {
 				t.Fatal(err)
 			}
@@ -53,6 +86,9 @@ func TestBoxesReused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.rootOnly && os.Geteuid() != 0 {
+				t.Skip("needs root")
+			}
 			b := &boxes{dir: t.TempDir(), reuse: tt.reuse}
 			first, err := b.get()
 			if err != nil {
@@ -72,7 +108,7 @@ func TestBoxesReused(t *testing.T) {
 					t.Errorf("the first sandbox %s is still there (%v); want it removed", first, err)
 				}
 			}
-			if !emptyDir(second, syscall.S_IFDIR|0o755&^umask()) {
+			if !emptyOut(second, syscall.S_IFDIR|0o755&^umask()) {
 				t.Errorf("the second sandbox %s is not an empty directory with mode 0755 less the umask", second)
 			}
 		})

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -39,7 +40,9 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		limit = DefaultOutputLimit
 	}
 	stdout, stderr := newTailBuffer(limit), newTailBuffer(limit)
+	stdin, _ := devNull() // nil if it cannot be opened: os/exec opens it then
 	cmd := &exec.Cmd{
+		Stdin:     stdin,
 		Path:      "/bin/sh",
 		Args:      []string{"sh", "-c", spec.Command},
 		Dir:       dir,
@@ -82,6 +85,10 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
 	return res, nil
 }
+
+// devNull is /dev/null, open for reading for the process's life: every
+// command's standard input. (os/exec would open and close it for each.)
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
 
 // environ returns the base environment followed by extra.
 func environ(dir string, extra []string) []string {

@@ -77,6 +77,13 @@ func TestRun(t *testing.T) {
 			wantStdout:  "input\n$DIR\n",
 		},
 		{
+			name:        "standard input is empty",
+			command:     "cat; echo end",
+			wantKind:    Success,
+			wantMessage: "exit status 0",
+			wantStdout:  "end\n",
+		},
+		{
 			name:        "non-zero exit",
 			command:     "echo partial; exit 3",
 			wantKind:    Failed,
