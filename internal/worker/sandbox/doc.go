@@ -20,7 +20,8 @@
 //     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded. Memory
 //     and disk are sampled every PollInterval while they grow (or are over
 //     half their limit); while neither grows the interval doubles, up to 8 ×
-//     PollInterval, so a fast burst can overshoot a limit before it is seen,
+//     PollInterval (the first sample, at PollInterval, counts as steady
+//     under half the limits), so a fast burst can overshoot a limit before it is seen,
 //     and a steady task that then grows is seen up to 8 × PollInterval late.
 //     In a cgroup v2 cell (a Warden with cgroups), a memory sample sums every
 //     process of the cell's cgroup.procs, however far it strayed from the
