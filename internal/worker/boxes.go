@@ -82,21 +82,43 @@ func emptyOut(dir string, mode uint32) bool {
 	if err != nil {
 		return false
 	}
-	d := os.NewFile(uintptr(fd), dir)
-	defer d.Close()
+	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil || uint32(st.Mode) != mode || int(st.Uid) != os.Geteuid() {
 		return false
 	}
-	for {
-		names, err := d.Readdirnames(64)
-		if len(names) == 0 {
-			return err == io.EOF
-		}
-		for _, name := range names {
-			if os.RemoveAll(filepath.Join(dir, name)) != nil {
+	// Read with a buffer on the stack (os.File's readdir makes one of 8
+	// KiB per call): most sandboxes hold nothing or a few files. Entries
+	// removed while the directory is read may hide others from that pass,
+	// so a pass that removed something is followed by another.
+	var buf [1024]byte
+	for range 4 {
+		removed := false
+		for {
+			n, err := syscall.ReadDirent(fd, buf[:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
 				return false
 			}
+			if n == 0 {
+				break
+			}
+			_, _, names := syscall.ParseDirent(buf[:n], -1, nil)
+			for _, name := range names {
+				if os.RemoveAll(filepath.Join(dir, name)) != nil {
+					return false
+				}
+				removed = true
+			}
+		}
+		if !removed {
+			return true
+		}
+		if _, err := syscall.Seek(fd, 0, io.SeekStart); err != nil {
+			return false
 		}
 	}
+	return false
 }

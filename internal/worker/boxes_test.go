@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -32,6 +33,14 @@ func TestBoxesReused(t *testing.T) {
 			}
 			for _, name := range []string{"out", "d/e/f"} {
 				if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, wantReuse: true},
+		{name: "many files left", reuse: true, after: func(t *testing.T, dir string) {
+			for i := range 500 { // many reads of the directory, with removals between them
+				name := filepath.Join(dir, fmt.Sprintf("a-file-with-a-long-name-to-fill-the-buffer-%04d", i))
+				if err := os.WriteFile(name, nil, 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -82,7 +82,9 @@ func newCellScanner(pgid int, procs string, procsFD int) *groupScanner {
 	if procs == "" {
 		return newGroupScanner(pgid)
 	}
-	return &groupScanner{pgid: pgid, cellProcs: procs, cellFD: procsFD, buf: make([]byte, 4096)}
+	// A cell's files are short (a pid a line; statm, one line): a small
+	// buffer, which grows when one is not.
+	return &groupScanner{pgid: pgid, cellProcs: procs, cellFD: procsFD, buf: make([]byte, 256)}
 }
 
 // rss samples the group's resident memory in bytes, and how many member
