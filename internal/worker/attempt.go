@@ -28,13 +28,11 @@ import (
 // output did not fit in a cache full of files still needed.
 func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, back *pb.AttemptReturned, cleanup func()) {
 	spec := run.Spec
-	// Numbered too: an attempt kept from a broken connection may still be
-	// here when a manager of another run sends the same task and attempt.
-	dir := filepath.Join(w.boxes, fmt.Sprintf("t%d.a%d.%d", run.TaskId, run.Attempt, w.boxSeq.Add(1)))
-	cleanup = func() { os.RemoveAll(dir) }
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fail(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: %v", err), nil, cleanup
+	dir, err := w.boxes.get()
+	if err != nil {
+		return fail(pb.ResultKind_RESULT_KIND_FAILED, "%v", err), nil, func() {}
 	}
+	cleanup = func() { w.boxes.put(dir) }
 	outs := outputPaths(spec.Outputs)
 	stamps := make([]cache.Stamp, 0, len(spec.Inputs))
 	for _, in := range spec.Inputs {
@@ -62,6 +60,9 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, ba
 		Warden:   w.warden,
 	})
 	w.checkInputs(stamps, "task", run.TaskId, "attempt", run.Attempt) // whatever the command did, and before its end is reported
+	if res.Lingering {
+		cleanup = func() { os.RemoveAll(dir) } // never to another attempt
+	}
 	if err != nil {
 		return fail(pb.ResultKind_RESULT_KIND_FAILED, "start command: %v", err), nil, cleanup
 	}

@@ -112,7 +112,7 @@ func waitBoxes(t *testing.T, w *Worker, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if entries, _ := os.ReadDir(w.boxes); len(entries) >= n {
+		if entries, _ := os.ReadDir(w.boxes.dir); len(entries) >= n {
 			return
 		}
 		if time.Now().After(deadline) {

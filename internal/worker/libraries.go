@@ -196,7 +196,7 @@ func (w *Worker) runLibrary(ctx context.Context, cancel context.CancelFunc, sl *
 		w.libs.emit(inst, s, evLibraryEnded{&pb.WorkerMessage{Msg: &pb.WorkerMessage_LibraryEnded{LibraryEnded: &pb.LibraryEnded{
 			Instance: sl.Instance, Attempt: sl.Attempt, Kind: kind, Message: msg, Stderr: stderr}}}})
 	}
-	dir := filepath.Join(w.boxes, fmt.Sprintf("l%d.a%d", sl.Instance, sl.Attempt))
+	dir := filepath.Join(w.boxes.dir, fmt.Sprintf("l%d.a%d", sl.Instance, sl.Attempt))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		ended(pb.ResultKind_RESULT_KIND_FAILED, "create sandbox: "+err.Error(), nil)
 		return

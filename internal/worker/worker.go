@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -85,7 +84,7 @@ type Worker struct {
 	peerTLS                   // the file server's certificate and the cluster CA, from the manager
 	server  *http.Server      // serves the cache to peers
 	ln      net.Listener
-	boxes   string // sandboxes dir
+	boxes   boxes // the sandboxes of attempts
 	warden  *sandbox.Warden
 	libs    libraries
 	drainc  chan struct{}
@@ -94,7 +93,6 @@ type Worker struct {
 	// every connection; kept holds the attempts of broken connections.
 	incarnation string
 	kept        *kept
-	boxSeq      atomic.Uint64 // numbers sandboxes
 }
 
 // New prepares a worker; Run connects it.
@@ -127,12 +125,12 @@ func New(cfg Config) (*Worker, error) {
 	crand.Read(inc[:])
 	w := &Worker{cfg: cfg, log: log, base: "http://" + cfg.Manager, drainc: make(chan struct{}),
 		incarnation: hex.EncodeToString(inc[:]), kept: newKept(),
-		boxes: filepath.Join(cfg.Workdir, "sandboxes"), libs: libraries{byID: make(map[uint64]*libInstance)}}
+		boxes: boxes{dir: filepath.Join(cfg.Workdir, "sandboxes")}, libs: libraries{byID: make(map[uint64]*libInstance)}}
 	var err error
 	if w.cache, err = cache.Open(cacheDir(cfg.Workdir), cfg.Resources.DiskMB<<20); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(w.boxes, 0o755); err != nil {
+	if err := os.MkdirAll(w.boxes.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: create sandboxes dir: %w", err)
 	}
 	protocols := new(http.Protocols)
@@ -213,6 +211,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	w.warden = warden
+	w.boxes.reuse = warden.Contained()
 	cpu, procs := warden.Enforcement()
 	w.log.Info("enforcement", "cpu", cpu, "processes", procs)
 	served := make(chan struct{})
@@ -291,7 +290,7 @@ func (w *Worker) cleanup() {
 			w.log.Warn("cleanup", "err", err)
 		}
 	}
-	os.RemoveAll(w.boxes)
+	os.RemoveAll(w.boxes.dir)
 	w.cache.RemoveBelow(cache.LevelForever) // forever-level files outlive the worker
 }
 

@@ -62,6 +62,11 @@ type cell struct {
 	v2fd  int    // v2dir opened, for clone into it; -1 when not used
 	v1dir string // "" when v1 is not used
 	v1    *os.File
+	// procs is the cgroup.procs file of v2dir (else of v1dir), kept open
+	// for the cell's life: it is read twice or more per task (empty,
+	// and each memory sample), and opening a cgroup file costs more
+	// than reading it. -1 when it could not be opened.
+	procs int
 	home  *os.File // the v1 hierarchy's home
 	quota int64    // the CPU quota set, µs per period; 0 for none
 	// launcher forks the cell's processes from inside v1dir; nil until
@@ -223,7 +228,7 @@ func openV1(base, name string) (*hierarchy, error) {
 
 // newCell makes a cell named name below the warden's cgroups.
 func newCell(v2, v1 *hierarchy, name string) (*cell, error) {
-	c := &cell{v2fd: -1}
+	c := &cell{v2fd: -1, procs: -1}
 	if v2 != nil {
 		c.v2dir = filepath.Join(v2.dir, name)
 		if err := os.Mkdir(c.v2dir, 0o755); err != nil {
@@ -248,6 +253,13 @@ func newCell(v2, v1 *hierarchy, name string) (*cell, error) {
 			return nil, err
 		}
 		c.v1 = f
+	}
+	dir := c.v2dir
+	if dir == "" {
+		dir = c.v1dir
+	}
+	if fd, err := syscall.Open(dir+"/cgroup.procs", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
+		c.procs = fd // else empty opens it each time
 	}
 	return c, nil
 }
@@ -279,24 +291,26 @@ func (g *cgroups) cell(cores float64) (*cell, error) {
 
 // release takes back a cell whose process tree was killed: once the killed
 // processes have left, it is kept for reuse, or removed if it is spent; a
-// cell they do not leave in settleWait is given up and removed by close.
-func (g *cgroups) release(c *cell) {
+// cell they do not leave in settleWait is given up and removed by close,
+// and release reports false.
+func (g *cgroups) release(c *cell) (emptied bool) {
 	deadline := time.Now().Add(settleWait)
 	for !c.empty() {
 		if time.Now().After(deadline) {
 			c.closeFiles() // close removes the cgroups
-			return
+			return false
 		}
 		c.kill()
 		time.Sleep(100 * time.Microsecond)
 	}
 	if c.spent {
 		c.remove()
-		return
+		return true
 	}
 	g.mu.Lock()
 	g.free = append(g.free, c)
 	g.mu.Unlock()
+	return true
 }
 
 // close kills what still runs in the warden's cgroups and removes them.
@@ -378,13 +392,16 @@ func (c *cell) setQuota(h *hierarchy, q int64) error {
 	return nil
 }
 
-// start starts cmd in the cell: in its v1 cgroup through its launcher
-// thread, or else from the calling thread (a v2 cgroup is entered at the
-// clone, procAttr). Without a quota, v1 is not needed where v2 holds the
-// process.
+// start starts cmd in the cell (nil for none): in its v1 cgroup through
+// its launcher thread, or else from the process's fork thread (a v2 cgroup
+// is entered at the clone, procAttr). Without a quota, v1 is not needed
+// where v2 holds the process. Either thread outlives what it forks, whose
+// parent-death signal comes when that thread ends.
 func (c *cell) start(cmd *exec.Cmd) error {
 	if c == nil || c.v1 == nil || c.quota == 0 && c.v2dir != "" {
-		return cmd.Start()
+		var err error
+		forkThread().run(func() { err = cmd.Start() })
+		return err
 	}
 	if c.launcher == nil {
 		l, err := startLauncher(c)
@@ -439,6 +456,24 @@ func startLauncher(c *cell) (*launcher, error) {
 	return l, nil
 }
 
+// forkThread is the thread that forks the processes that no cell's
+// launcher forks. It is locked to its goroutine for the life of the
+// process, so the parent-death signal of what it forks comes only with
+// the worker's end. (Before, each process was forked from a thread locked
+// until that process exited, which kept a thread blocked per running
+// task; one thread serves them all, as forks are serialized by
+// syscall.ForkLock anyway.)
+var forkThread = sync.OnceValue(func() *launcher {
+	l := &launcher{jobs: make(chan func()), done: make(chan struct{})}
+	go func() { // exits only with the process: its thread must outlive every process it forks
+		runtime.LockOSThread()
+		for job := range l.jobs {
+			job()
+		}
+	}()
+	return l
+})
+
 // run runs job on the launcher's thread and waits for it.
 func (l *launcher) run(job func()) {
 	ran := make(chan struct{})
@@ -470,17 +505,20 @@ func (c *cell) kill() {
 // twice per task, so it reads with plain system calls, not through os.File
 // and the poller, which registers each cgroup file.
 func (c *cell) empty() bool {
-	dir := c.v2dir
-	if dir == "" {
-		dir = c.v1dir
+	fd := c.procs
+	if fd < 0 {
+		dir := c.v2dir
+		if dir == "" {
+			dir = c.v1dir
+		}
+		var err error
+		if fd, err = syscall.Open(dir+"/cgroup.procs", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err != nil {
+			return false
+		}
+		defer syscall.Close(fd)
 	}
-	fd, err := syscall.Open(dir+"/cgroup.procs", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer syscall.Close(fd)
 	var buf [64]byte
-	n, err := syscall.Read(fd, buf[:])
+	n, err := syscall.Pread(fd, buf[:], 0)
 	if err != nil || n == len(buf) {
 		return false // a full buffer holds more than the worker's own pid
 	}
@@ -513,10 +551,23 @@ func (c *cell) closeFiles() {
 		syscall.Close(c.v2fd)
 		c.v2fd = -1
 	}
+	if c.procs >= 0 {
+		syscall.Close(c.procs)
+		c.procs = -1
+	}
 	if c.v1 != nil {
 		c.v1.Close()
 		c.v1 = nil
 	}
+}
+
+// procsFD is procsFile open, the cell's own descriptor; -1 when there
+// is none.
+func (c *cell) procsFD() int {
+	if c == nil || c.v2dir == "" {
+		return -1
+	}
+	return c.procs
 }
 
 // procsFile is the cgroup.procs file of c's v2 cgroup, which lists every

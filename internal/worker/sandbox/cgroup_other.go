@@ -18,13 +18,14 @@ type cell struct{}
 func openCgroups() (*cgroups, string) { return nil, "not enforced (cgroups are Linux only)" }
 
 func (g *cgroups) cell(float64) (*cell, error) { return nil, nil }
-func (g *cgroups) release(*cell)               {}
+func (g *cgroups) release(*cell) bool          { return true }
 func (g *cgroups) close() error                { return nil }
 func (g *cgroups) dirs() (v2, v1 string)       { return "", "" }
 
 func (c *cell) start(cmd *exec.Cmd) error { return cmd.Start() }
 func (c *cell) kill()                     {}
 func (c *cell) procsFile() string         { return "" }
+func (c *cell) procsFD() int              { return -1 }
 
 func procAttr(*cell) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"os/exec"
-	"runtime"
 	"strconv"
 	"sync"
 )
@@ -11,15 +10,21 @@ import (
 // cgroup. Start it with Warden.Start; then WaitExited, Kill, and Wait, in
 // that order.
 type Child struct {
-	w       *Warden
-	cmd     *exec.Cmd
-	cell    *cell         // nil when not in a cgroup
-	exited  chan struct{} // closed once the leader has exited, or cannot be waited for
-	waitErr error         // why it cannot be waited for; set before exited is closed
-	held    chan struct{} // closed when hold returns
+	w    *Warden
+	cmd  *exec.Cmd
+	cell *cell // nil when not in a cgroup
+	// exit tells when the process has exited, without a thread blocked
+	// in the meantime (a pidfd polled by the runtime); nil where there is
+	// no pidfd, and WaitExited then blocks its thread in waitid.
+	exit *exitWatch
+
+	exitOnce sync.Once
+	waitErr  error // why it cannot be waited for; set by exitOnce
 
 	mu       sync.Mutex // guards released
 	released bool       // Wait has begun: the group and cell are no longer ours to signal
+
+	lingers bool // set by Wait: a process of its cell was left running
 }
 
 // Start starts cmd as its process group's leader, with SIGKILL as its
@@ -30,12 +35,12 @@ type Child struct {
 //
 // The kernel sends the parent-death signal when the thread that forked the
 // child ends, not the process, and the Go runtime ends a thread when a
-// goroutine locked to it exits. So the fork runs in a goroutine that keeps
-// its thread locked until the child has exited: no other goroutine can
-// lock, and so retire, that thread meanwhile. It is the goroutine that waits
-// for the exit, which holds a thread anyway.
+// goroutine locked to it exits. So the fork runs on a thread that stays
+// locked for longer than the child lives: the cell's v1 launcher (which
+// ends only once its cell is removed, after what it forked is gone), or
+// else the process's fork thread, which never ends (cell.start).
 func (w *Warden) Start(cmd *exec.Cmd, cores float64) (*Child, error) {
-	c := &Child{w: w, cmd: cmd, exited: make(chan struct{}), held: make(chan struct{})}
+	c := &Child{w: w, cmd: cmd}
 	if w != nil && w.cg != nil {
 		var err error
 		if c.cell, err = w.cg.cell(cores); err != nil {
@@ -43,34 +48,15 @@ func (w *Warden) Start(cmd *exec.Cmd, cores float64) (*Child, error) {
 		}
 	}
 	cmd.SysProcAttr = procAttr(c.cell)
-	started := make(chan error, 1)
-	go c.hold(started) // exits when the process has exited, or failed to start
-	if err := <-started; err != nil {
-		<-c.held
+	if err := c.cell.start(cmd); err != nil {
 		if c.cell != nil {
 			w.cg.release(c.cell)
 		}
 		return nil, err
 	}
+	c.w.guardSend("+" + strconv.Itoa(cmd.Process.Pid) + "\n")
+	c.exit = watchExit(cmd.Process.Pid) // nil if there is no pidfd: WaitExited blocks a thread then
 	return c, nil
-}
-
-// hold starts the process from a locked thread (or the v1 cell's
-// launcher thread, see cell.start), reports the start, and waits, without
-// reaping, for the process to exit.
-func (c *Child) hold(started chan<- error) {
-	defer close(c.held)
-	defer close(c.exited)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread() // after the exit: the forking thread must outlive the child
-	err := c.cell.start(c.cmd)
-	if err == nil {
-		c.w.guardSend("+" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
-	}
-	started <- err
-	if err == nil {
-		c.waitErr = waitExited(c.cmd.Process.Pid)
-	}
 }
 
 // Pid returns the process id, which is also its process group id.
@@ -80,9 +66,16 @@ func (c *Child) Pid() int { return c.cmd.Process.Pid }
 // that its pid, and the group id it leads, cannot be reused until Wait.
 // Where that is not possible it returns an error at once
 // (errors.ErrUnsupported off Linux), and the caller must Wait before it
-// kills the group.
+// kills the group. Calls after the first return what the first did.
 func (c *Child) WaitExited() error {
-	<-c.exited
+	c.exitOnce.Do(func() {
+		if c.exit != nil {
+			if c.waitErr = c.exit.wait(); c.waitErr == nil {
+				return
+			}
+		}
+		c.waitErr = waitExited(c.cmd.Process.Pid)
+	})
 	return c.waitErr
 }
 
@@ -110,16 +103,24 @@ func (c *Child) Wait() error {
 	// Before the reap: until then the group id cannot be reused, so the
 	// guard never kills a group that is not this one.
 	c.w.guardSend("-" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
+	exited := c.WaitExited() // at once where the caller waited for it first
 	err := c.cmd.Wait()
-	<-c.held
-	if c.waitErr != nil {
+	if c.exit != nil {
+		c.exit.close()
+	}
+	if exited != nil {
 		killGroup(c.cmd.Process.Pid) // off Linux it could not be killed before the reap
 	}
 	if c.cell != nil {
-		c.w.cg.release(c.cell)
+		c.lingers = !c.w.cg.release(c.cell)
 	}
 	return err
 }
+
+// Lingers reports, once Wait has returned, that a process of the child's
+// cgroup was still there after the kill (in the kernel's hands, say):
+// what it may still do to the child's files is not over.
+func (c *Child) Lingers() bool { return c.lingers }
 
 // guardSend tells the guard one line, if there is a guard.
 func (w *Warden) guardSend(line string) {

@@ -20,7 +20,8 @@
 //     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded. Memory
 //     and disk are sampled every PollInterval while they grow (or are over
 //     half their limit); while neither grows the interval doubles, up to 8 ×
-//     PollInterval, so a fast burst can overshoot a limit before it is seen,
+//     PollInterval (the first sample, at PollInterval, counts as steady
+//     under half the limits), so a fast burst can overshoot a limit before it is seen,
 //     and a steady task that then grows is seen up to 8 × PollInterval late.
 //     In a cgroup v2 cell (a Warden with cgroups), a memory sample sums every
 //     process of the cell's cgroup.procs, however far it strayed from the
@@ -44,9 +45,11 @@
 //   - Every process it starts (Warden.Start: tasks through Run, libraries
 //     through libhost) leads a process group of its own and has SIGKILL as
 //     its parent-death signal. That signal comes when the thread that forked
-//     the process ends, so the fork runs on a thread locked to the goroutine
-//     that then waits for the process, until it has exited (or on a v1
-//     cell's launcher, below).
+//     the process ends, so the fork runs on a thread that outlives it: one
+//     fork thread, locked for the life of the worker (or a v1 cell's
+//     launcher, below). No thread waits for a process: its exit is learnt
+//     from a pidfd that the Go runtime polls (where the kernel has none,
+//     from waitid on a thread of its own).
 //   - Where the worker may create cgroups, each process tree gets a cell: a
 //     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's
 //     cgroup). In cgroup v2 the process is cloned into it (CLONE_INTO_CGROUP)

@@ -62,7 +62,7 @@ func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, star
 		w := &watch{dir: dir, memLimit: mbToBytes(spec.MemoryMB), diskLimit: mbToBytes(spec.DiskMB),
 			memMB: spec.MemoryMB, diskMB: spec.DiskMB, base: spec.PollInterval}
 		if spec.MemoryMB > 0 {
-			w.scan = newCellScanner(c.Pid(), c.cell.procsFile())
+			w.scan = newCellScanner(c.Pid(), c.cell.procsFile(), c.cell.procsFD())
 			defer w.scan.close() // after remove, below: the sampler no longer reads it
 		}
 		samplers.add(w, time.Now())

@@ -177,3 +177,59 @@ func TestNextPoll(t *testing.T) {
 		t.Errorf("intervals (-want +got):\n%s", diff)
 	}
 }
+
+// TestParseStatm: the resident size is field 2 of statm, and a statm read
+// of a live process counts what its status calls VmRSS. (Field 24 of stat
+// counts the same pages from per-CPU counters that may lag: a few percent
+// lower here.)
+func TestParseStatm(t *testing.T) {
+	tests := []struct {
+		name   string
+		statm  string
+		want   int64
+		wantOK bool
+	}{
+		{name: "typical", statm: "2162 215 190 23 0 113 0\n", want: 215, wantOK: true},
+		{name: "kernel thread", statm: "0 0 0 0 0 0 0\n", want: 0, wantOK: true},
+		{name: "one field", statm: "2162\n", wantOK: false},
+		{name: "empty", statm: "", wantOK: false},
+		{name: "garbage", statm: "2162 2x5 190\n", wantOK: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := parseStatm([]byte(tt.statm))
+			if ok != tt.wantOK || (ok && got != tt.want) {
+				t.Errorf("parseStatm(%q) = %d, %v; want %d, %v", tt.statm, got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	waitSleeping(t, pid)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pages, ok := parseStatm(b)
+	if !ok {
+		t.Fatalf("parseStatm(%q) failed", b)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vmRSS int64 = -1
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &vmRSS)
+		}
+	}
+	if got, want := pages*pageSize>>10, vmRSS; got != want {
+		t.Errorf("resident memory of a sleeping process from statm = %d KiB; want VmRSS %d KiB", got, want)
+	}
+}

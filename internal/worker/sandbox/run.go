@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -39,20 +40,38 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		limit = DefaultOutputLimit
 	}
 	stdout, stderr := newTailBuffer(limit), newTailBuffer(limit)
-	cmd := &exec.Cmd{
-		Path:      "/bin/sh",
-		Args:      []string{"sh", "-c", spec.Command},
-		Dir:       dir,
-		Env:       environ(dir, spec.Env),
-		Stdout:    stdout,
-		Stderr:    stderr,
-		WaitDelay: ioGrace,
-	}
-	start := time.Now()
-	c, err := spec.Warden.Start(cmd, spec.Cores)
+	outR, outW, err := outputPipe()
 	if err != nil {
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
+	errR, errW, err := outputPipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
+	}
+	stdin, _ := devNull() // nil if it cannot be opened: os/exec opens it then
+	cmd := &exec.Cmd{
+		Stdin:  stdin,
+		Path:   "/bin/sh",
+		Args:   []string{"sh", "-c", spec.Command},
+		Dir:    dir,
+		Env:    environ(dir, spec.Env),
+		Stdout: outW,
+		Stderr: errW,
+	}
+	start := time.Now()
+	c, err := spec.Warden.Start(cmd, spec.Cores)
+	outW.Close() // the command has its own copies
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
+	}
+	drained := make(chan struct{}, 2)
+	go drain(stdout, outR, drained) // exits at end of file, or when outR is closed below
+	go drain(stderr, errR, drained) // likewise
 	mon := startMonitor(ctx, &spec, c, dir, start)
 
 	var v verdict
@@ -70,17 +89,45 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		v = mon.stop()
 	}
 
+	// Output written just before the exit is still in the pipes. Only a
+	// process that left the group, and so survived the kill, can hold them
+	// open longer: it is given ioGrace.
+	t := time.NewTimer(ioGrace)
+	for n := 0; n < 2; {
+		select {
+		case <-drained:
+			n++
+		case <-t.C:
+			outR.Close() // ends the reads
+			errR.Close()
+		}
+	}
+	t.Stop()
+
 	res := Result{
 		Stdout:          stdout.Bytes(),
 		Stderr:          stderr.Bytes(),
 		StdoutTruncated: stdout.Truncated(),
 		StderrTruncated: stderr.Truncated(),
 		Duration:        duration,
+		Lingering:       c.Lingers(),
 	}
 	classify(&res, cmd.ProcessState, v)
 	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
 	return res, nil
 }
+
+// drain reads r into buf until end of file (or until r is closed), closes
+// r, and says so on done.
+func drain(buf *tailBuffer, r *os.File, done chan<- struct{}) {
+	buf.ReadFrom(r)
+	r.Close()
+	done <- struct{}{}
+}
+
+// devNull is /dev/null, open for reading for the process's life: every
+// command's standard input. (os/exec would open and close it for each.)
+var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
 
 // environ returns the base environment followed by extra.
 func environ(dir string, extra []string) []string {

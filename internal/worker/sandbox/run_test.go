@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -75,6 +76,13 @@ func TestRun(t *testing.T) {
 			wantKind:    Success,
 			wantMessage: "exit status 0",
 			wantStdout:  "input\n$DIR\n",
+		},
+		{
+			name:        "standard input is empty",
+			command:     "cat; echo end",
+			wantKind:    Success,
+			wantMessage: "exit status 0",
+			wantStdout:  "end\n",
 		},
 		{
 			name:        "non-zero exit",
@@ -472,5 +480,28 @@ func TestFirstLine(t *testing.T) {
 				t.Errorf("firstLine(%q) = %q; want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestRunEscapedHolderOfPipes: a process that left the group (setsid, and
+// no cgroup to catch it) and holds the output pipes does not keep Run
+// waiting until it ends: Run returns what was written, after at most
+// ioGrace, while that process still runs.
+func TestRunEscapedHolderOfPipes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	// The shell waits until its child runs sleep: setsid has left the group by then.
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: `setsid sleep 30 & echo $! > bg.pid
+while [ "$(cat /proc/$!/comm)" != sleep ]; do :; done; echo before; echo oops >&2`})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	pid := readPID(t, dir, "bg.pid")
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	if res.Kind != Success || string(res.Stdout) != "before\n" || string(res.Stderr) != "oops\n" {
+		t.Errorf("Run = %v, stdout %q, stderr %q; want success, %q, %q", res.Kind, res.Stdout, res.Stderr, "before\n", "oops\n")
+	}
+	if dead(pid) {
+		t.Errorf("the escaped process %d is gone; want it still running (Run must not have waited for it)", pid)
 	}
 }

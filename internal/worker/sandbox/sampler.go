@@ -32,6 +32,7 @@ type watch struct {
 	base, interval      time.Duration
 	due                 time.Time
 	lastRSS, lastDisk   int64
+	sampled             bool         // a sample was taken: lastRSS and lastDisk hold it
 	peak                int64        // the largest resident memory sampled
 	over                chan verdict // buffered 1: the limit it exceeded, sent once
 	done                bool         // over was sent: no more samples
@@ -124,7 +125,10 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 }
 
 // sample takes one sample of w: over a limit, it sends the verdict;
-// else it sets when the next is due.
+// else it sets when the next is due. The first sample has nothing to
+// compare with: under half the limits, it counts as steady (a task's
+// start is not growth), so a short task is sampled at 1, 3, 7, 15, 23 ×
+// the base interval, not at 1, 2, 4, 8, 16 and 24.
 func (s *sampler) sample(w *watch, now time.Time) {
 	steady := true
 	if w.memLimit > 0 {
@@ -134,7 +138,7 @@ func (s *sampler) sample(w *watch, now time.Time) {
 			w.stop(verdict{kind: MemoryExceeded, message: fmt.Sprintf("killed: resident memory %d MB exceeded the limit of %d MB", ceilMB(rss), w.memMB)})
 			return
 		}
-		steady = rss <= w.lastRSS && rss <= w.memLimit/2
+		steady = (rss <= w.lastRSS || !w.sampled) && rss <= w.memLimit/2
 		w.lastRSS = rss
 	}
 	if w.diskLimit > 0 {
@@ -143,9 +147,10 @@ func (s *sampler) sample(w *watch, now time.Time) {
 			w.stop(verdict{kind: DiskExceeded, message: fmt.Sprintf("killed: sandbox holds %d MB, over the disk limit of %d MB", ceilMB(size), w.diskMB)})
 			return
 		}
-		steady = steady && size <= w.lastDisk && size <= w.diskLimit/2
+		steady = steady && (size <= w.lastDisk || !w.sampled) && size <= w.diskLimit/2
 		w.lastDisk = size
 	}
+	w.sampled = true
 	w.interval = nextPoll(w.interval, w.base, steady)
 	w.due = now.Add(w.interval)
 }

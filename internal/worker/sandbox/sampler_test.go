@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestSamplerSharesWakeups: one wake-up samples every watch due within
@@ -85,5 +87,43 @@ func TestSamplerGoroutineEnds(t *testing.T) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// TestSamplerFirstSampleSteady: a first sample under half the limit counts
+// as steady, so the next waits twice the base interval; any growth after
+// it brings the base interval back, and a first sample over half the
+// limit keeps it.
+func TestSamplerFirstSampleSteady(t *testing.T) {
+	const base = 50 * time.Millisecond
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name  string
+		sizes []int // bytes in the sandbox at each sample
+		want  []time.Duration
+	}{
+		{name: "steady", sizes: []int{1000, 1000, 1000}, want: []time.Duration{2 * base, 4 * base, 8 * base}},
+		{name: "grows after the first", sizes: []int{1000, 2000, 2000}, want: []time.Duration{2 * base, base, 2 * base}},
+		{name: "over half at first", sizes: []int{600 << 10, 600 << 10}, want: []time.Duration{base, base}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSampler()
+			w := &watch{dir: t.TempDir(), diskLimit: 1 << 20, diskMB: 1, base: base, interval: base,
+				due: t0, over: make(chan verdict, 1)}
+			s.watches[w] = struct{}{}
+			var got []time.Duration
+			now := t0
+			for _, size := range tc.sizes {
+				if err := os.WriteFile(filepath.Join(w.dir, "f"), make([]byte, size), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				now = w.due
+				s.sampleDue(now)
+				got = append(got, w.due.Sub(now))
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("waits after each sample (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -112,4 +112,8 @@ type Result struct {
 	PeakMemoryMB int64
 	// Duration is the time from start until the shell exited.
 	Duration time.Duration
+	// Lingering reports that a process of the command's cgroup was still
+	// there after the kill, when Run gave up waiting for it: it may still
+	// change files in Dir.
+	Lingering bool
 }

@@ -36,3 +36,66 @@ func maxRSSBytes(ps *os.ProcessState) int64 {
 	}
 	return 0
 }
+
+// sysPidfdOpen is pidfd_open(2) (Linux 5.3), the same number on every
+// architecture.
+const sysPidfdOpen = 434
+
+// pPIDFD is waitid's P_PIDFD id type (Linux 5.4).
+const pPIDFD = 3
+
+// exitWatch tells when a child has exited through a pidfd that the Go
+// runtime polls, so that no thread blocks in waitid meanwhile: with
+// hundreds of tasks running, a blocked thread each cost the worker more
+// CPU than anything else it did for them (the runtime hands each blocked
+// thread's processor on, and wakes for each exit; docs/benchmarks.md).
+type exitWatch struct {
+	f *os.File
+}
+
+// watchExit returns a watch of the exit of pid, a child not yet reaped;
+// nil where there is no pidfd to poll.
+func watchExit(pid int) *exitWatch {
+	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), syscall.O_NONBLOCK, 0)
+	if errno != 0 {
+		return nil
+	}
+	syscall.CloseOnExec(int(fd))
+	// Non-blocking, so os.NewFile gives it to the runtime's poller.
+	return &exitWatch{f: os.NewFile(fd, "pidfd")}
+}
+
+// wait blocks, without holding a thread, until the process has exited; it
+// does not reap it.
+func (e *exitWatch) wait() error {
+	rc, err := e.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	err = rc.Read(func(fd uintptr) bool {
+		var info [128]byte // siginfo_t; si_signo, first, is SIGCHLD once it has exited
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPIDFD, fd,
+			uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT|syscall.WNOHANG, 0, 0)
+		for errno == syscall.EINTR {
+			_, _, errno = syscall.Syscall6(syscall.SYS_WAITID, pPIDFD, fd,
+				uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOWAIT|syscall.WNOHANG, 0, 0)
+		}
+		switch errno {
+		case 0:
+			return *(*int32)(unsafe.Pointer(&info[0])) != 0
+		case syscall.EAGAIN:
+			return false // not yet: the exit makes the pidfd readable
+		default:
+			werr = errno
+			return true
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return werr
+}
+
+// close closes the pidfd.
+func (e *exitWatch) close() { e.f.Close() }

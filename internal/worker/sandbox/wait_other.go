@@ -17,3 +17,10 @@ func waitExited(int) error {
 func maxRSSBytes(*os.ProcessState) int64 {
 	return 0
 }
+
+// exitWatch is Linux only.
+type exitWatch struct{}
+
+func watchExit(int) *exitWatch { return nil }
+func (*exitWatch) wait() error { return errors.ErrUnsupported }
+func (*exitWatch) close()      {}

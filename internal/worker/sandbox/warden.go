@@ -80,6 +80,16 @@ func (w *Warden) Enforcement() (cpu, processes string) {
 	return w.cpu, strings.Join(parts, ", ")
 }
 
+// Contained reports whether every process that Run starts runs in a
+// cgroup cell of its own, which Run empties before it returns: then nothing
+// a task started, not even a process that left its group, outlives its
+// Run, unless Run says so (Result.Lingering: a process the kernel did not
+// let go within a moment). Without cells, a process that leaves its group
+// survives the group kill.
+func (w *Warden) Contained() bool {
+	return w != nil && w.cg != nil
+}
+
 // Close kills whatever still runs in the warden's cgroups, removes them,
 // and stops the guard. Call it once every process it started has been
 // waited for.

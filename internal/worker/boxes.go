@@ -1,0 +1,124 @@
+package worker
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// maxFreeBoxes bounds the empty sandboxes kept for reuse.
+const maxFreeBoxes = 4096
+
+// boxes hands out the sandbox directories of attempts. Making a directory
+// and removing it were a fifth of what a worker spent on a short task of
+// its own (the file system allocates and frees an inode each time;
+// docs/benchmarks.md, capacity), so a sandbox is emptied when its attempt
+// ends and given to the next attempt, where nothing of the attempt can
+// outlive it: where every process of a task runs in a cgroup that is
+// emptied before the attempt ends (reuse). Its methods are safe for
+// concurrent use.
+type boxes struct {
+	dir   string
+	reuse bool
+	seq   atomic.Uint64 // numbers new sandboxes
+	mode  atomic.Uint32 // the mode of a new sandbox (0755 less the umask); 0 until one is made
+
+	mu   sync.Mutex // guards free
+	free []string   // empty sandboxes, ready for an attempt
+}
+
+// get returns an empty sandbox directory: a kept one, or a new one.
+func (b *boxes) get() (string, error) {
+	b.mu.Lock()
+	if n := len(b.free); n > 0 {
+		dir := b.free[n-1]
+		b.free = b.free[:n-1]
+		b.mu.Unlock()
+		return dir, nil
+	}
+	b.mu.Unlock()
+	dir := filepath.Join(b.dir, "s"+strconv.FormatUint(b.seq.Add(1), 10))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create sandbox: %w", err)
+	}
+	if b.mode.Load() == 0 {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(dir, &st); err == nil {
+			b.mode.Store(uint32(st.Mode))
+		}
+	}
+	return dir, nil
+}
+
+// put takes back a sandbox whose attempt has ended: it is emptied and
+// kept for the next attempt if it is still as it was made, else removed.
+func (b *boxes) put(dir string) {
+	if b.reuse && emptyOut(dir, b.mode.Load()) {
+		b.mu.Lock()
+		if len(b.free) < maxFreeBoxes {
+			b.free = append(b.free, dir)
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+	}
+	os.RemoveAll(dir)
+}
+
+// emptyOut removes what dir holds (what an attempt left: its inputs, its
+// outputs not taken), but not dir, and reports whether dir is then an
+// empty directory owned by this process's user with mode (type bits
+// included), as get made it. It removes nothing when dir is not such a
+// directory (a task may have changed its sandbox's mode, or replaced it by
+// a link, whose target is never touched); links inside are removed, never
+// followed.
+func emptyOut(dir string, mode uint32) bool {
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || uint32(st.Mode) != mode || int(st.Uid) != os.Geteuid() {
+		return false
+	}
+	// Read with a buffer on the stack (os.File's readdir makes one of 8
+	// KiB per call): most sandboxes hold nothing or a few files. Entries
+	// removed while the directory is read may hide others from that pass,
+	// so a pass that removed something is followed by another.
+	var buf [1024]byte
+	for range 4 {
+		removed := false
+		for {
+			n, err := syscall.ReadDirent(fd, buf[:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				return false
+			}
+			if n == 0 {
+				break
+			}
+			_, _, names := syscall.ParseDirent(buf[:n], -1, nil)
+			for _, name := range names {
+				if os.RemoveAll(filepath.Join(dir, name)) != nil {
+					return false
+				}
+				removed = true
+			}
+		}
+		if !removed {
+			return true
+		}
+		if _, err := syscall.Seek(fd, 0, io.SeekStart); err != nil {
+			return false
+		}
+	}
+	return false
+}

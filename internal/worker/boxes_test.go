@@ -1,0 +1,125 @@
+package worker
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// umask is this process's umask.
+func umask() uint32 {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return uint32(m)
+}
+
+// TestBoxesReused: a sandbox is emptied and goes to the next attempt, if
+// it is still as it was made; one with another mode, or replaced by a link,
+// is removed, and so is every sandbox where reuse is off.
+func TestBoxesReused(t *testing.T) {
+	tests := []struct {
+		name      string
+		reuse     bool
+		after     func(t *testing.T, dir string) // what the attempt left
+		wantReuse bool
+		rootOnly  bool
+	}{
+		{name: "empty", reuse: true, after: func(*testing.T, string) {}, wantReuse: true},
+		{name: "files left", reuse: true, after: func(t *testing.T, dir string) {
+			if err := os.MkdirAll(filepath.Join(dir, "d", "e"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{"out", "d/e/f"} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, wantReuse: true},
+		{name: "many files left", reuse: true, after: func(t *testing.T, dir string) {
+			for i := range 500 { // many reads of the directory, with removals between them
+				name := filepath.Join(dir, fmt.Sprintf("a-file-with-a-long-name-to-fill-the-buffer-%04d", i))
+				if err := os.WriteFile(name, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, wantReuse: true},
+		{name: "a link to outside left", reuse: true, after: func(t *testing.T, dir string) {
+			outside := t.TempDir()
+			if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if _, err := os.Stat(filepath.Join(outside, "keep")); err != nil {
+					t.Errorf("a file that a link in the sandbox pointed to: %v; want it kept", err)
+				}
+			})
+		}, wantReuse: true},
+		{name: "an unwritable directory left", reuse: true, after: func(t *testing.T, dir string) {
+			sub := filepath.Join(dir, "ro")
+			if err := os.MkdirAll(filepath.Join(sub, "x"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(sub, 0o555); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Chmod(sub, 0o755) })
+		}, wantReuse: true, rootOnly: true}, // others cannot remove x: the sandbox stays, as before
+		{name: "mode changed", reuse: true, after: func(t *testing.T, dir string) {
+			if err := os.Chmod(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "replaced by a link", reuse: true, after: func(t *testing.T, dir string) {
+			other := t.TempDir()
+			if err := os.WriteFile(filepath.Join(other, "keep"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if _, err := os.Stat(filepath.Join(other, "keep")); err != nil {
+					t.Errorf("a file in the directory that the sandbox's link pointed to: %v; want it kept", err)
+				}
+			})
+			if err := os.Remove(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(other, dir); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "reuse off", reuse: false, after: func(*testing.T, string) {}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.rootOnly && os.Geteuid() != 0 {
+				t.Skip("needs root")
+			}
+			b := &boxes{dir: t.TempDir(), reuse: tt.reuse}
+			first, err := b.get()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.after(t, first)
+			b.put(first)
+			second, err := b.get()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := second == first; got != tt.wantReuse {
+				t.Errorf("second sandbox %s after %s; reused = %v, want %v", second, first, got, tt.wantReuse)
+			}
+			if !tt.wantReuse {
+				if _, err := os.Lstat(first); !os.IsNotExist(err) {
+					t.Errorf("the first sandbox %s is still there (%v); want it removed", first, err)
+				}
+			}
+			if !emptyOut(second, syscall.S_IFDIR|0o755&^umask()) {
+				t.Errorf("the second sandbox %s is not an empty directory with mode 0755 less the umask", second)
+			}
+		})
+	}
+}

@@ -1,0 +1,104 @@
+package sandbox
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestWaitExitedHoldsNoThread: a goroutine waiting for a child's exit is
+// parked in the runtime's poller ("IO wait"), not blocked in a system call
+// on a thread of its own, so a worker running hundreds of tasks does not
+// hold hundreds of threads; and its exits are still seen, every one. (A
+// cell with a v1 quota keeps a launcher thread of its own, one per cell
+// and not per task: cells are reused.)
+func TestWaitExitedHoldsNoThread(t *testing.T) {
+	const n = 32
+	for _, tc := range []struct {
+		name   string
+		warden func(t *testing.T) *Warden
+		cores  float64
+	}{
+		{name: "no warden", warden: func(*testing.T) *Warden { return nil }},
+		{name: "cells", warden: func(t *testing.T) *Warden { return newWarden(t, WardenConfig{}) }},
+		{name: "cells with a quota", warden: func(t *testing.T) *Warden { return newWarden(t, WardenConfig{}) }, cores: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := tc.warden(t)
+			before := threads(t)
+			children := make([]*Child, n)
+			exited := make(chan error, n)
+			for i := range children {
+				c, err := w.Start(exec.Command("/bin/sh", "-c", "sleep 60"), tc.cores) // killed below
+				if err != nil {
+					t.Fatalf("Start: %v", err)
+				}
+				children[i] = c
+				go func() { exited <- c.WaitExited() }() // exits when the child has exited
+			}
+			t.Cleanup(func() {
+				for _, c := range children {
+					c.Kill()
+					c.Wait()
+				}
+			})
+			pollUntil(t, 10*time.Second, "every waiter to park in the poller", func() bool {
+				return waitersParked() >= n
+			})
+			launchers := 0
+			if w != nil && w.cg.v1 != nil && tc.cores > 0 {
+				launchers = n
+			}
+			if got := threads(t); got > before+launchers+n/2 {
+				t.Errorf("%d threads while %d children ran (%d before, %d cell launchers); want fewer than %d more",
+					got, n, before, launchers, launchers+n/2)
+			}
+			for _, c := range children {
+				c.Kill()
+			}
+			for range n {
+				if err := <-exited; err != nil {
+					t.Errorf("WaitExited = %v; want nil", err)
+				}
+			}
+		})
+	}
+}
+
+// waitersParked counts the goroutines in WaitExited that are parked in the
+// runtime's poller.
+func waitersParked() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	count := 0
+	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte("[IO wait")) && bytes.Contains(g, []byte("(*Child).WaitExited")) {
+			count++
+		}
+	}
+	return count
+}
+
+// threads is the number of threads of this process.
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			var n int
+			for _, c := range strings.TrimSpace(v) {
+				n = n*10 + int(c-'0')
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads line in /proc/self/status")
+	return 0
+}
