@@ -111,17 +111,23 @@ func (c *Core) tell(t *task, why string) {
 		c.unstick(t)
 	case !t.stuck:
 		t.stuck = true
-		c.stuckSince[t.spec.ID] = -1 // timed from the next Tick: it waits at least its limit
+		t.since = -1 // timed from the next Tick: it waits at least its limit
 	}
-	c.emit(Unplaceable{Task: t.spec.ID, Why: why})
+	if n := len(c.out); n > 0 {
+		if u, ok := c.out[n-1].(Unplaceable); ok && u.Why == why {
+			// Told with the tasks just before it: the tasks of a shape
+			// (or a library) judged together, or queued in one batch.
+			u.Tasks = append(u.Tasks, t.spec.ID)
+			c.out[n-1] = u
+			return
+		}
+	}
+	c.emit(Unplaceable{Tasks: []TaskID{t.spec.ID}, Why: why})
 }
 
 // unstick forgets that t was told no worker could run it.
 func (c *Core) unstick(t *task) {
-	if t.stuck {
-		t.stuck = false
-		delete(c.stuckSince, t.spec.ID)
-	}
+	t.stuck = false
 }
 
 // shapeFor returns the count of shape r, made if it is new.
@@ -224,12 +230,10 @@ func (c *Core) expire() {
 		if !t.stuck {
 			return // an instance
 		}
-		since := c.stuckSince[t.spec.ID]
-		if since < 0 {
-			since = c.now
-			c.stuckSince[t.spec.ID] = since
+		if t.since < 0 {
+			t.since = c.now
 		}
-		if limit := t.spec.UnplaceableTimeout; limit > 0 && c.now-since >= limit {
+		if limit := t.spec.UnplaceableTimeout; limit > 0 && c.now-t.since >= limit {
 			ends = append(ends, late{t, why})
 		}
 	}
@@ -294,7 +298,7 @@ func (c *Core) UnplaceableTasks(limit int) (int, []UnplaceableTask) {
 	var some []UnplaceableTask
 	add := func(t *task, why string) {
 		if t.stuck && len(some) < limit {
-			some = append(some, UnplaceableTask{Task: t.spec.ID, Why: why, Since: c.stuckSince[t.spec.ID]})
+			some = append(some, UnplaceableTask{Task: t.spec.ID, Why: why, Since: t.since})
 		}
 	}
 	for _, q := range c.ready.shapes {

@@ -468,9 +468,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Release:
 			s.releaseFiles(a)
 		case core.Unplaceable:
-			if rec := s.tasks[a.Task]; rec != nil && !rec.done { // (not a run again to recreate a file)
-				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING, Unplaceable: a.Why})
-			}
+			s.tellUnplaceable(a)
 		}
 	}
 }
@@ -715,11 +713,15 @@ func resubmitted(client *clients.Session, tasks []*pb.TaskSpec) ([]uint64, bool,
 // appended before it are durable.
 func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
 	ev.Key = rec.key()
+	s.put(rec.client, ev)
+}
+
+// put gives ev to client once what the loop journaled is durable.
+func (s *state) put(client *clients.Session, ev *pb.TaskEvent) {
 	if s.m.journal == nil {
-		rec.client.Put(ev) // nothing to wait for: no closure per event on the hot path
+		client.Put(ev) // nothing to wait for: no closure per event on the hot path
 		return
 	}
-	client := rec.client
 	s.hold(s.appended, func() { client.Put(ev) })
 }
 
