@@ -72,6 +72,7 @@ type state struct {
 	m                           *Manager
 	core                        *core.Core
 	tasks                       map[core.TaskID]*taskRecord // until the core forgets them
+	lastPlain                   *plainSpec                  // of the plain task submitted last, for the next alike to share
 	sessions                    map[core.WorkerID]*session
 	fileIDs                     map[string]core.FileID // cache name -> core ID
 	fileInfo                    map[string]*pb.FileInfo
@@ -515,7 +516,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 			if s.results[f.Name] == nil {
 				s.results[f.Name] = make(map[string]bool)
 			}
-			s.results[f.Name][rec.session] = true
+			s.results[f.Name][rec.session()] = true
 		}
 		if c := rec.call(); c != nil {
 			if lib := s.libs[c.Library]; lib != nil {
@@ -635,13 +636,14 @@ func (s *state) submit(req *pb.SubmitRequest, stored storedFiles) ([]uint64, err
 	for i, msg := range req.Tasks {
 		s.nextTask++
 		id := s.nextTask
-		rec := &taskRecord{session: req.Session, client: client}
+		var rec *taskRecord
 		spec := msg // a plain task's spec: the request's own, never written into
 		if isPlain(msg) {
-			rec.plain = newPlainSpec(msg)
+			rec = plainRecord(msg, client, s.lastPlain)
+			s.lastPlain = rec.plain
 		} else {
 			spec = s.taskSpec(msg)
-			rec.spec = spec
+			rec = &taskRecord{spec: spec, client: client}
 		}
 		s.tasks[id] = rec
 		if w := spec.Workflow; w != "" && !s.workflows[w] {
