@@ -85,8 +85,11 @@ type Core struct {
 	dirtyLibs []*library // whose calls to place at the end of the step
 	instSeq   uint64
 
-	now   time.Duration // the last Tick's Now
-	epoch uint64        // changes whenever the workers that take tasks do
+	now time.Duration // the last Tick's Now
+	// unstamped: the tasks told unplaceable since the last Tick, which
+	// stamps their since with its Now (expire).
+	unstamped []*task
+	epoch     uint64 // changes whenever the workers that take tasks do
 
 	// Placements since the last Placements call, kept only once
 	// ObservePlacements asked for them (a transaction log).

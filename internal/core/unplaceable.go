@@ -112,6 +112,7 @@ func (c *Core) tell(t *task, why string) {
 	case !t.stuck:
 		t.stuck = true
 		t.since = -1 // timed from the next Tick: it waits at least its limit
+		c.unstamped = append(c.unstamped, t)
 	}
 	if n := len(c.out); n > 0 {
 		if u, ok := c.out[n-1].(Unplaceable); ok && u.Why == why {
@@ -220,32 +221,39 @@ func plural(n int64, what string) string {
 
 // expire stamps the unplaceable tasks told since the last Tick with now,
 // and ends those that have been unplaceable for their UnplaceableTimeout.
+// It looks only at the tasks told since the last Tick and into the queues
+// that hold tasks with a timeout: a million tasks queued with no worker
+// and no timeout cost a Tick nothing.
 func (c *Core) expire() {
+	for _, t := range c.unstamped {
+		if t.stuck && t.since < 0 {
+			t.since = c.now
+		}
+	}
+	clear(c.unstamped)
+	c.unstamped = c.unstamped[:0]
+	if cap(c.unstamped) > 1<<10 {
+		c.unstamped = nil // a large batch told: let its room go
+	}
 	type late struct {
 		t   *task
 		why string
 	}
 	var ends []late
 	age := func(t *task, why string) {
-		if !t.stuck {
-			return // an instance
-		}
-		if t.since < 0 {
-			t.since = c.now
-		}
-		if limit := t.spec.UnplaceableTimeout; limit > 0 && c.now-t.since >= limit {
+		if limit := t.spec.UnplaceableTimeout; t.stuck && limit > 0 && c.now-t.since >= limit {
 			ends = append(ends, late{t, why})
 		}
 	}
 	for _, q := range c.ready.shapes {
-		if why := c.shapes[q.need].why; why != "" {
+		if why := c.shapes[q.need].why; why != "" && q.limited > 0 {
 			for _, t := range q.tasks {
 				age(t, why)
 			}
 		}
 	}
 	for _, lib := range c.libs {
-		if lib.why != "" { // (calls waiting for a slot are not unplaceable)
+		if lib.why != "" && lib.waiting.limited > 0 { // (calls waiting for a slot are not unplaceable)
 			for _, t := range lib.waiting.tasks {
 				age(t, lib.why)
 			}
