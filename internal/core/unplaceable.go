@@ -14,10 +14,11 @@ import (
 // more of some resource than any of them has. The core judges each shape
 // once per change of those workers (an epoch), tells every queued task of
 // a shape with no worker an Unplaceable when the shape's reason appears
-// or changes, and again with no reason when it clears. Calls follow their
-// library: they are unplaceable while none of its instances is placed and
-// the library's shape is. Tick ends those that waited longer than their
-// UnplaceableTimeout.
+// or changes, and again with no reason when it clears: one action for them
+// all, which the tasks queued next with the same reason join (tell). Calls
+// follow their library: they are unplaceable while none of its instances
+// is placed and the library's shape is. Tick ends those that waited longer
+// than their UnplaceableTimeout.
 
 // workersChanged judges again, after a worker joined, drained or left,
 // every shape with queued tasks, and every library whose calls may change.
