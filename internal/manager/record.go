@@ -62,7 +62,8 @@ func plainRecord(t *pb.TaskSpec, client *clients.Session, last *plainSpec) *task
 		retryOnError: t.RetryOnError, deterministic: t.Deterministic, effects: t.Effects, workflow: t.Workflow}
 	rec := &taskRecord{plain: last, pname: t.Name, pkey: t.Key, client: client}
 	if last == nil || p != *last {
-		rec.plain = &p
+		own := p // allocated here only: p stays on the stack when shared
+		rec.plain = &own
 	}
 	if rec.pname == rec.plain.command {
 		rec.pname = rec.plain.command // one string for both, as clients name a task by its command
