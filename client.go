@@ -925,6 +925,12 @@ func (c *Client) apply(ctx context.Context, ev *pb.TaskEvent) {
 	}
 	c.applied = ev.Seq
 	c.deliver(ctx, ev)
+	for i, id := range ev.AlsoTaskIds {
+		if i < len(ev.AlsoKeys) { // an unplaceable reason told to many tasks at once: each gets it
+			c.deliver(ctx, &pb.TaskEvent{TaskId: id, Key: ev.AlsoKeys[i], State: ev.State, Attempt: ev.Attempt,
+				Worker: ev.Worker, Note: ev.Note, Unplaceable: ev.Unplaceable, Seq: ev.Seq})
+		}
+	}
 	c.toAck.Store(c.applied)
 	select {
 	case c.ack <- struct{}{}:

@@ -102,6 +102,7 @@ idle_cpu_us_per_worker_s, and more.`,
 	cmd.Flags().IntVar(&cfg.Tasks, "tasks", 10000, "one-core tasks to run")
 	cmd.Flags().DurationVar(&cfg.Idle, "idle", time.Minute, "how long to measure the idle manager with every worker connected (two heartbeats at least: the manager's heartbeat is 30 s, or --heartbeat)")
 	cmd.Flags().StringVar(&cfg.ManagerCPUProfile, "manager-cpuprofile", "", "write the manager's CPU profile to FILE (trellis manager --cpuprofile)")
+	cmd.Flags().StringVar(&cfg.ManagerMemProfile, "manager-memprofile", "", "with --queue-first: write the manager's heap profile to FILE once every task is queued (trellis manager --memprofile)")
 	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", 0, "the manager's heartbeat interval (trellis manager --heartbeat; 0: its default)")
 	cmd.Flags().StringVar(&cfg.WorkerCPUProfile, "worker-cpuprofile", "", "write the first worker process's CPU profile to FILE (trellis worker --cpuprofile)")
 	cmd.Flags().StringVar(&cfg.Command, "command", "true", "each task's command, such as 'sleep 1'")

@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"os/signal"
+	"runtime"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,7 +23,7 @@ import (
 )
 
 func managerCmd() *cobra.Command {
-	var listen, secretFile, store, state, dashboard, txnLog, cpuProfile, checkpointDir string
+	var listen, secretFile, store, state, dashboard, txnLog, cpuProfile, memProfile, checkpointDir string
 	var grace time.Duration
 	var unplaceable, adopt, heartbeat time.Duration
 	var placement string
@@ -77,6 +81,9 @@ func managerCmd() *cobra.Command {
 				}
 				defer stopProfile()
 			}
+			if memProfile != "" {
+				defer heapProfileOnSignal(memProfile, log)()
+			}
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, CheckpointDir: checkpointDir, Logger: log, Version: trellis.Version, ClientGrace: grace,
 				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, NoPrefetch: !prefetch, AdoptWindow: adopt, Heartbeat: heartbeat,
 				SnapshotRecords: snapshotRecords, CommitInterval: commitInterval})
@@ -117,6 +124,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().IntVar(&snapshotRecords, "snapshot-records", 0, "with --state: compact the journal into a snapshot once this many records (or a quarter of the last snapshot's, if more) came after the last one; 0 means 20,000 (docs/recovery.md)")
 	cmd.Flags().DurationVar(&commitInterval, "journal-commit-interval", journal.DefaultCommitInterval, "with --state: the least time between the starts of two journal commits; records queued meanwhile share one fdatasync (less CPU per record under load, up to this much more wait for a client's answer); 0 commits as soon as records are queued (docs/recovery.md)")
 	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the manager to FILE until it stops (go tool pprof FILE); for measuring")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write a heap profile of the manager to FILE (go tool pprof FILE) each time it gets the signal SIGUSR1 (kill -USR1 PID), after a garbage collection; for measuring")
 	stls.flags(cmd.Flags())
 	return cmd
 }
@@ -136,4 +144,50 @@ func startCPUProfile(file string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// heapProfileOnSignal writes a heap profile of this process to file each
+// time it gets SIGUSR1, after a garbage collection, until the returned
+// function is called. The profile is written beside file and renamed, so
+// that a reader that waits for file never sees half of one.
+func heapProfileOnSignal(file string, log *slog.Logger) (stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() { // exits when stop is called
+		defer close(exited)
+		for {
+			select {
+			case <-sig:
+				if err := writeHeapProfile(file); err != nil {
+					log.Error("--memprofile: the heap profile was not written", "file", file, "err", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+		<-exited
+	}
+}
+
+func writeHeapProfile(file string) error {
+	runtime.GC()
+	tmp := file + ".part"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file)
 }

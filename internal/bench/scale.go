@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"trellis"
@@ -54,6 +55,10 @@ type ScaleConfig struct {
 	// ManagerCPUProfile, when set, has the manager write its CPU profile
 	// there (trellis manager --cpuprofile).
 	ManagerCPUProfile string
+	// ManagerMemProfile, when set with QueueFirst, has the manager write a
+	// heap profile there once every task is queued (trellis manager
+	// --memprofile, then SIGUSR1).
+	ManagerMemProfile string
 	// Heartbeat, when set, is the manager's heartbeat interval
 	// (trellis manager --heartbeat); 0 leaves its default.
 	Heartbeat time.Duration
@@ -117,6 +122,12 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	if cfg.Heartbeat > 0 {
 		command = append(slices.Clone(command), "--heartbeat", cfg.Heartbeat.String())
 	}
+	if cfg.ManagerMemProfile != "" {
+		if !cfg.QueueFirst {
+			return nil, errors.New("bench scale: a heap profile of the manager is taken with every task queued: give QueueFirst (--queue-first) too")
+		}
+		command = append(slices.Clone(command), "--memprofile", cfg.ManagerMemProfile)
+	}
 	mgr, addr, err := startManager(ctx, command, secretFile)
 	if err != nil {
 		return nil, err
@@ -176,6 +187,12 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 		}
 		if err := queued(empty.rssMB); err != nil {
 			return nil, err
+		}
+		if cfg.ManagerMemProfile != "" {
+			logf("writing the manager's heap profile to %s", cfg.ManagerMemProfile)
+			if err := mgr.heapProfile(ctx, cfg.ManagerMemProfile); err != nil {
+				return nil, err
+			}
 		}
 		if before, err = mgr.usage(); err != nil {
 			return nil, err
@@ -371,6 +388,31 @@ func startManager(ctx context.Context, command []string, secretFile string) (*ma
 		return nil, "", fmt.Errorf("bench scale: the manager %q never said where it listens:\n%s", command, p.log.tail())
 	}
 	return p, addr, ctx.Err()
+}
+
+// heapProfile has the manager write its heap profile to file (it runs
+// with --memprofile file) and waits until it is there, for at most a
+// minute.
+func (p *managerProc) heapProfile(ctx context.Context, file string) error {
+	os.Remove(file) // one left by an earlier run must not count
+	if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		return fmt.Errorf("bench: ask the manager for its heap profile: %w", err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(file); err == nil {
+			return nil
+		}
+		if err := p.exited(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: the manager wrote no heap profile to %s within a minute of SIGUSR1: see its log:\n%s", file, p.log.tail())
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // exited returns an error once the manager has exited.

@@ -196,17 +196,22 @@ type Release struct {
 	Files  []FileID
 }
 
-// Unplaceable: no connected worker that takes tasks could run Task,
-// which is ready, even if it were idle: Why says what is missing, as "no
+// Unplaceable: no connected worker that takes tasks could run Tasks,
+// which are ready, even if it were idle: Why says what is missing, as "no
 // connected worker has 64 cores (largest: 2)". It comes when the reason
 // appears or changes (at submission, or as workers join, drain and
 // leave), never again for the same reason, and with Why "" when it clears
 // because such a worker joined. A call is unplaceable while no instance
 // of its library is placed and none could be; library instances have no
 // Unplaceable of their own. A Dispatch or a Done also ends the reason.
+//
+// One action tells many tasks: every queued task of a shape (or call of
+// a library) judged at once, and the tasks of a batch queued one after
+// another, as long as no other action comes between them; so no two
+// Unplaceable actions in a row have the same Why. Tasks is never empty.
 type Unplaceable struct {
-	Task TaskID
-	Why  string
+	Tasks []TaskID
+	Why   string
 }
 
 func (Fetch) isAction()           {}

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"testing"
+	"time"
 
+	"trellis/internal/core"
 	"trellis/internal/core/corebench"
 )
 
@@ -61,5 +63,29 @@ func TestBenchCore(t *testing.T) {
 		if p.Decisions == 0 || p.Queued == 0 {
 			t.Errorf("BenchCore(%d, %d): point %+v made no decisions or queued nothing", *benchWorkers, *benchTasks, p)
 		}
+	}
+}
+
+// BenchmarkTickUnplaceable times a Tick with a million tasks queued and no
+// worker connected, so that every task is unplaceable, once a first Tick
+// has stamped them: with no timeout, and with one (an hour: none ends).
+// ns/op is one Tick.
+func BenchmarkTickUnplaceable(b *testing.B) {
+	for _, limit := range []time.Duration{0, time.Hour} {
+		b.Run(fmt.Sprintf("timeout=%s", limit), func(b *testing.B) {
+			const n = 1_000_000
+			c := core.New()
+			tasks := make([]core.Task, n)
+			for i := range tasks {
+				tasks[i] = core.Task{ID: core.TaskID(i + 1), Resources: core.Resources{MilliCores: 1000}, UnplaceableTimeout: limit}
+			}
+			c.Step(core.TasksSubmitted{Tasks: tasks})
+			c.Step(core.Tick{Now: time.Second})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c.Step(core.Tick{Now: time.Duration(i+2) * time.Second})
+			}
+		})
 	}
 }

@@ -27,13 +27,18 @@ type task struct {
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
 	held       bool // it holds a reservation of its worker's resources
-	stuck      bool // told that no worker could run it (since when: Core.stuckSince); see unplaceable.go
+	stuck      bool // told that no worker could run it (since when: since); see unplaceable.go
 	pinned     bool // its inputs are pinned on its worker (see pin)
 	// rank orders tasks of equal priority (see before): branchRank if it
 	// reads a file a task produces (it continues a started branch), plus
 	// bits.Len64 of the bytes its end lets be pruned, when made ready.
 	rank  uint8
 	class class // what Tally counts it as (see classOf)
+	// since: when a stuck task was told so, on Tick's clock; -1 until the
+	// next Tick. A field, not a map entry per stuck task: a million queued
+	// tasks with no worker are all stuck, and the field fits in the size
+	// class the task had without it (TestTaskSize).
+	since time.Duration
 }
 
 // Core is the scheduler state machine. See the package documentation.
@@ -81,11 +86,10 @@ type Core struct {
 	instSeq   uint64
 
 	now time.Duration // the last Tick's Now
-	// stuckSince: when each stuck task was told so, on Tick's clock; -1
-	// until the next Tick. A map, not a field: few tasks are stuck, and
-	// a million queued ones are the core's load.
-	stuckSince map[TaskID]time.Duration
-	epoch      uint64 // changes whenever the workers that take tasks do
+	// unstamped: the tasks told unplaceable since the last Tick, which
+	// stamps their since with its Now (expire).
+	unstamped []*task
+	epoch     uint64 // changes whenever the workers that take tasks do
 
 	// Placements since the last Placements call, kept only once
 	// ObservePlacements asked for them (a transaction log).
@@ -122,22 +126,21 @@ type Core struct {
 // New returns an empty core.
 func New() *Core {
 	return &Core{
-		tasks:      make(map[TaskID]*task),
-		workers:    make(map[WorkerID]*worker),
-		ready:      newReadyQueue(),
-		files:      newCatalog(),
-		transfers:  make(map[uint64]*transfer),
-		originOut:  make(map[FileID]int32),
-		retained:   make(map[TaskID]*task),
-		followers:  make(map[TaskID][]TaskID),
-		libs:       make(map[LibID]*library),
-		shapes:     make(map[Resources]*shapeCount),
-		stuckSince: make(map[TaskID]time.Duration),
-		spaceTold:  make(map[TaskID]struct{}),
-		epoch:      1,
-		adrift:     make(map[TaskID]adrift),
-		unknown:    make(map[TaskID]Unknown),
-		short:      make(map[FileID]struct{}),
+		tasks:     make(map[TaskID]*task),
+		workers:   make(map[WorkerID]*worker),
+		ready:     newReadyQueue(),
+		files:     newCatalog(),
+		transfers: make(map[uint64]*transfer),
+		originOut: make(map[FileID]int32),
+		retained:  make(map[TaskID]*task),
+		followers: make(map[TaskID][]TaskID),
+		libs:      make(map[LibID]*library),
+		shapes:    make(map[Resources]*shapeCount),
+		spaceTold: make(map[TaskID]struct{}),
+		epoch:     1,
+		adrift:    make(map[TaskID]adrift),
+		unknown:   make(map[TaskID]Unknown),
+		short:     make(map[FileID]struct{}),
 	}
 }
 

@@ -107,10 +107,12 @@
 // Unplaceable tasks (see unplaceable.go): a queued task (or call) that no
 // connected, non-draining worker could run even if it were idle is told so
 // by an Unplaceable action with the reason, when the reason appears or
-// changes, and with none when it clears; never on every Tick. Tick.Now is
-// the core's only clock: a task unplaceable for its UnplaceableTimeout,
-// counted from the first Tick after it was told, ends with
-// ResourceExceeded.
+// changes, and with none when it clears; never on every Tick. One action
+// tells every task of a shape judged at once, or queued in a row, not one
+// per task: a batch of 100,000 tasks submitted with no worker connected is
+// told in one. Tick.Now is the core's only clock: a task unplaceable for
+// its UnplaceableTimeout, counted from the first Tick after it was told,
+// ends with ResourceExceeded.
 //
 // Checkpoints and the commit barrier (checkpoint.go): Task.Keep says how a
 // task's outputs survive lost workers (lineage, Replicas copies, or a

@@ -9,6 +9,9 @@ package core
 type shapeQueue struct {
 	need  Resources
 	tasks []*task
+	// limited counts the tasks with an UnplaceableTimeout: a Tick looks
+	// into a queue for tasks to time out only if it has some (expire).
+	limited int
 }
 
 // before reports whether a runs before b: by priority, then a task that
@@ -34,6 +37,9 @@ const branchRank = 0x80
 func (q *shapeQueue) head() *task { return q.tasks[0] }
 
 func (q *shapeQueue) push(t *task) {
+	if t.spec.UnplaceableTimeout > 0 {
+		q.limited++
+	}
 	t.index = len(q.tasks)
 	q.tasks = append(q.tasks, t)
 	q.up(t.index)
@@ -45,6 +51,9 @@ func (q *shapeQueue) pop() *task {
 
 func (q *shapeQueue) remove(i int) *task {
 	t := q.tasks[i]
+	if t.spec.UnplaceableTimeout > 0 {
+		q.limited--
+	}
 	last := len(q.tasks) - 1
 	if i != last {
 		q.swap(i, last)

@@ -14,10 +14,11 @@ import (
 // more of some resource than any of them has. The core judges each shape
 // once per change of those workers (an epoch), tells every queued task of
 // a shape with no worker an Unplaceable when the shape's reason appears
-// or changes, and again with no reason when it clears. Calls follow their
-// library: they are unplaceable while none of its instances is placed and
-// the library's shape is. Tick ends those that waited longer than their
-// UnplaceableTimeout.
+// or changes, and again with no reason when it clears: one action for them
+// all, which the tasks queued next with the same reason join (tell). Calls
+// follow their library: they are unplaceable while none of its instances
+// is placed and the library's shape is. Tick ends those that waited longer
+// than their UnplaceableTimeout.
 
 // workersChanged judges again, after a worker joined, drained or left,
 // every shape with queued tasks, and every library whose calls may change.
@@ -111,17 +112,24 @@ func (c *Core) tell(t *task, why string) {
 		c.unstick(t)
 	case !t.stuck:
 		t.stuck = true
-		c.stuckSince[t.spec.ID] = -1 // timed from the next Tick: it waits at least its limit
+		t.since = -1 // timed from the next Tick: it waits at least its limit
+		c.unstamped = append(c.unstamped, t)
 	}
-	c.emit(Unplaceable{Task: t.spec.ID, Why: why})
+	if n := len(c.out); n > 0 {
+		if u, ok := c.out[n-1].(Unplaceable); ok && u.Why == why {
+			// Told with the tasks just before it: the tasks of a shape
+			// (or a library) judged together, or queued in one batch.
+			u.Tasks = append(u.Tasks, t.spec.ID)
+			c.out[n-1] = u
+			return
+		}
+	}
+	c.emit(Unplaceable{Tasks: []TaskID{t.spec.ID}, Why: why})
 }
 
 // unstick forgets that t was told no worker could run it.
 func (c *Core) unstick(t *task) {
-	if t.stuck {
-		t.stuck = false
-		delete(c.stuckSince, t.spec.ID)
-	}
+	t.stuck = false
 }
 
 // shapeFor returns the count of shape r, made if it is new.
@@ -214,34 +222,39 @@ func plural(n int64, what string) string {
 
 // expire stamps the unplaceable tasks told since the last Tick with now,
 // and ends those that have been unplaceable for their UnplaceableTimeout.
+// It looks only at the tasks told since the last Tick and into the queues
+// that hold tasks with a timeout: a million tasks queued with no worker
+// and no timeout cost a Tick nothing.
 func (c *Core) expire() {
+	for _, t := range c.unstamped {
+		if t.stuck && t.since < 0 {
+			t.since = c.now
+		}
+	}
+	clear(c.unstamped)
+	c.unstamped = c.unstamped[:0]
+	if cap(c.unstamped) > 1<<10 {
+		c.unstamped = nil // a large batch told: let its room go
+	}
 	type late struct {
 		t   *task
 		why string
 	}
 	var ends []late
 	age := func(t *task, why string) {
-		if !t.stuck {
-			return // an instance
-		}
-		since := c.stuckSince[t.spec.ID]
-		if since < 0 {
-			since = c.now
-			c.stuckSince[t.spec.ID] = since
-		}
-		if limit := t.spec.UnplaceableTimeout; limit > 0 && c.now-since >= limit {
+		if limit := t.spec.UnplaceableTimeout; t.stuck && limit > 0 && c.now-t.since >= limit {
 			ends = append(ends, late{t, why})
 		}
 	}
 	for _, q := range c.ready.shapes {
-		if why := c.shapes[q.need].why; why != "" {
+		if why := c.shapes[q.need].why; why != "" && q.limited > 0 {
 			for _, t := range q.tasks {
 				age(t, why)
 			}
 		}
 	}
 	for _, lib := range c.libs {
-		if lib.why != "" { // (calls waiting for a slot are not unplaceable)
+		if lib.why != "" && lib.waiting.limited > 0 { // (calls waiting for a slot are not unplaceable)
 			for _, t := range lib.waiting.tasks {
 				age(t, lib.why)
 			}
@@ -294,7 +307,7 @@ func (c *Core) UnplaceableTasks(limit int) (int, []UnplaceableTask) {
 	var some []UnplaceableTask
 	add := func(t *task, why string) {
 		if t.stuck && len(some) < limit {
-			some = append(some, UnplaceableTask{Task: t.spec.ID, Why: why, Since: c.stuckSince[t.spec.ID]})
+			some = append(some, UnplaceableTask{Task: t.spec.ID, Why: why, Since: t.since})
 		}
 	}
 	for _, q := range c.ready.shapes {

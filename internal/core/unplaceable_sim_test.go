@@ -47,8 +47,9 @@ var unplaceableScenarios = []struct {
 
 // TestSimulationUnplaceable runs the unplaceable scenarios. Besides the
 // invariants of the other simulations, every step checks that an
-// Unplaceable names a queued task no open worker could run, comes only
-// when its reason appears, changes or clears, and is cleared once a worker
+// Unplaceable names queued tasks no open worker could run, comes only
+// when their reason appears, changes or clears (one action for the tasks
+// told together, never two in a row of one reason), and is cleared once a worker
 // could; that every ready task no open worker could run was told why; and
 // that a Tick ends exactly the tasks unplaceable for their timeout. See
 // coretest.
@@ -61,6 +62,10 @@ func TestSimulationUnplaceable(t *testing.T) {
 				if len(seeds()) > 1 && (total.Unplaceable == 0 || total.UnplaceableCleared == 0 || total.UnplaceableTimedOut == 0) {
 					t.Errorf("over every seed: %d tasks told unplaceable, %d cleared, %d timed out; want some of each",
 						total.Unplaceable, total.UnplaceableCleared, total.UnplaceableTimedOut)
+				}
+				if told := total.Unplaceable + total.UnplaceableCleared; told > 0 && total.UnplaceableActions >= told {
+					t.Errorf("over every seed: %d tasks told in %d Unplaceable actions; want fewer actions than tasks (one tells many)",
+						told, total.UnplaceableActions)
 				}
 			})
 			for _, seed := range seeds() {
@@ -77,6 +82,7 @@ func TestSimulationUnplaceable(t *testing.T) {
 					total.Unplaceable += stats.Unplaceable
 					total.UnplaceableCleared += stats.UnplaceableCleared
 					total.UnplaceableTimedOut += stats.UnplaceableTimedOut
+					total.UnplaceableActions += stats.UnplaceableActions
 				})
 			}
 		})

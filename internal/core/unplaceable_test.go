@@ -11,7 +11,14 @@ import (
 	"trellis/internal/core"
 )
 
-func stuck(id core.TaskID, why string) core.Unplaceable { return core.Unplaceable{Task: id, Why: why} }
+func stuck(id core.TaskID, why string) core.Unplaceable {
+	return core.Unplaceable{Tasks: []core.TaskID{id}, Why: why}
+}
+
+// told is one Unplaceable of several tasks.
+func told(why string, ids ...core.TaskID) core.Unplaceable {
+	return core.Unplaceable{Tasks: ids, Why: why}
+}
 
 func tick(s int) core.Tick { return core.Tick{Now: time.Duration(s) * time.Second} }
 
@@ -44,6 +51,24 @@ func TestUnplaceable(t *testing.T) {
 				{join(3, res(1000, 4000)), nil}, // the largest is the same: nothing to tell
 				{join(4, res(64000, 8000)), acts(stuck(1, ""), dispatch(1, 1, 4))},
 				{tick(2), nil},
+			},
+		},
+		{
+			// One action tells a batch, and every task of a shape when
+			// workers change: not one per task.
+			name: "told once per batch and per shape",
+			steps: []step{
+				{submit(task(1, res(1000, 100)), task(2, res(1000, 100)), task(3, big), task(4, res(1000, 100))), acts(
+					told("no worker is connected", 1, 2, 3, 4),
+				)},
+				{join(1, res(500, 4000)), acts(
+					told("no connected worker has 1 core (largest: 0.5)", 1, 2, 4),
+					told("no connected worker has 64 cores (largest: 0.5)", 3),
+				)},
+				{submit(task(5, big), task(6, big)), acts(told("no connected worker has 64 cores (largest: 0.5)", 5, 6))},
+				{join(2, res(2000, 4000)), acts(told("", 1, 2, 4), told("no connected worker has 64 cores (largest: 2)", 3, 5, 6),
+					dispatch(1, 1, 2), dispatch(2, 1, 2))},
+				{join(3, big), acts(told("", 3, 5, 6), dispatch(3, 1, 3))},
 			},
 		},
 		{
@@ -170,8 +195,7 @@ func TestUnplaceable(t *testing.T) {
 				{join(1, res(2000, 4000)), nil},
 				{core.LibraryInstalled{Lib: 7, Resources: res(8000, 500), Slots: 2}, nil},
 				{submit(callOf(1, 7, 0), limit(callOf(2, 7, 0), time.Second)), acts(
-					stuck(1, "its library's instances cannot be placed: no connected worker has 8 cores (largest: 2)"),
-					stuck(2, "its library's instances cannot be placed: no connected worker has 8 cores (largest: 2)"),
+					told("its library's instances cannot be placed: no connected worker has 8 cores (largest: 2)", 1, 2),
 				)},
 				{tick(1), nil},
 				{tick(2), acts(done(2, 0, 0, outcome(core.ResourceExceeded, "waited 1s (its unplaceable timeout) for a worker that could run it: its library's instances cannot be placed: no connected worker has 8 cores (largest: 2); connect a worker that has what it asks for, or ask for less")))},

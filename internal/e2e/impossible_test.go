@@ -37,8 +37,9 @@ func newClusterWith(t *testing.T, flags ...string) *cluster {
 	return &cluster{t: t, addr: addr, secretFile: secret, manager: m, store: filepath.Join(dir, "store")}
 }
 
-// TestImpossibleTask: a task asking for 64 cores of a cluster of 1-core
-// workers. `trellis run` says why it waits at once; with the manager's
+// TestImpossibleTask: tasks asking for 64 cores of a cluster of 1-core
+// workers. `trellis run` says why each waits at once (the two of the first
+// workflow are told in one event of the manager's); with the manager's
 // --unplaceable-timeout it fails with the reason while the rest of the
 // workflow succeeds; a workflow that sets no limit (0s) waits, `trellis
 // status` shows the reason, and a 64-core worker that joins runs it.
@@ -58,6 +59,9 @@ tasks:
     command: echo big > big.txt
     cores: 64
     outputs: {big.txt: out/big.txt}
+  - name: big-too
+    command: "true"
+    cores: 64
   - name: after-big
     command: cat big.txt
     inputs: {big.txt: out/big.txt}
@@ -69,7 +73,10 @@ tasks:
     outputs: {b.txt: out/b.txt}
 `)
 		run := start(t, nil, "run", "--quiet", "--manager", c.addr, "--secret-file", c.secretFile, filepath.Join(dir, "wf.yaml"))
-		waitFor(t, 10*time.Second, "the reason big waits", func() bool { return strings.Contains(run.Output(), "waiting big: "+why+"\n") })
+		waitFor(t, 10*time.Second, "the reasons big and big-too wait", func() bool {
+			out := run.Output()
+			return strings.Contains(out, "waiting big: "+why+"\n") && strings.Contains(out, "waiting big-too: "+why+"\n")
+		})
 		if code := run.wait(t, time.Minute); code != 1 {
 			t.Fatalf("trellis run exited %d, want 1; output:\n%s", code, run.Output())
 		}
@@ -77,8 +84,9 @@ tasks:
 		t.Logf("trellis run output:\n%s", out)
 		for _, want := range []string{
 			"FAILED  big (line 4): resource exceeded: waited 2s (its unplaceable timeout) for a worker that could run it: " + why + "; connect a worker that has what it asks for, or ask for less\n",
-			`SKIPPED after-big (line 8): it depends on "big", which did not succeed` + "\n",
-			"workflow impossible FAILED: 4 tasks, 2 succeeded, 1 failed, 1 skipped",
+			"FAILED  big-too (line 8): resource exceeded: waited 2s (its unplaceable timeout) for a worker that could run it: " + why + "; connect a worker that has what it asks for, or ask for less\n",
+			`SKIPPED after-big (line 11): it depends on "big", which did not succeed` + "\n",
+			"workflow impossible FAILED: 5 tasks, 2 succeeded, 2 failed, 1 skipped",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("trellis run output:\n%s\nlacks %q", out, want)

@@ -84,7 +84,7 @@ func (s *state) cancel(ev evCancel) {
 		}
 		var found []uint64
 		for id, rec := range s.tasks {
-			if !rec.done && (ev.session != "" && rec.session == ev.session || ev.workflow != "" && rec.workflow() == ev.workflow) {
+			if !rec.done && (ev.session != "" && rec.session() == ev.session || ev.workflow != "" && rec.workflow() == ev.workflow) {
 				found = append(found, uint64(id))
 			}
 		}

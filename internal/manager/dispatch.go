@@ -19,7 +19,7 @@ import (
 // are kept in the worker's cache if the core says so (a.Keep).
 func (s *state) runSpec(rec *taskRecord, a core.Dispatch) *pb.TaskSpec {
 	if rec.plain != nil {
-		return rec.plain.taskSpec() // built for this dispatch
+		return rec.plain.taskSpec(rec.pname, rec.pkey) // built for this dispatch
 	}
 	stored := rec.spec
 	if len(stored.Inputs) == 0 && len(stored.Outputs) == 0 {
@@ -42,9 +42,9 @@ func (s *state) runSpec(rec *taskRecord, a core.Dispatch) *pb.TaskSpec {
 // journal. A task without a key is named by its ID ("#ID").
 func idempotencyKey(rec *taskRecord, id core.TaskID) string {
 	if key := rec.key(); key != "" {
-		return rec.session + "/" + key
+		return rec.session() + "/" + key
 	}
-	return rec.session + "/#" + strconv.FormatUint(uint64(id), 10)
+	return rec.session() + "/#" + strconv.FormatUint(uint64(id), 10)
 }
 
 // runInputs returns new refs of the inputs of a dispatch, with the size and

@@ -128,12 +128,38 @@ func TestPlainSpecKeepsEveryField(t *testing.T) {
 		if !isPlain(spec) {
 			t.Fatalf("%v is not plain", spec)
 		}
-		rec := &taskRecord{plain: newPlainSpec(spec)}
+		rec := plainRecord(spec, nil, nil)
 		if diff := cmp.Diff(spec, rec.stored(), protocmp.Transform()); diff != "" {
 			t.Errorf("the plain record's spec (-submitted +built):\n%s", diff)
 		}
 		if rec.stored() == rec.stored() {
 			t.Errorf("stored() returned one spec twice: a dispatch could change what another sends")
 		}
+	}
+}
+
+// TestPlainSpecShared: plain tasks submitted one after another share one
+// plainSpec while they differ only in name and key, and each still has
+// its own spec.
+func TestPlainSpecShared(t *testing.T) {
+	specs := []*pb.TaskSpec{
+		{Name: "a", Key: "1", Command: "true", Resources: &pb.Resources{Cores: 1}},
+		{Name: "b", Key: "2", Command: "true", Resources: &pb.Resources{Cores: 1}},
+		{Key: "3", Command: "true", Resources: &pb.Resources{Cores: 1}},
+		{Name: "d", Key: "4", Command: "true", Resources: &pb.Resources{Cores: 2}},
+		{Name: "e", Key: "5", Command: "false", Resources: &pb.Resources{Cores: 2}},
+		{Name: "f", Key: "6", Command: "false", Resources: &pb.Resources{Cores: 2}},
+	}
+	shared := []bool{false, true, true, false, false, true} // with the task before
+	var last *plainSpec
+	for i, spec := range specs {
+		rec := plainRecord(spec, nil, last)
+		if got := rec.plain == last; got != shared[i] {
+			t.Errorf("task %d (%v) shares the plainSpec of the one before: %v; want %v", i, spec, got, shared[i])
+		}
+		if diff := cmp.Diff(spec, rec.stored(), protocmp.Transform()); diff != "" {
+			t.Errorf("task %d: the plain record's spec (-submitted +built):\n%s", i, diff)
+		}
+		last = rec.plain
 	}
 }

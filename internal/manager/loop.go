@@ -76,6 +76,7 @@ type state struct {
 	m                           *Manager
 	core                        *core.Core
 	tasks                       map[core.TaskID]*taskRecord // until the core forgets them
+	lastPlain                   *plainSpec                  // of the plain task submitted last, for the next alike to share
 	sessions                    map[core.WorkerID]*session
 	fileIDs                     map[string]core.FileID // cache name -> core ID
 	fileInfo                    map[string]*pb.FileInfo
@@ -470,9 +471,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 		case core.Release:
 			s.releaseFiles(a)
 		case core.Unplaceable:
-			if rec := s.tasks[a.Task]; rec != nil && !rec.done { // (not a run again to recreate a file)
-				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_WAITING, Unplaceable: a.Why})
-			}
+			s.tellUnplaceable(a)
 		}
 	}
 }
@@ -519,7 +518,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 			if s.results[f.Name] == nil {
 				s.results[f.Name] = make(map[string]bool)
 			}
-			s.results[f.Name][rec.session] = true
+			s.results[f.Name][rec.session()] = true
 		}
 		if c := rec.call(); c != nil {
 			if lib := s.libs[c.Library]; lib != nil {
@@ -652,13 +651,14 @@ func (s *state) submitNew(client *clients.Session, req *pb.SubmitRequest, stored
 	for i, msg := range req.Tasks {
 		s.nextTask++
 		id := s.nextTask
-		rec := &taskRecord{session: req.Session, client: client}
+		var rec *taskRecord
 		spec := msg // a plain task's spec: the request's own, never written into
 		if isPlain(msg) {
-			rec.plain = newPlainSpec(msg)
+			rec = plainRecord(msg, client, s.lastPlain)
+			s.lastPlain = rec.plain
 		} else {
 			spec = s.taskSpec(msg)
-			rec.spec = spec
+			rec = &taskRecord{spec: spec, client: client}
 		}
 		s.tasks[id] = rec
 		if w := spec.Workflow; w != "" && !s.workflows[w] {
@@ -736,11 +736,15 @@ func (s *state) resubmitted(client *clients.Session, tasks []*pb.TaskSpec) (clie
 // appended before it are durable.
 func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
 	ev.Key = rec.key()
+	s.put(rec.client, ev)
+}
+
+// put gives ev to client once what the loop journaled is durable.
+func (s *state) put(client *clients.Session, ev *pb.TaskEvent) {
 	if s.m.journal == nil {
-		rec.client.Put(ev) // nothing to wait for: no closure per event on the hot path
+		client.Put(ev) // nothing to wait for: no closure per event on the hot path
 		return
 	}
-	client := rec.client
 	s.hold(s.appended, func() { client.Put(ev) })
 }
 

@@ -2,8 +2,11 @@ package manager
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
 
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -35,15 +38,20 @@ func TestUnplaceableTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Told at once: the events of big and patient, and status.
+	// Told at once, in one event for both: big and patient; and status.
 	told := map[string]string{}
+	events := 0
 	for _, ev := range watchUntil(t, m, func(ev *pb.TaskEvent) bool { return ev.Key == "small" && ev.State == pb.TaskState_TASK_STATE_DONE }) {
 		if ev.State == pb.TaskState_TASK_STATE_WAITING {
+			events++
 			told[ev.Key] = ev.Unplaceable
+			for _, k := range ev.AlsoKeys {
+				told[k] = ev.Unplaceable
+			}
 		}
 	}
-	if told["big"] != why || told["patient"] != why || len(told) != 2 {
-		t.Errorf("WAITING events' reasons by key: %v; want %q for big and patient only", told, why)
+	if told["big"] != why || told["patient"] != why || len(told) != 2 || events != 1 {
+		t.Errorf("WAITING events' reasons by key: %v in %d events; want %q for big and patient only, in one event", told, events, why)
 	}
 	snap, err := m.Snapshot(ctx)
 	if err != nil {
@@ -70,15 +78,75 @@ func TestUnplaceableTasks(t *testing.T) {
 	}
 }
 
-// watchUntil collects the session's events until one meets last, for at
-// most 10 s.
+// TestUnplaceableBatched: tasks queued with no worker are told why in one
+// event per session, of at most MaxTasksPerEvent tasks, and a worker that
+// fits clears the reason of every task the same way.
+func TestUnplaceableBatched(t *testing.T) {
+	m, ctx := runManager(t, Config{Listen: "127.0.0.1:0", Secret: "s"})
+	sessions := map[string]int{"s1": MaxTasksPerEvent + 1, "s2": 2}
+	for session, n := range sessions {
+		tasks := make([]*pb.TaskSpec, n)
+		for i := range tasks {
+			tasks[i] = &pb.TaskSpec{Name: "t", Key: fmt.Sprint(session, "-", i), Command: "true", Resources: &pb.Resources{Cores: 1}}
+		}
+		if _, err := m.Handler().Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Session: session, Tasks: tasks})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// told collects the session's WAITING events until every task was told
+	// why, and returns how many events it took.
+	told := func(session, why string) int {
+		t.Helper()
+		seen, events := map[string]bool{}, 0
+		watchSession(t, m, session, func(ev *pb.TaskEvent) bool {
+			if ev.State != pb.TaskState_TASK_STATE_WAITING || ev.Unplaceable != why {
+				return false
+			}
+			events++
+			if len(ev.AlsoTaskIds) != len(ev.AlsoKeys) || len(ev.AlsoKeys) >= MaxTasksPerEvent {
+				t.Errorf("%s: an event of task %d and %d more task IDs, %d more keys; want as many of each, fewer than %d", session, ev.TaskId, len(ev.AlsoTaskIds), len(ev.AlsoKeys), MaxTasksPerEvent)
+			}
+			for _, k := range append([]string{ev.Key}, ev.AlsoKeys...) {
+				if seen[k] {
+					t.Errorf("%s: task %s told %q twice", session, k, why)
+				}
+				seen[k] = true
+			}
+			return len(seen) == sessions[session]
+		})
+		return events
+	}
+	want := map[string]int{"s1": 2, "s2": 1}
+	for session := range sessions {
+		if n := told(session, "no worker is connected"); n != want[session] {
+			t.Errorf("%s: %d tasks told in %d events; want %d", session, sessions[session], n, want[session])
+		}
+	}
+	w := joinWorker(ctx, t, m)
+	defer w.Close()
+	for session := range sessions {
+		if n := told(session, ""); n != want[session] {
+			t.Errorf("%s, once a worker joined: %d tasks cleared in %d events; want %d", session, sessions[session], n, want[session])
+		}
+	}
+}
+
+// watchUntil collects the events of session s1 until one meets last, for
+// at most 10 s.
 func watchUntil(t *testing.T, m *Manager, last func(*pb.TaskEvent) bool) []*pb.TaskEvent {
+	t.Helper()
+	return watchSession(t, m, "s1", last)
+}
+
+// watchSession collects the session's events until one meets last, for at
+// most 10 s.
+func watchSession(t *testing.T, m *Manager, session string, last func(*pb.TaskEvent) bool) []*pb.TaskEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var got []*pb.TaskEvent
 	found := false
-	m.WatchEvents(ctx, &pb.WatchRequest{Session: "s1"}, func(b *pb.TaskEvents) error {
+	m.WatchEvents(ctx, &pb.WatchRequest{Session: session}, func(b *pb.TaskEvents) error {
 		for _, ev := range b.Events {
 			if found {
 				break

@@ -53,9 +53,11 @@
 // left.
 //
 // With Config.UnplaceableFraction set (and in every run), the model also
-// checks the Unplaceable actions: each names a queued task (or call) that no
+// checks the Unplaceable actions: each names queued tasks (or calls) that no
 // open worker could run, even idle, with a reason that appears, changes or
-// clears, never the same twice; a task told so is told it cleared once an
+// clears, never the same twice; one action tells the tasks told together,
+// so no two in a row have the same reason (Stats.UnplaceableActions counts
+// them, Stats.Unplaceable the tasks); a task told so is told it cleared once an
 // open worker could run it; every ready task no open worker could run was
 // told (checked with the placement check); and a Tick, each one second on
 // the simulated clock, ends exactly the tasks unplaceable for their

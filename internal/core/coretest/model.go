@@ -483,7 +483,7 @@ func (s *sim) apply(a core.Action) {
 	case core.Release:
 		s.applyRelease(a)
 	case core.Unplaceable:
-		s.applyUnplaceable(a)
+		s.applyUnplaceable(a, s.prev)
 	default:
 		s.failf("unknown action %T", a)
 	}

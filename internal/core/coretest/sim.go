@@ -153,8 +153,9 @@ type Stats struct {
 	CallsBroken      int // calls of a library that never starts, failed with its reason
 
 	// Unplaceable tasks.
-	Unplaceable         int // Unplaceable actions with a reason
-	UnplaceableCleared  int // without one
+	Unplaceable         int // tasks told a reason by an Unplaceable
+	UnplaceableCleared  int // tasks told none
+	UnplaceableActions  int // Unplaceable actions: one tells many tasks
 	UnplaceableTimedOut int // tasks a Tick ended after their UnplaceableTimeout
 }
 
@@ -183,7 +184,7 @@ func (s Stats) String() string {
 		}
 	}
 	if s.Unplaceable > 0 {
-		out += fmt.Sprintf(" unplaceable=%d cleared=%d timed-out=%d", s.Unplaceable, s.UnplaceableCleared, s.UnplaceableTimedOut)
+		out += fmt.Sprintf(" unplaceable=%d cleared=%d timed-out=%d (in %d actions)", s.Unplaceable, s.UnplaceableCleared, s.UnplaceableTimedOut, s.UnplaceableActions)
 	}
 	if s.Calls > 0 {
 		out += fmt.Sprintf(" libraries=%d reinstalls=%d calls=%d call-dispatches=%d instances started=%d ready=%d set-up failures=%d crashes=%d stops=%d broken=%d calls failed broken=%d",
@@ -273,6 +274,7 @@ type sim struct {
 
 	step int
 	ev   core.Event
+	prev core.Action // the action of this step before the one applied; nil for the first
 
 	tasks         []*simTask // tasks[i] has ID i+1; generated as they are submitted
 	next          int        // tasks[:next] were submitted
@@ -354,7 +356,11 @@ func (s *sim) do(ev core.Event) []core.Action {
 	if s.exact && !equalActions(s.want, withoutUnplaceable(s.withoutDeploys(acts))) {
 		s.failf("got actions %+v, want exactly %+v", acts, s.want)
 	}
-	for _, a := range acts {
+	for i, a := range acts {
+		s.prev = nil
+		if i > 0 {
+			s.prev = acts[i-1]
+		}
 		s.apply(a)
 	}
 	s.afterStep(acts)

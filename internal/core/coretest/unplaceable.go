@@ -54,27 +54,46 @@ func (s *sim) shapeOf(t *simTask) (core.Resources, bool) {
 	return l.spec.Resources, true
 }
 
-// applyUnplaceable checks that an Unplaceable names a queued task whose
-// reason appears, changes or clears, and records it.
-func (s *sim) applyUnplaceable(a core.Unplaceable) {
-	t := s.task(a.Task)
+// applyUnplaceable checks that an Unplaceable names queued tasks whose
+// reason appears, changes or clears, and records it. prev is the action
+// before it in the step (nil for the first): an Unplaceable of the same
+// reason there should have taken these tasks too, as one action tells the
+// tasks judged or queued together.
+func (s *sim) applyUnplaceable(a core.Unplaceable, prev core.Action) {
+	if len(a.Tasks) == 0 {
+		s.failf("%+v names no task", a)
+	}
+	if p, ok := prev.(core.Unplaceable); ok && p.Why == a.Why {
+		s.failf("%+v right after %+v, of the same reason: one action should tell them all", a, p)
+	}
+	s.stats.UnplaceableActions++
+	for _, id := range a.Tasks {
+		s.tellOne(id, a.Why)
+	}
+}
+
+// tellOne checks that queued task id may be told why (see
+// applyUnplaceable), and records it.
+func (s *sim) tellOne(id core.TaskID, why string) {
+	t := s.task(id)
 	switch {
 	case t == nil || !t.submitted || t.rejected:
-		s.failf("%+v of a task never submitted", a)
+		s.failf("Unplaceable %q of task %d, never submitted", why, id)
+		return
 	case t.done && !t.rerunning:
-		s.failf("%+v of a task that has its Done (%s)", a, t.doneKind)
+		s.failf("Unplaceable %q of task %d, which has its Done (%s)", why, id, t.doneKind)
 	case t.worker != nil:
-		s.failf("%+v of a task running as attempt %d on worker %d", a, t.attempt, t.worker.id)
-	case a.Why == t.stuck:
-		s.failf("%+v: told the same again (an Unplaceable comes only when the reason appears, changes or clears)", a)
+		s.failf("Unplaceable %q of task %d, running as attempt %d on worker %d", why, id, t.attempt, t.worker.id)
+	case why == t.stuck:
+		s.failf("Unplaceable %q of task %d: told the same again (an Unplaceable comes only when the reason appears, changes or clears)", why, id)
 	}
-	if a.Why != "" {
+	if why != "" {
 		if need, ok := s.shapeOf(t); ok && s.fitsOpen(need) {
-			s.failf("%+v, but an open worker could run what it needs, %v", a, need)
+			s.failf("Unplaceable %q of task %d, but an open worker could run what it needs, %v", why, id, need)
 		}
 	}
-	s.setStuck(t, a.Why)
-	if a.Why == "" {
+	s.setStuck(t, why)
+	if why == "" {
 		s.stats.UnplaceableCleared++
 	} else {
 		s.stats.Unplaceable++

@@ -1622,7 +1622,15 @@ type TaskEvent struct {
 	// run the task, even idle: why ("no connected worker has 64 cores
 	// (largest: 2)"). A later event without it (WAITING, RUNNING or DONE)
 	// ends it.
-	Unplaceable   string `protobuf:"bytes,9,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
+	Unplaceable string `protobuf:"bytes,9,opt,name=unplaceable,proto3" json:"unplaceable,omitempty"`
+	// also_task_ids and also_keys (as long as each other) name more tasks
+	// that this event tells the same as task_id and key: a WAITING event that
+	// sets or clears unplaceable tells every task of the session that the
+	// reason concerns at once (a shape judged anew, a batch queued), up to
+	// 16,384 tasks an event, not one event per task. A client applies it to
+	// each task named.
+	AlsoTaskIds   []uint64 `protobuf:"varint,200,rep,packed,name=also_task_ids,json=alsoTaskIds,proto3" json:"also_task_ids,omitempty"`
+	AlsoKeys      []string `protobuf:"bytes,201,rep,name=also_keys,json=alsoKeys,proto3" json:"also_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1718,6 +1726,20 @@ func (x *TaskEvent) GetUnplaceable() string {
 		return x.Unplaceable
 	}
 	return ""
+}
+
+func (x *TaskEvent) GetAlsoTaskIds() []uint64 {
+	if x != nil {
+		return x.AlsoTaskIds
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetAlsoKeys() []string {
+	if x != nil {
+		return x.AlsoKeys
+	}
+	return nil
 }
 
 // TaskEvents is one message of the Watch stream: the events that were
@@ -6630,7 +6652,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06result\x18\v \x01(\fR\x06result\x12\x1c\n" +
 	"\ttraceback\x18\f \x01(\tR\ttraceback\x125\n" +
 	"\vresult_file\x18\r \x01(\v2\x14.trellis.v1.FileInfoR\n" +
-	"resultFile\"\x8c\x02\n" +
+	"resultFile\"\xcf\x02\n" +
 	"\tTaskEvent\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.trellis.v1.TaskStateR\x05state\x12\x18\n" +
@@ -6640,7 +6662,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04note\x18\x06 \x01(\tR\x04note\x12\x10\n" +
 	"\x03key\x18\a \x01(\tR\x03key\x12\x10\n" +
 	"\x03seq\x18\b \x01(\x04R\x03seq\x12 \n" +
-	"\vunplaceable\x18\t \x01(\tR\vunplaceable\"k\n" +
+	"\vunplaceable\x18\t \x01(\tR\vunplaceable\x12#\n" +
+	"\ralso_task_ids\x18\xc8\x01 \x03(\x04R\valsoTaskIds\x12\x1c\n" +
+	"\talso_keys\x18\xc9\x01 \x03(\tR\balsoKeys\"k\n" +
 	"\n" +
 	"TaskEvents\x12-\n" +
 	"\x06events\x18\x01 \x03(\v2\x15.trellis.v1.TaskEventR\x06events\x12\x18\n" +

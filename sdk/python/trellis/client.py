@@ -649,6 +649,9 @@ class Cluster:
             return  # applied already, sent again on a resumed stream
         self._applied = seq
         self._deliver(ev)
+        # An unplaceable reason told to many tasks at once: each gets it.
+        for task_id, key in zip(ev.get("alsoTaskIds", ()), ev.get("alsoKeys", ())):
+            self._deliver(dict(ev, taskId=task_id, key=key))
         self._to_ack = seq
         self._ack.set()
 
