@@ -7,11 +7,17 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"trellis/internal/core"
+	"trellis/internal/inproc"
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
 )
 
 // fakeFileServer stands for the file servers of workers: /w<N>/<name>
@@ -173,5 +179,71 @@ func TestCheckpointPullsBoundedAndCancelled(t *testing.T) {
 	defer srv.mu.Unlock()
 	if srv.max != ckptParallel {
 		t.Errorf("most pulls at the file server at once: got %d, want %d", srv.max, ckptParallel)
+	}
+}
+
+// TestCheckpointPullsThroughTheManager: two workers each end a task kept
+// by an async checkpoint; the manager's pulls from both file servers are
+// in progress at once; the first worker's loss ends its pull, and the
+// other's checkpoint lands in the checkpoint directory.
+func TestCheckpointPullsThroughTheManager(t *testing.T) {
+	dir := t.TempDir()
+	m, ctx := runManager(t, Config{Listen: "127.0.0.1:0", Secret: "s", CheckpointDir: dir})
+	srvs := []*fakeFileServer{newFakeFileServer(t), newFakeFileServer(t)}
+	var ws []*inproc.End[*pb.WorkerMessage, *pb.ManagerMessage]
+	for _, srv := range srvs {
+		w := m.ConnectWorker(ctx)
+		t.Cleanup(func() { w.Close() })
+		hello := &pb.Hello{Name: "w", Protocol: proto.Protocol, Resources: &pb.Resources{Cores: 1, MemoryMb: 1000, DiskMb: 1000},
+			FileServer: strings.TrimPrefix(srv.URL, "http://")}
+		if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+			t.Fatal(err)
+		}
+		if first, err := w.Receive(); err != nil || first.GetWelcome() == nil {
+			t.Fatalf("first message %v, %v; want a welcome", first, err)
+		}
+		ws = append(ws, w)
+	}
+	var tasks []*pb.TaskSpec
+	var decls []*pb.FileDecl
+	for _, name := range []string{"ck-a", "ck-b"} {
+		tasks = append(tasks, &pb.TaskSpec{Name: name, Key: name, Command: "true", Resources: &pb.Resources{Cores: 1},
+			Outputs: []*pb.FileRef{{Name: name, Path: "o"}}, Keep: pb.Keep_KEEP_CHECKPOINT_ASYNC})
+		decls = append(decls, &pb.FileDecl{Name: name, Kind: pb.FileKind_FILE_KIND_TEMP, Level: pb.CacheLevel_CACHE_LEVEL_WORKFLOW})
+	}
+	if _, err := m.Handler().Submit(ctx, connect.NewRequest(&pb.SubmitRequest{Session: "s1", Tasks: tasks, Files: decls})); err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(ws)) // the output each worker made
+	for i, w := range ws {
+		run := nextRun(t, w)
+		names[i] = run.Spec.Outputs[0].Name
+		done := &pb.AttemptDone{TaskId: run.TaskId, Attempt: run.Attempt, Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS,
+			Outputs: []*pb.FileInfo{{Name: names[i], Size: int64(len(names[i])), Kept: true}}}}
+		if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: done}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srvs[0].waitFor(t, 1)
+	srvs[1].waitFor(t, 1) // both pulls at once, each at its worker's file server
+
+	ws[0].Close()
+	srvs[0].waitFor(t, 0) // the lost worker's pull ended
+	close(srvs[1].release)
+	path := filepath.Join(dir, names[1])
+	for deadline := time.Now().Add(time.Minute); ; {
+		if data, err := os.ReadFile(path); err == nil {
+			if string(data) != names[1] {
+				t.Fatalf("checkpoint %s holds %q, want %q", names[1], data, names[1])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint %s not in %s within a minute", names[1], dir)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(dir, names[0])); err == nil {
+		t.Errorf("checkpoint %s of the lost worker was written", names[0])
 	}
 }
