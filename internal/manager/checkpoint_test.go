@@ -27,6 +27,7 @@ import (
 type fakeFileServer struct {
 	*httptest.Server
 	release chan struct{}
+	once    sync.Once // closes release
 
 	mu      sync.Mutex // guards now, max, changed
 	now     int
@@ -45,9 +46,12 @@ func newFakeFileServer(t *testing.T) *fakeFileServer {
 		case <-r.Context().Done():
 		}
 	}))
-	t.Cleanup(f.Close)
+	t.Cleanup(func() { f.open(); f.Close() }) // Close waits for the requests
 	return f
 }
+
+// open lets every request, in progress or to come, answer.
+func (f *fakeFileServer) open() { f.once.Do(func() { close(f.release) }) }
 
 func (f *fakeFileServer) add(n int) {
 	f.mu.Lock()
@@ -119,7 +123,7 @@ func TestCheckpointPullsInParallel(t *testing.T) {
 	c.add(srv.job(1, "a"))
 	c.add(srv.job(2, "b"))
 	srv.waitFor(t, 2)
-	close(srv.release)
+	srv.open()
 	got := map[string]bool{}
 	for range 2 {
 		ev := nextReport(t, evs)
@@ -171,7 +175,7 @@ func TestCheckpointPullsBoundedAndCancelled(t *testing.T) {
 		}
 	}
 	c.mu.Unlock()
-	close(srv.release)
+	srv.open()
 	if ev := nextReport(t, evs); ev.name != "other" || ev.err != nil {
 		t.Errorf("last report: got %s (err %v), want other, pulled", ev.name, ev.err)
 	}
@@ -229,7 +233,7 @@ func TestCheckpointPullsThroughTheManager(t *testing.T) {
 
 	ws[0].Close()
 	srvs[0].waitFor(t, 0) // the lost worker's pull ended
-	close(srvs[1].release)
+	srvs[1].open()
 	path := filepath.Join(dir, names[1])
 	for deadline := time.Now().Add(time.Minute); ; {
 		if data, err := os.ReadFile(path); err == nil {
