@@ -172,9 +172,11 @@ func (c *Core) checkpoint(e *fileEntry) {
 }
 
 // wantsCheckpoint reports whether e is to be checkpointed: by its
-// producer's Keep, or for a barred task waiting for it.
+// producer's Keep, or for a barred task waiting for it; not once its level
+// has expired (retire unlinks every copy: asking another holder as each
+// goes would name a copy about to be unlinked).
 func (e *fileEntry) wantsCheckpoint() bool {
-	return !e.manager && (e.ckpt == KeepCheckpointAsync || e.state == fileReady && len(e.waiters) > 0)
+	return !e.manager && !e.retired && (e.ckpt == KeepCheckpointAsync || e.state == fileReady && len(e.waiters) > 0)
 }
 
 // checkpointSourceLost: the worker e's checkpoint was asked from no

@@ -180,6 +180,11 @@ func (s *ckptSim) act(faults bool) bool {
 // dispatched while a nondeterministic input it reads is not
 // checkpointed; no checkpointed file is recomputed (no Rerun names it);
 // no task ends twice. At the end every task has ended.
+//
+// The same invariants, and more, are checked in every seed of coretest's
+// data simulations (Config.KeepFraction; TestSimulationData). This test
+// stays for what coretest does not do: the loss of the manager with every
+// worker, and a new core that replays the journal.
 func TestCheckpointSim(t *testing.T) {
 	var commits, reruns, restarts int
 	for seed := uint64(1); seed <= 200; seed++ {

@@ -242,3 +242,42 @@ func TestCheckpoints(t *testing.T) {
 		},
 	})
 }
+
+// TestCheckpointsNotAsked: cases where the core must not ask for a
+// checkpoint (found by coretest's simulation).
+func TestCheckpointsNotAsked(t *testing.T) {
+	one := res(1000, 100)
+	twoCopies := core.FilesDeclared{Session: "a", Files: []core.FileSpec{{ID: 10, Kind: core.Produced, Level: core.LevelTask, Replicas: 2}}}
+	runScenarios(t, []scenario{
+		{
+			// A task with effects that reads an uncommitted file and its
+			// own output fails at submission: it is not told it waits for
+			// a checkpoint, and none is asked for.
+			name: "no Barred for a task that fails at submission",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{submit(nondet(files(task(1, one), nil, ids(10)))), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1))},
+				{submit(effectful(files(task(2, one), ids(10, 20), ids(20)))), acts(
+					done(2, 0, 0, outcome(core.InputMissing, "task 2 reads its own output file 20")))},
+			},
+		},
+		{
+			// A task-level file kept by an async checkpoint goes with its
+			// last reader before the commit: each copy is unlinked, and
+			// no other holder is asked for the checkpoint as the first
+			// goes.
+			name: "no checkpoint of an expired file",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{join(2, res(1000, 1000)), nil},
+				{twoCopies, nil},
+				{submit(keep(files(task(1, one), nil, ids(10)), core.KeepCheckpointAsync, 0), files(task(2, one), ids(10), nil)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), fetch(1, 2, 10, peer(1), 5000), ckpt(10, 1), dispatch(2, 1, 1))},
+				{fetched(1, 5000), nil},
+				{ok(2, 1, 1), acts(success(2, 1, 1), unlink(1, 10), unlink(2, 10))},
+			},
+		},
+	})
+}

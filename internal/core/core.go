@@ -241,6 +241,9 @@ func (c *Core) Step(ev Event) []Action {
 func (c *Core) settle() {
 	if len(c.files.barred) > 0 {
 		for _, b := range c.files.barred {
+			if t := c.tasks[b.task]; t == nil || t.state != Waiting {
+				continue // it failed in the same step (another input), or was cancelled
+			}
 			c.emit(Barred{Task: b.task, File: b.file.id})
 			c.checkpoint(b.file)
 		}

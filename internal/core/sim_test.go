@@ -128,7 +128,8 @@ var dataScenarios = []struct {
 			TempFraction: 0.8, MaxReplicas: 3, ManagerFraction: 0.1,
 			ReplicaLossRate: 0.02, TransferFailRate: 0.03,
 			LossRate: 0.003, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
-			DepFraction: 0.7,
+			DepFraction:  0.7,
+			KeepFraction: 0.3,
 		},
 	},
 	{
@@ -139,6 +140,7 @@ var dataScenarios = []struct {
 			ReplicaLossRate: 0.02, TransferFailRate: 0.05,
 			LossRate: 0.003, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
 			DepFraction: 0.5, GPUFraction: 0.3,
+			KeepFraction: 0.3,
 		},
 	},
 	{
@@ -149,6 +151,7 @@ var dataScenarios = []struct {
 			ReplicaLossRate: 0.1, TransferFailRate: 0.1, RejoinFraction: 0.5,
 			LossRate: 0.02, DrainRate: 0.01, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.05, TickRate: 0.03,
 			DepFraction: 0.8, AfterFraction: 0.2,
+			KeepFraction: 0.3,
 		},
 	},
 	{
@@ -159,6 +162,7 @@ var dataScenarios = []struct {
 			ReplicaLossRate: 0.03, TransferFailRate: 0.03, RejoinFraction: 0.3,
 			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.01, FailRate: 0.1, StaleRate: 0.02, TickRate: 0.01,
 			DepFraction: 0.6, GPUFraction: 0.3, BatchSize: 100,
+			KeepFraction: 0.3,
 		},
 	},
 	{
@@ -169,7 +173,8 @@ var dataScenarios = []struct {
 			LevelFraction: 0.7, SessionEndRate: 0.01, MaxDepth: 2, CacheFullRate: 0.05,
 			ReplicaLossRate: 0.02, TransferFailRate: 0.03, RejoinFraction: 0.3,
 			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.02,
-			DepFraction: 0.7,
+			DepFraction:  0.7,
+			KeepFraction: 0.3,
 		},
 	},
 }

@@ -54,8 +54,18 @@ type ckptJob struct {
 	worker core.WorkerID
 }
 
-// checkpointer pulls files into the checkpoint directory, one at a time,
-// in the order the loop asks.
+// ckptParallel bounds the pulls in progress at once. Each pull is one
+// HTTP download from one worker's file server into the checkpoint
+// directory, synced: a few at once keep a slow worker (or a large file)
+// from holding back every other checkpoint, and so every effectful
+// consumer the commit barrier holds, while a bound keeps the manager's
+// disk and network from being swamped by a wave of asynchronous
+// checkpoints. Pulls beyond the bound wait in the queue, with no
+// goroutine of their own.
+const ckptParallel = 4
+
+// checkpointer pulls files into the checkpoint directory, up to
+// ckptParallel at once, starting them in the order the loop asks.
 type checkpointer struct {
 	dir    string // where checkpoints go
 	client *http.Client
@@ -64,11 +74,17 @@ type checkpointer struct {
 	// between a task's end and its checkpoint's commit.
 	hold string
 
-	mu     sync.Mutex // guards queue, cur, cancel
-	queue  []ckptJob
-	cur    core.WorkerID      // the worker of the pull in progress
-	cancel context.CancelFunc // ends the pull in progress
-	wake   chan struct{}      // one slot: the queue gained a job
+	mu      sync.Mutex // guards queue, running, nextRun
+	queue   []ckptJob
+	running map[int]ckptRun // the pulls in progress, by a number of their own
+	nextRun int
+	wake    chan struct{} // one slot: the queue gained a job
+}
+
+// ckptRun is a pull in progress: its worker, and what ends it.
+type ckptRun struct {
+	worker core.WorkerID
+	cancel context.CancelFunc
 }
 
 func newCheckpointer(dir string, peerCA []byte) *checkpointer {
@@ -79,7 +95,7 @@ func newCheckpointer(dir string, peerCA []byte) *checkpointer {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return &checkpointer{dir: dir, client: &http.Client{Transport: tr}, wake: make(chan struct{}, 1),
-		hold: os.Getenv("TRELLIS_TEST_CHECKPOINT_HOLD")}
+		running: map[int]ckptRun{}, hold: os.Getenv("TRELLIS_TEST_CHECKPOINT_HOLD")}
 }
 
 // add queues a pull; it never blocks the loop.
@@ -87,39 +103,50 @@ func (c *checkpointer) add(j ckptJob) {
 	c.mu.Lock()
 	c.queue = append(c.queue, j)
 	c.mu.Unlock()
+	c.signal()
+}
+
+// signal wakes one idle puller, if none is awake already.
+func (c *checkpointer) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
 }
 
-// cancelWorker drops the pulls from worker w, which is gone: the one in
-// progress ends (and reports its failure), the queued ones are dropped.
+// cancelWorker drops the pulls from worker w, which is gone: those in
+// progress end (and report their failure), the queued ones are dropped.
 func (c *checkpointer) cancelWorker(w core.WorkerID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.queue = slices.DeleteFunc(c.queue, func(j ckptJob) bool { return j.worker == w })
-	if c.cur == w && c.cancel != nil {
-		c.cancel()
+	for _, r := range c.running {
+		if r.worker == w {
+			r.cancel()
+		}
 	}
 }
 
-// run pulls what is queued and reports each to the loop through send.
-// It exits when ctx ends.
+// run pulls what is queued, ckptParallel pullers at once, and reports
+// each pull to the loop through send. It exits when ctx ends, once every
+// puller has.
 func (c *checkpointer) run(ctx context.Context, send func(context.Context, any) error) {
+	var wg sync.WaitGroup
+	for range ckptParallel {
+		wg.Add(1)
+		go func() { // exits when ctx ends, or when send fails (the loop is gone)
+			defer wg.Done()
+			c.puller(ctx, send)
+		}()
+	}
+	wg.Wait()
+}
+
+// puller takes queued jobs one at a time, pulls each and reports it.
+func (c *checkpointer) puller(ctx context.Context, send func(context.Context, any) error) {
 	for {
-		c.mu.Lock()
-		var j ckptJob
-		ok := len(c.queue) > 0
-		pctx, cancel := context.WithTimeout(ctx, pullLimit)
-		if ok {
-			j = c.queue[0]
-			c.queue = c.queue[1:]
-			c.cur, c.cancel = j.worker, cancel
-		}
-		c.mu.Unlock()
+		j, id, pctx, ok := c.take(ctx)
 		if !ok {
-			cancel()
 			select {
 			case <-c.wake:
 				continue
@@ -129,13 +156,33 @@ func (c *checkpointer) run(ctx context.Context, send func(context.Context, any) 
 		}
 		ev := c.pull(pctx, j)
 		c.mu.Lock()
-		c.cur, c.cancel = 0, nil
+		c.running[id].cancel()
+		delete(c.running, id)
 		c.mu.Unlock()
-		cancel()
 		if send(ctx, ev) != nil {
 			return
 		}
 	}
+}
+
+// take starts the first queued job, if there is one: it counts as in
+// progress, with a context that cancelWorker ends. When more jobs wait, it
+// wakes another puller.
+func (c *checkpointer) take(ctx context.Context) (ckptJob, int, context.Context, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 {
+		return ckptJob{}, 0, nil, false
+	}
+	j := c.queue[0]
+	c.queue = c.queue[1:]
+	pctx, cancel := context.WithTimeout(ctx, pullLimit)
+	c.nextRun++
+	c.running[c.nextRun] = ckptRun{worker: j.worker, cancel: cancel}
+	if len(c.queue) > 0 {
+		c.signal()
+	}
+	return j, c.nextRun, pctx, true
 }
 
 // pullLimit bounds one pull.

@@ -258,6 +258,7 @@ func (s *sim) unhold(w *simWorker, f core.FileID) {
 			df.at = slices.Delete(df.at, i, i+1)
 		}
 	}
+	s.ckptUnheld(w, f)
 }
 
 // available reports whether f can be had without running anything: a live

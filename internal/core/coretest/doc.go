@@ -52,6 +52,21 @@
 // with the set-up failure it broke with, and only idle, ready instances are
 // left.
 //
+// With Config.KeepFraction set (in a data run), tasks get a random Keep
+// (lineage, replicas, a checkpoint with the report or after it), and some
+// are nondeterministic or have effects; the harness answers the core's
+// Checkpoint actions, committed or failed, some late (after the worker lost
+// the file). The model then also checks (ckpt.go): a task with effects is
+// dispatched only when each input a nondeterministic task wrote has a copy
+// at the manager (the commit barrier); no Rerun names a checkpointed file
+// (lineage stops there); a task kept by a sync checkpoint is done only with
+// its outputs at the manager; a Checkpoint names a ready file that needs
+// one, from a worker that holds it, one at a time; a Barred names a waiting
+// task with effects and an uncommitted input, whose checkpoint is asked
+// for; a commit counts exactly when it answers the file's last Checkpoint
+// from a worker that still holds it. At the end, every async-kept output a
+// worker holds is checkpointed.
+//
 // With Config.UnplaceableFraction set (and in every run), the model also
 // checks the Unplaceable actions: each names queued tasks (or calls) that no
 // open worker could run, even idle, with a reason that appears, changes or

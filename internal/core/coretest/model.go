@@ -261,6 +261,7 @@ func (s *sim) expect(ev core.Event) {
 	case core.FilesDropped:
 		s.exact = s.d.noop || s.workers[ev.Worker] == nil
 	case core.SessionEnded: // Unlinks, checked as they come
+	case core.CheckpointCommitted, core.CheckpointFailed: // checked in answerCheckpoint
 	default:
 		s.failf("unknown event %T", ev)
 	}
@@ -484,6 +485,10 @@ func (s *sim) apply(a core.Action) {
 		s.applyRelease(a)
 	case core.Unplaceable:
 		s.applyUnplaceable(a, s.prev)
+	case core.Checkpoint:
+		s.applyCheckpoint(a)
+	case core.Barred:
+		s.applyBarred(a)
 	default:
 		s.failf("unknown action %T", a)
 	}
@@ -504,6 +509,7 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 	t := s.task(a.Task)
 	if t != nil {
 		s.checkKeep(a, t)
+		s.ckptDispatch(a, t)
 	}
 	switch {
 	case t == nil || !t.submitted:
@@ -788,6 +794,9 @@ func (s *sim) afterStep(acts []core.Action) {
 	}
 	s.checkForgotten()
 	s.checkStuck()
+	if s.cfg.KeepFraction > 0 {
+		s.ckptAfterStep(acts)
+	}
 	if len(s.expired) > 0 {
 		s.checkExpired()
 	}
@@ -891,7 +900,7 @@ func (s *sim) checkPlacement() {
 // being made again nor lost.
 func (s *sim) inputsReady(t *simTask) bool {
 	for _, f := range t.deps {
-		if fi := s.files[f]; fi != nil && !s.fileReady(fi, f) {
+		if fi := s.files[f]; fi != nil && (!s.fileReady(fi, f) || s.barredBy(t, f)) {
 			return false
 		}
 	}
@@ -1074,7 +1083,8 @@ func (s *sim) classify(t *simTask) {
 		}
 	}
 	for _, f := range t.spec.Outputs {
-		if df := s.d.decl[f]; df != nil && df.temp {
+		// A sync checkpoint sends its outputs to the manager, as Upload.
+		if df := s.d.decl[f]; df != nil && df.temp && t.spec.Keep != core.KeepCheckpointSync {
 			t.dataflow = true
 		}
 	}

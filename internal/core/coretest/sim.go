@@ -72,6 +72,11 @@ type Config struct {
 	// and reports it only with its next report (with BoundedCaches, as it
 	// would to make room for a fetch the core does not see).
 	EvictRate float64
+	// KeepFraction: fraction of tasks given a random Keep (lineage,
+	// replicas, a sync or async checkpoint), some of them nondeterministic
+	// or with effects; the harness answers the checkpoints the core asks
+	// for (see ckpt.go). Data runs only.
+	KeepFraction float64
 
 	// AtMostOnceFraction: fraction of tasks (and calls) that are
 	// at-most-once (core.Task.AtMostOnce), writing no outputs. A lost
@@ -157,6 +162,12 @@ type Stats struct {
 	UnplaceableCleared  int // tasks told none
 	UnplaceableActions  int // Unplaceable actions: one tells many tasks
 	UnplaceableTimedOut int // tasks a Tick ended after their UnplaceableTimeout
+
+	// Checkpoints (Config.KeepFraction).
+	Checkpoints        int // commits that counted
+	CheckpointFailures int // answered with a failure
+	SyncCheckpoints    int // tasks done with their outputs checkpointed with the report
+	Barred             int // Barred actions: a task with effects waits for a checkpoint
 }
 
 func (s Stats) String() string {
@@ -182,6 +193,9 @@ func (s Stats) String() string {
 		if s.Released > 0 || s.Evicted > 0 {
 			out += fmt.Sprintf(" released=%d evicted=%d evicted-for-space=%d", s.Released, s.Evicted, s.EvictedForSpace)
 		}
+	}
+	if s.Checkpoints > 0 || s.SyncCheckpoints > 0 {
+		out += fmt.Sprintf(" checkpoints=%d failed=%d sync=%d barred=%d", s.Checkpoints, s.CheckpointFailures, s.SyncCheckpoints, s.Barred)
 	}
 	if s.Unplaceable > 0 {
 		out += fmt.Sprintf(" unplaceable=%d cleared=%d timed-out=%d (in %d actions)", s.Unplaceable, s.UnplaceableCleared, s.UnplaceableTimedOut, s.UnplaceableActions)
@@ -235,6 +249,9 @@ func Run(tb testing.TB, cfg Config) Stats {
 		s.faultStep()
 	}
 	s.quiesce()
+	if cfg.KeepFraction > 0 {
+		s.ckptEnd()
+	}
 	s.checkEnd()
 	if cfg.libsOn() {
 		s.checkLibEnd()
@@ -308,6 +325,7 @@ type sim struct {
 
 	d dataState // files, holdings and transfers; see data.go
 	l libState  // libraries and instances; see libs.go
+	k ckptState // checkpoints; see ckpt.go
 
 	now     time.Duration     // the clock of the last Tick
 	stuck   map[*simTask]bool // told unplaceable; see unplaceable.go
@@ -509,6 +527,8 @@ func (s *sim) genTask() *simTask {
 		if r.Float64() < s.cfg.DerivedFraction {
 			spec.Inputs = append(spec.Inputs, s.pickDerived())
 		}
+		s.genKeep(&spec)
+		s.keptOutputs(spec)
 	}
 	if !conflict {
 		s.pickable = append(s.pickable, spec.Outputs...)
@@ -636,6 +656,8 @@ func (s *sim) progress() {
 		s.answerFetch(true)
 	case len(s.l.pending) > 0 && (len(s.running) == 0 || r.IntN(3) == 0):
 		s.answerInstance(true)
+	case len(s.k.pending) > 0 && (len(s.running) == 0 || r.IntN(3) == 0):
+		s.answerCheckpoint(true)
 	case len(s.running) > 0:
 		s.endAttempt()
 	case s.next < s.cfg.Tasks:
@@ -701,6 +723,9 @@ func (s *sim) outputs(t *simTask) []core.OutputInfo {
 			o.Manager, o.Kept = true, s.rng.IntN(2) == 0
 			o.Inline = df.size < 1<<16
 			df.manager, df.inline = true, o.Inline
+		}
+		if t.spec.Keep == core.KeepCheckpointSync {
+			s.syncOutput(t, &o, df)
 		}
 		if o.Kept {
 			s.hold(t.worker, f)
@@ -837,7 +862,7 @@ func (s *sim) quiesce() {
 		s.join(s.standardWorker())
 	}
 	idle := 0
-	for s.liveTasks+s.d.rerunning > 0 || len(s.running) > 0 || len(s.leaving) > 0 || len(s.d.fetches) > 0 || len(s.l.pending) > 0 {
+	for s.liveTasks+s.d.rerunning > 0 || len(s.running) > 0 || len(s.leaving) > 0 || len(s.d.fetches) > 0 || len(s.l.pending) > 0 || len(s.k.pending) > 0 {
 		switch {
 		case len(s.unknown) > 0:
 			idle = 0
@@ -854,6 +879,9 @@ func (s *sim) quiesce() {
 		case len(s.l.pending) > 0 && (len(s.running) == 0 || s.rng.IntN(3) == 0):
 			idle = 0
 			s.answerInstance(false)
+		case len(s.k.pending) > 0 && (len(s.running) == 0 || s.rng.IntN(3) == 0):
+			idle = 0
+			s.answerCheckpoint(false)
 		case len(s.running) > 0:
 			idle = 0
 			s.endAttempt()
