@@ -133,6 +133,8 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 		events: make(chan event, 128), broken: make(chan error, 1), out: make(chan []*pb.WorkerMessage, 64),
 		flushc: make(chan struct{}), senderDone: make(chan struct{}),
 		attempts: make(map[attemptKey]*running), drainc: w.drainc}
+	w.leases.attach(s, welcome.LeaseKey, welcome.WorkerId)
+	defer w.leases.detach(s)
 	w.kept.attach(welcome.RunId, s.attempts)
 	s.libReports = w.libs.attach(s, welcome.RunId)
 	return true, s.run(ctx, sctx, time.Duration(max(welcome.HeartbeatMs, 100))*time.Millisecond)
@@ -170,6 +172,8 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 			switch ev := ev.(type) {
 			case evMessage:
 				s.handle(ctx, sctx, ev.msg)
+			case evDirect:
+				s.post(ev.msg)
 			default:
 				s.ended(ev)
 			}
@@ -335,6 +339,10 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 			defer s.wg.Done()
 			s.emit(evFetched{s.w.fetch(sctx, x.Fetch)})
 		}()
+	case *pb.ManagerMessage_LeaseGranted:
+		s.w.leases.grant(x.LeaseGranted)
+	case *pb.ManagerMessage_LeaseEnded:
+		s.w.leases.end(x.LeaseEnded.Lease)
 	case *pb.ManagerMessage_PeerCertificate:
 		s.w.renewPeerCert(x.PeerCertificate)
 	case *pb.ManagerMessage_Release:

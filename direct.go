@@ -1,0 +1,173 @@
+package trellis
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
+)
+
+// WithDirectCalls makes Client.Call send a call straight to the worker
+// that hosts a ready instance of its library, once the manager has lent
+// this client's session slots there (a lease): one round trip to the worker
+// instead of four hops through the manager, which still learns and counts
+// each call's end (docs/direct-calls.md). A call goes through the manager
+// as before when no leased slot is free, when the manager lends none (calls
+// of the library wait there, or no instance is ready yet), and when the
+// direct call fails on the way (the worker lost, the lease ended): then
+// with the same key, so that it runs again as its annotations allow. Off by
+// default. Submit is unchanged: only Call goes direct.
+func WithDirectCalls() Option {
+	return func(c *Client) { c.direct = &directCalls{leases: make(map[string]*clientLease)} }
+}
+
+// leaseSlots is how many slots a client asks for on one lease.
+const leaseSlots = 64
+
+// leaseBackoff is how long a client waits before asking again for a lease
+// on a library after the manager lent none or a lease failed.
+const leaseBackoff = 500 * time.Millisecond
+
+// directCalls is a client's leases, one per library at most.
+type directCalls struct {
+	mu     sync.Mutex
+	leases map[string]*clientLease // by library
+	http   *http.Client
+	keys   atomic.Uint64
+	// Counts, for tests and benchmarks.
+	sent, fellBack atomic.Uint64
+}
+
+type clientLease struct {
+	id     uint64
+	token  string
+	rpc    trellisv1connect.WorkerClient
+	slots  int32
+	busy   int32
+	asking bool      // a Lease request is on its way
+	retry  time.Time // no lease (or a failed one) until then
+}
+
+// DirectStats says how many calls this client sent straight to a worker,
+// and how many of those went through the manager after all.
+func (c *Client) DirectStats() (sent, fellBack uint64) {
+	if c.direct == nil {
+		return 0, 0
+	}
+	return c.direct.sent.Load(), c.direct.fellBack.Load()
+}
+
+// take returns a lease of library with a free slot (counted busy), or nil
+// if the call is to go through the manager.
+func (d *directCalls) take(ctx context.Context, c *Client, library string) *clientLease {
+	d.mu.Lock()
+	l := d.leases[library]
+	switch {
+	case l == nil:
+		l = &clientLease{}
+		d.leases[library] = l
+	case l.rpc != nil && l.busy < l.slots:
+		l.busy++
+		d.mu.Unlock()
+		return l
+	}
+	if l.rpc != nil || l.asking || time.Now().Before(l.retry) {
+		d.mu.Unlock()
+		return nil // all its slots busy, or a lease asked for or refused lately
+	}
+	l.asking = true
+	d.mu.Unlock()
+	resp, err := c.rpc.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Slots: leaseSlots}))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l.asking = false
+	if err != nil {
+		c.log.Debug("no lease: calls go through the manager", "library", library, "err", err)
+		l.retry = time.Now().Add(leaseBackoff)
+		return nil
+	}
+	r := resp.Msg
+	scheme := "http://"
+	if c.tls != nil {
+		scheme = "https://"
+	}
+	l.id, l.token, l.slots, l.busy = r.Lease, r.Token, r.Slots, 1
+	l.rpc = trellisv1connect.NewWorkerClient(d.client(c), scheme+r.WorkerAddr,
+		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
+	return l
+}
+
+// client returns the HTTP/2 client for workers (d.mu held).
+func (d *directCalls) client(c *Client) *http.Client {
+	if d.http == nil {
+		protocols := new(http.Protocols)
+		cfg := c.tls.Clone()
+		if cfg != nil {
+			protocols.SetHTTP2(true)
+			cfg.ServerName = "" // the worker's address, not the manager's
+		} else {
+			protocols.SetUnencryptedHTTP2(true)
+		}
+		d.http = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext, TLSClientConfig: cfg,
+			HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}}
+	}
+	return d.http
+}
+
+func (d *directCalls) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.http != nil {
+		d.http.CloseIdleConnections()
+	}
+}
+
+// give frees the slot of l; failed drops the lease, which the manager
+// ends in its time (or has ended), so that the next calls ask anew.
+func (d *directCalls) give(library string, l *clientLease, failed bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l.busy--
+	if failed && d.leases[library] == l {
+		delete(d.leases, library)
+		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
+	}
+}
+
+// callDirect runs a call on a lease. ok is false when the call is to go
+// through the manager: no lease; key is then its key ("" for a new one).
+func (c *Client) callDirect(ctx context.Context, library, function string, args []byte) (out []byte, err error, key string, ok bool) {
+	d := c.direct
+	l := d.take(ctx, c, library)
+	if l == nil {
+		return nil, nil, "", false
+	}
+	key = "direct-" + strconv.FormatUint(d.keys.Add(1), 10)
+	d.sent.Add(1)
+	resp, err := l.rpc.Call(ctx, connect.NewRequest(&pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key,
+		Function: function, Args: args, IdempotencyKey: c.session + "/" + key}))
+	d.give(library, l, err != nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err(), key, true
+		}
+		c.log.Info("direct call failed: it goes through the manager", "library", library, "function", function, "key", key, "err", err)
+		d.fellBack.Add(1)
+		return nil, nil, key, false
+	}
+	o := resp.Msg.GetOutcome()
+	if o.GetKind() == pb.ResultKind_RESULT_KIND_SUCCESS {
+		return o.GetResult(), nil, key, true
+	}
+	r := &Result{Name: library + "." + function, Kind: resultKindOf(o.GetKind()), ExitCode: int(o.GetExitCode()), Message: o.GetMessage(),
+		Output: o.GetResult(), Traceback: o.GetTraceback(), Attempts: 1, RunTime: time.Duration(o.GetRunMs()) * time.Millisecond}
+	return nil, &CallError{Result: r}, key, true
+}

@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
+)
+
+// directCluster starts a manager, a worker named worker and a client that
+// sends calls straight to workers, and installs the library "slow".
+func directCluster(t *testing.T, ctx context.Context, worker string) (*cluster, *proc, *trellis.Client) {
+	t.Helper()
+	needPython(t)
+	c := newCluster(t)
+	w := c.worker(worker, nil, "--cores", "1")
+	cl := c.directClient()
+	c.waitWorkers(cl, 1)
+	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
+		t.Fatal(err)
+	}
+	return c, w, cl
+}
+
+// directClient connects a client that sends calls straight to workers.
+func (c *cluster) directClient() *trellis.Client {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := trellis.Dial(ctx, c.addr, trellis.WithSecret(c.secret()), trellis.WithDirectCalls())
+	if err != nil {
+		c.t.Fatalf("Dial: %v", err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// repeatUntilDirect calls slow.repeat until a call went direct, checking
+// each result.
+func repeatUntilDirect(t *testing.T, ctx context.Context, cl *trellis.Client) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "a call sent straight to the worker", func() bool {
+		out, err := cl.Call(ctx, "slow", "repeat", []byte("ab"))
+		if err != nil || string(out) != "ababab" {
+			t.Fatalf("repeat: %q, %v", out, err)
+		}
+		sent, fell := cl.DirectStats()
+		return sent > fell
+	})
+}
+
+// TestDirectCalls: with WithDirectCalls, calls go straight to the worker
+// that hosts the library's instance once the manager lent a lease; their
+// results are right, and the manager counts every one (trellis status).
+func TestDirectCalls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, _, cl := directCluster(t, ctx, "w")
+	repeatUntilDirect(t, ctx, cl)
+	sent0, fell0 := cl.DirectStats()
+	const n = 40
+	for i := range n {
+		arg := fmt.Sprintf("%d.", i)
+		out, err := cl.Call(ctx, "slow", "repeat", []byte(arg))
+		if err != nil || string(out) != arg+arg+arg {
+			t.Fatalf("call %d: %q, %v", i, out, err)
+		}
+	}
+	sent, fell := cl.DirectStats()
+	if sent-sent0 != n || fell != fell0 {
+		t.Errorf("of %d calls, %d went direct and %d of those fell back to the manager; want all direct", n, sent-sent0, fell-fell0)
+	}
+	// Every call, direct or not, is counted by the manager (its report
+	// comes after the worker answered the client: wait for it).
+	var total int
+	waitFor(t, 20*time.Second, "the manager to count every call", func() bool {
+		s, err := cl.Status(ctx)
+		if err != nil || len(s.Libraries) != 1 {
+			return false
+		}
+		total = s.Libraries[0].CallsDone
+		return total >= n+1 && s.Calls.Finished == total && s.Calls.Succeeded == total && s.Calls.Failed == 0
+	})
+	code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile)
+	if want := fmt.Sprintf("%d finished (%d succeeded, 0 failed)", total, total); code != 0 || !strings.Contains(out, want) {
+		t.Errorf("trellis status (exit %d) does not say %q:\n%s", code, want, out)
+	}
+}
+
+// TestDirectCallWrongToken: the worker refuses a direct call whose token
+// is not that of the lease on it.
+func TestDirectCallWrongToken(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, _, cl := directCluster(t, ctx, "w")
+	if _, err := cl.Call(ctx, "slow", "repeat", []byte("x")); err != nil { // starts an instance
+		t.Fatal(err)
+	}
+	h2c := new(http.Protocols)
+	h2c.SetUnencryptedHTTP2(true)
+	hc := &http.Client{Transport: &http.Transport{Protocols: h2c}}
+	secret := c.secret()
+	mgr := trellisv1connect.NewManagerClient(hc, "http://"+c.addr, connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+secret)
+			return next(ctx, req)
+		}
+	})))
+	var lease *pb.LeaseResponse
+	waitFor(t, 20*time.Second, "a lease", func() bool {
+		r, err := mgr.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: cl.Session(), Library: "slow", Slots: 1}))
+		if err == nil {
+			lease = r.Msg
+		}
+		return err == nil
+	})
+	w := trellisv1connect.NewWorkerClient(hc, "http://"+lease.WorkerAddr)
+	call := func(id uint64, token string) error {
+		r, err := w.Call(ctx, connect.NewRequest(&pb.DirectCallRequest{Lease: id, Token: token, Key: "k", Function: "repeat", Args: []byte("y")}))
+		if err == nil && string(r.Msg.GetOutcome().GetResult()) != "yyy" {
+			return fmt.Errorf("result %q", r.Msg.GetOutcome().GetResult())
+		}
+		return err
+	}
+	for _, bad := range []struct {
+		name  string
+		id    uint64
+		token string
+	}{
+		{"no token", lease.Lease, ""},
+		{"a forged token", lease.Lease, "00" + lease.Token[2:]},
+		{"the token of another lease", lease.Lease + 1, lease.Token},
+	} {
+		if err := call(bad.id, bad.token); connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Errorf("%s: %v; want unauthenticated", bad.name, err)
+		}
+	}
+	if err := call(lease.Lease, lease.Token); err != nil {
+		t.Errorf("the lease's own token: %v", err)
+	}
+}
+
+// TestDirectCallsSurviveWorkerKill: SIGKILL the worker during a burst of
+// direct calls: every call still ends with its own result, through the
+// manager, in an instance on another worker.
+func TestDirectCallsSurviveWorkerKill(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, victim, cl := directCluster(t, ctx, "victim")
+	repeatUntilDirect(t, ctx, cl)
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() { // exits when the call ends
+			defer wg.Done()
+			out, err := cl.Call(ctx, "slow", "nap", fmt.Appendf(nil, `{"i":%d,"s":0.5}`, i))
+			if want := fmt.Sprintf(`{"i":%d,`, i); err == nil && (len(out) < len(want) || string(out[:len(want)]) != want) {
+				err = fmt.Errorf("returned %s", out)
+			}
+			errs[i] = err
+		}()
+	}
+	waitFor(t, 30*time.Second, "direct calls running in the victim's library", func() bool {
+		sent, _ := cl.DirectStats()
+		return sent >= 2
+	})
+	victim.signal(t, syscall.SIGKILL)
+	victim.wait(t, 10*time.Second)
+	c.worker("rescuer", nil, "--cores", "1")
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("call %d: %v", i, err)
+		}
+	}
+	if _, fell := cl.DirectStats(); fell == 0 {
+		t.Errorf("no direct call fell back to the manager: the worker was killed before any ran")
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatal("timed out")
+	}
+}

@@ -1,0 +1,147 @@
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/core"
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/txnlog"
+)
+
+// Direct calls (docs/direct-calls.md): the manager lends a client session
+// slots of a ready library instance (a lease, decided by the core); the
+// client sends calls straight to the instance's worker with the lease's
+// token, and the worker reports each call's end here, where it is counted,
+// journaled and told to the session as the manager's own calls are.
+
+// LeaseTTL is how long a lease lasts without a call ending on it.
+const LeaseTTL = 10 * time.Second
+
+// maxLeaseSlots bounds the slots one request asks for.
+const maxLeaseSlots = 1024
+
+type evLease struct {
+	req   *pb.LeaseRequest
+	reply chan leaseReply
+}
+
+type leaseReply struct {
+	resp *pb.LeaseResponse
+	err  error
+}
+
+// newLeaseKey is the key of a worker's lease tokens (Welcome.lease_key).
+func newLeaseKey() []byte {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k
+}
+
+func (s *service) Lease(ctx context.Context, req *connect.Request[pb.LeaseRequest]) (*connect.Response[pb.LeaseResponse], error) {
+	r := req.Msg
+	if r.Library == "" || r.Session == "" || r.Slots < 1 || r.Slots > maxLeaseSlots {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("a lease names a session and a library and asks for 1 to %d slots (got session %q, library %q, %d slots)", maxLeaseSlots, r.Session, r.Library, r.Slots))
+	}
+	rep, err := call(ctx, s.m, func(c chan leaseReply) any { return evLease{req: r, reply: c} })
+	if err != nil {
+		return nil, err
+	}
+	if rep.err != nil {
+		return nil, rep.err
+	}
+	return connect.NewResponse(rep.resp), nil
+}
+
+// lease asks the core for a lease and answers with the worker's address
+// and the lease's token.
+func (s *state) lease(ev evLease) {
+	r := ev.req
+	rec := s.libs[r.Library]
+	if rec == nil || rec.removed {
+		ev.reply <- leaseReply{err: connect.NewError(connect.CodeNotFound, fmt.Errorf("library %q is not installed", r.Library))}
+		return
+	}
+	if s.m.clients.Lookup(r.Session) == nil {
+		ev.reply <- leaseReply{err: connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("session %q is not open: a lease belongs to a client's open session", r.Session))}
+		return
+	}
+	s.nextLease++
+	id := core.LeaseID(s.nextLease)
+	acts := s.core.Step(core.LeaseRequested{Lease: id, Session: r.Session, Lib: rec.id, Slots: r.Slots, TTL: LeaseTTL})
+	var rep leaseReply
+	for _, a := range acts {
+		switch a := a.(type) {
+		case core.LeaseGranted:
+			if a.Lease != id {
+				continue
+			}
+			sess := s.sessions[a.Worker]
+			rep.resp = &pb.LeaseResponse{Lease: uint64(id), WorkerAddr: sess.fileServer, Token: proto.LeaseToken(sess.leaseKey, uint64(id), uint64(a.Worker)),
+				Slots: a.Slots, TtlMs: LeaseTTL.Milliseconds()}
+		case core.LeaseRefused:
+			rep.err = connect.NewError(connect.CodeUnavailable, fmt.Errorf("no lease on library %q now: %s (calls go through the manager)", r.Library, a.Why))
+		}
+	}
+	s.execute(acts, nil)
+	ev.reply <- rep
+}
+
+// leaseAction carries out a lease action of the core.
+func (s *state) leaseAction(a core.Action) {
+	switch a := a.(type) {
+	case core.LeaseGranted:
+		name := ""
+		if rec := s.libByID[a.Lib]; rec != nil {
+			name = rec.spec.GetName()
+		}
+		s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_LeaseGranted{LeaseGranted: &pb.LeaseGranted{
+			Lease: uint64(a.Lease), Instance: uint64(a.Instance), Slots: a.Slots, Session: a.Session, Library: name}}})
+	case core.LeaseEnded:
+		s.m.log.Info("lease ended", "lease", a.Lease, "session", a.Session, "worker", a.Worker, "instance", a.Instance, "why", a.Why)
+		if s.sessions[a.Worker] != nil {
+			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_LeaseEnded{LeaseEnded: &pb.LeaseEnded{Lease: uint64(a.Lease)}}})
+		}
+	}
+}
+
+// directCallEnded counts a direct call a worker reports (or the journal
+// replays: then w is 0), journals it, and tells its session.
+func (s *state) directCallEnded(w core.WorkerID, d *pb.DirectCallEnded) {
+	s.step(core.DirectCallEnded{Lease: core.LeaseID(d.Lease), Kind: coreKind(d.Kind)})
+	s.ended.count(1, d.Kind)
+	if d.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
+		s.succeeded++
+		s.callsSucceeded++
+	} else {
+		s.failed++
+		s.callsFailed++
+	}
+	if rec := s.libs[d.Library]; rec != nil {
+		rec.callsDone++
+	}
+	s.directCalls++
+	if w == 0 {
+		return // replayed: its session was told in the life that journaled it
+	}
+	s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_DirectCallEnded{DirectCallEnded: d}})
+	var name string
+	if sess := s.sessions[w]; sess != nil {
+		name = sess.hello.Name
+	}
+	s.txn(txnlog.Record{Event: txnlog.TaskDone, Worker: name, Result: resultLabel(d.Kind), Reason: d.Message, RunMs: d.RunMs})
+	if client := s.m.clients.Lookup(d.Session); client != nil {
+		ev := &pb.TaskEvent{Key: d.Key, State: pb.TaskState_TASK_STATE_DONE, Attempt: 1, Worker: name,
+			Outcome: &pb.Outcome{Kind: d.Kind, Message: d.Message, RunMs: d.RunMs}, Note: "direct"}
+		if s.m.journal == nil {
+			client.Put(ev)
+		} else {
+			s.hold(s.appended, func() { client.Put(ev) })
+		}
+	}
+}
