@@ -49,7 +49,7 @@ type directCalls struct {
 type clientLease struct {
 	id     uint64
 	token  string
-	rpc    trellisv1connect.WorkerClient
+	rpc    *callStream // nil until granted
 	slots  int32
 	busy   int32
 	asking bool      // a Lease request is on its way
@@ -100,9 +100,84 @@ func (d *directCalls) take(ctx context.Context, c *Client, library string) *clie
 		scheme = "https://"
 	}
 	l.id, l.token, l.slots, l.busy = r.Lease, r.Token, r.Slots, 1
-	l.rpc = trellisv1connect.NewWorkerClient(d.client(c), scheme+r.WorkerAddr,
+	w := trellisv1connect.NewWorkerClient(d.client(c), scheme+r.WorkerAddr,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
+	l.rpc = openCallStream(w)
 	return l
+}
+
+// callStream is a lease's Worker.Calls stream: calls go out as they come,
+// and one goroutine hands each result to the call waiting for its key.
+type callStream struct {
+	mu      sync.Mutex // guards stream.Send, waiting, broken
+	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
+	waiting map[string]chan *pb.DirectCallResponse
+	broken  bool
+}
+
+func openCallStream(w trellisv1connect.WorkerClient) *callStream {
+	s := &callStream{stream: w.Calls(context.Background()), waiting: make(map[string]chan *pb.DirectCallResponse)}
+	go s.receive() // exits when the stream ends: the worker ends it, or close
+	return s
+}
+
+func (s *callStream) receive() {
+	for {
+		resp, err := s.stream.Receive()
+		s.mu.Lock()
+		if err != nil {
+			s.broken = true
+			for k, ch := range s.waiting {
+				close(ch) // the call goes through the manager
+				delete(s.waiting, k)
+			}
+			s.mu.Unlock()
+			s.stream.CloseResponse()
+			return
+		}
+		ch := s.waiting[resp.Key]
+		delete(s.waiting, resp.Key)
+		s.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		}
+	}
+}
+
+// call sends req and waits for its answer: nil if the stream broke or ctx
+// ended first.
+func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.DirectCallResponse {
+	ch := make(chan *pb.DirectCallResponse, 1)
+	s.mu.Lock()
+	if s.broken {
+		s.mu.Unlock()
+		return nil
+	}
+	s.waiting[req.Key] = ch
+	if err := s.stream.Send(req); err != nil {
+		delete(s.waiting, req.Key)
+		s.broken = true
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	select {
+	case resp := <-ch:
+		return resp
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.waiting, req.Key)
+		s.mu.Unlock()
+		return nil
+	}
+}
+
+// close ends the stream: the worker finishes the calls it runs.
+func (s *callStream) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.broken = true
+	s.stream.CloseRequest()
 }
 
 // client returns the HTTP/2 client for workers (d.mu held).
@@ -125,6 +200,11 @@ func (d *directCalls) client(c *Client) *http.Client {
 func (d *directCalls) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for _, l := range d.leases {
+		if l.rpc != nil {
+			l.rpc.close()
+		}
+	}
 	if d.http != nil {
 		d.http.CloseIdleConnections()
 	}
@@ -137,7 +217,7 @@ func (d *directCalls) give(library string, l *clientLease, failed bool) {
 	defer d.mu.Unlock()
 	l.busy--
 	if failed && d.leases[library] == l {
-		delete(d.leases, library)
+		l.rpc.close()
 		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
 	}
 }
@@ -152,18 +232,18 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 	}
 	key = "direct-" + strconv.FormatUint(d.keys.Add(1), 10)
 	d.sent.Add(1)
-	resp, err := l.rpc.Call(ctx, connect.NewRequest(&pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key,
-		Function: function, Args: args, IdempotencyKey: c.session + "/" + key}))
-	d.give(library, l, err != nil)
-	if err != nil {
+	resp := l.rpc.call(ctx, &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key,
+		Function: function, Args: args, IdempotencyKey: c.session + "/" + key})
+	d.give(library, l, resp == nil || resp.Refused != "")
+	if resp == nil || resp.Refused != "" {
 		if ctx.Err() != nil {
 			return nil, ctx.Err(), key, true
 		}
-		c.log.Info("direct call failed: it goes through the manager", "library", library, "function", function, "key", key, "err", err)
+		c.log.Info("direct call failed on the way: it goes through the manager", "library", library, "function", function, "key", key, "refused", resp.GetRefused())
 		d.fellBack.Add(1)
 		return nil, nil, key, false
 	}
-	o := resp.Msg.GetOutcome()
+	o := resp.GetOutcome()
 	if o.GetKind() == pb.ResultKind_RESULT_KIND_SUCCESS {
 		return o.GetResult(), nil, key, true
 	}

@@ -149,6 +149,16 @@ func TestDirectCallWrongToken(t *testing.T) {
 	if err := call(lease.Lease, lease.Token); err != nil {
 		t.Errorf("the lease's own token: %v", err)
 	}
+	// The same on the stream: a forged token ends it.
+	st := w.Calls(ctx)
+	if err := st.Send(&pb.DirectCallRequest{Lease: lease.Lease, Token: "00" + lease.Token[2:], Key: "k", Function: "repeat", Args: []byte("y")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Receive(); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("a forged token on Worker.Calls: %v; want unauthenticated", err)
+	}
+	st.CloseRequest()
+	st.CloseResponse()
 }
 
 // TestDirectCallsSurviveWorkerKill: SIGKILL the worker during a burst of

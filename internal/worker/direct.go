@@ -87,14 +87,24 @@ func (t *leaseTable) end(id uint64) {
 	}
 }
 
-// take admits a call on lease id with token: it returns the lease and the
-// session to report to, or the error to answer with.
-func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerLease, *session, error) {
+// check checks a call's token for lease id.
+func (t *leaseTable) check(id uint64, token string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !proto.CheckLeaseToken(t.key, id, t.worker, token) {
-		return workerLease{}, nil, connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("worker: the token of lease %d is not this worker's: ask the manager for a lease", id))
+		return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("worker: the token of lease %d is not this worker's: ask the manager for a lease", id))
 	}
+	return nil
+}
+
+// take admits a call on lease id with token: it returns the lease and the
+// session to report to, or the error to answer with.
+func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerLease, *session, error) {
+	if err := t.check(id, token); err != nil {
+		return workerLease{}, nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	gate.Admit(ctx) // a client with a valid token: not a stranger
 	l := t.byID[id]
 	for wait := time.NewTimer(grantWait); l == nil && t.byID != nil && !t.ended[id]; l = t.byID[id] {
@@ -138,15 +148,62 @@ func (evDirect) isEvent() {}
 type directService struct{ w *Worker }
 
 func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectCallRequest]) (*connect.Response[pb.DirectCallResponse], error) {
-	r := req.Msg
-	l, sess, err := d.w.leases.take(ctx, r.Lease, r.Token)
+	resp, report, err := d.run(ctx, req.Msg)
 	if err != nil {
 		return nil, err
+	}
+	report()
+	return connect.NewResponse(resp), nil
+}
+
+// Calls runs the calls of a stream concurrently, each answered as it ends.
+// A wrong token ends the stream; a call the worker cannot take is refused
+// in its answer.
+func (d directService) Calls(ctx context.Context, stream *connect.BidiStream[pb.DirectCallRequest, pb.DirectCallResponse]) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex // guards stream.Send
+		sent error      // the first failed send
+	)
+	defer wg.Wait() // no Send after the handler returns
+	for {
+		req, err := stream.Receive()
+		if err != nil {
+			return nil // the client closed it (or went)
+		}
+		if err := d.w.leases.check(req.Lease, req.Token); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() { // exits when the call ends
+			defer wg.Done()
+			resp, report, err := d.run(ctx, req)
+			if err != nil {
+				resp = &pb.DirectCallResponse{Refused: err.Error()}
+			}
+			resp.Key = req.Key
+			mu.Lock()
+			if sent == nil {
+				sent = stream.Send(resp)
+			}
+			mu.Unlock()
+			if report != nil {
+				report() // after the answer: the client waits for that alone
+			}
+		}()
+	}
+}
+
+// run runs one direct call; report tells the manager it ended.
+func (d directService) run(ctx context.Context, r *pb.DirectCallRequest) (resp *pb.DirectCallResponse, report func(), err error) {
+	l, sess, err := d.w.leases.take(ctx, r.Lease, r.Token)
+	if err != nil {
+		return nil, nil, err
 	}
 	defer d.w.leases.give(r.Lease)
 	inst := d.w.libs.get(l.instance)
 	if inst == nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("worker: library instance %d of lease %d is not running here: send the call through the manager", l.instance, r.Lease))
+		return nil, nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("worker: library instance %d of lease %d is not running here: send the call through the manager", l.instance, r.Lease))
 	}
 	inst.calls.Add(1)
 	defer inst.calls.Add(-1)
@@ -154,12 +211,12 @@ func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectC
 		Spec: &pb.TaskSpec{TimeLimitMs: r.TimeLimitMs, Call: &pb.CallSpec{Library: l.library, Function: r.Function, Args: r.Args}}}
 	o := d.w.runCall(ctx, run, inst)
 	if o == nil || o == handBack {
-		return nil, connect.NewError(connect.CodeUnavailable, errors.New("worker: the library instance ended while it had the call: send it through the manager"))
+		return nil, nil, connect.NewError(connect.CodeUnavailable, errors.New("worker: the library instance ended while it had the call: send it through the manager"))
 	}
-	sess.emit(evDirect{&pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
+	msg := &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
 		Lease: r.Lease, Session: l.session, Key: r.Key, Library: l.library, Function: r.Function,
-		Kind: o.Kind, Message: o.Message, RunMs: o.RunMs, ResultBytes: int64(len(o.Result))}}}})
-	return connect.NewResponse(&pb.DirectCallResponse{Outcome: o}), nil
+		Kind: o.Kind, Message: o.Message, RunMs: o.RunMs, ResultBytes: int64(len(o.Result))}}}
+	return &pb.DirectCallResponse{Outcome: o}, func() { sess.emit(evDirect{msg}) }, nil
 }
 
 // withDirect serves Worker.Call beside the cache's files.

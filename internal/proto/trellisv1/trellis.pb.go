@@ -7066,6 +7066,8 @@ func (x *DirectCallRequest) GetIdempotencyKey() string {
 type DirectCallResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Outcome       *Outcome               `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`         // the request's (Calls)
+	Refused       string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"` // Calls: why the worker did not run the call (outcome unset)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7105,6 +7107,20 @@ func (x *DirectCallResponse) GetOutcome() *Outcome {
 		return x.Outcome
 	}
 	return nil
+}
+
+func (x *DirectCallResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DirectCallResponse) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
 }
 
 var File_trellis_proto protoreflect.FileDescriptor
@@ -7644,9 +7660,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\bfunction\x18\x04 \x01(\tR\bfunction\x12\x12\n" +
 	"\x04args\x18\x05 \x01(\fR\x04args\x12\"\n" +
 	"\rtime_limit_ms\x18\x06 \x01(\x03R\vtimeLimitMs\x12'\n" +
-	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\"C\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\"o\n" +
 	"\x12DirectCallResponse\x12-\n" +
-	"\aoutcome\x18\x01 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome*\x8f\x01\n" +
+	"\aoutcome\x18\x01 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\tR\arefused*\x8f\x01\n" +
 	"\bFileKind\x12\x19\n" +
 	"\x15FILE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FILE_KIND_MANAGER\x10\x01\x12\x11\n" +
@@ -7705,9 +7723,10 @@ const file_trellis_proto_rawDesc = "" +
 	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12H\n" +
 	"\tReconcile\x12\x1c.trellis.v1.ReconcileRequest\x1a\x1d.trellis.v1.ReconcileResponse\x12A\n" +
 	"\x04Work\x12\x19.trellis.v1.WorkerMessage\x1a\x1a.trellis.v1.ManagerMessage(\x010\x01\x12<\n" +
-	"\x05Lease\x12\x18.trellis.v1.LeaseRequest\x1a\x19.trellis.v1.LeaseResponse2O\n" +
+	"\x05Lease\x12\x18.trellis.v1.LeaseRequest\x1a\x19.trellis.v1.LeaseResponse2\x9b\x01\n" +
 	"\x06Worker\x12E\n" +
-	"\x04Call\x12\x1d.trellis.v1.DirectCallRequest\x1a\x1e.trellis.v1.DirectCallResponseB,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
+	"\x04Call\x12\x1d.trellis.v1.DirectCallRequest\x1a\x1e.trellis.v1.DirectCallResponse\x12J\n" +
+	"\x05Calls\x12\x1d.trellis.v1.DirectCallRequest\x1a\x1e.trellis.v1.DirectCallResponse(\x010\x01B,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
 
 var (
 	file_trellis_proto_rawDescOnce sync.Once
@@ -7919,22 +7938,24 @@ var file_trellis_proto_depIdxs = []int32{
 	53,  // 103: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
 	83,  // 104: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
 	85,  // 105: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
-	23,  // 106: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	23,  // 107: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
-	21,  // 108: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	32,  // 109: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	34,  // 110: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	45,  // 111: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	39,  // 112: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15,  // 113: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17,  // 114: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	41,  // 115: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	47,  // 116: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	68,  // 117: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	84,  // 118: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
-	86,  // 119: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
-	106, // [106:120] is the sub-list for method output_type
-	92,  // [92:106] is the sub-list for method input_type
+	85,  // 106: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
+	23,  // 107: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	23,  // 108: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
+	21,  // 109: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	32,  // 110: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	34,  // 111: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	45,  // 112: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	39,  // 113: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15,  // 114: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17,  // 115: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	41,  // 116: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	47,  // 117: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	68,  // 118: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	84,  // 119: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
+	86,  // 120: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
+	86,  // 121: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
+	107, // [107:122] is the sub-list for method output_type
+	92,  // [92:107] is the sub-list for method input_type
 	92,  // [92:92] is the sub-list for extension type_name
 	92,  // [92:92] is the sub-list for extension extendee
 	0,   // [0:92] is the sub-list for field type_name

@@ -68,6 +68,8 @@ const (
 	ManagerLeaseProcedure = "/trellis.v1.Manager/Lease"
 	// WorkerCallProcedure is the fully-qualified name of the Worker's Call RPC.
 	WorkerCallProcedure = "/trellis.v1.Worker/Call"
+	// WorkerCallsProcedure is the fully-qualified name of the Worker's Calls RPC.
+	WorkerCallsProcedure = "/trellis.v1.Worker/Calls"
 )
 
 // ManagerClient is a client for the trellis.v1.Manager service.
@@ -467,6 +469,12 @@ func (UnimplementedManagerHandler) Lease(context.Context, *connect.Request[trell
 // WorkerClient is a client for the trellis.v1.Worker service.
 type WorkerClient interface {
 	Call(context.Context, *connect.Request[trellisv1.DirectCallRequest]) (*connect.Response[trellisv1.DirectCallResponse], error)
+	// Calls is Call on one stream that lasts as long as the client's lease:
+	// calls in, results out as they end (matched by key). A wrong token
+	// ends the stream (unauthenticated); a call the worker cannot take
+	// comes back with refused set, for the client to send through the
+	// manager.
+	Calls(context.Context) *connect.BidiStreamForClient[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]
 }
 
 // NewWorkerClient constructs a client for the trellis.v1.Worker service. By default, it uses the
@@ -486,12 +494,19 @@ func NewWorkerClient(httpClient connect.HTTPClient, baseURL string, opts ...conn
 			connect.WithSchema(workerMethods.ByName("Call")),
 			connect.WithClientOptions(opts...),
 		),
+		calls: connect.NewClient[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse](
+			httpClient,
+			baseURL+WorkerCallsProcedure,
+			connect.WithSchema(workerMethods.ByName("Calls")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // workerClient implements WorkerClient.
 type workerClient struct {
-	call *connect.Client[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]
+	call  *connect.Client[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]
+	calls *connect.Client[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]
 }
 
 // Call calls trellis.v1.Worker.Call.
@@ -499,9 +514,20 @@ func (c *workerClient) Call(ctx context.Context, req *connect.Request[trellisv1.
 	return c.call.CallUnary(ctx, req)
 }
 
+// Calls calls trellis.v1.Worker.Calls.
+func (c *workerClient) Calls(ctx context.Context) *connect.BidiStreamForClient[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse] {
+	return c.calls.CallBidiStream(ctx)
+}
+
 // WorkerHandler is an implementation of the trellis.v1.Worker service.
 type WorkerHandler interface {
 	Call(context.Context, *connect.Request[trellisv1.DirectCallRequest]) (*connect.Response[trellisv1.DirectCallResponse], error)
+	// Calls is Call on one stream that lasts as long as the client's lease:
+	// calls in, results out as they end (matched by key). A wrong token
+	// ends the stream (unauthenticated); a call the worker cannot take
+	// comes back with refused set, for the client to send through the
+	// manager.
+	Calls(context.Context, *connect.BidiStream[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]) error
 }
 
 // NewWorkerHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -517,10 +543,18 @@ func NewWorkerHandler(svc WorkerHandler, opts ...connect.HandlerOption) (string,
 		connect.WithSchema(workerMethods.ByName("Call")),
 		connect.WithHandlerOptions(opts...),
 	)
+	workerCallsHandler := connect.NewBidiStreamHandler(
+		WorkerCallsProcedure,
+		svc.Calls,
+		connect.WithSchema(workerMethods.ByName("Calls")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/trellis.v1.Worker/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case WorkerCallProcedure:
 			workerCallHandler.ServeHTTP(w, r)
+		case WorkerCallsProcedure:
+			workerCallsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -532,4 +566,8 @@ type UnimplementedWorkerHandler struct{}
 
 func (UnimplementedWorkerHandler) Call(context.Context, *connect.Request[trellisv1.DirectCallRequest]) (*connect.Response[trellisv1.DirectCallResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Worker.Call is not implemented"))
+}
+
+func (UnimplementedWorkerHandler) Calls(context.Context, *connect.BidiStream[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Worker.Calls is not implemented"))
 }
