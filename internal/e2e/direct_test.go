@@ -203,3 +203,38 @@ func TestDirectCallsSurviveWorkerKill(t *testing.T) {
 		t.Fatal("timed out")
 	}
 }
+
+// TestDirectCallsOverTLS: in a cluster with TLS, direct calls go to the
+// worker's file server over TLS (its certificate signed by the cluster CA,
+// which the client trusts), with their results right.
+func TestDirectCallsOverTLS(t *testing.T) {
+	needPython(t)
+	c := newCluster(t, "--tls", "auto", "--tls-dir", t.TempDir())
+	ca, _ := tlsLine(t, c.manager)
+	c.worker("w", nil, "--cores", "1", "--tls-ca", ca)
+	cfg, err := trellis.ClusterTLS(c.addr, ca, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := trellis.Dial(ctx, c.addr, trellis.WithSecret(c.secret()), trellis.WithTLS(cfg), trellis.WithDirectCalls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	c.waitWorkers(cl, 1)
+	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
+		t.Fatal(err)
+	}
+	repeatUntilDirect(t, ctx, cl)
+	for i := range 10 {
+		arg := fmt.Sprintf("tls%d.", i)
+		if out, err := cl.Call(ctx, "slow", "repeat", []byte(arg)); err != nil || string(out) != arg+arg+arg {
+			t.Fatalf("call %d: %q, %v", i, out, err)
+		}
+	}
+	if sent, fell := cl.DirectStats(); fell != 0 || sent < 11 {
+		t.Errorf("%d calls went direct, %d fell back; want 11 or more and none", sent, fell)
+	}
+}
