@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -236,5 +237,54 @@ func TestDirectCallsOverTLS(t *testing.T) {
 	}
 	if sent, fell := cl.DirectStats(); fell != 0 || sent < 11 {
 		t.Errorf("%d calls went direct, %d fell back; want 11 or more and none", sent, fell)
+	}
+}
+
+// TestDirectCallsJournaled: with --state, the manager journals each direct
+// call's end: after a restart it counts them all again.
+func TestDirectCallsJournaled(t *testing.T) {
+	needPython(t)
+	state := filepath.Join(t.TempDir(), "state")
+	c := newCluster(t, "--state", state)
+	c.worker("w", nil, "--cores", "1")
+	cl := c.directClient()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
+		t.Fatal(err)
+	}
+	repeatUntilDirect(t, ctx, cl)
+	for i := range 20 {
+		if _, err := cl.Call(ctx, "slow", "repeat", []byte("j")); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	counted := func(cl *trellis.Client, total *int) func() bool {
+		return func() bool {
+			s, err := cl.Status(ctx)
+			if err != nil || len(s.Libraries) != 1 {
+				return false
+			}
+			*total = s.Libraries[0].CallsDone
+			return *total >= 21 && s.Calls.Succeeded == *total && s.Calls.Finished == *total
+		}
+	}
+	var before, after int
+	waitFor(t, 20*time.Second, "the manager to count every call", counted(cl, &before))
+	if sent, _ := cl.DirectStats(); sent < 20 {
+		t.Fatalf("only %d calls went direct", sent)
+	}
+	cl.Close()
+	c.manager.signal(t, syscall.SIGTERM)
+	c.manager.wait(t, 20*time.Second)
+	c.restartManager(t, state)
+	waitFor(t, 20*time.Second, "the restarted manager to listen", func() bool {
+		return strings.Contains(c.manager.Output(), "trellis manager listening on")
+	})
+	cl2 := c.client()
+	waitFor(t, 20*time.Second, "the restarted manager to count every call", counted(cl2, &after))
+	if after != before {
+		t.Errorf("after a restart the manager counts %d calls, before it %d", after, before)
 	}
 }
