@@ -48,10 +48,11 @@ func (c *cluster) directClient() *trellis.Client {
 }
 
 // repeatUntilDirect calls slow.repeat until a call went direct, checking
-// each result.
-func repeatUntilDirect(t *testing.T, ctx context.Context, cl *trellis.Client) {
+// each result, and returns how many calls it made.
+func repeatUntilDirect(t *testing.T, ctx context.Context, cl *trellis.Client) (calls int) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "a call sent straight to the worker", func() bool {
+		calls++
 		out, err := cl.Call(ctx, "slow", "repeat", []byte("ab"))
 		if err != nil || string(out) != "ababab" {
 			t.Fatalf("repeat: %q, %v", out, err)
@@ -59,6 +60,7 @@ func repeatUntilDirect(t *testing.T, ctx context.Context, cl *trellis.Client) {
 		sent, fell := cl.DirectStats()
 		return sent > fell
 	})
+	return calls
 }
 
 // TestDirectCalls: with WithDirectCalls, calls go straight to the worker
@@ -68,7 +70,7 @@ func TestDirectCalls(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, _, cl := directCluster(t, ctx, "w")
-	repeatUntilDirect(t, ctx, cl)
+	made := repeatUntilDirect(t, ctx, cl)
 	sent0, fell0 := cl.DirectStats()
 	const n = 40
 	for i := range n {
@@ -91,7 +93,7 @@ func TestDirectCalls(t *testing.T) {
 			return false
 		}
 		total = s.Libraries[0].CallsDone
-		return total >= n+1 && s.Calls.Finished == total && s.Calls.Succeeded == total && s.Calls.Failed == 0
+		return total == made+n && s.Calls.Finished == total && s.Calls.Succeeded == total && s.Calls.Failed == 0
 	})
 	code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile)
 	if want := fmt.Sprintf("%d finished (%d succeeded, 0 failed)", total, total); code != 0 || !strings.Contains(out, want) {
@@ -254,7 +256,7 @@ func TestDirectCallsJournaled(t *testing.T) {
 	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
 		t.Fatal(err)
 	}
-	repeatUntilDirect(t, ctx, cl)
+	made := repeatUntilDirect(t, ctx, cl)
 	for i := range 20 {
 		if _, err := cl.Call(ctx, "slow", "repeat", []byte("j")); err != nil {
 			t.Fatalf("call %d: %v", i, err)
@@ -267,7 +269,7 @@ func TestDirectCallsJournaled(t *testing.T) {
 				return false
 			}
 			*total = s.Libraries[0].CallsDone
-			return *total >= 21 && s.Calls.Succeeded == *total && s.Calls.Finished == *total
+			return *total == made+20 && s.Calls.Succeeded == *total && s.Calls.Finished == *total
 		}
 	}
 	var before, after int
