@@ -210,16 +210,19 @@ func (d *directCalls) close() {
 	}
 }
 
-// give frees the slot of l; failed drops the lease, which the manager
-// ends in its time (or has ended), so that the next calls ask anew.
-func (d *directCalls) give(library string, l *clientLease, failed bool) {
+// give frees the slot of l; failed drops the lease, so that the next calls
+// ask anew. It reports whether it dropped it (the first call to fail on it),
+// for the caller to release it at the manager.
+func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	l.busy--
 	if failed && d.leases[library] == l {
 		l.rpc.close()
 		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
+		return true
 	}
+	return false
 }
 
 // callDirect runs a call on a lease. ok is false when the call is to go
@@ -234,8 +237,14 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 	d.sent.Add(1)
 	resp := l.rpc.call(ctx, &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key,
 		Function: function, Args: args, IdempotencyKey: c.session + "/" + key})
-	d.give(library, l, resp == nil || resp.Refused != "")
-	if resp == nil || resp.Refused != "" {
+	failed := resp == nil || resp.Refused != ""
+	if d.give(library, l, failed) {
+		// Its slots go back to the manager now, not when it expires.
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.rpc.Lease(rctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Release: l.id}))
+		cancel()
+	}
+	if failed {
 		if ctx.Err() != nil {
 			return nil, ctx.Err(), key, true
 		}

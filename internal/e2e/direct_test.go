@@ -162,6 +162,14 @@ func TestDirectCallWrongToken(t *testing.T) {
 	}
 	st.CloseRequest()
 	st.CloseResponse()
+
+	// Released by its client, the lease ends on the worker too.
+	if _, err := mgr.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: cl.Session(), Library: "slow", Release: lease.Lease})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the released lease to end on the worker", func() bool {
+		return connect.CodeOf(call(lease.Lease, lease.Token)) == connect.CodeNotFound
+	})
 }
 
 // TestDirectCallsSurviveWorkerKill: SIGKILL the worker during a burst of

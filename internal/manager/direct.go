@@ -45,8 +45,8 @@ func newLeaseKey() []byte {
 
 func (s *service) Lease(ctx context.Context, req *connect.Request[pb.LeaseRequest]) (*connect.Response[pb.LeaseResponse], error) {
 	r := req.Msg
-	if r.Library == "" || r.Session == "" || r.Slots < 1 || r.Slots > maxLeaseSlots {
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("a lease names a session and a library and asks for 1 to %d slots (got session %q, library %q, %d slots)", maxLeaseSlots, r.Session, r.Library, r.Slots))
+	if r.Library == "" || r.Session == "" || r.Slots < 0 || r.Slots > maxLeaseSlots || r.Slots == 0 && r.Release == 0 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("a lease names a session and a library and asks for 1 to %d slots, or releases a lease (got session %q, library %q, %d slots, release %d)", maxLeaseSlots, r.Session, r.Library, r.Slots, r.Release))
 	}
 	rep, err := call(ctx, s.m, func(c chan leaseReply) any { return evLease{req: r, reply: c} })
 	if err != nil {
@@ -62,6 +62,13 @@ func (s *service) Lease(ctx context.Context, req *connect.Request[pb.LeaseReques
 // and the lease's token.
 func (s *state) lease(ev evLease) {
 	r := ev.req
+	if r.Release != 0 {
+		s.releaseLease(r.Session, core.LeaseID(r.Release))
+		if r.Slots == 0 {
+			ev.reply <- leaseReply{resp: &pb.LeaseResponse{}}
+			return
+		}
+	}
 	rec := s.libs[r.Library]
 	if rec == nil || rec.removed {
 		ev.reply <- leaseReply{err: connect.NewError(connect.CodeNotFound, fmt.Errorf("library %q is not installed", r.Library))}
@@ -82,6 +89,12 @@ func (s *state) lease(ev evLease) {
 				continue
 			}
 			sess := s.sessions[a.Worker]
+			if sess.fileServer == "" { // a simulated worker serves no calls
+				s.execute(acts, nil)
+				s.releaseLease(r.Session, id)
+				ev.reply <- leaseReply{err: connect.NewError(connect.CodeUnavailable, fmt.Errorf("no lease on library %q: its instance's worker serves no direct calls (calls go through the manager)", r.Library))}
+				return
+			}
 			rep.resp = &pb.LeaseResponse{Lease: uint64(id), WorkerAddr: sess.fileServer, Token: proto.LeaseToken(sess.leaseKey, uint64(id), uint64(a.Worker)),
 				Slots: a.Slots, TtlMs: LeaseTTL.Milliseconds()}
 		case core.LeaseRefused:
@@ -92,10 +105,19 @@ func (s *state) lease(ev evLease) {
 	ev.reply <- rep
 }
 
+// releaseLease ends a lease its session's client dropped, so that its slots
+// do not wait for its expiry; a lease of another session is left alone.
+func (s *state) releaseLease(session string, id core.LeaseID) {
+	if s.leaseSessions[id] == session {
+		s.step(core.LeaseReleased{Lease: id})
+	}
+}
+
 // leaseAction carries out a lease action of the core.
 func (s *state) leaseAction(a core.Action) {
 	switch a := a.(type) {
 	case core.LeaseGranted:
+		s.leaseSessions[a.Lease] = a.Session
 		name := ""
 		if rec := s.libByID[a.Lib]; rec != nil {
 			name = rec.spec.GetName()
@@ -103,6 +125,7 @@ func (s *state) leaseAction(a core.Action) {
 		s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_LeaseGranted{LeaseGranted: &pb.LeaseGranted{
 			Lease: uint64(a.Lease), Instance: uint64(a.Instance), Slots: a.Slots, Session: a.Session, Library: name}}})
 	case core.LeaseEnded:
+		delete(s.leaseSessions, a.Lease)
 		s.m.log.Info("lease ended", "lease", a.Lease, "session", a.Session, "worker", a.Worker, "instance", a.Instance, "why", a.Why)
 		if s.sessions[a.Worker] != nil {
 			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_LeaseEnded{LeaseEnded: &pb.LeaseEnded{Lease: uint64(a.Lease)}}})

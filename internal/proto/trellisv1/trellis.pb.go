@@ -6839,7 +6839,8 @@ type LeaseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	Library       string                 `protobuf:"bytes,2,opt,name=library,proto3" json:"library,omitempty"`
-	Slots         int32                  `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`
+	Slots         int32                  `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`     // 0: only release
+	Release       uint64                 `protobuf:"varint,4,opt,name=release,proto3" json:"release,omitempty"` // a lease of the session to end first (the client dropped it)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6891,6 +6892,13 @@ func (x *LeaseRequest) GetLibrary() string {
 func (x *LeaseRequest) GetSlots() int32 {
 	if x != nil {
 		return x.Slots
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetRelease() uint64 {
+	if x != nil {
+		return x.Release
 	}
 	return 0
 }
@@ -7641,11 +7649,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05epoch\x182 \x01(\x04R\x05epoch\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\rR\aattempt\"X\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\"r\n" +
 	"\fLeaseRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x18\n" +
 	"\alibrary\x18\x02 \x01(\tR\alibrary\x12\x14\n" +
-	"\x05slots\x18\x03 \x01(\x05R\x05slots\"\x89\x01\n" +
+	"\x05slots\x18\x03 \x01(\x05R\x05slots\x12\x18\n" +
+	"\arelease\x18\x04 \x01(\x04R\arelease\"\x89\x01\n" +
 	"\rLeaseResponse\x12\x14\n" +
 	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x1f\n" +
 	"\vworker_addr\x18\x02 \x01(\tR\n" +
