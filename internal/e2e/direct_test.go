@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -297,4 +298,90 @@ func TestDirectCallsJournaled(t *testing.T) {
 	if after != before {
 		t.Errorf("after a restart the manager counts %d calls, before it %d", after, before)
 	}
+}
+
+// markLibrary's mark writes the file its arguments name (the call has
+// reached the library), then sleeps.
+const markLibrary = `import time
+import trellis_library as tl
+lib = tl.Library("mark")
+
+@lib.function
+def mark(args):
+    with open(args["path"], "w") as f:
+        f.write("running")
+    time.sleep(args["s"])
+    return args["i"]
+
+@lib.function(raw=True)
+def repeat(body):
+    return body * 3
+
+if __name__ == "__main__":
+    lib.serve()
+`
+
+// TestDirectCallEndedAcrossManagerRestart: the manager (--state) is killed
+// while a direct call runs on a worker; the call still returns to its
+// client, and the worker reports its end to the restarted manager, which
+// counts it.
+func TestDirectCallEndedAcrossManagerRestart(t *testing.T) {
+	needPython(t)
+	state := filepath.Join(t.TempDir(), "state")
+	c := newCluster(t, "--state", state)
+	c.worker("w", nil, "--cores", "1")
+	cl := c.directClient()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lib := pythonLibrary("slow")
+	lib.Name, lib.Inputs[1].File = "mark", trellis.Buffer([]byte(markLibrary))
+	if err := cl.Install(ctx, lib); err != nil {
+		t.Fatal(err)
+	}
+	made := 0
+	waitFor(t, 30*time.Second, "a call sent straight to the worker", func() bool {
+		made++
+		if out, err := cl.Call(ctx, "mark", "repeat", []byte("ab")); err != nil || string(out) != "ababab" {
+			t.Fatalf("repeat: %q, %v", out, err)
+		}
+		sent, fell := cl.DirectStats()
+		return sent > fell
+	})
+	calls := func(cl *trellis.Client, n int) func() bool {
+		return func() bool {
+			s, err := cl.Status(ctx)
+			if err == nil && s.Calls.Succeeded != n {
+				t.Logf("calls %+v, want %d", s.Calls, n)
+			}
+			return err == nil && s.Calls.Succeeded == n && s.Calls.Finished == n
+		}
+	}
+	waitFor(t, 20*time.Second, "the manager to count the calls", calls(cl, made))
+	marker := filepath.Join(t.TempDir(), "running")
+	result := make(chan error, 1)
+	go func() { // exits when the call returns
+		out, err := cl.Call(ctx, "mark", "mark", fmt.Appendf(nil, `{"i":7,"s":2,"path":%q}`, marker))
+		if err == nil && string(out) != "7" {
+			err = fmt.Errorf("returned %s", out)
+		}
+		result <- err
+	}()
+	waitFor(t, 20*time.Second, "the call to run in the library", func() bool {
+		_, err := os.Stat(marker)
+		return err == nil
+	})
+	c.killManager(t)
+	if err := <-result; err != nil {
+		t.Fatalf("the direct call across the manager's loss: %v", err)
+	}
+	if sent, fell := cl.DirectStats(); fell != 0 {
+		t.Errorf("%d of %d direct calls fell back to the manager; want none", fell, sent)
+	}
+	c.restartManager(t, state)
+	waitFor(t, 20*time.Second, "the restarted manager to listen", func() bool {
+		return strings.Contains(c.manager.Output(), "trellis manager listening on")
+	})
+	cl2 := c.client()
+	waitFor(t, 30*time.Second, "the restarted manager to count the call that ended while it was down", calls(cl2, made+1))
 }

@@ -34,6 +34,11 @@ type leaseTable struct {
 	sess   *session
 	byID   map[uint64]*workerLease
 	ended  map[uint64]bool // leases that ended in this session
+	// kept: reports of direct calls that ended after their session did,
+	// for the next session of the same manager run (runID), which
+	// journals them; a manager of another run never sees them.
+	kept    []*pb.WorkerMessage
+	keptRun string
 	// granted is closed (and replaced) at each grant: a client may bring
 	// a lease's first call before the manager's grant reaches the worker.
 	granted chan struct{}
@@ -59,6 +64,35 @@ func (t *leaseTable) attach(s *session, key []byte, worker uint64) {
 	if t.granted == nil {
 		t.granted = make(chan struct{})
 	}
+}
+
+// keep holds the report of a direct call whose session gone ended, unless a
+// later session of the same manager run is up already: then it returns
+// that one to report to.
+func (t *leaseTable) keep(msg *pb.WorkerMessage, gone *session) *session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	run := gone.runID
+	if t.sess != nil && t.sess != gone && t.sess.runID == run {
+		return t.sess
+	}
+	if t.keptRun != run {
+		t.kept, t.keptRun = nil, run
+	}
+	t.kept = append(t.kept, msg)
+	return nil
+}
+
+// takeKept returns the reports kept for a session of run, and forgets all.
+func (t *leaseTable) takeKept(run string) []*pb.WorkerMessage {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := t.kept
+	t.kept = nil
+	if t.keptRun != run {
+		return nil
+	}
+	return kept
 }
 
 // detach forgets the leases of s, which ended.
@@ -144,10 +178,40 @@ func (t *leaseTable) give(id uint64) {
 	}
 }
 
-// evDirect: a direct call ended; msg reports it to the manager.
-type evDirect struct{ msg *pb.WorkerMessage }
+// directReports are a session's reports of direct calls, queued for its
+// loop. Once the session ends (shut), it takes none: the reports go to the
+// next session of the same manager run, or wait for it (leaseTable.keep).
+type directReports struct {
+	mu     sync.Mutex
+	queued []*pb.WorkerMessage
+	shut   bool
+	signal chan struct{} // the loop's: something is queued
+}
 
-func (evDirect) isEvent() {}
+// put queues msg, unless the session has ended.
+func (r *directReports) put(msg *pb.WorkerMessage) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shut {
+		return false
+	}
+	r.queued = append(r.queued, msg)
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns what is queued; with shut, it takes no more after.
+func (r *directReports) take(shut bool) []*pb.WorkerMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queued
+	r.queued = nil
+	r.shut = r.shut || shut
+	return q
+}
 
 // directService serves Worker.Call.
 type directService struct{ w *Worker }
@@ -221,7 +285,11 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest) (resp *
 	msg := &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
 		Lease: r.Lease, Session: l.session, Key: r.Key, Library: l.library, Function: r.Function,
 		Kind: o.Kind, Message: o.Message, RunMs: o.RunMs, ResultBytes: int64(len(o.Result))}}}
-	return &pb.DirectCallResponse{Outcome: o}, func() { sess.emit(evDirect{msg}) }, nil
+	return &pb.DirectCallResponse{Outcome: o}, func() {
+		for sess != nil && !sess.direct.put(msg) { // ended: to the next session of the run
+			sess = d.w.leases.keep(msg, sess)
+		}
+	}, nil
 }
 
 // withDirect serves Worker.Call beside the cache's files.
