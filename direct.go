@@ -109,7 +109,8 @@ func (d *directCalls) take(ctx context.Context, c *Client, library string) *clie
 // callStream is a lease's Worker.Calls stream: calls go out as they come,
 // and one goroutine hands each result to the call waiting for its key.
 type callStream struct {
-	mu      sync.Mutex // guards stream.Send, waiting, broken
+	smu     sync.Mutex // guards stream.Send and CloseRequest: the writer's, held across them alone
+	mu      sync.Mutex // guards waiting, broken
 	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
 	waiting map[string]chan *pb.DirectCallResponse
 	broken  bool
@@ -154,13 +155,17 @@ func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.Di
 		return nil
 	}
 	s.waiting[req.Key] = ch
-	if err := s.stream.Send(req); err != nil {
+	s.mu.Unlock()
+	s.smu.Lock()
+	err := s.stream.Send(req)
+	s.smu.Unlock()
+	if err != nil {
+		s.mu.Lock()
 		delete(s.waiting, req.Key)
 		s.broken = true
 		s.mu.Unlock()
 		return nil
 	}
-	s.mu.Unlock()
 	select {
 	case resp := <-ch:
 		return resp
@@ -175,8 +180,10 @@ func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.Di
 // close ends the stream: the worker finishes the calls it runs.
 func (s *callStream) close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.broken = true
+	s.mu.Unlock()
+	s.smu.Lock()
+	defer s.smu.Unlock()
 	s.stream.CloseRequest()
 }
 

@@ -20,16 +20,16 @@ import (
 	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
 
-// directCluster starts a manager, a worker named worker and a client that
-// sends calls straight to workers, and installs the library "slow".
-func directCluster(t *testing.T, ctx context.Context, worker string) (*cluster, *proc, *trellis.Client) {
+// directCluster starts a manager with flags, a worker named worker and a
+// client that sends calls straight to workers, and installs lib.
+func directCluster(t *testing.T, ctx context.Context, worker string, lib *trellis.Library, flags ...string) (*cluster, *proc, *trellis.Client) {
 	t.Helper()
 	needPython(t)
-	c := newCluster(t)
+	c := newCluster(t, flags...)
 	w := c.worker(worker, nil, "--cores", "1")
 	cl := c.directClient()
 	c.waitWorkers(cl, 1)
-	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
+	if err := cl.Install(ctx, lib); err != nil {
 		t.Fatal(err)
 	}
 	return c, w, cl
@@ -48,13 +48,13 @@ func (c *cluster) directClient() *trellis.Client {
 	return cl
 }
 
-// repeatUntilDirect calls slow.repeat until a call went direct, checking
+// repeatUntilDirect calls lib.repeat until a call went direct, checking
 // each result, and returns how many calls it made.
-func repeatUntilDirect(t *testing.T, ctx context.Context, cl *trellis.Client) (calls int) {
+func repeatUntilDirect(t *testing.T, ctx context.Context, cl *trellis.Client, lib string) (calls int) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "a call sent straight to the worker", func() bool {
 		calls++
-		out, err := cl.Call(ctx, "slow", "repeat", []byte("ab"))
+		out, err := cl.Call(ctx, lib, "repeat", []byte("ab"))
 		if err != nil || string(out) != "ababab" {
 			t.Fatalf("repeat: %q, %v", out, err)
 		}
@@ -70,8 +70,8 @@ func repeatUntilDirect(t *testing.T, ctx context.Context, cl *trellis.Client) (c
 func TestDirectCalls(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, _, cl := directCluster(t, ctx, "w")
-	made := repeatUntilDirect(t, ctx, cl)
+	c, _, cl := directCluster(t, ctx, "w", pythonLibrary("slow"))
+	made := repeatUntilDirect(t, ctx, cl, "slow")
 	sent0, fell0 := cl.DirectStats()
 	const n = 40
 	for i := range n {
@@ -107,7 +107,7 @@ func TestDirectCalls(t *testing.T) {
 func TestDirectCallWrongToken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, _, cl := directCluster(t, ctx, "w")
+	c, _, cl := directCluster(t, ctx, "w", pythonLibrary("slow"))
 	if _, err := cl.Call(ctx, "slow", "repeat", []byte("x")); err != nil { // starts an instance
 		t.Fatal(err)
 	}
@@ -179,8 +179,8 @@ func TestDirectCallWrongToken(t *testing.T) {
 func TestDirectCallsSurviveWorkerKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, victim, cl := directCluster(t, ctx, "victim")
-	repeatUntilDirect(t, ctx, cl)
+	c, victim, cl := directCluster(t, ctx, "victim", pythonLibrary("slow"))
+	repeatUntilDirect(t, ctx, cl, "slow")
 	const n = 16
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -239,7 +239,7 @@ func TestDirectCallsOverTLS(t *testing.T) {
 	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
 		t.Fatal(err)
 	}
-	repeatUntilDirect(t, ctx, cl)
+	repeatUntilDirect(t, ctx, cl, "slow")
 	for i := range 10 {
 		arg := fmt.Sprintf("tls%d.", i)
 		if out, err := cl.Call(ctx, "slow", "repeat", []byte(arg)); err != nil || string(out) != arg+arg+arg {
@@ -254,18 +254,11 @@ func TestDirectCallsOverTLS(t *testing.T) {
 // TestDirectCallsJournaled: with --state, the manager journals each direct
 // call's end: after a restart it counts them all again.
 func TestDirectCallsJournaled(t *testing.T) {
-	needPython(t)
 	state := filepath.Join(t.TempDir(), "state")
-	c := newCluster(t, "--state", state)
-	c.worker("w", nil, "--cores", "1")
-	cl := c.directClient()
-	c.waitWorkers(cl, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := cl.Install(ctx, pythonLibrary("slow")); err != nil {
-		t.Fatal(err)
-	}
-	made := repeatUntilDirect(t, ctx, cl)
+	c, _, cl := directCluster(t, ctx, "w", pythonLibrary("slow"), "--state", state)
+	made := repeatUntilDirect(t, ctx, cl, "slow")
 	for i := range 20 {
 		if _, err := cl.Call(ctx, "slow", "repeat", []byte("j")); err != nil {
 			t.Fatalf("call %d: %v", i, err)
@@ -326,28 +319,13 @@ if __name__ == "__main__":
 // client, and the worker reports its end to the restarted manager, which
 // counts it.
 func TestDirectCallEndedAcrossManagerRestart(t *testing.T) {
-	needPython(t)
 	state := filepath.Join(t.TempDir(), "state")
-	c := newCluster(t, "--state", state)
-	c.worker("w", nil, "--cores", "1")
-	cl := c.directClient()
-	c.waitWorkers(cl, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	lib := pythonLibrary("slow")
 	lib.Name, lib.Inputs[1].File = "mark", trellis.Buffer([]byte(markLibrary))
-	if err := cl.Install(ctx, lib); err != nil {
-		t.Fatal(err)
-	}
-	made := 0
-	waitFor(t, 30*time.Second, "a call sent straight to the worker", func() bool {
-		made++
-		if out, err := cl.Call(ctx, "mark", "repeat", []byte("ab")); err != nil || string(out) != "ababab" {
-			t.Fatalf("repeat: %q, %v", out, err)
-		}
-		sent, fell := cl.DirectStats()
-		return sent > fell
-	})
+	c, _, cl := directCluster(t, ctx, "w", lib, "--state", state)
+	made := repeatUntilDirect(t, ctx, cl, "mark")
 	calls := func(cl *trellis.Client, n int) func() bool {
 		return func() bool {
 			s, err := cl.Status(ctx)
