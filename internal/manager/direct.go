@@ -26,6 +26,12 @@ const LeaseTTL = 10 * time.Second
 // maxLeaseSlots bounds the slots one request asks for.
 const maxLeaseSlots = 1024
 
+// leaseState is what the loop keeps of leases.
+type leaseState struct {
+	next     uint64                  // leases given out
+	sessions map[core.LeaseID]string // live leases' sessions
+}
+
 type evLease struct {
 	req   *pb.LeaseRequest
 	reply chan leaseReply
@@ -78,8 +84,8 @@ func (s *state) lease(ev evLease) {
 		ev.reply <- leaseReply{err: connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("session %q is not open: a lease belongs to a client's open session", r.Session))}
 		return
 	}
-	s.nextLease++
-	id := core.LeaseID(s.nextLease)
+	s.leases.next++
+	id := core.LeaseID(s.leases.next)
 	acts := s.core.Step(core.LeaseRequested{Lease: id, Session: r.Session, Lib: rec.id, Slots: r.Slots, TTL: LeaseTTL})
 	var rep leaseReply
 	for _, a := range acts {
@@ -108,7 +114,7 @@ func (s *state) lease(ev evLease) {
 // releaseLease ends a lease its session's client dropped, so that its slots
 // do not wait for its expiry; a lease of another session is left alone.
 func (s *state) releaseLease(session string, id core.LeaseID) {
-	if s.leaseSessions[id] == session {
+	if s.leases.sessions[id] == session {
 		s.step(core.LeaseReleased{Lease: id})
 	}
 }
@@ -117,7 +123,10 @@ func (s *state) releaseLease(session string, id core.LeaseID) {
 func (s *state) leaseAction(a core.Action) {
 	switch a := a.(type) {
 	case core.LeaseGranted:
-		s.leaseSessions[a.Lease] = a.Session
+		if s.leases.sessions == nil {
+			s.leases.sessions = make(map[core.LeaseID]string)
+		}
+		s.leases.sessions[a.Lease] = a.Session
 		name := ""
 		if rec := s.libByID[a.Lib]; rec != nil {
 			name = rec.spec.GetName()
@@ -125,7 +134,7 @@ func (s *state) leaseAction(a core.Action) {
 		s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_LeaseGranted{LeaseGranted: &pb.LeaseGranted{
 			Lease: uint64(a.Lease), Instance: uint64(a.Instance), Slots: a.Slots, Session: a.Session, Library: name}}})
 	case core.LeaseEnded:
-		delete(s.leaseSessions, a.Lease)
+		delete(s.leases.sessions, a.Lease)
 		s.m.log.Info("lease ended", "lease", a.Lease, "session", a.Session, "worker", a.Worker, "instance", a.Instance, "why", a.Why)
 		if s.sessions[a.Worker] != nil {
 			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_LeaseEnded{LeaseEnded: &pb.LeaseEnded{Lease: uint64(a.Lease)}}})
@@ -148,7 +157,6 @@ func (s *state) directCallEnded(w core.WorkerID, d *pb.DirectCallEnded) {
 	if rec := s.libs[d.Library]; rec != nil {
 		rec.callsDone++
 	}
-	s.directCalls++
 	if w == 0 {
 		return // replayed: its session was told in the life that journaled it
 	}

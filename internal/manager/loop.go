@@ -80,9 +80,7 @@ type state struct {
 	fileIDs                     map[string]core.FileID // cache name -> core ID
 	fileInfo                    map[string]*pb.FileInfo
 	nextTask                    core.TaskID
-	nextLease                   uint64                  // leases given out (direct.go)
-	leaseSessions               map[core.LeaseID]string // live leases' sessions (direct.go)
-	directCalls                 uint64                  // direct calls ended (direct.go), also in the counts above
+	leases                      leaseState // direct calls (direct.go)
 	nextWorker                  core.WorkerID
 	succeeded                   uint64 // tasks and calls
 	failed                      uint64
@@ -140,22 +138,21 @@ func newState(m *Manager) *state {
 		c.ObservePlacements() // for task_placed in the transaction log
 	}
 	return &state{
-		m:             m,
-		core:          c,
-		tasks:         make(map[core.TaskID]*taskRecord),
-		workflows:     make(map[string]bool),
-		sessions:      make(map[core.WorkerID]*session),
-		fileIDs:       make(map[string]core.FileID),
-		fileInfo:      make(map[string]*pb.FileInfo),
-		data:          newDataState(),
-		results:       make(map[string]map[string]bool),
-		libs:          make(map[string]*libRecord),
-		libByID:       make(map[core.LibID]*libRecord),
-		instLibs:      make(map[uint64]string),
-		leaseSessions: make(map[core.LeaseID]string),
-		adopted:       make(map[attemptKey]uint64),
-		obs:           newObserver(),
-		origin:        time.Now(),
+		m:         m,
+		core:      c,
+		tasks:     make(map[core.TaskID]*taskRecord),
+		workflows: make(map[string]bool),
+		sessions:  make(map[core.WorkerID]*session),
+		fileIDs:   make(map[string]core.FileID),
+		fileInfo:  make(map[string]*pb.FileInfo),
+		data:      newDataState(),
+		results:   make(map[string]map[string]bool),
+		libs:      make(map[string]*libRecord),
+		libByID:   make(map[core.LibID]*libRecord),
+		instLibs:  make(map[uint64]string),
+		adopted:   make(map[attemptKey]uint64),
+		obs:       newObserver(),
+		origin:    time.Now(),
 	}
 }
 
