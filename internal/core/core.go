@@ -415,8 +415,8 @@ type Stats struct {
 	// Prefetched: of Moved, the bytes fetched for consumers before they
 	// were placed, while their last producers ran (prefetch.go).
 	Prefetched int64
-	// Direct: calls sent straight to a worker on a lease that ended
-	// (DirectCallEnded); Tally counts them among finished calls too.
+	// Direct: calls sent straight to a worker on a lease whose end was
+	// reported (DirectCallEnded); Tally counts them among finished calls too.
 	Direct uint64
 }
 
