@@ -51,6 +51,7 @@ type Client struct {
 	managerTimeout time.Duration // see WithManagerTimeout
 	workflow       string        // see WithWorkflow
 	resumable      bool          // see WithSession
+	direct         *directCalls  // see WithDirectCalls; nil: off
 
 	mu       sync.Mutex         // guards handles, uploaded, closed, keys, userKeys
 	handles  map[string]*Handle // by task key, until the task is done
@@ -327,6 +328,9 @@ func (c *Client) Close() error {
 	c.halt()
 	c.rpcHTTP.CloseIdleConnections()
 	c.files.CloseIdleConnections()
+	if c.direct != nil {
+		c.direct.close()
+	}
 	for i := len(c.shutdown) - 1; i >= 0; i-- {
 		c.shutdown[i]()
 	}
@@ -676,7 +680,15 @@ func (e *CallError) Error() string {
 
 // Call runs function of library with args and waits for its result.
 func (c *Client) Call(ctx context.Context, library, function string, args []byte) ([]byte, error) {
-	hs, err := c.Submit(ctx, NewCall(library, function, args))
+	t := NewCall(library, function, args)
+	if c.direct != nil {
+		out, err, key, ok := c.callDirect(ctx, library, function, args)
+		if ok {
+			return out, err
+		}
+		t.Key = key // a direct call that failed on the way runs again by its key
+	}
+	hs, err := c.Submit(ctx, t)
 	if err != nil {
 		return nil, err
 	}

@@ -35,10 +35,19 @@ type CallsResult struct {
 	NetworkCallsPerS float64 `json:"network_calls_per_s"`
 	NetworkP50us     float64 `json:"network_p50_us"`
 	NetworkP99us     float64 `json:"network_p99_us"`
-	CallsVsTasks     float64 `json:"calls_vs_tasks"`
-	SequentialCalls  int     `json:"sequential_calls"`
-	ComparisonTasks  int     `json:"comparison_tasks"`
-	PythonError      string  `json:"python_error,omitempty"`
+	// The same network cluster with trellis.WithDirectCalls: blocking
+	// calls sent straight to the worker on a lease (docs/direct-calls.md).
+	// DirectCallsPerS: blocking calls from as many goroutines as a lease
+	// has slots; DirectShare: the fraction of the measured calls that went
+	// direct (the others through the manager).
+	DirectCallsPerS float64 `json:"direct_calls_per_s"`
+	DirectP50us     float64 `json:"direct_p50_us"`
+	DirectP99us     float64 `json:"direct_p99_us"`
+	DirectShare     float64 `json:"direct_share"`
+	CallsVsTasks    float64 `json:"calls_vs_tasks"`
+	SequentialCalls int     `json:"sequential_calls"`
+	ComparisonTasks int     `json:"comparison_tasks"`
+	PythonError     string  `json:"python_error,omitempty"`
 }
 
 // BenchLibraryArg is the argument with which the trellis binary serves the
@@ -126,7 +135,67 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 func networkCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
 	logf("calls: the Go figures over HTTP/2 on 127.0.0.1")
 	var coldMs float64 // (not reported: the in-process one is)
-	return goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs)
+	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs); err != nil {
+		return err
+	}
+	return directCalls(ctx, res, logf)
+}
+
+// directCalls measures blocking calls with trellis.WithDirectCalls on a
+// new networked cluster: 1,000 sequential ones (latency), then n from as
+// many goroutines as the library's slots (throughput).
+func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	c, err := local.Start(ctx, local.Config{Workers: res.Workers, Network: true}, trellis.WithDirectCalls())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: res.Slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
+		return err
+	}
+	logf("calls: direct calls (trellis.WithDirectCalls): waiting for a lease")
+	deadline := time.Now().Add(30 * time.Second)
+	for sent, fell := c.DirectStats(); sent <= fell; sent, fell = c.DirectStats() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no call went direct within 30 s")
+		}
+		if _, err := c.Call(ctx, "bench", "echo", []byte("warm")); err != nil {
+			return err
+		}
+	}
+	sent0, fell0 := c.DirectStats()
+	logf("calls: 1000 sequential blocking direct calls")
+	if res.DirectP50us, res.DirectP99us, err = sequentialCalls(ctx, c); err != nil {
+		return err
+	}
+	g := max(res.Slots, 1)
+	logf("calls: %d blocking direct calls from %d goroutines", res.Calls, g)
+	errs := make(chan error, g)
+	start := time.Now()
+	for k := range g {
+		go func() { // exits when its share of the calls is done, or one fails
+			for i := k; i < res.Calls; i += g {
+				if _, err := c.Call(ctx, "bench", "echo", []byte(strconv.Itoa(i))); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range g {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	res.DirectCallsPerS = float64(res.Calls) / time.Since(start).Seconds()
+	sent, fell := c.DirectStats()
+	res.DirectShare = float64((sent-sent0)-(fell-fell0)) / float64(1000+res.Calls)
+	return nil
 }
 
 // goCalls measures async calls and blocking round trips of the Go library
@@ -160,18 +229,23 @@ func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func
 	*perS = float64(n) / secs
 
 	logf("calls: 1000 sequential blocking calls")
+	*p50, *p99, err = sequentialCalls(ctx, c)
+	return err
+}
+
+// sequentialCalls makes 1,000 blocking calls of bench's echo, one after
+// the other, and returns their p50 and p99 in microseconds.
+func sequentialCalls(ctx context.Context, c *trellis.Client) (p50, p99 float64, err error) {
 	lat := make([]time.Duration, 1000)
 	for i := range lat {
 		start := time.Now()
 		if _, err := c.Call(ctx, "bench", "echo", []byte(strconv.Itoa(i))); err != nil {
-			return err
+			return 0, 0, err
 		}
 		lat[i] = time.Since(start)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	*p50 = float64(lat[len(lat)/2].Microseconds())
-	*p99 = float64(lat[len(lat)*99/100].Microseconds())
-	return nil
+	return float64(lat[len(lat)/2].Microseconds()), float64(lat[len(lat)*99/100].Microseconds()), nil
 }
 
 // coldStart times one blocking call of lib's echo on a cluster where lib

@@ -25,6 +25,7 @@ type RPC interface {
 	EndSession(context.Context, *connect.Request[pb.EndSessionRequest]) (*connect.Response[pb.EndSessionResponse], error)
 	Reconcile(context.Context, *connect.Request[pb.ReconcileRequest]) (*connect.Response[pb.ReconcileResponse], error)
 	Ack(context.Context, *connect.Request[pb.AckRequest]) (*connect.Response[pb.AckResponse], error)
+	Lease(context.Context, *connect.Request[pb.LeaseRequest]) (*connect.Response[pb.LeaseResponse], error)
 }
 
 // Events is a session's stream of task events, read by one goroutine, as

@@ -84,6 +84,7 @@ type Core struct {
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
 	instSeq   uint64
+	leases    leases // slots lent for direct calls (leases.go)
 
 	now time.Duration // the last Tick's Now
 	// unstamped: the tasks told unplaceable since the last Tick, which
@@ -159,6 +160,7 @@ func (c *Core) Step(ev Event) []Action {
 		if w := c.workers[ev.Worker]; w != nil && !w.draining {
 			w.draining = true
 			c.open.remove(w)
+			c.endLeasesIf("worker draining", func(l *lease) bool { return l.inst.t.worker == w })
 			c.workersChanged()
 			c.unstage(w)
 		}
@@ -211,11 +213,20 @@ func (c *Core) Step(ev Event) []Action {
 		c.instanceReady(ev)
 	case InstanceEnded:
 		c.instanceEndedEvent(ev)
+	case LeaseRequested:
+		c.requestLease(ev)
+	case LeaseReleased:
+		if l := c.leases.byID[ev.Lease]; l != nil {
+			c.endLease(l, "released")
+		}
+	case DirectCallEnded:
+		c.directCallEnded(ev)
 	case Tick:
 		c.ticks++
 		c.now = max(c.now, ev.Now)
 		c.idleUnpark()
 		c.expire()
+		c.expireLeases()
 		if len(c.adrift) > 0 {
 			c.expireAdrift()
 		}
@@ -410,11 +421,14 @@ type Stats struct {
 	// Prefetched: of Moved, the bytes fetched for consumers before they
 	// were placed, while their last producers ran (prefetch.go).
 	Prefetched int64
+	// Direct: calls sent straight to a worker on a lease whose end was
+	// reported (DirectCallEnded); Tally counts them among finished calls too.
+	Direct uint64
 }
 
 // Stats returns the core's counters.
 func (c *Core) Stats() Stats {
-	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack, EvictedForSpace: c.evictedForSpace, Checkpointed: c.committed, Prefetched: c.prefetched}
+	return Stats{Transfers: uint64(len(c.transfers)), Recreated: c.recreated, Lost: c.lost, Moved: c.moved, Pruned: c.pruned, HandedBack: c.handedBack, EvictedForSpace: c.evictedForSpace, Checkpointed: c.committed, Prefetched: c.prefetched, Direct: c.leases.direct}
 }
 
 // TaskState returns the state of a task the core knows, and its attempt.

@@ -175,6 +175,7 @@ func (c *Core) releaseFiles(t *task) {
 // sessionEnded unlinks the workflow-level files that only ended sessions
 // declared, unless a task still reads them (see releaseFiles).
 func (c *Core) sessionEnded(session string) {
+	c.endLeasesIf("session ended", func(l *lease) bool { return l.session == session })
 	c.retire(c.files.endSession(session))
 }
 

@@ -49,7 +49,8 @@ type instance struct {
 	ready    bool
 	stopping bool
 	eager    bool             // started at install: it waits for a place even if no call does
-	free     int32            // slots
+	free     int32            // slots neither running a call nor leased
+	leased   int32            // slots lent to clients (leases.go)
 	calls    map[TaskID]*task // running in it
 	lastUse  uint64           // tick
 }
@@ -83,6 +84,7 @@ func (c *Core) removeLibrary(ev LibraryRemoved) {
 	for _, inst := range lib.insts {
 		if inst.t.state == Running && !inst.stopping {
 			inst.stopping = true
+			c.endInstanceLeases(inst, "library removed: "+ev.Why)
 			c.emit(Stop{Instance: inst.id, Worker: inst.t.worker.id})
 		}
 	}
@@ -310,6 +312,7 @@ func (c *Core) instanceEndedEvent(ev InstanceEnded) {
 // retried (or fail), and a start failure counts towards breaking the library.
 func (c *Core) instanceEnded(inst *instance, why Outcome, startFailure bool) {
 	t, lib := inst.t, inst.lib
+	c.endInstanceLeases(inst, "instance ended: "+why.Message)
 	for i, x := range lib.insts {
 		if x == inst {
 			lib.insts = append(lib.insts[:i], lib.insts[i+1:]...)
@@ -395,7 +398,7 @@ func (c *Core) stopIdle() {
 			continue
 		}
 		for _, inst := range lib.insts {
-			if inst.ready && !inst.stopping && len(inst.calls) == 0 && c.ticks-inst.lastUse >= IdleTicks {
+			if inst.ready && !inst.stopping && len(inst.calls) == 0 && inst.leased == 0 && c.ticks-inst.lastUse >= IdleTicks {
 				inst.stopping = true
 				c.emit(Stop{Instance: inst.id, Worker: inst.t.worker.id})
 			}

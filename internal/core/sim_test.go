@@ -356,6 +356,26 @@ var libScenarios = []struct {
 			DepFraction: 0.5,
 		},
 	},
+	{
+		name: "direct calls on leases",
+		cfg: coretest.Config{
+			Workers: 6, Tasks: 1000,
+			Libraries: 3, CallFraction: 0.8, BrokenLibraries: 1, SetupFailRate: 0.05, CrashRate: 0.02, LeaseRate: 0.15,
+			LossRate: 0.01, DrainRate: 0.01, CancelRate: 0.01, FailRate: 0.05, StaleRate: 0.02, TickRate: 0.05,
+			DepFraction: 0.3,
+		},
+	},
+	{
+		name: "leases, staged files, sessions",
+		cfg: coretest.Config{
+			Workers: 8, Tasks: 800,
+			Libraries: 4, CallFraction: 0.5, LibInputFraction: 0.5, BrokenLibraries: 1, SetupFailRate: 0.1, CrashRate: 0.02, LeaseRate: 0.1,
+			TempFraction: 0.6, OriginFraction: 0.2, MaxReplicas: 2, LevelFraction: 0.5, SessionEndRate: 0.01,
+			ReplicaLossRate: 0.02, TransferFailRate: 0.03, RejoinFraction: 0.3,
+			LossRate: 0.005, DrainRate: 0.005, CancelRate: 0.02, FailRate: 0.05, StaleRate: 0.03, TickRate: 0.03,
+			DepFraction: 0.5,
+		},
+	},
 }
 
 // TestSimulationLibraries runs the library scenarios. Besides the

@@ -62,6 +62,7 @@ var requestLimits = map[string]int{
 	trellisv1connect.ManagerEndSessionProcedure:     smallRequestBytes,
 	trellisv1connect.ManagerRemoveLibraryProcedure:  smallRequestBytes,
 	trellisv1connect.ManagerReconcileProcedure:      smallRequestBytes,
+	trellisv1connect.ManagerLeaseProcedure:          smallRequestBytes,
 }
 
 // wrongSecret is the message a refused peer sees.

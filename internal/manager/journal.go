@@ -294,6 +294,8 @@ func (s *state) replay(j *journal.Journal) error {
 			counts[8]++
 		case *pb.JournalRecord_CheckpointCommitted:
 			s.checkpointCommitted(x.CheckpointCommitted, 0)
+		case *pb.JournalRecord_DirectCallEnded:
+			s.directCallEnded(0, x.DirectCallEnded)
 		case *pb.JournalRecord_Forgotten:
 			s.nextTask += core.TaskID(x.Forgotten.Tasks) // the IDs its submit gave out
 		case *pb.JournalRecord_LibraryRemoved:

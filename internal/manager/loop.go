@@ -81,6 +81,7 @@ type state struct {
 	fileIDs                     map[string]core.FileID // cache name -> core ID
 	fileInfo                    map[string]*pb.FileInfo
 	nextTask                    core.TaskID
+	leases                      leaseState // direct calls (direct.go)
 	nextWorker                  core.WorkerID
 	succeeded                   uint64 // tasks and calls
 	failed                      uint64
@@ -278,6 +279,8 @@ func (s *state) handle(ev any) {
 		s.removeLibrary(ev.name, ev.reply)
 	case evReconcile:
 		s.reconcile(ev.req, ev.reply)
+	case evLease:
+		s.lease(ev)
 	case evWorkerGone:
 		if sess := s.sessions[ev.id]; sess != nil {
 			delete(s.sessions, ev.id)
@@ -353,6 +356,8 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		delete(s.instLibs, e.Instance)
 		s.instanceGone(e.Instance)
 		s.step(libraryEnded(id, e))
+	case *pb.WorkerMessage_DirectCallEnded:
+		s.directCallEnded(id, x.DirectCallEnded)
 	case *pb.WorkerMessage_Returned:
 		r := x.Returned
 		s.step(core.TaskReturned{Task: core.TaskID(r.TaskId), Attempt: r.Attempt, Worker: id, CacheFull: r.CacheFull, Need: r.Need})
@@ -470,6 +475,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.unlink(a)
 		case core.Release:
 			s.releaseFiles(a)
+		case core.LeaseGranted, core.LeaseEnded:
+			s.leaseAction(a)
 		case core.Unplaceable:
 			s.tellUnplaceable(a)
 		}

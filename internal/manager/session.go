@@ -32,6 +32,7 @@ type session struct {
 	// fileServer is where the worker serves its cache to peers (host:port),
 	// "" if it serves none. Set by the loop.
 	fileServer string
+	leaseKey   []byte // of its lease tokens (direct.go), set before it joins
 	// certHost names the worker's file server in its certificate (with a
 	// Config.PeerCA); certRenew is when the loop gives it a new one
 	// (renewPeerCerts). Set before the loop sees the session, then the
@@ -170,7 +171,7 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 		m.log.Warn("refused a worker", "peer", addr, "err", err)
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	sess := &session{hello: hello, addr: addr, since: time.Now(),
+	sess := &session{hello: hello, addr: addr, since: time.Now(), leaseKey: newLeaseKey(),
 		out: newOutQueue(), closed: make(chan struct{})}
 	host, certPEM, keyPEM, certErr := m.peerCertificate(hello, addr)
 	if certErr == nil && certPEM != nil {
@@ -185,7 +186,7 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 	// The welcome goes alone and first: what the loop queued meanwhile
 	// (runs, fetches) would otherwise go in one batch with it.
 	welcome := &pb.ManagerMessage{Msg: &pb.ManagerMessage_Welcome{Welcome: &pb.Welcome{
-		WorkerId: uint64(id), HeartbeatMs: m.cfg.Heartbeat.Milliseconds(), RunId: m.runID, Epoch: m.epoch}}}
+		WorkerId: uint64(id), HeartbeatMs: m.cfg.Heartbeat.Milliseconds(), RunId: m.runID, Epoch: m.epoch, LeaseKey: sess.leaseKey}}}
 	if certErr != nil {
 		m.log.Warn("worker's file server certificate", "worker", id, "err", certErr) // its peers' fetches from it fail and go elsewhere
 	} else if certPEM != nil {

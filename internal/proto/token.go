@@ -77,3 +77,21 @@ func CheckPeerToken(secret, name, token string, now time.Time) error {
 	}
 	return nil
 }
+
+// Lease tokens let a client send calls straight to a worker on a lease
+// (docs/direct-calls.md): the manager issues them with the key it gave the
+// worker in its Welcome, and the worker checks them with that key.
+
+// LeaseToken is the token of lease on worker: the hex HMAC-SHA256 under
+// key of "lease|LEASE|WORKER".
+func LeaseToken(key []byte, lease, worker uint64) string {
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "lease|%d|%d", lease, worker)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// CheckLeaseToken reports whether token is that of lease on worker under
+// key, compared in constant time. It refuses every token with an empty key.
+func CheckLeaseToken(key []byte, lease, worker uint64, token string) bool {
+	return len(key) > 0 && len(token) <= maxTokenBytes && hmac.Equal([]byte(token), []byte(LeaseToken(key, lease, worker)))
+}

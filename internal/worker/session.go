@@ -92,9 +92,10 @@ type session struct {
 	draining   bool
 	drainc     <-chan struct{} // the worker's drain signal; nil once seen
 	drainTimer <-chan time.Time
-	idleSince  time.Time // when it last ran nothing; zero while it runs something (IdleExit)
-	lastPost   time.Time // when it last queued a message for the manager
-	libReports []event   // what kept library instances said while no session had them
+	idleSince  time.Time     // when it last ran nothing; zero while it runs something (IdleExit)
+	lastPost   time.Time     // when it last queued a message for the manager
+	libReports []event       // what kept library instances said while no session had them
+	direct     directReports // direct calls' ends (direct.go)
 	// pending: messages posted, not yet handed to the sender; they go
 	// once the loop has handled the event (flush), as one write.
 	pending []*pb.WorkerMessage
@@ -132,7 +133,9 @@ func (w *Worker) session(ctx context.Context) (connected bool, err error) {
 	s := &session{w: w, runID: welcome.RunId, stream: stream, cancel: cancel, stop: sctx.Done(),
 		events: make(chan event, 128), broken: make(chan error, 1), out: make(chan []*pb.WorkerMessage, 64),
 		flushc: make(chan struct{}), senderDone: make(chan struct{}),
-		attempts: make(map[attemptKey]*running), drainc: w.drainc}
+		attempts: make(map[attemptKey]*running), drainc: w.drainc, direct: directReports{signal: make(chan struct{}, 1)}}
+	w.leases.attach(s, welcome.LeaseKey, welcome.WorkerId)
+	defer w.leases.detach(s)
 	w.kept.attach(welcome.RunId, s.attempts)
 	s.libReports = w.libs.attach(s, welcome.RunId)
 	return true, s.run(ctx, sctx, time.Duration(max(welcome.HeartbeatMs, 100))*time.Millisecond)
@@ -151,6 +154,9 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 		s.ended(ev)
 	}
 	s.libReports = nil
+	for _, msg := range s.w.leases.takeKept(s.runID) {
+		s.post(msg) // direct calls that ended while no session was up
+	}
 	var idleTick <-chan time.Time
 	if exit := s.w.cfg.IdleExit; exit > 0 {
 		t := time.NewTicker(min(exit/4, time.Second))
@@ -172,6 +178,10 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 				s.handle(ctx, sctx, ev.msg)
 			default:
 				s.ended(ev)
+			}
+		case <-s.direct.signal:
+			for _, msg := range s.direct.take(false) {
+				s.post(msg)
 			}
 		case <-s.w.kept.signal:
 			s.keptEnded()
@@ -335,6 +345,10 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 			defer s.wg.Done()
 			s.emit(evFetched{s.w.fetch(sctx, x.Fetch)})
 		}()
+	case *pb.ManagerMessage_LeaseGranted:
+		s.w.leases.grant(x.LeaseGranted)
+	case *pb.ManagerMessage_LeaseEnded:
+		s.w.leases.end(x.LeaseEnded.Lease)
 	case *pb.ManagerMessage_PeerCertificate:
 		s.w.renewPeerCert(x.PeerCertificate)
 	case *pb.ManagerMessage_Release:
@@ -505,6 +519,9 @@ func (s *session) keptEnded() {
 func (s *session) finish(e error) error {
 	s.settle()
 	s.w.libs.detach(s, "") // they stop
+	for _, msg := range s.direct.take(true) {
+		s.post(msg)
+	}
 	s.flush()
 	close(s.flushc)
 	select {
@@ -536,6 +553,9 @@ func (s *session) finish(e error) error {
 // the pool.
 func (s *session) lost(err error) error {
 	keeping := false
+	for _, msg := range s.direct.take(true) { // for the next session of this run
+		s.w.leases.keep(msg, s)
+	}
 	insts := s.w.libs.detach(s, s.runID)
 	for key, r := range s.attempts {
 		switch {

@@ -87,6 +87,7 @@ type Worker struct {
 	boxes   boxes // the sandboxes of attempts
 	warden  *sandbox.Warden
 	libs    libraries
+	leases  leaseTable // for direct calls (direct.go)
 	drainc  chan struct{}
 	once    sync.Once
 	// incarnation names this worker process to managers, the same on
@@ -172,7 +173,12 @@ func New(cfg Config) (*Worker, error) {
 	// Peers without a valid token cost headers, never bodies: at most 256
 	// such connections, the oldest closed first once it had 2 s to show one.
 	w.ln = gate.Listen(ln, 256, 2*time.Second)
-	w.server = &http.Server{Handler: transfer.NewServer(w.cache, cfg.Secret, log), ConnContext: gate.ConnContext,
+	// HTTP/1.1 for peers' fetches; HTTP/2 (h2c without TLS) for direct calls.
+	serve := new(http.Protocols)
+	serve.SetHTTP1(true)
+	serve.SetHTTP2(true)
+	serve.SetUnencryptedHTTP2(true)
+	w.server = &http.Server{Handler: w.withDirect(transfer.NewServer(w.cache, cfg.Secret, log)), ConnContext: gate.ConnContext, Protocols: serve,
 		ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
 	if cfg.TLS != nil {
 		w.usePeerTLS()

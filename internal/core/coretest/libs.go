@@ -383,8 +383,8 @@ func (s *sim) checkCallDispatch(a core.Dispatch, t *simTask) {
 		s.failf("Dispatch %+v to an instance that is not ready", a)
 	case inst.stopping:
 		s.failf("Dispatch %+v to an instance that was told to stop", a)
-	case len(inst.calls) >= inst.lib.slots():
-		s.failf("Dispatch %+v over-commits the instance: %d calls run in its %d slots", a, len(inst.calls), inst.lib.slots())
+	case len(inst.calls)+s.leased(inst) >= inst.lib.slots():
+		s.failf("Dispatch %+v over-commits the instance: %d calls run and %d slots are leased of its %d", a, len(inst.calls), s.leased(inst), inst.lib.slots())
 	case len(a.GPUs) != 0:
 		s.failf("Dispatch %+v of a call names GPUs: its instance holds them", a)
 	}
@@ -401,8 +401,8 @@ func (s *sim) applyStop(a core.Stop) {
 		s.failf("%+v of an instance that does not run there", a)
 	case !inst.ready || inst.stopping:
 		s.failf("%+v of an instance that is not ready, or stopping already (ready %v, stopping %v)", a, inst.ready, inst.stopping)
-	case len(inst.calls) > 0:
-		s.failf("%+v of an instance that runs %d calls", a, len(inst.calls))
+	case len(inst.calls) > 0 || s.leased(inst) > 0:
+		s.failf("%+v of an instance that runs %d calls and leases %d slots", a, len(inst.calls), s.leased(inst))
 	}
 	inst.stopping = true
 	s.addPending(inst)
@@ -588,7 +588,7 @@ func (s *sim) checkLibCounts() {
 			bound += int(max(l.spec.Eager, 1))
 		}
 	}
-	if running != len(s.running)+len(s.l.live) || finished != s.doneCount || extra < 0 || bound >= 0 && extra > bound {
+	if running != len(s.running)+len(s.l.live) || finished != s.doneCount+s.ls.direct || extra < 0 || bound >= 0 && extra > bound {
 		s.failf("Counts() = waiting %d ready %d running %d finished %d, staging %d; model: queued %d (plus at most %d instances) running %d (and %d instances) finished %d",
 			waiting, ready, running, finished, s.c.Staging(), model, bound, len(s.running), len(s.l.live), s.doneCount)
 	}

@@ -262,6 +262,8 @@ func (s *sim) expect(ev core.Event) {
 		s.exact = s.d.noop || s.workers[ev.Worker] == nil
 	case core.SessionEnded: // Unlinks, checked as they come
 	case core.CheckpointCommitted, core.CheckpointFailed: // checked in answerCheckpoint
+	case core.LeaseRequested, core.LeaseReleased, core.DirectCallEnded:
+		s.expectLease(ev)
 	default:
 		s.failf("unknown event %T", ev)
 	}
@@ -489,6 +491,8 @@ func (s *sim) apply(a core.Action) {
 		s.applyCheckpoint(a)
 	case core.Barred:
 		s.applyBarred(a)
+	case core.LeaseGranted, core.LeaseRefused, core.LeaseEnded:
+		s.applyLease(a)
 	default:
 		s.failf("unknown action %T", a)
 	}
@@ -797,6 +801,9 @@ func (s *sim) afterStep(acts []core.Action) {
 	if s.cfg.KeepFraction > 0 {
 		s.ckptAfterStep(acts)
 	}
+	if s.cfg.LeaseRate > 0 {
+		s.checkLeases()
+	}
 	if len(s.expired) > 0 {
 		s.checkExpired()
 	}
@@ -823,13 +830,16 @@ func (s *sim) afterStep(acts []core.Action) {
 	s.checkDataflow()
 	if s.cfg.libsOn() {
 		s.checkLibCounts()
-	} else if running != len(s.running) || finished != s.doneCount || waiting+ready+staging != s.liveTasks+s.d.rerunning-len(s.running) {
+	} else if running != len(s.running) || finished != s.doneCount+s.ls.direct || waiting+ready+staging != s.liveTasks+s.d.rerunning-len(s.running) {
 		s.failf("Counts() = waiting %d ready %d running %d finished %d, staging %d; model: queued %d running %d finished %d",
 			waiting, ready, running, finished, staging, s.liveTasks+s.d.rerunning-len(s.running), len(s.running), s.doneCount)
 	}
 	if _, tick := s.ev.(core.Tick); tick {
+		// A lease that expires on a Tick frees slots, which calls take
+		// then (legitimately); an instance started for them may fit now.
+		expired := slices.ContainsFunc(acts, func(a core.Action) bool { _, ok := a.(core.LeaseEnded); return ok })
 		for _, a := range acts {
-			if d, ok := a.(core.Dispatch); ok {
+			if d, ok := a.(core.Dispatch); ok && !expired {
 				if l := s.lib(d.Lib); l != nil && l.spec.EveryWorker {
 					continue // a Tick deploys instances on every worker with room
 				}

@@ -94,6 +94,9 @@ type Config struct {
 	BrokenLibraries  int     // libraries whose instances always fail to start (every other one, from the second)
 	SetupFailRate    float64 // chance that an instance of a working library fails to start (while faults are on)
 	CrashRate        float64 // a random ready instance crashes (fails, or exceeds its memory) with its calls
+	// LeaseRate: a lease step (a lease asked for or released, or a direct
+	// call's end reported; see leases.go) while faults are on.
+	LeaseRate float64
 
 	BatchSize int // largest TasksSubmitted batch; 0 means 32
 	MaxSteps  int // fail after this many steps; 0 means 50 per task plus 10,000
@@ -156,6 +159,9 @@ type Stats struct {
 	Stops            int
 	LibrariesBroken  int // LibraryBroken actions
 	CallsBroken      int // calls of a library that never starts, failed with its reason
+	Leases           int // LeaseGranted actions
+	LeasesEnded      int
+	DirectCalls      int // direct calls' ends reported (DirectCallEnded)
 
 	// Unplaceable tasks.
 	Unplaceable         int // tasks told a reason by an Unplaceable
@@ -203,6 +209,9 @@ func (s Stats) String() string {
 	if s.Calls > 0 {
 		out += fmt.Sprintf(" libraries=%d reinstalls=%d calls=%d call-dispatches=%d instances started=%d ready=%d set-up failures=%d crashes=%d stops=%d broken=%d calls failed broken=%d",
 			s.Libraries, s.Reinstalls, s.Calls, s.CallDispatches, s.InstancesStarted, s.InstancesReady, s.SetupFailures, s.InstanceCrashes, s.Stops, s.LibrariesBroken, s.CallsBroken)
+	}
+	if s.Leases > 0 {
+		out += fmt.Sprintf(" leases=%d ended=%d direct-calls=%d", s.Leases, s.LeasesEnded, s.DirectCalls)
 	}
 	return out
 }
@@ -323,9 +332,10 @@ type sim struct {
 	exact      bool       // the step must return exactly want
 	want       []core.Action
 
-	d dataState // files, holdings and transfers; see data.go
-	l libState  // libraries and instances; see libs.go
-	k ckptState // checkpoints; see ckpt.go
+	d  dataState  // files, holdings and transfers; see data.go
+	l  libState   // libraries and instances; see libs.go
+	k  ckptState  // checkpoints; see ckpt.go
+	ls leaseState // leases; see leases.go
 
 	now     time.Duration     // the clock of the last Tick
 	stuck   map[*simTask]bool // told unplaceable; see unplaceable.go
@@ -371,7 +381,7 @@ func (s *sim) do(ev core.Event) []core.Action {
 			fmt.Fprintf(s.cfg.Trace, "\t%T%+v\n", a, a)
 		}
 	}
-	if s.exact && !equalActions(s.want, withoutUnplaceable(s.withoutDeploys(acts))) {
+	if s.exact && !equalActions(s.want, withoutLeaseEnds(withoutUnplaceable(s.withoutDeploys(acts)))) {
 		s.failf("got actions %+v, want exactly %+v", acts, s.want)
 	}
 	for i, a := range acts {
@@ -622,6 +632,8 @@ func (s *sim) faultStep() {
 		s.endSession()
 	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate+c.SessionEndRate+c.EvictRate:
 		s.evictReleased()
+	case u < c.LossRate+c.DrainRate+c.CancelRate+c.StaleRate+c.TickRate+c.ReplicaLossRate+c.CrashRate+c.SessionEndRate+c.EvictRate+c.LeaseRate:
+		s.leaseStep()
 	default:
 		s.progress()
 	}

@@ -476,7 +476,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{67, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -2111,6 +2111,7 @@ type JournalRecord struct {
 	//	*JournalRecord_Reconciled
 	//	*JournalRecord_CheckpointCommitted
 	//	*JournalRecord_Forgotten
+	//	*JournalRecord_DirectCallEnded
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2252,6 +2253,15 @@ func (x *JournalRecord) GetForgotten() *JournalForgotten {
 	return nil
 }
 
+func (x *JournalRecord) GetDirectCallEnded() *DirectCallEnded {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_DirectCallEnded); ok {
+			return x.DirectCallEnded
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -2300,6 +2310,10 @@ type JournalRecord_Forgotten struct {
 	Forgotten *JournalForgotten `protobuf:"bytes,190,opt,name=forgotten,proto3,oneof"` // written by compaction only
 }
 
+type JournalRecord_DirectCallEnded struct {
+	DirectCallEnded *DirectCallEnded `protobuf:"bytes,250,opt,name=direct_call_ended,json=directCallEnded,proto3,oneof"` // a call sent straight to a worker ended (counted on replay)
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -2321,6 +2335,8 @@ func (*JournalRecord_Reconciled) isJournalRecord_Rec() {}
 func (*JournalRecord_CheckpointCommitted) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Forgotten) isJournalRecord_Rec() {}
+
+func (*JournalRecord_DirectCallEnded) isJournalRecord_Rec() {}
 
 // JournalForgotten stands, in a snapshot, for a submit of a session that
 // ended long ago (more ended sessions came after it than a manager
@@ -4462,6 +4478,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_LibraryStarted
 	//	*WorkerMessage_LibraryEnded
 	//	*WorkerMessage_Batch
+	//	*WorkerMessage_DirectCallEnded
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4594,6 +4611,15 @@ func (x *WorkerMessage) GetBatch() *WorkerBatch {
 	return nil
 }
 
+func (x *WorkerMessage) GetDirectCallEnded() *DirectCallEnded {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_DirectCallEnded); ok {
+			return x.DirectCallEnded
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -4638,6 +4664,10 @@ type WorkerMessage_Batch struct {
 	Batch *WorkerBatch `protobuf:"bytes,10,opt,name=batch,proto3,oneof"`
 }
 
+type WorkerMessage_DirectCallEnded struct {
+	DirectCallEnded *DirectCallEnded `protobuf:"bytes,250,opt,name=direct_call_ended,json=directCallEnded,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
@@ -4658,6 +4688,119 @@ func (*WorkerMessage_LibraryEnded) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Batch) isWorkerMessage_Msg() {}
 
+func (*WorkerMessage_DirectCallEnded) isWorkerMessage_Msg() {}
+
+// DirectCallEnded reports a call a client sent straight to this worker on
+// a lease (docs/direct-calls.md), after the worker answered the client:
+// the manager counts it, journals it (--state) and tells the session.
+type DirectCallEnded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         uint64                 `protobuf:"varint,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"` // the client's key for the call
+	Library       string                 `protobuf:"bytes,4,opt,name=library,proto3" json:"library,omitempty"`
+	Function      string                 `protobuf:"bytes,5,opt,name=function,proto3" json:"function,omitempty"`
+	Kind          ResultKind             `protobuf:"varint,6,opt,name=kind,proto3,enum=trellis.v1.ResultKind" json:"kind,omitempty"`
+	Message       string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	RunMs         int64                  `protobuf:"varint,8,opt,name=run_ms,json=runMs,proto3" json:"run_ms,omitempty"`
+	ResultBytes   int64                  `protobuf:"varint,9,opt,name=result_bytes,json=resultBytes,proto3" json:"result_bytes,omitempty"` // the result's size (the bytes went to the client)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectCallEnded) Reset() {
+	*x = DirectCallEnded{}
+	mi := &file_trellis_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectCallEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectCallEnded) ProtoMessage() {}
+
+func (x *DirectCallEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectCallEnded.ProtoReflect.Descriptor instead.
+func (*DirectCallEnded) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *DirectCallEnded) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *DirectCallEnded) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *DirectCallEnded) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DirectCallEnded) GetLibrary() string {
+	if x != nil {
+		return x.Library
+	}
+	return ""
+}
+
+func (x *DirectCallEnded) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *DirectCallEnded) GetKind() ResultKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ResultKind_RESULT_KIND_UNSPECIFIED
+}
+
+func (x *DirectCallEnded) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *DirectCallEnded) GetRunMs() int64 {
+	if x != nil {
+		return x.RunMs
+	}
+	return 0
+}
+
+func (x *DirectCallEnded) GetResultBytes() int64 {
+	if x != nil {
+		return x.ResultBytes
+	}
+	return 0
+}
+
 // WorkerBatch carries the messages a worker had queued at once, in order,
 // so that a burst of reports costs one write. It never nests.
 type WorkerBatch struct {
@@ -4669,7 +4812,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4681,7 +4824,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4694,7 +4837,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -4715,7 +4858,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4727,7 +4870,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4740,7 +4883,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -4777,7 +4920,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4789,7 +4932,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4802,7 +4945,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -4869,7 +5012,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4881,7 +5024,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4894,7 +5037,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -4993,7 +5136,7 @@ type RunningAttempt struct {
 
 func (x *RunningAttempt) Reset() {
 	*x = RunningAttempt{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5005,7 +5148,7 @@ func (x *RunningAttempt) String() string {
 func (*RunningAttempt) ProtoMessage() {}
 
 func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5018,7 +5161,7 @@ func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
 func (*RunningAttempt) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RunningAttempt) GetTaskId() uint64 {
@@ -5062,7 +5205,7 @@ type KeptInstance struct {
 
 func (x *KeptInstance) Reset() {
 	*x = KeptInstance{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5074,7 +5217,7 @@ func (x *KeptInstance) String() string {
 func (*KeptInstance) ProtoMessage() {}
 
 func (x *KeptInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5087,7 +5230,7 @@ func (x *KeptInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeptInstance.ProtoReflect.Descriptor instead.
 func (*KeptInstance) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *KeptInstance) GetInstance() uint64 {
@@ -5124,7 +5267,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5136,7 +5279,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5149,7 +5292,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CachedFile) GetName() string {
@@ -5206,7 +5349,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5218,7 +5361,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5231,7 +5374,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -5314,7 +5457,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5326,7 +5469,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5339,7 +5482,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -5357,7 +5500,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5369,7 +5512,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5382,7 +5525,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 type AttemptDone struct {
@@ -5397,7 +5540,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5409,7 +5552,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5422,7 +5565,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -5467,7 +5610,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5479,7 +5622,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5492,7 +5635,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -5531,7 +5674,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5543,7 +5686,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5556,7 +5699,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 // Worker stream: manager to worker.
@@ -5575,6 +5718,8 @@ type ManagerMessage struct {
 	//	*ManagerMessage_Batch
 	//	*ManagerMessage_Release
 	//	*ManagerMessage_PeerCertificate
+	//	*ManagerMessage_LeaseGranted
+	//	*ManagerMessage_LeaseEnded
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -5582,7 +5727,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5594,7 +5739,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5607,7 +5752,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -5716,6 +5861,24 @@ func (x *ManagerMessage) GetPeerCertificate() *PeerCertificate {
 	return nil
 }
 
+func (x *ManagerMessage) GetLeaseGranted() *LeaseGranted {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_LeaseGranted); ok {
+			return x.LeaseGranted
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetLeaseEnded() *LeaseEnded {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_LeaseEnded); ok {
+			return x.LeaseEnded
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -5764,6 +5927,14 @@ type ManagerMessage_PeerCertificate struct {
 	PeerCertificate *PeerCertificate `protobuf:"bytes,170,opt,name=peer_certificate,json=peerCertificate,proto3,oneof"`
 }
 
+type ManagerMessage_LeaseGranted struct {
+	LeaseGranted *LeaseGranted `protobuf:"bytes,250,opt,name=lease_granted,json=leaseGranted,proto3,oneof"`
+}
+
+type ManagerMessage_LeaseEnded struct {
+	LeaseEnded *LeaseEnded `protobuf:"bytes,251,opt,name=lease_ended,json=leaseEnded,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
@@ -5786,6 +5957,135 @@ func (*ManagerMessage_Release) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_PeerCertificate) isManagerMessage_Msg() {}
 
+func (*ManagerMessage_LeaseGranted) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_LeaseEnded) isManagerMessage_Msg() {}
+
+// LeaseGranted lends slots of a library instance on this worker to a
+// client session: the worker takes that many direct calls at once on the
+// lease, from a client whose token for it checks with Welcome.lease_key.
+type LeaseGranted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         uint64                 `protobuf:"varint,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	Instance      uint64                 `protobuf:"varint,2,opt,name=instance,proto3" json:"instance,omitempty"`
+	Slots         int32                  `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`
+	Session       string                 `protobuf:"bytes,4,opt,name=session,proto3" json:"session,omitempty"`
+	Library       string                 `protobuf:"bytes,5,opt,name=library,proto3" json:"library,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseGranted) Reset() {
+	*x = LeaseGranted{}
+	mi := &file_trellis_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseGranted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseGranted) ProtoMessage() {}
+
+func (x *LeaseGranted) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseGranted.ProtoReflect.Descriptor instead.
+func (*LeaseGranted) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *LeaseGranted) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *LeaseGranted) GetInstance() uint64 {
+	if x != nil {
+		return x.Instance
+	}
+	return 0
+}
+
+func (x *LeaseGranted) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *LeaseGranted) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *LeaseGranted) GetLibrary() string {
+	if x != nil {
+		return x.Library
+	}
+	return ""
+}
+
+// LeaseEnded: the worker takes no more direct calls on the lease (those
+// running finish and are reported).
+type LeaseEnded struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         uint64                 `protobuf:"varint,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseEnded) Reset() {
+	*x = LeaseEnded{}
+	mi := &file_trellis_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseEnded) ProtoMessage() {}
+
+func (x *LeaseEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseEnded.ProtoReflect.Descriptor instead.
+func (*LeaseEnded) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *LeaseEnded) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 // PeerCertificate renews a worker's file server certificate (its Welcome
 // gave the first), signed by the same cluster CA, before the one it serves
 // ends: a worker may stay connected longer than a certificate lasts.
@@ -5799,7 +6099,7 @@ type PeerCertificate struct {
 
 func (x *PeerCertificate) Reset() {
 	*x = PeerCertificate{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5811,7 +6111,7 @@ func (x *PeerCertificate) String() string {
 func (*PeerCertificate) ProtoMessage() {}
 
 func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5824,7 +6124,7 @@ func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerCertificate.ProtoReflect.Descriptor instead.
 func (*PeerCertificate) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PeerCertificate) GetCertPem() []byte {
@@ -5852,7 +6152,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5864,7 +6164,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5877,7 +6177,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -5900,7 +6200,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5912,7 +6212,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5925,7 +6225,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{62}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -5959,7 +6259,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5971,7 +6271,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5984,7 +6284,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -6008,7 +6308,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6020,7 +6320,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6033,7 +6333,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -6087,7 +6387,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6099,7 +6399,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6112,7 +6412,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -6174,7 +6474,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6186,7 +6486,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6199,7 +6499,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -6221,7 +6521,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6233,7 +6533,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6246,7 +6546,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Release) GetNames() []string {
@@ -6266,7 +6566,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6278,7 +6578,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6291,7 +6591,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{68}
+	return file_trellis_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Upload) GetName() string {
@@ -6310,18 +6610,22 @@ type Welcome struct {
 	// certificate (PEM) the worker verifies peers against. They come over the
 	// stream the worker verified, so the worker needs the CA beforehand only
 	// to trust the manager.
-	TlsCertPem    []byte `protobuf:"bytes,3,opt,name=tls_cert_pem,json=tlsCertPem,proto3" json:"tls_cert_pem,omitempty"`
-	TlsKeyPem     []byte `protobuf:"bytes,4,opt,name=tls_key_pem,json=tlsKeyPem,proto3" json:"tls_key_pem,omitempty"`
-	TlsCaPem      []byte `protobuf:"bytes,5,opt,name=tls_ca_pem,json=tlsCaPem,proto3" json:"tls_ca_pem,omitempty"`
-	RunId         string `protobuf:"bytes,50,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // the manager's run ID (kept across restarts with --state)
-	Epoch         uint64 `protobuf:"varint,51,opt,name=epoch,proto3" json:"epoch,omitempty"`             // the manager's epoch
+	TlsCertPem []byte `protobuf:"bytes,3,opt,name=tls_cert_pem,json=tlsCertPem,proto3" json:"tls_cert_pem,omitempty"`
+	TlsKeyPem  []byte `protobuf:"bytes,4,opt,name=tls_key_pem,json=tlsKeyPem,proto3" json:"tls_key_pem,omitempty"`
+	TlsCaPem   []byte `protobuf:"bytes,5,opt,name=tls_ca_pem,json=tlsCaPem,proto3" json:"tls_ca_pem,omitempty"`
+	RunId      string `protobuf:"bytes,50,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // the manager's run ID (kept across restarts with --state)
+	Epoch      uint64 `protobuf:"varint,51,opt,name=epoch,proto3" json:"epoch,omitempty"`             // the manager's epoch
+	// The key of the HMAC-SHA256 tokens of this worker's leases
+	// (proto.LeaseToken): the worker checks a direct call's token with it,
+	// without asking the manager.
+	LeaseKey      []byte `protobuf:"bytes,250,opt,name=lease_key,json=leaseKey,proto3" json:"lease_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6333,7 +6637,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6346,7 +6650,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{69}
+	return file_trellis_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -6398,6 +6702,13 @@ func (x *Welcome) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *Welcome) GetLeaseKey() []byte {
+	if x != nil {
+		return x.LeaseKey
+	}
+	return nil
+}
+
 type Run struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	TaskId   uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -6417,7 +6728,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6429,7 +6740,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6442,7 +6753,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{70}
+	return file_trellis_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -6504,7 +6815,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[71]
+	mi := &file_trellis_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6516,7 +6827,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[71]
+	mi := &file_trellis_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6529,7 +6840,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{71}
+	return file_trellis_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -6544,6 +6855,302 @@ func (x *Kill) GetAttempt() uint32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+type LeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Library       string                 `protobuf:"bytes,2,opt,name=library,proto3" json:"library,omitempty"`
+	Slots         int32                  `protobuf:"varint,3,opt,name=slots,proto3" json:"slots,omitempty"`     // 0: only release
+	Release       uint64                 `protobuf:"varint,4,opt,name=release,proto3" json:"release,omitempty"` // a lease of the session to end first (the client dropped it)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRequest) Reset() {
+	*x = LeaseRequest{}
+	mi := &file_trellis_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRequest) ProtoMessage() {}
+
+func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *LeaseRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *LeaseRequest) GetLibrary() string {
+	if x != nil {
+		return x.Library
+	}
+	return ""
+}
+
+func (x *LeaseRequest) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetRelease() uint64 {
+	if x != nil {
+		return x.Release
+	}
+	return 0
+}
+
+type LeaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         uint64                 `protobuf:"varint,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	WorkerAddr    string                 `protobuf:"bytes,2,opt,name=worker_addr,json=workerAddr,proto3" json:"worker_addr,omitempty"` // host:port of the worker's file server, where Worker.Call is served
+	Token         string                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`                             // proto.LeaseToken: given with each call on the lease
+	Slots         int32                  `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`
+	TtlMs         int64                  `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"` // renewed by each call's end; the manager ends it if unused that long
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseResponse) Reset() {
+	*x = LeaseResponse{}
+	mi := &file_trellis_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseResponse) ProtoMessage() {}
+
+func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
+func (*LeaseResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *LeaseResponse) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *LeaseResponse) GetWorkerAddr() string {
+	if x != nil {
+		return x.WorkerAddr
+	}
+	return ""
+}
+
+func (x *LeaseResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *LeaseResponse) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
+
+func (x *LeaseResponse) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type DirectCallRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Lease          uint64                 `protobuf:"varint,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	Token          string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	Key            string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"` // the client's key for the call (its manager-path fallback uses it too)
+	Function       string                 `protobuf:"bytes,4,opt,name=function,proto3" json:"function,omitempty"`
+	Args           []byte                 `protobuf:"bytes,5,opt,name=args,proto3" json:"args,omitempty"`
+	TimeLimitMs    int64                  `protobuf:"varint,6,opt,name=time_limit_ms,json=timeLimitMs,proto3" json:"time_limit_ms,omitempty"`
+	IdempotencyKey string                 `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"` // "SESSION/KEY", as the manager's path gives it
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DirectCallRequest) Reset() {
+	*x = DirectCallRequest{}
+	mi := &file_trellis_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectCallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectCallRequest) ProtoMessage() {}
+
+func (x *DirectCallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectCallRequest.ProtoReflect.Descriptor instead.
+func (*DirectCallRequest) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *DirectCallRequest) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
+func (x *DirectCallRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *DirectCallRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DirectCallRequest) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *DirectCallRequest) GetArgs() []byte {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *DirectCallRequest) GetTimeLimitMs() int64 {
+	if x != nil {
+		return x.TimeLimitMs
+	}
+	return 0
+}
+
+func (x *DirectCallRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type DirectCallResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcome       *Outcome               `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`         // the request's (Calls)
+	Refused       string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"` // Calls: why the worker did not run the call (outcome unset)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DirectCallResponse) Reset() {
+	*x = DirectCallResponse{}
+	mi := &file_trellis_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DirectCallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DirectCallResponse) ProtoMessage() {}
+
+func (x *DirectCallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DirectCallResponse.ProtoReflect.Descriptor instead.
+func (*DirectCallResponse) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *DirectCallResponse) GetOutcome() *Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *DirectCallResponse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *DirectCallResponse) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
 }
 
 var File_trellis_proto protoreflect.FileDescriptor
@@ -6689,7 +7296,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\xd1\x05\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\x9d\x06\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
@@ -6705,7 +7312,8 @@ const file_trellis_proto_rawDesc = "" +
 	"reconciled\x183 \x01(\v2\x1c.trellis.v1.ReconcileRequestH\x00R\n" +
 	"reconciled\x12\\\n" +
 	"\x14checkpoint_committed\x18\x82\x01 \x01(\v2&.trellis.v1.JournalCheckpointCommittedH\x00R\x13checkpointCommitted\x12=\n" +
-	"\tforgotten\x18\xbe\x01 \x01(\v2\x1c.trellis.v1.JournalForgottenH\x00R\tforgottenB\x05\n" +
+	"\tforgotten\x18\xbe\x01 \x01(\v2\x1c.trellis.v1.JournalForgottenH\x00R\tforgotten\x12J\n" +
+	"\x11direct_call_ended\x18\xfa\x01 \x01(\v2\x1b.trellis.v1.DirectCallEndedH\x00R\x0fdirectCallEndedB\x05\n" +
 	"\x03rec\"B\n" +
 	"\x10JournalForgotten\x12\x14\n" +
 	"\x05tasks\x18\x01 \x01(\x04R\x05tasks\x12\x18\n" +
@@ -6884,7 +7492,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x06worker\x18\x02 \x01(\tR\x06worker\x12\x14\n" +
 	"\x05ready\x18\x03 \x01(\bR\x05ready\x12\x12\n" +
 	"\x04busy\x18\x04 \x01(\x05R\x04busy\x12\x14\n" +
-	"\x05slots\x18\x05 \x01(\x05R\x05slots\"\xb3\x04\n" +
+	"\x05slots\x18\x05 \x01(\x05R\x05slots\"\xff\x04\n" +
 	"\rWorkerMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.trellis.v1.HelloH\x00R\x05hello\x125\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x15.trellis.v1.HeartbeatH\x00R\theartbeat\x12-\n" +
@@ -6896,8 +7504,19 @@ const file_trellis_proto_rawDesc = "" +
 	"\x0flibrary_started\x18\b \x01(\v2\x1a.trellis.v1.LibraryStartedH\x00R\x0elibraryStarted\x12?\n" +
 	"\rlibrary_ended\x18\t \x01(\v2\x18.trellis.v1.LibraryEndedH\x00R\flibraryEnded\x12/\n" +
 	"\x05batch\x18\n" +
-	" \x01(\v2\x17.trellis.v1.WorkerBatchH\x00R\x05batchB\x05\n" +
-	"\x03msg\"<\n" +
+	" \x01(\v2\x17.trellis.v1.WorkerBatchH\x00R\x05batch\x12J\n" +
+	"\x11direct_call_ended\x18\xfa\x01 \x01(\v2\x1b.trellis.v1.DirectCallEndedH\x00R\x0fdirectCallEndedB\x05\n" +
+	"\x03msg\"\x89\x02\n" +
+	"\x0fDirectCallEnded\x12\x14\n" +
+	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x18\n" +
+	"\asession\x18\x02 \x01(\tR\asession\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
+	"\alibrary\x18\x04 \x01(\tR\alibrary\x12\x1a\n" +
+	"\bfunction\x18\x05 \x01(\tR\bfunction\x12*\n" +
+	"\x04kind\x18\x06 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12\x15\n" +
+	"\x06run_ms\x18\b \x01(\x03R\x05runMs\x12!\n" +
+	"\fresult_bytes\x18\t \x01(\x03R\vresultBytes\"<\n" +
 	"\vWorkerBatch\x12-\n" +
 	"\x04msgs\x18\x01 \x03(\v2\x19.trellis.v1.WorkerMessageR\x04msgs\"d\n" +
 	"\x0eLibraryStarted\x12\x1a\n" +
@@ -6968,7 +7587,7 @@ const file_trellis_proto_rawDesc = "" +
 	"cache_full\x18\x03 \x01(\bR\tcacheFull\x12\x12\n" +
 	"\x04need\x18\x04 \x01(\x03R\x04need\"\n" +
 	"\n" +
-	"\bDraining\"\xc9\x04\n" +
+	"\bDraining\"\xc7\x05\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
@@ -6980,8 +7599,20 @@ const file_trellis_proto_rawDesc = "" +
 	"\fstop_library\x18\b \x01(\v2\x17.trellis.v1.StopLibraryH\x00R\vstopLibrary\x120\n" +
 	"\x05batch\x18\t \x01(\v2\x18.trellis.v1.ManagerBatchH\x00R\x05batch\x12/\n" +
 	"\arelease\x18< \x01(\v2\x13.trellis.v1.ReleaseH\x00R\arelease\x12I\n" +
-	"\x10peer_certificate\x18\xaa\x01 \x01(\v2\x1b.trellis.v1.PeerCertificateH\x00R\x0fpeerCertificateB\x05\n" +
-	"\x03msg\"E\n" +
+	"\x10peer_certificate\x18\xaa\x01 \x01(\v2\x1b.trellis.v1.PeerCertificateH\x00R\x0fpeerCertificate\x12@\n" +
+	"\rlease_granted\x18\xfa\x01 \x01(\v2\x18.trellis.v1.LeaseGrantedH\x00R\fleaseGranted\x12:\n" +
+	"\vlease_ended\x18\xfb\x01 \x01(\v2\x16.trellis.v1.LeaseEndedH\x00R\n" +
+	"leaseEndedB\x05\n" +
+	"\x03msg\"\x8a\x01\n" +
+	"\fLeaseGranted\x12\x14\n" +
+	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x1a\n" +
+	"\binstance\x18\x02 \x01(\x04R\binstance\x12\x14\n" +
+	"\x05slots\x18\x03 \x01(\x05R\x05slots\x12\x18\n" +
+	"\asession\x18\x04 \x01(\tR\asession\x12\x18\n" +
+	"\alibrary\x18\x05 \x01(\tR\alibrary\"\"\n" +
+	"\n" +
+	"LeaseEnded\x12\x14\n" +
+	"\x05lease\x18\x01 \x01(\x04R\x05lease\"E\n" +
 	"\x0fPeerCertificate\x12\x19\n" +
 	"\bcert_pem\x18\x01 \x01(\fR\acertPem\x12\x17\n" +
 	"\akey_pem\x18\x02 \x01(\fR\x06keyPem\">\n" +
@@ -7020,7 +7651,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\aRelease\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\"\x1c\n" +
 	"\x06Upload\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xd6\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xf4\x01\n" +
 	"\aWelcome\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\x04R\bworkerId\x12!\n" +
 	"\fheartbeat_ms\x18\x02 \x01(\x03R\vheartbeatMs\x12 \n" +
@@ -7030,7 +7661,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\n" +
 	"tls_ca_pem\x18\x05 \x01(\fR\btlsCaPem\x12\x15\n" +
 	"\x06run_id\x182 \x01(\tR\x05runId\x12\x14\n" +
-	"\x05epoch\x183 \x01(\x04R\x05epoch\"\xd1\x01\n" +
+	"\x05epoch\x183 \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\tlease_key\x18\xfa\x01 \x01(\fR\bleaseKey\"\xd1\x01\n" +
 	"\x03Run\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12(\n" +
@@ -7041,7 +7673,31 @@ const file_trellis_proto_rawDesc = "" +
 	"\x05epoch\x182 \x01(\x04R\x05epoch\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\rR\aattempt*\x8f\x01\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\"r\n" +
+	"\fLeaseRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x18\n" +
+	"\alibrary\x18\x02 \x01(\tR\alibrary\x12\x14\n" +
+	"\x05slots\x18\x03 \x01(\x05R\x05slots\x12\x18\n" +
+	"\arelease\x18\x04 \x01(\x04R\arelease\"\x89\x01\n" +
+	"\rLeaseResponse\x12\x14\n" +
+	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x1f\n" +
+	"\vworker_addr\x18\x02 \x01(\tR\n" +
+	"workerAddr\x12\x14\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\x12\x14\n" +
+	"\x05slots\x18\x04 \x01(\x05R\x05slots\x12\x15\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"\xce\x01\n" +
+	"\x11DirectCallRequest\x12\x14\n" +
+	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x1a\n" +
+	"\bfunction\x18\x04 \x01(\tR\bfunction\x12\x12\n" +
+	"\x04args\x18\x05 \x01(\fR\x04args\x12\"\n" +
+	"\rtime_limit_ms\x18\x06 \x01(\x03R\vtimeLimitMs\x12'\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\"o\n" +
+	"\x12DirectCallResponse\x12-\n" +
+	"\aoutcome\x18\x01 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
+	"\arefused\x18\x03 \x01(\tR\arefused*\x8f\x01\n" +
 	"\bFileKind\x12\x19\n" +
 	"\x15FILE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FILE_KIND_MANAGER\x10\x01\x12\x11\n" +
@@ -7085,7 +7741,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x13VERDICT_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fVERDICT_DONE\x10\x01\x12\x12\n" +
 	"\x0eVERDICT_FAILED\x10\x02\x12\x11\n" +
-	"\rVERDICT_RERUN\x10\x032\xda\x06\n" +
+	"\rVERDICT_RERUN\x10\x032\x98\a\n" +
 	"\aManager\x12?\n" +
 	"\x06Submit\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse\x12D\n" +
 	"\aSubmits\x12\x19.trellis.v1.SubmitRequest\x1a\x1a.trellis.v1.SubmitResponse(\x010\x01\x12;\n" +
@@ -7099,7 +7755,11 @@ const file_trellis_proto_rawDesc = "" +
 	"\n" +
 	"EndSession\x12\x1d.trellis.v1.EndSessionRequest\x1a\x1e.trellis.v1.EndSessionResponse\x12H\n" +
 	"\tReconcile\x12\x1c.trellis.v1.ReconcileRequest\x1a\x1d.trellis.v1.ReconcileResponse\x12A\n" +
-	"\x04Work\x12\x19.trellis.v1.WorkerMessage\x1a\x1a.trellis.v1.ManagerMessage(\x010\x01B,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
+	"\x04Work\x12\x19.trellis.v1.WorkerMessage\x1a\x1a.trellis.v1.ManagerMessage(\x010\x01\x12<\n" +
+	"\x05Lease\x12\x18.trellis.v1.LeaseRequest\x1a\x19.trellis.v1.LeaseResponse2\x9b\x01\n" +
+	"\x06Worker\x12E\n" +
+	"\x04Call\x12\x1d.trellis.v1.DirectCallRequest\x1a\x1e.trellis.v1.DirectCallResponse\x12J\n" +
+	"\x05Calls\x12\x1d.trellis.v1.DirectCallRequest\x1a\x1e.trellis.v1.DirectCallResponse(\x010\x01B,Z*trellis/internal/proto/trellisv1;trellisv1b\x06proto3"
 
 var (
 	file_trellis_proto_rawDescOnce sync.Once
@@ -7114,7 +7774,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                      // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                    // 1: trellis.v1.CacheLevel
@@ -7170,149 +7830,168 @@ var file_trellis_proto_goTypes = []any{
 	(*LibraryStatus)(nil),              // 51: trellis.v1.LibraryStatus
 	(*InstanceStatus)(nil),             // 52: trellis.v1.InstanceStatus
 	(*WorkerMessage)(nil),              // 53: trellis.v1.WorkerMessage
-	(*WorkerBatch)(nil),                // 54: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),             // 55: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),               // 56: trellis.v1.LibraryEnded
-	(*Hello)(nil),                      // 57: trellis.v1.Hello
-	(*RunningAttempt)(nil),             // 58: trellis.v1.RunningAttempt
-	(*KeptInstance)(nil),               // 59: trellis.v1.KeptInstance
-	(*CachedFile)(nil),                 // 60: trellis.v1.CachedFile
-	(*FetchDone)(nil),                  // 61: trellis.v1.FetchDone
-	(*Dropped)(nil),                    // 62: trellis.v1.Dropped
-	(*Heartbeat)(nil),                  // 63: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),                // 64: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),            // 65: trellis.v1.AttemptReturned
-	(*Draining)(nil),                   // 66: trellis.v1.Draining
-	(*ManagerMessage)(nil),             // 67: trellis.v1.ManagerMessage
-	(*PeerCertificate)(nil),            // 68: trellis.v1.PeerCertificate
-	(*ManagerBatch)(nil),               // 69: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),               // 70: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),                // 71: trellis.v1.StopLibrary
-	(*Source)(nil),                     // 72: trellis.v1.Source
-	(*Fetch)(nil),                      // 73: trellis.v1.Fetch
-	(*Unlink)(nil),                     // 74: trellis.v1.Unlink
-	(*Release)(nil),                    // 75: trellis.v1.Release
-	(*Upload)(nil),                     // 76: trellis.v1.Upload
-	(*Welcome)(nil),                    // 77: trellis.v1.Welcome
-	(*Run)(nil),                        // 78: trellis.v1.Run
-	(*Kill)(nil),                       // 79: trellis.v1.Kill
+	(*DirectCallEnded)(nil),            // 54: trellis.v1.DirectCallEnded
+	(*WorkerBatch)(nil),                // 55: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),             // 56: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),               // 57: trellis.v1.LibraryEnded
+	(*Hello)(nil),                      // 58: trellis.v1.Hello
+	(*RunningAttempt)(nil),             // 59: trellis.v1.RunningAttempt
+	(*KeptInstance)(nil),               // 60: trellis.v1.KeptInstance
+	(*CachedFile)(nil),                 // 61: trellis.v1.CachedFile
+	(*FetchDone)(nil),                  // 62: trellis.v1.FetchDone
+	(*Dropped)(nil),                    // 63: trellis.v1.Dropped
+	(*Heartbeat)(nil),                  // 64: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),                // 65: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),            // 66: trellis.v1.AttemptReturned
+	(*Draining)(nil),                   // 67: trellis.v1.Draining
+	(*ManagerMessage)(nil),             // 68: trellis.v1.ManagerMessage
+	(*LeaseGranted)(nil),               // 69: trellis.v1.LeaseGranted
+	(*LeaseEnded)(nil),                 // 70: trellis.v1.LeaseEnded
+	(*PeerCertificate)(nil),            // 71: trellis.v1.PeerCertificate
+	(*ManagerBatch)(nil),               // 72: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),               // 73: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),                // 74: trellis.v1.StopLibrary
+	(*Source)(nil),                     // 75: trellis.v1.Source
+	(*Fetch)(nil),                      // 76: trellis.v1.Fetch
+	(*Unlink)(nil),                     // 77: trellis.v1.Unlink
+	(*Release)(nil),                    // 78: trellis.v1.Release
+	(*Upload)(nil),                     // 79: trellis.v1.Upload
+	(*Welcome)(nil),                    // 80: trellis.v1.Welcome
+	(*Run)(nil),                        // 81: trellis.v1.Run
+	(*Kill)(nil),                       // 82: trellis.v1.Kill
+	(*LeaseRequest)(nil),               // 83: trellis.v1.LeaseRequest
+	(*LeaseResponse)(nil),              // 84: trellis.v1.LeaseResponse
+	(*DirectCallRequest)(nil),          // 85: trellis.v1.DirectCallRequest
+	(*DirectCallResponse)(nil),         // 86: trellis.v1.DirectCallResponse
 }
 var file_trellis_proto_depIdxs = []int32{
-	1,  // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
-	0,  // 1: trellis.v1.FileDecl.kind:type_name -> trellis.v1.FileKind
-	1,  // 2: trellis.v1.FileDecl.level:type_name -> trellis.v1.CacheLevel
-	9,  // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
-	9,  // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
-	8,  // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
-	12, // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
-	3,  // 7: trellis.v1.TaskSpec.effects:type_name -> trellis.v1.Effects
-	2,  // 8: trellis.v1.TaskSpec.keep:type_name -> trellis.v1.Keep
-	9,  // 9: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
-	8,  // 10: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
-	13, // 11: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
-	10, // 12: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
-	4,  // 13: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
-	18, // 14: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
-	18, // 15: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
-	5,  // 16: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
-	19, // 17: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
-	20, // 18: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
-	11, // 19: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
-	10, // 20: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
-	22, // 21: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
-	14, // 22: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	30, // 23: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	33, // 24: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	31, // 25: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
-	16, // 26: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
-	28, // 27: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
-	46, // 28: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
-	29, // 29: trellis.v1.JournalRecord.checkpoint_committed:type_name -> trellis.v1.JournalCheckpointCommitted
-	27, // 30: trellis.v1.JournalRecord.forgotten:type_name -> trellis.v1.JournalForgotten
-	19, // 31: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	36, // 32: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
-	36, // 33: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
-	18, // 34: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	8,  // 35: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	8,  // 36: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	8,  // 37: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	42, // 38: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	51, // 39: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	43, // 40: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	43, // 41: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	43, // 42: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	44, // 43: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	50, // 44: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	49, // 45: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	37, // 46: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
-	48, // 47: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
-	43, // 48: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
-	6,  // 49: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
-	52, // 50: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	57, // 51: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	63, // 52: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	64, // 53: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	65, // 54: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	66, // 55: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	61, // 56: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	62, // 57: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	55, // 58: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	56, // 59: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	54, // 60: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	53, // 61: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	4,  // 62: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	8,  // 63: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	60, // 64: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	58, // 65: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	59, // 66: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
-	1,  // 67: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	19, // 68: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	77, // 69: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	78, // 70: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	79, // 71: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	73, // 72: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	74, // 73: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	76, // 74: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	70, // 75: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	71, // 76: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	69, // 77: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	75, // 78: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	68, // 79: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
-	67, // 80: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	13, // 81: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	7,  // 82: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	72, // 83: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,  // 84: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	11, // 85: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	22, // 86: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	22, // 87: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
-	24, // 88: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	25, // 89: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	33, // 90: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	35, // 91: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	38, // 92: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	14, // 93: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	16, // 94: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	40, // 95: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	46, // 96: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	53, // 97: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	23, // 98: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	23, // 99: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
-	21, // 100: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	32, // 101: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	34, // 102: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	45, // 103: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	39, // 104: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15, // 105: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17, // 106: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	41, // 107: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	47, // 108: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	67, // 109: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	98, // [98:110] is the sub-list for method output_type
-	86, // [86:98] is the sub-list for method input_type
-	86, // [86:86] is the sub-list for extension type_name
-	86, // [86:86] is the sub-list for extension extendee
-	0,  // [0:86] is the sub-list for field type_name
+	1,   // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
+	0,   // 1: trellis.v1.FileDecl.kind:type_name -> trellis.v1.FileKind
+	1,   // 2: trellis.v1.FileDecl.level:type_name -> trellis.v1.CacheLevel
+	9,   // 3: trellis.v1.TaskSpec.inputs:type_name -> trellis.v1.FileRef
+	9,   // 4: trellis.v1.TaskSpec.outputs:type_name -> trellis.v1.FileRef
+	8,   // 5: trellis.v1.TaskSpec.resources:type_name -> trellis.v1.Resources
+	12,  // 6: trellis.v1.TaskSpec.call:type_name -> trellis.v1.CallSpec
+	3,   // 7: trellis.v1.TaskSpec.effects:type_name -> trellis.v1.Effects
+	2,   // 8: trellis.v1.TaskSpec.keep:type_name -> trellis.v1.Keep
+	9,   // 9: trellis.v1.LibrarySpec.inputs:type_name -> trellis.v1.FileRef
+	8,   // 10: trellis.v1.LibrarySpec.resources:type_name -> trellis.v1.Resources
+	13,  // 11: trellis.v1.InstallLibraryRequest.library:type_name -> trellis.v1.LibrarySpec
+	10,  // 12: trellis.v1.InstallLibraryRequest.files:type_name -> trellis.v1.FileDecl
+	4,   // 13: trellis.v1.Outcome.kind:type_name -> trellis.v1.ResultKind
+	18,  // 14: trellis.v1.Outcome.outputs:type_name -> trellis.v1.FileInfo
+	18,  // 15: trellis.v1.Outcome.result_file:type_name -> trellis.v1.FileInfo
+	5,   // 16: trellis.v1.TaskEvent.state:type_name -> trellis.v1.TaskState
+	19,  // 17: trellis.v1.TaskEvent.outcome:type_name -> trellis.v1.Outcome
+	20,  // 18: trellis.v1.TaskEvents.events:type_name -> trellis.v1.TaskEvent
+	11,  // 19: trellis.v1.SubmitRequest.tasks:type_name -> trellis.v1.TaskSpec
+	10,  // 20: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
+	22,  // 21: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
+	14,  // 22: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
+	30,  // 23: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	33,  // 24: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	31,  // 25: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	16,  // 26: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
+	28,  // 27: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
+	46,  // 28: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
+	29,  // 29: trellis.v1.JournalRecord.checkpoint_committed:type_name -> trellis.v1.JournalCheckpointCommitted
+	27,  // 30: trellis.v1.JournalRecord.forgotten:type_name -> trellis.v1.JournalForgotten
+	54,  // 31: trellis.v1.JournalRecord.direct_call_ended:type_name -> trellis.v1.DirectCallEnded
+	19,  // 32: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	36,  // 33: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
+	36,  // 34: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
+	18,  // 35: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	8,   // 36: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	8,   // 37: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	8,   // 38: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	42,  // 39: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	51,  // 40: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	43,  // 41: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	43,  // 42: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	43,  // 43: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	44,  // 44: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	50,  // 45: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	49,  // 46: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	37,  // 47: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
+	48,  // 48: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
+	43,  // 49: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
+	6,   // 50: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	52,  // 51: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	58,  // 52: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	64,  // 53: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	65,  // 54: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	66,  // 55: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	67,  // 56: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	62,  // 57: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	63,  // 58: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	56,  // 59: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	57,  // 60: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	55,  // 61: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	54,  // 62: trellis.v1.WorkerMessage.direct_call_ended:type_name -> trellis.v1.DirectCallEnded
+	4,   // 63: trellis.v1.DirectCallEnded.kind:type_name -> trellis.v1.ResultKind
+	53,  // 64: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	4,   // 65: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	8,   // 66: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	61,  // 67: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	59,  // 68: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	60,  // 69: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
+	1,   // 70: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	19,  // 71: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	80,  // 72: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	81,  // 73: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	82,  // 74: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	76,  // 75: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	77,  // 76: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	79,  // 77: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	73,  // 78: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	74,  // 79: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	72,  // 80: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	78,  // 81: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	71,  // 82: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
+	69,  // 83: trellis.v1.ManagerMessage.lease_granted:type_name -> trellis.v1.LeaseGranted
+	70,  // 84: trellis.v1.ManagerMessage.lease_ended:type_name -> trellis.v1.LeaseEnded
+	68,  // 85: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	13,  // 86: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	7,   // 87: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	75,  // 88: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,   // 89: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	11,  // 90: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	19,  // 91: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
+	22,  // 92: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	22,  // 93: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
+	24,  // 94: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25,  // 95: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	33,  // 96: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	35,  // 97: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	38,  // 98: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14,  // 99: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16,  // 100: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	40,  // 101: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	46,  // 102: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	53,  // 103: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	83,  // 104: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
+	85,  // 105: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
+	85,  // 106: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
+	23,  // 107: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	23,  // 108: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
+	21,  // 109: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	32,  // 110: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	34,  // 111: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	45,  // 112: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	39,  // 113: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15,  // 114: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17,  // 115: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	41,  // 116: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	47,  // 117: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	68,  // 118: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	84,  // 119: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
+	86,  // 120: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
+	86,  // 121: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
+	107, // [107:122] is the sub-list for method output_type
+	92,  // [92:107] is the sub-list for method input_type
+	92,  // [92:92] is the sub-list for extension type_name
+	92,  // [92:92] is the sub-list for extension extendee
+	0,   // [0:92] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -7332,6 +8011,7 @@ func file_trellis_proto_init() {
 		(*JournalRecord_Reconciled)(nil),
 		(*JournalRecord_CheckpointCommitted)(nil),
 		(*JournalRecord_Forgotten)(nil),
+		(*JournalRecord_DirectCallEnded)(nil),
 	}
 	file_trellis_proto_msgTypes[45].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
@@ -7344,8 +8024,9 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_LibraryStarted)(nil),
 		(*WorkerMessage_LibraryEnded)(nil),
 		(*WorkerMessage_Batch)(nil),
+		(*WorkerMessage_DirectCallEnded)(nil),
 	}
-	file_trellis_proto_msgTypes[59].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[60].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -7357,6 +8038,8 @@ func file_trellis_proto_init() {
 		(*ManagerMessage_Batch)(nil),
 		(*ManagerMessage_Release)(nil),
 		(*ManagerMessage_PeerCertificate)(nil),
+		(*ManagerMessage_LeaseGranted)(nil),
+		(*ManagerMessage_LeaseEnded)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -7364,9 +8047,9 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   72,
+			NumMessages:   79,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_trellis_proto_goTypes,
 		DependencyIndexes: file_trellis_proto_depIdxs,

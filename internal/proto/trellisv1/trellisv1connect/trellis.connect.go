@@ -28,6 +28,8 @@ const _ = connect.IsAtLeastVersion1_13_0
 const (
 	// ManagerName is the fully-qualified name of the Manager service.
 	ManagerName = "trellis.v1.Manager"
+	// WorkerName is the fully-qualified name of the Worker service.
+	WorkerName = "trellis.v1.Worker"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -62,6 +64,12 @@ const (
 	ManagerReconcileProcedure = "/trellis.v1.Manager/Reconcile"
 	// ManagerWorkProcedure is the fully-qualified name of the Manager's Work RPC.
 	ManagerWorkProcedure = "/trellis.v1.Manager/Work"
+	// ManagerLeaseProcedure is the fully-qualified name of the Manager's Lease RPC.
+	ManagerLeaseProcedure = "/trellis.v1.Manager/Lease"
+	// WorkerCallProcedure is the fully-qualified name of the Worker's Call RPC.
+	WorkerCallProcedure = "/trellis.v1.Worker/Call"
+	// WorkerCallsProcedure is the fully-qualified name of the Worker's Calls RPC.
+	WorkerCallsProcedure = "/trellis.v1.Worker/Calls"
 )
 
 // ManagerClient is a client for the trellis.v1.Manager service.
@@ -82,6 +90,9 @@ type ManagerClient interface {
 	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
 	Reconcile(context.Context, *connect.Request[trellisv1.ReconcileRequest]) (*connect.Response[trellisv1.ReconcileResponse], error)
 	Work(context.Context) *connect.BidiStreamForClient[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
+	// Lease lends slots of a ready library instance to the client session,
+	// for calls sent straight to its worker (Worker.Call).
+	Lease(context.Context, *connect.Request[trellisv1.LeaseRequest]) (*connect.Response[trellisv1.LeaseResponse], error)
 }
 
 // NewManagerClient constructs a client for the trellis.v1.Manager service. By default, it uses the
@@ -167,6 +178,12 @@ func NewManagerClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(managerMethods.ByName("Work")),
 			connect.WithClientOptions(opts...),
 		),
+		lease: connect.NewClient[trellisv1.LeaseRequest, trellisv1.LeaseResponse](
+			httpClient,
+			baseURL+ManagerLeaseProcedure,
+			connect.WithSchema(managerMethods.ByName("Lease")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -184,6 +201,7 @@ type managerClient struct {
 	endSession     *connect.Client[trellisv1.EndSessionRequest, trellisv1.EndSessionResponse]
 	reconcile      *connect.Client[trellisv1.ReconcileRequest, trellisv1.ReconcileResponse]
 	work           *connect.Client[trellisv1.WorkerMessage, trellisv1.ManagerMessage]
+	lease          *connect.Client[trellisv1.LeaseRequest, trellisv1.LeaseResponse]
 }
 
 // Submit calls trellis.v1.Manager.Submit.
@@ -246,6 +264,11 @@ func (c *managerClient) Work(ctx context.Context) *connect.BidiStreamForClient[t
 	return c.work.CallBidiStream(ctx)
 }
 
+// Lease calls trellis.v1.Manager.Lease.
+func (c *managerClient) Lease(ctx context.Context, req *connect.Request[trellisv1.LeaseRequest]) (*connect.Response[trellisv1.LeaseResponse], error) {
+	return c.lease.CallUnary(ctx, req)
+}
+
 // ManagerHandler is an implementation of the trellis.v1.Manager service.
 type ManagerHandler interface {
 	Submit(context.Context, *connect.Request[trellisv1.SubmitRequest]) (*connect.Response[trellisv1.SubmitResponse], error)
@@ -264,6 +287,9 @@ type ManagerHandler interface {
 	EndSession(context.Context, *connect.Request[trellisv1.EndSessionRequest]) (*connect.Response[trellisv1.EndSessionResponse], error)
 	Reconcile(context.Context, *connect.Request[trellisv1.ReconcileRequest]) (*connect.Response[trellisv1.ReconcileResponse], error)
 	Work(context.Context, *connect.BidiStream[trellisv1.WorkerMessage, trellisv1.ManagerMessage]) error
+	// Lease lends slots of a ready library instance to the client session,
+	// for calls sent straight to its worker (Worker.Call).
+	Lease(context.Context, *connect.Request[trellisv1.LeaseRequest]) (*connect.Response[trellisv1.LeaseResponse], error)
 }
 
 // NewManagerHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -345,6 +371,12 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(managerMethods.ByName("Work")),
 		connect.WithHandlerOptions(opts...),
 	)
+	managerLeaseHandler := connect.NewUnaryHandler(
+		ManagerLeaseProcedure,
+		svc.Lease,
+		connect.WithSchema(managerMethods.ByName("Lease")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/trellis.v1.Manager/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ManagerSubmitProcedure:
@@ -371,6 +403,8 @@ func NewManagerHandler(svc ManagerHandler, opts ...connect.HandlerOption) (strin
 			managerReconcileHandler.ServeHTTP(w, r)
 		case ManagerWorkProcedure:
 			managerWorkHandler.ServeHTTP(w, r)
+		case ManagerLeaseProcedure:
+			managerLeaseHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -426,4 +460,114 @@ func (UnimplementedManagerHandler) Reconcile(context.Context, *connect.Request[t
 
 func (UnimplementedManagerHandler) Work(context.Context, *connect.BidiStream[trellisv1.WorkerMessage, trellisv1.ManagerMessage]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Work is not implemented"))
+}
+
+func (UnimplementedManagerHandler) Lease(context.Context, *connect.Request[trellisv1.LeaseRequest]) (*connect.Response[trellisv1.LeaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Manager.Lease is not implemented"))
+}
+
+// WorkerClient is a client for the trellis.v1.Worker service.
+type WorkerClient interface {
+	Call(context.Context, *connect.Request[trellisv1.DirectCallRequest]) (*connect.Response[trellisv1.DirectCallResponse], error)
+	// Calls is Call on one stream that lasts as long as the client's lease:
+	// calls in, results out as they end (matched by key). A wrong token
+	// ends the stream (unauthenticated); a call the worker cannot take
+	// comes back with refused set, for the client to send through the
+	// manager.
+	Calls(context.Context) *connect.BidiStreamForClient[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]
+}
+
+// NewWorkerClient constructs a client for the trellis.v1.Worker service. By default, it uses the
+// Connect protocol with the binary Protobuf Codec, asks for gzipped responses, and sends
+// uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the connect.WithGRPC() or
+// connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewWorkerClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) WorkerClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	workerMethods := trellisv1.File_trellis_proto.Services().ByName("Worker").Methods()
+	return &workerClient{
+		call: connect.NewClient[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse](
+			httpClient,
+			baseURL+WorkerCallProcedure,
+			connect.WithSchema(workerMethods.ByName("Call")),
+			connect.WithClientOptions(opts...),
+		),
+		calls: connect.NewClient[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse](
+			httpClient,
+			baseURL+WorkerCallsProcedure,
+			connect.WithSchema(workerMethods.ByName("Calls")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// workerClient implements WorkerClient.
+type workerClient struct {
+	call  *connect.Client[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]
+	calls *connect.Client[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]
+}
+
+// Call calls trellis.v1.Worker.Call.
+func (c *workerClient) Call(ctx context.Context, req *connect.Request[trellisv1.DirectCallRequest]) (*connect.Response[trellisv1.DirectCallResponse], error) {
+	return c.call.CallUnary(ctx, req)
+}
+
+// Calls calls trellis.v1.Worker.Calls.
+func (c *workerClient) Calls(ctx context.Context) *connect.BidiStreamForClient[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse] {
+	return c.calls.CallBidiStream(ctx)
+}
+
+// WorkerHandler is an implementation of the trellis.v1.Worker service.
+type WorkerHandler interface {
+	Call(context.Context, *connect.Request[trellisv1.DirectCallRequest]) (*connect.Response[trellisv1.DirectCallResponse], error)
+	// Calls is Call on one stream that lasts as long as the client's lease:
+	// calls in, results out as they end (matched by key). A wrong token
+	// ends the stream (unauthenticated); a call the worker cannot take
+	// comes back with refused set, for the client to send through the
+	// manager.
+	Calls(context.Context, *connect.BidiStream[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]) error
+}
+
+// NewWorkerHandler builds an HTTP handler from the service implementation. It returns the path on
+// which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewWorkerHandler(svc WorkerHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	workerMethods := trellisv1.File_trellis_proto.Services().ByName("Worker").Methods()
+	workerCallHandler := connect.NewUnaryHandler(
+		WorkerCallProcedure,
+		svc.Call,
+		connect.WithSchema(workerMethods.ByName("Call")),
+		connect.WithHandlerOptions(opts...),
+	)
+	workerCallsHandler := connect.NewBidiStreamHandler(
+		WorkerCallsProcedure,
+		svc.Calls,
+		connect.WithSchema(workerMethods.ByName("Calls")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/trellis.v1.Worker/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case WorkerCallProcedure:
+			workerCallHandler.ServeHTTP(w, r)
+		case WorkerCallsProcedure:
+			workerCallsHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedWorkerHandler returns CodeUnimplemented from all methods.
+type UnimplementedWorkerHandler struct{}
+
+func (UnimplementedWorkerHandler) Call(context.Context, *connect.Request[trellisv1.DirectCallRequest]) (*connect.Response[trellisv1.DirectCallResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Worker.Call is not implemented"))
+}
+
+func (UnimplementedWorkerHandler) Calls(context.Context, *connect.BidiStream[trellisv1.DirectCallRequest, trellisv1.DirectCallResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("trellis.v1.Worker.Calls is not implemented"))
 }

@@ -1,0 +1,269 @@
+package trellis
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
+)
+
+// WithDirectCalls makes Client.Call send a call straight to the worker
+// that hosts a ready instance of its library, once the manager has lent
+// this client's session slots there (a lease): one round trip to the worker
+// instead of four hops through the manager, which still learns and counts
+// each call's end (docs/direct-calls.md). A call goes through the manager
+// as before when no leased slot is free, when the manager lends none (calls
+// of the library wait there, or no instance is ready yet), and when the
+// direct call fails on the way (the worker lost, the lease ended): then
+// with the same key, so that it runs again as its annotations allow. Off by
+// default. Submit is unchanged: only Call goes direct.
+func WithDirectCalls() Option {
+	return func(c *Client) { c.direct = &directCalls{leases: make(map[string]*clientLease)} }
+}
+
+// leaseSlots is how many slots a client asks for on one lease.
+const leaseSlots = 64
+
+// leaseBackoff is how long a client waits before asking again for a lease
+// on a library after the manager lent none or a lease failed.
+const leaseBackoff = 500 * time.Millisecond
+
+// directCalls is a client's leases, one per library at most.
+type directCalls struct {
+	mu     sync.Mutex
+	leases map[string]*clientLease // by library
+	http   *http.Client
+	keys   atomic.Uint64
+	// Counts, for tests and benchmarks.
+	sent, fellBack atomic.Uint64
+}
+
+type clientLease struct {
+	id     uint64
+	token  string
+	rpc    *callStream // nil until granted
+	slots  int32
+	busy   int32
+	asking bool      // a Lease request is on its way
+	retry  time.Time // no lease (or a failed one) until then
+}
+
+// DirectStats says how many calls this client sent straight to a worker,
+// and how many of those went through the manager after all.
+func (c *Client) DirectStats() (sent, fellBack uint64) {
+	if c.direct == nil {
+		return 0, 0
+	}
+	return c.direct.sent.Load(), c.direct.fellBack.Load()
+}
+
+// take returns a lease of library with a free slot (counted busy), or nil
+// if the call is to go through the manager.
+func (d *directCalls) take(ctx context.Context, c *Client, library string) *clientLease {
+	d.mu.Lock()
+	l := d.leases[library]
+	switch {
+	case l == nil:
+		l = &clientLease{}
+		d.leases[library] = l
+	case l.rpc != nil && l.busy < l.slots:
+		l.busy++
+		d.mu.Unlock()
+		return l
+	}
+	if l.rpc != nil || l.asking || time.Now().Before(l.retry) {
+		d.mu.Unlock()
+		return nil // all its slots busy, or a lease asked for or refused lately
+	}
+	l.asking = true
+	d.mu.Unlock()
+	resp, err := c.rpc.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Slots: leaseSlots}))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l.asking = false
+	if err != nil {
+		c.log.Debug("no lease: calls go through the manager", "library", library, "err", err)
+		l.retry = time.Now().Add(leaseBackoff)
+		return nil
+	}
+	r := resp.Msg
+	scheme := "http://"
+	if c.tls != nil {
+		scheme = "https://"
+	}
+	l.id, l.token, l.slots, l.busy = r.Lease, r.Token, r.Slots, 1
+	w := trellisv1connect.NewWorkerClient(d.client(c), scheme+r.WorkerAddr,
+		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
+	l.rpc = openCallStream(w)
+	return l
+}
+
+// callStream is a lease's Worker.Calls stream: calls go out as they come,
+// and one goroutine hands each result to the call waiting for its key.
+type callStream struct {
+	smu     sync.Mutex // guards stream.Send and CloseRequest: the writer's, held across them alone
+	mu      sync.Mutex // guards waiting, broken
+	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
+	waiting map[string]chan *pb.DirectCallResponse
+	broken  bool
+}
+
+func openCallStream(w trellisv1connect.WorkerClient) *callStream {
+	s := &callStream{stream: w.Calls(context.Background()), waiting: make(map[string]chan *pb.DirectCallResponse)}
+	go s.receive() // exits when the stream ends: the worker ends it, or close
+	return s
+}
+
+func (s *callStream) receive() {
+	for {
+		resp, err := s.stream.Receive()
+		s.mu.Lock()
+		if err != nil {
+			s.broken = true
+			for k, ch := range s.waiting {
+				close(ch) // the call goes through the manager
+				delete(s.waiting, k)
+			}
+			s.mu.Unlock()
+			s.stream.CloseResponse()
+			return
+		}
+		ch := s.waiting[resp.Key]
+		delete(s.waiting, resp.Key)
+		s.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		}
+	}
+}
+
+// call sends req and waits for its answer: nil if the stream broke or ctx
+// ended first.
+func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.DirectCallResponse {
+	ch := make(chan *pb.DirectCallResponse, 1)
+	s.mu.Lock()
+	if s.broken {
+		s.mu.Unlock()
+		return nil
+	}
+	s.waiting[req.Key] = ch
+	s.mu.Unlock()
+	s.smu.Lock()
+	err := s.stream.Send(req)
+	s.smu.Unlock()
+	if err != nil {
+		s.mu.Lock()
+		delete(s.waiting, req.Key)
+		s.broken = true
+		s.mu.Unlock()
+		return nil
+	}
+	select {
+	case resp := <-ch:
+		return resp
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.waiting, req.Key)
+		s.mu.Unlock()
+		return nil
+	}
+}
+
+// close ends the stream: the worker finishes the calls it runs.
+func (s *callStream) close() {
+	s.mu.Lock()
+	s.broken = true
+	s.mu.Unlock()
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	s.stream.CloseRequest()
+}
+
+// client returns the HTTP/2 client for workers (d.mu held).
+func (d *directCalls) client(c *Client) *http.Client {
+	if d.http == nil {
+		protocols := new(http.Protocols)
+		cfg := c.tls.Clone()
+		if cfg != nil {
+			protocols.SetHTTP2(true)
+			cfg.ServerName = "" // the worker's address, not the manager's
+		} else {
+			protocols.SetUnencryptedHTTP2(true)
+		}
+		d.http = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext, TLSClientConfig: cfg,
+			HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}}
+	}
+	return d.http
+}
+
+func (d *directCalls) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, l := range d.leases {
+		if l.rpc != nil {
+			l.rpc.close()
+		}
+	}
+	if d.http != nil {
+		d.http.CloseIdleConnections()
+	}
+}
+
+// give frees the slot of l; failed drops the lease, so that the next calls
+// ask anew. It reports whether it dropped it (the first call to fail on it),
+// for the caller to release it at the manager.
+func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l.busy--
+	if failed && d.leases[library] == l {
+		l.rpc.close()
+		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
+		return true
+	}
+	return false
+}
+
+// callDirect runs a call on a lease. ok is false when the call is to go
+// through the manager: no lease; key is then its key ("" for a new one).
+func (c *Client) callDirect(ctx context.Context, library, function string, args []byte) (out []byte, err error, key string, ok bool) {
+	d := c.direct
+	l := d.take(ctx, c, library)
+	if l == nil {
+		return nil, nil, "", false
+	}
+	key = "direct-" + strconv.FormatUint(d.keys.Add(1), 10)
+	d.sent.Add(1)
+	resp := l.rpc.call(ctx, &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key,
+		Function: function, Args: args, IdempotencyKey: c.session + "/" + key})
+	failed := resp == nil || resp.Refused != ""
+	if d.give(library, l, failed) {
+		// Its slots go back to the manager now, not when it expires.
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.rpc.Lease(rctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Release: l.id}))
+		cancel()
+	}
+	if failed {
+		if ctx.Err() != nil {
+			return nil, ctx.Err(), key, true
+		}
+		c.log.Info("direct call failed on the way: it goes through the manager", "library", library, "function", function, "key", key, "refused", resp.GetRefused())
+		d.fellBack.Add(1)
+		return nil, nil, key, false
+	}
+	o := resp.GetOutcome()
+	if o.GetKind() == pb.ResultKind_RESULT_KIND_SUCCESS {
+		return o.GetResult(), nil, key, true
+	}
+	r := &Result{Name: library + "." + function, Kind: resultKindOf(o.GetKind()), ExitCode: int(o.GetExitCode()), Message: o.GetMessage(),
+		Output: o.GetResult(), Traceback: o.GetTraceback(), Attempts: 1, RunTime: time.Duration(o.GetRunMs()) * time.Millisecond}
+	return nil, &CallError{Result: r}, key, true
+}

@@ -1,0 +1,64 @@
+package trellis_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"trellis"
+	"trellis/local"
+)
+
+// TestDirectCallsOverTheNetwork: with WithDirectCalls, concurrent blocking
+// calls go straight to the worker once a lease is lent (more calls than
+// leased slots go through the manager), with their own results; a
+// function's error comes back as a CallError. Run it with -race: the
+// client's lease and stream, the worker's lease table and the manager meet.
+func TestDirectCallsOverTheNetwork(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Install(ctx, testLibrary("testlib", 4)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for sent, fell := c.DirectStats(); sent <= fell; sent, fell = c.DirectStats() {
+		if time.Now().After(deadline) {
+			t.Fatal("no call went direct within 30 s")
+		}
+		if got, err := c.Call(ctx, "testlib", "add", []byte("[1,2]")); err != nil || string(got) != "3" {
+			t.Fatalf("add(1,2) = %q, %v", got, err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() { // exits when its calls end
+			defer wg.Done()
+			for i := range 25 {
+				got, err := c.Call(ctx, "testlib", "add", fmt.Appendf(nil, "[%d,%d]", g, i))
+				if err != nil || string(got) != fmt.Sprint(g+i) {
+					t.Errorf("add(%d,%d) = %q, %v", g, i, got, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	_, err = c.Call(ctx, "testlib", "fail", []byte(`"fly"`))
+	var ce *trellis.CallError
+	if !errors.As(err, &ce) || ce.Result.Kind != trellis.Failed || !strings.Contains(ce.Result.Message, "cannot fly") {
+		t.Fatalf("fail(fly) = %v; want a failed call saying cannot fly", err)
+	}
+	if sent, fell := c.DirectStats(); sent-fell < 100 {
+		t.Errorf("%d calls went direct (%d fell back); want most of the 200", sent, fell)
+	}
+}

@@ -1,0 +1,306 @@
+package worker
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/gate"
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/proto/trellisv1/trellisv1connect"
+)
+
+// Direct calls (docs/direct-calls.md): a client that holds a lease on slots
+// of a library instance here sends calls straight to this worker's file
+// server port (Worker.Call), with the lease's token. The worker checks the
+// token with the key of its Welcome, runs the call in the instance, answers
+// the client, and reports the call's end to the manager (DirectCallEnded).
+
+// leaseTable holds the leases the manager granted on this worker's
+// instances, for the current session: a session that ends takes them with
+// it (the manager ends them when the worker leaves it).
+type leaseTable struct {
+	mu     sync.Mutex
+	key    []byte // the Welcome's lease_key
+	worker uint64 // the Welcome's worker ID
+	sess   *session
+	byID   map[uint64]*workerLease
+	ended  map[uint64]bool // leases that ended in this session
+	// kept: reports of direct calls that ended after their session did,
+	// for the next session of the same manager run (runID), which
+	// journals them; a manager of another run never sees them.
+	kept    []*pb.WorkerMessage
+	keptRun string
+	// granted is closed (and replaced) at each grant: a client may bring
+	// a lease's first call before the manager's grant reaches the worker.
+	granted chan struct{}
+}
+
+// grantWait bounds how long a call waits for the grant of its lease.
+const grantWait = 2 * time.Second
+
+type workerLease struct {
+	token    string // its token, made once (proto.LeaseToken)
+	instance uint64
+	slots    int32
+	busy     int32 // calls running on it
+	session  string
+	library  string
+}
+
+// attach makes s the session the leases belong to, with its Welcome's key.
+func (t *leaseTable) attach(s *session, key []byte, worker uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.key, t.worker, t.sess, t.byID, t.ended = key, worker, s, make(map[uint64]*workerLease), make(map[uint64]bool)
+	if t.granted == nil {
+		t.granted = make(chan struct{})
+	}
+}
+
+// keep holds the report of a direct call whose session gone ended, unless a
+// later session of the same manager run is up already: then it returns
+// that one to report to.
+func (t *leaseTable) keep(msg *pb.WorkerMessage, gone *session) *session {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	run := gone.runID
+	if t.sess != nil && t.sess != gone && t.sess.runID == run {
+		return t.sess
+	}
+	if t.keptRun != run {
+		t.kept, t.keptRun = nil, run
+	}
+	t.kept = append(t.kept, msg)
+	return nil
+}
+
+// takeKept returns the reports kept for a session of run, and forgets all.
+func (t *leaseTable) takeKept(run string) []*pb.WorkerMessage {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	kept := t.kept
+	t.kept = nil
+	if t.keptRun != run {
+		return nil
+	}
+	return kept
+}
+
+// detach forgets the leases of s, which ended.
+func (t *leaseTable) detach(s *session) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sess == s {
+		t.sess, t.byID = nil, nil
+	}
+}
+
+func (t *leaseTable) grant(g *pb.LeaseGranted) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID != nil {
+		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library}
+		close(t.granted)
+		t.granted = make(chan struct{})
+	}
+}
+
+func (t *leaseTable) end(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID != nil {
+		delete(t.byID, id)
+		t.ended[id] = true
+	}
+}
+
+// check checks a call's token for lease id.
+func (t *leaseTable) check(id uint64, token string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.byID[id]; l != nil && len(token) == len(l.token) && subtle.ConstantTimeCompare([]byte(token), []byte(l.token)) == 1 {
+		return nil // a lease held here: its token made once
+	}
+	if !proto.CheckLeaseToken(t.key, id, t.worker, token) {
+		return connect.NewError(connect.CodeUnauthenticated, fmt.Errorf("worker: the token of lease %d is not this worker's: ask the manager for a lease", id))
+	}
+	return nil
+}
+
+// take admits a call on lease id with token: it returns the lease and the
+// session to report to, or the error to answer with.
+func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerLease, *session, error) {
+	if err := t.check(id, token); err != nil {
+		return workerLease{}, nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	gate.Admit(ctx) // a client with a valid token: not a stranger
+	l := t.byID[id]
+	for wait := time.NewTimer(grantWait); l == nil && t.byID != nil && !t.ended[id]; l = t.byID[id] {
+		ch := t.granted
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-wait.C:
+			t.mu.Lock()
+			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: lease %d was not granted here within %s: send the call through the manager", id, grantWait))
+		case <-ctx.Done():
+			t.mu.Lock()
+			return workerLease{}, nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+		}
+		t.mu.Lock()
+	}
+	switch {
+	case l == nil:
+		return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: no lease %d here (it ended): send the call through the manager", id))
+	case l.busy >= l.slots:
+		return workerLease{}, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots: send this one through the manager", id, l.busy))
+	}
+	l.busy++
+	return *l, t.sess, nil
+}
+
+func (t *leaseTable) give(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l := t.byID[id]; l != nil {
+		l.busy--
+	}
+}
+
+// directReports are a session's reports of direct calls, queued for its
+// loop. Once the session ends (shut), it takes none: the reports go to the
+// next session of the same manager run, or wait for it (leaseTable.keep).
+type directReports struct {
+	mu     sync.Mutex
+	queued []*pb.WorkerMessage
+	shut   bool
+	signal chan struct{} // the loop's: something is queued
+}
+
+// put queues msg, unless the session has ended.
+func (r *directReports) put(msg *pb.WorkerMessage) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shut {
+		return false
+	}
+	r.queued = append(r.queued, msg)
+	select {
+	case r.signal <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns what is queued; with shut, it takes no more after.
+func (r *directReports) take(shut bool) []*pb.WorkerMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queued
+	r.queued = nil
+	r.shut = r.shut || shut
+	return q
+}
+
+// directService serves Worker.Call.
+type directService struct{ w *Worker }
+
+func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectCallRequest]) (*connect.Response[pb.DirectCallResponse], error) {
+	resp, report, err := d.run(ctx, req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	report()
+	return connect.NewResponse(resp), nil
+}
+
+// Calls runs the calls of a stream concurrently, each answered as it ends.
+// A wrong token ends the stream; a call the worker cannot take is refused
+// in its answer.
+func (d directService) Calls(ctx context.Context, stream *connect.BidiStream[pb.DirectCallRequest, pb.DirectCallResponse]) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex // guards stream.Send
+		sent error      // the first failed send
+	)
+	defer wg.Wait() // no Send after the handler returns
+	for {
+		req, err := stream.Receive()
+		if err != nil {
+			return nil // the client closed it (or went)
+		}
+		if err := d.w.leases.check(req.Lease, req.Token); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() { // exits when the call ends
+			defer wg.Done()
+			resp, report, err := d.run(ctx, req)
+			if err != nil {
+				resp = &pb.DirectCallResponse{Refused: err.Error()}
+			}
+			resp.Key = req.Key
+			mu.Lock()
+			if sent == nil {
+				sent = stream.Send(resp)
+			}
+			mu.Unlock()
+			if report != nil {
+				report() // after the answer: the client waits for that alone
+			}
+		}()
+	}
+}
+
+// run runs one direct call; report tells the manager it ended.
+func (d directService) run(ctx context.Context, r *pb.DirectCallRequest) (resp *pb.DirectCallResponse, report func(), err error) {
+	l, sess, err := d.w.leases.take(ctx, r.Lease, r.Token)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer d.w.leases.give(r.Lease)
+	inst := d.w.libs.get(l.instance)
+	if inst == nil {
+		return nil, nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("worker: library instance %d of lease %d is not running here: send the call through the manager", l.instance, r.Lease))
+	}
+	inst.calls.Add(1)
+	defer inst.calls.Add(-1)
+	run := &pb.Run{Instance: l.instance, IdempotencyKey: r.IdempotencyKey,
+		Spec: &pb.TaskSpec{TimeLimitMs: r.TimeLimitMs, Call: &pb.CallSpec{Library: l.library, Function: r.Function, Args: r.Args}}}
+	o := d.w.runCall(ctx, run, inst)
+	if o == nil || o == handBack {
+		return nil, nil, connect.NewError(connect.CodeUnavailable, errors.New("worker: the library instance ended while it had the call: send it through the manager"))
+	}
+	msg := &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
+		Lease: r.Lease, Session: l.session, Key: r.Key, Library: l.library, Function: r.Function,
+		Kind: o.Kind, Message: o.Message, RunMs: o.RunMs, ResultBytes: int64(len(o.Result))}}}
+	return &pb.DirectCallResponse{Outcome: o}, func() {
+		for sess != nil && !sess.direct.put(msg) { // ended: to the next session of the run
+			sess = d.w.leases.keep(msg, sess)
+		}
+	}, nil
+}
+
+// withDirect serves Worker.Call beside the cache's files.
+func (w *Worker) withDirect(files http.Handler) http.Handler {
+	path, h := trellisv1connect.NewWorkerHandler(directService{w},
+		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
+	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if strings.HasPrefix(req.URL.Path, path) {
+			h.ServeHTTP(rw, req)
+			return
+		}
+		files.ServeHTTP(rw, req)
+	})
+}
