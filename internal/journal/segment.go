@@ -374,11 +374,11 @@ func (s *segments) Commit(recs []Record) error {
 		s.dirty = true
 		return err
 	}
-	if cap(s.buf) > 4<<20 {
-		s.buf = nil // a burst's buffer is not kept
-	}
 	s.lastFirst, s.lastOff = first, s.end
 	s.end += int64(len(s.buf))
+	if cap(s.buf) > 4<<20 {
+		s.buf = nil // a burst's buffer is not kept (after its length counted)
+	}
 	s.next = recs[len(recs)-1].Seq + 1
 	s.segs[len(s.segs)-1].last = s.next - 1
 	return nil
