@@ -50,15 +50,16 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		outW.Close()
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
-	stdin, _ := devNull() // nil if it cannot be opened: os/exec opens it then
 	cmd := &exec.Cmd{
-		Stdin:  stdin,
 		Path:   "/bin/sh",
 		Args:   []string{"sh", "-c", spec.Command},
 		Dir:    dir,
 		Env:    environ(dir, spec.Env),
 		Stdout: outW,
 		Stderr: errW,
+	}
+	if stdin, err := devNull(); err == nil {
+		cmd.Stdin = stdin // else left nil: os/exec opens /dev/null itself (a nil *os.File would close fd 0)
 	}
 	start := time.Now()
 	c, err := spec.Warden.Start(cmd, spec.Cores)
