@@ -244,6 +244,13 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 	d.sent.Add(1)
 	resp := l.rpc.call(ctx, &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key,
 		Function: function, Args: args, IdempotencyKey: c.session + "/" + key})
+	if resp == nil && ctx.Err() != nil {
+		// The caller gave up: the lease and its stream stay for the others
+		// (the worker finishes the call and reports it).
+		d.give(library, l, false)
+		return nil, ctx.Err(), key, true
+	}
+	// The stream broke or the worker refused the call: the lease goes.
 	failed := resp == nil || resp.Refused != ""
 	if d.give(library, l, failed) {
 		// Its slots go back to the manager now, not when it expires.

@@ -62,3 +62,71 @@ func TestDirectCallsOverTheNetwork(t *testing.T) {
 		t.Errorf("%d calls went direct (%d fell back); want most of the 200", sent, fell)
 	}
 }
+
+// TestDirectCallCancelledKeepsLease: one of several concurrent direct
+// calls on a lease is cancelled while it runs; it returns the context's
+// error, the lease stays (the same one, its stream open), the others
+// complete direct and so does the next call: none fell back.
+func TestDirectCallCancelledKeepsLease(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Install(ctx, testLibrary("testlib", 8)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for c.DirectLease("testlib") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no lease within 30 s")
+		}
+		if got, err := c.Call(ctx, "testlib", "add", []byte("[1,2]")); err != nil || string(got) != "3" {
+			t.Fatalf("add(1,2) = %q, %v", got, err)
+		}
+	}
+	lease := c.DirectLease("testlib")
+	sent0, fell0 := c.DirectStats()
+	cctx, ccancel := context.WithCancel(ctx)
+	cancelled := make(chan error, 1)
+	go func() { // exits when the call returns (it is cancelled)
+		_, err := c.Call(cctx, "testlib", "sleep", []byte("60000"))
+		cancelled <- err
+	}()
+	const others = 4
+	var wg sync.WaitGroup
+	for i := range others {
+		wg.Add(1)
+		go func() { // exits when its call ends
+			defer wg.Done()
+			if got, err := c.Call(ctx, "testlib", "sleep", []byte("1000")); err != nil || string(got) != "1000" {
+				t.Errorf("call %d: sleep(1000) = %q, %v", i, got, err)
+			}
+		}()
+	}
+	for sent, _ := c.DirectStats(); sent < sent0+others+1; sent, _ = c.DirectStats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls sent direct within 30 s", sent-sent0, others+1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ccancel()
+	if err := <-cancelled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled call returned %v; want context.Canceled", err)
+	}
+	if got := c.DirectLease("testlib"); got != lease {
+		t.Fatalf("after one call was cancelled, the client's lease is %d; want %d still", got, lease)
+	}
+	wg.Wait()
+	if got, err := c.Call(ctx, "testlib", "add", []byte("[2,3]")); err != nil || string(got) != "5" {
+		t.Fatalf("add(2,3) = %q, %v", got, err)
+	}
+	if sent, fell := c.DirectStats(); sent != sent0+others+2 || fell != fell0 {
+		t.Errorf("%d calls sent direct, %d fell back, since the lease was lent; want %d and none", sent-sent0, fell-fell0, others+2)
+	}
+	if got := c.DirectLease("testlib"); got != lease {
+		t.Errorf("the client's lease is %d at the end; want %d still", got, lease)
+	}
+}
