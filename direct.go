@@ -206,14 +206,19 @@ func (d *directCalls) client(c *Client) *http.Client {
 
 func (d *directCalls) close() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	var streams []*callStream
 	for _, l := range d.leases {
 		if l.rpc != nil {
-			l.rpc.close()
+			streams = append(streams, l.rpc)
 		}
 	}
-	if d.http != nil {
-		d.http.CloseIdleConnections()
+	hc := d.http
+	d.mu.Unlock()
+	for _, s := range streams { // no lock held across their I/O
+		s.close()
+	}
+	if hc != nil {
+		hc.CloseIdleConnections()
 	}
 }
 
@@ -222,14 +227,16 @@ func (d *directCalls) close() {
 // for the caller to release it at the manager.
 func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped bool) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	l.busy--
-	if failed && d.leases[library] == l {
-		l.rpc.close()
+	dropped = failed && d.leases[library] == l
+	if dropped {
 		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
-		return true
 	}
-	return false
+	d.mu.Unlock()
+	if dropped {
+		l.rpc.close() // no lock held across its I/O
+	}
+	return dropped
 }
 
 // callDirect runs a call on a lease. ok is false when the call is to go
