@@ -127,6 +127,11 @@ func (t *leaseTable) end(id uint64) {
 func (t *leaseTable) check(id uint64, token string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.checkLocked(id, token)
+}
+
+// checkLocked is check, with t.mu held.
+func (t *leaseTable) checkLocked(id uint64, token string) error {
 	if l := t.byID[id]; l != nil && len(token) == len(l.token) && subtle.ConstantTimeCompare([]byte(token), []byte(l.token)) == 1 {
 		return nil // a lease held here: its token made once
 	}
@@ -137,13 +142,17 @@ func (t *leaseTable) check(id uint64, token string) error {
 }
 
 // take admits a call on lease id with token: it returns the lease and the
-// session to report to, or the error to answer with.
+// session to report to, or the error to answer with. The token is checked
+// with the key of the session up then; if another session comes while the
+// call waits for its grant, the call is refused: lease IDs start again in
+// a new manager run, so the same ID may be another client's lease.
 func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerLease, *session, error) {
-	if err := t.check(id, token); err != nil {
-		return workerLease{}, nil, err
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.checkLocked(id, token); err != nil {
+		return workerLease{}, nil, err
+	}
+	sess := t.sess
 	gate.Admit(ctx) // a client with a valid token: not a stranger
 	l := t.byID[id]
 	for wait := time.NewTimer(grantWait); l == nil && t.byID != nil && !t.ended[id]; l = t.byID[id] {
@@ -159,6 +168,9 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 			return workerLease{}, nil, connect.NewError(connect.CodeCanceled, ctx.Err())
 		}
 		t.mu.Lock()
+		if t.sess != sess {
+			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for the grant of lease %d: send the call through the manager", id))
+		}
 	}
 	switch {
 	case l == nil:
