@@ -114,15 +114,20 @@ type callStream struct {
 	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
 	waiting map[string]chan *pb.DirectCallResponse
 	broken  bool
+	cancel  context.CancelFunc // ends the stream at once (stop)
+	done    chan struct{}      // closed when receive returns
 }
 
 func openCallStream(w trellisv1connect.WorkerClient) *callStream {
-	s := &callStream{stream: w.Calls(context.Background()), waiting: make(map[string]chan *pb.DirectCallResponse)}
-	go s.receive() // exits when the stream ends: the worker ends it, or close
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &callStream{stream: w.Calls(ctx), waiting: make(map[string]chan *pb.DirectCallResponse), cancel: cancel, done: make(chan struct{})}
+	go s.receive() // exits when the stream ends: the worker ends it (after close), or stop
 	return s
 }
 
 func (s *callStream) receive() {
+	defer close(s.done)
+	defer s.cancel() // the stream ended: free its context
 	for {
 		resp, err := s.stream.Receive()
 		s.mu.Lock()
@@ -177,7 +182,8 @@ func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.Di
 	}
 }
 
-// close ends the stream: the worker finishes the calls it runs.
+// close ends the stream's request side: the worker finishes the calls it
+// runs, then ends the stream.
 func (s *callStream) close() {
 	s.mu.Lock()
 	s.broken = true
@@ -185,6 +191,14 @@ func (s *callStream) close() {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	s.stream.CloseRequest()
+}
+
+// stop ends the stream now and waits for its receive goroutine: the calls
+// still waiting on it go through the manager.
+func (s *callStream) stop() {
+	s.close()
+	s.cancel()
+	<-s.done
 }
 
 // client returns the HTTP/2 client for workers (d.mu held).
@@ -215,7 +229,7 @@ func (d *directCalls) close() {
 	hc := d.http
 	d.mu.Unlock()
 	for _, s := range streams { // no lock held across their I/O
-		s.close()
+		s.stop()
 	}
 	if hc != nil {
 		hc.CloseIdleConnections()
