@@ -155,7 +155,12 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 	sess := t.sess
 	gate.Admit(ctx) // a client with a valid token: not a stranger
 	l := t.byID[id]
-	for wait := time.NewTimer(grantWait); l == nil && t.byID != nil && !t.ended[id]; l = t.byID[id] {
+	var wait *time.Timer // made only when the call waits for the grant
+	for ; l == nil && t.byID != nil && !t.ended[id]; l = t.byID[id] {
+		if wait == nil {
+			wait = time.NewTimer(grantWait)
+			defer wait.Stop()
+		}
 		ch := t.granted
 		t.mu.Unlock()
 		select {
