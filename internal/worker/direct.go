@@ -144,16 +144,23 @@ func (t *leaseTable) checkLocked(id uint64, token string) error {
 // take admits a call on lease id with token: it returns the lease and the
 // session to report to, or the error to answer with. The token is checked
 // with the key of the session up then; if another session comes while the
-// call waits for its grant, the call is refused: lease IDs start again in
-// a new manager run, so the same ID may be another client's lease.
+// call is admitted (gate.Admit, with t.mu released) or waits for its grant,
+// the call is refused: lease IDs start again in a new manager run, so the
+// same ID may be another client's lease.
 func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerLease, *session, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.checkLocked(id, token); err != nil {
+	err := t.checkLocked(id, token)
+	sess := t.sess
+	t.mu.Unlock()
+	if err != nil {
 		return workerLease{}, nil, err
 	}
-	sess := t.sess
-	gate.Admit(ctx) // a client with a valid token: not a stranger
+	gate.Admit(ctx) // a client with a valid token: not a stranger (Admit takes the listener's lock: not under t.mu)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sess != sess {
+		return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended as the call on lease %d came: send the call through the manager", id))
+	}
 	l := t.byID[id]
 	var wait *time.Timer // made only when the call waits for the grant
 	for ; l == nil && t.byID != nil && !t.ended[id]; l = t.byID[id] {
