@@ -33,7 +33,10 @@ type leaseTable struct {
 	worker uint64 // the Welcome's worker ID
 	sess   *session
 	byID   map[uint64]*workerLease
-	ended  map[uint64]bool // leases that ended in this session
+	// highest is the highest lease ID granted or ended in this session:
+	// IDs increase within a session, so one not above it and not in byID
+	// has ended.
+	highest uint64
 	// kept: reports of direct calls that ended after their session did,
 	// for the next session of the same manager run (runID), which
 	// journals them; a manager of another run never sees them.
@@ -60,7 +63,7 @@ type workerLease struct {
 func (t *leaseTable) attach(s *session, key []byte, worker uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.key, t.worker, t.sess, t.byID, t.ended = key, worker, s, make(map[uint64]*workerLease), make(map[uint64]bool)
+	t.key, t.worker, t.sess, t.byID, t.highest = key, worker, s, make(map[uint64]*workerLease), 0
 	if t.granted == nil {
 		t.granted = make(chan struct{})
 	}
@@ -109,6 +112,7 @@ func (t *leaseTable) grant(g *pb.LeaseGranted) {
 	defer t.mu.Unlock()
 	if t.byID != nil {
 		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library}
+		t.highest = max(t.highest, g.Lease)
 		close(t.granted)
 		t.granted = make(chan struct{})
 	}
@@ -119,7 +123,7 @@ func (t *leaseTable) end(id uint64) {
 	defer t.mu.Unlock()
 	if t.byID != nil {
 		delete(t.byID, id)
-		t.ended[id] = true
+		t.highest = max(t.highest, id)
 	}
 }
 
@@ -163,7 +167,7 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 	}
 	l := t.byID[id]
 	var wait *time.Timer // made only when the call waits for the grant
-	for ; l == nil && t.byID != nil && !t.ended[id]; l = t.byID[id] {
+	for ; l == nil && t.byID != nil && id > t.highest; l = t.byID[id] {
 		if wait == nil {
 			wait = time.NewTimer(grantWait)
 			defer wait.Stop()

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"testing/synctest"
 
@@ -40,4 +41,24 @@ func TestLeaseTakeAcrossSessions(t *testing.T) {
 			t.Fatalf("take across a new session = %+v, %v; want refused with NotFound", got.l, got.err)
 		}
 	})
+}
+
+// TestLeaseEnded: a call on a lease that ended (its ID not above the
+// highest seen in the session, and not held) is refused at once, without
+// waiting for a grant; one on a lease held runs.
+func TestLeaseEnded(t *testing.T) {
+	key := []byte("the Welcome's key")
+	var table leaseTable
+	table.attach(&session{runID: "run-1"}, key, 7)
+	for id := range uint64(3) {
+		table.grant(&pb.LeaseGranted{Lease: id + 1, Instance: 3, Slots: 1, Session: "client", Library: "lib"})
+	}
+	table.end(1)
+	table.end(3)
+	for id, ended := range map[uint64]bool{1: true, 2: false, 3: true} {
+		_, _, err := table.take(context.Background(), id, proto.LeaseToken(key, id, 7))
+		if got := err != nil && connect.CodeOf(err) == connect.CodeNotFound && strings.Contains(err.Error(), "it ended"); got != ended || !ended && err != nil {
+			t.Errorf("take(lease %d) = %v; want it refused as ended: %v", id, err, ended)
+		}
+	}
 }
