@@ -13,6 +13,31 @@ import (
 	"trellis/local"
 )
 
+// startDirect starts a local cluster over the network with one worker and
+// a client WithDirectCalls, installs testlib with slots, and calls it until
+// the client holds a lease on it. The client is closed at the test's end.
+func startDirect(ctx context.Context, t *testing.T, slots int) *trellis.Client {
+	t.Helper()
+	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Install(ctx, testLibrary("testlib", slots)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for c.DirectLease("testlib") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no lease on testlib within 30 s")
+		}
+		if got, err := c.Call(ctx, "testlib", "add", []byte("[1,2]")); err != nil || string(got) != "3" {
+			t.Fatalf("add(1,2) = %q, %v", got, err)
+		}
+	}
+	return c
+}
+
 // TestDirectCallsOverTheNetwork: with WithDirectCalls, concurrent blocking
 // calls go straight to the worker once a lease is lent (more calls than
 // leased slots go through the manager), with their own results; a
@@ -21,23 +46,7 @@ import (
 func TestDirectCallsOverTheNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Install(ctx, testLibrary("testlib", 4)); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for sent, fell := c.DirectStats(); sent <= fell; sent, fell = c.DirectStats() {
-		if time.Now().After(deadline) {
-			t.Fatal("no call went direct within 30 s")
-		}
-		if got, err := c.Call(ctx, "testlib", "add", []byte("[1,2]")); err != nil || string(got) != "3" {
-			t.Fatalf("add(1,2) = %q, %v", got, err)
-		}
-	}
+	c := startDirect(ctx, t, 4)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -53,7 +62,7 @@ func TestDirectCallsOverTheNetwork(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	_, err = c.Call(ctx, "testlib", "fail", []byte(`"fly"`))
+	_, err := c.Call(ctx, "testlib", "fail", []byte(`"fly"`))
 	var ce *trellis.CallError
 	if !errors.As(err, &ce) || ce.Result.Kind != trellis.Failed || !strings.Contains(ce.Result.Message, "cannot fly") {
 		t.Fatalf("fail(fly) = %v; want a failed call saying cannot fly", err)
@@ -70,23 +79,8 @@ func TestDirectCallsOverTheNetwork(t *testing.T) {
 func TestDirectCallCancelledKeepsLease(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Install(ctx, testLibrary("testlib", 8)); err != nil {
-		t.Fatal(err)
-	}
+	c := startDirect(ctx, t, 8)
 	deadline := time.Now().Add(30 * time.Second)
-	for c.DirectLease("testlib") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no lease within 30 s")
-		}
-		if got, err := c.Call(ctx, "testlib", "add", []byte("[1,2]")); err != nil || string(got) != "3" {
-			t.Fatalf("add(1,2) = %q, %v", got, err)
-		}
-	}
 	lease := c.DirectLease("testlib")
 	sent0, fell0 := c.DirectStats()
 	cctx, ccancel := context.WithCancel(ctx)
