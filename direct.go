@@ -114,15 +114,20 @@ type callStream struct {
 	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
 	waiting map[string]chan *pb.DirectCallResponse
 	broken  bool
+	cancel  context.CancelFunc // ends the stream at once (stop)
+	done    chan struct{}      // closed when receive returns
 }
 
 func openCallStream(w trellisv1connect.WorkerClient) *callStream {
-	s := &callStream{stream: w.Calls(context.Background()), waiting: make(map[string]chan *pb.DirectCallResponse)}
-	go s.receive() // exits when the stream ends: the worker ends it, or close
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &callStream{stream: w.Calls(ctx), waiting: make(map[string]chan *pb.DirectCallResponse), cancel: cancel, done: make(chan struct{})}
+	go s.receive() // exits when the stream ends: the worker ends it (after close), or stop
 	return s
 }
 
 func (s *callStream) receive() {
+	defer close(s.done)
+	defer s.cancel() // the stream ended: free its context
 	for {
 		resp, err := s.stream.Receive()
 		s.mu.Lock()
@@ -177,7 +182,8 @@ func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.Di
 	}
 }
 
-// close ends the stream: the worker finishes the calls it runs.
+// close ends the stream's request side: the worker finishes the calls it
+// runs, then ends the stream.
 func (s *callStream) close() {
 	s.mu.Lock()
 	s.broken = true
@@ -185,6 +191,14 @@ func (s *callStream) close() {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	s.stream.CloseRequest()
+}
+
+// stop ends the stream now and waits for its receive goroutine: the calls
+// still waiting on it go through the manager.
+func (s *callStream) stop() {
+	s.close()
+	s.cancel()
+	<-s.done
 }
 
 // client returns the HTTP/2 client for workers (d.mu held).
@@ -206,14 +220,19 @@ func (d *directCalls) client(c *Client) *http.Client {
 
 func (d *directCalls) close() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	var streams []*callStream
 	for _, l := range d.leases {
 		if l.rpc != nil {
-			l.rpc.close()
+			streams = append(streams, l.rpc)
 		}
 	}
-	if d.http != nil {
-		d.http.CloseIdleConnections()
+	hc := d.http
+	d.mu.Unlock()
+	for _, s := range streams { // no lock held across their I/O
+		s.stop()
+	}
+	if hc != nil {
+		hc.CloseIdleConnections()
 	}
 }
 
@@ -222,14 +241,16 @@ func (d *directCalls) close() {
 // for the caller to release it at the manager.
 func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped bool) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	l.busy--
-	if failed && d.leases[library] == l {
-		l.rpc.close()
+	dropped = failed && d.leases[library] == l
+	if dropped {
 		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
-		return true
 	}
-	return false
+	d.mu.Unlock()
+	if dropped {
+		l.rpc.close() // no lock held across its I/O
+	}
+	return dropped
 }
 
 // callDirect runs a call on a lease. ok is false when the call is to go
@@ -244,6 +265,13 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 	d.sent.Add(1)
 	resp := l.rpc.call(ctx, &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key,
 		Function: function, Args: args, IdempotencyKey: c.session + "/" + key})
+	if resp == nil && ctx.Err() != nil {
+		// The caller gave up: the lease and its stream stay for the others
+		// (the worker finishes the call and reports it).
+		d.give(library, l, false)
+		return nil, ctx.Err(), key, true
+	}
+	// The stream broke or the worker refused the call: the lease goes.
 	failed := resp == nil || resp.Refused != ""
 	if d.give(library, l, failed) {
 		// Its slots go back to the manager now, not when it expires.

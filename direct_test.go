@@ -13,6 +13,31 @@ import (
 	"trellis/local"
 )
 
+// startDirect starts a local cluster over the network with one worker and
+// a client WithDirectCalls, installs testlib with slots, and calls it until
+// the client holds a lease on it. The client is closed at the test's end.
+func startDirect(ctx context.Context, t *testing.T, slots int) *trellis.Client {
+	t.Helper()
+	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Install(ctx, testLibrary("testlib", slots)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for c.DirectLease("testlib") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no lease on testlib within 30 s")
+		}
+		if got, err := c.Call(ctx, "testlib", "add", []byte("[1,2]")); err != nil || string(got) != "3" {
+			t.Fatalf("add(1,2) = %q, %v", got, err)
+		}
+	}
+	return c
+}
+
 // TestDirectCallsOverTheNetwork: with WithDirectCalls, concurrent blocking
 // calls go straight to the worker once a lease is lent (more calls than
 // leased slots go through the manager), with their own results; a
@@ -21,23 +46,7 @@ import (
 func TestDirectCallsOverTheNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Install(ctx, testLibrary("testlib", 4)); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for sent, fell := c.DirectStats(); sent <= fell; sent, fell = c.DirectStats() {
-		if time.Now().After(deadline) {
-			t.Fatal("no call went direct within 30 s")
-		}
-		if got, err := c.Call(ctx, "testlib", "add", []byte("[1,2]")); err != nil || string(got) != "3" {
-			t.Fatalf("add(1,2) = %q, %v", got, err)
-		}
-	}
+	c := startDirect(ctx, t, 4)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -53,12 +62,65 @@ func TestDirectCallsOverTheNetwork(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	_, err = c.Call(ctx, "testlib", "fail", []byte(`"fly"`))
+	_, err := c.Call(ctx, "testlib", "fail", []byte(`"fly"`))
 	var ce *trellis.CallError
 	if !errors.As(err, &ce) || ce.Result.Kind != trellis.Failed || !strings.Contains(ce.Result.Message, "cannot fly") {
 		t.Fatalf("fail(fly) = %v; want a failed call saying cannot fly", err)
 	}
 	if sent, fell := c.DirectStats(); sent-fell < 100 {
 		t.Errorf("%d calls went direct (%d fell back); want most of the 200", sent, fell)
+	}
+}
+
+// TestDirectCallCancelledKeepsLease: one of several concurrent direct
+// calls on a lease is cancelled while it runs; it returns the context's
+// error, the lease stays (the same one, its stream open), the others
+// complete direct and so does the next call: none fell back.
+func TestDirectCallCancelledKeepsLease(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 8)
+	deadline := time.Now().Add(30 * time.Second)
+	lease := c.DirectLease("testlib")
+	sent0, fell0 := c.DirectStats()
+	cctx, ccancel := context.WithCancel(ctx)
+	cancelled := make(chan error, 1)
+	go func() { // exits when the call returns (it is cancelled)
+		_, err := c.Call(cctx, "testlib", "sleep", []byte("60000"))
+		cancelled <- err
+	}()
+	const others = 4
+	var wg sync.WaitGroup
+	for i := range others {
+		wg.Add(1)
+		go func() { // exits when its call ends
+			defer wg.Done()
+			if got, err := c.Call(ctx, "testlib", "sleep", []byte("1000")); err != nil || string(got) != "1000" {
+				t.Errorf("call %d: sleep(1000) = %q, %v", i, got, err)
+			}
+		}()
+	}
+	for sent, _ := c.DirectStats(); sent < sent0+others+1; sent, _ = c.DirectStats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls sent direct within 30 s", sent-sent0, others+1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ccancel()
+	if err := <-cancelled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the cancelled call returned %v; want context.Canceled", err)
+	}
+	if got := c.DirectLease("testlib"); got != lease {
+		t.Fatalf("after one call was cancelled, the client's lease is %d; want %d still", got, lease)
+	}
+	wg.Wait()
+	if got, err := c.Call(ctx, "testlib", "add", []byte("[2,3]")); err != nil || string(got) != "5" {
+		t.Fatalf("add(2,3) = %q, %v", got, err)
+	}
+	if sent, fell := c.DirectStats(); sent != sent0+others+2 || fell != fell0 {
+		t.Errorf("%d calls sent direct, %d fell back, since the lease was lent; want %d and none", sent-sent0, fell-fell0, others+2)
+	}
+	if got := c.DirectLease("testlib"); got != lease {
+		t.Errorf("the client's lease is %d at the end; want %d still", got, lease)
 	}
 }

@@ -394,10 +394,13 @@ func TestSimulationLibraries(t *testing.T) {
 			// What the seeds did, together: one seed may break every library.
 			seeds := libSeeds()
 			var mu sync.Mutex
-			var calls, broken int
+			var calls, broken, leases, ended int
 			t.Cleanup(func() {
 				if len(seeds) > 1 && (calls == 0 || broken == 0) {
 					t.Errorf("no call ran (%d), or no library broke (%d), in any seed", calls, broken)
+				}
+				if len(seeds) > 1 && sc.cfg.LeaseRate > 0 && (leases == 0 || ended == 0) {
+					t.Errorf("no lease was granted (%d), or none ended (%d), in any seed", leases, ended)
 				}
 			})
 			for _, seed := range seeds {
@@ -413,6 +416,8 @@ func TestSimulationLibraries(t *testing.T) {
 					defer mu.Unlock()
 					calls += stats.CallDispatches
 					broken += stats.LibrariesBroken
+					leases += stats.Leases
+					ended += stats.LeasesEnded
 				})
 			}
 		})

@@ -33,7 +33,10 @@ type leaseTable struct {
 	worker uint64 // the Welcome's worker ID
 	sess   *session
 	byID   map[uint64]*workerLease
-	ended  map[uint64]bool // leases that ended in this session
+	// highest is the highest lease ID granted or ended in this session:
+	// IDs increase within a session, so one not above it and not in byID
+	// has ended.
+	highest uint64
 	// kept: reports of direct calls that ended after their session did,
 	// for the next session of the same manager run (runID), which
 	// journals them; a manager of another run never sees them.
@@ -60,7 +63,7 @@ type workerLease struct {
 func (t *leaseTable) attach(s *session, key []byte, worker uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.key, t.worker, t.sess, t.byID, t.ended = key, worker, s, make(map[uint64]*workerLease), make(map[uint64]bool)
+	t.key, t.worker, t.sess, t.byID, t.highest = key, worker, s, make(map[uint64]*workerLease), 0
 	if t.granted == nil {
 		t.granted = make(chan struct{})
 	}
@@ -109,6 +112,7 @@ func (t *leaseTable) grant(g *pb.LeaseGranted) {
 	defer t.mu.Unlock()
 	if t.byID != nil {
 		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library}
+		t.highest = max(t.highest, g.Lease)
 		close(t.granted)
 		t.granted = make(chan struct{})
 	}
@@ -119,7 +123,7 @@ func (t *leaseTable) end(id uint64) {
 	defer t.mu.Unlock()
 	if t.byID != nil {
 		delete(t.byID, id)
-		t.ended[id] = true
+		t.highest = max(t.highest, id)
 	}
 }
 
@@ -127,6 +131,11 @@ func (t *leaseTable) end(id uint64) {
 func (t *leaseTable) check(id uint64, token string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.checkLocked(id, token)
+}
+
+// checkLocked is check, with t.mu held.
+func (t *leaseTable) checkLocked(id uint64, token string) error {
 	if l := t.byID[id]; l != nil && len(token) == len(l.token) && subtle.ConstantTimeCompare([]byte(token), []byte(l.token)) == 1 {
 		return nil // a lease held here: its token made once
 	}
@@ -137,16 +146,32 @@ func (t *leaseTable) check(id uint64, token string) error {
 }
 
 // take admits a call on lease id with token: it returns the lease and the
-// session to report to, or the error to answer with.
+// session to report to, or the error to answer with. The token is checked
+// with the key of the session up then; if another session comes while the
+// call is admitted (gate.Admit, with t.mu released) or waits for its grant,
+// the call is refused: lease IDs start again in a new manager run, so the
+// same ID may be another client's lease.
 func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerLease, *session, error) {
-	if err := t.check(id, token); err != nil {
+	t.mu.Lock()
+	err := t.checkLocked(id, token)
+	sess := t.sess
+	t.mu.Unlock()
+	if err != nil {
 		return workerLease{}, nil, err
 	}
+	gate.Admit(ctx) // a client with a valid token: not a stranger (Admit takes the listener's lock: not under t.mu)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	gate.Admit(ctx) // a client with a valid token: not a stranger
+	if t.sess != sess {
+		return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended as the call on lease %d came: send the call through the manager", id))
+	}
 	l := t.byID[id]
-	for wait := time.NewTimer(grantWait); l == nil && t.byID != nil && !t.ended[id]; l = t.byID[id] {
+	var wait *time.Timer // made only when the call waits for the grant
+	for ; l == nil && t.byID != nil && id > t.highest; l = t.byID[id] {
+		if wait == nil {
+			wait = time.NewTimer(grantWait)
+			defer wait.Stop()
+		}
 		ch := t.granted
 		t.mu.Unlock()
 		select {
@@ -159,6 +184,9 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 			return workerLease{}, nil, connect.NewError(connect.CodeCanceled, ctx.Err())
 		}
 		t.mu.Lock()
+		if t.sess != sess {
+			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for the grant of lease %d: send the call through the manager", id))
+		}
 	}
 	switch {
 	case l == nil:

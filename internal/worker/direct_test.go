@@ -1,0 +1,64 @@
+package worker
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"testing/synctest"
+
+	"connectrpc.com/connect"
+
+	"trellis/internal/proto"
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// TestLeaseTakeAcrossSessions: a direct call waits for the grant of its
+// lease; meanwhile the manager's session ends and a new one (a restarted
+// manager, whose lease IDs start again) grants the same lease ID to
+// another client. The call is refused (NotFound): it must not run on the
+// other client's lease.
+func TestLeaseTakeAcrossSessions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		key := []byte("the Welcome's key")
+		var table leaseTable
+		old, next := &session{runID: "run-1"}, &session{runID: "run-2"}
+		table.attach(old, key, 7)
+		type taken struct {
+			l   workerLease
+			err error
+		}
+		done := make(chan taken, 1)
+		go func() { // exits when take returns
+			l, _, err := table.take(context.Background(), 1, proto.LeaseToken(key, 1, 7))
+			done <- taken{l, err}
+		}()
+		synctest.Wait() // the call waits for the grant
+		table.detach(old)
+		table.attach(next, key, 7) // same key: the token would pass again
+		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: 1, Session: "another client", Library: "lib"})
+		got := <-done
+		if connect.CodeOf(got.err) != connect.CodeNotFound {
+			t.Fatalf("take across a new session = %+v, %v; want refused with NotFound", got.l, got.err)
+		}
+	})
+}
+
+// TestLeaseEnded: a call on a lease that ended (its ID not above the
+// highest seen in the session, and not held) is refused at once, without
+// waiting for a grant; one on a lease held runs.
+func TestLeaseEnded(t *testing.T) {
+	key := []byte("the Welcome's key")
+	var table leaseTable
+	table.attach(&session{runID: "run-1"}, key, 7)
+	for id := range uint64(3) {
+		table.grant(&pb.LeaseGranted{Lease: id + 1, Instance: 3, Slots: 1, Session: "client", Library: "lib"})
+	}
+	table.end(1)
+	table.end(3)
+	for id, ended := range map[uint64]bool{1: true, 2: false, 3: true} {
+		_, _, err := table.take(context.Background(), id, proto.LeaseToken(key, id, 7))
+		if got := err != nil && connect.CodeOf(err) == connect.CodeNotFound && strings.Contains(err.Error(), "it ended"); got != ended || !ended && err != nil {
+			t.Errorf("take(lease %d) = %v; want it refused as ended: %v", id, err, ended)
+		}
+	}
+}
