@@ -455,7 +455,9 @@ func (s *segments) Drop(upto Seq) error {
 	return syncDir(s.dir)
 }
 
-// diskBytes is the size of the segments and the snapshot.
+// diskBytes is the size of the segments and the snapshot. It takes s.mu,
+// which a commit holds across its fdatasync: not for the manager's loop
+// (Journal.DiskBytes reads what the committer and compactor measured).
 func (s *segments) diskBytes() int64 {
 	s.mu.Lock()
 	paths := []string{filepath.Join(s.dir, snapshotName)}

@@ -108,6 +108,7 @@ func (j *Journal) Compact(fold Fold) (SnapshotInfo, error) {
 	j.compacting.Lock()
 	defer j.compacting.Unlock()
 	info, err := j.compact(fold)
+	j.measure()
 	if err != nil {
 		j.compactErr.Store(&err)
 	} else {

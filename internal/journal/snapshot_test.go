@@ -3,9 +3,11 @@ package journal_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -285,5 +287,58 @@ func TestDue(t *testing.T) {
 	}
 	if j.Due() {
 		t.Errorf("Due() right after Compact: true")
+	}
+}
+
+// TestDiskBytes: DiskBytes is measured at Open, by the committer after a
+// commit (within about a second), and after a compaction; each time it is
+// the size of the files then.
+func TestDiskBytes(t *testing.T) {
+	dir := t.TempDir()
+	journaltest.Write(t, dir, sets(1, 3))
+	files := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, journal.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := fi.Size()
+		ents, err := os.ReadDir(filepath.Join(dir, journal.DirName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += fi.Size()
+		}
+		return n
+	}
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, j)
+	if got, want := j.DiskBytes(), files(); got != want {
+		t.Errorf("DiskBytes() after Open = %d, want %d", got, want)
+	}
+	for _, r := range sets(4, 103) {
+		j.Append(r)
+	}
+	waitDurable(t, j, 103)
+	want := files()
+	deadline := time.Now().Add(10 * time.Second)
+	for j.DiskBytes() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("DiskBytes() = %d 10s after a commit, want %d", j.DiskBytes(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := j.Compact(lastWins); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := j.DiskBytes(), files(); got != want {
+		t.Errorf("DiskBytes() after Compact = %d, want %d", got, want)
 	}
 }
