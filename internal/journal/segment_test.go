@@ -2,7 +2,9 @@ package journal
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -160,5 +162,20 @@ func TestDiskBytesWithoutLock(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("DiskBytes() waited 10s for the store's lock (a commit's fdatasync would stall the loop)")
+	}
+}
+
+// TestWriteFileFailureCleans: a WriteFile that fails (here its rename, as
+// path is a directory) leaves no path+".tmp" behind.
+func TestWriteFileFailureCleans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snapshot")
+	if err := os.MkdirAll(filepath.Join(path, "in"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(path, []byte("data")); err == nil {
+		t.Fatalf("WriteFile over a directory: no error")
+	}
+	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after a failed WriteFile, %s.tmp: %v, want it gone", path, err)
 	}
 }
