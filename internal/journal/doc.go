@@ -27,6 +27,10 @@
 //     and why. A format 1 journal (one bbolt file) is converted once.
 //   - Replay hands the records to the caller in order, before the first
 //     Append.
+//   - DiskBytes, Durable, Since, Snapshot, Err and CompactErr read atomics:
+//     any goroutine (the manager's loop too) may call them without waiting
+//     for a commit. DiskBytes is as of the last measure (at Open, by Run at
+//     most once a second after a commit, after each Compact).
 //
 // Compaction (snapshot.go): Compact hands the last snapshot's records and
 // the durable records after it to the caller's Fold, which returns fewer

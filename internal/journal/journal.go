@@ -167,6 +167,11 @@ type Journal struct {
 	compactErr atomic.Pointer[error]
 	// bytes: the data of the durable records after the snapshot.
 	bytes atomic.Int64
+	// disk: the size of the journal's files as last measured (at Open, by
+	// the committer at most once a second after a commit, after each
+	// compaction), so that DiskBytes never waits for the store's lock,
+	// which a commit holds across its fdatasync.
+	disk atomic.Int64
 
 	wake    chan struct{} // one slot: Append has queued a record
 	synced  chan struct{} // one slot: Durable advanced
@@ -227,6 +232,7 @@ func Open(dir string, opts Options) (*Journal, error) {
 	last := j.Snapshot().Upto + Seq(j.recovered.Kept)
 	j.next = last + 1
 	j.durable.Store(uint64(last))
+	j.measure()
 	return j, nil
 }
 
@@ -282,14 +288,25 @@ func (j *Journal) Recovered() Recovery { return j.recovered }
 func (j *Journal) Path() string { return j.dir }
 
 // DiskBytes is the size of the journal's files: segments, snapshot, and
-// journal.db (the lock and format, and a converted journal's old pages).
-func (j *Journal) DiskBytes() int64 {
+// journal.db (the lock and format, and a converted journal's old pages),
+// as of the last measure, at most about a second old (it is measured at
+// Open, by Run after a commit, and after each compaction). It takes no
+// lock and touches no file.
+func (j *Journal) DiskBytes() int64 { return j.disk.Load() }
+
+// measure stats the journal's files into disk. It takes the store's
+// lock, which a commit holds across its write and fdatasync: only the
+// committer (Run), the compactor and Open call it.
+func (j *Journal) measure() {
 	n := j.seg.diskBytes()
 	if fi, err := os.Stat(j.lock.Path()); err == nil {
 		n += fi.Size()
 	}
-	return n
+	j.disk.Store(n)
 }
+
+// measureEvery bounds how often Run measures the journal's files.
+const measureEvery = time.Second
 
 // Replay calls f with the snapshot's records (Seq 0), then with every
 // record after it, in order. Call it before the first Append; data is
@@ -344,16 +361,26 @@ func (j *Journal) Err() error {
 }
 
 // Run commits queued records in groups until ctx ends, then writes what
-// is still queued once more and returns. It exits when ctx ends.
+// is still queued once more and returns. It measures the journal's files
+// (DiskBytes) at most once a second after a commit. It exits when ctx
+// ends.
 func (j *Journal) Run(ctx context.Context) error {
 	var last time.Time // when the last commit started
 	pace := time.NewTimer(0)
 	defer pace.Stop()
+	var measured time.Time         // when Run last measured DiskBytes
+	var remeasure <-chan time.Time // fires when a commit awaits its measure
 	for {
 		select {
 		case <-ctx.Done():
 			j.commitPending()
+			j.measure()
 			return nil
+		case <-remeasure:
+			remeasure = nil
+			j.measure()
+			measured = time.Now()
+			continue
 		case <-j.wake:
 		}
 		if wait := j.opts.CommitInterval - time.Since(last); wait > 0 {
@@ -372,6 +399,14 @@ func (j *Journal) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(j.opts.RetryPause):
+			}
+		}
+		if remeasure == nil {
+			if wait := measureEvery - time.Since(measured); wait > 0 {
+				remeasure = time.After(wait)
+			} else {
+				j.measure()
+				measured = time.Now()
 			}
 		}
 	}

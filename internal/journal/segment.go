@@ -455,7 +455,9 @@ func (s *segments) Drop(upto Seq) error {
 	return syncDir(s.dir)
 }
 
-// diskBytes is the size of the segments and the snapshot.
+// diskBytes is the size of the segments and the snapshot. It takes s.mu,
+// which a commit holds across its fdatasync: not for the manager's loop
+// (Journal.DiskBytes reads what the committer and compactor measured).
 func (s *segments) diskBytes() int64 {
 	s.mu.Lock()
 	paths := []string{filepath.Join(s.dir, snapshotName)}
@@ -483,26 +485,32 @@ func (s *segments) close() error {
 	return err
 }
 
-// writeFileSynced writes b to path+".tmp", syncs it, renames it to path
-// and syncs the directory.
+// WriteFile writes b to path+".tmp", syncs it, renames it to path and
+// syncs the directory. If it fails before the rename, it removes
+// path+".tmp".
 func WriteFile(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
+	fail := func(err error) error {
 		f.Close()
+		os.Remove(tmp)
 		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+		return fail(err)
 	}
 	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return syncDir(filepath.Dir(path))

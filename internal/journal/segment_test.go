@@ -2,11 +2,14 @@ package journal
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // FuzzDecodeSegment hands arbitrary bytes to the segment decoder: it
@@ -136,5 +139,43 @@ func TestLargeGroup(t *testing.T) {
 	j.Replay(func(r Record) error { got = append(got, append([]byte(nil), r.Data...)); return nil })
 	if len(got) != 2 || !bytes.Equal(got[0], large) || string(got[1]) != "after" || j.Recovered().Reason != "" {
 		t.Fatalf("replay: %d records (%v); want the 5 MiB record, then %q", len(got), j.Recovered(), "after")
+	}
+}
+
+// TestDiskBytesWithoutLock: DiskBytes answers while the store's lock is
+// held (as a commit holds it across its fdatasync): the manager's loop
+// calls it and must not wait for the disk.
+func TestDiskBytesWithoutLock(t *testing.T) {
+	j, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.seg.mu.Lock()
+	defer j.seg.mu.Unlock()
+	done := make(chan int64, 1)
+	go func() { done <- j.DiskBytes() }() // exits when DiskBytes returns
+	select {
+	case n := <-done:
+		if n <= 0 {
+			t.Errorf("DiskBytes() = %d, want the size of journal.db at least", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("DiskBytes() waited 10s for the store's lock (a commit's fdatasync would stall the loop)")
+	}
+}
+
+// TestWriteFileFailureCleans: a WriteFile that fails (here its rename, as
+// path is a directory) leaves no path+".tmp" behind.
+func TestWriteFileFailureCleans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snapshot")
+	if err := os.MkdirAll(filepath.Join(path, "in"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(path, []byte("data")); err == nil {
+		t.Fatalf("WriteFile over a directory: no error")
+	}
+	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after a failed WriteFile, %s.tmp: %v, want it gone", path, err)
 	}
 }

@@ -19,10 +19,6 @@ import (
 // is refused like a newer journal.
 const snapshotFormat = 1
 
-// dropChunk bounds the records one Drop covers (a variable for tests):
-// Drop deletes segments under the store's lock, and a commit waits for it.
-var dropChunk Seq = 100000
-
 // encodeSnapshot: format (1 byte), Upto (8), At in Unix ns (8), the record
 // count (uvarint), each record as a uvarint length and its bytes, then a
 // CRC-32C of all before it (4).
@@ -108,6 +104,7 @@ func (j *Journal) Compact(fold Fold) (SnapshotInfo, error) {
 	j.compacting.Lock()
 	defer j.compacting.Unlock()
 	info, err := j.compact(fold)
+	j.measure()
 	if err != nil {
 		j.compactErr.Store(&err)
 	} else {
@@ -158,16 +155,10 @@ func (j *Journal) compact(fold Fold) (SnapshotInfo, error) {
 	info := snap.info(size)
 	j.snap.Store(&info)
 	j.bytes.Add(-before)
-	return info, j.drop(old.Upto+1, upto)
-}
-
-// drop deletes the records from..upto (whole segments), dropChunk at a
-// time.
-func (j *Journal) drop(from, upto Seq) error {
-	for at := from; at <= upto; at += dropChunk {
-		if err := j.store.Drop(min(upto, at+dropChunk-1)); err != nil {
-			return fmt.Errorf("journal: %s: compact: drop records up to %d, which the snapshot stands for: %w (they are dropped at the next compaction or start)", j.dir, upto, err)
-		}
+	// One Drop deletes the whole segments the snapshot stands for, with
+	// one directory sync.
+	if err := j.store.Drop(upto); err != nil {
+		return info, fmt.Errorf("journal: %s: compact: drop records up to %d, which the snapshot stands for: %w (they are dropped at the next compaction or start)", j.dir, upto, err)
 	}
-	return nil
+	return info, nil
 }

@@ -3,9 +3,11 @@ package journal_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -112,64 +114,55 @@ func TestCompact(t *testing.T) {
 // replays to the same state, and a compaction cut after the snapshot was
 // written is finished by Open (the records it stands for dropped).
 func TestCompactFaults(t *testing.T) {
-	defer journal.SetDropChunk(10)()
-	const n = 25 // three Drop transactions
+	const n = 25
 	recs := sets(1, n)
 	for _, op := range []journaltest.Op{journaltest.WriteSnapshot, journaltest.Drop} {
 		for _, fault := range []journaltest.Fault{journaltest.WriteFails, journaltest.SyncFails, journaltest.ExecuteAndTimeout} {
-			for _, nth := range []int{1, 2} {
-				if op == journaltest.WriteSnapshot && nth == 2 {
-					continue // one snapshot write per compaction
-				}
-				t.Run(fmt.Sprintf("op-%d/fault-%d/write-%d", op, fault, nth), func(t *testing.T) {
-					dir := t.TempDir()
-					journaltest.Write(t, dir, recs)
-					want := state(t, dir)
-					faulty := journaltest.NewFaulty(nil)
-					seen := 0
-					faulty.FailCompaction(func(o journaltest.Op, _ journal.Seq) journaltest.Fault {
-						if o != op {
-							return journaltest.None
-						}
-						if seen++; seen == nth {
-							return fault
-						}
+			// A compaction writes one snapshot and makes one Drop.
+			t.Run(fmt.Sprintf("op-%d/fault-%d", op, fault), func(t *testing.T) {
+				dir := t.TempDir()
+				journaltest.Write(t, dir, recs)
+				want := state(t, dir)
+				faulty := journaltest.NewFaulty(nil)
+				faulty.FailCompaction(func(o journaltest.Op, _ journal.Seq) journaltest.Fault {
+					if o != op {
 						return journaltest.None
-					})
-					j, err := journal.Open(dir, journal.Options{Wrap: faulty.Wrap})
-					if err != nil {
-						t.Fatal(err)
 					}
-					if _, err := j.Compact(lastWins); err == nil {
-						t.Errorf("Compact with a failing write returned no error")
-					} else if got := j.CompactErr(); got != err {
-						t.Errorf("CompactErr() = %v after a failed Compact, want its error %v", got, err)
-					}
-					j.Close()
-					j, err = journal.Open(dir, journal.Options{})
-					if err != nil {
-						t.Fatal(err)
-					}
-					rec, snap := j.Recovered(), j.Snapshot()
-					j.Close()
-					snapshotLanded := op == journaltest.Drop || fault != journaltest.WriteFails
-					if snapshotLanded {
-						if snap.Upto != n || rec.Kept != 0 || rec.Dropped != 0 {
-							t.Errorf("reopened: snapshot up to %d, %v; want the snapshot up to %d and no record after it", snap.Upto, rec, n)
-						}
-						if op == journaltest.WriteSnapshot || (nth == 1 && fault == journaltest.WriteFails) {
-							if rec.Leftover != n {
-								t.Errorf("reopened: %d leftover records dropped, want %d", rec.Leftover, n)
-							}
-						}
-					} else if snap.Upto != 0 || rec.Kept != n {
-						t.Errorf("reopened: snapshot up to %d, %v; want no snapshot and %d records", snap.Upto, rec, n)
-					}
-					if diff := cmp.Diff(want, state(t, dir)); diff != "" {
-						t.Errorf("state after a compaction cut short (-want +got):\n%s", diff)
-					}
+					return fault
 				})
-			}
+				j, err := journal.Open(dir, journal.Options{Wrap: faulty.Wrap})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := j.Compact(lastWins); err == nil {
+					t.Errorf("Compact with a failing write returned no error")
+				} else if got := j.CompactErr(); got != err {
+					t.Errorf("CompactErr() = %v after a failed Compact, want its error %v", got, err)
+				}
+				j.Close()
+				j, err = journal.Open(dir, journal.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec, snap := j.Recovered(), j.Snapshot()
+				j.Close()
+				snapshotLanded := op == journaltest.Drop || fault != journaltest.WriteFails
+				if snapshotLanded {
+					if snap.Upto != n || rec.Kept != 0 || rec.Dropped != 0 {
+						t.Errorf("reopened: snapshot up to %d, %v; want the snapshot up to %d and no record after it", snap.Upto, rec, n)
+					}
+					if op == journaltest.WriteSnapshot || fault == journaltest.WriteFails {
+						if rec.Leftover != n {
+							t.Errorf("reopened: %d leftover records dropped, want %d", rec.Leftover, n)
+						}
+					}
+				} else if snap.Upto != 0 || rec.Kept != n {
+					t.Errorf("reopened: snapshot up to %d, %v; want no snapshot and %d records", snap.Upto, rec, n)
+				}
+				if diff := cmp.Diff(want, state(t, dir)); diff != "" {
+					t.Errorf("state after a compaction cut short (-want +got):\n%s", diff)
+				}
+			})
 		}
 	}
 }
@@ -285,5 +278,58 @@ func TestDue(t *testing.T) {
 	}
 	if j.Due() {
 		t.Errorf("Due() right after Compact: true")
+	}
+}
+
+// TestDiskBytes: DiskBytes is measured at Open, by the committer after a
+// commit (within about a second), and after a compaction; each time it is
+// the size of the files then.
+func TestDiskBytes(t *testing.T) {
+	dir := t.TempDir()
+	journaltest.Write(t, dir, sets(1, 3))
+	files := func() int64 {
+		fi, err := os.Stat(filepath.Join(dir, journal.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := fi.Size()
+		ents, err := os.ReadDir(filepath.Join(dir, journal.DirName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += fi.Size()
+		}
+		return n
+	}
+	j, err := journal.Open(dir, journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, j)
+	if got, want := j.DiskBytes(), files(); got != want {
+		t.Errorf("DiskBytes() after Open = %d, want %d", got, want)
+	}
+	for _, r := range sets(4, 103) {
+		j.Append(r)
+	}
+	waitDurable(t, j, 103)
+	want := files()
+	deadline := time.Now().Add(10 * time.Second)
+	for j.DiskBytes() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("DiskBytes() = %d 10s after a commit, want %d", j.DiskBytes(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := j.Compact(lastWins); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := j.DiskBytes(), files(); got != want {
+		t.Errorf("DiskBytes() after Compact = %d, want %d", got, want)
 	}
 }

@@ -73,10 +73,16 @@ func (m *Manager) compactor(ctx context.Context) {
 //     and the worker that replay waits for), unless a Reconciled names the
 //     task (reconcile acts on the unknown state a Dispatched leads to).
 //   - the records of sessions that ended before the last clients.MaxEnded
-//     (forget.go): a Forgotten record stands for their submits.
+//     (forget.go): a Forgotten record stands for their submits; their
+//     direct calls' ends (DirectCallEnded) go too, with the counts they
+//     fed (finished calls, successes and failures), as their tasks' ends
+//     do.
 //
 // Everything else is kept, in order: submits and installs (task and file
-// IDs are given out in their order), ends, cancels, ended sessions.
+// IDs are given out in their order), ends, cancels, ended sessions, and
+// the DirectCallEnded records of the sessions kept (replay only counts
+// them, but no record kind carries a count: one record per direct call
+// stays until its session is forgotten).
 func FoldJournal(recs [][]byte) ([][]byte, error) {
 	decoded := make([]*pb.JournalRecord, len(recs))
 	var epoch uint64
@@ -93,7 +99,7 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 			return nil, fmt.Errorf("record %d of those to fold: %w", i+1, protowire.ParseError(n))
 		}
 		switch num {
-		case kindStarted, kindDone, kindDispatched, kindReconciled, kindSessionEnded, kindForgotten:
+		case kindStarted, kindDone, kindDispatched, kindReconciled, kindSessionEnded, kindForgotten, kindDirectCallEnded:
 		case kindSubmitted:
 			session, tasks, err := submitShape(b)
 			if err != nil {
@@ -176,6 +182,10 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 		case *pb.JournalRecord_Forgotten:
 			forgotten(x.Forgotten.Tasks, x.Forgotten.Session)
 			continue
+		case *pb.JournalRecord_DirectCallEnded:
+			if forget.sessions[x.DirectCallEnded.Session] {
+				continue
+			}
 		default:
 			if sh, ok := shapes[i]; ok {
 				if forget.sessions[sh.session] {
@@ -197,13 +207,14 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 
 // The field numbers of JournalRecord's kinds that FoldJournal decodes.
 var (
-	kindStarted      = fieldNumber("started")
-	kindDone         = fieldNumber("done")
-	kindDispatched   = fieldNumber("dispatched")
-	kindReconciled   = fieldNumber("reconciled")
-	kindSubmitted    = fieldNumber("submitted")
-	kindSessionEnded = fieldNumber("session_ended")
-	kindForgotten    = fieldNumber("forgotten")
+	kindStarted         = fieldNumber("started")
+	kindDone            = fieldNumber("done")
+	kindDispatched      = fieldNumber("dispatched")
+	kindReconciled      = fieldNumber("reconciled")
+	kindSubmitted       = fieldNumber("submitted")
+	kindSessionEnded    = fieldNumber("session_ended")
+	kindForgotten       = fieldNumber("forgotten")
+	kindDirectCallEnded = fieldNumber("direct_call_ended")
 )
 
 func fieldNumber(name protoreflect.Name) protowire.Number {

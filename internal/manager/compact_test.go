@@ -27,6 +27,8 @@ type replayedState struct {
 	Files              map[string]core.FileID
 	Libraries          []string
 	Succeeded, Failed  uint64
+	CallsSucceeded     uint64
+	CallsFailed        uint64
 	Sessions           int
 	Ready, Running     uint64
 	Waiting, Finished  uint64
@@ -48,14 +50,14 @@ func replayState(t *testing.T, dir string) replayedState {
 	s := m.state
 	r := replayedState{Epoch: m.epoch, NextTask: s.nextTask, Tally: s.core.Tally(), Stats: s.core.Stats(),
 		Adrift: s.core.Adrift(), Unknown: s.core.Unknown(), Files: s.fileIDs,
-		Succeeded: s.succeeded, Failed: s.failed, Sessions: m.clients.Len()}
+		Succeeded: s.succeeded, Failed: s.failed, CallsSucceeded: s.callsSucceeded, CallsFailed: s.callsFailed, Sessions: m.clients.Len()}
 	for id := core.TaskID(1); id <= s.nextTask; id++ {
 		st, attempt, ok := s.core.TaskState(id)
 		rec := s.tasks[id]
 		r.Tasks = append(r.Tasks, fmt.Sprintf("%d: core %v %v attempt %d; manager %v", id, ok, st, attempt, rec != nil && !rec.done))
 	}
 	for name, lib := range s.libs {
-		r.Libraries = append(r.Libraries, fmt.Sprintf("%s removed=%v", name, lib.removed))
+		r.Libraries = append(r.Libraries, fmt.Sprintf("%s removed=%v calls done=%d", name, lib.removed, lib.callsDone))
 	}
 	sort.Strings(r.Libraries)
 	st := s.status()
@@ -167,3 +169,96 @@ func TestFoldRefusesGarbage(t *testing.T) {
 }
 
 var _ journal.Fold = FoldJournal
+
+// TestFoldDirectCalls: the ends of direct calls (DirectCallEnded, which
+// replay only counts) go with their session when it is forgotten: a
+// manager whose clients make direct calls session after session (one
+// session submits a task too, another stays live) keeps a snapshot of a
+// bounded number of them, folded again and again; and a replay of it
+// gives the same counters (finished calls, successes and failures, the
+// library's calls done) and state as a replay of the records without the
+// forgotten sessions'. The calls of the live session and of the last
+// foldKeepEnded ended ones are all kept and counted.
+func TestFoldDirectCalls(t *testing.T) {
+	defer func(n int) { foldKeepEnded = n }(foldKeepEnded)
+	foldKeepEnded = 3
+	const calls = 20 // per session
+	lib := &pb.InstallLibraryRequest{Library: &pb.LibrarySpec{Name: "lib", Command: "true", Resources: &pb.Resources{Cores: 1}}}
+	call := func(session string, i int) []byte {
+		kind := pb.ResultKind_RESULT_KIND_SUCCESS
+		if i%4 == 0 {
+			kind = pb.ResultKind_RESULT_KIND_FAILED
+		}
+		return rec(&pb.JournalRecord{Rec: &pb.JournalRecord_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
+			Lease: uint64(i), Session: session, Key: fmt.Sprint(i), Library: "lib", Function: "f", Kind: kind, RunMs: 1}}})
+	}
+	head := [][]byte{
+		rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Started{Started: 1}}),
+		rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Installed{Installed: lib}}),
+	}
+	var all, kept [][]byte // every record; those of the sessions a fold keeps
+	all = append(all, head...)
+	kept = append(kept, head...)
+	const sessions = 40
+	for s := range sessions {
+		name := fmt.Sprintf("s%d", s)
+		var recs [][]byte
+		var tasks []uint64
+		if s == 0 {
+			recs = append(recs,
+				rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Submitted{Submitted: &pb.SubmitRequest{Session: name,
+					Tasks: []*pb.TaskSpec{{Name: "a", Key: "a", Command: "true"}}}}}),
+				rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: 1,
+					Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}}}))
+			tasks = []uint64{1}
+		}
+		for i := range calls {
+			recs = append(recs, call(name, i), call("live", i))
+		}
+		recs = append(recs, rec(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: name, Tasks: tasks}}}))
+		all = append(all, recs...)
+		for _, b := range recs {
+			var r pb.JournalRecord
+			if err := goproto.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			if s >= sessions-foldKeepEnded || r.GetDirectCallEnded().GetSession() == "live" {
+				kept = append(kept, b)
+			} else if s == 0 && r.GetSubmitted() != nil {
+				kept = append(kept, rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Forgotten{Forgotten: &pb.JournalForgotten{Tasks: 1, Session: name}}}))
+			}
+		}
+	}
+	// Folded as the records come, a session at a time.
+	var snapshot [][]byte
+	per := (len(all) - len(head)) / sessions
+	for from, to := 0, len(head)+per; from < len(all); from, to = to, min(to+per, len(all)) {
+		var err error
+		if snapshot, err = FoldJournal(append(snapshot, all[from:to]...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	direct := 0
+	for _, b := range snapshot {
+		var r pb.JournalRecord
+		if err := goproto.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.GetDirectCallEnded() != nil && r.GetDirectCallEnded().Session != "live" {
+			direct++
+		}
+	}
+	if want := foldKeepEnded * calls; direct != want {
+		t.Errorf("the snapshot holds the ends of %d direct calls of ended sessions, want %d (those of the last %d sessions)", direct, want, foldKeepEnded)
+	}
+	folded, plain := t.TempDir(), t.TempDir()
+	journaltest.Write(t, folded, snapshot)
+	journaltest.Write(t, plain, kept)
+	want, got := replayState(t, plain), replayState(t, folded)
+	if !cmp.Equal(want, got) {
+		t.Errorf("state (-the kept records +the snapshot):\n%s", cmp.Diff(want, got))
+	}
+	if n := uint64(sessions*calls + foldKeepEnded*calls); got.Stats.Direct != n {
+		t.Errorf("replayed Stats.Direct = %d, want %d (the live session's calls and those of the last %d ended sessions)", got.Stats.Direct, n, foldKeepEnded)
+	}
+}

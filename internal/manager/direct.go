@@ -167,12 +167,7 @@ func (s *state) directCallEnded(w core.WorkerID, d *pb.DirectCallEnded) {
 	}
 	s.txn(txnlog.Record{Event: txnlog.TaskDone, Worker: name, Result: resultLabel(d.Kind), Reason: d.Message, RunMs: d.RunMs})
 	if client := s.m.clients.Lookup(d.Session); client != nil {
-		ev := &pb.TaskEvent{Key: d.Key, State: pb.TaskState_TASK_STATE_DONE, Attempt: 1, Worker: name,
-			Outcome: &pb.Outcome{Kind: d.Kind, Message: d.Message, RunMs: d.RunMs}, Note: "direct"}
-		if s.m.journal == nil {
-			client.Put(ev)
-		} else {
-			s.hold(s.appended, func() { client.Put(ev) })
-		}
+		s.put(client, &pb.TaskEvent{Key: d.Key, State: pb.TaskState_TASK_STATE_DONE, Attempt: 1, Worker: name,
+			Outcome: &pb.Outcome{Kind: d.Kind, Message: d.Message, RunMs: d.RunMs}, Note: "direct"})
 	}
 }

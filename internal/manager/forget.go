@@ -16,7 +16,7 @@ import (
 // manager ever ran. As the manager remembers only the last
 // clients.MaxEnded ended sessions, the fold forgets the records of the
 // sessions that ended before those: their submits, their tasks' ends and
-// dispatches, and their end. A replay must still give the tasks submitted
+// dispatches, their direct calls' ends, and their end. A replay must still give the tasks submitted
 // after them the same IDs, so each forgotten submit leaves a Forgotten
 // record of the IDs it gave out (merged with its neighbours while no kept
 // submit stands between them). A session is forgotten only when the
@@ -109,7 +109,9 @@ func toForget(decoded []*pb.JournalRecord, shapes map[int]submitInfo, ended map[
 	slices.SortFunc(old, func(a, b string) int { return sessions[a].endedAt - sessions[b].endedAt })
 	for _, name := range old[:len(old)-foldKeepEnded] {
 		s := sessions[name]
-		if s.submitted == 0 || s.submitted != len(s.tasks) || slices.ContainsFunc(s.tasks, func(id uint64) bool {
+		// A session that submitted nothing (its direct calls alone, say)
+		// gave out no IDs: its end lists none, and it is forgotten.
+		if s.submitted != len(s.tasks) || slices.ContainsFunc(s.tasks, func(id uint64) bool {
 			_, done := ended[id]
 			return !done || reconciled[id]
 		}) {
