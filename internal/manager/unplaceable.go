@@ -23,35 +23,20 @@ func (s *state) tellUnplaceable(a core.Unplaceable) {
 		client *clients.Session
 		ev     *pb.TaskEvent
 	}
-	var batches []batch               // in the order of their first task
-	var open map[*clients.Session]int // the open batch of each session, by index; made for a second session
-	last := -1                        // the batch of the task before
+	var batches []batch                // in the order of their first task
+	open := map[*clients.Session]int{} // the open batch of each session, by index
 	for _, id := range a.Tasks {
 		rec := s.tasks[id]
 		if rec == nil || rec.done { // (a run again to recreate a file)
 			continue
 		}
-		i := last
-		if i < 0 || batches[i].client != rec.client {
-			if open == nil && i >= 0 {
-				open = map[*clients.Session]int{batches[i].client: i}
-			}
-			var ok bool
-			if i, ok = open[rec.client]; !ok {
-				i = -1
-			}
-		}
-		if i >= 0 && len(batches[i].ev.AlsoTaskIds) < MaxTasksPerEvent-1 {
+		if i, ok := open[rec.client]; ok && len(batches[i].ev.AlsoTaskIds) < MaxTasksPerEvent-1 {
 			ev := batches[i].ev
 			ev.AlsoTaskIds = append(ev.AlsoTaskIds, uint64(id))
 			ev.AlsoKeys = append(ev.AlsoKeys, rec.key())
-			last = i
 			continue
 		}
-		last = len(batches)
-		if open != nil {
-			open[rec.client] = last
-		}
+		open[rec.client] = len(batches)
 		batches = append(batches, batch{rec.client, &pb.TaskEvent{TaskId: uint64(id), Key: rec.key(),
 			State: pb.TaskState_TASK_STATE_WAITING, Unplaceable: a.Why}})
 	}
