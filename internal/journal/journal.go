@@ -43,6 +43,12 @@ func (e *VersionError) Error() string {
 // DefaultCommitInterval is Options.CommitInterval's default.
 const DefaultCommitInterval = time.Millisecond
 
+// LoadFactor bounds how far the pacing of commits stretches under load:
+// after a group of n records the next commit starts no sooner than
+// min(n, LoadFactor) × CommitInterval after that group's start (see
+// Options.CommitInterval).
+const LoadFactor = 4
+
 // Seq numbers records from 1; it is also the record's key.
 type Seq uint64
 
@@ -106,8 +112,12 @@ type Options struct {
 	// CommitInterval is the least time from the start of one commit to
 	// the start of the next: records queued meanwhile go in one group, so
 	// a burst costs fewer fdatasyncs, while a record queued after a quiet
-	// spell is written at once. 0 means DefaultCommitInterval; a negative
-	// value, none.
+	// spell is written at once. Under load it stretches: after a group of
+	// n records the next commit starts min(n, LoadFactor) intervals after
+	// that group's start, so that records arriving faster than one an
+	// interval share fewer fdatasyncs (the wait grows with the group, so
+	// with the rate), while a trickle of lone records keeps the interval.
+	// 0 means DefaultCommitInterval; a negative value, none.
 	CommitInterval time.Duration
 	// SnapshotRecords and SnapshotBytes say when compaction is due (Due):
 	// once the records after the last snapshot number at least
@@ -366,6 +376,7 @@ func (j *Journal) Err() error {
 // ends.
 func (j *Journal) Run(ctx context.Context) error {
 	var last time.Time // when the last commit started
+	lastGroup := 0     // the records it wrote
 	pace := time.NewTimer(0)
 	defer pace.Stop()
 	var measured time.Time         // when Run last measured DiskBytes
@@ -383,7 +394,7 @@ func (j *Journal) Run(ctx context.Context) error {
 			continue
 		case <-j.wake:
 		}
-		if wait := j.opts.CommitInterval - time.Since(last); wait > 0 {
+		if wait := spacing(j.opts.CommitInterval, lastGroup) - time.Since(last); wait > 0 {
 			// Records queued meanwhile join this group.
 			pace.Reset(wait)
 			select {
@@ -394,7 +405,12 @@ func (j *Journal) Run(ctx context.Context) error {
 			}
 		}
 		last = time.Now()
-		for !j.commitPending() {
+		for {
+			n, ok := j.commitPending()
+			if ok {
+				lastGroup = n
+				break
+			}
 			select {
 			case <-ctx.Done():
 				return nil
@@ -412,10 +428,18 @@ func (j *Journal) Run(ctx context.Context) error {
 	}
 }
 
+// spacing is the least time from the start of a commit of n records to
+// the start of the next: interval for a lone record (or none), up to
+// LoadFactor intervals for a group of LoadFactor records or more.
+func spacing(interval time.Duration, n int) time.Duration {
+	return interval * time.Duration(min(max(n, 1), LoadFactor))
+}
+
 // commitPending writes the records queued when it starts, in batches of
-// at most MaxBatch; false after a failed batch, which stays queued.
-// Records queued while it writes wait for the next group (Run paces it).
-func (j *Journal) commitPending() bool {
+// at most MaxBatch, and returns how many it wrote; false after a failed
+// batch, which stays queued. Records queued while it writes wait for the
+// next group (Run paces it).
+func (j *Journal) commitPending() (written int, ok bool) {
 	j.mu.Lock()
 	upto := j.next - 1
 	j.mu.Unlock()
@@ -428,14 +452,15 @@ func (j *Journal) commitPending() bool {
 		batch := j.pending[:n:n]
 		j.mu.Unlock()
 		if n == 0 {
-			return true
+			return written, true
 		}
 		if err := j.store.Commit(batch); err != nil {
 			err = fmt.Errorf("journal: %s: commit records %d..%d: %w (retrying; nothing after record %d is acted on)",
 				j.dir, batch[0].Seq, batch[n-1].Seq, err, j.Durable())
 			j.err.Store(&err)
-			return false
+			return written, false
 		}
+		written += n
 		j.err.Store(nil)
 		var bytes int64
 		for _, r := range batch {

@@ -109,7 +109,7 @@ func TestDiskFaults(t *testing.T) {
 }
 
 // commitNow writes what j has queued, once: false if a commit failed.
-func commitNow(j *Journal) bool { return j.commitPending() }
+func commitNow(j *Journal) bool { _, ok := j.commitPending(); return ok }
 
 // TestLargeGroup commits a group whose frames outgrow the buffer the store
 // keeps between commits (over 4 MiB), then a small record: both replay
@@ -177,5 +177,29 @@ func TestWriteFileFailureCleans(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".tmp"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("after a failed WriteFile, %s.tmp: %v, want it gone", path, err)
+	}
+}
+
+// TestSpacing checks the pacing of commits: a lone record (or none) waits
+// one interval after the last commit's start, a group stretches it with
+// its size up to LoadFactor intervals, and no interval means none.
+func TestSpacing(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		interval time.Duration
+		n        int
+		want     time.Duration
+	}{
+		{ms, 0, ms},
+		{ms, 1, ms},
+		{ms, 2, 2 * ms},
+		{ms, LoadFactor, LoadFactor * ms},
+		{ms, 1000, LoadFactor * ms},
+		{-1, 50, -LoadFactor},
+		{3 * ms, 3, 9 * ms},
+	} {
+		if got := spacing(tc.interval, tc.n); got != tc.want {
+			t.Errorf("spacing(%v, %d) = %v, want %v", tc.interval, tc.n, got, tc.want)
+		}
 	}
 }
