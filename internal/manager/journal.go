@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	goproto "google.golang.org/protobuf/proto"
 
 	"trellis/internal/core"
 	"trellis/internal/journal"
+	"trellis/internal/manager/clients"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/txnlog"
 )
@@ -30,10 +32,13 @@ import (
 // Cancels and session ends are journaled and applied at once: losing one
 // in a crash only leaves the tasks it ended to run.
 
-// held is an effect waiting for the journal to reach seq.
+// held is an effect waiting for the journal to reach seq: run, or (run
+// nil) an event for a client, which needs no closure of its own.
 type held struct {
-	seq journal.Seq
-	run func()
+	seq    journal.Seq
+	run    func()
+	client *clients.Session
+	ev     *pb.TaskEvent
 }
 
 // DefaultAdoptWindow is Config.AdoptWindow's default: workers retry every
@@ -138,18 +143,176 @@ func (s *state) applyReconcile(req *pb.ReconcileRequest) {
 	s.step(core.Reconcile{Task: core.TaskID(req.TaskId), Verdict: v})
 }
 
+// journaling reports whether records go to the journal now: the manager
+// keeps one and is not replaying it.
+func (s *state) journaling() bool { return s.m.journal != nil && !s.replaying }
+
 // record appends r to the journal and returns its Seq; 0 when the
 // manager keeps no journal or is replaying it.
 func (s *state) record(r *pb.JournalRecord) journal.Seq {
-	if s.m.journal == nil || s.replaying {
+	if !s.journaling() {
 		return 0
 	}
-	b, err := goproto.Marshal(r)
+	n := goproto.Size(r)
+	b, err := goproto.MarshalOptions{UseCachedSize: true}.MarshalAppend(s.recBuf.room(n), r)
 	if err != nil {
 		panic(fmt.Sprintf("manager: encode journal record: %v", err)) // only invalid UTF-8, which the edge refuses
 	}
-	s.appended = s.m.journal.Append(b)
+	return s.appendRecord(b)
+}
+
+// recordDispatched journals an attempt's dispatch (a JournalDispatched):
+// encoded by hand, the same bytes as record's, as it is one of the two
+// records every task costs.
+func (s *state) recordDispatched(task uint64, attempt uint32, worker string, epoch uint64) journal.Seq {
+	if !s.journaling() {
+		return 0
+	}
+	n := sizeDispatched(task, attempt, worker, epoch)
+	return s.appendRecord(appendDispatched(s.recBuf.room(protowire.SizeTag(recDispatched)+protowire.SizeBytes(n)), task, attempt, worker, epoch))
+}
+
+// recordDone journals a task's end (a JournalTaskDone): its outer fields
+// encoded by hand, the same bytes as record's.
+func (s *state) recordDone(task uint64, attempt uint32, outcome *pb.Outcome, worker string) journal.Seq {
+	if !s.journaling() {
+		return 0
+	}
+	o := goproto.Size(outcome)
+	n := sizeDone(task, attempt, o, worker)
+	b, err := appendDone(s.recBuf.room(protowire.SizeTag(recDone)+protowire.SizeBytes(n)), task, attempt, outcome, o, worker)
+	if err != nil {
+		panic(fmt.Sprintf("manager: encode journal record: %v", err)) // only invalid UTF-8, which the edge refuses
+	}
+	return s.appendRecord(b)
+}
+
+// appendRecord hands the record encoded in b to the journal: b was
+// appended to recBuf's room.
+func (s *state) appendRecord(b []byte) journal.Seq {
+	s.appended = s.m.journal.Append(s.recBuf.take(b))
 	return s.appended
+}
+
+// The JournalRecord fields of the records encoded by hand.
+const (
+	recDone       = 6
+	recDispatched = 50
+)
+
+func sizeDispatched(task uint64, attempt uint32, worker string, epoch uint64) int {
+	n := 0
+	if task != 0 {
+		n += 1 + protowire.SizeVarint(task)
+	}
+	if attempt != 0 {
+		n += 1 + protowire.SizeVarint(uint64(attempt))
+	}
+	if worker != "" {
+		n += 1 + protowire.SizeBytes(len(worker))
+	}
+	if epoch != 0 {
+		n += 1 + protowire.SizeVarint(epoch)
+	}
+	return n
+}
+
+// appendDispatched appends the JournalRecord of a JournalDispatched, as
+// goproto.Marshal encodes it (fields in order, zero values left out).
+func appendDispatched(b []byte, task uint64, attempt uint32, worker string, epoch uint64) []byte {
+	b = protowire.AppendTag(b, recDispatched, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(sizeDispatched(task, attempt, worker, epoch)))
+	if task != 0 {
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, task)
+	}
+	if attempt != 0 {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(attempt))
+	}
+	if worker != "" {
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendString(b, worker)
+	}
+	if epoch != 0 {
+		b = protowire.AppendTag(b, 4, protowire.VarintType)
+		b = protowire.AppendVarint(b, epoch)
+	}
+	return b
+}
+
+// sizeDone is the size of a JournalTaskDone whose outcome's is o (a nil
+// outcome is not encoded: the caller always has one).
+func sizeDone(task uint64, attempt uint32, o int, worker string) int {
+	n := 1 + protowire.SizeBytes(o)
+	if task != 0 {
+		n += 1 + protowire.SizeVarint(task)
+	}
+	if attempt != 0 {
+		n += 1 + protowire.SizeVarint(uint64(attempt))
+	}
+	if worker != "" {
+		n += 1 + protowire.SizeBytes(len(worker))
+	}
+	return n
+}
+
+// appendDone appends the JournalRecord of a JournalTaskDone, as
+// goproto.Marshal encodes it; o is goproto.Size(outcome), just measured.
+func appendDone(b []byte, task uint64, attempt uint32, outcome *pb.Outcome, o int, worker string) ([]byte, error) {
+	b = protowire.AppendTag(b, recDone, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(sizeDone(task, attempt, o, worker)))
+	if task != 0 {
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, task)
+	}
+	if attempt != 0 {
+		b = protowire.AppendTag(b, 2, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(attempt))
+	}
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(o))
+	b, err := goproto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, outcome)
+	if worker != "" {
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendString(b, worker)
+	}
+	return b, err
+}
+
+// recordBuf hands out the bytes of journal records from chunks, so that
+// a record costs no allocation of its own. The journal keeps a record's
+// bytes until they are written; a chunk is never written over (each
+// record's slice is capped at its end), and goes once the records in it
+// are written and dropped.
+type recordBuf struct{ b []byte }
+
+// recordChunk is the size of recordBuf's chunks; a record over a quarter
+// of it gets its own.
+const recordChunk = 64 << 10
+
+// room returns an empty slice with room for n bytes: append a record of
+// n bytes to it, then take it.
+func (r *recordBuf) room(n int) []byte {
+	if n > recordChunk/4 {
+		return make([]byte, 0, n)
+	}
+	if cap(r.b)-len(r.b) < n {
+		r.b = make([]byte, 0, recordChunk)
+	}
+	return r.b[len(r.b):len(r.b)]
+}
+
+// take returns the record b, appended to room's slice, and consumes its
+// bytes in the chunk. A b that outgrew its room (a size measured short)
+// was copied away by append: it is returned as it is.
+func (r *recordBuf) take(b []byte) []byte {
+	free := r.b[len(r.b):cap(r.b)]
+	if len(b) == 0 || len(free) < len(b) || &free[0] != &b[0] {
+		return b
+	}
+	r.b = r.b[:len(r.b)+len(b)]
+	return b[:len(b):len(b)]
 }
 
 // hold runs f once the journal holds every record up to seq, after the
@@ -159,7 +322,18 @@ func (s *state) hold(seq journal.Seq, f func()) {
 		f()
 		return
 	}
-	s.held = append(s.held, held{seq, f})
+	s.held = append(s.held, held{seq: seq, run: f})
+}
+
+// holdPut gives ev to client once the journal holds every record
+// appended so far, after the effects held before it: hold without a
+// closure, for the events every task sends.
+func (s *state) holdPut(client *clients.Session, ev *pb.TaskEvent) {
+	if len(s.held) == 0 && (s.m.journal == nil || s.appended <= s.m.journal.Durable()) {
+		client.Put(ev)
+		return
+	}
+	s.held = append(s.held, held{seq: s.appended, client: client, ev: ev})
 }
 
 // release runs the held effects the journal has made durable, in order.
@@ -168,7 +342,12 @@ func (s *state) release() {
 	durable := s.m.journal.Durable()
 	n := 0
 	for n < len(s.held) && s.held[n].seq <= durable {
-		s.held[n].run()
+		if h := s.held[n]; h.run != nil {
+			h.run()
+		} else {
+			h.client.Put(h.ev)
+		}
+		s.held[n] = held{} // the closure and event go now, not when the slot is reused
 		n++
 	}
 	s.held = append(s.held[:0], s.held[n:]...)

@@ -105,6 +105,7 @@ type state struct {
 	held       []held
 	heldSends  []heldSend  // messages to workers waiting for the journal (sendAfter)
 	appended   journal.Seq // the last record appended
+	recBuf     recordBuf   // the bytes of the records appended
 	replaying  bool
 	journalErr string // last logged
 
@@ -397,8 +398,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			// TaskAdrift), calls too. An at-most-once task's Run waits for
 			// it (its intent); others go at once: a crash before it is
 			// durable only makes the task run again.
-			seq := s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{
-				TaskId: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Incarnation, Epoch: s.m.epoch}}})
+			seq := s.recordDispatched(uint64(a.Task), a.Attempt, sess.hello.Incarnation, s.m.epoch)
 			if rec.effects() == pb.Effects_EFFECTS_AT_MOST_ONCE {
 				intent = seq
 			}
@@ -516,7 +516,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	if sess := s.sessions[a.Worker]; sess != nil {
 		name = sess.hello.Name
 	}
-	s.record(&pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: uint64(a.Task), Attempt: a.Attempt, Outcome: outcome, Worker: name}}})
+	s.recordDone(uint64(a.Task), a.Attempt, outcome, name)
 	s.txn(txnlog.Record{Event: txnlog.TaskDone, Task: uint64(a.Task), Attempt: a.Attempt, Worker: name,
 		Result: resultLabel(outcome.Kind), Reason: outcome.Message, RunMs: outcome.RunMs})
 	if rec != nil {
@@ -752,7 +752,7 @@ func (s *state) put(client *clients.Session, ev *pb.TaskEvent) {
 		client.Put(ev) // nothing to wait for: no closure per event on the hot path
 		return
 	}
-	s.hold(s.appended, func() { client.Put(ev) })
+	s.holdPut(client, ev)
 }
 
 // unplaceableTimeout is a task's limit on waiting while no connected
