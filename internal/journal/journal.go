@@ -44,9 +44,8 @@ func (e *VersionError) Error() string {
 const DefaultCommitInterval = time.Millisecond
 
 // LoadFactor bounds how far the pacing of commits stretches under load:
-// after a group of n records the next commit starts no sooner than
-// min(n, LoadFactor) × CommitInterval after that group's start (see
-// Options.CommitInterval).
+// at most LoadFactor × CommitInterval from the start of one commit to the
+// start of the next (see Options.CommitInterval and pace).
 const LoadFactor = 4
 
 // Seq numbers records from 1; it is also the record's key.
@@ -112,12 +111,14 @@ type Options struct {
 	// CommitInterval is the least time from the start of one commit to
 	// the start of the next: records queued meanwhile go in one group, so
 	// a burst costs fewer fdatasyncs, while a record queued after a quiet
-	// spell is written at once. Under load it stretches: after a group of
-	// n records the next commit starts min(n, LoadFactor) intervals after
-	// that group's start, so that records arriving faster than one an
-	// interval share fewer fdatasyncs (the wait grows with the group, so
-	// with the rate), while a trickle of lone records keeps the interval.
-	// 0 means DefaultCommitInterval; a negative value, none.
+	// spell is written at once. Under load it stretches, up to LoadFactor
+	// intervals: after a group of n > 1 records while which more were
+	// queued (records that did not wait for it), the next commit starts
+	// min(n, LoadFactor) intervals after it; after any other group the
+	// stretch halves. So records that keep arriving share fewer
+	// fdatasyncs, while one client that waits for each answer before
+	// its next request (its records never queue behind a commit) keeps
+	// the interval. 0 means DefaultCommitInterval; a negative value, none.
 	CommitInterval time.Duration
 	// SnapshotRecords and SnapshotBytes say when compaction is due (Due):
 	// once the records after the last snapshot number at least
@@ -376,9 +377,9 @@ func (j *Journal) Err() error {
 // ends.
 func (j *Journal) Run(ctx context.Context) error {
 	var last time.Time // when the last commit started
-	lastGroup := 0     // the records it wrote
-	pace := time.NewTimer(0)
-	defer pace.Stop()
+	stretch := 1       // the next commit starts stretch intervals after it (pace)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	var measured time.Time         // when Run last measured DiskBytes
 	var remeasure <-chan time.Time // fires when a commit awaits its measure
 	for {
@@ -394,21 +395,21 @@ func (j *Journal) Run(ctx context.Context) error {
 			continue
 		case <-j.wake:
 		}
-		if wait := spacing(j.opts.CommitInterval, lastGroup) - time.Since(last); wait > 0 {
+		if wait := j.opts.CommitInterval*time.Duration(stretch) - time.Since(last); wait > 0 {
 			// Records queued meanwhile join this group.
-			pace.Reset(wait)
+			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
 				j.commitPending()
 				return nil
-			case <-pace.C:
+			case <-timer.C:
 			}
 		}
 		last = time.Now()
 		for {
 			n, ok := j.commitPending()
 			if ok {
-				lastGroup = n
+				stretch = pace(stretch, n, j.queued())
 				break
 			}
 			select {
@@ -428,11 +429,24 @@ func (j *Journal) Run(ctx context.Context) error {
 	}
 }
 
-// spacing is the least time from the start of a commit of n records to
-// the start of the next: interval for a lone record (or none), up to
-// LoadFactor intervals for a group of LoadFactor records or more.
-func spacing(interval time.Duration, n int) time.Duration {
-	return interval * time.Duration(min(max(n, 1), LoadFactor))
+// pace returns how many commit intervals the next commit waits after
+// the start of the last, which waited stretch and wrote n records, with
+// queued records or not as it ended: min(n, LoadFactor) under load (a
+// group, and records that arrived while it was written), else half the
+// stretch (at least 1). A client that waits for each record before its
+// next one never has records queued behind a commit, so it keeps 1.
+func pace(stretch, n int, queued bool) int {
+	if queued && n > 1 {
+		return min(n, LoadFactor)
+	}
+	return max(stretch/2, 1)
+}
+
+// queued reports whether records wait for a commit.
+func (j *Journal) queued() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.pending) > 0
 }
 
 // commitPending writes the records queued when it starts, in batches of

@@ -180,26 +180,29 @@ func TestWriteFileFailureCleans(t *testing.T) {
 	}
 }
 
-// TestSpacing checks the pacing of commits: a lone record (or none) waits
-// one interval after the last commit's start, a group stretches it with
-// its size up to LoadFactor intervals, and no interval means none.
-func TestSpacing(t *testing.T) {
-	ms := time.Millisecond
+// TestPace checks the pacing of commits: a group while which more
+// records were queued stretches the next commit's wait with its size, up
+// to LoadFactor intervals; a lone record, or a group after which nothing
+// was queued (a client waiting for each answer), halves it down to one.
+func TestPace(t *testing.T) {
 	for _, tc := range []struct {
-		interval time.Duration
-		n        int
-		want     time.Duration
+		stretch, n int
+		queued     bool
+		want       int
 	}{
-		{ms, 0, ms},
-		{ms, 1, ms},
-		{ms, 2, 2 * ms},
-		{ms, LoadFactor, LoadFactor * ms},
-		{ms, 1000, LoadFactor * ms},
-		{-1, 50, -LoadFactor},
-		{3 * ms, 3, 9 * ms},
+		{1, 1, false, 1},
+		{1, 1, true, 1}, // a lone record: records that follow it are no group yet
+		{1, 3, false, 1},
+		{1, 2, true, 2},
+		{1, 3, true, 3},
+		{2, 1000, true, LoadFactor},
+		{LoadFactor, 2, true, 2},
+		{LoadFactor, 50, false, LoadFactor / 2},
+		{2, 50, false, 1},
+		{1, 0, false, 1},
 	} {
-		if got := spacing(tc.interval, tc.n); got != tc.want {
-			t.Errorf("spacing(%v, %d) = %v, want %v", tc.interval, tc.n, got, tc.want)
+		if got := pace(tc.stretch, tc.n, tc.queued); got != tc.want {
+			t.Errorf("pace(%d, %d, %v) = %d, want %d", tc.stretch, tc.n, tc.queued, got, tc.want)
 		}
 	}
 }
