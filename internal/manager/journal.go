@@ -201,20 +201,7 @@ const (
 )
 
 func sizeDispatched(task uint64, attempt uint32, worker string, epoch uint64) int {
-	n := 0
-	if task != 0 {
-		n += 1 + protowire.SizeVarint(task)
-	}
-	if attempt != 0 {
-		n += 1 + protowire.SizeVarint(uint64(attempt))
-	}
-	if worker != "" {
-		n += 1 + protowire.SizeBytes(len(worker))
-	}
-	if epoch != 0 {
-		n += 1 + protowire.SizeVarint(epoch)
-	}
-	return n
+	return sizeUint(task) + sizeUint(uint64(attempt)) + sizeString(worker) + sizeUint(epoch)
 }
 
 // appendDispatched appends the JournalRecord of a JournalDispatched, as
@@ -222,39 +209,16 @@ func sizeDispatched(task uint64, attempt uint32, worker string, epoch uint64) in
 func appendDispatched(b []byte, task uint64, attempt uint32, worker string, epoch uint64) []byte {
 	b = protowire.AppendTag(b, recDispatched, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(sizeDispatched(task, attempt, worker, epoch)))
-	if task != 0 {
-		b = protowire.AppendTag(b, 1, protowire.VarintType)
-		b = protowire.AppendVarint(b, task)
-	}
-	if attempt != 0 {
-		b = protowire.AppendTag(b, 2, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(attempt))
-	}
-	if worker != "" {
-		b = protowire.AppendTag(b, 3, protowire.BytesType)
-		b = protowire.AppendString(b, worker)
-	}
-	if epoch != 0 {
-		b = protowire.AppendTag(b, 4, protowire.VarintType)
-		b = protowire.AppendVarint(b, epoch)
-	}
-	return b
+	b = appendUint(b, 1, task)
+	b = appendUint(b, 2, uint64(attempt))
+	b = appendString(b, 3, worker)
+	return appendUint(b, 4, epoch)
 }
 
 // sizeDone is the size of a JournalTaskDone whose outcome's is o (a nil
 // outcome is not encoded: the caller always has one).
 func sizeDone(task uint64, attempt uint32, o int, worker string) int {
-	n := 1 + protowire.SizeBytes(o)
-	if task != 0 {
-		n += 1 + protowire.SizeVarint(task)
-	}
-	if attempt != 0 {
-		n += 1 + protowire.SizeVarint(uint64(attempt))
-	}
-	if worker != "" {
-		n += 1 + protowire.SizeBytes(len(worker))
-	}
-	return n
+	return sizeUint(task) + sizeUint(uint64(attempt)) + 1 + protowire.SizeBytes(o) + sizeString(worker)
 }
 
 // appendDone appends the JournalRecord of a JournalTaskDone, as
@@ -262,22 +226,43 @@ func sizeDone(task uint64, attempt uint32, o int, worker string) int {
 func appendDone(b []byte, task uint64, attempt uint32, outcome *pb.Outcome, o int, worker string) ([]byte, error) {
 	b = protowire.AppendTag(b, recDone, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(sizeDone(task, attempt, o, worker)))
-	if task != 0 {
-		b = protowire.AppendTag(b, 1, protowire.VarintType)
-		b = protowire.AppendVarint(b, task)
-	}
-	if attempt != 0 {
-		b = protowire.AppendTag(b, 2, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(attempt))
-	}
+	b = appendUint(b, 1, task)
+	b = appendUint(b, 2, uint64(attempt))
 	b = protowire.AppendTag(b, 3, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(o))
 	b, err := goproto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, outcome)
-	if worker != "" {
-		b = protowire.AppendTag(b, 4, protowire.BytesType)
-		b = protowire.AppendString(b, worker)
+	return appendString(b, 4, worker), err
+}
+
+// The fields of the messages encoded by hand, as proto3 encodes them:
+// left out when zero; their numbers are under 16, so a tag is one byte.
+
+func sizeUint(v uint64) int {
+	if v == 0 {
+		return 0
 	}
-	return b, err
+	return 1 + protowire.SizeVarint(v)
+}
+
+func sizeString(v string) int {
+	if v == "" {
+		return 0
+	}
+	return 1 + protowire.SizeBytes(len(v))
+}
+
+func appendUint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
+}
+
+func appendString(b []byte, num protowire.Number, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return protowire.AppendString(protowire.AppendTag(b, num, protowire.BytesType), v)
 }
 
 // recordBuf hands out the bytes of journal records from chunks, so that

@@ -27,7 +27,7 @@ func TestRecordsByHand(t *testing.T) {
 		{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, RunMs: 3, PeakMemoryMb: 1},
 		{Kind: pb.ResultKind_RESULT_KIND_FAILED, ExitCode: -1, Message: "exit status 1", Stderr: []byte("oops"), StderrTruncated: true},
 		{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, Result: bytes.Repeat([]byte("r"), 300),
-			Outputs: []*pb.FileInfo{{Name: "sha256-ab", Size: 12, Digest: "sha256:ab", Uploaded: true}},
+			Outputs:    []*pb.FileInfo{{Name: "sha256-ab", Size: 12, Digest: "sha256:ab", Uploaded: true}},
 			ResultFile: &pb.FileInfo{Name: "sha256-cd", Size: 1 << 20}},
 		{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, Result: bytes.Repeat([]byte("big"), recordChunk/8)}, // a record of its own
 	}
