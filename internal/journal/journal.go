@@ -43,10 +43,10 @@ func (e *VersionError) Error() string {
 // DefaultCommitInterval is Options.CommitInterval's default.
 const DefaultCommitInterval = time.Millisecond
 
-// LoadFactor bounds how far the pacing of commits stretches under load:
-// at most LoadFactor × CommitInterval from the start of one commit to the
+// maxStretch bounds how far the pacing of commits stretches under load:
+// at most maxStretch × CommitInterval from the start of one commit to the
 // start of the next (see Options.CommitInterval and pace).
-const LoadFactor = 4
+const maxStretch = 4
 
 // Seq numbers records from 1; it is also the record's key.
 type Seq uint64
@@ -111,10 +111,10 @@ type Options struct {
 	// CommitInterval is the least time from the start of one commit to
 	// the start of the next: records queued meanwhile go in one group, so
 	// a burst costs fewer fdatasyncs, while a record queued after a quiet
-	// spell is written at once. Under load it stretches, up to LoadFactor
+	// spell is written at once. Under load it stretches, up to maxStretch
 	// intervals: after a group of n > 1 records while which more were
 	// queued (records that did not wait for it), the next commit starts
-	// min(n, LoadFactor) intervals after it; after any other group the
+	// min(n, maxStretch) intervals after it; after any other group the
 	// stretch halves. So records that keep arriving share fewer
 	// fdatasyncs, while one client that waits for each answer before
 	// its next request (its records never queue behind a commit) keeps
@@ -394,6 +394,9 @@ func (j *Journal) Run(ctx context.Context) error {
 			measured = time.Now()
 			continue
 		case <-j.wake:
+			if !j.queued() {
+				continue // a stale wake: its records went with the last group
+			}
 		}
 		if wait := j.opts.CommitInterval*time.Duration(stretch) - time.Since(last); wait > 0 {
 			// Records queued meanwhile join this group.
@@ -431,13 +434,13 @@ func (j *Journal) Run(ctx context.Context) error {
 
 // pace returns how many commit intervals the next commit waits after
 // the start of the last, which waited stretch and wrote n records, with
-// queued records or not as it ended: min(n, LoadFactor) under load (a
+// queued records or not as it ended: min(n, maxStretch) under load (a
 // group, and records that arrived while it was written), else half the
 // stretch (at least 1). A client that waits for each record before its
 // next one never has records queued behind a commit, so it keeps 1.
 func pace(stretch, n int, queued bool) int {
 	if queued && n > 1 {
-		return min(n, LoadFactor)
+		return min(n, maxStretch)
 	}
 	return max(stretch/2, 1)
 }

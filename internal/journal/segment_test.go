@@ -182,7 +182,7 @@ func TestWriteFileFailureCleans(t *testing.T) {
 
 // TestPace checks the pacing of commits: a group while which more
 // records were queued stretches the next commit's wait with its size, up
-// to LoadFactor intervals; a lone record, or a group after which nothing
+// to maxStretch intervals; a lone record, or a group after which nothing
 // was queued (a client waiting for each answer), halves it down to one.
 func TestPace(t *testing.T) {
 	for _, tc := range []struct {
@@ -195,9 +195,9 @@ func TestPace(t *testing.T) {
 		{1, 3, false, 1},
 		{1, 2, true, 2},
 		{1, 3, true, 3},
-		{2, 1000, true, LoadFactor},
-		{LoadFactor, 2, true, 2},
-		{LoadFactor, 50, false, LoadFactor / 2},
+		{2, 1000, true, maxStretch},
+		{maxStretch, 2, true, 2},
+		{maxStretch, 50, false, maxStretch / 2},
 		{2, 50, false, 1},
 		{1, 0, false, 1},
 	} {

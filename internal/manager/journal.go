@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -169,7 +170,7 @@ func (s *state) recordDispatched(task uint64, attempt uint32, worker string, epo
 		return 0
 	}
 	n := sizeDispatched(task, attempt, worker, epoch)
-	return s.appendRecord(appendDispatched(s.recBuf.room(protowire.SizeTag(recDispatched)+protowire.SizeBytes(n)), task, attempt, worker, epoch))
+	return s.appendRecord(appendDispatched(s.recBuf.room(recordSize(kindDispatched, n)), n, task, attempt, worker, epoch))
 }
 
 // recordDone journals a task's end (a JournalTaskDone): its outer fields
@@ -180,7 +181,7 @@ func (s *state) recordDone(task uint64, attempt uint32, outcome *pb.Outcome, wor
 	}
 	o := goproto.Size(outcome)
 	n := sizeDone(task, attempt, o, worker)
-	b, err := appendDone(s.recBuf.room(protowire.SizeTag(recDone)+protowire.SizeBytes(n)), task, attempt, outcome, o, worker)
+	b, err := appendDone(s.recBuf.room(recordSize(kindDone, n)), n, task, attempt, outcome, o, worker)
 	if err != nil {
 		panic(fmt.Sprintf("manager: encode journal record: %v", err)) // only invalid UTF-8, which the edge refuses
 	}
@@ -194,21 +195,22 @@ func (s *state) appendRecord(b []byte) journal.Seq {
 	return s.appended
 }
 
-// The JournalRecord fields of the records encoded by hand.
-const (
-	recDone       = 6
-	recDispatched = 50
-)
+// recordSize is the size of a JournalRecord whose one field, kind, holds
+// a message of n bytes.
+func recordSize(kind protowire.Number, n int) int {
+	return protowire.SizeTag(kind) + protowire.SizeBytes(n)
+}
 
 func sizeDispatched(task uint64, attempt uint32, worker string, epoch uint64) int {
 	return sizeUint(task) + sizeUint(uint64(attempt)) + sizeString(worker) + sizeUint(epoch)
 }
 
 // appendDispatched appends the JournalRecord of a JournalDispatched, as
-// goproto.Marshal encodes it (fields in order, zero values left out).
-func appendDispatched(b []byte, task uint64, attempt uint32, worker string, epoch uint64) []byte {
-	b = protowire.AppendTag(b, recDispatched, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(sizeDispatched(task, attempt, worker, epoch)))
+// goproto.Marshal encodes it (fields in order, zero values left out); n
+// is its sizeDispatched.
+func appendDispatched(b []byte, n int, task uint64, attempt uint32, worker string, epoch uint64) []byte {
+	b = protowire.AppendTag(b, kindDispatched, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
 	b = appendUint(b, 1, task)
 	b = appendUint(b, 2, uint64(attempt))
 	b = appendString(b, 3, worker)
@@ -222,10 +224,11 @@ func sizeDone(task uint64, attempt uint32, o int, worker string) int {
 }
 
 // appendDone appends the JournalRecord of a JournalTaskDone, as
-// goproto.Marshal encodes it; o is goproto.Size(outcome), just measured.
-func appendDone(b []byte, task uint64, attempt uint32, outcome *pb.Outcome, o int, worker string) ([]byte, error) {
-	b = protowire.AppendTag(b, recDone, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(sizeDone(task, attempt, o, worker)))
+// goproto.Marshal encodes it; n is its sizeDone, o is
+// goproto.Size(outcome), just measured.
+func appendDone(b []byte, n int, task uint64, attempt uint32, outcome *pb.Outcome, o int, worker string) ([]byte, error) {
+	b = protowire.AppendTag(b, kindDone, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(n))
 	b = appendUint(b, 1, task)
 	b = appendUint(b, 2, uint64(attempt))
 	b = protowire.AppendTag(b, 3, protowire.BytesType)
@@ -310,17 +313,6 @@ func (s *state) hold(seq journal.Seq, f func()) {
 	s.held = append(s.held, held{seq: seq, run: f})
 }
 
-// holdPut gives ev to client once the journal holds every record
-// appended so far, after the effects held before it: hold without a
-// closure, for the events every task sends.
-func (s *state) holdPut(client *clients.Session, ev *pb.TaskEvent) {
-	if len(s.held) == 0 && (s.m.journal == nil || s.appended <= s.m.journal.Durable()) {
-		client.Put(ev)
-		return
-	}
-	s.held = append(s.held, held{seq: s.appended, client: client, ev: ev})
-}
-
 // release runs the held effects the journal has made durable, in order.
 // Effects they hold in turn join the end of the line.
 func (s *state) release() {
@@ -332,10 +324,9 @@ func (s *state) release() {
 		} else {
 			h.client.Put(h.ev)
 		}
-		s.held[n] = held{} // the closure and event go now, not when the slot is reused
 		n++
 	}
-	s.held = append(s.held[:0], s.held[n:]...)
+	s.held = slices.Delete(s.held, 0, n) // clears the freed slots: the closures and events go now
 	n = 0
 	for n < len(s.heldSends) && s.heldSends[n].seq <= durable {
 		if sess := s.sessions[s.heldSends[n].w]; sess != nil {

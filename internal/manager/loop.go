@@ -748,11 +748,12 @@ func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
 
 // put gives ev to client once what the loop journaled is durable.
 func (s *state) put(client *clients.Session, ev *pb.TaskEvent) {
-	if s.m.journal == nil {
-		client.Put(ev) // nothing to wait for: no closure per event on the hot path
+	// Held as an entry, not a closure: every task sends these.
+	if s.m.journal == nil || len(s.held) == 0 && s.appended <= s.m.journal.Durable() {
+		client.Put(ev)
 		return
 	}
-	s.holdPut(client, ev)
+	s.held = append(s.held, held{seq: s.appended, client: client, ev: ev})
 }
 
 // unplaceableTimeout is a task's limit on waiting while no connected

@@ -39,13 +39,21 @@ func TestRecordsByHand(t *testing.T) {
 			for _, worker := range []string{"", "w", "incarnation-0123456789abcdef"} {
 				name := fmt.Sprintf("task %d attempt %d worker %q", task, attempt, worker)
 				d := &pb.JournalRecord{Rec: &pb.JournalRecord_Dispatched{Dispatched: &pb.JournalDispatched{TaskId: task, Attempt: attempt, Worker: worker, Epoch: task / 3}}}
-				got := r.take(appendDispatched(r.room(goproto.Size(d)), task, attempt, worker, task/3))
+				n := sizeDispatched(task, attempt, worker, task/3)
+				if room := recordSize(kindDispatched, n); room != goproto.Size(d) {
+					t.Fatalf("dispatch of %s: room for %d bytes, goproto.Size says %d", name, room, goproto.Size(d))
+				}
+				got := r.take(appendDispatched(r.room(recordSize(kindDispatched, n)), n, task, attempt, worker, task/3))
 				check(t, "dispatch of "+name, d, got)
 				kept, want = append(kept, got), append(want, bytes.Clone(got))
 				for i, o := range outcomes {
 					done := &pb.JournalRecord{Rec: &pb.JournalRecord_Done{Done: &pb.JournalTaskDone{TaskId: task, Attempt: attempt, Outcome: o, Worker: worker}}}
 					size := goproto.Size(o)
-					got, err := appendDone(r.room(goproto.Size(done)), task, attempt, o, size, worker)
+					n := sizeDone(task, attempt, size, worker)
+					if room := recordSize(kindDone, n); room != goproto.Size(done) {
+						t.Fatalf("end of %s, outcome %d: room for %d bytes, goproto.Size says %d", name, i, room, goproto.Size(done))
+					}
+					got, err := appendDone(r.room(recordSize(kindDone, n)), n, task, attempt, o, size, worker)
 					if err != nil {
 						t.Fatal(err)
 					}

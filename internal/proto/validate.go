@@ -343,6 +343,11 @@ func CheckHello(h *pb.Hello) error {
 	if len(h.Name) > MaxNameBytes*2 {
 		return invalid("worker name over %d bytes", MaxNameBytes*2)
 	}
+	// A worker in the manager's process skips the codec's check; the
+	// journal encodes these names without one.
+	if !utf8.ValidString(h.Name) || !utf8.ValidString(h.Incarnation) {
+		return invalid("worker name or incarnation %q is not UTF-8", h.Name+" "+h.Incarnation)
+	}
 	if err := CheckResources(h.Resources); err != nil {
 		return fmt.Errorf("worker %q: %w", h.Name, err)
 	}

@@ -84,9 +84,11 @@ func TestCheckHello(t *testing.T) {
 		t.Fatalf("good hello: %v", err)
 	}
 	for name, h := range map[string]*pb.Hello{
-		"nil":          nil,
-		"old protocol": {Protocol: Protocol + 1},
-		"gpu mismatch": {Protocol: Protocol, Resources: &pb.Resources{Gpus: 2}, Gpus: []int32{0}},
+		"nil":                   nil,
+		"old protocol":          {Protocol: Protocol + 1},
+		"gpu mismatch":          {Protocol: Protocol, Resources: &pb.Resources{Gpus: 2}, Gpus: []int32{0}},
+		"name not utf-8":        {Protocol: Protocol, Name: "w\xff"},
+		"incarnation not utf-8": {Protocol: Protocol, Name: "w", Incarnation: "\xc0"},
 	} {
 		if err := CheckHello(h); err == nil {
 			t.Errorf("%s: accepted", name)
