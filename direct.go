@@ -3,6 +3,7 @@ package trellis
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -108,14 +109,21 @@ func (d *directCalls) take(ctx context.Context, c *Client, library string) *clie
 
 // callStream is a lease's Worker.Calls stream: calls go out as they come,
 // and one goroutine hands each result to the call waiting for its key.
+//
+// Calls that come while another caller is sending queue behind it, and
+// that caller sends them too, packed into one message (DirectCallRequest's
+// more): a lone call goes at once, with no hand-off to another goroutine,
+// and a burst of concurrent calls costs one write instead of one each.
 type callStream struct {
 	smu     sync.Mutex // guards stream.Send and CloseRequest: the writer's, held across them alone
-	mu      sync.Mutex // guards waiting, broken
+	mu      sync.Mutex // guards waiting, broken, queue, sending
 	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
 	waiting map[string]chan *pb.DirectCallResponse
 	broken  bool
-	cancel  context.CancelFunc // ends the stream at once (stop)
-	done    chan struct{}      // closed when receive returns
+	queue   []*pb.DirectCallRequest // calls for the caller that is sending
+	sending bool                    // a caller sends the queue, until it is empty
+	cancel  context.CancelFunc      // ends the stream at once (stop)
+	done    chan struct{}           // closed when receive returns
 }
 
 func openCallStream(w trellisv1connect.WorkerClient) *callStream {
@@ -130,23 +138,41 @@ func (s *callStream) receive() {
 	defer s.cancel() // the stream ended: free its context
 	for {
 		resp, err := s.stream.Receive()
-		s.mu.Lock()
 		if err != nil {
-			s.broken = true
-			for k, ch := range s.waiting {
-				close(ch) // the call goes through the manager
-				delete(s.waiting, k)
-			}
+			s.mu.Lock()
+			s.breakLocked()
 			s.mu.Unlock()
 			s.stream.CloseResponse()
 			return
 		}
-		ch := s.waiting[resp.Key]
-		delete(s.waiting, resp.Key)
-		s.mu.Unlock()
-		if ch != nil {
-			ch <- resp
+		more := resp.More
+		resp.More = nil
+		s.answer(resp)
+		for _, r := range more {
+			s.answer(r)
 		}
+	}
+}
+
+// answer hands resp to the call waiting for it, if any still does.
+func (s *callStream) answer(resp *pb.DirectCallResponse) {
+	s.mu.Lock()
+	ch := s.waiting[resp.Key]
+	delete(s.waiting, resp.Key)
+	s.mu.Unlock()
+	if ch != nil {
+		ch <- resp
+	}
+}
+
+// breakLocked marks the stream broken: every call still waiting on it goes
+// through the manager (s.mu held).
+func (s *callStream) breakLocked() {
+	s.broken = true
+	s.queue = nil
+	for k, ch := range s.waiting {
+		close(ch)
+		delete(s.waiting, k)
 	}
 }
 
@@ -160,19 +186,18 @@ func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.Di
 		return nil
 	}
 	s.waiting[req.Key] = ch
+	s.queue = append(s.queue, req)
+	lead := !s.sending
+	s.sending = true
 	s.mu.Unlock()
-	s.smu.Lock()
-	err := s.stream.Send(req)
-	s.smu.Unlock()
-	if err != nil {
-		s.mu.Lock()
-		delete(s.waiting, req.Key)
-		s.broken = true
-		s.mu.Unlock()
-		return nil
+	if lead {
+		s.sendQueued()
 	}
 	select {
-	case resp := <-ch:
+	case resp, ok := <-ch:
+		if !ok {
+			return nil // the stream broke
+		}
 		return resp
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -180,6 +205,33 @@ func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.Di
 		s.mu.Unlock()
 		return nil
 	}
+}
+
+// sendQueued sends what is queued, packed, until the queue is empty; the
+// caller set s.sending.
+func (s *callStream) sendQueued() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.queue) > 0 && !s.broken {
+		q := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		s.smu.Lock()
+		err := proto.SendBatched(q, packRequests, s.stream.Send)
+		s.smu.Unlock()
+		s.mu.Lock()
+		if err != nil {
+			s.breakLocked()
+		}
+	}
+	s.sending = false
+}
+
+// packRequests makes one message of several calls.
+func packRequests(reqs []*pb.DirectCallRequest) *pb.DirectCallRequest {
+	first := reqs[0]
+	first.More = slices.Clone(reqs[1:])
+	return first
 }
 
 // close ends the stream's request side: the worker finishes the calls it

@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"trellis"
@@ -44,10 +47,17 @@ type CallsResult struct {
 	DirectP50us     float64 `json:"direct_p50_us"`
 	DirectP99us     float64 `json:"direct_p99_us"`
 	DirectShare     float64 `json:"direct_share"`
-	CallsVsTasks    float64 `json:"calls_vs_tasks"`
-	SequentialCalls int     `json:"sequential_calls"`
-	ComparisonTasks int     `json:"comparison_tasks"`
-	PythonError     string  `json:"python_error,omitempty"`
+	// CPU time (user and system) per call of the throughput phases, of
+	// this process and the library processes together (client, manager,
+	// workers and libraries share the machine): the network_calls_per_s
+	// phase and the direct_calls_per_s phase. Unlike calls/s, it hardly
+	// moves with what else runs on the machine.
+	NetworkCPUusPerCall float64 `json:"network_cpu_us_per_call"`
+	DirectCPUusPerCall  float64 `json:"direct_cpu_us_per_call"`
+	CallsVsTasks        float64 `json:"calls_vs_tasks"`
+	SequentialCalls     int     `json:"sequential_calls"`
+	ComparisonTasks     int     `json:"comparison_tasks"`
+	PythonError         string  `json:"python_error,omitempty"`
 }
 
 // BenchLibraryArg is the argument with which the trellis binary serves the
@@ -85,7 +95,8 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 	if networkOnly {
 		return res, networkCalls(ctx, res, logf)
 	}
-	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs); err != nil {
+	var cpu float64 // (not reported for the in-process cluster)
+	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs, &cpu); err != nil {
 		return nil, err
 	}
 	c, err := local.Start(ctx, local.Config{Workers: workers})
@@ -135,7 +146,7 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 func networkCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
 	logf("calls: the Go figures over HTTP/2 on 127.0.0.1")
 	var coldMs float64 // (not reported: the in-process one is)
-	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs); err != nil {
+	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs, &res.NetworkCPUusPerCall); err != nil {
 		return err
 	}
 	return directCalls(ctx, res, logf)
@@ -175,6 +186,7 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 	g := max(res.Slots, 1)
 	logf("calls: %d blocking direct calls from %d goroutines", res.Calls, g)
 	errs := make(chan error, g)
+	cpu := treeCPU()
 	start := time.Now()
 	for k := range g {
 		go func() { // exits when its share of the calls is done, or one fails
@@ -193,6 +205,7 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 		}
 	}
 	res.DirectCallsPerS = float64(res.Calls) / time.Since(start).Seconds()
+	res.DirectCPUusPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(res.Calls)
 	sent, fell := c.DirectStats()
 	res.DirectShare = float64((sent-sent0)-(fell-fell0)) / float64(1000+res.Calls)
 	return nil
@@ -200,7 +213,7 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 
 // goCalls measures async calls and blocking round trips of the Go library
 // on a new embedded cluster (on the network or in process).
-func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs *float64) error {
+func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs, cpuPerCall *float64) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -222,11 +235,13 @@ func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func
 		return err
 	}
 	logf("calls: %d async calls of a Go function", n)
+	cpu := treeCPU()
 	secs, err := asyncCalls(ctx, c, "bench", n)
 	if err != nil {
 		return err
 	}
 	*perS = float64(n) / secs
+	*cpuPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(n)
 
 	logf("calls: 1000 sequential blocking calls")
 	*p50, *p99, err = sequentialCalls(ctx, c)
@@ -279,4 +294,47 @@ func asyncCalls(ctx context.Context, c *trellis.Client, lib string, n int) (floa
 		}
 	}
 	return time.Since(start).Seconds(), nil
+}
+
+// treeCPU is the CPU time (user and system) used so far by this process
+// and the processes it started that still run (the libraries' instances),
+// from /proc; 0 for what it cannot read.
+func treeCPU() time.Duration {
+	total := selfCPU()
+	seen := map[int]bool{os.Getpid(): true}
+	var visit func(pid int)
+	visit = func(pid int) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		for _, t := range tasks {
+			b, _ := os.ReadFile(t)
+			for _, f := range strings.Fields(string(b)) {
+				child, err := strconv.Atoi(f)
+				if err != nil || seen[child] {
+					continue
+				}
+				seen[child] = true
+				total += procCPU(child)
+				visit(child)
+			}
+		}
+	}
+	visit(os.Getpid())
+	return total
+}
+
+// procCPU is the CPU time (user and system) process pid has used.
+func procCPU(pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which ends at the last ')': utime is
+	// field 14 and stime 15.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTicks
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -123,7 +124,7 @@ func TestDirectCallWrongToken(t *testing.T) {
 	})))
 	var lease *pb.LeaseResponse
 	waitFor(t, 20*time.Second, "a lease", func() bool {
-		r, err := mgr.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: cl.Session(), Library: "slow", Slots: 1}))
+		r, err := mgr.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: cl.Session(), Library: "slow", Slots: 2}))
 		if err == nil {
 			lease = r.Msg
 		}
@@ -160,6 +161,39 @@ func TestDirectCallWrongToken(t *testing.T) {
 	}
 	if _, err := st.Receive(); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Errorf("a forged token on Worker.Calls: %v; want unauthenticated", err)
+	}
+	st.CloseRequest()
+	st.CloseResponse()
+	// A packed message (more) whose second call has a forged token ends
+	// the stream too, before either runs.
+	st = w.Calls(ctx)
+	good := &pb.DirectCallRequest{Lease: lease.Lease, Token: lease.Token, Key: "k1", Function: "repeat", Args: []byte("y")}
+	if err := st.Send(&pb.DirectCallRequest{Lease: lease.Lease, Token: lease.Token, Key: "k0", Function: "repeat", Args: []byte("y"),
+		More: []*pb.DirectCallRequest{{Lease: lease.Lease, Token: "00" + lease.Token[2:], Key: "k1", Function: "repeat", Args: []byte("y")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := st.Receive(); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("a forged token in a packed message on Worker.Calls: %v, %v; want unauthenticated", r, err)
+	}
+	st.CloseRequest()
+	st.CloseResponse()
+	// Packed calls with good tokens each get their answer, by key.
+	st = w.Calls(ctx)
+	if err := st.Send(&pb.DirectCallRequest{Lease: lease.Lease, Token: lease.Token, Key: "k0", Function: "repeat", Args: []byte("z"), More: []*pb.DirectCallRequest{good}}); err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string]string{}
+	for len(answers) < 2 {
+		r, err := st.Receive()
+		if err != nil {
+			t.Fatalf("packed calls on Worker.Calls: %v after answers %v", err, answers)
+		}
+		for _, a := range append([]*pb.DirectCallResponse{r}, r.More...) {
+			answers[a.Key] = string(a.GetOutcome().GetResult()) + a.Refused
+		}
+	}
+	if want := map[string]string{"k0": "zzz", "k1": "yyy"}; !maps.Equal(answers, want) {
+		t.Errorf("packed calls answered %v, want %v", answers, want)
 	}
 	st.CloseRequest()
 	st.CloseResponse()

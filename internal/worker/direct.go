@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -245,6 +246,9 @@ func (r *directReports) take(shut bool) []*pb.WorkerMessage {
 type directService struct{ w *Worker }
 
 func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectCallRequest]) (*connect.Response[pb.DirectCallResponse], error) {
+	if len(req.Msg.More) > 0 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("worker: Worker.Call takes one call: send several on Worker.Calls"))
+	}
 	resp, report, err := d.run(ctx, req.Msg)
 	if err != nil {
 		return nil, err
@@ -255,40 +259,86 @@ func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectC
 
 // Calls runs the calls of a stream concurrently, each answered as it ends.
 // A wrong token ends the stream; a call the worker cannot take is refused
-// in its answer.
+// in its answer. A message may carry several calls (DirectCallRequest's
+// more), and answers that end while another is being sent go out together
+// with it (answers.send).
 func (d directService) Calls(ctx context.Context, stream *connect.BidiStream[pb.DirectCallRequest, pb.DirectCallResponse]) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex // guards stream.Send
-		sent error      // the first failed send
-	)
+	var wg sync.WaitGroup
+	out := &answers{send: stream.Send}
 	defer wg.Wait() // no Send after the handler returns
 	for {
 		req, err := stream.Receive()
 		if err != nil {
 			return nil // the client closed it (or went)
 		}
-		if err := d.w.leases.check(req.Lease, req.Token); err != nil {
-			return err
+		reqs := append([]*pb.DirectCallRequest{req}, req.More...)
+		req.More = nil
+		for _, r := range reqs {
+			if err := d.w.leases.check(r.Lease, r.Token); err != nil {
+				return err
+			}
 		}
-		wg.Add(1)
-		go func() { // exits when the call ends
-			defer wg.Done()
-			resp, report, err := d.run(ctx, req)
-			if err != nil {
-				resp = &pb.DirectCallResponse{Refused: err.Error()}
-			}
-			resp.Key = req.Key
-			mu.Lock()
-			if sent == nil {
-				sent = stream.Send(resp)
-			}
-			mu.Unlock()
-			if report != nil {
-				report() // after the answer: the client waits for that alone
-			}
-		}()
+		for _, r := range reqs {
+			r.More = nil // entries of more have none of their own
+			wg.Add(1)
+			go func() { // exits when the call ends
+				defer wg.Done()
+				resp, report, err := d.run(ctx, r)
+				if err != nil {
+					resp = &pb.DirectCallResponse{Refused: err.Error()}
+				}
+				resp.Key = r.Key
+				out.put(resp)
+				if report != nil {
+					report() // after the answer: the client waits for that alone
+				}
+			}()
+		}
 	}
+}
+
+// answers are the answers of one Calls stream on their way out. The call
+// that finds no one sending sends its answer and whatever the others queue
+// meanwhile, packed into one message (DirectCallResponse's more), until
+// nothing is queued: a lone answer goes at once from its call's goroutine,
+// and a burst goes in one write.
+type answers struct {
+	send    func(*pb.DirectCallResponse) error // stream.Send: called by the sender alone
+	mu      sync.Mutex                         // guards queue, sending, err
+	queue   []*pb.DirectCallResponse
+	sending bool
+	err     error // the first failed send: later answers are dropped
+}
+
+// put sends resp, or queues it for the call that is sending.
+func (a *answers) put(resp *pb.DirectCallResponse) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return
+	}
+	a.queue = append(a.queue, resp)
+	if a.sending {
+		return
+	}
+	a.sending = true
+	for len(a.queue) > 0 && a.err == nil {
+		q := a.queue
+		a.queue = nil
+		a.mu.Unlock()
+		err := proto.SendBatched(q, packAnswers, a.send)
+		a.mu.Lock()
+		a.err = err
+	}
+	a.queue = nil
+	a.sending = false
+}
+
+// packAnswers makes one message of several answers.
+func packAnswers(rs []*pb.DirectCallResponse) *pb.DirectCallResponse {
+	first := rs[0]
+	first.More = slices.Clone(rs[1:])
+	return first
 }
 
 // run runs one direct call; report tells the manager it ended.

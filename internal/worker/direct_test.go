@@ -2,11 +2,13 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"testing/synctest"
 
 	"connectrpc.com/connect"
+	"github.com/google/go-cmp/cmp"
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -61,4 +63,38 @@ func TestLeaseEnded(t *testing.T) {
 			t.Errorf("take(lease %d) = %v; want it refused as ended: %v", id, err, ended)
 		}
 	}
+}
+
+// TestAnswersPacked: answers that end while another is being sent go out
+// together, packed into the next message in the order they ended; a lone
+// answer goes alone; after a failed send, answers are dropped.
+func TestAnswersPacked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan error)
+		var sent [][]string // each message's keys
+		a := &answers{send: func(r *pb.DirectCallResponse) error {
+			keys := []string{r.Key}
+			for _, m := range r.More {
+				keys = append(keys, m.Key)
+			}
+			sent = append(sent, keys)
+			return <-release
+		}}
+		go a.put(&pb.DirectCallResponse{Key: "a"}) // exits when its send and the queue's are done
+		synctest.Wait()                            // "a" is being sent
+		for _, k := range []string{"b", "c", "d"} {
+			a.put(&pb.DirectCallResponse{Key: k}) // queued: returns at once
+		}
+		release <- nil // "a" sent; then "b", "c", "d" in one message
+		release <- nil
+		synctest.Wait()
+		go a.put(&pb.DirectCallResponse{Key: "e"}) // alone; its send fails
+		release <- errors.New("stream broken")
+		synctest.Wait()
+		a.put(&pb.DirectCallResponse{Key: "f"}) // dropped: nothing sent, nothing waits
+		want := [][]string{{"a"}, {"b", "c", "d"}, {"e"}}
+		if diff := cmp.Diff(want, sent); diff != "" {
+			t.Errorf("messages sent (-want +got):\n%s", diff)
+		}
+	})
 }
