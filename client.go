@@ -391,7 +391,27 @@ func (h *Handle) Cancel(ctx context.Context) error { return h.c.Cancel(ctx, h.ID
 // other in any order. A large burst of independent tasks goes in several
 // messages; if one fails, Submit returns the handles of those accepted
 // before it (which run) with the error.
+//
+// With WithDirectCalls, a Submit of plain calls of one library goes
+// straight to a worker on the client's lease (docs/direct-calls.md); their
+// handles have no ID (0) unless a call went through the manager after all.
 func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if c.direct != nil {
+		if hs, ok := c.submitDirect(ctx, tasks); ok {
+			return hs, nil
+		}
+	}
+	return c.submitViaManager(ctx, tasks)
+}
+
+// submitViaManager is Submit through the manager.
+func (c *Client) submitViaManager(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
@@ -688,7 +708,7 @@ func (c *Client) Call(ctx context.Context, library, function string, args []byte
 		}
 		t.Key = key // a direct call that failed on the way runs again by its key
 	}
-	hs, err := c.Submit(ctx, t)
+	hs, err := c.submitViaManager(ctx, []*Task{t})
 	if err != nil {
 		return nil, err
 	}

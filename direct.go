@@ -43,6 +43,7 @@ type directCalls struct {
 	leases map[string]*clientLease // by library
 	http   *http.Client
 	keys   atomic.Uint64
+	pumps  sync.WaitGroup // the pumps of Submits on leases (directsubmit.go)
 	// Counts, for tests and benchmarks.
 	sent, fellBack atomic.Uint64
 }
@@ -118,7 +119,7 @@ type callStream struct {
 	smu     sync.Mutex // guards stream.Send and CloseRequest: the writer's, held across them alone
 	mu      sync.Mutex // guards waiting, broken, queue, sending
 	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
-	waiting map[string]chan *pb.DirectCallResponse
+	waiting map[string]waiter // by key
 	broken  bool
 	queue   []*pb.DirectCallRequest // calls for the caller that is sending
 	sending bool                    // a caller sends the queue, until it is empty
@@ -126,9 +127,17 @@ type callStream struct {
 	done    chan struct{}           // closed when receive returns
 }
 
+// waiter is a call waiting for its answer: done(i, answer) is called once,
+// with a nil answer if the stream broke, from the stream's receive
+// goroutine (or a sender's); it must not block.
+type waiter struct {
+	done func(i int, resp *pb.DirectCallResponse)
+	i    int
+}
+
 func openCallStream(w trellisv1connect.WorkerClient) *callStream {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &callStream{stream: w.Calls(ctx), waiting: make(map[string]chan *pb.DirectCallResponse), cancel: cancel, done: make(chan struct{})}
+	s := &callStream{stream: w.Calls(ctx), waiting: make(map[string]waiter), cancel: cancel, done: make(chan struct{})}
 	go s.receive() // exits when the stream ends: the worker ends it (after close), or stop
 	return s
 }
@@ -140,8 +149,9 @@ func (s *callStream) receive() {
 		resp, err := s.stream.Receive()
 		if err != nil {
 			s.mu.Lock()
-			s.breakLocked()
+			waiting := s.breakLocked()
 			s.mu.Unlock()
+			failAll(waiting)
 			s.stream.CloseResponse()
 			return
 		}
@@ -157,22 +167,32 @@ func (s *callStream) receive() {
 // answer hands resp to the call waiting for it, if any still does.
 func (s *callStream) answer(resp *pb.DirectCallResponse) {
 	s.mu.Lock()
-	ch := s.waiting[resp.Key]
+	w, ok := s.waiting[resp.Key]
 	delete(s.waiting, resp.Key)
 	s.mu.Unlock()
-	if ch != nil {
-		ch <- resp
+	if ok {
+		w.done(w.i, resp)
 	}
 }
 
-// breakLocked marks the stream broken: every call still waiting on it goes
-// through the manager (s.mu held).
-func (s *callStream) breakLocked() {
+// breakLocked marks the stream broken and returns the calls still waiting
+// on it, for the caller to fail once s.mu is released (failAll): they go
+// through the manager.
+func (s *callStream) breakLocked() []waiter {
 	s.broken = true
 	s.queue = nil
-	for k, ch := range s.waiting {
-		close(ch)
+	waiting := make([]waiter, 0, len(s.waiting))
+	for k, w := range s.waiting {
+		waiting = append(waiting, w)
 		delete(s.waiting, k)
+	}
+	return waiting
+}
+
+// failAll tells calls that their stream broke.
+func failAll(waiting []waiter) {
+	for _, w := range waiting {
+		w.done(w.i, nil)
 	}
 }
 
@@ -180,24 +200,11 @@ func (s *callStream) breakLocked() {
 // ended first.
 func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.DirectCallResponse {
 	ch := make(chan *pb.DirectCallResponse, 1)
-	s.mu.Lock()
-	if s.broken {
-		s.mu.Unlock()
+	if !s.send([]*pb.DirectCallRequest{req}, func(_ int, r *pb.DirectCallResponse) { ch <- r }, 0) {
 		return nil
 	}
-	s.waiting[req.Key] = ch
-	s.queue = append(s.queue, req)
-	lead := !s.sending
-	s.sending = true
-	s.mu.Unlock()
-	if lead {
-		s.sendQueued()
-	}
 	select {
-	case resp, ok := <-ch:
-		if !ok {
-			return nil // the stream broke
-		}
+	case resp := <-ch:
 		return resp
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -207,11 +214,35 @@ func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.Di
 	}
 }
 
+// send sends reqs (in one message with what others queue meanwhile, when
+// this caller is the one to send) and calls done(first+i, answer) with the
+// answer to reqs[i] as it comes, or with nil if the stream breaks first
+// (see waiter). It reports false, having sent nothing, when the stream is
+// broken already.
+func (s *callStream) send(reqs []*pb.DirectCallRequest, done func(int, *pb.DirectCallResponse), first int) bool {
+	s.mu.Lock()
+	if s.broken {
+		s.mu.Unlock()
+		return false
+	}
+	for i, r := range reqs {
+		s.waiting[r.Key] = waiter{done: done, i: first + i}
+	}
+	s.queue = append(s.queue, reqs...)
+	lead := !s.sending
+	s.sending = true
+	s.mu.Unlock()
+	if lead {
+		s.sendQueued()
+	}
+	return true
+}
+
 // sendQueued sends what is queued, packed, until the queue is empty; the
 // caller set s.sending.
 func (s *callStream) sendQueued() {
+	var failed []waiter
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for len(s.queue) > 0 && !s.broken {
 		q := s.queue
 		s.queue = nil
@@ -221,10 +252,12 @@ func (s *callStream) sendQueued() {
 		s.smu.Unlock()
 		s.mu.Lock()
 		if err != nil {
-			s.breakLocked()
+			failed = s.breakLocked()
 		}
 	}
 	s.sending = false
+	s.mu.Unlock()
+	failAll(failed)
 }
 
 // packRequests makes one message of several calls.
@@ -283,18 +316,26 @@ func (d *directCalls) close() {
 	for _, s := range streams { // no lock held across their I/O
 		s.stop()
 	}
+	d.pumps.Wait() // the client's gone is closed: they return
 	if hc != nil {
 		hc.CloseIdleConnections()
 	}
 }
 
-// give frees the slot of l; failed drops the lease, so that the next calls
-// ask anew. It reports whether it dropped it (the first call to fail on it),
-// for the caller to release it at the manager.
+// give frees the slot of l; failed drops the lease (drop).
 func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped bool) {
 	d.mu.Lock()
 	l.busy--
-	dropped = failed && d.leases[library] == l
+	d.mu.Unlock()
+	return failed && d.drop(library, l)
+}
+
+// drop drops the lease l of library, so that the next calls ask anew. It
+// reports whether it dropped it (the first to fail on it), for the caller
+// to release it at the manager (release).
+func (d *directCalls) drop(library string, l *clientLease) bool {
+	d.mu.Lock()
+	dropped := d.leases[library] == l
 	if dropped {
 		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
 	}
@@ -303,6 +344,14 @@ func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped
 		l.rpc.close() // no lock held across its I/O
 	}
 	return dropped
+}
+
+// release ends lease l of library at the manager: its slots go back now,
+// not when it expires.
+func (c *Client) release(library string, l *clientLease) {
+	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c.rpc.Lease(rctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Release: l.id}))
+	cancel()
 }
 
 // callDirect runs a call on a lease. ok is false when the call is to go
@@ -326,10 +375,7 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 	// The stream broke or the worker refused the call: the lease goes.
 	failed := resp == nil || resp.Refused != ""
 	if d.give(library, l, failed) {
-		// Its slots go back to the manager now, not when it expires.
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c.rpc.Lease(rctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Release: l.id}))
-		cancel()
+		c.release(library, l)
 	}
 	if failed {
 		if ctx.Err() != nil {
@@ -343,7 +389,5 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 	if o.GetKind() == pb.ResultKind_RESULT_KIND_SUCCESS {
 		return o.GetResult(), nil, key, true
 	}
-	r := &Result{Name: library + "." + function, Kind: resultKindOf(o.GetKind()), ExitCode: int(o.GetExitCode()), Message: o.GetMessage(),
-		Output: o.GetResult(), Traceback: o.GetTraceback(), Attempts: 1, RunTime: time.Duration(o.GetRunMs()) * time.Millisecond}
-	return nil, &CallError{Result: r}, key, true
+	return nil, &CallError{Result: directResult(library+"."+function, o)}, key, true
 }

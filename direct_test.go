@@ -124,3 +124,51 @@ func TestDirectCallCancelledKeepsLease(t *testing.T) {
 		t.Errorf("the client's lease is %d at the end; want %d still", got, lease)
 	}
 }
+
+// TestDirectSubmit: with WithDirectCalls, a Submit of plain calls of one
+// library goes on the lease: more calls than its slots queue at the client
+// and go as slots free, each handle gets its own result (a function's
+// failure too), and none went through the manager (handles without IDs). A
+// Submit with a call that cannot go direct (a key of its own) goes through
+// the manager. Run it with -race.
+func TestDirectSubmit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 4)
+	sent0, fell0 := c.DirectStats()
+	const n = 300
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall("testlib", "add", fmt.Appendf(nil, "[%d,1]", i))
+	}
+	calls = append(calls, trellis.NewCall("testlib", "fail", []byte(`"fly"`)))
+	hs, err := c.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		r, err := h.Wait(ctx)
+		switch {
+		case err != nil:
+			t.Fatalf("call %d: %v", i, err)
+		case h.ID != 0:
+			t.Errorf("call %d has task ID %d; want 0 (direct)", i, h.ID)
+		case i < n && (!r.OK() || string(r.Output) != fmt.Sprint(i+1)):
+			t.Errorf("add(%d,1) = %q, %v", i, r.Output, r.Err())
+		case i == n && (r.Kind != trellis.Failed || !strings.Contains(r.Message, "cannot fly")):
+			t.Errorf("fail(fly) = %v, %q; want a failed call saying cannot fly", r.Kind, r.Message)
+		}
+	}
+	if sent, fell := c.DirectStats(); sent-sent0 != n+1 || fell != fell0 {
+		t.Errorf("%d calls sent direct, %d fell back; want %d and none", sent-sent0, fell-fell0, n+1)
+	}
+	keyed := trellis.NewCall("testlib", "add", []byte("[2,2]"))
+	keyed.Key = "mine"
+	hs, err = c.Submit(ctx, keyed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := hs[0].Wait(ctx); err != nil || string(r.Output) != "4" || hs[0].ID == 0 {
+		t.Errorf("a keyed call: ID %d, %v, %v; want 4 through the manager (an ID)", hs[0].ID, r, err)
+	}
+}

@@ -38,15 +38,18 @@ type CallsResult struct {
 	NetworkCallsPerS float64 `json:"network_calls_per_s"`
 	NetworkP50us     float64 `json:"network_p50_us"`
 	NetworkP99us     float64 `json:"network_p99_us"`
-	// The same network cluster with trellis.WithDirectCalls: blocking
-	// calls sent straight to the worker on a lease (docs/direct-calls.md).
-	// DirectCallsPerS: blocking calls from as many goroutines as a lease
-	// has slots; DirectShare: the fraction of the measured calls that went
-	// direct (the others through the manager).
-	DirectCallsPerS float64 `json:"direct_calls_per_s"`
-	DirectP50us     float64 `json:"direct_p50_us"`
-	DirectP99us     float64 `json:"direct_p99_us"`
-	DirectShare     float64 `json:"direct_share"`
+	// The same network cluster with trellis.WithDirectCalls: calls sent
+	// straight to the worker on a lease (docs/direct-calls.md).
+	// DirectCallsPerS: the async calls of network_calls_per_s, in one
+	// Submit; DirectBlockingCallsPerS: as many blocking calls from as many
+	// goroutines as the library has slots; DirectShare: the fraction of
+	// the measured calls that went direct (the others through the
+	// manager).
+	DirectCallsPerS         float64 `json:"direct_calls_per_s"`
+	DirectBlockingCallsPerS float64 `json:"direct_blocking_calls_per_s"`
+	DirectP50us             float64 `json:"direct_p50_us"`
+	DirectP99us             float64 `json:"direct_p99_us"`
+	DirectShare             float64 `json:"direct_share"`
 	// CPU time (user and system) per call of the throughput phases, of
 	// this process and the library processes together (client, manager,
 	// workers and libraries share the machine): the network_calls_per_s
@@ -152,9 +155,10 @@ func networkCalls(ctx context.Context, res *CallsResult, logf func(string, ...an
 	return directCalls(ctx, res, logf)
 }
 
-// directCalls measures blocking calls with trellis.WithDirectCalls on a
-// new networked cluster: 1,000 sequential ones (latency), then n from as
-// many goroutines as the library's slots (throughput).
+// directCalls measures calls with trellis.WithDirectCalls on a new
+// networked cluster: 1,000 sequential blocking ones (latency), n async ones
+// in one Submit (throughput), then n blocking ones from as many goroutines
+// as the library's slots.
 func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -183,10 +187,17 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 	if res.DirectP50us, res.DirectP99us, err = sequentialCalls(ctx, c); err != nil {
 		return err
 	}
+	logf("calls: %d async direct calls (one Submit)", res.Calls)
+	cpu := treeCPU()
+	secs, err := asyncCalls(ctx, c, "bench", res.Calls)
+	if err != nil {
+		return err
+	}
+	res.DirectCallsPerS = float64(res.Calls) / secs
+	res.DirectCPUusPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(res.Calls)
 	g := max(res.Slots, 1)
 	logf("calls: %d blocking direct calls from %d goroutines", res.Calls, g)
 	errs := make(chan error, g)
-	cpu := treeCPU()
 	start := time.Now()
 	for k := range g {
 		go func() { // exits when its share of the calls is done, or one fails
@@ -204,10 +215,9 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 			return err
 		}
 	}
-	res.DirectCallsPerS = float64(res.Calls) / time.Since(start).Seconds()
-	res.DirectCPUusPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(res.Calls)
+	res.DirectBlockingCallsPerS = float64(res.Calls) / time.Since(start).Seconds()
 	sent, fell := c.DirectStats()
-	res.DirectShare = float64((sent-sent0)-(fell-fell0)) / float64(1000+res.Calls)
+	res.DirectShare = float64((sent-sent0)-(fell-fell0)) / float64(1000+2*res.Calls)
 	return nil
 }
 

@@ -82,9 +82,24 @@ func TestDirectCalls(t *testing.T) {
 			t.Fatalf("call %d: %q, %v", i, out, err)
 		}
 	}
+	// The same as one Submit: async calls on the lease.
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall("slow", "repeat", fmt.Appendf(nil, "%d,", i))
+	}
+	hs, err := cl.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		r, err := h.Wait(ctx)
+		if arg := fmt.Sprintf("%d,", i); err != nil || !r.OK() || string(r.Output) != arg+arg+arg {
+			t.Fatalf("submitted call %d: %v, %v", i, r, err)
+		}
+	}
 	sent, fell := cl.DirectStats()
-	if sent-sent0 != n || fell != fell0 {
-		t.Errorf("of %d calls, %d went direct and %d of those fell back to the manager; want all direct", n, sent-sent0, fell-fell0)
+	if sent-sent0 != 2*n || fell != fell0 {
+		t.Errorf("of %d calls, %d went direct and %d of those fell back to the manager; want all direct", 2*n, sent-sent0, fell-fell0)
 	}
 	// Every call, direct or not, is counted by the manager (its report
 	// comes after the worker answered the client: wait for it).
@@ -95,7 +110,7 @@ func TestDirectCalls(t *testing.T) {
 			return false
 		}
 		total = s.Libraries[0].CallsDone
-		return total == made+n && s.Calls.Finished == total && s.Calls.Succeeded == total && s.Calls.Failed == 0
+		return total == made+2*n && s.Calls.Finished == total && s.Calls.Succeeded == total && s.Calls.Failed == 0
 	})
 	code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile)
 	if want := fmt.Sprintf("%d finished (%d succeeded, 0 failed)", total, total); code != 0 || !strings.Contains(out, want) {
@@ -247,6 +262,42 @@ func TestDirectCallsSurviveWorkerKill(t *testing.T) {
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("timed out")
+	}
+}
+
+// TestDirectSubmitSurvivesWorkerKill: SIGKILL the worker while the calls
+// of one Submit run on its lease (more than its slots: the rest wait at the
+// client): every handle still gets its own result, those the worker had
+// not answered through the manager, on another worker.
+func TestDirectSubmitSurvivesWorkerKill(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, victim, cl := directCluster(t, ctx, "victim", pythonLibrary("slow"))
+	repeatUntilDirect(t, ctx, cl, "slow")
+	sent0, _ := cl.DirectStats()
+	const n = 12
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall("slow", "nap", fmt.Appendf(nil, `{"i":%d,"s":0.5}`, i))
+	}
+	hs, err := cl.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent, _ := cl.DirectStats(); sent-sent0 != n {
+		t.Fatalf("%d of the %d submitted calls went direct; want all", sent-sent0, n)
+	}
+	victim.signal(t, syscall.SIGKILL)
+	victim.wait(t, 10*time.Second)
+	c.worker("rescuer", nil, "--cores", "1")
+	for i, h := range hs {
+		r, err := h.Wait(ctx)
+		if want := fmt.Sprintf(`{"i":%d,`, i); err != nil || !r.OK() || len(r.Output) < len(want) || string(r.Output[:len(want)]) != want {
+			t.Errorf("call %d: %v, %v", i, r, err)
+		}
+	}
+	if _, fell := cl.DirectStats(); fell == 0 {
+		t.Errorf("no direct call fell back to the manager: the worker was killed before any ran")
 	}
 }
 

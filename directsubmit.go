@@ -1,0 +1,236 @@
+package trellis
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Submit of calls on a lease (docs/direct-calls.md, "Asynchronous calls"):
+// with WithDirectCalls, a Submit whose tasks are all plain calls of one
+// library goes straight to the worker on the client's lease of that
+// library, as Call does. The calls queue at the client and go out as the
+// lease's slots free, several to a message; each handle is done when its
+// answer comes. Calls the lease cannot run (it ends, the worker is lost, it
+// refuses them) go through the manager with their keys, and their handles
+// take the manager's results.
+
+// directTask reports whether t may go straight to a worker: a call with no
+// files, no order, no key or label of its own, not retried on error, and
+// not at most once (whose dispatch the manager journals before it runs).
+func directTask(t *Task, workflow string) bool {
+	return t.Call != nil && len(t.Inputs) == 0 && len(t.Outputs) == 0 && len(t.After) == 0 && t.Key == "" &&
+		!t.RetryOnError && t.Priority == 0 && t.Effects != EffectsAtMostOnce && t.Workflow == "" && workflow == "" &&
+		len(t.Env) == 0 && t.Category == "" && len(t.Tags) == 0
+}
+
+// directBatch is one Submit's calls on a lease, fed by its pump.
+type directBatch struct {
+	c     *Client
+	lib   string
+	l     *clientLease
+	calls []directItem
+
+	mu      sync.Mutex    // guards sent, open, failed
+	sent    int           // calls[:sent] are sent (or failed as they went)
+	open    int           // sent calls not yet answered
+	failed  []int         // indexes of calls to send through the manager
+	answers chan struct{} // the pump's: an answer came
+}
+
+type directItem struct {
+	h   *Handle
+	t   *Task
+	req *pb.DirectCallRequest
+}
+
+// submitDirect sends tasks on a lease when they can all go direct, and
+// returns their handles; ok is false when they are to go through the
+// manager (no lease held or lent now, or a task that cannot go direct).
+func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Handle, ok bool) {
+	d := c.direct
+	if len(tasks) == 0 {
+		return nil, false
+	}
+	lib := tasks[0].Call.Library
+	for _, t := range tasks {
+		if !directTask(t, c.workflow) || t.Call.Library != lib {
+			return nil, false
+		}
+	}
+	l := d.take(ctx, c, lib) // one slot of it, for the first call
+	if l == nil {
+		return nil, false
+	}
+	b := &directBatch{c: c, lib: lib, l: l, calls: make([]directItem, len(tasks)), answers: make(chan struct{}, 1)}
+	handles = make([]*Handle, len(tasks))
+	for i, t := range tasks {
+		key := "direct-" + strconv.FormatUint(d.keys.Add(1), 10)
+		h := &Handle{Name: t.Name, key: key, task: t, c: c, done: make(chan struct{})}
+		handles[i] = h
+		b.calls[i] = directItem{h: h, t: t, req: &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key, Function: t.Call.Function,
+			Args: t.Call.Args, TimeLimitMs: t.TimeLimit.Milliseconds(), IdempotencyKey: c.session + "/" + key}}
+	}
+	d.sent.Add(uint64(len(tasks)))
+	c.direct.pumps.Add(1)
+	go b.pump() // exits when every call is answered or handed to the manager, or the client closes
+	return handles, true
+}
+
+// pump sends the batch's calls as slots of the lease free, then hands the
+// calls that failed on the way to the manager.
+func (b *directBatch) pump() {
+	d := b.c.direct
+	defer d.pumps.Done()
+	var slots int32 = 1 // held: the one take counted
+	for {
+		b.mu.Lock()
+		left := int32(len(b.calls) - b.sent)
+		failing := len(b.failed) > 0
+		b.mu.Unlock()
+		// More of the lease's free slots, up to what is left to send.
+		d.mu.Lock()
+		live := d.leases[b.lib] == b.l
+		var n int32
+		if live && !failing {
+			n = min(max(b.l.slots-b.l.busy, 0), left-slots)
+		}
+		b.l.busy += n
+		if !live || failing {
+			b.l.busy -= slots // held and not used
+		}
+		d.mu.Unlock()
+		if !live || failing || left == 0 {
+			break
+		}
+		if slots += n; slots > 0 {
+			b.mu.Lock()
+			first, k := b.sent, int(slots)
+			reqs := make([]*pb.DirectCallRequest, k)
+			for i := range reqs {
+				reqs[i] = b.calls[first+i].req
+			}
+			b.sent += k
+			b.open += k
+			b.mu.Unlock()
+			if !b.l.rpc.send(reqs, b.answer, first) {
+				b.mu.Lock()
+				b.open -= k
+				b.failed = append(b.failed, rangeInts(first, first+k)...)
+				b.mu.Unlock()
+				d.mu.Lock()
+				b.l.busy -= slots
+				d.mu.Unlock()
+			}
+			slots = 0
+		}
+		select {
+		case <-b.answers:
+		case <-b.c.gone:
+			return // Wait on the handles says ErrClosed
+		}
+	}
+	// The lease failed or ended with calls left: wait for the answers of
+	// those sent, then send what failed or was left through the manager.
+	for {
+		b.mu.Lock()
+		open := b.open
+		b.mu.Unlock()
+		if open == 0 {
+			break
+		}
+		select {
+		case <-b.answers:
+		case <-b.c.gone:
+			return
+		}
+	}
+	b.mu.Lock()
+	rest := append(b.failed, rangeInts(b.sent, len(b.calls))...)
+	b.failed, b.sent = nil, len(b.calls)
+	b.mu.Unlock()
+	if len(rest) == 0 {
+		return
+	}
+	if d.drop(b.lib, b.l) {
+		b.c.release(b.lib, b.l)
+	}
+	b.viaManager(rest)
+}
+
+// answer takes the answer to call i (nil: the stream broke), from the
+// stream's receive goroutine: it must not block.
+func (b *directBatch) answer(i int, resp *pb.DirectCallResponse) {
+	d := b.c.direct
+	failed := resp == nil || resp.Refused != ""
+	b.mu.Lock()
+	b.open--
+	if failed {
+		b.failed = append(b.failed, i)
+	}
+	b.mu.Unlock()
+	d.mu.Lock()
+	b.l.busy--
+	d.mu.Unlock()
+	if !failed {
+		h := b.calls[i].h
+		h.res = directResult(h.Name, resp.GetOutcome())
+		close(h.done)
+	}
+	select {
+	case b.answers <- struct{}{}:
+	default:
+	}
+}
+
+// viaManager submits the calls at indexes to the manager under their keys,
+// and gives each handle the manager's result.
+func (b *directBatch) viaManager(indexes []int) {
+	c := b.c
+	c.direct.fellBack.Add(uint64(len(indexes)))
+	c.log.Info("direct calls failed on the way: they go through the manager", "library", b.lib, "calls", len(indexes))
+	tasks := make([]*Task, len(indexes))
+	for i, j := range indexes {
+		t := *b.calls[j].t
+		t.Key = b.calls[j].h.key // the key it had on the worker: one idempotency key for both
+		tasks[i] = &t
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // exits when viaManager returns or the client closes
+		select {
+		case <-c.gone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	hs, err := c.submitViaManager(ctx, tasks)
+	for i, j := range indexes {
+		h := b.calls[j].h
+		if i < len(hs) {
+			h.ID = hs[i].ID
+			h.res, h.err = hs[i].Wait(ctx)
+		} else {
+			h.err = err
+		}
+		close(h.done)
+	}
+}
+
+// rangeInts returns from, from+1, …, to-1.
+func rangeInts(from, to int) []int {
+	r := make([]int, 0, max(to-from, 0))
+	for i := from; i < to; i++ {
+		r = append(r, i)
+	}
+	return r
+}
+
+// directResult is the Result of a call answered on a lease.
+func directResult(name string, o *pb.Outcome) *Result {
+	return &Result{Name: name, Kind: resultKindOf(o.GetKind()), ExitCode: int(o.GetExitCode()), Message: o.GetMessage(),
+		Output: o.GetResult(), Traceback: o.GetTraceback(), Attempts: 1, RunTime: time.Duration(o.GetRunMs()) * time.Millisecond}
+}
