@@ -54,8 +54,9 @@ type clientLease struct {
 	rpc    *callStream // nil until granted
 	slots  int32
 	busy   int32
-	asking bool      // a Lease request is on its way
-	retry  time.Time // no lease (or a failed one) until then
+	freed  chan struct{} // closed when a slot frees; made when a Submit's pump waits for one
+	asking bool          // a Lease request is on its way
+	retry  time.Time     // no lease (or a failed one) until then
 }
 
 // DirectStats says how many calls this client sent straight to a worker,
@@ -325,7 +326,7 @@ func (d *directCalls) close() {
 // give frees the slot of l; failed drops the lease (drop).
 func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped bool) {
 	d.mu.Lock()
-	l.busy--
+	l.freeLocked(1)
 	d.mu.Unlock()
 	return failed && d.drop(library, l)
 }

@@ -130,7 +130,7 @@ func TestDirectCallCancelledKeepsLease(t *testing.T) {
 // and go as slots free, each handle gets its own result (a function's
 // failure too), and none went through the manager (handles without IDs). A
 // Submit with a call that cannot go direct (a key of its own) goes through
-// the manager. Run it with -race.
+// the manager. Two Submits at once share the lease. Run it with -race.
 func TestDirectSubmit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -161,6 +161,33 @@ func TestDirectSubmit(t *testing.T) {
 	}
 	if sent, fell := c.DirectStats(); sent-sent0 != n+1 || fell != fell0 {
 		t.Errorf("%d calls sent direct, %d fell back; want %d and none", sent-sent0, fell-fell0, n+1)
+	}
+	// Two Submits at once share the lease's window: both finish, direct.
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Add(1)
+		go func() { // exits when its calls are done
+			defer wg.Done()
+			calls := make([]*trellis.Task, 100)
+			for i := range calls {
+				calls[i] = trellis.NewCall("testlib", "add", fmt.Appendf(nil, "[%d,%d]", g, i))
+			}
+			hs, err := c.Submit(ctx, calls...)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i, h := range hs {
+				if r, err := h.Wait(ctx); err != nil || string(r.Output) != fmt.Sprint(g+i) {
+					t.Errorf("Submit %d, add(%d,%d) = %v, %v", g, g, i, r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if sent, fell := c.DirectStats(); sent-sent0 != n+201 || fell != fell0 {
+		t.Errorf("%d calls sent direct, %d fell back; want %d and none", sent-sent0, fell-fell0, n+201)
 	}
 	keyed := trellis.NewCall("testlib", "add", []byte("[2,2]"))
 	keyed.Key = "mine"

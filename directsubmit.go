@@ -27,6 +27,12 @@ func directTask(t *Task, workflow string) bool {
 		len(t.Env) == 0 && t.Category == "" && len(t.Tags) == 0
 }
 
+// leaseWindow is how many calls a Submit keeps on a lease per slot: the
+// worker holds the calls beyond the lease's slots until one frees (at most
+// as many as its slots), so that the library has the next call at hand
+// while an answer travels back to the client.
+const leaseWindow = 4
+
 // directBatch is one Submit's calls on a lease, fed by its pump.
 type directBatch struct {
 	c     *Client
@@ -89,18 +95,27 @@ func (b *directBatch) pump() {
 	for {
 		b.mu.Lock()
 		left := int32(len(b.calls) - b.sent)
+		open := b.open
 		failing := len(b.failed) > 0
 		b.mu.Unlock()
-		// More of the lease's free slots, up to what is left to send.
+		// More of the lease's free slots, up to what is left to send: once
+		// a quarter of the window is free, or nothing of this batch is on
+		// the way (fewer, larger messages; the worker holds the calls
+		// beyond the lease's slots meanwhile).
 		d.mu.Lock()
 		live := d.leases[b.lib] == b.l
+		free := max(leaseWindow*b.l.slots-b.l.busy, 0)
 		var n int32
-		if live && !failing {
-			n = min(max(b.l.slots-b.l.busy, 0), left-slots)
-		}
-		b.l.busy += n
-		if !live || failing {
-			b.l.busy -= slots // held and not used
+		var starved chan struct{} // the lease's window is full with others' calls
+		switch {
+		case !live || failing:
+			b.l.freeLocked(slots) // held and not used
+		case free >= leaseWindow*b.l.slots/4 || open == 0 || free >= left-slots:
+			n = min(free, left-slots)
+			b.l.busy += n
+			if n+slots == 0 {
+				starved = b.l.freedLocked()
+			}
 		}
 		d.mu.Unlock()
 		if !live || failing || left == 0 {
@@ -122,13 +137,14 @@ func (b *directBatch) pump() {
 				b.failed = append(b.failed, rangeInts(first, first+k)...)
 				b.mu.Unlock()
 				d.mu.Lock()
-				b.l.busy -= slots
+				b.l.freeLocked(slots)
 				d.mu.Unlock()
 			}
 			slots = 0
 		}
 		select {
 		case <-b.answers:
+		case <-starved:
 		case <-b.c.gone:
 			return // Wait on the handles says ErrClosed
 		}
@@ -173,7 +189,7 @@ func (b *directBatch) answer(i int, resp *pb.DirectCallResponse) {
 	}
 	b.mu.Unlock()
 	d.mu.Lock()
-	b.l.busy--
+	b.l.freeLocked(1)
 	d.mu.Unlock()
 	if !failed {
 		h := b.calls[i].h
@@ -233,4 +249,22 @@ func rangeInts(from, to int) []int {
 func directResult(name string, o *pb.Outcome) *Result {
 	return &Result{Name: name, Kind: resultKindOf(o.GetKind()), ExitCode: int(o.GetExitCode()), Message: o.GetMessage(),
 		Output: o.GetResult(), Traceback: o.GetTraceback(), Attempts: 1, RunTime: time.Duration(o.GetRunMs()) * time.Millisecond}
+}
+
+// freedLocked returns a channel closed when a slot of l frees (d.mu held).
+func (l *clientLease) freedLocked() chan struct{} {
+	if l.freed == nil {
+		l.freed = make(chan struct{})
+	}
+	return l.freed
+}
+
+// freeLocked frees n slots of l and wakes whoever waits for one (d.mu
+// held).
+func (l *clientLease) freeLocked(n int32) {
+	l.busy -= n
+	if l.freed != nil && n > 0 {
+		close(l.freed)
+		l.freed = nil
+	}
 }

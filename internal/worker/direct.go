@@ -56,8 +56,26 @@ type workerLease struct {
 	instance uint64
 	slots    int32
 	busy     int32 // calls running on it
-	session  string
-	library  string
+	// queued calls wait here for one of its slots (at most slots of them:
+	// a client keeps the library busy while answers travel back); freed is
+	// closed, and replaced, when a slot frees while some wait, or the
+	// lease ends.
+	queued  int32
+	freed   chan struct{}
+	session string
+	library string
+}
+
+// maxQueuedPerSlot bounds the calls that wait at the worker for a slot of
+// a lease, per slot.
+const maxQueuedPerSlot = 3
+
+// wakeLocked wakes the calls waiting for a slot of l (t.mu held).
+func (l *workerLease) wakeLocked() {
+	if l.queued > 0 {
+		close(l.freed)
+		l.freed = make(chan struct{})
+	}
 }
 
 // attach makes s the session the leases belong to, with its Welcome's key.
@@ -104,6 +122,9 @@ func (t *leaseTable) detach(s *session) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.sess == s {
+		for _, l := range t.byID {
+			l.wakeLocked() // they find the session gone
+		}
 		t.sess, t.byID = nil, nil
 	}
 }
@@ -112,7 +133,8 @@ func (t *leaseTable) grant(g *pb.LeaseGranted) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byID != nil {
-		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library}
+		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library,
+			freed: make(chan struct{})}
 		t.highest = max(t.highest, g.Lease)
 		close(t.granted)
 		t.granted = make(chan struct{})
@@ -123,6 +145,9 @@ func (t *leaseTable) end(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byID != nil {
+		if l := t.byID[id]; l != nil {
+			l.wakeLocked() // they find it ended
+		}
 		delete(t.byID, id)
 		t.highest = max(t.highest, id)
 	}
@@ -189,11 +214,30 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for the grant of lease %d: send the call through the manager", id))
 		}
 	}
-	switch {
-	case l == nil:
+	for queued := false; l != nil && l.busy >= l.slots; l = t.byID[id] {
+		if !queued {
+			if l.queued >= maxQueuedPerSlot*l.slots {
+				return workerLease{}, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots, and %d more wait: send this one through the manager", id, l.busy, l.queued))
+			}
+			queued = true
+			l.queued++
+			defer func(l *workerLease) { l.queued-- }(l) // t.mu is held again when take returns
+		}
+		ch := l.freed
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.mu.Lock()
+			return workerLease{}, nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+		}
+		t.mu.Lock()
+		if t.sess != sess {
+			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for a slot of lease %d: send the call through the manager", id))
+		}
+	}
+	if l == nil {
 		return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: no lease %d here (it ended): send the call through the manager", id))
-	case l.busy >= l.slots:
-		return workerLease{}, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots: send this one through the manager", id, l.busy))
 	}
 	l.busy++
 	return *l, t.sess, nil
@@ -204,6 +248,7 @@ func (t *leaseTable) give(id uint64) {
 	defer t.mu.Unlock()
 	if l := t.byID[id]; l != nil {
 		l.busy--
+		l.wakeLocked()
 	}
 }
 

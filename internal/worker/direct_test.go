@@ -98,3 +98,47 @@ func TestAnswersPacked(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseQueue: a call on a lease whose slots are all busy waits at the
+// worker for one (up to maxQueuedPerSlot per slot; more are refused with
+// ResourceExhausted); a freed slot admits one waiting call; a lease that
+// ends refuses those still waiting (NotFound).
+func TestLeaseQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		key := []byte("the Welcome's key")
+		var table leaseTable
+		table.attach(&session{runID: "run-1"}, key, 7)
+		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: 1, Session: "client", Library: "lib"})
+		token := proto.LeaseToken(key, 1, 7)
+		if _, _, err := table.take(context.Background(), 1, token); err != nil {
+			t.Fatalf("the first call: %v", err)
+		}
+		errs := make(chan error, maxQueuedPerSlot)
+		for range maxQueuedPerSlot {
+			go func() { // exits when take returns
+				_, _, err := table.take(context.Background(), 1, token)
+				errs <- err
+			}()
+		}
+		synctest.Wait() // they all wait
+		if _, _, err := table.take(context.Background(), 1, token); connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Fatalf("a call beyond the lease's slot and queue: %v; want ResourceExhausted", err)
+		}
+		table.give(1)
+		synctest.Wait()
+		if err := <-errs; err != nil {
+			t.Fatalf("a waiting call after a slot freed: %v", err)
+		}
+		select {
+		case err := <-errs:
+			t.Fatalf("a second waiting call returned %v with no slot free", err)
+		default:
+		}
+		table.end(1)
+		for range maxQueuedPerSlot - 1 {
+			if err := <-errs; connect.CodeOf(err) != connect.CodeNotFound {
+				t.Errorf("a waiting call when its lease ended: %v; want NotFound", err)
+			}
+		}
+	})
+}
