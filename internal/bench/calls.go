@@ -33,34 +33,35 @@ type CallsResult struct {
 	ColdStartMs       float64 `json:"cold_start_ms"`
 	PythonColdStartMs float64 `json:"python_cold_start_ms"`
 	TasksPerS         float64 `json:"tasks_per_s"`
-	// The same calls with the client and workers talking to the manager
-	// over HTTP/2 on 127.0.0.1, as remote ones do.
-	NetworkCallsPerS float64 `json:"network_calls_per_s"`
-	NetworkP50us     float64 `json:"network_p50_us"`
-	NetworkP99us     float64 `json:"network_p99_us"`
-	// The same network cluster with trellis.WithDirectCalls: calls sent
-	// straight to the worker on a lease (docs/direct-calls.md).
-	// DirectCallsPerS: the async calls of network_calls_per_s, in one
-	// Submit; DirectBlockingCallsPerS: as many blocking calls from as many
-	// goroutines as the library has slots; DirectShare: the fraction of
-	// the measured calls that went direct (the others through the
-	// manager).
-	DirectCallsPerS         float64 `json:"direct_calls_per_s"`
-	DirectBlockingCallsPerS float64 `json:"direct_blocking_calls_per_s"`
-	DirectP50us             float64 `json:"direct_p50_us"`
-	DirectP99us             float64 `json:"direct_p99_us"`
-	DirectShare             float64 `json:"direct_share"`
-	// CPU time (user and system) per call of the throughput phases, of
-	// this process and the library processes together (client, manager,
-	// workers and libraries share the machine): the network_calls_per_s
-	// phase and the direct_calls_per_s phase. Unlike calls/s, it hardly
-	// moves with what else runs on the machine.
+	// The same calls with the client and workers on the network (HTTP/2
+	// on 127.0.0.1), by the route NetworkRoute names: "direct", a client
+	// with trellis.WithDirectCalls, whose calls go straight to the worker
+	// on a lease (docs/direct-calls.md). NetworkCallsPerS: n async calls
+	// in one Submit; p50/p99: 1,000 sequential blocking calls;
+	// NetworkCPUusPerCall: the CPU time (user and system) per call of the
+	// async calls, of this process and the library processes together
+	// (client, manager, workers and libraries share the machine); unlike
+	// calls/s, it hardly moves with what else runs on the machine.
+	NetworkRoute        string  `json:"network_route"`
+	NetworkCallsPerS    float64 `json:"network_calls_per_s"`
+	NetworkP50us        float64 `json:"network_p50_us"`
+	NetworkP99us        float64 `json:"network_p99_us"`
 	NetworkCPUusPerCall float64 `json:"network_cpu_us_per_call"`
-	DirectCPUusPerCall  float64 `json:"direct_cpu_us_per_call"`
-	CallsVsTasks        float64 `json:"calls_vs_tasks"`
-	SequentialCalls     int     `json:"sequential_calls"`
-	ComparisonTasks     int     `json:"comparison_tasks"`
-	PythonError         string  `json:"python_error,omitempty"`
+	// The same figures through the manager (a client without direct
+	// calls: Submits stream, the manager's loop, the workers' streams).
+	ManagerCallsPerS    float64 `json:"manager_calls_per_s"`
+	ManagerP50us        float64 `json:"manager_p50_us"`
+	ManagerP99us        float64 `json:"manager_p99_us"`
+	ManagerCPUusPerCall float64 `json:"manager_cpu_us_per_call"`
+	// On the direct route: n blocking calls from as many goroutines as
+	// the library has slots, and the fraction of all the direct route's
+	// measured calls that went direct (the others through the manager).
+	DirectBlockingCallsPerS float64 `json:"direct_blocking_calls_per_s"`
+	DirectShare             float64 `json:"direct_share"`
+	CallsVsTasks            float64 `json:"calls_vs_tasks"`
+	SequentialCalls         int     `json:"sequential_calls"`
+	ComparisonTasks         int     `json:"comparison_tasks"`
+	PythonError             string  `json:"python_error,omitempty"`
 }
 
 // BenchLibraryArg is the argument with which the trellis binary serves the
@@ -145,11 +146,12 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 }
 
 // networkCalls measures the Go figures with the client and workers on
-// HTTP/2, into res's network fields.
+// HTTP/2: through the manager (res's manager fields), then on the direct
+// route (its network fields).
 func networkCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
 	logf("calls: the Go figures over HTTP/2 on 127.0.0.1")
 	var coldMs float64 // (not reported: the in-process one is)
-	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs, &res.NetworkCPUusPerCall); err != nil {
+	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.ManagerCallsPerS, &res.ManagerP50us, &res.ManagerP99us, &coldMs, &res.ManagerCPUusPerCall); err != nil {
 		return err
 	}
 	return directCalls(ctx, res, logf)
@@ -184,7 +186,8 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 	}
 	sent0, fell0 := c.DirectStats()
 	logf("calls: 1000 sequential blocking direct calls")
-	if res.DirectP50us, res.DirectP99us, err = sequentialCalls(ctx, c); err != nil {
+	res.NetworkRoute = "direct"
+	if res.NetworkP50us, res.NetworkP99us, err = sequentialCalls(ctx, c); err != nil {
 		return err
 	}
 	logf("calls: %d async direct calls (one Submit)", res.Calls)
@@ -193,8 +196,8 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 	if err != nil {
 		return err
 	}
-	res.DirectCallsPerS = float64(res.Calls) / secs
-	res.DirectCPUusPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(res.Calls)
+	res.NetworkCallsPerS = float64(res.Calls) / secs
+	res.NetworkCPUusPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(res.Calls)
 	g := max(res.Slots, 1)
 	logf("calls: %d blocking direct calls from %d goroutines", res.Calls, g)
 	errs := make(chan error, g)
