@@ -71,8 +71,15 @@ func (c *Client) DirectStats() (sent, fellBack uint64) {
 // take returns a lease of library with a free slot (counted busy), or nil
 // if the call is to go through the manager.
 func (d *directCalls) take(ctx context.Context, c *Client, library string) *clientLease {
+	l, _ := d.takeOrQueue(ctx, c, library, false)
+	return l
+}
+
+// takeOrQueue is take; with queue, a lease held with no slot free is
+// returned too (held 0), for a Submit's calls to wait for its slots.
+func (d *directCalls) takeOrQueue(ctx context.Context, c *Client, library string, queue bool) (l *clientLease, held int32) {
 	d.mu.Lock()
-	l := d.leases[library]
+	l = d.leases[library]
 	switch {
 	case l == nil:
 		l = &clientLease{}
@@ -80,11 +87,14 @@ func (d *directCalls) take(ctx context.Context, c *Client, library string) *clie
 	case l.rpc != nil && l.busy < l.slots:
 		l.busy++
 		d.mu.Unlock()
-		return l
+		return l, 1
+	case l.rpc != nil && queue:
+		d.mu.Unlock()
+		return l, 0
 	}
 	if l.rpc != nil || l.asking || time.Now().Before(l.retry) {
 		d.mu.Unlock()
-		return nil // all its slots busy, or a lease asked for or refused lately
+		return nil, 0 // all its slots busy, or a lease asked for or refused lately
 	}
 	l.asking = true
 	d.mu.Unlock()
@@ -95,7 +105,7 @@ func (d *directCalls) take(ctx context.Context, c *Client, library string) *clie
 	if err != nil {
 		c.log.Debug("no lease: calls go through the manager", "library", library, "err", err)
 		l.retry = time.Now().Add(leaseBackoff)
-		return nil
+		return nil, 0
 	}
 	r := resp.Msg
 	scheme := "http://"
@@ -106,7 +116,7 @@ func (d *directCalls) take(ctx context.Context, c *Client, library string) *clie
 	w := trellisv1connect.NewWorkerClient(d.client(c), scheme+r.WorkerAddr,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
 	l.rpc = openCallStream(w)
-	return l
+	return l, 1
 }
 
 // callStream is a lease's Worker.Calls stream: calls go out as they come,

@@ -67,7 +67,7 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 			return nil, false
 		}
 	}
-	l := d.take(ctx, c, lib) // one slot of it, for the first call
+	l, held := d.takeOrQueue(ctx, c, lib, true) // a slot of it for the first call, if one is free
 	if l == nil {
 		return nil, false
 	}
@@ -82,16 +82,17 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 	}
 	d.sent.Add(uint64(len(tasks)))
 	c.direct.pumps.Add(1)
-	go b.pump() // exits when every call is answered or handed to the manager, or the client closes
+	go b.pump(held) // exits when every call is answered or handed to the manager, or the client closes
 	return handles, true
 }
 
-// pump sends the batch's calls as slots of the lease free, then hands the
+// pump sends the batch's calls as slots of the lease free (held: one
+// counted busy for it already, or none), then hands the
 // calls that failed on the way to the manager.
-func (b *directBatch) pump() {
+func (b *directBatch) pump(held int32) {
 	d := b.c.direct
 	defer d.pumps.Done()
-	var slots int32 = 1 // held: the one take counted
+	slots := held // counted busy by takeOrQueue
 	for {
 		b.mu.Lock()
 		left := int32(len(b.calls) - b.sent)
