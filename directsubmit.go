@@ -87,8 +87,8 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 }
 
 // pump sends the batch's calls as slots of the lease free (held: one
-// counted busy for it already, or none), then hands the
-// calls that failed on the way to the manager.
+// counted busy for it already, or none), then hands the calls that failed
+// on the way to the manager.
 func (b *directBatch) pump(held int32) {
 	d := b.c.direct
 	defer d.pumps.Done()
