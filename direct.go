@@ -27,7 +27,9 @@ import (
 // with the same key, so that it runs again as its annotations allow. Off by
 // default. Submit is unchanged: only Call goes direct.
 func WithDirectCalls() Option {
-	return func(c *Client) { c.direct = &directCalls{leases: make(map[string]*clientLease)} }
+	return func(c *Client) {
+		c.direct = &directCalls{leases: make(map[string]*clientLease), extra: make(map[string][]*clientLease), asked: make(map[string]time.Time)}
+	}
 }
 
 // leaseSlots is how many slots a client asks for on one lease.
@@ -37,10 +39,13 @@ const leaseSlots = 64
 // on a library after the manager lent none or a lease failed.
 const leaseBackoff = 500 * time.Millisecond
 
-// directCalls is a client's leases, one per library at most.
+// directCalls is a client's leases: one per library for Call and Submit,
+// and more for Submits, on the library's other instances.
 type directCalls struct {
 	mu     sync.Mutex
-	leases map[string]*clientLease // by library
+	leases map[string]*clientLease   // by library
+	extra  map[string][]*clientLease // by library: Submits' further leases
+	asked  map[string]time.Time      // by library: no further lease asked for until then
 	http   *http.Client
 	keys   atomic.Uint64
 	pumps  sync.WaitGroup // the pumps of Submits on leases (directsubmit.go)
@@ -49,14 +54,15 @@ type directCalls struct {
 }
 
 type clientLease struct {
-	id     uint64
-	token  string
-	rpc    *callStream // nil until granted
-	slots  int32
-	busy   int32
-	freed  chan struct{} // closed when a slot frees; made when a Submit's pump waits for one
-	asking bool          // a Lease request is on its way
-	retry  time.Time     // no lease (or a failed one) until then
+	id      uint64
+	token   string
+	rpc     *callStream // nil until granted
+	slots   int32
+	busy    int32
+	freed   chan struct{} // closed when a slot frees; made when a Submit's pump waits for one
+	asking  bool          // a Lease request is on its way
+	dropped bool          // by drop: its calls go through the manager
+	retry   time.Time     // no lease (or a failed one) until then
 }
 
 // DirectStats says how many calls this client sent straight to a worker,
@@ -107,16 +113,51 @@ func (d *directCalls) takeOrQueue(ctx context.Context, c *Client, library string
 		l.retry = time.Now().Add(leaseBackoff)
 		return nil, 0
 	}
-	r := resp.Msg
+	d.openLocked(c, l, resp.Msg)
+	l.busy = 1
+	return l, 1
+}
+
+// openLocked makes l the lease r grants, with its stream (d.mu held).
+func (d *directCalls) openLocked(c *Client, l *clientLease, r *pb.LeaseResponse) {
 	scheme := "http://"
 	if c.tls != nil {
 		scheme = "https://"
 	}
-	l.id, l.token, l.slots, l.busy = r.Lease, r.Token, r.Slots, 1
+	l.id, l.token, l.slots = r.Lease, r.Token, r.Slots
 	w := trellisv1connect.NewWorkerClient(d.client(c), scheme+r.WorkerAddr,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
 	l.rpc = openCallStream(w)
-	return l, 1
+}
+
+// maxExtraLeases bounds the further leases a client holds on a library.
+const maxExtraLeases = 15
+
+// extraLeases returns the further leases of library for a Submit of n
+// calls, having asked the manager for more, on other instances, while a
+// Submit has more calls than the leases' windows hold and the manager
+// lends them (it asks again only leaseBackoff after a refusal).
+func (d *directCalls) extraLeases(ctx context.Context, c *Client, library string, n int, first *clientLease) []*clientLease {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	room := leaseWindow * first.slots
+	for _, l := range d.extra[library] {
+		room += leaseWindow * l.slots
+	}
+	for int(room) < n && len(d.extra[library]) < maxExtraLeases && !time.Now().Before(d.asked[library]) {
+		d.mu.Unlock()
+		resp, err := c.rpc.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Slots: leaseSlots}))
+		d.mu.Lock()
+		if err != nil {
+			d.asked[library] = time.Now().Add(leaseBackoff)
+			break
+		}
+		l := &clientLease{}
+		d.openLocked(c, l, resp.Msg)
+		d.extra[library] = append(d.extra[library], l)
+		room += leaseWindow * l.slots
+	}
+	return slices.Clone(d.extra[library])
 }
 
 // callStream is a lease's Worker.Calls stream: calls go out as they come,
@@ -322,6 +363,11 @@ func (d *directCalls) close() {
 			streams = append(streams, l.rpc)
 		}
 	}
+	for _, ls := range d.extra {
+		for _, l := range ls {
+			streams = append(streams, l.rpc)
+		}
+	}
 	hc := d.http
 	d.mu.Unlock()
 	for _, s := range streams { // no lock held across their I/O
@@ -346,9 +392,12 @@ func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped
 // to release it at the manager (release).
 func (d *directCalls) drop(library string, l *clientLease) bool {
 	d.mu.Lock()
-	dropped := d.leases[library] == l
-	if dropped {
+	dropped := !l.dropped
+	l.dropped = true
+	if d.leases[library] == l {
 		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
+	} else if i := slices.Index(d.extra[library], l); i >= 0 {
+		d.extra[library] = slices.Delete(d.extra[library], i, i+1)
 	}
 	d.mu.Unlock()
 	if dropped {
@@ -401,4 +450,20 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 		return o.GetResult(), nil, key, true
 	}
 	return nil, &CallError{Result: directResult(library+"."+function, o)}, key, true
+}
+
+// DirectLeases says how many leases this client holds on library, for
+// tests and benchmarks.
+func (c *Client) DirectLeases(library string) int {
+	if c.direct == nil {
+		return 0
+	}
+	d := c.direct
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := len(d.extra[library])
+	if l := d.leases[library]; l != nil && l.rpc != nil {
+		n++
+	}
+	return n
 }

@@ -199,3 +199,58 @@ func TestDirectSubmit(t *testing.T) {
 		t.Errorf("a keyed call: ID %d, %v, %v; want 4 through the manager (an ID)", hs[0].ID, r, err)
 	}
 }
+
+// TestDirectSubmitSpreads: a Submit of more calls than one lease's window
+// takes further leases on the library's other ready instances and spreads
+// its calls over them: every call goes direct, with its own result.
+func TestDirectSubmitSpreads(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := local.Start(ctx, local.Config{Workers: 1, Cores: 2, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lib := testLibrary("testlib", 2)
+	lib.Resources.Cores, lib.Eager = 0.5, 2
+	if err := c.Install(ctx, lib); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for ready := 0; ready < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 instances ready after 30 s", ready)
+		}
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready = 0
+		for _, in := range st.Libraries[0].Instances {
+			if in.Ready {
+				ready++
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const n = 200
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall("testlib", "add", fmt.Appendf(nil, "[%d,2]", i))
+	}
+	hs, err := c.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		if r, err := h.Wait(ctx); err != nil || !r.OK() || string(r.Output) != fmt.Sprint(i+2) {
+			t.Fatalf("add(%d,2) = %v, %v", i, r, err)
+		}
+	}
+	if sent, fell := c.DirectStats(); sent != n || fell != 0 {
+		t.Errorf("%d calls sent direct, %d fell back; want %d and none", sent, fell, n)
+	}
+	if got := c.DirectLeases("testlib"); got != 2 {
+		t.Errorf("the client holds %d leases on testlib; want 2, one per instance", got)
+	}
+}

@@ -71,18 +71,40 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 	if l == nil {
 		return nil, false
 	}
-	b := &directBatch{c: c, lib: lib, l: l, calls: make([]directItem, len(tasks)), answers: make(chan struct{}, 1)}
-	handles = make([]*Handle, len(tasks))
-	for i, t := range tasks {
-		key := "direct-" + strconv.FormatUint(d.keys.Add(1), 10)
-		h := &Handle{Name: t.Name, key: key, task: t, c: c, done: make(chan struct{})}
-		handles[i] = h
-		b.calls[i] = directItem{h: h, t: t, req: &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key, Function: t.Call.Function,
-			Args: t.Call.Args, TimeLimitMs: t.TimeLimit.Milliseconds(), IdempotencyKey: c.session + "/" + key}}
+	// More calls than the lease's window: spread them over further leases
+	// on the library's other instances, in shares by their slots.
+	leases := []*clientLease{l}
+	if len(tasks) > int(leaseWindow*l.slots) {
+		leases = append(leases, d.extraLeases(ctx, c, lib, len(tasks), l)...)
 	}
-	d.sent.Add(uint64(len(tasks)))
-	c.direct.pumps.Add(1)
-	go b.pump(held) // exits when every call is answered or handed to the manager, or the client closes
+	var total int
+	for _, l := range leases {
+		total += int(l.slots)
+	}
+	handles = make([]*Handle, 0, len(tasks))
+	for i, l := range leases {
+		n := (len(tasks)*int(l.slots) + total - 1) / total
+		if i == len(leases)-1 {
+			n = len(tasks)
+		}
+		n = min(n, len(tasks))
+		if n == 0 {
+			break
+		}
+		b := &directBatch{c: c, lib: lib, l: l, calls: make([]directItem, n), answers: make(chan struct{}, 1)}
+		for j, t := range tasks[:n] {
+			key := "direct-" + strconv.FormatUint(d.keys.Add(1), 10)
+			h := &Handle{Name: t.Name, key: key, task: t, c: c, done: make(chan struct{})}
+			handles = append(handles, h)
+			b.calls[j] = directItem{h: h, t: t, req: &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: key, Function: t.Call.Function,
+				Args: t.Call.Args, TimeLimitMs: t.TimeLimit.Milliseconds(), IdempotencyKey: c.session + "/" + key}}
+		}
+		tasks = tasks[n:]
+		d.pumps.Add(1)
+		go b.pump(held) // exits when every call is answered or handed to the manager, or the client closes
+		held = 0        // the slot take counted is the first lease's
+	}
+	d.sent.Add(uint64(len(handles)))
 	return handles, true
 }
 
@@ -104,7 +126,7 @@ func (b *directBatch) pump(held int32) {
 		// the way (fewer, larger messages; the worker holds the calls
 		// beyond the lease's slots meanwhile).
 		d.mu.Lock()
-		live := d.leases[b.lib] == b.l
+		live := !b.l.dropped
 		free := max(leaseWindow*b.l.slots-b.l.busy, 0)
 		var n int32
 		var starved chan struct{} // the lease's window is full with others' calls

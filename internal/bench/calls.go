@@ -58,10 +58,15 @@ type CallsResult struct {
 	// measured calls that went direct (the others through the manager).
 	DirectBlockingCallsPerS float64 `json:"direct_blocking_calls_per_s"`
 	DirectShare             float64 `json:"direct_share"`
-	CallsVsTasks            float64 `json:"calls_vs_tasks"`
-	SequentialCalls         int     `json:"sequential_calls"`
-	ComparisonTasks         int     `json:"comparison_tasks"`
-	PythonError             string  `json:"python_error,omitempty"`
+	// Instances: the library's instances on the manager's route once warm
+	// (the direct route starts as many at once); DirectLeases: the leases
+	// the direct route's client held at its end, one per instance.
+	Instances       int     `json:"instances"`
+	DirectLeases    int     `json:"direct_leases"`
+	CallsVsTasks    float64 `json:"calls_vs_tasks"`
+	SequentialCalls int     `json:"sequential_calls"`
+	ComparisonTasks int     `json:"comparison_tasks"`
+	PythonError     string  `json:"python_error,omitempty"`
 }
 
 // BenchLibraryArg is the argument with which the trellis binary serves the
@@ -100,7 +105,8 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 		return res, networkCalls(ctx, res, logf)
 	}
 	var cpu float64 // (not reported for the in-process cluster)
-	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs, &cpu); err != nil {
+	var instances int
+	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs, &cpu, &instances); err != nil {
 		return nil, err
 	}
 	c, err := local.Start(ctx, local.Config{Workers: workers})
@@ -151,7 +157,7 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 func networkCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
 	logf("calls: the Go figures over HTTP/2 on 127.0.0.1")
 	var coldMs float64 // (not reported: the in-process one is)
-	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.ManagerCallsPerS, &res.ManagerP50us, &res.ManagerP99us, &coldMs, &res.ManagerCPUusPerCall); err != nil {
+	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.ManagerCallsPerS, &res.ManagerP50us, &res.ManagerP99us, &coldMs, &res.ManagerCPUusPerCall, &res.Instances); err != nil {
 		return err
 	}
 	return directCalls(ctx, res, logf)
@@ -171,10 +177,16 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 		return err
 	}
 	defer c.Close()
-	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: res.Slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
+	// As many instances as the manager's route had warm, started at once:
+	// calls on leases start none (they go only to ready instances).
+	lib := &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: res.Slots, Resources: trellis.Resources{Cores: 0.5}, Eager: res.Instances}
+	if err := c.Install(ctx, lib); err != nil {
 		return err
 	}
-	logf("calls: direct calls (trellis.WithDirectCalls): waiting for a lease")
+	logf("calls: direct calls (trellis.WithDirectCalls): waiting for %d instances and a lease", res.Instances)
+	if err := waitInstances(ctx, c, res.Instances); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for sent, fell := c.DirectStats(); sent <= fell; sent, fell = c.DirectStats() {
 		if time.Now().After(deadline) {
@@ -183,6 +195,9 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 		if _, err := c.Call(ctx, "bench", "echo", []byte("warm")); err != nil {
 			return err
 		}
+	}
+	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil { // leases on the other instances too
+		return err
 	}
 	sent0, fell0 := c.DirectStats()
 	logf("calls: 1000 sequential blocking direct calls")
@@ -221,12 +236,13 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 	res.DirectBlockingCallsPerS = float64(res.Calls) / time.Since(start).Seconds()
 	sent, fell := c.DirectStats()
 	res.DirectShare = float64((sent-sent0)-(fell-fell0)) / float64(1000+2*res.Calls)
+	res.DirectLeases = c.DirectLeases("bench")
 	return nil
 }
 
 // goCalls measures async calls and blocking round trips of the Go library
 // on a new embedded cluster (on the network or in process).
-func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs, cpuPerCall *float64) error {
+func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs, cpuPerCall *float64, instances *int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -246,6 +262,9 @@ func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func
 	// figures are for a running library, not for its start.
 	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil {
 		return err
+	}
+	if st, err := c.Status(ctx); err == nil && len(st.Libraries) == 1 {
+		*instances = readyInstances(st.Libraries[0])
 	}
 	logf("calls: %d async calls of a Go function", n)
 	cpu := treeCPU()
@@ -350,4 +369,33 @@ func procCPU(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// readyInstances counts the ready instances of lib.
+func readyInstances(lib trellis.LibraryStatus) int {
+	n := 0
+	for _, in := range lib.Instances {
+		if in.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// waitInstances waits until the bench library has n instances ready.
+func waitInstances(ctx context.Context, c *trellis.Client, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if len(st.Libraries) == 1 && readyInstances(st.Libraries[0]) >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the bench library has fewer than %d instances ready after 30 s", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

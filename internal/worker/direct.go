@@ -198,20 +198,8 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 			wait = time.NewTimer(grantWait)
 			defer wait.Stop()
 		}
-		ch := t.granted
-		t.mu.Unlock()
-		select {
-		case <-ch:
-		case <-wait.C:
-			t.mu.Lock()
-			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: lease %d was not granted here within %s: send the call through the manager", id, grantWait))
-		case <-ctx.Done():
-			t.mu.Lock()
-			return workerLease{}, nil, connect.NewError(connect.CodeCanceled, ctx.Err())
-		}
-		t.mu.Lock()
-		if t.sess != sess {
-			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for the grant of lease %d: send the call through the manager", id))
+		if err := t.waitLocked(ctx, t.granted, wait.C, sess, id, "the grant"); err != nil {
+			return workerLease{}, nil, err
 		}
 	}
 	for queued := false; l != nil && l.busy >= l.slots; l = t.byID[id] {
@@ -223,17 +211,8 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 			l.queued++
 			defer func(l *workerLease) { l.queued-- }(l) // t.mu is held again when take returns
 		}
-		ch := l.freed
-		t.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			t.mu.Lock()
-			return workerLease{}, nil, connect.NewError(connect.CodeCanceled, ctx.Err())
-		}
-		t.mu.Lock()
-		if t.sess != sess {
-			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for a slot of lease %d: send the call through the manager", id))
+		if err := t.waitLocked(ctx, l.freed, nil, sess, id, "a slot"); err != nil {
+			return workerLease{}, nil, err
 		}
 	}
 	if l == nil {
@@ -241,6 +220,28 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 	}
 	l.busy++
 	return *l, t.sess, nil
+}
+
+// waitLocked waits, with t.mu released, until ch is closed, expired fires
+// (never if nil) or ctx ends, for a call on lease id; then it checks that
+// session sess is still the table's. what names what the call waits for,
+// in errors. t.mu is held when it returns.
+func (t *leaseTable) waitLocked(ctx context.Context, ch <-chan struct{}, expired <-chan time.Time, sess *session, id uint64, what string) error {
+	t.mu.Unlock()
+	select {
+	case <-ch:
+	case <-expired:
+		t.mu.Lock()
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: lease %d was not granted here within %s: send the call through the manager", id, grantWait))
+	case <-ctx.Done():
+		t.mu.Lock()
+		return connect.NewError(connect.CodeCanceled, ctx.Err())
+	}
+	t.mu.Lock()
+	if t.sess != sess {
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for %s of lease %d: send the call through the manager", what, id))
+	}
+	return nil
 }
 
 func (t *leaseTable) give(id uint64) {
