@@ -130,7 +130,8 @@ func TestDirectCallCancelledKeepsLease(t *testing.T) {
 // and go as slots free, each handle gets its own result (a function's
 // failure too), and none went through the manager (handles without IDs). A
 // Submit with a call that cannot go direct (a key of its own) goes through
-// the manager. Two Submits at once share the lease. Run it with -race.
+// the manager. A direct call's handle cannot cancel it. Two Submits at once
+// share the lease. Run it with -race.
 func TestDirectSubmit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -158,6 +159,9 @@ func TestDirectSubmit(t *testing.T) {
 		case i == n && (r.Kind != trellis.Failed || !strings.Contains(r.Message, "cannot fly")):
 			t.Errorf("fail(fly) = %v, %q; want a failed call saying cannot fly", r.Kind, r.Message)
 		}
+	}
+	if err := hs[0].Cancel(ctx); !errors.Is(err, trellis.ErrInvalid) {
+		t.Errorf("Cancel of a direct call: %v; want ErrInvalid (it cannot be cancelled)", err)
 	}
 	if sent, fell := c.DirectStats(); sent-sent0 != n+1 || fell != fell0 {
 		t.Errorf("%d calls sent direct, %d fell back; want %d and none", sent-sent0, fell-fell0, n+1)

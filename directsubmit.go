@@ -249,8 +249,7 @@ func (b *directBatch) viaManager(indexes []int) {
 	hs, err := c.submitViaManager(ctx, tasks)
 	for i, j := range indexes {
 		h := b.calls[j].h
-		if i < len(hs) {
-			h.ID = hs[i].ID
+		if i < len(hs) { // (h.ID stays 0: the caller may read it; the Result has the task's)
 			h.res, h.err = hs[i].Wait(ctx)
 		} else {
 			h.err = err
