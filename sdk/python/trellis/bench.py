@@ -6,8 +6,8 @@ last line.
   `trellis bench tasks` (the Go client, in process with its embedded cluster).
 - calls_per_s: async calls; p50_us, p99_us: blocking calls one after the other; both
   of the library that `trellis bench calls` calls (the binary's echo, 0.5 cores, 8 slots),
-  so that go_calls_per_s and go_p50_us, its "network" figures (client and workers over
-  127.0.0.1, as here), differ from them by the client alone.
+  so that go_calls_per_s and go_p50_us, its "manager_*" figures (client and workers over
+  127.0.0.1, every call through the manager, as here), differ from them by the client alone.
 - py_lib_calls_per_s, py_lib_p50_us: the same with a no-op Python function
   (from_module, same cores and slots), what a Python user's own library reaches.
 - dask_tasks_per_s: a dask.array graph of about --dask-tasks tasks (when dask is there).
