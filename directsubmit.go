@@ -29,8 +29,8 @@ func directTask(t *Task, workflow string) bool {
 
 // leaseWindow is how many calls a Submit keeps on a lease per slot: the
 // worker holds the calls beyond the lease's slots until one frees (at most
-// as many as its slots), so that the library has the next call at hand
-// while an answer travels back to the client.
+// leaseWindow-1 per slot: the worker's maxQueuedPerSlot), so that the
+// library has the next call at hand while an answer travels back.
 const leaseWindow = 4
 
 // directBatch is one Submit's calls on a lease, fed by its pump.
