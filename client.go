@@ -383,15 +383,42 @@ func (h *Handle) Wait(ctx context.Context) (*Result, error) {
 func (h *Handle) Done() <-chan struct{} { return h.done }
 
 // Cancel asks the manager to stop the task; its result says Cancelled
-// unless it ended first.
-func (h *Handle) Cancel(ctx context.Context) error { return h.c.Cancel(ctx, h.ID) }
+// unless it ended first. A call sent straight to a worker (WithDirectCalls:
+// ID 0) cannot be cancelled: it runs to its end.
+func (h *Handle) Cancel(ctx context.Context) error {
+	if h.ID == 0 {
+		return fmt.Errorf("%w: call %q went straight to a worker (WithDirectCalls) and cannot be cancelled; submit it with a Key of its own to have it go through the manager", ErrInvalid, h.Name)
+	}
+	return h.c.Cancel(ctx, h.ID)
+}
 
 // Submit sends tasks to the manager, uploading their input files first, and
 // returns a handle per task in order. Tasks in one call may depend on each
 // other in any order. A large burst of independent tasks goes in several
 // messages; if one fails, Submit returns the handles of those accepted
 // before it (which run) with the error.
+//
+// With WithDirectCalls, a Submit of plain calls of one library goes
+// straight to a worker on the client's lease (docs/direct-calls.md); their
+// handles have no ID (0; the Result of a call that went through the
+// manager after all has its task's).
 func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if c.direct != nil {
+		if hs, ok := c.submitDirect(ctx, tasks); ok {
+			return hs, nil
+		}
+	}
+	return c.submitViaManager(ctx, tasks)
+}
+
+// submitViaManager is Submit through the manager.
+func (c *Client) submitViaManager(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
@@ -688,7 +715,7 @@ func (c *Client) Call(ctx context.Context, library, function string, args []byte
 		}
 		t.Key = key // a direct call that failed on the way runs again by its key
 	}
-	hs, err := c.Submit(ctx, t)
+	hs, err := c.submitViaManager(ctx, []*Task{t})
 	if err != nil {
 		return nil, err
 	}

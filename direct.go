@@ -3,6 +3,7 @@ package trellis
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,9 @@ import (
 // with the same key, so that it runs again as its annotations allow. Off by
 // default. Submit is unchanged: only Call goes direct.
 func WithDirectCalls() Option {
-	return func(c *Client) { c.direct = &directCalls{leases: make(map[string]*clientLease)} }
+	return func(c *Client) {
+		c.direct = &directCalls{leases: make(map[string]*clientLease), extra: make(map[string][]*clientLease), asked: make(map[string]time.Time)}
+	}
 }
 
 // leaseSlots is how many slots a client asks for on one lease.
@@ -36,24 +39,30 @@ const leaseSlots = 64
 // on a library after the manager lent none or a lease failed.
 const leaseBackoff = 500 * time.Millisecond
 
-// directCalls is a client's leases, one per library at most.
+// directCalls is a client's leases: one per library for Call and Submit,
+// and more for Submits, on the library's other instances.
 type directCalls struct {
 	mu     sync.Mutex
-	leases map[string]*clientLease // by library
+	leases map[string]*clientLease   // by library
+	extra  map[string][]*clientLease // by library: Submits' further leases
+	asked  map[string]time.Time      // by library: no further lease asked for until then
 	http   *http.Client
 	keys   atomic.Uint64
+	pumps  sync.WaitGroup // the pumps of Submits on leases (directsubmit.go)
 	// Counts, for tests and benchmarks.
 	sent, fellBack atomic.Uint64
 }
 
 type clientLease struct {
-	id     uint64
-	token  string
-	rpc    *callStream // nil until granted
-	slots  int32
-	busy   int32
-	asking bool      // a Lease request is on its way
-	retry  time.Time // no lease (or a failed one) until then
+	id      uint64
+	token   string
+	rpc     *callStream // nil until granted
+	slots   int32
+	busy    int32
+	freed   chan struct{} // closed when a slot frees; made when a Submit's pump waits for one
+	asking  bool          // a Lease request is on its way
+	dropped bool          // by drop: its calls go through the manager
+	retry   time.Time     // no lease (or a failed one) until then
 }
 
 // DirectStats says how many calls this client sent straight to a worker,
@@ -68,8 +77,15 @@ func (c *Client) DirectStats() (sent, fellBack uint64) {
 // take returns a lease of library with a free slot (counted busy), or nil
 // if the call is to go through the manager.
 func (d *directCalls) take(ctx context.Context, c *Client, library string) *clientLease {
+	l, _ := d.takeOrQueue(ctx, c, library, false)
+	return l
+}
+
+// takeOrQueue is take; with queue, a lease held with no slot free is
+// returned too (held 0), for a Submit's calls to wait for its slots.
+func (d *directCalls) takeOrQueue(ctx context.Context, c *Client, library string, queue bool) (l *clientLease, held int32) {
 	d.mu.Lock()
-	l := d.leases[library]
+	l = d.leases[library]
 	switch {
 	case l == nil:
 		l = &clientLease{}
@@ -77,11 +93,14 @@ func (d *directCalls) take(ctx context.Context, c *Client, library string) *clie
 	case l.rpc != nil && l.busy < l.slots:
 		l.busy++
 		d.mu.Unlock()
-		return l
+		return l, 1
+	case l.rpc != nil && queue:
+		d.mu.Unlock()
+		return l, 0
 	}
 	if l.rpc != nil || l.asking || time.Now().Before(l.retry) {
 		d.mu.Unlock()
-		return nil // all its slots busy, or a lease asked for or refused lately
+		return nil, 0 // all its slots busy, or a lease asked for or refused lately
 	}
 	l.asking = true
 	d.mu.Unlock()
@@ -92,35 +111,85 @@ func (d *directCalls) take(ctx context.Context, c *Client, library string) *clie
 	if err != nil {
 		c.log.Debug("no lease: calls go through the manager", "library", library, "err", err)
 		l.retry = time.Now().Add(leaseBackoff)
-		return nil
+		return nil, 0
 	}
-	r := resp.Msg
+	d.openLocked(c, l, resp.Msg)
+	l.busy = 1
+	return l, 1
+}
+
+// openLocked makes l the lease r grants, with its stream (d.mu held).
+func (d *directCalls) openLocked(c *Client, l *clientLease, r *pb.LeaseResponse) {
 	scheme := "http://"
 	if c.tls != nil {
 		scheme = "https://"
 	}
-	l.id, l.token, l.slots, l.busy = r.Lease, r.Token, r.Slots, 1
+	l.id, l.token, l.slots = r.Lease, r.Token, r.Slots
 	w := trellisv1connect.NewWorkerClient(d.client(c), scheme+r.WorkerAddr,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
 	l.rpc = openCallStream(w)
-	return l
+}
+
+// maxExtraLeases bounds the further leases a client holds on a library.
+const maxExtraLeases = 15
+
+// extraLeases returns the further leases of library for a Submit of n
+// calls, having asked the manager for more, on other instances, while a
+// Submit has more calls than the leases' windows hold and the manager
+// lends them (it asks again only leaseBackoff after a refusal).
+func (d *directCalls) extraLeases(ctx context.Context, c *Client, library string, n int, first *clientLease) []*clientLease {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	room := leaseWindow * first.slots
+	for _, l := range d.extra[library] {
+		room += leaseWindow * l.slots
+	}
+	for int(room) < n && len(d.extra[library]) < maxExtraLeases && !time.Now().Before(d.asked[library]) {
+		d.mu.Unlock()
+		resp, err := c.rpc.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Slots: leaseSlots}))
+		d.mu.Lock()
+		if err != nil {
+			d.asked[library] = time.Now().Add(leaseBackoff)
+			break
+		}
+		l := &clientLease{}
+		d.openLocked(c, l, resp.Msg)
+		d.extra[library] = append(d.extra[library], l)
+		room += leaseWindow * l.slots
+	}
+	return slices.Clone(d.extra[library])
 }
 
 // callStream is a lease's Worker.Calls stream: calls go out as they come,
 // and one goroutine hands each result to the call waiting for its key.
+//
+// Calls that come while another caller is sending queue behind it, and
+// that caller sends them too, packed into one message (DirectCallRequest's
+// more): a lone call goes at once, with no hand-off to another goroutine,
+// and a burst of concurrent calls costs one write instead of one each.
 type callStream struct {
 	smu     sync.Mutex // guards stream.Send and CloseRequest: the writer's, held across them alone
-	mu      sync.Mutex // guards waiting, broken
+	mu      sync.Mutex // guards waiting, broken, queue, sending
 	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
-	waiting map[string]chan *pb.DirectCallResponse
+	waiting map[string]waiter // by key
 	broken  bool
-	cancel  context.CancelFunc // ends the stream at once (stop)
-	done    chan struct{}      // closed when receive returns
+	queue   []*pb.DirectCallRequest // calls for the caller that is sending
+	sending bool                    // a caller sends the queue, until it is empty
+	cancel  context.CancelFunc      // ends the stream at once (stop)
+	done    chan struct{}           // closed when receive returns
+}
+
+// waiter is a call waiting for its answer: done(i, answer) is called once,
+// with a nil answer if the stream broke, from the stream's receive
+// goroutine (or a sender's); it must not block.
+type waiter struct {
+	done func(i int, resp *pb.DirectCallResponse)
+	i    int
 }
 
 func openCallStream(w trellisv1connect.WorkerClient) *callStream {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &callStream{stream: w.Calls(ctx), waiting: make(map[string]chan *pb.DirectCallResponse), cancel: cancel, done: make(chan struct{})}
+	s := &callStream{stream: w.Calls(ctx), waiting: make(map[string]waiter), cancel: cancel, done: make(chan struct{})}
 	go s.receive() // exits when the stream ends: the worker ends it (after close), or stop
 	return s
 }
@@ -130,23 +199,52 @@ func (s *callStream) receive() {
 	defer s.cancel() // the stream ended: free its context
 	for {
 		resp, err := s.stream.Receive()
-		s.mu.Lock()
 		if err != nil {
-			s.broken = true
-			for k, ch := range s.waiting {
-				close(ch) // the call goes through the manager
-				delete(s.waiting, k)
-			}
+			s.mu.Lock()
+			waiting := s.breakLocked()
 			s.mu.Unlock()
+			failAll(waiting)
 			s.stream.CloseResponse()
 			return
 		}
-		ch := s.waiting[resp.Key]
-		delete(s.waiting, resp.Key)
-		s.mu.Unlock()
-		if ch != nil {
-			ch <- resp
+		more := resp.More
+		resp.More = nil
+		s.answer(resp)
+		for _, r := range more {
+			s.answer(r)
 		}
+	}
+}
+
+// answer hands resp to the call waiting for it, if any still does.
+func (s *callStream) answer(resp *pb.DirectCallResponse) {
+	s.mu.Lock()
+	w, ok := s.waiting[resp.Key]
+	delete(s.waiting, resp.Key)
+	s.mu.Unlock()
+	if ok {
+		w.done(w.i, resp)
+	}
+}
+
+// breakLocked marks the stream broken and returns the calls still waiting
+// on it, for the caller to fail once s.mu is released (failAll): they go
+// through the manager.
+func (s *callStream) breakLocked() []waiter {
+	s.broken = true
+	s.queue = nil
+	waiting := make([]waiter, 0, len(s.waiting))
+	for k, w := range s.waiting {
+		waiting = append(waiting, w)
+		delete(s.waiting, k)
+	}
+	return waiting
+}
+
+// failAll tells calls that their stream broke.
+func failAll(waiting []waiter) {
+	for _, w := range waiting {
+		w.done(w.i, nil)
 	}
 }
 
@@ -154,21 +252,7 @@ func (s *callStream) receive() {
 // ended first.
 func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.DirectCallResponse {
 	ch := make(chan *pb.DirectCallResponse, 1)
-	s.mu.Lock()
-	if s.broken {
-		s.mu.Unlock()
-		return nil
-	}
-	s.waiting[req.Key] = ch
-	s.mu.Unlock()
-	s.smu.Lock()
-	err := s.stream.Send(req)
-	s.smu.Unlock()
-	if err != nil {
-		s.mu.Lock()
-		delete(s.waiting, req.Key)
-		s.broken = true
-		s.mu.Unlock()
+	if !s.send([]*pb.DirectCallRequest{req}, func(_ int, r *pb.DirectCallResponse) { ch <- r }, 0) {
 		return nil
 	}
 	select {
@@ -180,6 +264,59 @@ func (s *callStream) call(ctx context.Context, req *pb.DirectCallRequest) *pb.Di
 		s.mu.Unlock()
 		return nil
 	}
+}
+
+// send sends reqs (in one message with what others queue meanwhile, when
+// this caller is the one to send) and calls done(first+i, answer) with the
+// answer to reqs[i] as it comes, or with nil if the stream breaks first
+// (see waiter). It reports false, having sent nothing, when the stream is
+// broken already.
+func (s *callStream) send(reqs []*pb.DirectCallRequest, done func(int, *pb.DirectCallResponse), first int) bool {
+	s.mu.Lock()
+	if s.broken {
+		s.mu.Unlock()
+		return false
+	}
+	for i, r := range reqs {
+		s.waiting[r.Key] = waiter{done: done, i: first + i}
+	}
+	s.queue = append(s.queue, reqs...)
+	lead := !s.sending
+	s.sending = true
+	s.mu.Unlock()
+	if lead {
+		s.sendQueued()
+	}
+	return true
+}
+
+// sendQueued sends what is queued, packed, until the queue is empty; the
+// caller set s.sending.
+func (s *callStream) sendQueued() {
+	var failed []waiter
+	s.mu.Lock()
+	for len(s.queue) > 0 && !s.broken {
+		q := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		s.smu.Lock()
+		err := proto.SendBatched(q, packRequests, s.stream.Send)
+		s.smu.Unlock()
+		s.mu.Lock()
+		if err != nil {
+			failed = s.breakLocked()
+		}
+	}
+	s.sending = false
+	s.mu.Unlock()
+	failAll(failed)
+}
+
+// packRequests makes one message of several calls.
+func packRequests(reqs []*pb.DirectCallRequest) *pb.DirectCallRequest {
+	first := reqs[0]
+	first.More = slices.Clone(reqs[1:])
+	return first
 }
 
 // close ends the stream's request side: the worker finishes the calls it
@@ -226,31 +363,55 @@ func (d *directCalls) close() {
 			streams = append(streams, l.rpc)
 		}
 	}
+	for _, ls := range d.extra {
+		for _, l := range ls {
+			streams = append(streams, l.rpc)
+		}
+	}
 	hc := d.http
 	d.mu.Unlock()
 	for _, s := range streams { // no lock held across their I/O
 		s.stop()
 	}
+	d.pumps.Wait() // the client's gone is closed: they return
 	if hc != nil {
 		hc.CloseIdleConnections()
 	}
 }
 
-// give frees the slot of l; failed drops the lease, so that the next calls
-// ask anew. It reports whether it dropped it (the first call to fail on it),
-// for the caller to release it at the manager.
+// give frees the slot of l; failed drops the lease (drop).
 func (d *directCalls) give(library string, l *clientLease, failed bool) (dropped bool) {
 	d.mu.Lock()
-	l.busy--
-	dropped = failed && d.leases[library] == l
-	if dropped {
+	l.freeLocked(1)
+	d.mu.Unlock()
+	return failed && d.drop(library, l)
+}
+
+// drop drops the lease l of library, so that the next calls ask anew. It
+// reports whether it dropped it (the first to fail on it), for the caller
+// to release it at the manager (release).
+func (d *directCalls) drop(library string, l *clientLease) bool {
+	d.mu.Lock()
+	dropped := !l.dropped
+	l.dropped = true
+	if d.leases[library] == l {
 		d.leases[library] = &clientLease{retry: time.Now().Add(leaseBackoff)}
+	} else if i := slices.Index(d.extra[library], l); i >= 0 {
+		d.extra[library] = slices.Delete(d.extra[library], i, i+1)
 	}
 	d.mu.Unlock()
 	if dropped {
 		l.rpc.close() // no lock held across its I/O
 	}
 	return dropped
+}
+
+// release ends lease l of library at the manager: its slots go back now,
+// not when it expires.
+func (c *Client) release(library string, l *clientLease) {
+	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	c.rpc.Lease(rctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Release: l.id}))
+	cancel()
 }
 
 // callDirect runs a call on a lease. ok is false when the call is to go
@@ -274,10 +435,7 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 	// The stream broke or the worker refused the call: the lease goes.
 	failed := resp == nil || resp.Refused != ""
 	if d.give(library, l, failed) {
-		// Its slots go back to the manager now, not when it expires.
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c.rpc.Lease(rctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Release: l.id}))
-		cancel()
+		c.release(library, l)
 	}
 	if failed {
 		if ctx.Err() != nil {
@@ -291,7 +449,21 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 	if o.GetKind() == pb.ResultKind_RESULT_KIND_SUCCESS {
 		return o.GetResult(), nil, key, true
 	}
-	r := &Result{Name: library + "." + function, Kind: resultKindOf(o.GetKind()), ExitCode: int(o.GetExitCode()), Message: o.GetMessage(),
-		Output: o.GetResult(), Traceback: o.GetTraceback(), Attempts: 1, RunTime: time.Duration(o.GetRunMs()) * time.Millisecond}
-	return nil, &CallError{Result: r}, key, true
+	return nil, &CallError{Result: directResult(library+"."+function, o)}, key, true
+}
+
+// DirectLeases says how many leases this client holds on library, for
+// tests and benchmarks.
+func (c *Client) DirectLeases(library string) int {
+	if c.direct == nil {
+		return 0
+	}
+	d := c.direct
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := len(d.extra[library])
+	if l := d.leases[library]; l != nil && l.rpc != nil {
+		n++
+	}
+	return n
 }

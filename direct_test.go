@@ -124,3 +124,137 @@ func TestDirectCallCancelledKeepsLease(t *testing.T) {
 		t.Errorf("the client's lease is %d at the end; want %d still", got, lease)
 	}
 }
+
+// TestDirectSubmit: with WithDirectCalls, a Submit of plain calls of one
+// library goes on the lease: more calls than its slots queue at the client
+// and go as slots free, each handle gets its own result (a function's
+// failure too), and none went through the manager (handles without IDs). A
+// Submit with a call that cannot go direct (a key of its own) goes through
+// the manager. A direct call's handle cannot cancel it. Two Submits at once
+// share the lease. Run it with -race.
+func TestDirectSubmit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 4)
+	sent0, fell0 := c.DirectStats()
+	const n = 300
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall("testlib", "add", fmt.Appendf(nil, "[%d,1]", i))
+	}
+	calls = append(calls, trellis.NewCall("testlib", "fail", []byte(`"fly"`)))
+	hs, err := c.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		r, err := h.Wait(ctx)
+		switch {
+		case err != nil:
+			t.Fatalf("call %d: %v", i, err)
+		case h.ID != 0:
+			t.Errorf("call %d has task ID %d; want 0 (direct)", i, h.ID)
+		case i < n && (!r.OK() || string(r.Output) != fmt.Sprint(i+1)):
+			t.Errorf("add(%d,1) = %q, %v", i, r.Output, r.Err())
+		case i == n && (r.Kind != trellis.Failed || !strings.Contains(r.Message, "cannot fly")):
+			t.Errorf("fail(fly) = %v, %q; want a failed call saying cannot fly", r.Kind, r.Message)
+		}
+	}
+	if err := hs[0].Cancel(ctx); !errors.Is(err, trellis.ErrInvalid) {
+		t.Errorf("Cancel of a direct call: %v; want ErrInvalid (it cannot be cancelled)", err)
+	}
+	if sent, fell := c.DirectStats(); sent-sent0 != n+1 || fell != fell0 {
+		t.Errorf("%d calls sent direct, %d fell back; want %d and none", sent-sent0, fell-fell0, n+1)
+	}
+	// Two Submits at once share the lease's window: both finish, direct.
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Add(1)
+		go func() { // exits when its calls are done
+			defer wg.Done()
+			calls := make([]*trellis.Task, 100)
+			for i := range calls {
+				calls[i] = trellis.NewCall("testlib", "add", fmt.Appendf(nil, "[%d,%d]", g, i))
+			}
+			hs, err := c.Submit(ctx, calls...)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i, h := range hs {
+				if r, err := h.Wait(ctx); err != nil || string(r.Output) != fmt.Sprint(g+i) {
+					t.Errorf("Submit %d, add(%d,%d) = %v, %v", g, g, i, r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if sent, fell := c.DirectStats(); sent-sent0 != n+201 || fell != fell0 {
+		t.Errorf("%d calls sent direct, %d fell back; want %d and none", sent-sent0, fell-fell0, n+201)
+	}
+	keyed := trellis.NewCall("testlib", "add", []byte("[2,2]"))
+	keyed.Key = "mine"
+	hs, err = c.Submit(ctx, keyed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := hs[0].Wait(ctx); err != nil || string(r.Output) != "4" || hs[0].ID == 0 {
+		t.Errorf("a keyed call: ID %d, %v, %v; want 4 through the manager (an ID)", hs[0].ID, r, err)
+	}
+}
+
+// TestDirectSubmitSpreads: a Submit of more calls than one lease's window
+// takes further leases on the library's other ready instances and spreads
+// its calls over them: every call goes direct, with its own result.
+func TestDirectSubmitSpreads(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := local.Start(ctx, local.Config{Workers: 1, Cores: 2, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lib := testLibrary("testlib", 2)
+	lib.Resources.Cores, lib.Eager = 0.5, 2
+	if err := c.Install(ctx, lib); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for ready := 0; ready < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 instances ready after 30 s", ready)
+		}
+		st, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready = 0
+		for _, in := range st.Libraries[0].Instances {
+			if in.Ready {
+				ready++
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const n = 200
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall("testlib", "add", fmt.Appendf(nil, "[%d,2]", i))
+	}
+	hs, err := c.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		if r, err := h.Wait(ctx); err != nil || !r.OK() || string(r.Output) != fmt.Sprint(i+2) {
+			t.Fatalf("add(%d,2) = %v, %v", i, r, err)
+		}
+	}
+	if sent, fell := c.DirectStats(); sent != n || fell != 0 {
+		t.Errorf("%d calls sent direct, %d fell back; want %d and none", sent, fell, n)
+	}
+	if got := c.DirectLeases("testlib"); got != 2 {
+		t.Errorf("the client holds %d leases on testlib; want 2, one per instance", got)
+	}
+}

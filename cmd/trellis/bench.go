@@ -138,7 +138,7 @@ run it across hosts.`,
 	callsCmd.Flags().IntVar(&callWorkers, "workers", 2, "local workers")
 	callsCmd.Flags().IntVar(&calls, "calls", 20000, "async calls")
 	callsCmd.Flags().IntVar(&slots, "slots", 8, "call slots per library instance")
-	callsCmd.Flags().BoolVar(&networkOnly, "network-only", false, "measure only the network_* figures (client and workers on HTTP/2), for quick A/B rounds")
+	callsCmd.Flags().BoolVar(&networkOnly, "network-only", false, "measure only the figures with client and workers on HTTP/2 (network_*, manager_*, direct_*), for quick A/B rounds")
 	var recTasks, recCalls, recWorkers, recRounds, recRestart, recCrash int
 	recoveryCmd := &cobra.Command{
 		Use:   "recovery",

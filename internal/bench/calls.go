@@ -1,11 +1,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"trellis"
@@ -30,20 +33,36 @@ type CallsResult struct {
 	ColdStartMs       float64 `json:"cold_start_ms"`
 	PythonColdStartMs float64 `json:"python_cold_start_ms"`
 	TasksPerS         float64 `json:"tasks_per_s"`
-	// The same calls with the client and workers talking to the manager
-	// over HTTP/2 on 127.0.0.1, as remote ones do.
-	NetworkCallsPerS float64 `json:"network_calls_per_s"`
-	NetworkP50us     float64 `json:"network_p50_us"`
-	NetworkP99us     float64 `json:"network_p99_us"`
-	// The same network cluster with trellis.WithDirectCalls: blocking
-	// calls sent straight to the worker on a lease (docs/direct-calls.md).
-	// DirectCallsPerS: blocking calls from as many goroutines as a lease
-	// has slots; DirectShare: the fraction of the measured calls that went
-	// direct (the others through the manager).
-	DirectCallsPerS float64 `json:"direct_calls_per_s"`
-	DirectP50us     float64 `json:"direct_p50_us"`
-	DirectP99us     float64 `json:"direct_p99_us"`
-	DirectShare     float64 `json:"direct_share"`
+	// The same calls with the client and workers on the network (HTTP/2
+	// on 127.0.0.1), by the route NetworkRoute names: "direct", a client
+	// with trellis.WithDirectCalls, whose calls go straight to the worker
+	// on a lease (docs/direct-calls.md). NetworkCallsPerS: n async calls
+	// in one Submit; p50/p99: 1,000 sequential blocking calls;
+	// NetworkCPUusPerCall: the CPU time (user and system) per call of the
+	// async calls, of this process and the library processes together
+	// (client, manager, workers and libraries share the machine); unlike
+	// calls/s, it hardly moves with what else runs on the machine.
+	NetworkRoute        string  `json:"network_route"`
+	NetworkCallsPerS    float64 `json:"network_calls_per_s"`
+	NetworkP50us        float64 `json:"network_p50_us"`
+	NetworkP99us        float64 `json:"network_p99_us"`
+	NetworkCPUusPerCall float64 `json:"network_cpu_us_per_call"`
+	// The same figures through the manager (a client without direct
+	// calls: Submits stream, the manager's loop, the workers' streams).
+	ManagerCallsPerS    float64 `json:"manager_calls_per_s"`
+	ManagerP50us        float64 `json:"manager_p50_us"`
+	ManagerP99us        float64 `json:"manager_p99_us"`
+	ManagerCPUusPerCall float64 `json:"manager_cpu_us_per_call"`
+	// On the direct route: n blocking calls from as many goroutines as
+	// the library has slots, and the fraction of all the direct route's
+	// measured calls that went direct (the others through the manager).
+	DirectBlockingCallsPerS float64 `json:"direct_blocking_calls_per_s"`
+	DirectShare             float64 `json:"direct_share"`
+	// Instances: the library's instances on the manager's route once warm
+	// (the direct route starts as many at once); DirectLeases: the leases
+	// the direct route's client held at its end, one per instance.
+	Instances       int     `json:"instances"`
+	DirectLeases    int     `json:"direct_leases"`
 	CallsVsTasks    float64 `json:"calls_vs_tasks"`
 	SequentialCalls int     `json:"sequential_calls"`
 	ComparisonTasks int     `json:"comparison_tasks"`
@@ -85,7 +104,9 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 	if networkOnly {
 		return res, networkCalls(ctx, res, logf)
 	}
-	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs); err != nil {
+	var cpu float64 // (not reported for the in-process cluster)
+	var instances int
+	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs, &cpu, &instances); err != nil {
 		return nil, err
 	}
 	c, err := local.Start(ctx, local.Config{Workers: workers})
@@ -131,19 +152,21 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 }
 
 // networkCalls measures the Go figures with the client and workers on
-// HTTP/2, into res's network fields.
+// HTTP/2: through the manager (res's manager fields), then on the direct
+// route (its network fields).
 func networkCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
 	logf("calls: the Go figures over HTTP/2 on 127.0.0.1")
 	var coldMs float64 // (not reported: the in-process one is)
-	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.NetworkCallsPerS, &res.NetworkP50us, &res.NetworkP99us, &coldMs); err != nil {
+	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.ManagerCallsPerS, &res.ManagerP50us, &res.ManagerP99us, &coldMs, &res.ManagerCPUusPerCall, &res.Instances); err != nil {
 		return err
 	}
 	return directCalls(ctx, res, logf)
 }
 
-// directCalls measures blocking calls with trellis.WithDirectCalls on a
-// new networked cluster: 1,000 sequential ones (latency), then n from as
-// many goroutines as the library's slots (throughput).
+// directCalls measures calls with trellis.WithDirectCalls on a new
+// networked cluster: 1,000 sequential blocking ones (latency), n async ones
+// in one Submit (throughput), then n blocking ones from as many goroutines
+// as the library's slots.
 func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -154,10 +177,16 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 		return err
 	}
 	defer c.Close()
-	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: res.Slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
+	// As many instances as the manager's route had warm, started at once:
+	// calls on leases start none (they go only to ready instances).
+	lib := &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: res.Slots, Resources: trellis.Resources{Cores: 0.5}, Eager: res.Instances}
+	if err := c.Install(ctx, lib); err != nil {
 		return err
 	}
-	logf("calls: direct calls (trellis.WithDirectCalls): waiting for a lease")
+	logf("calls: direct calls (trellis.WithDirectCalls): waiting for %d instances and a lease", res.Instances)
+	if err := waitInstances(ctx, c, res.Instances); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for sent, fell := c.DirectStats(); sent <= fell; sent, fell = c.DirectStats() {
 		if time.Now().After(deadline) {
@@ -167,11 +196,23 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 			return err
 		}
 	}
-	sent0, fell0 := c.DirectStats()
-	logf("calls: 1000 sequential blocking direct calls")
-	if res.DirectP50us, res.DirectP99us, err = sequentialCalls(ctx, c); err != nil {
+	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil { // leases on the other instances too
 		return err
 	}
+	sent0, fell0 := c.DirectStats()
+	logf("calls: 1000 sequential blocking direct calls")
+	res.NetworkRoute = "direct"
+	if res.NetworkP50us, res.NetworkP99us, err = sequentialCalls(ctx, c); err != nil {
+		return err
+	}
+	logf("calls: %d async direct calls (one Submit)", res.Calls)
+	cpu := treeCPU()
+	secs, err := asyncCalls(ctx, c, "bench", res.Calls)
+	if err != nil {
+		return err
+	}
+	res.NetworkCallsPerS = float64(res.Calls) / secs
+	res.NetworkCPUusPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(res.Calls)
 	g := max(res.Slots, 1)
 	logf("calls: %d blocking direct calls from %d goroutines", res.Calls, g)
 	errs := make(chan error, g)
@@ -192,15 +233,16 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 			return err
 		}
 	}
-	res.DirectCallsPerS = float64(res.Calls) / time.Since(start).Seconds()
+	res.DirectBlockingCallsPerS = float64(res.Calls) / time.Since(start).Seconds()
 	sent, fell := c.DirectStats()
-	res.DirectShare = float64((sent-sent0)-(fell-fell0)) / float64(1000+res.Calls)
+	res.DirectShare = float64((sent-sent0)-(fell-fell0)) / float64(1000+2*res.Calls)
+	res.DirectLeases = c.DirectLeases("bench")
 	return nil
 }
 
 // goCalls measures async calls and blocking round trips of the Go library
 // on a new embedded cluster (on the network or in process).
-func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs *float64) error {
+func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs, cpuPerCall *float64, instances *int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -221,12 +263,17 @@ func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func
 	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil {
 		return err
 	}
+	if st, err := c.Status(ctx); err == nil && len(st.Libraries) == 1 {
+		*instances = readyInstances(st.Libraries[0])
+	}
 	logf("calls: %d async calls of a Go function", n)
+	cpu := treeCPU()
 	secs, err := asyncCalls(ctx, c, "bench", n)
 	if err != nil {
 		return err
 	}
 	*perS = float64(n) / secs
+	*cpuPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(n)
 
 	logf("calls: 1000 sequential blocking calls")
 	*p50, *p99, err = sequentialCalls(ctx, c)
@@ -279,4 +326,76 @@ func asyncCalls(ctx context.Context, c *trellis.Client, lib string, n int) (floa
 		}
 	}
 	return time.Since(start).Seconds(), nil
+}
+
+// treeCPU is the CPU time (user and system) used so far by this process
+// and the processes it started that still run (the libraries' instances),
+// from /proc; 0 for what it cannot read.
+func treeCPU() time.Duration {
+	total := selfCPU()
+	seen := map[int]bool{os.Getpid(): true}
+	var visit func(pid int)
+	visit = func(pid int) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+		for _, t := range tasks {
+			b, _ := os.ReadFile(t)
+			for _, f := range strings.Fields(string(b)) {
+				child, err := strconv.Atoi(f)
+				if err != nil || seen[child] {
+					continue
+				}
+				seen[child] = true
+				total += procCPU(child)
+				visit(child)
+			}
+		}
+	}
+	visit(os.Getpid())
+	return total
+}
+
+// procCPU is the CPU time (user and system) process pid has used.
+func procCPU(pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which ends at the last ')': utime is
+	// field 14 and stime 15.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// readyInstances counts the ready instances of lib.
+func readyInstances(lib trellis.LibraryStatus) int {
+	n := 0
+	for _, in := range lib.Instances {
+		if in.Ready {
+			n++
+		}
+	}
+	return n
+}
+
+// waitInstances waits until the bench library has n instances ready.
+func waitInstances(ctx context.Context, c *trellis.Client, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if len(st.Libraries) == 1 && readyInstances(st.Libraries[0]) >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the bench library has fewer than %d instances ready after 30 s", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

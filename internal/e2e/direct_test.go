@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -81,9 +82,24 @@ func TestDirectCalls(t *testing.T) {
 			t.Fatalf("call %d: %q, %v", i, out, err)
 		}
 	}
+	// The same as one Submit: async calls on the lease.
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall("slow", "repeat", fmt.Appendf(nil, "%d,", i))
+	}
+	hs, err := cl.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		r, err := h.Wait(ctx)
+		if arg := fmt.Sprintf("%d,", i); err != nil || !r.OK() || string(r.Output) != arg+arg+arg {
+			t.Fatalf("submitted call %d: %v, %v", i, r, err)
+		}
+	}
 	sent, fell := cl.DirectStats()
-	if sent-sent0 != n || fell != fell0 {
-		t.Errorf("of %d calls, %d went direct and %d of those fell back to the manager; want all direct", n, sent-sent0, fell-fell0)
+	if sent-sent0 != 2*n || fell != fell0 {
+		t.Errorf("of %d calls, %d went direct and %d of those fell back to the manager; want all direct", 2*n, sent-sent0, fell-fell0)
 	}
 	// Every call, direct or not, is counted by the manager (its report
 	// comes after the worker answered the client: wait for it).
@@ -94,7 +110,7 @@ func TestDirectCalls(t *testing.T) {
 			return false
 		}
 		total = s.Libraries[0].CallsDone
-		return total == made+n && s.Calls.Finished == total && s.Calls.Succeeded == total && s.Calls.Failed == 0
+		return total == made+2*n && s.Calls.Finished == total && s.Calls.Succeeded == total && s.Calls.Failed == 0
 	})
 	code, out := runTrellis(t, "status", c.addr, "--secret-file", c.secretFile)
 	if want := fmt.Sprintf("%d finished (%d succeeded, 0 failed)", total, total); code != 0 || !strings.Contains(out, want) {
@@ -123,7 +139,7 @@ func TestDirectCallWrongToken(t *testing.T) {
 	})))
 	var lease *pb.LeaseResponse
 	waitFor(t, 20*time.Second, "a lease", func() bool {
-		r, err := mgr.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: cl.Session(), Library: "slow", Slots: 1}))
+		r, err := mgr.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: cl.Session(), Library: "slow", Slots: 2}))
 		if err == nil {
 			lease = r.Msg
 		}
@@ -160,6 +176,39 @@ func TestDirectCallWrongToken(t *testing.T) {
 	}
 	if _, err := st.Receive(); connect.CodeOf(err) != connect.CodeUnauthenticated {
 		t.Errorf("a forged token on Worker.Calls: %v; want unauthenticated", err)
+	}
+	st.CloseRequest()
+	st.CloseResponse()
+	// A packed message (more) whose second call has a forged token ends
+	// the stream too, before either runs.
+	st = w.Calls(ctx)
+	good := &pb.DirectCallRequest{Lease: lease.Lease, Token: lease.Token, Key: "k1", Function: "repeat", Args: []byte("y")}
+	if err := st.Send(&pb.DirectCallRequest{Lease: lease.Lease, Token: lease.Token, Key: "k0", Function: "repeat", Args: []byte("y"),
+		More: []*pb.DirectCallRequest{{Lease: lease.Lease, Token: "00" + lease.Token[2:], Key: "k1", Function: "repeat", Args: []byte("y")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := st.Receive(); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("a forged token in a packed message on Worker.Calls: %v, %v; want unauthenticated", r, err)
+	}
+	st.CloseRequest()
+	st.CloseResponse()
+	// Packed calls with good tokens each get their answer, by key.
+	st = w.Calls(ctx)
+	if err := st.Send(&pb.DirectCallRequest{Lease: lease.Lease, Token: lease.Token, Key: "k0", Function: "repeat", Args: []byte("z"), More: []*pb.DirectCallRequest{good}}); err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string]string{}
+	for len(answers) < 2 {
+		r, err := st.Receive()
+		if err != nil {
+			t.Fatalf("packed calls on Worker.Calls: %v after answers %v", err, answers)
+		}
+		for _, a := range append([]*pb.DirectCallResponse{r}, r.More...) {
+			answers[a.Key] = string(a.GetOutcome().GetResult()) + a.Refused
+		}
+	}
+	if want := map[string]string{"k0": "zzz", "k1": "yyy"}; !maps.Equal(answers, want) {
+		t.Errorf("packed calls answered %v, want %v", answers, want)
 	}
 	st.CloseRequest()
 	st.CloseResponse()
@@ -213,6 +262,42 @@ func TestDirectCallsSurviveWorkerKill(t *testing.T) {
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		t.Fatal("timed out")
+	}
+}
+
+// TestDirectSubmitSurvivesWorkerKill: SIGKILL the worker while the calls
+// of one Submit run on its lease (more than its slots: the rest wait at the
+// client): every handle still gets its own result, those the worker had
+// not answered through the manager, on another worker.
+func TestDirectSubmitSurvivesWorkerKill(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, victim, cl := directCluster(t, ctx, "victim", pythonLibrary("slow"))
+	repeatUntilDirect(t, ctx, cl, "slow")
+	sent0, _ := cl.DirectStats()
+	const n = 12
+	calls := make([]*trellis.Task, n)
+	for i := range calls {
+		calls[i] = trellis.NewCall("slow", "nap", fmt.Appendf(nil, `{"i":%d,"s":0.5}`, i))
+	}
+	hs, err := cl.Submit(ctx, calls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent, _ := cl.DirectStats(); sent-sent0 != n {
+		t.Fatalf("%d of the %d submitted calls went direct; want all", sent-sent0, n)
+	}
+	victim.signal(t, syscall.SIGKILL)
+	victim.wait(t, 10*time.Second)
+	c.worker("rescuer", nil, "--cores", "1")
+	for i, h := range hs {
+		r, err := h.Wait(ctx)
+		if want := fmt.Sprintf(`{"i":%d,`, i); err != nil || !r.OK() || len(r.Output) < len(want) || string(r.Output[:len(want)]) != want {
+			t.Errorf("call %d: %v, %v", i, r, err)
+		}
+	}
+	if _, fell := cl.DirectStats(); fell == 0 {
+		t.Errorf("no direct call fell back to the manager: the worker was killed before any ran")
 	}
 }
 

@@ -17,8 +17,8 @@ import (
 // Direct calls (docs/direct-calls.md): the manager lends a client session
 // slots of a ready library instance (a lease, decided by the core); the
 // client sends calls straight to the instance's worker with the lease's
-// token, and the worker reports each call's end here, where it is counted,
-// journaled and told to the session as the manager's own calls are.
+// token, and the worker reports each call's end here, where it is counted
+// and journaled as the manager's own calls are.
 
 // LeaseTTL is how long a lease lasts without a call ending on it.
 const LeaseTTL = 10 * time.Second
@@ -143,7 +143,7 @@ func (s *state) leaseAction(a core.Action) {
 }
 
 // directCallEnded counts a direct call a worker reports (or the journal
-// replays: then w is 0), journals it, and tells its session.
+// replays: then w is 0) and journals it.
 func (s *state) directCallEnded(w core.WorkerID, d *pb.DirectCallEnded) {
 	s.step(core.DirectCallEnded{Lease: core.LeaseID(d.Lease), Kind: coreKind(d.Kind)})
 	s.ended.count(1, d.Kind)
@@ -166,8 +166,7 @@ func (s *state) directCallEnded(w core.WorkerID, d *pb.DirectCallEnded) {
 		name = sess.hello.Name
 	}
 	s.txn(txnlog.Record{Event: txnlog.TaskDone, Worker: name, Result: resultLabel(d.Kind), Reason: d.Message, RunMs: d.RunMs})
-	if client := s.m.clients.Lookup(d.Session); client != nil {
-		s.put(client, &pb.TaskEvent{Key: d.Key, State: pb.TaskState_TASK_STATE_DONE, Attempt: 1, Worker: name,
-			Outcome: &pb.Outcome{Kind: d.Kind, Message: d.Message, RunMs: d.RunMs}, Note: "direct"})
-	}
+	// The session is not told: the client that made the call has its
+	// answer from the worker, and no other holds a handle on it (an event
+	// per call would cost the manager and the client as much again).
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,8 +56,26 @@ type workerLease struct {
 	instance uint64
 	slots    int32
 	busy     int32 // calls running on it
-	session  string
-	library  string
+	// queued calls wait here for one of its slots (at most slots of them:
+	// a client keeps the library busy while answers travel back); freed is
+	// closed, and replaced, when a slot frees while some wait, or the
+	// lease ends.
+	queued  int32
+	freed   chan struct{}
+	session string
+	library string
+}
+
+// maxQueuedPerSlot bounds the calls that wait at the worker for a slot of
+// a lease, per slot.
+const maxQueuedPerSlot = 3
+
+// wakeLocked wakes the calls waiting for a slot of l (t.mu held).
+func (l *workerLease) wakeLocked() {
+	if l.queued > 0 {
+		close(l.freed)
+		l.freed = make(chan struct{})
+	}
 }
 
 // attach makes s the session the leases belong to, with its Welcome's key.
@@ -103,6 +122,9 @@ func (t *leaseTable) detach(s *session) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.sess == s {
+		for _, l := range t.byID {
+			l.wakeLocked() // they find the session gone
+		}
 		t.sess, t.byID = nil, nil
 	}
 }
@@ -111,7 +133,8 @@ func (t *leaseTable) grant(g *pb.LeaseGranted) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byID != nil {
-		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library}
+		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library,
+			freed: make(chan struct{})}
 		t.highest = max(t.highest, g.Lease)
 		close(t.granted)
 		t.granted = make(chan struct{})
@@ -122,6 +145,9 @@ func (t *leaseTable) end(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byID != nil {
+		if l := t.byID[id]; l != nil {
+			l.wakeLocked() // they find it ended
+		}
 		delete(t.byID, id)
 		t.highest = max(t.highest, id)
 	}
@@ -172,30 +198,50 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 			wait = time.NewTimer(grantWait)
 			defer wait.Stop()
 		}
-		ch := t.granted
-		t.mu.Unlock()
-		select {
-		case <-ch:
-		case <-wait.C:
-			t.mu.Lock()
-			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: lease %d was not granted here within %s: send the call through the manager", id, grantWait))
-		case <-ctx.Done():
-			t.mu.Lock()
-			return workerLease{}, nil, connect.NewError(connect.CodeCanceled, ctx.Err())
-		}
-		t.mu.Lock()
-		if t.sess != sess {
-			return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for the grant of lease %d: send the call through the manager", id))
+		if err := t.waitLocked(ctx, t.granted, wait.C, sess, id, "the grant"); err != nil {
+			return workerLease{}, nil, err
 		}
 	}
-	switch {
-	case l == nil:
+	for queued := false; l != nil && l.busy >= l.slots; l = t.byID[id] {
+		if !queued {
+			if l.queued >= maxQueuedPerSlot*l.slots {
+				return workerLease{}, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots, and %d more wait: send this one through the manager", id, l.busy, l.queued))
+			}
+			queued = true
+			l.queued++
+			defer func(l *workerLease) { l.queued-- }(l) // t.mu is held again when take returns
+		}
+		if err := t.waitLocked(ctx, l.freed, nil, sess, id, "a slot"); err != nil {
+			return workerLease{}, nil, err
+		}
+	}
+	if l == nil {
 		return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: no lease %d here (it ended): send the call through the manager", id))
-	case l.busy >= l.slots:
-		return workerLease{}, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots: send this one through the manager", id, l.busy))
 	}
 	l.busy++
 	return *l, t.sess, nil
+}
+
+// waitLocked waits, with t.mu released, until ch is closed, expired fires
+// (never if nil) or ctx ends, for a call on lease id; then it checks that
+// session sess is still the table's. what names what the call waits for,
+// in errors. t.mu is held when it returns.
+func (t *leaseTable) waitLocked(ctx context.Context, ch <-chan struct{}, expired <-chan time.Time, sess *session, id uint64, what string) error {
+	t.mu.Unlock()
+	select {
+	case <-ch:
+	case <-expired:
+		t.mu.Lock()
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: lease %d was not granted here within %s: send the call through the manager", id, grantWait))
+	case <-ctx.Done():
+		t.mu.Lock()
+		return connect.NewError(connect.CodeCanceled, ctx.Err())
+	}
+	t.mu.Lock()
+	if t.sess != sess {
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for %s of lease %d: send the call through the manager", what, id))
+	}
+	return nil
 }
 
 func (t *leaseTable) give(id uint64) {
@@ -203,6 +249,7 @@ func (t *leaseTable) give(id uint64) {
 	defer t.mu.Unlock()
 	if l := t.byID[id]; l != nil {
 		l.busy--
+		l.wakeLocked()
 	}
 }
 
@@ -245,6 +292,9 @@ func (r *directReports) take(shut bool) []*pb.WorkerMessage {
 type directService struct{ w *Worker }
 
 func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectCallRequest]) (*connect.Response[pb.DirectCallResponse], error) {
+	if len(req.Msg.More) > 0 {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("worker: Worker.Call takes one call: send several on Worker.Calls"))
+	}
 	resp, report, err := d.run(ctx, req.Msg)
 	if err != nil {
 		return nil, err
@@ -255,40 +305,86 @@ func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectC
 
 // Calls runs the calls of a stream concurrently, each answered as it ends.
 // A wrong token ends the stream; a call the worker cannot take is refused
-// in its answer.
+// in its answer. A message may carry several calls (DirectCallRequest's
+// more), and answers that end while another is being sent go out together
+// with it (answers.send).
 func (d directService) Calls(ctx context.Context, stream *connect.BidiStream[pb.DirectCallRequest, pb.DirectCallResponse]) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex // guards stream.Send
-		sent error      // the first failed send
-	)
+	var wg sync.WaitGroup
+	out := &answers{send: stream.Send}
 	defer wg.Wait() // no Send after the handler returns
 	for {
 		req, err := stream.Receive()
 		if err != nil {
 			return nil // the client closed it (or went)
 		}
-		if err := d.w.leases.check(req.Lease, req.Token); err != nil {
-			return err
+		reqs := append([]*pb.DirectCallRequest{req}, req.More...)
+		req.More = nil
+		for _, r := range reqs {
+			if err := d.w.leases.check(r.Lease, r.Token); err != nil {
+				return err
+			}
 		}
-		wg.Add(1)
-		go func() { // exits when the call ends
-			defer wg.Done()
-			resp, report, err := d.run(ctx, req)
-			if err != nil {
-				resp = &pb.DirectCallResponse{Refused: err.Error()}
-			}
-			resp.Key = req.Key
-			mu.Lock()
-			if sent == nil {
-				sent = stream.Send(resp)
-			}
-			mu.Unlock()
-			if report != nil {
-				report() // after the answer: the client waits for that alone
-			}
-		}()
+		for _, r := range reqs {
+			r.More = nil // entries of more have none of their own
+			wg.Add(1)
+			go func() { // exits when the call ends
+				defer wg.Done()
+				resp, report, err := d.run(ctx, r)
+				if err != nil {
+					resp = &pb.DirectCallResponse{Refused: err.Error()}
+				}
+				resp.Key = r.Key
+				out.put(resp)
+				if report != nil {
+					report() // after the answer: the client waits for that alone
+				}
+			}()
+		}
 	}
+}
+
+// answers are the answers of one Calls stream on their way out. The call
+// that finds no one sending sends its answer and whatever the others queue
+// meanwhile, packed into one message (DirectCallResponse's more), until
+// nothing is queued: a lone answer goes at once from its call's goroutine,
+// and a burst goes in one write.
+type answers struct {
+	send    func(*pb.DirectCallResponse) error // stream.Send: called by the sender alone
+	mu      sync.Mutex                         // guards queue, sending, err
+	queue   []*pb.DirectCallResponse
+	sending bool
+	err     error // the first failed send: later answers are dropped
+}
+
+// put sends resp, or queues it for the call that is sending.
+func (a *answers) put(resp *pb.DirectCallResponse) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return
+	}
+	a.queue = append(a.queue, resp)
+	if a.sending {
+		return
+	}
+	a.sending = true
+	for len(a.queue) > 0 && a.err == nil {
+		q := a.queue
+		a.queue = nil
+		a.mu.Unlock()
+		err := proto.SendBatched(q, packAnswers, a.send)
+		a.mu.Lock()
+		a.err = err
+	}
+	a.queue = nil
+	a.sending = false
+}
+
+// packAnswers makes one message of several answers.
+func packAnswers(rs []*pb.DirectCallResponse) *pb.DirectCallResponse {
+	first := rs[0]
+	first.More = slices.Clone(rs[1:])
+	return first
 }
 
 // run runs one direct call; report tells the manager it ended.

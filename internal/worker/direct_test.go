@@ -2,11 +2,13 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"testing/synctest"
 
 	"connectrpc.com/connect"
+	"github.com/google/go-cmp/cmp"
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -61,4 +63,82 @@ func TestLeaseEnded(t *testing.T) {
 			t.Errorf("take(lease %d) = %v; want it refused as ended: %v", id, err, ended)
 		}
 	}
+}
+
+// TestAnswersPacked: answers that end while another is being sent go out
+// together, packed into the next message in the order they ended; a lone
+// answer goes alone; after a failed send, answers are dropped.
+func TestAnswersPacked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan error)
+		var sent [][]string // each message's keys
+		a := &answers{send: func(r *pb.DirectCallResponse) error {
+			keys := []string{r.Key}
+			for _, m := range r.More {
+				keys = append(keys, m.Key)
+			}
+			sent = append(sent, keys)
+			return <-release
+		}}
+		go a.put(&pb.DirectCallResponse{Key: "a"}) // exits when its send and the queue's are done
+		synctest.Wait()                            // "a" is being sent
+		for _, k := range []string{"b", "c", "d"} {
+			a.put(&pb.DirectCallResponse{Key: k}) // queued: returns at once
+		}
+		release <- nil // "a" sent; then "b", "c", "d" in one message
+		release <- nil
+		synctest.Wait()
+		go a.put(&pb.DirectCallResponse{Key: "e"}) // alone; its send fails
+		release <- errors.New("stream broken")
+		synctest.Wait()
+		a.put(&pb.DirectCallResponse{Key: "f"}) // dropped: nothing sent, nothing waits
+		want := [][]string{{"a"}, {"b", "c", "d"}, {"e"}}
+		if diff := cmp.Diff(want, sent); diff != "" {
+			t.Errorf("messages sent (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestLeaseQueue: a call on a lease whose slots are all busy waits at the
+// worker for one (up to maxQueuedPerSlot per slot; more are refused with
+// ResourceExhausted); a freed slot admits one waiting call; a lease that
+// ends refuses those still waiting (NotFound).
+func TestLeaseQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		key := []byte("the Welcome's key")
+		var table leaseTable
+		table.attach(&session{runID: "run-1"}, key, 7)
+		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: 1, Session: "client", Library: "lib"})
+		token := proto.LeaseToken(key, 1, 7)
+		if _, _, err := table.take(context.Background(), 1, token); err != nil {
+			t.Fatalf("the first call: %v", err)
+		}
+		errs := make(chan error, maxQueuedPerSlot)
+		for range maxQueuedPerSlot {
+			go func() { // exits when take returns
+				_, _, err := table.take(context.Background(), 1, token)
+				errs <- err
+			}()
+		}
+		synctest.Wait() // they all wait
+		if _, _, err := table.take(context.Background(), 1, token); connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Fatalf("a call beyond the lease's slot and queue: %v; want ResourceExhausted", err)
+		}
+		table.give(1)
+		synctest.Wait()
+		if err := <-errs; err != nil {
+			t.Fatalf("a waiting call after a slot freed: %v", err)
+		}
+		select {
+		case err := <-errs:
+			t.Fatalf("a second waiting call returned %v with no slot free", err)
+		default:
+		}
+		table.end(1)
+		for range maxQueuedPerSlot - 1 {
+			if err := <-errs; connect.CodeOf(err) != connect.CodeNotFound {
+				t.Errorf("a waiting call when its lease ended: %v; want NotFound", err)
+			}
+		}
+	})
 }

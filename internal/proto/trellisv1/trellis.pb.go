@@ -7010,8 +7010,12 @@ type DirectCallRequest struct {
 	Args           []byte                 `protobuf:"bytes,5,opt,name=args,proto3" json:"args,omitempty"`
 	TimeLimitMs    int64                  `protobuf:"varint,6,opt,name=time_limit_ms,json=timeLimitMs,proto3" json:"time_limit_ms,omitempty"`
 	IdempotencyKey string                 `protobuf:"bytes,7,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"` // "SESSION/KEY", as the manager's path gives it
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Calls: further calls sent in the same message, each with its own
+	// lease, token and key (a client packs what its callers queued while it
+	// was sending). Entries of more have no more of their own.
+	More          []*DirectCallRequest `protobuf:"bytes,290,rep,name=more,proto3" json:"more,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DirectCallRequest) Reset() {
@@ -7093,11 +7097,21 @@ func (x *DirectCallRequest) GetIdempotencyKey() string {
 	return ""
 }
 
+func (x *DirectCallRequest) GetMore() []*DirectCallRequest {
+	if x != nil {
+		return x.More
+	}
+	return nil
+}
+
 type DirectCallResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Outcome       *Outcome               `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`         // the request's (Calls)
-	Refused       string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"` // Calls: why the worker did not run the call (outcome unset)
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Outcome *Outcome               `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Key     string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`         // the request's (Calls)
+	Refused string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"` // Calls: why the worker did not run the call (outcome unset)
+	// Calls: further answers in the same message (calls that ended while
+	// the worker was sending). Entries of more have no more of their own.
+	More          []*DirectCallResponse `protobuf:"bytes,290,rep,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -7151,6 +7165,13 @@ func (x *DirectCallResponse) GetRefused() string {
 		return x.Refused
 	}
 	return ""
+}
+
+func (x *DirectCallResponse) GetMore() []*DirectCallResponse {
+	if x != nil {
+		return x.More
+	}
+	return nil
 }
 
 var File_trellis_proto protoreflect.FileDescriptor
@@ -7685,7 +7706,7 @@ const file_trellis_proto_rawDesc = "" +
 	"workerAddr\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\tR\x05token\x12\x14\n" +
 	"\x05slots\x18\x04 \x01(\x05R\x05slots\x12\x15\n" +
-	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"\xce\x01\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"\x82\x02\n" +
 	"\x11DirectCallRequest\x12\x14\n" +
 	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x10\n" +
@@ -7693,11 +7714,13 @@ const file_trellis_proto_rawDesc = "" +
 	"\bfunction\x18\x04 \x01(\tR\bfunction\x12\x12\n" +
 	"\x04args\x18\x05 \x01(\fR\x04args\x12\"\n" +
 	"\rtime_limit_ms\x18\x06 \x01(\x03R\vtimeLimitMs\x12'\n" +
-	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\"o\n" +
+	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x122\n" +
+	"\x04more\x18\xa2\x02 \x03(\v2\x1d.trellis.v1.DirectCallRequestR\x04more\"\xa4\x01\n" +
 	"\x12DirectCallResponse\x12-\n" +
 	"\aoutcome\x18\x01 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
-	"\arefused\x18\x03 \x01(\tR\arefused*\x8f\x01\n" +
+	"\arefused\x18\x03 \x01(\tR\arefused\x123\n" +
+	"\x04more\x18\xa2\x02 \x03(\v2\x1e.trellis.v1.DirectCallResponseR\x04more*\x8f\x01\n" +
 	"\bFileKind\x12\x19\n" +
 	"\x15FILE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FILE_KIND_MANAGER\x10\x01\x12\x11\n" +
@@ -7956,42 +7979,44 @@ var file_trellis_proto_depIdxs = []int32{
 	75,  // 88: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
 	1,   // 89: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
 	11,  // 90: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	19,  // 91: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
-	22,  // 92: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	22,  // 93: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
-	24,  // 94: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	25,  // 95: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	33,  // 96: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	35,  // 97: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	38,  // 98: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	14,  // 99: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	16,  // 100: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	40,  // 101: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	46,  // 102: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	53,  // 103: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	83,  // 104: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
-	85,  // 105: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
-	85,  // 106: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
-	23,  // 107: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	23,  // 108: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
-	21,  // 109: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	32,  // 110: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	34,  // 111: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	45,  // 112: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	39,  // 113: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15,  // 114: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17,  // 115: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	41,  // 116: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	47,  // 117: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	68,  // 118: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	84,  // 119: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
-	86,  // 120: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
-	86,  // 121: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
-	107, // [107:122] is the sub-list for method output_type
-	92,  // [92:107] is the sub-list for method input_type
-	92,  // [92:92] is the sub-list for extension type_name
-	92,  // [92:92] is the sub-list for extension extendee
-	0,   // [0:92] is the sub-list for field type_name
+	85,  // 91: trellis.v1.DirectCallRequest.more:type_name -> trellis.v1.DirectCallRequest
+	19,  // 92: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
+	86,  // 93: trellis.v1.DirectCallResponse.more:type_name -> trellis.v1.DirectCallResponse
+	22,  // 94: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	22,  // 95: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
+	24,  // 96: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25,  // 97: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	33,  // 98: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	35,  // 99: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	38,  // 100: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14,  // 101: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16,  // 102: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	40,  // 103: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	46,  // 104: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	53,  // 105: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	83,  // 106: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
+	85,  // 107: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
+	85,  // 108: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
+	23,  // 109: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	23,  // 110: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
+	21,  // 111: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	32,  // 112: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	34,  // 113: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	45,  // 114: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	39,  // 115: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15,  // 116: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17,  // 117: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	41,  // 118: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	47,  // 119: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	68,  // 120: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	84,  // 121: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
+	86,  // 122: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
+	86,  // 123: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
+	109, // [109:124] is the sub-list for method output_type
+	94,  // [94:109] is the sub-list for method input_type
+	94,  // [94:94] is the sub-list for extension type_name
+	94,  // [94:94] is the sub-list for extension extendee
+	0,   // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
