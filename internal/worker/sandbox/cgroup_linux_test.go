@@ -166,7 +166,7 @@ func TestRunKillsSetsidChildInCgroup(t *testing.T) {
 // process that left the shell's group and tree (setsid) counts against the
 // task's limit, and no sample scans all of /proc.
 func TestMemorySampledByCell(t *testing.T) {
-	w := newWarden(t, WardenConfig{})
+	w := newWarden(t, WardenConfig{SampleMemory: true})
 	if w.cg.v2 == nil {
 		t.Skip("no cgroup v2 cells here")
 	}
@@ -182,6 +182,104 @@ func TestMemorySampledByCell(t *testing.T) {
 	}
 	if n := sharedScans.passCount() - before; n != 0 {
 		t.Errorf("%d passes over /proc for a task in a cell; want 0", n)
+	}
+}
+
+// watchesAdded is how many runs the sampler has watched.
+func watchesAdded() int {
+	samplers.mu.Lock()
+	defer samplers.mu.Unlock()
+	return samplers.added
+}
+
+// Where the worker may make a memory cgroup, the kernel enforces a run's
+// memory limit: nothing is sampled, and going over it kills the run whole
+// (a process that left the shell's group and tree included), reported as
+// MemoryExceeded.
+func TestMemoryLimitByKernel(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if w.MemoryEnforcement() == "sampled" {
+		t.Skip("no memory cgroup here")
+	}
+	for _, tt := range []struct{ name, command string }{
+		{"over at once", "echo $$ > bg.pid; head -c 300M /dev/zero | tail"},
+		{"over after a steady start", "echo $$ > bg.pid; sleep 0.5; head -c 300M /dev/zero | tail"},
+		// The kernel kills the one process over the limit (tail, in v1):
+		// the rest of the run must die with it, not run on for 30 s.
+		{"over in a process that left the group", "sleep 30 & echo $! > bg.pid; setsid sh -c '(head -c 300M /dev/zero; sleep 30) | tail' & sleep 30"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			added := watchesAdded()
+			res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, Warden: w, MemoryMB: 40, WallTime: 20 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "killed: memory exceeded the limit of 40 MB (the kernel's out-of-memory killer ended a process of the task)"
+			if res.Kind != MemoryExceeded || res.Message != want || res.ExitCode != -1 {
+				t.Errorf("Run = %v (%q), exit %d; want %v (%q), exit -1", res.Kind, res.Message, res.ExitCode, MemoryExceeded, want)
+			}
+			if res.Duration > 10*time.Second {
+				t.Errorf("Duration = %v; want the kill well before the command's own end", res.Duration)
+			}
+			if res.PeakMemoryMB < 40 {
+				t.Errorf("PeakMemoryMB = %d; want at least the limit, 40", res.PeakMemoryMB)
+			}
+			if n := watchesAdded() - added; n != 0 {
+				t.Errorf("the sampler watched %d runs; want 0 (the kernel enforces the limit)", n)
+			}
+			pid := readPID(t, dir, "bg.pid")
+			pollUntil(t, 5*time.Second, "process "+strconv.Itoa(pid)+" to die", func() bool { return dead(pid) })
+		})
+	}
+}
+
+// A cell takes each run's memory limit, or none; a run within its limit,
+// after one killed for going over it in the same cell, succeeds.
+func TestMemoryLimitPerRun(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if w.MemoryEnforcement() == "sampled" {
+		t.Skip("no memory cgroup here")
+	}
+	file, none := "memory.limit_in_bytes", "9223372036854771712"
+	if w.cg.mem.v2 {
+		file, none = "memory.max", "max"
+	}
+	dir := t.TempDir()
+	for i, tt := range []struct {
+		command  string
+		memoryMB int64
+		want     Kind
+		limit    string
+	}{
+		{"head -c 300M /dev/zero | tail", 40, MemoryExceeded, "41943040"},
+		{"head -c 20M /dev/zero | tail | wc -c", 64, Success, "67108864"},
+		{"true", 0, Success, none},
+		{"head -c 20M /dev/zero | tail | wc -c", 64, Success, "67108864"},
+	} {
+		res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, MemoryMB: tt.memoryMB, Warden: w})
+		if err != nil || res.Kind != tt.want {
+			t.Fatalf("run %d: %v (%s), %v; want %v", i, res.Kind, res.Message, err, tt.want)
+		}
+		if tt.want == MemoryExceeded {
+			continue // its cell was killed whole, and so not kept (v2) or holds the same limit
+		}
+		w.cg.mu.Lock()
+		var c *cell
+		if n := len(w.cg.free); n > 0 {
+			c = w.cg.free[n-1] // the cell just released
+		}
+		w.cg.mu.Unlock()
+		if c == nil {
+			t.Fatalf("run %d: no cell kept for reuse", i)
+		}
+		b, err := os.ReadFile(filepath.Join(c.memdir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(b)); got != tt.limit {
+			t.Errorf("run %d with %d MB: %s holds %s; want %s", i, tt.memoryMB, file, got, tt.limit)
+		}
 	}
 }
 
@@ -387,7 +485,7 @@ func TestGuardLoop(t *testing.T) {
 			h = w.cg.v1
 		}
 		dir = h.dir
-		c, err := w.cg.cell(0)
+		c, _, err := w.cg.cell(0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

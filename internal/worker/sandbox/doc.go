@@ -17,7 +17,19 @@
 //     cgroup, where the Warden enforces CPU.
 //   - Wall time, context cancellation, resident memory summed over the group
 //     and bytes stored under Dir (a walk of Dir) each kill the whole group and
-//     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded. Memory
+//     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded.
+//   - Where the Warden has a memory cgroup for its cells (cgroup v2 with the
+//     memory controller, else the v1 memory hierarchy:
+//     Warden.MemoryEnforcement), the kernel enforces MemoryMB as the cell's
+//     limit (memory.max, memory.limit_in_bytes) and nothing is sampled:
+//     a process that goes over it is killed by the kernel's out-of-memory
+//     killer, and with it the whole cell (v2: memory.oom.group; v1: an
+//     eventfd registered in cgroup.event_control wakes one goroutine per
+//     cell, which kills the run). The run is then MemoryExceeded, known from
+//     that event or the cell's oom_kill count, read once at the end; its
+//     PeakMemoryMB is then at least the limit. The kernel counts what the
+//     run's processes have charged (resident memory, page tables, and page
+//     cache, which it reclaims before it kills anything). Elsewhere memory
 //     and disk are sampled every PollInterval while they grow (or are over
 //     half their limit); while neither grows the interval doubles, up to 8 ×
 //     PollInterval (the first sample, at PollInterval, counts as steady
@@ -29,8 +41,8 @@
 //     /proc; once a second it scans all of /proc instead (one pass shared by
 //     every task of the process), which finds group members orphaned out of
 //     the tree, so those are seen up to a second late.
-//   - With no limit, no wall time and a context that cannot be cancelled,
-//     nothing is sampled: PeakMemoryMB then comes from the kernel's rusage.
+//   - With no sampled limit, PeakMemoryMB comes from the kernel's rusage:
+//     the largest single process of the run.
 //   - At most OutputLimit bytes of stdout and of stderr are kept, each: the
 //     last bytes written. Memory used for output is bounded by that limit.
 //   - One monitor goroutine watches a run, and only when there is something to
@@ -62,7 +74,10 @@
 //     v2 (cpu.max) if the cpu controller can be
 //     enabled there (NewWarden adds it to the worker's cgroup's
 //     cgroup.subtree_control, where it stays), else in v1
-//     (cpu.cfs_quota_us). Control files are written, never created. Cells are reused once
+//     (cpu.cfs_quota_us). Memory limits go in v2 (memory.max) if the
+//     memory controller can be enabled there, else in the v1 memory
+//     hierarchy, whose cell the launcher enters too (a run with a memory
+//     limit is then forked by the launcher). Control files are written, never created. Cells are reused once
 //     empty, except one that cgroup.kill was written to (the kernel would
 //     kill a process cloned into it). Enforcement says which is in use.
 //   - The guard (ServeGuard), a process started once per worker, is told of

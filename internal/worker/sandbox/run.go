@@ -62,7 +62,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		cmd.Stdin = stdin // else left nil: os/exec opens /dev/null itself (a nil *os.File would close fd 0)
 	}
 	start := time.Now()
-	c, err := spec.Warden.Start(cmd, spec.Cores)
+	c, err := spec.Warden.StartLimited(cmd, spec.Cores, spec.MemoryMB)
 	outW.Close() // the command has its own copies
 	errW.Close()
 	if err != nil {
@@ -73,7 +73,11 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	drained := make(chan struct{}, 2)
 	go drain(stdout, outR, drained) // exits at end of file, or when outR is closed below
 	go drain(stderr, errR, drained) // likewise
-	mon := startMonitor(ctx, &spec, c, dir, start)
+	watched := spec
+	if c.MemoryLimited() {
+		watched.MemoryMB = 0 // the kernel enforces it: nothing to sample
+	}
+	mon := startMonitor(ctx, &watched, c, dir, start)
 
 	var v verdict
 	var duration time.Duration
@@ -115,6 +119,13 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	classify(&res, cmd.ProcessState, v)
 	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
+	if c.MemoryKilled() && (v.kind == 0 || res.Kind != v.kind) {
+		// The kernel's limit, not one the monitor enforced (which wins
+		// where it killed first), ended the run.
+		res.Kind = MemoryExceeded
+		res.Message = fmt.Sprintf("killed: memory exceeded the limit of %d MB (the kernel's out-of-memory killer ended a process of the task)", spec.MemoryMB)
+		res.PeakMemoryMB = max(res.PeakMemoryMB, spec.MemoryMB)
+	}
 	return res, nil
 }
 

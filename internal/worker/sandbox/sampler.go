@@ -20,6 +20,7 @@ type sampler struct {
 	running bool                // guarded by mu: the goroutine runs
 	wake    chan struct{}       // a watch was added: look at the due times again
 	wakeups int                 // guarded by mu: wake-ups that sampled, for tests
+	added   int                 // guarded by mu: watches added, for tests
 }
 
 // watch is one run's limits and the state of its samples. Its fields are
@@ -50,6 +51,7 @@ func (s *sampler) add(w *watch, now time.Time) {
 	w.over = make(chan verdict, 1)
 	s.mu.Lock()
 	s.watches[w] = struct{}{}
+	s.added++
 	if !s.running {
 		s.running = true
 		go s.run() // exits when no watch is left
