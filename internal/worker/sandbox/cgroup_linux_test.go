@@ -234,6 +234,40 @@ func TestMemoryLimitByKernel(t *testing.T) {
 	}
 }
 
+// A run whose memory the kernel limits is watched for its wall time and
+// its context without a goroutine of its own, and either still kills it.
+func TestRunWatchedWithoutGoroutine(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if w.MemoryEnforcement() == "sampled" {
+		t.Skip("no memory cgroup here")
+	}
+	before := monitorGoroutines.Load()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	res, err := Run(ctx, Spec{Dir: dir, Warden: w, MemoryMB: 100, WallTime: 200 * time.Millisecond, Command: "sleep 30"})
+	if want := "killed: wall time 200ms exceeded"; err != nil || res.Kind != TimedOut || res.Message != want {
+		t.Errorf("Run = %v (%q), %v; want %v (%q)", res.Kind, res.Message, err, TimedOut, want)
+	}
+	go func() { // exits once the command has started, or after 10 s
+		defer cancel()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
+				return
+			}
+			time.Sleep(time.Millisecond) // a poll interval, not a synchronisation
+		}
+	}()
+	res, err = Run(ctx, Spec{Dir: dir, Warden: w, MemoryMB: 100, WallTime: time.Minute, Command: "touch started; sleep 30"})
+	if want := "killed: cancelled (context canceled)"; err != nil || res.Kind != Cancelled || res.Message != want {
+		t.Errorf("Run = %v (%q), %v; want %v (%q)", res.Kind, res.Message, err, Cancelled, want)
+	}
+	if n := monitorGoroutines.Load() - before; n != 0 {
+		t.Errorf("%d monitor goroutines started; want 0", n)
+	}
+}
+
 // A cell takes each run's memory limit, or none; a run within its limit,
 // after one killed for going over it in the same cell, succeeds.
 func TestMemoryLimitPerRun(t *testing.T) {

@@ -45,9 +45,10 @@
 //     the largest single process of the run.
 //   - At most OutputLimit bytes of stdout and of stderr are kept, each: the
 //     last bytes written. Memory used for output is bounded by that limit.
-//   - One monitor goroutine watches a run, and only when there is something to
-//     watch (a limit, a wall time, or a cancellable context). It has exited
-//     when Run returns. The memory and disk samples of every run of the
+//   - A run's context and wall time are watched by callbacks
+//     (context.AfterFunc, time.AfterFunc), not a goroutine; a monitor
+//     goroutine watches a run only where memory (not limited by the kernel)
+//     or disk is sampled. Either has ended when Run returns. The memory and disk samples of every run of the
 //     process are taken by one sampler goroutine (sampler.go), which runs
 //     while some run has a limit: one wake-up serves every run then due.
 //   - The error is non-nil only when the command could not be started at all;

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,11 +18,23 @@ type verdict struct {
 	peak    int64
 }
 
-// monitor watches one run from its own goroutine. A nil *monitor watches
-// nothing, and its stop returns the zero verdict.
+// monitor watches one run. Where memory or disk is sampled it does so from
+// its own goroutine; else (the common case: a cancellable context and
+// perhaps a wall time) it needs none: the context's end and the wall
+// time's timer call kill from their own callbacks (context.AfterFunc,
+// time.AfterFunc). A nil *monitor watches nothing, and its stop returns
+// the zero verdict.
 type monitor struct {
+	// With a goroutine:
 	stopc chan struct{}
 	done  chan verdict
+	// Without:
+	c       *Child
+	stopCtx func() bool // stops the context's callback; nil for none
+	timer   *time.Timer // the wall time's; nil for none
+	mu      sync.Mutex  // guards v, stopped
+	v       verdict
+	stopped bool
 }
 
 // startMonitor starts watching the process c, unless there is nothing to
@@ -29,9 +43,40 @@ func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start t
 	if spec.WallTime <= 0 && spec.MemoryMB <= 0 && spec.DiskMB <= 0 && ctx.Done() == nil {
 		return nil
 	}
+	if spec.MemoryMB <= 0 && spec.DiskMB <= 0 {
+		m := &monitor{c: c}
+		if ctx.Done() != nil {
+			m.stopCtx = context.AfterFunc(ctx, func() {
+				m.kill(Cancelled, fmt.Sprintf("killed: cancelled (%v)", ctx.Err()))
+			})
+		}
+		if spec.WallTime > 0 {
+			wall := spec.WallTime
+			m.timer = time.AfterFunc(wall-time.Since(start), func() {
+				m.kill(TimedOut, fmt.Sprintf("killed: wall time %v exceeded", wall))
+			})
+		}
+		return m
+	}
 	m := &monitor{stopc: make(chan struct{}), done: make(chan verdict, 1)}
+	monitorGoroutines.Add(1)
 	go m.run(ctx, *spec, c, dir, start) // exits on stop, or once it has killed the group
 	return m
+}
+
+// monitorGoroutines counts the monitors started with a goroutine, for tests.
+var monitorGoroutines atomic.Int64
+
+// kill kills the group for the first reason given, unless the watch has
+// stopped.
+func (m *monitor) kill(k Kind, msg string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped || m.v.kind != 0 {
+		return
+	}
+	m.c.Kill()
+	m.v.kind, m.v.message = k, msg
 }
 
 // stop ends the watch and returns the verdict. It must be called exactly once
@@ -39,6 +84,18 @@ func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start t
 func (m *monitor) stop() verdict {
 	if m == nil {
 		return verdict{}
+	}
+	if m.stopc == nil {
+		if m.stopCtx != nil {
+			m.stopCtx()
+		}
+		if m.timer != nil {
+			m.timer.Stop()
+		}
+		m.mu.Lock() // waits for a kill under way
+		defer m.mu.Unlock()
+		m.stopped = true
+		return m.v
 	}
 	close(m.stopc)
 	return <-m.done
