@@ -643,3 +643,55 @@ func TestCgroupFallbacks(t *testing.T) {
 		t.Errorf("Enforcement() = %q, %q", cpu, procs)
 	}
 }
+
+// Where cells contain a run, its stdout and stderr go through pipes of
+// the pool: what it wrote is all there, the tail is kept, nothing carries
+// over to the next run of the same pipes, and runs one after another
+// reuse the same two pipes.
+func TestPooledOutputs(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	dir := t.TempDir()
+	run := func(command string, limit int) Result {
+		t.Helper()
+		res, err := Run(context.Background(), Spec{Dir: dir, Command: command, Warden: w, OutputLimit: limit})
+		if err != nil || res.Kind != Success {
+			t.Fatalf("Run(%q) = %v (%s), %v; want success", command, res.Kind, res.Message, err)
+		}
+		return res
+	}
+	run("true", 0) // the pool's first pipes
+	p := pooledOutputs()
+	if p == nil {
+		t.Fatal("no output pool")
+	}
+	p.mu.Lock()
+	open := len(p.pipes)
+	p.mu.Unlock()
+	for i, tt := range []struct {
+		command          string
+		limit            int
+		stdout, stderr   string
+		truncOut, truncE bool
+	}{
+		{"echo out; echo err >&2", 0, "out\n", "err\n", false, false},
+		// Far more than a pipe holds: drained while the run writes.
+		{"head -c 1000000 /dev/zero | tr '\\0' x; echo end; echo e >&2", 8, "xxxxend\n", "e\n", true, false},
+		{"true", 0, "", "", false, false},
+		// Reopening /dev/stderr opens the same pipe, and truncates nothing.
+		{"echo a > /dev/stderr; echo b >&2; echo c > /dev/stdout", 0, "c\n", "a\nb\n", false, false},
+		// A background process's output, written before the shell's exit.
+		{"(echo bg) & wait", 0, "bg\n", "", false, false},
+	} {
+		res := run(tt.command, tt.limit)
+		if string(res.Stdout) != tt.stdout || string(res.Stderr) != tt.stderr || res.StdoutTruncated != tt.truncOut || res.StderrTruncated != tt.truncE {
+			t.Errorf("run %d (%q): stdout %q (truncated %v), stderr %q (truncated %v); want %q (%v), %q (%v)",
+				i, tt.command, res.Stdout, res.StdoutTruncated, res.Stderr, res.StderrTruncated, tt.stdout, tt.truncOut, tt.stderr, tt.truncE)
+		}
+	}
+	p.mu.Lock()
+	now := len(p.pipes)
+	p.mu.Unlock()
+	if now > open {
+		t.Errorf("%d pooled pipes after runs one after another; want %d, reused", now, open)
+	}
+}

@@ -45,6 +45,13 @@
 //     the largest single process of the run.
 //   - At most OutputLimit bytes of stdout and of stderr are kept, each: the
 //     last bytes written. Memory used for output is bounded by that limit.
+//     Both are pipes, as a command expects (reopening /dev/stderr opens
+//     the same pipe). Where the Warden contains the run in a cell, they
+//     come from a process-wide pool (outPool) whose one goroutine drains
+//     every pipe as data arrives (epoll); the run's end, once its cell is
+//     empty, drains the rest, and the pipes go back to the pool. Elsewhere
+//     a run has two pipes of its own, drained to end of file by a
+//     goroutine each.
 //   - A run's context and wall time are watched by callbacks
 //     (context.AfterFunc, time.AfterFunc), not a goroutine; a monitor
 //     goroutine watches a run only where memory (not limited by the kernel)

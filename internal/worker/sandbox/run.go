@@ -13,11 +13,6 @@ import (
 	"time"
 )
 
-// ioGrace bounds how long Run waits for stdout and stderr to reach end of
-// file after the group was killed. Only a process that left the group (and so
-// survived the kill) while holding the pipes makes Run wait that long.
-const ioGrace = time.Second
-
 // Run runs spec.Command and returns once the shell has exited and its whole
 // process group, and its cgroup, have been sent SIGKILL, so no background
 // child lingers.
@@ -39,15 +34,8 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if limit <= 0 {
 		limit = DefaultOutputLimit
 	}
-	stdout, stderr := newTailBuffer(limit), newTailBuffer(limit)
-	outR, outW, err := outputPipe()
+	out, err := openOutputs(limit, spec.Warden.Contained())
 	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
-	}
-	errR, errW, err := outputPipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
 	cmd := &exec.Cmd{
@@ -55,24 +43,18 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		Args:   []string{"sh", "-c", spec.Command},
 		Dir:    dir,
 		Env:    environ(dir, spec.Env),
-		Stdout: outW,
-		Stderr: errW,
+		Stdout: out.outW,
+		Stderr: out.errW,
 	}
 	if stdin, err := devNull(); err == nil {
 		cmd.Stdin = stdin // else left nil: os/exec opens /dev/null itself (a nil *os.File would close fd 0)
 	}
 	start := time.Now()
 	c, err := spec.Warden.StartLimited(cmd, spec.Cores, spec.MemoryMB)
-	outW.Close() // the command has its own copies
-	errW.Close()
+	out.started(err == nil)
 	if err != nil {
-		outR.Close()
-		errR.Close()
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
-	drained := make(chan struct{}, 2)
-	go drain(stdout, outR, drained) // exits at end of file, or when outR is closed below
-	go drain(stderr, errR, drained) // likewise
 	watched := spec
 	if c.MemoryLimited() {
 		watched.MemoryMB = 0 // the kernel enforces it: nothing to sample
@@ -93,21 +75,8 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		duration = time.Since(start)
 		v = mon.stop()
 	}
-
-	// Output written just before the exit is still in the pipes. Only a
-	// process that left the group, and so survived the kill, can hold them
-	// open longer: it is given ioGrace.
-	t := time.NewTimer(ioGrace)
-	for n := 0; n < 2; {
-		select {
-		case <-drained:
-			n++
-		case <-t.C:
-			outR.Close() // ends the reads
-			errR.Close()
-		}
-	}
-	t.Stop()
+	out.finish(!c.Lingers())
+	stdout, stderr := out.stdout, out.stderr
 
 	res := Result{
 		Stdout:          stdout.Bytes(),
@@ -127,14 +96,6 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		res.PeakMemoryMB = max(res.PeakMemoryMB, spec.MemoryMB)
 	}
 	return res, nil
-}
-
-// drain reads r into buf until end of file (or until r is closed), closes
-// r, and says so on done.
-func drain(buf *tailBuffer, r *os.File, done chan<- struct{}) {
-	buf.ReadFrom(r)
-	r.Close()
-	done <- struct{}{}
 }
 
 // devNull is /dev/null, open for reading for the process's life: every
