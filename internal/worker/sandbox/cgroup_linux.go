@@ -40,10 +40,9 @@ type cgroups struct {
 	v2  *hierarchy // nil when cgroup v2 is not used
 	v1  *hierarchy // nil when cgroup v1 is not used
 	cpu *hierarchy // where quotas are set (v2 or v1); nil when not enforced
-	// mem is where memory limits are set: v2 (memory.max) or the v1
-	// memory hierarchy (memory.limit_in_bytes); nil where they are sampled.
-	mem   *hierarchy
-	memV1 *hierarchy // the v1 memory hierarchy when mem is it, else nil
+	// mem is where memory limits are set (v2, memory.max); nil where they
+	// are sampled.
+	mem *hierarchy
 
 	mu   sync.Mutex // guards free, next
 	free []*cell    // empty cells for reuse
@@ -76,26 +75,16 @@ type cell struct {
 	// launcher forks the cell's processes from inside v1dir; nil until
 	// the first start that needs it. The cell's one user owns it.
 	launcher *launcher
-	// memdir is the cgroup whose memory.* files limit the cell: v2dir,
-	// or its cgroup in the v1 memory hierarchy; "" when memory is
-	// sampled instead.
-	memdir string
-	// memTasks is the tasks file of the v1 memory cgroup, which the
-	// launcher enters, and memHome that of the hierarchy's base; nil in v2.
-	memTasks, memHome *os.File
-	memLimit          int64 // the memory limit set, bytes; 0 for none
-	// oomFD is memory.events (v2) or memory.oom_control (v1), open for
-	// the cell's life, whose oom_kill counts the kernel's out-of-memory
-	// kills in the cell; -1 when memory is sampled. oomSeen is that count
-	// when the last limited run ended; -1 when unknown.
+	// memdir is v2dir where its memory.* files limit the cell; "" when
+	// memory is sampled instead.
+	memdir   string
+	memLimit int64 // the memory limit set, bytes; 0 for none
+	// oomFD is memory.events, open for the cell's life, whose oom_kill
+	// counts the kernel's out-of-memory kills in the cell; -1 when memory
+	// is sampled. oomSeen is that count when the last limited run ended;
+	// -1 when unknown.
 	oomFD   int
 	oomSeen int64
-	// oomEvents (v1 only) is an eventfd the kernel signals at each
-	// out-of-memory event of the cell; watchOOM reads it and kills the
-	// cell's run whole (in v2, memory.oom.group has the kernel do it).
-	oomEvents *os.File
-	mu        sync.Mutex // guards user
-	user      *Child     // the run in the cell; nil between runs
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -163,7 +152,7 @@ func openCgroups() (g *cgroups, cpu string) {
 	} else if g.cpu == nil {
 		why = append(why, "no cgroup v1 cpu controller")
 	}
-	g.openMemory(self, mi, name)
+	g.openMemory()
 	switch {
 	case g.v2 == nil && g.v1 == nil:
 		return nil, "not enforced (" + strings.Join(why, "; ") + ")"
@@ -175,56 +164,17 @@ func openCgroups() (g *cgroups, cpu string) {
 	return g, "not enforced (" + strings.Join(why, "; ") + ")"
 }
 
-// openMemory finds where the kernel can enforce the cells' memory limits:
-// in v2, where the memory controller can be enabled below the worker's
-// cgroup, else in the v1 memory hierarchy where the warden may make
-// cgroups. Where neither, g.mem stays nil and memory is sampled.
-func (g *cgroups) openMemory(self, mi []byte, name string) {
+// openMemory enables the memory controller for the cells where cgroup v2
+// has it, so that the kernel enforces their memory limits (memory.max).
+// Elsewhere g.mem stays nil and memory is sampled. (The v1 memory
+// hierarchy is not used: a process enters a v1 cgroup by the thread that
+// forks it, and a worker thread in a cell got the worker's own memory
+// charged there, where the cell's out-of-memory killer could pick the
+// worker: docs/benchmarks.md, capacity.)
+func (g *cgroups) openMemory() {
 	if g.v2 != nil && enableController(g.v2.base, g.v2.dir, "memory") == nil {
 		g.mem = g.v2
-		return
 	}
-	base := v1Base(self, mi, "memory")
-	if base == "" || g.v2 == nil && g.v1 == nil {
-		return
-	}
-	sweep(base, false)
-	if h, err := openV1Memory(base, name); err == nil {
-		g.mem, g.memV1 = h, h
-	}
-}
-
-// openV1Memory makes the warden's cgroup in the v1 memory hierarchy and
-// checks that a thread can go into a cell below it, that the cell takes a
-// limit, and that it tells of out-of-memory events.
-func openV1Memory(base, name string) (*hierarchy, error) {
-	dir := filepath.Join(base, name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("cgroup v1 memory %s not writable: %w", base, err)
-	}
-	h := &hierarchy{base: base, dir: dir}
-	home, err := os.OpenFile(filepath.Join(base, "tasks"), os.O_WRONLY, 0)
-	if err != nil {
-		h.remove()
-		return nil, fmt.Errorf("cgroup v1 memory %s: %w", base, err)
-	}
-	h.home = home
-	c, err := newCell(nil, nil, h, "probe")
-	if err == nil {
-		if err = c.setMemory(1 << 30); err == nil {
-			var l *launcher
-			if l, err = startLauncher(c); err == nil {
-				l.stop()
-			}
-		}
-		c.remove()
-	}
-	if err != nil {
-		h.remove()
-		home.Close()
-		return nil, fmt.Errorf("cgroup v1 memory: cannot limit a cell: %w", err)
-	}
-	return h, nil
 }
 
 // openV2 makes the warden's cgroup v2 and checks that a process can be
@@ -305,8 +255,7 @@ func openV1(base, name string) (*hierarchy, error) {
 }
 
 // newCell makes a cell named name below the warden's cgroups: v2 and v1
-// (cpu) where not nil, and mem, where memory limits go, where not nil (v2,
-// or the v1 memory hierarchy).
+// (cpu) where not nil; its v2 cgroup limits memory where mem is not nil.
 func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 	c := &cell{v2fd: -1, procs: -1, oomFD: -1}
 	if v2 != nil {
@@ -338,16 +287,11 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 	if dir == "" {
 		dir = c.v1dir
 	}
-	if dir == "" && mem != nil {
-		dir = filepath.Join(mem.dir, name) // the v1 memory probe
+	if fd, err := syscall.Open(dir+"/cgroup.procs", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
+		c.procs = fd // else empty opens it each time
 	}
-	if dir != "" {
-		if fd, err := syscall.Open(dir+"/cgroup.procs", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
-			c.procs = fd // else empty opens it each time
-		}
-	}
-	if mem != nil {
-		if err := c.openMemory(mem, name); err != nil {
+	if mem != nil && c.v2dir != "" {
+		if err := c.openMemory(); err != nil {
 			c.remove()
 			return nil, err
 		}
@@ -355,83 +299,20 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 	return c, nil
 }
 
-// openMemory prepares the cell's memory cgroup in mem: in v2 its v2dir,
-// whose processes the kernel kills together when one goes over the limit
-// (memory.oom.group); in v1 a cgroup of its own in the memory hierarchy,
-// whose out-of-memory events an eventfd tells watchOOM.
-func (c *cell) openMemory(mem *hierarchy, name string) error {
-	if mem.v2 {
-		c.memdir = c.v2dir
-		if err := writeControl(filepath.Join(c.memdir, "memory.oom.group"), []byte("1")); err != nil {
-			return err
-		}
-		fd, err := syscall.Open(c.memdir+"/memory.events", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != nil {
-			return &os.PathError{Op: "open", Path: c.memdir + "/memory.events", Err: err}
-		}
-		c.oomFD = fd
-		return nil
-	}
-	c.memdir, c.memHome = filepath.Join(mem.dir, name), mem.home
-	if err := os.Mkdir(c.memdir, 0o755); err != nil {
-		c.memdir = ""
+// openMemory makes the cell's v2 cgroup limit its memory: the kernel
+// kills its processes together when one goes over the limit
+// (memory.oom.group), and memory.events counts it.
+func (c *cell) openMemory() error {
+	c.memdir = c.v2dir
+	if err := writeControl(filepath.Join(c.memdir, "memory.oom.group"), []byte("1")); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(c.memdir, "tasks"), os.O_WRONLY, 0)
+	fd, err := syscall.Open(c.memdir+"/memory.events", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return err
-	}
-	c.memTasks = f
-	fd, err := syscall.Open(c.memdir+"/memory.oom_control", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return &os.PathError{Op: "open", Path: c.memdir + "/memory.oom_control", Err: err}
+		return &os.PathError{Op: "open", Path: c.memdir + "/memory.events", Err: err}
 	}
 	c.oomFD = fd
-	efd, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-	if errno != 0 {
-		return os.NewSyscallError("eventfd2", errno)
-	}
-	ev := os.NewFile(efd, "oom-events")
-	reg := strconv.Itoa(int(efd)) + " " + strconv.Itoa(fd)
-	if err := writeControl(filepath.Join(c.memdir, "cgroup.event_control"), []byte(reg)); err != nil {
-		ev.Close()
-		return err
-	}
-	c.oomEvents = ev
-	go c.watchOOM(ev) // exits when closeFiles closes ev
 	return nil
-}
-
-// watchOOM kills the cell's run whole at each out-of-memory event: the v1
-// kernel kills one process, and the task goes on without it otherwise.
-// (The eventfd is also signalled when the cgroup is removed, between runs.)
-func (c *cell) watchOOM(ev *os.File) {
-	var b [8]byte
-	for {
-		if _, err := ev.Read(b[:]); err != nil {
-			return
-		}
-		c.mu.Lock()
-		u := c.user
-		c.mu.Unlock()
-		if u != nil {
-			// The kernel tells before it picks a process to kill, and
-			// finds none once this kill is faster: the event is the
-			// verdict.
-			u.oomEvent.Store(true)
-			u.Kill()
-		}
-	}
-}
-
-// setUser records the run in the cell (nil between runs), for watchOOM.
-func (c *cell) setUser(u *Child) {
-	if c == nil || c.oomEvents == nil {
-		return
-	}
-	c.mu.Lock()
-	c.user = u
-	c.mu.Unlock()
 }
 
 // setMemory sets the cell's memory limit to limit bytes (0 for none).
@@ -440,9 +321,6 @@ func (c *cell) setMemory(limit int64) error {
 		return nil
 	}
 	file, val := filepath.Join(c.memdir, "memory.max"), "max"
-	if c.memTasks != nil {
-		file, val = filepath.Join(c.memdir, "memory.limit_in_bytes"), "-1"
-	}
 	if limit > 0 {
 		val = strconv.FormatInt(limit, 10)
 	}
@@ -454,8 +332,7 @@ func (c *cell) setMemory(limit int64) error {
 }
 
 // oomKills reads the kernel's count of out-of-memory kills in the cell
-// (oom_kill in memory.events or memory.oom_control); false when it
-// cannot.
+// (oom_kill in memory.events); false when it cannot.
 func (c *cell) oomKills() (int64, bool) {
 	if c.oomFD < 0 {
 		return 0, false
@@ -519,7 +396,6 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 // and release reports false. oom reports that the kernel killed a process
 // of the run for its memory limit (limited: the run had one).
 func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
-	c.setUser(nil)
 	deadline := time.Now().Add(settleWait)
 	for !c.empty() {
 		if time.Now().After(deadline) {
@@ -574,31 +450,15 @@ func (g *cgroups) close() error {
 		err = errors.Join(err, g.v1.remove())
 		g.v1.home.Close()
 	}
-	if g.memV1 != nil {
-		err = errors.Join(err, g.memV1.remove())
-		g.memV1.home.Close()
-	}
 	return err
 }
 
 // memoryEnforcement says where the cells' memory limits are set.
 func (g *cgroups) memoryEnforcement() string {
-	switch {
-	case g.mem == nil:
+	if g.mem == nil {
 		return "sampled"
-	case g.mem.v2:
-		return "cgroup v2 memory.max"
 	}
-	return "cgroup v1 memory.limit_in_bytes"
-}
-
-// memDir returns the warden's own cgroup in the v1 memory hierarchy, for
-// the guard; "" when there is none.
-func (g *cgroups) memDir() string {
-	if g.memV1 == nil {
-		return ""
-	}
-	return g.memV1.dir
+	return "cgroup v2 memory.max"
 }
 
 // dirs returns the warden's own cgroups, for the guard.
@@ -666,7 +526,7 @@ func (c *cell) setQuota(h *hierarchy, q int64) error {
 // where v2 holds the process. Either thread outlives what it forks, whose
 // parent-death signal comes when that thread ends.
 func (c *cell) start(cmd *exec.Cmd) error {
-	if c == nil || (c.v1 == nil || c.quota == 0 && c.v2dir != "") && (c.memTasks == nil || c.memLimit == 0) {
+	if c == nil || c.v1 == nil || c.quota == 0 && c.v2dir != "" {
 		var err error
 		forkThread().run(func() { err = cmd.Start() })
 		return err
@@ -694,7 +554,7 @@ type launcher struct {
 	done chan struct{}
 }
 
-// startLauncher starts a launcher in c's v1 cgroups: cpu, memory, or both.
+// startLauncher starts a launcher in c's v1 cgroup.
 func startLauncher(c *cell) (*launcher, error) {
 	l := &launcher{jobs: make(chan func()), done: make(chan struct{})}
 	entered := make(chan error, 1)
@@ -702,15 +562,7 @@ func startLauncher(c *cell) (*launcher, error) {
 		defer close(l.done)
 		runtime.LockOSThread()
 		tid := strconv.Itoa(syscall.Gettid())
-		var err error
-		if c.v1 != nil {
-			_, err = c.v1.WriteString(tid)
-		}
-		if err == nil && c.memTasks != nil {
-			if _, err = c.memTasks.WriteString(tid); err != nil && c.v1 != nil {
-				c.home.WriteString(tid) // out of the cpu cell again
-			}
-		}
+		_, err := c.v1.WriteString(tid)
 		entered <- err
 		if err != nil {
 			runtime.UnlockOSThread()
@@ -721,16 +573,7 @@ func startLauncher(c *cell) (*launcher, error) {
 		}
 		// Back home, so that the cell can be removed at once; if it cannot
 		// go, it stays locked and the runtime ends the thread.
-		home := true
-		if c.v1 != nil {
-			_, err := c.home.WriteString(tid)
-			home = err == nil
-		}
-		if c.memTasks != nil {
-			_, err := c.memHome.WriteString(tid)
-			home = home && err == nil
-		}
-		if home {
+		if _, err := c.home.WriteString(tid); err == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
@@ -825,9 +668,6 @@ func (c *cell) remove() {
 	if c.v1dir != "" {
 		removeCgroup(c.v1dir, false, os.Getpid(), settleWait)
 	}
-	if c.memHome != nil && c.memdir != "" {
-		removeCgroup(c.memdir, false, os.Getpid(), settleWait)
-	}
 }
 
 func (c *cell) closeFiles() {
@@ -850,14 +690,6 @@ func (c *cell) closeFiles() {
 	if c.oomFD >= 0 {
 		syscall.Close(c.oomFD)
 		c.oomFD = -1
-	}
-	if c.oomEvents != nil {
-		c.oomEvents.Close() // ends watchOOM
-		c.oomEvents = nil
-	}
-	if c.memTasks != nil {
-		c.memTasks.Close()
-		c.memTasks = nil
 	}
 }
 

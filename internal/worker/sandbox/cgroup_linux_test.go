@@ -204,8 +204,8 @@ func TestMemoryLimitByKernel(t *testing.T) {
 	for _, tt := range []struct{ name, command string }{
 		{"over at once", "echo $$ > bg.pid; head -c 300M /dev/zero | tail"},
 		{"over after a steady start", "echo $$ > bg.pid; sleep 0.5; head -c 300M /dev/zero | tail"},
-		// The kernel kills the one process over the limit (tail, in v1):
-		// the rest of the run must die with it, not run on for 30 s.
+		// The rest of the run dies with the process over the limit
+		// (memory.oom.group), not run on for 30 s.
 		{"over in a process that left the group", "sleep 30 & echo $! > bg.pid; setsid sh -c '(head -c 300M /dev/zero; sleep 30) | tail' & sleep 30"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,10 +275,7 @@ func TestMemoryLimitPerRun(t *testing.T) {
 	if w.MemoryEnforcement() == "sampled" {
 		t.Skip("no memory cgroup here")
 	}
-	file, none := "memory.limit_in_bytes", "9223372036854771712"
-	if w.cg.mem.v2 {
-		file, none = "memory.max", "max"
-	}
+	file, none := "memory.max", "max"
 	dir := t.TempDir()
 	for i, tt := range []struct {
 		command  string
@@ -296,7 +293,7 @@ func TestMemoryLimitPerRun(t *testing.T) {
 			t.Fatalf("run %d: %v (%s), %v; want %v", i, res.Kind, res.Message, err, tt.want)
 		}
 		if tt.want == MemoryExceeded {
-			continue // its cell was killed whole, and so not kept (v2) or holds the same limit
+			continue // its cell may be killed whole, and so not kept
 		}
 		w.cg.mu.Lock()
 		var c *cell

@@ -21,12 +21,10 @@ func (g *cgroups) cell(float64, int64) (*cell, bool, error) { return nil, false,
 func (g *cgroups) release(*cell, bool) (bool, bool)         { return true, false }
 func (g *cgroups) close() error                             { return nil }
 func (g *cgroups) dirs() (v2, v1 string)                    { return "", "" }
-func (g *cgroups) memDir() string                           { return "" }
 func (g *cgroups) memoryEnforcement() string                { return "sampled" }
 
 func (c *cell) start(cmd *exec.Cmd) error { return cmd.Start() }
 func (c *cell) kill()                     {}
-func (c *cell) setUser(*Child)            {}
 func (c *cell) procsFile() string         { return "" }
 func (c *cell) procsFD() int              { return -1 }
 

@@ -55,34 +55,6 @@ func cgroupBases(selfCgroup, mounts []byte) (v2, v1cpu string) {
 	return v2, v1cpu
 }
 
-// v1Base returns this process's cgroup directory in the v1 hierarchy of
-// the controller ctrl (e.g. "memory"), given the contents of
-// /proc/self/cgroup and /proc/self/mountinfo; "" where that hierarchy is
-// not mounted where this process can see it.
-func v1Base(selfCgroup, mounts []byte, ctrl string) string {
-	var p string
-	var have bool
-	for line := range strings.SplitSeq(string(selfCgroup), "\n") {
-		id, rest, ok := strings.Cut(line, ":")
-		if !ok || id == "0" {
-			continue
-		}
-		if ctrls, q, ok := strings.Cut(rest, ":"); ok && hasOption(ctrls, ctrl) {
-			p, have = path.Clean("/"+q), true
-			break
-		}
-	}
-	if !have {
-		return ""
-	}
-	for line := range strings.SplitSeq(string(mounts), "\n") {
-		if m, ok := mountinfo.Parse(line); ok && m.FSType == "cgroup" && hasOption(m.Options, ctrl) {
-			return m.Below(p)
-		}
-	}
-	return ""
-}
-
 // hasOption reports whether the comma-separated list holds opt exactly
 // ("cpu", not "cpuacct" or "cpuset").
 func hasOption(list, opt string) bool {

@@ -4,7 +4,6 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
-	"sync/atomic"
 )
 
 // Child is one process started by a Warden, with its process group and its
@@ -30,7 +29,6 @@ type Child struct {
 	// memory is not sampled); memKilled, set by Wait: it killed a process
 	// of the run for going over it.
 	memLimited, memKilled bool
-	oomEvent              atomic.Bool // the cell's OOM watcher saw the limit reached (v1)
 }
 
 // Start starts cmd as its process group's leader, with SIGKILL as its
@@ -72,7 +70,6 @@ func (w *Warden) StartLimited(cmd *exec.Cmd, cores float64, memoryMB int64) (*Ch
 		}
 		return nil, err
 	}
-	c.cell.setUser(c)
 	c.w.guardSend("+" + strconv.Itoa(cmd.Process.Pid) + "\n")
 	c.exit = watchExit(cmd.Process.Pid) // nil if there is no pidfd: WaitExited blocks a thread then
 	return c, nil
@@ -133,7 +130,6 @@ func (c *Child) Wait() error {
 	if c.cell != nil {
 		var emptied bool
 		emptied, c.memKilled = c.w.cg.release(c.cell, c.memLimited)
-		c.memKilled = c.memKilled || c.oomEvent.Load()
 		c.lingers = !emptied
 	}
 	return err

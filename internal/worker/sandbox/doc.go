@@ -18,16 +18,16 @@
 //   - Wall time, context cancellation, resident memory summed over the group
 //     and bytes stored under Dir (a walk of Dir) each kill the whole group and
 //     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded.
-//   - Where the Warden has a memory cgroup for its cells (cgroup v2 with the
-//     memory controller, else the v1 memory hierarchy:
-//     Warden.MemoryEnforcement), the kernel enforces MemoryMB as the cell's
-//     limit (memory.max, memory.limit_in_bytes) and nothing is sampled:
-//     a process that goes over it is killed by the kernel's out-of-memory
-//     killer, and with it the whole cell (v2: memory.oom.group; v1: an
-//     eventfd registered in cgroup.event_control wakes one goroutine per
-//     cell, which kills the run). The run is then MemoryExceeded, known from
-//     that event or the cell's oom_kill count, read once at the end; its
-//     PeakMemoryMB is then at least the limit. The kernel counts what the
+//   - Where the Warden's cells are cgroup v2 cgroups with the memory
+//     controller (Warden.MemoryEnforcement), the kernel enforces MemoryMB as
+//     the cell's memory.max and nothing is sampled: a process that goes over
+//     it is killed by the kernel's out-of-memory killer, and with it the
+//     whole cell (memory.oom.group). The run is then MemoryExceeded, known
+//     from the cell's oom_kill count (memory.events), read once at the end;
+//     its PeakMemoryMB is then at least the limit. (Not in cgroup v1: a
+//     process enters a v1 cgroup by the thread that forks it, and the
+//     kernel charged the worker's own memory to the cell such a thread was
+//     in, where the cell's out-of-memory killer could pick the worker.) The kernel counts what the
 //     run's processes have charged (resident memory, page tables, and page
 //     cache, which it reclaims before it kills anything). Elsewhere memory
 //     and disk are sampled every PollInterval while they grow (or are over
@@ -83,9 +83,7 @@
 //     enabled there (NewWarden adds it to the worker's cgroup's
 //     cgroup.subtree_control, where it stays), else in v1
 //     (cpu.cfs_quota_us). Memory limits go in v2 (memory.max) if the
-//     memory controller can be enabled there, else in the v1 memory
-//     hierarchy, whose cell the launcher enters too (a run with a memory
-//     limit is then forked by the launcher). Control files are written, never created. Cells are reused once
+//     memory controller can be enabled there. Control files are written, never created. Cells are reused once
 //     empty, except one that cgroup.kill was written to (the kernel would
 //     kill a process cloned into it). Enforcement says which is in use.
 //   - The guard (ServeGuard), a process started once per worker, is told of

@@ -24,7 +24,7 @@ import (
 //
 //	pid N        the worker's pid, never killed (v1 kills go by pid)
 //	v2 "DIR"     the worker's cgroup v2 (Go-quoted)
-//	v1 "DIR"     the worker's cgroup in a v1 hierarchy (cpu, memory)
+//	v1 "DIR"     the worker's cgroup in the v1 cpu hierarchy
 //	+N           process group N was started
 //	-N           process group N is gone (sent before its leader is reaped)
 //
@@ -54,8 +54,7 @@ type guard struct {
 var errGuardClosed = errors.New("sandbox: guard closed")
 
 // startGuard starts the guard process and tells it the worker's cgroups.
-// more are further v1 cgroups of the worker's (its memory cgroup).
-func startGuard(argv []string, v2, v1 string, log *slog.Logger, more ...string) (*guard, error) {
+func startGuard(argv []string, v2, v1 string, log *slog.Logger) (*guard, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -74,10 +73,8 @@ func startGuard(argv []string, v2, v1 string, log *slog.Logger, more ...string) 
 	if v2 != "" {
 		hello += "v2 " + strconv.Quote(v2) + "\n"
 	}
-	for _, d := range append([]string{v1}, more...) {
-		if d != "" {
-			hello += "v1 " + strconv.Quote(d) + "\n"
-		}
+	if v1 != "" {
+		hello += "v1 " + strconv.Quote(v1) + "\n"
 	}
 	g.send(hello)
 	return g, nil

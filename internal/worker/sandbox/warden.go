@@ -46,14 +46,10 @@ func NewWarden(cfg WardenConfig) (*Warden, error) {
 	w.cg, w.cpu = openCgroups()
 	if len(cfg.Guard) > 0 {
 		var v2, v1 string
-		var more []string
 		if w.cg != nil {
 			v2, v1 = w.cg.dirs()
-			if m := w.cg.memDir(); m != "" {
-				more = append(more, m)
-			}
 		}
-		g, err := startGuard(cfg.Guard, v2, v1, w.log, more...)
+		g, err := startGuard(cfg.Guard, v2, v1, w.log)
 		if err != nil {
 			if w.cg != nil {
 				w.cg.close()
@@ -91,8 +87,7 @@ func (w *Warden) Enforcement() (cpu, processes string) {
 }
 
 // MemoryEnforcement says how the memory limits of runs are enforced:
-// "cgroup v2 memory.max" or "cgroup v1 memory.limit_in_bytes" where the
-// kernel does it, else "sampled" (resident memory, summed over the run's
+// "cgroup v2 memory.max" where the kernel does it, else "sampled" (resident memory, summed over the run's
 // processes, every PollInterval or so).
 func (w *Warden) MemoryEnforcement() string {
 	if w == nil || w.cg == nil || w.sampleMemory {
