@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -234,37 +235,39 @@ func TestMemoryLimitByKernel(t *testing.T) {
 	}
 }
 
-// A run whose memory the kernel limits is watched for its wall time and
-// its context without a goroutine of its own, and either still kills it.
-func TestRunWatchedWithoutGoroutine(t *testing.T) {
+// Runs watched for their context, wall time and sampled limits, with
+// pooled outputs, need no goroutine each: only Run's own.
+func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() == "sampled" {
-		t.Skip("no memory cgroup here")
-	}
-	before := monitorGoroutines.Load()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir := t.TempDir()
-	res, err := Run(ctx, Spec{Dir: dir, Warden: w, MemoryMB: 100, WallTime: 200 * time.Millisecond, Command: "sleep 30"})
-	if want := "killed: wall time 200ms exceeded"; err != nil || res.Kind != TimedOut || res.Message != want {
-		t.Errorf("Run = %v (%q), %v; want %v (%q)", res.Kind, res.Message, err, TimedOut, want)
+	const n = 20
+	Run(ctx, Spec{Dir: t.TempDir(), Warden: w, MemoryMB: 100, Command: "true"}) // the sampler and the output pool exist
+	before := runtime.NumGoroutine()
+	dirs := make([]string, n)
+	done := make(chan Result, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+		go func() { // exits when the run ends: cancel below, or its wall time
+			res, _ := Run(ctx, Spec{Dir: dirs[i], Warden: w, MemoryMB: 100, DiskMB: 100, WallTime: time.Minute,
+				Command: "touch started; sleep 30"})
+			done <- res
+		}()
 	}
-	go func() { // exits once the command has started, or after 10 s
-		defer cancel()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if _, err := os.Stat(filepath.Join(dir, "started")); err == nil {
-				return
-			}
-			time.Sleep(time.Millisecond) // a poll interval, not a synchronisation
+	for _, d := range dirs {
+		pollUntil(t, 20*time.Second, "every run to start", func() bool {
+			_, err := os.Stat(filepath.Join(d, "started"))
+			return err == nil
+		})
+	}
+	if got := runtime.NumGoroutine() - before; got > n+2 {
+		t.Errorf("%d more goroutines with %d runs under way; want at most %d (one each, and the sampler's)", got, n, n+2)
+	}
+	cancel()
+	for range n {
+		if res := <-done; res.Kind != Cancelled || res.Message != "killed: cancelled (context canceled)" {
+			t.Errorf("Run = %v (%q); want %v", res.Kind, res.Message, Cancelled)
 		}
-	}()
-	res, err = Run(ctx, Spec{Dir: dir, Warden: w, MemoryMB: 100, WallTime: time.Minute, Command: "touch started; sleep 30"})
-	if want := "killed: cancelled (context canceled)"; err != nil || res.Kind != Cancelled || res.Message != want {
-		t.Errorf("Run = %v (%q), %v; want %v (%q)", res.Kind, res.Message, err, Cancelled, want)
-	}
-	if n := monitorGoroutines.Load() - before; n != 0 {
-		t.Errorf("%d monitor goroutines started; want 0", n)
 	}
 }
 

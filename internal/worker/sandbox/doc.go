@@ -52,12 +52,12 @@
 //     empty, drains the rest, and the pipes go back to the pool. Elsewhere
 //     a run has two pipes of its own, drained to end of file by a
 //     goroutine each.
-//   - A run's context and wall time are watched by callbacks
-//     (context.AfterFunc, time.AfterFunc), not a goroutine; a monitor
-//     goroutine watches a run only where memory (not limited by the kernel)
-//     or disk is sampled. Either has ended when Run returns. The memory and disk samples of every run of the
-//     process are taken by one sampler goroutine (sampler.go), which runs
-//     while some run has a limit: one wake-up serves every run then due.
+//   - No goroutine watches a run: its context's end and its wall time kill
+//     it from callbacks (context.AfterFunc, time.AfterFunc), and the
+//     memory and disk samples of every run of the process are taken by one
+//     sampler goroutine (sampler.go), which kills a run over its limit and
+//     runs while some run has a sampled limit: one wake-up serves every run
+//     then due. None of them kills the run once Run has its verdict.
 //   - The error is non-nil only when the command could not be started at all;
 //     every outcome of a started command is described by the Result.
 //
