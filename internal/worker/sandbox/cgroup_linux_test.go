@@ -695,3 +695,30 @@ func TestPooledOutputs(t *testing.T) {
 		t.Errorf("%d pooled pipes after runs one after another; want %d, reused", now, open)
 	}
 }
+
+// Draining a pooled pipe that holds nothing allocates nothing: most
+// commands write no output.
+func TestPooledOutputEmptyDrainAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are counted without the race detector")
+	}
+	p := pooledOutputs()
+	if p == nil {
+		t.Skip("no output pool")
+	}
+	b := newTailBuffer(DefaultOutputLimit)
+	op, err := p.get(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		b.buf = nil
+		op.mu.Lock()
+		op.drainLocked()
+		op.mu.Unlock()
+	})
+	p.put(op, true)
+	if allocs != 0 {
+		t.Errorf("draining an empty pipe: %v allocations; want 0", allocs)
+	}
+}

@@ -147,6 +147,16 @@ func (op *outPipe) drainLocked() {
 		return
 	}
 	if op.buf != nil {
+		if cap(op.buf.buf) == 0 {
+			// Most commands write nothing: look before the buffer's first
+			// allocation (a stack buffer, as the reads are direct).
+			var first [minGrow]byte
+			n, _ := nonBlocking(op.r).Read(first[:])
+			if n == 0 {
+				return
+			}
+			op.buf.Write(first[:n])
+		}
 		op.buf.ReadFrom(nonBlocking(op.r))
 		return
 	}
