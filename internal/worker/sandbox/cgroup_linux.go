@@ -291,28 +291,24 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 		c.procs = fd // else empty opens it each time
 	}
 	if mem != nil && c.v2dir != "" {
-		if err := c.openMemory(); err != nil {
-			c.remove()
-			return nil, err
-		}
+		c.openMemory() // else its runs' memory is sampled
 	}
 	return c, nil
 }
 
 // openMemory makes the cell's v2 cgroup limit its memory: the kernel
 // kills its processes together when one goes over the limit
-// (memory.oom.group), and memory.events counts it.
-func (c *cell) openMemory() error {
-	c.memdir = c.v2dir
-	if err := writeControl(filepath.Join(c.memdir, "memory.oom.group"), []byte("1")); err != nil {
-		return err
+// (memory.oom.group, Linux 4.19), and memory.events counts it. Where
+// either is missing, the cell's memory stays sampled (memdir "").
+func (c *cell) openMemory() {
+	if writeControl(filepath.Join(c.v2dir, "memory.oom.group"), []byte("1")) != nil {
+		return
 	}
-	fd, err := syscall.Open(c.memdir+"/memory.events", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	fd, err := syscall.Open(c.v2dir+"/memory.events", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: c.memdir + "/memory.events", Err: err}
+		return
 	}
-	c.oomFD = fd
-	return nil
+	c.memdir, c.oomFD = c.v2dir, fd
 }
 
 // setMemory sets the cell's memory limit to limit bytes (0 for none).

@@ -722,3 +722,42 @@ func TestPooledOutputEmptyDrainAllocatesNothing(t *testing.T) {
 		t.Errorf("draining an empty pipe: %v allocations; want 0", allocs)
 	}
 }
+
+// oomKills reads the oom_kill count of a cell's memory.events, and oomRose
+// says whether it rose since the last run.
+func TestOOMKills(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "memory.events")
+	write := func(kills int) {
+		t.Helper()
+		text := fmt.Sprintf("low 0\nhigh 0\nmax 12\noom 1\noom_kill %d\noom_group_kill 1\n", kills)
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	fd, err := syscall.Open(file, syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cell{oomFD: fd}
+	defer syscall.Close(fd)
+	if n, ok := c.oomKills(); n != 0 || !ok {
+		t.Errorf("oomKills() = %d, %v; want 0, true", n, ok)
+	}
+	var rose []bool
+	for _, kills := range []int{0, 3, 3, 4} {
+		write(kills)
+		rose = append(rose, c.oomRose())
+	}
+	if want := []bool{false, true, false, true}; !cmp.Equal(rose, want) {
+		t.Errorf("oomRose() after 0, 3, 3, 4 kills = %v; want %v", rose, want)
+	}
+	c.oomSeen = -1 // unknown: a run without a limit came between
+	write(5)
+	if c.oomRose() {
+		t.Error("oomRose() with no count before = true; want false")
+	}
+	if (&cell{oomFD: -1}).oomRose() {
+		t.Error("oomRose() without memory.events = true; want false")
+	}
+}
