@@ -219,7 +219,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.warden = warden
 	w.boxes.reuse = warden.Contained()
 	cpu, procs := warden.Enforcement()
-	w.log.Info("enforcement", "cpu", cpu, "processes", procs)
+	w.log.Info("enforcement", "cpu", cpu, "memory", warden.MemoryEnforcement(), "processes", procs)
 	served := make(chan struct{})
 	go func() { // exits when cleanup closes the server
 		defer close(served)

@@ -40,6 +40,9 @@ type cgroups struct {
 	v2  *hierarchy // nil when cgroup v2 is not used
 	v1  *hierarchy // nil when cgroup v1 is not used
 	cpu *hierarchy // where quotas are set (v2 or v1); nil when not enforced
+	// mem is where memory limits are set (v2, memory.max); nil where they
+	// are sampled.
+	mem *hierarchy
 
 	mu   sync.Mutex // guards free, next
 	free []*cell    // empty cells for reuse
@@ -72,6 +75,16 @@ type cell struct {
 	// launcher forks the cell's processes from inside v1dir; nil until
 	// the first start that needs it. The cell's one user owns it.
 	launcher *launcher
+	// memdir is v2dir where its memory.* files limit the cell; "" when
+	// memory is sampled instead.
+	memdir   string
+	memLimit int64 // the memory limit set, bytes; 0 for none
+	// oomFD is memory.events, open for the cell's life, whose oom_kill
+	// counts the kernel's out-of-memory kills in the cell; -1 when memory
+	// is sampled. oomSeen is that count when the last limited run ended;
+	// -1 when unknown.
+	oomFD   int
+	oomSeen int64
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -139,6 +152,7 @@ func openCgroups() (g *cgroups, cpu string) {
 	} else if g.cpu == nil {
 		why = append(why, "no cgroup v1 cpu controller")
 	}
+	g.openMemory()
 	switch {
 	case g.v2 == nil && g.v1 == nil:
 		return nil, "not enforced (" + strings.Join(why, "; ") + ")"
@@ -148,6 +162,19 @@ func openCgroups() (g *cgroups, cpu string) {
 		return g, "cgroup v1 quota"
 	}
 	return g, "not enforced (" + strings.Join(why, "; ") + ")"
+}
+
+// openMemory enables the memory controller for the cells where cgroup v2
+// has it, so that the kernel enforces their memory limits (memory.max).
+// Elsewhere g.mem stays nil and memory is sampled. (The v1 memory
+// hierarchy is not used: a process enters a v1 cgroup by the thread that
+// forks it, and a worker thread in a cell got the worker's own memory
+// charged there, where the cell's out-of-memory killer could pick the
+// worker: docs/benchmarks.md, capacity.)
+func (g *cgroups) openMemory() {
+	if g.v2 != nil && enableController(g.v2.base, g.v2.dir, "memory") == nil {
+		g.mem = g.v2
+	}
 }
 
 // openV2 makes the warden's cgroup v2 and checks that a process can be
@@ -163,8 +190,8 @@ func openV2(base, name string) (h *hierarchy, cpuErr, err error) {
 		h.remove()
 		return nil, nil, errors.New("cgroup v2 without cgroup.kill (Linux 5.14 or later needed)")
 	}
-	cpuErr = enableCPU(base, dir)
-	c, err := newCell(h, nil, "probe")
+	cpuErr = enableController(base, dir, "cpu")
+	c, err := newCell(h, nil, nil, "probe")
 	if err == nil {
 		cmd := exec.Command("/bin/sh", "-c", "exit 0")
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: c.v2fd}
@@ -178,21 +205,22 @@ func openV2(base, name string) (h *hierarchy, cpuErr, err error) {
 	return h, cpuErr, nil
 }
 
-// enableCPU makes the cpu controller available to the cells below dir:
-// base lists it in cgroup.subtree_control, and so does dir.
-func enableCPU(base, dir string) error {
+// enableController makes the controller ctrl ("cpu", "memory") available
+// to the cells below dir: base lists it in cgroup.subtree_control, and so
+// does dir.
+func enableController(base, dir, ctrl string) error {
 	b, err := os.ReadFile(filepath.Join(base, "cgroup.controllers"))
-	if err != nil || !slices.Contains(strings.Fields(string(b)), "cpu") {
-		return fmt.Errorf("cgroup v2 %s has no cpu controller", base)
+	if err != nil || !slices.Contains(strings.Fields(string(b)), ctrl) {
+		return fmt.Errorf("cgroup v2 %s has no %s controller", base, ctrl)
 	}
 	b, _ = os.ReadFile(filepath.Join(base, "cgroup.subtree_control"))
-	if !slices.Contains(strings.Fields(string(b)), "cpu") {
-		if err := writeControl(filepath.Join(base, "cgroup.subtree_control"), []byte("+cpu")); err != nil {
-			return fmt.Errorf("cgroup v2: enable the cpu controller below %s (a cgroup that holds processes cannot): %w", base, err)
+	if !slices.Contains(strings.Fields(string(b)), ctrl) {
+		if err := writeControl(filepath.Join(base, "cgroup.subtree_control"), []byte("+"+ctrl)); err != nil {
+			return fmt.Errorf("cgroup v2: enable the %s controller below %s (a cgroup that holds processes cannot): %w", ctrl, base, err)
 		}
 	}
-	if err := writeControl(filepath.Join(dir, "cgroup.subtree_control"), []byte("+cpu")); err != nil {
-		return fmt.Errorf("cgroup v2: enable the cpu controller below %s: %w", dir, err)
+	if err := writeControl(filepath.Join(dir, "cgroup.subtree_control"), []byte("+"+ctrl)); err != nil {
+		return fmt.Errorf("cgroup v2: enable the %s controller below %s: %w", ctrl, dir, err)
 	}
 	return nil
 }
@@ -211,7 +239,7 @@ func openV1(base, name string) (*hierarchy, error) {
 		return nil, fmt.Errorf("cgroup v1 cpu %s: %w", base, err)
 	}
 	h.home = home
-	c, err := newCell(nil, h, "probe")
+	c, err := newCell(nil, h, nil, "probe")
 	if err == nil {
 		var l *launcher
 		if l, err = startLauncher(c); err == nil {
@@ -226,9 +254,10 @@ func openV1(base, name string) (*hierarchy, error) {
 	return h, nil
 }
 
-// newCell makes a cell named name below the warden's cgroups.
-func newCell(v2, v1 *hierarchy, name string) (*cell, error) {
-	c := &cell{v2fd: -1, procs: -1}
+// newCell makes a cell named name below the warden's cgroups: v2 and v1
+// (cpu) where not nil; its v2 cgroup limits memory where mem is not nil.
+func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
+	c := &cell{v2fd: -1, procs: -1, oomFD: -1}
 	if v2 != nil {
 		c.v2dir = filepath.Join(v2.dir, name)
 		if err := os.Mkdir(c.v2dir, 0o755); err != nil {
@@ -261,13 +290,68 @@ func newCell(v2, v1 *hierarchy, name string) (*cell, error) {
 	if fd, err := syscall.Open(dir+"/cgroup.procs", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
 		c.procs = fd // else empty opens it each time
 	}
+	if mem != nil && c.v2dir != "" {
+		c.openMemory() // else its runs' memory is sampled
+	}
 	return c, nil
 }
 
-// cell returns an empty cell with a quota of cores (none for 0).
-func (g *cgroups) cell(cores float64) (*cell, error) {
+// openMemory makes the cell's v2 cgroup limit its memory: the kernel
+// kills its processes together when one goes over the limit
+// (memory.oom.group, Linux 4.19), and memory.events counts it. Where
+// either is missing, the cell's memory stays sampled (memdir "").
+func (c *cell) openMemory() {
+	if writeControl(filepath.Join(c.v2dir, "memory.oom.group"), []byte("1")) != nil {
+		return
+	}
+	fd, err := syscall.Open(c.v2dir+"/memory.events", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	c.memdir, c.oomFD = c.v2dir, fd
+}
+
+// setMemory sets the cell's memory limit to limit bytes (0 for none).
+func (c *cell) setMemory(limit int64) error {
+	if c.memdir == "" || limit == c.memLimit {
+		return nil
+	}
+	file, val := filepath.Join(c.memdir, "memory.max"), "max"
+	if limit > 0 {
+		val = strconv.FormatInt(limit, 10)
+	}
+	if err := writeControl(file, []byte(val)); err != nil {
+		return err
+	}
+	c.memLimit = limit
+	return nil
+}
+
+// oomKills reads the kernel's count of out-of-memory kills in the cell
+// (oom_kill in memory.events); false when it cannot.
+func (c *cell) oomKills() (int64, bool) {
+	if c.oomFD < 0 {
+		return 0, false
+	}
+	var buf [256]byte
+	n, err := syscall.Pread(c.oomFD, buf[:], 0)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	for line := range strings.SplitSeq(string(buf[:n]), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			k, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return k, err == nil
+		}
+	}
+	return 0, false
+}
+
+// cell returns an empty cell with a quota of cores (none for 0) and, where
+// the kernel enforces memory (g.mem), a limit of memory bytes (none for
+// 0); memEnforced says it does for this cell.
+func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, err error) {
 	g.mu.Lock()
-	var c *cell
 	if n := len(g.free); n > 0 {
 		c, g.free = g.free[n-1], g.free[:n-1]
 	}
@@ -277,40 +361,72 @@ func (g *cgroups) cell(cores float64) (*cell, error) {
 	}
 	g.mu.Unlock()
 	if c == nil {
-		var err error
-		if c, err = newCell(g.v2, g.v1, name); err != nil {
-			return nil, fmt.Errorf("create cgroup: %w", err)
+		if c, err = newCell(g.v2, g.v1, g.mem, name); err != nil {
+			return nil, false, fmt.Errorf("create cgroup: %w", err)
 		}
 	}
 	if err := c.setQuota(g.cpu, quota(cores)); err != nil {
 		c.remove()
-		return nil, fmt.Errorf("set the CPU quota of %g cores: %w", cores, err)
+		return nil, false, fmt.Errorf("set the CPU quota of %g cores: %w", cores, err)
 	}
-	return c, nil
+	if c.memdir == "" {
+		return c, false, nil
+	}
+	if err := c.setMemory(memory); err != nil {
+		// Sampled instead, but never under an earlier run's limit.
+		if c.setMemory(0) != nil {
+			c.remove()
+			return nil, false, fmt.Errorf("set the memory limit of %d bytes: %w", memory, err)
+		}
+		return c, false, nil
+	}
+	if memory > 0 && c.oomSeen < 0 {
+		c.oomSeen, _ = c.oomKills()
+	}
+	return c, memory > 0, nil
 }
 
 // release takes back a cell whose process tree was killed: once the killed
 // processes have left, it is kept for reuse, or removed if it is spent; a
 // cell they do not leave in settleWait is given up and removed by close,
-// and release reports false.
-func (g *cgroups) release(c *cell) (emptied bool) {
+// and release reports false. oom reports that the kernel killed a process
+// of the run for its memory limit (limited: the run had one).
+func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 	deadline := time.Now().Add(settleWait)
 	for !c.empty() {
 		if time.Now().After(deadline) {
+			oom = limited && c.oomRose()
 			c.closeFiles() // close removes the cgroups
-			return false
+			return false, oom
 		}
 		c.kill()
 		time.Sleep(100 * time.Microsecond)
 	}
+	if limited {
+		oom = c.oomRose()
+	} else {
+		c.oomSeen = -1 // not read for runs without a limit
+	}
 	if c.spent {
 		c.remove()
-		return true
+		return true, oom
 	}
 	g.mu.Lock()
 	g.free = append(g.free, c)
 	g.mu.Unlock()
-	return true
+	return true, oom
+}
+
+// oomRose reports whether the cell's count of out-of-memory kills rose
+// since the run started, and remembers it.
+func (c *cell) oomRose() bool {
+	n, ok := c.oomKills()
+	if !ok {
+		return false
+	}
+	rose := c.oomSeen >= 0 && n > c.oomSeen
+	c.oomSeen = n
+	return rose
 }
 
 // close kills what still runs in the warden's cgroups and removes them.
@@ -331,6 +447,14 @@ func (g *cgroups) close() error {
 		g.v1.home.Close()
 	}
 	return err
+}
+
+// memoryEnforcement says where the cells' memory limits are set.
+func (g *cgroups) memoryEnforcement() string {
+	if g.mem == nil {
+		return "sampled"
+	}
+	return "cgroup v2 memory.max"
 }
 
 // dirs returns the warden's own cgroups, for the guard.
@@ -558,6 +682,10 @@ func (c *cell) closeFiles() {
 	if c.v1 != nil {
 		c.v1.Close()
 		c.v1 = nil
+	}
+	if c.oomFD >= 0 {
+		syscall.Close(c.oomFD)
+		c.oomFD = -1
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -166,7 +167,7 @@ func TestRunKillsSetsidChildInCgroup(t *testing.T) {
 // process that left the shell's group and tree (setsid) counts against the
 // task's limit, and no sample scans all of /proc.
 func TestMemorySampledByCell(t *testing.T) {
-	w := newWarden(t, WardenConfig{})
+	w := newWarden(t, WardenConfig{SampleMemory: true})
 	if w.cg.v2 == nil {
 		t.Skip("no cgroup v2 cells here")
 	}
@@ -182,6 +183,137 @@ func TestMemorySampledByCell(t *testing.T) {
 	}
 	if n := sharedScans.passCount() - before; n != 0 {
 		t.Errorf("%d passes over /proc for a task in a cell; want 0", n)
+	}
+}
+
+// watchesAdded is how many runs the sampler has watched.
+func watchesAdded() int {
+	samplers.mu.Lock()
+	defer samplers.mu.Unlock()
+	return samplers.added
+}
+
+// Where the worker may make a memory cgroup, the kernel enforces a run's
+// memory limit: nothing is sampled, and going over it kills the run whole
+// (a process that left the shell's group and tree included), reported as
+// MemoryExceeded.
+func TestMemoryLimitByKernel(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if w.MemoryEnforcement() == "sampled" {
+		t.Skip("no memory cgroup here")
+	}
+	for _, tt := range []struct{ name, command string }{
+		{"over at once", "echo $$ > bg.pid; head -c 300M /dev/zero | tail"},
+		{"over after a steady start", "echo $$ > bg.pid; sleep 0.5; head -c 300M /dev/zero | tail"},
+		// The rest of the run dies with the process over the limit
+		// (memory.oom.group), not run on for 30 s.
+		{"over in a process that left the group", "sleep 30 & echo $! > bg.pid; setsid sh -c '(head -c 300M /dev/zero; sleep 30) | tail' & sleep 30"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			added := watchesAdded()
+			res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, Warden: w, MemoryMB: 40, WallTime: 20 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "killed: memory exceeded the limit of 40 MB (the kernel's out-of-memory killer ended a process of the task)"
+			if res.Kind != MemoryExceeded || res.Message != want || res.ExitCode != -1 {
+				t.Errorf("Run = %v (%q), exit %d; want %v (%q), exit -1", res.Kind, res.Message, res.ExitCode, MemoryExceeded, want)
+			}
+			if res.Duration > 10*time.Second {
+				t.Errorf("Duration = %v; want the kill well before the command's own end", res.Duration)
+			}
+			if res.PeakMemoryMB < 40 {
+				t.Errorf("PeakMemoryMB = %d; want at least the limit, 40", res.PeakMemoryMB)
+			}
+			if n := watchesAdded() - added; n != 0 {
+				t.Errorf("the sampler watched %d runs; want 0 (the kernel enforces the limit)", n)
+			}
+			pid := readPID(t, dir, "bg.pid")
+			pollUntil(t, 5*time.Second, "process "+strconv.Itoa(pid)+" to die", func() bool { return dead(pid) })
+		})
+	}
+}
+
+// Runs watched for their context, wall time and sampled limits, with
+// pooled outputs, need no goroutine each: only Run's own.
+func TestRunsWatchedWithoutGoroutines(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n = 20
+	Run(ctx, Spec{Dir: t.TempDir(), Warden: w, MemoryMB: 100, Command: "true"}) // the sampler and the output pool exist
+	before := runtime.NumGoroutine()
+	dirs := make([]string, n)
+	done := make(chan Result, n)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+		go func() { // exits when the run ends: cancel below, or its wall time
+			res, _ := Run(ctx, Spec{Dir: dirs[i], Warden: w, MemoryMB: 100, DiskMB: 100, WallTime: time.Minute,
+				Command: "touch started; sleep 30"})
+			done <- res
+		}()
+	}
+	for _, d := range dirs {
+		pollUntil(t, 20*time.Second, "every run to start", func() bool {
+			_, err := os.Stat(filepath.Join(d, "started"))
+			return err == nil
+		})
+	}
+	if got := runtime.NumGoroutine() - before; got > n+2 {
+		t.Errorf("%d more goroutines with %d runs under way; want at most %d (one each, and the sampler's)", got, n, n+2)
+	}
+	cancel()
+	for range n {
+		if res := <-done; res.Kind != Cancelled || res.Message != "killed: cancelled (context canceled)" {
+			t.Errorf("Run = %v (%q); want %v", res.Kind, res.Message, Cancelled)
+		}
+	}
+}
+
+// A cell takes each run's memory limit, or none; a run within its limit,
+// after one killed for going over it in the same cell, succeeds.
+func TestMemoryLimitPerRun(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if w.MemoryEnforcement() == "sampled" {
+		t.Skip("no memory cgroup here")
+	}
+	file, none := "memory.max", "max"
+	dir := t.TempDir()
+	for i, tt := range []struct {
+		command  string
+		memoryMB int64
+		want     Kind
+		limit    string
+	}{
+		{"head -c 300M /dev/zero | tail", 40, MemoryExceeded, "41943040"},
+		{"head -c 20M /dev/zero | tail | wc -c", 64, Success, "67108864"},
+		{"true", 0, Success, none},
+		{"head -c 20M /dev/zero | tail | wc -c", 64, Success, "67108864"},
+	} {
+		res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, MemoryMB: tt.memoryMB, Warden: w})
+		if err != nil || res.Kind != tt.want {
+			t.Fatalf("run %d: %v (%s), %v; want %v", i, res.Kind, res.Message, err, tt.want)
+		}
+		if tt.want == MemoryExceeded {
+			continue // its cell may be killed whole, and so not kept
+		}
+		w.cg.mu.Lock()
+		var c *cell
+		if n := len(w.cg.free); n > 0 {
+			c = w.cg.free[n-1] // the cell just released
+		}
+		w.cg.mu.Unlock()
+		if c == nil {
+			t.Fatalf("run %d: no cell kept for reuse", i)
+		}
+		b, err := os.ReadFile(filepath.Join(c.memdir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(b)); got != tt.limit {
+			t.Errorf("run %d with %d MB: %s holds %s; want %s", i, tt.memoryMB, file, got, tt.limit)
+		}
 	}
 }
 
@@ -387,7 +519,7 @@ func TestGuardLoop(t *testing.T) {
 			h = w.cg.v1
 		}
 		dir = h.dir
-		c, err := w.cg.cell(0)
+		c, _, err := w.cg.cell(0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -509,5 +641,123 @@ func TestCgroupFallbacks(t *testing.T) {
 	}
 	if cpu, procs := w.Enforcement(); cpu != "not enforced (no writable cgroup)" || procs != "process groups, parent-death signal, no guard" {
 		t.Errorf("Enforcement() = %q, %q", cpu, procs)
+	}
+}
+
+// Where cells contain a run, its stdout and stderr go through pipes of
+// the pool: what it wrote is all there, the tail is kept, nothing carries
+// over to the next run of the same pipes, and runs one after another
+// reuse the same two pipes.
+func TestPooledOutputs(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	dir := t.TempDir()
+	run := func(command string, limit int) Result {
+		t.Helper()
+		res, err := Run(context.Background(), Spec{Dir: dir, Command: command, Warden: w, OutputLimit: limit})
+		if err != nil || res.Kind != Success {
+			t.Fatalf("Run(%q) = %v (%s), %v; want success", command, res.Kind, res.Message, err)
+		}
+		return res
+	}
+	run("true", 0) // the pool's first pipes
+	p := pooledOutputs()
+	if p == nil {
+		t.Fatal("no output pool")
+	}
+	p.mu.Lock()
+	open := len(p.pipes)
+	p.mu.Unlock()
+	for i, tt := range []struct {
+		command          string
+		limit            int
+		stdout, stderr   string
+		truncOut, truncE bool
+	}{
+		{"echo out; echo err >&2", 0, "out\n", "err\n", false, false},
+		// Far more than a pipe holds: drained while the run writes.
+		{"head -c 1000000 /dev/zero | tr '\\0' x; echo end; echo e >&2", 8, "xxxxend\n", "e\n", true, false},
+		{"true", 0, "", "", false, false},
+		// Reopening /dev/stderr opens the same pipe, and truncates nothing.
+		{"echo a > /dev/stderr; echo b >&2; echo c > /dev/stdout", 0, "c\n", "a\nb\n", false, false},
+		// A background process's output, written before the shell's exit.
+		{"(echo bg) & wait", 0, "bg\n", "", false, false},
+	} {
+		res := run(tt.command, tt.limit)
+		if string(res.Stdout) != tt.stdout || string(res.Stderr) != tt.stderr || res.StdoutTruncated != tt.truncOut || res.StderrTruncated != tt.truncE {
+			t.Errorf("run %d (%q): stdout %q (truncated %v), stderr %q (truncated %v); want %q (%v), %q (%v)",
+				i, tt.command, res.Stdout, res.StdoutTruncated, res.Stderr, res.StderrTruncated, tt.stdout, tt.truncOut, tt.stderr, tt.truncE)
+		}
+	}
+	p.mu.Lock()
+	now := len(p.pipes)
+	p.mu.Unlock()
+	if now > open {
+		t.Errorf("%d pooled pipes after runs one after another; want %d, reused", now, open)
+	}
+}
+
+// Draining a pooled pipe that holds nothing allocates nothing: most
+// commands write no output.
+func TestPooledOutputEmptyDrainAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are counted without the race detector")
+	}
+	p := pooledOutputs()
+	if p == nil {
+		t.Skip("no output pool")
+	}
+	b := newTailBuffer(DefaultOutputLimit)
+	op, err := p.get(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		b.buf = nil
+		op.mu.Lock()
+		op.drainLocked()
+		op.mu.Unlock()
+	})
+	p.put(op, true)
+	if allocs != 0 {
+		t.Errorf("draining an empty pipe: %v allocations; want 0", allocs)
+	}
+}
+
+// oomKills reads the oom_kill count of a cell's memory.events, and oomRose
+// says whether it rose since the last run.
+func TestOOMKills(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "memory.events")
+	write := func(kills int) {
+		t.Helper()
+		text := fmt.Sprintf("low 0\nhigh 0\nmax 12\noom 1\noom_kill %d\noom_group_kill 1\n", kills)
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(0)
+	fd, err := syscall.Open(file, syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cell{oomFD: fd}
+	defer syscall.Close(fd)
+	if n, ok := c.oomKills(); n != 0 || !ok {
+		t.Errorf("oomKills() = %d, %v; want 0, true", n, ok)
+	}
+	var rose []bool
+	for _, kills := range []int{0, 3, 3, 4} {
+		write(kills)
+		rose = append(rose, c.oomRose())
+	}
+	if want := []bool{false, true, false, true}; !cmp.Equal(rose, want) {
+		t.Errorf("oomRose() after 0, 3, 3, 4 kills = %v; want %v", rose, want)
+	}
+	c.oomSeen = -1 // unknown: a run without a limit came between
+	write(5)
+	if c.oomRose() {
+		t.Error("oomRose() with no count before = true; want false")
+	}
+	if (&cell{oomFD: -1}).oomRose() {
+		t.Error("oomRose() without memory.events = true; want false")
 	}
 }

@@ -17,10 +17,11 @@ type cell struct{}
 
 func openCgroups() (*cgroups, string) { return nil, "not enforced (cgroups are Linux only)" }
 
-func (g *cgroups) cell(float64) (*cell, error) { return nil, nil }
-func (g *cgroups) release(*cell) bool          { return true }
-func (g *cgroups) close() error                { return nil }
-func (g *cgroups) dirs() (v2, v1 string)       { return "", "" }
+func (g *cgroups) cell(float64, int64) (*cell, bool, error) { return nil, false, nil }
+func (g *cgroups) release(*cell, bool) (bool, bool)         { return true, false }
+func (g *cgroups) close() error                             { return nil }
+func (g *cgroups) dirs() (v2, v1 string)                    { return "", "" }
+func (g *cgroups) memoryEnforcement() string                { return "sampled" }
 
 func (c *cell) start(cmd *exec.Cmd) error { return cmd.Start() }
 func (c *cell) kill()                     {}

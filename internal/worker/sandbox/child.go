@@ -25,6 +25,10 @@ type Child struct {
 	released bool       // Wait has begun: the group and cell are no longer ours to signal
 
 	lingers bool // set by Wait: a process of its cell was left running
+	// memLimited: the kernel enforces a memory limit on the cell (its
+	// memory is not sampled); memKilled, set by Wait: it killed a process
+	// of the run for going over it.
+	memLimited, memKilled bool
 }
 
 // Start starts cmd as its process group's leader, with SIGKILL as its
@@ -40,17 +44,29 @@ type Child struct {
 // ends only once its cell is removed, after what it forked is gone), or
 // else the process's fork thread, which never ends (cell.start).
 func (w *Warden) Start(cmd *exec.Cmd, cores float64) (*Child, error) {
+	return w.StartLimited(cmd, cores, 0)
+}
+
+// StartLimited is Start with a memory limit of memoryMB (0 for none) that
+// the kernel enforces where the warden's cells have a memory cgroup
+// (MemoryLimited says whether it does for this child; where it does not,
+// the caller samples memory itself).
+func (w *Warden) StartLimited(cmd *exec.Cmd, cores float64, memoryMB int64) (*Child, error) {
 	c := &Child{w: w, cmd: cmd}
 	if w != nil && w.cg != nil {
+		mem := mbToBytes(memoryMB)
+		if w.sampleMemory {
+			mem = 0
+		}
 		var err error
-		if c.cell, err = w.cg.cell(cores); err != nil {
+		if c.cell, c.memLimited, err = w.cg.cell(cores, mem); err != nil {
 			return nil, err
 		}
 	}
 	cmd.SysProcAttr = procAttr(c.cell)
 	if err := c.cell.start(cmd); err != nil {
 		if c.cell != nil {
-			w.cg.release(c.cell)
+			w.cg.release(c.cell, false)
 		}
 		return nil, err
 	}
@@ -112,10 +128,20 @@ func (c *Child) Wait() error {
 		killGroup(c.cmd.Process.Pid) // off Linux it could not be killed before the reap
 	}
 	if c.cell != nil {
-		c.lingers = !c.w.cg.release(c.cell)
+		var emptied bool
+		emptied, c.memKilled = c.w.cg.release(c.cell, c.memLimited)
+		c.lingers = !emptied
 	}
 	return err
 }
+
+// MemoryLimited reports whether the kernel enforces the child's memory
+// limit (a cell with a memory cgroup), so that its memory needs no samples.
+func (c *Child) MemoryLimited() bool { return c.memLimited }
+
+// MemoryKilled reports, once Wait has returned, that the kernel killed a
+// process of the child's cell for going over its memory limit.
+func (c *Child) MemoryKilled() bool { return c.memKilled }
 
 // Lingers reports, once Wait has returned, that a process of the child's
 // cgroup was still there after the kill (in the kernel's hands, say):

@@ -17,7 +17,19 @@
 //     cgroup, where the Warden enforces CPU.
 //   - Wall time, context cancellation, resident memory summed over the group
 //     and bytes stored under Dir (a walk of Dir) each kill the whole group and
-//     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded. Memory
+//     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded.
+//   - Where the Warden's cells are cgroup v2 cgroups with the memory
+//     controller (Warden.MemoryEnforcement), the kernel enforces MemoryMB as
+//     the cell's memory.max and nothing is sampled: a process that goes over
+//     it is killed by the kernel's out-of-memory killer, and with it the
+//     whole cell (memory.oom.group). The run is then MemoryExceeded, known
+//     from the cell's oom_kill count (memory.events), read once at the end;
+//     its PeakMemoryMB is then at least the limit. (Not in cgroup v1: a
+//     process enters a v1 cgroup by the thread that forks it, and the
+//     kernel charged the worker's own memory to the cell such a thread was
+//     in, where the cell's out-of-memory killer could pick the worker.) The kernel counts what the
+//     run's processes have charged (resident memory, page tables, and page
+//     cache, which it reclaims before it kills anything). Elsewhere memory
 //     and disk are sampled every PollInterval while they grow (or are over
 //     half their limit); while neither grows the interval doubles, up to 8 ×
 //     PollInterval (the first sample, at PollInterval, counts as steady
@@ -29,15 +41,23 @@
 //     /proc; once a second it scans all of /proc instead (one pass shared by
 //     every task of the process), which finds group members orphaned out of
 //     the tree, so those are seen up to a second late.
-//   - With no limit, no wall time and a context that cannot be cancelled,
-//     nothing is sampled: PeakMemoryMB then comes from the kernel's rusage.
+//   - With no sampled limit, PeakMemoryMB comes from the kernel's rusage:
+//     the largest single process of the run.
 //   - At most OutputLimit bytes of stdout and of stderr are kept, each: the
 //     last bytes written. Memory used for output is bounded by that limit.
-//   - One monitor goroutine watches a run, and only when there is something to
-//     watch (a limit, a wall time, or a cancellable context). It has exited
-//     when Run returns. The memory and disk samples of every run of the
-//     process are taken by one sampler goroutine (sampler.go), which runs
-//     while some run has a limit: one wake-up serves every run then due.
+//     Both are pipes, as a command expects (reopening /dev/stderr opens
+//     the same pipe). Where the Warden contains the run in a cell, they
+//     come from a process-wide pool (outPool) whose one goroutine drains
+//     every pipe as data arrives (epoll); the run's end, once its cell is
+//     empty, drains the rest, and the pipes go back to the pool. Elsewhere
+//     a run has two pipes of its own, drained to end of file by a
+//     goroutine each.
+//   - No goroutine watches a run: its context's end and its wall time kill
+//     it from callbacks (context.AfterFunc, time.AfterFunc), and the
+//     memory and disk samples of every run of the process are taken by one
+//     sampler goroutine (sampler.go), which kills a run over its limit and
+//     runs while some run has a sampled limit: one wake-up serves every run
+//     then due. None of them kills the run once Run has its verdict.
 //   - The error is non-nil only when the command could not be started at all;
 //     every outcome of a started command is described by the Result.
 //
@@ -62,7 +82,8 @@
 //     v2 (cpu.max) if the cpu controller can be
 //     enabled there (NewWarden adds it to the worker's cgroup's
 //     cgroup.subtree_control, where it stays), else in v1
-//     (cpu.cfs_quota_us). Control files are written, never created. Cells are reused once
+//     (cpu.cfs_quota_us). Memory limits go in v2 (memory.max) if the
+//     memory controller can be enabled there. Control files are written, never created. Cells are reused once
 //     empty, except one that cgroup.kill was written to (the kernel would
 //     kill a process cloned into it). Enforcement says which is in use.
 //   - The guard (ServeGuard), a process started once per worker, is told of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -16,11 +17,20 @@ type verdict struct {
 	peak    int64
 }
 
-// monitor watches one run from its own goroutine. A nil *monitor watches
-// nothing, and its stop returns the zero verdict.
+// monitor watches one run without a goroutine of its own: the context's
+// end and the wall time's timer call kill from their callbacks
+// (context.AfterFunc, time.AfterFunc), and so does the process's one
+// sampler (sampler.go) when the run's memory or disk goes over its limit.
+// A nil *monitor watches nothing, and its stop returns the zero verdict.
 type monitor struct {
-	stopc chan struct{}
-	done  chan verdict
+	c       *Child
+	stopCtx func() bool // stops the context's callback; nil for none
+	timer   *time.Timer // the wall time's; nil for none
+	w       *watch      // the run's samples; nil for none
+
+	mu      sync.Mutex // guards v, stopped
+	v       verdict
+	stopped bool
 }
 
 // startMonitor starts watching the process c, unless there is nothing to
@@ -29,9 +39,43 @@ func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start t
 	if spec.WallTime <= 0 && spec.MemoryMB <= 0 && spec.DiskMB <= 0 && ctx.Done() == nil {
 		return nil
 	}
-	m := &monitor{stopc: make(chan struct{}), done: make(chan verdict, 1)}
-	go m.run(ctx, *spec, c, dir, start) // exits on stop, or once it has killed the group
+	m := &monitor{c: c}
+	if ctx.Done() != nil {
+		m.stopCtx = context.AfterFunc(ctx, func() {
+			m.kill(verdict{kind: Cancelled, message: fmt.Sprintf("killed: cancelled (%v)", ctx.Err())})
+		})
+	}
+	if spec.WallTime > 0 {
+		wall := spec.WallTime
+		m.timer = time.AfterFunc(wall-time.Since(start), func() {
+			m.kill(verdict{kind: TimedOut, message: fmt.Sprintf("killed: wall time %v exceeded", wall)})
+		})
+	}
+	if spec.MemoryMB > 0 || spec.DiskMB > 0 {
+		base := spec.PollInterval
+		if base <= 0 {
+			base = DefaultPollInterval
+		}
+		m.w = &watch{dir: dir, memLimit: mbToBytes(spec.MemoryMB), diskLimit: mbToBytes(spec.DiskMB),
+			memMB: spec.MemoryMB, diskMB: spec.DiskMB, base: base, over: m.kill}
+		if spec.MemoryMB > 0 {
+			m.w.scan = newCellScanner(c.Pid(), c.cell.procsFile(), c.cell.procsFD())
+		}
+		samplers.add(m.w, time.Now())
+	}
 	return m
+}
+
+// kill kills the group for the first reason given, unless the watch has
+// stopped.
+func (m *monitor) kill(v verdict) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped || m.v.kind != 0 {
+		return
+	}
+	m.c.Kill()
+	m.v.kind, m.v.message = v.kind, v.message
 }
 
 // stop ends the watch and returns the verdict. It must be called exactly once
@@ -40,54 +84,24 @@ func (m *monitor) stop() verdict {
 	if m == nil {
 		return verdict{}
 	}
-	close(m.stopc)
-	return <-m.done
-}
-
-func (m *monitor) run(ctx context.Context, spec Spec, c *Child, dir string, start time.Time) {
-	var v verdict
-	defer func() { m.done <- v }()
-
-	var timeout <-chan time.Time
-	if spec.WallTime > 0 {
-		t := time.NewTimer(spec.WallTime - time.Since(start))
-		defer t.Stop()
-		timeout = t.C
+	if m.stopCtx != nil {
+		m.stopCtx()
 	}
-	if spec.PollInterval <= 0 {
-		spec.PollInterval = DefaultPollInterval
+	if m.timer != nil {
+		m.timer.Stop()
 	}
-	var over <-chan verdict
-	if spec.MemoryMB > 0 || spec.DiskMB > 0 {
-		w := &watch{dir: dir, memLimit: mbToBytes(spec.MemoryMB), diskLimit: mbToBytes(spec.DiskMB),
-			memMB: spec.MemoryMB, diskMB: spec.DiskMB, base: spec.PollInterval}
-		if spec.MemoryMB > 0 {
-			w.scan = newCellScanner(c.Pid(), c.cell.procsFile(), c.cell.procsFD())
-			defer w.scan.close() // after remove, below: the sampler no longer reads it
-		}
-		samplers.add(w, time.Now())
-		defer func() { v.peak = samplers.remove(w) }()
-		over = w.over
-	}
-	kill := func(k Kind, msg string) {
-		c.Kill()
-		v.kind, v.message = k, msg
-	}
-	for {
-		select {
-		case <-m.stopc:
-			return
-		case <-ctx.Done():
-			kill(Cancelled, fmt.Sprintf("killed: cancelled (%v)", ctx.Err()))
-			return
-		case <-timeout:
-			kill(TimedOut, fmt.Sprintf("killed: wall time %v exceeded", spec.WallTime))
-			return
-		case o := <-over:
-			kill(o.kind, o.message)
-			return
+	var peak int64
+	if m.w != nil {
+		peak = samplers.remove(m.w) // after it, the sampler no longer kills
+		if m.w.scan != nil {
+			m.w.scan.close()
 		}
 	}
+	m.mu.Lock() // waits for a kill under way
+	defer m.mu.Unlock()
+	m.stopped = true
+	m.v.peak = peak
+	return m.v
 }
 
 // maxPollBackoff bounds how far a steady task's sampling slows down: to

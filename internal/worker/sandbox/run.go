@@ -13,11 +13,6 @@ import (
 	"time"
 )
 
-// ioGrace bounds how long Run waits for stdout and stderr to reach end of
-// file after the group was killed. Only a process that left the group (and so
-// survived the kill) while holding the pipes makes Run wait that long.
-const ioGrace = time.Second
-
 // Run runs spec.Command and returns once the shell has exited and its whole
 // process group, and its cgroup, have been sent SIGKILL, so no background
 // child lingers.
@@ -39,15 +34,8 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if limit <= 0 {
 		limit = DefaultOutputLimit
 	}
-	stdout, stderr := newTailBuffer(limit), newTailBuffer(limit)
-	outR, outW, err := outputPipe()
+	out, err := openOutputs(limit, spec.Warden.Contained())
 	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
-	}
-	errR, errW, err := outputPipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
 	cmd := &exec.Cmd{
@@ -55,25 +43,23 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		Args:   []string{"sh", "-c", spec.Command},
 		Dir:    dir,
 		Env:    environ(dir, spec.Env),
-		Stdout: outW,
-		Stderr: errW,
+		Stdout: out.outW,
+		Stderr: out.errW,
 	}
 	if stdin, err := devNull(); err == nil {
 		cmd.Stdin = stdin // else left nil: os/exec opens /dev/null itself (a nil *os.File would close fd 0)
 	}
 	start := time.Now()
-	c, err := spec.Warden.Start(cmd, spec.Cores)
-	outW.Close() // the command has its own copies
-	errW.Close()
+	c, err := spec.Warden.StartLimited(cmd, spec.Cores, spec.MemoryMB)
+	out.started(err == nil)
 	if err != nil {
-		outR.Close()
-		errR.Close()
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
-	drained := make(chan struct{}, 2)
-	go drain(stdout, outR, drained) // exits at end of file, or when outR is closed below
-	go drain(stderr, errR, drained) // likewise
-	mon := startMonitor(ctx, &spec, c, dir, start)
+	watched := spec
+	if c.MemoryLimited() {
+		watched.MemoryMB = 0 // the kernel enforces it: nothing to sample
+	}
+	mon := startMonitor(ctx, &watched, c, dir, start)
 
 	var v verdict
 	var duration time.Duration
@@ -89,21 +75,8 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		duration = time.Since(start)
 		v = mon.stop()
 	}
-
-	// Output written just before the exit is still in the pipes. Only a
-	// process that left the group, and so survived the kill, can hold them
-	// open longer: it is given ioGrace.
-	t := time.NewTimer(ioGrace)
-	for n := 0; n < 2; {
-		select {
-		case <-drained:
-			n++
-		case <-t.C:
-			outR.Close() // ends the reads
-			errR.Close()
-		}
-	}
-	t.Stop()
+	out.finish(!c.Lingers())
+	stdout, stderr := out.stdout, out.stderr
 
 	res := Result{
 		Stdout:          stdout.Bytes(),
@@ -115,15 +88,14 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	classify(&res, cmd.ProcessState, v)
 	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
+	if c.MemoryKilled() && (v.kind == 0 || res.Kind != v.kind) {
+		// The kernel's limit, not one the monitor enforced (which wins
+		// where it killed first), ended the run.
+		res.Kind = MemoryExceeded
+		res.Message = fmt.Sprintf("killed: memory exceeded the limit of %d MB (the kernel's out-of-memory killer ended a process of the task)", spec.MemoryMB)
+		res.PeakMemoryMB = max(res.PeakMemoryMB, spec.MemoryMB)
+	}
 	return res, nil
-}
-
-// drain reads r into buf until end of file (or until r is closed), closes
-// r, and says so on done.
-func drain(buf *tailBuffer, r *os.File, done chan<- struct{}) {
-	buf.ReadFrom(r)
-	r.Close()
-	done <- struct{}{}
 }
 
 // devNull is /dev/null, open for reading for the process's life: every

@@ -20,6 +20,7 @@ type sampler struct {
 	running bool                // guarded by mu: the goroutine runs
 	wake    chan struct{}       // a watch was added: look at the due times again
 	wakeups int                 // guarded by mu: wake-ups that sampled, for tests
+	added   int                 // guarded by mu: watches added, for tests
 }
 
 // watch is one run's limits and the state of its samples. Its fields are
@@ -32,10 +33,12 @@ type watch struct {
 	base, interval      time.Duration
 	due                 time.Time
 	lastRSS, lastDisk   int64
-	sampled             bool         // a sample was taken: lastRSS and lastDisk hold it
-	peak                int64        // the largest resident memory sampled
-	over                chan verdict // buffered 1: the limit it exceeded, sent once
-	done                bool         // over was sent: no more samples
+	sampled             bool  // a sample was taken: lastRSS and lastDisk hold it
+	peak                int64 // the largest resident memory sampled
+	// over is told the limit exceeded, once, from the sampler's
+	// goroutine with the sampler's lock held (it kills the run).
+	over func(verdict)
+	done bool // over was called: no more samples
 }
 
 var samplers = newSampler()
@@ -47,9 +50,9 @@ func newSampler() *sampler {
 // add starts sampling w, first after its base interval.
 func (s *sampler) add(w *watch, now time.Time) {
 	w.interval, w.due = w.base, now.Add(w.base)
-	w.over = make(chan verdict, 1)
 	s.mu.Lock()
 	s.watches[w] = struct{}{}
+	s.added++
 	if !s.running {
 		s.running = true
 		go s.run() // exits when no watch is left
@@ -124,7 +127,7 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 	return next
 }
 
-// sample takes one sample of w: over a limit, it sends the verdict;
+// sample takes one sample of w: over a limit, it tells w.over;
 // else it sets when the next is due. The first sample has nothing to
 // compare with: under half the limits, it counts as steady (a task's
 // start is not growth), so a short task is sampled at 1, 3, 7, 15, 23 ×
@@ -157,5 +160,5 @@ func (s *sampler) sample(w *watch, now time.Time) {
 
 func (w *watch) stop(v verdict) {
 	w.done = true
-	w.over <- v // never blocks: sent once, into a buffer of one
+	w.over(v)
 }

@@ -15,6 +15,10 @@ type WardenConfig struct {
 	Guard []string
 	// Logger receives the warden's warnings; nil discards them.
 	Logger *slog.Logger
+	// SampleMemory samples the memory of limited runs even where the
+	// kernel could enforce the limit in a memory cgroup: for tests and
+	// measurements.
+	SampleMemory bool
 }
 
 // A Warden makes the processes a worker starts die with it, and enforces
@@ -26,6 +30,8 @@ type Warden struct {
 	cg    *cgroups // nil: no usable cgroup
 	guard *guard   // nil: no guard process
 	cpu   string   // how CPU quotas are enforced, or why not
+	// sampleMemory: memory limits are sampled, never set in a cgroup.
+	sampleMemory bool
 }
 
 // NewWarden prepares the worker's cgroups where it may create them, removes
@@ -33,7 +39,7 @@ type Warden struct {
 // no usable cgroup is not an error (Enforcement says so); failing to start
 // the guard is.
 func NewWarden(cfg WardenConfig) (*Warden, error) {
-	w := &Warden{log: cfg.Logger}
+	w := &Warden{log: cfg.Logger, sampleMemory: cfg.SampleMemory}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -78,6 +84,16 @@ func (w *Warden) Enforcement() (cpu, processes string) {
 		parts = append(parts, "no guard")
 	}
 	return w.cpu, strings.Join(parts, ", ")
+}
+
+// MemoryEnforcement says how the memory limits of runs are enforced:
+// "cgroup v2 memory.max" where the kernel does it, else "sampled" (resident memory, summed over the run's
+// processes, every PollInterval or so).
+func (w *Warden) MemoryEnforcement() string {
+	if w == nil || w.cg == nil || w.sampleMemory {
+		return "sampled"
+	}
+	return w.cg.memoryEnforcement()
 }
 
 // Contained reports whether every process that Run starts runs in a
