@@ -176,6 +176,7 @@ type Session struct {
 	events   []*pb.TaskEvent // not yet acknowledged, in seq order
 	next     uint64          // seq of the next event put
 	dropped  uint64          // events dropped unacknowledged, over MaxUnacked
+	unwoken  bool            // events were added since the last Wake
 	watchers map[chan struct{}]bool
 	readers  int       // Readers open
 	watched  bool      // a Reader was ever opened
@@ -198,6 +199,17 @@ func (s *Session) Name() string { return s.name }
 // Put numbers ev, keeps it until it is acknowledged, and wakes watchers.
 // ev must not change afterwards.
 func (s *Session) Put(ev *pb.TaskEvent) {
+	s.Add(ev)
+	s.Wake()
+}
+
+// Add numbers ev and keeps it until it is acknowledged, as Put does, but
+// wakes no watcher: Wake does, once the caller has added what belongs
+// together (the manager's loop: every event of one step), so that a
+// watcher sends them in one message rather than the first alone. first
+// says ev is the first added since the last Wake. ev must not change
+// afterwards.
+func (s *Session) Add(ev *pb.TaskEvent) (first bool) {
 	s.mu.Lock()
 	ev.Seq = s.next
 	s.next++
@@ -206,6 +218,15 @@ func (s *Session) Put(ev *pb.TaskEvent) {
 		s.dropLocked(s.first)
 		s.dropped++
 	}
+	first, s.unwoken = !s.unwoken, true
+	s.mu.Unlock()
+	return first
+}
+
+// Wake wakes the watchers of what was added since the last Wake.
+func (s *Session) Wake() {
+	s.mu.Lock()
+	s.unwoken = false
 	s.wakeLocked()
 	s.mu.Unlock()
 }

@@ -111,6 +111,36 @@ func TestSessionWakesEveryWatcher(t *testing.T) {
 	}
 }
 
+// TestAddWakesOnlyOnWake: Add keeps events without waking watchers, and
+// says which Add is the first since the last Wake; Wake wakes them.
+func TestAddWakesOnlyOnWake(t *testing.T) {
+	s := get(t, NewTable(), "s")
+	ch, stop := s.Watch()
+	defer stop()
+	var firsts []bool
+	for i := range 3 {
+		firsts = append(firsts, s.Add(&pb.TaskEvent{TaskId: uint64(i + 1)}))
+	}
+	select {
+	case <-ch:
+		t.Fatalf("a watcher was woken by Add")
+	default:
+	}
+	s.Wake()
+	select {
+	case <-ch:
+	default:
+		t.Fatalf("Wake did not wake the watcher")
+	}
+	firsts = append(firsts, s.Add(&pb.TaskEvent{TaskId: 4}))
+	if diff := cmp.Diff([]bool{true, false, false, true}, firsts); diff != "" {
+		t.Errorf("Add's first (-want +got):\n%s", diff)
+	}
+	if evs := s.After(0); len(evs) != 4 || evs[3].Seq != 4 {
+		t.Errorf("After(0) = %v; want the 4 events added, seq 1 to 4", seqs(evs))
+	}
+}
+
 func TestTableEnd(t *testing.T) {
 	tab := NewTable()
 	s := get(t, tab, "s")
