@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"trellis/internal/inproc"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -19,42 +20,58 @@ import (
 func TestOneStepOneWrite(t *testing.T) {
 	m := startManager(t)
 	for round := range 20 {
-		var tasks []*pb.TaskSpec
-		for i := range 16 {
-			tasks = append(tasks, &pb.TaskSpec{Name: "t", Key: fmt.Sprintf("r%d-%d", round, i), Command: "true", Resources: &pb.Resources{Cores: 1}})
-		}
-		if _, err := submit(t, m, tasks...); err != nil {
+		if _, err := submit(t, m, roundTasks(round, 16)...); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		w := joinWorkerOf(ctx, t, m, 8)
-		batchOfRuns := func(what string) []*pb.Run {
-			t.Helper()
-			msg, err := w.Receive()
-			if err != nil {
-				t.Fatalf("round %d: %s: receive: %v", round, what, err)
-			}
-			var got []*pb.Run
-			for _, inner := range msg.GetBatch().GetMsgs() {
-				got = append(got, inner.GetRun())
-			}
-			if len(got) != 8 || got[0] == nil || got[7] == nil {
-				t.Fatalf("round %d: %s: one message of %d Runs (%T), want one batch of 8", round, what, len(got), msg.Msg)
-			}
-			return got
-		}
-		first := batchOfRuns("runs of the join")
-		var reports []*pb.WorkerMessage
-		for _, r := range first {
-			d := &pb.AttemptDone{TaskId: r.TaskId, Attempt: r.Attempt, Epoch: r.Epoch, Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}
-			reports = append(reports, &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: d}})
-		}
-		if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Batch{Batch: &pb.WorkerBatch{Msgs: reports}}}); err != nil {
-			t.Fatal(err)
-		}
-		batchOfRuns("runs answering a batch of reports")
+		first := receiveRuns(t, w, round, "runs of the join", 8)
+		reportSuccess(t, w, first)
+		receiveRuns(t, w, round, "runs answering a batch of reports", 8)
 		cancel()
 		w.Close()
+	}
+}
+
+// roundTasks returns n one-core tasks keyed by round and index.
+func roundTasks(round, n int) []*pb.TaskSpec {
+	var tasks []*pb.TaskSpec
+	for i := range n {
+		tasks = append(tasks, &pb.TaskSpec{Name: "t", Key: fmt.Sprintf("r%d-%d", round, i), Command: "true", Resources: &pb.Resources{Cores: 1}})
+	}
+	return tasks
+}
+
+// receiveRuns reads the worker's next message, which must be one batch
+// of want Runs, and returns them.
+func receiveRuns(t *testing.T, w *inproc.End[*pb.WorkerMessage, *pb.ManagerMessage], round int, what string, want int) []*pb.Run {
+	t.Helper()
+	msg, err := w.Receive()
+	if err != nil {
+		t.Fatalf("round %d: %s: receive: %v", round, what, err)
+	}
+	var got []*pb.Run
+	for _, inner := range msg.GetBatch().GetMsgs() {
+		if r := inner.GetRun(); r != nil {
+			got = append(got, r)
+		}
+	}
+	if len(got) != want || len(got) != len(msg.GetBatch().GetMsgs()) {
+		t.Fatalf("round %d: %s: one message of %d Runs (%T), want one batch of %d", round, what, len(got), msg.Msg, want)
+	}
+	return got
+}
+
+// reportSuccess reports every run a success, in one batch.
+func reportSuccess(t *testing.T, w *inproc.End[*pb.WorkerMessage, *pb.ManagerMessage], runs []*pb.Run) {
+	t.Helper()
+	var reports []*pb.WorkerMessage
+	for _, r := range runs {
+		d := &pb.AttemptDone{TaskId: r.TaskId, Attempt: r.Attempt, Epoch: r.Epoch, Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}
+		reports = append(reports, &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: d}})
+	}
+	if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Batch{Batch: &pb.WorkerBatch{Msgs: reports}}}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -92,38 +109,15 @@ func TestOneStepOneEventMessage(t *testing.T) {
 			t.Fatalf("round %d: %s: one message of events by state (-want +got):\n%s", round, what, diff)
 		}
 	}
-	runsAndReports := func(round int, what string) {
-		t.Helper()
-		msg, err := w.Receive()
-		if err != nil {
-			t.Fatalf("round %d: %s: receive: %v", round, what, err)
-		}
-		var reports []*pb.WorkerMessage
-		for _, inner := range msg.GetBatch().GetMsgs() {
-			r := inner.GetRun()
-			d := &pb.AttemptDone{TaskId: r.TaskId, Attempt: r.Attempt, Epoch: r.Epoch, Outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS}}
-			reports = append(reports, &pb.WorkerMessage{Msg: &pb.WorkerMessage_Done{Done: d}})
-		}
-		if len(reports) != 8 {
-			t.Fatalf("round %d: %s: %d runs in one message, want 8", round, what, len(reports))
-		}
-		if err := w.Send(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Batch{Batch: &pb.WorkerBatch{Msgs: reports}}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	running, done := pb.TaskState_TASK_STATE_RUNNING, pb.TaskState_TASK_STATE_DONE
 	for round := range 20 {
-		var tasks []*pb.TaskSpec
-		for i := range 16 {
-			tasks = append(tasks, &pb.TaskSpec{Name: "t", Key: fmt.Sprintf("r%d-%d", round, i), Command: "true", Resources: &pb.Resources{Cores: 1}})
-		}
-		if _, err := submit(t, m, tasks...); err != nil {
+		if _, err := submit(t, m, roundTasks(round, 16)...); err != nil {
 			t.Fatal(err)
 		}
 		nextMessage(round, "the submit's runs", map[pb.TaskState]int{running: 8})
-		runsAndReports(round, "first runs")
+		reportSuccess(t, w, receiveRuns(t, w, round, "first runs", 8))
 		nextMessage(round, "a batch of reports and the runs after it", map[pb.TaskState]int{done: 8, running: 8})
-		runsAndReports(round, "second runs")
+		reportSuccess(t, w, receiveRuns(t, w, round, "second runs", 8))
 		nextMessage(round, "the last batch of reports", map[pb.TaskState]int{done: 8})
 	}
 }

@@ -119,10 +119,8 @@ type state struct {
 	adopted, joining map[attemptKey]uint64
 
 	// Sessions with messages queued whose sender the loop has not woken
-	// yet, and client sessions with events added whose watchers it has
-	// not woken yet (wakeSenders).
-	unwoken        []*session
-	unwokenClients []*clients.Session
+	// yet (wakeSenders).
+	unwoken []*session
 	// nextRenew: when the earliest worker's file server certificate is due
 	// for renewal (renewPeerCerts); zero with none.
 	nextRenew time.Time
@@ -207,8 +205,8 @@ func (m *Manager) loop(ctx context.Context) error {
 			s.refreshed()
 		}
 		// Senders wake once the event is handled: what one step queued
-		// for a worker or a client leaves in one write, and none waits
-		// for the loop's next events.
+		// for a worker leaves in one write, and no worker waits for the
+		// loop's next events.
 		s.wakeSenders()
 	}
 }
@@ -748,22 +746,13 @@ func (s *state) notify(rec *taskRecord, ev *pb.TaskEvent) {
 	s.put(rec.client, ev)
 }
 
-// put gives ev to client once what the loop journaled is durable. The
-// client's watchers are woken once the loop has handled the event
-// (wakeSenders): the events of one step leave in one message.
+// put gives ev to client once what the loop journaled is durable.
 func (s *state) put(client *clients.Session, ev *pb.TaskEvent) {
 	if s.m.journal == nil {
-		s.addEvent(client, ev) // nothing to wait for: no closure per event on the hot path
+		client.Put(ev) // nothing to wait for: no closure per event on the hot path
 		return
 	}
-	s.hold(s.appended, func() { s.addEvent(client, ev) })
-}
-
-// addEvent adds ev to client's events; wakeSenders wakes its watchers.
-func (s *state) addEvent(client *clients.Session, ev *pb.TaskEvent) {
-	if client.Add(ev) {
-		s.unwokenClients = append(s.unwokenClients, client)
-	}
+	s.hold(s.appended, func() { client.Put(ev) })
 }
 
 // unplaceableTimeout is a task's limit on waiting while no connected

@@ -68,18 +68,14 @@ func (s *state) enqueue(sess *session, msg *pb.ManagerMessage) {
 
 // wakeSenders wakes the sender of every session that had messages queued
 // since the last wake, and the watchers of every client session that had
-// events added.
+// events put: what one step tells a client leaves in one Watch message.
 func (s *state) wakeSenders() {
 	for i, sess := range s.unwoken {
 		sess.out.wake()
 		s.unwoken[i] = nil
 	}
 	s.unwoken = s.unwoken[:0]
-	for i, client := range s.unwokenClients {
-		client.Wake()
-		s.unwokenClients[i] = nil
-	}
-	s.unwokenClients = s.unwokenClients[:0]
+	s.m.clients.Wake()
 }
 
 // outQueue is a session's outbound queue: a slice that grows with what is
