@@ -41,12 +41,20 @@ func (t wholeEnvelopes) RoundTrip(req *http.Request) (*http.Response, error) {
 // through otherwise.
 type envelopeBody struct {
 	body io.ReadCloser
-	// rest is how many bytes of the current envelope's message are still
-	// to pass through (one that did not fit in a Read).
+	// held: bytes of a prefix read from body and not yet returned (a Read
+	// of fewer than 5 bytes); rest: how many bytes of the current
+	// envelope's message are still to pass through.
+	held []byte
 	rest int64
+	hdr  [5]byte
 }
 
 func (e *envelopeBody) Read(p []byte) (int, error) {
+	if len(e.held) > 0 {
+		n := copy(p, e.held)
+		e.held = e.held[n:]
+		return n, nil
+	}
 	if e.rest > 0 {
 		if int64(len(p)) > e.rest {
 			p = p[:e.rest]
@@ -55,20 +63,23 @@ func (e *envelopeBody) Read(p []byte) (int, error) {
 		e.rest -= int64(n)
 		return n, err
 	}
-	if len(p) < 5 {
-		return e.body.Read(p) // never, from net/http: no whole prefix fits
+	if len(p) == 0 {
+		return 0, nil
 	}
-	if n, err := io.ReadFull(e.body, p[:5]); err != nil {
+	if n, err := io.ReadFull(e.body, e.hdr[:]); err != nil {
 		if err == io.ErrUnexpectedEOF {
-			return n, io.ErrUnexpectedEOF // a cut prefix: the server sees it as such
+			return copy(p, e.hdr[:n]), io.ErrUnexpectedEOF // a cut prefix: the server sees it as such
 		}
-		return n, err // io.EOF: the stream ended between envelopes
+		return 0, err // io.EOF: the stream ended between envelopes
 	}
-	size := int64(binary.BigEndian.Uint32(p[1:5]))
+	size := int64(binary.BigEndian.Uint32(e.hdr[1:]))
 	if size > int64(len(p)-5) {
-		e.rest = size // the prefix alone, the message in the next Reads
-		return 5, nil
+		// The prefix alone (what fits of it), the message in the next Reads.
+		n := copy(p, e.hdr[:])
+		e.held, e.rest = e.hdr[n:], size
+		return n, nil
 	}
+	copy(p, e.hdr[:])
 	n, err := io.ReadFull(e.body, p[5:5+size])
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF

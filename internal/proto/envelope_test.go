@@ -64,10 +64,34 @@ func TestEnvelopeBodyWholeReads(t *testing.T) {
 	}
 }
 
+// TestEnvelopeBodyAfterSmallRead: a Read too small for a prefix gets
+// part of it; the next Reads return the rest of the prefix, the message,
+// and then whole envelopes again.
+func TestEnvelopeBodyAfterSmallRead(t *testing.T) {
+	first, second := envelope(3, 'a'), envelope(4, 'b')
+	pr, pw := io.Pipe()
+	go writeAsConnect(pw, [][]byte{first, second}) // exits once every envelope is read (the pipe)
+	body := &envelopeBody{body: pr}
+	var got [][]byte
+	for _, size := range []int{2, 64, 64, 64} {
+		buf := make([]byte, size)
+		n, err := body.Read(buf)
+		if err != nil {
+			t.Fatalf("Read of %d bytes: %v", size, err)
+		}
+		got = append(got, buf[:n])
+	}
+	want := [][]byte{first[:2], first[2:5], first[5:], second}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("reads (-want +got):\n%s", diff)
+	}
+}
+
 // TestEnvelopeBodySameBytes: whatever the sizes of the envelopes and of
-// the reader's buffers, the bytes read are the bytes written.
+// the reader's buffers (smaller than a prefix too), the bytes read are the
+// bytes written.
 func TestEnvelopeBodySameBytes(t *testing.T) {
-	for seed := range uint64(50) {
+	for seed := range uint64(200) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		var envs [][]byte
 		var want []byte
@@ -81,7 +105,11 @@ func TestEnvelopeBodySameBytes(t *testing.T) {
 		body := &envelopeBody{body: pr}
 		var got []byte
 		for {
-			buf := make([]byte, 1+rng.IntN(400))
+			size := 1 + rng.IntN(400)
+			if rng.IntN(4) == 0 {
+				size = 1 + rng.IntN(6) // around the prefix's 5 bytes
+			}
+			buf := make([]byte, size)
 			n, err := body.Read(buf)
 			got = append(got, buf[:n]...)
 			if err == io.EOF {
