@@ -175,8 +175,8 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
-	c.rpcHTTP = &http.Client{Transport: &http.Transport{Protocols: protocols, DialContext: dialer.DialContext, TLSClientConfig: c.tls.Clone(),
-		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}}}
+	c.rpcHTTP = &http.Client{Transport: proto.WholeEnvelopes(&http.Transport{Protocols: protocols, DialContext: dialer.DialContext, TLSClientConfig: c.tls.Clone(),
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second}})}
 	rpc := trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes),
 		connect.WithInterceptors(bearer{&c.secret}))
 	c.rpc = rpc

@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -162,11 +161,7 @@ func TestCursorOfAnotherRun(t *testing.T) {
 func TestWelcomeComesFirstAndAlone(t *testing.T) {
 	m := startManager(t)
 	for round := range 50 {
-		var tasks []*pb.TaskSpec
-		for i := range 4 {
-			tasks = append(tasks, &pb.TaskSpec{Name: "t", Key: fmt.Sprintf("r%d-%d", round, i), Command: "true", Resources: &pb.Resources{Cores: 1}})
-		}
-		if _, err := submit(t, m, tasks...); err != nil {
+		if _, err := submit(t, m, roundTasks(round, 4)...); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())

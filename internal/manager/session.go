@@ -67,13 +67,15 @@ func (s *state) enqueue(sess *session, msg *pb.ManagerMessage) {
 }
 
 // wakeSenders wakes the sender of every session that had messages queued
-// since the last wake.
+// since the last wake, and the watchers of every client session that had
+// events put: what one step tells a client leaves in one Watch message.
 func (s *state) wakeSenders() {
 	for i, sess := range s.unwoken {
 		sess.out.wake()
 		s.unwoken[i] = nil
 	}
 	s.unwoken = s.unwoken[:0]
+	s.m.clients.Wake()
 }
 
 // outQueue is a session's outbound queue: a slice that grows with what is

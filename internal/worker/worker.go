@@ -141,12 +141,12 @@ func New(cfg Config) (*Worker, error) {
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
-	h2 := &http.Client{Transport: &http.Transport{
+	h2 := &http.Client{Transport: proto.WholeEnvelopes(&http.Transport{ // a report in one DATA frame, not two
 		Protocols:       protocols,
 		TLSClientConfig: cfg.TLS.Clone(), // its own: HTTP/2 adds "h2" to NextProtos
 		DialContext:     (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		HTTP2:           &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
-	}}
+	})}
 	w.h2 = h2
 	w.rpc = trellisv1connect.NewManagerClient(h2, w.base,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))

@@ -61,6 +61,11 @@ type Table struct {
 	// endedOrder is the names in ended, oldest first: past MaxEnded the
 	// oldest is forgotten.
 	endedOrder []string
+
+	wakeMu sync.Mutex // guards unwoken; taken with no session's mu held
+	// unwoken: sessions put to since the last Wake, their watchers not
+	// yet woken.
+	unwoken []*Session
 }
 
 // NewTable returns an empty table.
@@ -78,7 +83,7 @@ func (t *Table) Get(name string) (*Session, error) {
 	}
 	s := t.sessions[name]
 	if s == nil {
-		s = &Session{name: name, next: 1, first: 1, keys: make(map[string]uint64), watchers: make(map[chan struct{}]bool)}
+		s = &Session{name: name, table: t, next: 1, first: 1, keys: make(map[string]uint64), watchers: make(map[chan struct{}]bool)}
 		t.sessions[name] = s
 	}
 	return s, nil
@@ -169,13 +174,15 @@ func (t *Table) Len() int {
 
 // Session is one client session.
 type Session struct {
-	name string
+	name  string
+	table *Table // whose Wake wakes its watchers after a Put
 
 	mu       sync.Mutex      // guards the fields below, up to keys
 	first    uint64          // seq of events[0]
 	events   []*pb.TaskEvent // not yet acknowledged, in seq order
 	next     uint64          // seq of the next event put
 	dropped  uint64          // events dropped unacknowledged, over MaxUnacked
+	unwoken  bool            // events were put since the table's last Wake
 	watchers map[chan struct{}]bool
 	readers  int       // Readers open
 	watched  bool      // a Reader was ever opened
@@ -195,8 +202,11 @@ type Session struct {
 // Name is the session's name.
 func (s *Session) Name() string { return s.name }
 
-// Put numbers ev, keeps it until it is acknowledged, and wakes watchers.
-// ev must not change afterwards.
+// Put numbers ev and keeps it until it is acknowledged. ev must not
+// change afterwards. It wakes no watcher: the table's Wake does, once the
+// caller has put what belongs together (the manager's loop calls it when
+// it has handled an event), so that a watcher sends the events of one
+// step of the loop in one message rather than the first alone.
 func (s *Session) Put(ev *pb.TaskEvent) {
 	s.mu.Lock()
 	ev.Seq = s.next
@@ -206,8 +216,29 @@ func (s *Session) Put(ev *pb.TaskEvent) {
 		s.dropLocked(s.first)
 		s.dropped++
 	}
-	s.wakeLocked()
+	first := !s.unwoken
+	s.unwoken = true
 	s.mu.Unlock()
+	if first {
+		t := s.table
+		t.wakeMu.Lock()
+		t.unwoken = append(t.unwoken, s)
+		t.wakeMu.Unlock()
+	}
+}
+
+// Wake wakes the watchers of every session put to since the last Wake.
+func (t *Table) Wake() {
+	t.wakeMu.Lock()
+	unwoken := t.unwoken
+	t.unwoken = nil
+	t.wakeMu.Unlock()
+	for _, s := range unwoken {
+		s.mu.Lock()
+		s.unwoken = false
+		s.wakeLocked()
+		s.mu.Unlock()
+	}
 }
 
 // wakeLocked wakes every watcher. s.mu is held.

@@ -30,10 +30,13 @@ func get(t *testing.T, tab *Table, name string) *Session {
 	return s
 }
 
+// put puts n events in s and wakes its watchers, as the manager's loop
+// does once it has handled an event.
 func put(s *Session, n int) {
 	for i := 0; i < n; i++ {
 		s.Put(&pb.TaskEvent{TaskId: uint64(i + 1)})
 	}
+	s.table.Wake()
 }
 
 func TestSessionResume(t *testing.T) {
@@ -108,6 +111,49 @@ func TestSessionWakesEveryWatcher(t *testing.T) {
 	case <-a:
 		t.Errorf("a stopped watcher was woken")
 	default:
+	}
+}
+
+// TestPutWakesOnTableWake: Put keeps events without waking watchers; the
+// table's Wake wakes the watchers of every session put to since the last
+// one, once.
+func TestPutWakesOnTableWake(t *testing.T) {
+	tab := NewTable()
+	a, b, idle := get(t, tab, "a"), get(t, tab, "b"), get(t, tab, "idle")
+	chA, stopA := a.Watch()
+	defer stopA()
+	chB, stopB := b.Watch()
+	defer stopB()
+	chIdle, stopIdle := idle.Watch()
+	defer stopIdle()
+	for i := range 3 {
+		a.Put(&pb.TaskEvent{TaskId: uint64(i + 1)})
+	}
+	b.Put(&pb.TaskEvent{TaskId: 9})
+	woken := func() map[string]bool {
+		got := make(map[string]bool)
+		for name, ch := range map[string]<-chan struct{}{"a": chA, "b": chB, "idle": chIdle} {
+			select {
+			case <-ch:
+				got[name] = true
+			default:
+			}
+		}
+		return got
+	}
+	if got := woken(); len(got) > 0 {
+		t.Fatalf("watchers woken by Put alone: %v", got)
+	}
+	tab.Wake()
+	if diff := cmp.Diff(map[string]bool{"a": true, "b": true}, woken()); diff != "" {
+		t.Errorf("woken by Wake (-want +got):\n%s", diff)
+	}
+	tab.Wake()
+	if got := woken(); len(got) > 0 {
+		t.Errorf("woken by a second Wake with nothing put: %v", got)
+	}
+	if evs := a.After(0); len(evs) != 3 || evs[2].Seq != 3 {
+		t.Errorf("a.After(0) = %v; want the 3 events put, seq 1 to 3", seqs(evs))
 	}
 }
 
