@@ -2,6 +2,7 @@ package manager
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"testing"
 
@@ -320,4 +321,93 @@ func TestFoldDirectCalls(t *testing.T) {
 	if n := uint64(sessions*calls + foldKeepEnded*calls); got.Stats.Direct != n {
 		t.Errorf("replayed Stats.Direct = %d, want %d (the live session's calls and those of the last %d ended sessions)", got.Stats.Direct, n, foldKeepEnded)
 	}
+}
+
+// TestSnapshotBoundedDirectCalls: a session that lives on and makes direct
+// calls of two libraries, round after round, beside short sessions that
+// make a few and end, keeps a snapshot of a bounded size: folded after
+// each round, it never holds more than a start, the two installs, a record
+// of counts per library of the live session, and those and the end of the
+// last foldKeepEnded ended sessions, nor more bytes than twice those after the
+// first round. A replay of it counts every call of the live session. And
+// for crash points along the journal, with a snapshot taken at points
+// between, a replay gives the same state (totals by kind, the libraries'
+// calls done, the core's counts) as a replay of the records alone.
+func TestSnapshotBoundedDirectCalls(t *testing.T) {
+	const (
+		rounds   = 40
+		perRound = 250 // the live session's calls per round
+		short    = 10  // each short session's calls
+	)
+	install := func(name string) []byte {
+		return rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Installed{Installed: &pb.InstallLibraryRequest{
+			Library: &pb.LibrarySpec{Name: name, Command: "true", Resources: &pb.Resources{Cores: 1}}}}})
+	}
+	kinds := []pb.ResultKind{pb.ResultKind_RESULT_KIND_SUCCESS, pb.ResultKind_RESULT_KIND_SUCCESS, pb.ResultKind_RESULT_KIND_FAILED,
+		pb.ResultKind_RESULT_KIND_SUCCESS, pb.ResultKind_RESULT_KIND_TIMED_OUT}
+	libs := []string{"a", "b"}
+	all := [][]byte{rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Started{Started: 1}}), install("a"), install("b")}
+	var rs [][][]byte // the records of each round
+	for r := range rounds {
+		var recs [][]byte
+		session := fmt.Sprintf("s%d", r)
+		for i := range perRound {
+			recs = append(recs, rec(directEnd("live", libs[i%2], kinds[i%len(kinds)])))
+			if i < short {
+				recs = append(recs, rec(directEnd(session, libs[i%2], kinds[(i+r)%len(kinds)])))
+			}
+		}
+		recs = append(recs, rec(&pb.JournalRecord{Rec: &pb.JournalRecord_SessionEnded{SessionEnded: &pb.JournalSessionEnded{Session: session}}}))
+		rs = append(rs, recs)
+		all = append(all, recs...)
+	}
+
+	t.Run("bounded", func(t *testing.T) {
+		defer func(n int) { foldKeepEnded = n }(foldKeepEnded)
+		foldKeepEnded = 2
+		snapshot := slices.Clone(all[:3])
+		size := func() (n int) {
+			for _, b := range snapshot {
+				n += len(b)
+			}
+			return n
+		}
+		var first int
+		for r, recs := range rs {
+			var err error
+			if snapshot, err = FoldJournal(append(snapshot, recs...)); err != nil {
+				t.Fatal(err)
+			}
+			if r == 0 {
+				first = size()
+			}
+			// A start, 2 installs, the live session's record of counts per
+			// library, and those and an end of each session kept.
+			if max := 3 + len(libs) + (len(libs)+1)*min(r+1, foldKeepEnded); len(snapshot) > max || size() > 2*first {
+				t.Fatalf("after %d rounds (%d direct calls) the snapshot holds %d records, %d bytes; want at most %d records and %d bytes",
+					r+1, (r+1)*(perRound+short), len(snapshot), size(), max, 2*first)
+			}
+		}
+		dir := t.TempDir()
+		journaltest.Write(t, dir, snapshot)
+		got := replayState(t, dir)
+		if want := uint64(rounds*perRound + foldKeepEnded*short); got.Stats.Direct != want {
+			t.Errorf("replayed Stats.Direct = %d, want %d (every call of the live session and those of the last %d ended sessions)", got.Stats.Direct, want, foldKeepEnded)
+		}
+	})
+
+	t.Run("crash points", func(t *testing.T) {
+		for _, n := range []int{len(all) / 3, 2*len(all)/3 + 1, len(all)} {
+			plain := t.TempDir()
+			journaltest.Write(t, plain, all[:n])
+			want := replayState(t, plain)
+			for _, k := range []int{1, 3, n / 4, n/2 + 1, n - 1, n} {
+				dir := t.TempDir()
+				journaltest.WriteCompacted(t, dir, all[:n], k, FoldJournal)
+				if got := replayState(t, dir); !cmp.Equal(want, got) {
+					t.Errorf("%d records, snapshot after %d: state (-without +with compaction):\n%s", n, k, cmp.Diff(want, got))
+				}
+			}
+		}
+	})
 }
