@@ -411,3 +411,54 @@ func TestSnapshotBoundedDirectCalls(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkReplayDirectCalls times a restart's replay (Listen on a state
+// directory) of a journal of a live session's 100,000 direct calls' ends:
+// one record per call, and folded into a snapshot of their counts. It
+// reports the records replayed and their bytes.
+func BenchmarkReplayDirectCalls(b *testing.B) {
+	const n = 100_000
+	recs := [][]byte{rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Started{Started: 1}}),
+		rec(&pb.JournalRecord{Rec: &pb.JournalRecord_Installed{Installed: &pb.InstallLibraryRequest{
+			Library: &pb.LibrarySpec{Name: "lib", Command: "true", Resources: &pb.Resources{Cores: 1}}}}})}
+	for i := range n {
+		kind := pb.ResultKind_RESULT_KIND_SUCCESS
+		if i%10 == 0 {
+			kind = pb.ResultKind_RESULT_KIND_FAILED
+		}
+		recs = append(recs, rec(directEnd("live", "lib", kind)))
+	}
+	for _, folded := range []bool{false, true} {
+		b.Run(fmt.Sprintf("folded=%v", folded), func(b *testing.B) {
+			dir := b.TempDir()
+			kept := recs
+			if folded {
+				journaltest.WriteCompacted(b, dir, recs, len(recs), FoldJournal)
+				var err error
+				if kept, err = FoldJournal(recs); err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				journaltest.Write(b, dir, recs)
+			}
+			size := 0
+			for _, r := range kept {
+				size += len(r)
+			}
+			b.ResetTimer()
+			for range b.N {
+				m, err := Listen(Config{Listen: "127.0.0.1:0", Secret: "s", StateDir: dir, StoreDir: b.TempDir()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got := m.state.core.Stats().Direct; got != n {
+					b.Fatalf("replayed %d direct calls, want %d", got, n)
+				}
+				m.ln.Close()
+				m.journal.Close()
+			}
+			b.ReportMetric(float64(len(kept)), "records")
+			b.ReportMetric(float64(size), "record-bytes")
+		})
+	}
+}
