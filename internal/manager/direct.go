@@ -156,10 +156,11 @@ func (s *state) leaseAction(a core.Action) {
 // of it is read again:
 //   - its lease: leases are not journaled, so a replay has none to renew
 //     (the core only counts the end);
-//   - its key: the exactly-once of a call is its task's (a call that falls
-//     back goes through the manager as a submit, journaled as any; a
-//     direct call has no task and is never run again by the manager), and
-//     no submit or status is looked up by a direct call's key;
+//   - its key: a direct call has no task, and nothing is looked up by
+//     its key: a call that falls back goes through the manager as a
+//     submit with that key, journaled and kept as any, and the manager
+//     does not ask whether it ended directly (a plain call may run twice,
+//     docs/direct-calls.md, "Faults"; direct calls are never at-most-once);
 //   - a duplicate: a worker reports each end at most once, to its session
 //     of the time or, when that ended, to the next one of the same run
 //     (the manager does not deduplicate them, and a replay does not
