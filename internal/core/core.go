@@ -221,6 +221,8 @@ func (c *Core) Step(ev Event) []Action {
 		}
 	case DirectCallEnded:
 		c.directCallEnded(ev)
+	case DirectCallsCounted:
+		c.directCallsCounted(ev)
 	case Tick:
 		c.ticks++
 		c.now = max(c.now, ev.Now)

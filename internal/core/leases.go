@@ -44,9 +44,19 @@ type DirectCallEnded struct {
 	Kind  Kind
 }
 
-func (LeaseRequested) isEvent()  {}
-func (LeaseReleased) isEvent()   {}
-func (DirectCallEnded) isEvent() {}
+// DirectCallsCounted: Calls direct calls ended in an earlier life of the
+// caller, which kept their count instead of one DirectCallEnded each (a
+// manager's journal snapshot). The core counts them as finished calls, as
+// it counted each DirectCallEnded; they renew no lease (their leases were
+// of that earlier life).
+type DirectCallsCounted struct {
+	Calls uint64
+}
+
+func (LeaseRequested) isEvent()     {}
+func (LeaseReleased) isEvent()      {}
+func (DirectCallEnded) isEvent()    {}
+func (DirectCallsCounted) isEvent() {}
 
 // LeaseGranted: Slots slots of Instance, on Worker, are lent to Session
 // until Until on Tick's clock (renewed by each direct call's end).
@@ -144,6 +154,11 @@ func (c *Core) directCallEnded(ev DirectCallEnded) {
 	if len(l.inst.lib.waiting.tasks) == 0 {
 		l.until = c.now + l.ttl
 	}
+}
+
+func (c *Core) directCallsCounted(ev DirectCallsCounted) {
+	c.counts[classCall][Finished] += int(ev.Calls)
+	c.leases.direct += ev.Calls
 }
 
 // endLease gives the slots of l back to its instance.

@@ -87,6 +87,21 @@ func TestLeases(t *testing.T) {
 			tally:  &core.Tally{Calls: core.StateCounts{Finished: 3}, Instances: core.StateCounts{Running: 1}},
 		},
 		{
+			// Direct calls counted from an earlier life (a journal
+			// snapshot's count) are finished calls, as each end is, and
+			// renew no lease.
+			name: "counted from an earlier life",
+			steps: with(
+				step{ask(1, "s", 7, 1), acts(granted(1, "s", 7, 1, 1, 1, ttl))},
+				step{core.DirectCallsCounted{Calls: 5}, nil},
+				step{core.Tick{Now: 6 * time.Second}, nil},
+				step{core.DirectCallsCounted{Calls: 2}, nil},                                      // not a renewal
+				step{core.Tick{Now: 10 * time.Second}, acts(leaseEnded(1, "s", 1, 1, "expired"))}, // its first Until
+			),
+			counts: &counts{Running: 1, Finished: 8},
+			tally:  &core.Tally{Calls: core.StateCounts{Finished: 8}, Instances: core.StateCounts{Running: 1}},
+		},
+		{
 			// A lease is not renewed while calls of its library wait: it
 			// runs out, and its slot goes to them.
 			name: "no renewal while calls wait",

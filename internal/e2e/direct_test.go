@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	goproto "google.golang.org/protobuf/proto"
 
 	"trellis"
+	"trellis/internal/journal/journaltest"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
 )
@@ -337,18 +339,38 @@ func TestDirectCallsOverTLS(t *testing.T) {
 }
 
 // TestDirectCallsJournaled: with --state, the manager journals each direct
-// call's end: after a restart it counts them all again.
+// call's end, and a snapshot folds those ends into counts: after a restart
+// it counts them all again.
 func TestDirectCallsJournaled(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, _, cl := directCluster(t, ctx, "w", pythonLibrary("slow"), "--state", state)
+	c, _, cl := directCluster(t, ctx, "w", pythonLibrary("slow"), "--state", state, "--snapshot-records", "8")
 	made := repeatUntilDirect(t, ctx, cl, "slow")
-	for i := range 20 {
+	more := 20
+	for i := range more {
 		if _, err := cl.Call(ctx, "slow", "repeat", []byte("j")); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
+	// The compactor looks each second and takes a snapshot once 8 records
+	// came after the last one: while fewer did, a further call adds one.
+	waitFor(t, time.Minute, "a snapshot of every record", func() bool {
+		s, err := cl.Status(ctx)
+		if err != nil || s.Journal == nil {
+			return false
+		}
+		if s.Journal.LastSnapshot != nil && s.Journal.SinceSnapshot == 0 {
+			return true
+		}
+		if s.Journal.SinceSnapshot < 8 {
+			if _, err := cl.Call(ctx, "slow", "repeat", []byte("j")); err != nil {
+				t.Fatalf("call %d: %v", more, err)
+			}
+			more++
+		}
+		return false
+	})
 	counted := func(cl *trellis.Client, total *int) func() bool {
 		return func() bool {
 			s, err := cl.Status(ctx)
@@ -356,17 +378,36 @@ func TestDirectCallsJournaled(t *testing.T) {
 				return false
 			}
 			*total = s.Libraries[0].CallsDone
-			return *total == made+20 && s.Calls.Succeeded == *total && s.Calls.Finished == *total
+			return *total == made+more && s.Calls.Succeeded == *total && s.Calls.Finished == *total
 		}
 	}
 	var before, after int
 	waitFor(t, 20*time.Second, "the manager to count every call", counted(cl, &before))
-	if sent, _ := cl.DirectStats(); sent < 20 {
+	sent, fell := cl.DirectStats()
+	if sent < 20 {
 		t.Fatalf("only %d calls went direct", sent)
 	}
 	cl.Close()
 	c.manager.signal(t, syscall.SIGTERM)
 	c.manager.wait(t, 20*time.Second)
+	// The journal holds the direct calls' ends folded into counts, and the
+	// ends of those that came after the snapshot (fewer than 8).
+	var ends, folded uint64
+	for _, b := range journaltest.Read(t, state) {
+		var r pb.JournalRecord
+		if err := goproto.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.GetDirectCallEnded() != nil {
+			ends++
+		}
+		for _, n := range r.GetDirectCalls().GetCounts() {
+			folded += n.Calls
+		}
+	}
+	if ends+folded != sent-fell || ends >= 8 {
+		t.Errorf("the journal holds the ends of %d direct calls and counts of %d more; want %d in all, most of them counted", ends, folded, sent-fell)
+	}
 	c.restartManager(t, state)
 	waitFor(t, 20*time.Second, "the restarted manager to listen", func() bool {
 		return strings.Contains(c.manager.Output(), "trellis manager listening on")

@@ -3,6 +3,8 @@ package manager
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -74,15 +76,22 @@ func (m *Manager) compactor(ctx context.Context) {
 //     task (reconcile acts on the unknown state a Dispatched leads to).
 //   - the records of sessions that ended before the last clients.MaxEnded
 //     (forget.go): a Forgotten record stands for their submits; their
-//     direct calls' ends (DirectCallEnded) go too, with the counts they
-//     fed (finished calls, successes and failures), as their tasks' ends
-//     do.
+//     direct calls' ends go too, with the counts they fed (finished
+//     calls, successes and failures), as their tasks' ends do.
+//
+// It folds the ends of direct calls (DirectCallEnded, and the
+// JournalDirectCalls of an earlier fold) of the sessions kept into one
+// JournalDirectCalls record per session and library, of their counts by
+// kind, where the first of them was: replay only counts them
+// (state.directCallEnded says why nothing else of them is needed), so a
+// long-lived session's calls take one record however many it makes. The
+// records between two library installs are folded apart (an install
+// closes every such run): a call counts as a call done of its library
+// only once the library is installed, and this keeps each end on the same
+// side of every install.
 //
 // Everything else is kept, in order: submits and installs (task and file
-// IDs are given out in their order), ends, cancels, ended sessions, and
-// the DirectCallEnded records of the sessions kept (replay only counts
-// them, but no record kind carries a count: one record per direct call
-// stays until its session is forgotten).
+// IDs are given out in their order), ends, cancels and ended sessions.
 func FoldJournal(recs [][]byte) ([][]byte, error) {
 	decoded := make([]*pb.JournalRecord, len(recs))
 	var epoch uint64
@@ -90,6 +99,7 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 	dispatched := make(map[uint64]int) // task -> index of its last Dispatched
 	reconciled := make(map[uint64]bool)
 	shapes := make(map[int]submitInfo) // by index: the submits
+	installs := make(map[int]bool)     // by index: the library installs
 	for i, b := range recs {
 		// Only the small kinds the fold looks into are decoded: a submit
 		// of many tasks is kept as it is, unread but for its session and
@@ -99,7 +109,11 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 			return nil, fmt.Errorf("record %d of those to fold: %w", i+1, protowire.ParseError(n))
 		}
 		switch num {
-		case kindStarted, kindDone, kindDispatched, kindReconciled, kindSessionEnded, kindForgotten, kindDirectCallEnded:
+		case kindStarted, kindDone, kindDispatched, kindReconciled, kindSessionEnded, kindForgotten, kindDirectCallEnded, kindDirectCalls:
+		case kindInstalled:
+			installs[i] = true
+			decoded[i] = &pb.JournalRecord{}
+			continue
 		case kindSubmitted:
 			session, tasks, err := submitShape(b)
 			if err != nil {
@@ -159,7 +173,11 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 		}
 		pending, pendingSession = pending+n, session
 	}
+	var calls directCalls
 	for i, r := range decoded {
+		if installs[i] {
+			calls.closeRuns()
+		}
 		switch x := r.Rec.(type) {
 		case *pb.JournalRecord_Started:
 			continue
@@ -183,9 +201,19 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 			forgotten(x.Forgotten.Tasks, x.Forgotten.Session)
 			continue
 		case *pb.JournalRecord_DirectCallEnded:
-			if forget.sessions[x.DirectCallEnded.Session] {
-				continue
+			d := x.DirectCallEnded
+			if !forget.sessions[d.Session] {
+				out = calls.add(out, d.Session, d.Library, d.Kind, 1)
 			}
+			continue
+		case *pb.JournalRecord_DirectCalls:
+			d := x.DirectCalls
+			if !forget.sessions[d.Session] {
+				for _, c := range d.Counts {
+					out = calls.add(out, d.Session, d.Library, c.Kind, c.Calls)
+				}
+			}
+			continue
 		default:
 			if sh, ok := shapes[i]; ok {
 				if forget.sessions[sh.session] {
@@ -202,7 +230,69 @@ func FoldJournal(recs [][]byte) ([][]byte, error) {
 	if err := flush(); err != nil {
 		return nil, err
 	}
+	if err := calls.write(out); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// directCalls folds the ends of direct calls: each run of a session's
+// calls of a library (up to the next library install) becomes one
+// JournalDirectCalls record of their counts by kind, in the place of the
+// run's first end in the fold's output.
+type directCalls struct {
+	open map[directRun]*callCounts // the runs an end may still join
+	all  []*callCounts             // every run, in order
+}
+
+// directRun names a run of direct calls' ends.
+type directRun struct{ session, library string }
+
+// callCounts is a run's counts, and its place in the fold's output.
+type callCounts struct {
+	at     int
+	run    directRun
+	byKind map[pb.ResultKind]uint64
+}
+
+// add counts n ends of kind in the open run of session and library, or
+// starts one in the next place of out (left nil for write to fill).
+func (d *directCalls) add(out [][]byte, session, library string, kind pb.ResultKind, n uint64) [][]byte {
+	if n == 0 {
+		return out
+	}
+	run := directRun{session, library}
+	c := d.open[run]
+	if c == nil {
+		if d.open == nil {
+			d.open = make(map[directRun]*callCounts)
+		}
+		c = &callCounts{at: len(out), run: run, byKind: make(map[pb.ResultKind]uint64)}
+		d.open[run] = c
+		d.all = append(d.all, c)
+		out = append(out, nil)
+	}
+	c.byKind[kind] += n
+	return out
+}
+
+// closeRuns ends every open run: the ends after it start new ones.
+func (d *directCalls) closeRuns() { clear(d.open) }
+
+// write fills each run's place in out with its JournalDirectCalls record.
+func (d *directCalls) write(out [][]byte) error {
+	for _, c := range d.all {
+		r := &pb.JournalDirectCalls{Session: c.run.session, Library: c.run.library}
+		for _, k := range slices.Sorted(maps.Keys(c.byKind)) {
+			r.Counts = append(r.Counts, &pb.JournalCallCount{Kind: k, Calls: c.byKind[k]})
+		}
+		b, err := goproto.Marshal(&pb.JournalRecord{Rec: &pb.JournalRecord_DirectCalls{DirectCalls: r}})
+		if err != nil {
+			return fmt.Errorf("direct calls record of session %q, library %q: %w", c.run.session, c.run.library, err)
+		}
+		out[c.at] = b
+	}
+	return nil
 }
 
 // The field numbers of JournalRecord's kinds that FoldJournal decodes.
@@ -215,6 +305,8 @@ var (
 	kindSessionEnded    = fieldNumber("session_ended")
 	kindForgotten       = fieldNumber("forgotten")
 	kindDirectCallEnded = fieldNumber("direct_call_ended")
+	kindDirectCalls     = fieldNumber("direct_calls")
+	kindInstalled       = fieldNumber("installed")
 )
 
 func fieldNumber(name protoreflect.Name) protowire.Number {

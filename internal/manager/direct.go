@@ -144,19 +144,37 @@ func (s *state) leaseAction(a core.Action) {
 
 // directCallEnded counts a direct call a worker reports (or the journal
 // replays: then w is 0) and journals it.
+//
+// What a DirectCallEnded record is needed for after a restart: only its
+// counts. A replay counts it as a finished call (the core's Tally and
+// Stats.Direct), by its kind (status's succeeded and failed, the calls'
+// succeeded and failed, the ended calls by kind in /metrics), and as a
+// call done of its library, the one installed under its name at that
+// point of the journal (a library keeps its record when it is removed and
+// installed again, so only a call before its library's first install,
+// which the manager never journals, would count otherwise). Nothing else
+// of it is read again:
+//   - its lease: leases are not journaled, so a replay has none to renew
+//     (the core only counts the end);
+//   - its key: a direct call has no task, and nothing is looked up by
+//     its key: a call that falls back goes through the manager as a
+//     submit with that key, journaled and kept as any, and the manager
+//     does not ask whether it ended directly (a plain call may run twice,
+//     docs/direct-calls.md, "Faults"; direct calls are never at-most-once);
+//   - a duplicate: a worker reports each end at most once, to its session
+//     of the time or, when that ended, to the next one of the same run
+//     (the manager does not deduplicate them, and a replay does not
+//     either);
+//   - its function, message, run time and size go to the transaction log
+//     in the life that learnt it, not again on replay;
+//   - its session: only to forget the record with its session
+//     (FoldJournal).
+//
+// So a snapshot keeps, of a session's direct calls of a library, one
+// JournalDirectCalls record of their counts by kind (directCallsCounted).
 func (s *state) directCallEnded(w core.WorkerID, d *pb.DirectCallEnded) {
 	s.step(core.DirectCallEnded{Lease: core.LeaseID(d.Lease), Kind: coreKind(d.Kind)})
-	s.ended.count(1, d.Kind)
-	if d.Kind == pb.ResultKind_RESULT_KIND_SUCCESS {
-		s.succeeded++
-		s.callsSucceeded++
-	} else {
-		s.failed++
-		s.callsFailed++
-	}
-	if rec := s.libs[d.Library]; rec != nil {
-		rec.callsDone++
-	}
+	s.countDirect(d.Library, d.Kind, 1)
 	if w == 0 {
 		return // replayed: its session was told in the life that journaled it
 	}
@@ -169,4 +187,31 @@ func (s *state) directCallEnded(w core.WorkerID, d *pb.DirectCallEnded) {
 	// The session is not told: the client that made the call has its
 	// answer from the worker, and no other holds a handle on it (an event
 	// per call would cost the manager and the client as much again).
+}
+
+// directCallsCounted counts the direct calls a snapshot's JournalDirectCalls
+// record stands for (on replay), as directCallEnded counted each.
+func (s *state) directCallsCounted(d *pb.JournalDirectCalls) {
+	var n uint64
+	for _, c := range d.Counts {
+		s.countDirect(d.Library, c.Kind, c.Calls)
+		n += c.Calls
+	}
+	s.step(core.DirectCallsCounted{Calls: n})
+}
+
+// countDirect counts n direct calls of library that ended with kind, in
+// the manager's totals (the core counts them apart).
+func (s *state) countDirect(library string, kind pb.ResultKind, n uint64) {
+	s.ended.add(1, kind, n)
+	if kind == pb.ResultKind_RESULT_KIND_SUCCESS {
+		s.succeeded += n
+		s.callsSucceeded += n
+	} else {
+		s.failed += n
+		s.callsFailed += n
+	}
+	if rec := s.libs[library]; rec != nil {
+		rec.callsDone += n
+	}
 }

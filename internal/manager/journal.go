@@ -451,6 +451,8 @@ func (s *state) replay(j *journal.Journal) error {
 			s.checkpointCommitted(x.CheckpointCommitted, 0)
 		case *pb.JournalRecord_DirectCallEnded:
 			s.directCallEnded(0, x.DirectCallEnded)
+		case *pb.JournalRecord_DirectCalls:
+			s.directCallsCounted(x.DirectCalls)
 		case *pb.JournalRecord_Forgotten:
 			s.nextTask += core.TaskID(x.Forgotten.Tasks) // the IDs its submit gave out
 		case *pb.JournalRecord_LibraryRemoved:

@@ -49,11 +49,14 @@ func modalityOf(rec *taskRecord) int {
 // unknown kind counts as UNSPECIFIED).
 type Ended [len(Modalities)][pb.ResultKind_RESULT_KIND_CANCELLED + 1]uint64
 
-func (e *Ended) count(m int, k pb.ResultKind) {
+func (e *Ended) count(m int, k pb.ResultKind) { e.add(m, k, 1) }
+
+// add counts n ends of modality m with kind k.
+func (e *Ended) add(m int, k pb.ResultKind, n uint64) {
 	if k < 0 || int(k) >= len(e[m]) {
 		k = pb.ResultKind_RESULT_KIND_UNSPECIFIED
 	}
-	e[m][k]++
+	e[m][k] += n
 }
 
 // Publishing is lazy, so that a burst of events does not rebuild a large

@@ -49,7 +49,8 @@ func (s *sim) leased(inst *simInst) int {
 	return n
 }
 
-// leaseStep asks for a lease, releases one, or reports a direct call's end.
+// leaseStep asks for a lease, releases one, reports a direct call's end,
+// or counts a few ended in an earlier life (DirectCallsCounted).
 func (s *sim) leaseStep() {
 	if len(s.l.libs) == 0 {
 		return
@@ -70,19 +71,25 @@ func (s *sim) leaseStep() {
 		s.do(core.LeaseRequested{Lease: s.ls.next, Session: sess, Lib: lib, Slots: int32(1 + r.IntN(3)), TTL: time.Duration(1+r.IntN(2)) * tickEvery})
 	case u < 6:
 		s.do(core.LeaseReleased{Lease: pick(r, s.ls.ids)})
-	default:
+	case u < 9:
 		s.do(core.DirectCallEnded{Lease: pick(r, s.ls.ids), Kind: core.Success})
+	default: // as a replayed journal snapshot counts them
+		s.do(core.DirectCallsCounted{Calls: uint64(1 + r.IntN(4))})
 	}
 }
 
 // expectLease records what a lease event must do in the model.
 func (s *sim) expectLease(ev core.Event) {
-	if ev, ok := ev.(core.DirectCallEnded); ok {
+	switch ev := ev.(type) {
+	case core.DirectCallEnded:
 		s.ls.direct++
 		s.stats.DirectCalls++
 		if l := s.ls.live[ev.Lease]; l != nil {
 			l.hi = s.now + l.ttl // renewed, unless calls of its library wait
 		}
+	case core.DirectCallsCounted: // counted, renewing no lease
+		s.ls.direct += int(ev.Calls)
+		s.stats.DirectCalls += int(ev.Calls)
 	}
 }
 

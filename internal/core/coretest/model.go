@@ -262,7 +262,7 @@ func (s *sim) expect(ev core.Event) {
 		s.exact = s.d.noop || s.workers[ev.Worker] == nil
 	case core.SessionEnded: // Unlinks, checked as they come
 	case core.CheckpointCommitted, core.CheckpointFailed: // checked in answerCheckpoint
-	case core.LeaseRequested, core.LeaseReleased, core.DirectCallEnded:
+	case core.LeaseRequested, core.LeaseReleased, core.DirectCallEnded, core.DirectCallsCounted:
 		s.expectLease(ev)
 	default:
 		s.failf("unknown event %T", ev)

@@ -161,7 +161,7 @@ type Stats struct {
 	CallsBroken      int // calls of a library that never starts, failed with its reason
 	Leases           int // LeaseGranted actions
 	LeasesEnded      int
-	DirectCalls      int // direct calls' ends reported (DirectCallEnded)
+	DirectCalls      int // direct calls' ends reported (DirectCallEnded, and those DirectCallsCounted counts)
 
 	// Unplaceable tasks.
 	Unplaceable         int // tasks told a reason by an Unplaceable

@@ -476,7 +476,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{69, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -2112,6 +2112,7 @@ type JournalRecord struct {
 	//	*JournalRecord_CheckpointCommitted
 	//	*JournalRecord_Forgotten
 	//	*JournalRecord_DirectCallEnded
+	//	*JournalRecord_DirectCalls
 	Rec           isJournalRecord_Rec `protobuf_oneof:"rec"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2262,6 +2263,15 @@ func (x *JournalRecord) GetDirectCallEnded() *DirectCallEnded {
 	return nil
 }
 
+func (x *JournalRecord) GetDirectCalls() *JournalDirectCalls {
+	if x != nil {
+		if x, ok := x.Rec.(*JournalRecord_DirectCalls); ok {
+			return x.DirectCalls
+		}
+	}
+	return nil
+}
+
 type isJournalRecord_Rec interface {
 	isJournalRecord_Rec()
 }
@@ -2314,6 +2324,10 @@ type JournalRecord_DirectCallEnded struct {
 	DirectCallEnded *DirectCallEnded `protobuf:"bytes,250,opt,name=direct_call_ended,json=directCallEnded,proto3,oneof"` // a call sent straight to a worker ended (counted on replay)
 }
 
+type JournalRecord_DirectCalls struct {
+	DirectCalls *JournalDirectCalls `protobuf:"bytes,300,opt,name=direct_calls,json=directCalls,proto3,oneof"` // written by compaction only
+}
+
 func (*JournalRecord_Started) isJournalRecord_Rec() {}
 
 func (*JournalRecord_Submitted) isJournalRecord_Rec() {}
@@ -2338,6 +2352,125 @@ func (*JournalRecord_Forgotten) isJournalRecord_Rec() {}
 
 func (*JournalRecord_DirectCallEnded) isJournalRecord_Rec() {}
 
+func (*JournalRecord_DirectCalls) isJournalRecord_Rec() {}
+
+// JournalDirectCalls stands, in a snapshot, for the DirectCallEnded records
+// of one session's direct calls of one library: a replay only counts those
+// ends (finished calls by result kind, the library's calls done), so the
+// snapshot keeps their counts instead of one record per call.
+type JournalDirectCalls struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Library       string                 `protobuf:"bytes,2,opt,name=library,proto3" json:"library,omitempty"`
+	Counts        []*JournalCallCount    `protobuf:"bytes,3,rep,name=counts,proto3" json:"counts,omitempty"` // by result kind, in the order of the kinds
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalDirectCalls) Reset() {
+	*x = JournalDirectCalls{}
+	mi := &file_trellis_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalDirectCalls) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalDirectCalls) ProtoMessage() {}
+
+func (x *JournalDirectCalls) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalDirectCalls.ProtoReflect.Descriptor instead.
+func (*JournalDirectCalls) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *JournalDirectCalls) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *JournalDirectCalls) GetLibrary() string {
+	if x != nil {
+		return x.Library
+	}
+	return ""
+}
+
+func (x *JournalDirectCalls) GetCounts() []*JournalCallCount {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+// JournalCallCount: calls ended with one result kind.
+type JournalCallCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          ResultKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=trellis.v1.ResultKind" json:"kind,omitempty"`
+	Calls         uint64                 `protobuf:"varint,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JournalCallCount) Reset() {
+	*x = JournalCallCount{}
+	mi := &file_trellis_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JournalCallCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JournalCallCount) ProtoMessage() {}
+
+func (x *JournalCallCount) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JournalCallCount.ProtoReflect.Descriptor instead.
+func (*JournalCallCount) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *JournalCallCount) GetKind() ResultKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ResultKind_RESULT_KIND_UNSPECIFIED
+}
+
+func (x *JournalCallCount) GetCalls() uint64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
 // JournalForgotten stands, in a snapshot, for a submit of a session that
 // ended long ago (more ended sessions came after it than a manager
 // remembers) and whose every task ended: its records were dropped, and a
@@ -2353,7 +2486,7 @@ type JournalForgotten struct {
 
 func (x *JournalForgotten) Reset() {
 	*x = JournalForgotten{}
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2498,7 @@ func (x *JournalForgotten) String() string {
 func (*JournalForgotten) ProtoMessage() {}
 
 func (x *JournalForgotten) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[19]
+	mi := &file_trellis_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2511,7 @@ func (x *JournalForgotten) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalForgotten.ProtoReflect.Descriptor instead.
 func (*JournalForgotten) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{19}
+	return file_trellis_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JournalForgotten) GetTasks() uint64 {
@@ -2410,7 +2543,7 @@ type JournalDispatched struct {
 
 func (x *JournalDispatched) Reset() {
 	*x = JournalDispatched{}
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2555,7 @@ func (x *JournalDispatched) String() string {
 func (*JournalDispatched) ProtoMessage() {}
 
 func (x *JournalDispatched) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[20]
+	mi := &file_trellis_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2568,7 @@ func (x *JournalDispatched) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalDispatched.ProtoReflect.Descriptor instead.
 func (*JournalDispatched) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{20}
+	return file_trellis_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JournalDispatched) GetTaskId() uint64 {
@@ -2481,7 +2614,7 @@ type JournalCheckpointCommitted struct {
 
 func (x *JournalCheckpointCommitted) Reset() {
 	*x = JournalCheckpointCommitted{}
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2626,7 @@ func (x *JournalCheckpointCommitted) String() string {
 func (*JournalCheckpointCommitted) ProtoMessage() {}
 
 func (x *JournalCheckpointCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[21]
+	mi := &file_trellis_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2639,7 @@ func (x *JournalCheckpointCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalCheckpointCommitted.ProtoReflect.Descriptor instead.
 func (*JournalCheckpointCommitted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{21}
+	return file_trellis_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JournalCheckpointCommitted) GetName() string {
@@ -2551,7 +2684,7 @@ type JournalSessionEnded struct {
 
 func (x *JournalSessionEnded) Reset() {
 	*x = JournalSessionEnded{}
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2696,7 @@ func (x *JournalSessionEnded) String() string {
 func (*JournalSessionEnded) ProtoMessage() {}
 
 func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[22]
+	mi := &file_trellis_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2709,7 @@ func (x *JournalSessionEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalSessionEnded.ProtoReflect.Descriptor instead.
 func (*JournalSessionEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{22}
+	return file_trellis_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JournalSessionEnded) GetSession() string {
@@ -2614,7 +2747,7 @@ type JournalTaskDone struct {
 
 func (x *JournalTaskDone) Reset() {
 	*x = JournalTaskDone{}
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2626,7 +2759,7 @@ func (x *JournalTaskDone) String() string {
 func (*JournalTaskDone) ProtoMessage() {}
 
 func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[23]
+	mi := &file_trellis_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2639,7 +2772,7 @@ func (x *JournalTaskDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalTaskDone.ProtoReflect.Descriptor instead.
 func (*JournalTaskDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{23}
+	return file_trellis_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JournalTaskDone) GetTaskId() uint64 {
@@ -2678,7 +2811,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2823,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[24]
+	mi := &file_trellis_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2836,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{24}
+	return file_trellis_proto_rawDescGZIP(), []int{26}
 }
 
 type CancelRequest struct {
@@ -2722,7 +2855,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2867,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[25]
+	mi := &file_trellis_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2880,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{25}
+	return file_trellis_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelRequest) GetTaskIds() []uint64 {
@@ -2780,7 +2913,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +2925,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[26]
+	mi := &file_trellis_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +2938,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{26}
+	return file_trellis_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelResponse) GetCancelled() uint64 {
@@ -2827,7 +2960,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +2972,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[27]
+	mi := &file_trellis_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +2985,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{27}
+	return file_trellis_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatusRequest) GetFactory() *FactoryReport {
@@ -2883,7 +3016,7 @@ type FactoryReport struct {
 
 func (x *FactoryReport) Reset() {
 	*x = FactoryReport{}
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +3028,7 @@ func (x *FactoryReport) String() string {
 func (*FactoryReport) ProtoMessage() {}
 
 func (x *FactoryReport) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[28]
+	mi := &file_trellis_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +3041,7 @@ func (x *FactoryReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryReport.ProtoReflect.Descriptor instead.
 func (*FactoryReport) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{28}
+	return file_trellis_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FactoryReport) GetName() string {
@@ -3001,7 +3134,7 @@ type FactoryStatus struct {
 
 func (x *FactoryStatus) Reset() {
 	*x = FactoryStatus{}
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3146,7 @@ func (x *FactoryStatus) String() string {
 func (*FactoryStatus) ProtoMessage() {}
 
 func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[29]
+	mi := &file_trellis_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3159,7 @@ func (x *FactoryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactoryStatus.ProtoReflect.Descriptor instead.
 func (*FactoryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{29}
+	return file_trellis_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FactoryStatus) GetReport() *FactoryReport {
@@ -3068,7 +3201,7 @@ type FetchFileRequest struct {
 
 func (x *FetchFileRequest) Reset() {
 	*x = FetchFileRequest{}
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3213,7 @@ func (x *FetchFileRequest) String() string {
 func (*FetchFileRequest) ProtoMessage() {}
 
 func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[30]
+	mi := &file_trellis_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3226,7 @@ func (x *FetchFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileRequest.ProtoReflect.Descriptor instead.
 func (*FetchFileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{30}
+	return file_trellis_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FetchFileRequest) GetName() string {
@@ -3112,7 +3245,7 @@ type FetchFileResponse struct {
 
 func (x *FetchFileResponse) Reset() {
 	*x = FetchFileResponse{}
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3124,7 +3257,7 @@ func (x *FetchFileResponse) String() string {
 func (*FetchFileResponse) ProtoMessage() {}
 
 func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[31]
+	mi := &file_trellis_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3137,7 +3270,7 @@ func (x *FetchFileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchFileResponse.ProtoReflect.Descriptor instead.
 func (*FetchFileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{31}
+	return file_trellis_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FetchFileResponse) GetFile() *FileInfo {
@@ -3157,7 +3290,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3302,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[32]
+	mi := &file_trellis_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3315,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{32}
+	return file_trellis_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EndSessionRequest) GetSession() string {
@@ -3200,7 +3333,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3212,7 +3345,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[33]
+	mi := &file_trellis_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3225,7 +3358,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{33}
+	return file_trellis_proto_rawDescGZIP(), []int{35}
 }
 
 type WorkerStatus struct {
@@ -3258,7 +3391,7 @@ type WorkerStatus struct {
 
 func (x *WorkerStatus) Reset() {
 	*x = WorkerStatus{}
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3270,7 +3403,7 @@ func (x *WorkerStatus) String() string {
 func (*WorkerStatus) ProtoMessage() {}
 
 func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[34]
+	mi := &file_trellis_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3283,7 +3416,7 @@ func (x *WorkerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerStatus.ProtoReflect.Descriptor instead.
 func (*WorkerStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{34}
+	return file_trellis_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WorkerStatus) GetId() uint64 {
@@ -3443,7 +3576,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3455,7 +3588,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[35]
+	mi := &file_trellis_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3468,7 +3601,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{35}
+	return file_trellis_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskCounts) GetWaiting() uint64 {
@@ -3535,7 +3668,7 @@ type ShapeDemand struct {
 
 func (x *ShapeDemand) Reset() {
 	*x = ShapeDemand{}
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3547,7 +3680,7 @@ func (x *ShapeDemand) String() string {
 func (*ShapeDemand) ProtoMessage() {}
 
 func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[36]
+	mi := &file_trellis_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3560,7 +3693,7 @@ func (x *ShapeDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeDemand.ProtoReflect.Descriptor instead.
 func (*ShapeDemand) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{36}
+	return file_trellis_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ShapeDemand) GetShape() *Resources {
@@ -3656,7 +3789,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3668,7 +3801,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[37]
+	mi := &file_trellis_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3681,7 +3814,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{37}
+	return file_trellis_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatusResponse) GetWorkers() []*WorkerStatus {
@@ -3949,7 +4082,7 @@ type ReconcileRequest struct {
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3961,7 +4094,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[38]
+	mi := &file_trellis_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3974,7 +4107,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{38}
+	return file_trellis_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReconcileRequest) GetTaskId() uint64 {
@@ -3999,7 +4132,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4011,7 +4144,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[39]
+	mi := &file_trellis_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4024,7 +4157,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{39}
+	return file_trellis_proto_rawDescGZIP(), []int{41}
 }
 
 // UnknownTask is an at-most-once task whose attempt was lost: it waits for
@@ -4041,7 +4174,7 @@ type UnknownTask struct {
 
 func (x *UnknownTask) Reset() {
 	*x = UnknownTask{}
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4053,7 +4186,7 @@ func (x *UnknownTask) String() string {
 func (*UnknownTask) ProtoMessage() {}
 
 func (x *UnknownTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[40]
+	mi := &file_trellis_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4066,7 +4199,7 @@ func (x *UnknownTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnknownTask.ProtoReflect.Descriptor instead.
 func (*UnknownTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{40}
+	return file_trellis_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnknownTask) GetTaskId() uint64 {
@@ -4116,7 +4249,7 @@ type JournalStatus struct {
 
 func (x *JournalStatus) Reset() {
 	*x = JournalStatus{}
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4128,7 +4261,7 @@ func (x *JournalStatus) String() string {
 func (*JournalStatus) ProtoMessage() {}
 
 func (x *JournalStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[41]
+	mi := &file_trellis_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4141,7 +4274,7 @@ func (x *JournalStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JournalStatus.ProtoReflect.Descriptor instead.
 func (*JournalStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{41}
+	return file_trellis_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JournalStatus) GetPath() string {
@@ -4227,7 +4360,7 @@ type UnplaceableTask struct {
 
 func (x *UnplaceableTask) Reset() {
 	*x = UnplaceableTask{}
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4239,7 +4372,7 @@ func (x *UnplaceableTask) String() string {
 func (*UnplaceableTask) ProtoMessage() {}
 
 func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[42]
+	mi := &file_trellis_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4252,7 +4385,7 @@ func (x *UnplaceableTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnplaceableTask.ProtoReflect.Descriptor instead.
 func (*UnplaceableTask) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{42}
+	return file_trellis_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnplaceableTask) GetTaskId() uint64 {
@@ -4303,7 +4436,7 @@ type LibraryStatus struct {
 
 func (x *LibraryStatus) Reset() {
 	*x = LibraryStatus{}
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4315,7 +4448,7 @@ func (x *LibraryStatus) String() string {
 func (*LibraryStatus) ProtoMessage() {}
 
 func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[43]
+	mi := &file_trellis_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4328,7 +4461,7 @@ func (x *LibraryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStatus.ProtoReflect.Descriptor instead.
 func (*LibraryStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{43}
+	return file_trellis_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LibraryStatus) GetName() string {
@@ -4400,7 +4533,7 @@ type InstanceStatus struct {
 
 func (x *InstanceStatus) Reset() {
 	*x = InstanceStatus{}
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4412,7 +4545,7 @@ func (x *InstanceStatus) String() string {
 func (*InstanceStatus) ProtoMessage() {}
 
 func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[44]
+	mi := &file_trellis_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4425,7 +4558,7 @@ func (x *InstanceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceStatus.ProtoReflect.Descriptor instead.
 func (*InstanceStatus) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{44}
+	return file_trellis_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *InstanceStatus) GetId() uint64 {
@@ -4486,7 +4619,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4498,7 +4631,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[45]
+	mi := &file_trellis_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4511,7 +4644,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{45}
+	return file_trellis_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -4710,7 +4843,7 @@ type DirectCallEnded struct {
 
 func (x *DirectCallEnded) Reset() {
 	*x = DirectCallEnded{}
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4722,7 +4855,7 @@ func (x *DirectCallEnded) String() string {
 func (*DirectCallEnded) ProtoMessage() {}
 
 func (x *DirectCallEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[46]
+	mi := &file_trellis_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4735,7 +4868,7 @@ func (x *DirectCallEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectCallEnded.ProtoReflect.Descriptor instead.
 func (*DirectCallEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{46}
+	return file_trellis_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DirectCallEnded) GetLease() uint64 {
@@ -4812,7 +4945,7 @@ type WorkerBatch struct {
 
 func (x *WorkerBatch) Reset() {
 	*x = WorkerBatch{}
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4824,7 +4957,7 @@ func (x *WorkerBatch) String() string {
 func (*WorkerBatch) ProtoMessage() {}
 
 func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[47]
+	mi := &file_trellis_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4837,7 +4970,7 @@ func (x *WorkerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerBatch.ProtoReflect.Descriptor instead.
 func (*WorkerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{47}
+	return file_trellis_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WorkerBatch) GetMsgs() []*WorkerMessage {
@@ -4858,7 +4991,7 @@ type LibraryStarted struct {
 
 func (x *LibraryStarted) Reset() {
 	*x = LibraryStarted{}
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4870,7 +5003,7 @@ func (x *LibraryStarted) String() string {
 func (*LibraryStarted) ProtoMessage() {}
 
 func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[48]
+	mi := &file_trellis_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4883,7 +5016,7 @@ func (x *LibraryStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryStarted.ProtoReflect.Descriptor instead.
 func (*LibraryStarted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{48}
+	return file_trellis_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *LibraryStarted) GetInstance() uint64 {
@@ -4920,7 +5053,7 @@ type LibraryEnded struct {
 
 func (x *LibraryEnded) Reset() {
 	*x = LibraryEnded{}
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4932,7 +5065,7 @@ func (x *LibraryEnded) String() string {
 func (*LibraryEnded) ProtoMessage() {}
 
 func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[49]
+	mi := &file_trellis_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4945,7 +5078,7 @@ func (x *LibraryEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LibraryEnded.ProtoReflect.Descriptor instead.
 func (*LibraryEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{49}
+	return file_trellis_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *LibraryEnded) GetInstance() uint64 {
@@ -5012,7 +5145,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5024,7 +5157,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[50]
+	mi := &file_trellis_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5037,7 +5170,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{50}
+	return file_trellis_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Hello) GetProtocol() uint32 {
@@ -5136,7 +5269,7 @@ type RunningAttempt struct {
 
 func (x *RunningAttempt) Reset() {
 	*x = RunningAttempt{}
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5148,7 +5281,7 @@ func (x *RunningAttempt) String() string {
 func (*RunningAttempt) ProtoMessage() {}
 
 func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[51]
+	mi := &file_trellis_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5161,7 +5294,7 @@ func (x *RunningAttempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningAttempt.ProtoReflect.Descriptor instead.
 func (*RunningAttempt) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{51}
+	return file_trellis_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RunningAttempt) GetTaskId() uint64 {
@@ -5205,7 +5338,7 @@ type KeptInstance struct {
 
 func (x *KeptInstance) Reset() {
 	*x = KeptInstance{}
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5217,7 +5350,7 @@ func (x *KeptInstance) String() string {
 func (*KeptInstance) ProtoMessage() {}
 
 func (x *KeptInstance) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[52]
+	mi := &file_trellis_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5230,7 +5363,7 @@ func (x *KeptInstance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeptInstance.ProtoReflect.Descriptor instead.
 func (*KeptInstance) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{52}
+	return file_trellis_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *KeptInstance) GetInstance() uint64 {
@@ -5267,7 +5400,7 @@ type CachedFile struct {
 
 func (x *CachedFile) Reset() {
 	*x = CachedFile{}
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5279,7 +5412,7 @@ func (x *CachedFile) String() string {
 func (*CachedFile) ProtoMessage() {}
 
 func (x *CachedFile) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[53]
+	mi := &file_trellis_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5292,7 +5425,7 @@ func (x *CachedFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CachedFile.ProtoReflect.Descriptor instead.
 func (*CachedFile) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{53}
+	return file_trellis_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CachedFile) GetName() string {
@@ -5349,7 +5482,7 @@ type FetchDone struct {
 
 func (x *FetchDone) Reset() {
 	*x = FetchDone{}
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5361,7 +5494,7 @@ func (x *FetchDone) String() string {
 func (*FetchDone) ProtoMessage() {}
 
 func (x *FetchDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[54]
+	mi := &file_trellis_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5374,7 +5507,7 @@ func (x *FetchDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchDone.ProtoReflect.Descriptor instead.
 func (*FetchDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{54}
+	return file_trellis_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *FetchDone) GetId() uint64 {
@@ -5457,7 +5590,7 @@ type Dropped struct {
 
 func (x *Dropped) Reset() {
 	*x = Dropped{}
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5469,7 +5602,7 @@ func (x *Dropped) String() string {
 func (*Dropped) ProtoMessage() {}
 
 func (x *Dropped) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[55]
+	mi := &file_trellis_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5482,7 +5615,7 @@ func (x *Dropped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dropped.ProtoReflect.Descriptor instead.
 func (*Dropped) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{55}
+	return file_trellis_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Dropped) GetNames() []string {
@@ -5500,7 +5633,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5512,7 +5645,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[56]
+	mi := &file_trellis_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5525,7 +5658,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{56}
+	return file_trellis_proto_rawDescGZIP(), []int{58}
 }
 
 type AttemptDone struct {
@@ -5540,7 +5673,7 @@ type AttemptDone struct {
 
 func (x *AttemptDone) Reset() {
 	*x = AttemptDone{}
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5552,7 +5685,7 @@ func (x *AttemptDone) String() string {
 func (*AttemptDone) ProtoMessage() {}
 
 func (x *AttemptDone) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[57]
+	mi := &file_trellis_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5565,7 +5698,7 @@ func (x *AttemptDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptDone.ProtoReflect.Descriptor instead.
 func (*AttemptDone) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{57}
+	return file_trellis_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AttemptDone) GetTaskId() uint64 {
@@ -5610,7 +5743,7 @@ type AttemptReturned struct {
 
 func (x *AttemptReturned) Reset() {
 	*x = AttemptReturned{}
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5622,7 +5755,7 @@ func (x *AttemptReturned) String() string {
 func (*AttemptReturned) ProtoMessage() {}
 
 func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[58]
+	mi := &file_trellis_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5635,7 +5768,7 @@ func (x *AttemptReturned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttemptReturned.ProtoReflect.Descriptor instead.
 func (*AttemptReturned) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{58}
+	return file_trellis_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AttemptReturned) GetTaskId() uint64 {
@@ -5674,7 +5807,7 @@ type Draining struct {
 
 func (x *Draining) Reset() {
 	*x = Draining{}
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5686,7 +5819,7 @@ func (x *Draining) String() string {
 func (*Draining) ProtoMessage() {}
 
 func (x *Draining) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[59]
+	mi := &file_trellis_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5699,7 +5832,7 @@ func (x *Draining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draining.ProtoReflect.Descriptor instead.
 func (*Draining) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{59}
+	return file_trellis_proto_rawDescGZIP(), []int{61}
 }
 
 // Worker stream: manager to worker.
@@ -5727,7 +5860,7 @@ type ManagerMessage struct {
 
 func (x *ManagerMessage) Reset() {
 	*x = ManagerMessage{}
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5739,7 +5872,7 @@ func (x *ManagerMessage) String() string {
 func (*ManagerMessage) ProtoMessage() {}
 
 func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[60]
+	mi := &file_trellis_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5752,7 +5885,7 @@ func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
 func (*ManagerMessage) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{60}
+	return file_trellis_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
@@ -5977,7 +6110,7 @@ type LeaseGranted struct {
 
 func (x *LeaseGranted) Reset() {
 	*x = LeaseGranted{}
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5989,7 +6122,7 @@ func (x *LeaseGranted) String() string {
 func (*LeaseGranted) ProtoMessage() {}
 
 func (x *LeaseGranted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[61]
+	mi := &file_trellis_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6002,7 +6135,7 @@ func (x *LeaseGranted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGranted.ProtoReflect.Descriptor instead.
 func (*LeaseGranted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{61}
+	return file_trellis_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *LeaseGranted) GetLease() uint64 {
@@ -6051,7 +6184,7 @@ type LeaseEnded struct {
 
 func (x *LeaseEnded) Reset() {
 	*x = LeaseEnded{}
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6063,7 +6196,7 @@ func (x *LeaseEnded) String() string {
 func (*LeaseEnded) ProtoMessage() {}
 
 func (x *LeaseEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[62]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6076,7 +6209,7 @@ func (x *LeaseEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEnded.ProtoReflect.Descriptor instead.
 func (*LeaseEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{62}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *LeaseEnded) GetLease() uint64 {
@@ -6099,7 +6232,7 @@ type PeerCertificate struct {
 
 func (x *PeerCertificate) Reset() {
 	*x = PeerCertificate{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6111,7 +6244,7 @@ func (x *PeerCertificate) String() string {
 func (*PeerCertificate) ProtoMessage() {}
 
 func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6124,7 +6257,7 @@ func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerCertificate.ProtoReflect.Descriptor instead.
 func (*PeerCertificate) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PeerCertificate) GetCertPem() []byte {
@@ -6152,7 +6285,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6164,7 +6297,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6177,7 +6310,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -6200,7 +6333,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6212,7 +6345,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6225,7 +6358,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -6259,7 +6392,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6271,7 +6404,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6284,7 +6417,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -6308,7 +6441,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6320,7 +6453,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6333,7 +6466,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -6387,7 +6520,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6399,7 +6532,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6412,7 +6545,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{68}
+	return file_trellis_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -6474,7 +6607,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6486,7 +6619,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6499,7 +6632,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{69}
+	return file_trellis_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -6521,7 +6654,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6533,7 +6666,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6546,7 +6679,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{70}
+	return file_trellis_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Release) GetNames() []string {
@@ -6566,7 +6699,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[71]
+	mi := &file_trellis_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6578,7 +6711,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[71]
+	mi := &file_trellis_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6591,7 +6724,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{71}
+	return file_trellis_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *Upload) GetName() string {
@@ -6625,7 +6758,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[72]
+	mi := &file_trellis_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6637,7 +6770,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[72]
+	mi := &file_trellis_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6650,7 +6783,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{72}
+	return file_trellis_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -6728,7 +6861,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[73]
+	mi := &file_trellis_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6740,7 +6873,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[73]
+	mi := &file_trellis_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6753,7 +6886,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{73}
+	return file_trellis_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -6815,7 +6948,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[74]
+	mi := &file_trellis_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6827,7 +6960,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[74]
+	mi := &file_trellis_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6840,7 +6973,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{74}
+	return file_trellis_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -6869,7 +7002,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_trellis_proto_msgTypes[75]
+	mi := &file_trellis_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6881,7 +7014,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[75]
+	mi := &file_trellis_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6894,7 +7027,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{75}
+	return file_trellis_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *LeaseRequest) GetSession() string {
@@ -6938,7 +7071,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_trellis_proto_msgTypes[76]
+	mi := &file_trellis_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6950,7 +7083,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[76]
+	mi := &file_trellis_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6963,7 +7096,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{76}
+	return file_trellis_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *LeaseResponse) GetLease() uint64 {
@@ -7020,7 +7153,7 @@ type DirectCallRequest struct {
 
 func (x *DirectCallRequest) Reset() {
 	*x = DirectCallRequest{}
-	mi := &file_trellis_proto_msgTypes[77]
+	mi := &file_trellis_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7032,7 +7165,7 @@ func (x *DirectCallRequest) String() string {
 func (*DirectCallRequest) ProtoMessage() {}
 
 func (x *DirectCallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[77]
+	mi := &file_trellis_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7045,7 +7178,7 @@ func (x *DirectCallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectCallRequest.ProtoReflect.Descriptor instead.
 func (*DirectCallRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{77}
+	return file_trellis_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DirectCallRequest) GetLease() uint64 {
@@ -7118,7 +7251,7 @@ type DirectCallResponse struct {
 
 func (x *DirectCallResponse) Reset() {
 	*x = DirectCallResponse{}
-	mi := &file_trellis_proto_msgTypes[78]
+	mi := &file_trellis_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7130,7 +7263,7 @@ func (x *DirectCallResponse) String() string {
 func (*DirectCallResponse) ProtoMessage() {}
 
 func (x *DirectCallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[78]
+	mi := &file_trellis_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7143,7 +7276,7 @@ func (x *DirectCallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectCallResponse.ProtoReflect.Descriptor instead.
 func (*DirectCallResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{78}
+	return file_trellis_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *DirectCallResponse) GetOutcome() *Outcome {
@@ -7317,7 +7450,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x18\n" +
-	"\amanager\x18\x04 \x01(\tR\amanager\"\x9d\x06\n" +
+	"\amanager\x18\x04 \x01(\tR\amanager\"\xe3\x06\n" +
 	"\rJournalRecord\x12\x1a\n" +
 	"\astarted\x18\x01 \x01(\x04H\x00R\astarted\x129\n" +
 	"\tsubmitted\x18\x02 \x01(\v2\x19.trellis.v1.SubmitRequestH\x00R\tsubmitted\x12A\n" +
@@ -7334,8 +7467,16 @@ const file_trellis_proto_rawDesc = "" +
 	"reconciled\x12\\\n" +
 	"\x14checkpoint_committed\x18\x82\x01 \x01(\v2&.trellis.v1.JournalCheckpointCommittedH\x00R\x13checkpointCommitted\x12=\n" +
 	"\tforgotten\x18\xbe\x01 \x01(\v2\x1c.trellis.v1.JournalForgottenH\x00R\tforgotten\x12J\n" +
-	"\x11direct_call_ended\x18\xfa\x01 \x01(\v2\x1b.trellis.v1.DirectCallEndedH\x00R\x0fdirectCallEndedB\x05\n" +
-	"\x03rec\"B\n" +
+	"\x11direct_call_ended\x18\xfa\x01 \x01(\v2\x1b.trellis.v1.DirectCallEndedH\x00R\x0fdirectCallEnded\x12D\n" +
+	"\fdirect_calls\x18\xac\x02 \x01(\v2\x1e.trellis.v1.JournalDirectCallsH\x00R\vdirectCallsB\x05\n" +
+	"\x03rec\"~\n" +
+	"\x12JournalDirectCalls\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x18\n" +
+	"\alibrary\x18\x02 \x01(\tR\alibrary\x124\n" +
+	"\x06counts\x18\x03 \x03(\v2\x1c.trellis.v1.JournalCallCountR\x06counts\"T\n" +
+	"\x10JournalCallCount\x12*\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x14\n" +
+	"\x05calls\x18\x02 \x01(\x04R\x05calls\"B\n" +
 	"\x10JournalForgotten\x12\x14\n" +
 	"\x05tasks\x18\x01 \x01(\x04R\x05tasks\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\"t\n" +
@@ -7797,7 +7938,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                      // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                    // 1: trellis.v1.CacheLevel
@@ -7826,66 +7967,68 @@ var file_trellis_proto_goTypes = []any{
 	(*WatchRequest)(nil),               // 24: trellis.v1.WatchRequest
 	(*AckRequest)(nil),                 // 25: trellis.v1.AckRequest
 	(*JournalRecord)(nil),              // 26: trellis.v1.JournalRecord
-	(*JournalForgotten)(nil),           // 27: trellis.v1.JournalForgotten
-	(*JournalDispatched)(nil),          // 28: trellis.v1.JournalDispatched
-	(*JournalCheckpointCommitted)(nil), // 29: trellis.v1.JournalCheckpointCommitted
-	(*JournalSessionEnded)(nil),        // 30: trellis.v1.JournalSessionEnded
-	(*JournalTaskDone)(nil),            // 31: trellis.v1.JournalTaskDone
-	(*AckResponse)(nil),                // 32: trellis.v1.AckResponse
-	(*CancelRequest)(nil),              // 33: trellis.v1.CancelRequest
-	(*CancelResponse)(nil),             // 34: trellis.v1.CancelResponse
-	(*StatusRequest)(nil),              // 35: trellis.v1.StatusRequest
-	(*FactoryReport)(nil),              // 36: trellis.v1.FactoryReport
-	(*FactoryStatus)(nil),              // 37: trellis.v1.FactoryStatus
-	(*FetchFileRequest)(nil),           // 38: trellis.v1.FetchFileRequest
-	(*FetchFileResponse)(nil),          // 39: trellis.v1.FetchFileResponse
-	(*EndSessionRequest)(nil),          // 40: trellis.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),         // 41: trellis.v1.EndSessionResponse
-	(*WorkerStatus)(nil),               // 42: trellis.v1.WorkerStatus
-	(*TaskCounts)(nil),                 // 43: trellis.v1.TaskCounts
-	(*ShapeDemand)(nil),                // 44: trellis.v1.ShapeDemand
-	(*StatusResponse)(nil),             // 45: trellis.v1.StatusResponse
-	(*ReconcileRequest)(nil),           // 46: trellis.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),          // 47: trellis.v1.ReconcileResponse
-	(*UnknownTask)(nil),                // 48: trellis.v1.UnknownTask
-	(*JournalStatus)(nil),              // 49: trellis.v1.JournalStatus
-	(*UnplaceableTask)(nil),            // 50: trellis.v1.UnplaceableTask
-	(*LibraryStatus)(nil),              // 51: trellis.v1.LibraryStatus
-	(*InstanceStatus)(nil),             // 52: trellis.v1.InstanceStatus
-	(*WorkerMessage)(nil),              // 53: trellis.v1.WorkerMessage
-	(*DirectCallEnded)(nil),            // 54: trellis.v1.DirectCallEnded
-	(*WorkerBatch)(nil),                // 55: trellis.v1.WorkerBatch
-	(*LibraryStarted)(nil),             // 56: trellis.v1.LibraryStarted
-	(*LibraryEnded)(nil),               // 57: trellis.v1.LibraryEnded
-	(*Hello)(nil),                      // 58: trellis.v1.Hello
-	(*RunningAttempt)(nil),             // 59: trellis.v1.RunningAttempt
-	(*KeptInstance)(nil),               // 60: trellis.v1.KeptInstance
-	(*CachedFile)(nil),                 // 61: trellis.v1.CachedFile
-	(*FetchDone)(nil),                  // 62: trellis.v1.FetchDone
-	(*Dropped)(nil),                    // 63: trellis.v1.Dropped
-	(*Heartbeat)(nil),                  // 64: trellis.v1.Heartbeat
-	(*AttemptDone)(nil),                // 65: trellis.v1.AttemptDone
-	(*AttemptReturned)(nil),            // 66: trellis.v1.AttemptReturned
-	(*Draining)(nil),                   // 67: trellis.v1.Draining
-	(*ManagerMessage)(nil),             // 68: trellis.v1.ManagerMessage
-	(*LeaseGranted)(nil),               // 69: trellis.v1.LeaseGranted
-	(*LeaseEnded)(nil),                 // 70: trellis.v1.LeaseEnded
-	(*PeerCertificate)(nil),            // 71: trellis.v1.PeerCertificate
-	(*ManagerBatch)(nil),               // 72: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),               // 73: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),                // 74: trellis.v1.StopLibrary
-	(*Source)(nil),                     // 75: trellis.v1.Source
-	(*Fetch)(nil),                      // 76: trellis.v1.Fetch
-	(*Unlink)(nil),                     // 77: trellis.v1.Unlink
-	(*Release)(nil),                    // 78: trellis.v1.Release
-	(*Upload)(nil),                     // 79: trellis.v1.Upload
-	(*Welcome)(nil),                    // 80: trellis.v1.Welcome
-	(*Run)(nil),                        // 81: trellis.v1.Run
-	(*Kill)(nil),                       // 82: trellis.v1.Kill
-	(*LeaseRequest)(nil),               // 83: trellis.v1.LeaseRequest
-	(*LeaseResponse)(nil),              // 84: trellis.v1.LeaseResponse
-	(*DirectCallRequest)(nil),          // 85: trellis.v1.DirectCallRequest
-	(*DirectCallResponse)(nil),         // 86: trellis.v1.DirectCallResponse
+	(*JournalDirectCalls)(nil),         // 27: trellis.v1.JournalDirectCalls
+	(*JournalCallCount)(nil),           // 28: trellis.v1.JournalCallCount
+	(*JournalForgotten)(nil),           // 29: trellis.v1.JournalForgotten
+	(*JournalDispatched)(nil),          // 30: trellis.v1.JournalDispatched
+	(*JournalCheckpointCommitted)(nil), // 31: trellis.v1.JournalCheckpointCommitted
+	(*JournalSessionEnded)(nil),        // 32: trellis.v1.JournalSessionEnded
+	(*JournalTaskDone)(nil),            // 33: trellis.v1.JournalTaskDone
+	(*AckResponse)(nil),                // 34: trellis.v1.AckResponse
+	(*CancelRequest)(nil),              // 35: trellis.v1.CancelRequest
+	(*CancelResponse)(nil),             // 36: trellis.v1.CancelResponse
+	(*StatusRequest)(nil),              // 37: trellis.v1.StatusRequest
+	(*FactoryReport)(nil),              // 38: trellis.v1.FactoryReport
+	(*FactoryStatus)(nil),              // 39: trellis.v1.FactoryStatus
+	(*FetchFileRequest)(nil),           // 40: trellis.v1.FetchFileRequest
+	(*FetchFileResponse)(nil),          // 41: trellis.v1.FetchFileResponse
+	(*EndSessionRequest)(nil),          // 42: trellis.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),         // 43: trellis.v1.EndSessionResponse
+	(*WorkerStatus)(nil),               // 44: trellis.v1.WorkerStatus
+	(*TaskCounts)(nil),                 // 45: trellis.v1.TaskCounts
+	(*ShapeDemand)(nil),                // 46: trellis.v1.ShapeDemand
+	(*StatusResponse)(nil),             // 47: trellis.v1.StatusResponse
+	(*ReconcileRequest)(nil),           // 48: trellis.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),          // 49: trellis.v1.ReconcileResponse
+	(*UnknownTask)(nil),                // 50: trellis.v1.UnknownTask
+	(*JournalStatus)(nil),              // 51: trellis.v1.JournalStatus
+	(*UnplaceableTask)(nil),            // 52: trellis.v1.UnplaceableTask
+	(*LibraryStatus)(nil),              // 53: trellis.v1.LibraryStatus
+	(*InstanceStatus)(nil),             // 54: trellis.v1.InstanceStatus
+	(*WorkerMessage)(nil),              // 55: trellis.v1.WorkerMessage
+	(*DirectCallEnded)(nil),            // 56: trellis.v1.DirectCallEnded
+	(*WorkerBatch)(nil),                // 57: trellis.v1.WorkerBatch
+	(*LibraryStarted)(nil),             // 58: trellis.v1.LibraryStarted
+	(*LibraryEnded)(nil),               // 59: trellis.v1.LibraryEnded
+	(*Hello)(nil),                      // 60: trellis.v1.Hello
+	(*RunningAttempt)(nil),             // 61: trellis.v1.RunningAttempt
+	(*KeptInstance)(nil),               // 62: trellis.v1.KeptInstance
+	(*CachedFile)(nil),                 // 63: trellis.v1.CachedFile
+	(*FetchDone)(nil),                  // 64: trellis.v1.FetchDone
+	(*Dropped)(nil),                    // 65: trellis.v1.Dropped
+	(*Heartbeat)(nil),                  // 66: trellis.v1.Heartbeat
+	(*AttemptDone)(nil),                // 67: trellis.v1.AttemptDone
+	(*AttemptReturned)(nil),            // 68: trellis.v1.AttemptReturned
+	(*Draining)(nil),                   // 69: trellis.v1.Draining
+	(*ManagerMessage)(nil),             // 70: trellis.v1.ManagerMessage
+	(*LeaseGranted)(nil),               // 71: trellis.v1.LeaseGranted
+	(*LeaseEnded)(nil),                 // 72: trellis.v1.LeaseEnded
+	(*PeerCertificate)(nil),            // 73: trellis.v1.PeerCertificate
+	(*ManagerBatch)(nil),               // 74: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),               // 75: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),                // 76: trellis.v1.StopLibrary
+	(*Source)(nil),                     // 77: trellis.v1.Source
+	(*Fetch)(nil),                      // 78: trellis.v1.Fetch
+	(*Unlink)(nil),                     // 79: trellis.v1.Unlink
+	(*Release)(nil),                    // 80: trellis.v1.Release
+	(*Upload)(nil),                     // 81: trellis.v1.Upload
+	(*Welcome)(nil),                    // 82: trellis.v1.Welcome
+	(*Run)(nil),                        // 83: trellis.v1.Run
+	(*Kill)(nil),                       // 84: trellis.v1.Kill
+	(*LeaseRequest)(nil),               // 85: trellis.v1.LeaseRequest
+	(*LeaseResponse)(nil),              // 86: trellis.v1.LeaseResponse
+	(*DirectCallRequest)(nil),          // 87: trellis.v1.DirectCallRequest
+	(*DirectCallResponse)(nil),         // 88: trellis.v1.DirectCallResponse
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,   // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -7911,112 +8054,115 @@ var file_trellis_proto_depIdxs = []int32{
 	10,  // 20: trellis.v1.SubmitRequest.files:type_name -> trellis.v1.FileDecl
 	22,  // 21: trellis.v1.JournalRecord.submitted:type_name -> trellis.v1.SubmitRequest
 	14,  // 22: trellis.v1.JournalRecord.installed:type_name -> trellis.v1.InstallLibraryRequest
-	30,  // 23: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
-	33,  // 24: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
-	31,  // 25: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
+	32,  // 23: trellis.v1.JournalRecord.session_ended:type_name -> trellis.v1.JournalSessionEnded
+	35,  // 24: trellis.v1.JournalRecord.cancelled:type_name -> trellis.v1.CancelRequest
+	33,  // 25: trellis.v1.JournalRecord.done:type_name -> trellis.v1.JournalTaskDone
 	16,  // 26: trellis.v1.JournalRecord.library_removed:type_name -> trellis.v1.RemoveLibraryRequest
-	28,  // 27: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
-	46,  // 28: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
-	29,  // 29: trellis.v1.JournalRecord.checkpoint_committed:type_name -> trellis.v1.JournalCheckpointCommitted
-	27,  // 30: trellis.v1.JournalRecord.forgotten:type_name -> trellis.v1.JournalForgotten
-	54,  // 31: trellis.v1.JournalRecord.direct_call_ended:type_name -> trellis.v1.DirectCallEnded
-	19,  // 32: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
-	36,  // 33: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
-	36,  // 34: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
-	18,  // 35: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
-	8,   // 36: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
-	8,   // 37: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
-	8,   // 38: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
-	42,  // 39: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
-	51,  // 40: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
-	43,  // 41: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
-	43,  // 42: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
-	43,  // 43: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
-	44,  // 44: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
-	50,  // 45: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
-	49,  // 46: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
-	37,  // 47: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
-	48,  // 48: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
-	43,  // 49: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
-	6,   // 50: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
-	52,  // 51: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
-	58,  // 52: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
-	64,  // 53: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
-	65,  // 54: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
-	66,  // 55: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
-	67,  // 56: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
-	62,  // 57: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
-	63,  // 58: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
-	56,  // 59: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
-	57,  // 60: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
-	55,  // 61: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
-	54,  // 62: trellis.v1.WorkerMessage.direct_call_ended:type_name -> trellis.v1.DirectCallEnded
-	4,   // 63: trellis.v1.DirectCallEnded.kind:type_name -> trellis.v1.ResultKind
-	53,  // 64: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
-	4,   // 65: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
-	8,   // 66: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
-	61,  // 67: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
-	59,  // 68: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
-	60,  // 69: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
-	1,   // 70: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
-	19,  // 71: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	80,  // 72: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	81,  // 73: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	82,  // 74: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	76,  // 75: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	77,  // 76: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	79,  // 77: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	73,  // 78: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	74,  // 79: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	72,  // 80: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	78,  // 81: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	71,  // 82: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
-	69,  // 83: trellis.v1.ManagerMessage.lease_granted:type_name -> trellis.v1.LeaseGranted
-	70,  // 84: trellis.v1.ManagerMessage.lease_ended:type_name -> trellis.v1.LeaseEnded
-	68,  // 85: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	13,  // 86: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	7,   // 87: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	75,  // 88: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,   // 89: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	11,  // 90: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	85,  // 91: trellis.v1.DirectCallRequest.more:type_name -> trellis.v1.DirectCallRequest
-	19,  // 92: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
-	86,  // 93: trellis.v1.DirectCallResponse.more:type_name -> trellis.v1.DirectCallResponse
-	22,  // 94: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	22,  // 95: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
-	24,  // 96: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	25,  // 97: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	33,  // 98: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	35,  // 99: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	38,  // 100: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	14,  // 101: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	16,  // 102: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	40,  // 103: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	46,  // 104: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	53,  // 105: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	83,  // 106: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
-	85,  // 107: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
-	85,  // 108: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
-	23,  // 109: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	23,  // 110: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
-	21,  // 111: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	32,  // 112: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	34,  // 113: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	45,  // 114: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	39,  // 115: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15,  // 116: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17,  // 117: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	41,  // 118: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	47,  // 119: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	68,  // 120: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	84,  // 121: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
-	86,  // 122: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
-	86,  // 123: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
-	109, // [109:124] is the sub-list for method output_type
-	94,  // [94:109] is the sub-list for method input_type
-	94,  // [94:94] is the sub-list for extension type_name
-	94,  // [94:94] is the sub-list for extension extendee
-	0,   // [0:94] is the sub-list for field type_name
+	30,  // 27: trellis.v1.JournalRecord.dispatched:type_name -> trellis.v1.JournalDispatched
+	48,  // 28: trellis.v1.JournalRecord.reconciled:type_name -> trellis.v1.ReconcileRequest
+	31,  // 29: trellis.v1.JournalRecord.checkpoint_committed:type_name -> trellis.v1.JournalCheckpointCommitted
+	29,  // 30: trellis.v1.JournalRecord.forgotten:type_name -> trellis.v1.JournalForgotten
+	56,  // 31: trellis.v1.JournalRecord.direct_call_ended:type_name -> trellis.v1.DirectCallEnded
+	27,  // 32: trellis.v1.JournalRecord.direct_calls:type_name -> trellis.v1.JournalDirectCalls
+	28,  // 33: trellis.v1.JournalDirectCalls.counts:type_name -> trellis.v1.JournalCallCount
+	4,   // 34: trellis.v1.JournalCallCount.kind:type_name -> trellis.v1.ResultKind
+	19,  // 35: trellis.v1.JournalTaskDone.outcome:type_name -> trellis.v1.Outcome
+	38,  // 36: trellis.v1.StatusRequest.factory:type_name -> trellis.v1.FactoryReport
+	38,  // 37: trellis.v1.FactoryStatus.report:type_name -> trellis.v1.FactoryReport
+	18,  // 38: trellis.v1.FetchFileResponse.file:type_name -> trellis.v1.FileInfo
+	8,   // 39: trellis.v1.WorkerStatus.total:type_name -> trellis.v1.Resources
+	8,   // 40: trellis.v1.WorkerStatus.free:type_name -> trellis.v1.Resources
+	8,   // 41: trellis.v1.ShapeDemand.shape:type_name -> trellis.v1.Resources
+	44,  // 42: trellis.v1.StatusResponse.workers:type_name -> trellis.v1.WorkerStatus
+	53,  // 43: trellis.v1.StatusResponse.libraries:type_name -> trellis.v1.LibraryStatus
+	45,  // 44: trellis.v1.StatusResponse.tasks:type_name -> trellis.v1.TaskCounts
+	45,  // 45: trellis.v1.StatusResponse.calls:type_name -> trellis.v1.TaskCounts
+	45,  // 46: trellis.v1.StatusResponse.instances:type_name -> trellis.v1.TaskCounts
+	46,  // 47: trellis.v1.StatusResponse.demand:type_name -> trellis.v1.ShapeDemand
+	52,  // 48: trellis.v1.StatusResponse.unplaceable_tasks:type_name -> trellis.v1.UnplaceableTask
+	51,  // 49: trellis.v1.StatusResponse.journal:type_name -> trellis.v1.JournalStatus
+	39,  // 50: trellis.v1.StatusResponse.factories:type_name -> trellis.v1.FactoryStatus
+	50,  // 51: trellis.v1.StatusResponse.unknown_tasks:type_name -> trellis.v1.UnknownTask
+	45,  // 52: trellis.v1.StatusResponse.dataflow:type_name -> trellis.v1.TaskCounts
+	6,   // 53: trellis.v1.ReconcileRequest.verdict:type_name -> trellis.v1.Verdict
+	54,  // 54: trellis.v1.LibraryStatus.instances:type_name -> trellis.v1.InstanceStatus
+	60,  // 55: trellis.v1.WorkerMessage.hello:type_name -> trellis.v1.Hello
+	66,  // 56: trellis.v1.WorkerMessage.heartbeat:type_name -> trellis.v1.Heartbeat
+	67,  // 57: trellis.v1.WorkerMessage.done:type_name -> trellis.v1.AttemptDone
+	68,  // 58: trellis.v1.WorkerMessage.returned:type_name -> trellis.v1.AttemptReturned
+	69,  // 59: trellis.v1.WorkerMessage.draining:type_name -> trellis.v1.Draining
+	64,  // 60: trellis.v1.WorkerMessage.fetched:type_name -> trellis.v1.FetchDone
+	65,  // 61: trellis.v1.WorkerMessage.dropped:type_name -> trellis.v1.Dropped
+	58,  // 62: trellis.v1.WorkerMessage.library_started:type_name -> trellis.v1.LibraryStarted
+	59,  // 63: trellis.v1.WorkerMessage.library_ended:type_name -> trellis.v1.LibraryEnded
+	57,  // 64: trellis.v1.WorkerMessage.batch:type_name -> trellis.v1.WorkerBatch
+	56,  // 65: trellis.v1.WorkerMessage.direct_call_ended:type_name -> trellis.v1.DirectCallEnded
+	4,   // 66: trellis.v1.DirectCallEnded.kind:type_name -> trellis.v1.ResultKind
+	55,  // 67: trellis.v1.WorkerBatch.msgs:type_name -> trellis.v1.WorkerMessage
+	4,   // 68: trellis.v1.LibraryEnded.kind:type_name -> trellis.v1.ResultKind
+	8,   // 69: trellis.v1.Hello.resources:type_name -> trellis.v1.Resources
+	63,  // 70: trellis.v1.Hello.cache:type_name -> trellis.v1.CachedFile
+	61,  // 71: trellis.v1.Hello.running:type_name -> trellis.v1.RunningAttempt
+	62,  // 72: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
+	1,   // 73: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
+	19,  // 74: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
+	82,  // 75: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	83,  // 76: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	84,  // 77: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	78,  // 78: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	79,  // 79: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	81,  // 80: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	75,  // 81: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	76,  // 82: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	74,  // 83: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	80,  // 84: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	73,  // 85: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
+	71,  // 86: trellis.v1.ManagerMessage.lease_granted:type_name -> trellis.v1.LeaseGranted
+	72,  // 87: trellis.v1.ManagerMessage.lease_ended:type_name -> trellis.v1.LeaseEnded
+	70,  // 88: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	13,  // 89: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	7,   // 90: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	77,  // 91: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,   // 92: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	11,  // 93: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	87,  // 94: trellis.v1.DirectCallRequest.more:type_name -> trellis.v1.DirectCallRequest
+	19,  // 95: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
+	88,  // 96: trellis.v1.DirectCallResponse.more:type_name -> trellis.v1.DirectCallResponse
+	22,  // 97: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	22,  // 98: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
+	24,  // 99: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25,  // 100: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	35,  // 101: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	37,  // 102: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	40,  // 103: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14,  // 104: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16,  // 105: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	42,  // 106: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	48,  // 107: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	55,  // 108: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	85,  // 109: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
+	87,  // 110: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
+	87,  // 111: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
+	23,  // 112: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	23,  // 113: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
+	21,  // 114: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	34,  // 115: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	36,  // 116: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	47,  // 117: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	41,  // 118: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15,  // 119: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17,  // 120: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	43,  // 121: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	49,  // 122: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	70,  // 123: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	86,  // 124: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
+	88,  // 125: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
+	88,  // 126: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
+	112, // [112:127] is the sub-list for method output_type
+	97,  // [97:112] is the sub-list for method input_type
+	97,  // [97:97] is the sub-list for extension type_name
+	97,  // [97:97] is the sub-list for extension extendee
+	0,   // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -8037,8 +8183,9 @@ func file_trellis_proto_init() {
 		(*JournalRecord_CheckpointCommitted)(nil),
 		(*JournalRecord_Forgotten)(nil),
 		(*JournalRecord_DirectCallEnded)(nil),
+		(*JournalRecord_DirectCalls)(nil),
 	}
-	file_trellis_proto_msgTypes[45].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[47].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Done)(nil),
@@ -8051,7 +8198,7 @@ func file_trellis_proto_init() {
 		(*WorkerMessage_Batch)(nil),
 		(*WorkerMessage_DirectCallEnded)(nil),
 	}
-	file_trellis_proto_msgTypes[60].OneofWrappers = []any{
+	file_trellis_proto_msgTypes[62].OneofWrappers = []any{
 		(*ManagerMessage_Welcome)(nil),
 		(*ManagerMessage_Run)(nil),
 		(*ManagerMessage_Kill)(nil),
@@ -8072,7 +8219,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   79,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
