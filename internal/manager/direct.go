@@ -183,7 +183,7 @@ func (s *state) directCallEnded(w core.WorkerID, d *pb.DirectCallEnded) {
 	if sess := s.sessions[w]; sess != nil {
 		name = sess.hello.Name
 	}
-	s.txn(txnlog.Record{Event: txnlog.TaskDone, Worker: name, Result: resultLabel(d.Kind), Reason: d.Message, RunMs: d.RunMs})
+	s.txn(txnlog.Record{Event: txnlog.TaskDone, Worker: name, Result: proto.ResultLabel(d.Kind), Reason: d.Message, RunMs: d.RunMs})
 	// The session is not told: the client that made the call has its
 	// answer from the worker, and no other holds a handle on it (an event
 	// per call would cost the manager and the client as much again).

@@ -1,10 +1,10 @@
 package manager
 
 import (
-	"strings"
 	"sync"
 	"time"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -143,7 +143,7 @@ func (x *taskIndex) done(id uint64, attempt uint32, o *pb.Outcome, now time.Time
 	x.update(id, func(t *TaskInfo) {
 		t.State = pb.TaskState_TASK_STATE_DONE
 		t.Outcome = kept
-		ran = t.endAttempt(attempt, resultLabel(o.GetKind()), now)
+		ran = t.endAttempt(attempt, proto.ResultLabel(o.GetKind()), now)
 	})
 	return ran
 }
@@ -247,20 +247,3 @@ func (m *Manager) IndexSize() int {
 	defer m.index.mu.RUnlock()
 	return len(m.index.order)
 }
-
-// resultLabel names a result kind for people: "success", "timed_out".
-func resultLabel(k pb.ResultKind) string {
-	if l, ok := resultLabels[k]; ok {
-		return l // every task's end asks: no enum name built by reflection, no new string
-	}
-	return strings.ToLower(strings.TrimPrefix(k.String(), "RESULT_KIND_"))
-}
-
-// resultLabels holds resultLabel of every kind the schema names.
-var resultLabels = func() map[pb.ResultKind]string {
-	m := make(map[pb.ResultKind]string, len(pb.ResultKind_name))
-	for v, name := range pb.ResultKind_name {
-		m[pb.ResultKind(v)] = strings.ToLower(strings.TrimPrefix(name, "RESULT_KIND_"))
-	}
-	return m
-}()

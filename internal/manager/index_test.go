@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -112,22 +111,5 @@ func TestIndexProducer(t *testing.T) {
 	}
 	if n := len(m.index.producers); n != 0 {
 		t.Errorf("the index keeps %d producers of dropped tasks, want 0", n)
-	}
-}
-
-// TestResultLabel: the table gives every kind the label built from its
-// enum name, and a kind the schema does not name still gets one.
-func TestResultLabel(t *testing.T) {
-	for v := range pb.ResultKind_name {
-		k := pb.ResultKind(v)
-		if got, want := resultLabel(k), strings.ToLower(strings.TrimPrefix(k.String(), "RESULT_KIND_")); got != want {
-			t.Errorf("resultLabel(%v) = %q, want %q", k, got, want)
-		}
-	}
-	if got := resultLabel(pb.ResultKind_RESULT_KIND_SUCCESS); got != "success" {
-		t.Errorf("resultLabel(SUCCESS) = %q, want success", got)
-	}
-	if got := resultLabel(pb.ResultKind(999)); got != "999" {
-		t.Errorf("resultLabel(999) = %q, want 999", got)
 	}
 }

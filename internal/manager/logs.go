@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -42,7 +43,7 @@ func (m *Manager) serveLogs(w http.ResponseWriter, r *http.Request) {
 		l.Worker = t.Attempts[n-1].Worker
 	}
 	if o := t.Outcome; o != nil {
-		l.Result, l.ExitCode, l.Message = resultLabel(o.GetKind()), o.GetExitCode(), o.GetMessage()
+		l.Result, l.ExitCode, l.Message = proto.ResultLabel(o.GetKind()), o.GetExitCode(), o.GetMessage()
 		l.Stdout, l.Stderr, l.StdoutTruncated, l.StderrTruncated = o.GetStdout(), o.GetStderr(), o.GetStdoutTruncated(), o.GetStderrTruncated()
 	}
 	w.Header().Set("Content-Type", "application/json")

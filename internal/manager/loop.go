@@ -353,7 +353,7 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 		s.step(core.InstanceReady{Instance: core.InstanceID(st.Instance), Attempt: st.Attempt, Worker: id})
 	case *pb.WorkerMessage_LibraryEnded:
 		e := x.LibraryEnded
-		s.instanceTxn(txnlog.InstanceEnded, id, e.Instance, e.Attempt, resultLabel(e.Kind), e.Message)
+		s.instanceTxn(txnlog.InstanceEnded, id, e.Instance, e.Attempt, proto.ResultLabel(e.Kind), e.Message)
 		delete(s.instLibs, e.Instance)
 		s.instanceGone(e.Instance)
 		s.step(libraryEnded(id, e))
@@ -518,7 +518,7 @@ func (s *state) finishTask(a core.Done, outcome *pb.Outcome) {
 	}
 	s.recordDone(uint64(a.Task), a.Attempt, outcome, name)
 	s.txn(txnlog.Record{Event: txnlog.TaskDone, Task: uint64(a.Task), Attempt: a.Attempt, Worker: name,
-		Result: resultLabel(outcome.Kind), Reason: outcome.Message, RunMs: outcome.RunMs})
+		Result: proto.ResultLabel(outcome.Kind), Reason: outcome.Message, RunMs: outcome.RunMs})
 	if rec != nil {
 		rec.done = true
 		if f := outcome.ResultFile; f != nil {

@@ -3,13 +3,13 @@ package metrics
 import (
 	"context"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"trellis/internal/manager"
+	tproto "trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -130,14 +130,8 @@ func byKind(ch chan<- prometheus.Metric, d *prometheus.Desc, counts *[pb.ResultK
 		if k == int(pb.ResultKind_RESULT_KIND_UNSPECIFIED) && n == 0 {
 			continue
 		}
-		counter(ch, d, float64(n), modality, ResultLabel(pb.ResultKind(k)))
+		counter(ch, d, float64(n), modality, tproto.ResultLabel(pb.ResultKind(k)))
 	}
-}
-
-// ResultLabel is the result label of a result kind: "success",
-// "timed_out", ...
-func ResultLabel(k pb.ResultKind) string {
-	return strings.ToLower(strings.TrimPrefix(k.String(), "RESULT_KIND_"))
 }
 
 func collect(ch chan<- prometheus.Metric, snap *manager.Snapshot) {

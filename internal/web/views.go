@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"trellis/internal/manager"
+	tproto "trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -19,7 +20,7 @@ var funcs = template.FuncMap{
 	"cores": func(c float64) string { return fmt.Sprintf("%g", c) },
 	"text":  func(b []byte) string { return string(b) },
 	"int":   func(v int32) int { return int(v) },
-	"kind":  func(k pb.ResultKind) string { return strings.ToLower(strings.TrimPrefix(k.String(), "RESULT_KIND_")) },
+	"kind":  tproto.ResultLabel,
 }
 
 func humanBytes(n int64) string {
@@ -125,7 +126,7 @@ func newTaskView(t *manager.TaskInfo, producer func(name string) *manager.TaskIn
 		v.Inputs = append(v.Inputs, input{Path: in.GetPath(), Name: in.GetName(), From: producer(in.GetName())})
 	}
 	if t.Outcome != nil {
-		v.Result = strings.ToLower(strings.TrimPrefix(t.Outcome.GetKind().String(), "RESULT_KIND_"))
+		v.Result = tproto.ResultLabel(t.Outcome.GetKind())
 	}
 	return v
 }

@@ -293,8 +293,9 @@ func (s *Session) Held() (held int, dropped uint64) {
 	return len(s.events), s.dropped
 }
 
-// Watch returns a channel that receives a value (coalesced) after each Put,
-// and a function that stops it.
+// Watch returns a channel that receives a value (coalesced) at the
+// Table's Wake after a Put (once per loop step, not per event) and when
+// the session ends, and a function that stops it.
 func (s *Session) Watch() (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	s.mu.Lock()
