@@ -45,13 +45,10 @@
 //     the largest single process of the run.
 //   - At most OutputLimit bytes of stdout and of stderr are kept, each: the
 //     last bytes written. Memory used for output is bounded by that limit.
-//     Both are pipes, as a command expects (reopening /dev/stderr opens
-//     the same pipe). Where the Warden contains the run in a cell, they
-//     come from a process-wide pool (outPool) whose one goroutine drains
-//     every pipe as data arrives (epoll); the run's end, once its cell is
-//     empty, drains the rest, and the pipes go back to the pool. Elsewhere
-//     a run has two pipes of its own, drained to end of file by a
-//     goroutine each.
+//     Both are pipes of the run's own, as a command expects (reopening
+//     /dev/stderr opens the same pipe), drained to end of file by a
+//     goroutine each; no pipe outlives its run, so a process that escaped
+//     one run cannot write into another's result.
 //   - No goroutine watches a run: its context's end and its wall time kill
 //     it from callbacks (context.AfterFunc, time.AfterFunc), and the
 //     memory and disk samples of every run of the process are taken by one
