@@ -79,12 +79,13 @@ type cell struct {
 	// memory is sampled instead.
 	memdir   string
 	memLimit int64 // the memory limit set, bytes; 0 for none
-	// oomFD is memory.events, open for the cell's life, whose oom_kill
-	// counts the kernel's out-of-memory kills in the cell; -1 when memory
-	// is sampled. oomSeen is that count when the last limited run ended;
-	// -1 when unknown.
-	oomFD   int
-	oomSeen int64
+	// oomFD is memory.events, open for the cell's life, whose counters
+	// say whether a run went over its limit; -1 when memory is sampled.
+	// events is what they were when the current limited run started
+	// (eventsOK: they could be read then).
+	oomFD    int
+	events   memEvents
+	eventsOK bool
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -327,24 +328,60 @@ func (c *cell) setMemory(limit int64) error {
 	return nil
 }
 
-// oomKills reads the kernel's count of out-of-memory kills in the cell
-// (oom_kill in memory.events); false when it cannot.
-func (c *cell) oomKills() (int64, bool) {
-	if c.oomFD < 0 {
-		return 0, false
+// memEvents are the counters of a cell's memory.events that tell a run
+// killed for going over its own limit: oom counts the times the cell hit
+// its own memory.max with nothing left to reclaim, oom_kill the processes
+// of the cell that an out-of-memory killer ended, for any reason (one run
+// for a shortage of the whole host too).
+type memEvents struct{ oom, oomKill int64 }
+
+// parseMemoryEvents reads the oom and oom_kill counters of a memory.events
+// file's text; false unless both are there.
+func parseMemoryEvents(b []byte) (memEvents, bool) {
+	var e memEvents
+	var found uint8 // bit 0: oom, bit 1: oom_kill
+	for line := range strings.SplitSeq(string(b), "\n") {
+		key, v, _ := strings.Cut(line, " ")
+		var dst *int64
+		switch key {
+		case "oom":
+			dst, found = &e.oom, found|1
+		case "oom_kill":
+			dst, found = &e.oomKill, found|2
+		default:
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return memEvents{}, false
+		}
+		*dst = n
 	}
-	var buf [256]byte
+	if found != 3 {
+		return memEvents{}, false
+	}
+	return e, true
+}
+
+// overLimit reports whether, between before and e, the kernel killed a
+// process of the cell because the cell went over its own limit: both an
+// out-of-memory kill and the cell's own limit hit. A kill for a shortage of
+// the whole host raises oom_kill only.
+func (e memEvents) overLimit(before memEvents) bool {
+	return e.oom > before.oom && e.oomKill > before.oomKill
+}
+
+// memEvents reads the cell's memory.events; false when it cannot.
+func (c *cell) memEvents() (memEvents, bool) {
+	if c.oomFD < 0 {
+		return memEvents{}, false
+	}
+	var buf [512]byte
 	n, err := syscall.Pread(c.oomFD, buf[:], 0)
 	if err != nil || n <= 0 {
-		return 0, false
+		return memEvents{}, false
 	}
-	for line := range strings.SplitSeq(string(buf[:n]), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			k, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return k, err == nil
-		}
-	}
-	return 0, false
+	return parseMemoryEvents(buf[:n])
 }
 
 // cell returns an empty cell with a quota of cores (none for 0) and, where
@@ -380,8 +417,8 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 		}
 		return c, false, nil
 	}
-	if memory > 0 && c.oomSeen < 0 {
-		c.oomSeen, _ = c.oomKills()
+	if memory > 0 {
+		c.events, c.eventsOK = c.memEvents()
 	}
 	return c, memory > 0, nil
 }
@@ -395,7 +432,7 @@ func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 	deadline := time.Now().Add(settleWait)
 	for !c.empty() {
 		if time.Now().After(deadline) {
-			oom = limited && c.oomRose()
+			oom = limited && c.overLimit()
 			c.closeFiles() // close removes the cgroups
 			return false, oom
 		}
@@ -403,9 +440,7 @@ func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 		time.Sleep(100 * time.Microsecond)
 	}
 	if limited {
-		oom = c.oomRose()
-	} else {
-		c.oomSeen = -1 // not read for runs without a limit
+		oom = c.overLimit()
 	}
 	if c.spent {
 		c.remove()
@@ -417,16 +452,14 @@ func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 	return true, oom
 }
 
-// oomRose reports whether the cell's count of out-of-memory kills rose
-// since the run started, and remembers it.
-func (c *cell) oomRose() bool {
-	n, ok := c.oomKills()
-	if !ok {
+// overLimit reports whether the kernel killed a process of the cell's run
+// for going over the run's memory limit since the run started (cell).
+func (c *cell) overLimit() bool {
+	if !c.eventsOK {
 		return false
 	}
-	rose := c.oomSeen >= 0 && n > c.oomSeen
-	c.oomSeen = n
-	return rose
+	now, ok := c.memEvents()
+	return ok && now.overLimit(c.events)
 }
 
 // close kills what still runs in the warden's cgroups and removes them.

@@ -645,41 +645,82 @@ func TestCgroupFallbacks(t *testing.T) {
 	}
 }
 
-// oomKills reads the oom_kill count of a cell's memory.events, and oomRose
-// says whether it rose since the last run.
-func TestOOMKills(t *testing.T) {
+// parseMemoryEvents reads memory.events' oom and oom_kill counters, and a
+// run is over its limit only where both rose: a host-wide out-of-memory
+// kill raises oom_kill alone.
+func TestMemoryEvents(t *testing.T) {
+	for _, tt := range []struct {
+		text string
+		want memEvents
+		ok   bool
+	}{
+		{"low 0\nhigh 0\nmax 12\noom 1\noom_kill 3\noom_group_kill 1\n", memEvents{oom: 1, oomKill: 3}, true},
+		{"oom_kill 2\noom 0", memEvents{oom: 0, oomKill: 2}, true},
+		{"low 0\nhigh 0\nmax 0\noom_kill 3\n", memEvents{}, false}, // no oom
+		{"low 0\noom 1\n", memEvents{}, false},                     // no oom_kill
+		{"oom x\noom_kill 1\n", memEvents{}, false},
+		{"", memEvents{}, false},
+	} {
+		if got, ok := parseMemoryEvents([]byte(tt.text)); got != tt.want || ok != tt.ok {
+			t.Errorf("parseMemoryEvents(%q) = %+v, %v; want %+v, %v", tt.text, got, ok, tt.want, tt.ok)
+		}
+	}
+	before := memEvents{oom: 2, oomKill: 5}
+	for _, tt := range []struct {
+		name  string
+		after memEvents
+		want  bool
+	}{
+		{"nothing happened", memEvents{oom: 2, oomKill: 5}, false},
+		{"the cell's limit killed", memEvents{oom: 3, oomKill: 7}, true},
+		{"oom_kill rose but oom did not: a host-wide kill", memEvents{oom: 2, oomKill: 6}, false},
+		{"the limit was hit but nothing was killed", memEvents{oom: 3, oomKill: 5}, false},
+	} {
+		if got := tt.after.overLimit(before); got != tt.want {
+			t.Errorf("%s: %+v.overLimit(%+v) = %v; want %v", tt.name, tt.after, before, got, tt.want)
+		}
+	}
+}
+
+// A cell reads its memory.events when a limited run starts and compares
+// at its end; without the file, or without a reading at the start, no run
+// is over its limit.
+func TestCellOverLimit(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "memory.events")
-	write := func(kills int) {
+	write := func(oom, kills int) {
 		t.Helper()
-		text := fmt.Sprintf("low 0\nhigh 0\nmax 12\noom 1\noom_kill %d\noom_group_kill 1\n", kills)
+		text := fmt.Sprintf("low 0\nhigh 0\nmax 12\noom %d\noom_kill %d\noom_group_kill 1\n", oom, kills)
 		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(0)
+	write(0, 0)
 	fd, err := syscall.Open(file, syscall.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cell{oomFD: fd}
 	defer syscall.Close(fd)
-	if n, ok := c.oomKills(); n != 0 || !ok {
-		t.Errorf("oomKills() = %d, %v; want 0, true", n, ok)
+	c := &cell{oomFD: fd}
+	var over []bool
+	for _, counts := range [][4]int{ // oom, oom_kill at the start; at the end
+		{0, 0, 0, 0},
+		{0, 0, 1, 3}, // killed over its limit
+		{1, 3, 1, 4}, // a host-wide kill
+		{1, 4, 2, 5}, // killed over its limit
+	} {
+		write(counts[0], counts[1])
+		c.events, c.eventsOK = c.memEvents()
+		write(counts[2], counts[3])
+		over = append(over, c.overLimit())
 	}
-	var rose []bool
-	for _, kills := range []int{0, 3, 3, 4} {
-		write(kills)
-		rose = append(rose, c.oomRose())
+	if want := []bool{false, true, false, true}; !cmp.Equal(over, want) {
+		t.Errorf("overLimit() = %v; want %v", over, want)
 	}
-	if want := []bool{false, true, false, true}; !cmp.Equal(rose, want) {
-		t.Errorf("oomRose() after 0, 3, 3, 4 kills = %v; want %v", rose, want)
+	c.eventsOK = false // memory.events could not be read at the start
+	if c.overLimit() {
+		t.Error("overLimit() with no reading at the start = true; want false")
 	}
-	c.oomSeen = -1 // unknown: a run without a limit came between
-	write(5)
-	if c.oomRose() {
-		t.Error("oomRose() with no count before = true; want false")
-	}
-	if (&cell{oomFD: -1}).oomRose() {
-		t.Error("oomRose() without memory.events = true; want false")
+	if (&cell{oomFD: -1, eventsOK: true}).overLimit() {
+		t.Error("overLimit() without memory.events = true; want false")
 	}
 }

@@ -23,8 +23,10 @@
 //     the cell's memory.max and nothing is sampled: a process that goes over
 //     it is killed by the kernel's out-of-memory killer, and with it the
 //     whole cell (memory.oom.group). The run is then MemoryExceeded, known
-//     from the cell's oom_kill count (memory.events), read once at the end;
-//     its PeakMemoryMB is then at least the limit. (Not in cgroup v1: a
+//     from the cell's memory.events, read at the run's start and end: both
+//     its oom count (the cell's own limit hit) and its oom_kill count rose
+//     (a kill for a shortage of the whole host raises oom_kill alone, and
+//     is not the run's limit); its PeakMemoryMB is then at least the limit. (Not in cgroup v1: a
 //     process enters a v1 cgroup by the thread that forks it, and the
 //     kernel charged the worker's own memory to the cell such a thread was
 //     in, where the cell's out-of-memory killer could pick the worker.) The kernel counts what the

@@ -88,7 +88,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	classify(&res, cmd.ProcessState, v)
 	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
-	if c.MemoryKilled() && (v.kind == 0 || res.Kind != v.kind) {
+	if c.MemoryKilled() && res.Kind != v.kind {
 		// The kernel's limit, not one the monitor enforced (which wins
 		// where it killed first), ended the run.
 		res.Kind = MemoryExceeded
