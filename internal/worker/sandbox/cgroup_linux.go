@@ -43,6 +43,9 @@ type cgroups struct {
 	// mem is where memory limits are set (v2, memory.max); nil where they
 	// are sampled.
 	mem *hierarchy
+	// memWhy says why memory is sampled although the memory controller
+	// could be enabled; "" otherwise.
+	memWhy string
 
 	mu   sync.Mutex // guards free, next
 	free []*cell    // empty cells for reuse
@@ -172,10 +175,19 @@ func openCgroups() (g *cgroups, cpu string) {
 // forks it, and a worker thread in a cell got the worker's own memory
 // charged there, where the cell's out-of-memory killer could pick the
 // worker: docs/benchmarks.md, capacity.)
+//
+// Where the kernel keeps no swap account per cgroup (no memory.swap.max),
+// memory is sampled too: on a host with swap, memory.max alone would move
+// what a task uses over it to swap rather than end the task.
 func (g *cgroups) openMemory() {
-	if g.v2 != nil && enableController(g.v2.base, g.v2.dir, "memory") == nil {
-		g.mem = g.v2
+	if g.v2 == nil || enableController(g.v2.base, g.v2.dir, "memory") != nil {
+		return
 	}
+	if _, err := os.Stat(filepath.Join(g.v2.dir, "memory.swap.max")); err != nil {
+		g.memWhy = "sampled (cgroup v2 has no memory.swap.max, so memory.max alone would let a task swap instead)"
+		return
+	}
+	g.mem = g.v2
 }
 
 // openV2 makes the warden's cgroup v2 and checks that a process can be
@@ -299,10 +311,15 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 
 // openMemory makes the cell's v2 cgroup limit its memory: the kernel
 // kills its processes together when one goes over the limit
-// (memory.oom.group, Linux 4.19), and memory.events counts it. Where
-// either is missing, the cell's memory stays sampled (memdir "").
+// (memory.oom.group, Linux 4.19), they may not swap (memory.swap.max 0:
+// with swap, memory.max alone moves what is over it to swap instead of
+// ending the run), and memory.events counts the kills. Where any of these
+// is missing or cannot be set, the cell's memory stays sampled (memdir "").
 func (c *cell) openMemory() {
 	if writeControl(filepath.Join(c.v2dir, "memory.oom.group"), []byte("1")) != nil {
+		return
+	}
+	if writeControl(filepath.Join(c.v2dir, "memory.swap.max"), []byte("0")) != nil {
 		return
 	}
 	fd, err := syscall.Open(c.v2dir+"/memory.events", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
@@ -484,10 +501,13 @@ func (g *cgroups) close() error {
 
 // memoryEnforcement says where the cells' memory limits are set.
 func (g *cgroups) memoryEnforcement() string {
-	if g.mem == nil {
-		return "sampled"
+	switch {
+	case g.mem != nil:
+		return "cgroup v2 memory.max"
+	case g.memWhy != "":
+		return g.memWhy
 	}
-	return "cgroup v2 memory.max"
+	return "sampled"
 }
 
 // dirs returns the warden's own cgroups, for the guard.

@@ -199,7 +199,7 @@ func watchesAdded() int {
 // MemoryExceeded.
 func TestMemoryLimitByKernel(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() == "sampled" {
+	if w.MemoryEnforcement() != "cgroup v2 memory.max" {
 		t.Skip("no memory cgroup here")
 	}
 	for _, tt := range []struct{ name, command string }{
@@ -276,7 +276,7 @@ func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 // after one killed for going over it in the same cell, succeeds.
 func TestMemoryLimitPerRun(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() == "sampled" {
+	if w.MemoryEnforcement() != "cgroup v2 memory.max" {
 		t.Skip("no memory cgroup here")
 	}
 	file, none := "memory.max", "max"
@@ -722,5 +722,48 @@ func TestCellOverLimit(t *testing.T) {
 	}
 	if (&cell{oomFD: -1, eventsOK: true}).overLimit() {
 		t.Error("overLimit() without memory.events = true; want false")
+	}
+}
+
+// A cell's memory is limited by the kernel only where it may not swap
+// (memory.swap.max set to 0), its processes are killed together
+// (memory.oom.group) and its kills are counted (memory.events); else it
+// is sampled (memdir ""). The cell's directory here is a plain one with
+// the files made by hand: this machine may have no memory controller.
+func TestCellOpenMemory(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		files  []string
+		kernel bool
+	}{
+		{"all files", []string{"memory.oom.group", "memory.swap.max", "memory.events"}, true},
+		{"swap file absent: sample", []string{"memory.oom.group", "memory.events"}, false},
+		{"no memory.oom.group: sample", []string{"memory.swap.max", "memory.events"}, false},
+		{"no memory.events: sample", []string{"memory.oom.group", "memory.swap.max"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range tt.files {
+				if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := &cell{v2dir: dir, oomFD: -1}
+			c.openMemory()
+			if c.oomFD >= 0 {
+				defer syscall.Close(c.oomFD)
+			}
+			if got := c.memdir != ""; got != tt.kernel {
+				t.Fatalf("memdir = %q; want the kernel to limit memory: %v", c.memdir, tt.kernel)
+			}
+			if !tt.kernel {
+				return
+			}
+			for file, want := range map[string]string{"memory.swap.max": "0", "memory.oom.group": "1"} {
+				if b, _ := os.ReadFile(filepath.Join(dir, file)); string(b) != want {
+					t.Errorf("%s = %q; want %q", file, b, want)
+				}
+			}
+		})
 	}
 }
