@@ -767,3 +767,40 @@ func TestCellOpenMemory(t *testing.T) {
 		})
 	}
 }
+
+// Sandboxes on tmpfs make a warden sample memory that the kernel would
+// limit (the files a task writes there would be charged to it), and say
+// so; elsewhere nothing changes.
+func TestSandboxesOnTmpfs(t *testing.T) {
+	if !isTmpfs(0x01021994) || isTmpfs(0xEF53) {
+		t.Errorf("isTmpfs(TMPFS_MAGIC), isTmpfs(EXT4_SUPER_MAGIC) = %v, %v; want true, false", isTmpfs(0x01021994), isTmpfs(0xEF53))
+	}
+	kernel := func() *Warden { return &Warden{cg: &cgroups{mem: &hierarchy{v2: true}}} }
+	w := kernel()
+	w.sandboxesIn("/work/sandboxes", false)
+	if got := w.MemoryEnforcement(); got != kernelMemory || w.sampleMemory {
+		t.Errorf("not on tmpfs: MemoryEnforcement() = %q, sampled %v; want %q, false", got, w.sampleMemory, kernelMemory)
+	}
+	w = kernel()
+	w.sandboxesIn("/tmp/sandboxes", true)
+	want := "sampled (the sandboxes in /tmp/sandboxes are on tmpfs, whose files would count against a task's memory limit in its cgroup)"
+	if got := w.MemoryEnforcement(); got != want || !w.sampleMemory {
+		t.Errorf("on tmpfs: MemoryEnforcement() = %q, sampled %v; want %q, true", got, w.sampleMemory, want)
+	}
+	w = &Warden{cg: &cgroups{}} // sampled anyway: nothing to say about tmpfs
+	w.sandboxesIn("/tmp/sandboxes", true)
+	if got := w.MemoryEnforcement(); got != "sampled" {
+		t.Errorf("sampled and on tmpfs: MemoryEnforcement() = %q; want %q", got, "sampled")
+	}
+	if onTmpfs("/proc") {
+		t.Error("onTmpfs(/proc) = true; want false")
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for line := range strings.Lines(string(mi)) {
+		// mount ID, parent ID, major:minor, root, mount point, …, "-", type
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == "/dev/shm" && strings.Contains(line, " - tmpfs ") && !onTmpfs("/dev/shm") {
+			t.Error("onTmpfs(/dev/shm) = false; mountinfo says it is tmpfs")
+		}
+	}
+}

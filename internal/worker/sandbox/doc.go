@@ -21,8 +21,9 @@
 //   - Where the Warden's cells are cgroup v2 cgroups with the memory
 //     controller (Warden.MemoryEnforcement), the kernel enforces MemoryMB as
 //     the cell's memory.max (with memory.swap.max 0, so that the run cannot
-//     swap instead; where that file is missing, memory is sampled) and
-//     nothing is sampled: a process that goes over
+//     swap instead; where that file is missing, memory is sampled, as it
+//     is where WardenConfig.Dir is on tmpfs, whose files would be charged
+//     to the run's memory) and nothing is sampled: a process that goes over
 //     it is killed by the kernel's out-of-memory killer, and with it the
 //     whole cell (memory.oom.group). The run is then MemoryExceeded, known
 //     from the cell's memory.events, read at the run's start and end: both
