@@ -804,3 +804,28 @@ func TestSandboxesOnTmpfs(t *testing.T) {
 		}
 	}
 }
+
+// Each run in a cell writes its stdout and stderr to pipes of its own: no
+// pipe serves two runs, so a process that escaped one run could not write
+// into another's result.
+func TestRunsHavePipesOfTheirOwn(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	dir := t.TempDir()
+	seen := map[string]int{}
+	for i := range 3 {
+		res, err := Run(context.Background(), Spec{Dir: dir, Warden: w,
+			Command: "readlink /proc/self/fd/1; readlink /proc/self/fd/2 >&2"})
+		if err != nil || res.Kind != Success {
+			t.Fatalf("run %d: %v (%s), %v; want success", i, res.Kind, res.Message, err)
+		}
+		for _, p := range []string{strings.TrimSpace(string(res.Stdout)), strings.TrimSpace(string(res.Stderr))} {
+			if !strings.HasPrefix(p, "pipe:[") {
+				t.Fatalf("run %d wrote to %q; want a pipe", i, p)
+			}
+			if j, ok := seen[p]; ok {
+				t.Errorf("run %d wrote to %s, as run %d did; want a pipe of its own", i, p, j)
+			}
+			seen[p] = i
+		}
+	}
+}
