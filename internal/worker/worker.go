@@ -211,7 +211,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer w.cleanup()
 		return w.connect(ctx)
 	}
-	warden, err := sandbox.NewWarden(sandbox.WardenConfig{Guard: w.cfg.Guard, Logger: w.log})
+	warden, err := sandbox.NewWarden(sandbox.WardenConfig{Guard: w.cfg.Guard, Logger: w.log, Dir: w.boxes.dir})
 	if err != nil {
 		w.ln.Close()
 		return fmt.Errorf("worker: %w", err)

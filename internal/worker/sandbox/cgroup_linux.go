@@ -43,6 +43,9 @@ type cgroups struct {
 	// mem is where memory limits are set (v2, memory.max); nil where they
 	// are sampled.
 	mem *hierarchy
+	// memWhy says why memory is sampled although the memory controller
+	// could be enabled; "" otherwise.
+	memWhy string
 
 	mu   sync.Mutex // guards free, next
 	free []*cell    // empty cells for reuse
@@ -79,12 +82,13 @@ type cell struct {
 	// memory is sampled instead.
 	memdir   string
 	memLimit int64 // the memory limit set, bytes; 0 for none
-	// oomFD is memory.events, open for the cell's life, whose oom_kill
-	// counts the kernel's out-of-memory kills in the cell; -1 when memory
-	// is sampled. oomSeen is that count when the last limited run ended;
-	// -1 when unknown.
-	oomFD   int
-	oomSeen int64
+	// oomFD is memory.events, open for the cell's life, whose counters
+	// say whether a run went over its limit; -1 when memory is sampled.
+	// events is what they were when the current limited run started
+	// (eventsOK: they could be read then).
+	oomFD    int
+	events   memEvents
+	eventsOK bool
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -171,10 +175,19 @@ func openCgroups() (g *cgroups, cpu string) {
 // forks it, and a worker thread in a cell got the worker's own memory
 // charged there, where the cell's out-of-memory killer could pick the
 // worker: docs/benchmarks.md, capacity.)
+//
+// Where the kernel keeps no swap account per cgroup (no memory.swap.max),
+// memory is sampled too: on a host with swap, memory.max alone would move
+// what a task uses over it to swap rather than end the task.
 func (g *cgroups) openMemory() {
-	if g.v2 != nil && enableController(g.v2.base, g.v2.dir, "memory") == nil {
-		g.mem = g.v2
+	if g.v2 == nil || enableController(g.v2.base, g.v2.dir, "memory") != nil {
+		return
 	}
+	if _, err := os.Stat(filepath.Join(g.v2.dir, "memory.swap.max")); err != nil {
+		g.memWhy = "sampled (cgroup v2 has no memory.swap.max, so memory.max alone would let a task swap instead)"
+		return
+	}
+	g.mem = g.v2
 }
 
 // openV2 makes the warden's cgroup v2 and checks that a process can be
@@ -298,10 +311,15 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 
 // openMemory makes the cell's v2 cgroup limit its memory: the kernel
 // kills its processes together when one goes over the limit
-// (memory.oom.group, Linux 4.19), and memory.events counts it. Where
-// either is missing, the cell's memory stays sampled (memdir "").
+// (memory.oom.group, Linux 4.19), they may not swap (memory.swap.max 0:
+// with swap, memory.max alone moves what is over it to swap instead of
+// ending the run), and memory.events counts the kills. Where any of these
+// is missing or cannot be set, the cell's memory stays sampled (memdir "").
 func (c *cell) openMemory() {
 	if writeControl(filepath.Join(c.v2dir, "memory.oom.group"), []byte("1")) != nil {
+		return
+	}
+	if writeControl(filepath.Join(c.v2dir, "memory.swap.max"), []byte("0")) != nil {
 		return
 	}
 	fd, err := syscall.Open(c.v2dir+"/memory.events", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
@@ -327,24 +345,60 @@ func (c *cell) setMemory(limit int64) error {
 	return nil
 }
 
-// oomKills reads the kernel's count of out-of-memory kills in the cell
-// (oom_kill in memory.events); false when it cannot.
-func (c *cell) oomKills() (int64, bool) {
-	if c.oomFD < 0 {
-		return 0, false
+// memEvents are the counters of a cell's memory.events that tell a run
+// killed for going over its own limit: oom counts the times the cell hit
+// its own memory.max with nothing left to reclaim, oom_kill the processes
+// of the cell that an out-of-memory killer ended, for any reason (one run
+// for a shortage of the whole host too).
+type memEvents struct{ oom, oomKill int64 }
+
+// parseMemoryEvents reads the oom and oom_kill counters of a memory.events
+// file's text; false unless both are there.
+func parseMemoryEvents(b []byte) (memEvents, bool) {
+	var e memEvents
+	var found uint8 // bit 0: oom, bit 1: oom_kill
+	for line := range strings.SplitSeq(string(b), "\n") {
+		key, v, _ := strings.Cut(line, " ")
+		var dst *int64
+		switch key {
+		case "oom":
+			dst, found = &e.oom, found|1
+		case "oom_kill":
+			dst, found = &e.oomKill, found|2
+		default:
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return memEvents{}, false
+		}
+		*dst = n
 	}
-	var buf [256]byte
+	if found != 3 {
+		return memEvents{}, false
+	}
+	return e, true
+}
+
+// overLimit reports whether, between before and e, the kernel killed a
+// process of the cell because the cell went over its own limit: both an
+// out-of-memory kill and the cell's own limit hit. A kill for a shortage of
+// the whole host raises oom_kill only.
+func (e memEvents) overLimit(before memEvents) bool {
+	return e.oom > before.oom && e.oomKill > before.oomKill
+}
+
+// memEvents reads the cell's memory.events; false when it cannot.
+func (c *cell) memEvents() (memEvents, bool) {
+	if c.oomFD < 0 {
+		return memEvents{}, false
+	}
+	var buf [512]byte
 	n, err := syscall.Pread(c.oomFD, buf[:], 0)
 	if err != nil || n <= 0 {
-		return 0, false
+		return memEvents{}, false
 	}
-	for line := range strings.SplitSeq(string(buf[:n]), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			k, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return k, err == nil
-		}
-	}
-	return 0, false
+	return parseMemoryEvents(buf[:n])
 }
 
 // cell returns an empty cell with a quota of cores (none for 0) and, where
@@ -380,8 +434,8 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 		}
 		return c, false, nil
 	}
-	if memory > 0 && c.oomSeen < 0 {
-		c.oomSeen, _ = c.oomKills()
+	if memory > 0 {
+		c.events, c.eventsOK = c.memEvents()
 	}
 	return c, memory > 0, nil
 }
@@ -395,7 +449,7 @@ func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 	deadline := time.Now().Add(settleWait)
 	for !c.empty() {
 		if time.Now().After(deadline) {
-			oom = limited && c.oomRose()
+			oom = limited && c.overLimit()
 			c.closeFiles() // close removes the cgroups
 			return false, oom
 		}
@@ -403,9 +457,7 @@ func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 		time.Sleep(100 * time.Microsecond)
 	}
 	if limited {
-		oom = c.oomRose()
-	} else {
-		c.oomSeen = -1 // not read for runs without a limit
+		oom = c.overLimit()
 	}
 	if c.spent {
 		c.remove()
@@ -417,16 +469,14 @@ func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 	return true, oom
 }
 
-// oomRose reports whether the cell's count of out-of-memory kills rose
-// since the run started, and remembers it.
-func (c *cell) oomRose() bool {
-	n, ok := c.oomKills()
-	if !ok {
+// overLimit reports whether the kernel killed a process of the cell's run
+// for going over the run's memory limit since the run started (cell).
+func (c *cell) overLimit() bool {
+	if !c.eventsOK {
 		return false
 	}
-	rose := c.oomSeen >= 0 && n > c.oomSeen
-	c.oomSeen = n
-	return rose
+	now, ok := c.memEvents()
+	return ok && now.overLimit(c.events)
 }
 
 // close kills what still runs in the warden's cgroups and removes them.
@@ -449,12 +499,30 @@ func (g *cgroups) close() error {
 	return err
 }
 
+// tmpfsMagic is the file system type statfs gives for tmpfs (TMPFS_MAGIC).
+const tmpfsMagic = 0x01021994
+
+// isTmpfs says whether a statfs file system type is tmpfs's.
+func isTmpfs(fsType int64) bool { return fsType == tmpfsMagic }
+
+// onTmpfs reports whether dir is on tmpfs; false when statfs fails.
+func onTmpfs(dir string) bool {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return isTmpfs(int64(st.Type))
+}
+
 // memoryEnforcement says where the cells' memory limits are set.
 func (g *cgroups) memoryEnforcement() string {
-	if g.mem == nil {
-		return "sampled"
+	switch {
+	case g.mem != nil:
+		return kernelMemory
+	case g.memWhy != "":
+		return g.memWhy
 	}
-	return "cgroup v2 memory.max"
+	return "sampled"
 }
 
 // dirs returns the warden's own cgroups, for the guard.

@@ -199,7 +199,7 @@ func watchesAdded() int {
 // MemoryExceeded.
 func TestMemoryLimitByKernel(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() == "sampled" {
+	if w.MemoryEnforcement() != "cgroup v2 memory.max" {
 		t.Skip("no memory cgroup here")
 	}
 	for _, tt := range []struct{ name, command string }{
@@ -235,14 +235,15 @@ func TestMemoryLimitByKernel(t *testing.T) {
 	}
 }
 
-// Runs watched for their context, wall time and sampled limits, with
-// pooled outputs, need no goroutine each: only Run's own.
+// Runs watched for their context, wall time and sampled limits need no
+// goroutine each for the watching: only Run's own and the drains of its
+// two output pipes.
 func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const n = 20
-	Run(ctx, Spec{Dir: t.TempDir(), Warden: w, MemoryMB: 100, Command: "true"}) // the sampler and the output pool exist
+	Run(ctx, Spec{Dir: t.TempDir(), Warden: w, MemoryMB: 100, Command: "true"}) // the sampler exists
 	before := runtime.NumGoroutine()
 	dirs := make([]string, n)
 	done := make(chan Result, n)
@@ -260,8 +261,8 @@ func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 			return err == nil
 		})
 	}
-	if got := runtime.NumGoroutine() - before; got > n+2 {
-		t.Errorf("%d more goroutines with %d runs under way; want at most %d (one each, and the sampler's)", got, n, n+2)
+	if got := runtime.NumGoroutine() - before; got > 3*n+2 {
+		t.Errorf("%d more goroutines with %d runs under way; want at most %d (three each: Run's and its output drains; and the sampler's)", got, n, 3*n+2)
 	}
 	cancel()
 	for range n {
@@ -275,7 +276,7 @@ func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 // after one killed for going over it in the same cell, succeeds.
 func TestMemoryLimitPerRun(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() == "sampled" {
+	if w.MemoryEnforcement() != "cgroup v2 memory.max" {
 		t.Skip("no memory cgroup here")
 	}
 	file, none := "memory.max", "max"
@@ -644,120 +645,187 @@ func TestCgroupFallbacks(t *testing.T) {
 	}
 }
 
-// Where cells contain a run, its stdout and stderr go through pipes of
-// the pool: what it wrote is all there, the tail is kept, nothing carries
-// over to the next run of the same pipes, and runs one after another
-// reuse the same two pipes.
-func TestPooledOutputs(t *testing.T) {
-	w := newWarden(t, WardenConfig{})
-	dir := t.TempDir()
-	run := func(command string, limit int) Result {
-		t.Helper()
-		res, err := Run(context.Background(), Spec{Dir: dir, Command: command, Warden: w, OutputLimit: limit})
-		if err != nil || res.Kind != Success {
-			t.Fatalf("Run(%q) = %v (%s), %v; want success", command, res.Kind, res.Message, err)
-		}
-		return res
-	}
-	run("true", 0) // the pool's first pipes
-	p := pooledOutputs()
-	if p == nil {
-		t.Fatal("no output pool")
-	}
-	p.mu.Lock()
-	open := len(p.pipes)
-	p.mu.Unlock()
-	for i, tt := range []struct {
-		command          string
-		limit            int
-		stdout, stderr   string
-		truncOut, truncE bool
+// parseMemoryEvents reads memory.events' oom and oom_kill counters, and a
+// run is over its limit only where both rose: a host-wide out-of-memory
+// kill raises oom_kill alone.
+func TestMemoryEvents(t *testing.T) {
+	for _, tt := range []struct {
+		text string
+		want memEvents
+		ok   bool
 	}{
-		{"echo out; echo err >&2", 0, "out\n", "err\n", false, false},
-		// Far more than a pipe holds: drained while the run writes.
-		{"head -c 1000000 /dev/zero | tr '\\0' x; echo end; echo e >&2", 8, "xxxxend\n", "e\n", true, false},
-		{"true", 0, "", "", false, false},
-		// Reopening /dev/stderr opens the same pipe, and truncates nothing.
-		{"echo a > /dev/stderr; echo b >&2; echo c > /dev/stdout", 0, "c\n", "a\nb\n", false, false},
-		// A background process's output, written before the shell's exit.
-		{"(echo bg) & wait", 0, "bg\n", "", false, false},
+		{"low 0\nhigh 0\nmax 12\noom 1\noom_kill 3\noom_group_kill 1\n", memEvents{oom: 1, oomKill: 3}, true},
+		{"oom_kill 2\noom 0", memEvents{oom: 0, oomKill: 2}, true},
+		{"low 0\nhigh 0\nmax 0\noom_kill 3\n", memEvents{}, false}, // no oom
+		{"low 0\noom 1\n", memEvents{}, false},                     // no oom_kill
+		{"oom x\noom_kill 1\n", memEvents{}, false},
+		{"", memEvents{}, false},
 	} {
-		res := run(tt.command, tt.limit)
-		if string(res.Stdout) != tt.stdout || string(res.Stderr) != tt.stderr || res.StdoutTruncated != tt.truncOut || res.StderrTruncated != tt.truncE {
-			t.Errorf("run %d (%q): stdout %q (truncated %v), stderr %q (truncated %v); want %q (%v), %q (%v)",
-				i, tt.command, res.Stdout, res.StdoutTruncated, res.Stderr, res.StderrTruncated, tt.stdout, tt.truncOut, tt.stderr, tt.truncE)
+		if got, ok := parseMemoryEvents([]byte(tt.text)); got != tt.want || ok != tt.ok {
+			t.Errorf("parseMemoryEvents(%q) = %+v, %v; want %+v, %v", tt.text, got, ok, tt.want, tt.ok)
 		}
 	}
-	p.mu.Lock()
-	now := len(p.pipes)
-	p.mu.Unlock()
-	if now > open {
-		t.Errorf("%d pooled pipes after runs one after another; want %d, reused", now, open)
+	before := memEvents{oom: 2, oomKill: 5}
+	for _, tt := range []struct {
+		name  string
+		after memEvents
+		want  bool
+	}{
+		{"nothing happened", memEvents{oom: 2, oomKill: 5}, false},
+		{"the cell's limit killed", memEvents{oom: 3, oomKill: 7}, true},
+		{"oom_kill rose but oom did not: a host-wide kill", memEvents{oom: 2, oomKill: 6}, false},
+		{"the limit was hit but nothing was killed", memEvents{oom: 3, oomKill: 5}, false},
+	} {
+		if got := tt.after.overLimit(before); got != tt.want {
+			t.Errorf("%s: %+v.overLimit(%+v) = %v; want %v", tt.name, tt.after, before, got, tt.want)
+		}
 	}
 }
 
-// Draining a pooled pipe that holds nothing allocates nothing: most
-// commands write no output.
-func TestPooledOutputEmptyDrainAllocatesNothing(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocations are counted without the race detector")
-	}
-	p := pooledOutputs()
-	if p == nil {
-		t.Skip("no output pool")
-	}
-	b := newTailBuffer(DefaultOutputLimit)
-	op, err := p.get(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		b.buf = nil
-		op.mu.Lock()
-		op.drainLocked()
-		op.mu.Unlock()
-	})
-	p.put(op, true)
-	if allocs != 0 {
-		t.Errorf("draining an empty pipe: %v allocations; want 0", allocs)
-	}
-}
-
-// oomKills reads the oom_kill count of a cell's memory.events, and oomRose
-// says whether it rose since the last run.
-func TestOOMKills(t *testing.T) {
+// A cell reads its memory.events when a limited run starts and compares
+// at its end; without the file, or without a reading at the start, no run
+// is over its limit.
+func TestCellOverLimit(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "memory.events")
-	write := func(kills int) {
+	write := func(oom, kills int) {
 		t.Helper()
-		text := fmt.Sprintf("low 0\nhigh 0\nmax 12\noom 1\noom_kill %d\noom_group_kill 1\n", kills)
+		text := fmt.Sprintf("low 0\nhigh 0\nmax 12\noom %d\noom_kill %d\noom_group_kill 1\n", oom, kills)
 		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(0)
+	write(0, 0)
 	fd, err := syscall.Open(file, syscall.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cell{oomFD: fd}
 	defer syscall.Close(fd)
-	if n, ok := c.oomKills(); n != 0 || !ok {
-		t.Errorf("oomKills() = %d, %v; want 0, true", n, ok)
+	c := &cell{oomFD: fd}
+	var over []bool
+	for _, counts := range [][4]int{ // oom, oom_kill at the start; at the end
+		{0, 0, 0, 0},
+		{0, 0, 1, 3}, // killed over its limit
+		{1, 3, 1, 4}, // a host-wide kill
+		{1, 4, 2, 5}, // killed over its limit
+	} {
+		write(counts[0], counts[1])
+		c.events, c.eventsOK = c.memEvents()
+		write(counts[2], counts[3])
+		over = append(over, c.overLimit())
 	}
-	var rose []bool
-	for _, kills := range []int{0, 3, 3, 4} {
-		write(kills)
-		rose = append(rose, c.oomRose())
+	if want := []bool{false, true, false, true}; !cmp.Equal(over, want) {
+		t.Errorf("overLimit() = %v; want %v", over, want)
 	}
-	if want := []bool{false, true, false, true}; !cmp.Equal(rose, want) {
-		t.Errorf("oomRose() after 0, 3, 3, 4 kills = %v; want %v", rose, want)
+	c.eventsOK = false // memory.events could not be read at the start
+	if c.overLimit() {
+		t.Error("overLimit() with no reading at the start = true; want false")
 	}
-	c.oomSeen = -1 // unknown: a run without a limit came between
-	write(5)
-	if c.oomRose() {
-		t.Error("oomRose() with no count before = true; want false")
+	if (&cell{oomFD: -1, eventsOK: true}).overLimit() {
+		t.Error("overLimit() without memory.events = true; want false")
 	}
-	if (&cell{oomFD: -1}).oomRose() {
-		t.Error("oomRose() without memory.events = true; want false")
+}
+
+// A cell's memory is limited by the kernel only where it may not swap
+// (memory.swap.max set to 0), its processes are killed together
+// (memory.oom.group) and its kills are counted (memory.events); else it
+// is sampled (memdir ""). The cell's directory here is a plain one with
+// the files made by hand: this machine may have no memory controller.
+func TestCellOpenMemory(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		files  []string
+		kernel bool
+	}{
+		{"all files", []string{"memory.oom.group", "memory.swap.max", "memory.events"}, true},
+		{"swap file absent: sample", []string{"memory.oom.group", "memory.events"}, false},
+		{"no memory.oom.group: sample", []string{"memory.swap.max", "memory.events"}, false},
+		{"no memory.events: sample", []string{"memory.oom.group", "memory.swap.max"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range tt.files {
+				if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := &cell{v2dir: dir, oomFD: -1}
+			c.openMemory()
+			if c.oomFD >= 0 {
+				defer syscall.Close(c.oomFD)
+			}
+			if got := c.memdir != ""; got != tt.kernel {
+				t.Fatalf("memdir = %q; want the kernel to limit memory: %v", c.memdir, tt.kernel)
+			}
+			if !tt.kernel {
+				return
+			}
+			for file, want := range map[string]string{"memory.swap.max": "0", "memory.oom.group": "1"} {
+				if b, _ := os.ReadFile(filepath.Join(dir, file)); string(b) != want {
+					t.Errorf("%s = %q; want %q", file, b, want)
+				}
+			}
+		})
+	}
+}
+
+// Sandboxes on tmpfs make a warden sample memory that the kernel would
+// limit (the files a task writes there would be charged to it), and say
+// so; elsewhere nothing changes.
+func TestSandboxesOnTmpfs(t *testing.T) {
+	if !isTmpfs(0x01021994) || isTmpfs(0xEF53) {
+		t.Errorf("isTmpfs(TMPFS_MAGIC), isTmpfs(EXT4_SUPER_MAGIC) = %v, %v; want true, false", isTmpfs(0x01021994), isTmpfs(0xEF53))
+	}
+	kernel := func() *Warden { return &Warden{cg: &cgroups{mem: &hierarchy{v2: true}}} }
+	w := kernel()
+	w.sandboxesIn("/work/sandboxes", false)
+	if got := w.MemoryEnforcement(); got != kernelMemory || w.sampleMemory {
+		t.Errorf("not on tmpfs: MemoryEnforcement() = %q, sampled %v; want %q, false", got, w.sampleMemory, kernelMemory)
+	}
+	w = kernel()
+	w.sandboxesIn("/tmp/sandboxes", true)
+	want := "sampled (the sandboxes in /tmp/sandboxes are on tmpfs, whose files would count against a task's memory limit in its cgroup)"
+	if got := w.MemoryEnforcement(); got != want || !w.sampleMemory {
+		t.Errorf("on tmpfs: MemoryEnforcement() = %q, sampled %v; want %q, true", got, w.sampleMemory, want)
+	}
+	w = &Warden{cg: &cgroups{}} // sampled anyway: nothing to say about tmpfs
+	w.sandboxesIn("/tmp/sandboxes", true)
+	if got := w.MemoryEnforcement(); got != "sampled" {
+		t.Errorf("sampled and on tmpfs: MemoryEnforcement() = %q; want %q", got, "sampled")
+	}
+	if onTmpfs("/proc") {
+		t.Error("onTmpfs(/proc) = true; want false")
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for line := range strings.Lines(string(mi)) {
+		// mount ID, parent ID, major:minor, root, mount point, …, "-", type
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == "/dev/shm" && strings.Contains(line, " - tmpfs ") && !onTmpfs("/dev/shm") {
+			t.Error("onTmpfs(/dev/shm) = false; mountinfo says it is tmpfs")
+		}
+	}
+}
+
+// Each run in a cell writes its stdout and stderr to pipes of its own: no
+// pipe serves two runs, so a process that escaped one run could not write
+// into another's result.
+func TestRunsHavePipesOfTheirOwn(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	dir := t.TempDir()
+	seen := map[string]int{}
+	for i := range 3 {
+		res, err := Run(context.Background(), Spec{Dir: dir, Warden: w,
+			Command: "readlink /proc/self/fd/1; readlink /proc/self/fd/2 >&2"})
+		if err != nil || res.Kind != Success {
+			t.Fatalf("run %d: %v (%s), %v; want success", i, res.Kind, res.Message, err)
+		}
+		for _, p := range []string{strings.TrimSpace(string(res.Stdout)), strings.TrimSpace(string(res.Stderr))} {
+			if !strings.HasPrefix(p, "pipe:[") {
+				t.Fatalf("run %d wrote to %q; want a pipe", i, p)
+			}
+			if j, ok := seen[p]; ok {
+				t.Errorf("run %d wrote to %s, as run %d did; want a pipe of its own", i, p, j)
+			}
+			seen[p] = i
+		}
 	}
 }

@@ -23,6 +23,8 @@ func (g *cgroups) close() error                             { return nil }
 func (g *cgroups) dirs() (v2, v1 string)                    { return "", "" }
 func (g *cgroups) memoryEnforcement() string                { return "sampled" }
 
+func onTmpfs(string) bool { return false }
+
 func (c *cell) start(cmd *exec.Cmd) error { return cmd.Start() }
 func (c *cell) kill()                     {}
 func (c *cell) procsFile() string         { return "" }

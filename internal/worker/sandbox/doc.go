@@ -20,11 +20,16 @@
 //     give Kind TimedOut, Cancelled, MemoryExceeded or DiskExceeded.
 //   - Where the Warden's cells are cgroup v2 cgroups with the memory
 //     controller (Warden.MemoryEnforcement), the kernel enforces MemoryMB as
-//     the cell's memory.max and nothing is sampled: a process that goes over
+//     the cell's memory.max (with memory.swap.max 0, so that the run cannot
+//     swap instead; where that file is missing, memory is sampled, as it
+//     is where WardenConfig.Dir is on tmpfs, whose files would be charged
+//     to the run's memory) and nothing is sampled: a process that goes over
 //     it is killed by the kernel's out-of-memory killer, and with it the
 //     whole cell (memory.oom.group). The run is then MemoryExceeded, known
-//     from the cell's oom_kill count (memory.events), read once at the end;
-//     its PeakMemoryMB is then at least the limit. (Not in cgroup v1: a
+//     from the cell's memory.events, read at the run's start and end: both
+//     its oom count (the cell's own limit hit) and its oom_kill count rose
+//     (a kill for a shortage of the whole host raises oom_kill alone, and
+//     is not the run's limit); its PeakMemoryMB is then at least the limit. (Not in cgroup v1: a
 //     process enters a v1 cgroup by the thread that forks it, and the
 //     kernel charged the worker's own memory to the cell such a thread was
 //     in, where the cell's out-of-memory killer could pick the worker.) The kernel counts what the
@@ -45,13 +50,10 @@
 //     the largest single process of the run.
 //   - At most OutputLimit bytes of stdout and of stderr are kept, each: the
 //     last bytes written. Memory used for output is bounded by that limit.
-//     Both are pipes, as a command expects (reopening /dev/stderr opens
-//     the same pipe). Where the Warden contains the run in a cell, they
-//     come from a process-wide pool (outPool) whose one goroutine drains
-//     every pipe as data arrives (epoll); the run's end, once its cell is
-//     empty, drains the rest, and the pipes go back to the pool. Elsewhere
-//     a run has two pipes of its own, drained to end of file by a
-//     goroutine each.
+//     Both are pipes of the run's own, as a command expects (reopening
+//     /dev/stderr opens the same pipe), drained to end of file by a
+//     goroutine each; no pipe outlives its run, so a process that escaped
+//     one run cannot write into another's result.
 //   - No goroutine watches a run: its context's end and its wall time kill
 //     it from callbacks (context.AfterFunc, time.AfterFunc), and the
 //     memory and disk samples of every run of the process are taken by one

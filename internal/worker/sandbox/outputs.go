@@ -6,46 +6,25 @@ import (
 )
 
 // ioGrace bounds how long Run waits for stdout and stderr to reach end of
-// file after the group was killed, where a run has pipes of its own. Only
-// a process that left the group (and so survived the kill) while holding
-// the pipes makes Run wait that long.
+// file after the group was killed. Only a process that left the group (and
+// so survived the kill) while holding the pipes makes Run wait that long.
 const ioGrace = time.Second
 
 // outputs are where a run's stdout and stderr go and the buffers that keep
-// their tails: pipes of the pool (outPool) where the run's cell contains
-// every process of it, so that its end is known without end of file; else
-// a pipe of its own per stream, drained by a goroutine each until end of
-// file.
+// their tails: a pipe of the run's own per stream, drained by a goroutine
+// each until end of file. No pipe outlives its run, so nothing a process
+// of one run writes can reach another run's result.
 type outputs struct {
 	stdout, stderr *tailBuffer
 	outW, errW     *os.File // for the command
-
-	pool   *outPool // nil: pipes of its own
-	po, pe *outPipe
-
-	outR, errR *os.File
-	drained    chan struct{}
+	outR, errR     *os.File
+	drained        chan struct{}
 }
 
 // openOutputs makes the outputs of a run that keeps limit bytes of each
-// stream; pooled where the run's processes are contained by a cell.
-func openOutputs(limit int, contained bool) (*outputs, error) {
+// stream.
+func openOutputs(limit int) (*outputs, error) {
 	o := &outputs{stdout: newTailBuffer(limit), stderr: newTailBuffer(limit)}
-	if contained {
-		if p := pooledOutputs(); p != nil {
-			po, err := p.get(o.stdout)
-			if err != nil {
-				return nil, err
-			}
-			pe, err := p.get(o.stderr)
-			if err != nil {
-				p.put(po, true)
-				return nil, err
-			}
-			o.pool, o.po, o.pe, o.outW, o.errW = p, po, pe, po.w, pe.w
-			return o, nil
-		}
-	}
 	var err error
 	if o.outR, o.outW, err = outputPipe(); err != nil {
 		return nil, err
@@ -58,16 +37,9 @@ func openOutputs(limit int, contained bool) (*outputs, error) {
 	return o, nil
 }
 
-// started is told whether the command started: pipes of its own are
-// drained from now on (the command has its own copies of the write ends).
+// started is told whether the command started: the pipes are drained from
+// now on (the command has its own copies of the write ends).
 func (o *outputs) started(ok bool) {
-	if o.pool != nil {
-		if !ok {
-			o.pool.put(o.po, true)
-			o.pool.put(o.pe, true)
-		}
-		return
-	}
 	o.outW.Close()
 	o.errW.Close()
 	if !ok {
@@ -81,14 +53,8 @@ func (o *outputs) started(ok bool) {
 }
 
 // finish collects what the run wrote, once its processes are gone (or
-// killed): pooled pipes are drained and, where emptied (no process of
-// the run is left that could still write), taken back for reuse.
-func (o *outputs) finish(emptied bool) {
-	if o.pool != nil {
-		o.pool.put(o.po, emptied)
-		o.pool.put(o.pe, emptied)
-		return
-	}
+// killed).
+func (o *outputs) finish() {
 	// Output written just before the exit is still in the pipes. Only a
 	// process that left the group, and so survived the kill, can hold them
 	// open longer: it is given ioGrace.

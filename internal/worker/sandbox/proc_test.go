@@ -211,25 +211,40 @@ func TestParseStatm(t *testing.T) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	pid := cmd.Process.Pid
 	waitSleeping(t, pid)
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages, ok := parseStatm(b)
-	if !ok {
-		t.Fatalf("parseStatm(%q) failed", b)
-	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vmRSS int64 = -1
-	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &vmRSS)
+	// The process may still be loading (its memory growing) just after it
+	// is seen running sleep: compare readings taken while statm held still
+	// (the same before and after status), until a deadline.
+	readStatm := func() int64 {
+		t.Helper()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+		if err != nil {
+			t.Fatal(err)
 		}
+		pages, ok := parseStatm(b)
+		if !ok {
+			t.Fatalf("parseStatm(%q) failed", b)
+		}
+		return pages * pageSize >> 10
 	}
-	if got, want := pages*pageSize>>10, vmRSS; got != want {
-		t.Errorf("resident memory of a sleeping process from statm = %d KiB; want VmRSS %d KiB", got, want)
+	var got, vmRSS int64
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		got = readStatm()
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vmRSS = -1
+		for line := range strings.Lines(string(status)) {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &vmRSS)
+			}
+		}
+		if readStatm() == got && got == vmRSS || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // a poll interval, not a synchronisation
+	}
+	if got != vmRSS {
+		t.Errorf("resident memory of a sleeping process from statm = %d KiB; want VmRSS %d KiB", got, vmRSS)
 	}
 }

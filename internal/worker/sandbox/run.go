@@ -34,7 +34,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if limit <= 0 {
 		limit = DefaultOutputLimit
 	}
-	out, err := openOutputs(limit, spec.Warden.Contained())
+	out, err := openOutputs(limit)
 	if err != nil {
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
@@ -75,7 +75,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		duration = time.Since(start)
 		v = mon.stop()
 	}
-	out.finish(!c.Lingers())
+	out.finish()
 	stdout, stderr := out.stdout, out.stderr
 
 	res := Result{
@@ -88,7 +88,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	classify(&res, cmd.ProcessState, v)
 	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
-	if c.MemoryKilled() && (v.kind == 0 || res.Kind != v.kind) {
+	if c.MemoryKilled() && res.Kind != v.kind {
 		// The kernel's limit, not one the monitor enforced (which wins
 		// where it killed first), ended the run.
 		res.Kind = MemoryExceeded

@@ -19,6 +19,11 @@ type WardenConfig struct {
 	// kernel could enforce the limit in a memory cgroup: for tests and
 	// measurements.
 	SampleMemory bool
+	// Dir is the directory the runs' sandboxes are in. Where it is on
+	// tmpfs, memory limits are sampled rather than set in the cells'
+	// memory cgroups: the files a task writes there are memory, and the
+	// kernel would charge them to the task's limit. "" checks nothing.
+	Dir string
 }
 
 // A Warden makes the processes a worker starts die with it, and enforces
@@ -32,6 +37,9 @@ type Warden struct {
 	cpu   string   // how CPU quotas are enforced, or why not
 	// sampleMemory: memory limits are sampled, never set in a cgroup.
 	sampleMemory bool
+	// memHow, where set, is what MemoryEnforcement says (why memory is
+	// sampled although the kernel could limit it).
+	memHow string
 }
 
 // NewWarden prepares the worker's cgroups where it may create them, removes
@@ -44,6 +52,9 @@ func NewWarden(cfg WardenConfig) (*Warden, error) {
 		w.log = slog.New(slog.DiscardHandler)
 	}
 	w.cg, w.cpu = openCgroups()
+	if cfg.Dir != "" {
+		w.sandboxesIn(cfg.Dir, onTmpfs(cfg.Dir))
+	}
 	if len(cfg.Guard) > 0 {
 		var v2, v1 string
 		if w.cg != nil {
@@ -90,10 +101,29 @@ func (w *Warden) Enforcement() (cpu, processes string) {
 // "cgroup v2 memory.max" where the kernel does it, else "sampled" (resident memory, summed over the run's
 // processes, every PollInterval or so).
 func (w *Warden) MemoryEnforcement() string {
-	if w == nil || w.cg == nil || w.sampleMemory {
+	switch {
+	case w == nil || w.cg == nil:
+		return "sampled"
+	case w.memHow != "":
+		return w.memHow
+	case w.sampleMemory:
 		return "sampled"
 	}
 	return w.cg.memoryEnforcement()
+}
+
+// kernelMemory is what MemoryEnforcement says where the kernel limits the
+// runs' memory.
+const kernelMemory = "cgroup v2 memory.max"
+
+// sandboxesIn tells the warden that the runs' sandboxes are in dir, on
+// tmpfs or not: on tmpfs, memory that the kernel would limit is sampled
+// instead, as the files a task writes would be charged to its memory.
+func (w *Warden) sandboxesIn(dir string, tmpfs bool) {
+	if tmpfs && w.MemoryEnforcement() == kernelMemory {
+		w.sampleMemory = true
+		w.memHow = "sampled (the sandboxes in " + dir + " are on tmpfs, whose files would count against a task's memory limit in its cgroup)"
+	}
 }
 
 // Contained reports whether every process that Run starts runs in a
