@@ -258,3 +258,29 @@ func TestDirectSubmitSpreads(t *testing.T) {
 		t.Errorf("the client holds %d leases on testlib; want 2, one per instance", got)
 	}
 }
+
+// TestDirectSubmitOnBrokenStream: the stream of the client's lease breaks
+// while no call is on it (its worker's connection lost); a Submit of two
+// calls then takes the lease, fails to send them, and sends both through
+// the manager: they finish, with their results.
+func TestDirectSubmitOnBrokenStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 4)
+	trellis.BreakDirectStream(c, "testlib")
+	_, fell0 := c.DirectStats()
+	hs, err := c.Submit(ctx, trellis.NewCall("testlib", "add", []byte("[1,1]")), trellis.NewCall("testlib", "add", []byte("[1,2]")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second) // a hang, not a speed: they finish in about a second
+	defer wcancel()
+	for i, h := range hs {
+		if r, err := h.Wait(wctx); err != nil || !r.OK() || string(r.Output) != fmt.Sprint(i+2) {
+			t.Errorf("add(1,%d) after the lease's stream broke = %v, %v; want %d through the manager", i+1, r, err, i+2)
+		}
+	}
+	if _, fell := c.DirectStats(); fell-fell0 != 2 {
+		t.Errorf("%d calls fell back to the manager; want 2", fell-fell0)
+	}
+}

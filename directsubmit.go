@@ -162,6 +162,8 @@ func (b *directBatch) pump(held int32) {
 				d.mu.Lock()
 				b.l.freeLocked(slots)
 				d.mu.Unlock()
+				slots = 0
+				continue // the loop's top sees them failing: no answer will come for them
 			}
 			slots = 0
 		}
