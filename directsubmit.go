@@ -77,17 +77,13 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 	if len(tasks) > int(leaseWindow*l.slots) {
 		leases = append(leases, d.extraLeases(ctx, c, lib, len(tasks), l)...)
 	}
-	var total int
-	for _, l := range leases {
-		total += int(l.slots)
+	slots := make([]int32, len(leases))
+	for i, l := range leases {
+		slots[i] = l.slots
 	}
 	handles = make([]*Handle, 0, len(tasks))
-	for i, l := range leases {
-		n := (len(tasks)*int(l.slots) + total - 1) / total
-		if i == len(leases)-1 {
-			n = len(tasks)
-		}
-		n = min(n, len(tasks))
+	for i, n := range shares(len(tasks), slots) {
+		l := leases[i]
 		if n == 0 {
 			break
 		}
@@ -106,6 +102,27 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 	}
 	d.sent.Add(uint64(len(handles)))
 	return handles, true
+}
+
+// shares splits n calls over leases of slots, in proportion to their
+// slots (the last takes what is left).
+func shares(n int, slots []int32) []int {
+	var total int
+	for _, s := range slots {
+		total += int(s)
+	}
+	out := make([]int, len(slots))
+	left := n
+	for i, s := range slots {
+		share := (n*int(s) + total - 1) / total
+		if i == len(slots)-1 {
+			share = left
+		}
+		share = min(share, left)
+		out[i] = share
+		left -= share
+	}
+	return out
 }
 
 // pump sends the batch's calls as slots of the lease free (held: one
