@@ -48,7 +48,8 @@ type directCalls struct {
 	asked  map[string]time.Time      // by library: no further lease asked for until then
 	http   *http.Client
 	keys   atomic.Uint64
-	pumps  sync.WaitGroup // the pumps of Submits on leases (directsubmit.go)
+	pumps  sync.WaitGroup // the pumps of Submits on leases (directsubmit.go): Add under mu, while not closed
+	closed bool           // by close: no lease taken, stream opened or pump started after
 	// Counts, for tests and benchmarks.
 	sent, fellBack atomic.Uint64
 }
@@ -87,6 +88,9 @@ func (d *directCalls) takeOrQueue(ctx context.Context, c *Client, library string
 	d.mu.Lock()
 	l = d.leases[library]
 	switch {
+	case d.closed:
+		d.mu.Unlock()
+		return nil, 0 // the manager's path says the client closed
 	case l == nil:
 		l = &clientLease{}
 		d.leases[library] = l
@@ -112,6 +116,9 @@ func (d *directCalls) takeOrQueue(ctx context.Context, c *Client, library string
 		c.log.Debug("no lease: calls go through the manager", "library", library, "err", err)
 		l.retry = time.Now().Add(leaseBackoff)
 		return nil, 0
+	}
+	if d.closed {
+		return nil, 0 // close collected the streams: open none (the session's end ends the lease)
 	}
 	d.openLocked(c, l, resp.Msg)
 	l.busy = 1
@@ -144,13 +151,16 @@ func (d *directCalls) extraLeases(ctx context.Context, c *Client, library string
 	for _, l := range d.extra[library] {
 		room += leaseWindow * l.slots
 	}
-	for int(room) < n && len(d.extra[library]) < maxExtraLeases && !time.Now().Before(d.asked[library]) {
+	for !d.closed && int(room) < n && len(d.extra[library]) < maxExtraLeases && !time.Now().Before(d.asked[library]) {
 		d.mu.Unlock()
 		resp, err := c.rpc.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Slots: leaseSlots}))
 		d.mu.Lock()
 		if err != nil {
 			d.asked[library] = time.Now().Add(leaseBackoff)
 			break
+		}
+		if d.closed {
+			break // close collected the streams: open none
 		}
 		l := &clientLease{}
 		d.openLocked(c, l, resp.Msg)
@@ -355,8 +365,11 @@ func (d *directCalls) client(c *Client) *http.Client {
 	return d.http
 }
 
+// close ends the client's lease streams and waits for its Submits' pumps;
+// after it, no lease is taken, no stream opened and no pump started.
 func (d *directCalls) close() {
 	d.mu.Lock()
+	d.closed = true
 	var streams []*callStream
 	for _, l := range d.leases {
 		if l.rpc != nil {

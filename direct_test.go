@@ -284,3 +284,52 @@ func TestDirectSubmitOnBrokenStream(t *testing.T) {
 		t.Errorf("%d calls fell back to the manager; want 2", fell-fell0)
 	}
 }
+
+// TestDirectSubmitWhileClosing: Submits of calls on a lease go on while
+// the client closes, without waiting for their calls. Each Submit either
+// returns ErrClosed or handles whose calls end (with their results, or
+// ErrClosed); once Close and the Submits have returned, no stream of a
+// lease is open. Run it with -race: Close waits for the Submits' pumps as
+// they start.
+func TestDirectSubmitWhileClosing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 4)
+	var wg sync.WaitGroup
+	handles := make([][]*trellis.Handle, 4)
+	for g := range handles {
+		wg.Add(1)
+		go func() { // exits when a Submit says the client closed
+			defer wg.Done()
+			for i := 0; ; i++ {
+				hs, err := c.Submit(ctx, trellis.NewCall("testlib", "add", fmt.Appendf(nil, "[%d,%d]", g, i)))
+				if errors.Is(err, trellis.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Submit while the client closes: %v; want handles or ErrClosed", err)
+					return
+				}
+				handles[g] = append(handles[g], hs...)
+			}
+		}()
+	}
+	for sent, _ := c.DirectStats(); sent < 100; sent, _ = c.DirectStats() { // some went direct
+		if ctx.Err() != nil {
+			t.Fatalf("%d calls sent direct within a minute", sent)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+	wg.Wait()
+	for _, hs := range handles {
+		for _, h := range hs {
+			if _, err := h.Wait(ctx); err != nil && !errors.Is(err, trellis.ErrClosed) {
+				t.Fatalf("a call submitted while the client closes: %v; want its result or ErrClosed", err)
+			}
+		}
+	}
+	if n := trellis.DirectStreamsOpen(c); n != 0 {
+		t.Errorf("%d lease streams open after Close; want none", n)
+	}
+}

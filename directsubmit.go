@@ -96,9 +96,8 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 				Args: t.Call.Args, TimeLimitMs: t.TimeLimit.Milliseconds(), IdempotencyKey: c.session + "/" + key}}
 		}
 		tasks = tasks[n:]
-		d.pumps.Add(1)
-		go b.pump(held) // exits when every call is answered or handed to the manager, or the client closes
-		held = 0        // the slot take counted is the first lease's
+		d.goPump(b, held)
+		held = 0 // the slot take counted is the first lease's
 	}
 	d.sent.Add(uint64(len(handles)))
 	return handles, true
@@ -123,6 +122,25 @@ func shares(n int, slots []int32) []int {
 		left -= share
 	}
 	return out
+}
+
+// goPump starts b's pump, unless the client closed meanwhile: then b's
+// handles say ErrClosed.
+func (d *directCalls) goPump(b *directBatch, held int32) {
+	d.mu.Lock()
+	closed := d.closed
+	if !closed {
+		d.pumps.Add(1) // under d.mu: before close's Wait, or not at all
+	}
+	d.mu.Unlock()
+	if closed {
+		for _, it := range b.calls {
+			it.h.err = ErrClosed
+			close(it.h.done)
+		}
+		return
+	}
+	go b.pump(held) // exits when every call is answered or handed to the manager, or the client closes
 }
 
 // pump sends the batch's calls as slots of the lease free (held: one

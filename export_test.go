@@ -21,3 +21,31 @@ func BreakDirectStream(c *Client, library string) {
 	s.close() // the worker ends the stream: its Receive fails
 	<-s.done
 }
+
+// DirectStreamsOpen says how many streams of the client's leases have not
+// ended.
+func DirectStreamsOpen(c *Client) int {
+	d := c.direct
+	d.mu.Lock()
+	var streams []*callStream
+	for _, l := range d.leases {
+		if l.rpc != nil {
+			streams = append(streams, l.rpc)
+		}
+	}
+	for _, ls := range d.extra {
+		for _, l := range ls {
+			streams = append(streams, l.rpc)
+		}
+	}
+	d.mu.Unlock()
+	open := 0
+	for _, s := range streams {
+		select {
+		case <-s.done:
+		default:
+			open++
+		}
+	}
+	return open
+}
