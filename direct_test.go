@@ -333,3 +333,28 @@ func TestDirectSubmitWhileClosing(t *testing.T) {
 		t.Errorf("%d lease streams open after Close; want none", n)
 	}
 }
+
+// TestSubmitAfterClose: a client WithDirectCalls runs a command (not a
+// call: through the manager); once it closed, a Submit says so
+// (ErrClosed), whether its tasks would go on a lease or through the
+// manager.
+func TestSubmitAfterClose(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 4)
+	hs, err := c.Submit(ctx, trellis.NewTask("true"))
+	if err != nil {
+		t.Fatalf("Submit of a command: %v", err)
+	}
+	if r, err := hs[0].Wait(ctx); err != nil || !r.OK() {
+		t.Fatalf("a command: %v, %v; want it done", r, err)
+	}
+	c.Close()
+	keyed := trellis.NewCall("testlib", "add", []byte("[2,2]"))
+	keyed.Key = "mine"
+	for name, task := range map[string]*trellis.Task{"a call on the lease": trellis.NewCall("testlib", "add", []byte("[1,1]")), "a keyed call": keyed, "a command": trellis.NewTask("true")} {
+		if hs, err := c.Submit(ctx, task); !errors.Is(err, trellis.ErrClosed) {
+			t.Errorf("Submit of %s after Close = %d handles, %v; want ErrClosed", name, len(hs), err)
+		}
+	}
+}

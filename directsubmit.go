@@ -58,7 +58,7 @@ type directItem struct {
 // manager (no lease held or lent now, or a task that cannot go direct).
 func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Handle, ok bool) {
 	d := c.direct
-	if len(tasks) == 0 {
+	if len(tasks) == 0 || tasks[0].Call == nil {
 		return nil, false
 	}
 	lib := tasks[0].Call.Library
