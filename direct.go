@@ -24,8 +24,9 @@ import (
 // as before when no leased slot is free, when the manager lends none (calls
 // of the library wait there, or no instance is ready yet), and when the
 // direct call fails on the way (the worker lost, the lease ended): then
-// with the same key, so that it runs again as its annotations allow. Off by
-// default. Submit is unchanged: only Call goes direct.
+// with the same key, so that it runs again as its annotations allow. A
+// Submit of plain calls of one library goes on leases too (Submit). Off by
+// default.
 func WithDirectCalls() Option {
 	return func(c *Client) {
 		c.direct = &directCalls{leases: make(map[string]*clientLease), extra: make(map[string][]*clientLease), asked: make(map[string]time.Time)}
