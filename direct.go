@@ -371,6 +371,20 @@ func (d *directCalls) client(c *Client) *http.Client {
 func (d *directCalls) close() {
 	d.mu.Lock()
 	d.closed = true
+	streams := d.streamsLocked()
+	hc := d.http
+	d.mu.Unlock()
+	for _, s := range streams { // no lock held across their I/O
+		s.stop()
+	}
+	d.pumps.Wait() // the client's gone is closed: they return
+	if hc != nil {
+		hc.CloseIdleConnections()
+	}
+}
+
+// streamsLocked returns the streams of the client's leases (d.mu held).
+func (d *directCalls) streamsLocked() []*callStream {
 	var streams []*callStream
 	for _, l := range d.leases {
 		if l.rpc != nil {
@@ -382,15 +396,7 @@ func (d *directCalls) close() {
 			streams = append(streams, l.rpc)
 		}
 	}
-	hc := d.http
-	d.mu.Unlock()
-	for _, s := range streams { // no lock held across their I/O
-		s.stop()
-	}
-	d.pumps.Wait() // the client's gone is closed: they return
-	if hc != nil {
-		hc.CloseIdleConnections()
-	}
+	return streams
 }
 
 // give frees the slot of l; failed drops the lease (drop).

@@ -27,17 +27,7 @@ func BreakDirectStream(c *Client, library string) {
 func DirectStreamsOpen(c *Client) int {
 	d := c.direct
 	d.mu.Lock()
-	var streams []*callStream
-	for _, l := range d.leases {
-		if l.rpc != nil {
-			streams = append(streams, l.rpc)
-		}
-	}
-	for _, ls := range d.extra {
-		for _, l := range ls {
-			streams = append(streams, l.rpc)
-		}
-	}
+	streams := d.streamsLocked()
 	d.mu.Unlock()
 	open := 0
 	for _, s := range streams {
