@@ -403,13 +403,7 @@ func (h *Handle) Cancel(ctx context.Context) error {
 // handles have no ID (0; the Result of a call that went through the
 // manager after all has its task's).
 func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
-	}
-	if c.direct != nil {
+	if c.direct != nil { // none go direct once the client closed (directCalls.close): submitViaManager says ErrClosed
 		if hs, ok := c.submitDirect(ctx, tasks); ok {
 			return hs, nil
 		}
@@ -417,7 +411,8 @@ func (c *Client) Submit(ctx context.Context, tasks ...*Task) ([]*Handle, error) 
 	return c.submitViaManager(ctx, tasks)
 }
 
-// submitViaManager is Submit through the manager.
+// submitViaManager is Submit through the manager (ErrClosed once the
+// client closed).
 func (c *Client) submitViaManager(ctx context.Context, tasks []*Task) ([]*Handle, error) {
 	c.mu.Lock()
 	closed := c.closed

@@ -24,8 +24,9 @@ import (
 // as before when no leased slot is free, when the manager lends none (calls
 // of the library wait there, or no instance is ready yet), and when the
 // direct call fails on the way (the worker lost, the lease ended): then
-// with the same key, so that it runs again as its annotations allow. Off by
-// default. Submit is unchanged: only Call goes direct.
+// with the same key, so that it runs again as its annotations allow. A
+// Submit of plain calls of one library goes on leases too (Submit). Off by
+// default.
 func WithDirectCalls() Option {
 	return func(c *Client) {
 		c.direct = &directCalls{leases: make(map[string]*clientLease), extra: make(map[string][]*clientLease), asked: make(map[string]time.Time)}
@@ -48,7 +49,8 @@ type directCalls struct {
 	asked  map[string]time.Time      // by library: no further lease asked for until then
 	http   *http.Client
 	keys   atomic.Uint64
-	pumps  sync.WaitGroup // the pumps of Submits on leases (directsubmit.go)
+	pumps  sync.WaitGroup // the pumps of Submits on leases (directsubmit.go): Add under mu, while not closed
+	closed bool           // by close: no lease taken, stream opened or pump started after
 	// Counts, for tests and benchmarks.
 	sent, fellBack atomic.Uint64
 }
@@ -87,6 +89,9 @@ func (d *directCalls) takeOrQueue(ctx context.Context, c *Client, library string
 	d.mu.Lock()
 	l = d.leases[library]
 	switch {
+	case d.closed:
+		d.mu.Unlock()
+		return nil, 0 // the manager's path says the client closed
 	case l == nil:
 		l = &clientLease{}
 		d.leases[library] = l
@@ -112,6 +117,9 @@ func (d *directCalls) takeOrQueue(ctx context.Context, c *Client, library string
 		c.log.Debug("no lease: calls go through the manager", "library", library, "err", err)
 		l.retry = time.Now().Add(leaseBackoff)
 		return nil, 0
+	}
+	if d.closed {
+		return nil, 0 // close collected the streams: open none (the session's end ends the lease)
 	}
 	d.openLocked(c, l, resp.Msg)
 	l.busy = 1
@@ -144,13 +152,16 @@ func (d *directCalls) extraLeases(ctx context.Context, c *Client, library string
 	for _, l := range d.extra[library] {
 		room += leaseWindow * l.slots
 	}
-	for int(room) < n && len(d.extra[library]) < maxExtraLeases && !time.Now().Before(d.asked[library]) {
+	for !d.closed && int(room) < n && len(d.extra[library]) < maxExtraLeases && !time.Now().Before(d.asked[library]) {
 		d.mu.Unlock()
 		resp, err := c.rpc.Lease(ctx, connect.NewRequest(&pb.LeaseRequest{Session: c.session, Library: library, Slots: leaseSlots}))
 		d.mu.Lock()
 		if err != nil {
 			d.asked[library] = time.Now().Add(leaseBackoff)
 			break
+		}
+		if d.closed {
+			break // close collected the streams: open none
 		}
 		l := &clientLease{}
 		d.openLocked(c, l, resp.Msg)
@@ -355,8 +366,25 @@ func (d *directCalls) client(c *Client) *http.Client {
 	return d.http
 }
 
+// close ends the client's lease streams and waits for its Submits' pumps;
+// after it, no lease is taken, no stream opened and no pump started.
 func (d *directCalls) close() {
 	d.mu.Lock()
+	d.closed = true
+	streams := d.streamsLocked()
+	hc := d.http
+	d.mu.Unlock()
+	for _, s := range streams { // no lock held across their I/O
+		s.stop()
+	}
+	d.pumps.Wait() // the client's gone is closed: they return
+	if hc != nil {
+		hc.CloseIdleConnections()
+	}
+}
+
+// streamsLocked returns the streams of the client's leases (d.mu held).
+func (d *directCalls) streamsLocked() []*callStream {
 	var streams []*callStream
 	for _, l := range d.leases {
 		if l.rpc != nil {
@@ -368,15 +396,7 @@ func (d *directCalls) close() {
 			streams = append(streams, l.rpc)
 		}
 	}
-	hc := d.http
-	d.mu.Unlock()
-	for _, s := range streams { // no lock held across their I/O
-		s.stop()
-	}
-	d.pumps.Wait() // the client's gone is closed: they return
-	if hc != nil {
-		hc.CloseIdleConnections()
-	}
+	return streams
 }
 
 // give frees the slot of l; failed drops the lease (drop).

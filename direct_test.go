@@ -258,3 +258,103 @@ func TestDirectSubmitSpreads(t *testing.T) {
 		t.Errorf("the client holds %d leases on testlib; want 2, one per instance", got)
 	}
 }
+
+// TestDirectSubmitOnBrokenStream: the stream of the client's lease breaks
+// while no call is on it (its worker's connection lost); a Submit of two
+// calls then takes the lease, fails to send them, and sends both through
+// the manager: they finish, with their results.
+func TestDirectSubmitOnBrokenStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 4)
+	trellis.BreakDirectStream(c, "testlib")
+	_, fell0 := c.DirectStats()
+	hs, err := c.Submit(ctx, trellis.NewCall("testlib", "add", []byte("[1,1]")), trellis.NewCall("testlib", "add", []byte("[1,2]")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second) // a hang, not a speed: they finish in about a second
+	defer wcancel()
+	for i, h := range hs {
+		if r, err := h.Wait(wctx); err != nil || !r.OK() || string(r.Output) != fmt.Sprint(i+2) {
+			t.Errorf("add(1,%d) after the lease's stream broke = %v, %v; want %d through the manager", i+1, r, err, i+2)
+		}
+	}
+	if _, fell := c.DirectStats(); fell-fell0 != 2 {
+		t.Errorf("%d calls fell back to the manager; want 2", fell-fell0)
+	}
+}
+
+// TestDirectSubmitWhileClosing: Submits of calls on a lease go on while
+// the client closes, without waiting for their calls. Each Submit either
+// returns ErrClosed or handles whose calls end (with their results, or
+// ErrClosed); once Close and the Submits have returned, no stream of a
+// lease is open. Run it with -race: Close waits for the Submits' pumps as
+// they start.
+func TestDirectSubmitWhileClosing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 4)
+	var wg sync.WaitGroup
+	handles := make([][]*trellis.Handle, 4)
+	for g := range handles {
+		wg.Add(1)
+		go func() { // exits when a Submit says the client closed
+			defer wg.Done()
+			for i := 0; ; i++ {
+				hs, err := c.Submit(ctx, trellis.NewCall("testlib", "add", fmt.Appendf(nil, "[%d,%d]", g, i)))
+				if errors.Is(err, trellis.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Submit while the client closes: %v; want handles or ErrClosed", err)
+					return
+				}
+				handles[g] = append(handles[g], hs...)
+			}
+		}()
+	}
+	for sent, _ := c.DirectStats(); sent < 100; sent, _ = c.DirectStats() { // some went direct
+		if ctx.Err() != nil {
+			t.Fatalf("%d calls sent direct within a minute", sent)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+	wg.Wait()
+	for _, hs := range handles {
+		for _, h := range hs {
+			if _, err := h.Wait(ctx); err != nil && !errors.Is(err, trellis.ErrClosed) {
+				t.Fatalf("a call submitted while the client closes: %v; want its result or ErrClosed", err)
+			}
+		}
+	}
+	if n := trellis.DirectStreamsOpen(c); n != 0 {
+		t.Errorf("%d lease streams open after Close; want none", n)
+	}
+}
+
+// TestSubmitAfterClose: a client WithDirectCalls runs a command (not a
+// call: through the manager); once it closed, a Submit says so
+// (ErrClosed), whether its tasks would go on a lease or through the
+// manager.
+func TestSubmitAfterClose(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 4)
+	hs, err := c.Submit(ctx, trellis.NewTask("true"))
+	if err != nil {
+		t.Fatalf("Submit of a command: %v", err)
+	}
+	if r, err := hs[0].Wait(ctx); err != nil || !r.OK() {
+		t.Fatalf("a command: %v, %v; want it done", r, err)
+	}
+	c.Close()
+	keyed := trellis.NewCall("testlib", "add", []byte("[2,2]"))
+	keyed.Key = "mine"
+	for name, task := range map[string]*trellis.Task{"a call on the lease": trellis.NewCall("testlib", "add", []byte("[1,1]")), "a keyed call": keyed, "a command": trellis.NewTask("true")} {
+		if hs, err := c.Submit(ctx, task); !errors.Is(err, trellis.ErrClosed) {
+			t.Errorf("Submit of %s after Close = %d handles, %v; want ErrClosed", name, len(hs), err)
+		}
+	}
+}

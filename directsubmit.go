@@ -58,7 +58,7 @@ type directItem struct {
 // manager (no lease held or lent now, or a task that cannot go direct).
 func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Handle, ok bool) {
 	d := c.direct
-	if len(tasks) == 0 {
+	if len(tasks) == 0 || tasks[0].Call == nil {
 		return nil, false
 	}
 	lib := tasks[0].Call.Library
@@ -77,17 +77,13 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 	if len(tasks) > int(leaseWindow*l.slots) {
 		leases = append(leases, d.extraLeases(ctx, c, lib, len(tasks), l)...)
 	}
-	var total int
-	for _, l := range leases {
-		total += int(l.slots)
+	slots := make([]int32, len(leases))
+	for i, l := range leases {
+		slots[i] = l.slots
 	}
 	handles = make([]*Handle, 0, len(tasks))
-	for i, l := range leases {
-		n := (len(tasks)*int(l.slots) + total - 1) / total
-		if i == len(leases)-1 {
-			n = len(tasks)
-		}
-		n = min(n, len(tasks))
+	for i, n := range shares(len(tasks), slots) {
+		l := leases[i]
 		if n == 0 {
 			break
 		}
@@ -100,12 +96,51 @@ func (c *Client) submitDirect(ctx context.Context, tasks []*Task) (handles []*Ha
 				Args: t.Call.Args, TimeLimitMs: t.TimeLimit.Milliseconds(), IdempotencyKey: c.session + "/" + key}}
 		}
 		tasks = tasks[n:]
-		d.pumps.Add(1)
-		go b.pump(held) // exits when every call is answered or handed to the manager, or the client closes
-		held = 0        // the slot take counted is the first lease's
+		d.goPump(b, held)
+		held = 0 // the slot take counted is the first lease's
 	}
 	d.sent.Add(uint64(len(handles)))
 	return handles, true
+}
+
+// shares splits n calls over leases of slots, in proportion to their
+// slots (the last takes what is left).
+func shares(n int, slots []int32) []int {
+	var total int
+	for _, s := range slots {
+		total += int(s)
+	}
+	out := make([]int, len(slots))
+	left := n
+	for i, s := range slots {
+		share := (n*int(s) + total - 1) / total
+		if i == len(slots)-1 {
+			share = left
+		}
+		share = min(share, left)
+		out[i] = share
+		left -= share
+	}
+	return out
+}
+
+// goPump starts b's pump, unless the client closed meanwhile: then b's
+// handles say ErrClosed.
+func (d *directCalls) goPump(b *directBatch, held int32) {
+	d.mu.Lock()
+	closed := d.closed
+	if !closed {
+		d.pumps.Add(1) // under d.mu: before close's Wait, or not at all
+	}
+	d.mu.Unlock()
+	if closed {
+		for _, it := range b.calls {
+			it.h.err = ErrClosed
+			close(it.h.done)
+		}
+		return
+	}
+	go b.pump(held) // exits when every call is answered or handed to the manager, or the client closes
 }
 
 // pump sends the batch's calls as slots of the lease free (held: one
@@ -162,6 +197,8 @@ func (b *directBatch) pump(held int32) {
 				d.mu.Lock()
 				b.l.freeLocked(slots)
 				d.mu.Unlock()
+				slots = 0
+				continue // the loop's top sees them failing: no answer will come for them
 			}
 			slots = 0
 		}

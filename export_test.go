@@ -10,3 +10,32 @@ func (c *Client) DirectLease(library string) uint64 {
 	}
 	return 0
 }
+
+// BreakDirectStream ends the stream of the client's lease on library
+// without dropping the lease, as the loss of its worker's connection while
+// no call is on it would, and returns once the client has seen it end.
+func BreakDirectStream(c *Client, library string) {
+	c.direct.mu.Lock()
+	s := c.direct.leases[library].rpc
+	c.direct.mu.Unlock()
+	s.close() // the worker ends the stream: its Receive fails
+	<-s.done
+}
+
+// DirectStreamsOpen says how many streams of the client's leases have not
+// ended.
+func DirectStreamsOpen(c *Client) int {
+	d := c.direct
+	d.mu.Lock()
+	streams := d.streamsLocked()
+	d.mu.Unlock()
+	open := 0
+	for _, s := range streams {
+		select {
+		case <-s.done:
+		default:
+			open++
+		}
+	}
+	return open
+}

@@ -55,13 +55,13 @@ type workerLease struct {
 	token    string // its token, made once (proto.LeaseToken)
 	instance uint64
 	slots    int32
-	busy     int32 // calls running on it
-	// queued calls wait here for one of its slots (at most slots of them:
-	// a client keeps the library busy while answers travel back); freed is
-	// closed, and replaced, when a slot frees while some wait, or the
-	// lease ends.
-	queued  int32
-	freed   chan struct{}
+	busy     int32 // calls running on it, and those a freed slot was handed to
+	// waiting are the calls waiting for one of its slots, in order of
+	// coming (at most maxQueuedPerSlot per slot: a client keeps the
+	// library busy while answers travel back): a freed slot goes to the
+	// first (its channel closed, the slot still counted busy); all are
+	// woken when the lease or its session ends.
+	waiting []chan struct{}
 	session string
 	library string
 }
@@ -70,12 +70,35 @@ type workerLease struct {
 // a lease, per slot.
 const maxQueuedPerSlot = 3
 
-// wakeLocked wakes the calls waiting for a slot of l (t.mu held).
-func (l *workerLease) wakeLocked() {
-	if l.queued > 0 {
-		close(l.freed)
-		l.freed = make(chan struct{})
+// wakeAllLocked wakes every call waiting for a slot of l, which ended
+// (t.mu held).
+func (l *workerLease) wakeAllLocked() {
+	for _, ch := range l.waiting {
+		close(ch)
 	}
+	l.waiting = nil
+}
+
+// freeLocked frees a slot of l: it goes to the first call waiting, if any
+// (t.mu held).
+func (l *workerLease) freeLocked() {
+	if len(l.waiting) == 0 {
+		l.busy--
+		return
+	}
+	close(l.waiting[0])
+	l.waiting = l.waiting[1:]
+}
+
+// leaveLocked takes the call waiting on ch off l's line, when it stops
+// waiting; if a slot was handed to it meanwhile, it goes to the next
+// (t.mu held).
+func (l *workerLease) leaveLocked(ch chan struct{}) {
+	if i := slices.Index(l.waiting, ch); i >= 0 {
+		l.waiting = slices.Delete(l.waiting, i, i+1)
+		return
+	}
+	l.freeLocked() // (a lease that ended has no one waiting: its count no longer matters)
 }
 
 // attach makes s the session the leases belong to, with its Welcome's key.
@@ -123,7 +146,7 @@ func (t *leaseTable) detach(s *session) {
 	defer t.mu.Unlock()
 	if t.sess == s {
 		for _, l := range t.byID {
-			l.wakeLocked() // they find the session gone
+			l.wakeAllLocked() // they find the session gone
 		}
 		t.sess, t.byID = nil, nil
 	}
@@ -133,8 +156,7 @@ func (t *leaseTable) grant(g *pb.LeaseGranted) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.byID != nil {
-		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library,
-			freed: make(chan struct{})}
+		t.byID[g.Lease] = &workerLease{token: proto.LeaseToken(t.key, g.Lease, t.worker), instance: g.Instance, slots: max(g.Slots, 1), session: g.Session, library: g.Library}
 		t.highest = max(t.highest, g.Lease)
 		close(t.granted)
 		t.granted = make(chan struct{})
@@ -146,7 +168,7 @@ func (t *leaseTable) end(id uint64) {
 	defer t.mu.Unlock()
 	if t.byID != nil {
 		if l := t.byID[id]; l != nil {
-			l.wakeLocked() // they find it ended
+			l.wakeAllLocked() // they find it ended
 		}
 		delete(t.byID, id)
 		t.highest = max(t.highest, id)
@@ -202,24 +224,32 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 			return workerLease{}, nil, err
 		}
 	}
-	for queued := false; l != nil && l.busy >= l.slots; l = t.byID[id] {
-		if !queued {
-			if l.queued >= maxQueuedPerSlot*l.slots {
-				return workerLease{}, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots, and %d more wait: send this one through the manager", id, l.busy, l.queued))
-			}
-			queued = true
-			l.queued++
-			defer func(l *workerLease) { l.queued-- }(l) // t.mu is held again when take returns
-		}
-		if err := t.waitLocked(ctx, l.freed, nil, sess, id, "a slot"); err != nil {
-			return workerLease{}, nil, err
-		}
-	}
 	if l == nil {
-		return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: no lease %d here (it ended): send the call through the manager", id))
+		return workerLease{}, nil, errLeaseEnded(id)
 	}
-	l.busy++
-	return *l, t.sess, nil
+	if l.busy < l.slots {
+		l.busy++
+		return *l, t.sess, nil
+	}
+	// All its slots are busy: wait in line for one.
+	if len(l.waiting) >= maxQueuedPerSlot*int(l.slots) {
+		return workerLease{}, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots, and %d more wait: send this one through the manager", id, l.busy, len(l.waiting)))
+	}
+	ch := make(chan struct{})
+	l.waiting = append(l.waiting, ch)
+	if err := t.waitLocked(ctx, ch, nil, sess, id, "a slot"); err != nil {
+		l.leaveLocked(ch)
+		return workerLease{}, nil, err
+	}
+	if t.byID[id] != l {
+		return workerLease{}, nil, errLeaseEnded(id)
+	}
+	return *l, t.sess, nil // the slot freeLocked handed over, counted busy
+}
+
+// errLeaseEnded is the answer to a call on lease id, which ended.
+func errLeaseEnded(id uint64) error {
+	return connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: no lease %d here (it ended): send the call through the manager", id))
 }
 
 // waitLocked waits, with t.mu released, until ch is closed, expired fires
@@ -248,8 +278,7 @@ func (t *leaseTable) give(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l := t.byID[id]; l != nil {
-		l.busy--
-		l.wakeLocked()
+		l.freeLocked()
 	}
 }
 

@@ -142,3 +142,63 @@ func TestLeaseQueue(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseQueueInOrder: calls waiting for a slot of a lease get the freed
+// slots one at a time, in the order they came: one freed slot lets exactly
+// one proceed, the first waiting, and a call that comes after a slot freed
+// does not take it ahead of them. A waiting call that gives up leaves its
+// place to the next.
+func TestLeaseQueueInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		key := []byte("the Welcome's key")
+		var table leaseTable
+		table.attach(&session{runID: "run-1"}, key, 7)
+		const slots = 2
+		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: slots, Session: "client", Library: "lib"})
+		token := proto.LeaseToken(key, 1, 7)
+		for range slots {
+			if _, _, err := table.take(context.Background(), 1, token); err != nil {
+				t.Fatalf("a call with a slot free: %v", err)
+			}
+		}
+		const n = maxQueuedPerSlot * slots
+		proceeded := make(chan int, n)
+		quit := make([]context.CancelFunc, n)
+		defer func() { // the calls still waiting give up: their goroutines exit
+			for _, cancel := range quit {
+				cancel()
+			}
+		}()
+		for i := range n {
+			ctx, cancel := context.WithCancel(context.Background())
+			quit[i] = cancel
+			go func() { // exits when take returns
+				if _, _, err := table.take(ctx, 1, token); err == nil {
+					proceeded <- i
+				}
+			}()
+			synctest.Wait() // it waits, behind the ones before it
+		}
+		quit[1]() // the second gives up its place
+		synctest.Wait()
+		var got []int
+		for range 3 {
+			table.give(1)
+			gone, cancel := context.WithCancel(context.Background())
+			cancel()
+			if _, _, err := table.take(gone, 1, token); err == nil {
+				t.Fatalf("a call that came after a slot freed took it ahead of %d waiting", n)
+			}
+			synctest.Wait()
+			got = append(got, len(proceeded))
+			for len(proceeded) > 0 {
+				got = append(got, <-proceeded)
+			}
+		}
+		// Each give: how many proceeded, then which.
+		want := []int{1, 0, 1, 2, 1, 3}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("calls let through by 3 freed slots, one at a time (-want +got):\n%s", diff)
+		}
+	})
+}
