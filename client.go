@@ -321,6 +321,9 @@ func (c *Client) Close() error {
 	c.closed = true
 	close(c.gone)
 	c.mu.Unlock()
+	if c.direct != nil {
+		c.direct.markClosed() // no Submit goes direct from here on, while the session ends
+	}
 	// Unfinished tasks are cancelled, and workflow-level files may go.
 	ectx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_, err := c.rpc.EndSession(ectx, connect.NewRequest(&pb.EndSessionRequest{Session: c.session}))

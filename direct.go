@@ -366,6 +366,15 @@ func (d *directCalls) client(c *Client) *http.Client {
 	return d.http
 }
 
+// markClosed stops the client's calls from taking leases, opening streams
+// or starting pumps: they go the manager's way, which says the client
+// closed.
+func (d *directCalls) markClosed() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+}
+
 // close ends the client's lease streams and waits for its Submits' pumps;
 // after it, no lease is taken, no stream opened and no pump started.
 func (d *directCalls) close() {

@@ -274,10 +274,14 @@ func (t *leaseTable) waitLocked(ctx context.Context, ch <-chan struct{}, expired
 	return nil
 }
 
-func (t *leaseTable) give(id uint64) {
+// give frees the slot a call took on lease id in session sess (take's).
+// A lease of another session is not the call's, even with the same ID
+// (a new manager run numbers its leases from 1 again); the call's own
+// went with its session.
+func (t *leaseTable) give(id uint64, sess *session) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if l := t.byID[id]; l != nil {
+	if l := t.byID[id]; l != nil && t.sess == sess {
 		l.freeLocked()
 	}
 }
@@ -422,7 +426,7 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest) (resp *
 	if err != nil {
 		return nil, nil, err
 	}
-	defer d.w.leases.give(r.Lease)
+	defer d.w.leases.give(r.Lease, sess)
 	inst := d.w.libs.get(l.instance)
 	if inst == nil {
 		return nil, nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("worker: library instance %d of lease %d is not running here: send the call through the manager", l.instance, r.Lease))

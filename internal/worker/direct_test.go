@@ -124,7 +124,7 @@ func TestLeaseQueue(t *testing.T) {
 		if _, _, err := table.take(context.Background(), 1, token); connect.CodeOf(err) != connect.CodeResourceExhausted {
 			t.Fatalf("a call beyond the lease's slot and queue: %v; want ResourceExhausted", err)
 		}
-		table.give(1)
+		table.give(1, table.sess)
 		synctest.Wait()
 		if err := <-errs; err != nil {
 			t.Fatalf("a waiting call after a slot freed: %v", err)
@@ -183,7 +183,7 @@ func TestLeaseQueueInOrder(t *testing.T) {
 		synctest.Wait()
 		var got []int
 		for range 3 {
-			table.give(1)
+			table.give(1, table.sess)
 			gone, cancel := context.WithCancel(context.Background())
 			cancel()
 			if _, _, err := table.take(gone, 1, token); err == nil {
@@ -201,4 +201,29 @@ func TestLeaseQueueInOrder(t *testing.T) {
 			t.Errorf("calls let through by 3 freed slots, one at a time (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// TestGiveAcrossSessions: a call that took a slot in one session and ends
+// in the next frees nothing there, even on a lease with the same ID (a new
+// manager run numbers its leases from 1 again).
+func TestGiveAcrossSessions(t *testing.T) {
+	key := []byte("the Welcome's key")
+	var table leaseTable
+	first := &session{runID: "run-1"}
+	table.attach(first, key, 7)
+	table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: 1, Session: "client", Library: "lib"})
+	_, sess, err := table.take(context.Background(), 1, proto.LeaseToken(key, 1, 7))
+	if err != nil {
+		t.Fatalf("a call in the first session: %v", err)
+	}
+	table.detach(first)
+	table.attach(&session{runID: "run-2"}, key, 7)
+	table.grant(&pb.LeaseGranted{Lease: 1, Instance: 4, Slots: 1, Session: "other", Library: "lib"})
+	if _, _, err := table.take(context.Background(), 1, proto.LeaseToken(key, 1, 7)); err != nil {
+		t.Fatalf("a call in the second session: %v", err)
+	}
+	table.give(1, sess) // the first session's call ends
+	if l := table.byID[1]; l.busy != 1 {
+		t.Errorf("the second session's lease 1 has %d busy slots after the first session's call ended; want 1 (its own call still runs)", l.busy)
+	}
 }

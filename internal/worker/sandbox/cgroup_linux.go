@@ -502,16 +502,13 @@ func (g *cgroups) close() error {
 // tmpfsMagic is the file system type statfs gives for tmpfs (TMPFS_MAGIC).
 const tmpfsMagic = 0x01021994
 
-// isTmpfs says whether a statfs file system type is tmpfs's.
-func isTmpfs(fsType int64) bool { return fsType == tmpfsMagic }
-
 // onTmpfs reports whether dir is on tmpfs; false when statfs fails.
 func onTmpfs(dir string) bool {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return false
 	}
-	return isTmpfs(int64(st.Type))
+	return int64(st.Type) == tmpfsMagic
 }
 
 // memoryEnforcement says where the cells' memory limits are set.
