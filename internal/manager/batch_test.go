@@ -86,20 +86,25 @@ func TestOneStepOneEventMessage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := joinWorkerOf(ctx, t, m, 8)
-	msgs := make(chan []*pb.TaskEvent, 100)
-	go m.WatchEvents(ctx, &pb.WatchRequest{Session: "s1"}, func(b *pb.TaskEvents) error { // exits when the test ends (ctx)
-		if len(b.Events) > 0 {
-			msgs <- b.Events
-		}
-		return nil
-	})
+	// The session's watch channel, as a Watch stream's reader waits on it:
+	// when it fires, everything the step told must be there to read.
+	sess, err := m.clients.Get("s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	woken, stop := sess.Watch()
+	defer stop()
+	var cursor uint64
 	nextMessage := func(round int, what string, want map[pb.TaskState]int) {
 		t.Helper()
-		var evs []*pb.TaskEvent
 		select {
-		case evs = <-msgs:
+		case <-woken:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("round %d: %s: no events in 10 s", round, what)
+			t.Fatalf("round %d: %s: no wake in 10 s", round, what)
+		}
+		evs := sess.After(cursor)
+		if len(evs) > 0 {
+			cursor = evs[len(evs)-1].Seq
 		}
 		got := make(map[pb.TaskState]int)
 		for _, ev := range evs {
@@ -109,15 +114,29 @@ func TestOneStepOneEventMessage(t *testing.T) {
 			t.Fatalf("round %d: %s: one message of events by state (-want +got):\n%s", round, what, diff)
 		}
 	}
+	// once the worker has a step's runs, that step is over: a second wake
+	// of it would mean its events were told in two messages.
+	noSecondWake := func(round int, what string) {
+		t.Helper()
+		select {
+		case <-woken:
+			t.Fatalf("round %d: %s: a second wake in one step", round, what)
+		default:
+		}
+	}
 	running, done := pb.TaskState_TASK_STATE_RUNNING, pb.TaskState_TASK_STATE_DONE
 	for round := range 20 {
 		if _, err := submit(t, m, roundTasks(round, 16)...); err != nil {
 			t.Fatal(err)
 		}
 		nextMessage(round, "the submit's runs", map[pb.TaskState]int{running: 8})
-		reportSuccess(t, w, receiveRuns(t, w, round, "first runs", 8))
+		runs := receiveRuns(t, w, round, "first runs", 8)
+		noSecondWake(round, "the submit's runs")
+		reportSuccess(t, w, runs)
 		nextMessage(round, "a batch of reports and the runs after it", map[pb.TaskState]int{done: 8, running: 8})
-		reportSuccess(t, w, receiveRuns(t, w, round, "second runs", 8))
+		runs = receiveRuns(t, w, round, "second runs", 8)
+		noSecondWake(round, "a batch of reports and the runs after it")
+		reportSuccess(t, w, runs)
 		nextMessage(round, "the last batch of reports", map[pb.TaskState]int{done: 8})
 	}
 }
