@@ -76,8 +76,12 @@ type cell struct {
 	home  *os.File // the v1 hierarchy's home
 	quota int64    // the CPU quota set, µs per period; 0 for none
 	// launcher forks the cell's processes from inside v1dir; nil until
-	// the first start that needs it. The cell's one user owns it.
+	// the first start that needs it (a start that is not a shell: a
+	// shell joins the cell itself, joinV1). The cell's one user owns it.
 	launcher *launcher
+	// joinV1 is the shell text that moves the shell running it into v1dir
+	// (joinText); "" when v1 is not used.
+	joinV1 string
 	// memdir is v2dir where its memory.* files limit the cell; "" when
 	// memory is sampled instead.
 	memdir   string
@@ -295,6 +299,7 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 			return nil, err
 		}
 		c.v1 = f
+		c.joinV1 = joinText(c.v1dir)
 	}
 	dir := c.v2dir
 	if dir == "" {
@@ -581,13 +586,66 @@ func (c *cell) setQuota(h *hierarchy, q int64) error {
 	return nil
 }
 
-// start starts cmd in the cell (nil for none): in its v1 cgroup through
-// its launcher thread, or else from the process's fork thread (a v2 cgroup
-// is entered at the clone, procAttr). Without a quota, v1 is not needed
-// where v2 holds the process. Either thread outlives what it forks, whose
-// parent-death signal comes when that thread ends.
-func (c *cell) start(cmd *exec.Cmd) error {
-	if c == nil || c.v1 == nil || c.quota == 0 && c.v2dir != "" {
+// needsV1 reports whether the cell's processes must be in its v1 cgroup:
+// for its quota, or because it has no v2 cgroup to hold them. (A v2 cgroup
+// is entered at the clone, procAttr.)
+func (c *cell) needsV1() bool {
+	return c != nil && c.v1 != nil && (c.quota != 0 || c.v2dir == "")
+}
+
+// join returns the shell text that moves the shell running it into the
+// cell's v1 cgroups where it must be there, to be put before the user's
+// command on its first line; "" when none is needed.
+func (c *cell) join() string {
+	if !c.needsV1() {
+		return ""
+	}
+	return c.joinV1
+}
+
+// joinFailed is the exit status of a shell that could not enter its cell
+// (joinText), and joinFailedText what its standard error begins with.
+const (
+	joinFailed     = 125
+	joinFailedText = "trellis: the task's shell could not enter its cgroup "
+)
+
+// joinText is the shell text that moves the shell running it into the v1
+// cgroup dir before anything else on its line runs: it writes its own pid
+// ($$) into dir's cgroup.procs, so that the worker's threads never enter
+// the cell (a v1 cgroup is entered by a thread, and the worker's memory
+// must not be charged to a cell) and no thread is kept per cell to fork
+// from inside. Where the write fails, the shell says so on its standard
+// error and exits with joinFailed, having run nothing of the task's.
+//
+// The text has no newline and ends in ";", so the user's command keeps its
+// line numbers ("sh: 1: …"); a syntax error on the user's first line stops
+// the shell before anything on that line runs, the join included.
+func joinText(dir string) string {
+	procs := shellQuote(filepath.Join(dir, "cgroup.procs"))
+	return "{ echo $$ >" + procs + ";} 2>/dev/null||{ echo " + shellQuote(joinFailedText+dir) + " >&2;exit " + strconv.Itoa(joinFailed) + ";};"
+}
+
+// shellQuote quotes s for sh, in single quotes.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// start starts cmd in the cell (nil for none). Where the cell's processes
+// must be in its v1 cgroup and cmd does not join it itself (joined: a
+// shell running join's text), cmd is forked by the cell's launcher
+// thread, which lives in that cgroup; else from the process's fork
+// thread, or, where contained is set, from the calling thread. Either
+// locked thread outlives what it forks, whose parent-death signal comes
+// when that thread ends; contained says that no parent-death signal is
+// needed (procAttr): the cell holds the process from its clone (v2) or
+// from before it runs anything of the user's (joined), and the guard
+// kills what is in the cell when the worker dies.
+func (c *cell) start(cmd *exec.Cmd, joined, contained bool) error {
+	if contained {
+		return cmd.Start()
+	}
+	if !c.needsV1() || joined {
 		var err error
 		forkThread().run(func() { err = cmd.Start() })
 		return err
@@ -774,9 +832,13 @@ func (c *cell) procsFile() string {
 
 // procAttr returns the attributes of a process started in cell c (nil for
 // none): a process group of its own, SIGKILL when the thread that started
-// it ends, and the cell's v2 cgroup from the start.
-func procAttr(c *cell) *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+// it ends (unless contained: cell.start), and the cell's v2 cgroup from
+// the start.
+func procAttr(c *cell, contained bool) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setpgid: true}
+	if !contained {
+		a.Pdeathsig = syscall.SIGKILL
+	}
 	if c != nil && c.v2fd >= 0 {
 		a.UseCgroupFD, a.CgroupFD = true, c.v2fd
 	}

@@ -826,3 +826,105 @@ func TestRunsHavePipesOfTheirOwn(t *testing.T) {
 		}
 	}
 }
+
+// A task's shell enters its cell's v1 cgroup itself, before anything of
+// the task's runs: no thread of the worker enters the cell, none is kept
+// per cell to fork from inside it, and what the task's errors say is what
+// they say without a cell (the same line numbers).
+func TestShellJoinsItsCell(t *testing.T) {
+	t.Setenv("SANDBOX_HELPER_GUARD", "1")
+	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
+	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
+		t.Skip("no cgroup v1 cpu hierarchy here")
+	}
+	dir := t.TempDir()
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "cat /proc/self/cgroup", Cores: 0.5, Warden: w})
+	if err != nil || res.Kind != Success {
+		t.Fatalf("Run: %v (%s), %v; want success", res.Kind, res.Message, err)
+	}
+	cell := cellOf(t, w, res.Stdout)
+	if !inCPUCell(w, res.Stdout, cell) {
+		t.Errorf("the task ran outside its cell %s:\n%s", cell, res.Stdout)
+	}
+	if got := readQuota(t, w, cell); got != "50000" {
+		t.Errorf("quota %s; want 50000", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(cell, "tasks")); err != nil || len(b) != 0 {
+		t.Errorf("threads in the idle cell %s: %q, %v; want none (no launcher thread)", cell, b, err)
+	}
+	for _, c := range w.cg.free {
+		if c.launcher != nil {
+			t.Errorf("cell %s has a launcher thread; want none", c.v1dir)
+		}
+	}
+	for _, tt := range []struct{ command, want string }{
+		{"nosuch1", "exit status 127: command not found (sh: 1: nosuch1: not found)"},
+		{"true\nnosuch2", "exit status 127: command not found (sh: 2: nosuch2: not found)"},
+		{"true; nosuch3 'a\nb'\nnosuch4", "exit status 127: command not found (sh: 1: nosuch3: not found)"},
+	} {
+		for _, cores := range []float64{0.5, 0} {
+			res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, Cores: cores, Warden: w})
+			if err != nil || res.Message != tt.want {
+				t.Errorf("Run(%q, %g cores) = %q, %v; want %q", tt.command, cores, res.Message, err, tt.want)
+			}
+		}
+	}
+}
+
+// A shell that cannot enter its cell runs nothing of the task's, and Run
+// says why.
+func TestShellCannotJoinItsCell(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
+		t.Skip("no cgroup v1 cpu hierarchy here")
+	}
+	dir := t.TempDir()
+	if _, err := Run(context.Background(), Spec{Dir: dir, Command: "true", Cores: 0.5, Warden: w}); err != nil {
+		t.Fatal(err)
+	}
+	c := w.cg.free[0]
+	if err := os.Remove(c.v1dir); err != nil { // kept for reuse, empty
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "touch ran", Cores: 0.5, Warden: w})
+	if want := joinFailedText + c.v1dir; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Run = %v (%s), %v; want an error saying %q", res.Kind, res.Message, err, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+		t.Errorf("the task's command ran outside its cell")
+	}
+}
+
+// With a guard, a task's shell that joins its cell has no parent-death
+// signal (it is forked from any thread); the guard still kills it, and
+// what it started, when the worker is gone.
+func TestGuardKillsJoinedShell(t *testing.T) {
+	t.Setenv("SANDBOX_HELPER_GUARD", "1")
+	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
+	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
+		t.Skip("no cgroup v1 cpu hierarchy here")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("/bin/sh", "-c", "setsid sleep 300 & echo $! > bg.pid; sleep 300")
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, io.Discard, io.Discard
+	c, err := w.start(cmd, 0.5, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.SysProcAttr.Pdeathsig != 0 {
+		t.Errorf("Pdeathsig = %v; want none for a shell in its cell", cmd.SysProcAttr.Pdeathsig)
+	}
+	pollUntil(t, 5*time.Second, "the background process to start", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "bg.pid"))
+		return len(b) > 0 && b[len(b)-1] == '\n'
+	})
+	bg := readPID(t, dir, "bg.pid")
+	if err := w.guard.close(); err != nil { // what the guard sees when the worker dies
+		t.Errorf("guard: %v", err)
+	}
+	pollUntil(t, 5*time.Second, "the shell and its setsid child to die", func() bool {
+		return c.WaitExited() == nil && dead(bg)
+	})
+	c.Kill()
+	c.Wait()
+}

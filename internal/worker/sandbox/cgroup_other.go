@@ -25,11 +25,18 @@ func (g *cgroups) memoryEnforcement() string                { return "sampled" }
 
 func onTmpfs(string) bool { return false }
 
-func (c *cell) start(cmd *exec.Cmd) error { return cmd.Start() }
-func (c *cell) kill()                     {}
-func (c *cell) procsFile() string         { return "" }
-func (c *cell) procsFD() int              { return -1 }
+func (c *cell) start(cmd *exec.Cmd, _, _ bool) error { return cmd.Start() }
+func (c *cell) join() string                         { return "" }
+func (c *cell) needsV1() bool                        { return false }
+func (c *cell) kill()                                {}
+func (c *cell) procsFile() string                    { return "" }
+func (c *cell) procsFD() int                         { return -1 }
 
-func procAttr(*cell) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+func procAttr(*cell, bool) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+const (
+	joinFailed     = 125
+	joinFailedText = "trellis: the task's shell could not enter its cgroup "
+)
 
 func removeCgroup(string, bool, int, time.Duration) error { return nil }

@@ -52,6 +52,18 @@ func (w *Warden) Start(cmd *exec.Cmd, cores float64) (*Child, error) {
 // (MemoryLimited says whether it does for this child; where it does not,
 // the caller samples memory itself).
 func (w *Warden) StartLimited(cmd *exec.Cmd, cores float64, memoryMB int64) (*Child, error) {
+	return w.start(cmd, cores, memoryMB, false)
+}
+
+// start is StartLimited; shell says that cmd runs "sh -c SCRIPT" (Args[2]
+// is SCRIPT). Where the cell's processes must be in its v1 cgroups, such a
+// shell joins them itself before SCRIPT runs: Args[2] gets the cell's join
+// text in front (cell.join), and no thread of the worker enters the cell.
+// Where the cell holds the process before it runs anything of the user's,
+// and the guard kills what is in the cells when the worker dies, the
+// process is forked from the calling thread with no parent-death signal:
+// no hand-off to a locked thread per start.
+func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool) (*Child, error) {
 	c := &Child{w: w, cmd: cmd}
 	if w != nil && w.cg != nil {
 		mem := mbToBytes(memoryMB)
@@ -63,8 +75,14 @@ func (w *Warden) StartLimited(cmd *exec.Cmd, cores float64, memoryMB int64) (*Ch
 			return nil, err
 		}
 	}
-	cmd.SysProcAttr = procAttr(c.cell)
-	if err := c.cell.start(cmd); err != nil {
+	joined := false
+	if j := c.cell.join(); shell && j != "" {
+		cmd.Args[2] = j + cmd.Args[2]
+		joined = true
+	}
+	contained := c.cell != nil && w.guard != nil && (joined || !c.cell.needsV1())
+	cmd.SysProcAttr = procAttr(c.cell, contained)
+	if err := c.cell.start(cmd, joined, contained); err != nil {
 		if c.cell != nil {
 			w.cg.release(c.cell, false)
 		}
