@@ -199,19 +199,20 @@ func watchesAdded() int {
 // MemoryExceeded.
 func TestMemoryLimitByKernel(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() != "cgroup v2 memory.max" {
-		t.Skip("no memory cgroup here")
+	if how := w.MemoryEnforcement(); how != kernelMemory && how != kernelMemoryV1 {
+		t.Skipf("no memory cgroup here: %s", how)
 	}
 	for _, tt := range []struct{ name, command string }{
 		{"over at once", "echo $$ > bg.pid; head -c 300M /dev/zero | tail"},
 		{"over after a steady start", "echo $$ > bg.pid; sleep 0.5; head -c 300M /dev/zero | tail"},
 		// The rest of the run dies with the process over the limit
-		// (memory.oom.group), not run on for 30 s.
+		// (memory.oom.group in v2; in v1 the sampler's reading of
+		// memory.oom_control), not run on for 30 s.
 		{"over in a process that left the group", "sleep 30 & echo $! > bg.pid; setsid sh -c '(head -c 300M /dev/zero; sleep 30) | tail' & sleep 30"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			added := watchesAdded()
+			added, scans := watchesAdded(), sharedScans.passCount()
 			res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, Warden: w, MemoryMB: 40, WallTime: 20 * time.Second})
 			if err != nil {
 				t.Fatal(err)
@@ -226,8 +227,17 @@ func TestMemoryLimitByKernel(t *testing.T) {
 			if res.PeakMemoryMB < 40 {
 				t.Errorf("PeakMemoryMB = %d; want at least the limit, 40", res.PeakMemoryMB)
 			}
-			if n := watchesAdded() - added; n != 0 {
-				t.Errorf("the sampler watched %d runs; want 0 (the kernel enforces the limit)", n)
+			// In v1 the sampler reads the cell's memory.oom_control to end
+			// the rest of the run; it scans no process.
+			watches := 0
+			if w.MemoryEnforcement() == kernelMemoryV1 {
+				watches = 1
+			}
+			if n := watchesAdded() - added; n != watches {
+				t.Errorf("the sampler watched %d runs; want %d (the kernel enforces the limit)", n, watches)
+			}
+			if passes := sharedScans.passCount() - scans; passes != 0 {
+				t.Errorf("%d passes over /proc; want 0", passes)
 			}
 			pid := readPID(t, dir, "bg.pid")
 			pollUntil(t, 5*time.Second, "process "+strconv.Itoa(pid)+" to die", func() bool { return dead(pid) })
@@ -276,10 +286,14 @@ func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 // after one killed for going over it in the same cell, succeeds.
 func TestMemoryLimitPerRun(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() != "cgroup v2 memory.max" {
-		t.Skip("no memory cgroup here")
-	}
 	file, none := "memory.max", "max"
+	switch how := w.MemoryEnforcement(); how {
+	case kernelMemory:
+	case kernelMemoryV1:
+		file, none = "memory.limit_in_bytes", "9223372036854771712"
+	default:
+		t.Skipf("no memory cgroup here: %s", how)
+	}
 	dir := t.TempDir()
 	for i, tt := range []struct {
 		command  string
@@ -475,14 +489,14 @@ func TestWardenCloseRemovesCgroups(t *testing.T) {
 	v2, v1 := w.cg.dirs()
 	dir := t.TempDir()
 	for _, cmd := range []string{"true", "sleep 300 &"} {
-		if _, err := Run(context.Background(), Spec{Dir: dir, Command: cmd, Warden: w, Cores: 1}); err != nil {
+		if _, err := Run(context.Background(), Spec{Dir: dir, Command: cmd, Warden: w, Cores: 1, MemoryMB: 64}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	for _, d := range []string{v2, v1} {
+	for _, d := range append(v1, v2) {
 		if _, err := os.Stat(d); d != "" && !os.IsNotExist(err) {
 			t.Errorf("cgroup %s is still there after Close: %v", d, err)
 		}
@@ -927,4 +941,37 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	})
 	c.Kill()
 	c.Wait()
+}
+
+// In cgroup v1 the task's shell enters its memory cell itself, and no
+// thread of the worker ever does: an out-of-memory kill in a cell leaves
+// the worker alone, though it holds far more memory than the task (were
+// the worker charged to the cell, the kernel would pick it).
+func TestCellOOMSparesWorker(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if how := w.MemoryEnforcement(); how != kernelMemoryV1 {
+		t.Skipf("no cgroup v1 memory limits here: %s", how)
+	}
+	ballast := make([]byte, 256<<20)
+	for i := 0; i < len(ballast); i += 4096 {
+		ballast[i] = 1
+	}
+	dir := t.TempDir()
+	for i, cores := range []float64{1, 0, 1} {
+		res, err := Run(context.Background(), Spec{Dir: dir, Command: "cat /proc/self/cgroup > cg; head -c 300M /dev/zero | tail", Cores: cores, MemoryMB: 40, Warden: w})
+		if err != nil || res.Kind != MemoryExceeded {
+			t.Fatalf("run %d: %v (%s), %v; want %v", i, res.Kind, res.Message, err, MemoryExceeded)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "cg"))
+		if !strings.Contains(string(b), ":memory:") || !strings.Contains(string(b), filepath.Base(w.cg.mem.dir)+"/c") {
+			t.Errorf("run %d ran outside its memory cell:\n%s", i, b)
+		}
+	}
+	runtime.KeepAlive(ballast)
+	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
+	for _, f := range tasks {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), filepath.Base(w.cg.mem.dir)) {
+			t.Errorf("a thread of the worker is in a cell: %s:\n%s", f, b)
+		}
+	}
 }

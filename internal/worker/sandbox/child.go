@@ -29,6 +29,7 @@ type Child struct {
 	// memory is not sampled); memKilled, set by Wait: it killed a process
 	// of the run for going over it.
 	memLimited, memKilled bool
+	memoryMB              int64 // the memory limit, MiB; 0 for none
 }
 
 // Start starts cmd as its process group's leader, with SIGKILL as its
@@ -64,11 +65,11 @@ func (w *Warden) StartLimited(cmd *exec.Cmd, cores float64, memoryMB int64) (*Ch
 // process is forked from the calling thread with no parent-death signal:
 // no hand-off to a locked thread per start.
 func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool) (*Child, error) {
-	c := &Child{w: w, cmd: cmd}
+	c := &Child{w: w, cmd: cmd, memoryMB: memoryMB}
 	if w != nil && w.cg != nil {
 		mem := mbToBytes(memoryMB)
-		if w.sampleMemory {
-			mem = 0
+		if w.sampleMemory || !shell && w.cg.memV1() {
+			mem = 0 // sampled: in v1 only a shell enters its memory cell
 		}
 		var err error
 		if c.cell, c.memLimited, err = w.cg.cell(cores, mem); err != nil {
@@ -156,6 +157,16 @@ func (c *Child) Wait() error {
 // MemoryLimited reports whether the kernel enforces the child's memory
 // limit (a cell with a memory cgroup), so that its memory needs no samples.
 func (c *Child) MemoryLimited() bool { return c.memLimited }
+
+// oomWatch returns what tells the one sampler that the kernel killed a
+// process of the child's run for its memory limit, where the rest of the
+// run is not killed with it (cgroup v1); nil elsewhere.
+func (c *Child) oomWatch() func() bool {
+	if !c.memLimited {
+		return nil
+	}
+	return c.cell.oomKilled()
+}
 
 // MemoryKilled reports, once Wait has returned, that the kernel killed a
 // process of the child's cell for going over its memory limit.

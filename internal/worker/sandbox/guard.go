@@ -24,7 +24,7 @@ import (
 //
 //	pid N        the worker's pid, never killed (v1 kills go by pid)
 //	v2 "DIR"     the worker's cgroup v2 (Go-quoted)
-//	v1 "DIR"     the worker's cgroup in the v1 cpu hierarchy
+//	v1 "DIR"     the worker's cgroup in a v1 hierarchy (cpu, memory)
 //	+N           process group N was started
 //	-N           process group N is gone (sent before its leader is reaped)
 //
@@ -54,7 +54,7 @@ type guard struct {
 var errGuardClosed = errors.New("sandbox: guard closed")
 
 // startGuard starts the guard process and tells it the worker's cgroups.
-func startGuard(argv []string, v2, v1 string, log *slog.Logger) (*guard, error) {
+func startGuard(argv []string, v2 string, v1 []string, log *slog.Logger) (*guard, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -73,8 +73,8 @@ func startGuard(argv []string, v2, v1 string, log *slog.Logger) (*guard, error) 
 	if v2 != "" {
 		hello += "v2 " + strconv.Quote(v2) + "\n"
 	}
-	if v1 != "" {
-		hello += "v1 " + strconv.Quote(v1) + "\n"
+	for _, d := range v1 {
+		hello += "v1 " + strconv.Quote(d) + "\n"
 	}
 	g.send(hello)
 	return g, nil

@@ -95,11 +95,19 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if c.MemoryKilled() && res.Kind != v.kind {
 		// The kernel's limit, not one the monitor enforced (which wins
 		// where it killed first), ended the run.
-		res.Kind = MemoryExceeded
-		res.Message = fmt.Sprintf("killed: memory exceeded the limit of %d MB (the kernel's out-of-memory killer ended a process of the task)", spec.MemoryMB)
+		// (In v1 the kernel kills one process, and the shell may exit on
+		// its own: the run was killed all the same.)
+		res.Kind, res.ExitCode = MemoryExceeded, -1
+		res.Message = kernelOOMMessage(spec.MemoryMB)
 		res.PeakMemoryMB = max(res.PeakMemoryMB, spec.MemoryMB)
 	}
 	return res, nil
+}
+
+// kernelOOMMessage is the message of a run that the kernel's limit of mb
+// MiB ended.
+func kernelOOMMessage(mb int64) string {
+	return fmt.Sprintf("killed: memory exceeded the limit of %d MB (the kernel's out-of-memory killer ended a process of the task)", mb)
 }
 
 // devNull is /dev/null, open for reading for the process's life: every

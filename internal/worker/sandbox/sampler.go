@@ -39,6 +39,11 @@ type watch struct {
 	// goroutine with the sampler's lock held (it kills the run).
 	over func(verdict)
 	done bool // over was called: no more samples
+	// oom, where not nil, says that the kernel killed a process of the run
+	// for its memory limit of oomMB (cell.oomKilled): the rest of the run
+	// is then killed too.
+	oom   func() bool
+	oomMB int64
 }
 
 var samplers = newSampler()
@@ -133,6 +138,11 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 // start is not growth), so a short task is sampled at 1, 3, 7, 15, 23 ×
 // the base interval, not at 1, 2, 4, 8, 16 and 24.
 func (s *sampler) sample(w *watch, now time.Time) {
+	if w.oom != nil && w.oom() {
+		w.peak = max(w.peak, mbToBytes(w.oomMB))
+		w.stop(verdict{kind: MemoryExceeded, message: kernelOOMMessage(w.oomMB)})
+		return
+	}
 	steady := true
 	if w.memLimit > 0 {
 		rss, _ := w.scan.rssAt(now)
