@@ -68,7 +68,7 @@ type cell struct {
 	v2dir string // "" when v2 is not used
 	v2fd  int    // v2dir opened, for clone into it; -1 when not used
 	v1dir string // "" when v1 is not used
-	v1    *os.File
+	v1    *os.File // v1dir's tasks file, for its launcher; nil until opened
 	// procs is the cgroup.procs file of v2dir (else of v1dir), kept open
 	// for the cell's life: it is read twice or more per task (empty,
 	// and each memory sample), and opening a cgroup file costs more
@@ -346,12 +346,6 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 			c.remove()
 			return nil, err
 		}
-		f, err := os.OpenFile(filepath.Join(c.v1dir, "tasks"), os.O_WRONLY, 0)
-		if err != nil {
-			c.remove()
-			return nil, err
-		}
-		c.v1 = f
 		c.joinV1 = joinText(c.v1dir)
 	}
 	dir := c.v2dir
@@ -777,7 +771,7 @@ func (c *cell) setQuota(h *hierarchy, q int64) error {
 // for its quota, or because it has no v2 cgroup to hold them. (A v2 cgroup
 // is entered at the clone, procAttr.)
 func (c *cell) needsV1() bool {
-	return c != nil && c.v1 != nil && (c.quota != 0 || c.v2dir == "")
+	return c != nil && c.v1dir != "" && (c.quota != 0 || c.v2dir == "")
 }
 
 // join returns the shell text that moves the shell running it into the
@@ -870,6 +864,13 @@ type launcher struct {
 
 // startLauncher starts a launcher in c's v1 cgroup.
 func startLauncher(c *cell) (*launcher, error) {
+	if c.v1 == nil {
+		f, err := os.OpenFile(filepath.Join(c.v1dir, "tasks"), os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		c.v1 = f
+	}
 	l := &launcher{jobs: make(chan func()), done: make(chan struct{})}
 	entered := make(chan error, 1)
 	go func() { // exits when stop closes jobs, or at once if it cannot enter

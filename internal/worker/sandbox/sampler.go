@@ -18,6 +18,9 @@ type sampler struct {
 	mu      sync.Mutex
 	watches map[*watch]struct{} // guarded by mu
 	running bool                // guarded by mu: the goroutine runs
+	// next is when the goroutine wakes next (guarded by mu): a watch
+	// added due no earlier needs no wake-up of its own.
+	next time.Time
 	wake    chan struct{}       // a watch was added: look at the due times again
 	wakeups int                 // guarded by mu: wake-ups that sampled, for tests
 	added   int                 // guarded by mu: watches added, for tests
@@ -52,18 +55,24 @@ func newSampler() *sampler {
 	return &sampler{watches: make(map[*watch]struct{}), wake: make(chan struct{}, 1)}
 }
 
-// add starts sampling w, first after its base interval.
+// add starts sampling w, first after its base interval. It wakes the
+// goroutine only where w is due before its next wake-up: with hundreds of
+// runs starting a second, a wake-up for each was a goroutine switch and a
+// look at every watch per start.
 func (s *sampler) add(w *watch, now time.Time) {
 	w.interval, w.due = w.base, now.Add(w.base)
 	s.mu.Lock()
 	s.watches[w] = struct{}{}
 	s.added++
+	wake := s.running && w.due.Before(s.next)
 	if !s.running {
 		s.running = true
 		go s.run() // exits when no watch is left
 	}
 	s.mu.Unlock()
-	s.poke()
+	if wake {
+		s.poke()
+	}
 }
 
 // remove stops sampling w and returns the peak memory it sampled. It does
@@ -98,6 +107,7 @@ func (s *sampler) run() {
 			return
 		}
 		next := s.sampleDue(time.Now())
+		s.next = next
 		s.mu.Unlock()
 		t.Reset(time.Until(next))
 		select {
