@@ -65,9 +65,9 @@ type hierarchy struct {
 
 // cell is the cgroup of one process tree, in each hierarchy used.
 type cell struct {
-	v2dir string // "" when v2 is not used
-	v2fd  int    // v2dir opened, for clone into it; -1 when not used
-	v1dir string // "" when v1 is not used
+	v2dir string   // "" when v2 is not used
+	v2fd  int      // v2dir opened, for clone into it; -1 when not used
+	v1dir string   // "" when v1 is not used
 	v1    *os.File // v1dir's tasks file, for its launcher; nil until opened
 	// procs is the cgroup.procs file of v2dir (else of v1dir), kept open
 	// for the cell's life: it is read twice or more per task (empty,

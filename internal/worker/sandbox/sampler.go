@@ -20,10 +20,10 @@ type sampler struct {
 	running bool                // guarded by mu: the goroutine runs
 	// next is when the goroutine wakes next (guarded by mu): a watch
 	// added due no earlier needs no wake-up of its own.
-	next time.Time
-	wake    chan struct{}       // a watch was added: look at the due times again
-	wakeups int                 // guarded by mu: wake-ups that sampled, for tests
-	added   int                 // guarded by mu: watches added, for tests
+	next    time.Time
+	wake    chan struct{} // a watch was added: look at the due times again
+	wakeups int           // guarded by mu: wake-ups that sampled, for tests
+	added   int           // guarded by mu: watches added, for tests
 }
 
 // watch is one run's limits and the state of its samples. Its fields are
