@@ -636,6 +636,8 @@ func TestCgroupFallbacks(t *testing.T) {
 		{"v2 not a cgroup", func() error { _, _, err := openV2(notCgroup, "trellis-1-2-3"); return err }, "cgroup v2 without cgroup.kill (Linux 5.14 or later needed)"},
 		{"v1 not writable", func() error { _, err := openV1("/proc/self", "trellis-1-2-3"); return err }, "cgroup v1 cpu /proc/self not writable: "},
 		{"v1 not a cgroup", func() error { _, err := openV1(notCgroup, "trellis-1-2-3"); return err }, "cgroup v1 cpu " + notCgroup + ": open " + notCgroup + "/tasks: no such file or directory"},
+		{"v1 memory not writable", func() error { _, err := openV1Memory("/proc/self", "trellis-1-2-3"); return err }, "cgroup v1 memory /proc/self not writable: "},
+		{"v1 memory not a cgroup", func() error { _, err := openV1Memory(notCgroup, "trellis-1-2-3"); return err }, "cgroup v1 memory has no memory.memsw.limit_in_bytes (swap accounting is off)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
