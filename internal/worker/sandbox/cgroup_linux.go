@@ -527,6 +527,22 @@ func (c *cell) memEvents() (memEvents, bool) {
 	return e, true
 }
 
+// startMemoryV1 resets the v1 cell's peak (memory.max_usage_in_bytes), so
+// that it is the run's own from here, and returns the events as they are
+// then: the oom_kill count, and no limit hit yet.
+func (c *cell) startMemoryV1() (memEvents, bool) {
+	if _, err := syscall.Pwrite(c.peakFD, []byte("0"), 0); err != nil {
+		return memEvents{}, false
+	}
+	var buf [128]byte
+	n, err := syscall.Pread(c.oomFD, buf[:], 0)
+	if err != nil || n <= 0 {
+		return memEvents{}, false
+	}
+	kills, ok := parseOOMControl(buf[:n])
+	return memEvents{oomKill: kills}, ok
+}
+
 // peak reads the most the v1 cell held since the run started, in bytes.
 func (c *cell) peak() (int64, bool) {
 	var buf [32]byte
@@ -606,9 +622,10 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 	}
 	if memory > 0 {
 		if c.memV1 {
-			syscall.Pwrite(c.peakFD, []byte("0"), 0) // the run's own peak from here
+			c.events, c.eventsOK = c.startMemoryV1()
+		} else {
+			c.events, c.eventsOK = c.memEvents()
 		}
-		c.events, c.eventsOK = c.memEvents()
 	}
 	return c, memory > 0, nil
 }

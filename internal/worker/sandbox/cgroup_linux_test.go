@@ -912,8 +912,9 @@ func TestShellCannotJoinItsCell(t *testing.T) {
 }
 
 // With a guard, a task's shell that joins its cell has no parent-death
-// signal (it is forked from any thread); the guard still kills it, and
-// what it started, when the worker is gone.
+// signal (it is forked from any thread) and the guard is not told of its
+// process group; the guard still kills it, and what it started, when the
+// worker is gone: with the cells.
 func TestGuardKillsJoinedShell(t *testing.T) {
 	t.Setenv("SANDBOX_HELPER_GUARD", "1")
 	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
@@ -927,8 +928,8 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cmd.SysProcAttr.Pdeathsig != 0 {
-		t.Errorf("Pdeathsig = %v; want none for a shell in its cell", cmd.SysProcAttr.Pdeathsig)
+	if cmd.SysProcAttr.Pdeathsig != 0 || !c.contained {
+		t.Errorf("Pdeathsig = %v, contained %v; want none, true for a shell in its cell", cmd.SysProcAttr.Pdeathsig, c.contained)
 	}
 	pollUntil(t, 5*time.Second, "the background process to start", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "bg.pid"))

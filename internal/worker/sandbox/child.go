@@ -25,6 +25,10 @@ type Child struct {
 	released bool       // Wait has begun: the group and cell are no longer ours to signal
 
 	lingers bool // set by Wait: a process of its cell was left running
+	// contained: the cell holds the process from before it runs anything
+	// of the user's and the guard kills the cells, so the guard is not
+	// told of its group (start).
+	contained bool
 	// memLimited: the kernel enforces a memory limit on the cell (its
 	// memory is not sampled); memKilled, set by Wait: it killed a process
 	// of the run for going over it.
@@ -32,11 +36,12 @@ type Child struct {
 	memoryMB              int64 // the memory limit, MiB; 0 for none
 }
 
-// Start starts cmd as its process group's leader, with SIGKILL as its
-// parent-death signal, in a cgroup of its own limited to cores (none for 0)
-// where the warden has cgroups, and tells the guard about it. It sets
-// cmd.SysProcAttr. The error is the one of cmd.Start, or says why the
-// cgroup could not be made.
+// Start starts cmd as its process group's leader, in a cgroup of its own
+// limited to cores (none for 0) where the warden has cgroups, and tells the
+// guard about it; where the cgroup and the guard together do not make it
+// die with the worker (start), with SIGKILL as its parent-death signal and
+// the guard told of its group. It sets cmd.SysProcAttr. The error is the
+// one of cmd.Start, or says why the cgroup could not be made.
 //
 // The kernel sends the parent-death signal when the thread that forked the
 // child ends, not the process, and the Go runtime ends a thread when a
@@ -81,15 +86,19 @@ func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool)
 		cmd.Args[2] = j + cmd.Args[2]
 		joined = true
 	}
-	contained := c.cell != nil && w.guard != nil && (joined || !c.cell.needsV1())
-	cmd.SysProcAttr = procAttr(c.cell, contained)
-	if err := c.cell.start(cmd, joined, contained); err != nil {
+	c.contained = c.cell != nil && w.guard != nil && (joined || !c.cell.needsV1())
+	cmd.SysProcAttr = procAttr(c.cell, c.contained)
+	if err := c.cell.start(cmd, joined, c.contained); err != nil {
 		if c.cell != nil {
 			w.cg.release(c.cell, false)
 		}
 		return nil, err
 	}
-	c.w.guardSend("+" + strconv.Itoa(cmd.Process.Pid) + "\n")
+	if !c.contained {
+		// A contained process is killed with the cells; telling the guard
+		// of its group too cost two writes to its pipe per task.
+		c.w.guardSend("+" + strconv.Itoa(cmd.Process.Pid) + "\n")
+	}
 	c.exit = watchExit(cmd.Process.Pid) // nil if there is no pidfd: WaitExited blocks a thread then
 	return c, nil
 }
@@ -137,7 +146,9 @@ func (c *Child) Wait() error {
 	c.mu.Unlock()
 	// Before the reap: until then the group id cannot be reused, so the
 	// guard never kills a group that is not this one.
-	c.w.guardSend("-" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
+	if !c.contained {
+		c.w.guardSend("-" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
+	}
 	exited := c.WaitExited() // at once where the caller waited for it first
 	err := c.cmd.Wait()
 	if c.exit != nil {
