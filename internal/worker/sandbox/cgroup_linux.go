@@ -792,15 +792,15 @@ func (c *cell) needsV1() bool {
 }
 
 // join returns the shell text that moves the shell running it into the
-// cell's v1 cgroups where it must be there (cpu: needsV1; memory: a limit
-// set in v1), to be put before the user's command on its first line; ""
-// when none is needed.
-func (c *cell) join() string {
+// cell's v1 cgroups where it must be there (cpu, where cpu is set:
+// needsV1; memory: a limit set in v1), to be put before the user's command
+// on its first line; "" when none is needed.
+func (c *cell) join(cpu bool) string {
 	if c == nil {
 		return ""
 	}
 	j := ""
-	if c.needsV1() {
+	if cpu && c.needsV1() {
 		j = c.joinV1
 	}
 	if c.memV1 && c.memLimit > 0 {
@@ -838,8 +838,8 @@ func shellQuote(s string) string {
 }
 
 // start starts cmd in the cell (nil for none). Where the cell's processes
-// must be in its v1 cgroup and cmd does not join it itself (joined: a
-// shell running join's text), cmd is forked by the cell's launcher
+// must be in its v1 cpu cgroup and cmd does not join it itself (joined: a
+// shell running join's text for cpu), cmd is forked by the cell's launcher
 // thread, which lives in that cgroup; else from the process's fork
 // thread, or, where contained is set, from the calling thread. Either
 // locked thread outlives what it forks, whose parent-death signal comes

@@ -843,10 +843,10 @@ func TestRunsHavePipesOfTheirOwn(t *testing.T) {
 	}
 }
 
-// A task's shell enters its cell's v1 cgroup itself, before anything of
-// the task's runs: no thread of the worker enters the cell, none is kept
-// per cell to fork from inside it, and what the task's errors say is what
-// they say without a cell (the same line numbers).
+// With a guard, a task's shell enters its cell's v1 cpu cgroup itself,
+// before anything of the task's runs: no thread of the worker enters the
+// cell, none is kept per cell to fork from inside it, and what the task's
+// errors say is what they say without a cell (the same line numbers).
 func TestShellJoinsItsCell(t *testing.T) {
 	t.Setenv("SANDBOX_HELPER_GUARD", "1")
 	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
@@ -890,7 +890,8 @@ func TestShellJoinsItsCell(t *testing.T) {
 // A shell that cannot enter its cell runs nothing of the task's, and Run
 // says why.
 func TestShellCannotJoinItsCell(t *testing.T) {
-	w := newWarden(t, WardenConfig{})
+	t.Setenv("SANDBOX_HELPER_GUARD", "1")
+	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
 	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
 		t.Skip("no cgroup v1 cpu hierarchy here")
 	}
@@ -970,11 +971,18 @@ func TestCellOOMSparesWorker(t *testing.T) {
 			t.Errorf("run %d ran outside its memory cell:\n%s", i, b)
 		}
 	}
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "true\nnosuch", MemoryMB: 40, Warden: w})
+	if want := "exit status 127: command not found (sh: 2: nosuch: not found)"; err != nil || res.Message != want {
+		t.Errorf("Run = %q, %v; want %q (the line numbers of the command)", res.Message, err, want)
+	}
 	runtime.KeepAlive(ballast)
 	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
 	for _, f := range tasks {
-		if b, _ := os.ReadFile(f); strings.Contains(string(b), filepath.Base(w.cg.mem.dir)) {
-			t.Errorf("a thread of the worker is in a cell: %s:\n%s", f, b)
+		b, _ := os.ReadFile(f)
+		for line := range strings.Lines(string(b)) {
+			if strings.Contains(line, ":memory:") && strings.Contains(line, filepath.Base(w.cg.mem.dir)) {
+				t.Errorf("a thread of the worker is in a memory cell: %s: %s", f, line)
+			}
 		}
 	}
 }

@@ -27,7 +27,7 @@ func (g *cgroups) memoryEnforcement() string                { return "sampled" }
 func onTmpfs(string) bool { return false }
 
 func (c *cell) start(cmd *exec.Cmd, _, _ bool) error { return cmd.Start() }
-func (c *cell) join() string                         { return "" }
+func (c *cell) join(bool) string                     { return "" }
 func (c *cell) needsV1() bool                        { return false }
 func (c *cell) oomKilled() func() bool               { return nil }
 func (c *cell) kill()                                {}

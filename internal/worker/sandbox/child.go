@@ -63,8 +63,9 @@ func (w *Warden) StartLimited(cmd *exec.Cmd, cores float64, memoryMB int64) (*Ch
 
 // start is StartLimited; shell says that cmd runs "sh -c SCRIPT" (Args[2]
 // is SCRIPT). Where the cell's processes must be in its v1 cgroups, such a
-// shell joins them itself before SCRIPT runs: Args[2] gets the cell's join
-// text in front (cell.join), and no thread of the worker enters the cell.
+// shell joins them itself before SCRIPT runs (its v1 cpu cgroup only where
+// there is a guard): Args[2] gets the cell's join text in front
+// (cell.join), and no thread of the worker enters the cell.
 // Where the cell holds the process before it runs anything of the user's,
 // and the guard kills what is in the cells when the worker dies, the
 // process is forked from the calling thread with no parent-death signal:
@@ -81,10 +82,16 @@ func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool)
 			return nil, err
 		}
 	}
+	// The shell enters its v1 cpu cell itself only where that saves the
+	// hand-off to a locked thread (contained: with a guard); else the
+	// cell's launcher forks it there, and a v1 migration in the child
+	// would cost it some 40 µs of CPU for nothing. It always enters its v1
+	// memory cell itself: no thread of the worker may be there.
+	joinCPU := shell && w != nil && w.guard != nil && c.cell.needsV1()
 	joined := false
-	if j := c.cell.join(); shell && j != "" {
+	if j := c.cell.join(joinCPU); shell && j != "" {
 		cmd.Args[2] = j + cmd.Args[2]
-		joined = true
+		joined = joinCPU
 	}
 	c.contained = c.cell != nil && w.guard != nil && (joined || !c.cell.needsV1())
 	cmd.SysProcAttr = procAttr(c.cell, c.contained)
