@@ -848,11 +848,7 @@ func TestRunsHavePipesOfTheirOwn(t *testing.T) {
 // cell, none is kept per cell to fork from inside it, and what the task's
 // errors say is what they say without a cell (the same line numbers).
 func TestShellJoinsItsCell(t *testing.T) {
-	t.Setenv("SANDBOX_HELPER_GUARD", "1")
-	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
-	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
-		t.Skip("no cgroup v1 cpu hierarchy here")
-	}
+	w := newGuardedV1Warden(t)
 	dir := t.TempDir()
 	res, err := Run(context.Background(), Spec{Dir: dir, Command: "cat /proc/self/cgroup", Cores: 0.5, Warden: w})
 	if err != nil || res.Kind != Success {
@@ -890,11 +886,7 @@ func TestShellJoinsItsCell(t *testing.T) {
 // A shell that cannot enter its cell runs nothing of the task's, and Run
 // says why.
 func TestShellCannotJoinItsCell(t *testing.T) {
-	t.Setenv("SANDBOX_HELPER_GUARD", "1")
-	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
-	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
-		t.Skip("no cgroup v1 cpu hierarchy here")
-	}
+	w := newGuardedV1Warden(t)
 	dir := t.TempDir()
 	if _, err := Run(context.Background(), Spec{Dir: dir, Command: "true", Cores: 0.5, Warden: w}); err != nil {
 		t.Fatal(err)
@@ -917,11 +909,7 @@ func TestShellCannotJoinItsCell(t *testing.T) {
 // process group; the guard still kills it, and what it started, when the
 // worker is gone: with the cells.
 func TestGuardKillsJoinedShell(t *testing.T) {
-	t.Setenv("SANDBOX_HELPER_GUARD", "1")
-	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
-	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
-		t.Skip("no cgroup v1 cpu hierarchy here")
-	}
+	w := newGuardedV1Warden(t)
 	dir := t.TempDir()
 	cmd := exec.Command("/bin/sh", "-c", "setsid sleep 300 & echo $! > bg.pid; sleep 300")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, io.Discard, io.Discard
@@ -985,4 +973,16 @@ func TestCellOOMSparesWorker(t *testing.T) {
 			}
 		}
 	}
+}
+
+// newGuardedV1Warden is newWarden with a guard process (TestHelperGuard),
+// skipping the test where CPU quotas are not in cgroup v1.
+func newGuardedV1Warden(t *testing.T) *Warden {
+	t.Helper()
+	t.Setenv("SANDBOX_HELPER_GUARD", "1")
+	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
+	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
+		t.Skip("no cgroup v1 cpu hierarchy here")
+	}
+	return w
 }
