@@ -618,8 +618,12 @@ func TestGuardProcess(t *testing.T) {
 	}
 	c.Kill()
 	c.Wait()
-	if _, procs := w.Enforcement(); !strings.Contains(procs, "guard pid ") {
+	_, procs := w.Enforcement()
+	if !strings.Contains(procs, "guard pid ") {
 		t.Errorf("Enforcement says %q; want it to name the guard", procs)
+	}
+	if w.cg != nil && !strings.Contains(procs, "parent-death signal where no cgroup holds a process from its start") {
+		t.Errorf("Enforcement says %q; want it to say where the parent-death signal is used", procs)
 	}
 }
 

@@ -81,6 +81,10 @@ func (w *Warden) Enforcement() (cpu, processes string) {
 		return "not enforced (no warden)", "process groups, parent-death signal"
 	}
 	parts := []string{"process groups", "parent-death signal"}
+	if w.cg != nil && w.guard != nil {
+		// Tasks in their cells need none: the guard kills the cells.
+		parts[1] = "parent-death signal where no cgroup holds a process from its start"
+	}
 	if w.cg != nil {
 		v2, v1 := w.cg.dirs()
 		if v2 != "" {
