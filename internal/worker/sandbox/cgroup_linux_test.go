@@ -937,6 +937,24 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	})
 	c.Kill()
 	c.Wait()
+
+	// With the guard gone (a write to it failed), a task gets its
+	// parent-death signal again.
+	w = newGuardedV1Warden(t)
+	w.guard.mu.Lock()
+	w.guard.err = fmt.Errorf("broken pipe")
+	w.guard.mu.Unlock()
+	cmd = exec.Command("/bin/sh", "-c", "true")
+	c, err = w.start(cmd, 0.5, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.SysProcAttr.Pdeathsig != syscall.SIGKILL || c.contained {
+		t.Errorf("without a guard: Pdeathsig = %v, contained %v; want SIGKILL, false", cmd.SysProcAttr.Pdeathsig, c.contained)
+	}
+	c.WaitExited()
+	c.Kill()
+	c.Wait()
 }
 
 // In cgroup v1 the task's shell enters its memory cell itself, and no

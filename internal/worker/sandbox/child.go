@@ -87,13 +87,14 @@ func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool)
 	// cell's launcher forks it there, and a v1 migration in the child
 	// would cost it some 40 µs of CPU for nothing. It always enters its v1
 	// memory cell itself: no thread of the worker may be there.
-	joinCPU := shell && w != nil && w.guard != nil && c.cell.needsV1()
+	guarded := w != nil && w.guard.alive()
+	joinCPU := shell && guarded && c.cell.needsV1()
 	joined := false
 	if j := c.cell.join(joinCPU); shell && j != "" {
 		cmd.Args[2] = j + cmd.Args[2]
 		joined = joinCPU
 	}
-	c.contained = c.cell != nil && w.guard != nil && (joined || !c.cell.needsV1())
+	c.contained = c.cell != nil && guarded && (joined || !c.cell.needsV1())
 	cmd.SysProcAttr = procAttr(c.cell, c.contained)
 	if err := c.cell.start(cmd, joined, c.contained); err != nil {
 		if c.cell != nil {

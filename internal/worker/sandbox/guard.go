@@ -95,6 +95,18 @@ func (g *guard) send(lines string) {
 	}
 }
 
+// alive reports whether the guard is there and hears the worker (no write
+// to it failed); false for a nil guard. A process started once it is not
+// gets the parent-death signal again.
+func (g *guard) alive() bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err == nil
+}
+
 // close closes the pipe, which tells the guard to clean up and exit, and
 // waits for it to exit; after guardWait it kills it.
 func (g *guard) close() error {
