@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -145,5 +146,24 @@ func reportSelfCPU(b *testing.B) func() {
 		ns := syscall.TimevalToNsec(end.Utime) - syscall.TimevalToNsec(start.Utime) +
 			syscall.TimevalToNsec(end.Stime) - syscall.TimevalToNsec(start.Stime)
 		b.ReportMetric(float64(ns)/float64(b.N), "self-cpu-ns/op")
+	}
+}
+
+// BenchmarkRunTrueWardenMemory is BenchmarkRunTrueWarden as a worker runs
+// a task with a memory limit: a guard process, one core, 64 MB.
+func BenchmarkRunTrueWardenMemory(b *testing.B) {
+	b.Setenv("SANDBOX_HELPER_GUARD", "1")
+	w, err := NewWarden(WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	dir, ctx := b.TempDir(), context.Background()
+	defer reportSelfCPU(b)()
+	for b.Loop() {
+		res, err := Run(ctx, Spec{Dir: dir, Command: "true", Warden: w, Cores: 1, MemoryMB: 64})
+		if err != nil || res.Kind != Success {
+			b.Fatalf("Run(true) = %v, %v", res.Kind, err)
+		}
 	}
 }

@@ -40,8 +40,9 @@ type cgroups struct {
 	v2  *hierarchy // nil when cgroup v2 is not used
 	v1  *hierarchy // nil when cgroup v1 is not used
 	cpu *hierarchy // where quotas are set (v2 or v1); nil when not enforced
-	// mem is where memory limits are set (v2, memory.max); nil where they
-	// are sampled.
+	// mem is where memory limits are set: v2 (memory.max) or the v1
+	// memory hierarchy (memory.limit_in_bytes, which the task's shell
+	// enters itself: joinText); nil where they are sampled.
 	mem *hierarchy
 	// memWhy says why memory is sampled although the memory controller
 	// could be enabled; "" otherwise.
@@ -64,10 +65,10 @@ type hierarchy struct {
 
 // cell is the cgroup of one process tree, in each hierarchy used.
 type cell struct {
-	v2dir string // "" when v2 is not used
-	v2fd  int    // v2dir opened, for clone into it; -1 when not used
-	v1dir string // "" when v1 is not used
-	v1    *os.File
+	v2dir string   // "" when v2 is not used
+	v2fd  int      // v2dir opened, for clone into it; -1 when not used
+	v1dir string   // "" when v1 is not used
+	v1    *os.File // v1dir's tasks file, for its launcher; nil until opened
 	// procs is the cgroup.procs file of v2dir (else of v1dir), kept open
 	// for the cell's life: it is read twice or more per task (empty,
 	// and each memory sample), and opening a cgroup file costs more
@@ -76,17 +77,29 @@ type cell struct {
 	home  *os.File // the v1 hierarchy's home
 	quota int64    // the CPU quota set, µs per period; 0 for none
 	// launcher forks the cell's processes from inside v1dir; nil until
-	// the first start that needs it. The cell's one user owns it.
+	// the first start that needs it (a start that is not a shell: a
+	// shell joins the cell itself, joinV1). The cell's one user owns it.
 	launcher *launcher
-	// memdir is v2dir where its memory.* files limit the cell; "" when
-	// memory is sampled instead.
-	memdir   string
-	memLimit int64 // the memory limit set, bytes; 0 for none
-	// oomFD is memory.events, open for the cell's life, whose counters
-	// say whether a run went over its limit; -1 when memory is sampled.
+	// joinV1 is the shell text that moves the shell running it into v1dir
+	// (joinText); "" when v1 is not used.
+	joinV1 string
+	// memdir is where the cell's memory.* files limit it: v2dir, or its
+	// cgroup in the v1 memory hierarchy (memV1); "" when memory is
+	// sampled instead.
+	memdir string
+	memV1  bool
+	// joinM1 is the shell text that enters memdir where memV1 (joinText).
+	joinM1   string
+	memLimit int64 // the memory limit set, bytes; 0 for none, -1 unknown
+	// oomFD is memory.events (v2) or memory.oom_control (v1), open for
+	// the cell's life, whose counters say whether a run went over its
+	// limit; -1 when memory is sampled. In v1, peakFD is
+	// memory.max_usage_in_bytes, open for reading and writing: the most
+	// the cell held since the run started (cell resets it).
 	// events is what they were when the current limited run started
 	// (eventsOK: they could be read then).
 	oomFD    int
+	peakFD   int
 	events   memEvents
 	eventsOK bool
 	// spent is set once cgroup.kill was written to v2dir: the kernel
@@ -130,7 +143,7 @@ func openCgroups() (g *cgroups, cpu string) {
 		return nil, "not enforced (cannot read this process's start time)"
 	}
 	name := fmt.Sprintf("trellis-%d-%d-%d", os.Getpid(), start, wardens.Add(1))
-	v2base, v1base := cgroupBases(self, mi)
+	v2base, v1base, v1mem := cgroupBasesMem(self, mi)
 	g = &cgroups{}
 	var why []string
 	if v2base == "" {
@@ -156,7 +169,7 @@ func openCgroups() (g *cgroups, cpu string) {
 	} else if g.cpu == nil {
 		why = append(why, "no cgroup v1 cpu controller")
 	}
-	g.openMemory()
+	g.openMemory(v1mem, name)
 	switch {
 	case g.v2 == nil && g.v1 == nil:
 		return nil, "not enforced (" + strings.Join(why, "; ") + ")"
@@ -169,25 +182,69 @@ func openCgroups() (g *cgroups, cpu string) {
 }
 
 // openMemory enables the memory controller for the cells where cgroup v2
-// has it, so that the kernel enforces their memory limits (memory.max).
-// Elsewhere g.mem stays nil and memory is sampled. (The v1 memory
-// hierarchy is not used: a process enters a v1 cgroup by the thread that
-// forks it, and a worker thread in a cell got the worker's own memory
-// charged there, where the cell's out-of-memory killer could pick the
-// worker: docs/benchmarks.md, capacity.)
+// has it, so that the kernel enforces their memory limits (memory.max);
+// else, where the v1 memory hierarchy is mounted at v1base and writable,
+// it makes the warden's cgroup named name there (memory.limit_in_bytes).
+// Elsewhere g.mem stays nil and memory is sampled.
 //
-// Where the kernel keeps no swap account per cgroup (no memory.swap.max),
-// memory is sampled too: on a host with swap, memory.max alone would move
-// what a task uses over it to swap rather than end the task.
-func (g *cgroups) openMemory() {
-	if g.v2 == nil || enableController(g.v2.base, g.v2.dir, "memory") != nil {
+// In v1 a cell is entered by the task's shell itself, never by a thread
+// of the worker (joinText): a worker thread in a cell got the worker's own
+// memory charged there, where the cell's out-of-memory killer could pick
+// the worker (docs/benchmarks.md, capacity, sixth part).
+//
+// Where the kernel keeps no swap account per cgroup (no memory.swap.max in
+// v2, no memory.memsw.* in v1), memory is sampled too: on a host with
+// swap, the memory limit alone would move what a task uses over it to swap
+// rather than end the task.
+func (g *cgroups) openMemory(v1base, name string) {
+	if g.v2 != nil && enableController(g.v2.base, g.v2.dir, "memory") == nil {
+		if _, err := os.Stat(filepath.Join(g.v2.dir, "memory.swap.max")); err != nil {
+			g.memWhy = "sampled (cgroup v2 has no memory.swap.max, so memory.max alone would let a task swap instead)"
+			return
+		}
+		g.mem = g.v2
 		return
 	}
-	if _, err := os.Stat(filepath.Join(g.v2.dir, "memory.swap.max")); err != nil {
-		g.memWhy = "sampled (cgroup v2 has no memory.swap.max, so memory.max alone would let a task swap instead)"
+	if v1base == "" {
 		return
 	}
-	g.mem = g.v2
+	sweep(v1base, false)
+	h, err := openV1Memory(v1base, name)
+	if err != nil {
+		g.memWhy = "sampled (" + err.Error() + ")"
+		return
+	}
+	g.mem = h
+}
+
+// openV1Memory makes the warden's cgroup in the v1 memory hierarchy and
+// checks that a shell can enter a cell below it and that the cells can
+// keep a task from swapping (memory.memsw.limit_in_bytes).
+func openV1Memory(base, name string) (*hierarchy, error) {
+	dir := filepath.Join(base, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cgroup v1 memory %s not writable: %w", base, err)
+	}
+	h := &hierarchy{base: base, dir: dir}
+	if _, err := os.Stat(filepath.Join(dir, "memory.memsw.limit_in_bytes")); err != nil {
+		h.remove()
+		return nil, errors.New("cgroup v1 memory has no memory.memsw.limit_in_bytes (swap accounting is off), so memory.limit_in_bytes alone would let a task swap instead")
+	}
+	c, err := newCell(nil, nil, h, "probe")
+	if err == nil && c.memdir == "" {
+		err = errors.New("cannot open its memory.oom_control and memory.max_usage_in_bytes files")
+	}
+	if err == nil {
+		err = exec.Command("/bin/sh", "-c", c.joinM1+"exit 0").Run()
+	}
+	if c != nil {
+		c.remove()
+	}
+	if err != nil {
+		h.remove()
+		return nil, fmt.Errorf("cgroup v1 memory: a shell cannot enter a cgroup below %s: %w", dir, err)
+	}
+	return h, nil
 }
 
 // openV2 makes the warden's cgroup v2 and checks that a process can be
@@ -270,7 +327,7 @@ func openV1(base, name string) (*hierarchy, error) {
 // newCell makes a cell named name below the warden's cgroups: v2 and v1
 // (cpu) where not nil; its v2 cgroup limits memory where mem is not nil.
 func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
-	c := &cell{v2fd: -1, procs: -1, oomFD: -1}
+	c := &cell{v2fd: -1, procs: -1, oomFD: -1, peakFD: -1}
 	if v2 != nil {
 		c.v2dir = filepath.Join(v2.dir, name)
 		if err := os.Mkdir(c.v2dir, 0o755); err != nil {
@@ -289,12 +346,7 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 			c.remove()
 			return nil, err
 		}
-		f, err := os.OpenFile(filepath.Join(c.v1dir, "tasks"), os.O_WRONLY, 0)
-		if err != nil {
-			c.remove()
-			return nil, err
-		}
-		c.v1 = f
+		c.joinV1 = joinText(c.v1dir)
 	}
 	dir := c.v2dir
 	if dir == "" {
@@ -303,10 +355,38 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 	if fd, err := syscall.Open(dir+"/cgroup.procs", syscall.O_RDONLY|syscall.O_CLOEXEC, 0); err == nil {
 		c.procs = fd // else empty opens it each time
 	}
-	if mem != nil && c.v2dir != "" {
+	switch {
+	case mem != nil && mem.v2 && c.v2dir != "":
 		c.openMemory() // else its runs' memory is sampled
+	case mem != nil && !mem.v2:
+		if err := c.openMemoryV1(filepath.Join(mem.dir, name)); err != nil {
+			c.remove()
+			return nil, err
+		}
 	}
 	return c, nil
+}
+
+// openMemoryV1 makes the cell's cgroup dir in the v1 memory hierarchy and
+// opens the files that count its out-of-memory kills and hold the most it
+// held. Where they cannot be opened, the cell's memory stays sampled
+// (memdir ""); an error only where dir cannot be made.
+func (c *cell) openMemoryV1(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	oom, err1 := syscall.Open(filepath.Join(dir, "memory.oom_control"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	peak, err2 := syscall.Open(filepath.Join(dir, "memory.max_usage_in_bytes"), syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err1 != nil || err2 != nil {
+		for _, fd := range []int{oom, peak} {
+			if fd >= 0 {
+				syscall.Close(fd)
+			}
+		}
+		return syscall.Rmdir(dir)
+	}
+	c.memdir, c.memV1, c.joinM1, c.oomFD, c.peakFD = dir, true, joinText(dir), oom, peak
+	return nil
 }
 
 // openMemory makes the cell's v2 cgroup limit its memory: the kernel
@@ -334,12 +414,38 @@ func (c *cell) setMemory(limit int64) error {
 	if c.memdir == "" || limit == c.memLimit {
 		return nil
 	}
+	if c.memV1 {
+		return c.setMemoryV1(limit)
+	}
 	file, val := filepath.Join(c.memdir, "memory.max"), "max"
 	if limit > 0 {
 		val = strconv.FormatInt(limit, 10)
 	}
 	if err := writeControl(file, []byte(val)); err != nil {
 		return err
+	}
+	c.memLimit = limit
+	return nil
+}
+
+// setMemoryV1 sets the v1 cell's memory.limit_in_bytes, and its
+// memory.memsw.limit_in_bytes (memory and swap together) to the same, so
+// that a task cannot swap. The kernel keeps memsw at least as high as the
+// memory limit, so a rise sets memsw first, a fall the memory limit.
+func (c *cell) setMemoryV1(limit int64) error {
+	val := "-1"
+	if limit > 0 {
+		val = strconv.FormatInt(limit, 10)
+	}
+	files := []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"}
+	if limit == 0 || c.memLimit > 0 && limit > c.memLimit {
+		files[0], files[1] = files[1], files[0]
+	}
+	for _, f := range files {
+		if err := writeControl(filepath.Join(c.memdir, f), []byte(val)); err != nil {
+			c.memLimit = -1 // half set, maybe
+			return err
+		}
 	}
 	c.memLimit = limit
 	return nil
@@ -388,7 +494,12 @@ func (e memEvents) overLimit(before memEvents) bool {
 	return e.oom > before.oom && e.oomKill > before.oomKill
 }
 
-// memEvents reads the cell's memory.events; false when it cannot.
+// memEvents reads the cell's memory.events; false when it cannot. In v1
+// it reads oom_kill from memory.oom_control, and counts oom as 1 where the
+// most the cell held since the run started reached its limit (v1 has no
+// count of the times the cell hit its own limit, and this kernel's
+// memory.failcnt stays 0 when it does): a kill for a shortage of the whole
+// host, with the cell well under its limit, leaves it 0.
 func (c *cell) memEvents() (memEvents, bool) {
 	if c.oomFD < 0 {
 		return memEvents{}, false
@@ -398,7 +509,82 @@ func (c *cell) memEvents() (memEvents, bool) {
 	if err != nil || n <= 0 {
 		return memEvents{}, false
 	}
-	return parseMemoryEvents(buf[:n])
+	if !c.memV1 {
+		return parseMemoryEvents(buf[:n])
+	}
+	var e memEvents
+	var ok bool
+	if e.oomKill, ok = parseOOMControl(buf[:n]); !ok {
+		return memEvents{}, false
+	}
+	peak, ok := c.peak()
+	if !ok {
+		return memEvents{}, false
+	}
+	if c.memLimit > 0 && peak >= c.memLimit-c.memLimit/16 {
+		e.oom = 1
+	}
+	return e, true
+}
+
+// startMemoryV1 resets the v1 cell's peak (memory.max_usage_in_bytes), so
+// that it is the run's own from here, and returns the events as they are
+// then: the oom_kill count, and no limit hit yet.
+func (c *cell) startMemoryV1() (memEvents, bool) {
+	if _, err := syscall.Pwrite(c.peakFD, []byte("0"), 0); err != nil {
+		return memEvents{}, false
+	}
+	var buf [128]byte
+	n, err := syscall.Pread(c.oomFD, buf[:], 0)
+	if err != nil || n <= 0 {
+		return memEvents{}, false
+	}
+	kills, ok := parseOOMControl(buf[:n])
+	return memEvents{oomKill: kills}, ok
+}
+
+// peak reads the most the v1 cell held since the run started, in bytes.
+func (c *cell) peak() (int64, bool) {
+	var buf [32]byte
+	n, err := syscall.Pread(c.peakFD, buf[:], 0)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
+	return v, err == nil
+}
+
+// parseOOMControl reads the oom_kill counter of a v1 memory.oom_control
+// file's text; false when it is not there.
+func parseOOMControl(b []byte) (int64, bool) {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// oomKilled reports whether a process of the cell's limited run was killed
+// for going over the run's limit so far: in v1, where the kernel kills one
+// process, not the cell's all, the one sampler asks it every interval
+// (reading memory.oom_control alone until its oom_kill rises) and ends
+// the run. Nil where the kernel kills the cell whole (v2, memory.oom.group)
+// or does not limit the run.
+func (c *cell) oomKilled() func() bool {
+	if c == nil || !c.memV1 || !c.eventsOK {
+		return nil
+	}
+	return func() bool {
+		var buf [128]byte
+		n, err := syscall.Pread(c.oomFD, buf[:], 0)
+		if err != nil || n <= 0 {
+			return false
+		}
+		kills, ok := parseOOMControl(buf[:n])
+		return ok && kills > c.events.oomKill && c.overLimit()
+	}
 }
 
 // cell returns an empty cell with a quota of cores (none for 0) and, where
@@ -435,7 +621,11 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 		return c, false, nil
 	}
 	if memory > 0 {
-		c.events, c.eventsOK = c.memEvents()
+		if c.memV1 {
+			c.events, c.eventsOK = c.startMemoryV1()
+		} else {
+			c.events, c.eventsOK = c.memEvents()
+		}
 	}
 	return c, memory > 0, nil
 }
@@ -496,6 +686,9 @@ func (g *cgroups) close() error {
 		err = errors.Join(err, g.v1.remove())
 		g.v1.home.Close()
 	}
+	if g.mem != nil && !g.mem.v2 {
+		err = errors.Join(err, g.mem.remove())
+	}
 	return err
 }
 
@@ -514,24 +707,34 @@ func onTmpfs(dir string) bool {
 // memoryEnforcement says where the cells' memory limits are set.
 func (g *cgroups) memoryEnforcement() string {
 	switch {
-	case g.mem != nil:
+	case g.mem != nil && g.mem.v2:
 		return kernelMemory
+	case g.mem != nil:
+		return kernelMemoryV1
 	case g.memWhy != "":
 		return g.memWhy
 	}
 	return "sampled"
 }
 
-// dirs returns the warden's own cgroups, for the guard.
-func (g *cgroups) dirs() (v2, v1 string) {
+// dirs returns the warden's own cgroups, for the guard: in v2, and in v1
+// (cpu, then memory; none where not used).
+func (g *cgroups) dirs() (v2 string, v1 []string) {
 	if g.v2 != nil {
 		v2 = g.v2.dir
 	}
 	if g.v1 != nil {
-		v1 = g.v1.dir
+		v1 = append(v1, g.v1.dir)
+	}
+	if g.mem != nil && !g.mem.v2 {
+		v1 = append(v1, g.mem.dir)
 	}
 	return v2, v1
 }
+
+// memV1 reports whether memory limits are set in the v1 memory hierarchy,
+// which only a shell enters (cell.join).
+func (g *cgroups) memV1() bool { return g != nil && g.mem != nil && !g.mem.v2 }
 
 // remove kills what runs in the hierarchy's cgroup and removes it.
 func (h *hierarchy) remove() error {
@@ -581,13 +784,74 @@ func (c *cell) setQuota(h *hierarchy, q int64) error {
 	return nil
 }
 
-// start starts cmd in the cell (nil for none): in its v1 cgroup through
-// its launcher thread, or else from the process's fork thread (a v2 cgroup
-// is entered at the clone, procAttr). Without a quota, v1 is not needed
-// where v2 holds the process. Either thread outlives what it forks, whose
-// parent-death signal comes when that thread ends.
-func (c *cell) start(cmd *exec.Cmd) error {
-	if c == nil || c.v1 == nil || c.quota == 0 && c.v2dir != "" {
+// needsV1 reports whether the cell's processes must be in its v1 cgroup:
+// for its quota, or because it has no v2 cgroup to hold them. (A v2 cgroup
+// is entered at the clone, procAttr.)
+func (c *cell) needsV1() bool {
+	return c != nil && c.v1dir != "" && (c.quota != 0 || c.v2dir == "")
+}
+
+// join returns the shell text that moves the shell running it into the
+// cell's v1 cgroups where it must be there (cpu, where cpu is set:
+// needsV1; memory: a limit set in v1), to be put before the user's command
+// on its first line; "" when none is needed.
+func (c *cell) join(cpu bool) string {
+	if c == nil {
+		return ""
+	}
+	j := ""
+	if cpu && c.needsV1() {
+		j = c.joinV1
+	}
+	if c.memV1 && c.memLimit > 0 {
+		j += c.joinM1
+	}
+	return j
+}
+
+// joinFailed is the exit status of a shell that could not enter its cell
+// (joinText), and joinFailedText what its standard error begins with.
+const (
+	joinFailed     = 125
+	joinFailedText = "trellis: the task's shell could not enter its cgroup "
+)
+
+// joinText is the shell text that moves the shell running it into the v1
+// cgroup dir before anything else on its line runs: it writes its own pid
+// ($$) into dir's cgroup.procs, so that the worker's threads never enter
+// the cell (a v1 cgroup is entered by a thread, and the worker's memory
+// must not be charged to a cell) and no thread is kept per cell to fork
+// from inside. Where the write fails, the shell says so on its standard
+// error and exits with joinFailed, having run nothing of the task's.
+//
+// The text has no newline and ends in ";", so the user's command keeps its
+// line numbers ("sh: 1: …"); a syntax error on the user's first line stops
+// the shell before anything on that line runs, the join included.
+func joinText(dir string) string {
+	procs := shellQuote(filepath.Join(dir, "cgroup.procs"))
+	return "{ echo $$ >" + procs + ";} 2>/dev/null||{ echo " + shellQuote(joinFailedText+dir) + " >&2;exit " + strconv.Itoa(joinFailed) + ";};"
+}
+
+// shellQuote quotes s for sh, in single quotes.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// start starts cmd in the cell (nil for none). Where the cell's processes
+// must be in its v1 cpu cgroup and cmd does not join it itself (joined: a
+// shell running join's text for cpu), cmd is forked by the cell's launcher
+// thread, which lives in that cgroup; else from the process's fork
+// thread, or, where contained is set, from the calling thread. Either
+// locked thread outlives what it forks, whose parent-death signal comes
+// when that thread ends; contained says that no parent-death signal is
+// needed (procAttr): the cell holds the process from its clone (v2) or
+// from before it runs anything of the user's (joined), and the guard
+// kills what is in the cell when the worker dies.
+func (c *cell) start(cmd *exec.Cmd, joined, contained bool) error {
+	if contained {
+		return cmd.Start()
+	}
+	if !c.needsV1() || joined {
 		var err error
 		forkThread().run(func() { err = cmd.Start() })
 		return err
@@ -617,6 +881,13 @@ type launcher struct {
 
 // startLauncher starts a launcher in c's v1 cgroup.
 func startLauncher(c *cell) (*launcher, error) {
+	if c.v1 == nil {
+		f, err := os.OpenFile(filepath.Join(c.v1dir, "tasks"), os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		c.v1 = f
+	}
 	l := &launcher{jobs: make(chan func()), done: make(chan struct{})}
 	entered := make(chan error, 1)
 	go func() { // exits when stop closes jobs, or at once if it cannot enter
@@ -729,6 +1000,9 @@ func (c *cell) remove() {
 	if c.v1dir != "" {
 		removeCgroup(c.v1dir, false, os.Getpid(), settleWait)
 	}
+	if c.memV1 {
+		removeCgroup(c.memdir, false, os.Getpid(), settleWait)
+	}
 }
 
 func (c *cell) closeFiles() {
@@ -752,6 +1026,10 @@ func (c *cell) closeFiles() {
 		syscall.Close(c.oomFD)
 		c.oomFD = -1
 	}
+	if c.peakFD >= 0 {
+		syscall.Close(c.peakFD)
+		c.peakFD = -1
+	}
 }
 
 // procsFD is procsFile open, the cell's own descriptor; -1 when there
@@ -774,9 +1052,13 @@ func (c *cell) procsFile() string {
 
 // procAttr returns the attributes of a process started in cell c (nil for
 // none): a process group of its own, SIGKILL when the thread that started
-// it ends, and the cell's v2 cgroup from the start.
-func procAttr(c *cell) *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+// it ends (unless contained: cell.start), and the cell's v2 cgroup from
+// the start.
+func procAttr(c *cell, contained bool) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setpgid: true}
+	if !contained {
+		a.Pdeathsig = syscall.SIGKILL
+	}
 	if c != nil && c.v2fd >= 0 {
 		a.UseCgroupFD, a.CgroupFD = true, c.v2fd
 	}

@@ -199,19 +199,20 @@ func watchesAdded() int {
 // MemoryExceeded.
 func TestMemoryLimitByKernel(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() != "cgroup v2 memory.max" {
-		t.Skip("no memory cgroup here")
+	if how := w.MemoryEnforcement(); how != kernelMemory && how != kernelMemoryV1 {
+		t.Skipf("no memory cgroup here: %s", how)
 	}
 	for _, tt := range []struct{ name, command string }{
 		{"over at once", "echo $$ > bg.pid; head -c 300M /dev/zero | tail"},
 		{"over after a steady start", "echo $$ > bg.pid; sleep 0.5; head -c 300M /dev/zero | tail"},
 		// The rest of the run dies with the process over the limit
-		// (memory.oom.group), not run on for 30 s.
+		// (memory.oom.group in v2; in v1 the sampler's reading of
+		// memory.oom_control), not run on for 30 s.
 		{"over in a process that left the group", "sleep 30 & echo $! > bg.pid; setsid sh -c '(head -c 300M /dev/zero; sleep 30) | tail' & sleep 30"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			added := watchesAdded()
+			added, scans := watchesAdded(), sharedScans.passCount()
 			res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, Warden: w, MemoryMB: 40, WallTime: 20 * time.Second})
 			if err != nil {
 				t.Fatal(err)
@@ -226,8 +227,17 @@ func TestMemoryLimitByKernel(t *testing.T) {
 			if res.PeakMemoryMB < 40 {
 				t.Errorf("PeakMemoryMB = %d; want at least the limit, 40", res.PeakMemoryMB)
 			}
-			if n := watchesAdded() - added; n != 0 {
-				t.Errorf("the sampler watched %d runs; want 0 (the kernel enforces the limit)", n)
+			// In v1 the sampler reads the cell's memory.oom_control to end
+			// the rest of the run; it scans no process.
+			watches := 0
+			if w.MemoryEnforcement() == kernelMemoryV1 {
+				watches = 1
+			}
+			if n := watchesAdded() - added; n != watches {
+				t.Errorf("the sampler watched %d runs; want %d (the kernel enforces the limit)", n, watches)
+			}
+			if passes := sharedScans.passCount() - scans; passes != 0 {
+				t.Errorf("%d passes over /proc; want 0", passes)
 			}
 			pid := readPID(t, dir, "bg.pid")
 			pollUntil(t, 5*time.Second, "process "+strconv.Itoa(pid)+" to die", func() bool { return dead(pid) })
@@ -276,10 +286,14 @@ func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 // after one killed for going over it in the same cell, succeeds.
 func TestMemoryLimitPerRun(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
-	if w.MemoryEnforcement() != "cgroup v2 memory.max" {
-		t.Skip("no memory cgroup here")
-	}
 	file, none := "memory.max", "max"
+	switch how := w.MemoryEnforcement(); how {
+	case kernelMemory:
+	case kernelMemoryV1:
+		file, none = "memory.limit_in_bytes", "9223372036854771712"
+	default:
+		t.Skipf("no memory cgroup here: %s", how)
+	}
 	dir := t.TempDir()
 	for i, tt := range []struct {
 		command  string
@@ -475,14 +489,14 @@ func TestWardenCloseRemovesCgroups(t *testing.T) {
 	v2, v1 := w.cg.dirs()
 	dir := t.TempDir()
 	for _, cmd := range []string{"true", "sleep 300 &"} {
-		if _, err := Run(context.Background(), Spec{Dir: dir, Command: cmd, Warden: w, Cores: 1}); err != nil {
+		if _, err := Run(context.Background(), Spec{Dir: dir, Command: cmd, Warden: w, Cores: 1, MemoryMB: 64}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	for _, d := range []string{v2, v1} {
+	for _, d := range append(v1, v2) {
 		if _, err := os.Stat(d); d != "" && !os.IsNotExist(err) {
 			t.Errorf("cgroup %s is still there after Close: %v", d, err)
 		}
@@ -604,8 +618,12 @@ func TestGuardProcess(t *testing.T) {
 	}
 	c.Kill()
 	c.Wait()
-	if _, procs := w.Enforcement(); !strings.Contains(procs, "guard pid ") {
+	_, procs := w.Enforcement()
+	if !strings.Contains(procs, "guard pid ") {
 		t.Errorf("Enforcement says %q; want it to name the guard", procs)
+	}
+	if w.cg != nil && !strings.Contains(procs, "parent-death signal where no cgroup holds a process from its start") {
+		t.Errorf("Enforcement says %q; want it to say where the parent-death signal is used", procs)
 	}
 }
 
@@ -622,6 +640,8 @@ func TestCgroupFallbacks(t *testing.T) {
 		{"v2 not a cgroup", func() error { _, _, err := openV2(notCgroup, "trellis-1-2-3"); return err }, "cgroup v2 without cgroup.kill (Linux 5.14 or later needed)"},
 		{"v1 not writable", func() error { _, err := openV1("/proc/self", "trellis-1-2-3"); return err }, "cgroup v1 cpu /proc/self not writable: "},
 		{"v1 not a cgroup", func() error { _, err := openV1(notCgroup, "trellis-1-2-3"); return err }, "cgroup v1 cpu " + notCgroup + ": open " + notCgroup + "/tasks: no such file or directory"},
+		{"v1 memory not writable", func() error { _, err := openV1Memory("/proc/self", "trellis-1-2-3"); return err }, "cgroup v1 memory /proc/self not writable: "},
+		{"v1 memory not a cgroup", func() error { _, err := openV1Memory(notCgroup, "trellis-1-2-3"); return err }, "cgroup v1 memory has no memory.memsw.limit_in_bytes (swap accounting is off)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -825,4 +845,166 @@ func TestRunsHavePipesOfTheirOwn(t *testing.T) {
 			seen[p] = i
 		}
 	}
+}
+
+// With a guard, a task's shell enters its cell's v1 cpu cgroup itself,
+// before anything of the task's runs: no thread of the worker enters the
+// cell, none is kept per cell to fork from inside it, and what the task's
+// errors say is what they say without a cell (the same line numbers).
+func TestShellJoinsItsCell(t *testing.T) {
+	w := newGuardedV1Warden(t)
+	dir := t.TempDir()
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "cat /proc/self/cgroup", Cores: 0.5, Warden: w})
+	if err != nil || res.Kind != Success {
+		t.Fatalf("Run: %v (%s), %v; want success", res.Kind, res.Message, err)
+	}
+	cell := cellOf(t, w, res.Stdout)
+	if !inCPUCell(w, res.Stdout, cell) {
+		t.Errorf("the task ran outside its cell %s:\n%s", cell, res.Stdout)
+	}
+	if got := readQuota(t, w, cell); got != "50000" {
+		t.Errorf("quota %s; want 50000", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(cell, "tasks")); err != nil || len(b) != 0 {
+		t.Errorf("threads in the idle cell %s: %q, %v; want none (no launcher thread)", cell, b, err)
+	}
+	for _, c := range w.cg.free {
+		if c.launcher != nil {
+			t.Errorf("cell %s has a launcher thread; want none", c.v1dir)
+		}
+	}
+	for _, tt := range []struct{ command, want string }{
+		{"nosuch1", "exit status 127: command not found (sh: 1: nosuch1: not found)"},
+		{"true\nnosuch2", "exit status 127: command not found (sh: 2: nosuch2: not found)"},
+		{"true; nosuch3 'a\nb'\nnosuch4", "exit status 127: command not found (sh: 1: nosuch3: not found)"},
+	} {
+		for _, cores := range []float64{0.5, 0} {
+			res, err := Run(context.Background(), Spec{Dir: dir, Command: tt.command, Cores: cores, Warden: w})
+			if err != nil || res.Message != tt.want {
+				t.Errorf("Run(%q, %g cores) = %q, %v; want %q", tt.command, cores, res.Message, err, tt.want)
+			}
+		}
+	}
+}
+
+// A shell that cannot enter its cell runs nothing of the task's, and Run
+// says why.
+func TestShellCannotJoinItsCell(t *testing.T) {
+	w := newGuardedV1Warden(t)
+	dir := t.TempDir()
+	if _, err := Run(context.Background(), Spec{Dir: dir, Command: "true", Cores: 0.5, Warden: w}); err != nil {
+		t.Fatal(err)
+	}
+	c := w.cg.free[0]
+	if err := os.Remove(c.v1dir); err != nil { // kept for reuse, empty
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "touch ran", Cores: 0.5, Warden: w})
+	if want := joinFailedText + c.v1dir; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Run = %v (%s), %v; want an error saying %q", res.Kind, res.Message, err, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err == nil {
+		t.Errorf("the task's command ran outside its cell")
+	}
+}
+
+// With a guard, a task's shell that joins its cell has no parent-death
+// signal (it is forked from any thread) and the guard is not told of its
+// process group; the guard still kills it, and what it started, when the
+// worker is gone: with the cells.
+func TestGuardKillsJoinedShell(t *testing.T) {
+	w := newGuardedV1Warden(t)
+	dir := t.TempDir()
+	cmd := exec.Command("/bin/sh", "-c", "setsid sleep 300 & echo $! > bg.pid; sleep 300")
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, io.Discard, io.Discard
+	c, err := w.start(cmd, 0.5, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.SysProcAttr.Pdeathsig != 0 || !c.contained {
+		t.Errorf("Pdeathsig = %v, contained %v; want none, true for a shell in its cell", cmd.SysProcAttr.Pdeathsig, c.contained)
+	}
+	pollUntil(t, 5*time.Second, "the background process to start", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "bg.pid"))
+		return len(b) > 0 && b[len(b)-1] == '\n'
+	})
+	bg := readPID(t, dir, "bg.pid")
+	if err := w.guard.close(); err != nil { // what the guard sees when the worker dies
+		t.Errorf("guard: %v", err)
+	}
+	pollUntil(t, 5*time.Second, "the shell and its setsid child to die", func() bool {
+		return c.WaitExited() == nil && dead(bg)
+	})
+	c.Kill()
+	c.Wait()
+
+	// With the guard gone (a write to it failed), a task gets its
+	// parent-death signal again.
+	w = newGuardedV1Warden(t)
+	w.guard.mu.Lock()
+	w.guard.err = fmt.Errorf("broken pipe")
+	w.guard.mu.Unlock()
+	cmd = exec.Command("/bin/sh", "-c", "true")
+	c, err = w.start(cmd, 0.5, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.SysProcAttr.Pdeathsig != syscall.SIGKILL || c.contained {
+		t.Errorf("without a guard: Pdeathsig = %v, contained %v; want SIGKILL, false", cmd.SysProcAttr.Pdeathsig, c.contained)
+	}
+	c.WaitExited()
+	c.Kill()
+	c.Wait()
+}
+
+// In cgroup v1 the task's shell enters its memory cell itself, and no
+// thread of the worker ever does: an out-of-memory kill in a cell leaves
+// the worker alone, though it holds far more memory than the task (were
+// the worker charged to the cell, the kernel would pick it).
+func TestCellOOMSparesWorker(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if how := w.MemoryEnforcement(); how != kernelMemoryV1 {
+		t.Skipf("no cgroup v1 memory limits here: %s", how)
+	}
+	ballast := make([]byte, 256<<20)
+	for i := 0; i < len(ballast); i += 4096 {
+		ballast[i] = 1
+	}
+	dir := t.TempDir()
+	for i, cores := range []float64{1, 0, 1} {
+		res, err := Run(context.Background(), Spec{Dir: dir, Command: "cat /proc/self/cgroup > cg; head -c 300M /dev/zero | tail", Cores: cores, MemoryMB: 40, Warden: w})
+		if err != nil || res.Kind != MemoryExceeded {
+			t.Fatalf("run %d: %v (%s), %v; want %v", i, res.Kind, res.Message, err, MemoryExceeded)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "cg"))
+		if !strings.Contains(string(b), ":memory:") || !strings.Contains(string(b), filepath.Base(w.cg.mem.dir)+"/c") {
+			t.Errorf("run %d ran outside its memory cell:\n%s", i, b)
+		}
+	}
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "true\nnosuch", MemoryMB: 40, Warden: w})
+	if want := "exit status 127: command not found (sh: 2: nosuch: not found)"; err != nil || res.Message != want {
+		t.Errorf("Run = %q, %v; want %q (the line numbers of the command)", res.Message, err, want)
+	}
+	runtime.KeepAlive(ballast)
+	tasks, _ := filepath.Glob("/proc/self/task/*/cgroup")
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for line := range strings.Lines(string(b)) {
+			if strings.Contains(line, ":memory:") && strings.Contains(line, filepath.Base(w.cg.mem.dir)) {
+				t.Errorf("a thread of the worker is in a memory cell: %s: %s", f, line)
+			}
+		}
+	}
+}
+
+// newGuardedV1Warden is newWarden with a guard process (TestHelperGuard),
+// skipping the test where CPU quotas are not in cgroup v1.
+func newGuardedV1Warden(t *testing.T) *Warden {
+	t.Helper()
+	t.Setenv("SANDBOX_HELPER_GUARD", "1")
+	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
+	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
+		t.Skip("no cgroup v1 cpu hierarchy here")
+	}
+	return w
 }

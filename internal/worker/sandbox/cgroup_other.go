@@ -20,16 +20,25 @@ func openCgroups() (*cgroups, string) { return nil, "not enforced (cgroups are L
 func (g *cgroups) cell(float64, int64) (*cell, bool, error) { return nil, false, nil }
 func (g *cgroups) release(*cell, bool) (bool, bool)         { return true, false }
 func (g *cgroups) close() error                             { return nil }
-func (g *cgroups) dirs() (v2, v1 string)                    { return "", "" }
+func (g *cgroups) dirs() (string, []string)                 { return "", nil }
+func (g *cgroups) memV1() bool                              { return false }
 func (g *cgroups) memoryEnforcement() string                { return "sampled" }
 
 func onTmpfs(string) bool { return false }
 
-func (c *cell) start(cmd *exec.Cmd) error { return cmd.Start() }
-func (c *cell) kill()                     {}
-func (c *cell) procsFile() string         { return "" }
-func (c *cell) procsFD() int              { return -1 }
+func (c *cell) start(cmd *exec.Cmd, _, _ bool) error { return cmd.Start() }
+func (c *cell) join(bool) string                     { return "" }
+func (c *cell) needsV1() bool                        { return false }
+func (c *cell) oomKilled() func() bool               { return nil }
+func (c *cell) kill()                                {}
+func (c *cell) procsFile() string                    { return "" }
+func (c *cell) procsFD() int                         { return -1 }
 
-func procAttr(*cell) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+func procAttr(*cell, bool) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+const (
+	joinFailed     = 125
+	joinFailedText = "trellis: the task's shell could not enter its cgroup "
+)
 
 func removeCgroup(string, bool, int, time.Duration) error { return nil }

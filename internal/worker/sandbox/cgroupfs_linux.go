@@ -22,8 +22,15 @@ import (
 // contents of /proc/self/cgroup and /proc/self/mountinfo; "" for a
 // hierarchy that is not mounted where this process can see it.
 func cgroupBases(selfCgroup, mounts []byte) (v2, v1cpu string) {
-	var v2path, cpuPath string
-	var haveV2, haveCPU bool
+	v2, v1cpu, _ = cgroupBasesMem(selfCgroup, mounts)
+	return v2, v1cpu
+}
+
+// cgroupBasesMem is cgroupBases, and also this process's cgroup directory
+// in the v1 hierarchy of the memory controller ("" where there is none).
+func cgroupBasesMem(selfCgroup, mounts []byte) (v2, v1cpu, v1mem string) {
+	var v2path, cpuPath, memPath string
+	var haveV2, haveCPU, haveMem bool
 	for _, line := range strings.Split(string(selfCgroup), "\n") {
 		id, rest, ok := strings.Cut(line, ":")
 		if !ok {
@@ -39,6 +46,9 @@ func cgroupBases(selfCgroup, mounts []byte) (v2, v1cpu string) {
 		case hasOption(ctrls, "cpu"):
 			cpuPath, haveCPU = path.Clean("/"+p), true
 		}
+		if id != "0" && hasOption(ctrls, "memory") {
+			memPath, haveMem = path.Clean("/"+p), true
+		}
 	}
 	for _, line := range strings.Split(string(mounts), "\n") {
 		m, ok := mountinfo.Parse(line)
@@ -51,8 +61,11 @@ func cgroupBases(selfCgroup, mounts []byte) (v2, v1cpu string) {
 		case m.FSType == "cgroup" && haveCPU && v1cpu == "" && hasOption(m.Options, "cpu"):
 			v1cpu = m.Below(cpuPath)
 		}
+		if m.FSType == "cgroup" && haveMem && v1mem == "" && hasOption(m.Options, "memory") {
+			v1mem = m.Below(memPath)
+		}
 	}
-	return v2, v1cpu
+	return v2, v1cpu, v1mem
 }
 
 // hasOption reports whether the comma-separated list holds opt exactly

@@ -25,17 +25,23 @@ type Child struct {
 	released bool       // Wait has begun: the group and cell are no longer ours to signal
 
 	lingers bool // set by Wait: a process of its cell was left running
+	// contained: the cell holds the process from before it runs anything
+	// of the user's and the guard kills the cells, so the guard is not
+	// told of its group (start).
+	contained bool
 	// memLimited: the kernel enforces a memory limit on the cell (its
 	// memory is not sampled); memKilled, set by Wait: it killed a process
 	// of the run for going over it.
 	memLimited, memKilled bool
+	memoryMB              int64 // the memory limit, MiB; 0 for none
 }
 
-// Start starts cmd as its process group's leader, with SIGKILL as its
-// parent-death signal, in a cgroup of its own limited to cores (none for 0)
-// where the warden has cgroups, and tells the guard about it. It sets
-// cmd.SysProcAttr. The error is the one of cmd.Start, or says why the
-// cgroup could not be made.
+// Start starts cmd as its process group's leader, in a cgroup of its own
+// limited to cores (none for 0) where the warden has cgroups, and tells the
+// guard about it; where the cgroup and the guard together do not make it
+// die with the worker (start), with SIGKILL as its parent-death signal and
+// the guard told of its group. It sets cmd.SysProcAttr. The error is the
+// one of cmd.Start, or says why the cgroup could not be made.
 //
 // The kernel sends the parent-death signal when the thread that forked the
 // child ends, not the process, and the Go runtime ends a thread when a
@@ -52,25 +58,55 @@ func (w *Warden) Start(cmd *exec.Cmd, cores float64) (*Child, error) {
 // (MemoryLimited says whether it does for this child; where it does not,
 // the caller samples memory itself).
 func (w *Warden) StartLimited(cmd *exec.Cmd, cores float64, memoryMB int64) (*Child, error) {
-	c := &Child{w: w, cmd: cmd}
+	return w.start(cmd, cores, memoryMB, false)
+}
+
+// start is StartLimited; shell says that cmd runs "sh -c SCRIPT" (Args[2]
+// is SCRIPT). Where the cell's processes must be in its v1 cgroups, such a
+// shell joins them itself before SCRIPT runs (its v1 cpu cgroup only where
+// there is a guard): Args[2] gets the cell's join text in front
+// (cell.join), and no thread of the worker enters the cell.
+// Where the cell holds the process before it runs anything of the user's,
+// and the guard kills what is in the cells when the worker dies, the
+// process is forked from the calling thread with no parent-death signal:
+// no hand-off to a locked thread per start.
+func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool) (*Child, error) {
+	c := &Child{w: w, cmd: cmd, memoryMB: memoryMB}
 	if w != nil && w.cg != nil {
 		mem := mbToBytes(memoryMB)
-		if w.sampleMemory {
-			mem = 0
+		if w.sampleMemory || !shell && w.cg.memV1() {
+			mem = 0 // sampled: in v1 only a shell enters its memory cell
 		}
 		var err error
 		if c.cell, c.memLimited, err = w.cg.cell(cores, mem); err != nil {
 			return nil, err
 		}
 	}
-	cmd.SysProcAttr = procAttr(c.cell)
-	if err := c.cell.start(cmd); err != nil {
+	// The shell enters its v1 cpu cell itself only where that saves the
+	// hand-off to a locked thread (contained: with a guard); else the
+	// cell's launcher forks it there, and a v1 migration in the child
+	// would cost it some 40 µs of CPU for nothing. It always enters its v1
+	// memory cell itself: no thread of the worker may be there.
+	guarded := w != nil && w.guard.alive()
+	joinCPU := shell && guarded && c.cell.needsV1()
+	joined := false
+	if j := c.cell.join(joinCPU); shell && j != "" {
+		cmd.Args[2] = j + cmd.Args[2]
+		joined = joinCPU
+	}
+	c.contained = c.cell != nil && guarded && (joined || !c.cell.needsV1())
+	cmd.SysProcAttr = procAttr(c.cell, c.contained)
+	if err := c.cell.start(cmd, joined, c.contained); err != nil {
 		if c.cell != nil {
 			w.cg.release(c.cell, false)
 		}
 		return nil, err
 	}
-	c.w.guardSend("+" + strconv.Itoa(cmd.Process.Pid) + "\n")
+	if !c.contained {
+		// A contained process is killed with the cells; telling the guard
+		// of its group too cost two writes to its pipe per task.
+		c.w.guardSend("+" + strconv.Itoa(cmd.Process.Pid) + "\n")
+	}
 	c.exit = watchExit(cmd.Process.Pid) // nil if there is no pidfd: WaitExited blocks a thread then
 	return c, nil
 }
@@ -118,7 +154,9 @@ func (c *Child) Wait() error {
 	c.mu.Unlock()
 	// Before the reap: until then the group id cannot be reused, so the
 	// guard never kills a group that is not this one.
-	c.w.guardSend("-" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
+	if !c.contained {
+		c.w.guardSend("-" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
+	}
 	exited := c.WaitExited() // at once where the caller waited for it first
 	err := c.cmd.Wait()
 	if c.exit != nil {
@@ -138,6 +176,16 @@ func (c *Child) Wait() error {
 // MemoryLimited reports whether the kernel enforces the child's memory
 // limit (a cell with a memory cgroup), so that its memory needs no samples.
 func (c *Child) MemoryLimited() bool { return c.memLimited }
+
+// oomWatch returns what tells the one sampler that the kernel killed a
+// process of the child's run for its memory limit, where the rest of the
+// run is not killed with it (cgroup v1); nil elsewhere.
+func (c *Child) oomWatch() func() bool {
+	if !c.memLimited {
+		return nil
+	}
+	return c.cell.oomKilled()
+}
 
 // MemoryKilled reports, once Wait has returned, that the kernel killed a
 // process of the child's cell for going over its memory limit.

@@ -29,10 +29,20 @@
 //     from the cell's memory.events, read at the run's start and end: both
 //     its oom count (the cell's own limit hit) and its oom_kill count rose
 //     (a kill for a shortage of the whole host raises oom_kill alone, and
-//     is not the run's limit); its PeakMemoryMB is then at least the limit. (Not in cgroup v1: a
-//     process enters a v1 cgroup by the thread that forks it, and the
-//     kernel charged the worker's own memory to the cell such a thread was
-//     in, where the cell's out-of-memory killer could pick the worker.) The kernel counts what the
+//     is not the run's limit); its PeakMemoryMB is then at least the limit.
+//     Where the memory controller is in cgroup v1 instead, the kernel
+//     enforces MemoryMB as the cell's memory.limit_in_bytes and
+//     memory.memsw.limit_in_bytes (memory and swap; without memsw files,
+//     memory is sampled), in a v1 memory cgroup that the run's shell enters
+//     itself (below) and no thread of the worker ever does (a worker thread
+//     in a cell got the worker's own memory charged there, where the
+//     cell's out-of-memory killer could pick the worker). v1 kills one
+//     process, not the cell: the run is MemoryExceeded when the cell's
+//     oom_kill count (memory.oom_control) rose and the most it held since
+//     the run started (memory.max_usage_in_bytes, reset then) reached the
+//     limit, and the one sampler reads memory.oom_control every
+//     PollInterval or so (backing off as below) to kill the rest of the run
+//     when it rose. The kernel counts what the
 //     run's processes have charged (resident memory, page tables, and page
 //     cache, which it reclaims before it kills anything). Elsewhere memory
 //     and disk are sampled every PollInterval while they grow (or are over
@@ -65,27 +75,39 @@
 //
 // Contract of Warden (one per worker; see also docs/operations.md):
 //   - Every process it starts (Warden.Start: tasks through Run, libraries
-//     through libhost) leads a process group of its own and has SIGKILL as
-//     its parent-death signal. That signal comes when the thread that forked
-//     the process ends, so the fork runs on a thread that outlives it: one
-//     fork thread, locked for the life of the worker (or a v1 cell's
-//     launcher, below). No thread waits for a process: its exit is learnt
-//     from a pidfd that the Go runtime polls (where the kernel has none,
-//     from waitid on a thread of its own).
+//     through libhost) leads a process group of its own. Where it has a
+//     guard and the process a cell that holds it before it runs anything of
+//     the user's (cloned into its v2 cell, or a task's shell that enters its
+//     v1 cells itself, below), the process is forked from the calling
+//     thread with no parent-death signal: the guard kills the cells when
+//     the worker dies. Otherwise it has SIGKILL as its parent-death signal,
+//     which comes when the thread that forked the process ends, so the fork
+//     runs on a thread that outlives it: one fork thread, locked for the
+//     life of the worker (or a v1 cell's launcher, below). No thread waits
+//     for a process: its exit is learnt from a pidfd that the Go runtime
+//     polls (where the kernel has none, from waitid on a thread of its own).
 //   - Where the worker may create cgroups, each process tree gets a cell: a
 //     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's
 //     cgroup). In cgroup v2 the process is cloned into it (CLONE_INTO_CGROUP)
-//     and cgroup.kill kills it whole; in the v1 hierarchy of the cpu
-//     controller (only for a quota, where v2 holds the process) it is
-//     forked by the cell's launcher, a thread that lives in the cell for
-//     the cell's life (no thread moves per process), so in either the
-//     process runs nothing outside its cell; the launcher ends only when
-//     its cell is removed, after what it forked is gone. CPU quotas go in
+//     and cgroup.kill kills it whole. In the v1 hierarchies (cpu, only for a
+//     quota where v2 holds the process; memory, for a limit) a task's shell
+//     enters its cell itself: Run puts the cell's join text in front of
+//     the command on its first line (echo $$ > the cell's cgroup.procs, so
+//     the command's line numbers in the shell's messages stay the same),
+//     and a shell that cannot enter it exits with status 125 having run
+//     nothing of the command, which Run returns as an error. No thread of
+//     the worker enters a cell, and none is kept per cell. A process that
+//     is not a shell (a library) is forked by the cell's launcher, a thread
+//     that lives in the v1 cpu cell for the cell's life, and gets no v1
+//     memory limit (its memory is sampled); the launcher ends only when
+//     its cell is removed, after what it forked is gone. Either way the
+//     process runs nothing of the user's outside its cell. CPU quotas go in
 //     v2 (cpu.max) if the cpu controller can be
 //     enabled there (NewWarden adds it to the worker's cgroup's
 //     cgroup.subtree_control, where it stays), else in v1
 //     (cpu.cfs_quota_us). Memory limits go in v2 (memory.max) if the
-//     memory controller can be enabled there. Control files are written, never created. Cells are reused once
+//     memory controller can be enabled there, else in the v1 memory
+//     hierarchy where it is mounted and writable. Control files are written, never created. Cells are reused once
 //     empty, except one that cgroup.kill was written to (the kernel would
 //     kill a process cloned into it). Enforcement says which is in use.
 //   - The guard (ServeGuard), a process started once per worker, is told of
@@ -94,7 +116,9 @@
 //     kills every group still running and everything in the warden's
 //     cgroups, and removes them. A process group that starts in the moment
 //     before the guard hears of it, while the worker is killed, is left to
-//     its parent-death signal and, where there is one, its cgroup.
+//     its cell (a v1 shell that has not entered its cell by then cannot
+//     once the guard removed it, and exits) or, without one, its
+//     parent-death signal.
 //   - NewWarden removes the cgroups of wardens whose process is gone, with
 //     what runs in them; Close removes its own.
 //

@@ -24,7 +24,7 @@ import (
 //
 //	pid N        the worker's pid, never killed (v1 kills go by pid)
 //	v2 "DIR"     the worker's cgroup v2 (Go-quoted)
-//	v1 "DIR"     the worker's cgroup in the v1 cpu hierarchy
+//	v1 "DIR"     the worker's cgroup in a v1 hierarchy (cpu, memory)
 //	+N           process group N was started
 //	-N           process group N is gone (sent before its leader is reaped)
 //
@@ -54,7 +54,7 @@ type guard struct {
 var errGuardClosed = errors.New("sandbox: guard closed")
 
 // startGuard starts the guard process and tells it the worker's cgroups.
-func startGuard(argv []string, v2, v1 string, log *slog.Logger) (*guard, error) {
+func startGuard(argv []string, v2 string, v1 []string, log *slog.Logger) (*guard, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -73,8 +73,8 @@ func startGuard(argv []string, v2, v1 string, log *slog.Logger) (*guard, error) 
 	if v2 != "" {
 		hello += "v2 " + strconv.Quote(v2) + "\n"
 	}
-	if v1 != "" {
-		hello += "v1 " + strconv.Quote(v1) + "\n"
+	for _, d := range v1 {
+		hello += "v1 " + strconv.Quote(d) + "\n"
 	}
 	g.send(hello)
 	return g, nil
@@ -93,6 +93,18 @@ func (g *guard) send(lines string) {
 		g.err = err
 		g.log.Error("the guard process is gone or stuck: if this worker is killed, its tasks' processes will outlive it", "guard_pid", g.cmd.Process.Pid, "err", err)
 	}
+}
+
+// alive reports whether the guard is there and hears the worker (no write
+// to it failed); false for a nil guard. A process started once it is not
+// gets the parent-death signal again.
+func (g *guard) alive() bool {
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err == nil
 }
 
 // close closes the pipe, which tells the guard to clean up and exit, and

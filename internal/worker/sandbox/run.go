@@ -50,7 +50,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		cmd.Stdin = stdin // else left nil: os/exec opens /dev/null itself (a nil *os.File would close fd 0)
 	}
 	start := time.Now()
-	c, err := spec.Warden.StartLimited(cmd, spec.Cores, spec.MemoryMB)
+	c, err := spec.Warden.start(cmd, spec.Cores, spec.MemoryMB, true)
 	out.started(err == nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
@@ -78,6 +78,10 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	out.finish()
 	stdout, stderr := out.stdout, out.stderr
 
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr.Bytes(), []byte(joinFailedText)) {
+		// The shell could not enter its cell and ran nothing of the task's.
+		return Result{}, fmt.Errorf("sandbox: start command in %q: %s (the worker's cgroups were removed or are not writable; its log says how cgroups are used)", dir, firstLine(stderr.Bytes()))
+	}
 	res := Result{
 		Stdout:          stdout.Bytes(),
 		Stderr:          stderr.Bytes(),
@@ -91,11 +95,19 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if c.MemoryKilled() && res.Kind != v.kind {
 		// The kernel's limit, not one the monitor enforced (which wins
 		// where it killed first), ended the run.
-		res.Kind = MemoryExceeded
-		res.Message = fmt.Sprintf("killed: memory exceeded the limit of %d MB (the kernel's out-of-memory killer ended a process of the task)", spec.MemoryMB)
+		// (In v1 the kernel kills one process, and the shell may exit on
+		// its own: the run was killed all the same.)
+		res.Kind, res.ExitCode = MemoryExceeded, -1
+		res.Message = kernelOOMMessage(spec.MemoryMB)
 		res.PeakMemoryMB = max(res.PeakMemoryMB, spec.MemoryMB)
 	}
 	return res, nil
+}
+
+// kernelOOMMessage is the message of a run that the kernel's limit of mb
+// MiB ended.
+func kernelOOMMessage(mb int64) string {
+	return fmt.Sprintf("killed: memory exceeded the limit of %d MB (the kernel's out-of-memory killer ended a process of the task)", mb)
 }
 
 // devNull is /dev/null, open for reading for the process's life: every

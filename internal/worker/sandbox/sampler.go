@@ -18,9 +18,12 @@ type sampler struct {
 	mu      sync.Mutex
 	watches map[*watch]struct{} // guarded by mu
 	running bool                // guarded by mu: the goroutine runs
-	wake    chan struct{}       // a watch was added: look at the due times again
-	wakeups int                 // guarded by mu: wake-ups that sampled, for tests
-	added   int                 // guarded by mu: watches added, for tests
+	// next is when the goroutine wakes next (guarded by mu): a watch
+	// added due no earlier needs no wake-up of its own.
+	next    time.Time
+	wake    chan struct{} // a watch was added: look at the due times again
+	wakeups int           // guarded by mu: wake-ups that sampled, for tests
+	added   int           // guarded by mu: watches added, for tests
 }
 
 // watch is one run's limits and the state of its samples. Its fields are
@@ -39,6 +42,11 @@ type watch struct {
 	// goroutine with the sampler's lock held (it kills the run).
 	over func(verdict)
 	done bool // over was called: no more samples
+	// oom, where not nil, says that the kernel killed a process of the run
+	// for its memory limit of oomMB (cell.oomKilled): the rest of the run
+	// is then killed too.
+	oom   func() bool
+	oomMB int64
 }
 
 var samplers = newSampler()
@@ -47,18 +55,24 @@ func newSampler() *sampler {
 	return &sampler{watches: make(map[*watch]struct{}), wake: make(chan struct{}, 1)}
 }
 
-// add starts sampling w, first after its base interval.
+// add starts sampling w, first after its base interval. It wakes the
+// goroutine only where w is due before its next wake-up: with hundreds of
+// runs starting a second, a wake-up for each was a goroutine switch and a
+// look at every watch per start.
 func (s *sampler) add(w *watch, now time.Time) {
 	w.interval, w.due = w.base, now.Add(w.base)
 	s.mu.Lock()
 	s.watches[w] = struct{}{}
 	s.added++
+	wake := s.running && w.due.Before(s.next)
 	if !s.running {
 		s.running = true
 		go s.run() // exits when no watch is left
 	}
 	s.mu.Unlock()
-	s.poke()
+	if wake {
+		s.poke()
+	}
 }
 
 // remove stops sampling w and returns the peak memory it sampled. It does
@@ -93,6 +107,7 @@ func (s *sampler) run() {
 			return
 		}
 		next := s.sampleDue(time.Now())
+		s.next = next
 		s.mu.Unlock()
 		t.Reset(time.Until(next))
 		select {
@@ -133,6 +148,11 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 // start is not growth), so a short task is sampled at 1, 3, 7, 15, 23 ×
 // the base interval, not at 1, 2, 4, 8, 16 and 24.
 func (s *sampler) sample(w *watch, now time.Time) {
+	if w.oom != nil && w.oom() {
+		w.peak = max(w.peak, mbToBytes(w.oomMB))
+		w.stop(verdict{kind: MemoryExceeded, message: kernelOOMMessage(w.oomMB)})
+		return
+	}
 	steady := true
 	if w.memLimit > 0 {
 		rss, _ := w.scan.rssAt(now)

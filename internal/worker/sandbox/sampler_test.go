@@ -124,3 +124,19 @@ func TestSamplerFirstSampleSteady(t *testing.T) {
 		})
 	}
 }
+
+// A watch added due no earlier than the goroutine's next wake-up does not
+// wake it; one due before does.
+func TestSamplerAddWakesOnlyWhenDueFirst(t *testing.T) {
+	s := newSampler()
+	t0 := time.Unix(1000, 0)
+	s.running, s.next = true, t0.Add(30*time.Millisecond) // as if the goroutine waited
+	s.add(&watch{base: 50 * time.Millisecond}, t0)
+	if len(s.wake) != 0 {
+		t.Errorf("a watch due at +50ms woke the goroutine, due to wake at +30ms")
+	}
+	s.add(&watch{base: 10 * time.Millisecond}, t0)
+	if len(s.wake) != 1 {
+		t.Errorf("a watch due at +10ms did not wake the goroutine, due to wake at +30ms")
+	}
+}

@@ -56,7 +56,8 @@ func NewWarden(cfg WardenConfig) (*Warden, error) {
 		w.sandboxesIn(cfg.Dir, onTmpfs(cfg.Dir))
 	}
 	if len(cfg.Guard) > 0 {
-		var v2, v1 string
+		var v2 string
+		var v1 []string
 		if w.cg != nil {
 			v2, v1 = w.cg.dirs()
 		}
@@ -80,13 +81,17 @@ func (w *Warden) Enforcement() (cpu, processes string) {
 		return "not enforced (no warden)", "process groups, parent-death signal"
 	}
 	parts := []string{"process groups", "parent-death signal"}
+	if w.cg != nil && w.guard != nil {
+		// Tasks in their cells need none: the guard kills the cells.
+		parts[1] = "parent-death signal where no cgroup holds a process from its start"
+	}
 	if w.cg != nil {
 		v2, v1 := w.cg.dirs()
 		if v2 != "" {
 			parts = append(parts, "cgroup v2 "+v2)
 		}
-		if v1 != "" {
-			parts = append(parts, "cgroup v1 "+v1)
+		for _, d := range v1 {
+			parts = append(parts, "cgroup v1 "+d)
 		}
 	}
 	if w.guard != nil {
@@ -98,8 +103,10 @@ func (w *Warden) Enforcement() (cpu, processes string) {
 }
 
 // MemoryEnforcement says how the memory limits of runs are enforced:
-// "cgroup v2 memory.max" where the kernel does it, else "sampled" (resident memory, summed over the run's
-// processes, every PollInterval or so).
+// "cgroup v2 memory.max" or "cgroup v1 memory.limit_in_bytes" where the
+// kernel does it, else "sampled" (resident memory, summed over the run's
+// processes, every PollInterval or so), with why where the kernel could
+// have.
 func (w *Warden) MemoryEnforcement() string {
 	switch {
 	case w == nil || w.cg == nil:
@@ -112,15 +119,18 @@ func (w *Warden) MemoryEnforcement() string {
 	return w.cg.memoryEnforcement()
 }
 
-// kernelMemory is what MemoryEnforcement says where the kernel limits the
-// runs' memory.
-const kernelMemory = "cgroup v2 memory.max"
+// kernelMemory and kernelMemoryV1 are what MemoryEnforcement says where
+// the kernel limits the runs' memory.
+const (
+	kernelMemory   = "cgroup v2 memory.max"
+	kernelMemoryV1 = "cgroup v1 memory.limit_in_bytes"
+)
 
 // sandboxesIn tells the warden that the runs' sandboxes are in dir, on
 // tmpfs or not: on tmpfs, memory that the kernel would limit is sampled
 // instead, as the files a task writes would be charged to its memory.
 func (w *Warden) sandboxesIn(dir string, tmpfs bool) {
-	if tmpfs && w.MemoryEnforcement() == kernelMemory {
+	if how := w.MemoryEnforcement(); tmpfs && (how == kernelMemory || how == kernelMemoryV1) {
 		w.sampleMemory = true
 		w.memHow = "sampled (the sandboxes in " + dir + " are on tmpfs, whose files would count against a task's memory limit in its cgroup)"
 	}
