@@ -1,0 +1,163 @@
+package core_test
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"trellis/internal/core"
+)
+
+// aheadOf marks d as sent ahead: its worker holds it until resources free.
+func aheadOf(d core.Dispatch) core.Dispatch { d.Ahead = true; return d }
+
+// runAhead is runScenarios with SetAhead(n), and checks each worker's held
+// tasks at the end (nil: not checked).
+func runAhead(t *testing.T, n int, tests []aheadScenario) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := core.New()
+			c.SetAhead(n)
+			compareSteps(t, c, tc.steps, false)
+			for w, want := range tc.held {
+				if diff := cmp.Diff(want, c.Ahead(w)); diff != "" {
+					t.Errorf("Ahead(%d) mismatch (-want +got):\n%s", w, diff)
+				}
+			}
+			if tc.counts != nil {
+				if diff := cmp.Diff(*tc.counts, countsOf(c)); diff != "" {
+					t.Errorf("Counts() mismatch (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+type aheadScenario struct {
+	name   string
+	steps  []step
+	held   map[core.WorkerID][]core.TaskID
+	counts *counts
+}
+
+func TestAhead(t *testing.T) {
+	lost := func(w string) core.Outcome { return outcome(core.WorkerLost, w) }
+	one := res(1000, 100)
+	two := func() []step {
+		return []step{
+			{join(1, res(1000, 1000)), nil},
+			{join(2, res(1000, 1000)), nil},
+		}
+	}
+	cancelled := outcome(core.Cancelled, "cancelled")
+	runAhead(t, 1, []aheadScenario{
+		{
+			name: "held only once no worker has room, one per worker",
+			steps: append(two(),
+				step{submit(task(1, one), task(2, one), task(3, one), task(4, one), task(5, one)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
+			),
+			held:   map[core.WorkerID][]core.TaskID{1: {3}, 2: {4}},
+			counts: &counts{Ready: 1, Running: 4},
+		},
+		{
+			// Worker 1 starts 3 when 1 ends, as the core does; the
+			// queued 5 is held there in its place.
+			name: "a task's end starts the held one and holds the next",
+			steps: append(two(),
+				step{submit(task(1, one), task(2, one), task(3, one), task(4, one), task(5, one)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(5, 1, 1)))},
+				step{ok(3, 1, 1), acts(success(3, 1, 1))},
+				step{ok(5, 1, 1), acts(success(5, 1, 1))},
+			),
+			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
+			counts: &counts{Running: 2, Finished: 3},
+		},
+		{
+			// A held task that ends before the core saw the one before it
+			// end (reports cross): each leaves as it comes.
+			name: "a held task may end first",
+			steps: append(two(),
+				step{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
+				step{ok(3, 1, 1), acts(success(3, 1, 1))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1))},
+			),
+			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
+			counts: &counts{Running: 2, Finished: 2},
+		},
+		{
+			name: "never held while another worker has room",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{join(2, res(2000, 1000)), nil},
+				{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
+					acts(dispatch(1, 1, 2), dispatch(2, 1, 1), dispatch(3, 1, 2), aheadOf(dispatch(4, 1, 1)))},
+			},
+			held: map[core.WorkerID][]core.TaskID{1: {4}, 2: {}},
+		},
+		{
+			name: "a held task's worker lost: retried elsewhere as a dispatched one",
+			steps: append(two(),
+				step{submit(retries(task(1, one), 1, false), retries(task(2, one), 1, false), retries(task(3, one), 1, false)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)))},
+				step{core.WorkerLeft{Worker: 1, Reason: "crash"}, acts(
+					core.Requeued{Task: 1, Attempt: 1, Reason: lost("worker 1 lost: crash")},
+					core.Requeued{Task: 3, Attempt: 1, Reason: lost("worker 1 lost: crash")},
+					aheadOf(dispatch(1, 2, 2)))},
+				step{ok(2, 1, 2), acts(success(2, 1, 2), aheadOf(dispatch(3, 2, 2)))},
+			),
+			held: map[core.WorkerID][]core.TaskID{2: {3}},
+		},
+		{
+			name: "a held task cancelled: killed, and done when the worker says so",
+			steps: append(two(),
+				step{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
+				step{core.CancelTask{Task: 3}, acts(core.Kill{Task: 3, Attempt: 1, Worker: 1})},
+				step{finished(3, 1, 1, outcome(core.Cancelled, "cancelled before it started")), acts(done(3, 1, 1, cancelled))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1))},
+			),
+			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
+			counts: &counts{Running: 2, Finished: 2},
+		},
+		{
+			name: "returned by a draining worker: placed again",
+			steps: append(two(),
+				step{submit(task(1, one), task(2, one), task(3, one)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)))},
+				step{core.WorkerDraining{Worker: 1}, nil},
+				step{core.TaskReturned{Task: 3, Attempt: 1, Worker: 1}, acts(
+					core.Requeued{Task: 3, Attempt: 1, Reason: lost("returned unfinished by worker 1")},
+					aheadOf(dispatch(3, 2, 2)))},
+			),
+			held: map[core.WorkerID][]core.TaskID{1: {}, 2: {3}},
+		},
+		{
+			name: "GPUs, at-most-once tasks and staged inputs are never held",
+			steps: []step{
+				{join(1, res(1000, 1000), 0), nil},
+				{submit(task(1, one), func() core.Task { x := task(2, one); x.AtMostOnce = true; return x }(),
+					func() core.Task { x := task(3, one); x.Resources.GPUs = 1; return x }()),
+					acts(dispatch(1, 1, 1))},
+			},
+			held: map[core.WorkerID][]core.TaskID{1: {}},
+		},
+	})
+}
+
+// TestAheadNone: with SetAhead(0) (the default) nothing is held.
+func TestAheadNone(t *testing.T) {
+	one := res(1000, 100)
+	runAhead(t, 0, []aheadScenario{{
+		name: "queued, not held",
+		steps: []step{
+			{join(1, res(1000, 1000)), nil},
+			{submit(task(1, one), task(2, one)), acts(dispatch(1, 1, 1))},
+			{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
+		},
+		held: map[core.WorkerID][]core.TaskID{1: {}},
+	}})
+}
