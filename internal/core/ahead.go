@@ -10,9 +10,10 @@ package core
 // Rules, which the seeded simulation checks (coretest, Config.Ahead):
 //   - A task is held only when no open worker has room for it (bestWorker
 //     finds none): never on a busy worker while a core idles elsewhere.
-//   - Only a plain task that asks for no GPUs, is not AtMostOnce, fits the
-//     worker's total resources and needs no fetch (its inputs travel
-//     inline, or the core has never seen them) is held; and only on an
+//   - Only a plain task that asks for no GPUs, is not AtMostOnce, makes no
+//     temp file (graph-aware placement decides where those run: mayHold),
+//     fits the worker's total resources and needs no fetch (its inputs
+//     travel inline, or the core has never seen them) is held; and only on an
 //     open worker that runs plain tasks alone, with none staging. While a
 //     worker holds a task nothing else is placed there (fits): so every
 //     resource the core reserves on it is for a task the worker runs, and
@@ -29,25 +30,16 @@ package core
 func (c *Core) SetAhead(n int) { c.ahead = max(n, 0) }
 
 // holdAhead holds t (queued in q) on the worker that holds the fewest tasks
-// ahead, its family's home first, if no open worker has room for it and one
-// may hold it; it reports whether it did.
+// ahead, if no open worker has room for it and one may hold it; it reports
+// whether it did.
 func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
 	if c.ahead == 0 || !c.mayHold(t) || c.bestWorker(t) != nil {
 		return false
 	}
 	var best *worker
-	if len(c.famOf) > 0 {
-		if fam := c.famOf[t.spec.ID]; fam != nil {
-			if home := c.homeOf(fam); home != nil && c.holdsOn(t, home) {
-				best = home
-			}
-		}
-	}
-	if best == nil {
-		for _, w := range c.open {
-			if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) {
-				best = w
-			}
+	for _, w := range c.open {
+		if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) {
+			best = w
 		}
 	}
 	if best == nil {
@@ -58,25 +50,45 @@ func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
 }
 
 // topUp holds queued tasks on w, up to the limit, while no open worker has
-// room for them.
+// room for them: each time the best head of a shape's queue that w may
+// hold. (It runs when w takes tasks (fill): a worker whose list another's
+// event left short is topped up at its own next event or Tick.)
 func (c *Core) topUp(w *worker) {
 	for w.index >= 0 && len(w.ahead) < c.ahead && c.ready.n > 0 {
-		q := c.ready.best(w.total, 0)
-		if q == nil {
+		var best *shapeQueue
+		for _, q := range c.ready.shapes {
+			t := q.head()
+			if q.need.GPUs > 0 || !w.total.Fits(q.need) || best != nil && !before(t, best.head()) {
+				continue
+			}
+			if c.mayHold(t) && c.holdsOn(t, w) && c.bestWorker(t) == nil {
+				best = q
+			}
+		}
+		if best == nil {
 			return
 		}
-		t := q.head()
-		if !c.mayHold(t) || !c.holdsOn(t, w) || c.bestWorker(t) != nil {
-			return
-		}
-		c.holdOn(q, t, w)
+		c.holdOn(best, best.head(), w)
 	}
 }
 
-// mayHold reports whether t is a task that may be held ahead at all.
+// mayHold reports whether t is a task that may be held ahead at all. One
+// that makes a temp file (kept only in workers) is not: graph-aware
+// placement (families.go) places it when a core frees, where its
+// siblings' outputs go, also once its consumers are submitted later, and
+// holding it on whichever worker holds fewest would undo that
+// (TestAheadMovesNoMoreBytes).
 func (c *Core) mayHold(t *task) bool {
 	s := &t.spec
-	return s.Role == Plain && s.Resources.GPUs == 0 && !s.AtMostOnce && !t.recreating
+	if s.Role != Plain || s.Resources.GPUs != 0 || s.AtMostOnce || t.recreating {
+		return false
+	}
+	for _, f := range s.Outputs {
+		if e := c.files.files[f]; e != nil && e.keep == keepAlways {
+			return false
+		}
+	}
+	return true
 }
 
 // holdsOn reports whether w may hold t ahead now.
@@ -131,7 +143,6 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 			c.wantPrefetch(e)
 		}
 	}
-	c.settleHome(t, w)
 	c.run(t)
 }
 
