@@ -21,7 +21,7 @@ import (
 // reports of several tasks go in one message, with one wake-up of the
 // manager's loop and one message of new runs back. The reports go at once
 // when the last run held starts.
-const aheadHold = 2 * time.Millisecond
+const aheadHold = 5 * time.Millisecond
 
 // need is what a run's task takes of the worker's resources, as the
 // manager's core counts it.
