@@ -138,6 +138,22 @@ func TestAhead(t *testing.T) {
 			held: map[core.WorkerID][]core.TaskID{1: {}, 2: {3}},
 		},
 		{
+			// Graph-aware placement decides where a producer of a temp
+			// file runs, when a core frees (TestAheadMovesNoMoreBytes);
+			// and a held task never passes one queued before it, which
+			// would start first otherwise.
+			name: "a task that makes a temp file is not held, nor one queued behind it",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{core.FilesDeclared{Files: []core.FileSpec{{ID: 50, Kind: core.Produced}}}, nil},
+				{submit(task(1, one), files(task(2, one), nil, ids(50)), prio(task(3, one), -1)),
+					acts(dispatch(1, 1, 1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)))},
+			},
+			held:   map[core.WorkerID][]core.TaskID{1: {3}},
+			counts: &counts{Running: 2, Finished: 1},
+		},
+		{
 			name: "GPUs, at-most-once tasks and staged inputs are never held",
 			steps: []step{
 				{join(1, res(1000, 1000), 0), nil},
