@@ -337,25 +337,33 @@ func TestSession(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			h := startWorker(t, ctx, nil)
-			h.files[hi] = "hi from the store\n"
-			m, _ := h.connect(t, 60_000)
-			for i, s := range tc.steps {
-				switch {
-				case s.send != nil:
-					m.send(t, s.send)
-				case s.do != nil:
-					s.do(h.w)
-				default:
-					got := m.next(t)
-					if diff := cmp.Diff(s.want, got, reportOpts); diff != "" {
-						t.Fatalf("step %d: message mismatch (-want +got):\n%s", i, diff)
-					}
-				}
-			}
+			playSteps(t, tc.steps, map[string]string{hi: "hi from the store\n"})
 		})
+	}
+}
+
+// playSteps plays steps against a new worker whose store holds files.
+func playSteps(t *testing.T, steps []step, files map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, nil)
+	for name, content := range files {
+		h.files[name] = content
+	}
+	m, _ := h.connect(t, 60_000)
+	for i, s := range steps {
+		switch {
+		case s.send != nil:
+			m.send(t, s.send)
+		case s.do != nil:
+			s.do(h.w)
+		default:
+			got := m.next(t)
+			if diff := cmp.Diff(s.want, got, reportOpts); diff != "" {
+				t.Fatalf("step %d: message mismatch (-want +got):\n%s", i, diff)
+			}
+		}
 	}
 }
 
@@ -412,25 +420,7 @@ func TestSessionAhead(t *testing.T) {
 		}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			h := startWorker(t, ctx, nil)
-			m, _ := h.connect(t, 60_000)
-			for i, s := range tc.steps {
-				switch {
-				case s.send != nil:
-					m.send(t, s.send)
-				case s.do != nil:
-					s.do(h.w)
-				default:
-					got := m.next(t)
-					if diff := cmp.Diff(s.want, got, reportOpts); diff != "" {
-						t.Fatalf("step %d: message mismatch (-want +got):\n%s", i, diff)
-					}
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { playSteps(t, tc.steps, nil) })
 	}
 }
 
