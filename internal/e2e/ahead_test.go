@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -82,5 +83,64 @@ func TestAheadHeldTasksKilledAndCancelled(t *testing.T) {
 	}
 	if s.Succeeded != 2 || s.Failed != 1 || s.Finished != 3 { // the cancelled one counts as failed
 		t.Errorf("status: %d succeeded, %d failed, %d finished; want 2, 1 (cancelled), 3", s.Succeeded, s.Failed, s.Finished)
+	}
+}
+
+// A manager with --state and --ahead is killed with SIGKILL while its
+// 1-core worker runs one task and holds two (each journaled as
+// dispatched). Restarted on the same --state, it adopts the running
+// attempt; the held ones, which the worker dropped with its broken
+// connection and does not report, run again: every task starts once and
+// ends with its own output.
+func TestAheadHeldTasksAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	started, gate := filepath.Join(dir, "started.log"), filepath.Join(dir, "gate")
+	c := newCluster(t, "--state", state, "--ahead", "2")
+	c.worker("w1", nil, "--cores", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	var tasks []*trellis.Task
+	for i := range 3 {
+		tk := trellis.NewTask(fmt.Sprintf(`echo %d >> "$STARTED"; while [ ! -e "$GATE" ]; do sleep 0.05; done; echo "task-%d attempt $TRELLIS_ATTEMPT"`, i, i))
+		tk.Name, tk.Key, tk.Env = fmt.Sprintf("t%d", i), fmt.Sprintf("t%d", i), []string{"STARTED=" + started, "GATE=" + gate}
+		tasks = append(tasks, tk)
+	}
+	hs, err := cl.Submit(ctx, tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "one task to start and two to be held", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && len(fileLines(started)) == 1 && len(s.Workers) == 1 && len(s.Workers[0].Running) == 3 &&
+			s.Journal != nil && s.Journal.Durable >= 5 // start, submit, three dispatches
+	})
+	c.manager.signal(t, 9)
+	c.manager.wait(t, 10*time.Second)
+	c.manager = start(t, nil, "manager", "--listen", c.addr, "--secret-file", c.secretFile, "--state", state, "--ahead", "2")
+	waitFor(t, time.Minute, "the manager to adopt the running attempt", func() bool {
+		return strings.Contains(c.manager.Output(), "adopted an attempt dispatched before the restart")
+	})
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := fileLines(started)[0]
+	for i, h := range hs {
+		r, err := h.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		attempt := 2 // held, dropped, dispatched again
+		if fmt.Sprint(i) == first {
+			attempt = 1 // adopted
+		}
+		if want := fmt.Sprintf("task-%d attempt %d\n", i, attempt); !r.OK() || string(r.Stdout) != want {
+			t.Errorf("task %d: %s %q (%s); want success with %q", i, r.Kind, r.Stdout, r.Message, want)
+		}
+	}
+	if got := fileLines(started); len(got) != 3 {
+		t.Errorf("tasks started %q; want each of the three once", got)
 	}
 }
