@@ -86,8 +86,9 @@ type Core struct {
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
 	instSeq   uint64
-	leases    leases // slots lent for direct calls (leases.go)
-	ahead     int    // tasks a worker may hold beyond its free resources (ahead.go)
+	leases    leases        // slots lent for direct calls (leases.go)
+	ahead     int           // tasks a worker may hold beyond its free resources (ahead.go)
+	noHold    []*shapeQueue // scratch of placeFresh: shapes whose head no worker could hold
 
 	now time.Duration // the last Tick's Now
 	// unstamped: the tasks told unplaceable since the last Tick, which

@@ -56,14 +56,20 @@ func (c *Core) placeFresh() {
 				return 1
 			})
 		}
+		c.noHold = c.noHold[:0]
 		for _, t := range fresh {
 			for t.state == Ready {
 				q := c.ready.byNeed[t.spec.Resources]
 				head := q.head()
 				w := c.bestWorker(head)
 				if w == nil {
-					if c.ahead > 0 && c.holdAhead(q, head) {
-						continue
+					// A shape whose head no worker could hold stays so for
+					// the rest of this pass: placing only takes room.
+					if c.ahead > 0 && !slices.Contains(c.noHold, q) {
+						if c.holdAhead(q, head) {
+							continue
+						}
+						c.noHold = append(c.noHold, q)
 					}
 					break
 				}
