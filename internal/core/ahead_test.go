@@ -91,6 +91,21 @@ func TestAhead(t *testing.T) {
 			counts: &counts{Running: 2, Finished: 2},
 		},
 		{
+			// 4 would fit what 1 frees, but 3, held, takes the first
+			// resources that fit it (as the worker starts it): nothing
+			// else is placed on a worker that holds tasks.
+			name: "a worker that holds tasks takes nothing else; they take what frees first",
+			steps: []step{
+				{join(1, res(2000, 1000)), nil},
+				{submit(task(1, one), task(2, one), task(3, res(2000, 100)), task(4, one)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)))},
+				{ok(1, 1, 1), acts(success(1, 1, 1))},
+				{ok(2, 1, 1), acts(success(2, 1, 1), aheadOf(dispatch(4, 1, 1)))},
+			},
+			held:   map[core.WorkerID][]core.TaskID{1: {4}},
+			counts: &counts{Running: 2, Finished: 2},
+		},
+		{
 			name: "never held while another worker has room",
 			steps: []step{
 				{join(1, res(1000, 1000)), nil},
