@@ -255,6 +255,11 @@ func TestSimulationAhead(t *testing.T) {
 			rows = append(rows, row{sc.name, sc.cfg})
 		}
 	}
+	for _, sc := range libScenarios {
+		if sc.name == "library storm" || sc.name == "calls, few workers" {
+			rows = append(rows, row{sc.name, sc.cfg})
+		}
+	}
 	for _, sc := range rows {
 		t.Run(sc.name, func(t *testing.T) {
 			for _, seed := range seeds() {
