@@ -88,7 +88,7 @@ func (c *Core) mayHold(t *task) bool {
 			return false
 		}
 	}
-	return true
+	return len(c.famOf) == 0 || c.famOf[s.ID] == nil // nor a family's member (one whose uploaded outputs a task reads)
 }
 
 // holdsOn reports whether w may hold t ahead now.
