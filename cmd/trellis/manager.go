@@ -28,6 +28,7 @@ func managerCmd() *cobra.Command {
 	var unplaceable, adopt, heartbeat time.Duration
 	var placement string
 	var prefetch bool
+	var ahead int
 	var snapshotRecords int
 	var commitInterval time.Duration
 	var stls serverTLS
@@ -66,6 +67,9 @@ func managerCmd() *cobra.Command {
 			if commitInterval == 0 {
 				commitInterval = -1 // none
 			}
+			if ahead < 0 {
+				return fmt.Errorf("--ahead %d: give 0 (a worker gets only what its free resources hold) or a positive number of tasks, such as 2: how many more a busy worker may hold, to start as soon as one ends", ahead)
+			}
 			if unplaceable < 0 {
 				return fmt.Errorf("--unplaceable-timeout %s: give 0 (wait for ever) or a positive duration, such as 10m: how long a task may wait while no connected worker could run it", unplaceable)
 			}
@@ -85,7 +89,7 @@ func managerCmd() *cobra.Command {
 				defer heapProfileOnSignal(memProfile, log)()
 			}
 			m, err := manager.Listen(manager.Config{TLS: tlsConfig, PeerCA: peerCA, Listen: listen, Secret: secret, StoreDir: store, StateDir: state, CheckpointDir: checkpointDir, Logger: log, Version: trellis.Version, ClientGrace: grace,
-				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, NoPrefetch: !prefetch, AdoptWindow: adopt, Heartbeat: heartbeat,
+				UnplaceableTimeout: unplaceable, TxnLog: txnLog, Placement: policy, NoPrefetch: !prefetch, Ahead: ahead, AdoptWindow: adopt, Heartbeat: heartbeat,
 				SnapshotRecords: snapshotRecords, CommitInterval: commitInterval})
 			if err != nil {
 				return err
@@ -116,6 +120,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&txnLog, "txn-log", "", "append one JSON line per task and worker state change to FILE (docs/dashboard.md); default: none")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
+	cmd.Flags().IntVar(&ahead, "ahead", 0, "tasks each worker may hold beyond its free resources while no worker has room, started there as soon as a task ends (0: none)")
 	cmd.Flags().BoolVar(&prefetch, "prefetch", true, "with --placement graph, fetch a waiting task's finished inputs to the worker it is bound to while its last producers run (--prefetch=false: not, to compare)")
 	cmd.Flags().StringVar(&placement, "placement", "graph", "placement policy: graph (co-assign the producers of one consumer, place consumers where their inputs are) or free (by bytes present, else free cores: the policy before, to compare)")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")

@@ -16,6 +16,10 @@ type Dispatch struct {
 	Attempt  uint32
 	Lib      LibID // set only when the Dispatch starts Instance
 	GPUs     []int32
+	// Ahead: the worker holds the task until its resources free, in the
+	// order of such dispatches, and starts it then without being told
+	// (see SetAhead).
+	Ahead bool
 	// Files: what the dispatch says of the task's files (Inline, Keep);
 	// nil when it says nothing, as for most tasks (a Dispatch is made per
 	// decision: it stays small).

@@ -26,9 +26,11 @@ type task struct {
 	// recreating: the task had finished, and runs again because its output
 	// was lost; it ends with Recreated or FileLost, not a second Done.
 	recreating bool
-	held       bool // it holds a reservation of its worker's resources
-	stuck      bool // told that no worker could run it (since when: since); see unplaceable.go
-	pinned     bool // its inputs are pinned on its worker (see pin)
+	// held: it holds a reservation of its worker's resources. A plain
+	// task placed without one is held ahead (ahead.go: isAhead).
+	held   bool
+	stuck  bool // told that no worker could run it (since when: since); see unplaceable.go
+	pinned bool // its inputs are pinned on its worker (see pin)
 	// rank orders tasks of equal priority (see before): branchRank if it
 	// reads a file a task produces (it continues a started branch), plus
 	// bits.Len64 of the bytes its end lets be pruned, when made ready.
@@ -84,7 +86,9 @@ type Core struct {
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
 	instSeq   uint64
-	leases    leases // slots lent for direct calls (leases.go)
+	leases    leases        // slots lent for direct calls (leases.go)
+	ahead     int           // tasks a worker may hold beyond its free resources (ahead.go)
+	noHold    []*shapeQueue // scratch of placeFresh: shapes whose head no worker could hold
 
 	now time.Duration // the last Tick's Now
 	// unstamped: the tasks told unplaceable since the last Tick, which

@@ -122,4 +122,13 @@
 // which bounds lineage. An effectful task (Effectful, AtMostOnce) waits
 // until each nondeterministic input it reads is checkpointed; the core
 // asks for that checkpoint itself.
+//
+// Tasks held ahead (ahead.go, SetAhead): with every core busy, a worker
+// may be sent up to N plain tasks beyond its free resources (Dispatch.Ahead)
+// while no open worker has room for them. It holds them in the order sent
+// and starts the first once it fits; the core gives the resources that free
+// there to its held tasks first, in the same order, and places nothing else
+// there while it holds any, so both agree on what runs (Ahead lists them).
+// A held task is Running to everything else: its Done, its worker's loss,
+// its Kill.
 package core

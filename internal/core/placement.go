@@ -56,12 +56,21 @@ func (c *Core) placeFresh() {
 				return 1
 			})
 		}
+		c.noHold = c.noHold[:0]
 		for _, t := range fresh {
 			for t.state == Ready {
 				q := c.ready.byNeed[t.spec.Resources]
 				head := q.head()
 				w := c.bestWorker(head)
 				if w == nil {
+					// A shape whose head no worker could hold stays so for
+					// the rest of this pass: placing only takes room.
+					if c.ahead > 0 && !slices.Contains(c.noHold, q) {
+						if c.holdAhead(q, head) {
+							continue
+						}
+						c.noHold = append(c.noHold, q)
+					}
 					break
 				}
 				t, w := c.choose(head, w)
@@ -178,19 +187,25 @@ func (c *Core) findWorker(need Resources) *worker {
 	return nil
 }
 
+// fits reports whether need fits w's free resources now. Nothing fits a
+// worker that holds tasks ahead (ahead.go): they take what frees first.
 func (w *worker) fits(need Resources) bool {
-	return w.free.Fits(need) && int64(len(w.gpusFree)) >= need.GPUs
+	return w.free.Fits(need) && int64(len(w.gpusFree)) >= need.GPUs && len(w.ahead) == 0
 }
 
-// fill places queued tasks on w while they fit.
+// fill places queued tasks on w while they fit, then holds more ahead
+// there while no worker has room for them (ahead.go).
 func (c *Core) fill(w *worker) {
-	for w.index >= 0 {
+	for w.index >= 0 && len(w.ahead) == 0 {
 		q := c.ready.best(w.free, len(w.gpusFree))
 		if q == nil {
-			return
+			break
 		}
 		t, x := c.choose(q.head(), w)
 		c.place(q, t, x)
+	}
+	if c.ahead > 0 {
+		c.topUp(w)
 	}
 }
 
@@ -355,7 +370,7 @@ func (c *Core) run(t *task) {
 	t.attempt++
 	t.ranOn = t.worker.id
 	c.setState(t, Running)
-	d := Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id}
+	d := Dispatch{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, Ahead: t.isAhead()}
 	if t.spec.Resources.GPUs > 0 {
 		d.GPUs = t.worker.gpusOf[t.spec.ID]
 	}
@@ -400,8 +415,11 @@ func (c *Core) release(t *task) {
 		}
 	}
 	delete(w.running, t.spec.ID)
+	if t.isAhead() {
+		c.unhold(t)
+	}
 	if !t.held {
-		return // a call: its instance holds the resources
+		return // a call (its instance holds the resources), or held ahead
 	}
 	t.held = false
 	w.free = w.free.Add(t.spec.Resources)
@@ -409,6 +427,9 @@ func (c *Core) release(t *task) {
 		w.gpusFree = append(w.gpusFree, w.gpusOf[t.spec.ID]...)
 		sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
 		delete(w.gpusOf, t.spec.ID)
+	}
+	if len(w.ahead) > 0 {
+		c.promote(w) // as the worker starts them
 	}
 	if w.index >= 0 {
 		c.open.fix(w.index)

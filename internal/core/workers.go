@@ -31,6 +31,7 @@ type worker struct {
 	peakCache    int64                // the most cacheBytes so far
 	homes        []*family            // families placed here first (see families.go)
 	homesKept    int                  // len(homes) after it was last cleaned
+	ahead        []*task              // dispatched and held beyond its free resources, in order (ahead.go)
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores

@@ -136,6 +136,7 @@ func newState(m *Manager) *state {
 	c := core.New()
 	c.SetPlacement(m.cfg.Placement)
 	c.SetPrefetch(!m.cfg.NoPrefetch)
+	c.SetAhead(m.cfg.Ahead)
 	if m.txn != nil {
 		c.ObservePlacements() // for task_placed in the transaction log
 	}
@@ -404,7 +405,7 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			}
 			s.sendAfter(intent, a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
-				IdempotencyKey: idempotencyKey(rec, a.Task), Epoch: s.m.epoch}}})
+				IdempotencyKey: idempotencyKey(rec, a.Task), Epoch: s.m.epoch, Ahead: a.Ahead}}})
 			if !rerun && rec.call() == nil { // a call's start is not worth a message: it is short
 				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
 					Attempt: a.Attempt, Worker: sess.hello.Name})

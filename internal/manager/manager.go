@@ -60,6 +60,11 @@ type Config struct {
 	// NoPrefetch turns off the core's prefetch of a consumer's inputs
 	// while its last producers run (core.SetPrefetch), to compare.
 	NoPrefetch bool
+	// Ahead is how many tasks each worker may hold beyond its free
+	// resources while no worker has room (core.SetAhead): they start there
+	// as soon as a task ends, and the messages of many tasks travel
+	// together. 0 holds none.
+	Ahead int
 	// StateDir, when set, holds the journal (and the store, unless
 	// StoreDir says otherwise): a manager started again with the same
 	// one recovers its clients' sessions, tasks and libraries.

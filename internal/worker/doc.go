@@ -18,6 +18,12 @@
 // ran where. A worker that loses its manager kills what it runs (the manager
 // has queued those tasks again) and reconnects as a new worker.
 //
+// Runs sent ahead (pb.Run.Ahead, ahead.go) wait in the session in the
+// order they came and start, first first, once they fit beside the attempts
+// running, as the manager's core expects; a drain hands them back, a Kill
+// ends one cancelled without starting it, and a broken connection drops
+// them (the manager runs them again).
+//
 // The worker never imports the manager or the core: it speaks only the
 // wire protocol of package proto.
 package worker

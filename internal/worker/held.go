@@ -35,15 +35,18 @@ func (h *heldReports) add(msg *pb.WorkerMessage) (full bool) {
 	return len(h.msgs) >= maxHeld || h.bytes >= maxHeldBytes
 }
 
-// arm starts the hold if it is not running.
-func (h *heldReports) arm() {
+// arm starts the hold of reportHold if it is not running.
+func (h *heldReports) arm() { h.armFor(reportHold) }
+
+// armFor starts a hold of d if none is running.
+func (h *heldReports) armFor(d time.Duration) {
 	if h.C != nil || len(h.msgs) == 0 {
 		return
 	}
 	if h.timer == nil {
-		h.timer = time.NewTimer(reportHold)
+		h.timer = time.NewTimer(d)
 	} else {
-		h.timer.Reset(reportHold)
+		h.timer.Reset(d)
 	}
 	h.C = h.timer.C
 }

@@ -26,6 +26,7 @@ type running struct {
 	instance uint64 // a call's library instance
 	epoch    uint64 // of its Run: its report carries it back
 	kept     bool   // its session broke: it belongs to Worker.kept (kept.go)
+	need     need   // what it takes of the worker's resources (ahead.go)
 }
 
 // event is what a session's goroutines tell its loop, in order on one
@@ -96,6 +97,7 @@ type session struct {
 	lastPost   time.Time     // when it last queued a message for the manager
 	libReports []event       // what kept library instances said while no session had them
 	direct     directReports // direct calls' ends (direct.go)
+	ahead      []*pb.Run     // runs sent ahead, held until they fit, in order (ahead.go)
 	// pending: messages posted, not yet handed to the sender; they go
 	// once the loop has handled the event (flush), as one write.
 	pending []*pb.WorkerMessage
@@ -178,6 +180,9 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 				s.handle(ctx, sctx, ev.msg)
 			default:
 				s.ended(ev)
+				if len(s.ahead) > 0 {
+					s.startHeld(ctx, sctx) // resources freed: the next starts now, not when the manager says
+				}
 			}
 		case <-s.direct.signal:
 			for _, msg := range s.direct.take(false) {
@@ -185,6 +190,9 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 			}
 		case <-s.w.kept.signal:
 			s.keptEnded()
+			if len(s.ahead) > 0 {
+				s.startHeld(ctx, sctx)
+			}
 		case err := <-s.broken:
 			return s.lost(err)
 		case <-s.held.C:
@@ -331,10 +339,13 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 			s.handle(ctx, sctx, inner)
 		}
 	case *pb.ManagerMessage_Run:
-		s.startAttempt(ctx, sctx, x.Run)
+		s.intake(ctx, sctx, x.Run)
 	case *pb.ManagerMessage_Kill:
-		if r := s.attempts[attemptKey{x.Kill.TaskId, x.Kill.Attempt}]; r != nil {
+		key := attemptKey{x.Kill.TaskId, x.Kill.Attempt}
+		if r := s.attempts[key]; r != nil {
 			r.cancel()
+		} else if len(s.ahead) > 0 {
+			s.killHeld(key)
 		}
 	case *pb.ManagerMessage_Fetch:
 		// Held from now until a Release, so that the tasks the manager
@@ -399,7 +410,7 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 		// A simulated task that waits for nothing ends here, in the loop:
 		// no goroutine per task, and the ends of a batch of runs leave
 		// in one write.
-		s.attempts[key] = &running{cancel: func() {}, epoch: run.Epoch}
+		s.attempts[key] = &running{cancel: func() {}, epoch: run.Epoch, need: runNeed(run)}
 		s.ended(evAttemptEnded{key: key, outcome: s.w.simulate(ctx, run)})
 		return
 	}
@@ -407,6 +418,8 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 	s.attempts[key] = &running{cancel: acancel, call: run.Instance != 0, instance: run.Instance, epoch: run.Epoch}
 	if run.Instance != 0 {
 		s.calls++
+	} else {
+		s.attempts[key].need = runNeed(run)
 	}
 	s.wg.Add(1)
 	go func() { // exits when the attempt ends; actx bounds it
@@ -449,6 +462,11 @@ func (s *session) attemptEnded(ev evAttemptEnded) {
 	switch {
 	case ev.libDead && !full:
 		// held until the library's end flushes it
+	case r != nil && !r.call && len(s.ahead) > 1 && !full:
+		// Runs sent ahead wait here, more than the one that starts now:
+		// the manager needs no report to keep this worker busy, and the
+		// reports of several go in one message (ahead.go).
+		s.held.armFor(aheadHold)
 	case r == nil || !r.call || s.calls == 0 || full:
 		s.held.flush(s.post)
 	default:
@@ -476,10 +494,12 @@ func (s *session) drain() {
 	s.drainTimer = time.After(s.w.cfg.DrainTimeout)
 	s.w.log.Info("draining", "running", len(s.attempts), "timeout", s.w.cfg.DrainTimeout)
 	s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Draining{Draining: &pb.Draining{}}})
+	s.handBackHeld() // not started: they run elsewhere
 }
 
 // handBackAll kills every attempt, to be reported as returned.
 func (s *session) handBackAll() {
+	s.handBackHeld()
 	for _, r := range s.attempts {
 		r.handBack = true
 		r.cancel()

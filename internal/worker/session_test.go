@@ -337,25 +337,90 @@ func TestSession(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			h := startWorker(t, ctx, nil)
-			h.files[hi] = "hi from the store\n"
-			m, _ := h.connect(t, 60_000)
-			for i, s := range tc.steps {
-				switch {
-				case s.send != nil:
-					m.send(t, s.send)
-				case s.do != nil:
-					s.do(h.w)
-				default:
-					got := m.next(t)
-					if diff := cmp.Diff(s.want, got, reportOpts); diff != "" {
-						t.Fatalf("step %d: message mismatch (-want +got):\n%s", i, diff)
-					}
-				}
-			}
+			playSteps(t, tc.steps, map[string]string{hi: "hi from the store\n"})
 		})
+	}
+}
+
+// playSteps plays steps against a new worker whose store holds files.
+func playSteps(t *testing.T, steps []step, files map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, nil)
+	for name, content := range files {
+		h.files[name] = content
+	}
+	m, _ := h.connect(t, 60_000)
+	for i, s := range steps {
+		switch {
+		case s.send != nil:
+			m.send(t, s.send)
+		case s.do != nil:
+			s.do(h.w)
+		default:
+			got := m.next(t)
+			if diff := cmp.Diff(s.want, got, reportOpts); diff != "" {
+				t.Fatalf("step %d: message mismatch (-want +got):\n%s", i, diff)
+			}
+		}
+	}
+}
+
+// cores is run with the cores its task asks for, sent ahead if ahead.
+func cores(msg *pb.ManagerMessage, n float64, ahead bool) *pb.ManagerMessage {
+	msg.GetRun().Spec.Resources.Cores = n
+	msg.GetRun().Ahead = ahead
+	return msg
+}
+
+// Runs sent ahead (ahead.go) on a worker of 4 cores.
+func TestSessionAhead(t *testing.T) {
+	ok := func(task uint64, stdout string) *pb.WorkerMessage {
+		return done(task, pb.ResultKind_RESULT_KIND_SUCCESS, stdout)
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"a run sent ahead that fits starts at once", []step{
+			{send: cores(run(1, "sleep 30"), 2, false)},
+			{send: cores(run(2, "echo two"), 2, true)},
+			{want: ok(2, "two\n")},
+			{send: kill(1)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+		}},
+		{"held runs start in order as resources free, none skipped", []step{
+			// 3 would fit beside 1, but waits behind 2, which does not:
+			// the manager's core starts them in the same order.
+			{send: cores(run(1, "sleep 0.3; echo one"), 2, false)},
+			{send: cores(run(2, "echo two"), 4, true)},
+			{send: cores(run(3, "echo three"), 1, true)},
+			{want: ok(1, "one\n")},
+			{want: ok(2, "two\n")},
+			{want: ok(3, "three\n")},
+		}},
+		{"a held run killed ends cancelled without running", []step{
+			{send: cores(run(1, "sleep 30"), 4, false)},
+			{send: cores(run(2, "echo two > /dev/stderr"), 4, true)},
+			{send: kill(2)},
+			{want: done(2, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+			{send: kill(1)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+		}},
+		{"a drain hands held runs back", []step{
+			{send: cores(run(1, "sleep 0.3; echo slept"), 4, false)},
+			{send: cores(run(2, "true"), 1, true)},
+			{send: cores(run(1, "true"), 4, false)},
+			{want: returned(1)}, // the first runs, and 2 is held
+			{do: (*Worker).Drain},
+			{want: draining},
+			{want: returned(2)},
+			{want: ok(1, "slept\n")},
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { playSteps(t, tc.steps, nil) })
 	}
 }
 

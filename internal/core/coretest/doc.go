@@ -78,6 +78,18 @@
 // the simulated clock, ends exactly the tasks unplaceable for their
 // UnplaceableTimeout, counted from the first Tick after they were told.
 //
+// With Config.Ahead set (core.SetAhead), the fake workers hold the tasks
+// dispatched ahead in order, start the first as soon as it fits beside what
+// runs, and hand them back when they drain, as real workers do. The model
+// checks each held dispatch (a plain task without GPUs that is not
+// at-most-once, on a worker that could run it, hosts no library instance
+// and holds fewer than Ahead; and, where it sees every reservation, no open
+// worker had room for it), that the core's list of held tasks on each
+// worker (Core.Ahead) is the worker's, in order, after every step, and
+// every invariant above with held tasks lost, cancelled and handed back.
+// A Tick may top up held lists (Stats.TickHeld), never place a task that
+// fits a free core.
+//
 // RunGraph plays one task graph (the graph of trellis bench dag, map/reduce,
 // layered, a tree reduction, all-to-all) on a fixed set of workers with no
 // faults, on a simulated clock with seeded task durations and transfers
@@ -86,7 +98,9 @@
 // makespan: two runs of one GraphConfig differ only in the policy, which is
 // how the transfer-volume invariant of graph-aware placement is checked.
 // Independently of the core, it checks that each dispatch finds its inputs
-// on its worker and each fetch names a peer that holds the file.
+// on its worker and each fetch names a peer that holds the file. With
+// GraphConfig.Ahead its workers hold tasks dispatched ahead and start them
+// as cores free, and no dispatch may over-commit one.
 //
 // BenchCore measures the core alone: decisions per second, memory per queued
 // task, and how the cost of a decision grows with workers and queued tasks.

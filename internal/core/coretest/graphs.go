@@ -37,7 +37,11 @@ type GraphConfig struct {
 	// NoPrefetch turns the core's prefetch of consumers' inputs off (see
 	// core.SetPrefetch), to compare.
 	NoPrefetch bool
-	Trace      io.Writer // if set, receives each event and its actions
+	// Ahead: tasks each worker may hold beyond its cores (core.SetAhead).
+	// The workers hold them as real ones do, and start the first as soon
+	// as a core frees.
+	Ahead int
+	Trace io.Writer // if set, receives each event and its actions
 }
 
 // GraphResult is what one run moved and how long it took.
@@ -215,6 +219,7 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 	c := core.New()
 	c.SetPlacement(p)
 	c.SetPrefetch(!cfg.NoPrefetch)
+	c.SetAhead(cfg.Ahead)
 	holds := make(map[core.WorkerID]map[core.FileID]bool)
 	byID := make(map[core.TaskID]*graphTask)
 	for i := range tasks {
@@ -231,6 +236,19 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 	}
 	var prefetched []copyOn
 	read := make(map[copyOn]bool)
+	busy := make(map[core.WorkerID]int)               // cores running tasks (every task takes one)
+	heldOn := make(map[core.WorkerID][]core.Dispatch) // dispatched ahead, not started (core.SetAhead)
+	start := func(a core.Dispatch) {
+		busy[a.Worker]++
+		t := byID[a.Task]
+		outs := make([]core.OutputInfo, 0, len(t.spec.Outputs))
+		for _, f := range t.spec.Outputs {
+			outs = append(outs, core.OutputInfo{File: f, Size: sizes[f], Kept: true})
+		}
+		seq++
+		heap.Push(&events, graphEvent{at: now + t.dur, seq: seq, ev: core.TaskFinished{
+			Task: a.Task, Attempt: a.Attempt, Worker: a.Worker, Outcome: core.Outcome{Kind: core.Success}, Outputs: outs}})
+	}
 	step := func(ev core.Event) {
 		acts := c.Step(ev)
 		if cfg.Trace != nil {
@@ -249,13 +267,14 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 					}
 					read[copyOn{a.Worker, f}] = true
 				}
-				outs := make([]core.OutputInfo, 0, len(t.spec.Outputs))
-				for _, f := range t.spec.Outputs {
-					outs = append(outs, core.OutputInfo{File: f, Size: sizes[f], Kept: true})
+				if a.Ahead && (len(heldOn[a.Worker]) > 0 || busy[a.Worker] >= cores) {
+					heldOn[a.Worker] = append(heldOn[a.Worker], a)
+					continue
 				}
-				seq++
-				heap.Push(&events, graphEvent{at: now + t.dur, seq: seq, ev: core.TaskFinished{
-					Task: a.Task, Attempt: a.Attempt, Worker: a.Worker, Outcome: core.Outcome{Kind: core.Success}, Outputs: outs}})
+				if busy[a.Worker] >= cores {
+					tb.Fatalf("graph %+v, %v: %+v over-commits its worker (%d of %d cores busy)", cfg, p, a, busy[a.Worker], cores)
+				}
+				start(a)
 			case core.Fetch:
 				if a.Task == 0 && a.Source.Kind == core.FromPeer {
 					res.Prefetched += sizes[a.File]
@@ -319,6 +338,12 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 		case core.TaskFinished:
 			for _, o := range ev.Outputs {
 				holds[ev.Worker][o.File] = true
+			}
+			busy[ev.Worker]--
+			for len(heldOn[ev.Worker]) > 0 && busy[ev.Worker] < cores { // the worker starts what it holds, first first
+				a := heldOn[ev.Worker][0]
+				heldOn[ev.Worker] = heldOn[ev.Worker][1:]
+				start(a)
 			}
 		case core.TransferDone:
 			a := fetches[ev.Transfer]

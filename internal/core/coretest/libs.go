@@ -494,7 +494,8 @@ func (s *sim) callFailsAtOnce(t *simTask) bool {
 // roomFor reports whether open worker w has room for an instance of l.
 func (s *sim) roomFor(l *simLib, w *simWorker) bool {
 	need := l.spec.Resources
-	return !w.draining && w.total.Sub(w.used).Fits(need) && int64(len(w.devices)-len(w.gpuUsed)) >= need.GPUs
+	// (Nothing is placed on a worker that holds tasks ahead: ahead.go.)
+	return !w.draining && len(w.held) == 0 && w.total.Sub(w.used).Fits(need) && int64(len(w.devices)-len(w.gpuUsed)) >= need.GPUs
 }
 
 // checkInstall checks that installing l started the Eager instances it
@@ -579,7 +580,7 @@ func (s *sim) withoutDeploys(acts []core.Action) []core.Action {
 func (s *sim) checkLibCounts() {
 	waiting, ready, running, finished := s.c.Counts()
 	queued := waiting + ready + s.c.Staging()
-	model := s.liveTasks + s.d.rerunning - len(s.running)
+	model := s.liveTasks + s.d.rerunning - len(s.running) - s.heldN // held tasks count as running (ahead.go)
 	extra := queued - model
 	bound := -1
 	if !s.cfg.dataOn() {
@@ -588,9 +589,9 @@ func (s *sim) checkLibCounts() {
 			bound += int(max(l.spec.Eager, 1))
 		}
 	}
-	if running != len(s.running)+len(s.l.live) || finished != s.doneCount+s.ls.direct || extra < 0 || bound >= 0 && extra > bound {
+	if running != len(s.running)+s.heldN+len(s.l.live) || finished != s.doneCount+s.ls.direct || extra < 0 || bound >= 0 && extra > bound {
 		s.failf("Counts() = waiting %d ready %d running %d finished %d, staging %d; model: queued %d (plus at most %d instances) running %d (and %d instances) finished %d",
-			waiting, ready, running, finished, s.c.Staging(), model, bound, len(s.running), len(s.l.live), s.doneCount)
+			waiting, ready, running, finished, s.c.Staging(), model, bound, len(s.running)+s.heldN, len(s.l.live), s.doneCount)
 	}
 }
 

@@ -53,6 +53,8 @@ type simTask struct {
 	// failed for an input before its command started).
 	unknown bool
 	mayRun  int
+
+	held bool // dispatched ahead and held on its worker, not started (ahead.go)
 }
 
 // simWorker is the model of one worker.
@@ -74,6 +76,7 @@ type simWorker struct {
 	fetched  fileSet // of holds, those fetched (not outputs): what BoundedCaches bounds
 	reserved int64   // bytes reserved by the fetches to it in flight (Config.BoundedCaches)
 	insts    map[core.InstanceID]*simInst
+	held     []*simTask // dispatched ahead, not started, in order (ahead.go)
 }
 
 type fileInfo struct {
@@ -566,7 +569,9 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 			s.failf("Dispatch %+v of a task that is not a call, to an instance", a)
 		}
 		need = t.spec.Resources
-		if used := w.used.Add(need); !w.total.Fits(used) {
+		if a.Ahead {
+			s.checkAhead(a, t, w)
+		} else if used := w.used.Add(need); !w.total.Fits(used) {
 			s.failf("Dispatch %+v over-commits worker %d: %v in use of %v", a, w.id, used, w.total)
 		}
 		s.takeGPUs(a, w, need.GPUs)
@@ -577,10 +582,17 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 	t.last = w.id
 	t.killed = false
 	t.gpus = slices.Clone(a.GPUs)
-	w.used = w.used.Add(need)
 	w.running[t.spec.ID] = t
-	t.runPos = len(s.running)
-	s.running = append(s.running, t)
+	if a.Ahead {
+		t.held = true
+		w.held = append(w.held, t)
+		s.heldN++
+		s.stats.Held++
+	} else {
+		w.used = w.used.Add(need)
+		t.runPos = len(s.running)
+		s.running = append(s.running, t)
+	}
 	if t.dataflow {
 		s.flow.running++
 	}
@@ -728,10 +740,16 @@ func (s *sim) afterReady(t *simTask, failed bool) bool {
 // release ends t's running attempt in the model.
 func (s *sim) release(t *simTask) {
 	w := t.worker
-	if t.inst != nil {
+	held := t.held
+	switch {
+	case t.inst != nil:
 		delete(t.inst.calls, t.spec.ID)
 		t.inst = nil
-	} else {
+	case held:
+		t.held = false
+		w.held = slices.DeleteFunc(w.held, func(x *simTask) bool { return x == t })
+		s.heldN--
+	default:
 		w.used = w.used.Sub(t.spec.Resources)
 	}
 	delete(w.running, t.spec.ID)
@@ -740,10 +758,12 @@ func (s *sim) release(t *simTask) {
 	}
 	t.gpus = nil
 	t.worker = nil
-	last := s.running[len(s.running)-1]
-	s.running[t.runPos], last.runPos = last, t.runPos
-	s.running = s.running[:len(s.running)-1]
-	t.runPos = -1
+	if !held {
+		last := s.running[len(s.running)-1]
+		s.running[t.runPos], last.runPos = last, t.runPos
+		s.running = s.running[:len(s.running)-1]
+		t.runPos = -1
+	}
 	if t.dataflow {
 		s.flow.running--
 	}
@@ -793,6 +813,9 @@ func (s *sim) checkForgotten() {
 // afterStep checks that every expectation of the step was met and that the
 // core's counts agree with the model.
 func (s *sim) afterStep(acts []core.Action) {
+	if s.cfg.Ahead > 0 {
+		s.startHeld()
+	}
 	if len(s.d.reruns) > 0 {
 		s.checkReruns()
 	}
@@ -830,9 +853,9 @@ func (s *sim) afterStep(acts []core.Action) {
 	s.checkDataflow()
 	if s.cfg.libsOn() {
 		s.checkLibCounts()
-	} else if running != len(s.running) || finished != s.doneCount+s.ls.direct || waiting+ready+staging != s.liveTasks+s.d.rerunning-len(s.running) {
-		s.failf("Counts() = waiting %d ready %d running %d finished %d, staging %d; model: queued %d running %d finished %d",
-			waiting, ready, running, finished, staging, s.liveTasks+s.d.rerunning-len(s.running), len(s.running), s.doneCount)
+	} else if running != len(s.running)+s.heldN || finished != s.doneCount+s.ls.direct || waiting+ready+staging != s.liveTasks+s.d.rerunning-len(s.running)-s.heldN {
+		s.failf("Counts() = waiting %d ready %d running %d finished %d, staging %d; model: queued %d running %d (%d of them held) finished %d",
+			waiting, ready, running, finished, staging, s.liveTasks+s.d.rerunning-len(s.running)-s.heldN, len(s.running)+s.heldN, s.heldN, s.doneCount)
 	}
 	if _, tick := s.ev.(core.Tick); tick {
 		// A lease that expires on a Tick frees slots, which calls take
@@ -842,6 +865,13 @@ func (s *sim) afterStep(acts []core.Action) {
 			if d, ok := a.(core.Dispatch); ok && !expired {
 				if l := s.lib(d.Lib); l != nil && l.spec.EveryWorker {
 					continue // a Tick deploys instances on every worker with room
+				}
+				if d.Ahead {
+					// A Tick tops up every worker's held tasks; between
+					// Ticks a worker's list is topped up at its own
+					// events (checkAhead checks that no core was free).
+					s.stats.TickHeld++
+					continue
 				}
 				s.stats.TickDispatches++
 				// With data, a Tick legitimately starts a fetch that was
@@ -889,7 +919,7 @@ func (s *sim) checkPlacement() {
 	for _, t := range shapes {
 		if infos != nil {
 			for _, info := range infos {
-				if !info.Draining && info.Free.Fits(t.spec.Resources) {
+				if !info.Draining && info.Free.Fits(t.spec.Resources) && len(s.workers[info.ID].held) == 0 {
 					state, attempt, _ := s.c.TaskState(t.spec.ID)
 					s.failf("task %d (%s, attempt %d, inputs %v, needs %v) is ready and fits worker %d (free %v) but was not placed",
 						t.spec.ID, state, attempt, t.deps, t.spec.Resources, info.ID, info.Free)
@@ -898,7 +928,7 @@ func (s *sim) checkPlacement() {
 			continue
 		}
 		for _, w := range s.live {
-			if !w.draining && w.total.Sub(w.used).Fits(t.spec.Resources) {
+			if !w.draining && w.total.Sub(w.used).Fits(t.spec.Resources) && len(w.held) == 0 {
 				s.failf("task %d is ready and fits worker %d (free %v) but was not placed", t.spec.ID, w.id, w.total.Sub(w.used))
 			}
 		}
@@ -976,7 +1006,7 @@ func (s *sim) checkWorkers() {
 			if t == nil {
 				s.failf("worker %d: Workers() lists unknown task %d", info.ID, id)
 			}
-			if t.spec.Role != core.Call {
+			if t.spec.Role != core.Call && !t.held {
 				reserved = reserved.Add(t.spec.Resources)
 			}
 			if w.running[id] != nil {

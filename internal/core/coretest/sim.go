@@ -108,6 +108,12 @@ type Config struct {
 	// core handles without a Tick.
 	StrictPlacement bool
 
+	// Ahead: tasks a worker may hold beyond its free resources
+	// (core.SetAhead). The fake workers hold them as real ones do, in
+	// order, start the first when it fits, and hand them back when they
+	// drain; the model checks each held dispatch (ahead.go).
+	Ahead int
+
 	// Trace, if set, receives every step: its event and its actions.
 	Trace io.Writer
 }
@@ -116,6 +122,8 @@ type Config struct {
 type Stats struct {
 	Steps          int
 	Dispatches     int
+	Held           int // of Dispatches, those sent ahead (Config.Ahead)
+	TickHeld       int // of Held, those a Tick made
 	Requeues       int
 	Kills          int
 	StaleResults   int
@@ -241,6 +249,7 @@ func Run(tb testing.TB, cfg Config) Stats {
 		stuck:   make(map[*simTask]bool),
 	}
 	s.stats.Done = make(map[core.Kind]int)
+	s.c.SetAhead(cfg.Ahead)
 	for range cfg.Workers {
 		s.join(s.randomWorker())
 	}
@@ -320,6 +329,7 @@ type sim struct {
 	leaving      []*simWorker // drained and idle: leave next
 
 	running []*simTask
+	heldN   int          // tasks held ahead on their workers (ahead.go), not in running
 	unknown []*simTask   // at-most-once tasks in unknown, oldest first (some cancelled since)
 	history []attemptRef // ended attempts, a ring
 	histPos int
@@ -772,6 +782,10 @@ func (s *sim) drainWorker() {
 		if !w.draining {
 			s.pendingJoins++
 			s.do(core.WorkerDraining{Worker: w.id})
+			for len(w.held) > 0 && !w.gone { // as a real worker does at once (held runs never started)
+				t := w.held[0]
+				s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id})
+			}
 			return
 		}
 	}

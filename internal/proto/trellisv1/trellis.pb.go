@@ -6854,7 +6854,12 @@ type Run struct {
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// The manager's epoch (its starts with one --state) when it dispatched
 	// this attempt; the worker's reports of the attempt carry it back.
-	Epoch         uint64 `protobuf:"varint,50,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"varint,50,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Sent ahead (manager --ahead): the worker's resources are taken. It
+	// holds the run, after those sent ahead before it, and starts it as
+	// soon as the resources of the runs it started free; a held run is
+	// dropped if the connection breaks (the manager dispatches it again).
+	Ahead         bool `protobuf:"varint,330,opt,name=ahead,proto3" json:"ahead,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -6936,6 +6941,13 @@ func (x *Run) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *Run) GetAhead() bool {
+	if x != nil {
+		return x.Ahead
+	}
+	return false
 }
 
 type Kill struct {
@@ -7824,7 +7836,7 @@ const file_trellis_proto_rawDesc = "" +
 	"tls_ca_pem\x18\x05 \x01(\fR\btlsCaPem\x12\x15\n" +
 	"\x06run_id\x182 \x01(\tR\x05runId\x12\x14\n" +
 	"\x05epoch\x183 \x01(\x04R\x05epoch\x12\x1c\n" +
-	"\tlease_key\x18\xfa\x01 \x01(\fR\bleaseKey\"\xd1\x01\n" +
+	"\tlease_key\x18\xfa\x01 \x01(\fR\bleaseKey\"\xe8\x01\n" +
 	"\x03Run\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12(\n" +
@@ -7832,7 +7844,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04gpus\x18\x04 \x03(\x05R\x04gpus\x12\x1a\n" +
 	"\binstance\x18\x05 \x01(\x04R\binstance\x12'\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12\x14\n" +
-	"\x05epoch\x182 \x01(\x04R\x05epoch\"9\n" +
+	"\x05epoch\x182 \x01(\x04R\x05epoch\x12\x15\n" +
+	"\x05ahead\x18\xca\x02 \x01(\bR\x05ahead\"9\n" +
 	"\x04Kill\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\"r\n" +

@@ -1,0 +1,187 @@
+package core
+
+// Holding tasks ahead (SetAhead): with every core busy, a worker may be
+// given up to Core.ahead tasks beyond its free resources. They are
+// dispatched (Dispatch.Ahead), held on the worker in the order dispatched,
+// and started there as soon as resources free, without waiting for the
+// manager: so a task's report and the next task's run cross, and the
+// messages of many tasks travel together.
+//
+// Rules, which the seeded simulation checks (coretest, Config.Ahead):
+//   - A task is held only when no open worker has room for it (bestWorker
+//     finds none): never on a busy worker while a core idles elsewhere.
+//   - Only a plain task that asks for no GPUs, is not AtMostOnce, makes no
+//     temp file (graph-aware placement decides where those run: mayHold),
+//     fits the worker's total resources and needs no fetch (its inputs
+//     travel inline, or the core has never seen them) is held; and only on an
+//     open worker that runs plain tasks alone, with none staging. While a
+//     worker holds a task nothing else is placed there (fits): so every
+//     resource the core reserves on it is for a task the worker runs, and
+//     the worker's own count of them (internal/worker) decides what the
+//     core decides: the first held task starts once it fits.
+//   - The core mirrors the worker: when a task's resources are released,
+//     held tasks take them in order (promote), first one first, none
+//     skipped. A held task is Running to everything else: its worker's
+//     loss, a Kill for its cancel, and the journal's Dispatched record
+//     treat it as a dispatched one.
+
+// SetAhead sets how many tasks a worker may hold beyond its free
+// resources; 0 (the default) holds none. Call it before the first Step.
+func (c *Core) SetAhead(n int) { c.ahead = max(n, 0) }
+
+// holdAhead holds t (queued in q) on the worker that holds the fewest tasks
+// ahead, if no open worker has room for it and one may hold it; it reports
+// whether it did.
+func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
+	if c.ahead == 0 || !c.mayHold(t) || c.bestWorker(t) != nil {
+		return false
+	}
+	var best *worker
+	for _, w := range c.open {
+		if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) {
+			best = w
+		}
+	}
+	if best == nil {
+		return false
+	}
+	c.holdOn(q, t, best)
+	return true
+}
+
+// topUp holds queued tasks on w, up to the limit, while no open worker has
+// room for them: each time the best head of a shape's queue that w may
+// hold. (It runs when w takes tasks (fill): a worker whose list another's
+// event left short is topped up at its own next event or Tick.)
+func (c *Core) topUp(w *worker) {
+	for w.index >= 0 && len(w.ahead) < c.ahead && c.ready.n > 0 {
+		var best *shapeQueue
+		for _, q := range c.ready.shapes {
+			t := q.head()
+			if q.need.GPUs > 0 || !w.total.Fits(q.need) || best != nil && !before(t, best.head()) {
+				continue
+			}
+			if c.mayHold(t) && c.holdsOn(t, w) && c.bestWorker(t) == nil {
+				best = q
+			}
+		}
+		if best == nil {
+			return
+		}
+		c.holdOn(best, best.head(), w)
+	}
+}
+
+// mayHold reports whether t is a task that may be held ahead at all. One
+// that makes a temp file (kept only in workers) is not: graph-aware
+// placement (families.go) places it when a core frees, where its
+// siblings' outputs go, also once its consumers are submitted later, and
+// holding it on whichever worker holds fewest would undo that
+// (TestAheadMovesNoMoreBytes).
+func (c *Core) mayHold(t *task) bool {
+	s := &t.spec
+	if s.Role != Plain || s.Resources.GPUs != 0 || s.AtMostOnce || t.recreating {
+		return false
+	}
+	for _, f := range s.Outputs {
+		if e := c.files.files[f]; e != nil && e.keep == keepAlways {
+			return false
+		}
+	}
+	return len(c.famOf) == 0 || c.famOf[s.ID] == nil // nor a family's member (one whose uploaded outputs a task reads)
+}
+
+// holdsOn reports whether w may hold t ahead now.
+func (c *Core) holdsOn(t *task, w *worker) bool {
+	if w.index < 0 || w.draining || len(w.ahead) >= c.ahead || !w.total.Fits(t.spec.Resources) {
+		return false
+	}
+	for _, r := range w.running {
+		if r.state == Staging || r.spec.Role != Plain {
+			return false
+		}
+	}
+	var inline int64
+	for i, f := range t.spec.Inputs {
+		e := c.files.files[f]
+		if e == nil || seenBefore(t.spec.Inputs, i) {
+			continue
+		}
+		if e.staged() {
+			return false // it would be fetched: held tasks need nothing but their Run
+		}
+		if e.inlined() {
+			if inline += e.size; inline > MaxInlinePerDispatch {
+				return false
+			}
+		}
+	}
+	if len(t.spec.Inputs) > 0 || len(t.spec.Outputs) > 0 {
+		fits, need := c.cacheFits(t, w)
+		if !fits || !c.outputFits(t, w, need) {
+			return false
+		}
+	}
+	return true
+}
+
+// holdOn takes t out of q and dispatches it to w, held there ahead.
+func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
+	if t == q.head() {
+		c.ready.popHead(q)
+	} else {
+		c.ready.remove(t)
+	}
+	t.worker = w
+	w.running[t.spec.ID] = t
+	w.ahead = append(w.ahead, t)
+	if len(t.spec.Inputs) > 0 {
+		c.pin(t, w)
+	}
+	for _, f := range t.spec.Outputs { // its consumers' worker may be decided now (prefetch.go)
+		if e := c.files.files[f]; e != nil && len(e.waiters) > 0 {
+			c.wantPrefetch(e)
+		}
+	}
+	c.run(t)
+}
+
+// promote gives w's free resources to the tasks it holds ahead, in the
+// order they were dispatched, while the first fits: as the worker does.
+func (c *Core) promote(w *worker) {
+	n := 0
+	for _, t := range w.ahead {
+		if !w.free.Fits(t.spec.Resources) {
+			break
+		}
+		w.free = w.free.Sub(t.spec.Resources)
+		t.held = true
+		n++
+	}
+	if n > 0 {
+		w.ahead = append(w.ahead[:0], w.ahead[n:]...)
+	}
+}
+
+// isAhead reports whether t, placed on its worker (t.worker.running has
+// it), is held there ahead: a plain task placed without a reservation of
+// resources (a field would not fit TestTaskSize's bound).
+func (t *task) isAhead() bool { return !t.held && t.spec.Role == Plain }
+
+// unhold takes t, held ahead on its worker, off the worker's list.
+func (c *Core) unhold(t *task) {
+	t.worker.ahead = removeTask(t.worker.ahead, t)
+}
+
+// Ahead returns the tasks worker w holds ahead, in the order they start.
+func (c *Core) Ahead(w WorkerID) []TaskID {
+	x := c.workers[w]
+	if x == nil {
+		return nil
+	}
+	ids := make([]TaskID, len(x.ahead))
+	for i, t := range x.ahead {
+		ids[i] = t.spec.ID
+	}
+	return ids
+}

@@ -1,0 +1,90 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	pb "trellis/internal/proto/trellisv1"
+)
+
+// Runs sent ahead (pb.Run.Ahead, the manager's --ahead): the manager sends
+// a busy worker more runs than its resources hold, so that one starts here
+// the moment another ends, without a round trip to the manager, and the
+// reports and runs of many tasks share messages. The session holds them in
+// the order they came and starts the first as soon as it fits beside the
+// attempts running (their resources, as the manager counts them); the
+// manager's core mirrors that order (core.SetAhead), so both agree on
+// what runs. A run not sent ahead starts at once, as always.
+
+// aheadHold bounds how long a report waits while runs sent ahead wait
+// behind it (session.attemptEnded): its worker is busy meanwhile, and the
+// reports of several tasks go in one message, with one wake-up of the
+// manager's loop and one message of new runs back. The reports go at once
+// when the last run held starts.
+const aheadHold = 5 * time.Millisecond
+
+// need is what a run's task takes of the worker's resources, as the
+// manager's core counts it.
+type need struct{ milliCores, memoryMB, diskMB int64 }
+
+func runNeed(run *pb.Run) need {
+	r := run.GetSpec().GetResources()
+	return need{int64(r.GetCores()*1000 + 0.5), r.GetMemoryMb(), r.GetDiskMb()}
+}
+
+// fitsNow reports whether n fits beside the attempts running (calls run in
+// their library's instance and take nothing of their own).
+func (s *session) fitsNow(n need) bool {
+	var used need
+	for _, r := range s.attempts {
+		used.milliCores += r.need.milliCores
+		used.memoryMB += r.need.memoryMB
+		used.diskMB += r.need.diskMB
+	}
+	total := s.w.cfg.Resources
+	return used.milliCores+n.milliCores <= total.MilliCores && used.memoryMB+n.memoryMB <= total.MemoryMB &&
+		used.diskMB+n.diskMB <= total.DiskMB
+}
+
+// intake starts run, or holds it if it was sent ahead and does not fit yet
+// (or runs sent ahead before it wait).
+func (s *session) intake(ctx, sctx context.Context, run *pb.Run) {
+	if run.Ahead && !s.draining && (len(s.ahead) > 0 || !s.fitsNow(runNeed(run))) {
+		s.ahead = append(s.ahead, run)
+		return
+	}
+	s.startAttempt(ctx, sctx, run)
+}
+
+// startHeld starts the runs held ahead, first first, while the first fits.
+func (s *session) startHeld(ctx, sctx context.Context) {
+	for len(s.ahead) > 0 && !s.draining && s.fitsNow(runNeed(s.ahead[0])) {
+		run := s.ahead[0]
+		s.ahead[0] = nil
+		s.ahead = s.ahead[1:]
+		s.startAttempt(ctx, sctx, run)
+	}
+}
+
+// killHeld ends a run held ahead that the manager cancels; it reports
+// whether key was one.
+func (s *session) killHeld(key attemptKey) bool {
+	for i, run := range s.ahead {
+		if run.TaskId == key.task && run.Attempt == key.attempt {
+			s.ahead = append(s.ahead[:i], s.ahead[i+1:]...)
+			s.post(reportMessage(&running{epoch: run.Epoch}, evAttemptEnded{key: key,
+				outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_CANCELLED, ExitCode: -1, Message: "cancelled before it started (held ahead)"}}))
+			return true
+		}
+	}
+	return false
+}
+
+// handBackHeld returns every run held ahead to the manager, which places
+// it again: the worker drains, or stops.
+func (s *session) handBackHeld() {
+	for _, run := range s.ahead {
+		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: run.TaskId, Attempt: run.Attempt}}})
+	}
+	s.ahead = nil
+}
