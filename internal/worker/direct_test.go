@@ -3,9 +3,11 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
@@ -226,4 +228,78 @@ func TestGiveAcrossSessions(t *testing.T) {
 	if l := table.byID[1]; l.busy != 1 {
 		t.Errorf("the second session's lease 1 has %d busy slots after the first session's call ended; want 1 (its own call still runs)", l.busy)
 	}
+}
+
+// TestReportsPaced: the reports of direct calls go to the session's loop
+// together: the first of a batch wakes it reportDelay later (not at once),
+// with every report queued by then; reportBatch queued wake it at once; a
+// session that ended takes no more reports.
+func TestReportsPaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &directReports{signal: make(chan struct{}, 1)}
+		report := func(key string) *pb.WorkerMessage {
+			return &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{Key: key}}}
+		}
+		keys := func(msgs []*pb.WorkerMessage) []string {
+			var ks []string
+			for _, m := range msgs {
+				ks = append(ks, m.GetDirectCallEnded().Key)
+			}
+			return ks
+		}
+		woken := func() bool {
+			select {
+			case <-r.signal:
+				return true
+			default:
+				return false
+			}
+		}
+		start := time.Now()
+		r.put(report("a"))
+		time.Sleep(reportDelay / 2)
+		r.put(report("b"))
+		synctest.Wait()
+		if woken() {
+			t.Fatalf("the loop was woken %v after the first report; want %v", time.Since(start), reportDelay)
+		}
+		time.Sleep(reportDelay / 2)
+		synctest.Wait()
+		if !woken() {
+			t.Fatalf("the loop was not woken %v after the first report", time.Since(start))
+		}
+		if diff := cmp.Diff([]string{"a", "b"}, keys(r.take(false))); diff != "" {
+			t.Errorf("reports taken (-want +got):\n%s", diff)
+		}
+		// A new batch waits again; a full one wakes the loop at once.
+		for i := range reportBatch - 1 {
+			r.put(report(fmt.Sprint(i)))
+		}
+		synctest.Wait()
+		if woken() {
+			t.Fatalf("the loop was woken at once by %d reports; want after %v", reportBatch-1, reportDelay)
+		}
+		r.put(report("last"))
+		if !woken() {
+			t.Fatalf("the loop was not woken at once by %d reports", reportBatch)
+		}
+		if got := len(r.take(false)); got != reportBatch {
+			t.Errorf("took %d reports, want %d", got, reportBatch)
+		}
+		time.Sleep(reportDelay) // the batch's timer fires with nothing queued
+		synctest.Wait()
+		if woken() {
+			t.Errorf("the loop was woken with nothing queued")
+		}
+		// The session ends: no more reports, no wake.
+		r.take(true)
+		if r.put(report("late")) {
+			t.Errorf("a report was queued after the session ended")
+		}
+		time.Sleep(2 * reportDelay)
+		synctest.Wait()
+		if woken() {
+			t.Errorf("the loop was woken after the session ended")
+		}
+	})
 }
