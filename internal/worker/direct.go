@@ -638,11 +638,12 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest, l worke
 	}
 	inst.calls.Add(1)
 	defer inst.calls.Add(-1)
-	run := &pb.Run{Instance: l.instance, IdempotencyKey: r.IdempotencyKey,
-		Spec: &pb.TaskSpec{TimeLimitMs: r.TimeLimitMs, Call: &pb.CallSpec{Library: l.library, Function: r.Function, Args: r.Args}}}
-	o := d.w.runCall(ctx, run, inst)
+	o := callIn(ctx, inst, "", r.IdempotencyKey, l.library, r.Function, r.Args, time.Duration(r.TimeLimitMs)*time.Millisecond)
 	if o == nil || o == handBack {
 		return nil, nil, connect.NewError(connect.CodeUnavailable, errors.New("worker: the library instance ended while it had the call: send it through the manager"))
+	}
+	if n := len(o.Result); n > maxDirectResult {
+		return nil, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: the call's result of %d bytes is over what an answer on a lease carries (%d): send the call through the manager", n, maxDirectResult))
 	}
 	msg := &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
 		Lease: r.Lease, Session: l.session, Key: r.Key, Library: l.library, Function: r.Function,
@@ -653,6 +654,12 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest, l worke
 		}
 	}, nil
 }
+
+// maxDirectResult bounds the result a direct call's answer carries: one
+// encoded message, with room for the rest of it. A larger one (a library
+// may return up to 64 MiB) is refused: the client sends the call through
+// the manager, whose path stores large results.
+const maxDirectResult = proto.MaxMessageBytes - 64<<10
 
 // withDirect serves Worker.Call beside the cache's files.
 func (w *Worker) withDirect(files http.Handler) http.Handler {
