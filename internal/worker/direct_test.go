@@ -108,11 +108,8 @@ func TestAnswersPacked(t *testing.T) {
 // ends refuses those still waiting (NotFound).
 func TestLeaseQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		key := []byte("the Welcome's key")
 		var table leaseTable
-		table.attach(&session{runID: "run-1"}, key, 7)
-		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: 1, Session: "client", Library: "lib"})
-		token := proto.LeaseToken(key, 1, 7)
+		token := grantOne(&table, 1)
 		if _, _, err := table.take(context.Background(), 1, token); err != nil {
 			t.Fatalf("the first call: %v", err)
 		}
@@ -153,12 +150,9 @@ func TestLeaseQueue(t *testing.T) {
 // place to the next.
 func TestLeaseQueueInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		key := []byte("the Welcome's key")
-		var table leaseTable
-		table.attach(&session{runID: "run-1"}, key, 7)
 		const slots = 2
-		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: slots, Session: "client", Library: "lib"})
-		token := proto.LeaseToken(key, 1, 7)
+		var table leaseTable
+		token := grantOne(&table, slots)
 		for range slots {
 			if _, _, err := table.take(context.Background(), 1, token); err != nil {
 				t.Fatalf("a call with a slot free: %v", err)
@@ -313,11 +307,8 @@ func TestReportsPaced(t *testing.T) {
 // and refused (dropQueued), as are the queued calls of a lease that ends.
 func TestQueuedCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		key := []byte("the Welcome's key")
 		var table leaseTable
-		table.attach(&session{runID: "run-1"}, key, 7)
-		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: 2, Session: "client", Library: "lib"})
-		token := proto.LeaseToken(key, 1, 7)
+		token := grantOne(&table, 2)
 		var refused []string // "key: code"
 		var mu sync.Mutex
 		stream := func() *answers {
@@ -397,11 +388,8 @@ func TestQueuedCalls(t *testing.T) {
 // time it has the slot is refused and passes the slot on.
 func TestServeRunsQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		key := []byte("the Welcome's key")
 		w := &Worker{}
-		w.leases.attach(&session{runID: "run-1"}, key, 7)
-		w.leases.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: 1, Session: "client", Library: "lib"})
-		token := proto.LeaseToken(key, 1, 7)
+		token := grantOne(&w.leases, 1)
 		var got []string
 		out := &answers{send: func(r *pb.DirectCallResponse) error {
 			for _, a := range append([]*pb.DirectCallResponse{r}, r.More...) {
@@ -438,4 +426,13 @@ func TestServeRunsQueued(t *testing.T) {
 			t.Errorf("lease after the calls: %d busy, %d waiting; want none", l.busy, len(l.waiting))
 		}
 	})
+}
+
+// grantOne attaches table to a session and grants it lease 1, of slots on
+// instance 3; it returns the lease's token.
+func grantOne(table *leaseTable, slots int32) string {
+	key := []byte("the Welcome's key")
+	table.attach(&session{runID: "run-1"}, key, 7)
+	table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: slots, Session: "client", Library: "lib"})
+	return proto.LeaseToken(key, 1, 7)
 }
