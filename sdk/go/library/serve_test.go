@@ -394,3 +394,31 @@ func TestServeStdio(t *testing.T) {
 		t.Errorf("stderr = %q; want the stray print", stderr.String())
 	}
 }
+
+// TestReadersReused: calls one after the other run on the goroutines done
+// with theirs (which read the next call), not on a new goroutine each.
+func TestReadersReused(t *testing.T) {
+	l := New("reuse")
+	l.Register("goroutine", func(context.Context, []byte) ([]byte, error) {
+		b := make([]byte, 64)
+		b = b[:runtime.Stack(b, false)]
+		id, _, _ := strings.Cut(strings.TrimPrefix(string(b), "goroutine "), " ")
+		return []byte(id), nil
+	})
+	h := serve(t, l)
+	seen := make(map[string]bool)
+	for i := range 20 {
+		h.call(uint64(i+1), "goroutine", "")
+		f := h.read()
+		if !f.Header.OK {
+			t.Fatalf("call %d: %+v", i+1, f.Header)
+		}
+		seen[string(f.Body)] = true
+	}
+	if len(seen) > 4 {
+		t.Errorf("20 calls one after the other ran on %d goroutines; want a few (the reader, and those done with their calls that wait to read)", len(seen))
+	}
+	if err := h.stop(); err != nil {
+		t.Errorf("ServeIO: %v", err)
+	}
+}
