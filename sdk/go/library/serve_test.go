@@ -396,7 +396,8 @@ func TestServeStdio(t *testing.T) {
 }
 
 // TestReadersReused: calls one after the other run on the goroutines done
-// with theirs (which read the next call), not on a new goroutine each.
+// with theirs (which read the next call), not on a new goroutine each (40
+// calls ran on 40 goroutines before).
 func TestReadersReused(t *testing.T) {
 	l := New("reuse")
 	l.Register("goroutine", func(context.Context, []byte) ([]byte, error) {
@@ -407,7 +408,8 @@ func TestReadersReused(t *testing.T) {
 	})
 	h := serve(t, l)
 	seen := make(map[string]bool)
-	for i := range 20 {
+	const calls = 40
+	for i := range calls {
 		h.call(uint64(i+1), "goroutine", "")
 		f := h.read()
 		if !f.Header.OK {
@@ -415,8 +417,10 @@ func TestReadersReused(t *testing.T) {
 		}
 		seen[string(f.Body)] = true
 	}
-	if len(seen) > 4 {
-		t.Errorf("20 calls one after the other ran on %d goroutines; want a few (the reader, and those done with their calls that wait to read)", len(seen))
+	if len(seen) > calls/5 {
+		// A few: the reader, the one done with the last call, and one made
+		// now and then when that one was not yet waiting to read.
+		t.Errorf("%d calls one after the other ran on %d goroutines; want a few, not one each", calls, len(seen))
 	}
 	if err := h.stop(); err != nil {
 		t.Errorf("ServeIO: %v", err)
