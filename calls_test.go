@@ -50,6 +50,7 @@ func TestHelperLibrary(t *testing.T) {
 	}))
 	lib.Register("crash", func(context.Context, []byte) ([]byte, error) { os.Exit(3); return nil, nil })
 	lib.Register("echo", func(_ context.Context, b []byte) ([]byte, error) { return b, nil })
+	lib.Register("big", library.JSON(func(_ context.Context, n int) (string, error) { return strings.Repeat("x", n), nil }))
 	lib.Register("key", func(ctx context.Context, _ []byte) ([]byte, error) { return []byte(library.IdempotencyKey(ctx)), nil })
 	// upper reads in.txt from the call's directory and writes OUT.txt there.
 	lib.Register("upper", func(ctx context.Context, _ []byte) ([]byte, error) {

@@ -358,3 +358,37 @@ func TestSubmitAfterClose(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectLargeResult: a direct call whose result is over what a worker
+// sends inline through the manager (1 MiB) has it inline in its answer, by
+// Call and by Submit; one over what an answer carries (16 MiB) is refused
+// by the worker and runs through the manager: every result whole.
+func TestDirectLargeResult(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := startDirect(ctx, t, 2)
+	want := func(n int) string { return `"` + strings.Repeat("x", n) + `"` }
+	sent0, fell0 := c.DirectStats()
+	if got, err := c.Call(ctx, "testlib", "big", []byte("3000000")); err != nil || string(got) != want(3000000) {
+		t.Fatalf("big(3000000) = %d bytes, %v", len(got), err)
+	}
+	hs, err := c.Submit(ctx, trellis.NewCall("testlib", "big", []byte("3000000")), trellis.NewCall("testlib", "big", []byte("5")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range []int{3000000, 5} {
+		r, err := hs[i].Wait(ctx)
+		if err != nil || !r.OK() || string(r.Output) != want(n) {
+			t.Fatalf("submitted big(%d): %d bytes, %v, %v", n, len(r.Output), r.Err(), err)
+		}
+	}
+	if sent, fell := c.DirectStats(); sent-sent0 != 3 || fell != fell0 {
+		t.Errorf("%d calls went direct, %d fell back; want 3 direct", sent-sent0, fell-fell0)
+	}
+	if got, err := c.Call(ctx, "testlib", "big", []byte("20000000")); err != nil || string(got) != want(20000000) {
+		t.Fatalf("big(20000000) = %d bytes, %v", len(got), err)
+	}
+	if sent, fell := c.DirectStats(); sent-sent0 != 4 || fell-fell0 != 1 {
+		t.Errorf("after a result of 20 MB: %d calls went direct, %d fell back; want 4 and 1", sent-sent0, fell-fell0)
+	}
+}

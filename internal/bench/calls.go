@@ -47,6 +47,10 @@ type CallsResult struct {
 	NetworkP50us        float64 `json:"network_p50_us"`
 	NetworkP99us        float64 `json:"network_p99_us"`
 	NetworkCPUusPerCall float64 `json:"network_cpu_us_per_call"`
+	// NetworkLibraryCPUusPerCall: the part of NetworkCPUusPerCall spent
+	// in the library processes (the rest is this process: client, manager
+	// and workers).
+	NetworkLibraryCPUusPerCall float64 `json:"network_library_cpu_us_per_call"`
 	// The same figures through the manager (a client without direct
 	// calls: Submits stream, the manager's loop, the workers' streams).
 	ManagerCallsPerS    float64 `json:"manager_calls_per_s"`
@@ -206,13 +210,15 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 		return err
 	}
 	logf("calls: %d async direct calls (one Submit)", res.Calls)
-	cpu := treeCPU()
+	cpu, libCPU := treeCPU()
 	secs, err := asyncCalls(ctx, c, "bench", res.Calls)
 	if err != nil {
 		return err
 	}
 	res.NetworkCallsPerS = float64(res.Calls) / secs
-	res.NetworkCPUusPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(res.Calls)
+	cpu2, libCPU2 := treeCPU()
+	res.NetworkCPUusPerCall = float64((cpu2 - cpu).Microseconds()) / float64(res.Calls)
+	res.NetworkLibraryCPUusPerCall = float64((libCPU2 - libCPU).Microseconds()) / float64(res.Calls)
 	g := max(res.Slots, 1)
 	logf("calls: %d blocking direct calls from %d goroutines", res.Calls, g)
 	errs := make(chan error, g)
@@ -267,13 +273,14 @@ func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func
 		*instances = readyInstances(st.Libraries[0])
 	}
 	logf("calls: %d async calls of a Go function", n)
-	cpu := treeCPU()
+	cpu, _ := treeCPU()
 	secs, err := asyncCalls(ctx, c, "bench", n)
 	if err != nil {
 		return err
 	}
 	*perS = float64(n) / secs
-	*cpuPerCall = float64((treeCPU() - cpu).Microseconds()) / float64(n)
+	cpu2, _ := treeCPU()
+	*cpuPerCall = float64((cpu2 - cpu).Microseconds()) / float64(n)
 
 	logf("calls: 1000 sequential blocking calls")
 	*p50, *p99, err = sequentialCalls(ctx, c)
@@ -330,9 +337,10 @@ func asyncCalls(ctx context.Context, c *trellis.Client, lib string, n int) (floa
 
 // treeCPU is the CPU time (user and system) used so far by this process
 // and the processes it started that still run (the libraries' instances),
-// from /proc; 0 for what it cannot read.
-func treeCPU() time.Duration {
-	total := selfCPU()
+// from /proc; 0 for what it cannot read. children is the part of the
+// processes it started.
+func treeCPU() (total, children time.Duration) {
+	self := selfCPU()
 	seen := map[int]bool{os.Getpid(): true}
 	var visit func(pid int)
 	visit = func(pid int) {
@@ -345,13 +353,13 @@ func treeCPU() time.Duration {
 					continue
 				}
 				seen[child] = true
-				total += procCPU(child)
+				children += procCPU(child)
 				visit(child)
 			}
 		}
 	}
 	visit(os.Getpid())
-	return total
+	return self + children, children
 }
 
 // procCPU is the CPU time (user and system) process pid has used.

@@ -59,46 +59,86 @@ type workerLease struct {
 	// waiting are the calls waiting for one of its slots, in order of
 	// coming (at most maxQueuedPerSlot per slot: a client keeps the
 	// library busy while answers travel back): a freed slot goes to the
-	// first (its channel closed, the slot still counted busy); all are
-	// woken when the lease or its session ends.
-	waiting []chan struct{}
+	// first (the slot still counted busy); all are refused when the lease
+	// or its session ends.
+	waiting []leaseWaiter
 	session string
 	library string
+}
+
+// leaseWaiter is a call waiting for a slot of a lease: a goroutine blocked
+// on ch (take), closed when it has the slot or must give up; or a call of
+// a Calls stream that holds no goroutine while it waits (queued): the call
+// whose end frees the slot runs it next, on its own goroutine (serve).
+type leaseWaiter struct {
+	ch   chan struct{}
+	call *queuedCall
+}
+
+// queuedCall is a call of a Calls stream waiting in its lease's line.
+type queuedCall struct {
+	d   directService
+	ctx context.Context // the stream's
+	r   *pb.DirectCallRequest
+	out *answers
+	wg  *sync.WaitGroup // the stream's calls: Done once it is answered
+}
+
+// handoff is a freed slot of lease l, in session sess, handed to a
+// queued call (none if call is nil): the one that freed it runs it.
+type handoff struct {
+	call *queuedCall
+	l    workerLease
+	sess *session
 }
 
 // maxQueuedPerSlot bounds the calls that wait at the worker for a slot of
 // a lease, per slot.
 const maxQueuedPerSlot = 3
 
-// wakeAllLocked wakes every call waiting for a slot of l, which ended
-// (t.mu held).
-func (l *workerLease) wakeAllLocked() {
-	for _, ch := range l.waiting {
-		close(ch)
+// wakeAllLocked wakes every call waiting for a slot of l, which ended, and
+// returns the queued ones, for the caller to refuse once t.mu is released
+// (refuseQueued) (t.mu held).
+func (l *workerLease) wakeAllLocked() []*queuedCall {
+	var queued []*queuedCall
+	for _, w := range l.waiting {
+		if w.call != nil {
+			queued = append(queued, w.call)
+		} else {
+			close(w.ch)
+		}
 	}
 	l.waiting = nil
+	return queued
 }
 
-// freeLocked frees a slot of l: it goes to the first call waiting, if any
+// freeLocked frees a slot of l: it goes to the first call waiting, if any;
+// a queued one is returned, for the caller to run once t.mu is released
 // (t.mu held).
-func (l *workerLease) freeLocked() {
+func (l *workerLease) freeLocked(sess *session) handoff {
 	if len(l.waiting) == 0 {
 		l.busy--
-		return
+		return handoff{}
 	}
-	close(l.waiting[0])
+	w := l.waiting[0]
+	l.waiting[0] = leaseWaiter{}
 	l.waiting = l.waiting[1:]
+	if w.call != nil {
+		return handoff{call: w.call, l: *l, sess: sess}
+	}
+	close(w.ch)
+	return handoff{}
 }
 
 // leaveLocked takes the call waiting on ch off l's line, when it stops
 // waiting; if a slot was handed to it meanwhile, it goes to the next
-// (t.mu held).
-func (l *workerLease) leaveLocked(ch chan struct{}) {
-	if i := slices.Index(l.waiting, ch); i >= 0 {
+// (returned if that one is queued) (t.mu held).
+func (l *workerLease) leaveLocked(ch chan struct{}, sess *session) handoff {
+	if i := slices.IndexFunc(l.waiting, func(w leaseWaiter) bool { return w.ch == ch }); i >= 0 {
 		l.waiting = slices.Delete(l.waiting, i, i+1)
-		return
+		return handoff{}
 	}
-	l.freeLocked() // (a lease that ended has no one waiting: its count no longer matters)
+	return l.freeLocked(sess) // (a lease that ended has no one waiting: its count no longer matters)
 }
 
 // attach makes s the session the leases belong to, with its Welcome's key.
@@ -145,11 +185,25 @@ func (t *leaseTable) detach(s *session) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.sess == s {
-		for _, l := range t.byID {
-			l.wakeAllLocked() // they find the session gone
+		for id, l := range t.byID {
+			// They find the session gone.
+			refuseQueued(l.wakeAllLocked(), connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for a slot of lease %d: send the call through the manager", id)))
 		}
 		t.sess, t.byID = nil, nil
 	}
+}
+
+// refuseQueued refuses queued calls with err, on a goroutine of its own:
+// their answers may wait for their streams.
+func refuseQueued(queued []*queuedCall, err error) {
+	if len(queued) == 0 {
+		return
+	}
+	go func() { // exits when every one is answered
+		for _, c := range queued {
+			c.refuse(err)
+		}
+	}()
 }
 
 func (t *leaseTable) grant(g *pb.LeaseGranted) {
@@ -168,7 +222,7 @@ func (t *leaseTable) end(id uint64) {
 	defer t.mu.Unlock()
 	if t.byID != nil {
 		if l := t.byID[id]; l != nil {
-			l.wakeAllLocked() // they find it ended
+			refuseQueued(l.wakeAllLocked(), errLeaseEnded(id)) // they find it ended
 		}
 		delete(t.byID, id)
 		t.highest = max(t.highest, id)
@@ -200,20 +254,47 @@ func (t *leaseTable) checkLocked(id uint64, token string) error {
 // the call is refused: lease IDs start again in a new manager run, so the
 // same ID may be another client's lease.
 func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerLease, *session, error) {
+	l, sess, _, err := t.enter(ctx, id, token, nil)
+	return l, sess, err
+}
+
+// errWait is enter's answer to a queued call whose lease's grant has not
+// come yet: take waits for it.
+var errWait = errors.New("worker: the lease's grant is on its way")
+
+// admit is take for call c of a Calls stream, without waiting: when all
+// the lease's slots are busy, c is queued in its line (queued) and holds
+// no goroutine: the call that frees a slot runs it (serve). It answers
+// errWait when the grant has not come yet.
+func (t *leaseTable) admit(c *queuedCall) (l workerLease, sess *session, queued bool, err error) {
+	return t.enter(c.ctx, c.r.Lease, c.r.Token, c)
+}
+
+// enter is take (c nil) and admit.
+func (t *leaseTable) enter(ctx context.Context, id uint64, token string, c *queuedCall) (workerLease, *session, bool, error) {
 	t.mu.Lock()
 	err := t.checkLocked(id, token)
 	sess := t.sess
 	t.mu.Unlock()
 	if err != nil {
-		return workerLease{}, nil, err
+		return workerLease{}, nil, false, err
 	}
-	gate.Admit(ctx) // a client with a valid token: not a stranger (Admit takes the listener's lock: not under t.mu)
+	gate.Admit(ctx)  // a client with a valid token: not a stranger (Admit takes the listener's lock: not under t.mu)
+	var next handoff // a slot handed to a queued call as this one gave up: run once t.mu is released
+	defer func() {
+		if next.call != nil {
+			go serveQueued(next) // exits when that call and those handed its slot end
+		}
+	}()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.sess != sess {
-		return workerLease{}, nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended as the call on lease %d came: send the call through the manager", id))
+		return workerLease{}, nil, false, connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended as the call on lease %d came: send the call through the manager", id))
 	}
 	l := t.byID[id]
+	if l == nil && c != nil && t.byID != nil && id > t.highest {
+		return workerLease{}, nil, false, errWait
+	}
 	var wait *time.Timer // made only when the call waits for the grant
 	for ; l == nil && t.byID != nil && id > t.highest; l = t.byID[id] {
 		if wait == nil {
@@ -221,30 +302,34 @@ func (t *leaseTable) take(ctx context.Context, id uint64, token string) (workerL
 			defer wait.Stop()
 		}
 		if err := t.waitLocked(ctx, t.granted, wait.C, sess, id, "the grant"); err != nil {
-			return workerLease{}, nil, err
+			return workerLease{}, nil, false, err
 		}
 	}
 	if l == nil {
-		return workerLease{}, nil, errLeaseEnded(id)
+		return workerLease{}, nil, false, errLeaseEnded(id)
 	}
 	if l.busy < l.slots {
 		l.busy++
-		return *l, t.sess, nil
+		return *l, t.sess, false, nil
 	}
 	// All its slots are busy: wait in line for one.
 	if len(l.waiting) >= maxQueuedPerSlot*int(l.slots) {
-		return workerLease{}, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots, and %d more wait: send this one through the manager", id, l.busy, len(l.waiting)))
+		return workerLease{}, nil, false, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: lease %d runs %d calls, all its slots, and %d more wait: send this one through the manager", id, l.busy, len(l.waiting)))
+	}
+	if c != nil {
+		l.waiting = append(l.waiting, leaseWaiter{call: c})
+		return workerLease{}, nil, true, nil
 	}
 	ch := make(chan struct{})
-	l.waiting = append(l.waiting, ch)
+	l.waiting = append(l.waiting, leaseWaiter{ch: ch})
 	if err := t.waitLocked(ctx, ch, nil, sess, id, "a slot"); err != nil {
-		l.leaveLocked(ch)
-		return workerLease{}, nil, err
+		next = l.leaveLocked(ch, t.sess)
+		return workerLease{}, nil, false, err
 	}
 	if t.byID[id] != l {
-		return workerLease{}, nil, errLeaseEnded(id)
+		return workerLease{}, nil, false, errLeaseEnded(id)
 	}
-	return *l, t.sess, nil // the slot freeLocked handed over, counted busy
+	return *l, t.sess, false, nil // the slot freeLocked handed over, counted busy
 }
 
 // errLeaseEnded is the answer to a call on lease id, which ended.
@@ -277,24 +362,61 @@ func (t *leaseTable) waitLocked(ctx context.Context, ch <-chan struct{}, expired
 // give frees the slot a call took on lease id in session sess (take's).
 // A lease of another session is not the call's, even with the same ID
 // (a new manager run numbers its leases from 1 again); the call's own
-// went with its session.
-func (t *leaseTable) give(id uint64, sess *session) {
+// went with its session. When the slot goes to a queued call, give
+// returns it: the caller runs it (serve).
+func (t *leaseTable) give(id uint64, sess *session) handoff {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if l := t.byID[id]; l != nil && t.sess == sess {
-		l.freeLocked()
+		return l.freeLocked(sess)
+	}
+	return handoff{}
+}
+
+// dropQueued takes the calls of the stream whose answers go to out off
+// their leases' lines, and refuses them with err: the stream ended.
+func (t *leaseTable) dropQueued(out *answers, err error) {
+	var dropped []*queuedCall
+	t.mu.Lock()
+	for _, l := range t.byID {
+		l.waiting = slices.DeleteFunc(l.waiting, func(w leaseWaiter) bool {
+			if w.call != nil && w.call.out == out {
+				dropped = append(dropped, w.call)
+				return true
+			}
+			return false
+		})
+	}
+	t.mu.Unlock()
+	for _, c := range dropped {
+		c.refuse(err)
 	}
 }
 
 // directReports are a session's reports of direct calls, queued for its
 // loop. Once the session ends (shut), it takes none: the reports go to the
 // next session of the same manager run, or wait for it (leaseTable.keep).
+//
+// The reports are off the calls' path (each client has its answer from the
+// worker already), so they wait to go to the manager together: the loop is
+// woken once reportDelay after the first report of a batch, or at once when
+// reportBatch are queued. Reported one by one, they cost the worker, the
+// manager and their stream a message each, about a fifth of a direct call's
+// CPU (docs/benchmarks.md, "Direct calls: CPU per call").
 type directReports struct {
 	mu     sync.Mutex
 	queued []*pb.WorkerMessage
 	shut   bool
+	armed  bool          // timer runs: it wakes the loop for what is queued
+	timer  *time.Timer   // made at the first report (time.AfterFunc: its own goroutine, once per batch)
 	signal chan struct{} // the loop's: something is queued
 }
+
+// Pacing of the reports of direct calls to the manager (directReports).
+const (
+	reportDelay = 2 * time.Millisecond
+	reportBatch = 256
+)
 
 // put queues msg, unless the session has ended.
 func (r *directReports) put(msg *pb.WorkerMessage) bool {
@@ -304,11 +426,36 @@ func (r *directReports) put(msg *pb.WorkerMessage) bool {
 		return false
 	}
 	r.queued = append(r.queued, msg)
+	switch {
+	case len(r.queued) >= reportBatch:
+		r.wakeLocked()
+	case !r.armed:
+		r.armed = true
+		if r.timer == nil {
+			r.timer = time.AfterFunc(reportDelay, r.due)
+		} else {
+			r.timer.Reset(reportDelay)
+		}
+	}
+	return true
+}
+
+// due wakes the loop for the reports queued since the timer was armed.
+func (r *directReports) due() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.armed = false
+	if len(r.queued) > 0 && !r.shut {
+		r.wakeLocked()
+	}
+}
+
+// wakeLocked wakes the session's loop (r.mu held).
+func (r *directReports) wakeLocked() {
 	select {
 	case r.signal <- struct{}{}:
 	default:
 	}
-	return true
 }
 
 // take returns what is queued; with shut, it takes no more after.
@@ -318,6 +465,9 @@ func (r *directReports) take(shut bool) []*pb.WorkerMessage {
 	q := r.queued
 	r.queued = nil
 	r.shut = r.shut || shut
+	if r.shut && r.timer != nil {
+		r.timer.Stop()
+	}
 	return q
 }
 
@@ -328,7 +478,15 @@ func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectC
 	if len(req.Msg.More) > 0 {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("worker: Worker.Call takes one call: send several on Worker.Calls"))
 	}
-	resp, report, err := d.run(ctx, req.Msg)
+	r := req.Msg
+	l, sess, err := d.w.leases.take(ctx, r.Lease, r.Token)
+	if err != nil {
+		return nil, err
+	}
+	resp, report, err := d.run(ctx, r, l, sess)
+	if next := d.w.leases.give(r.Lease, sess); next.call != nil {
+		go serveQueued(next) // exits when that call and those handed its slot end
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -341,10 +499,19 @@ func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectC
 // in its answer. A message may carry several calls (DirectCallRequest's
 // more), and answers that end while another is being sent go out together
 // with it (answers.send).
+//
+// A call that finds a slot of its lease free runs on a goroutine of its
+// own; one that finds them all busy waits in the lease's line without one,
+// and the call that frees a slot runs it next on its goroutine (serve): no
+// goroutine is made, parked and woken per waiting call.
 func (d directService) Calls(ctx context.Context, stream *connect.BidiStream[pb.DirectCallRequest, pb.DirectCallResponse]) error {
 	var wg sync.WaitGroup
 	out := &answers{send: stream.Send}
-	defer wg.Wait() // no Send after the handler returns
+	// The client went: its calls still in line are refused (not run).
+	defer context.AfterFunc(ctx, func() {
+		d.w.leases.dropQueued(out, connect.NewError(connect.CodeCanceled, context.Cause(ctx)))
+	})()
+	defer wg.Wait() // no Send after the handler returns (before the AfterFunc's stop: the client may go meanwhile)
 	for {
 		req, err := stream.Receive()
 		if err != nil {
@@ -359,21 +526,63 @@ func (d directService) Calls(ctx context.Context, stream *connect.BidiStream[pb.
 		}
 		for _, r := range reqs {
 			r.More = nil // entries of more have none of their own
+			c := &queuedCall{d: d, ctx: ctx, r: r, out: out, wg: &wg}
 			wg.Add(1)
-			go func() { // exits when the call ends
-				defer wg.Done()
-				resp, report, err := d.run(ctx, r)
-				if err != nil {
-					resp = &pb.DirectCallResponse{Refused: err.Error()}
-				}
-				resp.Key = r.Key
-				out.put(resp)
-				if report != nil {
-					report() // after the answer: the client waits for that alone
-				}
-			}()
+			l, sess, queued, err := d.w.leases.admit(c)
+			switch {
+			case queued: // run by the call that frees a slot
+			case err == errWait:
+				go func() { // exits when the call and those handed its slot end
+					l, sess, err := d.w.leases.take(ctx, r.Lease, r.Token)
+					d.serve(c, l, sess, err)
+				}()
+			default:
+				go d.serve(c, l, sess, err) // exits when the call and those handed its slot end
+			}
 		}
 	}
+}
+
+// serveQueued runs the queued call a freed slot was handed to, and those
+// after it (serve).
+func serveQueued(h handoff) {
+	h.call.d.serve(h.call, h.l, h.sess, nil)
+}
+
+// serve answers call c, which holds a slot of lease l in session sess (or
+// is refused with err), and then, while its freed slot goes to a call
+// queued in the lease's line, runs that one too, and so on.
+func (d directService) serve(c *queuedCall, l workerLease, sess *session, err error) {
+	for c != nil {
+		held := err == nil // a slot of the lease: give it back
+		if err == nil && c.ctx.Err() != nil {
+			err = connect.NewError(connect.CodeCanceled, context.Cause(c.ctx)) // the client went while it waited
+		}
+		var resp *pb.DirectCallResponse
+		var report func()
+		if err == nil {
+			resp, report, err = d.run(c.ctx, c.r, l, sess)
+		}
+		var next handoff
+		if held {
+			next = d.w.leases.give(c.r.Lease, sess)
+		}
+		if err != nil {
+			c.refuse(err)
+		} else {
+			resp.Key = c.r.Key
+			c.out.put(resp)
+			report() // after the answer: the client waits for that alone
+			c.wg.Done()
+		}
+		c, l, sess, err = next.call, next.l, next.sess, nil
+	}
+}
+
+// refuse answers c with err: it did not run.
+func (c *queuedCall) refuse(err error) {
+	c.out.put(&pb.DirectCallResponse{Key: c.r.Key, Refused: err.Error()})
+	c.wg.Done()
 }
 
 // answers are the answers of one Calls stream on their way out. The call
@@ -420,24 +629,21 @@ func packAnswers(rs []*pb.DirectCallResponse) *pb.DirectCallResponse {
 	return first
 }
 
-// run runs one direct call; report tells the manager it ended.
-func (d directService) run(ctx context.Context, r *pb.DirectCallRequest) (resp *pb.DirectCallResponse, report func(), err error) {
-	l, sess, err := d.w.leases.take(ctx, r.Lease, r.Token)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer d.w.leases.give(r.Lease, sess)
+// run runs one direct call, which holds a slot of lease l in session
+// sess; report tells the manager it ended.
+func (d directService) run(ctx context.Context, r *pb.DirectCallRequest, l workerLease, sess *session) (resp *pb.DirectCallResponse, report func(), err error) {
 	inst := d.w.libs.get(l.instance)
 	if inst == nil {
 		return nil, nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("worker: library instance %d of lease %d is not running here: send the call through the manager", l.instance, r.Lease))
 	}
 	inst.calls.Add(1)
 	defer inst.calls.Add(-1)
-	run := &pb.Run{Instance: l.instance, IdempotencyKey: r.IdempotencyKey,
-		Spec: &pb.TaskSpec{TimeLimitMs: r.TimeLimitMs, Call: &pb.CallSpec{Library: l.library, Function: r.Function, Args: r.Args}}}
-	o := d.w.runCall(ctx, run, inst)
+	o := callIn(ctx, inst, "", r.IdempotencyKey, l.library, r.Function, r.Args, time.Duration(r.TimeLimitMs)*time.Millisecond)
 	if o == nil || o == handBack {
 		return nil, nil, connect.NewError(connect.CodeUnavailable, errors.New("worker: the library instance ended while it had the call: send it through the manager"))
+	}
+	if n := len(o.Result); n > maxDirectResult {
+		return nil, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: the call's result of %d bytes is over what an answer on a lease carries (%d): send the call through the manager", n, maxDirectResult))
 	}
 	msg := &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
 		Lease: r.Lease, Session: l.session, Key: r.Key, Library: l.library, Function: r.Function,
@@ -448,6 +654,12 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest) (resp *
 		}
 	}, nil
 }
+
+// maxDirectResult bounds the result a direct call's answer carries: one
+// encoded message, with room for the rest of it. A larger one (a library
+// may return up to 64 MiB) is refused: the client sends the call through
+// the manager, whose path stores large results.
+const maxDirectResult = proto.MaxMessageBytes - 64<<10
 
 // withDirect serves Worker.Call beside the cache's files.
 func (w *Worker) withDirect(files http.Handler) http.Handler {

@@ -3,9 +3,12 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
@@ -105,11 +108,8 @@ func TestAnswersPacked(t *testing.T) {
 // ends refuses those still waiting (NotFound).
 func TestLeaseQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		key := []byte("the Welcome's key")
 		var table leaseTable
-		table.attach(&session{runID: "run-1"}, key, 7)
-		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: 1, Session: "client", Library: "lib"})
-		token := proto.LeaseToken(key, 1, 7)
+		token := grantOne(&table, 1)
 		if _, _, err := table.take(context.Background(), 1, token); err != nil {
 			t.Fatalf("the first call: %v", err)
 		}
@@ -150,12 +150,9 @@ func TestLeaseQueue(t *testing.T) {
 // place to the next.
 func TestLeaseQueueInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		key := []byte("the Welcome's key")
-		var table leaseTable
-		table.attach(&session{runID: "run-1"}, key, 7)
 		const slots = 2
-		table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: slots, Session: "client", Library: "lib"})
-		token := proto.LeaseToken(key, 1, 7)
+		var table leaseTable
+		token := grantOne(&table, slots)
 		for range slots {
 			if _, _, err := table.take(context.Background(), 1, token); err != nil {
 				t.Fatalf("a call with a slot free: %v", err)
@@ -226,4 +223,216 @@ func TestGiveAcrossSessions(t *testing.T) {
 	if l := table.byID[1]; l.busy != 1 {
 		t.Errorf("the second session's lease 1 has %d busy slots after the first session's call ended; want 1 (its own call still runs)", l.busy)
 	}
+}
+
+// TestReportsPaced: the reports of direct calls go to the session's loop
+// together: the first of a batch wakes it reportDelay later (not at once),
+// with every report queued by then; reportBatch queued wake it at once; a
+// session that ended takes no more reports.
+func TestReportsPaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &directReports{signal: make(chan struct{}, 1)}
+		report := func(key string) *pb.WorkerMessage {
+			return &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{Key: key}}}
+		}
+		keys := func(msgs []*pb.WorkerMessage) []string {
+			var ks []string
+			for _, m := range msgs {
+				ks = append(ks, m.GetDirectCallEnded().Key)
+			}
+			return ks
+		}
+		woken := func() bool {
+			select {
+			case <-r.signal:
+				return true
+			default:
+				return false
+			}
+		}
+		start := time.Now()
+		r.put(report("a"))
+		time.Sleep(reportDelay / 2)
+		r.put(report("b"))
+		synctest.Wait()
+		if woken() {
+			t.Fatalf("the loop was woken %v after the first report; want %v", time.Since(start), reportDelay)
+		}
+		time.Sleep(reportDelay / 2)
+		synctest.Wait()
+		if !woken() {
+			t.Fatalf("the loop was not woken %v after the first report", time.Since(start))
+		}
+		if diff := cmp.Diff([]string{"a", "b"}, keys(r.take(false))); diff != "" {
+			t.Errorf("reports taken (-want +got):\n%s", diff)
+		}
+		// A new batch waits again; a full one wakes the loop at once.
+		for i := range reportBatch - 1 {
+			r.put(report(fmt.Sprint(i)))
+		}
+		synctest.Wait()
+		if woken() {
+			t.Fatalf("the loop was woken at once by %d reports; want after %v", reportBatch-1, reportDelay)
+		}
+		r.put(report("last"))
+		if !woken() {
+			t.Fatalf("the loop was not woken at once by %d reports", reportBatch)
+		}
+		if got := len(r.take(false)); got != reportBatch {
+			t.Errorf("took %d reports, want %d", got, reportBatch)
+		}
+		time.Sleep(reportDelay) // the batch's timer fires with nothing queued
+		synctest.Wait()
+		if woken() {
+			t.Errorf("the loop was woken with nothing queued")
+		}
+		// The session ends: no more reports, no wake.
+		r.take(true)
+		if r.put(report("late")) {
+			t.Errorf("a report was queued after the session ended")
+		}
+		time.Sleep(2 * reportDelay)
+		synctest.Wait()
+		if woken() {
+			t.Errorf("the loop was woken after the session ended")
+		}
+	})
+}
+
+// TestQueuedCalls: a call of a Calls stream that finds every slot of its
+// lease busy waits in the line without a goroutine (admit: queued); each
+// freed slot is handed to the first queued call, for the call that freed
+// it to run (give returns it), in order of coming and mixed with blocked
+// callers (take); the calls of a stream that went are taken off the line
+// and refused (dropQueued), as are the queued calls of a lease that ends.
+func TestQueuedCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var table leaseTable
+		token := grantOne(&table, 2)
+		var refused []string // "key: code"
+		var mu sync.Mutex
+		stream := func() *answers {
+			return &answers{send: func(r *pb.DirectCallResponse) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, a := range append([]*pb.DirectCallResponse{r}, r.More...) {
+					refused = append(refused, a.Key+": "+strings.SplitN(a.Refused, ":", 2)[0]) // the code
+				}
+				return nil
+			}}
+		}
+		var wg sync.WaitGroup
+		a, b := stream(), stream()
+		call := func(k string, out *answers) *queuedCall {
+			wg.Add(1)
+			return &queuedCall{ctx: context.Background(), r: &pb.DirectCallRequest{Lease: 1, Token: token, Key: k}, out: out, wg: &wg}
+		}
+		for range 2 {
+			if _, _, err := table.take(context.Background(), 1, token); err != nil {
+				t.Fatalf("a call with a slot free: %v", err)
+			}
+		}
+		first, second, third := call("a1", a), call("b1", b), call("a2", a)
+		for _, c := range []*queuedCall{first, second} {
+			if _, _, queued, err := table.admit(c); !queued || err != nil {
+				t.Fatalf("call %s with the lease's slot busy: queued %v, %v; want queued", c.r.Key, queued, err)
+			}
+		}
+		blocked := make(chan error, 1)
+		go func() { // exits when take returns
+			_, _, err := table.take(context.Background(), 1, token)
+			blocked <- err
+		}()
+		synctest.Wait() // it waits behind the two queued calls
+		if _, _, queued, err := table.admit(third); !queued || err != nil {
+			t.Fatalf("a third queued call: queued %v, %v", queued, err)
+		}
+		if h := table.give(1, table.sess); h.call != first || h.l.instance != 3 || h.sess != table.sess {
+			t.Fatalf("the first freed slot went to %+v; want the first queued call on instance 3", h)
+		}
+		if h := table.give(1, table.sess); h.call != second {
+			t.Fatalf("the second freed slot went to %+v; want the second queued call", h)
+		}
+		if h := table.give(1, table.sess); h.call != nil {
+			t.Fatalf("the third freed slot went to queued call %s; want the blocked caller", h.call.r.Key)
+		}
+		if err := <-blocked; err != nil {
+			t.Fatalf("the blocked caller after a slot was handed to it: %v", err)
+		}
+		// Stream a goes: its call still in line is refused, not run.
+		fourth := call("b2", b)
+		if _, _, queued, _ := table.admit(fourth); !queued {
+			t.Fatalf("a fourth call was not queued")
+		}
+		table.dropQueued(a, connect.NewError(connect.CodeCanceled, context.Canceled))
+		if h := table.give(1, table.sess); h.call != fourth {
+			t.Fatalf("the slot after stream a went went to %+v; want b's queued call", h)
+		}
+		fifth := call("b3", b)
+		if _, _, queued, _ := table.admit(fifth); !queued {
+			t.Fatalf("a fifth call was not queued")
+		}
+		table.end(1)
+		synctest.Wait()
+		want := []string{"a2: canceled", "b3: not_found"}
+		if diff := cmp.Diff(want, refused); diff != "" {
+			t.Errorf("calls refused (-want +got):\n%s", diff)
+		}
+		wg.Add(-3) // first, second and fourth ran elsewhere
+		wg.Wait()
+	})
+}
+
+// TestServeRunsQueued: a call whose slot is handed to a queued call runs
+// that call next on its goroutine; a queued call whose client went by the
+// time it has the slot is refused and passes the slot on.
+func TestServeRunsQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &Worker{}
+		token := grantOne(&w.leases, 1)
+		var got []string
+		out := &answers{send: func(r *pb.DirectCallResponse) error {
+			for _, a := range append([]*pb.DirectCallResponse{r}, r.More...) {
+				got = append(got, a.Key+": "+strings.SplitN(a.Refused, ":", 2)[0]) // the code
+			}
+			return nil
+		}}
+		d := directService{w}
+		var wg sync.WaitGroup
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		var calls []*queuedCall
+		for i, ctx := range []context.Context{context.Background(), gone, context.Background()} {
+			wg.Add(1)
+			c := &queuedCall{d: d, ctx: ctx, r: &pb.DirectCallRequest{Lease: 1, Token: token, Key: fmt.Sprint(i)}, out: out, wg: &wg}
+			calls = append(calls, c)
+		}
+		l, sess, queued, err := w.leases.admit(calls[0])
+		if queued || err != nil {
+			t.Fatalf("the first call: queued %v, %v", queued, err)
+		}
+		for _, c := range calls[1:] {
+			if _, _, queued, _ := w.leases.admit(c); !queued {
+				t.Fatalf("call %s was not queued", c.r.Key)
+			}
+		}
+		d.serve(calls[0], l, sess, nil) // no instance 3 here: each that runs is refused as Unavailable
+		wg.Wait()
+		want := []string{"0: unavailable", "1: canceled", "2: unavailable"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("answers (-want +got):\n%s", diff)
+		}
+		if l := w.leases.byID[1]; l.busy != 0 || len(l.waiting) != 0 {
+			t.Errorf("lease after the calls: %d busy, %d waiting; want none", l.busy, len(l.waiting))
+		}
+	})
+}
+
+// grantOne attaches table to a session and grants it lease 1, of slots on
+// instance 3; it returns the lease's token.
+func grantOne(table *leaseTable, slots int32) string {
+	key := []byte("the Welcome's key")
+	table.attach(&session{runID: "run-1"}, key, 7)
+	table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: slots, Session: "client", Library: "lib"})
+	return proto.LeaseToken(key, 1, 7)
 }

@@ -326,32 +326,39 @@ func (w *Worker) runCall(ctx context.Context, run *pb.Run, inst *libInstance) *p
 			}
 		}
 	}
-	start := time.Now()
-	res, err := inst.host.CallIn(ctx, dir, run.IdempotencyKey, c.Function, args, time.Duration(run.Spec.TimeLimitMs)*time.Millisecond)
+	o := callIn(ctx, inst, dir, run.IdempotencyKey, c.Library, c.Function, args, time.Duration(run.Spec.TimeLimitMs)*time.Millisecond)
 	w.checkInputs(stamps, "task", run.TaskId, "attempt", run.Attempt)
+	if o == nil || o == handBack || o.Kind != pb.ResultKind_RESULT_KIND_SUCCESS {
+		return o
+	}
+	if err := w.callResults(ctx, dir, run, o); err != nil {
+		o.Kind, o.Message, o.Result, o.Outputs, o.ResultFile = pb.ResultKind_RESULT_KIND_FAILED, fmt.Sprintf("call %s.%s: %v", c.Library, c.Function, err), nil, nil, nil
+	}
+	return o
+}
+
+// callIn runs function fn of library lib in inst and returns its outcome:
+// nil if the instance died (LibraryEnded settles it), handBack if the call
+// was not sent.
+func callIn(ctx context.Context, inst *libInstance, dir, key, lib, fn string, args []byte, timeLimit time.Duration) *pb.Outcome {
+	start := time.Now()
+	res, err := inst.host.CallIn(ctx, dir, key, fn, args, timeLimit)
 	o := &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_SUCCESS, Result: res, RunMs: time.Since(start).Milliseconds()}
 	var ce *libhost.CallError
 	switch {
 	case err == nil:
 	case errors.As(err, &ce):
 		o.Kind, o.ExitCode, o.Message, o.Traceback = pb.ResultKind_RESULT_KIND_FAILED, 1, ce.Message, ce.Traceback
-		return o
 	case errors.Is(err, libhost.ErrTimeout):
-		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_TIMED_OUT, -1, fmt.Sprintf("call %s.%s: %v", c.Library, c.Function, err)
-		return o
+		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_TIMED_OUT, -1, fmt.Sprintf("call %s.%s: %v", lib, fn, err)
 	case errors.Is(err, libhost.ErrCancelled) || ctx.Err() != nil:
 		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_CANCELLED, -1, "cancelled"
-		return o
 	case errors.Is(err, libhost.ErrNotSent):
 		return handBack
 	case errors.Is(err, libhost.ErrUnknownFunction):
-		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_FAILED, -1, fmt.Sprintf("library %s has no function %q", c.Library, c.Function)
-		return o
+		o.Kind, o.ExitCode, o.Message = pb.ResultKind_RESULT_KIND_FAILED, -1, fmt.Sprintf("library %s has no function %q", lib, fn)
 	default:
 		return nil // crashed or over its memory: LibraryEnded settles it
-	}
-	if err := w.callResults(ctx, dir, run, o); err != nil {
-		o.Kind, o.Message, o.Result, o.Outputs, o.ResultFile = pb.ResultKind_RESULT_KIND_FAILED, fmt.Sprintf("call %s.%s: %v", c.Library, c.Function, err), nil, nil, nil
 	}
 	return o
 }

@@ -6,9 +6,10 @@
 //   - Start runs Spec.Command with /bin/sh -c in Spec.Dir, in a process group
 //     of its own started by Spec.Warden as sandbox.Run starts a task (its
 //     cgroup, CPU quota of Spec.Cores, parent-death signal and guard), with
-//     the sandbox's base environment (sandbox.Environ),
-//     Spec.Env and the TRELLIS_LIBRARY_* variables, and returns once the
-//     library has written its handshake line. A library that exits, writes
+//     the sandbox's base environment (sandbox.Environ), Spec.Env,
+//     GOMAXPROCS of Spec.Cores rounded up (unless Spec.Env sets it; none
+//     without a limit) and the TRELLIS_LIBRARY_* variables, and returns once
+//     the library has written its handshake line. A library that exits, writes
 //     a bad line, or stays silent past StartTimeout fails to start: Start
 //     kills its group, waits for everything it started, and returns an
 //     *ExitError of Kind ErrStartFailed with the exit status and stderr tail.

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -211,7 +213,8 @@ func (h *Host) spawn() error {
 		stdinW.Close()
 		return err
 	}
-	env := append(sandbox.Environ(h.spec.Dir, h.spec.Env),
+	env := append(sandbox.Environ(h.spec.Dir, h.spec.Env), goMaxProcs(h.spec)...)
+	env = append(env,
 		wire.EnvProtocol+"="+strconv.Itoa(wire.Version),
 		wire.EnvName+"="+h.spec.Name,
 		wire.EnvSlots+"="+strconv.Itoa(h.spec.Slots),
@@ -358,4 +361,18 @@ func mbToBytes(mb int64) int64 {
 		return math.MaxInt64
 	}
 	return mb << 20
+}
+
+// goMaxProcs is GOMAXPROCS for a library limited to spec.Cores: its cores
+// rounded up, unless spec.Env sets it or there is no limit (none). A Go
+// library otherwise runs as many threads as the machine has cores, at
+// least 2, however few it may use: every call then wakes an idle thread
+// to read the next frame, which cost a Go library on half a core about a
+// third of its CPU per call (docs/benchmarks.md, "Direct calls: CPU per
+// call"). Other languages ignore the variable.
+func goMaxProcs(spec Spec) []string {
+	if spec.Cores <= 0 || slices.ContainsFunc(spec.Env, func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") }) {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(int(math.Ceil(spec.Cores)))}
 }

@@ -164,6 +164,37 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
+// TestGoMaxProcs: a library limited to some cores gets GOMAXPROCS of its
+// cores rounded up, unless its environment sets it; one without a limit
+// gets none.
+func TestGoMaxProcs(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		cores float64
+		env   string
+		want  string
+	}{
+		{0.5, "", "GOMAXPROCS=1"},
+		{2.5, "", "GOMAXPROCS=3"},
+		{0.5, "GOMAXPROCS=4", "GOMAXPROCS=4"},
+		{0, "", "GOMAXPROCS="},
+	} {
+		spec := helperSpec(t, "ok")
+		spec.Cores = c.cores
+		if c.env != "" {
+			spec.Env = append(spec.Env, c.env)
+		}
+		h := start(t, spec)
+		got, err := h.Call(context.Background(), "env", []byte("GOMAXPROCS"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := strings.Cut(string(got), "\n"); got != c.want {
+			t.Errorf("cores %v, environment %q: GOMAXPROCS is %q; want %q", c.cores, c.env, got, c.want)
+		}
+	}
+}
+
 func TestLog(t *testing.T) {
 	t.Parallel()
 	spec := helperSpec(t, "ok")

@@ -44,10 +44,12 @@ func (l *Library) ServeIO(ctx context.Context, r io.Reader, w io.Writer) error {
 		return err
 	}
 	s := &server{
-		lib:   l,
-		sem:   make(chan struct{}, slotsFromEnv()),
-		bw:    bufio.NewWriterSize(w, ioBuffer),
-		calls: make(map[uint64]*call),
+		lib:       l,
+		sem:       make(chan struct{}, slotsFromEnv()),
+		bw:        bufio.NewWriterSize(w, ioBuffer),
+		calls:     make(map[uint64]*call),
+		followers: make(chan struct{}),
+		ended:     make(chan struct{}),
 	}
 	s.bw.WriteString(line)
 	if err := s.bw.Flush(); err != nil {
@@ -70,7 +72,7 @@ func (l *Library) ServeIO(ctx context.Context, r io.Reader, w io.Writer) error {
 	var wg sync.WaitGroup
 	readErr := make(chan error, 1)
 	wg.Add(1)
-	go s.readLoop(ctx, base, bufio.NewReaderSize(r, ioBuffer), &wg, readErr) // exits when r ends, after the call it reads
+	go s.readLoop(ctx, base, bufio.NewReaderSize(r, ioBuffer), &wg, readErr) // exits when r has ended and it is done with its call
 	err = <-readErr
 	// The input ended (or broke): abandon the running calls, which answer
 	// as cancelled into a writer that may be gone, and wait for them.
@@ -92,6 +94,11 @@ type server struct {
 
 	mu    sync.Mutex       // guards calls
 	calls map[uint64]*call // running or waiting calls by id
+
+	// followers hands the reading to a goroutine that waits for it, done
+	// with its call (readLoop); ended is closed once the input has ended.
+	followers chan struct{}
+	ended     chan struct{}
 
 	pending atomic.Int32  // goroutines that want wmu to write a frame
 	wmu     sync.Mutex    // guards bw, werr
@@ -121,18 +128,24 @@ func (s *server) abandonAll() {
 // once ctx is done are cancelled at once. It runs counted in wg.
 //
 // A goroutine that reads a call runs it itself, after handing the reading
-// on to a new goroutine (leader and followers): the call starts with no
-// hand-off between threads, which is most of a short call's latency.
+// on to another (leader and followers): the call starts with no hand-off
+// between threads, which is most of a short call's latency. The reading
+// goes to a goroutine done with its call that waits for it, or else to a
+// new one; a goroutine done with its call waits to read again until the
+// input ends. (A new goroutine per call cost a library a fifth of its CPU
+// growing its stack, docs/benchmarks.md, "Direct calls: CPU per call".)
 func (s *server) readLoop(ctx, base context.Context, r *bufio.Reader, wg *sync.WaitGroup, done chan<- error) {
 	defer wg.Done()
 	for {
 		f, err := wire.ReadFrame(r)
-		if err == io.EOF {
-			done <- nil
-			return
-		}
 		if err != nil {
-			done <- fmt.Errorf("read from worker: %w", err)
+			if err == io.EOF {
+				err = nil
+			} else {
+				err = fmt.Errorf("read from worker: %w", err)
+			}
+			close(s.ended) // the followers waiting to read exit
+			done <- err
 			return
 		}
 		h := &f.Header
@@ -159,6 +172,7 @@ func (s *server) readLoop(ctx, base context.Context, r *bufio.Reader, wg *sync.W
 			s.mu.Unlock()
 			if dup {
 				cancel()
+				close(s.ended)
 				done <- fmt.Errorf("read from worker: call id %d is already in flight", h.ID)
 				return
 			}
@@ -166,10 +180,18 @@ func (s *server) readLoop(ctx, base context.Context, r *bufio.Reader, wg *sync.W
 				c.cancelled.Store(true)
 				cancel()
 			}
-			wg.Add(1)
-			go s.readLoop(ctx, base, r, wg, done) // the next reader; exits when r ends
+			select {
+			case s.followers <- struct{}{}: // a goroutine done with its call reads next
+			default:
+				wg.Add(1)
+				go s.readLoop(ctx, base, r, wg, done) // the next reader; exits when r has ended and it is done with its call
+			}
 			s.run(cctx, h.ID, c, fn, f.Body)
-			return
+			select {
+			case <-s.followers: // the reading is handed to this one
+			case <-s.ended:
+				return
+			}
 		case wire.TypeCancel:
 			s.mu.Lock()
 			c := s.calls[h.ID]

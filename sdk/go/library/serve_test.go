@@ -394,3 +394,35 @@ func TestServeStdio(t *testing.T) {
 		t.Errorf("stderr = %q; want the stray print", stderr.String())
 	}
 }
+
+// TestReadersReused: calls one after the other run on the goroutines done
+// with theirs (which read the next call), not on a new goroutine each (40
+// calls ran on 40 goroutines before).
+func TestReadersReused(t *testing.T) {
+	l := New("reuse")
+	l.Register("goroutine", func(context.Context, []byte) ([]byte, error) {
+		b := make([]byte, 64)
+		b = b[:runtime.Stack(b, false)]
+		id, _, _ := strings.Cut(strings.TrimPrefix(string(b), "goroutine "), " ")
+		return []byte(id), nil
+	})
+	h := serve(t, l)
+	seen := make(map[string]bool)
+	const calls = 40
+	for i := range calls {
+		h.call(uint64(i+1), "goroutine", "")
+		f := h.read()
+		if !f.Header.OK {
+			t.Fatalf("call %d: %+v", i+1, f.Header)
+		}
+		seen[string(f.Body)] = true
+	}
+	if len(seen) > calls/5 {
+		// A few: the reader, the one done with the last call, and one made
+		// now and then when that one was not yet waiting to read.
+		t.Errorf("%d calls one after the other ran on %d goroutines; want a few, not one each", calls, len(seen))
+	}
+	if err := h.stop(); err != nil {
+		t.Errorf("ServeIO: %v", err)
+	}
+}
