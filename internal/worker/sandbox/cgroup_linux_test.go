@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -938,12 +940,21 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	c.Kill()
 	c.Wait()
 
-	// With the guard gone (a write to it failed), a task gets its
+	// Once the guard is gone (killed by the out-of-memory killer, say),
+	// the worker notices, says so in its log, and a task gets its
 	// parent-death signal again.
-	w = newGuardedV1Warden(t)
-	w.guard.mu.Lock()
-	w.guard.err = fmt.Errorf("broken pipe")
-	w.guard.mu.Unlock()
+	var log lockedBuffer
+	w = newGuardedV1Warden(t, slog.New(slog.NewTextHandler(&log, nil)))
+	if !w.guard.alive() {
+		t.Fatal("a new guard is not alive")
+	}
+	if err := w.guard.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 5*time.Second, "the worker to notice its guard's death", func() bool { return !w.guard.alive() })
+	if want := "the guard process exited while the worker runs"; !strings.Contains(log.String(), want) {
+		t.Errorf("the worker's log says %q; want it to say %q", log.String(), want)
+	}
 	cmd = exec.Command("/bin/sh", "-c", "true")
 	c, err = w.start(cmd, 0.5, 0, true)
 	if err != nil {
@@ -999,12 +1010,34 @@ func TestCellOOMSparesWorker(t *testing.T) {
 
 // newGuardedV1Warden is newWarden with a guard process (TestHelperGuard),
 // skipping the test where CPU quotas are not in cgroup v1.
-func newGuardedV1Warden(t *testing.T) *Warden {
+func newGuardedV1Warden(t *testing.T, log ...*slog.Logger) *Warden {
 	t.Helper()
 	t.Setenv("SANDBOX_HELPER_GUARD", "1")
-	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
+	cfg := WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}}
+	if len(log) > 0 {
+		cfg.Logger = log[0]
+	}
+	w := newWarden(t, cfg)
 	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
 		t.Skip("no cgroup v1 cpu hierarchy here")
 	}
 	return w
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use: a warden's log.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -118,7 +118,9 @@
 //     before the guard hears of it, while the worker is killed, is left to
 //     its cell (a v1 shell that has not entered its cell by then cannot
 //     once the guard removed it, and exits) or, without one, its
-//     parent-death signal.
+//     parent-death signal. The warden reaps the guard when it exits: a
+//     guard that dies before the worker is logged, and from then on every
+//     process starts with the parent-death signal.
 //   - NewWarden removes the cgroups of wardens whose process is gone, with
 //     what runs in them; Close removes its own.
 //
