@@ -1041,3 +1041,77 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// In cgroup v1 the page cache of the files a task writes is charged to its
+// cell, so the most the cell held sits at its limit whenever a task writes
+// more than its limit, and stays there for the cell's next run. A task
+// whose process an out-of-memory killer ends for a shortage above its cell
+// (here the limit the test sets on the warden's own cgroup; on a host, a
+// container's limit or the host's memory) is not over its own limit, even
+// so; a task that really goes over its limit still is.
+func TestOOMAboveCellNotOverLimit(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if how := w.MemoryEnforcement(); how != kernelMemoryV1 {
+		t.Skipf("no cgroup v1 memory limits here: %s", how)
+	}
+	dir := t.TempDir()
+	if onTmpfs(dir) {
+		t.Skip("the test's files are on tmpfs, where they are not page cache")
+	}
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "head -c 100M /dev/zero > big", MemoryMB: 40, Warden: w})
+	if err != nil || res.Kind != Success {
+		t.Fatalf("writing a file larger than the limit: %v (%s), %v; want success", res.Kind, res.Message, err)
+	}
+
+	// The warden's own cgroup limited to 64 MiB: a process outside the
+	// cells that takes more makes the kernel kill in the whole subtree,
+	// first the task, whose oom_score_adj says to.
+	setWardenLimit := func(v string) {
+		t.Helper()
+		files := []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"}
+		if v == "-1" {
+			files[0], files[1] = files[1], files[0]
+		}
+		for _, f := range files {
+			if err := writeControl(filepath.Join(w.cg.mem.dir, f), []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setWardenLimit("64M")
+	t.Cleanup(func() { setWardenLimit("-1") })
+	done := make(chan Result, 1)
+	go func() { // exits when the run ends: the kernel kills it below
+		res, err := Run(context.Background(), Spec{Dir: dir, MemoryMB: 40, Warden: w,
+			// tail holds the 25 MiB it reads, as one line, until killed.
+			Command: "head -c 100M /dev/zero > big; echo 1000 > /proc/$$/oom_score_adj; mkfifo p; { head -c 25M /dev/zero; touch ready; exec sleep 300; } > p & exec tail < p"})
+		if err != nil {
+			res.Message += " (" + err.Error() + ")"
+		}
+		done <- res
+	}()
+	pollUntil(t, 30*time.Second, "the task to write its file and take its memory", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "ready"))
+		return err == nil
+	})
+	// 50 MiB more in the warden's cgroup: the kernel kills the task, and
+	// then the hog fits.
+	hog := exec.Command("/bin/sh", "-c", "echo $$ > "+shellQuote(filepath.Join(w.cg.mem.dir, "cgroup.procs"))+" && head -c 50M /dev/zero | tail")
+	if out, err := hog.CombinedOutput(); err != nil {
+		t.Errorf("the process that takes the memory above the cell: %v\n%s", err, out)
+	}
+	select {
+	case res := <-done:
+		if res.Kind == MemoryExceeded || res.Kind == Success {
+			t.Errorf("a task killed for a shortage above its cell: %v (%s); want it failed, not over its limit", res.Kind, res.Message)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task was not killed by the shortage above its cell")
+	}
+	setWardenLimit("-1")
+
+	res, err = Run(context.Background(), Spec{Dir: dir, Command: "head -c 300M /dev/zero | tail", MemoryMB: 40, Warden: w})
+	if err != nil || res.Kind != MemoryExceeded {
+		t.Errorf("a task over its limit: %v (%s), %v; want %v", res.Kind, res.Message, err, MemoryExceeded)
+	}
+}
