@@ -252,6 +252,13 @@ func openV1Memory(base, name string) (*hierarchy, error) {
 		err = errors.New("cannot open its memory.oom_control or hear of its out-of-memory events (cgroup.event_control)")
 	}
 	if err == nil {
+		if _, ok := c.oomKills(); !ok {
+			c.remove()
+			h.remove()
+			return nil, errors.New("cgroup v1 memory.oom_control has no oom_kill count (Linux 4.13 or later needed), so a task's out-of-memory kill could not be seen")
+		}
+	}
+	if err == nil {
 		err = exec.Command("/bin/sh", "-c", c.joinM1+"exit 0").Run()
 	}
 	if c != nil {
@@ -664,6 +671,16 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 	}
 	if memory > 0 {
 		c.events, c.eventsOK = c.memEvents()
+		if c.memV1 && !c.eventsOK {
+			// Without the counts at the start, v1's kill of one process
+			// would never be seen, nor the rest of the run killed:
+			// sampled instead.
+			if err := c.setMemory(0); err != nil {
+				c.remove()
+				return nil, false, fmt.Errorf("remove the memory limit of a cgroup whose memory.oom_control cannot be read: %w", err)
+			}
+			return c, false, nil
+		}
 	}
 	return c, memory > 0, nil
 }

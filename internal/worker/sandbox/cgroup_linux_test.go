@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestCgroupBases(t *testing.T) {
@@ -1113,5 +1114,59 @@ func TestOOMAboveCellNotOverLimit(t *testing.T) {
 	res, err = Run(context.Background(), Spec{Dir: dir, Command: "head -c 300M /dev/zero | tail", MemoryMB: 40, Warden: w})
 	if err != nil || res.Kind != MemoryExceeded {
 		t.Errorf("a task over its limit: %v (%s), %v; want %v", res.Kind, res.Message, err, MemoryExceeded)
+	}
+}
+
+// A v1 cell whose memory.oom_control has no oom_kill count (Linux before
+// 4.13) cannot tell that the kernel killed a process of the run: the
+// kernel does not enforce the run's limit there, which is sampled instead,
+// rather than enforced and never reported. The cell's files are plain ones.
+func TestCellV1WithoutOOMKill(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		control  string
+		enforced bool
+		limit    int64
+	}{
+		{"oom_kill counted", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n", true, 40 << 20},
+		{"no oom_kill: sampled", "oom_kill_disable 0\nunder_oom 0\n", false, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"} {
+				if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			control := filepath.Join(dir, "memory.oom_control")
+			if err := os.WriteFile(control, []byte(tt.control), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fd, err := syscall.Open(control, syscall.O_RDONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Close(fd)
+			notes := func() *oomNotes {
+				efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { syscall.Close(efd) })
+				return &oomNotes{fd: efd}
+			}
+			c := &cell{memdir: dir, memV1: true, oomFD: fd, ooms: notes(), above: notes(), procs: -1, v2fd: -1}
+			g := &cgroups{free: []*cell{c}}
+			got, enforced, err := g.cell(0, 40<<20)
+			if err != nil || got != c || enforced != tt.enforced {
+				t.Fatalf("cell() = %p, %v, %v; want %p, %v, nil", got, enforced, err, c, tt.enforced)
+			}
+			if c.memLimit != tt.limit {
+				t.Errorf("the cell's memory limit is %d; want %d", c.memLimit, tt.limit)
+			}
+			if w := c.oomKilled(); (w != nil) != tt.enforced {
+				t.Errorf("oomKilled() != nil is %v; want %v (the sampler watches a limited run)", w != nil, tt.enforced)
+			}
+		})
 	}
 }
