@@ -145,6 +145,12 @@ func openCgroups() (g *cgroups, cpu string) {
 	if err != nil {
 		return nil, "not enforced (cannot read this process's cgroups: " + err.Error() + ")"
 	}
+	return openCgroupsIn(self, mi)
+}
+
+// openCgroupsIn is openCgroups given this process's /proc/self/cgroup and
+// /proc/self/mountinfo.
+func openCgroupsIn(self, mi []byte) (g *cgroups, cpu string) {
 	var err1 error
 	start, ok := startTime(os.Getpid())
 	if !ok {
@@ -177,10 +183,12 @@ func openCgroups() (g *cgroups, cpu string) {
 	} else if g.cpu == nil {
 		why = append(why, "no cgroup v1 cpu controller")
 	}
+	if g.v2 == nil && g.v1 == nil {
+		// No cells to put a memory cgroup beside: none is made.
+		return nil, "not enforced (" + strings.Join(why, "; ") + ")"
+	}
 	g.openMemory(v1mem, name)
 	switch {
-	case g.v2 == nil && g.v1 == nil:
-		return nil, "not enforced (" + strings.Join(why, "; ") + ")"
 	case g.cpu == g.v2:
 		return g, "cgroup v2 cpu.max"
 	case g.cpu == g.v1:

@@ -1170,3 +1170,38 @@ func TestCellV1WithoutOOMKill(t *testing.T) {
 		})
 	}
 }
+
+// Where neither cgroup v2 nor the v1 cpu hierarchy can be used, the warden
+// has no cells and no cgroups: it makes none in the v1 memory hierarchy
+// either, which nothing would remove. (Here the process's cpu and v2
+// cgroups are made to name directories that do not exist.)
+func TestNoCellsNoMemoryCgroup(t *testing.T) {
+	self, mi, err := processCgroups()
+	if err != nil {
+		t.Skip(err)
+	}
+	_, _, memBase := cgroupBasesMem(self, mi)
+	if memBase == "" {
+		t.Skip("no cgroup v1 memory hierarchy here")
+	}
+	var fake []string
+	for line := range strings.Lines(string(self)) {
+		id, rest, _ := strings.Cut(strings.TrimSpace(line), ":")
+		ctrls, _, _ := strings.Cut(rest, ":")
+		if id == "0" || hasOption(ctrls, "cpu") {
+			line = id + ":" + ctrls + ":/trellis-test-nowhere\n"
+		}
+		fake = append(fake, line)
+	}
+	g, cpu := openCgroupsIn([]byte(strings.Join(fake, "")), mi)
+	if g != nil {
+		g.close()
+		t.Fatalf("openCgroupsIn = cgroups, %q; want none", cpu)
+	}
+	start, _ := startTime(os.Getpid())
+	name := fmt.Sprintf("trellis-%d-%d-%d", os.Getpid(), start, wardens.Load())
+	if _, err := os.Stat(filepath.Join(memBase, name)); err == nil {
+		removeCgroup(filepath.Join(memBase, name), false, os.Getpid(), time.Second)
+		t.Errorf("a v1 memory cgroup %s was left behind; want none", name)
+	}
+}
