@@ -157,7 +157,7 @@ func openCgroupsIn(self, mi []byte) (g *cgroups, cpu string) {
 		return nil, "not enforced (cannot read this process's start time)"
 	}
 	name := fmt.Sprintf("trellis-%d-%d-%d", os.Getpid(), start, wardens.Add(1))
-	v2base, v1base, v1mem := cgroupBasesMem(self, mi)
+	v2base, v1base, v1mem := cgroupBases(self, mi)
 	g = &cgroups{}
 	var why []string
 	if v2base == "" {
@@ -873,13 +873,6 @@ func (c *cell) join(cpu bool) string {
 	}
 	return j
 }
-
-// joinFailed is the exit status of a shell that could not enter its cell
-// (joinText), and joinFailedText what its standard error begins with.
-const (
-	joinFailed     = 125
-	joinFailedText = "trellis: the task's shell could not enter its cgroup "
-)
 
 // joinText is the shell text that moves the shell running it into the v1
 // cgroup dir before anything else on its line runs: it writes its own pid

@@ -28,12 +28,14 @@ func TestCgroupBases(t *testing.T) {
 		cpuMount  = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
 		acctMount = "33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct\n"
 		unified   = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+		memMount  = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
 	)
 	tests := []struct {
 		name         string
 		self, mounts string
 		wantV2       string
 		wantV1       string
+		wantMem      string
 	}{
 		{
 			name:   "pure v2, in a slice",
@@ -42,11 +44,30 @@ func TestCgroupBases(t *testing.T) {
 			wantV2: "/sys/fs/cgroup/system.slice/trellis.service",
 		},
 		{
-			name:   "hybrid: v1 cpu and an empty unified hierarchy",
-			self:   "4:memory:/process_api/b1\n2:cpuacct:/\n1:cpu:/\n0::/\n",
-			mounts: tmpfs + cpuMount + acctMount + unified,
-			wantV2: "/sys/fs/cgroup/unified",
+			name:    "hybrid: v1 cpu and memory, and an empty unified hierarchy",
+			self:    "4:memory:/process_api/b1\n2:cpuacct:/\n1:cpu:/\n0::/\n",
+			mounts:  tmpfs + cpuMount + acctMount + memMount + unified,
+			wantV2:  "/sys/fs/cgroup/unified",
+			wantV1:  "/sys/fs/cgroup/cpu",
+			wantMem: "/sys/fs/cgroup/memory/process_api/b1",
+		},
+		{
+			name:   "v1 memory in the process's cgroups but not mounted",
+			self:   "4:memory:/process_api/b1\n1:cpu:/\n",
+			mounts: tmpfs + cpuMount,
 			wantV1: "/sys/fs/cgroup/cpu",
+		},
+		{
+			name:    "v1 memory mounted with another controller",
+			self:    "5:cpuset,memory:/job/7\n0::/\n",
+			mounts:  tmpfs + "35 31 0:32 / /sys/fs/cgroup/cpuset,memory rw - cgroup cgroup rw,cpuset,memory\n",
+			wantMem: "/sys/fs/cgroup/cpuset,memory/job/7",
+		},
+		{
+			name:   "memory_recursiveprot is not the memory controller",
+			self:   "0::/a\n",
+			mounts: "31 23 0:28 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,memory_recursiveprot\n",
+			wantV2: "/sys/fs/cgroup/a",
 		},
 		{
 			name:   "v1 with cpu and cpuacct together, no v2",
@@ -80,9 +101,9 @@ func TestCgroupBases(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v2, v1 := cgroupBases([]byte(tt.self), []byte(tt.mounts))
-			if v2 != tt.wantV2 || v1 != tt.wantV1 {
-				t.Errorf("cgroupBases = %q, %q; want %q, %q", v2, v1, tt.wantV2, tt.wantV1)
+			v2, v1, mem := cgroupBases([]byte(tt.self), []byte(tt.mounts))
+			if v2 != tt.wantV2 || v1 != tt.wantV1 || mem != tt.wantMem {
+				t.Errorf("cgroupBases = %q, %q, %q; want %q, %q, %q", v2, v1, mem, tt.wantV2, tt.wantV1, tt.wantMem)
 			}
 		})
 	}
@@ -1180,7 +1201,7 @@ func TestNoCellsNoMemoryCgroup(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	_, _, memBase := cgroupBasesMem(self, mi)
+	_, _, memBase := cgroupBases(self, mi)
 	if memBase == "" {
 		t.Skip("no cgroup v1 memory hierarchy here")
 	}

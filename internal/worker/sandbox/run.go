@@ -106,6 +106,14 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	return res, nil
 }
 
+// joinFailed is the exit status of a shell that could not enter its cell
+// (joinText, Linux only), and joinFailedText what its standard error
+// begins with.
+const (
+	joinFailed     = 125
+	joinFailedText = "trellis: the task's shell could not enter its cgroup "
+)
+
 // kernelOOMMessage is the message of a run that the kernel's limit of mb
 // MiB ended.
 func kernelOOMMessage(mb int64) string {
