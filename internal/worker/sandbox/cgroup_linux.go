@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // defaultPeriod is the CPU quota period, in µs, that a new cgroup has.
@@ -61,6 +64,10 @@ type hierarchy struct {
 	// home is base's tasks file (v1 only): a cell's launcher thread goes
 	// back there before it ends, so that the cell can be removed at once.
 	home *os.File
+	// ooms (v1 memory only) hears of the out-of-memory events of dir and
+	// of the cgroups above it (a container's limit, say), which the kernel
+	// signals to every cell below too; nil elsewhere.
+	ooms *oomNotes
 }
 
 // cell is the cgroup of one process tree, in each hierarchy used.
@@ -93,13 +100,14 @@ type cell struct {
 	memLimit int64 // the memory limit set, bytes; 0 for none, -1 unknown
 	// oomFD is memory.events (v2) or memory.oom_control (v1), open for
 	// the cell's life, whose counters say whether a run went over its
-	// limit; -1 when memory is sampled. In v1, peakFD is
-	// memory.max_usage_in_bytes, open for reading and writing: the most
-	// the cell held since the run started (cell resets it).
-	// events is what they were when the current limited run started
-	// (eventsOK: they could be read then).
+	// limit; -1 when memory is sampled. In v1, ooms hears of the cell's
+	// out-of-memory events (those of its own limit, and those of the
+	// cgroups above it, which above hears of too: the memory hierarchy's
+	// ooms). events is what they were when the current limited run
+	// started (eventsOK: they could be read then).
 	oomFD    int
-	peakFD   int
+	ooms     *oomNotes
+	above    *oomNotes
 	events   memEvents
 	eventsOK bool
 	// spent is set once cgroup.kill was written to v2dir: the kernel
@@ -137,13 +145,19 @@ func openCgroups() (g *cgroups, cpu string) {
 	if err != nil {
 		return nil, "not enforced (cannot read this process's cgroups: " + err.Error() + ")"
 	}
+	return openCgroupsIn(self, mi)
+}
+
+// openCgroupsIn is openCgroups given this process's /proc/self/cgroup and
+// /proc/self/mountinfo.
+func openCgroupsIn(self, mi []byte) (g *cgroups, cpu string) {
 	var err1 error
 	start, ok := startTime(os.Getpid())
 	if !ok {
 		return nil, "not enforced (cannot read this process's start time)"
 	}
 	name := fmt.Sprintf("trellis-%d-%d-%d", os.Getpid(), start, wardens.Add(1))
-	v2base, v1base, v1mem := cgroupBasesMem(self, mi)
+	v2base, v1base, v1mem := cgroupBases(self, mi)
 	g = &cgroups{}
 	var why []string
 	if v2base == "" {
@@ -169,10 +183,12 @@ func openCgroups() (g *cgroups, cpu string) {
 	} else if g.cpu == nil {
 		why = append(why, "no cgroup v1 cpu controller")
 	}
+	if g.v2 == nil && g.v1 == nil {
+		// No cells to put a memory cgroup beside: none is made.
+		return nil, "not enforced (" + strings.Join(why, "; ") + ")"
+	}
 	g.openMemory(v1mem, name)
 	switch {
-	case g.v2 == nil && g.v1 == nil:
-		return nil, "not enforced (" + strings.Join(why, "; ") + ")"
 	case g.cpu == g.v2:
 		return g, "cgroup v2 cpu.max"
 	case g.cpu == g.v1:
@@ -230,9 +246,25 @@ func openV1Memory(base, name string) (*hierarchy, error) {
 		h.remove()
 		return nil, errors.New("cgroup v1 memory has no memory.memsw.limit_in_bytes (swap accounting is off), so memory.limit_in_bytes alone would let a task swap instead")
 	}
+	oom, err := syscall.Open(filepath.Join(dir, "memory.oom_control"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err == nil {
+		h.ooms, err = registerOOM(dir, oom)
+		syscall.Close(oom)
+	}
+	if err != nil {
+		h.remove()
+		return nil, fmt.Errorf("cgroup v1 memory: cannot hear of the out-of-memory events of %s (memory.oom_control, cgroup.event_control): %w", dir, err)
+	}
 	c, err := newCell(nil, nil, h, "probe")
 	if err == nil && c.memdir == "" {
-		err = errors.New("cannot open its memory.oom_control and memory.max_usage_in_bytes files")
+		err = errors.New("cannot open its memory.oom_control or hear of its out-of-memory events (cgroup.event_control)")
+	}
+	if err == nil {
+		if _, ok := c.oomKills(); !ok {
+			c.remove()
+			h.remove()
+			return nil, errors.New("cgroup v1 memory.oom_control has no oom_kill count (Linux 4.13 or later needed), so a task's out-of-memory kill could not be seen")
+		}
 	}
 	if err == nil {
 		err = exec.Command("/bin/sh", "-c", c.joinM1+"exit 0").Run()
@@ -327,7 +359,7 @@ func openV1(base, name string) (*hierarchy, error) {
 // newCell makes a cell named name below the warden's cgroups: v2 and v1
 // (cpu) where not nil; its v2 cgroup limits memory where mem is not nil.
 func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
-	c := &cell{v2fd: -1, procs: -1, oomFD: -1, peakFD: -1}
+	c := &cell{v2fd: -1, procs: -1, oomFD: -1}
 	if v2 != nil {
 		c.v2dir = filepath.Join(v2.dir, name)
 		if err := os.Mkdir(c.v2dir, 0o755); err != nil {
@@ -359,7 +391,7 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 	case mem != nil && mem.v2 && c.v2dir != "":
 		c.openMemory() // else its runs' memory is sampled
 	case mem != nil && !mem.v2:
-		if err := c.openMemoryV1(filepath.Join(mem.dir, name)); err != nil {
+		if err := c.openMemoryV1(filepath.Join(mem.dir, name), mem.ooms); err != nil {
 			c.remove()
 			return nil, err
 		}
@@ -367,26 +399,70 @@ func newCell(v2, v1, mem *hierarchy, name string) (*cell, error) {
 	return c, nil
 }
 
-// openMemoryV1 makes the cell's cgroup dir in the v1 memory hierarchy and
-// opens the files that count its out-of-memory kills and hold the most it
-// held. Where they cannot be opened, the cell's memory stays sampled
-// (memdir ""); an error only where dir cannot be made.
-func (c *cell) openMemoryV1(dir string) error {
+// openMemoryV1 makes the cell's cgroup dir in the v1 memory hierarchy,
+// opens the file that counts its out-of-memory kills and registers for its
+// out-of-memory events; above hears of those of the cgroups above it. Where
+// that cannot be done, the cell's memory stays sampled (memdir ""); an
+// error only where dir cannot be made.
+func (c *cell) openMemoryV1(dir string, above *oomNotes) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
-	oom, err1 := syscall.Open(filepath.Join(dir, "memory.oom_control"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	peak, err2 := syscall.Open(filepath.Join(dir, "memory.max_usage_in_bytes"), syscall.O_RDWR|syscall.O_CLOEXEC, 0)
-	if err1 != nil || err2 != nil {
-		for _, fd := range []int{oom, peak} {
-			if fd >= 0 {
-				syscall.Close(fd)
-			}
-		}
+	oom, err := syscall.Open(filepath.Join(dir, "memory.oom_control"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
 		return syscall.Rmdir(dir)
 	}
-	c.memdir, c.memV1, c.joinM1, c.oomFD, c.peakFD = dir, true, joinText(dir), oom, peak
+	ooms, err := registerOOM(dir, oom)
+	if err != nil || above == nil {
+		ooms.close()
+		syscall.Close(oom)
+		return syscall.Rmdir(dir)
+	}
+	c.memdir, c.memV1, c.joinM1, c.oomFD, c.ooms, c.above = dir, true, joinText(dir), oom, ooms, above
 	return nil
+}
+
+// oomNotes is an eventfd registered with a v1 memory cgroup's
+// cgroup.event_control for its memory.oom_control: the kernel signals it
+// when the cgroup, or one above it, runs out of memory under its limit,
+// but not for a shortage of the whole host. n counts what was read from it.
+type oomNotes struct {
+	fd int
+	n  atomic.Int64
+}
+
+// registerOOM hears of the out-of-memory events of the v1 memory cgroup
+// dir, whose memory.oom_control is open as oomFD (the kernel holds the
+// registration, not the file: it may be closed after).
+func registerOOM(dir string, oomFD int) (*oomNotes, error) {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := writeControl(filepath.Join(dir, "cgroup.event_control"), []byte(strconv.Itoa(efd)+" "+strconv.Itoa(oomFD))); err != nil {
+		syscall.Close(efd)
+		return nil, err
+	}
+	return &oomNotes{fd: efd}, nil
+}
+
+// count returns how many out-of-memory events were signalled so far. It
+// reads what came since the last read without blocking; safe for
+// concurrent use.
+func (o *oomNotes) count() int64 {
+	var b [8]byte
+	if n, err := syscall.Read(o.fd, b[:]); err == nil && n == len(b) {
+		return o.n.Add(int64(binary.NativeEndian.Uint64(b[:])))
+	}
+	return o.n.Load()
+}
+
+// close closes the eventfd (nil: nothing); the kernel then drops the
+// registration.
+func (o *oomNotes) close() {
+	if o != nil {
+		syscall.Close(o.fd)
+	}
 }
 
 // openMemory makes the cell's v2 cgroup limit its memory: the kernel
@@ -455,8 +531,10 @@ func (c *cell) setMemoryV1(limit int64) error {
 // killed for going over its own limit: oom counts the times the cell hit
 // its own memory.max with nothing left to reclaim, oom_kill the processes
 // of the cell that an out-of-memory killer ended, for any reason (one run
-// for a shortage of the whole host too).
-type memEvents struct{ oom, oomKill int64 }
+// for a shortage of the whole host too). In v1, oom counts the cell's
+// out-of-memory events, which include those of the cgroups above it:
+// above counts those alone (0 in v2, where oom counts the cell's own).
+type memEvents struct{ oom, oomKill, above int64 }
 
 // parseMemoryEvents reads the oom and oom_kill counters of a memory.events
 // file's text; false unless both are there.
@@ -488,70 +566,54 @@ func parseMemoryEvents(b []byte) (memEvents, bool) {
 
 // overLimit reports whether, between before and e, the kernel killed a
 // process of the cell because the cell went over its own limit: both an
-// out-of-memory kill and the cell's own limit hit. A kill for a shortage of
-// the whole host raises oom_kill only.
+// out-of-memory kill and the cell's own limit hit, and no cgroup above it
+// ran out of memory meanwhile. A kill for a shortage of the whole host
+// raises oom_kill only; one for the limit of a cgroup above the cell (in
+// v1) raises above too. (Where the cell's own limit and one above were hit
+// in the same run, the run is not said to be over its limit.)
 func (e memEvents) overLimit(before memEvents) bool {
-	return e.oom > before.oom && e.oomKill > before.oomKill
+	return e.oom > before.oom && e.oomKill > before.oomKill && e.above == before.above
 }
 
 // memEvents reads the cell's memory.events; false when it cannot. In v1
-// it reads oom_kill from memory.oom_control, and counts oom as 1 where the
-// most the cell held since the run started reached its limit (v1 has no
-// count of the times the cell hit its own limit, and this kernel's
-// memory.failcnt stays 0 when it does): a kill for a shortage of the whole
-// host, with the cell well under its limit, leaves it 0.
+// it reads oom_kill from memory.oom_control, and the out-of-memory events
+// that the kernel signalled to the cell and to the cgroups above it
+// (oomNotes): v1 has no count of the times the cell hit its own limit, and
+// the most the cell held says nothing, since v1 charges the page cache of
+// the files a task writes to its cell, which then sits at its limit.
 func (c *cell) memEvents() (memEvents, bool) {
 	if c.oomFD < 0 {
 		return memEvents{}, false
+	}
+	if c.memV1 {
+		kills, ok := c.oomKills()
+		if !ok {
+			return memEvents{}, false
+		}
+		return c.memEventsV1(kills), true
 	}
 	var buf [512]byte
 	n, err := syscall.Pread(c.oomFD, buf[:], 0)
 	if err != nil || n <= 0 {
 		return memEvents{}, false
 	}
-	if !c.memV1 {
-		return parseMemoryEvents(buf[:n])
-	}
-	var e memEvents
-	var ok bool
-	if e.oomKill, ok = parseOOMControl(buf[:n]); !ok {
-		return memEvents{}, false
-	}
-	peak, ok := c.peak()
-	if !ok {
-		return memEvents{}, false
-	}
-	if c.memLimit > 0 && peak >= c.memLimit-c.memLimit/16 {
-		e.oom = 1
-	}
-	return e, true
+	return parseMemoryEvents(buf[:n])
 }
 
-// startMemoryV1 resets the v1 cell's peak (memory.max_usage_in_bytes), so
-// that it is the run's own from here, and returns the events as they are
-// then: the oom_kill count, and no limit hit yet.
-func (c *cell) startMemoryV1() (memEvents, bool) {
-	if _, err := syscall.Pwrite(c.peakFD, []byte("0"), 0); err != nil {
-		return memEvents{}, false
-	}
+// memEventsV1 is the v1 cell's memEvents given its oom_kill count, read
+// first: the kernel signals an out-of-memory event before it kills.
+func (c *cell) memEventsV1(kills int64) memEvents {
+	return memEvents{oom: c.ooms.count(), oomKill: kills, above: c.above.count()}
+}
+
+// oomKills reads the oom_kill count of the v1 cell's memory.oom_control.
+func (c *cell) oomKills() (int64, bool) {
 	var buf [128]byte
 	n, err := syscall.Pread(c.oomFD, buf[:], 0)
 	if err != nil || n <= 0 {
-		return memEvents{}, false
-	}
-	kills, ok := parseOOMControl(buf[:n])
-	return memEvents{oomKill: kills}, ok
-}
-
-// peak reads the most the v1 cell held since the run started, in bytes.
-func (c *cell) peak() (int64, bool) {
-	var buf [32]byte
-	n, err := syscall.Pread(c.peakFD, buf[:], 0)
-	if err != nil || n <= 0 {
 		return 0, false
 	}
-	v, err := strconv.ParseInt(strings.TrimSpace(string(buf[:n])), 10, 64)
-	return v, err == nil
+	return parseOOMControl(buf[:n])
 }
 
 // parseOOMControl reads the oom_kill counter of a v1 memory.oom_control
@@ -577,13 +639,8 @@ func (c *cell) oomKilled() func() bool {
 		return nil
 	}
 	return func() bool {
-		var buf [128]byte
-		n, err := syscall.Pread(c.oomFD, buf[:], 0)
-		if err != nil || n <= 0 {
-			return false
-		}
-		kills, ok := parseOOMControl(buf[:n])
-		return ok && kills > c.events.oomKill && c.overLimit()
+		kills, ok := c.oomKills()
+		return ok && kills > c.events.oomKill && c.memEventsV1(kills).overLimit(c.events)
 	}
 }
 
@@ -621,10 +678,16 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 		return c, false, nil
 	}
 	if memory > 0 {
-		if c.memV1 {
-			c.events, c.eventsOK = c.startMemoryV1()
-		} else {
-			c.events, c.eventsOK = c.memEvents()
+		c.events, c.eventsOK = c.memEvents()
+		if c.memV1 && !c.eventsOK {
+			// Without the counts at the start, v1's kill of one process
+			// would never be seen, nor the rest of the run killed:
+			// sampled instead.
+			if err := c.setMemory(0); err != nil {
+				c.remove()
+				return nil, false, fmt.Errorf("remove the memory limit of a cgroup whose memory.oom_control cannot be read: %w", err)
+			}
+			return c, false, nil
 		}
 	}
 	return c, memory > 0, nil
@@ -738,6 +801,8 @@ func (g *cgroups) memV1() bool { return g != nil && g.mem != nil && !g.mem.v2 }
 
 // remove kills what runs in the hierarchy's cgroup and removes it.
 func (h *hierarchy) remove() error {
+	h.ooms.close()
+	h.ooms = nil
 	return removeCgroup(h.dir, h.v2, os.Getpid(), 2*time.Second)
 }
 
@@ -808,13 +873,6 @@ func (c *cell) join(cpu bool) string {
 	}
 	return j
 }
-
-// joinFailed is the exit status of a shell that could not enter its cell
-// (joinText), and joinFailedText what its standard error begins with.
-const (
-	joinFailed     = 125
-	joinFailedText = "trellis: the task's shell could not enter its cgroup "
-)
 
 // joinText is the shell text that moves the shell running it into the v1
 // cgroup dir before anything else on its line runs: it writes its own pid
@@ -1026,10 +1084,8 @@ func (c *cell) closeFiles() {
 		syscall.Close(c.oomFD)
 		c.oomFD = -1
 	}
-	if c.peakFD >= 0 {
-		syscall.Close(c.peakFD)
-		c.peakFD = -1
-	}
+	c.ooms.close()
+	c.ooms = nil
 }
 
 // procsFD is procsFile open, the cell's own descriptor; -1 when there

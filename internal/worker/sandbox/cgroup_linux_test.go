@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,11 +12,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestCgroupBases(t *testing.T) {
@@ -25,12 +28,14 @@ func TestCgroupBases(t *testing.T) {
 		cpuMount  = "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
 		acctMount = "33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct\n"
 		unified   = "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+		memMount  = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
 	)
 	tests := []struct {
 		name         string
 		self, mounts string
 		wantV2       string
 		wantV1       string
+		wantMem      string
 	}{
 		{
 			name:   "pure v2, in a slice",
@@ -39,11 +44,30 @@ func TestCgroupBases(t *testing.T) {
 			wantV2: "/sys/fs/cgroup/system.slice/trellis.service",
 		},
 		{
-			name:   "hybrid: v1 cpu and an empty unified hierarchy",
-			self:   "4:memory:/process_api/b1\n2:cpuacct:/\n1:cpu:/\n0::/\n",
-			mounts: tmpfs + cpuMount + acctMount + unified,
-			wantV2: "/sys/fs/cgroup/unified",
+			name:    "hybrid: v1 cpu and memory, and an empty unified hierarchy",
+			self:    "4:memory:/process_api/b1\n2:cpuacct:/\n1:cpu:/\n0::/\n",
+			mounts:  tmpfs + cpuMount + acctMount + memMount + unified,
+			wantV2:  "/sys/fs/cgroup/unified",
+			wantV1:  "/sys/fs/cgroup/cpu",
+			wantMem: "/sys/fs/cgroup/memory/process_api/b1",
+		},
+		{
+			name:   "v1 memory in the process's cgroups but not mounted",
+			self:   "4:memory:/process_api/b1\n1:cpu:/\n",
+			mounts: tmpfs + cpuMount,
 			wantV1: "/sys/fs/cgroup/cpu",
+		},
+		{
+			name:    "v1 memory mounted with another controller",
+			self:    "5:cpuset,memory:/job/7\n0::/\n",
+			mounts:  tmpfs + "35 31 0:32 / /sys/fs/cgroup/cpuset,memory rw - cgroup cgroup rw,cpuset,memory\n",
+			wantMem: "/sys/fs/cgroup/cpuset,memory/job/7",
+		},
+		{
+			name:   "memory_recursiveprot is not the memory controller",
+			self:   "0::/a\n",
+			mounts: "31 23 0:28 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,memory_recursiveprot\n",
+			wantV2: "/sys/fs/cgroup/a",
 		},
 		{
 			name:   "v1 with cpu and cpuacct together, no v2",
@@ -77,9 +101,9 @@ func TestCgroupBases(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v2, v1 := cgroupBases([]byte(tt.self), []byte(tt.mounts))
-			if v2 != tt.wantV2 || v1 != tt.wantV1 {
-				t.Errorf("cgroupBases = %q, %q; want %q, %q", v2, v1, tt.wantV2, tt.wantV1)
+			v2, v1, mem := cgroupBases([]byte(tt.self), []byte(tt.mounts))
+			if v2 != tt.wantV2 || v1 != tt.wantV1 || mem != tt.wantMem {
+				t.Errorf("cgroupBases = %q, %q, %q; want %q, %q, %q", v2, v1, mem, tt.wantV2, tt.wantV1, tt.wantMem)
 			}
 		})
 	}
@@ -938,12 +962,21 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	c.Kill()
 	c.Wait()
 
-	// With the guard gone (a write to it failed), a task gets its
+	// Once the guard is gone (killed by the out-of-memory killer, say),
+	// the worker notices, says so in its log, and a task gets its
 	// parent-death signal again.
-	w = newGuardedV1Warden(t)
-	w.guard.mu.Lock()
-	w.guard.err = fmt.Errorf("broken pipe")
-	w.guard.mu.Unlock()
+	var log lockedBuffer
+	w = newGuardedV1Warden(t, slog.New(slog.NewTextHandler(&log, nil)))
+	if !w.guard.alive() {
+		t.Fatal("a new guard is not alive")
+	}
+	if err := w.guard.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 5*time.Second, "the worker to notice its guard's death", func() bool { return !w.guard.alive() })
+	if want := "the guard process exited while the worker runs"; !strings.Contains(log.String(), want) {
+		t.Errorf("the worker's log says %q; want it to say %q", log.String(), want)
+	}
 	cmd = exec.Command("/bin/sh", "-c", "true")
 	c, err = w.start(cmd, 0.5, 0, true)
 	if err != nil {
@@ -999,12 +1032,197 @@ func TestCellOOMSparesWorker(t *testing.T) {
 
 // newGuardedV1Warden is newWarden with a guard process (TestHelperGuard),
 // skipping the test where CPU quotas are not in cgroup v1.
-func newGuardedV1Warden(t *testing.T) *Warden {
+func newGuardedV1Warden(t *testing.T, log ...*slog.Logger) *Warden {
 	t.Helper()
 	t.Setenv("SANDBOX_HELPER_GUARD", "1")
-	w := newWarden(t, WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}})
+	cfg := WardenConfig{Guard: []string{os.Args[0], "-test.run=^TestHelperGuard$"}}
+	if len(log) > 0 {
+		cfg.Logger = log[0]
+	}
+	w := newWarden(t, cfg)
 	if w.cg.v1 == nil || w.cg.cpu != w.cg.v1 {
 		t.Skip("no cgroup v1 cpu hierarchy here")
 	}
 	return w
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use: a warden's log.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// In cgroup v1 the page cache of the files a task writes is charged to its
+// cell, so the most the cell held sits at its limit whenever a task writes
+// more than its limit, and stays there for the cell's next run. A task
+// whose process an out-of-memory killer ends for a shortage above its cell
+// (here the limit the test sets on the warden's own cgroup; on a host, a
+// container's limit or the host's memory) is not over its own limit, even
+// so; a task that really goes over its limit still is.
+func TestOOMAboveCellNotOverLimit(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if how := w.MemoryEnforcement(); how != kernelMemoryV1 {
+		t.Skipf("no cgroup v1 memory limits here: %s", how)
+	}
+	dir := t.TempDir()
+	if onTmpfs(dir) {
+		t.Skip("the test's files are on tmpfs, where they are not page cache")
+	}
+	res, err := Run(context.Background(), Spec{Dir: dir, Command: "head -c 100M /dev/zero > big", MemoryMB: 40, Warden: w})
+	if err != nil || res.Kind != Success {
+		t.Fatalf("writing a file larger than the limit: %v (%s), %v; want success", res.Kind, res.Message, err)
+	}
+
+	// The warden's own cgroup limited to 64 MiB: a process outside the
+	// cells that takes more makes the kernel kill in the whole subtree,
+	// first the task, whose oom_score_adj says to.
+	setWardenLimit := func(v string) {
+		t.Helper()
+		files := []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"}
+		if v == "-1" {
+			files[0], files[1] = files[1], files[0]
+		}
+		for _, f := range files {
+			if err := writeControl(filepath.Join(w.cg.mem.dir, f), []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setWardenLimit("64M")
+	t.Cleanup(func() { setWardenLimit("-1") })
+	done := make(chan Result, 1)
+	go func() { // exits when the run ends: the kernel kills it below
+		res, err := Run(context.Background(), Spec{Dir: dir, MemoryMB: 40, Warden: w,
+			// tail holds the 25 MiB it reads, as one line, until killed.
+			Command: "head -c 100M /dev/zero > big; echo 1000 > /proc/$$/oom_score_adj; mkfifo p; { head -c 25M /dev/zero; touch ready; exec sleep 300; } > p & exec tail < p"})
+		if err != nil {
+			res.Message += " (" + err.Error() + ")"
+		}
+		done <- res
+	}()
+	pollUntil(t, 30*time.Second, "the task to write its file and take its memory", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "ready"))
+		return err == nil
+	})
+	// 50 MiB more in the warden's cgroup: the kernel kills the task, and
+	// then the hog fits.
+	hog := exec.Command("/bin/sh", "-c", "echo $$ > "+shellQuote(filepath.Join(w.cg.mem.dir, "cgroup.procs"))+" && head -c 50M /dev/zero | tail")
+	if out, err := hog.CombinedOutput(); err != nil {
+		t.Errorf("the process that takes the memory above the cell: %v\n%s", err, out)
+	}
+	select {
+	case res := <-done:
+		if res.Kind == MemoryExceeded || res.Kind == Success {
+			t.Errorf("a task killed for a shortage above its cell: %v (%s); want it failed, not over its limit", res.Kind, res.Message)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the task was not killed by the shortage above its cell")
+	}
+	setWardenLimit("-1")
+
+	res, err = Run(context.Background(), Spec{Dir: dir, Command: "head -c 300M /dev/zero | tail", MemoryMB: 40, Warden: w})
+	if err != nil || res.Kind != MemoryExceeded {
+		t.Errorf("a task over its limit: %v (%s), %v; want %v", res.Kind, res.Message, err, MemoryExceeded)
+	}
+}
+
+// A v1 cell whose memory.oom_control has no oom_kill count (Linux before
+// 4.13) cannot tell that the kernel killed a process of the run: the
+// kernel does not enforce the run's limit there, which is sampled instead,
+// rather than enforced and never reported. The cell's files are plain ones.
+func TestCellV1WithoutOOMKill(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		control  string
+		enforced bool
+		limit    int64
+	}{
+		{"oom_kill counted", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n", true, 40 << 20},
+		{"no oom_kill: sampled", "oom_kill_disable 0\nunder_oom 0\n", false, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"} {
+				if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			control := filepath.Join(dir, "memory.oom_control")
+			if err := os.WriteFile(control, []byte(tt.control), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fd, err := syscall.Open(control, syscall.O_RDONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer syscall.Close(fd)
+			notes := func() *oomNotes {
+				efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { syscall.Close(efd) })
+				return &oomNotes{fd: efd}
+			}
+			c := &cell{memdir: dir, memV1: true, oomFD: fd, ooms: notes(), above: notes(), procs: -1, v2fd: -1}
+			g := &cgroups{free: []*cell{c}}
+			got, enforced, err := g.cell(0, 40<<20)
+			if err != nil || got != c || enforced != tt.enforced {
+				t.Fatalf("cell() = %p, %v, %v; want %p, %v, nil", got, enforced, err, c, tt.enforced)
+			}
+			if c.memLimit != tt.limit {
+				t.Errorf("the cell's memory limit is %d; want %d", c.memLimit, tt.limit)
+			}
+			if w := c.oomKilled(); (w != nil) != tt.enforced {
+				t.Errorf("oomKilled() != nil is %v; want %v (the sampler watches a limited run)", w != nil, tt.enforced)
+			}
+		})
+	}
+}
+
+// Where neither cgroup v2 nor the v1 cpu hierarchy can be used, the warden
+// has no cells and no cgroups: it makes none in the v1 memory hierarchy
+// either, which nothing would remove. (Here the process's cpu and v2
+// cgroups are made to name directories that do not exist.)
+func TestNoCellsNoMemoryCgroup(t *testing.T) {
+	self, mi, err := processCgroups()
+	if err != nil {
+		t.Skip(err)
+	}
+	_, _, memBase := cgroupBases(self, mi)
+	if memBase == "" {
+		t.Skip("no cgroup v1 memory hierarchy here")
+	}
+	var fake []string
+	for line := range strings.Lines(string(self)) {
+		id, rest, _ := strings.Cut(strings.TrimSpace(line), ":")
+		ctrls, _, _ := strings.Cut(rest, ":")
+		if id == "0" || hasOption(ctrls, "cpu") {
+			line = id + ":" + ctrls + ":/trellis-test-nowhere\n"
+		}
+		fake = append(fake, line)
+	}
+	g, cpu := openCgroupsIn([]byte(strings.Join(fake, "")), mi)
+	if g != nil {
+		g.close()
+		t.Fatalf("openCgroupsIn = cgroups, %q; want none", cpu)
+	}
+	start, _ := startTime(os.Getpid())
+	name := fmt.Sprintf("trellis-%d-%d-%d", os.Getpid(), start, wardens.Load())
+	if _, err := os.Stat(filepath.Join(memBase, name)); err == nil {
+		removeCgroup(filepath.Join(memBase, name), false, os.Getpid(), time.Second)
+		t.Errorf("a v1 memory cgroup %s was left behind; want none", name)
+	}
 }

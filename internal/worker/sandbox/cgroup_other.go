@@ -36,9 +36,4 @@ func (c *cell) procsFD() int                         { return -1 }
 
 func procAttr(*cell, bool) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
-const (
-	joinFailed     = 125
-	joinFailedText = "trellis: the task's shell could not enter its cgroup "
-)
-
 func removeCgroup(string, bool, int, time.Duration) error { return nil }

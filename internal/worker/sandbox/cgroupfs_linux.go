@@ -18,17 +18,10 @@ import (
 // as such: find them, kill what runs in them, remove them.
 
 // cgroupBases returns this process's cgroup directory in the unified (v2)
-// hierarchy and in the v1 hierarchy of the cpu controller, given the
-// contents of /proc/self/cgroup and /proc/self/mountinfo; "" for a
-// hierarchy that is not mounted where this process can see it.
-func cgroupBases(selfCgroup, mounts []byte) (v2, v1cpu string) {
-	v2, v1cpu, _ = cgroupBasesMem(selfCgroup, mounts)
-	return v2, v1cpu
-}
-
-// cgroupBasesMem is cgroupBases, and also this process's cgroup directory
-// in the v1 hierarchy of the memory controller ("" where there is none).
-func cgroupBasesMem(selfCgroup, mounts []byte) (v2, v1cpu, v1mem string) {
+// hierarchy and in the v1 hierarchies of the cpu and memory controllers,
+// given the contents of /proc/self/cgroup and /proc/self/mountinfo; "" for
+// a hierarchy that is not mounted where this process can see it.
+func cgroupBases(selfCgroup, mounts []byte) (v2, v1cpu, v1mem string) {
 	var v2path, cpuPath, memPath string
 	var haveV2, haveCPU, haveMem bool
 	for _, line := range strings.Split(string(selfCgroup), "\n") {

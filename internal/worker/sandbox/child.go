@@ -34,6 +34,9 @@ type Child struct {
 	// of the run for going over it.
 	memLimited, memKilled bool
 	memoryMB              int64 // the memory limit, MiB; 0 for none
+	// joins: the shell's script begins with the cell's join text, so an
+	// exit with joinFailed after joinFailedText may be the join's (Run).
+	joins bool
 }
 
 // Start starts cmd as its process group's leader, in a cgroup of its own
@@ -92,7 +95,7 @@ func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool)
 	joined := false
 	if j := c.cell.join(joinCPU); shell && j != "" {
 		cmd.Args[2] = j + cmd.Args[2]
-		joined = joinCPU
+		joined, c.joins = joinCPU, true
 	}
 	c.contained = c.cell != nil && guarded && (joined || !c.cell.needsV1())
 	cmd.SysProcAttr = procAttr(c.cell, c.contained)

@@ -38,9 +38,15 @@
 //     in a cell got the worker's own memory charged there, where the
 //     cell's out-of-memory killer could pick the worker). v1 kills one
 //     process, not the cell: the run is MemoryExceeded when the cell's
-//     oom_kill count (memory.oom_control) rose and the most it held since
-//     the run started (memory.max_usage_in_bytes, reset then) reached the
-//     limit, and the one sampler reads memory.oom_control every
+//     oom_kill count (memory.oom_control) rose and the kernel signalled an
+//     out-of-memory event of the cell (an eventfd registered once per cell
+//     through cgroup.event_control) but none of the cgroups above it (one
+//     eventfd for the warden's own memory cgroup, which hears of those: the
+//     kernel signals a cgroup's event to every cgroup below it, and none
+//     for a shortage of the whole host). The most the cell held says
+//     nothing in v1, which charges the page cache of the files a run
+//     writes to its cell: that sits at the limit whenever a run wrote more
+//     than it. The one sampler reads memory.oom_control every
 //     PollInterval or so (backing off as below) to kill the rest of the run
 //     when it rose. The kernel counts what the
 //     run's processes have charged (resident memory, page tables, and page
@@ -118,7 +124,9 @@
 //     before the guard hears of it, while the worker is killed, is left to
 //     its cell (a v1 shell that has not entered its cell by then cannot
 //     once the guard removed it, and exits) or, without one, its
-//     parent-death signal.
+//     parent-death signal. The warden reaps the guard when it exits: a
+//     guard that dies before the worker is logged, and from then on every
+//     process starts with the parent-death signal.
 //   - NewWarden removes the cgroups of wardens whose process is gone, with
 //     what runs in them; Close removes its own.
 //

@@ -48,10 +48,19 @@ type guard struct {
 	log  *slog.Logger
 	mu   sync.Mutex // guards pipe and err
 	pipe *os.File
-	err  error // the first failed write, or errGuardClosed
+	// err is the first failed write, the guard's exit while the worker
+	// needs it (errGuardExited), or errGuardClosed.
+	err error
+	// exited is closed once the guard process has exited and been
+	// reaped; waitErr is then what cmd.Wait returned.
+	exited  chan struct{}
+	waitErr error
 }
 
-var errGuardClosed = errors.New("sandbox: guard closed")
+var (
+	errGuardClosed = errors.New("sandbox: guard closed")
+	errGuardExited = errors.New("sandbox: guard process exited")
+)
 
 // startGuard starts the guard process and tells it the worker's cgroups.
 func startGuard(argv []string, v2 string, v1 []string, log *slog.Logger) (*guard, error) {
@@ -68,7 +77,8 @@ func startGuard(argv []string, v2 string, v1 []string, log *slog.Logger) (*guard
 		w.Close()
 		return nil, err
 	}
-	g := &guard{cmd: cmd, log: log, pipe: w}
+	g := &guard{cmd: cmd, log: log, pipe: w, exited: make(chan struct{})}
+	go g.wait() // exits when the guard process exits
 	hello := "pid " + strconv.Itoa(os.Getpid()) + "\n"
 	if v2 != "" {
 		hello += "v2 " + strconv.Quote(v2) + "\n"
@@ -95,9 +105,27 @@ func (g *guard) send(lines string) {
 	}
 }
 
-// alive reports whether the guard is there and hears the worker (no write
-// to it failed); false for a nil guard. A process started once it is not
-// gets the parent-death signal again.
+// wait reaps the guard process once it exits. An exit before close, the
+// guard killed by the out-of-memory killer or an administrator, say, is
+// logged, and alive reports false from then on: the processes started
+// afterwards get the parent-death signal again.
+func (g *guard) wait() {
+	g.waitErr = g.cmd.Wait()
+	g.mu.Lock()
+	died := g.err == nil
+	if died {
+		g.err = errGuardExited
+	}
+	g.mu.Unlock()
+	if died {
+		g.log.Error("the guard process exited while the worker runs: tasks started from now on get the parent-death signal instead, but if this worker is killed, the processes of the tasks already running will outlive it", "guard_pid", g.cmd.Process.Pid, "err", g.waitErr)
+	}
+	close(g.exited)
+}
+
+// alive reports whether the guard is there and hears the worker (it has
+// not exited and no write to it failed); false for a nil guard. A process
+// started once it is not gets the parent-death signal again.
 func (g *guard) alive() bool {
 	if g == nil {
 		return false
@@ -108,29 +136,28 @@ func (g *guard) alive() bool {
 }
 
 // close closes the pipe, which tells the guard to clean up and exit, and
-// waits for it to exit; after guardWait it kills it.
+// waits for it to exit; after guardWait it kills it. A guard that had
+// exited before is not an error here: wait logged it then.
 func (g *guard) close() error {
 	g.mu.Lock()
-	closed := g.err == errGuardClosed
+	prior := g.err
 	g.pipe.Close()
 	g.err = errGuardClosed
 	g.mu.Unlock()
-	if closed {
+	if prior == errGuardClosed || prior == errGuardExited {
 		return nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- g.cmd.Wait() }() // exits when the guard exits; killed below after guardWait
 	t := time.NewTimer(2 * guardWait)
 	defer t.Stop()
 	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("guard process: %w", err)
+	case <-g.exited:
+		if g.waitErr != nil {
+			return fmt.Errorf("guard process: %w", g.waitErr)
 		}
 		return nil
 	case <-t.C:
 		g.cmd.Process.Kill()
-		<-done
+		<-g.exited
 		return fmt.Errorf("guard process did not exit within %v of the worker's close; killed", 2*guardWait)
 	}
 }

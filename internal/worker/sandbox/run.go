@@ -78,8 +78,10 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	out.finish()
 	stdout, stderr := out.stdout, out.stderr
 
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr.Bytes(), []byte(joinFailedText)) {
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && c.joins && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr.Bytes(), []byte(joinFailedText)) {
 		// The shell could not enter its cell and ran nothing of the task's.
+		// (Where no join was put before the command, a task that prints
+		// the same and exits 125 simply failed.)
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %s (the worker's cgroups were removed or are not writable; its log says how cgroups are used)", dir, firstLine(stderr.Bytes()))
 	}
 	res := Result{
@@ -103,6 +105,14 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	return res, nil
 }
+
+// joinFailed is the exit status of a shell that could not enter its cell
+// (joinText, Linux only), and joinFailedText what its standard error
+// begins with.
+const (
+	joinFailed     = 125
+	joinFailedText = "trellis: the task's shell could not enter its cgroup "
+)
 
 // kernelOOMMessage is the message of a run that the kernel's limit of mb
 // MiB ended.

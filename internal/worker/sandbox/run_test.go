@@ -505,3 +505,15 @@ while [ "$(cat /proc/$!/comm)" != sleep ]; do :; done; echo before; echo oops >&
 		t.Errorf("the escaped process %d is gone; want it still running (Run must not have waited for it)", pid)
 	}
 }
+
+// A task that says what a shell that could not enter its cgroup says, and
+// exits as it does, simply fails where no join was put before its command:
+// its outputs are kept, and Run reports no start error.
+func TestRunLooksLikeJoinFailure(t *testing.T) {
+	command := `echo "` + joinFailedText + `/nowhere" >&2; echo out; exit ` + strconv.Itoa(joinFailed)
+	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: command})
+	if err != nil || res.Kind != Failed || res.ExitCode != joinFailed || string(res.Stdout) != "out\n" || !strings.HasPrefix(string(res.Stderr), joinFailedText) {
+		t.Errorf("Run = %v (%s) exit %d, stdout %q, stderr %q, %v; want failed, exit %d, the outputs, no error",
+			res.Kind, res.Message, res.ExitCode, res.Stdout, res.Stderr, err, joinFailed)
+	}
+}
