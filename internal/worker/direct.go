@@ -668,13 +668,16 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest, l worke
 	if o == nil || o == handBack {
 		return nil, nil, connect.NewError(connect.CodeUnavailable, errors.New("worker: the library instance ended while it had the call: send it through the manager"))
 	}
-	if n := len(o.Result); n > maxDirectResult {
-		return nil, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: the call's result of %d bytes is over what an answer on a lease carries (%d): send the call through the manager", n, maxDirectResult))
-	}
 	msg := &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
 		Lease: r.Lease, Session: l.session, Key: r.Key, Library: l.library, Function: r.Function,
 		Kind: o.Kind, Message: o.Message, RunMs: o.RunMs, ResultBytes: int64(len(o.Result))}}}
-	return &pb.DirectCallResponse{Outcome: o}, func() {
+	resp = &pb.DirectCallResponse{Outcome: o}
+	if n := len(o.Result); n > maxDirectResult {
+		// It ran (and is reported as such), but the answer cannot carry its
+		// result: the client sends it through the manager.
+		resp = &pb.DirectCallResponse{ResultTooLarge: int64(n)}
+	}
+	return resp, func() {
 		for sess != nil && !sess.direct.put(msg) { // ended: to the next session of the run
 			sess = d.w.leases.keep(msg, sess)
 		}
@@ -682,9 +685,10 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest, l worke
 }
 
 // maxDirectResult bounds the result a direct call's answer carries: one
-// encoded message, with room for the rest of it. A larger one (a library
-// may return up to 64 MiB) is refused: the client sends the call through
-// the manager, whose path stores large results.
+// encoded message, with room for the rest of it. For a larger one (a
+// library may return up to 64 MiB) the answer says only its size
+// (result_too_large): the client sends the call through the manager, whose
+// path stores large results.
 const maxDirectResult = proto.MaxMessageBytes - 64<<10
 
 // withDirect serves Worker.Call beside the cache's files.
