@@ -461,6 +461,14 @@ func (c *Client) callDirect(ctx context.Context, library, function string, args 
 		d.give(library, l, false)
 		return nil, ctx.Err(), key, true
 	}
+	if n := resp.GetResultTooLarge(); n > 0 {
+		// It ran, but its result is over what an answer carries: the call
+		// alone goes through the manager; the lease stays.
+		d.give(library, l, false)
+		c.log.Info("direct call's result too large for its answer: it runs again through the manager", "library", library, "function", function, "key", key, "result_bytes", n)
+		d.fellBack.Add(1)
+		return nil, nil, key, false
+	}
 	// The stream broke or the worker refused the call: the lease goes.
 	failed := resp == nil || resp.Refused != ""
 	if d.give(library, l, failed) {

@@ -361,8 +361,10 @@ func TestSubmitAfterClose(t *testing.T) {
 
 // TestDirectLargeResult: a direct call whose result is over what a worker
 // sends inline through the manager (1 MiB) has it inline in its answer, by
-// Call and by Submit; one over what an answer carries (16 MiB) is refused
-// by the worker and runs through the manager: every result whole.
+// Call and by Submit. One over what an answer carries (16 MiB) ran on the
+// worker, which says so: that call alone runs again through the manager,
+// by Call and by Submit (the Submit's other calls stay on the lease), the
+// lease is kept, and the manager counts both runs.
 func TestDirectLargeResult(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -385,10 +387,66 @@ func TestDirectLargeResult(t *testing.T) {
 	if sent, fell := c.DirectStats(); sent-sent0 != 3 || fell != fell0 {
 		t.Errorf("%d calls went direct, %d fell back; want 3 direct", sent-sent0, fell-fell0)
 	}
+	done0 := callsDone(ctx, t, c)
+	lease := c.DirectLease("testlib")
 	if got, err := c.Call(ctx, "testlib", "big", []byte("20000000")); err != nil || string(got) != want(20000000) {
 		t.Fatalf("big(20000000) = %d bytes, %v", len(got), err)
 	}
 	if sent, fell := c.DirectStats(); sent-sent0 != 4 || fell-fell0 != 1 {
 		t.Errorf("after a result of 20 MB: %d calls went direct, %d fell back; want 4 and 1", sent-sent0, fell-fell0)
 	}
+	if got := c.DirectLease("testlib"); got != lease {
+		t.Errorf("after a result of 20 MB by Call: lease %d; want lease %d kept", got, lease)
+	}
+	// A Submit with more calls than the lease's window: the 20 MB one
+	// through the manager, the others on the lease.
+	tasks := []*trellis.Task{trellis.NewCall("testlib", "big", []byte("20000000"))}
+	for range 20 {
+		tasks = append(tasks, trellis.NewCall("testlib", "big", []byte("5")))
+	}
+	hs, err = c.Submit(ctx, tasks...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		n := 5
+		if i == 0 {
+			n = 20000000
+		}
+		r, err := h.Wait(ctx)
+		if err != nil || !r.OK() || string(r.Output) != want(n) {
+			t.Fatalf("submitted call %d, big(%d): %d bytes, %v, %v", i, n, len(r.Output), r.Err(), err)
+		}
+	}
+	if sent, fell := c.DirectStats(); sent-sent0 != 4+21 || fell-fell0 != 2 {
+		t.Errorf("after a Submit with a result of 20 MB: %d calls went direct, %d fell back; want 25 and 2", sent-sent0, fell-fell0)
+	}
+	if got := c.DirectLease("testlib"); got != lease {
+		t.Errorf("after a result of 20 MB by Submit: lease %d; want lease %d kept", got, lease)
+	}
+	// Each 20 MB call ran twice: on the worker (reported) and through the
+	// manager.
+	deadline := time.Now().Add(10 * time.Second)
+	for done := callsDone(ctx, t, c); done != done0+2+2+20; done = callsDone(ctx, t, c) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the manager counts %d calls done since the 20 MB ones began; want %d (each 20 MB call twice)", done-done0, 2+2+20)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// callsDone returns how many calls of testlib the manager counts done.
+func callsDone(ctx context.Context, t *testing.T, c *trellis.Client) int {
+	t.Helper()
+	s, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range s.Libraries {
+		if l.Name == "testlib" {
+			return l.CallsDone
+		}
+	}
+	t.Fatal("no library testlib in the status")
+	return 0
 }

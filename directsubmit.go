@@ -16,7 +16,8 @@ import (
 // lease's slots free, several to a message; each handle is done when its
 // answer comes. Calls the lease cannot run (it ends, the worker is lost, it
 // refuses them) go through the manager with their keys, and their handles
-// take the manager's results.
+// take the manager's results; so does, alone, a call whose result was too
+// large for its answer (the lease and the other calls go on).
 
 // directTask reports whether t may go straight to a worker: a call with no
 // files, no order, no key or label of its own, not retried on error, and
@@ -127,20 +128,47 @@ func shares(n int, slots []int32) []int {
 // goPump starts b's pump, unless the client closed meanwhile: then b's
 // handles say ErrClosed.
 func (d *directCalls) goPump(b *directBatch, held int32) {
-	d.mu.Lock()
-	closed := d.closed
-	if !closed {
-		d.pumps.Add(1) // under d.mu: before close's Wait, or not at all
-	}
-	d.mu.Unlock()
-	if closed {
-		for _, it := range b.calls {
-			it.h.err = ErrClosed
-			close(it.h.done)
-		}
+	if !d.track() {
+		b.closed(rangeInts(0, len(b.calls)))
 		return
 	}
 	go b.pump(held) // exits when every call is answered or handed to the manager, or the client closes
+}
+
+// goViaManager sends the calls at indexes through the manager (viaManager)
+// on a goroutine of their own, unless the client closed: then their
+// handles say ErrClosed.
+func (b *directBatch) goViaManager(indexes []int, why string) {
+	d := b.c.direct
+	if !d.track() {
+		b.closed(indexes)
+		return
+	}
+	go func() { // exits when the manager has answered them, or the client closes
+		defer d.pumps.Done()
+		b.viaManager(indexes, why)
+	}()
+}
+
+// track counts a goroutine of a Submit among the pumps that close waits
+// for, unless the client closed: then it reports false, and the goroutine
+// must not start.
+func (d *directCalls) track() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.closed {
+		d.pumps.Add(1) // under d.mu: before close's Wait, or not at all
+	}
+	return !d.closed
+}
+
+// closed ends the handles of the calls at indexes with ErrClosed.
+func (b *directBatch) closed(indexes []int) {
+	for _, i := range indexes {
+		h := b.calls[i].h
+		h.err = ErrClosed
+		close(h.done)
+	}
 }
 
 // pump sends the batch's calls as slots of the lease free (held: one
@@ -234,7 +262,7 @@ func (b *directBatch) pump(held int32) {
 	if d.drop(b.lib, b.l) {
 		b.c.release(b.lib, b.l)
 	}
-	b.viaManager(rest)
+	b.viaManager(rest, "direct calls failed on the way: they go through the manager")
 }
 
 // answer takes the answer to call i (nil: the stream broke), from the
@@ -242,6 +270,7 @@ func (b *directBatch) pump(held int32) {
 func (b *directBatch) answer(i int, resp *pb.DirectCallResponse) {
 	d := b.c.direct
 	failed := resp == nil || resp.Refused != ""
+	tooLarge := resp.GetResultTooLarge() > 0 // it ran, but its result is for the manager's path
 	b.mu.Lock()
 	b.open--
 	if failed {
@@ -251,7 +280,10 @@ func (b *directBatch) answer(i int, resp *pb.DirectCallResponse) {
 	d.mu.Lock()
 	b.l.freeLocked(1)
 	d.mu.Unlock()
-	if !failed {
+	switch {
+	case tooLarge: // it alone: the lease and the batch go on
+		b.goViaManager([]int{i}, "a direct call's result is too large for its answer: it runs again through the manager")
+	case !failed:
 		h := b.calls[i].h
 		h.res = directResult(h.Name, resp.GetOutcome())
 		close(h.done)
@@ -263,11 +295,11 @@ func (b *directBatch) answer(i int, resp *pb.DirectCallResponse) {
 }
 
 // viaManager submits the calls at indexes to the manager under their keys,
-// and gives each handle the manager's result.
-func (b *directBatch) viaManager(indexes []int) {
+// and gives each handle the manager's result; why is logged.
+func (b *directBatch) viaManager(indexes []int, why string) {
 	c := b.c
 	c.direct.fellBack.Add(uint64(len(indexes)))
-	c.log.Info("direct calls failed on the way: they go through the manager", "library", b.lib, "calls", len(indexes))
+	c.log.Info(why, "library", b.lib, "calls", len(indexes))
 	tasks := make([]*Task, len(indexes))
 	for i, j := range indexes {
 		t := *b.calls[j].t

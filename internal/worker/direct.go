@@ -373,6 +373,21 @@ func (t *leaseTable) give(id uint64, sess *session) handoff {
 	return handoff{}
 }
 
+// holds returns nil if lease id of session sess is still held here, else
+// the error to refuse a call with that was handed a slot of it, out of its
+// line, before it ended (and that has not started).
+func (t *leaseTable) holds(id uint64, sess *session) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.sess != sess:
+		return connect.NewError(connect.CodeNotFound, fmt.Errorf("worker: the manager's session ended while the call waited for a slot of lease %d: send the call through the manager", id))
+	case t.byID[id] == nil:
+		return errLeaseEnded(id)
+	}
+	return nil
+}
+
 // dropQueued takes the calls of the stream whose answers go to out off
 // their leases' lines, and refuses them with err: the stream ended.
 func (t *leaseTable) dropQueued(out *answers, err error) {
@@ -551,10 +566,12 @@ func serveQueued(h handoff) {
 
 // serve answers call c, which holds a slot of lease l in session sess (or
 // is refused with err), and then, while its freed slot goes to a call
-// queued in the lease's line, runs that one too, and so on.
+// queued in the lease's line, runs that one too, and so on: each after
+// checking that its lease is still held (holds), as its start follows the
+// answer before it.
 func (d directService) serve(c *queuedCall, l workerLease, sess *session, err error) {
 	for c != nil {
-		held := err == nil // a slot of the lease: give it back
+		held := err == nil // a slot of the lease: give it back (not one that ended)
 		if err == nil && c.ctx.Err() != nil {
 			err = connect.NewError(connect.CodeCanceled, context.Cause(c.ctx)) // the client went while it waited
 		}
@@ -565,6 +582,9 @@ func (d directService) serve(c *queuedCall, l workerLease, sess *session, err er
 		}
 		var next handoff
 		if held {
+			// Before the answer: the call the slot goes to leaves the line
+			// now, making room there for the client's next call (it may come
+			// as soon as the answer is out).
 			next = d.w.leases.give(c.r.Lease, sess)
 		}
 		if err != nil {
@@ -576,6 +596,12 @@ func (d directService) serve(c *queuedCall, l workerLease, sess *session, err er
 			c.wg.Done()
 		}
 		c, l, sess, err = next.call, next.l, next.sess, nil
+		if c != nil {
+			// The lease, or its session, may have ended while the answer
+			// went out (its send waits for a slow client): then the call
+			// handed the slot, out of the line already, must not run.
+			err = d.w.leases.holds(c.r.Lease, sess)
+		}
 	}
 }
 
@@ -642,13 +668,16 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest, l worke
 	if o == nil || o == handBack {
 		return nil, nil, connect.NewError(connect.CodeUnavailable, errors.New("worker: the library instance ended while it had the call: send it through the manager"))
 	}
-	if n := len(o.Result); n > maxDirectResult {
-		return nil, nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("worker: the call's result of %d bytes is over what an answer on a lease carries (%d): send the call through the manager", n, maxDirectResult))
-	}
 	msg := &pb.WorkerMessage{Msg: &pb.WorkerMessage_DirectCallEnded{DirectCallEnded: &pb.DirectCallEnded{
 		Lease: r.Lease, Session: l.session, Key: r.Key, Library: l.library, Function: r.Function,
 		Kind: o.Kind, Message: o.Message, RunMs: o.RunMs, ResultBytes: int64(len(o.Result))}}}
-	return &pb.DirectCallResponse{Outcome: o}, func() {
+	resp = &pb.DirectCallResponse{Outcome: o}
+	if n := len(o.Result); n > maxDirectResult {
+		// It ran (and is reported as such), but the answer cannot carry its
+		// result: the client sends it through the manager.
+		resp = &pb.DirectCallResponse{ResultTooLarge: int64(n)}
+	}
+	return resp, func() {
 		for sess != nil && !sess.direct.put(msg) { // ended: to the next session of the run
 			sess = d.w.leases.keep(msg, sess)
 		}
@@ -656,9 +685,10 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest, l worke
 }
 
 // maxDirectResult bounds the result a direct call's answer carries: one
-// encoded message, with room for the rest of it. A larger one (a library
-// may return up to 64 MiB) is refused: the client sends the call through
-// the manager, whose path stores large results.
+// encoded message, with room for the rest of it. For a larger one (a
+// library may return up to 64 MiB) the answer says only its size
+// (result_too_large): the client sends the call through the manager, whose
+// path stores large results.
 const maxDirectResult = proto.MaxMessageBytes - 64<<10
 
 // withDirect serves Worker.Call beside the cache's files.

@@ -436,3 +436,53 @@ func grantOne(table *leaseTable, slots int32) string {
 	table.grant(&pb.LeaseGranted{Lease: 1, Instance: 3, Slots: slots, Session: "client", Library: "lib"})
 	return proto.LeaseToken(key, 1, 7)
 }
+
+// TestQueuedCallAfterLeaseEnded: with one slot, call A runs and call B
+// waits in the line; A's answer is held up on its way out (a slow client)
+// while the lease ends. B, handed A's slot and out of the line already, is
+// refused (NotFound), not run, once A's answer is out.
+func TestQueuedCallAfterLeaseEnded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &Worker{}
+		token := grantOne(&w.leases, 1)
+		release := make(chan struct{})
+		var got []string
+		var mu sync.Mutex
+		out := &answers{send: func(r *pb.DirectCallResponse) error {
+			for _, a := range append([]*pb.DirectCallResponse{r}, r.More...) {
+				mu.Lock()
+				got = append(got, a.Key+": "+strings.SplitN(a.Refused, ":", 2)[0]) // the code
+				mu.Unlock()
+				if a.Key == "A" {
+					<-release // A's answer is held up
+				}
+			}
+			return nil
+		}}
+		d := directService{w}
+		var wg sync.WaitGroup
+		call := func(key string) *queuedCall {
+			wg.Add(1)
+			return &queuedCall{d: d, ctx: context.Background(), r: &pb.DirectCallRequest{Lease: 1, Token: token, Key: key}, out: out, wg: &wg}
+		}
+		a, b := call("A"), call("B")
+		l, sess, queued, err := w.leases.admit(a)
+		if queued || err != nil {
+			t.Fatalf("call A: queued %v, %v", queued, err)
+		}
+		if _, _, queued, _ := w.leases.admit(b); !queued {
+			t.Fatalf("call B was not queued")
+		}
+		go d.serve(a, l, sess, nil) // exits when A, and any call handed its slot, are answered
+		synctest.Wait()             // A ran (no instance 3 here: Unavailable) and its answer is held up
+		w.leases.end(1)
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+		synctest.Wait()
+		want := []string{"A: unavailable", "B: not_found"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("answers (-want +got):\n%s", diff)
+		}
+	})
+}

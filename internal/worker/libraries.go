@@ -217,7 +217,7 @@ func (w *Worker) runLibrary(ctx context.Context, cancel context.CancelFunc, sl *
 	host, err := libhost.Start(ctx, libhost.Spec{
 		Name: spec.Name, Command: spec.Command, Dir: dir, Env: spec.Env, Slots: int(max(spec.Slots, 1)), Mode: spec.Mode,
 		MemoryMB: spec.GetResources().GetMemoryMb(), StartTimeout: time.Duration(spec.StartTimeoutMs) * time.Millisecond,
-		Cores: spec.GetResources().GetCores(), Warden: w.warden,
+		Cores: spec.GetResources().GetCores(), CPUQuota: w.warden.LimitsCPU(), Warden: w.warden,
 	})
 	if err != nil {
 		ended(pb.ResultKind_RESULT_KIND_FAILED, exitReason(err), stderrOf(err))

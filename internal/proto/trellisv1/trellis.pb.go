@@ -7254,6 +7254,12 @@ type DirectCallResponse struct {
 	Outcome *Outcome               `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	Key     string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`         // the request's (Calls)
 	Refused string                 `protobuf:"bytes,3,opt,name=refused,proto3" json:"refused,omitempty"` // Calls: why the worker did not run the call (outcome unset)
+	// The worker ran the call, but its result, of this many bytes, is over
+	// what an answer carries (outcome and refused unset): the client sends
+	// the call alone through the manager, whose path carries large results,
+	// and keeps the lease. The worker reports the run's end to the manager
+	// as any (DirectCallEnded).
+	ResultTooLarge int64 `protobuf:"varint,320,opt,name=result_too_large,json=resultTooLarge,proto3" json:"result_too_large,omitempty"`
 	// Calls: further answers in the same message (calls that ended while
 	// the worker was sending). Entries of more have no more of their own.
 	More          []*DirectCallResponse `protobuf:"bytes,290,rep,name=more,proto3" json:"more,omitempty"`
@@ -7310,6 +7316,13 @@ func (x *DirectCallResponse) GetRefused() string {
 		return x.Refused
 	}
 	return ""
+}
+
+func (x *DirectCallResponse) GetResultTooLarge() int64 {
+	if x != nil {
+		return x.ResultTooLarge
+	}
+	return 0
 }
 
 func (x *DirectCallResponse) GetMore() []*DirectCallResponse {
@@ -7869,11 +7882,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04args\x18\x05 \x01(\fR\x04args\x12\"\n" +
 	"\rtime_limit_ms\x18\x06 \x01(\x03R\vtimeLimitMs\x12'\n" +
 	"\x0fidempotency_key\x18\a \x01(\tR\x0eidempotencyKey\x122\n" +
-	"\x04more\x18\xa2\x02 \x03(\v2\x1d.trellis.v1.DirectCallRequestR\x04more\"\xa4\x01\n" +
+	"\x04more\x18\xa2\x02 \x03(\v2\x1d.trellis.v1.DirectCallRequestR\x04more\"\xcf\x01\n" +
 	"\x12DirectCallResponse\x12-\n" +
 	"\aoutcome\x18\x01 \x01(\v2\x13.trellis.v1.OutcomeR\aoutcome\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x18\n" +
-	"\arefused\x18\x03 \x01(\tR\arefused\x123\n" +
+	"\arefused\x18\x03 \x01(\tR\arefused\x12)\n" +
+	"\x10result_too_large\x18\xc0\x02 \x01(\x03R\x0eresultTooLarge\x123\n" +
 	"\x04more\x18\xa2\x02 \x03(\v2\x1e.trellis.v1.DirectCallResponseR\x04more*\x8f\x01\n" +
 	"\bFileKind\x12\x19\n" +
 	"\x15FILE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +

@@ -8,8 +8,9 @@
 //     cgroup, CPU quota of Spec.Cores, parent-death signal and guard), with
 //     the sandbox's base environment (sandbox.Environ), Spec.Env,
 //     GOMAXPROCS of Spec.Cores rounded up (unless Spec.Env sets it; none
-//     without a limit) and the TRELLIS_LIBRARY_* variables, and returns once
-//     the library has written its handshake line. A library that exits, writes
+//     where no CPU quota is enforced: Spec.CPUQuota) and the
+//     TRELLIS_LIBRARY_* variables, and returns once the library has
+//     written its handshake line. A library that exits, writes
 //     a bad line, or stays silent past StartTimeout fails to start: Start
 //     kills its group, waits for everything it started, and returns an
 //     *ExitError of Kind ErrStartFailed with the exit status and stderr tail.

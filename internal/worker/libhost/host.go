@@ -54,6 +54,10 @@ type Spec struct {
 	// Cores limits the library's CPU time to this many cores where Warden
 	// enforces CPU; 0 means no limit.
 	Cores float64
+	// CPUQuota says that Warden enforces Cores for the library
+	// (sandbox.Warden.LimitsCPU): only then does it get GOMAXPROCS of its
+	// cores.
+	CPUQuota bool
 	// Warden contains the library's processes (sandbox.Warden); nil
 	// contains them by process group and parent-death signal only.
 	Warden *sandbox.Warden
@@ -364,14 +368,17 @@ func mbToBytes(mb int64) int64 {
 }
 
 // goMaxProcs is GOMAXPROCS for a library limited to spec.Cores: its cores
-// rounded up, unless spec.Env sets it or there is no limit (none). A Go
-// library otherwise runs as many threads as the machine has cores, at
-// least 2, however few it may use: every call then wakes an idle thread
-// to read the next frame, which cost a Go library on half a core about a
-// third of its CPU per call (docs/benchmarks.md, "Direct calls: CPU per
-// call"). Other languages ignore the variable.
+// rounded up, unless spec.Env sets it or no limit is enforced (none: no
+// cores, or a warden that sets no CPU quota, spec.CPUQuota false; a library
+// may then use every core, and clients declare 1 core for a library that
+// declares none). A Go library otherwise runs as many threads as the
+// machine has cores, at least 2, however few its quota lets it use: every
+// call then wakes an idle thread to read the next frame, which cost a Go
+// library on half a core about a third of its CPU per call
+// (docs/benchmarks.md, "Direct calls: CPU per call"). Other languages
+// ignore the variable.
 func goMaxProcs(spec Spec) []string {
-	if spec.Cores <= 0 || slices.ContainsFunc(spec.Env, func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") }) {
+	if spec.Cores <= 0 || !spec.CPUQuota || slices.ContainsFunc(spec.Env, func(kv string) bool { return strings.HasPrefix(kv, "GOMAXPROCS=") }) {
 		return nil
 	}
 	return []string{"GOMAXPROCS=" + strconv.Itoa(int(math.Ceil(spec.Cores)))}

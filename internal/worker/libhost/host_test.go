@@ -164,23 +164,26 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
-// TestGoMaxProcs: a library limited to some cores gets GOMAXPROCS of its
-// cores rounded up, unless its environment sets it; one without a limit
-// gets none.
+// TestGoMaxProcs: a library limited to some cores by a CPU quota gets
+// GOMAXPROCS of its cores rounded up, unless its environment sets it; one
+// without a limit, or whose cores no quota enforces, gets none.
 func TestGoMaxProcs(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		cores float64
+		quota bool
 		env   string
 		want  string
 	}{
-		{0.5, "", "GOMAXPROCS=1"},
-		{2.5, "", "GOMAXPROCS=3"},
-		{0.5, "GOMAXPROCS=4", "GOMAXPROCS=4"},
-		{0, "", "GOMAXPROCS="},
+		{0.5, true, "", "GOMAXPROCS=1"},
+		{2.5, true, "", "GOMAXPROCS=3"},
+		{0.5, true, "GOMAXPROCS=4", "GOMAXPROCS=4"},
+		{0, true, "", "GOMAXPROCS="},
+		{1, false, "", "GOMAXPROCS="},
+		{2.5, false, "GOMAXPROCS=4", "GOMAXPROCS=4"},
 	} {
 		spec := helperSpec(t, "ok")
-		spec.Cores = c.cores
+		spec.Cores, spec.CPUQuota = c.cores, c.quota
 		if c.env != "" {
 			spec.Env = append(spec.Env, c.env)
 		}
@@ -190,7 +193,7 @@ func TestGoMaxProcs(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got, _, _ := strings.Cut(string(got), "\n"); got != c.want {
-			t.Errorf("cores %v, environment %q: GOMAXPROCS is %q; want %q", c.cores, c.env, got, c.want)
+			t.Errorf("cores %v, quota enforced %v, environment %q: GOMAXPROCS is %q; want %q", c.cores, c.quota, c.env, got, c.want)
 		}
 	}
 }
