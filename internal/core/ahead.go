@@ -19,6 +19,11 @@ package core
 //     resource the core reserves on it is for a task the worker runs, and
 //     the worker's own count of them (internal/worker) decides what the
 //     core decides: the first held task starts once it fits.
+//   - A worker holds only the task it would take next of all those queued
+//     that could run on it (aheadPick, by priority and order; GPU tasks
+//     where it has GPUs): while that one may not be held (a GPU or
+//     at-most-once task, say), nothing is, and it takes the core that frees
+//     first. So a held task never passes one queued before it.
 //   - The core mirrors the worker: when a task's resources are released,
 //     held tasks take them in order (promote), first one first, none
 //     skipped. A held task is Running to everything else: its worker's
@@ -29,16 +34,17 @@ package core
 // resources; 0 (the default) holds none. Call it before the first Step.
 func (c *Core) SetAhead(n int) { c.ahead = max(n, 0) }
 
-// holdAhead holds t (queued in q) on the worker that holds the fewest tasks
-// ahead, if no open worker has room for it and one may hold it; it reports
-// whether it did.
+// holdAhead holds t (the head of q) on the worker that holds the fewest
+// tasks ahead, if one may hold it and t is the task that worker would take
+// next (aheadPick); it reports whether it did. placeFresh calls it once no
+// open worker has room for t.
 func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
 	if c.ahead == 0 || !c.mayHold(t) || c.bestWorker(t) != nil {
 		return false
 	}
 	var best *worker
 	for _, w := range c.open {
-		if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) {
+		if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) && c.aheadPick(w) == q {
 			best = w
 		}
 	}
@@ -50,26 +56,37 @@ func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
 }
 
 // topUp holds queued tasks on w, up to the limit, while no open worker has
-// room for them: each time the best head of a shape's queue that w may
-// hold. (It runs when w takes tasks (fill): a worker whose list another's
-// event left short is topped up at its own next event or Tick.)
+// room for them: each time the task w would take next (aheadPick), and
+// none once that one may not be held. (It runs when w takes tasks (fill):
+// a worker whose list another's event left short is topped up at its own
+// next event or Tick.)
 func (c *Core) topUp(w *worker) {
 	for w.index >= 0 && len(w.ahead) < c.ahead && c.ready.n > 0 {
-		var best *shapeQueue
-		for _, q := range c.ready.shapes {
-			t := q.head()
-			if q.need.GPUs > 0 || !w.total.Fits(q.need) || best != nil && !before(t, best.head()) {
-				continue
-			}
-			if c.mayHold(t) && c.holdsOn(t, w) && c.bestWorker(t) == nil {
-				best = q
-			}
-		}
-		if best == nil {
+		q := c.aheadPick(w)
+		if q == nil {
 			return
 		}
-		c.holdOn(best, best.head(), w)
+		t := q.head()
+		if !c.mayHold(t) || !c.holdsOn(t, w) || c.bestWorker(t) != nil {
+			return // held, it would pass t, which waits for a core here or elsewhere
+		}
+		c.holdOn(q, t, w)
 	}
+}
+
+// aheadPick returns the queue whose head w would take next of all the
+// tasks that could ever run on it (GPU tasks where it has GPUs): the first
+// by priority and order (before). Only that head may be held on w, so that
+// a held task never passes one queued before it, which would wait, unheld,
+// until the tasks held before it had started.
+func (c *Core) aheadPick(w *worker) *shapeQueue {
+	var best *shapeQueue
+	for _, q := range c.ready.shapes {
+		if w.total.Fits(q.need) && (best == nil || before(q.head(), best.head())) {
+			best = q
+		}
+	}
+	return best
 }
 
 // mayHold reports whether t is a task that may be held ahead at all. One

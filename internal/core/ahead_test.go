@@ -181,6 +181,51 @@ func TestAhead(t *testing.T) {
 	})
 }
 
+// TestAheadOrder: a held task never passes one queued before it, of any
+// shape, that could run on its worker (a GPU task, an at-most-once task)
+// and that may not be held itself: nothing is held then, and that task
+// takes the core that frees first.
+func TestAheadOrder(t *testing.T) {
+	one := res(1000, 100)
+	gpu := func(id core.TaskID) core.Task { x := prio(task(id, one), 5); x.Resources.GPUs = 1; return x }
+	once := func(id core.TaskID) core.Task { x := prio(task(id, res(1000, 200)), 5); x.AtMostOnce = true; return x }
+	runAhead(t, 2, []aheadScenario{
+		{
+			name: "a GPU task queued first runs first",
+			steps: []step{
+				{join(1, res(1000, 1000), 0), nil},
+				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
+				{submit(gpu(2), task(3, one), task(4, one), task(5, one), task(6, one)), nil},
+				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1, 0), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
+			},
+			held: map[core.WorkerID][]core.TaskID{1: {3, 4}},
+		},
+		{
+			name: "an at-most-once task of another shape queued first runs first",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
+				{submit(once(2), task(3, one), task(4, one), task(5, one), task(6, one)), nil},
+				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
+			},
+			held: map[core.WorkerID][]core.TaskID{1: {3, 4}},
+		},
+		{
+			// Queued earlier, with no fresh task to place: topUp, at
+			// the end of a task, picks the same way.
+			name: "topped up at a task's end: the first queued decides",
+			steps: []step{
+				{join(1, res(1000, 1000), 0), nil},
+				{submit(task(1, one), task(7, one)), acts(dispatch(1, 1, 1), aheadOf(dispatch(7, 1, 1)))},
+				{submit(gpu(2), task(3, one), task(4, one)), nil},
+				{ok(1, 1, 1), acts(success(1, 1, 1))},
+				{ok(7, 1, 1), acts(success(7, 1, 1), dispatch(2, 1, 1, 0), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
+			},
+			held: map[core.WorkerID][]core.TaskID{1: {3, 4}},
+		},
+	})
+}
+
 // TestAheadNone: with SetAhead(0) (the default) nothing is held.
 func TestAheadNone(t *testing.T) {
 	one := res(1000, 100)
