@@ -39,7 +39,7 @@ func (c *Core) SetAhead(n int) { c.ahead = max(n, 0) }
 // next (aheadPick); it reports whether it did. placeFresh calls it once no
 // open worker has room for t.
 func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
-	if c.ahead == 0 || !c.mayHold(t) || c.bestWorker(t) != nil {
+	if c.ahead == 0 || !c.mayHold(t) {
 		return false
 	}
 	var best *worker

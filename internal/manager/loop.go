@@ -772,7 +772,7 @@ func (s *state) unplaceableTimeout(ms int64) time.Duration {
 }
 
 func coreResources(r *pb.Resources) core.Resources {
-	return core.Resources{MilliCores: int64(r.GetCores()*1000 + 0.5), MemoryMB: r.GetMemoryMb(), DiskMB: r.GetDiskMb(), GPUs: r.GetGpus()}
+	return core.Resources{MilliCores: proto.MilliCores(r), MemoryMB: r.GetMemoryMb(), DiskMB: r.GetDiskMb(), GPUs: r.GetGpus()}
 }
 
 func protoResources(r core.Resources) *pb.Resources {

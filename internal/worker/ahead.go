@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -29,7 +30,7 @@ type need struct{ milliCores, memoryMB, diskMB int64 }
 
 func runNeed(run *pb.Run) need {
 	r := run.GetSpec().GetResources()
-	return need{int64(r.GetCores()*1000 + 0.5), r.GetMemoryMb(), r.GetDiskMb()}
+	return need{proto.MilliCores(r), r.GetMemoryMb(), r.GetDiskMb()}
 }
 
 // fitsNow reports whether n fits beside the attempts running (calls run in
