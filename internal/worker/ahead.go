@@ -24,6 +24,13 @@ import (
 // when the last run held starts.
 const aheadHold = 5 * time.Millisecond
 
+func (s *session) aheadHold() time.Duration {
+	if d := s.w.cfg.aheadHold; d > 0 {
+		return d
+	}
+	return aheadHold
+}
+
 // need is what a run's task takes of the worker's resources, as the
 // manager's core counts it.
 type need struct{ milliCores, memoryMB, diskMB int64 }

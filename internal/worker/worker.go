@@ -64,6 +64,8 @@ type Config struct {
 	// the worker started when the worker dies (sandbox.ServeGuard); nil
 	// runs none.
 	Guard []string
+	// aheadHold, when set, replaces the const aheadHold (tests).
+	aheadHold time.Duration
 }
 
 // ErrRefused is returned by Run when the manager refuses the worker for
