@@ -65,12 +65,17 @@ func (s *session) intake(ctx, sctx context.Context, run *pb.Run) {
 }
 
 // startHeld starts the runs held ahead, first first, while the first fits.
+// Once the last has started, the reports held for them (aheadHold) go:
+// the manager needs them now to keep the worker busy.
 func (s *session) startHeld(ctx, sctx context.Context) {
 	for len(s.ahead) > 0 && !s.draining && s.fitsNow(runNeed(s.ahead[0])) {
 		run := s.ahead[0]
 		s.ahead[0] = nil
 		s.ahead = s.ahead[1:]
 		s.startAttempt(ctx, sctx, run)
+		if len(s.ahead) == 0 {
+			s.held.flush(s.post)
+		}
 	}
 }
 
