@@ -164,8 +164,12 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 }
 
 // promote gives w's free resources to the tasks it holds ahead, in the
-// order they were dispatched, while the first fits: as the worker does.
+// order they were dispatched, while the first fits: as the worker does. A
+// draining worker starts none: it hands them back.
 func (c *Core) promote(w *worker) {
+	if w.draining {
+		return
+	}
 	n := 0
 	for _, t := range w.ahead {
 		if !w.free.Fits(t.spec.Resources) {

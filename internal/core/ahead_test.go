@@ -226,6 +226,26 @@ func TestAheadOrder(t *testing.T) {
 	})
 }
 
+// TestAheadCancelFirst: a held task cancelled lets the one behind it
+// start once it fits, on the worker (which ends the cancelled one at once)
+// and in the core.
+func TestAheadCancelFirst(t *testing.T) {
+	one := res(1000, 100)
+	runAhead(t, 2, []aheadScenario{{
+		name: "the next held task starts when the first is cancelled",
+		steps: []step{
+			{join(1, res(2000, 1000)), nil},
+			{submit(task(1, one), task(2, res(2000, 100)), task(3, one)),
+				acts(dispatch(1, 1, 1), aheadOf(dispatch(2, 1, 1)), aheadOf(dispatch(3, 1, 1)))},
+			{core.CancelTask{Task: 2}, acts(core.Kill{Task: 2, Attempt: 1, Worker: 1})},
+			{finished(2, 1, 1, outcome(core.Cancelled, "cancelled before it started")),
+				acts(done(2, 1, 1, outcome(core.Cancelled, "cancelled")))},
+		},
+		held:   map[core.WorkerID][]core.TaskID{1: {}},
+		counts: &counts{Running: 2, Finished: 1},
+	}})
+}
+
 // TestAheadNone: with SetAhead(0) (the default) nothing is held.
 func TestAheadNone(t *testing.T) {
 	one := res(1000, 100)

@@ -344,8 +344,8 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 		key := attemptKey{x.Kill.TaskId, x.Kill.Attempt}
 		if r := s.attempts[key]; r != nil {
 			r.cancel()
-		} else if len(s.ahead) > 0 {
-			s.killHeld(key)
+		} else if len(s.ahead) > 0 && s.killHeld(key) {
+			s.startHeld(ctx, sctx) // the next may fit now
 		}
 	case *pb.ManagerMessage_Fetch:
 		// Held from now until a Release, so that the tasks the manager

@@ -408,6 +408,16 @@ func TestSessionAhead(t *testing.T) {
 			{send: kill(1)},
 			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
 		}},
+		{"a held run killed lets the next held start", []step{
+			{send: cores(run(1, "sleep 30"), 2, false)},
+			{send: cores(run(2, "echo two"), 4, true)},
+			{send: cores(run(3, "echo three"), 1, true)},
+			{send: kill(2)},
+			{want: done(2, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+			{want: ok(3, "three\n")}, // beside 1, which runs on
+			{send: kill(1)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+		}},
 		{"a drain hands held runs back", []step{
 			{send: cores(run(1, "sleep 0.3; echo slept"), 4, false)},
 			{send: cores(run(2, "true"), 1, true)},

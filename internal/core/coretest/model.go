@@ -400,6 +400,9 @@ func (s *sim) apply(a core.Action) {
 		}
 		t.killed = true
 		s.stats.Kills++
+		if t.held {
+			s.heldKills = append(s.heldKills, attemptRef{t.spec.ID, t.attempt, t.worker.id})
+		}
 	case core.Requeued:
 		t := s.task(a.Task)
 		if t != nil && t.worker == nil && t.attempt == a.Attempt && (!t.done || t.rerunning) && a.Reason.Kind == core.ResourceExceeded && s.cfg.BoundedCaches {

@@ -328,11 +328,12 @@ type sim struct {
 	pendingJoins int          // workers to add, replacing lost and drained ones
 	leaving      []*simWorker // drained and idle: leave next
 
-	running []*simTask
-	heldN   int          // tasks held ahead on their workers (ahead.go), not in running
-	unknown []*simTask   // at-most-once tasks in unknown, oldest first (some cancelled since)
-	history []attemptRef // ended attempts, a ring
-	histPos int
+	running   []*simTask
+	heldN     int          // tasks held ahead on their workers (ahead.go), not in running
+	heldKills []attemptRef // held tasks killed: their workers ended them, the reports are on their way (ahead.go)
+	unknown   []*simTask   // at-most-once tasks in unknown, oldest first (some cancelled since)
+	history   []attemptRef // ended attempts, a ring
+	histPos   int
 
 	// Expectations for the current step.
 	fates      map[core.TaskID]*fate
@@ -654,6 +655,8 @@ func (s *sim) faultStep() {
 func (s *sim) progress() {
 	r := s.rng
 	switch {
+	case len(s.heldKills) > 0:
+		s.reportHeldKill()
 	case len(s.leaving) > 0:
 		w := s.leaving[0]
 		s.leaving = s.leaving[1:]
@@ -784,6 +787,10 @@ func (s *sim) drainWorker() {
 			s.do(core.WorkerDraining{Worker: w.id})
 			for len(w.held) > 0 && !w.gone { // as a real worker does at once (held runs never started)
 				t := w.held[0]
+				if t.killed { // ended before the drain: its report comes first
+					s.reportHeldKill()
+					continue
+				}
 				s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id})
 			}
 			return
