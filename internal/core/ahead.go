@@ -18,7 +18,10 @@ package core
 //     worker holds a task nothing else is placed there (fits): so every
 //     resource the core reserves on it is for a task the worker runs, and
 //     the worker's own count of them (internal/worker) decides what the
-//     core decides: the first held task starts once it fits.
+//     core decides: the first held task starts once it fits. A task is
+//     held on a worker only if it needs no more than each task there,
+//     running or held (holdsOn): so each end starts the next held task,
+//     and no core idles behind one that does not fit.
 //   - A worker holds only the task it would take next of all those queued
 //     that could run on it (aheadPick, by priority and order; GPU tasks
 //     where it has GPUs): while that one may not be held (a GPU or
@@ -114,7 +117,9 @@ func (c *Core) holdsOn(t *task, w *worker) bool {
 		return false
 	}
 	for _, r := range w.running {
-		if r.state == Staging || r.spec.Role != Plain {
+		// Each end there must start the next held task (promote): else
+		// cores idle behind it while tasks are held on other workers.
+		if r.state == Staging || r.spec.Role != Plain || !r.spec.Resources.Fits(t.spec.Resources) {
 			return false
 		}
 	}

@@ -97,13 +97,12 @@ func TestAhead(t *testing.T) {
 			name: "a worker that holds tasks takes nothing else; they take what frees first",
 			steps: []step{
 				{join(1, res(2000, 1000)), nil},
-				{submit(task(1, one), task(2, one), task(3, res(2000, 100)), task(4, one)),
+				{submit(task(1, one), task(2, one), task(3, one), task(4, res(500, 100))),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)))},
-				{ok(1, 1, 1), acts(success(1, 1, 1))},
-				{ok(2, 1, 1), acts(success(2, 1, 1), aheadOf(dispatch(4, 1, 1)))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(4, 1, 1)))},
 			},
 			held:   map[core.WorkerID][]core.TaskID{1: {4}},
-			counts: &counts{Running: 2, Finished: 2},
+			counts: &counts{Running: 3, Finished: 1},
 		},
 		{
 			name: "never held while another worker has room",
@@ -234,15 +233,35 @@ func TestAheadCancelFirst(t *testing.T) {
 	runAhead(t, 2, []aheadScenario{{
 		name: "the next held task starts when the first is cancelled",
 		steps: []step{
-			{join(1, res(2000, 1000)), nil},
-			{submit(task(1, one), task(2, res(2000, 100)), task(3, one)),
-				acts(dispatch(1, 1, 1), aheadOf(dispatch(2, 1, 1)), aheadOf(dispatch(3, 1, 1)))},
-			{core.CancelTask{Task: 2}, acts(core.Kill{Task: 2, Attempt: 1, Worker: 1})},
-			{finished(2, 1, 1, outcome(core.Cancelled, "cancelled before it started")),
-				acts(done(2, 1, 1, outcome(core.Cancelled, "cancelled")))},
+			{join(1, res(2500, 1000)), nil},
+			{submit(task(1, one), task(2, one), task(3, one), task(4, res(500, 100))),
+				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
+			{core.CancelTask{Task: 3}, acts(core.Kill{Task: 3, Attempt: 1, Worker: 1})},
+			{finished(3, 1, 1, outcome(core.Cancelled, "cancelled before it started")),
+				acts(done(3, 1, 1, outcome(core.Cancelled, "cancelled")))},
 		},
 		held:   map[core.WorkerID][]core.TaskID{1: {}},
-		counts: &counts{Running: 2, Finished: 1},
+		counts: &counts{Running: 3, Finished: 1},
+	}})
+}
+
+// TestAheadNoIdleCores: a task is held only behind tasks that need as
+// much as it does, so that each end there starts the next held task; else
+// cores idle behind it while new tasks are held on other busy workers.
+func TestAheadNoIdleCores(t *testing.T) {
+	two := res(2000, 100)
+	runAhead(t, 2, []aheadScenario{{
+		name: "a task bigger than one running is not held there",
+		steps: []step{
+			{join(1, res(4000, 1000)), nil},
+			{join(2, res(1000, 1000)), nil},
+			{submit(task(1, two), task(2, two), task(3, res(1000, 100))),
+				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), dispatch(3, 1, 2))},
+			{submit(task(4, res(4000, 100))), nil},
+			{ok(1, 1, 1), acts(success(1, 1, 1))},
+			{submit(task(5, res(1000, 100))), acts(dispatch(5, 1, 1))},
+		},
+		held: map[core.WorkerID][]core.TaskID{1: {}, 2: {}},
 	}})
 }
 

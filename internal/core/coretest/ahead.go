@@ -31,6 +31,13 @@ func (s *sim) checkAhead(a core.Dispatch, t *simTask, w *simWorker) {
 	case len(w.insts) > 0:
 		s.failf("Dispatch %+v ahead to worker %d, which hosts library instances", a, w.id)
 	}
+	for _, x := range w.running {
+		if !x.spec.Resources.Fits(need) {
+			// An end there might not start it: cores would idle while
+			// tasks are held on other workers.
+			s.failf("Dispatch %+v ahead (needs %v) to worker %d, where task %d needs less (%v)", a, need, w.id, x.spec.ID, x.spec.Resources)
+		}
+	}
 	if s.cfg.dataOn() || s.cfg.libsOn() {
 		return // tasks and instances staging hold resources the model does not see
 	}
