@@ -113,7 +113,7 @@ func (c *Core) mayHold(t *task) bool {
 
 // holdsOn reports whether w may hold t ahead now.
 func (c *Core) holdsOn(t *task, w *worker) bool {
-	if w.index < 0 || w.draining || len(w.ahead) >= c.ahead || !w.total.Fits(t.spec.Resources) {
+	if w.index < 0 || w.draining || !w.holdsAhead || len(w.ahead) >= c.ahead || !w.total.Fits(t.spec.Resources) {
 		return false
 	}
 	for _, r := range w.running {

@@ -10,6 +10,13 @@ import (
 	"trellis/internal/core/coretest"
 )
 
+// joinAhead is join by a worker that holds tasks dispatched ahead.
+func joinAhead(id core.WorkerID, r core.Resources, gpus ...int32) core.WorkerJoined {
+	ev := join(id, r, gpus...)
+	ev.HoldsAhead = true
+	return ev
+}
+
 // aheadOf marks d as sent ahead: its worker holds it until resources free.
 func aheadOf(d core.Dispatch) core.Dispatch { d.Ahead = true; return d }
 
@@ -48,8 +55,8 @@ func TestAhead(t *testing.T) {
 	one := res(1000, 100)
 	two := func() []step {
 		return []step{
-			{join(1, res(1000, 1000)), nil},
-			{join(2, res(1000, 1000)), nil},
+			{joinAhead(1, res(1000, 1000)), nil},
+			{joinAhead(2, res(1000, 1000)), nil},
 		}
 	}
 	cancelled := outcome(core.Cancelled, "cancelled")
@@ -96,7 +103,7 @@ func TestAhead(t *testing.T) {
 			// else is placed on a worker that holds tasks.
 			name: "a worker that holds tasks takes nothing else; they take what frees first",
 			steps: []step{
-				{join(1, res(2000, 1000)), nil},
+				{joinAhead(1, res(2000, 1000)), nil},
 				{submit(task(1, one), task(2, one), task(3, one), task(4, res(500, 100))),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)))},
 				{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(4, 1, 1)))},
@@ -107,8 +114,8 @@ func TestAhead(t *testing.T) {
 		{
 			name: "never held while another worker has room",
 			steps: []step{
-				{join(1, res(1000, 1000)), nil},
-				{join(2, res(2000, 1000)), nil},
+				{joinAhead(1, res(1000, 1000)), nil},
+				{joinAhead(2, res(2000, 1000)), nil},
 				{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
 					acts(dispatch(1, 1, 2), dispatch(2, 1, 1), dispatch(3, 1, 2), aheadOf(dispatch(4, 1, 1)))},
 			},
@@ -158,7 +165,7 @@ func TestAhead(t *testing.T) {
 			// would start first otherwise.
 			name: "a task that makes a temp file is not held, nor one queued behind it",
 			steps: []step{
-				{join(1, res(1000, 1000)), nil},
+				{joinAhead(1, res(1000, 1000)), nil},
 				{core.FilesDeclared{Files: []core.FileSpec{{ID: 50, Kind: core.Produced}}}, nil},
 				{submit(task(1, one), files(task(2, one), nil, ids(50)), prio(task(3, one), -1)),
 					acts(dispatch(1, 1, 1))},
@@ -170,7 +177,7 @@ func TestAhead(t *testing.T) {
 		{
 			name: "GPUs, at-most-once tasks and staged inputs are never held",
 			steps: []step{
-				{join(1, res(1000, 1000), 0), nil},
+				{joinAhead(1, res(1000, 1000), 0), nil},
 				{submit(task(1, one), func() core.Task { x := task(2, one); x.AtMostOnce = true; return x }(),
 					func() core.Task { x := task(3, one); x.Resources.GPUs = 1; return x }()),
 					acts(dispatch(1, 1, 1))},
@@ -192,7 +199,7 @@ func TestAheadOrder(t *testing.T) {
 		{
 			name: "a GPU task queued first runs first",
 			steps: []step{
-				{join(1, res(1000, 1000), 0), nil},
+				{joinAhead(1, res(1000, 1000), 0), nil},
 				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
 				{submit(gpu(2), task(3, one), task(4, one), task(5, one), task(6, one)), nil},
 				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1, 0), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
@@ -202,7 +209,7 @@ func TestAheadOrder(t *testing.T) {
 		{
 			name: "an at-most-once task of another shape queued first runs first",
 			steps: []step{
-				{join(1, res(1000, 1000)), nil},
+				{joinAhead(1, res(1000, 1000)), nil},
 				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
 				{submit(once(2), task(3, one), task(4, one), task(5, one), task(6, one)), nil},
 				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
@@ -214,7 +221,7 @@ func TestAheadOrder(t *testing.T) {
 			// the end of a task, picks the same way.
 			name: "topped up at a task's end: the first queued decides",
 			steps: []step{
-				{join(1, res(1000, 1000), 0), nil},
+				{joinAhead(1, res(1000, 1000), 0), nil},
 				{submit(task(1, one), task(7, one)), acts(dispatch(1, 1, 1), aheadOf(dispatch(7, 1, 1)))},
 				{submit(gpu(2), task(3, one), task(4, one)), nil},
 				{ok(1, 1, 1), acts(success(1, 1, 1))},
@@ -233,7 +240,7 @@ func TestAheadCancelFirst(t *testing.T) {
 	runAhead(t, 2, []aheadScenario{{
 		name: "the next held task starts when the first is cancelled",
 		steps: []step{
-			{join(1, res(2500, 1000)), nil},
+			{joinAhead(1, res(2500, 1000)), nil},
 			{submit(task(1, one), task(2, one), task(3, one), task(4, res(500, 100))),
 				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
 			{core.CancelTask{Task: 3}, acts(core.Kill{Task: 3, Attempt: 1, Worker: 1})},
@@ -253,8 +260,8 @@ func TestAheadNoIdleCores(t *testing.T) {
 	runAhead(t, 2, []aheadScenario{{
 		name: "a task bigger than one running is not held there",
 		steps: []step{
-			{join(1, res(4000, 1000)), nil},
-			{join(2, res(1000, 1000)), nil},
+			{joinAhead(1, res(4000, 1000)), nil},
+			{joinAhead(2, res(1000, 1000)), nil},
 			{submit(task(1, two), task(2, two), task(3, res(1000, 100))),
 				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), dispatch(3, 1, 2))},
 			{submit(task(4, res(4000, 100))), nil},
@@ -265,13 +272,31 @@ func TestAheadNoIdleCores(t *testing.T) {
 	}})
 }
 
+// TestAheadOlderWorker: a worker that does not say it holds tasks ahead
+// (an older one, which would start every run at once) is sent none.
+func TestAheadOlderWorker(t *testing.T) {
+	one := res(1000, 100)
+	runAhead(t, 2, []aheadScenario{{
+		name: "only the worker that holds tasks is sent any",
+		steps: []step{
+			{join(1, res(1000, 1000)), nil},
+			{joinAhead(2, res(1000, 1000)), nil},
+			{submit(task(1, one), task(2, one), task(3, one), task(4, one), task(5, one)),
+				acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 2)), aheadOf(dispatch(4, 1, 2)))},
+			{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(5, 1, 1))},
+		},
+		held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {3, 4}},
+		counts: &counts{Running: 4, Finished: 1},
+	}})
+}
+
 // TestAheadNone: with SetAhead(0) (the default) nothing is held.
 func TestAheadNone(t *testing.T) {
 	one := res(1000, 100)
 	runAhead(t, 0, []aheadScenario{{
 		name: "queued, not held",
 		steps: []step{
-			{join(1, res(1000, 1000)), nil},
+			{joinAhead(1, res(1000, 1000)), nil},
 			{submit(task(1, one), task(2, one)), acts(dispatch(1, 1, 1))},
 			{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
 		},

@@ -463,6 +463,8 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		waiting:  make(map[FileID][]*task),
 		derives:  make(map[FileID][]FileID),
 		tries:    make(map[FileID]int32),
+
+		holdsAhead: ev.HoldsAhead,
 	}
 	sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
 	c.workers[w.id] = w

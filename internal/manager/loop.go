@@ -233,7 +233,8 @@ func (s *state) handle(ev any) {
 			"cores", r.GetCores(), "memory_mb", r.GetMemoryMb(), "disk_mb", r.GetDiskMb(), "gpus", r.GetGpus(),
 			"file_server", ev.sess.fileServer, "cached_files", len(ev.sess.hello.Cache))
 		s.txn(txnlog.Record{Event: txnlog.WorkerJoined, Worker: ev.sess.hello.Name, Cores: r.GetCores(), MemoryMB: r.GetMemoryMb()})
-		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus, Incarnation: ev.sess.hello.Incarnation}
+		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus, Incarnation: ev.sess.hello.Incarnation,
+			HoldsAhead: ev.sess.hello.HoldsAhead}
 		if h := ev.sess.hello; h.RunId == s.m.runID && (len(h.Running) > 0 || len(h.Instances) > 0) {
 			// Attempts of another run name tasks this one does not know:
 			// the worker stops those itself when it reads the Welcome.

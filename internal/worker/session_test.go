@@ -439,7 +439,7 @@ func TestSessionHello(t *testing.T) {
 	defer cancel()
 	h := startWorker(t, ctx, nil)
 	_, hello := h.connect(t, 60_000)
-	want := &pb.Hello{Name: "w1", Resources: &pb.Resources{Cores: 4, MemoryMb: 1024, DiskMb: 1024}}
+	want := &pb.Hello{Name: "w1", Resources: &pb.Resources{Cores: 4, MemoryMb: 1024, DiskMb: 1024}, HoldsAhead: true}
 	if diff := cmp.Diff(want, hello, protocmp.Transform(), protocmp.IgnoreFields(&pb.Hello{}, "protocol", "file_server", "version", "incarnation")); diff != "" {
 		t.Errorf("hello mismatch (-want +got):\n%s", diff)
 	}

@@ -26,6 +26,8 @@ func (s *sim) checkAhead(a core.Dispatch, t *simTask, w *simWorker) {
 		s.failf("Dispatch %+v ahead of a task that may not be held (role %v, %d GPUs, at most once %v)", a, t.spec.Role, need.GPUs, t.spec.AtMostOnce)
 	case !w.total.Fits(need):
 		s.failf("Dispatch %+v ahead to worker %d, which could never run it (%v of %v)", a, w.id, need, w.total)
+	case !w.ahead:
+		s.failf("Dispatch %+v ahead to worker %d, which did not say it holds tasks (an older worker would start it at once)", a, w.id)
 	case len(w.held) >= s.cfg.Ahead:
 		s.failf("Dispatch %+v ahead to worker %d, which holds %d already, the most", a, w.id, len(w.held))
 	case len(w.insts) > 0:

@@ -77,6 +77,7 @@ type simWorker struct {
 	reserved int64   // bytes reserved by the fetches to it in flight (Config.BoundedCaches)
 	insts    map[core.InstanceID]*simInst
 	held     []*simTask // dispatched ahead, not started, in order (ahead.go)
+	ahead    bool       // it holds tasks dispatched ahead (WorkerJoined.HoldsAhead)
 }
 
 type fileInfo struct {
@@ -142,6 +143,7 @@ func (s *sim) expect(ev core.Event) {
 			running: make(map[core.TaskID]*simTask),
 			insts:   make(map[core.InstanceID]*simInst),
 			livePos: len(s.live),
+			ahead:   ev.HoldsAhead,
 		}
 		s.workers[w.id] = w
 		s.live = append(s.live, w)

@@ -421,9 +421,10 @@ var (
 func (s *sim) standardWorker() core.WorkerJoined {
 	s.nextWorker++
 	ev := core.WorkerJoined{
-		Worker:    s.nextWorker,
-		Resources: core.Resources{MilliCores: 16000, MemoryMB: 65536, DiskMB: 100_000, GPUs: 4},
-		GPUs:      []int32{0, 1, 2, 3},
+		Worker:     s.nextWorker,
+		Resources:  core.Resources{MilliCores: 16000, MemoryMB: 65536, DiskMB: 100_000, GPUs: 4},
+		GPUs:       []int32{0, 1, 2, 3},
+		HoldsAhead: true,
 	}
 	if s.cfg.dataOn() && !s.cfg.BoundedCaches {
 		ev.Resources.DiskMB *= 1000 // see BoundedCaches
@@ -435,7 +436,8 @@ func (s *sim) randomWorker() core.WorkerJoined {
 	s.nextWorker++
 	r := s.rng
 	ev := core.WorkerJoined{
-		Worker: s.nextWorker,
+		Worker:     s.nextWorker,
+		HoldsAhead: s.nextWorker%4 != 0, // one in four an older worker, which holds none
 		Resources: core.Resources{
 			MilliCores: pick(r, workerCores),
 			MemoryMB:   pick(r, workerMemory),
