@@ -170,9 +170,9 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 
 // promote gives w's free resources to the tasks it holds ahead, in the
 // order they were dispatched, while the first fits: as the worker does. A
-// draining worker starts none: it hands them back.
+// draining worker starts none: it hands them back; a lost one, none.
 func (c *Core) promote(w *worker) {
-	if w.draining {
+	if w.draining || c.workers[w.id] != w {
 		return
 	}
 	n := 0
@@ -183,6 +183,7 @@ func (c *Core) promote(w *worker) {
 		w.free = w.free.Sub(t.spec.Resources)
 		t.held = true
 		n++
+		c.starts = append(c.starts, Started{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id}) // after the end that started it (settle)
 	}
 	if n > 0 {
 		w.ahead = append(w.ahead[:0], w.ahead[n:]...)

@@ -17,6 +17,11 @@ func joinAhead(id core.WorkerID, r core.Resources, gpus ...int32) core.WorkerJoi
 	return ev
 }
 
+// started says a held task starts on its worker (promote).
+func started(id core.TaskID, attempt uint32, w core.WorkerID) core.Started {
+	return core.Started{Task: id, Attempt: attempt, Worker: w}
+}
+
 // aheadOf marks d as sent ahead: its worker holds it until resources free.
 func aheadOf(d core.Dispatch) core.Dispatch { d.Ahead = true; return d }
 
@@ -77,8 +82,8 @@ func TestAhead(t *testing.T) {
 			steps: append(two(),
 				step{submit(task(1, one), task(2, one), task(3, one), task(4, one), task(5, one)),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
-				step{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(5, 1, 1)))},
-				step{ok(3, 1, 1), acts(success(3, 1, 1))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(5, 1, 1)), started(3, 1, 1))},
+				step{ok(3, 1, 1), acts(success(3, 1, 1), started(5, 1, 1))},
 				step{ok(5, 1, 1), acts(success(5, 1, 1))},
 			),
 			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
@@ -91,7 +96,7 @@ func TestAhead(t *testing.T) {
 			steps: append(two(),
 				step{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
-				step{ok(3, 1, 1), acts(success(3, 1, 1))},
+				step{ok(3, 1, 1), acts(started(3, 1, 1), success(3, 1, 1))},
 				step{ok(1, 1, 1), acts(success(1, 1, 1))},
 			),
 			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
@@ -106,7 +111,7 @@ func TestAhead(t *testing.T) {
 				{joinAhead(1, res(2000, 1000)), nil},
 				{submit(task(1, one), task(2, one), task(3, one), task(4, res(500, 100))),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)))},
-				{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(4, 1, 1)))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(4, 1, 1)), started(3, 1, 1))},
 			},
 			held:   map[core.WorkerID][]core.TaskID{1: {4}},
 			counts: &counts{Running: 3, Finished: 1},
@@ -130,7 +135,7 @@ func TestAhead(t *testing.T) {
 					core.Requeued{Task: 1, Attempt: 1, Reason: lost("worker 1 lost: crash")},
 					core.Requeued{Task: 3, Attempt: 1, Reason: lost("worker 1 lost: crash")},
 					aheadOf(dispatch(1, 2, 2)))},
-				step{ok(2, 1, 2), acts(success(2, 1, 2), aheadOf(dispatch(3, 2, 2)))},
+				step{ok(2, 1, 2), acts(success(2, 1, 2), aheadOf(dispatch(3, 2, 2)), started(1, 2, 2))},
 			),
 			held: map[core.WorkerID][]core.TaskID{2: {3}},
 		},
@@ -224,7 +229,7 @@ func TestAheadOrder(t *testing.T) {
 				{joinAhead(1, res(1000, 1000), 0), nil},
 				{submit(task(1, one), task(7, one)), acts(dispatch(1, 1, 1), aheadOf(dispatch(7, 1, 1)))},
 				{submit(gpu(2), task(3, one), task(4, one)), nil},
-				{ok(1, 1, 1), acts(success(1, 1, 1))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), started(7, 1, 1))},
 				{ok(7, 1, 1), acts(success(7, 1, 1), dispatch(2, 1, 1, 0), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
 			},
 			held: map[core.WorkerID][]core.TaskID{1: {3, 4}},
@@ -245,7 +250,7 @@ func TestAheadCancelFirst(t *testing.T) {
 				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
 			{core.CancelTask{Task: 3}, acts(core.Kill{Task: 3, Attempt: 1, Worker: 1})},
 			{finished(3, 1, 1, outcome(core.Cancelled, "cancelled before it started")),
-				acts(done(3, 1, 1, outcome(core.Cancelled, "cancelled")))},
+				acts(done(3, 1, 1, outcome(core.Cancelled, "cancelled")), started(4, 1, 1))},
 		},
 		held:   map[core.WorkerID][]core.TaskID{1: {}},
 		counts: &counts{Running: 3, Finished: 1},

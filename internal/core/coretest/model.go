@@ -392,6 +392,12 @@ func (s *sim) apply(a core.Action) {
 			t.parked = false
 		}
 		s.applyDispatch(a)
+	case core.Started:
+		// Its worker started it (or starts it after this step: startHeld)
+		// as the resources of a task that ended there freed.
+		if t := s.task(a.Task); t == nil || t.worker == nil || t.worker.id != a.Worker || t.attempt != a.Attempt {
+			s.failf("Started %+v of an attempt not dispatched ahead there", a)
+		}
 	case core.Kill:
 		t := s.task(a.Task)
 		if t == nil || t.worker == nil || t.attempt != a.Attempt || t.worker.id != a.Worker {
