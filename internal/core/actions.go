@@ -76,6 +76,17 @@ type Kill struct {
 	Worker  WorkerID
 }
 
+// Started: attempt Attempt of Task, dispatched ahead (Dispatch.Ahead) and
+// held on Worker, starts there now: the resources of a task that ended
+// there freed, and the worker starts its held tasks in order as the core
+// does (promote). Its RUNNING event and start time belong here, not at its
+// Dispatch.
+type Started struct {
+	Task    TaskID
+	Attempt uint32
+	Worker  WorkerID
+}
+
 // Adopted: attempt Attempt of Task, dispatched before the manager
 // restarted, runs on Worker, which reported it as it joined: its report
 // counts as that of an attempt dispatched there.
@@ -230,6 +241,7 @@ func (FileLost) isAction()        {}
 func (Forget) isAction()          {}
 func (Dispatch) isAction()        {}
 func (Kill) isAction()            {}
+func (Started) isAction()         {}
 func (Adopted) isAction()         {}
 func (InstanceAdopted) isAction() {}
 func (Unknown) isAction()         {}

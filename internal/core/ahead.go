@@ -18,7 +18,15 @@ package core
 //     worker holds a task nothing else is placed there (fits): so every
 //     resource the core reserves on it is for a task the worker runs, and
 //     the worker's own count of them (internal/worker) decides what the
-//     core decides: the first held task starts once it fits.
+//     core decides: the first held task starts once it fits. A task is
+//     held on a worker only if it needs no more than each task there,
+//     running or held (holdsOn): so each end starts the next held task,
+//     and no core idles behind one that does not fit.
+//   - A worker holds only the task it would take next of all those queued
+//     that could run on it (aheadPick, by priority and order; GPU tasks
+//     where it has GPUs): while that one may not be held (a GPU or
+//     at-most-once task, say), nothing is, and it takes the core that frees
+//     first. So a held task never passes one queued before it.
 //   - The core mirrors the worker: when a task's resources are released,
 //     held tasks take them in order (promote), first one first, none
 //     skipped. A held task is Running to everything else: its worker's
@@ -29,16 +37,17 @@ package core
 // resources; 0 (the default) holds none. Call it before the first Step.
 func (c *Core) SetAhead(n int) { c.ahead = max(n, 0) }
 
-// holdAhead holds t (queued in q) on the worker that holds the fewest tasks
-// ahead, if no open worker has room for it and one may hold it; it reports
-// whether it did.
+// holdAhead holds t (the head of q) on the worker that holds the fewest
+// tasks ahead, if one may hold it and t is the task that worker would take
+// next (aheadPick); it reports whether it did. placeFresh calls it once no
+// open worker has room for t.
 func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
-	if c.ahead == 0 || !c.mayHold(t) || c.bestWorker(t) != nil {
+	if c.ahead == 0 || !c.mayHold(t) {
 		return false
 	}
 	var best *worker
 	for _, w := range c.open {
-		if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) {
+		if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) && c.aheadPick(w) == q {
 			best = w
 		}
 	}
@@ -50,26 +59,37 @@ func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
 }
 
 // topUp holds queued tasks on w, up to the limit, while no open worker has
-// room for them: each time the best head of a shape's queue that w may
-// hold. (It runs when w takes tasks (fill): a worker whose list another's
-// event left short is topped up at its own next event or Tick.)
+// room for them: each time the task w would take next (aheadPick), and
+// none once that one may not be held. (It runs when w takes tasks (fill):
+// a worker whose list another's event left short is topped up at its own
+// next event or Tick.)
 func (c *Core) topUp(w *worker) {
 	for w.index >= 0 && len(w.ahead) < c.ahead && c.ready.n > 0 {
-		var best *shapeQueue
-		for _, q := range c.ready.shapes {
-			t := q.head()
-			if q.need.GPUs > 0 || !w.total.Fits(q.need) || best != nil && !before(t, best.head()) {
-				continue
-			}
-			if c.mayHold(t) && c.holdsOn(t, w) && c.bestWorker(t) == nil {
-				best = q
-			}
-		}
-		if best == nil {
+		q := c.aheadPick(w)
+		if q == nil {
 			return
 		}
-		c.holdOn(best, best.head(), w)
+		t := q.head()
+		if !c.mayHold(t) || !c.holdsOn(t, w) || c.bestWorker(t) != nil {
+			return // held, it would pass t, which waits for a core here or elsewhere
+		}
+		c.holdOn(q, t, w)
 	}
+}
+
+// aheadPick returns the queue whose head w would take next of all the
+// tasks that could ever run on it (GPU tasks where it has GPUs): the first
+// by priority and order (before). Only that head may be held on w, so that
+// a held task never passes one queued before it, which would wait, unheld,
+// until the tasks held before it had started.
+func (c *Core) aheadPick(w *worker) *shapeQueue {
+	var best *shapeQueue
+	for _, q := range c.ready.shapes {
+		if w.total.Fits(q.need) && (best == nil || before(q.head(), best.head())) {
+			best = q
+		}
+	}
+	return best
 }
 
 // mayHold reports whether t is a task that may be held ahead at all. One
@@ -93,11 +113,13 @@ func (c *Core) mayHold(t *task) bool {
 
 // holdsOn reports whether w may hold t ahead now.
 func (c *Core) holdsOn(t *task, w *worker) bool {
-	if w.index < 0 || w.draining || len(w.ahead) >= c.ahead || !w.total.Fits(t.spec.Resources) {
+	if w.index < 0 || w.draining || !w.holdsAhead || len(w.ahead) >= c.ahead || !w.total.Fits(t.spec.Resources) {
 		return false
 	}
 	for _, r := range w.running {
-		if r.state == Staging || r.spec.Role != Plain {
+		// Each end there must start the next held task (promote): else
+		// cores idle behind it while tasks are held on other workers.
+		if r.state == Staging || r.spec.Role != Plain || !r.spec.Resources.Fits(t.spec.Resources) {
 			return false
 		}
 	}
@@ -147,8 +169,12 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 }
 
 // promote gives w's free resources to the tasks it holds ahead, in the
-// order they were dispatched, while the first fits: as the worker does.
+// order they were dispatched, while the first fits: as the worker does. A
+// draining worker starts none: it hands them back; a lost one, none.
 func (c *Core) promote(w *worker) {
+	if w.draining || c.workers[w.id] != w {
+		return
+	}
 	n := 0
 	for _, t := range w.ahead {
 		if !w.free.Fits(t.spec.Resources) {
@@ -157,6 +183,7 @@ func (c *Core) promote(w *worker) {
 		w.free = w.free.Sub(t.spec.Resources)
 		t.held = true
 		n++
+		c.starts = append(c.starts, Started{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id}) // after the end that started it (settle)
 	}
 	if n > 0 {
 		w.ahead = append(w.ahead[:0], w.ahead[n:]...)

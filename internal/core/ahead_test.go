@@ -10,6 +10,18 @@ import (
 	"trellis/internal/core/coretest"
 )
 
+// joinAhead is join by a worker that holds tasks dispatched ahead.
+func joinAhead(id core.WorkerID, r core.Resources, gpus ...int32) core.WorkerJoined {
+	ev := join(id, r, gpus...)
+	ev.HoldsAhead = true
+	return ev
+}
+
+// started says a held task starts on its worker (promote).
+func started(id core.TaskID, attempt uint32, w core.WorkerID) core.Started {
+	return core.Started{Task: id, Attempt: attempt, Worker: w}
+}
+
 // aheadOf marks d as sent ahead: its worker holds it until resources free.
 func aheadOf(d core.Dispatch) core.Dispatch { d.Ahead = true; return d }
 
@@ -48,8 +60,8 @@ func TestAhead(t *testing.T) {
 	one := res(1000, 100)
 	two := func() []step {
 		return []step{
-			{join(1, res(1000, 1000)), nil},
-			{join(2, res(1000, 1000)), nil},
+			{joinAhead(1, res(1000, 1000)), nil},
+			{joinAhead(2, res(1000, 1000)), nil},
 		}
 	}
 	cancelled := outcome(core.Cancelled, "cancelled")
@@ -70,8 +82,8 @@ func TestAhead(t *testing.T) {
 			steps: append(two(),
 				step{submit(task(1, one), task(2, one), task(3, one), task(4, one), task(5, one)),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
-				step{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(5, 1, 1)))},
-				step{ok(3, 1, 1), acts(success(3, 1, 1))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(5, 1, 1)), started(3, 1, 1))},
+				step{ok(3, 1, 1), acts(success(3, 1, 1), started(5, 1, 1))},
 				step{ok(5, 1, 1), acts(success(5, 1, 1))},
 			),
 			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
@@ -84,7 +96,7 @@ func TestAhead(t *testing.T) {
 			steps: append(two(),
 				step{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
-				step{ok(3, 1, 1), acts(success(3, 1, 1))},
+				step{ok(3, 1, 1), acts(started(3, 1, 1), success(3, 1, 1))},
 				step{ok(1, 1, 1), acts(success(1, 1, 1))},
 			),
 			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
@@ -96,20 +108,19 @@ func TestAhead(t *testing.T) {
 			// else is placed on a worker that holds tasks.
 			name: "a worker that holds tasks takes nothing else; they take what frees first",
 			steps: []step{
-				{join(1, res(2000, 1000)), nil},
-				{submit(task(1, one), task(2, one), task(3, res(2000, 100)), task(4, one)),
+				{joinAhead(1, res(2000, 1000)), nil},
+				{submit(task(1, one), task(2, one), task(3, one), task(4, res(500, 100))),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)))},
-				{ok(1, 1, 1), acts(success(1, 1, 1))},
-				{ok(2, 1, 1), acts(success(2, 1, 1), aheadOf(dispatch(4, 1, 1)))},
+				{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(4, 1, 1)), started(3, 1, 1))},
 			},
 			held:   map[core.WorkerID][]core.TaskID{1: {4}},
-			counts: &counts{Running: 2, Finished: 2},
+			counts: &counts{Running: 3, Finished: 1},
 		},
 		{
 			name: "never held while another worker has room",
 			steps: []step{
-				{join(1, res(1000, 1000)), nil},
-				{join(2, res(2000, 1000)), nil},
+				{joinAhead(1, res(1000, 1000)), nil},
+				{joinAhead(2, res(2000, 1000)), nil},
 				{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
 					acts(dispatch(1, 1, 2), dispatch(2, 1, 1), dispatch(3, 1, 2), aheadOf(dispatch(4, 1, 1)))},
 			},
@@ -124,7 +135,7 @@ func TestAhead(t *testing.T) {
 					core.Requeued{Task: 1, Attempt: 1, Reason: lost("worker 1 lost: crash")},
 					core.Requeued{Task: 3, Attempt: 1, Reason: lost("worker 1 lost: crash")},
 					aheadOf(dispatch(1, 2, 2)))},
-				step{ok(2, 1, 2), acts(success(2, 1, 2), aheadOf(dispatch(3, 2, 2)))},
+				step{ok(2, 1, 2), acts(success(2, 1, 2), aheadOf(dispatch(3, 2, 2)), started(1, 2, 2))},
 			),
 			held: map[core.WorkerID][]core.TaskID{2: {3}},
 		},
@@ -159,7 +170,7 @@ func TestAhead(t *testing.T) {
 			// would start first otherwise.
 			name: "a task that makes a temp file is not held, nor one queued behind it",
 			steps: []step{
-				{join(1, res(1000, 1000)), nil},
+				{joinAhead(1, res(1000, 1000)), nil},
 				{core.FilesDeclared{Files: []core.FileSpec{{ID: 50, Kind: core.Produced}}}, nil},
 				{submit(task(1, one), files(task(2, one), nil, ids(50)), prio(task(3, one), -1)),
 					acts(dispatch(1, 1, 1))},
@@ -171,7 +182,7 @@ func TestAhead(t *testing.T) {
 		{
 			name: "GPUs, at-most-once tasks and staged inputs are never held",
 			steps: []step{
-				{join(1, res(1000, 1000), 0), nil},
+				{joinAhead(1, res(1000, 1000), 0), nil},
 				{submit(task(1, one), func() core.Task { x := task(2, one); x.AtMostOnce = true; return x }(),
 					func() core.Task { x := task(3, one); x.Resources.GPUs = 1; return x }()),
 					acts(dispatch(1, 1, 1))},
@@ -181,13 +192,116 @@ func TestAhead(t *testing.T) {
 	})
 }
 
+// TestAheadOrder: a held task never passes one queued before it, of any
+// shape, that could run on its worker (a GPU task, an at-most-once task)
+// and that may not be held itself: nothing is held then, and that task
+// takes the core that frees first.
+func TestAheadOrder(t *testing.T) {
+	one := res(1000, 100)
+	gpu := func(id core.TaskID) core.Task { x := prio(task(id, one), 5); x.Resources.GPUs = 1; return x }
+	once := func(id core.TaskID) core.Task { x := prio(task(id, res(1000, 200)), 5); x.AtMostOnce = true; return x }
+	runAhead(t, 2, []aheadScenario{
+		{
+			name: "a GPU task queued first runs first",
+			steps: []step{
+				{joinAhead(1, res(1000, 1000), 0), nil},
+				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
+				{submit(gpu(2), task(3, one), task(4, one), task(5, one), task(6, one)), nil},
+				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1, 0), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
+			},
+			held: map[core.WorkerID][]core.TaskID{1: {3, 4}},
+		},
+		{
+			name: "an at-most-once task of another shape queued first runs first",
+			steps: []step{
+				{joinAhead(1, res(1000, 1000)), nil},
+				{submit(task(1, one)), acts(dispatch(1, 1, 1))},
+				{submit(once(2), task(3, one), task(4, one), task(5, one), task(6, one)), nil},
+				{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
+			},
+			held: map[core.WorkerID][]core.TaskID{1: {3, 4}},
+		},
+		{
+			// Queued earlier, with no fresh task to place: topUp, at
+			// the end of a task, picks the same way.
+			name: "topped up at a task's end: the first queued decides",
+			steps: []step{
+				{joinAhead(1, res(1000, 1000), 0), nil},
+				{submit(task(1, one), task(7, one)), acts(dispatch(1, 1, 1), aheadOf(dispatch(7, 1, 1)))},
+				{submit(gpu(2), task(3, one), task(4, one)), nil},
+				{ok(1, 1, 1), acts(success(1, 1, 1), started(7, 1, 1))},
+				{ok(7, 1, 1), acts(success(7, 1, 1), dispatch(2, 1, 1, 0), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
+			},
+			held: map[core.WorkerID][]core.TaskID{1: {3, 4}},
+		},
+	})
+}
+
+// TestAheadCancelFirst: a held task cancelled lets the one behind it
+// start once it fits, on the worker (which ends the cancelled one at once)
+// and in the core.
+func TestAheadCancelFirst(t *testing.T) {
+	one := res(1000, 100)
+	runAhead(t, 2, []aheadScenario{{
+		name: "the next held task starts when the first is cancelled",
+		steps: []step{
+			{joinAhead(1, res(2500, 1000)), nil},
+			{submit(task(1, one), task(2, one), task(3, one), task(4, res(500, 100))),
+				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
+			{core.CancelTask{Task: 3}, acts(core.Kill{Task: 3, Attempt: 1, Worker: 1})},
+			{finished(3, 1, 1, outcome(core.Cancelled, "cancelled before it started")),
+				acts(done(3, 1, 1, outcome(core.Cancelled, "cancelled")), started(4, 1, 1))},
+		},
+		held:   map[core.WorkerID][]core.TaskID{1: {}},
+		counts: &counts{Running: 3, Finished: 1},
+	}})
+}
+
+// TestAheadNoIdleCores: a task is held only behind tasks that need as
+// much as it does, so that each end there starts the next held task; else
+// cores idle behind it while new tasks are held on other busy workers.
+func TestAheadNoIdleCores(t *testing.T) {
+	two := res(2000, 100)
+	runAhead(t, 2, []aheadScenario{{
+		name: "a task bigger than one running is not held there",
+		steps: []step{
+			{joinAhead(1, res(4000, 1000)), nil},
+			{joinAhead(2, res(1000, 1000)), nil},
+			{submit(task(1, two), task(2, two), task(3, res(1000, 100))),
+				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), dispatch(3, 1, 2))},
+			{submit(task(4, res(4000, 100))), nil},
+			{ok(1, 1, 1), acts(success(1, 1, 1))},
+			{submit(task(5, res(1000, 100))), acts(dispatch(5, 1, 1))},
+		},
+		held: map[core.WorkerID][]core.TaskID{1: {}, 2: {}},
+	}})
+}
+
+// TestAheadOlderWorker: a worker that does not say it holds tasks ahead
+// (an older one, which would start every run at once) is sent none.
+func TestAheadOlderWorker(t *testing.T) {
+	one := res(1000, 100)
+	runAhead(t, 2, []aheadScenario{{
+		name: "only the worker that holds tasks is sent any",
+		steps: []step{
+			{join(1, res(1000, 1000)), nil},
+			{joinAhead(2, res(1000, 1000)), nil},
+			{submit(task(1, one), task(2, one), task(3, one), task(4, one), task(5, one)),
+				acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 2)), aheadOf(dispatch(4, 1, 2)))},
+			{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(5, 1, 1))},
+		},
+		held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {3, 4}},
+		counts: &counts{Running: 4, Finished: 1},
+	}})
+}
+
 // TestAheadNone: with SetAhead(0) (the default) nothing is held.
 func TestAheadNone(t *testing.T) {
 	one := res(1000, 100)
 	runAhead(t, 0, []aheadScenario{{
 		name: "queued, not held",
 		steps: []step{
-			{join(1, res(1000, 1000)), nil},
+			{joinAhead(1, res(1000, 1000)), nil},
 			{submit(task(1, one), task(2, one)), acts(dispatch(1, 1, 1))},
 			{ok(1, 1, 1), acts(success(1, 1, 1), dispatch(2, 1, 1))},
 		},

@@ -126,6 +126,7 @@ type Core struct {
 	short     map[FileID]struct{} // files with fewer copies than they want, for want of workers (see replicate)
 	committed uint64              // checkpoints committed (see checkpoint.go)
 	ckptRetry []FileID            // checkpoints that failed, to ask again at the next Tick
+	starts    []Started           // held tasks started in this step, emitted at its end (promote)
 }
 
 // New returns an empty core.
@@ -256,6 +257,12 @@ func (c *Core) Step(ev Event) []Action {
 // space if a cache freed some, places what it can (see place), and
 // releases the copies no task reads on their worker any more.
 func (c *Core) settle() {
+	if len(c.starts) > 0 {
+		for _, s := range c.starts {
+			c.emit(s)
+		}
+		c.starts = c.starts[:0]
+	}
 	if len(c.files.barred) > 0 {
 		for _, b := range c.files.barred {
 			if t := c.tasks[b.task]; t == nil || t.state != Waiting {
@@ -463,6 +470,8 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 		waiting:  make(map[FileID][]*task),
 		derives:  make(map[FileID][]FileID),
 		tries:    make(map[FileID]int32),
+
+		holdsAhead: ev.HoldsAhead,
 	}
 	sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
 	c.workers[w.id] = w
@@ -746,6 +755,12 @@ func (c *Core) taskFinished(ev TaskFinished) {
 	if t.spec.Role == Instance {
 		c.instanceEnded(t.inst, ev.Outcome, !t.inst.ready)
 		return
+	}
+	if t.isAhead() && ev.Outcome.Kind != Cancelled {
+		// Held ahead, it started and ended before the end that started
+		// it reached the core (reports cross); one cancelled held never
+		// started.
+		c.emit(Started{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id})
 	}
 	c.release(t)
 	if t.spec.Role == Call {

@@ -24,6 +24,9 @@ type WorkerJoined struct {
 	// it can then be adopted too), and stops the others. Instance IDs are
 	// unique across the manager's lives (see SetInstanceBase).
 	Instances []KeptInstance
+	// HoldsAhead: it holds tasks dispatched ahead until they fit
+	// (SetAhead); only such a worker is sent any.
+	HoldsAhead bool
 }
 
 // AttemptRef names one attempt of a task; Instance, for a call, the

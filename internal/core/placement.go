@@ -415,18 +415,19 @@ func (c *Core) release(t *task) {
 		}
 	}
 	delete(w.running, t.spec.ID)
-	if t.isAhead() {
-		c.unhold(t)
-	}
-	if !t.held {
-		return // a call (its instance holds the resources), or held ahead
-	}
-	t.held = false
-	w.free = w.free.Add(t.spec.Resources)
-	if t.spec.Resources.GPUs > 0 {
-		w.gpusFree = append(w.gpusFree, w.gpusOf[t.spec.ID]...)
-		sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
-		delete(w.gpusOf, t.spec.ID)
+	switch {
+	case t.isAhead():
+		c.unhold(t) // the one behind it may fit now: the worker starts it
+	case !t.held:
+		return // a call: its instance holds the resources
+	default:
+		t.held = false
+		w.free = w.free.Add(t.spec.Resources)
+		if t.spec.Resources.GPUs > 0 {
+			w.gpusFree = append(w.gpusFree, w.gpusOf[t.spec.ID]...)
+			sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
+			delete(w.gpusOf, t.spec.ID)
+		}
 	}
 	if len(w.ahead) > 0 {
 		c.promote(w) // as the worker starts them

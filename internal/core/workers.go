@@ -32,6 +32,7 @@ type worker struct {
 	homes        []*family            // families placed here first (see families.go)
 	homesKept    int                  // len(homes) after it was last cleaned
 	ahead        []*task              // dispatched and held beyond its free resources, in order (ahead.go)
+	holdsAhead   bool                 // it may be sent tasks ahead (WorkerJoined.HoldsAhead)
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores

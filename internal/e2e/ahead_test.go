@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/internal/txnlog"
 )
 
 // With --ahead, a busy 1-core worker holds tasks beyond its core. A held
@@ -142,5 +143,57 @@ func TestAheadHeldTasksAfterRestart(t *testing.T) {
 	}
 	if got := fileLines(started); len(got) != 3 {
 		t.Errorf("tasks started %q; want each of the three once", got)
+	}
+}
+
+// TestAheadHeldTaskRunningWhenStarted: a task held ahead is RUNNING (its
+// transaction log record, its start time) when its worker starts it, after
+// the task before it ended, not when it was sent.
+func TestAheadHeldTaskRunningWhenStarted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "txn.jsonl")
+	c := newCluster(t, "--ahead", "2", "--txn-log", path)
+	c.worker("w1", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hs, err := cl.Submit(ctx, named("first", "sleep 0.5"), named("held", "true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if r := waitResult(t, h, time.Minute); !r.OK() {
+			t.Fatalf("%v", r.Err())
+		}
+	}
+	var recs []txnlog.Record
+	waitFor(t, 10*time.Second, "the log to show both tasks done", func() bool {
+		f, err := os.Open(path)
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		recs, _ = txnlog.Read(f)
+		done := 0
+		for _, r := range recs {
+			if r.Event == txnlog.TaskDone {
+				done++
+			}
+		}
+		return done == 2
+	})
+	var got []string
+	names := make(map[uint64]string)
+	for _, r := range recs {
+		switch r.Event {
+		case txnlog.TaskSubmitted:
+			names[r.Task] = r.Name
+		case txnlog.TaskRunning, txnlog.TaskDone:
+			got = append(got, r.Event+" "+names[r.Task])
+		}
+	}
+	want := []string{"task_running first", "task_done first", "task_running held", "task_done held"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("task records of the transaction log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -233,7 +233,8 @@ func (s *state) handle(ev any) {
 			"cores", r.GetCores(), "memory_mb", r.GetMemoryMb(), "disk_mb", r.GetDiskMb(), "gpus", r.GetGpus(),
 			"file_server", ev.sess.fileServer, "cached_files", len(ev.sess.hello.Cache))
 		s.txn(txnlog.Record{Event: txnlog.WorkerJoined, Worker: ev.sess.hello.Name, Cores: r.GetCores(), MemoryMB: r.GetMemoryMb()})
-		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus, Incarnation: ev.sess.hello.Incarnation}
+		joined := core.WorkerJoined{Worker: id, Resources: coreResources(r), GPUs: ev.sess.hello.Gpus, Incarnation: ev.sess.hello.Incarnation,
+			HoldsAhead: ev.sess.hello.HoldsAhead}
 		if h := ev.sess.hello; h.RunId == s.m.runID && (len(h.Running) > 0 || len(h.Instances) > 0) {
 			// Attempts of another run name tasks this one does not know:
 			// the worker stops those itself when it reads the Welcome.
@@ -368,6 +369,21 @@ func (s *state) workerMessage(id core.WorkerID, msg *pb.WorkerMessage) {
 
 func (s *state) step(ev core.Event) { s.execute(s.core.Step(ev), nil) }
 
+// started records that attempt of task starts on sess's worker: when it is
+// dispatched, or, held ahead there, when the core sees it start
+// (core.Started). Its start time, the transaction log's TaskRunning and
+// the client's RUNNING event (not for a rerun to recreate a lost file, nor
+// a call: short, not worth a message) say so.
+func (s *state) started(rec *taskRecord, task core.TaskID, attempt uint32, sess *session, rerun bool) {
+	s.m.index.started(uint64(task), attempt, sess.hello.Name, time.Now())
+	s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(task), Attempt: attempt, Worker: sess.hello.Name,
+		Cores: rec.cores(), Modality: Modalities[modalityOf(rec)]})
+	if !rerun && rec.call() == nil {
+		s.notify(rec, &pb.TaskEvent{TaskId: uint64(task), State: pb.TaskState_TASK_STATE_RUNNING,
+			Attempt: attempt, Worker: sess.hello.Name})
+	}
+}
+
 // execute carries out the core's actions in order. done is the worker's
 // report that caused them, if any: its outputs are committed when the core
 // accepts it and discarded otherwise.
@@ -390,9 +406,9 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			mod := modalityOf(rec)
 			s.dispatched(mod)
 			sess := s.sessions[a.Worker]
-			s.m.index.started(uint64(a.Task), a.Attempt, sess.hello.Name, time.Now())
-			s.txn(txnlog.Record{Event: txnlog.TaskRunning, Task: uint64(a.Task), Attempt: a.Attempt, Worker: sess.hello.Name,
-				Cores: rec.cores(), Modality: Modalities[mod]})
+			if !a.Ahead { // one held ahead starts later (core.Started)
+				s.started(rec, a.Task, a.Attempt, sess, rerun)
+			}
 			var intent journal.Seq
 			// The attempt's number and worker, for a restarted manager to
 			// number the next attempt after it and to adopt it (see
@@ -406,9 +422,9 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.sendAfter(intent, a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Run{Run: &pb.Run{
 				TaskId: uint64(a.Task), Attempt: a.Attempt, Spec: s.runSpec(rec, a), Gpus: a.GPUs, Instance: uint64(a.Instance),
 				IdempotencyKey: idempotencyKey(rec, a.Task), Epoch: s.m.epoch, Ahead: a.Ahead}}})
-			if !rerun && rec.call() == nil { // a call's start is not worth a message: it is short
-				s.notify(rec, &pb.TaskEvent{TaskId: uint64(a.Task), State: pb.TaskState_TASK_STATE_RUNNING,
-					Attempt: a.Attempt, Worker: sess.hello.Name})
+		case core.Started:
+			if rec, sess := s.tasks[a.Task], s.sessions[a.Worker]; rec != nil && sess != nil {
+				s.started(rec, a.Task, a.Attempt, sess, rec.done)
 			}
 		case core.Checkpoint:
 			s.checkpoint(a)
@@ -772,7 +788,7 @@ func (s *state) unplaceableTimeout(ms int64) time.Duration {
 }
 
 func coreResources(r *pb.Resources) core.Resources {
-	return core.Resources{MilliCores: int64(r.GetCores()*1000 + 0.5), MemoryMB: r.GetMemoryMb(), DiskMB: r.GetDiskMb(), GPUs: r.GetGpus()}
+	return core.Resources{MilliCores: proto.MilliCores(r), MemoryMB: r.GetMemoryMb(), DiskMB: r.GetDiskMb(), GPUs: r.GetGpus()}
 }
 
 func protoResources(r core.Resources) *pb.Resources {

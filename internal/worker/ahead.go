@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -23,13 +24,20 @@ import (
 // when the last run held starts.
 const aheadHold = 5 * time.Millisecond
 
+func (s *session) aheadHold() time.Duration {
+	if d := s.w.cfg.aheadHold; d > 0 {
+		return d
+	}
+	return aheadHold
+}
+
 // need is what a run's task takes of the worker's resources, as the
 // manager's core counts it.
 type need struct{ milliCores, memoryMB, diskMB int64 }
 
 func runNeed(run *pb.Run) need {
 	r := run.GetSpec().GetResources()
-	return need{int64(r.GetCores()*1000 + 0.5), r.GetMemoryMb(), r.GetDiskMb()}
+	return need{proto.MilliCores(r), r.GetMemoryMb(), r.GetDiskMb()}
 }
 
 // fitsNow reports whether n fits beside the attempts running (calls run in
@@ -57,12 +65,17 @@ func (s *session) intake(ctx, sctx context.Context, run *pb.Run) {
 }
 
 // startHeld starts the runs held ahead, first first, while the first fits.
+// Once the last has started, the reports held for them (aheadHold) go:
+// the manager needs them now to keep the worker busy.
 func (s *session) startHeld(ctx, sctx context.Context) {
 	for len(s.ahead) > 0 && !s.draining && s.fitsNow(runNeed(s.ahead[0])) {
 		run := s.ahead[0]
 		s.ahead[0] = nil
 		s.ahead = s.ahead[1:]
 		s.startAttempt(ctx, sctx, run)
+		if len(s.ahead) == 0 {
+			s.held.flush(s.post)
+		}
 	}
 }
 

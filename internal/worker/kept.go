@@ -76,6 +76,23 @@ func (k *kept) end(key attemptKey, r *running, msg *pb.WorkerMessage) {
 	}
 }
 
+// report takes msg, the report of an attempt of manager run runID that
+// ended while its session held the report (heldReports.keep), for the
+// session connected next.
+func (k *kept) report(runID string, ref *pb.RunningAttempt, msg *pb.WorkerMessage) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.runID != runID {
+		k.dropLocked()
+		k.runID = runID
+	}
+	k.ended = append(k.ended, keptReport{ref, msg})
+	select {
+	case k.signal <- struct{}{}:
+	default:
+	}
+}
+
 // list says, for a Hello, which attempts the worker runs or has reports
 // of, and the run they belong to.
 func (k *kept) list() (runID string, refs []*pb.RunningAttempt) {

@@ -121,3 +121,56 @@ func waitBoxes(t *testing.T, w *Worker, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSessionHeldReportKept: a task's report held while runs sent ahead
+// wait (aheadHold) is not lost when the connection breaks: the next Hello
+// lists the attempt, and the next session sends its report.
+func TestSessionHeldReportKept(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.aheadHold = time.Hour })
+	m, _ := h.connectRun(t, "run1", 1)
+	gate := filepath.Join(t.TempDir(), "go")
+	m.send(t, cores(runEpoch(1, waitFor(gate), 1), 4, false))
+	started := gate + ".2"
+	m.send(t, cores(runEpoch(2, "touch "+started+"; "+waitFor(gate+".never"), 1), 4, true))
+	m.send(t, cores(runEpoch(3, "true", 1), 4, true))
+	waitBoxes(t, h.w, 1)
+	if err := os.WriteFile(gate, []byte("one\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, started) // 1 ended (its report held: 3 waits behind 2) and 2 started
+	m.Close()
+
+	m2, hello := h.connectRun(t, "run1", 2)
+	want := []*pb.RunningAttempt{{TaskId: 1, Attempt: 1, Epoch: 1}, {TaskId: 2, Attempt: 1, Epoch: 1}}
+	if diff := cmp.Diff(want, sortedRefs(hello.Running), protocmp.Transform()); diff != "" {
+		t.Fatalf("hello running mismatch (-want +got):\n%s", diff)
+	}
+	for {
+		if d := m2.next(t).GetDone(); d != nil {
+			if d.TaskId != 1 || d.Epoch != 1 || string(d.Outcome.GetStdout()) != "one\n" {
+				t.Errorf("report %v; want task 1's success of epoch 1 printing one", d)
+			}
+			break
+		}
+	}
+	m2.send(t, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: 2, Attempt: 1}}})
+	for m2.next(t).GetDone().GetTaskId() != 2 { // ended before the worker stops
+	}
+}
+
+// waitFile waits until file exists.
+func waitFile(t *testing.T, file string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(file); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear in 20s", file)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -313,7 +313,7 @@ func (s *session) ended(ev event) {
 		s.attemptEnded(ev)
 	case evLibraryEnded:
 		s.reportEvicted()
-		s.held.add(ev.msg) // after what is held: the ends of its calls
+		s.held.add(ev.msg, heldRef{}) // after what is held: the ends of its calls
 		s.held.flush(s.post)
 	case evLibraryStarted:
 		s.post(ev.msg)
@@ -344,8 +344,8 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 		key := attemptKey{x.Kill.TaskId, x.Kill.Attempt}
 		if r := s.attempts[key]; r != nil {
 			r.cancel()
-		} else if len(s.ahead) > 0 {
-			s.killHeld(key)
+		} else if len(s.ahead) > 0 && s.killHeld(key) {
+			s.startHeld(ctx, sctx) // the next may fit now
 		}
 	case *pb.ManagerMessage_Fetch:
 		// Held from now until a Release, so that the tasks the manager
@@ -457,7 +457,11 @@ func (s *session) attemptEnded(ev evAttemptEnded) {
 	}
 	full := false
 	if msg := reportMessage(r, ev); msg != nil {
-		full = s.held.add(msg)
+		var ref heldRef
+		if r != nil {
+			ref = heldRef{r.epoch, r.instance}
+		}
+		full = s.held.add(msg, ref)
 	}
 	switch {
 	case ev.libDead && !full:
@@ -466,7 +470,7 @@ func (s *session) attemptEnded(ev evAttemptEnded) {
 		// Runs sent ahead wait here, more than the one that starts now:
 		// the manager needs no report to keep this worker busy, and the
 		// reports of several go in one message (ahead.go).
-		s.held.armFor(aheadHold)
+		s.held.armFor(s.aheadHold())
 	case r == nil || !r.call || s.calls == 0 || full:
 		s.held.flush(s.post)
 	default:
@@ -577,6 +581,9 @@ func (s *session) lost(err error) error {
 		s.w.leases.keep(msg, s)
 	}
 	insts := s.w.libs.detach(s, s.runID)
+	if s.runID != "" {
+		s.held.keep(s.w.kept, s.runID, insts) // ended, their reports not sent: as kept attempts' ends
+	}
 	for key, r := range s.attempts {
 		switch {
 		case r.kept: // the pool's still: not started here

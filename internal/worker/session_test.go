@@ -408,6 +408,16 @@ func TestSessionAhead(t *testing.T) {
 			{send: kill(1)},
 			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
 		}},
+		{"a held run killed lets the next held start", []step{
+			{send: cores(run(1, "sleep 30"), 2, false)},
+			{send: cores(run(2, "echo two"), 4, true)},
+			{send: cores(run(3, "echo three"), 1, true)},
+			{send: kill(2)},
+			{want: done(2, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+			{want: ok(3, "three\n")}, // beside 1, which runs on
+			{send: kill(1)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+		}},
 		{"a drain hands held runs back", []step{
 			{send: cores(run(1, "sleep 0.3; echo slept"), 4, false)},
 			{send: cores(run(2, "true"), 1, true)},
@@ -429,7 +439,7 @@ func TestSessionHello(t *testing.T) {
 	defer cancel()
 	h := startWorker(t, ctx, nil)
 	_, hello := h.connect(t, 60_000)
-	want := &pb.Hello{Name: "w1", Resources: &pb.Resources{Cores: 4, MemoryMb: 1024, DiskMb: 1024}}
+	want := &pb.Hello{Name: "w1", Resources: &pb.Resources{Cores: 4, MemoryMb: 1024, DiskMb: 1024}, HoldsAhead: true}
 	if diff := cmp.Diff(want, hello, protocmp.Transform(), protocmp.IgnoreFields(&pb.Hello{}, "protocol", "file_server", "version", "incarnation")); diff != "" {
 		t.Errorf("hello mismatch (-want +got):\n%s", diff)
 	}

@@ -64,6 +64,8 @@ type Config struct {
 	// the worker started when the worker dies (sandbox.ServeGuard); nil
 	// runs none.
 	Guard []string
+	// aheadHold, when set, replaces the const aheadHold (tests).
+	aheadHold time.Duration
 }
 
 // ErrRefused is returned by Run when the manager refuses the worker for
@@ -304,7 +306,7 @@ func (w *Worker) authorize(h http.Header) { h.Set("Authorization", "Bearer "+w.c
 
 func (w *Worker) hello() *pb.Hello {
 	r := w.cfg.Resources
-	h := &pb.Hello{Protocol: proto.Protocol, Name: w.cfg.Name, Version: w.cfg.Version,
+	h := &pb.Hello{Protocol: proto.Protocol, Name: w.cfg.Name, Version: w.cfg.Version, HoldsAhead: true,
 		Resources: &pb.Resources{Cores: float64(r.MilliCores) / 1000, MemoryMb: r.MemoryMB, DiskMb: r.DiskMB, Gpus: int64(len(r.GPUs))}}
 	for _, g := range r.GPUs {
 		h.Gpus = append(h.Gpus, int32(g.Index))

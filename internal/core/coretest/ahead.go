@@ -26,10 +26,19 @@ func (s *sim) checkAhead(a core.Dispatch, t *simTask, w *simWorker) {
 		s.failf("Dispatch %+v ahead of a task that may not be held (role %v, %d GPUs, at most once %v)", a, t.spec.Role, need.GPUs, t.spec.AtMostOnce)
 	case !w.total.Fits(need):
 		s.failf("Dispatch %+v ahead to worker %d, which could never run it (%v of %v)", a, w.id, need, w.total)
+	case !w.ahead:
+		s.failf("Dispatch %+v ahead to worker %d, which did not say it holds tasks (an older worker would start it at once)", a, w.id)
 	case len(w.held) >= s.cfg.Ahead:
 		s.failf("Dispatch %+v ahead to worker %d, which holds %d already, the most", a, w.id, len(w.held))
 	case len(w.insts) > 0:
 		s.failf("Dispatch %+v ahead to worker %d, which hosts library instances", a, w.id)
+	}
+	for _, x := range w.running {
+		if !x.spec.Resources.Fits(need) {
+			// An end there might not start it: cores would idle while
+			// tasks are held on other workers.
+			s.failf("Dispatch %+v ahead (needs %v) to worker %d, where task %d needs less (%v)", a, need, w.id, x.spec.ID, x.spec.Resources)
+		}
 	}
 	if s.cfg.dataOn() || s.cfg.libsOn() {
 		return // tasks and instances staging hold resources the model does not see
@@ -46,6 +55,9 @@ func (s *sim) checkAhead(a core.Dispatch, t *simTask, w *simWorker) {
 func (s *sim) startHeld() {
 	for _, w := range s.live {
 		s.startOn(w)
+		if slices.ContainsFunc(w.held, func(t *simTask) bool { return t.killed }) {
+			continue // the core learns what started once the killed one's report comes
+		}
 		got := s.c.Ahead(w.id)
 		want := make([]core.TaskID, len(w.held))
 		for i, t := range w.held {
@@ -58,18 +70,35 @@ func (s *sim) startHeld() {
 }
 
 // startOn starts the held tasks of w that fit, first first, unless w drains.
+// A killed one has ended there (its report is on its way: heldKills): the
+// next starts if it fits, as on a real worker.
 func (s *sim) startOn(w *simWorker) {
-	for !w.draining && len(w.held) > 0 {
-		t := w.held[0]
+	for i := 0; !w.draining && i < len(w.held); {
+		t := w.held[i]
+		if t.killed {
+			i++
+			continue
+		}
 		used := w.used.Add(t.spec.Resources)
 		if !w.total.Fits(used) {
 			return
 		}
-		w.held = w.held[1:]
+		w.held = slices.Delete(w.held, i, i+1)
 		s.heldN--
 		t.held = false
 		w.used = used
 		t.runPos = len(s.running)
 		s.running = append(s.running, t)
+	}
+}
+
+// reportHeldKill sends the report of the first held task killed: a real
+// worker ends it cancelled at once, without starting it.
+func (s *sim) reportHeldKill() {
+	ref := s.heldKills[0]
+	s.heldKills = s.heldKills[1:]
+	if t := s.task(ref.task); t.held && t.killed && t.attempt == ref.attempt && t.worker.id == ref.worker {
+		s.do(core.TaskFinished{Task: ref.task, Attempt: ref.attempt, Worker: ref.worker,
+			Outcome: core.Outcome{Kind: core.Cancelled, Message: "cancelled before it started (held ahead)"}})
 	}
 }

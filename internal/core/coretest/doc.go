@@ -80,12 +80,16 @@
 //
 // With Config.Ahead set (core.SetAhead), the fake workers hold the tasks
 // dispatched ahead in order, start the first as soon as it fits beside what
-// runs, and hand them back when they drain, as real workers do. The model
-// checks each held dispatch (a plain task without GPUs that is not
-// at-most-once, on a worker that could run it, hosts no library instance
-// and holds fewer than Ahead; and, where it sees every reservation, no open
-// worker had room for it), that the core's list of held tasks on each
-// worker (Core.Ahead) is the worker's, in order, after every step, and
+// runs, end a held task that is killed at once (cancelled, never started:
+// the next held one starts if it fits), and hand them back when they drain,
+// as real workers do; one in four random workers is an older one that says
+// it holds none (WorkerJoined.HoldsAhead). The model checks each held
+// dispatch (a plain task without GPUs that is not at-most-once, on a worker
+// that holds tasks, could run it, hosts no library instance, holds fewer
+// than Ahead, and runs or holds no task that needs less than it; and, where
+// it sees every reservation, no open worker had room for it), each Started
+// (an attempt dispatched ahead there), that the core's list of held tasks on
+// each worker (Core.Ahead) is the worker's, in order, after every step, and
 // every invariant above with held tasks lost, cancelled and handed back.
 // A Tick may top up held lists (Stats.TickHeld), never place a task that
 // fits a free core.

@@ -302,7 +302,7 @@ func RunGraph(tb testing.TB, cfg GraphConfig, p core.Placement) GraphResult {
 	for i := range workers {
 		id := core.WorkerID(i + 1)
 		holds[id] = make(map[core.FileID]bool)
-		step(core.WorkerJoined{Worker: id, Resources: core.Resources{MilliCores: int64(cores) * 1000, MemoryMB: int64(cores) * 1000}})
+		step(core.WorkerJoined{Worker: id, Resources: core.Resources{MilliCores: int64(cores) * 1000, MemoryMB: int64(cores) * 1000}, HoldsAhead: true})
 	}
 	var decl []core.FileSpec
 	for f := range sizes {

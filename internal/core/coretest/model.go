@@ -77,6 +77,7 @@ type simWorker struct {
 	reserved int64   // bytes reserved by the fetches to it in flight (Config.BoundedCaches)
 	insts    map[core.InstanceID]*simInst
 	held     []*simTask // dispatched ahead, not started, in order (ahead.go)
+	ahead    bool       // it holds tasks dispatched ahead (WorkerJoined.HoldsAhead)
 }
 
 type fileInfo struct {
@@ -142,6 +143,7 @@ func (s *sim) expect(ev core.Event) {
 			running: make(map[core.TaskID]*simTask),
 			insts:   make(map[core.InstanceID]*simInst),
 			livePos: len(s.live),
+			ahead:   ev.HoldsAhead,
 		}
 		s.workers[w.id] = w
 		s.live = append(s.live, w)
@@ -390,6 +392,12 @@ func (s *sim) apply(a core.Action) {
 			t.parked = false
 		}
 		s.applyDispatch(a)
+	case core.Started:
+		// Its worker started it (or starts it after this step: startHeld)
+		// as the resources of a task that ended there freed.
+		if t := s.task(a.Task); t == nil || t.worker == nil || t.worker.id != a.Worker || t.attempt != a.Attempt {
+			s.failf("Started %+v of an attempt not dispatched ahead there", a)
+		}
 	case core.Kill:
 		t := s.task(a.Task)
 		if t == nil || t.worker == nil || t.attempt != a.Attempt || t.worker.id != a.Worker {
@@ -400,6 +408,9 @@ func (s *sim) apply(a core.Action) {
 		}
 		t.killed = true
 		s.stats.Kills++
+		if t.held {
+			s.heldKills = append(s.heldKills, attemptRef{t.spec.ID, t.attempt, t.worker.id})
+		}
 	case core.Requeued:
 		t := s.task(a.Task)
 		if t != nil && t.worker == nil && t.attempt == a.Attempt && (!t.done || t.rerunning) && a.Reason.Kind == core.ResourceExceeded && s.cfg.BoundedCaches {

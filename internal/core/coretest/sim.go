@@ -328,11 +328,12 @@ type sim struct {
 	pendingJoins int          // workers to add, replacing lost and drained ones
 	leaving      []*simWorker // drained and idle: leave next
 
-	running []*simTask
-	heldN   int          // tasks held ahead on their workers (ahead.go), not in running
-	unknown []*simTask   // at-most-once tasks in unknown, oldest first (some cancelled since)
-	history []attemptRef // ended attempts, a ring
-	histPos int
+	running   []*simTask
+	heldN     int          // tasks held ahead on their workers (ahead.go), not in running
+	heldKills []attemptRef // held tasks killed: their workers ended them, the reports are on their way (ahead.go)
+	unknown   []*simTask   // at-most-once tasks in unknown, oldest first (some cancelled since)
+	history   []attemptRef // ended attempts, a ring
+	histPos   int
 
 	// Expectations for the current step.
 	fates      map[core.TaskID]*fate
@@ -420,9 +421,10 @@ var (
 func (s *sim) standardWorker() core.WorkerJoined {
 	s.nextWorker++
 	ev := core.WorkerJoined{
-		Worker:    s.nextWorker,
-		Resources: core.Resources{MilliCores: 16000, MemoryMB: 65536, DiskMB: 100_000, GPUs: 4},
-		GPUs:      []int32{0, 1, 2, 3},
+		Worker:     s.nextWorker,
+		Resources:  core.Resources{MilliCores: 16000, MemoryMB: 65536, DiskMB: 100_000, GPUs: 4},
+		GPUs:       []int32{0, 1, 2, 3},
+		HoldsAhead: true,
 	}
 	if s.cfg.dataOn() && !s.cfg.BoundedCaches {
 		ev.Resources.DiskMB *= 1000 // see BoundedCaches
@@ -434,7 +436,8 @@ func (s *sim) randomWorker() core.WorkerJoined {
 	s.nextWorker++
 	r := s.rng
 	ev := core.WorkerJoined{
-		Worker: s.nextWorker,
+		Worker:     s.nextWorker,
+		HoldsAhead: s.nextWorker%4 != 0, // one in four an older worker, which holds none
 		Resources: core.Resources{
 			MilliCores: pick(r, workerCores),
 			MemoryMB:   pick(r, workerMemory),
@@ -654,6 +657,8 @@ func (s *sim) faultStep() {
 func (s *sim) progress() {
 	r := s.rng
 	switch {
+	case len(s.heldKills) > 0:
+		s.reportHeldKill()
 	case len(s.leaving) > 0:
 		w := s.leaving[0]
 		s.leaving = s.leaving[1:]
@@ -784,6 +789,10 @@ func (s *sim) drainWorker() {
 			s.do(core.WorkerDraining{Worker: w.id})
 			for len(w.held) > 0 && !w.gone { // as a real worker does at once (held runs never started)
 				t := w.held[0]
+				if t.killed { // ended before the drain: its report comes first
+					s.reportHeldKill()
+					continue
+				}
 				s.do(core.TaskReturned{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id})
 			}
 			return

@@ -5138,7 +5138,11 @@ type Hello struct {
 	// Library instances still running that a manager of run run_id started
 	// before the connection broke: a manager that restarted with its
 	// journal adopts them (and the calls running in them), or stops them.
-	Instances     []*KeptInstance `protobuf:"bytes,140,rep,name=instances,proto3" json:"instances,omitempty"`
+	Instances []*KeptInstance `protobuf:"bytes,140,rep,name=instances,proto3" json:"instances,omitempty"`
+	// It holds runs sent ahead (Run.ahead) until they fit, as the manager's
+	// --ahead expects: a worker that does not say so (an older one, which
+	// would start every run at once) is sent none.
+	HoldsAhead    bool `protobuf:"varint,350,opt,name=holds_ahead,json=holdsAhead,proto3" json:"holds_ahead,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -5255,6 +5259,13 @@ func (x *Hello) GetInstances() []*KeptInstance {
 		return x.Instances
 	}
 	return nil
+}
+
+func (x *Hello) GetHoldsAhead() bool {
+	if x != nil {
+		return x.HoldsAhead
+	}
+	return false
 }
 
 type RunningAttempt struct {
@@ -7715,7 +7726,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12*\n" +
 	"\x04kind\x18\x03 \x01(\x0e2\x16.trellis.v1.ResultKindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
-	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xaf\x03\n" +
+	"\x06stderr\x18\x05 \x01(\fR\x06stderr\"\xd1\x03\n" +
 	"\x05Hello\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\rR\bprotocol\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x123\n" +
@@ -7729,7 +7740,9 @@ const file_trellis_proto_rawDesc = "" +
 	"\vincarnation\x182 \x01(\tR\vincarnation\x124\n" +
 	"\arunning\x183 \x03(\v2\x1a.trellis.v1.RunningAttemptR\arunning\x12\x15\n" +
 	"\x06run_id\x184 \x01(\tR\x05runId\x127\n" +
-	"\tinstances\x18\x8c\x01 \x03(\v2\x18.trellis.v1.KeptInstanceR\tinstances\"v\n" +
+	"\tinstances\x18\x8c\x01 \x03(\v2\x18.trellis.v1.KeptInstanceR\tinstances\x12 \n" +
+	"\vholds_ahead\x18\xde\x02 \x01(\bR\n" +
+	"holdsAhead\"v\n" +
 	"\x0eRunningAttempt\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x14\n" +
