@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -20,8 +21,11 @@ type attemptKey struct {
 
 // running is an attempt in progress, owned by the session loop.
 type running struct {
-	cancel   context.CancelFunc
-	handBack bool   // killed to be returned, not to be reported as done
+	cancel context.CancelFunc
+	// handBack: killed to be returned, not reported as done. Atomic: a kept
+	// attempt's new session sets it while the broken session's waitKept
+	// reads it for the report.
+	handBack atomic.Bool
 	call     bool   // a function call
 	instance uint64 // a call's library instance
 	epoch    uint64 // of its Run: its report carries it back
@@ -505,7 +509,7 @@ func (s *session) drain() {
 func (s *session) handBackAll() {
 	s.handBackHeld()
 	for _, r := range s.attempts {
-		r.handBack = true
+		r.handBack.Store(true)
 		r.cancel()
 	}
 }
@@ -588,7 +592,7 @@ func (s *session) lost(err error) error {
 		switch {
 		case r.kept: // the pool's still: not started here
 			delete(s.attempts, key)
-		case !r.handBack && s.runID != "" && (!r.call || insts[r.instance]):
+		case !r.handBack.Load() && s.runID != "" && (!r.call || insts[r.instance]):
 			s.w.kept.keep(s.runID, key, r)
 			keeping = true
 		default:
@@ -647,10 +651,10 @@ func reportMessage(r *running, ev evAttemptEnded) *pb.WorkerMessage {
 	if ev.outcome == nil {
 		return nil
 	}
-	if ev.back != nil && (r == nil || !r.handBack) {
+	if ev.back != nil && (r == nil || !r.handBack.Load()) {
 		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: ev.back}}
 	}
-	if r != nil && r.handBack || ev.returned {
+	if r != nil && r.handBack.Load() || ev.returned {
 		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: ev.key.task, Attempt: ev.key.attempt}}}
 	}
 	d := &pb.AttemptDone{TaskId: ev.key.task, Attempt: ev.key.attempt, Outcome: ev.outcome}
