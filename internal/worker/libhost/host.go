@@ -54,9 +54,10 @@ type Spec struct {
 	// Cores limits the library's CPU time to this many cores where Warden
 	// enforces CPU; 0 means no limit.
 	Cores float64
-	// CPUQuota says that Warden enforces Cores for the library
-	// (sandbox.Warden.LimitsCPU): only then does it get GOMAXPROCS of its
-	// cores.
+	// CPUQuota says that Warden enforces Cores for the library: only then
+	// does it get GOMAXPROCS of its cores. The worker sets it from
+	// sandbox.Warden.LimitsCPU; a field, not derived here, so that a test
+	// can try both cases on any machine.
 	CPUQuota bool
 	// Warden contains the library's processes (sandbox.Warden); nil
 	// contains them by process group and parent-death signal only.

@@ -428,7 +428,8 @@ func (c *cell) openMemoryV1(dir string, above *oomNotes) error {
 // but not for a shortage of the whole host. n counts what was read from it.
 type oomNotes struct {
 	fd int
-	n  atomic.Int64
+	mu sync.Mutex // a read and its sum together: concurrent counts never see an old sum after another drained the eventfd
+	n  int64
 }
 
 // registerOOM hears of the out-of-memory events of the v1 memory cgroup
@@ -450,11 +451,13 @@ func registerOOM(dir string, oomFD int) (*oomNotes, error) {
 // reads what came since the last read without blocking; safe for
 // concurrent use.
 func (o *oomNotes) count() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	var b [8]byte
 	if n, err := syscall.Read(o.fd, b[:]); err == nil && n == len(b) {
-		return o.n.Add(int64(binary.NativeEndian.Uint64(b[:])))
+		o.n += int64(binary.NativeEndian.Uint64(b[:]))
 	}
-	return o.n.Load()
+	return o.n
 }
 
 // close closes the eventfd (nil: nothing); the kernel then drops the

@@ -112,14 +112,13 @@ func (g *guard) send(lines string) {
 func (g *guard) wait() {
 	g.waitErr = g.cmd.Wait()
 	g.mu.Lock()
-	died := g.err == nil
-	if died {
+	if g.err == nil {
 		g.err = errGuardExited
-	}
-	g.mu.Unlock()
-	if died {
+		// Logged under the lock, as send does: once alive reports false,
+		// the line is written.
 		g.log.Error("the guard process exited while the worker runs: tasks started from now on get the parent-death signal instead, but if this worker is killed, the processes of the tasks already running will outlive it", "guard_pid", g.cmd.Process.Pid, "err", g.waitErr)
 	}
+	g.mu.Unlock()
 	close(g.exited)
 }
 
@@ -144,7 +143,11 @@ func (g *guard) close() error {
 	g.pipe.Close()
 	g.err = errGuardClosed
 	g.mu.Unlock()
-	if prior == errGuardClosed || prior == errGuardExited {
+	switch prior {
+	case errGuardExited:
+		<-g.exited // at once: wait is done but for closing it
+		return nil
+	case errGuardClosed:
 		return nil
 	}
 	t := time.NewTimer(2 * guardWait)
