@@ -937,7 +937,7 @@ func (s *sim) checkPlacement() {
 	for _, t := range shapes {
 		if infos != nil {
 			for _, info := range infos {
-				if !info.Draining && info.Free.Fits(t.spec.Resources) && len(s.workers[info.ID].held) == 0 {
+				if !info.Draining && info.Free.Fits(t.spec.Resources) {
 					state, attempt, _ := s.c.TaskState(t.spec.ID)
 					s.failf("task %d (%s, attempt %d, inputs %v, needs %v) is ready and fits worker %d (free %v) but was not placed",
 						t.spec.ID, state, attempt, t.deps, t.spec.Resources, info.ID, info.Free)
@@ -946,7 +946,7 @@ func (s *sim) checkPlacement() {
 			continue
 		}
 		for _, w := range s.live {
-			if !w.draining && w.total.Sub(w.used).Fits(t.spec.Resources) && len(w.held) == 0 {
+			if !w.draining && w.total.Sub(w.used).Fits(t.spec.Resources) {
 				s.failf("task %d is ready and fits worker %d (free %v) but was not placed", t.spec.ID, w.id, w.total.Sub(w.used))
 			}
 		}
