@@ -14,14 +14,17 @@ package core
 //     temp file (graph-aware placement decides where those run: mayHold),
 //     fits the worker's total resources and needs no fetch (its inputs
 //     travel inline, or the core has never seen them) is held; and only on an
-//     open worker that runs plain tasks alone, with none staging. While a
-//     worker holds a task nothing else is placed there (fits): so every
-//     resource the core reserves on it is for a task the worker runs, and
-//     the worker's own count of them (internal/worker) decides what the
-//     core decides: the first held task starts once it fits. A task is
-//     held on a worker only if it needs no more than each task there,
-//     running or held (holdsOn): so each end starts the next held task,
-//     and no core idles behind one that does not fit.
+//     open worker that runs plain tasks alone, with none staging and no
+//     free cores (holdsOn). While a worker holds a task nothing else is
+//     placed there (fits): so every resource the core reserves on it is
+//     for a task the worker runs, and the worker's own count of them
+//     (internal/worker) decides what the core decides: the first held
+//     task starts once it fits. A task is held on a worker only if it
+//     needs no more than each task there, running or held (holdsOn): so
+//     each end starts the next held task, and no core idles behind one
+//     that does not fit (but for what is left of an end after a held
+//     task took part of it, which may be too small for the next held
+//     one: 1.5- and 1-core tasks held behind a 2-core one).
 //   - A worker holds only the task it would take next of all those queued
 //     that could run on it (aheadPick, by priority and order; GPU tasks
 //     where it has GPUs): while that one may not be held (a GPU or
@@ -111,9 +114,12 @@ func (c *Core) mayHold(t *task) bool {
 	return len(c.famOf) == 0 || c.famOf[s.ID] == nil // nor a family's member (one whose uploaded outputs a task reads)
 }
 
-// holdsOn reports whether w may hold t ahead now.
+// holdsOn reports whether w may hold t ahead now. Not while w has free
+// cores: a worker that holds tasks takes nothing else (fits), so a scrap
+// of cores its first held task cannot use would idle there while a
+// smaller task waits, or is held on another busy worker.
 func (c *Core) holdsOn(t *task, w *worker) bool {
-	if w.index < 0 || w.draining || !w.holdsAhead || len(w.ahead) >= c.ahead || !w.total.Fits(t.spec.Resources) {
+	if w.index < 0 || w.draining || !w.holdsAhead || len(w.ahead) >= c.ahead || !w.total.Fits(t.spec.Resources) || w.free.MilliCores > 0 {
 		return false
 	}
 	for _, r := range w.running {

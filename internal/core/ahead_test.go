@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -241,19 +242,39 @@ func TestAheadOrder(t *testing.T) {
 // start once it fits, on the worker (which ends the cancelled one at once)
 // and in the core.
 func TestAheadCancelFirst(t *testing.T) {
-	one := res(1000, 100)
-	runAhead(t, 2, []aheadScenario{{
+	one, most := res(1000, 100), res(600, 100)
+	runAhead(t, 3, []aheadScenario{{
 		name: "the next held task starts when the first is cancelled",
 		steps: []step{
-			{joinAhead(1, res(2500, 1000)), nil},
-			{submit(task(1, one), task(2, one), task(3, one), task(4, res(500, 100))),
-				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)))},
-			{core.CancelTask{Task: 3}, acts(core.Kill{Task: 3, Attempt: 1, Worker: 1})},
-			{finished(3, 1, 1, outcome(core.Cancelled, "cancelled before it started")),
-				acts(done(3, 1, 1, outcome(core.Cancelled, "cancelled")), started(4, 1, 1))},
+			{joinAhead(1, res(2000, 1000)), nil},
+			// Held 3, 4 and 5, each needing no more than the one before.
+			{submit(task(1, one), task(2, one), task(3, most), task(4, res(500, 100)), task(5, res(400, 100))),
+				acts(dispatch(1, 1, 1), dispatch(2, 1, 1), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 1)), aheadOf(dispatch(5, 1, 1)))},
+			// 1's end starts 3; the 0.4 cores left wait for 4, which is first.
+			{ok(1, 1, 1), acts(success(1, 1, 1), started(3, 1, 1))},
+			{core.CancelTask{Task: 4}, acts(core.Kill{Task: 4, Attempt: 1, Worker: 1})},
+			{finished(4, 1, 1, outcome(core.Cancelled, "cancelled before it started")),
+				acts(done(4, 1, 1, outcome(core.Cancelled, "cancelled")), started(5, 1, 1))},
 		},
 		held:   map[core.WorkerID][]core.TaskID{1: {}},
-		counts: &counts{Running: 3, Finished: 1},
+		counts: &counts{Running: 3, Finished: 2},
+	}})
+}
+
+// TestAheadNoCoreScrap: a worker with free cores holds nothing, as it
+// takes nothing else while it holds a task: a task that does not fit the
+// scrap would keep a smaller one that fits off those cores.
+func TestAheadNoCoreScrap(t *testing.T) {
+	one, half := res(1000, 100), res(500, 100)
+	runAhead(t, 2, []aheadScenario{{
+		name: "a task that fits the scrap runs there",
+		steps: []step{
+			{joinAhead(1, res(2500, 1000)), nil},
+			{submit(task(1, one), task(2, one)), acts(dispatch(1, 1, 1), dispatch(2, 1, 1))},
+			{submit(task(3, one)), nil}, // 0.5 cores free: not held
+			{submit(task(4, half)), acts(dispatch(4, 1, 1))},
+		},
+		held: map[core.WorkerID][]core.TaskID{1: {}},
 	}})
 }
 
@@ -375,6 +396,7 @@ func TestSimulationAhead(t *testing.T) {
 		}
 	}
 	for _, sc := range rows {
+		var held, fetches atomic.Int64 // over the scenario's seeds
 		t.Run(sc.name, func(t *testing.T) {
 			for _, seed := range seeds() {
 				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
@@ -386,13 +408,17 @@ func TestSimulationAhead(t *testing.T) {
 					cfg.Trace = trace()
 					stats := coretest.Run(t, cfg)
 					t.Logf("seed %d: %d of %d dispatches held ahead; %v", seed, stats.Held, stats.Dispatches, stats)
-					if stats.Held == 0 && stats.Fetches == 0 {
-						// (With data most tasks read staged inputs and
-						// are never held: a seed may hold none.)
-						t.Errorf("seed %d: no task was held ahead: the rules were not exercised", seed)
-					}
+					held.Add(int64(stats.Held))
+					fetches.Add(int64(stats.Fetches))
 				})
 			}
 		})
+		if held.Load() == 0 && fetches.Load() == 0 && *seedFlag == 0 {
+			// A seed may hold none: with data most tasks read staged
+			// inputs, and a worker with a scrap of free cores holds
+			// nothing (holdsOn); but each scenario must hold some.
+			// (Not checked when -seed reruns one seed.)
+			t.Errorf("%s: no task was held ahead in seeds %v: the rules were not exercised", sc.name, seeds())
+		}
 	}
 }

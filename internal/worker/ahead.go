@@ -94,10 +94,12 @@ func (s *session) killHeld(key attemptKey) bool {
 }
 
 // handBackHeld returns every run held ahead to the manager, which places
-// it again: the worker drains, or stops.
+// it again: the worker drains, or stops. The reports held for them
+// (aheadHold) go too: nothing is held now.
 func (s *session) handBackHeld() {
 	for _, run := range s.ahead {
 		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: run.TaskId, Attempt: run.Attempt}}})
 	}
 	s.ahead = nil
+	s.held.flush(s.post)
 }

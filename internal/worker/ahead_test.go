@@ -39,3 +39,40 @@ func writeGate(t *testing.T, file, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestAheadDrainSendsHeldReports: a drain hands the runs held ahead back
+// and sends the reports held for them at once, not when the hold ends or
+// the attempts still running end.
+func TestAheadDrainSendsHeldReports(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.aheadHold = time.Hour })
+	m, _ := h.connect(t, 60_000)
+	gate := filepath.Join(t.TempDir(), "go")
+	started := gate + ".3.started"
+	m.send(t, cores(run(1, waitFor(gate)), 2, false))
+	m.send(t, cores(run(2, waitFor(gate+".2")), 2, false))
+	m.send(t, cores(run(3, "touch "+started+"; "+waitFor(gate+".3")), 1, true)) // held: 1 and 2 take every core
+	m.send(t, cores(run(4, "true"), 4, true))
+	waitBoxes(t, h.w, 2)
+	writeGate(t, gate, "one\n")
+	waitFile(t, started) // 1 ended (its report held: 4 waits behind 2 and 3) and 3 started
+	h.w.Drain()
+	if got := m.next(t); got.GetDraining() == nil {
+		t.Fatalf("got %v; want Draining", got)
+	}
+	if got := m.next(t).GetReturned(); got.GetTaskId() != 4 {
+		t.Fatalf("got %v; want task 4 returned", got)
+	}
+	// 2 and 3 still run: 1's report must not wait for them.
+	if got := m.next(t).GetDone(); got.GetTaskId() != 1 || string(got.Outcome.GetStdout()) != "one\n" {
+		t.Fatalf("got %v; want task 1's report", got)
+	}
+	writeGate(t, gate+".2", "two\n")
+	writeGate(t, gate+".3", "three\n")
+	for range 2 { // ended before the worker stops
+		if got := m.next(t).GetDone(); got.GetTaskId() != 2 && got.GetTaskId() != 3 {
+			t.Fatalf("got %v; want the report of task 2 or 3", got)
+		}
+	}
+}

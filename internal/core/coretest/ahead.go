@@ -15,7 +15,8 @@ import (
 
 // checkAhead checks a Dispatch with Ahead of t to w: the core may hold t
 // there, and (without staging, so that the model knows every reservation)
-// no open worker had room for it.
+// no open worker had room for it, one that holds tasks included: each has
+// started the held tasks that what the step freed there let start.
 func (s *sim) checkAhead(a core.Dispatch, t *simTask, w *simWorker) {
 	s.startOn(w) // what the step freed there started when it freed, before this came
 	need := t.spec.Resources
@@ -44,7 +45,8 @@ func (s *sim) checkAhead(a core.Dispatch, t *simTask, w *simWorker) {
 		return // tasks and instances staging hold resources the model does not see
 	}
 	for _, x := range s.live {
-		if !x.draining && len(x.held) == 0 && x.total.Sub(x.used).Fits(need) {
+		s.startOn(x) // as on w: else another worker's held task, started this step, looks like room
+		if !x.draining && x.total.Sub(x.used).Fits(need) {
 			s.failf("Dispatch %+v ahead to worker %d while worker %d has room (free %v)", a, w.id, x.id, x.total.Sub(x.used))
 		}
 	}

@@ -87,8 +87,10 @@
 // dispatch (a plain task without GPUs that is not at-most-once, on a worker
 // that holds tasks, could run it, hosts no library instance, holds fewer
 // than Ahead, and runs or holds no task that needs less than it; and, where
-// it sees every reservation, no open worker had room for it), each Started
-// (an attempt dispatched ahead there), that the core's list of held tasks on
+// it sees every reservation, no open worker had room for it, those that
+// hold tasks included, once each started what the step freed there), each
+// Started (one, for an attempt dispatched ahead there), that the core's
+// list of held tasks on
 // each worker (Core.Ahead) is the worker's, in order, after every step, and
 // every invariant above with held tasks lost, cancelled and handed back.
 // A Tick may top up held lists (Stats.TickHeld), never place a task that

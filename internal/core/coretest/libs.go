@@ -494,8 +494,9 @@ func (s *sim) callFailsAtOnce(t *simTask) bool {
 // roomFor reports whether open worker w has room for an instance of l.
 func (s *sim) roomFor(l *simLib, w *simWorker) bool {
 	need := l.spec.Resources
-	// (Nothing is placed on a worker that holds tasks ahead: ahead.go.)
-	return !w.draining && len(w.held) == 0 && w.total.Sub(w.used).Fits(need) && int64(len(w.devices)-len(w.gpuUsed)) >= need.GPUs
+	// (Nothing is placed on a worker that holds tasks ahead, which has no
+	// free cores: ahead.go.)
+	return !w.draining && w.total.Sub(w.used).Fits(need) && int64(len(w.devices)-len(w.gpuUsed)) >= need.GPUs
 }
 
 // checkInstall checks that installing l started the Eager instances it

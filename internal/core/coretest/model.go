@@ -54,7 +54,9 @@ type simTask struct {
 	unknown bool
 	mayRun  int
 
-	held bool // dispatched ahead and held on its worker, not started (ahead.go)
+	held     bool // dispatched ahead and held on its worker, not started (ahead.go)
+	ahead    bool // its current attempt was dispatched ahead
+	startedN int  // Started actions for its current attempt: at most one, and only if ahead
 }
 
 // simWorker is the model of one worker.
@@ -395,8 +397,12 @@ func (s *sim) apply(a core.Action) {
 	case core.Started:
 		// Its worker started it (or starts it after this step: startHeld)
 		// as the resources of a task that ended there freed.
-		if t := s.task(a.Task); t == nil || t.worker == nil || t.worker.id != a.Worker || t.attempt != a.Attempt {
+		t := s.task(a.Task)
+		if t == nil || t.worker == nil || t.worker.id != a.Worker || t.attempt != a.Attempt || !t.ahead {
 			s.failf("Started %+v of an attempt not dispatched ahead there", a)
+		}
+		if t.startedN++; t.startedN > 1 {
+			s.failf("Started %+v again: the attempt started once already", a)
 		}
 	case core.Kill:
 		t := s.task(a.Task)
@@ -593,6 +599,7 @@ func (s *sim) applyDispatch(a core.Dispatch) {
 	t.last = w.id
 	t.killed = false
 	t.gpus = slices.Clone(a.GPUs)
+	t.ahead, t.startedN = a.Ahead, 0
 	w.running[t.spec.ID] = t
 	if a.Ahead {
 		t.held = true
@@ -930,7 +937,7 @@ func (s *sim) checkPlacement() {
 	for _, t := range shapes {
 		if infos != nil {
 			for _, info := range infos {
-				if !info.Draining && info.Free.Fits(t.spec.Resources) && len(s.workers[info.ID].held) == 0 {
+				if !info.Draining && info.Free.Fits(t.spec.Resources) {
 					state, attempt, _ := s.c.TaskState(t.spec.ID)
 					s.failf("task %d (%s, attempt %d, inputs %v, needs %v) is ready and fits worker %d (free %v) but was not placed",
 						t.spec.ID, state, attempt, t.deps, t.spec.Resources, info.ID, info.Free)
@@ -939,7 +946,7 @@ func (s *sim) checkPlacement() {
 			continue
 		}
 		for _, w := range s.live {
-			if !w.draining && w.total.Sub(w.used).Fits(t.spec.Resources) && len(w.held) == 0 {
+			if !w.draining && w.total.Sub(w.used).Fits(t.spec.Resources) {
 				s.failf("task %d is ready and fits worker %d (free %v) but was not placed", t.spec.ID, w.id, w.total.Sub(w.used))
 			}
 		}
