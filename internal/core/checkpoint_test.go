@@ -60,6 +60,25 @@ func TestCheckpoints(t *testing.T) {
 			counts: &counts{Running: 1, Finished: 2},
 		},
 		{
+			// The only copy of an async-kept output goes with its worker
+			// before the commit, and no task needs it: the Tick's retry
+			// finds no copy and gives up. When a worker comes back holding
+			// it, the core asks for the checkpoint from there (before, it
+			// never asked again: the simulation's seed 188).
+			name: "async: a copy that comes back is checkpointed",
+			steps: []step{
+				{join(1, res(1000, 1000)), nil},
+				{temps(10), nil},
+				{submit(keep(files(task(1, one), nil, ids(10)), core.KeepCheckpointAsync, 0)), acts(dispatch(1, 1, 1))},
+				{kept(1, 1, 1, 5000, 10), acts(success(1, 1, 1), ckpt(10, 1))},
+				{core.WorkerLeft{Worker: 1, Reason: "killed"}, nil},
+				{core.Tick{Now: 1}, nil},
+				{core.WorkerJoined{Worker: 2, Resources: res(1000, 1000), Cached: []core.CachedFile{{File: 10, Size: 5000}}}, acts(ckpt(10, 2))},
+				{committed(10, 1, 5000), nil}, // the lost worker's: stale
+				{committed(10, 2, 5000), nil},
+			},
+		},
+		{
 			// Without a checkpoint the same loss re-runs the producer.
 			name: "lineage: the producer runs again",
 			steps: []step{

@@ -485,6 +485,11 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 			e.size = cf.Size
 		}
 		c.addReplica(w, e, copyLoose)
+		if e.wantsCheckpoint() {
+			// Its checkpoint may have found no live copy before this one
+			// came back (retryCheckpoints gave up on it then): ask now.
+			c.checkpoint(e)
+		}
 	}
 	if len(ev.Running) > 0 || len(ev.Instances) > 0 || len(c.adrift) > 0 {
 		c.adopt(w, ev.Incarnation, ev.Running, ev.Instances)
