@@ -952,24 +952,36 @@ func (s *sim) probe() {
 	s.do(core.TasksSubmitted{Tasks: batch})
 	s.quiesce()
 	for _, t := range s.tasks[len(s.tasks)-len(batch):] {
-		f := t.spec.Inputs[0]
-		root := s.d.decl[f]
-		for root.kind == core.Derived {
-			root = s.d.decl[root.from]
+		s.checkProbe(t)
+	}
+}
+
+// checkProbe checks how probe task t ended: with success (its file made
+// again), with InputMissing and the reason of the first FileLost of its
+// file (or of the file that file is unpacked from), or with an outcome a
+// fake worker reported at random (FailRate; see outcome), which says
+// nothing of the file.
+func (s *sim) checkProbe(t *simTask) {
+	f := t.spec.Inputs[0]
+	root := s.d.decl[f]
+	for root.kind == core.Derived {
+		root = s.d.decl[root.from]
+	}
+	switch t.doneKind {
+	case core.Success:
+		s.stats.ProbesRecreated++
+	case core.InputMissing:
+		if t.doneMsg == workerFetchFailed || strings.HasPrefix(t.doneMsg, workerFetchFailed+" (after ") {
+			return // FailRate: the worker's own report, retried as any failure until the retries ran out
 		}
-		switch t.doneKind {
-		case core.Success:
-			s.stats.ProbesRecreated++
-		case core.InputMissing:
-			if len(root.lost) == 0 || root.lost[0] != t.doneMsg {
-				s.failf("probe task %d of file %d ended %s %q; the file's FileLost reasons: %q", t.spec.ID, f, t.doneKind, t.doneMsg, root.lost)
-			}
-			s.stats.ProbesLost++
-		case core.Failed, core.TimedOut, core.ResourceExceeded, core.WorkerLost, core.Cancelled:
-			// FailRate: the command failed, whatever its input.
-		default:
-			s.failf("probe task %d of file %d ended %s", t.spec.ID, f, t.doneKind)
+		if len(root.lost) == 0 || root.lost[0] != t.doneMsg {
+			s.failf("probe task %d of file %d ended %s %q; the file's FileLost reasons: %q", t.spec.ID, f, t.doneKind, t.doneMsg, root.lost)
 		}
+		s.stats.ProbesLost++
+	case core.Failed, core.TimedOut, core.ResourceExceeded, core.WorkerLost, core.Cancelled:
+		// FailRate: the command failed, whatever its input.
+	default:
+		s.failf("probe task %d of file %d ended %s", t.spec.ID, f, t.doneKind)
 	}
 }
 

@@ -596,6 +596,13 @@ func (s *sim) submitBatch() {
 	}
 }
 
+// workerFetchFailed is the message of the InputMissing a fake worker
+// reports at random (outcome): no file is lost for it. The core's own
+// fetch failures say "fetch from <source>: …".
+const workerFetchFailed = "fetch failed"
+
+// outcome returns how a fake worker reports an attempt ended: success, or
+// at FailRate a failure of a random kind.
 func (s *sim) outcome() core.Outcome {
 	r := s.rng
 	if r.Float64() >= s.cfg.FailRate {
@@ -607,7 +614,7 @@ func (s *sim) outcome() core.Outcome {
 	case 6:
 		return core.Outcome{Kind: core.ResourceExceeded, Message: "memory"}
 	case 7:
-		return core.Outcome{Kind: core.InputMissing, Message: "fetch failed"}
+		return core.Outcome{Kind: core.InputMissing, Message: workerFetchFailed}
 	case 8:
 		return core.Outcome{Kind: core.WorkerLost, Message: "gave up"}
 	case 9:
