@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -266,6 +267,14 @@ func (c *Core) startInstance(lib *library) *instance {
 	t := inst.t
 	if missing, why := c.files.await(t); why != "" {
 		c.instanceEnded(inst, Outcome{Kind: InputMissing, Message: why}, true)
+		if lib.broken == "" && lib.serving() {
+			// Its inputs cannot be had: another start in this step would
+			// fail the same way, and while another instance serves the
+			// library never breaks, so placeCalls would start one forever.
+			// The next event that touches the library tries again. (With
+			// none serving, the starts of this step break it.)
+			c.dirtyLibs = slices.DeleteFunc(c.dirtyLibs, func(l *library) bool { return l == lib })
+		}
 	} else if t.missing = missing; missing == 0 {
 		c.makeReady(t)
 	}
