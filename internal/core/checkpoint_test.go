@@ -76,6 +76,11 @@ func TestCheckpoints(t *testing.T) {
 				{core.WorkerJoined{Worker: 2, Resources: res(1000, 1000), Cached: []core.CachedFile{{File: 10, Size: 5000}}}, acts(ckpt(10, 2))},
 				{committed(10, 1, 5000), nil}, // the lost worker's: stale
 				{committed(10, 2, 5000), nil},
+				// Checkpointed: it outlives worker 2, and a consumer reads it
+				// from the manager.
+				{core.WorkerLeft{Worker: 2, Reason: "killed"}, nil},
+				{join(3, res(1000, 1000)), nil},
+				{submit(files(task(2, one), ids(10), nil)), acts(fetch(1, 3, 10, fromManager(), 5000))},
 			},
 		},
 		{
