@@ -128,11 +128,19 @@ func (s *sim) applyUnlink(a core.Unlink) {
 // reader returns an unfinished task that depends on f, or nil.
 func (s *sim) reader(f core.FileID) *simTask {
 	for _, t := range s.tasks {
-		if t.submitted && (!t.done || t.rerunning) && slices.Contains(t.deps, f) {
+		if t.submitted && (!t.done || t.rerunning && s.stillRerun(t)) && slices.Contains(t.deps, f) {
 			return t
 		}
 	}
 	return nil
+}
+
+// stillRerun reports whether the core still runs t again: one it gave up
+// in this step (it no longer knows it) reads nothing more, though the
+// model ends its run again only once the step is over (checkReruns).
+func (s *sim) stillRerun(t *simTask) bool {
+	_, _, known := s.c.TaskState(t.spec.ID)
+	return known
 }
 
 // readBelow returns a temp file written by a task that read f, n levels
