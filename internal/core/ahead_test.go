@@ -374,26 +374,14 @@ func TestAheadMovesNoMoreBytes(t *testing.T) {
 // holds, in order, and every invariant of the runs without (no over-commit,
 // one Done per task, lost and cancelled held tasks as dispatched ones).
 func TestSimulationAhead(t *testing.T) {
-	pick := map[string]bool{"faulty": true, "storm": true, "few workers, long queue": true, "at most once": true}
 	type row struct {
 		name string
 		cfg  coretest.Config
 	}
 	var rows []row
-	for _, sc := range scenarios {
-		if pick[sc.name] {
-			rows = append(rows, row{sc.name, sc.cfg})
-		}
-	}
-	for _, sc := range dataScenarios {
-		if sc.name == "data, few workers" || sc.name == "urls and archives" {
-			rows = append(rows, row{sc.name, sc.cfg})
-		}
-	}
-	for _, sc := range libScenarios {
-		if sc.name == "library storm" || sc.name == "calls, few workers" {
-			rows = append(rows, row{sc.name, sc.cfg})
-		}
+	for _, name := range []string{"faulty", "storm", "few workers, long queue", "at most once",
+		"data, few workers", "urls and archives", "library storm", "calls, few workers"} {
+		rows = append(rows, row{name, scenarioConfig(t, name)})
 	}
 	for _, sc := range rows {
 		var held, fetches atomic.Int64 // over the scenario's seeds
