@@ -2,6 +2,7 @@ package worker
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,9 @@ type runners struct {
 	stop chan struct{} // closed by close: idle runners exit
 	once sync.Once
 	wg   sync.WaitGroup // every runner
+	// started counts the runners ever started, live those not exited
+	// (for tests).
+	started, live atomic.Int64
 }
 
 // runnerIdle is how long a runner waits for the next attempt before it
@@ -34,11 +38,14 @@ func (r *runners) run(f func()) {
 	default:
 	}
 	r.wg.Add(1)
+	r.started.Add(1)
+	r.live.Add(1)
 	go r.loop(f) // exits when idle for runnerIdle, or once close is called and it is idle
 }
 
 func (r *runners) loop(f func()) {
 	defer r.wg.Done()
+	defer r.live.Add(-1)
 	var idle *time.Timer
 	for {
 		f()

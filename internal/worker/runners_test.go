@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 // goroutine; attempts at once take one each; close waits for them all.
 func TestRunnersReused(t *testing.T) {
 	r := newRunners()
-	before := runtime.NumGoroutine()
 	first := make(chan struct{})
 	r.run(func() { close(first) })
 	<-first
@@ -28,8 +26,8 @@ func TestRunnersReused(t *testing.T) {
 		}
 		<-done
 	}
-	if got := runtime.NumGoroutine() - before; got != 1 {
-		t.Errorf("goroutines after 50 runs one after another: %d more, want 1 (one runner, reused)", got)
+	if got := r.started.Load(); got != 1 {
+		t.Errorf("runners started for 51 runs one after another: %d, want 1 (reused)", got)
 	}
 	var wg sync.WaitGroup
 	release := make(chan struct{})
@@ -38,15 +36,13 @@ func TestRunnersReused(t *testing.T) {
 		r.run(func() { wg.Done(); <-release })
 	}
 	wg.Wait() // all eight run at once: none waited for another
+	if got := r.started.Load(); got < 8 {
+		t.Errorf("runners started after 8 runs at once: %d, want 8 or more", got)
+	}
 	close(release)
 	r.close()
-	// close returns once every runner called Done, a moment before it exits.
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutines 10s after close: %d more, want 0", runtime.NumGoroutine()-before)
-		}
-		time.Sleep(time.Millisecond)
+	if got := r.live.Load(); got != 0 {
+		t.Errorf("runners live after close: %d, want 0", got)
 	}
 }
 
