@@ -29,6 +29,7 @@ func workerCmd() *cobra.Command {
 		simulate, simOutput       int
 		simDelay                  time.Duration
 		cpuProfile                string
+		gcHeadroom                int64
 	)
 	cmd := &cobra.Command{
 		Use:   "worker HOST:PORT",
@@ -62,6 +63,10 @@ capacity --simulate, docs/benchmarks.md).`,
 				}
 				defer stopProfile()
 			}
+			if gcHeadroom < 0 {
+				return fmt.Errorf("--gc-headroom %d: give megabytes, 0 or more (0: Go's own default)", gcHeadroom)
+			}
+			worker.TuneGC(gcHeadroom << 20)
 			if simulate < 0 {
 				return fmt.Errorf("--simulate %d: give a number of simulated workers, 1 or more (0: a real worker)", simulate)
 			}
@@ -121,6 +126,7 @@ capacity --simulate, docs/benchmarks.md).`,
 	f.DurationVar(&stall, "stall-timeout", 30*time.Second, "fail a transfer that receives nothing for this long")
 	f.StringVar(&fileServer, "file-server", "", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address); default: any port on the address that reaches the manager, :0 for every address")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker process to FILE until it stops (go tool pprof FILE); for measuring")
+	f.Int64Var(&gcHeadroom, "gc-headroom", worker.DefaultGCHeadroom>>20, "MB of allocation between the worker's garbage collections at least (fewer collections, at most this much more memory); 0: Go's default; GOGC in the environment overrides it")
 	f.IntVar(&simulate, "simulate", 0, "measuring tool: open this many simulated workers that run nothing (see above)")
 	f.DurationVar(&simDelay, "simulate-delay", 0, "with --simulate: how long each task takes")
 	f.IntVar(&simOutput, "simulate-output", 0, "with --simulate: bytes of standard output each task writes")

@@ -9,7 +9,7 @@
 // heartbeat, hold and drain timers). The I/O runs in goroutines that feed
 // events back: one reads the manager's messages, one sends (a connect
 // stream allows one sender), and each attempt, fetch, upload and library
-// instance has its own.
+// instance has its own (attempts' goroutines are reused: runners.go).
 //
 // Shutdown is apart from kill: Drain stops taking work and lets running
 // attempts finish (until DrainTimeout, after which they are killed and

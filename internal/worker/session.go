@@ -426,7 +426,7 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 		s.attempts[key].need = runNeed(run)
 	}
 	s.wg.Add(1)
-	go func() { // exits when the attempt ends; actx bounds it
+	s.w.runners.run(func() { // ends when the attempt ends; actx bounds it
 		defer s.wg.Done()
 		defer acancel()
 		var o *pb.Outcome
@@ -448,7 +448,7 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 		}
 		s.events <- evAttemptEnded{key: key, outcome: o, libDead: libDead, returned: o == handBack, back: back} // the loop waits for every attempt
 		cleanup()                                                                                               // after reporting: the next task need not wait for it
-	}()
+	})
 }
 
 // attemptEnded settles an attempt that ended: reports from calls wait

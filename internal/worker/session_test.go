@@ -73,7 +73,7 @@ func flatten(msg *pb.WorkerMessage) []*pb.WorkerMessage {
 }
 
 // next returns the worker's next message.
-func (m *managerEnd) next(t *testing.T) *pb.WorkerMessage {
+func (m *managerEnd) next(t testing.TB) *pb.WorkerMessage {
 	t.Helper()
 	select {
 	case msg := <-m.got:
@@ -93,7 +93,7 @@ func (m *managerEnd) next(t *testing.T) *pb.WorkerMessage {
 }
 
 // send sends msg to the worker.
-func (m *managerEnd) send(t *testing.T, msg *pb.ManagerMessage) {
+func (m *managerEnd) send(t testing.TB, msg *pb.ManagerMessage) {
 	t.Helper()
 	if err := m.Send(msg); err != nil {
 		t.Fatalf("send %v: %v", msg, err)
@@ -109,7 +109,7 @@ type harness struct {
 	files map[string]string // the store: cache name -> content
 }
 
-func startWorker(t *testing.T, ctx context.Context, tune func(*Config)) *harness {
+func startWorker(t testing.TB, ctx context.Context, tune func(*Config)) *harness {
 	t.Helper()
 	h := &harness{ends: make(chan *managerEnd, 4), runc: make(chan error, 1), files: make(map[string]string)}
 	store := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +156,7 @@ func startWorker(t *testing.T, ctx context.Context, tune func(*Config)) *harness
 }
 
 // connect takes the worker's next connection and welcomes it.
-func (h *harness) connect(t *testing.T, heartbeatMs int64) (*managerEnd, *pb.Hello) {
+func (h *harness) connect(t testing.TB, heartbeatMs int64) (*managerEnd, *pb.Hello) {
 	t.Helper()
 	return h.welcome(t, &pb.Welcome{WorkerId: 1, HeartbeatMs: heartbeatMs})
 }
@@ -168,7 +168,7 @@ func (h *harness) connectRun(t *testing.T, runID string, epoch uint64) (*manager
 }
 
 // welcome takes the worker's next connection and answers its hello.
-func (h *harness) welcome(t *testing.T, welcome *pb.Welcome) (*managerEnd, *pb.Hello) {
+func (h *harness) welcome(t testing.TB, welcome *pb.Welcome) (*managerEnd, *pb.Hello) {
 	t.Helper()
 	var m *managerEnd
 	select {

@@ -96,6 +96,7 @@ type Worker struct {
 	// every connection; kept holds the attempts of broken connections.
 	incarnation string
 	kept        *kept
+	runners     *runners // the goroutines of attempts (runners.go)
 }
 
 // New prepares a worker; Run connects it.
@@ -127,7 +128,7 @@ func New(cfg Config) (*Worker, error) {
 	var inc [12]byte
 	crand.Read(inc[:])
 	w := &Worker{cfg: cfg, log: log, base: "http://" + cfg.Manager, drainc: make(chan struct{}),
-		incarnation: hex.EncodeToString(inc[:]), kept: newKept(),
+		incarnation: hex.EncodeToString(inc[:]), kept: newKept(), runners: newRunners(),
 		boxes: boxes{dir: filepath.Join(cfg.Workdir, "sandboxes")}, libs: libraries{byID: make(map[uint64]*libInstance)}}
 	var err error
 	if w.cache, err = cache.Open(cacheDir(cfg.Workdir), cfg.Resources.DiskMB<<20); err != nil {
@@ -209,6 +210,7 @@ func (w *Worker) Drain() { w.once.Do(func() { close(w.drainc) }) }
 // ends, the manager refuses it, or no manager is reachable for IdleTimeout.
 // It removes the worker's cache and sandboxes before returning.
 func (w *Worker) Run(ctx context.Context) error {
+	defer w.runners.close() // last: every attempt has ended
 	if w.cfg.Simulate != nil {
 		defer w.cleanup()
 		return w.connect(ctx)
