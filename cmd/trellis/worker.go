@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"syscall"
@@ -63,7 +64,7 @@ capacity --simulate, docs/benchmarks.md).`,
 				}
 				defer stopProfile()
 			}
-			if gcHeadroom < 0 {
+			if gcHeadroom < 0 || gcHeadroom > math.MaxInt64>>20 {
 				return fmt.Errorf("--gc-headroom %d: give megabytes, 0 or more (0: Go's own default)", gcHeadroom)
 			}
 			worker.TuneGC(gcHeadroom << 20)

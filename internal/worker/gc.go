@@ -32,6 +32,7 @@ var gcTuned struct {
 	headroom uint64 // 0: not tuning (Go's default, or GOGC's)
 	sample   []metrics.Sample
 	armed    bool
+	before   int // the GC percent before the tuning began, given back by TuneGC(0)
 }
 
 // TuneGC keeps about headroom bytes between the live heap and the next
@@ -46,16 +47,19 @@ func TuneGC(headroom int64) bool {
 	defer gcTuned.mu.Unlock()
 	if headroom <= 0 || os.Getenv("GOGC") != "" {
 		if gcTuned.headroom != 0 {
-			debug.SetGCPercent(100)
+			debug.SetGCPercent(gcTuned.before)
 		}
 		gcTuned.headroom = 0
 		return false
 	}
-	gcTuned.headroom = uint64(headroom)
 	if gcTuned.sample == nil {
-		gcTuned.sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		gcTuned.sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
 	}
-	retuneLocked()
+	tuning := gcTuned.headroom != 0
+	gcTuned.headroom = uint64(headroom)
+	if p := retuneLocked(); !tuning {
+		gcTuned.before = p
+	}
 	if !gcTuned.armed {
 		gcTuned.armed = true
 		armGCSentinel()
@@ -83,20 +87,32 @@ func armGCSentinel() {
 	})
 }
 
-// retuneLocked sets the GC percent for the live heap now.
-func retuneLocked() {
+// retuneLocked sets the GC percent for the live heap now and returns the
+// one it replaced.
+func retuneLocked() int {
 	metrics.Read(gcTuned.sample)
-	live := uint64(0)
-	if s := gcTuned.sample[0]; s.Value.Kind() == metrics.KindUint64 {
-		live = s.Value.Uint64()
+	var v [3]uint64 // live heap, stacks, globals
+	for i, s := range gcTuned.sample {
+		if s.Value.Kind() == metrics.KindUint64 {
+			v[i] = s.Value.Uint64()
+		}
 	}
-	debug.SetGCPercent(gcPercent(gcTuned.headroom, live))
+	return debug.SetGCPercent(gcPercent(gcTuned.headroom, v[0], v[1]+v[2]))
 }
 
-// gcPercent is the GC percent that puts the next goal headroom bytes
-// above a live heap of live bytes: never below 100, Go's default.
-func gcPercent(headroom, live uint64) int {
-	live = max(live, 1<<20)      // before the first collection the figure is 0
-	p := headroom / (live / 100) // no overflow: live/100 is at least 10,485
+// minHeapGoal is the runtime's smallest heap goal at GOGC=100 (4 MB,
+// runtime/mgcpacer.go): the goal is never under minHeapGoal × percent/100.
+const minHeapGoal = 4 << 20
+
+// gcPercent is the GC percent that puts the next collection at most
+// headroom bytes above a live heap of live bytes, with roots bytes of
+// stacks and globals: never below 100, Go's default. The runtime's goal
+// is live + (live + roots) × percent/100, and never under minHeapGoal ×
+// percent/100, so the base is all three, and at least minHeapGoal (both
+// terms then stay within headroom; before the first collection the
+// figures are 0).
+func gcPercent(headroom, live, roots uint64) int {
+	base := max(live+roots, minHeapGoal)
+	p := headroom / (base / 100) // no overflow: base/100 is at least 41,943
 	return int(min(max(p, 100), math.MaxInt32))
 }

@@ -49,6 +49,7 @@ func (r *runners) loop(f func()) {
 	var idle *time.Timer
 	for {
 		f()
+		f = nil // what the attempt held is not kept alive while idle
 		if idle == nil {
 			idle = time.NewTimer(runnerIdle)
 		} else {

@@ -14,8 +14,9 @@ func TestRunnersReused(t *testing.T) {
 	r.run(func() { close(first) })
 	<-first
 	for i := range 50 {
-		// The runner takes the next once it waits on r.work again (the
-		// send that run tries first): poll for it.
+		// The runner takes the next once it waits on r.work again: handed
+		// is run's first select, without its fallback of a new runner, so
+		// each success is the one runner reused.
 		done := make(chan struct{})
 		deadline := time.Now().Add(10 * time.Second)
 		for !handed(r, func() { close(done) }) {
@@ -25,9 +26,6 @@ func TestRunnersReused(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		<-done
-	}
-	if got := r.started.Load(); got != 1 {
-		t.Errorf("runners started for 51 runs one after another: %d, want 1 (reused)", got)
 	}
 	var wg sync.WaitGroup
 	release := make(chan struct{})
