@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -14,16 +15,32 @@ import (
 // watching them cost once the samples themselves were cheap
 // (docs/benchmarks.md, capacity). The goroutine runs while there is a
 // watch.
+//
+// The watches wait in a min-heap by due time, one heap per base interval
+// (a worker has one, Spec.PollInterval): a wake-up looks at the watches it
+// samples and no other, where a walk of every watch at every wake-up cost
+// more than the samples themselves at 256 runs (docs/benchmarks.md,
+// capacity, ninth part). Within one heap, due order is the order of "due
+// within half the base interval", so a wake-up takes exactly the watches
+// the rule names.
 type sampler struct {
 	mu      sync.Mutex
-	watches map[*watch]struct{} // guarded by mu
-	running bool                // guarded by mu: the goroutine runs
+	queues  []*dueQueue // guarded by mu: one per base interval
+	n       int         // guarded by mu: watches queued
+	running bool        // guarded by mu: the goroutine runs
 	// next is when the goroutine wakes next (guarded by mu): a watch
 	// added due no earlier needs no wake-up of its own.
 	next    time.Time
 	wake    chan struct{} // a watch was added: look at the due times again
 	wakeups int           // guarded by mu: wake-ups that sampled, for tests
 	added   int           // guarded by mu: watches added, for tests
+	samples int           // guarded by mu: samples taken, for tests
+}
+
+// dueQueue is a min-heap of the watches of one base interval by due time.
+type dueQueue struct {
+	base time.Duration
+	ws   []*watch
 }
 
 // watch is one run's limits and the state of its samples. Its fields are
@@ -42,17 +59,19 @@ type watch struct {
 	// goroutine with the sampler's lock held (it kills the run).
 	over func(verdict)
 	done bool // over was called: no more samples
-	// oom, where not nil, says that the kernel killed a process of the run
-	// for its memory limit of oomMB (cell.oomKilled): the rest of the run
-	// is then killed too.
+	// oom, where not nil, says that the kernel killed a process of the
+	// run for its memory limit of oomMB (cell.oomKilled): the rest of the
+	// run is then killed too.
 	oom   func() bool
 	oomMB int64
+	q     *dueQueue // the heap w is in; nil when in none
+	idx   int       // w's index in q.ws
 }
 
 var samplers = newSampler()
 
 func newSampler() *sampler {
-	return &sampler{watches: make(map[*watch]struct{}), wake: make(chan struct{}, 1)}
+	return &sampler{wake: make(chan struct{}, 1)}
 }
 
 // add starts sampling w, first after its base interval. It wakes the
@@ -62,7 +81,7 @@ func newSampler() *sampler {
 func (s *sampler) add(w *watch, now time.Time) {
 	w.interval, w.due = w.base, now.Add(w.base)
 	s.mu.Lock()
-	s.watches[w] = struct{}{}
+	s.pushLocked(w)
 	s.added++
 	wake := s.running && w.due.Before(s.next)
 	if !s.running {
@@ -75,12 +94,35 @@ func (s *sampler) add(w *watch, now time.Time) {
 	}
 }
 
+// pushLocked puts w into the heap of its base interval, making the heap
+// if there is none.
+func (s *sampler) pushLocked(w *watch) {
+	var q *dueQueue
+	for _, x := range s.queues {
+		if x.base == w.base {
+			q = x
+			break
+		}
+	}
+	if q == nil {
+		q = &dueQueue{base: w.base}
+		s.queues = append(s.queues, q)
+	}
+	w.q, w.idx = q, len(q.ws)
+	q.ws = append(q.ws, w)
+	q.up(w.idx)
+	s.n++
+}
+
 // remove stops sampling w and returns the peak memory it sampled. It does
 // not close w's scanner.
 func (s *sampler) remove(w *watch) (peak int64) {
 	s.mu.Lock()
-	delete(s.watches, w)
-	peak, last := w.peak, len(s.watches) == 0
+	if w.q != nil {
+		w.q.removeAt(w.idx)
+		s.n--
+	}
+	peak, last := w.peak, s.n == 0
 	s.mu.Unlock()
 	if last {
 		s.poke() // the goroutine ends now, not when its timer fires
@@ -101,7 +143,7 @@ func (s *sampler) run() {
 	defer t.Stop()
 	for {
 		s.mu.Lock()
-		if len(s.watches) == 0 {
+		if s.n == 0 {
 			s.running = false
 			s.mu.Unlock()
 			return
@@ -118,21 +160,31 @@ func (s *sampler) run() {
 }
 
 // sampleDue samples the watches due by now (or within half their base
-// interval) and returns when the next is due.
+// interval) and returns when the next is due. It allocates nothing.
 func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 	sampled := false
-	for w := range s.watches {
-		if w.done {
-			continue
-		}
-		if !w.due.After(now.Add(w.base / 2)) {
+	for _, q := range s.queues {
+		soon := now.Add(q.base / 2)
+		for len(q.ws) > 0 && !q.ws[0].due.After(soon) {
+			// A sample moves w's due time to now plus at least the base
+			// interval, past soon: each watch is sampled once here.
+			w := q.ws[0]
 			s.sample(w, now)
+			s.samples++
 			sampled = true
+			if w.done {
+				q.removeAt(0) // over its limit: no more samples
+				s.n--
+			} else {
+				q.down(0)
+			}
 		}
-		if !w.done && (next.IsZero() || w.due.Before(next)) {
-			next = w.due
+		if len(q.ws) > 0 && (next.IsZero() || q.ws[0].due.Before(next)) {
+			next = q.ws[0].due
 		}
 	}
+	// Heaps left empty go (a worker has one base interval; a test more).
+	s.queues = slices.DeleteFunc(s.queues, func(q *dueQueue) bool { return len(q.ws) == 0 })
 	if sampled {
 		s.wakeups++
 	}
@@ -140,6 +192,59 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 		next = now.Add(time.Hour) // every watch is done: remove ends them
 	}
 	return next
+}
+
+// removeAt takes the watch at index i out of the heap.
+func (q *dueQueue) removeAt(i int) {
+	w := q.ws[i]
+	last := len(q.ws) - 1
+	if i != last {
+		q.swap(i, last)
+	}
+	q.ws[last] = nil
+	q.ws = q.ws[:last]
+	if i != last {
+		q.down(i)
+		q.up(i)
+	}
+	w.q, w.idx = nil, -1
+}
+
+func (q *dueQueue) less(i, j int) bool { return q.ws[i].due.Before(q.ws[j].due) }
+
+func (q *dueQueue) swap(i, j int) {
+	q.ws[i], q.ws[j] = q.ws[j], q.ws[i]
+	q.ws[i].idx, q.ws[j].idx = i, j
+}
+
+func (q *dueQueue) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !q.less(i, p) {
+			return
+		}
+		q.swap(i, p)
+		i = p
+	}
+}
+
+func (q *dueQueue) down(i int) {
+	n := len(q.ws)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && q.less(r, l) {
+			c = r
+		}
+		if !q.less(c, i) {
+			return
+		}
+		q.swap(i, c)
+		i = c
+	}
 }
 
 // sample takes one sample of w: over a limit, it tells w.over;
