@@ -110,6 +110,11 @@ type cell struct {
 	above    *oomNotes
 	events   memEvents
 	eventsOK bool
+	// kills is the v1 cell's oom_kill count as the release of its last
+	// run read it, with no process left in it; killsKnown says it holds
+	// (startEvents). Both belong to the cell's one user.
+	kills      int64
+	killsKnown bool
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -603,6 +608,25 @@ func (c *cell) memEvents() (memEvents, bool) {
 	return parseMemoryEvents(buf[:n])
 }
 
+// startEvents is memEvents at the start of a limited run; known says that
+// c.kills holds the cell's oom_kill count as its last run's release read
+// it, once the cell was empty. In v1 that count is then not read again:
+// oom_kill counts the processes of the cell that an out-of-memory killer
+// ended, and the kernel counts a kill while its victim is still in the
+// cell, so with no process in the cell from that read until this run's
+// shell enters it, the count cannot have changed (whatever the cause: the
+// cell's limit, a cgroup above it, or the whole host). The out-of-memory
+// events (the eventfds) can change meanwhile, for the cgroups above the
+// cell, and are read now: two non-blocking reads, where memory.oom_control
+// is a pread and a parse. A cell handed out to a run without a limit, or
+// whose release did not read the count, reads it here.
+func (c *cell) startEvents(known bool) (memEvents, bool) {
+	if known && c.memV1 && c.oomFD >= 0 {
+		return c.memEventsV1(c.kills), true
+	}
+	return c.memEvents()
+}
+
 // memEventsV1 is the v1 cell's memEvents given its oom_kill count, read
 // first: the kernel signals an out-of-memory event before it kills.
 func (c *cell) memEventsV1(kills int64) memEvents {
@@ -637,11 +661,25 @@ func parseOOMControl(b []byte) (int64, bool) {
 // (reading memory.oom_control alone until its oom_kill rises) and ends
 // the run. Nil where the kernel kills the cell whole (v2, memory.oom.group)
 // or does not limit the run.
+//
+// The cell's own eventfd gates the read of memory.oom_control: a run is
+// over its limit only where the cell's out-of-memory events rose since
+// the run started (memEvents.overLimit), and the count of those is one
+// non-blocking read of the eventfd, where memory.oom_control is a pread
+// and a parse. The gate never hides a kill for good: the count only
+// grows (oomNotes keeps what every reader drained), so once the check
+// without the gate would say killed, every later one passes the gate and
+// decides as it would. (The kernel signals the event before it kills; a
+// sample that reads the count just before both only sees them at the
+// next sample.)
 func (c *cell) oomKilled() func() bool {
 	if c == nil || !c.memV1 || !c.eventsOK {
 		return nil
 	}
 	return func() bool {
+		if c.ooms.count() <= c.events.oom {
+			return false // no out-of-memory event for the cell in this run
+		}
 		kills, ok := c.oomKills()
 		return ok && kills > c.events.oomKill && c.memEventsV1(kills).overLimit(c.events)
 	}
@@ -665,6 +703,8 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 			return nil, false, fmt.Errorf("create cgroup: %w", err)
 		}
 	}
+	known := c.killsKnown
+	c.killsKnown = false // this run may change them; release reads them again
 	if err := c.setQuota(g.cpu, quota(cores)); err != nil {
 		c.remove()
 		return nil, false, fmt.Errorf("set the CPU quota of %g cores: %w", cores, err)
@@ -681,7 +721,7 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 		return c, false, nil
 	}
 	if memory > 0 {
-		c.events, c.eventsOK = c.memEvents()
+		c.events, c.eventsOK = c.startEvents(known)
 		if c.memV1 && !c.eventsOK {
 			// Without the counts at the start, v1's kill of one process
 			// would never be seen, nor the rest of the run killed:
@@ -713,7 +753,13 @@ func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 		time.Sleep(100 * time.Microsecond)
 	}
 	if limited {
-		oom = c.overLimit()
+		now, ok := c.memEvents()
+		oom = ok && c.eventsOK && now.overLimit(c.events)
+		if ok && c.memV1 {
+			// Read once the cell is empty: the next run starts from
+			// these kills (startEvents).
+			c.kills, c.killsKnown = now.oomKill, true
+		}
 	}
 	if c.spent {
 		c.remove()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1224,5 +1225,143 @@ func TestNoCellsNoMemoryCgroup(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(memBase, name)); err == nil {
 		removeCgroup(filepath.Join(memBase, name), false, os.Getpid(), time.Second)
 		t.Errorf("a v1 memory cgroup %s was left behind; want none", name)
+	}
+}
+
+// fakeV1Cell is a v1 memory cell made of plain files and real eventfds:
+// setKills writes its memory.oom_control's oom_kill, signal signals one of
+// its eventfds as the kernel does at an out-of-memory event.
+func fakeV1Cell(t *testing.T) (c *cell, setKills func(int64), signal func(*oomNotes)) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "cgroup.procs"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	control := filepath.Join(dir, "memory.oom_control")
+	setKills = func(n int64) {
+		t.Helper()
+		if err := os.WriteFile(control, []byte(fmt.Sprintf("oom_kill_disable 0\nunder_oom 0\noom_kill %d\n", n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setKills(0)
+	fd, err := syscall.Open(control, syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	notes := func() *oomNotes {
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Close(efd) })
+		return &oomNotes{fd: efd}
+	}
+	signal = func(o *oomNotes) {
+		t.Helper()
+		var b [8]byte
+		b[0] = 1 // little-endian 1 (the tests run on little-endian machines)
+		if _, err := syscall.Write(o.fd, b[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// v2dir holds an empty cgroup.procs: the cell is empty for release.
+	c = &cell{v2dir: dir, memdir: dir, memV1: true, oomFD: fd, ooms: notes(), above: notes(), procs: -1, v2fd: -1}
+	return c, setKills, signal
+}
+
+// The sampler's check of a v1 run reads memory.oom_control only after the
+// cell's eventfd was signalled, and that gate never hides a kill: at every
+// step of random sequences of out-of-memory events (the cell's own, and
+// above it), kills (each after its event, as the kernel does; or a
+// host-wide one, with no event) and reads of the eventfds by others (the
+// release of a run, say), the gated check says what the check without the
+// gate says.
+func TestOOMGateHidesNoKill(t *testing.T) {
+	for seed := range uint64(50) {
+		c, setKills, signal := fakeV1Cell(t)
+		g := &cgroups{free: []*cell{c}}
+		if _, enforced, err := g.cell(0, 40<<20); err != nil || !enforced {
+			t.Fatalf("cell() = %v, %v; want enforced", enforced, err)
+		}
+		gated := c.oomKilled()
+		ungated := func() bool {
+			kills, ok := c.oomKills()
+			return ok && kills > c.events.oomKill && c.memEventsV1(kills).overLimit(c.events)
+		}
+		rng := rand.New(rand.NewPCG(seed, 7))
+		kills := int64(0)
+		var trace []string
+		for step := range 30 {
+			switch rng.IntN(6) {
+			case 0: // the cell's own limit: its event, then the kill
+				signal(c.ooms)
+				kills++
+				setKills(kills)
+				trace = append(trace, "own kill")
+			case 1: // an event without a kill
+				signal(c.ooms)
+				trace = append(trace, "own event")
+			case 2: // a host-wide kill: no event
+				kills++
+				setKills(kills)
+				trace = append(trace, "host kill")
+			case 3: // above the cell: both eventfds are signalled
+				signal(c.above)
+				signal(c.ooms)
+				trace = append(trace, "above")
+			case 4: // another reader drains the eventfds
+				c.ooms.count()
+				c.above.count()
+				trace = append(trace, "drained")
+			default:
+				trace = append(trace, "nothing")
+			}
+			want := ungated()
+			if got := gated(); got != want {
+				t.Fatalf("seed %d step %d (%s): gated check %v; without the gate %v", seed, step, strings.Join(trace, ", "), got, want)
+			}
+		}
+	}
+}
+
+// A reused v1 cell starts a limited run from the oom_kill count that the
+// release of its last limited run read once it was empty, without reading
+// memory.oom_control again; a run without a limit in between, which reads
+// nothing at its end, makes the next limited run read it.
+func TestCellStartsFromReleasedKills(t *testing.T) {
+	c, setKills, _ := fakeV1Cell(t)
+	g := &cgroups{free: []*cell{c}}
+	start := func(memory int64) {
+		t.Helper()
+		got, _, err := g.cell(0, memory)
+		if err != nil || got != c {
+			t.Fatalf("cell() = %p, %v; want %p", got, err, c)
+		}
+	}
+	setKills(3)
+	start(40 << 20)
+	if c.events.oomKill != 3 {
+		t.Fatalf("first run starts from %d kills; want 3 (read)", c.events.oomKill)
+	}
+	setKills(5) // two processes of the run killed
+	if emptied, _ := g.release(c, true); !emptied {
+		t.Fatal("release: the cell is not empty")
+	}
+	setKills(9) // cannot happen to an empty cell: shows what is read
+	start(40 << 20)
+	if c.events.oomKill != 5 {
+		t.Errorf("the next run starts from %d kills; want 5 (as the release read them)", c.events.oomKill)
+	}
+	g.release(c, true) // reads 9
+	start(0)           // no limit: its release reads nothing
+	g.release(c, false)
+	setKills(11)
+	start(40 << 20)
+	if c.events.oomKill != 11 {
+		t.Errorf("a run after one without a limit starts from %d kills; want 11 (read)", c.events.oomKill)
 	}
 }
