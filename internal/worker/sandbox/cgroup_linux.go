@@ -115,6 +115,11 @@ type cell struct {
 	// (startEvents). Both belong to the cell's one user.
 	kills      int64
 	killsKnown bool
+	// seenEmpty: kill found the cell empty since its current run started
+	// (the run's processes are gone, and nothing enters an empty cell), so
+	// release need not read cgroup.procs again. Set by kill under the
+	// Child's lock, which Wait takes before release.
+	seenEmpty bool
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -690,21 +695,22 @@ func (c *cell) oomKilled() func() bool {
 // 0); memEnforced says it does for this cell.
 func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, err error) {
 	g.mu.Lock()
+	next := -1
 	if n := len(g.free); n > 0 {
 		c, g.free = g.free[n-1], g.free[:n-1]
-	}
-	name := "c" + strconv.Itoa(g.next)
-	if c == nil {
+	} else {
+		next = g.next
 		g.next++
 	}
 	g.mu.Unlock()
 	if c == nil {
-		if c, err = newCell(g.v2, g.v1, g.mem, name); err != nil {
+		if c, err = newCell(g.v2, g.v1, g.mem, "c"+strconv.Itoa(next)); err != nil {
 			return nil, false, fmt.Errorf("create cgroup: %w", err)
 		}
 	}
 	known := c.killsKnown
 	c.killsKnown = false // this run may change them; release reads them again
+	c.seenEmpty = false
 	if err := c.setQuota(g.cpu, quota(cores)); err != nil {
 		c.remove()
 		return nil, false, fmt.Errorf("set the CPU quota of %g cores: %w", cores, err)
@@ -743,7 +749,7 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 // of the run for its memory limit (limited: the run had one).
 func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 	deadline := time.Now().Add(settleWait)
-	for !c.empty() {
+	for !c.seenEmpty && !c.empty() {
 		if time.Now().After(deadline) {
 			oom = limited && c.overLimit()
 			c.closeFiles() // close removes the cgroups
@@ -1057,8 +1063,11 @@ func (l *launcher) stop() {
 // kill sends SIGKILL to every process in the cell, if there is one.
 func (c *cell) kill() {
 	switch {
-	case c == nil || c.empty():
-		// Nothing can enter an empty cell but a process forked inside.
+	case c == nil:
+	case c.seenEmpty || c.empty():
+		// Nothing can enter an empty cell but a process forked inside:
+		// it stays empty, and release need not look again.
+		c.seenEmpty = true
 	case c.v2dir != "":
 		killCgroup(c.v2dir, true, 0)
 		c.spent = true

@@ -1365,3 +1365,33 @@ func TestCellStartsFromReleasedKills(t *testing.T) {
 		t.Errorf("a run after one without a limit starts from %d kills; want 11 (read)", c.events.oomKill)
 	}
 }
+
+// A kill that finds the cell empty spares release a second read of
+// cgroup.procs (nothing enters an empty cell); the next run of the cell
+// reads it again.
+func TestCellKillSeesEmpty(t *testing.T) {
+	c, _, _ := fakeV1Cell(t)
+	g := &cgroups{free: []*cell{c}}
+	procs := filepath.Join(c.v2dir, "cgroup.procs")
+	if _, _, err := g.cell(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.kill()
+	if !c.seenEmpty {
+		t.Fatal("a kill of an empty cell did not note it empty")
+	}
+	// Not possible in a real cell once empty: shows that release does not
+	// read the file again.
+	if err := os.WriteFile(procs, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if emptied, _ := g.release(c, false); !emptied {
+		t.Error("release read cgroup.procs again after a kill found the cell empty")
+	}
+	if _, _, err := g.cell(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if c.seenEmpty {
+		t.Error("a cell handed out for a new run is still noted empty")
+	}
+}
