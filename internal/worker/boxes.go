@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxFreeBoxes bounds the empty sandboxes kept for reuse.
@@ -30,6 +32,16 @@ type boxes struct {
 
 	mu   sync.Mutex // guards free
 	free []string   // empty sandboxes, ready for an attempt
+
+	// parent is dir, open, so that put opens a sandbox by its name in it
+	// (openat) rather than by its whole path, which the kernel walks
+	// component by component each time; 0 until put first needs it, -1
+	// where it could not be opened or after close (put then opens by
+	// path). A put holds parentMu read-locked while it uses it, so that
+	// close never closes it under a put.
+	parentMu  sync.RWMutex
+	parentOne sync.Once
+	parent    int
 }
 
 // get returns an empty sandbox directory: a kept one, or a new one.
@@ -58,7 +70,7 @@ func (b *boxes) get() (string, error) {
 // put takes back a sandbox whose attempt has ended: it is emptied and
 // kept for the next attempt if it is still as it was made, else removed.
 func (b *boxes) put(dir string) {
-	if b.reuse && emptyOut(dir, b.mode.Load()) {
+	if b.reuse && b.emptyOut(dir) {
 		b.mu.Lock()
 		if len(b.free) < maxFreeBoxes {
 			b.free = append(b.free, dir)
@@ -70,6 +82,42 @@ func (b *boxes) put(dir string) {
 	os.RemoveAll(dir)
 }
 
+// emptyOut is emptyOut of dir, opened in b.dir (opened the first time).
+// A sandbox that is not in the directory open (b.dir removed and made
+// again, say) is then not found there, so not reused: put removes it by
+// its path.
+func (b *boxes) emptyOut(dir string) bool {
+	b.parentOne.Do(func() {
+		b.parentMu.Lock()
+		defer b.parentMu.Unlock()
+		if b.parent != 0 {
+			return // closed before
+		}
+		b.parent = -1
+		if fd, err := unix.Open(b.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			b.parent = fd
+		}
+	})
+	b.parentMu.RLock()
+	defer b.parentMu.RUnlock()
+	parent := b.parent
+	if parent <= 0 {
+		parent = unix.AT_FDCWD
+	}
+	return emptyOut(parent, dir, b.mode.Load())
+}
+
+// close closes the sandboxes' directory; a later put opens its sandbox by
+// its path.
+func (b *boxes) close() {
+	b.parentMu.Lock()
+	defer b.parentMu.Unlock()
+	if b.parent > 0 {
+		unix.Close(b.parent)
+	}
+	b.parent = -1
+}
+
 // emptyOut removes what dir holds (what an attempt left: its inputs, its
 // outputs not taken), but not dir, and reports whether dir is then an
 // empty directory owned by this process's user with mode (type bits
@@ -77,8 +125,25 @@ func (b *boxes) put(dir string) {
 // directory (a task may have changed its sandbox's mode, or replaced it by
 // a link, whose target is never touched); links inside are removed, never
 // followed.
-func emptyOut(dir string, mode uint32) bool {
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+//
+// dir is opened in parent (a directory's descriptor, or AT_FDCWD) by its
+// base name: opening it by its whole path cost more than the rest of an
+// empty sandbox's check (docs/benchmarks.md, capacity, ninth part). What
+// it holds is removed by name in the directory open (unlinkat), and only
+// a directory inside, which unlinkat does not remove, by its path
+// (os.RemoveAll).
+//
+// Not done: skipping the check where the sandbox's ctime says it did not
+// change since it was last emptied. A change within the same clock tick as
+// that ctime would leave it equal; a margin against that holds only while
+// nobody steps the wall clock back, and an open, an fstat and two
+// getdents of an empty sandbox cost some 2 µs once it is opened by name.
+func emptyOut(parent int, dir string, mode uint32) bool {
+	name := dir
+	if parent != unix.AT_FDCWD {
+		name = filepath.Base(dir)
+	}
+	fd, err := unix.Openat(parent, name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
@@ -107,8 +172,8 @@ func emptyOut(dir string, mode uint32) bool {
 			}
 			_, _, names := syscall.ParseDirent(buf[:n], -1, nil)
 			for _, name := range names {
-				if os.RemoveAll(filepath.Join(dir, name)) != nil {
-					return false
+				if err := unix.Unlinkat(fd, name, 0); err != nil && err != syscall.ENOENT && os.RemoveAll(filepath.Join(dir, name)) != nil {
+					return false // (a directory: EISDIR, and RemoveAll)
 				}
 				removed = true
 			}
