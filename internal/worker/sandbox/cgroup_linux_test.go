@@ -1169,15 +1169,7 @@ func TestCellV1WithoutOOMKill(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer syscall.Close(fd)
-			notes := func() *oomNotes {
-				efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { syscall.Close(efd) })
-				return &oomNotes{fd: efd}
-			}
-			c := &cell{memdir: dir, memV1: true, oomFD: fd, ooms: notes(), above: notes(), procs: -1, v2fd: -1}
+			c := &cell{memdir: dir, memV1: true, oomFD: fd, ooms: testOOMNotes(t), above: testOOMNotes(t), procs: -1, v2fd: -1}
 			g := &cgroups{free: []*cell{c}}
 			got, enforced, err := g.cell(0, 40<<20)
 			if err != nil || got != c || enforced != tt.enforced {
@@ -1252,14 +1244,6 @@ func fakeV1Cell(t *testing.T) (c *cell, setKills func(int64), signal func(*oomNo
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
-	notes := func() *oomNotes {
-		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { syscall.Close(efd) })
-		return &oomNotes{fd: efd}
-	}
 	signal = func(o *oomNotes) {
 		t.Helper()
 		var b [8]byte
@@ -1269,8 +1253,20 @@ func fakeV1Cell(t *testing.T) (c *cell, setKills func(int64), signal func(*oomNo
 		}
 	}
 	// v2dir holds an empty cgroup.procs: the cell is empty for release.
-	c = &cell{v2dir: dir, memdir: dir, memV1: true, oomFD: fd, ooms: notes(), above: notes(), procs: -1, v2fd: -1}
+	c = &cell{v2dir: dir, memdir: dir, memV1: true, oomFD: fd, ooms: testOOMNotes(t), above: testOOMNotes(t), procs: -1, v2fd: -1}
 	return c, setKills, signal
+}
+
+// testOOMNotes is an oomNotes on a new eventfd that no cgroup signals,
+// closed when t ends.
+func testOOMNotes(t *testing.T) *oomNotes {
+	t.Helper()
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(efd) })
+	return &oomNotes{fd: efd}
 }
 
 // The sampler's check of a v1 run reads memory.oom_control only after the

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"container/heap"
 	"fmt"
 	"slices"
 	"sync"
@@ -108,9 +109,7 @@ func (s *sampler) pushLocked(w *watch) {
 		q = &dueQueue{base: w.base}
 		s.queues = append(s.queues, q)
 	}
-	w.q, w.idx = q, len(q.ws)
-	q.ws = append(q.ws, w)
-	q.up(w.idx)
+	heap.Push(q, w)
 	s.n++
 }
 
@@ -176,7 +175,7 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 				q.removeAt(0) // over its limit: no more samples
 				s.n--
 			} else {
-				q.down(0)
+				heap.Fix(q, 0)
 			}
 		}
 		if len(q.ws) > 0 && (next.IsZero() || q.ws[0].due.Before(next)) {
@@ -196,55 +195,31 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 
 // removeAt takes the watch at index i out of the heap.
 func (q *dueQueue) removeAt(i int) {
-	w := q.ws[i]
-	last := len(q.ws) - 1
-	if i != last {
-		q.swap(i, last)
-	}
-	q.ws[last] = nil
-	q.ws = q.ws[:last]
-	if i != last {
-		q.down(i)
-		q.up(i)
-	}
-	w.q, w.idx = nil, -1
+	heap.Remove(q, i)
 }
 
-func (q *dueQueue) less(i, j int) bool { return q.ws[i].due.Before(q.ws[j].due) }
+// dueQueue is a container/heap.Interface; Push and Pop are heap's only.
+func (q *dueQueue) Len() int           { return len(q.ws) }
+func (q *dueQueue) Less(i, j int) bool { return q.ws[i].due.Before(q.ws[j].due) }
 
-func (q *dueQueue) swap(i, j int) {
+func (q *dueQueue) Swap(i, j int) {
 	q.ws[i], q.ws[j] = q.ws[j], q.ws[i]
 	q.ws[i].idx, q.ws[j].idx = i, j
 }
 
-func (q *dueQueue) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if !q.less(i, p) {
-			return
-		}
-		q.swap(i, p)
-		i = p
-	}
+func (q *dueQueue) Push(x any) {
+	w := x.(*watch)
+	w.q, w.idx = q, len(q.ws)
+	q.ws = append(q.ws, w)
 }
 
-func (q *dueQueue) down(i int) {
-	n := len(q.ws)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		c := l
-		if r := l + 1; r < n && q.less(r, l) {
-			c = r
-		}
-		if !q.less(c, i) {
-			return
-		}
-		q.swap(i, c)
-		i = c
-	}
+func (q *dueQueue) Pop() any {
+	last := len(q.ws) - 1
+	w := q.ws[last]
+	q.ws[last] = nil
+	q.ws = q.ws[:last]
+	w.q, w.idx = nil, -1
+	return w
 }
 
 // sample takes one sample of w: over a limit, it tells w.over;
