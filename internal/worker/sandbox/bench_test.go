@@ -168,35 +168,6 @@ func BenchmarkRunTrueWardenMemory(b *testing.B) {
 	}
 }
 
-// BenchmarkCellBookkeeping is the worker's own work for a cell per run of
-// a task with a memory limit, without the process: the cell handed out
-// with one core and 16 MB, the sampler's four checks of a one-second run
-// for the kernel's out-of-memory kill (cgroup v1), the kill and the
-// release. It is skipped where the kernel does not enforce memory limits.
-func BenchmarkCellBookkeeping(b *testing.B) {
-	w, _, _ := benchWarden(b)
-	if w.cg == nil || w.cg.mem == nil {
-		b.Skip("no memory cgroup here")
-	}
-	for b.Loop() {
-		c, limited, err := w.cg.cell(1, 16<<20)
-		if err != nil || !limited {
-			b.Fatalf("cell() = %v, %v", limited, err)
-		}
-		if oom := c.oomKilled(); oom != nil {
-			for range 4 {
-				if oom() {
-					b.Fatal("an empty cell was over its limit")
-				}
-			}
-		}
-		c.kill()
-		if emptied, oom := w.cg.release(c, true); !emptied || oom {
-			b.Fatalf("release() = %v, %v", emptied, oom)
-		}
-	}
-}
-
 // BenchmarkSamplerSleeps is the sampler's own work for runs that each last
 // a second and need only the check for an out-of-memory kill (here always
 // false), 256 at once, a new one starting every 4 ms as the last ends, on

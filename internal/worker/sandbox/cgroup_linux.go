@@ -429,6 +429,7 @@ func (c *cell) openMemoryV1(dir string, above *oomNotes) error {
 		return syscall.Rmdir(dir)
 	}
 	c.memdir, c.memV1, c.joinM1, c.oomFD, c.ooms, c.above = dir, true, joinText(dir), oom, ooms, above
+	ooms.inSampler = samplers.watchEvents(ooms)
 	return nil
 }
 
@@ -440,6 +441,9 @@ type oomNotes struct {
 	fd int
 	mu sync.Mutex // a read and its sum together: concurrent counts never see an old sum after another drained the eventfd
 	n  int64
+	// inSampler: fd is in the one sampler's epoll set (watchEvents) until
+	// close. Set once, before the notes are shared.
+	inSampler bool
 }
 
 // registerOOM hears of the out-of-memory events of the v1 memory cgroup
@@ -474,6 +478,9 @@ func (o *oomNotes) count() int64 {
 // registration.
 func (o *oomNotes) close() {
 	if o != nil {
+		if o.inSampler {
+			samplers.unwatchEvents(o)
+		}
 		syscall.Close(o.fd)
 	}
 }
@@ -688,6 +695,17 @@ func (c *cell) oomKilled() func() bool {
 		kills, ok := c.oomKills()
 		return ok && kills > c.events.oomKill && c.memEventsV1(kills).overLimit(c.events)
 	}
+}
+
+// oomEvents returns the cell's out-of-memory notifications and what says
+// that they counted none since the current run started, where oomKilled
+// is not nil: until quiet turns false, oomKilled says false, so the one
+// sampler need not ask it (sampler.add).
+func (c *cell) oomEvents() (events *oomNotes, quiet func() bool) {
+	if c == nil || !c.memV1 || !c.eventsOK {
+		return nil, nil
+	}
+	return c.ooms, func() bool { return c.ooms.count() <= c.events.oom }
 }
 
 // cell returns an empty cell with a quota of cores (none for 0) and, where

@@ -1391,3 +1391,133 @@ func TestCellKillSeesEmpty(t *testing.T) {
 		t.Error("a cell handed out for a new run is still noted empty")
 	}
 }
+
+// BenchmarkCellBookkeeping is the worker's own work for a cell per run of
+// a task with a memory limit, without the process: the cell handed out
+// with one core and 16 MB, the sampler's four checks of a one-second run
+// for the kernel's out-of-memory kill (cgroup v1), the kill and the
+// release. It is skipped where the kernel does not enforce memory limits.
+func BenchmarkCellBookkeeping(b *testing.B) {
+	w, _, _ := benchWarden(b)
+	if w.cg == nil || w.cg.mem == nil {
+		b.Skip("no memory cgroup here")
+	}
+	for b.Loop() {
+		c, limited, err := w.cg.cell(1, 16<<20)
+		if err != nil || !limited {
+			b.Fatalf("cell() = %v, %v", limited, err)
+		}
+		if oom := c.oomKilled(); oom != nil {
+			for range 4 {
+				if oom() {
+					b.Fatal("an empty cell was over its limit")
+				}
+			}
+		}
+		c.kill()
+		if emptied, oom := w.cg.release(c, true); !emptied || oom {
+			b.Fatalf("release() = %v, %v", emptied, oom)
+		}
+	}
+}
+
+// A run whose only check is for the kernel's out-of-memory kill in a v1
+// cell whose eventfd is in the sampler's epoll set is not sampled until
+// the eventfd counts an event in the run: then it is at once, and the kill
+// is reported. A run added after such an event is sampled from the start.
+func TestSamplerWaitsForOOMEvent(t *testing.T) {
+	s := newSampler()
+	c, setKills, signal := fakeV1Cell(t)
+	if !s.watchEvents(c.ooms) {
+		t.Skip("no epoll set here")
+	}
+	t.Cleanup(func() { s.unwatchEvents(c.ooms) })
+	g := &cgroups{free: []*cell{c}}
+	verdicts := make(chan verdict, 1)
+	newWatch := func() *watch {
+		t.Helper()
+		if _, enforced, err := g.cell(0, 40<<20); err != nil || !enforced {
+			t.Fatalf("cell() = %v, %v; want enforced", enforced, err)
+		}
+		w := &watch{base: 50 * time.Millisecond, oom: c.oomKilled(), oomMB: 40, over: func(v verdict) { verdicts <- v }}
+		w.events, w.quiet = c.oomEvents()
+		return w
+	}
+	samples := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.samples
+	}
+
+	w := newWatch()
+	s.add(w, time.Now())
+	s.mu.Lock()
+	waits := s.waiting[c.ooms.fd] == w && w.q == nil
+	s.mu.Unlock()
+	if !waits {
+		t.Fatal("a run with no out-of-memory event yet is in the sampler's heap; want it waiting for its event")
+	}
+	// The kernel signals the event, then kills; here the kill is counted
+	// first, so that the one sample at the event sees it (else the next
+	// sample, after the base interval, would).
+	setKills(1)
+	signal(c.ooms)
+	select {
+	case v := <-verdicts:
+		if v.kind != MemoryExceeded {
+			t.Errorf("verdict %v (%s); want %v", v.kind, v.message, MemoryExceeded)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no verdict 10 s after the cell's out-of-memory event and kill")
+	}
+	if n := samples(); n != 1 {
+		t.Errorf("%d samples; want 1 (at the event)", n)
+	}
+	s.remove(w)
+	if _, oom := g.release(c, true); !oom {
+		t.Error("release: not over its limit")
+	}
+
+	// An event before the run is added: sampled from the start.
+	w = newWatch()
+	signal(c.ooms)
+	s.add(w, time.Now())
+	s.mu.Lock()
+	inHeap := w.q != nil
+	s.mu.Unlock()
+	if !inHeap {
+		t.Error("a run whose cell counted an event before it was added waits for another; want it in the heap")
+	}
+	s.remove(w)
+	pollUntil(t, 10*time.Second, "the sampler's goroutine to end", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.running
+	})
+}
+
+// The warden's v1 cells put their eventfds into the one sampler's set: a
+// limited run that never runs out of memory is never sampled.
+func TestOOMWatchCostsNoSample(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if how := w.MemoryEnforcement(); how != kernelMemoryV1 {
+		t.Skipf("no cgroup v1 memory limits here: %s", how)
+	}
+	samplers.mu.Lock()
+	before := samplers.samples
+	ev := samplers.ev.Load() != nil
+	samplers.mu.Unlock()
+	if !ev {
+		t.Skip("no epoll set here")
+	}
+	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "sleep 0.3", MemoryMB: 40, Warden: w})
+	if err != nil || res.Kind != Success {
+		t.Fatalf("Run = %v (%s), %v; want success", res.Kind, res.Message, err)
+	}
+	samplers.mu.Lock()
+	n := samplers.samples - before
+	samplers.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d samples of a run that never ran out of memory; want 0", n)
+	}
+}

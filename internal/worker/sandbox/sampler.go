@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,16 @@ import (
 // capacity, ninth part). Within one heap, due order is the order of "due
 // within half the base interval", so a wake-up takes exactly the watches
 // the rule names.
+//
+// A run whose memory limit the kernel enforces in a v1 cell is only
+// checked for the kernel's kill of one of its processes, and that check
+// says false until the cell's out-of-memory eventfd counts an event in the
+// run. Those eventfds are in an epoll set of the sampler's (made with the
+// first v1 cell, kept for the process's life), which the goroutine waits
+// on with its next due time as the deadline, through the Go runtime's
+// poller (no thread blocked): such a run waits outside the heaps, costs no
+// sample and no wake-up, and enters a heap, due at once, when its eventfd
+// becomes readable (add, eventLocked).
 type sampler struct {
 	mu      sync.Mutex
 	queues  []*dueQueue // guarded by mu: one per base interval
@@ -36,6 +47,16 @@ type sampler struct {
 	wakeups int           // guarded by mu: wake-ups that sampled, for tests
 	added   int           // guarded by mu: watches added, for tests
 	samples int           // guarded by mu: samples taken, for tests
+
+	// ev is the epoll set of the cells' out-of-memory eventfds (cgroup
+	// v1), made when the first cell's is put in (watchEvents); nil until
+	// then, or where it cannot be made. notes are the eventfds in it, and
+	// waiting the watches whose only check waits for an event of theirs
+	// (both guarded by mu, by eventfd).
+	ev      atomic.Pointer[oomEvents]
+	evTried bool
+	notes   map[int]*oomNotes
+	waiting map[int]*watch
 }
 
 // dueQueue is a min-heap of the watches of one base interval by due time.
@@ -62,11 +83,15 @@ type watch struct {
 	done bool // over was called: no more samples
 	// oom, where not nil, says that the kernel killed a process of the
 	// run for its memory limit of oomMB (cell.oomKilled): the rest of the
-	// run is then killed too.
-	oom   func() bool
-	oomMB int64
-	q     *dueQueue // the heap w is in; nil when in none
-	idx   int       // w's index in q.ws
+	// run is then killed too. events are the cell's out-of-memory
+	// notifications (nil for none), and quiet says that they counted none
+	// in the run: oom says false until then (cell.oomEvents).
+	oom    func() bool
+	oomMB  int64
+	events *oomNotes
+	quiet  func() bool
+	q      *dueQueue // the heap w is in; nil when in none
+	idx    int       // w's index in q.ws
 }
 
 var samplers = newSampler()
@@ -79,11 +104,29 @@ func newSampler() *sampler {
 // goroutine only where w is due before its next wake-up: with hundreds of
 // runs starting a second, a wake-up for each was a goroutine switch and a
 // look at every watch per start.
+//
+// A watch whose only check is oom, on a cell whose eventfd is in the
+// sampler's epoll set, is not sampled at all until that eventfd counts an
+// event: oom says false until then, and the kernel signals the event before
+// it kills (cell.oomKilled). Then it is sampled at once, and on the usual
+// schedule after. So a run that never runs out of memory costs no sample
+// and no wake-up.
 func (s *sampler) add(w *watch, now time.Time) {
 	w.interval, w.due = w.base, now.Add(w.base)
 	s.mu.Lock()
-	s.pushLocked(w)
 	s.added++
+	if s.waitsLocked(w) {
+		s.n++
+		w.idx = -1
+		s.waiting[w.events.fd] = w
+		if !s.running {
+			s.running = true
+			go s.run() // exits when no watch is left
+		}
+		s.mu.Unlock()
+		return
+	}
+	s.pushLocked(w)
 	wake := s.running && w.due.Before(s.next)
 	if !s.running {
 		s.running = true
@@ -113,12 +156,76 @@ func (s *sampler) pushLocked(w *watch) {
 	s.n++
 }
 
+// waitsLocked reports whether w's only check waits for its cell's
+// out-of-memory event (add), and none was counted in its run so far. It
+// reads the eventfd under s.mu, as the goroutine drains it (eventLocked):
+// an event is counted either here, and w goes to the heap, or after w
+// waits, and eventLocked moves it there.
+func (s *sampler) waitsLocked(w *watch) bool {
+	if w.oom == nil || w.events == nil || w.quiet == nil || w.memLimit > 0 || w.diskLimit > 0 || s.notes[w.events.fd] != w.events || s.waiting[w.events.fd] != nil {
+		return false
+	}
+	return w.quiet()
+}
+
+// watchEvents puts a cell's out-of-memory eventfd into the sampler's epoll
+// set (made the first time), for the life of the cell; false where it
+// cannot be, and the cell's runs are sampled on the usual schedule.
+func (s *sampler) watchEvents(o *oomNotes) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.evTried {
+		s.evTried = true
+		s.notes, s.waiting = make(map[int]*oomNotes), make(map[int]*watch)
+		if ev := newOOMEvents(); ev != nil {
+			s.ev.Store(ev)
+			s.poke() // a goroutine waiting on its timer waits on the set from now on
+		}
+	}
+	if ev := s.ev.Load(); ev == nil || !ev.add(o.fd) {
+		return false
+	}
+	s.notes[o.fd] = o
+	return true
+}
+
+// unwatchEvents takes a cell's eventfd out of the set, before it is
+// closed.
+func (s *sampler) unwatchEvents(o *oomNotes) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.notes[o.fd] == o {
+		s.ev.Load().del(o.fd)
+		delete(s.notes, o.fd)
+	}
+}
+
+// eventLocked takes what the eventfd fd, readable, counted (so that the
+// set is not ready for it again), and moves the watch waiting for it into
+// the heap, due now.
+func (s *sampler) eventLocked(fd int, now time.Time) {
+	o := s.notes[fd]
+	if o == nil {
+		return // closed meanwhile
+	}
+	o.count()
+	if w := s.waiting[fd]; w != nil {
+		delete(s.waiting, fd)
+		s.n--
+		w.due = now
+		s.pushLocked(w)
+	}
+}
+
 // remove stops sampling w and returns the peak memory it sampled. It does
 // not close w's scanner.
 func (s *sampler) remove(w *watch) (peak int64) {
 	s.mu.Lock()
 	if w.q != nil {
 		w.q.removeAt(w.idx)
+		s.n--
+	} else if w.events != nil && s.waiting[w.events.fd] == w {
+		delete(s.waiting, w.events.fd)
 		s.n--
 	}
 	peak, last := w.peak, s.n == 0
@@ -131,6 +238,9 @@ func (s *sampler) remove(w *watch) (peak int64) {
 
 // poke wakes the goroutine to look at the watches again.
 func (s *sampler) poke() {
+	if ev := s.ev.Load(); ev != nil {
+		ev.poke()
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -140,6 +250,7 @@ func (s *sampler) poke() {
 func (s *sampler) run() {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	var ready []int // the eventfds the set found readable
 	for {
 		s.mu.Lock()
 		if s.n == 0 {
@@ -147,9 +258,18 @@ func (s *sampler) run() {
 			s.mu.Unlock()
 			return
 		}
-		next := s.sampleDue(time.Now())
+		now := time.Now()
+		for _, fd := range ready {
+			s.eventLocked(fd, now)
+		}
+		next := s.sampleDue(now)
 		s.next = next
+		ev := s.ev.Load()
 		s.mu.Unlock()
+		if ev != nil {
+			ready = ev.wait(next, ready[:0])
+			continue
+		}
 		t.Reset(time.Until(next))
 		select {
 		case <-t.C:
