@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -1090,7 +1091,7 @@ func (c *cell) kill() {
 		killCgroup(c.v2dir, true, 0)
 		c.spent = true
 	default:
-		killCgroup(c.v1dir, false, os.Getpid())
+		killCgroup(c.v1dir, false, selfPID())
 	}
 }
 
@@ -1116,14 +1117,20 @@ func (c *cell) empty() bool {
 	if err != nil || n == len(buf) {
 		return false // a full buffer holds more than the worker's own pid
 	}
-	self := os.Getpid()
-	for f := range strings.FieldsSeq(string(buf[:n])) {
-		if pid, err := strconv.Atoi(f); err != nil || pid != self {
+	if n == 0 {
+		return true // the common case: nothing to parse
+	}
+	self := selfPID()
+	for f := range bytes.FieldsSeq(buf[:n]) {
+		if pid, ok := atoi(f); !ok || pid != int64(self) {
 			return false
 		}
 	}
 	return true
 }
+
+// selfPID is os.Getpid, asked once: it is a system call each time.
+var selfPID = sync.OnceValue(os.Getpid)
 
 // remove kills what runs in the cell and removes its cgroups.
 func (c *cell) remove() {
