@@ -43,6 +43,10 @@ type boxes struct {
 	parentOne sync.Once
 	parent    int
 	fills     bool // set with parent: its file system fills a directory read (fillsReads)
+	// watch, where not nil, hears of every change to the kept sandboxes
+	// (inotify, where fills): one with none since it was last emptied is
+	// still empty, and put keeps it without opening it. Set with parent.
+	watch *boxWatch
 }
 
 // get returns an empty sandbox directory: a kept one, or a new one.
@@ -80,6 +84,9 @@ func (b *boxes) put(dir string) {
 		}
 		b.mu.Unlock()
 	}
+	b.parentMu.RLock()
+	b.watch.forget(dir)
+	b.parentMu.RUnlock()
 	os.RemoveAll(dir)
 }
 
@@ -95,36 +102,29 @@ func (b *boxes) emptyOut(dir string) bool {
 			return // closed before
 		}
 		b.parent = -1
-		if fd, err := unix.Open(b.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			b.parent = fd
-			var st unix.Statfs_t
-			b.fills = unix.Fstatfs(fd, &st) == nil && fillsReads(int64(st.Type))
+		if fd, fills, err := openParent(b.dir); err == nil {
+			b.parent, b.fills = fd, fills
+			if fills {
+				b.watch = newBoxWatch()
+			}
 		}
 	})
 	b.parentMu.RLock()
 	defer b.parentMu.RUnlock()
+	if b.watch.unchanged(dir) {
+		return true
+	}
 	parent := b.parent
 	if parent <= 0 {
 		parent = unix.AT_FDCWD
 	}
-	return emptyOut(parent, dir, b.mode.Load(), b.fills && parent != unix.AT_FDCWD)
-}
-
-// fillsReads reports whether the file system of type fsType (statfs's
-// f_type) is one whose directory reads (getdents) stop only at the end of
-// the directory or where the next entry would not fit the buffer: ext2/3/4,
-// XFS, Btrfs and tmpfs, whose readdir emits entries until the kernel's
-// buffer refuses one. Then a read that leaves room for the longest entry
-// has reached the end, and an empty sandbox costs one read, not two (the
-// second, which returns nothing, cost some 4 µs of an ext4 directory's
-// hash-tree walk in the worker's profile). FUSE, for one, may return one
-// chunk a read, and network file systems are left out too.
-func fillsReads(fsType int64) bool {
-	switch fsType {
-	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
-		return true
+	id, ok := emptyOut(parent, dir, b.mode.Load(), b.fills && parent != unix.AT_FDCWD)
+	if ok {
+		b.watch.emptied(dir, id)
+	} else {
+		b.watch.forget(dir)
 	}
-	return false
+	return ok
 }
 
 // maxDirent is the longest entry a directory read gives (linux_dirent64:
@@ -140,6 +140,8 @@ func (b *boxes) close() {
 		unix.Close(b.parent)
 	}
 	b.parent = -1
+	b.watch.close()
+	b.watch = nil
 }
 
 // emptyOut removes what dir holds (what an attempt left: its inputs, its
@@ -165,20 +167,23 @@ func (b *boxes) close() {
 //
 // fills says that dir's file system fills each read while entries fit
 // (fillsReads): a read that leaves room for another entry is then the last.
-func emptyOut(parent int, dir string, mode uint32, fills bool) bool {
+//
+// id is the directory emptied (its device and inode).
+func emptyOut(parent int, dir string, mode uint32, fills bool) (id fileID, ok bool) {
 	name := dir
 	if parent != unix.AT_FDCWD {
 		name = filepath.Base(dir)
 	}
 	fd, err := unix.Openat(parent, name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return id, false
 	}
 	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil || uint32(st.Mode) != mode || int(st.Uid) != os.Geteuid() {
-		return false
+		return id, false
 	}
+	id = fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}
 	// Read with a buffer on the stack (os.File's readdir makes one of 8
 	// KiB per call): most sandboxes hold nothing or a few files. Entries
 	// removed while the directory is read may hide others from that pass,
@@ -192,7 +197,7 @@ func emptyOut(parent int, dir string, mode uint32, fills bool) bool {
 				continue
 			}
 			if err != nil {
-				return false
+				return id, false
 			}
 			if n == 0 {
 				break
@@ -200,7 +205,7 @@ func emptyOut(parent int, dir string, mode uint32, fills bool) bool {
 			_, _, names := syscall.ParseDirent(buf[:n], -1, nil)
 			for _, name := range names {
 				if err := unix.Unlinkat(fd, name, 0); err != nil && err != syscall.ENOENT && os.RemoveAll(filepath.Join(dir, name)) != nil {
-					return false // (a directory: EISDIR, and RemoveAll)
+					return id, false // (a directory: EISDIR, and RemoveAll)
 				}
 				removed = true
 			}
@@ -209,11 +214,14 @@ func emptyOut(parent int, dir string, mode uint32, fills bool) bool {
 			}
 		}
 		if !removed {
-			return true
+			return id, true
 		}
 		if _, err := syscall.Seek(fd, 0, io.SeekStart); err != nil {
-			return false
+			return id, false
 		}
 	}
-	return false
+	return id, false
 }
+
+// fileID names a file: its device and inode.
+type fileID struct{ dev, ino uint64 }
