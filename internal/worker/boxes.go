@@ -161,9 +161,9 @@ func (b *boxes) close() {
 //
 // Not done: skipping the check where the sandbox's ctime says it did not
 // change since it was last emptied. A change within the same clock tick as
-// that ctime would leave it equal; a margin against that holds only while
-// nobody steps the wall clock back, and an open, an fstat and two
-// getdents of an empty sandbox cost some 2 µs once it is opened by name.
+// that ctime would leave it equal, and a margin against that holds only
+// while nobody steps the wall clock back. The inotify watch (boxWatch)
+// skips it soundly where it can.
 //
 // fills says that dir's file system fills each read while entries fit
 // (fillsReads): a read that leaves room for another entry is then the last.
