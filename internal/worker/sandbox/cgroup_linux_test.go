@@ -1521,3 +1521,45 @@ func TestOOMWatchCostsNoSample(t *testing.T) {
 		t.Errorf("%d samples of a run that never ran out of memory; want 0", n)
 	}
 }
+
+// Many limited runs at once in v1 cells, some over their limit and some
+// not, some whose process over the limit left the group: each gets its
+// own verdict, while most wait for their cells' events in the sampler's
+// epoll set.
+func TestOOMVerdictsOfConcurrentRuns(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if how := w.MemoryEnforcement(); how != kernelMemoryV1 {
+		t.Skipf("no cgroup v1 memory limits here: %s", how)
+	}
+	commands := []struct {
+		command string
+		want    Kind
+	}{
+		{"sleep 0.3", Success},
+		{"head -c 300M /dev/zero | tail", MemoryExceeded},
+		{"sleep 0.5; echo done", Success},
+		// The rest of the run (sleep 20) is killed when the process over
+		// the limit is.
+		{"setsid sh -c 'head -c 300M /dev/zero | tail' & sleep 20", MemoryExceeded},
+	}
+	const runs = 24
+	type outcome struct {
+		i   int
+		res Result
+		err error
+	}
+	done := make(chan outcome, runs)
+	for i := range runs {
+		go func() { // exits when its run ends
+			res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: commands[i%len(commands)].command, MemoryMB: 40, Warden: w, WallTime: 15 * time.Second})
+			done <- outcome{i, res, err}
+		}()
+	}
+	for range runs {
+		o := <-done
+		c := commands[o.i%len(commands)]
+		if o.err != nil || o.res.Kind != c.want {
+			t.Errorf("run %d (%s): %v (%s), %v; want %v", o.i, c.command, o.res.Kind, o.res.Message, o.err, c.want)
+		}
+	}
+}
