@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxFreeBoxes bounds the empty sandboxes kept for reuse.
@@ -30,6 +32,21 @@ type boxes struct {
 
 	mu   sync.Mutex // guards free
 	free []string   // empty sandboxes, ready for an attempt
+
+	// parent is dir, open, so that put opens a sandbox by its name in it
+	// (openat) rather than by its whole path, which the kernel walks
+	// component by component each time; 0 until put first needs it, -1
+	// where it could not be opened or after close (put then opens by
+	// path). A put holds parentMu read-locked while it uses it, so that
+	// close never closes it under a put.
+	parentMu  sync.RWMutex
+	parentOne sync.Once
+	parent    int
+	fills     bool // set with parent: its file system fills a directory read (fillsReads)
+	// watch, where not nil, hears of every change to the kept sandboxes
+	// (inotify, where fills): one with none since it was last emptied is
+	// still empty, and put keeps it without opening it. Set with parent.
+	watch *boxWatch
 }
 
 // get returns an empty sandbox directory: a kept one, or a new one.
@@ -58,7 +75,7 @@ func (b *boxes) get() (string, error) {
 // put takes back a sandbox whose attempt has ended: it is emptied and
 // kept for the next attempt if it is still as it was made, else removed.
 func (b *boxes) put(dir string) {
-	if b.reuse && emptyOut(dir, b.mode.Load()) {
+	if b.reuse && b.emptyOut(dir) {
 		b.mu.Lock()
 		if len(b.free) < maxFreeBoxes {
 			b.free = append(b.free, dir)
@@ -67,7 +84,64 @@ func (b *boxes) put(dir string) {
 		}
 		b.mu.Unlock()
 	}
+	b.parentMu.RLock()
+	b.watch.forget(dir)
+	b.parentMu.RUnlock()
 	os.RemoveAll(dir)
+}
+
+// emptyOut is emptyOut of dir, opened in b.dir (opened the first time).
+// A sandbox that is not in the directory open (b.dir removed and made
+// again, say) is then not found there, so not reused: put removes it by
+// its path.
+func (b *boxes) emptyOut(dir string) bool {
+	b.parentOne.Do(func() {
+		b.parentMu.Lock()
+		defer b.parentMu.Unlock()
+		if b.parent != 0 {
+			return // closed before
+		}
+		b.parent = -1
+		if fd, fills, err := openParent(b.dir); err == nil {
+			b.parent, b.fills = fd, fills
+			if fills {
+				b.watch = newBoxWatch()
+			}
+		}
+	})
+	b.parentMu.RLock()
+	defer b.parentMu.RUnlock()
+	if b.watch.unchanged(dir) {
+		return true
+	}
+	parent := b.parent
+	if parent <= 0 {
+		parent = unix.AT_FDCWD
+	}
+	id, ok := emptyOut(parent, dir, b.mode.Load(), b.fills && parent != unix.AT_FDCWD)
+	if ok {
+		b.watch.emptied(dir, id)
+	} else {
+		b.watch.forget(dir)
+	}
+	return ok
+}
+
+// maxDirent is the longest entry a directory read gives (linux_dirent64:
+// 19 bytes, a name of up to 255 bytes and its NUL, aligned to 8).
+const maxDirent = 280
+
+// close closes the sandboxes' directory; a later put opens its sandbox by
+// its path.
+func (b *boxes) close() {
+	b.parentMu.Lock()
+	defer b.parentMu.Unlock()
+	if b.parent > 0 {
+		unix.Close(b.parent)
+	}
+	b.parent = -1
+	b.watch.close()
+	b.watch = nil
 }
 
 // emptyOut removes what dir holds (what an attempt left: its inputs, its
@@ -77,16 +151,39 @@ func (b *boxes) put(dir string) {
 // directory (a task may have changed its sandbox's mode, or replaced it by
 // a link, whose target is never touched); links inside are removed, never
 // followed.
-func emptyOut(dir string, mode uint32) bool {
-	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+//
+// dir is opened in parent (a directory's descriptor, or AT_FDCWD) by its
+// base name: opening it by its whole path cost more than the rest of an
+// empty sandbox's check (docs/benchmarks.md, capacity, ninth part). What
+// it holds is removed by name in the directory open (unlinkat), and only
+// a directory inside, which unlinkat does not remove, by its path
+// (os.RemoveAll).
+//
+// Not done: skipping the check where the sandbox's ctime says it did not
+// change since it was last emptied. A change within the same clock tick as
+// that ctime would leave it equal, and a margin against that holds only
+// while nobody steps the wall clock back. The inotify watch (boxWatch)
+// skips it soundly where it can.
+//
+// fills says that dir's file system fills each read while entries fit
+// (fillsReads): a read that leaves room for another entry is then the last.
+//
+// id is the directory emptied (its device and inode).
+func emptyOut(parent int, dir string, mode uint32, fills bool) (id fileID, ok bool) {
+	name := dir
+	if parent != unix.AT_FDCWD {
+		name = filepath.Base(dir)
+	}
+	fd, err := unix.Openat(parent, name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return id, false
 	}
 	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil || uint32(st.Mode) != mode || int(st.Uid) != os.Geteuid() {
-		return false
+		return id, false
 	}
+	id = fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}
 	// Read with a buffer on the stack (os.File's readdir makes one of 8
 	// KiB per call): most sandboxes hold nothing or a few files. Entries
 	// removed while the directory is read may hide others from that pass,
@@ -100,25 +197,31 @@ func emptyOut(dir string, mode uint32) bool {
 				continue
 			}
 			if err != nil {
-				return false
+				return id, false
 			}
 			if n == 0 {
 				break
 			}
 			_, _, names := syscall.ParseDirent(buf[:n], -1, nil)
 			for _, name := range names {
-				if os.RemoveAll(filepath.Join(dir, name)) != nil {
-					return false
+				if err := unix.Unlinkat(fd, name, 0); err != nil && err != syscall.ENOENT && os.RemoveAll(filepath.Join(dir, name)) != nil {
+					return id, false // (a directory: EISDIR, and RemoveAll)
 				}
 				removed = true
 			}
+			if fills && n+maxDirent <= len(buf) {
+				break // the end: a further read would return nothing
+			}
 		}
 		if !removed {
-			return true
+			return id, true
 		}
 		if _, err := syscall.Seek(fd, 0, io.SeekStart); err != nil {
-			return false
+			return id, false
 		}
 	}
-	return false
+	return id, false
 }
+
+// fileID names a file: its device and inode.
+type fileID struct{ dev, ino uint64 }

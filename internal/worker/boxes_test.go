@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // umask is this process's umask.
@@ -117,9 +119,64 @@ func TestBoxesReused(t *testing.T) {
 					t.Errorf("the first sandbox %s is still there (%v); want it removed", first, err)
 				}
 			}
-			if !emptyOut(second, syscall.S_IFDIR|0o755&^umask()) {
+			if _, ok := emptyOut(unix.AT_FDCWD, second, syscall.S_IFDIR|0o755&^umask(), false); !ok {
 				t.Errorf("the second sandbox %s is not an empty directory with mode 0755 less the umask", second)
 			}
 		})
+	}
+}
+
+// put opens a sandbox by its name in the sandboxes' directory, kept open:
+// where that directory was removed and made again meanwhile, the sandbox
+// is not found there, and is removed by its path, not reused; after
+// close, put opens by path and reuses again.
+func TestBoxesParentMadeAgain(t *testing.T) {
+	b := &boxes{dir: filepath.Join(t.TempDir(), "sandboxes"), reuse: true}
+	if err := os.Mkdir(b.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := b.get()
+	b.put(first) // opens the directory
+	if b.parent <= 0 {
+		t.Fatalf("parent = %d after a put; want the sandboxes' directory open", b.parent)
+	}
+	second, _ := b.get()
+	if second != first {
+		t.Fatalf("second sandbox %s; want %s reused", second, first)
+	}
+	if err := os.RemoveAll(b.dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(second, 0o755); err != nil { // the same path, another directory
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(second, "left"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.put(second)
+	if _, err := os.Lstat(second); !os.IsNotExist(err) {
+		t.Errorf("a sandbox in the directory made again: %v; want it removed, not reused", err)
+	}
+	b.close()
+	third, _ := b.get()
+	b.put(third)
+	if fourth, _ := b.get(); fourth != third {
+		t.Errorf("after close: sandbox %s; want %s reused (opened by path)", fourth, third)
+	}
+}
+
+// BenchmarkBoxesGetPut is the worker's own work for a sandbox per attempt
+// that leaves it empty: handed out, emptied, kept.
+func BenchmarkBoxesGetPut(b *testing.B) {
+	bx := &boxes{dir: filepath.Join(b.TempDir(), "worker", "sandboxes"), reuse: true}
+	if err := os.MkdirAll(bx.dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		dir, err := bx.get()
+		if err != nil {
+			b.Fatal(err)
+		}
+		bx.put(dir)
 	}
 }

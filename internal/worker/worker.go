@@ -300,6 +300,7 @@ func (w *Worker) cleanup() {
 			w.log.Warn("cleanup", "err", err)
 		}
 	}
+	w.boxes.close()
 	os.RemoveAll(w.boxes.dir)
 	w.cache.RemoveBelow(cache.LevelForever) // forever-level files outlive the worker
 }

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -110,6 +111,16 @@ type cell struct {
 	above    *oomNotes
 	events   memEvents
 	eventsOK bool
+	// kills is the v1 cell's oom_kill count as the release of its last
+	// run read it, with no process left in it; killsKnown says it holds
+	// (startEvents). Both belong to the cell's one user.
+	kills      int64
+	killsKnown bool
+	// seenEmpty: kill found the cell empty since its current run started
+	// (the run's processes are gone, and nothing enters an empty cell), so
+	// release need not read cgroup.procs again. Set by kill under the
+	// Child's lock, which Wait takes before release.
+	seenEmpty bool
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -419,6 +430,7 @@ func (c *cell) openMemoryV1(dir string, above *oomNotes) error {
 		return syscall.Rmdir(dir)
 	}
 	c.memdir, c.memV1, c.joinM1, c.oomFD, c.ooms, c.above = dir, true, joinText(dir), oom, ooms, above
+	ooms.inSampler = samplers.watchEvents(ooms)
 	return nil
 }
 
@@ -430,6 +442,9 @@ type oomNotes struct {
 	fd int
 	mu sync.Mutex // a read and its sum together: concurrent counts never see an old sum after another drained the eventfd
 	n  int64
+	// inSampler: fd is in the one sampler's epoll set (watchEvents) until
+	// close. Set once, before the notes are shared.
+	inSampler bool
 }
 
 // registerOOM hears of the out-of-memory events of the v1 memory cgroup
@@ -464,6 +479,9 @@ func (o *oomNotes) count() int64 {
 // registration.
 func (o *oomNotes) close() {
 	if o != nil {
+		if o.inSampler {
+			samplers.unwatchEvents(o)
+		}
 		syscall.Close(o.fd)
 	}
 }
@@ -603,6 +621,25 @@ func (c *cell) memEvents() (memEvents, bool) {
 	return parseMemoryEvents(buf[:n])
 }
 
+// startEvents is memEvents at the start of a limited run; known says that
+// c.kills holds the cell's oom_kill count as its last run's release read
+// it, once the cell was empty. In v1 that count is then not read again:
+// oom_kill counts the processes of the cell that an out-of-memory killer
+// ended, and the kernel counts a kill while its victim is still in the
+// cell, so with no process in the cell from that read until this run's
+// shell enters it, the count cannot have changed (whatever the cause: the
+// cell's limit, a cgroup above it, or the whole host). The out-of-memory
+// events (the eventfds) can change meanwhile, for the cgroups above the
+// cell, and are read now: two non-blocking reads, where memory.oom_control
+// is a pread and a parse. A cell handed out to a run without a limit, or
+// whose release did not read the count, reads it here.
+func (c *cell) startEvents(known bool) (memEvents, bool) {
+	if known && c.memV1 && c.oomFD >= 0 {
+		return c.memEventsV1(c.kills), true
+	}
+	return c.memEvents()
+}
+
 // memEventsV1 is the v1 cell's memEvents given its oom_kill count, read
 // first: the kernel signals an out-of-memory event before it kills.
 func (c *cell) memEventsV1(kills int64) memEvents {
@@ -637,14 +674,39 @@ func parseOOMControl(b []byte) (int64, bool) {
 // (reading memory.oom_control alone until its oom_kill rises) and ends
 // the run. Nil where the kernel kills the cell whole (v2, memory.oom.group)
 // or does not limit the run.
+//
+// The cell's own eventfd gates the read of memory.oom_control: a run is
+// over its limit only where the cell's out-of-memory events rose since
+// the run started (memEvents.overLimit), and the count of those is one
+// non-blocking read of the eventfd, where memory.oom_control is a pread
+// and a parse. The gate never hides a kill for good: the count only
+// grows (oomNotes keeps what every reader drained), so once the check
+// without the gate would say killed, every later one passes the gate and
+// decides as it would. (The kernel signals the event before it kills; a
+// sample that reads the count just before both only sees them at the
+// next sample.)
 func (c *cell) oomKilled() func() bool {
 	if c == nil || !c.memV1 || !c.eventsOK {
 		return nil
 	}
 	return func() bool {
+		if c.ooms.count() <= c.events.oom {
+			return false // no out-of-memory event for the cell in this run
+		}
 		kills, ok := c.oomKills()
 		return ok && kills > c.events.oomKill && c.memEventsV1(kills).overLimit(c.events)
 	}
+}
+
+// oomEvents returns the cell's out-of-memory notifications and what says
+// that they counted none since the current run started, where oomKilled
+// is not nil: until quiet turns false, oomKilled says false, so the one
+// sampler need not ask it (sampler.add).
+func (c *cell) oomEvents() (events *oomNotes, quiet func() bool) {
+	if c == nil || !c.memV1 || !c.eventsOK {
+		return nil, nil
+	}
+	return c.ooms, func() bool { return c.ooms.count() <= c.events.oom }
 }
 
 // cell returns an empty cell with a quota of cores (none for 0) and, where
@@ -652,19 +714,22 @@ func (c *cell) oomKilled() func() bool {
 // 0); memEnforced says it does for this cell.
 func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, err error) {
 	g.mu.Lock()
+	next := -1
 	if n := len(g.free); n > 0 {
 		c, g.free = g.free[n-1], g.free[:n-1]
-	}
-	name := "c" + strconv.Itoa(g.next)
-	if c == nil {
+	} else {
+		next = g.next
 		g.next++
 	}
 	g.mu.Unlock()
 	if c == nil {
-		if c, err = newCell(g.v2, g.v1, g.mem, name); err != nil {
+		if c, err = newCell(g.v2, g.v1, g.mem, "c"+strconv.Itoa(next)); err != nil {
 			return nil, false, fmt.Errorf("create cgroup: %w", err)
 		}
 	}
+	known := c.killsKnown
+	c.killsKnown = false // this run may change them; release reads them again
+	c.seenEmpty = false
 	if err := c.setQuota(g.cpu, quota(cores)); err != nil {
 		c.remove()
 		return nil, false, fmt.Errorf("set the CPU quota of %g cores: %w", cores, err)
@@ -681,7 +746,7 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 		return c, false, nil
 	}
 	if memory > 0 {
-		c.events, c.eventsOK = c.memEvents()
+		c.events, c.eventsOK = c.startEvents(known)
 		if c.memV1 && !c.eventsOK {
 			// Without the counts at the start, v1's kill of one process
 			// would never be seen, nor the rest of the run killed:
@@ -703,7 +768,7 @@ func (g *cgroups) cell(cores float64, memory int64) (c *cell, memEnforced bool, 
 // of the run for its memory limit (limited: the run had one).
 func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 	deadline := time.Now().Add(settleWait)
-	for !c.empty() {
+	for !c.seenEmpty && !c.empty() {
 		if time.Now().After(deadline) {
 			oom = limited && c.overLimit()
 			c.closeFiles() // close removes the cgroups
@@ -713,7 +778,13 @@ func (g *cgroups) release(c *cell, limited bool) (emptied, oom bool) {
 		time.Sleep(100 * time.Microsecond)
 	}
 	if limited {
-		oom = c.overLimit()
+		now, ok := c.memEvents()
+		oom = ok && c.eventsOK && now.overLimit(c.events)
+		if ok && c.memV1 {
+			// Read once the cell is empty: the next run starts from
+			// these kills (startEvents).
+			c.kills, c.killsKnown = now.oomKill, true
+		}
 	}
 	if c.spent {
 		c.remove()
@@ -1011,13 +1082,16 @@ func (l *launcher) stop() {
 // kill sends SIGKILL to every process in the cell, if there is one.
 func (c *cell) kill() {
 	switch {
-	case c == nil || c.empty():
-		// Nothing can enter an empty cell but a process forked inside.
+	case c == nil:
+	case c.seenEmpty || c.empty():
+		// Nothing can enter an empty cell but a process forked inside:
+		// it stays empty, and release need not look again.
+		c.seenEmpty = true
 	case c.v2dir != "":
 		killCgroup(c.v2dir, true, 0)
 		c.spent = true
 	default:
-		killCgroup(c.v1dir, false, os.Getpid())
+		killCgroup(c.v1dir, false, selfPID())
 	}
 }
 
@@ -1043,14 +1117,20 @@ func (c *cell) empty() bool {
 	if err != nil || n == len(buf) {
 		return false // a full buffer holds more than the worker's own pid
 	}
-	self := os.Getpid()
-	for f := range strings.FieldsSeq(string(buf[:n])) {
-		if pid, err := strconv.Atoi(f); err != nil || pid != self {
+	if n == 0 {
+		return true // the common case: nothing to parse
+	}
+	self := selfPID()
+	for f := range bytes.FieldsSeq(buf[:n]) {
+		if pid, ok := atoi(f); !ok || pid != int64(self) {
 			return false
 		}
 	}
 	return true
 }
+
+// selfPID is os.Getpid, asked once: it is a system call each time.
+var selfPID = sync.OnceValue(os.Getpid)
 
 // remove kills what runs in the cell and removes its cgroups.
 func (c *cell) remove() {

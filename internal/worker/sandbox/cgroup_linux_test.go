@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1168,15 +1169,7 @@ func TestCellV1WithoutOOMKill(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer syscall.Close(fd)
-			notes := func() *oomNotes {
-				efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { syscall.Close(efd) })
-				return &oomNotes{fd: efd}
-			}
-			c := &cell{memdir: dir, memV1: true, oomFD: fd, ooms: notes(), above: notes(), procs: -1, v2fd: -1}
+			c := &cell{memdir: dir, memV1: true, oomFD: fd, ooms: testOOMNotes(t), above: testOOMNotes(t), procs: -1, v2fd: -1}
 			g := &cgroups{free: []*cell{c}}
 			got, enforced, err := g.cell(0, 40<<20)
 			if err != nil || got != c || enforced != tt.enforced {
@@ -1224,5 +1217,349 @@ func TestNoCellsNoMemoryCgroup(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(memBase, name)); err == nil {
 		removeCgroup(filepath.Join(memBase, name), false, os.Getpid(), time.Second)
 		t.Errorf("a v1 memory cgroup %s was left behind; want none", name)
+	}
+}
+
+// fakeV1Cell is a v1 memory cell made of plain files and real eventfds:
+// setKills writes its memory.oom_control's oom_kill, signal signals one of
+// its eventfds as the kernel does at an out-of-memory event.
+func fakeV1Cell(t *testing.T) (c *cell, setKills func(int64), signal func(*oomNotes)) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "cgroup.procs"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	control := filepath.Join(dir, "memory.oom_control")
+	setKills = func(n int64) {
+		t.Helper()
+		if err := os.WriteFile(control, []byte(fmt.Sprintf("oom_kill_disable 0\nunder_oom 0\noom_kill %d\n", n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setKills(0)
+	fd, err := syscall.Open(control, syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	signal = func(o *oomNotes) {
+		t.Helper()
+		var b [8]byte
+		b[0] = 1 // little-endian 1 (the tests run on little-endian machines)
+		if _, err := syscall.Write(o.fd, b[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// v2dir holds an empty cgroup.procs: the cell is empty for release.
+	c = &cell{v2dir: dir, memdir: dir, memV1: true, oomFD: fd, ooms: testOOMNotes(t), above: testOOMNotes(t), procs: -1, v2fd: -1}
+	return c, setKills, signal
+}
+
+// testOOMNotes is an oomNotes on a new eventfd that no cgroup signals,
+// closed when t ends.
+func testOOMNotes(t *testing.T) *oomNotes {
+	t.Helper()
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(efd) })
+	return &oomNotes{fd: efd}
+}
+
+// The sampler's check of a v1 run reads memory.oom_control only after the
+// cell's eventfd was signalled, and that gate never hides a kill: at every
+// step of random sequences of out-of-memory events (the cell's own, and
+// above it), kills (each after its event, as the kernel does; or a
+// host-wide one, with no event) and reads of the eventfds by others (the
+// release of a run, say), the gated check says what the check without the
+// gate says.
+func TestOOMGateHidesNoKill(t *testing.T) {
+	for seed := range uint64(50) {
+		c, setKills, signal := fakeV1Cell(t)
+		g := &cgroups{free: []*cell{c}}
+		if _, enforced, err := g.cell(0, 40<<20); err != nil || !enforced {
+			t.Fatalf("cell() = %v, %v; want enforced", enforced, err)
+		}
+		gated := c.oomKilled()
+		ungated := func() bool {
+			kills, ok := c.oomKills()
+			return ok && kills > c.events.oomKill && c.memEventsV1(kills).overLimit(c.events)
+		}
+		rng := rand.New(rand.NewPCG(seed, 7))
+		kills := int64(0)
+		var trace []string
+		for step := range 30 {
+			switch rng.IntN(6) {
+			case 0: // the cell's own limit: its event, then the kill
+				signal(c.ooms)
+				kills++
+				setKills(kills)
+				trace = append(trace, "own kill")
+			case 1: // an event without a kill
+				signal(c.ooms)
+				trace = append(trace, "own event")
+			case 2: // a host-wide kill: no event
+				kills++
+				setKills(kills)
+				trace = append(trace, "host kill")
+			case 3: // above the cell: both eventfds are signalled
+				signal(c.above)
+				signal(c.ooms)
+				trace = append(trace, "above")
+			case 4: // another reader drains the eventfds
+				c.ooms.count()
+				c.above.count()
+				trace = append(trace, "drained")
+			default:
+				trace = append(trace, "nothing")
+			}
+			want := ungated()
+			if got := gated(); got != want {
+				t.Fatalf("seed %d step %d (%s): gated check %v; without the gate %v", seed, step, strings.Join(trace, ", "), got, want)
+			}
+		}
+	}
+}
+
+// A reused v1 cell starts a limited run from the oom_kill count that the
+// release of its last limited run read once it was empty, without reading
+// memory.oom_control again; a run without a limit in between, which reads
+// nothing at its end, makes the next limited run read it.
+func TestCellStartsFromReleasedKills(t *testing.T) {
+	c, setKills, _ := fakeV1Cell(t)
+	g := &cgroups{free: []*cell{c}}
+	start := func(memory int64) {
+		t.Helper()
+		got, _, err := g.cell(0, memory)
+		if err != nil || got != c {
+			t.Fatalf("cell() = %p, %v; want %p", got, err, c)
+		}
+	}
+	setKills(3)
+	start(40 << 20)
+	if c.events.oomKill != 3 {
+		t.Fatalf("first run starts from %d kills; want 3 (read)", c.events.oomKill)
+	}
+	setKills(5) // two processes of the run killed
+	if emptied, _ := g.release(c, true); !emptied {
+		t.Fatal("release: the cell is not empty")
+	}
+	setKills(9) // cannot happen to an empty cell: shows what is read
+	start(40 << 20)
+	if c.events.oomKill != 5 {
+		t.Errorf("the next run starts from %d kills; want 5 (as the release read them)", c.events.oomKill)
+	}
+	g.release(c, true) // reads 9
+	start(0)           // no limit: its release reads nothing
+	g.release(c, false)
+	setKills(11)
+	start(40 << 20)
+	if c.events.oomKill != 11 {
+		t.Errorf("a run after one without a limit starts from %d kills; want 11 (read)", c.events.oomKill)
+	}
+}
+
+// A kill that finds the cell empty spares release a second read of
+// cgroup.procs (nothing enters an empty cell); the next run of the cell
+// reads it again.
+func TestCellKillSeesEmpty(t *testing.T) {
+	c, _, _ := fakeV1Cell(t)
+	g := &cgroups{free: []*cell{c}}
+	procs := filepath.Join(c.v2dir, "cgroup.procs")
+	if _, _, err := g.cell(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.kill()
+	if !c.seenEmpty {
+		t.Fatal("a kill of an empty cell did not note it empty")
+	}
+	// Not possible in a real cell once empty: shows that release does not
+	// read the file again.
+	if err := os.WriteFile(procs, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if emptied, _ := g.release(c, false); !emptied {
+		t.Error("release read cgroup.procs again after a kill found the cell empty")
+	}
+	if _, _, err := g.cell(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if c.seenEmpty {
+		t.Error("a cell handed out for a new run is still noted empty")
+	}
+}
+
+// BenchmarkCellBookkeeping is the worker's own work for a cell per run of
+// a task with a memory limit, without the process: the cell handed out
+// with one core and 16 MB, the sampler's four checks of a one-second run
+// for the kernel's out-of-memory kill (cgroup v1), the kill and the
+// release. It is skipped where the kernel does not enforce memory limits.
+func BenchmarkCellBookkeeping(b *testing.B) {
+	w, _, _ := benchWarden(b)
+	if w.cg == nil || w.cg.mem == nil {
+		b.Skip("no memory cgroup here")
+	}
+	for b.Loop() {
+		c, limited, err := w.cg.cell(1, 16<<20)
+		if err != nil || !limited {
+			b.Fatalf("cell() = %v, %v", limited, err)
+		}
+		if oom := c.oomKilled(); oom != nil {
+			for range 4 {
+				if oom() {
+					b.Fatal("an empty cell was over its limit")
+				}
+			}
+		}
+		c.kill()
+		if emptied, oom := w.cg.release(c, true); !emptied || oom {
+			b.Fatalf("release() = %v, %v", emptied, oom)
+		}
+	}
+}
+
+// A run whose only check is for the kernel's out-of-memory kill in a v1
+// cell whose eventfd is in the sampler's epoll set is not sampled until
+// the eventfd counts an event in the run: then it is at once, and the kill
+// is reported. A run added after such an event is sampled from the start.
+func TestSamplerWaitsForOOMEvent(t *testing.T) {
+	s := newSampler()
+	c, setKills, signal := fakeV1Cell(t)
+	if !s.watchEvents(c.ooms) {
+		t.Skip("no epoll set here")
+	}
+	t.Cleanup(func() { s.unwatchEvents(c.ooms) })
+	g := &cgroups{free: []*cell{c}}
+	verdicts := make(chan verdict, 1)
+	newWatch := func() *watch {
+		t.Helper()
+		if _, enforced, err := g.cell(0, 40<<20); err != nil || !enforced {
+			t.Fatalf("cell() = %v, %v; want enforced", enforced, err)
+		}
+		w := &watch{base: 50 * time.Millisecond, oom: c.oomKilled(), oomMB: 40, over: func(v verdict) { verdicts <- v }}
+		w.events, w.quiet = c.oomEvents()
+		return w
+	}
+	samples := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.samples
+	}
+
+	w := newWatch()
+	s.add(w, time.Now())
+	s.mu.Lock()
+	waits := s.waiting[c.ooms.fd] == w && w.q == nil
+	s.mu.Unlock()
+	if !waits {
+		t.Fatal("a run with no out-of-memory event yet is in the sampler's heap; want it waiting for its event")
+	}
+	// The kernel signals the event, then kills; here the kill is counted
+	// first, so that the one sample at the event sees it (else the next
+	// sample, after the base interval, would).
+	setKills(1)
+	signal(c.ooms)
+	select {
+	case v := <-verdicts:
+		if v.kind != MemoryExceeded {
+			t.Errorf("verdict %v (%s); want %v", v.kind, v.message, MemoryExceeded)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no verdict 10 s after the cell's out-of-memory event and kill")
+	}
+	if n := samples(); n != 1 {
+		t.Errorf("%d samples; want 1 (at the event)", n)
+	}
+	s.remove(w)
+	if _, oom := g.release(c, true); !oom {
+		t.Error("release: not over its limit")
+	}
+
+	// An event before the run is added: sampled from the start.
+	w = newWatch()
+	signal(c.ooms)
+	s.add(w, time.Now())
+	s.mu.Lock()
+	inHeap := w.q != nil
+	s.mu.Unlock()
+	if !inHeap {
+		t.Error("a run whose cell counted an event before it was added waits for another; want it in the heap")
+	}
+	s.remove(w)
+	pollUntil(t, 10*time.Second, "the sampler's goroutine to end", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.running
+	})
+}
+
+// The warden's v1 cells put their eventfds into the one sampler's set: a
+// limited run that never runs out of memory is never sampled.
+func TestOOMWatchCostsNoSample(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if how := w.MemoryEnforcement(); how != kernelMemoryV1 {
+		t.Skipf("no cgroup v1 memory limits here: %s", how)
+	}
+	samplers.mu.Lock()
+	before := samplers.samples
+	ev := samplers.ev.Load() != nil
+	samplers.mu.Unlock()
+	if !ev {
+		t.Skip("no epoll set here")
+	}
+	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "sleep 0.3", MemoryMB: 40, Warden: w})
+	if err != nil || res.Kind != Success {
+		t.Fatalf("Run = %v (%s), %v; want success", res.Kind, res.Message, err)
+	}
+	samplers.mu.Lock()
+	n := samplers.samples - before
+	samplers.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d samples of a run that never ran out of memory; want 0", n)
+	}
+}
+
+// Many limited runs at once in v1 cells, some over their limit and some
+// not, some whose process over the limit left the group: each gets its
+// own verdict, while most wait for their cells' events in the sampler's
+// epoll set.
+func TestOOMVerdictsOfConcurrentRuns(t *testing.T) {
+	w := newWarden(t, WardenConfig{})
+	if how := w.MemoryEnforcement(); how != kernelMemoryV1 {
+		t.Skipf("no cgroup v1 memory limits here: %s", how)
+	}
+	commands := []struct {
+		command string
+		want    Kind
+	}{
+		{"sleep 0.3", Success},
+		{"head -c 300M /dev/zero | tail", MemoryExceeded},
+		{"sleep 0.5; echo done", Success},
+		// The rest of the run (sleep 20) is killed when the process over
+		// the limit is.
+		{"setsid sh -c 'head -c 300M /dev/zero | tail' & sleep 20", MemoryExceeded},
+	}
+	const runs = 24
+	type outcome struct {
+		i   int
+		res Result
+		err error
+	}
+	done := make(chan outcome, runs)
+	for i := range runs {
+		go func() { // exits when its run ends
+			res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: commands[i%len(commands)].command, MemoryMB: 40, Warden: w, WallTime: 15 * time.Second})
+			done <- outcome{i, res, err}
+		}()
+	}
+	for range runs {
+		o := <-done
+		c := commands[o.i%len(commands)]
+		if o.err != nil || o.res.Kind != c.want {
+			t.Errorf("run %d (%s): %v (%s), %v; want %v", o.i, c.command, o.res.Kind, o.res.Message, o.err, c.want)
+		}
 	}
 }

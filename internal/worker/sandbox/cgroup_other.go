@@ -15,6 +15,10 @@ type cgroups struct{}
 
 type cell struct{}
 
+type oomNotes struct{ fd int }
+
+func (o *oomNotes) count() int64 { return 0 }
+
 func openCgroups() (*cgroups, string) { return nil, "not enforced (cgroups are Linux only)" }
 
 func (g *cgroups) cell(float64, int64) (*cell, bool, error) { return nil, false, nil }
@@ -30,6 +34,7 @@ func (c *cell) start(cmd *exec.Cmd, _, _ bool) error { return cmd.Start() }
 func (c *cell) join(bool) string                     { return "" }
 func (c *cell) needsV1() bool                        { return false }
 func (c *cell) oomKilled() func() bool               { return nil }
+func (c *cell) oomEvents() (*oomNotes, func() bool)  { return nil, nil }
 func (c *cell) kill()                                {}
 func (c *cell) procsFile() string                    { return "" }
 func (c *cell) procsFD() int                         { return -1 }

@@ -46,9 +46,12 @@
 //     for a shortage of the whole host). The most the cell held says
 //     nothing in v1, which charges the page cache of the files a run
 //     writes to its cell: that sits at the limit whenever a run wrote more
-//     than it. The one sampler reads memory.oom_control every
+//     than it. The one sampler waits for the cell's eventfd (one epoll set
+//     for every cell's, polled by the Go runtime), and from its first
+//     event in the run reads memory.oom_control at once and every
 //     PollInterval or so (backing off as below) to kill the rest of the run
-//     when it rose. The kernel counts what the
+//     when it rose; a run without such an event is never sampled. The
+//     kernel counts what the
 //     run's processes have charged (resident memory, page tables, and page
 //     cache, which it reclaims before it kills anything). Elsewhere memory
 //     and disk are sampled every PollInterval while they grow (or are over
@@ -75,7 +78,8 @@
 //     memory and disk samples of every run of the process are taken by one
 //     sampler goroutine (sampler.go), which kills a run over its limit and
 //     runs while some run has a sampled limit: one wake-up serves every run
-//     then due. None of them kills the run once Run has its verdict.
+//     then due, and looks at no other (a heap by due time). None of them
+//     kills the run once Run has its verdict.
 //   - The error is non-nil only when the command could not be started at all;
 //     every outcome of a started command is described by the Result.
 //

@@ -62,6 +62,9 @@ func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start t
 		if spec.MemoryMB > 0 {
 			m.w.scan = newCellScanner(c.Pid(), c.cell.procsFile(), c.cell.procsFD())
 		}
+		if oom != nil {
+			m.w.events, m.w.quiet = c.cell.oomEvents()
+		}
 		samplers.add(m.w, time.Now())
 	}
 	return m

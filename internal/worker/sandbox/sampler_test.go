@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,7 +25,7 @@ func TestSamplerSharesWakeups(t *testing.T) {
 		if i == 9 {
 			w.over = func(v verdict) { verdicts = append(verdicts, v) }
 		}
-		s.watches[w] = struct{}{}
+		s.pushLocked(w)
 		ws = append(ws, w)
 	}
 	next := s.sampleDue(t0)
@@ -107,7 +108,7 @@ func TestSamplerFirstSampleSteady(t *testing.T) {
 			s := newSampler()
 			w := &watch{dir: t.TempDir(), diskLimit: 1 << 20, diskMB: 1, base: base, interval: base,
 				due: t0, over: func(verdict) {}}
-			s.watches[w] = struct{}{}
+			s.pushLocked(w)
 			var got []time.Duration
 			now := t0
 			for _, size := range tc.sizes {
@@ -138,5 +139,96 @@ func TestSamplerAddWakesOnlyWhenDueFirst(t *testing.T) {
 	s.add(&watch{base: 10 * time.Millisecond}, t0)
 	if len(s.wake) != 1 {
 		t.Errorf("a watch due at +10ms did not wake the goroutine, due to wake at +30ms")
+	}
+}
+
+// A wake-up samples exactly the watches due within half their base
+// interval, whatever their order of arrival and base interval, and each
+// once: the heaps give what a look at every watch would.
+func TestSamplerSamplesExactlyTheDue(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	s := newSampler()
+	var ws []*watch
+	for range 300 {
+		base := []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 400 * time.Millisecond}[rng.IntN(3)]
+		w := &watch{base: base, interval: base, due: t0.Add(time.Duration(rng.IntN(1000)) * time.Millisecond),
+			oom: func() bool { return false }, over: func(verdict) { t.Error("over its limit") }}
+		s.pushLocked(w)
+		ws = append(ws, w)
+	}
+	now := t0
+	for round := range 50 {
+		want := map[*watch]bool{}
+		for _, w := range ws {
+			if !w.due.After(now.Add(w.base / 2)) {
+				want[w] = true
+			}
+		}
+		before := make(map[*watch]time.Time, len(ws))
+		for _, w := range ws {
+			before[w] = w.due
+		}
+		samples := s.samples
+		next := s.sampleDue(now)
+		var wantNext time.Time
+		for _, w := range ws {
+			if sampled := !w.due.Equal(before[w]); sampled != want[w] {
+				t.Fatalf("round %d: a watch due %v after now (base %v): sampled %v; want %v", round, before[w].Sub(now), w.base, sampled, want[w])
+			}
+			if wantNext.IsZero() || w.due.Before(wantNext) {
+				wantNext = w.due
+			}
+		}
+		if got := s.samples - samples; got != len(want) {
+			t.Fatalf("round %d: %d samples; want %d", round, got, len(want))
+		}
+		if !next.Equal(wantNext) {
+			t.Fatalf("round %d: next wake-up %v after now; want %v", round, next.Sub(now), wantNext.Sub(now))
+		}
+		if round%7 == 3 { // some runs end, others start
+			for _, i := range []int{rng.IntN(len(ws)), rng.IntN(len(ws))} {
+				if ws[i].q != nil {
+					s.remove(ws[i])
+				}
+				ws[i] = &watch{base: ws[i].base, interval: ws[i].base, due: next.Add(time.Duration(rng.IntN(100)) * time.Millisecond),
+					oom: func() bool { return false }, over: func(verdict) { t.Error("over its limit") }}
+				s.pushLocked(ws[i])
+			}
+		}
+		now = next
+	}
+}
+
+// A pass over the watches allocates nothing, and a steady run of a second
+// is sampled at 1, 3, 7 and 15 base intervals of 50 ms: four samples.
+func TestSamplerPassAllocatesNothing(t *testing.T) {
+	const base = 50 * time.Millisecond
+	s := newSampler()
+	t0 := time.Unix(1000, 0)
+	var ws []*watch
+	for i := range 256 {
+		w := &watch{base: base, oom: func() bool { return false }, over: func(verdict) {}}
+		w.interval, w.due = base, t0.Add(base+time.Duration(i)*4*time.Millisecond)
+		s.pushLocked(w)
+		ws = append(ws, w)
+	}
+	now := t0
+	allocs := testing.AllocsPerRun(100, func() { now = s.sampleDue(now) })
+	if allocs != 0 {
+		t.Errorf("%v allocations per pass; want 0", allocs)
+	}
+
+	s = newSampler()
+	w := &watch{base: base, interval: base, due: t0.Add(base), oom: func() bool { return false }, over: func(verdict) {}}
+	s.pushLocked(w)
+	for now := t0.Add(base); now.Before(t0.Add(time.Second)); now = s.sampleDue(now) {
+	}
+	if s.samples != 4 {
+		t.Errorf("a steady run of 1 s was sampled %d times; want 4 (at 50, 150, 350 and 750 ms)", s.samples)
+	}
+	s.remove(w)
+	if s.n != 0 || w.q != nil {
+		t.Errorf("after remove: %d watches queued, w in a heap %v; want none", s.n, w.q != nil)
 	}
 }
