@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -34,32 +33,29 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if limit <= 0 {
 		limit = DefaultOutputLimit
 	}
-	out, err := openOutputs(limit)
+	out, err := openOutputs(dir, limit, spec.Warden.logger())
 	if err != nil {
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
-	cmd := &exec.Cmd{
-		Path:   "/bin/sh",
-		Args:   []string{"sh", "-c", spec.Command},
-		Dir:    dir,
-		Env:    environ(dir, spec.Env),
-		Stdout: out.outW,
-		Stderr: out.errW,
-	}
-	if stdin, err := devNull(); err == nil {
-		cmd.Stdin = stdin // else left nil: os/exec opens /dev/null itself (a nil *os.File would close fd 0)
-	}
-	start := time.Now()
-	c, err := spec.Warden.start(cmd, spec.Cores, spec.MemoryMB, true)
-	out.started(err == nil)
+	stdin, err := devNull()
 	if err != nil {
+		out.close()
+		return Result{}, fmt.Errorf("sandbox: start command in %q: open %s for its standard input: %w", dir, os.DevNull, err)
+	}
+	sh := &shell{script: spec.Command, dir: dir, env: environ(dir, spec.Env)}
+	sh.files[0] = stdin
+	sh.files[1], sh.files[2] = out.files()
+	start := time.Now()
+	c, err := spec.Warden.start(nil, sh, spec.Cores, spec.MemoryMB)
+	if err != nil {
+		out.close()
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
 	watched := spec
 	if c.MemoryLimited() {
 		watched.MemoryMB = 0 // the kernel enforces it: nothing to sample
 	}
-	mon := startMonitor(ctx, &watched, c, dir, start)
+	mon := startMonitor(ctx, &watched, c, dir, start, out)
 
 	var v verdict
 	var duration time.Duration
@@ -69,31 +65,32 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		duration = time.Since(start)
 		v = mon.stop()
 		c.Kill()
-		_ = c.Wait() // the outcome is read from ProcessState
+		_ = c.Wait() // the outcome is read from c.status
 	} else {
 		_ = c.Wait() // kills the group after the reap
 		duration = time.Since(start)
 		v = mon.stop()
 	}
-	out.finish()
-	stdout, stderr := out.stdout, out.stderr
+	// Nothing to wait for: what the run wrote is in its files already
+	// (a process that escaped the kill may still add to them, unread).
+	stdout, stderr, outTrunc, errTrunc := out.collect()
 
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && c.joins && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr.Bytes(), []byte(joinFailedText)) {
+	if ws := c.status; c.joins && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr, []byte(joinFailedText)) {
 		// The shell could not enter its cell and ran nothing of the task's.
 		// (Where no join was put before the command, a task that prints
 		// the same and exits 125 simply failed.)
-		return Result{}, fmt.Errorf("sandbox: start command in %q: %s (the worker's cgroups were removed or are not writable; its log says how cgroups are used)", dir, firstLine(stderr.Bytes()))
+		return Result{}, fmt.Errorf("sandbox: start command in %q: %s (the worker's cgroups were removed or are not writable; its log says how cgroups are used)", dir, firstLine(stderr))
 	}
 	res := Result{
-		Stdout:          stdout.Bytes(),
-		Stderr:          stderr.Bytes(),
-		StdoutTruncated: stdout.Truncated(),
-		StderrTruncated: stderr.Truncated(),
+		Stdout:          stdout,
+		Stderr:          stderr,
+		StdoutTruncated: outTrunc,
+		StderrTruncated: errTrunc,
 		Duration:        duration,
 		Lingering:       c.Lingers(),
 	}
-	classify(&res, cmd.ProcessState, v)
-	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
+	classify(&res, c.status, v)
+	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(&c.usage)))
 	if c.MemoryKilled() && res.Kind != v.kind {
 		// The kernel's limit, not one the monitor enforced (which wins
 		// where it killed first), ended the run.
@@ -121,8 +118,10 @@ func kernelOOMMessage(mb int64) string {
 }
 
 // devNull is /dev/null, open for reading for the process's life: every
-// command's standard input. (os/exec would open and close it for each.)
-var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+// command's standard input.
+var devNull = sync.OnceValues(func() (int, error) {
+	return syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+})
 
 // environ returns the base environment followed by extra.
 func environ(dir string, extra []string) []string {
@@ -141,11 +140,10 @@ func killGroup(pgid int) {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
-// classify fills res.Kind, ExitCode and Message from how the shell ended and
-// what the monitor did.
-func classify(res *Result, ps *os.ProcessState, v verdict) {
-	res.ExitCode = ps.ExitCode()
-	ws, _ := ps.Sys().(syscall.WaitStatus)
+// classify fills res.Kind, ExitCode and Message from how the shell ended
+// (ws) and what the monitor did.
+func classify(res *Result, ws syscall.WaitStatus, v verdict) {
+	res.ExitCode = ws.ExitStatus() // -1 unless it exited
 	switch {
 	case v.kind != 0 && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
 		// The monitor killed a live shell. Had the shell already exited on
@@ -166,7 +164,7 @@ func classify(res *Result, ps *os.ProcessState, v verdict) {
 		res.Kind = Failed
 		res.Message = fmt.Sprintf("killed by signal %d", int(ws.Signal()))
 	default:
-		res.Kind, res.Message = Failed, ps.String()
+		res.Kind, res.Message = Failed, fmt.Sprintf("ended with wait status %#x", uint32(ws))
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // pPID is waitid's P_PID id type.
@@ -30,11 +32,32 @@ func waitExited(pid int) error {
 
 // maxRSSBytes returns the largest resident set of the shell or of any
 // descendant it waited for, in bytes; Linux reports ru_maxrss in KiB.
-func maxRSSBytes(ps *os.ProcessState) int64 {
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss << 10
+func maxRSSBytes(ru *syscall.Rusage) int64 {
+	return ru.Maxrss << 10
+}
+
+// clonePidfd asks the clone of the process started with attr for its
+// pidfd, which the result holds after the start: -1 where the kernel gives
+// none.
+func clonePidfd(attr *syscall.SysProcAttr) *int {
+	pidfd := -1
+	attr.PidFD = &pidfd
+	return &pidfd
+}
+
+// clonedExitWatch returns a watch of the exit of a process from the pidfd
+// its clone gave (clonePidfd); nil where there is none.
+func clonedExitWatch(pidfd *int) *exitWatch {
+	if *pidfd < 0 {
+		return nil
 	}
-	return 0
+	// Non-blocking, so os.NewFile gives it to the runtime's poller (the
+	// clone's pidfd is close-on-exec already).
+	if _, err := unix.FcntlInt(uintptr(*pidfd), syscall.F_SETFL, syscall.O_NONBLOCK); err != nil {
+		syscall.Close(*pidfd)
+		return nil
+	}
+	return &exitWatch{f: os.NewFile(uintptr(*pidfd), "pidfd")}
 }
 
 // sysPidfdOpen is pidfd_open(2) (Linux 5.3), the same number on every
