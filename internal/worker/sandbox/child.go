@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -269,14 +268,6 @@ func (c *Child) MemoryKilled() bool { return c.memKilled }
 // cgroup was still there after the kill (in the kernel's hands, say):
 // what it may still do to the child's files is not over.
 func (c *Child) Lingers() bool { return c.lingers }
-
-// logger returns the warden's logger; nil for a nil warden.
-func (w *Warden) logger() *slog.Logger {
-	if w == nil {
-		return nil
-	}
-	return w.log
-}
 
 // guardSend tells the guard one line, if there is a guard.
 func (w *Warden) guardSend(line string) {

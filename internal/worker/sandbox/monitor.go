@@ -34,11 +34,10 @@ type monitor struct {
 }
 
 // startMonitor starts watching the process c, unless there is nothing to
-// watch: no wall time, no limits, no output files to trim (out, nil for
-// none), and a context that cannot be cancelled.
-func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start time.Time, out *outputs) *monitor {
+// watch: no wall time, no limits, and a context that cannot be cancelled.
+func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start time.Time) *monitor {
 	oom := c.oomWatch()
-	if spec.WallTime <= 0 && spec.MemoryMB <= 0 && spec.DiskMB <= 0 && oom == nil && out == nil && ctx.Done() == nil {
+	if spec.WallTime <= 0 && spec.MemoryMB <= 0 && spec.DiskMB <= 0 && oom == nil && ctx.Done() == nil {
 		return nil
 	}
 	m := &monitor{c: c}
@@ -53,13 +52,13 @@ func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start t
 			m.kill(verdict{kind: TimedOut, message: fmt.Sprintf("killed: wall time %v exceeded", wall)})
 		})
 	}
-	if spec.MemoryMB > 0 || spec.DiskMB > 0 || oom != nil || out != nil {
+	if spec.MemoryMB > 0 || spec.DiskMB > 0 || oom != nil {
 		base := spec.PollInterval
 		if base <= 0 {
 			base = DefaultPollInterval
 		}
 		m.w = &watch{dir: dir, memLimit: mbToBytes(spec.MemoryMB), diskLimit: mbToBytes(spec.DiskMB),
-			memMB: spec.MemoryMB, diskMB: spec.DiskMB, base: base, over: m.kill, oom: oom, oomMB: c.memoryMB, outs: out}
+			memMB: spec.MemoryMB, diskMB: spec.DiskMB, base: base, over: m.kill, oom: oom, oomMB: c.memoryMB}
 		if spec.MemoryMB > 0 {
 			m.w.scan = newCellScanner(c.Pid(), c.cell.procsFile(), c.cell.procsFD())
 		}

@@ -33,29 +33,28 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if limit <= 0 {
 		limit = DefaultOutputLimit
 	}
-	out, err := openOutputs(dir, limit, spec.Warden.logger())
-	if err != nil {
-		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
-	}
 	stdin, err := devNull()
 	if err != nil {
-		out.close()
 		return Result{}, fmt.Errorf("sandbox: start command in %q: open %s for its standard input: %w", dir, os.DevNull, err)
+	}
+	out, err := openOutputs(limit)
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
 	sh := &shell{script: spec.Command, dir: dir, env: environ(dir, spec.Env)}
 	sh.files[0] = stdin
 	sh.files[1], sh.files[2] = out.files()
 	start := time.Now()
 	c, err := spec.Warden.start(nil, sh, spec.Cores, spec.MemoryMB)
+	out.started(err == nil)
 	if err != nil {
-		out.close()
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
 	watched := spec
 	if c.MemoryLimited() {
 		watched.MemoryMB = 0 // the kernel enforces it: nothing to sample
 	}
-	mon := startMonitor(ctx, &watched, c, dir, start, out)
+	mon := startMonitor(ctx, &watched, c, dir, start)
 
 	var v verdict
 	var duration time.Duration
@@ -63,6 +62,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		// The shell is a zombie, so its pid, and with it the group id,
 		// cannot be reused until c.Wait reaps it below.
 		duration = time.Since(start)
+		out.detach() // what the shell wrote is in its pipes: the rest of the group is killed now
 		v = mon.stop()
 		c.Kill()
 		_ = c.Wait() // the outcome is read from c.status
@@ -71,8 +71,6 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		duration = time.Since(start)
 		v = mon.stop()
 	}
-	// Nothing to wait for: what the run wrote is in its files already
-	// (a process that escaped the kill may still add to them, unread).
 	stdout, stderr, outTrunc, errTrunc := out.collect()
 
 	if ws := c.status; c.joins && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr, []byte(joinFailedText)) {

@@ -47,9 +47,6 @@ type watch struct {
 	// is then killed too.
 	oom   func() bool
 	oomMB int64
-	// outs, where not nil, are the run's output files, whose disk each
-	// sample bounds (outputs.trim).
-	outs *outputs
 }
 
 var samplers = newSampler()
@@ -175,9 +172,6 @@ func (s *sampler) sample(w *watch, now time.Time) {
 		}
 		steady = steady && (size <= w.lastDisk || !w.sampled) && size <= w.diskLimit/2
 		w.lastDisk = size
-	}
-	if w.outs != nil && w.outs.trim() {
-		steady = false // output grows fast: trim it again soon
 	}
 	w.sampled = true
 	w.interval = nextPoll(w.interval, w.base, steady)
