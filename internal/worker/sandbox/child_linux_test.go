@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -101,4 +103,28 @@ func threads(t *testing.T) int {
 	}
 	t.Fatal("no Threads line in /proc/self/status")
 	return 0
+}
+
+// A task's shell shares the worker's table of open files until it unshares
+// it, before it puts its own standard input and outputs in place: the
+// worker's own descriptors 0, 1 and 2 stay what they were.
+func TestForkLeavesWorkersFilesAlone(t *testing.T) {
+	stat := func() (ids [3][2]uint64) {
+		for fd := range 3 {
+			var st syscall.Stat_t
+			if err := syscall.Fstat(fd, &st); err != nil {
+				t.Fatalf("fstat %d: %v", fd, err)
+			}
+			ids[fd] = [2]uint64{st.Dev, st.Ino}
+		}
+		return ids
+	}
+	before := stat()
+	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "echo out; echo err >&2"})
+	if err != nil || res.Kind != Success || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" {
+		t.Fatalf("Run = %v (%s), %q, %q, %v; want success, out, err", res.Kind, res.Message, res.Stdout, res.Stderr, err)
+	}
+	if after := stat(); after != before {
+		t.Errorf("the test process's descriptors 0-2 are %v after a run; want %v, as before", after, before)
+	}
 }
