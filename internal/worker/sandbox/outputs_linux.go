@@ -25,7 +25,12 @@ import (
 // what it writes after that is not kept.
 type outputs struct {
 	streams [2]stream // stdout, stderr
-	w       [2]int    // the write ends, for the command; -1 once closed
+	// w are the write ends, for the command; -1 once closed. This process
+	// keeps them open until collect, so that no pipe ends (no EPOLLHUP)
+	// while the drainer watches it: with hundreds of short tasks, a
+	// wake-up of the drainer per pipe's end cost more than the
+	// descriptors, which the fork does not copy (clonePidfd).
+	w [2]int
 }
 
 // stream is one output pipe's read end and the tail kept of it.
@@ -69,15 +74,9 @@ func openOutputs(limit int) (*outputs, error) {
 // files returns the descriptors the command's stdout and stderr get.
 func (o *outputs) files() (stdout, stderr int) { return o.w[0], o.w[1] }
 
-// started is told whether the command started; either way this process's
-// copies of the write ends are closed (the command has its own).
+// started is told whether the command started: if not, the pipes are
+// closed.
 func (o *outputs) started(ok bool) {
-	for i, fd := range o.w {
-		if fd >= 0 {
-			syscall.Close(fd)
-			o.w[i] = -1
-		}
-	}
 	if !ok {
 		o.close()
 	}
@@ -99,6 +98,12 @@ func (o *outputs) detach() {
 // dropped. It reads what the pipes hold without waiting, and closes them.
 func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {
 	o.detach() // where the caller could not
+	for i, fd := range o.w {
+		if fd >= 0 {
+			syscall.Close(fd) // a pipe that no other process holds now ends
+			o.w[i] = -1
+		}
+	}
 	for i := range o.streams {
 		s := &o.streams[i]
 		if s.fd >= 0 {
