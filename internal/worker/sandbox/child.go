@@ -48,8 +48,8 @@ type Child struct {
 }
 
 // shell is a task's command as Run starts it: /bin/sh -c script in dir,
-// with env, standard input /dev/null and the run's output files as its
-// stdout and stderr. It is forked with syscall.ForkExec, not os/exec: the
+// with env, standard input /dev/null and the write ends of the run's
+// output pipes as its stdout and stderr. It is forked with syscall.ForkExec, not os/exec: the
 // clone gives its pidfd, which tells its exit, and no other is opened,
 // and it is reaped with wait4, which gives its rusage.
 type shell struct {

@@ -58,6 +58,7 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 
 	var v verdict
 	var duration time.Duration
+	var reaped error
 	if c.WaitExited() == nil {
 		// The shell is a zombie, so its pid, and with it the group id,
 		// cannot be reused until c.Wait reaps it below.
@@ -65,9 +66,9 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		out.detach() // what the shell wrote is in its pipes: the rest of the group is killed now
 		v = mon.stop()
 		c.Kill()
-		_ = c.Wait() // the outcome is read from c.status
+		reaped = c.Wait() // the outcome is read from c.status
 	} else {
-		_ = c.Wait() // kills the group after the reap
+		reaped = c.Wait() // kills the group after the reap
 		duration = time.Since(start)
 		v = mon.stop()
 	}
@@ -88,6 +89,12 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		Lingering:       c.Lingers(),
 	}
 	classify(&res, c.status, v)
+	if reaped != nil {
+		// No status to read (something else reaped the shell): never
+		// a success.
+		res.Kind, res.ExitCode = Failed, -1
+		res.Message = "the shell's exit status is lost (" + reaped.Error() + "): does the worker ignore SIGCHLD?"
+	}
 	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(&c.usage)))
 	if c.MemoryKilled() && res.Kind != v.kind {
 		// The kernel's limit, not one the monitor enforced (which wins
