@@ -223,12 +223,20 @@ func (c *Child) Wait() error {
 // (nil where there is none).
 func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err error) {
 	pidfd := clonePidfd(attr)
-	pid, err = syscall.ForkExec("/bin/sh", []string{"sh", "-c", s.script}, &syscall.ProcAttr{
+	pa := &syscall.ProcAttr{
 		Dir:   s.dir,
 		Env:   s.env,
 		Files: []uintptr{uintptr(s.files[0]), uintptr(s.files[1]), uintptr(s.files[2])},
 		Sys:   attr,
-	})
+	}
+	argv := []string{"sh", "-c", s.script}
+	pid, err = syscall.ForkExec("/bin/sh", argv, pa)
+	if err != nil && unshareRefused(attr) {
+		// Perhaps the child may not unshare its file table (seccomp):
+		// once more without sharing it.
+		pid, err = syscall.ForkExec("/bin/sh", argv, pa)
+		sharedFilesWorked(err == nil)
+	}
 	if err != nil {
 		return 0, nil, &os.PathError{Op: "fork/exec", Path: "/bin/sh", Err: err}
 	}

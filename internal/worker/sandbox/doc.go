@@ -104,8 +104,11 @@
 //     wait4, which gives its rusage; it is cloned sharing the worker's
 //     table of open files and unshares (copies) it itself before it sets
 //     up its descriptors, so that copy, which grows with the worker's open
-//     files, is the task's CPU time. A library is started with os/exec
-//     through the same Warden.Start path.
+//     files, is the task's CPU time (where the child may not unshare it,
+//     as under Docker's default seccomp profile without CAP_SYS_ADMIN, the
+//     first such fork is tried again without sharing, and no fork shares
+//     it from then on). A library is started with os/exec through the
+//     same Warden.Start path.
 //   - Where the worker may create cgroups, each process tree gets a cell: a
 //     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's
 //     cgroup). In cgroup v2 the process is cloned into it (CLONE_INTO_CGROUP)

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -36,9 +37,20 @@ func maxRSSBytes(ru *syscall.Rusage) int64 {
 	return ru.Maxrss << 10
 }
 
-// shareFilesAtFork is clonePidfd's CLONE_FILES; false only in benchmarks
-// that compare.
-var shareFilesAtFork = true
+// shareFiles says that clonePidfd asks for CLONE_FILES. It is turned off
+// for good once a fork that shared the file table failed and the same fork
+// without it did not (unshareRefused): a seccomp filter may refuse
+// unshare(2) (Docker's and containerd's default profiles do, without
+// CAP_SYS_ADMIN).
+var shareFiles = func() *atomic.Bool {
+	var b atomic.Bool
+	b.Store(true)
+	return &b
+}()
+
+// testUnshareExtra is added to the flags the child unshares where it
+// shares the file table: tests make that unshare fail with it.
+var testUnshareExtra uintptr
 
 // clonePidfd asks the clone of the process started with attr for its
 // pidfd, which the result holds after the start: -1 where the kernel gives
@@ -54,11 +66,32 @@ var shareFilesAtFork = true
 func clonePidfd(attr *syscall.SysProcAttr) *int {
 	pidfd := -1
 	attr.PidFD = &pidfd
-	if shareFilesAtFork {
+	if shareFiles.Load() {
 		attr.Cloneflags |= syscall.CLONE_FILES
-		attr.Unshareflags |= syscall.CLONE_FILES
+		attr.Unshareflags |= syscall.CLONE_FILES | testUnshareExtra
 	}
 	return &pidfd
+}
+
+// unshareRefused is told that a fork with attr failed: where attr shared
+// the file table, it stops that for attr and reports true, so that the
+// fork is tried again without it (and, should that succeed, without it
+// from then on: sharedFilesWorked).
+func unshareRefused(attr *syscall.SysProcAttr) bool {
+	if attr.Cloneflags&syscall.CLONE_FILES == 0 {
+		return false
+	}
+	attr.Cloneflags &^= syscall.CLONE_FILES
+	attr.Unshareflags &^= syscall.CLONE_FILES | testUnshareExtra
+	return true
+}
+
+// sharedFilesWorked is told whether a fork retried without sharing the
+// file table (unshareRefused) succeeded: if so, no fork shares it again.
+func sharedFilesWorked(retryOK bool) {
+	if retryOK {
+		shareFiles.Store(false)
+	}
 }
 
 // clonedExitWatch returns a watch of the exit of a process from the pidfd

@@ -18,9 +18,12 @@ func maxRSSBytes(*syscall.Rusage) int64 {
 	return 0
 }
 
-// clonePidfd and clonedExitWatch are Linux only: there is no pidfd.
-func clonePidfd(*syscall.SysProcAttr) *int { return nil }
-func clonedExitWatch(*int) *exitWatch      { return nil }
+// clonePidfd and clonedExitWatch are Linux only: there is no pidfd; and
+// the file table is never shared at a fork (unshareRefused).
+func clonePidfd(*syscall.SysProcAttr) *int     { return nil }
+func clonedExitWatch(*int) *exitWatch          { return nil }
+func unshareRefused(*syscall.SysProcAttr) bool { return false }
+func sharedFilesWorked(bool)                   {}
 
 // exitWatch is Linux only.
 type exitWatch struct{}
