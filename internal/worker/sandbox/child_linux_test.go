@@ -151,7 +151,6 @@ func BenchmarkRunTrueManyFiles(b *testing.B) {
 	}
 }
 
-
 // Where the child may not unshare the file table (a seccomp filter that
 // refuses unshare(2)), the shell is forked again without sharing it, and
 // no fork shares it from then on.
