@@ -27,9 +27,10 @@ type outputs struct {
 	streams [2]stream // stdout, stderr
 	// w are the write ends, for the command; -1 once closed. This process
 	// keeps them open until collect, so that no pipe ends (no EPOLLHUP)
-	// while the drainer watches it: with hundreds of short tasks, a
-	// wake-up of the drainer per pipe's end cost more than the
-	// descriptors, which the fork does not copy (clonePidfd).
+	// while the drainer watches it: else the drainer would wake for the
+	// end of each pipe of each run, output or not, two thread wake-ups
+	// per short task; the two descriptors cost the forks nothing, as the
+	// file table is copied by the child (clonePidfd).
 	w [2]int
 }
 
