@@ -10,12 +10,13 @@ import (
 )
 
 // Each run writes its stdout and stderr to pipes of its own: a process
-// that escaped one run (setsid, no cgroup to catch it) and still writes to
-// its outputs reaches no other run's result.
+// that escaped one run (setsid, no cgroup to catch it; run 0 ends once it
+// writes) and still writes to its outputs reaches no other run's result.
 func TestRunsHavePipesOfTheirOwn(t *testing.T) {
 	dir := t.TempDir()
 	res, err := Run(context.Background(), Spec{Dir: dir, Command: `readlink /proc/self/fd/1; readlink /proc/self/fd/2 >&2
-setsid sh -c 'while :; do echo leak; echo leak >&2; sleep 0.01; done' & echo $! > bg.pid`})
+setsid sh -c 'echo $$ > bg.pid; trap "" PIPE; while :; do echo leak; echo leak >&2; echo >> ticks; sleep 0.01; done' &
+while [ ! -s ticks ]; do sleep 0.01; done`})
 	if err != nil || res.Kind != Success {
 		t.Fatalf("run 0: %v (%s), %v; want success", res.Kind, res.Message, err)
 	}
@@ -27,8 +28,13 @@ setsid sh -c 'while :; do echo leak; echo leak >&2; sleep 0.01; done' & echo $! 
 		t.Errorf("run 0 wrote to %q and %q; want two pipes", out, errs)
 	}
 	os.Remove(dir + "/bg.pid")
-	// The escaped writer runs on: it reaches nothing but run 0's pipes.
-	res, err = Run(context.Background(), Spec{Dir: dir, Command: `while [ ! -e /proc/` + strconv.Itoa(pid) + ` ]; do :; done; sleep 0.1; readlink /proc/self/fd/1; echo err >&2`})
+	// The escaped writer runs on (deaf to SIGPIPE once run 0's pipes are
+	// closed), writing while run 1 runs (run 1 waits for three more ticks
+	// of it): it reaches nothing but run 0's pipes.
+	res, err = Run(context.Background(), Spec{Dir: dir, Command: `while [ ! -s ticks ]; do sleep 0.01; done
+n=$(wc -l < ticks); i=0
+while [ "$(wc -l < ticks)" -lt $((n+3)) ]; do i=$((i+1)); [ $i -lt 300 ] || exit 1; sleep 0.01; done
+readlink /proc/self/fd/1; echo err >&2`})
 	if got := strings.TrimSpace(string(res.Stdout)); err != nil || res.Kind != Success || got == out || got == errs || !strings.HasPrefix(got, "pipe:[") || string(res.Stderr) != "err\n" {
 		t.Errorf("run 1 = %v (%s), stdout %q, stderr %q, %v; want success, a pipe of its own, %q", res.Kind, res.Message, res.Stdout, res.Stderr, err, "err\n")
 	}
