@@ -969,9 +969,10 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// start starts cmd in the cell (nil for none). Where the cell's processes
-// must be in its v1 cpu cgroup and cmd does not join it itself (joined: a
-// shell running join's text for cpu), cmd is forked by the cell's launcher
+// start runs fork, which forks the cell's process (Warden.start), in the
+// cell (nil for none). Where the cell's processes must be in its v1 cpu
+// cgroup and the process does not join it itself (joined: a shell running
+// join's text for cpu), fork runs on the cell's launcher
 // thread, which lives in that cgroup; else from the process's fork
 // thread, or, where contained is set, from the calling thread. Either
 // locked thread outlives what it forks, whose parent-death signal comes
@@ -979,13 +980,13 @@ func shellQuote(s string) string {
 // needed (procAttr): the cell holds the process from its clone (v2) or
 // from before it runs anything of the user's (joined), and the guard
 // kills what is in the cell when the worker dies.
-func (c *cell) start(cmd *exec.Cmd, joined, contained bool) error {
+func (c *cell) start(fork func() error, joined, contained bool) error {
 	if contained {
-		return cmd.Start()
+		return fork()
 	}
 	if !c.needsV1() || joined {
 		var err error
-		forkThread().run(func() { err = cmd.Start() })
+		forkThread().run(func() { err = fork() })
 		return err
 	}
 	if c.launcher == nil {
@@ -996,7 +997,7 @@ func (c *cell) start(cmd *exec.Cmd, joined, contained bool) error {
 		c.launcher = l
 	}
 	var err error
-	c.launcher.run(func() { err = cmd.Start() })
+	c.launcher.run(func() { err = fork() })
 	return err
 }
 

@@ -271,8 +271,7 @@ func TestMemoryLimitByKernel(t *testing.T) {
 }
 
 // Runs watched for their context, wall time and sampled limits need no
-// goroutine each for the watching: only Run's own and the drains of its
-// two output pipes.
+// goroutine each for the watching, nor for their outputs: only Run's own.
 func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 	w := newWarden(t, WardenConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -296,8 +295,8 @@ func TestRunsWatchedWithoutGoroutines(t *testing.T) {
 			return err == nil
 		})
 	}
-	if got := runtime.NumGoroutine() - before; got > 3*n+2 {
-		t.Errorf("%d more goroutines with %d runs under way; want at most %d (three each: Run's and its output drains; and the sampler's)", got, n, 3*n+2)
+	if got := runtime.NumGoroutine() - before; got > n+2 {
+		t.Errorf("%d more goroutines with %d runs under way; want at most %d (one each, Run's; and the sampler's)", got, n, n+2)
 	}
 	cancel()
 	for range n {
@@ -847,31 +846,6 @@ func TestSandboxesOnTmpfs(t *testing.T) {
 	}
 }
 
-// Each run in a cell writes its stdout and stderr to pipes of its own: no
-// pipe serves two runs, so a process that escaped one run could not write
-// into another's result.
-func TestRunsHavePipesOfTheirOwn(t *testing.T) {
-	w := newWarden(t, WardenConfig{})
-	dir := t.TempDir()
-	seen := map[string]int{}
-	for i := range 3 {
-		res, err := Run(context.Background(), Spec{Dir: dir, Warden: w,
-			Command: "readlink /proc/self/fd/1; readlink /proc/self/fd/2 >&2"})
-		if err != nil || res.Kind != Success {
-			t.Fatalf("run %d: %v (%s), %v; want success", i, res.Kind, res.Message, err)
-		}
-		for _, p := range []string{strings.TrimSpace(string(res.Stdout)), strings.TrimSpace(string(res.Stderr))} {
-			if !strings.HasPrefix(p, "pipe:[") {
-				t.Fatalf("run %d wrote to %q; want a pipe", i, p)
-			}
-			if j, ok := seen[p]; ok {
-				t.Errorf("run %d wrote to %s, as run %d did; want a pipe of its own", i, p, j)
-			}
-			seen[p] = i
-		}
-	}
-}
-
 // With a guard, a task's shell enters its cell's v1 cpu cgroup itself,
 // before anything of the task's runs: no thread of the worker enters the
 // cell, none is kept per cell to fork from inside it, and what the task's
@@ -940,14 +914,12 @@ func TestShellCannotJoinItsCell(t *testing.T) {
 func TestGuardKillsJoinedShell(t *testing.T) {
 	w := newGuardedV1Warden(t)
 	dir := t.TempDir()
-	cmd := exec.Command("/bin/sh", "-c", "setsid sleep 300 & echo $! > bg.pid; sleep 300")
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, io.Discard, io.Discard
-	c, err := w.start(cmd, 0.5, 0, true)
+	c, err := w.start(nil, testShell(t, dir, "setsid sleep 300 & echo $! > bg.pid; sleep 300"), 0.5, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cmd.SysProcAttr.Pdeathsig != 0 || !c.contained {
-		t.Errorf("Pdeathsig = %v, contained %v; want none, true for a shell in its cell", cmd.SysProcAttr.Pdeathsig, c.contained)
+	if c.sys.Pdeathsig != 0 || !c.contained {
+		t.Errorf("Pdeathsig = %v, contained %v; want none, true for a shell in its cell", c.sys.Pdeathsig, c.contained)
 	}
 	pollUntil(t, 5*time.Second, "the background process to start", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "bg.pid"))
@@ -978,13 +950,12 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	if want := "the guard process exited while the worker runs"; !strings.Contains(log.String(), want) {
 		t.Errorf("the worker's log says %q; want it to say %q", log.String(), want)
 	}
-	cmd = exec.Command("/bin/sh", "-c", "true")
-	c, err = w.start(cmd, 0.5, 0, true)
+	c, err = w.start(nil, testShell(t, dir, "true"), 0.5, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cmd.SysProcAttr.Pdeathsig != syscall.SIGKILL || c.contained {
-		t.Errorf("without a guard: Pdeathsig = %v, contained %v; want SIGKILL, false", cmd.SysProcAttr.Pdeathsig, c.contained)
+	if c.sys.Pdeathsig != syscall.SIGKILL || c.contained {
+		t.Errorf("without a guard: Pdeathsig = %v, contained %v; want SIGKILL, false", c.sys.Pdeathsig, c.contained)
 	}
 	c.WaitExited()
 	c.Kill()
@@ -1562,4 +1533,16 @@ func TestOOMVerdictsOfConcurrentRuns(t *testing.T) {
 			t.Errorf("run %d (%s): %v (%s), %v; want %v", o.i, c.command, o.res.Kind, o.res.Message, o.err, c.want)
 		}
 	}
+}
+
+// testShell returns a task's shell that runs script in dir, with
+// /dev/null for its standard input and outputs.
+func testShell(t *testing.T, dir, script string) *shell {
+	t.Helper()
+	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(null) })
+	return &shell{script: script, dir: dir, env: environ(dir, nil), files: [3]int{null, null, null}}
 }

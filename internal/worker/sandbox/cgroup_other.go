@@ -3,7 +3,6 @@
 package sandbox
 
 import (
-	"os/exec"
 	"syscall"
 	"time"
 )
@@ -30,14 +29,14 @@ func (g *cgroups) memoryEnforcement() string                { return "sampled" }
 
 func onTmpfs(string) bool { return false }
 
-func (c *cell) start(cmd *exec.Cmd, _, _ bool) error { return cmd.Start() }
-func (c *cell) join(bool) string                     { return "" }
-func (c *cell) needsV1() bool                        { return false }
-func (c *cell) oomKilled() func() bool               { return nil }
-func (c *cell) oomEvents() (*oomNotes, func() bool)  { return nil, nil }
-func (c *cell) kill()                                {}
-func (c *cell) procsFile() string                    { return "" }
-func (c *cell) procsFD() int                         { return -1 }
+func (c *cell) start(fork func() error, _, _ bool) error { return fork() }
+func (c *cell) join(bool) string                         { return "" }
+func (c *cell) needsV1() bool                            { return false }
+func (c *cell) oomKilled() func() bool                   { return nil }
+func (c *cell) oomEvents() (*oomNotes, func() bool)      { return nil, nil }
+func (c *cell) kill()                                    {}
+func (c *cell) procsFile() string                        { return "" }
+func (c *cell) procsFD() int                             { return -1 }
 
 func procAttr(*cell, bool) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 

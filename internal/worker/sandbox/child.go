@@ -1,21 +1,29 @@
 package sandbox
 
 import (
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 )
 
 // Child is one process started by a Warden, with its process group and its
 // cgroup. Start it with Warden.Start; then WaitExited, Kill, and Wait, in
 // that order.
 type Child struct {
-	w    *Warden
-	cmd  *exec.Cmd
-	cell *cell // nil when not in a cgroup
+	w   *Warden
+	cmd *exec.Cmd // nil for a task's shell, forked without os/exec (shell)
+	pid int
+	// status and usage say how a task's shell ended (cmd nil); set by Wait.
+	status syscall.WaitStatus
+	usage  syscall.Rusage
+	cell   *cell                // nil when not in a cgroup
+	sys    *syscall.SysProcAttr // what it was forked with
 	// exit tells when the process has exited, without a thread blocked
-	// in the meantime (a pidfd polled by the runtime); nil where there is
-	// no pidfd, and WaitExited then blocks its thread in waitid.
+	// in the meantime (a pidfd polled by the runtime: a task's shell's
+	// from its clone, else one of its own); nil where there is no pidfd,
+	// and WaitExited then blocks its thread in waitid.
 	exit *exitWatch
 
 	exitOnce sync.Once
@@ -37,6 +45,18 @@ type Child struct {
 	// joins: the shell's script begins with the cell's join text, so an
 	// exit with joinFailed after joinFailedText may be the join's (Run).
 	joins bool
+}
+
+// shell is a task's command as Run starts it: /bin/sh -c script in dir,
+// with env, standard input /dev/null and the write ends of the run's
+// output pipes as its stdout and stderr. It is forked with syscall.ForkExec, not os/exec: the
+// clone gives its pidfd, which tells its exit, and no other is opened,
+// and it is reaped with wait4, which gives its rusage.
+type shell struct {
+	script string
+	dir    string
+	env    []string
+	files  [3]int // stdin, stdout, stderr
 }
 
 // Start starts cmd as its process group's leader, in a cgroup of its own
@@ -61,23 +81,25 @@ func (w *Warden) Start(cmd *exec.Cmd, cores float64) (*Child, error) {
 // (MemoryLimited says whether it does for this child; where it does not,
 // the caller samples memory itself).
 func (w *Warden) StartLimited(cmd *exec.Cmd, cores float64, memoryMB int64) (*Child, error) {
-	return w.start(cmd, cores, memoryMB, false)
+	return w.start(cmd, nil, cores, memoryMB)
 }
 
-// start is StartLimited; shell says that cmd runs "sh -c SCRIPT" (Args[2]
-// is SCRIPT). Where the cell's processes must be in its v1 cgroups, such a
-// shell joins them itself before SCRIPT runs (its v1 cpu cgroup only where
-// there is a guard): Args[2] gets the cell's join text in front
-// (cell.join), and no thread of the worker enters the cell.
+// start is StartLimited for a process that os/exec starts (cmd), or for
+// a task's shell (sh; cmd nil), which Run starts. Where the cell's
+// processes must be in its v1 cgroups, a shell joins them itself before
+// its script runs (its v1 cpu cgroup only where there is a guard): the
+// script gets the cell's join text in front (cell.join), and no thread of
+// the worker enters the cell.
 // Where the cell holds the process before it runs anything of the user's,
 // and the guard kills what is in the cells when the worker dies, the
 // process is forked from the calling thread with no parent-death signal:
 // no hand-off to a locked thread per start.
-func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool) (*Child, error) {
+func (w *Warden) start(cmd *exec.Cmd, sh *shell, cores float64, memoryMB int64) (*Child, error) {
 	c := &Child{w: w, cmd: cmd, memoryMB: memoryMB}
+	isShell := sh != nil
 	if w != nil && w.cg != nil {
 		mem := mbToBytes(memoryMB)
-		if w.sampleMemory || !shell && w.cg.memV1() {
+		if w.sampleMemory || !isShell && w.cg.memV1() {
 			mem = 0 // sampled: in v1 only a shell enters its memory cell
 		}
 		var err error
@@ -91,31 +113,45 @@ func (w *Warden) start(cmd *exec.Cmd, cores float64, memoryMB int64, shell bool)
 	// would cost it some 40 µs of CPU for nothing. It always enters its v1
 	// memory cell itself: no thread of the worker may be there.
 	guarded := w != nil && w.guard.alive()
-	joinCPU := shell && guarded && c.cell.needsV1()
+	joinCPU := isShell && guarded && c.cell.needsV1()
 	joined := false
-	if j := c.cell.join(joinCPU); shell && j != "" {
-		cmd.Args[2] = j + cmd.Args[2]
+	if j := c.cell.join(joinCPU); isShell && j != "" {
+		sh.script = j + sh.script
 		joined, c.joins = joinCPU, true
 	}
 	c.contained = c.cell != nil && guarded && (joined || !c.cell.needsV1())
-	cmd.SysProcAttr = procAttr(c.cell, c.contained)
-	if err := c.cell.start(cmd, joined, c.contained); err != nil {
+	attr := procAttr(c.cell, c.contained)
+	c.sys = attr
+	fork := func() error {
+		cmd.SysProcAttr = attr
+		return cmd.Start()
+	}
+	if isShell {
+		fork = func() (err error) {
+			c.pid, c.exit, err = sh.fork(attr)
+			return err
+		}
+	}
+	if err := c.cell.start(fork, joined, c.contained); err != nil {
 		if c.cell != nil {
 			w.cg.release(c.cell, false)
 		}
 		return nil, err
 	}
+	if !isShell {
+		c.pid = cmd.Process.Pid
+		c.exit = watchExit(c.pid) // nil if there is no pidfd: WaitExited blocks a thread then
+	}
 	if !c.contained {
 		// A contained process is killed with the cells; telling the guard
 		// of its group too cost two writes to its pipe per task.
-		c.w.guardSend("+" + strconv.Itoa(cmd.Process.Pid) + "\n")
+		c.w.guardSend("+" + strconv.Itoa(c.pid) + "\n")
 	}
-	c.exit = watchExit(cmd.Process.Pid) // nil if there is no pidfd: WaitExited blocks a thread then
 	return c, nil
 }
 
 // Pid returns the process id, which is also its process group id.
-func (c *Child) Pid() int { return c.cmd.Process.Pid }
+func (c *Child) Pid() int { return c.pid }
 
 // WaitExited blocks until the process has exited, without reaping it, so
 // that its pid, and the group id it leads, cannot be reused until Wait.
@@ -129,7 +165,7 @@ func (c *Child) WaitExited() error {
 				return
 			}
 		}
-		c.waitErr = waitExited(c.cmd.Process.Pid)
+		c.waitErr = waitExited(c.pid)
 	})
 	return c.waitErr
 }
@@ -143,14 +179,15 @@ func (c *Child) Kill() {
 	if c.released {
 		return
 	}
-	killGroup(c.cmd.Process.Pid)
+	killGroup(c.pid)
 	c.cell.kill()
 }
 
-// Wait reaps the process (exec.Cmd.Wait, whose error it returns), after it
-// has told the guard that the group is gone, and takes back the cgroup
-// once what was killed in it has left. Where WaitExited failed, it kills
-// the group after the reap.
+// Wait reaps the process (exec.Cmd.Wait, whose error it returns; a task's
+// shell with wait4, which sets status and usage), after it has told the
+// guard that the group is gone, and takes back the cgroup once what was
+// killed in it has left. Where WaitExited failed, it kills the group after
+// the reap.
 func (c *Child) Wait() error {
 	c.mu.Lock()
 	c.released = true
@@ -158,15 +195,20 @@ func (c *Child) Wait() error {
 	// Before the reap: until then the group id cannot be reused, so the
 	// guard never kills a group that is not this one.
 	if !c.contained {
-		c.w.guardSend("-" + strconv.Itoa(c.cmd.Process.Pid) + "\n")
+		c.w.guardSend("-" + strconv.Itoa(c.pid) + "\n")
 	}
 	exited := c.WaitExited() // at once where the caller waited for it first
-	err := c.cmd.Wait()
+	var err error
+	if c.cmd != nil {
+		err = c.cmd.Wait()
+	} else {
+		err = reap(c.pid, &c.status, &c.usage)
+	}
 	if c.exit != nil {
 		c.exit.close()
 	}
 	if exited != nil {
-		killGroup(c.cmd.Process.Pid) // off Linux it could not be killed before the reap
+		killGroup(c.pid) // off Linux it could not be killed before the reap
 	}
 	if c.cell != nil {
 		var emptied bool
@@ -174,6 +216,42 @@ func (c *Child) Wait() error {
 		c.lingers = !emptied
 	}
 	return err
+}
+
+// fork forks and executes the shell with the attributes attr and returns
+// its pid and the watch of its exit, from the pidfd that its clone gives
+// (nil where there is none).
+func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err error) {
+	pidfd := clonePidfd(attr)
+	pa := &syscall.ProcAttr{
+		Dir:   s.dir,
+		Env:   s.env,
+		Files: []uintptr{uintptr(s.files[0]), uintptr(s.files[1]), uintptr(s.files[2])},
+		Sys:   attr,
+	}
+	argv := []string{"sh", "-c", s.script}
+	pid, err = syscall.ForkExec("/bin/sh", argv, pa)
+	if err != nil && unshareRefused(attr) {
+		// Perhaps the child may not unshare its file table (seccomp):
+		// once more without sharing it.
+		pid, err = syscall.ForkExec("/bin/sh", argv, pa)
+		sharedFilesWorked(err == nil)
+	}
+	if err != nil {
+		return 0, nil, &os.PathError{Op: "fork/exec", Path: "/bin/sh", Err: err}
+	}
+	return pid, clonedExitWatch(pidfd), nil
+}
+
+// reap waits for the process pid, which has exited or will, and sets how
+// it ended and what it used.
+func reap(pid int, status *syscall.WaitStatus, usage *syscall.Rusage) error {
+	for {
+		_, err := syscall.Wait4(pid, status, 0, usage)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
 }
 
 // MemoryLimited reports whether the kernel enforces the child's memory

@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -101,4 +103,65 @@ func threads(t *testing.T) int {
 	}
 	t.Fatal("no Threads line in /proc/self/status")
 	return 0
+}
+
+// A task's shell shares the worker's table of open files until it unshares
+// it, before it puts its own standard input and outputs in place: the
+// worker's own descriptors 0, 1 and 2 stay what they were.
+func TestForkLeavesWorkersFilesAlone(t *testing.T) {
+	stat := func() (ids [3][2]uint64) {
+		for fd := range 3 {
+			var st syscall.Stat_t
+			if err := syscall.Fstat(fd, &st); err != nil {
+				t.Fatalf("fstat %d: %v", fd, err)
+			}
+			ids[fd] = [2]uint64{st.Dev, st.Ino}
+		}
+		return ids
+	}
+	before := stat()
+	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "echo out; echo err >&2"})
+	if err != nil || res.Kind != Success || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" {
+		t.Fatalf("Run = %v (%s), %q, %q, %v; want success, out, err", res.Kind, res.Message, res.Stdout, res.Stderr, err)
+	}
+	if after := stat(); after != before {
+		t.Errorf("the test process's descriptors 0-2 are %v after a run; want %v, as before", after, before)
+	}
+}
+
+// BenchmarkRunTrueManyFiles is BenchmarkRunTrueWardenMemory in a process
+// holding 2,000 more open files, as a worker running 256 tasks does, with
+// the fork's copy of the file table in the child (shared: CLONE_FILES, then
+// unshared in the child) or in the parent (copied, the plain fork).
+func BenchmarkRunTrueManyFiles(b *testing.B) {
+	for i := 0; i < 2000; i++ {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+	}
+	for _, shared := range []bool{true, false} {
+		name := map[bool]string{true: "shared", false: "copied"}[shared]
+		b.Run(name, func(b *testing.B) {
+			defer shareFiles.Store(shareFiles.Load())
+			shareFiles.Store(shared)
+			BenchmarkRunTrueWardenMemory(b)
+		})
+	}
+}
+
+// Where the child may not unshare the file table (a seccomp filter that
+// refuses unshare(2)), the shell is forked again without sharing it, and
+// no fork shares it from then on.
+func TestForkWithoutSharedFiles(t *testing.T) {
+	t.Cleanup(func() { shareFiles.Store(true); testUnshareExtra = 0 })
+	testUnshareExtra = 0x40 // not an unshare flag: the child's unshare fails with EINVAL
+	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "echo out"})
+	if err != nil || res.Kind != Success || string(res.Stdout) != "out\n" {
+		t.Fatalf("Run = %v (%s), %q, %v; want success, %q", res.Kind, res.Message, res.Stdout, err, "out\n")
+	}
+	if shareFiles.Load() {
+		t.Errorf("forks still share the file table after an unshare was refused; want not")
+	}
 }

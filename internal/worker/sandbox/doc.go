@@ -70,9 +70,16 @@
 //   - At most OutputLimit bytes of stdout and of stderr are kept, each: the
 //     last bytes written. Memory used for output is bounded by that limit.
 //     Both are pipes of the run's own, as a command expects (reopening
-//     /dev/stderr opens the same pipe), drained to end of file by a
-//     goroutine each; no pipe outlives its run, so a process that escaped
-//     one run cannot write into another's result.
+//     /dev/stderr opens the same pipe, even with >); no pipe outlives its
+//     run, so a process that escaped one run cannot write into another's
+//     result. On Linux one goroutine of the process reads every run's pipes
+//     as data arrives (an epoll instance of its own; no goroutine and no
+//     poller registration per run), and once the shell has exited Run takes
+//     its pipes back and, after the kill, reads what they hold without
+//     waiting: a process that left the group and the cell and still holds
+//     a pipe keeps nothing waiting, and what it writes later is not kept.
+//     Elsewhere a goroutine per pipe drains it to end of file, waiting at
+//     most a second after the kill.
 //   - No goroutine watches a run: its context's end and its wall time kill
 //     it from callbacks (context.AfterFunc, time.AfterFunc), and the
 //     memory and disk samples of every run of the process are taken by one
@@ -96,6 +103,16 @@
 //     life of the worker (or a v1 cell's launcher, below). No thread waits
 //     for a process: its exit is learnt from a pidfd that the Go runtime
 //     polls (where the kernel has none, from waitid on a thread of its own).
+//     A task's shell is forked without os/exec (syscall.ForkExec): its
+//     pidfd comes from its clone, no other is opened, and it is reaped with
+//     wait4, which gives its rusage; it is cloned sharing the worker's
+//     table of open files and unshares (copies) it itself before it sets
+//     up its descriptors, so that copy, which grows with the worker's open
+//     files, is the task's CPU time (where the child may not unshare it,
+//     as under Docker's default seccomp profile without CAP_SYS_ADMIN, the
+//     first such fork is tried again without sharing, and no fork shares
+//     it from then on). A library is started with os/exec through the
+//     same Warden.Start path.
 //   - Where the worker may create cgroups, each process tree gets a cell: a
 //     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's
 //     cgroup). In cgroup v2 the process is cloned into it (CLONE_INTO_CGROUP)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -34,23 +33,19 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 	if limit <= 0 {
 		limit = DefaultOutputLimit
 	}
+	stdin, err := devNull()
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox: start command in %q: open %s for its standard input: %w", dir, os.DevNull, err)
+	}
 	out, err := openOutputs(limit)
 	if err != nil {
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
 	}
-	cmd := &exec.Cmd{
-		Path:   "/bin/sh",
-		Args:   []string{"sh", "-c", spec.Command},
-		Dir:    dir,
-		Env:    environ(dir, spec.Env),
-		Stdout: out.outW,
-		Stderr: out.errW,
-	}
-	if stdin, err := devNull(); err == nil {
-		cmd.Stdin = stdin // else left nil: os/exec opens /dev/null itself (a nil *os.File would close fd 0)
-	}
+	sh := &shell{script: spec.Command, dir: dir, env: environ(dir, spec.Env)}
+	sh.files[0] = stdin
+	sh.files[1], sh.files[2] = out.files()
 	start := time.Now()
-	c, err := spec.Warden.start(cmd, spec.Cores, spec.MemoryMB, true)
+	c, err := spec.Warden.start(nil, sh, spec.Cores, spec.MemoryMB)
 	out.started(err == nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("sandbox: start command in %q: %w", dir, err)
@@ -63,37 +58,44 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 
 	var v verdict
 	var duration time.Duration
+	var reaped error
 	if c.WaitExited() == nil {
 		// The shell is a zombie, so its pid, and with it the group id,
 		// cannot be reused until c.Wait reaps it below.
 		duration = time.Since(start)
+		out.detach() // what the shell wrote is in its pipes: the rest of the group is killed now
 		v = mon.stop()
 		c.Kill()
-		_ = c.Wait() // the outcome is read from ProcessState
+		reaped = c.Wait() // the outcome is read from c.status
 	} else {
-		_ = c.Wait() // kills the group after the reap
+		reaped = c.Wait() // kills the group after the reap
 		duration = time.Since(start)
 		v = mon.stop()
 	}
-	out.finish()
-	stdout, stderr := out.stdout, out.stderr
+	stdout, stderr, outTrunc, errTrunc := out.collect()
 
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && c.joins && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr.Bytes(), []byte(joinFailedText)) {
+	if ws := c.status; c.joins && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr, []byte(joinFailedText)) {
 		// The shell could not enter its cell and ran nothing of the task's.
 		// (Where no join was put before the command, a task that prints
 		// the same and exits 125 simply failed.)
-		return Result{}, fmt.Errorf("sandbox: start command in %q: %s (the worker's cgroups were removed or are not writable; its log says how cgroups are used)", dir, firstLine(stderr.Bytes()))
+		return Result{}, fmt.Errorf("sandbox: start command in %q: %s (the worker's cgroups were removed or are not writable; its log says how cgroups are used)", dir, firstLine(stderr))
 	}
 	res := Result{
-		Stdout:          stdout.Bytes(),
-		Stderr:          stderr.Bytes(),
-		StdoutTruncated: stdout.Truncated(),
-		StderrTruncated: stderr.Truncated(),
+		Stdout:          stdout,
+		Stderr:          stderr,
+		StdoutTruncated: outTrunc,
+		StderrTruncated: errTrunc,
 		Duration:        duration,
 		Lingering:       c.Lingers(),
 	}
-	classify(&res, cmd.ProcessState, v)
-	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(cmd.ProcessState)))
+	classify(&res, c.status, v)
+	if reaped != nil {
+		// No status to read (something else reaped the shell): never
+		// a success.
+		res.Kind, res.ExitCode = Failed, -1
+		res.Message = "the shell's exit status is lost (" + reaped.Error() + "): does the worker ignore SIGCHLD?"
+	}
+	res.PeakMemoryMB = ceilMB(max(v.peak, maxRSSBytes(&c.usage)))
 	if c.MemoryKilled() && res.Kind != v.kind {
 		// The kernel's limit, not one the monitor enforced (which wins
 		// where it killed first), ended the run.
@@ -121,8 +123,10 @@ func kernelOOMMessage(mb int64) string {
 }
 
 // devNull is /dev/null, open for reading for the process's life: every
-// command's standard input. (os/exec would open and close it for each.)
-var devNull = sync.OnceValues(func() (*os.File, error) { return os.Open(os.DevNull) })
+// command's standard input.
+var devNull = sync.OnceValues(func() (int, error) {
+	return syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+})
 
 // environ returns the base environment followed by extra.
 func environ(dir string, extra []string) []string {
@@ -141,11 +145,10 @@ func killGroup(pgid int) {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 }
 
-// classify fills res.Kind, ExitCode and Message from how the shell ended and
-// what the monitor did.
-func classify(res *Result, ps *os.ProcessState, v verdict) {
-	res.ExitCode = ps.ExitCode()
-	ws, _ := ps.Sys().(syscall.WaitStatus)
+// classify fills res.Kind, ExitCode and Message from how the shell ended
+// (ws) and what the monitor did.
+func classify(res *Result, ws syscall.WaitStatus, v verdict) {
+	res.ExitCode = ws.ExitStatus() // -1 unless it exited
 	switch {
 	case v.kind != 0 && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
 		// The monitor killed a live shell. Had the shell already exited on
@@ -166,7 +169,7 @@ func classify(res *Result, ps *os.ProcessState, v verdict) {
 		res.Kind = Failed
 		res.Message = fmt.Sprintf("killed by signal %d", int(ws.Signal()))
 	default:
-		res.Kind, res.Message = Failed, ps.String()
+		res.Kind, res.Message = Failed, fmt.Sprintf("ended with wait status %#x", uint32(ws))
 	}
 }
 

@@ -4,7 +4,7 @@ package sandbox
 
 import (
 	"errors"
-	"os"
+	"syscall"
 )
 
 // waitExited is unsupported here: Run then reaps the shell before it kills
@@ -14,9 +14,16 @@ func waitExited(int) error {
 }
 
 // maxRSSBytes reports no peak: ru_maxrss units differ between systems.
-func maxRSSBytes(*os.ProcessState) int64 {
+func maxRSSBytes(*syscall.Rusage) int64 {
 	return 0
 }
+
+// clonePidfd and clonedExitWatch are Linux only: there is no pidfd; and
+// the file table is never shared at a fork (unshareRefused).
+func clonePidfd(*syscall.SysProcAttr) *int     { return nil }
+func clonedExitWatch(*int) *exitWatch          { return nil }
+func unshareRefused(*syscall.SysProcAttr) bool { return false }
+func sharedFilesWorked(bool)                   {}
 
 // exitWatch is Linux only.
 type exitWatch struct{}

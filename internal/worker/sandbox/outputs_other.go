@@ -1,3 +1,5 @@
+//go:build !linux
+
 package sandbox
 
 import (
@@ -5,9 +7,10 @@ import (
 	"time"
 )
 
-// ioGrace bounds how long Run waits for stdout and stderr to reach end of
-// file after the group was killed. Only a process that left the group (and
-// so survived the kill) while holding the pipes makes Run wait that long.
+// ioGrace bounds how long collect waits for stdout and stderr to reach end
+// of file after the group was killed. Only a process that left the group
+// (and so survived the kill) while holding the pipes makes it wait that
+// long.
 const ioGrace = time.Second
 
 // outputs are where a run's stdout and stderr go and the buffers that keep
@@ -26,16 +29,19 @@ type outputs struct {
 func openOutputs(limit int) (*outputs, error) {
 	o := &outputs{stdout: newTailBuffer(limit), stderr: newTailBuffer(limit)}
 	var err error
-	if o.outR, o.outW, err = outputPipe(); err != nil {
+	if o.outR, o.outW, err = os.Pipe(); err != nil {
 		return nil, err
 	}
-	if o.errR, o.errW, err = outputPipe(); err != nil {
+	if o.errR, o.errW, err = os.Pipe(); err != nil {
 		o.outR.Close()
 		o.outW.Close()
 		return nil, err
 	}
 	return o, nil
 }
+
+// files returns the descriptors the command's stdout and stderr get.
+func (o *outputs) files() (stdout, stderr int) { return int(o.outW.Fd()), int(o.errW.Fd()) }
 
 // started is told whether the command started: the pipes are drained from
 // now on (the command has its own copies of the write ends).
@@ -48,13 +54,16 @@ func (o *outputs) started(ok bool) {
 		return
 	}
 	o.drained = make(chan struct{}, 2)
-	go drain(o.stdout, o.outR, o.drained) // exits at end of file, or when outR is closed by finish
+	go drain(o.stdout, o.outR, o.drained) // exits at end of file, or when outR is closed by collect
 	go drain(o.stderr, o.errR, o.drained) // likewise
 }
 
-// finish collects what the run wrote, once its processes are gone (or
-// killed).
-func (o *outputs) finish() {
+// detach does nothing here: the drains read on until end of file.
+func (o *outputs) detach() {}
+
+// collect returns what the run wrote, once its processes are gone (or
+// killed): the tail of each stream and whether earlier bytes were dropped.
+func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {
 	// Output written just before the exit is still in the pipes. Only a
 	// process that left the group, and so survived the kill, can hold them
 	// open longer: it is given ioGrace.
@@ -69,6 +78,7 @@ func (o *outputs) finish() {
 		}
 	}
 	t.Stop()
+	return o.stdout.Bytes(), o.stderr.Bytes(), o.stdout.Truncated(), o.stderr.Truncated()
 }
 
 // drain reads r into buf until end of file (or until r is closed), closes

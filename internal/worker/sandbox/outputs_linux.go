@@ -1,0 +1,257 @@
+package sandbox
+
+import (
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// outputs are where a run's stdout and stderr go and the buffers that keep
+// their tails: a pipe of the run's own per stream, as a command expects
+// (reopening /dev/stderr opens the same pipe). No pipe outlives its run, so
+// nothing a process of one run writes can reach another run's result.
+//
+// No goroutine per run reads them, and the runtime's poller does not watch
+// them: while the run lasts, the one drainer of the process (drains) reads
+// whatever a pipe holds as it arrives; once the run's shell has exited,
+// the run takes its pipes back from the drainer (detach) and, once its
+// processes are gone (or killed), reads what is left without waiting
+// (collect): there is no end of file to wait for, so a process that left
+// the run's group and cell and still holds a pipe keeps nothing waiting;
+// what it writes after that is not kept.
+type outputs struct {
+	streams [2]stream // stdout, stderr
+	// w are the write ends, for the command; -1 once closed. This process
+	// keeps them open until collect, so that no pipe ends (no EPOLLHUP)
+	// while the drainer watches it: else the drainer would wake for the
+	// end of each pipe of each run, output or not, two thread wake-ups
+	// per short task; the two descriptors cost the forks nothing, as the
+	// file table is copied by the child (clonePidfd).
+	w [2]int
+}
+
+// stream is one output pipe's read end and the tail kept of it.
+type stream struct {
+	fd  int // the read end, non-blocking; -1 once closed
+	buf *tailBuffer
+	// watched: the drainer reads it (guarded by drains.mu).
+	watched bool
+}
+
+// openOutputs makes the outputs of a run that keeps limit bytes of each
+// stream, and has the drainer read them.
+func openOutputs(limit int) (*outputs, error) {
+	d, err := theDrainer()
+	if err != nil {
+		return nil, err
+	}
+	o := &outputs{w: [2]int{-1, -1}}
+	for i := range o.streams {
+		s := &o.streams[i]
+		s.fd, s.buf = -1, newTailBuffer(limit)
+		var p [2]int
+		if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+			o.close()
+			return nil, os.NewSyscallError("pipe2", err)
+		}
+		s.fd, o.w[i] = p[0], p[1]
+		// The command's end blocks, as a command expects of its stdout.
+		if _, err := unix.FcntlInt(uintptr(p[1]), syscall.F_SETFL, 0); err != nil {
+			o.close()
+			return nil, os.NewSyscallError("fcntl", err)
+		}
+		if err := d.watch(s); err != nil {
+			o.close()
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// files returns the descriptors the command's stdout and stderr get.
+func (o *outputs) files() (stdout, stderr int) { return o.w[0], o.w[1] }
+
+// started is told whether the command started: if not, the pipes are
+// closed.
+func (o *outputs) started(ok bool) {
+	if !ok {
+		o.close()
+	}
+}
+
+// detach takes the pipes back from the drainer, reading what they hold:
+// call it once the shell has exited, so that the drainer is not woken for
+// the pipes' end when the rest of the group is killed.
+func (o *outputs) detach() {
+	drains.mu.Lock()
+	defer drains.mu.Unlock()
+	for i := range o.streams {
+		drains.unwatchLocked(&o.streams[i])
+	}
+}
+
+// collect returns what the run wrote, once its processes are gone (or
+// killed): the tail of each stream and whether earlier bytes were
+// dropped. It reads what the pipes hold without waiting, and closes them.
+func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {
+	o.detach() // where the caller could not
+	for i, fd := range o.w {
+		if fd >= 0 {
+			syscall.Close(fd) // a pipe that no other process holds now ends
+			o.w[i] = -1
+		}
+	}
+	for i := range o.streams {
+		s := &o.streams[i]
+		if s.fd >= 0 {
+			s.buf.ReadFrom(&pipeReader{fd: s.fd, left: -1})
+		}
+	}
+	o.close()
+	out, errs := o.streams[0].buf, o.streams[1].buf
+	return out.Bytes(), errs.Bytes(), out.Truncated(), errs.Truncated()
+}
+
+// close closes every pipe end still open; the drainer no longer reads
+// them.
+func (o *outputs) close() {
+	o.detach()
+	for i := range o.streams {
+		if s := &o.streams[i]; s.fd >= 0 {
+			syscall.Close(s.fd)
+			s.fd = -1
+		}
+	}
+	for i, fd := range o.w {
+		if fd >= 0 {
+			syscall.Close(fd)
+			o.w[i] = -1
+		}
+	}
+}
+
+// drainer reads every watched output pipe of the process as data arrives,
+// from one goroutine waiting in epoll_wait, not a goroutine per pipe in
+// the runtime's poller (whose registration, wake-ups and goroutines were
+// a tenth of the worker's CPU per short task: docs/benchmarks.md, capacity,
+// eighth part). Pipes are watched level-triggered: one read per wake-up
+// and pipe, of up to drainBudget bytes, so that one chatty task cannot
+// hold the others up.
+type drainer struct {
+	epfd int
+	mu   sync.Mutex
+	// streams are the watched pipes by read end (guarded by mu): an event
+	// for a descriptor not here (taken back meanwhile) is ignored.
+	streams map[int32]*stream
+}
+
+// drainBudget bounds what the drainer reads from one pipe per wake-up.
+const drainBudget = 64 << 10
+
+// drains is the process's drainer, once theDrainer made it.
+var drains drainer
+
+// theDrainer starts the drainer the first time it is called, and returns
+// it; an error if it has no epoll instance.
+var theDrainer = sync.OnceValues(func() (*drainer, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	drains.epfd, drains.streams = fd, make(map[int32]*stream)
+	go drains.run() // exits only with the process: it serves every run's outputs
+	return &drains, nil
+})
+
+// watch has the drainer read s.
+func (d *drainer) watch(s *stream) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.streams[int32(s.fd)] = s
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(s.fd)}
+	if err := syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+		delete(d.streams, int32(s.fd))
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	s.watched = true
+	return nil
+}
+
+// unwatchLocked stops the drainer reading s, if it does.
+func (d *drainer) unwatchLocked(s *stream) {
+	if !s.watched {
+		return
+	}
+	s.watched = false
+	delete(d.streams, int32(s.fd))
+	syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_DEL, s.fd, nil)
+}
+
+func (d *drainer) run() {
+	events := make([]syscall.EpollEvent, 64)
+	for {
+		n, err := syscall.EpollWait(d.epfd, events, -1)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			// Only a bad epoll descriptor or buffer fails here: a bug, and
+			// every run writing more than a pipe holds would hang.
+			panic("sandbox: the output drainer's epoll_wait failed: " + err.Error())
+		}
+		d.mu.Lock()
+		for _, ev := range events[:n] {
+			s := d.streams[ev.Fd]
+			if s == nil {
+				continue
+			}
+			if _, err := s.buf.ReadFrom(&pipeReader{fd: s.fd, left: drainBudget}); err != errAgain {
+				// End of file (every writer is gone) or a failed read:
+				// nothing more to wait for.
+				d.unwatchLocked(s)
+			}
+		}
+		d.mu.Unlock()
+	}
+}
+
+// errAgain is what a pipeReader returns once the pipe is empty for now, or
+// its budget is spent.
+var errAgain = errors.New("sandbox: no more output for now")
+
+// pipeReader reads a non-blocking pipe until it is empty (errAgain), at
+// end of file (io.EOF), or once left bytes were read (unless left < 0).
+type pipeReader struct {
+	fd   int
+	left int
+}
+
+func (r *pipeReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, errAgain
+	}
+	if r.left > 0 && len(p) > r.left {
+		p = p[:r.left]
+	}
+	for {
+		n, err := syscall.Read(r.fd, p)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return 0, errAgain
+		case err != nil:
+			return 0, err
+		case n == 0:
+			return 0, io.EOF
+		}
+		if r.left > 0 {
+			r.left -= n
+		}
+		return n, nil
+	}
+}
