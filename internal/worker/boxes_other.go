@@ -13,12 +13,3 @@ func openParent(dir string) (fd int, fills bool, err error) {
 	}
 	return fd, false, nil
 }
-
-// boxWatch is Linux's (inotify); off Linux every sandbox is checked.
-type boxWatch struct{}
-
-func newBoxWatch() *boxWatch               { return nil }
-func (w *boxWatch) unchanged(string) bool  { return false }
-func (w *boxWatch) emptied(string, fileID) {}
-func (w *boxWatch) forget(string)          {}
-func (w *boxWatch) close()                 {}
