@@ -42,7 +42,6 @@ type boxes struct {
 	parentMu  sync.RWMutex
 	parentOne sync.Once
 	parent    int
-	fills     bool // set with parent: its file system fills a directory read (fillsReads)
 }
 
 // get returns an empty sandbox directory: a kept one, or a new one.
@@ -95,8 +94,8 @@ func (b *boxes) emptyOut(dir string) bool {
 			return // closed before
 		}
 		b.parent = -1
-		if fd, fills, err := openParent(b.dir); err == nil {
-			b.parent, b.fills = fd, fills
+		if fd, err := openParent(b.dir); err == nil {
+			b.parent = fd
 		}
 	})
 	b.parentMu.RLock()
@@ -105,12 +104,8 @@ func (b *boxes) emptyOut(dir string) bool {
 	if parent <= 0 {
 		parent = unix.AT_FDCWD
 	}
-	return emptyOut(parent, dir, b.mode.Load(), b.fills && parent != unix.AT_FDCWD)
+	return emptyOut(parent, dir, b.mode.Load())
 }
-
-// maxDirent is the longest entry a directory read gives (linux_dirent64:
-// 19 bytes, a name of up to 255 bytes and its NUL, aligned to 8).
-const maxDirent = 280
 
 // close closes the sandboxes' directory; a later put opens its sandbox by
 // its path.
@@ -122,6 +117,9 @@ func (b *boxes) close() {
 	}
 	b.parent = -1
 }
+
+// readDirent is syscall.ReadDirent; tests make its reads short.
+var readDirent = syscall.ReadDirent
 
 // emptyOut removes what dir holds (what an attempt left: its inputs, its
 // outputs not taken), but not dir, and reports whether dir is then an
@@ -146,9 +144,10 @@ func (b *boxes) close() {
 // away and made again at its path took the watch with it, and every way a
 // directory can change had to be seen. The check costs some 10 µs.
 //
-// fills says that dir's file system fills each read while entries fit
-// (fillsReads): a read that leaves room for another entry is then the last.
-func emptyOut(parent int, dir string, mode uint32, fills bool) bool {
+// A pass reads the directory until a read returns nothing: a short read is
+// not its end (the kernel stops filling a read early where a signal is
+// pending, and the worker's threads get SIGURG, SIGCHLD and SIGPROF).
+func emptyOut(parent int, dir string, mode uint32) bool {
 	name := dir
 	if parent != unix.AT_FDCWD {
 		name = filepath.Base(dir)
@@ -170,7 +169,7 @@ func emptyOut(parent int, dir string, mode uint32, fills bool) bool {
 	for range 4 {
 		removed := false
 		for {
-			n, err := syscall.ReadDirent(fd, buf[:])
+			n, err := readDirent(fd, buf[:])
 			if err == syscall.EINTR {
 				continue
 			}
@@ -186,9 +185,6 @@ func emptyOut(parent int, dir string, mode uint32, fills bool) bool {
 					return false // (a directory: EISDIR, and RemoveAll)
 				}
 				removed = true
-			}
-			if fills && n+maxDirent <= len(buf) {
-				break // the end: a further read would return nothing
 			}
 		}
 		if !removed {
