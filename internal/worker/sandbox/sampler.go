@@ -3,7 +3,6 @@ package sandbox
 import (
 	"container/heap"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,7 +138,9 @@ func (s *sampler) add(w *watch, now time.Time) {
 }
 
 // pushLocked puts w into the heap of its base interval, making the heap
-// if there is none.
+// if there is none. Heaps are kept when they empty (a worker has one base
+// interval; a test more): a run that waits for its out-of-memory event
+// enters one at the event, often when no other run is sampled.
 func (s *sampler) pushLocked(w *watch) {
 	var q *dueQueue
 	for _, x := range s.queues {
@@ -302,8 +303,6 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 			next = q.ws[0].due
 		}
 	}
-	// Heaps left empty go (a worker has one base interval; a test more).
-	s.queues = slices.DeleteFunc(s.queues, func(q *dueQueue) bool { return len(q.ws) == 0 })
 	if sampled {
 		s.wakeups++
 	}
