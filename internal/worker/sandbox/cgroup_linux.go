@@ -698,15 +698,12 @@ func (c *cell) oomKilled() func() bool {
 	}
 }
 
-// oomEvents returns the cell's out-of-memory notifications and what says
-// that they counted none since the current run started, where oomKilled
-// is not nil: until quiet turns false, oomKilled says false, so the one
+// oomEvents returns, for a run whose oomKilled is not nil, the cell's
+// out-of-memory notifications and what they counted when the run started:
+// while they count no more, oomKilled says false (its gate), so the one
 // sampler need not ask it (sampler.add).
-func (c *cell) oomEvents() (events *oomNotes, quiet func() bool) {
-	if c == nil || !c.memV1 || !c.eventsOK {
-		return nil, nil
-	}
-	return c.ooms, func() bool { return c.ooms.count() <= c.events.oom }
+func (c *cell) oomEvents() (events *oomNotes, atStart int64) {
+	return c.ooms, c.events.oom
 }
 
 // cell returns an empty cell with a quota of cores (none for 0) and, where

@@ -1440,7 +1440,7 @@ func TestSamplerWaitsForOOMEvent(t *testing.T) {
 			t.Fatalf("cell() = %v, %v; want enforced", enforced, err)
 		}
 		w := &watch{base: 50 * time.Millisecond, oom: c.oomKilled(), oomMB: 40, over: func(v verdict) { verdicts <- v }}
-		w.events, w.quiet = c.oomEvents()
+		w.events, w.oomSeen = c.oomEvents()
 		return w
 	}
 	samples := func() int {

@@ -83,14 +83,15 @@ type watch struct {
 	// oom, where not nil, says that the kernel killed a process of the
 	// run for its memory limit of oomMB (cell.oomKilled): the rest of the
 	// run is then killed too. events are the cell's out-of-memory
-	// notifications (nil for none), and quiet says that they counted none
-	// in the run: oom says false until then (cell.oomEvents).
-	oom    func() bool
-	oomMB  int64
-	events *oomNotes
-	quiet  func() bool
-	q      *dueQueue // the heap w is in; nil when in none
-	idx    int       // w's index in q.ws
+	// notifications (nil for none), and oomSeen what they counted when
+	// the run started, then at its last sample: oom says false while they
+	// count no more than at the start (cell.oomEvents).
+	oom     func() bool
+	oomMB   int64
+	events  *oomNotes
+	oomSeen int64
+	q       *dueQueue // the heap w is in; nil when in none
+	idx     int       // w's index in q.ws
 }
 
 var samplers = newSampler()
@@ -163,10 +164,10 @@ func (s *sampler) pushLocked(w *watch) {
 // an event is counted either here, and w goes to the heap, or after w
 // waits, and eventLocked moves it there.
 func (s *sampler) waitsLocked(w *watch) bool {
-	if w.oom == nil || w.events == nil || w.quiet == nil || w.memLimit > 0 || w.diskLimit > 0 || s.notes[w.events.fd] != w.events || s.waiting[w.events.fd] != nil {
+	if w.oom == nil || w.events == nil || w.memLimit > 0 || w.diskLimit > 0 || s.notes[w.events.fd] != w.events || s.waiting[w.events.fd] != nil {
 		return false
 	}
-	return w.quiet()
+	return w.events.count() <= w.oomSeen
 }
 
 // watchEvents puts a cell's out-of-memory eventfd into the sampler's epoll
