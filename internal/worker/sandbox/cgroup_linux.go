@@ -683,8 +683,8 @@ func parseOOMControl(b []byte) (int64, bool) {
 // grows (oomNotes keeps what every reader drained), so once the check
 // without the gate would say killed, every later one passes the gate and
 // decides as it would. (The kernel signals the event before it kills; a
-// sample that reads the count just before both only sees them at the
-// next sample.)
+// sample that finds the event but not yet the kill is followed by another
+// after the base interval, sampler.sample.)
 func (c *cell) oomKilled() func() bool {
 	if c == nil || !c.memV1 || !c.eventsOK {
 		return nil

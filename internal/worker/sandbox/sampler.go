@@ -108,7 +108,8 @@ func newSampler() *sampler {
 // A watch whose only check is oom, on a cell whose eventfd is in the
 // sampler's epoll set, is not sampled at all until that eventfd counts an
 // event: oom says false until then, and the kernel signals the event before
-// it kills (cell.oomKilled). Then it is sampled at once, and on the usual
+// it kills (cell.oomKilled). Then it is sampled at once, and again after
+// the base interval where that sample found no kill yet; on the usual
 // schedule after. So a run that never runs out of memory costs no sample
 // and no wake-up.
 func (s *sampler) add(w *watch, now time.Time) {
@@ -347,6 +348,7 @@ func (q *dueQueue) Pop() any {
 // compare with: under half the limits, it counts as steady (a task's
 // start is not growth), so a short task is sampled at 1, 3, 7, 15, 23 ×
 // the base interval, not at 1, 2, 4, 8, 16 and 24.
+// A new out-of-memory event of the run's cell is not steady.
 func (s *sampler) sample(w *watch, now time.Time) {
 	if w.oom != nil && w.oom() {
 		w.peak = max(w.peak, mbToBytes(w.oomMB))
@@ -354,6 +356,14 @@ func (s *sampler) sample(w *watch, now time.Time) {
 		return
 	}
 	steady := true
+	if w.events != nil {
+		// The kernel signals an out-of-memory event before it kills: a
+		// sample that finds a new event but no kill yet is not steady, so
+		// the kill is seen after the base interval.
+		n := w.events.count()
+		steady = n <= w.oomSeen
+		w.oomSeen = n
+	}
 	if w.memLimit > 0 {
 		rss, _ := w.scan.rssAt(now)
 		w.peak = max(w.peak, rss)
