@@ -1427,6 +1427,7 @@ func BenchmarkCellBookkeeping(b *testing.B) {
 // is reported. A run added after such an event is sampled from the start.
 func TestSamplerWaitsForOOMEvent(t *testing.T) {
 	s := newSampler()
+	t.Cleanup(func() { closeSamplerEvents(t, s) }) // last: after unwatchEvents
 	c, setKills, signal := fakeV1Cell(t)
 	if !s.watchEvents(c.ooms) {
 		t.Skip("no epoll set here")
@@ -1494,6 +1495,30 @@ func TestSamplerWaitsForOOMEvent(t *testing.T) {
 		defer s.mu.Unlock()
 		return !s.running
 	})
+}
+
+// closeSamplerEvents closes the epoll set and poking eventfd of a test's
+// own sampler, once its goroutine has ended (under a waiting goroutine, a
+// closed set would fail its every wait at once, a busy loop).
+func closeSamplerEvents(t *testing.T, s *sampler) {
+	t.Helper()
+	ev := s.ev.Load()
+	if ev == nil {
+		return
+	}
+	s.mu.Lock()
+	running := s.running
+	s.mu.Unlock()
+	if running {
+		t.Log("the sampler's goroutine still runs: its epoll set is left open")
+		return
+	}
+	if err := ev.f.Close(); err != nil {
+		t.Errorf("close the epoll set: %v", err)
+	}
+	if err := unix.Close(ev.wake); err != nil {
+		t.Errorf("close the poking eventfd: %v", err)
+	}
 }
 
 // The kernel signals a v1 cell's out-of-memory event before it kills, so
