@@ -85,7 +85,10 @@ func (b *boxes) put(dir string) {
 // emptyOut is emptyOut of dir, opened in b.dir (opened the first time).
 // A sandbox that is not in the directory open (b.dir removed and made
 // again, say) is then not found there, so not reused: put removes it by
-// its path.
+// its path. This assumes, as the rest of the worker does (get, the
+// libraries' directories, cleanup), that b.dir is not moved away while
+// the worker runs: the sandbox checked would then be the one moved with
+// it, and its path would name another.
 func (b *boxes) emptyOut(dir string) bool {
 	b.parentOne.Do(func() {
 		b.parentMu.Lock()
