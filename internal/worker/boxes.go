@@ -42,11 +42,6 @@ type boxes struct {
 	parentMu  sync.RWMutex
 	parentOne sync.Once
 	parent    int
-	fills     bool // set with parent: its file system fills a directory read (fillsReads)
-	// watch, where not nil, hears of every change to the kept sandboxes
-	// (inotify, where fills): one with none since it was last emptied is
-	// still empty, and put keeps it without opening it. Set with parent.
-	watch *boxWatch
 }
 
 // get returns an empty sandbox directory: a kept one, or a new one.
@@ -84,16 +79,16 @@ func (b *boxes) put(dir string) {
 		}
 		b.mu.Unlock()
 	}
-	b.parentMu.RLock()
-	b.watch.forget(dir)
-	b.parentMu.RUnlock()
 	os.RemoveAll(dir)
 }
 
 // emptyOut is emptyOut of dir, opened in b.dir (opened the first time).
 // A sandbox that is not in the directory open (b.dir removed and made
 // again, say) is then not found there, so not reused: put removes it by
-// its path.
+// its path. This assumes, as the rest of the worker does (get, the
+// libraries' directories, cleanup), that b.dir is not moved away while
+// the worker runs: the sandbox checked would then be the one moved with
+// it, and its path would name another.
 func (b *boxes) emptyOut(dir string) bool {
 	b.parentOne.Do(func() {
 		b.parentMu.Lock()
@@ -102,34 +97,18 @@ func (b *boxes) emptyOut(dir string) bool {
 			return // closed before
 		}
 		b.parent = -1
-		if fd, fills, err := openParent(b.dir); err == nil {
-			b.parent, b.fills = fd, fills
-			if fills {
-				b.watch = newBoxWatch()
-			}
+		if fd, err := openParent(b.dir); err == nil {
+			b.parent = fd
 		}
 	})
 	b.parentMu.RLock()
 	defer b.parentMu.RUnlock()
-	if b.watch.unchanged(dir) {
-		return true
-	}
 	parent := b.parent
 	if parent <= 0 {
 		parent = unix.AT_FDCWD
 	}
-	id, ok := emptyOut(parent, dir, b.mode.Load(), b.fills && parent != unix.AT_FDCWD)
-	if ok {
-		b.watch.emptied(dir, id)
-	} else {
-		b.watch.forget(dir)
-	}
-	return ok
+	return emptyOut(parent, dir, b.mode.Load())
 }
-
-// maxDirent is the longest entry a directory read gives (linux_dirent64:
-// 19 bytes, a name of up to 255 bytes and its NUL, aligned to 8).
-const maxDirent = 280
 
 // close closes the sandboxes' directory; a later put opens its sandbox by
 // its path.
@@ -140,9 +119,10 @@ func (b *boxes) close() {
 		unix.Close(b.parent)
 	}
 	b.parent = -1
-	b.watch.close()
-	b.watch = nil
 }
+
+// readDirent is syscall.ReadDirent; tests make its reads short.
+var readDirent = syscall.ReadDirent
 
 // emptyOut removes what dir holds (what an attempt left: its inputs, its
 // outputs not taken), but not dir, and reports whether dir is then an
@@ -159,31 +139,32 @@ func (b *boxes) close() {
 // a directory inside, which unlinkat does not remove, by its path
 // (os.RemoveAll).
 //
-// Not done: skipping the check where the sandbox's ctime says it did not
-// change since it was last emptied. A change within the same clock tick as
-// that ctime would leave it equal, and a margin against that holds only
-// while nobody steps the wall clock back. The inotify watch (boxWatch)
-// skips it soundly where it can.
+// Not done: skipping the check for a sandbox that nothing changed since it
+// was last emptied. Its ctime cannot say so (a change within the same
+// clock tick leaves it equal, and a margin holds only while nobody steps
+// the wall clock back), and an inotify watch of the kept sandboxes, tried,
+// handed out sandboxes holding an earlier attempt's files: a sandbox moved
+// away and made again at its path took the watch with it, and every way a
+// directory can change had to be seen. The check costs some 3.6 µs a
+// sandbox (BenchmarkBoxesGetPut, docs/benchmarks.md, capacity, ninth part).
 //
-// fills says that dir's file system fills each read while entries fit
-// (fillsReads): a read that leaves room for another entry is then the last.
-//
-// id is the directory emptied (its device and inode).
-func emptyOut(parent int, dir string, mode uint32, fills bool) (id fileID, ok bool) {
+// A pass reads the directory until a read returns nothing: a short read is
+// not its end (the kernel stops filling a read early where a signal is
+// pending, and the worker's threads get SIGURG, SIGCHLD and SIGPROF).
+func emptyOut(parent int, dir string, mode uint32) bool {
 	name := dir
 	if parent != unix.AT_FDCWD {
 		name = filepath.Base(dir)
 	}
 	fd, err := unix.Openat(parent, name, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return id, false
+		return false
 	}
 	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil || uint32(st.Mode) != mode || int(st.Uid) != os.Geteuid() {
-		return id, false
+		return false
 	}
-	id = fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}
 	// Read with a buffer on the stack (os.File's readdir makes one of 8
 	// KiB per call): most sandboxes hold nothing or a few files. Entries
 	// removed while the directory is read may hide others from that pass,
@@ -192,12 +173,12 @@ func emptyOut(parent int, dir string, mode uint32, fills bool) (id fileID, ok bo
 	for range 4 {
 		removed := false
 		for {
-			n, err := syscall.ReadDirent(fd, buf[:])
+			n, err := readDirent(fd, buf[:])
 			if err == syscall.EINTR {
 				continue
 			}
 			if err != nil {
-				return id, false
+				return false
 			}
 			if n == 0 {
 				break
@@ -205,23 +186,17 @@ func emptyOut(parent int, dir string, mode uint32, fills bool) (id fileID, ok bo
 			_, _, names := syscall.ParseDirent(buf[:n], -1, nil)
 			for _, name := range names {
 				if err := unix.Unlinkat(fd, name, 0); err != nil && err != syscall.ENOENT && os.RemoveAll(filepath.Join(dir, name)) != nil {
-					return id, false // (a directory: EISDIR, and RemoveAll)
+					return false // (a directory: EISDIR, and RemoveAll)
 				}
 				removed = true
 			}
-			if fills && n+maxDirent <= len(buf) {
-				break // the end: a further read would return nothing
-			}
 		}
 		if !removed {
-			return id, true
+			return true
 		}
 		if _, err := syscall.Seek(fd, 0, io.SeekStart); err != nil {
-			return id, false
+			return false
 		}
 	}
-	return id, false
+	return false
 }
-
-// fileID names a file: its device and inode.
-type fileID struct{ dev, ino uint64 }

@@ -4,21 +4,7 @@ package worker
 
 import "golang.org/x/sys/unix"
 
-// openParent opens the sandboxes' directory for openat; no file system is
-// taken to fill directory reads off Linux.
-func openParent(dir string) (fd int, fills bool, err error) {
-	fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, false, err
-	}
-	return fd, false, nil
+// openParent opens the sandboxes' directory for openat (O_PATH is Linux's).
+func openParent(dir string) (fd int, err error) {
+	return unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 }
-
-// boxWatch is Linux's (inotify); off Linux every sandbox is checked.
-type boxWatch struct{}
-
-func newBoxWatch() *boxWatch               { return nil }
-func (w *boxWatch) unchanged(string) bool  { return false }
-func (w *boxWatch) emptied(string, fileID) {}
-func (w *boxWatch) forget(string)          {}
-func (w *boxWatch) close()                 {}

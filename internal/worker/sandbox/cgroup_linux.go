@@ -683,8 +683,8 @@ func parseOOMControl(b []byte) (int64, bool) {
 // grows (oomNotes keeps what every reader drained), so once the check
 // without the gate would say killed, every later one passes the gate and
 // decides as it would. (The kernel signals the event before it kills; a
-// sample that reads the count just before both only sees them at the
-// next sample.)
+// sample that finds the event but not yet the kill is followed by another
+// after the base interval, sampler.sample.)
 func (c *cell) oomKilled() func() bool {
 	if c == nil || !c.memV1 || !c.eventsOK {
 		return nil
@@ -698,15 +698,12 @@ func (c *cell) oomKilled() func() bool {
 	}
 }
 
-// oomEvents returns the cell's out-of-memory notifications and what says
-// that they counted none since the current run started, where oomKilled
-// is not nil: until quiet turns false, oomKilled says false, so the one
+// oomEvents returns, for a run whose oomKilled is not nil, the cell's
+// out-of-memory notifications and what they counted when the run started:
+// while they count no more, oomKilled says false (its gate), so the one
 // sampler need not ask it (sampler.add).
-func (c *cell) oomEvents() (events *oomNotes, quiet func() bool) {
-	if c == nil || !c.memV1 || !c.eventsOK {
-		return nil, nil
-	}
-	return c.ooms, func() bool { return c.ooms.count() <= c.events.oom }
+func (c *cell) oomEvents() (events *oomNotes, atStart int64) {
+	return c.ooms, c.events.oom
 }
 
 // cell returns an empty cell with a quota of cores (none for 0) and, where

@@ -1398,6 +1398,7 @@ func BenchmarkCellBookkeeping(b *testing.B) {
 // is reported. A run added after such an event is sampled from the start.
 func TestSamplerWaitsForOOMEvent(t *testing.T) {
 	s := newSampler()
+	t.Cleanup(func() { closeSamplerEvents(t, s) }) // last: after unwatchEvents
 	c, setKills, signal := fakeV1Cell(t)
 	if !s.watchEvents(c.ooms) {
 		t.Skip("no epoll set here")
@@ -1411,7 +1412,7 @@ func TestSamplerWaitsForOOMEvent(t *testing.T) {
 			t.Fatalf("cell() = %v, %v; want enforced", enforced, err)
 		}
 		w := &watch{base: 50 * time.Millisecond, oom: c.oomKilled(), oomMB: 40, over: func(v verdict) { verdicts <- v }}
-		w.events, w.quiet = c.oomEvents()
+		w.events, w.oomSeen = c.oomEvents()
 		return w
 	}
 	samples := func() int {
@@ -1465,6 +1466,79 @@ func TestSamplerWaitsForOOMEvent(t *testing.T) {
 		defer s.mu.Unlock()
 		return !s.running
 	})
+}
+
+// closeSamplerEvents closes the epoll set and poking eventfd of a test's
+// own sampler, once its goroutine has ended (under a waiting goroutine, a
+// closed set would fail its every wait at once, a busy loop).
+func closeSamplerEvents(t *testing.T, s *sampler) {
+	t.Helper()
+	ev := s.ev.Load()
+	if ev == nil {
+		return
+	}
+	s.mu.Lock()
+	running := s.running
+	s.mu.Unlock()
+	if running {
+		t.Log("the sampler's goroutine still runs: its epoll set is left open")
+		return
+	}
+	if err := ev.f.Close(); err != nil {
+		t.Errorf("close the epoll set: %v", err)
+	}
+	if err := unix.Close(ev.wake); err != nil {
+		t.Errorf("close the poking eventfd: %v", err)
+	}
+}
+
+// The kernel signals a v1 cell's out-of-memory event before it kills, so
+// the sample at the event usually finds no kill yet: that sample is not
+// steady, and the next comes after the base interval (not twice it), where
+// the kill is reported. A sample with no new event backs off again.
+func TestSamplerSamplesAgainSoonAfterOOMEvent(t *testing.T) {
+	s := newSampler()
+	c, setKills, signal := fakeV1Cell(t)
+	g := &cgroups{free: []*cell{c}}
+	if _, enforced, err := g.cell(0, 40<<20); err != nil || !enforced {
+		t.Fatalf("cell() = %v, %v; want enforced", enforced, err)
+	}
+	const base = 50 * time.Millisecond
+	var got []verdict
+	w := &watch{base: base, interval: base, oom: c.oomKilled(), oomMB: 40, over: func(v verdict) { got = append(got, v) }}
+	w.events, w.oomSeen = c.oomEvents()
+	now := time.Unix(1000, 0)
+
+	s.sample(w, now) // nothing yet: steady
+	if want := now.Add(2 * base); !w.due.Equal(want) {
+		t.Fatalf("a quiet sample: next due %v after it; want %v", w.due.Sub(now), want.Sub(now))
+	}
+	now = w.due
+	signal(c.ooms) // the event; the kill comes after
+	s.sample(w, now)
+	if len(got) != 0 {
+		t.Fatalf("verdicts %v before any kill; want none", got)
+	}
+	if want := now.Add(base); !w.due.Equal(want) {
+		t.Errorf("the sample at an out-of-memory event without a kill: next due %v after it; want the base interval %v", w.due.Sub(now), base)
+	}
+	now = w.due
+	setKills(1)
+	s.sample(w, now)
+	if len(got) != 1 || got[0].kind != MemoryExceeded {
+		t.Errorf("verdicts %v at the sample after the kill; want one, %v", got, MemoryExceeded)
+	}
+
+	// An event that no kill follows: sampled once more after the base
+	// interval, then backing off.
+	w = &watch{base: base, interval: base, oom: func() bool { return false }, over: func(verdict) { t.Error("over its limit") }}
+	w.events, w.oomSeen = c.ooms, c.ooms.count()
+	signal(c.ooms)
+	s.sample(w, now)
+	s.sample(w, w.due)
+	if w.interval != 2*base {
+		t.Errorf("after a sample with no new event: interval %v; want %v (backing off)", w.interval, 2*base)
+	}
 }
 
 // The warden's v1 cells put their eventfds into the one sampler's set: a

@@ -33,7 +33,7 @@ func (c *cell) start(fork func() error, _, _ bool) error { return fork() }
 func (c *cell) join(bool) string                         { return "" }
 func (c *cell) needsV1() bool                            { return false }
 func (c *cell) oomKilled() func() bool                   { return nil }
-func (c *cell) oomEvents() (*oomNotes, func() bool)      { return nil, nil }
+func (c *cell) oomEvents() (*oomNotes, int64)            { return nil, 0 }
 func (c *cell) kill()                                    {}
 func (c *cell) procsFile() string                        { return "" }
 func (c *cell) procsFD() int                             { return -1 }

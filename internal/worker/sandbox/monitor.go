@@ -63,7 +63,7 @@ func startMonitor(ctx context.Context, spec *Spec, c *Child, dir string, start t
 			m.w.scan = newCellScanner(c.Pid(), c.cell.procsFile(), c.cell.procsFD())
 		}
 		if oom != nil {
-			m.w.events, m.w.quiet = c.cell.oomEvents()
+			m.w.events, m.w.oomSeen = c.cell.oomEvents()
 		}
 		samplers.add(m.w, time.Now())
 	}

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"container/heap"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,14 +83,15 @@ type watch struct {
 	// oom, where not nil, says that the kernel killed a process of the
 	// run for its memory limit of oomMB (cell.oomKilled): the rest of the
 	// run is then killed too. events are the cell's out-of-memory
-	// notifications (nil for none), and quiet says that they counted none
-	// in the run: oom says false until then (cell.oomEvents).
-	oom    func() bool
-	oomMB  int64
-	events *oomNotes
-	quiet  func() bool
-	q      *dueQueue // the heap w is in; nil when in none
-	idx    int       // w's index in q.ws
+	// notifications (nil for none), and oomSeen what they counted when
+	// the run started, then at its last sample: oom says false while they
+	// count no more than at the start (cell.oomEvents).
+	oom     func() bool
+	oomMB   int64
+	events  *oomNotes
+	oomSeen int64
+	q       *dueQueue // the heap w is in; nil when in none
+	idx     int       // w's index in q.ws
 }
 
 var samplers = newSampler()
@@ -108,7 +108,8 @@ func newSampler() *sampler {
 // A watch whose only check is oom, on a cell whose eventfd is in the
 // sampler's epoll set, is not sampled at all until that eventfd counts an
 // event: oom says false until then, and the kernel signals the event before
-// it kills (cell.oomKilled). Then it is sampled at once, and on the usual
+// it kills (cell.oomKilled). Then it is sampled at once, and again after
+// the base interval where that sample found no kill yet; on the usual
 // schedule after. So a run that never runs out of memory costs no sample
 // and no wake-up.
 func (s *sampler) add(w *watch, now time.Time) {
@@ -139,7 +140,9 @@ func (s *sampler) add(w *watch, now time.Time) {
 }
 
 // pushLocked puts w into the heap of its base interval, making the heap
-// if there is none.
+// if there is none. Heaps are kept when they empty (a worker has one base
+// interval; a test more): a run that waits for its out-of-memory event
+// enters one at the event, often when no other run is sampled.
 func (s *sampler) pushLocked(w *watch) {
 	var q *dueQueue
 	for _, x := range s.queues {
@@ -162,10 +165,10 @@ func (s *sampler) pushLocked(w *watch) {
 // an event is counted either here, and w goes to the heap, or after w
 // waits, and eventLocked moves it there.
 func (s *sampler) waitsLocked(w *watch) bool {
-	if w.oom == nil || w.events == nil || w.quiet == nil || w.memLimit > 0 || w.diskLimit > 0 || s.notes[w.events.fd] != w.events || s.waiting[w.events.fd] != nil {
+	if w.oom == nil || w.events == nil || w.memLimit > 0 || w.diskLimit > 0 || s.notes[w.events.fd] != w.events || s.waiting[w.events.fd] != nil {
 		return false
 	}
-	return w.quiet()
+	return w.events.count() <= w.oomSeen
 }
 
 // watchEvents puts a cell's out-of-memory eventfd into the sampler's epoll
@@ -302,8 +305,6 @@ func (s *sampler) sampleDue(now time.Time) (next time.Time) {
 			next = q.ws[0].due
 		}
 	}
-	// Heaps left empty go (a worker has one base interval; a test more).
-	s.queues = slices.DeleteFunc(s.queues, func(q *dueQueue) bool { return len(q.ws) == 0 })
 	if sampled {
 		s.wakeups++
 	}
@@ -347,6 +348,7 @@ func (q *dueQueue) Pop() any {
 // compare with: under half the limits, it counts as steady (a task's
 // start is not growth), so a short task is sampled at 1, 3, 7, 15, 23 ×
 // the base interval, not at 1, 2, 4, 8, 16 and 24.
+// A new out-of-memory event of the run's cell is not steady.
 func (s *sampler) sample(w *watch, now time.Time) {
 	if w.oom != nil && w.oom() {
 		w.peak = max(w.peak, mbToBytes(w.oomMB))
@@ -354,6 +356,14 @@ func (s *sampler) sample(w *watch, now time.Time) {
 		return
 	}
 	steady := true
+	if w.events != nil {
+		// The kernel signals an out-of-memory event before it kills: a
+		// sample that finds a new event but no kill yet is not steady, so
+		// the kill is seen after the base interval.
+		n := w.events.count()
+		steady = n <= w.oomSeen
+		w.oomSeen = n
+	}
 	if w.memLimit > 0 {
 		rss, _ := w.scan.rssAt(now)
 		w.peak = max(w.peak, rss)

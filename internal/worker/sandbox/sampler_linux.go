@@ -15,11 +15,15 @@ import (
 // without a thread blocked.
 type oomEvents struct {
 	f    *os.File // the epoll descriptor, non-blocking
-	wake int      // the poking eventfd, in the set
+	rc   syscall.RawConn
+	wake int // the poking eventfd, in the set
 	buf  [32]unix.EpollEvent
 }
 
-// newOOMEvents makes the set; nil where it cannot.
+// newOOMEvents makes the set; nil where it cannot, or where the runtime's
+// poller will not take the epoll descriptor (no read deadline, so wait
+// could not end at the next due time): the sampler then waits on its
+// timer and samples every run.
 func newOOMEvents() *oomEvents {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -35,7 +39,14 @@ func newOOMEvents() *oomEvents {
 		unix.Close(ep)
 		return nil
 	}
-	return &oomEvents{f: os.NewFile(uintptr(ep), "epoll"), wake: wake}
+	f := os.NewFile(uintptr(ep), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil || f.SetReadDeadline(time.Time{}) != nil {
+		f.Close()
+		unix.Close(wake)
+		return nil
+	}
+	return &oomEvents{f: f, rc: rc, wake: wake}
 }
 
 // add puts the eventfd fd into the set; false where it cannot.
@@ -47,12 +58,8 @@ func (e *oomEvents) add(fd int) bool {
 func (e *oomEvents) del(fd int) { _ = e.ctl(unix.EPOLL_CTL_DEL, fd) }
 
 func (e *oomEvents) ctl(op, fd int) error {
-	rc, err := e.f.SyscallConn()
-	if err != nil {
-		return err
-	}
 	var cerr error
-	err = rc.Control(func(ep uintptr) {
+	err := e.rc.Control(func(ep uintptr) {
 		cerr = unix.EpollCtl(int(ep), op, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
 	})
 	if err != nil {
@@ -71,14 +78,10 @@ func (e *oomEvents) poke() {
 // wait waits until an eventfd in the set is readable, the set is poked,
 // or until; it appends the readable eventfds (not the poking one) to
 // ready. It reads none of them: the caller drains each (oomNotes.count),
-// or the set stays ready.
+// or the set stays ready. The set takes deadlines (newOOMEvents).
 func (e *oomEvents) wait(until time.Time, ready []int) []int {
-	rc, err := e.f.SyscallConn()
-	if err != nil || e.f.SetReadDeadline(until) != nil {
-		time.Sleep(time.Until(until)) // cannot happen with an epoll descriptor
-		return ready
-	}
-	_ = rc.Read(func(ep uintptr) bool {
+	_ = e.f.SetReadDeadline(until)
+	_ = e.rc.Read(func(ep uintptr) bool {
 		n, err := unix.EpollWait(int(ep), e.buf[:], 0)
 		if err != nil || n == 0 {
 			return err != nil && err != syscall.EINTR && err != syscall.EAGAIN

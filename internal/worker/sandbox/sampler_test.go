@@ -231,4 +231,17 @@ func TestSamplerPassAllocatesNothing(t *testing.T) {
 	if s.n != 0 || w.q != nil {
 		t.Errorf("after remove: %d watches queued, w in a heap %v; want none", s.n, w.q != nil)
 	}
+
+	// A heap left empty is kept: a watch entering it again, as one that
+	// waited for its out-of-memory event does, allocates nothing.
+	allocs = testing.AllocsPerRun(100, func() {
+		now = s.sampleDue(now)
+		s.mu.Lock()
+		s.pushLocked(w)
+		s.mu.Unlock()
+		s.remove(w)
+	})
+	if allocs != 0 || len(s.queues) != 1 {
+		t.Errorf("a watch entering an emptied heap: %v allocations, %d heaps; want 0 and 1", allocs, len(s.queues))
+	}
 }
