@@ -18,8 +18,7 @@ type Child struct {
 	// status and usage say how a task's shell ended (cmd nil); set by Wait.
 	status syscall.WaitStatus
 	usage  syscall.Rusage
-	cell   *cell                // nil when not in a cgroup
-	sys    *syscall.SysProcAttr // what it was forked with
+	cell   *cell // nil when not in a cgroup
 	// exit tells when the process has exited, without a thread blocked
 	// in the meantime (a pidfd polled by the runtime: a task's shell's
 	// from its clone, else one of its own); nil where there is no pidfd,
@@ -121,7 +120,6 @@ func (w *Warden) start(cmd *exec.Cmd, sh *shell, cores float64, memoryMB int64) 
 	}
 	c.contained = c.cell != nil && guarded && (joined || !c.cell.needsV1())
 	attr := procAttr(c.cell, c.contained)
-	c.sys = attr
 	fork := func() error {
 		cmd.SysProcAttr = attr
 		return cmd.Start()

@@ -144,8 +144,8 @@ func BenchmarkRunTrueManyFiles(b *testing.B) {
 	for _, shared := range []bool{true, false} {
 		name := map[bool]string{true: "shared", false: "copied"}[shared]
 		b.Run(name, func(b *testing.B) {
-			defer shareFiles.Store(shareFiles.Load())
-			shareFiles.Store(shared)
+			defer filesUnshareRefused.Store(filesUnshareRefused.Load())
+			filesUnshareRefused.Store(!shared)
 			BenchmarkRunTrueWardenMemory(b)
 		})
 	}
@@ -155,13 +155,13 @@ func BenchmarkRunTrueManyFiles(b *testing.B) {
 // refuses unshare(2)), the shell is forked again without sharing it, and
 // no fork shares it from then on.
 func TestForkWithoutSharedFiles(t *testing.T) {
-	t.Cleanup(func() { shareFiles.Store(true); testUnshareExtra = 0 })
+	t.Cleanup(func() { filesUnshareRefused.Store(false); testUnshareExtra = 0 })
 	testUnshareExtra = 0x40 // not an unshare flag: the child's unshare fails with EINVAL
 	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "echo out"})
 	if err != nil || res.Kind != Success || string(res.Stdout) != "out\n" {
 		t.Fatalf("Run = %v (%s), %q, %v; want success, %q", res.Kind, res.Message, res.Stdout, err, "out\n")
 	}
-	if shareFiles.Load() {
+	if !filesUnshareRefused.Load() {
 		t.Errorf("forks still share the file table after an unshare was refused; want not")
 	}
 }
