@@ -228,11 +228,13 @@ func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err e
 		Sys:   attr,
 	}
 	argv := []string{"sh", "-c", s.script}
-	pid, err = syscall.ForkExec("/bin/sh", argv, pa)
-	if err != nil && unshareRefused(attr) {
-		// Perhaps the child may not unshare its file table (seccomp):
-		// once more without sharing it.
-		pid, err = syscall.ForkExec("/bin/sh", argv, pa)
+	pid, err = forkExec("/bin/sh", argv, pa)
+	if (err == syscall.EPERM || err == syscall.EINVAL) && unshareRefused(attr) {
+		// Perhaps the child may not unshare its file table (seccomp
+		// answers EPERM, or EINVAL): once more without sharing it. Any
+		// other error (a missing directory, EAGAIN) is the fork's own,
+		// and says nothing of sharing.
+		pid, err = forkExec("/bin/sh", argv, pa)
 		sharedFilesWorked(err == nil)
 	}
 	if err != nil {
@@ -240,6 +242,9 @@ func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err e
 	}
 	return pid, clonedExitWatch(pidfd), nil
 }
+
+// forkExec is syscall.ForkExec; tests count or fail the forks.
+var forkExec = syscall.ForkExec
 
 // reap waits for the process pid, which has exited or will, and sets how
 // it ended and what it used.
