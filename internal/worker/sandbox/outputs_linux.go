@@ -17,12 +17,11 @@ import (
 //
 // No goroutine per run reads them, and the runtime's poller does not watch
 // them: while the run lasts, the one drainer of the process (drains) reads
-// whatever a pipe holds as it arrives; once the run's shell has exited,
-// the run takes its pipes back from the drainer (detach) and, once its
-// processes are gone (or killed), reads what is left without waiting
-// (collect): there is no end of file to wait for, so a process that left
-// the run's group and cell and still holds a pipe keeps nothing waiting;
-// what it writes after that is not kept.
+// whatever a pipe holds as it arrives; once the run's processes are gone
+// (or killed), the run takes its pipes back from the drainer and reads
+// what is left without waiting (collect): there is no end of file to wait
+// for, so a process that left the run's group and cell and still holds a
+// pipe keeps nothing waiting; what it writes after that is not kept.
 type outputs struct {
 	streams [2]stream // stdout, stderr
 	// w are the write ends, for the command; -1 once closed. This process
@@ -32,6 +31,8 @@ type outputs struct {
 	// per short task; the two descriptors cost the forks nothing, as the
 	// file table is copied by the child (clonePidfd).
 	w [2]int
+	// detached: the drainer no longer reads the pipes (detach).
+	detached bool
 }
 
 // stream is one output pipe's read end and the tail kept of it.
@@ -83,10 +84,13 @@ func (o *outputs) started(ok bool) {
 	}
 }
 
-// detach takes the pipes back from the drainer, reading what they hold:
-// call it once the shell has exited, so that the drainer is not woken for
-// the pipes' end when the rest of the group is killed.
+// detach takes the pipes back from the drainer, under its lock once: from
+// then on only the run reads them. It reads nothing itself.
 func (o *outputs) detach() {
+	if o.detached {
+		return
+	}
+	o.detached = true
 	drains.mu.Lock()
 	defer drains.mu.Unlock()
 	for i := range o.streams {
@@ -98,7 +102,7 @@ func (o *outputs) detach() {
 // killed): the tail of each stream and whether earlier bytes were
 // dropped. It reads what the pipes hold without waiting, and closes them.
 func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {
-	o.detach() // where the caller could not
+	o.detach()
 	for i, fd := range o.w {
 		if fd >= 0 {
 			syscall.Close(fd) // a pipe that no other process holds now ends
@@ -116,8 +120,8 @@ func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {
 	return out.Bytes(), errs.Bytes(), out.Truncated(), errs.Truncated()
 }
 
-// close closes every pipe end still open; the drainer no longer reads
-// them.
+// close closes every pipe end still open, once the drainer no longer
+// reads them (detach, unless collect did).
 func (o *outputs) close() {
 	o.detach()
 	for i := range o.streams {

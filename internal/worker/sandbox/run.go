@@ -63,7 +63,6 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		// The shell is a zombie, so its pid, and with it the group id,
 		// cannot be reused until c.Wait reaps it below.
 		duration = time.Since(start)
-		out.detach() // what the shell wrote is in its pipes: the rest of the group is killed now
 		v = mon.stop()
 		c.Kill()
 		reaped = c.Wait() // the outcome is read from c.status
