@@ -157,19 +157,25 @@ type drainer struct {
 const drainBudget = 64 << 10
 
 // drains is the process's drainer, once theDrainer made it.
-var drains drainer
+var (
+	drains      drainer
+	drainsReady kept[*drainer]
+)
 
 // theDrainer starts the drainer the first time it is called, and returns
-// it; an error if it has no epoll instance.
-var theDrainer = sync.OnceValues(func() (*drainer, error) {
-	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	drains.epfd, drains.streams = fd, make(map[int32]*stream)
-	go drains.run() // exits only with the process: it serves every run's outputs
-	return &drains, nil
-})
+// it; an error if it has no epoll instance, and the next call tries again
+// (its goroutine starts once, with its epoll instance).
+func theDrainer() (*drainer, error) {
+	return drainsReady.get(func() (*drainer, error) {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			return nil, os.NewSyscallError("epoll_create1", err)
+		}
+		drains.epfd, drains.streams = fd, make(map[int32]*stream)
+		go drains.run() // exits only with the process: it serves every run's outputs
+		return &drains, nil
+	})
+}
 
 // watch has the drainer read s.
 func (d *drainer) watch(s *stream) error {
