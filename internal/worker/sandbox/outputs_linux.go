@@ -142,9 +142,10 @@ func (o *outputs) close() {
 // from one goroutine waiting in epoll_wait, not a goroutine per pipe in
 // the runtime's poller (whose registration, wake-ups and goroutines were
 // a tenth of the worker's CPU per short task: docs/benchmarks.md, capacity,
-// eighth part). Pipes are watched level-triggered: one read per wake-up
-// and pipe, of up to drainBudget bytes, so that one chatty task cannot
-// hold the others up.
+// eighth part). Pipes are watched level-triggered: per wake-up the drainer
+// reads each ready pipe until a read comes back short (the pipe held no
+// more then; new data wakes the drainer again) or drainBudget bytes were
+// read, so that one chatty task cannot hold the others up.
 type drainer struct {
 	epfd int
 	mu   sync.Mutex
@@ -235,13 +236,25 @@ var errAgain = errors.New("sandbox: no more output for now")
 
 // pipeReader reads a non-blocking pipe until it is empty (errAgain), at
 // end of file (io.EOF), or once left bytes were read (unless left < 0).
+//
+// A read that returns less than asked for emptied the pipe (a pipe's read
+// stops short only once it is empty, or where a write raced it), so the
+// next Read returns errAgain without a system call: the read that would
+// say EAGAIN is spared. For the drainer, a byte left or written meanwhile
+// wakes it again (level-triggered); for
+// collect, once the run's processes are gone or killed, only a process
+// still alive can write meanwhile, and what it writes from then on is not
+// kept, with or without that read. The state is the reader's, not the
+// stream's: each ReadFrom (the drainer's per wake-up, collect's) makes a
+// new one and reads at least once.
 type pipeReader struct {
-	fd   int
-	left int
+	fd    int
+	left  int
+	empty bool // the last read stopped short: the pipe was empty
 }
 
 func (r *pipeReader) Read(p []byte) (int, error) {
-	if r.left == 0 {
+	if r.left == 0 || r.empty {
 		return 0, errAgain
 	}
 	if r.left > 0 && len(p) > r.left {
@@ -262,6 +275,7 @@ func (r *pipeReader) Read(p []byte) (int, error) {
 		if r.left > 0 {
 			r.left -= n
 		}
+		r.empty = n < len(p)
 		return n, nil
 	}
 }
