@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -139,16 +141,17 @@ func (o *outputs) close() {
 }
 
 // drainer reads every watched output pipe of the process as data arrives,
-// from one goroutine waiting in epoll_wait, not a goroutine per pipe in
-// the runtime's poller (whose registration, wake-ups and goroutines were
-// a tenth of the worker's CPU per short task: docs/benchmarks.md, capacity,
-// eighth part). Pipes are watched level-triggered: per wake-up the drainer
+// from one goroutine waiting on one epoll set (a pollSet, itself parked
+// in the runtime's poller: no thread blocked in epoll_wait), not a
+// goroutine per pipe in the runtime's poller (whose registration, wake-ups
+// and goroutines were a tenth of the worker's CPU per short task:
+// docs/benchmarks.md, capacity, eighth part). Pipes are watched level-triggered: per wake-up the drainer
 // reads each ready pipe until a read comes back short (the pipe held no
 // more then; new data wakes the drainer again) or drainBudget bytes were
 // read, so that one chatty task cannot hold the others up.
 type drainer struct {
-	epfd int
-	mu   sync.Mutex
+	set *pollSet
+	mu  sync.Mutex
 	// streams are the watched pipes by read end (guarded by mu): an event
 	// for a descriptor not here (taken back meanwhile) is ignored.
 	streams map[int32]*stream
@@ -168,11 +171,11 @@ var (
 // (its goroutine starts once, with its epoll instance).
 func theDrainer() (*drainer, error) {
 	return drainsReady.get(func() (*drainer, error) {
-		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		set, err := newPollSet()
 		if err != nil {
-			return nil, os.NewSyscallError("epoll_create1", err)
+			return nil, fmt.Errorf("the output drainer's epoll set: %w", err)
 		}
-		drains.epfd, drains.streams = fd, make(map[int32]*stream)
+		drains.set, drains.streams = set, make(map[int32]*stream)
 		go drains.run() // exits only with the process: it serves every run's outputs
 		return &drains, nil
 	})
@@ -183,10 +186,9 @@ func (d *drainer) watch(s *stream) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.streams[int32(s.fd)] = s
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(s.fd)}
-	if err := syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+	if err := d.set.add(s.fd); err != nil {
 		delete(d.streams, int32(s.fd))
-		return os.NewSyscallError("epoll_ctl", err)
+		return err
 	}
 	s.watched = true
 	return nil
@@ -199,24 +201,22 @@ func (d *drainer) unwatchLocked(s *stream) {
 	}
 	s.watched = false
 	delete(d.streams, int32(s.fd))
-	syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_DEL, s.fd, nil)
+	d.set.del(s.fd)
 }
 
 func (d *drainer) run() {
-	events := make([]syscall.EpollEvent, 64)
+	var ready []int
 	for {
-		n, err := syscall.EpollWait(d.epfd, events, -1)
-		if err == syscall.EINTR {
-			continue
-		}
+		var err error
+		ready, err = d.set.wait(time.Time{}, ready[:0])
 		if err != nil {
 			// Only a bad epoll descriptor or buffer fails here: a bug, and
 			// every run writing more than a pipe holds would hang.
-			panic("sandbox: the output drainer's epoll_wait failed: " + err.Error())
+			panic("sandbox: the output drainer's wait failed: " + err.Error())
 		}
 		d.mu.Lock()
-		for _, ev := range events[:n] {
-			s := d.streams[ev.Fd]
+		for _, fd := range ready {
+			s := d.streams[int32(fd)]
 			if s == nil {
 				continue
 			}
