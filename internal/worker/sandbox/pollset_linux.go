@@ -25,6 +25,9 @@ type pollSet struct {
 	rc   syscall.RawConn
 	wake int // the poking eventfd, in the set
 	buf  [64]unix.EpollEvent
+	// until is the read deadline set last (wait's goroutine's), so that a
+	// wait with the same one, as the drainer's with none, sets none.
+	until time.Time
 }
 
 // newPollSet makes an empty set; an error where it cannot, or where the
@@ -98,7 +101,10 @@ func (e *pollSet) poke() {
 // caller does, or the set stays ready for them. The error is epoll_wait's
 // where it failed (a bug: a bad descriptor or buffer).
 func (e *pollSet) wait(until time.Time, ready []int) ([]int, error) {
-	_ = e.f.SetReadDeadline(until)
+	if !until.Equal(e.until) {
+		_ = e.f.SetReadDeadline(until)
+		e.until = until
+	}
 	var werr error
 	_ = e.rc.Read(func(ep uintptr) bool {
 		n, err := unix.EpollWait(int(ep), e.buf[:], 0)

@@ -142,8 +142,8 @@ type kept[T any] struct {
 	v  T
 }
 
-// get returns the value, made by make where there is none yet.
-func (k *kept[T]) get(make func() (T, error)) (T, error) {
+// get returns the value, made by newV where there is none yet.
+func (k *kept[T]) get(newV func() (T, error)) (T, error) {
 	if k.ok.Load() {
 		return k.v, nil
 	}
@@ -152,7 +152,7 @@ func (k *kept[T]) get(make func() (T, error)) (T, error) {
 	if k.ok.Load() {
 		return k.v, nil
 	}
-	v, err := make()
+	v, err := newV()
 	if err != nil {
 		return v, err
 	}
