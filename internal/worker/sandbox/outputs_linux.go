@@ -145,10 +145,11 @@ func (o *outputs) close() {
 // in the runtime's poller: no thread blocked in epoll_wait), not a
 // goroutine per pipe in the runtime's poller (whose registration, wake-ups
 // and goroutines were a tenth of the worker's CPU per short task:
-// docs/benchmarks.md, capacity, eighth part). Pipes are watched level-triggered: per wake-up the drainer
-// reads each ready pipe until a read comes back short (the pipe held no
-// more then; new data wakes the drainer again) or drainBudget bytes were
-// read, so that one chatty task cannot hold the others up.
+// docs/benchmarks.md, capacity, eighth part). Pipes are watched
+// level-triggered: per wake-up the drainer reads each ready pipe until a
+// read comes back short (the pipe held no more then; new data wakes the
+// drainer again) or drainBudget bytes were read, so that one chatty task
+// cannot hold the others up.
 type drainer struct {
 	set *pollSet
 	mu  sync.Mutex
