@@ -918,8 +918,8 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.sys.Pdeathsig != 0 || !c.contained {
-		t.Errorf("Pdeathsig = %v, contained %v; want none, true for a shell in its cell", c.sys.Pdeathsig, c.contained)
+	if sig := procAttr(c.cell, c.contained).Pdeathsig; sig != 0 || !c.contained {
+		t.Errorf("Pdeathsig = %v, contained %v; want none, true for a shell in its cell", sig, c.contained)
 	}
 	pollUntil(t, 5*time.Second, "the background process to start", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "bg.pid"))
@@ -954,8 +954,8 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.sys.Pdeathsig != syscall.SIGKILL || c.contained {
-		t.Errorf("without a guard: Pdeathsig = %v, contained %v; want SIGKILL, false", c.sys.Pdeathsig, c.contained)
+	if sig := procAttr(c.cell, c.contained).Pdeathsig; sig != syscall.SIGKILL || c.contained {
+		t.Errorf("without a guard: Pdeathsig = %v, contained %v; want SIGKILL, false", sig, c.contained)
 	}
 	c.WaitExited()
 	c.Kill()

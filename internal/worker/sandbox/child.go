@@ -18,8 +18,7 @@ type Child struct {
 	// status and usage say how a task's shell ended (cmd nil); set by Wait.
 	status syscall.WaitStatus
 	usage  syscall.Rusage
-	cell   *cell                // nil when not in a cgroup
-	sys    *syscall.SysProcAttr // what it was forked with
+	cell   *cell // nil when not in a cgroup
 	// exit tells when the process has exited, without a thread blocked
 	// in the meantime (a pidfd polled by the runtime: a task's shell's
 	// from its clone, else one of its own); nil where there is no pidfd,
@@ -121,7 +120,6 @@ func (w *Warden) start(cmd *exec.Cmd, sh *shell, cores float64, memoryMB int64) 
 	}
 	c.contained = c.cell != nil && guarded && (joined || !c.cell.needsV1())
 	attr := procAttr(c.cell, c.contained)
-	c.sys = attr
 	fork := func() error {
 		cmd.SysProcAttr = attr
 		return cmd.Start()
@@ -230,11 +228,13 @@ func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err e
 		Sys:   attr,
 	}
 	argv := []string{"sh", "-c", s.script}
-	pid, err = syscall.ForkExec("/bin/sh", argv, pa)
-	if err != nil && unshareRefused(attr) {
-		// Perhaps the child may not unshare its file table (seccomp):
-		// once more without sharing it.
-		pid, err = syscall.ForkExec("/bin/sh", argv, pa)
+	pid, err = forkExec("/bin/sh", argv, pa)
+	if (err == syscall.EPERM || err == syscall.EINVAL) && unshareRefused(attr) {
+		// Perhaps the child may not unshare its file table (seccomp
+		// answers EPERM, or EINVAL): once more without sharing it. Any
+		// other error (a missing directory, EAGAIN) is the fork's own,
+		// and says nothing of sharing.
+		pid, err = forkExec("/bin/sh", argv, pa)
 		sharedFilesWorked(err == nil)
 	}
 	if err != nil {
@@ -242,6 +242,9 @@ func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err e
 	}
 	return pid, clonedExitWatch(pidfd), nil
 }
+
+// forkExec is syscall.ForkExec; tests count or fail the forks.
+var forkExec = syscall.ForkExec
 
 // reap waits for the process pid, which has exited or will, and sets how
 // it ended and what it used.

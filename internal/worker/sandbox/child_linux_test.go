@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -144,8 +145,8 @@ func BenchmarkRunTrueManyFiles(b *testing.B) {
 	for _, shared := range []bool{true, false} {
 		name := map[bool]string{true: "shared", false: "copied"}[shared]
 		b.Run(name, func(b *testing.B) {
-			defer shareFiles.Store(shareFiles.Load())
-			shareFiles.Store(shared)
+			defer filesUnshareRefused.Store(filesUnshareRefused.Load())
+			filesUnshareRefused.Store(!shared)
 			BenchmarkRunTrueWardenMemory(b)
 		})
 	}
@@ -155,13 +156,57 @@ func BenchmarkRunTrueManyFiles(b *testing.B) {
 // refuses unshare(2)), the shell is forked again without sharing it, and
 // no fork shares it from then on.
 func TestForkWithoutSharedFiles(t *testing.T) {
-	t.Cleanup(func() { shareFiles.Store(true); testUnshareExtra = 0 })
+	t.Cleanup(func() { filesUnshareRefused.Store(false); testUnshareExtra = 0 })
 	testUnshareExtra = 0x40 // not an unshare flag: the child's unshare fails with EINVAL
 	res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "echo out"})
 	if err != nil || res.Kind != Success || string(res.Stdout) != "out\n" {
 		t.Fatalf("Run = %v (%s), %q, %v; want success, %q", res.Kind, res.Message, res.Stdout, err, "out\n")
 	}
-	if shareFiles.Load() {
+	if !filesUnshareRefused.Load() {
 		t.Errorf("forks still share the file table after an unshare was refused; want not")
+	}
+}
+
+// A fork that fails for a reason of its own is not tried again without
+// sharing the file table, and sharing stays on: a missing directory
+// (chdir fails after the unshare) forks once, and a transient EAGAIN
+// fails that run only.
+func TestForkErrorsKeepSharedFiles(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dir  func(t *testing.T) string
+		fail error // the first fork's error, instead of forking
+	}{
+		{name: "missing directory", dir: func(t *testing.T) string { return filepath.Join(t.TempDir(), "missing") }},
+		{name: "EAGAIN", dir: func(t *testing.T) string { return t.TempDir() }, fail: syscall.EAGAIN},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			forks := 0
+			t.Cleanup(func() { forkExec = syscall.ForkExec; filesUnshareRefused.Store(false) })
+			forkExec = func(argv0 string, argv []string, attr *syscall.ProcAttr) (int, error) {
+				forks++
+				if fail := tc.fail; fail != nil {
+					tc.fail = nil
+					return 0, fail
+				}
+				return syscall.ForkExec(argv0, argv, attr)
+			}
+			if _, err := Run(context.Background(), Spec{Dir: tc.dir(t), Command: "true"}); err == nil {
+				t.Fatalf("Run = nil error; want the fork's")
+			}
+			if forks != 1 {
+				t.Errorf("%d forks; want 1", forks)
+			}
+			if filesUnshareRefused.Load() {
+				t.Errorf("forks no longer share the file table; want them to")
+			}
+			forks = 0
+			if res, err := Run(context.Background(), Spec{Dir: t.TempDir(), Command: "echo ok"}); err != nil || res.Kind != Success || string(res.Stdout) != "ok\n" {
+				t.Errorf("the next Run = %v (%s), %q, %v; want success, %q", res.Kind, res.Message, res.Stdout, err, "ok\n")
+			}
+			if filesUnshareRefused.Load() {
+				t.Errorf("after a good run, forks no longer share the file table; want them to")
+			}
+		})
 	}
 }

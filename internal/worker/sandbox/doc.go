@@ -73,11 +73,15 @@
 //     /dev/stderr opens the same pipe, even with >); no pipe outlives its
 //     run, so a process that escaped one run cannot write into another's
 //     result. On Linux one goroutine of the process reads every run's pipes
-//     as data arrives (an epoll instance of its own; no goroutine and no
-//     poller registration per run), and once the shell has exited Run takes
-//     its pipes back and, after the kill, reads what they hold without
-//     waiting: a process that left the group and the cell and still holds
-//     a pipe keeps nothing waiting, and what it writes later is not kept.
+//     as data arrives (an epoll set of its own, the sampler's kind, which
+//     the Go runtime polls: no goroutine, no poller registration and no
+//     blocked thread per run, nor for the drainer), and once the shell has
+//     exited and the rest of the run was killed, Run takes its pipes back
+//     and reads what they hold without waiting: a process that left the
+//     group and the cell and still holds a pipe keeps nothing waiting, and
+//     what it writes later is not kept. Where /dev/null or that epoll set
+//     cannot be opened (no descriptor left), the run fails and says why;
+//     the next run tries again.
 //     Elsewhere a goroutine per pipe drains it to end of file, waiting at
 //     most a second after the kill.
 //   - No goroutine watches a run: its context's end and its wall time kill
@@ -110,8 +114,10 @@
 //     up its descriptors, so that copy, which grows with the worker's open
 //     files, is the task's CPU time (where the child may not unshare it,
 //     as under Docker's default seccomp profile without CAP_SYS_ADMIN, the
-//     first such fork is tried again without sharing, and no fork shares
-//     it from then on). A library is started with os/exec through the
+//     first such fork fails with EPERM or EINVAL and is tried again
+//     without sharing; where that succeeds, no fork shares it from then
+//     on; a fork that fails otherwise, a missing directory or EAGAIN, is
+//     not tried again and changes nothing). A library is started with os/exec through the
 //     same Warden.Start path.
 //   - Where the worker may create cgroups, each process tree gets a cell: a
 //     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's

@@ -2,10 +2,12 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,12 +19,11 @@ import (
 //
 // No goroutine per run reads them, and the runtime's poller does not watch
 // them: while the run lasts, the one drainer of the process (drains) reads
-// whatever a pipe holds as it arrives; once the run's shell has exited,
-// the run takes its pipes back from the drainer (detach) and, once its
-// processes are gone (or killed), reads what is left without waiting
-// (collect): there is no end of file to wait for, so a process that left
-// the run's group and cell and still holds a pipe keeps nothing waiting;
-// what it writes after that is not kept.
+// whatever a pipe holds as it arrives; once the run's processes are gone
+// (or killed), the run takes its pipes back from the drainer and reads
+// what is left without waiting (collect): there is no end of file to wait
+// for, so a process that left the run's group and cell and still holds a
+// pipe keeps nothing waiting; what it writes after that is not kept.
 type outputs struct {
 	streams [2]stream // stdout, stderr
 	// w are the write ends, for the command; -1 once closed. This process
@@ -32,6 +33,8 @@ type outputs struct {
 	// per short task; the two descriptors cost the forks nothing, as the
 	// file table is copied by the child (clonePidfd).
 	w [2]int
+	// detached: the drainer no longer reads the pipes (detach).
+	detached bool
 }
 
 // stream is one output pipe's read end and the tail kept of it.
@@ -83,10 +86,13 @@ func (o *outputs) started(ok bool) {
 	}
 }
 
-// detach takes the pipes back from the drainer, reading what they hold:
-// call it once the shell has exited, so that the drainer is not woken for
-// the pipes' end when the rest of the group is killed.
+// detach takes the pipes back from the drainer, under its lock once: from
+// then on only the run reads them. It reads nothing itself.
 func (o *outputs) detach() {
+	if o.detached {
+		return
+	}
+	o.detached = true
 	drains.mu.Lock()
 	defer drains.mu.Unlock()
 	for i := range o.streams {
@@ -98,7 +104,7 @@ func (o *outputs) detach() {
 // killed): the tail of each stream and whether earlier bytes were
 // dropped. It reads what the pipes hold without waiting, and closes them.
 func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {
-	o.detach() // where the caller could not
+	o.detach()
 	for i, fd := range o.w {
 		if fd >= 0 {
 			syscall.Close(fd) // a pipe that no other process holds now ends
@@ -116,8 +122,8 @@ func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {
 	return out.Bytes(), errs.Bytes(), out.Truncated(), errs.Truncated()
 }
 
-// close closes every pipe end still open; the drainer no longer reads
-// them.
+// close closes every pipe end still open, once the drainer no longer
+// reads them (detach, unless collect did).
 func (o *outputs) close() {
 	o.detach()
 	for i := range o.streams {
@@ -135,15 +141,18 @@ func (o *outputs) close() {
 }
 
 // drainer reads every watched output pipe of the process as data arrives,
-// from one goroutine waiting in epoll_wait, not a goroutine per pipe in
-// the runtime's poller (whose registration, wake-ups and goroutines were
-// a tenth of the worker's CPU per short task: docs/benchmarks.md, capacity,
-// eighth part). Pipes are watched level-triggered: one read per wake-up
-// and pipe, of up to drainBudget bytes, so that one chatty task cannot
-// hold the others up.
+// from one goroutine waiting on one epoll set (a pollSet, itself parked
+// in the runtime's poller: no thread blocked in epoll_wait), not a
+// goroutine per pipe in the runtime's poller (whose registration, wake-ups
+// and goroutines were a tenth of the worker's CPU per short task:
+// docs/benchmarks.md, capacity, eighth part). Pipes are watched
+// level-triggered: per wake-up the drainer reads each ready pipe until a
+// read comes back short (the pipe held no more then; new data wakes the
+// drainer again) or drainBudget bytes were read, so that one chatty task
+// cannot hold the others up.
 type drainer struct {
-	epfd int
-	mu   sync.Mutex
+	set *pollSet
+	mu  sync.Mutex
 	// streams are the watched pipes by read end (guarded by mu): an event
 	// for a descriptor not here (taken back meanwhile) is ignored.
 	streams map[int32]*stream
@@ -153,29 +162,34 @@ type drainer struct {
 const drainBudget = 64 << 10
 
 // drains is the process's drainer, once theDrainer made it.
-var drains drainer
+var (
+	drains      drainer
+	drainsReady kept[*drainer]
+)
 
 // theDrainer starts the drainer the first time it is called, and returns
-// it; an error if it has no epoll instance.
-var theDrainer = sync.OnceValues(func() (*drainer, error) {
-	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	drains.epfd, drains.streams = fd, make(map[int32]*stream)
-	go drains.run() // exits only with the process: it serves every run's outputs
-	return &drains, nil
-})
+// it; an error if it has no epoll instance, and the next call tries again
+// (its goroutine starts once, with its epoll instance).
+func theDrainer() (*drainer, error) {
+	return drainsReady.get(func() (*drainer, error) {
+		set, err := newPollSet()
+		if err != nil {
+			return nil, fmt.Errorf("the output drainer's epoll set: %w", err)
+		}
+		drains.set, drains.streams = set, make(map[int32]*stream)
+		go drains.run() // exits only with the process: it serves every run's outputs
+		return &drains, nil
+	})
+}
 
 // watch has the drainer read s.
 func (d *drainer) watch(s *stream) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.streams[int32(s.fd)] = s
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(s.fd)}
-	if err := syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+	if err := d.set.add(s.fd); err != nil {
 		delete(d.streams, int32(s.fd))
-		return os.NewSyscallError("epoll_ctl", err)
+		return err
 	}
 	s.watched = true
 	return nil
@@ -188,24 +202,22 @@ func (d *drainer) unwatchLocked(s *stream) {
 	}
 	s.watched = false
 	delete(d.streams, int32(s.fd))
-	syscall.EpollCtl(d.epfd, syscall.EPOLL_CTL_DEL, s.fd, nil)
+	d.set.del(s.fd)
 }
 
 func (d *drainer) run() {
-	events := make([]syscall.EpollEvent, 64)
+	var ready []int
 	for {
-		n, err := syscall.EpollWait(d.epfd, events, -1)
-		if err == syscall.EINTR {
-			continue
-		}
+		var err error
+		ready, err = d.set.wait(time.Time{}, ready[:0])
 		if err != nil {
 			// Only a bad epoll descriptor or buffer fails here: a bug, and
 			// every run writing more than a pipe holds would hang.
-			panic("sandbox: the output drainer's epoll_wait failed: " + err.Error())
+			panic("sandbox: the output drainer's wait failed: " + err.Error())
 		}
 		d.mu.Lock()
-		for _, ev := range events[:n] {
-			s := d.streams[ev.Fd]
+		for _, fd := range ready {
+			s := d.streams[int32(fd)]
 			if s == nil {
 				continue
 			}
@@ -225,13 +237,25 @@ var errAgain = errors.New("sandbox: no more output for now")
 
 // pipeReader reads a non-blocking pipe until it is empty (errAgain), at
 // end of file (io.EOF), or once left bytes were read (unless left < 0).
+//
+// A read that returns less than asked for emptied the pipe (a pipe's read
+// stops short only once it is empty, or where a write raced it), so the
+// next Read returns errAgain without a system call: the read that would
+// say EAGAIN is spared. For the drainer, a byte left or written meanwhile
+// wakes it again (level-triggered); for
+// collect, once the run's processes are gone or killed, only a process
+// still alive can write meanwhile, and what it writes from then on is not
+// kept, with or without that read. The state is the reader's, not the
+// stream's: each ReadFrom (the drainer's per wake-up, collect's) makes a
+// new one and reads at least once.
 type pipeReader struct {
-	fd   int
-	left int
+	fd    int
+	left  int
+	empty bool // the last read stopped short: the pipe was empty
 }
 
 func (r *pipeReader) Read(p []byte) (int, error) {
-	if r.left == 0 {
+	if r.left == 0 || r.empty {
 		return 0, errAgain
 	}
 	if r.left > 0 && len(p) > r.left {
@@ -252,6 +276,7 @@ func (r *pipeReader) Read(p []byte) (int, error) {
 		if r.left > 0 {
 			r.left -= n
 		}
+		r.empty = n < len(p)
 		return n, nil
 	}
 }

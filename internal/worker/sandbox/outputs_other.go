@@ -58,9 +58,6 @@ func (o *outputs) started(ok bool) {
 	go drain(o.stderr, o.errR, o.drained) // likewise
 }
 
-// detach does nothing here: the drains read on until end of file.
-func (o *outputs) detach() {}
-
 // collect returns what the run wrote, once its processes are gone (or
 // killed): the tail of each stream and whether earlier bytes were dropped.
 func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,7 +64,6 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		// The shell is a zombie, so its pid, and with it the group id,
 		// cannot be reused until c.Wait reaps it below.
 		duration = time.Since(start)
-		out.detach() // what the shell wrote is in its pipes: the rest of the group is killed now
 		v = mon.stop()
 		c.Kill()
 		reaped = c.Wait() // the outcome is read from c.status
@@ -122,11 +122,44 @@ func kernelOOMMessage(mb int64) string {
 	return fmt.Sprintf("killed: memory exceeded the limit of %d MB (the kernel's out-of-memory killer ended a process of the task)", mb)
 }
 
-// devNull is /dev/null, open for reading for the process's life: every
-// command's standard input.
-var devNull = sync.OnceValues(func() (int, error) {
-	return syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-})
+// devNull returns /dev/null, open for reading for the process's life:
+// every command's standard input. Where the open fails (EMFILE at the
+// first task, say), that run fails, and the next tries again.
+func devNull() (int, error) {
+	return stdinNull.get(func() (int, error) {
+		return syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	})
+}
+
+var stdinNull kept[int]
+
+// kept holds a value made once for the process's life: the first that
+// was made without an error. Unlike sync.OnceValues, an error is not
+// kept: the next get makes it again.
+type kept[T any] struct {
+	ok atomic.Bool // v is set
+	mu sync.Mutex  // held while v is made
+	v  T
+}
+
+// get returns the value, made by newV where there is none yet.
+func (k *kept[T]) get(newV func() (T, error)) (T, error) {
+	if k.ok.Load() {
+		return k.v, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ok.Load() {
+		return k.v, nil
+	}
+	v, err := newV()
+	if err != nil {
+		return v, err
+	}
+	k.v = v
+	k.ok.Store(true)
+	return v, nil
+}
 
 // environ returns the base environment followed by extra.
 func environ(dir string, extra []string) []string {

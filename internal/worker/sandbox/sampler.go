@@ -52,7 +52,7 @@ type sampler struct {
 	// then, or where it cannot be made. notes are the eventfds in it, and
 	// waiting the watches whose only check waits for an event of theirs
 	// (both guarded by mu, by eventfd).
-	ev      atomic.Pointer[oomEvents]
+	ev      atomic.Pointer[pollSet]
 	evTried bool
 	notes   map[int]*oomNotes
 	waiting map[int]*watch
@@ -180,12 +180,12 @@ func (s *sampler) watchEvents(o *oomNotes) bool {
 	if !s.evTried {
 		s.evTried = true
 		s.notes, s.waiting = make(map[int]*oomNotes), make(map[int]*watch)
-		if ev := newOOMEvents(); ev != nil {
+		if ev, err := newPollSet(); err == nil {
 			s.ev.Store(ev)
 			s.poke() // a goroutine waiting on its timer waits on the set from now on
 		}
 	}
-	if ev := s.ev.Load(); ev == nil || !ev.add(o.fd) {
+	if ev := s.ev.Load(); ev == nil || ev.add(o.fd) != nil {
 		return false
 	}
 	s.notes[o.fd] = o
@@ -270,7 +270,7 @@ func (s *sampler) run() {
 		ev := s.ev.Load()
 		s.mu.Unlock()
 		if ev != nil {
-			ready = ev.wait(next, ready[:0])
+			ready, _ = ev.wait(next, ready[:0]) // fails only with a bad set: then it samples on every turn
 			continue
 		}
 		t.Reset(time.Until(next))

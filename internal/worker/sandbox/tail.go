@@ -5,9 +5,12 @@ import "io"
 // tailBuffer is an io.Writer that keeps the last limit bytes written to it.
 // It grows on demand up to limit and then reuses its storage as a ring, so a
 // command that writes nothing costs nothing. It is also an io.ReaderFrom that
-// reads straight into that storage, which spares os/exec its 32 KiB copy
-// buffer per stream. It is not safe for concurrent use; os/exec writes to
-// each buffer from one goroutine and Run reads it only after Wait.
+// reads straight into that storage, so a pipe is read with no copy buffer.
+// It is not safe for concurrent use: on Linux the drainer reads into a
+// run's buffers under drains.mu, and collect reads them once it has taken
+// the pipes back from the drainer (detach); elsewhere one goroutine per
+// stream reads into its buffer and Run reads it only after that goroutine
+// is done.
 type tailBuffer struct {
 	limit   int
 	buf     []byte

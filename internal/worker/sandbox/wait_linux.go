@@ -37,16 +37,12 @@ func maxRSSBytes(ru *syscall.Rusage) int64 {
 	return ru.Maxrss << 10
 }
 
-// shareFiles says that clonePidfd asks for CLONE_FILES. It is turned off
-// for good once a fork that shared the file table failed and the same fork
-// without it did not (unshareRefused): a seccomp filter may refuse
-// unshare(2) (Docker's and containerd's default profiles do, without
-// CAP_SYS_ADMIN).
-var shareFiles = func() *atomic.Bool {
-	var b atomic.Bool
-	b.Store(true)
-	return &b
-}()
+// filesUnshareRefused says that clonePidfd no longer asks for CLONE_FILES.
+// It is set for good once a fork that shared the file table failed and the
+// same fork without it did not (unshareRefused): a seccomp filter may
+// refuse unshare(2) (Docker's and containerd's default profiles do,
+// without CAP_SYS_ADMIN).
+var filesUnshareRefused atomic.Bool
 
 // testUnshareExtra is added to the flags the child unshares where it
 // shares the file table: tests make that unshare fail with it.
@@ -66,7 +62,7 @@ var testUnshareExtra uintptr
 func clonePidfd(attr *syscall.SysProcAttr) *int {
 	pidfd := -1
 	attr.PidFD = &pidfd
-	if shareFiles.Load() {
+	if !filesUnshareRefused.Load() {
 		attr.Cloneflags |= syscall.CLONE_FILES
 		attr.Unshareflags |= syscall.CLONE_FILES | testUnshareExtra
 	}
@@ -90,7 +86,7 @@ func unshareRefused(attr *syscall.SysProcAttr) bool {
 // file table (unshareRefused) succeeded: if so, no fork shares it again.
 func sharedFilesWorked(retryOK bool) {
 	if retryOK {
-		shareFiles.Store(false)
+		filesUnshareRefused.Store(true)
 	}
 }
 
