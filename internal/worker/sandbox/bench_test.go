@@ -125,7 +125,7 @@ func BenchmarkRunTrueWardenParallel(b *testing.B) {
 }
 
 // BenchmarkRunEchoParallel is BenchmarkRunTrue for a command that writes
-// a line to each of its outputs, from 8 goroutines: the output drainer's
+// a line to each of its outputs, from 4 goroutines per CPU: the output drainer's
 // wake-ups and reads are in self-cpu-ns/op (per run).
 func BenchmarkRunEchoParallel(b *testing.B) {
 	dir, ctx := b.TempDir(), context.Background()

@@ -229,11 +229,10 @@ func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err e
 	}
 	argv := []string{"sh", "-c", s.script}
 	pid, err = forkExec("/bin/sh", argv, pa)
-	if (err == syscall.EPERM || err == syscall.EINVAL) && unshareRefused(attr) {
-		// Perhaps the child may not unshare its file table (seccomp
-		// answers EPERM, or EINVAL): once more without sharing it. Any
-		// other error (a missing directory, EAGAIN) is the fork's own,
-		// and says nothing of sharing.
+	if err != nil && !forksOwnError(err) && unshareRefused(attr) {
+		// Perhaps the child may not unshare its file table (a seccomp
+		// filter answers with the errno its profile chose: EPERM,
+		// ENOSYS…): once more without sharing it.
 		pid, err = forkExec("/bin/sh", argv, pa)
 		sharedFilesWorked(err == nil)
 	}
@@ -241,6 +240,20 @@ func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err e
 		return 0, nil, &os.PathError{Op: "fork/exec", Path: "/bin/sh", Err: err}
 	}
 	return pid, clonedExitWatch(pidfd), nil
+}
+
+// forksOwnError reports whether a failed fork's err is one that the
+// child's unshare cannot have caused, but its chdir, exec or the clone
+// itself (a missing directory or program, a transient shortage): such a
+// fork is not tried again without sharing the file table, and a later
+// success would say nothing of sharing.
+func forksOwnError(err error) bool {
+	switch err {
+	case syscall.ENOENT, syscall.ENOTDIR, syscall.EACCES, syscall.ELOOP, syscall.ENAMETOOLONG,
+		syscall.ENOEXEC, syscall.E2BIG, syscall.ETXTBSY, syscall.EAGAIN:
+		return true
+	}
+	return false
 }
 
 // forkExec is syscall.ForkExec; tests count or fail the forks.

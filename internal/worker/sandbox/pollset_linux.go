@@ -21,7 +21,8 @@ import (
 // Its users: the sampler's set of the v1 cells' out-of-memory eventfds,
 // and the output drainer's set of the runs' pipes.
 type pollSet struct {
-	f    *os.File // the epoll descriptor, non-blocking
+	f    *os.File // the epoll descriptor, non-blocking; never closed
+	ep   int      // f's descriptor, for epoll_ctl without the runtime's Control
 	rc   syscall.RawConn
 	wake int // the poking eventfd, in the set
 	buf  [64]unix.EpollEvent
@@ -63,7 +64,7 @@ func newPollSet() (*pollSet, error) {
 		unix.Close(wake)
 		return nil, err
 	}
-	return &pollSet{f: f, rc: rc, wake: wake}, nil
+	return &pollSet{f: f, ep: ep, rc: rc, wake: wake}, nil
 }
 
 // add puts fd into the set, watched for reading.
@@ -77,15 +78,12 @@ func (e *pollSet) add(fd int) error {
 // del takes fd out of the set, before it is closed.
 func (e *pollSet) del(fd int) { _ = e.ctl(unix.EPOLL_CTL_DEL, fd) }
 
+// ctl calls epoll_ctl on the set directly: it is never closed, so the
+// runtime's Control (a closure and a reference count per call, twice a
+// run for the drainer) guards nothing here.
 func (e *pollSet) ctl(op, fd int) error {
-	var cerr error
-	err := e.rc.Control(func(ep uintptr) {
-		cerr = unix.EpollCtl(int(ep), op, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
-	})
-	if err != nil {
-		return err
-	}
-	return cerr
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	return unix.EpollCtl(e.ep, op, fd, &ev)
 }
 
 // poke makes the set ready, so that wait returns.
@@ -108,7 +106,10 @@ func (e *pollSet) wait(until time.Time, ready []int) ([]int, error) {
 	var werr error
 	_ = e.rc.Read(func(ep uintptr) bool {
 		n, err := unix.EpollWait(int(ep), e.buf[:], 0)
-		if err == syscall.EINTR || err == syscall.EAGAIN || err == nil && n == 0 {
+		for err == syscall.EINTR {
+			n, err = unix.EpollWait(int(ep), e.buf[:], 0)
+		}
+		if err == nil && n == 0 {
 			return false // nothing yet: park until the set is ready
 		}
 		if err != nil {

@@ -270,7 +270,12 @@ func (s *sampler) run() {
 		ev := s.ev.Load()
 		s.mu.Unlock()
 		if ev != nil {
-			ready, _ = ev.wait(next, ready[:0]) // fails only with a bad set: then it samples on every turn
+			var err error
+			if ready, err = ev.wait(next, ready[:0]); err != nil {
+				// Only a bad epoll descriptor or buffer fails here: a bug
+				// (as in the output drainer), not a spin on every turn.
+				panic("sandbox: the sampler's wait failed: " + err.Error())
+			}
 			continue
 		}
 		t.Reset(time.Until(next))
