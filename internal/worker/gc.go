@@ -13,7 +13,7 @@ import (
 // allocates about 10–17 KB per task, so with Go's default (GOGC=100, a
 // goal of twice the live heap, 4 MB at least) it collects every few
 // hundred tasks, and each collection scans every goroutine's stack (one
-// per running attempt, and their output drains): ~10 ms of CPU each,
+// per running attempt): ~10 ms of CPU each,
 // measured with GODEBUG=gctrace=1 in `trellis bench capacity` (docs/
 // benchmarks.md, "Capacity, tenth part"). A fixed headroom between the
 // live heap and the next collection's goal makes collections as rare as

@@ -9,9 +9,10 @@ import (
 // runners are the goroutines that run attempts: a runner that finished
 // one waits a while for the next, so that a busy worker does not start a
 // goroutine per attempt and grow its stack anew each time (an attempt's
-// stack, through the sandbox and exec, grows to several KB by copying:
-// runtime.copystack was ~4% of the worker's CPU in `trellis bench
-// capacity`, docs/benchmarks.md "Capacity, tenth part").
+// stack, through the sandbox and the fork, grows to several KB by
+// copying: runtime.copystack was ~4% of the worker's CPU in `trellis bench
+// capacity`, docs/benchmarks.md "Capacity, tenth part", measured while
+// shells still went through os/exec).
 type runners struct {
 	work chan func()   // unbuffered: a send succeeds only when an idle runner takes it
 	stop chan struct{} // closed by close: idle runners exit

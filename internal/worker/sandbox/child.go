@@ -234,7 +234,7 @@ func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err e
 		// filter answers with the errno its profile chose: EPERM,
 		// ENOSYS…): once more without sharing it.
 		pid, err = forkExec("/bin/sh", argv, pa)
-		sharedFilesWorked(err == nil)
+		unsharingRetried(err == nil)
 	}
 	if err != nil {
 		return 0, nil, &os.PathError{Op: "fork/exec", Path: "/bin/sh", Err: err}
@@ -250,7 +250,8 @@ func (s *shell) fork(attr *syscall.SysProcAttr) (pid int, exit *exitWatch, err e
 func forksOwnError(err error) bool {
 	switch err {
 	case syscall.ENOENT, syscall.ENOTDIR, syscall.EACCES, syscall.ELOOP, syscall.ENAMETOOLONG,
-		syscall.ENOEXEC, syscall.E2BIG, syscall.ETXTBSY, syscall.EAGAIN:
+		syscall.ENOEXEC, syscall.E2BIG, syscall.ETXTBSY, syscall.EAGAIN,
+		syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM: // the status pipe, the clone, or the table's copy
 		return true
 	}
 	return false

@@ -114,10 +114,11 @@
 //     up its descriptors, so that copy, which grows with the worker's open
 //     files, is the task's CPU time (where the child may not unshare it,
 //     as under Docker's default seccomp profile without CAP_SYS_ADMIN, the
-//     first such fork fails with EPERM or EINVAL and is tried again
-//     without sharing; where that succeeds, no fork shares it from then
-//     on; a fork that fails otherwise, a missing directory or EAGAIN, is
-//     not tried again and changes nothing). A library is started with os/exec through the
+//     first such fork fails with an error its chdir or exec cannot give,
+//     EPERM, EINVAL, ENOSYS…, and is tried again without sharing; where
+//     that succeeds, no fork shares it from then on; a fork that fails
+//     with an error of its own, a missing directory, EAGAIN, EMFILE or
+//     ENOMEM, is not tried again and changes nothing). A library is started with os/exec through the
 //     same Warden.Start path.
 //   - Where the worker may create cgroups, each process tree gets a cell: a
 //     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's

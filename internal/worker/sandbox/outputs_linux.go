@@ -67,10 +67,10 @@ func openOutputs(limit int) (*outputs, error) {
 			o.close()
 			return nil, os.NewSyscallError("fcntl", err)
 		}
-		if err := d.watch(s); err != nil {
-			o.close()
-			return nil, err
-		}
+	}
+	if err := d.watch(&o.streams[0], &o.streams[1]); err != nil {
+		o.close()
+		return nil, err
 	}
 	return o, nil
 }
@@ -182,16 +182,20 @@ func theDrainer() (*drainer, error) {
 	})
 }
 
-// watch has the drainer read s.
-func (d *drainer) watch(s *stream) error {
+// watch has the drainer read ss (a run's two streams: its lock is taken
+// once per run, not once per stream). Where one cannot be watched, those
+// before it stay watched until the outputs are closed (detach).
+func (d *drainer) watch(ss ...*stream) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.streams[int32(s.fd)] = s
-	if err := d.set.add(s.fd); err != nil {
-		delete(d.streams, int32(s.fd))
-		return err
+	for _, s := range ss {
+		d.streams[int32(s.fd)] = s
+		if err := d.set.add(s.fd); err != nil {
+			delete(d.streams, int32(s.fd))
+			return err
+		}
+		s.watched = true
 	}
-	s.watched = true
 	return nil
 }
 

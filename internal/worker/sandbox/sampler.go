@@ -49,11 +49,10 @@ type sampler struct {
 
 	// ev is the epoll set of the cells' out-of-memory eventfds (cgroup
 	// v1), made when the first cell's is put in (watchEvents); nil until
-	// then, or where it cannot be made. notes are the eventfds in it, and
+	// then, or while it cannot be made. notes are the eventfds in it, and
 	// waiting the watches whose only check waits for an event of theirs
 	// (both guarded by mu, by eventfd).
 	ev      atomic.Pointer[pollSet]
-	evTried bool
 	notes   map[int]*oomNotes
 	waiting map[int]*watch
 }
@@ -177,9 +176,12 @@ func (s *sampler) waitsLocked(w *watch) bool {
 func (s *sampler) watchEvents(o *oomNotes) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.evTried {
-		s.evTried = true
+	if s.notes == nil {
 		s.notes, s.waiting = make(map[int]*oomNotes), make(map[int]*watch)
+	}
+	if s.ev.Load() == nil {
+		// Made the first time, or tried again where it could not be
+		// (EMFILE): the cells meanwhile are sampled on the usual schedule.
 		if ev, err := newPollSet(); err == nil {
 			s.ev.Store(ev)
 			s.poke() // a goroutine waiting on its timer waits on the set from now on

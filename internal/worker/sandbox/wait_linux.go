@@ -72,7 +72,7 @@ func clonePidfd(attr *syscall.SysProcAttr) *int {
 // unshareRefused is told that a fork with attr failed: where attr shared
 // the file table, it stops that for attr and reports true, so that the
 // fork is tried again without it (and, should that succeed, without it
-// from then on: sharedFilesWorked).
+// from then on: unsharingRetried).
 func unshareRefused(attr *syscall.SysProcAttr) bool {
 	if attr.Cloneflags&syscall.CLONE_FILES == 0 {
 		return false
@@ -82,9 +82,9 @@ func unshareRefused(attr *syscall.SysProcAttr) bool {
 	return true
 }
 
-// sharedFilesWorked is told whether a fork retried without sharing the
+// unsharingRetried is told whether a fork retried without sharing the
 // file table (unshareRefused) succeeded: if so, no fork shares it again.
-func sharedFilesWorked(retryOK bool) {
+func unsharingRetried(retryOK bool) {
 	if retryOK {
 		filesUnshareRefused.Store(true)
 	}

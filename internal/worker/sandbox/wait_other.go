@@ -23,7 +23,7 @@ func maxRSSBytes(*syscall.Rusage) int64 {
 func clonePidfd(*syscall.SysProcAttr) *int     { return nil }
 func clonedExitWatch(*int) *exitWatch          { return nil }
 func unshareRefused(*syscall.SysProcAttr) bool { return false }
-func sharedFilesWorked(bool)                   {}
+func unsharingRetried(bool)                    {}
 
 // exitWatch is Linux only.
 type exitWatch struct{}
