@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"trellis"
+
+	"trellis/internal/syncbuf"
 )
 
 // rerunAfterCrash runs a small map/reduce workflow (maps writing temp
@@ -40,8 +41,8 @@ func rerunAfterCrash(ctx context.Context, self string, maps, reduces int, logf f
 	addr := ln.Addr().String()
 	ln.Close()
 	state, log := filepath.Join(dir, "state"), filepath.Join(dir, "effects.log")
-	startManager := func() (*exec.Cmd, *lockedBuffer, error) {
-		out := new(lockedBuffer)
+	startManager := func() (*exec.Cmd, *syncbuf.Buffer, error) {
+		out := new(syncbuf.Buffer)
 		cmd := exec.CommandContext(ctx, self, "manager", "--listen", addr, "--secret-file", secret, "--state", state)
 		cmd.Stdout, cmd.Stderr = out, out
 		return cmd, out, cmd.Start()
@@ -162,7 +163,7 @@ func rerunAfterCrash(ctx context.Context, self string, maps, reduces int, logf f
 }
 
 // waitListening waits until a manager's output says it listens.
-func waitListening(ctx context.Context, out *lockedBuffer) error {
+func waitListening(ctx context.Context, out *syncbuf.Buffer) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		sc := bufio.NewScanner(strings.NewReader(out.String()))
@@ -178,22 +179,4 @@ func waitListening(ctx context.Context, out *lockedBuffer) error {
 		}
 	}
 	return fmt.Errorf("the manager did not listen within 30 s: %s", out.String())
-}
-
-// lockedBuffer is a process's output, read while it is written.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

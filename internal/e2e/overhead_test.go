@@ -19,6 +19,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"trellis"
+
+	"trellis/internal/syncbuf"
 )
 
 var (
@@ -97,7 +99,7 @@ func overheadRun(b *testing.B, browser string, watch bool, n int) (float64, floa
 	if watch {
 		args = append(args, "--dashboard", "127.0.0.1:0", "--txn-log", filepath.Join(dir, "txn.jsonl"))
 	}
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	m := exec.CommandContext(ctx, binary, args...)
 	m.Stdout, m.Stderr = &out, &out
 	if err := m.Start(); err != nil {
@@ -305,27 +307,9 @@ func scrapeEverySecond(ctx context.Context, stop <-chan struct{}, url, secret st
 	}
 }
 
-// lockedBuffer is a process's output, read while it is written.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // waitLine waits up to 20 s for a line of out starting with prefix and
 // returns the rest of it ("" if none came).
-func waitLine(out *lockedBuffer, prefix string) string {
+func waitLine(out *syncbuf.Buffer, prefix string) string {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		sc := bufio.NewScanner(strings.NewReader(out.String()))

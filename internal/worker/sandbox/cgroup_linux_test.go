@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,13 +12,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"trellis/internal/syncbuf"
 )
 
 func TestCgroupBases(t *testing.T) {
@@ -938,7 +938,7 @@ func TestGuardKillsJoinedShell(t *testing.T) {
 	// Once the guard is gone (killed by the out-of-memory killer, say),
 	// the worker notices, says so in its log, and a task gets its
 	// parent-death signal again.
-	var log lockedBuffer
+	var log syncbuf.Buffer
 	w = newGuardedV1Warden(t, slog.New(slog.NewTextHandler(&log, nil)))
 	if !w.guard.alive() {
 		t.Fatal("a new guard is not alive")
@@ -1016,24 +1016,6 @@ func newGuardedV1Warden(t *testing.T, log ...*slog.Logger) *Warden {
 		t.Skip("no cgroup v1 cpu hierarchy here")
 	}
 	return w
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use: a warden's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // In cgroup v1 the page cache of the files a task writes is charged to its
