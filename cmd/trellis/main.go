@@ -16,8 +16,14 @@ import (
 
 	"trellis"
 	"trellis/internal/bench"
+	"trellis/internal/sysmon"
 	"trellis/internal/worker/sandbox"
 )
+
+// longRunning names the subcommands that run managers, workers or many
+// tasks: they run with the runtime's monitor kept out of its deep sleep
+// (package sysmon; TRELLIS_SYSMON=off keeps Go's default).
+var longRunning = map[string]bool{"manager": true, "worker": true, "run": true, "bench": true}
 
 // exitError carries an exit status without another message.
 type exitError struct{ code int }
@@ -31,6 +37,9 @@ func main() {
 	}
 	if len(os.Args) == 2 && os.Args[1] == guardArg {
 		os.Exit(sandbox.ServeGuard()) // the trellis binary as a worker's guard
+	}
+	if len(os.Args) > 1 && longRunning[os.Args[1]] {
+		sysmon.Reexec()
 	}
 	root := &cobra.Command{
 		Use:           "trellis",

@@ -1,0 +1,101 @@
+// Package sysmon keeps the Go runtime's system monitor from waking at its
+// fastest after every idle moment of a long-running trellis process.
+//
+// The monitor (runtime.sysmon) sleeps soundly while every processor is
+// idle; the next system call wakes it, and it then polls every 20 µs (70 µs
+// with the kernel's timer slack) for at least a millisecond before it
+// backs off. A worker or manager is idle between almost every pair of
+// tasks, so each task buys a burst of some 15 wake-ups. Where a context
+// switch is dear, as in the paravirtualised VMs this project is measured
+// on (20–40 µs each), that was a fifth of a worker's CPU per task and the
+// largest single item in its profile (docs/benchmarks.md, "Capacity,
+// eleventh part"). With GODEBUG's schedtrace set, the monitor never takes
+// that deep sleep, so it never restarts at 20 µs: it backs off to one
+// wake-up every 10 ms while nothing is retaken, and costs an idle process
+// about 100 wake-ups a second instead.
+//
+// The setting is read once, when the runtime starts, and Go refuses it in
+// go.mod and //go:debug lines, so Reexec runs the process again with it.
+// Its one visible effect: the runtime prints one "SCHED" line to standard
+// error once its monotonic clock (the host's uptime) passes schedtrace's
+// interval, 24.8 days, and again every 24.8 days after.
+package sysmon
+
+import (
+	"os"
+	"strings"
+)
+
+// Setting is the GODEBUG entry Reexec adds: a schedtrace interval so long
+// (the largest the runtime takes, in ms) that it stands for "never".
+const Setting = "schedtrace=2147483647"
+
+// Opt-out and bookkeeping variables of the environment.
+const (
+	// OffVar, set to "off", keeps the runtime's default monitor.
+	OffVar = "TRELLIS_SYSMON"
+	// savedVar carries the GODEBUG that the process was started with
+	// across the re-exec ("" where it was not set, "=" and its value
+	// where it was), so that the process and whatever it starts see it
+	// unchanged.
+	savedVar = "TRELLIS_SYSMON_GODEBUG"
+)
+
+// plan returns the environment to run the process again with, given its
+// environment now; nil when it should not be run again: the setting is
+// there already (a re-exec'd process, or the user's own schedtrace),
+// or OffVar says off.
+func plan(env []string) []string {
+	var godebug string
+	var hasGodebug bool
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case savedVar:
+			return nil // run again already
+		case OffVar:
+			if v == "off" {
+				return nil
+			}
+		case "GODEBUG":
+			godebug, hasGodebug = v, true
+		}
+	}
+	for field := range strings.SplitSeq(godebug, ",") {
+		if strings.HasPrefix(field, "schedtrace=") {
+			return nil // the user's choice stands
+		}
+	}
+	saved := ""
+	if hasGodebug {
+		saved = "=" + godebug
+	}
+	out := make([]string, 0, len(env)+2)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "GODEBUG=") {
+			out = append(out, kv)
+		}
+	}
+	// The setting goes first: a later entry in GODEBUG wins.
+	next := Setting
+	if godebug != "" {
+		next += "," + godebug
+	}
+	return append(out, "GODEBUG="+next, savedVar+"="+saved)
+}
+
+// restore puts GODEBUG back as the process was started with it, after a
+// re-exec, and forgets the bookkeeping; the runtime keeps the setting it
+// read at start.
+func restore() {
+	saved, ok := os.LookupEnv(savedVar)
+	if !ok {
+		return
+	}
+	os.Unsetenv(savedVar)
+	if v, set := strings.CutPrefix(saved, "="); set {
+		os.Setenv("GODEBUG", v)
+	} else {
+		os.Unsetenv("GODEBUG")
+	}
+}
