@@ -55,9 +55,7 @@ func TestKeptAcrossReconnect(t *testing.T) {
 		t.Errorf("hello run ID %q; want run1", hello.RunId)
 	}
 	m2.send(t, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: 2, Attempt: 1}}})
-	if err := os.WriteFile(gate, []byte("adopted\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	openGate(t, gate, "adopted\n")
 	got := map[uint64]*pb.AttemptDone{}
 	for len(got) < 2 {
 		d := m2.next(t).GetDone()
@@ -136,9 +134,7 @@ func TestSessionHeldReportKept(t *testing.T) {
 	m.send(t, cores(runEpoch(2, "touch "+started+"; "+waitFor(gate+".never"), 1), 4, true))
 	m.send(t, cores(runEpoch(3, "true", 1), 4, true))
 	waitBoxes(t, h.w, 1)
-	if err := os.WriteFile(gate, []byte("one\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	openGate(t, gate, "one\n")
 	waitFile(t, started) // 1 ended (its report held: 3 waits behind 2) and 2 started
 	m.Close()
 

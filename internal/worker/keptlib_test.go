@@ -38,6 +38,18 @@ func TestHelperLibrary(t *testing.T) {
 	library.Main(l)
 }
 
+// openGate makes the gate file with its content whole: the helper reads it
+// as soon as it exists (a plain write could be read half made, empty).
+func openGate(t *testing.T, gate, content string) {
+	t.Helper()
+	if err := os.WriteFile(gate+".new", []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(gate+".new", gate); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func startHelper(instance uint64) *pb.ManagerMessage {
 	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_StartLibrary{StartLibrary: &pb.StartLibrary{Instance: instance, Attempt: 1,
 		Library: &pb.LibrarySpec{Name: "helper", Command: fmt.Sprintf("exec %q -test.run='^TestHelperLibrary$'", os.Args[0]),
@@ -92,9 +104,7 @@ func TestLibraryKeptAcrossReconnect(t *testing.T) {
 	if hello.RunId != "run1" {
 		t.Errorf("hello run ID %q; want run1", hello.RunId)
 	}
-	if err := os.WriteFile(gate, []byte("adopted"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	openGate(t, gate, "adopted")
 	d := nextOf(t, m2, (*pb.WorkerMessage).GetDone)
 	if d.TaskId != 1 || d.Epoch != 1 || d.Outcome.GetKind() != pb.ResultKind_RESULT_KIND_SUCCESS || string(d.Outcome.GetResult()) != "adopted" {
 		t.Errorf("call 1: report %v; want its success, of epoch 1, with its result", d)
