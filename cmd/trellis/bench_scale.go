@@ -107,6 +107,7 @@ idle_cpu_us_per_worker_s, and more.`,
 	cmd.Flags().StringVar(&cfg.WorkerCPUProfile, "worker-cpuprofile", "", "write the first worker process's CPU profile to FILE (trellis worker --cpuprofile)")
 	cmd.Flags().StringVar(&cfg.Command, "command", "true", "each task's command, such as 'sleep 1'")
 	cmd.Flags().BoolVar(&cfg.QueueFirst, "queue-first", false, "submit every task before the workers start, to measure the manager with them all queued (manager_queued_rss_mb, manager_bytes_per_queued_task); the idle manager is then not measured")
+	cmd.Flags().BoolVar(&cfg.PlainLoop, "plain-loop", false, "with worker processes: then run the tasks' command as many times, as many at once as the workers' cores, in a plain Go loop in this process, and report its CPU (plain_loop_cpu_percent: the floor for worker_cpu_percent)")
 	cmd.Flags().Int64Var(&cfg.TaskMemoryMB, "task-memory", 0, "each task's memory limit in MB (0: none); a limit makes the worker sample the task's memory")
 	return cmd
 }

@@ -45,6 +45,12 @@ type ScaleConfig struct {
 	Command string
 	// TaskMemoryMB is each task's memory limit; 0 means none.
 	TaskMemoryMB int64
+	// PlainLoop, with real workers, also runs the tasks' command as many
+	// times, as many at once as the workers' cores, in a plain Go loop in
+	// this process (os/exec, no sandbox, no cgroup): the CPU that merely
+	// starting and reaping those processes costs, the floor for the
+	// workers' own (PlainLoopCPUPercent).
+	PlainLoop bool
 	// QueueFirst submits every task before any worker connects, to
 	// measure the manager with them all queued; the idle manager is then
 	// not measured, and the tasks' time runs from the workers' start.
@@ -92,6 +98,12 @@ type ScaleResult struct {
 	// WorkerCPUPercent is the worker processes' own CPU (their children's
 	// not counted) over the task phase, in % of one core; 0 for fakes.
 	WorkerCPUPercent float64 `json:"worker_cpu_percent,omitempty"`
+	// PlainLoopCPUPercent is this process's CPU (its children's not
+	// counted) while it ran the tasks' command in a plain loop
+	// (PlainLoop), in % of one core, over that loop's time; PlainLoopPerS
+	// is how many processes a second that loop ran.
+	PlainLoopCPUPercent float64 `json:"plain_loop_cpu_percent,omitempty"`
+	PlainLoopPerS       float64 `json:"plain_loop_per_s,omitempty"`
 }
 
 // submitChunk is how many tasks one Submit carries.
@@ -325,6 +337,17 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 		}
 		if res.Runs != cfg.Tasks {
 			return nil, fmt.Errorf("bench: the workers ran %d attempts for %d tasks, want one each", res.Runs, cfg.Tasks)
+		}
+		if cfg.PlainLoop && cfg.Tasks > 0 {
+			slots := cfg.Workers * int(cfg.Cores)
+			logf("running the tasks' command %d times in a plain loop, %d at a time", cfg.Tasks, slots)
+			cpu0 := selfCPU()
+			secs, err := spawn(ctx, cfg.Tasks, slots, cmp.Or(cfg.Command, "true"))
+			if err != nil {
+				return nil, err
+			}
+			res.PlainLoopCPUPercent = (selfCPU() - cpu0).Seconds() / secs * 100
+			res.PlainLoopPerS = float64(cfg.Tasks) / secs
 		}
 		return res, nil
 	}

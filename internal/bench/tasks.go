@@ -53,7 +53,7 @@ func Tasks(ctx context.Context, n int, tg Target, logf func(string, ...any)) (*T
 	// The ceiling is measured before and after, and the faster run kept:
 	// a noisy machine should not flatter trellis.
 	logf("spawning %d processes in a plain loop, %d at a time", n, slots)
-	if res.SpawnSeconds, err = spawn(ctx, n, slots); err != nil {
+	if res.SpawnSeconds, err = spawn(ctx, n, slots, "true"); err != nil {
 		return nil, err
 	}
 
@@ -78,7 +78,7 @@ func Tasks(ctx context.Context, n int, tg Target, logf func(string, ...any)) (*T
 		return nil, err
 	}
 	logf("spawning %d processes in a plain loop again", n)
-	again, err := spawn(ctx, n, slots)
+	again, err := spawn(ctx, n, slots, "true")
 	if err != nil {
 		return nil, err
 	}
@@ -110,9 +110,9 @@ func runAll(ctx context.Context, c *trellis.Client, tasks []*trellis.Task) (floa
 	return time.Since(start).Seconds(), nil
 }
 
-// spawn runs /bin/sh -c true n times, slots at a time: what the workers do
-// for each task, without trellis.
-func spawn(ctx context.Context, n, slots int) (float64, error) {
+// spawn runs /bin/sh -c script n times, slots at a time: what the workers
+// do for each task, without trellis; it returns the seconds it took.
+func spawn(ctx context.Context, n, slots int, script string) (float64, error) {
 	start := time.Now()
 	jobs := make(chan struct{}, n)
 	for range n {
@@ -126,7 +126,7 @@ func spawn(ctx context.Context, n, slots int) (float64, error) {
 		go func() { // exits when jobs is drained
 			defer wg.Done()
 			for range jobs {
-				if err := exec.CommandContext(ctx, "/bin/sh", "-c", "true").Run(); err != nil {
+				if err := exec.CommandContext(ctx, "/bin/sh", "-c", script).Run(); err != nil {
 					errs <- err
 					return
 				}

@@ -46,3 +46,24 @@ func TestBenchScaleWorkers(t *testing.T) {
 		t.Errorf("figures %+v; want runs at 2 then 3 workers, tasks/s and growth", res)
 	}
 }
+
+// `trellis bench capacity` with real worker processes runs each task once,
+// measures the workers' own CPU, and with --plain-loop the same command
+// in a plain loop: the floor for that CPU.
+func TestBenchCapacityPlainLoop(t *testing.T) {
+	code, out := runTrellis(t, "bench", "capacity", "--workers", "1", "--cores", "4", "--tasks", "40", "--command", "sleep 0.05",
+		"--task-memory", "16", "--idle", "200ms", "--plain-loop")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res struct {
+		Runs          int     `json:"runs"`
+		WorkerCPU     float64 `json:"worker_cpu_percent"`
+		PlainLoopCPU  float64 `json:"plain_loop_cpu_percent"`
+		PlainLoopPerS float64 `json:"plain_loop_per_s"`
+	}
+	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &res) != nil {
+		t.Fatalf("trellis bench capacity: exit %d, last line not its JSON:\n%s", code, out)
+	}
+	if res.Runs != 40 || res.WorkerCPU <= 0 || res.PlainLoopCPU <= 0 || res.PlainLoopPerS <= 0 {
+		t.Errorf("figures %+v; want 40 runs, the workers' CPU and the plain loop's CPU and rate", res)
+	}
+}
