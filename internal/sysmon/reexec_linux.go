@@ -18,7 +18,12 @@ func Reexec() {
 		restore()
 		return
 	}
-	// /proc/self/exe: the running binary even where it was moved or
-	// replaced since it started.
+	// The binary's own path, so that the process keeps its name (ps, top
+	// and pkill read it from the path run); /proc/self/exe, the running
+	// binary even where it was moved or replaced since, where there is
+	// none.
+	if self, err := os.Executable(); err == nil {
+		syscall.Exec(self, os.Args, env)
+	}
 	syscall.Exec("/proc/self/exe", os.Args, env)
 }

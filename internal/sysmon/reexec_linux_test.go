@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -14,6 +15,13 @@ import (
 const childVar = "SYSMON_TEST_CHILD"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childVar) == "comm" {
+		os.Unsetenv(OffVar)
+		Reexec()
+		comm, _ := os.ReadFile("/proc/self/comm")
+		fmt.Print(string(comm))
+		os.Exit(0)
+	}
 	if os.Getenv(childVar) == "1" {
 		Reexec()
 		started, err := os.ReadFile("/proc/self/environ")
@@ -59,5 +67,23 @@ func TestReexec(t *testing.T) {
 				t.Errorf("child said\n%s\nwant\n%s", out, tc.want)
 			}
 		})
+	}
+}
+
+// TestReexecKeepsName: the process run again keeps its name (ps, top and
+// pkill read it), not the "exe" of /proc/self/exe.
+func TestReexecKeepsName(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), childVar+"=comm")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	want := filepath.Base(os.Args[0])
+	if len(want) > 15 {
+		want = want[:15] // the kernel keeps 15 bytes of a name
+	}
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Errorf("the process run again is named %q; want %q", got, want)
 	}
 }
