@@ -18,7 +18,14 @@ import (
 // the client holds a lease on it. The client is closed at the test's end.
 func startDirect(ctx context.Context, t *testing.T, slots int) *trellis.Client {
 	t.Helper()
-	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true}, trellis.WithDirectCalls())
+	return startDirectTTL(ctx, t, slots, 0)
+}
+
+// startDirectTTL is startDirect with leases of the given TTL (0: the
+// manager's default).
+func startDirectTTL(ctx context.Context, t *testing.T, slots int, ttl time.Duration) *trellis.Client {
+	t.Helper()
+	c, err := local.Start(ctx, local.Config{Workers: 1, Workdir: t.TempDir(), Network: true, LeaseTTL: ttl}, trellis.WithDirectCalls())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,9 +373,12 @@ func TestSubmitAfterClose(t *testing.T) {
 // by Call and by Submit (the Submit's other calls stay on the lease), the
 // lease is kept, and the manager counts both runs.
 func TestDirectLargeResult(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c := startDirect(ctx, t, 2)
+	// A lease outlasts the slowest call here: under the race detector on a
+	// slow machine a 20 MB result takes longer than the default 10 s, and
+	// a lease that ends while it runs is not what this test is about.
+	c := startDirectTTL(ctx, t, 2, time.Minute)
 	want := func(n int) string { return `"` + strings.Repeat("x", n) + `"` }
 	sent0, fell0 := c.DirectStats()
 	if got, err := c.Call(ctx, "testlib", "big", []byte("3000000")); err != nil || string(got) != want(3000000) {

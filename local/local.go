@@ -62,6 +62,9 @@ type Config struct {
 	// CheckpointDir, when set, is the manager's --checkpoint-dir
 	// (manager.Config.CheckpointDir).
 	CheckpointDir string
+	// LeaseTTL is how long a direct-call lease lasts without a call
+	// ending on it (manager.Config.LeaseTTL); 0: 10 s.
+	LeaseTTL time.Duration
 }
 
 // Start starts an embedded manager and cfg.Workers local workers and
@@ -87,7 +90,7 @@ func Start(ctx context.Context, cfg Config, opts ...trellis.Option) (*trellis.Cl
 	secret := hex.EncodeToString(b[:])
 
 	m, err := manager.Listen(manager.Config{Listen: cfg.Listen, Secret: secret, Logger: log.With("part", "manager"), Version: trellis.Version, TxnLog: cfg.TxnLog, StateDir: cfg.StateDir,
-		CheckpointDir: cfg.CheckpointDir})
+		CheckpointDir: cfg.CheckpointDir, LeaseTTL: cfg.LeaseTTL})
 	if err != nil {
 		return nil, err
 	}

@@ -20,8 +20,9 @@ import (
 // token, and the worker reports each call's end here, where it is counted
 // and journaled as the manager's own calls are.
 
-// LeaseTTL is how long a lease lasts without a call ending on it.
-const LeaseTTL = 10 * time.Second
+// DefaultLeaseTTL is Config.LeaseTTL's default: how long a lease lasts
+// without a call ending on it.
+const DefaultLeaseTTL = 10 * time.Second
 
 // maxLeaseSlots bounds the slots one request asks for.
 const maxLeaseSlots = 1024
@@ -86,7 +87,7 @@ func (s *state) lease(ev evLease) {
 	}
 	s.leases.next++
 	id := core.LeaseID(s.leases.next)
-	acts := s.core.Step(core.LeaseRequested{Lease: id, Session: r.Session, Lib: rec.id, Slots: r.Slots, TTL: LeaseTTL})
+	acts := s.core.Step(core.LeaseRequested{Lease: id, Session: r.Session, Lib: rec.id, Slots: r.Slots, TTL: s.m.cfg.LeaseTTL})
 	var rep leaseReply
 	for _, a := range acts {
 		switch a := a.(type) {
@@ -102,7 +103,7 @@ func (s *state) lease(ev evLease) {
 				return
 			}
 			rep.resp = &pb.LeaseResponse{Lease: uint64(id), WorkerAddr: sess.fileServer, Token: proto.LeaseToken(sess.leaseKey, uint64(id), uint64(a.Worker)),
-				Slots: a.Slots, TtlMs: LeaseTTL.Milliseconds()}
+				Slots: a.Slots, TtlMs: s.m.cfg.LeaseTTL.Milliseconds()}
 		case core.LeaseRefused:
 			rep.err = connect.NewError(connect.CodeUnavailable, fmt.Errorf("no lease on library %q now: %s (calls go through the manager)", r.Library, a.Why))
 		}

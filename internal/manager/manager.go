@@ -69,6 +69,10 @@ type Config struct {
 	// StoreDir says otherwise): a manager started again with the same
 	// one recovers its clients' sessions, tasks and libraries.
 	StateDir string
+	// LeaseTTL is how long a direct-call lease lasts without a call ending
+	// on it; 0 means DefaultLeaseTTL.
+	LeaseTTL time.Duration
+
 	// AdoptWindow, with StateDir, is how long a restarted manager waits
 	// for a worker to come back with an attempt the journal says it was
 	// sent before the task runs elsewhere; 0 means DefaultAdoptWindow.
@@ -153,6 +157,9 @@ func Listen(cfg Config) (*Manager, error) {
 	}
 	if cfg.ClientGrace <= 0 {
 		cfg.ClientGrace = DefaultClientGrace
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = DefaultLeaseTTL
 	}
 	if cfg.AdoptWindow <= 0 {
 		cfg.AdoptWindow = DefaultAdoptWindow
