@@ -22,6 +22,7 @@ import (
 	"trellis/internal/gate"
 	"trellis/internal/journal"
 	"trellis/internal/manager/clients"
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/txnlog"
 )
@@ -29,8 +30,8 @@ import (
 // DefaultHeartbeat is Config.Heartbeat's default: how often a worker with
 // nothing else to say tells the manager it lives. A worker silent for three
 // intervals is lost. A worker whose host, process or link dies is lost
-// sooner, in about 25 s, by the connection's HTTP/2 pings (SendPingTimeout
-// and PingTimeout below); the heartbeat catches a worker whose process
+// sooner, in about 55 s, by the connection's HTTP/2 pings (proto.PingIdle
+// and proto.PingTimeout); the heartbeat catches a worker whose process
 // answers pings but whose session has stopped. Each heartbeat costs the
 // manager about 30 µs of CPU (docs/benchmarks.md, capacity): at 5 s that
 // was 6 µs per worker per second, more than the rest of an idle worker.
@@ -258,7 +259,7 @@ func Listen(cfg Config) (*Manager, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute, // a connection without requests goes
-		HTTP2:             &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
+		HTTP2:             &http.HTTP2Config{SendPingTimeout: proto.PingIdle, PingTimeout: proto.PingTimeout},
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return m, nil

@@ -148,7 +148,7 @@ func New(cfg Config) (*Worker, error) {
 		Protocols:       protocols,
 		TLSClientConfig: cfg.TLS.Clone(), // its own: HTTP/2 adds "h2" to NextProtos
 		DialContext:     (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		HTTP2:           &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 10 * time.Second},
+		HTTP2:           &http.HTTP2Config{SendPingTimeout: proto.PingIdle, PingTimeout: proto.PingTimeout},
 	})}
 	w.h2 = h2
 	w.rpc = trellisv1connect.NewManagerClient(h2, w.base,
