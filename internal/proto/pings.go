@@ -11,11 +11,13 @@ import "time"
 //
 // PingIdle is longer than the default heartbeat, so that a worker that
 // heartbeats is never pinged by the manager, and an idle worker pings its
-// manager once every 45 s: each ping is a read and a write on each end,
-// and with 15 s (as before) the pings were most of an idle manager's CPU
-// at 10,000 workers, twice to three times its heartbeats (docs/
-// benchmarks.md, "Capacity, eleventh part"). Clients keep 15 s: they are
-// few, and their sessions' grace counts from their loss.
+// manager once every 45 s. Each ping is a frame written and one read on
+// each end: with 15 s (as before) an idle worker pinged twice per
+// heartbeat and the manager pinged it once, six frames on the manager's
+// side for the heartbeat's one, and perf put more than a third of the
+// idle manager's CPU at 10,000 workers in them (docs/benchmarks.md,
+// "Capacity, eleventh part"). Clients keep 15 s: they are few, and their
+// sessions' grace counts from their loss.
 const (
 	PingIdle    = 45 * time.Second
 	PingTimeout = 10 * time.Second

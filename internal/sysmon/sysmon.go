@@ -2,10 +2,10 @@
 // fastest after every idle moment of a long-running trellis process.
 //
 // The monitor (runtime.sysmon) sleeps soundly while every processor is
-// idle; the next system call wakes it, and it then polls every 20 µs (70 µs
-// with the kernel's timer slack) for at least a millisecond before it
+// idle; the next system call wakes it, and it then polls every 20 µs (up
+// to 70 µs with the kernel's default timer slack), 50 times before it
 // backs off. A worker or manager is idle between almost every pair of
-// tasks, so each task buys a burst of some 15 wake-ups. Where a context
+// tasks, so each task buys a burst of wake-ups. Where a context
 // switch is dear, as in the paravirtualised VMs this project is measured
 // on (20–40 µs each), that was a fifth of a worker's CPU per task and the
 // largest single item in its profile (docs/benchmarks.md, "Capacity,
@@ -76,7 +76,7 @@ func plan(env []string) []string {
 			out = append(out, kv)
 		}
 	}
-	// The setting goes first: a later entry in GODEBUG wins.
+	// The user's entries after the setting (none names schedtrace).
 	next := Setting
 	if godebug != "" {
 		next += "," + godebug
