@@ -165,3 +165,29 @@ func TestOversizedAndGarbledMessages(t *testing.T) {
 		t.Errorf("task after bad messages: %v, %q", r.Err(), r.Stdout)
 	}
 }
+
+// A worker whose process stops answering (SIGSTOP; a dead host or a cut
+// link look the same to the manager) is lost by the connection's HTTP/2
+// pings (proto.PingIdle, then proto.PingTimeout: about 55 s), well before
+// the default heartbeat's three silent intervals (90 s) would lose it.
+// The manager then says why: the connection closed, not a heartbeat.
+func TestStoppedWorkerLostByPings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits about a minute for the pings")
+	}
+	c := newCluster(t) // the default heartbeat, 30 s
+	w := c.worker("w1", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	w.signal(t, syscall.SIGSTOP)
+	defer w.signal(t, syscall.SIGCONT)
+	stopped := time.Now()
+	waitFor(t, 85*time.Second, "the stopped worker to be lost by the pings", func() bool {
+		s, err := cl.Status(context.Background())
+		return err == nil && len(s.Workers) == 0
+	})
+	t.Logf("lost %s after the stop", time.Since(stopped).Round(time.Second))
+	if out := c.manager.Output(); strings.Contains(out, "no heartbeat") || !strings.Contains(out, `msg="worker left"`) {
+		t.Errorf("the manager's log says the worker was lost by its heartbeat, or not lost:\n%s", out)
+	}
+}
