@@ -6,10 +6,11 @@
 // to 70 µs with the kernel's default timer slack), 50 times before it
 // backs off. A worker or manager is idle between almost every pair of
 // tasks, so each task buys a burst of wake-ups. Where a context
-// switch is dear, as in the paravirtualised VMs this project is measured
-// on (20–40 µs each), that was a fifth of a worker's CPU per task and the
-// largest single item in its profile (docs/benchmarks.md, "Capacity,
-// eleventh part"). With GODEBUG's schedtrace set, the monitor never takes
+// switch is dear, as in the paravirtualised VM this project was measured
+// on (about 35 µs of CPU per wake-up there: the monitor's share of a
+// worker's profile over the count of its sleeps), that was a fifth of a
+// worker's CPU per task and the largest single item in its profile
+// (docs/benchmarks.md, "Capacity, eleventh part"). With GODEBUG's schedtrace set, the monitor never takes
 // that deep sleep, so it never restarts at 20 µs: it backs off to one
 // wake-up every 10 ms while nothing is retaken, and costs an idle process
 // about 100 wake-ups a second instead.
