@@ -105,12 +105,7 @@ func (o *outputs) detach() {
 // dropped. It reads what the pipes hold without waiting, and closes them.
 func (o *outputs) collect() (stdout, stderr []byte, outTrunc, errTrunc bool) {
 	o.detach()
-	for i, fd := range o.w {
-		if fd >= 0 {
-			syscall.Close(fd) // a pipe that no other process holds now ends
-			o.w[i] = -1
-		}
-	}
+	o.closeWrites() // a pipe that no other process holds now ends
 	for i := range o.streams {
 		s := &o.streams[i]
 		if s.fd >= 0 {
@@ -132,6 +127,11 @@ func (o *outputs) close() {
 			s.fd = -1
 		}
 	}
+	o.closeWrites()
+}
+
+// closeWrites closes the write ends that the worker still holds.
+func (o *outputs) closeWrites() {
 	for i, fd := range o.w {
 		if fd >= 0 {
 			syscall.Close(fd)
