@@ -1060,7 +1060,10 @@ func TestOOMAboveCellNotOverLimit(t *testing.T) {
 	go func() { // exits when the run ends: the kernel kills it below
 		res, err := Run(context.Background(), Spec{Dir: dir, MemoryMB: 40, Warden: w,
 			// tail holds the 25 MiB it reads, as one line, until killed.
-			Command: "head -c 100M /dev/zero > big; echo 1000 > /proc/$$/oom_score_adj; mkfifo p; { head -c 25M /dev/zero; touch ready; exec sleep 300; } > p & exec tail < p"})
+			// The file is synced: its pages in the cell are then clean, so
+			// the kernel can drop them at once for the hog below (dirty
+			// ones under writeback on a slow disk made it kill the hog too).
+			Command: "head -c 100M /dev/zero > big; sync big; echo 1000 > /proc/$$/oom_score_adj; mkfifo p; { head -c 25M /dev/zero; touch ready; exec sleep 300; } > p & exec tail < p"})
 		if err != nil {
 			res.Message += " (" + err.Error() + ")"
 		}
