@@ -65,15 +65,9 @@ func (l *libraries) count() int {
 	return len(l.byID)
 }
 
-// dead reports whether the library process has ended.
-func (inst *libInstance) dead() bool {
-	select {
-	case <-inst.host.Done():
-		return true
-	default:
-		return false
-	}
-}
+// dead reports whether the library process has ended: true for a call
+// that the end failed or timed out, as it learns so (Done may close later).
+func (inst *libInstance) dead() bool { return inst.host.Exited() }
 
 // register adds inst, started for session s, unless s has ended meanwhile.
 func (l *libraries) register(inst *libInstance, s *session) bool {

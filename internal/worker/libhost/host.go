@@ -258,6 +258,15 @@ func (h *Host) Functions() []string {
 // every call in flight has been answered or failed.
 func (h *Host) Done() <-chan struct{} { return h.done }
 
+// Exited reports whether the process has exited. It is true before any
+// call in flight is failed for the exit, so the caller of a call that
+// failed that way sees it at once; Done closes a moment later.
+func (h *Host) Exited() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dead != nil
+}
+
 // Err returns why the library exited: nil while it runs and when it exited
 // because of Stop, an *ExitError otherwise.
 func (h *Host) Err() error {

@@ -421,6 +421,11 @@ func TestUnresponsive(t *testing.T) {
 	if !errors.Is(err, ErrTimeout) {
 		t.Errorf("Call(ignore) = %v; want ErrTimeout", err)
 	}
+	// Its caller must know that the library died with the call, at once:
+	// the worker holds the call's report until the library's end.
+	if !h.Exited() {
+		t.Errorf("Exited = false as the call that got the library killed returns; want true")
+	}
 	waitDone(t, h)
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Errorf("killed after %v; want after the time limit plus the cancel grace (250ms)", d)
@@ -453,6 +458,9 @@ func TestCrash(t *testing.T) {
 	_, err := h.Call(context.Background(), "exit", nil, 0)
 	if !errors.Is(err, ErrCrashed) || errors.Is(err, ErrUnresponsive) {
 		t.Fatalf("Call(exit) = %v; want ErrCrashed", err)
+	}
+	if !h.Exited() {
+		t.Errorf("Exited = false as a call that the crash failed returns; want true")
 	}
 	for _, want := range []string{"library crashed", "exit status 3", "dying now"} {
 		if !strings.Contains(err.Error(), want) {
