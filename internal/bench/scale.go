@@ -587,6 +587,10 @@ func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string)
 func (ps workerProcs) cpu() (time.Duration, error) {
 	var total time.Duration
 	for _, p := range ps {
+		if cpu, ok := threadsCPU(p.cmd.Process.Pid); ok {
+			total += cpu
+			continue
+		}
 		u, err := p.usage()
 		if err != nil {
 			return 0, err
@@ -594,6 +598,37 @@ func (ps workerProcs) cpu() (time.Duration, error) {
 		total += u.cpu
 	}
 	return total, nil
+}
+
+// threadsCPU is the CPU time that process pid's threads have used, to the
+// nanosecond: the sum of their run times in /proc/PID/task/*/schedstat.
+// /proc/PID/stat counts in ticks of 10 ms, too coarse for a worker that
+// spends a few milliseconds on a short run (it read 0). A thread that has
+// exited no longer counts; a Go process's threads seldom exit. ok is false
+// where schedstat cannot be read.
+func threadsCPU(pid int) (cpu time.Duration, ok bool) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tids, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	for _, tid := range tids {
+		b, err := os.ReadFile(filepath.Join(dir, tid.Name(), "schedstat"))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			return 0, false
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		cpu += time.Duration(ns)
+		ok = true
+	}
+	return cpu, ok
 }
 
 // exited returns an error once any worker process has exited.
