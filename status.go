@@ -200,6 +200,7 @@ type WorkerStatus struct {
 	Total     Resources `json:"total"`
 	Free      Resources `json:"free"`
 	Running   []uint64  `json:"running"`   // task IDs (calls included, instances not)
+	Ahead     []uint64  `json:"ahead"`     // tasks held ahead of its cores (manager --ahead), in start order; not in Running
 	Instances []uint64  `json:"instances"` // library instance IDs
 	Draining  bool      `json:"draining"`
 	Simulated bool      `json:"simulated"` // trellis worker --simulate: runs nothing (a measuring tool)
@@ -271,7 +272,7 @@ func statusOf(m *pb.StatusResponse) *Status {
 		SnapshotVersion: m.SnapshotVersion, SnapshotTime: time.UnixMilli(m.SnapshotUnixMs)}
 	for _, w := range m.Workers {
 		s.Workers = append(s.Workers, WorkerStatus{ID: w.Id, Name: w.Name, Address: w.Address,
-			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Instances: w.Instances,
+			Total: resourcesOf(w.Total), Free: resourcesOf(w.Free), Running: w.Running, Ahead: w.Ahead, Instances: w.Instances,
 			Draining: w.Draining, Simulated: w.Simulated, TasksDone: int(w.TasksDone), Connected: time.UnixMilli(w.ConnectedUnixMs),
 			CacheBytes: w.CacheBytes, CacheFiles: int(w.CacheFiles), TransfersIn: int(w.TransfersIn), TransfersOut: int(w.TransfersOut),
 			CacheNeeded: w.CacheNeeded, BytesPruned: w.BytesPruned, PeakCache: w.PeakCacheBytes, CacheEvictable: w.CacheEvictable,

@@ -182,7 +182,7 @@ func printStatus(out io.Writer, addr string, s *trellis.Status) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s in %d files (%s needed, %s evictable, %s pruned)\t%d/%d\t%d\t%s\t%s\n", w.ID, name, w.Address,
 			used(w.Total.Cores-w.Free.Cores, w.Total.Cores), usedInt(w.Total.MemoryMB-w.Free.MemoryMB, w.Total.MemoryMB),
 			usedInt(w.Total.DiskMB-w.Free.DiskMB, w.Total.DiskMB), usedInt(int64(w.Total.GPUs-w.Free.GPUs), int64(w.Total.GPUs)),
-			mib(w.CacheBytes), w.CacheFiles, mib(w.CacheNeeded), mib(w.CacheEvictable), mib(w.BytesPruned), w.TransfersIn, w.TransfersOut, w.TasksDone, taskList(w.Running), taskList(w.Instances))
+			mib(w.CacheBytes), w.CacheFiles, mib(w.CacheNeeded), mib(w.CacheEvictable), mib(w.BytesPruned), w.TransfersIn, w.TransfersOut, w.TasksDone, runningList(w), taskList(w.Instances))
 	}
 	tw.Flush()
 	if len(s.Workers) == 0 {
@@ -296,6 +296,15 @@ func printDemand(out io.Writer, demand []trellis.ShapeDemand) {
 
 func used(u, total float64) string  { return fmt.Sprintf("%g/%g", u, total) }
 func usedInt(u, total int64) string { return fmt.Sprintf("%d/%d", u, total) }
+
+// runningList lists what a worker runs, and then what it holds ahead of
+// its cores (manager --ahead), which waits there.
+func runningList(w trellis.WorkerStatus) string {
+	if len(w.Ahead) == 0 {
+		return taskList(w.Running)
+	}
+	return taskList(w.Running) + " (held ahead: " + taskList(w.Ahead) + ")"
+}
 
 func taskList(ids []uint64) string {
 	if len(ids) == 0 {

@@ -163,6 +163,7 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 	t.worker = w
 	w.running[t.spec.ID] = t
 	w.ahead = append(w.ahead, t)
+	c.countHeld(t, 1)
 	if len(t.spec.Inputs) > 0 {
 		c.pin(t, w)
 	}
@@ -188,6 +189,7 @@ func (c *Core) promote(w *worker) {
 		}
 		w.free = w.free.Sub(t.spec.Resources)
 		t.held = true
+		c.countHeld(t, -1)
 		n++
 		c.starts = append(c.starts, Started{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id}) // after the end that started it (settle)
 	}
@@ -204,6 +206,14 @@ func (t *task) isAhead() bool { return !t.held && t.spec.Role == Plain }
 // unhold takes t, held ahead on its worker, off the worker's list.
 func (c *Core) unhold(t *task) {
 	t.worker.ahead = removeTask(t.worker.ahead, t)
+	c.countHeld(t, -1)
+}
+
+// countHeld counts t, held ahead (d = 1) or no longer (-1), for Tally and
+// Demand: a held task is Running to the core's states, but waits.
+func (c *Core) countHeld(t *task, d int) {
+	c.held[t.class] += d
+	t.shape.held += d
 }
 
 // Ahead returns the tasks worker w holds ahead, in the order they start.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"trellis/internal/core"
 	"trellis/internal/core/coretest"
@@ -409,4 +410,48 @@ func TestSimulationAhead(t *testing.T) {
 			t.Errorf("%s: no task was held ahead in seeds %v: the rules were not exercised", sc.name, seeds())
 		}
 	}
+}
+
+// TestAheadCountsAsWaiting: a task held ahead waits for a core, as a
+// queued one does: Demand (what a factory sizes itself by) counts it
+// waiting, Tally counts it Held (a status shows it queued), and Workers
+// lists it apart from what runs; once started it counts as running.
+func TestAheadCountsAsWaiting(t *testing.T) {
+	one := res(1000, 100)
+	lost := outcome(core.WorkerLost, "worker 1 lost: gone")
+	c := core.New()
+	c.SetAhead(1)
+	compareSteps(t, c, []step{
+		{joinAhead(1, res(1000, 1000)), nil},
+		{submit(task(1, one), task(2, one), task(3, one)), acts(dispatch(1, 1, 1), aheadOf(dispatch(2, 1, 1)))},
+	}, false)
+	check := func(when string, demand []core.ShapeDemand, tasks core.StateCounts, running, ahead []core.TaskID) {
+		t.Helper()
+		if diff := cmp.Diff(demand, c.Demand(), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: Demand() mismatch (-want +got):\n%s", when, diff)
+		}
+		if diff := cmp.Diff(tasks, c.Tally().Tasks); diff != "" {
+			t.Errorf("%s: Tally().Tasks mismatch (-want +got):\n%s", when, diff)
+		}
+		var w core.WorkerInfo
+		if ws := c.Workers(); len(ws) > 0 {
+			w = ws[0]
+		}
+		if diff := cmp.Diff([2][]core.TaskID{running, ahead}, [2][]core.TaskID{w.Running, w.Ahead}, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: Workers()[0] running and ahead mismatch (-want +got):\n%s", when, diff)
+		}
+	}
+	check("one runs, one held, one queued", []core.ShapeDemand{{Shape: one, Waiting: 2, Running: 1}},
+		core.StateCounts{Ready: 1, Running: 2, Held: 1}, []core.TaskID{1}, []core.TaskID{2})
+	compareSteps(t, c, []step{
+		{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(3, 1, 1)), started(2, 1, 1))},
+	}, false)
+	check("the end started the held one and held the queued one", []core.ShapeDemand{{Shape: one, Waiting: 1, Running: 1}},
+		core.StateCounts{Running: 2, Finished: 1, Held: 1}, []core.TaskID{2}, []core.TaskID{3})
+	compareSteps(t, c, []step{
+		{core.WorkerLeft{Worker: 1, Reason: "gone"}, acts(done(2, 1, 1, lost), done(3, 1, 1, lost))},
+	}, false)
+	// Lost with its worker, a held task ends as a running one does (no
+	// retries here): no count of it is left behind.
+	check("both lost with their worker", []core.ShapeDemand{}, core.StateCounts{Finished: 3}, nil, nil)
 }

@@ -86,9 +86,10 @@ type Core struct {
 	libs      map[LibID]*library
 	dirtyLibs []*library // whose calls to place at the end of the step
 	instSeq   uint64
-	leases    leases        // slots lent for direct calls (leases.go)
-	ahead     int           // tasks a worker may hold beyond its free resources (ahead.go)
-	noHold    []*shapeQueue // scratch of placeFresh: shapes whose head no worker could hold
+	leases    leases                 // slots lent for direct calls (leases.go)
+	ahead     int                    // tasks a worker may hold beyond its free resources (ahead.go)
+	held      [classDataflow + 1]int // tasks held ahead, not started, by class (countHeld)
+	noHold    []*shapeQueue          // scratch of placeFresh: shapes whose head no worker could hold
 
 	now time.Duration // the last Tick's Now
 	// unstamped: the tasks told unplaceable since the last Tick, which
@@ -351,6 +352,10 @@ type StateCounts struct {
 	Staging  int // placed on a worker, their inputs being brought there
 	Running  int
 	Finished int // over the core's life
+	// Held: of Running, the tasks dispatched ahead that their worker
+	// holds, not started yet (SetAhead). They wait for a core as queued
+	// ones do: a status shows them queued, not running.
+	Held int
 }
 
 // Tally counts the core's tasks by modality: plain tasks, dataflow tasks
@@ -364,7 +369,7 @@ type Tally struct {
 func (c *Core) Tally() Tally {
 	of := func(k class) StateCounts {
 		n := &c.counts[k]
-		return StateCounts{Waiting: n[Waiting], Ready: n[Ready], Staging: n[Staging], Running: n[Running], Finished: n[Finished]}
+		return StateCounts{Waiting: n[Waiting], Ready: n[Ready], Staging: n[Staging], Running: n[Running], Finished: n[Finished], Held: c.held[k]}
 	}
 	return Tally{Tasks: of(classPlain), Dataflow: of(classDataflow), Calls: of(classCall), Instances: of(classInstance)}
 }

@@ -114,7 +114,8 @@ type WorkerInfo struct {
 	ID      WorkerID
 	Total   Resources
 	Free    Resources
-	Running []TaskID // sorted; includes tasks staging their inputs there
+	Running []TaskID // sorted; includes tasks staging their inputs there, not those held ahead
+	Ahead   []TaskID // tasks it holds ahead, not started, in the order they start (SetAhead)
 	// Instances are the library instances it holds (or stages), sorted.
 	Instances []InstanceID
 	Draining  bool
@@ -152,11 +153,15 @@ func (c *Core) Workers() []WorkerInfo {
 			}
 		}
 		for id, t := range w.running {
-			if t.spec.Role == Instance {
+			switch {
+			case t.spec.Role == Instance:
 				info.Instances = append(info.Instances, t.inst.id)
-			} else {
+			case !t.isAhead():
 				info.Running = append(info.Running, id)
 			}
+		}
+		for _, t := range w.ahead {
+			info.Ahead = append(info.Ahead, t.spec.ID)
 		}
 		sort.Slice(info.Running, func(i, j int) bool { return info.Running[i] < info.Running[j] })
 		sort.Slice(info.Instances, func(i, j int) bool { return info.Instances[i] < info.Instances[j] })

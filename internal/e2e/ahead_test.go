@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,7 +41,7 @@ func TestAheadHeldTasksKilledAndCancelled(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "the victim to run one task and hold two", func() bool {
 		s, err := cl.Status(context.Background())
-		return err == nil && len(s.Workers) == 1 && len(s.Workers[0].Running) == 3
+		return err == nil && len(s.Workers) == 1 && len(s.Workers[0].Running) == 1 && len(s.Workers[0].Ahead) == 2
 	})
 	waitFor(t, 20*time.Second, "task 0 to start", func() bool {
 		_, err := os.Stat(marker(0))
@@ -115,7 +116,7 @@ func TestAheadHeldTasksAfterRestart(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "one task to start and two to be held", func() bool {
 		s, err := cl.Status(ctx)
-		return err == nil && len(fileLines(started)) == 1 && len(s.Workers) == 1 && len(s.Workers[0].Running) == 3 &&
+		return err == nil && len(fileLines(started)) == 1 && len(s.Workers) == 1 && len(s.Workers[0].Running) == 1 && len(s.Workers[0].Ahead) == 2 &&
 			s.Journal != nil && s.Journal.Durable >= 5 // start, submit, three dispatches
 	})
 	c.manager.signal(t, 9)
@@ -195,5 +196,38 @@ func TestAheadHeldTaskRunningWhenStarted(t *testing.T) {
 	want := []string{"task_running first", "task_done first", "task_running held", "task_done held"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("task records of the transaction log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestAheadHeldTaskQueuedInStatus: a task held ahead waits for a core as
+// a queued one does. trellis status counts it queued, not running, its
+// worker lists only what runs, and the demand a factory sizes itself by
+// counts it waiting, so that a factory starts a worker for it.
+func TestAheadHeldTaskQueuedInStatus(t *testing.T) {
+	c := newCluster(t, "--ahead", "1")
+	c.worker("w1", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hs, err := cl.Submit(ctx, named("long", "sleep 60"), named("held", "sleep 60"), named("queued", "sleep 60"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st *trellis.Status
+	waitFor(t, 20*time.Second, "one task running and two queued", func() bool {
+		st, err = cl.Status(ctx)
+		return err == nil && st.Running == 1 && st.Ready == 2
+	})
+	if len(st.Workers) != 1 || !slices.Equal(st.Workers[0].Running, []uint64{hs[0].ID}) || !slices.Equal(st.Workers[0].Ahead, []uint64{hs[1].ID}) {
+		t.Errorf("workers %+v; want w1 running task %d and holding %d ahead", st.Workers, hs[0].ID, hs[1].ID)
+	}
+	if len(st.Demand) != 1 || st.Demand[0].Waiting != 2 || st.Demand[0].Running != 1 {
+		t.Errorf("demand %+v; want 2 waiting (one held ahead) and 1 running", st.Demand)
+	}
+	for _, h := range hs {
+		if err := h.Cancel(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

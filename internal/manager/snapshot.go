@@ -145,7 +145,7 @@ func (s *state) rebuild() {
 func (s *state) status() *pb.StatusResponse {
 	tally := s.core.Tally()
 	stats := s.core.Stats()
-	tasks, calls, flow := tally.Tasks, tally.Calls, tally.Dataflow
+	tasks, calls, flow := queuedHeld(tally.Tasks), tally.Calls, queuedHeld(tally.Dataflow)
 	resp := &pb.StatusResponse{
 		Waiting: uint64(tasks.Waiting + flow.Waiting + calls.Waiting), Ready: uint64(tasks.Ready + flow.Ready + calls.Ready),
 		Staging: uint64(tasks.Staging + flow.Staging + calls.Staging), Running: uint64(tasks.Running + flow.Running + calls.Running),
@@ -172,6 +172,9 @@ func (s *state) status() *pb.StatusResponse {
 			CacheNeeded: w.CacheNeeded, BytesPruned: w.Pruned, PeakCacheBytes: w.PeakCache, CacheEvictable: w.CacheReleased}
 		for _, t := range w.Running {
 			ws.Running = append(ws.Running, uint64(t))
+		}
+		for _, t := range w.Ahead {
+			ws.Ahead = append(ws.Ahead, uint64(t))
 		}
 		for _, i := range w.Instances {
 			ws.Instances = append(ws.Instances, uint64(i))
@@ -202,6 +205,14 @@ func (s *state) status() *pb.StatusResponse {
 			Running: uint64(d.Running), Instances: uint64(d.Instances), InstancesWanted: uint64(d.InstancesWanted)})
 	}
 	return resp
+}
+
+// queuedHeld counts the tasks held ahead on a worker as queued, not
+// running: they wait for a core there, and their RUNNING event comes when
+// they start (core.Started).
+func queuedHeld(n core.StateCounts) core.StateCounts {
+	n.Ready, n.Running, n.Held = n.Ready+n.Held, n.Running-n.Held, 0
+	return n
 }
 
 func taskCounts(n core.StateCounts, succeeded, failed uint64) *pb.TaskCounts {

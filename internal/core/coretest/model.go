@@ -1019,7 +1019,11 @@ func (s *sim) checkWorkers() {
 			s.failf("worker %d: got %+v, want instances %v (and instances staging)", info.ID, info, insts)
 		}
 		staging += len(extraInsts)
-		for _, id := range info.Running {
+		// Held ahead or not, a task placed there is the model's: the
+		// order of what it holds is checked apart (startHeld).
+		placed := append(slices.Clone(info.Running), info.Ahead...)
+		slices.Sort(placed)
+		for _, id := range placed {
 			t := s.task(id)
 			if t == nil {
 				s.failf("worker %d: Workers() lists unknown task %d", info.ID, id)
@@ -1036,7 +1040,7 @@ func (s *sim) checkWorkers() {
 			extra = append(extra, id)
 		}
 		staging += len(extra)
-		if !slices.Equal(slices.DeleteFunc(slices.Clone(info.Running), func(id core.TaskID) bool { return slices.Contains(extra, id) }), ids) {
+		if !slices.Equal(slices.DeleteFunc(placed, func(id core.TaskID) bool { return slices.Contains(extra, id) }), ids) {
 			s.failf("worker %d: got %+v, want running %v (and tasks staging)", info.ID, info, ids)
 		}
 		if instStaging {

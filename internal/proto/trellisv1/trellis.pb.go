@@ -3385,8 +3385,11 @@ type WorkerStatus struct {
 	// them when it needs room (no task placed there reads them)
 	CacheEvictable int64 `protobuf:"varint,60,opt,name=cache_evictable,json=cacheEvictable,proto3" json:"cache_evictable,omitempty"`
 	Simulated      bool  `protobuf:"varint,70,opt,name=simulated,proto3" json:"simulated,omitempty"` // a simulated worker (trellis worker --simulate): it runs nothing
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// tasks it holds ahead of its cores (manager --ahead), in the order they
+	// start; not in running, and counted ready, not running, in the totals
+	Ahead         []uint64 `protobuf:"varint,71,rep,packed,name=ahead,proto3" json:"ahead,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerStatus) Reset() {
@@ -3559,12 +3562,19 @@ func (x *WorkerStatus) GetSimulated() bool {
 	return false
 }
 
+func (x *WorkerStatus) GetAhead() []uint64 {
+	if x != nil {
+		return x.Ahead
+	}
+	return nil
+}
+
 // TaskCounts counts tasks of one modality (command tasks, calls, or
 // library instances) by state.
 type TaskCounts struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Waiting       uint64                 `protobuf:"varint,1,opt,name=waiting,proto3" json:"waiting,omitempty"` // for input files
-	Ready         uint64                 `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`     // queued for a worker (calls: for a free slot)
+	Ready         uint64                 `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`     // queued for a worker or held ahead on one (calls: for a free slot)
 	Staging       uint64                 `protobuf:"varint,3,opt,name=staging,proto3" json:"staging,omitempty"` // placed, waiting for input transfers
 	Running       uint64                 `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
 	Finished      uint64                 `protobuf:"varint,5,opt,name=finished,proto3" json:"finished,omitempty"`   // over the manager's life (instances: ended)
@@ -3658,8 +3668,8 @@ func (x *TaskCounts) GetFailed() uint64 {
 type ShapeDemand struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Shape           *Resources             `protobuf:"bytes,1,opt,name=shape,proto3" json:"shape,omitempty"`
-	Waiting         uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`                                        // command tasks not yet placed
-	Running         uint64                 `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`                                        // command tasks placed (staging or running)
+	Waiting         uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`                                        // command tasks not yet started (held ahead on a worker included)
+	Running         uint64                 `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`                                        // command tasks placed and not held (staging or running)
 	Instances       uint64                 `protobuf:"varint,4,opt,name=instances,proto3" json:"instances,omitempty"`                                    // library instances placed
 	InstancesWanted uint64                 `protobuf:"varint,5,opt,name=instances_wanted,json=instancesWanted,proto3" json:"instances_wanted,omitempty"` // instances calls waiting with no free slot need
 	unknownFields   protoimpl.UnknownFields
@@ -7569,7 +7579,7 @@ const file_trellis_proto_rawDesc = "" +
 	"\x04file\x18\x01 \x01(\v2\x14.trellis.v1.FileInfoR\x04file\"-\n" +
 	"\x11EndSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x14\n" +
-	"\x12EndSessionResponse\"\x9e\x05\n" +
+	"\x12EndSessionResponse\"\xb4\x05\n" +
 	"\fWorkerStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -7594,7 +7604,8 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10peak_cache_bytes\x18\x11 \x01(\x03R\x0epeakCacheBytes\x12\x18\n" +
 	"\afactory\x18d \x01(\tR\afactory\x12'\n" +
 	"\x0fcache_evictable\x18< \x01(\x03R\x0ecacheEvictable\x12\x1c\n" +
-	"\tsimulated\x18F \x01(\bR\tsimulated\"\xc2\x01\n" +
+	"\tsimulated\x18F \x01(\bR\tsimulated\x12\x14\n" +
+	"\x05ahead\x18G \x03(\x04R\x05ahead\"\xc2\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x18\n" +
 	"\awaiting\x18\x01 \x01(\x04R\awaiting\x12\x14\n" +
