@@ -209,12 +209,9 @@ func (c *Core) unhold(t *task) {
 	c.countHeld(t, -1)
 }
 
-// countHeld counts t, held ahead (d = 1) or no longer (-1), for Tally and
-// Demand: a held task is Running to the core's states, but waits.
-func (c *Core) countHeld(t *task, d int) {
-	c.held[t.class] += d
-	t.shape.held += d
-}
+// countHeld counts t, held ahead (d = 1) or no longer (-1), for Tally: a
+// held task is Running to the core's states, but waits for a core.
+func (c *Core) countHeld(t *task, d int) { c.held[t.class] += d }
 
 // Ahead returns the tasks worker w holds ahead, in the order they start.
 func (c *Core) Ahead(w WorkerID) []TaskID {

@@ -412,11 +412,11 @@ func TestSimulationAhead(t *testing.T) {
 	}
 }
 
-// TestAheadCountsAsWaiting: a task held ahead waits for a core, as a
-// queued one does: Demand (what a factory sizes itself by) counts it
-// waiting, Tally counts it Held (a status shows it queued), and Workers
-// lists it apart from what runs; once started it counts as running.
-func TestAheadCountsAsWaiting(t *testing.T) {
+// TestAheadCountsAsHeld: a task held ahead waits for a core: Tally counts
+// it Held (a status shows it queued) and Workers lists it apart from what
+// runs; once started it counts as running. Demand, what a factory sizes
+// itself by, counts it placed: a worker that joins would not take it.
+func TestAheadCountsAsHeld(t *testing.T) {
 	one := res(1000, 100)
 	lost := outcome(core.WorkerLost, "worker 1 lost: gone")
 	c := core.New()
@@ -441,12 +441,12 @@ func TestAheadCountsAsWaiting(t *testing.T) {
 			t.Errorf("%s: Workers()[0] running and ahead mismatch (-want +got):\n%s", when, diff)
 		}
 	}
-	check("one runs, one held, one queued", []core.ShapeDemand{{Shape: one, Waiting: 2, Running: 1}},
+	check("one runs, one held, one queued", []core.ShapeDemand{{Shape: one, Waiting: 1, Running: 2}},
 		core.StateCounts{Ready: 1, Running: 2, Held: 1}, []core.TaskID{1}, []core.TaskID{2})
 	compareSteps(t, c, []step{
 		{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(3, 1, 1)), started(2, 1, 1))},
 	}, false)
-	check("the end started the held one and held the queued one", []core.ShapeDemand{{Shape: one, Waiting: 1, Running: 1}},
+	check("the end started the held one and held the queued one", []core.ShapeDemand{{Shape: one, Running: 2}},
 		core.StateCounts{Running: 2, Finished: 1, Held: 1}, []core.TaskID{2}, []core.TaskID{3})
 	compareSteps(t, c, []step{
 		{core.WorkerLeft{Worker: 1, Reason: "gone"}, acts(done(2, 1, 1, lost), done(3, 1, 1, lost))},

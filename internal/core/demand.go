@@ -6,8 +6,12 @@ import "sort"
 // a worker factory needs to size itself.
 type ShapeDemand struct {
 	Shape   Resources
-	Waiting int // plain tasks not yet started: waiting for inputs, queued for a worker, or held ahead on one (SetAhead)
-	Running int // plain tasks placed on a worker and not held there: staging their inputs, or running
+	Waiting int // plain tasks not yet placed: waiting for inputs, or queued for a worker
+	// Running: plain tasks placed on a worker: staging their inputs,
+	// running, or held there ahead of its cores (SetAhead). A held task
+	// waits, but a worker that joins would not take it: it stays where it
+	// is held, so a factory must not start one for it.
+	Running int
 	// Instances: library instances of this shape placed on a worker.
 	// InstancesWanted: instances not placed yet that calls waiting with no
 	// free slot need (or that a library starts eagerly), within the
@@ -24,9 +28,7 @@ func (c *Core) Demand() []ShapeDemand {
 	out := make([]ShapeDemand, 0, len(c.shapes))
 	for r, n := range c.shapes {
 		p, i := &n.by[Plain], &n.by[Instance]
-		// A task held ahead waits for a core as a queued one does: a
-		// factory that counted it running would start no worker for it.
-		d := ShapeDemand{Shape: r, Waiting: p[Waiting] + p[Ready] + n.held, Running: p[Staging] + p[Running] - n.held, Instances: i[Staging] + i[Running]}
+		d := ShapeDemand{Shape: r, Waiting: p[Waiting] + p[Ready], Running: p[Staging] + p[Running], Instances: i[Staging] + i[Running]}
 		if d.Waiting|d.Running|d.Instances != 0 {
 			out = append(out, d)
 		}
@@ -57,7 +59,6 @@ type shapeCount struct {
 	// could, as judged at epoch; its queued tasks were told so.
 	why   string
 	epoch uint64
-	held  int // of by[Plain][Running], those held ahead on a worker (countHeld)
 }
 
 // shapeOf returns the count of t's shape, made on first use; calls have

@@ -200,9 +200,9 @@ func TestAheadHeldTaskRunningWhenStarted(t *testing.T) {
 }
 
 // TestAheadHeldTaskQueuedInStatus: a task held ahead waits for a core as
-// a queued one does. trellis status counts it queued, not running, its
-// worker lists only what runs, and the demand a factory sizes itself by
-// counts it waiting, so that a factory starts a worker for it.
+// a queued one does: trellis status counts it queued, not running, and
+// lists it under its worker apart from what runs. The demand a factory
+// sizes itself by counts it placed: a worker that joined would not take it.
 func TestAheadHeldTaskQueuedInStatus(t *testing.T) {
 	c := newCluster(t, "--ahead", "1")
 	c.worker("w1", nil, "--cores", "1")
@@ -222,8 +222,8 @@ func TestAheadHeldTaskQueuedInStatus(t *testing.T) {
 	if len(st.Workers) != 1 || !slices.Equal(st.Workers[0].Running, []uint64{hs[0].ID}) || !slices.Equal(st.Workers[0].Ahead, []uint64{hs[1].ID}) {
 		t.Errorf("workers %+v; want w1 running task %d and holding %d ahead", st.Workers, hs[0].ID, hs[1].ID)
 	}
-	if len(st.Demand) != 1 || st.Demand[0].Waiting != 2 || st.Demand[0].Running != 1 {
-		t.Errorf("demand %+v; want 2 waiting (one held ahead) and 1 running", st.Demand)
+	if len(st.Demand) != 1 || st.Demand[0].Waiting != 1 || st.Demand[0].Running != 2 {
+		t.Errorf("demand %+v; want 1 waiting and 2 placed (one held ahead)", st.Demand)
 	}
 	for _, h := range hs {
 		if err := h.Cancel(ctx); err != nil {

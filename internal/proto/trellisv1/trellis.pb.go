@@ -3668,8 +3668,8 @@ func (x *TaskCounts) GetFailed() uint64 {
 type ShapeDemand struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Shape           *Resources             `protobuf:"bytes,1,opt,name=shape,proto3" json:"shape,omitempty"`
-	Waiting         uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`                                        // command tasks not yet started (held ahead on a worker included)
-	Running         uint64                 `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`                                        // command tasks placed and not held (staging or running)
+	Waiting         uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`                                        // command tasks not yet placed
+	Running         uint64                 `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`                                        // command tasks placed (staging, running, or held ahead on a worker)
 	Instances       uint64                 `protobuf:"varint,4,opt,name=instances,proto3" json:"instances,omitempty"`                                    // library instances placed
 	InstancesWanted uint64                 `protobuf:"varint,5,opt,name=instances_wanted,json=instancesWanted,proto3" json:"instances_wanted,omitempty"` // instances calls waiting with no free slot need
 	unknownFields   protoimpl.UnknownFields
