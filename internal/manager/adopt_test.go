@@ -69,9 +69,13 @@ func TestAdoptAfterRestart(t *testing.T) {
 	if welcome.RunId == "" || welcome.Epoch != 1 {
 		t.Fatalf("welcome of run %q epoch %d; want a run ID and epoch 1", welcome.RunId, welcome.Epoch)
 	}
+	// A retry each: the manager may see the worker leave before it stops
+	// (a loaded machine), and without one would fail both tasks then, and
+	// journal it, instead of leaving them to the next life to adopt. A
+	// requeue is not journaled: the next life finds them dispatched.
 	ids, err := submit(t, m,
-		&pb.TaskSpec{Name: "a", Key: "a", Command: "true", Resources: &pb.Resources{Cores: 1}},
-		&pb.TaskSpec{Name: "b", Key: "b", Command: "true", Resources: &pb.Resources{Cores: 1}})
+		&pb.TaskSpec{Name: "a", Key: "a", Command: "true", Resources: &pb.Resources{Cores: 1}, Retries: 1},
+		&pb.TaskSpec{Name: "b", Key: "b", Command: "true", Resources: &pb.Resources{Cores: 1}, Retries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
