@@ -2,7 +2,7 @@
 GO ?= go
 # Packages with goroutines of their own run under the race detector; every
 # other package runs without it (a new package is tested either way).
-RACE_PKGS = . ./local/... ./internal/dirtar/... ./internal/core/... ./internal/manager/... ./internal/worker/... ./internal/runner/... ./internal/inproc/... \
+RACE_PKGS = . ./local/... ./internal/dirtar/... ./internal/framed/... ./internal/core/... ./internal/manager/... ./internal/worker/... ./internal/runner/... ./internal/inproc/... \
 	./internal/gate/... ./internal/journal/... ./internal/web/... ./internal/metrics/... ./internal/txnlog/... ./internal/factory/...
 OTHER_PKGS = $(filter-out $(shell $(GO) list $(RACE_PKGS)),$(shell $(GO) list ./...))
 

@@ -31,6 +31,7 @@ func workerCmd() *cobra.Command {
 		simDelay                  time.Duration
 		cpuProfile                string
 		gcHeadroom                int64
+		transport                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "worker HOST:PORT",
@@ -68,6 +69,9 @@ capacity --simulate, docs/benchmarks.md).`,
 				return fmt.Errorf("--gc-headroom %d: give megabytes, 0 or more (0: Go's own default)", gcHeadroom)
 			}
 			worker.TuneGC(gcHeadroom << 20)
+			if transport != "http2" && transport != "framed" {
+				return fmt.Errorf("--transport %q: give http2 or framed", transport)
+			}
 			if simulate < 0 {
 				return fmt.Errorf("--simulate %d: give a number of simulated workers, 1 or more (0: a real worker)", simulate)
 			}
@@ -102,7 +106,7 @@ capacity --simulate, docs/benchmarks.md).`,
 			}
 			w, err := worker.New(worker.Config{TLS: tlsConfig, Manager: args[0], Secret: secret, Name: name, Resources: res,
 				Workdir: workdir, DrainTimeout: drain, IdleTimeout: idle, IdleExit: exit, StallTimeout: stall, FileServer: fileServer, Logger: log, Version: trellis.Version,
-				Guard: guardCommand()})
+				Guard: guardCommand(), Framed: transport == "framed"})
 			if err != nil {
 				return err
 			}
@@ -128,6 +132,7 @@ capacity --simulate, docs/benchmarks.md).`,
 	f.StringVar(&fileServer, "file-server", "", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address); default: any port on the address that reaches the manager, :0 for every address")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker process to FILE until it stops (go tool pprof FILE); for measuring")
 	f.Int64Var(&gcHeadroom, "gc-headroom", worker.DefaultGCHeadroom>>20, "MB of allocation between the worker's garbage collections at least (fewer collections, at most this much more memory); 0: Go's default; GOGC in the environment overrides it")
+	f.StringVar(&transport, "transport", "http2", "how the worker holds its stream to the manager: http2, or framed (its own connection, upgraded from HTTP/1.1: less CPU per message; a manager of this version or later)")
 	f.IntVar(&simulate, "simulate", 0, "measuring tool: open this many simulated workers that run nothing (see above)")
 	f.DurationVar(&simDelay, "simulate-delay", 0, "with --simulate: how long each task takes")
 	f.IntVar(&simOutput, "simulate-output", 0, "with --simulate: bytes of standard output each task writes")

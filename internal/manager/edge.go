@@ -12,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/framed"
 	"trellis/internal/gate"
 	"trellis/internal/proto"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
@@ -84,6 +85,7 @@ func (m *Manager) handleRPCs(mux *http.ServeMux) {
 		}
 		mux.Handle(procedure, m.requireSecret(limitRequest(procedure, limit, h)))
 	}
+	mux.Handle(framed.Path, m.requireSecret(http.HandlerFunc(m.workFramed)))
 }
 
 // requireSecret refuses a request without the secret from its headers,

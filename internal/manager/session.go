@@ -262,6 +262,9 @@ loop:
 		}
 	}
 	cancel()
+	if a, ok := stream.(aborter); ok {
+		a.Abort() // its receiving goroutine waits on the connection
+	}
 	// The loop may be gone when the manager stops; then nobody needs to know.
 	sendCtx, stop := context.WithTimeout(context.Background(), time.Second)
 	m.send(sendCtx, evWorkerGone{id: id, reason: reason})

@@ -677,6 +677,13 @@ func (w *Worker) openStream(ctx context.Context) Stream {
 	if w.cfg.Connect != nil {
 		return w.cfg.Connect(ctx)
 	}
+	if w.cfg.Framed {
+		s, err := w.dialFramed(ctx)
+		if err != nil {
+			return failedStream{err}
+		}
+		return s
+	}
 	stream := w.rpc.Work(ctx)
 	w.authorize(stream.RequestHeader())
 	return httpStream{stream}

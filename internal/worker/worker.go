@@ -57,6 +57,11 @@ type Config struct {
 	// TLS, when set, reaches the manager over TLS with it (docs/tls.md):
 	// a manager whose certificate does not verify refuses the worker.
 	TLS *tls.Config
+	// Framed, when set, holds the Work stream on a connection of its own
+	// (package framed, an HTTP/1.1 Upgrade) instead of an HTTP/2 stream:
+	// less CPU per message on both ends. Files, and the manager's other
+	// calls, still go over HTTP.
+	Framed bool
 	// Simulate, when set, makes this a simulated worker that runs nothing
 	// (a measuring tool; see Simulation).
 	Simulate *Simulation

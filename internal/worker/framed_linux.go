@@ -1,0 +1,26 @@
+package worker
+
+import (
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// tcpUserTimeout makes the kernel give up on conn once data it sent has
+// gone unacknowledged for d: a dead host is then found while the worker
+// writes, not after the retransmissions' quarter of an hour.
+func tcpUserTimeout(conn net.Conn, d time.Duration) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	raw.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	})
+}
