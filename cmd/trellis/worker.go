@@ -85,7 +85,7 @@ capacity --simulate, docs/benchmarks.md).`,
 			}
 			if simulate > 0 {
 				return runSimulated(cmd, args[0], secret, name, workdir, simulate, worker.Simulation{Delay: simDelay, OutputBytes: simOutput},
-					resources.Resources{MilliCores: int64(max(cores, 1) * 1000), MemoryMB: cmp.Or(memory, 4096), DiskMB: cmp.Or(disk, 4096)})
+					resources.Resources{MilliCores: int64(max(cores, 1) * 1000), MemoryMB: cmp.Or(memory, 4096), DiskMB: cmp.Or(disk, 4096)}, transport == "framed")
 			}
 			res, err := resources.Detect(context.Background(), workdir)
 			if err != nil {
@@ -142,7 +142,7 @@ capacity --simulate, docs/benchmarks.md).`,
 
 // runSimulated runs n simulated workers until a signal: the first drains
 // them, a second ends them at once.
-func runSimulated(cmd *cobra.Command, manager, secret, name, workdir string, n int, sim worker.Simulation, res resources.Resources) error {
+func runSimulated(cmd *cobra.Command, manager, secret, name, workdir string, n int, sim worker.Simulation, res resources.Resources, framed bool) error {
 	log := logger(cmd)
 	if name == "" {
 		host, _ := os.Hostname()
@@ -154,7 +154,7 @@ func runSimulated(cmd *cobra.Command, manager, secret, name, workdir string, n i
 	ctx, stop := drainOnSignals(log, "signal: draining the simulated workers; send another to stop them now", func() { close(drain) })
 	defer stop()
 	return worker.RunSimulated(ctx, worker.Config{Manager: manager, Secret: secret, Name: name, Resources: res, Workdir: workdir,
-		Logger: log, Version: trellis.Version, Simulate: &sim}, n, drain)
+		Logger: log, Version: trellis.Version, Simulate: &sim, Framed: framed}, n, drain)
 }
 
 // guardArg is the argument with which the trellis binary runs as a worker's
