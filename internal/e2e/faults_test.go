@@ -167,27 +167,37 @@ func TestOversizedAndGarbledMessages(t *testing.T) {
 }
 
 // A worker whose process stops answering (SIGSTOP; a dead host or a cut
-// link look the same to the manager) is lost by the connection's HTTP/2
-// pings (proto.PingIdle, then proto.PingTimeout: about 55 s), well before
-// the default heartbeat's three silent intervals (90 s) would lose it.
-// The manager then says why: the connection closed, not a heartbeat.
+// link look the same to the manager) is lost by pings (proto.PingIdle,
+// then proto.PingTimeout: about 55 s), well before the default heartbeat's
+// three silent intervals (90 s) would lose it: the connection's HTTP/2
+// pings, or for a framed stream the manager's Ping messages, which the
+// liveness sweep sends. The manager then says why: the connection closed,
+// or the ping went unanswered; not a heartbeat.
 func TestStoppedWorkerLostByPings(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits about a minute for the pings")
 	}
-	c := newCluster(t) // the default heartbeat, 30 s
-	w := c.worker("w1", nil, "--cores", "1")
-	cl := c.client()
-	c.waitWorkers(cl, 1)
-	w.signal(t, syscall.SIGSTOP)
-	defer w.signal(t, syscall.SIGCONT)
-	stopped := time.Now()
-	waitFor(t, 85*time.Second, "the stopped worker to be lost by the pings", func() bool {
-		s, err := cl.Status(context.Background())
-		return err == nil && len(s.Workers) == 0
-	})
-	t.Logf("lost %s after the stop", time.Since(stopped).Round(time.Second))
-	if out := c.manager.Output(); strings.Contains(out, "no heartbeat") || !strings.Contains(out, `msg="worker left"`) {
-		t.Errorf("the manager's log says the worker was lost by its heartbeat, or not lost:\n%s", out)
+	for _, tc := range []struct{ transport, why string }{
+		{"http2", `msg="worker left"`},
+		{"framed", "no answer to a ping within 10s"},
+	} {
+		t.Run(tc.transport, func(t *testing.T) {
+			t.Parallel()
+			c := newCluster(t) // the default heartbeat, 30 s
+			w := c.worker("w1", nil, "--cores", "1", "--transport", tc.transport)
+			cl := c.client()
+			c.waitWorkers(cl, 1)
+			w.signal(t, syscall.SIGSTOP)
+			defer w.signal(t, syscall.SIGCONT)
+			stopped := time.Now()
+			waitFor(t, 85*time.Second, "the stopped worker to be lost by the pings", func() bool {
+				s, err := cl.Status(context.Background())
+				return err == nil && len(s.Workers) == 0
+			})
+			t.Logf("lost %s after the stop", time.Since(stopped).Round(time.Second))
+			if out := c.manager.Output(); strings.Contains(out, "no heartbeat") || !strings.Contains(out, tc.why) {
+				t.Errorf("the manager's log says the worker was lost by its heartbeat, or not by the pings (want %q):\n%s", tc.why, out)
+			}
+		})
 	}
 }

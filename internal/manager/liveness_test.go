@@ -2,11 +2,13 @@ package manager
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
 
@@ -112,5 +114,37 @@ func TestIdleTickIsNoStep(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond) // two ticks at least
 	if after := m.steps.Load(); after != before {
 		t.Errorf("steps went from %d to %d over two idle ticks, want no step", before, after)
+	}
+}
+
+// A session whose stream has no pings of its own (framed) is pinged once
+// after proto.PingIdle of silence, and lost proto.PingTimeout after the
+// ping if it stays silent; an answer keeps it. Other sessions are neither
+// pinged nor lost before the heartbeat's timeout.
+func TestLivenessPingsFramedSessions(t *testing.T) {
+	const timeout = 90 * time.Second
+	now := time.Unix(1000, 0)
+	l := newLiveness()
+	mk := func(pings bool, silentFor time.Duration) *session {
+		s := &session{out: newOutQueue(), closed: make(chan struct{}), pings: pings}
+		s.lastSeen.Store(now.Add(-silentFor).UnixNano())
+		l.add(s)
+		return s
+	}
+	framedQuiet, framedAnswers := mk(true, 46*time.Second), mk(true, 46*time.Second)
+	mk(false, 60*time.Second) // HTTP/2: its stream pings; the heartbeat's timeout loses it
+	mk(true, 10*time.Second)  // heard from lately
+	silent, ping := l.silent(now, timeout, nil, nil)
+	if len(silent) != 0 || len(ping) != 2 || !slices.Contains(ping, framedQuiet) || !slices.Contains(ping, framedAnswers) {
+		t.Fatalf("first sweep: lost %d, pinged %d; want the two framed sessions silent for 46 s pinged, none lost", len(silent), len(ping))
+	}
+	// The next sweep, before the ping's timeout: no second ping.
+	if silent, ping = l.silent(now.Add(5*time.Second), timeout, nil, nil); len(silent)+len(ping) != 0 {
+		t.Fatalf("sweep 5 s after the ping: lost %d, pinged %d; want none", len(silent), len(ping))
+	}
+	framedAnswers.lastSeen.Store(now.Add(time.Second).UnixNano()) // its heartbeat
+	silent, ping = l.silent(now.Add(proto.PingTimeout), timeout, nil, nil)
+	if len(ping) != 0 || len(silent) != 1 || silent[0] != framedQuiet {
+		t.Fatalf("sweep at the ping's timeout: lost %d, pinged %d; want the silent framed session lost alone", len(silent), len(ping))
 	}
 }

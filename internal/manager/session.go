@@ -44,6 +44,12 @@ type session struct {
 	closed    chan struct{}
 	reason    atomic.Value // string
 	lastSeen  atomic.Int64 // Unix nanoseconds of the worker's last message; the liveness sweep reads it
+	// pings: its stream has no pings of its own (framed): the liveness
+	// sweep pings it after proto.PingIdle of silence (pinged: the
+	// lastSeen it pinged for) and loses it proto.PingTimeout later.
+	pings    bool
+	pinged   atomic.Int64
+	pingedAt atomic.Int64 // Unix nanoseconds of that ping
 }
 
 // enqueue queues msg for the worker without blocking, and without waking
@@ -173,8 +179,9 @@ func (m *Manager) work(ctx context.Context, stream workStream, addr string) erro
 		m.log.Warn("refused a worker", "peer", addr, "err", err)
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	}
+	_, framed := stream.(aborter)
 	sess := &session{hello: hello, addr: addr, since: time.Now(), leaseKey: newLeaseKey(),
-		out: newOutQueue(), closed: make(chan struct{})}
+		out: newOutQueue(), closed: make(chan struct{}), pings: framed}
 	host, certPEM, keyPEM, certErr := m.peerCertificate(hello, addr)
 	if certErr == nil && certPEM != nil {
 		sess.certHost, sess.certRenew = host, time.Now().Add(m.peerCertLife()/2)

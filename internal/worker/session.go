@@ -364,6 +364,8 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 		s.w.leases.grant(x.LeaseGranted)
 	case *pb.ManagerMessage_LeaseEnded:
 		s.w.leases.end(x.LeaseEnded.Lease)
+	case *pb.ManagerMessage_Ping:
+		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Heartbeat{Heartbeat: &pb.Heartbeat{}}}) // flushed once the event is handled
 	case *pb.ManagerMessage_PeerCertificate:
 		s.w.renewPeerCert(x.PeerCertificate)
 	case *pb.ManagerMessage_Release:

@@ -476,7 +476,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{69, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{70, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -5874,6 +5874,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_PeerCertificate
 	//	*ManagerMessage_LeaseGranted
 	//	*ManagerMessage_LeaseEnded
+	//	*ManagerMessage_Ping
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -6033,6 +6034,15 @@ func (x *ManagerMessage) GetLeaseEnded() *LeaseEnded {
 	return nil
 }
 
+func (x *ManagerMessage) GetPing() *Ping {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Ping); ok {
+			return x.Ping
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -6089,6 +6099,10 @@ type ManagerMessage_LeaseEnded struct {
 	LeaseEnded *LeaseEnded `protobuf:"bytes,251,opt,name=lease_ended,json=leaseEnded,proto3,oneof"`
 }
 
+type ManagerMessage_Ping struct {
+	Ping *Ping `protobuf:"bytes,252,opt,name=ping,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
@@ -6115,6 +6129,47 @@ func (*ManagerMessage_LeaseGranted) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_LeaseEnded) isManagerMessage_Msg() {}
 
+func (*ManagerMessage_Ping) isManagerMessage_Msg() {}
+
+// Ping asks a worker whose framed stream has been silent for a while to
+// answer at once (a Heartbeat), as HTTP/2's pings do on its streams: a
+// worker that does not is lost. Only framed streams get it.
+type Ping struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ping) Reset() {
+	*x = Ping{}
+	mi := &file_trellis_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ping) ProtoMessage() {}
+
+func (x *Ping) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ping.ProtoReflect.Descriptor instead.
+func (*Ping) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{63}
+}
+
 // LeaseGranted lends slots of a library instance on this worker to a
 // client session: the worker takes that many direct calls at once on the
 // lease, from a client whose token for it checks with Welcome.lease_key.
@@ -6131,7 +6186,7 @@ type LeaseGranted struct {
 
 func (x *LeaseGranted) Reset() {
 	*x = LeaseGranted{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6143,7 +6198,7 @@ func (x *LeaseGranted) String() string {
 func (*LeaseGranted) ProtoMessage() {}
 
 func (x *LeaseGranted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6156,7 +6211,7 @@ func (x *LeaseGranted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGranted.ProtoReflect.Descriptor instead.
 func (*LeaseGranted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *LeaseGranted) GetLease() uint64 {
@@ -6205,7 +6260,7 @@ type LeaseEnded struct {
 
 func (x *LeaseEnded) Reset() {
 	*x = LeaseEnded{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6217,7 +6272,7 @@ func (x *LeaseEnded) String() string {
 func (*LeaseEnded) ProtoMessage() {}
 
 func (x *LeaseEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6230,7 +6285,7 @@ func (x *LeaseEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEnded.ProtoReflect.Descriptor instead.
 func (*LeaseEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *LeaseEnded) GetLease() uint64 {
@@ -6253,7 +6308,7 @@ type PeerCertificate struct {
 
 func (x *PeerCertificate) Reset() {
 	*x = PeerCertificate{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6265,7 +6320,7 @@ func (x *PeerCertificate) String() string {
 func (*PeerCertificate) ProtoMessage() {}
 
 func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6278,7 +6333,7 @@ func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerCertificate.ProtoReflect.Descriptor instead.
 func (*PeerCertificate) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PeerCertificate) GetCertPem() []byte {
@@ -6306,7 +6361,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6318,7 +6373,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6331,7 +6386,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -6354,7 +6409,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6366,7 +6421,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6379,7 +6434,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -6413,7 +6468,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6425,7 +6480,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6438,7 +6493,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{68}
+	return file_trellis_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -6462,7 +6517,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6474,7 +6529,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6487,7 +6542,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{69}
+	return file_trellis_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -6541,7 +6596,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6553,7 +6608,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6566,7 +6621,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{70}
+	return file_trellis_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -6628,7 +6683,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[71]
+	mi := &file_trellis_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6640,7 +6695,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[71]
+	mi := &file_trellis_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6653,7 +6708,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{71}
+	return file_trellis_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -6675,7 +6730,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[72]
+	mi := &file_trellis_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6687,7 +6742,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[72]
+	mi := &file_trellis_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6700,7 +6755,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{72}
+	return file_trellis_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *Release) GetNames() []string {
@@ -6720,7 +6775,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[73]
+	mi := &file_trellis_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6732,7 +6787,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[73]
+	mi := &file_trellis_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6745,7 +6800,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{73}
+	return file_trellis_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *Upload) GetName() string {
@@ -6779,7 +6834,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[74]
+	mi := &file_trellis_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6791,7 +6846,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[74]
+	mi := &file_trellis_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6804,7 +6859,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{74}
+	return file_trellis_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -6887,7 +6942,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[75]
+	mi := &file_trellis_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6899,7 +6954,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[75]
+	mi := &file_trellis_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6912,7 +6967,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{75}
+	return file_trellis_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -6981,7 +7036,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[76]
+	mi := &file_trellis_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6993,7 +7048,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[76]
+	mi := &file_trellis_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7006,7 +7061,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{76}
+	return file_trellis_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -7035,7 +7090,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_trellis_proto_msgTypes[77]
+	mi := &file_trellis_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7047,7 +7102,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[77]
+	mi := &file_trellis_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7060,7 +7115,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{77}
+	return file_trellis_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *LeaseRequest) GetSession() string {
@@ -7104,7 +7159,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_trellis_proto_msgTypes[78]
+	mi := &file_trellis_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7116,7 +7171,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[78]
+	mi := &file_trellis_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7129,7 +7184,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{78}
+	return file_trellis_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LeaseResponse) GetLease() uint64 {
@@ -7186,7 +7241,7 @@ type DirectCallRequest struct {
 
 func (x *DirectCallRequest) Reset() {
 	*x = DirectCallRequest{}
-	mi := &file_trellis_proto_msgTypes[79]
+	mi := &file_trellis_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7198,7 +7253,7 @@ func (x *DirectCallRequest) String() string {
 func (*DirectCallRequest) ProtoMessage() {}
 
 func (x *DirectCallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[79]
+	mi := &file_trellis_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7211,7 +7266,7 @@ func (x *DirectCallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectCallRequest.ProtoReflect.Descriptor instead.
 func (*DirectCallRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{79}
+	return file_trellis_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *DirectCallRequest) GetLease() uint64 {
@@ -7290,7 +7345,7 @@ type DirectCallResponse struct {
 
 func (x *DirectCallResponse) Reset() {
 	*x = DirectCallResponse{}
-	mi := &file_trellis_proto_msgTypes[80]
+	mi := &file_trellis_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7302,7 +7357,7 @@ func (x *DirectCallResponse) String() string {
 func (*DirectCallResponse) ProtoMessage() {}
 
 func (x *DirectCallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[80]
+	mi := &file_trellis_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7315,7 +7370,7 @@ func (x *DirectCallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectCallResponse.ProtoReflect.Descriptor instead.
 func (*DirectCallResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{80}
+	return file_trellis_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *DirectCallResponse) GetOutcome() *Outcome {
@@ -7798,7 +7853,7 @@ const file_trellis_proto_rawDesc = "" +
 	"cache_full\x18\x03 \x01(\bR\tcacheFull\x12\x12\n" +
 	"\x04need\x18\x04 \x01(\x03R\x04need\"\n" +
 	"\n" +
-	"\bDraining\"\xc7\x05\n" +
+	"\bDraining\"\xf0\x05\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
@@ -7813,8 +7868,10 @@ const file_trellis_proto_rawDesc = "" +
 	"\x10peer_certificate\x18\xaa\x01 \x01(\v2\x1b.trellis.v1.PeerCertificateH\x00R\x0fpeerCertificate\x12@\n" +
 	"\rlease_granted\x18\xfa\x01 \x01(\v2\x18.trellis.v1.LeaseGrantedH\x00R\fleaseGranted\x12:\n" +
 	"\vlease_ended\x18\xfb\x01 \x01(\v2\x16.trellis.v1.LeaseEndedH\x00R\n" +
-	"leaseEndedB\x05\n" +
-	"\x03msg\"\x8a\x01\n" +
+	"leaseEnded\x12'\n" +
+	"\x04ping\x18\xfc\x01 \x01(\v2\x10.trellis.v1.PingH\x00R\x04pingB\x05\n" +
+	"\x03msg\"\x06\n" +
+	"\x04Ping\"\x8a\x01\n" +
 	"\fLeaseGranted\x12\x14\n" +
 	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x1a\n" +
 	"\binstance\x18\x02 \x01(\x04R\binstance\x12\x14\n" +
@@ -7989,7 +8046,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                      // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                    // 1: trellis.v1.CacheLevel
@@ -8062,24 +8119,25 @@ var file_trellis_proto_goTypes = []any{
 	(*AttemptReturned)(nil),            // 68: trellis.v1.AttemptReturned
 	(*Draining)(nil),                   // 69: trellis.v1.Draining
 	(*ManagerMessage)(nil),             // 70: trellis.v1.ManagerMessage
-	(*LeaseGranted)(nil),               // 71: trellis.v1.LeaseGranted
-	(*LeaseEnded)(nil),                 // 72: trellis.v1.LeaseEnded
-	(*PeerCertificate)(nil),            // 73: trellis.v1.PeerCertificate
-	(*ManagerBatch)(nil),               // 74: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),               // 75: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),                // 76: trellis.v1.StopLibrary
-	(*Source)(nil),                     // 77: trellis.v1.Source
-	(*Fetch)(nil),                      // 78: trellis.v1.Fetch
-	(*Unlink)(nil),                     // 79: trellis.v1.Unlink
-	(*Release)(nil),                    // 80: trellis.v1.Release
-	(*Upload)(nil),                     // 81: trellis.v1.Upload
-	(*Welcome)(nil),                    // 82: trellis.v1.Welcome
-	(*Run)(nil),                        // 83: trellis.v1.Run
-	(*Kill)(nil),                       // 84: trellis.v1.Kill
-	(*LeaseRequest)(nil),               // 85: trellis.v1.LeaseRequest
-	(*LeaseResponse)(nil),              // 86: trellis.v1.LeaseResponse
-	(*DirectCallRequest)(nil),          // 87: trellis.v1.DirectCallRequest
-	(*DirectCallResponse)(nil),         // 88: trellis.v1.DirectCallResponse
+	(*Ping)(nil),                       // 71: trellis.v1.Ping
+	(*LeaseGranted)(nil),               // 72: trellis.v1.LeaseGranted
+	(*LeaseEnded)(nil),                 // 73: trellis.v1.LeaseEnded
+	(*PeerCertificate)(nil),            // 74: trellis.v1.PeerCertificate
+	(*ManagerBatch)(nil),               // 75: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),               // 76: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),                // 77: trellis.v1.StopLibrary
+	(*Source)(nil),                     // 78: trellis.v1.Source
+	(*Fetch)(nil),                      // 79: trellis.v1.Fetch
+	(*Unlink)(nil),                     // 80: trellis.v1.Unlink
+	(*Release)(nil),                    // 81: trellis.v1.Release
+	(*Upload)(nil),                     // 82: trellis.v1.Upload
+	(*Welcome)(nil),                    // 83: trellis.v1.Welcome
+	(*Run)(nil),                        // 84: trellis.v1.Run
+	(*Kill)(nil),                       // 85: trellis.v1.Kill
+	(*LeaseRequest)(nil),               // 86: trellis.v1.LeaseRequest
+	(*LeaseResponse)(nil),              // 87: trellis.v1.LeaseResponse
+	(*DirectCallRequest)(nil),          // 88: trellis.v1.DirectCallRequest
+	(*DirectCallResponse)(nil),         // 89: trellis.v1.DirectCallResponse
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,   // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -8157,63 +8215,64 @@ var file_trellis_proto_depIdxs = []int32{
 	62,  // 72: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
 	1,   // 73: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
 	19,  // 74: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	82,  // 75: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	83,  // 76: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	84,  // 77: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	78,  // 78: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	79,  // 79: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	81,  // 80: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	75,  // 81: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	76,  // 82: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	74,  // 83: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	80,  // 84: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	73,  // 85: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
-	71,  // 86: trellis.v1.ManagerMessage.lease_granted:type_name -> trellis.v1.LeaseGranted
-	72,  // 87: trellis.v1.ManagerMessage.lease_ended:type_name -> trellis.v1.LeaseEnded
-	70,  // 88: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	13,  // 89: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	7,   // 90: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	77,  // 91: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,   // 92: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	11,  // 93: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	87,  // 94: trellis.v1.DirectCallRequest.more:type_name -> trellis.v1.DirectCallRequest
-	19,  // 95: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
-	88,  // 96: trellis.v1.DirectCallResponse.more:type_name -> trellis.v1.DirectCallResponse
-	22,  // 97: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	22,  // 98: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
-	24,  // 99: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	25,  // 100: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	35,  // 101: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	37,  // 102: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	40,  // 103: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	14,  // 104: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	16,  // 105: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	42,  // 106: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	48,  // 107: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	55,  // 108: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	85,  // 109: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
-	87,  // 110: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
-	87,  // 111: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
-	23,  // 112: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	23,  // 113: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
-	21,  // 114: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	34,  // 115: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	36,  // 116: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	47,  // 117: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	41,  // 118: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15,  // 119: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17,  // 120: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	43,  // 121: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	49,  // 122: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	70,  // 123: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	86,  // 124: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
-	88,  // 125: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
-	88,  // 126: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
-	112, // [112:127] is the sub-list for method output_type
-	97,  // [97:112] is the sub-list for method input_type
-	97,  // [97:97] is the sub-list for extension type_name
-	97,  // [97:97] is the sub-list for extension extendee
-	0,   // [0:97] is the sub-list for field type_name
+	83,  // 75: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	84,  // 76: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	85,  // 77: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	79,  // 78: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	80,  // 79: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	82,  // 80: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	76,  // 81: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	77,  // 82: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	75,  // 83: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	81,  // 84: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	74,  // 85: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
+	72,  // 86: trellis.v1.ManagerMessage.lease_granted:type_name -> trellis.v1.LeaseGranted
+	73,  // 87: trellis.v1.ManagerMessage.lease_ended:type_name -> trellis.v1.LeaseEnded
+	71,  // 88: trellis.v1.ManagerMessage.ping:type_name -> trellis.v1.Ping
+	70,  // 89: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	13,  // 90: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	7,   // 91: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	78,  // 92: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,   // 93: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	11,  // 94: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	88,  // 95: trellis.v1.DirectCallRequest.more:type_name -> trellis.v1.DirectCallRequest
+	19,  // 96: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
+	89,  // 97: trellis.v1.DirectCallResponse.more:type_name -> trellis.v1.DirectCallResponse
+	22,  // 98: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	22,  // 99: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
+	24,  // 100: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25,  // 101: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	35,  // 102: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	37,  // 103: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	40,  // 104: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14,  // 105: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16,  // 106: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	42,  // 107: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	48,  // 108: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	55,  // 109: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	86,  // 110: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
+	88,  // 111: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
+	88,  // 112: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
+	23,  // 113: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	23,  // 114: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
+	21,  // 115: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	34,  // 116: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	36,  // 117: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	47,  // 118: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	41,  // 119: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15,  // 120: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17,  // 121: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	43,  // 122: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	49,  // 123: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	70,  // 124: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	87,  // 125: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
+	89,  // 126: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
+	89,  // 127: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
+	113, // [113:128] is the sub-list for method output_type
+	98,  // [98:113] is the sub-list for method input_type
+	98,  // [98:98] is the sub-list for extension type_name
+	98,  // [98:98] is the sub-list for extension extendee
+	0,   // [0:98] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -8263,6 +8322,7 @@ func file_trellis_proto_init() {
 		(*ManagerMessage_PeerCertificate)(nil),
 		(*ManagerMessage_LeaseGranted)(nil),
 		(*ManagerMessage_LeaseEnded)(nil),
+		(*ManagerMessage_Ping)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -8270,7 +8330,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   81,
+			NumMessages:   82,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
