@@ -6,7 +6,9 @@
 // of its CPU per task (docs/benchmarks.md).
 //
 // A frame is a uvarint n, then n bytes: one byte of kind, then the payload.
-// A message frame (kindMessage) holds one encoded message. An end frame
+// A message frame (kindMessage) holds one encoded message; a compressed
+// one (kindGzip), one encoded message in gzip, for messages of at least the
+// stream's compressMin bytes (as the HTTP/2 stream compresses). An end frame
 // (kindEnd) says why the sender ends the stream: a connect.Code byte and a
 // message in UTF-8; the reader's Receive returns it as a *connect.Error,
 // as an HTTP/2 stream's end would. A frame longer than the limit, or of
@@ -15,6 +17,8 @@ package framed
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,16 +40,18 @@ const (
 const (
 	kindMessage byte = 0
 	kindEnd     byte = 1
+	kindGzip    byte = 2
 )
 
 // Stream sends Out and receives In messages on a connection. Send and
 // Receive may be called from two goroutines at once; Send is safe for
 // several.
 type Stream[Out, In goproto.Message] struct {
-	conn  net.Conn
-	r     *bufio.Reader
-	max   int // bytes of one frame's payload, at most
-	newIn func() In
+	conn        net.Conn
+	r           *bufio.Reader
+	max         int // bytes of one frame's payload, and of one message, at most
+	compressMin int // messages this long or longer go compressed (0: none)
+	newIn       func() In
 
 	wmu sync.Mutex
 	w   *bufio.Writer
@@ -55,12 +61,14 @@ type Stream[Out, In goproto.Message] struct {
 
 // New returns a stream on conn that reads through r (which may hold bytes
 // already read from conn: an Upgrade's buffered reader), refuses frames
-// over max bytes, and makes each received message with newIn.
-func New[Out, In goproto.Message](conn net.Conn, r *bufio.Reader, max int, newIn func() In) *Stream[Out, In] {
+// and messages over max bytes, compresses the messages it sends of
+// compressMin bytes or more (0: none), and makes each received message
+// with newIn.
+func New[Out, In goproto.Message](conn net.Conn, r *bufio.Reader, max, compressMin int, newIn func() In) *Stream[Out, In] {
 	if r == nil {
 		r = bufio.NewReaderSize(conn, 32<<10)
 	}
-	return &Stream[Out, In]{conn: conn, r: r, max: max, newIn: newIn, w: bufio.NewWriterSize(conn, 32<<10)}
+	return &Stream[Out, In]{conn: conn, r: r, max: max, compressMin: compressMin, newIn: newIn, w: bufio.NewWriterSize(conn, 32<<10)}
 }
 
 // Send writes m as one frame and flushes it.
@@ -74,6 +82,17 @@ func (s *Stream[Out, In]) Send(m Out) error {
 	s.buf = b[:0]
 	if len(b) > s.max {
 		return fmt.Errorf("framed: message of %d bytes over the limit of %d", len(b), s.max)
+	}
+	if s.compressMin > 0 && len(b) >= s.compressMin {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(b)
+		if err := zw.Close(); err != nil {
+			return fmt.Errorf("framed: compress: %w", err)
+		}
+		if z.Len() <= s.max {
+			return s.write(kindGzip, z.Bytes())
+		}
 	}
 	return s.write(kindMessage, b)
 }
@@ -119,6 +138,20 @@ func (s *Stream[Out, In]) Receive() (In, error) {
 		return zero, err
 	}
 	switch kind {
+	case kindGzip:
+		zr, err := gzip.NewReader(bytes.NewReader(payload))
+		if err != nil {
+			return zero, fmt.Errorf("framed: a compressed frame of %d bytes: %w", len(payload), err)
+		}
+		b, err := io.ReadAll(io.LimitReader(zr, int64(s.max)+1))
+		if err != nil {
+			return zero, fmt.Errorf("framed: a compressed frame of %d bytes: %w", len(payload), err)
+		}
+		if len(b) > s.max {
+			return zero, fmt.Errorf("framed: a compressed message over the limit of %d bytes", s.max)
+		}
+		payload = b
+		fallthrough
 	case kindMessage:
 		m := s.newIn()
 		if err := goproto.Unmarshal(payload, m); err != nil {
@@ -159,7 +192,7 @@ func (s *Stream[Out, In]) readFrame() (byte, []byte, error) {
 		}
 		return 0, nil, err
 	}
-	if b[0] != kindMessage && b[0] != kindEnd {
+	if b[0] != kindMessage && b[0] != kindEnd && b[0] != kindGzip {
 		return 0, nil, fmt.Errorf("framed: a frame of unknown kind %d", b[0])
 	}
 	return b[0], b[1:], nil

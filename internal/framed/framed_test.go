@@ -3,6 +3,8 @@ package framed
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -18,8 +20,8 @@ import (
 // pair returns the two ends of a framed stream over an in-memory pipe.
 func pair(max int) (*Stream[*pb.WorkerMessage, *pb.ManagerMessage], *Stream[*pb.ManagerMessage, *pb.WorkerMessage]) {
 	a, b := net.Pipe()
-	return New[*pb.WorkerMessage, *pb.ManagerMessage](a, nil, max, func() *pb.ManagerMessage { return new(pb.ManagerMessage) }),
-		New[*pb.ManagerMessage, *pb.WorkerMessage](b, nil, max, func() *pb.WorkerMessage { return new(pb.WorkerMessage) })
+	return New[*pb.WorkerMessage, *pb.ManagerMessage](a, nil, max, 1<<16, func() *pb.ManagerMessage { return new(pb.ManagerMessage) }),
+		New[*pb.ManagerMessage, *pb.WorkerMessage](b, nil, max, 1<<16, func() *pb.WorkerMessage { return new(pb.WorkerMessage) })
 }
 
 // Messages arrive whole and in order, both ways; a clean end reads as
@@ -69,10 +71,12 @@ func TestBadFrames(t *testing.T) {
 		{"cut short", []byte{5, 0, 1}, "unexpected EOF"},
 		{"nothing after the length", []byte{0x80}, "EOF"},
 		{"undecodable message", []byte{3, 0, 0xff, 0xff}, "decode a message of 2 bytes"},
+		{"not gzip", []byte{3, 2, 1, 2}, "a compressed frame of 2 bytes"},
+		{"compressed over the limit", frame(2, gzipped(make([]byte, 200))), "a compressed message over the limit of 100 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, _ := net.Pipe()
-			s := New[*pb.WorkerMessage, *pb.ManagerMessage](a, bufio.NewReader(bytes.NewReader(tc.bytes)), 100, func() *pb.ManagerMessage { return new(pb.ManagerMessage) })
+			s := New[*pb.WorkerMessage, *pb.ManagerMessage](a, bufio.NewReader(bytes.NewReader(tc.bytes)), 100, 0, func() *pb.ManagerMessage { return new(pb.ManagerMessage) })
 			if _, err := s.Receive(); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Receive = %v; want an error containing %q", err, tc.want)
 			}
@@ -93,7 +97,7 @@ func FuzzReceive(f *testing.F) {
 	f.Add([]byte{0x81, 0x08, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, _ := net.Pipe()
-		s := New[*pb.WorkerMessage, *pb.ManagerMessage](a, bufio.NewReader(bytes.NewReader(data)), 1<<16, func() *pb.ManagerMessage { return new(pb.ManagerMessage) })
+		s := New[*pb.WorkerMessage, *pb.ManagerMessage](a, bufio.NewReader(bytes.NewReader(data)), 1<<16, 0, func() *pb.ManagerMessage { return new(pb.ManagerMessage) })
 		for range 4 {
 			m, err := s.Receive()
 			if err != nil {
@@ -153,4 +157,18 @@ func TestConcurrentSends(t *testing.T) {
 		t.Error("Receive after Close returned no error")
 	}
 	worker.Close()
+}
+
+// frame encodes one frame of kind with payload.
+func frame(kind byte, payload []byte) []byte {
+	b := binary.AppendUvarint(nil, uint64(len(payload)+1))
+	return append(append(b, kind), payload...)
+}
+
+func gzipped(b []byte) []byte {
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(b)
+	zw.Close()
+	return z.Bytes()
 }

@@ -38,7 +38,7 @@ func (m *Manager) workFramed(w http.ResponseWriter, r *http.Request) {
 	if err := rw.Flush(); err != nil {
 		return
 	}
-	stream := &framedWork{framed.New[*pb.ManagerMessage, *pb.WorkerMessage](conn, rw.Reader, proto.MaxMessageBytes,
+	stream := &framedWork{framed.New[*pb.ManagerMessage, *pb.WorkerMessage](conn, rw.Reader, proto.MaxMessageBytes, proto.CompressMinBytes,
 		func() *pb.WorkerMessage { return new(pb.WorkerMessage) })}
 	// A hijacked connection is the manager's to end: the server's
 	// shutdown does not see it.

@@ -91,7 +91,7 @@ func (w *Worker) dialFramed(ctx context.Context) (framedStream, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	context.AfterFunc(ctx, func() { conn.Close() })
-	return framedStream{framed.New[*pb.WorkerMessage, *pb.ManagerMessage](conn, br, proto.MaxMessageBytes,
+	return framedStream{framed.New[*pb.WorkerMessage, *pb.ManagerMessage](conn, br, proto.MaxMessageBytes, proto.CompressMinBytes,
 		func() *pb.ManagerMessage { return new(pb.ManagerMessage) })}, nil
 }
 
