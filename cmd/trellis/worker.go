@@ -69,8 +69,8 @@ capacity --simulate, docs/benchmarks.md).`,
 				return fmt.Errorf("--gc-headroom %d: give megabytes, 0 or more (0: Go's own default)", gcHeadroom)
 			}
 			worker.TuneGC(gcHeadroom << 20)
-			if transport != "http2" && transport != "framed" {
-				return fmt.Errorf("--transport %q: give http2 or framed", transport)
+			if transport != worker.TransportHTTP2 && transport != worker.TransportFramed && transport != worker.TransportAuto {
+				return fmt.Errorf("--transport %q: give auto, framed or http2", transport)
 			}
 			if simulate < 0 {
 				return fmt.Errorf("--simulate %d: give a number of simulated workers, 1 or more (0: a real worker)", simulate)
@@ -85,7 +85,7 @@ capacity --simulate, docs/benchmarks.md).`,
 			}
 			if simulate > 0 {
 				return runSimulated(cmd, args[0], secret, name, workdir, simulate, worker.Simulation{Delay: simDelay, OutputBytes: simOutput},
-					resources.Resources{MilliCores: int64(max(cores, 1) * 1000), MemoryMB: cmp.Or(memory, 4096), DiskMB: cmp.Or(disk, 4096)}, transport == "framed")
+					resources.Resources{MilliCores: int64(max(cores, 1) * 1000), MemoryMB: cmp.Or(memory, 4096), DiskMB: cmp.Or(disk, 4096)}, transport)
 			}
 			res, err := resources.Detect(context.Background(), workdir)
 			if err != nil {
@@ -106,7 +106,7 @@ capacity --simulate, docs/benchmarks.md).`,
 			}
 			w, err := worker.New(worker.Config{TLS: tlsConfig, Manager: args[0], Secret: secret, Name: name, Resources: res,
 				Workdir: workdir, DrainTimeout: drain, IdleTimeout: idle, IdleExit: exit, StallTimeout: stall, FileServer: fileServer, Logger: log, Version: trellis.Version,
-				Guard: guardCommand(), Framed: transport == "framed"})
+				Guard: guardCommand(), Transport: transport})
 			if err != nil {
 				return err
 			}
@@ -132,7 +132,7 @@ capacity --simulate, docs/benchmarks.md).`,
 	f.StringVar(&fileServer, "file-server", "", "where to serve the cache to peer workers, HOST:PORT (the manager tells peers this worker's address); default: any port on the address that reaches the manager, :0 for every address")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the worker process to FILE until it stops (go tool pprof FILE); for measuring")
 	f.Int64Var(&gcHeadroom, "gc-headroom", worker.DefaultGCHeadroom>>20, "MB of allocation between the worker's garbage collections at least (fewer collections, at most this much more memory); 0: Go's default; GOGC in the environment overrides it")
-	f.StringVar(&transport, "transport", "http2", "how the worker holds its stream to the manager: http2, or framed (its own connection, upgraded from HTTP/1.1: less CPU per message; a manager of this version or later)")
+	f.StringVar(&transport, "transport", worker.TransportAuto, "how the worker holds its stream to the manager: framed (a connection of its own, upgraded from HTTP/1.1: less CPU per message), http2, or auto (framed, or http2 with a manager that does not serve framed)")
 	f.IntVar(&simulate, "simulate", 0, "measuring tool: open this many simulated workers that run nothing (see above)")
 	f.DurationVar(&simDelay, "simulate-delay", 0, "with --simulate: how long each task takes")
 	f.IntVar(&simOutput, "simulate-output", 0, "with --simulate: bytes of standard output each task writes")
@@ -142,7 +142,7 @@ capacity --simulate, docs/benchmarks.md).`,
 
 // runSimulated runs n simulated workers until a signal: the first drains
 // them, a second ends them at once.
-func runSimulated(cmd *cobra.Command, manager, secret, name, workdir string, n int, sim worker.Simulation, res resources.Resources, framed bool) error {
+func runSimulated(cmd *cobra.Command, manager, secret, name, workdir string, n int, sim worker.Simulation, res resources.Resources, transport string) error {
 	log := logger(cmd)
 	if name == "" {
 		host, _ := os.Hostname()
@@ -154,7 +154,7 @@ func runSimulated(cmd *cobra.Command, manager, secret, name, workdir string, n i
 	ctx, stop := drainOnSignals(log, "signal: draining the simulated workers; send another to stop them now", func() { close(drain) })
 	defer stop()
 	return worker.RunSimulated(ctx, worker.Config{Manager: manager, Secret: secret, Name: name, Resources: res, Workdir: workdir,
-		Logger: log, Version: trellis.Version, Simulate: &sim, Framed: framed}, n, drain)
+		Logger: log, Version: trellis.Version, Simulate: &sim, Transport: transport}, n, drain)
 }
 
 // guardArg is the argument with which the trellis binary runs as a worker's

@@ -96,7 +96,7 @@ func TestFramedWrongSecret(t *testing.T) {
 		t.Errorf("framed worker output does not say why it was refused:\n%s", out)
 	}
 	code, out := runTrellis(t, "worker", c.addr, "--secret-file", c.secretFile, "--transport", "quic")
-	if code == 0 || !strings.Contains(out, `--transport "quic": give http2 or framed`) {
+	if code == 0 || !strings.Contains(out, `--transport "quic": give auto, framed or http2`) {
 		t.Errorf("--transport quic: exit %d, output %q; want refused, naming the choices", code, out)
 	}
 }

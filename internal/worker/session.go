@@ -679,12 +679,16 @@ func (w *Worker) openStream(ctx context.Context) Stream {
 	if w.cfg.Connect != nil {
 		return w.cfg.Connect(ctx)
 	}
-	if w.cfg.Framed {
+	if t := w.cfg.Transport; t == TransportFramed || t == TransportAuto && !w.framedRefused.Load() {
 		s, err := w.dialFramed(ctx)
-		if err != nil {
+		if err == nil {
+			return s
+		}
+		if t == TransportFramed || connect.CodeOf(err) != connect.CodeUnimplemented {
 			return failedStream{err}
 		}
-		return s
+		w.framedRefused.Store(true)
+		w.log.Info("the manager does not serve the framed transport (an older version): the Work stream goes over HTTP/2")
 	}
 	stream := w.rpc.Work(ctx)
 	w.authorize(stream.RequestHeader())

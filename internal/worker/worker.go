@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -57,11 +58,13 @@ type Config struct {
 	// TLS, when set, reaches the manager over TLS with it (docs/tls.md):
 	// a manager whose certificate does not verify refuses the worker.
 	TLS *tls.Config
-	// Framed, when set, holds the Work stream on a connection of its own
-	// (package framed, an HTTP/1.1 Upgrade) instead of an HTTP/2 stream:
-	// less CPU per message on both ends. Files, and the manager's other
-	// calls, still go over HTTP.
-	Framed bool
+	// Transport is how the Work stream is held: TransportHTTP2 (or ""),
+	// TransportFramed (on a connection of its own, package framed, an
+	// HTTP/1.1 Upgrade: less CPU per message on both ends), or
+	// TransportAuto (framed, and HTTP/2 from then on if the manager does
+	// not serve it: an older version). Files, and the manager's other
+	// calls, go over HTTP either way.
+	Transport string
 	// Simulate, when set, makes this a simulated worker that runs nothing
 	// (a measuring tool; see Simulation).
 	Simulate *Simulation
@@ -73,6 +76,13 @@ type Config struct {
 	aheadHold time.Duration
 }
 
+// The transports of Config.Transport.
+const (
+	TransportHTTP2  = "http2"
+	TransportFramed = "framed"
+	TransportAuto   = "auto"
+)
+
 // ErrRefused is returned by Run when the manager refuses the worker for
 // good (wrong secret, other protocol): retrying would not help.
 var ErrRefused = errors.New("worker: refused by the manager")
@@ -82,6 +92,9 @@ type Worker struct {
 	cfg     Config
 	log     *slog.Logger
 	rpc     trellisv1connect.ManagerClient
+	// framedRefused: the manager answered that it has no framed
+	// transport (TransportAuto then holds the stream over HTTP/2).
+	framedRefused atomic.Bool
 	h2      *http.Client
 	files   *http.Client
 	base    string // http://manager
