@@ -89,32 +89,32 @@ var ErrRefused = errors.New("worker: refused by the manager")
 
 // Worker is one worker process's state. Create it with New.
 type Worker struct {
-	cfg Config
-	log *slog.Logger
-	rpc trellisv1connect.ManagerClient
-	// framedRefused: the manager answered that it has no framed
-	// transport (TransportAuto then holds the stream over HTTP/2).
-	framedRefused atomic.Bool
-	h2            *http.Client
-	files         *http.Client
-	base          string // http://manager
-	cache         *cache.Cache
-	fetcher       *transfer.Fetcher
-	peers         *transfer.Fetcher // from peers over TLS (peertls.go); nil: fetcher
-	peerTLS                         // the file server's certificate and the cluster CA, from the manager
-	server        *http.Server      // serves the cache to peers
-	ln            net.Listener
-	boxes         boxes // the sandboxes of attempts
-	warden        *sandbox.Warden
-	libs          libraries
-	leases        leaseTable // for direct calls (direct.go)
-	drainc        chan struct{}
-	once          sync.Once
+	cfg     Config
+	log     *slog.Logger
+	rpc     trellisv1connect.ManagerClient
+	h2      *http.Client
+	files   *http.Client
+	base    string // http://manager
+	cache   *cache.Cache
+	fetcher *transfer.Fetcher
+	peers   *transfer.Fetcher // from peers over TLS (peertls.go); nil: fetcher
+	peerTLS                   // the file server's certificate and the cluster CA, from the manager
+	server  *http.Server      // serves the cache to peers
+	ln      net.Listener
+	boxes   boxes // the sandboxes of attempts
+	warden  *sandbox.Warden
+	libs    libraries
+	leases  leaseTable // for direct calls (direct.go)
+	drainc  chan struct{}
+	once    sync.Once
 	// incarnation names this worker process to managers, the same on
 	// every connection; kept holds the attempts of broken connections.
 	incarnation string
 	kept        *kept
 	runners     *runners // the goroutines of attempts (runners.go)
+	// framedRefused: the manager answered that it has no framed
+	// transport (TransportAuto then holds the stream over HTTP/2).
+	framedRefused atomic.Bool
 }
 
 // New prepares a worker; Run connects it.
