@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"trellis/internal/bench"
+	"trellis/internal/worker"
 )
 
 func benchScaleCmd() *cobra.Command {
@@ -67,7 +68,7 @@ manager's memory and CPU per task (rss_growth, cpu_growth).`,
 
 func benchCapacityCmd() *cobra.Command {
 	var cfg bench.ScaleConfig
-	var framed bool
+	var transport string
 	cmd := &cobra.Command{
 		Use:   "capacity",
 		Short: "What one manager carries: a manager process, worker processes (or simulated workers), many trivial tasks",
@@ -93,14 +94,11 @@ idle_cpu_us_per_worker_s, and more.`,
 			if err != nil {
 				return err
 			}
-			cfg.Worker = []string{self, "worker"}
-			if framed {
-				cfg.Worker = append(cfg.Worker, "--transport", "framed")
-			}
+			cfg.Worker = []string{self, "worker", "--transport", transport}
 			return runScale(cmd, cfg)
 		},
 	}
-	cmd.Flags().BoolVar(&framed, "framed", false, "the workers hold their streams on connections of their own (trellis worker --transport framed) instead of HTTP/2")
+	cmd.Flags().StringVar(&transport, "transport", worker.TransportAuto, "how the workers hold their streams (trellis worker --transport): auto, framed or http2")
 	cmd.Flags().IntVar(&cfg.Workers, "workers", 50, "workers to connect")
 	cmd.Flags().BoolVar(&cfg.Simulate, "simulate", false, "simulated workers (one process, trellis worker --simulate) instead of one worker process each")
 	cmd.Flags().Float64Var(&cfg.Cores, "cores", 1, "cores each worker offers (one-core tasks it runs at once)")
