@@ -74,7 +74,7 @@ func TestFramedTransport(t *testing.T) {
 			})
 			framed.signal(t, syscall.SIGKILL)
 			framed.wait(t, 10*time.Second)
-			c.worker("plain", nil, trust...)
+			c.worker("plain", nil, append([]string{"--transport", "http2"}, trust...)...)
 			if r := waitResult(t, hs[0], time.Minute); !r.OK() || r.Worker != "plain" || string(r.Stdout) != "again\n" || r.Attempts != 2 {
 				t.Errorf("task of the killed worker: %v on %q, %q in %d attempts; want success on the other worker in 2", r.Err(), r.Worker, r.Stdout, r.Attempts)
 			}
