@@ -43,6 +43,10 @@ const (
 	kindGzip    byte = 2
 )
 
+// ErrTooLarge is what a frame or message over the stream's limit gives
+// (wrapped, with the sizes).
+var ErrTooLarge = errors.New("over the size limit")
+
 // Stream sends Out and receives In messages on a connection. Send and
 // Receive may be called from two goroutines at once; Send is safe for
 // several.
@@ -81,7 +85,7 @@ func (s *Stream[Out, In]) Send(m Out) error {
 	}
 	s.buf = b[:0]
 	if len(b) > s.max {
-		return fmt.Errorf("framed: message of %d bytes over the limit of %d", len(b), s.max)
+		return fmt.Errorf("framed: a message of %d bytes, %w of %d", len(b), ErrTooLarge, s.max)
 	}
 	if s.compressMin > 0 && len(b) >= s.compressMin {
 		var z bytes.Buffer
@@ -148,7 +152,7 @@ func (s *Stream[Out, In]) Receive() (In, error) {
 			return zero, fmt.Errorf("framed: a compressed frame of %d bytes: %w", len(payload), err)
 		}
 		if len(b) > s.max {
-			return zero, fmt.Errorf("framed: a compressed message over the limit of %d bytes", s.max)
+			return zero, fmt.Errorf("framed: a compressed message %w of %d bytes", ErrTooLarge, s.max)
 		}
 		payload = b
 		fallthrough
@@ -180,7 +184,7 @@ func (s *Stream[Out, In]) readFrame() (byte, []byte, error) {
 		return 0, nil, errors.New("framed: a frame without its kind byte")
 	}
 	if n-1 > uint64(s.max) {
-		return 0, nil, fmt.Errorf("framed: a frame of %d bytes over the limit of %d", n-1, s.max)
+		return 0, nil, fmt.Errorf("framed: a frame of %d bytes, %w of %d", n-1, ErrTooLarge, s.max)
 	}
 	if cap(s.rb) < int(n) {
 		s.rb = make([]byte, n)

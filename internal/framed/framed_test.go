@@ -65,14 +65,14 @@ func TestBadFrames(t *testing.T) {
 		bytes []byte
 		want  string
 	}{
-		{"over the limit", []byte{0x81, 0x08, 0}, "a frame of 1024 bytes over the limit of 100"},
+		{"over the limit", []byte{0x81, 0x08, 0}, "a frame of 1024 bytes, over the size limit of 100"},
 		{"unknown kind", []byte{2, 9, 0}, "a frame of unknown kind 9"},
 		{"no kind", []byte{0}, "a frame without its kind byte"},
 		{"cut short", []byte{5, 0, 1}, "unexpected EOF"},
 		{"nothing after the length", []byte{0x80}, "EOF"},
 		{"undecodable message", []byte{3, 0, 0xff, 0xff}, "decode a message of 2 bytes"},
 		{"not gzip", []byte{3, 2, 1, 2}, "a compressed frame of 2 bytes"},
-		{"compressed over the limit", frame(2, gzipped(make([]byte, 200))), "a compressed message over the limit of 100 bytes"},
+		{"compressed over the limit", frame(2, gzipped(make([]byte, 200))), "a compressed message over the size limit of 100 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, _ := net.Pipe()
@@ -84,7 +84,7 @@ func TestBadFrames(t *testing.T) {
 	}
 	worker, _ := pair(100)
 	big := &pb.WorkerMessage{Msg: &pb.WorkerMessage_Hello{Hello: &pb.Hello{Name: strings.Repeat("n", 200)}}}
-	if err := worker.Send(big); err == nil || !strings.Contains(err.Error(), "over the limit of 100") {
+	if err := worker.Send(big); err == nil || !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Send of a message over the limit = %v; want refused", err)
 	}
 }

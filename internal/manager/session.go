@@ -14,6 +14,7 @@ import (
 
 	"trellis/internal/core"
 	"trellis/internal/inproc"
+	"trellis/internal/framed"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
@@ -319,6 +320,9 @@ func describeStreamEnd(err error) string {
 	var ce *connect.Error
 	if errors.As(err, &ce) && ce.Code() == connect.CodeResourceExhausted {
 		return "oversized message: " + ce.Message()
+	}
+	if errors.Is(err, framed.ErrTooLarge) {
+		return "oversized message: " + err.Error()
 	}
 	if errors.Is(err, io.EOF) {
 		return "connection closed"
