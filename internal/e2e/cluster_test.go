@@ -127,6 +127,16 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// waitRunning waits up to 20 s for cl's status to show n tasks running
+// (what names them in the failure).
+func waitRunning(t *testing.T, cl *trellis.Client, n int, what string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, what, func() bool {
+		s, err := cl.Status(context.Background())
+		return err == nil && s.Running == n
+	})
+}
+
 // cluster is a manager process and its secret.
 type cluster struct {
 	t          *testing.T

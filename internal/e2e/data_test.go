@@ -34,10 +34,7 @@ func TestLineageAfterSIGKILL(t *testing.T) {
 	countOut := trellis.Output(filepath.Join(dir, "count.txt"))
 	count.AddOutput(countOut, "count.txt")
 	hs := gatedChain(t, cl, gate, produce, count)
-	waitFor(t, 20*time.Second, "the gate task to hold the only worker", func() bool {
-		s, err := cl.Status(context.Background())
-		return err == nil && s.Running == 1
-	})
+	waitRunning(t, cl, 1, "the gate task to hold the only worker")
 	first.signal(t, syscall.SIGKILL) // the only copy of numbers goes with it
 	first.wait(t, 10*time.Second)
 	c.worker("second", nil, "--cores", "1")

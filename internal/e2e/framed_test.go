@@ -68,10 +68,7 @@ func TestFramedTransport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, "the framed worker to run the task", func() bool {
-				s, err := cl.Status(ctx)
-				return err == nil && s.Running == 1
-			})
+			waitRunning(t, cl, 1, "the framed worker to run the task")
 			framed.signal(t, syscall.SIGKILL)
 			framed.wait(t, 10*time.Second)
 			c.worker("plain", nil, append([]string{"--transport", "http2"}, trust...)...)

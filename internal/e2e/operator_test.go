@@ -122,10 +122,7 @@ func TestCancelByID(t *testing.T) {
 	if r := waitResult(t, hs[1], time.Minute); !r.OK() {
 		t.Fatalf("task short: %v, want success", r.Err())
 	}
-	waitFor(t, 20*time.Second, "task long to run", func() bool {
-		s, err := cl.Status(ctx)
-		return err == nil && s.Running == 1
-	})
+	waitRunning(t, cl, 1, "task long to run")
 
 	code, out := runTrellis(t, "cancel", c.addr, strconv.FormatUint(hs[0].ID, 10), "--secret-file", c.secretFile)
 	if code != 0 || out != "asked the manager to cancel 1 task\n" {
@@ -162,10 +159,7 @@ func TestCancelSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "task long to run", func() bool {
-		s, err := cl.Status(ctx)
-		return err == nil && s.Running == 1
-	})
+	waitRunning(t, cl, 1, "task long to run")
 	keep, err := other.Submit(ctx, named("other", "echo other"))
 	if err != nil {
 		t.Fatal(err)

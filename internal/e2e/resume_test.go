@@ -99,10 +99,7 @@ func TestManagerLost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 20*time.Second, "the task to run", func() bool {
-				s, err := cl.Status(ctx)
-				return err == nil && s.Running == 1
-			})
+			waitRunning(t, cl, 1, "the task to run")
 			c.manager.signal(t, 9)
 			c.manager.wait(t, 10*time.Second)
 			want := "unreachable for"

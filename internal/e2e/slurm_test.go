@@ -87,10 +87,7 @@ func TestFactorySlurm(t *testing.T) {
 	if _, err := cl.Submit(ctx, trellis.NewTask("sleep 300")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the long task to run", func() bool {
-		s, err := cl.Status(ctx)
-		return err == nil && s.Running == 1
-	})
+	waitRunning(t, cl, 1, "the long task to run")
 	f.signal(t, syscall.SIGTERM)
 	f.wait(t, 20*time.Second)
 	if ids := slurmJobs(t, prefix); len(ids) > 0 {

@@ -261,10 +261,7 @@ func TestTLSPeerTransfer(t *testing.T) {
 	if r := waitResult(t, hs[0], 30*time.Second); !r.OK() {
 		t.Fatalf("producer: %v", r.Err())
 	}
-	waitFor(t, 20*time.Second, "the hold task to take the producer's one core", func() bool {
-		s, err := cl.Status(context.Background())
-		return err == nil && s.Running == 1
-	})
+	waitRunning(t, cl, 1, "the hold task to take the producer's one core")
 	c.worker("consumer", nil, "--cores", "1", "--tls-fingerprint", fp)
 	c.waitWorkers(cl, 2)
 	count := trellis.NewTask("wc -l < n.txt | tr -d ' ' > count.txt").AddInput(numbers, "n.txt")
