@@ -13,8 +13,8 @@ import (
 	"connectrpc.com/connect"
 
 	"trellis/internal/core"
-	"trellis/internal/inproc"
 	"trellis/internal/framed"
+	"trellis/internal/inproc"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 )
