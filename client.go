@@ -40,13 +40,16 @@ type Client struct {
 	session  string
 	rpc      managerRPC
 	watchRPC func(ctx context.Context, req *pb.WatchRequest) (eventStream, error)
-	submits  *submitStream // nil in process (WithTransport)
-	rpcHTTP  *http.Client
-	files    *http.Client
-	log      *slog.Logger
-	onEvent  func(Event)
-	via      clientconn.Transport
-	tls      *tls.Config // nil: plain h2c
+	// framedWatch opens the event streams over the network (watch_framed.go);
+	// nil in process (WithTransport).
+	framedWatch *framedWatch
+	submits     *submitStream // nil in process (WithTransport)
+	rpcHTTP     *http.Client
+	files       *http.Client
+	log         *slog.Logger
+	onEvent     func(Event)
+	via         clientconn.Transport
+	tls         *tls.Config // nil: plain h2c
 
 	managerTimeout time.Duration // see WithManagerTimeout
 	workflow       string        // see WithWorkflow
@@ -180,9 +183,10 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	rpc := trellisv1connect.NewManagerClient(c.rpcHTTP, c.base, connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes),
 		connect.WithInterceptors(bearer{&c.secret}))
 	c.rpc = rpc
-	c.watchRPC = func(ctx context.Context, req *pb.WatchRequest) (eventStream, error) {
+	c.framedWatch = &framedWatch{c: c, http2: func(ctx context.Context, req *pb.WatchRequest) (eventStream, error) {
 		return rpc.Watch(ctx, connect.NewRequest(req))
-	}
+	}}
+	c.watchRPC = c.framedWatch.open
 	c.submits = newSubmitStream(rpc.Submits)
 	if err := c.begin(ctx); err != nil {
 		c.rpcHTTP.CloseIdleConnections()

@@ -86,6 +86,7 @@ func (m *Manager) handleRPCs(mux *http.ServeMux) {
 		mux.Handle(procedure, m.requireSecret(limitRequest(procedure, limit, h)))
 	}
 	mux.Handle(framed.Path, m.requireSecret(http.HandlerFunc(m.workFramed)))
+	mux.Handle(framed.WatchPath, m.requireSecret(http.HandlerFunc(m.watchFramed)))
 }
 
 // requireSecret refuses a request without the secret from its headers,

@@ -2,9 +2,12 @@ package manager
 
 import (
 	"context"
+	"fmt"
 	"net/http"
-	"strings"
 	"time"
+
+	"connectrpc.com/connect"
+	goproto "google.golang.org/protobuf/proto"
 
 	"trellis/internal/framed"
 	"trellis/internal/proto"
@@ -16,29 +19,12 @@ import (
 // framed.Upgrade, whose secret requireSecret checked, is answered 101 and
 // the connection is handed to the same session code as an HTTP/2 stream.
 func (m *Manager) workFramed(w http.ResponseWriter, r *http.Request) {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), framed.Upgrade) {
-		http.Error(w, "trellis: ask to upgrade to "+framed.Upgrade+" (trellis worker --transport framed)", http.StatusBadRequest)
-		return
-	}
-	hj, ok := w.(http.Hijacker)
-	if !ok { // HTTP/2 has no upgrade
-		http.Error(w, "trellis: the framed transport needs HTTP/1.1", http.StatusHTTPVersionNotSupported)
-		return
-	}
-	conn, rw, err := hj.Hijack()
-	if err != nil {
-		m.log.Warn("framed work stream: hijack", "peer", r.RemoteAddr, "err", err)
+	conn, br, ok := framed.Accept(w, r, framed.Upgrade)
+	if !ok {
 		return
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Time{}) // the server's read deadlines were for the request
-	if _, err := rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + framed.Upgrade + "\r\nConnection: Upgrade\r\n\r\n"); err != nil {
-		return
-	}
-	if err := rw.Flush(); err != nil {
-		return
-	}
-	stream := &framedWork{framed.New[*pb.ManagerMessage, *pb.WorkerMessage](conn, rw.Reader, proto.MaxMessageBytes, proto.CompressMinBytes,
+	stream := &framedWork{framed.New[*pb.ManagerMessage, *pb.WorkerMessage](conn, br, proto.MaxMessageBytes, proto.CompressMinBytes,
 		func() *pb.WorkerMessage { return new(pb.WorkerMessage) })}
 	// A hijacked connection is the manager's to end: the server's
 	// shutdown does not see it.
@@ -71,3 +57,42 @@ func (s *framedWork) Abort() { s.Close() }
 type aborter interface{ Abort() }
 
 var _ aborter = (*framedWork)(nil)
+
+// watchFramed serves a client's Watch stream over its own connection, as
+// workFramed does a worker's Work stream: the first frame is the
+// WatchRequest, then the manager sends TaskEvents, and ends the stream
+// with the error that ends the watch (a session that ended:
+// FailedPrecondition). The client's closing the connection ends it.
+func (m *Manager) watchFramed(w http.ResponseWriter, r *http.Request) {
+	conn, br, ok := framed.Accept(w, r, framed.WatchUpgrade)
+	if !ok {
+		return
+	}
+	defer conn.Close()
+	stream := framed.New[*pb.TaskEvents, *pb.WatchRequest](conn, br, proto.MaxMessageBytes, proto.CompressMinBytes,
+		func() *pb.WatchRequest { return new(pb.WatchRequest) })
+	conn.SetReadDeadline(time.Now().Add(helloTimeout))
+	req, err := stream.Receive()
+	if err == nil && goproto.Size(req) > smallRequestBytes { // the Watch RPC's bound
+		err = fmt.Errorf("%w: a watch request of %d bytes, the limit is %d", framed.ErrTooLarge, goproto.Size(req), smallRequestBytes)
+	}
+	if err != nil {
+		stream.End(connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("read the watch request: %w", err)))
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() { // exits when the client goes (its connection closes) or the watch ends (conn.Close)
+		stream.Receive() // nothing more comes: any frame, or the end, ends the watch
+		cancel()
+	}()
+	go func() { // exits when the manager stops or the watch ends
+		select {
+		case <-m.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stream.End(m.WatchEvents(ctx, req, stream.Send))
+}

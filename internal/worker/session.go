@@ -684,8 +684,11 @@ func (w *Worker) openStream(ctx context.Context) Stream {
 		if err == nil {
 			return s
 		}
-		if t == TransportFramed || connect.CodeOf(err) != connect.CodeUnimplemented {
+		if connect.CodeOf(err) != connect.CodeUnimplemented {
 			return failedStream{err}
+		}
+		if t == TransportFramed {
+			return failedStream{fmt.Errorf("%w: start the worker without --transport framed", err)}
 		}
 		w.framedRefused.Store(true)
 		w.log.Info("the manager does not serve the framed transport (an older version): the Work stream goes over HTTP/2")

@@ -1,4 +1,4 @@
-package worker
+package framed
 
 import (
 	"net"
@@ -8,10 +8,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tcpUserTimeout makes the kernel give up on conn once data it sent has
-// gone unacknowledged for d: a dead host is then found while the worker
+// userTimeout makes the kernel give up on conn once data it sent has
+// gone unacknowledged for d: a dead host is then found while one
 // writes, not after the retransmissions' quarter of an hour.
-func tcpUserTimeout(conn net.Conn, d time.Duration) {
+func userTimeout(conn net.Conn, d time.Duration) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return
