@@ -110,8 +110,11 @@ func refused(upgrade string, status int, body []byte) error {
 // Accept answers a request to upgrade to protocol upgrade: 101, and the
 // connection is the caller's, to close, with the reader that holds what
 // the client sent after its request. ok is false when it answered
-// otherwise (a request without the upgrade, or over HTTP/2).
-func Accept(w http.ResponseWriter, r *http.Request, upgrade string) (conn net.Conn, br *bufio.Reader, ok bool) {
+// otherwise (a request without the upgrade, or over HTTP/2). keepIdle, when
+// positive, turns on TCP keepalives after that much silence (probes every
+// tenth of it, two unanswered lose it), so that a peer whose host died is
+// found, as HTTP/2's pings find it.
+func Accept(w http.ResponseWriter, r *http.Request, upgrade string, keepIdle time.Duration) (conn net.Conn, br *bufio.Reader, ok bool) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), upgrade) {
 		http.Error(w, "trellis: ask to upgrade to "+upgrade, http.StatusBadRequest)
 		return nil, nil, false
@@ -126,10 +129,29 @@ func Accept(w http.ResponseWriter, r *http.Request, upgrade string) (conn net.Co
 		return nil, nil, false
 	}
 	conn.SetDeadline(time.Time{}) // the server's deadlines were for the request
+	if keepIdle > 0 {
+		keepAlive(conn, keepIdle)
+	}
 	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: " + upgrade + "\r\nConnection: Upgrade\r\n\r\n")
 	if err := rw.Flush(); err != nil {
 		conn.Close()
 		return nil, nil, false
 	}
 	return conn, rw.Reader, true
+}
+
+// keepAlive turns on keepalives on the TCP connection under conn (through
+// TLS and other wrappers that have NetConn).
+func keepAlive(conn net.Conn, idle time.Duration) {
+	for {
+		switch c := conn.(type) {
+		case *net.TCPConn:
+			c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: idle, Interval: idle / 10, Count: 2})
+			return
+		case interface{ NetConn() net.Conn }:
+			conn = c.NetConn()
+		default:
+			return
+		}
+	}
 }

@@ -19,7 +19,7 @@ import (
 // framed.Upgrade, whose secret requireSecret checked, is answered 101 and
 // the connection is handed to the same session code as an HTTP/2 stream.
 func (m *Manager) workFramed(w http.ResponseWriter, r *http.Request) {
-	conn, br, ok := framed.Accept(w, r, framed.Upgrade)
+	conn, br, ok := framed.Accept(w, r, framed.Upgrade, 0) // the liveness sweep pings the worker
 	if !ok {
 		return
 	}
@@ -64,7 +64,7 @@ var _ aborter = (*framedWork)(nil)
 // with the error that ends the watch (a session that ended:
 // FailedPrecondition). The client's closing the connection ends it.
 func (m *Manager) watchFramed(w http.ResponseWriter, r *http.Request) {
-	conn, br, ok := framed.Accept(w, r, framed.WatchUpgrade)
+	conn, br, ok := framed.Accept(w, r, framed.WatchUpgrade, proto.PingIdle) // a client whose host died: lost in 55 s, as by HTTP/2's pings
 	if !ok {
 		return
 	}
