@@ -8,12 +8,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-type wrapped struct{ net.Conn }
+type tlsLike struct{ net.Conn }
 
-func (w wrapped) NetConn() net.Conn { return w.Conn }
+func (w tlsLike) NetConn() net.Conn { return w.Conn }
 
-// keepAlive finds the TCP connection under wrappers that have NetConn (a
-// TLS connection, the manager's gate) and sets its keepalives.
+type gateLike struct{ net.Conn }
+
+func (w gateLike) Underlying() net.Conn { return w.Conn }
+
+// keepAlive finds the TCP connection under a TLS connection (NetConn) and
+// the manager's gate (Underlying) and sets its keepalives.
 func TestKeepAliveThroughWrappers(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,7 +29,7 @@ func TestKeepAliveThroughWrappers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	keepAlive(wrapped{wrapped{c}}, 40*time.Second)
+	keepAlive(tlsLike{gateLike{c}}, 40*time.Second)
 	raw, _ := c.(*net.TCPConn).SyscallConn()
 	var on, idle, intvl, count int
 	raw.Control(func(fd uintptr) {

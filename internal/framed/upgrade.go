@@ -141,7 +141,7 @@ func Accept(w http.ResponseWriter, r *http.Request, upgrade string, keepIdle tim
 }
 
 // keepAlive turns on keepalives on the TCP connection under conn (through
-// TLS and other wrappers that have NetConn).
+// TLS, whose connection has NetConn, and the manager's gate, Underlying).
 func keepAlive(conn net.Conn, idle time.Duration) {
 	for {
 		switch c := conn.(type) {
@@ -150,6 +150,8 @@ func keepAlive(conn net.Conn, idle time.Duration) {
 			return
 		case interface{ NetConn() net.Conn }:
 			conn = c.NetConn()
+		case interface{ Underlying() net.Conn }:
+			conn = c.Underlying()
 		default:
 			return
 		}

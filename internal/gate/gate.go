@@ -150,9 +150,10 @@ type Conn struct {
 	elem     *list.Element // in l.strangers; nil once admitted or closed
 }
 
-// NetConn returns the connection it wraps (as tls.Conn's does): the TCP
-// connection, for those that set its options.
-func (c *Conn) NetConn() net.Conn { return c.Conn }
+// Underlying returns the connection it wraps: the TCP connection, for
+// those that set its options. (Not NetConn, which ConnContext follows
+// through TLS to find this Conn.)
+func (c *Conn) Underlying() net.Conn { return c.Conn }
 
 // Close closes the connection and stops counting it.
 func (c *Conn) Close() error {
