@@ -59,9 +59,14 @@ type Stream[Out, In goproto.Message] struct {
 
 	wmu sync.Mutex
 	w   *bufio.Writer
-	buf []byte // reused for encoding (under wmu)
-	rb  []byte // reused for reading (Receive is not concurrent)
+	buf []byte // reused for encoding (under wmu), up to keepBuf
+	rb  []byte // reused for reading (Receive is not concurrent), up to keepBuf
 }
+
+// keepBuf bounds the buffers a stream keeps between messages: one large
+// message must not leave megabytes behind on each of a manager's
+// thousands of streams.
+const keepBuf = 64 << 10
 
 // New returns a stream on conn that reads through r (which may hold bytes
 // already read from conn: an Upgrade's buffered reader), refuses frames
@@ -83,7 +88,9 @@ func (s *Stream[Out, In]) Send(m Out) error {
 	if err != nil {
 		return fmt.Errorf("framed: encode: %w", err)
 	}
-	s.buf = b[:0]
+	if cap(b) <= keepBuf {
+		s.buf = b[:0]
+	}
 	if len(b) > s.max {
 		return fmt.Errorf("framed: a message of %d bytes, %w of %d", len(b), ErrTooLarge, s.max)
 	}
@@ -186,10 +193,13 @@ func (s *Stream[Out, In]) readFrame() (byte, []byte, error) {
 	if n-1 > uint64(s.max) {
 		return 0, nil, fmt.Errorf("framed: a frame of %d bytes, %w of %d", n-1, ErrTooLarge, s.max)
 	}
-	if cap(s.rb) < int(n) {
-		s.rb = make([]byte, n)
+	b := s.rb
+	if cap(b) < int(n) {
+		if b = make([]byte, n); n <= keepBuf {
+			s.rb = b
+		}
 	}
-	b := s.rb[:n]
+	b = b[:n]
 	if _, err := io.ReadFull(s.r, b); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -204,6 +214,3 @@ func (s *Stream[Out, In]) readFrame() (byte, []byte, error) {
 
 // Close closes the connection: a Receive blocked on it returns.
 func (s *Stream[Out, In]) Close() error { return s.conn.Close() }
-
-// RemoteAddr is the peer's address.
-func (s *Stream[Out, In]) RemoteAddr() string { return s.conn.RemoteAddr().String() }

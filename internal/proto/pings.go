@@ -2,12 +2,14 @@ package proto
 
 import "time"
 
-// The worker's connection to the manager checks itself with HTTP/2 pings,
-// on both ends: one goes once nothing has come for PingIdle, and the
-// connection is closed when its answer has not come in PingTimeout. So a
-// peer whose host dies or whose link is cut is noticed within PingIdle +
-// PingTimeout (55 s), and a heartbeat (every 30 s by default) is left to
-// catch a session that stopped while its process still answers.
+// The worker's connection to the manager checks itself on both ends: over
+// HTTP/2 with its pings, one once nothing has come for PingIdle, the
+// connection closed when its answer has not come in PingTimeout; framed
+// (package framed), with the manager's Ping message on the same terms
+// (the liveness sweep) and the worker's TCP keepalives after PingIdle. So
+// a peer whose host dies or whose link is cut is noticed within about
+// PingIdle + PingTimeout (55 s), and a heartbeat (every 30 s by default)
+// is left to catch a session that stopped while its process still answers.
 //
 // PingIdle is longer than the default heartbeat, so that a worker that
 // heartbeats is never pinged by the manager, and an idle worker pings its
