@@ -163,8 +163,8 @@ type TaskCounts struct {
 // needs to size itself.
 type ShapeDemand struct {
 	Shape           Resources `json:"shape"`
-	Waiting         int       `json:"waiting"`          // command tasks not yet placed
-	Running         int       `json:"running"`          // command tasks placed (staging or running)
+	Waiting         int       `json:"waiting"`          // command tasks not yet running: waiting for inputs, queued, or held ahead on a busy worker
+	Running         int       `json:"running"`          // command tasks placed on a worker's resources (staging or running)
 	Instances       int       `json:"instances"`        // library instances placed
 	InstancesWanted int       `json:"instances_wanted"` // more that calls waiting with no free slot need
 }

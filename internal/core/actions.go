@@ -76,6 +76,17 @@ type Kill struct {
 	Worker  WorkerID
 }
 
+// Revoke: attempt Attempt of Task, held ahead on Worker, is wanted back
+// for worker For, which has room for it. Worker hands it back (a
+// TaskReturned) unless it started it first; its report of the end that
+// started it tells the core so (promote), and the revoke lapses.
+type Revoke struct {
+	Task    TaskID
+	Attempt uint32
+	Worker  WorkerID
+	For     WorkerID
+}
+
 // Started: attempt Attempt of Task, dispatched ahead (Dispatch.Ahead) and
 // held on Worker, starts there now: the resources of a task that ended
 // there freed, and the worker starts its held tasks in order as the core
@@ -241,6 +252,7 @@ func (FileLost) isAction()        {}
 func (Forget) isAction()          {}
 func (Dispatch) isAction()        {}
 func (Kill) isAction()            {}
+func (Revoke) isAction()          {}
 func (Started) isAction()         {}
 func (Adopted) isAction()         {}
 func (InstanceAdopted) isAction() {}

@@ -1,5 +1,7 @@
 package core
 
+import "fmt"
+
 // Holding tasks ahead (SetAhead): with every core busy, a worker may be
 // given up to Core.ahead tasks beyond its free resources. They are
 // dispatched (Dispatch.Ahead), held on the worker in the order dispatched,
@@ -35,6 +37,15 @@ package core
 //     skipped. A held task is Running to everything else: its worker's
 //     loss, a Kill for its cancel, and the journal's Dispatched record
 //     treat it as a dispatched one.
+//   - A worker that has room and nothing queued that fits it takes a held
+//     task back from another (stealFor): the core sends a Revoke for the
+//     last task held on the worker that holds the most, one at a time for
+//     each worker with room. The holder hands it back unless it started it
+//     first: then the report of the end that started it comes first, the
+//     core starts it too (promote) and the revoke lapses. Handed back, it
+//     goes to the worker it was revoked for if that one still has room.
+//     So a held task never waits behind a busy worker's running one while
+//     a core idles, which is what lets a worker join or free late.
 
 // SetAhead sets how many tasks a worker may hold beyond its free
 // resources; 0 (the default) holds none. Call it before the first Step.
@@ -163,6 +174,10 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 	t.worker = w
 	w.running[t.spec.ID] = t
 	w.ahead = append(w.ahead, t)
+	if !w.listed {
+		w.listed = true
+		c.holders = append(c.holders, w)
+	}
 	c.countHeld(t, 1)
 	if len(t.spec.Inputs) > 0 {
 		c.pin(t, w)
@@ -191,6 +206,12 @@ func (c *Core) promote(w *worker) {
 		t.held = true
 		c.countHeld(t, -1)
 		n++
+		if thief, ok := c.revokes[t]; ok {
+			// Started before the Revoke came: it lapses, and the worker
+			// it was for looks again.
+			delete(c.revokes, t)
+			c.freed = append(c.freed, thief) // filled at the step's end
+		}
 		c.starts = append(c.starts, Started{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id}) // after the end that started it (settle)
 	}
 	if n > 0 {
@@ -207,11 +228,94 @@ func (t *task) isAhead() bool { return !t.held && t.spec.Role == Plain }
 func (c *Core) unhold(t *task) {
 	t.worker.ahead = removeTask(t.worker.ahead, t)
 	c.countHeld(t, -1)
+	if thief, ok := c.revokes[t]; ok {
+		// Ended, lost or handed back: the worker it was revoked for looks
+		// again (or takes it: taskReturned).
+		delete(c.revokes, t)
+		c.freed = append(c.freed, thief) // filled at the step's end
+	}
 }
 
-// countHeld counts t, held ahead (d = 1) or no longer (-1), for Tally: a
-// held task is Running to the core's states, but waits for a core.
-func (c *Core) countHeld(t *task, d int) { c.held[t.class] += d }
+// stealFor revokes, for w, which has room that nothing queued fits
+// (fill), a task held ahead on another worker: the last held on the worker
+// that holds the most, of those that fit w. One revoke in flight for each
+// worker: once it resolves, w looks again (taskReturned, promote).
+func (c *Core) stealFor(w *worker) {
+	if !c.anyHeld() || w.index < 0 || w.draining || len(w.ahead) > 0 {
+		return
+	}
+	for _, thief := range c.revokes {
+		if thief == w {
+			return
+		}
+	}
+	var pick *task
+	kept := c.holders[:0]
+	for _, v := range c.holders {
+		if len(v.ahead) == 0 || c.workers[v.id] != v {
+			v.listed = false
+			continue
+		}
+		kept = append(kept, v)
+		if v == w || pick != nil && len(v.ahead) <= len(pick.worker.ahead) {
+			continue
+		}
+		for i := len(v.ahead) - 1; i >= 0; i-- {
+			t := v.ahead[i]
+			if _, revoked := c.revokes[t]; revoked || t.cancel || !w.fits(t.spec.Resources) {
+				continue
+			}
+			if len(t.spec.Inputs) > 0 || len(t.spec.Outputs) > 0 {
+				if fits, need := c.cacheFits(t, w); !fits || !c.outputFits(t, w, need) {
+					continue
+				}
+			}
+			pick = t
+			break
+		}
+	}
+	clear(c.holders[len(kept):])
+	c.holders = kept
+	if pick == nil {
+		return
+	}
+	if c.revokes == nil {
+		c.revokes = make(map[*task]*worker)
+	}
+	c.revokes[pick] = w
+	c.emit(Revoke{Task: pick.spec.ID, Attempt: pick.attempt, Worker: pick.worker.id, For: w.id})
+}
+
+// anyHeld reports whether some worker holds a task ahead.
+func (c *Core) anyHeld() bool {
+	for _, n := range c.held {
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// revoked takes back t, handed back by the worker that held it after a
+// Revoke for thief (taskReturned, which released it): it runs on thief if
+// that one still has room for it, or else is queued again.
+func (c *Core) revoked(t *task, thief *worker) {
+	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: Cancelled,
+		Message: fmt.Sprintf("held ahead on worker %d and handed back for worker %d, which had room", t.worker.id, thief.id)}})
+	c.makeReady(t)
+	if c.workers[thief.id] == thief && thief.index >= 0 && thief.fits(t.spec.Resources) {
+		c.place(c.ready.byNeed[t.spec.Resources], t, thief)
+	}
+	c.freed = append(c.freed, thief) // filled at the step's end
+}
+
+// countHeld counts t, held ahead (d = 1) or no longer (-1), for Tally and
+// Demand: a held task is Running to the core's states, but waits for a
+// core.
+func (c *Core) countHeld(t *task, d int) {
+	c.held[t.class] += d
+	t.shape.held += d
+}
 
 // Ahead returns the tasks worker w holds ahead, in the order they start.
 func (c *Core) Ahead(w WorkerID) []TaskID {

@@ -24,6 +24,11 @@ func started(id core.TaskID, attempt uint32, w core.WorkerID) core.Started {
 	return core.Started{Task: id, Attempt: attempt, Worker: w}
 }
 
+// revoke asks worker w for its held attempt of id back, for worker thief.
+func revoke(id core.TaskID, attempt uint32, w, thief core.WorkerID) core.Revoke {
+	return core.Revoke{Task: id, Attempt: attempt, Worker: w, For: thief}
+}
+
 // aheadOf marks d as sent ahead: its worker holds it until resources free.
 func aheadOf(d core.Dispatch) core.Dispatch { d.Ahead = true; return d }
 
@@ -86,7 +91,8 @@ func TestAhead(t *testing.T) {
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
 				step{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(5, 1, 1)), started(3, 1, 1))},
 				step{ok(3, 1, 1), acts(success(3, 1, 1), started(5, 1, 1))},
-				step{ok(5, 1, 1), acts(success(5, 1, 1))},
+				// Worker 1 idles while 4 waits behind 2: it takes 4 back.
+				step{ok(5, 1, 1), acts(success(5, 1, 1), revoke(4, 1, 2, 1))},
 			),
 			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
 			counts: &counts{Running: 2, Finished: 3},
@@ -99,7 +105,7 @@ func TestAhead(t *testing.T) {
 				step{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
 				step{ok(3, 1, 1), acts(started(3, 1, 1), success(3, 1, 1))},
-				step{ok(1, 1, 1), acts(success(1, 1, 1))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1), revoke(4, 1, 2, 1))},
 			),
 			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
 			counts: &counts{Running: 2, Finished: 2},
@@ -148,10 +154,45 @@ func TestAhead(t *testing.T) {
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
 				step{core.CancelTask{Task: 3}, acts(core.Kill{Task: 3, Attempt: 1, Worker: 1})},
 				step{finished(3, 1, 1, outcome(core.Cancelled, "cancelled before it started")), acts(done(3, 1, 1, cancelled))},
-				step{ok(1, 1, 1), acts(success(1, 1, 1))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1), revoke(4, 1, 2, 1))},
 			),
 			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {4}},
 			counts: &counts{Running: 2, Finished: 2},
+		},
+		{
+			// The holder still holds 4 when the Revoke comes: it hands it
+			// back, and 4 runs on worker 1, which had room.
+			name: "a worker with room takes a held task back",
+			steps: append(two(),
+				step{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1), started(3, 1, 1))},
+				step{ok(3, 1, 1), acts(success(3, 1, 1), revoke(4, 1, 2, 1))},
+				// A second event of worker 1 sends no second Revoke.
+				step{core.Tick{Now: 1}, nil},
+				step{core.TaskReturned{Task: 4, Attempt: 1, Worker: 2}, acts(
+					core.Requeued{Task: 4, Attempt: 1, Reason: outcome(core.Cancelled, "held ahead on worker 2 and handed back for worker 1, which had room")},
+					dispatch(4, 2, 1))},
+				step{ok(4, 2, 1), acts(success(4, 2, 1))},
+			),
+			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {}},
+			counts: &counts{Running: 1, Finished: 3},
+		},
+		{
+			// 2 ends on worker 2 before the Revoke comes: the worker
+			// starts 4, and so does the core; the Revoke lapses, and
+			// worker 1 looks again (nothing is held now).
+			name: "a Revoke that crosses the start lapses",
+			steps: append(two(),
+				step{submit(task(1, one), task(2, one), task(3, one), task(4, one)),
+					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)), aheadOf(dispatch(4, 1, 2)))},
+				step{ok(1, 1, 1), acts(success(1, 1, 1), started(3, 1, 1))},
+				step{ok(3, 1, 1), acts(success(3, 1, 1), revoke(4, 1, 2, 1))},
+				step{ok(2, 1, 2), acts(success(2, 1, 2), started(4, 1, 2))},
+				step{ok(4, 1, 2), acts(success(4, 1, 2))},
+			),
+			held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {}},
+			counts: &counts{Finished: 4},
 		},
 		{
 			name: "returned by a draining worker: placed again",
@@ -237,6 +278,31 @@ func TestAheadOrder(t *testing.T) {
 			held: map[core.WorkerID][]core.TaskID{1: {3, 4}},
 		},
 	})
+}
+
+// TestAheadRevokeForJoiners: workers that join while tasks are held
+// elsewhere take them back, one Revoke for each, the last held first; one
+// that joins after the holder started them gets none.
+func TestAheadRevokeForJoiners(t *testing.T) {
+	one := res(1000, 100)
+	runAhead(t, 2, []aheadScenario{{
+		name: "each worker with room takes back its own",
+		steps: []step{
+			{joinAhead(1, res(1000, 1000)), nil},
+			{submit(task(1, one), task(2, one), task(3, one)),
+				acts(dispatch(1, 1, 1), aheadOf(dispatch(2, 1, 1)), aheadOf(dispatch(3, 1, 1)))},
+			{joinAhead(2, res(1000, 1000)), acts(revoke(3, 1, 1, 2))},
+			{joinAhead(3, res(1000, 1000)), acts(revoke(2, 1, 1, 3))},
+			{core.TaskReturned{Task: 3, Attempt: 1, Worker: 1}, acts(
+				core.Requeued{Task: 3, Attempt: 1, Reason: outcome(core.Cancelled, "held ahead on worker 1 and handed back for worker 2, which had room")},
+				dispatch(3, 2, 2))},
+			// Worker 1 started 2 before the second Revoke came.
+			{ok(1, 1, 1), acts(success(1, 1, 1), started(2, 1, 1))},
+			{joinAhead(4, res(1000, 1000)), nil},
+		},
+		held:   map[core.WorkerID][]core.TaskID{1: {}, 2: {}, 3: {}},
+		counts: &counts{Running: 2, Finished: 1},
+	}})
 }
 
 // TestAheadCancelFirst: a held task cancelled lets the one behind it
@@ -384,6 +450,7 @@ func TestSimulationAhead(t *testing.T) {
 		"data, few workers", "urls and archives", "library storm", "calls, few workers"} {
 		rows = append(rows, row{name, scenarioConfig(t, name)})
 	}
+	var revokes, handedBack atomic.Int64 // over every scenario and seed
 	for _, sc := range rows {
 		var held, fetches atomic.Int64 // over the scenario's seeds
 		t.Run(sc.name, func(t *testing.T) {
@@ -399,6 +466,8 @@ func TestSimulationAhead(t *testing.T) {
 					t.Logf("seed %d: %d of %d dispatches held ahead; %v", seed, stats.Held, stats.Dispatches, stats)
 					held.Add(int64(stats.Held))
 					fetches.Add(int64(stats.Fetches))
+					revokes.Add(int64(stats.Revokes))
+					handedBack.Add(int64(stats.HandedBackHeld))
 				})
 			}
 		})
@@ -410,12 +479,16 @@ func TestSimulationAhead(t *testing.T) {
 			t.Errorf("%s: no task was held ahead in seeds %v: the rules were not exercised", sc.name, seeds())
 		}
 	}
+	t.Logf("%d Revokes, %d answered by a hand-back", revokes.Load(), handedBack.Load())
+	if (revokes.Load() == 0 || handedBack.Load() == 0) && *seedFlag == 0 {
+		t.Errorf("%d Revokes, %d handed back: taking held tasks back was not exercised", revokes.Load(), handedBack.Load())
+	}
 }
 
 // TestAheadCountsAsHeld: a task held ahead waits for a core: Tally counts
 // it Held (a status shows it queued) and Workers lists it apart from what
 // runs; once started it counts as running. Demand, what a factory sizes
-// itself by, counts it placed: a worker that joins would not take it.
+// itself by, counts it waiting: a worker that joins takes it back.
 func TestAheadCountsAsHeld(t *testing.T) {
 	one := res(1000, 100)
 	lost := outcome(core.WorkerLost, "worker 1 lost: gone")
@@ -441,12 +514,12 @@ func TestAheadCountsAsHeld(t *testing.T) {
 			t.Errorf("%s: Workers()[0] running and ahead mismatch (-want +got):\n%s", when, diff)
 		}
 	}
-	check("one runs, one held, one queued", []core.ShapeDemand{{Shape: one, Waiting: 1, Running: 2}},
+	check("one runs, one held, one queued", []core.ShapeDemand{{Shape: one, Waiting: 2, Running: 1}},
 		core.StateCounts{Ready: 1, Running: 2, Held: 1}, []core.TaskID{1}, []core.TaskID{2})
 	compareSteps(t, c, []step{
 		{ok(1, 1, 1), acts(success(1, 1, 1), aheadOf(dispatch(3, 1, 1)), started(2, 1, 1))},
 	}, false)
-	check("the end started the held one and held the queued one", []core.ShapeDemand{{Shape: one, Running: 2}},
+	check("the end started the held one and held the queued one", []core.ShapeDemand{{Shape: one, Waiting: 1, Running: 1}},
 		core.StateCounts{Running: 2, Finished: 1, Held: 1}, []core.TaskID{2}, []core.TaskID{3})
 	compareSteps(t, c, []step{
 		{core.WorkerLeft{Worker: 1, Reason: "gone"}, acts(done(2, 1, 1, lost), done(3, 1, 1, lost))},

@@ -89,6 +89,8 @@ type Core struct {
 	leases    leases                 // slots lent for direct calls (leases.go)
 	ahead     int                    // tasks a worker may hold beyond its free resources (ahead.go)
 	held      [classDataflow + 1]int // tasks held ahead, not started, by class (countHeld)
+	holders   []*worker              // workers that held tasks ahead when listed; some may hold none now (stealFor)
+	revokes   map[*task]*worker      // held tasks revoked, not yet handed back or started: the worker each was revoked for (stealFor)
 	noHold    []*shapeQueue          // scratch of placeFresh: shapes whose head no worker could hold
 
 	now time.Duration // the last Tick's Now
@@ -809,10 +811,13 @@ func (c *Core) taskReturned(ev TaskReturned) {
 		return
 	}
 	w := t.worker
+	thief, revoked := c.revokes[t]
 	c.release(t)
 	switch {
 	case t.cancel:
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
+	case revoked && !ev.CacheFull:
+		c.revoked(t, thief)
 	case t.spec.AtMostOnce:
 		c.toUnknown(t, fmt.Sprintf("attempt %d was handed back by worker %d, maybe after it ran", t.attempt, ev.Worker))
 	case ev.CacheFull:

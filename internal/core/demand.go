@@ -5,12 +5,14 @@ import "sort"
 // ShapeDemand is what the core asks of workers for one resource shape: what
 // a worker factory needs to size itself.
 type ShapeDemand struct {
-	Shape   Resources
-	Waiting int // plain tasks not yet placed: waiting for inputs, or queued for a worker
-	// Running: plain tasks placed on a worker: staging their inputs,
-	// running, or held there ahead of its cores (SetAhead). A held task
-	// waits, but a worker that joins would not take it: it stays where it
-	// is held, so a factory must not start one for it.
+	Shape Resources
+	// Waiting: plain tasks not yet running: waiting for inputs, queued for
+	// a worker, or held on a busy one ahead of its cores (SetAhead): a
+	// worker that joins takes a held task back (stealFor), so a factory
+	// should start one for it as for a queued one.
+	Waiting int
+	// Running: plain tasks placed on a worker's resources: staging their
+	// inputs, or running.
 	Running int
 	// Instances: library instances of this shape placed on a worker.
 	// InstancesWanted: instances not placed yet that calls waiting with no
@@ -28,7 +30,7 @@ func (c *Core) Demand() []ShapeDemand {
 	out := make([]ShapeDemand, 0, len(c.shapes))
 	for r, n := range c.shapes {
 		p, i := &n.by[Plain], &n.by[Instance]
-		d := ShapeDemand{Shape: r, Waiting: p[Waiting] + p[Ready], Running: p[Staging] + p[Running], Instances: i[Staging] + i[Running]}
+		d := ShapeDemand{Shape: r, Waiting: p[Waiting] + p[Ready] + n.held, Running: p[Staging] + p[Running] - n.held, Instances: i[Staging] + i[Running]}
 		if d.Waiting|d.Running|d.Instances != 0 {
 			out = append(out, d)
 		}
@@ -54,7 +56,8 @@ func (c *Core) Demand() []ShapeDemand {
 // shapeCount is the demand for one shape, kept by setState (the entry of
 // a shape stays once made: shapes are few).
 type shapeCount struct {
-	by [Instance + 1][Staging + 1]int // tasks by role and state
+	by   [Instance + 1][Staging + 1]int // tasks by role and state
+	held int                            // of by[Plain][Running], those held ahead (countHeld)
 	// why no worker could run the shape (see unplaceable.go), "" if one
 	// could, as judged at epoch; its queued tasks were told so.
 	why   string

@@ -206,6 +206,7 @@ func (c *Core) fill(w *worker) {
 	}
 	if c.ahead > 0 {
 		c.topUp(w)
+		c.stealFor(w)
 	}
 }
 

@@ -202,7 +202,7 @@ func TestAheadHeldTaskRunningWhenStarted(t *testing.T) {
 // TestAheadHeldTaskQueuedInStatus: a task held ahead waits for a core as
 // a queued one does: trellis status counts it queued, not running, and
 // lists it under its worker apart from what runs. The demand a factory
-// sizes itself by counts it placed: a worker that joined would not take it.
+// sizes itself by counts it waiting: a worker that joins takes it back.
 func TestAheadHeldTaskQueuedInStatus(t *testing.T) {
 	c := newCluster(t, "--ahead", "1")
 	c.worker("w1", nil, "--cores", "1")
@@ -222,12 +222,48 @@ func TestAheadHeldTaskQueuedInStatus(t *testing.T) {
 	if len(st.Workers) != 1 || !slices.Equal(st.Workers[0].Running, []uint64{hs[0].ID}) || !slices.Equal(st.Workers[0].Ahead, []uint64{hs[1].ID}) {
 		t.Errorf("workers %+v; want w1 running task %d and holding %d ahead", st.Workers, hs[0].ID, hs[1].ID)
 	}
-	if len(st.Demand) != 1 || st.Demand[0].Waiting != 1 || st.Demand[0].Running != 2 {
-		t.Errorf("demand %+v; want 1 waiting and 2 placed (one held ahead)", st.Demand)
+	if len(st.Demand) != 1 || st.Demand[0].Waiting != 2 || st.Demand[0].Running != 1 {
+		t.Errorf("demand %+v; want 2 waiting (one held ahead: a worker that joins takes it back) and 1 running", st.Demand)
 	}
 	for _, h := range hs {
 		if err := h.Cancel(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A worker that joins while another holds a task ahead behind a long one
+// takes it back: the manager revokes it, the holder hands it back, and it
+// runs on the newcomer at once (attempt 2), while the long one still runs.
+func TestAheadHeldTaskTakenBack(t *testing.T) {
+	c := newCluster(t, "--ahead", "1")
+	c.worker("busy", nil, "--cores", "1")
+	cl := c.client()
+	c.waitWorkers(cl, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hs, err := cl.Submit(ctx, named("long", "sleep 60"), named("held", `echo "held attempt $TRELLIS_ATTEMPT"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "busy to run one task and hold the other", func() bool {
+		s, err := cl.Status(ctx)
+		return err == nil && len(s.Workers) == 1 && len(s.Workers[0].Running) == 1 && slices.Equal(s.Workers[0].Ahead, []uint64{hs[1].ID})
+	})
+	c.worker("late", nil, "--cores", "1")
+	r := waitResult(t, hs[1], 30*time.Second)
+	if !r.OK() || r.Worker != "late" || r.Attempts != 2 || string(r.Stdout) != "held attempt 2\n" {
+		t.Errorf("held task: ok %v (%v) on %q, attempt %d, stdout %q; want success on late, attempt 2, \"held attempt 2\\n\"",
+			r.OK(), r.Err(), r.Worker, r.Attempts, r.Stdout)
+	}
+	s, err := cl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Running != 1 || s.Succeeded != 1 {
+		t.Errorf("status: %d running, %d succeeded; want the long task still running, the held one done", s.Running, s.Succeeded)
+	}
+	if err := hs[0].Cancel(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -438,6 +438,8 @@ func (s *state) execute(acts []core.Action, done *pb.AttemptDone) {
 			s.unknownTask(a)
 		case core.Kill:
 			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
+		case core.Revoke:
+			s.sendTo(a.Worker, &pb.ManagerMessage{Msg: &pb.ManagerMessage_Revoke{Revoke: &pb.Revoke{TaskId: uint64(a.Task), Attempt: a.Attempt}}})
 		case core.Requeued:
 			s.attemptEnded(a.Task, a.Attempt, protoKind(a.Reason.Kind))
 			s.m.index.requeued(uint64(a.Task), a.Attempt, fmt.Sprintf("%s: %s", a.Reason.Kind, a.Reason.Message), time.Now())

@@ -93,6 +93,25 @@ func (s *session) killHeld(key attemptKey) bool {
 	return false
 }
 
+// handBack returns the run held ahead as key to the manager, which wants
+// it run elsewhere (pb.Revoke); it reports whether key was one. A run
+// that started already, or ended, stays: the manager learns of its start
+// from the report of the end that started it. Once nothing is held, the
+// reports held for the runs (aheadHold) go.
+func (s *session) handBack(key attemptKey) bool {
+	for i, run := range s.ahead {
+		if run.TaskId == key.task && run.Attempt == key.attempt {
+			s.ahead = append(s.ahead[:i], s.ahead[i+1:]...)
+			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: run.TaskId, Attempt: run.Attempt}}})
+			if len(s.ahead) == 0 {
+				s.held.flush(s.post)
+			}
+			return true
+		}
+	}
+	return false
+}
+
 // handBackHeld returns every run held ahead to the manager, which places
 // it again: the worker drains, or stops. The reports held for them
 // (aheadHold) go too: nothing is held now.

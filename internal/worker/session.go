@@ -351,6 +351,10 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 		} else if len(s.ahead) > 0 && s.killHeld(key) {
 			s.startHeld(ctx, sctx) // the next may fit now
 		}
+	case *pb.ManagerMessage_Revoke:
+		if s.handBack(attemptKey{x.Revoke.TaskId, x.Revoke.Attempt}) {
+			s.startHeld(ctx, sctx) // the next may fit now, as the manager counts
+		}
 	case *pb.ManagerMessage_Fetch:
 		// Held from now until a Release, so that the tasks the manager
 		// places here find it (present already, or when it lands).

@@ -225,6 +225,10 @@ func kill(task uint64) *pb.ManagerMessage {
 	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Kill{Kill: &pb.Kill{TaskId: task, Attempt: 1}}}
 }
 
+func revoke(task uint64) *pb.ManagerMessage {
+	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Revoke{Revoke: &pb.Revoke{TaskId: task, Attempt: 1}}}
+}
+
 func fetch(id uint64, name string, size int64) *pb.ManagerMessage {
 	return &pb.ManagerMessage{Msg: &pb.ManagerMessage_Fetch{Fetch: &pb.Fetch{Id: id, Name: name, Size: size,
 		Source: &pb.Source{Kind: pb.Source_KIND_MANAGER, Url: "/files/" + name}}}}
@@ -415,6 +419,27 @@ func TestSessionAhead(t *testing.T) {
 			{send: kill(2)},
 			{want: done(2, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
 			{want: ok(3, "three\n")}, // beside 1, which runs on
+			{send: kill(1)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+		}},
+		{"a revoked held run goes back, and the next held starts", []step{
+			// 3 waits behind 2, which does not fit beside 1; with 2
+			// gone, it fits, as the manager's core counts.
+			{send: cores(run(1, "sleep 30"), 2, false)},
+			{send: cores(run(2, "echo two"), 4, true)},
+			{send: cores(run(3, "echo three"), 1, true)},
+			{send: revoke(2)},
+			{want: returned(2)},
+			{want: ok(3, "three\n")},
+			{send: kill(1)},
+			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
+		}},
+		{"a revoke of a run that started does nothing", []step{
+			{send: cores(run(1, "sleep 30"), 2, false)},
+			{send: cores(run(2, "sleep 0.2; echo two"), 2, true)}, // fits: starts at once
+			{send: revoke(2)},
+			{send: revoke(7)}, // nor of one never sent
+			{want: ok(2, "two\n")},
 			{send: kill(1)},
 			{want: done(1, pb.ResultKind_RESULT_KIND_CANCELLED, "")},
 		}},

@@ -12,6 +12,80 @@ import (
 // while it fits beside what runs, as a real worker does, and the core's
 // list of held tasks (Core.Ahead) must be the worker's, in order: the core
 // mirrors the worker. A draining worker hands its held tasks back at once.
+//
+// A Revoke (core.stealFor) reaches the holder a while later (answerRevoke):
+// if it still holds the task, it hands it back; if it started it, or it
+// ended, nothing. Without data or libraries, after each step no worker
+// that holds nothing has room for a task held on another unless a Revoke
+// for it is on its way (checkNoIdleRoom).
+
+// revokeRef is a Revoke on its way: of an attempt, for a worker.
+type revokeRef struct {
+	attemptRef
+	thief core.WorkerID
+}
+
+// checkRevoke checks a Revoke: the task is held on the worker named, not
+// revoked already, and the worker it is for, another open one that holds
+// nothing, has room for it.
+func (s *sim) checkRevoke(a core.Revoke) {
+	t := s.task(a.Task)
+	switch {
+	case s.cfg.Ahead == 0:
+		s.failf("Revoke %+v with ahead off", a)
+	case t == nil || !t.held || t.worker == nil || t.worker.id != a.Worker || t.attempt != a.Attempt:
+		s.failf("Revoke %+v of an attempt not held there", a)
+	case slices.ContainsFunc(s.revokes, func(r revokeRef) bool { return r.task == a.Task && r.attempt == a.Attempt }):
+		s.failf("Revoke %+v again", a)
+	}
+	x := s.workers[a.For]
+	if x != nil {
+		s.startOn(x) // what the step freed there started when it freed, before this came
+	}
+	if x == nil || x.gone || x.draining || x.id == a.Worker || len(x.held) > 0 {
+		s.failf("Revoke %+v for a worker that is gone, drains, is the holder, or holds tasks itself", a)
+	}
+	if !s.cfg.dataOn() && !s.cfg.libsOn() && !x.total.Sub(x.used).Fits(t.spec.Resources) {
+		s.failf("Revoke %+v for worker %d, which has no room for it (free %v, needs %v)", a, x.id, x.total.Sub(x.used), t.spec.Resources)
+	}
+	s.revokes = append(s.revokes, revokeRef{attemptRef{a.Task, a.Attempt, a.Worker}, a.For})
+	s.stats.Revokes++
+}
+
+// answerRevoke delivers the first Revoke on its way: a worker that still
+// holds the attempt hands it back, as a real one does.
+func (s *sim) answerRevoke() {
+	r := s.revokes[0]
+	s.revokes = s.revokes[1:]
+	if t := s.task(r.task); t.held && !t.killed && t.attempt == r.attempt && t.worker != nil && t.worker.id == r.worker && !t.worker.gone {
+		s.stats.HandedBackHeld++
+		s.do(core.TaskReturned{Task: r.task, Attempt: r.attempt, Worker: r.worker})
+	}
+}
+
+// checkNoIdleRoom fails if a worker that holds nothing has room for a task
+// held on another, unless a Revoke is on its way for the worker or for the
+// task: else the task would wait behind the holder's running ones while a
+// core idles.
+func (s *sim) checkNoIdleRoom() {
+	if s.cfg.Ahead == 0 || s.heldN == 0 || s.cfg.dataOn() || s.cfg.libsOn() {
+		return
+	}
+	for _, x := range s.live {
+		if x.draining || len(x.held) > 0 || slices.ContainsFunc(s.revokes, func(r revokeRef) bool { return r.thief == x.id }) {
+			continue
+		}
+		room := x.total.Sub(x.used)
+		for _, v := range s.live {
+			for _, t := range v.held {
+				revoked := slices.ContainsFunc(s.revokes, func(r revokeRef) bool { return r.task == t.spec.ID && r.attempt == t.attempt })
+				if v != x && !t.killed && !revoked && room.Fits(t.spec.Resources) {
+					s.failf("worker %d has room (%v) for task %d, held on worker %d, and no Revoke is on its way", x.id, room, t.spec.ID, v.id)
+				}
+			}
+		}
+	}
+}
 
 // checkAhead checks a Dispatch with Ahead of t to w: the core may hold t
 // there, and (without staging, so that the model knows every reservation)
@@ -70,6 +144,7 @@ func (s *sim) startHeld() {
 		}
 	}
 	s.checkHeldCounts()
+	s.checkNoIdleRoom()
 }
 
 // checkHeldCounts fails unless the core's count of held tasks (Tally's

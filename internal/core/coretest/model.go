@@ -417,6 +417,8 @@ func (s *sim) apply(a core.Action) {
 		if t.held {
 			s.heldKills = append(s.heldKills, attemptRef{t.spec.ID, t.attempt, t.worker.id})
 		}
+	case core.Revoke:
+		s.checkRevoke(a)
 	case core.Requeued:
 		t := s.task(a.Task)
 		if t != nil && t.worker == nil && t.attempt == a.Attempt && (!t.done || t.rerunning) && a.Reason.Kind == core.ResourceExceeded && s.cfg.BoundedCaches {

@@ -124,6 +124,8 @@ type Stats struct {
 	Dispatches     int
 	Held           int // of Dispatches, those sent ahead (Config.Ahead)
 	TickHeld       int // of Held, those a Tick made
+	Revokes        int // held tasks revoked for a worker with room (ahead.go)
+	HandedBackHeld int // of Revokes, those the holder handed back before it started them
 	Requeues       int
 	Kills          int
 	StaleResults   int
@@ -331,6 +333,7 @@ type sim struct {
 	running   []*simTask
 	heldN     int          // tasks held ahead on their workers (ahead.go), not in running
 	heldKills []attemptRef // held tasks killed: their workers ended them, the reports are on their way (ahead.go)
+	revokes   []revokeRef  // Revokes on their way to the workers that hold the tasks (ahead.go)
 	unknown   []*simTask   // at-most-once tasks in unknown, oldest first (some cancelled since)
 	history   []attemptRef // ended attempts, a ring
 	histPos   int
@@ -666,6 +669,8 @@ func (s *sim) progress() {
 	switch {
 	case len(s.heldKills) > 0:
 		s.reportHeldKill()
+	case len(s.revokes) > 0 && r.IntN(2) == 0:
+		s.answerRevoke()
 	case len(s.leaving) > 0:
 		w := s.leaving[0]
 		s.leaving = s.leaving[1:]

@@ -477,7 +477,7 @@ func (x Source_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Source_Kind.Descriptor instead.
 func (Source_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{70, 0}
+	return file_trellis_proto_rawDescGZIP(), []int{71, 0}
 }
 
 // Resources is an amount of cores, memory, disk and GPUs.
@@ -3669,8 +3669,8 @@ func (x *TaskCounts) GetFailed() uint64 {
 type ShapeDemand struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Shape           *Resources             `protobuf:"bytes,1,opt,name=shape,proto3" json:"shape,omitempty"`
-	Waiting         uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`                                        // command tasks not yet placed
-	Running         uint64                 `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`                                        // command tasks placed (staging, running, or held ahead on a worker)
+	Waiting         uint64                 `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`                                        // command tasks not yet running: waiting for inputs, queued, or held ahead on a busy worker (one that joins takes it back)
+	Running         uint64                 `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`                                        // command tasks placed on a worker's resources (staging or running)
 	Instances       uint64                 `protobuf:"varint,4,opt,name=instances,proto3" json:"instances,omitempty"`                                    // library instances placed
 	InstancesWanted uint64                 `protobuf:"varint,5,opt,name=instances_wanted,json=instancesWanted,proto3" json:"instances_wanted,omitempty"` // instances calls waiting with no free slot need
 	unknownFields   protoimpl.UnknownFields
@@ -5876,6 +5876,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_LeaseGranted
 	//	*ManagerMessage_LeaseEnded
 	//	*ManagerMessage_Ping
+	//	*ManagerMessage_Revoke
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -6044,6 +6045,15 @@ func (x *ManagerMessage) GetPing() *Ping {
 	return nil
 }
 
+func (x *ManagerMessage) GetRevoke() *Revoke {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Revoke); ok {
+			return x.Revoke
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -6104,6 +6114,10 @@ type ManagerMessage_Ping struct {
 	Ping *Ping `protobuf:"bytes,252,opt,name=ping,proto3,oneof"`
 }
 
+type ManagerMessage_Revoke struct {
+	Revoke *Revoke `protobuf:"bytes,253,opt,name=revoke,proto3,oneof"`
+}
+
 func (*ManagerMessage_Welcome) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Run) isManagerMessage_Msg() {}
@@ -6132,6 +6146,65 @@ func (*ManagerMessage_LeaseEnded) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Ping) isManagerMessage_Msg() {}
 
+func (*ManagerMessage_Revoke) isManagerMessage_Msg() {}
+
+// Revoke asks for a run held ahead (Run.ahead) back: another worker has
+// room for it. A worker that still holds it hands it back
+// (AttemptReturned); one that started it, or never had it, does nothing:
+// the manager learns of the start from the report of the end that freed
+// the room, as for any held run.
+type Revoke struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        uint64                 `protobuf:"varint,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revoke) Reset() {
+	*x = Revoke{}
+	mi := &file_trellis_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revoke) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revoke) ProtoMessage() {}
+
+func (x *Revoke) ProtoReflect() protoreflect.Message {
+	mi := &file_trellis_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
+func (*Revoke) Descriptor() ([]byte, []int) {
+	return file_trellis_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *Revoke) GetTaskId() uint64 {
+	if x != nil {
+		return x.TaskId
+	}
+	return 0
+}
+
+func (x *Revoke) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 // Ping asks a worker whose framed stream has been silent for a while to
 // answer at once (a Heartbeat), as HTTP/2's pings do on its streams: a
 // worker that does not is lost. Only framed streams get it.
@@ -6143,7 +6216,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6155,7 +6228,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[63]
+	mi := &file_trellis_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6168,7 +6241,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{63}
+	return file_trellis_proto_rawDescGZIP(), []int{64}
 }
 
 // LeaseGranted lends slots of a library instance on this worker to a
@@ -6187,7 +6260,7 @@ type LeaseGranted struct {
 
 func (x *LeaseGranted) Reset() {
 	*x = LeaseGranted{}
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6199,7 +6272,7 @@ func (x *LeaseGranted) String() string {
 func (*LeaseGranted) ProtoMessage() {}
 
 func (x *LeaseGranted) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[64]
+	mi := &file_trellis_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6212,7 +6285,7 @@ func (x *LeaseGranted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseGranted.ProtoReflect.Descriptor instead.
 func (*LeaseGranted) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{64}
+	return file_trellis_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *LeaseGranted) GetLease() uint64 {
@@ -6261,7 +6334,7 @@ type LeaseEnded struct {
 
 func (x *LeaseEnded) Reset() {
 	*x = LeaseEnded{}
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6273,7 +6346,7 @@ func (x *LeaseEnded) String() string {
 func (*LeaseEnded) ProtoMessage() {}
 
 func (x *LeaseEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[65]
+	mi := &file_trellis_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6286,7 +6359,7 @@ func (x *LeaseEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseEnded.ProtoReflect.Descriptor instead.
 func (*LeaseEnded) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{65}
+	return file_trellis_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *LeaseEnded) GetLease() uint64 {
@@ -6309,7 +6382,7 @@ type PeerCertificate struct {
 
 func (x *PeerCertificate) Reset() {
 	*x = PeerCertificate{}
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6321,7 +6394,7 @@ func (x *PeerCertificate) String() string {
 func (*PeerCertificate) ProtoMessage() {}
 
 func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[66]
+	mi := &file_trellis_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6334,7 +6407,7 @@ func (x *PeerCertificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerCertificate.ProtoReflect.Descriptor instead.
 func (*PeerCertificate) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{66}
+	return file_trellis_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PeerCertificate) GetCertPem() []byte {
@@ -6362,7 +6435,7 @@ type ManagerBatch struct {
 
 func (x *ManagerBatch) Reset() {
 	*x = ManagerBatch{}
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6374,7 +6447,7 @@ func (x *ManagerBatch) String() string {
 func (*ManagerBatch) ProtoMessage() {}
 
 func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[67]
+	mi := &file_trellis_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6387,7 +6460,7 @@ func (x *ManagerBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManagerBatch.ProtoReflect.Descriptor instead.
 func (*ManagerBatch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{67}
+	return file_trellis_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ManagerBatch) GetMsgs() []*ManagerMessage {
@@ -6410,7 +6483,7 @@ type StartLibrary struct {
 
 func (x *StartLibrary) Reset() {
 	*x = StartLibrary{}
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6422,7 +6495,7 @@ func (x *StartLibrary) String() string {
 func (*StartLibrary) ProtoMessage() {}
 
 func (x *StartLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[68]
+	mi := &file_trellis_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6435,7 +6508,7 @@ func (x *StartLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLibrary.ProtoReflect.Descriptor instead.
 func (*StartLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{68}
+	return file_trellis_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *StartLibrary) GetInstance() uint64 {
@@ -6469,7 +6542,7 @@ type StopLibrary struct {
 
 func (x *StopLibrary) Reset() {
 	*x = StopLibrary{}
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6481,7 +6554,7 @@ func (x *StopLibrary) String() string {
 func (*StopLibrary) ProtoMessage() {}
 
 func (x *StopLibrary) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[69]
+	mi := &file_trellis_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6494,7 +6567,7 @@ func (x *StopLibrary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLibrary.ProtoReflect.Descriptor instead.
 func (*StopLibrary) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{69}
+	return file_trellis_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *StopLibrary) GetInstance() uint64 {
@@ -6518,7 +6591,7 @@ type Source struct {
 
 func (x *Source) Reset() {
 	*x = Source{}
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6530,7 +6603,7 @@ func (x *Source) String() string {
 func (*Source) ProtoMessage() {}
 
 func (x *Source) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[70]
+	mi := &file_trellis_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6543,7 +6616,7 @@ func (x *Source) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Source.ProtoReflect.Descriptor instead.
 func (*Source) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{70}
+	return file_trellis_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *Source) GetKind() Source_Kind {
@@ -6597,7 +6670,7 @@ type Fetch struct {
 
 func (x *Fetch) Reset() {
 	*x = Fetch{}
-	mi := &file_trellis_proto_msgTypes[71]
+	mi := &file_trellis_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6609,7 +6682,7 @@ func (x *Fetch) String() string {
 func (*Fetch) ProtoMessage() {}
 
 func (x *Fetch) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[71]
+	mi := &file_trellis_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6622,7 +6695,7 @@ func (x *Fetch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fetch.ProtoReflect.Descriptor instead.
 func (*Fetch) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{71}
+	return file_trellis_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *Fetch) GetId() uint64 {
@@ -6684,7 +6757,7 @@ type Unlink struct {
 
 func (x *Unlink) Reset() {
 	*x = Unlink{}
-	mi := &file_trellis_proto_msgTypes[72]
+	mi := &file_trellis_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6696,7 +6769,7 @@ func (x *Unlink) String() string {
 func (*Unlink) ProtoMessage() {}
 
 func (x *Unlink) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[72]
+	mi := &file_trellis_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6709,7 +6782,7 @@ func (x *Unlink) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unlink.ProtoReflect.Descriptor instead.
 func (*Unlink) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{72}
+	return file_trellis_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *Unlink) GetNames() []string {
@@ -6731,7 +6804,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_trellis_proto_msgTypes[73]
+	mi := &file_trellis_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6743,7 +6816,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[73]
+	mi := &file_trellis_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6756,7 +6829,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{73}
+	return file_trellis_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *Release) GetNames() []string {
@@ -6776,7 +6849,7 @@ type Upload struct {
 
 func (x *Upload) Reset() {
 	*x = Upload{}
-	mi := &file_trellis_proto_msgTypes[74]
+	mi := &file_trellis_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6788,7 +6861,7 @@ func (x *Upload) String() string {
 func (*Upload) ProtoMessage() {}
 
 func (x *Upload) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[74]
+	mi := &file_trellis_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6801,7 +6874,7 @@ func (x *Upload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Upload.ProtoReflect.Descriptor instead.
 func (*Upload) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{74}
+	return file_trellis_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *Upload) GetName() string {
@@ -6835,7 +6908,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_trellis_proto_msgTypes[75]
+	mi := &file_trellis_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6847,7 +6920,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[75]
+	mi := &file_trellis_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6860,7 +6933,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{75}
+	return file_trellis_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *Welcome) GetWorkerId() uint64 {
@@ -6943,7 +7016,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_trellis_proto_msgTypes[76]
+	mi := &file_trellis_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6955,7 +7028,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[76]
+	mi := &file_trellis_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6968,7 +7041,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{76}
+	return file_trellis_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *Run) GetTaskId() uint64 {
@@ -7037,7 +7110,7 @@ type Kill struct {
 
 func (x *Kill) Reset() {
 	*x = Kill{}
-	mi := &file_trellis_proto_msgTypes[77]
+	mi := &file_trellis_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7049,7 +7122,7 @@ func (x *Kill) String() string {
 func (*Kill) ProtoMessage() {}
 
 func (x *Kill) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[77]
+	mi := &file_trellis_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7062,7 +7135,7 @@ func (x *Kill) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Kill.ProtoReflect.Descriptor instead.
 func (*Kill) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{77}
+	return file_trellis_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *Kill) GetTaskId() uint64 {
@@ -7091,7 +7164,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_trellis_proto_msgTypes[78]
+	mi := &file_trellis_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7103,7 +7176,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[78]
+	mi := &file_trellis_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7116,7 +7189,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{78}
+	return file_trellis_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *LeaseRequest) GetSession() string {
@@ -7160,7 +7233,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_trellis_proto_msgTypes[79]
+	mi := &file_trellis_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7172,7 +7245,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[79]
+	mi := &file_trellis_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7185,7 +7258,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{79}
+	return file_trellis_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *LeaseResponse) GetLease() uint64 {
@@ -7242,7 +7315,7 @@ type DirectCallRequest struct {
 
 func (x *DirectCallRequest) Reset() {
 	*x = DirectCallRequest{}
-	mi := &file_trellis_proto_msgTypes[80]
+	mi := &file_trellis_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7254,7 +7327,7 @@ func (x *DirectCallRequest) String() string {
 func (*DirectCallRequest) ProtoMessage() {}
 
 func (x *DirectCallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[80]
+	mi := &file_trellis_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7267,7 +7340,7 @@ func (x *DirectCallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectCallRequest.ProtoReflect.Descriptor instead.
 func (*DirectCallRequest) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{80}
+	return file_trellis_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *DirectCallRequest) GetLease() uint64 {
@@ -7346,7 +7419,7 @@ type DirectCallResponse struct {
 
 func (x *DirectCallResponse) Reset() {
 	*x = DirectCallResponse{}
-	mi := &file_trellis_proto_msgTypes[81]
+	mi := &file_trellis_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -7358,7 +7431,7 @@ func (x *DirectCallResponse) String() string {
 func (*DirectCallResponse) ProtoMessage() {}
 
 func (x *DirectCallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_trellis_proto_msgTypes[81]
+	mi := &file_trellis_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -7371,7 +7444,7 @@ func (x *DirectCallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirectCallResponse.ProtoReflect.Descriptor instead.
 func (*DirectCallResponse) Descriptor() ([]byte, []int) {
-	return file_trellis_proto_rawDescGZIP(), []int{81}
+	return file_trellis_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *DirectCallResponse) GetOutcome() *Outcome {
@@ -7854,7 +7927,7 @@ const file_trellis_proto_rawDesc = "" +
 	"cache_full\x18\x03 \x01(\bR\tcacheFull\x12\x12\n" +
 	"\x04need\x18\x04 \x01(\x03R\x04need\"\n" +
 	"\n" +
-	"\bDraining\"\xf0\x05\n" +
+	"\bDraining\"\x9f\x06\n" +
 	"\x0eManagerMessage\x12/\n" +
 	"\awelcome\x18\x01 \x01(\v2\x13.trellis.v1.WelcomeH\x00R\awelcome\x12#\n" +
 	"\x03run\x18\x02 \x01(\v2\x0f.trellis.v1.RunH\x00R\x03run\x12&\n" +
@@ -7870,8 +7943,12 @@ const file_trellis_proto_rawDesc = "" +
 	"\rlease_granted\x18\xfa\x01 \x01(\v2\x18.trellis.v1.LeaseGrantedH\x00R\fleaseGranted\x12:\n" +
 	"\vlease_ended\x18\xfb\x01 \x01(\v2\x16.trellis.v1.LeaseEndedH\x00R\n" +
 	"leaseEnded\x12'\n" +
-	"\x04ping\x18\xfc\x01 \x01(\v2\x10.trellis.v1.PingH\x00R\x04pingB\x05\n" +
-	"\x03msg\"\x06\n" +
+	"\x04ping\x18\xfc\x01 \x01(\v2\x10.trellis.v1.PingH\x00R\x04ping\x12-\n" +
+	"\x06revoke\x18\xfd\x01 \x01(\v2\x12.trellis.v1.RevokeH\x00R\x06revokeB\x05\n" +
+	"\x03msg\";\n" +
+	"\x06Revoke\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\x04R\x06taskId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\"\x06\n" +
 	"\x04Ping\"\x8a\x01\n" +
 	"\fLeaseGranted\x12\x14\n" +
 	"\x05lease\x18\x01 \x01(\x04R\x05lease\x12\x1a\n" +
@@ -8047,7 +8124,7 @@ func file_trellis_proto_rawDescGZIP() []byte {
 }
 
 var file_trellis_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_trellis_proto_msgTypes = make([]protoimpl.MessageInfo, 83)
 var file_trellis_proto_goTypes = []any{
 	(FileKind)(0),                      // 0: trellis.v1.FileKind
 	(CacheLevel)(0),                    // 1: trellis.v1.CacheLevel
@@ -8120,25 +8197,26 @@ var file_trellis_proto_goTypes = []any{
 	(*AttemptReturned)(nil),            // 68: trellis.v1.AttemptReturned
 	(*Draining)(nil),                   // 69: trellis.v1.Draining
 	(*ManagerMessage)(nil),             // 70: trellis.v1.ManagerMessage
-	(*Ping)(nil),                       // 71: trellis.v1.Ping
-	(*LeaseGranted)(nil),               // 72: trellis.v1.LeaseGranted
-	(*LeaseEnded)(nil),                 // 73: trellis.v1.LeaseEnded
-	(*PeerCertificate)(nil),            // 74: trellis.v1.PeerCertificate
-	(*ManagerBatch)(nil),               // 75: trellis.v1.ManagerBatch
-	(*StartLibrary)(nil),               // 76: trellis.v1.StartLibrary
-	(*StopLibrary)(nil),                // 77: trellis.v1.StopLibrary
-	(*Source)(nil),                     // 78: trellis.v1.Source
-	(*Fetch)(nil),                      // 79: trellis.v1.Fetch
-	(*Unlink)(nil),                     // 80: trellis.v1.Unlink
-	(*Release)(nil),                    // 81: trellis.v1.Release
-	(*Upload)(nil),                     // 82: trellis.v1.Upload
-	(*Welcome)(nil),                    // 83: trellis.v1.Welcome
-	(*Run)(nil),                        // 84: trellis.v1.Run
-	(*Kill)(nil),                       // 85: trellis.v1.Kill
-	(*LeaseRequest)(nil),               // 86: trellis.v1.LeaseRequest
-	(*LeaseResponse)(nil),              // 87: trellis.v1.LeaseResponse
-	(*DirectCallRequest)(nil),          // 88: trellis.v1.DirectCallRequest
-	(*DirectCallResponse)(nil),         // 89: trellis.v1.DirectCallResponse
+	(*Revoke)(nil),                     // 71: trellis.v1.Revoke
+	(*Ping)(nil),                       // 72: trellis.v1.Ping
+	(*LeaseGranted)(nil),               // 73: trellis.v1.LeaseGranted
+	(*LeaseEnded)(nil),                 // 74: trellis.v1.LeaseEnded
+	(*PeerCertificate)(nil),            // 75: trellis.v1.PeerCertificate
+	(*ManagerBatch)(nil),               // 76: trellis.v1.ManagerBatch
+	(*StartLibrary)(nil),               // 77: trellis.v1.StartLibrary
+	(*StopLibrary)(nil),                // 78: trellis.v1.StopLibrary
+	(*Source)(nil),                     // 79: trellis.v1.Source
+	(*Fetch)(nil),                      // 80: trellis.v1.Fetch
+	(*Unlink)(nil),                     // 81: trellis.v1.Unlink
+	(*Release)(nil),                    // 82: trellis.v1.Release
+	(*Upload)(nil),                     // 83: trellis.v1.Upload
+	(*Welcome)(nil),                    // 84: trellis.v1.Welcome
+	(*Run)(nil),                        // 85: trellis.v1.Run
+	(*Kill)(nil),                       // 86: trellis.v1.Kill
+	(*LeaseRequest)(nil),               // 87: trellis.v1.LeaseRequest
+	(*LeaseResponse)(nil),              // 88: trellis.v1.LeaseResponse
+	(*DirectCallRequest)(nil),          // 89: trellis.v1.DirectCallRequest
+	(*DirectCallResponse)(nil),         // 90: trellis.v1.DirectCallResponse
 }
 var file_trellis_proto_depIdxs = []int32{
 	1,   // 0: trellis.v1.FileRef.level:type_name -> trellis.v1.CacheLevel
@@ -8216,64 +8294,65 @@ var file_trellis_proto_depIdxs = []int32{
 	62,  // 72: trellis.v1.Hello.instances:type_name -> trellis.v1.KeptInstance
 	1,   // 73: trellis.v1.CachedFile.level:type_name -> trellis.v1.CacheLevel
 	19,  // 74: trellis.v1.AttemptDone.outcome:type_name -> trellis.v1.Outcome
-	83,  // 75: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
-	84,  // 76: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
-	85,  // 77: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
-	79,  // 78: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
-	80,  // 79: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
-	82,  // 80: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
-	76,  // 81: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
-	77,  // 82: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
-	75,  // 83: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
-	81,  // 84: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
-	74,  // 85: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
-	72,  // 86: trellis.v1.ManagerMessage.lease_granted:type_name -> trellis.v1.LeaseGranted
-	73,  // 87: trellis.v1.ManagerMessage.lease_ended:type_name -> trellis.v1.LeaseEnded
-	71,  // 88: trellis.v1.ManagerMessage.ping:type_name -> trellis.v1.Ping
-	70,  // 89: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
-	13,  // 90: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
-	7,   // 91: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
-	78,  // 92: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
-	1,   // 93: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
-	11,  // 94: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
-	88,  // 95: trellis.v1.DirectCallRequest.more:type_name -> trellis.v1.DirectCallRequest
-	19,  // 96: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
-	89,  // 97: trellis.v1.DirectCallResponse.more:type_name -> trellis.v1.DirectCallResponse
-	22,  // 98: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
-	22,  // 99: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
-	24,  // 100: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
-	25,  // 101: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
-	35,  // 102: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
-	37,  // 103: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
-	40,  // 104: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
-	14,  // 105: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
-	16,  // 106: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
-	42,  // 107: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
-	48,  // 108: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
-	55,  // 109: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
-	86,  // 110: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
-	88,  // 111: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
-	88,  // 112: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
-	23,  // 113: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
-	23,  // 114: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
-	21,  // 115: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
-	34,  // 116: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
-	36,  // 117: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
-	47,  // 118: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
-	41,  // 119: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
-	15,  // 120: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
-	17,  // 121: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
-	43,  // 122: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
-	49,  // 123: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
-	70,  // 124: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
-	87,  // 125: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
-	89,  // 126: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
-	89,  // 127: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
-	113, // [113:128] is the sub-list for method output_type
-	98,  // [98:113] is the sub-list for method input_type
-	98,  // [98:98] is the sub-list for extension type_name
-	98,  // [98:98] is the sub-list for extension extendee
-	0,   // [0:98] is the sub-list for field type_name
+	84,  // 75: trellis.v1.ManagerMessage.welcome:type_name -> trellis.v1.Welcome
+	85,  // 76: trellis.v1.ManagerMessage.run:type_name -> trellis.v1.Run
+	86,  // 77: trellis.v1.ManagerMessage.kill:type_name -> trellis.v1.Kill
+	80,  // 78: trellis.v1.ManagerMessage.fetch:type_name -> trellis.v1.Fetch
+	81,  // 79: trellis.v1.ManagerMessage.unlink:type_name -> trellis.v1.Unlink
+	83,  // 80: trellis.v1.ManagerMessage.upload:type_name -> trellis.v1.Upload
+	77,  // 81: trellis.v1.ManagerMessage.start_library:type_name -> trellis.v1.StartLibrary
+	78,  // 82: trellis.v1.ManagerMessage.stop_library:type_name -> trellis.v1.StopLibrary
+	76,  // 83: trellis.v1.ManagerMessage.batch:type_name -> trellis.v1.ManagerBatch
+	82,  // 84: trellis.v1.ManagerMessage.release:type_name -> trellis.v1.Release
+	75,  // 85: trellis.v1.ManagerMessage.peer_certificate:type_name -> trellis.v1.PeerCertificate
+	73,  // 86: trellis.v1.ManagerMessage.lease_granted:type_name -> trellis.v1.LeaseGranted
+	74,  // 87: trellis.v1.ManagerMessage.lease_ended:type_name -> trellis.v1.LeaseEnded
+	72,  // 88: trellis.v1.ManagerMessage.ping:type_name -> trellis.v1.Ping
+	71,  // 89: trellis.v1.ManagerMessage.revoke:type_name -> trellis.v1.Revoke
+	70,  // 90: trellis.v1.ManagerBatch.msgs:type_name -> trellis.v1.ManagerMessage
+	13,  // 91: trellis.v1.StartLibrary.library:type_name -> trellis.v1.LibrarySpec
+	7,   // 92: trellis.v1.Source.kind:type_name -> trellis.v1.Source.Kind
+	79,  // 93: trellis.v1.Fetch.source:type_name -> trellis.v1.Source
+	1,   // 94: trellis.v1.Fetch.level:type_name -> trellis.v1.CacheLevel
+	11,  // 95: trellis.v1.Run.spec:type_name -> trellis.v1.TaskSpec
+	89,  // 96: trellis.v1.DirectCallRequest.more:type_name -> trellis.v1.DirectCallRequest
+	19,  // 97: trellis.v1.DirectCallResponse.outcome:type_name -> trellis.v1.Outcome
+	90,  // 98: trellis.v1.DirectCallResponse.more:type_name -> trellis.v1.DirectCallResponse
+	22,  // 99: trellis.v1.Manager.Submit:input_type -> trellis.v1.SubmitRequest
+	22,  // 100: trellis.v1.Manager.Submits:input_type -> trellis.v1.SubmitRequest
+	24,  // 101: trellis.v1.Manager.Watch:input_type -> trellis.v1.WatchRequest
+	25,  // 102: trellis.v1.Manager.Ack:input_type -> trellis.v1.AckRequest
+	35,  // 103: trellis.v1.Manager.Cancel:input_type -> trellis.v1.CancelRequest
+	37,  // 104: trellis.v1.Manager.Status:input_type -> trellis.v1.StatusRequest
+	40,  // 105: trellis.v1.Manager.FetchFile:input_type -> trellis.v1.FetchFileRequest
+	14,  // 106: trellis.v1.Manager.InstallLibrary:input_type -> trellis.v1.InstallLibraryRequest
+	16,  // 107: trellis.v1.Manager.RemoveLibrary:input_type -> trellis.v1.RemoveLibraryRequest
+	42,  // 108: trellis.v1.Manager.EndSession:input_type -> trellis.v1.EndSessionRequest
+	48,  // 109: trellis.v1.Manager.Reconcile:input_type -> trellis.v1.ReconcileRequest
+	55,  // 110: trellis.v1.Manager.Work:input_type -> trellis.v1.WorkerMessage
+	87,  // 111: trellis.v1.Manager.Lease:input_type -> trellis.v1.LeaseRequest
+	89,  // 112: trellis.v1.Worker.Call:input_type -> trellis.v1.DirectCallRequest
+	89,  // 113: trellis.v1.Worker.Calls:input_type -> trellis.v1.DirectCallRequest
+	23,  // 114: trellis.v1.Manager.Submit:output_type -> trellis.v1.SubmitResponse
+	23,  // 115: trellis.v1.Manager.Submits:output_type -> trellis.v1.SubmitResponse
+	21,  // 116: trellis.v1.Manager.Watch:output_type -> trellis.v1.TaskEvents
+	34,  // 117: trellis.v1.Manager.Ack:output_type -> trellis.v1.AckResponse
+	36,  // 118: trellis.v1.Manager.Cancel:output_type -> trellis.v1.CancelResponse
+	47,  // 119: trellis.v1.Manager.Status:output_type -> trellis.v1.StatusResponse
+	41,  // 120: trellis.v1.Manager.FetchFile:output_type -> trellis.v1.FetchFileResponse
+	15,  // 121: trellis.v1.Manager.InstallLibrary:output_type -> trellis.v1.InstallLibraryResponse
+	17,  // 122: trellis.v1.Manager.RemoveLibrary:output_type -> trellis.v1.RemoveLibraryResponse
+	43,  // 123: trellis.v1.Manager.EndSession:output_type -> trellis.v1.EndSessionResponse
+	49,  // 124: trellis.v1.Manager.Reconcile:output_type -> trellis.v1.ReconcileResponse
+	70,  // 125: trellis.v1.Manager.Work:output_type -> trellis.v1.ManagerMessage
+	88,  // 126: trellis.v1.Manager.Lease:output_type -> trellis.v1.LeaseResponse
+	90,  // 127: trellis.v1.Worker.Call:output_type -> trellis.v1.DirectCallResponse
+	90,  // 128: trellis.v1.Worker.Calls:output_type -> trellis.v1.DirectCallResponse
+	114, // [114:129] is the sub-list for method output_type
+	99,  // [99:114] is the sub-list for method input_type
+	99,  // [99:99] is the sub-list for extension type_name
+	99,  // [99:99] is the sub-list for extension extendee
+	0,   // [0:99] is the sub-list for field type_name
 }
 
 func init() { file_trellis_proto_init() }
@@ -8324,6 +8403,7 @@ func file_trellis_proto_init() {
 		(*ManagerMessage_LeaseGranted)(nil),
 		(*ManagerMessage_LeaseEnded)(nil),
 		(*ManagerMessage_Ping)(nil),
+		(*ManagerMessage_Revoke)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -8331,7 +8411,7 @@ func file_trellis_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_trellis_proto_rawDesc), len(file_trellis_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   82,
+			NumMessages:   83,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
