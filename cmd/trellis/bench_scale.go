@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -107,6 +108,7 @@ idle_cpu_us_per_worker_s, and more.`,
 	cmd.Flags().StringVar(&cfg.ManagerCPUProfile, "manager-cpuprofile", "", "write the manager's CPU profile to FILE (trellis manager --cpuprofile)")
 	cmd.Flags().StringVar(&cfg.ManagerMemProfile, "manager-memprofile", "", "with --queue-first: write the manager's heap profile to FILE once every task is queued (trellis manager --memprofile)")
 	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", 0, "the manager's heartbeat interval (trellis manager --heartbeat; 0: its default)")
+	cmd.Flags().Var(optionalInt{&cfg.Ahead}, "ahead", "tasks each worker may hold beyond its free resources (trellis manager --ahead; default: the manager's)")
 	cmd.Flags().StringVar(&cfg.WorkerCPUProfile, "worker-cpuprofile", "", "write the first worker process's CPU profile to FILE (trellis worker --cpuprofile)")
 	cmd.Flags().StringVar(&cfg.Command, "command", "true", "each task's command, such as 'sleep 1'")
 	cmd.Flags().BoolVar(&cfg.QueueFirst, "queue-first", false, "submit every task before the workers start, to measure the manager with them all queued (manager_queued_rss_mb, manager_bytes_per_queued_task); the idle manager is then not measured")
@@ -133,3 +135,24 @@ func runScale(cmd *cobra.Command, cfg bench.ScaleConfig) error {
 	}
 	return printJSON(cmd, res)
 }
+
+// optionalInt is an int flag that stays nil unless given.
+type optionalInt struct{ p **int }
+
+func (o optionalInt) String() string {
+	if o.p == nil || *o.p == nil {
+		return ""
+	}
+	return strconv.Itoa(**o.p)
+}
+
+func (o optionalInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
+	*o.p = &n
+	return nil
+}
+
+func (optionalInt) Type() string { return "int" }

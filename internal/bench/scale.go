@@ -68,6 +68,10 @@ type ScaleConfig struct {
 	// Heartbeat, when set, is the manager's heartbeat interval
 	// (trellis manager --heartbeat); 0 leaves its default.
 	Heartbeat time.Duration
+	// Ahead, when set, is how many tasks each worker may hold beyond its
+	// free resources (trellis manager --ahead); nil leaves the manager's
+	// default.
+	Ahead *int
 }
 
 // ScaleResult is the output of `trellis bench scale`. The manager runs in
@@ -133,6 +137,9 @@ func Scale(ctx context.Context, cfg ScaleConfig, logf func(string, ...any)) (*Sc
 	}
 	if cfg.Heartbeat > 0 {
 		command = append(slices.Clone(command), "--heartbeat", cfg.Heartbeat.String())
+	}
+	if cfg.Ahead != nil {
+		command = append(slices.Clone(command), "--ahead", strconv.Itoa(*cfg.Ahead))
 	}
 	if cfg.ManagerMemProfile != "" {
 		if !cfg.QueueFirst {

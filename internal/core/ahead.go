@@ -51,18 +51,21 @@ import "fmt"
 // resources; 0 (the default) holds none. Call it before the first Step.
 func (c *Core) SetAhead(n int) { c.ahead = max(n, 0) }
 
-// holdAhead holds t (the head of q) on the worker that holds the fewest
-// tasks ahead, if one may hold it and t is the task that worker would take
+// holdAhead holds t (the head of q) on a worker that holds the fewest
+// tasks ahead (the first found that holds none), if one may hold it and t is the task that worker would take
 // next (aheadPick); it reports whether it did. placeFresh calls it once no
 // open worker has room for t.
 func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
-	if c.ahead == 0 || !c.mayHold(t) {
+	if len(c.canHold) == 0 || !c.mayHold(t) {
 		return false
 	}
 	var best *worker
-	for _, w := range c.open {
+	for _, w := range c.canHold {
 		if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) && c.aheadPick(w) == q {
 			best = w
+			if len(w.ahead) == 0 {
+				break // none holds fewer: the first found, not a pass over every worker
+			}
 		}
 	}
 	if best == nil {
@@ -173,11 +176,9 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 	}
 	t.worker = w
 	w.running[t.spec.ID] = t
+	c.countCanHold(w, -1)
 	w.ahead = append(w.ahead, t)
-	if !w.listed {
-		w.listed = true
-		c.holders = append(c.holders, w)
-	}
+	c.countCanHold(w, 1)
 	c.countHeld(t, 1)
 	if len(t.spec.Inputs) > 0 {
 		c.pin(t, w)
@@ -188,6 +189,7 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 		}
 	}
 	c.run(t)
+	c.addStealable(t)
 }
 
 // promote gives w's free resources to the tasks it holds ahead, in the
@@ -205,17 +207,21 @@ func (c *Core) promote(w *worker) {
 		w.free = w.free.Sub(t.spec.Resources)
 		t.held = true
 		c.countHeld(t, -1)
+		c.dropStealable(t)
 		n++
 		if thief, ok := c.revokes[t]; ok {
 			// Started before the Revoke came: it lapses, and the worker
 			// it was for looks again.
 			delete(c.revokes, t)
+			thief.stealing = false
 			c.freed = append(c.freed, thief) // filled at the step's end
 		}
 		c.starts = append(c.starts, Started{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id}) // after the end that started it (settle)
 	}
 	if n > 0 {
+		c.countCanHold(w, -1)
 		w.ahead = append(w.ahead[:0], w.ahead[n:]...)
+		c.countCanHold(w, 1)
 	}
 }
 
@@ -226,74 +232,104 @@ func (t *task) isAhead() bool { return !t.held && t.spec.Role == Plain }
 
 // unhold takes t, held ahead on its worker, off the worker's list.
 func (c *Core) unhold(t *task) {
+	c.countCanHold(t.worker, -1)
 	t.worker.ahead = removeTask(t.worker.ahead, t)
+	c.countCanHold(t.worker, 1)
 	c.countHeld(t, -1)
+	c.dropStealable(t)
 	if thief, ok := c.revokes[t]; ok {
 		// Ended, lost or handed back: the worker it was revoked for looks
 		// again (or takes it: taskReturned).
 		delete(c.revokes, t)
+		thief.stealing = false
 		c.freed = append(c.freed, thief) // filled at the step's end
 	}
 }
 
 // stealFor revokes, for w, which has room that nothing queued fits
-// (fill), a task held ahead on another worker: the last held on the worker
-// that holds the most, of those that fit w. One revoke in flight for each
-// worker: once it resolves, w looks again (taskReturned, promote).
+// (fill), a task held ahead on another worker: of those that fit w, the
+// one held last, or nearly (stealable drops tasks by moving the last into
+// their place). One revoke in flight for each worker: once it resolves, w
+// looks again (taskReturned, promote, unhold).
 func (c *Core) stealFor(w *worker) {
-	if !c.anyHeld() || w.index < 0 || w.draining || len(w.ahead) > 0 {
+	if w.stealing || len(c.stealable) == 0 || w.index < 0 || w.draining || len(w.ahead) > 0 {
 		return
 	}
-	for _, thief := range c.revokes {
-		if thief == w {
-			return
-		}
-	}
-	var pick *task
-	kept := c.holders[:0]
-	for _, v := range c.holders {
-		if len(v.ahead) == 0 || c.workers[v.id] != v {
-			v.listed = false
+	for i := len(c.stealable) - 1; i >= 0; i-- {
+		t := c.stealable[i]
+		if t.cancel || t.worker == w || !w.fits(t.spec.Resources) {
 			continue
 		}
-		kept = append(kept, v)
-		if v == w || pick != nil && len(v.ahead) <= len(pick.worker.ahead) {
-			continue
-		}
-		for i := len(v.ahead) - 1; i >= 0; i-- {
-			t := v.ahead[i]
-			if _, revoked := c.revokes[t]; revoked || t.cancel || !w.fits(t.spec.Resources) {
+		if len(t.spec.Inputs) > 0 || len(t.spec.Outputs) > 0 {
+			if fits, need := c.cacheFits(t, w); !fits || !c.outputFits(t, w, need) {
 				continue
 			}
-			if len(t.spec.Inputs) > 0 || len(t.spec.Outputs) > 0 {
-				if fits, need := c.cacheFits(t, w); !fits || !c.outputFits(t, w, need) {
-					continue
-				}
-			}
-			pick = t
-			break
 		}
-	}
-	clear(c.holders[len(kept):])
-	c.holders = kept
-	if pick == nil {
+		c.dropStealable(t)
+		if c.revokes == nil {
+			c.revokes = make(map[*task]*worker)
+		}
+		c.revokes[t] = w
+		w.stealing = true
+		c.emit(Revoke{Task: t.spec.ID, Attempt: t.attempt, Worker: t.worker.id, For: w.id})
 		return
 	}
-	if c.revokes == nil {
-		c.revokes = make(map[*task]*worker)
-	}
-	c.revokes[pick] = w
-	c.emit(Revoke{Task: pick.spec.ID, Attempt: pick.attempt, Worker: pick.worker.id, For: w.id})
 }
 
-// anyHeld reports whether some worker holds a task ahead.
-func (c *Core) anyHeld() bool {
-	for _, n := range c.held {
-		if n > 0 {
-			return true
-		}
+// countCanHold lists w in canHold (d = 1) or takes it off (-1) if it may
+// hold more tasks ahead: call it with -1 before a change to what decides
+// that and with 1 after, so that canHold lists the workers that may now.
+// The last listed takes the place of one taken off.
+func (c *Core) countCanHold(w *worker, d int) {
+	if c.ahead == 0 || !w.holdsAhead || w.draining || len(w.ahead) >= c.ahead || c.workers[w.id] != w {
+		return
 	}
-	return false
+	if d > 0 {
+		if c.canHoldAt == nil {
+			c.canHoldAt = make(map[*worker]int)
+		}
+		c.canHoldAt[w] = len(c.canHold)
+		c.canHold = append(c.canHold, w)
+		return
+	}
+	i, ok := c.canHoldAt[w]
+	if !ok {
+		return
+	}
+	delete(c.canHoldAt, w)
+	last := len(c.canHold) - 1
+	if i != last {
+		c.canHold[i] = c.canHold[last]
+		c.canHoldAt[c.canHold[i]] = i
+	}
+	c.canHold[last] = nil
+	c.canHold = c.canHold[:last]
+}
+
+// addStealable lists t, just held ahead, for stealFor.
+func (c *Core) addStealable(t *task) {
+	if c.stealAt == nil {
+		c.stealAt = make(map[*task]int)
+	}
+	c.stealAt[t] = len(c.stealable)
+	c.stealable = append(c.stealable, t)
+}
+
+// dropStealable takes t off the list, if it is there: it started, was
+// revoked, or is no longer held. The last task takes its place.
+func (c *Core) dropStealable(t *task) {
+	i, ok := c.stealAt[t]
+	if !ok {
+		return
+	}
+	delete(c.stealAt, t)
+	last := len(c.stealable) - 1
+	if i != last {
+		c.stealable[i] = c.stealable[last]
+		c.stealAt[c.stealable[i]] = i
+	}
+	c.stealable[last] = nil
+	c.stealable = c.stealable[:last]
 }
 
 // revoked takes back t, handed back by the worker that held it after a

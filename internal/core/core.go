@@ -89,7 +89,10 @@ type Core struct {
 	leases    leases                 // slots lent for direct calls (leases.go)
 	ahead     int                    // tasks a worker may hold beyond its free resources (ahead.go)
 	held      [classDataflow + 1]int // tasks held ahead, not started, by class (countHeld)
-	holders   []*worker              // workers that held tasks ahead when listed; some may hold none now (stealFor)
+	stealable []*task                // tasks held ahead and not revoked (stealFor)
+	stealAt   map[*task]int          // each one's index in stealable
+	canHold   []*worker              // workers that may hold more tasks ahead (countCanHold): holdAhead looks at these, not at every worker
+	canHoldAt map[*worker]int        // each one's index in canHold
 	revokes   map[*task]*worker      // held tasks revoked, not yet handed back or started: the worker each was revoked for (stealFor)
 	noHold    []*shapeQueue          // scratch of placeFresh: shapes whose head no worker could hold
 
@@ -166,6 +169,7 @@ func (c *Core) Step(ev Event) []Action {
 		}
 	case WorkerDraining:
 		if w := c.workers[ev.Worker]; w != nil && !w.draining {
+			c.countCanHold(w, -1)
 			w.draining = true
 			c.open.remove(w)
 			c.endLeasesIf("worker draining", func(l *lease) bool { return l.inst.t.worker == w })
@@ -482,6 +486,7 @@ func (c *Core) workerJoined(ev WorkerJoined) {
 	}
 	sort.Slice(w.gpusFree, func(i, j int) bool { return w.gpusFree[i] < w.gpusFree[j] })
 	c.workers[w.id] = w
+	c.countCanHold(w, 1)
 	for _, cf := range ev.Cached {
 		e := c.files.files[cf.File]
 		if e == nil {
@@ -519,6 +524,7 @@ func (c *Core) workerLeft(ev WorkerLeft) {
 	if w.index >= 0 {
 		c.open.remove(w)
 	}
+	c.countCanHold(w, -1)
 	delete(c.workers, w.id)
 	c.workersChanged()
 	for _, id := range w.inflight {

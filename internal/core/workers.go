@@ -33,7 +33,7 @@ type worker struct {
 	homesKept    int                  // len(homes) after it was last cleaned
 	ahead        []*task              // dispatched and held beyond its free resources, in order (ahead.go)
 	holdsAhead   bool                 // it may be sent tasks ahead (WorkerJoined.HoldsAhead)
-	listed       bool                 // it is in Core.holders
+	stealing     bool                 // a held task was revoked for it and has not come back or started (stealFor)
 }
 
 // openWorkers is a max-heap of the workers that take tasks, by free cores

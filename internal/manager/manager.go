@@ -64,7 +64,8 @@ type Config struct {
 	// Ahead is how many tasks each worker may hold beyond its free
 	// resources while no worker has room (core.SetAhead): they start there
 	// as soon as a task ends, and the messages of many tasks travel
-	// together. 0 holds none.
+	// together. 0 holds none; trellis manager's --ahead gives 1 unless
+	// told otherwise.
 	Ahead int
 	// StateDir, when set, holds the journal (and the store, unless
 	// StoreDir says otherwise): a manager started again with the same

@@ -116,6 +116,10 @@ type Config struct {
 
 	// Trace, if set, receives every step: its event and its actions.
 	Trace io.Writer
+	// Check, when set, is called with the core after every step, for
+	// checks of its internals that only its package's tests can reach
+	// (an export_test.go); a non-nil error fails the run.
+	Check func(*core.Core) error
 }
 
 // Stats counts what happened in a run.
@@ -406,6 +410,11 @@ func (s *sim) do(ev core.Event) []core.Action {
 		s.apply(a)
 	}
 	s.afterStep(acts)
+	if s.cfg.Check != nil {
+		if err := s.cfg.Check(s.c); err != nil {
+			s.failf("%v", err)
+		}
+	}
 	return acts
 }
 

@@ -1,0 +1,36 @@
+package core
+
+import "fmt"
+
+// CheckCanHold fails unless canHold counts the workers that may hold more
+// tasks ahead, and stealable lists exactly the tasks held and not revoked:
+// holdAhead and stealFor trust both.
+func CheckCanHold(c *Core) error {
+	n := 0
+	held := 0
+	for _, w := range c.workers {
+		if c.ahead > 0 && w.holdsAhead && !w.draining && len(w.ahead) < c.ahead {
+			n++
+		}
+		for _, t := range w.ahead {
+			if _, revoked := c.revokes[t]; !revoked {
+				held++
+				if i, ok := c.stealAt[t]; !ok || c.stealable[i] != t {
+					return fmt.Errorf("task %d, held on worker %d and not revoked, is not listed for stealFor", t.spec.ID, w.id)
+				}
+			}
+		}
+	}
+	if n != len(c.canHold) || n != len(c.canHoldAt) {
+		return fmt.Errorf("canHold lists %d workers (%d indexed); %d may hold more tasks ahead", len(c.canHold), len(c.canHoldAt), n)
+	}
+	for i, w := range c.canHold {
+		if c.canHoldAt[w] != i || len(w.ahead) >= c.ahead || w.draining || c.workers[w.id] != w {
+			return fmt.Errorf("canHold lists worker %d at %d (indexed at %d), which may not hold more", w.id, i, c.canHoldAt[w])
+		}
+	}
+	if held != len(c.stealable) || len(c.stealAt) != len(c.stealable) {
+		return fmt.Errorf("stealable lists %d tasks (%d indexed); %d are held and not revoked", len(c.stealable), len(c.stealAt), held)
+	}
+	return nil
+}
