@@ -56,11 +56,11 @@ func (c *Core) SetAhead(n int) { c.ahead = max(n, 0) }
 // next (aheadPick); it reports whether it did. placeFresh calls it once no
 // open worker has room for t.
 func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
-	if len(c.canHold) == 0 || !c.mayHold(t) {
+	if len(c.canHold.items) == 0 || !c.mayHold(t) {
 		return false
 	}
 	var best *worker
-	for _, w := range c.canHold {
+	for _, w := range c.canHold.items {
 		if (best == nil || len(w.ahead) < len(best.ahead) || len(w.ahead) == len(best.ahead) && w.id < best.id) && c.holdsOn(t, w) && c.aheadPick(w) == q {
 			best = w
 			if len(w.ahead) == 0 {
@@ -189,7 +189,7 @@ func (c *Core) holdOn(q *shapeQueue, t *task, w *worker) {
 		}
 	}
 	c.run(t)
-	c.addStealable(t)
+	c.stealable.add(t)
 }
 
 // promote gives w's free resources to the tasks it holds ahead, in the
@@ -207,7 +207,7 @@ func (c *Core) promote(w *worker) {
 		w.free = w.free.Sub(t.spec.Resources)
 		t.held = true
 		c.countHeld(t, -1)
-		c.dropStealable(t)
+		c.stealable.drop(t)
 		n++
 		if thief, ok := c.revokes[t]; ok {
 			// Started before the Revoke came: it lapses, and the worker
@@ -236,7 +236,7 @@ func (c *Core) unhold(t *task) {
 	t.worker.ahead = removeTask(t.worker.ahead, t)
 	c.countCanHold(t.worker, 1)
 	c.countHeld(t, -1)
-	c.dropStealable(t)
+	c.stealable.drop(t)
 	if thief, ok := c.revokes[t]; ok {
 		// Ended, lost or handed back: the worker it was revoked for looks
 		// again (or takes it: taskReturned).
@@ -252,11 +252,11 @@ func (c *Core) unhold(t *task) {
 // their place). One revoke in flight for each worker: once it resolves, w
 // looks again (taskReturned, promote, unhold).
 func (c *Core) stealFor(w *worker) {
-	if w.stealing || len(c.stealable) == 0 || w.index < 0 || w.draining || len(w.ahead) > 0 {
+	if w.stealing || len(c.stealable.items) == 0 || w.index < 0 || w.draining || len(w.ahead) > 0 {
 		return
 	}
-	for i := len(c.stealable) - 1; i >= 0; i-- {
-		t := c.stealable[i]
+	for i := len(c.stealable.items) - 1; i >= 0; i-- {
+		t := c.stealable.items[i]
 		if t.cancel || t.worker == w || !w.fits(t.spec.Resources) {
 			continue
 		}
@@ -265,7 +265,7 @@ func (c *Core) stealFor(w *worker) {
 				continue
 			}
 		}
-		c.dropStealable(t)
+		c.stealable.drop(t)
 		if c.revokes == nil {
 			c.revokes = make(map[*task]*worker)
 		}
@@ -279,57 +279,15 @@ func (c *Core) stealFor(w *worker) {
 // countCanHold lists w in canHold (d = 1) or takes it off (-1) if it may
 // hold more tasks ahead: call it with -1 before a change to what decides
 // that and with 1 after, so that canHold lists the workers that may now.
-// The last listed takes the place of one taken off.
 func (c *Core) countCanHold(w *worker, d int) {
 	if c.ahead == 0 || !w.holdsAhead || w.draining || len(w.ahead) >= c.ahead || c.workers[w.id] != w {
 		return
 	}
 	if d > 0 {
-		if c.canHoldAt == nil {
-			c.canHoldAt = make(map[*worker]int)
-		}
-		c.canHoldAt[w] = len(c.canHold)
-		c.canHold = append(c.canHold, w)
-		return
+		c.canHold.add(w)
+	} else {
+		c.canHold.drop(w)
 	}
-	i, ok := c.canHoldAt[w]
-	if !ok {
-		return
-	}
-	delete(c.canHoldAt, w)
-	last := len(c.canHold) - 1
-	if i != last {
-		c.canHold[i] = c.canHold[last]
-		c.canHoldAt[c.canHold[i]] = i
-	}
-	c.canHold[last] = nil
-	c.canHold = c.canHold[:last]
-}
-
-// addStealable lists t, just held ahead, for stealFor.
-func (c *Core) addStealable(t *task) {
-	if c.stealAt == nil {
-		c.stealAt = make(map[*task]int)
-	}
-	c.stealAt[t] = len(c.stealable)
-	c.stealable = append(c.stealable, t)
-}
-
-// dropStealable takes t off the list, if it is there: it started, was
-// revoked, or is no longer held. The last task takes its place.
-func (c *Core) dropStealable(t *task) {
-	i, ok := c.stealAt[t]
-	if !ok {
-		return
-	}
-	delete(c.stealAt, t)
-	last := len(c.stealable) - 1
-	if i != last {
-		c.stealable[i] = c.stealable[last]
-		c.stealAt[c.stealable[i]] = i
-	}
-	c.stealable[last] = nil
-	c.stealable = c.stealable[:last]
 }
 
 // revoked takes back t, handed back by the worker that held it after a

@@ -89,10 +89,8 @@ type Core struct {
 	leases    leases                 // slots lent for direct calls (leases.go)
 	ahead     int                    // tasks a worker may hold beyond its free resources (ahead.go)
 	held      [classDataflow + 1]int // tasks held ahead, not started, by class (countHeld)
-	stealable []*task                // tasks held ahead and not revoked (stealFor)
-	stealAt   map[*task]int          // each one's index in stealable
-	canHold   []*worker              // workers that may hold more tasks ahead (countCanHold): holdAhead looks at these, not at every worker
-	canHoldAt map[*worker]int        // each one's index in canHold
+	stealable listed[*task]          // tasks held ahead and not revoked (stealFor)
+	canHold   listed[*worker]        // workers that may hold more tasks ahead (countCanHold): holdAhead looks at these, not at every worker
 	revokes   map[*task]*worker      // held tasks revoked, not yet handed back or started: the worker each was revoked for (stealFor)
 	noHold    []*shapeQueue          // scratch of placeFresh: shapes whose head no worker could hold
 
