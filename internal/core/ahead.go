@@ -39,8 +39,8 @@ import "fmt"
 //     treat it as a dispatched one.
 //   - A worker that has room and nothing queued that fits it takes a held
 //     task back from another (stealFor): the core sends a Revoke for the
-//     last task held on the worker that holds the most, one at a time for
-//     each worker with room. The holder hands it back unless it started it
+//     task held last of those that fit it (or nearly: see stealFor), one
+//     at a time for each worker with room. The holder hands it back unless it started it
 //     first: then the report of the end that started it comes first, the
 //     core starts it too (promote) and the revoke lapses. Handed back, it
 //     goes to the worker it was revoked for if that one still has room.
@@ -52,9 +52,10 @@ import "fmt"
 func (c *Core) SetAhead(n int) { c.ahead = max(n, 0) }
 
 // holdAhead holds t (the head of q) on a worker that holds the fewest
-// tasks ahead (the first found that holds none), if one may hold it and t is the task that worker would take
-// next (aheadPick); it reports whether it did. placeFresh calls it once no
-// open worker has room for t.
+// tasks ahead (the first found that holds none), if one may hold it and t
+// is the task that worker would take next (aheadPick); it reports whether
+// it did. placeFresh calls it once no open worker has room for t. It looks
+// only at the workers that may hold more (canHold).
 func (c *Core) holdAhead(q *shapeQueue, t *task) bool {
 	if len(c.canHold.items) == 0 || !c.mayHold(t) {
 		return false
