@@ -210,13 +210,8 @@ func (c *Core) promote(w *worker) {
 		c.countHeld(t, -1)
 		c.stealable.drop(t)
 		n++
-		if thief, ok := c.revokes[t]; ok {
-			// Started before the Revoke came: it lapses, and the worker
-			// it was for looks again.
-			delete(c.revokes, t)
-			thief.stealing = false
-			c.freed = append(c.freed, thief) // filled at the step's end
-		}
+		// Started before a Revoke of it came: the Revoke lapses.
+		c.endRevoke(t)
 		c.starts = append(c.starts, Started{Task: t.spec.ID, Attempt: t.attempt, Worker: w.id}) // after the end that started it (settle)
 	}
 	if n > 0 {
@@ -238,13 +233,19 @@ func (c *Core) unhold(t *task) {
 	c.countCanHold(t.worker, 1)
 	c.countHeld(t, -1)
 	c.stealable.drop(t)
-	if thief, ok := c.revokes[t]; ok {
-		// Ended, lost or handed back: the worker it was revoked for looks
-		// again (or takes it: taskReturned).
-		delete(c.revokes, t)
-		thief.stealing = false
-		c.freed = append(c.freed, thief) // filled at the step's end
+	c.endRevoke(t) // ended, lost, or handed back (taskReturned)
+}
+
+// endRevoke settles the Revoke of t, if one is in flight: the worker it
+// was for may revoke again, and looks for work at the step's end.
+func (c *Core) endRevoke(t *task) {
+	thief, ok := c.revokes[t]
+	if !ok {
+		return
 	}
+	delete(c.revokes, t)
+	thief.stealing = false
+	c.freed = append(c.freed, thief) // filled at the step's end
 }
 
 // stealFor revokes, for w, which has room that nothing queued fits
@@ -292,8 +293,9 @@ func (c *Core) countCanHold(w *worker, d int) {
 }
 
 // revoked takes back t, handed back by the worker that held it after a
-// Revoke for thief (taskReturned, which released it): it runs on thief if
-// that one still has room for it, or else is queued again.
+// Revoke for thief (taskReturned, which released it and so settled the
+// Revoke: endRevoke): it runs on thief if that one still has room for
+// it, or else is queued again.
 func (c *Core) revoked(t *task, thief *worker) {
 	c.emit(Requeued{Task: t.spec.ID, Attempt: t.attempt, Reason: Outcome{Kind: Cancelled,
 		Message: fmt.Sprintf("held ahead on worker %d and handed back for worker %d, which had room", t.worker.id, thief.id)}})
@@ -301,7 +303,6 @@ func (c *Core) revoked(t *task, thief *worker) {
 	if c.workers[thief.id] == thief && thief.index >= 0 && thief.fits(t.spec.Resources) {
 		c.place(c.ready.byNeed[t.spec.Resources], t, thief)
 	}
-	c.freed = append(c.freed, thief) // filled at the step's end
 }
 
 // countHeld counts t, held ahead (d = 1) or no longer (-1), for Tally and

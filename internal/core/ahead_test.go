@@ -462,7 +462,7 @@ func TestSimulationAhead(t *testing.T) {
 					cfg.Ahead = 2
 					cfg.StrictPlacement = true
 					cfg.Trace = trace()
-					cfg.Check = core.CheckCanHold
+					cfg.Check = core.CheckAheadLists
 					stats := coretest.Run(t, cfg)
 					t.Logf("seed %d: %d of %d dispatches held ahead; %v", seed, stats.Held, stats.Dispatches, stats)
 					held.Add(int64(stats.Held))

@@ -2,10 +2,10 @@ package core
 
 import "fmt"
 
-// CheckCanHold fails unless canHold counts the workers that may hold more
-// tasks ahead, and stealable lists exactly the tasks held and not revoked:
+// CheckAheadLists fails unless canHold lists the workers that may hold
+// more tasks ahead, and stealable exactly the tasks held and not revoked:
 // holdAhead and stealFor trust both.
-func CheckCanHold(c *Core) error {
+func CheckAheadLists(c *Core) error {
 	n := 0
 	held := 0
 	for _, w := range c.workers {

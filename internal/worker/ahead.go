@@ -93,18 +93,28 @@ func (s *session) startHeld(ctx, sctx context.Context) {
 	}
 }
 
-// killHeld ends a run held ahead that the manager cancels; it reports
-// whether key was one.
-func (s *session) killHeld(key attemptKey) bool {
+// takeHeld takes the run held ahead as key off the list; nil if none is
+// (it started, ended, or never came).
+func (s *session) takeHeld(key attemptKey) *pb.Run {
 	for i, run := range s.ahead {
 		if run.TaskId == key.task && run.Attempt == key.attempt {
 			s.ahead = append(s.ahead[:i], s.ahead[i+1:]...)
-			s.post(reportMessage(&running{epoch: run.Epoch}, evAttemptEnded{key: key,
-				outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_CANCELLED, ExitCode: -1, Message: "cancelled before it started (held ahead)"}}))
-			return true
+			return run
 		}
 	}
-	return false
+	return nil
+}
+
+// killHeld ends a run held ahead that the manager cancels; it reports
+// whether key was one.
+func (s *session) killHeld(key attemptKey) bool {
+	run := s.takeHeld(key)
+	if run == nil {
+		return false
+	}
+	s.post(reportMessage(&running{epoch: run.Epoch}, evAttemptEnded{key: key,
+		outcome: &pb.Outcome{Kind: pb.ResultKind_RESULT_KIND_CANCELLED, ExitCode: -1, Message: "cancelled before it started (held ahead)"}}))
+	return true
 }
 
 // handBack returns the run held ahead as key to the manager, which wants
@@ -113,17 +123,19 @@ func (s *session) killHeld(key attemptKey) bool {
 // from the report of the end that started it. Once nothing is held, the
 // reports held for the runs (aheadHold) go.
 func (s *session) handBack(key attemptKey) bool {
-	for i, run := range s.ahead {
-		if run.TaskId == key.task && run.Attempt == key.attempt {
-			s.ahead = append(s.ahead[:i], s.ahead[i+1:]...)
-			s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: run.TaskId, Attempt: run.Attempt}}})
-			if len(s.ahead) == 0 {
-				s.held.flush(s.post)
-			}
-			return true
-		}
+	if s.takeHeld(key) == nil {
+		return false
 	}
-	return false
+	s.post(returnedMessage(key))
+	if len(s.ahead) == 0 {
+		s.held.flush(s.post)
+	}
+	return true
+}
+
+// returnedMessage hands attempt key back unfinished (pb.AttemptReturned).
+func returnedMessage(key attemptKey) *pb.WorkerMessage {
+	return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}}
 }
 
 // handBackHeld returns every run held ahead to the manager, which places
@@ -131,7 +143,7 @@ func (s *session) handBack(key attemptKey) bool {
 // (aheadHold) go too: nothing is held now.
 func (s *session) handBackHeld() {
 	for _, run := range s.ahead {
-		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: run.TaskId, Attempt: run.Attempt}}})
+		s.post(returnedMessage(attemptKey{run.TaskId, run.Attempt}))
 	}
 	s.ahead = nil
 	s.held.flush(s.post)

@@ -413,7 +413,7 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 	key := attemptKey{run.TaskId, run.Attempt}
 	if s.draining || s.attempts[key] != nil {
-		s.post(&pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: key.task, Attempt: key.attempt}}})
+		s.post(returnedMessage(key))
 		return
 	}
 	if run.Instance == 0 && s.w.cfg.Simulate != nil && s.w.cfg.Simulate.Delay == 0 {
@@ -661,7 +661,7 @@ func reportMessage(r *running, ev evAttemptEnded) *pb.WorkerMessage {
 		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: ev.back}}
 	}
 	if r != nil && r.handBack.Load() || ev.returned {
-		return &pb.WorkerMessage{Msg: &pb.WorkerMessage_Returned{Returned: &pb.AttemptReturned{TaskId: ev.key.task, Attempt: ev.key.attempt}}}
+		return returnedMessage(ev.key)
 	}
 	d := &pb.AttemptDone{TaskId: ev.key.task, Attempt: ev.key.attempt, Outcome: ev.outcome}
 	if r != nil {
