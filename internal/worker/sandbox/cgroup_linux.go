@@ -202,6 +202,8 @@ func openCgroupsIn(self, mi []byte) (g *cgroups, cpu string) {
 	switch {
 	case g.cpu == g.v2:
 		return g, "cgroup v2 cpu.max"
+	case g.cpu == g.v1 && g.v2 != nil:
+		return g, "cgroup v1 quota, from a task's first overrun" // quotaGate
 	case g.cpu == g.v1:
 		return g, "cgroup v1 quota"
 	}
@@ -968,8 +970,9 @@ func shellQuote(s string) string {
 
 // start runs fork, which forks the cell's process (Warden.start), in the
 // cell (nil for none). Where the cell's processes must be in its v1 cpu
-// cgroup and the process does not join it itself (joined: a shell running
-// join's text for cpu), fork runs on the cell's launcher
+// cgroup and the process is not placed there otherwise (placed: a shell
+// running join's text for cpu, or one whose quotaGate moves it there if
+// need be), fork runs on the cell's launcher
 // thread, which lives in that cgroup; else from the process's fork
 // thread, or, where contained is set, from the calling thread. Either
 // locked thread outlives what it forks, whose parent-death signal comes
@@ -977,11 +980,11 @@ func shellQuote(s string) string {
 // needed (procAttr): the cell holds the process from its clone (v2) or
 // from before it runs anything of the user's (joined), and the guard
 // kills what is in the cell when the worker dies.
-func (c *cell) start(fork func() error, joined, contained bool) error {
+func (c *cell) start(fork func() error, placed, contained bool) error {
 	if contained {
 		return fork()
 	}
-	if !c.needsV1() || joined {
+	if !c.needsV1() || placed {
 		var err error
 		forkThread().run(func() { err = fork() })
 		return err

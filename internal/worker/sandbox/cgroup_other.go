@@ -3,6 +3,7 @@
 package sandbox
 
 import (
+	"log/slog"
 	"syscall"
 	"time"
 )
@@ -32,6 +33,7 @@ func onTmpfs(string) bool { return false }
 func (c *cell) start(fork func() error, _, _ bool) error { return fork() }
 func (c *cell) join(bool) string                         { return "" }
 func (c *cell) needsV1() bool                            { return false }
+func (c *cell) deferQuota() bool                         { return false }
 func (c *cell) oomKilled() func() bool                   { return nil }
 func (c *cell) oomEvents() (*oomNotes, int64)            { return nil, 0 }
 func (c *cell) kill()                                    {}
@@ -41,3 +43,8 @@ func (c *cell) procsFD() int                             { return -1 }
 func procAttr(*cell, bool) *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
 
 func removeCgroup(string, bool, int, time.Duration) error { return nil }
+
+type quotaGate struct{}
+
+func startQuotaGate(*cell, float64, *slog.Logger, time.Time) *quotaGate { return nil }
+func (g *quotaGate) stop() bool                                         { return false }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Child is one process started by a Warden, with its process group and its
@@ -44,6 +45,11 @@ type Child struct {
 	// joins: the shell's script begins with the cell's join text, so an
 	// exit with joinFailed after joinFailedText may be the join's (Run).
 	joins bool
+	// gate applies the cell's v1 CPU quota if the run uses more than its
+	// cores (nil where the quota holds from the start, or there is none);
+	// quotaApplied, set by Wait: it did.
+	gate         *quotaGate
+	quotaApplied bool
 }
 
 // shell is a task's command as Run starts it: /bin/sh -c script in dir,
@@ -111,14 +117,19 @@ func (w *Warden) start(cmd *exec.Cmd, sh *shell, cores float64, memoryMB int64) 
 	// cell's launcher forks it there, and a v1 migration in the child
 	// would cost it some 40 µs of CPU for nothing. It always enters its v1
 	// memory cell itself: no thread of the worker may be there.
+	// Where its v2 cell holds it from the clone, a shell starts outside
+	// its v1 cpu cell, and enters it only if it uses more than its cores
+	// (quotaGate).
 	guarded := w != nil && w.guard.alive()
-	joinCPU := isShell && guarded && c.cell.needsV1()
+	deferCPU := isShell && c.cell.deferQuota()
+	joinCPU := isShell && guarded && c.cell.needsV1() && !deferCPU
 	joined := false
 	if j := c.cell.join(joinCPU); isShell && j != "" {
 		sh.script = j + sh.script
 		joined, c.joins = joinCPU, true
 	}
-	c.contained = c.cell != nil && guarded && (joined || !c.cell.needsV1())
+	placed := joined || deferCPU // needs no fork from inside the v1 cpu cell
+	c.contained = c.cell != nil && guarded && (placed || !c.cell.needsV1())
 	attr := procAttr(c.cell, c.contained)
 	fork := func() error {
 		cmd.SysProcAttr = attr
@@ -130,11 +141,14 @@ func (w *Warden) start(cmd *exec.Cmd, sh *shell, cores float64, memoryMB int64) 
 			return err
 		}
 	}
-	if err := c.cell.start(fork, joined, c.contained); err != nil {
+	if err := c.cell.start(fork, placed, c.contained); err != nil {
 		if c.cell != nil {
 			w.cg.release(c.cell, false)
 		}
 		return nil, err
+	}
+	if deferCPU {
+		c.gate = startQuotaGate(c.cell, cores, w.log, time.Now())
 	}
 	if !isShell {
 		c.pid = cmd.Process.Pid
@@ -209,6 +223,7 @@ func (c *Child) Wait() error {
 		killGroup(c.pid) // off Linux it could not be killed before the reap
 	}
 	if c.cell != nil {
+		c.quotaApplied = c.gate.stop() // before the cell may be reused
 		var emptied bool
 		emptied, c.memKilled = c.w.cg.release(c.cell, c.memLimited)
 		c.lingers = !emptied

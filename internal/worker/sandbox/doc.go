@@ -123,8 +123,13 @@
 //   - Where the worker may create cgroups, each process tree gets a cell: a
 //     cgroup below the warden's own (trellis-PID-START-SEQ below the worker's
 //     cgroup). In cgroup v2 the process is cloned into it (CLONE_INTO_CGROUP)
-//     and cgroup.kill kills it whole. In the v1 hierarchies (cpu, only for a
-//     quota where v2 holds the process; memory, for a limit) a task's shell
+//     and cgroup.kill kills it whole. A task's shell whose quota is in v1
+//     and whose v2 cell holds it starts outside its v1 cpu cell: a
+//     quotaGate moves the cell's processes in at the first check that
+//     finds them over their cores (quotagate_linux.go; a v1 migration at
+//     every start cost trivial tasks a fifth of their throughput). In the
+//     v1 hierarchies (cpu, for a quota where no v2 cell holds the process;
+//     memory, for a limit) a task's shell
 //     enters its cell itself: Run puts the cell's join text in front of
 //     the command on its first line (echo $$ > the cell's cgroup.procs, so
 //     the command's line numbers in the shell's messages stay the same),

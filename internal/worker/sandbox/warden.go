@@ -74,7 +74,8 @@ func NewWarden(cfg WardenConfig) (*Warden, error) {
 }
 
 // Enforcement says how CPU quotas are enforced ("cgroup v2 cpu.max",
-// "cgroup v1 quota" or "not enforced (why)"), and what makes the
+// "cgroup v1 quota", "cgroup v1 quota, from a task's first overrun" or
+// "not enforced (why)"), and what makes the
 // processes die with the worker.
 func (w *Warden) Enforcement() (cpu, processes string) {
 	if w == nil {
