@@ -202,8 +202,6 @@ func openCgroupsIn(self, mi []byte) (g *cgroups, cpu string) {
 	switch {
 	case g.cpu == g.v2:
 		return g, "cgroup v2 cpu.max"
-	case g.cpu == g.v1 && g.v2 != nil:
-		return g, "cgroup v1 quota, from a task's first overrun" // quotaGate
 	case g.cpu == g.v1:
 		return g, "cgroup v1 quota"
 	}

@@ -26,6 +26,7 @@ func (g *cgroups) release(*cell, bool) (bool, bool)         { return true, false
 func (g *cgroups) close() error                             { return nil }
 func (g *cgroups) dirs() (string, []string)                 { return "", nil }
 func (g *cgroups) memV1() bool                              { return false }
+func (g *cgroups) gatesQuota() bool                         { return false }
 func (g *cgroups) memoryEnforcement() string                { return "sampled" }
 
 func onTmpfs(string) bool { return false }

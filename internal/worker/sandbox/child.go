@@ -117,11 +117,14 @@ func (w *Warden) start(cmd *exec.Cmd, sh *shell, cores float64, memoryMB int64) 
 	// cell's launcher forks it there, and a v1 migration in the child
 	// would cost it some 40 µs of CPU for nothing. It always enters its v1
 	// memory cell itself: no thread of the worker may be there.
-	// Where its v2 cell holds it from the clone, a shell starts outside
-	// its v1 cpu cell, and enters it only if it uses more than its cores
-	// (quotaGate).
+	// Where its v2 cell holds it from the clone, and a guard kills the
+	// cells if the worker dies, a shell starts outside its v1 cpu cell,
+	// from any thread, and enters the cell only if it uses more than its
+	// cores (quotaGate). (Without a guard it is forked by the cell's
+	// launcher, already in the cell: the fork thread instead, one per
+	// process, would take turns among the process's workers.)
 	guarded := w != nil && w.guard.alive()
-	deferCPU := isShell && c.cell.deferQuota()
+	deferCPU := isShell && guarded && c.cell.deferQuota()
 	joinCPU := isShell && guarded && c.cell.needsV1() && !deferCPU
 	joined := false
 	if j := c.cell.join(joinCPU); isShell && j != "" {

@@ -43,6 +43,13 @@ var gateChecks = []time.Duration{5 * time.Millisecond, 20 * time.Millisecond, 10
 // gateEvery is the interval of a quotaGate's checks after gateChecks.
 const gateEvery = time.Second
 
+// gatesQuota reports whether the quotas of g's cells are in v1 beside v2
+// cells, so that a shell in a cell that has one starts outside it where a
+// guard kills the cells (deferQuota).
+func (g *cgroups) gatesQuota() bool {
+	return !quotaFromStart && g != nil && g.cpu != nil && g.cpu == g.v1 && g.v2 != nil
+}
+
 // deferQuota reports whether a shell started in c may start outside c's v1
 // cpu cell, its quota applied by a quotaGate: c has a quota in v1 and a v2
 // cgroup that it is cloned into.

@@ -20,7 +20,7 @@ func joinAtStart(t *testing.T) {
 // gated reports whether w's shells with a quota start outside their v1
 // cpu cells, a quotaGate moving them in if they overrun.
 func gated(w *Warden) bool {
-	return !quotaFromStart && w.cg != nil && w.cg.cpu != nil && w.cg.cpu == w.cg.v1 && w.cg.v2 != nil
+	return w.guard.alive() && w.cg.gatesQuota()
 }
 
 func TestOverrun(t *testing.T) {
@@ -47,12 +47,12 @@ func TestOverrun(t *testing.T) {
 }
 
 // A shell with a v1 quota starts outside its v1 cpu cell where its v2 cell
-// holds it; a run that keeps two processes busy on a fifth of a core is
+// holds it and a guard kills the cells with the worker; a run that keeps two processes busy on a fifth of a core is
 // moved in, those processes and what the shell starts after; a run that
 // keeps one process busy on one core is not. The cell is reused by the
 // next run, which starts outside it again.
 func TestQuotaGate(t *testing.T) {
-	w := newWarden(t, WardenConfig{})
+	w := newGuardedV1Warden(t)
 	if !gated(w) {
 		t.Skipf("quotas are not gated here (they are where the cpu controller is in cgroup v1 only, beside a v2 cgroup): %s", w.cpu)
 	}

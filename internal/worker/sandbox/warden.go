@@ -100,7 +100,11 @@ func (w *Warden) Enforcement() (cpu, processes string) {
 	} else {
 		parts = append(parts, "no guard")
 	}
-	return w.cpu, strings.Join(parts, ", ")
+	cpu = w.cpu
+	if w.guard != nil && w.cg.gatesQuota() {
+		cpu += ", from a task's first overrun" // quotaGate
+	}
+	return cpu, strings.Join(parts, ", ")
 }
 
 // MemoryEnforcement says how the memory limits of runs are enforced:
