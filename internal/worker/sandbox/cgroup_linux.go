@@ -121,6 +121,11 @@ type cell struct {
 	// release need not read cgroup.procs again. Set by kill under the
 	// Child's lock, which Wait takes before release.
 	seenEmpty bool
+	// cpuStat is v2dir's cpu.stat, opened by the first quotaGate that
+	// reads it (cpuStatOpen) and kept for the cell's life: a check is
+	// then one pread.
+	cpuStat     int
+	cpuStatOpen bool
 	// spent is set once cgroup.kill was written to v2dir: the kernel
 	// (6.18 at least) kills at birth a process cloned into a cgroup killed
 	// more often than its parent's, so the cell is not reused.
@@ -1165,6 +1170,10 @@ func (c *cell) closeFiles() {
 	if c.oomFD >= 0 {
 		syscall.Close(c.oomFD)
 		c.oomFD = -1
+	}
+	if c.cpuStatOpen {
+		syscall.Close(c.cpuStat)
+		c.cpuStatOpen = false
 	}
 	c.ooms.close()
 	c.ooms = nil

@@ -38,7 +38,7 @@ var quotaFromStart bool
 // first reads the usage that the next compares with. Early, so that a task
 // that overruns from its start does so for tens of milliseconds, not a
 // second; then rarer, so that hundreds of long tasks cost little.
-var gateChecks = []time.Duration{5 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond, time.Second}
+var gateChecks = []time.Duration{5 * time.Millisecond, 25 * time.Millisecond, time.Second}
 
 // gateEvery is the interval of a quotaGate's checks after gateChecks.
 const gateEvery = time.Second
@@ -187,11 +187,20 @@ func (g *quotaGate) enter() {
 // cpuTime returns the CPU time of the cell's processes so far, from its
 // v2 cgroup's cpu.stat; false where it cannot be read.
 func (c *cell) cpuTime() (time.Duration, bool) {
-	b, err := readSmall(filepath.Join(c.v2dir, "cpu.stat"))
+	if !c.cpuStatOpen {
+		fd, err := syscall.Open(filepath.Join(c.v2dir, "cpu.stat"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return 0, false
+		}
+		c.cpuStat, c.cpuStatOpen = fd, true
+	}
+	var buf [512]byte
+	n, err := syscall.Pread(c.cpuStat, buf[:], 0)
 	if err != nil {
 		return 0, false
 	}
 	const key = "usage_usec "
+	b := buf[:n]
 	i := bytes.Index(b, []byte(key))
 	if i < 0 {
 		return 0, false
@@ -199,20 +208,4 @@ func (c *cell) cpuTime() (time.Duration, bool) {
 	line, _, _ := bytes.Cut(b[i+len(key):], []byte("\n"))
 	us, ok := atoi(line)
 	return time.Duration(us) * time.Microsecond, ok
-}
-
-// readSmall reads a small control file with plain system calls (no
-// poller registration, as os.ReadFile would make for a cgroup file).
-func readSmall(name string) ([]byte, error) {
-	fd, err := syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer syscall.Close(fd)
-	buf := make([]byte, 512)
-	n, err := syscall.Read(fd, buf)
-	if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
 }
