@@ -14,7 +14,9 @@ import (
 // the moment another ends, without a round trip to the manager, and the
 // reports and runs of many tasks share messages. The session holds them in
 // the order they came and starts the first as soon as it fits beside the
-// attempts running (their resources, as the manager counts them); the
+// attempts running (their resources, as the manager counts them; an
+// attempt whose command has exited holds only its disk while its outputs
+// are taken: evAttemptFreed); the
 // manager's core mirrors that order (core.SetAhead), so both agree on
 // what runs. A run not sent ahead starts at once, as always.
 
@@ -60,6 +62,7 @@ func (s *session) fitsNow(n need) bool {
 func (s *session) intake(ctx, sctx context.Context, run *pb.Run) {
 	if run.Ahead && !s.draining && (len(s.ahead) > 0 || !s.fitsNow(runNeed(run))) {
 		s.ahead = append(s.ahead, run)
+		s.holding.Store(int32(len(s.ahead)))
 		return
 	}
 	s.startAttempt(ctx, sctx, run)
@@ -76,21 +79,22 @@ func (s *session) intake(ctx, sctx context.Context, run *pb.Run) {
 // last next), and the fork waits for the report's encoding and write: a
 // 1-core worker's cycle from one child's exit to the next one's fork was
 // 115 µs with that order and 71 µs with this one (docs/benchmarks.md).
-func (s *session) startHeld(ctx, sctx context.Context) {
-	started := false
+func (s *session) startHeld(ctx, sctx context.Context) (started int) {
 	for len(s.ahead) > 0 && !s.draining && s.fitsNow(runNeed(s.ahead[0])) {
 		run := s.ahead[0]
 		s.ahead[0] = nil
 		s.ahead = s.ahead[1:]
+		s.holding.Store(int32(len(s.ahead)))
 		s.startAttempt(ctx, sctx, run)
-		started = true
+		started++
 		if len(s.ahead) == 0 {
 			s.held.flush(s.post)
 		}
 	}
-	if started {
+	if started > 0 {
 		runtime.Gosched()
 	}
+	return started
 }
 
 // takeHeld takes the run held ahead as key off the list; nil if none is
@@ -99,6 +103,7 @@ func (s *session) takeHeld(key attemptKey) *pb.Run {
 	for i, run := range s.ahead {
 		if run.TaskId == key.task && run.Attempt == key.attempt {
 			s.ahead = append(s.ahead[:i], s.ahead[i+1:]...)
+			s.holding.Store(int32(len(s.ahead)))
 			return run
 		}
 	}
@@ -146,5 +151,6 @@ func (s *session) handBackHeld() {
 		s.post(returnedMessage(attemptKey{run.TaskId, run.Attempt}))
 	}
 	s.ahead = nil
+	s.holding.Store(0)
 	s.held.flush(s.post)
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	pb "trellis/internal/proto/trellisv1"
 )
 
 // TestAheadReportsGoOnceNoneHeld: a report held while runs sent ahead wait
@@ -74,5 +77,32 @@ func TestAheadDrainSendsHeldReports(t *testing.T) {
 		if got := m.next(t).GetDone(); got.GetTaskId() != 2 && got.GetTaskId() != 3 {
 			t.Fatalf("got %v; want the report of task 2 or 3", got)
 		}
+	}
+}
+
+// TestAheadStartsWhileOutputsAreTaken: a run held ahead starts on the cores
+// of the run before it once that one's command has exited, while its
+// outputs are still taken (here 256 MiB hashed into the cache), so its
+// report comes first.
+func TestAheadStartsWhileOutputsAreTaken(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.aheadHold = time.Hour })
+	m, _ := h.connect(t, 60_000)
+	big := run(1, "head -c 256M /dev/zero > big")
+	big.GetRun().Spec.Outputs = []*pb.FileRef{{Name: "big-1", Path: "big", Keep: true}}
+	m.send(t, cores(big, 4, false))
+	m.send(t, cores(run(2, "true"), 4, true))
+	var order []uint64
+	for len(order) < 2 {
+		if d := m.next(t).GetDone(); d != nil {
+			if d.Outcome.GetKind() != pb.ResultKind_RESULT_KIND_SUCCESS {
+				t.Fatalf("task %d: %v", d.TaskId, d.Outcome)
+			}
+			order = append(order, d.TaskId)
+		}
+	}
+	if want := []uint64{2, 1}; !slices.Equal(order, want) {
+		t.Errorf("reports of tasks %v; want %v (2 started while 1's output was taken)", order, want)
 	}
 }

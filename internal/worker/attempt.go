@@ -25,8 +25,10 @@ import (
 // runAttempt runs one attempt from start to end and says how it went. It
 // never returns nil; ctx cancellation kills the command. back is set, and
 // o is then only for the log, when the attempt must be handed back: its
-// output did not fit in a cache full of files still needed.
-func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, back *pb.AttemptReturned, cleanup func()) {
+// output did not fit in a cache full of files still needed. exited, where
+// set, is called once the command's processes are gone, before the outputs
+// are taken (sandbox.Spec.Exited).
+func (w *Worker) runAttempt(ctx context.Context, run *pb.Run, exited func()) (o *pb.Outcome, back *pb.AttemptReturned, cleanup func()) {
 	spec := run.Spec
 	dir, err := w.boxes.get()
 	if err != nil {
@@ -58,6 +60,7 @@ func (w *Worker) runAttempt(ctx context.Context, run *pb.Run) (o *pb.Outcome, ba
 		DiskMB:   spec.GetResources().GetDiskMb(),
 		Cores:    spec.GetResources().GetCores(),
 		Warden:   w.warden,
+		Exited:   exited,
 	})
 	w.checkInputs(stamps, "task", run.TaskId, "attempt", run.Attempt) // whatever the command did, and before its end is reported
 	if res.Lingering {

@@ -31,6 +31,9 @@ type running struct {
 	epoch    uint64 // of its Run: its report carries it back
 	kept     bool   // its session broke: it belongs to Worker.kept (kept.go)
 	need     need   // what it takes of the worker's resources (ahead.go)
+	// startedEarly counts the runs held ahead that started on its cores
+	// once its command exited, before its end (evAttemptFreed).
+	startedEarly int
 }
 
 // event is what a session's goroutines tell its loop, in order on one
@@ -54,6 +57,11 @@ type evAttemptEnded struct {
 	back     *pb.AttemptReturned // an attempt handed back for a full cache
 }
 
+// evAttemptFreed: the command of an attempt has exited, and its outputs
+// are being taken: the cores and memory it held are free for a run held
+// ahead (ahead.go). Its disk is not: its outputs are still there.
+type evAttemptFreed struct{ key attemptKey }
+
 // evFetched: a fetch ended.
 type evFetched struct{ done *pb.FetchDone }
 
@@ -65,6 +73,7 @@ type evLibraryEnded struct{ msg *pb.WorkerMessage }
 
 func (evMessage) isEvent()        {}
 func (evAttemptEnded) isEvent()   {}
+func (evAttemptFreed) isEvent()   {}
 func (evFetched) isEvent()        {}
 func (evLibraryStarted) isEvent() {}
 func (evLibraryEnded) isEvent()   {}
@@ -102,6 +111,10 @@ type session struct {
 	libReports []event       // what kept library instances said while no session had them
 	direct     directReports // direct calls' ends (direct.go)
 	ahead      []*pb.Run     // runs sent ahead, held until they fit, in order (ahead.go)
+	// holding is len(ahead), for the attempts' goroutines: an attempt
+	// whose command exited tells the loop at once only where runs are
+	// held (evAttemptFreed).
+	holding atomic.Int32
 	// pending: messages posted, not yet handed to the sender; they go
 	// once the loop has handled the event (flush), as one write.
 	pending []*pb.WorkerMessage
@@ -185,7 +198,10 @@ func (s *session) run(ctx, sctx context.Context, heartbeat time.Duration) error 
 			default:
 				s.ended(ev)
 				if len(s.ahead) > 0 {
-					s.startHeld(ctx, sctx) // resources freed: the next starts now, not when the manager says
+					n := s.startHeld(ctx, sctx) // resources freed: the next starts now, not when the manager says
+					if f, ok := ev.(evAttemptFreed); ok && s.attempts[f.key] != nil {
+						s.attempts[f.key].startedEarly += n
+					}
 				}
 			}
 		case <-s.direct.signal:
@@ -312,6 +328,10 @@ func (s *session) flush() {
 // ended reports what an attempt, a fetch or a library instance did.
 func (s *session) ended(ev event) {
 	switch ev := ev.(type) {
+	case evAttemptFreed:
+		if r := s.attempts[ev.key]; r != nil {
+			r.need = need{diskMB: r.need.diskMB}
+		}
 	case evAttemptEnded:
 		s.reportEvicted() // first: what its command changed is not here for the next run (checkInputs)
 		s.attemptEnded(ev)
@@ -450,7 +470,18 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 		} else if s.w.cfg.Simulate != nil {
 			o = s.w.simulate(actx, run)
 		} else {
-			o, back, cleanup = s.w.runAttempt(actx, run)
+			var exited func()
+			if len(run.Spec.GetOutputs()) > 0 {
+				// A run held ahead may start on its cores while the
+				// outputs are taken. (Without outputs the end follows
+				// at once: an event more would cost more than it saves.)
+				exited = func() {
+					if s.holding.Load() > 0 {
+						s.emit(evAttemptFreed{key})
+					}
+				}
+			}
+			o, back, cleanup = s.w.runAttempt(actx, run, exited)
 		}
 		s.events <- evAttemptEnded{key: key, outcome: o, libDead: libDead, returned: o == handBack, back: back} // the loop waits for every attempt
 		cleanup()                                                                                               // after reporting: the next task need not wait for it
@@ -473,10 +504,17 @@ func (s *session) attemptEnded(ev evAttemptEnded) {
 		}
 		full = s.held.add(msg, ref)
 	}
+	// The runs held ahead that wait on once this end has started what
+	// fits: all but the one that starts now, or all where runs started
+	// when its command exited.
+	waiting := len(s.ahead)
+	if r != nil && r.startedEarly == 0 {
+		waiting--
+	}
 	switch {
 	case ev.libDead && !full:
 		// held until the library's end flushes it
-	case r != nil && !r.call && len(s.ahead) > 1 && !full:
+	case r != nil && !r.call && waiting > 0 && !full:
 		// Runs sent ahead wait here, more than the one that starts now:
 		// the manager needs no report to keep this worker busy, and the
 		// reports of several go in one message (ahead.go).

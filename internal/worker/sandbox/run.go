@@ -72,6 +72,9 @@ func Run(ctx context.Context, spec Spec) (Result, error) {
 		duration = time.Since(start)
 		v = mon.stop()
 	}
+	if spec.Exited != nil {
+		spec.Exited()
+	}
 	stdout, stderr, outTrunc, errTrunc := out.collect()
 
 	if ws := c.status; c.joins && ws.Exited() && ws.ExitStatus() == joinFailed && bytes.HasPrefix(stderr, []byte(joinFailedText)) {

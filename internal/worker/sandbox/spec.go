@@ -49,6 +49,10 @@ type Spec struct {
 	// PollInterval is how often memory and disk are sampled; 0 means
 	// DefaultPollInterval.
 	PollInterval time.Duration
+	// Exited, where set, is called once the command's processes are gone
+	// and its cgroup is taken back, before its output is collected (not
+	// where it could not start): its cores are free for the next run.
+	Exited func()
 }
 
 // Kind classifies how a run ended.
