@@ -34,11 +34,14 @@ import (
 // start, as where no v2 cgroup holds it (tests of the join set it).
 var quotaFromStart bool
 
-// gateChecks are when a quotaGate checks, from the start of the run: the
-// first reads the usage that the next compares with. Early, so that a task
-// that overruns from its start does so for tens of milliseconds, not a
-// second; then rarer, so that hundreds of long tasks cost little.
-var gateChecks = []time.Duration{5 * time.Millisecond, 25 * time.Millisecond, time.Second}
+// gateChecks are when a quotaGate checks, from the start of the run (where
+// it reads the usage that the first check compares with: no wake-up of its
+// own). Early, so that a task that overruns from its start does so for
+// tens of milliseconds, not a second; then rarer, so that hundreds of long
+// tasks cost little. Each check is a wake-up of the worker, which 500
+// one-core workers on two cores, their tasks each waiting some 150 ms for
+// a core, paid at 1% of their throughput for each (docs/benchmarks.md).
+var gateChecks = []time.Duration{25 * time.Millisecond, time.Second}
 
 // gateEvery is the interval of a quotaGate's checks after gateChecks.
 const gateEvery = time.Second
@@ -81,14 +84,17 @@ type quotaGate struct {
 	timer   *time.Timer
 	stopped bool
 	checks  int           // checks made
-	last    time.Duration // the cell's CPU time at the last check
+	last    time.Duration // the cell's CPU time at the start, then at the last check
 	lastAt  time.Time
+	known   bool // last could be read at the start
 	entered bool // the processes were moved into the v1 cell
 }
 
 // startQuotaGate starts the gate of a run of cores in c, started at start.
 func startQuotaGate(c *cell, cores float64, log *slog.Logger, start time.Time) *quotaGate {
 	g := &quotaGate{cell: c, cores: cores, log: log, start: start}
+	g.last, g.known = c.cpuTime()
+	g.lastAt = time.Now()
 	g.mu.Lock()
 	g.timer = time.AfterFunc(gateChecks[0], g.check)
 	g.mu.Unlock()
@@ -120,10 +126,10 @@ func (g *quotaGate) check() {
 	switch used, ok := g.cell.cpuTime(); {
 	case g.entered:
 		g.enter()
-	case !ok:
+	case !ok || !g.known:
 		// Its usage cannot be read: the quota then holds from now.
 		g.enter()
-	case g.checks > 0 && overrun(used-g.last, now.Sub(g.lastAt), g.cores):
+	case overrun(used-g.last, now.Sub(g.lastAt), g.cores):
 		g.enter()
 	default:
 		g.last, g.lastAt = used, now
