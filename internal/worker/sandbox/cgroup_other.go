@@ -47,5 +47,5 @@ func removeCgroup(string, bool, int, time.Duration) error { return nil }
 
 type quotaGate struct{}
 
-func startQuotaGate(*cell, float64, *slog.Logger, time.Time) *quotaGate { return nil }
-func (g *quotaGate) stop() bool                                         { return false }
+func startQuotaGate(*cell, float64, *slog.Logger) *quotaGate { return nil }
+func (g *quotaGate) stop()                                   {}

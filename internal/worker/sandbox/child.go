@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // Child is one process started by a Warden, with its process group and its
@@ -46,10 +45,8 @@ type Child struct {
 	// exit with joinFailed after joinFailedText may be the join's (Run).
 	joins bool
 	// gate applies the cell's v1 CPU quota if the run uses more than its
-	// cores (nil where the quota holds from the start, or there is none);
-	// quotaApplied, set by Wait: it did.
-	gate         *quotaGate
-	quotaApplied bool
+	// cores (nil where the quota holds from the start, or there is none).
+	gate *quotaGate
 }
 
 // shell is a task's command as Run starts it: /bin/sh -c script in dir,
@@ -151,7 +148,7 @@ func (w *Warden) start(cmd *exec.Cmd, sh *shell, cores float64, memoryMB int64) 
 		return nil, err
 	}
 	if deferCPU {
-		c.gate = startQuotaGate(c.cell, cores, w.log, time.Now())
+		c.gate = startQuotaGate(c.cell, cores, w.log)
 	}
 	if !isShell {
 		c.pid = cmd.Process.Pid
@@ -226,7 +223,7 @@ func (c *Child) Wait() error {
 		killGroup(c.pid) // off Linux it could not be killed before the reap
 	}
 	if c.cell != nil {
-		c.quotaApplied = c.gate.stop() // before the cell may be reused
+		c.gate.stop() // before the cell may be reused
 		var emptied bool
 		emptied, c.memKilled = c.w.cg.release(c.cell, c.memLimited)
 		c.lingers = !emptied

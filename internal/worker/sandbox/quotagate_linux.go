@@ -73,7 +73,8 @@ func overrun(used, elapsed time.Duration, cores float64) bool {
 // and moves the cell's processes into it at the first check that finds an
 // overrun; from then on each check moves those that were not moved yet
 // (forked by a process before it moved). Its checks run on timers: a run
-// shorter than the first check, most runs, costs a timer set and stopped.
+// shorter than the first check, most runs, costs a read of cpu.stat (its
+// usage at the start) and a timer set and stopped.
 type quotaGate struct {
 	cell  *cell
 	cores float64
@@ -90,11 +91,11 @@ type quotaGate struct {
 	entered bool // the processes were moved into the v1 cell
 }
 
-// startQuotaGate starts the gate of a run of cores in c, started at start.
-func startQuotaGate(c *cell, cores float64, log *slog.Logger, start time.Time) *quotaGate {
-	g := &quotaGate{cell: c, cores: cores, log: log, start: start}
+// startQuotaGate starts the gate of a run of cores in c, started now.
+func startQuotaGate(c *cell, cores float64, log *slog.Logger) *quotaGate {
+	g := &quotaGate{cell: c, cores: cores, log: log, start: time.Now()}
 	g.last, g.known = c.cpuTime()
-	g.lastAt = time.Now()
+	g.lastAt = g.start
 	g.mu.Lock()
 	g.timer = time.AfterFunc(gateChecks[0], g.check)
 	g.mu.Unlock()
@@ -102,17 +103,15 @@ func startQuotaGate(c *cell, cores float64, log *slog.Logger, start time.Time) *
 }
 
 // stop ends the gate's checks, waiting for one under way: the cell may be
-// reused once it returns. It reports whether the run was moved into its v1
-// cell. A nil gate reports false.
-func (g *quotaGate) stop() (entered bool) {
+// reused once it returns. A nil gate has nothing to stop.
+func (g *quotaGate) stop() {
 	if g == nil {
-		return false
+		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.stopped = true
 	g.timer.Stop()
-	return g.entered
 }
 
 // check is one check, on the timer's goroutine.
@@ -123,15 +122,13 @@ func (g *quotaGate) check() {
 		return
 	}
 	now := time.Now()
-	switch used, ok := g.cell.cpuTime(); {
-	case g.entered:
+	if g.entered {
+		g.enter() // those forked before their parent moved
+	} else if used, ok := g.cell.cpuTime(); !ok || !g.known {
+		g.enter() // its usage cannot be read: the quota holds from now
+	} else if overrun(used-g.last, now.Sub(g.lastAt), g.cores) {
 		g.enter()
-	case !ok || !g.known:
-		// Its usage cannot be read: the quota then holds from now.
-		g.enter()
-	case overrun(used-g.last, now.Sub(g.lastAt), g.cores):
-		g.enter()
-	default:
+	} else {
 		g.last, g.lastAt = used, now
 	}
 	g.checks++
