@@ -100,6 +100,7 @@ capacity --simulate, docs/benchmarks.md).`,
 			if res, err = resources.Cap(res, cores, memory, disk, gpus); err != nil {
 				return err
 			}
+			procs := worker.TuneProcs(res.MilliCores)
 			tlsConfig, err := ctls.config(args[0])
 			if err != nil {
 				return err
@@ -112,6 +113,7 @@ capacity --simulate, docs/benchmarks.md).`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "trellis worker: %g cores, %d MB memory, %d MB disk, %d gpus; manager %s\n",
 				float64(res.MilliCores)/1000, res.MemoryMB, res.DiskMB, len(res.GPUs), args[0])
+			log.Info("go runtime", "gomaxprocs", procs, "why", "the cores offered, rounded up (GOMAXPROCS in the environment overrides it)")
 			ctx, stop := drainOnSignals(log, "signal: draining; send another to hand back all work now", w.Drain)
 			defer stop()
 			return w.Run(ctx)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -190,5 +191,30 @@ func TestKilledEmbeddedRunTakesItsProcesses(t *testing.T) {
 			t.Fatalf("5 s after trellis run was killed, %d processes still work in its sandboxes:\n%s", len(left), strings.Join(left, "\n"))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWorkerProcsFollowCores: a worker runs Go code on as many threads as
+// the cores it offers, rounded up (at most the machine's); GOMAXPROCS in
+// its environment wins.
+func TestWorkerProcsFollowCores(t *testing.T) {
+	c := newCluster(t)
+	for _, tt := range []struct {
+		env   []string
+		cores string
+		want  int
+	}{
+		{nil, "1", 1},
+		{nil, "1.5", min(2, runtime.GOMAXPROCS(0))},
+		{[]string{"GOMAXPROCS=3"}, "1", 3},
+	} {
+		w := c.worker("w"+tt.cores, tt.env, "--cores", tt.cores)
+		want := fmt.Sprintf("gomaxprocs=%d ", tt.want)
+		waitFor(t, 20*time.Second, "the worker's go runtime line", func() bool {
+			return strings.Contains(w.Output(), "msg=\"go runtime\"")
+		})
+		if out := w.Output(); !strings.Contains(out, want) {
+			t.Errorf("worker with --cores %s and env %q logged:\n%s\nwant %q", tt.cores, tt.env, out, want)
+		}
 	}
 }
