@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -475,9 +476,14 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 				// A run held ahead may start on its cores while the
 				// outputs are taken. (Without outputs the end follows
 				// at once: an event more would cost more than it saves.)
+				// The loop, readied by the event, runs now (Gosched):
+				// with one P (a 1-core worker: TuneProcs) it would
+				// wait for the outputs, with more for another thread
+				// to wake and take it.
 				exited = func() {
 					if s.holding.Load() > 0 {
 						s.emit(evAttemptFreed{key})
+						runtime.Gosched()
 					}
 				}
 			}
