@@ -63,6 +63,7 @@ func (s *session) intake(ctx, sctx context.Context, run *pb.Run) {
 	if run.Ahead && !s.draining && (len(s.ahead) > 0 || !s.fitsNow(runNeed(run))) {
 		s.ahead = append(s.ahead, run)
 		s.holding.Store(int32(len(s.ahead)))
+		s.prepare(run)
 		return
 	}
 	s.startAttempt(ctx, sctx, run)
@@ -104,6 +105,7 @@ func (s *session) takeHeld(key attemptKey) *pb.Run {
 		if run.TaskId == key.task && run.Attempt == key.attempt {
 			s.ahead = append(s.ahead[:i], s.ahead[i+1:]...)
 			s.holding.Store(int32(len(s.ahead)))
+			s.dropBox(s.takePrepared(key))
 			return run
 		}
 	}
@@ -152,5 +154,64 @@ func (s *session) handBackHeld() {
 	}
 	s.ahead = nil
 	s.holding.Store(0)
+	s.dropPrepared()
 	s.held.flush(s.post)
+}
+
+// prepare makes the sandbox of a run held ahead and puts its inputs there
+// while it waits, so that its start is only its fork: the loop does it
+// while the worker's cores run what it waits for. (A held run's inputs
+// travel inline: no fetch, no cache pin.) Where that fails, nothing is
+// kept: the attempt makes its sandbox at its start and reports the error.
+func (s *session) prepare(run *pb.Run) {
+	key := attemptKey{run.TaskId, run.Attempt}
+	if _, ok := s.prepared[key]; ok {
+		return // sent twice: one sandbox is enough
+	}
+	for _, in := range run.Spec.GetInputs() {
+		if in.Content == nil {
+			return // not a run the manager holds ahead: left to its start
+		}
+	}
+	dir, err := s.w.boxes.get()
+	if err != nil {
+		return
+	}
+	for _, in := range run.Spec.GetInputs() {
+		if _, err := s.w.placeInput(dir, in, false); err != nil {
+			s.w.boxes.put(dir)
+			return
+		}
+	}
+	if s.prepared == nil {
+		s.prepared = map[attemptKey]string{}
+	}
+	s.prepared[key] = dir
+}
+
+// takePrepared returns the sandbox prepared for key and forgets it; "" if
+// there is none.
+func (s *session) takePrepared(key attemptKey) string {
+	dir, ok := s.prepared[key]
+	if ok {
+		delete(s.prepared, key)
+	}
+	return dir
+}
+
+// dropBox gives back a prepared sandbox that no attempt will use ("" for
+// none).
+func (s *session) dropBox(dir string) {
+	if dir != "" {
+		s.w.boxes.put(dir)
+	}
+}
+
+// dropPrepared gives back every prepared sandbox: the runs held ahead are
+// handed back or dropped.
+func (s *session) dropPrepared() {
+	for key, dir := range s.prepared {
+		delete(s.prepared, key)
+		s.w.boxes.put(dir)
+	}
 }

@@ -106,3 +106,64 @@ func TestAheadStartsWhileOutputsAreTaken(t *testing.T) {
 		t.Errorf("reports of tasks %v; want %v (2 started while 1's output was taken)", order, want)
 	}
 }
+
+// TestAheadPreparedSandbox: a run held ahead waits with its sandbox made
+// and its inline input in place, and runs in it; one handed back gives its
+// sandbox back, emptied, for the next run.
+func TestAheadPreparedSandbox(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.aheadHold = time.Hour })
+	m, _ := h.connect(t, 60_000)
+	gate := filepath.Join(t.TempDir(), "go")
+	inline := func(s string) *pb.FileRef {
+		return &pb.FileRef{Name: "inline-" + s, Path: "in.txt", Content: []byte(s + "\n")}
+	}
+	m.send(t, cores(run(1, waitFor(gate)), 4, false))
+	m.send(t, cores(run(2, "cat in.txt", inline("two")), 4, true))
+	m.send(t, cores(run(3, "cat in.txt", inline("three")), 4, true))
+	inputs := func() []string { // the inputs in the worker's sandboxes
+		var got []string
+		files, _ := filepath.Glob(filepath.Join(h.w.boxes.dir, "*", "in.txt"))
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			got = append(got, string(b))
+		}
+		slices.Sort(got)
+		return got
+	}
+	pollFor(t, "both held runs' inputs in their sandboxes", func() bool {
+		return slices.Equal(inputs(), []string{"three\n", "two\n"})
+	})
+	m.send(t, revoke(3))
+	if got := m.next(t).GetReturned(); got.GetTaskId() != 3 {
+		t.Fatalf("got %v; want task 3 handed back", got)
+	}
+	if got := inputs(); !slices.Equal(got, []string{"two\n"}) {
+		t.Errorf("inputs in the sandboxes after 3 was handed back: %q; want only 2's", got)
+	}
+	writeGate(t, gate, "one\n")
+	want := map[uint64]string{1: "one\n", 2: "two\n"}
+	for len(want) > 0 {
+		d := m.next(t).GetDone()
+		if d == nil {
+			continue
+		}
+		if s, ok := want[d.TaskId]; !ok || string(d.Outcome.GetStdout()) != s {
+			t.Fatalf("report %v; want one of %v by task", d, want)
+		}
+		delete(want, d.TaskId)
+	}
+}
+
+// pollFor waits up to 20 s for cond.
+func pollFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in 20s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

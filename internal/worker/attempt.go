@@ -25,30 +25,36 @@ import (
 // runAttempt runs one attempt from start to end and says how it went. It
 // never returns nil; ctx cancellation kills the command. back is set, and
 // o is then only for the log, when the attempt must be handed back: its
-// output did not fit in a cache full of files still needed. exited, where
-// set, is called once the command's processes are gone, before the outputs
-// are taken (sandbox.Spec.Exited).
-func (w *Worker) runAttempt(ctx context.Context, run *pb.Run, exited func()) (o *pb.Outcome, back *pb.AttemptReturned, cleanup func()) {
+// output did not fit in a cache full of files still needed. box, where
+// not "", is its sandbox, prepared with its inputs while it was held ahead
+// (session.prepare). exited, where set, is called once the command's
+// processes are gone, before the outputs are taken (sandbox.Spec.Exited).
+func (w *Worker) runAttempt(ctx context.Context, run *pb.Run, box string, exited func()) (o *pb.Outcome, back *pb.AttemptReturned, cleanup func()) {
 	spec := run.Spec
-	dir, err := w.boxes.get()
-	if err != nil {
-		return fail(pb.ResultKind_RESULT_KIND_FAILED, "%v", err), nil, func() {}
+	dir, placed := box, box != ""
+	if !placed {
+		var err error
+		if dir, err = w.boxes.get(); err != nil {
+			return fail(pb.ResultKind_RESULT_KIND_FAILED, "%v", err), nil, func() {}
+		}
 	}
 	cleanup = func() { w.boxes.put(dir) }
 	outs := outputPaths(spec.Outputs)
 	stamps := make([]cache.Stamp, 0, len(spec.Inputs))
-	for _, in := range spec.Inputs {
-		if in.Content == nil && w.cache.Pin(in.Name) {
-			defer w.cache.Unpin(in.Name) // not evicted while the attempt uses it
-		}
-		s, err := w.placeInput(dir, in, outs[path.Clean(in.Path)])
-		if err != nil {
-			if ctx.Err() != nil {
-				return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs"), nil, cleanup
+	if !placed { // else its inputs, all inline, are in place: no stamps
+		for _, in := range spec.Inputs {
+			if in.Content == nil && w.cache.Pin(in.Name) {
+				defer w.cache.Unpin(in.Name) // not evicted while the attempt uses it
 			}
-			return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err), nil, cleanup
+			s, err := w.placeInput(dir, in, outs[path.Clean(in.Path)])
+			if err != nil {
+				if ctx.Err() != nil {
+					return fail(pb.ResultKind_RESULT_KIND_CANCELLED, "cancelled while fetching inputs"), nil, cleanup
+				}
+				return fail(pb.ResultKind_RESULT_KIND_INPUT_MISSING, "input %q: %v", in.Path, err), nil, cleanup
+			}
+			stamps = append(stamps, s)
 		}
-		stamps = append(stamps, s)
 	}
 
 	res, err := sandbox.Run(ctx, sandbox.Spec{

@@ -112,6 +112,9 @@ type session struct {
 	libReports []event       // what kept library instances said while no session had them
 	direct     directReports // direct calls' ends (direct.go)
 	ahead      []*pb.Run     // runs sent ahead, held until they fit, in order (ahead.go)
+	// prepared holds the sandboxes made for runs held ahead, their inputs
+	// in place, while they wait (ahead.go: prepare).
+	prepared map[attemptKey]string
 	// holding is len(ahead), for the attempts' goroutines: an attempt
 	// whose command exited tells the loop at once only where runs are
 	// held (evAttemptFreed).
@@ -433,7 +436,9 @@ func (s *session) handle(ctx, sctx context.Context, msg *pb.ManagerMessage) {
 // ctx, the worker's, so that it can outlive a broken connection (kept.go).
 func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 	key := attemptKey{run.TaskId, run.Attempt}
+	box := s.takePrepared(key)
 	if s.draining || s.attempts[key] != nil {
+		s.dropBox(box)
 		s.post(returnedMessage(key))
 		return
 	}
@@ -487,7 +492,7 @@ func (s *session) startAttempt(ctx, sctx context.Context, run *pb.Run) {
 					}
 				}
 			}
-			o, back, cleanup = s.w.runAttempt(actx, run, exited)
+			o, back, cleanup = s.w.runAttempt(actx, run, box, exited)
 		}
 		s.events <- evAttemptEnded{key: key, outcome: o, libDead: libDead, returned: o == handBack, back: back} // the loop waits for every attempt
 		cleanup()                                                                                               // after reporting: the next task need not wait for it
@@ -635,6 +640,7 @@ func (s *session) lost(err error) error {
 		s.w.leases.keep(msg, s)
 	}
 	insts := s.w.libs.detach(s, s.runID)
+	s.dropPrepared() // the runs held ahead are dropped: they run again
 	if s.runID != "" {
 		s.held.keep(s.w.kept, s.runID, insts) // ended, their reports not sent: as kept attempts' ends
 	}
