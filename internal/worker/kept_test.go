@@ -105,7 +105,9 @@ func TestKeptDroppedForAnotherRun(t *testing.T) {
 }
 
 // waitBoxes polls, for at most 20 s, until w has made n sandboxes (and
-// removed none): its attempts have started.
+// removed none): its attempts have started, or runs held ahead wait with
+// theirs prepared (the session took every run sent before them, so those
+// sent before that were not held have started: they are its attempts).
 func waitBoxes(t *testing.T, w *Worker, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
