@@ -165,8 +165,8 @@ func (s *session) handBackHeld() {
 // kept: the attempt makes its sandbox at its start and reports the error.
 func (s *session) prepare(run *pb.Run) {
 	key := attemptKey{run.TaskId, run.Attempt}
-	if _, ok := s.prepared[key]; ok {
-		return // sent twice: one sandbox is enough
+	if _, ok := s.prepared[key]; ok || run.Instance != 0 || s.w.cfg.Simulate != nil {
+		return // sent twice (one sandbox is enough), a call, or a run of a simulated worker: none used
 	}
 	for _, in := range run.Spec.GetInputs() {
 		if in.Content == nil {

@@ -167,3 +167,24 @@ func pollFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestAheadSimulatedNoSandbox: a simulated worker's held runs wait without
+// a sandbox (its runs use none).
+func TestAheadSimulatedNoSandbox(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := startWorker(t, ctx, func(c *Config) { c.Simulate = &Simulation{Delay: 20 * time.Millisecond} })
+	m, _ := h.connect(t, 60_000)
+	m.send(t, cores(run(1, "true"), 4, false))
+	for task := uint64(2); task <= 4; task++ {
+		m.send(t, cores(run(task, "true"), 4, true))
+	}
+	for done := 0; done < 4; {
+		if m.next(t).GetDone() != nil {
+			done++
+		}
+	}
+	if entries, _ := os.ReadDir(h.w.boxes.dir); len(entries) != 0 {
+		t.Errorf("%d sandboxes made for a simulated worker's runs; want none", len(entries))
+	}
+}
