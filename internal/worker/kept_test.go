@@ -110,16 +110,10 @@ func TestKeptDroppedForAnotherRun(t *testing.T) {
 // sent before that were not held have started: they are its attempts).
 func waitBoxes(t *testing.T, w *Worker, n int) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if entries, _ := os.ReadDir(w.boxes.dir); len(entries) >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d attempts did not start in 20s", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	pollFor(t, fmt.Sprintf("%d sandboxes (attempts started)", n), func() bool {
+		entries, _ := os.ReadDir(w.boxes.dir)
+		return len(entries) >= n
+	})
 }
 
 // TestSessionHeldReportKept: a task's report held while runs sent ahead
@@ -161,14 +155,8 @@ func TestSessionHeldReportKept(t *testing.T) {
 // waitFile waits until file exists.
 func waitFile(t *testing.T, file string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(file); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear in 20s", file)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	pollFor(t, file, func() bool {
+		_, err := os.Stat(file)
+		return err == nil
+	})
 }
