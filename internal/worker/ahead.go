@@ -61,12 +61,17 @@ func (s *session) fitsNow(n need) bool {
 // (or runs sent ahead before it wait).
 func (s *session) intake(ctx, sctx context.Context, run *pb.Run) {
 	if run.Ahead && !s.draining && (len(s.ahead) > 0 || !s.fitsNow(runNeed(run))) {
-		s.ahead = append(s.ahead, run)
-		s.holding.Store(int32(len(s.ahead)))
+		s.setAhead(append(s.ahead, run))
 		s.prepare(run)
 		return
 	}
 	s.startAttempt(ctx, sctx, run)
+}
+
+// setAhead makes ahead the runs held, and holding their count.
+func (s *session) setAhead(ahead []*pb.Run) {
+	s.ahead = ahead
+	s.holding.Store(int32(len(ahead)))
 }
 
 // startHeld starts the runs held ahead, first first, while the first fits.
@@ -84,8 +89,7 @@ func (s *session) startHeld(ctx, sctx context.Context) (started int) {
 	for len(s.ahead) > 0 && !s.draining && s.fitsNow(runNeed(s.ahead[0])) {
 		run := s.ahead[0]
 		s.ahead[0] = nil
-		s.ahead = s.ahead[1:]
-		s.holding.Store(int32(len(s.ahead)))
+		s.setAhead(s.ahead[1:])
 		s.startAttempt(ctx, sctx, run)
 		started++
 		if len(s.ahead) == 0 {
@@ -103,8 +107,7 @@ func (s *session) startHeld(ctx, sctx context.Context) (started int) {
 func (s *session) takeHeld(key attemptKey) *pb.Run {
 	for i, run := range s.ahead {
 		if run.TaskId == key.task && run.Attempt == key.attempt {
-			s.ahead = append(s.ahead[:i], s.ahead[i+1:]...)
-			s.holding.Store(int32(len(s.ahead)))
+			s.setAhead(append(s.ahead[:i], s.ahead[i+1:]...))
 			s.dropBox(s.takePrepared(key))
 			return run
 		}
@@ -152,8 +155,7 @@ func (s *session) handBackHeld() {
 	for _, run := range s.ahead {
 		s.post(returnedMessage(attemptKey{run.TaskId, run.Attempt}))
 	}
-	s.ahead = nil
-	s.holding.Store(0)
+	s.setAhead(nil)
 	s.dropPrepared()
 	s.held.flush(s.post)
 }

@@ -115,7 +115,7 @@ type session struct {
 	// prepared holds the sandboxes made for runs held ahead, their inputs
 	// in place, while they wait (ahead.go: prepare).
 	prepared map[attemptKey]string
-	// holding is len(ahead), for the attempts' goroutines: an attempt
+	// holding is len(ahead) (setAhead keeps both), for the attempts' goroutines: an attempt
 	// whose command exited tells the loop at once only where runs are
 	// held (evAttemptFreed).
 	holding atomic.Int32
