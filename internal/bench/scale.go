@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"trellis"
+	"trellis/internal/sysmon"
 )
 
 // ScaleConfig says what `trellis bench scale` and `trellis bench capacity`
@@ -578,7 +580,14 @@ func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string)
 		if i == 0 && cfg.WorkerCPUProfile != "" {
 			argv = append(argv[:len(argv)-1], "--cpuprofile", cfg.WorkerCPUProfile, addr)
 		}
-		p, err := startProc(argv)
+		var env []string // the bench's own
+		if !cfg.Simulate {
+			// As the factory's local batch system starts them: the
+			// workers beyond sysmon.CrowdedPerCore per core sleep soundly
+			// while idle.
+			env = sysmon.Crowded(os.Environ(), i+1, runtime.NumCPU())
+		}
+		p, err := startProcEnv(argv, env)
 		if err != nil {
 			return procs, err
 		}
@@ -660,7 +669,13 @@ func (ps workerProcs) stop() {
 
 // startProc starts command with its output in a tail buffer.
 func startProc(command []string) (*managerProc, error) {
+	return startProcEnv(command, nil)
+}
+
+// startProcEnv is startProc with the environment env (nil: this process's).
+func startProcEnv(command, env []string) (*managerProc, error) {
 	cmd := exec.Command(command[0], command[1:]...)
+	cmd.Env = env
 	p := &managerProc{cmd: cmd, log: &tailBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if f := logFile("worker"); f != nil {

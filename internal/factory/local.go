@@ -1,13 +1,18 @@
 package factory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
+
+	"trellis/internal/sysmon"
 )
 
 // Local is a batch system of worker processes on this machine: a job is a
@@ -16,6 +21,10 @@ import (
 type Local struct {
 	Output io.Writer     // where the workers' output goes; nil discards it
 	Grace  time.Duration // default 30 s
+	// HostCores is this machine's cores (0: runtime.NumCPU()): a worker
+	// started while more than sysmon.CrowdedPerCore per core run has the
+	// Go runtime's monitor at its default (sysmon.Crowded).
+	HostCores int
 
 	mu   sync.Mutex // guards jobs
 	jobs map[string]*localJob
@@ -34,6 +43,7 @@ func (l *Local) Submit(_ context.Context, job Job) error {
 	}
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdout, cmd.Stderr = l.Output, l.Output
+	cmd.Env = sysmon.Crowded(os.Environ(), l.running()+1, cmp.Or(l.HostCores, runtime.NumCPU()))
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -49,6 +59,21 @@ func (l *Local) Submit(_ context.Context, job Job) error {
 	l.jobs[name] = j
 	l.mu.Unlock()
 	return nil
+}
+
+// running counts the jobs whose processes run.
+func (l *Local) running() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, j := range l.jobs {
+		select {
+		case <-j.done:
+		default:
+			n++
+		}
+	}
+	return n
 }
 
 // Cancel asks the worker to drain (SIGTERM) and kills it after Grace.

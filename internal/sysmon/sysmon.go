@@ -24,6 +24,7 @@ package sysmon
 
 import (
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -99,4 +100,31 @@ func restore() {
 	} else {
 		os.Unsetenv("GODEBUG")
 	}
+}
+
+// CrowdedPerCore is how many worker processes per core a host may hold
+// before Crowded turns their setting off. Each idle worker with the
+// setting wakes about 100 times a second, at some 10 to 35 µs of CPU a
+// wake-up on the VMs measured: 25 workers per core keep that near 5% of
+// the host. Below it the setting pays: 50 one-core workers on 2 cores ran
+// 10% more `true` tasks a second with it than without; at 500 it cost
+// them a third of the machine (docs/benchmarks.md, "Crowded workers").
+const CrowdedPerCore = 25
+
+// Crowded returns the environment env for a worker process started on a
+// host that holds workers worker processes, this one included, on
+// hostCores cores: with OffVar set to off where there are more than
+// CrowdedPerCore per core, unless env says already what to do; otherwise
+// env as it is. So crowded workers, which wait on each other for the cores
+// and are idle most of the time, sleep soundly while idle.
+func Crowded(env []string, workers, hostCores int) []string {
+	if workers <= CrowdedPerCore*hostCores {
+		return env
+	}
+	for _, kv := range env {
+		if strings.HasPrefix(kv, OffVar+"=") {
+			return env
+		}
+	}
+	return append(slices.Clip(env), OffVar+"=off")
 }

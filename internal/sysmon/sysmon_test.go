@@ -30,3 +30,33 @@ func TestPlan(t *testing.T) {
 		})
 	}
 }
+
+func TestCrowded(t *testing.T) {
+	env := []string{"PATH=/bin"}
+	for _, tc := range []struct {
+		name           string
+		env            []string
+		workers, cores int
+		want           []string
+	}{
+		{"one worker", env, 1, 2, env},
+		{"25 per core", env, 50, 2, env},
+		{"more than 25 per core", env, 51, 2, []string{"PATH=/bin", OffVar + "=off"}},
+		{"500 on 2 cores", env, 500, 2, []string{"PATH=/bin", OffVar + "=off"}},
+		{"the user's on stands", []string{OffVar + "=on"}, 500, 2, []string{OffVar + "=on"}},
+		{"the user's off stands", []string{OffVar + "=off"}, 500, 2, []string{OffVar + "=off"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, Crowded(tc.env, tc.workers, tc.cores)); diff != "" {
+				t.Errorf("Crowded(%q, %d, %d) (-want +got):\n%s", tc.env, tc.workers, tc.cores, diff)
+			}
+		})
+	}
+	// The caller's slice is not written into.
+	base := make([]string, 1, 4)
+	base[0] = "PATH=/bin"
+	Crowded(base, 500, 2)
+	if got := base[:2][1]; got != "" {
+		t.Errorf("Crowded wrote %q into its argument's spare capacity", got)
+	}
+}

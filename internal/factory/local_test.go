@@ -1,0 +1,88 @@
+package factory
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"trellis/internal/sysmon"
+)
+
+// TestLocalCrowded: on a host of one core, the workers started while
+// sysmon.CrowdedPerCore run keep the runtime monitor's setting, and the
+// ones after have it off; a TRELLIS_SYSMON of the factory's own stands.
+func TestLocalCrowded(t *testing.T) {
+	for _, tc := range []struct {
+		name, own string
+		wantLast  string
+	}{
+		{"default", "", "off"},
+		{"the factory's own setting", "on", "on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.own != "" {
+				t.Setenv(sysmon.OffVar, tc.own)
+			} else {
+				t.Setenv(sysmon.OffVar, "") // restored after the test
+				os.Unsetenv(sysmon.OffVar)
+			}
+			dir := t.TempDir()
+			l := &Local{HostCores: 1, Grace: time.Second}
+			n := sysmon.CrowdedPerCore + 2
+			var names []string
+			t.Cleanup(func() {
+				for _, name := range names {
+					l.Cancel(context.Background(), name)
+				}
+			})
+			for i := range n {
+				name := fmt.Sprintf("w%d", i)
+				// Each job says what it was given and runs on, so that the
+				// next counts it.
+				script := fmt.Sprintf(`printf %%s "${%s-unset}" > %s.tmp && mv %s.tmp %s && exec sleep 30`,
+					sysmon.OffVar, filepath.Join(dir, name), filepath.Join(dir, name), filepath.Join(dir, name))
+				if err := l.Submit(context.Background(), Job{Name: name, Command: []string{"/bin/sh", "-c", script}}); err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, name)
+			}
+			var got []string
+			for _, name := range names {
+				b := waitForFile(t, filepath.Join(dir, name))
+				got = append(got, b)
+			}
+			want := make([]string, n)
+			for i := range want {
+				want[i] = cmp.Or(tc.own, "unset")
+				if i >= sysmon.CrowdedPerCore {
+					want[i] = tc.wantLast
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("the jobs' %s: got %q, want %q", sysmon.OffVar, got, want)
+			}
+		})
+	}
+}
+
+// waitForFile returns the file's contents once it exists, failing the test
+// after 10 s.
+func waitForFile(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear in 10 s: %v", path, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
