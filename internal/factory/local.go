@@ -36,14 +36,15 @@ type localJob struct {
 }
 
 // Submit starts the worker process.
-func (l *Local) Submit(_ context.Context, job Job) error {
+func (l *Local) Submit(ctx context.Context, job Job) error {
 	name, command := job.Name, job.Command
 	if len(command) == 0 {
 		return fmt.Errorf("job %s: no command", name)
 	}
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdout, cmd.Stderr = l.Output, l.Output
-	cmd.Env = sysmon.Crowded(os.Environ(), l.running()+1, cmp.Or(l.HostCores, runtime.NumCPU()))
+	running, _ := l.Alive(ctx)
+	cmd.Env = sysmon.Crowded(os.Environ(), len(running)+1, cmp.Or(l.HostCores, runtime.NumCPU()))
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -59,21 +60,6 @@ func (l *Local) Submit(_ context.Context, job Job) error {
 	l.jobs[name] = j
 	l.mu.Unlock()
 	return nil
-}
-
-// running counts the jobs whose processes run.
-func (l *Local) running() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, j := range l.jobs {
-		select {
-		case <-j.done:
-		default:
-			n++
-		}
-	}
-	return n
 }
 
 // Cancel asks the worker to drain (SIGTERM) and kills it after Grace.

@@ -44,8 +44,8 @@ func TestLocalCrowded(t *testing.T) {
 				name := fmt.Sprintf("w%d", i)
 				// Each job says what it was given and runs on, so that the
 				// next counts it.
-				script := fmt.Sprintf(`printf %%s "${%s-unset}" > %s.tmp && mv %s.tmp %s && exec sleep 30`,
-					sysmon.OffVar, filepath.Join(dir, name), filepath.Join(dir, name), filepath.Join(dir, name))
+				out := filepath.Join(dir, name)
+				script := fmt.Sprintf(`printf %%s "${%s-unset}" > %s.tmp && mv %s.tmp %s && exec sleep 30`, sysmon.OffVar, out, out, out)
 				if err := l.Submit(context.Background(), Job{Name: name, Command: []string{"/bin/sh", "-c", script}}); err != nil {
 					t.Fatal(err)
 				}
@@ -53,8 +53,7 @@ func TestLocalCrowded(t *testing.T) {
 			}
 			var got []string
 			for _, name := range names {
-				b := waitForFile(t, filepath.Join(dir, name))
-				got = append(got, b)
+				got = append(got, waitForFile(t, filepath.Join(dir, name)))
 			}
 			want := make([]string, n)
 			for i := range want {
