@@ -103,13 +103,14 @@ func restore() {
 }
 
 // CrowdedPerCore is how many worker processes per core a host may hold
-// before Crowded turns their setting off. Each idle worker with the
-// setting wakes about 100 times a second, at some 10 to 35 µs of CPU a
-// wake-up on the VMs measured: 25 workers per core keep that near 5% of
-// the host. Below it the setting pays: 50 one-core workers on 2 cores ran
-// 10% more `true` tasks a second with it than without; at 500 it cost
-// them a third of the machine (docs/benchmarks.md, "Crowded workers").
-const CrowdedPerCore = 25
+// before Crowded turns the setting off for the ones beyond. Each idle
+// worker with it wakes about 100 times a second (some 13 µs of CPU each on
+// the VM measured), but a busy worker on a crowded host saves more: on 2
+// cores, `true` tasks ran 4-19% faster with it on every worker at 100
+// and 200 workers (four pairs), while at 500, with it off beyond the first
+// 50, they ran 10% faster at the median of seven pairs and connected in
+// half the time (docs/benchmarks.md, "Crowded workers").
+const CrowdedPerCore = 100
 
 // Crowded returns the environment env for a worker process started on a
 // host that holds workers worker processes, this one included, on

@@ -40,11 +40,10 @@ func TestCrowded(t *testing.T) {
 		want           []string
 	}{
 		{"one worker", env, 1, 2, env},
-		{"25 per core", env, 50, 2, env},
-		{"more than 25 per core", env, 51, 2, []string{"PATH=/bin", OffVar + "=off"}},
-		{"500 on 2 cores", env, 500, 2, []string{"PATH=/bin", OffVar + "=off"}},
-		{"the user's on stands", []string{OffVar + "=on"}, 500, 2, []string{OffVar + "=on"}},
-		{"the user's off stands", []string{OffVar + "=off"}, 500, 2, []string{OffVar + "=off"}},
+		{"CrowdedPerCore per core", env, 2 * CrowdedPerCore, 2, env},
+		{"one more", env, 2*CrowdedPerCore + 1, 2, []string{"PATH=/bin", OffVar + "=off"}},
+		{"the user's on stands", []string{OffVar + "=on"}, 2*CrowdedPerCore + 1, 2, []string{OffVar + "=on"}},
+		{"the user's off stands", []string{OffVar + "=off"}, 2*CrowdedPerCore + 1, 2, []string{OffVar + "=off"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, Crowded(tc.env, tc.workers, tc.cores)); diff != "" {
@@ -55,7 +54,7 @@ func TestCrowded(t *testing.T) {
 	// The caller's slice is not written into.
 	base := make([]string, 1, 4)
 	base[0] = "PATH=/bin"
-	Crowded(base, 500, 2)
+	Crowded(base, 2*CrowdedPerCore+1, 2)
 	if got := base[:2][1]; got != "" {
 		t.Errorf("Crowded wrote %q into its argument's spare capacity", got)
 	}
