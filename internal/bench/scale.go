@@ -583,8 +583,8 @@ func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string)
 		var env []string // the bench's own
 		if !cfg.Simulate {
 			// As the factory's local batch system starts them: the
-			// workers beyond sysmon.CrowdedPerCore per core sleep soundly
-			// while idle.
+			// runtime monitor's setting in place (no second start), or
+			// off for those beyond sysmon.CrowdedPerCore per core.
 			env = sysmon.Crowded(os.Environ(), i+1, runtime.NumCPU())
 		}
 		p, err := startProcEnv(argv, env)

@@ -112,20 +112,26 @@ func restore() {
 // half the time (docs/benchmarks.md, "Crowded workers").
 const CrowdedPerCore = 100
 
-// Crowded returns the environment env for a worker process started on a
-// host that holds workers worker processes, this one included, on
-// hostCores cores: with OffVar set to off where there are more than
-// CrowdedPerCore per core, unless env says already what to do; otherwise
-// env as it is. So crowded workers, which wait on each other for the cores
-// and are idle most of the time, sleep soundly while idle.
+// Crowded returns the environment to start a worker process with, from
+// env, on a host that holds workers worker processes, this one included,
+// on hostCores cores. Where there are more than CrowdedPerCore per core,
+// OffVar is set to off, so that crowded workers, which wait on each other
+// for the cores and are idle most of the time, sleep soundly while idle.
+// Otherwise the setting is put in place as Reexec would (plan), so that
+// the worker need not run itself again: that second start cost a worker
+// some 11 ms of CPU, as much as the first. Where env says already what to
+// do (OffVar, or a schedtrace of its own), it is returned as it is.
 func Crowded(env []string, workers, hostCores int) []string {
-	if workers <= CrowdedPerCore*hostCores {
-		return env
-	}
 	for _, kv := range env {
 		if strings.HasPrefix(kv, OffVar+"=") {
 			return env
 		}
 	}
-	return append(slices.Clip(env), OffVar+"=off")
+	if workers > CrowdedPerCore*hostCores {
+		return append(slices.Clip(env), OffVar+"=off")
+	}
+	if ready := plan(env); ready != nil {
+		return ready
+	}
+	return env
 }

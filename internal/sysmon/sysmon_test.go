@@ -1,6 +1,7 @@
 package sysmon
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -39,15 +40,20 @@ func TestCrowded(t *testing.T) {
 		workers, cores int
 		want           []string
 	}{
-		{"one worker", env, 1, 2, env},
-		{"CrowdedPerCore per core", env, 2 * CrowdedPerCore, 2, env},
+		{"one worker: the setting in place", env, 1, 2, []string{"PATH=/bin", "GODEBUG=" + Setting, savedVar + "="}},
+		{"CrowdedPerCore per core", env, 2 * CrowdedPerCore, 2, []string{"PATH=/bin", "GODEBUG=" + Setting, savedVar + "="}},
+		{"the user's schedtrace stands", []string{"GODEBUG=schedtrace=1000"}, 1, 2, []string{"GODEBUG=schedtrace=1000"}},
 		{"one more", env, 2*CrowdedPerCore + 1, 2, []string{"PATH=/bin", OffVar + "=off"}},
 		{"the user's on stands", []string{OffVar + "=on"}, 2*CrowdedPerCore + 1, 2, []string{OffVar + "=on"}},
 		{"the user's off stands", []string{OffVar + "=off"}, 2*CrowdedPerCore + 1, 2, []string{OffVar + "=off"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, Crowded(tc.env, tc.workers, tc.cores)); diff != "" {
+			got := Crowded(tc.env, tc.workers, tc.cores)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("Crowded(%q, %d, %d) (-want +got):\n%s", tc.env, tc.workers, tc.cores, diff)
+			}
+			if again := plan(got); again != nil && !slices.Contains(got, OffVar+"=on") {
+				t.Errorf("a worker started with %q would run itself again with %q", got, again)
 			}
 		})
 	}
