@@ -56,12 +56,12 @@ func TestLocalCrowded(t *testing.T) {
 			}
 			// Those not crowded get the setting in place (no re-exec);
 			// the crowded ones are told off. A setting of the factory's
-			// own stands for all, and each worker then runs itself again.
+			// own stands for all.
 			want := make([]string, n)
 			for i := range want {
 				switch {
 				case tc.own != "":
-					want[i] = tc.own + " unset"
+					want[i] = tc.own + " " + sysmon.Setting
 				case i < sysmon.CrowdedPerCore:
 					want[i] = "unset " + sysmon.Setting
 				default:

@@ -120,14 +120,10 @@ const CrowdedPerCore = 100
 // Otherwise the setting is put in place as Reexec would (plan), so that
 // the worker need not run itself again: that second start cost a worker
 // some 11 ms of CPU, as much as the first. Where env says already what to
-// do (OffVar, or a schedtrace of its own), it is returned as it is.
+// do (an OffVar of its own, or a schedtrace), that stands.
 func Crowded(env []string, workers, hostCores int) []string {
-	for _, kv := range env {
-		if strings.HasPrefix(kv, OffVar+"=") {
-			return env
-		}
-	}
-	if workers > CrowdedPerCore*hostCores {
+	told := slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, OffVar+"=") })
+	if !told && workers > CrowdedPerCore*hostCores {
 		return append(slices.Clip(env), OffVar+"=off")
 	}
 	if ready := plan(env); ready != nil {
