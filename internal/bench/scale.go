@@ -585,7 +585,7 @@ func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string)
 			// As the factory's local batch system starts them: the
 			// runtime monitor's setting in place (no second start), or
 			// off for those beyond sysmon.CrowdedPerCore per core.
-			env = sysmon.Crowded(os.Environ(), i+1, runtime.NumCPU())
+			env = sysmon.WorkerEnv(os.Environ(), i+1, runtime.NumCPU())
 		}
 		p, err := startProcEnv(argv, env)
 		if err != nil {

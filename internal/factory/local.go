@@ -23,7 +23,7 @@ type Local struct {
 	Grace  time.Duration // default 30 s
 	// HostCores is this machine's cores (0: runtime.NumCPU()): a worker
 	// started while more than sysmon.CrowdedPerCore per core run has the
-	// Go runtime's monitor at its default (sysmon.Crowded).
+	// Go runtime's monitor at its default (sysmon.WorkerEnv).
 	HostCores int
 
 	mu   sync.Mutex // guards jobs
@@ -44,7 +44,7 @@ func (l *Local) Submit(ctx context.Context, job Job) error {
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdout, cmd.Stderr = l.Output, l.Output
 	running, _ := l.Alive(ctx)
-	cmd.Env = sysmon.Crowded(os.Environ(), len(running)+1, cmp.Or(l.HostCores, runtime.NumCPU()))
+	cmd.Env = sysmon.WorkerEnv(os.Environ(), len(running)+1, cmp.Or(l.HostCores, runtime.NumCPU()))
 	if err := cmd.Start(); err != nil {
 		return err
 	}

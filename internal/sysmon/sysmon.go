@@ -103,16 +103,17 @@ func restore() {
 }
 
 // CrowdedPerCore is how many worker processes per core a host may hold
-// before Crowded turns the setting off for the ones beyond. Each idle
+// before WorkerEnv turns the setting off for the ones beyond. Each idle
 // worker with it wakes about 100 times a second (some 13 µs of CPU each on
 // the VM measured), but a busy worker on a crowded host saves more: on 2
 // cores, `true` tasks ran 4-19% faster with it on every worker at 100
-// and 200 workers (four pairs), while at 500, with it off beyond the first
-// 50, they ran 10% faster at the median of seven pairs and connected in
-// half the time (docs/benchmarks.md, "Crowded workers").
+// and 200 workers (four pairs); at 500, with it off beyond the first 50
+// (seven pairs) or 200 (four), they ran faster in 8 of 11 pairs and
+// connected in a half to two thirds of the time (docs/benchmarks.md,
+// "Crowded workers").
 const CrowdedPerCore = 100
 
-// Crowded returns the environment to start a worker process with, from
+// WorkerEnv returns the environment to start a worker process with, from
 // env, on a host that holds workers worker processes, this one included,
 // on hostCores cores. Where there are more than CrowdedPerCore per core,
 // OffVar is set to off, so that crowded workers, which wait on each other
@@ -121,7 +122,7 @@ const CrowdedPerCore = 100
 // the worker need not run itself again: that second start cost a worker
 // some 11 ms of CPU, as much as the first. Where env says already what to
 // do (an OffVar of its own, or a schedtrace), that stands.
-func Crowded(env []string, workers, hostCores int) []string {
+func WorkerEnv(env []string, workers, hostCores int) []string {
 	told := slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, OffVar+"=") })
 	if !told && workers > CrowdedPerCore*hostCores {
 		return append(slices.Clip(env), OffVar+"=off")

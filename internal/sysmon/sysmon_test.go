@@ -31,7 +31,7 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-func TestCrowded(t *testing.T) {
+func TestWorkerEnv(t *testing.T) {
 	env := []string{"PATH=/bin"}
 	for _, tc := range []struct {
 		name           string
@@ -47,9 +47,9 @@ func TestCrowded(t *testing.T) {
 		{"the user's off stands", []string{OffVar + "=off"}, 2*CrowdedPerCore + 1, 2, []string{OffVar + "=off"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Crowded(tc.env, tc.workers, tc.cores)
+			got := WorkerEnv(tc.env, tc.workers, tc.cores)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("Crowded(%q, %d, %d) (-want +got):\n%s", tc.env, tc.workers, tc.cores, diff)
+				t.Errorf("WorkerEnv(%q, %d, %d) (-want +got):\n%s", tc.env, tc.workers, tc.cores, diff)
 			}
 			if again := plan(got); again != nil {
 				t.Errorf("a worker started with %q would run itself again with %q", got, again)
@@ -59,8 +59,8 @@ func TestCrowded(t *testing.T) {
 	// The caller's slice is not written into.
 	base := make([]string, 1, 4)
 	base[0] = "PATH=/bin"
-	Crowded(base, 2*CrowdedPerCore+1, 2)
+	WorkerEnv(base, 2*CrowdedPerCore+1, 2)
 	if got := base[:2][1]; got != "" {
-		t.Errorf("Crowded wrote %q into its argument's spare capacity", got)
+		t.Errorf("WorkerEnv wrote %q into its argument's spare capacity", got)
 	}
 }
