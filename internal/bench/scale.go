@@ -580,14 +580,7 @@ func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string)
 		if i == 0 && cfg.WorkerCPUProfile != "" {
 			argv = append(argv[:len(argv)-1], "--cpuprofile", cfg.WorkerCPUProfile, addr)
 		}
-		var env []string // the bench's own
-		if !cfg.Simulate {
-			// As the factory's local batch system starts them: the
-			// runtime monitor's setting in place (no second start), or
-			// off for those beyond sysmon.CrowdedPerCore per core.
-			env = sysmon.WorkerEnv(os.Environ(), i+1, runtime.NumCPU())
-		}
-		p, err := startProcEnv(argv, env)
+		p, err := startWorker(argv, i+1)
 		if err != nil {
 			return procs, err
 		}
@@ -667,13 +660,18 @@ func (ps workerProcs) stop() {
 	}
 }
 
-// startProc starts command with its output in a tail buffer.
-func startProc(command []string) (*managerProc, error) {
-	return startProcEnv(command, nil)
+// startWorker starts argv as the nth worker process (from 1) the bench
+// puts on this host, with the environment the factory's local batch
+// system would give it (sysmon.WorkerEnv): the runtime monitor's setting
+// in place, so it starts once, or off beyond sysmon.CrowdedPerCore per
+// core.
+func startWorker(argv []string, nth int) (*managerProc, error) {
+	return startProc(argv, sysmon.WorkerEnv(os.Environ(), nth, runtime.NumCPU()))
 }
 
-// startProcEnv is startProc with the environment env (nil: this process's).
-func startProcEnv(command, env []string) (*managerProc, error) {
+// startProc starts command with the environment env (nil: this
+// process's) and its output in a tail buffer.
+func startProc(command, env []string) (*managerProc, error) {
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Env = env
 	p := &managerProc{cmd: cmd, log: &tailBuffer{}, done: make(chan struct{})}

@@ -22,8 +22,8 @@ type Local struct {
 	Output io.Writer     // where the workers' output goes; nil discards it
 	Grace  time.Duration // default 30 s
 	// HostCores is this machine's cores (0: runtime.NumCPU()): a worker
-	// started while more than sysmon.CrowdedPerCore per core run has the
-	// Go runtime's monitor at its default (sysmon.WorkerEnv).
+	// started while sysmon.CrowdedPerCore per core or more run has the Go
+	// runtime's monitor at its default (sysmon.WorkerEnv).
 	HostCores int
 
 	mu   sync.Mutex // guards jobs
