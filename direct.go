@@ -2,6 +2,7 @@ package trellis
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/framed"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
 	"trellis/internal/proto/trellisv1/trellisv1connect"
@@ -49,8 +51,13 @@ type directCalls struct {
 	asked  map[string]time.Time      // by library: no further lease asked for until then
 	http   *http.Client
 	keys   atomic.Uint64
-	pumps  sync.WaitGroup // the pumps of Submits on leases (directsubmit.go): Add under mu, while not closed
-	closed bool           // by close: no lease taken, stream opened or pump started after
+	// framedRefused: a worker answered that it has no framed Calls stream
+	// (an older version): lease streams go over HTTP/2 from then on.
+	framedRefused atomic.Bool
+	// Streams opened framed and over HTTP/2 (tests).
+	framedStreams, http2Streams atomic.Uint64
+	pumps                       sync.WaitGroup // the pumps of Submits on leases (directsubmit.go): Add under mu, while not closed
+	closed                      bool           // by close: no lease taken, stream opened or pump started after
 	// Counts, for tests and benchmarks.
 	sent, fellBack atomic.Uint64
 }
@@ -135,8 +142,57 @@ func (d *directCalls) openLocked(c *Client, l *clientLease, r *pb.LeaseResponse)
 	l.id, l.token, l.slots = r.Lease, r.Token, r.Slots
 	w := trellisv1connect.NewWorkerClient(d.client(c), scheme+r.WorkerAddr,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
-	l.rpc = openCallStream(w)
+	l.rpc = openCallStream(func(ctx context.Context) (callConn, error) { return d.dialCalls(ctx, c, r.WorkerAddr, w) })
 }
+
+// callsKeepIdle is how long a framed Calls stream may be silent before
+// keepalives probe it: a dead worker's host is then found after about 18 s
+// (15 s idle, two probes 1.5 s apart: set, not measured), as the HTTP/2
+// client's pings found it after 15 s and 10 s more.
+const callsKeepIdle = 15 * time.Second
+
+// dialCalls opens a lease's Calls stream to the worker at addr: on a
+// connection of its own (package framed: fewer goroutine hand-offs per call
+// on both ends than an HTTP/2 stream), or over HTTP/2 (w) with a worker
+// that does not serve it (an older version), and from then on. The stream
+// ends when ctx does.
+func (d *directCalls) dialCalls(ctx context.Context, c *Client, addr string, w trellisv1connect.WorkerClient) (callConn, error) {
+	if !d.framedRefused.Load() {
+		cfg := c.tls.Clone()
+		if cfg != nil {
+			cfg.ServerName = "" // the worker's address (Dial names it), not the manager's
+		}
+		conn, br, err := framed.Dial(ctx, addr, cfg, framed.CallsPath, framed.CallsUpgrade, http.Header{}, callsKeepIdle)
+		if err == nil {
+			d.framedStreams.Add(1)
+			return framedCalls{framed.New[*pb.DirectCallRequest, *pb.DirectCallResponse](conn, br, proto.MaxMessageBytes, proto.CompressMinBytes,
+				func() *pb.DirectCallResponse { return new(pb.DirectCallResponse) })}, nil
+		}
+		if connect.CodeOf(err) != connect.CodeUnimplemented {
+			return nil, err
+		}
+		d.framedRefused.Store(true)
+		c.log.Info("the worker does not serve framed call streams (an older version): direct calls go over HTTP/2", "worker", addr)
+	}
+	d.http2Streams.Add(1)
+	return w.Calls(ctx), nil
+}
+
+// callConn is a lease's Calls stream, as connect's HTTP/2 stream has it.
+type callConn interface {
+	Send(*pb.DirectCallRequest) error
+	Receive() (*pb.DirectCallResponse, error)
+	CloseRequest() error  // no more calls: the worker ends the stream once it answered those it has
+	CloseResponse() error // frees the stream, after its end
+}
+
+// framedCalls is a Calls stream on a connection of its own.
+type framedCalls struct {
+	*framed.Stream[*pb.DirectCallRequest, *pb.DirectCallResponse]
+}
+
+func (s framedCalls) CloseRequest() error  { return s.End(nil) }
+func (s framedCalls) CloseResponse() error { return s.Close() }
 
 // maxExtraLeases bounds the further leases a client holds on a library.
 const maxExtraLeases = 15
@@ -178,10 +234,14 @@ func (d *directCalls) extraLeases(ctx context.Context, c *Client, library string
 // that caller sends them too, packed into one message (DirectCallRequest's
 // more): a lone call goes at once, with no hand-off to another goroutine,
 // and a burst of concurrent calls costs one write instead of one each.
+//
+// The stream is opened (dialled) by its receive goroutine: a caller that
+// comes first waits for it, not the lock its lease was taken under.
 type callStream struct {
-	smu     sync.Mutex // guards stream.Send and CloseRequest: the writer's, held across them alone
-	mu      sync.Mutex // guards waiting, broken, queue, sending
-	stream  *connect.BidiStreamForClient[pb.DirectCallRequest, pb.DirectCallResponse]
+	smu     sync.Mutex        // guards stream.Send and CloseRequest: the writer's, held across them alone
+	ready   chan struct{}     // closed once the stream is open, or failed to open (stream nil)
+	stream  callConn          // written before ready is closed
+	mu      sync.Mutex        // guards waiting, broken, queue, sending
 	waiting map[string]waiter // by key
 	broken  bool
 	queue   []*pb.DirectCallRequest // calls for the caller that is sending
@@ -198,16 +258,28 @@ type waiter struct {
 	i    int
 }
 
-func openCallStream(w trellisv1connect.WorkerClient) *callStream {
+// openCallStream returns a stream that dial opens; the stream ends when
+// dial's context does.
+func openCallStream(dial func(context.Context) (callConn, error)) *callStream {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &callStream{stream: w.Calls(ctx), waiting: make(map[string]waiter), cancel: cancel, done: make(chan struct{})}
-	go s.receive() // exits when the stream ends: the worker ends it (after close), or stop
+	s := &callStream{ready: make(chan struct{}), waiting: make(map[string]waiter), cancel: cancel, done: make(chan struct{})}
+	go s.receive(ctx, dial) // exits when the stream ends: it failed to open, the worker ends it (after close), or stop
 	return s
 }
 
-func (s *callStream) receive() {
+func (s *callStream) receive(ctx context.Context, dial func(context.Context) (callConn, error)) {
 	defer close(s.done)
 	defer s.cancel() // the stream ended: free its context
+	stream, err := dial(ctx)
+	s.stream = stream
+	close(s.ready)
+	if err != nil {
+		s.mu.Lock()
+		waiting := s.breakLocked()
+		s.mu.Unlock()
+		failAll(waiting) // they go through the manager
+		return
+	}
 	for {
 		resp, err := s.stream.Receive()
 		if err != nil {
@@ -310,9 +382,13 @@ func (s *callStream) sendQueued() {
 		q := s.queue
 		s.queue = nil
 		s.mu.Unlock()
-		s.smu.Lock()
-		err := proto.SendBatched(q, packRequests, s.stream.Send)
-		s.smu.Unlock()
+		<-s.ready
+		err := errNotOpen
+		if s.stream != nil {
+			s.smu.Lock()
+			err = proto.SendBatched(q, packRequests, s.stream.Send)
+			s.smu.Unlock()
+		}
 		s.mu.Lock()
 		if err != nil {
 			failed = s.breakLocked()
@@ -330,12 +406,25 @@ func packRequests(reqs []*pb.DirectCallRequest) *pb.DirectCallRequest {
 	return first
 }
 
+// errNotOpen is the send's error on a stream that failed to open.
+var errNotOpen = errors.New("the call stream to the worker did not open")
+
 // close ends the stream's request side: the worker finishes the calls it
-// runs, then ends the stream.
+// runs, then ends the stream. A stream still opening is abandoned: its
+// calls go through the manager.
 func (s *callStream) close() {
 	s.mu.Lock()
 	s.broken = true
 	s.mu.Unlock()
+	select {
+	case <-s.ready:
+	default:
+		s.cancel()
+		return
+	}
+	if s.stream == nil {
+		return
+	}
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	s.stream.CloseRequest()

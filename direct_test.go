@@ -77,6 +77,9 @@ func TestDirectCallsOverTheNetwork(t *testing.T) {
 	if sent, fell := c.DirectStats(); sent-fell < 100 {
 		t.Errorf("%d calls went direct (%d fell back); want most of the 200", sent, fell)
 	}
+	if framed, http2 := trellis.DirectStreams(c); framed == 0 || http2 != 0 {
+		t.Errorf("lease streams: %d framed, %d over HTTP/2; want them framed", framed, http2)
+	}
 }
 
 // TestDirectCallCancelledKeepsLease: one of several concurrent direct

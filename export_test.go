@@ -39,3 +39,9 @@ func DirectStreamsOpen(c *Client) int {
 	}
 	return open
 }
+
+// DirectStreams says how many streams of the client's leases opened on
+// connections of their own (framed) and over HTTP/2.
+func DirectStreams(c *Client) (framed, http2 uint64) {
+	return c.direct.framedStreams.Load(), c.direct.http2Streams.Load()
+}

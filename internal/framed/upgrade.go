@@ -17,11 +17,14 @@ import (
 	"connectrpc.com/connect"
 )
 
-// The upgrades this package's streams are asked by, and where: a worker's
-// Work stream and a client's Watch stream.
+// The upgrades this package's streams are asked by, and where: a client's
+// Watch stream (of the manager) and Calls stream (of a worker, on its file
+// server's port).
 const (
 	WatchUpgrade = "trellis-watch/1"
 	WatchPath    = "/trellis.v1.Manager/WatchFramed"
+	CallsUpgrade = "trellis-calls/1"
+	CallsPath    = "/trellis.v1.Worker/CallsFramed"
 )
 
 // DialTimeout bounds a dial, its TLS handshake and the upgrade.
@@ -102,7 +105,7 @@ func refused(upgrade string, status int, body []byte) error {
 	case http.StatusForbidden:
 		return connect.NewError(connect.CodePermissionDenied, errors.New(msg))
 	case http.StatusNotFound:
-		return connect.NewError(connect.CodeUnimplemented, fmt.Errorf("the manager does not serve %s (an older version?)", upgrade))
+		return connect.NewError(connect.CodeUnimplemented, fmt.Errorf("the server does not serve %s (an older version?)", upgrade))
 	}
 	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("upgrade to %s: HTTP %d: %s", upgrade, status, msg))
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"trellis/internal/framed"
 	"trellis/internal/gate"
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
@@ -520,6 +522,18 @@ func (d directService) Call(ctx context.Context, req *connect.Request[pb.DirectC
 // and the call that frees a slot runs it next on its goroutine (serve): no
 // goroutine is made, parked and woken per waiting call.
 func (d directService) Calls(ctx context.Context, stream *connect.BidiStream[pb.DirectCallRequest, pb.DirectCallResponse]) error {
+	return d.calls(ctx, stream)
+}
+
+// callStream is a Calls stream: over HTTP/2 (connect's) or on a connection
+// of its own (package framed).
+type callStream interface {
+	Receive() (*pb.DirectCallRequest, error)
+	Send(*pb.DirectCallResponse) error
+}
+
+// calls serves a Calls stream (Calls).
+func (d directService) calls(ctx context.Context, stream callStream) error {
 	var wg sync.WaitGroup
 	out := &answers{send: stream.Send}
 	// The client went: its calls still in line are refused (not run).
@@ -636,6 +650,12 @@ func (a *answers) put(resp *pb.DirectCallResponse) {
 		return
 	}
 	a.sending = true
+	// Calls that ended with this one (woken by the same read of their
+	// library's answers) run first and queue their answers, to go in the
+	// same write; alone, it runs on at once.
+	a.mu.Unlock()
+	runtime.Gosched()
+	a.mu.Lock()
 	for len(a.queue) > 0 && a.err == nil {
 		q := a.queue
 		a.queue = nil
@@ -691,15 +711,46 @@ func (d directService) run(ctx context.Context, r *pb.DirectCallRequest, l worke
 // path stores large results.
 const maxDirectResult = proto.MaxMessageBytes - 64<<10
 
-// withDirect serves Worker.Call beside the cache's files.
+// withDirect serves Worker.Call and Worker.Calls (over HTTP/2, and framed)
+// beside the cache's files.
 func (w *Worker) withDirect(files http.Handler) http.Handler {
-	path, h := trellisv1connect.NewWorkerHandler(directService{w},
+	d := directService{w}
+	path, h := trellisv1connect.NewWorkerHandler(d,
 		connect.WithReadMaxBytes(proto.MaxMessageBytes), connect.WithSendMaxBytes(proto.MaxMessageBytes), connect.WithCompressMinBytes(proto.CompressMinBytes))
 	return http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
-		if strings.HasPrefix(req.URL.Path, path) {
+		switch {
+		case req.URL.Path == framed.CallsPath:
+			d.callsFramed(rw, req)
+		case strings.HasPrefix(req.URL.Path, path):
 			h.ServeHTTP(rw, req)
-			return
+		default:
+			files.ServeHTTP(rw, req)
 		}
-		files.ServeHTTP(rw, req)
 	})
+}
+
+// callsFramed serves a Calls stream on a connection of its own (package
+// framed): an HTTP/1.1 request that asks to upgrade to framed.CallsUpgrade
+// is answered 101, and the connection carries the calls and their answers
+// as an HTTP/2 stream would, with fewer goroutine hand-offs per call in
+// the worker (reader, then the call's own goroutine, which writes its
+// answer). No secret is asked: each call carries its lease's token, checked
+// as on HTTP/2; the stream's end carries a wrong token's error. The
+// connection closes when the client closes it, the stream ends, or the
+// worker stops (its server's Close does not see a connection handed over).
+func (d directService) callsFramed(rw http.ResponseWriter, req *http.Request) {
+	// Keepalives find a client whose host died (HTTP/2's server sent no
+	// pings: such a stream lasted until the lease's end).
+	conn, br, ok := framed.Accept(rw, req, framed.CallsUpgrade, proto.PingIdle)
+	if !ok {
+		return
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	defer context.AfterFunc(d.w.stopping, cancel)()
+	defer context.AfterFunc(ctx, func() { conn.Close() })() // a Receive blocked on it returns
+	stream := framed.New[*pb.DirectCallResponse, *pb.DirectCallRequest](conn, br, proto.MaxMessageBytes, proto.CompressMinBytes,
+		func() *pb.DirectCallRequest { return new(pb.DirectCallRequest) })
+	stream.End(d.calls(ctx, stream)) // a clean end (nil) once the client ended its side
 }

@@ -100,13 +100,17 @@ type Worker struct {
 	peers   *transfer.Fetcher // from peers over TLS (peertls.go); nil: fetcher
 	peerTLS                   // the file server's certificate and the cluster CA, from the manager
 	server  *http.Server      // serves the cache to peers
-	ln      net.Listener
-	boxes   boxes // the sandboxes of attempts
-	warden  *sandbox.Warden
-	libs    libraries
-	leases  leaseTable // for direct calls (direct.go)
-	drainc  chan struct{}
-	once    sync.Once
+	// stopping ends with the file server (cleanup): the framed Calls
+	// streams it handed over end with it.
+	stopping    context.Context
+	stopServing context.CancelFunc
+	ln          net.Listener
+	boxes       boxes // the sandboxes of attempts
+	warden      *sandbox.Warden
+	libs        libraries
+	leases      leaseTable // for direct calls (direct.go)
+	drainc      chan struct{}
+	once        sync.Once
 	// incarnation names this worker process to managers, the same on
 	// every connection; kept holds the attempts of broken connections.
 	incarnation string
@@ -148,6 +152,7 @@ func New(cfg Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, log: log, base: "http://" + cfg.Manager, drainc: make(chan struct{}),
 		incarnation: hex.EncodeToString(inc[:]), kept: newKept(), runners: newRunners(),
 		boxes: boxes{dir: filepath.Join(cfg.Workdir, "sandboxes")}, libs: libraries{byID: make(map[uint64]*libInstance)}}
+	w.stopping, w.stopServing = context.WithCancel(context.Background())
 	var err error
 	if w.cache, err = cache.Open(cacheDir(cfg.Workdir), cfg.Resources.DiskMB<<20); err != nil {
 		return nil, err
@@ -308,6 +313,7 @@ func (w *Worker) cleanup() {
 	if w.server != nil {
 		w.server.Close()
 	}
+	w.stopServing()
 	w.files.CloseIdleConnections()
 	if w.peers != nil {
 		w.peers.HTTP.CloseIdleConnections()
