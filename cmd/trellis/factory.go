@@ -74,7 +74,7 @@ refused submission is retried later, doubling the wait.`,
 			var b factory.Batch
 			switch batch {
 			case "local":
-				b = &factory.Local{Output: cmd.ErrOrStderr(), Grace: drain + 10*time.Second}
+				b = &factory.Local{Output: cmd.ErrOrStderr(), Grace: drain + 10*time.Second, Planned: lim.Max}
 			case "slurm":
 				b = &factory.Slurm{TimeLimit: timeLimit, Partition: partition, OutputDir: outputDir}
 			case "condor":

@@ -580,7 +580,7 @@ func startWorkers(ctx context.Context, cfg ScaleConfig, addr, secretFile string)
 		if i == 0 && cfg.WorkerCPUProfile != "" {
 			argv = append(argv[:len(argv)-1], "--cpuprofile", cfg.WorkerCPUProfile, addr)
 		}
-		p, err := startWorker(argv, i+1)
+		p, err := startWorker(argv, n)
 		if err != nil {
 			return procs, err
 		}
@@ -660,13 +660,13 @@ func (ps workerProcs) stop() {
 	}
 }
 
-// startWorker starts argv as the nth worker process (from 1) the bench
-// puts on this host, with the environment the factory's local batch
+// startWorker starts argv as one of the workers worker processes the
+// bench puts on this host, with the environment the factory's local batch
 // system would give it (sysmon.WorkerEnv): the runtime monitor's setting
-// in place, so it starts once, or off beyond sysmon.CrowdedPerCore per
-// core.
-func startWorker(argv []string, nth int) (*managerProc, error) {
-	return startProc(argv, sysmon.WorkerEnv(os.Environ(), nth, runtime.NumCPU()))
+// in place, so it starts once, or off where they are more than
+// sysmon.CrowdedPerCore per core.
+func startWorker(argv []string, workers int) (*managerProc, error) {
+	return startProc(argv, sysmon.WorkerEnv(os.Environ(), workers, runtime.NumCPU()))
 }
 
 // startProc starts command with the environment env (nil: this

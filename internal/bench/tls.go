@@ -110,7 +110,7 @@ func tasksOverTCP(ctx context.Context, cfg TLSConfig, withTLS bool) (float64, er
 	for i := range cfg.Workers {
 		argv := append([]string{cfg.Self, "worker", addr, "--secret-file", secretFile, "--cores", "1", "--log-level", "error",
 			"--name", "bench-" + strconv.Itoa(i+1), "--workdir", filepath.Join(dir, "w"+strconv.Itoa(i+1))}, trust...)
-		w, err := startWorker(argv, i+1)
+		w, err := startWorker(argv, cfg.Workers)
 		if err != nil {
 			return 0, err
 		}

@@ -21,10 +21,13 @@ import (
 type Local struct {
 	Output io.Writer     // where the workers' output goes; nil discards it
 	Grace  time.Duration // default 30 s
-	// HostCores is this machine's cores (0: runtime.NumCPU()): a worker
-	// started while sysmon.CrowdedPerCore per core or more run has the Go
-	// runtime's monitor at its default (sysmon.WorkerEnv).
+	// HostCores is this machine's cores (0: runtime.NumCPU()), and Planned
+	// the workers the factory may run on it at once (its --max; 0: those
+	// running). A worker started where more than sysmon.CrowdedPerCore per
+	// core are planned, or run with it, has the Go runtime's monitor at its
+	// default (sysmon.WorkerEnv): on so crowded a host, all of them.
 	HostCores int
+	Planned   int
 
 	mu   sync.Mutex // guards jobs
 	jobs map[string]*localJob
@@ -44,7 +47,7 @@ func (l *Local) Submit(ctx context.Context, job Job) error {
 	cmd := exec.Command(command[0], command[1:]...)
 	cmd.Stdout, cmd.Stderr = l.Output, l.Output
 	running, _ := l.Alive(ctx)
-	cmd.Env = sysmon.WorkerEnv(os.Environ(), len(running)+1, cmp.Or(l.HostCores, runtime.NumCPU()))
+	cmd.Env = sysmon.WorkerEnv(os.Environ(), max(len(running)+1, l.Planned), cmp.Or(l.HostCores, runtime.NumCPU()))
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -75,6 +75,34 @@ func TestLocalCrowded(t *testing.T) {
 	}
 }
 
+// TestLocalPlannedCrowded: where the factory may run more than
+// sysmon.CrowdedPerCore workers per core (Planned, its --max), every
+// worker it starts has the runtime monitor's setting off, the first too:
+// on so crowded a host they are idle most of the time.
+func TestLocalPlannedCrowded(t *testing.T) {
+	t.Setenv("GODEBUG", "") // restored after the test
+	os.Unsetenv("GODEBUG")
+	t.Setenv(sysmon.OffVar, "")
+	os.Unsetenv(sysmon.OffVar)
+	dir := t.TempDir()
+	for _, planned := range []int{sysmon.CrowdedPerCore, sysmon.CrowdedPerCore + 1} {
+		l := &Local{HostCores: 1, Planned: planned, Grace: time.Second}
+		name := fmt.Sprintf("planned%d", planned)
+		out := filepath.Join(dir, name)
+		script := fmt.Sprintf(`printf %%s "${%s-unset} ${GODEBUG-unset}" > %s.tmp && mv %s.tmp %s`, sysmon.OffVar, out, out, out)
+		if err := l.Submit(context.Background(), Job{Name: name, Command: []string{"/bin/sh", "-c", script}}); err != nil {
+			t.Fatal(err)
+		}
+		want := "unset " + sysmon.Setting
+		if planned > sysmon.CrowdedPerCore {
+			want = "off unset"
+		}
+		if got := waitForFile(t, out); got != want {
+			t.Errorf("the first worker of %d planned on one core: %q; want %q", planned, got, want)
+		}
+	}
+}
+
 // waitForFile returns the file's contents once it exists, failing the test
 // after 10 s.
 func waitForFile(t *testing.T, path string) string {

@@ -103,14 +103,16 @@ func restore() {
 }
 
 // CrowdedPerCore is how many worker processes per core a host may hold
-// before WorkerEnv turns the setting off for the ones beyond. Each idle
-// worker with it wakes about 100 times a second (some 13 µs of CPU each on
-// the VM measured), but a busy worker on a crowded host saves more: on 2
-// cores, `true` tasks ran 4-19% faster with it on every worker at 100
-// and 200 workers (four pairs); at 500, with it off beyond the first 50
-// (seven pairs) or 200 (four), they ran faster in 8 of 11 pairs and
-// connected in a half to two thirds of the time (docs/benchmarks.md,
-// "Crowded workers").
+// before WorkerEnv turns the setting off. Each idle worker with it wakes
+// about 100 times a second (some 13 µs of CPU each on the VM measured),
+// but a busy worker on a crowded host saves more: on 2 cores, `true` tasks
+// ran 4-19% faster with it on every worker at 100 and 200 workers (four
+// pairs); at 500, with it off beyond the first 50 (seven pairs) or 200
+// (four), they ran faster in 8 of 11 pairs and connected in a half to two
+// thirds of the time, and with it off for all 500 faster still than off
+// beyond 200 (three pairs: 4-24% more tasks a second, connected in 18-22 s
+// against 27-28; docs/benchmarks.md, "Crowded workers" and "All of a
+// crowded host's workers").
 const CrowdedPerCore = 100
 
 // WorkerEnv returns the environment to start a worker process with, from
