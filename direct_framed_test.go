@@ -2,7 +2,6 @@ package trellis
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -45,16 +44,7 @@ func TestCallsFallBackToHTTP2(t *testing.T) {
 		http.NotFound(w, r)
 	})
 	mux.Handle(trellisv1connect.NewWorkerHandler(echoWorker{}))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	both := new(http.Protocols)
-	both.SetHTTP1(true)
-	both.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: mux, Protocols: both}
-	go srv.Serve(ln) // exits when the test closes the server
-	defer srv.Close()
+	addr := serveBoth(t, mux)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -63,7 +53,7 @@ func TestCallsFallBackToHTTP2(t *testing.T) {
 	for i, fn := range []string{"first", "second"} {
 		d.mu.Lock()
 		l := &clientLease{}
-		d.openLocked(c, l, &pb.LeaseResponse{Lease: uint64(i + 1), WorkerAddr: ln.Addr().String(), Token: "t", Slots: 1})
+		d.openLocked(c, l, &pb.LeaseResponse{Lease: uint64(i + 1), WorkerAddr: addr, Token: "t", Slots: 1})
 		d.mu.Unlock()
 		resp := l.rpc.call(ctx, &pb.DirectCallRequest{Lease: l.id, Token: l.token, Key: fn, Function: fn})
 		if got := string(resp.GetOutcome().GetResult()); got != fn {

@@ -69,6 +69,13 @@ func TestWatchFramed(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.Handle("/", proxy)
 	mux.HandleFunc(framed.WatchPath, http.NotFound)
+	check(serveBoth(t, mux), false)
+}
+
+// serveBoth serves h on 127.0.0.1 over HTTP/1.1 and h2c until the test
+// ends, and returns its address.
+func serveBoth(t *testing.T, h http.Handler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +83,8 @@ func TestWatchFramed(t *testing.T) {
 	both := new(http.Protocols)
 	both.SetHTTP1(true)
 	both.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: mux, Protocols: both}
-	go srv.Serve(ln) // exits when the test closes the server
-	defer srv.Close()
-	check(ln.Addr().String(), false)
+	srv := &http.Server{Handler: h, Protocols: both}
+	go srv.Serve(ln) // exits when the test's cleanup closes the server
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
