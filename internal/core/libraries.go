@@ -65,7 +65,15 @@ func (c *Core) installLibrary(ev LibraryInstalled) {
 	lib.res, lib.slots, lib.inputs, lib.max = ev.Resources, max(ev.Slots, 1), ev.Inputs, ev.Max
 	lib.everyWkr = ev.EveryWorker
 	lib.failures, lib.broken = 0, "" // installing again clears a broken library
-	for range max(ev.Eager-int32(len(lib.insts)), 0) {
+	// Eager instances: as many more as the live ones fall short of (not
+	// those a removal, or idleness, is stopping: they end).
+	live := int32(0)
+	for _, inst := range lib.insts {
+		if !inst.stopping {
+			live++
+		}
+	}
+	for range max(ev.Eager-live, 0) {
 		c.startInstance(lib).eager = true
 	}
 	c.deployEverywhere(lib)

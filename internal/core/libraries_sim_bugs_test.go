@@ -72,6 +72,22 @@ func TestLibrarySimBugs(t *testing.T) {
 			counts: &counts{Running: 3},
 		},
 		{
+			// A library installed again while the instances of its removal
+			// still stop counted those as its eager ones: it started only
+			// as many more as had ended already (`bench calls --manager`,
+			// which installs its library again for the direct route).
+			name: "a library installed again starts all its eager instances",
+			steps: []step{
+				{join(1, res(4000, 4000)), nil},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 2, Eager: 2}, acts(start(1, 1, 1, 7), start(2, 1, 1, 7))},
+				{ready(1, 1), nil},
+				{ready(2, 1), nil},
+				{core.LibraryRemoved{Lib: 7, Why: "removed"}, acts(core.Stop{Instance: inst(1), Worker: 1}, core.Stop{Instance: inst(2), Worker: 1})},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 2, Eager: 2}, acts(start(3, 1, 1, 7), start(4, 1, 1, 7))},
+			},
+			counts: &counts{Running: 4},
+		},
+		{
 			// An instance made before the library broke, waiting for a
 			// place, was still started once there was room: a broken
 			// library started again, failed again, and broke again.
