@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"trellis"
 	"trellis/internal/bench"
 )
 
@@ -121,21 +122,36 @@ run it across hosts.`,
 	dagCmd.Flags().BoolVar(&keepTemps, "keep", false, "keep the temp files instead of pruning them (as before #18), to compare peak_cache_bytes")
 	var callWorkers, calls, slots int
 	var networkOnly bool
+	var callsOn target
 	callsCmd := &cobra.Command{
 		Use:   "calls",
 		Short: "Function calls (Go and Python libraries): async rate, blocking latency, and command tasks for comparison",
-		Args:  cobra.NoArgs,
+		Long: `Function calls (Go and Python libraries): async rate, blocking latency, and command tasks for comparison.
+
+By default it starts embedded clusters of --workers local workers, in process
+and over the network on 127.0.0.1. With --manager HOST:PORT (and
+--secret-file) it measures the network figures (manager_*, network_*,
+direct_*) on that running cluster instead, without their CPU: its workers run
+the benchmark's library, ` + bench.CallsLibrary + `, from this trellis binary's
+path, which must be there on each worker's host (it is removed after each
+route).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			res, err := bench.Calls(ctx, calls, callWorkers, slots, networkOnly, progressf)
+			tg, err := callsOn.calls()
+			if err != nil {
+				return err
+			}
+			res, err := bench.Calls(ctx, calls, callWorkers, slots, networkOnly, tg, progressf)
 			if err != nil {
 				return err
 			}
 			return printJSON(cmd, res)
 		},
 	}
-	callsCmd.Flags().IntVar(&callWorkers, "workers", 2, "local workers")
+	callsCmd.Flags().IntVar(&callWorkers, "workers", 2, "local workers (without --manager)")
+	callsOn.flags(callsCmd.Flags())
 	callsCmd.Flags().IntVar(&calls, "calls", 20000, "async calls")
 	callsCmd.Flags().IntVar(&slots, "slots", 8, "call slots per library instance")
 	callsCmd.Flags().BoolVar(&networkOnly, "network-only", false, "measure only the figures with client and workers on HTTP/2 (network_*, manager_*, direct_*), for quick A/B rounds")
@@ -185,6 +201,30 @@ type target struct {
 func (t *target) flags(f *pflag.FlagSet) {
 	f.StringVar(&t.manager, "manager", "", "run on the running cluster of the manager at `HOST:PORT` (with --secret-file) instead of an embedded one")
 	t.managerFlags.flags(f)
+}
+
+// calls is the target of bench calls: embedded clusters, or clients of the
+// running cluster --manager names, dialled as each route needs them.
+func (t *target) calls() (bench.CallsTarget, error) {
+	if t.manager == "" {
+		if t.secretFile != "" {
+			return bench.CallsTarget{}, fmt.Errorf("--secret-file is for a running cluster: give --manager HOST:PORT too")
+		}
+		return bench.CallsTarget{}, nil
+	}
+	secret, err := readSecret(t.secretFile)
+	if err != nil {
+		return bench.CallsTarget{}, err
+	}
+	return bench.CallsTarget{Manager: t.manager, Dial: func(ctx context.Context, opts ...trellis.Option) (*trellis.Client, error) {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		c, err := t.tls.dial(dctx, t.manager, secret, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to --manager %s: %w", t.manager, err)
+		}
+		return c, nil
+	}}, nil
 }
 
 // open connects to the running manager if --manager names one.

@@ -107,12 +107,12 @@ func (c *clientTLS) config(addr string) (*tls.Config, error) {
 
 // dial connects a client to the manager at addr with secret, over TLS when
 // the flags ask for it.
-func (c *clientTLS) dial(ctx context.Context, addr, secret string) (*trellis.Client, error) {
+func (c *clientTLS) dial(ctx context.Context, addr, secret string, opts ...trellis.Option) (*trellis.Client, error) {
 	cfg, err := c.config(addr)
 	if err != nil {
 		return nil, err
 	}
-	return trellis.Dial(ctx, addr, trellis.WithSecret(secret), trellis.WithTLS(cfg))
+	return trellis.Dial(ctx, addr, append([]trellis.Option{trellis.WithSecret(secret), trellis.WithTLS(cfg)}, opts...)...)
 }
 
 // args gives a worker started for this client (by the factory) the same

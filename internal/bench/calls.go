@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,58 @@ type CallsResult struct {
 	SequentialCalls int     `json:"sequential_calls"`
 	ComparisonTasks int     `json:"comparison_tasks"`
 	PythonError     string  `json:"python_error,omitempty"`
+	// Manager: the running cluster measured (CallsTarget.Manager); ""
+	// for embedded ones. There the CPU fields stay 0: the cluster's
+	// processes are not this one's.
+	Manager string `json:"manager,omitempty"`
+}
+
+// CallsTarget says where the network figures of a calls benchmark are
+// measured: on embedded clusters over 127.0.0.1, one for each route (Dial
+// nil), or on the running cluster that Dial connects clients to (with the
+// options it is given: trellis.WithDirectCalls). There the benchmark's
+// library runs the trellis binary at this process's path on the workers
+// (as `bench peer` does), under the name CallsLibrary, removed after each
+// route.
+type CallsTarget struct {
+	Dial    func(ctx context.Context, opts ...trellis.Option) (*trellis.Client, error)
+	Manager string // Dial's manager, reported
+}
+
+// CallsLibrary is the name of the benchmark's library on a running cluster.
+const CallsLibrary = "trellis-bench-calls"
+
+// open returns a client of the cluster, with opts, and what to call when
+// done: on an embedded cluster of workers local workers over the network,
+// or on the running one (where done removes the library lib).
+func (tg CallsTarget) open(ctx context.Context, workers int, lib string, opts ...trellis.Option) (*trellis.Client, func(), error) {
+	if tg.Dial == nil {
+		c, err := local.Start(ctx, local.Config{Workers: workers, Network: true}, opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, func() { c.Close() }, nil
+	}
+	c, err := tg.Dial(ctx, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.RemoveLibrary(rctx, lib); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: remove the library %s from the cluster: %v\n", lib, err)
+		}
+		c.Close()
+	}, nil
+}
+
+// library is the benchmark's library name on the target.
+func (tg CallsTarget) library() string {
+	if tg.Dial != nil {
+		return CallsLibrary
+	}
+	return "bench"
 }
 
 // BenchLibraryArg is the argument with which the trellis binary serves the
@@ -103,14 +156,21 @@ if __name__ == "__main__":
 // same with a Python library, and the same work as command tasks; then the
 // Go figures again with the client and workers on the network. With
 // networkOnly it measures only the network figures (the others stay 0).
-func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf func(string, ...any)) (*CallsResult, error) {
-	res := &CallsResult{Bench: "calls", Workers: workers, Calls: n, Slots: slots, SequentialCalls: 1000}
+//
+// On a running cluster (tg.Dial) it measures only the network figures,
+// without their CPU (Workers is then 0: the cluster's).
+func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, tg CallsTarget, logf func(string, ...any)) (*CallsResult, error) {
+	res := &CallsResult{Bench: "calls", Workers: workers, Calls: n, Slots: slots, SequentialCalls: 1000, Manager: tg.Manager}
+	if tg.Dial != nil {
+		res.Workers = 0
+		return res, networkCalls(ctx, res, tg, logf)
+	}
 	if networkOnly {
-		return res, networkCalls(ctx, res, logf)
+		return res, networkCalls(ctx, res, tg, logf)
 	}
 	var cpu float64 // (not reported for the in-process cluster)
 	var instances int
-	if err := goCalls(ctx, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs, &cpu, &instances); err != nil {
+	if err := goCalls(ctx, nil, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs, &cpu, &instances); err != nil {
 		return nil, err
 	}
 	c, err := local.Start(ctx, local.Config{Workers: workers})
@@ -149,46 +209,51 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, logf fu
 	res.TasksPerS = float64(res.ComparisonTasks) / tsecs
 	res.CallsVsTasks = res.CallsPerS / res.TasksPerS
 	c.Close()
-	if err := networkCalls(ctx, res, logf); err != nil {
+	if err := networkCalls(ctx, res, tg, logf); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
 // networkCalls measures the Go figures with the client and workers on
-// HTTP/2: through the manager (res's manager fields), then on the direct
-// route (its network fields).
-func networkCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
-	logf("calls: the Go figures over HTTP/2 on 127.0.0.1")
+// the network (tg): through the manager (res's manager fields), then on
+// the direct route (its network fields).
+func networkCalls(ctx context.Context, res *CallsResult, tg CallsTarget, logf func(string, ...any)) error {
+	if tg.Dial == nil {
+		logf("calls: the Go figures over the network on 127.0.0.1")
+	} else {
+		logf("calls: the Go figures on the cluster of %s", tg.Manager)
+	}
 	var coldMs float64 // (not reported: the in-process one is)
-	if err := goCalls(ctx, true, res.Calls, res.Workers, res.Slots, logf, &res.ManagerCallsPerS, &res.ManagerP50us, &res.ManagerP99us, &coldMs, &res.ManagerCPUusPerCall, &res.Instances); err != nil {
+	if err := goCalls(ctx, &tg, res.Calls, res.Workers, res.Slots, logf, &res.ManagerCallsPerS, &res.ManagerP50us, &res.ManagerP99us, &coldMs, &res.ManagerCPUusPerCall, &res.Instances); err != nil {
 		return err
 	}
-	return directCalls(ctx, res, logf)
+	return directCalls(ctx, res, tg, logf)
 }
 
 // directCalls measures calls with trellis.WithDirectCalls on a new
 // networked cluster: 1,000 sequential blocking ones (latency), n async ones
 // in one Submit (throughput), then n blocking ones from as many goroutines
 // as the library's slots.
-func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any)) error {
+func directCalls(ctx context.Context, res *CallsResult, tg CallsTarget, logf func(string, ...any)) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	c, err := local.Start(ctx, local.Config{Workers: res.Workers, Network: true}, trellis.WithDirectCalls())
+	name := tg.library()
+	c, done, err := tg.open(ctx, res.Workers, name, trellis.WithDirectCalls())
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer done()
 	// As many instances as the manager's route had warm, started at once:
 	// calls on leases start none (they go only to ready instances).
-	lib := &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: res.Slots, Resources: trellis.Resources{Cores: 0.5}, Eager: res.Instances}
+	lib := &trellis.Library{Name: name, Command: self + " " + BenchLibraryArg, Slots: res.Slots, Resources: trellis.Resources{Cores: 0.5}, Eager: res.Instances}
 	if err := c.Install(ctx, lib); err != nil {
 		return err
 	}
 	logf("calls: direct calls (trellis.WithDirectCalls): waiting for %d instances and a lease", res.Instances)
-	if err := waitInstances(ctx, c, res.Instances); err != nil {
+	if err := waitInstances(ctx, c, name, res.Instances); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -196,29 +261,31 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no call went direct within 30 s")
 		}
-		if _, err := c.Call(ctx, "bench", "echo", []byte("warm")); err != nil {
+		if _, err := c.Call(ctx, name, "echo", []byte("warm")); err != nil {
 			return err
 		}
 	}
-	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil { // leases on the other instances too
+	if _, err := asyncCalls(ctx, c, name, warmUp); err != nil { // leases on the other instances too
 		return err
 	}
 	sent0, fell0 := c.DirectStats()
 	logf("calls: 1000 sequential blocking direct calls")
 	res.NetworkRoute = "direct"
-	if res.NetworkP50us, res.NetworkP99us, err = sequentialCalls(ctx, c); err != nil {
+	if res.NetworkP50us, res.NetworkP99us, err = sequentialCalls(ctx, c, name); err != nil {
 		return err
 	}
 	logf("calls: %d async direct calls (one Submit)", res.Calls)
 	cpu, libCPU := treeCPU()
-	secs, err := asyncCalls(ctx, c, "bench", res.Calls)
+	secs, err := asyncCalls(ctx, c, name, res.Calls)
 	if err != nil {
 		return err
 	}
 	res.NetworkCallsPerS = float64(res.Calls) / secs
-	cpu2, libCPU2 := treeCPU()
-	res.NetworkCPUusPerCall = float64((cpu2 - cpu).Microseconds()) / float64(res.Calls)
-	res.NetworkLibraryCPUusPerCall = float64((libCPU2 - libCPU).Microseconds()) / float64(res.Calls)
+	if tg.Dial == nil { // (the cluster's processes are not this one's)
+		cpu2, libCPU2 := treeCPU()
+		res.NetworkCPUusPerCall = float64((cpu2 - cpu).Microseconds()) / float64(res.Calls)
+		res.NetworkLibraryCPUusPerCall = float64((libCPU2 - libCPU).Microseconds()) / float64(res.Calls)
+	}
 	g := max(res.Slots, 1)
 	logf("calls: %d blocking direct calls from %d goroutines", res.Calls, g)
 	errs := make(chan error, g)
@@ -226,7 +293,7 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 	for k := range g {
 		go func() { // exits when its share of the calls is done, or one fails
 			for i := k; i < res.Calls; i += g {
-				if _, err := c.Call(ctx, "bench", "echo", []byte(strconv.Itoa(i))); err != nil {
+				if _, err := c.Call(ctx, name, "echo", []byte(strconv.Itoa(i))); err != nil {
 					errs <- err
 					return
 				}
@@ -242,58 +309,74 @@ func directCalls(ctx context.Context, res *CallsResult, logf func(string, ...any
 	res.DirectBlockingCallsPerS = float64(res.Calls) / time.Since(start).Seconds()
 	sent, fell := c.DirectStats()
 	res.DirectShare = float64((sent-sent0)-(fell-fell0)) / float64(1000+2*res.Calls)
-	res.DirectLeases = c.DirectLeases("bench")
+	res.DirectLeases = c.DirectLeases(name)
 	return nil
 }
 
 // goCalls measures async calls and blocking round trips of the Go library
-// on a new embedded cluster (on the network or in process).
-func goCalls(ctx context.Context, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs, cpuPerCall *float64, instances *int) error {
+// on the network target tg, or, with tg nil, on a new embedded cluster in
+// process.
+func goCalls(ctx context.Context, tg *CallsTarget, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs, cpuPerCall *float64, instances *int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	c, err := local.Start(ctx, local.Config{Workers: workers, Network: network})
+	name := "bench"
+	var c *trellis.Client
+	done := func() {}
+	if tg == nil {
+		c, err = local.Start(ctx, local.Config{Workers: workers})
+		if c != nil {
+			done = func() { c.Close() }
+		}
+	} else {
+		name = tg.library()
+		c, done, err = tg.open(ctx, workers, name)
+	}
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := c.Install(ctx, &trellis.Library{Name: "bench", Command: self + " " + BenchLibraryArg, Slots: slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
+	defer done()
+	if err := c.Install(ctx, &trellis.Library{Name: name, Command: self + " " + BenchLibraryArg, Slots: slots, Resources: trellis.Resources{Cores: 0.5}}); err != nil {
 		return err
 	}
-	if *coldMs, err = coldStart(ctx, c, "bench"); err != nil {
+	if *coldMs, err = coldStart(ctx, c, name); err != nil {
 		return err
 	}
 	// Warm up until every instance the burst will use has started: the
 	// figures are for a running library, not for its start.
-	if _, err := asyncCalls(ctx, c, "bench", warmUp); err != nil {
+	if _, err := asyncCalls(ctx, c, name, warmUp); err != nil {
 		return err
 	}
-	if st, err := c.Status(ctx); err == nil && len(st.Libraries) == 1 {
-		*instances = readyInstances(st.Libraries[0])
+	if st, err := c.Status(ctx); err == nil {
+		if i := slices.IndexFunc(st.Libraries, func(l trellis.LibraryStatus) bool { return l.Name == name }); i >= 0 {
+			*instances = readyInstances(st.Libraries[i])
+		}
 	}
 	logf("calls: %d async calls of a Go function", n)
 	cpu, _ := treeCPU()
-	secs, err := asyncCalls(ctx, c, "bench", n)
+	secs, err := asyncCalls(ctx, c, name, n)
 	if err != nil {
 		return err
 	}
 	*perS = float64(n) / secs
-	cpu2, _ := treeCPU()
-	*cpuPerCall = float64((cpu2 - cpu).Microseconds()) / float64(n)
+	if tg == nil || tg.Dial == nil { // (a running cluster's processes are not this one's)
+		cpu2, _ := treeCPU()
+		*cpuPerCall = float64((cpu2 - cpu).Microseconds()) / float64(n)
+	}
 
 	logf("calls: 1000 sequential blocking calls")
-	*p50, *p99, err = sequentialCalls(ctx, c)
+	*p50, *p99, err = sequentialCalls(ctx, c, name)
 	return err
 }
 
-// sequentialCalls makes 1,000 blocking calls of bench's echo, one after
-// the other, and returns their p50 and p99 in microseconds.
-func sequentialCalls(ctx context.Context, c *trellis.Client) (p50, p99 float64, err error) {
+// sequentialCalls makes 1,000 blocking calls of lib's echo, one after the
+// other, and returns their p50 and p99 in microseconds.
+func sequentialCalls(ctx context.Context, c *trellis.Client, lib string) (p50, p99 float64, err error) {
 	lat := make([]time.Duration, 1000)
 	for i := range lat {
 		start := time.Now()
-		if _, err := c.Call(ctx, "bench", "echo", []byte(strconv.Itoa(i))); err != nil {
+		if _, err := c.Call(ctx, lib, "echo", []byte(strconv.Itoa(i))); err != nil {
 			return 0, 0, err
 		}
 		lat[i] = time.Since(start)
@@ -390,19 +473,19 @@ func readyInstances(lib trellis.LibraryStatus) int {
 	return n
 }
 
-// waitInstances waits until the bench library has n instances ready.
-func waitInstances(ctx context.Context, c *trellis.Client, n int) error {
+// waitInstances waits until the library lib has n instances ready.
+func waitInstances(ctx context.Context, c *trellis.Client, lib string, n int) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st, err := c.Status(ctx)
 		if err != nil {
 			return err
 		}
-		if len(st.Libraries) == 1 && readyInstances(st.Libraries[0]) >= n {
+		if i := slices.IndexFunc(st.Libraries, func(l trellis.LibraryStatus) bool { return l.Name == lib }); i >= 0 && readyInstances(st.Libraries[i]) >= n {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the bench library has fewer than %d instances ready after 30 s", n)
+			return fmt.Errorf("the library %s has fewer than %d instances ready after 30 s", lib, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

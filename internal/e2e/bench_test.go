@@ -67,3 +67,40 @@ func TestBenchCapacityPlainLoop(t *testing.T) {
 		t.Errorf("figures %+v; want 40 runs, the workers' CPU and the plain loop's CPU and rate", res)
 	}
 }
+
+// `trellis bench calls --manager` measures the network figures on a running
+// cluster of manager and worker processes: through the manager and on the
+// direct route (every measured call direct), without their CPU (not this
+// process's); it installs its library there again for the direct route,
+// with all its eager instances, and removes it at the end.
+func TestBenchCallsManager(t *testing.T) {
+	c := newCluster(t)
+	c.worker("w1", nil, "--cores", "1")
+	c.worker("w2", nil, "--cores", "1")
+	code, out := runTrellis(t, "bench", "calls", "--manager", c.addr, "--secret-file", c.secretFile, "--calls", "500")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res struct {
+		Manager        string  `json:"manager"`
+		Workers        int     `json:"workers"`
+		CallsPerS      float64 `json:"network_calls_per_s"`
+		P50us          float64 `json:"network_p50_us"`
+		CPUusPerCall   float64 `json:"network_cpu_us_per_call"`
+		ManagerPerS    float64 `json:"manager_calls_per_s"`
+		ManagerP50us   float64 `json:"manager_p50_us"`
+		DirectShare    float64 `json:"direct_share"`
+		Instances      int     `json:"instances"`
+		DirectLeases   int     `json:"direct_leases"`
+		InProcessCalls float64 `json:"calls_per_s"`
+	}
+	if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &res) != nil {
+		t.Fatalf("trellis bench calls --manager: exit %d, last line not its JSON:\n%s", code, out)
+	}
+	if res.Manager != c.addr || res.Workers != 0 || res.CallsPerS <= 0 || res.P50us <= 0 || res.ManagerPerS <= 0 || res.ManagerP50us <= 0 ||
+		res.DirectShare != 1 || res.CPUusPerCall != 0 || res.InProcessCalls != 0 || res.Instances < 2 || res.DirectLeases != res.Instances {
+		t.Errorf("figures %+v; want the network figures of the cluster at %s, every call direct, a lease on each of its instances, no CPU and no in-process figures", res, c.addr)
+	}
+	code, out = runTrellis(t, "status", c.addr, "--secret-file", c.secretFile)
+	if code != 0 || strings.Contains(out, "trellis-bench-calls") {
+		t.Errorf("trellis status after the bench: exit %d, the bench's library still there:\n%s", code, out)
+	}
+}
