@@ -94,11 +94,12 @@ type CallsTarget struct {
 const CallsLibrary = "trellis-bench-calls"
 
 // open returns a client of the cluster, with opts, and what to call when
-// done: on an embedded cluster of workers local workers over the network,
-// or on the running one (where done removes the library lib).
-func (tg CallsTarget) open(ctx context.Context, workers int, lib string, opts ...trellis.Option) (*trellis.Client, func(), error) {
+// done: on a new embedded cluster of workers local workers (over the
+// network, or in process), or on the running one (where done removes the
+// library lib).
+func (tg CallsTarget) open(ctx context.Context, workers int, network bool, lib string, opts ...trellis.Option) (*trellis.Client, func(), error) {
 	if tg.Dial == nil {
-		c, err := local.Start(ctx, local.Config{Workers: workers, Network: true}, opts...)
+		c, err := local.Start(ctx, local.Config{Workers: workers, Network: network}, opts...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -170,7 +171,7 @@ func Calls(ctx context.Context, n, workers, slots int, networkOnly bool, tg Call
 	}
 	var cpu float64 // (not reported for the in-process cluster)
 	var instances int
-	if err := goCalls(ctx, nil, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs, &cpu, &instances); err != nil {
+	if err := goCalls(ctx, tg, false, n, workers, slots, logf, &res.CallsPerS, &res.P50us, &res.P99us, &res.ColdStartMs, &cpu, &instances); err != nil {
 		return nil, err
 	}
 	c, err := local.Start(ctx, local.Config{Workers: workers})
@@ -225,7 +226,7 @@ func networkCalls(ctx context.Context, res *CallsResult, tg CallsTarget, logf fu
 		logf("calls: the Go figures on the cluster of %s", tg.Manager)
 	}
 	var coldMs float64 // (not reported: the in-process one is)
-	if err := goCalls(ctx, &tg, res.Calls, res.Workers, res.Slots, logf, &res.ManagerCallsPerS, &res.ManagerP50us, &res.ManagerP99us, &coldMs, &res.ManagerCPUusPerCall, &res.Instances); err != nil {
+	if err := goCalls(ctx, tg, true, res.Calls, res.Workers, res.Slots, logf, &res.ManagerCallsPerS, &res.ManagerP50us, &res.ManagerP99us, &coldMs, &res.ManagerCPUusPerCall, &res.Instances); err != nil {
 		return err
 	}
 	return directCalls(ctx, res, tg, logf)
@@ -241,7 +242,7 @@ func directCalls(ctx context.Context, res *CallsResult, tg CallsTarget, logf fun
 		return err
 	}
 	name := tg.library()
-	c, done, err := tg.open(ctx, res.Workers, name, trellis.WithDirectCalls())
+	c, done, err := tg.open(ctx, res.Workers, true, name, trellis.WithDirectCalls())
 	if err != nil {
 		return err
 	}
@@ -275,13 +276,16 @@ func directCalls(ctx context.Context, res *CallsResult, tg CallsTarget, logf fun
 		return err
 	}
 	logf("calls: %d async direct calls (one Submit)", res.Calls)
-	cpu, libCPU := treeCPU()
+	var cpu, libCPU time.Duration
+	if tg.Dial == nil { // (a running cluster's processes are not this one's)
+		cpu, libCPU = treeCPU()
+	}
 	secs, err := asyncCalls(ctx, c, name, res.Calls)
 	if err != nil {
 		return err
 	}
 	res.NetworkCallsPerS = float64(res.Calls) / secs
-	if tg.Dial == nil { // (the cluster's processes are not this one's)
+	if tg.Dial == nil {
 		cpu2, libCPU2 := treeCPU()
 		res.NetworkCPUusPerCall = float64((cpu2 - cpu).Microseconds()) / float64(res.Calls)
 		res.NetworkLibraryCPUusPerCall = float64((libCPU2 - libCPU).Microseconds()) / float64(res.Calls)
@@ -314,25 +318,15 @@ func directCalls(ctx context.Context, res *CallsResult, tg CallsTarget, logf fun
 }
 
 // goCalls measures async calls and blocking round trips of the Go library
-// on the network target tg, or, with tg nil, on a new embedded cluster in
-// process.
-func goCalls(ctx context.Context, tg *CallsTarget, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs, cpuPerCall *float64, instances *int) error {
+// on tg: a new embedded cluster (over the network, or in process), or the
+// running one.
+func goCalls(ctx context.Context, tg CallsTarget, network bool, n, workers, slots int, logf func(string, ...any), perS, p50, p99, coldMs, cpuPerCall *float64, instances *int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	name := "bench"
-	var c *trellis.Client
-	done := func() {}
-	if tg == nil {
-		c, err = local.Start(ctx, local.Config{Workers: workers})
-		if c != nil {
-			done = func() { c.Close() }
-		}
-	} else {
-		name = tg.library()
-		c, done, err = tg.open(ctx, workers, name)
-	}
+	name := tg.library()
+	c, done, err := tg.open(ctx, workers, network, name)
 	if err != nil {
 		return err
 	}
@@ -360,7 +354,7 @@ func goCalls(ctx context.Context, tg *CallsTarget, n, workers, slots int, logf f
 		return err
 	}
 	*perS = float64(n) / secs
-	if tg == nil || tg.Dial == nil { // (a running cluster's processes are not this one's)
+	if tg.Dial == nil { // (a running cluster's processes are not this one's)
 		cpu2, _ := treeCPU()
 		*cpuPerCall = float64((cpu2 - cpu).Microseconds()) / float64(n)
 	}
