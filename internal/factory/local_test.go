@@ -22,14 +22,7 @@ func TestLocalCrowded(t *testing.T) {
 		{"the factory's own setting", "on"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("GODEBUG", "") // restored after the test
-			os.Unsetenv("GODEBUG")
-			if tc.own != "" {
-				t.Setenv(sysmon.OffVar, tc.own)
-			} else {
-				t.Setenv(sysmon.OffVar, "")
-				os.Unsetenv(sysmon.OffVar)
-			}
+			sysmonEnv(t, tc.own)
 			dir := t.TempDir()
 			l := &Local{HostCores: 1, Grace: time.Second}
 			n := sysmon.CrowdedPerCore + 2
@@ -43,8 +36,7 @@ func TestLocalCrowded(t *testing.T) {
 				name := fmt.Sprintf("w%d", i)
 				// Each job says what it was given and runs on, so that the
 				// next counts it.
-				out := filepath.Join(dir, name)
-				script := fmt.Sprintf(`printf %%s "${%s-unset} ${GODEBUG-unset}" > %s.tmp && mv %s.tmp %s && exec sleep 30`, sysmon.OffVar, out, out, out)
+				script := envReport(filepath.Join(dir, name)) + " && exec sleep 30"
 				if err := l.Submit(context.Background(), Job{Name: name, Command: []string{"/bin/sh", "-c", script}}); err != nil {
 					t.Fatal(err)
 				}
@@ -80,17 +72,13 @@ func TestLocalCrowded(t *testing.T) {
 // worker it starts has the runtime monitor's setting off, the first too:
 // on so crowded a host they are idle most of the time.
 func TestLocalPlannedCrowded(t *testing.T) {
-	t.Setenv("GODEBUG", "") // restored after the test
-	os.Unsetenv("GODEBUG")
-	t.Setenv(sysmon.OffVar, "")
-	os.Unsetenv(sysmon.OffVar)
+	sysmonEnv(t, "")
 	dir := t.TempDir()
 	for _, planned := range []int{sysmon.CrowdedPerCore, sysmon.CrowdedPerCore + 1} {
 		l := &Local{HostCores: 1, Planned: planned, Grace: time.Second}
 		name := fmt.Sprintf("planned%d", planned)
 		out := filepath.Join(dir, name)
-		script := fmt.Sprintf(`printf %%s "${%s-unset} ${GODEBUG-unset}" > %s.tmp && mv %s.tmp %s`, sysmon.OffVar, out, out, out)
-		if err := l.Submit(context.Background(), Job{Name: name, Command: []string{"/bin/sh", "-c", script}}); err != nil {
+		if err := l.Submit(context.Background(), Job{Name: name, Command: []string{"/bin/sh", "-c", envReport(out)}}); err != nil {
 			t.Fatal(err)
 		}
 		want := "unset " + sysmon.Setting
@@ -101,6 +89,23 @@ func TestLocalPlannedCrowded(t *testing.T) {
 			t.Errorf("the first worker of %d planned on one core: %q; want %q", planned, got, want)
 		}
 	}
+}
+
+// sysmonEnv gives this test's process no GODEBUG and, unless own is "",
+// TRELLIS_SYSMON=own (else none); both are restored after the test.
+func sysmonEnv(t *testing.T, own string) {
+	t.Setenv("GODEBUG", "")
+	os.Unsetenv("GODEBUG")
+	t.Setenv(sysmon.OffVar, own)
+	if own == "" {
+		os.Unsetenv(sysmon.OffVar)
+	}
+}
+
+// envReport is a shell command that writes, to the file out at once,
+// what a job was given: its TRELLIS_SYSMON and GODEBUG ("unset" if not).
+func envReport(out string) string {
+	return fmt.Sprintf(`printf %%s "${%s-unset} ${GODEBUG-unset}" > %s.tmp && mv %s.tmp %s`, sysmon.OffVar, out, out, out)
 }
 
 // waitForFile returns the file's contents once it exists, failing the test

@@ -116,8 +116,8 @@ func restore() {
 const CrowdedPerCore = 100
 
 // WorkerEnv returns the environment to start a worker process with, from
-// env, on a host that holds workers worker processes, this one included,
-// on hostCores cores. Where there are more than CrowdedPerCore per core,
+// env, on a host of hostCores cores that holds, or is planned to hold,
+// workers worker processes, this one included. Where there are more than CrowdedPerCore per core,
 // OffVar is set to off, so that crowded workers, which wait on each other
 // for the cores and are idle most of the time, sleep soundly while idle.
 // Otherwise the setting is put in place as Reexec would (plan), so that

@@ -525,15 +525,15 @@ func (d directService) Calls(ctx context.Context, stream *connect.BidiStream[pb.
 	return d.calls(ctx, stream)
 }
 
-// callStream is a Calls stream: over HTTP/2 (connect's) or on a connection
-// of its own (package framed).
-type callStream interface {
+// callsStream is a Calls stream as the worker serves it: over HTTP/2
+// (connect's) or on a connection of its own (package framed).
+type callsStream interface {
 	Receive() (*pb.DirectCallRequest, error)
 	Send(*pb.DirectCallResponse) error
 }
 
 // calls serves a Calls stream (Calls).
-func (d directService) calls(ctx context.Context, stream callStream) error {
+func (d directService) calls(ctx context.Context, stream callsStream) error {
 	var wg sync.WaitGroup
 	out := &answers{send: stream.Send}
 	// The client went: its calls still in line are refused (not run).
