@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -557,6 +558,7 @@ func (d directService) calls(ctx context.Context, stream callsStream) error {
 			r.More = nil // entries of more have none of their own
 			c := &queuedCall{d: d, ctx: ctx, r: r, out: out, wg: &wg}
 			wg.Add(1)
+			out.running.Add(1)
 			l, sess, queued, err := d.w.leases.admit(c)
 			switch {
 			case queued: // run by the call that frees a slot
@@ -636,10 +638,15 @@ type answers struct {
 	queue   []*pb.DirectCallResponse
 	sending bool
 	err     error // the first failed send: later answers are dropped
+
+	// running counts the stream's calls that have not put their answer:
+	// an answer with no other call running goes without a yield.
+	running atomic.Int32
 }
 
 // put sends resp, or queues it for the call that is sending.
 func (a *answers) put(resp *pb.DirectCallResponse) {
+	others := a.running.Add(-1) > 0
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.err != nil {
@@ -650,12 +657,17 @@ func (a *answers) put(resp *pb.DirectCallResponse) {
 		return
 	}
 	a.sending = true
-	// Calls that ended with this one (woken by the same read of their
-	// library's answers) run first and queue their answers, to go in the
-	// same write; alone, it runs on at once.
-	a.mu.Unlock()
-	runtime.Gosched()
-	a.mu.Lock()
+	// Where other calls of the stream still run, those that ended with
+	// this one (woken by the same read of their library's answers) run
+	// first and queue their answers, to go in the same write. A lone call
+	// sends at once: the yield cost it 25 µs at the median here (the
+	// runtime hands the yielded goroutine to another thread;
+	// docs/benchmarks.md, "A lone call's answer without the yield").
+	if others {
+		a.mu.Unlock()
+		runtime.Gosched()
+		a.mu.Lock()
+	}
 	for len(a.queue) > 0 && a.err == nil {
 		q := a.queue
 		a.queue = nil
