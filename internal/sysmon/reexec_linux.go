@@ -15,7 +15,7 @@ import (
 func Reexec() {
 	env := plan(os.Environ())
 	if env == nil {
-		restore()
+		active = Restore()
 		return
 	}
 	// The binary's own path, so that the process keeps its name (ps, top

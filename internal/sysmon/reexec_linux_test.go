@@ -31,8 +31,8 @@ func TestMain(m *testing.M) {
 		}
 		godebug, set := os.LookupEnv("GODEBUG")
 		_, saved := os.LookupEnv(savedVar)
-		fmt.Printf("started with setting: %v\nGODEBUG: %q %v\nsaved: %v\n",
-			bytes.Contains(started, []byte("GODEBUG="+Setting)), godebug, set, saved)
+		fmt.Printf("started with setting: %v\nGODEBUG: %q %v\nsaved: %v\nactive: %v\n",
+			bytes.Contains(started, []byte("GODEBUG="+Setting)), godebug, set, saved, Active())
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -47,9 +47,11 @@ func TestReexec(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"no GODEBUG", nil, "started with setting: true\nGODEBUG: \"\" false\nsaved: false\n"},
-		{"GODEBUG", []string{"GODEBUG=gctrace=0"}, "started with setting: true\nGODEBUG: \"gctrace=0\" true\nsaved: false\n"},
-		{"off", []string{OffVar + "=off"}, "started with setting: false\nGODEBUG: \"\" false\nsaved: false\n"},
+		{"no GODEBUG", nil, "started with setting: true\nGODEBUG: \"\" false\nsaved: false\nactive: true\n"},
+		{"GODEBUG", []string{"GODEBUG=gctrace=0"}, "started with setting: true\nGODEBUG: \"gctrace=0\" true\nsaved: false\nactive: true\n"},
+		{"off", []string{OffVar + "=off"}, "started with setting: false\nGODEBUG: \"\" false\nsaved: false\nactive: false\n"},
+		{"the user's schedtrace", []string{"GODEBUG=schedtrace=100000"}, "started with setting: false\nGODEBUG: \"schedtrace=100000\" true\nsaved: false\nactive: false\n"},
+		{"started by WorkerEnv", WorkerEnv(nil, 1, 1), "started with setting: true\nGODEBUG: \"\" false\nsaved: false\nactive: true\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0])
@@ -59,9 +61,13 @@ func TestReexec(t *testing.T) {
 				}
 			}
 			cmd.Env = append(append(cmd.Env, childVar+"=1"), tc.env...)
-			out, err := cmd.CombinedOutput()
+			// Standard output alone: with a schedtrace the runtime may print
+			// a SCHED line to standard error.
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
 			if err != nil {
-				t.Fatalf("child: %v\n%s", err, out)
+				t.Fatalf("child: %v\n%s%s", err, out, stderr.Bytes())
 			}
 			if string(out) != tc.want {
 				t.Errorf("child said\n%s\nwant\n%s", out, tc.want)

@@ -86,13 +86,16 @@ func plan(env []string) []string {
 	return append(out, "GODEBUG="+next, savedVar+"="+saved)
 }
 
-// restore puts GODEBUG back as the process was started with it, after a
-// re-exec, and forgets the bookkeeping; the runtime keeps the setting it
-// read at start.
-func restore() {
+// Restore puts GODEBUG back as it was before the setting was added to it
+// (by Reexec, or by the parent: WorkerEnv, ChildEnv), so that what the
+// process starts sees it unchanged, and forgets the bookkeeping; the
+// runtime keeps the setting it read at start. It reports whether the
+// process was started with the setting so added. Reexec calls it; so do
+// the library SDKs, for a library the worker started with ChildEnv.
+func Restore() bool {
 	saved, ok := os.LookupEnv(savedVar)
 	if !ok {
-		return
+		return false
 	}
 	os.Unsetenv(savedVar)
 	if v, set := strings.CutPrefix(saved, "="); set {
@@ -100,6 +103,33 @@ func restore() {
 	} else {
 		os.Unsetenv("GODEBUG")
 	}
+	return true
+}
+
+// active is whether this process runs with the setting (Reexec).
+var active bool
+
+// Active reports whether this process runs with the setting that Reexec
+// (or the launcher, WorkerEnv) put in place: where it does, a worker
+// starts its libraries with it too (ChildEnv). False off Linux, where
+// TRELLIS_SYSMON is off, where the user set a schedtrace of their own,
+// and where the re-exec failed.
+func Active() bool { return active }
+
+// ChildEnv returns env, the environment of a long-running child (a
+// library), with the setting in place as plan puts it (the child's
+// GODEBUG kept after it, and saved for Restore), or env itself where env
+// says already what to do: an OffVar of off, or a schedtrace of its own.
+// A Go library serving calls is idle between almost every two of them, so
+// without the setting its monitor takes the deep sleep, and is woken from
+// it, once a call: a third of a Go library's CPU per call
+// (docs/benchmarks.md, "Go libraries with the monitor's setting").
+// Programs in other languages ignore GODEBUG.
+func ChildEnv(env []string) []string {
+	if ready := plan(env); ready != nil {
+		return ready
+	}
+	return env
 }
 
 // CrowdedPerCore is how many worker processes per core a host may hold
@@ -129,8 +159,5 @@ func WorkerEnv(env []string, workers, hostCores int) []string {
 	if !told && workers > CrowdedPerCore*hostCores {
 		return append(slices.Clip(env), OffVar+"=off")
 	}
-	if ready := plan(env); ready != nil {
-		return ready
-	}
-	return env
+	return ChildEnv(env)
 }

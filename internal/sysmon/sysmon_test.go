@@ -1,6 +1,8 @@
 package sysmon
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -62,5 +64,63 @@ func TestWorkerEnv(t *testing.T) {
 	WorkerEnv(base, 2*CrowdedPerCore+1, 2)
 	if got := base[:2][1]; got != "" {
 		t.Errorf("WorkerEnv wrote %q into its argument's spare capacity", got)
+	}
+}
+
+// TestChildEnv: a library is started with the setting, its own GODEBUG
+// kept after it and saved for Restore; its own off or schedtrace stands.
+func TestChildEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"the setting", []string{"PATH=/bin"}, []string{"PATH=/bin", "GODEBUG=" + Setting, savedVar + "="}},
+		{"its GODEBUG kept", []string{"GODEBUG=gctrace=1"}, []string{"GODEBUG=" + Setting + ",gctrace=1", savedVar + "==gctrace=1"}},
+		{"its schedtrace stands", []string{"GODEBUG=schedtrace=1000"}, []string{"GODEBUG=schedtrace=1000"}},
+		{"its off stands", []string{OffVar + "=off"}, []string{OffVar + "=off"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, ChildEnv(tc.env)); diff != "" {
+				t.Errorf("ChildEnv(%q) (-want +got):\n%s", tc.env, diff)
+			}
+		})
+	}
+}
+
+// TestRestore: a process started with the setting by ChildEnv puts GODEBUG
+// back as its parent gave it, and says it was so started.
+func TestRestore(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		started bool
+		godebug string
+		set     bool
+	}{
+		{"no GODEBUG", ChildEnv(nil), true, "", false},
+		{"a GODEBUG", ChildEnv([]string{"GODEBUG=gctrace=1"}), true, "gctrace=1", true},
+		{"an empty GODEBUG", ChildEnv([]string{"GODEBUG="}), true, "", true},
+		{"not started with it", []string{"GODEBUG=gctrace=1"}, false, "gctrace=1", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Unsetenv(savedVar)
+			t.Setenv("GODEBUG", "")
+			os.Unsetenv("GODEBUG")
+			for _, kv := range tc.env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			if got := Restore(); got != tc.started {
+				t.Errorf("Restore() = %v; want %v", got, tc.started)
+			}
+			godebug, set := os.LookupEnv("GODEBUG")
+			if godebug != tc.godebug || set != tc.set {
+				t.Errorf("GODEBUG after Restore: %q (set %v); want %q (set %v)", godebug, set, tc.godebug, tc.set)
+			}
+			if _, ok := os.LookupEnv(savedVar); ok {
+				t.Errorf("%s still set after Restore", savedVar)
+			}
+		})
 	}
 }

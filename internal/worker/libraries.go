@@ -17,6 +17,7 @@ import (
 
 	"trellis/internal/proto"
 	pb "trellis/internal/proto/trellisv1"
+	"trellis/internal/sysmon"
 	"trellis/internal/worker/cache"
 	"trellis/internal/worker/libhost"
 	"trellis/internal/worker/sandbox"
@@ -212,6 +213,7 @@ func (w *Worker) runLibrary(ctx context.Context, cancel context.CancelFunc, sl *
 		Name: spec.Name, Command: spec.Command, Dir: dir, Env: spec.Env, Slots: int(max(spec.Slots, 1)), Mode: spec.Mode,
 		MemoryMB: spec.GetResources().GetMemoryMb(), StartTimeout: time.Duration(spec.StartTimeoutMs) * time.Millisecond,
 		Cores: spec.GetResources().GetCores(), CPUQuota: w.warden.LimitsCPU(), Warden: w.warden,
+		MonitorSetting: sysmon.Active(),
 	})
 	if err != nil {
 		ended(pb.ResultKind_RESULT_KIND_FAILED, exitReason(err), stderrOf(err))

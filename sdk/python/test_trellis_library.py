@@ -233,7 +233,7 @@ class TestDirect(LibTestCase):
         self.assertEqual(
             lib.handshake,
             b"TRELLIS-LIBRARY|1|testlib|add,noop,echo,echo_raw,strlen,sleep,pid,bump,fail,"
-            b"log_and_sleep,until_cancelled,crash,kill_self,huge_error,huge_log,not_json,printer,where\n",
+            b"log_and_sleep,until_cancelled,crash,kill_self,huge_error,huge_log,not_json,printer,where,godebug\n",
         )
         self.assertEqual(lib.value("add", [1, 2]), 3)
         self.assertIsNone(lib.value("noop"))
@@ -251,6 +251,18 @@ class TestDirect(LibTestCase):
         lib.send({"type": "call", "id": cid, "fn": "where", "timeout_ms": 0, "dir": "/calls/t1.a1"}, b"")
         h, body = lib.result(cid)
         self.assertEqual((h["ok"], json.loads(body)), (True, "/calls/t1.a1"))
+
+    def test_godebug_restored_for_children(self):
+        # The worker starts a library with the Go runtime monitor's setting added to
+        # GODEBUG and the library's own value saved: the library's children see the saved value.
+        setting = "schedtrace=2147483647"
+        for env, want in [
+            ({"GODEBUG": setting, "TRELLIS_SYSMON_GODEBUG": ""}, None),
+            ({"GODEBUG": setting + ",gctrace=1", "TRELLIS_SYSMON_GODEBUG": "=gctrace=1"}, "gctrace=1"),
+            ({"GODEBUG": "gctrace=1"}, "gctrace=1"),
+        ]:
+            lib = self.start(env=env)
+            self.assertEqual(lib.value("godebug"), want, env)
 
     def test_print_and_subprocess_output_go_to_stderr(self):
         lib = self.start()

@@ -244,6 +244,7 @@ class Library:
             slots, mode = self._config(slots, mode)
         except ValueError as e:
             _die("trellis_library: %s" % e, EXIT_PROTOCOL)
+        _restore_godebug()
         line = self.handshake_line().encode("utf-8")
         if len(line) > MAX_HANDSHAKE:
             _die("trellis_library: handshake line is %d bytes, over %d" % (len(line), MAX_HANDSHAKE), EXIT_PROTOCOL)
@@ -285,6 +286,20 @@ class Library:
             sys.stderr.write("trellis_library: no fork on this platform; running in direct mode\n")
             mode = "direct"
         return slots, mode
+
+
+def _restore_godebug():
+    """_restore_godebug puts GODEBUG back as the library was given it, where the worker
+    added the Go runtime monitor's setting to it (for Go libraries; saved in
+    TRELLIS_SYSMON_GODEBUG as "" for none, or "=" and the value): Go programs that
+    the library starts see it unchanged."""
+    saved = os.environ.pop("TRELLIS_SYSMON_GODEBUG", None)
+    if saved is None:
+        return
+    if saved.startswith("="):
+        os.environ["GODEBUG"] = saved[1:]
+    else:
+        os.environ.pop("GODEBUG", None)
 
 
 def _die(msg, code):

@@ -91,6 +91,27 @@ func helperLibrary(mode string) *library.Library {
 		<-ctx.Done()
 		return b[:1], nil
 	})
+	l.Register("startenv", func(ctx context.Context, args []byte) ([]byte, error) {
+		// The variable named by args as the process was started with it
+		// (the SDK may have changed its environment since).
+		environ, err := os.ReadFile("/proc/self/environ")
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range strings.Split(string(environ), "\x00") {
+			if v, ok := strings.CutPrefix(kv, string(args)+"="); ok {
+				return []byte(v), nil
+			}
+		}
+		return []byte("(unset)"), nil
+	})
+	l.Register("lookupenv", func(ctx context.Context, args []byte) ([]byte, error) {
+		v, ok := os.LookupEnv(string(args))
+		if !ok {
+			v = "(unset)"
+		}
+		return []byte(v), nil
+	})
 	l.Register("env", func(ctx context.Context, args []byte) ([]byte, error) {
 		var out []string
 		for _, k := range strings.Fields(string(args)) {

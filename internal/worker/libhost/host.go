@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"trellis/internal/sysmon"
 	"trellis/internal/worker/sandbox"
 	"trellis/sdk/go/library/wire"
 )
@@ -59,6 +60,14 @@ type Spec struct {
 	// sandbox.Warden.LimitsCPU; a field, not derived here, so that a test
 	// can try both cases on any machine.
 	CPUQuota bool
+	// MonitorSetting starts the library with the Go runtime monitor's
+	// setting in GODEBUG (sysmon.ChildEnv), as the worker runs itself: a
+	// Go library's monitor then stays out of the deep sleep that it would
+	// take, and be woken from, between every two calls. The worker sets it
+	// where it runs with the setting (sysmon.Active). Other languages
+	// ignore it; the SDKs put GODEBUG back for the library's own children
+	// (sysmon.Restore).
+	MonitorSetting bool
 	// Warden contains the library's processes (sandbox.Warden); nil
 	// contains them by process group and parent-death signal only.
 	Warden *sandbox.Warden
@@ -219,6 +228,9 @@ func (h *Host) spawn() error {
 		return err
 	}
 	env := append(sandbox.Environ(h.spec.Dir, h.spec.Env), goMaxProcs(h.spec)...)
+	if h.spec.MonitorSetting {
+		env = sysmon.ChildEnv(env)
+	}
 	env = append(env,
 		wire.EnvProtocol+"="+strconv.Itoa(wire.Version),
 		wire.EnvName+"="+h.spec.Name,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"trellis/internal/sysmon"
 	"trellis/sdk/go/library/wire"
 )
 
@@ -113,7 +115,7 @@ func TestStartAndCall(t *testing.T) {
 	t.Parallel()
 	spec := helperSpec(t, "ok")
 	h := start(t, spec)
-	want := []string{"echo", "noop", "fail", "panic", "exit", "wait", "ignore", "conc", "alloc", "env", "deadline", "log", "print"}
+	want := []string{"echo", "noop", "fail", "panic", "exit", "wait", "ignore", "conc", "alloc", "startenv", "lookupenv", "env", "deadline", "log", "print"}
 	if diff := cmp.Diff(want, h.Functions()); diff != "" {
 		t.Errorf("Functions mismatch (-want +got):\n%s", diff)
 	}
@@ -194,6 +196,45 @@ func TestGoMaxProcs(t *testing.T) {
 		}
 		if got, _, _ := strings.Cut(string(got), "\n"); got != c.want {
 			t.Errorf("cores %v, quota enforced %v, environment %q: GOMAXPROCS is %q; want %q", c.cores, c.quota, c.env, got, c.want)
+		}
+	}
+}
+
+// TestMonitorSetting: a library started with MonitorSetting runs with the
+// Go runtime monitor's setting in GODEBUG, its own GODEBUG after it; the
+// Go SDK puts its own back for what it starts. Without MonitorSetting,
+// GODEBUG is the library's own.
+func TestMonitorSetting(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		setting bool
+		env     string
+		start   string // GODEBUG as the process started
+		now     string // GODEBUG as the library sees it (and passes it on)
+	}{
+		{true, "", sysmon.Setting, "(unset)"},
+		{true, "GODEBUG=gctrace=0", sysmon.Setting + ",gctrace=0", "gctrace=0"},
+		{true, "GODEBUG=schedtrace=3600000", "schedtrace=3600000", "schedtrace=3600000"},
+		{false, "", "(unset)", "(unset)"},
+		{false, "GODEBUG=gctrace=0", "gctrace=0", "gctrace=0"},
+	} {
+		spec := helperSpec(t, "ok")
+		spec.MonitorSetting = c.setting
+		spec.Env = slices.DeleteFunc(slices.Clone(spec.Env), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+		if c.env != "" {
+			spec.Env = append(spec.Env, c.env)
+		}
+		h := start(t, spec)
+		started, err := h.Call(context.Background(), "startenv", []byte("GODEBUG"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now, err := h.Call(context.Background(), "lookupenv", []byte("GODEBUG"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(started) != c.start || string(now) != c.now {
+			t.Errorf("setting %v, environment %q: GODEBUG %q at start, %q now; want %q and %q", c.setting, c.env, started, now, c.start, c.now)
 		}
 	}
 }

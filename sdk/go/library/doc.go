@@ -36,6 +36,10 @@
 //     and 1, points descriptor 1 (os.Stdout, fmt.Println) at stderr and
 //     descriptor 0 at /dev/null: stray prints, and child processes that read
 //     their stdin, cannot corrupt the protocol streams.
+//   - Serve (ServeIO) first puts GODEBUG back as the library was given it
+//     where the worker added the runtime monitor's setting to it
+//     (TRELLIS_SYSMON_GODEBUG; docs/library-protocol.md): what the library
+//     starts sees its own GODEBUG.
 //   - The Go SDK runs every call in the library process: the "fork" mode of
 //     TRELLIS_LIBRARY_MODE is accepted and treated as "direct".
 package library

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"trellis/internal/sysmon"
 	"trellis/sdk/go/library/wire"
 )
 
@@ -34,6 +35,10 @@ func (l *Library) ServeIO(ctx context.Context, r io.Reader, w io.Writer) error {
 	if err := checkProtocol(); err != nil {
 		return err
 	}
+	// The worker may start a library with the Go runtime monitor's setting
+	// in GODEBUG (it keeps the monitor out of the deep sleep between
+	// calls); what the library starts sees GODEBUG as the library was given it.
+	sysmon.Restore()
 	if l.setup != nil {
 		if err := l.setup(ctx); err != nil {
 			return fmt.Errorf("set-up: %w", err)

@@ -7,6 +7,7 @@ TESTLIB_STOP_GRACE  Library.stop_grace, in seconds
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -134,6 +135,14 @@ def printer(msg):
 @lib.function
 def where():
     return tl.call_dir()
+
+
+@lib.function
+def godebug():
+    """godebug returns GODEBUG as a child process sees it (None where unset)."""
+    out = subprocess.run(["sh", "-c", 'if [ "${GODEBUG+set}" ]; then printf %s "$GODEBUG"; else printf unset; fi'],
+                         capture_output=True, text=True, check=True).stdout
+    return None if out == "unset" else out
 
 
 if __name__ == "__main__":
