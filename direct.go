@@ -51,9 +51,10 @@ type directCalls struct {
 	asked  map[string]time.Time      // by library: no further lease asked for until then
 	http   *http.Client
 	keys   atomic.Uint64
-	// framedRefused: a worker answered that it has no framed Calls stream
-	// (an older version): lease streams go over HTTP/2 from then on.
-	framedRefused atomic.Bool
+	// framedRefused holds the addresses of workers that answered that they
+	// have no framed Calls stream (an older version): lease streams to
+	// them go over HTTP/2 from then on; to others, framed still.
+	framedRefused sync.Map // worker address → struct{}
 	// Streams opened framed and over HTTP/2 (tests).
 	framedStreams, http2Streams atomic.Uint64
 	pumps                       sync.WaitGroup // the pumps of Submits on leases (directsubmit.go): Add under mu, while not closed
@@ -154,10 +155,10 @@ const callsKeepIdle = 15 * time.Second
 // dialCalls opens a lease's Calls stream to the worker at addr: on a
 // connection of its own (package framed: fewer goroutine hand-offs per call
 // on both ends than an HTTP/2 stream), or over HTTP/2 (w) with a worker
-// that does not serve it (an older version), and from then on. The stream
-// ends when ctx does.
+// that does not serve it (an older version), and with that worker from
+// then on. The stream ends when ctx does.
 func (d *directCalls) dialCalls(ctx context.Context, c *Client, addr string, w trellisv1connect.WorkerClient) (callConn, error) {
-	if !d.framedRefused.Load() {
+	if _, refused := d.framedRefused.Load(addr); !refused {
 		cfg := c.tls.Clone()
 		if cfg != nil {
 			cfg.ServerName = "" // the worker's address (Dial names it), not the manager's
@@ -171,7 +172,7 @@ func (d *directCalls) dialCalls(ctx context.Context, c *Client, addr string, w t
 		if connect.CodeOf(err) != connect.CodeUnimplemented {
 			return nil, err
 		}
-		d.framedRefused.Store(true)
+		d.framedRefused.Store(addr, struct{}{})
 		c.log.Info("the worker does not serve framed call streams (an older version): direct calls go over HTTP/2", "worker", addr)
 	}
 	d.http2Streams.Add(1)
