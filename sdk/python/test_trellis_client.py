@@ -327,6 +327,79 @@ def running(c):
     return out
 
 
+class DirectCallsTest(unittest.TestCase):
+    """Blocking calls straight to the workers (direct_calls=True)."""
+
+    def test_direct_calls(self):
+        c = trellis.local(workers=2, binary=BINARY, cores=2, direct_calls=True)
+        self.addCleanup(c.close)
+        lib = trellis.Library.from_functions(pyfuncs.add, pyfuncs.boom, pyfuncs.echo_bytes, pyfuncs.nap,
+                                             setup=pyfuncs.load, name="direct", slots=2, mode="fork")
+        c.install(lib)
+        # The first calls may go through the manager: a lease is lent only
+        # on a ready instance.
+        poll("a call to go direct", lambda: c.call(lib, "add", [1, 2], timeout=WAIT) == 3 and c.direct_stats()[0] > c.direct_stats()[1])
+        sent, fell = c.direct_stats()
+        for i in range(50):
+            self.assertEqual(c.call(lib, "add", [i, i], timeout=WAIT), 2 * i)
+        self.assertEqual(c.call(lib, "add", ["a\u00e9", "b"], timeout=WAIT), "a\u00e9b")
+        self.assertEqual(c.call(lib, "add", [[1], [2]], time_limit=30, timeout=WAIT), [1, 2])
+        with self.assertRaises(trellis.CallError) as cm:
+            c.call(lib, "boom", ["zzz"], timeout=WAIT)
+        self.assertIn("ValueError: bad input: zzz", cm.exception.message)
+        self.assertIn("remote traceback", str(cm.exception))
+        with self.assertRaises(trellis.CallError) as cm:
+            c.call(lib, "nap", [30], time_limit=0.5, timeout=WAIT)
+        self.assertEqual(cm.exception.kind, "timed out")
+        sent2, fell2 = c.direct_stats()
+        self.assertEqual((sent2 - sent, fell2 - fell), (54, 0), "every call on the lease went direct")
+        # A result over what an answer carries (16 MiB) runs again through the manager.
+        self.assertEqual(c.call(lib, "echo_bytes", [17 << 20], timeout=WAIT), "x" * (17 << 20))
+        self.assertEqual(c.direct_stats()[1], fell2 + 1)
+        # Calls from several threads share the lease's slots; more than it
+        # has go through the manager.
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            got = list(ex.map(lambda i: c.call(lib, "add", [i, 1], timeout=WAIT), range(200)))
+        self.assertEqual(got, [i + 1 for i in range(200)])
+        # The status counts every direct call as a call of the library.
+        done = poll("the calls to be counted", lambda: [l for l in c.status().get("libraries", ()) if l["name"] == "direct"
+                                                        and int(l.get("callsDone", 0)) >= 255])
+        self.assertTrue(done)
+
+    def test_direct_call_timeout_keeps_the_lease(self):
+        c = trellis.local(workers=1, binary=BINARY, cores=2, direct_calls=True)
+        self.addCleanup(c.close)
+        lib = trellis.Library.from_functions(pyfuncs.add, pyfuncs.nap, name="napdirect", slots=2, mode="fork")
+        c.install(lib)
+        poll("a call to go direct", lambda: c.call(lib, "add", [1, 2], timeout=WAIT) == 3 and c.direct_stats()[0] > c.direct_stats()[1])
+        with self.assertRaises(concurrent.futures.TimeoutError):
+            c.call(lib, "nap", [2], timeout=0.3)
+        self.assertEqual(c._direct.leases("napdirect"), 1)
+        sent, fell = c.direct_stats()
+        self.assertEqual(c.call(lib, "add", [2, 2], timeout=WAIT), 4)
+        self.assertEqual(c.direct_stats(), (sent + 1, fell))
+
+    def test_direct_call_worker_lost(self):
+        # The worker of the lease is killed: the next call, sent on the
+        # lease, fails on the way and goes through the manager, which runs
+        # it on the other worker.
+        c = trellis.local(workers=2, binary=BINARY, cores=2, direct_calls=True)
+        self.addCleanup(c.close)
+        lib = trellis.Library.from_functions(pyfuncs.add, name="lost", slots=2)
+        c.install(lib)
+        poll("a call to go direct", lambda: c.call(lib, "add", [1, 2], timeout=WAIT) == 3 and c.direct_stats()[0] > c.direct_stats()[1])
+        lost = next(l for l in c.status()["libraries"] if l["name"] == "lost")
+        ready = [i["worker"] for i in lost.get("instances", ()) if i.get("ready")]
+        self.assertEqual(len(ready), 1, "one instance, started by the first call: the lease's (%r)" % lost)
+        name = ready[0]
+        proc = c.local.procs[int(name.rsplit("-", 1)[1])]  # procs[0] is the manager
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        sent, fell = c.direct_stats()
+        self.assertEqual(c.call(lib, "add", [5, 5], timeout=WAIT), 10)
+        self.assertEqual(c.direct_stats(), (sent + 1, fell + 1), "sent on the lease, then through the manager")
+
+
 class KillTest(unittest.TestCase):
     def test_worker_killed_task_retried(self):
         c = trellis.local(workers=2, binary=BINARY, cores=2)

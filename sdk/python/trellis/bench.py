@@ -10,6 +10,9 @@ last line.
   127.0.0.1, every call through the manager, as here), differ from them by the client alone.
 - py_lib_calls_per_s, py_lib_p50_us: the same with a no-op Python function
   (from_module, same cores and slots), what a Python user's own library reaches.
+- direct_p50_us, direct_p99_us (py_lib_direct_*): the blocking calls again from a client
+  with direct_calls=True, straight to the workers on a lease; go_direct_p50_us: the Go
+  client's ("network_p50_us" of `trellis bench calls`).
 - dask_tasks_per_s: a dask.array graph of about --dask-tasks tasks (when dask is there).
 """
 
@@ -56,6 +59,17 @@ def main(argv=None):
         # is the Go client's direct route, which Python does not have).
         res["go_calls_per_s"] = g.get("manager_calls_per_s", g["network_calls_per_s"])
         res["go_p50_us"] = g.get("manager_p50_us", g["network_p50_us"])
+        res["go_direct_p50_us"] = g["network_p50_us"]
+
+    def blocking(c, lib, fn, args, raw, prefix):
+        lat = []
+        for _ in range(a.blocking):
+            t0 = time.perf_counter()
+            c.call(lib, fn, args, raw=raw)
+            lat.append(time.perf_counter() - t0)
+        lat.sort()
+        res[prefix + "p50_us"] = round(lat[len(lat) // 2] * 1e6)
+        res[prefix + "p99_us"] = round(lat[min(len(lat) - 1, len(lat) * 99 // 100)] * 1e6)
 
     with trellis.local(workers=a.workers, binary=binary) as c:
         log("python: %d tasks" % a.tasks)
@@ -78,14 +92,19 @@ def main(argv=None):
                 f.result()
             res[prefix + "calls_per_s"] = a.calls / (time.perf_counter() - start)
             log("python: %d blocking calls of %s" % (a.blocking, lib.name))
-            lat = []
-            for _ in range(a.blocking):
-                t0 = time.perf_counter()
-                c.call(lib, fn, args, raw=raw)
-                lat.append(time.perf_counter() - t0)
-            lat.sort()
-            res[prefix + "p50_us"] = round(lat[len(lat) // 2] * 1e6)
-            res[prefix + "p99_us"] = round(lat[min(len(lat) - 1, len(lat) * 99 // 100)] * 1e6)
+            blocking(c, lib, fn, args, raw, prefix)
+            log("python: %d blocking direct calls of %s" % (a.blocking, lib.name))
+            with trellis.connect(c.addr, c.local.secret_file, direct_calls=True) as d:
+                deadline = time.monotonic() + 30
+                while d.direct_stats()[0] <= d.direct_stats()[1]:  # a lease is lent on a ready instance
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("no call of %s went direct within 30 s" % lib.name)
+                    d.call(lib, fn, args, raw=raw)
+                sent, fell = d.direct_stats()
+                blocking(d, lib, fn, args, raw, prefix + "direct_")
+                sent2, fell2 = d.direct_stats()
+                if (sent2 - sent, fell2 - fell) != (a.blocking, 0):
+                    raise RuntimeError("%d of %d blocking calls of %s went direct" % (sent2 - sent - (fell2 - fell), a.blocking, lib.name))
 
         try:
             import dask.array as da

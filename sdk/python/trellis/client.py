@@ -18,6 +18,7 @@ import threading
 import time
 
 from . import errors
+from ._direct import Direct
 from ._wire import Conn
 from .files import MAX_INLINE, File, Output, Temp, Unpack
 
@@ -225,13 +226,15 @@ class Cluster:
     trellis.local. It is safe for use from several threads; use it as a
     context manager, or call close()."""
 
-    def __init__(self, addr, secret, *, manager_timeout=60.0, on_event=None, on_close=None):
+    def __init__(self, addr, secret, *, manager_timeout=60.0, on_event=None, on_close=None, direct_calls=False):
         self.addr = addr
         self._on_event = on_event
         self._emit_lock = threading.Lock()  # on_event runs one call at a time
         self.session = "s-" + secrets.token_hex(12)
         self.manager_timeout = manager_timeout
         self._conn = Conn(addr, secret)
+        # Blocking calls straight to the workers, on leases (_direct.py).
+        self._direct = Direct(self._conn, self.session) if direct_calls else None
         self._on_close = on_close
         self._lock = threading.Lock()  # guards _futures, _keys, _user_keys, _uploaded, _closed
         self._futures = {}             # by task key, until done
@@ -286,6 +289,8 @@ class Cluster:
             self._conn.unary("EndSession", {"session": self.session})
         except errors.TrellisError as e:
             err = e
+        if self._direct is not None:
+            self._direct.close()
         self._halt()
         for f, _ in pending:
             f._settle(exc=errors.ClusterClosed("task %r: the client closed before it ended" % f.task.label()))
@@ -772,7 +777,22 @@ class Cluster:
     def call(self, library, function, args=None, *, raw=False, timeout=None, **options):
         """call runs function of library with args (JSON) and returns its
         result; it raises CallError if the call failed. timeout: seconds to
-        wait here (the call is then cancelled); time_limit: on the worker."""
+        wait here (the call is then cancelled); time_limit: on the worker.
+        With direct_calls (connect, local), a call with no option but
+        time_limit goes straight to a worker that hosts a ready instance,
+        where the manager lends one (docs/direct-calls.md); else, and where
+        that fails on the way, through the manager."""
+        if self._direct is not None and set(options) <= {"time_limit"}:
+            name = getattr(library, "name", library)
+            body = args if raw else json.dumps(args).encode()
+            if not isinstance(body, (bytes, bytearray)):
+                raise errors.InvalidError("call %s.%s: raw args must be bytes" % (name, function))
+            key = self._direct.key()
+            limit = options.get("time_limit")
+            o = self._direct.call(name, function, bytes(body), key, int(limit * 1000) if limit else 0, timeout)
+            if o is not None:
+                return _call_value(Result(0, "%s.%s" % (name, function), {"outcome": o}), raw)
+            options["key"] = key  # through the manager, under the same key
         f = self.call_async(library, function, args, raw=raw, **options)
         try:
             return f.result(timeout)
@@ -786,10 +806,32 @@ class Cluster:
         from . import dask as tdask
         return tdask.get(dsk, keys, cluster=self, **kwargs)
 
+    def direct_stats(self):
+        """direct_stats returns (sent, fell_back): the calls this client sent
+        straight to a worker, and how many of those went through the
+        manager after all."""
+        if self._direct is None:
+            return 0, 0
+        return self._direct.sent, self._direct.fell_back
+
     def call_async(self, library, function, args=None, *, raw=False, **options):
         """call_async submits one call and returns its future."""
         name = getattr(library, "name", library)
         return self.submit(Call(name, function, args, raw=raw, **options))[0]
+
+
+def _call_value(r, raw):
+    """_call_value is a direct call's value: its result, decoded from JSON
+    unless raw; CallError if it failed."""
+    if not r.ok:
+        raise errors.CallError(r)
+    if raw:
+        return r.output
+    try:
+        return json.loads(r.output) if r.output else None
+    except ValueError as e:
+        r.kind, r.message = "failed", "the call's result is not JSON: %s" % e
+        raise errors.CallError(r) from None
 
 
 def _write_local(path, src):

@@ -116,16 +116,17 @@ def _signal(p, sig, group=False):
         pass
 
 
-def local(workers=2, *, binary=None, cores=None, memory_mb=None, log_level="warn", manager_timeout=60.0, on_event=None):
+def local(workers=2, *, binary=None, cores=None, memory_mb=None, log_level="warn", manager_timeout=60.0, on_event=None,
+          direct_calls=False):
     """local starts a manager and workers (the trellis binary: binary,
     $TRELLIS_BIN or PATH) on 127.0.0.1 and returns a Cluster connected to
     them; closing it stops them. cores and memory_mb cap each worker;
-    on_event as for connect."""
+    on_event and direct_calls as for connect."""
     lc = LocalCluster(workers, binary, cores, memory_mb, log_level)
     try:
         with open(lc.secret_file) as f:
             secret = f.read().strip()
-        c = Cluster(lc.addr, secret, manager_timeout=manager_timeout, on_event=on_event, on_close=lc.stop)
+        c = Cluster(lc.addr, secret, manager_timeout=manager_timeout, on_event=on_event, on_close=lc.stop, direct_calls=direct_calls)
     except BaseException:
         lc.stop()
         raise
