@@ -660,9 +660,10 @@ func (a *answers) put(resp *pb.DirectCallResponse) {
 	// Where other calls of the stream still run, those that ended with
 	// this one (woken by the same read of their library's answers) run
 	// first and queue their answers, to go in the same write. A lone call
-	// sends at once: the yield cost it 25 µs at the median here (the
-	// runtime hands the yielded goroutine to another thread;
-	// docs/benchmarks.md, "A lone call's answer without the yield").
+	// sends at once: the yield cost it 25 µs at the median here (a yielded
+	// goroutine goes to the global run queue, where another thread may
+	// take it; docs/benchmarks.md, "A lone call's answer without the
+	// yield").
 	if others {
 		a.mu.Unlock()
 		runtime.Gosched()
