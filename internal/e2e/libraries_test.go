@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -171,4 +172,62 @@ func TestLargeResultLeavesWithTheSession(t *testing.T) {
 		_, err := os.Stat(stored)
 		return errors.Is(err, os.ErrNotExist)
 	})
+}
+
+// envLibrary reports GODEBUG as its process was started with it and as
+// the library sees it (and passes it on) after the SDK's start.
+const envLibrary = `import os
+import trellis_library as tl
+lib = tl.Library("env")
+
+@lib.function
+def godebug():
+    with open("/proc/self/environ", "rb") as f:
+        started = [kv[len(b"GODEBUG="):].decode() for kv in f.read().split(b"\0") if kv.startswith(b"GODEBUG=")]
+    return {"started": started[0] if started else None, "now": os.environ.get("GODEBUG")}
+
+if __name__ == "__main__":
+    lib.serve()
+`
+
+// TestLibraryMonitorSetting: a worker process that runs with the Go
+// runtime monitor's setting (it runs itself again with it at start)
+// starts its libraries with it too, the library's own GODEBUG after it;
+// the SDK puts the library's own back for what it starts. A worker with
+// TRELLIS_SYSMON=off starts them without it.
+func TestLibraryMonitorSetting(t *testing.T) {
+	needPython(t)
+	for _, tc := range []struct {
+		name      string
+		env       []string
+		wantStart string
+	}{
+		{"with the setting", nil, "schedtrace=2147483647,gctrace=0"},
+		{"TRELLIS_SYSMON=off", []string{"TRELLIS_SYSMON=off"}, "gctrace=0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t)
+			c.worker("w", tc.env, "--cores", "1")
+			cl := c.client()
+			c.waitWorkers(cl, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			lib := &trellis.Library{Name: "env", Command: "python3 lib.py", Env: []string{"GODEBUG=gctrace=0"},
+				Inputs: []trellis.Mount{{File: trellis.Buffer(python.SDK), Path: "trellis_library.py"}, {File: trellis.Buffer([]byte(envLibrary)), Path: "lib.py"}}}
+			if err := cl.Install(ctx, lib); err != nil {
+				t.Fatal(err)
+			}
+			out, err := cl.Call(ctx, "env", "godebug", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct{ Started, Now string }
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatalf("%s: %v", out, err)
+			}
+			if got.Started != tc.wantStart || got.Now != "gctrace=0" {
+				t.Errorf("the library's GODEBUG: %q at its start, %q after the SDK's; want %q and %q", got.Started, got.Now, tc.wantStart, "gctrace=0")
+			}
+		})
+	}
 }
