@@ -400,6 +400,89 @@ class DirectCallsTest(unittest.TestCase):
         self.assertEqual(c.direct_stats(), (sent + 1, fell + 1), "sent on the lease, then through the manager")
 
 
+def free_port():
+    """free_port returns a TCP port of 127.0.0.1 that was free a moment ago."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TLSTest(unittest.TestCase):
+    """A cluster whose manager has TLS (--tls auto), reached with tls_ca."""
+
+    def test_tls_cluster(self):
+        d = tempfile.mkdtemp(prefix="trellis-pytls-")
+        self.addCleanup(shutil.rmtree, d, True)
+        secret_file = os.path.join(d, "secret")
+        with open(secret_file, "w") as f:
+            f.write("tls-test-secret-0123456789\n")
+        addr = "127.0.0.1:%d" % free_port()
+        procs = []
+
+        def spawn(*args):
+            log = open(os.path.join(d, "%d.log" % len(procs)), "wb")
+            p = subprocess.Popen([BINARY] + list(args), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            log.close()
+            procs.append(p)
+
+        def stop():
+            for p in reversed(procs):
+                p.kill()
+                p.wait()
+        self.addCleanup(stop)
+        spawn("manager", "--listen", addr, "--secret-file", secret_file, "--store", os.path.join(d, "store"), "--tls", "auto",
+              "--log-level", "warn")
+        ca = os.path.join(d, "trellis-tls", "ca.pem")
+        poll("the manager's CA", lambda: os.path.exists(ca))
+        for i in (1, 2):
+            spawn("worker", addr, "--secret-file", secret_file, "--tls-ca", ca, "--cores", "2", "--name", "tls-%d" % i,
+                  "--workdir", os.path.join(d, "w%d" % i), "--log-level", "warn")
+
+        def dial():
+            try:
+                return trellis.connect(addr, secret_file, tls_ca=ca, direct_calls=True)
+            except trellis.ManagerUnreachable:
+                return None
+        c = poll("the manager to answer over TLS", dial)
+        self.addCleanup(c.close)
+        poll("two workers", lambda: len(c.status().get("workers", ())) == 2)
+        # A task with a file up to the manager and one back from it: the
+        # file store over TLS.
+        local = os.path.join(d, "in.bin")
+        data = bytes(range(256)) * 1000
+        with open(local, "wb") as f:
+            f.write(data)
+        out = os.path.join(d, "out.bin")
+        t = trellis.Task("cat in.bin in.bin > out.bin").add_input(trellis.LocalFile(local), "in.bin") \
+            .add_output(trellis.Output(out), "out.bin")
+        self.assertTrue(c.submit(t)[0].result(WAIT).ok)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), data + data)
+        # Calls, through the manager and then straight to a worker's file
+        # server, which speaks TLS only in such a cluster.
+        lib = trellis.Library.from_functions(pyfuncs.add, name="tlsadd", slots=2)
+        c.install(lib)
+        self.assertEqual(c.call_async(lib, "add", [1, 2]).result(WAIT), 3)
+        poll("a call to go direct", lambda: c.call(lib, "add", [1, 2], timeout=WAIT) == 3 and c.direct_stats()[0] > c.direct_stats()[1])
+        sent, fell = c.direct_stats()
+        self.assertEqual(c.call(lib, "add", [20, 22], timeout=WAIT), 42)
+        self.assertEqual(c.direct_stats(), (sent + 1, fell))
+        # Plain HTTP to a manager with TLS, and a CA that did not sign its
+        # certificate, are refused with the reason.
+        with self.assertRaises(trellis.InvalidError) as cm:
+            trellis.connect(addr, secret_file)
+        self.assertIn("the manager speaks TLS: connect with tls_ca=", str(cm.exception))
+        roots = "/etc/ssl/certs/ca-certificates.crt"
+        if os.path.exists(roots):
+            with self.assertRaises(trellis.ManagerUnreachable) as cm:
+                trellis.connect(addr, secret_file, tls_ca=roots)
+            self.assertIn("certificate verify failed", str(cm.exception))
+        with self.assertRaises(trellis.InvalidError) as cm:
+            trellis.connect(addr, secret_file, tls_ca=os.path.join(d, "no-such-ca.pem"))
+        self.assertIn("no-such-ca.pem", str(cm.exception))
+
+
 class KillTest(unittest.TestCase):
     def test_worker_killed_task_retried(self):
         c = trellis.local(workers=2, binary=BINARY, cores=2)

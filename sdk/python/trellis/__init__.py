@@ -30,13 +30,15 @@ __all__ = [
 ]
 
 
-def connect(addr, secret_file=None, *, secret=None, manager_timeout=60.0, on_event=None, direct_calls=False):
+def connect(addr, secret_file=None, *, secret=None, manager_timeout=60.0, on_event=None, direct_calls=False, tls_ca=None):
     """connect returns a Cluster for the manager at addr (HOST:PORT), with the
     secret read from secret_file (or given as secret). on_event(Event) is
     called for every state change of its tasks, in the client's event
     thread (a task's last event once its outputs are at the client). With
     direct_calls, blocking calls (Cluster.call) go straight to the workers
-    on leases the manager lends (docs/direct-calls.md)."""
+    on leases the manager lends (docs/direct-calls.md). tls_ca: the cluster
+    CA's PEM file (the manager's trellis-tls/ca.pem) for a manager with TLS,
+    as the Go clients' --tls-ca (docs/tls.md)."""
     if secret is None:
         if secret_file is None:
             raise InvalidError("connect %s: give secret_file= (the manager's --secret-file) or secret=" % addr)
@@ -47,4 +49,4 @@ def connect(addr, secret_file=None, *, secret=None, manager_timeout=60.0, on_eve
             raise InvalidError("connect %s: read the secret file: %s" % (addr, e)) from None
         if not secret:
             raise InvalidError("connect %s: secret file %s is empty" % (addr, secret_file))
-    return Cluster(addr, secret, manager_timeout=manager_timeout, on_event=on_event, direct_calls=direct_calls)
+    return Cluster(addr, secret, manager_timeout=manager_timeout, on_event=on_event, direct_calls=direct_calls, tls_ca=tls_ca)

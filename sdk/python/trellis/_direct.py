@@ -192,7 +192,7 @@ class Direct:
             fresh = c is None
             if fresh:
                 host, _, port = addr.rpartition(":")
-                c = _UnaryConn(host, int(port), timeout or 60.0)
+                c = _UnaryConn(host, int(port), timeout or 60.0, self._conn.tls)  # a TLS cluster's file servers speak TLS only
                 with self._lock:
                     self._conns.append(c)
             c.sock.settimeout(timeout)

@@ -1,4 +1,5 @@
-"""The manager's wire: Connect RPCs in JSON over HTTP/1.1, and its file store.
+"""The manager's wire: Connect RPCs in JSON over HTTP/1.1 (over TLS where the
+cluster has it), and its file store.
 
 connect-go serves the Connect protocol: a unary call is a POST of a JSON
 object (Content-Type: application/json); Watch, a server stream, is a POST
@@ -11,6 +12,7 @@ the secret as "Authorization: Bearer SECRET", as the Go client's do.
 import http.client
 import json
 import socket
+import ssl
 import struct
 import threading
 
@@ -23,6 +25,9 @@ _SERVICE = "/trellis.v1.Manager/"
 
 def _error_of(op, status, body):
     """_error_of turns a Connect error body into the package's exception."""
+    if status == 400 and body.startswith(b"Client sent an HTTP request to an HTTPS server"):
+        return errors.InvalidError("%s: the manager speaks TLS: connect with tls_ca= (the cluster CA, "
+                                   "the manager's trellis-tls/ca.pem; docs/tls.md)" % op)
     try:
         err = json.loads(body or b"{}")
     except ValueError:
@@ -42,15 +47,48 @@ class _HTTPConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """_HTTPSConnection is _HTTPConnection over TLS."""
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def tls_context(ca_file):
+    """tls_context trusts the cluster CA in ca_file (PEM: the manager's
+    trellis-tls/ca.pem) and checks the name dialled, as the Go clients'
+    --tls-ca does; it speaks HTTP/1.1 (ALPN)."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise errors.InvalidError("TLS CA file %s: %s" % (ca_file, e)) from None
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _http_conn(host, port, ctx, **kwargs):
+    """_http_conn is an http.client connection to host:port, over TLS with ctx."""
+    if ctx is None:
+        return _HTTPConnection(host, port, **kwargs)
+    return _HTTPSConnection(host, port, context=ctx, **kwargs)
+
+
 class _UnaryConn:
     """_UnaryConn is a kept-alive HTTP/1.1 connection for unary calls: one
     write per request and a lean reading of the answer. http.client parses
     every answer's headers with the email package, which costs more than the
     manager takes to answer a Submit."""
 
-    def __init__(self, host, port, timeout):
+    def __init__(self, host, port, timeout, ctx=None):
         self.sock = socket.create_connection((host, port), timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ctx is not None:
+            try:
+                self.sock = ctx.wrap_socket(self.sock, server_hostname=host)
+            except BaseException:
+                self.sock.close()
+                raise
         self.rfile = self.sock.makefile("rb")
 
     def roundtrip(self, head, body):
@@ -107,7 +145,7 @@ class Conn:
     """Conn reaches one manager; each thread gets its own HTTP connection,
     as http.client connections are not safe for concurrent use."""
 
-    def __init__(self, addr, secret, timeout=60.0):
+    def __init__(self, addr, secret, timeout=60.0, tls=None):
         host, _, port = addr.rpartition(":")
         if not host or not port.isdigit():
             raise errors.InvalidError("manager address %r: want HOST:PORT, such as 127.0.0.1:9123" % addr)
@@ -115,6 +153,7 @@ class Conn:
         self.host, self.port = host, int(port)
         self.secret = secret
         self.timeout = timeout
+        self.tls = tls  # an ssl.SSLContext (tls_context), or None for plain HTTP
         self._local = threading.local()
         self._lock = threading.Lock()  # guards _conns
         self._conns = []               # every thread's, for close()
@@ -128,7 +167,7 @@ class Conn:
     def _conn(self):
         c = getattr(self._local, "conn", None)
         if c is None:
-            c = _UnaryConn(self.host, self.port, self.timeout)
+            c = _UnaryConn(self.host, self.port, self.timeout, self.tls)
             self._local.conn = c
             with self._lock:
                 self._conns.append(c)
@@ -165,7 +204,7 @@ class Conn:
     def stream(self, method, request):
         """stream starts a server stream on a connection of its own; it returns
         a Stream whose messages() yields dicts until the stream ends."""
-        c = _HTTPConnection(self.host, self.port, timeout=self.timeout)
+        c = _http_conn(self.host, self.port, self.tls, timeout=self.timeout)
         data = json.dumps(request).encode()
         try:
             c.request("POST", _SERVICE + method, body=_ENVELOPE.pack(0, len(data)) + data,
@@ -187,7 +226,7 @@ class Conn:
         """file sends a request to the manager's file store (/files/NAME) and
         returns the response, on a connection of its own that closes with it.
         body may be bytes or a readable of size bytes."""
-        c = _HTTPConnection(self.host, self.port, timeout=self.timeout, blocksize=1 << 16)
+        c = _http_conn(self.host, self.port, self.tls, timeout=self.timeout, blocksize=1 << 16)
         headers = self._headers()
         if size is not None:
             headers["Content-Length"] = str(size)
