@@ -22,11 +22,15 @@ import threading
 import time
 
 from . import errors
-from ._wire import _UnaryConn
+from ._wire import Pool
 
 # LEASE_SLOTS is how many slots the client asks for on one lease (the Go
 # client's leaseSlots).
 LEASE_SLOTS = 64
+
+# _NO_TIMEOUT is a direct call's wait for its answer where the caller gives
+# none: a call may run for long.
+_NO_TIMEOUT = 7 * 24 * 3600.0
 
 # LEASE_BACKOFF is how long the client waits, in seconds, before it asks
 # again for a lease on a library after the manager lent none or a lease
@@ -57,8 +61,7 @@ class Direct:
         self._asking = set()         # libraries whose lease is being asked for
         self._retry = {}             # by library: no lease asked for until then (time.monotonic)
         self._keys = itertools.count(1)
-        self._local = threading.local()  # each thread's connections, by worker address
-        self._conns = []             # every thread's, for close()
+        self._pool = Pool(conn.tls, 60.0)  # to the workers
         self._closed = False
         self.sent = 0                # calls sent straight to a worker
         self.fell_back = 0           # of those, calls that went through the manager after all
@@ -118,9 +121,7 @@ class Direct:
         with self._lock:
             self._closed = True
             self._leases = {}
-            conns, self._conns = self._conns, []
-        for c in conns:
-            c.close()
+        self._pool.close()
 
     def _fall_back(self):
         with self._lock:
@@ -178,49 +179,15 @@ class Direct:
             pass  # the manager ends it when its time to live passes
 
     def _roundtrip(self, addr, req, timeout):
-        """_roundtrip posts req as Worker.Call to the worker at addr on this
-        thread's connection to it, once more on a fresh connection where a
-        kept-alive one failed; it returns (status, body)."""
+        """_roundtrip posts req as Worker.Call to the worker at addr (over
+        TLS in a cluster with TLS: its file server speaks TLS only) and
+        returns (status, body). A kept-alive connection that fails is tried
+        once more on a fresh one, under the same key, as a fall-back through
+        the manager would be."""
         body = json.dumps(req, separators=(",", ":")).encode()
         head = ("POST /trellis.v1.Worker/Call HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                 "Content-Length: %d\r\n\r\n" % (addr, len(body))).encode()
-        conns = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
-        for attempt in (0, 1):
-            c = conns.pop(addr, None)
-            fresh = c is None
-            if fresh:
-                host, _, port = addr.rpartition(":")
-                c = _UnaryConn(host, int(port), timeout or 60.0, self._conn.tls)  # a TLS cluster's file servers speak TLS only
-                with self._lock:
-                    self._conns.append(c)
-            c.sock.settimeout(timeout)
-            try:
-                status, data, keep = c.roundtrip(head, body)
-            except TimeoutError:
-                self._close_conn(c)
-                raise
-            except (OSError, http.client.HTTPException, ValueError):
-                self._close_conn(c)
-                # A kept-alive connection the worker closed while idle: once
-                # more on a fresh one, under the same key (as a fall-back
-                # through the manager would be).
-                if fresh or attempt == 1:
-                    raise
-                continue
-            if keep:
-                conns[addr] = c
-            else:
-                self._close_conn(c)
-            return status, data
-        raise OSError("unreachable")
-
-    def _close_conn(self, c):
-        c.close()
-        with self._lock:
-            if c in self._conns:
-                self._conns.remove(c)
+        return self._pool.roundtrip(addr, head, body, timeout if timeout is not None else _NO_TIMEOUT)
 
 
 def _error_code(data):

@@ -141,6 +141,66 @@ class _UnaryConn:
         self.sock.close()
 
 
+class Pool:
+    """Pool keeps each thread's kept-alive connections, one per address
+    (HOST:PORT), over TLS with tls (an ssl.SSLContext, or None); it is safe
+    for use from several threads."""
+
+    def __init__(self, tls, timeout):
+        self.tls = tls
+        self.timeout = timeout  # to connect, and to wait for answers where roundtrip is given none
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards _conns
+        self._conns = set()            # every thread's, for close()
+
+    def roundtrip(self, addr, head, body, timeout=None):
+        """roundtrip sends head and body on this thread's connection to addr
+        and returns (status, body). A kept-alive connection that fails (the
+        server closed it while idle) is tried once more on a fresh one: the
+        request may be sent twice. timeout (seconds; None: the pool's)
+        bounds the wait for the answer; its end raises TimeoutError."""
+        conns = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        for attempt in (0, 1):
+            c = conns.pop(addr, None)
+            fresh = c is None
+            if fresh:
+                host, _, port = addr.rpartition(":")
+                c = _UnaryConn(host, int(port), self.timeout, self.tls)
+                with self._lock:
+                    self._conns.add(c)
+            try:
+                c.sock.settimeout(timeout if timeout is not None else self.timeout)
+                status, data, keep = c.roundtrip(head, body)
+            except TimeoutError:
+                self._drop(c)
+                raise
+            except (OSError, http.client.HTTPException, ValueError):
+                self._drop(c)
+                if fresh or attempt == 1:
+                    raise
+                continue
+            if keep:
+                conns[addr] = c
+            else:
+                self._drop(c)
+            return status, data
+        raise OSError("unreachable")
+
+    def _drop(self, c):
+        c.close()
+        with self._lock:
+            self._conns.discard(c)
+
+    def close(self):
+        """close closes the connections of every thread."""
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for c in conns:
+            c.close()
+
+
 class Conn:
     """Conn reaches one manager; each thread gets its own HTTP connection,
     as http.client connections are not safe for concurrent use."""
@@ -154,9 +214,7 @@ class Conn:
         self.secret = secret
         self.timeout = timeout
         self.tls = tls  # an ssl.SSLContext (tls_context), or None for plain HTTP
-        self._local = threading.local()
-        self._lock = threading.Lock()  # guards _conns
-        self._conns = []               # every thread's, for close()
+        self._pool = Pool(tls, timeout)
 
     def _headers(self, content_type=None):
         h = {"Authorization": "Bearer " + self.secret}
@@ -164,39 +222,16 @@ class Conn:
             h["Content-Type"] = content_type
         return h
 
-    def _conn(self):
-        c = getattr(self._local, "conn", None)
-        if c is None:
-            c = _UnaryConn(self.host, self.port, self.timeout, self.tls)
-            self._local.conn = c
-            with self._lock:
-                self._conns.append(c)
-        return c
-
     def unary(self, method, request):
         """unary calls method with request (a dict) and returns the answer."""
         body = json.dumps(request, separators=(",", ":")).encode()
         head = ("POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                 "Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n"
                 % (_SERVICE, method, self.addr, self.secret, len(body))).encode()
-        for attempt in (0, 1):
-            fresh = getattr(self._local, "conn", None) is None
-            try:
-                c = self._conn()
-                status, data, keep = c.roundtrip(head, body)
-                break
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                c = getattr(self._local, "conn", None)
-                if c is not None:
-                    c.close()
-                self._local.conn = None
-                # A kept-alive connection the manager closed meanwhile: once more
-                # on a fresh one (every call here may be sent twice).
-                if attempt == 1 or fresh:
-                    raise errors.ManagerUnreachable("%s at manager %s: %s" % (method, self.addr, e)) from None
-        if not keep:
-            c.close()
-            self._local.conn = None
+        try:
+            status, data = self._pool.roundtrip(self.addr, head, body)  # every call here may be sent twice
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise errors.ManagerUnreachable("%s at manager %s: %s" % (method, self.addr, e)) from None
         if status != 200:
             raise _error_of(method, status, data)
         return json.loads(data or b"{}")
@@ -244,10 +279,7 @@ class Conn:
 
     def close(self):
         """close closes the connections of every thread."""
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for c in conns:
-            c.close()
+        self._pool.close()
 
 
 class Stream:
