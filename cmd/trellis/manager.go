@@ -120,7 +120,7 @@ func managerCmd() *cobra.Command {
 	cmd.Flags().StringVar(&txnLog, "txn-log", "", "append one JSON line per task and worker state change to FILE (docs/dashboard.md); default: none")
 	cmd.Flags().StringVar(&store, "store", "", "directory for files (default: a temporary directory, removed on exit)")
 	cmd.Flags().DurationVar(&grace, "client-grace", manager.DefaultClientGrace, "how long a client's tasks go on once its event stream has closed without it ending its session; then they are cancelled")
-	cmd.Flags().IntVar(&ahead, "ahead", 1, "tasks each worker may hold beyond its free resources while no worker has room, started there as soon as a task ends (0: none)")
+	cmd.Flags().IntVar(&ahead, "ahead", 3, "tasks each worker may hold beyond its free resources while no worker has room, started there as soon as a task ends (0: none)")
 	cmd.Flags().BoolVar(&prefetch, "prefetch", true, "with --placement graph, fetch a waiting task's finished inputs to the worker it is bound to while its last producers run (--prefetch=false: not, to compare)")
 	cmd.Flags().StringVar(&placement, "placement", "graph", "placement policy: graph (co-assign the producers of one consumer, place consumers where their inputs are) or free (by bytes present, else free cores: the policy before, to compare)")
 	cmd.Flags().DurationVar(&unplaceable, "unplaceable-timeout", 0, "fail a task that waits this long while no connected worker could run it (it asks for more than any has); a task or workflow may set its own; 0 waits for ever")

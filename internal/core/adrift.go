@@ -37,7 +37,7 @@ func (c *Core) taskAdrift(ev TaskAdrift) {
 	case Ready:
 		if t.spec.Role == Call {
 			lib := c.libs[t.spec.Lib]
-			lib.waiting.remove(t.index)
+			lib.waiting.remove(int(t.index))
 			c.libDirty(lib) // an instance started for it may not be needed
 		} else {
 			c.ready.remove(t)

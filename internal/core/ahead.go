@@ -221,6 +221,17 @@ func (c *Core) promote(w *worker) {
 	}
 }
 
+// maxHeldLost bounds the times a task held ahead, not reported started,
+// goes back to the queue without spending a retry when its worker is lost
+// (workerLeft). It most likely never started; but its start may have been
+// on its way, so past this bound a loss counts, and a task that kills its
+// worker as it starts is not retried for ever. Without it a held task
+// spent a retry for every worker lost under it: with three held per
+// worker, a task of a churning pool of four killed workers used all its
+// attempts without running once (docs/benchmarks.md, "Three tasks held
+// ahead").
+const maxHeldLost = 3
+
 // isAhead reports whether t, placed on its worker (t.worker.running has
 // it), is held there ahead: a plain task placed without a reservation of
 // resources (a field would not fit TestTaskSize's bound).

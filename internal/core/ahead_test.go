@@ -135,13 +135,14 @@ func TestAhead(t *testing.T) {
 			held: map[core.WorkerID][]core.TaskID{1: {4}, 2: {}},
 		},
 		{
-			name: "a held task's worker lost: retried elsewhere as a dispatched one",
+			// The running one spends a retry; the held one, not started,
+			// goes back to the queue without (up to maxHeldLost times).
+			name: "a held task's worker lost: the held one queued again without a retry spent",
 			steps: append(two(),
-				step{submit(retries(task(1, one), 1, false), retries(task(2, one), 1, false), retries(task(3, one), 1, false)),
+				step{submit(retries(task(1, one), 1, false), retries(task(2, one), 1, false), task(3, one)),
 					acts(dispatch(1, 1, 1), dispatch(2, 1, 2), aheadOf(dispatch(3, 1, 1)))},
 				step{core.WorkerLeft{Worker: 1, Reason: "crash"}, acts(
 					core.Requeued{Task: 1, Attempt: 1, Reason: lost("worker 1 lost: crash")},
-					core.Requeued{Task: 3, Attempt: 1, Reason: lost("worker 1 lost: crash")},
 					aheadOf(dispatch(1, 2, 2)))},
 				step{ok(2, 1, 2), acts(success(2, 1, 2), aheadOf(dispatch(3, 2, 2)), started(1, 2, 2))},
 			),
@@ -523,9 +524,35 @@ func TestAheadCountsAsHeld(t *testing.T) {
 	check("the end started the held one and held the queued one", []core.ShapeDemand{{Shape: one, Waiting: 1, Running: 1}},
 		core.StateCounts{Running: 2, Finished: 1, Held: 1}, []core.TaskID{2}, []core.TaskID{3})
 	compareSteps(t, c, []step{
-		{core.WorkerLeft{Worker: 1, Reason: "gone"}, acts(done(2, 1, 1, lost), done(3, 1, 1, lost))},
+		{core.WorkerLeft{Worker: 1, Reason: "gone"}, acts(done(2, 1, 1, lost))},
 	}, false)
-	// Lost with its worker, a held task ends as a running one does (no
-	// retries here): no count of it is left behind.
-	check("both lost with their worker", []core.ShapeDemand{}, core.StateCounts{Finished: 3}, nil, nil)
+	// Lost with its worker, the running task ends (no retries here) and
+	// the held one, not started, waits again: no count of it is left
+	// behind as held or running.
+	check("the running one lost, the held one queued", []core.ShapeDemand{{Shape: one, Waiting: 1}},
+		core.StateCounts{Ready: 1, Finished: 2}, nil, nil)
+}
+
+// TestHeldLostBounded: a held task lost with its worker before it was
+// reported started goes back to the queue without spending a retry,
+// maxHeldLost (3) times; the next such loss counts as any, so that a task
+// that kills its worker as it starts is not retried for ever.
+func TestHeldLostBounded(t *testing.T) {
+	one := res(1000, 100)
+	lost := func(w string) core.Outcome { return outcome(core.WorkerLost, w) }
+	c := core.New()
+	c.SetAhead(1)
+	filler := retries(task(1, one), 10, false) // runs on each worker, so that 2 is held there
+	target := task(2, one)                     // no retries
+	steps := []step{{submit(filler, target), nil}}
+	for w := core.WorkerID(1); w <= 4; w++ {
+		steps = append(steps, step{joinAhead(w, res(1000, 1000)), acts(dispatch(1, uint32(w), w), aheadOf(dispatch(2, uint32(w), w)))})
+		msg := fmt.Sprintf("worker %d lost: gone", w)
+		want := acts(core.Requeued{Task: 1, Attempt: uint32(w), Reason: lost(msg)})
+		if w == 4 {
+			want = acts(core.Requeued{Task: 1, Attempt: 4, Reason: lost(msg)}, done(2, 4, 4, outcome(core.WorkerLost, msg)))
+		}
+		steps = append(steps, step{core.WorkerLeft{Worker: w, Reason: "gone"}, want})
+	}
+	compareSteps(t, c, steps, false)
 }

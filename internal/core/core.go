@@ -16,7 +16,7 @@ type task struct {
 	inst     *instance   // calls: the instance it runs in; instances: their own state
 	shape    *shapeCount // its entry in Core.shapes (calls: Core.callShape)
 	ranOn    WorkerID    // where the last attempt was dispatched; 0 before the first
-	index    int         // in its shape queue, or -1
+	index    int32       // in its shape queue, or -1 (int32: the task packs into its size class, TestTaskSize)
 	attempt  uint32      // of the last dispatch; 0 before the first
 	failures int32       // attempts that counted against spec.Retries
 	missing  int32       // inputs (and tasks it runs after) not yet available
@@ -34,8 +34,12 @@ type task struct {
 	// rank orders tasks of equal priority (see before): branchRank if it
 	// reads a file a task produces (it continues a started branch), plus
 	// bits.Len64 of the bytes its end lets be pruned, when made ready.
-	rank  uint8
-	class class // what Tally counts it as (see classOf)
+	rank uint8
+	// heldLost: times it was lost with its worker while held ahead there
+	// and not reported started, requeued without spending a retry (up to
+	// maxHeldLost; see workerLeft).
+	heldLost uint8
+	class    class // what Tally counts it as (see classOf)
 	// since: when a stuck task was told so, on Tick's clock; -1 until the
 	// next Tick. A field, not a map entry per stuck task: a million queued
 	// tasks with no worker are all stuck, and the field fits in the size
@@ -541,12 +545,16 @@ func (c *Core) workerLeft(ev WorkerLeft) {
 			continue
 		}
 		staging := t.state == Staging
+		freeHeld := t.state == Running && t.isAhead() && !t.spec.AtMostOnce && !t.recreating && t.heldLost < maxHeldLost
 		c.release(t)
 		switch {
 		case t.cancel:
 			c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled"})
 		case staging:
 			c.makeReady(t) // it never started: no retry spent
+		case freeHeld:
+			t.heldLost++
+			c.makeReady(t) // most likely it never started: no retry spent, a few times
 		default:
 			c.retryOrFinish(t, reason, true)
 		}
@@ -847,7 +855,7 @@ func (c *Core) cancelTask(id TaskID) {
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Ready:
 		if t.spec.Role == Call {
-			c.libs[t.spec.Lib].waiting.remove(t.index)
+			c.libs[t.spec.Lib].waiting.remove(int(t.index))
 		} else {
 			c.ready.remove(t)
 		}

@@ -40,9 +40,9 @@ func (q *shapeQueue) push(t *task) {
 	if t.spec.UnplaceableTimeout > 0 {
 		q.limited++
 	}
-	t.index = len(q.tasks)
+	t.index = int32(len(q.tasks))
 	q.tasks = append(q.tasks, t)
-	q.up(t.index)
+	q.up(int(t.index))
 }
 
 func (q *shapeQueue) pop() *task {
@@ -71,8 +71,8 @@ func (q *shapeQueue) remove(i int) *task {
 
 func (q *shapeQueue) swap(i, j int) {
 	q.tasks[i], q.tasks[j] = q.tasks[j], q.tasks[i]
-	q.tasks[i].index = i
-	q.tasks[j].index = j
+	q.tasks[i].index = int32(i)
+	q.tasks[j].index = int32(j)
 }
 
 func (q *shapeQueue) up(i int) {
@@ -143,7 +143,7 @@ func (r *readyQueue) popHead(q *shapeQueue) *task {
 // remove takes t out of its queue.
 func (r *readyQueue) remove(t *task) {
 	q := r.byNeed[t.spec.Resources]
-	q.remove(t.index)
+	q.remove(int(t.index))
 	r.n--
 	if len(q.tasks) == 0 {
 		r.dropShape(q)

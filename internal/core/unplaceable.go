@@ -271,7 +271,7 @@ func (c *Core) expire() {
 		}
 		if t.spec.Role == Call {
 			lib := c.libs[t.spec.Lib]
-			lib.waiting.remove(t.index)
+			lib.waiting.remove(int(t.index))
 			c.libDirty(lib) // its unplaced instances may be wanted no more
 		} else {
 			c.ready.remove(t)

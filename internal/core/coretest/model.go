@@ -55,6 +55,7 @@ type simTask struct {
 	mayRun  int
 
 	held     bool // dispatched ahead and held on its worker, not started (ahead.go)
+	heldLost int  // times lost with its worker while held: requeued with no retry spent
 	ahead    bool // its current attempt was dispatched ahead
 	startedN int  // Started actions for its current attempt: at most one, and only if ahead
 }
@@ -293,8 +294,19 @@ func (s *sim) expectLost(t *simTask) {
 		s.fates[t.spec.ID] = &fate{kind: core.Cancelled}
 		return
 	}
+	if t.held && !t.spec.AtMostOnce && !t.rerunning && t.heldLost < maxHeldLost {
+		// Held ahead and not started: back to the queue with no action
+		// and no retry spent, up to maxHeldLost times.
+		t.heldLost++
+		s.release(t)
+		return
+	}
 	s.expectRetry(t, core.WorkerLost, true)
 }
+
+// maxHeldLost is the core's bound on held tasks lost with their worker
+// without spending a retry (core.maxHeldLost).
+const maxHeldLost = 3
 
 func (s *sim) expectRetry(t *simTask, k core.Kind, retryable bool) {
 	if t.spec.AtMostOnce && k != core.InputMissing && !t.rerunning {
