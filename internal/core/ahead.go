@@ -227,9 +227,9 @@ func (c *Core) promote(w *worker) {
 // on its way, so past this bound a loss counts, and a task that kills its
 // worker as it starts is not retried for ever. Without it a held task
 // spent a retry for every worker lost under it: with three held per
-// worker, a task of a churning pool of four killed workers used all its
-// attempts without running once (docs/benchmarks.md, "Three tasks held
-// ahead").
+// worker, a task of a churning pool of four killed workers used all four
+// attempts, each held or run on a worker then killed (docs/benchmarks.md,
+// "Three tasks held ahead").
 const maxHeldLost = 3
 
 // isAhead reports whether t, placed on its worker (t.worker.running has

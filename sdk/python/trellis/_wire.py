@@ -37,22 +37,23 @@ def _error_of(op, status, body):
     return errors.from_code(code, "%s: %s" % (op, message))
 
 
-class _HTTPConnection(http.client.HTTPConnection):
-    """_HTTPConnection sends without Nagle's delay: http.client writes a
-    request's headers and body apart, and the body would otherwise wait for
-    the manager's (delayed) acknowledgement of the headers."""
+class _NoDelay:
+    """_NoDelay makes an http.client connection send without Nagle's delay:
+    http.client writes a request's headers and body apart, and the body
+    would otherwise wait for the manager's (delayed) acknowledgement of the
+    headers."""
 
     def connect(self):
         super().connect()
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    """_HTTPSConnection is _HTTPConnection over TLS."""
+class _HTTPConnection(_NoDelay, http.client.HTTPConnection):
+    pass
 
-    def connect(self):
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+class _HTTPSConnection(_NoDelay, http.client.HTTPSConnection):
+    pass
 
 
 def tls_context(ca_file):
