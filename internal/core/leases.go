@@ -13,8 +13,11 @@ import (
 // instance's slots. The core learns each direct call's end
 // (DirectCallEnded): it counts it as a finished call and renews the lease.
 // A lease ends when it is not renewed before its Until (on Tick's clock),
-// when its client releases it or its session ends, and when its instance
-// stops, ends or loses its worker, or that worker drains.
+// when no call ended on it for leaseIdleYield while calls of its library
+// wait in the core's queue (an idle lease should not keep them waiting
+// until its Until: the lessee's own calls sent through the core among
+// them), when its client releases it or its session ends, and when its
+// instance stops, ends or loses its worker, or that worker drains.
 
 // LeaseID names a lease. The caller chooses it (unique over the core's
 // life), as it does task IDs.
@@ -76,8 +79,9 @@ type LeaseRefused struct {
 	Why   string
 }
 
-// LeaseEnded: a lease ended (Why: expired, released, session ended,
-// instance stopped or ended, worker lost or draining); its slots are the
+// LeaseEnded: a lease ended (Why: expired, idle while calls of its
+// library wait, released, session ended, instance stopped or ended,
+// worker lost or draining); its slots are the
 // core's again. Calls sent on it and not yet ended go through the core.
 type LeaseEnded struct {
 	Lease    LeaseID
@@ -99,7 +103,19 @@ type lease struct {
 	slots   int32
 	ttl     time.Duration
 	until   time.Duration
+	lastEnd time.Duration // Tick's clock at its last direct call's end, or at its grant
 }
+
+// leaseIdleYield is how long a lease may go without a direct call's end
+// while calls of its library wait in the queue: then it ends, and its
+// slots go to them. On Tick's clock, which the manager advances once a
+// second and a call's end reads as of the Tick before: two seconds are an
+// idle time of one to two. A lease whose calls keep ending is not
+// renewed while calls wait, and runs out at its Until, as before; one
+// whose call runs for longer may end under it, as at its Until (the
+// worker finishes the call, and the instance lines up further calls
+// behind it: libhost).
+const leaseIdleYield = 2 * time.Second
 
 // leases is the core's table of live leases.
 type leases struct {
@@ -135,7 +151,7 @@ func (c *Core) requestLease(ev LeaseRequested) {
 	if c.leases.byID == nil {
 		c.leases.byID = make(map[LeaseID]*lease)
 	}
-	l := &lease{id: ev.Lease, session: ev.Session, inst: inst, slots: min(ev.Slots, inst.free), ttl: ev.TTL, until: c.now + ev.TTL}
+	l := &lease{id: ev.Lease, session: ev.Session, inst: inst, slots: min(ev.Slots, inst.free), ttl: ev.TTL, until: c.now + ev.TTL, lastEnd: c.now}
 	inst.free -= l.slots
 	inst.leased += l.slots
 	inst.lastUse = c.ticks
@@ -151,6 +167,7 @@ func (c *Core) directCallEnded(ev DirectCallEnded) {
 		return
 	}
 	l.inst.lastUse = c.ticks
+	l.lastEnd = c.now
 	if len(l.inst.lib.waiting.tasks) == 0 {
 		l.until = c.now + l.ttl
 	}
@@ -195,10 +212,18 @@ func (c *Core) endInstanceLeases(inst *instance, why string) {
 	}
 }
 
-// expireLeases ends the leases whose Until has passed.
+// expireLeases ends the leases whose Until has passed, then those idle
+// for leaseIdleYield while calls of their library wait.
 func (c *Core) expireLeases() {
 	c.endLeasesIf("expired", func(l *lease) bool { return l.until <= c.now })
+	c.endLeasesIf(whyIdleWhileCallsWait, func(l *lease) bool {
+		return len(l.inst.lib.waiting.tasks) > 0 && c.now-l.lastEnd >= leaseIdleYield
+	})
 }
+
+// whyIdleWhileCallsWait is LeaseEnded.Why for a lease ended by
+// leaseIdleYield.
+const whyIdleWhileCallsWait = "idle while calls of its library wait"
 
 // LeaseCount returns how many leases are live and the slots they hold.
 func (c *Core) LeaseCount() (leases int, slots int32) {

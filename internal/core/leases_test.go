@@ -21,6 +21,16 @@ func leaseEnded(id core.LeaseID, session string, w core.WorkerID, n uint64, why 
 	return core.LeaseEnded{Lease: id, Session: session, Worker: w, Instance: inst(n), Why: why}
 }
 
+// busyUntil returns the steps of a lease on which a direct call ends
+// after each Tick, once a second up to until.
+func busyUntil(id core.LeaseID, until time.Duration) []step {
+	var steps []step
+	for now := time.Second; now <= until; now += time.Second {
+		steps = append(steps, step{core.Tick{Now: now}, nil}, step{core.DirectCallEnded{Lease: id, Kind: core.Success}, nil})
+	}
+	return steps
+}
+
 func TestLeases(t *testing.T) {
 	lib := core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 3}
 	// up: one worker, one ready instance of lib with 3 free slots, at time 0.
@@ -102,16 +112,32 @@ func TestLeases(t *testing.T) {
 			tally:  &core.Tally{Calls: core.StateCounts{Finished: 8}, Instances: core.StateCounts{Running: 1}},
 		},
 		{
-			// A lease is not renewed while calls of its library wait: it
-			// runs out, and its slot goes to them.
+			// A lease is not renewed while calls of its library wait: one
+			// whose calls keep ending runs out, and its slot goes to them.
 			name: "no renewal while calls wait",
+			steps: with(append([]step{
+				{ask(1, "s", 7, 3), acts(granted(1, "s", 7, 1, 1, 3, ttl))},
+				{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 3, Max: 1}, nil},
+				{submit(callOf(2, 7, 0)), nil},
+			}, append(busyUntil(1, 9*time.Second),
+				step{core.Tick{Now: 10 * time.Second}, acts(leaseEnded(1, "s", 1, 1, "expired"), inSlot(2, 1, 1, 1))},
+			)...)...),
+		},
+		{
+			// A lease on which no call ended for two seconds of Tick's
+			// clock while calls of its library wait ends then, not at its
+			// Until: the calls (the lessee's own, sent through the core,
+			// among them) do not wait for an idle lease to run out.
+			name: "an idle lease yields to waiting calls",
 			steps: with(
 				step{ask(1, "s", 7, 3), acts(granted(1, "s", 7, 1, 1, 3, ttl))},
+				step{ask(2, "t", 7, 1), acts(core.LeaseRefused{Lease: 2, Why: "no ready instance of library 7 has a free slot"})},
 				step{core.LibraryInstalled{Lib: 7, Resources: res(1000, 500), Slots: 3, Max: 1}, nil},
-				step{submit(callOf(2, 7, 0)), nil},
-				step{core.Tick{Now: 9 * time.Second}, nil},
+				step{core.Tick{Now: 5 * time.Second}, nil}, // idle, but no call waits
 				step{core.DirectCallEnded{Lease: 1, Kind: core.Success}, nil},
-				step{core.Tick{Now: 10 * time.Second}, acts(leaseEnded(1, "s", 1, 1, "expired"), inSlot(2, 1, 1, 1))},
+				step{submit(callOf(2, 7, 0), callOf(3, 7, 0)), nil},
+				step{core.Tick{Now: 6 * time.Second}, nil},
+				step{core.Tick{Now: 7 * time.Second}, acts(leaseEnded(1, "s", 1, 1, "idle while calls of its library wait"), inSlot(2, 1, 1, 1), inSlot(3, 1, 1, 1))},
 			),
 		},
 		{

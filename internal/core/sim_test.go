@@ -389,6 +389,15 @@ var libScenarios = []struct {
 // a library that never starts failed with the reason it broke) and only
 // idle, ready instances are left. See coretest.
 func TestSimulationLibraries(t *testing.T) {
+	// Leases that yielded to waiting calls, over every scenario with
+	// leases: few seeds (-short) may see none in one scenario.
+	var yieldMu sync.Mutex
+	var yielded, leaseSeeds int
+	t.Cleanup(func() {
+		if leaseSeeds > 2 && yielded == 0 {
+			t.Errorf("no lease yielded to waiting calls in any of %d seeds with leases", leaseSeeds)
+		}
+	})
 	for _, sc := range libScenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			// What the seeds did, together: one seed may break every library.
@@ -418,6 +427,12 @@ func TestSimulationLibraries(t *testing.T) {
 					broken += stats.LibrariesBroken
 					leases += stats.Leases
 					ended += stats.LeasesEnded
+					if sc.cfg.LeaseRate > 0 {
+						yieldMu.Lock()
+						yielded += stats.LeasesYielded
+						leaseSeeds++
+						yieldMu.Unlock()
+					}
 				})
 			}
 		})

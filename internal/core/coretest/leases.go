@@ -8,8 +8,9 @@ package coretest
 // leased slots together never exceed an instance's slots); that no lease
 // outlives its instance, its worker's drain or its session; that a lease
 // expires on the first Tick past its last renewal's TTL and never before
-// its first; and that the core counts each direct call's end once among
-// finished calls.
+// its first; that one ended as idle while calls wait saw no call end for
+// leaseIdleYield and had calls of its library waiting; and that the core
+// counts each direct call's end once among finished calls.
 
 import (
 	"fmt"
@@ -28,7 +29,12 @@ type simLease struct {
 	slots   int
 	lo, hi  time.Duration // it expires on the first Tick at or past hi, and not before lo
 	ttl     time.Duration
+	lastEnd time.Duration // the model's clock at its grant or last direct call's end
 }
+
+// leaseIdleYield is how long a lease may go without a direct call's end
+// while calls of its library wait, on Tick's clock (core/leases.go).
+const leaseIdleYield = 2 * time.Second
 
 // leaseState is the harness's bookkeeping of leases.
 type leaseState struct {
@@ -68,7 +74,8 @@ func (s *sim) leaseStep() {
 		if len(s.l.live) > 0 && r.IntN(4) != 0 {
 			lib = s.l.live[r.IntN(len(s.l.live))].lib.spec.Lib // one that runs: more grants
 		}
-		s.do(core.LeaseRequested{Lease: s.ls.next, Session: sess, Lib: lib, Slots: int32(1 + r.IntN(3)), TTL: time.Duration(1+r.IntN(2)) * tickEvery})
+		// TTLs beyond leaseIdleYield, so that idle leases may yield.
+		s.do(core.LeaseRequested{Lease: s.ls.next, Session: sess, Lib: lib, Slots: int32(1 + r.IntN(3)), TTL: time.Duration(1+r.IntN(4)) * tickEvery})
 	case u < 6:
 		s.do(core.LeaseReleased{Lease: pick(r, s.ls.ids)})
 	case u < 9:
@@ -86,6 +93,7 @@ func (s *sim) expectLease(ev core.Event) {
 		s.stats.DirectCalls++
 		if l := s.ls.live[ev.Lease]; l != nil {
 			l.hi = s.now + l.ttl // renewed, unless calls of its library wait
+			l.lastEnd = s.now
 		}
 	case core.DirectCallsCounted: // counted, renewing no lease
 		s.ls.direct += int(ev.Calls)
@@ -116,7 +124,7 @@ func (s *sim) applyLease(a core.Action) {
 		if s.ls.live == nil {
 			s.ls.live = make(map[core.LeaseID]*simLease)
 		}
-		s.ls.live[a.Lease] = &simLease{id: a.Lease, session: a.Session, inst: inst, slots: int(a.Slots), lo: a.Until, hi: a.Until, ttl: ev.TTL}
+		s.ls.live[a.Lease] = &simLease{id: a.Lease, session: a.Session, inst: inst, slots: int(a.Slots), lo: a.Until, hi: a.Until, ttl: ev.TTL, lastEnd: s.now}
 		s.stats.Leases++
 	case core.LeaseRefused:
 		ev, ok := s.ev.(core.LeaseRequested)
@@ -139,10 +147,28 @@ func (s *sim) applyLease(a core.Action) {
 			s.failf("%+v: the lease is %+v", a, *l)
 		case a.Why == "expired" && (!s.isTick() || s.now < l.lo):
 			s.failf("%+v before its first Until %v (now %v, event %s)", a, l.lo, s.now, describe(s.ev))
+		case a.Why == "idle while calls of its library wait" && (!s.isTick() || s.now-l.lastEnd < leaseIdleYield):
+			s.failf("%+v: a call ended on it at %v (now %v, event %s)", a, l.lastEnd, s.now, describe(s.ev))
+		case a.Why == "idle while calls of its library wait" && !s.callWaits(l.inst.lib):
+			s.failf("%+v: no call of library %d waits", a, l.inst.lib.spec.Lib)
+		}
+		if a.Why == "idle while calls of its library wait" {
+			s.stats.LeasesYielded++
 		}
 		delete(s.ls.live, a.Lease)
 		s.stats.LeasesEnded++
 	}
+}
+
+// callWaits reports whether a call of lib is submitted and neither done
+// nor in an instance.
+func (s *sim) callWaits(lib *simLib) bool {
+	for _, t := range s.tasks {
+		if t.submitted && !t.done && t.inst == nil && t.spec.Role == core.Call && t.spec.Lib == lib.spec.Lib {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *sim) isTick() bool { _, ok := s.ev.(core.Tick); return ok }

@@ -175,6 +175,7 @@ type Stats struct {
 	CallsBroken      int // calls of a library that never starts, failed with its reason
 	Leases           int // LeaseGranted actions
 	LeasesEnded      int
+	LeasesYielded    int // of those, ended idle while calls of their library waited
 	DirectCalls      int // direct calls' ends reported (DirectCallEnded, and those DirectCallsCounted counts)
 
 	// Unplaceable tasks.
@@ -225,7 +226,7 @@ func (s Stats) String() string {
 			s.Libraries, s.Reinstalls, s.Calls, s.CallDispatches, s.InstancesStarted, s.InstancesReady, s.SetupFailures, s.InstanceCrashes, s.Stops, s.LibrariesBroken, s.CallsBroken)
 	}
 	if s.Leases > 0 {
-		out += fmt.Sprintf(" leases=%d ended=%d direct-calls=%d", s.Leases, s.LeasesEnded, s.DirectCalls)
+		out += fmt.Sprintf(" leases=%d ended=%d yielded=%d direct-calls=%d", s.Leases, s.LeasesEnded, s.LeasesYielded, s.DirectCalls)
 	}
 	return out
 }
