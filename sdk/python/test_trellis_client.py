@@ -6,10 +6,12 @@ manager and two workers on 127.0.0.1.
 """
 
 import concurrent.futures
+import hashlib
 import io
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -481,6 +483,24 @@ class TLSTest(unittest.TestCase):
         with self.assertRaises(trellis.InvalidError) as cm:
             trellis.connect(addr, secret_file, tls_ca=os.path.join(d, "no-such-ca.pem"))
         self.assertIn("no-such-ca.pem", str(cm.exception))
+        # The CA pinned by its fingerprint instead of its file, as the Go
+        # clients' --tls-fingerprint: the manager's RPCs and a direct call.
+        with open(ca) as f:
+            fp = "sha256:" + hashlib.sha256(ssl.PEM_cert_to_DER_cert(f.read())).hexdigest()
+        pc = trellis.connect(addr, secret_file, tls_fingerprint=fp, direct_calls=True)
+        self.addCleanup(pc.close)
+        self.assertEqual(len(pc.status().get("workers", ())), 2)
+        poll("a call to go direct with the pinned CA",
+             lambda: pc.call(lib, "add", [2, 3], timeout=WAIT) == 5 and pc.direct_stats()[0] > pc.direct_stats()[1])
+        with self.assertRaises(trellis.InvalidError) as cm:
+            trellis.connect(addr, secret_file, tls_fingerprint="sha256:" + "00" * 32)
+        self.assertIn("no certificate it sends has the fingerprint pinned", str(cm.exception))
+        with self.assertRaises(trellis.InvalidError) as cm:
+            trellis.connect(addr, secret_file, tls_fingerprint="sha256:12ab")
+        self.assertIn("want sha256: and 64 hex digits", str(cm.exception))
+        with self.assertRaises(trellis.InvalidError) as cm:
+            trellis.connect(addr, secret_file, tls_ca=ca, tls_fingerprint=fp)
+        self.assertIn("not both", str(cm.exception))
 
 
 class KillTest(unittest.TestCase):

@@ -30,7 +30,8 @@ __all__ = [
 ]
 
 
-def connect(addr, secret_file=None, *, secret=None, manager_timeout=60.0, on_event=None, direct_calls=False, tls_ca=None):
+def connect(addr, secret_file=None, *, secret=None, manager_timeout=60.0, on_event=None, direct_calls=False, tls_ca=None,
+            tls_fingerprint=None):
     """connect returns a Cluster for the manager at addr (HOST:PORT), with the
     secret read from secret_file (or given as secret). on_event(Event) is
     called for every state change of its tasks, in the client's event
@@ -38,7 +39,9 @@ def connect(addr, secret_file=None, *, secret=None, manager_timeout=60.0, on_eve
     direct_calls, blocking calls (Cluster.call) go straight to the workers
     on leases the manager lends (docs/direct-calls.md). tls_ca: the cluster
     CA's PEM file (the manager's trellis-tls/ca.pem) for a manager with TLS,
-    as the Go clients' --tls-ca (docs/tls.md)."""
+    as the Go clients' --tls-ca; or tls_fingerprint: the CA's SHA-256
+    fingerprint the manager printed ("sha256:…"), as --tls-fingerprint
+    (docs/tls.md)."""
     if secret is None:
         if secret_file is None:
             raise InvalidError("connect %s: give secret_file= (the manager's --secret-file) or secret=" % addr)
@@ -49,4 +52,5 @@ def connect(addr, secret_file=None, *, secret=None, manager_timeout=60.0, on_eve
             raise InvalidError("connect %s: read the secret file: %s" % (addr, e)) from None
         if not secret:
             raise InvalidError("connect %s: secret file %s is empty" % (addr, secret_file))
-    return Cluster(addr, secret, manager_timeout=manager_timeout, on_event=on_event, direct_calls=direct_calls, tls_ca=tls_ca)
+    return Cluster(addr, secret, manager_timeout=manager_timeout, on_event=on_event, direct_calls=direct_calls, tls_ca=tls_ca,
+                   tls_fingerprint=tls_fingerprint)

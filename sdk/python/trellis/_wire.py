@@ -9,6 +9,7 @@ the end of the stream, whose JSON may hold an error. Every request carries
 the secret as "Authorization: Bearer SECRET", as the Go client's do.
 """
 
+import hashlib
 import http.client
 import json
 import socket
@@ -66,6 +67,65 @@ def tls_context(ca_file):
         raise errors.InvalidError("TLS CA file %s: %s" % (ca_file, e)) from None
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+def pinned_tls_context(addr, fingerprint, timeout=10.0):
+    """pinned_tls_context trusts the certificate of the SHA-256 fingerprint
+    ("sha256:" and 64 hex digits, as the manager prints it) among those the
+    manager at addr (HOST:PORT) sends, as the Go clients' --tls-fingerprint
+    does: it reads the manager's chain once (a handshake that verifies
+    nothing, and sends nothing), takes the certificate of that fingerprint,
+    and returns tls_context's kind of context trusting it alone, which then
+    verifies every connection (the manager's name, the chain, the time) as
+    with tls_ca. Python's ssl shows a peer's chain only from 3.13; before,
+    CPython has it as the private get_unverified_chain (3.10 on)."""
+    want = _parse_fingerprint(fingerprint)
+    host, _, port = addr.rpartition(":")
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.check_hostname = False
+    probe.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            with probe.wrap_socket(raw, server_hostname=host) as tls:
+                chain = _unverified_chain(tls)
+    except ssl.SSLError as e:
+        raise errors.InvalidError("TLS to %s: %s: is it a trellis manager with TLS?" % (addr, e)) from None
+    except OSError as e:
+        raise errors.ManagerUnreachable("TLS to %s: %s" % (addr, e)) from None
+    for der in chain:
+        if hashlib.sha256(der).digest() == want:
+            ctx = ssl.create_default_context(cadata=der)
+            ctx.set_alpn_protocols(["http/1.1"])
+            return ctx
+    raise errors.InvalidError("manager %s: no certificate it sends has the fingerprint pinned (tls_fingerprint): "
+                              "give the fingerprint this manager printed" % addr)
+
+
+def _unverified_chain(tls):
+    """_unverified_chain returns the DER certificates the peer of tls sent."""
+    get = getattr(tls, "get_unverified_chain", None)  # Python 3.13
+    if get is not None:
+        return [bytes(c) if isinstance(c, (bytes, bytearray)) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in get()]
+    get = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+    if get is None:
+        raise errors.InvalidError("tls_fingerprint needs Python's ssl to show the manager's certificate chain "
+                                  "(CPython 3.10 or later): give tls_ca= (the manager's trellis-tls/ca.pem) instead")
+    return [c.public_bytes(ssl._ssl.ENCODING_DER) for c in get() or ()]
+
+
+def _parse_fingerprint(s):
+    """_parse_fingerprint is the 32 bytes of "sha256:HEX" (colons allowed)."""
+    h = s.lower()
+    if h.startswith("sha256:"):
+        h = h[len("sha256:"):]
+    h = h.replace(":", "")
+    try:
+        b = bytes.fromhex(h)
+    except ValueError:
+        b = b""
+    if len(b) != 32:
+        raise errors.InvalidError("tls_fingerprint %r: want sha256: and 64 hex digits, as the manager printed" % s)
+    return b
 
 
 def _http_conn(host, port, ctx, **kwargs):

@@ -19,7 +19,7 @@ import time
 
 from . import errors
 from ._direct import Direct
-from ._wire import Conn, tls_context
+from ._wire import Conn, pinned_tls_context, tls_context
 from .files import MAX_INLINE, File, Output, Temp, Unpack
 
 _KINDS = {
@@ -226,13 +226,19 @@ class Cluster:
     trellis.local. It is safe for use from several threads; use it as a
     context manager, or call close()."""
 
-    def __init__(self, addr, secret, *, manager_timeout=60.0, on_event=None, on_close=None, direct_calls=False, tls_ca=None):
+    def __init__(self, addr, secret, *, manager_timeout=60.0, on_event=None, on_close=None, direct_calls=False, tls_ca=None,
+                 tls_fingerprint=None):
+        if tls_ca and tls_fingerprint:
+            raise errors.InvalidError("connect %s: give tls_ca or tls_fingerprint, not both" % addr)
+        tls = tls_context(tls_ca) if tls_ca else None
+        if tls_fingerprint:
+            tls = pinned_tls_context(addr, tls_fingerprint)
         self.addr = addr
         self._on_event = on_event
         self._emit_lock = threading.Lock()  # on_event runs one call at a time
         self.session = "s-" + secrets.token_hex(12)
         self.manager_timeout = manager_timeout
-        self._conn = Conn(addr, secret, tls=tls_context(tls_ca) if tls_ca else None)
+        self._conn = Conn(addr, secret, tls=tls)
         # Blocking calls straight to the workers, on leases (_direct.py).
         self._direct = Direct(self._conn, self.session) if direct_calls else None
         self._on_close = on_close
