@@ -33,8 +33,12 @@ type simLease struct {
 }
 
 // leaseIdleYield is how long a lease may go without a direct call's end
-// while calls of its library wait, on Tick's clock (core/leases.go).
-const leaseIdleYield = 2 * time.Second
+// while calls of its library wait, on Tick's clock, and whyIdle the
+// LeaseEnded.Why of a lease that ends so (core/leases.go).
+const (
+	leaseIdleYield = 2 * time.Second
+	whyIdle        = "idle while calls of its library wait"
+)
 
 // leaseState is the harness's bookkeeping of leases.
 type leaseState struct {
@@ -147,12 +151,12 @@ func (s *sim) applyLease(a core.Action) {
 			s.failf("%+v: the lease is %+v", a, *l)
 		case a.Why == "expired" && (!s.isTick() || s.now < l.lo):
 			s.failf("%+v before its first Until %v (now %v, event %s)", a, l.lo, s.now, describe(s.ev))
-		case a.Why == "idle while calls of its library wait" && (!s.isTick() || s.now-l.lastEnd < leaseIdleYield):
+		case a.Why == whyIdle && (!s.isTick() || s.now-l.lastEnd < leaseIdleYield):
 			s.failf("%+v: a call ended on it at %v (now %v, event %s)", a, l.lastEnd, s.now, describe(s.ev))
-		case a.Why == "idle while calls of its library wait" && !s.callWaits(l.inst.lib):
+		case a.Why == whyIdle && !s.callWaits(l.inst.lib):
 			s.failf("%+v: no call of library %d waits", a, l.inst.lib.spec.Lib)
 		}
-		if a.Why == "idle while calls of its library wait" {
+		if a.Why == whyIdle {
 			s.stats.LeasesYielded++
 		}
 		delete(s.ls.live, a.Lease)

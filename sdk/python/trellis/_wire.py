@@ -81,6 +81,9 @@ def pinned_tls_context(addr, fingerprint, timeout=10.0):
     CPython has it as the private get_unverified_chain (3.10 on)."""
     want = _parse_fingerprint(fingerprint)
     host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise errors.InvalidError("manager address %r: want HOST:PORT, such as 127.0.0.1:9123" % addr)
+    host = host.strip("[]")  # an IPv6 address, as http.client takes it
     probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     probe.check_hostname = False
     probe.verify_mode = ssl.CERT_NONE
