@@ -62,9 +62,16 @@ def tls_context(ca_file):
     trellis-tls/ca.pem) and checks the name dialled, as the Go clients'
     --tls-ca does; it speaks HTTP/1.1 (ALPN)."""
     try:
-        ctx = ssl.create_default_context(cafile=ca_file)
+        return _trusting(cafile=ca_file)
     except (OSError, ssl.SSLError) as e:
         raise errors.InvalidError("TLS CA file %s: %s" % (ca_file, e)) from None
+
+
+def _trusting(**ca):
+    """_trusting is a client context that trusts the CA given (cafile= or
+    cadata=, as ssl.create_default_context takes it) and checks the name
+    dialled; it speaks HTTP/1.1 (ALPN)."""
+    ctx = ssl.create_default_context(**ca)
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
 
@@ -97,9 +104,7 @@ def pinned_tls_context(addr, fingerprint, timeout=10.0):
         raise errors.ManagerUnreachable("TLS to %s: %s" % (addr, e)) from None
     for der in chain:
         if hashlib.sha256(der).digest() == want:
-            ctx = ssl.create_default_context(cadata=der)
-            ctx.set_alpn_protocols(["http/1.1"])
-            return ctx
+            return _trusting(cadata=der)
     raise errors.InvalidError("manager %s: no certificate it sends has the fingerprint pinned (tls_fingerprint): "
                               "give the fingerprint this manager printed" % addr)
 
