@@ -35,12 +35,8 @@ func (c *Core) taskAdrift(ev TaskAdrift) {
 	}
 	switch t.state {
 	case Ready:
-		if t.spec.Role == Call {
-			lib := c.libs[t.spec.Lib]
-			lib.waiting.remove(int(t.index))
+		if lib := c.unqueue(t); lib != nil {
 			c.libDirty(lib) // an instance started for it may not be needed
-		} else {
-			c.ready.remove(t)
 		}
 		c.unstick(t) // not queued: its wait for a worker that fits starts again when it is
 		c.setState(t, Waiting)

@@ -854,11 +854,7 @@ func (c *Core) cancelTask(id TaskID) {
 		delete(c.unknown, id)
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Ready:
-		if t.spec.Role == Call {
-			c.libs[t.spec.Lib].waiting.remove(int(t.index))
-		} else {
-			c.ready.remove(t)
-		}
+		c.unqueue(t)
 		c.finish(t, Outcome{Kind: Cancelled, Message: "cancelled before it ran"})
 	case Staging:
 		c.release(t)

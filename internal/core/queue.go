@@ -140,6 +140,19 @@ func (r *readyQueue) popHead(q *shapeQueue) *task {
 	return t
 }
 
+// unqueue takes a Ready task out of its queue: a call out of its
+// library's line (the library is returned, whose instances the caller may
+// weigh again), any other task out of the ready queue (nil).
+func (c *Core) unqueue(t *task) *library {
+	if t.spec.Role != Call {
+		c.ready.remove(t)
+		return nil
+	}
+	lib := c.libs[t.spec.Lib]
+	lib.waiting.remove(int(t.index))
+	return lib
+}
+
 // remove takes t out of its queue.
 func (r *readyQueue) remove(t *task) {
 	q := r.byNeed[t.spec.Resources]

@@ -14,11 +14,7 @@ func (c *Core) taskRecovered(ev TaskRecovered) {
 	}
 	switch t.state {
 	case Ready:
-		if t.spec.Role == Call {
-			c.libs[t.spec.Lib].waiting.remove(int(t.index))
-		} else {
-			c.ready.remove(t)
-		}
+		c.unqueue(t)
 	case Staging:
 		c.release(t)
 	case Running:

@@ -269,12 +269,8 @@ func (c *Core) expire() {
 		if t.state != Ready {
 			continue
 		}
-		if t.spec.Role == Call {
-			lib := c.libs[t.spec.Lib]
-			lib.waiting.remove(int(t.index))
+		if lib := c.unqueue(t); lib != nil {
 			c.libDirty(lib) // its unplaced instances may be wanted no more
-		} else {
-			c.ready.remove(t)
 		}
 		if why := c.files.failedDep(t); why != "" {
 			// An input was lost for good while it waited: that, not its

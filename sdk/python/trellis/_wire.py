@@ -87,15 +87,13 @@ def pinned_tls_context(addr, fingerprint, timeout=10.0):
     with tls_ca. Python's ssl shows a peer's chain only from 3.13; before,
     CPython has it as the private get_unverified_chain (3.10 on)."""
     want = _parse_fingerprint(fingerprint)
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise errors.InvalidError("manager address %r: want HOST:PORT, such as 127.0.0.1:9123" % addr)
+    host, port = split_addr(addr)
     host = host.strip("[]")  # an IPv6 address, as http.client takes it
     probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     probe.check_hostname = False
     probe.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
             with probe.wrap_socket(raw, server_hostname=host) as tls:
                 chain = _unverified_chain(tls)
     except ssl.SSLError as e:
@@ -134,6 +132,15 @@ def _parse_fingerprint(s):
     if len(b) != 32:
         raise errors.InvalidError("tls_fingerprint %r: want sha256: and 64 hex digits, as the manager printed" % s)
     return b
+
+
+def split_addr(addr):
+    """split_addr returns the host and port of a manager's address
+    (HOST:PORT), or raises InvalidError."""
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        raise errors.InvalidError("manager address %r: want HOST:PORT, such as 127.0.0.1:9123" % addr)
+    return host, int(port)
 
 
 def _http_conn(host, port, ctx, **kwargs):
@@ -275,11 +282,8 @@ class Conn:
     as http.client connections are not safe for concurrent use."""
 
     def __init__(self, addr, secret, timeout=60.0, tls=None):
-        host, _, port = addr.rpartition(":")
-        if not host or not port.isdigit():
-            raise errors.InvalidError("manager address %r: want HOST:PORT, such as 127.0.0.1:9123" % addr)
+        self.host, self.port = split_addr(addr)
         self.addr = addr
-        self.host, self.port = host, int(port)
         self.secret = secret
         self.timeout = timeout
         self.tls = tls  # an ssl.SSLContext (tls_context), or None for plain HTTP

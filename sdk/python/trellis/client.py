@@ -737,16 +737,10 @@ class Cluster:
         if self._on_event is not None:
             self._emit(Event(t.label(), ev))
         if t.call is not None:
-            if not r.ok:
-                f._settle(exc=errors.CallError(r))
-            elif getattr(t, "_raw", False):
-                f._settle(r.output)
-            else:
-                try:
-                    f._settle(json.loads(r.output) if r.output else None)
-                except ValueError as e:
-                    r.kind, r.message = "failed", "the call's result is not JSON: %s" % e
-                    f._settle(exc=errors.CallError(r))
+            try:
+                f._settle(_call_value(r, getattr(t, "_raw", False)))
+            except errors.CallError as e:
+                f._settle(exc=e)
         elif r.ok:
             f._settle(r)
         else:
@@ -827,8 +821,9 @@ class Cluster:
 
 
 def _call_value(r, raw):
-    """_call_value is a direct call's value: its result, decoded from JSON
-    unless raw; CallError if it failed."""
+    """_call_value is a call's value (its Result r, direct or through the
+    manager): its result, decoded from JSON unless raw; CallError if it
+    failed."""
     if not r.ok:
         raise errors.CallError(r)
     if raw:
